@@ -1,0 +1,12 @@
+/* goroutine.h: entry point of the `goroutine` Lua module. */
+#ifndef MUTIRAO_GOROUTINE_H
+#define MUTIRAO_GOROUTINE_H
+
+#include <lua.h>
+
+#define MUTIRAO_EXPORT __attribute__((visibility("default")))
+
+/* require("goroutine"): creates the VM's scheduler on first use. */
+MUTIRAO_EXPORT int luaopen_goroutine(lua_State *L);
+
+#endif

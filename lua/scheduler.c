@@ -1,0 +1,665 @@
+/* scheduler.c: run queue, parking and waking, goroutine life cycle and scopes.
+ * See scheduler.h for the model. Every resume of a goroutine happens in
+ * sched_drain(), called from the loop's idle handle; wake-ups only move
+ * goroutines to the run queue, so no goroutine ever runs inside another. */
+#include "scheduler.h"
+
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+
+#include "async.h"
+#include "preempt.h"
+
+#define container_of(p, T, m) ((T *)((char *)(p) - offsetof(T, m)))
+#define FREE_MAX 4096 /* goroutine records kept for reuse */
+
+static const char SCHED_KEY = 'S';
+
+uint64_t sched_now_ns(void) { return uv_hrtime(); }
+
+/* ---- lists ---- */
+
+static void gl_push(glist *l, gor *g)
+{
+    g->next = NULL;
+    g->prev = l->tail;
+    if (l->tail)
+        l->tail->next = g;
+    else
+        l->head = g;
+    l->tail = g;
+    l->len++;
+    g->on = l;
+}
+
+static void gl_remove(gor *g)
+{
+    glist *l = g->on;
+    if (!l)
+        return;
+    if (g->prev)
+        g->prev->next = g->next;
+    else
+        l->head = g->next;
+    if (g->next)
+        g->next->prev = g->prev;
+    else
+        l->tail = g->prev;
+    l->len--;
+    g->prev = g->next = NULL;
+    g->on = NULL;
+}
+
+static gor *gl_pop(glist *l)
+{
+    gor *g = l->head;
+    if (g)
+        gl_remove(g);
+    return g;
+}
+
+static void gl_append(glist *dst, glist *src)
+{
+    for (gor *g = src->head; g; g = g->next)
+        g->on = dst;
+    if (!src->head)
+        return;
+    if (dst->tail) {
+        dst->tail->next = src->head;
+        src->head->prev = dst->tail;
+    } else {
+        dst->head = src->head;
+    }
+    dst->tail = src->tail;
+    dst->len += src->len;
+    glist_init(src);
+}
+
+/* ---- timers ---- */
+
+static void on_timer(uv_timer_t *t);
+
+static void timer_arm(sched *s)
+{
+    theap_ent *m = theap_min(&s->timers);
+    if (!m) {
+        if (s->timer_due) {
+            uv_timer_stop(&s->timer);
+            s->timer_due = 0;
+        }
+        return;
+    }
+    if (s->timer_due == m->due)
+        return;
+    uv_update_time(s->loop);
+    uint64_t now = uv_hrtime();
+    uint64_t ms = m->due > now ? (m->due - now + 999999) / 1000000 : 0;
+    uv_timer_start(&s->timer, on_timer, ms, 0);
+    s->timer_due = m->due;
+}
+
+static void timer_add(sched *s, theap_ent *e, uint64_t due, theap_cb cb)
+{
+    e->due = due;
+    e->cb = cb;
+    if (theap_push(&s->timers, e) != 0)
+        return; /* out of memory: the entry never fires; callers check theap_has */
+    if (theap_min(&s->timers) == e)
+        timer_arm(s);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    sched *s = t->data;
+    s->timer_due = 0;
+    s->in_cb++;
+    uint64_t now = uv_hrtime();
+    theap_ent *e;
+    while ((e = theap_min(&s->timers)) && e->due <= now) {
+        theap_remove(&s->timers, e);
+        e->cb(e);
+    }
+    s->in_cb--;
+    timer_arm(s);
+}
+
+static void on_sleep_due(theap_ent *e)
+{
+    gor *g = container_of(e, gor, timer);
+    sched_ready(g->s, g);
+}
+
+/* ---- scopes ---- */
+
+static void scope_free(scope *sc);
+
+static void scope_inc(scope *sc)
+{
+    if (sc->nlive++ == 0 && sc->parent && !sc->counted) {
+        sc->counted = 1;
+        scope_inc(sc->parent);
+    }
+}
+
+static void scope_dec(scope *sc)
+{
+    if (--sc->nlive > 0)
+        return;
+    sched_ready_all(sc->s, &sc->waiters);
+    scope *parent = sc->parent;
+    int counted = sc->counted;
+    sc->counted = 0;
+    if (sc->refs == 0 && sc != &sc->s->root)
+        scope_free(sc);
+    if (parent && counted)
+        scope_dec(parent);
+}
+
+static void on_deadline(theap_ent *e)
+{
+    scope *sc = container_of(e, scope, deadline);
+    scope_cancel(sc, NULL);
+}
+
+scope *scope_new(sched *s, scope *parent, uint64_t timeout_ns)
+{
+    scope *sc = calloc(1, sizeof *sc);
+    if (!sc)
+        return NULL;
+    sc->s = s;
+    sc->parent = parent;
+    sc->refs = 1;
+    sc->label_ref = LUA_NOREF;
+    glist_init(&sc->waiters);
+    parent->refs++;
+    sc->sib_next = parent->children;
+    if (parent->children)
+        parent->children->sib_prev = sc;
+    parent->children = sc;
+    sc->all_next = s->scopes;
+    if (s->scopes)
+        s->scopes->all_prev = sc;
+    s->scopes = sc;
+    sc->eff_deadline = parent->eff_deadline;
+    sc->cancelled = parent->cancelled;
+    if (parent->cancelled)
+        memcpy(sc->reason, parent->reason, sizeof sc->reason);
+    if (timeout_ns != UINT64_MAX) {
+        uint64_t due = sched_now_ns() + timeout_ns;
+        timer_add(s, &sc->deadline, due, on_deadline);
+        if (!sc->eff_deadline || due < sc->eff_deadline)
+            sc->eff_deadline = due;
+    }
+    return sc;
+}
+
+static void scope_free(scope *sc)
+{
+    sched *s = sc->s;
+    theap_remove(&s->timers, &sc->deadline);
+    if (sc->label_ref != LUA_NOREF)
+        luaL_unref(s->L, LUA_REGISTRYINDEX, sc->label_ref);
+    /* orphan children (they are not live, or we would be live too) */
+    for (scope *c = sc->children; c; c = c->sib_next)
+        c->parent = NULL;
+    scope *parent = sc->parent;
+    if (parent) {
+        if (sc->sib_prev)
+            sc->sib_prev->sib_next = sc->sib_next;
+        else
+            parent->children = sc->sib_next;
+        if (sc->sib_next)
+            sc->sib_next->sib_prev = sc->sib_prev;
+    }
+    if (sc->all_prev)
+        sc->all_prev->all_next = sc->all_next;
+    else
+        s->scopes = sc->all_next;
+    if (sc->all_next)
+        sc->all_next->all_prev = sc->all_prev;
+    free(sc);
+    if (parent)
+        scope_release(parent);
+}
+
+void scope_release(scope *sc)
+{
+    if (sc == &sc->s->root)
+        return;
+    if (--sc->refs == 0 && sc->nlive == 0)
+        scope_free(sc);
+}
+
+void scope_cancel(scope *sc, const char *reason)
+{
+    sched *s = sc->s;
+    if (sc->cancelled)
+        return;
+    sc->cancelled = 1;
+    if (reason)
+        snprintf(sc->reason, sizeof sc->reason, "%s", reason);
+    else if (!sc->reason[0])
+        snprintf(sc->reason, sizeof sc->reason, "cancelled");
+    theap_remove(&s->timers, &sc->deadline);
+    sc->refs++;
+    /* Killing runs __close handlers, which may spawn into this scope (those
+     * are killed at birth) or end other members: restart from the head. */
+    for (gor *g = sc->members; g;) {
+        if (g != s->running) {
+            sched_kill(s, g, sc->reason);
+            g = sc->members;
+        } else {
+            g = g->sc_next;
+        }
+    }
+    for (scope *c = sc->children; c;) {
+        c->refs++;
+        scope_cancel(c, sc->reason);
+        scope *next = c->sib_next;
+        scope_release(c);
+        c = next;
+    }
+    scope_release(sc);
+}
+
+scope *sched_current_scope(sched *s, lua_State *L)
+{
+    gor *g = gor_of(L);
+    return (g && g->sc) ? g->sc : &s->root;
+}
+
+static void scope_add(scope *sc, gor *g)
+{
+    g->sc = sc;
+    g->sc_prev = NULL;
+    g->sc_next = sc->members;
+    if (sc->members)
+        sc->members->sc_prev = g;
+    sc->members = g;
+    scope_inc(sc);
+}
+
+static void scope_del(gor *g)
+{
+    scope *sc = g->sc;
+    if (g->sc_prev)
+        g->sc_prev->sc_next = g->sc_next;
+    else
+        sc->members = g->sc_next;
+    if (g->sc_next)
+        g->sc_next->sc_prev = g->sc_prev;
+    g->sc = NULL;
+    g->sc_prev = g->sc_next = NULL;
+    if (sc->lead == g) {
+        sc->lead = NULL;
+        if (!sc->cancelled) /* timeout(): fn returned in time, its leftovers run on */
+            theap_remove(&sc->s->timers, &sc->deadline);
+    }
+    scope_dec(sc);
+}
+
+/* ---- run queue and life cycle ---- */
+
+static void on_idle(uv_idle_t *h);
+
+static void idle_on(sched *s)
+{
+    if (!uv_is_active((uv_handle_t *)&s->idle))
+        uv_idle_start(&s->idle, on_idle);
+}
+
+void sched_ready(sched *s, gor *g)
+{
+    gl_remove(g);
+    theap_remove(&s->timers, &g->timer);
+    if (g->flags & GF_BLOCKING) {
+        g->flags |= GF_WOKEN;
+        uv_stop(s->loop); /* let the blocked thread's uv_run return now */
+        return;
+    }
+    g->state = G_READY;
+    gl_push(&s->runq, g);
+    idle_on(s);
+}
+
+void sched_ready_all(sched *s, glist *wl)
+{
+    gor *g;
+    while ((g = wl->head))
+        sched_ready(s, g);
+}
+
+/* Ends g's membership and keeps its record for reuse. */
+static void gor_release(sched *s, gor *g, int reset)
+{
+    lua_State *co = g->L;
+    g->state = G_DEAD;
+    g->handle = NULL;
+    s->nlive--;
+    lua_sethook(co, NULL, 0, 0);
+    if (reset)
+        lua_resetthread(co);
+    lua_settop(co, 0);
+    /* drop the handle anchored in the record's second user value */
+    lua_State *T = s->T;
+    lua_rawgeti(T, LUA_REGISTRYINDEX, g->ref);
+    lua_pushnil(T);
+    lua_setiuservalue(T, -2, 2);
+    lua_pop(T, 1);
+    if (s->nfree < FREE_MAX) {
+        g->free_next = s->free;
+        s->free = g;
+        s->nfree++;
+    } else {
+        *(gor **)lua_getextraspace(co) = NULL;
+        g->magic = 0;
+        luaL_unref(T, LUA_REGISTRYINDEX, g->ref);
+    }
+    if (g->sc)
+        scope_del(g);
+}
+
+static void report_error(sched *s, gor *g)
+{
+    lua_State *T = s->T;
+    if (s->errh_ref != LUA_NOREF) {
+        lua_rawgeti(T, LUA_REGISTRYINDEX, s->errh_ref);
+        lua_insert(T, -2);
+        lua_pushinteger(T, (lua_Integer)g->id);
+        if (lua_pcall(T, 2, 0, 0) == LUA_OK)
+            return;
+    }
+    const char *msg = luaL_tolstring(T, -1, NULL);
+    fprintf(stderr, "goroutine %llu failed: %s\n", (unsigned long long)g->id, msg);
+    fflush(stderr);
+    lua_pop(T, 2);
+}
+
+/* Pushes onto T the error of a goroutine that failed: a string message
+ * gets the goroutine's traceback appended; other values are kept as is. */
+static void take_error(sched *s, gor *g)
+{
+    lua_State *T = s->T, *co = g->L;
+    lua_xmove(co, T, 1);
+    if (lua_type(T, -1) == LUA_TSTRING) {
+        luaL_traceback(T, co, lua_tostring(T, -1), 0);
+        lua_remove(T, -2);
+    }
+}
+
+static void finish(sched *s, gor *g, int status, int nres)
+{
+    if (status == LUA_OK) {
+        if (g->handle)
+            handle_resolve_values(g->handle, g->L, nres);
+        gor_release(s, g, 0);
+        return;
+    }
+    take_error(s, g);
+    if (g->handle)
+        handle_resolve_error(g->handle, s->T);
+    else
+        report_error(s, g);
+    gor_release(s, g, 1);
+}
+
+void sched_kill(sched *s, gor *g, const char *reason)
+{
+    if (g->state == G_DEAD || g == s->running)
+        return;
+    gl_remove(g);
+    theap_remove(&s->timers, &g->timer);
+    g->state = G_DEAD;
+    if (g->handle) {
+        lua_pushstring(s->T, reason ? reason : "cancelled");
+        handle_resolve_error(g->handle, s->T);
+    }
+    gor_release(s, g, 1); /* runs the goroutine's pending __close handlers */
+}
+
+static void resume(sched *s, gor *g)
+{
+    lua_State *co = g->L;
+    int nargs = g->nargs, nres = 0;
+    g->nargs = 0;
+    g->state = G_RUNNING;
+    s->running = g;
+    atomic_store_explicit(&s->run_deadline, g->sc->eff_deadline, memory_order_relaxed);
+    atomic_store_explicit(&s->running_L, co, memory_order_relaxed);
+    int status = lua_resume(co, NULL, nargs, &nres);
+    atomic_store_explicit(&s->running_L, NULL, memory_order_relaxed);
+    s->running = NULL;
+    if (status == LUA_YIELD) {
+        lua_pop(co, nres);
+        if (g->state == G_PARKED)
+            return;
+        /* preempted, or a plain coroutine.yield(): runs again next round */
+        g->flags &= (uint8_t)~GF_PREEMPTED;
+        g->state = G_READY;
+        if (g->sc->cancelled) {
+            sched_kill(s, g, g->sc->reason);
+            return;
+        }
+        gl_push(&s->next_round, g);
+        idle_on(s);
+        return;
+    }
+    finish(s, g, status, nres);
+}
+
+void sched_drain(sched *s)
+{
+    s->in_cb++;
+    sched *prev = preempt_enter(s);
+    if (s->next_round.head)
+        gl_append(&s->runq, &s->next_round);
+    gor *g;
+    while (!atomic_load_explicit(&s->preempt, memory_order_relaxed) && (g = gl_pop(&s->runq)))
+        resume(s, g);
+    preempt_leave(s, prev);
+    if (!s->runq.head && !s->next_round.head)
+        uv_idle_stop(&s->idle);
+    s->in_cb--;
+}
+
+static void on_idle(uv_idle_t *h) { sched_drain(h->data); }
+
+gor *sched_spawn(sched *s, lua_State *L, int nargs, scope *sc, ghandle *h)
+{
+    gor *g = s->free;
+    if (g) {
+        s->free = g->free_next;
+        s->nfree--;
+    } else {
+        luaL_checkstack(L, 3, "spawn");
+        g = lua_newuserdatauv(L, sizeof *g, 2);
+        memset(g, 0, sizeof *g);
+        g->ref = LUA_NOREF;
+        lua_State *co = lua_newthread(L);
+        lua_setiuservalue(L, -2, 1);
+        g->L = co;
+        g->s = s;
+        g->magic = GOR_MAGIC;
+        *(gor **)lua_getextraspace(co) = g;
+        g->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    g->free_next = NULL;
+    g->id = ++s->next_id;
+    g->flags = 0;
+    if (h) {
+        /* the handle sits below the function: anchor it in the record */
+        lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref);
+        lua_pushvalue(L, -nargs - 3);
+        lua_setiuservalue(L, -2, 2);
+        lua_pop(L, 1);
+        lua_remove(L, -nargs - 2);
+    }
+    g->handle = h;
+    lua_xmove(L, g->L, nargs + 1);
+    g->nargs = nargs;
+    if (!sc)
+        sc = sched_current_scope(s, L);
+    s->nlive++;
+    scope_add(sc, g);
+    g->state = G_READY;
+    gl_push(&s->runq, g);
+    idle_on(s);
+    if (sc->cancelled)
+        sched_kill(s, g, sc->reason);
+    return g;
+}
+
+int sched_wait(lua_State *L, sched *s, glist *wl, uint64_t due, lua_KContext ctx, lua_KFunction k)
+{
+    gor *g = gor_of(L);
+    if (g && g->state == G_RUNNING && g->s == s) {
+        if (!lua_isyieldable(L))
+            return luaL_error(L, "cannot wait here: a goroutine cannot yield across this C call "
+                                 "(metamethod, iterator or callback of a C function)");
+        g->state = G_PARKED;
+        if (wl)
+            gl_push(wl, g);
+        if (due)
+            timer_add(s, &g->timer, due, on_sleep_due);
+        return lua_yieldk(L, 0, ctx, k);
+    }
+    sched_block(L, s, wl, due);
+    return k(L, LUA_YIELD, ctx);
+}
+
+void sched_block(lua_State *L, sched *s, glist *wl, uint64_t due)
+{
+    if (s->in_cb)
+        luaL_error(L, "cannot wait outside a goroutine while goroutines run "
+                      "(inside coroutine.wrap or a __close handler): use goroutine.spawn");
+    /* Not a goroutine (the main chunk of lua5.4, a plain coroutine): run the
+     * loop here until this wait is over. */
+    gor self;
+    memset(&self, 0, sizeof self);
+    self.flags = GF_BLOCKING;
+    self.state = G_PARKED;
+    self.L = L;
+    self.s = s;
+    if (wl)
+        gl_push(wl, &self);
+    if (due)
+        timer_add(s, &self.timer, due, on_sleep_due);
+    while (!(self.flags & GF_WOKEN)) {
+        int alive = uv_run(s->loop, UV_RUN_ONCE);
+        if (!alive && !(self.flags & GF_WOKEN)) {
+            gl_remove(&self);
+            theap_remove(&s->timers, &self.timer);
+            luaL_error(L, "deadlock: this wait can never end (%d goroutines, all blocked)",
+                       (int)s->nlive);
+        }
+    }
+}
+
+size_t sched_run(sched *s)
+{
+    while (s->nlive > 0 && uv_run(s->loop, UV_RUN_DEFAULT) != 0)
+        ;
+    return s->nlive;
+}
+
+void sched_dump_parked(sched *s, void *file)
+{
+    FILE *f = file;
+    lua_State *T = s->T;
+    lua_rawgeti(T, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS); /* keep T's stack non-empty */
+    for (scope *sc = &s->root; sc; sc = (sc == &s->root) ? s->scopes : sc->all_next) {
+        for (gor *g = sc->members; g; g = g->sc_next) {
+            luaL_traceback(T, g->L, NULL, 0);
+            fprintf(f, "goroutine %llu [blocked]:\n%s\n", (unsigned long long)g->id,
+                    lua_tostring(T, -1));
+            lua_pop(T, 1);
+        }
+    }
+    lua_pop(T, 1);
+}
+
+/* ---- creation and teardown ---- */
+
+static void on_closed(uv_handle_t *h) { (void)h; }
+
+static void sched_destroy(sched *s)
+{
+    while (s->scopes) {
+        scope *sc = s->scopes;
+        s->scopes = sc->all_next;
+        free(sc);
+    }
+    theap_free(&s->timers);
+    uv_close((uv_handle_t *)&s->idle, on_closed);
+    uv_close((uv_handle_t *)&s->timer, on_closed);
+    while (uv_run(s->loop, UV_RUN_NOWAIT))
+        ;
+    if (s->own_loop) {
+        uv_loop_close(s->loop);
+        free(s->loop);
+    }
+    free(s);
+}
+
+static int sched_gc(lua_State *L)
+{
+    sched **box = lua_touserdata(L, 1);
+    if (*box) {
+        sched_destroy(*box);
+        *box = NULL;
+    }
+    return 0;
+}
+
+sched *sched_get(lua_State *L)
+{
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &SCHED_KEY) == LUA_TUSERDATA) {
+        sched *s = *(sched **)lua_touserdata(L, -1);
+        lua_pop(L, 1);
+        if (s)
+            return s;
+        luaL_error(L, "goroutine: the scheduler of this state is closed");
+    }
+    lua_pop(L, 1);
+    sched **box = lua_newuserdatauv(L, sizeof *box, 0);
+    *box = NULL;
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, sched_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2);
+    sched *s = calloc(1, sizeof *s);
+    uv_loop_t *loop = malloc(sizeof *loop);
+    if (!s || !loop || uv_loop_init(loop) != 0) {
+        free(s);
+        free(loop);
+        luaL_error(L, "goroutine: cannot create the event loop");
+    }
+    *box = s;
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &SCHED_KEY);
+    s->loop = loop;
+    s->own_loop = 1;
+    loop->data = s;
+    uv_idle_init(loop, &s->idle);
+    s->idle.data = s;
+    uv_timer_init(loop, &s->timer);
+    s->timer.data = s;
+    theap_init(&s->timers);
+    glist_init(&s->runq);
+    glist_init(&s->next_round);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+    s->L = lua_tothread(L, -1);
+    lua_pop(L, 1);
+    s->T = lua_newthread(L);
+    s->T_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    s->errh_ref = LUA_NOREF;
+    s->root.s = s;
+    s->root.refs = 1;
+    s->root.label_ref = LUA_NOREF;
+    glist_init(&s->root.waiters);
+    preempt_thread_attach();
+    return s;
+}

@@ -1,0 +1,154 @@
+/* scheduler.h: the per-VM goroutine scheduler.
+ *
+ * A goroutine is a Lua coroutine of the VM that spawned it, run from that
+ * VM's libuv loop. Ready goroutines wait in a run queue drained by an idle
+ * handle; every wait parks the calling goroutine on some list and yields to
+ * the drain; waking a goroutine moves it back to the run queue. Nothing here
+ * blocks an OS thread while a goroutine could run.
+ *
+ * Goroutines belong to scopes (structured concurrency): a scope ends when
+ * every goroutine in it and in its child scopes has ended; cancelling a scope
+ * (a `timeout` deadline, a task's timeout) kills all of them. The root scope
+ * holds what the main chunk spawns.
+ *
+ * Ownership: a sched is created by sched_get() for one lua_State and freed
+ * when that state is closed; goroutine records are Lua userdata anchored in
+ * the registry while alive (or kept for reuse); scopes are malloc'd and
+ * reference counted. */
+#ifndef MUTIRAO_SCHED_H
+#define MUTIRAO_SCHED_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include <lua.h>
+#include <uv.h>
+
+#include "list.h"
+#include "timerheap.h"
+
+typedef struct sched sched;
+typedef struct scope scope;
+typedef struct ghandle ghandle;
+
+enum gstate { G_READY = 1, G_RUNNING, G_PARKED, G_DEAD };
+
+enum gflags {
+    GF_BLOCKING = 1,  /* a pseudo goroutine: a non-goroutine thread running the loop until woken */
+    GF_WOKEN = 2,     /* (blocking only) its wait is over */
+    GF_PREEMPTED = 4, /* yielded by the preemption hook */
+    GF_CALIBRATED = 8 /* preemption line hook has seen its first event */
+};
+
+struct gor {
+    uint32_t magic;
+    uint8_t state, flags;
+    int ref;          /* registry ref of this userdata (anchors it and its thread) */
+    int nargs;        /* values on the thread's stack to pass to the next resume */
+    uint64_t id;
+    lua_State *L;     /* the coroutine */
+    sched *s;
+    scope *sc;        /* scope it belongs to; NULL for blocking pseudo goroutines */
+    gor *sc_prev, *sc_next; /* membership in sc */
+    gor *prev, *next; /* links on `on` */
+    glist *on;        /* wait list it is on, or NULL */
+    theap_ent timer;  /* sleep deadline */
+    ghandle *handle;  /* async handle resolved when it ends, or NULL */
+    gor *free_next;   /* free list of recyclable records */
+};
+
+struct scope {
+    sched *s;
+    scope *parent;
+    scope *children, *sib_prev, *sib_next;
+    scope *all_prev, *all_next; /* every live scope of the sched, for teardown */
+    gor *members;
+    int nlive;        /* live member goroutines + live child scopes */
+    int refs;         /* holders besides liveness (a waiter, the parent link) */
+    glist waiters;    /* goroutines waiting for nlive == 0 */
+    theap_ent deadline;
+    uint64_t eff_deadline; /* min of own and ancestors' deadlines, ns; 0 = none */
+    uint8_t cancelled, counted;
+    char reason[64];  /* why it was cancelled, e.g. "timeout after 100 ms" */
+    int label_ref;    /* registry ref of a label (task name), or LUA_NOREF */
+    gor *lead;        /* goroutine whose end disarms the deadline (timeout()), or NULL */
+};
+
+struct sched {
+    lua_State *L;       /* main thread of the VM */
+    lua_State *T;       /* scratch thread for the scheduler's own Lua calls */
+    int T_ref;
+    uv_loop_t *loop;
+    int own_loop;
+    uv_idle_t idle;     /* active while the run queue is not empty */
+    uv_timer_t timer;   /* armed at the earliest timer heap entry */
+    uint64_t timer_due; /* what `timer` is armed for; 0 = not armed */
+    theap timers;
+    glist runq, next_round;
+    gor *running;       /* goroutine being resumed, or NULL */
+    _Atomic(lua_State *) running_L; /* its thread, read by the preemption signal handler */
+    _Atomic uint64_t busy_since;    /* ns since this drain started; 0 when idle */
+    _Atomic uint64_t run_deadline;  /* eff_deadline of the running goroutine */
+    atomic_int preempt;             /* set by the signal handler: end this drain */
+    int in_cb;          /* inside a loop callback of ours: no nested uv_run */
+    uint64_t next_id;
+    scope root;
+    scope *scopes;      /* list of all malloc'd scopes */
+    gor *free;          /* recyclable goroutine records */
+    int nfree;
+    int errh_ref;       /* Lua function called with (message, goroutine id) on a goroutine error */
+    size_t nlive;       /* live goroutines */
+    sched *tl_prev;     /* sched that was current on this thread before this drain */
+};
+
+#define GOR_MAGIC 0x676f726fu
+
+/* Returns the scheduler of L's VM, creating it on first use. */
+sched *sched_get(lua_State *L);
+/* The goroutine running as thread L, or NULL when L is not a goroutine. */
+static inline gor *gor_of(lua_State *L)
+{
+    gor *g = *(gor **)lua_getextraspace(L);
+    return (g && g->magic == GOR_MAGIC && g->L == L) ? g : NULL;
+}
+
+uint64_t sched_now_ns(void);
+
+/* Spawns the function on L's stack below its nargs arguments (popping them
+ * all) as a goroutine in scope sc (NULL: the current goroutine's scope).
+ * With h, h's userdata sits just below the function (popped too): the
+ * goroutine keeps it alive and resolves it with its outcome. */
+gor *sched_spawn(sched *s, lua_State *L, int nargs, scope *sc, ghandle *h);
+
+/* Parks the calling goroutine of L on list wl (may be NULL: woken by a
+ * timer or sched_ready) and yields; k runs when it is woken. A call from a
+ * thread that is no goroutine runs the loop until woken instead. Returns
+ * like a lua_CFunction (call it as `return sched_wait(...)`). */
+int sched_wait(lua_State *L, sched *s, glist *wl, uint64_t due_ns, lua_KContext ctx,
+               lua_KFunction k);
+/* Kills a goroutine that is not running: it never runs again, its pending
+ * __close handlers run, its handle (if any) fails with reason. */
+void sched_kill(sched *s, gor *g, const char *reason);
+/* Runs the goroutines that are ready (the idle handle's callback). */
+void sched_drain(sched *s);
+/* The same wait for a thread that is no goroutine: runs the loop until
+ * woken (raises a deadlock error when nothing is left that could wake it). */
+void sched_block(lua_State *L, sched *s, glist *wl, uint64_t due);
+/* Makes a parked goroutine runnable. */
+void sched_ready(sched *s, gor *g);
+/* Wakes every goroutine on wl. */
+void sched_ready_all(sched *s, glist *wl);
+
+/* Scopes. scope_new returns a scope with refs = 1 (the caller's). */
+scope *scope_new(sched *s, scope *parent, uint64_t timeout_ns);
+void scope_release(scope *sc);
+void scope_cancel(scope *sc, const char *reason);
+scope *sched_current_scope(sched *s, lua_State *L);
+
+/* Runs the loop until nothing is left to run. Returns the number of
+ * goroutines still alive (parked forever: a deadlock) . */
+size_t sched_run(sched *s);
+/* Writes where each live goroutine is parked (id + traceback) to f. */
+void sched_dump_parked(sched *s, void *file);
+
+#endif

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# scripts/deps.sh: install the Debian 12 packages mutirao needs to build,
+# test, lint, fuzz and (later) run its loopback services.
+#
+# Idempotent and fast when nothing is missing: apt is not touched at all
+# then. Works as root; as another user it uses sudo when sudo exists.
+# Used by scripts/setup.sh, scripts/test.sh and .ci/run.
+#
+#   MUTIRAO_SKIP_DEPS=1   do nothing (e.g. on a machine that is not Debian)
+#   scripts/deps.sh --list  print the package list and exit
+set -euo pipefail
+
+# Debian 12 (bookworm) package names.
+PACKAGES=(
+    # toolchain
+    build-essential cmake pkg-config git curl ca-certificates procps
+    # Lua 5.4 and the C libraries the code links
+    lua5.4 liblua5.4-dev libuv1-dev libmsgpack-dev libhiredis-dev
+    librdkafka-dev libcurl4-openssl-dev
+    # tests: busted specs, the Redis server the fleet tests start
+    lua-busted redis-server
+    # fuzzing: clang + its runtime. libclang_rt.fuzzer*.a (-fsanitize=fuzzer)
+    # is in libclang-rt-14-dev, which clang only *recommends* on Debian 12.
+    clang libclang-rt-14-dev
+    # lint, memory checks, benchmarks
+    clang-format cppcheck valgrind hyperfine
+)
+
+if [[ "${1:-}" == "--list" ]]; then
+    printf '%s\n' "${PACKAGES[@]}"
+    echo "default-jdk-headless (only if javac is missing)"
+    echo "maven (only if mvn is missing)"
+    exit 0
+fi
+
+if [[ "${MUTIRAO_SKIP_DEPS:-0}" == "1" ]]; then
+    echo "deps: MUTIRAO_SKIP_DEPS=1, not checking packages"
+    exit 0
+fi
+
+is_installed() {
+    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q '^install ok installed$'
+}
+
+if ! command -v dpkg-query >/dev/null 2>&1; then
+    echo "deps: dpkg-query not found: this script installs Debian 12 packages;" >&2
+    echo "deps: install these by hand and set MUTIRAO_SKIP_DEPS=1:" >&2
+    printf '  %s\n' "${PACKAGES[@]}" >&2
+    exit 1
+fi
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+    is_installed "$p" || missing+=("$p")
+done
+# Java and Maven are for the Kafka test service (later stage): any JDK the
+# machine already has will do; only install Debian's default one if none.
+command -v javac >/dev/null 2>&1 || is_installed default-jdk-headless || missing+=(default-jdk-headless)
+command -v mvn >/dev/null 2>&1 || is_installed maven || missing+=(maven)
+
+if ((${#missing[@]} == 0)); then
+    echo "deps: all ${#PACKAGES[@]} packages already installed"
+    exit 0
+fi
+
+echo "deps: installing ${#missing[@]} missing package(s): ${missing[*]}"
+
+SUDO=()
+if [[ "$(id -u)" != "0" ]]; then
+    if command -v sudo >/dev/null 2>&1; then
+        SUDO=(sudo)
+    else
+        echo "deps: not root and sudo is not available; as root run:" >&2
+        echo "  apt-get update && apt-get install -y ${missing[*]}" >&2
+        exit 1
+    fi
+fi
+
+APT=("${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300)
+
+retry() {
+    local n
+    for n in 1 2 3; do
+        if "$@"; then
+            return 0
+        fi
+        echo "deps: attempt $n failed: $*" >&2
+        sleep $((n * 5))
+    done
+    return 1
+}
+
+retry "${APT[@]}" update -q
+retry "${APT[@]}" install -y -q --no-install-recommends "${missing[@]}" </dev/null
+
+still=()
+for p in "${missing[@]}"; do
+    case "$p" in
+    default-jdk-headless) command -v javac >/dev/null 2>&1 || still+=("$p") ;;
+    maven) command -v mvn >/dev/null 2>&1 || still+=("$p") ;;
+    *) is_installed "$p" || still+=("$p") ;;
+    esac
+done
+if ((${#still[@]} > 0)); then
+    echo "deps: still missing after apt-get install: ${still[*]}" >&2
+    exit 1
+fi
+echo "deps: done"
