@@ -285,6 +285,13 @@ static int g_id(lua_State *L)
     return 1;
 }
 
+/* now(): a monotonic clock in milliseconds (fractional), for measuring. */
+static int g_now(lua_State *L)
+{
+    lua_pushnumber(L, (lua_Number)sched_now_ns() / 1e6);
+    return 1;
+}
+
 static int g_set_error_handler(lua_State *L)
 {
     sched *s = S(L);
@@ -308,6 +315,7 @@ MUTIRAO_EXPORT int luaopen_goroutine(lua_State *L)
                                      {"sleep", g_sleep},
                                      {"timeout", g_timeout},
                                      {"id", g_id},
+                                     {"now", g_now},
                                      {"_run_scope", g_run_scope},
                                      {"_context", g_context},
                                      {"_set_error_handler", g_set_error_handler},

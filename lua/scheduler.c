@@ -370,7 +370,14 @@ static void report_error(sched *s, gor *g)
         lua_rawgeti(T, LUA_REGISTRYINDEX, s->errh_ref);
         lua_insert(T, -2);
         lua_pushinteger(T, (lua_Integer)g->id);
-        if (lua_pcall(T, 2, 0, 0) == LUA_OK)
+        scope *sc = g->sc;
+        while (sc && sc->label_ref == LUA_NOREF)
+            sc = sc->parent;
+        if (sc)
+            lua_rawgeti(T, LUA_REGISTRYINDEX, sc->label_ref);
+        else
+            lua_pushnil(T);
+        if (lua_pcall(T, 3, 0, 0) == LUA_OK)
             return;
     }
     const char *msg = luaL_tolstring(T, -1, NULL);
