@@ -3,6 +3,7 @@
  * (_run_scope, _context, _set_error_handler). Pools live in pool.c. */
 #include "goroutine.h"
 
+#include <dlfcn.h>
 #include <math.h>
 #include <string.h>
 
@@ -304,8 +305,19 @@ static int g_set_error_handler(lua_State *L)
     return 0;
 }
 
+/* Keeps this shared object mapped for the life of the process: lua_close
+ * unloads C modules, but a preemption signal may still be on its way to a
+ * handler that lives here. */
+static void pin_module(void)
+{
+    Dl_info info;
+    if (dladdr((void *)pin_module, &info) && info.dli_fname)
+        dlopen(info.dli_fname, RTLD_NOW | RTLD_NODELETE | RTLD_NOLOAD);
+}
+
 MUTIRAO_EXPORT int luaopen_goroutine(lua_State *L)
 {
+    pin_module();
     static const luaL_Reg funcs[] = {{"spawn", g_spawn},
                                      {"spawn_many", g_spawn_many},
                                      {"wait_group", g_wait_group},

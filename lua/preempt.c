@@ -99,10 +99,13 @@ static void install(void)
         preempt_enabled = 0;
 }
 
+static _Thread_local int tl_users; /* schedulers attached on this thread */
+
 void preempt_thread_attach(void)
 {
     pthread_once(&install_once, install);
     tl_sched = NULL; /* touch the TLS block before any signal can read it */
+    tl_users++;
     if (!preempt_enabled || tl_timer_made)
         return;
     struct sigevent sev;
@@ -129,7 +132,8 @@ void preempt_thread_attach(void)
 
 void preempt_thread_detach(void)
 {
-    if (tl_timer_made) {
+    if (--tl_users <= 0 && tl_timer_made) {
+        tl_users = 0;
         timer_delete(tl_timer);
         tl_timer_made = 0;
     }

@@ -13,9 +13,10 @@
 
 #include "scheduler.h"
 
-/* Ensures the calling thread has its CPU timer; call on the VM's thread. */
+/* Counts a scheduler on the calling thread and makes sure the thread has
+ * its CPU timer; call on the VM's thread. */
 void preempt_thread_attach(void);
-/* Deletes the calling thread's CPU timer (before a VM thread exits). */
+/* Uncounts a scheduler; the thread's CPU timer goes with the last one. */
 void preempt_thread_detach(void);
 /* Marks s as draining on this thread; returns the previous one. */
 sched *preempt_enter(sched *s);

@@ -337,19 +337,22 @@ void sched_ready_all(sched *s, glist *wl)
 static void gor_release(sched *s, gor *g, int reset)
 {
     lua_State *co = g->L;
+    lua_State *T = s->T;
     g->state = G_DEAD;
-    g->handle = NULL;
     s->nlive--;
-    lua_sethook(co, NULL, 0, 0);
+    if (lua_gethook(co))
+        lua_sethook(co, NULL, 0, 0);
     if (reset)
         lua_resetthread(co);
     lua_settop(co, 0);
-    /* drop the handle anchored in the record's second user value */
-    lua_State *T = s->T;
-    lua_rawgeti(T, LUA_REGISTRYINDEX, g->ref);
-    lua_pushnil(T);
-    lua_setiuservalue(T, -2, 2);
-    lua_pop(T, 1);
+    if (g->handle) {
+        /* drop the handle anchored in the record's second user value */
+        g->handle = NULL;
+        lua_rawgeti(T, LUA_REGISTRYINDEX, g->ref);
+        lua_pushnil(T);
+        lua_setiuservalue(T, -2, 2);
+        lua_pop(T, 1);
+    }
     if (s->nfree < FREE_MAX) {
         g->free_next = s->free;
         s->free = g;
@@ -609,6 +612,7 @@ static void sched_destroy(sched *s)
         uv_loop_close(s->loop);
         free(s->loop);
     }
+    preempt_thread_detach();
     free(s);
 }
 
