@@ -15,7 +15,7 @@
 #include "preempt.h"
 
 #define container_of(p, T, m) ((T *)((char *)(p) - offsetof(T, m)))
-#define FREE_MAX 4096 /* goroutine records kept for reuse */
+#define FREE_KEEP 1024 /* goroutine records a GC cycle never trims */
 
 static const char SCHED_KEY = 'S';
 
@@ -353,17 +353,51 @@ static void gor_release(sched *s, gor *g, int reset)
         lua_setiuservalue(T, -2, 2);
         lua_pop(T, 1);
     }
-    if (s->nfree < FREE_MAX) {
-        g->free_next = s->free;
-        s->free = g;
-        s->nfree++;
-    } else {
-        *(gor **)lua_getextraspace(co) = NULL;
-        g->magic = 0;
-        luaL_unref(T, LUA_REGISTRYINDEX, g->ref);
-    }
+    g->free_next = s->free;
+    s->free = g;
+    s->nfree++;
     if (g->sc)
         scope_del(g);
+}
+
+/* Records of finished goroutines are reused (a thread is the costly part of
+ * a goroutine); each garbage collection cycle returns half of those beyond
+ * FREE_KEEP to the collector, so a burst of 100,000 goroutines does not
+ * keep its memory forever. */
+static void free_trim(sched *s)
+{
+    int keep = s->nfree / 2 > FREE_KEEP ? s->nfree / 2 : FREE_KEEP;
+    while (s->nfree > keep) {
+        gor *g = s->free;
+        s->free = g->free_next;
+        s->nfree--;
+        *(gor **)lua_getextraspace(g->L) = NULL;
+        g->magic = 0;
+        luaL_unref(s->T, LUA_REGISTRYINDEX, g->ref);
+    }
+}
+
+static int gc_tick(lua_State *L);
+
+static void gc_tick_arm(lua_State *L, sched *s)
+{
+    sched **box = lua_newuserdatauv(L, sizeof *box, 0);
+    *box = s;
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, gc_tick);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2);
+    lua_pop(L, 1); /* garbage at once: its __gc runs at the end of this cycle */
+}
+
+static int gc_tick(lua_State *L)
+{
+    sched *s = *(sched **)lua_touserdata(L, 1);
+    if (s->closing)
+        return 0;
+    free_trim(s);
+    gc_tick_arm(L, s);
+    return 0;
 }
 
 static void report_error(sched *s, gor *g)
@@ -598,6 +632,7 @@ static void on_closed(uv_handle_t *h) { (void)h; }
 
 static void sched_destroy(sched *s)
 {
+    s->closing = 1;
     while (s->scopes) {
         scope *sc = s->scopes;
         s->scopes = sc->all_next;
@@ -672,5 +707,6 @@ sched *sched_get(lua_State *L)
     s->root.label_ref = LUA_NOREF;
     glist_init(&s->root.waiters);
     preempt_thread_attach();
+    gc_tick_arm(L, s);
     return s;
 }

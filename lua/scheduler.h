@@ -96,6 +96,7 @@ struct sched {
     scope *scopes;      /* list of all malloc'd scopes */
     gor *free;          /* recyclable goroutine records */
     int nfree;
+    int closing;        /* being destroyed (lua_close) */
     int errh_ref;       /* Lua function called with (message, goroutine id) on a goroutine error */
     size_t nlive;       /* live goroutines */
     sched *tl_prev;     /* sched that was current on this thread before this drain */
