@@ -10,6 +10,7 @@
 #include <lauxlib.h>
 
 #include "async.h"
+#include "pool.h"
 #include "scheduler.h"
 #include "waitgroup.h"
 
@@ -97,6 +98,8 @@ static ghandle *check_handle(lua_State *L, int arg)
 
 static int g_await(lua_State *L)
 {
+    if (lua_type(L, 1) == LUA_TSTRING) /* a pool task id */
+        return pool_await(L, S(L), 1);
     ghandle *h = check_handle(L, 1);
     lua_settop(L, 1); /* keeps h alive while waiting */
     return handle_await(L, h);
@@ -338,5 +341,6 @@ MUTIRAO_EXPORT int luaopen_goroutine(lua_State *L)
     luaL_newlibtable(L, funcs);
     lua_pushlightuserdata(L, s);
     luaL_setfuncs(L, funcs, 1);
+    pool_open(L, s);
     return 1;
 }

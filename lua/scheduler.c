@@ -12,6 +12,8 @@
 #include <lauxlib.h>
 
 #include "async.h"
+#include "pool.h"
+#include "port.h"
 #include "preempt.h"
 
 #define container_of(p, T, m) ((T *)((char *)(p) - offsetof(T, m)))
@@ -633,12 +635,14 @@ static void on_closed(uv_handle_t *h) { (void)h; }
 static void sched_destroy(sched *s)
 {
     s->closing = 1;
+    pool_sched_free(s);
     while (s->scopes) {
         scope *sc = s->scopes;
         s->scopes = sc->all_next;
         free(sc);
     }
     theap_free(&s->timers);
+    port_close(s->port);
     uv_close((uv_handle_t *)&s->idle, on_closed);
     uv_close((uv_handle_t *)&s->timer, on_closed);
     while (uv_run(s->loop, UV_RUN_NOWAIT))
@@ -706,6 +710,9 @@ sched *sched_get(lua_State *L)
     s->root.refs = 1;
     s->root.label_ref = LUA_NOREF;
     glist_init(&s->root.waiters);
+    s->port = port_open(s);
+    if (!s->port)
+        luaL_error(L, "goroutine: cannot create the scheduler's port");
     preempt_thread_attach();
     gc_tick_arm(L, s);
     return s;

@@ -30,6 +30,7 @@
 typedef struct sched sched;
 typedef struct scope scope;
 typedef struct ghandle ghandle;
+typedef struct port port;
 
 enum gstate { G_READY = 1, G_RUNNING, G_PARKED, G_DEAD };
 
@@ -97,6 +98,9 @@ struct sched {
     gor *free;          /* recyclable goroutine records */
     int nfree;
     int closing;        /* being destroyed (lua_close) */
+    port *port;         /* mailbox for other threads */
+    int holds;          /* remote waits keeping the loop alive */
+    void *pool_state;   /* what pool.c keeps for this VM */
     int errh_ref;       /* Lua function called with (message, goroutine id) on a goroutine error */
     size_t nlive;       /* live goroutines */
     sched *tl_prev;     /* sched that was current on this thread before this drain */

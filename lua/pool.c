@@ -1,0 +1,849 @@
+/* pool.c: pool_create, pool_submit, pool_wait, pool_close, pool_stats and
+ * await(task_id) on the embedded backend (see pool.h).
+ *
+ * A task's life: the submitting goroutine encodes fn and its arguments, the
+ * pool either sends the task to a VM at once (fewer than `workers` running)
+ * or queues it (fewer than `queue` waiting) or the submitter waits for room.
+ * The VM decodes it with fresh globals and runs it as a goroutine; when it
+ * ends, the VM encodes the outcome, updates the pool's counters, sends the
+ * next queued task and posts the outcome back to the submitter's VM, which
+ * keeps it for await until evicted (see RESULT_TTL_S / RESULT_MAX). */
+#include "pool.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+
+#include "codec.h"
+#include "port.h"
+#include "procs.h"
+
+#define RESULT_TTL_S 300    /* a finished task's outcome is kept this long... */
+#define RESULT_MAX 100000   /* ...and at most this many per VM (oldest go first) */
+#define NAME_MAX_LEN 200
+
+typedef struct pool pool;
+typedef struct ptask ptask;
+
+enum { T_PENDING, T_DONE };
+
+struct ptask {
+    xmsg msg;       /* RUN to a VM, then DONE back to the submitter */
+    ptask *next;    /* pool queue, then the submitter's finished list */
+    pool *p;
+    port *owner;    /* submitter's VM (a reference) */
+    proc *vm;
+    char *in, *out; /* encoded fn + args; encoded outcome */
+    size_t inlen, outlen;
+    int ok, state;
+    uint64_t done_ns;
+    glist waiters;  /* awaiting goroutines (submitter's thread only) */
+    char id[40];
+    char where[120]; /* submit site, file:line */
+};
+
+struct pool {
+    pool *next; /* registry list (pools_mu) */
+    char *name;
+    int workers, qcap, block;
+    atomic_int refs;
+    pthread_mutex_t mu; /* everything below */
+    int closed;
+    long long submitted, rejected, completed, failed;
+    int active, queued;
+    ptask *qhead, *qtail;
+    port **room_w, **idle_w; /* VMs with goroutines waiting for room / for idle */
+    int nroom, nidle, caproom, capidle;
+};
+
+/* What one VM keeps for pools: outcomes for await and local waiters. */
+typedef struct pool_vm {
+    int tasks_ref;        /* registry: task id -> light userdata ptask */
+    ptask *done_head, *done_tail;
+    size_t ndone;
+    glist room, idle;     /* goroutines waiting for queue room / pool idle */
+} pool_vm;
+
+static pthread_mutex_t pools_mu = PTHREAD_MUTEX_INITIALIZER;
+static pool *pools;
+static atomic_ullong task_seq;
+static unsigned task_prefix;
+
+/* ---- pools ---- */
+
+static void pool_unref(pool *p)
+{
+    if (atomic_fetch_sub(&p->refs, 1) != 1)
+        return;
+    pthread_mutex_destroy(&p->mu);
+    free(p->room_w);
+    free(p->idle_w);
+    free(p->name);
+    free(p);
+}
+
+/* Finds an open pool and takes a reference on it. */
+static pool *pool_find(const char *name)
+{
+    pthread_mutex_lock(&pools_mu);
+    pool *p = pools;
+    while (p && strcmp(p->name, name) != 0)
+        p = p->next;
+    if (p)
+        atomic_fetch_add(&p->refs, 1);
+    pthread_mutex_unlock(&pools_mu);
+    return p;
+}
+
+static int watch_add(port ***v, int *n, int *cap, port *pt)
+{
+    for (int i = 0; i < *n; i++)
+        if ((*v)[i] == pt)
+            return 0;
+    if (*n == *cap) {
+        int c = *cap ? *cap * 2 : 4;
+        port **nv = realloc(*v, (size_t)c * sizeof *nv);
+        if (!nv)
+            return -1;
+        *v = nv;
+        *cap = c;
+    }
+    port_ref(pt);
+    (*v)[(*n)++] = pt;
+    return 0;
+}
+
+/* ---- messages ---- */
+
+static void on_event(sched *s, xmsg *m);
+
+/* Tells each watcher VM to wake its waiters (they re-check), and forgets
+ * the watchers: waiters that still need to wait register again. */
+static void notify(port **v, int n)
+{
+    for (int i = 0; i < n; i++) {
+        xmsg *m = malloc(sizeof *m);
+        if (m) {
+            m->fn = on_event;
+            port_post(v[i], m);
+        }
+        port_unref(v[i]);
+    }
+    free(v);
+}
+
+static pool_vm *vm_state(sched *s);
+
+static void on_event(sched *s, xmsg *m)
+{
+    free(m);
+    if (!s)
+        return;
+    pool_vm *pv = vm_state(s);
+    sched_ready_all(s, &pv->room);
+    sched_ready_all(s, &pv->idle);
+}
+
+static void run_task(sched *s, xmsg *m);
+
+/* Sends t to a VM. Called with t->p->mu held. */
+static void dispatch(ptask *t)
+{
+    t->vm = procs_pick();
+    atomic_fetch_add_explicit(&t->vm->load, 1, memory_order_relaxed);
+    t->msg.fn = run_task;
+    port_post(t->vm->port, &t->msg);
+}
+
+static void on_done(sched *s, xmsg *m);
+
+/* The task ended on its VM (or could not run): counters, the next queued
+ * task, the watchers, and the outcome back to the submitter. */
+static void task_complete(ptask *t)
+{
+    pool *p = t->p;
+    port **rw = NULL, **iw = NULL;
+    int nr = 0, ni = 0;
+    if (t->vm)
+        atomic_fetch_sub_explicit(&t->vm->load, 1, memory_order_relaxed);
+    pthread_mutex_lock(&p->mu);
+    p->active--;
+    if (t->ok)
+        p->completed++;
+    else
+        p->failed++;
+    while (p->active < p->workers && p->qhead) {
+        ptask *q = p->qhead;
+        p->qhead = q->next;
+        if (!p->qhead)
+            p->qtail = NULL;
+        q->next = NULL;
+        p->queued--;
+        p->active++;
+        dispatch(q);
+    }
+    if (p->nroom) {
+        rw = p->room_w;
+        nr = p->nroom;
+        p->room_w = NULL;
+        p->nroom = p->caproom = 0;
+    }
+    if (p->nidle && p->active == 0 && p->queued == 0) {
+        iw = p->idle_w;
+        ni = p->nidle;
+        p->idle_w = NULL;
+        p->nidle = p->capidle = 0;
+    }
+    pthread_mutex_unlock(&p->mu);
+    t->p = NULL;
+    t->msg.fn = on_done;
+    port_post(t->owner, &t->msg);
+    if (nr)
+        notify(rw, nr);
+    if (ni)
+        notify(iw, ni);
+    pool_unref(p);
+}
+
+/* ---- the pool VM side ---- */
+
+static int task_msgh(lua_State *L)
+{
+    if (lua_type(L, 1) == LUA_TSTRING)
+        luaL_traceback(L, L, lua_tostring(L, 1), 1);
+    return 1;
+}
+
+/* Encodes the outcome now on L (values from index first to the top) into t. */
+static void task_encode(lua_State *L, ptask *t, int ok, int first)
+{
+    char err[256];
+    int n = lua_gettop(L) - first + 1;
+    free(t->out);
+    t->out = NULL;
+    if (codec_encode(L, first, n, NULL, &t->out, &t->outlen, err, sizeof err) != 0) {
+        lua_pushfstring(L, "task %s: cannot send its %s back: %s", t->id,
+                        ok ? "result" : "error", err);
+        ok = 0;
+        codec_encode(L, lua_gettop(L), 1, NULL, &t->out, &t->outlen, NULL, 0);
+        lua_pop(L, 1);
+    }
+    t->ok = ok;
+}
+
+static int task_k(lua_State *L, int status, lua_KContext ctx)
+{
+    ptask *t = (ptask *)ctx;
+    if (status == LUA_OK || status == LUA_YIELD)
+        task_encode(L, t, 1, 2);
+    else
+        task_encode(L, t, 0, lua_gettop(L));
+    task_complete(t);
+    return 0;
+}
+
+/* The goroutine of a pool task: fn(args...) under a traceback handler. */
+static int task_main(lua_State *L)
+{
+    ptask *t = lua_touserdata(L, lua_upvalueindex(1));
+    int nargs = lua_gettop(L) - 1;
+    lua_pushcfunction(L, task_msgh);
+    lua_insert(L, 1);
+    return task_k(L, lua_pcallk(L, nargs, LUA_MULTRET, 1, (lua_KContext)t, task_k),
+                  (lua_KContext)t);
+}
+
+static const char TASK_ENV_MT = 'E';
+
+/* Pushes a fresh globals table for one task: reads fall through to the
+ * VM's globals, writes stay in the task. */
+static void push_task_env(lua_State *L)
+{
+    lua_createtable(L, 0, 4);
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &TASK_ENV_MT) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_createtable(L, 0, 1);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+        lua_setfield(L, -2, "__index");
+        lua_pushvalue(L, -1);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &TASK_ENV_MT);
+    }
+    lua_setmetatable(L, -2);
+}
+
+static void run_task(sched *s, xmsg *m)
+{
+    ptask *t = (ptask *)m;
+    if (!s) {
+        t->ok = 0;
+        t->out = NULL;
+        t->outlen = 0;
+        task_complete(t);
+        return;
+    }
+    lua_State *T = s->T;
+    int base = lua_gettop(T);
+    char err[256];
+    codec_limits lim;
+    codec_limits_default(&lim);
+    lim.allow_bytecode = 1; /* from this process: trusted */
+    lim.allow_require = 1;
+    /* decode with a fresh globals table standing in for the VM's */
+    lua_rawgeti(T, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+    push_task_env(T);
+    lua_rawseti(T, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+    int n = 0;
+    int rc = codec_decode(T, t->in, t->inlen, &lim, &n, err, sizeof err);
+    lua_pushvalue(T, base + 1);
+    lua_rawseti(T, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+    free(t->in);
+    t->in = NULL;
+    if (rc != 0 || n < 1 || lua_type(T, base + 2) != LUA_TFUNCTION) {
+        lua_settop(T, base);
+        lua_pushfstring(T, "task %s: cannot load: %s", t->id, rc ? err : "no function");
+        task_encode(T, t, 0, lua_gettop(T));
+        lua_settop(T, base);
+        task_complete(t);
+        return;
+    }
+    lua_remove(T, base + 1); /* the saved globals */
+    lua_pushlightuserdata(T, t);
+    lua_pushcclosure(T, task_main, 1);
+    lua_insert(T, base + 1); /* task_main, fn, args... */
+    sched_spawn(s, T, n, &s->root, NULL);
+    lua_settop(T, base);
+}
+
+/* ---- the submitter side ---- */
+
+static pool_vm *vm_state(sched *s)
+{
+    if (s->pool_state)
+        return s->pool_state;
+    pool_vm *pv = calloc(1, sizeof *pv);
+    if (!pv)
+        luaL_error(s->T, "not enough memory");
+    glist_init(&pv->room);
+    glist_init(&pv->idle);
+    lua_State *T = s->T;
+    lua_newtable(T);
+    pv->tasks_ref = luaL_ref(T, LUA_REGISTRYINDEX);
+    s->pool_state = pv;
+    return pv;
+}
+
+static void task_free(ptask *t)
+{
+    if (t->owner)
+        port_unref(t->owner);
+    free(t->in);
+    free(t->out);
+    free(t);
+}
+
+/* Forgets finished outcomes past the TTL or beyond RESULT_MAX. */
+static void evict(sched *s, pool_vm *pv)
+{
+    uint64_t now = sched_now_ns(), ttl = (uint64_t)RESULT_TTL_S * 1000000000ull;
+    lua_State *T = s->T;
+    while (pv->done_head &&
+           (pv->ndone > RESULT_MAX || now - pv->done_head->done_ns > ttl)) {
+        ptask *t = pv->done_head;
+        if (t->waiters.head)
+            break; /* being awaited right now */
+        pv->done_head = t->next;
+        if (!pv->done_head)
+            pv->done_tail = NULL;
+        pv->ndone--;
+        lua_rawgeti(T, LUA_REGISTRYINDEX, pv->tasks_ref);
+        lua_pushnil(T);
+        lua_setfield(T, -2, t->id);
+        lua_pop(T, 1);
+        task_free(t);
+    }
+}
+
+/* Pushes the decoded outcome of a finished task: true, values... or
+ * false, err. Returns the count. */
+static int push_outcome(lua_State *L, ptask *t)
+{
+    char err[256];
+    codec_limits lim;
+    codec_limits_default(&lim);
+    lim.allow_bytecode = 1;
+    lim.allow_require = 1;
+    int n = 0;
+    lua_pushboolean(L, t->ok);
+    if (!t->out) {
+        lua_pushboolean(L, 0);
+        lua_replace(L, -2);
+        lua_pushfstring(L, "task %s: its VM is gone", t->id);
+        return 2;
+    }
+    if (codec_decode(L, t->out, t->outlen, &lim, &n, err, sizeof err) != 0) {
+        lua_pushboolean(L, 0);
+        lua_replace(L, -2);
+        lua_pushfstring(L, "task %s: cannot decode its outcome: %s", t->id, err);
+        return 2;
+    }
+    return n + 1;
+}
+
+static void on_done(sched *s, xmsg *m)
+{
+    ptask *t = (ptask *)m;
+    if (!s) {
+        task_free(t);
+        return;
+    }
+    pool_vm *pv = vm_state(s);
+    t->state = T_DONE;
+    t->done_ns = sched_now_ns();
+    t->next = NULL;
+    if (pv->done_tail)
+        pv->done_tail->next = t;
+    else
+        pv->done_head = t;
+    pv->done_tail = t;
+    pv->ndone++;
+    sched_ready_all(s, &t->waiters);
+    if (!t->ok && s->errh_ref != LUA_NOREF) {
+        lua_State *T = s->T;
+        int top = lua_gettop(T);
+        int n = push_outcome(T, t);
+        const char *msg = n >= 2 ? luaL_tolstring(T, top + 2, NULL) : "?";
+        lua_rawgeti(T, LUA_REGISTRYINDEX, s->errh_ref);
+        lua_pushfstring(T, "pool task %s (submitted at %s) failed: %s", t->id, t->where, msg);
+        lua_pushinteger(T, 0);
+        lua_pushnil(T);
+        lua_pcall(T, 3, 0, 0);
+        lua_settop(T, top);
+    } else if (!t->ok) {
+        lua_State *T = s->T;
+        int top = lua_gettop(T);
+        int n = push_outcome(T, t);
+        fprintf(stderr, "pool task %s (submitted at %s) failed: %s\n", t->id, t->where,
+                n >= 2 ? luaL_tolstring(T, top + 2, NULL) : "?");
+        lua_settop(T, top);
+    }
+    sched_unhold(s);
+    evict(s, pv);
+}
+
+void pool_sched_free(sched *s)
+{
+    pool_vm *pv = s->pool_state;
+    if (!pv)
+        return;
+    while (pv->done_head) {
+        ptask *t = pv->done_head;
+        pv->done_head = t->next;
+        task_free(t);
+    }
+    free(pv);
+    s->pool_state = NULL;
+}
+
+/* ---- Lua API ---- */
+
+static sched *S(lua_State *L) { return lua_touserdata(L, lua_upvalueindex(1)); }
+
+static int valid_name(const char *s, size_t len)
+{
+    if (len == 0 || len > NAME_MAX_LEN)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            return 0;
+    }
+    return !(len == 1 && s[0] == '.') && !(len == 2 && s[0] == '.' && s[1] == '.');
+}
+
+static int opt_int_field(lua_State *L, int t, const char *k, int def, int min)
+{
+    int ty = lua_getfield(L, t, k);
+    if (ty == LUA_TNIL) {
+        lua_pop(L, 1);
+        return def;
+    }
+    int isint;
+    lua_Integer v = lua_tointegerx(L, -1, &isint);
+    if (!isint || v < min || v > 1000000)
+        luaL_error(L, "bad option '%s' to 'pool_create' (integer from %d to 1000000 expected, got %s)",
+                   k, min, isint ? "out of range" : luaL_typename(L, -1));
+    lua_pop(L, 1);
+    return (int)v;
+}
+
+static int l_pool_create(lua_State *L)
+{
+    size_t len;
+    const char *name = luaL_checklstring(L, 1, &len);
+    if (!valid_name(name, len))
+        luaL_argerror(L, 1, "pool name must be 1-200 characters of A-Z a-z 0-9 . _ -");
+    int workers = 4, qcap, block = 1;
+    if (!lua_isnoneornil(L, 2)) {
+        luaL_checktype(L, 2, LUA_TTABLE);
+        workers = opt_int_field(L, 2, "workers", 4, 1);
+        qcap = opt_int_field(L, 2, "queue", workers * 2, 0);
+        if (lua_getfield(L, 2, "block") != LUA_TNIL)
+            block = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+    } else {
+        qcap = workers * 2;
+    }
+    if (procs_start() < 0) {
+        luaL_pushfail(L);
+        lua_pushliteral(L, "cannot start the pool's VM threads");
+        return 2;
+    }
+    pool *p = calloc(1, sizeof *p);
+    char *nm = malloc(len + 1);
+    if (!p || !nm) {
+        free(p);
+        free(nm);
+        return luaL_error(L, "not enough memory");
+    }
+    memcpy(nm, name, len + 1);
+    p->name = nm;
+    p->workers = workers;
+    p->qcap = qcap;
+    p->block = block;
+    atomic_init(&p->refs, 1);
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_mutex_lock(&pools_mu);
+    for (pool *q = pools; q; q = q->next) {
+        if (strcmp(q->name, name) == 0) {
+            pthread_mutex_unlock(&pools_mu);
+            pool_unref(p);
+            luaL_pushfail(L);
+            lua_pushfstring(L, "pool already exists: %s", name);
+            return 2;
+        }
+    }
+    p->next = pools;
+    pools = p;
+    pthread_mutex_unlock(&pools_mu);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int not_found(lua_State *L, const char *name)
+{
+    luaL_pushfail(L);
+    lua_pushfstring(L, "pool not found: %s", name);
+    return 2;
+}
+
+/* The task being submitted, owned by a userdata on the submitter's stack
+ * until the pool accepts it (so a killed submitter frees it). */
+typedef struct tguard {
+    ptask *t;
+    sched *s;
+    int holding; /* the submitter waits for room: its loop is held */
+} tguard;
+
+static int tguard_gc(lua_State *L)
+{
+    tguard *g = lua_touserdata(L, 1);
+    if (g->holding) {
+        g->holding = 0;
+        sched_unhold(g->s);
+    }
+    if (g->t) {
+        if (g->t->p)
+            pool_unref(g->t->p);
+        task_free(g->t);
+        g->t = NULL;
+    }
+    return 0;
+}
+
+static int submit_k(lua_State *L, int status, lua_KContext ctx);
+
+static int l_pool_submit(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    sched *s = S(L);
+    pool *p = pool_find(name);
+    if (!p)
+        return not_found(L, name);
+    tguard *g = lua_newuserdatauv(L, sizeof *g, 0);
+    g->t = NULL;
+    g->s = s;
+    g->holding = 0;
+    if (luaL_newmetatable(L, "goroutine.pool_submission")) {
+        lua_pushcfunction(L, tguard_gc);
+        lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, tguard_gc);
+        lua_setfield(L, -2, "__close");
+    }
+    lua_setmetatable(L, -2);
+    ptask *t = calloc(1, sizeof *t);
+    if (!t) {
+        pool_unref(p);
+        return luaL_error(L, "not enough memory");
+    }
+    g->t = t;
+    t->p = p;
+    glist_init(&t->waiters);
+    luaL_where(L, 1);
+    const char *where = lua_tostring(L, -1);
+    size_t wl = strlen(where);
+    if (wl >= 2 && where[wl - 2] == ':' && where[wl - 1] == ' ')
+        wl -= 2; /* luaL_where ends with ": " */
+    if (wl >= sizeof t->where)
+        wl = sizeof t->where - 1;
+    memcpy(t->where, where, wl);
+    t->where[wl] = 0;
+    lua_pop(L, 1);
+    char err[256];
+    int top = lua_gettop(L); /* the guard is on top */
+    if (codec_encode(L, 2, top - 2, NULL, &t->in, &t->inlen, err, sizeof err) != 0) {
+        luaL_pushfail(L);
+        lua_pushstring(L, err);
+        return 2; /* the guard frees t and the pool reference */
+    }
+    lua_replace(L, 1); /* keep only the guard: index 1 */
+    lua_settop(L, 1);
+    lua_toclose(L, 1); /* a killed submitter still frees t and its hold */
+    return submit_k(L, LUA_OK, (lua_KContext)g);
+}
+
+static int submit_k(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)status;
+    sched *s = S(L);
+    tguard *g = (tguard *)ctx;
+    if (g->holding) {
+        g->holding = 0;
+        sched_unhold(s);
+    }
+    ptask *t = g->t;
+    pool *p = t->p;
+    pthread_mutex_lock(&p->mu);
+    if (p->closed) {
+        p->rejected++;
+        pthread_mutex_unlock(&p->mu);
+        luaL_pushfail(L);
+        lua_pushliteral(L, "pool is closed");
+        return 2;
+    }
+    if (p->active < p->workers || p->queued < p->qcap) {
+        /* accepted: from here the pool owns t */
+        g->t = NULL;
+        unsigned long long seq = atomic_fetch_add(&task_seq, 1) + 1;
+        snprintf(t->id, sizeof t->id, "%08x-%llu", task_prefix, seq);
+        t->owner = s->port;
+        port_ref(t->owner);
+        p->submitted++;
+        pool_vm *pv = vm_state(s);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, pv->tasks_ref);
+        lua_pushlightuserdata(L, t);
+        lua_setfield(L, -2, t->id);
+        lua_pop(L, 1);
+        lua_pushstring(L, t->id);
+        sched_hold(s);
+        if (p->active < p->workers) {
+            p->active++;
+            dispatch(t);
+        } else {
+            p->queued++;
+            if (p->qtail)
+                p->qtail->next = t;
+            else
+                p->qhead = t;
+            p->qtail = t;
+        }
+        pthread_mutex_unlock(&p->mu);
+        return 1;
+    }
+    if (!p->block) {
+        p->rejected++;
+        pthread_mutex_unlock(&p->mu);
+        luaL_pushfail(L);
+        lua_pushliteral(L, "pool queue is full");
+        return 2;
+    }
+    watch_add(&p->room_w, &p->nroom, &p->caproom, s->port);
+    pthread_mutex_unlock(&p->mu);
+    pool_vm *pv = vm_state(s);
+    sched_hold(s);
+    g->holding = 1;
+    return sched_wait(L, s, &pv->room, 0, ctx, submit_k);
+}
+
+/* An idle waiter's hold, released by __close if the waiter is killed. */
+typedef struct wguard {
+    sched *s;
+    pool *p;
+    int holding;
+} wguard;
+
+static int wguard_close(lua_State *L)
+{
+    wguard *w = lua_touserdata(L, 1);
+    if (w->holding) {
+        w->holding = 0;
+        sched_unhold(w->s);
+    }
+    if (w->p) {
+        pool_unref(w->p);
+        w->p = NULL;
+    }
+    return 0;
+}
+
+static int wait_k(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)status;
+    wguard *w = (wguard *)ctx;
+    sched *s = w->s;
+    pool *p = w->p;
+    if (w->holding) {
+        w->holding = 0;
+        sched_unhold(s);
+    }
+    pthread_mutex_lock(&p->mu);
+    if (p->active == 0 && p->queued == 0) {
+        pthread_mutex_unlock(&p->mu);
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    watch_add(&p->idle_w, &p->nidle, &p->capidle, s->port);
+    pthread_mutex_unlock(&p->mu);
+    sched_hold(s);
+    w->holding = 1;
+    return sched_wait(L, s, &vm_state(s)->idle, 0, ctx, wait_k);
+}
+
+static int l_pool_wait(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    pool *p = pool_find(name);
+    if (!p)
+        return not_found(L, name);
+    wguard *w = lua_newuserdatauv(L, sizeof *w, 0);
+    w->s = S(L);
+    w->p = p;
+    w->holding = 0;
+    if (luaL_newmetatable(L, "goroutine.pool_wait")) {
+        lua_pushcfunction(L, wguard_close);
+        lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, wguard_close);
+        lua_setfield(L, -2, "__close");
+    }
+    lua_setmetatable(L, -2);
+    lua_replace(L, 1);
+    lua_settop(L, 1);
+    lua_toclose(L, 1);
+    return wait_k(L, LUA_OK, (lua_KContext)w);
+}
+
+static int l_pool_close(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    pthread_mutex_lock(&pools_mu);
+    pool **pp = &pools;
+    while (*pp && strcmp((*pp)->name, name) != 0)
+        pp = &(*pp)->next;
+    pool *p = *pp;
+    if (p)
+        *pp = p->next;
+    pthread_mutex_unlock(&pools_mu);
+    if (!p)
+        return not_found(L, name);
+    pthread_mutex_lock(&p->mu);
+    p->closed = 1;
+    port **rw = p->room_w;
+    int nr = p->nroom;
+    p->room_w = NULL;
+    p->nroom = p->caproom = 0;
+    pthread_mutex_unlock(&p->mu);
+    if (nr)
+        notify(rw, nr); /* blocked submitters see "pool is closed" */
+    pool_unref(p);      /* queued and running tasks hold their own references */
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_pool_stats(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    pool *p = pool_find(name);
+    if (!p)
+        return not_found(L, name);
+    pthread_mutex_lock(&p->mu);
+    long long submitted = p->submitted, rejected = p->rejected, completed = p->completed,
+              failed = p->failed;
+    int active = p->active, queued = p->queued, workers = p->workers, qcap = p->qcap;
+    pthread_mutex_unlock(&p->mu);
+    pool_unref(p);
+    lua_createtable(L, 0, 9);
+    lua_pushstring(L, name);
+    lua_setfield(L, -2, "name");
+    lua_pushinteger(L, workers);
+    lua_setfield(L, -2, "workers");
+    lua_pushinteger(L, qcap);
+    lua_setfield(L, -2, "queue");
+    lua_pushinteger(L, active);
+    lua_setfield(L, -2, "active");
+    lua_pushinteger(L, queued);
+    lua_setfield(L, -2, "queued");
+    lua_pushinteger(L, completed);
+    lua_setfield(L, -2, "completed");
+    lua_pushinteger(L, failed);
+    lua_setfield(L, -2, "failed");
+    lua_pushinteger(L, submitted);
+    lua_setfield(L, -2, "submitted");
+    lua_pushinteger(L, rejected);
+    lua_setfield(L, -2, "rejected");
+    return 1;
+}
+
+static int await_k(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)status;
+    return push_outcome(L, (ptask *)ctx);
+}
+
+int pool_await(lua_State *L, sched *s, int idx)
+{
+    const char *id = luaL_checkstring(L, idx);
+    pool_vm *pv = vm_state(s);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, pv->tasks_ref);
+    lua_getfield(L, -1, id);
+    ptask *t = lua_touserdata(L, -1);
+    lua_pop(L, 2);
+    if (!t) {
+        luaL_pushfail(L);
+        lua_pushfstring(L, "unknown task id: %s (outcomes are kept %d s)", id, RESULT_TTL_S);
+        return 2;
+    }
+    if (t->state == T_DONE)
+        return push_outcome(L, t);
+    return sched_wait(L, s, &t->waiters, 0, (lua_KContext)t, await_k);
+}
+
+void pool_open(lua_State *L, sched *s)
+{
+    static const luaL_Reg funcs[] = {{"pool_create", l_pool_create},
+                                     {"pool_submit", l_pool_submit},
+                                     {"pool_wait", l_pool_wait},
+                                     {"pool_close", l_pool_close},
+                                     {"pool_stats", l_pool_stats},
+                                     {NULL, NULL}};
+    if (!task_prefix)
+        task_prefix = (unsigned)(((uint64_t)getpid() * 2654435761u) ^ (uint64_t)time(NULL)) | 1u;
+    lua_pushlightuserdata(L, s);
+    luaL_setfuncs(L, funcs, 1);
+}

@@ -1,0 +1,53 @@
+/* port.h: a scheduler's mailbox for other threads.
+ *
+ * Another thread (a pool VM, later a Kafka or Redis callback) posts a
+ * message; the scheduler's thread runs the message's function from its loop
+ * (a uv_async handle), where it may spawn or wake goroutines. A port
+ * outlives its scheduler: posting to a port whose scheduler is gone calls
+ * the message's function with s == NULL so it can free itself.
+ * Ownership: the scheduler holds one reference; every holder of a port
+ * pointer on another thread holds one (port_ref/port_unref). */
+#ifndef MUTIRAO_PORT_H
+#define MUTIRAO_PORT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "scheduler.h"
+
+typedef struct xmsg xmsg;
+/* Runs on the target scheduler's thread, or on the poster's with s == NULL
+ * when the target is gone; either way it owns (and frees) m. */
+typedef void (*xmsg_fn)(sched *s, xmsg *m);
+
+struct xmsg {
+    xmsg *next;
+    xmsg_fn fn;
+};
+
+struct port {
+    pthread_mutex_t mu;
+    xmsg *head, *tail;
+    sched *s;         /* NULL once the scheduler is destroyed */
+    uv_async_t async; /* owned by the scheduler's loop */
+    atomic_int refs;
+};
+
+/* The scheduler's port, created with its scheduler. */
+port *sched_port(sched *s);
+void port_ref(port *p);
+void port_unref(port *p);
+/* Queues m for p's scheduler. Returns 0, or -1 when the scheduler is gone
+ * (m->fn(NULL, m) has then run). Safe from any thread. */
+int port_post(port *p, xmsg *m);
+
+/* While holds > 0 the port keeps the loop alive: a goroutine is waiting for
+ * another thread (a pool task's outcome). Call on the scheduler's thread. */
+void sched_hold(sched *s);
+void sched_unhold(sched *s);
+
+/* Called by the scheduler: creation on its thread, and closing. */
+port *port_open(sched *s);
+void port_close(port *p);
+
+#endif

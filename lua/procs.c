@@ -1,0 +1,121 @@
+/* procs.c: VM threads for pool tasks (see procs.h). */
+#include "procs.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+#include <lualib.h>
+
+#include "goroutine.h"
+
+static pthread_mutex_t procs_mu = PTHREAD_MUTEX_INITIALIZER;
+static proc *procs_v;
+static atomic_int procs_n;
+static atomic_uint procs_rr;
+static procs_setup_fn procs_setup;
+
+void procs_set_setup(procs_setup_fn fn) { procs_setup = fn; }
+
+int procs_count(void) { return atomic_load(&procs_n); }
+
+typedef struct boot {
+    proc *p;
+    uv_sem_t ready;
+    int err;
+} boot;
+
+static void proc_main(void *arg)
+{
+    boot *b = arg;
+    proc *p = b->p;
+    lua_State *L = luaL_newstate();
+    if (!L) {
+        b->err = -ENOMEM;
+        uv_sem_post(&b->ready);
+        return;
+    }
+    luaL_openlibs(L);
+    luaL_requiref(L, "goroutine", luaopen_goroutine, 0);
+    lua_pop(L, 1);
+    if (procs_setup)
+        procs_setup(L);
+    sched *s = sched_get(L);
+    p->port = s->port;
+    port_ref(p->port);
+    uv_ref((uv_handle_t *)&s->port->async); /* a pool VM waits for work forever */
+    uv_sem_post(&b->ready);                   /* b is gone after this */
+    uv_run(s->loop, UV_RUN_DEFAULT);
+    lua_close(L);
+}
+
+int procs_start(void)
+{
+    if (atomic_load(&procs_n) > 0)
+        return atomic_load(&procs_n);
+    pthread_mutex_lock(&procs_mu);
+    int n = atomic_load(&procs_n);
+    if (n > 0) {
+        pthread_mutex_unlock(&procs_mu);
+        return n;
+    }
+    const char *env = getenv("MUTIRAO_PROCS");
+    n = env ? atoi(env) : 0;
+    if (n <= 0)
+        n = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (n <= 0)
+        n = 1;
+    if (n > 256)
+        n = 256;
+    proc *v = calloc((size_t)n, sizeof *v);
+    if (!v) {
+        pthread_mutex_unlock(&procs_mu);
+        return -ENOMEM;
+    }
+    int started = 0;
+    for (int i = 0; i < n; i++) {
+        boot b = {.p = &v[i], .err = 0};
+        v[i].index = i;
+        uv_sem_init(&b.ready, 0);
+        uv_thread_t th;
+        uv_thread_options_t opt = {.flags = UV_THREAD_HAS_STACK_SIZE, .stack_size = 8u << 20};
+        if (uv_thread_create_ex(&th, &opt, proc_main, &b) != 0) {
+            uv_sem_destroy(&b.ready);
+            break;
+        }
+        uv_sem_wait(&b.ready);
+        uv_sem_destroy(&b.ready);
+        if (b.err)
+            break;
+        started++;
+    }
+    if (started == 0) {
+        free(v);
+        pthread_mutex_unlock(&procs_mu);
+        return -EAGAIN;
+    }
+    procs_v = v;
+    atomic_store(&procs_n, started);
+    pthread_mutex_unlock(&procs_mu);
+    return started;
+}
+
+proc *procs_pick(void)
+{
+    int n = atomic_load(&procs_n);
+    /* start at a rotating index so equal loads spread round-robin */
+    int start = (int)(atomic_fetch_add(&procs_rr, 1) % (unsigned)n);
+    proc *best = &procs_v[start];
+    int best_load = atomic_load_explicit(&best->load, memory_order_relaxed);
+    for (int k = 1; k < n && best_load > 0; k++) {
+        proc *p = &procs_v[(start + k) % n];
+        int l = atomic_load_explicit(&p->load, memory_order_relaxed);
+        if (l < best_load) {
+            best = p;
+            best_load = l;
+        }
+    }
+    return best;
+}
