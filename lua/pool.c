@@ -42,6 +42,7 @@ struct ptask {
     char *in, *out; /* encoded fn + args; encoded outcome */
     size_t inlen, outlen;
     int ok, state;
+    uint64_t seq;   /* the number in the task id */
     uint64_t done_ns;
     glist waiters;  /* awaiting goroutines (submitter's thread only) */
     char id[40];
@@ -64,7 +65,7 @@ struct pool {
 
 /* What one VM keeps for pools: outcomes for await and local waiters. */
 typedef struct pool_vm {
-    int tasks_ref;        /* registry: task id -> light userdata ptask */
+    int tasks_ref;        /* registry: task seq -> light userdata ptask */
     ptask *done_head, *done_tail;
     size_t ndone;
     glist room, idle;     /* goroutines waiting for queue room / pool idle */
@@ -73,7 +74,37 @@ typedef struct pool_vm {
 static pthread_mutex_t pools_mu = PTHREAD_MUTEX_INITIALIZER;
 static pool *pools;
 static atomic_ullong task_seq;
-static unsigned task_prefix;
+
+/* Task ids read "<8 hex digits of this process>-<sequence number>". */
+static char id_prefix[10];
+
+static void format_id(char *out, uint64_t seq)
+{
+    char digits[24];
+    int n = 0;
+    do {
+        digits[n++] = (char)('0' + seq % 10);
+        seq /= 10;
+    } while (seq);
+    memcpy(out, id_prefix, 9);
+    for (int i = 0; i < n; i++)
+        out[9 + i] = digits[n - 1 - i];
+    out[9 + n] = 0;
+}
+
+/* The sequence number of one of this process's task ids, or 0. */
+static uint64_t parse_id(const char *id)
+{
+    if (strncmp(id, id_prefix, 9) != 0 || !id[9])
+        return 0;
+    uint64_t v = 0;
+    for (const char *p = id + 9; *p; p++) {
+        if (*p < '0' || *p > '9' || v > UINT64_MAX / 10 - 10)
+            return 0;
+        v = v * 10 + (uint64_t)(*p - '0');
+    }
+    return v;
+}
 
 /* ---- pools ---- */
 
@@ -188,7 +219,10 @@ static void task_complete(ptask *t)
         p->active++;
         dispatch(q);
     }
-    if (p->nroom) {
+    /* wake blocked submitters once a quarter of the queue is free, not at
+     * every completion */
+    if (p->nroom && (p->closed || p->active < p->workers ||
+                     p->queued <= p->qcap - (p->qcap / 4 > 1 ? p->qcap / 4 : 1))) {
         rw = p->room_w;
         nr = p->nroom;
         p->room_w = NULL;
@@ -363,7 +397,7 @@ static void evict(sched *s, pool_vm *pv)
         pv->ndone--;
         lua_rawgeti(T, LUA_REGISTRYINDEX, pv->tasks_ref);
         lua_pushnil(T);
-        lua_setfield(T, -2, t->id);
+        lua_rawseti(T, -2, (lua_Integer)t->seq);
         lua_pop(T, 1);
         task_free(t);
     }
@@ -596,16 +630,11 @@ static int l_pool_submit(lua_State *L)
     g->t = t;
     t->p = p;
     glist_init(&t->waiters);
-    luaL_where(L, 1);
-    const char *where = lua_tostring(L, -1);
-    size_t wl = strlen(where);
-    if (wl >= 2 && where[wl - 2] == ':' && where[wl - 1] == ' ')
-        wl -= 2; /* luaL_where ends with ": " */
-    if (wl >= sizeof t->where)
-        wl = sizeof t->where - 1;
-    memcpy(t->where, where, wl);
-    t->where[wl] = 0;
-    lua_pop(L, 1);
+    lua_Debug ar;
+    if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "Sl", &ar) && ar.currentline > 0)
+        snprintf(t->where, sizeof t->where, "%s:%d", ar.short_src, ar.currentline);
+    else
+        memcpy(t->where, "?", 2);
     char err[256];
     int top = lua_gettop(L); /* the guard is on top */
     if (codec_encode(L, 2, top - 2, NULL, &t->in, &t->inlen, err, sizeof err) != 0) {
@@ -641,15 +670,15 @@ static int submit_k(lua_State *L, int status, lua_KContext ctx)
     if (p->active < p->workers || p->queued < p->qcap) {
         /* accepted: from here the pool owns t */
         g->t = NULL;
-        unsigned long long seq = atomic_fetch_add(&task_seq, 1) + 1;
-        snprintf(t->id, sizeof t->id, "%08x-%llu", task_prefix, seq);
+        t->seq = atomic_fetch_add(&task_seq, 1) + 1;
+        format_id(t->id, t->seq);
         t->owner = s->port;
         port_ref(t->owner);
         p->submitted++;
         pool_vm *pv = vm_state(s);
         lua_rawgeti(L, LUA_REGISTRYINDEX, pv->tasks_ref);
         lua_pushlightuserdata(L, t);
-        lua_setfield(L, -2, t->id);
+        lua_rawseti(L, -2, (lua_Integer)t->seq);
         lua_pop(L, 1);
         lua_pushstring(L, t->id);
         sched_hold(s);
@@ -820,10 +849,14 @@ int pool_await(lua_State *L, sched *s, int idx)
 {
     const char *id = luaL_checkstring(L, idx);
     pool_vm *pv = vm_state(s);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, pv->tasks_ref);
-    lua_getfield(L, -1, id);
-    ptask *t = lua_touserdata(L, -1);
-    lua_pop(L, 2);
+    uint64_t seq = parse_id(id);
+    ptask *t = NULL;
+    if (seq) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, pv->tasks_ref);
+        lua_rawgeti(L, -1, (lua_Integer)seq);
+        t = lua_touserdata(L, -1);
+        lua_pop(L, 2);
+    }
     if (!t) {
         luaL_pushfail(L);
         lua_pushfstring(L, "unknown task id: %s (outcomes are kept %d s)", id, RESULT_TTL_S);
@@ -842,8 +875,10 @@ void pool_open(lua_State *L, sched *s)
                                      {"pool_close", l_pool_close},
                                      {"pool_stats", l_pool_stats},
                                      {NULL, NULL}};
-    if (!task_prefix)
-        task_prefix = (unsigned)(((uint64_t)getpid() * 2654435761u) ^ (uint64_t)time(NULL)) | 1u;
+    if (!id_prefix[0]) {
+        unsigned prefix = (unsigned)(((uint64_t)getpid() * 2654435761u) ^ (uint64_t)time(NULL));
+        snprintf(id_prefix, sizeof id_prefix, "%08x-", prefix);
+    }
     lua_pushlightuserdata(L, s);
     luaL_setfuncs(L, funcs, 1);
 }

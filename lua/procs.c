@@ -2,6 +2,7 @@
 #include "procs.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -31,6 +32,9 @@ static void proc_main(void *arg)
 {
     boot *b = arg;
     proc *p = b->p;
+    char name[16];
+    snprintf(name, sizeof name, "mutirao-vm%d", p->index);
+    pthread_setname_np(pthread_self(), name);
     lua_State *L = luaL_newstate();
     if (!L) {
         b->err = -ENOMEM;

@@ -1,0 +1,41 @@
+-- bench/pool.lua: pool throughput on the embedded backend.
+-- Run: lua5.4 bench/pool.lua trivial [N]   tasks/s for trivial tasks, submit to completion
+--      lua5.4 bench/pool.lua cpu [N]       CPU-bound tasks (compare MUTIRAO_PROCS=1 and 2)
+-- (with build/lib on package.cpath, or MUTIRAO_CPATH)
+package.cpath = (os.getenv("MUTIRAO_CPATH") or "build/lib/?.so;") .. package.cpath
+local goroutine = require("goroutine")
+local now = goroutine.now
+local mode = arg[1] or "trivial"
+local N = tonumber(arg[2]) or (mode == "cpu" and 64 or 200000)
+
+local function run(name, opts, fn, n)
+  goroutine.pool_create(name, opts)
+  -- warm-up: start the VM threads and fill the codec caches
+  for _ = 1, 100 do goroutine.pool_submit(name, fn) end
+  goroutine.pool_wait(name)
+  local t0 = now()
+  for i = 1, n do
+    local id, err = goroutine.pool_submit(name, fn, i)
+    if not id then error(err) end
+  end
+  goroutine.pool_wait(name)
+  local dt = now() - t0
+  local st = goroutine.pool_stats(name)
+  assert(st.completed == n + 100 and st.failed == 0, "lost tasks")
+  goroutine.pool_close(name)
+  return dt
+end
+
+if mode == "trivial" then
+  local dt = run("trivial", {workers = 256, queue = 4096}, function(i) return i end, N)
+  print(string.format("trivial: %d tasks in %.0f ms = %.0f tasks/s (procs=%s)", N, dt, N / dt * 1000,
+    os.getenv("MUTIRAO_PROCS") or "cores"))
+elseif mode == "cpu" then
+  local dt = run("cpu", {workers = 64, queue = 128}, function()
+    local x = 0
+    for i = 1, 3000000 do x = x + i % 7 end
+    return x
+  end, N)
+  print(string.format("cpu: %d tasks of 3M iterations in %.0f ms (procs=%s)", N, dt,
+    os.getenv("MUTIRAO_PROCS") or "cores"))
+end
