@@ -337,7 +337,7 @@ MUTIRAO_EXPORT int luaopen_goroutine(lua_State *L)
                                      {NULL, NULL}};
     sched *s = sched_get(L);
     handle_register(L);
-    waitgroup_register(L);
+    waitgroup_register(L, s);
     luaL_newlibtable(L, funcs);
     lua_pushlightuserdata(L, s);
     luaL_setfuncs(L, funcs, 1);

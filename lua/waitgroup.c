@@ -1,36 +1,98 @@
-/* waitgroup.c: add/done/wait; a counter below zero is an error, as in Go. */
+/* waitgroup.c: add/done/wait on a shared counter (see waitgroup.h); a
+ * counter below zero is an error, as in Go. */
 #include "waitgroup.h"
+
+#include <stdlib.h>
+#include <string.h>
 
 #include <lauxlib.h>
 
+#include "codec.h"
+
+static const char HOME_COPIES = 'W'; /* registry: weak core -> home userdata */
+static atomic_ullong process_nonce;
+
 static waitgroup *check_wg(lua_State *L) { return luaL_checkudata(L, 1, WAITGROUP_TNAME); }
 
-waitgroup *waitgroup_new(lua_State *L, sched *s)
+static void core_unref(wgcore *c)
+{
+    if (atomic_fetch_sub(&c->refs, 1) == 1) {
+        port_unref(c->home);
+        free(c);
+    }
+}
+
+static waitgroup *push_copy(lua_State *L, sched *s, wgcore *core, int home)
 {
     waitgroup *wg = lua_newuserdatauv(L, sizeof *wg, 0);
-    wg->count = 0;
+    wg->core = core;
     wg->s = s;
+    wg->home = home;
     glist_init(&wg->waiters);
     luaL_setmetatable(L, WAITGROUP_TNAME);
     return wg;
 }
 
-static int wg_change(lua_State *L, waitgroup *wg, lua_Integer delta)
+waitgroup *waitgroup_new(lua_State *L, sched *s)
 {
-    lua_Integer n = wg->count + delta;
-    if (n < 0)
-        return luaL_error(L, "negative WaitGroup counter");
-    wg->count = n;
-    if (n == 0)
+    wgcore *core = malloc(sizeof *core);
+    if (!core)
+        luaL_error(L, "not enough memory");
+    atomic_init(&core->count, 0);
+    atomic_init(&core->refs, 1);
+    core->home = s->port;
+    port_ref(core->home);
+    core->waiters = NULL;
+    waitgroup *wg = push_copy(L, s, core, 1);
+    core->waiters = &wg->waiters;
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &HOME_COPIES);
+    lua_pushvalue(L, -2);
+    lua_rawsetp(L, -2, core);
+    lua_pop(L, 1);
+    return wg;
+}
+
+typedef struct wake_msg {
+    xmsg m;
+    wgcore *core;
+} wake_msg;
+
+static void on_wake(sched *s, xmsg *m)
+{
+    wake_msg *w = (wake_msg *)m;
+    if (s && w->core->waiters && atomic_load(&w->core->count) == 0)
+        sched_ready_all(s, w->core->waiters);
+    core_unref(w->core);
+    free(w);
+}
+
+static void wg_change(lua_State *L, waitgroup *wg, lua_Integer delta)
+{
+    wgcore *c = wg->core;
+    long long n = atomic_fetch_add(&c->count, delta) + delta;
+    if (n < 0) {
+        atomic_fetch_sub(&c->count, delta);
+        luaL_error(L, "negative WaitGroup counter");
+    }
+    if (n != 0)
+        return;
+    if (wg->home) {
         sched_ready_all(wg->s, &wg->waiters);
-    return 0;
+        return;
+    }
+    wake_msg *w = malloc(sizeof *w);
+    if (!w)
+        luaL_error(L, "not enough memory");
+    atomic_fetch_add(&c->refs, 1);
+    w->core = c;
+    w->m.fn = on_wake;
+    port_post(c->home, &w->m);
 }
 
 static int wg_add(lua_State *L)
 {
     waitgroup *wg = check_wg(L);
-    lua_Integer delta = luaL_optinteger(L, 2, 1);
-    wg_change(L, wg, delta);
+    wg_change(L, wg, luaL_optinteger(L, 2, 1));
     return 0;
 }
 
@@ -42,42 +104,114 @@ static int wg_done(lua_State *L)
 
 static int wg_wait_k(lua_State *L, int status, lua_KContext ctx)
 {
-    (void)L;
     (void)status;
-    (void)ctx;
-    return 0;
+    waitgroup *wg = (waitgroup *)ctx;
+    if (wg->home || atomic_load(&wg->core->count) == 0)
+        return 0;
+    /* a copy in another VM: poll */
+    return sched_wait(L, wg->s, NULL, sched_now_ns() + 2000000, ctx, wg_wait_k);
 }
 
 static int wg_wait(lua_State *L)
 {
     waitgroup *wg = check_wg(L);
-    if (wg->count == 0)
+    lua_settop(L, 1);
+    if (atomic_load(&wg->core->count) == 0)
         return 0;
-    return sched_wait(L, wg->s, &wg->waiters, 0, 0, wg_wait_k);
+    if (!wg->home)
+        return wg_wait_k(L, LUA_OK, (lua_KContext)wg);
+    return sched_wait(L, wg->s, &wg->waiters, 0, (lua_KContext)wg, wg_wait_k);
 }
 
 static int wg_count(lua_State *L)
 {
-    lua_pushinteger(L, check_wg(L)->count);
+    lua_pushinteger(L, (lua_Integer)atomic_load(&check_wg(L)->core->count));
     return 1;
 }
 
 static int wg_tostring(lua_State *L)
 {
     waitgroup *wg = check_wg(L);
-    lua_pushfstring(L, "WaitGroup(%I)", wg->count);
+    lua_pushfstring(L, "WaitGroup(%I)", (lua_Integer)atomic_load(&wg->core->count));
     return 1;
 }
 
-void waitgroup_register(lua_State *L)
+static int wg_gc(lua_State *L)
+{
+    waitgroup *wg = lua_touserdata(L, 1);
+    if (!wg->core)
+        return 0;
+    if (wg->home)
+        wg->core->waiters = NULL;
+    core_unref(wg->core);
+    wg->core = NULL;
+    return 0;
+}
+
+/* ---- travelling: (process nonce, core pointer) as 16 opaque bytes ---- */
+
+static int wg_encode(lua_State *L, int idx, void *ud)
+{
+    (void)ud;
+    waitgroup *wg = lua_touserdata(L, idx);
+    unsigned long long nonce = atomic_load(&process_nonce);
+    char buf[sizeof nonce + sizeof(wgcore *)];
+    memcpy(buf, &nonce, sizeof nonce);
+    memcpy(buf + sizeof nonce, &wg->core, sizeof(wgcore *));
+    atomic_fetch_add(&wg->core->refs, 1); /* taken over by the decoded copy */
+    lua_pushlstring(L, buf, sizeof buf);
+    return 0;
+}
+
+static int wg_decode(lua_State *L, const char *data, size_t len, void *ud)
+{
+    sched *s = ud;
+    unsigned long long nonce;
+    wgcore *core;
+    if (len != sizeof nonce + sizeof core)
+        return -1;
+    memcpy(&nonce, data, sizeof nonce);
+    if (nonce != atomic_load(&process_nonce))
+        luaL_error(L, "a WaitGroup cannot travel to another process on this backend");
+    memcpy(&core, data + sizeof nonce, sizeof core);
+    if (core->home == s->port) {
+        /* back home: the original object, if it is still alive */
+        lua_rawgetp(L, LUA_REGISTRYINDEX, &HOME_COPIES);
+        if (lua_rawgetp(L, -1, core) == LUA_TUSERDATA) {
+            lua_remove(L, -2);
+            core_unref(core);
+            return 0;
+        }
+        lua_pop(L, 2);
+    }
+    push_copy(L, s, core, 0);
+    return 0;
+}
+
+void waitgroup_register(lua_State *L, sched *s)
 {
     static const luaL_Reg methods[] = {
         {"add", wg_add}, {"done", wg_done}, {"wait", wg_wait}, {"count", wg_count}, {NULL, NULL}};
+    unsigned long long zero = 0;
+    if (atomic_load(&process_nonce) == 0) {
+        unsigned long long n = (unsigned long long)(uintptr_t)&process_nonce ^
+                               ((unsigned long long)sched_now_ns() * 0x9e3779b97f4a7c15ull);
+        atomic_compare_exchange_strong(&process_nonce, &zero, n | 1);
+    }
     if (luaL_newmetatable(L, WAITGROUP_TNAME)) {
         luaL_newlib(L, methods);
         lua_setfield(L, -2, "__index");
         lua_pushcfunction(L, wg_tostring);
         lua_setfield(L, -2, "__tostring");
+        lua_pushcfunction(L, wg_gc);
+        lua_setfield(L, -2, "__gc");
     }
     lua_pop(L, 1);
+    lua_newtable(L);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "v");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &HOME_COPIES);
+    codec_register_udata(L, WAITGROUP_TNAME, wg_encode, wg_decode, s);
 }

@@ -1,19 +1,37 @@
-/* waitgroup.h: Go's sync.WaitGroup for goroutines ("goroutine.WaitGroup"). */
+/* waitgroup.h: Go's sync.WaitGroup for goroutines ("goroutine.WaitGroup").
+ *
+ * The counter lives in a shared core so that a WaitGroup captured by a pool
+ * task (another VM, another thread) is the same WaitGroup there: add and
+ * done are atomic; when the counter reaches zero on another VM, a message
+ * to the home VM wakes the goroutines waiting there. A wait in a VM other
+ * than the home one polls the counter every 2 ms. */
 #ifndef MUTIRAO_WAITGROUP_H
 #define MUTIRAO_WAITGROUP_H
 
+#include <stdatomic.h>
+
+#include "port.h"
 #include "scheduler.h"
 
 #define WAITGROUP_TNAME "goroutine.WaitGroup"
 
+typedef struct wgcore {
+    atomic_llong count;
+    atomic_int refs;
+    port *home;     /* the creating VM's port (a reference) */
+    glist *waiters; /* the home copy's waiters (home thread only), NULL when collected */
+} wgcore;
+
 typedef struct waitgroup {
-    lua_Integer count;
+    wgcore *core;
+    sched *s;   /* VM of this copy */
+    int home;   /* this copy is the original */
     glist waiters;
-    sched *s;
 } waitgroup;
 
 /* Pushes a new WaitGroup with counter 0. */
 waitgroup *waitgroup_new(lua_State *L, sched *s);
-void waitgroup_register(lua_State *L);
+/* Registers the metatable and the codec hooks that let it travel. */
+void waitgroup_register(lua_State *L, sched *s);
 
 #endif
