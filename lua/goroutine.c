@@ -195,6 +195,23 @@ static ghandle *start_scope(lua_State *L, int fidx, uint64_t timeout_ns, scope *
     return h;
 }
 
+/* timeout()'s outcome: fn's, except that a failure at or past the deadline
+ * (fn stopped inside a C call that could not yield) reads as the timeout. */
+static int timeout_k(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)status;
+    ghandle *h = (ghandle *)ctx;
+    scope *sc = h->sc;
+    if (!h->ok && (sc->cancelled || (sc->eff_deadline && sched_now_ns() >= sc->eff_deadline))) {
+        if (!sc->cancelled)
+            scope_cancel(sc, NULL); /* its goroutines go with it */
+        lua_pushboolean(L, 0);
+        lua_pushstring(L, sc->reason);
+        return 2;
+    }
+    return handle_push_outcome(L, h);
+}
+
 static int g_timeout(lua_State *L)
 {
     double ms = check_ms(L, 1);
@@ -212,7 +229,9 @@ static int g_timeout(lua_State *L)
     memcpy(sc->reason, reason, sizeof reason);
     if (sc->members)
         sc->lead = sc->members; /* the deadline ends when fn returns in time */
-    return handle_await(L, h);
+    if (h->done)
+        return timeout_k(L, LUA_OK, (lua_KContext)h);
+    return sched_wait(L, h->s, &h->waiters, 0, (lua_KContext)h, timeout_k);
 }
 
 static int run_scope_k(lua_State *L, int status, lua_KContext ctx)

@@ -29,7 +29,10 @@ typedef struct logcfg {
     int color_out; /* the same for stdout */
 } logcfg;
 
-static logcfg *cfg(lua_State *L) { return lua_touserdata(L, lua_upvalueindex(1)); }
+static logcfg *cfg(lua_State *L)
+{
+    return lua_touserdata(L, lua_upvalueindex(1));
+}
 
 static int parse_level(const char *s)
 {
@@ -118,8 +121,7 @@ static int is_array(lua_State *L, int idx, lua_Integer *len)
 
 /* Pushes ",\"k\":v" for each string key of the table at idx not in skip
  * (comma first unless first_plain), concatenated. */
-static void json_members(lua_State *L, int idx, int depth, const char *const *skip,
-                         int first_plain)
+static void json_members(lua_State *L, int idx, int depth, const char *const *skip, int first_plain)
 {
     lua_newtable(L);
     int t = lua_gettop(L), m = 0;
@@ -279,8 +281,10 @@ static void emit(lua_State *L, logcfg *c, int level, int msg_idx, int fields_idx
             lua_pushliteral(L, "");
         int enc = lua_gettop(L) - 2; /* task, goroutine, fields */
         strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
-        lua_pushfstring(L, "{\"ts\":\"%s.%03dZ\",\"level\":\"%s\",\"msg\":", ts, ms,
-                        level_names[level]);
+        char head[128];
+        snprintf(head, sizeof head, "{\"ts\":\"%s.%03dZ\",\"level\":\"%s\",\"msg\":", ts, ms,
+                 level_names[level]);
+        lua_pushstring(L, head);
         json_push_string(L, msg, mlen);
         lua_pushliteral(L, ",\"task\":");
         lua_pushvalue(L, enc);
@@ -297,8 +301,9 @@ static void emit(lua_State *L, logcfg *c, int level, int msg_idx, int fields_idx
         strftime(ts, sizeof ts, "%H:%M:%S", &tm);
         if (col)
             luaL_addstring(&b, "\033[2m");
-        lua_pushfstring(L, "%s.%03d ", ts, ms);
-        luaL_addvalue(&b);
+        char stamp[64];
+        snprintf(stamp, sizeof stamp, "%s.%03d ", ts, ms);
+        luaL_addstring(&b, stamp);
         if (col) {
             luaL_addstring(&b, RESET);
             luaL_addstring(&b, level_colours[level]);
@@ -361,10 +366,22 @@ static int log_at(lua_State *L, int level)
     return 0;
 }
 
-static int l_debug(lua_State *L) { return log_at(L, LV_DEBUG); }
-static int l_info(lua_State *L) { return log_at(L, LV_INFO); }
-static int l_warn(lua_State *L) { return log_at(L, LV_WARN); }
-static int l_error(lua_State *L) { return log_at(L, LV_ERROR); }
+static int l_debug(lua_State *L)
+{
+    return log_at(L, LV_DEBUG);
+}
+static int l_info(lua_State *L)
+{
+    return log_at(L, LV_INFO);
+}
+static int l_warn(lua_State *L)
+{
+    return log_at(L, LV_WARN);
+}
+static int l_error(lua_State *L)
+{
+    return log_at(L, LV_ERROR);
+}
 
 static int l_event(lua_State *L)
 {
@@ -378,10 +395,15 @@ static int l_event(lua_State *L)
         return 0;
     push_context(L); /* 4, 5 */
     if (lua_istable(L, 3)) {
-        if (lua_getfield(L, 3, "task") != LUA_TNIL)
+        if (lua_getfield(L, 3, "task") != LUA_TNIL) {
+            if (lua_type(L, -1) == LUA_TBOOLEAN) { /* task = false: no task context */
+                lua_pop(L, 1);
+                lua_pushnil(L);
+            }
             lua_replace(L, 4);
-        else
+        } else {
             lua_pop(L, 1);
+        }
         if (lua_getfield(L, 3, "goroutine") != LUA_TNIL)
             lua_replace(L, 5);
         else
@@ -406,8 +428,7 @@ static int l_configure(lua_State *L)
         const char *s = luaL_checkstring(L, -1);
         int lv = parse_level(s);
         if (lv < 0)
-            return luaL_error(L, "invalid log level '%s' (expected debug, info, warn or error)",
-                              s);
+            return luaL_error(L, "invalid log level '%s' (expected debug, info, warn or error)", s);
         c->level = lv;
     }
     if (lua_getfield(L, 1, "format") != LUA_TNIL) {

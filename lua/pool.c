@@ -162,7 +162,8 @@ static void notify(port **v, int n)
         xmsg *m = malloc(sizeof *m);
         if (m) {
             m->fn = on_event;
-            port_post(v[i], m);
+            if (port_post(v[i], m) != 0)
+                free(m);
         }
         port_unref(v[i]);
     }
@@ -183,13 +184,31 @@ static void on_event(sched *s, xmsg *m)
 
 static void run_task(sched *s, xmsg *m);
 
-/* Sends t to a VM. Called with t->p->mu held. */
-static void dispatch(ptask *t)
+/* Sends t to a VM. Called with t->p->mu held; a task that no VM takes is
+ * put on *undelivered, for the caller to fail once the lock is released. */
+static void dispatch(ptask *t, ptask **undelivered)
 {
     t->vm = procs_pick();
     atomic_fetch_add_explicit(&t->vm->load, 1, memory_order_relaxed);
     t->msg.fn = run_task;
-    port_post(t->vm->port, &t->msg);
+    if (port_post(t->vm->port, &t->msg) != 0) {
+        t->next = *undelivered;
+        *undelivered = t;
+    }
+}
+
+static void task_complete(ptask *t);
+static void task_free(ptask *t);
+
+static void fail_undelivered(ptask *list)
+{
+    while (list) {
+        ptask *t = list;
+        list = t->next;
+        t->next = NULL;
+        t->ok = 0;
+        task_complete(t);
+    }
 }
 
 static void on_done(sched *s, xmsg *m);
@@ -209,6 +228,7 @@ static void task_complete(ptask *t)
         p->completed++;
     else
         p->failed++;
+    ptask *undelivered = NULL;
     while (p->active < p->workers && p->qhead) {
         ptask *q = p->qhead;
         p->qhead = q->next;
@@ -217,7 +237,7 @@ static void task_complete(ptask *t)
         q->next = NULL;
         p->queued--;
         p->active++;
-        dispatch(q);
+        dispatch(q, &undelivered);
     }
     /* wake blocked submitters once a quarter of the queue is free, not at
      * every completion */
@@ -237,11 +257,13 @@ static void task_complete(ptask *t)
     pthread_mutex_unlock(&p->mu);
     t->p = NULL;
     t->msg.fn = on_done;
-    port_post(t->owner, &t->msg);
+    if (port_post(t->owner, &t->msg) != 0)
+        task_free(t); /* the submitter's VM is gone */
     if (nr)
         notify(rw, nr);
     if (ni)
         notify(iw, ni);
+    fail_undelivered(undelivered);
     pool_unref(p);
 }
 
@@ -682,9 +704,10 @@ static int submit_k(lua_State *L, int status, lua_KContext ctx)
         lua_pop(L, 1);
         lua_pushstring(L, t->id);
         sched_hold(s);
+        ptask *undelivered = NULL;
         if (p->active < p->workers) {
             p->active++;
-            dispatch(t);
+            dispatch(t, &undelivered);
         } else {
             p->queued++;
             if (p->qtail)
@@ -694,6 +717,7 @@ static int submit_k(lua_State *L, int status, lua_KContext ctx)
             p->qtail = t;
         }
         pthread_mutex_unlock(&p->mu);
+        fail_undelivered(undelivered);
         return 1;
     }
     if (!p->block) {
@@ -858,7 +882,7 @@ int pool_await(lua_State *L, sched *s, int idx)
         lua_pop(L, 2);
     }
     if (!t) {
-        luaL_pushfail(L);
+        lua_pushboolean(L, 0);
         lua_pushfstring(L, "unknown task id: %s (outcomes are kept %d s)", id, RESULT_TTL_S);
         return 2;
     }

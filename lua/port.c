@@ -53,7 +53,6 @@ int port_post(port *p, xmsg *m)
     pthread_mutex_lock(&p->mu);
     if (!p->s) {
         pthread_mutex_unlock(&p->mu);
-        m->fn(NULL, m);
         return -1;
     }
     int wake = p->head == NULL;

@@ -16,8 +16,8 @@
 #include "scheduler.h"
 
 typedef struct xmsg xmsg;
-/* Runs on the target scheduler's thread, or on the poster's with s == NULL
- * when the target is gone; either way it owns (and frees) m. */
+/* Runs on the target scheduler's thread and owns (frees) m; s is NULL when
+ * the scheduler went away with m still queued. */
 typedef void (*xmsg_fn)(sched *s, xmsg *m);
 
 struct xmsg {
@@ -37,8 +37,8 @@ struct port {
 port *sched_port(sched *s);
 void port_ref(port *p);
 void port_unref(port *p);
-/* Queues m for p's scheduler. Returns 0, or -1 when the scheduler is gone
- * (m->fn(NULL, m) has then run). Safe from any thread. */
+/* Queues m for p's scheduler. Returns 0, or -1 when the scheduler is gone:
+ * m is then still the caller's. Safe from any thread. */
 int port_post(port *p, xmsg *m);
 
 /* While holds > 0 the port keeps the loop alive: a goroutine is waiting for

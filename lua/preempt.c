@@ -53,8 +53,10 @@ static void preempt_hook(lua_State *L, lua_Debug *ar)
      * keep the hook; past the deadline, raise at every line so that no pcall
      * can hold the goroutine past its deadline. */
     uint64_t dl = g->sc ? g->sc->eff_deadline : 0;
-    if (dl && mono_ns() >= dl)
+    if (dl && mono_ns() >= dl) {
+        g->flags |= GF_HOOKERR;
         luaL_error(L, "cancelled: deadline passed");
+    }
 }
 
 static void on_signal(int sig, siginfo_t *si, void *uc)

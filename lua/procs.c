@@ -49,7 +49,7 @@ static void proc_main(void *arg)
     sched *s = sched_get(L);
     p->port = s->port;
     port_ref(p->port);
-    uv_ref((uv_handle_t *)&s->port->async); /* a pool VM waits for work forever */
+    sched_hold(s); /* a pool VM waits for work forever */
     uv_sem_post(&b->ready);                   /* b is gone after this */
     uv_run(s->loop, UV_RUN_DEFAULT);
     lua_close(L);

@@ -114,6 +114,18 @@ static void timer_add(sched *s, theap_ent *e, uint64_t due, theap_cb cb)
         timer_arm(s);
 }
 
+/* Removes e from the heap; the uv timer follows the new earliest entry so
+ * that a dropped deadline does not keep the loop alive. */
+static void timer_del(sched *s, theap_ent *e)
+{
+    if (!theap_has(e))
+        return;
+    int was_min = theap_min(&s->timers) == e;
+    theap_remove(&s->timers, e);
+    if (was_min)
+        timer_arm(s);
+}
+
 static void on_timer(uv_timer_t *t)
 {
     sched *s = t->data;
@@ -151,6 +163,9 @@ static void scope_dec(scope *sc)
 {
     if (--sc->nlive > 0)
         return;
+    /* an ended scope has nothing left to cancel: drop its deadline so that
+     * it does not keep the loop alive */
+    timer_del(sc->s, &sc->deadline);
     sched_ready_all(sc->s, &sc->waiters);
     scope *parent = sc->parent;
     int counted = sc->counted;
@@ -202,7 +217,7 @@ scope *scope_new(sched *s, scope *parent, uint64_t timeout_ns)
 static void scope_free(scope *sc)
 {
     sched *s = sc->s;
-    theap_remove(&s->timers, &sc->deadline);
+    timer_del(s, &sc->deadline);
     if (sc->label_ref != LUA_NOREF)
         luaL_unref(s->L, LUA_REGISTRYINDEX, sc->label_ref);
     /* orphan children (they are not live, or we would be live too) */
@@ -246,7 +261,7 @@ void scope_cancel(scope *sc, const char *reason)
         snprintf(sc->reason, sizeof sc->reason, "%s", reason);
     else if (!sc->reason[0])
         snprintf(sc->reason, sizeof sc->reason, "cancelled");
-    theap_remove(&s->timers, &sc->deadline);
+    timer_del(s, &sc->deadline);
     sc->refs++;
     /* Killing runs __close handlers, which may spawn into this scope (those
      * are killed at birth) or end other members: restart from the head. */
@@ -298,8 +313,9 @@ static void scope_del(gor *g)
     g->sc_prev = g->sc_next = NULL;
     if (sc->lead == g) {
         sc->lead = NULL;
-        if (!sc->cancelled) /* timeout(): fn returned in time, its leftovers run on */
-            theap_remove(&sc->s->timers, &sc->deadline);
+        /* timeout(): fn ended in time, its leftovers run on */
+        if (!sc->cancelled && sched_now_ns() < sc->deadline.due)
+            timer_del(sc->s, &sc->deadline);
     }
     scope_dec(sc);
 }
@@ -317,7 +333,7 @@ static void idle_on(sched *s)
 void sched_ready(sched *s, gor *g)
 {
     gl_remove(g);
-    theap_remove(&s->timers, &g->timer);
+    timer_del(s, &g->timer);
     if (g->flags & GF_BLOCKING) {
         g->flags |= GF_WOKEN;
         uv_stop(s->loop); /* let the blocked thread's uv_run return now */
@@ -354,6 +370,16 @@ static void gor_release(sched *s, gor *g, int reset)
         lua_pushnil(T);
         lua_setiuservalue(T, -2, 2);
         lua_pop(T, 1);
+    }
+    if (g->flags & GF_HOOKERR) {
+        /* an error raised from a hook leaves the thread unable to run hooks
+         * again (Lua keeps allowhook off): never reuse it */
+        *(gor **)lua_getextraspace(co) = NULL;
+        g->magic = 0;
+        if (g->sc)
+            scope_del(g);
+        luaL_unref(T, LUA_REGISTRYINDEX, g->ref);
+        return;
     }
     g->free_next = s->free;
     s->free = g;
@@ -404,10 +430,10 @@ static int gc_tick(lua_State *L)
 
 static void report_error(sched *s, gor *g)
 {
-    lua_State *T = s->T;
+    lua_State *T = s->T; /* the error value is on top */
     if (s->errh_ref != LUA_NOREF) {
         lua_rawgeti(T, LUA_REGISTRYINDEX, s->errh_ref);
-        lua_insert(T, -2);
+        lua_pushvalue(T, -2);
         lua_pushinteger(T, (lua_Integer)g->id);
         scope *sc = g->sc;
         while (sc && sc->label_ref == LUA_NOREF)
@@ -416,8 +442,12 @@ static void report_error(sched *s, gor *g)
             lua_rawgeti(T, LUA_REGISTRYINDEX, sc->label_ref);
         else
             lua_pushnil(T);
-        if (lua_pcall(T, 3, 0, 0) == LUA_OK)
+        if (lua_pcall(T, 3, 0, 0) == LUA_OK) {
+            lua_pop(T, 1);
             return;
+        }
+        fprintf(stderr, "goroutine error handler failed: %s\n", luaL_tolstring(T, -1, NULL));
+        lua_pop(T, 2);
     }
     const char *msg = luaL_tolstring(T, -1, NULL);
     fprintf(stderr, "goroutine %llu failed: %s\n", (unsigned long long)g->id, msg);
@@ -458,7 +488,7 @@ void sched_kill(sched *s, gor *g, const char *reason)
     if (g->state == G_DEAD || g == s->running)
         return;
     gl_remove(g);
-    theap_remove(&s->timers, &g->timer);
+    timer_del(s, &g->timer);
     g->state = G_DEAD;
     if (g->handle) {
         lua_pushstring(s->T, reason ? reason : "cancelled");
@@ -598,7 +628,7 @@ void sched_block(lua_State *L, sched *s, glist *wl, uint64_t due)
         int alive = uv_run(s->loop, UV_RUN_ONCE);
         if (!alive && !(self.flags & GF_WOKEN)) {
             gl_remove(&self);
-            theap_remove(&s->timers, &self.timer);
+            timer_del(s, &self.timer);
             luaL_error(L, "deadlock: this wait can never end (%d goroutines, all blocked)",
                        (int)s->nlive);
         }
@@ -636,12 +666,12 @@ static void sched_destroy(sched *s)
 {
     s->closing = 1;
     pool_sched_free(s);
+    theap_free(&s->timers); /* before the scopes: it clears their entries */
     while (s->scopes) {
         scope *sc = s->scopes;
         s->scopes = sc->all_next;
         free(sc);
     }
-    theap_free(&s->timers);
     port_close(s->port);
     uv_close((uv_handle_t *)&s->idle, on_closed);
     uv_close((uv_handle_t *)&s->timer, on_closed);
@@ -703,6 +733,9 @@ sched *sched_get(lua_State *L)
     lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
     s->L = lua_tothread(L, -1);
     lua_pop(L, 1);
+    /* lua_newstate leaves the main thread's extra space uninitialised and
+     * new threads copy it: make "not a goroutine" explicit */
+    *(gor **)lua_getextraspace(s->L) = NULL;
     s->T = lua_newthread(L);
     s->T_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     s->errh_ref = LUA_NOREF;

@@ -38,7 +38,8 @@ enum gflags {
     GF_BLOCKING = 1,  /* a pseudo goroutine: a non-goroutine thread running the loop until woken */
     GF_WOKEN = 2,     /* (blocking only) its wait is over */
     GF_PREEMPTED = 4, /* yielded by the preemption hook */
-    GF_CALIBRATED = 8 /* preemption line hook has seen its first event */
+    GF_CALIBRATED = 8, /* preemption line hook has seen its first event */
+    GF_HOOKERR = 16    /* an error was raised from its hook: its thread is not reusable */
 };
 
 struct gor {

@@ -86,7 +86,10 @@ static void wg_change(lua_State *L, waitgroup *wg, lua_Integer delta)
     atomic_fetch_add(&c->refs, 1);
     w->core = c;
     w->m.fn = on_wake;
-    port_post(c->home, &w->m);
+    if (port_post(c->home, &w->m) != 0) {
+        core_unref(c); /* the home VM is gone: nobody waits */
+        free(w);
+    }
 }
 
 static int wg_add(lua_State *L)

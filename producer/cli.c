@@ -1,0 +1,374 @@
+/* cli.c: the `mutirao` command: argument parsing, the VM of `mutirao run`,
+ * loading the task file and the process exit status.
+ *
+ * `run` creates one VM (lua_newstate with our allocator), preloads the
+ * goroutine and log modules and the embedded runner (lua/runner.lua,
+ * lua/dsl.lua), loads FILE (errors: one line, exit 2), lets runner.start()
+ * spawn the runner as a goroutine and runs the scheduler loop until nothing
+ * is left. Goroutines left asleep with nothing to wake them are a deadlock:
+ * reported with where each one waits, exit 1. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+#include <uv.h>
+
+#include "embedded.h"
+#include "goroutine.h"
+#include "log.h"
+#include "procs.h"
+#include "scheduler.h"
+
+#ifndef MUTIRAO_VERSION
+#define MUTIRAO_VERSION "0.0.0"
+#endif
+
+enum { EXIT_FAIL = 1, EXIT_USAGE = 2 };
+
+static const char usage_text[] =
+    "usage: mutirao <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  run [-f] FILE [options]   run a task file (.lua or .sloth)\n"
+    "  version                   print the version\n"
+    "  help                      show this help\n"
+    "\n"
+    "run options:\n"
+    "  -f, --file FILE           the task file (also accepted as the first argument)\n"
+    "  --workflow NAME           run only this workflow\n"
+    "  --param KEY=VALUE         set params.KEY for the tasks (repeatable)\n"
+    "  --log-format text|json    log record format on stderr (default: text)\n"
+    "  --log-level LEVEL         debug, info, warn or error (default: info;\n"
+    "                            also MUTIRAO_LOG_LEVEL)\n"
+    "\n"
+    "Exit status: 0 when every task succeeded, 1 when a task failed or an error\n"
+    "escaped, 2 on bad usage or an invalid task file.\n";
+
+typedef struct param {
+    const char *key;
+    size_t keylen;
+    const char *value;
+} param;
+
+typedef struct run_opts {
+    const char *file;
+    const char *workflow;
+    const char *log_format;
+    const char *log_level;
+    param *params;
+    int nparams;
+} run_opts;
+
+static int usage_error(const char *fmt, const char *arg)
+{
+    fputs("mutirao: ", stderr);
+    fprintf(stderr, fmt, arg);
+    fputs("\n\n", stderr);
+    fputs(usage_text, stderr);
+    return EXIT_USAGE;
+}
+
+static int valid_level(const char *s)
+{
+    return !strcmp(s, "debug") || !strcmp(s, "info") || !strcmp(s, "warn") ||
+           !strcmp(s, "warning") || !strcmp(s, "error");
+}
+
+/* The value of option argv[*i] given as "--opt VALUE" or "--opt=VALUE"
+ * (name is the option without the value); NULL when it is missing. */
+static const char *opt_value(int argc, char **argv, int *i, const char *name)
+{
+    const char *a = argv[*i];
+    size_t n = strlen(name);
+    if (a[n] == '=')
+        return a + n + 1;
+    if (*i + 1 >= argc)
+        return NULL;
+    return argv[++*i];
+}
+
+static int is_opt(const char *a, const char *name)
+{
+    size_t n = strlen(name);
+    return strncmp(a, name, n) == 0 && (a[n] == 0 || (a[n] == '=' && name[1] == '-'));
+}
+
+/* Parses `run` arguments into o (o->params must hold argc entries).
+ * Returns 0, or an exit status after printing the problem. */
+static int parse_run(int argc, char **argv, run_opts *o)
+{
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i], *v;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(usage_text, stdout);
+            return -1;
+        } else if (is_opt(a, "-f") || is_opt(a, "--file")) {
+            if (!(v = opt_value(argc, argv, &i, a[1] == 'f' ? "-f" : "--file")))
+                return usage_error("option %s needs a file", a);
+            if (o->file)
+                return usage_error("more than one task file given (%s)", v);
+            o->file = v;
+        } else if (is_opt(a, "--workflow")) {
+            if (!(v = opt_value(argc, argv, &i, "--workflow")) || !*v)
+                return usage_error("option %s needs a workflow name", "--workflow");
+            o->workflow = v;
+        } else if (is_opt(a, "--param")) {
+            if (!(v = opt_value(argc, argv, &i, "--param")))
+                return usage_error("option %s needs KEY=VALUE", "--param");
+            const char *eq = strchr(v, '=');
+            if (!eq || eq == v)
+                return usage_error("--param expects KEY=VALUE, got '%s'", v);
+            param *p = &o->params[o->nparams++];
+            p->key = v;
+            p->keylen = (size_t)(eq - v);
+            p->value = eq + 1;
+        } else if (is_opt(a, "--log-format")) {
+            if (!(v = opt_value(argc, argv, &i, "--log-format")))
+                return usage_error("option %s needs text or json", "--log-format");
+            if (strcmp(v, "text") && strcmp(v, "json"))
+                return usage_error("invalid --log-format '%s' (expected text or json)", v);
+            o->log_format = v;
+        } else if (is_opt(a, "--log-level")) {
+            if (!(v = opt_value(argc, argv, &i, "--log-level")))
+                return usage_error("option %s needs a level", "--log-level");
+            if (!valid_level(v))
+                return usage_error("invalid --log-level '%s' (expected debug, info, warn or error)",
+                                   v);
+            o->log_level = v;
+        } else if (a[0] == '-' && a[1] != 0) {
+            return usage_error("unknown option '%s'", a);
+        } else {
+            if (o->file)
+                return usage_error("more than one task file given (%s)", a);
+            o->file = a;
+        }
+    }
+    if (!o->file)
+        return usage_error("%s", "run: no task file given");
+    if (!o->log_level) {
+        const char *env = getenv("MUTIRAO_LOG_LEVEL");
+        if (env && *env) {
+            if (!valid_level(env))
+                return usage_error("invalid MUTIRAO_LOG_LEVEL '%s' (expected debug, info, warn "
+                                   "or error)",
+                                   env);
+            o->log_level = env;
+        }
+    }
+    return 0;
+}
+
+/* ---- the VM ---- */
+
+static void *vm_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    (void)ud;
+    (void)osize;
+    if (nsize == 0) {
+        free(ptr);
+        return NULL;
+    }
+    return realloc(ptr, nsize);
+}
+
+static int vm_panic(lua_State *L)
+{
+    const char *msg = lua_tostring(L, -1);
+    fprintf(stderr, "mutirao: fatal: unprotected Lua error: %s\n", msg ? msg : "(no message)");
+    fflush(stderr);
+    return 0; /* abort() follows */
+}
+
+/* The log settings of the run, for the pool VMs' setup hook (which takes no
+ * user data): written once before the scheduler starts, read-only after. */
+static const run_opts *pool_log_opts;
+
+/* procs setup hook: gives every pool VM the global `log`, configured as the
+ * main VM's. */
+static void pool_vm_setup(lua_State *L)
+{
+    luaL_requiref(L, "log", luaopen_mutirao_log, 1);
+    lua_getfield(L, -1, "_configure");
+    lua_createtable(L, 0, 2);
+    const run_opts *o = pool_log_opts;
+    lua_pushstring(L, o && o->log_format ? o->log_format : "text");
+    lua_setfield(L, -2, "format");
+    lua_pushstring(L, o && o->log_level ? o->log_level : "info");
+    lua_setfield(L, -2, "level");
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK)
+        lua_pop(L, 1);
+    lua_pop(L, 1);
+}
+
+static int open_log_global(lua_State *L)
+{
+    luaL_requiref(L, "log", luaopen_mutirao_log, 1);
+    return 1;
+}
+
+/* Opens the libraries, preloads goroutine and the embedded runner modules and
+ * sets the global `log`. Runs under lua_pcall. */
+static int vm_setup(lua_State *L)
+{
+    /* The main thread's extra space is not initialised by lua_newstate and
+     * new threads copy it: the scheduler reads it as a goroutine pointer. */
+    memset(lua_getextraspace(L), 0, LUA_EXTRASPACE);
+    luaL_openlibs(L);
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+    lua_pushcfunction(L, luaopen_goroutine);
+    lua_setfield(L, -2, "goroutine");
+    for (const embedded_chunk *c = embedded_lua; c->name; c++) {
+        if (luaL_loadbufferx(L, (const char *)c->data, c->len, c->chunkname, "t") != LUA_OK)
+            return lua_error(L);
+        lua_setfield(L, -2, c->name);
+    }
+    lua_pop(L, 1);
+    lua_pushcfunction(L, open_log_global);
+    lua_call(L, 0, 0);
+    lua_pop(L, lua_gettop(L));
+    return 0;
+}
+
+/* Configures the log, loads the task file and starts the runner. Stack in:
+ * a light userdata run_opts. Returns the runner's state table; a load
+ * failure is raised as a string starting with "load:". */
+static int vm_start(lua_State *L)
+{
+    run_opts *o = lua_touserdata(L, 1);
+    lua_getglobal(L, "log");
+    lua_getfield(L, -1, "_configure");
+    lua_createtable(L, 0, 2);
+    lua_pushstring(L, o->log_format ? o->log_format : "text");
+    lua_setfield(L, -2, "format");
+    lua_pushstring(L, o->log_level ? o->log_level : "info");
+    lua_setfield(L, -2, "level");
+    lua_call(L, 1, 0);
+    lua_pop(L, 1);
+
+    if (luaL_loadfilex(L, o->file, "t") != LUA_OK) {
+        lua_pushfstring(L, "load:%s", lua_tostring(L, -1));
+        return lua_error(L);
+    }
+    int chunk = lua_gettop(L);
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "mutirao.runner");
+    lua_call(L, 1, 1);
+    lua_getfield(L, -1, "start");
+    lua_pushvalue(L, chunk);
+    lua_createtable(L, 0, 5);
+    lua_pushstring(L, o->file);
+    lua_setfield(L, -2, "file");
+    if (o->workflow) {
+        lua_pushstring(L, o->workflow);
+        lua_setfield(L, -2, "workflow");
+    }
+    lua_pushstring(L, o->log_format ? o->log_format : "text");
+    lua_setfield(L, -2, "log_format");
+    lua_createtable(L, 0, o->nparams);
+    for (int i = 0; i < o->nparams; i++) {
+        lua_pushlstring(L, o->params[i].key, o->params[i].keylen);
+        lua_pushstring(L, o->params[i].value);
+        lua_settable(L, -3);
+    }
+    lua_setfield(L, -2, "params");
+    lua_call(L, 2, 1);
+    return 1;
+}
+
+static int cmd_run(int argc, char **argv)
+{
+    run_opts o;
+    memset(&o, 0, sizeof o);
+    param *params = calloc((size_t)argc + 1, sizeof *params);
+    if (!params) {
+        fputs("mutirao: out of memory\n", stderr);
+        return EXIT_FAIL;
+    }
+    o.params = params;
+    int rc = parse_run(argc, argv, &o);
+    if (rc != 0) {
+        free(params);
+        return rc < 0 ? 0 : rc;
+    }
+
+    pool_log_opts = &o;
+    procs_set_setup(pool_vm_setup);
+    lua_State *L = lua_newstate(vm_alloc, NULL);
+    if (!L) {
+        free(params);
+        fputs("mutirao: cannot create a Lua state: out of memory\n", stderr);
+        return EXIT_FAIL;
+    }
+    lua_atpanic(L, vm_panic);
+    lua_pushcfunction(L, vm_setup);
+    if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
+        fprintf(stderr, "mutirao: cannot set up the Lua state: %s\n", lua_tostring(L, -1));
+        lua_close(L);
+        free(params);
+        return EXIT_FAIL;
+    }
+
+    lua_pushcfunction(L, vm_start);
+    lua_pushlightuserdata(L, &o);
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+        const char *msg = lua_tostring(L, -1);
+        if (msg && strncmp(msg, "load:", 5) == 0) {
+            fprintf(stderr, "mutirao: %s\n", msg + 5);
+            rc = EXIT_USAGE;
+        } else {
+            fprintf(stderr, "mutirao: %s\n", msg ? msg : "(error object)");
+            rc = EXIT_FAIL;
+        }
+        lua_close(L);
+        free(params);
+        return rc;
+    }
+    int st = lua_gettop(L); /* the runner's state table */
+
+    sched *s = sched_get(L);
+    size_t left = sched_run(s);
+    if (left > 0) {
+        fflush(stdout);
+        fprintf(stderr, "fatal: all goroutines are asleep - deadlock!\n\n");
+        sched_dump_parked(s, stderr);
+        fflush(stderr);
+        rc = EXIT_FAIL;
+    } else {
+        lua_getfield(L, st, "exit");
+        rc = lua_isinteger(L, -1) ? (int)lua_tointeger(L, -1) : EXIT_FAIL;
+        lua_pop(L, 1);
+    }
+    fflush(stdout);
+    lua_close(L);
+    free(params);
+    return rc;
+}
+
+static int cmd_version(void)
+{
+    printf("mutirao %s (%s, libuv %s)\n", MUTIRAO_VERSION, LUA_RELEASE, uv_version_string());
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    /* line-buffered stdout and unbuffered stderr keep the two streams in order */
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    setvbuf(stderr, NULL, _IONBF, 0);
+    if (argc < 2)
+        return usage_error("%s", "no command given");
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
+        fputs(usage_text, stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "version") || !strcmp(cmd, "--version") || !strcmp(cmd, "-V"))
+        return cmd_version();
+    if (!strcmp(cmd, "run"))
+        return cmd_run(argc - 2, argv + 2);
+    return usage_error("unknown command '%s'", cmd);
+}

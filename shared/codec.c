@@ -1,0 +1,431 @@
+/*
+** codec.c: entry points of the closure codec, its error table, limits and
+** per-VM state. The work runs inside lua_pcall so that a Lua error (out of
+** memory, a hook that raises) unwinds to here and is returned as a code.
+*/
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec_int.h"
+
+/* Registry key of the per-VM state table (its address is the key). */
+static const char state_key = 0;
+
+const char *codec_strerror(int err)
+{
+    switch (err) {
+#define CODEC_XX_STR(name, value, msg)                                                             \
+    case (value):                                                                                  \
+        return msg;
+        CODEC_ERRNO_MAP(CODEC_XX_STR)
+#undef CODEC_XX_STR
+    }
+    return "unknown error";
+}
+
+const char *codec_errname(int err)
+{
+    switch (err) {
+#define CODEC_XX_NAME(name, value, msg)                                                            \
+    case (value):                                                                                  \
+        return #name;
+        CODEC_ERRNO_MAP(CODEC_XX_NAME)
+#undef CODEC_XX_NAME
+    }
+    return "EUNKNOWN";
+}
+
+void codec_limits_default(codec_limits *lim)
+{
+    lim->max_bytes = (size_t)64 << 20;
+    lim->max_depth = 128;
+    lim->max_elems = (size_t)4 << 20;
+    lim->allow_bytecode = 0;
+    lim->allow_require = 0;
+}
+
+void codec__fail(codec__ctx *c, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->msg, sizeof c->msg, fmt, ap);
+    va_end(ap);
+    c->code = code;
+    lua_pushstring(c->L, c->msg);
+    lua_error(c->L);
+    abort(); /* not reached: lua_error does not return */
+}
+
+void codec__checkstack(codec__ctx *c, int n)
+{
+    if (!lua_checkstack(c->L, n))
+        codec__fail(c, CODEC_ENOMEM, "cannot grow the Lua stack by %d slots", n);
+}
+
+int codec__buf_add(codec__buf *b, const void *data, size_t len)
+{
+    if (len > b->cap - b->len) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap - b->len < len) {
+            if (cap > ((size_t)-1) / 2)
+                return CODEC_ENOMEM;
+            cap *= 2;
+        }
+        char *p = realloc(b->data, cap);
+        if (p == NULL)
+            return CODEC_ENOMEM;
+        b->data = p;
+        b->cap = cap;
+    }
+    if (len)
+        memcpy(b->data + b->len, data, len);
+    b->len += len;
+    return 0;
+}
+
+static void new_weak_table(lua_State *L, const char *mode)
+{
+    lua_newtable(L);
+    lua_createtable(L, 0, 1);
+    lua_pushstring(L, mode);
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+}
+
+/* Pushes the per-VM state table, creating it on first use (may raise). */
+void codec__state(lua_State *L)
+{
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &state_key) == LUA_TTABLE)
+        return;
+    lua_pop(L, 1);
+    lua_createtable(L, CODEC__S_N, 0);
+    new_weak_table(L, "kv");
+    lua_rawseti(L, -2, CODEC__S_DUMPCACHE);
+    lua_newtable(L);
+    lua_rawseti(L, -2, CODEC__S_LOADCACHE);
+    lua_pushinteger(L, 0);
+    lua_rawseti(L, -2, CODEC__S_LOADCOUNT);
+    lua_newtable(L);
+    lua_rawseti(L, -2, CODEC__S_HOOKS);
+    codec__vm *vm = lua_newuserdatauv(L, sizeof *vm, 0);
+    memset(vm, 0, sizeof *vm);
+    vm->cache_on = 1;
+    lua_rawseti(L, -2, CODEC__S_VM);
+    lua_newtable(L);
+    lua_rawseti(L, -2, CODEC__S_TEMPLATES);
+    new_weak_table(L, "v");
+    lua_rawseti(L, -2, CODEC__S_RECENT);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &state_key);
+}
+
+codec__vm *codec__vm_of(lua_State *L, int state)
+{
+    lua_rawgeti(L, state, CODEC__S_VM);
+    codec__vm *vm = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return vm;
+}
+
+static void set_err(char *err, size_t errlen, const char *msg)
+{
+    if (err != NULL && errlen > 0)
+        snprintf(err, errlen, "%s", msg);
+}
+
+/* Runs fn(ctx) under lua_pcall with the nargs values on top of L as extra
+   arguments; returns 0 or a codec error code with the message in err. */
+static int protect(lua_State *L, lua_CFunction fn, codec__ctx *c, int nargs, int nresults,
+                   char *err, size_t errlen)
+{
+    lua_pushcfunction(L, fn);
+    lua_insert(L, -nargs - 1);
+    lua_pushlightuserdata(L, c);
+    lua_insert(L, -nargs - 1);
+    int st = lua_pcall(L, nargs + 1, nresults, 0);
+    if (st == LUA_OK)
+        return 0;
+    int code = c->code;
+    if (code == 0)
+        code = st == LUA_ERRMEM ? CODEC_ENOMEM : CODEC_ELUA;
+    if (c->code != 0) {
+        set_err(err, errlen, c->msg);
+    } else {
+        const char *m = lua_tostring(L, -1);
+        set_err(err, errlen, m != NULL ? m : codec_strerror(code));
+    }
+    lua_pop(L, 1);
+    return code;
+}
+
+static void ctx_init(codec__ctx *c, lua_State *L, const codec_limits *lim)
+{
+    memset(c, 0, sizeof *c);
+    c->L = L;
+    if (lim != NULL)
+        c->lim = *lim;
+    else
+        codec_limits_default(&c->lim);
+    if (c->lim.max_depth > CODEC__DEPTH_CAP)
+        c->lim.max_depth = CODEC__DEPTH_CAP;
+}
+
+/* msgpack writer callback: appends to c->out within max_bytes. */
+static int out_write(void *data, const char *buf, size_t len)
+{
+    codec__ctx *c = data;
+    if (len > c->lim.max_bytes || c->out.len > c->lim.max_bytes - len) {
+        c->overflow = 1;
+        return -1;
+    }
+    return codec__buf_add(&c->out, buf, len) == 0 ? 0 : -1;
+}
+
+/* Protected body of codec_encode: arguments 2..nargs+1 are the values. */
+static int encode_main(lua_State *L)
+{
+    codec__ctx *c = lua_touserdata(L, 1);
+    int n = c->nargs;
+    codec__checkstack(c, 8);
+    codec__state(L);
+    c->state = lua_gettop(L);
+    c->vm = codec__vm_of(L, c->state);
+    lua_pushnil(L); /* work tables are made on first use (codec__table) */
+    c->objs = lua_gettop(L);
+    lua_pushnil(L);
+    c->blobs = lua_gettop(L);
+    lua_pushnil(L);
+    c->upvals = lua_gettop(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+    c->globals = lua_gettop(L);
+    if (c->lim.max_depth + 4u <= CODEC__PATH_INLINE)
+        c->path = c->path_inline;
+    else
+        c->path = lua_newuserdatauv(L, sizeof(codec__seg) * (c->lim.max_depth + 4u), 0);
+
+    msgpack_packer_init(&c->pk, c, out_write);
+    char hdr[CODEC__HDRLEN] = {CODEC__MAGIC[0], CODEC__MAGIC[1], CODEC__MAGIC[2],
+                               CODEC_FORMAT_VERSION};
+    if (out_write(c, hdr, sizeof hdr) != 0)
+        codec__pack_ok(c, -1);
+    codec__pack_ok(c, msgpack_pack_array(&c->pk, (size_t)n));
+    for (int i = 0; i < n; i++) {
+        c->npath = 0;
+        codec__path_push(c, CODEC__SEG_ARG, i + 1, 0);
+        codec__encode_value(c, 2 + i);
+        c->npath = 0;
+    }
+    return 0;
+}
+
+int codec_encode(lua_State *L, int first, int n, const codec_limits *lim, char **out,
+                 size_t *outlen, char *err, size_t errlen)
+{
+    codec__ctx c;
+    if (out == NULL || outlen == NULL || n < 0) {
+        set_err(err, errlen, codec_strerror(CODEC_EINVAL));
+        return CODEC_EINVAL;
+    }
+    *out = NULL;
+    *outlen = 0;
+    ctx_init(&c, L, lim);
+    first = lua_absindex(L, first);
+    if (n > 0 && (first < 1 || first + n - 1 > lua_gettop(L))) {
+        set_err(err, errlen, "invalid stack range");
+        return CODEC_EINVAL;
+    }
+    if (!lua_checkstack(L, n + 4)) {
+        set_err(err, errlen, "too many values for the Lua stack");
+        return CODEC_ETOOMANY;
+    }
+    for (int i = 0; i < n; i++)
+        lua_pushvalue(L, first + i);
+    c.nargs = n;
+    int rc = protect(L, encode_main, &c, n, 0, err, errlen);
+    free(c.scratch.data);
+    if (rc != 0) {
+        free(c.out.data);
+        return rc;
+    }
+    *out = c.out.data;
+    *outlen = c.out.len;
+    return 0;
+}
+
+/* Protected body of codec_decode: pushes the decoded values. */
+static int decode_main(lua_State *L)
+{
+    codec__ctx *c = lua_touserdata(L, 1);
+    codec__checkstack(c, 8);
+    codec__state(L);
+    c->state = lua_gettop(L);
+    c->vm = codec__vm_of(L, c->state);
+    lua_pushnil(L); /* work tables are made on first use (codec__table) */
+    c->objs = lua_gettop(L);
+    lua_pushnil(L);
+    c->blobs = lua_gettop(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+    c->globals = lua_gettop(L);
+    int base = lua_gettop(L);
+
+    size_t len = (size_t)(c->end - c->p);
+    if (len < CODEC__HDRLEN)
+        codec__fail(c, CODEC_ETRUNCATED,
+                    "message of %zu bytes is shorter "
+                    "than its header",
+                    len);
+    if (memcmp(c->p, CODEC__MAGIC, 3) != 0)
+        codec__fail(c, CODEC_EMAGIC, "bad magic: not a mutirao codec message");
+    if (c->p[3] != CODEC_FORMAT_VERSION)
+        codec__fail(c, CODEC_EVERSION,
+                    "unsupported codec format version %u (this codec reads "
+                    "version %d)",
+                    c->p[3], CODEC_FORMAT_VERSION);
+    c->p += CODEC__HDRLEN;
+    if (c->p == c->end)
+        codec__fail(c, CODEC_ETRUNCATED, "truncated message: no body");
+    unsigned b = *c->p++;
+    uint32_t n;
+    if (b >= 0x90 && b <= 0x9f) {
+        n = b & 0x0f;
+    } else if (b == 0xdc || b == 0xdd) {
+        size_t w = b == 0xdc ? 2 : 4;
+        if ((size_t)(c->end - c->p) < w)
+            codec__fail(c, CODEC_ETRUNCATED, "truncated message: header");
+        n = 0;
+        for (size_t i = 0; i < w; i++)
+            n = n << 8 | c->p[i];
+        c->p += w;
+    } else {
+        codec__fail(c, CODEC_EMALFORMED, "malformed message: body is not an array (0x%02x)", b);
+    }
+    if (n > (size_t)(c->end - c->p))
+        codec__fail(c, CODEC_ETRUNCATED, "truncated message: %u values claimed, %zu bytes left", n,
+                    (size_t)(c->end - c->p));
+    if (n > c->lim.max_elems || n > INT32_MAX - 64)
+        codec__fail(c, CODEC_ETOOMANY, "message has %u values (limit %zu)", n, c->lim.max_elems);
+    codec__checkstack(c, (int)n + 4);
+    for (uint32_t i = 0; i < n; i++)
+        codec__decode_value(c);
+    if (c->p != c->end)
+        codec__fail(c, CODEC_EMALFORMED, "malformed message: %zu trailing bytes",
+                    (size_t)(c->end - c->p));
+    c->nvals = lua_gettop(L) - base;
+    return c->nvals;
+}
+
+int codec_decode(lua_State *L, const char *data, size_t len, const codec_limits *lim, int *nvals,
+                 char *err, size_t errlen)
+{
+    codec__ctx c;
+    if (nvals != NULL)
+        *nvals = 0;
+    if (data == NULL && len > 0) {
+        set_err(err, errlen, codec_strerror(CODEC_EINVAL));
+        return CODEC_EINVAL;
+    }
+    ctx_init(&c, L, lim);
+    if (len > c.lim.max_bytes) {
+        char m[128];
+        snprintf(m, sizeof m, "message of %zu bytes exceeds max_bytes %zu", len, c.lim.max_bytes);
+        set_err(err, errlen, m);
+        return CODEC_ETOOBIG;
+    }
+    if (!lua_checkstack(L, 4)) {
+        set_err(err, errlen, codec_strerror(CODEC_ENOMEM));
+        return CODEC_ENOMEM;
+    }
+    c.p = (const unsigned char *)(data != NULL ? data : "");
+    c.end = c.p + len;
+    int top = lua_gettop(L);
+    int rc = protect(L, decode_main, &c, 0, LUA_MULTRET, err, errlen);
+    free(c.scratch.data);
+    if (rc != 0) {
+        lua_settop(L, top);
+        return rc;
+    }
+    if (nvals != NULL)
+        *nvals = lua_gettop(L) - top;
+    return 0;
+}
+
+/* Protected body of codec_register_udata. */
+static int register_main(lua_State *L)
+{
+    codec__hook *src = lua_touserdata(L, 1);
+    const char *tname = lua_tostring(L, 2);
+    codec__state(L);
+    lua_rawgeti(L, -1, CODEC__S_HOOKS);
+    codec__hook *h = lua_newuserdatauv(L, sizeof *h, 0);
+    *h = *src;
+    lua_setfield(L, -2, tname);
+    return 0;
+}
+
+int codec_register_udata(lua_State *L, const char *tname, codec_udata_encode_fn enc,
+                         codec_udata_decode_fn dec, void *ud)
+{
+    if (tname == NULL || tname[0] == '\0' || strlen(tname) > 255 || enc == NULL || dec == NULL)
+        return CODEC_EINVAL;
+    if (!lua_checkstack(L, 4))
+        return CODEC_ENOMEM;
+    codec__hook h = {enc, dec, ud};
+    lua_pushcfunction(L, register_main);
+    lua_pushlightuserdata(L, &h);
+    lua_pushstring(L, tname);
+    int st = lua_pcall(L, 2, 0, 0);
+    if (st != LUA_OK) {
+        lua_pop(L, 1);
+        return st == LUA_ERRMEM ? CODEC_ENOMEM : CODEC_ELUA;
+    }
+    return 0;
+}
+
+int codec_stats_get(lua_State *L, codec_stats *out)
+{
+    if (out == NULL)
+        return CODEC_EINVAL;
+    memset(out, 0, sizeof *out);
+    if (!lua_checkstack(L, 2))
+        return CODEC_ENOMEM;
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &state_key) == LUA_TTABLE) {
+        codec__vm *vm = codec__vm_of(L, lua_gettop(L));
+        *out = vm->stats;
+    }
+    lua_pop(L, 1);
+    return 0;
+}
+
+/* Protected body of codec_cache_enable. */
+static int cache_main(lua_State *L)
+{
+    int on = (int)lua_tointeger(L, 1);
+    codec__state(L);
+    codec__vm *vm = codec__vm_of(L, lua_gettop(L));
+    vm->cache_on = on;
+    new_weak_table(L, "kv");
+    lua_rawseti(L, -2, CODEC__S_DUMPCACHE);
+    new_weak_table(L, "v");
+    lua_rawseti(L, -2, CODEC__S_RECENT);
+    lua_newtable(L);
+    lua_rawseti(L, -2, CODEC__S_LOADCACHE);
+    lua_pushinteger(L, 0);
+    lua_rawseti(L, -2, CODEC__S_LOADCOUNT);
+    return 0;
+}
+
+int codec_cache_enable(lua_State *L, int on)
+{
+    if (!lua_checkstack(L, 4))
+        return CODEC_ENOMEM;
+    lua_pushcfunction(L, cache_main);
+    lua_pushinteger(L, on != 0);
+    int st = lua_pcall(L, 1, 0, 0);
+    if (st != LUA_OK) {
+        lua_pop(L, 1);
+        return st == LUA_ERRMEM ? CODEC_ENOMEM : CODEC_ELUA;
+    }
+    return 0;
+}

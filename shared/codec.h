@@ -1,0 +1,121 @@
+/*
+** codec.h: Lua values <-> msgpack messages (the closure codec).
+** A pool task is a function plus its arguments encoded in one VM and decoded
+** in another; docs/wire-format.md describes the bytes.
+*/
+#ifndef MUTIRAO_CODEC_H
+#define MUTIRAO_CODEC_H
+
+#include <stddef.h>
+
+#include <lua.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Version of the wire format this codec writes; the decoder reads only it. */
+#define CODEC_FORMAT_VERSION 1
+
+/* Error codes: negative ints, one table. XX(name, value, message). */
+#define CODEC_ERRNO_MAP(XX)                                                                        \
+    XX(ENOMEM, -1, "out of memory")                                                                \
+    XX(EINVAL, -2, "invalid argument")                                                             \
+    XX(EUNSENDABLE, -3, "value cannot travel")                                                     \
+    XX(ETOOBIG, -4, "message exceeds the size limit")                                              \
+    XX(ETOODEEP, -5, "nesting exceeds the depth limit")                                            \
+    XX(ETOOMANY, -6, "element count exceeds the limit")                                            \
+    XX(EMAGIC, -7, "not a mutirao codec message")                                                  \
+    XX(EVERSION, -8, "unsupported codec format version")                                           \
+    XX(ETRUNCATED, -9, "truncated message")                                                        \
+    XX(EMALFORMED, -10, "malformed message")                                                       \
+    XX(EBYTECODE, -11, "bytecode refused")                                                         \
+    XX(ELOAD, -12, "bytecode does not load in this Lua")                                           \
+    XX(EMODULE, -13, "module reference cannot be resolved")                                        \
+    XX(EUDATA, -14, "userdata hook failed")                                                        \
+    XX(ELUA, -15, "Lua error inside the codec")
+
+typedef enum codec_errno {
+#define CODEC_XX_ENUM(name, value, msg) CODEC_##name = (value),
+    CODEC_ERRNO_MAP(CODEC_XX_ENUM)
+#undef CODEC_XX_ENUM
+} codec_errno;
+
+/* Static description of an error code ("unknown error" for others). */
+const char *codec_strerror(int err);
+/* Static name of an error code, e.g. "ETRUNCATED". */
+const char *codec_errname(int err);
+
+/*
+** Limits and trust. Both directions honour max_bytes and max_depth; the
+** decoder also honours max_elems and the allow_* flags.
+*/
+typedef struct codec_limits {
+    size_t max_bytes;   /* largest whole message, header included */
+    unsigned max_depth; /* deepest nesting of tables and functions */
+    size_t max_elems;   /* most values (every node counts) in one message */
+    int allow_bytecode; /* 0: refuse messages that carry functions */
+    int allow_require;  /* 0: module refs resolve only to loaded modules */
+} codec_limits;
+
+/* Fills *lim with the defaults: 64 MiB, depth 128, 4 Mi values, no
+   bytecode, no require. The caller owns *lim. */
+void codec_limits_default(codec_limits *lim);
+
+/*
+** Encodes the n values at stack indices first..first+n-1 of L as one message.
+** On success *out is a malloc'd buffer the caller must free() and *outlen its
+** size; on error *out is NULL, nothing is allocated, err (if not NULL) holds
+** a message naming the value that cannot travel and where it is. lim may be
+** NULL (defaults). The stack of L is left as it was.
+*/
+int codec_encode(lua_State *L, int first, int n, const codec_limits *lim, char **out,
+                 size_t *outlen, char *err, size_t errlen);
+
+/*
+** Decodes a whole message and pushes its values onto L; *nvals receives how
+** many. data is only read during the call (the caller keeps owning it). On
+** error nothing is pushed, nothing leaks and err holds a message. lim may be
+** NULL (defaults: functions refused).
+*/
+int codec_decode(lua_State *L, const char *data, size_t len, const codec_limits *lim, int *nvals,
+                 char *err, size_t errlen);
+
+/*
+** Userdata hooks. enc is given the userdata at stack index idx and must push
+** exactly one Lua string (opaque bytes) and return 0, or return < 0 and push
+** nothing. dec is given those bytes and must push exactly one value and
+** return 0, or return < 0 and push nothing. Both run inside the codec's
+** protected call and may raise Lua errors (reported as CODEC_EUDATA/ELUA).
+*/
+typedef int (*codec_udata_encode_fn)(lua_State *L, int idx, void *ud);
+typedef int (*codec_udata_decode_fn)(lua_State *L, const char *data, size_t len, void *ud);
+
+/* Registers the hooks for userdata whose metatable is the one
+   luaL_newmetatable(L, tname) made (tname at most 255 bytes). Replaces an
+   earlier registration; the VM keeps a copy of tname, the caller keeps ud
+   alive as long as L. */
+int codec_register_udata(lua_State *L, const char *tname, codec_udata_encode_fn enc,
+                         codec_udata_decode_fn dec, void *ud);
+
+/* Counters of the per-VM caches (see docs/wire-format.md, "Caches"). */
+typedef struct codec_stats {
+    unsigned long long dumps;         /* lua_dump calls by the encoder */
+    unsigned long long dump_hits;     /* functions whose dump came from cache */
+    unsigned long long loads;         /* lua_load calls for received bytecode */
+    unsigned long long load_hits;     /* functions made without lua_load */
+    unsigned long long modmap_builds; /* module reverse-map (re)builds */
+} codec_stats;
+
+/* Copies L's counters into *out (all zero if the codec never ran in L). */
+int codec_stats_get(lua_State *L, codec_stats *out);
+
+/* Turns both function caches of L on (default) or off and empties them;
+   for benchmarks and tests. */
+int codec_cache_enable(lua_State *L, int on);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MUTIRAO_CODEC_H */

@@ -1,0 +1,169 @@
+/*
+** codec_int.h: internals shared by the codec's files (codec__ prefix).
+** Not installed, not for other modules: include shared/codec.h instead.
+*/
+#ifndef MUTIRAO_CODEC_INT_H
+#define MUTIRAO_CODEC_INT_H
+
+#include <stdint.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <msgpack.h>
+
+#include "codec.h"
+
+#define CODEC__NORETURN __attribute__((noreturn))
+
+/* Header: 3 magic bytes then the version byte. */
+#define CODEC__MAGIC "MTR"
+#define CODEC__HDRLEN 4
+
+/* msgpack ext types (application range 0..127); see docs/wire-format.md. */
+enum {
+    CODEC__EXT_REF = 1,     /* payload: object id, big endian, 1/2/4 bytes */
+    CODEC__EXT_FUNC = 2,    /* empty; only as element 1 of a function array */
+    CODEC__EXT_UPREF = 3,   /* payload: u32 object id, u8 upvalue number */
+    CODEC__EXT_GLOBALS = 4, /* empty: the receiver's globals table */
+    CODEC__EXT_MODULE = 5,  /* payload: module name */
+    CODEC__EXT_MODFUNC = 6, /* payload: module name, NUL, field name */
+    CODEC__EXT_UDATA = 7    /* payload: u8 n, tname (n bytes), hook bytes */
+};
+
+/* Hard cap on max_depth, whatever the caller asks: C stack safety. */
+#define CODEC__DEPTH_CAP 1000u
+/* Path segments kept in the context itself (deeper paths use a userdata). */
+#define CODEC__PATH_INLINE 136u
+/* Tables are preallocated to at most this many slots; they grow after. */
+#define CODEC__PREALLOC_CAP 4096u
+/* Slots of the "recently dumped" memo (closures seen once). */
+#define CODEC__RECENT_SLOTS 8
+/* Most distinct received bytecodes kept per VM before the cache restarts. */
+#define CODEC__LOADCACHE_MAX 256
+/* Factories are compiled for functions with at most this many upvalues
+   (Lua allows 200 locals per function). */
+#define CODEC__FACTORY_MAXUP 200
+
+/* Slots of the per-VM state table kept in the registry. */
+enum {
+    CODEC__S_DUMPCACHE = 1, /* weak ("kv"): Lua closure -> dump string */
+    CODEC__S_LOADCACHE,     /* bytecode string -> function or factory */
+    CODEC__S_LOADCOUNT,     /* number of entries in the load cache */
+    CODEC__S_MODMAP,        /* module table / C function -> name */
+    CODEC__S_MODSIG,        /* signature of package.loaded for MODMAP */
+    CODEC__S_HOOKS,         /* tname -> codec__hook userdata */
+    CODEC__S_VM,            /* codec__vm userdata */
+    CODEC__S_TEMPLATES,     /* nups -> stripped factory template dump */
+    CODEC__S_RECENT,        /* weak ("v"): 2k-1 -> closure, 2k -> its dump */
+    CODEC__S_N = CODEC__S_RECENT
+};
+
+/* Per-VM C state (a userdata in the state table). */
+typedef struct codec__vm {
+    codec_stats stats; /* counters reported by codec_stats_get */
+    int cache_on;      /* both function caches enabled */
+} codec__vm;
+
+/* A registered userdata hook (a userdata in the hooks table). */
+typedef struct codec__hook {
+    codec_udata_encode_fn enc; /* bytes from a userdata */
+    codec_udata_decode_fn dec; /* a value from bytes */
+    void *ud;                  /* caller's pointer, passed back */
+} codec__hook;
+
+/* One step of the path from an argument to the value being encoded. */
+enum { CODEC__SEG_ARG, CODEC__SEG_FIELD, CODEC__SEG_INDEX, CODEC__SEG_KEY, CODEC__SEG_UPVAL };
+typedef struct codec__seg {
+    int kind;      /* CODEC__SEG_* */
+    int a;         /* ARG: number; FIELD: key stack index; UPVAL: fn index */
+    lua_Integer i; /* INDEX: array index; UPVAL: upvalue number */
+} codec__seg;
+
+/* A growable byte buffer owned by a codec call (freed by the entry point
+   even when a Lua error unwinds the work). */
+typedef struct codec__buf {
+    char *data; /* malloc'd */
+    size_t len; /* bytes used */
+    size_t cap; /* bytes allocated */
+} codec__buf;
+
+/* The context of one codec_encode / codec_decode call. */
+typedef struct codec__ctx {
+    lua_State *L;
+    codec_limits lim; /* effective limits (depth capped) */
+    int code;         /* codec error code of a failure raised by us */
+    char msg[320];    /* its message */
+    codec__vm *vm;    /* per-VM counters and switches */
+    /* absolute stack slots inside the protected call */
+    int state;      /* per-VM state table */
+    int objs;       /* encode: object -> id; decode: id+1 -> object */
+    int blobs;      /* encode: dump -> index; decode: index -> code */
+    int upvals;     /* encode: upvalue id -> (object id << 8 | n) */
+    int globals;    /* the globals table of L */
+    int nobjs;      /* objects numbered so far */
+    int nblobs;     /* bytecode blobs numbered so far */
+    unsigned depth; /* current nesting */
+    size_t nodes;   /* values counted so far (max_elems) */
+    /* encoder */
+    codec__buf out;                             /* the message being written */
+    codec__buf scratch;                         /* lua_dump output, factory bytes */
+    int overflow;                               /* out hit max_bytes */
+    msgpack_packer pk;                          /* writes into out */
+    codec__seg *path;                           /* path of the value being encoded */
+    codec__seg path_inline[CODEC__PATH_INLINE]; /* its usual storage */
+    int npath;                                  /* its length */
+    int modmap_checked;                         /* the module map was validated by this call */
+    int nargs;                                  /* encode: values to encode (args 2..nargs+1) */
+    /* decoder */
+    const unsigned char *p;   /* next byte */
+    const unsigned char *end; /* one past the last byte */
+    int nvals;                /* decode: values pushed */
+} codec__ctx;
+
+/* codec.c */
+void codec__state(lua_State *L);
+codec__vm *codec__vm_of(lua_State *L, int state);
+CODEC__NORETURN void codec__fail(codec__ctx *c, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void codec__checkstack(codec__ctx *c, int n);
+/* Makes the work table at stack slot `slot` (reserved as nil) exist. */
+static inline void codec__table(lua_State *L, int slot)
+{
+    if (lua_type(L, slot) == LUA_TNIL) {
+        lua_newtable(L);
+        lua_replace(L, slot);
+    }
+}
+int codec__buf_add(codec__buf *b, const void *data, size_t len);
+
+/* encode.c */
+/* Encodes the table at idx as the receiver's globals (a function's _ENV). */
+void codec__encode_as_globals(codec__ctx *c, int idx);
+void codec__encode_value(codec__ctx *c, int idx);
+void codec__pack_ok(codec__ctx *c, int rc);
+void codec__register(codec__ctx *c, int idx);
+CODEC__NORETURN void codec__unsendable(codec__ctx *c, const char *what);
+void codec__path_push(codec__ctx *c, int kind, int a, lua_Integer i);
+
+/* decode.c */
+void codec__decode_value(codec__ctx *c);
+int codec__peek_ext(codec__ctx *c, int *type);
+void codec__read_ext(codec__ctx *c, int *type, const unsigned char **data, uint32_t *len);
+void codec__read_raw(codec__ctx *c, const unsigned char **data, uint32_t *len);
+int codec__peek_int(codec__ctx *c);
+lua_Integer codec__read_int(codec__ctx *c);
+
+/* closure.c */
+void codec__encode_function(codec__ctx *c, int idx);
+void codec__decode_function(codec__ctx *c, uint32_t count);
+
+/* modref.c */
+int codec__modref_name(codec__ctx *c, int idx);
+void codec__modref_resolve(codec__ctx *c, int type, const unsigned char *p, uint32_t len);
+
+/* bytecode.c: Lua 5.4 binary chunks (output of lua_dump). */
+size_t codec__bc_hdrlen(const char *bc, size_t len);
+int codec__bc_upvalues(const char *bc, size_t len, size_t hdrlen, size_t *off, unsigned *n);
+int codec__bc_child(const char *bc, size_t len, size_t hdrlen, size_t *start, size_t *end);
+
+#endif /* MUTIRAO_CODEC_INT_H */

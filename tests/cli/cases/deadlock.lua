@@ -1,0 +1,10 @@
+-- The main chunk waits on a WaitGroup that nobody will ever release.
+local goroutine = require("goroutine")
+local wg = goroutine.wait_group()
+wg:add(1)
+goroutine.spawn(function()
+    local never = goroutine.wait_group()
+    never:add(1)
+    never:wait()
+end)
+wg:wait()

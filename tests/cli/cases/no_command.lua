@@ -1,0 +1,2 @@
+-- build() without a command is a definition error.
+task("empty"):description("has no command"):build()

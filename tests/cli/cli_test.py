@@ -1,0 +1,268 @@
+#!/usr/bin/env python3
+"""tests/cli/cli_test.py: behaviour tests of `mutirao run` (one ctest test per case).
+
+usage: cli_test.py MUTIRAO CASE      (cli_test.py MUTIRAO --list prints the case names)
+
+Each case runs MUTIRAO with arguments over a file of tests/cli/cases/ and checks the
+exit status, patterns that must (or must not) appear on stdout/stderr, the elapsed time
+and, for some, extra conditions (JSON lines, a marker file never written).
+"""
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CASES_DIR = os.path.join(HERE, "cases")
+
+
+def case_file(name):
+    return os.path.join(CASES_DIR, name)
+
+
+def check_json_lines(out, err):
+    """Every non-empty stderr and stdout line is one JSON object."""
+    records = []
+    for stream, text in (("stderr", err), ("stdout", out)):
+        for line in text.splitlines():
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except ValueError as e:
+                return "%s line is not JSON (%s): %r" % (stream, e, line)
+            if not isinstance(obj, dict):
+                return "%s line is not a JSON object: %r" % (stream, line)
+            records.append((stream, obj))
+    logs = [o for s, o in records if s == "stderr"]
+    for o in logs:
+        for key in ("ts", "level", "msg", "task", "goroutine"):
+            if key not in o:
+                return "log record without %r: %r" % (key, o)
+    starts = [o for o in logs if o.get("event") == "task_start"]
+    ends = [o for o in logs if o.get("event") == "task_end"]
+    if [o["task"] for o in starts] != ["first", "second"]:
+        return "task_start events: %r" % starts
+    if [(o["task"], o["status"]) for o in ends] != [("first", "success"), ("second", "success")]:
+        return "task_end events: %r" % ends
+    if not all(isinstance(o.get("duration_ms"), (int, float)) for o in ends):
+        return "task_end without a numeric duration_ms: %r" % ends
+    user = [o for o in logs if o["msg"].startswith("hello from")]
+    if not user or user[0]["task"] != "first" or not isinstance(user[0]["goroutine"], int):
+        return "log.info record lacks its task context: %r" % user
+    if user[0]["level"] != "info" or user[0]["msg"] != "hello from first - says hello 42":
+        return "log.info record: %r" % user[0]
+    summary = [o for s, o in records if s == "stdout" and o.get("event") == "summary"]
+    if len(summary) != 1 or summary[0].get("ok") is not True:
+        return "JSON summary on stdout: %r" % summary
+    if [t["status"] for t in summary[0]["tasks"]] != ["success", "success"]:
+        return "JSON summary rows: %r" % summary[0]["tasks"]
+    return None
+
+
+def marker_never_written(ctx):
+    if os.path.exists(ctx["marker"]):
+        return "the goroutine of the timed-out task wrote its file after the deadline"
+    return None
+
+
+# name: dict(args, code, out=[regex], err=[regex], not_out, not_err, min_s, max_s, env, check)
+CASES = {
+    "exit_ok": dict(
+        args=["run", case_file("ok.lua")], code=0,
+        out=[r"(?m)^WORKFLOW\s+TASK\s+STATUS\s+DURATION\s+MESSAGE$",
+             r"(?m)^ok\s+first\s+success\s+\S+\s+first done$",
+             r"(?m)^ok\s+second\s+success\s+\S+$", r"2 tasks: 2 success"],
+        err=[r"INFO  \[first g\d+\] task 'first' started: says hello",
+             r"INFO  \[first g\d+\] hello from first - says hello 42",
+             r"\d\d:\d\d:\d\d\.\d\d\d INFO  \[first g\d+\] task 'first' success \(\d+ms\): first done",
+             r"task 'second' success"],
+        not_err=[r"\x1b\["], not_out=[r"\x1b\["]),
+    "exit_task_failed": dict(
+        args=["run", case_file("task_error.lua")], code=1,
+        out=[r"(?m)^task_error\s+fragile\s+failed\s+\S+\s+.*task_error\.lua:3: kaboom: bad input$",
+             r"(?m)^task_error\s+sturdy\s+success"],
+        err=[r"task 'fragile' raised an error: .*task_error\.lua:3: kaboom: bad input\n"
+             r"stack traceback:\n(.*\n)*.*task_error\.lua:3: in upvalue 'explode'",
+             r"ERROR \[fragile g\d+\] task 'fragile' failed"]),
+    "exit_script_error": dict(
+        args=["run", case_file("script_error.lua")], code=1,
+        err=[r"script_error\.lua:4: script blew up\nstack traceback:",
+             r"script_error\.lua:5: in main chunk"],
+        not_out=[r"WORKFLOW"]),
+    "exit_missing_file": dict(
+        args=["run", "no/such/tasks.lua"], code=2,
+        err=[r"\Amutirao: cannot open no/such/tasks\.lua: No such file or directory\n\Z"]),
+    "exit_syntax_error": dict(
+        args=["run", case_file("syntax_error.lua")], code=2,
+        err=[r"\Amutirao: \S*syntax_error\.lua:2: unexpected symbol near '='\n\Z"]),
+    "usage_no_command": dict(args=[], code=2, err=[r"mutirao: no command given", r"usage: mutirao"]),
+    "usage_unknown_option": dict(
+        args=["run", case_file("ok.lua"), "--frobnicate"], code=2,
+        err=[r"unknown option '--frobnicate'", r"usage: mutirao"]),
+    "usage_bad_param": dict(
+        args=["run", case_file("ok.lua"), "--param", "novalue"], code=2,
+        err=[r"--param expects KEY=VALUE, got 'novalue'", r"usage: mutirao"]),
+    "usage_bad_log_level": dict(
+        args=["run", case_file("ok.lua"), "--log-level", "loud"], code=2,
+        err=[r"invalid --log-level 'loud'", r"usage: mutirao"]),
+    "usage_help": dict(args=["--help"], code=0, out=[r"usage: mutirao", r"--workflow NAME"]),
+    "version": dict(args=["version"], code=0, out=[r"^mutirao \d+\.\d+\.\d+ \(Lua 5\.4"]),
+    "param": dict(
+        args=["run", case_file("params.lua"), "--param", "env=prod", "--param=region=eu-west-1",
+              "--param", "expr=a=b"], code=0,
+        out=[r"param env=prod\n", r"param expr=a=b\n", r"param region=eu-west-1\n",
+             r"show\s+success\s+\S+\s+env is prod"]),
+    "param_missing_fails_task": dict(
+        args=["run", case_file("params.lua")], code=1,
+        out=[r"show\s+failed\s+\S+\s+env is nil"]),
+    "workflow_all_in_order": dict(
+        args=["run", case_file("workflows.lua")], code=0,
+        out=[r"alpha ran\n(.*\n)*beta ran", r"(?m)^alpha\s+alpha_task\s+success",
+             r"(?m)^beta\s+beta_task\s+success"]),
+    "workflow_select": dict(
+        args=["run", "-f", case_file("workflows.lua"), "--workflow", "beta"], code=0,
+        out=[r"beta ran", r"(?m)^beta\s+beta_task\s+success"], not_out=[r"alpha"]),
+    "workflow_unknown": dict(
+        args=["run", case_file("workflows.lua"), "--workflow", "gamma"], code=2,
+        err=[r"no workflow named 'gamma' \(defined: alpha, beta\)"], not_out=[r"ran"]),
+    "depends_on_skip": dict(
+        args=["run", case_file("depends.lua")], code=1,
+        out=[r"(?m)^deps\s+a\s+failed\s+\S+\s+a broke$",
+             r"(?m)^deps\s+b\s+skipped\s+-\s+dependency 'a' failed$",
+             r"(?m)^deps\s+c\s+skipped\s+-\s+dependency 'b' was skipped$",
+             r"(?m)^deps\s+d\s+success", r"d ran: d"],
+        not_out=[r"b ran", r"c ran"]),
+    "depends_on_cycle": dict(
+        args=["run", case_file("cycle.lua")], code=2,
+        err=[r"workflow 'loop': dependency cycle: x -> z -> y -> x"],
+        not_out=[r"ran"], not_err=[r"started"]),
+    "depends_on_unknown": dict(
+        args=["run", case_file("unknown_dep.lua")], code=2,
+        err=[r"task 'a' depends on unknown task 'ghost'"], not_out=[r"ran"]),
+    "definition_bad_timeout": dict(
+        args=["run", case_file("bad_timeout.lua")], code=2,
+        err=[r"\Amutirao: \S*bad_timeout\.lua:2: task 't': invalid timeout \"5 parsecs\""]),
+    "definition_no_command": dict(
+        args=["run", case_file("no_command.lua")], code=2,
+        err=[r"no_command\.lua:2: task 'empty' has no command"]),
+    "task_timeout_cancels": dict(
+        args=["run", case_file("task_timeout.lua"), "--param", "marker={marker}"], code=1,
+        out=[r"(?m)^timeouts\s+spin\s+timeout\s+\S+\s+task timed out after 300ms$",
+             r"(?m)^timeouts\s+linger\s+success"],
+        not_out=[r"unreachable"], min_s=1.7, max_s=3.0, check=marker_never_written),
+    "task_waits_for_goroutines": dict(
+        args=["run", case_file("waits_for_goroutines.lua")], code=0,
+        out=[r"goroutines done: 3", r"(?m)^fanout\s+fanout\s+success\s+(5\d\d|6\d\d)ms",
+             r"(?m)^fanout\s+check\s+success\s+\S+\s+saw 3$"], min_s=0.45, max_s=2.0),
+    "workflow_timeout": dict(
+        args=["run", case_file("workflow_timeout.lua")], code=1,
+        out=[r"(?m)^bounded\s+quick\s+success",
+             r"(?m)^bounded\s+slow\s+timeout\s+\S+\s+workflow 'bounded' timed out after 400ms$",
+             r"(?m)^bounded\s+after\s+skipped"],
+        not_out=[r"slow finished", r"after ran"], max_s=2.0),
+    "deadlock": dict(
+        args=["run", case_file("deadlock.lua")], code=1,
+        err=[r"fatal: all goroutines are asleep - deadlock!",
+             r"goroutine \d+ \[blocked\]:\nstack traceback:\n(.*\n)*.*deadlock\.lua:10: in main chunk",
+             r"deadlock\.lua:8:"], max_s=3.0),
+    "goroutine_error_logged": dict(
+        args=["run", case_file("goroutine_error.lua")], code=0,
+        err=[r"ERROR \[resilient g\d+\] goroutine \d+ failed: \S*goroutine_error\.lua:7: worker exploded\n"
+             r"stack traceback:"],
+        out=[r"task still running after the goroutine failed", r"resilient\s+success"]),
+    "plain_script_goroutine_error": dict(
+        args=["run", case_file("plain_goroutine_error.lua")], code=0,
+        err=[r"goroutine \d+ failed: \S*plain_goroutine_error\.lua:3: background failure"],
+        out=[r"main chunk finished"], not_out=[r"WORKFLOW"]),
+    "delegate_to_local": dict(
+        args=["run", case_file("delegate.lua")], code=0,
+        err=[r"task 'remote_job' delegated to 'mariguica': no fleet configured, running locally"],
+        out=[r"remote_job\s+success\s+\S+\s+ran here"]),
+    "pool_tasks_log": dict(
+        args=["run", case_file("pool_log.lua")], code=0,
+        err=[r"INFO  .*pool item 1$", r"INFO  .*pool item 3$"],
+        out=[r"pooled\s+success\s+\S+\s+completed 3, failed 0"]),
+    "log_format_json": dict(
+        args=["run", case_file("ok.lua"), "--log-format", "json"], code=0,
+        check_streams=check_json_lines),
+    "log_level_flag": dict(
+        args=["run", case_file("levels.lua"), "--log-level", "warn"], code=0,
+        err=[r"WARN  \[g\d+\] warn record", r"ERROR \[g\d+\] error record"],
+        not_err=[r"info record", r"debug record"]),
+    "log_level_env": dict(
+        args=["run", case_file("levels.lua")], env={"MUTIRAO_LOG_LEVEL": "debug"}, code=0,
+        err=[r"DEBUG \[g\d+\] debug record", r"INFO  \[g\d+\] info record"]),
+    "log_level_default": dict(
+        args=["run", case_file("levels.lua")], code=0,
+        err=[r"info record", r"warn record"], not_err=[r"debug record"]),
+}
+
+
+def run_case(mutirao, name):
+    c = CASES[name]
+    tmp = tempfile.mkdtemp(prefix="mutirao-cli-")
+    ctx = {"marker": os.path.join(tmp, "marker.txt")}
+    args = [a.format(**ctx) for a in c["args"]]
+    env = dict(os.environ)
+    env.pop("MUTIRAO_LOG_LEVEL", None)
+    env.update(c.get("env", {}))
+    import subprocess
+    t0 = time.monotonic()
+    p = subprocess.run([mutirao] + args, capture_output=True, env=env, timeout=60)
+    elapsed = time.monotonic() - t0
+    out = p.stdout.decode("utf-8", "replace")
+    err = p.stderr.decode("utf-8", "replace")
+    problems = []
+    if p.returncode != c["code"]:
+        problems.append("exit status %d, expected %d" % (p.returncode, c["code"]))
+    for pat in c.get("out", []):
+        if not re.search(pat, out):
+            problems.append("stdout lacks /%s/" % pat)
+    for pat in c.get("err", []):
+        if not re.search(pat, err, re.M):
+            problems.append("stderr lacks /%s/" % pat)
+    for pat in c.get("not_out", []):
+        if re.search(pat, out):
+            problems.append("stdout has /%s/" % pat)
+    for pat in c.get("not_err", []):
+        if re.search(pat, err):
+            problems.append("stderr has /%s/" % pat)
+    if re.search(r"(Address|Leak|Undefined)Sanitizer|runtime error: ", err):
+        problems.append("a sanitizer reported an error (see stderr)")
+    if "min_s" in c and elapsed < c["min_s"]:
+        problems.append("took %.2fs, expected at least %.2fs" % (elapsed, c["min_s"]))
+    if "max_s" in c and elapsed > c["max_s"]:
+        problems.append("took %.2fs, expected at most %.2fs" % (elapsed, c["max_s"]))
+    if "check" in c:
+        msg = c["check"](ctx)
+        if msg:
+            problems.append(msg)
+    if "check_streams" in c:
+        msg = c["check_streams"](out, err)
+        if msg:
+            problems.append(msg)
+    print("$ mutirao %s   (%.2fs, exit %d)" % (" ".join(args), elapsed, p.returncode))
+    if problems:
+        print("--- stdout ---\n%s--- stderr ---\n%s--------------" % (out, err))
+        for pr in problems:
+            print("FAIL: " + pr)
+        return 1
+    print("ok: " + name)
+    return 0
+
+
+def main():
+    if len(sys.argv) != 3:
+        print(__doc__)
+        return 2
+    if sys.argv[2] == "--list":
+        print("\n".join(CASES))
+        return 0
+    return run_case(sys.argv[1], sys.argv[2])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

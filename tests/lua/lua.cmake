@@ -1,0 +1,57 @@
+# Lua specs of the goroutine module: one ctest test per tests/lua/*_spec.lua,
+# run by busted under the stock lua5.4 against build/lib/goroutine.so.
+# Label: lua.
+find_program(MUTIRAO_LUA54 NAMES lua5.4)
+find_program(MUTIRAO_BUSTED NAMES busted)
+if(NOT MUTIRAO_LUA54 OR NOT MUTIRAO_BUSTED)
+  message(STATUS "lua5.4 or busted not found: Lua specs not registered")
+  return()
+endif()
+
+# (LUA_CPATH is not set here: its ';' would split the ENVIRONMENT list; busted's
+# --cpath below prefixes the module directory instead.)
+set(_lua_spec_env
+  "MUTIRAO_LUA=${MUTIRAO_LUA54}"
+  "MUTIRAO_MODULE_DIR=${CMAKE_BINARY_DIR}/lib")
+
+# goroutine.so built with ASan/UBSan is loaded into the uninstrumented lua5.4:
+# the sanitizer runtimes must be preloaded. Leaks are checked by the C tests
+# (lua5.4 itself is not instrumented, so its leak report would be noise).
+if(MUTIRAO_SANITIZE STREQUAL "address")
+  set(_preload "")
+  foreach(_rt libasan.so libubsan.so)
+    execute_process(COMMAND ${CMAKE_C_COMPILER} -print-file-name=${_rt}
+      OUTPUT_VARIABLE _rt_path OUTPUT_STRIP_TRAILING_WHITESPACE)
+    if(_rt_path AND EXISTS "${_rt_path}")
+      list(APPEND _preload "${_rt_path}")
+    else()
+      message(WARNING "sanitizer runtime ${_rt} not found: ASan Lua specs will not load")
+    endif()
+  endforeach()
+  string(REPLACE ";" ":" _preload "${_preload}")
+  list(APPEND _lua_spec_env
+    "LD_PRELOAD=${_preload}"
+    "ASAN_OPTIONS=detect_leaks=0:abort_on_error=0:halt_on_error=1"
+    "UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1")
+elseif(MUTIRAO_SANITIZE STREQUAL "thread")
+  execute_process(COMMAND ${CMAKE_C_COMPILER} -print-file-name=libtsan.so
+    OUTPUT_VARIABLE _rt_path OUTPUT_STRIP_TRAILING_WHITESPACE)
+  list(APPEND _lua_spec_env "LD_PRELOAD=${_rt_path}")
+endif()
+
+file(GLOB _lua_specs CONFIGURE_DEPENDS ${CMAKE_CURRENT_LIST_DIR}/*_spec.lua)
+list(SORT _lua_specs)
+foreach(_spec ${_lua_specs})
+  get_filename_component(_name ${_spec} NAME_WE)
+  add_test(NAME lua.${_name}
+    COMMAND ${MUTIRAO_LUA54} ${MUTIRAO_BUSTED}
+      --lpath=${CMAKE_CURRENT_LIST_DIR}/?.lua
+      --cpath=${CMAKE_BINARY_DIR}/lib/?.so
+      --output=plainTerminal --verbose
+      ${_spec}
+    WORKING_DIRECTORY ${CMAKE_CURRENT_LIST_DIR})
+  set_tests_properties(lua.${_name} PROPERTIES
+    LABELS lua
+    TIMEOUT 60
+    ENVIRONMENT "${_lua_spec_env}")
+endforeach()

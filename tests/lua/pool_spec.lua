@@ -1,0 +1,283 @@
+-- Pools on the embedded backend: pool_create, pool_submit, pool_wait,
+-- pool_close, pool_stats and await(task_id).
+local G = require("goroutine")
+local now = G.now
+
+local n = 0
+local function fresh_name()
+    n = n + 1
+    return "spec_pool_" .. n
+end
+
+describe("goroutine.pool_create", function()
+    it("returns true and refuses a second open pool of the same name", function()
+        local name = fresh_name()
+        assert.is_true(G.pool_create(name, { workers = 2 }))
+        local ok, err = G.pool_create(name, { workers = 3 })
+        assert.is_nil(ok)
+        assert.are.equal("pool already exists: " .. name, err)
+        assert.is_true(G.pool_close(name))
+        assert.is_true(G.pool_create(name), "a closed pool's name is free again")
+        assert.is_true(G.pool_close(name))
+    end)
+
+    it("has the documented defaults", function()
+        local name = fresh_name()
+        G.pool_create(name)
+        local st = G.pool_stats(name)
+        assert.are.equal(4, st.workers)
+        assert.are.equal(8, st.queue)
+        assert.are.equal(name, st.name)
+        for _, k in ipairs({ "active", "completed", "failed", "queued", "submitted", "rejected" }) do
+            assert.are.equal(0, st[k], k)
+        end
+        G.pool_close(name)
+    end)
+
+    it("rejects bad names and options with argument errors", function()
+        assert.has_error(function() G.pool_create(nil) end)
+        assert.has_error(function() G.pool_create("") end)
+        assert.has_error(function() G.pool_create("has space") end)
+        assert.has_error(function() G.pool_create("slash/name") end)
+        assert.has_error(function() G.pool_create(fresh_name(), { workers = 0 }) end)
+        assert.has_error(function() G.pool_create(fresh_name(), { workers = 1.5 }) end)
+        assert.has_error(function() G.pool_create(fresh_name(), { workers = "many" }) end)
+        assert.has_error(function() G.pool_create(fresh_name(), { queue = -1 }) end)
+        assert.has_error(function() G.pool_create(fresh_name(), 5) end)
+    end)
+end)
+
+describe("goroutine.pool_submit", function()
+    local name
+    before_each(function()
+        name = fresh_name()
+        G.pool_create(name, { workers = 4 })
+    end)
+    after_each(function()
+        G.pool_wait(name)
+        G.pool_close(name)
+    end)
+
+    it("returns a task id whose await gives the task's values", function()
+        local id = G.pool_submit(name, function(a, b) return a + b, "x", nil, { deep = { 1, 2 } } end, 40, 2)
+        assert.are.equal("string", type(id))
+        local ok, sum, x, hole, t = G.await(id)
+        assert.is_true(ok)
+        assert.are.equal(42, sum)
+        assert.are.equal("x", x)
+        assert.is_nil(hole)
+        assert.are.same({ deep = { 1, 2 } }, t)
+        assert.are.same({ true, 42, "x", nil, { deep = { 1, 2 } } }, { G.await(id) }, "await again: same outcome")
+    end)
+
+    it("copies upvalues: a task never mutates the submitter's variables", function()
+        local counter, shared = 10, { v = 1 }
+        local id = G.pool_submit(name, function()
+            counter = counter + 1
+            shared.v = 99
+            return counter, shared.v
+        end)
+        local ok, c, v = G.await(id)
+        assert.is_true(ok)
+        assert.are.equal(11, c)
+        assert.are.equal(99, v)
+        assert.are.equal(10, counter)
+        assert.are.equal(1, shared.v)
+    end)
+
+    it("runs each task with fresh globals", function()
+        local a = G.pool_submit(name, function() spec_leak = "set" return spec_leak end)
+        assert.are.same({ true, "set" }, { G.await(a) })
+        local b = G.pool_submit(name, function() return spec_leak end)
+        assert.are.same({ true }, { G.await(b) })
+        assert.is_nil(rawget(_G, "spec_leak"))
+    end)
+
+    it("fails a task that raises: await gives false and a traceback naming this file", function()
+        local id = G.pool_submit(name, function() error("task exploded") end)
+        local ok, err = G.await(id)
+        assert.is_false(ok)
+        assert.matches("task exploded", err)
+        assert.matches("pool_spec.lua:%d+", err)
+        assert.matches("stack traceback", err)
+        G.pool_wait(name)
+        assert.are.equal(1, G.pool_stats(name).failed)
+    end)
+
+    it("names what cannot travel and where", function()
+        local conn = coroutine.create(function() end)
+        local id, err = G.pool_submit(name, function() return conn end)
+        assert.is_nil(id)
+        assert.matches("upvalue 'conn'", err)
+        assert.matches("pool_spec.lua:%d+", err)
+        local id2, err2 = G.pool_submit(name, function(x) return x end, io.stdout)
+        assert.is_nil(id2)
+        assert.matches("argument #2", err2)
+    end)
+
+    it("reports a missing pool and a closed one", function()
+        assert.are.same({ nil, "pool not found: no_such_pool" },
+            { G.pool_submit("no_such_pool", function() end) })
+        local other = fresh_name()
+        G.pool_create(other)
+        G.pool_close(other)
+        assert.are.same({ nil, "pool not found: " .. other }, { G.pool_submit(other, function() end) })
+        assert.has_error(function() G.pool_submit(name, "not a function") end)
+    end)
+
+    it("a WaitGroup captured by tasks is the same WaitGroup", function()
+        local wg = G.wait_group()
+        wg:add(12)
+        for _ = 1, 12 do
+            G.pool_submit(name, function() G.sleep(5) wg:done() end)
+        end
+        wg:wait()
+        assert.are.equal(0, wg:count())
+        local ok, back = G.await(G.pool_submit(name, function() return wg end))
+        assert.is_true(ok)
+        assert.are.equal(wg, back)
+    end)
+end)
+
+describe("backpressure", function()
+    it("suspends the submitter on a full queue: 50 tasks, 5 workers, all complete", function()
+        local name = fresh_name()
+        G.pool_create(name, { workers = 5 })
+        local ticks = 0
+        local ticker = G.async(function()
+            for _ = 1, 20 do G.sleep(10) ticks = ticks + 1 end
+        end)
+        local t0 = now()
+        G.await(G.async(function()
+            for i = 1, 50 do
+                local id, err = G.pool_submit(name, function() G.sleep(20) return i end)
+                assert(id, err)
+            end
+        end))
+        G.pool_wait(name)
+        local elapsed = now() - t0
+        local st = G.pool_stats(name)
+        assert.are.equal(50, st.completed)
+        assert.are.equal(0, st.failed)
+        assert.are.equal(50, st.submitted)
+        assert.are.equal(0, st.rejected)
+        assert.are.equal(0, st.active)
+        assert.are.equal(0, st.queued)
+        assert.is_true(elapsed >= 190, "10 rounds of 20 ms, took " .. elapsed)
+        G.await(ticker)
+        assert.are.equal(20, ticks, "other goroutines ran while the submitter waited")
+        G.pool_close(name)
+    end)
+
+    it("with block = false returns nil, 'pool queue is full' at once", function()
+        local name = fresh_name()
+        G.pool_create(name, { workers = 1, queue = 2, block = false })
+        local ids = {}
+        for i = 1, 3 do ids[i] = G.pool_submit(name, function() G.sleep(50) end) end
+        assert.is_string(ids[3])
+        local t0 = now()
+        local id, err = G.pool_submit(name, function() end)
+        assert.is_true(now() - t0 < 20)
+        assert.is_nil(id)
+        assert.are.equal("pool queue is full", err)
+        G.pool_wait(name)
+        local st = G.pool_stats(name)
+        assert.are.equal(3, st.completed)
+        assert.are.equal(1, st.rejected)
+        G.pool_close(name)
+    end)
+
+    it("1000 workers run 1000 I/O-bound tasks at once", function()
+        local name = fresh_name()
+        G.pool_create(name, { workers = 1000, queue = 1000 })
+        local t0 = now()
+        for _ = 1, 1000 do G.pool_submit(name, function() G.sleep(200) end) end
+        G.pool_wait(name)
+        local elapsed = now() - t0
+        assert.is_true(elapsed < 1500, "took " .. elapsed .. " ms")
+        assert.are.equal(1000, G.pool_stats(name).completed)
+        G.pool_close(name)
+    end)
+end)
+
+describe("pool_wait, pool_stats, pool_close", function()
+    it("pool_wait suspends only the caller and stats are exact after it", function()
+        local name = fresh_name()
+        G.pool_create(name, { workers = 3, queue = 100 })
+        for i = 1, 30 do
+            G.pool_submit(name, function() G.sleep(5) if i % 10 == 0 then error("every tenth") end end)
+        end
+        local progressed = 0
+        local other = G.async(function() for _ = 1, 5 do G.sleep(1) progressed = progressed + 1 end end)
+        assert.is_true(G.pool_wait(name))
+        local st = G.pool_stats(name)
+        assert.are.equal(27, st.completed)
+        assert.are.equal(3, st.failed)
+        assert.are.equal(30, st.completed + st.failed)
+        assert.are.equal(0, st.active + st.queued)
+        G.await(other)
+        assert.are.equal(5, progressed)
+        assert.is_true(G.pool_close(name))
+        assert.are.same({ nil, "pool not found: " .. name }, { G.pool_stats(name) })
+        assert.are.same({ nil, "pool not found: " .. name }, { G.pool_wait(name) })
+        assert.are.same({ nil, "pool not found: " .. name }, { G.pool_close(name) })
+    end)
+
+    it("pool_wait on an idle pool returns at once", function()
+        local name = fresh_name()
+        G.pool_create(name)
+        local t0 = now()
+        assert.is_true(G.pool_wait(name))
+        assert.is_true(now() - t0 < 20)
+        G.pool_close(name)
+    end)
+
+    it("pool_close lets queued and running tasks finish", function()
+        local name = fresh_name()
+        G.pool_create(name, { workers = 1, queue = 10 })
+        local ids = {}
+        for i = 1, 5 do ids[i] = G.pool_submit(name, function() G.sleep(10) return i end) end
+        assert.is_true(G.pool_close(name))
+        for i = 1, 5 do
+            assert.are.same({ true, i }, { G.await(ids[i]) })
+        end
+    end)
+
+    it("await of an unknown task id is an expected failure", function()
+        local ok, err = G.await("nope-1")
+        assert.is_false(ok)
+        assert.matches("unknown task id", err)
+    end)
+end)
+
+describe("parallelism", function()
+    it("CPU-bound tasks use more than one core", function()
+        local cores = 0
+        local f = io.popen("nproc")
+        if f then cores = tonumber(f:read("l")) or 0 f:close() end
+        if cores < 2 or os.getenv("MUTIRAO_PROCS") == "1" then
+            pending("one core: nothing to compare")
+            return
+        end
+        local name = fresh_name()
+        G.pool_create(name, { workers = 2 })
+        local function burn()
+            local x = 0
+            for i = 1, 4000000 do x = x + i % 3 end
+            return x
+        end
+        G.await(G.pool_submit(name, burn)) -- warm up
+        local t0 = now()
+        G.await(G.pool_submit(name, burn))
+        local one = now() - t0
+        t0 = now()
+        local a, b = G.pool_submit(name, burn), G.pool_submit(name, burn)
+        G.await(a)
+        G.await(b)
+        local two = now() - t0
+        G.pool_close(name)
+        -- two tasks on two VMs take well under twice one task (a shared
+        -- machine gets a generous bound)
+        assert.is_true(two < one * 1.7, ("one %.0f ms, two %.0f ms"):format(one, two))
+    end)
+end)
