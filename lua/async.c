@@ -16,7 +16,10 @@ ghandle *handle_new(lua_State *L, sched *s)
     return h;
 }
 
-ghandle *handle_test(lua_State *L, int idx) { return luaL_testudata(L, idx, HANDLE_TNAME); }
+ghandle *handle_test(lua_State *L, int idx)
+{
+    return luaL_testudata(L, idx, HANDLE_TNAME);
+}
 
 static void resolve(ghandle *h, lua_State *T)
 {
@@ -86,7 +89,9 @@ static int handle_tostring(lua_State *L)
 {
     ghandle *h = luaL_checkudata(L, 1, HANDLE_TNAME);
     lua_pushfstring(L, "goroutine.handle: %I (%s)", (lua_Integer)h->id,
-                    !h->done ? "running" : h->ok ? "done" : "failed");
+                    !h->done ? "running"
+                    : h->ok  ? "done"
+                             : "failed");
     return 1;
 }
 

@@ -17,7 +17,7 @@ struct ghandle {
     int res_ref;   /* registry ref of the outcome table, or LUA_NOREF */
     glist waiters; /* goroutines awaiting it */
     sched *s;
-    scope *sc;     /* scope this handle holds a reference on, or NULL */
+    scope *sc; /* scope this handle holds a reference on, or NULL */
 };
 
 #define HANDLE_TNAME "goroutine.handle"

@@ -14,7 +14,10 @@
 #include "scheduler.h"
 #include "waitgroup.h"
 
-static sched *S(lua_State *L) { return lua_touserdata(L, lua_upvalueindex(1)); }
+static sched *S(lua_State *L)
+{
+    return lua_touserdata(L, lua_upvalueindex(1));
+}
 
 /* Milliseconds argument: a non-negative number (fractions allowed). */
 static double check_ms(lua_State *L, int arg)
@@ -25,7 +28,10 @@ static double check_ms(lua_State *L, int arg)
     return (double)ms;
 }
 
-static uint64_t ms_to_ns(double ms) { return (uint64_t)llround(ms * 1e6); }
+static uint64_t ms_to_ns(double ms)
+{
+    return (uint64_t)llround(ms * 1e6);
+}
 
 static int g_spawn(lua_State *L)
 {

@@ -24,8 +24,8 @@
 #include "port.h"
 #include "procs.h"
 
-#define RESULT_TTL_S 300    /* a finished task's outcome is kept this long... */
-#define RESULT_MAX 100000   /* ...and at most this many per VM (oldest go first) */
+#define RESULT_TTL_S 300  /* a finished task's outcome is kept this long... */
+#define RESULT_MAX 100000 /* ...and at most this many per VM (oldest go first) */
 #define NAME_MAX_LEN 200
 
 typedef struct pool pool;
@@ -34,17 +34,17 @@ typedef struct ptask ptask;
 enum { T_PENDING, T_DONE };
 
 struct ptask {
-    xmsg msg;       /* RUN to a VM, then DONE back to the submitter */
-    ptask *next;    /* pool queue, then the submitter's finished list */
+    xmsg msg;    /* RUN to a VM, then DONE back to the submitter */
+    ptask *next; /* pool queue, then the submitter's finished list */
     pool *p;
-    port *owner;    /* submitter's VM (a reference) */
+    port *owner; /* submitter's VM (a reference) */
     proc *vm;
     char *in, *out; /* encoded fn + args; encoded outcome */
     size_t inlen, outlen;
     int ok, state;
-    uint64_t seq;   /* the number in the task id */
+    uint64_t seq; /* the number in the task id */
     uint64_t done_ns;
-    glist waiters;  /* awaiting goroutines (submitter's thread only) */
+    glist waiters; /* awaiting goroutines (submitter's thread only) */
     char id[40];
     char where[120]; /* submit site, file:line */
 };
@@ -65,10 +65,10 @@ struct pool {
 
 /* What one VM keeps for pools: outcomes for await and local waiters. */
 typedef struct pool_vm {
-    int tasks_ref;        /* registry: task seq -> light userdata ptask */
+    int tasks_ref; /* registry: task seq -> light userdata ptask */
     ptask *done_head, *done_tail;
     size_t ndone;
-    glist room, idle;     /* goroutines waiting for queue room / pool idle */
+    glist room, idle; /* goroutines waiting for queue room / pool idle */
 } pool_vm;
 
 static pthread_mutex_t pools_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -284,8 +284,8 @@ static void task_encode(lua_State *L, ptask *t, int ok, int first)
     free(t->out);
     t->out = NULL;
     if (codec_encode(L, first, n, NULL, &t->out, &t->outlen, err, sizeof err) != 0) {
-        lua_pushfstring(L, "task %s: cannot send its %s back: %s", t->id,
-                        ok ? "result" : "error", err);
+        lua_pushfstring(L, "task %s: cannot send its %s back: %s", t->id, ok ? "result" : "error",
+                        err);
         ok = 0;
         codec_encode(L, lua_gettop(L), 1, NULL, &t->out, &t->outlen, NULL, 0);
         lua_pop(L, 1);
@@ -408,8 +408,7 @@ static void evict(sched *s, pool_vm *pv)
 {
     uint64_t now = sched_now_ns(), ttl = (uint64_t)RESULT_TTL_S * 1000000000ull;
     lua_State *T = s->T;
-    while (pv->done_head &&
-           (pv->ndone > RESULT_MAX || now - pv->done_head->done_ns > ttl)) {
+    while (pv->done_head && (pv->ndone > RESULT_MAX || now - pv->done_head->done_ns > ttl)) {
         ptask *t = pv->done_head;
         if (t->waiters.head)
             break; /* being awaited right now */
@@ -508,7 +507,10 @@ void pool_sched_free(sched *s)
 
 /* ---- Lua API ---- */
 
-static sched *S(lua_State *L) { return lua_touserdata(L, lua_upvalueindex(1)); }
+static sched *S(lua_State *L)
+{
+    return lua_touserdata(L, lua_upvalueindex(1));
+}
 
 static int valid_name(const char *s, size_t len)
 {
@@ -533,7 +535,8 @@ static int opt_int_field(lua_State *L, int t, const char *k, int def, int min)
     int isint;
     lua_Integer v = lua_tointegerx(L, -1, &isint);
     if (!isint || v < min || v > 1000000)
-        luaL_error(L, "bad option '%s' to 'pool_create' (integer from %d to 1000000 expected, got %s)",
+        luaL_error(L,
+                   "bad option '%s' to 'pool_create' (integer from %d to 1000000 expected, got %s)",
                    k, min, isint ? "out of range" : luaL_typename(L, -1));
     lua_pop(L, 1);
     return (int)v;
@@ -893,12 +896,9 @@ int pool_await(lua_State *L, sched *s, int idx)
 
 void pool_open(lua_State *L, sched *s)
 {
-    static const luaL_Reg funcs[] = {{"pool_create", l_pool_create},
-                                     {"pool_submit", l_pool_submit},
-                                     {"pool_wait", l_pool_wait},
-                                     {"pool_close", l_pool_close},
-                                     {"pool_stats", l_pool_stats},
-                                     {NULL, NULL}};
+    static const luaL_Reg funcs[] = {{"pool_create", l_pool_create}, {"pool_submit", l_pool_submit},
+                                     {"pool_wait", l_pool_wait},     {"pool_close", l_pool_close},
+                                     {"pool_stats", l_pool_stats},   {NULL, NULL}};
     if (!id_prefix[0]) {
         unsigned prefix = (unsigned)(((uint64_t)getpid() * 2654435761u) ^ (uint64_t)time(NULL));
         snprintf(id_prefix, sizeof id_prefix, "%08x-", prefix);

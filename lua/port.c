@@ -37,7 +37,10 @@ port *port_open(sched *s)
     return p;
 }
 
-void port_ref(port *p) { atomic_fetch_add(&p->refs, 1); }
+void port_ref(port *p)
+{
+    atomic_fetch_add(&p->refs, 1);
+}
 
 void port_unref(port *p)
 {
@@ -79,7 +82,10 @@ void sched_unhold(sched *s)
         uv_unref((uv_handle_t *)&s->port->async);
 }
 
-static void on_port_closed(uv_handle_t *h) { port_unref(h->data); }
+static void on_port_closed(uv_handle_t *h)
+{
+    port_unref(h->data);
+}
 
 /* Drops undelivered messages (their functions run with s == NULL) and
  * releases the scheduler's reference once the handle is closed. */

@@ -18,9 +18,15 @@ static atomic_int procs_n;
 static atomic_uint procs_rr;
 static procs_setup_fn procs_setup;
 
-void procs_set_setup(procs_setup_fn fn) { procs_setup = fn; }
+void procs_set_setup(procs_setup_fn fn)
+{
+    procs_setup = fn;
+}
 
-int procs_count(void) { return atomic_load(&procs_n); }
+int procs_count(void)
+{
+    return atomic_load(&procs_n);
+}
 
 typedef struct boot {
     proc *p;
@@ -49,8 +55,8 @@ static void proc_main(void *arg)
     sched *s = sched_get(L);
     p->port = s->port;
     port_ref(p->port);
-    sched_hold(s); /* a pool VM waits for work forever */
-    uv_sem_post(&b->ready);                   /* b is gone after this */
+    sched_hold(s);          /* a pool VM waits for work forever */
+    uv_sem_post(&b->ready); /* b is gone after this */
     uv_run(s->loop, UV_RUN_DEFAULT);
     lua_close(L);
 }

@@ -17,7 +17,7 @@
 
 typedef struct proc {
     int index;
-    port *port;     /* the VM's mailbox (a reference held here) */
+    port *port;      /* the VM's mailbox (a reference held here) */
     atomic_int load; /* pool tasks sent to it and not yet finished */
 } proc;
 

@@ -16,12 +16,15 @@
 #include "port.h"
 #include "preempt.h"
 
-#define container_of(p, T, m) ((T *)((char *)(p) - offsetof(T, m)))
+#define container_of(p, T, m) ((T *)((char *)(p)-offsetof(T, m)))
 #define FREE_KEEP 1024 /* goroutine records a GC cycle never trims */
 
 static const char SCHED_KEY = 'S';
 
-uint64_t sched_now_ns(void) { return uv_hrtime(); }
+uint64_t sched_now_ns(void)
+{
+    return uv_hrtime();
+}
 
 /* ---- lists ---- */
 
@@ -542,7 +545,10 @@ void sched_drain(sched *s)
     s->in_cb--;
 }
 
-static void on_idle(uv_idle_t *h) { sched_drain(h->data); }
+static void on_idle(uv_idle_t *h)
+{
+    sched_drain(h->data);
+}
 
 gor *sched_spawn(sched *s, lua_State *L, int nargs, scope *sc, ghandle *h)
 {
@@ -660,7 +666,10 @@ void sched_dump_parked(sched *s, void *file)
 
 /* ---- creation and teardown ---- */
 
-static void on_closed(uv_handle_t *h) { (void)h; }
+static void on_closed(uv_handle_t *h)
+{
+    (void)h;
+}
 
 static void sched_destroy(sched *s)
 {

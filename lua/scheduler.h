@@ -35,9 +35,9 @@ typedef struct port port;
 enum gstate { G_READY = 1, G_RUNNING, G_PARKED, G_DEAD };
 
 enum gflags {
-    GF_BLOCKING = 1,  /* a pseudo goroutine: a non-goroutine thread running the loop until woken */
-    GF_WOKEN = 2,     /* (blocking only) its wait is over */
-    GF_PREEMPTED = 4, /* yielded by the preemption hook */
+    GF_BLOCKING = 1,   /* a pseudo goroutine: a non-goroutine thread running the loop until woken */
+    GF_WOKEN = 2,      /* (blocking only) its wait is over */
+    GF_PREEMPTED = 4,  /* yielded by the preemption hook */
     GF_CALIBRATED = 8, /* preemption line hook has seen its first event */
     GF_HOOKERR = 16    /* an error was raised from its hook: its thread is not reusable */
 };
@@ -45,18 +45,18 @@ enum gflags {
 struct gor {
     uint32_t magic;
     uint8_t state, flags;
-    int ref;          /* registry ref of this userdata (anchors it and its thread) */
-    int nargs;        /* values on the thread's stack to pass to the next resume */
+    int ref;   /* registry ref of this userdata (anchors it and its thread) */
+    int nargs; /* values on the thread's stack to pass to the next resume */
     uint64_t id;
-    lua_State *L;     /* the coroutine */
+    lua_State *L; /* the coroutine */
     sched *s;
-    scope *sc;        /* scope it belongs to; NULL for blocking pseudo goroutines */
+    scope *sc;              /* scope it belongs to; NULL for blocking pseudo goroutines */
     gor *sc_prev, *sc_next; /* membership in sc */
-    gor *prev, *next; /* links on `on` */
-    glist *on;        /* wait list it is on, or NULL */
-    theap_ent timer;  /* sleep deadline */
-    ghandle *handle;  /* async handle resolved when it ends, or NULL */
-    gor *free_next;   /* free list of recyclable records */
+    gor *prev, *next;       /* links on `on` */
+    glist *on;              /* wait list it is on, or NULL */
+    theap_ent timer;        /* sleep deadline */
+    ghandle *handle;        /* async handle resolved when it ends, or NULL */
+    gor *free_next;         /* free list of recyclable records */
 };
 
 struct scope {
@@ -65,20 +65,20 @@ struct scope {
     scope *children, *sib_prev, *sib_next;
     scope *all_prev, *all_next; /* every live scope of the sched, for teardown */
     gor *members;
-    int nlive;        /* live member goroutines + live child scopes */
-    int refs;         /* holders besides liveness (a waiter, the parent link) */
-    glist waiters;    /* goroutines waiting for nlive == 0 */
+    int nlive;     /* live member goroutines + live child scopes */
+    int refs;      /* holders besides liveness (a waiter, the parent link) */
+    glist waiters; /* goroutines waiting for nlive == 0 */
     theap_ent deadline;
     uint64_t eff_deadline; /* min of own and ancestors' deadlines, ns; 0 = none */
     uint8_t cancelled, counted;
-    char reason[64];  /* why it was cancelled, e.g. "timeout after 100 ms" */
-    int label_ref;    /* registry ref of a label (task name), or LUA_NOREF */
-    gor *lead;        /* goroutine whose end disarms the deadline (timeout()), or NULL */
+    char reason[64]; /* why it was cancelled, e.g. "timeout after 100 ms" */
+    int label_ref;   /* registry ref of a label (task name), or LUA_NOREF */
+    gor *lead;       /* goroutine whose end disarms the deadline (timeout()), or NULL */
 };
 
 struct sched {
-    lua_State *L;       /* main thread of the VM */
-    lua_State *T;       /* scratch thread for the scheduler's own Lua calls */
+    lua_State *L; /* main thread of the VM */
+    lua_State *T; /* scratch thread for the scheduler's own Lua calls */
     int T_ref;
     uv_loop_t *loop;
     int own_loop;
@@ -87,24 +87,24 @@ struct sched {
     uint64_t timer_due; /* what `timer` is armed for; 0 = not armed */
     theap timers;
     glist runq, next_round;
-    gor *running;       /* goroutine being resumed, or NULL */
+    gor *running;                   /* goroutine being resumed, or NULL */
     _Atomic(lua_State *) running_L; /* its thread, read by the preemption signal handler */
     _Atomic uint64_t busy_since;    /* ns since this drain started; 0 when idle */
     _Atomic uint64_t run_deadline;  /* eff_deadline of the running goroutine */
     atomic_int preempt;             /* set by the signal handler: end this drain */
-    int in_cb;          /* inside a loop callback of ours: no nested uv_run */
+    int in_cb;                      /* inside a loop callback of ours: no nested uv_run */
     uint64_t next_id;
     scope root;
-    scope *scopes;      /* list of all malloc'd scopes */
-    gor *free;          /* recyclable goroutine records */
+    scope *scopes; /* list of all malloc'd scopes */
+    gor *free;     /* recyclable goroutine records */
     int nfree;
-    int closing;        /* being destroyed (lua_close) */
-    port *port;         /* mailbox for other threads */
-    int holds;          /* remote waits keeping the loop alive */
-    void *pool_state;   /* what pool.c keeps for this VM */
-    int errh_ref;       /* Lua function called with (message, goroutine id) on a goroutine error */
-    size_t nlive;       /* live goroutines */
-    sched *tl_prev;     /* sched that was current on this thread before this drain */
+    int closing;      /* being destroyed (lua_close) */
+    port *port;       /* mailbox for other threads */
+    int holds;        /* remote waits keeping the loop alive */
+    void *pool_state; /* what pool.c keeps for this VM */
+    int errh_ref;     /* Lua function called with (message, goroutine id) on a goroutine error */
+    size_t nlive;     /* live goroutines */
+    sched *tl_prev;   /* sched that was current on this thread before this drain */
 };
 
 #define GOR_MAGIC 0x676f726fu

@@ -13,10 +13,10 @@ typedef struct theap_ent theap_ent;
 typedef void (*theap_cb)(theap_ent *ent);
 
 struct theap_ent {
-    uint64_t due;  /* deadline, ns */
-    uint64_t seq;  /* insertion order: equal deadlines fire first-in first-out */
-    size_t idx;    /* position in the heap + 1; 0 when not in the heap */
-    theap_cb cb;   /* called by the owner of the heap when the entry is due */
+    uint64_t due; /* deadline, ns */
+    uint64_t seq; /* insertion order: equal deadlines fire first-in first-out */
+    size_t idx;   /* position in the heap + 1; 0 when not in the heap */
+    theap_cb cb;  /* called by the owner of the heap when the entry is due */
 };
 
 typedef struct theap {
@@ -31,7 +31,13 @@ void theap_free(theap *h); /* frees the array, not the entries */
 int theap_push(theap *h, theap_ent *ent);
 /* Removes ent if it is in the heap; a no-op otherwise. */
 void theap_remove(theap *h, theap_ent *ent);
-static inline theap_ent *theap_min(const theap *h) { return h->n ? h->v[0] : NULL; }
-static inline int theap_has(const theap_ent *ent) { return ent->idx != 0; }
+static inline theap_ent *theap_min(const theap *h)
+{
+    return h->n ? h->v[0] : NULL;
+}
+static inline int theap_has(const theap_ent *ent)
+{
+    return ent->idx != 0;
+}
 
 #endif

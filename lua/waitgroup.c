@@ -12,7 +12,10 @@
 static const char HOME_COPIES = 'W'; /* registry: weak core -> home userdata */
 static atomic_ullong process_nonce;
 
-static waitgroup *check_wg(lua_State *L) { return luaL_checkudata(L, 1, WAITGROUP_TNAME); }
+static waitgroup *check_wg(lua_State *L)
+{
+    return luaL_checkudata(L, 1, WAITGROUP_TNAME);
+}
 
 static void core_unref(wgcore *c)
 {

@@ -24,8 +24,8 @@ typedef struct wgcore {
 
 typedef struct waitgroup {
     wgcore *core;
-    sched *s;   /* VM of this copy */
-    int home;   /* this copy is the original */
+    sched *s; /* VM of this copy */
+    int home; /* this copy is the original */
     glist waiters;
 } waitgroup;
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # scripts/test.sh: the README's test command. Builds and runs the whole suite:
-#   0. (MUTIRAO_LINT=1 only) scripts/lint.sh: clang-format + cppcheck
+#   0. scripts/lint.sh: clang-format + cppcheck (MUTIRAO_LINT=0 skips it)
 #   1. normal build in build/        + ctest --output-on-failure
 #   2. ASan+UBSan build in build-asan/ (-DMUTIRAO_SANITIZE=address) + ctest
 #   3. TSan build in build-tsan/ (-DMUTIRAO_SANITIZE=thread) + ctest -L tsan;
@@ -10,7 +10,7 @@
 # loopback services (tests/services.sh) unless .ci/run already did.
 #
 #   MUTIRAO_TEST_QUICK=1     only step 1 (no sanitizer or fuzz builds)
-#   MUTIRAO_LINT=1           run step 0 first (fails the run on lint errors)
+#   MUTIRAO_LINT=0           skip step 0 (lint: clang-format + cppcheck)
 #   MUTIRAO_JOBS=2           build parallelism      MUTIRAO_CTEST_JOBS=1
 #   MUTIRAO_TEST_TIMEOUT=300 default per-test timeout (s) for tests without one
 #   MUTIRAO_FUZZ_SECONDS=60  fuzzing budget

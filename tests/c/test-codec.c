@@ -754,7 +754,9 @@ static int test_reject_flips(void)
     /* the function message too, bytecode refused */
     free(buf);
     ASSERT_EQ(encode_code(A, sample_code, &buf, &len), 0);
-    m = realloc(m, len);
+    char *grown = realloc(m, len);
+    ASSERT(grown != NULL);
+    m = grown;
     for (int iter = 0; iter < 5000; iter++) {
         memcpy(m, buf, len);
         size_t at = 4 + (size_t)(rng() % (len - 4));

@@ -22,22 +22,23 @@
 #include "scheduler.h"
 
 /* ---- libuv-style assertions: print both sides ---- */
-#define ASSERT_BASE(a, op, b, type, fmt)                                                          \
-    do {                                                                                          \
-        type a_ = (type)(a);                                                                      \
-        type b_ = (type)(b);                                                                      \
-        if (!(a_ op b_)) {                                                                        \
-            fprintf(stderr, "Assertion failed in %s on line %d: `%s %s %s` (" fmt " %s " fmt ")\n", \
-                    __FILE__, __LINE__, #a, #op, #b, a_, #op, b_);                                \
-            abort();                                                                              \
-        }                                                                                         \
+#define ASSERT_BASE(a, op, b, type, fmt)                                                           \
+    do {                                                                                           \
+        type a_ = (type)(a);                                                                       \
+        type b_ = (type)(b);                                                                       \
+        if (!(a_ op b_)) {                                                                         \
+            fprintf(stderr,                                                                        \
+                    "Assertion failed in %s on line %d: `%s %s %s` (" fmt " %s " fmt ")\n",        \
+                    __FILE__, __LINE__, #a, #op, #b, a_, #op, b_);                                 \
+            abort();                                                                               \
+        }                                                                                          \
     } while (0)
-#define ASSERT(expr)                                                                              \
-    do {                                                                                          \
-        if (!(expr)) {                                                                            \
+#define ASSERT(expr)                                                                               \
+    do {                                                                                           \
+        if (!(expr)) {                                                                             \
             fprintf(stderr, "Assertion failed in %s on line %d: %s\n", __FILE__, __LINE__, #expr); \
-            abort();                                                                              \
-        }                                                                                         \
+            abort();                                                                               \
+        }                                                                                          \
     } while (0)
 #define ASSERT_EQ(a, b) ASSERT_BASE(a, ==, b, int64_t, "%" PRId64)
 #define ASSERT_NE(a, b) ASSERT_BASE(a, !=, b, int64_t, "%" PRId64)
@@ -49,23 +50,23 @@
 #define ASSERT_PTR_NE(a, b) ASSERT_BASE(a, !=, b, const void *, "%p")
 #define ASSERT_NULL(a) ASSERT_BASE(a, ==, NULL, const void *, "%p")
 #define ASSERT_NOT_NULL(a) ASSERT_BASE(a, !=, NULL, const void *, "%p")
-#define ASSERT_STR_EQ(a, b)                                                                       \
-    do {                                                                                          \
-        const char *a_ = (a), *b_ = (b);                                                          \
-        if (!a_ || !b_ || strcmp(a_, b_) != 0) {                                                  \
-            fprintf(stderr, "Assertion failed in %s on line %d: `%s == %s` (\"%s\" == \"%s\")\n", \
-                    __FILE__, __LINE__, #a, #b, a_ ? a_ : "(null)", b_ ? b_ : "(null)");          \
-            abort();                                                                              \
-        }                                                                                         \
+#define ASSERT_STR_EQ(a, b)                                                                        \
+    do {                                                                                           \
+        const char *a_ = (a), *b_ = (b);                                                           \
+        if (!a_ || !b_ || strcmp(a_, b_) != 0) {                                                   \
+            fprintf(stderr, "Assertion failed in %s on line %d: `%s == %s` (\"%s\" == \"%s\")\n",  \
+                    __FILE__, __LINE__, #a, #b, a_ ? a_ : "(null)", b_ ? b_ : "(null)");           \
+            abort();                                                                               \
+        }                                                                                          \
     } while (0)
-#define ASSERT_CONTAINS(hay, needle)                                                              \
-    do {                                                                                          \
-        const char *h_ = (hay), *n_ = (needle);                                                   \
-        if (!h_ || !strstr(h_, n_)) {                                                             \
-            fprintf(stderr, "Assertion failed in %s on line %d: \"%s\" contains \"%s\"\n",        \
-                    __FILE__, __LINE__, h_ ? h_ : "(null)", n_);                                  \
-            abort();                                                                              \
-        }                                                                                         \
+#define ASSERT_CONTAINS(hay, needle)                                                               \
+    do {                                                                                           \
+        const char *h_ = (hay), *n_ = (needle);                                                    \
+        if (!h_ || !strstr(h_, n_)) {                                                              \
+            fprintf(stderr, "Assertion failed in %s on line %d: \"%s\" contains \"%s\"\n",         \
+                    __FILE__, __LINE__, h_ ? h_ : "(null)", n_);                                   \
+            abort();                                                                               \
+        }                                                                                          \
     } while (0)
 
 /* ---- fixture ---- */
@@ -149,7 +150,10 @@ static void run_ready(void)
         uv_run(S->loop, UV_RUN_NOWAIT);
 }
 
-static double ms_since(uint64_t t0) { return (double)(uv_hrtime() - t0) / 1e6; }
+static double ms_since(uint64_t t0)
+{
+    return (double)(uv_hrtime() - t0) / 1e6;
+}
 
 #define CLOSE_COUNTER                                                                              \
     "local _c <close> = setmetatable({}, {__close = function() closed = (closed or 0) + 1 end})\n"
@@ -511,7 +515,8 @@ static void test_close_with_parked(void)
      * scopes held by Lua handles are released by the handles' __gc */
     setup();
     dostring("t = {}\n"
-             "for i = 1, 10 do G.spawn(function() t[i] = G.timeout(5, function() G.sleep(1e9) end) end) end");
+             "for i = 1, 10 do G.spawn(function() t[i] = G.timeout(5, function() G.sleep(1e9) end) "
+             "end) end");
     ASSERT_EQ(sched_run(S), 0);
     teardown();
 }

@@ -12,22 +12,23 @@
 #include "timerheap.h"
 
 /* ---- libuv-style assertions: print both sides ---- */
-#define ASSERT_BASE(a, op, b, type, fmt)                                                          \
-    do {                                                                                          \
-        type a_ = (type)(a);                                                                      \
-        type b_ = (type)(b);                                                                      \
-        if (!(a_ op b_)) {                                                                        \
-            fprintf(stderr, "Assertion failed in %s on line %d: `%s %s %s` (" fmt " %s " fmt ")\n", \
-                    __FILE__, __LINE__, #a, #op, #b, a_, #op, b_);                                \
-            abort();                                                                              \
-        }                                                                                         \
+#define ASSERT_BASE(a, op, b, type, fmt)                                                           \
+    do {                                                                                           \
+        type a_ = (type)(a);                                                                       \
+        type b_ = (type)(b);                                                                       \
+        if (!(a_ op b_)) {                                                                         \
+            fprintf(stderr,                                                                        \
+                    "Assertion failed in %s on line %d: `%s %s %s` (" fmt " %s " fmt ")\n",        \
+                    __FILE__, __LINE__, #a, #op, #b, a_, #op, b_);                                 \
+            abort();                                                                               \
+        }                                                                                          \
     } while (0)
-#define ASSERT(expr)                                                                              \
-    do {                                                                                          \
-        if (!(expr)) {                                                                            \
+#define ASSERT(expr)                                                                               \
+    do {                                                                                           \
+        if (!(expr)) {                                                                             \
             fprintf(stderr, "Assertion failed in %s on line %d: %s\n", __FILE__, __LINE__, #expr); \
-            abort();                                                                              \
-        }                                                                                         \
+            abort();                                                                               \
+        }                                                                                          \
     } while (0)
 #define ASSERT_EQ(a, b) ASSERT_BASE(a, ==, b, int64_t, "%" PRId64)
 #define ASSERT_NE(a, b) ASSERT_BASE(a, !=, b, int64_t, "%" PRId64)
@@ -38,7 +39,10 @@
 #define ASSERT_NULL(a) ASSERT_BASE(a, ==, NULL, const void *, "%p")
 #define ASSERT_NOT_NULL(a) ASSERT_BASE(a, !=, NULL, const void *, "%p")
 
-static void noop_cb(theap_ent *e) { (void)e; }
+static void noop_cb(theap_ent *e)
+{
+    (void)e;
+}
 
 /* The heap invariant and the back-pointers of every entry. */
 static void check_heap(const theap *h)
@@ -283,7 +287,8 @@ int main(void)
 {
     const char *env = getenv("MUTIRAO_TEST_SEED");
     uint64_t seed = env ? strtoull(env, NULL, 10) : (uint64_t)time(NULL);
-    printf("test-timerheap: seed %" PRIu64 " (MUTIRAO_TEST_SEED=%" PRIu64 " to replay)\n", seed, seed);
+    printf("test-timerheap: seed %" PRIu64 " (MUTIRAO_TEST_SEED=%" PRIu64 " to replay)\n", seed,
+           seed);
     fflush(stdout);
     test_empty();
     test_ordering();
