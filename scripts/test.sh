@@ -95,11 +95,11 @@ if [[ -f build-services/env.sh ]]; then
     source build-services/env.sh
 fi
 
-if [[ "${MUTIRAO_LINT:-0}" == "1" ]]; then
+if [[ "${MUTIRAO_LINT:-1}" == "1" ]]; then
     step "lint"
     if bash scripts/lint.sh; then record lint ok; else fail lint; fi
 else
-    record lint "skipped (MUTIRAO_LINT=1 to run)"
+    record lint "skipped (MUTIRAO_LINT=0)"
 fi
 
 # 1. normal build
