@@ -47,7 +47,17 @@ struct ptask {
     glist waiters; /* awaiting goroutines (submitter's thread only) */
     char id[40];
     char where[120]; /* submit site, file:line */
+    /* the encoded task and then its outcome, while they fit: no allocation,
+     * and nothing allocated on one thread is freed on another */
+    char buf[256];
 };
+
+static void buf_free(ptask *t, char **p)
+{
+    if (*p && *p != t->buf)
+        free(*p);
+    *p = NULL;
+}
 
 struct pool {
     pool *next; /* registry list (pools_mu) */
@@ -281,13 +291,14 @@ static void task_encode(lua_State *L, ptask *t, int ok, int first)
 {
     char err[256];
     int n = lua_gettop(L) - first + 1;
-    free(t->out);
-    t->out = NULL;
-    if (codec_encode(L, first, n, NULL, &t->out, &t->outlen, err, sizeof err) != 0) {
+    buf_free(t, &t->out);
+    if (codec_encode_buf(L, first, n, NULL, t->buf, sizeof t->buf, &t->out, &t->outlen, err,
+                         sizeof err) != 0) {
         lua_pushfstring(L, "task %s: cannot send its %s back: %s", t->id, ok ? "result" : "error",
                         err);
         ok = 0;
-        codec_encode(L, lua_gettop(L), 1, NULL, &t->out, &t->outlen, NULL, 0);
+        codec_encode_buf(L, lua_gettop(L), 1, NULL, t->buf, sizeof t->buf, &t->out, &t->outlen,
+                         NULL, 0);
         lua_pop(L, 1);
     }
     t->ok = ok;
@@ -358,8 +369,7 @@ static void run_task(sched *s, xmsg *m)
     int rc = codec_decode(T, t->in, t->inlen, &lim, &n, err, sizeof err);
     lua_pushvalue(T, base + 1);
     lua_rawseti(T, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
-    free(t->in);
-    t->in = NULL;
+    buf_free(t, &t->in); /* decoded: t->buf is free for the outcome */
     if (rc != 0 || n < 1 || lua_type(T, base + 2) != LUA_TFUNCTION) {
         lua_settop(T, base);
         lua_pushfstring(T, "task %s: cannot load: %s", t->id, rc ? err : "no function");
@@ -398,8 +408,8 @@ static void task_free(ptask *t)
 {
     if (t->owner)
         port_unref(t->owner);
-    free(t->in);
-    free(t->out);
+    buf_free(t, &t->in);
+    buf_free(t, &t->out);
     free(t);
 }
 
@@ -662,7 +672,8 @@ static int l_pool_submit(lua_State *L)
         memcpy(t->where, "?", 2);
     char err[256];
     int top = lua_gettop(L); /* the guard is on top */
-    if (codec_encode(L, 2, top - 2, NULL, &t->in, &t->inlen, err, sizeof err) != 0) {
+    if (codec_encode_buf(L, 2, top - 2, NULL, t->buf, sizeof t->buf, &t->in, &t->inlen, err,
+                         sizeof err) != 0) {
         luaL_pushfail(L);
         lua_pushstring(L, err);
         return 2; /* the guard frees t and the pool reference */

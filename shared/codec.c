@@ -73,11 +73,19 @@ int codec__buf_add(codec__buf *b, const void *data, size_t len)
                 return CODEC_ENOMEM;
             cap *= 2;
         }
-        char *p = realloc(b->data, cap);
+        char *p;
+        if (b->borrowed) {
+            p = malloc(cap);
+            if (p && b->len)
+                memcpy(p, b->data, b->len);
+        } else {
+            p = realloc(b->data, cap);
+        }
         if (p == NULL)
             return CODEC_ENOMEM;
         b->data = p;
         b->cap = cap;
+        b->borrowed = 0;
     }
     if (len)
         memcpy(b->data + b->len, data, len);
@@ -223,6 +231,12 @@ static int encode_main(lua_State *L)
 int codec_encode(lua_State *L, int first, int n, const codec_limits *lim, char **out,
                  size_t *outlen, char *err, size_t errlen)
 {
+    return codec_encode_buf(L, first, n, lim, NULL, 0, out, outlen, err, errlen);
+}
+
+int codec_encode_buf(lua_State *L, int first, int n, const codec_limits *lim, char *buf,
+                     size_t cap, char **out, size_t *outlen, char *err, size_t errlen)
+{
     codec__ctx c;
     if (out == NULL || outlen == NULL || n < 0) {
         set_err(err, errlen, codec_strerror(CODEC_EINVAL));
@@ -231,6 +245,11 @@ int codec_encode(lua_State *L, int first, int n, const codec_limits *lim, char *
     *out = NULL;
     *outlen = 0;
     ctx_init(&c, L, lim);
+    if (buf && cap) {
+        c.out.data = buf;
+        c.out.cap = cap;
+        c.out.borrowed = 1;
+    }
     first = lua_absindex(L, first);
     if (n > 0 && (first < 1 || first + n - 1 > lua_gettop(L))) {
         set_err(err, errlen, "invalid stack range");
@@ -246,7 +265,8 @@ int codec_encode(lua_State *L, int first, int n, const codec_limits *lim, char *
     int rc = protect(L, encode_main, &c, n, 0, err, errlen);
     free(c.scratch.data);
     if (rc != 0) {
-        free(c.out.data);
+        if (!c.out.borrowed)
+            free(c.out.data);
         return rc;
     }
     *out = c.out.data;

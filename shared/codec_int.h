@@ -82,9 +82,10 @@ typedef struct codec__seg {
 /* A growable byte buffer owned by a codec call (freed by the entry point
    even when a Lua error unwinds the work). */
 typedef struct codec__buf {
-    char *data; /* malloc'd */
-    size_t len; /* bytes used */
-    size_t cap; /* bytes allocated */
+    char *data;   /* malloc'd, or the caller's buffer while borrowed */
+    size_t len;   /* bytes used */
+    size_t cap;   /* bytes allocated */
+    int borrowed; /* data is the caller's (codec_encode_buf): never realloc'd or freed */
 } codec__buf;
 
 /* The context of one codec_encode / codec_decode call. */
