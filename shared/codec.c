@@ -234,8 +234,8 @@ int codec_encode(lua_State *L, int first, int n, const codec_limits *lim, char *
     return codec_encode_buf(L, first, n, lim, NULL, 0, out, outlen, err, errlen);
 }
 
-int codec_encode_buf(lua_State *L, int first, int n, const codec_limits *lim, char *buf,
-                     size_t cap, char **out, size_t *outlen, char *err, size_t errlen)
+int codec_encode_buf(lua_State *L, int first, int n, const codec_limits *lim, char *buf, size_t cap,
+                     char **out, size_t *outlen, char *err, size_t errlen)
 {
     codec__ctx c;
     if (out == NULL || outlen == NULL || n < 0) {

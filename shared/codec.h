@@ -77,8 +77,8 @@ int codec_encode(lua_State *L, int first, int n, const codec_limits *lim, char *
 ** fits: then *out == buf and nothing is allocated; a larger message goes to a
 ** malloc'd buffer the caller frees (test *out != buf).
 */
-int codec_encode_buf(lua_State *L, int first, int n, const codec_limits *lim, char *buf,
-                     size_t cap, char **out, size_t *outlen, char *err, size_t errlen);
+int codec_encode_buf(lua_State *L, int first, int n, const codec_limits *lim, char *buf, size_t cap,
+                     char **out, size_t *outlen, char *err, size_t errlen);
 
 /*
 ** Decodes a whole message and pushes its values onto L; *nvals receives how
