@@ -382,7 +382,15 @@ static void run_task(sched *s, xmsg *m)
     lua_pushlightuserdata(T, t);
     lua_pushcclosure(T, task_main, 1);
     lua_insert(T, base + 1); /* task_main, fn, args... */
-    sched_spawn(s, T, n, &s->root, NULL);
+    /* a scope of its own names the task in its goroutines' log lines */
+    scope *sc = scope_new(s, &s->root, UINT64_MAX);
+    if (sc) {
+        lua_pushfstring(T, "%s %s", t->p->name, t->id);
+        sc->label_ref = luaL_ref(T, LUA_REGISTRYINDEX);
+    }
+    sched_spawn(s, T, n, sc ? sc : &s->root, NULL);
+    if (sc)
+        scope_release(sc); /* it lives on while the task's goroutines do */
     lua_settop(T, base);
 }
 

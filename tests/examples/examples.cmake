@@ -35,5 +35,21 @@ add_test(NAME example.parallel_deployment COMMAND ${_ex_run} ${_ex_dir}/parallel
   --out "^parallel_rollout +rollout_release +success +2\\.\\d\\ds +Rollout completed$"
   --min 1.9 --max 3.5)
 
+# file_pool.sloth (the spec's Exemplo 1): 5 documents on a pool of 5 workers,
+# 1 s each, in parallel: ~1 s; the pool tasks log with their pool and task id.
+add_test(NAME example.file_pool COMMAND ${_ex_run} ${_ex_dir}/file_pool.sloth
+  --err "\\[converter [0-9a-f]+-[0-9]+ g[0-9]+\\] converting report\\.md$"
+  --err "\\] documents converted: 5$"
+  --out "^file_pool +convert_documents +success +1\\.0\\ds"
+  --min 0.95 --max 2.0)
+
+# worker_pool.sloth (the spec's worker-pool example): 50 jobs of 100-300 ms on
+# 5 workers; the submit loop waits for room (backpressure), all 50 complete.
+add_test(NAME example.worker_pool COMMAND ${_ex_run} ${_ex_dir}/worker_pool.sloth
+  --err "\\] completed: 50$" --err "\\] failed: 0$" --err "\\] workers: 5$"
+  --out "^worker_pool_batch +crunch_batch +success +2\\.\\d\\ds +batch processed$"
+  --min 1.9 --max 4.0)
+
 set_tests_properties(example.hello example.waitgroup example.timeout example.parallel_deployment
+  example.file_pool example.worker_pool
   PROPERTIES LABELS examples TIMEOUT 60)
