@@ -11,6 +11,8 @@ ghandle *handle_new(lua_State *L, sched *s)
     h->res_ref = LUA_NOREF;
     h->s = s;
     h->sc = NULL;
+    h->core = NULL;
+    h->remote = h->asked = 0;
     glist_init(&h->waiters);
     luaL_setmetatable(L, HANDLE_TNAME);
     return h;
@@ -21,11 +23,18 @@ ghandle *handle_test(lua_State *L, int idx)
     return luaL_testudata(L, idx, HANDLE_TNAME);
 }
 
-static void resolve(ghandle *h, lua_State *T)
+void handle_set_outcome(ghandle *h, lua_State *T)
 {
     h->res_ref = luaL_ref(T, LUA_REGISTRYINDEX);
     h->done = 1;
     sched_ready_all(h->s, &h->waiters);
+}
+
+static void resolve(ghandle *h, lua_State *T)
+{
+    handle_set_outcome(h, T);
+    if (h->core)
+        handle_travel_resolved(h);
 }
 
 void handle_resolve_values(ghandle *h, lua_State *co, int nres)
@@ -82,6 +91,8 @@ int handle_await(lua_State *L, ghandle *h)
 {
     if (h->done)
         return handle_push_outcome(L, h);
+    if (h->remote)
+        handle_travel_ask(h);
     return sched_wait(L, h->s, &h->waiters, 0, (lua_KContext)h, await_k);
 }
 
@@ -106,10 +117,12 @@ static int handle_gc(lua_State *L)
         scope_release(h->sc);
         h->sc = NULL;
     }
+    if (h->core)
+        handle_travel_gc(h);
     return 0;
 }
 
-void handle_register(lua_State *L)
+void handle_register(lua_State *L, sched *s)
 {
     if (luaL_newmetatable(L, HANDLE_TNAME)) {
         lua_pushcfunction(L, handle_tostring);
@@ -120,4 +133,5 @@ void handle_register(lua_State *L)
         lua_setfield(L, -2, "__name");
     }
     lua_pop(L, 1);
+    handle_travel_register(L, s);
 }

@@ -11,13 +11,18 @@
 
 #include "scheduler.h"
 
+typedef struct hcore hcore;
+
 struct ghandle {
     uint64_t id;
     uint8_t done, ok;
-    int res_ref;   /* registry ref of the outcome table, or LUA_NOREF */
-    glist waiters; /* goroutines awaiting it */
+    uint8_t remote; /* a copy of a handle of another VM (see handle_travel.c) */
+    uint8_t asked;  /* (remote) the home VM was asked for the outcome */
+    int res_ref;    /* registry ref of the outcome table, or LUA_NOREF */
+    glist waiters;  /* goroutines awaiting it */
     sched *s;
-    scope *sc; /* scope this handle holds a reference on, or NULL */
+    scope *sc;   /* scope this handle holds a reference on, or NULL */
+    hcore *core; /* shared with copies in other VMs once it travelled */
 };
 
 #define HANDLE_TNAME "goroutine.handle"
@@ -34,6 +39,16 @@ void handle_resolve_error(ghandle *h, lua_State *T);
 int handle_await(lua_State *L, ghandle *h);
 /* Pushes h's outcome onto L as await returns it; returns the count. */
 int handle_push_outcome(lua_State *L, ghandle *h);
-void handle_register(lua_State *L);
+void handle_register(lua_State *L, sched *s);
+/* Stores the outcome table on top of T (popped) in h and wakes its waiters. */
+void handle_set_outcome(ghandle *h, lua_State *T);
+
+/* handle_travel.c: handles that travel into pool tasks. */
+void handle_travel_register(lua_State *L, sched *s);
+/* Called when a travelled handle is resolved (home VM) or collected. */
+void handle_travel_resolved(ghandle *h);
+void handle_travel_gc(ghandle *h);
+/* Before waiting on a remote copy: asks its home VM for the outcome. */
+void handle_travel_ask(ghandle *h);
 
 #endif

@@ -132,6 +132,8 @@ static int await_all_k(lua_State *L, int status, lua_KContext ctx)
         ghandle *h = await_all_at(L, i);
         if (h->done)
             continue;
+        if (h->remote)
+            handle_travel_ask(h);
         gor *g = gor_of(L);
         if (g && g->state == G_RUNNING)
             return sched_wait(L, s, &h->waiters, 0, (lua_KContext)i, await_all_k);
@@ -361,7 +363,7 @@ MUTIRAO_EXPORT int luaopen_goroutine(lua_State *L)
                                      {"_set_error_handler", g_set_error_handler},
                                      {NULL, NULL}};
     sched *s = sched_get(L);
-    handle_register(L);
+    handle_register(L, s);
     waitgroup_register(L, s);
     luaL_newlibtable(L, funcs);
     lua_pushlightuserdata(L, s);

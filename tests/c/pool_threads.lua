@@ -66,4 +66,21 @@ check(fst.completed == 15 and fst.failed == 15, "fail counts")
 local okf, errf = G.await(fids[2])
 check(not okf and errf:find("even 2", 1, true), "error message crossed")
 G.pool_close("t_fail")
+-- 5. async handles awaited from many tasks at once, across threads
+G.pool_create("t_handles", { workers = 8 })
+local hs5 = {}
+for i = 1, 10 do hs5[i] = G.async(function() G.sleep(i) return i end) end
+local ids5 = {}
+for k = 1, 40 do
+    ids5[k] = G.pool_submit("t_handles", function()
+        local sum = 0
+        for _, r in ipairs(G.await_all(hs5)) do sum = sum + r.values[1] end
+        return sum
+    end)
+end
+for k = 1, 40 do
+    local ok5, sum = G.await(ids5[k])
+    check(ok5 and sum == 55, "handles across threads")
+end
+G.pool_close("t_handles")
 print("pool_threads: ok")

@@ -139,6 +139,44 @@ describe("goroutine.pool_submit", function()
     end)
 end)
 
+describe("async handles captured by pool tasks", function()
+    local name
+    before_each(function()
+        name = fresh_name()
+        G.pool_create(name, { workers = 4 })
+    end)
+    after_each(function()
+        G.pool_wait(name)
+        G.pool_close(name)
+    end)
+
+    it("await the same goroutine from inside the task", function()
+        local h = G.async(function() G.sleep(50) return "from home", 7 end)
+        local id = G.pool_submit(name, function()
+            local ok, a, b = G.await(h)
+            return ok, a, b
+        end)
+        assert.are.same({ true, true, "from home", 7 }, { G.await(id) })
+        -- once resolved, later tasks get the same outcome at once
+        assert.are.same({ true, true, "from home", 7 }, { G.await(G.pool_submit(name, function() return G.await(h) end)) })
+    end)
+
+    it("carry failures, work in await_all and come back as the same object", function()
+        local hs = { G.async(function() G.sleep(20) return 1 end), G.async(function() error("nope") end) }
+        local id = G.pool_submit(name, function()
+            local rs = G.await_all(hs)
+            return rs[1].success, rs[1].values[1], rs[2].success, rs[2].error, hs[1]
+        end)
+        local ok, s1, v1, s2, e2, back = G.await(id)
+        assert.is_true(ok)
+        assert.is_true(s1)
+        assert.are.equal(1, v1)
+        assert.is_false(s2)
+        assert.matches("nope", e2)
+        assert.are.equal(hs[1], back)
+    end)
+end)
+
 describe("backpressure", function()
     it("suspends the submitter on a full queue: 50 tasks, 5 workers, all complete", function()
         local name = fresh_name()
