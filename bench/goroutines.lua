@@ -7,7 +7,7 @@ package.cpath = (os.getenv("MUTIRAO_CPATH") or "build/lib/?.so;") .. package.cpa
 local goroutine = require("goroutine")
 local now = goroutine.now
 
-local N = tonumber(arg and arg[1]) or 400000
+local N = tonumber(arg and arg[1] and arg[1]:match("^%d+$") and arg[1]) or 400000
 local ROUNDS = 5
 
 local function best(f)
@@ -22,30 +22,29 @@ local function best(f)
   return b * 1e6 / N -- ns per item
 end
 
--- 0. cold start: the first 100,000-goroutine batch of a fresh process,
---    before any goroutine record exists to reuse, against the same raw batch.
-local function cold(f)
+-- 0. cold start: a 100,000-goroutine batch in a fresh process, before any
+--    goroutine record exists to reuse, against the same raw batch in another
+--    fresh process (run.sh runs both modes, each in its own process).
+local mode = arg and arg[1]
+if mode == "cold-spawn" or mode == "cold-raw" then
   collectgarbage("collect")
   local t0 = now()
-  f()
-  return (now() - t0) * 1e6 / 100000
+  if mode == "cold-spawn" then
+    local wg, count = goroutine.wait_group(), 0
+    local body = function() count = count + 1; wg:done() end
+    wg:add(100000)
+    for _ = 1, 100000 do goroutine.spawn(body) end
+    wg:wait()
+  else
+    local create, resume, count = coroutine.create, coroutine.resume, 0
+    local body = function() count = count + 1 end
+    local cos = {}
+    for i = 1, 100000 do cos[i] = create(body) end
+    for i = 1, 100000 do resume(cos[i]) end
+  end
+  print(string.format("%s: %.0f ns per item (100,000 at once, fresh process)", mode, (now() - t0) * 1e6 / 100000))
+  return
 end
-local cold_spawn = cold(function()
-  local wg, count = goroutine.wait_group(), 0
-  local body = function() count = count + 1; wg:done() end
-  wg:add(100000)
-  for _ = 1, 100000 do goroutine.spawn(body) end
-  wg:wait()
-end)
-local cold_raw = cold(function()
-  local create, resume, count = coroutine.create, coroutine.resume, 0
-  local body = function() count = count + 1 end
-  local cos = {}
-  for i = 1, 100000 do cos[i] = create(body) end
-  for i = 1, 100000 do resume(cos[i]) end
-end)
-collectgarbage("collect")
-collectgarbage("collect")
 
 -- 1. memory per parked goroutine (sleeping) vs a parked raw coroutine.
 local P = 100000
@@ -142,7 +141,6 @@ for _, r in ipairs(rows) do
   print(string.format("%8d %13.0f %13.0f %10.0f %9.2fx %9.2fx %15.0f", r[1], r[2], r[3], r[4], r[4] / r[2], r[4] / r[3], r[5]))
 end
 print("(spawn ns: best round, goroutine records reused; spawn cold ns: the first round, which allocates them)")
-print(string.format("cold 100,000 batch in a fresh process: spawn %.0f ns, raw batch %.0f ns (%.2fx)", cold_spawn, cold_raw, cold_spawn / cold_raw))
 print(string.format("%-46s %8.0f B", "parked raw coroutine (Lua heap)", raw_bytes))
 print(string.format("%-46s %8.0f B  (%.2fx raw)", "parked goroutine in sleep (Lua heap)", lua_bytes, lua_bytes / raw_bytes))
 print(string.format("%-46s %8.0f ms", "spawn 100,000 sleeping goroutines", t_spawn))

@@ -12,6 +12,10 @@ echo "# $(date -u +%Y-%m-%dT%H:%MZ)  $(nproc) cores  $(uname -r)"
 if [[ $what == all || $what == goroutines ]]; then
     echo "## goroutines vs raw coroutines: lua5.4 bench/goroutines.lua"
     lua5.4 bench/goroutines.lua
+    for _ in 1 2 3; do
+        lua5.4 bench/goroutines.lua cold-raw
+        lua5.4 bench/goroutines.lua cold-spawn
+    done
 fi
 if [[ $what == all || $what == preempt ]]; then
     echo "## preemption: lua5.4 bench/preempt.lua"
@@ -21,6 +25,7 @@ if [[ $what == all || $what == pool ]]; then
     echo "## pool throughput vs a new lua_State per task (same trivial task, 2 threads each)"
     for _ in 1 2 3; do lua5.4 bench/pool.lua trivial 200000; done
     for _ in 1 2 3; do "$BUILD/bin/newstate-bench" 100000 "$(nproc)"; done
+    for _ in 1 2 3; do "$BUILD/bin/newstate-bench" 50000 1; done
     echo "## CPU-bound tasks, 1 VM vs 2 VMs"
     for _ in 1 2; do
         MUTIRAO_PROCS=1 lua5.4 bench/pool.lua cpu 32
