@@ -643,7 +643,9 @@ void sched_block(lua_State *L, sched *s, glist *wl, uint64_t due)
 
 size_t sched_run(sched *s)
 {
-    while (s->nlive > 0 && uv_run(s->loop, UV_RUN_DEFAULT) != 0)
+    /* holds: pool tasks this VM submitted are still running elsewhere;
+     * their outcomes are not lost by ending early */
+    while ((s->nlive > 0 || s->holds > 0) && uv_run(s->loop, UV_RUN_DEFAULT) != 0)
         ;
     return s->nlive;
 }

@@ -151,8 +151,9 @@ void scope_release(scope *sc);
 void scope_cancel(scope *sc, const char *reason);
 scope *sched_current_scope(sched *s, lua_State *L);
 
-/* Runs the loop until nothing is left to run. Returns the number of
- * goroutines still alive (parked forever: a deadlock) . */
+/* Runs the loop until no goroutine is left and no pool task this VM
+ * submitted is still running. Returns the number of goroutines still alive
+ * (parked forever: a deadlock). */
 size_t sched_run(sched *s);
 /* Writes where each live goroutine is parked (id + traceback) to f. */
 void sched_dump_parked(sched *s, void *file);
