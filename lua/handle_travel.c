@@ -17,6 +17,7 @@
 #include "async.h"
 #include "codec.h"
 #include "port.h"
+#include "travel.h"
 
 struct hcore {
     atomic_int refs;
@@ -33,7 +34,6 @@ struct hcore {
 };
 
 static const char COPIES = 'H'; /* registry: weak core -> handle userdata of this VM */
-static atomic_ullong process_nonce;
 
 static void core_unref(hcore *c)
 {
@@ -237,7 +237,7 @@ void handle_travel_gc(ghandle *h)
     core_unref(c);
 }
 
-/* ---- codec hooks: (process nonce, core pointer) ---- */
+/* ---- codec hooks (travel.h) ---- */
 
 static int h_encode(lua_State *L, int idx, void *ud)
 {
@@ -266,26 +266,17 @@ static int h_encode(lua_State *L, int idx, void *ud)
             c->anchor = luaL_ref(L, LUA_REGISTRYINDEX);
         }
     }
-    unsigned long long nonce = atomic_load(&process_nonce);
-    char buf[sizeof nonce + sizeof(hcore *)];
-    memcpy(buf, &nonce, sizeof nonce);
-    memcpy(buf + sizeof nonce, &h->core, sizeof(hcore *));
     atomic_fetch_add(&h->core->refs, 1); /* taken over by the receiving side */
-    lua_pushlstring(L, buf, sizeof buf);
+    travel_pack(L, h->core);
     return 0;
 }
 
 static int h_decode(lua_State *L, const char *data, size_t len, void *ud)
 {
     sched *s = ud;
-    unsigned long long nonce;
-    hcore *c;
-    if (len != sizeof nonce + sizeof c)
+    hcore *c = travel_unpack(L, data, len, "an async handle");
+    if (!c)
         return -1;
-    memcpy(&nonce, data, sizeof nonce);
-    if (nonce != atomic_load(&process_nonce))
-        luaL_error(L, "an async handle cannot travel to another process on this backend");
-    memcpy(&c, data + sizeof nonce, sizeof c);
     lua_rawgetp(L, LUA_REGISTRYINDEX, &COPIES);
     if (lua_rawgetp(L, -1, c) == LUA_TUSERDATA) { /* the original, or this VM's copy */
         lua_remove(L, -2);
@@ -305,17 +296,6 @@ static int h_decode(lua_State *L, const char *data, size_t len, void *ud)
 
 void handle_travel_register(lua_State *L, sched *s)
 {
-    unsigned long long zero = 0;
-    if (atomic_load(&process_nonce) == 0) {
-        unsigned long long n = (unsigned long long)(uintptr_t)&process_nonce ^
-                               ((unsigned long long)sched_now_ns() * 0x9e3779b97f4a7c15ull);
-        atomic_compare_exchange_strong(&process_nonce, &zero, n | 1);
-    }
-    lua_newtable(L);
-    lua_createtable(L, 0, 1);
-    lua_pushliteral(L, "v");
-    lua_setfield(L, -2, "__mode");
-    lua_setmetatable(L, -2);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &COPIES);
+    travel_new_copies(L, &COPIES);
     codec_register_udata(L, HANDLE_TNAME, h_encode, h_decode, s);
 }

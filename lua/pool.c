@@ -858,30 +858,21 @@ static int l_pool_stats(lua_State *L)
     if (!p)
         return not_found(L, name);
     pthread_mutex_lock(&p->mu);
-    long long submitted = p->submitted, rejected = p->rejected, completed = p->completed,
-              failed = p->failed;
-    int active = p->active, queued = p->queued, workers = p->workers, qcap = p->qcap;
+    const struct {
+        const char *k;
+        long long v;
+    } f[] = {{"workers", p->workers},     {"queue", p->qcap},          {"active", p->active},
+             {"queued", p->queued},       {"completed", p->completed}, {"failed", p->failed},
+             {"submitted", p->submitted}, {"rejected", p->rejected}};
     pthread_mutex_unlock(&p->mu);
     pool_unref(p);
     lua_createtable(L, 0, 9);
     lua_pushstring(L, name);
     lua_setfield(L, -2, "name");
-    lua_pushinteger(L, workers);
-    lua_setfield(L, -2, "workers");
-    lua_pushinteger(L, qcap);
-    lua_setfield(L, -2, "queue");
-    lua_pushinteger(L, active);
-    lua_setfield(L, -2, "active");
-    lua_pushinteger(L, queued);
-    lua_setfield(L, -2, "queued");
-    lua_pushinteger(L, completed);
-    lua_setfield(L, -2, "completed");
-    lua_pushinteger(L, failed);
-    lua_setfield(L, -2, "failed");
-    lua_pushinteger(L, submitted);
-    lua_setfield(L, -2, "submitted");
-    lua_pushinteger(L, rejected);
-    lua_setfield(L, -2, "rejected");
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+        lua_pushinteger(L, (lua_Integer)f[i].v);
+        lua_setfield(L, -2, f[i].k);
+    }
     return 1;
 }
 

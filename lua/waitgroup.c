@@ -8,9 +8,9 @@
 #include <lauxlib.h>
 
 #include "codec.h"
+#include "travel.h"
 
 static const char HOME_COPIES = 'W'; /* registry: weak core -> home userdata */
-static atomic_ullong process_nonce;
 
 static waitgroup *check_wg(lua_State *L)
 {
@@ -160,26 +160,17 @@ static int wg_encode(lua_State *L, int idx, void *ud)
 {
     (void)ud;
     waitgroup *wg = lua_touserdata(L, idx);
-    unsigned long long nonce = atomic_load(&process_nonce);
-    char buf[sizeof nonce + sizeof(wgcore *)];
-    memcpy(buf, &nonce, sizeof nonce);
-    memcpy(buf + sizeof nonce, &wg->core, sizeof(wgcore *));
     atomic_fetch_add(&wg->core->refs, 1); /* taken over by the decoded copy */
-    lua_pushlstring(L, buf, sizeof buf);
+    travel_pack(L, wg->core);
     return 0;
 }
 
 static int wg_decode(lua_State *L, const char *data, size_t len, void *ud)
 {
     sched *s = ud;
-    unsigned long long nonce;
-    wgcore *core;
-    if (len != sizeof nonce + sizeof core)
+    wgcore *core = travel_unpack(L, data, len, "a WaitGroup");
+    if (!core)
         return -1;
-    memcpy(&nonce, data, sizeof nonce);
-    if (nonce != atomic_load(&process_nonce))
-        luaL_error(L, "a WaitGroup cannot travel to another process on this backend");
-    memcpy(&core, data + sizeof nonce, sizeof core);
     if (core->home == s->port) {
         /* back home: the original object, if it is still alive */
         lua_rawgetp(L, LUA_REGISTRYINDEX, &HOME_COPIES);
@@ -198,12 +189,6 @@ void waitgroup_register(lua_State *L, sched *s)
 {
     static const luaL_Reg methods[] = {
         {"add", wg_add}, {"done", wg_done}, {"wait", wg_wait}, {"count", wg_count}, {NULL, NULL}};
-    unsigned long long zero = 0;
-    if (atomic_load(&process_nonce) == 0) {
-        unsigned long long n = (unsigned long long)(uintptr_t)&process_nonce ^
-                               ((unsigned long long)sched_now_ns() * 0x9e3779b97f4a7c15ull);
-        atomic_compare_exchange_strong(&process_nonce, &zero, n | 1);
-    }
     if (luaL_newmetatable(L, WAITGROUP_TNAME)) {
         luaL_newlib(L, methods);
         lua_setfield(L, -2, "__index");
@@ -213,11 +198,6 @@ void waitgroup_register(lua_State *L, sched *s)
         lua_setfield(L, -2, "__gc");
     }
     lua_pop(L, 1);
-    lua_newtable(L);
-    lua_createtable(L, 0, 1);
-    lua_pushliteral(L, "v");
-    lua_setfield(L, -2, "__mode");
-    lua_setmetatable(L, -2);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &HOME_COPIES);
+    travel_new_copies(L, &HOME_COPIES);
     codec_register_udata(L, WAITGROUP_TNAME, wg_encode, wg_decode, s);
 }
