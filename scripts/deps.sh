@@ -17,8 +17,11 @@ PACKAGES=(
     # Lua 5.4 and the C libraries the code links
     lua5.4 liblua5.4-dev libuv1-dev libmsgpack-dev libhiredis-dev
     librdkafka-dev libcurl4-openssl-dev
-    # tests: busted specs, the Redis server the fleet tests start
-    lua-busted redis-server
+    # libcrypto (SHA1 of Redis scripts, shared/redis_uv.c)
+    libssl-dev
+    # tests: busted specs, the Redis server the fleet tests start, python3
+    # (CLI tests; tests/services.sh picks free ports with it)
+    lua-busted redis-server python3
     # fuzzing: clang + its runtime. libclang_rt.fuzzer*.a (-fsanitize=fuzzer)
     # is in libclang-rt-14-dev, which clang only *recommends* on Debian 12.
     clang libclang-rt-14-dev
@@ -28,7 +31,7 @@ PACKAGES=(
 
 if [[ "${1:-}" == "--list" ]]; then
     printf '%s\n' "${PACKAGES[@]}"
-    echo "default-jdk-headless (only if javac is missing)"
+    echo "default-jdk-headless (only if java is missing or older than 17)"
     echo "maven (only if mvn is missing)"
     exit 0
 fi
@@ -53,10 +56,20 @@ missing=()
 for p in "${PACKAGES[@]}"; do
     is_installed "$p" || missing+=("$p")
 done
-# Java and Maven are for the Kafka test service (later stage): any JDK the
-# machine already has will do; only install Debian's default one if none.
-command -v javac >/dev/null 2>&1 || is_installed default-jdk-headless || missing+=(default-jdk-headless)
-command -v mvn >/dev/null 2>&1 || is_installed maven || missing+=(maven)
+# Java and Maven are for the Kafka test service (tests/services.sh runs the
+# broker from Maven Central jars): any Java the machine already has will do if
+# it is 17 or newer (Kafka 4.x needs 17); otherwise install Debian's default
+# JDK (OpenJDK 17 on Debian 12), whose java then takes the alternative.
+java_ok() {
+    command -v java >/dev/null 2>&1 || return 1
+    local v
+    v="$(java -XshowSettings:properties -version 2>&1 |
+        sed -n 's/^ *java\.specification\.version = *//p' | head -n 1)"
+    v="${v#1.}"
+    [[ "$v" =~ ^[0-9]+$ ]] && ((v >= 17))
+}
+java_ok || missing+=(default-jdk-headless)
+command -v mvn >/dev/null 2>&1 || missing+=(maven)
 
 if ((${#missing[@]} == 0)); then
     echo "deps: all ${#PACKAGES[@]} packages already installed"
@@ -96,7 +109,7 @@ retry "${APT[@]}" install -y -q --no-install-recommends "${missing[@]}" </dev/nu
 still=()
 for p in "${missing[@]}"; do
     case "$p" in
-    default-jdk-headless) command -v javac >/dev/null 2>&1 || still+=("$p") ;;
+    default-jdk-headless) java_ok || still+=("$p") ;;
     maven) command -v mvn >/dev/null 2>&1 || still+=("$p") ;;
     *) is_installed "$p" || still+=("$p") ;;
     esac
