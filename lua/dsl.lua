@@ -41,7 +41,7 @@ local unit_ms = { ms = 1, s = 1000, m = 60000, h = 3600000 }
 
 function M.parse_duration(v)
     if type(v) == "number" then
-        if v > 0 and v < math.huge then return v * 1000 end
+        if v > 0 and v <= 1e9 then return v * 1000 end
         return nil
     end
     if type(v) ~= "string" then return nil end
@@ -54,14 +54,16 @@ function M.parse_duration(v)
         total = total + tonumber(num) * unit_ms[unit]
         pos = nxt
     end
-    if total <= 0 then return nil end
+    if total <= 0 or total > 1e12 then return nil end -- 1e12 ms: about 31 years
     return total
 end
 
 -- A duration in ms as a short human string: 500ms, 30s, 1.5s, 2m, 1m30s, 1h.
 local function trim_num(x)
     if x == math.floor(x) then return string.format("%d", x) end
-    return (string.format("%.3f", x):gsub("0+$", ""))
+    local s = string.format("%.3f", x):gsub("0+$", ""):gsub("%.$", "")
+    if s == "0" then s = string.format("%g", x) end -- under a microsecond
+    return s
 end
 
 function M.format_duration(ms)

@@ -19,18 +19,22 @@ static sched *S(lua_State *L)
     return lua_touserdata(L, lua_upvalueindex(1));
 }
 
-/* Milliseconds argument: a non-negative number (fractions allowed). */
+/* Milliseconds argument: a non-negative number (fractions allowed; more
+ * than about 30 years, math.huge included, means never). */
 static double check_ms(lua_State *L, int arg)
 {
     lua_Number ms = luaL_checknumber(L, arg);
-    if (!(ms >= 0) || ms > 1e12)
+    if (!(ms >= 0))
         luaL_argerror(L, arg, "non-negative number of milliseconds expected");
     return (double)ms;
 }
 
+#define NEVER_MS 1e12
+
+/* Nanoseconds from milliseconds; UINT64_MAX for "never". */
 static uint64_t ms_to_ns(double ms)
 {
-    return (uint64_t)llround(ms * 1e6);
+    return ms > NEVER_MS ? UINT64_MAX : (uint64_t)llround(ms * 1e6);
 }
 
 static int g_spawn(lua_State *L)
@@ -76,6 +80,8 @@ static int g_sleep(lua_State *L)
     gor *g = gor_of(L);
     if (ns == 0 && g && g->state == G_RUNNING && lua_isyieldable(L))
         return lua_yield(L, 0); /* let the others run, as Go's runtime.Gosched */
+    if (ns == UINT64_MAX)       /* forever: only cancellation ends it */
+        return sched_wait(L, s, NULL, 0, 0, nothing_k);
     return sched_wait(L, s, NULL, sched_now_ns() + (ns ? ns : 1), 0, nothing_k);
 }
 

@@ -42,7 +42,8 @@ struct ptask {
     char *in, *out; /* encoded fn + args; encoded outcome */
     size_t inlen, outlen;
     int ok, state;
-    uint64_t seq; /* the number in the task id */
+    uint64_t seq;  /* the number in the task id */
+    int label_ref; /* (submitter) label of the submitting goroutine's scope */
     uint64_t done_ns;
     glist waiters; /* awaiting goroutines (submitter's thread only) */
     char id[40];
@@ -78,10 +79,19 @@ typedef struct pool_vm {
     int tasks_ref; /* registry: task seq -> light userdata ptask */
     ptask *done_head, *done_tail;
     size_t ndone;
-    glist room, idle; /* goroutines waiting for queue room / pool idle */
+    glist room, idle;    /* goroutines waiting for queue room / pool idle */
+    unsigned paths_seen; /* paths_version this VM adopted */
 } pool_vm;
 
 static pthread_mutex_t pools_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* package.path and package.cpath of the latest submitter, so that a module
+ * a task uses by name is found on arrival where the submitter found it (a
+ * task file's own directory, a path set by the script). */
+static pthread_mutex_t paths_mu = PTHREAD_MUTEX_INITIALIZER;
+static char *paths[2];              /* path, cpath (paths_mu) */
+static atomic_uint paths_version;   /* bumped at each change */
+static const char PATHS_SEEN = 'p'; /* registry: {path, cpath} this VM published */
 static pool *pools;
 static atomic_ullong task_seq;
 
@@ -277,6 +287,70 @@ static void task_complete(ptask *t)
     pool_unref(p);
 }
 
+/* Submitter side: publishes this VM's package.path/cpath if they changed
+ * since it last did (interned strings: a pointer comparison). */
+static void paths_publish(lua_State *L)
+{
+    static const char *const keys[2] = {"path", "cpath"};
+    luaL_checkstack(L, 4, NULL);
+    if (lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE) != LUA_TTABLE ||
+        lua_getfield(L, -1, "package") != LUA_TTABLE) {
+        lua_pop(L, 2);
+        return;
+    }
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &PATHS_SEEN) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_createtable(L, 2, 0);
+        lua_pushvalue(L, -1);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &PATHS_SEEN);
+    }
+    for (int i = 0; i < 2; i++) {
+        lua_getfield(L, -2, keys[i]);
+        lua_rawgeti(L, -2, i + 1);
+        int same = lua_rawequal(L, -1, -2) || lua_type(L, -2) != LUA_TSTRING;
+        lua_pop(L, 1);
+        if (same) {
+            lua_pop(L, 1);
+            continue;
+        }
+        char *copy = strdup(lua_tostring(L, -1));
+        lua_rawseti(L, -2, i + 1);
+        if (!copy)
+            continue;
+        pthread_mutex_lock(&paths_mu);
+        free(paths[i]);
+        paths[i] = copy;
+        atomic_fetch_add(&paths_version, 1);
+        pthread_mutex_unlock(&paths_mu);
+    }
+    lua_pop(L, 3);
+}
+
+/* Pool VM side: takes the latest published paths before loading a task. */
+static void paths_adopt(lua_State *T, unsigned *seen)
+{
+    unsigned v = atomic_load(&paths_version);
+    if (v == *seen)
+        return;
+    *seen = v;
+    if (lua_getfield(T, LUA_REGISTRYINDEX, LUA_LOADED_TABLE) != LUA_TTABLE ||
+        lua_getfield(T, -1, "package") != LUA_TTABLE) {
+        lua_pop(T, 2);
+        return;
+    }
+    pthread_mutex_lock(&paths_mu);
+    if (paths[0]) {
+        lua_pushstring(T, paths[0]);
+        lua_setfield(T, -2, "path");
+    }
+    if (paths[1]) {
+        lua_pushstring(T, paths[1]);
+        lua_setfield(T, -2, "cpath");
+    }
+    pthread_mutex_unlock(&paths_mu);
+    lua_pop(T, 2);
+}
+
 /* ---- the pool VM side ---- */
 
 static int task_msgh(lua_State *L)
@@ -356,6 +430,7 @@ static void run_task(sched *s, xmsg *m)
     }
     lua_State *T = s->T;
     int base = lua_gettop(T);
+    paths_adopt(T, &vm_state(s)->paths_seen);
     char err[256];
     codec_limits lim;
     codec_limits_default(&lim);
@@ -493,8 +568,11 @@ static void on_done(sched *s, xmsg *m)
         const char *msg = n >= 2 ? luaL_tolstring(T, top + 2, NULL) : "?";
         lua_rawgeti(T, LUA_REGISTRYINDEX, s->errh_ref);
         lua_pushfstring(T, "pool task %s (submitted at %s) failed: %s", t->id, t->where, msg);
-        lua_pushinteger(T, 0);
-        lua_pushnil(T);
+        lua_pushnil(T); /* no goroutine of this VM */
+        if (t->label_ref != LUA_NOREF)
+            lua_rawgeti(T, LUA_REGISTRYINDEX, t->label_ref);
+        else
+            lua_pushnil(T);
         lua_pcall(T, 3, 0, 0);
         lua_settop(T, top);
     } else if (!t->ok) {
@@ -504,6 +582,10 @@ static void on_done(sched *s, xmsg *m)
         fprintf(stderr, "pool task %s (submitted at %s) failed: %s\n", t->id, t->where,
                 n >= 2 ? luaL_tolstring(T, top + 2, NULL) : "?");
         lua_settop(T, top);
+    }
+    if (t->label_ref != LUA_NOREF) {
+        luaL_unref(s->T, LUA_REGISTRYINDEX, t->label_ref);
+        t->label_ref = LUA_NOREF;
     }
     sched_unhold(s);
     evict(s, pv);
@@ -678,6 +760,7 @@ static int l_pool_submit(lua_State *L)
         snprintf(t->where, sizeof t->where, "%s:%d", ar.short_src, ar.currentline);
     else
         memcpy(t->where, "?", 2);
+    paths_publish(L);
     char err[256];
     int top = lua_gettop(L); /* the guard is on top */
     if (codec_encode_buf(L, 2, top - 2, NULL, t->buf, sizeof t->buf, &t->in, &t->inlen, err,
@@ -718,6 +801,14 @@ static int submit_k(lua_State *L, int status, lua_KContext ctx)
         format_id(t->id, t->seq);
         t->owner = s->port;
         port_ref(t->owner);
+        t->label_ref = LUA_NOREF;
+        for (scope *sc = sched_current_scope(s, L); sc; sc = sc->parent) {
+            if (sc->label_ref != LUA_NOREF) {
+                lua_rawgeti(L, LUA_REGISTRYINDEX, sc->label_ref);
+                t->label_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+                break;
+            }
+        }
         p->submitted++;
         pool_vm *pv = vm_state(s);
         lua_rawgeti(L, LUA_REGISTRYINDEX, pv->tasks_ref);

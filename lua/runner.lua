@@ -336,13 +336,18 @@ end
 local function main(chunk, opts)
     local json = opts.log_format == "json"
     goroutine._set_error_handler(function(msg, id, label)
-        log._event("error", string.format("goroutine %s failed: %s", tostring(id),
-            tostring(msg)), { event = "goroutine_error", task = label, goroutine = id })
+                if id == nil then -- a pool task: msg names it
+            log._event("error", tostring(msg), { event = "pool_task_error", task = label })
+        else
+            log._event("error", string.format("goroutine %s failed: %s", tostring(id),
+                tostring(msg)), { event = "goroutine_error", task = label, goroutine = id })
+        end
     end)
 
     local R = dsl.new()
     _G.task = R.task
     _G.workflow = R.workflow
+    _G.goroutine = goroutine -- the spec's snippets use it without a require
     local dir = opts.file:match("^(.*)/[^/]*$")
     if dir then
         package.path = dir .. "/?.lua;" .. dir .. "/?/init.lua;" .. package.path

@@ -460,14 +460,25 @@ static void report_error(sched *s, gor *g)
 
 /* Pushes onto T the error of a goroutine that failed: a string message
  * gets the goroutine's traceback appended; other values are kept as is. */
-static void take_error(sched *s, gor *g)
+static void take_error(sched *s, gor *g, int for_log)
 {
     lua_State *T = s->T, *co = g->L;
     lua_xmove(co, T, 1);
-    if (lua_type(T, -1) == LUA_TSTRING) {
+    int base = lua_gettop(T); /* the error value */
+    if (lua_type(T, base) == LUA_TSTRING) {
+        luaL_traceback(T, co, lua_tostring(T, base), 0);
+    } else if (for_log) {
+        /* a log line needs text: other values as tostring() shows them */
+        if (lua_isnil(T, base))
+            lua_pushliteral(T, "nil (an error raised without a message)");
+        else
+            luaL_tolstring(T, base, NULL);
         luaL_traceback(T, co, lua_tostring(T, -1), 0);
-        lua_remove(T, -2);
+    } else {
+        return; /* await gets the value itself */
     }
+    lua_replace(T, base);
+    lua_settop(T, base);
 }
 
 static void finish(sched *s, gor *g, int status, int nres)
@@ -478,7 +489,7 @@ static void finish(sched *s, gor *g, int status, int nres)
         gor_release(s, g, 0);
         return;
     }
-    take_error(s, g);
+    take_error(s, g, g->handle == NULL);
     if (g->handle)
         handle_resolve_error(g->handle, s->T);
     else
@@ -581,6 +592,13 @@ gor *sched_spawn(sched *s, lua_State *L, int nargs, scope *sc, ghandle *h)
         lua_remove(L, -nargs - 2);
     }
     g->handle = h;
+    if (!lua_checkstack(g->L, nargs + 1 + LUA_MINSTACK)) {
+        /* give the record back before raising */
+        g->free_next = s->free;
+        s->free = g;
+        s->nfree++;
+        luaL_error(L, "too many arguments to start a goroutine (%d)", nargs);
+    }
     lua_xmove(L, g->L, nargs + 1);
     g->nargs = nargs;
     if (!sc)
@@ -635,8 +653,8 @@ void sched_block(lua_State *L, sched *s, glist *wl, uint64_t due)
         if (!alive && !(self.flags & GF_WOKEN)) {
             gl_remove(&self);
             timer_del(s, &self.timer);
-            luaL_error(L, "deadlock: this wait can never end (%d goroutines, all blocked)",
-                       (int)s->nlive);
+            luaL_error(L, "deadlock: this wait can never end (%d other goroutine%s, all blocked)",
+                       (int)s->nlive, s->nlive == 1 ? "" : "s");
         }
     }
 }

@@ -72,11 +72,13 @@ static void on_wake(sched *s, xmsg *m)
 static void wg_change(lua_State *L, waitgroup *wg, lua_Integer delta)
 {
     wgcore *c = wg->core;
-    long long n = atomic_fetch_add(&c->count, delta) + delta;
-    if (n < 0) {
-        atomic_fetch_sub(&c->count, delta);
-        luaL_error(L, "negative WaitGroup counter");
-    }
+    long long old = atomic_load(&c->count), n;
+    do {
+        if (__builtin_add_overflow(old, (long long)delta, &n))
+            luaL_error(L, "WaitGroup counter overflow");
+        if (n < 0)
+            luaL_error(L, "negative WaitGroup counter");
+    } while (!atomic_compare_exchange_weak(&c->count, &old, n));
     if (n != 0)
         return;
     if (wg->home) {

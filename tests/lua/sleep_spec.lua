@@ -119,8 +119,18 @@ describe("goroutine.sleep", function()
         assert.are.same({ "a1", "b1", "a2", "b2", "a3", "b3" }, trace)
     end)
 
-    it("rejects negative, NaN, infinite and non-number durations", function()
-        for _, bad in ipairs({ -1, -0.5, 0 / 0, math.huge, -math.huge }) do
+        it("sleeps forever for math.huge: only cancellation ends it", function()
+        local ok, err = G.timeout(30, function() G.sleep(math.huge) return "woke" end)
+        assert.is_false(ok)
+        assert.are.equal("timeout after 30 ms", err)
+        -- from the main chunk with nothing else alive it can never end
+        local ok2, err2 = pcall(G.sleep, math.huge)
+        assert.is_false(ok2)
+        assert.matches("deadlock", err2)
+    end)
+
+    it("rejects negative, NaN and non-number durations", function()
+        for _, bad in ipairs({ -1, -0.5, 0 / 0, -math.huge }) do
             local ok, err = pcall(G.sleep, bad)
             assert.is_false(ok, "sleep(" .. tostring(bad) .. ") accepted")
             assert.matches("bad argument #1 to '[%w_.]*sleep'", err)
