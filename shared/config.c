@@ -1,0 +1,848 @@
+/*
+** config.c: the fleet configuration. One table describes every key (name,
+** environment variable, type, range, default, checker); defaults, file
+** lines, environment variables and config_set all go through set_key, so a
+** value is checked the same way wherever it comes from.
+*/
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "envelope.h"
+
+extern char **environ;
+
+/* ---- errors -------------------------------------------------------------- */
+
+const char *config_strerror(int err)
+{
+    switch (err) {
+#define CONFIG_XX_STR(name, value, msg)                                                            \
+    case (value):                                                                                  \
+        return (msg);
+        CONFIG_ERRNO_MAP(CONFIG_XX_STR)
+#undef CONFIG_XX_STR
+    default:
+        return "unknown error";
+    }
+}
+
+const char *config_errname(int err)
+{
+    switch (err) {
+#define CONFIG_XX_NAME(name, value, msg)                                                           \
+    case (value):                                                                                  \
+        return #name;
+        CONFIG_ERRNO_MAP(CONFIG_XX_NAME)
+#undef CONFIG_XX_NAME
+    default:
+        return "UNKNOWN";
+    }
+}
+
+static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
+{
+    if (err != NULL && errlen > 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+/* ---- value checkers: 0 if fine, else -1 with what was expected in why ---- */
+
+typedef int (*check_fn)(const char *v, char *why, size_t whylen);
+
+static int check_brokers_item(const char *v, char *why, size_t whylen)
+{
+    const char *colon = strrchr(v, ':');
+    if (colon == NULL || colon[1] == '/' || strchr(colon, ']') != NULL)
+        return 0; /* no port (the client's default), a scheme, or a bare IPv6 address */
+    char *end = (char *)colon;
+    errno = 0;
+    long port = isdigit((unsigned char)colon[1]) ? strtol(colon + 1, &end, 10) : 0;
+    if (colon == v || port < 1 || port > 65535 || errno != 0 || *end != '\0') {
+        snprintf(why, whylen, "comma-separated host:port list expected ('%s' is not host:port)", v);
+        return -1;
+    }
+    return 0;
+}
+
+static int check_redis_url(const char *v, char *why, size_t whylen)
+{
+    static const char *const schemes[] = {"redis://", "rediss://", "unix://"};
+    for (size_t i = 0; i < sizeof schemes / sizeof schemes[0]; i++) {
+        size_t n = strlen(schemes[i]);
+        if (strncmp(v, schemes[i], n) == 0 && v[n] != '\0')
+            return 0;
+    }
+    snprintf(why, whylen, "redis://, rediss:// or unix:// URL expected");
+    return -1;
+}
+
+static int check_prefix(const char *v, char *why, size_t whylen)
+{
+    size_t n = strlen(v);
+    int bad = n > CONFIG_PREFIX_MAX;
+    for (size_t i = 0; i < n && !bad; i++) {
+        unsigned char c = (unsigned char)v[i];
+        bad = !(isalnum(c) || c == '.' || c == '_' || c == '-');
+    }
+    if (bad)
+        snprintf(why, whylen, "at most %d bytes of A-Z a-z 0-9 . _ - expected", CONFIG_PREFIX_MAX);
+    return bad ? -1 : 0;
+}
+
+static int check_pool(const char *v, char *why, size_t whylen)
+{
+    char r[160];
+    if (envelope_check_pool(v, strlen(v), r, sizeof r) == 0)
+        return 0;
+    snprintf(why, whylen, "pool names expected (%s)", r);
+    return -1;
+}
+
+static int check_id_or_empty(const char *v, char *why, size_t whylen)
+{
+    if (v[0] == '\0' || envelope_check_id(v, strlen(v), NULL, 0) == 0)
+        return 0;
+    snprintf(why, whylen, "id of 1 to %d bytes of A-Z a-z 0-9 . _ : - (or nothing) expected",
+             ENVELOPE_ID_MAX);
+    return -1;
+}
+
+/* ---- the key table -------------------------------------------------------- */
+
+typedef enum ktype {
+    T_STR,  /* char *; check is applied to the whole value */
+    T_CSV,  /* char *; a comma list normalised to "a,b"; check applies per item */
+    T_LIST, /* char ** + count (worker.pools); check applies per item */
+    T_BOOL, /* int 0/1 */
+    T_INT   /* int in min..max */
+} ktype;
+
+typedef struct key {
+    const char *name;
+    const char *env;
+    ktype t;
+    size_t off;
+    int min, max; /* T_INT range; T_CSV/T_LIST: min = 1 if it may not be empty */
+    const char *def;
+    check_fn check;
+    int secret; /* show redacted (a URL that may hold a password) */
+} key;
+
+#define OFF(f) offsetof(config, f)
+
+static const key keys[CONFIG_NKEYS] = {
+    {"kafka.brokers", "MUTIRAO_KAFKA_BROKERS", T_CSV, OFF(kafka_brokers), 1, 0, "localhost:9092",
+     check_brokers_item, 0},
+    {"redis.url", "MUTIRAO_REDIS_URL", T_STR, OFF(redis_url), 0, 0, "redis://localhost:6379/0",
+     check_redis_url, 1},
+    {"fleet", "MUTIRAO_FLEET", T_BOOL, OFF(fleet), 0, 0, "off", NULL, 0},
+    {"topic.prefix", "MUTIRAO_TOPIC_PREFIX", T_STR, OFF(topic_prefix), 0, 0, "mutirao.pool.",
+     check_prefix, 0},
+    {"topic.partitions", "MUTIRAO_TOPIC_PARTITIONS", T_INT, OFF(topic_partitions), 1, 10000, "8",
+     NULL, 0},
+    {"topic.replication", "MUTIRAO_TOPIC_REPLICATION", T_INT, OFF(topic_replication), 1, 32767, "1",
+     NULL, 0},
+    {"kafka.session_timeout_ms", "MUTIRAO_KAFKA_SESSION_TIMEOUT_MS", T_INT,
+     OFF(kafka_session_timeout_ms), 1000, 3600000, "6000", NULL, 0},
+    {"connect.timeout_ms", "MUTIRAO_CONNECT_TIMEOUT_MS", T_INT, OFF(connect_timeout_ms), 0,
+     86400000, "5000", NULL, 0},
+    {"op.timeout_ms", "MUTIRAO_OP_TIMEOUT_MS", T_INT, OFF(op_timeout_ms), 0, 86400000, "10000",
+     NULL, 0},
+    {"result.ttl_s", "MUTIRAO_RESULT_TTL_S", T_INT, OFF(result_ttl_s), 0, 315360000, "86400", NULL,
+     0},
+    {"payload.max_bytes", "MUTIRAO_PAYLOAD_MAX_BYTES", T_INT, OFF(payload_max_bytes), 1024,
+     1073741824, "1000000", NULL, 0},
+    {"worker.pools", "MUTIRAO_WORKER_POOLS", T_LIST, OFF(worker_pools), 0, 0, "", check_pool, 0},
+    {"producer.id", "MUTIRAO_PRODUCER_ID", T_STR, OFF(producer_id), 0, 0, "", check_id_or_empty, 0},
+    {"worker.id", "MUTIRAO_WORKER_ID", T_STR, OFF(worker_id), 0, 0, "", check_id_or_empty, 0},
+};
+
+/* Most items of a worker.pools list. */
+#define LIST_MAX 1024
+
+static const key *find_key(const char *name, size_t len)
+{
+    for (size_t i = 0; i < CONFIG_NKEYS; i++)
+        if (strlen(keys[i].name) == len && memcmp(keys[i].name, name, len) == 0)
+            return &keys[i];
+    return NULL;
+}
+
+#define FIELD(cfg, k, type) ((type *)((char *)(cfg) + (k)->off))
+
+static void free_list(char **list, size_t n)
+{
+    if (list == NULL)
+        return;
+    for (size_t i = 0; i < n; i++)
+        free(list[i]);
+    free(list);
+}
+
+static int is_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f';
+}
+
+/* Shows value in an error message: redacted if secret, cut at 80 bytes. */
+static const char *shown(const key *k, const char *value, char *buf, size_t buflen)
+{
+    if (k != NULL && k->secret) {
+        config_redact_url(value, buf, buflen);
+        value = buf;
+    }
+    if (strlen(value) > 80) {
+        if (value != buf)
+            snprintf(buf, buflen, "%.77s...", value);
+        else
+            memcpy(buf + 77, "...", 4);
+        return buf;
+    }
+    return value;
+}
+
+static int parse_bool(const char *v)
+{
+    static const char *const yes[] = {"on", "true", "yes", "1"};
+    static const char *const no[] = {"off", "false", "no", "0"};
+    for (int i = 0; i < 4; i++) {
+        if (strcasecmp(v, yes[i]) == 0)
+            return 1;
+        if (strcasecmp(v, no[i]) == 0)
+            return 0;
+    }
+    return -1;
+}
+
+/* Splits a comma list into trimmed items: *items gets a malloc'd array of
+   malloc'd strings. Returns the count, -1 (why filled) or -2 (no memory). */
+static long split_list(const key *k, const char *v, char ***items, char *why, size_t whylen)
+{
+    char **list = NULL;
+    size_t n = 0;
+    *items = NULL;
+    const char *p = v;
+    while (*p != '\0') {
+        const char *comma = strchr(p, ',');
+        const char *e = comma != NULL ? comma : p + strlen(p);
+        const char *s = p;
+        while (s < e && is_space(*s))
+            s++;
+        const char *t = e;
+        while (t > s && is_space(t[-1]))
+            t--;
+        int rc = 0;
+        if (t == s) {
+            snprintf(why, whylen, "comma-separated list without empty items expected");
+            rc = -1;
+        } else if (n >= LIST_MAX) {
+            snprintf(why, whylen, "at most %d items expected", LIST_MAX);
+            rc = -1;
+        }
+        char *item = NULL;
+        if (rc == 0) {
+            item = strndup(s, (size_t)(t - s));
+            char **nl = item != NULL ? realloc(list, (n + 1) * sizeof *list) : NULL;
+            if (nl == NULL) {
+                free(item);
+                rc = -2;
+            } else {
+                list = nl;
+                list[n++] = item;
+            }
+        }
+        if (rc == 0) {
+            for (const char *q = item; *q != '\0' && rc == 0; q++)
+                if (is_space(*q)) {
+                    snprintf(why, whylen, "comma-separated list expected ('%s' has a space)", item);
+                    rc = -1;
+                }
+        }
+        if (rc == 0 && k->check != NULL && k->check(item, why, whylen) != 0)
+            rc = -1;
+        for (size_t i = 0; rc == 0 && i + 1 < n; i++)
+            if (strcmp(list[i], item) == 0) {
+                snprintf(why, whylen, "list without repeats expected ('%s' twice)", item);
+                rc = -1;
+            }
+        if (rc < 0) {
+            free_list(list, n);
+            return rc;
+        }
+        if (comma == NULL)
+            break;
+        p = comma + 1;
+        if (*p == '\0') {
+            snprintf(why, whylen, "comma-separated list without empty items expected");
+            free_list(list, n);
+            return -1;
+        }
+    }
+    if (n == 0 && k->min > 0) {
+        snprintf(why, whylen, "non-empty comma-separated list expected");
+        return -1;
+    }
+    *items = list;
+    return (long)n;
+}
+
+static void set_origin(config *cfg, const key *k, const char *origin)
+{
+    snprintf(cfg->origin[k - keys], CONFIG_ORIGIN_MAX, "%s", origin);
+}
+
+/* The one place a value is checked and stored. value is trimmed first. */
+static int set_key(config *cfg, const key *k, const char *value, const char *origin, char *err,
+                   size_t errlen)
+{
+    char why[320], sbuf[96];
+    while (is_space(*value))
+        value++;
+    size_t vlen = strlen(value);
+    while (vlen > 0 && is_space(value[vlen - 1]))
+        vlen--;
+    char *v = strndup(value, vlen);
+    if (v == NULL)
+        return fail(err, errlen, CONFIG_ENOMEM, "%s: %s: out of memory", origin, k->name);
+    int rc = 0, stored = 0; /* stored: v now belongs to cfg */
+    switch (k->t) {
+    case T_STR:
+        if (k->check != NULL && k->check(v, why, sizeof why) != 0) {
+            rc = CONFIG_EVALUE;
+            break;
+        }
+        free(*FIELD(cfg, k, char *));
+        *FIELD(cfg, k, char *) = v;
+        stored = 1;
+        break;
+    case T_CSV:
+    case T_LIST: {
+        char **items;
+        long n = split_list(k, v, &items, why, sizeof why);
+        if (n == -2) {
+            free(v);
+            return fail(err, errlen, CONFIG_ENOMEM, "%s: %s: out of memory", origin, k->name);
+        }
+        if (n < 0) {
+            rc = CONFIG_EVALUE;
+            break;
+        }
+        if (k->t == T_LIST) {
+            free_list(cfg->worker_pools, cfg->worker_npools);
+            cfg->worker_pools = items;
+            cfg->worker_npools = (size_t)n;
+            break;
+        }
+        /* Join the trimmed items back: "a:1, b:2" -> "a:1,b:2". */
+        char *j = v; /* never longer than the input */
+        size_t at = 0;
+        for (long i = 0; i < n; i++) {
+            size_t il = strlen(items[i]);
+            if (i > 0)
+                j[at++] = ',';
+            memcpy(j + at, items[i], il);
+            at += il;
+        }
+        j[at] = '\0';
+        free_list(items, (size_t)n);
+        free(*FIELD(cfg, k, char *));
+        *FIELD(cfg, k, char *) = j;
+        stored = 1;
+        break;
+    }
+    case T_BOOL: {
+        int b = parse_bool(v);
+        if (b < 0) {
+            snprintf(why, sizeof why, "on/off, true/false, yes/no or 1/0 expected");
+            rc = CONFIG_EVALUE;
+            break;
+        }
+        *FIELD(cfg, k, int) = b;
+        break;
+    }
+    case T_INT: {
+        char *end;
+        errno = 0;
+        long long x = strtoll(v, &end, 10);
+        if (v[0] == '\0' || *end != '\0' || errno != 0 || x < k->min || x > k->max ||
+            !(isdigit((unsigned char)v[0]) || v[0] == '-')) {
+            snprintf(why, sizeof why, "integer from %d to %d expected", k->min, k->max);
+            rc = CONFIG_EVALUE;
+            break;
+        }
+        *FIELD(cfg, k, int) = (int)x;
+        break;
+    }
+    }
+    if (rc < 0) {
+        rc = fail(err, errlen, rc, "%s: %s: %s, got '%s'", origin, k->name, why,
+                  shown(k, v, sbuf, sizeof sbuf));
+        free(v);
+        return rc;
+    }
+    if (!stored)
+        free(v);
+    set_origin(cfg, k, origin);
+    return 0;
+}
+
+/* ---- life cycle ------------------------------------------------------------ */
+
+int config_init(config *cfg)
+{
+    if (cfg == NULL)
+        return CONFIG_EINVAL;
+    memset(cfg, 0, sizeof *cfg);
+    cfg->path = strdup("");
+    int rc = cfg->path != NULL ? 0 : CONFIG_ENOMEM;
+    for (size_t i = 0; i < CONFIG_NKEYS && rc == 0; i++)
+        rc = set_key(cfg, &keys[i], keys[i].def, "default", NULL, 0);
+    if (rc < 0) {
+        config_free(cfg);
+        return rc;
+    }
+    return 0;
+}
+
+void config_free(config *cfg)
+{
+    if (cfg == NULL)
+        return;
+    for (size_t i = 0; i < CONFIG_NKEYS; i++)
+        if (keys[i].t == T_STR || keys[i].t == T_CSV)
+            free(*FIELD(cfg, &keys[i], char *));
+    free_list(cfg->worker_pools, cfg->worker_npools);
+    free(cfg->path);
+    memset(cfg, 0, sizeof *cfg);
+}
+
+int config_set(config *cfg, const char *name, const char *value, const char *origin, char *err,
+               size_t errlen)
+{
+    if (origin == NULL)
+        origin = "config_set";
+    if (cfg == NULL || name == NULL || value == NULL)
+        return fail(err, errlen, CONFIG_EINVAL, "%s: missing argument", origin);
+    const key *k = find_key(name, strlen(name));
+    if (k == NULL)
+        return fail(err, errlen, CONFIG_EUNKNOWN, "%s: unknown key '%s'", origin, name);
+    return set_key(cfg, k, value, origin, err, errlen);
+}
+
+/* ---- the file --------------------------------------------------------------- */
+
+/* Reads all of path (at most CONFIG_FILE_MAX bytes) into a malloc'd,
+   NUL-terminated buffer. */
+static int read_file(const char *path, char **out, size_t *outlen, char *err, size_t errlen)
+{
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return fail(err, errlen, errno == ENOENT ? CONFIG_ENOENT : CONFIG_EIO, "%s: %s", path,
+                    strerror(errno));
+    char *buf = malloc(CONFIG_FILE_MAX + 2);
+    if (buf == NULL) {
+        fclose(f);
+        return fail(err, errlen, CONFIG_ENOMEM, "%s: out of memory", path);
+    }
+    size_t n = fread(buf, 1, CONFIG_FILE_MAX + 1, f);
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        free(buf);
+        return fail(err, errlen, CONFIG_EIO, "%s: read error", path);
+    }
+    if (n > CONFIG_FILE_MAX) {
+        free(buf);
+        return fail(err, errlen, CONFIG_EIO, "%s: larger than %d bytes", path, CONFIG_FILE_MAX);
+    }
+    buf[n] = '\0';
+    *out = buf;
+    *outlen = n;
+    return 0;
+}
+
+/* Parses one line (NUL-terminated, modified in place). Sets *k and *value,
+   or *k = NULL for a blank or comment line. why says what is wrong. */
+static int parse_line(char *line, const key **k, char **value, int *code, char *why, size_t whylen)
+{
+    *k = NULL;
+    char *p = line;
+    while (is_space(*p))
+        p++;
+    if (*p == '\0' || *p == '#')
+        return 0;
+    *code = CONFIG_ESYNTAX;
+    if (*p == '[') {
+        snprintf(why, whylen, "sections are not supported: write 'kafka.brokers = ...'");
+        return -1;
+    }
+    char *eq = strchr(p, '=');
+    if (eq == NULL) {
+        snprintf(why, whylen, "'key = value' expected");
+        return -1;
+    }
+    char *ke = eq;
+    while (ke > p && is_space(ke[-1]))
+        ke--;
+    if (ke == p) {
+        snprintf(why, whylen, "key expected before '='");
+        return -1;
+    }
+    *k = find_key(p, (size_t)(ke - p));
+    if (*k == NULL) {
+        *code = CONFIG_EUNKNOWN;
+        snprintf(why, whylen, "unknown key '%.*s'", (int)(ke - p > 64 ? 64 : ke - p), p);
+        return -1;
+    }
+    char *v = eq + 1;
+    while (is_space(*v))
+        v++;
+    if (*v == '"') { /* "quoted": keeps '#' and spaces; no escapes */
+        char *close = strchr(v + 1, '"');
+        if (close == NULL) {
+            snprintf(why, whylen, "closing '\"' expected");
+            return -1;
+        }
+        char *rest = close + 1;
+        while (is_space(*rest))
+            rest++;
+        if (*rest != '\0' && *rest != '#') {
+            snprintf(why, whylen, "nothing but a comment expected after the closing '\"'");
+            return -1;
+        }
+        *close = '\0';
+        *value = v + 1;
+        return 0;
+    }
+    /* '#' after a space (or at the start of the value) starts a comment. */
+    for (char *q = v; *q != '\0'; q++)
+        if (*q == '#' && (q == v || is_space(q[-1]))) {
+            *q = '\0';
+            break;
+        }
+    *value = v;
+    return 0;
+}
+
+int config_load_file(config *cfg, const char *path, char *err, size_t errlen)
+{
+    if (cfg == NULL || path == NULL)
+        return fail(err, errlen, CONFIG_EINVAL, "config_load_file: missing argument");
+    char *buf = NULL;
+    size_t len = 0;
+    int rc = read_file(path, &buf, &len, err, errlen);
+    if (rc < 0)
+        return rc;
+    int first_line[CONFIG_NKEYS] = {0};
+    char *p = buf, *end = buf + len;
+    if (len >= 3 && memcmp(p, "\xef\xbb\xbf", 3) == 0) /* UTF-8 byte order mark */
+        p += 3;
+    for (int lineno = 1; rc == 0 && p < end; lineno++) {
+        char *nl = memchr(p, '\n', (size_t)(end - p));
+        char *le = nl != NULL ? nl : end;
+        char origin[CONFIG_ORIGIN_MAX], why[200];
+        snprintf(origin, sizeof origin, "%s:%d", path, lineno);
+        if (memchr(p, '\0', (size_t)(le - p)) != NULL) {
+            rc = fail(err, errlen, CONFIG_ESYNTAX, "%s: NUL byte in the line", origin);
+            break;
+        }
+        if (le - p > CONFIG_LINE_MAX) {
+            rc = fail(err, errlen, CONFIG_ESYNTAX, "%s: line longer than %d bytes", origin,
+                      CONFIG_LINE_MAX);
+            break;
+        }
+        *le = '\0';
+        const key *k;
+        char *value = NULL;
+        int code = 0;
+        if (parse_line(p, &k, &value, &code, why, sizeof why) < 0) {
+            rc = k != NULL && code == CONFIG_ESYNTAX
+                     ? fail(err, errlen, code, "%s: %s: %s", origin, k->name, why)
+                     : fail(err, errlen, code, "%s: %s", origin, why);
+            break;
+        }
+        if (k != NULL) {
+            size_t i = (size_t)(k - keys);
+            if (first_line[i] != 0) {
+                rc = fail(err, errlen, CONFIG_EDUPLICATE, "%s: %s: set twice (first on line %d)",
+                          origin, k->name, first_line[i]);
+                break;
+            }
+            first_line[i] = lineno;
+            rc = set_key(cfg, k, value, origin, err, errlen);
+        }
+        p = le + 1;
+    }
+    free(buf);
+    if (rc == 0) {
+        char *np = strdup(path);
+        if (np == NULL)
+            return fail(err, errlen, CONFIG_ENOMEM, "%s: out of memory", path);
+        free(cfg->path);
+        cfg->path = np;
+    }
+    return rc;
+}
+
+/* ---- the environment -------------------------------------------------------- */
+
+static const char *env_get(const char *const *envp, const char *name)
+{
+    if (envp == NULL)
+        envp = (const char *const *)environ;
+    size_t n = strlen(name);
+    const char *found = NULL;
+    for (; envp != NULL && *envp != NULL; envp++)
+        if (strncmp(*envp, name, n) == 0 && (*envp)[n] == '=')
+            found = *envp + n + 1;
+    return found;
+}
+
+int config_apply_env(config *cfg, const char *const *envp, char *err, size_t errlen)
+{
+    if (cfg == NULL)
+        return fail(err, errlen, CONFIG_EINVAL, "config_apply_env: missing argument");
+    for (size_t i = 0; i < CONFIG_NKEYS; i++) {
+        const char *v = env_get(envp, keys[i].env);
+        if (v == NULL || v[0] == '\0')
+            continue;
+        int rc = set_key(cfg, &keys[i], v, keys[i].env, err, errlen);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+int config_find_file(const char *const *envp, char *out, size_t outlen, char *err, size_t errlen)
+{
+    static const char *const candidates[] = {"config/mutirao.conf", "/etc/mutirao/mutirao.conf"};
+    const char *path = env_get(envp, "MUTIRAO_CONFIG");
+    if (path != NULL && path[0] != '\0') {
+        if (access(path, F_OK) != 0)
+            return fail(err, errlen, CONFIG_ENOENT, "MUTIRAO_CONFIG: %s: %s", path,
+                        strerror(errno));
+    } else {
+        path = NULL;
+        for (size_t i = 0; i < 2 && path == NULL; i++)
+            if (access(candidates[i], F_OK) == 0)
+                path = candidates[i];
+        if (path == NULL)
+            return 0;
+    }
+    if (strlen(path) >= outlen)
+        return fail(err, errlen, CONFIG_ENOSPACE, "%s: path too long", path);
+    memcpy(out, path, strlen(path) + 1);
+    return 1;
+}
+
+int config_load(config *cfg, const char *const *envp, char *err, size_t errlen)
+{
+    int rc = config_init(cfg);
+    if (rc < 0)
+        return fail(err, errlen, rc, "configuration: out of memory");
+    char path[4096];
+    rc = config_find_file(envp, path, sizeof path, err, errlen);
+    if (rc > 0)
+        rc = config_load_file(cfg, path, err, errlen);
+    if (rc == 0)
+        rc = config_apply_env(cfg, envp, err, errlen);
+    if (rc == 0 && (rc = config_derive_ids(cfg)) < 0)
+        fail(err, errlen, rc, "configuration: out of memory");
+    return rc;
+}
+
+int config_derive_ids(config *cfg)
+{
+    char host[256] = "host";
+    if (gethostname(host, sizeof host) != 0 || host[0] == '\0')
+        snprintf(host, sizeof host, "host");
+    host[sizeof host - 1] = '\0';
+    char pid[24];
+    int pl = snprintf(pid, sizeof pid, "-%ld", (long)getpid());
+    size_t hl = strlen(host);
+    if (hl > (size_t)(ENVELOPE_ID_MAX - pl))
+        hl = (size_t)(ENVELOPE_ID_MAX - pl);
+    char id[ENVELOPE_ID_MAX + 1];
+    for (size_t i = 0; i < hl; i++) {
+        unsigned char c = (unsigned char)host[i];
+        id[i] = isalnum(c) || c == '.' || c == '_' || c == ':' || c == '-' ? (char)c : '-';
+    }
+    memcpy(id + hl, pid, (size_t)pl + 1);
+    char **slots[2] = {&cfg->producer_id, &cfg->worker_id};
+    for (int i = 0; i < 2; i++) {
+        if ((*slots[i])[0] != '\0')
+            continue;
+        char *d = strdup(id);
+        if (d == NULL)
+            return CONFIG_ENOMEM;
+        free(*slots[i]);
+        *slots[i] = d;
+        const char *name = i == 0 ? "producer.id" : "worker.id";
+        set_origin(cfg, find_key(name, strlen(name)), "derived");
+    }
+    return 0;
+}
+
+/* ---- topics, redaction, dump -------------------------------------------------- */
+
+int config_topic_for_pool(const config *cfg, const char *pool, char *out, size_t outlen, char *err,
+                          size_t errlen)
+{
+    if (cfg == NULL || out == NULL)
+        return fail(err, errlen, CONFIG_EINVAL, "config_topic_for_pool: missing argument");
+    if (outlen > 0)
+        out[0] = '\0';
+    char why[160];
+    size_t pl = pool != NULL ? strlen(pool) : 0;
+    if (envelope_check_pool(pool, pl, why, sizeof why) < 0)
+        return fail(err, errlen, CONFIG_EBADPOOL, "invalid pool name '%.*s': %s",
+                    (int)(pl > 64 ? 64 : pl), pool != NULL ? pool : "", why);
+    size_t xl = strlen(cfg->topic_prefix);
+    if (xl + pl > CONFIG_TOPIC_MAX)
+        return fail(err, errlen, CONFIG_EBADPOOL,
+                    "invalid pool name '%.64s...': topic '%s' + pool is %zu bytes, Kafka allows %d",
+                    pool, cfg->topic_prefix, xl + pl, CONFIG_TOPIC_MAX);
+    if (xl + pl + 1 > outlen)
+        return fail(err, errlen, CONFIG_ENOSPACE, "topic name needs %zu bytes", xl + pl + 1);
+    memcpy(out, cfg->topic_prefix, xl);
+    memcpy(out + xl, pool, pl + 1);
+    return 0;
+}
+
+/* Appends to out like snprintf, counting what is needed in *total. */
+static void put(char *out, size_t outlen, size_t *total, const char *s, size_t n)
+{
+    if (*total < outlen) {
+        size_t room = outlen - *total - 1;
+        memcpy(out + *total, s, n < room ? n : room);
+        out[*total + (n < room ? n : room)] = '\0';
+    }
+    *total += n;
+}
+
+size_t config_redact_url(const char *url, char *out, size_t outlen)
+{
+    size_t total = 0;
+    if (outlen > 0)
+        out[0] = '\0';
+    if (url == NULL)
+        return 0;
+    const char *q = strchr(url, '?');
+    const char *stop = q != NULL ? q : url + strlen(url);
+    const char *scheme = strstr(url, "://");
+    const char *at = NULL;
+    if (scheme != NULL && scheme < stop)
+        for (const char *p = scheme + 3; p < stop; p++)
+            if (*p == '@')
+                at = p; /* the last '@': a password may contain '@' or '/' */
+    if (at != NULL) {
+        const char *ui = scheme + 3;
+        const char *colon = memchr(ui, ':', (size_t)(at - ui));
+        put(out, outlen, &total, url, (size_t)(ui - url));
+        if (colon != NULL) {
+            put(out, outlen, &total, ui, (size_t)(colon - ui));
+            put(out, outlen, &total, ":***", 4);
+        } else {
+            put(out, outlen, &total, "***", 3);
+        }
+        put(out, outlen, &total, at, (size_t)(stop - at));
+    } else {
+        put(out, outlen, &total, url, (size_t)(stop - url));
+    }
+    if (q == NULL)
+        return total;
+    /* Query: hide the value of password= (and pass=, auth=, ...) parameters. */
+    for (const char *p = q; *p != '\0';) {
+        const char *amp = strchr(p + 1, '&');
+        const char *e = amp != NULL ? amp : p + strlen(p);
+        const char *eq = memchr(p, '=', (size_t)(e - p));
+        const char *name = p + 1;
+        int secret = 0;
+        if (eq != NULL) {
+            static const char *const names[] = {"password", "pass", "pwd", "auth", "secret"};
+            for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+                if ((size_t)(eq - name) == strlen(names[i]) &&
+                    strncasecmp(name, names[i], (size_t)(eq - name)) == 0)
+                    secret = 1;
+        }
+        if (secret) {
+            put(out, outlen, &total, p, (size_t)(eq + 1 - p));
+            put(out, outlen, &total, "***", 3);
+        } else {
+            put(out, outlen, &total, p, (size_t)(e - p));
+        }
+        p = e;
+    }
+    return total;
+}
+
+size_t config_dump(const config *cfg, char *out, size_t outlen)
+{
+    size_t total = 0;
+    if (outlen > 0)
+        out[0] = '\0';
+    if (cfg == NULL)
+        return 0;
+    char buf[512];
+    for (size_t i = 0; i < CONFIG_NKEYS; i++) {
+        const key *k = &keys[i];
+        put(out, outlen, &total, k->name, strlen(k->name));
+        put(out, outlen, &total, " = ", 3);
+        const void *f = (const char *)cfg + k->off;
+        switch (k->t) {
+        case T_STR:
+        case T_CSV: {
+            const char *s = *(char *const *)f;
+            if (k->secret) {
+                size_t need = config_redact_url(s, NULL, 0);
+                char *r = need < sizeof buf ? buf : malloc(need + 1);
+                if (r == NULL) {
+                    put(out, outlen, &total, "(hidden)", 8);
+                    break;
+                }
+                config_redact_url(s, r, need + 1);
+                put(out, outlen, &total, r, need);
+                if (r != buf)
+                    free(r);
+            } else {
+                put(out, outlen, &total, s, strlen(s));
+            }
+            break;
+        }
+        case T_LIST:
+            for (size_t j = 0; j < cfg->worker_npools; j++) {
+                if (j > 0)
+                    put(out, outlen, &total, ", ", 2);
+                put(out, outlen, &total, cfg->worker_pools[j], strlen(cfg->worker_pools[j]));
+            }
+            break;
+        case T_BOOL:
+            put(out, outlen, &total, *(const int *)f ? "on" : "off", *(const int *)f ? 2 : 3);
+            break;
+        case T_INT: {
+            int n = snprintf(buf, sizeof buf, "%d", *(const int *)f);
+            put(out, outlen, &total, buf, (size_t)n);
+            break;
+        }
+        }
+        put(out, outlen, &total, "  # ", 4);
+        put(out, outlen, &total, cfg->origin[i], strlen(cfg->origin[i]));
+        put(out, outlen, &total, "\n", 1);
+    }
+    return total;
+}

@@ -1,0 +1,150 @@
+/*
+** config.h: the fleet configuration (Kafka, Redis, topics, timeouts, ids).
+** Values come from defaults < a file < MUTIRAO_* environment variables <
+** explicit config_set calls (the command line); config/mutirao.conf is the
+** commented example and docs/wire-format.md the topic naming rule.
+*/
+#ifndef MUTIRAO_CONFIG_H
+#define MUTIRAO_CONFIG_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Error codes: negative ints, one table. XX(name, value, message). */
+#define CONFIG_ERRNO_MAP(XX)                                                                       \
+    XX(ENOMEM, -1, "out of memory")                                                                \
+    XX(EINVAL, -2, "invalid argument")                                                             \
+    XX(ENOENT, -3, "configuration file not found")                                                 \
+    XX(EIO, -4, "configuration file cannot be read")                                               \
+    XX(ESYNTAX, -5, "syntax error in configuration file")                                          \
+    XX(EUNKNOWN, -6, "unknown configuration key")                                                  \
+    XX(EVALUE, -7, "invalid configuration value")                                                  \
+    XX(EDUPLICATE, -8, "configuration key set twice in one file")                                  \
+    XX(EBADPOOL, -9, "invalid pool name")                                                          \
+    XX(ENOSPACE, -10, "output buffer too small")
+
+typedef enum config_errno {
+#define CONFIG_XX_ENUM(name, value, msg) CONFIG_##name = (value),
+    CONFIG_ERRNO_MAP(CONFIG_XX_ENUM)
+#undef CONFIG_XX_ENUM
+} config_errno;
+
+/* Static description of an error code ("unknown error" for others). */
+const char *config_strerror(int err);
+/* Static name of an error code, e.g. "EVALUE" ("UNKNOWN" for others). */
+const char *config_errname(int err);
+
+/* Number of keys (see config/mutirao.conf for the list). */
+#define CONFIG_NKEYS 14
+/* Longest origin kept per key ("config/mutirao.conf:7", "MUTIRAO_FLEET"). */
+#define CONFIG_ORIGIN_MAX 160
+/* Longest Kafka topic name. */
+#define CONFIG_TOPIC_MAX 249
+/* Longest topic.prefix: a 200-byte pool name must still make a topic. */
+#define CONFIG_PREFIX_MAX 49
+/* Largest configuration file read, and longest line in it. */
+#define CONFIG_FILE_MAX (1 << 20)
+#define CONFIG_LINE_MAX 4096
+
+/*
+** The configuration. Strings are malloc'd and owned by the struct (never
+** NULL after config_init: "" when empty); config_free releases them. Read the
+** fields freely; change them only through config_set.
+*/
+typedef struct config {
+    char *kafka_brokers;          /* kafka.brokers: host:port[,host:port...] */
+    char *redis_url;              /* redis.url: redis://, rediss:// or unix:// */
+    int fleet;                    /* fleet: 1 = pools run on the fleet */
+    char *topic_prefix;           /* topic.prefix: topic = prefix + pool name */
+    int topic_partitions;         /* topic.partitions: for topics pool_create makes */
+    int topic_replication;        /* topic.replication: replication factor of those */
+    int kafka_session_timeout_ms; /* kafka.session_timeout_ms: consumer group session */
+    int connect_timeout_ms;       /* connect.timeout_ms: wait for Kafka/Redis to connect */
+    int op_timeout_ms;            /* op.timeout_ms: wait for one submit/await operation */
+    int result_ttl_s;             /* result.ttl_s: life of a result in Redis, 0 = forever */
+    int payload_max_bytes;        /* payload.max_bytes: largest encoded task or result */
+    char **worker_pools;          /* worker.pools: pools a worker consumes */
+    size_t worker_npools;         /* how many */
+    char *producer_id;            /* producer.id: "" until config_derive_ids */
+    char *worker_id;              /* worker.id: "" until config_derive_ids */
+    char *path;                   /* the file config_load read, "" if none */
+    char origin[CONFIG_NKEYS][CONFIG_ORIGIN_MAX]; /* where each key's value came from */
+} config;
+
+/* Sets every key to its default. Returns 0 or CONFIG_ENOMEM (then cfg holds
+   nothing to free). The caller owns cfg and calls config_free. */
+int config_init(config *cfg);
+/* Releases what cfg owns; cfg may then be config_init'ed again. */
+void config_free(config *cfg);
+
+/*
+** Sets key to the text value, checked as a file or environment value would
+** be. origin names where it came from ("--fleet", "MUTIRAO_FLEET") and
+** prefixes error messages: "ORIGIN: KEY: what was expected, got 'VALUE'".
+** On error cfg is unchanged.
+*/
+int config_set(config *cfg, const char *key, const char *value, const char *origin, char *err,
+               size_t errlen);
+
+/*
+** Reads a file of "key = value" lines ('#' comments) into cfg. Errors name
+** the file, line and key: "config/mutirao.conf:7: topic.partitions: integer
+** from 1 to 10000 expected, got 'lots'". On error cfg may hold the keys of
+** the lines before the bad one.
+*/
+int config_load_file(config *cfg, const char *path, char *err, size_t errlen);
+
+/*
+** Applies the MUTIRAO_* variable of each key (MUTIRAO_KAFKA_BROKERS,
+** MUTIRAO_REDIS_URL, MUTIRAO_FLEET, ...: the key upper-cased, '.' -> '_').
+** envp is a NULL-terminated "NAME=value" array, or NULL for the process
+** environment. Empty variables count as unset.
+*/
+int config_apply_env(config *cfg, const char *const *envp, char *err, size_t errlen);
+
+/*
+** Which file config_load reads: $MUTIRAO_CONFIG (which must exist), else
+** config/mutirao.conf if the current directory has one, else
+** /etc/mutirao/mutirao.conf if it exists. Returns 1 and the path in out, 0
+** if there is none (defaults and environment only), or < 0.
+*/
+int config_find_file(const char *const *envp, char *out, size_t outlen, char *err, size_t errlen);
+
+/*
+** The whole lookup: config_init, the file config_find_file names, the
+** environment (envp as above), then config_derive_ids. Whatever it returns,
+** the caller calls config_free(cfg).
+*/
+int config_load(config *cfg, const char *const *envp, char *err, size_t errlen);
+
+/* Fills an empty producer.id / worker.id with "HOST-PID" (made a valid id). */
+int config_derive_ids(config *cfg);
+
+/*
+** Checks pool (see envelope_check_pool: what Kafka topics allow) and writes
+** its topic, topic.prefix + pool, into out (outlen >= CONFIG_TOPIC_MAX + 1
+** always suffices). CONFIG_EBADPOOL with err saying why, CONFIG_ENOSPACE.
+*/
+int config_topic_for_pool(const config *cfg, const char *pool, char *out, size_t outlen, char *err,
+                          size_t errlen);
+
+/* Copies url into out with any password replaced by "***" (userinfo of a
+   URL, password= query parameters). Returns the length it needed, like
+   snprintf. */
+size_t config_redact_url(const char *url, char *out, size_t outlen);
+
+/*
+** Writes every key as "key = value  # origin" lines, passwords redacted,
+** for logs. Returns the length needed (like snprintf: out holds it all when
+** that is < outlen).
+*/
+size_t config_dump(const config *cfg, char *out, size_t outlen);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MUTIRAO_CONFIG_H */

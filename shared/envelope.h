@@ -1,0 +1,148 @@
+/*
+** envelope.h: the fleet's two records. A task envelope wraps a codec message
+** (the function and its arguments) for a pool's Kafka topic; a result record
+** is what a worker writes to Redis when the task is done. Both are msgpack;
+** docs/wire-format.md ("Task envelope (Kafka) and result record (Redis)")
+** describes the bytes. Pure functions: no I/O, no Lua, no globals.
+*/
+#ifndef MUTIRAO_ENVELOPE_H
+#define MUTIRAO_ENVELOPE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Version of both records this code writes; it reads versions 1..this. */
+#define ENVELOPE_FORMAT_VERSION 1
+
+/* Longest id (task, producer, worker), in bytes, of [A-Za-z0-9._:-]. */
+#define ENVELOPE_ID_MAX 64
+/* Longest pool name, in bytes, of [A-Za-z0-9._-] (Kafka topic characters). */
+#define ENVELOPE_POOL_MAX 200
+/* Default largest payload (codec message) accepted in either direction. */
+#define ENVELOPE_PAYLOAD_MAX_DEFAULT ((size_t)64 << 20)
+
+/* Error codes: negative ints, one table. XX(name, value, message). */
+#define ENVELOPE_ERRNO_MAP(XX)                                                                     \
+    XX(ENOMEM, -1, "out of memory")                                                                \
+    XX(EINVAL, -2, "invalid argument")                                                             \
+    XX(ETOOBIG, -3, "payload exceeds the size limit")                                              \
+    XX(EMAGIC, -4, "not a mutirao task envelope or result record")                                 \
+    XX(EVERSION, -5, "unsupported record version")                                                 \
+    XX(ENEWER, -6, "record written by a newer mutirao")                                            \
+    XX(ETRUNCATED, -7, "truncated record")                                                         \
+    XX(EMALFORMED, -8, "malformed record")                                                         \
+    XX(ETYPE, -9, "field has the wrong type")                                                      \
+    XX(EMISSING, -10, "required field missing")                                                    \
+    XX(EBADID, -11, "invalid id")                                                                  \
+    XX(EBADPOOL, -12, "invalid pool name")                                                         \
+    XX(ERANGE, -13, "field value out of range")
+
+typedef enum envelope_errno {
+#define ENVELOPE_XX_ENUM(name, value, msg) ENVELOPE_##name = (value),
+    ENVELOPE_ERRNO_MAP(ENVELOPE_XX_ENUM)
+#undef ENVELOPE_XX_ENUM
+} envelope_errno;
+
+/* Static description of an error code ("unknown error" for others). */
+const char *envelope_strerror(int err);
+/* Static name of an error code, e.g. "ETRUNCATED" ("UNKNOWN" for others). */
+const char *envelope_errname(int err);
+
+/* Limits for both directions. */
+typedef struct envelope_limits {
+    size_t max_payload; /* largest payload in bytes; encode and decode refuse more */
+} envelope_limits;
+
+/* Fills *lim with the defaults (max_payload = ENVELOPE_PAYLOAD_MAX_DEFAULT). */
+void envelope_limits_default(envelope_limits *lim);
+
+/*
+** A task on its way to a worker. Strings are NUL-terminated inside the
+** struct. payload points to payload_len bytes owned by someone else: on
+** encode, the caller's codec message; after decode, a slice of the decoded
+** input, valid only while the caller keeps that input.
+*/
+typedef struct envelope_task {
+    char id[ENVELOPE_ID_MAX + 1];       /* task id, unique per task */
+    char pool[ENVELOPE_POOL_MAX + 1];   /* pool name (the topic is derived from it) */
+    uint32_t attempt;                   /* 1 for the first delivery, then 2, 3, ... */
+    uint64_t submitted_at_ms;           /* Unix time of the submit, ms */
+    uint64_t deadline_ms;               /* Unix time after which not to start it, 0: none */
+    char producer[ENVELOPE_ID_MAX + 1]; /* id of the submitting process */
+    const char *payload;                /* codec message: function then arguments */
+    size_t payload_len;                 /* its size in bytes */
+} envelope_task;
+
+/* The outcome of one attempt of a task, as a worker stores it. Same rules. */
+typedef struct envelope_result {
+    char id[ENVELOPE_ID_MAX + 1];     /* task id */
+    char pool[ENVELOPE_POOL_MAX + 1]; /* pool name */
+    uint32_t attempt;                 /* the attempt that produced this outcome, >= 1 */
+    int ok;                           /* 1: the function returned, 0: it raised */
+    uint64_t finished_at_ms;          /* Unix time the attempt ended, ms */
+    char worker[ENVELOPE_ID_MAX + 1]; /* id of the worker that ran it */
+    const char *payload;              /* codec message: return values, or the error */
+    size_t payload_len;               /* its size in bytes */
+} envelope_result;
+
+/*
+** Growable output buffer. Init with caller storage (may be NULL, 0): output
+** goes there while it fits, then to a malloc'd block the buffer owns.
+** envelope_buf_free releases that block (never the caller's storage) and
+** leaves the buffer empty; data then points to the storage again.
+*/
+typedef struct envelope_buf {
+    char *data;    /* the bytes written: len of them */
+    size_t len;    /* bytes used */
+    size_t cap;    /* bytes available at data */
+    char *storage; /* the caller's storage, or NULL */
+    size_t storage_cap;
+} envelope_buf;
+
+void envelope_buf_init(envelope_buf *b, char *storage, size_t cap);
+void envelope_buf_free(envelope_buf *b);
+
+/*
+** Encoders. Check every field with the decoder's rules (so nothing is written
+** that a reader would refuse), then replace b's contents with the record
+** (b->len = its size). On error b->len is 0 and err (if not NULL) names the
+** field. lim may be NULL (defaults).
+*/
+int envelope_task_encode(const envelope_task *t, const envelope_limits *lim, envelope_buf *b,
+                         char *err, size_t errlen);
+int envelope_result_encode(const envelope_result *r, const envelope_limits *lim, envelope_buf *b,
+                           char *err, size_t errlen);
+
+/*
+** Decoders: validate everything (header, version, each field's type, size
+** and range, trailing bytes) and fill *out. data is only read; out->payload
+** points into it. Unknown fields are skipped; a newer version is
+** ENVELOPE_ENEWER. On error *out is zeroed and err names the problem.
+*/
+int envelope_task_decode(const char *data, size_t len, const envelope_limits *lim,
+                         envelope_task *out, char *err, size_t errlen);
+int envelope_result_decode(const char *data, size_t len, const envelope_limits *lim,
+                           envelope_result *out, char *err, size_t errlen);
+
+/* 0 if s[0..len) is a valid id (1..64 bytes of [A-Za-z0-9._:-]), else
+   ENVELOPE_EBADID with the reason in err. */
+int envelope_check_id(const char *s, size_t len, char *err, size_t errlen);
+
+/* 0 if s[0..len) is a valid pool name: 1..200 bytes of [A-Za-z0-9._-], not
+   "." or "..", so that a Kafka topic can be named after it. Else
+   ENVELOPE_EBADPOOL with the reason in err. */
+int envelope_check_pool(const char *s, size_t len, char *err, size_t errlen);
+
+/* Copies the NUL-terminated s into dst (cap bytes) if it fits with its NUL;
+   returns 0, or ENVELOPE_EINVAL (dst then ""). For filling the structs. */
+int envelope_copy(char *dst, size_t cap, const char *s);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MUTIRAO_ENVELOPE_H */

@@ -1,0 +1,16 @@
+# C unit tests of the fleet's pure building blocks in shared/: the task
+# envelope / result record (test-envelope) and the configuration
+# (test-config). Label: c. No services needed. Run them in an ASan build
+# (-DMUTIRAO_SANITIZE=address) too: LeakSanitizer fails a test on any leak.
+if(NOT TARGET mutirao_shared)
+  return()
+endif()
+
+foreach(_t test-envelope test-config)
+  add_executable(${_t} ${CMAKE_CURRENT_LIST_DIR}/${_t}.c)
+  target_link_libraries(${_t} PRIVATE mutirao_shared)
+  add_test(NAME c.${_t} COMMAND ${_t})
+  set_tests_properties(c.${_t} PROPERTIES LABELS c TIMEOUT 60)
+endforeach()
+# test-config also checks the example file config/mutirao.conf.
+target_compile_definitions(test-config PRIVATE MUTIRAO_SOURCE_DIR="${CMAKE_SOURCE_DIR}")

@@ -1,0 +1,12 @@
+# Integration tests of the async Redis client (shared/redis_uv.c) against
+# redis-server processes the test starts on free loopback ports. Label:
+# integration. Skipped (exit 77) when /usr/bin/redis-server is missing.
+# Throughput: bin/test-redis-uv bench [N].
+if(NOT TARGET mutirao_redis)
+  return()
+endif()
+
+add_executable(test-redis-uv ${CMAKE_CURRENT_LIST_DIR}/test-redis-uv.c)
+target_link_libraries(test-redis-uv PRIVATE mutirao_redis)
+add_test(NAME redis_uv COMMAND test-redis-uv)
+set_tests_properties(redis_uv PROPERTIES LABELS integration TIMEOUT 120 SKIP_RETURN_CODE 77)

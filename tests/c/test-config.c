@@ -1,0 +1,678 @@
+/*
+** test-config.c: tests of the fleet configuration (shared/config.h):
+** defaults, the file format and its errors, environment overrides, the
+** lookup order, topic names and redaction.
+** Run all: test-config; run one: test-config NAME.
+*/
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "envelope.h"
+
+/* ---- assertions (libuv style: print both operands) --------------------- */
+
+#define ASSERT(expr)                                                                               \
+    do {                                                                                           \
+        if (!(expr)) {                                                                             \
+            fprintf(stderr, "%s:%d: assertion failed: %s\n", __FILE__, __LINE__, #expr);           \
+            return 1;                                                                              \
+        }                                                                                          \
+    } while (0)
+
+#define ASSERT_INT_OP(a, op, b)                                                                    \
+    do {                                                                                           \
+        long long a_ = (long long)(a), b_ = (long long)(b);                                        \
+        if (!(a_ op b_)) {                                                                         \
+            fprintf(stderr, "%s:%d: assertion failed: %s %s %s (%lld %s %lld)\n", __FILE__,        \
+                    __LINE__, #a, #op, #b, a_, #op, b_);                                           \
+            return 1;                                                                              \
+        }                                                                                          \
+    } while (0)
+#define ASSERT_EQ(a, b) ASSERT_INT_OP(a, ==, b)
+#define ASSERT_NE(a, b) ASSERT_INT_OP(a, !=, b)
+#define ASSERT_LT(a, b) ASSERT_INT_OP(a, <, b)
+#define ASSERT_GT(a, b) ASSERT_INT_OP(a, >, b)
+
+#define ASSERT_STR_EQ(a, b)                                                                        \
+    do {                                                                                           \
+        const char *a_ = (a), *b_ = (b);                                                           \
+        if (a_ == NULL || b_ == NULL || strcmp(a_, b_) != 0) {                                     \
+            fprintf(stderr, "%s:%d: assertion failed: %s == %s (\"%s\" vs \"%s\")\n", __FILE__,    \
+                    __LINE__, #a, #b, a_ ? a_ : "(null)", b_ ? b_ : "(null)");                     \
+            return 1;                                                                              \
+        }                                                                                          \
+    } while (0)
+
+#define ASSERT_CONTAINS(hay, needle)                                                               \
+    do {                                                                                           \
+        const char *h_ = (hay), *n_ = (needle);                                                    \
+        if (h_ == NULL || strstr(h_, n_) == NULL) {                                                \
+            fprintf(stderr, "%s:%d: assertion failed: \"%s\" contains \"%s\"\n", __FILE__,         \
+                    __LINE__, h_ ? h_ : "(null)", n_);                                             \
+            return 1;                                                                              \
+        }                                                                                          \
+    } while (0)
+
+#define ASSERT_NOT_CONTAINS(hay, needle)                                                           \
+    do {                                                                                           \
+        const char *h_ = (hay), *n_ = (needle);                                                    \
+        if (h_ == NULL || strstr(h_, n_) != NULL) {                                                \
+            fprintf(stderr, "%s:%d: assertion failed: \"%s\" does not contain \"%s\"\n", __FILE__, \
+                    __LINE__, h_ ? h_ : "(null)", n_);                                             \
+            return 1;                                                                              \
+        }                                                                                          \
+    } while (0)
+
+/* Asserts that rc is the error code want, printing both names and err. */
+#define ASSERT_ERR(rc, want, err)                                                                  \
+    do {                                                                                           \
+        int r_ = (rc), w_ = (want);                                                                \
+        if (r_ != w_) {                                                                            \
+            fprintf(stderr, "%s:%d: %s: expected %s, got %s (%d): %s\n", __FILE__, __LINE__, #rc,  \
+                    config_errname(w_), config_errname(r_), r_, (err));                            \
+            return 1;                                                                              \
+        }                                                                                          \
+    } while (0)
+
+/* ---- helpers ----------------------------------------------------------- */
+
+/* A private temporary directory, made once, removed at exit. */
+static char tmpdir[64];
+
+static void rm_tmpdir(void)
+{
+    if (tmpdir[0] != '\0') {
+        char cmd[128];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "could not remove %s\n", tmpdir);
+    }
+}
+
+/* Writes text to tmpdir/name; returns the path (static buffer per call
+   site is not needed: the caller copies). */
+static const char *write_file(const char *name, const char *text, char *path, size_t pathlen)
+{
+    snprintf(path, pathlen, "%s/%s", tmpdir, name);
+    FILE *f = fopen(path, "wb");
+    if (f == NULL)
+        return NULL;
+    fputs(text, f);
+    fclose(f);
+    return path;
+}
+
+/* ---- tests ------------------------------------------------------------- */
+
+static int test_defaults(void)
+{
+    config c;
+    ASSERT_EQ(config_init(&c), 0);
+    ASSERT_STR_EQ(c.kafka_brokers, "localhost:9092");
+    ASSERT_STR_EQ(c.redis_url, "redis://localhost:6379/0");
+    ASSERT_EQ(c.fleet, 0);
+    ASSERT_STR_EQ(c.topic_prefix, "mutirao.pool.");
+    ASSERT_EQ(c.topic_partitions, 8);
+    ASSERT_EQ(c.topic_replication, 1);
+    ASSERT_EQ(c.kafka_session_timeout_ms, 6000);
+    ASSERT_EQ(c.connect_timeout_ms, 5000);
+    ASSERT_EQ(c.op_timeout_ms, 10000);
+    ASSERT_EQ(c.result_ttl_s, 86400);
+    ASSERT_EQ(c.payload_max_bytes, 1000000);
+    ASSERT_EQ(c.worker_npools, 0);
+    ASSERT_STR_EQ(c.producer_id, "");
+    ASSERT_STR_EQ(c.worker_id, "");
+    ASSERT_STR_EQ(c.path, "");
+    for (int i = 0; i < CONFIG_NKEYS; i++)
+        ASSERT_STR_EQ(c.origin[i], "default");
+    config_free(&c);
+    config_free(&c); /* harmless twice */
+    return 0;
+}
+
+static int test_file(void)
+{
+    char path[256], err[512] = "";
+    ASSERT(write_file("good.conf",
+                      "\xef\xbb\xbf# a comment\n"
+                      "\n"
+                      "   # an indented comment\n"
+                      "kafka.brokers = k1:9092 , k2:19092,PLAINTEXT://k3:9093  # inline comment\n"
+                      "redis.url=redis://:s3cret#x@r1:6390/2\n"
+                      "fleet = YES\r\n"
+                      "topic.prefix = \"acme.jobs.\"   # quoted\n"
+                      "topic.partitions = 12\n"
+                      "topic.replication = 3\n"
+                      "kafka.session_timeout_ms = 6000\n"
+                      "connect.timeout_ms = 0\n"
+                      "op.timeout_ms = 2500\n"
+                      "result.ttl_s = 60\n"
+                      "payload.max_bytes = 2048\n"
+                      "worker.pools = images, reports ,x.y_z-1\n"
+                      "producer.id = api-1\n"
+                      "worker.id =\n",
+                      path, sizeof path) != NULL);
+    config c;
+    ASSERT_EQ(config_init(&c), 0);
+    ASSERT_ERR(config_load_file(&c, path, err, sizeof err), 0, err);
+    ASSERT_STR_EQ(c.kafka_brokers, "k1:9092,k2:19092,PLAINTEXT://k3:9093");
+    /* '#' inside a value (not after a space) is part of it. */
+    ASSERT_STR_EQ(c.redis_url, "redis://:s3cret#x@r1:6390/2");
+    ASSERT_EQ(c.fleet, 1);
+    ASSERT_STR_EQ(c.topic_prefix, "acme.jobs.");
+    ASSERT_EQ(c.topic_partitions, 12);
+    ASSERT_EQ(c.topic_replication, 3);
+    ASSERT_EQ(c.connect_timeout_ms, 0);
+    ASSERT_EQ(c.op_timeout_ms, 2500);
+    ASSERT_EQ(c.result_ttl_s, 60);
+    ASSERT_EQ(c.payload_max_bytes, 2048);
+    ASSERT_EQ(c.worker_npools, 3);
+    ASSERT_STR_EQ(c.worker_pools[0], "images");
+    ASSERT_STR_EQ(c.worker_pools[1], "reports");
+    ASSERT_STR_EQ(c.worker_pools[2], "x.y_z-1");
+    ASSERT_STR_EQ(c.producer_id, "api-1");
+    ASSERT_STR_EQ(c.worker_id, "");
+    ASSERT_STR_EQ(c.path, path);
+    char want[300];
+    snprintf(want, sizeof want, "%s:8", path);
+    ASSERT_STR_EQ(c.origin[4], want); /* topic.partitions, line 8 */
+    config_free(&c);
+    return 0;
+}
+
+/* Loads text as a file into fresh defaults; returns the code, err filled. */
+static int load_text(const char *text, char *err, size_t errlen, config *out)
+{
+    char path[256];
+    if (write_file("bad.conf", text, path, sizeof path) == NULL)
+        return -1000;
+    config c;
+    if (config_init(&c) != 0)
+        return -1001;
+    int rc = config_load_file(&c, path, err, errlen);
+    if (out != NULL)
+        *out = c;
+    else
+        config_free(&c);
+    return rc;
+}
+
+static int test_file_errors(void)
+{
+    char err[512], want[512], path[256];
+    snprintf(path, sizeof path, "%s/bad.conf", tmpdir);
+
+    /* The issue's example, word for word. */
+    ASSERT_ERR(
+        load_text("# 1\n#2\n\nfleet = on\n\n\ntopic.partitions = lots\n", err, sizeof err, NULL),
+        CONFIG_EVALUE, err);
+    snprintf(want, sizeof want,
+             "%s:7: topic.partitions: integer from 1 to 10000 expected, got 'lots'", path);
+    ASSERT_STR_EQ(err, want);
+
+    static const struct {
+        const char *text;
+        int code;
+        const char *msg; /* after "PATH:" */
+    } cases[] = {
+        {"topic.partitions = 0\n", CONFIG_EVALUE, "1: topic.partitions: integer from 1 to 10000"},
+        {"topic.partitions = 10001\n", CONFIG_EVALUE, "got '10001'"},
+        {"topic.partitions = 8x\n", CONFIG_EVALUE, "got '8x'"},
+        {"topic.partitions = +8\n", CONFIG_EVALUE, "got '+8'"},
+        {"topic.partitions = 99999999999999999999\n", CONFIG_EVALUE, "integer from"},
+        {"topic.partitions =\n", CONFIG_EVALUE, "got ''"},
+        {"kafka.session_timeout_ms = 999\n", CONFIG_EVALUE, "integer from 1000 to 3600000"},
+        {"fleet = maybe\n", CONFIG_EVALUE,
+         "1: fleet: on/off, true/false, yes/no or 1/0 expected, got 'maybe'"},
+        {"\n\nkafka.broker = x:1\n", CONFIG_EUNKNOWN, "3: unknown key 'kafka.broker'"},
+        {"just words\n", CONFIG_ESYNTAX, "1: 'key = value' expected"},
+        {"= value\n", CONFIG_ESYNTAX, "1: key expected before '='"},
+        {"[kafka]\nbrokers = x\n", CONFIG_ESYNTAX, "1: sections are not supported"},
+        {"fleet = on\nfleet = off\n", CONFIG_EDUPLICATE, "2: fleet: set twice (first on line 1)"},
+        {"topic.prefix = \"abc\n", CONFIG_ESYNTAX, "1: topic.prefix: closing '\"' expected"},
+        {"topic.prefix = \"abc\" def\n", CONFIG_ESYNTAX, "1: topic.prefix: nothing but a comment"},
+        {"topic.prefix = a b\n", CONFIG_EVALUE, "topic.prefix: at most 49 bytes"},
+        {"topic.prefix = 01234567890123456789012345678901234567890123456789\n", CONFIG_EVALUE,
+         "topic.prefix: at most 49 bytes"},
+        {"redis.url = http://localhost\n", CONFIG_EVALUE,
+         "1: redis.url: redis://, rediss:// or unix:// URL expected, got 'http://localhost'"},
+        {"redis.url = redis://\n", CONFIG_EVALUE, "redis.url"},
+        {"kafka.brokers =\n", CONFIG_EVALUE, "kafka.brokers: non-empty"},
+        {"kafka.brokers = a:1,,b:2\n", CONFIG_EVALUE, "without empty items"},
+        {"kafka.brokers = a:1,\n", CONFIG_EVALUE, "without empty items"},
+        {"kafka.brokers = a:99999\n", CONFIG_EVALUE, "'a:99999' is not host:port"},
+        {"kafka.brokers = a:x\n", CONFIG_EVALUE, "is not host:port"},
+        {"kafka.brokers = :9092\n", CONFIG_EVALUE, "is not host:port"},
+        {"kafka.brokers = a b:1\n", CONFIG_EVALUE, "has a space"},
+        {"worker.pools = ok, bad pool\n", CONFIG_EVALUE, "worker.pools: "},
+        {"worker.pools = a/b\n", CONFIG_EVALUE, "pool name has '/' at byte 2"},
+        {"worker.pools = a, b, a\n", CONFIG_EVALUE, "'a' twice"},
+        {"worker.pools = ..\n", CONFIG_EVALUE, "reserved"},
+        {"producer.id = has space\n", CONFIG_EVALUE, "producer.id: id of 1 to 64 bytes"},
+        {"worker.id = 01234567890123456789012345678901234567890123456789012345678901234\n",
+         CONFIG_EVALUE, "worker.id"},
+        {"fleet = on\x00garbage\n", CONFIG_ESYNTAX, ""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *text = cases[i].text;
+        char buf[300];
+        if (i == sizeof cases / sizeof cases[0] - 1) { /* a NUL byte inside the file */
+            FILE *f = fopen(path, "wb");
+            ASSERT(f != NULL);
+            fwrite("fleet = on\0x\n", 1, 13, f);
+            fclose(f);
+            config c;
+            ASSERT_EQ(config_init(&c), 0);
+            int rc = config_load_file(&c, path, err, sizeof err);
+            config_free(&c);
+            ASSERT_ERR(rc, CONFIG_ESYNTAX, err);
+            ASSERT_CONTAINS(err, ":1: NUL byte");
+            continue;
+        }
+        int rc = load_text(text, err, sizeof err, NULL);
+        if (rc != cases[i].code)
+            fprintf(stderr, "case %zu: %s", i, text);
+        ASSERT_ERR(rc, cases[i].code, err);
+        snprintf(buf, sizeof buf, "%s:", path);
+        ASSERT(strncmp(err, buf, strlen(buf)) == 0); /* every error names the file */
+        ASSERT_CONTAINS(err, cases[i].msg);
+    }
+
+    /* A password never appears in an error message. */
+    ASSERT_ERR(load_text("redis.url = http://user:hunter2@host/\n", err, sizeof err, NULL),
+               CONFIG_EVALUE, err);
+    ASSERT_NOT_CONTAINS(err, "hunter2");
+    ASSERT_CONTAINS(err, "got 'http://user:***@host/'");
+
+    /* Lines before the bad one are kept, the bad one changes nothing. */
+    config c;
+    ASSERT_ERR(load_text("topic.partitions = 16\nfleet = on\nfleet2 = x\n", err, sizeof err, &c),
+               CONFIG_EUNKNOWN, err);
+    ASSERT_EQ(c.topic_partitions, 16);
+    ASSERT_EQ(c.fleet, 1);
+    config_free(&c);
+    ASSERT_ERR(load_text("worker.pools = a,b\nworker.pools = c, c\n", err, sizeof err, &c),
+               CONFIG_EDUPLICATE, err);
+    ASSERT_EQ(c.worker_npools, 2);
+    config_free(&c);
+
+    /* A very long line; a missing file. */
+    char *longtext = malloc(CONFIG_LINE_MAX + 64);
+    ASSERT(longtext != NULL);
+    memcpy(longtext, "fleet = on\nproducer.id = ", 25);
+    memset(longtext + 25, 'x', CONFIG_LINE_MAX);
+    strcpy(longtext + 25 + CONFIG_LINE_MAX, "\n");
+    int rc = load_text(longtext, err, sizeof err, NULL);
+    free(longtext);
+    ASSERT_ERR(rc, CONFIG_ESYNTAX, err);
+    ASSERT_CONTAINS(err, ":2: line longer than 4096 bytes");
+
+    ASSERT_EQ(config_init(&c), 0);
+    snprintf(path, sizeof path, "%s/does-not-exist.conf", tmpdir);
+    ASSERT_ERR(config_load_file(&c, path, err, sizeof err), CONFIG_ENOENT, err);
+    ASSERT_CONTAINS(err, "does-not-exist.conf: No such file");
+    ASSERT_ERR(config_load_file(&c, tmpdir, err, sizeof err), CONFIG_EIO, err); /* a directory */
+    config_free(&c);
+    return 0;
+}
+
+static int test_env(void)
+{
+    char err[512] = "";
+    config c;
+    ASSERT_EQ(config_init(&c), 0);
+    const char *const env[] = {"PATH=/bin",
+                               "MUTIRAO_KAFKA_BROKERS=b1:9092,b2:9092",
+                               "MUTIRAO_REDIS_URL=rediss://u:pw@r:6380/1",
+                               "MUTIRAO_FLEET=true",
+                               "MUTIRAO_TOPIC_PARTITIONS=32",
+                               "MUTIRAO_TOPIC_PREFIX=", /* empty: unset */
+                               "MUTIRAO_WORKER_POOLS=a,b",
+                               "MUTIRAO_OP_TIMEOUT_MS=1",
+                               "MUTIRAO_RESULT_TTL_S=0",
+                               "MUTIRAO_PRODUCER_ID=svc:1",
+                               "MUTIRAO_UNRELATED=whatever", /* not a key: ignored */
+                               "MUTIRAO_TOPIC_PARTITIONSX=1",
+                               NULL};
+    ASSERT_ERR(config_apply_env(&c, env, err, sizeof err), 0, err);
+    ASSERT_STR_EQ(c.kafka_brokers, "b1:9092,b2:9092");
+    ASSERT_STR_EQ(c.redis_url, "rediss://u:pw@r:6380/1");
+    ASSERT_EQ(c.fleet, 1);
+    ASSERT_EQ(c.topic_partitions, 32);
+    ASSERT_STR_EQ(c.topic_prefix, "mutirao.pool.");
+    ASSERT_EQ(c.worker_npools, 2);
+    ASSERT_EQ(c.op_timeout_ms, 1);
+    ASSERT_EQ(c.result_ttl_s, 0);
+    ASSERT_STR_EQ(c.producer_id, "svc:1");
+    ASSERT_STR_EQ(c.origin[4], "MUTIRAO_TOPIC_PARTITIONS");
+    ASSERT_STR_EQ(c.origin[3], "default");
+
+    const char *const bad[] = {"MUTIRAO_TOPIC_PARTITIONS=lots", NULL};
+    ASSERT_ERR(config_apply_env(&c, bad, err, sizeof err), CONFIG_EVALUE, err);
+    ASSERT_STR_EQ(err, "MUTIRAO_TOPIC_PARTITIONS: topic.partitions: integer from 1 to 10000 "
+                       "expected, got 'lots'");
+    ASSERT_EQ(c.topic_partitions, 32); /* unchanged */
+    const char *const bad2[] = {"MUTIRAO_FLEET=enabled", NULL};
+    ASSERT_ERR(config_apply_env(&c, bad2, err, sizeof err), CONFIG_EVALUE, err);
+    ASSERT_CONTAINS(err, "MUTIRAO_FLEET: fleet: on/off");
+    config_free(&c);
+
+    /* NULL: the process environment. */
+    ASSERT_EQ(setenv("MUTIRAO_TOPIC_REPLICATION", "2", 1), 0);
+    ASSERT_EQ(config_init(&c), 0);
+    ASSERT_ERR(config_apply_env(&c, NULL, err, sizeof err), 0, err);
+    ASSERT_EQ(c.topic_replication, 2);
+    config_free(&c);
+    unsetenv("MUTIRAO_TOPIC_REPLICATION");
+
+    /* config_set: the command line (mutirao run --fleet), after the env. */
+    ASSERT_EQ(config_init(&c), 0);
+    ASSERT_ERR(config_set(&c, "fleet", "on", "--fleet", err, sizeof err), 0, err);
+    ASSERT_EQ(c.fleet, 1);
+    ASSERT_STR_EQ(c.origin[2], "--fleet");
+    ASSERT_ERR(config_set(&c, "no.such", "1", "--set", err, sizeof err), CONFIG_EUNKNOWN, err);
+    ASSERT_STR_EQ(err, "--set: unknown key 'no.such'");
+    ASSERT_ERR(config_set(&c, "topic.partitions", " 9 ", NULL, err, sizeof err), 0, err);
+    ASSERT_EQ(c.topic_partitions, 9);
+    ASSERT_ERR(config_set(&c, "worker.pools", "", "--pools", err, sizeof err), 0, err);
+    ASSERT_EQ(c.worker_npools, 0);
+    ASSERT_ERR(config_set(NULL, "fleet", "on", NULL, err, sizeof err), CONFIG_EINVAL, err);
+    config_free(&c);
+    return 0;
+}
+
+/* Runs config_load in dir with envp. */
+static int load_in(const char *dir, const char *const *envp, config *c, char *err, size_t errlen)
+{
+    char cwd[PATH_MAX];
+    if (getcwd(cwd, sizeof cwd) == NULL || chdir(dir) != 0)
+        return -1000;
+    int rc = config_load(c, envp, err, errlen);
+    if (chdir(cwd) != 0)
+        return -1001;
+    return rc;
+}
+
+static int test_precedence(void)
+{
+    char err[512] = "", dir[128], sub[160], path[256], other[256];
+    config c;
+    snprintf(dir, sizeof dir, "%s/proj", tmpdir);
+    snprintf(sub, sizeof sub, "%s/config", dir);
+    ASSERT_EQ(mkdir(dir, 0700), 0);
+    ASSERT_EQ(mkdir(sub, 0700), 0);
+    ASSERT(write_file("proj/config/mutirao.conf",
+                      "topic.partitions = 20\nfleet = on\nop.timeout_ms = 700\n", path,
+                      sizeof path) != NULL);
+    ASSERT(write_file("other.conf", "topic.partitions = 30\n", other, sizeof other) != NULL);
+
+    /* defaults < file (config/mutirao.conf of the cwd) < environment */
+    const char *const env1[] = {"MUTIRAO_TOPIC_PARTITIONS=40", NULL};
+    ASSERT_ERR(load_in(dir, env1, &c, err, sizeof err), 0, err);
+    ASSERT_STR_EQ(c.path, "config/mutirao.conf");
+    ASSERT_EQ(c.topic_partitions, 40);     /* env beats file */
+    ASSERT_EQ(c.fleet, 1);                 /* file beats default */
+    ASSERT_EQ(c.op_timeout_ms, 700);       /* file */
+    ASSERT_EQ(c.connect_timeout_ms, 5000); /* default */
+    ASSERT_STR_EQ(c.origin[1], "default"); /* redis.url */
+    ASSERT_STR_EQ(c.origin[2], "config/mutirao.conf:2");
+    ASSERT_STR_EQ(c.origin[4], "MUTIRAO_TOPIC_PARTITIONS");
+    /* ids derived, valid */
+    ASSERT(c.producer_id[0] != '\0');
+    ASSERT_EQ(envelope_check_id(c.producer_id, strlen(c.producer_id), err, sizeof err), 0);
+    ASSERT_STR_EQ(c.producer_id, c.worker_id);
+    ASSERT_STR_EQ(c.origin[12], "derived");
+    /* then the command line */
+    ASSERT_ERR(config_set(&c, "topic.partitions", "50", "--partitions", err, sizeof err), 0, err);
+    ASSERT_EQ(c.topic_partitions, 50);
+    config_free(&c);
+
+    /* MUTIRAO_CONFIG wins over the cwd's file. */
+    char cfgvar[300];
+    snprintf(cfgvar, sizeof cfgvar, "MUTIRAO_CONFIG=%s", other);
+    const char *const env2[] = {cfgvar, "MUTIRAO_PRODUCER_ID=me", NULL};
+    ASSERT_ERR(load_in(dir, env2, &c, err, sizeof err), 0, err);
+    ASSERT_STR_EQ(c.path, other);
+    ASSERT_EQ(c.topic_partitions, 30);
+    ASSERT_EQ(c.fleet, 0);
+    ASSERT_STR_EQ(c.producer_id, "me"); /* not replaced by a derived id */
+    ASSERT(c.worker_id[0] != '\0');
+    config_free(&c);
+
+    /* MUTIRAO_CONFIG naming a missing file is an error, not a fallback. */
+    const char *const env3[] = {"MUTIRAO_CONFIG=/nonexistent/mutirao.conf", NULL};
+    ASSERT_ERR(load_in(dir, env3, &c, err, sizeof err), CONFIG_ENOENT, err);
+    ASSERT_CONTAINS(err, "MUTIRAO_CONFIG: /nonexistent/mutirao.conf");
+    config_free(&c);
+
+    /* Errors from the file and the environment come through config_load. */
+    const char *const env4[] = {"MUTIRAO_FLEET=perhaps", NULL};
+    ASSERT_ERR(load_in(dir, env4, &c, err, sizeof err), CONFIG_EVALUE, err);
+    ASSERT_CONTAINS(err, "MUTIRAO_FLEET: fleet:");
+    config_free(&c);
+    ASSERT(write_file("proj/config/mutirao.conf", "fleet = on\ntopic.partitions = lots\n", path,
+                      sizeof path) != NULL);
+    ASSERT_ERR(load_in(dir, NULL, &c, err, sizeof err), CONFIG_EVALUE, err);
+    ASSERT_STR_EQ(err, "config/mutirao.conf:2: topic.partitions: integer from 1 to 10000 expected, "
+                       "got 'lots'");
+    config_free(&c);
+
+    /* No file anywhere (unless this machine has /etc/mutirao/mutirao.conf). */
+    if (access("/etc/mutirao/mutirao.conf", F_OK) != 0) {
+        char found[256];
+        const char *const none[] = {NULL};
+        char cwd[PATH_MAX];
+        ASSERT(getcwd(cwd, sizeof cwd) != NULL);
+        ASSERT_EQ(chdir(tmpdir), 0);
+        int rc = config_find_file(none, found, sizeof found, err, sizeof err);
+        ASSERT_EQ(chdir(cwd), 0);
+        ASSERT_EQ(rc, 0);
+        ASSERT_ERR(load_in(tmpdir, none, &c, err, sizeof err), 0, err);
+        ASSERT_STR_EQ(c.path, "");
+        ASSERT_EQ(c.topic_partitions, 8);
+        config_free(&c);
+    }
+    return 0;
+}
+
+static int test_topic_for_pool(void)
+{
+    char err[512] = "", topic[CONFIG_TOPIC_MAX + 1];
+    config c;
+    ASSERT_EQ(config_init(&c), 0);
+    ASSERT_ERR(config_topic_for_pool(&c, "images", topic, sizeof topic, err, sizeof err), 0, err);
+    ASSERT_STR_EQ(topic, "mutirao.pool.images");
+    ASSERT_ERR(config_topic_for_pool(&c, "a b", topic, sizeof topic, err, sizeof err),
+               CONFIG_EBADPOOL, err);
+    ASSERT_STR_EQ(err, "invalid pool name 'a b': pool name has ' ' at byte 2; Kafka topics allow "
+                       "only A-Z a-z 0-9 . _ -");
+    ASSERT_STR_EQ(topic, "");
+    static const char *const bad[] = {"", ".", "..", "x/y", "ação", "p:1", "a\tb"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        ASSERT_ERR(config_topic_for_pool(&c, bad[i], topic, sizeof topic, err, sizeof err),
+                   CONFIG_EBADPOOL, bad[i]);
+    ASSERT_ERR(config_topic_for_pool(&c, NULL, topic, sizeof topic, err, sizeof err),
+               CONFIG_EBADPOOL, err);
+
+    /* 200-byte pool with the longest prefix: exactly Kafka's 249. */
+    char pool[ENVELOPE_POOL_MAX + 2];
+    memset(pool, 'p', ENVELOPE_POOL_MAX);
+    pool[ENVELOPE_POOL_MAX] = '\0';
+    ASSERT_ERR(config_set(&c, "topic.prefix", "0123456789012345678901234567890123456789012345678",
+                          "test", err, sizeof err),
+               0, err);
+    ASSERT_ERR(config_topic_for_pool(&c, pool, topic, sizeof topic, err, sizeof err), 0, err);
+    ASSERT_EQ(strlen(topic), CONFIG_TOPIC_MAX);
+    pool[ENVELOPE_POOL_MAX] = 'p';
+    pool[ENVELOPE_POOL_MAX + 1] = '\0';
+    ASSERT_ERR(config_topic_for_pool(&c, pool, topic, sizeof topic, err, sizeof err),
+               CONFIG_EBADPOOL, err);
+    ASSERT_CONTAINS(err, "at most 200 allowed");
+
+    /* Empty prefix: the topic is the pool name. Too small a buffer. */
+    ASSERT_ERR(config_set(&c, "topic.prefix", "", "test", err, sizeof err), 0, err);
+    ASSERT_ERR(config_topic_for_pool(&c, "jobs", topic, sizeof topic, err, sizeof err), 0, err);
+    ASSERT_STR_EQ(topic, "jobs");
+    ASSERT_ERR(config_topic_for_pool(&c, "jobs", topic, 4, err, sizeof err), CONFIG_ENOSPACE, err);
+    ASSERT_ERR(config_topic_for_pool(&c, "jobs", topic, 5, err, sizeof err), 0, err);
+    config_free(&c);
+    return 0;
+}
+
+static int test_redact(void)
+{
+    static const struct {
+        const char *in, *out;
+    } cases[] = {
+        {"redis://localhost:6379/0", "redis://localhost:6379/0"},
+        {"redis://:secret@host:6379/0", "redis://:***@host:6379/0"},
+        {"redis://user:secret@host", "redis://user:***@host"},
+        {"rediss://secret@host:6380", "rediss://***@host:6380"},
+        {"redis://u:p@ss/w@rd@host/1", "redis://u:***@host/1"},
+        {"unix://:pw@/tmp/redis.sock?db=2", "unix://:***@/tmp/redis.sock?db=2"},
+        {"redis://host/0?password=hunter2&db=1", "redis://host/0?password=***&db=1"},
+        {"redis://host?db=1&PASSWORD=x", "redis://host?db=1&PASSWORD=***"},
+        {"", ""},
+    };
+    char out[128];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t n = config_redact_url(cases[i].in, out, sizeof out);
+        ASSERT_STR_EQ(out, cases[i].out);
+        ASSERT_EQ(n, strlen(cases[i].out));
+    }
+    /* Truncation like snprintf: NUL-terminated, needed length returned. */
+    ASSERT_EQ(config_redact_url("redis://:secret@host", out, 10), 17);
+    ASSERT_STR_EQ(out, "redis://:");
+    ASSERT_EQ(config_redact_url("redis://:secret@host", NULL, 0), 17);
+    return 0;
+}
+
+static int test_dump(void)
+{
+    char err[512] = "";
+    config c;
+    ASSERT_EQ(config_init(&c), 0);
+    ASSERT_EQ(config_set(&c, "redis.url", "redis://admin:topsecret@r:6379/0", "MUTIRAO_REDIS_URL",
+                         err, sizeof err),
+              0);
+    ASSERT_EQ(config_set(&c, "worker.pools", "a,b", "--pools", err, sizeof err), 0);
+    size_t need = config_dump(&c, NULL, 0);
+    ASSERT_GT(need, 100);
+    char *out = malloc(need + 1);
+    ASSERT(out != NULL);
+    ASSERT_EQ(config_dump(&c, out, need + 1), need);
+    ASSERT_EQ(strlen(out), need);
+    ASSERT_NOT_CONTAINS(out, "topsecret");
+    ASSERT_CONTAINS(out, "redis.url = redis://admin:***@r:6379/0  # MUTIRAO_REDIS_URL\n");
+    ASSERT_CONTAINS(out, "kafka.brokers = localhost:9092  # default\n");
+    ASSERT_CONTAINS(out, "fleet = off  # default\n");
+    ASSERT_CONTAINS(out, "topic.partitions = 8  # default\n");
+    ASSERT_CONTAINS(out, "worker.pools = a, b  # --pools\n");
+    ASSERT_CONTAINS(out, "producer.id =   # default\n");
+    /* Truncated like snprintf. */
+    char small[20];
+    ASSERT_EQ(config_dump(&c, small, sizeof small), need);
+    ASSERT_EQ(strlen(small), sizeof small - 1);
+    ASSERT_EQ(strncmp(small, out, sizeof small - 1), 0);
+    free(out);
+    config_free(&c);
+    return 0;
+}
+
+static int test_strerror(void)
+{
+#define CHECK_XX(name, value, msg)                                                                 \
+    ASSERT_STR_EQ(config_strerror(value), msg);                                                    \
+    ASSERT_STR_EQ(config_errname(value), #name);
+    CONFIG_ERRNO_MAP(CHECK_XX)
+#undef CHECK_XX
+    ASSERT_STR_EQ(config_strerror(1), "unknown error");
+    ASSERT_STR_EQ(config_errname(-77), "UNKNOWN");
+    return 0;
+}
+
+/* The example file in the repository loads and states every default. */
+static int test_example_file(void)
+{
+    char err[512] = "";
+    config c, d;
+    ASSERT_EQ(config_init(&c), 0);
+    ASSERT_EQ(config_init(&d), 0);
+    ASSERT_ERR(config_load_file(&c, MUTIRAO_SOURCE_DIR "/config/mutirao.conf", err, sizeof err), 0,
+               err);
+    ASSERT_STR_EQ(c.kafka_brokers, d.kafka_brokers);
+    ASSERT_STR_EQ(c.redis_url, d.redis_url);
+    ASSERT_EQ(c.fleet, d.fleet);
+    ASSERT_STR_EQ(c.topic_prefix, d.topic_prefix);
+    ASSERT_EQ(c.topic_partitions, d.topic_partitions);
+    ASSERT_EQ(c.kafka_session_timeout_ms, d.kafka_session_timeout_ms);
+    ASSERT_EQ(c.op_timeout_ms, d.op_timeout_ms);
+    ASSERT_EQ(c.result_ttl_s, d.result_ttl_s);
+    ASSERT_EQ(c.payload_max_bytes, d.payload_max_bytes);
+    /* Every key is mentioned in it. */
+    char *dump = malloc(4096);
+    ASSERT(dump != NULL);
+    config_dump(&c, dump, 4096);
+    FILE *f = fopen(MUTIRAO_SOURCE_DIR "/config/mutirao.conf", "rb");
+    ASSERT(f != NULL);
+    char *text = calloc(1, 65536);
+    ASSERT(text != NULL);
+    size_t n = fread(text, 1, 65535, f);
+    fclose(f);
+    ASSERT_GT(n, 0);
+    for (char *line = strtok(dump, "\n"); line != NULL; line = strtok(NULL, "\n")) {
+        char keyname[64];
+        ASSERT_EQ(sscanf(line, "%63s", keyname), 1);
+        ASSERT_CONTAINS(text, keyname);
+    }
+    free(text);
+    free(dump);
+    config_free(&c);
+    config_free(&d);
+    return 0;
+}
+
+/* ---- runner ------------------------------------------------------------ */
+
+typedef struct test {
+    const char *name;
+    int (*fn)(void);
+} test;
+
+static const test tests[] = {
+    {"defaults", test_defaults},       {"file", test_file},
+    {"file_errors", test_file_errors}, {"env", test_env},
+    {"precedence", test_precedence},   {"topic_for_pool", test_topic_for_pool},
+    {"redact", test_redact},           {"dump", test_dump},
+    {"strerror", test_strerror},       {"example_file", test_example_file},
+};
+
+int main(int argc, char **argv)
+{
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/mutirao-test-config-XXXXXX");
+    if (mkdtemp(tmpdir) == NULL) {
+        perror("mkdtemp");
+        return 2;
+    }
+    atexit(rm_tmpdir);
+    int failed = 0, ran = 0;
+    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
+        if (argc > 1 && strcmp(argv[1], tests[i].name) != 0)
+            continue;
+        ran++;
+        int rc = tests[i].fn();
+        printf("%s %s\n", rc == 0 ? "ok  " : "FAIL", tests[i].name);
+        failed += rc != 0;
+    }
+    if (ran == 0) {
+        fprintf(stderr, "no test named %s\n", argc > 1 ? argv[1] : "?");
+        return 2;
+    }
+    printf("%d/%d passed\n", ran - failed, ran);
+    return failed != 0;
+}

@@ -1,0 +1,758 @@
+/*
+** test-envelope.c: tests of the task envelope and the result record
+** (shared/envelope.h): round trips, and every way a record can be refused.
+** Run all: test-envelope; run one: test-envelope NAME.
+*/
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <msgpack.h>
+
+#include "envelope.h"
+
+/* ---- assertions (libuv style: print both operands) --------------------- */
+
+#define ASSERT(expr)                                                                               \
+    do {                                                                                           \
+        if (!(expr)) {                                                                             \
+            fprintf(stderr, "%s:%d: assertion failed: %s\n", __FILE__, __LINE__, #expr);           \
+            return 1;                                                                              \
+        }                                                                                          \
+    } while (0)
+
+#define ASSERT_INT_OP(a, op, b)                                                                    \
+    do {                                                                                           \
+        long long a_ = (long long)(a), b_ = (long long)(b);                                        \
+        if (!(a_ op b_)) {                                                                         \
+            fprintf(stderr, "%s:%d: assertion failed: %s %s %s (%lld %s %lld)\n", __FILE__,        \
+                    __LINE__, #a, #op, #b, a_, #op, b_);                                           \
+            return 1;                                                                              \
+        }                                                                                          \
+    } while (0)
+#define ASSERT_EQ(a, b) ASSERT_INT_OP(a, ==, b)
+#define ASSERT_NE(a, b) ASSERT_INT_OP(a, !=, b)
+#define ASSERT_LT(a, b) ASSERT_INT_OP(a, <, b)
+#define ASSERT_GT(a, b) ASSERT_INT_OP(a, >, b)
+
+#define ASSERT_STR_EQ(a, b)                                                                        \
+    do {                                                                                           \
+        const char *a_ = (a), *b_ = (b);                                                           \
+        if (a_ == NULL || b_ == NULL || strcmp(a_, b_) != 0) {                                     \
+            fprintf(stderr, "%s:%d: assertion failed: %s == %s (\"%s\" vs \"%s\")\n", __FILE__,    \
+                    __LINE__, #a, #b, a_ ? a_ : "(null)", b_ ? b_ : "(null)");                     \
+            return 1;                                                                              \
+        }                                                                                          \
+    } while (0)
+
+#define ASSERT_CONTAINS(hay, needle)                                                               \
+    do {                                                                                           \
+        const char *h_ = (hay), *n_ = (needle);                                                    \
+        if (h_ == NULL || strstr(h_, n_) == NULL) {                                                \
+            fprintf(stderr, "%s:%d: assertion failed: \"%s\" contains \"%s\"\n", __FILE__,         \
+                    __LINE__, h_ ? h_ : "(null)", n_);                                             \
+            return 1;                                                                              \
+        }                                                                                          \
+    } while (0)
+
+/* Asserts that rc is the error code want, printing both names and err. */
+#define ASSERT_ERR(rc, want, err)                                                                  \
+    do {                                                                                           \
+        int r_ = (rc), w_ = (want);                                                                \
+        if (r_ != w_) {                                                                            \
+            fprintf(stderr, "%s:%d: %s: expected %s, got %s (%d): %s\n", __FILE__, __LINE__, #rc,  \
+                    envelope_errname(w_), envelope_errname(r_), r_, (err));                        \
+            return 1;                                                                              \
+        }                                                                                          \
+    } while (0)
+
+/* ---- helpers ----------------------------------------------------------- */
+
+static const char payload_bytes[] = "MTR\x01\x92\xa3one\x00\xff";
+#define PAYLOAD_LEN (sizeof payload_bytes - 1)
+
+static envelope_task sample_task(void)
+{
+    envelope_task t;
+    memset(&t, 0, sizeof t);
+    envelope_copy(t.id, sizeof t.id, "01HX3J8Z-task:42");
+    envelope_copy(t.pool, sizeof t.pool, "image-resize_v2.eu");
+    t.attempt = 3;
+    t.submitted_at_ms = 1715250000123ULL;
+    t.deadline_ms = 1715250030123ULL;
+    envelope_copy(t.producer, sizeof t.producer, "host-a:1234");
+    t.payload = payload_bytes;
+    t.payload_len = PAYLOAD_LEN;
+    return t;
+}
+
+static envelope_result sample_result(void)
+{
+    envelope_result r;
+    memset(&r, 0, sizeof r);
+    envelope_copy(r.id, sizeof r.id, "01HX3J8Z-task:42");
+    envelope_copy(r.pool, sizeof r.pool, "image-resize_v2.eu");
+    r.attempt = 1;
+    r.ok = 0;
+    r.finished_at_ms = UINT64_MAX;
+    envelope_copy(r.worker, sizeof r.worker, "worker-7");
+    r.payload = payload_bytes;
+    r.payload_len = PAYLOAD_LEN;
+    return r;
+}
+
+/* A hand-made record: header then a map built field by field. */
+typedef struct craft {
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+} craft;
+
+static void craft_begin(craft *c, const char *magic, unsigned version, size_t nfields)
+{
+    msgpack_sbuffer_init(&c->sb);
+    msgpack_packer_init(&c->pk, &c->sb, msgpack_sbuffer_write);
+    char hdr[4] = {magic[0], magic[1], magic[2], (char)version};
+    msgpack_sbuffer_write(&c->sb, hdr, 4);
+    msgpack_pack_map(&c->pk, nfields);
+}
+
+static void craft_key(craft *c, const char *k)
+{
+    msgpack_pack_str(&c->pk, strlen(k));
+    msgpack_pack_str_body(&c->pk, k, strlen(k));
+}
+
+static void craft_str(craft *c, const char *k, const char *v)
+{
+    craft_key(c, k);
+    msgpack_pack_str(&c->pk, strlen(v));
+    msgpack_pack_str_body(&c->pk, v, strlen(v));
+}
+
+static void craft_uint(craft *c, const char *k, uint64_t v)
+{
+    craft_key(c, k);
+    msgpack_pack_uint64(&c->pk, v);
+}
+
+static void craft_bin(craft *c, const char *k, const char *v, size_t n)
+{
+    craft_key(c, k);
+    msgpack_pack_bin(&c->pk, n);
+    msgpack_pack_bin_body(&c->pk, v, n);
+}
+
+/* The standard task fields except the one named omit ("" for none); the
+   caller adds extra fields (map size: 7 - omitted + extra). */
+static void craft_task(craft *c, const char *omit, size_t extra)
+{
+    craft_begin(c, "MTE", 1, 7 - (omit[0] != '\0') + extra);
+    if (strcmp(omit, "id") != 0)
+        craft_str(c, "id", "t-1");
+    if (strcmp(omit, "pool") != 0)
+        craft_str(c, "pool", "jobs");
+    if (strcmp(omit, "attempt") != 0)
+        craft_uint(c, "attempt", 1);
+    if (strcmp(omit, "submitted_at") != 0)
+        craft_uint(c, "submitted_at", 1000);
+    if (strcmp(omit, "deadline") != 0)
+        craft_uint(c, "deadline", 0);
+    if (strcmp(omit, "producer") != 0)
+        craft_str(c, "producer", "p-1");
+    if (strcmp(omit, "payload") != 0)
+        craft_bin(c, "payload", "MTR\x01\x90", 5);
+}
+
+static int craft_decode(craft *c, envelope_task *t, char *err, size_t errlen)
+{
+    int rc = envelope_task_decode(c->sb.data, c->sb.size, NULL, t, err, errlen);
+    msgpack_sbuffer_destroy(&c->sb);
+    return rc;
+}
+
+/* ---- tests ------------------------------------------------------------- */
+
+static int test_task_roundtrip(void)
+{
+    envelope_task t = sample_task(), d;
+    envelope_buf b;
+    char storage[512], err[256] = "";
+    envelope_buf_init(&b, storage, sizeof storage);
+    ASSERT_EQ(envelope_task_encode(&t, NULL, &b, err, sizeof err), 0);
+    ASSERT(b.data == storage); /* fits: no allocation */
+    /* Header: magic "MTE", version 1, then a fixmap of 7 fields. */
+    ASSERT_EQ(memcmp(b.data, "MTE\x01", 4), 0);
+    ASSERT_EQ((unsigned char)b.data[4], 0x87);
+    ASSERT_EQ(envelope_task_decode(b.data, b.len, NULL, &d, err, sizeof err), 0);
+    ASSERT_STR_EQ(d.id, t.id);
+    ASSERT_STR_EQ(d.pool, t.pool);
+    ASSERT_EQ(d.attempt, 3);
+    ASSERT(d.submitted_at_ms == t.submitted_at_ms);
+    ASSERT(d.deadline_ms == t.deadline_ms);
+    ASSERT_STR_EQ(d.producer, t.producer);
+    ASSERT_EQ(d.payload_len, PAYLOAD_LEN);
+    ASSERT_EQ(memcmp(d.payload, payload_bytes, PAYLOAD_LEN), 0);
+    /* Zero-copy: the payload is a slice of the input. */
+    ASSERT(d.payload >= b.data && d.payload + d.payload_len <= b.data + b.len);
+    envelope_buf_free(&b);
+
+    /* Extremes: max-size ids and pool, attempt UINT32_MAX, no deadline,
+       empty payload, growable buffer without storage. */
+    memset(t.id, 'a', ENVELOPE_ID_MAX);
+    t.id[ENVELOPE_ID_MAX] = '\0';
+    memset(t.pool, 'p', ENVELOPE_POOL_MAX);
+    t.pool[ENVELOPE_POOL_MAX] = '\0';
+    t.attempt = UINT32_MAX;
+    t.submitted_at_ms = UINT64_MAX;
+    t.deadline_ms = 0;
+    t.payload = NULL;
+    t.payload_len = 0;
+    envelope_buf_init(&b, NULL, 0);
+    ASSERT_EQ(envelope_task_encode(&t, NULL, &b, err, sizeof err), 0);
+    ASSERT_EQ(envelope_task_decode(b.data, b.len, NULL, &d, err, sizeof err), 0);
+    ASSERT_STR_EQ(d.id, t.id);
+    ASSERT_STR_EQ(d.pool, t.pool);
+    ASSERT(d.attempt == UINT32_MAX);
+    ASSERT(d.submitted_at_ms == UINT64_MAX);
+    ASSERT_EQ(d.deadline_ms, 0);
+    ASSERT_EQ(d.payload_len, 0);
+    envelope_buf_free(&b);
+    ASSERT(b.data == NULL && b.len == 0);
+    return 0;
+}
+
+static int test_result_roundtrip(void)
+{
+    envelope_result r = sample_result(), d;
+    envelope_buf b;
+    char storage[16], err[256] = ""; /* too small: moves to the heap */
+    envelope_buf_init(&b, storage, sizeof storage);
+    for (int ok = 0; ok <= 1; ok++) {
+        r.ok = ok;
+        ASSERT_EQ(envelope_result_encode(&r, NULL, &b, err, sizeof err), 0);
+        ASSERT(b.data != storage);
+        ASSERT_EQ(memcmp(b.data, "MTO\x01", 4), 0);
+        ASSERT_EQ(envelope_result_decode(b.data, b.len, NULL, &d, err, sizeof err), 0);
+        ASSERT_STR_EQ(d.id, r.id);
+        ASSERT_STR_EQ(d.pool, r.pool);
+        ASSERT_STR_EQ(d.worker, r.worker);
+        ASSERT_EQ(d.attempt, 1);
+        ASSERT_EQ(d.ok, ok);
+        ASSERT(d.finished_at_ms == UINT64_MAX);
+        ASSERT_EQ(d.payload_len, PAYLOAD_LEN);
+        ASSERT_EQ(memcmp(d.payload, payload_bytes, PAYLOAD_LEN), 0);
+    }
+    envelope_buf_free(&b);
+    ASSERT(b.data == storage && b.len == 0);
+
+    /* A large payload: the buffer grows several times. */
+    size_t n = 300000;
+    char *big = malloc(n);
+    ASSERT(big != NULL);
+    for (size_t i = 0; i < n; i++)
+        big[i] = (char)(i * 7);
+    r.payload = big;
+    r.payload_len = n;
+    ASSERT_EQ(envelope_result_encode(&r, NULL, &b, err, sizeof err), 0);
+    ASSERT_EQ(envelope_result_decode(b.data, b.len, NULL, &d, err, sizeof err), 0);
+    ASSERT_EQ(d.payload_len, n);
+    ASSERT_EQ(memcmp(d.payload, big, n), 0);
+    envelope_buf_free(&b);
+    free(big);
+    return 0;
+}
+
+static int test_truncation(void)
+{
+    envelope_task t = sample_task(), d;
+    envelope_result r = sample_result(), dr;
+    envelope_buf b;
+    char err[256];
+    envelope_buf_init(&b, NULL, 0);
+    ASSERT_EQ(envelope_task_encode(&t, NULL, &b, err, sizeof err), 0);
+    for (size_t i = 0; i < b.len; i++) {
+        /* A private copy of the prefix, so ASan sees any read past it. */
+        char *p = malloc(i + 1);
+        ASSERT(p != NULL);
+        memcpy(p, b.data, i);
+        int rc = envelope_task_decode(p, i, NULL, &d, err, sizeof err);
+        free(p);
+        if (rc != ENVELOPE_ETRUNCATED)
+            fprintf(stderr, "prefix %zu of %zu\n", i, b.len);
+        ASSERT_ERR(rc, ENVELOPE_ETRUNCATED, err);
+        ASSERT_EQ(d.attempt, 0); /* zeroed on error */
+        ASSERT_EQ(d.id[0], '\0');
+    }
+    ASSERT_EQ(envelope_task_decode(NULL, 0, NULL, &d, err, sizeof err), ENVELOPE_ETRUNCATED);
+    ASSERT_EQ(envelope_result_encode(&r, NULL, &b, err, sizeof err), 0);
+    for (size_t i = 0; i < b.len; i++) {
+        char *p = malloc(i + 1);
+        ASSERT(p != NULL);
+        memcpy(p, b.data, i);
+        int rc = envelope_result_decode(p, i, NULL, &dr, err, sizeof err);
+        free(p);
+        ASSERT_ERR(rc, ENVELOPE_ETRUNCATED, err);
+    }
+    envelope_buf_free(&b);
+    return 0;
+}
+
+static int test_trailing_bytes(void)
+{
+    envelope_task t = sample_task(), d;
+    envelope_buf b;
+    char err[256];
+    envelope_buf_init(&b, NULL, 0);
+    ASSERT_EQ(envelope_task_encode(&t, NULL, &b, err, sizeof err), 0);
+    char *p = malloc(b.len + 1);
+    ASSERT(p != NULL);
+    memcpy(p, b.data, b.len);
+    p[b.len] = '\0';
+    int rc = envelope_task_decode(p, b.len + 1, NULL, &d, err, sizeof err);
+    free(p);
+    envelope_buf_free(&b);
+    ASSERT_ERR(rc, ENVELOPE_EMALFORMED, err);
+    ASSERT_CONTAINS(err, "1 bytes after the end");
+    return 0;
+}
+
+static int test_magic_and_version(void)
+{
+    envelope_task t = sample_task(), d;
+    envelope_result r = sample_result(), dr;
+    envelope_buf b;
+    char err[256];
+    envelope_buf_init(&b, NULL, 0);
+    ASSERT_EQ(envelope_task_encode(&t, NULL, &b, err, sizeof err), 0);
+
+    /* A task envelope is not a result record, and the error says so. */
+    ASSERT_ERR(envelope_result_decode(b.data, b.len, NULL, &dr, err, sizeof err), ENVELOPE_EMAGIC,
+               err);
+    ASSERT_CONTAINS(err, "a task envelope where a result record was expected");
+
+    b.data[0] = 'X';
+    ASSERT_ERR(envelope_task_decode(b.data, b.len, NULL, &d, err, sizeof err), ENVELOPE_EMAGIC,
+               err);
+    ASSERT_ERR(envelope_task_decode(b.data, 1, NULL, &d, err, sizeof err), ENVELOPE_EMAGIC, err);
+    b.data[0] = 'M';
+    /* A codec message is not an envelope either. */
+    ASSERT_ERR(envelope_task_decode(payload_bytes, PAYLOAD_LEN, NULL, &d, err, sizeof err),
+               ENVELOPE_EMAGIC, err);
+
+    /* A newer version: refused with its own code, whatever follows. */
+    b.data[3] = 2;
+    ASSERT_ERR(envelope_task_decode(b.data, b.len, NULL, &d, err, sizeof err), ENVELOPE_ENEWER,
+               err);
+    ASSERT_STR_EQ(err, "task envelope version 2 was written by a newer mutirao; this one reads up "
+                       "to 1");
+    b.data[3] = (char)0xff;
+    ASSERT_ERR(envelope_task_decode(b.data, 4, NULL, &d, err, sizeof err), ENVELOPE_ENEWER, err);
+    b.data[3] = 0;
+    ASSERT_ERR(envelope_task_decode(b.data, b.len, NULL, &d, err, sizeof err), ENVELOPE_EVERSION,
+               err);
+
+    ASSERT_EQ(envelope_result_encode(&r, NULL, &b, err, sizeof err), 0);
+    ASSERT_ERR(envelope_task_decode(b.data, b.len, NULL, &d, err, sizeof err), ENVELOPE_EMAGIC,
+               err);
+    ASSERT_CONTAINS(err, "a result record where a task envelope was expected");
+    b.data[3] = 9;
+    ASSERT_ERR(envelope_result_decode(b.data, b.len, NULL, &dr, err, sizeof err), ENVELOPE_ENEWER,
+               err);
+    envelope_buf_free(&b);
+
+    /* A newer version with fields this reader has never heard of. */
+    craft c;
+    craft_begin(&c, "MTE", 2, 1);
+    craft_str(&c, "trace_parent", "00-abc");
+    ASSERT_ERR(craft_decode(&c, &d, err, sizeof err), ENVELOPE_ENEWER, err);
+    return 0;
+}
+
+static int test_unknown_fields_ignored(void)
+{
+    envelope_task d;
+    char err[256] = "";
+    craft c;
+    craft_task(&c, "", 4);
+    craft_str(&c, "trace", "00-4bf92f3577b34da6a3ce929d0e0e4736");
+    craft_key(&c, "routing");
+    msgpack_pack_map(&c.pk, 2);
+    craft_key(&c, "nested");
+    msgpack_pack_array(&c.pk, 4);
+    msgpack_pack_nil(&c.pk);
+    msgpack_pack_double(&c.pk, 1.5);
+    msgpack_pack_float(&c.pk, 2.5f);
+    msgpack_pack_int64(&c.pk, -5);
+    craft_key(&c, "ext");
+    msgpack_pack_ext(&c.pk, 3, 42);
+    msgpack_pack_ext_body(&c.pk, "abc", 3);
+    craft_key(&c, "fixext");
+    msgpack_pack_ext(&c.pk, 8, -1);
+    msgpack_pack_ext_body(&c.pk, "12345678", 8);
+    craft_key(&c, "flags");
+    msgpack_pack_true(&c.pk);
+    ASSERT_EQ(craft_decode(&c, &d, err, sizeof err), 0);
+    ASSERT_STR_EQ(d.id, "t-1");
+    ASSERT_STR_EQ(d.pool, "jobs");
+    ASSERT_EQ(d.payload_len, 5);
+
+    /* Unknown fields nested too deep, or claiming more than is there. */
+    craft_task(&c, "", 1);
+    craft_key(&c, "deep");
+    for (int i = 0; i < 40; i++)
+        msgpack_pack_array(&c.pk, 1);
+    msgpack_pack_nil(&c.pk);
+    ASSERT_ERR(craft_decode(&c, &d, err, sizeof err), ENVELOPE_EMALFORMED, err);
+    ASSERT_CONTAINS(err, "nested deeper");
+
+    craft_task(&c, "", 1);
+    craft_key(&c, "huge");
+    msgpack_pack_array(&c.pk, 0xffffffffu);
+    ASSERT_ERR(craft_decode(&c, &d, err, sizeof err), ENVELOPE_ETRUNCATED, err);
+    craft_task(&c, "", 1);
+    craft_key(&c, "huge");
+    msgpack_pack_bin(&c.pk, 0xffffffffu);
+    ASSERT_ERR(craft_decode(&c, &d, err, sizeof err), ENVELOPE_ETRUNCATED, err);
+
+    /* Fields in another order are fine; signed integer encodings too. */
+    craft_begin(&c, "MTE", 1, 7);
+    craft_bin(&c, "payload", "x", 1);
+    craft_str(&c, "producer", "p");
+    craft_key(&c, "attempt");
+    msgpack_pack_int64(&c.pk, 7); /* packed as a positive fixint by msgpack-c */
+    craft_key(&c, "deadline");
+    msgpack_sbuffer_write(&c.sb, "\xd3\x00\x00\x00\x00\x00\x00\x07\xd0", 9); /* int64 2000 */
+    craft_key(&c, "submitted_at");
+    msgpack_sbuffer_write(&c.sb, "\xd1\x03\xe8", 3); /* int16 1000 */
+    craft_str(&c, "pool", "P");
+    craft_str(&c, "id", "i");
+    ASSERT_EQ(craft_decode(&c, &d, err, sizeof err), 0);
+    ASSERT_EQ(d.attempt, 7);
+    ASSERT_EQ(d.deadline_ms, 2000);
+    ASSERT_EQ(d.submitted_at_ms, 1000);
+    return 0;
+}
+
+static int test_bad_types(void)
+{
+    envelope_task d;
+    char err[256] = "";
+    craft c;
+    static const char *const names[] = {"id",       "pool",     "attempt", "submitted_at",
+                                        "deadline", "producer", "payload"};
+
+    /* Every field missing in turn. */
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        craft_task(&c, names[i], 0);
+        ASSERT_ERR(craft_decode(&c, &d, err, sizeof err), ENVELOPE_EMISSING, err);
+        char want[64];
+        snprintf(want, sizeof want, "without field '%s'", names[i]);
+        ASSERT_CONTAINS(err, want);
+    }
+    /* Every field with a wrong type in turn: nil, then a map. */
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        for (int shape = 0; shape < 2; shape++) {
+            craft_task(&c, names[i], 1);
+            craft_key(&c, names[i]);
+            if (shape == 0)
+                msgpack_pack_nil(&c.pk);
+            else
+                msgpack_pack_map(&c.pk, 0);
+            ASSERT_ERR(craft_decode(&c, &d, err, sizeof err), ENVELOPE_ETYPE, err);
+            ASSERT_CONTAINS(err, names[i]);
+            ASSERT_CONTAINS(err, shape == 0 ? "got nil" : "got map");
+        }
+    }
+    /* Near misses: a string as bin, a float timestamp, a string attempt. */
+    craft_task(&c, "payload", 1);
+    craft_str(&c, "payload", "MTR\x01\x90");
+    ASSERT_ERR(craft_decode(&c, &d, err, sizeof err), ENVELOPE_ETYPE, err);
+    ASSERT_STR_EQ(err, "field 'payload': binary expected, got string");
+    craft_task(&c, "id", 1);
+    craft_bin(&c, "id", "t-1", 3);
+    ASSERT_ERR(craft_decode(&c, &d, err, sizeof err), ENVELOPE_ETYPE, err);
+    craft_task(&c, "submitted_at", 1);
+    craft_key(&c, "submitted_at");
+    msgpack_pack_double(&c.pk, 1000.0);
+    ASSERT_ERR(craft_decode(&c, &d, err, sizeof err), ENVELOPE_ETYPE, err);
+    craft_task(&c, "attempt", 1);
+    craft_str(&c, "attempt", "1");
+    ASSERT_ERR(craft_decode(&c, &d, err, sizeof err), ENVELOPE_ETYPE, err);
+
+    /* Ranges: attempt 0 and 2^32, negative timestamps, deadline < submit. */
+    craft_task(&c, "attempt", 1);
+    craft_uint(&c, "attempt", 0);
+    ASSERT_ERR(craft_decode(&c, &d, err, sizeof err), ENVELOPE_ERANGE, err);
+    craft_task(&c, "attempt", 1);
+    craft_uint(&c, "attempt", (uint64_t)UINT32_MAX + 1);
+    ASSERT_ERR(craft_decode(&c, &d, err, sizeof err), ENVELOPE_ERANGE, err);
+    craft_task(&c, "submitted_at", 1);
+    craft_key(&c, "submitted_at");
+    msgpack_pack_int64(&c.pk, -1);
+    ASSERT_ERR(craft_decode(&c, &d, err, sizeof err), ENVELOPE_ERANGE, err);
+    ASSERT_CONTAINS(err, "negative");
+    craft_task(&c, "deadline", 1);
+    craft_uint(&c, "deadline", 999);
+    ASSERT_ERR(craft_decode(&c, &d, err, sizeof err), ENVELOPE_ERANGE, err);
+    ASSERT_CONTAINS(err, "before submitted_at");
+
+    /* Structure: duplicate field, non-string key, not a map, bad byte. */
+    craft_task(&c, "", 1);
+    craft_str(&c, "pool", "other");
+    ASSERT_ERR(craft_decode(&c, &d, err, sizeof err), ENVELOPE_EMALFORMED, err);
+    ASSERT_CONTAINS(err, "'pool' appears twice");
+    craft_task(&c, "", 1);
+    msgpack_pack_int(&c.pk, 1);
+    msgpack_pack_int(&c.pk, 2);
+    ASSERT_ERR(craft_decode(&c, &d, err, sizeof err), ENVELOPE_EMALFORMED, err);
+    msgpack_sbuffer_init(&c.sb);
+    msgpack_packer_init(&c.pk, &c.sb, msgpack_sbuffer_write);
+    msgpack_sbuffer_write(&c.sb, "MTE\x01", 4);
+    msgpack_pack_array(&c.pk, 0);
+    ASSERT_ERR(craft_decode(&c, &d, err, sizeof err), ENVELOPE_EMALFORMED, err);
+    ASSERT_CONTAINS(err, "map expected, got array");
+    ASSERT_ERR(envelope_task_decode("MTE\x01\xc1", 5, NULL, &d, err, sizeof err),
+               ENVELOPE_EMALFORMED, err);
+    ASSERT_ERR(envelope_task_decode("MTE\x01\x81\xc1\xc0", 7, NULL, &d, err, sizeof err),
+               ENVELOPE_EMALFORMED, err);
+
+    /* The result record's own field: ok must be a boolean. */
+    envelope_result dr;
+    craft_begin(&c, "MTO", 1, 7);
+    craft_str(&c, "id", "t");
+    craft_str(&c, "pool", "p");
+    craft_uint(&c, "attempt", 1);
+    craft_uint(&c, "ok", 1);
+    craft_uint(&c, "finished_at", 5);
+    craft_str(&c, "worker", "w");
+    craft_bin(&c, "payload", "", 0);
+    int rc = envelope_result_decode(c.sb.data, c.sb.size, NULL, &dr, err, sizeof err);
+    msgpack_sbuffer_destroy(&c.sb);
+    ASSERT_ERR(rc, ENVELOPE_ETYPE, err);
+    ASSERT_STR_EQ(err, "field 'ok': boolean expected, got integer");
+    return 0;
+}
+
+static int test_oversize(void)
+{
+    envelope_limits lim;
+    envelope_limits_default(&lim);
+    ASSERT(lim.max_payload == ENVELOPE_PAYLOAD_MAX_DEFAULT);
+    lim.max_payload = PAYLOAD_LEN - 1;
+    envelope_task t = sample_task(), d;
+    envelope_result r = sample_result();
+    envelope_buf b;
+    char err[256];
+    envelope_buf_init(&b, NULL, 0);
+    ASSERT_ERR(envelope_task_encode(&t, &lim, &b, err, sizeof err), ENVELOPE_ETOOBIG, err);
+    ASSERT_EQ(b.len, 0);
+    ASSERT_ERR(envelope_result_encode(&r, &lim, &b, err, sizeof err), ENVELOPE_ETOOBIG, err);
+    ASSERT_EQ(envelope_task_encode(&t, NULL, &b, err, sizeof err), 0);
+    ASSERT_ERR(envelope_task_decode(b.data, b.len, &lim, &d, err, sizeof err), ENVELOPE_ETOOBIG,
+               err);
+    ASSERT_CONTAINS(err, "the limit is");
+    lim.max_payload = PAYLOAD_LEN;
+    ASSERT_EQ(envelope_task_decode(b.data, b.len, &lim, &d, err, sizeof err), 0);
+    envelope_buf_free(&b);
+
+    /* Oversize id and pool strings on the wire. */
+    char longid[ENVELOPE_ID_MAX + 2], longpool[ENVELOPE_POOL_MAX + 2];
+    memset(longid, 'i', sizeof longid - 1);
+    longid[sizeof longid - 1] = '\0';
+    memset(longpool, 'p', sizeof longpool - 1);
+    longpool[sizeof longpool - 1] = '\0';
+    craft c;
+    craft_task(&c, "id", 1);
+    craft_str(&c, "id", longid);
+    ASSERT_ERR(craft_decode(&c, &d, err, sizeof err), ENVELOPE_EBADID, err);
+    ASSERT_CONTAINS(err, "id of 65 bytes, at most 64 allowed");
+    craft_task(&c, "producer", 1);
+    craft_str(&c, "producer", longid);
+    ASSERT_ERR(craft_decode(&c, &d, err, sizeof err), ENVELOPE_EBADID, err);
+    ASSERT_CONTAINS(err, "field 'producer'");
+    craft_task(&c, "pool", 1);
+    craft_str(&c, "pool", longpool);
+    ASSERT_ERR(craft_decode(&c, &d, err, sizeof err), ENVELOPE_EBADPOOL, err);
+    ASSERT_CONTAINS(err, "pool name of 201 bytes, at most 200 allowed");
+    return 0;
+}
+
+static int test_bad_names(void)
+{
+    char err[256];
+    static const char *const bad_ids[] = {"", "a b", "a/b", "é", "a\nb", "tab\t", "a\\b", "x@y"};
+    static const char *const good_ids[] = {"a", "A-Z_0.9:x", "01HX3J8ZQ7:task-42"};
+    static const char *const bad_pools[] = {"",    ".",    "..",   "a b",    "a/b",
+                                            "a:b", "ação", "a\0b", "jobs#1", "*"};
+    static const char *const good_pools[] = {"a", "...", "my.pool_v2-x", "JOBS", "-", "_"};
+    for (size_t i = 0; i < sizeof bad_ids / sizeof bad_ids[0]; i++)
+        ASSERT_ERR(envelope_check_id(bad_ids[i], strlen(bad_ids[i]), err, sizeof err),
+                   ENVELOPE_EBADID, bad_ids[i]);
+    for (size_t i = 0; i < sizeof good_ids / sizeof good_ids[0]; i++)
+        ASSERT_ERR(envelope_check_id(good_ids[i], strlen(good_ids[i]), err, sizeof err), 0, err);
+    for (size_t i = 0; i < sizeof bad_pools / sizeof bad_pools[0]; i++)
+        ASSERT_ERR(
+            envelope_check_pool(bad_pools[i], i == 7 ? 3 : strlen(bad_pools[i]), err, sizeof err),
+            ENVELOPE_EBADPOOL, bad_pools[i]);
+    for (size_t i = 0; i < sizeof good_pools / sizeof good_pools[0]; i++)
+        ASSERT_ERR(envelope_check_pool(good_pools[i], strlen(good_pools[i]), err, sizeof err), 0,
+                   err);
+    ASSERT_EQ(envelope_check_pool("a b", 3, err, sizeof err), ENVELOPE_EBADPOOL);
+    ASSERT_STR_EQ(err, "pool name has ' ' at byte 2; Kafka topics allow only A-Z a-z 0-9 . _ -");
+    ASSERT_EQ(envelope_check_id("a\x01", 2, err, sizeof err), ENVELOPE_EBADID);
+    ASSERT_CONTAINS(err, "0x01 at byte 2");
+    ASSERT_EQ(envelope_check_pool(NULL, 0, NULL, 0), ENVELOPE_EBADPOOL);
+
+    /* The encoder refuses what the decoder would. */
+    envelope_task t = sample_task();
+    envelope_buf b;
+    envelope_buf_init(&b, NULL, 0);
+    envelope_copy(t.pool, sizeof t.pool, "bad pool");
+    ASSERT_ERR(envelope_task_encode(&t, NULL, &b, err, sizeof err), ENVELOPE_EBADPOOL, err);
+    ASSERT_CONTAINS(err, "field 'pool'");
+    t = sample_task();
+    t.id[0] = '\0';
+    ASSERT_ERR(envelope_task_encode(&t, NULL, &b, err, sizeof err), ENVELOPE_EBADID, err);
+    t = sample_task();
+    memset(t.producer, 'x', sizeof t.producer); /* no NUL at all */
+    ASSERT_ERR(envelope_task_encode(&t, NULL, &b, err, sizeof err), ENVELOPE_EBADID, err);
+    ASSERT_CONTAINS(err, "not NUL-terminated");
+    t = sample_task();
+    t.attempt = 0;
+    ASSERT_ERR(envelope_task_encode(&t, NULL, &b, err, sizeof err), ENVELOPE_ERANGE, err);
+    t = sample_task();
+    t.deadline_ms = t.submitted_at_ms - 1;
+    ASSERT_ERR(envelope_task_encode(&t, NULL, &b, err, sizeof err), ENVELOPE_ERANGE, err);
+    t = sample_task();
+    t.payload = NULL;
+    ASSERT_ERR(envelope_task_encode(&t, NULL, &b, err, sizeof err), ENVELOPE_EINVAL, err);
+    envelope_result r = sample_result();
+    r.ok = 2;
+    ASSERT_ERR(envelope_result_encode(&r, NULL, &b, err, sizeof err), ENVELOPE_ERANGE, err);
+    r = sample_result();
+    envelope_copy(r.worker, sizeof r.worker, "w/1");
+    ASSERT_ERR(envelope_result_encode(&r, NULL, &b, err, sizeof err), ENVELOPE_EBADID, err);
+    ASSERT_CONTAINS(err, "field 'worker'");
+    ASSERT_EQ(b.len, 0);
+    ASSERT_ERR(envelope_task_encode(NULL, NULL, &b, err, sizeof err), ENVELOPE_EINVAL, err);
+    ASSERT_ERR(envelope_task_encode(&t, NULL, NULL, err, sizeof err), ENVELOPE_EINVAL, err);
+    ASSERT_ERR(envelope_task_decode("MTE\x01", 4, NULL, NULL, err, sizeof err), ENVELOPE_EINVAL,
+               err);
+    envelope_buf_free(&b);
+
+    /* Bad names on the wire. */
+    envelope_task d;
+    craft c;
+    for (size_t i = 1; i < sizeof bad_pools / sizeof bad_pools[0]; i++) {
+        if (i == 7)
+            continue;
+        craft_task(&c, "pool", 1);
+        craft_str(&c, "pool", bad_pools[i]);
+        ASSERT_ERR(craft_decode(&c, &d, err, sizeof err), ENVELOPE_EBADPOOL, bad_pools[i]);
+    }
+    for (size_t i = 0; i < sizeof bad_ids / sizeof bad_ids[0]; i++) {
+        craft_task(&c, "id", 1);
+        craft_str(&c, "id", bad_ids[i]);
+        ASSERT_ERR(craft_decode(&c, &d, err, sizeof err), ENVELOPE_EBADID, bad_ids[i]);
+    }
+    /* envelope_copy refuses what does not fit. */
+    char small[4];
+    ASSERT_EQ(envelope_copy(small, sizeof small, "abc"), 0);
+    ASSERT_EQ(envelope_copy(small, sizeof small, "abcd"), ENVELOPE_EINVAL);
+    ASSERT_STR_EQ(small, "");
+    return 0;
+}
+
+/* Random corruption of valid records: never a crash (ASan), always either
+   success or a known error code with a message. */
+static int test_corruption(void)
+{
+    envelope_task t = sample_task(), d;
+    envelope_result r = sample_result(), dr;
+    envelope_buf bt, br;
+    char err[256];
+    envelope_buf_init(&bt, NULL, 0);
+    envelope_buf_init(&br, NULL, 0);
+    ASSERT_EQ(envelope_task_encode(&t, NULL, &bt, err, sizeof err), 0);
+    ASSERT_EQ(envelope_result_encode(&r, NULL, &br, err, sizeof err), 0);
+    uint32_t seed = 12345;
+    for (int iter = 0; iter < 40000; iter++) {
+        const envelope_buf *src = iter % 2 ? &br : &bt;
+        char *p = malloc(src->len);
+        ASSERT(p != NULL);
+        memcpy(p, src->data, src->len);
+        int flips = 1 + iter % 3;
+        for (int f = 0; f < flips; f++) {
+            seed = seed * 1103515245u + 12345u;
+            size_t at = (seed >> 8) % src->len;
+            seed = seed * 1103515245u + 12345u;
+            p[at] = (char)(seed >> 16);
+        }
+        size_t len = src->len - (size_t)(iter % 5 == 0 ? (seed >> 4) % src->len : 0);
+        err[0] = '\0';
+        int rc = iter % 2 ? envelope_result_decode(p, len, NULL, &dr, err, sizeof err)
+                          : envelope_task_decode(p, len, NULL, &d, err, sizeof err);
+        free(p);
+        ASSERT(rc <= 0 && rc >= ENVELOPE_ERANGE);
+        if (rc < 0)
+            ASSERT(err[0] != '\0');
+    }
+    envelope_buf_free(&bt);
+    envelope_buf_free(&br);
+    return 0;
+}
+
+static int test_strerror(void)
+{
+#define CHECK_XX(name, value, msg)                                                                 \
+    ASSERT_STR_EQ(envelope_strerror(value), msg);                                                  \
+    ASSERT_STR_EQ(envelope_errname(value), #name);
+    ENVELOPE_ERRNO_MAP(CHECK_XX)
+#undef CHECK_XX
+    ASSERT_STR_EQ(envelope_strerror(0), "unknown error");
+    ASSERT_STR_EQ(envelope_strerror(-999), "unknown error");
+    ASSERT_STR_EQ(envelope_errname(-999), "UNKNOWN");
+    ASSERT_EQ(ENVELOPE_ENEWER, -6);
+    return 0;
+}
+
+/* ---- runner ------------------------------------------------------------ */
+
+typedef struct test {
+    const char *name;
+    int (*fn)(void);
+} test;
+
+static const test tests[] = {
+    {"task_roundtrip", test_task_roundtrip},
+    {"result_roundtrip", test_result_roundtrip},
+    {"truncation", test_truncation},
+    {"trailing_bytes", test_trailing_bytes},
+    {"magic_and_version", test_magic_and_version},
+    {"unknown_fields_ignored", test_unknown_fields_ignored},
+    {"bad_types", test_bad_types},
+    {"oversize", test_oversize},
+    {"bad_names", test_bad_names},
+    {"corruption", test_corruption},
+    {"strerror", test_strerror},
+};
+
+int main(int argc, char **argv)
+{
+    int failed = 0, ran = 0;
+    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
+        if (argc > 1 && strcmp(argv[1], tests[i].name) != 0)
+            continue;
+        ran++;
+        int rc = tests[i].fn();
+        printf("%s %s\n", rc == 0 ? "ok  " : "FAIL", tests[i].name);
+        failed += rc != 0;
+    }
+    if (ran == 0) {
+        fprintf(stderr, "no test named %s\n", argc > 1 ? argv[1] : "?");
+        return 2;
+    }
+    printf("%d/%d passed\n", ran - failed, ran);
+    return failed != 0;
+}
