@@ -46,6 +46,37 @@ static int parse_level(const char *s)
 
 /* ---- JSON ---- */
 
+/* Length of the well-formed UTF-8 sequence at p (RFC 3629: no overlong
+ * forms, no surrogates, nothing above U+10FFFF), or 0. */
+static size_t utf8_len(const unsigned char *p, size_t avail)
+{
+    unsigned c = p[0];
+    size_t len;
+    unsigned lo = 0x80, hi = 0xbf; /* allowed range of the second byte */
+    if (c >= 0xc2 && c <= 0xdf)
+        len = 2;
+    else if (c >= 0xe0 && c <= 0xef) {
+        len = 3;
+        if (c == 0xe0)
+            lo = 0xa0; /* overlong */
+        else if (c == 0xed)
+            hi = 0x9f; /* surrogates */
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        len = 4;
+        if (c == 0xf0)
+            lo = 0x90; /* overlong */
+        else if (c == 0xf4)
+            hi = 0x8f; /* above U+10FFFF */
+    } else
+        return 0;
+    if (len > avail || p[1] < lo || p[1] > hi)
+        return 0;
+    for (size_t k = 2; k < len; k++)
+        if ((p[k] & 0xc0) != 0x80)
+            return 0;
+    return len;
+}
+
 static void json_string(luaL_Buffer *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
@@ -73,11 +104,9 @@ static void json_string(luaL_Buffer *b, const char *s, size_t n)
             luaL_addchar(b, (char)c);
             i++;
         } else {
-            /* keep valid UTF-8 sequences; replace stray bytes by U+FFFD */
-            size_t len = c >= 0xf0 && c < 0xf5 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 && c < 0xe0 ? 2 : 0;
-            int ok = len > 0 && i + len <= n;
-            for (size_t k = 1; ok && k < len; k++)
-                ok = ((unsigned char)s[i + k] & 0xc0) == 0x80;
+                        /* keep valid UTF-8 sequences; replace stray bytes by U+FFFD */
+            size_t len = utf8_len((const unsigned char *)s + i, n - i);
+            int ok = len > 0;
             if (ok) {
                 luaL_addlstring(b, s + i, len);
                 i += len;

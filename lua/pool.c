@@ -140,12 +140,48 @@ static void pool_unref(pool *p)
 }
 
 /* Finds an open pool and takes a reference on it. */
+/* The registry holds each open pool, and each closed pool until its last
+ * task has finished (so that a submit says "pool is closed" meanwhile). */
+
+static int pool_is_closed(pool *p)
+{
+    pthread_mutex_lock(&p->mu);
+    int c = p->closed;
+    pthread_mutex_unlock(&p->mu);
+    return c;
+}
+
+/* Unlinks p if it is listed (pools_mu held); returns whether it was. */
+static int unlist(pool *p)
+{
+    for (pool **pp = &pools; *pp; pp = &(*pp)->next) {
+        if (*pp == p) {
+            *pp = p->next;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Finds the open pool of that name, else a closed one still draining, and
+ * takes a reference on it. pools_mu held. */
+static pool *find_locked(const char *name)
+{
+    pool *closed = NULL;
+    for (pool *p = pools; p; p = p->next) {
+        if (strcmp(p->name, name) != 0)
+            continue;
+        if (!pool_is_closed(p))
+            return p;
+        closed = p;
+    }
+    return closed;
+}
+
 static pool *pool_find(const char *name)
 {
     pthread_mutex_lock(&pools_mu);
-    pool *p = pools;
-    while (p && strcmp(p->name, name) != 0)
-        p = p->next;
+    pool *p = find_locked(name);
     if (p)
         atomic_fetch_add(&p->refs, 1);
     pthread_mutex_unlock(&pools_mu);
@@ -268,6 +304,7 @@ static void task_complete(ptask *t)
         p->room_w = NULL;
         p->nroom = p->caproom = 0;
     }
+    int drained = p->closed && p->active == 0 && p->queued == 0;
     if (p->nidle && p->active == 0 && p->queued == 0) {
         iw = p->idle_w;
         ni = p->nidle;
@@ -284,6 +321,13 @@ static void task_complete(ptask *t)
     if (ni)
         notify(iw, ni);
     fail_undelivered(undelivered);
+    if (drained) {
+        pthread_mutex_lock(&pools_mu);
+        int was = unlist(p);
+        pthread_mutex_unlock(&pools_mu);
+        if (was)
+            pool_unref(p); /* the registry's reference */
+    }
     pool_unref(p);
 }
 
@@ -679,16 +723,15 @@ static int l_pool_create(lua_State *L)
     atomic_init(&p->refs, 1);
     pthread_mutex_init(&p->mu, NULL);
     pthread_mutex_lock(&pools_mu);
-    for (pool *q = pools; q; q = q->next) {
-        if (strcmp(q->name, name) == 0) {
-            pthread_mutex_unlock(&pools_mu);
-            pool_unref(p);
-            luaL_pushfail(L);
-            lua_pushfstring(L, "pool already exists: %s", name);
-            return 2;
-        }
+    pool *q = find_locked(name);
+    if (q && !pool_is_closed(q)) {
+        pthread_mutex_unlock(&pools_mu);
+        pool_unref(p);
+        luaL_pushfail(L);
+        lua_pushfstring(L, "pool already exists: %s", name);
+        return 2;
     }
-    p->next = pools;
+    p->next = pools; /* a closed namesake keeps draining, unnamed from now on */
     pools = p;
     pthread_mutex_unlock(&pools_mu);
     lua_pushboolean(L, 1);
@@ -919,25 +962,29 @@ static int l_pool_close(lua_State *L)
 {
     const char *name = luaL_checkstring(L, 1);
     pthread_mutex_lock(&pools_mu);
-    pool **pp = &pools;
-    while (*pp && strcmp((*pp)->name, name) != 0)
-        pp = &(*pp)->next;
-    pool *p = *pp;
-    if (p)
-        *pp = p->next;
-    pthread_mutex_unlock(&pools_mu);
-    if (!p)
-        return not_found(L, name);
+    pool *p = find_locked(name);
+    if (!p || pool_is_closed(p)) {
+        pthread_mutex_unlock(&pools_mu);
+        if (!p)
+            return not_found(L, name);
+        luaL_pushfail(L);
+        lua_pushliteral(L, "pool is closed");
+        return 2;
+    }
     pthread_mutex_lock(&p->mu);
     p->closed = 1;
     port **rw = p->room_w;
     int nr = p->nroom;
     p->room_w = NULL;
     p->nroom = p->caproom = 0;
+    int idle = p->active == 0 && p->queued == 0;
     pthread_mutex_unlock(&p->mu);
+    int unlisted = idle && unlist(p); /* else the last task unlists it */
+    pthread_mutex_unlock(&pools_mu);
     if (nr)
         notify(rw, nr); /* blocked submitters see "pool is closed" */
-    pool_unref(p);      /* queued and running tasks hold their own references */
+    if (unlisted)
+        pool_unref(p); /* queued and running tasks hold their own references */
     lua_pushboolean(L, 1);
     return 1;
 }
