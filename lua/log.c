@@ -104,7 +104,7 @@ static void json_string(luaL_Buffer *b, const char *s, size_t n)
             luaL_addchar(b, (char)c);
             i++;
         } else {
-                        /* keep valid UTF-8 sequences; replace stray bytes by U+FFFD */
+            /* keep valid UTF-8 sequences; replace stray bytes by U+FFFD */
             size_t len = utf8_len((const unsigned char *)s + i, n - i);
             int ok = len > 0;
             if (ok) {

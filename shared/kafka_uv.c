@@ -1,0 +1,1218 @@
+/*
+** kafka_uv.c: librdkafka on a libuv loop.
+**
+** Each client gets a non-blocking pipe. Its queues (the main queue; the
+** consumer queue; the admin result queue) write one byte to the pipe when
+** they go from empty to non-empty (rd_kafka_queue_io_event_enable). A
+** uv_poll_t on the read end drains the pipe and serves the queues with zero
+** timeouts: rd_kafka_poll fires delivery reports, errors and commit results;
+** rd_kafka_consumer_poll returns messages and fires rebalances. Each wakeup
+** serves a bounded amount; when more is left a uv_idle_t continues on the
+** next loop iteration so other handles get their turn.
+**
+** The consumer hands messages out, tracks their offsets per partition
+** (kafka_tracker.c) and commits the finished prefix asynchronously from a
+** timer. A revoke commits what is committable, then forgets the partition.
+** Closing a consumer uses rd_kafka_consumer_close_queue: the group is left
+** while the loop keeps running; the client is destroyed once it reports
+** closed. The handles are freed in libuv's close callbacks.
+*/
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "kafka_tracker.h"
+#include "kafka_uv.h"
+
+/* Bounds of one wakeup: calls of rd_kafka_poll (each serves what is queued)
+   and admin events. Messages are bounded by max_per_wakeup. */
+#define KUV_POLL_ROUNDS 8
+#define KUV_EVENTS_PER_WAKEUP 64
+
+/* ---- errors ---- */
+
+const char *kuv_strerror(int err)
+{
+#define KUV_XX_STR(name, value, msg)                                                               \
+    case KUV_##name:                                                                               \
+        return msg;
+    switch (err) {
+        KUV_ERRNO_MAP(KUV_XX_STR)
+    default:
+        return "unknown error";
+    }
+#undef KUV_XX_STR
+}
+
+const char *kuv_errname(int err)
+{
+    if (err == 0)
+        return "OK";
+#define KUV_XX_NAME(name, value, msg)                                                              \
+    case KUV_##name:                                                                               \
+        return #name;
+    switch (err) {
+        KUV_ERRNO_MAP(KUV_XX_NAME)
+    default:
+        return "UNKNOWN";
+    }
+#undef KUV_XX_NAME
+}
+
+static void set_errbuf(char *buf, size_t len, const char *msg)
+{
+    if (buf && len > 0)
+        snprintf(buf, len, "%s", msg);
+}
+
+/* A delivery or admin error code from librdkafka's. */
+static int map_err(rd_kafka_resp_err_t e)
+{
+    switch (e) {
+    case RD_KAFKA_RESP_ERR_NO_ERROR:
+        return 0;
+    case RD_KAFKA_RESP_ERR__QUEUE_FULL:
+        return KUV_EQUEUEFULL;
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+        return KUV_EMSGSIZE;
+    case RD_KAFKA_RESP_ERR__MSG_TIMED_OUT:
+    case RD_KAFKA_RESP_ERR__TIMED_OUT:
+    case RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT:
+        return KUV_ETIMEDOUT;
+    case RD_KAFKA_RESP_ERR__PURGE_QUEUE:
+    case RD_KAFKA_RESP_ERR__PURGE_INFLIGHT:
+    case RD_KAFKA_RESP_ERR__DESTROY:
+        return KUV_ECANCELED;
+    case RD_KAFKA_RESP_ERR__INVALID_ARG:
+    case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:
+    case RD_KAFKA_RESP_ERR_INVALID_PARTITIONS:
+    case RD_KAFKA_RESP_ERR_INVALID_REPLICATION_FACTOR:
+        return KUV_EINVAL;
+    default:
+        return KUV_EKAFKA;
+    }
+}
+
+/* Kafka's topic name rule: 1-249 of [A-Za-z0-9._-], not "." or "..". */
+static int valid_topic(const char *s)
+{
+    if (!s)
+        return 0;
+    size_t n = strlen(s);
+    if (n == 0 || n > 249 || !strcmp(s, ".") || !strcmp(s, ".."))
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '.' || ch == '_' || ch == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+/* ---- configuration ---- */
+
+static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *ebuf, size_t elen)
+{
+    char es[512];
+    if (rd_kafka_conf_set(conf, k, v, es, sizeof es) != RD_KAFKA_CONF_OK) {
+        if (ebuf && elen)
+            snprintf(ebuf, elen, "kafka: %s=%s: %s", k, v, es);
+        return KUV_ECONFIG;
+    }
+    return 0;
+}
+
+static int conf_seti(rd_kafka_conf_t *conf, const char *k, int v, char *ebuf, size_t elen)
+{
+    char s[32];
+    snprintf(s, sizeof s, "%d", v);
+    return conf_set(conf, k, s, ebuf, elen);
+}
+
+/* The caller's "key", "value", ..., NULL pairs. */
+static int conf_pairs(rd_kafka_conf_t *conf, const char *const *kv, char *ebuf, size_t elen)
+{
+    for (size_t i = 0; kv && kv[i]; i += 2) {
+        if (!kv[i + 1]) {
+            set_errbuf(ebuf, elen, "kafka: conf pairs: odd number of strings");
+            return KUV_EINVAL;
+        }
+        int r = conf_set(conf, kv[i], kv[i + 1], ebuf, elen);
+        if (r)
+            return r;
+    }
+    return 0;
+}
+
+/* A non-blocking close-on-exec pipe; fds[0] read end. */
+static int open_pipe(int fds[2])
+{
+    if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0)
+        return KUV_EIO;
+    return 0;
+}
+
+static void drain_pipe(int fd)
+{
+    char buf[256];
+    for (;;) {
+        ssize_t n = read(fd, buf, sizeof buf);
+        if (n > 0)
+            continue;
+        if (n < 0 && errno == EINTR)
+            continue;
+        break;
+    }
+}
+
+/* ================================================================ */
+/* producer                                                          */
+/* ================================================================ */
+
+typedef struct kuv_dr {
+    kuv_delivery_cb cb;
+    void *ud;
+} kuv_dr;
+
+typedef struct kuv_ensure {
+    kuv_producer *p;
+    kuv_result_cb cb;
+    void *ud;
+    struct kuv_ensure *prev, *next;
+    char topic[];
+} kuv_ensure;
+
+struct kuv_producer {
+    uv_loop_t *loop;
+    rd_kafka_t *rk;
+    rd_kafka_queue_t *mainq;  /* io events enabled */
+    rd_kafka_queue_t *adminq; /* admin results, io events enabled */
+    uv_poll_t poll;
+    uv_idle_t more;
+    int rfd, wfd;
+    int handles;       /* libuv handles not yet closed */
+    int in_serve;      /* inside serve(): defer close */
+    int closing;       /* kuv_producer_close called */
+    int close_pending; /* close requested from a callback */
+    int close_timeout;
+    size_t pending; /* messages without a delivery report yet */
+    int message_timeout_ms, admin_timeout_ms, replication_factor;
+    kuv_ensure *ensures; /* admin requests in flight */
+    kuv_error_cb error_cb;
+    void *ud;
+    char lasterr[256]; /* last client-level error, "" if none */
+    char brokers[];
+};
+
+void kuv_producer_opts_default(kuv_producer_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->message_timeout_ms = 30000;
+    o->linger_ms = 1;
+    o->replication_factor = 1;
+}
+
+static void producer_close_now(kuv_producer *p);
+
+static void p_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    kuv_producer *p = opaque;
+    kuv_dr *d = m->_private;
+    (void)rk;
+    if (p->pending > 0)
+        p->pending--;
+    if (!d)
+        return;
+    if (!m->err) {
+        d->cb(d->ud, 0, NULL, m->partition, m->offset);
+    } else {
+        char msg[768];
+        int err = map_err(m->err);
+        const char *topic = m->rkt ? rd_kafka_topic_name(m->rkt) : "?";
+        if (err == KUV_ETIMEDOUT)
+            snprintf(msg, sizeof msg,
+                     "kafka: delivery to topic '%s' failed: %s after %d ms (brokers %s%s%s)", topic,
+                     rd_kafka_err2str(m->err), p->message_timeout_ms, p->brokers,
+                     p->lasterr[0] ? "; last error: " : "", p->lasterr);
+        else
+            snprintf(msg, sizeof msg, "kafka: delivery to topic '%s' failed: %s (brokers %s)",
+                     topic, rd_kafka_err2str(m->err), p->brokers);
+        d->cb(d->ud, err, msg, m->partition, m->offset);
+    }
+    free(d);
+}
+
+static void p_error_cb(rd_kafka_t *rk, int e, const char *reason, void *opaque)
+{
+    kuv_producer *p = opaque;
+    (void)rk;
+    snprintf(p->lasterr, sizeof p->lasterr, "%s", reason);
+    if (p->error_cb && !p->closing)
+        p->error_cb(p->ud, map_err((rd_kafka_resp_err_t)e), reason);
+}
+
+static void ensure_unlink(kuv_ensure *e)
+{
+    kuv_producer *p = e->p;
+    if (e->prev)
+        e->prev->next = e->next;
+    else
+        p->ensures = e->next;
+    if (e->next)
+        e->next->prev = e->prev;
+}
+
+static void ensure_finish(kuv_ensure *e, int err, const char *msg)
+{
+    ensure_unlink(e);
+    e->cb(e->ud, err, msg);
+    free(e);
+}
+
+static void admin_event(kuv_producer *p, rd_kafka_event_t *ev)
+{
+    kuv_ensure *e = rd_kafka_event_opaque(ev);
+    if (rd_kafka_event_type(ev) != RD_KAFKA_EVENT_CREATETOPICS_RESULT || !e)
+        return;
+    char msg[768];
+    rd_kafka_resp_err_t re = rd_kafka_event_error(ev);
+    if (re) {
+        snprintf(msg, sizeof msg, "kafka: create topic '%s' failed: %s (brokers %s)", e->topic,
+                 rd_kafka_event_error_string(ev), p->brokers);
+        ensure_finish(e, map_err(re), msg);
+        return;
+    }
+    const rd_kafka_CreateTopics_result_t *res = rd_kafka_event_CreateTopics_result(ev);
+    size_t n = 0;
+    const rd_kafka_topic_result_t **tr = res ? rd_kafka_CreateTopics_result_topics(res, &n) : NULL;
+    if (n < 1) {
+        snprintf(msg, sizeof msg, "kafka: create topic '%s': empty result", e->topic);
+        ensure_finish(e, KUV_EKAFKA, msg);
+        return;
+    }
+    re = rd_kafka_topic_result_error(tr[0]);
+    if (re == RD_KAFKA_RESP_ERR_NO_ERROR || re == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+        ensure_finish(e, 0, NULL);
+        return;
+    }
+    const char *es = rd_kafka_topic_result_error_string(tr[0]);
+    snprintf(msg, sizeof msg, "kafka: create topic '%s' failed: %s (brokers %s)", e->topic,
+             es ? es : rd_kafka_err2str(re), p->brokers);
+    ensure_finish(e, map_err(re), msg);
+}
+
+/* Serves a bounded amount; returns 1 when more may be left. */
+static int producer_serve(kuv_producer *p)
+{
+    int more = 0;
+    drain_pipe(p->rfd);
+    p->in_serve++;
+    int r = 0;
+    for (int i = 0; i < KUV_POLL_ROUNDS && !p->close_pending; i++) {
+        r = rd_kafka_poll(p->rk, 0);
+        if (r <= 0)
+            break;
+    }
+    if (r > 0)
+        more = 1;
+    int i;
+    for (i = 0; i < KUV_EVENTS_PER_WAKEUP && !p->close_pending; i++) {
+        rd_kafka_event_t *ev = rd_kafka_queue_poll(p->adminq, 0);
+        if (!ev)
+            break;
+        admin_event(p, ev);
+        rd_kafka_event_destroy(ev);
+    }
+    if (i == KUV_EVENTS_PER_WAKEUP)
+        more = 1;
+    p->in_serve--;
+    if (p->close_pending && !p->in_serve) {
+        producer_close_now(p);
+        return 0;
+    }
+    return more;
+}
+
+static void p_more_cb(uv_idle_t *h)
+{
+    kuv_producer *p = h->data;
+    if (!producer_serve(p) && !p->closing)
+        uv_idle_stop(&p->more);
+}
+
+static void p_poll_cb(uv_poll_t *h, int status, int events)
+{
+    kuv_producer *p = h->data;
+    (void)status;
+    (void)events;
+    if (producer_serve(p) && !p->closing)
+        uv_idle_start(&p->more, p_more_cb);
+}
+
+kuv_producer *kuv_producer_new(uv_loop_t *loop, const char *brokers, const kuv_producer_opts *opts,
+                               int *err)
+{
+    kuv_producer_opts def;
+    int r = 0, dummy;
+    if (!err)
+        err = &dummy;
+    if (!opts) {
+        kuv_producer_opts_default(&def);
+        opts = &def;
+    }
+    char *ebuf = opts->errbuf;
+    size_t elen = opts->errlen;
+    if (!loop || !brokers || !*brokers || opts->message_timeout_ms < 0 ||
+        opts->admin_timeout_ms < 0 || opts->linger_ms < -1 || opts->replication_factor < -1) {
+        set_errbuf(ebuf, elen, "kafka: producer: invalid argument");
+        *err = KUV_EINVAL;
+        return NULL;
+    }
+    size_t blen = strlen(brokers);
+    kuv_producer *p = calloc(1, sizeof *p + blen + 1);
+    if (!p) {
+        *err = KUV_ENOMEM;
+        return NULL;
+    }
+    memcpy(p->brokers, brokers, blen + 1);
+    p->loop = loop;
+    p->rfd = p->wfd = -1;
+    p->message_timeout_ms = opts->message_timeout_ms ? opts->message_timeout_ms : 30000;
+    p->admin_timeout_ms = opts->admin_timeout_ms ? opts->admin_timeout_ms : p->message_timeout_ms;
+    p->replication_factor = opts->replication_factor ? opts->replication_factor : 1;
+    p->error_cb = opts->error_cb;
+    p->ud = opts->ud;
+
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    int linger = opts->linger_ms == 0 ? 1 : (opts->linger_ms < 0 ? 0 : opts->linger_ms);
+    if ((r = conf_set(conf, "bootstrap.servers", brokers, ebuf, elen)) ||
+        (r = conf_set(conf, "client.id", "mutirao", ebuf, elen)) ||
+        (r = conf_set(conf, "acks", "all", ebuf, elen)) ||
+        (r = conf_set(conf, "enable.idempotence", "true", ebuf, elen)) ||
+        (r = conf_seti(conf, "linger.ms", linger, ebuf, elen)) ||
+        (r = conf_seti(conf, "message.timeout.ms", p->message_timeout_ms, ebuf, elen)) ||
+        (r = conf_pairs(conf, opts->conf, ebuf, elen))) {
+        rd_kafka_conf_destroy(conf);
+        free(p);
+        *err = r;
+        return NULL;
+    }
+    rd_kafka_conf_set_opaque(conf, p);
+    rd_kafka_conf_set_dr_msg_cb(conf, p_dr_cb);
+    rd_kafka_conf_set_error_cb(conf, p_error_cb);
+
+    int fds[2];
+    if ((r = open_pipe(fds))) {
+        rd_kafka_conf_destroy(conf);
+        free(p);
+        set_errbuf(ebuf, elen, "kafka: producer: cannot create a pipe");
+        *err = r;
+        return NULL;
+    }
+    p->rfd = fds[0];
+    p->wfd = fds[1];
+
+    char es[512];
+    p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, es, sizeof es);
+    if (!p->rk) { /* conf is still ours on failure */
+        rd_kafka_conf_destroy(conf);
+        if (ebuf && elen)
+            snprintf(ebuf, elen, "kafka: producer: %s", es);
+        close(p->rfd);
+        close(p->wfd);
+        free(p);
+        *err = KUV_ECONFIG;
+        return NULL;
+    }
+    p->mainq = rd_kafka_queue_get_main(p->rk);
+    p->adminq = rd_kafka_queue_new(p->rk);
+    rd_kafka_queue_io_event_enable(p->mainq, p->wfd, "1", 1);
+    rd_kafka_queue_io_event_enable(p->adminq, p->wfd, "1", 1);
+
+    uv_poll_init(loop, &p->poll, p->rfd);
+    uv_idle_init(loop, &p->more);
+    p->poll.data = p->more.data = p;
+    p->handles = 2;
+    uv_poll_start(&p->poll, UV_READABLE, p_poll_cb);
+    *err = 0;
+    return p;
+}
+
+int kuv_produce(kuv_producer *p, const char *topic, const void *key, size_t keylen,
+                const void *value, size_t len, kuv_delivery_cb cb, void *ud)
+{
+    if (!p || !topic || !*topic || (keylen && !key) || (len && !value))
+        return KUV_EINVAL;
+    if (p->closing || p->close_pending)
+        return KUV_ECLOSED;
+    kuv_dr *d = NULL;
+    if (cb) {
+        d = malloc(sizeof *d);
+        if (!d)
+            return KUV_ENOMEM;
+        d->cb = cb;
+        d->ud = ud;
+    }
+    rd_kafka_resp_err_t e =
+        rd_kafka_producev(p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                          RD_KAFKA_V_KEY(key, keylen), RD_KAFKA_V_VALUE((void *)value, len),
+                          RD_KAFKA_V_OPAQUE(d), RD_KAFKA_V_END);
+    if (e) {
+        free(d);
+        return map_err(e);
+    }
+    p->pending++;
+    return 0;
+}
+
+size_t kuv_producer_pending(const kuv_producer *p)
+{
+    return p ? p->pending : 0;
+}
+
+int kuv_topic_ensure(kuv_producer *p, const char *topic, int partitions, kuv_result_cb cb, void *ud)
+{
+    if (!p || !cb || !valid_topic(topic) || partitions < 1)
+        return KUV_EINVAL;
+    if (p->closing || p->close_pending)
+        return KUV_ECLOSED;
+    size_t tlen = strlen(topic);
+    kuv_ensure *e = calloc(1, sizeof *e + tlen + 1);
+    if (!e)
+        return KUV_ENOMEM;
+    memcpy(e->topic, topic, tlen + 1);
+    e->p = p;
+    e->cb = cb;
+    e->ud = ud;
+    char es[512];
+    rd_kafka_NewTopic_t *nt =
+        rd_kafka_NewTopic_new(topic, partitions, p->replication_factor, es, sizeof es);
+    if (!nt) {
+        free(e);
+        return KUV_EINVAL;
+    }
+    rd_kafka_AdminOptions_t *ao = rd_kafka_AdminOptions_new(p->rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+    if (!ao) {
+        rd_kafka_NewTopic_destroy(nt);
+        free(e);
+        return KUV_ENOMEM;
+    }
+    rd_kafka_AdminOptions_set_request_timeout(ao, p->admin_timeout_ms, es, sizeof es);
+    rd_kafka_AdminOptions_set_operation_timeout(ao, p->admin_timeout_ms, es, sizeof es);
+    rd_kafka_AdminOptions_set_opaque(ao, e);
+    e->next = p->ensures;
+    if (p->ensures)
+        p->ensures->prev = e;
+    p->ensures = e;
+    rd_kafka_CreateTopics(p->rk, &nt, 1, ao, p->adminq);
+    rd_kafka_AdminOptions_destroy(ao);
+    rd_kafka_NewTopic_destroy(nt);
+    return 0;
+}
+
+static void p_close_cb(uv_handle_t *h)
+{
+    kuv_producer *p = h->data;
+    if (--p->handles == 0) {
+        close(p->rfd);
+        free(p);
+    }
+}
+
+static void producer_close_now(kuv_producer *p)
+{
+    p->close_pending = 0;
+    p->closing = 1;
+    p->in_serve++; /* callbacks fired below must not re-enter the close */
+    rd_kafka_flush(p->rk, p->close_timeout);
+    if (p->pending > 0) {
+        rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        /* The purged reports are queued now or very soon: bounded wait. */
+        for (int i = 0; i < 100 && p->pending > 0; i++)
+            rd_kafka_poll(p->rk, i == 0 ? 0 : 10);
+    }
+    rd_kafka_event_t *ev;
+    while ((ev = rd_kafka_queue_poll(p->adminq, 0))) {
+        admin_event(p, ev);
+        rd_kafka_event_destroy(ev);
+    }
+    while (p->ensures)
+        ensure_finish(p->ensures, KUV_ECANCELED, "kafka: create topic canceled: producer closed");
+    rd_kafka_queue_io_event_enable(p->mainq, -1, NULL, 0);
+    rd_kafka_queue_io_event_enable(p->adminq, -1, NULL, 0);
+    rd_kafka_queue_destroy(p->mainq);
+    rd_kafka_queue_destroy(p->adminq);
+    rd_kafka_destroy(p->rk);
+    p->rk = NULL;
+    close(p->wfd);
+    p->in_serve--;
+    uv_close((uv_handle_t *)&p->poll, p_close_cb);
+    uv_close((uv_handle_t *)&p->more, p_close_cb);
+}
+
+void kuv_producer_close(kuv_producer *p, int timeout_ms)
+{
+    if (!p || p->closing || p->close_pending)
+        return;
+    p->close_timeout = timeout_ms > 0 ? timeout_ms : 0;
+    if (p->in_serve) {
+        p->close_pending = 1;
+        return;
+    }
+    producer_close_now(p);
+}
+
+/* ================================================================ */
+/* consumer                                                          */
+/* ================================================================ */
+
+typedef struct kuv_part {
+    struct kuv_part *next; /* hash chain */
+    int32_t partition;
+    int paused;
+    int64_t sent; /* last commit sent, -1 none */
+    kuv_tracker tr;
+    char topic[];
+} kuv_part;
+
+#define KUV_NBUCKETS 256
+
+struct kuv_consumer {
+    uv_loop_t *loop;
+    rd_kafka_t *rk;
+    rd_kafka_queue_t *mainq, *cq, *closeq;
+    uv_poll_t poll;
+    uv_idle_t more;
+    uv_timer_t commit_timer, close_timer;
+    int rfd, wfd;
+    int handles;
+    int in_serve;
+    int closing; /* close started: no user callbacks */
+    int close_pending;
+    int destroyed;
+    int paused_all;
+    kuv_msg_cb msg_cb;
+    kuv_rebalance_cb rebalance_cb;
+    kuv_error_cb error_cb;
+    kuv_commit_cb commit_cb;
+    void *ud;
+    int commit_interval_ms, close_timeout_ms, max_per_wakeup;
+    size_t pending;
+    kuv_part *buckets[KUV_NBUCKETS];
+};
+
+/* No user callback fires once a close was asked for. */
+static int quiet(const kuv_consumer *c)
+{
+    return c->closing || c->close_pending;
+}
+
+void kuv_consumer_opts_default(kuv_consumer_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->session_timeout_ms = 6000;
+    o->heartbeat_interval_ms = 2000;
+    o->metadata_refresh_ms = 1000;
+    o->commit_interval_ms = 100;
+    o->close_timeout_ms = 10000;
+    o->max_per_wakeup = 256;
+}
+
+static unsigned part_hash(const char *topic, int32_t partition)
+{
+    uint32_t h = 2166136261u;
+    for (const unsigned char *s = (const unsigned char *)topic; *s; s++)
+        h = (h ^ *s) * 16777619u;
+    h = (h ^ (uint32_t)partition) * 16777619u;
+    return h % KUV_NBUCKETS;
+}
+
+static kuv_part *part_find(kuv_consumer *c, const char *topic, int32_t partition)
+{
+    for (kuv_part *q = c->buckets[part_hash(topic, partition)]; q; q = q->next)
+        if (q->partition == partition && !strcmp(q->topic, topic))
+            return q;
+    return NULL;
+}
+
+static kuv_part *part_get(kuv_consumer *c, const char *topic, int32_t partition)
+{
+    kuv_part *q = part_find(c, topic, partition);
+    if (q)
+        return q;
+    size_t tl = strlen(topic);
+    q = calloc(1, sizeof *q + tl + 1);
+    if (!q)
+        return NULL;
+    memcpy(q->topic, topic, tl + 1);
+    q->partition = partition;
+    q->sent = -1;
+    kuv_tracker_init(&q->tr);
+    unsigned b = part_hash(topic, partition);
+    q->next = c->buckets[b];
+    c->buckets[b] = q;
+    return q;
+}
+
+static void part_forget(kuv_consumer *c, const char *topic, int32_t partition)
+{
+    kuv_part **pp = &c->buckets[part_hash(topic, partition)];
+    for (; *pp; pp = &(*pp)->next) {
+        kuv_part *q = *pp;
+        if (q->partition == partition && !strcmp(q->topic, topic)) {
+            *pp = q->next;
+            c->pending -= kuv_tracker_pending(&q->tr);
+            kuv_tracker_free(&q->tr);
+            free(q);
+            return;
+        }
+    }
+}
+
+static void part_forget_all(kuv_consumer *c)
+{
+    for (int b = 0; b < KUV_NBUCKETS; b++) {
+        while (c->buckets[b]) {
+            kuv_part *q = c->buckets[b];
+            c->buckets[b] = q->next;
+            kuv_tracker_free(&q->tr);
+            free(q);
+        }
+    }
+    c->pending = 0;
+}
+
+static void add_commit(rd_kafka_topic_partition_list_t *l, kuv_part *q)
+{
+    int64_t off = kuv_tracker_committable(&q->tr);
+    if (off < 0 || off == q->sent)
+        return;
+    rd_kafka_topic_partition_list_add(l, q->topic, q->partition)->offset = off;
+    q->sent = off;
+}
+
+static void send_commit(kuv_consumer *c, rd_kafka_topic_partition_list_t *l)
+{
+    if (l->cnt > 0) {
+        rd_kafka_resp_err_t e = rd_kafka_commit(c->rk, l, 1);
+        if (e && c->error_cb && !quiet(c))
+            c->error_cb(c->ud, map_err(e), rd_kafka_err2str(e));
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+/* Commits every partition's finished prefix not yet sent. */
+static void commit_all(kuv_consumer *c)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(8);
+    for (int b = 0; b < KUV_NBUCKETS; b++)
+        for (kuv_part *q = c->buckets[b]; q; q = q->next)
+            add_commit(l, q);
+    send_commit(c, l);
+}
+
+static void commit_timer_cb(uv_timer_t *t)
+{
+    kuv_consumer *c = t->data;
+    if (!c->destroyed)
+        commit_all(c);
+}
+
+static void c_commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e,
+                        rd_kafka_topic_partition_list_t *offsets, void *opaque)
+{
+    kuv_consumer *c = opaque;
+    (void)rk;
+    if (e == RD_KAFKA_RESP_ERR__NO_OFFSET || !offsets)
+        return;
+    for (int i = 0; i < offsets->cnt; i++) {
+        const rd_kafka_topic_partition_t *tp = &offsets->elems[i];
+        rd_kafka_resp_err_t pe = tp->err ? tp->err : e;
+        if (pe) { /* let the next timer tick retry it */
+            kuv_part *q = part_find(c, tp->topic, tp->partition);
+            if (q && q->sent == tp->offset) {
+                q->sent = -1;
+                if (!c->closing && !uv_is_active((uv_handle_t *)&c->commit_timer))
+                    uv_timer_start(&c->commit_timer, commit_timer_cb,
+                                   (uint64_t)c->commit_interval_ms, 0);
+            }
+        }
+        if (c->commit_cb && !quiet(c))
+            c->commit_cb(c->ud, map_err(pe), tp->topic, tp->partition, tp->offset);
+    }
+}
+
+static void c_error_cb(rd_kafka_t *rk, int e, const char *reason, void *opaque)
+{
+    kuv_consumer *c = opaque;
+    (void)rk;
+    if (c->error_cb && !quiet(c))
+        c->error_cb(c->ud, map_err((rd_kafka_resp_err_t)e), reason);
+}
+
+static void call_user_rebalance(kuv_consumer *c, int assigned,
+                                const rd_kafka_topic_partition_list_t *l)
+{
+    if (!c->rebalance_cb || quiet(c) || l->cnt <= 0)
+        return;
+    kuv_partition *v = malloc((size_t)l->cnt * sizeof *v); /* rebalances are rare */
+    if (!v)
+        return;
+    for (int i = 0; i < l->cnt; i++) {
+        v[i].topic = l->elems[i].topic;
+        v[i].partition = l->elems[i].partition;
+    }
+    c->rebalance_cb(c->ud, assigned, v, (size_t)l->cnt);
+    free(v);
+}
+
+static void report_error(kuv_consumer *c, rd_kafka_error_t *err)
+{
+    if (!err)
+        return;
+    if (c->error_cb && !quiet(c))
+        c->error_cb(c->ud, KUV_EKAFKA, rd_kafka_error_string(err));
+    rd_kafka_error_destroy(err);
+}
+
+static void rebalance(kuv_consumer *c, rd_kafka_resp_err_t e, rd_kafka_topic_partition_list_t *l)
+{
+    int coop = !strcmp(rd_kafka_rebalance_protocol(c->rk), "COOPERATIVE");
+    if (e == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        for (int i = 0; i < l->cnt; i++) {
+            kuv_part *q = part_get(c, l->elems[i].topic, l->elems[i].partition);
+            if (q) { /* a fresh assignment starts from the committed offset */
+                c->pending -= kuv_tracker_pending(&q->tr);
+                kuv_tracker_reset(&q->tr);
+                q->sent = -1;
+                q->paused = 0;
+            }
+        }
+        if (coop)
+            report_error(c, rd_kafka_incremental_assign(c->rk, l));
+        else
+            rd_kafka_assign(c->rk, l);
+        if (c->paused_all && !c->closing) {
+            rd_kafka_pause_partitions(c->rk, l);
+            for (int i = 0; i < l->cnt; i++) {
+                kuv_part *q = part_find(c, l->elems[i].topic, l->elems[i].partition);
+                if (q)
+                    q->paused = 1;
+            }
+        }
+        call_user_rebalance(c, 1, l);
+        return;
+    }
+    if (e == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
+        call_user_rebalance(c, 0, l);
+        if (!rd_kafka_assignment_lost(c->rk)) {
+            rd_kafka_topic_partition_list_t *cl = rd_kafka_topic_partition_list_new(l->cnt);
+            for (int i = 0; i < l->cnt; i++) {
+                kuv_part *q = part_find(c, l->elems[i].topic, l->elems[i].partition);
+                if (q)
+                    add_commit(cl, q);
+            }
+            send_commit(c, cl);
+        }
+        for (int i = 0; i < l->cnt; i++)
+            part_forget(c, l->elems[i].topic, l->elems[i].partition);
+        if (coop)
+            report_error(c, rd_kafka_incremental_unassign(c->rk, l));
+        else
+            rd_kafka_assign(c->rk, NULL);
+        return;
+    }
+    if (c->error_cb && !quiet(c))
+        c->error_cb(c->ud, KUV_EKAFKA, rd_kafka_err2str(e));
+    part_forget_all(c);
+    rd_kafka_assign(c->rk, NULL);
+}
+
+static void c_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e,
+                           rd_kafka_topic_partition_list_t *l, void *opaque)
+{
+    (void)rk;
+    rebalance(opaque, e, l);
+}
+
+static void deliver(kuv_consumer *c, rd_kafka_message_t *m)
+{
+    if (quiet(c))
+        return;
+    if (m->err) {
+        if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF && c->error_cb)
+            c->error_cb(c->ud, map_err(m->err), rd_kafka_message_errstr(m));
+        return;
+    }
+    const char *topic = rd_kafka_topic_name(m->rkt);
+    kuv_part *q = part_get(c, topic, m->partition);
+    if (!q) {
+        if (c->error_cb)
+            c->error_cb(c->ud, KUV_ENOMEM, "kafka: out of memory tracking a partition");
+        return;
+    }
+    int r = kuv_tracker_add(&q->tr, m->offset);
+    if (r == KUV_EINVAL) { /* the fetch position moved back: start over */
+        c->pending -= kuv_tracker_pending(&q->tr);
+        kuv_tracker_reset(&q->tr);
+        q->sent = -1;
+        r = kuv_tracker_add(&q->tr, m->offset);
+    }
+    if (r) {
+        if (c->error_cb)
+            c->error_cb(c->ud, r, "kafka: cannot track an offset; message skipped");
+        return;
+    }
+    c->pending++;
+    kuv_message km = {
+        .topic = topic,
+        .partition = m->partition,
+        .offset = m->offset,
+        .key = m->key,
+        .keylen = m->key ? m->key_len : 0,
+        .value = m->payload,
+        .len = m->payload ? m->len : 0,
+        .timestamp = rd_kafka_message_timestamp(m, NULL),
+    };
+    c->msg_cb(c->ud, &km);
+}
+
+static void consumer_close_start(kuv_consumer *c);
+static void consumer_destroy(kuv_consumer *c, int forced);
+
+/* Serves the queues during a close: rebalances (revokes) and the end. */
+static int consumer_serve_closing(kuv_consumer *c)
+{
+    int i;
+    rd_kafka_poll(c->rk, 0);
+    for (i = 0; i < KUV_EVENTS_PER_WAKEUP; i++) {
+        rd_kafka_event_t *ev = rd_kafka_queue_poll(c->closeq, 0);
+        if (!ev)
+            break;
+        if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_REBALANCE) {
+            rd_kafka_topic_partition_list_t *l = rd_kafka_event_topic_partition_list(ev);
+            rebalance(c, rd_kafka_event_error(ev), l);
+        }
+        rd_kafka_event_destroy(ev);
+    }
+    if (rd_kafka_consumer_closed(c->rk)) {
+        consumer_destroy(c, 0);
+        return 0;
+    }
+    return i == KUV_EVENTS_PER_WAKEUP;
+}
+
+static int consumer_serve(kuv_consumer *c)
+{
+    if (c->destroyed)
+        return 0;
+    drain_pipe(c->rfd);
+    if (c->closing)
+        return consumer_serve_closing(c);
+    int more = 0, r = 0;
+    c->in_serve++;
+    for (int i = 0; i < KUV_POLL_ROUNDS && !c->close_pending; i++) {
+        r = rd_kafka_poll(c->rk, 0);
+        if (r <= 0)
+            break;
+    }
+    if (r > 0)
+        more = 1;
+    int n;
+    for (n = 0; n < c->max_per_wakeup && !c->close_pending; n++) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(c->rk, 0);
+        if (!m)
+            break;
+        deliver(c, m);
+        rd_kafka_message_destroy(m);
+    }
+    if (n == c->max_per_wakeup)
+        more = 1;
+    c->in_serve--;
+    if (c->close_pending && !c->in_serve) {
+        consumer_close_start(c);
+        return 1; /* serve the close queue next iteration */
+    }
+    return more;
+}
+
+static void c_more_cb(uv_idle_t *h)
+{
+    kuv_consumer *c = h->data;
+    if (!consumer_serve(c) && !c->destroyed)
+        uv_idle_stop(&c->more);
+}
+
+static void c_poll_cb(uv_poll_t *h, int status, int events)
+{
+    kuv_consumer *c = h->data;
+    (void)status;
+    (void)events;
+    if (consumer_serve(c) && !c->destroyed)
+        uv_idle_start(&c->more, c_more_cb);
+}
+
+kuv_consumer *kuv_consumer_new(uv_loop_t *loop, const char *brokers, const char *group,
+                               const kuv_consumer_opts *opts, kuv_msg_cb msg_cb,
+                               kuv_rebalance_cb rebalance_cb, void *ud, int *err)
+{
+    kuv_consumer_opts def;
+    int r, dummy;
+    if (!err)
+        err = &dummy;
+    if (!opts) {
+        kuv_consumer_opts_default(&def);
+        opts = &def;
+    }
+    char *ebuf = opts->errbuf;
+    size_t elen = opts->errlen;
+    if (!loop || !brokers || !*brokers || !group || !*group || !msg_cb ||
+        opts->session_timeout_ms < 0 || opts->heartbeat_interval_ms < 0 ||
+        opts->metadata_refresh_ms < 0 || opts->commit_interval_ms < 0 ||
+        opts->close_timeout_ms < 0 || opts->max_per_wakeup < 0) {
+        set_errbuf(ebuf, elen, "kafka: consumer: invalid argument");
+        *err = KUV_EINVAL;
+        return NULL;
+    }
+    kuv_consumer *c = calloc(1, sizeof *c);
+    if (!c) {
+        *err = KUV_ENOMEM;
+        return NULL;
+    }
+    c->loop = loop;
+    c->msg_cb = msg_cb;
+    c->rebalance_cb = rebalance_cb;
+    c->error_cb = opts->error_cb;
+    c->commit_cb = opts->commit_cb;
+    c->ud = ud;
+    c->commit_interval_ms = opts->commit_interval_ms ? opts->commit_interval_ms : 100;
+    c->close_timeout_ms = opts->close_timeout_ms ? opts->close_timeout_ms : 10000;
+    c->max_per_wakeup = opts->max_per_wakeup ? opts->max_per_wakeup : 256;
+    int session = opts->session_timeout_ms ? opts->session_timeout_ms : 6000;
+    int heartbeat = opts->heartbeat_interval_ms ? opts->heartbeat_interval_ms : 2000;
+    int refresh = opts->metadata_refresh_ms ? opts->metadata_refresh_ms : 1000;
+
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    if ((r = conf_set(conf, "bootstrap.servers", brokers, ebuf, elen)) ||
+        (r = conf_set(conf, "client.id", "mutirao", ebuf, elen)) ||
+        (r = conf_set(conf, "group.id", group, ebuf, elen)) ||
+        (r = conf_set(conf, "enable.auto.commit", "false", ebuf, elen)) ||
+        (r = conf_set(conf, "enable.auto.offset.store", "false", ebuf, elen)) ||
+        (r = conf_set(conf, "auto.offset.reset", "earliest", ebuf, elen)) ||
+        (r = conf_seti(conf, "session.timeout.ms", session, ebuf, elen)) ||
+        (r = conf_seti(conf, "heartbeat.interval.ms", heartbeat, ebuf, elen)) ||
+        (r = conf_seti(conf, "topic.metadata.refresh.interval.ms", refresh, ebuf, elen)) ||
+        (r = conf_pairs(conf, opts->conf, ebuf, elen))) {
+        rd_kafka_conf_destroy(conf);
+        free(c);
+        *err = r;
+        return NULL;
+    }
+    rd_kafka_conf_set_opaque(conf, c);
+    rd_kafka_conf_set_rebalance_cb(conf, c_rebalance_cb);
+    rd_kafka_conf_set_offset_commit_cb(conf, c_commit_cb);
+    rd_kafka_conf_set_error_cb(conf, c_error_cb);
+
+    int fds[2];
+    if ((r = open_pipe(fds))) {
+        rd_kafka_conf_destroy(conf);
+        free(c);
+        set_errbuf(ebuf, elen, "kafka: consumer: cannot create a pipe");
+        *err = r;
+        return NULL;
+    }
+    c->rfd = fds[0];
+    c->wfd = fds[1];
+    char es[512];
+    c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, es, sizeof es);
+    if (!c->rk) {
+        rd_kafka_conf_destroy(conf);
+        if (ebuf && elen)
+            snprintf(ebuf, elen, "kafka: consumer: %s", es);
+        close(c->rfd);
+        close(c->wfd);
+        free(c);
+        *err = KUV_ECONFIG;
+        return NULL;
+    }
+    c->mainq = rd_kafka_queue_get_main(c->rk);
+    c->cq = rd_kafka_queue_get_consumer(c->rk);
+    rd_kafka_queue_io_event_enable(c->mainq, c->wfd, "1", 1);
+    rd_kafka_queue_io_event_enable(c->cq, c->wfd, "1", 1);
+
+    uv_poll_init(loop, &c->poll, c->rfd);
+    uv_idle_init(loop, &c->more);
+    uv_timer_init(loop, &c->commit_timer);
+    uv_timer_init(loop, &c->close_timer);
+    c->poll.data = c->more.data = c->commit_timer.data = c->close_timer.data = c;
+    c->handles = 4;
+    uv_poll_start(&c->poll, UV_READABLE, c_poll_cb);
+    *err = 0;
+    return c;
+}
+
+int kuv_subscribe(kuv_consumer *c, const char *const *patterns, size_t n)
+{
+    if (!c || !patterns || n == 0 || n > INT32_MAX)
+        return KUV_EINVAL;
+    if (c->closing || c->close_pending)
+        return KUV_ECLOSED;
+    for (size_t i = 0; i < n; i++)
+        if (!patterns[i] || !*patterns[i])
+            return KUV_EINVAL;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)n);
+    for (size_t i = 0; i < n; i++)
+        rd_kafka_topic_partition_list_add(l, patterns[i], RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t e = rd_kafka_subscribe(c->rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    return e ? map_err(e) : 0;
+}
+
+static int pause_resume(kuv_consumer *c, const char *topic, int32_t partition, int pause)
+{
+    if (!c || (topic && partition < 0))
+        return KUV_EINVAL;
+    if (c->closing || c->close_pending)
+        return KUV_ECLOSED;
+    rd_kafka_topic_partition_list_t *l = NULL;
+    if (!topic) {
+        c->paused_all = pause;
+        if (rd_kafka_assignment(c->rk, &l) || !l)
+            return KUV_EKAFKA;
+    } else {
+        kuv_part *q = part_find(c, topic, partition);
+        if (!q)
+            return KUV_ENOTASSIGNED;
+        l = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(l, topic, partition);
+    }
+    rd_kafka_resp_err_t e =
+        pause ? rd_kafka_pause_partitions(c->rk, l) : rd_kafka_resume_partitions(c->rk, l);
+    int r = e ? map_err(e) : 0;
+    for (int i = 0; i < l->cnt; i++) {
+        if (l->elems[i].err) {
+            if (topic)
+                r = KUV_ENOTASSIGNED;
+            continue;
+        }
+        kuv_part *q = part_find(c, l->elems[i].topic, l->elems[i].partition);
+        if (q)
+            q->paused = pause;
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+    return r;
+}
+
+int kuv_pause(kuv_consumer *c, const char *topic, int32_t partition)
+{
+    return pause_resume(c, topic, partition, 1);
+}
+
+int kuv_resume(kuv_consumer *c, const char *topic, int32_t partition)
+{
+    return pause_resume(c, topic, partition, 0);
+}
+
+int kuv_done(kuv_consumer *c, const char *topic, int32_t partition, int64_t offset)
+{
+    if (!c || !topic)
+        return KUV_EINVAL;
+    if (c->closing)
+        return KUV_ECLOSED;
+    kuv_part *q = part_find(c, topic, partition);
+    if (!q)
+        return KUV_ENOTASSIGNED;
+    int r = kuv_tracker_done(&q->tr, offset);
+    if (r)
+        return r;
+    c->pending--;
+    if (kuv_tracker_committable(&q->tr) != q->sent &&
+        !uv_is_active((uv_handle_t *)&c->commit_timer))
+        uv_timer_start(&c->commit_timer, commit_timer_cb, (uint64_t)c->commit_interval_ms, 0);
+    return 0;
+}
+
+size_t kuv_consumer_pending(const kuv_consumer *c)
+{
+    return c ? c->pending : 0;
+}
+
+static void c_close_cb(uv_handle_t *h)
+{
+    kuv_consumer *c = h->data;
+    if (--c->handles == 0) {
+        close(c->rfd);
+        free(c);
+    }
+}
+
+static void consumer_destroy(kuv_consumer *c, int forced)
+{
+    if (c->destroyed)
+        return;
+    c->destroyed = 1;
+    rd_kafka_queue_io_event_enable(c->mainq, -1, NULL, 0);
+    rd_kafka_queue_io_event_enable(c->cq, -1, NULL, 0);
+    rd_kafka_queue_io_event_enable(c->closeq, -1, NULL, 0);
+    rd_kafka_queue_destroy(c->closeq);
+    rd_kafka_queue_destroy(c->cq);
+    rd_kafka_queue_destroy(c->mainq);
+    if (forced)
+        rd_kafka_destroy_flags(c->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+    else
+        rd_kafka_destroy(c->rk);
+    c->rk = NULL;
+    close(c->wfd);
+    part_forget_all(c);
+    uv_close((uv_handle_t *)&c->poll, c_close_cb);
+    uv_close((uv_handle_t *)&c->more, c_close_cb);
+    uv_close((uv_handle_t *)&c->commit_timer, c_close_cb);
+    uv_close((uv_handle_t *)&c->close_timer, c_close_cb);
+}
+
+static void closing_check_cb(uv_timer_t *t)
+{
+    consumer_serve(t->data);
+}
+
+static void close_timer_cb(uv_timer_t *t)
+{
+    consumer_destroy(t->data, 1);
+}
+
+static void consumer_close_start(kuv_consumer *c)
+{
+    c->close_pending = 0;
+    commit_all(c);
+    c->closing = 1;
+    uv_timer_stop(&c->commit_timer);
+    c->closeq = rd_kafka_queue_new(c->rk);
+    rd_kafka_queue_io_event_enable(c->closeq, c->wfd, "1", 1);
+    rd_kafka_error_t *e = rd_kafka_consumer_close_queue(c->rk, c->closeq);
+    if (e) {
+        rd_kafka_error_destroy(e);
+        consumer_destroy(c, 1);
+        return;
+    }
+    uv_timer_start(&c->close_timer, close_timer_cb, (uint64_t)c->close_timeout_ms, 0);
+    /* The end is seen when serving the close queue; check it every 20 ms too. */
+    uv_timer_start(&c->commit_timer, closing_check_cb, 0, 20);
+}
+
+void kuv_consumer_close(kuv_consumer *c)
+{
+    if (!c || c->closing || c->close_pending)
+        return;
+    if (c->in_serve) {
+        c->close_pending = 1; /* no user callback from here on */
+        return;
+    }
+    consumer_close_start(c);
+}
