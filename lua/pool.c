@@ -43,6 +43,9 @@ struct ptask {
     size_t inlen, outlen;
     int ok, state;
     uint64_t seq;  /* the number in the task id */
+    scope *sc;     /* (submitter) scope of the submitting goroutine, while it tracks t */
+    ptask *sc_prev, *sc_next;
+    int held;      /* (submitter) t keeps the submitter's loop alive */
     int label_ref; /* (submitter) label of the submitting goroutine's scope */
     uint64_t done_ns;
     glist waiters; /* awaiting goroutines (submitter's thread only) */
@@ -515,6 +518,32 @@ static void run_task(sched *s, xmsg *m)
 
 /* ---- the submitter side ---- */
 
+/* The submitter's scope keeps a list of its unfinished pool tasks. */
+static void track(ptask *t, scope *sc)
+{
+    t->sc = sc;
+    t->sc_prev = NULL;
+    t->sc_next = sc->ptasks;
+    if (sc->ptasks)
+        ((ptask *)sc->ptasks)->sc_prev = t;
+    sc->ptasks = t;
+}
+
+static void untrack(ptask *t)
+{
+    scope *sc = t->sc;
+    if (!sc)
+        return;
+    if (t->sc_prev)
+        t->sc_prev->sc_next = t->sc_next;
+    else
+        sc->ptasks = t->sc_next;
+    if (t->sc_next)
+        t->sc_next->sc_prev = t->sc_prev;
+    t->sc = NULL;
+    t->sc_prev = t->sc_next = NULL;
+}
+
 static pool_vm *vm_state(sched *s)
 {
     if (s->pool_state)
@@ -631,8 +660,34 @@ static void on_done(sched *s, xmsg *m)
         luaL_unref(s->T, LUA_REGISTRYINDEX, t->label_ref);
         t->label_ref = LUA_NOREF;
     }
-    sched_unhold(s);
+    untrack(t);
+    if (t->held) {
+        t->held = 0;
+        sched_unhold(s);
+    }
     evict(s, pv);
+}
+
+/* A scope of the submitter's VM was cancelled (a task's timeout): the pool
+ * tasks its goroutines submitted no longer keep the process alive. They run
+ * to their end in their VMs; their outcomes are still kept for await. */
+void pool_scope_cancelled(scope *sc)
+{
+    ptask *t;
+    while ((t = sc->ptasks)) {
+        untrack(t);
+        if (t->held) {
+            t->held = 0;
+            sched_unhold(sc->s);
+        }
+    }
+}
+
+/* A scope ended: its unfinished pool tasks are simply no longer tracked. */
+void pool_scope_freed(scope *sc)
+{
+    while (sc->ptasks)
+        untrack(sc->ptasks);
 }
 
 void pool_sched_free(sched *s)
@@ -860,6 +915,8 @@ static int submit_k(lua_State *L, int status, lua_KContext ctx)
         lua_pop(L, 1);
         lua_pushstring(L, t->id);
         sched_hold(s);
+        t->held = 1;
+        track(t, sched_current_scope(s, L));
         ptask *undelivered = NULL;
         if (p->active < p->workers) {
             p->active++;

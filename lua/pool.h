@@ -21,6 +21,10 @@
 void pool_open(lua_State *L, sched *s);
 /* await(task_id): returns like await, or raises for a non-string. */
 int pool_await(lua_State *L, sched *s, int idx);
+/* The scheduler tells pools that a scope was cancelled or freed: pool
+ * tasks its goroutines submitted stop keeping the process alive. */
+void pool_scope_cancelled(scope *sc);
+void pool_scope_freed(scope *sc);
 /* Frees what the scheduler's VM keeps for pools (results, waiters). */
 void pool_sched_free(sched *s);
 

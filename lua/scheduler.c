@@ -221,6 +221,8 @@ static void scope_free(scope *sc)
 {
     sched *s = sc->s;
     timer_del(s, &sc->deadline);
+    if (sc->ptasks)
+        pool_scope_freed(sc);
     if (sc->label_ref != LUA_NOREF)
         luaL_unref(s->L, LUA_REGISTRYINDEX, sc->label_ref);
     /* orphan children (they are not live, or we would be live too) */
@@ -265,6 +267,8 @@ void scope_cancel(scope *sc, const char *reason)
     else if (!sc->reason[0])
         snprintf(sc->reason, sizeof sc->reason, "cancelled");
     timer_del(s, &sc->deadline);
+    if (sc->ptasks)
+        pool_scope_cancelled(sc);
     sc->refs++;
     /* Killing runs __close handlers, which may spawn into this scope (those
      * are killed at birth) or end other members: restart from the head. */

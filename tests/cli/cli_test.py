@@ -188,6 +188,9 @@ CASES = {
     "pool_fire_and_forget": dict(
         args=["run", case_file("pool_fire_and_forget.lua")], code=0,
         err=[r"main chunk ends", r"task 1 done$", r"task 2 done$", r"task 3 done$", r"task 4 done$"]),
+    "pool_task_outlives_timeout": dict(
+        args=["run", case_file("pool_task_outlives_timeout.lua")], code=1,
+        out=[r"\bt\s+timeout\b"], max_s=5),
     "log_format_json": dict(
         args=["run", case_file("ok.lua"), "--log-format", "json"], code=0,
         check_streams=check_json_lines),
