@@ -42,8 +42,8 @@ struct ptask {
     char *in, *out; /* encoded fn + args; encoded outcome */
     size_t inlen, outlen;
     int ok, state;
-    uint64_t seq;  /* the number in the task id */
-    scope *sc;     /* (submitter) scope of the submitting goroutine, while it tracks t */
+    uint64_t seq; /* the number in the task id */
+    scope *sc;    /* (submitter) scope of the submitting goroutine, while it tracks t */
     ptask *sc_prev, *sc_next;
     int held;      /* (submitter) t keeps the submitter's loop alive */
     int label_ref; /* (submitter) label of the submitting goroutine's scope */

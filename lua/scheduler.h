@@ -73,8 +73,8 @@ struct scope {
     uint8_t cancelled, counted;
     char reason[64]; /* why it was cancelled, e.g. "timeout after 100 ms" */
     int label_ref;   /* registry ref of a label (task name), or LUA_NOREF */
-    gor *lead;        /* goroutine whose end disarms the deadline (timeout()), or NULL */
-    void *ptasks;     /* pool tasks submitted from it and not finished (pool.c) */
+    gor *lead;       /* goroutine whose end disarms the deadline (timeout()), or NULL */
+    void *ptasks;    /* pool tasks submitted from it and not finished (pool.c) */
 };
 
 struct sched {
