@@ -10,6 +10,7 @@
 #include <lauxlib.h>
 
 #include "async.h"
+#include "coroutines.h"
 #include "pool.h"
 #include "scheduler.h"
 #include "waitgroup.h"
@@ -354,6 +355,7 @@ static void pin_module(void)
 MUTIRAO_EXPORT int luaopen_goroutine(lua_State *L)
 {
     pin_module();
+    coroutines_patch(L);
     static const luaL_Reg funcs[] = {{"spawn", g_spawn},
                                      {"spawn_many", g_spawn_many},
                                      {"wait_group", g_wait_group},

@@ -34,7 +34,26 @@ static void preempt_hook(lua_State *L, lua_Debug *ar)
     (void)ar;
     gor *g = gor_of(L);
     if (!g) {
-        lua_sethook(L, NULL, 0, 0);
+        /* a plain coroutine run by a goroutine (coroutines.c) */
+        sched *s = tl_sched;
+        if (!s || atomic_load_explicit(&s->running_L, memory_order_relaxed) != L) {
+            lua_sethook(L, NULL, 0, 0);
+            return;
+        }
+        if (!s->pcal) {
+            s->pcal = 1;
+            return;
+        }
+        if (lua_isyieldable(L)) {
+            lua_sethook(L, NULL, 0, 0);
+            s->pcal = 0;
+            s->nested_preempt = 1;
+            lua_yield(L, 0);
+            return;
+        }
+        uint64_t dl = atomic_load_explicit(&s->run_deadline, memory_order_relaxed);
+        if (dl && mono_ns() >= dl)
+            luaL_error(L, "cancelled: deadline passed");
         return;
     }
     /* The first line event after arming may come mid-line (Lua's last-line

@@ -93,6 +93,8 @@ struct sched {
     _Atomic uint64_t busy_since;    /* ns since this drain started; 0 when idle */
     _Atomic uint64_t run_deadline;  /* eff_deadline of the running goroutine */
     atomic_int preempt;             /* set by the signal handler: end this drain */
+    volatile int nested_preempt;    /* a plain coroutine inside a goroutine was preempted */
+    volatile int pcal;              /* preemption hook calibrated on a plain coroutine */
     int in_cb;                      /* inside a loop callback of ours: no nested uv_run */
     uint64_t next_id;
     scope root;
