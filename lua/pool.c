@@ -413,9 +413,12 @@ static void task_encode(lua_State *L, ptask *t, int ok, int first)
     char err[256];
     int n = lua_gettop(L) - first + 1;
     buf_free(t, &t->out);
-    if (codec_encode_buf(L, first, n, NULL, t->buf, sizeof t->buf, &t->out, &t->outlen, err,
+    codec_limits lim;
+    codec_limits_default(&lim);
+    lim.value_name = ok ? "result" : "error value";
+    if (codec_encode_buf(L, first, n, &lim, t->buf, sizeof t->buf, &t->out, &t->outlen, err,
                          sizeof err) != 0) {
-        lua_pushfstring(L, "task %s: cannot send its %s back: %s", t->id, ok ? "result" : "error",
+        lua_pushfstring(L, "task %s: cannot send its %s back: %s", t->id, ok ? "results" : "error",
                         err);
         ok = 0;
         codec_encode_buf(L, lua_gettop(L), 1, NULL, t->buf, sizeof t->buf, &t->out, &t->outlen,
@@ -752,8 +755,12 @@ static int l_pool_create(lua_State *L)
         luaL_checktype(L, 2, LUA_TTABLE);
         workers = opt_int_field(L, 2, "workers", 4, 1);
         qcap = opt_int_field(L, 2, "queue", workers * 2, 0);
-        if (lua_getfield(L, 2, "block") != LUA_TNIL)
+        int bt = lua_getfield(L, 2, "block");
+        if (bt == LUA_TBOOLEAN)
             block = lua_toboolean(L, -1);
+        else if (bt != LUA_TNIL)
+            luaL_error(L, "bad option 'block' to 'pool_create' (boolean expected, got %s)",
+                       luaL_typename(L, -1));
         lua_pop(L, 1);
     } else {
         qcap = workers * 2;
@@ -861,7 +868,10 @@ static int l_pool_submit(lua_State *L)
     paths_publish(L);
     char err[256];
     int top = lua_gettop(L); /* the guard is on top */
-    if (codec_encode_buf(L, 2, top - 2, NULL, t->buf, sizeof t->buf, &t->in, &t->inlen, err,
+    codec_limits lim;
+    codec_limits_default(&lim);
+    lim.first_number = 2; /* fn is pool_submit's argument #2 */
+    if (codec_encode_buf(L, 2, top - 2, &lim, t->buf, sizeof t->buf, &t->in, &t->inlen, err,
                          sizeof err) != 0) {
         luaL_pushfail(L);
         lua_pushstring(L, err);
@@ -1091,7 +1101,10 @@ int pool_await(lua_State *L, sched *s, int idx)
     }
     if (!t) {
         lua_pushboolean(L, 0);
-        lua_pushfstring(L, "unknown task id: %s (outcomes are kept %d s)", id, RESULT_TTL_S);
+        lua_pushfstring(L,
+                        "unknown task id: %s (not submitted from this VM, or finished more than "
+                        "%d s ago)",
+                        id, RESULT_TTL_S);
         return 2;
     }
     if (t->state == T_DONE)

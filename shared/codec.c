@@ -44,6 +44,8 @@ void codec_limits_default(codec_limits *lim)
     lim->max_elems = (size_t)4 << 20;
     lim->allow_bytecode = 0;
     lim->allow_require = 0;
+    lim->value_name = "argument";
+    lim->first_number = 1;
 }
 
 void codec__fail(codec__ctx *c, int code, const char *fmt, ...)

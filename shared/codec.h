@@ -56,6 +56,10 @@ typedef struct codec_limits {
     size_t max_elems;   /* most values (every node counts) in one message */
     int allow_bytecode; /* 0: refuse messages that carry functions */
     int allow_require;  /* 0: module refs resolve only to loaded modules */
+    /* How error messages name the encoded values: "<value_name> #<n>" with n
+     * counted from first_number ("argument #1" by default). */
+    const char *value_name;
+    int first_number;
 } codec_limits;
 
 /* Fills *lim with the defaults: 64 MiB, depth 128, 4 Mi values, no

@@ -149,7 +149,8 @@ static int mb_piece(codec__ctx *c, msgbuf *m, int *i, const char *typ)
         return CODEC__SEG_UPVAL;
     }
     default:
-        mb_add(m, "argument #%d", s->a);
+        mb_add(m, "%s #%d", c->lim.value_name ? c->lim.value_name : "argument",
+               s->a - 1 + c->lim.first_number);
         if (typ)
             mb_add(m, " (%s)", typ);
         *i -= 1;
