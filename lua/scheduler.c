@@ -12,6 +12,7 @@
 #include <lauxlib.h>
 
 #include "async.h"
+#include "coroutines.h"
 #include "pool.h"
 #include "port.h"
 #include "preempt.h"
@@ -358,6 +359,8 @@ void sched_ready_all(sched *s, glist *wl)
         sched_ready(s, g);
 }
 
+static void report_error(sched *s, gor *g);
+
 /* Ends g's membership and keeps its record for reuse. */
 static void gor_release(sched *s, gor *g, int reset)
 {
@@ -367,8 +370,14 @@ static void gor_release(sched *s, gor *g, int reset)
     s->nlive--;
     if (lua_gethook(co))
         lua_sethook(co, NULL, 0, 0);
-    if (reset)
-        lua_resetthread(co);
+    if (reset) {
+        int st = lua_resetthread(co);
+        if (reset == 2 && st != LUA_OK && st != LUA_YIELD) {
+            /* killed: an error came from one of its <close> handlers */
+            lua_xmove(co, T, 1);
+            report_error(s, g);
+        }
+    }
     lua_settop(co, 0);
     if (g->handle) {
         /* drop the handle anchored in the record's second user value */
@@ -512,7 +521,8 @@ void sched_kill(sched *s, gor *g, const char *reason)
         lua_pushstring(s->T, reason ? reason : "cancelled");
         handle_resolve_error(g->handle, s->T);
     }
-    gor_release(s, g, 1); /* runs the goroutine's pending __close handlers */
+    coroutines_close_chain(s->T, g->L);
+    gor_release(s, g, 2); /* runs the goroutine's pending __close handlers */
 }
 
 static void resume(sched *s, gor *g)

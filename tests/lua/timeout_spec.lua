@@ -430,3 +430,58 @@ describe("preemption inside plain coroutines run by a goroutine", function()
         assert.has_error(function() coroutine.resume(42) end)
     end)
 end)
+
+describe("cancelling a goroutine preempted inside plain coroutines", function()
+    it("stops a loop in a coroutine called from a sort comparator", function()
+        local t0 = G.now()
+        local ok, err = G.timeout(50, function()
+            table.sort({ 3, 2, 1 }, function(a, b)
+                coroutine.wrap(function() while true do end end)()
+                return a < b
+            end)
+        end)
+        assert.is_false(ok)
+        assert.are.equal("timeout after 50 ms", err)
+        assert.is_true(G.now() - t0 < 1000)
+    end)
+
+    it("closes the coroutines' pending <close> variables, innermost first", function()
+        local closed = {}
+        local co
+        local ok = G.timeout(50, function()
+            co = coroutine.create(function()
+                local _ <close> = setmetatable({}, { __close = function() closed[#closed + 1] = "inner" end })
+                while true do end
+            end)
+            local _ <close> = setmetatable({}, { __close = function() closed[#closed + 1] = "outer" end })
+            coroutine.resume(co)
+        end)
+        assert.is_false(ok)
+        assert.are.same({ "inner", "outer" }, closed)
+        assert.are.equal("dead", coroutine.status(co))
+        assert.are.same({ false, "cannot resume dead coroutine" }, { coroutine.resume(co) })
+    end)
+
+    it("a coroutine another goroutine is running is 'normal' to the others", function()
+        local co = coroutine.create(function()
+            local s = G.now()
+            while G.now() - s < 100 do end
+            return "finished"
+        end)
+        local a = G.async(function() return coroutine.resume(co) end)
+        local b = G.async(function()
+            G.sleep(20) -- a is preempted inside coroutine.resume(co) by now
+            local st = coroutine.status(co)
+            local r1, r2 = coroutine.resume(co)
+            local okc, errc = pcall(coroutine.close, co)
+            return st, r1, r2, okc, errc
+        end)
+        local _, st, r1, r2, okc, errc = G.await(b)
+        assert.are.equal("normal", st)
+        assert.is_false(r1)
+        assert.are.equal("cannot resume non-suspended coroutine", r2)
+        assert.is_false(okc)
+        assert.matches("cannot close a normal coroutine", errc)
+        assert.are.same({ true, true, "finished" }, { G.await(a) })
+    end)
+end)
