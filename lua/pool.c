@@ -21,12 +21,12 @@
 #include <lauxlib.h>
 
 #include "codec.h"
+#include "envelope.h"
 #include "port.h"
 #include "procs.h"
 
 #define RESULT_TTL_S 300  /* a finished task's outcome is kept this long... */
 #define RESULT_MAX 100000 /* ...and at most this many per VM (oldest go first) */
-#define NAME_MAX_LEN 200
 
 typedef struct pool pool;
 typedef struct ptask ptask;
@@ -714,19 +714,6 @@ static sched *S(lua_State *L)
     return lua_touserdata(L, lua_upvalueindex(1));
 }
 
-static int valid_name(const char *s, size_t len)
-{
-    if (len == 0 || len > NAME_MAX_LEN)
-        return 0;
-    for (size_t i = 0; i < len; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '_' || c == '-'))
-            return 0;
-    }
-    return !(len == 1 && s[0] == '.') && !(len == 2 && s[0] == '.' && s[1] == '.');
-}
-
 static int opt_int_field(lua_State *L, int t, const char *k, int def, int min)
 {
     int ty = lua_getfield(L, t, k);
@@ -748,8 +735,9 @@ static int l_pool_create(lua_State *L)
 {
     size_t len;
     const char *name = luaL_checklstring(L, 1, &len);
-    if (!valid_name(name, len))
-        luaL_argerror(L, 1, "pool name must be 1-200 characters of A-Z a-z 0-9 . _ -");
+    char why[160];
+    if (envelope_check_pool(name, len, why, sizeof why) != 0) /* Kafka's rule, both backends */
+        luaL_argerror(L, 1, why);
     int workers = 4, qcap, block = 1;
     if (!lua_isnoneornil(L, 2)) {
         luaL_checktype(L, 2, LUA_TTABLE);
