@@ -33,6 +33,15 @@ static void preempt_hook(lua_State *L, lua_Debug *ar)
 {
     (void)ar;
     gor *g = gor_of(L);
+    if (g && g->state == G_DEAD) {
+        /* the <close> handlers of a killed goroutine (sched_kill) */
+        sched *s = tl_sched;
+        if (s && s->close_deadline && mono_ns() >= s->close_deadline) {
+            g->flags |= GF_HOOKERR;
+            luaL_error(L, "cancelled: a <close> handler ran past its grace period");
+        }
+        return;
+    }
     if (!g) {
         /* a plain coroutine run by a goroutine (coroutines.c) */
         sched *s = tl_sched;

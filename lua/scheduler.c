@@ -18,7 +18,8 @@
 #include "preempt.h"
 
 #define container_of(p, T, m) ((T *)((char *)(p)-offsetof(T, m)))
-#define FREE_KEEP 1024 /* goroutine records a GC cycle never trims */
+#define FREE_KEEP 1024               /* goroutine records a GC cycle never trims */
+#define CLOSE_GRACE_NS 1000000000ull /* <close> handlers of a killed goroutine */
 
 static const char SCHED_KEY = 'S';
 
@@ -521,8 +522,26 @@ void sched_kill(sched *s, gor *g, const char *reason)
         lua_pushstring(s->T, reason ? reason : "cancelled");
         handle_resolve_error(g->handle, s->T);
     }
+    /* Its pending <close> handlers run now, watched like a running
+     * goroutine: one that is still running after CLOSE_GRACE_NS is stopped
+     * by an error (they cannot yield), so a stuck handler cannot hang the
+     * VM. */
+    sched *prev = NULL;
+    int entered = atomic_load_explicit(&s->busy_since, memory_order_relaxed) == 0;
+    if (entered)
+        prev = preempt_enter(s);
+    lua_State *was_L = atomic_load_explicit(&s->running_L, memory_order_relaxed);
+    uint64_t was_dl = atomic_load_explicit(&s->run_deadline, memory_order_relaxed);
+    s->close_deadline = sched_now_ns() + CLOSE_GRACE_NS;
+    atomic_store_explicit(&s->run_deadline, s->close_deadline, memory_order_relaxed);
+    atomic_store_explicit(&s->running_L, g->L, memory_order_relaxed);
     coroutines_close_chain(s->T, g->L);
-    gor_release(s, g, 2); /* runs the goroutine's pending __close handlers */
+    gor_release(s, g, 2);
+    atomic_store_explicit(&s->running_L, was_L, memory_order_relaxed);
+    atomic_store_explicit(&s->run_deadline, was_dl, memory_order_relaxed);
+    s->close_deadline = 0;
+    if (entered)
+        preempt_leave(s, prev);
 }
 
 static void resume(sched *s, gor *g)

@@ -95,6 +95,7 @@ struct sched {
     atomic_int preempt;             /* set by the signal handler: end this drain */
     volatile int nested_preempt;    /* a plain coroutine inside a goroutine was preempted */
     volatile int pcal;              /* preemption hook calibrated on a plain coroutine */
+    uint64_t close_deadline;        /* while a killed goroutine's <close> handlers run */
     int in_cb;                      /* inside a loop callback of ours: no nested uv_run */
     uint64_t next_id;
     scope root;
