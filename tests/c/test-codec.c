@@ -14,50 +14,7 @@
 #include <lualib.h>
 
 #include "codec.h"
-
-/* ---- assertions (libuv style: print both operands) --------------------- */
-
-#define ASSERT(expr)                                                                               \
-    do {                                                                                           \
-        if (!(expr)) {                                                                             \
-            fprintf(stderr, "%s:%d: assertion failed: %s\n", __FILE__, __LINE__, #expr);           \
-            return 1;                                                                              \
-        }                                                                                          \
-    } while (0)
-
-#define ASSERT_INT_OP(a, op, b)                                                                    \
-    do {                                                                                           \
-        long long a_ = (long long)(a), b_ = (long long)(b);                                        \
-        if (!(a_ op b_)) {                                                                         \
-            fprintf(stderr, "%s:%d: assertion failed: %s %s %s (%lld %s %lld)\n", __FILE__,        \
-                    __LINE__, #a, #op, #b, a_, #op, b_);                                           \
-            return 1;                                                                              \
-        }                                                                                          \
-    } while (0)
-#define ASSERT_EQ(a, b) ASSERT_INT_OP(a, ==, b)
-#define ASSERT_NE(a, b) ASSERT_INT_OP(a, !=, b)
-#define ASSERT_LT(a, b) ASSERT_INT_OP(a, <, b)
-#define ASSERT_GT(a, b) ASSERT_INT_OP(a, >, b)
-
-#define ASSERT_STR_EQ(a, b)                                                                        \
-    do {                                                                                           \
-        const char *a_ = (a), *b_ = (b);                                                           \
-        if (a_ == NULL || b_ == NULL || strcmp(a_, b_) != 0) {                                     \
-            fprintf(stderr, "%s:%d: assertion failed: %s == %s (\"%s\" vs \"%s\")\n", __FILE__,    \
-                    __LINE__, #a, #b, a_ ? a_ : "(null)", b_ ? b_ : "(null)");                     \
-            return 1;                                                                              \
-        }                                                                                          \
-    } while (0)
-
-#define ASSERT_CONTAINS(hay, needle)                                                               \
-    do {                                                                                           \
-        const char *h_ = (hay), *n_ = (needle);                                                    \
-        if (h_ == NULL || strstr(h_, n_) == NULL) {                                                \
-            fprintf(stderr, "%s:%d: assertion failed: \"%s\" contains \"%s\"\n", __FILE__,         \
-                    __LINE__, h_ ? h_ : "(null)", n_);                                             \
-            return 1;                                                                              \
-        }                                                                                          \
-    } while (0)
+#include "test.h"
 
 /* Runs a Lua chunk; on error prints it and fails the test. */
 #define RUN(L, code)                                                                               \

@@ -20,39 +20,8 @@
 
 #include "kafka_tracker.h"
 #include "kafka_uv.h"
-
-/* ---- libuv-style assertions: print both sides ---- */
-#define ASSERT_BASE(a, op, b, type, fmt)                                                           \
-    do {                                                                                           \
-        type a_ = (type)(a);                                                                       \
-        type b_ = (type)(b);                                                                       \
-        if (!(a_ op b_)) {                                                                         \
-            fprintf(stderr,                                                                        \
-                    "Assertion failed in %s on line %d: `%s %s %s` (" fmt " %s " fmt ")\n",        \
-                    __FILE__, __LINE__, #a, #op, #b, a_, #op, b_);                                 \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
-#define ASSERT(expr)                                                                               \
-    do {                                                                                           \
-        if (!(expr)) {                                                                             \
-            fprintf(stderr, "Assertion failed in %s on line %d: %s\n", __FILE__, __LINE__, #expr); \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
-#define ASSERT_EQ(a, b) ASSERT_BASE(a, ==, b, int64_t, "%" PRId64)
-#define ASSERT_NE(a, b) ASSERT_BASE(a, !=, b, int64_t, "%" PRId64)
-#define ASSERT_GE(a, b) ASSERT_BASE(a, >=, b, int64_t, "%" PRId64)
-#define ASSERT_LE(a, b) ASSERT_BASE(a, <=, b, int64_t, "%" PRId64)
-#define ASSERT_STR_CONTAINS(s, sub)                                                                \
-    do {                                                                                           \
-        const char *s_ = (s), *sub_ = (sub);                                                       \
-        if (!s_ || !strstr(s_, sub_)) {                                                            \
-            fprintf(stderr, "Assertion failed in %s on line %d: \"%s\" contains \"%s\"\n",         \
-                    __FILE__, __LINE__, s_ ? s_ : "(null)", sub_);                                 \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
+#define TEST_FAIL abort()
+#include "test.h"
 
 static uv_loop_t *loop;
 static pthread_t loop_thread;

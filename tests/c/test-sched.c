@@ -20,54 +20,8 @@
 #include "async.h"
 #include "goroutine.h"
 #include "scheduler.h"
-
-/* ---- libuv-style assertions: print both sides ---- */
-#define ASSERT_BASE(a, op, b, type, fmt)                                                           \
-    do {                                                                                           \
-        type a_ = (type)(a);                                                                       \
-        type b_ = (type)(b);                                                                       \
-        if (!(a_ op b_)) {                                                                         \
-            fprintf(stderr,                                                                        \
-                    "Assertion failed in %s on line %d: `%s %s %s` (" fmt " %s " fmt ")\n",        \
-                    __FILE__, __LINE__, #a, #op, #b, a_, #op, b_);                                 \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
-#define ASSERT(expr)                                                                               \
-    do {                                                                                           \
-        if (!(expr)) {                                                                             \
-            fprintf(stderr, "Assertion failed in %s on line %d: %s\n", __FILE__, __LINE__, #expr); \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
-#define ASSERT_EQ(a, b) ASSERT_BASE(a, ==, b, int64_t, "%" PRId64)
-#define ASSERT_NE(a, b) ASSERT_BASE(a, !=, b, int64_t, "%" PRId64)
-#define ASSERT_GT(a, b) ASSERT_BASE(a, >, b, int64_t, "%" PRId64)
-#define ASSERT_GE(a, b) ASSERT_BASE(a, >=, b, int64_t, "%" PRId64)
-#define ASSERT_LE(a, b) ASSERT_BASE(a, <=, b, int64_t, "%" PRId64)
-#define ASSERT_LT(a, b) ASSERT_BASE(a, <, b, int64_t, "%" PRId64)
-#define ASSERT_PTR_EQ(a, b) ASSERT_BASE(a, ==, b, const void *, "%p")
-#define ASSERT_PTR_NE(a, b) ASSERT_BASE(a, !=, b, const void *, "%p")
-#define ASSERT_NULL(a) ASSERT_BASE(a, ==, NULL, const void *, "%p")
-#define ASSERT_NOT_NULL(a) ASSERT_BASE(a, !=, NULL, const void *, "%p")
-#define ASSERT_STR_EQ(a, b)                                                                        \
-    do {                                                                                           \
-        const char *a_ = (a), *b_ = (b);                                                           \
-        if (!a_ || !b_ || strcmp(a_, b_) != 0) {                                                   \
-            fprintf(stderr, "Assertion failed in %s on line %d: `%s == %s` (\"%s\" == \"%s\")\n",  \
-                    __FILE__, __LINE__, #a, #b, a_ ? a_ : "(null)", b_ ? b_ : "(null)");           \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
-#define ASSERT_CONTAINS(hay, needle)                                                               \
-    do {                                                                                           \
-        const char *h_ = (hay), *n_ = (needle);                                                    \
-        if (!h_ || !strstr(h_, n_)) {                                                              \
-            fprintf(stderr, "Assertion failed in %s on line %d: \"%s\" contains \"%s\"\n",         \
-                    __FILE__, __LINE__, h_ ? h_ : "(null)", n_);                                   \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
+#define TEST_FAIL abort()
+#include "test.h"
 
 /* ---- fixture ---- */
 

@@ -10,34 +10,8 @@
 #include <time.h>
 
 #include "timerheap.h"
-
-/* ---- libuv-style assertions: print both sides ---- */
-#define ASSERT_BASE(a, op, b, type, fmt)                                                           \
-    do {                                                                                           \
-        type a_ = (type)(a);                                                                       \
-        type b_ = (type)(b);                                                                       \
-        if (!(a_ op b_)) {                                                                         \
-            fprintf(stderr,                                                                        \
-                    "Assertion failed in %s on line %d: `%s %s %s` (" fmt " %s " fmt ")\n",        \
-                    __FILE__, __LINE__, #a, #op, #b, a_, #op, b_);                                 \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
-#define ASSERT(expr)                                                                               \
-    do {                                                                                           \
-        if (!(expr)) {                                                                             \
-            fprintf(stderr, "Assertion failed in %s on line %d: %s\n", __FILE__, __LINE__, #expr); \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
-#define ASSERT_EQ(a, b) ASSERT_BASE(a, ==, b, int64_t, "%" PRId64)
-#define ASSERT_NE(a, b) ASSERT_BASE(a, !=, b, int64_t, "%" PRId64)
-#define ASSERT_GE(a, b) ASSERT_BASE(a, >=, b, int64_t, "%" PRId64)
-#define ASSERT_UINT64_EQ(a, b) ASSERT_BASE(a, ==, b, uint64_t, "%" PRIu64)
-#define ASSERT_UINT64_LE(a, b) ASSERT_BASE(a, <=, b, uint64_t, "%" PRIu64)
-#define ASSERT_PTR_EQ(a, b) ASSERT_BASE(a, ==, b, const void *, "%p")
-#define ASSERT_NULL(a) ASSERT_BASE(a, ==, NULL, const void *, "%p")
-#define ASSERT_NOT_NULL(a) ASSERT_BASE(a, !=, NULL, const void *, "%p")
+#define TEST_FAIL abort()
+#include "test.h"
 
 static void noop_cb(theap_ent *e)
 {
