@@ -2,7 +2,7 @@
 # bench/run.sh: runs every benchmark side by side in one go and prints the
 # figures recorded in bench/RESULTS.md. Needs a build in build/ (or BUILD=dir).
 #   bench/run.sh            all benchmarks
-#   bench/run.sh goroutines | preempt | pool | codec
+#   bench/run.sh goroutines | preempt | pool | codec | http
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD="${BUILD:-build}"
@@ -31,6 +31,10 @@ if [[ $what == all || $what == pool ]]; then
         MUTIRAO_PROCS=1 lua5.4 bench/pool.lua cpu 32
         MUTIRAO_PROCS=2 lua5.4 bench/pool.lua cpu 32
     done
+fi
+if [[ $what == all || $what == http ]]; then
+    echo "## http: 1,000 requests, goroutines vs one after another vs a curl loop: lua5.4 bench/http.lua"
+    lua5.4 bench/http.lua 1000
 fi
 if [[ $what == all || $what == codec ]]; then
     echo "## codec: $BUILD/bin/codec-bench"

@@ -6,7 +6,9 @@
  * array (nil, bool, int, float, str, bin, array, map), its results come back
  * as one msgpack array of the values the task returned. The backend is chosen
  * by the configuration: the embedded backend runs pools on VM threads of this
- * process; the fleet backend (`fleet = on`) is not available yet.
+ * process; the fleet backend (`fleet = on`) publishes them to Kafka for
+ * mutirao-worker processes and reads results from Redis (the fleet
+ * configuration is process-wide: the latest client opened sets it).
  *
  * Every call is thread-safe on one handle, except mutirao_close (see there).
  * Functions return 0 or a negative MUTIRAO_E* code; mutirao_last_error()
@@ -41,7 +43,7 @@ extern "C" {
     XX(EINVAL, -1, "invalid argument")                                                             \
     XX(ENOMEM, -2, "out of memory")                                                                \
     XX(ECONFIG, -3, "invalid configuration")                                                       \
-    XX(ENOTSUP, -4, "not supported by this build (fleet backend not available yet)")               \
+    XX(ENOTSUP, -4, "not supported")                                                               \
     XX(ECLOSED, -5, "the client is closed")                                                        \
     XX(ENOPOOL, -6, "pool not found")                                                              \
     XX(EEXIST, -7, "pool already exists")                                                          \
@@ -96,8 +98,8 @@ MUTIRAO_API const char *mutirao_last_error(void);
  * Opens a client. config_path names a configuration file (see
  * config/mutirao.conf); NULL looks it up: $MUTIRAO_CONFIG, else
  * ./config/mutirao.conf, else /etc/mutirao/mutirao.conf, else defaults.
- * MUTIRAO_* environment variables override the file. With `fleet = on` it
- * fails with MUTIRAO_ENOTSUP for now. On success *out is the caller's, to be
+ * MUTIRAO_* environment variables override the file. With `fleet = on`
+ * pools run on the fleet. On success *out is the caller's, to be
  * released with mutirao_close; on error *out is NULL and err (if not NULL)
  * holds a message.
  */

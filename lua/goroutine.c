@@ -11,6 +11,7 @@
 
 #include "async.h"
 #include "coroutines.h"
+#include "fleet_pool.h"
 #include "pool.h"
 #include "scheduler.h"
 #include "waitgroup.h"
@@ -330,6 +331,13 @@ static int g_now(lua_State *L)
     return 1;
 }
 
+/* _fleet(): true when pools run on the fleet (the runner's delegate_to). */
+static int g_fleet(lua_State *L)
+{
+    lua_pushboolean(L, fleet_on(L));
+    return 1;
+}
+
 static int g_set_error_handler(lua_State *L)
 {
     sched *s = S(L);
@@ -368,6 +376,7 @@ MUTIRAO_EXPORT int luaopen_goroutine(lua_State *L)
                                      {"now", g_now},
                                      {"_run_scope", g_run_scope},
                                      {"_context", g_context},
+                                     {"_fleet", g_fleet},
                                      {"_set_error_handler", g_set_error_handler},
                                      {NULL, NULL}};
     sched *s = sched_get(L);

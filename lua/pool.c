@@ -22,6 +22,7 @@
 
 #include "codec.h"
 #include "envelope.h"
+#include "fleet_pool.h"
 #include "port.h"
 #include "procs.h"
 
@@ -48,8 +49,11 @@ struct ptask {
     int held;      /* (submitter) t keeps the submitter's loop alive */
     int label_ref; /* (submitter) label of the submitting goroutine's scope */
     uint64_t done_ns;
-    glist waiters; /* awaiting goroutines (submitter's thread only) */
-    char id[40];
+    glist waiters;           /* awaiting goroutines (submitter's thread only) */
+    pool_ext_done_fn ext_cb; /* (pool_ext_submit) called with the outcome instead */
+    void *ext_ud;
+    void *remote; /* (fleet) what the task's decode attached, see pool_decoding_remote */
+    char id[ENVELOPE_ID_MAX + 1];
     char where[120]; /* submit site, file:line */
     /* the encoded task and then its outcome, while they fit: no allocation,
      * and nothing allocated on one thread is freed on another */
@@ -468,6 +472,14 @@ static void push_task_env(lua_State *L)
     lua_setmetatable(L, -2);
 }
 
+/* The task whose payload this thread is decoding (for codec hooks). */
+static _Thread_local ptask *decoding;
+
+void **pool_decoding_remote(void)
+{
+    return decoding ? &decoding->remote : NULL;
+}
+
 static void run_task(sched *s, xmsg *m)
 {
     ptask *t = (ptask *)m;
@@ -491,7 +503,9 @@ static void run_task(sched *s, xmsg *m)
     push_task_env(T);
     lua_rawseti(T, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
     int n = 0;
+    decoding = t;
     int rc = codec_decode(T, t->in, t->inlen, &lim, &n, err, sizeof err);
+    decoding = NULL;
     lua_pushvalue(T, base + 1);
     lua_rawseti(T, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
     buf_free(t, &t->in); /* decoded: t->buf is free for the outcome */
@@ -622,6 +636,12 @@ static int push_outcome(lua_State *L, ptask *t)
 static void on_done(sched *s, xmsg *m)
 {
     ptask *t = (ptask *)m;
+    if (t->ext_cb) {
+        t->ext_cb(t->ext_ud, s ? t->ok : -1, t->out, t->outlen, t->remote);
+        t->remote = NULL;
+        task_free(t);
+        return;
+    }
     if (!s) {
         task_free(t);
         return;
@@ -753,6 +773,8 @@ static int l_pool_create(lua_State *L)
     } else {
         qcap = workers * 2;
     }
+    if (fleet_on(L))
+        return fleet_pool_create(L, S(L), name, workers, qcap, block);
     if (procs_start() < 0) {
         luaL_pushfail(L);
         lua_pushliteral(L, "cannot start the pool's VM threads");
@@ -826,6 +848,8 @@ static int l_pool_submit(lua_State *L)
     const char *name = luaL_checkstring(L, 1);
     luaL_checktype(L, 2, LUA_TFUNCTION);
     sched *s = S(L);
+    if (fleet_on(L))
+        return fleet_pool_submit(L, s);
     pool *p = pool_find(name);
     if (!p)
         return not_found(L, name);
@@ -993,6 +1017,8 @@ static int wait_k(lua_State *L, int status, lua_KContext ctx)
 static int l_pool_wait(lua_State *L)
 {
     const char *name = luaL_checkstring(L, 1);
+    if (fleet_on(L))
+        return fleet_pool_wait(L, S(L));
     pool *p = pool_find(name);
     if (!p)
         return not_found(L, name);
@@ -1016,6 +1042,8 @@ static int l_pool_wait(lua_State *L)
 static int l_pool_close(lua_State *L)
 {
     const char *name = luaL_checkstring(L, 1);
+    if (fleet_on(L))
+        return fleet_pool_close(L, S(L));
     pthread_mutex_lock(&pools_mu);
     pool *p = find_locked(name);
     if (!p || pool_is_closed(p)) {
@@ -1047,6 +1075,8 @@ static int l_pool_close(lua_State *L)
 static int l_pool_stats(lua_State *L)
 {
     const char *name = luaL_checkstring(L, 1);
+    if (fleet_on(L))
+        return fleet_pool_stats(L, S(L));
     pool *p = pool_find(name);
     if (!p)
         return not_found(L, name);
@@ -1078,6 +1108,8 @@ static int await_k(lua_State *L, int status, lua_KContext ctx)
 int pool_await(lua_State *L, sched *s, int idx)
 {
     const char *id = luaL_checkstring(L, idx);
+    if (fleet_on(L))
+        return fleet_await(L, s, idx);
     pool_vm *pv = vm_state(s);
     uint64_t seq = parse_id(id);
     ptask *t = NULL;
@@ -1098,6 +1130,100 @@ int pool_await(lua_State *L, sched *s, int idx)
     if (t->state == T_DONE)
         return push_outcome(L, t);
     return sched_wait(L, s, &t->waiters, 0, (lua_KContext)t, await_k);
+}
+
+/* ---- pools for the fleet worker ---- */
+
+pool *pool_ext_new(const char *name, int workers)
+{
+    pool *p = calloc(1, sizeof *p);
+    if (!p || !(p->name = strdup(name)) || procs_start() < 0) {
+        if (p)
+            free(p->name);
+        free(p);
+        return NULL;
+    }
+    p->workers = workers > 0 ? workers : 1;
+    p->qcap = INT32_MAX;
+    p->block = 0;
+    atomic_init(&p->refs, 1);
+    pthread_mutex_init(&p->mu, NULL);
+    return p;
+}
+
+void pool_ext_set_workers(pool *p, int workers)
+{
+    pthread_mutex_lock(&p->mu);
+    p->workers = workers > 0 ? workers : 1;
+    ptask *undelivered = NULL;
+    while (p->active < p->workers && p->qhead) {
+        ptask *q = p->qhead;
+        p->qhead = q->next;
+        if (!p->qhead)
+            p->qtail = NULL;
+        q->next = NULL;
+        p->queued--;
+        p->active++;
+        dispatch(q, &undelivered);
+    }
+    pthread_mutex_unlock(&p->mu);
+    fail_undelivered(undelivered);
+}
+
+int pool_ext_submit(pool *p, sched *owner, const char *id, const char *payload, size_t len,
+                    pool_ext_done_fn cb, void *ud)
+{
+    ptask *t = calloc(1, sizeof *t);
+    if (!t)
+        return -1;
+    if (len <= sizeof t->buf) {
+        t->in = t->buf;
+    } else if (!(t->in = malloc(len))) {
+        free(t);
+        return -1;
+    }
+    memcpy(t->in, payload, len);
+    t->inlen = len;
+    glist_init(&t->waiters);
+    envelope_copy(t->id, sizeof t->id, id);
+    memcpy(t->where, "fleet", 6);
+    t->label_ref = LUA_NOREF;
+    t->ext_cb = cb;
+    t->ext_ud = ud;
+    t->owner = owner->port;
+    port_ref(t->owner);
+    atomic_fetch_add(&p->refs, 1);
+    t->p = p;
+    ptask *undelivered = NULL;
+    pthread_mutex_lock(&p->mu);
+    p->submitted++;
+    if (p->active < p->workers) {
+        p->active++;
+        dispatch(t, &undelivered);
+    } else {
+        p->queued++;
+        if (p->qtail)
+            p->qtail->next = t;
+        else
+            p->qhead = t;
+        p->qtail = t;
+    }
+    pthread_mutex_unlock(&p->mu);
+    fail_undelivered(undelivered);
+    return 0;
+}
+
+void pool_ext_counts(pool *p, int *active, int *queued)
+{
+    pthread_mutex_lock(&p->mu);
+    *active = p->active;
+    *queued = p->queued;
+    pthread_mutex_unlock(&p->mu);
+}
+
+void pool_ext_release(pool *p)
+{
+    pool_unref(p);
 }
 
 void pool_open(lua_State *L, sched *s)

@@ -28,4 +28,28 @@ void pool_scope_freed(scope *sc);
 /* Frees what the scheduler's VM keeps for pools (results, waiters). */
 void pool_sched_free(sched *s);
 
+/*
+** Pools for the fleet worker: run tasks that arrive already encoded (a codec
+** message from a trusted topic: bytecode is loaded) on the process's VMs,
+** at most `workers` at once, the rest queued without bound (the caller
+** stops fetching instead). cb fires on owner's thread with ok = 1 (returned)
+** or 0 (raised; out is the encoded error), or -1 when owner is gone, and
+** with what the task's decode attached (see pool_decoding_remote); out lives
+** only during the call. These pools have no name in the registry.
+*/
+typedef struct pool pool;
+typedef void (*pool_ext_done_fn)(void *ud, int ok, const char *out, size_t outlen, void *remote);
+pool *pool_ext_new(const char *name, int workers);
+void pool_ext_set_workers(pool *p, int workers);
+/* Copies payload and id. 0, or -1 when out of memory (cb never fires). */
+int pool_ext_submit(pool *p, sched *owner, const char *id, const char *payload, size_t len,
+                    pool_ext_done_fn cb, void *ud);
+void pool_ext_counts(pool *p, int *active, int *queued);
+/* Drops the caller's reference; queued and running tasks keep their own. */
+void pool_ext_release(pool *p);
+/* While a pool VM decodes a task: the slot where codec hooks may attach one
+ * pointer for the task's completion (a fleet WaitGroup proxy list); NULL
+ * outside a decode. */
+void **pool_decoding_remote(void);
+
 #endif

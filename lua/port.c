@@ -78,8 +78,10 @@ void sched_hold(sched *s)
 
 void sched_unhold(sched *s)
 {
-    if (--s->holds == 0)
+    if (--s->holds == 0) {
         uv_unref((uv_handle_t *)&s->port->async);
+        sched_stop_if_done(s);
+    }
 }
 
 static void on_port_closed(uv_handle_t *h)

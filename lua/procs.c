@@ -11,6 +11,7 @@
 #include <lualib.h>
 
 #include "goroutine.h"
+#include "iomods.h"
 
 static pthread_mutex_t procs_mu = PTHREAD_MUTEX_INITIALIZER;
 static proc *procs_v;
@@ -50,6 +51,7 @@ static void proc_main(void *arg)
     luaL_openlibs(L);
     luaL_requiref(L, "goroutine", luaopen_goroutine, 0);
     lua_pop(L, 1);
+    iomods_open(L); /* the globals http and exec */
     if (procs_setup)
         procs_setup(L);
     sched *s = sched_get(L);

@@ -173,7 +173,25 @@ local function run_task(t, r, params, status_of, cur)
         event = "task_start", task = t._name, workflow = r.workflow,
         description = t._description,
     })
-    if t._delegate then
+    local command = t._command
+    if t._delegate and goroutine._fleet() then
+        log._event("info", string.format("task '%s' delegated to fleet pool '%s'",
+            t._name, t._delegate), {
+            event = "task_delegated", task = t._name, pool = t._delegate, where = "fleet",
+        })
+        command = function(this, p)
+            -- the pool may exist already (another task, another producer)
+            goroutine.pool_create(t._delegate)
+            local id, err = goroutine.pool_submit(t._delegate, t._command, this, p)
+            if not id then
+                error(string.format("task '%s' cannot be sent to pool '%s': %s",
+                    t._name, t._delegate, err), 0)
+            end
+            local res = table.pack(goroutine.await(id))
+            if not res[1] then error(res[2], 0) end
+            return table.unpack(res, 2, res.n)
+        end
+    elseif t._delegate then
         log._event("info", string.format(
             "task '%s' delegated to '%s': no fleet configured, running locally",
             t._name, t._delegate), {
@@ -188,7 +206,7 @@ local function run_task(t, r, params, status_of, cur)
     local t0 = now()
     r.status, r.started = "running", t0
     cur.r = r
-    local res = table.pack(goroutine._run_scope(opts, t._command, t, copy(params)))
+    local res = table.pack(goroutine._run_scope(opts, command, t, copy(params)))
     cur.r = nil
     r.duration_ms = round_ms(now() - t0)
     if res[1] then

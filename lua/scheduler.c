@@ -13,6 +13,7 @@
 
 #include "async.h"
 #include "coroutines.h"
+#include "fleet_pool.h"
 #include "pool.h"
 #include "port.h"
 #include "preempt.h"
@@ -587,6 +588,15 @@ void sched_drain(sched *s)
     if (!s->runq.head && !s->next_round.head)
         uv_idle_stop(&s->idle);
     s->in_cb--;
+    sched_stop_if_done(s);
+}
+
+/* Inside sched_run, ends the loop once no goroutine and no hold is left,
+ * even when handles (a fleet client's connections) are still open. */
+void sched_stop_if_done(sched *s)
+{
+    if (s->in_run && s->nlive == 0 && s->holds == 0)
+        uv_stop(s->loop);
 }
 
 static void on_idle(uv_idle_t *h)
@@ -696,8 +706,10 @@ size_t sched_run(sched *s)
 {
     /* holds: pool tasks this VM submitted are still running elsewhere;
      * their outcomes are not lost by ending early */
+    s->in_run = 1;
     while ((s->nlive > 0 || s->holds > 0) && uv_run(s->loop, UV_RUN_DEFAULT) != 0)
         ;
+    s->in_run = 0;
     return s->nlive;
 }
 
@@ -727,6 +739,7 @@ static void on_closed(uv_handle_t *h)
 static void sched_destroy(sched *s)
 {
     s->closing = 1;
+    fleet_sched_free(s);
     pool_sched_free(s);
     theap_free(&s->timers); /* before the scopes: it clears their entries */
     while (s->scopes) {

@@ -102,13 +102,15 @@ struct sched {
     scope *scopes; /* list of all malloc'd scopes */
     gor *free;     /* recyclable goroutine records */
     int nfree;
-    int closing;      /* being destroyed (lua_close) */
-    port *port;       /* mailbox for other threads */
-    int holds;        /* remote waits keeping the loop alive */
-    void *pool_state; /* what pool.c keeps for this VM */
-    int errh_ref;     /* Lua function called with (message, goroutine id) on a goroutine error */
-    size_t nlive;     /* live goroutines */
-    sched *tl_prev;   /* sched that was current on this thread before this drain */
+    int closing;       /* being destroyed (lua_close) */
+    port *port;        /* mailbox for other threads */
+    int holds;         /* remote waits keeping the loop alive */
+    int in_run;        /* inside sched_run: stop the loop once nothing is left */
+    void *pool_state;  /* what pool.c keeps for this VM */
+    void *fleet_state; /* what fleet_pool.c keeps for this VM */
+    int errh_ref;      /* Lua function called with (message, goroutine id) on a goroutine error */
+    size_t nlive;      /* live goroutines */
+    sched *tl_prev;    /* sched that was current on this thread before this drain */
 };
 
 #define GOR_MAGIC 0x676f726fu
@@ -159,6 +161,8 @@ scope *sched_current_scope(sched *s, lua_State *L);
  * submitted is still running. Returns the number of goroutines still alive
  * (parked forever: a deadlock). */
 size_t sched_run(sched *s);
+/* Used by sched_run's helpers (drain, unhold): see scheduler.c. */
+void sched_stop_if_done(sched *s);
 /* Writes where each live goroutine is parked (id + traceback) to f. */
 void sched_dump_parked(sched *s, void *file);
 

@@ -8,6 +8,8 @@
 #include <lauxlib.h>
 
 #include "codec.h"
+#include "fleet_wg.h"
+#include "pool.h"
 #include "travel.h"
 
 static const char HOME_COPIES = 'W'; /* registry: weak core -> home userdata */
@@ -20,7 +22,9 @@ static waitgroup *check_wg(lua_State *L)
 static void core_unref(wgcore *c)
 {
     if (atomic_fetch_sub(&c->refs, 1) == 1) {
-        port_unref(c->home);
+        if (c->home)
+            port_unref(c->home);
+        free(c->fleet_id);
         free(c);
     }
 }
@@ -38,7 +42,7 @@ static waitgroup *push_copy(lua_State *L, sched *s, wgcore *core, int home)
 
 waitgroup *waitgroup_new(lua_State *L, sched *s)
 {
-    wgcore *core = malloc(sizeof *core);
+    wgcore *core = calloc(1, sizeof *core);
     if (!core)
         luaL_error(L, "not enough memory");
     atomic_init(&core->count, 0);
@@ -73,6 +77,10 @@ static void wg_change(lua_State *L, waitgroup *wg, lua_Integer delta)
 {
     wgcore *c = wg->core;
     long long old = atomic_load(&c->count), n;
+    if (c->remote) { /* a fleet proxy: the change travels with the task's completion */
+        atomic_fetch_add(&c->count, (long long)delta);
+        return;
+    }
     do {
         if (__builtin_add_overflow(old, (long long)delta, &n))
             luaL_error(L, "WaitGroup counter overflow");
@@ -124,6 +132,11 @@ static int wg_wait(lua_State *L)
 {
     waitgroup *wg = check_wg(L);
     lua_settop(L, 1);
+    if (wg->core->remote)
+        return luaL_error(L,
+                          "cannot wait on WaitGroup %s from a fleet task: it belongs to another "
+                          "process (its add and done calls reach it when this task finishes)",
+                          wg->core->fleet_id);
     if (atomic_load(&wg->core->count) == 0)
         return 0;
     if (!wg->home)
@@ -158,18 +171,111 @@ static int wg_gc(lua_State *L)
 
 /* ---- travelling: (process nonce, core pointer) as 16 opaque bytes ---- */
 
+#define FLEET_MARK "fleet:"
+
 static int wg_encode(lua_State *L, int idx, void *ud)
 {
-    (void)ud;
+    sched *s = ud;
     waitgroup *wg = lua_touserdata(L, idx);
+    if (fleet_wg_encoding()) {
+        /* to a fleet pool: named by an id the producer VM resolves */
+        if (!wg->core->fleet_id) {
+            if (!wg->home)
+                return luaL_error(L, "a WaitGroup of another VM cannot travel to a fleet pool");
+            char *id = fleet_wg_register(L, s, idx);
+            if (!id)
+                return luaL_error(L, "not enough memory");
+            wg->core->fleet_id = id;
+        } else if (!wg->core->remote) {
+            fleet_wg_carried(L, s, idx);
+        }
+        lua_pushfstring(L, FLEET_MARK "%s", wg->core->fleet_id);
+        return 0;
+    }
+    if (wg->core->remote)
+        return luaL_error(L, "WaitGroup %s of another process cannot travel further",
+                          wg->core->fleet_id);
     atomic_fetch_add(&wg->core->refs, 1); /* taken over by the decoded copy */
     travel_pack(L, wg->core);
     return 0;
 }
 
+/* A WaitGroup named by a fleet id: the home object when it is this VM's,
+ * else a proxy counting this task's changes. */
+static int wg_decode_fleet(lua_State *L, sched *s, const char *id, size_t len)
+{
+    if (len == 0 || len > 200 || memchr(id, 0, len))
+        return -1;
+    if (fleet_wg_find(L, s, id, len))
+        return 0;
+    wgcore *core = calloc(1, sizeof *core);
+    char *fid = malloc(len + 1);
+    if (!core || !fid) {
+        free(core);
+        free(fid);
+        return luaL_error(L, "not enough memory");
+    }
+    memcpy(fid, id, len);
+    fid[len] = 0;
+    atomic_init(&core->count, 0);
+    atomic_init(&core->refs, 1);
+    core->fleet_id = fid;
+    core->remote = 1;
+    void **slot = pool_decoding_remote();
+    if (slot) { /* the task's completion reads and releases it */
+        atomic_fetch_add(&core->refs, 1);
+        core->remote_next = *slot;
+        *slot = core;
+    }
+    push_copy(L, s, core, 0);
+    return 0;
+}
+
+void fleet_wg_drain(void *remote,
+                    void (*fn)(void *ud, const char *owner, const char *wgid, long long delta),
+                    void *ud)
+{
+    wgcore *c = remote;
+    while (c) {
+        wgcore *next = c->remote_next;
+        long long d = atomic_load(&c->count);
+        const char *slash = strrchr(c->fleet_id, '/');
+        if (d != 0 && slash && fn) {
+            char owner[80];
+            size_t n = (size_t)(slash - c->fleet_id);
+            if (n < sizeof owner) {
+                memcpy(owner, c->fleet_id, n);
+                owner[n] = 0;
+                fn(ud, owner, c->fleet_id, d);
+            }
+        }
+        core_unref(c);
+        c = next;
+    }
+}
+
+int waitgroup_apply(lua_State *L, int idx, long long delta)
+{
+    waitgroup *wg = luaL_testudata(L, idx, WAITGROUP_TNAME);
+    if (!wg || !wg->core)
+        return 0;
+    long long n = atomic_load(&wg->core->count) + delta;
+    int rc = 0;
+    if (n < 0) {
+        n = 0;
+        rc = -1;
+    }
+    atomic_store(&wg->core->count, n);
+    if (n == 0)
+        sched_ready_all(wg->s, &wg->waiters);
+    return rc;
+}
+
 static int wg_decode(lua_State *L, const char *data, size_t len, void *ud)
 {
     sched *s = ud;
+    if (len >= sizeof FLEET_MARK - 1 && !memcmp(data, FLEET_MARK, sizeof FLEET_MARK - 1))
+        return wg_decode_fleet(L, s, data + sizeof FLEET_MARK - 1, len - (sizeof FLEET_MARK - 1));
     wgcore *core = travel_unpack(L, data, len, "a WaitGroup");
     if (!core)
         return -1;

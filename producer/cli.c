@@ -18,7 +18,9 @@
 #include <uv.h>
 
 #include "embedded.h"
+#include "fleet_pool.h"
 #include "goroutine.h"
+#include "iomods.h"
 #include "log.h"
 #include "procs.h"
 #include "scheduler.h"
@@ -44,6 +46,9 @@ static const char usage_text[] =
     "  --log-format text|json    log record format on stderr (default: text)\n"
     "  --log-level LEVEL         debug, info, warn or error (default: info;\n"
     "                            also MUTIRAO_LOG_LEVEL)\n"
+    "  --fleet                   run pools on the fleet (Kafka + mutirao-worker);\n"
+    "                            brokers and Redis from config/mutirao.conf or\n"
+    "                            MUTIRAO_KAFKA_BROKERS / MUTIRAO_REDIS_URL\n"
     "\n"
     "Exit status: 0 when every task succeeded, 1 when a task failed or an error\n"
     "escaped, 2 on bad usage or an invalid task file.\n";
@@ -55,6 +60,7 @@ typedef struct param {
 } param;
 
 typedef struct run_opts {
+    int fleet;
     const char *file;
     const char *workflow;
     const char *log_format;
@@ -112,6 +118,8 @@ static int parse_run(int argc, char **argv, run_opts *o)
             if (o->file)
                 return usage_error("more than one task file given (%s)", v);
             o->file = v;
+        } else if (!strcmp(a, "--fleet")) {
+            o->fleet = 1;
         } else if (is_opt(a, "--workflow")) {
             if (!(v = opt_value(argc, argv, &i, "--workflow")) || !*v)
                 return usage_error("option %s needs a workflow name", "--workflow");
@@ -221,6 +229,7 @@ static int vm_setup(lua_State *L)
     luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
     lua_pushcfunction(L, luaopen_goroutine);
     lua_setfield(L, -2, "goroutine");
+    iomods_open(L); /* http and exec: preloads and globals */
     for (const embedded_chunk *c = embedded_lua; c->name; c++) {
         if (luaL_loadbufferx(L, (const char *)c->data, c->len, c->chunkname, "t") != LUA_OK)
             return lua_error(L);
@@ -295,6 +304,14 @@ static int cmd_run(int argc, char **argv)
         return rc < 0 ? 0 : rc;
     }
 
+    if (o.fleet) {
+        char err[512];
+        if (fleet_override("fleet", "on", "--fleet", err, sizeof err) != 0) {
+            fprintf(stderr, "mutirao: %s\n", err);
+            free(params);
+            return EXIT_USAGE;
+        }
+    }
     pool_log_opts = &o;
     procs_set_setup(pool_vm_setup);
     lua_State *L = lua_newstate(vm_alloc, NULL);

@@ -33,6 +33,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "fleet_pool.h"
 #include "goroutine.h"
 #include "msgpack_lua.h"
 #include "port.h"
@@ -611,6 +612,22 @@ static req *req_new(void)
     return r;
 }
 
+/* The configuration lookup of mutirao_open: the named file (then the
+ * environment), or config_load's search. The caller frees *cfg. */
+static int load_config(config *cfg, const char *path, char *e, size_t elen)
+{
+    if (!path)
+        return config_load(cfg, NULL, e, elen); /* config_init included */
+    int crc = config_init(cfg);
+    if (crc == 0)
+        crc = config_load_file(cfg, path, e, elen);
+    if (crc == 0)
+        crc = config_apply_env(cfg, NULL, e, elen);
+    if (crc == 0)
+        crc = config_derive_ids(cfg);
+    return crc;
+}
+
 MUTIRAO_API int mutirao_open(const char *config_path, mutirao **out, char *err, size_t errlen)
 {
     char e[512] = "";
@@ -630,18 +647,7 @@ MUTIRAO_API int mutirao_open(const char *config_path, mutirao **out, char *err, 
         rc = MUTIRAO_ENOMEM;
         goto done;
     }
-    int crc;
-    if (config_path) {
-        crc = config_init(&m->cfg);
-        if (crc == 0)
-            crc = config_load_file(&m->cfg, config_path, e, sizeof e);
-        if (crc == 0)
-            crc = config_apply_env(&m->cfg, NULL, e, sizeof e);
-        if (crc == 0)
-            crc = config_derive_ids(&m->cfg);
-    } else {
-        crc = config_load(&m->cfg, NULL, e, sizeof e); /* config_init included */
-    }
+    int crc = load_config(&m->cfg, config_path, e, sizeof e);
     if (crc != 0) {
         if (!e[0])
             snprintf(e, sizeof e, "%s", config_strerror(crc));
@@ -651,14 +657,18 @@ MUTIRAO_API int mutirao_open(const char *config_path, mutirao **out, char *err, 
         goto done;
     }
     if (m->cfg.fleet) {
-        snprintf(e, sizeof e,
-                 "fleet backend not available yet (fleet = on%s%s); set fleet = off to run "
-                 "pools in this process",
-                 m->cfg.path[0] ? " in " : "", m->cfg.path);
-        config_free(&m->cfg);
-        free(m);
-        rc = MUTIRAO_ENOTSUP;
-        goto done;
+        /* the fleet configuration is process-wide: the latest client's */
+        config fc;
+        crc = load_config(&fc, config_path, e, sizeof e);
+        if (crc == 0) {
+            fleet_configure(&fc);
+        } else {
+            config_free(&fc);
+            config_free(&m->cfg);
+            free(m);
+            rc = MUTIRAO_ECONFIG;
+            goto done;
+        }
     }
     mpl_limits_default(&m->lim);
     if (m->cfg.payload_max_bytes > 0)

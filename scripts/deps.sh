@@ -22,6 +22,8 @@ PACKAGES=(
     # tests: busted specs, the Redis server the fleet tests start, python3
     # (CLI tests; tests/services.sh picks free ports with it)
     lua-busted redis-server python3
+    # (the https spec makes a self-signed certificate with the openssl command)
+    openssl
     # fuzzing: clang + its runtime. libclang_rt.fuzzer*.a (-fsanitize=fuzzer)
     # is in libclang-rt-14-dev, which clang only *recommends* on Debian 12.
     clang libclang-rt-14-dev

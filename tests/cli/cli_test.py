@@ -68,6 +68,27 @@ def marker_never_written(ctx):
     return None
 
 
+def exec_group_gone(ctx):
+    """The process group whose id the task wrote to the marker has no live
+    (non-zombie) process left, within a generous deadline."""
+    import subprocess
+    try:
+        with open(ctx["marker"]) as f:
+            pgid = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return "the task's command never wrote its pid to the marker file"
+    deadline = time.monotonic() + 5
+    while True:
+        ps = subprocess.run(["ps", "-eo", "pgid=,stat="], capture_output=True, text=True).stdout
+        live = [l for l in ps.splitlines()
+                if l.split() and int(l.split()[0]) == pgid and not l.split()[1].startswith("Z")]
+        if not live:
+            return None
+        if time.monotonic() > deadline:
+            return "process group %d survived the task's timeout: %r" % (pgid, live)
+        time.sleep(0.05)
+
+
 # name: dict(args, code, out=[regex], err=[regex], not_out, not_err, min_s, max_s, env, check)
 CASES = {
     "exit_ok": dict(
@@ -191,6 +212,13 @@ CASES = {
     "pool_task_outlives_timeout": dict(
         args=["run", case_file("pool_task_outlives_timeout.lua")], code=1,
         out=[r"\bt\s+timeout\b"], max_s=5),
+    "exec_task_timeout_kills_group": dict(
+        args=["run", case_file("exec_task_timeout.lua"), "--param", "marker={marker}"], code=1,
+        out=[r"(?m)^exec_timeout\s+slow_command\s+timeout\s+\S+\s+task timed out after 300ms$"],
+        not_out=[r"unreachable"], max_s=3.0, check=exec_group_gone),
+    "io_globals": dict(
+        args=["run", case_file("io_globals.lua")], code=0,
+        out=[r"pool task: function from the pool", r"globals\s+success\s+\S+\s+globals ok"]),
     "log_format_json": dict(
         args=["run", case_file("ok.lua"), "--log-format", "json"], code=0,
         check_streams=check_json_lines),

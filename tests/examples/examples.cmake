@@ -53,3 +53,58 @@ add_test(NAME example.worker_pool COMMAND ${_ex_run} ${_ex_dir}/worker_pool.slot
 set_tests_properties(example.hello example.waitgroup example.timeout example.parallel_deployment
   example.file_pool example.worker_pool
   PROPERTIES LABELS examples TIMEOUT 60)
+
+# Examples of the http and exec modules (issue 5); the HTTP ones run against
+# tests/helpers/http_server.py, started by run_example.py --server.
+# deploy.lua: 4 targets x 5 exec steps (~0.7 s each) at once: ~0.7 s, not 2.8 s.
+add_test(NAME example.deploy COMMAND ${_ex_run} ${_ex_dir}/deploy.lua
+  --err "\\] web-01: verified 'app v2\\.0\\.0 for web-01'$" --err "\\] db-01: verified 'app v2\\.0\\.0 for db-01'$"
+  --err "\\] 4/4 targets deployed$"
+  --out "^deploy +deploy_release +success +\\d+ms +4/4 targets on v2\\.0\\.0$"
+  --min 0.65 --max 2.0)
+# ...and one target failing: only that one, the task fails.
+add_test(NAME example.deploy_one_fails COMMAND ${_ex_run} ${_ex_dir}/deploy.lua
+  --param fail=db-01 --param version=v2.1.0 --code 1
+  --err "\\] db-01: restart failed \\(exit 1\\): service did not come up$"
+  --err "\\] web-03: verified 'app v2\\.1\\.0 for web-03'$" --err "\\] 3/4 targets deployed$"
+  --out "^deploy +deploy_release +failed +\\d+ms +3/4 targets on v2\\.1\\.0$" --max 2.0)
+
+# parallel_health_check.sloth (the spec's Health Check Paralelo): five services,
+# each answering after 300 ms: one refuses connections, one answers 500. Exactly
+# three are healthy, and the checks run at once (~0.3 s, not 1.5 s).
+add_test(NAME example.parallel_health_check COMMAND ${_ex_run} ${_ex_dir}/parallel_health_check.sloth
+  "--server=--ports 4 --status 3=500 --health-delay 300"
+  "--param=ports={port1},{port2},{port3},{refused},{port4}" --code 1
+  --err "\\] ✅ API Gateway: healthy \\(\\d+\\.\\d\\dms\\)$"
+  --err "\\] ✅ Auth Service: healthy \\(\\d+\\.\\d\\dms\\)$"
+  --err "\\] ❌ Database Service: unhealthy - HTTP 500$"
+  --err "\\] ❌ Cache Service: unhealthy - GET http://localhost:\\d+/health failed: .*[Cc]onnection refused"
+  --err "\\] ✅ Queue Service: healthy \\(\\d+\\.\\d\\dms\\)$"
+  --err "\\] 📊 Summary: 3 healthy, 2 unhealthy$"
+  --not-err "✅ Database" --not-err "✅ Cache"
+  --out "^parallel_health_check +check_services_health +failed +\\d+ms +Health check completed$"
+  --min 0.29 --max 1.0)
+add_test(NAME example.parallel_health_check_all_up COMMAND ${_ex_run} ${_ex_dir}/parallel_health_check.sloth
+  "--server=--ports 5 --health-delay 300" "--param=ports={port1},{port2},{port3},{port4},{port5}"
+  --err "\\] 📊 Summary: 5 healthy, 0 unhealthy$" --not-err "❌"
+  --out "^parallel_health_check +check_services_health +success" --min 0.29 --max 1.0)
+
+# async_fetch.sloth (the spec's Exemplo 2): three APIs of 300 ms each through
+# async/await_all (~0.3 s); with the second one down, await_all reports it as
+# success == false with an error naming its URL.
+add_test(NAME example.async_fetch COMMAND ${_ex_run} ${_ex_dir}/async_fetch.sloth
+  "--server=--ports 1" "--param=api1=http://127.0.0.1:{port1}/delay/300"
+  "--param=api2=http://127.0.0.1:{port1}/delay/300" "--param=api3=http://127.0.0.1:{port1}/delay/300"
+  --err "\\] API 1: HTTP 200, 9 bytes$" --err "\\] API 3: HTTP 200, 9 bytes$" --not-err "falhou"
+  --out "^async_fetch +fetch_data +success +\\d+ms +fetched 3 of 3 APIs$" --min 0.29 --max 0.9)
+add_test(NAME example.async_fetch_one_down COMMAND ${_ex_run} ${_ex_dir}/async_fetch.sloth
+  "--server=--ports 1" "--param=api1=http://127.0.0.1:{port1}/data/one"
+  "--param=api2=http://127.0.0.1:{refused}/data/two" "--param=api3=http://127.0.0.1:{port1}/data/three"
+  --code 1
+  --err "\\] API 2 falhou: GET http://127\\.0\\.0\\.1:\\d+/data/two failed: .*[Cc]onnection refused\\)?$"
+  --err "\\] API 1: HTTP 200" --err "\\] API 3: HTTP 200" --not-err "API [13] falhou"
+  --out "^async_fetch +fetch_data +failed +\\d+ms +fetched 2 of 3 APIs$")
+
+set_tests_properties(example.deploy example.deploy_one_fails example.parallel_health_check
+  example.parallel_health_check_all_up example.async_fetch example.async_fetch_one_down
+  PROPERTIES LABELS examples TIMEOUT 60)

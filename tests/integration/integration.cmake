@@ -15,3 +15,17 @@ target_link_libraries(integration-smoke PRIVATE PkgConfig::RDKAFKA PkgConfig::HI
 add_test(NAME integration.services_smoke COMMAND integration-smoke)
 set_tests_properties(integration.services_smoke PROPERTIES
   LABELS integration TIMEOUT 120 SKIP_RETURN_CODE 77)
+
+# The fleet end to end (fleet_test.py): mutirao run --fleet, mutirao-worker
+# processes, the C producer library; one case per test. Serial: they start
+# worker processes and measure times.
+find_package(Python3 COMPONENTS Interpreter QUIET)
+if(Python3_Interpreter_FOUND AND TARGET mutirao-worker)
+  foreach(_case examples await_wg two_workers sigkill errors libmutirao)
+    add_test(NAME integration.fleet_${_case}
+      COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/fleet_test.py
+        ${CMAKE_BINARY_DIR}/bin ${CMAKE_SOURCE_DIR}/examples ${_case})
+    set_tests_properties(integration.fleet_${_case} PROPERTIES
+      LABELS "integration;fleet" TIMEOUT 240 SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
+  endforeach()
+endif()

@@ -71,9 +71,10 @@ if(MUTIRAO_VALGRIND AND NOT MUTIRAO_SANITIZE)
         --output=plainTerminal
         ${_spec}
       WORKING_DIRECTORY ${CMAKE_CURRENT_LIST_DIR})
+    # (timing bounds of the specs scale by MUTIRAO_TIME_FACTOR under valgrind)
     set_tests_properties(valgrind.${_name} PROPERTIES
       LABELS valgrind
       TIMEOUT 300
-      ENVIRONMENT "${_lua_spec_env}")
+      ENVIRONMENT "${_lua_spec_env};MUTIRAO_TIME_FACTOR=20")
   endforeach()
 endif()

@@ -1,0 +1,367 @@
+#!/usr/bin/env python3
+"""tests/integration/fleet_test.py BINDIR EXAMPLES CASE: the fleet end to end.
+
+Runs `mutirao run --fleet`, `mutirao-worker` processes and the C producer
+example against the real Kafka and Redis of tests/services.sh (their
+addresses come from MUTIRAO_TEST_KAFKA_BROKERS / MUTIRAO_TEST_REDIS_URL;
+without them the case is skipped with exit 77, or fails when CI is set).
+Each case uses pool names of its own (a run-unique suffix), so counters in
+Redis start at zero, and workers restricted to those pools (--pools), so
+cases cannot take each other's tasks.
+"""
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+BIN, EXAMPLES, CASE = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2]), sys.argv[3]
+BROKERS = os.environ.get("MUTIRAO_TEST_KAFKA_BROKERS")
+REDIS = os.environ.get("MUTIRAO_TEST_REDIS_URL")
+if not BROKERS or not REDIS:
+    print("MUTIRAO_TEST_KAFKA_BROKERS / MUTIRAO_TEST_REDIS_URL not set: skipped")
+    sys.exit(1 if os.environ.get("CI") else 77)
+
+TMP = tempfile.mkdtemp(prefix="mutirao-fleet-")
+UNIQ = "%d%d" % (os.getpid(), int(time.time() * 1000) % 100000)
+ENV = dict(os.environ)
+ENV.update({"MUTIRAO_KAFKA_BROKERS": BROKERS, "MUTIRAO_REDIS_URL": REDIS,
+            "MUTIRAO_LOG_LEVEL": "info"})
+ENV.pop("MUTIRAO_CONFIG", None)
+ENV.pop("MUTIRAO_FLEET", None)
+WORKERS = []
+
+
+def fail(msg):
+    print("FAIL:", msg)
+    for w in WORKERS:
+        w.dump()
+    sys.exit(1)
+
+
+def check(cond, msg):
+    if not cond:
+        fail(msg)
+
+
+class Worker:
+    def __init__(self, name, pools, env=None):
+        self.name = name
+        self.log = os.path.join(TMP, "worker-%s.log" % name)
+        e = dict(ENV)
+        e.update(env or {})
+        self.f = open(self.log, "w")
+        self.p = subprocess.Popen(
+            [os.path.join(BIN, "mutirao-worker"), "--id", "%s-%s" % (name, UNIQ),
+             "--pools", ",".join(pools), "--log-level", "debug"],
+            stdin=subprocess.DEVNULL, stdout=self.f, stderr=subprocess.STDOUT, env=e, cwd=TMP)
+        WORKERS.append(self)
+
+    def text(self):
+        with open(self.log) as f:
+            return f.read()
+
+    def wait_for(self, pattern, timeout=60):
+        end = time.time() + timeout
+        while time.time() < end:
+            if re.search(pattern, self.text()):
+                return
+            check(self.p.poll() is None, "worker %s exited early" % self.name)
+            time.sleep(0.05)
+        fail("worker %s: no line matching %r within %d s" % (self.name, pattern, timeout))
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(30)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                fail("worker %s did not stop on SIGTERM within 30 s" % self.name)
+        return self.p.returncode
+
+    def dump(self):
+        print("---- worker %s log (last 40 lines) ----" % self.name)
+        print("\n".join(self.text().splitlines()[-40:]))
+
+
+def run(args, timeout=90, env=None):
+    e = dict(ENV)
+    e.update(env or {})
+    t0 = time.time()
+    try:
+        p = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           env=e, cwd=TMP, timeout=timeout)
+    except subprocess.TimeoutExpired as ex:
+        fail("%s did not finish within %d s:\n%s\n%s" % (args, timeout, ex.stdout, ex.stderr))
+    return p.returncode, p.stdout, p.stderr, time.time() - t0
+
+
+def run_lua(src, fleet=True, timeout=90, env=None):
+    path = os.path.join(TMP, "script-%d.lua" % (len(os.listdir(TMP))))
+    with open(path, "w") as f:
+        f.write(src)
+    args = [os.path.join(BIN, "mutirao"), "run", path] + (["--fleet"] if fleet else [])
+    return run(args, timeout, env)
+
+
+def summary_rows(out):
+    """The runner's summary table rows, durations dropped."""
+    rows = []
+    for line in out.splitlines():
+        cols = line.split()
+        if len(cols) >= 4 and cols[2] in ("success", "failed", "timeout", "skipped"):
+            rows.append((cols[0], cols[1], cols[2], " ".join(cols[4:])))
+    return rows
+
+
+# ---------------------------------------------------------------------------
+
+
+def case_examples():
+    """The spec's pool examples give the same results on the fleet."""
+    w = Worker("ex", ["converter", "batch", "mariguica"])
+    for ex, bound in (("file_pool.sloth", 20), ("worker_pool.sloth", 30),
+                      ("parallel_deployment.sloth", 30), ("waitgroup.sloth", 20)):
+        path = os.path.join(EXAMPLES, ex)
+        rc0, out0, _, _ = run([os.path.join(BIN, "mutirao"), "run", path])
+        rc1, out1, err1, dt = run([os.path.join(BIN, "mutirao"), "run", "--fleet", path])
+        check(rc0 == 0 and rc1 == 0, "%s: exit %d embedded, %d fleet:\n%s%s" %
+              (ex, rc0, rc1, out1, err1))
+        r0, r1 = summary_rows(out0), summary_rows(out1)
+        check(r0 and r0 == r1, "%s: results differ:\n%s\nvs fleet:\n%s" % (ex, out0, out1))
+        check(dt < bound, "%s took %.1f s on the fleet" % (ex, dt))
+    log = w.text()
+    # the tasks ran in the worker: their log lines are there
+    check("converting report.md" in log, "file_pool's tasks did not log on the worker")
+    check(re.search(r"working on job #50\b", log), "worker_pool's 50th job not on the worker")
+    check(w.stop() == 0, "worker exit status")
+
+
+def case_await_wg():
+    """await across processes; WaitGroups captured by fleet tasks."""
+    pool = "aw" + UNIQ
+    w = Worker("aw", [pool])
+    ids_file = os.path.join(TMP, "ids.txt")
+    src_a = """
+local g = require("goroutine")
+assert(g.pool_create("%(pool)s", {workers = 8}))
+local f = assert(io.open("%(ids)s", "w"))
+for i = 1, 20 do
+  local id = assert(g.pool_submit("%(pool)s", function(n) g.sleep(300) return n * n, "sq" end, i))
+  f:write(id, "\\n")
+end
+f:close()
+-- a WaitGroup of this process, done by fleet tasks
+local wg = g.wait_group()
+for i = 1, 30 do
+  wg:add(1)
+  assert(g.pool_submit("%(pool)s", function() g.sleep(10) wg:done() end))
+end
+wg:wait()
+assert(wg:count() == 0)
+-- a task may add to it too; the change arrives with its completion
+local wg2 = g.wait_group()
+wg2:add(1)
+local id = g.pool_submit("%(pool)s", function() wg2:add(2) wg2:done() return "x" end)
+local ok, v = g.await(id)
+assert(ok and v == "x" and wg2:count() == 2, tostring(wg2:count()))
+-- waiting on it inside a fleet task is an error that says why
+local ok2, err = g.await(g.pool_submit("%(pool)s", function() wg:wait() end))
+assert(not ok2 and err:find("cannot wait on WaitGroup", 1, true), err)
+print("A done")
+""" % {"pool": pool, "ids": ids_file}
+    src_b = """
+local g = require("goroutine")
+local n = 0
+for id in io.lines("%(ids)s") do
+  n = n + 1
+  local ok, sq, tag = g.await(id)
+  assert(ok and sq == n * n and tag == "sq", tostring(sq))
+end
+assert(n == 20)
+local ok, err = g.await("nobody:1")
+assert(not ok and err:find("unknown task id"), err)
+print("B awaited " .. n)
+""" % {"ids": ids_file}
+    w.wait_for(r"starting")
+    path_a = os.path.join(TMP, "a.lua")
+    with open(path_a, "w") as f:
+        f.write(src_a)
+    pa = subprocess.Popen([os.path.join(BIN, "mutirao"), "run", "--fleet", path_a],
+                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, env=ENV, cwd=TMP)
+    end = time.time() + 30
+    while time.time() < end:
+        if os.path.exists(ids_file) and open(ids_file).read().count("\n") == 20:
+            break
+        time.sleep(0.02)
+    rc, out, err, _ = run_lua(src_b)  # while A's tasks still run, and after
+    check(rc == 0 and "B awaited 20" in out, "process B: %d\n%s%s" % (rc, out, err))
+    out_a, err_a = pa.communicate(timeout=60)
+    check(pa.returncode == 0 and "A done" in out_a, "process A: %d\n%s%s" %
+          (pa.returncode, out_a, err_a))
+    check(w.stop() == 0, "worker exit status")
+
+
+def stats_src(pool, n):
+    return """
+local s = assert(g.pool_stats("%s"))
+print(string.format("stats completed=%%d failed=%%d fleet_completed=%%d fleet_failed=%%d "
+  .. "submitted=%%d fleet_submitted=%%d", s.completed, s.failed, s.fleet_completed,
+  s.fleet_failed, s.submitted, s.fleet_submitted))
+""" % pool
+
+
+def case_two_workers():
+    """Two worker processes share a pool: both receive work."""
+    pool = "tw" + UNIQ
+    a = Worker("twA", [pool], {"MUTIRAO_TEST_TAG": "A"})
+    b = Worker("twB", [pool], {"MUTIRAO_TEST_TAG": "B"})
+    a.wait_for(r"starting")
+    b.wait_for(r"starting")
+    src = """
+local g = require("goroutine")
+assert(g.pool_create("%(pool)s", {workers = 8}))
+-- let both join the group before work arrives
+g.sleep(4000)
+local ids = {}
+for i = 1, 200 do
+  ids[i] = assert(g.pool_submit("%(pool)s", function() g.sleep(20) return os.getenv("MUTIRAO_TEST_TAG") end))
+end
+local count = {}
+for i = 1, 200 do
+  local ok, tag = g.await(ids[i])
+  assert(ok, tag)
+  count[tag] = (count[tag] or 0) + 1
+end
+print("A=" .. (count.A or 0) .. " B=" .. (count.B or 0))
+""" % {"pool": pool}
+    rc, out, err, _ = run_lua(src)
+    check(rc == 0, "producer: %d\n%s%s" % (rc, out, err))
+    m = re.search(r"A=(\d+) B=(\d+)", out)
+    check(m and int(m.group(1)) > 0 and int(m.group(2)) > 0 and
+          int(m.group(1)) + int(m.group(2)) == 200, "work not shared: %s" % out)
+    check(a.stop() == 0 and b.stop() == 0, "worker exit status")
+
+
+def case_sigkill():
+    """A worker killed mid-run: every task completes exactly once."""
+    pool = "sk" + UNIQ
+    n = 120
+    a = Worker("skA", [pool])
+    b = Worker("skB", [pool])
+    a.wait_for(r"starting")
+    b.wait_for(r"starting")
+    src = """
+local g = require("goroutine")
+assert(g.pool_create("%(pool)s", {workers = 4}))
+g.sleep(4000) -- both workers in the group
+local wg = g.wait_group()
+local ids = {}
+local t0 = g.now()
+for i = 1, %(n)d do
+  wg:add(1)
+  ids[i] = assert(g.pool_submit("%(pool)s", function(k) g.sleep(100) wg:done() return k end, i))
+end
+io.stdout:write("submitted\\n") io.stdout:flush()
+for i = 1, %(n)d do
+  local ok, k = g.await(ids[i])
+  assert(ok and k == i, tostring(k))
+end
+wg:wait()
+assert(wg:count() == 0)
+assert(g.pool_wait("%(pool)s"))
+print(string.format("all done in %%.1f s", (g.now() - t0) / 1000))
+%(stats)s
+""" % {"pool": pool, "n": n, "stats": stats_src(pool, n)}
+    path = os.path.join(TMP, "sigkill.lua")
+    with open(path, "w") as f:
+        f.write(src)
+    p = subprocess.Popen([os.path.join(BIN, "mutirao"), "run", "--fleet", path],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=ENV, cwd=TMP)
+    # kill A once it has tasks in flight
+    a.wait_for(r"task=\S+ attempt 1 received", 60)
+    time.sleep(0.3)
+    assigned_before = b.text().count(" assigned ")
+    a.p.send_signal(signal.SIGKILL)
+    a.p.wait()
+    killed_at = time.time()
+    # B takes over A's partitions (and so its unfinished tasks) within 10 s
+    while b.text().count(" assigned ") == assigned_before and time.time() - killed_at < 30:
+        time.sleep(0.05)
+    moved = time.time() - killed_at
+    check(moved < 10, "A's partitions moved to B only after %.1f s" % moved)
+    try:
+        out, err = p.communicate(timeout=90)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate()
+        fail("producer did not finish after the SIGKILL:\n%s\n%s" % (out, err))
+    took = time.time() - killed_at
+    check(p.returncode == 0, "producer: %d\n%s%s" % (p.returncode, out, err))
+    check("negative WaitGroup" not in err, "WaitGroup counted twice:\n" + err)
+    m = re.search(r"stats completed=(\d+) failed=(\d+) fleet_completed=(\d+) fleet_failed=(\d+) "
+                  r"submitted=(\d+) fleet_submitted=(\d+)", out)
+    check(m, "no stats line:\n" + out)
+    c, f_, fc, ff, s, fs = (int(x) for x in m.groups())
+    check((c, f_, s) == (n, 0, n), "this producer's counts: %s" % m.group(0))
+    check((fc, ff, fs) == (n, 0, n), "fleet counts (exactly once): %s" % m.group(0))
+    check(took < 25, "finished %.1f s after the kill" % took)
+    check(b.stop() == 0, "worker B exit status")
+    print("partitions moved %.1f s and all done %.1f s after the SIGKILL" % (moved, took))
+
+
+def case_errors():
+    """Unreachable Kafka or Redis: clear errors within the configured time."""
+    src = """
+local g = require("goroutine")
+local t0 = g.now()
+local ok, err = g.pool_create("err%s")
+print(ok, err, string.format("%%.1f", (g.now() - t0) / 1000))
+""" % UNIQ
+    rc, out, err, dt = run_lua(src, env={"MUTIRAO_KAFKA_BROKERS": "127.0.0.1:1",
+                                         "MUTIRAO_OP_TIMEOUT_MS": "2000"}, timeout=30)
+    check(rc == 0 and out.startswith("nil") and "kafka" in out.lower(),
+          "unreachable Kafka: %d\n%s%s" % (rc, out, err))
+    check(dt < 15, "unreachable Kafka took %.1f s" % dt)
+    rc, out, err, dt = run_lua(src, env={"MUTIRAO_REDIS_URL": "redis://127.0.0.1:1",
+                                         "MUTIRAO_OP_TIMEOUT_MS": "2000"}, timeout=30)
+    check(rc == 0 and out.startswith("nil") and "redis" in out.lower(),
+          "unreachable Redis: %d\n%s%s" % (rc, out, err))
+    check(dt < 15, "unreachable Redis took %.1f s" % dt)
+    # names Kafka cannot use are refused before anything is sent
+    rc, out, err, _ = run_lua("""
+local g = require("goroutine")
+local ok, err = pcall(g.pool_create, "bad name!")
+print(ok, err)
+print(g.pool_submit("never-created", function() end))
+""")
+    check(rc == 0 and "false" in out and "pool" in out and "pool not found: never-created" in out,
+          "bad names: %d\n%s%s" % (rc, out, err))
+
+
+def case_libmutirao():
+    """The C producer library against the fleet: same output as embedded."""
+    w = Worker("lib", ["example"])
+    rc0, out0, err0, _ = run([os.path.join(BIN, "producer-example")])
+    rc1, out1, err1, _ = run([os.path.join(BIN, "producer-example")], env={"MUTIRAO_FLEET": "on"})
+    check(rc0 == 0 and rc1 == 0, "producer-example: %d %d\n%s%s" % (rc0, rc1, err0, err1))
+    check(out0 == out1, "results differ:\n%s\nvs fleet:\n%s" % (out0, out1))
+    check("doubled 1..10: total 110" in out1, out1)
+    check(re.search(r"received", w.text()), "the worker ran none of the C producer's tasks")
+    check(w.stop() == 0, "worker exit status")
+
+
+CASES = {"examples": case_examples, "await_wg": case_await_wg, "two_workers": case_two_workers,
+         "sigkill": case_sigkill, "errors": case_errors, "libmutirao": case_libmutirao}
+try:
+    CASES[CASE]()
+finally:
+    for w in WORKERS:
+        if w.p.poll() is None:
+            w.p.kill()
+print("ok:", CASE)

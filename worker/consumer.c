@@ -1,0 +1,720 @@
+/* consumer.c: the worker's Kafka consumer, task hand-off and completion
+ * records (see worker.h). Everything here runs on the main VM's loop. */
+#include "worker.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "envelope.h"
+#include "fleet_keys.h"
+#include "fleet_wg.h"
+#include "kafka_uv.h"
+#include "pool.h"
+#include "redis_uv.h"
+#include "wlog.h"
+
+#define DEFAULT_WORKERS 4
+#define RETRY_MIN_MS 100
+#define RETRY_MAX_MS 5000
+#define REPORT_MS 1000
+#define COMPLETE_BATCH 256 /* completions per script call */
+
+typedef struct wpool wpool;
+typedef struct wtask wtask;
+
+/* A pool this worker has seen messages of. */
+struct wpool {
+    wpool *next;
+    char topic[CONFIG_TOPIC_MAX + 1];
+    char name[ENVELOPE_POOL_MAX + 1];
+    pool *ext;       /* runs its tasks on the VM threads */
+    int cap;         /* its `workers` option: tasks at once in this process */
+    int inflight;    /* handed to ext and not yet recorded in Redis */
+    int reported;    /* the running count last written to Redis, -1: never */
+    int32_t *paused; /* partitions paused because inflight reached cap */
+    int npaused, cappaused;
+};
+
+/* A task from its message to its completion record. */
+struct wtask {
+    worker *w;
+    wpool *wp;
+    int32_t partition;
+    int64_t offset;
+    char id[ENVELOPE_ID_MAX + 1];
+    char producer[ENVELOPE_ID_MAX + 1];
+    uint32_t attempt;
+    int ok;
+    /* the completion script's arguments, built once */
+    int argc, nkeys;
+    char **argv;
+    size_t *argvlen;
+    uv_timer_t retry;
+    unsigned retry_ms;
+};
+
+struct worker {
+    sched *s;
+    const config *cfg;
+    kuv_consumer *c;
+    redis_uv *r;
+    int complete_script;
+    wpool *pools;
+    uv_timer_t report;
+    long inflight;    /* over all pools */
+    int stopping;     /* worker_stop called: fetch nothing more */
+    uv_timer_t drain; /* bounds the drain */
+    void (*done)(void *ud);
+    void *done_ud;
+    int closed;
+    unsigned ticks;
+    size_t prefix_len;
+    uv_check_t flush; /* sends the completions of each loop turn */
+    wtask **pend;
+    int npend, cappend;
+};
+
+static uint64_t unix_ms(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (uint64_t)tv.tv_sec * 1000u + (uint64_t)tv.tv_usec / 1000u;
+}
+
+/* ---- pools ---- */
+
+static void fetch_cap(worker *w, wpool *p);
+
+static wpool *pool_for(worker *w, const char *topic)
+{
+    for (wpool *p = w->pools; p; p = p->next)
+        if (!strcmp(p->topic, topic))
+            return p;
+    if (strlen(topic) <= w->prefix_len || strlen(topic) > CONFIG_TOPIC_MAX)
+        return NULL;
+    wpool *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    strcpy(p->topic, topic);
+    envelope_copy(p->name, sizeof p->name, topic + w->prefix_len);
+    p->cap = DEFAULT_WORKERS;
+    p->reported = -1;
+    p->ext = pool_ext_new(p->name, p->cap);
+    if (!p->ext) {
+        free(p);
+        return NULL;
+    }
+    p->next = w->pools;
+    w->pools = p;
+    fetch_cap(w, p);
+    wlog(WLOG_INFO, "pool=%s first task seen (topic %s)", p->name, topic);
+    return p;
+}
+
+/* ---- pause / resume ---- */
+
+static void maybe_pause(worker *w, wpool *p, int32_t partition)
+{
+    if (p->inflight < p->cap)
+        return;
+    for (int i = 0; i < p->npaused; i++)
+        if (p->paused[i] == partition)
+            return;
+    if (p->npaused == p->cappaused) {
+        int c = p->cappaused ? p->cappaused * 2 : 8;
+        int32_t *n = realloc(p->paused, (size_t)c * sizeof *n);
+        if (!n)
+            return;
+        p->paused = n;
+        p->cappaused = c;
+    }
+    if (kuv_pause(w->c, p->topic, partition) == 0)
+        p->paused[p->npaused++] = partition;
+}
+
+static void maybe_resume(worker *w, wpool *p)
+{
+    if (w->stopping || p->inflight >= p->cap)
+        return;
+    for (int i = 0; i < p->npaused; i++)
+        kuv_resume(w->c, p->topic, p->paused[i]);
+    p->npaused = 0;
+}
+
+/* ---- completion ---- */
+
+static void wtask_free(wtask *t)
+{
+    for (int i = 0; i < t->argc; i++)
+        free(t->argv[i]);
+    free(t->argv);
+    free(t->argvlen);
+    free(t);
+}
+
+static void on_retry_closed(uv_handle_t *h)
+{
+    wtask_free(h->data);
+}
+
+static void maybe_finish_stop(worker *w);
+
+/* The task is recorded (or given up at shutdown): its offset may commit. */
+static void task_settled(wtask *t, int recorded)
+{
+    worker *w = t->w;
+    wpool *p = t->wp;
+    if (recorded && w->c) {
+        int rc = kuv_done(w->c, p->topic, t->partition, t->offset);
+        if (rc != 0 && rc != KUV_ENOTASSIGNED)
+            wlog(WLOG_WARN, "pool=%s task=%s offset %" PRId64 ": %s", p->name, t->id, t->offset,
+                 kuv_strerror(rc));
+    }
+    p->inflight--;
+    w->inflight--;
+    maybe_resume(w, p);
+    uv_close((uv_handle_t *)&t->retry, on_retry_closed);
+    maybe_finish_stop(w);
+}
+
+/* A completion script call for a batch of tasks. */
+typedef struct batch {
+    worker *w;
+    int n;
+    wtask *t[];
+} batch;
+
+static void send_batch(worker *w, wtask **ts, int n);
+
+static void on_retry(uv_timer_t *h)
+{
+    wtask *t = h->data;
+    send_batch(t->w, &t, 1);
+}
+
+static void retry_later(wtask *t, const char *why)
+{
+    worker *w = t->w;
+    if (w->closed || (w->stopping && !uv_is_active((uv_handle_t *)&w->drain))) {
+        wlog(WLOG_WARN, "pool=%s task=%s: outcome not recorded (%s); it will run again",
+             t->wp->name, t->id, why);
+        task_settled(t, 0);
+        return;
+    }
+    wlog(WLOG_WARN, "pool=%s task=%s: cannot record the outcome (%s); retrying in %u ms",
+         t->wp->name, t->id, why, t->retry_ms);
+    uv_timer_start(&t->retry, on_retry, t->retry_ms, 0);
+    t->retry_ms = t->retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : t->retry_ms * 2;
+}
+
+static void on_completed(redis_uv *cli, int status, const redisReply *reply, const char *err,
+                         void *ud)
+{
+    (void)cli;
+    batch *b = ud;
+    const char *why = err;
+    if (status == 0 && reply && reply->type == REDIS_REPLY_ARRAY &&
+        reply->elements == (size_t)b->n) {
+        for (int i = 0; i < b->n; i++) {
+            wtask *t = b->t[i];
+            if (reply->element[i]->type == REDIS_REPLY_INTEGER && reply->element[i]->integer == 0)
+                wlog(WLOG_INFO, "pool=%s task=%s attempt %u: already completed (a repeat run)",
+                     t->wp->name, t->id, t->attempt);
+            task_settled(t, 1);
+        }
+        free(b);
+        return;
+    }
+    if (status == 0)
+        why = reply && reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply";
+    for (int i = 0; i < b->n; i++)
+        retry_later(b->t[i], why);
+    free(b);
+}
+
+/* One FLEET_COMPLETE_LUA call for n tasks. */
+static void send_batch(worker *w, wtask **ts, int n)
+{
+    int argc = 2;
+    for (int i = 0; i < n; i++)
+        argc += ts[i]->argc;
+    batch *b = malloc(sizeof *b + (size_t)n * sizeof b->t[0]);
+    const char **argv = malloc((size_t)argc * sizeof *argv);
+    size_t *lens = malloc((size_t)argc * sizeof *lens);
+    if (!b || !argv || !lens) {
+        free(b);
+        free(argv);
+        free(lens);
+        for (int i = 0; i < n; i++)
+            retry_later(ts[i], "out of memory");
+        return;
+    }
+    b->w = w;
+    b->n = n;
+    char ttl[16], nttl[16];
+    snprintf(ttl, sizeof ttl, "%d", w->cfg->result_ttl_s);
+    snprintf(nttl, sizeof nttl, "%d", FLEET_NOTIFY_TTL_S);
+    argv[0] = ttl;
+    lens[0] = strlen(ttl);
+    argv[1] = nttl;
+    lens[1] = strlen(nttl);
+    int k = 2;
+    for (int i = 0; i < n; i++) {
+        b->t[i] = ts[i];
+        for (int j = 0; j < ts[i]->argc; j++) {
+            argv[k] = ts[i]->argv[j];
+            lens[k++] = ts[i]->argvlen[j];
+        }
+    }
+    int rc = redis_uv_eval(w->r, on_completed, b, w->complete_script, 0, argc, argv, lens);
+    free(argv);
+    free(lens);
+    if (rc != 0) {
+        free(b);
+        for (int i = 0; i < n; i++)
+            retry_later(ts[i], redis_uv_strerror(rc));
+    }
+}
+
+/* Sends the completions gathered in this loop turn. */
+static void flush_completions(worker *w)
+{
+    int n = w->npend;
+    w->npend = 0;
+    for (int i = 0; i < n; i += COMPLETE_BATCH)
+        send_batch(w, w->pend + i, n - i < COMPLETE_BATCH ? n - i : COMPLETE_BATCH);
+}
+
+static void on_flush(uv_check_t *h)
+{
+    worker *w = h->data;
+    if (w->npend)
+        flush_completions(w);
+}
+
+static void queue_completion(wtask *t)
+{
+    worker *w = t->w;
+    if (w->npend == w->cappend) {
+        int c = w->cappend ? w->cappend * 2 : 256;
+        wtask **p = realloc(w->pend, (size_t)c * sizeof *p);
+        if (!p) {
+            send_batch(w, &t, 1);
+            return;
+        }
+        w->pend = p;
+        w->cappend = c;
+    }
+    w->pend[w->npend++] = t;
+    if (w->npend >= COMPLETE_BATCH)
+        flush_completions(w);
+}
+
+static int add_arg(wtask *t, const char *prefix, const void *data, size_t len)
+{
+    size_t pl = prefix ? strlen(prefix) : 0;
+    char *a = malloc(pl + len + 1);
+    if (!a)
+        return -1;
+    if (pl)
+        memcpy(a, prefix, pl);
+    if (len)
+        memcpy(a + pl, data, len);
+    a[pl + len] = 0;
+    t->argv[t->argc] = a;
+    t->argvlen[t->argc++] = pl + len;
+    return 0;
+}
+
+typedef struct delta_list {
+    char (*owner)[ENVELOPE_ID_MAX + 1];
+    char **elem;
+    int n, cap;
+} delta_list;
+
+static void collect_delta(void *ud, const char *owner, const char *wgid, long long delta)
+{
+    delta_list *d = ud;
+    if (d->n == d->cap) {
+        int c = d->cap ? d->cap * 2 : 4;
+        void *o = realloc(d->owner, (size_t)c * sizeof *d->owner);
+        if (!o)
+            return;
+        d->owner = o;
+        void *e = realloc(d->elem, (size_t)c * sizeof *d->elem);
+        if (!e)
+            return;
+        d->elem = e;
+        d->cap = c;
+    }
+    char buf[160];
+    snprintf(buf, sizeof buf, "W%s %lld", wgid, delta);
+    if (!(d->elem[d->n] = strdup(buf)))
+        return;
+    envelope_copy(d->owner[d->n], sizeof d->owner[d->n], owner);
+    d->n++;
+}
+
+/* pool_ext_done_fn: the task ended on its VM. */
+static void on_task_done(void *ud, int ok, const char *out, size_t outlen, void *remote)
+{
+    wtask *t = ud;
+    worker *w = t->w;
+    delta_list d = {0};
+    fleet_wg_drain(remote, collect_delta, &d);
+    envelope_result r;
+    memset(&r, 0, sizeof r);
+    envelope_copy(r.id, sizeof r.id, t->id);
+    envelope_copy(r.pool, sizeof r.pool, t->wp->name);
+    envelope_copy(r.worker, sizeof r.worker, w->cfg->worker_id);
+    r.attempt = t->attempt;
+    r.ok = ok == 1;
+    r.finished_at_ms = unix_ms();
+    r.payload = out ? out : "";
+    r.payload_len = out ? outlen : 0;
+    t->ok = r.ok;
+    envelope_limits lim;
+    envelope_limits_default(&lim);
+    lim.max_payload = (size_t)w->cfg->payload_max_bytes;
+    char errbuf[200];
+    envelope_buf b;
+    envelope_buf_init(&b, NULL, 0);
+    int rc = envelope_result_encode(&r, &lim, &b, errbuf, sizeof errbuf);
+    if (rc != 0) {
+        /* e.g. a result over payload.max_bytes: record the failure instead */
+        char msg[400];
+        snprintf(msg, sizeof msg, "task %s: its outcome cannot be recorded: %s", t->id, errbuf);
+        wlog(WLOG_WARN, "pool=%s %s", t->wp->name, msg);
+        r.ok = 0;
+        t->ok = 0;
+        r.payload = NULL;
+        r.payload_len = 0;
+        /* an empty payload reads as "no values": the producer reports msg */
+        rc = envelope_result_encode(&r, &lim, &b, errbuf, sizeof errbuf);
+    }
+    int nargs = 6 + 2 * d.n;
+    t->argv = calloc((size_t)nargs, sizeof *t->argv);
+    t->argvlen = calloc((size_t)nargs, sizeof *t->argvlen);
+    char num[32];
+    int fail = rc != 0 || !t->argv || !t->argvlen;
+    if (!fail) {
+        fail |= add_arg(t, NULL, t->id, strlen(t->id));
+        fail |= add_arg(t, NULL, t->wp->name, strlen(t->wp->name));
+        fail |= add_arg(t, NULL, t->producer, strlen(t->producer));
+        fail |= add_arg(t, NULL, t->ok ? "completed" : "failed", t->ok ? 9 : 6);
+        fail |= add_arg(t, NULL, b.data, b.len);
+        snprintf(num, sizeof num, "%d", d.n);
+        fail |= add_arg(t, NULL, num, strlen(num));
+        for (int i = 0; i < d.n; i++) {
+            fail |= add_arg(t, NULL, d.owner[i], strlen(d.owner[i]));
+            fail |= add_arg(t, NULL, d.elem[i], strlen(d.elem[i]));
+        }
+    }
+    for (int i = 0; i < d.n; i++)
+        free(d.elem[i]);
+    free(d.elem);
+    free(d.owner);
+    envelope_buf_free(&b);
+    if (fail) {
+        wlog(WLOG_ERROR, "pool=%s task=%s: cannot build its completion record (%s)", t->wp->name,
+             t->id, rc ? errbuf : "out of memory");
+        task_settled(t, 0);
+        return;
+    }
+    queue_completion(t);
+}
+
+/* ---- messages ---- */
+
+static void on_message(void *ud, const kuv_message *m)
+{
+    worker *w = ud;
+    wpool *p = pool_for(w, m->topic);
+    envelope_limits lim;
+    envelope_limits_default(&lim);
+    lim.max_payload = (size_t)w->cfg->payload_max_bytes;
+    envelope_task e;
+    char why[200];
+    if (!p) {
+        wlog(WLOG_ERROR, "topic %s: cannot track its pool (out of memory)", m->topic);
+        return; /* not marked done: it runs again after a restart */
+    }
+    if (!m->value || envelope_task_decode(m->value, m->len, &lim, &e, why, sizeof why) != 0) {
+        wlog(WLOG_ERROR, "pool=%s partition %d offset %" PRId64 ": not a task (%s); skipped",
+             p->name, (int)m->partition, m->offset, m->value ? why : "empty message");
+        kuv_done(w->c, m->topic, m->partition, m->offset);
+        return;
+    }
+    wlog(WLOG_DEBUG, "pool=%s task=%s attempt %u received %" PRIu64 " ms after its submit", p->name,
+         e.id, e.attempt, unix_ms() - e.submitted_at_ms);
+    wtask *t = calloc(1, sizeof *t);
+    if (!t) {
+        wlog(WLOG_ERROR, "pool=%s task=%s: out of memory", p->name, e.id);
+        return;
+    }
+    t->w = w;
+    t->wp = p;
+    t->partition = m->partition;
+    t->offset = m->offset;
+    t->attempt = e.attempt;
+    t->retry_ms = RETRY_MIN_MS;
+    memcpy(t->id, e.id, sizeof t->id);
+    memcpy(t->producer, e.producer, sizeof t->producer);
+    uv_timer_init(w->s->loop, &t->retry);
+    t->retry.data = t;
+    p->inflight++;
+    w->inflight++;
+    if (pool_ext_submit(p->ext, w->s, e.id, e.payload, e.payload_len, on_task_done, t) != 0) {
+        wlog(WLOG_ERROR, "pool=%s task=%s: out of memory", p->name, e.id);
+        task_settled(t, 0);
+        return;
+    }
+    maybe_pause(w, p, m->partition);
+}
+
+static void on_rebalance(void *ud, int assigned, const kuv_partition *parts, size_t n)
+{
+    worker *w = ud;
+    (void)w;
+    if (n == 0)
+        return;
+    wlog(WLOG_INFO, "%s %zu partition(s), e.g. %s[%d]", assigned ? "assigned" : "revoked", n,
+         parts[0].topic, (int)parts[0].partition);
+}
+
+static void on_kafka_error(void *ud, int err, const char *msg)
+{
+    (void)ud;
+    (void)err;
+    /* at start, before any pool exists, the pattern matches nothing yet */
+    wlog(strstr(msg, "Subscribed topic not available") ? WLOG_DEBUG : WLOG_WARN, "kafka: %s", msg);
+}
+
+/* ---- running counts for pool_stats ---- */
+
+static void on_report(uv_timer_t *h)
+{
+    worker *w = h->data;
+    char key[FLEET_KEY_MAX], val[48];
+    for (wpool *p = w->pools; p; p = p->next) {
+        int active, queued;
+        pool_ext_counts(p->ext, &active, &queued);
+        if (active == 0 && p->reported == 0)
+            continue;
+        snprintf(val, sizeof val, "%d %" PRIu64, active, unix_ms());
+        fleet_key_active(key, p->name);
+        redis_uv_command(w->r, NULL, NULL, "HSET %s %s %s", key, w->cfg->worker_id, val);
+        p->reported = active;
+    }
+}
+
+/* ---- the pools' options ---- */
+
+typedef struct cap_req {
+    worker *w;
+    char name[ENVELOPE_POOL_MAX + 1];
+} cap_req;
+
+static void on_cap(redis_uv *cli, int status, const redisReply *reply, const char *err, void *ud)
+{
+    (void)cli;
+    (void)err;
+    cap_req *q = ud;
+    if (status == 0 && reply && reply->type == REDIS_REPLY_STRING && !q->w->closed) {
+        long v = strtol(reply->str, NULL, 10);
+        for (wpool *p = q->w->pools; p; p = p->next) {
+            if (v > 0 && v <= 1000000 && !strcmp(p->name, q->name) && p->cap != (int)v) {
+                p->cap = (int)v;
+                pool_ext_set_workers(p->ext, p->cap);
+                maybe_resume(q->w, p);
+            }
+        }
+    }
+    free(q);
+}
+
+/* Reads the pool's `workers` option, recorded by pool_create. */
+static void fetch_cap(worker *w, wpool *p)
+{
+    char key[FLEET_KEY_MAX];
+    cap_req *q = malloc(sizeof *q);
+    if (!q)
+        return;
+    q->w = w;
+    memcpy(q->name, p->name, sizeof q->name);
+    fleet_key_pool(key, p->name);
+    if (redis_uv_command(w->r, on_cap, q, "HGET %s workers", key) != 0)
+        free(q);
+}
+
+/* Every 5 s, re-reads the known pools' options (pool_create may run after
+ * the first task arrived, or again with other options). */
+static void on_report_tick(uv_timer_t *h)
+{
+    worker *w = h->data;
+    on_report(h);
+    if (++w->ticks % 5 == 0)
+        for (wpool *p = w->pools; p; p = p->next)
+            fetch_cap(w, p);
+}
+
+/* ---- start / stop ---- */
+
+worker *worker_start(sched *s, const config *cfg, char *err, size_t errlen)
+{
+    worker *w = calloc(1, sizeof *w);
+    if (!w) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    w->s = s;
+    w->cfg = cfg;
+    w->prefix_len = strlen(cfg->topic_prefix);
+    redis_uv_options ro = {0};
+    ro.op_timeout_ms = cfg->op_timeout_ms > 0 ? (unsigned)cfg->op_timeout_ms : 10000;
+    ro.connect_timeout_ms = cfg->connect_timeout_ms > 0 ? (unsigned)cfg->connect_timeout_ms : 2000;
+    int rc = redis_uv_open(s->loop, cfg->redis_url, &ro, &w->r);
+    if (rc != 0) {
+        snprintf(err, errlen, "redis.url: %s", redis_uv_strerror(rc));
+        free(w);
+        return NULL;
+    }
+    w->complete_script = redis_uv_script(w->r, FLEET_COMPLETE_LUA, strlen(FLEET_COMPLETE_LUA));
+    kuv_consumer_opts o;
+    kuv_consumer_opts_default(&o);
+    o.session_timeout_ms = cfg->kafka_session_timeout_ms;
+    o.heartbeat_interval_ms = cfg->kafka_session_timeout_ms / 3;
+    o.error_cb = on_kafka_error;
+    /* a partition resumed after a pause is fetched in the next fetch
+     * request: keep the broker's long poll short */
+    static const char *const conf[] = {"fetch.wait.max.ms", "20", NULL};
+    o.conf = conf;
+    o.errbuf = err;
+    o.errlen = errlen;
+    w->c = kuv_consumer_new(s->loop, cfg->kafka_brokers, FLEET_GROUP, &o, on_message, on_rebalance,
+                            w, &rc);
+    if (!w->c) {
+        redis_uv_close(w->r, NULL, NULL);
+        free(w);
+        return NULL;
+    }
+    /* every pool (a regex over the prefix), or the named ones */
+    char **pats = NULL;
+    size_t np = cfg->worker_npools ? cfg->worker_npools : 1;
+    pats = calloc(np, sizeof *pats);
+    rc = pats ? 0 : -1;
+    for (size_t i = 0; rc == 0 && i < np; i++) {
+        char buf[2 * CONFIG_TOPIC_MAX + 8];
+        if (cfg->worker_npools) {
+            config_topic_for_pool(cfg, cfg->worker_pools[i], buf, sizeof buf, NULL, 0);
+        } else {
+            size_t k = 0;
+            buf[k++] = '^';
+            for (const char *c = cfg->topic_prefix; *c; c++) {
+                if (*c == '.')
+                    buf[k++] = '\\';
+                buf[k++] = *c;
+            }
+            memcpy(buf + k, ".+", 3);
+        }
+        if (!(pats[i] = strdup(buf)))
+            rc = -1;
+    }
+    if (rc == 0)
+        rc = kuv_subscribe(w->c, (const char *const *)pats, np);
+    for (size_t i = 0; pats && i < np; i++)
+        free(pats[i]);
+    free(pats);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot subscribe: %s", rc < 0 ? kuv_strerror(rc) : "out of memory");
+        kuv_consumer_close(w->c);
+        redis_uv_close(w->r, NULL, NULL);
+        free(w);
+        return NULL;
+    }
+    uv_timer_init(s->loop, &w->report);
+    w->report.data = w;
+    uv_timer_start(&w->report, on_report_tick, REPORT_MS, REPORT_MS);
+    uv_timer_init(s->loop, &w->drain);
+    w->drain.data = w;
+    uv_check_init(s->loop, &w->flush);
+    w->flush.data = w;
+    uv_check_start(&w->flush, on_flush);
+    return w;
+}
+
+static void on_worker_closed(uv_handle_t *h)
+{
+    worker *w = h->data;
+    if (h != (uv_handle_t *)&w->drain)
+        return;
+    void (*done)(void *) = w->done;
+    void *ud = w->done_ud;
+    if (w->inflight > 0) { /* tasks still running hold w: the process is exiting */
+        if (done)
+            done(ud);
+        return;
+    }
+    while (w->pools) {
+        wpool *p = w->pools;
+        w->pools = p->next;
+        pool_ext_release(p->ext);
+        free(p->paused);
+        free(p);
+    }
+    free(w->pend);
+    free(w);
+    if (done)
+        done(ud);
+}
+
+static void finish_stop(worker *w)
+{
+    if (w->closed)
+        return;
+    w->closed = 1;
+    uv_timer_stop(&w->drain);
+    on_report(&w->report); /* running counts to 0 */
+    flush_completions(w);
+    kuv_consumer_close(w->c);
+    w->c = NULL;
+    redis_uv_close(w->r, NULL, NULL);
+    uv_close((uv_handle_t *)&w->report, on_worker_closed);
+    uv_close((uv_handle_t *)&w->flush, on_worker_closed);
+    uv_close((uv_handle_t *)&w->drain, on_worker_closed);
+}
+
+static void maybe_finish_stop(worker *w)
+{
+    if (w->stopping && w->inflight == 0)
+        finish_stop(w);
+}
+
+static void on_drain_timeout(uv_timer_t *h)
+{
+    worker *w = h->data;
+    wlog(WLOG_WARN, "stopping with %ld task(s) unfinished: they will run again elsewhere",
+         w->inflight);
+    finish_stop(w);
+}
+
+void worker_stop(worker *w, int drain_ms, void (*done)(void *ud), void *ud)
+{
+    if (w->stopping)
+        return;
+    w->stopping = 1;
+    w->done = done;
+    w->done_ud = ud;
+    if (w->c)
+        kuv_pause(w->c, NULL, 0);
+    wlog(WLOG_INFO, "stopping: %ld task(s) running", w->inflight);
+    if (w->inflight == 0) {
+        finish_stop(w);
+        return;
+    }
+    uv_timer_start(&w->drain, on_drain_timeout, (uint64_t)drain_ms, 0);
+}

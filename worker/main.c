@@ -1,0 +1,244 @@
+/* main.c: the `mutirao-worker` command: configuration, the VM threads that
+ * run fleet tasks, the consumer (consumer.c) and a clean stop on SIGTERM or
+ * SIGINT (running tasks finish and are recorded, then the offsets commit).
+ *
+ * With no arguments it serves every pool (topics matching topic.prefix,
+ * including pools created after it started); --pools restricts it. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+#include <uv.h>
+
+#include "config.h"
+#include "goroutine.h"
+#include "log.h"
+#include "procs.h"
+#include "scheduler.h"
+#include "wlog.h"
+#include "worker.h"
+
+#ifndef MUTIRAO_VERSION
+#define MUTIRAO_VERSION "0.0.0"
+#endif
+
+static const char usage_text[] =
+    "usage: mutirao-worker [options]\n"
+    "\n"
+    "Runs the tasks of fleet pools: consumes their Kafka topics (group\n"
+    "mutirao.workers), runs each task as a goroutine on this process's VM threads and\n"
+    "records its outcome in Redis.\n"
+    "\n"
+    "options:\n"
+    "  --pools A,B          serve only these pools (default: every pool, also\n"
+    "                       pools created later; also MUTIRAO_WORKER_POOLS)\n"
+    "  --config FILE        configuration file (default: $MUTIRAO_CONFIG,\n"
+    "                       ./config/mutirao.conf, /etc/mutirao/mutirao.conf)\n"
+    "  --procs N            VM threads running tasks (default: cores; also\n"
+    "                       MUTIRAO_PROCS)\n"
+    "  --id ID              this worker's id in Redis and logs (default HOST-PID)\n"
+    "  --drain-timeout S    on SIGTERM, wait this long for running tasks (default 30)\n"
+    "  --log-level LEVEL    debug, info, warn or error (default info)\n"
+    "  --version, --help\n"
+    "\n"
+    "Kafka and Redis come from the configuration: MUTIRAO_KAFKA_BROKERS,\n"
+    "MUTIRAO_REDIS_URL or kafka.brokers / redis.url in the file.\n";
+
+static int level_of(const char *s)
+{
+    if (!strcmp(s, "debug"))
+        return WLOG_DEBUG;
+    if (!strcmp(s, "info"))
+        return WLOG_INFO;
+    if (!strcmp(s, "warn") || !strcmp(s, "warning"))
+        return WLOG_WARN;
+    if (!strcmp(s, "error"))
+        return WLOG_ERROR;
+    return -1;
+}
+
+static const char *log_level = "info";
+
+/* procs setup hook: every task VM gets the runner's globals. */
+static void task_vm_setup(lua_State *L)
+{
+    luaL_requiref(L, "log", luaopen_mutirao_log, 1);
+    lua_getfield(L, -1, "_configure");
+    lua_createtable(L, 0, 2);
+    lua_pushliteral(L, "text");
+    lua_setfield(L, -2, "format");
+    lua_pushstring(L, log_level);
+    lua_setfield(L, -2, "level");
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK)
+        lua_pop(L, 1);
+    lua_pop(L, 1);
+}
+
+static int open_main_vm(lua_State *L)
+{
+    memset(lua_getextraspace(L), 0, LUA_EXTRASPACE);
+    luaL_openlibs(L);
+    luaL_requiref(L, "goroutine", luaopen_goroutine, 0);
+    lua_pop(L, 1);
+    return 0;
+}
+
+typedef struct app {
+    sched *s;
+    worker *w;
+    uv_signal_t sigterm, sigint;
+    int drain_ms;
+    int signals;
+} app;
+
+static void on_stopped(void *ud)
+{
+    app *a = ud;
+    wlog(WLOG_INFO, "stopped");
+    uv_close((uv_handle_t *)&a->sigterm, NULL);
+    uv_close((uv_handle_t *)&a->sigint, NULL);
+    sched_unhold(a->s);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    app *a = h->data;
+    if (a->signals++ > 0) {
+        wlog(WLOG_WARN, "second signal: exiting now; unfinished tasks will run again elsewhere");
+        exit(1);
+    }
+    wlog(WLOG_INFO, "%s received", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    worker_stop(a->w, a->drain_ms, on_stopped, a);
+}
+
+static int fail(const char *fmt, const char *arg)
+{
+    fputs("mutirao-worker: ", stderr);
+    fprintf(stderr, fmt, arg);
+    fputc('\n', stderr);
+    return 2;
+}
+
+int main(int argc, char **argv)
+{
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    setvbuf(stderr, NULL, _IONBF, 0);
+    const char *pools = NULL, *config_file = NULL, *procs = NULL, *id = NULL;
+    int drain_s = 30;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(usage_text, stdout);
+            return 0;
+        } else if (!strcmp(a, "--version") || !strcmp(a, "-V")) {
+            printf("mutirao-worker %s (%s, libuv %s)\n", MUTIRAO_VERSION, LUA_RELEASE,
+                   uv_version_string());
+            return 0;
+        } else if (!strcmp(a, "--pools") || !strcmp(a, "--config") || !strcmp(a, "--procs") ||
+                   !strcmp(a, "--id") || !strcmp(a, "--log-level") ||
+                   !strcmp(a, "--drain-timeout")) {
+            if (!v || !*v)
+                return fail("option %s needs a value", a);
+            i++;
+            if (!strcmp(a, "--pools"))
+                pools = v;
+            else if (!strcmp(a, "--config"))
+                config_file = v;
+            else if (!strcmp(a, "--procs"))
+                procs = v;
+            else if (!strcmp(a, "--id"))
+                id = v;
+            else if (!strcmp(a, "--log-level")) {
+                if (level_of(v) < 0)
+                    return fail("invalid --log-level '%s' (expected debug, info, warn or error)",
+                                v);
+                log_level = v;
+            } else {
+                char *end;
+                long d = strtol(v, &end, 10);
+                if (*end || d < 0 || d > 86400)
+                    return fail("invalid --drain-timeout '%s' (seconds, 0 to 86400)", v);
+                drain_s = (int)d;
+            }
+        } else {
+            return fail("unknown argument '%s' (see --help)", a);
+        }
+    }
+    if (procs) {
+        char *end;
+        long n = strtol(procs, &end, 10);
+        if (*end || n < 1 || n > 1024)
+            return fail("invalid --procs '%s' (1 to 1024)", procs);
+        setenv("MUTIRAO_PROCS", procs, 1);
+    }
+    if (config_file)
+        setenv("MUTIRAO_CONFIG", config_file, 1);
+
+    config cfg;
+    char err[512];
+    int rc = config_load(&cfg, NULL, err, sizeof err);
+    if (rc == 0 && pools)
+        rc = config_set(&cfg, "worker.pools", pools, "--pools", err, sizeof err);
+    if (rc == 0 && id)
+        rc = config_set(&cfg, "worker.id", id, "--id", err, sizeof err);
+    if (rc != 0) {
+        fprintf(stderr, "mutirao-worker: %s\n", err);
+        config_free(&cfg);
+        return 2;
+    }
+    wlog_setup(cfg.worker_id, level_of(log_level));
+    char redacted[512];
+    config_redact_url(cfg.redis_url, redacted, sizeof redacted);
+    wlog(WLOG_INFO, "starting: kafka %s, redis %s, pools %s", cfg.kafka_brokers, redacted,
+         cfg.worker_npools ? pools ? pools : "(from the configuration)" : "all");
+
+    lua_State *L = luaL_newstate();
+    if (L) {
+        lua_pushcfunction(L, open_main_vm);
+        if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
+            lua_close(L);
+            L = NULL;
+        }
+    }
+    if (!L) {
+        fprintf(stderr, "mutirao-worker: cannot create the Lua state\n");
+        config_free(&cfg);
+        return 1;
+    }
+    app a;
+    memset(&a, 0, sizeof a);
+    a.s = sched_get(L);
+    a.drain_ms = drain_s * 1000;
+    procs_set_setup(task_vm_setup);
+    int n = procs_start();
+    if (n < 0) {
+        fprintf(stderr, "mutirao-worker: cannot start the VM threads\n");
+        lua_close(L);
+        config_free(&cfg);
+        return 1;
+    }
+    a.w = worker_start(a.s, &cfg, err, sizeof err);
+    if (!a.w) {
+        fprintf(stderr, "mutirao-worker: %s\n", err);
+        lua_close(L);
+        config_free(&cfg);
+        return 1;
+    }
+    wlog(WLOG_INFO, "running tasks on %d VM thread(s)", n);
+    uv_signal_init(a.s->loop, &a.sigterm);
+    uv_signal_init(a.s->loop, &a.sigint);
+    a.sigterm.data = a.sigint.data = &a;
+    uv_signal_start(&a.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&a.sigint, on_signal, SIGINT);
+    sched_hold(a.s);
+    sched_run(a.s);
+    /* the VM threads live as long as the process: exit without joining them */
+    fflush(stdout);
+    config_free(&cfg);
+    _exit(0);
+}

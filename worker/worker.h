@@ -1,0 +1,25 @@
+/* worker.h: one mutirao-worker process's consumer (worker/consumer.c).
+ *
+ * Runs on the main VM's loop: a Kafka consumer in group mutirao.workers
+ * reads task envelopes from the pools' topics, hands each to a worker pool
+ * (lua/pool.h's pool_ext_*: the process's VM threads), and when a task ends
+ * writes its outcome to Redis with the idempotent completion script
+ * (shared/fleet_keys.h) before marking its offset done, so that Kafka
+ * commits only offsets whose tasks are recorded (at least once), and a task
+ * run twice is counted once. */
+#ifndef MUTIRAO_WORKER_H
+#define MUTIRAO_WORKER_H
+
+#include "config.h"
+#include "scheduler.h"
+
+typedef struct worker worker;
+
+/* Starts consuming. cfg must outlive the worker. NULL with a message in err
+ * on failure. */
+worker *worker_start(sched *s, const config *cfg, char *err, size_t errlen);
+/* Stops fetching, lets running tasks finish and record (up to drain_ms),
+ * commits, leaves the group, closes; done(ud) runs on the loop at the end. */
+void worker_stop(worker *w, int drain_ms, void (*done)(void *ud), void *ud);
+
+#endif
