@@ -17,7 +17,8 @@ for _ = 1, 3 do
     local ok, err = g.await(assert(g.pool_submit(pool, function() return 1 end)))
     assert(ok, err)
 end
-g.sleep(1500)
+-- let every worker join the group first (a join mid-run is a rebalance)
+g.sleep(tonumber(os.getenv("FLEET_BENCH_SETTLE_MS") or "6000"))
 
 if mode == "throughput" then
     local t0 = g.now()
