@@ -925,13 +925,25 @@ static int consumer_serve(kuv_consumer *c)
     }
     if (r > 0)
         more = 1;
-    int n;
-    for (n = 0; n < c->max_per_wakeup && !c->close_pending; n++) {
+    /* rd_kafka_consumer_poll also serves non-message ops (commit results...)
+     * and then returns NULL with messages still queued behind them: those
+     * messages would wait for the next empty -> non-empty wakeup, up to a
+     * second later. Keep going while the queue is not empty. */
+    int n = 0, skipped = 0;
+    while (n < c->max_per_wakeup && !c->close_pending) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(c->rk, 0);
-        if (!m)
-            break;
+        if (!m) {
+            if (rd_kafka_queue_length(c->cq) == 0)
+                break;
+            if (++skipped > KUV_POLL_ROUNDS) {
+                more = 1;
+                break;
+            }
+            continue;
+        }
         deliver(c, m);
         rd_kafka_message_destroy(m);
+        n++;
     }
     if (n == c->max_per_wakeup)
         more = 1;

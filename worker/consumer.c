@@ -31,11 +31,12 @@ struct wpool {
     wpool *next;
     char topic[CONFIG_TOPIC_MAX + 1];
     char name[ENVELOPE_POOL_MAX + 1];
-    pool *ext;       /* runs its tasks on the VM threads */
-    int cap;         /* its `workers` option: tasks at once in this process */
-    int inflight;    /* handed to ext and not yet recorded in Redis */
-    int reported;    /* the running count last written to Redis, -1: never */
-    int32_t *paused; /* partitions paused because inflight reached cap */
+    pool *ext;                             /* runs its tasks on the VM threads */
+    int cap;                               /* its `workers` option: tasks at once in this process */
+    int inflight;                          /* handed to ext and not yet recorded in Redis */
+    int reported;                          /* the running count last written to Redis, -1: never */
+    unsigned long long received, recorded; /* since start, for debug lines */
+    int32_t *paused;                       /* partitions paused because inflight reached cap */
     int npaused, cappaused;
 };
 
@@ -76,6 +77,7 @@ struct worker {
     uv_check_t flush; /* sends the completions of each loop turn */
     wtask **pend;
     int npend, cappend;
+    int nclosing; /* handles whose close callback is due */
 };
 
 static uint64_t unix_ms(void)
@@ -117,9 +119,22 @@ static wpool *pool_for(worker *w, const char *topic)
 
 /* ---- pause / resume ---- */
 
+/* Fetching a pool's partitions pauses when PREFETCH tasks beyond its
+ * `workers` are here (they wait in the pool's queue, so the VMs never run
+ * dry), and resumes once half of those are gone. Far apart on purpose:
+ * librdkafka drops a paused partition's prefetched messages and fetches them
+ * again after the resume, so pausing per task would fetch everything many
+ * times over. */
+#define PREFETCH 4096
+
+static int pause_at(const wpool *p)
+{
+    return p->cap + PREFETCH;
+}
+
 static void maybe_pause(worker *w, wpool *p, int32_t partition)
 {
-    if (p->inflight < p->cap)
+    if (p->inflight < pause_at(p))
         return;
     for (int i = 0; i < p->npaused; i++)
         if (p->paused[i] == partition)
@@ -138,7 +153,7 @@ static void maybe_pause(worker *w, wpool *p, int32_t partition)
 
 static void maybe_resume(worker *w, wpool *p)
 {
-    if (w->stopping || p->inflight >= p->cap)
+    if (w->stopping || p->npaused == 0 || p->inflight > p->cap + PREFETCH / 2)
         return;
     for (int i = 0; i < p->npaused; i++)
         kuv_resume(w->c, p->topic, p->paused[i]);
@@ -176,6 +191,7 @@ static void task_settled(wtask *t, int recorded)
     }
     p->inflight--;
     w->inflight--;
+    p->recorded++;
     maybe_resume(w, p);
     uv_close((uv_handle_t *)&t->retry, on_retry_closed);
     maybe_finish_stop(w);
@@ -468,6 +484,7 @@ static void on_message(void *ud, const kuv_message *m)
     t->retry.data = t;
     p->inflight++;
     w->inflight++;
+    p->received++;
     if (pool_ext_submit(p->ext, w->s, e.id, e.payload, e.payload_len, on_task_done, t) != 0) {
         wlog(WLOG_ERROR, "pool=%s task=%s: out of memory", p->name, e.id);
         task_settled(t, 0);
@@ -503,6 +520,10 @@ static void on_report(uv_timer_t *h)
     for (wpool *p = w->pools; p; p = p->next) {
         int active, queued;
         pool_ext_counts(p->ext, &active, &queued);
+        wlog(WLOG_DEBUG,
+             "pool=%s here: %d running, %d queued, %d not yet recorded, %d partition(s) "
+             "paused; %llu received, %llu recorded",
+             p->name, active, queued, p->inflight, p->npaused, p->received, p->recorded);
         if (active == 0 && p->reported == 0)
             continue;
         snprintf(val, sizeof val, "%d %" PRIu64, active, unix_ms());
@@ -591,7 +612,9 @@ worker *worker_start(sched *s, const config *cfg, char *err, size_t errlen)
     o.error_cb = on_kafka_error;
     /* a partition resumed after a pause is fetched in the next fetch
      * request: keep the broker's long poll short */
-    static const char *const conf[] = {"fetch.wait.max.ms", "20", NULL};
+    /* MUTIRAO_KAFKA_DEBUG: librdkafka debug contexts (e.g. "fetch,consumer"), for diagnosis */
+    const char *dbg = getenv("MUTIRAO_KAFKA_DEBUG");
+    const char *conf[] = {"fetch.wait.max.ms", "20", dbg && *dbg ? "debug" : NULL, dbg, NULL};
     o.conf = conf;
     o.errbuf = err;
     o.errlen = errlen;
@@ -650,7 +673,7 @@ worker *worker_start(sched *s, const config *cfg, char *err, size_t errlen)
 static void on_worker_closed(uv_handle_t *h)
 {
     worker *w = h->data;
-    if (h != (uv_handle_t *)&w->drain)
+    if (--w->nclosing > 0) /* the last of its handles frees it (any order) */
         return;
     void (*done)(void *) = w->done;
     void *ud = w->done_ud;
@@ -683,6 +706,7 @@ static void finish_stop(worker *w)
     kuv_consumer_close(w->c);
     w->c = NULL;
     redis_uv_close(w->r, NULL, NULL);
+    w->nclosing = 3;
     uv_close((uv_handle_t *)&w->report, on_worker_closed);
     uv_close((uv_handle_t *)&w->flush, on_worker_closed);
     uv_close((uv_handle_t *)&w->drain, on_worker_closed);

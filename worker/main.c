@@ -237,6 +237,10 @@ int main(int argc, char **argv)
     uv_signal_start(&a.sigint, on_signal, SIGINT);
     sched_hold(a.s);
     sched_run(a.s);
+    /* let the consumer's last commit and group leave go out (bounded) */
+    uint64_t until = uv_hrtime() + 15000000000ull;
+    while (uv_run(a.s->loop, UV_RUN_NOWAIT) != 0 && uv_hrtime() < until)
+        usleep(2000);
     /* the VM threads live as long as the process: exit without joining them */
     fflush(stdout);
     config_free(&cfg);
