@@ -762,9 +762,11 @@ int fleet_pool_create(lua_State *L, sched *s, const char *name, int workers, int
     char topic[CONFIG_TOPIC_MAX + 1], why[200];
     if (config_topic_for_pool(v->cfg, name, topic, sizeof topic, why, sizeof why) != 0)
         return luaL_argerror(L, 1, why);
+    char copy[ENVELOPE_POOL_MAX + 1]; /* name lives on the stack cleared below */
+    envelope_copy(copy, sizeof copy, name);
     lua_settop(L, 0);
     fop *op = fop_new(L, s);
-    envelope_copy(op->name, sizeof op->name, name);
+    memcpy(op->name, copy, sizeof op->name);
     op->workers = workers;
     op->qcap = qcap;
     op->block = block;
@@ -774,7 +776,7 @@ int fleet_pool_create(lua_State *L, sched *s, const char *name, int workers, int
         op->refs--;
         op->pending--;
         luaL_pushfail(L);
-        lua_pushfstring(L, "pool '%s': kafka: cannot create topic %s: %s", name, topic,
+        lua_pushfstring(L, "pool '%s': kafka: cannot create topic %s: %s", op->name, topic,
                         kuv_strerror(rc));
         return 2;
     }
