@@ -36,7 +36,8 @@ struct wpool {
     int inflight;                          /* handed to ext and not yet recorded in Redis */
     int reported;                          /* the running count last written to Redis, -1: never */
     unsigned long long received, recorded; /* since start, for debug lines */
-    int32_t *paused;                       /* partitions paused because inflight reached cap */
+    wtask *running[256]; /* the tasks here by (partition, offset): see on_message */
+    int32_t *paused;     /* partitions paused because inflight reached cap */
     int npaused, cappaused;
 };
 
@@ -44,6 +45,7 @@ struct wpool {
 struct wtask {
     worker *w;
     wpool *wp;
+    wtask *hnext; /* chain of wp->running */
     int32_t partition;
     int64_t offset;
     char id[ENVELOPE_ID_MAX + 1];
@@ -115,6 +117,17 @@ static wpool *pool_for(worker *w, const char *topic)
     fetch_cap(w, p);
     wlog(WLOG_INFO, "pool=%s first task seen (topic %s)", p->name, topic);
     return p;
+}
+
+/* ---- the tasks here, by message ---- */
+
+static wtask **running_slot(wpool *p, int32_t partition, int64_t offset)
+{
+    uint64_t h = (uint64_t)offset * 0x9e3779b97f4a7c15ull + (uint64_t)(uint32_t)partition;
+    wtask **pp = &p->running[(h >> 56) & 255];
+    while (*pp && ((*pp)->partition != partition || (*pp)->offset != offset))
+        pp = &(*pp)->hnext;
+    return pp;
 }
 
 /* ---- pause / resume ---- */
@@ -189,6 +202,9 @@ static void task_settled(wtask *t, int recorded)
             wlog(WLOG_WARN, "pool=%s task=%s offset %" PRId64 ": %s", p->name, t->id, t->offset,
                  kuv_strerror(rc));
     }
+    wtask **slot = running_slot(p, t->partition, t->offset);
+    if (*slot == t)
+        *slot = t->hnext;
     p->inflight--;
     w->inflight--;
     p->recorded++;
@@ -467,6 +483,15 @@ static void on_message(void *ud, const kuv_message *m)
     }
     wlog(WLOG_DEBUG, "pool=%s task=%s attempt %u received %" PRIu64 " ms after its submit", p->name,
          e.id, e.attempt, unix_ms() - e.submitted_at_ms);
+    wtask **slot = running_slot(p, m->partition, m->offset);
+    if (*slot) {
+        /* handed out again after a rebalance gave this worker the partition
+         * back while the task still runs here: its completion marks this
+         * offset done, so it is not run twice */
+        wlog(WLOG_INFO, "pool=%s task=%s: delivered again while running here; not run twice",
+             p->name, e.id);
+        return;
+    }
     wtask *t = calloc(1, sizeof *t);
     if (!t) {
         wlog(WLOG_ERROR, "pool=%s task=%s: out of memory", p->name, e.id);
@@ -482,6 +507,7 @@ static void on_message(void *ud, const kuv_message *m)
     memcpy(t->producer, e.producer, sizeof t->producer);
     uv_timer_init(w->s->loop, &t->retry);
     t->retry.data = t;
+    *slot = t;
     p->inflight++;
     w->inflight++;
     p->received++;
@@ -614,7 +640,15 @@ worker *worker_start(sched *s, const config *cfg, char *err, size_t errlen)
      * request: keep the broker's long poll short */
     /* MUTIRAO_KAFKA_DEBUG: librdkafka debug contexts (e.g. "fetch,consumer"), for diagnosis */
     const char *dbg = getenv("MUTIRAO_KAFKA_DEBUG");
-    const char *conf[] = {"fetch.wait.max.ms", "20", dbg && *dbg ? "debug" : NULL, dbg, NULL};
+    /* cooperative-sticky: a worker joining or leaving moves only the
+     * partitions that change hands; the others keep running undisturbed */
+    const char *conf[] = {"fetch.wait.max.ms",
+                          "20",
+                          "partition.assignment.strategy",
+                          "cooperative-sticky",
+                          dbg && *dbg ? "debug" : NULL,
+                          dbg,
+                          NULL};
     o.conf = conf;
     o.errbuf = err;
     o.errlen = errlen;
