@@ -19,6 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <lauxlib.h>
 
@@ -136,6 +138,8 @@ struct ftask {
     glist waiters;
     uint64_t done_ns;
     int wgs_ref; /* registry: WaitGroups this task carries, or LUA_NOREF */
+    scope *sc;   /* the submitter's scope while it tracks the task */
+    ftask *sc_prev, *sc_next;
     char where[120];
     char id[ENVELOPE_ID_MAX + 1];
 };
@@ -245,6 +249,25 @@ static void on_tick(uv_timer_t *h)
     }
 }
 
+/* 32 bits that differ between runs of this process (and between processes). */
+static unsigned run_nonce(void)
+{
+    static atomic_uint nonce;
+    unsigned v = atomic_load(&nonce);
+    if (v == 0) {
+        unsigned r = 0;
+        FILE *f = fopen("/dev/urandom", "rb");
+        if (!f || fread(&r, sizeof r, 1, f) != 1)
+            r = (unsigned)(uv_hrtime() ^ ((uint64_t)getpid() << 16) ^ (uint64_t)time(NULL));
+        if (f)
+            fclose(f);
+        r |= 1;
+        unsigned zero = 0;
+        v = atomic_compare_exchange_strong(&nonce, &zero, r) ? r : zero;
+    }
+    return v;
+}
+
 static fvm *vm_get(lua_State *L, sched *s)
 {
     if (s->fleet_state)
@@ -257,8 +280,11 @@ static fvm *vm_get(lua_State *L, sched *s)
     v->cfg = c;
     unsigned n = atomic_fetch_add(&vm_counter, 1);
     char base[48];
-    snprintf(base, sizeof base, "%.30s", c->producer_id[0] ? c->producer_id : "producer");
-    snprintf(v->producer, sizeof v->producer, "%s.%u", base, n);
+    snprintf(base, sizeof base, "%.24s", c->producer_id[0] ? c->producer_id : "producer");
+    /* a part unique to this run: a fixed producer.id (or a host name and pid
+     * seen before) must not make this run's task ids collide with results
+     * of an earlier run still in Redis */
+    snprintf(v->producer, sizeof v->producer, "%s.%08x.%u", base, run_nonce(), n % 100000);
     fleet_key_notify(v->notify_key, v->producer);
     char err[512] = "";
     kuv_producer_opts po;
@@ -284,7 +310,8 @@ static fvm *vm_get(lua_State *L, sched *s)
     }
     redis_uv_options ro = {0};
     ro.op_timeout_ms = (unsigned)po.message_timeout_ms;
-    ro.connect_timeout_ms = c->connect_timeout_ms > 0 ? (unsigned)c->connect_timeout_ms : 2000;
+    ro.connect_timeout_ms =
+        c->connect_timeout_ms > 0 ? (unsigned)c->connect_timeout_ms : 1; /* 0: fail at once */
     if ((rc = redis_uv_open(s->loop, c->redis_url, &ro, &v->r)) == 0) {
         ro.op_timeout_ms += POLL_BLOCK_S * 1000;
         rc = redis_uv_open(s->loop, c->redis_url, &ro, &v->rb);
@@ -527,6 +554,8 @@ static void release_wgs(fvm *v, ftask *t)
     t->wgs_ref = LUA_NOREF;
 }
 
+static void untrack(ftask *t);
+
 /* A task of this VM ended: its outcome is kept, everyone waiting is woken. */
 static void task_finish(fvm *v, ftask *t, int ok, const char *out, size_t outlen, const char *err)
 {
@@ -587,11 +616,51 @@ static void task_finish(fvm *v, ftask *t, int ok, const char *out, size_t outlen
         v->done_head = t;
     v->done_tail = t;
     v->ndone++;
+    untrack(t);
     if (t->held) {
         t->held = 0;
         sched_unhold(s);
     }
     evict(v);
+}
+
+static void untrack(ftask *t)
+{
+    scope *sc = t->sc;
+    if (!sc)
+        return;
+    if (t->sc_prev)
+        t->sc_prev->sc_next = t->sc_next;
+    else
+        sc->ftasks = t->sc_next;
+    if (t->sc_next)
+        t->sc_next->sc_prev = t->sc_prev;
+    t->sc = NULL;
+    t->sc_prev = t->sc_next = NULL;
+}
+
+static void track(ftask *t, scope *sc)
+{
+    if (!sc)
+        return;
+    t->sc = sc;
+    t->sc_prev = NULL;
+    t->sc_next = sc->ftasks;
+    if (sc->ftasks)
+        ((ftask *)sc->ftasks)->sc_prev = t;
+    sc->ftasks = t;
+}
+
+void fleet_scope_done(scope *sc, int cancelled)
+{
+    ftask *t;
+    while ((t = sc->ftasks)) {
+        untrack(t);
+        if (cancelled && t->held) {
+            t->held = 0;
+            sched_unhold(sc->s);
+        }
+    }
 }
 
 static ftask *task_find(fvm *v, lua_State *L, const char *id)
@@ -693,7 +762,9 @@ static void poll_start(fvm *v)
 static void on_ensure(void *ud, int err, const char *errmsg)
 {
     fop *op = ud;
-    if (err)
+    if (err && errmsg && !strncmp(errmsg, "kafka: ", 7))
+        fop_fail(op, "%s%s", errmsg, "");
+    else if (err)
         fop_fail(op, "kafka: %s%s", errmsg ? errmsg : kuv_strerror(err), "");
     fop_settle(op);
 }
@@ -1019,6 +1090,7 @@ static int submit_k(lua_State *L, int status, lua_KContext ctx)
     p->submitted++;
     t->held = 1;
     sched_hold(s);
+    track(t, sched_current_scope(s, L));
     note_submit(v, p->name, t->id);
     poll_start(v);
     lua_pushstring(L, t->id);
@@ -1329,6 +1401,7 @@ void fleet_sched_free(sched *s)
     while (v->all) {
         ftask *t = v->all;
         v->all = t->all_next;
+        untrack(t);
         task_free(t);
     }
     while (v->pools) {

@@ -41,6 +41,11 @@ int fleet_pool_close(lua_State *L, sched *s);
 int fleet_pool_stats(lua_State *L, sched *s);
 int fleet_await(lua_State *L, sched *s, int idx);
 
+/* A scope ended (cancelled = 0) or was cancelled (1): its goroutines' fleet
+ * tasks are no longer tracked; cancelled ones stop keeping the process
+ * alive (they still run on the fleet; await still gets their outcome). */
+void fleet_scope_done(scope *sc, int cancelled);
+
 /* Closes the VM's fleet clients and frees its tasks (the VM is closing). */
 void fleet_sched_free(sched *s);
 

@@ -125,7 +125,7 @@ static ghandle *await_all_at(lua_State *L, lua_Integer i)
     ghandle *h = handle_test(L, -1);
     if (!h)
         luaL_argerror(L, 1,
-                      lua_pushfstring(L, "async handle expected at index %I, got %s", i,
+                      lua_pushfstring(L, "async handle or task id expected at index %I, got %s", i,
                                       luaL_typename(L, -1)));
     lua_pop(L, 1);
     return h;
@@ -176,10 +176,49 @@ static int await_all_k(lua_State *L, int status, lua_KContext ctx)
     return 1;
 }
 
+/* The goroutine that stands for a pool task id in await_all. */
+static const char await_id_src[] = "local await, id = ...\n"
+                                   "local r = table.pack(await(id))\n"
+                                   "if r[1] then return table.unpack(r, 2, r.n) end\n"
+                                   "error(r[2], 0)\n";
+
+/* await_all also takes pool task ids: each becomes a handle of a goroutine
+ * awaiting it (a copy of the table is used; the caller's is not changed). */
+static void ids_to_handles(lua_State *L)
+{
+    lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
+    int any = 0;
+    for (lua_Integer i = 1; i <= n && !any; i++) {
+        any = lua_rawgeti(L, 1, i) == LUA_TSTRING;
+        lua_pop(L, 1);
+    }
+    if (!any)
+        return;
+    lua_createtable(L, (int)n, 0);
+    for (lua_Integer i = 1; i <= n; i++) {
+        if (lua_rawgeti(L, 1, i) == LUA_TSTRING) {
+            int id = lua_gettop(L);
+            lua_pushlightuserdata(L, S(L));
+            lua_pushcclosure(L, g_async, 1);
+            if (luaL_loadbufferx(L, await_id_src, sizeof await_id_src - 1, "=await_all", "t") !=
+                LUA_OK)
+                lua_error(L);
+            lua_pushlightuserdata(L, S(L));
+            lua_pushcclosure(L, g_await, 1);
+            lua_pushvalue(L, id);
+            lua_call(L, 3, 1); /* async(body, await, id) */
+            lua_remove(L, id);
+        }
+        lua_rawseti(L, -2, i);
+    }
+    lua_replace(L, 1);
+}
+
 static int g_await_all(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
+    ids_to_handles(L);
     lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
     for (lua_Integer i = 1; i <= n; i++)
         await_all_at(L, i);

@@ -761,6 +761,17 @@ static int l_pool_create(lua_State *L)
     int workers = 4, qcap, block = 1;
     if (!lua_isnoneornil(L, 2)) {
         luaL_checktype(L, 2, LUA_TTABLE);
+        /* a misspelt option would silently mean its default */
+        lua_pushnil(L);
+        while (lua_next(L, 2)) {
+            const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+            if (!k || (strcmp(k, "workers") && strcmp(k, "queue") && strcmp(k, "block")))
+                return luaL_error(L,
+                                  "bad option '%s' to 'pool_create' (unknown option; expected "
+                                  "workers, queue or block)",
+                                  k ? k : luaL_typename(L, -2));
+            lua_pop(L, 1);
+        }
         workers = opt_int_field(L, 2, "workers", 4, 1);
         qcap = opt_int_field(L, 2, "queue", workers * 2, 0);
         int bt = lua_getfield(L, 2, "block");

@@ -182,7 +182,20 @@ local function run_task(t, r, params, status_of, cur)
         command = function(this, p)
             -- the pool may exist already (another task, another producer)
             goroutine.pool_create(t._delegate)
-            local id, err = goroutine.pool_submit(t._delegate, t._command, this, p)
+            -- `this` travels as its fields; its getters are rebuilt there
+            -- (metatables do not travel)
+            local view = { _name = this._name, _description = this._description,
+                _timeout_ms = this._timeout_ms, _delegate = this._delegate }
+            local id, err = goroutine.pool_submit(t._delegate, function(v, prm, cmd)
+                local T = {}
+                T.__index = T
+                T.__tostring = function(x) return "task '" .. x._name .. "'" end
+                function T:name() return self._name end
+                function T:description() return self._description end
+                function T:timeout() return self._timeout_ms end
+                function T:delegate_to() return self._delegate end
+                return cmd(setmetatable(v, T), prm)
+            end, view, p, t._command)
             if not id then
                 error(string.format("task '%s' cannot be sent to pool '%s': %s",
                     t._name, t._delegate, err), 0)

@@ -226,6 +226,8 @@ static void scope_free(scope *sc)
     timer_del(s, &sc->deadline);
     if (sc->ptasks)
         pool_scope_freed(sc);
+    if (sc->ftasks)
+        fleet_scope_done(sc, 0);
     if (sc->label_ref != LUA_NOREF)
         luaL_unref(s->L, LUA_REGISTRYINDEX, sc->label_ref);
     /* orphan children (they are not live, or we would be live too) */
@@ -272,6 +274,8 @@ void scope_cancel(scope *sc, const char *reason)
     timer_del(s, &sc->deadline);
     if (sc->ptasks)
         pool_scope_cancelled(sc);
+    if (sc->ftasks)
+        fleet_scope_done(sc, 1);
     sc->refs++;
     /* Killing runs __close handlers, which may spawn into this scope (those
      * are killed at birth) or end other members: restart from the head. */

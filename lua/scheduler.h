@@ -75,6 +75,7 @@ struct scope {
     int label_ref;   /* registry ref of a label (task name), or LUA_NOREF */
     gor *lead;       /* goroutine whose end disarms the deadline (timeout()), or NULL */
     void *ptasks;    /* pool tasks submitted from it and not finished (pool.c) */
+    void *ftasks;    /* fleet tasks submitted from it and not finished (fleet_pool.c) */
 };
 
 struct sched {

@@ -591,6 +591,7 @@ struct kuv_consumer {
     uv_poll_t poll;
     uv_idle_t more;
     uv_timer_t commit_timer, close_timer;
+    uv_timer_t alive; /* polls now and then: see alive_cb */
     int rfd, wfd;
     int handles;
     int in_serve;
@@ -971,6 +972,8 @@ static void c_poll_cb(uv_poll_t *h, int status, int events)
         uv_idle_start(&c->more, c_more_cb);
 }
 
+static void alive_cb(uv_timer_t *t);
+
 kuv_consumer *kuv_consumer_new(uv_loop_t *loop, const char *brokers, const char *group,
                                const kuv_consumer_opts *opts, kuv_msg_cb msg_cb,
                                kuv_rebalance_cb rebalance_cb, void *ud, int *err)
@@ -1063,8 +1066,10 @@ kuv_consumer *kuv_consumer_new(uv_loop_t *loop, const char *brokers, const char 
     uv_idle_init(loop, &c->more);
     uv_timer_init(loop, &c->commit_timer);
     uv_timer_init(loop, &c->close_timer);
-    c->poll.data = c->more.data = c->commit_timer.data = c->close_timer.data = c;
-    c->handles = 4;
+    uv_timer_init(loop, &c->alive);
+    c->poll.data = c->more.data = c->commit_timer.data = c->close_timer.data = c->alive.data = c;
+    c->handles = 5;
+    uv_timer_start(&c->alive, alive_cb, 1000, 1000);
     uv_poll_start(&c->poll, UV_READABLE, c_poll_cb);
     *err = 0;
     return c;
@@ -1187,6 +1192,17 @@ static void consumer_destroy(kuv_consumer *c, int forced)
     uv_close((uv_handle_t *)&c->more, c_close_cb);
     uv_close((uv_handle_t *)&c->commit_timer, c_close_cb);
     uv_close((uv_handle_t *)&c->close_timer, c_close_cb);
+    uv_close((uv_handle_t *)&c->alive, c_close_cb);
+}
+
+/* librdkafka counts max.poll.interval.ms from the last consumer poll, and
+ * with nothing to fetch the queues never wake the loop: an idle consumer
+ * would be dropped from its group every 5 minutes. */
+static void alive_cb(uv_timer_t *t)
+{
+    kuv_consumer *c = t->data;
+    if (!c->closing && !c->destroyed && !c->in_serve && consumer_serve(c) && !c->destroyed)
+        uv_idle_start(&c->more, c_more_cb);
 }
 
 static void closing_check_cb(uv_timer_t *t)
@@ -1205,6 +1221,7 @@ static void consumer_close_start(kuv_consumer *c)
     commit_all(c);
     c->closing = 1;
     uv_timer_stop(&c->commit_timer);
+    uv_timer_stop(&c->alive);
     c->closeq = rd_kafka_queue_new(c->rk);
     rd_kafka_queue_io_event_enable(c->closeq, c->wfd, "1", 1);
     rd_kafka_error_t *e = rd_kafka_consumer_close_queue(c->rk, c->closeq);

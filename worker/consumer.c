@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/time.h>
 
+#include "codec.h"
 #include "envelope.h"
 #include "fleet_keys.h"
 #include "fleet_wg.h"
@@ -80,6 +81,10 @@ struct worker {
     wtask **pend;
     int npend, cappend;
     int nclosing; /* handles whose close callback is due */
+    char **pats;  /* the subscription, until it is made (see on_ping) */
+    size_t npats;
+    int subscribed;
+    uv_timer_t ping_timer;
 };
 
 static uint64_t unix_ms(void)
@@ -423,10 +428,22 @@ static void on_task_done(void *ud, int ok, const char *out, size_t outlen, void 
         wlog(WLOG_WARN, "pool=%s %s", t->wp->name, msg);
         r.ok = 0;
         t->ok = 0;
-        r.payload = NULL;
-        r.payload_len = 0;
-        /* an empty payload reads as "no values": the producer reports msg */
+        /* the error the producer's await returns: msg, encoded as a value */
+        lua_State *T = w->s->T;
+        char small[512], *enc = NULL;
+        size_t elen = 0;
+        lua_pushstring(T, msg);
+        if (codec_encode_buf(T, lua_gettop(T), 1, NULL, small, sizeof small, &enc, &elen, NULL,
+                             0) != 0) {
+            enc = NULL;
+            elen = 0;
+        }
+        lua_pop(T, 1);
+        r.payload = enc;
+        r.payload_len = elen;
         rc = envelope_result_encode(&r, &lim, &b, errbuf, sizeof errbuf);
+        if (enc && enc != small)
+            free(enc);
     }
     int nargs = 6 + 2 * d.n;
     t->argv = calloc((size_t)nargs, sizeof *t->argv);
@@ -611,6 +628,41 @@ static void on_report_tick(uv_timer_t *h)
 
 /* ---- start / stop ---- */
 
+static void ping(worker *w);
+
+static void on_ping_timer(uv_timer_t *h)
+{
+    ping(h->data);
+}
+
+static void on_ping(redis_uv *cli, int status, const redisReply *reply, const char *err, void *ud)
+{
+    (void)cli;
+    worker *w = ud;
+    if (w->closed || w->subscribed || status == REDIS_UV_ECLOSED)
+        return;
+    if (status < 0 || reply->type == REDIS_REPLY_ERROR) {
+        wlog(WLOG_WARN, "redis %s: %s; not taking tasks until it answers", redis_uv_endpoint(w->r),
+             status < 0 ? err : reply->str);
+        uv_timer_start(&w->ping_timer, on_ping_timer, 2000, 0);
+        return;
+    }
+    int rc = kuv_subscribe(w->c, (const char *const *)w->pats, w->npats);
+    if (rc != 0) {
+        wlog(WLOG_ERROR, "cannot subscribe: %s; retrying", kuv_strerror(rc));
+        uv_timer_start(&w->ping_timer, on_ping_timer, 2000, 0);
+        return;
+    }
+    w->subscribed = 1;
+    wlog(WLOG_INFO, "redis %s answers; consuming", redis_uv_endpoint(w->r));
+}
+
+static void ping(worker *w)
+{
+    if (redis_uv_command(w->r, on_ping, w, "PING") != 0)
+        uv_timer_start(&w->ping_timer, on_ping_timer, 2000, 0);
+}
+
 worker *worker_start(sched *s, const config *cfg, char *err, size_t errlen)
 {
     worker *w = calloc(1, sizeof *w);
@@ -623,7 +675,8 @@ worker *worker_start(sched *s, const config *cfg, char *err, size_t errlen)
     w->prefix_len = strlen(cfg->topic_prefix);
     redis_uv_options ro = {0};
     ro.op_timeout_ms = cfg->op_timeout_ms > 0 ? (unsigned)cfg->op_timeout_ms : 10000;
-    ro.connect_timeout_ms = cfg->connect_timeout_ms > 0 ? (unsigned)cfg->connect_timeout_ms : 2000;
+    ro.connect_timeout_ms =
+        cfg->connect_timeout_ms > 0 ? (unsigned)cfg->connect_timeout_ms : 1; /* 0: fail at once */
     int rc = redis_uv_open(s->loop, cfg->redis_url, &ro, &w->r);
     if (rc != 0) {
         snprintf(err, errlen, "redis.url: %s", redis_uv_strerror(rc));
@@ -681,18 +734,22 @@ worker *worker_start(sched *s, const config *cfg, char *err, size_t errlen)
         if (!(pats[i] = strdup(buf)))
             rc = -1;
     }
-    if (rc == 0)
-        rc = kuv_subscribe(w->c, (const char *const *)pats, np);
-    for (size_t i = 0; pats && i < np; i++)
-        free(pats[i]);
-    free(pats);
     if (rc != 0) {
-        snprintf(err, errlen, "cannot subscribe: %s", rc < 0 ? kuv_strerror(rc) : "out of memory");
+        for (size_t i = 0; pats && i < np; i++)
+            free(pats[i]);
+        free(pats);
+        snprintf(err, errlen, "out of memory");
         kuv_consumer_close(w->c);
         redis_uv_close(w->r, NULL, NULL);
         free(w);
         return NULL;
     }
+    /* subscribed once Redis answers: tasks taken before could not be recorded */
+    w->pats = pats;
+    w->npats = np;
+    uv_timer_init(s->loop, &w->ping_timer);
+    w->ping_timer.data = w;
+    ping(w);
     uv_timer_init(s->loop, &w->report);
     w->report.data = w;
     uv_timer_start(&w->report, on_report_tick, REPORT_MS, REPORT_MS);
@@ -724,6 +781,9 @@ static void on_worker_closed(uv_handle_t *h)
         free(p);
     }
     free(w->pend);
+    for (size_t i = 0; i < w->npats; i++)
+        free(w->pats[i]);
+    free(w->pats);
     free(w);
     if (done)
         done(ud);
@@ -740,7 +800,8 @@ static void finish_stop(worker *w)
     kuv_consumer_close(w->c);
     w->c = NULL;
     redis_uv_close(w->r, NULL, NULL);
-    w->nclosing = 3;
+    w->nclosing = 4;
+    uv_close((uv_handle_t *)&w->ping_timer, on_worker_closed);
     uv_close((uv_handle_t *)&w->report, on_worker_closed);
     uv_close((uv_handle_t *)&w->flush, on_worker_closed);
     uv_close((uv_handle_t *)&w->drain, on_worker_closed);

@@ -366,8 +366,79 @@ def case_libmutirao():
     check(w.stop() == 0, "worker exit status")
 
 
+def case_semantics():
+    """Fixed producer ids, task timeouts, delegate_to's `this`, big results,
+    await_all with task ids."""
+    pool = "se" + UNIQ
+    w = Worker("se", [pool], {"MUTIRAO_PAYLOAD_MAX_BYTES": "4096"})
+    w.wait_for(r"consuming")
+    # two runs with the same producer.id: each gets its own result
+    src = """
+local g = require("goroutine")
+assert(g.pool_create("%(pool)s"))
+local v = os.getenv("VAL")
+local id = assert(g.pool_submit("%(pool)s", function() return "run " .. v end))
+local ok, r = g.await(id)
+print(ok, r)
+""" % {"pool": pool}
+    for val in ("one", "two"):
+        rc, out, err, dt = run_lua(src, env={"VAL": val, "MUTIRAO_PRODUCER_ID": "fixed-" + UNIQ},
+                                   timeout=40)
+        check(rc == 0 and ("true\trun " + val) in out,
+              "run %s with a fixed producer.id: %d %.1f s\n%s%s" % (val, rc, dt, out, err))
+    # a task's timeout abandons the fleet tasks it submitted: no wait for them
+    path = os.path.join(TMP, "timeout.sloth")
+    with open(path, "w") as f:
+        f.write("""
+local t = task("t"):command(function(this, params)
+    local g = require("goroutine")
+    g.pool_create("%(pool)s")
+    g.pool_submit("%(pool)s", function() g.sleep(6000) return 1 end)
+    g.sleep(5000)
+    return true
+end):timeout("1s"):build()
+workflow.define("w"):tasks({t})
+""" % {"pool": pool})
+    rc, out, err, dt = run([os.path.join(BIN, "mutirao"), "run", "--fleet", path], timeout=40)
+    check(rc == 1 and re.search(r"\bt +timeout", out) and dt < 4,
+          "task timeout on the fleet: %d in %.1f s\n%s%s" % (rc, dt, out, err))
+    # delegate_to: `this` keeps its getters on the worker
+    path = os.path.join(TMP, "delegate.sloth")
+    with open(path, "w") as f:
+        f.write("""
+local t = task("remote"):description("far away"):command(function(this, params)
+    return true, this:name() .. "/" .. this:description() .. "/" .. tostring(this)
+end):delegate_to("%(pool)s"):build()
+workflow.define("w"):tasks({t})
+""" % {"pool": pool})
+    rc, out, err, _ = run([os.path.join(BIN, "mutirao"), "run", "--fleet", path], timeout=40)
+    check(rc == 0 and "remote/far away/task 'remote'" in out,
+          "delegate_to on the fleet: %d\n%s%s" % (rc, out, err))
+    check("delegated to fleet pool" in err, "no delegation log line:\n" + err)
+    # a result over payload.max_bytes: await says why; await_all takes ids
+    src = """
+local g = require("goroutine")
+assert(g.pool_create("%(pool)s"))
+local big = assert(g.pool_submit("%(pool)s", function() return string.rep("y", 10000) end))
+local ok, err = g.await(big)
+print("big", ok, err)
+local ids = {}
+for i = 1, 3 do ids[i] = assert(g.pool_submit("%(pool)s", function() return i * 10 end)) end
+ids[4] = g.async(function() return 40 end)
+local rs = g.await_all(ids)
+for i = 1, 4 do io.write(tostring(rs[i].success), ":", tostring(rs[i].values[1]), " ") end
+print()
+""" % {"pool": pool}
+    rc, out, err, _ = run_lua(src, timeout=40)
+    check(rc == 0 and re.search(r"big\tfalse\t.*cannot be recorded.*payload", out),
+          "big result: %d\n%s%s" % (rc, out, err))
+    check("true:10 true:20 true:30 true:40" in out, "await_all with task ids:\n" + out + err)
+    check(w.stop() == 0, "worker exit status")
+
+
 CASES = {"examples": case_examples, "await_wg": case_await_wg, "two_workers": case_two_workers,
-         "sigkill": case_sigkill, "errors": case_errors, "libmutirao": case_libmutirao}
+         "sigkill": case_sigkill, "errors": case_errors, "libmutirao": case_libmutirao,
+         "semantics": case_semantics}
 try:
     CASES[CASE]()
 finally:
