@@ -299,7 +299,9 @@ static fvm *vm_get(lua_State *L, sched *s)
     /* librdkafka looks an unknown topic up only at the next metadata
      * refresh: a short interval keeps a new producer's first task from
      * waiting up to a second (librdkafka issue #3202) */
-    static const char *const conf[] = {"topic.metadata.refresh.interval.ms", "200", NULL};
+    static const char *const conf[] = {"topic.metadata.refresh.interval.ms", "200",
+                                       /* its log lines repeat what error_cb reports */
+                                       "log_level", "2", NULL};
     po.conf = conf;
     int rc = 0;
     v->kp = kuv_producer_new(s->loop, c->kafka_brokers, &po, &rc);

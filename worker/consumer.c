@@ -695,13 +695,12 @@ worker *worker_start(sched *s, const config *cfg, char *err, size_t errlen)
     const char *dbg = getenv("MUTIRAO_KAFKA_DEBUG");
     /* cooperative-sticky: a worker joining or leaving moves only the
      * partitions that change hands; the others keep running undisturbed */
-    const char *conf[] = {"fetch.wait.max.ms",
-                          "20",
-                          "partition.assignment.strategy",
-                          "cooperative-sticky",
-                          dbg && *dbg ? "debug" : NULL,
-                          dbg,
-                          NULL};
+    /* librdkafka's own log lines repeat what error_cb reports: critical only,
+     * unless debugging */
+    const char *conf[] = {
+        "fetch.wait.max.ms",          "20",        "partition.assignment.strategy",
+        "cooperative-sticky",         "log_level", dbg && *dbg ? "7" : "2",
+        dbg && *dbg ? "debug" : NULL, dbg,         NULL};
     o.conf = conf;
     o.errbuf = err;
     o.errlen = errlen;

@@ -4,6 +4,7 @@
  *
  * With no arguments it serves every pool (topics matching topic.prefix,
  * including pools created after it started); --pools restricts it. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -176,8 +177,13 @@ int main(int argc, char **argv)
             return fail("invalid --procs '%s' (1 to 1024)", procs);
         setenv("MUTIRAO_PROCS", procs, 1);
     }
-    if (config_file)
+    if (config_file) {
+        if (access(config_file, R_OK) != 0) {
+            fprintf(stderr, "mutirao-worker: --config %s: %s\n", config_file, strerror(errno));
+            return 2;
+        }
         setenv("MUTIRAO_CONFIG", config_file, 1);
+    }
 
     config cfg;
     char err[512];
