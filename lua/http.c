@@ -446,6 +446,8 @@ static int call(lua_State *L, const char *method, int body_arg)
     int oarg = 2;
     if (body_arg && lua_type(L, 2) == LUA_TSTRING) { /* post(url, body, opts) */
         oarg = 3;
+    } else if (body_arg && !lua_isnoneornil(L, 2) && lua_type(L, 2) != LUA_TTABLE) {
+        luaL_typeerror(L, 2, "string (body) or table (options)");
     }
     opts_at(L, &a, oarg);
     lua_settop(L, oarg);

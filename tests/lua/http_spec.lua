@@ -181,6 +181,8 @@ describe("http argument errors", function()
             function() http.get(url("/"), { headers = "X: y" }) end)
         arg_error("bad argument #2 to 'post' (field 'body': string expected, got number)",
             function() http.post(url("/"), { body = 5 }) end)
+        arg_error("bad argument #2 to 'post' (string (body) or table (options) expected, got number)",
+            function() http.post(url("/"), 123) end)
         arg_error("bad argument #2 to 'get' (unknown option 'timout')",
             function() http.get(url("/"), { timout = 5 }) end)
         arg_error("bad argument #1 to 'request' (field 'url': string expected, got nil)",
