@@ -405,8 +405,16 @@ static int fop_gc(lua_State *L)
     return 0;
 }
 
+static fop *fop_push(lua_State *L, sched *s, int tbc);
+
 /* Pushes a guard for a new op at the top of L, to-be-closed. */
 static fop *fop_new(lua_State *L, sched *s)
+{
+    return fop_push(L, s, 1);
+}
+
+/* The same; without tbc the guard may be popped (the GC frees the op). */
+static fop *fop_push(lua_State *L, sched *s, int tbc)
 {
     fop **box = lua_newuserdatauv(L, sizeof *box, 0);
     *box = NULL;
@@ -424,7 +432,8 @@ static fop *fop_new(lua_State *L, sched *s)
     op->s = s;
     glist_init(&op->waiters);
     *box = op;
-    lua_toclose(L, -1);
+    if (tbc)
+        lua_toclose(L, -1);
     return op;
 }
 
@@ -937,6 +946,78 @@ typedef struct dreport {
 
 static int submit_k(lua_State *L, int status, lua_KContext ctx);
 
+/* HGETALL mutirao:pool:NAME: workers, queue, block into n[0..2]. */
+static void on_pool_record(redis_uv *cli, int status, const redisReply *reply, const char *err,
+                           void *ud)
+{
+    (void)cli;
+    fop *op = ud;
+    if (status < 0) {
+        fop_fail(op, "%s%s", err, "");
+    } else if (reply->type == REDIS_REPLY_ERROR) {
+        fop_fail(op, "redis: %s%s", reply->str, "");
+    } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements >= 2) {
+        op->have_data = 1;
+        op->n[0] = 4;
+        op->n[1] = -1;
+        op->n[2] = 1;
+        for (size_t i = 0; i + 1 < reply->elements; i += 2) {
+            const char *k = reply->element[i]->str, *val = reply->element[i + 1]->str;
+            if (!k || !val)
+                continue;
+            long long x = strtoll(val, NULL, 10);
+            if (!strcmp(k, "workers") && x >= 1 && x <= 1000000)
+                op->n[0] = x;
+            else if (!strcmp(k, "queue") && x >= 0 && x <= 1000000)
+                op->n[1] = x;
+            else if (!strcmp(k, "block"))
+                op->n[2] = x != 0;
+        }
+    }
+    fop_settle(op);
+}
+
+/* pool_submit to a pool this VM did not create: adopts the pool record
+ * another process (or VM) left in Redis. Stack: name, fn, args..., guard. */
+static int adopt_k(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)status;
+    fop *op = (fop *)ctx;
+    sched *s = op->s;
+    fvm *v = s->fleet_state;
+    if (op->pending > 0)
+        return sched_wait(L, s, &op->waiters, 0, ctx, adopt_k);
+    if (op->failed) {
+        luaL_pushfail(L);
+        lua_pushfstring(L, "pool '%s': %s", op->name, op->msg);
+        return 2;
+    }
+    fpool *p = pool_get(v, op->name); /* created meanwhile by this VM? */
+    if (!p && !op->have_data) {
+        luaL_pushfail(L);
+        lua_pushfstring(L, "pool not found: %s", op->name);
+        return 2;
+    }
+    if (!p) {
+        p = calloc(1, sizeof *p);
+        if (!p)
+            return luaL_error(L, "not enough memory");
+        memcpy(p->name, op->name, sizeof p->name);
+        config_topic_for_pool(v->cfg, p->name, p->topic, sizeof p->topic, NULL, 0);
+        p->workers = (int)op->n[0];
+        p->qcap = op->n[1] >= 0 ? (int)op->n[1] : 2 * p->workers;
+        p->block = (int)op->n[2];
+        glist_init(&p->room);
+        glist_init(&p->idle);
+        p->next = v->pools;
+        v->pools = p;
+    }
+    lua_pop(L, 1); /* the guard */
+    lua_pushlightuserdata(L, p);
+    lua_insert(L, 1); /* p, name, fn, args... */
+    return submit_k(L, LUA_OK, 0);
+}
+
 int fleet_pool_submit(lua_State *L, sched *s)
 {
     const char *name = luaL_checkstring(L, 1);
@@ -944,9 +1025,21 @@ int fleet_pool_submit(lua_State *L, sched *s)
     fvm *v = vm_get(L, s);
     fpool *p = pool_get(v, name);
     if (!p) {
-        luaL_pushfail(L);
-        lua_pushfstring(L, "pool not found: %s", name);
-        return 2;
+        /* created by another process (or VM)? its options are in Redis */
+        char key[FLEET_KEY_MAX];
+        char why[200];
+        if (envelope_check_pool(name, strlen(name), why, sizeof why) != 0)
+            return luaL_argerror(L, 1, why);
+        fop *op = fop_push(L, s, 0);
+        envelope_copy(op->name, sizeof op->name, name);
+        fleet_key_pool(key, name);
+        fop_expect(op);
+        if (redis_uv_command(v->r, on_pool_record, op, "HGETALL %s", key) != 0) {
+            op->refs--;
+            op->pending--;
+            fop_fail(op, "redis: %s%s", "closed", "");
+        }
+        return adopt_k(L, LUA_OK, (lua_KContext)op);
     }
     lua_pushlightuserdata(L, p);
     lua_insert(L, 1); /* p, name, fn, args... */
@@ -1370,7 +1463,7 @@ int fleet_await(lua_State *L, sched *s, int idx)
     size_t len = strlen(id);
     if (envelope_check_id(id, len, NULL, 0) != 0) {
         lua_pushboolean(L, 0);
-        lua_pushfstring(L, "unknown task id: %s", id);
+        lua_pushfstring(L, "unknown task id: %s (not a task id)", id);
         return 2;
     }
     char copy[ENVELOPE_ID_MAX + 1];

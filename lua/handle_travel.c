@@ -17,6 +17,7 @@
 #include "async.h"
 #include "codec.h"
 #include "port.h"
+#include "fleet_wg.h"
 #include "travel.h"
 
 struct hcore {
@@ -241,6 +242,9 @@ void handle_travel_gc(ghandle *h)
 
 static int h_encode(lua_State *L, int idx, void *ud)
 {
+    if (fleet_wg_encoding())
+        return luaL_error(L, "an async handle cannot travel to a fleet pool (await it first and "
+                             "pass its values)");
     sched *s = ud;
     ghandle *h = lua_touserdata(L, idx);
     if (!h->core) {

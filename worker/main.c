@@ -16,6 +16,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "fleet_pool.h"
 #include "goroutine.h"
 #include "log.h"
 #include "procs.h"
@@ -220,6 +221,13 @@ int main(int argc, char **argv)
     memset(&a, 0, sizeof a);
     a.s = sched_get(L);
     a.drain_ms = drain_s * 1000;
+    /* pools a task creates or submits to are fleet pools too */
+    if (fleet_override("fleet", "on", "mutirao-worker", err, sizeof err) != 0) {
+        fprintf(stderr, "mutirao-worker: %s\n", err);
+        lua_close(L);
+        config_free(&cfg);
+        return 2;
+    }
     procs_set_setup(task_vm_setup);
     int n = procs_start();
     if (n < 0) {

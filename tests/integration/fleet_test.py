@@ -433,6 +433,23 @@ print()
     check(rc == 0 and re.search(r"big\tfalse\t.*cannot be recorded.*payload", out),
           "big result: %d\n%s%s" % (rc, out, err))
     check("true:10 true:20 true:30 true:40" in out, "await_all with task ids:\n" + out + err)
+    # a fleet task submits to a pool its producer created (a fleet pool too);
+    # an async handle cannot travel to the fleet: said at submit
+    src = """
+local g = require("goroutine")
+assert(g.pool_create("%(pool)s"))
+local id = g.pool_submit("%(pool)s", function()
+    local inner = assert(g.pool_submit("%(pool)s", function(x) return x * 2 end, 21))
+    return g.await(inner)
+end)
+print("nested", g.await(id))
+local h = g.async(function() return 1 end)
+print("handle", g.pool_submit("%(pool)s", function() return g.await(h) end))
+""" % {"pool": pool}
+    rc, out, err, _ = run_lua(src, timeout=40)
+    check(rc == 0 and "nested\ttrue\ttrue\t42" in out, "nested fleet submit:\n" + out + err)
+    check("handle\tnil\tan async handle cannot travel to a fleet pool" in out,
+          "async handle to the fleet:\n" + out + err)
     check(w.stop() == 0, "worker exit status")
 
 
