@@ -14,6 +14,7 @@
 
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -365,6 +366,24 @@ static fpool *pool_get(fvm *v, const char *name)
     return closed;
 }
 
+/* Records a pool in this VM (name already checked). Raises when out of memory. */
+static fpool *pool_add(lua_State *L, fvm *v, const char *name, int workers, int qcap, int block)
+{
+    fpool *p = calloc(1, sizeof *p);
+    if (!p)
+        luaL_error(L, "not enough memory");
+    envelope_copy(p->name, sizeof p->name, name);
+    config_topic_for_pool(v->cfg, p->name, p->topic, sizeof p->topic, NULL, 0);
+    p->workers = workers;
+    p->qcap = qcap;
+    p->block = block;
+    glist_init(&p->room);
+    glist_init(&p->idle);
+    p->next = v->pools;
+    v->pools = p;
+    return p;
+}
+
 /* ---- waiting for one asynchronous operation ---- */
 
 /* What a goroutine waits for: a Kafka admin call or Redis replies. Owned by
@@ -459,16 +478,54 @@ static void fop_expect(fop *op)
     op->pending++;
 }
 
+/* A send that fop_expect announced failed at once (rc): no callback comes. */
+static void fop_unexpect(fop *op, int rc)
+{
+    op->refs--;
+    op->pending--;
+    fop_fail(op, "redis: %s%s", redis_uv_strerror(rc), "");
+}
+
+/* Sends a command whose reply cb settles op; a send that fails at once
+ * fails op (no callback comes). Returns redis_uv_commandv's code. */
+static int fop_send(fop *op, redis_uv *r, redis_uv_cb cb, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fop_expect(op);
+    int rc = redis_uv_commandv(r, cb, op, fmt, ap);
+    va_end(ap);
+    if (rc != 0)
+        fop_unexpect(op, rc);
+    return rc;
+}
+
+/* A failure or an error reply fails the op: returns 1; 0 for a usable reply. */
+static int reply_failed(fop *op, int status, const redisReply *reply, const char *err)
+{
+    if (status < 0)
+        fop_fail(op, "%s%s", err, "");
+    else if (reply->type == REDIS_REPLY_ERROR)
+        fop_fail(op, "redis: %s%s", reply->str, "");
+    else
+        return 0;
+    return 1;
+}
+
 /* Generic Redis reply: an error reply or a failure fails the op. */
 static void on_reply(redis_uv *cli, int status, const redisReply *reply, const char *err, void *ud)
 {
     (void)cli;
     fop *op = ud;
-    if (status < 0)
-        fop_fail(op, "%s%s", err, "");
-    else if (reply->type == REDIS_REPLY_ERROR)
-        fop_fail(op, "redis: %s%s", reply->str, "");
+    reply_failed(op, status, reply, err);
     fop_settle(op);
+}
+
+static int not_found(lua_State *L, const char *name)
+{
+    luaL_pushfail(L);
+    lua_pushfstring(L, "pool not found: %s", name);
+    return 2;
 }
 
 /* ---- outcomes ---- */
@@ -800,34 +857,18 @@ static int create_k(lua_State *L, int status, lua_KContext ctx)
         fleet_key_pool(key, op->name);
         snprintf(w, sizeof w, "%d", op->workers);
         snprintf(q, sizeof q, "%d", op->qcap);
-        fop_expect(op);
-        int rc = redis_uv_command(v->r, on_reply, op, "HSET %s workers %s queue %s block %s", key,
-                                  w, q, op->block ? "1" : "0");
-        if (rc != 0) {
-            op->refs--;
-            op->pending--;
-            fop_fail(op, "redis: %s%s", redis_uv_strerror(rc), "");
+        if (fop_send(op, v->r, on_reply, "HSET %s workers %s queue %s block %s", key, w, q,
+                     op->block ? "1" : "0") != 0)
             return create_k(L, LUA_OK, ctx);
-        }
         return sched_wait(L, s, &op->waiters, 0, ctx, create_k);
     }
-    if (pool_get(v, op->name) && !pool_get(v, op->name)->closed) {
+    fpool *same = pool_get(v, op->name); /* created meanwhile by another goroutine? */
+    if (same && !same->closed) {
         luaL_pushfail(L);
         lua_pushfstring(L, "pool already exists: %s", op->name);
         return 2;
     }
-    fpool *p = calloc(1, sizeof *p);
-    if (!p)
-        return luaL_error(L, "not enough memory");
-    memcpy(p->name, op->name, sizeof p->name);
-    config_topic_for_pool(v->cfg, p->name, p->topic, sizeof p->topic, NULL, 0);
-    p->workers = op->workers;
-    p->qcap = op->qcap;
-    p->block = op->block;
-    glist_init(&p->room);
-    glist_init(&p->idle);
-    p->next = v->pools;
-    v->pools = p;
+    pool_add(L, v, op->name, op->workers, op->qcap, op->block);
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -855,7 +896,7 @@ int fleet_pool_create(lua_State *L, sched *s, const char *name, int workers, int
     fop_expect(op);
     int rc = kuv_topic_ensure(v->kp, topic, v->cfg->topic_partitions, on_ensure, op);
     if (rc != 0) {
-        op->refs--;
+        op->refs--; /* no callback comes */
         op->pending--;
         luaL_pushfail(L);
         lua_pushfstring(L, "pool '%s': kafka: cannot create topic %s: %s", op->name, topic,
@@ -952,11 +993,8 @@ static void on_pool_record(redis_uv *cli, int status, const redisReply *reply, c
 {
     (void)cli;
     fop *op = ud;
-    if (status < 0) {
-        fop_fail(op, "%s%s", err, "");
-    } else if (reply->type == REDIS_REPLY_ERROR) {
-        fop_fail(op, "redis: %s%s", reply->str, "");
-    } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements >= 2) {
+    if (!reply_failed(op, status, reply, err) && reply->type == REDIS_REPLY_ARRAY &&
+        reply->elements >= 2) {
         op->have_data = 1;
         op->n[0] = 4;
         op->n[1] = -1;
@@ -994,24 +1032,11 @@ static int adopt_k(lua_State *L, int status, lua_KContext ctx)
     }
     fpool *p = pool_get(v, op->name); /* created meanwhile by this VM? */
     if (!p && !op->have_data) {
-        luaL_pushfail(L);
-        lua_pushfstring(L, "pool not found: %s", op->name);
-        return 2;
+        return not_found(L, op->name);
     }
-    if (!p) {
-        p = calloc(1, sizeof *p);
-        if (!p)
-            return luaL_error(L, "not enough memory");
-        memcpy(p->name, op->name, sizeof p->name);
-        config_topic_for_pool(v->cfg, p->name, p->topic, sizeof p->topic, NULL, 0);
-        p->workers = (int)op->n[0];
-        p->qcap = op->n[1] >= 0 ? (int)op->n[1] : 2 * p->workers;
-        p->block = (int)op->n[2];
-        glist_init(&p->room);
-        glist_init(&p->idle);
-        p->next = v->pools;
-        v->pools = p;
-    }
+    if (!p)
+        p = pool_add(L, v, op->name, (int)op->n[0],
+                     op->n[1] >= 0 ? (int)op->n[1] : 2 * (int)op->n[0], (int)op->n[2]);
     lua_pop(L, 1); /* the guard */
     lua_pushlightuserdata(L, p);
     lua_insert(L, 1); /* p, name, fn, args... */
@@ -1033,12 +1058,7 @@ int fleet_pool_submit(lua_State *L, sched *s)
         fop *op = fop_push(L, s, 0);
         envelope_copy(op->name, sizeof op->name, name);
         fleet_key_pool(key, name);
-        fop_expect(op);
-        if (redis_uv_command(v->r, on_pool_record, op, "HGETALL %s", key) != 0) {
-            op->refs--;
-            op->pending--;
-            fop_fail(op, "redis: %s%s", "closed", "");
-        }
+        fop_send(op, v->r, on_pool_record, "HGETALL %s", key);
         return adopt_k(L, LUA_OK, (lua_KContext)op);
     }
     lua_pushlightuserdata(L, p);
@@ -1211,9 +1231,7 @@ int fleet_pool_wait(lua_State *L, sched *s)
     const char *name = luaL_checkstring(L, 1);
     fpool *p = pool_get(s->fleet_state, name);
     if (!p) {
-        luaL_pushfail(L);
-        lua_pushfstring(L, "pool not found: %s", name);
-        return 2;
+        return not_found(L, name);
     }
     return wait_k(L, LUA_OK, (lua_KContext)p);
 }
@@ -1223,9 +1241,7 @@ int fleet_pool_close(lua_State *L, sched *s)
     const char *name = luaL_checkstring(L, 1);
     fpool *p = pool_get(s->fleet_state, name);
     if (!p) {
-        luaL_pushfail(L);
-        lua_pushfstring(L, "pool not found: %s", name);
-        return 2;
+        return not_found(L, name);
     }
     if (p->closed) {
         luaL_pushfail(L);
@@ -1244,11 +1260,7 @@ static void on_stats(redis_uv *cli, int status, const redisReply *reply, const c
 {
     (void)cli;
     fop *op = ud;
-    if (status < 0) {
-        fop_fail(op, "%s%s", err, "");
-    } else if (reply->type == REDIS_REPLY_ERROR) {
-        fop_fail(op, "redis: %s%s", reply->str, "");
-    } else if (reply->type == REDIS_REPLY_ARRAY) {
+    if (!reply_failed(op, status, reply, err) && reply->type == REDIS_REPLY_ARRAY) {
         for (size_t i = 0; i + 1 < reply->elements; i += 2) {
             const char *k = reply->element[i]->str, *val = reply->element[i + 1]->str;
             if (!k || !val)
@@ -1268,9 +1280,7 @@ static void on_active(redis_uv *cli, int status, const redisReply *reply, const 
 {
     (void)cli;
     fop *op = ud;
-    if (status < 0) {
-        fop_fail(op, "%s%s", err, "");
-    } else if (reply->type == REDIS_REPLY_ARRAY) {
+    if (!reply_failed(op, status, reply, err) && reply->type == REDIS_REPLY_ARRAY) {
         uint64_t now = unix_ms();
         for (size_t i = 0; i + 1 < reply->elements; i += 2) {
             const char *val = reply->element[i + 1]->str;
@@ -1333,9 +1343,7 @@ int fleet_pool_stats(lua_State *L, sched *s)
     fvm *v = s->fleet_state;
     fpool *p = pool_get(v, name);
     if (!p) {
-        luaL_pushfail(L);
-        lua_pushfstring(L, "pool not found: %s", name);
-        return 2;
+        return not_found(L, name);
     }
     lua_settop(L, 0);
     fop *op = fop_new(L, s);
@@ -1343,19 +1351,9 @@ int fleet_pool_stats(lua_State *L, sched *s)
     memcpy(op->name, p->name, sizeof op->name);
     char key[FLEET_KEY_MAX];
     fleet_key_stats(key, p->name);
-    fop_expect(op);
-    if (redis_uv_command(v->r, on_stats, op, "HGETALL %s", key) != 0) {
-        op->refs--;
-        op->pending--;
-        fop_fail(op, "redis: %s%s", "closed", "");
-    }
+    fop_send(op, v->r, on_stats, "HGETALL %s", key);
     fleet_key_active(key, p->name);
-    fop_expect(op);
-    if (redis_uv_command(v->r, on_active, op, "HGETALL %s", key) != 0) {
-        op->refs--;
-        op->pending--;
-        fop_fail(op, "redis: %s%s", "closed", "");
-    }
+    fop_send(op, v->r, on_active, "HGETALL %s", key);
     return stats_k(L, LUA_OK, (lua_KContext)op);
 }
 
@@ -1373,11 +1371,8 @@ static void on_lookup(redis_uv *cli, int status, const redisReply *reply, const 
 {
     (void)cli;
     fop *op = ud;
-    if (status < 0) {
-        fop_fail(op, "%s%s", err, "");
-    } else if (reply->type == REDIS_REPLY_ERROR) {
-        fop_fail(op, "redis: %s%s", reply->str, "");
-    } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2) {
+    if (!reply_failed(op, status, reply, err) && reply->type == REDIS_REPLY_ARRAY &&
+        reply->elements == 2) {
         const redisReply *res = reply->element[0];
         if (res->type == REDIS_REPLY_STRING) {
             free(op->data);
@@ -1401,14 +1396,9 @@ static int foreign_lookup(lua_State *L, fop *op)
     char k1[FLEET_KEY_MAX], k2[FLEET_KEY_MAX];
     fleet_key_task(k1, op->name);
     fleet_key_task_queued(k2, op->name);
-    fop_expect(op);
     op->stage = 1;
-    if (redis_uv_command(v->r, on_lookup, op, "MGET %s %s", k1, k2) != 0) {
-        op->refs--;
-        op->pending--;
-        fop_fail(op, "redis: %s%s", "closed", "");
+    if (fop_send(op, v->r, on_lookup, "MGET %s %s", k1, k2) != 0)
         return await_foreign_k(L, LUA_OK, (lua_KContext)op);
-    }
     return sched_wait(L, op->s, &op->waiters, 0, (lua_KContext)op, await_foreign_k);
 }
 

@@ -260,6 +260,37 @@ static void dispatch(ptask *t, ptask **undelivered)
     }
 }
 
+/* Runs t now if the pool has a free worker, else queues it. p->mu held. */
+static void admit(pool *p, ptask *t, ptask **undelivered)
+{
+    if (p->active < p->workers) {
+        p->active++;
+        dispatch(t, undelivered);
+        return;
+    }
+    p->queued++;
+    if (p->qtail)
+        p->qtail->next = t;
+    else
+        p->qhead = t;
+    p->qtail = t;
+}
+
+/* Sends queued tasks while workers are free. p->mu held. */
+static void run_queued(pool *p, ptask **undelivered)
+{
+    while (p->active < p->workers && p->qhead) {
+        ptask *q = p->qhead;
+        p->qhead = q->next;
+        if (!p->qhead)
+            p->qtail = NULL;
+        q->next = NULL;
+        p->queued--;
+        p->active++;
+        dispatch(q, undelivered);
+    }
+}
+
 static void task_complete(ptask *t);
 static void task_free(ptask *t);
 
@@ -292,16 +323,7 @@ static void task_complete(ptask *t)
     else
         p->failed++;
     ptask *undelivered = NULL;
-    while (p->active < p->workers && p->qhead) {
-        ptask *q = p->qhead;
-        p->qhead = q->next;
-        if (!p->qhead)
-            p->qtail = NULL;
-        q->next = NULL;
-        p->queued--;
-        p->active++;
-        dispatch(q, &undelivered);
-    }
+    run_queued(p, &undelivered);
     /* wake blocked submitters once a quarter of the queue is free, not at
      * every completion */
     if (p->nroom && (p->closed || p->active < p->workers ||
@@ -951,17 +973,7 @@ static int submit_k(lua_State *L, int status, lua_KContext ctx)
         t->held = 1;
         track(t, sched_current_scope(s, L));
         ptask *undelivered = NULL;
-        if (p->active < p->workers) {
-            p->active++;
-            dispatch(t, &undelivered);
-        } else {
-            p->queued++;
-            if (p->qtail)
-                p->qtail->next = t;
-            else
-                p->qhead = t;
-            p->qtail = t;
-        }
+        admit(p, t, &undelivered);
         pthread_mutex_unlock(&p->mu);
         fail_undelivered(undelivered);
         return 1;
@@ -1167,16 +1179,7 @@ void pool_ext_set_workers(pool *p, int workers)
     pthread_mutex_lock(&p->mu);
     p->workers = workers > 0 ? workers : 1;
     ptask *undelivered = NULL;
-    while (p->active < p->workers && p->qhead) {
-        ptask *q = p->qhead;
-        p->qhead = q->next;
-        if (!p->qhead)
-            p->qtail = NULL;
-        q->next = NULL;
-        p->queued--;
-        p->active++;
-        dispatch(q, &undelivered);
-    }
+    run_queued(p, &undelivered);
     pthread_mutex_unlock(&p->mu);
     fail_undelivered(undelivered);
 }
@@ -1208,17 +1211,7 @@ int pool_ext_submit(pool *p, sched *owner, const char *id, const char *payload, 
     ptask *undelivered = NULL;
     pthread_mutex_lock(&p->mu);
     p->submitted++;
-    if (p->active < p->workers) {
-        p->active++;
-        dispatch(t, &undelivered);
-    } else {
-        p->queued++;
-        if (p->qtail)
-            p->qtail->next = t;
-        else
-            p->qhead = t;
-        p->qtail = t;
-    }
+    admit(p, t, &undelivered);
     pthread_mutex_unlock(&p->mu);
     fail_undelivered(undelivered);
     return 0;
