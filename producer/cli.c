@@ -17,6 +17,7 @@
 #include <lualib.h>
 #include <uv.h>
 
+#include "config.h"
 #include "embedded.h"
 #include "fleet_pool.h"
 #include "goroutine.h"
@@ -67,6 +68,8 @@ typedef struct run_opts {
     const char *log_level;
     param *params;
     int nparams;
+    const config *cfg;   /* the configuration, or NULL when it did not load */
+    const char *cfg_err; /* then: why */
 } run_opts;
 
 static int usage_error(const char *fmt, const char *arg)
@@ -248,6 +251,11 @@ static int vm_setup(lua_State *L)
 static int vm_start(lua_State *L)
 {
     run_opts *o = lua_touserdata(L, 1);
+    sched *s = sched_get(L);
+    if (!o->cfg)
+        fleet_backend_broken(L, s, o->cfg_err); /* pool calls say why */
+    else if (o->cfg->fleet)
+        fleet_backend_install(L, s, o->cfg);
     lua_getglobal(L, "log");
     lua_getfield(L, -1, "_configure");
     lua_createtable(L, 0, 2);
@@ -304,18 +312,26 @@ static int cmd_run(int argc, char **argv)
         return rc < 0 ? 0 : rc;
     }
 
-    if (o.fleet) {
-        char err[512];
-        if (fleet_override("fleet", "on", "--fleet", err, sizeof err) != 0) {
-            fprintf(stderr, "mutirao: %s\n", err);
-            free(params);
-            return EXIT_USAGE;
-        }
+    /* the configuration decides the main VM's pool backend; it must outlive
+     * the VM */
+    config cfg;
+    char cfg_err[512];
+    int cfg_rc = config_load(&cfg, NULL, cfg_err, sizeof cfg_err);
+    if (cfg_rc == 0 && o.fleet)
+        cfg_rc = config_set(&cfg, "fleet", "on", "--fleet", cfg_err, sizeof cfg_err);
+    if (cfg_rc != 0 && o.fleet) {
+        fprintf(stderr, "mutirao: %s\n", cfg_err);
+        config_free(&cfg);
+        free(params);
+        return EXIT_USAGE;
     }
+    o.cfg = cfg_rc == 0 ? &cfg : NULL;
+    o.cfg_err = cfg_err;
     pool_log_opts = &o;
     procs_set_setup(pool_vm_setup);
     lua_State *L = lua_newstate(vm_alloc, NULL);
     if (!L) {
+        config_free(&cfg);
         free(params);
         fputs("mutirao: cannot create a Lua state: out of memory\n", stderr);
         return EXIT_FAIL;
@@ -325,6 +341,7 @@ static int cmd_run(int argc, char **argv)
     if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
         fprintf(stderr, "mutirao: cannot set up the Lua state: %s\n", lua_tostring(L, -1));
         lua_close(L);
+        config_free(&cfg);
         free(params);
         return EXIT_FAIL;
     }
@@ -341,6 +358,7 @@ static int cmd_run(int argc, char **argv)
             rc = EXIT_FAIL;
         }
         lua_close(L);
+        config_free(&cfg);
         free(params);
         return rc;
     }
@@ -361,6 +379,7 @@ static int cmd_run(int argc, char **argv)
     }
     fflush(stdout);
     lua_close(L);
+    config_free(&cfg);
     free(params);
     return rc;
 }

@@ -419,6 +419,8 @@ static int vm_setup(lua_State *L)
     luaL_openlibs(L);
     luaL_requiref(L, "goroutine", luaopen_goroutine, 0); /* g */
     m->s = sched_get(L);
+    if (m->cfg.fleet) /* this client's pools run on the fleet, with its configuration */
+        fleet_backend_install(L, m->s, &m->cfg);
     if (luaL_loadbuffer(L, driver_src, sizeof driver_src - 1, "=mutirao-driver") != LUA_OK)
         return lua_error(L);
     lua_insert(L, -2); /* chunk, g */
@@ -506,7 +508,7 @@ static void on_req(sched *s, xmsg *msg)
         m->live->prev = r;
     m->live = r;
     pthread_mutex_unlock(&m->mu);
-    lua_State *T = s->T;
+    lua_State *T = sched_scratch(s);
     int top = lua_gettop(T);
     lua_pushcfunction(T, spawn_req);
     lua_pushlightuserdata(T, r);
@@ -659,20 +661,6 @@ MUTIRAO_API int mutirao_open(const char *config_path, mutirao **out, char *err, 
         config_free(&m->cfg);
         free(m);
         goto done;
-    }
-    if (m->cfg.fleet) {
-        /* the fleet configuration is process-wide: the latest client's */
-        config fc;
-        crc = load_config(&fc, config_path, e, sizeof e);
-        if (crc == 0) {
-            fleet_configure(&fc);
-        } else {
-            config_free(&fc);
-            config_free(&m->cfg);
-            free(m);
-            rc = MUTIRAO_ECONFIG;
-            goto done;
-        }
     }
     mpl_limits_default(&m->lim);
     if (m->cfg.payload_max_bytes > 0)

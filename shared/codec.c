@@ -46,6 +46,7 @@ void codec_limits_default(codec_limits *lim)
     lim->allow_require = 0;
     lim->value_name = "argument";
     lim->first_number = 1;
+    lim->call = NULL;
 }
 
 void codec__fail(codec__ctx *c, int code, const char *fmt, ...)
@@ -227,6 +228,24 @@ static int encode_main(lua_State *L)
         codec__encode_value(c, 2 + i);
         c->npath = 0;
     }
+    return 0;
+}
+
+int codec_encode_text(const char *text, size_t len, char **out, size_t *outlen)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    char hdr[CODEC__HDRLEN] = {CODEC__MAGIC[0], CODEC__MAGIC[1], CODEC__MAGIC[2],
+                               CODEC_FORMAT_VERSION};
+    if (msgpack_sbuffer_write(&sb, hdr, sizeof hdr) != 0 || msgpack_pack_array(&pk, 1) != 0 ||
+        msgpack_pack_str(&pk, len) != 0 || msgpack_pack_str_body(&pk, text, len) != 0) {
+        msgpack_sbuffer_destroy(&sb);
+        return CODEC_ENOMEM;
+    }
+    *out = sb.data;
+    *outlen = sb.size;
     return 0;
 }
 

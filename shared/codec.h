@@ -60,6 +60,10 @@ typedef struct codec_limits {
      * counted from first_number ("argument #1" by default). */
     const char *value_name;
     int first_number;
+    /* Handed to the userdata hooks of this one call (NULL by default): what
+     * the caller's layer needs to say where the values travel (see
+     * lua/core/travel.h). */
+    void *call;
 } codec_limits;
 
 /* Fills *lim with the defaults: 64 MiB, depth 128, 4 Mi values, no
@@ -85,6 +89,12 @@ int codec_encode_buf(lua_State *L, int first, int n, const codec_limits *lim, ch
                      char **out, size_t *outlen, char *err, size_t errlen);
 
 /*
+** A message of one Lua string (text, len bytes) made without a Lua state:
+** *out is malloc'd (the caller frees it). 0 or CODEC_ENOMEM.
+*/
+int codec_encode_text(const char *text, size_t len, char **out, size_t *outlen);
+
+/*
 ** Decodes a whole message and pushes its values onto L; *nvals receives how
 ** many. data is only read during the call (the caller keeps owning it). On
 ** error nothing is pushed, nothing leaks and err holds a message. lim may be
@@ -94,14 +104,16 @@ int codec_decode(lua_State *L, const char *data, size_t len, const codec_limits 
                  char *err, size_t errlen);
 
 /*
-** Userdata hooks. enc is given the userdata at stack index idx and must push
+** Userdata hooks. enc is given the userdata at stack index idx (and the
+** call's codec_limits.call) and must push
 ** exactly one Lua string (opaque bytes) and return 0, or return < 0 and push
 ** nothing. dec is given those bytes and must push exactly one value and
 ** return 0, or return < 0 and push nothing. Both run inside the codec's
 ** protected call and may raise Lua errors (reported as CODEC_EUDATA/ELUA).
 */
-typedef int (*codec_udata_encode_fn)(lua_State *L, int idx, void *ud);
-typedef int (*codec_udata_decode_fn)(lua_State *L, const char *data, size_t len, void *ud);
+typedef int (*codec_udata_encode_fn)(lua_State *L, int idx, void *ud, void *call);
+typedef int (*codec_udata_decode_fn)(lua_State *L, const char *data, size_t len, void *ud,
+                                     void *call);
 
 /* Registers the hooks for userdata whose metatable is the one
    luaL_newmetatable(L, tname) made (tname at most 255 bytes). Replaces an

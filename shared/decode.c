@@ -234,7 +234,7 @@ static void decode_udata(codec__ctx *c, const unsigned char *d, uint32_t len)
                     (const char *)d + 1);
     lua_pop(L, 2);
     int top = lua_gettop(L);
-    int rc = h->dec(L, (const char *)d + 1 + tlen, len - 1 - tlen, h->ud);
+    int rc = h->dec(L, (const char *)d + 1 + tlen, len - 1 - tlen, h->ud, c->lim.call);
     if (rc < 0 || lua_gettop(L) != top + 1)
         codec__fail(c, CODEC_EUDATA, "decode hook for userdata '%.*s' failed (%d)", (int)tlen,
                     (const char *)d + 1, rc);

@@ -268,7 +268,7 @@ static void encode_udata(codec__ctx *c, int idx)
     lua_pop(L, 1);
     codec__register(c, idx);
     int top = lua_gettop(L);
-    int rc = h->enc(L, idx, h->ud);
+    int rc = h->enc(L, idx, h->ud, c->lim.call);
     if (rc < 0 || lua_gettop(L) != top + 1 || lua_type(L, -1) != LUA_TSTRING)
         codec__fail(c, CODEC_EUDATA, "encode hook for userdata '%s' failed (%d)", tname, rc);
     size_t blen;

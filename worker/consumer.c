@@ -11,10 +11,10 @@
 
 #include "codec.h"
 #include "envelope.h"
+#include "executor.h"
 #include "fleet_keys.h"
 #include "fleet_wg.h"
 #include "kafka_uv.h"
-#include "pool.h"
 #include "redis_uv.h"
 #include "wlog.h"
 
@@ -32,7 +32,7 @@ struct wpool {
     wpool *next;
     char topic[CONFIG_TOPIC_MAX + 1];
     char name[ENVELOPE_POOL_MAX + 1];
-    pool *ext;                             /* runs its tasks on the VM threads */
+    executor *ex;                          /* runs its tasks on the VM threads */
     int cap;                               /* its `workers` option: tasks at once in this process */
     int inflight;                          /* handed to ext and not yet recorded in Redis */
     int reported;                          /* the running count last written to Redis, -1: never */
@@ -59,6 +59,9 @@ struct wtask {
     size_t *argvlen;
     uv_timer_t retry;
     unsigned retry_ms;
+    ex_task run;        /* what runs on a VM */
+    fleet_task_wgs wgs; /* the WaitGroup proxies its decode made */
+    char *in;           /* the task's bytes when larger than run.buf */
 };
 
 struct worker {
@@ -112,8 +115,8 @@ static wpool *pool_for(worker *w, const char *topic)
     envelope_copy(p->name, sizeof p->name, topic + w->prefix_len);
     p->cap = DEFAULT_WORKERS;
     p->reported = -1;
-    p->ext = pool_ext_new(p->name, p->cap);
-    if (!p->ext) {
+    p->ex = executor_new(p->cap, NULL);
+    if (!p->ex) {
         free(p);
         return NULL;
     }
@@ -396,13 +399,18 @@ static void collect_delta(void *ud, const char *owner, const char *wgid, long lo
     d->n++;
 }
 
-/* pool_ext_done_fn: the task ended on its VM. */
-static void on_task_done(void *ud, int ok, const char *out, size_t outlen, void *remote)
+/* The task ended on its VM (s is NULL when this VM is gone: exiting). */
+static void on_task_done(sched *s, ex_task *x)
 {
-    wtask *t = ud;
+    wtask *t = (wtask *)((char *)x - offsetof(wtask, run));
     worker *w = t->w;
+    int ok = s ? x->ok : -1;
+    const char *out = x->out;
+    size_t outlen = x->outlen;
+    free(t->in);
+    t->in = NULL;
     delta_list d = {0};
-    fleet_wg_drain(remote, collect_delta, &d);
+    fleet_task_wgs_drain(&t->wgs, collect_delta, &d);
     envelope_result r;
     memset(&r, 0, sizeof r);
     envelope_copy(r.id, sizeof r.id, t->id);
@@ -429,21 +437,16 @@ static void on_task_done(void *ud, int ok, const char *out, size_t outlen, void 
         r.ok = 0;
         t->ok = 0;
         /* the error the producer's await returns: msg, encoded as a value */
-        lua_State *T = w->s->T;
-        char small[512], *enc = NULL;
+        char *enc = NULL;
         size_t elen = 0;
-        lua_pushstring(T, msg);
-        if (codec_encode_buf(T, lua_gettop(T), 1, NULL, small, sizeof small, &enc, &elen, NULL,
-                             0) != 0) {
+        if (codec_encode_text(msg, strlen(msg), &enc, &elen) != 0) {
             enc = NULL;
             elen = 0;
         }
-        lua_pop(T, 1);
         r.payload = enc;
         r.payload_len = elen;
         rc = envelope_result_encode(&r, &lim, &b, errbuf, sizeof errbuf);
-        if (enc && enc != small)
-            free(enc);
+        free(enc);
     }
     int nargs = 6 + 2 * d.n;
     t->argv = calloc((size_t)nargs, sizeof *t->argv);
@@ -468,6 +471,7 @@ static void on_task_done(void *ud, int ok, const char *out, size_t outlen, void 
     free(d.elem);
     free(d.owner);
     envelope_buf_free(&b);
+    ex_task_release(x); /* its outcome is in the arguments now */
     if (fail) {
         wlog(WLOG_ERROR, "pool=%s task=%s: cannot build its completion record (%s)", t->wp->name,
              t->id, rc ? errbuf : "out of memory");
@@ -528,8 +532,24 @@ static void on_message(void *ud, const kuv_message *m)
     p->inflight++;
     w->inflight++;
     p->received++;
-    if (pool_ext_submit(p->ext, w->s, e.id, e.payload, e.payload_len, on_task_done, t) != 0) {
+    /* run these bytes, call back with the outcome */
+    if (e.payload_len <= sizeof t->run.buf) {
+        memcpy(t->run.buf, e.payload, e.payload_len);
+        t->run.in = t->run.buf;
+    } else if ((t->in = malloc(e.payload_len))) {
+        memcpy(t->in, e.payload, e.payload_len);
+        t->run.in = t->in;
+    }
+    fleet_task_wgs_init(&t->wgs);
+    t->run.inlen = e.payload_len;
+    t->run.id = t->id;
+    t->run.pool = p->name;
+    t->run.done = on_task_done;
+    t->run.decode_ctx = &t->wgs.tc;
+    if (!t->run.in || executor_submit(p->ex, &t->run, w->s, -1, NULL) != EX_OK) {
         wlog(WLOG_ERROR, "pool=%s task=%s: out of memory", p->name, e.id);
+        free(t->in);
+        t->in = NULL;
         task_settled(t, 0);
         return;
     }
@@ -562,7 +582,7 @@ static void on_report(uv_timer_t *h)
     char key[FLEET_KEY_MAX], val[48];
     for (wpool *p = w->pools; p; p = p->next) {
         int active, queued;
-        pool_ext_counts(p->ext, &active, &queued);
+        executor_counts(p->ex, &active, &queued, NULL);
         wlog(WLOG_DEBUG,
              "pool=%s here: %d running, %d queued, %d not yet recorded, %d partition(s) "
              "paused; %llu received, %llu recorded",
@@ -593,7 +613,7 @@ static void on_cap(redis_uv *cli, int status, const redisReply *reply, const cha
         for (wpool *p = q->w->pools; p; p = p->next) {
             if (v > 0 && v <= 1000000 && !strcmp(p->name, q->name) && p->cap != (int)v) {
                 p->cap = (int)v;
-                pool_ext_set_workers(p->ext, p->cap);
+                executor_set_limit(p->ex, p->cap);
                 maybe_resume(q->w, p);
             }
         }
@@ -775,7 +795,7 @@ static void on_worker_closed(uv_handle_t *h)
     while (w->pools) {
         wpool *p = w->pools;
         w->pools = p->next;
-        pool_ext_release(p->ext);
+        executor_unref(p->ex);
         free(p->paused);
         free(p);
     }

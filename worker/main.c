@@ -64,10 +64,15 @@ static int level_of(const char *s)
 }
 
 static const char *log_level = "info";
+/* The configuration of the task VMs' fleet backend (main's, read-only once
+ * the VM threads start). */
+static const config *task_cfg;
 
-/* procs setup hook: every task VM gets the runner's globals. */
+/* procs setup hook: every task VM gets the runner's globals, and its pools
+ * are fleet pools: a task may create and submit to fleet pools itself. */
 static void task_vm_setup(lua_State *L)
 {
+    fleet_backend_install(L, sched_get(L), task_cfg);
     luaL_requiref(L, "log", luaopen_mutirao_log, 1);
     lua_getfield(L, -1, "_configure");
     lua_createtable(L, 0, 2);
@@ -221,13 +226,7 @@ int main(int argc, char **argv)
     memset(&a, 0, sizeof a);
     a.s = sched_get(L);
     a.drain_ms = drain_s * 1000;
-    /* pools a task creates or submits to are fleet pools too */
-    if (fleet_override("fleet", "on", "mutirao-worker", err, sizeof err) != 0) {
-        fprintf(stderr, "mutirao-worker: %s\n", err);
-        lua_close(L);
-        config_free(&cfg);
-        return 2;
-    }
+    task_cfg = &cfg;
     procs_set_setup(task_vm_setup);
     int n = procs_start();
     if (n < 0) {

@@ -1,8 +1,9 @@
 /* worker.h: one mutirao-worker process's consumer (worker/consumer.c).
  *
  * Runs on the main VM's loop: a Kafka consumer in group mutirao.workers
- * reads task envelopes from the pools' topics, hands each to a worker pool
- * (lua/pool.h's pool_ext_*: the process's VM threads), and when a task ends
+ * reads task envelopes from the pools' topics, hands each to the pool's
+ * executor (lua/pool/executor.h: run these bytes on the process's VM
+ * threads, call back with the outcome), and when a task ends
  * writes its outcome to Redis with the idempotent completion script
  * (shared/fleet_keys.h) before marking its offset done, so that Kafka
  * commits only offsets whose tasks are recorded (at least once), and a task

@@ -4,4 +4,4 @@ target_link_libraries(test-codec PRIVATE mutirao_shared PkgConfig::LUA m)
 add_test(NAME codec COMMAND test-codec)
 set_tests_properties(codec PROPERTIES TIMEOUT 300)
 
-include(${CMAKE_CURRENT_LIST_DIR}/../fuzz/fuzz.cmake OPTIONAL)
+include(${CMAKE_CURRENT_LIST_DIR}/../fuzz/fuzz.cmake)

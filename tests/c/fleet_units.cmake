@@ -2,9 +2,6 @@
 # envelope / result record (test-envelope) and the configuration
 # (test-config). Label: c. No services needed. Run them in an ASan build
 # (-DMUTIRAO_SANITIZE=address) too: LeakSanitizer fails a test on any leak.
-if(NOT TARGET mutirao_shared)
-  return()
-endif()
 
 foreach(_t test-envelope test-config)
   add_executable(${_t} ${CMAKE_CURRENT_LIST_DIR}/${_t}.c)

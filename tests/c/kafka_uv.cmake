@@ -2,9 +2,6 @@
 # tests/CMakeLists.txt. kafka.tracker is a pure unit test (label c); the
 # others start librdkafka's mock cluster on loopback (label integration).
 # kafka.real runs against MUTIRAO_TEST_KAFKA_BROKERS and is skipped without it.
-if(NOT TARGET mutirao_kafka)
-  return()
-endif()
 
 add_executable(test-kafka-uv ${CMAKE_CURRENT_LIST_DIR}/test-kafka-uv.c)
 target_link_libraries(test-kafka-uv PRIVATE mutirao_kafka Threads::Threads)

@@ -2,9 +2,6 @@
 # (label tsan: the TSan build runs it), the example program, and a build of
 # the example by pkg-config alone, as an outside project would do it.
 if(TARGET libmutirao_so)
-  if(NOT TARGET PkgConfig::MSGPACK) # imported targets are per directory
-    pkg_check_modules(MSGPACK REQUIRED IMPORTED_TARGET msgpack)
-  endif()
   add_executable(test-libmutirao ${CMAKE_CURRENT_LIST_DIR}/test-libmutirao.c)
   target_link_libraries(test-libmutirao PRIVATE libmutirao_so PkgConfig::MSGPACK Threads::Threads)
   add_test(NAME c.libmutirao COMMAND test-libmutirao)

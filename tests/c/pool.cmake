@@ -1,7 +1,7 @@
 # Pools across VM threads, run in a VM linked like the product's so that the
 # TSan build (label tsan) sees the whole runtime.
 add_executable(mutirao-test-lua ${CMAKE_CURRENT_LIST_DIR}/lua-runner.c)
-target_link_libraries(mutirao-test-lua PRIVATE mutirao_lua PkgConfig::LUA)
+target_link_libraries(mutirao-test-lua PRIVATE mutirao_runtime PkgConfig::LUA)
 add_test(NAME c.pool_threads
   COMMAND mutirao-test-lua ${CMAKE_CURRENT_LIST_DIR}/pool_threads.lua)
 set_tests_properties(c.pool_threads PROPERTIES LABELS "c;tsan" TIMEOUT 120

@@ -2,9 +2,6 @@
 # redis-server processes the test starts on free loopback ports. Label:
 # integration. Skipped (exit 77) when /usr/bin/redis-server is missing.
 # Throughput: bin/test-redis-uv bench [N].
-if(NOT TARGET mutirao_redis)
-  return()
-endif()
 
 add_executable(test-redis-uv ${CMAKE_CURRENT_LIST_DIR}/test-redis-uv.c)
 target_link_libraries(test-redis-uv PRIVATE mutirao_redis)

@@ -444,9 +444,10 @@ static int handle_new(lua_State *L)
     return 1;
 }
 
-static int handle_enc(lua_State *L, int idx, void *ud)
+static int handle_enc(lua_State *L, int idx, void *ud, void *call)
 {
     (void)ud;
+    (void)call;
     lua_Integer *p = luaL_checkudata(L, idx, HANDLE);
     char b[32];
     int k = snprintf(b, sizeof b, "%lld", (long long)*p);
@@ -454,9 +455,10 @@ static int handle_enc(lua_State *L, int idx, void *ud)
     return 0;
 }
 
-static int handle_dec(lua_State *L, const char *data, size_t len, void *ud)
+static int handle_dec(lua_State *L, const char *data, size_t len, void *ud, void *call)
 {
     (void)ud;
+    (void)call;
     char b[32];
     if (len == 0 || len >= sizeof b)
         return -1;

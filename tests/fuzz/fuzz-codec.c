@@ -17,17 +17,19 @@
 
 #define HANDLE "fuzz.handle"
 
-static int handle_enc(lua_State *L, int idx, void *ud)
+static int handle_enc(lua_State *L, int idx, void *ud, void *call)
 {
     (void)ud;
+    (void)call;
     size_t *p = lua_touserdata(L, idx);
     lua_pushlstring(L, (const char *)p, sizeof *p);
     return 0;
 }
 
-static int handle_dec(lua_State *L, const char *data, size_t len, void *ud)
+static int handle_dec(lua_State *L, const char *data, size_t len, void *ud, void *call)
 {
     (void)ud;
+    (void)call;
     if (len != sizeof(size_t))
         return -1;
     size_t *p = lua_newuserdatauv(L, sizeof *p, 0);

@@ -11,8 +11,9 @@
 
 #include "async.h"
 #include "coroutines.h"
-#include "fleet_pool.h"
+#include "iomods.h"
 #include "pool.h"
+#include "procs.h"
 #include "scheduler.h"
 #include "waitgroup.h"
 
@@ -370,13 +371,6 @@ static int g_now(lua_State *L)
     return 1;
 }
 
-/* _fleet(): true when pools run on the fleet (the runner's delegate_to). */
-static int g_fleet(lua_State *L)
-{
-    lua_pushboolean(L, fleet_on(L));
-    return 1;
-}
-
 static int g_set_error_handler(lua_State *L)
 {
     sched *s = S(L);
@@ -399,9 +393,18 @@ static void pin_module(void)
         dlopen(info.dli_fname, RTLD_NOW | RTLD_NODELETE | RTLD_NOLOAD);
 }
 
+/* What a pool VM opens besides the standard libraries (procs.h). */
+static void open_pool_vm(lua_State *L)
+{
+    luaL_requiref(L, "goroutine", luaopen_goroutine, 0);
+    lua_pop(L, 1);
+    iomods_open(L); /* the globals http and exec */
+}
+
 MUTIRAO_EXPORT int luaopen_goroutine(lua_State *L)
 {
     pin_module();
+    procs_set_opener(open_pool_vm);
     coroutines_patch(L);
     static const luaL_Reg funcs[] = {{"spawn", g_spawn},
                                      {"spawn_many", g_spawn_many},
@@ -415,7 +418,6 @@ MUTIRAO_EXPORT int luaopen_goroutine(lua_State *L)
                                      {"now", g_now},
                                      {"_run_scope", g_run_scope},
                                      {"_context", g_context},
-                                     {"_fleet", g_fleet},
                                      {"_set_error_handler", g_set_error_handler},
                                      {NULL, NULL}};
     sched *s = sched_get(L);

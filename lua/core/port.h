@@ -33,18 +33,12 @@ struct port {
     atomic_int refs;
 };
 
-/* The scheduler's port, created with its scheduler. */
-port *sched_port(sched *s);
+/* The scheduler's port is s->port, created with its scheduler. */
 void port_ref(port *p);
 void port_unref(port *p);
 /* Queues m for p's scheduler. Returns 0, or -1 when the scheduler is gone:
  * m is then still the caller's. Safe from any thread. */
 int port_post(port *p, xmsg *m);
-
-/* While holds > 0 the port keeps the loop alive: a goroutine is waiting for
- * another thread (a pool task's outcome). Call on the scheduler's thread. */
-void sched_hold(sched *s);
-void sched_unhold(sched *s);
 
 /* Called by the scheduler: creation on its thread, and closing. */
 port *port_open(sched *s);

@@ -17,7 +17,6 @@
 #include "async.h"
 #include "codec.h"
 #include "port.h"
-#include "fleet_wg.h"
 #include "travel.h"
 
 struct hcore {
@@ -240,11 +239,17 @@ void handle_travel_gc(ghandle *h)
 
 /* ---- codec hooks (travel.h) ---- */
 
-static int h_encode(lua_State *L, int idx, void *ud)
+static int h_encode(lua_State *L, int idx, void *ud, void *call)
 {
-    if (fleet_wg_encoding())
-        return luaL_error(L, "an async handle cannot travel to a fleet pool (await it first and "
-                             "pass its values)");
+    travel_ctx *tc = call;
+    if (tc) {
+        if (!tc->handle_encode)
+            return luaL_error(L,
+                              "an async handle cannot travel to %s (await it first and pass "
+                              "its values)",
+                              tc->where);
+        return tc->handle_encode(tc, L, idx);
+    }
     sched *s = ud;
     ghandle *h = lua_touserdata(L, idx);
     if (!h->core) {
@@ -275,8 +280,14 @@ static int h_encode(lua_State *L, int idx, void *ud)
     return 0;
 }
 
-static int h_decode(lua_State *L, const char *data, size_t len, void *ud)
+static int h_decode(lua_State *L, const char *data, size_t len, void *ud, void *call)
 {
+    travel_ctx *tc = call;
+    if (tc) {
+        if (!tc->handle_decode)
+            return luaL_error(L, "an async handle cannot travel from %s", tc->where);
+        return tc->handle_decode(tc, L, data, len);
+    }
     sched *s = ud;
     hcore *c = travel_unpack(L, data, len, "an async handle");
     if (!c)

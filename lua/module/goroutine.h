@@ -8,5 +8,8 @@
 
 /* require("goroutine"): creates the VM's scheduler on first use. */
 MUTIRAO_EXPORT int luaopen_goroutine(lua_State *L);
+/* require("http"), require("exec") (iomods.c). */
+MUTIRAO_EXPORT int luaopen_http(lua_State *L);
+MUTIRAO_EXPORT int luaopen_exec(lua_State *L);
 
 #endif

@@ -16,9 +16,10 @@
 
 #include <lua.h>
 
-#include "goroutine.h"
+#include "scheduler.h"
 
-/* require("http"): also loads the goroutine module (the VM's scheduler). */
-MUTIRAO_EXPORT int luaopen_http(lua_State *L);
+/* Pushes the module table for s's VM (luaopen_http in lua/module/iomods.c
+ * is require("http")). */
+int http_open(lua_State *L, sched *s);
 
 #endif

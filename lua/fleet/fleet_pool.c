@@ -1,19 +1,19 @@
-/* fleet_pool.c: pool_* and await(task_id) on the fleet (see fleet_pool.h).
+/* fleet_pool.c: the fleet backend of the pool functions (see fleet_pool.h).
  *
- * A task's life on this side: pool_submit encodes it, registers an ftask
- * (id -> ftask in a registry table of the VM), produces the envelope to the
- * pool's topic and returns the id; the delivery report only matters when
- * it fails (the task then fails with the Kafka error). The worker's
- * completion script pushes 'R' + result record to mutirao:done:PRODUCER;
- * the poller (one BLMPOP in flight while tasks are outstanding) marks the
- * ftask done, wakes its awaiters, the pool's pool_wait and blocked
- * submitters. Finished ftasks are kept for await like the embedded
- * backend's (RESULT_TTL_S, RESULT_MAX); after that, and for ids of other
- * processes, await reads mutirao:task:ID from Redis. */
+ * A task's life on this side: pool_submit encodes it (WaitGroups among its
+ * values get fleet names, fleet_wg.h), records it in the VM's taskbook,
+ * produces the envelope to the pool's topic and returns the id; the
+ * delivery report only matters when it fails (the task then fails with the
+ * Kafka error). The submit bookkeeping (FLEET_SUBMIT_LUA) is batched per
+ * loop turn. The worker's completion script pushes 'R' + result record to
+ * mutirao:done:PRODUCER; the poller (one BLMPOP in flight while tasks are
+ * outstanding) finishes the task in the taskbook, which wakes its
+ * awaiters; the pool's pool_wait and blocked submitters wake here. After
+ * the taskbook forgot a task, and for ids of other processes, await reads
+ * mutirao:task:ID from Redis. */
 #include "fleet_pool.h"
 
 #include <inttypes.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -30,78 +30,16 @@
 #include "fleet_keys.h"
 #include "fleet_wg.h"
 #include "kafka_uv.h"
+#include "pool.h"
 #include "redis_uv.h"
-#include "waitgroup.h"
+#include "taskbook.h"
 
-#define RESULT_TTL_S 300
-#define RESULT_MAX 100000
 #define POLL_BLOCK_S 2     /* one BLMPOP waits at most this long */
 #define POLL_COUNT 1000    /* notifications read per BLMPOP */
 #define FOREIGN_POLL_MS 20 /* first interval of await on another process's task */
 
-/* ---- the process's configuration ---- */
-
-static pthread_mutex_t cfg_mu = PTHREAD_MUTEX_INITIALIZER;
-static config cfg;
-static int cfg_state; /* 0: not loaded, 1: loaded, -1: failed (cfg_err) */
-static char cfg_err[512];
 static atomic_uint vm_counter;
-
-static int cfg_load_locked(void)
-{
-    if (cfg_state == 0) {
-        int rc = config_load(&cfg, NULL, cfg_err, sizeof cfg_err);
-        if (rc != 0) {
-            config_free(&cfg);
-            cfg_state = -1;
-        } else {
-            cfg_state = 1;
-        }
-    }
-    return cfg_state;
-}
-
-int fleet_configure(config *c)
-{
-    pthread_mutex_lock(&cfg_mu);
-    if (cfg_state == 1)
-        config_free(&cfg);
-    cfg = *c;
-    if (!cfg.producer_id[0])
-        config_derive_ids(&cfg);
-    cfg_state = 1;
-    pthread_mutex_unlock(&cfg_mu);
-    return 0;
-}
-
-int fleet_override(const char *key, const char *value, const char *origin, char *err, size_t errlen)
-{
-    pthread_mutex_lock(&cfg_mu);
-    int rc;
-    if (cfg_load_locked() < 0) {
-        snprintf(err, errlen, "%s", cfg_err);
-        rc = CONFIG_EINVAL;
-    } else {
-        rc = config_set(&cfg, key, value, origin, err, errlen);
-    }
-    pthread_mutex_unlock(&cfg_mu);
-    return rc;
-}
-
-static const config *get_config(lua_State *L)
-{
-    pthread_mutex_lock(&cfg_mu);
-    int st = cfg_load_locked();
-    pthread_mutex_unlock(&cfg_mu);
-    if (st < 0)
-        luaL_error(L, "mutirao configuration: %s", cfg_err);
-    return &cfg;
-}
-
-int fleet_on(lua_State *L)
-{
-    return get_config(L)->fleet;
-}
+static const char FVM_KEY = 'f';
 
 static uint64_t unix_ms(void)
 {
@@ -126,48 +64,34 @@ struct fpool {
     glist room, idle;
 };
 
-enum { F_PENDING, F_DONE };
-
 struct ftask {
-    ftask *all_prev, *all_next; /* every ftask of the VM */
-    ftask *done_next;           /* finished, oldest first */
+    tb_task tb;
     fpool *p;
-    int state, ok, delivering, held;
-    char *out; /* codec message of the outcome, or NULL (then err) */
-    size_t outlen;
-    char *err;
-    glist waiters;
-    uint64_t done_ns;
-    int wgs_ref; /* registry: WaitGroups this task carries, or LUA_NOREF */
-    scope *sc;   /* the submitter's scope while it tracks the task */
-    ftask *sc_prev, *sc_next;
-    char where[120];
-    char id[ENVELOPE_ID_MAX + 1];
+    char *out;   /* the outcome's codec message (tb.out), malloc'd */
+    int carried; /* registry ref of the WaitGroups it carries, or LUA_NOREF */
 };
 
 struct fvm {
     sched *s;
-    const config *cfg;
+    const config *cfg; /* the host's, outlives the VM */
+    tb_ops ops;        /* how the taskbook frees and decodes this VM's tasks */
     char producer[ENVELOPE_ID_MAX + 1];
     char notify_key[FLEET_KEY_MAX];
-    kuv_producer *kp;
-    redis_uv *r;  /* commands */
-    redis_uv *rb; /* the blocking reads of the notification list */
+    fleet_wgs *wgs;
+    kuv_producer *kp; /* NULL until the first pool call */
+    redis_uv *r;      /* commands */
+    redis_uv *rb;     /* the blocking reads of the notification list */
     int submit_script;
     int polling;
     uv_timer_t tick; /* retries a failed poll; warns when nothing comes back */
     int tick_on;
     uint64_t last_progress_ms;
-    uint64_t seq, wg_seq;
-    int tasks_ref; /* registry: id -> light userdata ftask */
-    int wgs_ref;   /* registry: WaitGroup fleet id -> WaitGroup */
+    uint64_t seq;
     fpool *pools;
     long outstanding;
-    ftask *all;
-    ftask *done_head, *done_tail;
-    size_t ndone;
     char last_poll_err[200];
     int closing;
+    int open_handles; /* tick and flush still to close: freed after both */
     /* submit bookkeeping not sent yet: FLEET_SUBMIT_LUA's ARGV (pool, id)... */
     uv_check_t flush;
     char **sub_argv;
@@ -269,24 +193,13 @@ static unsigned run_nonce(void)
     return v;
 }
 
-static fvm *vm_get(lua_State *L, sched *s)
+/* Makes the VM's Kafka producer and Redis connections on first use. */
+static fvm *clients(lua_State *L, fvm *v)
 {
-    if (s->fleet_state)
-        return s->fleet_state;
-    const config *c = get_config(L);
-    fvm *v = calloc(1, sizeof *v);
-    if (!v)
-        luaL_error(L, "not enough memory");
-    v->s = s;
-    v->cfg = c;
-    unsigned n = atomic_fetch_add(&vm_counter, 1);
-    char base[48];
-    snprintf(base, sizeof base, "%.24s", c->producer_id[0] ? c->producer_id : "producer");
-    /* a part unique to this run: a fixed producer.id (or a host name and pid
-     * seen before) must not make this run's task ids collide with results
-     * of an earlier run still in Redis */
-    snprintf(v->producer, sizeof v->producer, "%s.%08x.%u", base, run_nonce(), n % 100000);
-    fleet_key_notify(v->notify_key, v->producer);
+    if (v->kp)
+        return v;
+    const config *c = v->cfg;
+    sched *s = v->s;
     char err[512] = "";
     kuv_producer_opts po;
     kuv_producer_opts_default(&po);
@@ -307,7 +220,6 @@ static fvm *vm_get(lua_State *L, sched *s)
     int rc = 0;
     v->kp = kuv_producer_new(s->loop, c->kafka_brokers, &po, &rc);
     if (!v->kp) {
-        free(v);
         luaL_error(L, "kafka: cannot create the producer for %s: %s", c->kafka_brokers,
                    err[0] ? err : kuv_strerror(rc));
     }
@@ -324,15 +236,12 @@ static fvm *vm_get(lua_State *L, sched *s)
         config_redact_url(c->redis_url, red, sizeof red);
         if (v->r)
             redis_uv_close(v->r, NULL, NULL);
+        v->r = NULL;
         kuv_producer_close(v->kp, 0);
-        free(v);
+        v->kp = NULL;
         luaL_error(L, "redis: %s: %s", red, redis_uv_strerror(rc));
     }
     v->submit_script = redis_uv_script(v->r, FLEET_SUBMIT_LUA, strlen(FLEET_SUBMIT_LUA));
-    lua_newtable(L);
-    v->tasks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    lua_newtable(L);
-    v->wgs_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     uv_timer_init(s->loop, &v->tick);
     v->tick.data = v;
     uv_unref((uv_handle_t *)&v->tick);
@@ -349,14 +258,14 @@ static fvm *vm_get(lua_State *L, sched *s)
     v->flush.data = v;
     uv_check_start(&v->flush, on_flush);
     uv_unref((uv_handle_t *)&v->flush);
-    s->fleet_state = v;
+    v->open_handles = 2;
     return v;
 }
 
 static fpool *pool_get(fvm *v, const char *name)
 {
     fpool *closed = NULL;
-    for (fpool *p = v ? v->pools : NULL; p; p = p->next) {
+    for (fpool *p = v->pools; p; p = p->next) {
         if (strcmp(p->name, name) != 0)
             continue;
         if (!p->closed)
@@ -393,6 +302,7 @@ typedef struct fop {
     int failed;
     char msg[400];
     sched *s;
+    fvm *v;
     glist waiters;
     /* results */
     long long n[4];
@@ -424,16 +334,16 @@ static int fop_gc(lua_State *L)
     return 0;
 }
 
-static fop *fop_push(lua_State *L, sched *s, int tbc);
+static fop *fop_push(lua_State *L, fvm *v, int tbc);
 
 /* Pushes a guard for a new op at the top of L, to-be-closed. */
-static fop *fop_new(lua_State *L, sched *s)
+static fop *fop_new(lua_State *L, fvm *v)
 {
-    return fop_push(L, s, 1);
+    return fop_push(L, v, 1);
 }
 
 /* The same; without tbc the guard may be popped (the GC frees the op). */
-static fop *fop_push(lua_State *L, sched *s, int tbc)
+static fop *fop_push(lua_State *L, fvm *v, int tbc)
 {
     fop **box = lua_newuserdatauv(L, sizeof *box, 0);
     *box = NULL;
@@ -448,7 +358,8 @@ static fop *fop_push(lua_State *L, sched *s, int tbc)
     if (!op)
         luaL_error(L, "not enough memory");
     op->refs = 1;
-    op->s = s;
+    op->s = v->s;
+    op->v = v;
     glist_init(&op->waiters);
     *box = op;
     if (tbc)
@@ -521,137 +432,37 @@ static void on_reply(redis_uv *cli, int status, const redisReply *reply, const c
     fop_settle(op);
 }
 
-static int not_found(lua_State *L, const char *name)
-{
-    luaL_pushfail(L);
-    lua_pushfstring(L, "pool not found: %s", name);
-    return 2;
-}
+/* ---- tasks ---- */
 
-/* ---- outcomes ---- */
-
-static int push_outcome_bytes(lua_State *L, const char *id, int ok, const char *out, size_t outlen,
-                              const char *err)
+static void ftask_free(tb_task *tb)
 {
-    if (!out) {
-        lua_pushboolean(L, 0);
-        lua_pushfstring(L, "task %s: %s", id, err ? err : "failed");
-        return 2;
-    }
-    if (outlen == 0) {
-        lua_pushboolean(L, ok);
-        if (ok)
-            return 1;
-        lua_pushfstring(L, "task %s failed (its outcome could not be recorded)", id);
-        return 2;
-    }
-    char why[256];
-    codec_limits lim;
-    codec_limits_default(&lim);
-    lim.allow_bytecode = 1; /* from the fleet's workers: trusted like the topics */
-    lim.allow_require = 1;
-    int n = 0;
-    lua_pushboolean(L, ok);
-    if (codec_decode(L, out, outlen, &lim, &n, why, sizeof why) != 0) {
-        lua_pop(L, 1);
-        lua_pushboolean(L, 0);
-        lua_pushfstring(L, "task %s: cannot decode its outcome: %s", id, why);
-        return 2;
-    }
-    return n + 1;
-}
-
-static void task_free(ftask *t)
-{
+    ftask *t = (ftask *)tb;
     free(t->out);
-    free(t->err);
     free(t);
 }
 
-static void task_unlink(fvm *v, ftask *t)
-{
-    if (t->all_prev)
-        t->all_prev->all_next = t->all_next;
-    else
-        v->all = t->all_next;
-    if (t->all_next)
-        t->all_next->all_prev = t->all_prev;
-}
-
-static void evict(fvm *v)
-{
-    uint64_t now = sched_now_ns(), ttl = (uint64_t)RESULT_TTL_S * 1000000000ull;
-    lua_State *T = v->s->T;
-    while (v->done_head && (v->ndone > RESULT_MAX || now - v->done_head->done_ns > ttl)) {
-        ftask *t = v->done_head;
-        if (t->waiters.head || t->delivering)
-            break;
-        v->done_head = t->done_next;
-        if (!v->done_head)
-            v->done_tail = NULL;
-        v->ndone--;
-        lua_rawgeti(T, LUA_REGISTRYINDEX, v->tasks_ref);
-        lua_pushnil(T);
-        lua_setfield(T, -2, t->id);
-        lua_pop(T, 1);
-        task_unlink(v, t);
-        task_free(t);
-    }
-}
-
-/* Releases the WaitGroups t carried (they may be collected once no fleet
- * task carries them). */
-static void release_wgs(fvm *v, ftask *t)
-{
-    if (t->wgs_ref == LUA_NOREF)
-        return;
-    lua_State *T = v->s->T;
-    lua_rawgeti(T, LUA_REGISTRYINDEX, t->wgs_ref);
-    lua_rawgeti(T, LUA_REGISTRYINDEX, v->wgs_ref);
-    lua_pushnil(T);
-    while (lua_next(T, -3)) {
-        waitgroup *wg = luaL_testudata(T, -1, WAITGROUP_TNAME);
-        if (wg && wg->core && --wg->core->fleet_pending <= 0 && wg->core->fleet_id) {
-            lua_pushnil(T);
-            lua_setfield(T, -4, wg->core->fleet_id);
-        }
-        lua_pop(T, 1);
-    }
-    lua_pop(T, 2);
-    luaL_unref(T, LUA_REGISTRYINDEX, t->wgs_ref);
-    t->wgs_ref = LUA_NOREF;
-}
-
-static void untrack(ftask *t);
-
-/* A task of this VM ended: its outcome is kept, everyone waiting is woken. */
+/* A task of this VM ended: its outcome goes to the taskbook (which wakes
+ * its awaiters and reports a failure); the pool's waiters wake. */
 static void task_finish(fvm *v, ftask *t, int ok, const char *out, size_t outlen, const char *err)
 {
     sched *s = v->s;
-    if (t->state == F_DONE)
+    if (t->tb.done)
         return;
-    t->state = F_DONE;
-    t->ok = ok;
     if (out) {
         t->out = malloc(outlen ? outlen : 1);
         if (t->out) {
             memcpy(t->out, out, outlen);
-            t->outlen = outlen;
         } else {
-            t->err = strdup("out of memory for its outcome");
-            t->ok = 0;
+            err = "out of memory for its outcome";
+            ok = 0;
         }
-    } else {
-        t->err = strdup(err ? err : "failed");
     }
-    t->done_ns = sched_now_ns();
+    fleet_wgs_release(sched_scratch(s), v->wgs, &t->carried);
     v->last_progress_ms = unix_ms();
-    sched_ready_all(s, &t->waiters);
-    release_wgs(v, t);
     fpool *p = t->p;
     v->outstanding--;
     p->outstanding--;
-    if (t->ok)
+    if (ok && t->out)
         p->completed++;
     else
         p->failed++;
@@ -659,117 +470,18 @@ static void task_finish(fvm *v, ftask *t, int ok, const char *out, size_t outlen
         sched_ready_all(s, &p->room);
     if (p->outstanding == 0 && p->idle.head)
         sched_ready_all(s, &p->idle);
-    if (!t->ok) {
-        lua_State *T = s->T;
-        int top = lua_gettop(T);
-        int n = push_outcome_bytes(T, t->id, 0, t->out, t->outlen, t->err);
-        const char *msg = n >= 2 ? luaL_tolstring(T, top + 2, NULL) : "?";
-        if (s->errh_ref != LUA_NOREF) {
-            lua_rawgeti(T, LUA_REGISTRYINDEX, s->errh_ref);
-            lua_pushfstring(T, "fleet task %s of pool %s (submitted at %s) failed: %s", t->id,
-                            p->name, t->where, msg);
-            lua_pushnil(T);
-            lua_pushfstring(T, "%s %s", p->name, t->id);
-            lua_pcall(T, 3, 0, 0);
-        } else {
-            fprintf(stderr, "fleet task %s of pool %s (submitted at %s) failed: %s\n", t->id,
-                    p->name, t->where, msg);
-        }
-        lua_settop(T, top);
-    }
-    t->done_next = NULL;
-    if (v->done_tail)
-        v->done_tail->done_next = t;
-    else
-        v->done_head = t;
-    v->done_tail = t;
-    v->ndone++;
-    untrack(t);
-    if (t->held) {
-        t->held = 0;
-        sched_unhold(s);
-    }
-    evict(v);
-}
-
-static void untrack(ftask *t)
-{
-    scope *sc = t->sc;
-    if (!sc)
-        return;
-    if (t->sc_prev)
-        t->sc_prev->sc_next = t->sc_next;
-    else
-        sc->ftasks = t->sc_next;
-    if (t->sc_next)
-        t->sc_next->sc_prev = t->sc_prev;
-    t->sc = NULL;
-    t->sc_prev = t->sc_next = NULL;
-}
-
-static void track(ftask *t, scope *sc)
-{
-    if (!sc)
-        return;
-    t->sc = sc;
-    t->sc_prev = NULL;
-    t->sc_next = sc->ftasks;
-    if (sc->ftasks)
-        ((ftask *)sc->ftasks)->sc_prev = t;
-    sc->ftasks = t;
-}
-
-void fleet_scope_done(scope *sc, int cancelled)
-{
-    ftask *t;
-    while ((t = sc->ftasks)) {
-        untrack(t);
-        if (cancelled && t->held) {
-            t->held = 0;
-            sched_unhold(sc->s);
-        }
-    }
-}
-
-static ftask *task_find(fvm *v, lua_State *L, const char *id)
-{
-    lua_rawgeti(L, LUA_REGISTRYINDEX, v->tasks_ref);
-    lua_getfield(L, -1, id);
-    ftask *t = lua_touserdata(L, -1);
-    lua_pop(L, 2);
-    return t;
+    taskbook_finish(taskbook_get(sched_scratch(s), s), &t->tb, ok, t->out, t->out ? outlen : 0, err,
+                    0);
 }
 
 /* ---- the notification poller ---- */
-
-static void apply_wg(fvm *v, const char *s, size_t len)
-{
-    char buf[200];
-    if (len >= sizeof buf)
-        return;
-    memcpy(buf, s, len);
-    buf[len] = 0;
-    char *sp = strrchr(buf, ' ');
-    if (!sp)
-        return;
-    *sp = 0;
-    long long d = strtoll(sp + 1, NULL, 10);
-    lua_State *T = v->s->T;
-    lua_rawgeti(T, LUA_REGISTRYINDEX, v->wgs_ref);
-    if (lua_getfield(T, -1, buf) == LUA_TUSERDATA && waitgroup_apply(T, -1, d) != 0)
-        fprintf(stderr,
-                "mutirao: negative WaitGroup counter: fleet tasks called done() more "
-                "often than add() on WaitGroup %s\n",
-                buf);
-    lua_pop(T, 2);
-}
 
 static void on_notification(fvm *v, const char *s, size_t len)
 {
     if (len < 1)
         return;
     if (s[0] == 'W') {
-        apply_wg(v, s + 1, len - 1);
+        fleet_wgs_apply(sched_scratch(v->s), v->wgs, s + 1, len - 1);
         return;
     }
     if (s[0] != 'R')
@@ -780,8 +492,10 @@ static void on_notification(fvm *v, const char *s, size_t len)
         fprintf(stderr, "mutirao: producer %s: bad notification skipped: %s\n", v->producer, why);
         return;
     }
-    ftask *t = task_find(v, v->s->T, r.id);
-    if (!t || t->state == F_DONE)
+    lua_State *T = sched_scratch(v->s);
+    tb_task *tb = taskbook_find(taskbook_get(T, v->s), T, r.id);
+    ftask *t = tb && tb->ops == &v->ops ? (ftask *)tb : NULL;
+    if (!t || t->tb.done)
         return;
     task_finish(v, t, r.ok, r.payload, r.payload_len, NULL);
 }
@@ -842,7 +556,7 @@ static int create_k(lua_State *L, int status, lua_KContext ctx)
     (void)status;
     fop *op = (fop *)ctx;
     sched *s = op->s;
-    fvm *v = s->fleet_state;
+    fvm *v = op->v;
     if (op->pending > 0)
         return sched_wait(L, s, &op->waiters, 0, ctx, create_k);
     if (op->failed) {
@@ -873,9 +587,10 @@ static int create_k(lua_State *L, int status, lua_KContext ctx)
     return 1;
 }
 
-int fleet_pool_create(lua_State *L, sched *s, const char *name, int workers, int qcap, int block)
+static int f_create(lua_State *L, void *be, const char *name, const pool_opts *o)
 {
-    fvm *v = vm_get(L, s);
+    fvm *v = clients(L, be);
+    sched *s = v->s;
     fpool *old = pool_get(v, name);
     if (old && !old->closed) {
         luaL_pushfail(L);
@@ -888,11 +603,11 @@ int fleet_pool_create(lua_State *L, sched *s, const char *name, int workers, int
     char copy[ENVELOPE_POOL_MAX + 1]; /* name lives on the stack cleared below */
     envelope_copy(copy, sizeof copy, name);
     lua_settop(L, 0);
-    fop *op = fop_new(L, s);
+    fop *op = fop_new(L, v);
     memcpy(op->name, copy, sizeof op->name);
-    op->workers = workers;
-    op->qcap = qcap;
-    op->block = block;
+    op->workers = o->workers;
+    op->qcap = o->queue;
+    op->block = o->block;
     fop_expect(op);
     int rc = kuv_topic_ensure(v->kp, topic, v->cfg->topic_partitions, on_ensure, op);
     if (rc != 0) {
@@ -907,78 +622,6 @@ int fleet_pool_create(lua_State *L, sched *s, const char *name, int workers, int
 }
 
 /* ---- pool_submit ---- */
-
-static _Thread_local fvm *encoding_vm;
-static _Thread_local ftask *encoding_task;
-
-int fleet_wg_encoding(void)
-{
-    return encoding_vm != NULL;
-}
-
-/* Adds the WaitGroup at idx to the task being encoded (once). */
-static void carry(lua_State *L, int idx)
-{
-    ftask *t = encoding_task;
-    waitgroup *wg = lua_touserdata(L, idx);
-    if (!t || !wg->core->fleet_id)
-        return;
-    idx = lua_absindex(L, idx);
-    if (t->wgs_ref == LUA_NOREF) {
-        lua_newtable(L);
-        t->wgs_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    }
-    lua_rawgeti(L, LUA_REGISTRYINDEX, t->wgs_ref);
-    if (lua_getfield(L, -1, wg->core->fleet_id) == LUA_TNIL) {
-        lua_pushvalue(L, idx);
-        lua_setfield(L, -3, wg->core->fleet_id);
-        wg->core->fleet_pending++;
-    }
-    lua_pop(L, 2);
-    /* the VM's table keeps it alive (and findable) while carried */
-    lua_rawgeti(L, LUA_REGISTRYINDEX, encoding_vm->wgs_ref);
-    lua_pushvalue(L, idx);
-    lua_setfield(L, -2, wg->core->fleet_id);
-    lua_pop(L, 1);
-}
-
-char *fleet_wg_register(lua_State *L, sched *s, int idx)
-{
-    (void)s;
-    fvm *v = encoding_vm;
-    if (!v)
-        return NULL;
-    char buf[ENVELOPE_ID_MAX + 24];
-    snprintf(buf, sizeof buf, "%s/%" PRIu64, v->producer, ++v->wg_seq);
-    char *id = strdup(buf);
-    if (!id)
-        return NULL;
-    waitgroup *wg = lua_touserdata(L, idx);
-    wg->core->fleet_id = id;
-    carry(L, idx);
-    return id;
-}
-
-void fleet_wg_carried(lua_State *L, sched *s, int idx)
-{
-    (void)s;
-    carry(L, idx);
-}
-
-int fleet_wg_find(lua_State *L, sched *s, const char *id, size_t len)
-{
-    fvm *v = s->fleet_state;
-    if (!v)
-        return 0;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, v->wgs_ref);
-    lua_pushlstring(L, id, len);
-    if (lua_rawget(L, -2) == LUA_TUSERDATA) {
-        lua_remove(L, -2);
-        return 1;
-    }
-    lua_pop(L, 2);
-    return 0;
-}
 
 typedef struct dreport {
     fvm *v;
@@ -1021,33 +664,30 @@ static int adopt_k(lua_State *L, int status, lua_KContext ctx)
 {
     (void)status;
     fop *op = (fop *)ctx;
-    sched *s = op->s;
-    fvm *v = s->fleet_state;
+    fvm *v = op->v;
     if (op->pending > 0)
-        return sched_wait(L, s, &op->waiters, 0, ctx, adopt_k);
+        return sched_wait(L, op->s, &op->waiters, 0, ctx, adopt_k);
     if (op->failed) {
         luaL_pushfail(L);
         lua_pushfstring(L, "pool '%s': %s", op->name, op->msg);
         return 2;
     }
     fpool *p = pool_get(v, op->name); /* created meanwhile by this VM? */
-    if (!p && !op->have_data) {
-        return not_found(L, op->name);
-    }
+    if (!p && !op->have_data)
+        return pool_not_found(L, op->name);
     if (!p)
         p = pool_add(L, v, op->name, (int)op->n[0],
                      op->n[1] >= 0 ? (int)op->n[1] : 2 * (int)op->n[0], (int)op->n[2]);
     lua_pop(L, 1); /* the guard */
     lua_pushlightuserdata(L, p);
     lua_insert(L, 1); /* p, name, fn, args... */
-    return submit_k(L, LUA_OK, 0);
+    return submit_k(L, LUA_OK, (lua_KContext)v);
 }
 
-int fleet_pool_submit(lua_State *L, sched *s)
+static int f_submit(lua_State *L, void *be)
 {
-    const char *name = luaL_checkstring(L, 1);
-    luaL_checktype(L, 2, LUA_TFUNCTION);
-    fvm *v = vm_get(L, s);
+    fvm *v = clients(L, be);
+    const char *name = lua_tostring(L, 1);
     fpool *p = pool_get(v, name);
     if (!p) {
         /* created by another process (or VM)? its options are in Redis */
@@ -1055,7 +695,7 @@ int fleet_pool_submit(lua_State *L, sched *s)
         char why[200];
         if (envelope_check_pool(name, strlen(name), why, sizeof why) != 0)
             return luaL_argerror(L, 1, why);
-        fop *op = fop_push(L, s, 0);
+        fop *op = fop_push(L, v, 0);
         envelope_copy(op->name, sizeof op->name, name);
         fleet_key_pool(key, name);
         fop_send(op, v->r, on_pool_record, "HGETALL %s", key);
@@ -1063,7 +703,7 @@ int fleet_pool_submit(lua_State *L, sched *s)
     }
     lua_pushlightuserdata(L, p);
     lua_insert(L, 1); /* p, name, fn, args... */
-    return submit_k(L, LUA_OK, 0);
+    return submit_k(L, LUA_OK, (lua_KContext)v);
 }
 
 static void on_failed_delivery(fvm *v, ftask *t, const char *errmsg)
@@ -1071,7 +711,7 @@ static void on_failed_delivery(fvm *v, ftask *t, const char *errmsg)
     char key[FLEET_KEY_MAX];
     fleet_key_stats(key, t->p->name);
     redis_uv_command(v->r, NULL, NULL, "HINCRBY %s failed 1", key);
-    fleet_key_task_queued(key, t->id);
+    fleet_key_task_queued(key, t->tb.id);
     redis_uv_command(v->r, NULL, NULL, "DEL %s", key);
     char msg[600];
     snprintf(msg, sizeof msg, "not delivered to Kafka: %s", errmsg);
@@ -1083,18 +723,27 @@ static void on_report(void *ud, int err, const char *errmsg, int32_t partition, 
     (void)partition;
     (void)offset;
     dreport *d = ud;
-    d->t->delivering = 0;
-    if (err && !d->v->closing && d->t->state != F_DONE)
+    d->t->tb.pinned = 0;
+    if (err && !d->v->closing && !d->t->tb.done)
         on_failed_delivery(d->v, d->t, errmsg ? errmsg : kuv_strerror(err));
     free(d);
+}
+
+/* Fails the submit: the task was not sent. */
+static int not_sent(lua_State *L, fvm *v, ftask *t, const char *err)
+{
+    fleet_wgs_release(L, v->wgs, &t->carried);
+    free(t);
+    luaL_pushfail(L);
+    lua_pushstring(L, err);
+    return 2;
 }
 
 static int submit_k(lua_State *L, int status, lua_KContext ctx)
 {
     (void)status;
-    (void)ctx;
-    sched *s = lua_touserdata(L, lua_upvalueindex(1));
-    fvm *v = s->fleet_state;
+    fvm *v = (fvm *)ctx;
+    sched *s = v->s;
     fpool *p = lua_touserdata(L, 1);
     if (p->closed) {
         p->rejected++;
@@ -1109,45 +758,35 @@ static int submit_k(lua_State *L, int status, lua_KContext ctx)
             lua_pushliteral(L, "pool queue is full");
             return 2;
         }
-        return sched_wait(L, s, &p->room, 0, 0, submit_k);
+        return sched_wait(L, s, &p->room, 0, ctx, submit_k);
     }
     ftask *t = calloc(1, sizeof *t);
     if (!t)
         return luaL_error(L, "not enough memory");
     t->p = p;
-    t->wgs_ref = LUA_NOREF;
-    glist_init(&t->waiters);
+    t->carried = LUA_NOREF;
     char idbuf[ENVELOPE_ID_MAX + 32];
     snprintf(idbuf, sizeof idbuf, "%s:%" PRIu64, v->producer, ++v->seq);
-    envelope_copy(t->id, sizeof t->id, idbuf);
-    lua_Debug ar;
-    if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "Sl", &ar) && ar.currentline > 0)
-        snprintf(t->where, sizeof t->where, "%s:%d", ar.short_src, ar.currentline);
-    else
-        memcpy(t->where, "?", 2);
-    /* encode fn and its arguments; WaitGroups among them get fleet ids */
+    envelope_copy(t->tb.id, sizeof t->tb.id, idbuf);
+    envelope_copy(t->tb.pool, sizeof t->tb.pool, p->name);
+    /* encode fn and its arguments; WaitGroups among them get fleet names */
     char err[256], stack[512];
     char *payload = NULL;
     size_t plen = 0;
+    fleet_submit_ctx sc;
+    fleet_submit_ctx_init(&sc, v->wgs);
     codec_limits lim;
     codec_limits_default(&lim);
     lim.first_number = 2;
-    encoding_vm = v;
-    encoding_task = t;
+    lim.call = &sc.tc;
     int rc = codec_encode_buf(L, 3, lua_gettop(L) - 2, &lim, stack, sizeof stack, &payload, &plen,
                               err, sizeof err);
-    encoding_vm = NULL;
-    encoding_task = NULL;
-    if (rc != 0) {
-        release_wgs(v, t);
-        task_free(t);
-        luaL_pushfail(L);
-        lua_pushstring(L, err);
-        return 2;
-    }
+    t->carried = sc.carried;
+    if (rc != 0)
+        return not_sent(L, v, t, err);
     envelope_task e;
     memset(&e, 0, sizeof e);
-    memcpy(e.id, t->id, sizeof e.id);
+    memcpy(e.id, t->tb.id, sizeof e.id);
     memcpy(e.pool, p->name, sizeof e.pool);
     memcpy(e.producer, v->producer, sizeof e.producer);
     e.attempt = 1;
@@ -1169,7 +808,7 @@ static int submit_k(lua_State *L, int status, lua_KContext ctx)
     if (rc == 0) {
         d->v = v;
         d->t = t;
-        rc = kuv_produce(v->kp, p->topic, t->id, strlen(t->id), b.data, b.len, on_report, d);
+        rc = kuv_produce(v->kp, p->topic, t->tb.id, strlen(t->tb.id), b.data, b.len, on_report, d);
         if (rc != 0) {
             free(d);
             snprintf(err, sizeof err, "kafka: %s", kuv_strerror(rc));
@@ -1181,34 +820,19 @@ static int submit_k(lua_State *L, int status, lua_KContext ctx)
         err[sizeof err - 1] = 0;
     }
     envelope_buf_free(&b);
-    if (rc != 0) {
-        release_wgs(v, t);
-        task_free(t);
-        luaL_pushfail(L);
-        lua_pushstring(L, err);
-        return 2;
-    }
+    if (rc != 0)
+        return not_sent(L, v, t, err);
     /* accepted */
-    t->delivering = 1;
-    t->all_next = v->all;
-    if (v->all)
-        v->all->all_prev = t;
-    v->all = t;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, v->tasks_ref);
-    lua_pushlightuserdata(L, t);
-    lua_setfield(L, -2, t->id);
-    lua_pop(L, 1);
+    taskbook_add(taskbook_get(L, s), L, &t->tb, &v->ops);
+    t->tb.pinned = 1; /* until its delivery report */
     if (v->outstanding == 0)
         v->last_progress_ms = unix_ms();
     v->outstanding++;
     p->outstanding++;
     p->submitted++;
-    t->held = 1;
-    sched_hold(s);
-    track(t, sched_current_scope(s, L));
-    note_submit(v, p->name, t->id);
+    note_submit(v, p->name, t->tb.id);
     poll_start(v);
-    lua_pushstring(L, t->id);
+    lua_pushstring(L, t->tb.id);
     return 1;
 }
 
@@ -1218,38 +842,34 @@ static int wait_k(lua_State *L, int status, lua_KContext ctx)
 {
     (void)status;
     fpool *p = (fpool *)ctx;
-    sched *s = lua_touserdata(L, lua_upvalueindex(1));
     if (p->outstanding == 0) {
         lua_pushboolean(L, 1);
         return 1;
     }
-    return sched_wait(L, s, &p->idle, 0, ctx, wait_k);
+    return sched_wait(L, sched_get(L), &p->idle, 0, ctx, wait_k);
 }
 
-int fleet_pool_wait(lua_State *L, sched *s)
+static int f_wait(lua_State *L, void *be, const char *name)
 {
-    const char *name = luaL_checkstring(L, 1);
-    fpool *p = pool_get(s->fleet_state, name);
-    if (!p) {
-        return not_found(L, name);
-    }
+    fpool *p = pool_get(be, name);
+    if (!p)
+        return pool_not_found(L, name);
     return wait_k(L, LUA_OK, (lua_KContext)p);
 }
 
-int fleet_pool_close(lua_State *L, sched *s)
+static int f_close(lua_State *L, void *be, const char *name)
 {
-    const char *name = luaL_checkstring(L, 1);
-    fpool *p = pool_get(s->fleet_state, name);
-    if (!p) {
-        return not_found(L, name);
-    }
+    fvm *v = be;
+    fpool *p = pool_get(v, name);
+    if (!p)
+        return pool_not_found(L, name);
     if (p->closed) {
         luaL_pushfail(L);
         lua_pushliteral(L, "pool is closed");
         return 2;
     }
     p->closed = 1;
-    sched_ready_all(s, &p->room); /* blocked submitters see "pool is closed" */
+    sched_ready_all(v->s, &p->room); /* blocked submitters see "pool is closed" */
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -1310,43 +930,32 @@ static int stats_k(lua_State *L, int status, lua_KContext ctx)
      * was first used */
     fpool *p = op->p;
     long long active = op->n[3] < p->outstanding ? op->n[3] : p->outstanding;
-    const struct {
-        const char *k;
-        long long v;
-    } f[] = {{"workers", p->workers},
-             {"queue", p->qcap},
-             {"active", active},
-             {"queued", p->outstanding - active},
-             {"completed", p->completed},
-             {"failed", p->failed},
-             {"submitted", p->submitted},
-             {"rejected", p->rejected},
-             {"fleet_active", op->n[3]},
-             {"fleet_submitted", op->n[0]},
-             {"fleet_completed", op->n[1]},
-             {"fleet_failed", op->n[2]}};
-    lua_createtable(L, 0, 14);
-    lua_pushstring(L, p->name);
-    lua_setfield(L, -2, "name");
-    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
-        lua_pushinteger(L, (lua_Integer)f[i].v);
-        lua_setfield(L, -2, f[i].k);
-    }
+    const pool_stat f[] = {{"workers", p->workers},
+                           {"queue", p->qcap},
+                           {"active", active},
+                           {"queued", p->outstanding - active},
+                           {"completed", p->completed},
+                           {"failed", p->failed},
+                           {"submitted", p->submitted},
+                           {"rejected", p->rejected},
+                           {"fleet_active", op->n[3]},
+                           {"fleet_submitted", op->n[0]},
+                           {"fleet_completed", op->n[1]},
+                           {"fleet_failed", op->n[2]}};
+    pool_push_stats(L, p->name, f, (int)(sizeof f / sizeof f[0]));
     lua_pushliteral(L, "fleet");
     lua_setfield(L, -2, "backend");
     return 1;
 }
 
-int fleet_pool_stats(lua_State *L, sched *s)
+static int f_stats(lua_State *L, void *be, const char *name)
 {
-    const char *name = luaL_checkstring(L, 1);
-    fvm *v = s->fleet_state;
+    fvm *v = be;
     fpool *p = pool_get(v, name);
-    if (!p) {
-        return not_found(L, name);
-    }
+    if (!p)
+        return pool_not_found(L, name);
     lua_settop(L, 0);
-    fop *op = fop_new(L, s);
+    fop *op = fop_new(L, v);
     op->p = p;
     memcpy(op->name, p->name, sizeof op->name);
     char key[FLEET_KEY_MAX];
@@ -1358,13 +967,6 @@ int fleet_pool_stats(lua_State *L, sched *s)
 }
 
 /* ---- await ---- */
-
-static int await_local_k(lua_State *L, int status, lua_KContext ctx)
-{
-    (void)status;
-    ftask *t = (ftask *)ctx;
-    return push_outcome_bytes(L, t->id, t->ok, t->out, t->outlen, t->err);
-}
 
 /* MGET mutirao:task:ID mutirao:task:ID:q */
 static void on_lookup(redis_uv *cli, int status, const redisReply *reply, const char *err, void *ud)
@@ -1392,7 +994,7 @@ static int await_foreign_k(lua_State *L, int status, lua_KContext ctx);
 
 static int foreign_lookup(lua_State *L, fop *op)
 {
-    fvm *v = op->s->fleet_state;
+    fvm *v = op->v;
     char k1[FLEET_KEY_MAX], k2[FLEET_KEY_MAX];
     fleet_key_task(k1, op->name);
     fleet_key_task_queued(k2, op->name);
@@ -1423,7 +1025,8 @@ static int await_foreign_k(lua_State *L, int status, lua_KContext ctx)
             lua_pushfstring(L, "task %s: bad result record in Redis: %s", op->name, why);
             return 2;
         }
-        return push_outcome_bytes(L, op->name, r.ok, r.payload, r.payload_len, NULL);
+        return taskbook_push_bytes(L, op->name, r.ok, r.payload, r.payload_len, NULL,
+                                   fleet_wgs_outcome_ctx(op->v->wgs));
     }
     if (!op->queued) {
         lua_pushboolean(L, 0);
@@ -1440,16 +1043,9 @@ static int await_foreign_k(lua_State *L, int status, lua_KContext ctx)
                       await_foreign_k);
 }
 
-int fleet_await(lua_State *L, sched *s, int idx)
+static int f_await_other(lua_State *L, void *be, const char *id)
 {
-    const char *id = luaL_checkstring(L, idx);
-    fvm *v = vm_get(L, s);
-    ftask *t = task_find(v, L, id);
-    if (t) {
-        if (t->state == F_DONE)
-            return push_outcome_bytes(L, t->id, t->ok, t->out, t->outlen, t->err);
-        return sched_wait(L, s, &t->waiters, 0, (lua_KContext)t, await_local_k);
-    }
+    fvm *v = clients(L, be);
     size_t len = strlen(id);
     if (envelope_check_id(id, len, NULL, 0) != 0) {
         lua_pushboolean(L, 0);
@@ -1459,45 +1055,129 @@ int fleet_await(lua_State *L, sched *s, int idx)
     char copy[ENVELOPE_ID_MAX + 1];
     memcpy(copy, id, len + 1);
     lua_settop(L, 0);
-    fop *op = fop_new(L, s);
+    fop *op = fop_new(L, v);
     memcpy(op->name, copy, len + 1);
     return foreign_lookup(L, op);
 }
 
-/* ---- teardown ---- */
+/* ---- setup and teardown ---- */
 
-static void on_tick_closed(uv_handle_t *h)
+static void on_handle_closed(uv_handle_t *h)
 {
-    free(h->data);
+    fvm *v = h->data;
+    if (--v->open_handles == 0)
+        free(v);
 }
 
-void fleet_sched_free(sched *s)
+static void fvm_free(sched *s, void *data)
 {
-    fvm *v = s->fleet_state;
-    if (!v)
-        return;
-    s->fleet_state = NULL;
+    (void)s;
+    fvm *v = data;
     v->closing = 1;
-    flush_submits(v);
-    /* flushes what is still queued for Kafka: its reports fire now */
-    kuv_producer_close(v->kp, v->cfg->op_timeout_ms > 5000 ? 5000 : v->cfg->op_timeout_ms);
-    redis_uv_close(v->r, NULL, NULL);
-    redis_uv_close(v->rb, NULL, NULL);
-    while (v->all) {
-        ftask *t = v->all;
-        v->all = t->all_next;
-        untrack(t);
-        task_free(t);
-    }
+    fleet_wgs_free(v->wgs);
     while (v->pools) {
         fpool *p = v->pools;
         v->pools = p->next;
         free(p);
     }
+    if (!v->kp) {
+        free(v);
+        return;
+    }
+    flush_submits(v);
+    /* flushes what is still queued for Kafka: its reports fire now */
+    kuv_producer_close(v->kp, v->cfg->op_timeout_ms > 5000 ? 5000 : v->cfg->op_timeout_ms);
+    redis_uv_close(v->r, NULL, NULL);
+    redis_uv_close(v->rb, NULL, NULL);
     for (int i = 0; i < v->nsub; i++)
         free(v->sub_argv[i]);
     free(v->sub_argv);
     free(v->sub_len);
-    uv_close((uv_handle_t *)&v->flush, NULL);
-    uv_close((uv_handle_t *)&v->tick, on_tick_closed);
+    /* v goes when both handles have closed */
+    uv_close((uv_handle_t *)&v->flush, on_handle_closed);
+    uv_close((uv_handle_t *)&v->tick, on_handle_closed);
+}
+
+static const pool_backend fleet_backend = {"fleet", f_create, f_submit,     f_wait,
+                                           f_close, f_stats,  f_await_other};
+
+int fleet_backend_install(lua_State *L, sched *s, const config *cfg)
+{
+    /* the taskbook first: it is freed after the fvm, whose delivery
+     * reports still touch tasks */
+    taskbook_get(L, s);
+    fvm *v = calloc(1, sizeof *v);
+    if (!v)
+        return luaL_error(L, "not enough memory");
+    v->s = s;
+    v->cfg = cfg;
+    unsigned n = atomic_fetch_add(&vm_counter, 1);
+    char base[48];
+    snprintf(base, sizeof base, "%.24s",
+             cfg->producer_id && cfg->producer_id[0] ? cfg->producer_id : "producer");
+    /* a part unique to this run: a fixed producer.id (or a host name and pid
+     * seen before) must not make this run's task ids collide with results
+     * of an earlier run still in Redis */
+    snprintf(v->producer, sizeof v->producer, "%s.%08x.%u", base, run_nonce(), n % 100000);
+    fleet_key_notify(v->notify_key, v->producer);
+    if (sched_ext_set(s, &FVM_KEY, v, fvm_free) != 0) {
+        free(v);
+        return luaL_error(L, "not enough memory");
+    }
+    v->wgs = fleet_wgs_new(L, v->producer);
+    v->ops.kind = "fleet";
+    v->ops.free = ftask_free;
+    v->ops.orphan = NULL; /* its delivery report already fired (fvm_free) */
+    v->ops.outcome_ctx = fleet_wgs_outcome_ctx(v->wgs);
+    if (pool_backend_use(L, s, &fleet_backend, v) != 0)
+        return luaL_error(L, "this VM's pools already run on another backend");
+    return 0;
+}
+
+/* ---- a configuration that did not load ---- */
+
+static int broken(lua_State *L, void *be)
+{
+    return luaL_error(L, "mutirao configuration: %s", (const char *)be);
+}
+
+static int b_create(lua_State *L, void *be, const char *name, const pool_opts *o)
+{
+    (void)name;
+    (void)o;
+    return broken(L, be);
+}
+
+static int b_submit(lua_State *L, void *be)
+{
+    return broken(L, be);
+}
+
+static int b_named(lua_State *L, void *be, const char *name)
+{
+    (void)name;
+    return broken(L, be);
+}
+
+static const pool_backend broken_backend = {"fleet", b_create, b_submit, b_named,
+                                            b_named, b_named,  b_named};
+
+static void why_free(sched *s, void *data)
+{
+    (void)s;
+    free(data);
+}
+
+static const char BROKEN_KEY = 'x';
+
+int fleet_backend_broken(lua_State *L, sched *s, const char *why)
+{
+    char *copy = strdup(why);
+    if (!copy || sched_ext_set(s, &BROKEN_KEY, copy, why_free) != 0) {
+        free(copy);
+        return luaL_error(L, "not enough memory");
+    }
+    if (pool_backend_use(L, s, &broken_backend, copy) != 0)
+        return luaL_error(L, "this VM's pools already run on another backend");
+    return 0;
 }

@@ -530,14 +530,11 @@ static int headers_index(lua_State *L)
     return 1;
 }
 
-MUTIRAO_EXPORT int luaopen_http(lua_State *L)
+int http_open(lua_State *L, sched *s)
 {
     static const luaL_Reg funcs[] = {{"get", h_get},         {"post", h_post},     {"put", h_put},
                                      {"patch", h_patch},     {"delete", h_delete}, {"head", h_head},
                                      {"request", h_request}, {NULL, NULL}};
-    luaL_requiref(L, "goroutine", luaopen_goroutine, 0); /* the scheduler and its module */
-    lua_pop(L, 1);
-    sched *s = sched_get(L);
     if (luaL_newmetatable(L, REQ_TNAME)) {
         lua_pushcfunction(L, req_gc);
         lua_setfield(L, -2, "__gc");

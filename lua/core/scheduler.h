@@ -31,6 +31,8 @@ typedef struct sched sched;
 typedef struct scope scope;
 typedef struct ghandle ghandle;
 typedef struct port port;
+typedef struct scope_watch scope_watch;
+typedef struct sched_ext sched_ext;
 
 enum gstate { G_READY = 1, G_RUNNING, G_PARKED, G_DEAD };
 
@@ -71,11 +73,10 @@ struct scope {
     theap_ent deadline;
     uint64_t eff_deadline; /* min of own and ancestors' deadlines, ns; 0 = none */
     uint8_t cancelled, counted;
-    char reason[64]; /* why it was cancelled, e.g. "timeout after 100 ms" */
-    int label_ref;   /* registry ref of a label (task name), or LUA_NOREF */
-    gor *lead;       /* goroutine whose end disarms the deadline (timeout()), or NULL */
-    void *ptasks;    /* pool tasks submitted from it and not finished (pool.c) */
-    void *ftasks;    /* fleet tasks submitted from it and not finished (fleet_pool.c) */
+    char reason[64];      /* why it was cancelled, e.g. "timeout after 100 ms" */
+    int label_ref;        /* registry ref of a label (task name), or LUA_NOREF */
+    gor *lead;            /* goroutine whose end disarms the deadline (timeout()), or NULL */
+    scope_watch *watches; /* layers above watching this scope's end (scope_watch_add) */
 };
 
 struct sched {
@@ -103,15 +104,14 @@ struct sched {
     scope *scopes; /* list of all malloc'd scopes */
     gor *free;     /* recyclable goroutine records */
     int nfree;
-    int closing;       /* being destroyed (lua_close) */
-    port *port;        /* mailbox for other threads */
-    int holds;         /* remote waits keeping the loop alive */
-    int in_run;        /* inside sched_run: stop the loop once nothing is left */
-    void *pool_state;  /* what pool.c keeps for this VM */
-    void *fleet_state; /* what fleet_pool.c keeps for this VM */
-    int errh_ref;      /* Lua function called with (message, goroutine id) on a goroutine error */
-    size_t nlive;      /* live goroutines */
-    sched *tl_prev;    /* sched that was current on this thread before this drain */
+    int closing;     /* being destroyed (lua_close) */
+    port *port;      /* mailbox for other threads */
+    int holds;       /* remote waits keeping the loop alive */
+    int in_run;      /* inside sched_run: stop the loop once nothing is left */
+    sched_ext *exts; /* per-VM state of the layers above (sched_ext_set) */
+    int errh_ref;    /* Lua function called with (message, goroutine id) on a goroutine error */
+    size_t nlive;    /* live goroutines */
+    sched *tl_prev;  /* sched that was current on this thread before this drain */
 };
 
 #define GOR_MAGIC 0x676f726fu
@@ -157,6 +157,64 @@ scope *scope_new(sched *s, scope *parent, uint64_t timeout_ns);
 void scope_release(scope *sc);
 void scope_cancel(scope *sc, const char *reason);
 scope *sched_current_scope(sched *s, lua_State *L);
+
+/*
+** Extension points for the layers above the core (pools, the fleet): the
+** core names none of them.
+**
+** A scope_watch is embedded in something that lives as long as a scope's
+** goroutines may care about it (a pool task submitted from the scope). When
+** the scope is cancelled (cancelled = 1) or ends (0), on_end runs once and
+** the watch is unlinked before it runs.
+*/
+struct scope_watch {
+    scope_watch *prev, *next;
+    scope *sc; /* NULL while not watching */
+    void (*on_end)(scope_watch *w, int cancelled);
+};
+void scope_watch_add(scope *sc, scope_watch *w);
+void scope_watch_del(scope_watch *w);
+
+/*
+** Per-VM slots: a layer keeps its state for a VM under the address of a
+** static of its own. on_free runs when the VM's scheduler is destroyed,
+** the latest set first. sched_ext_set returns 0, or -1 when out of memory.
+*/
+struct sched_ext {
+    sched_ext *next;
+    const void *key;
+    void *data;
+    void (*on_free)(sched *s, void *data);
+};
+void *sched_ext_get(sched *s, const void *key);
+int sched_ext_set(sched *s, const void *key, void *data, void (*on_free)(sched *s, void *data));
+
+/* While holds > 0 the loop stays alive (through the VM's port): something
+ * is waited for that another thread or process will bring (a pool task's
+ * outcome). Call on the scheduler's thread (port.c). */
+void sched_hold(sched *s);
+void sched_unhold(sched *s);
+
+/* Pushes a to-be-closed guard that holds s's loop (sched_hold) until the
+ * guard is closed or collected: a wait on work done elsewhere (another
+ * thread, another process) is pending work, not a deadlock, even when the
+ * waiter is killed midway. Returns the guard; sched_guard_release ends the
+ * hold early. */
+typedef struct sched_guard sched_guard;
+sched_guard *sched_guard_push(lua_State *L, sched *s);
+void sched_guard_release(sched_guard *g);
+
+/* A thread of the VM for Lua calls made from loop callbacks (port
+ * messages, timers): keep its stack as you found it. */
+lua_State *sched_scratch(sched *s);
+/* Reports an error nobody awaits, the value on top of sched_scratch(s)
+ * (popped), through the VM's error handler (or stderr): gid is the
+ * goroutine it came from (0: none), label_ref a registry ref of the label of
+ * the task it belongs to (LUA_NOREF: none). */
+void sched_report_error(sched *s, uint64_t gid, int label_ref);
+/* The registry ref of the label of the innermost labelled scope of the
+ * goroutine running L (LUA_NOREF: none). */
+int sched_label_ref(sched *s, lua_State *L);
 
 /* Runs the loop until no goroutine is left and no pool task this VM
  * submitted is still running. Returns the number of goroutines still alive

@@ -8,9 +8,16 @@
 #include <lauxlib.h>
 
 #include "codec.h"
-#include "fleet_wg.h"
-#include "pool.h"
 #include "travel.h"
+
+struct wgcore {
+    atomic_llong count;
+    atomic_int refs;
+    port *home;     /* the creating VM's port (a reference); NULL for a proxy */
+    glist *waiters; /* the home copy's waiters (home thread only), NULL when collected */
+    char *name;     /* its name outside the process, or the name a proxy stands for */
+    int proxy;      /* counts changes only (see waitgroup.h) */
+};
 
 static const char HOME_COPIES = 'W'; /* registry: weak core -> home userdata */
 
@@ -24,7 +31,7 @@ static void core_unref(wgcore *c)
     if (atomic_fetch_sub(&c->refs, 1) == 1) {
         if (c->home)
             port_unref(c->home);
-        free(c->fleet_id);
+        free(c->name);
         free(c);
     }
 }
@@ -77,7 +84,7 @@ static void wg_change(lua_State *L, waitgroup *wg, lua_Integer delta)
 {
     wgcore *c = wg->core;
     long long old = atomic_load(&c->count), n;
-    if (c->remote) { /* a fleet proxy: the change travels with the task's completion */
+    if (c->proxy) { /* the change reaches the original through the proxy's layer */
         atomic_fetch_add(&c->count, (long long)delta);
         return;
     }
@@ -132,11 +139,11 @@ static int wg_wait(lua_State *L)
 {
     waitgroup *wg = check_wg(L);
     lua_settop(L, 1);
-    if (wg->core->remote)
+    if (wg->core->proxy)
         return luaL_error(L,
-                          "cannot wait on WaitGroup %s from a fleet task: it belongs to another "
-                          "process (its add and done calls reach it when this task finishes)",
-                          wg->core->fleet_id);
+                          "cannot wait on WaitGroup %s here: it belongs to another process (its "
+                          "add and done calls reach it when this task finishes)",
+                          wg->core->name);
     if (atomic_load(&wg->core->count) == 0)
         return 0;
     if (!wg->home)
@@ -171,111 +178,33 @@ static int wg_gc(lua_State *L)
 
 /* ---- travelling: (process nonce, core pointer) as 16 opaque bytes ---- */
 
-#define FLEET_MARK "fleet:"
-
-static int wg_encode(lua_State *L, int idx, void *ud)
+static int wg_encode(lua_State *L, int idx, void *ud, void *call)
 {
-    sched *s = ud;
+    (void)ud;
+    travel_ctx *tc = call;
     waitgroup *wg = lua_touserdata(L, idx);
-    if (fleet_wg_encoding()) {
-        /* to a fleet pool: named by an id the producer VM resolves */
-        if (!wg->core->fleet_id) {
-            if (!wg->home)
-                return luaL_error(L, "a WaitGroup of another VM cannot travel to a fleet pool");
-            char *id = fleet_wg_register(L, s, idx);
-            if (!id)
-                return luaL_error(L, "not enough memory");
-            wg->core->fleet_id = id;
-        } else if (!wg->core->remote) {
-            fleet_wg_carried(L, s, idx);
-        }
-        lua_pushfstring(L, FLEET_MARK "%s", wg->core->fleet_id);
-        return 0;
+    if (tc) {
+        if (!tc->wg_encode)
+            return luaL_error(L, "a WaitGroup cannot travel to %s", tc->where);
+        return tc->wg_encode(tc, L, idx);
     }
-    if (wg->core->remote)
+    if (wg->core->proxy)
         return luaL_error(L, "WaitGroup %s of another process cannot travel further",
-                          wg->core->fleet_id);
+                          wg->core->name);
     atomic_fetch_add(&wg->core->refs, 1); /* taken over by the decoded copy */
     travel_pack(L, wg->core);
     return 0;
 }
 
-/* A WaitGroup named by a fleet id: the home object when it is this VM's,
- * else a proxy counting this task's changes. */
-static int wg_decode_fleet(lua_State *L, sched *s, const char *id, size_t len)
-{
-    if (len == 0 || len > 200 || memchr(id, 0, len))
-        return -1;
-    if (fleet_wg_find(L, s, id, len))
-        return 0;
-    wgcore *core = calloc(1, sizeof *core);
-    char *fid = malloc(len + 1);
-    if (!core || !fid) {
-        free(core);
-        free(fid);
-        return luaL_error(L, "not enough memory");
-    }
-    memcpy(fid, id, len);
-    fid[len] = 0;
-    atomic_init(&core->count, 0);
-    atomic_init(&core->refs, 1);
-    core->fleet_id = fid;
-    core->remote = 1;
-    void **slot = pool_decoding_remote();
-    if (slot) { /* the task's completion reads and releases it */
-        atomic_fetch_add(&core->refs, 1);
-        core->remote_next = *slot;
-        *slot = core;
-    }
-    push_copy(L, s, core, 0);
-    return 0;
-}
-
-void fleet_wg_drain(void *remote,
-                    void (*fn)(void *ud, const char *owner, const char *wgid, long long delta),
-                    void *ud)
-{
-    wgcore *c = remote;
-    while (c) {
-        wgcore *next = c->remote_next;
-        long long d = atomic_load(&c->count);
-        const char *slash = strrchr(c->fleet_id, '/');
-        if (d != 0 && slash && fn) {
-            char owner[80];
-            size_t n = (size_t)(slash - c->fleet_id);
-            if (n < sizeof owner) {
-                memcpy(owner, c->fleet_id, n);
-                owner[n] = 0;
-                fn(ud, owner, c->fleet_id, d);
-            }
-        }
-        core_unref(c);
-        c = next;
-    }
-}
-
-int waitgroup_apply(lua_State *L, int idx, long long delta)
-{
-    waitgroup *wg = luaL_testudata(L, idx, WAITGROUP_TNAME);
-    if (!wg || !wg->core)
-        return 0;
-    long long n = atomic_load(&wg->core->count) + delta;
-    int rc = 0;
-    if (n < 0) {
-        n = 0;
-        rc = -1;
-    }
-    atomic_store(&wg->core->count, n);
-    if (n == 0)
-        sched_ready_all(wg->s, &wg->waiters);
-    return rc;
-}
-
-static int wg_decode(lua_State *L, const char *data, size_t len, void *ud)
+static int wg_decode(lua_State *L, const char *data, size_t len, void *ud, void *call)
 {
     sched *s = ud;
-    if (len >= sizeof FLEET_MARK - 1 && !memcmp(data, FLEET_MARK, sizeof FLEET_MARK - 1))
-        return wg_decode_fleet(L, s, data + sizeof FLEET_MARK - 1, len - (sizeof FLEET_MARK - 1));
+    travel_ctx *tc = call;
+    if (tc) {
+        if (!tc->wg_decode)
+            return luaL_error(L, "a WaitGroup cannot travel from %s", tc->where);
+        return tc->wg_decode(tc, L, data, len);
+    }
     wgcore *core = travel_unpack(L, data, len, "a WaitGroup");
     if (!core)
         return -1;
@@ -291,6 +220,86 @@ static int wg_decode(lua_State *L, const char *data, size_t len, void *ud)
     }
     push_copy(L, s, core, 0);
     return 0;
+}
+
+/* ---- for the layers that send WaitGroups out of the process ---- */
+
+waitgroup *waitgroup_test(lua_State *L, int idx)
+{
+    waitgroup *wg = luaL_testudata(L, idx, WAITGROUP_TNAME);
+    return wg && wg->core ? wg : NULL;
+}
+
+const char *waitgroup_name(const waitgroup *wg)
+{
+    return wg->core->name;
+}
+
+int waitgroup_set_name(waitgroup *wg, const char *name)
+{
+    char *copy = strdup(name);
+    if (!copy)
+        return -1;
+    free(wg->core->name);
+    wg->core->name = copy;
+    return 0;
+}
+
+int waitgroup_is_proxy(const waitgroup *wg)
+{
+    return wg->core->proxy;
+}
+
+wgcore *waitgroup_proxy_new(lua_State *L, sched *s, const char *name, size_t len)
+{
+    wgcore *core = calloc(1, sizeof *core);
+    char *copy = malloc(len + 1);
+    if (!core || !copy) {
+        free(core);
+        free(copy);
+        luaL_error(L, "not enough memory");
+        return NULL;
+    }
+    memcpy(copy, name, len);
+    copy[len] = 0;
+    atomic_init(&core->count, 0);
+    atomic_init(&core->refs, 2); /* the copy's and the caller's */
+    core->name = copy;
+    core->proxy = 1;
+    push_copy(L, s, core, 0);
+    return core;
+}
+
+const char *waitgroup_core_name(const wgcore *c)
+{
+    return c->name;
+}
+
+long long waitgroup_core_delta(wgcore *c)
+{
+    return atomic_load(&c->count);
+}
+
+void waitgroup_core_release(wgcore *c)
+{
+    core_unref(c);
+}
+
+int waitgroup_apply(lua_State *L, int idx, long long delta)
+{
+    waitgroup *wg = waitgroup_test(L, idx);
+    if (!wg)
+        return 0;
+    long long n = atomic_load(&wg->core->count) + delta;
+    int rc = 0;
+    if (n < 0) {
+        n = 0;
+        rc = -1;
+    }
+    atomic_store(&wg->core->count, n);
+    if (n == 0)
+        sched_ready_all(wg->s, &wg->waiters);
+    return rc;
 }
 
 void waitgroup_register(lua_State *L, sched *s)

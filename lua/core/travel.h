@@ -8,6 +8,23 @@
 
 #include <lua.h>
 
+/*
+** Where the values of one encode or decode travel, passed as the codec
+** call's `call` (codec_limits.call). NULL: another VM of this process (the
+** default hooks below). A layer that sends values out of the process (the
+** fleet) passes hooks of its own; a NULL hook refuses that kind of object.
+** Each returns like a codec userdata hook (push one value, 0; or < 0 /
+** raise).
+*/
+typedef struct travel_ctx travel_ctx;
+struct travel_ctx {
+    int (*wg_encode)(travel_ctx *tc, lua_State *L, int idx);
+    int (*wg_decode)(travel_ctx *tc, lua_State *L, const char *data, size_t len);
+    int (*handle_encode)(travel_ctx *tc, lua_State *L, int idx);
+    int (*handle_decode)(travel_ctx *tc, lua_State *L, const char *data, size_t len);
+    const char *where; /* names the destination in errors: "a fleet pool" */
+};
+
 /* Pushes the opaque bytes that name core in this process. */
 void travel_pack(lua_State *L, const void *core);
 /* The core named by data, or NULL when the bytes are malformed; raises

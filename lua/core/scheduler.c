@@ -13,8 +13,6 @@
 
 #include "async.h"
 #include "coroutines.h"
-#include "fleet_pool.h"
-#include "pool.h"
 #include "port.h"
 #include "preempt.h"
 
@@ -157,6 +155,42 @@ static void on_sleep_due(theap_ent *e)
 
 static void scope_free(scope *sc);
 
+void scope_watch_add(scope *sc, scope_watch *w)
+{
+    w->sc = sc;
+    w->prev = NULL;
+    w->next = sc->watches;
+    if (sc->watches)
+        sc->watches->prev = w;
+    sc->watches = w;
+}
+
+void scope_watch_del(scope_watch *w)
+{
+    scope *sc = w->sc;
+    if (!sc)
+        return;
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        sc->watches = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    w->sc = NULL;
+    w->prev = w->next = NULL;
+}
+
+/* Tells every watcher that sc was cancelled or ended; each is unlinked
+ * before its callback runs (which may free it). */
+static void scope_watches_end(scope *sc, int cancelled)
+{
+    scope_watch *w;
+    while ((w = sc->watches)) {
+        scope_watch_del(w);
+        w->on_end(w, cancelled);
+    }
+}
+
 static void scope_inc(scope *sc)
 {
     if (sc->nlive++ == 0 && sc->parent && !sc->counted) {
@@ -224,10 +258,7 @@ static void scope_free(scope *sc)
 {
     sched *s = sc->s;
     timer_del(s, &sc->deadline);
-    if (sc->ptasks)
-        pool_scope_freed(sc);
-    if (sc->ftasks)
-        fleet_scope_done(sc, 0);
+    scope_watches_end(sc, 0);
     if (sc->label_ref != LUA_NOREF)
         luaL_unref(s->L, LUA_REGISTRYINDEX, sc->label_ref);
     /* orphan children (they are not live, or we would be live too) */
@@ -272,10 +303,7 @@ void scope_cancel(scope *sc, const char *reason)
     else if (!sc->reason[0])
         snprintf(sc->reason, sizeof sc->reason, "cancelled");
     timer_del(s, &sc->deadline);
-    if (sc->ptasks)
-        pool_scope_cancelled(sc);
-    if (sc->ftasks)
-        fleet_scope_done(sc, 1);
+    scope_watches_end(sc, 1);
     sc->refs++;
     /* Killing runs __close handlers, which may spawn into this scope (those
      * are killed at birth) or end other members: restart from the head. */
@@ -450,18 +478,18 @@ static int gc_tick(lua_State *L)
     return 0;
 }
 
-static void report_error(sched *s, gor *g)
+void sched_report_error(sched *s, uint64_t gid, int label_ref)
 {
     lua_State *T = s->T; /* the error value is on top */
     if (s->errh_ref != LUA_NOREF) {
         lua_rawgeti(T, LUA_REGISTRYINDEX, s->errh_ref);
         lua_pushvalue(T, -2);
-        lua_pushinteger(T, (lua_Integer)g->id);
-        scope *sc = g->sc;
-        while (sc && sc->label_ref == LUA_NOREF)
-            sc = sc->parent;
-        if (sc)
-            lua_rawgeti(T, LUA_REGISTRYINDEX, sc->label_ref);
+        if (gid)
+            lua_pushinteger(T, (lua_Integer)gid);
+        else
+            lua_pushnil(T);
+        if (label_ref != LUA_NOREF)
+            lua_rawgeti(T, LUA_REGISTRYINDEX, label_ref);
         else
             lua_pushnil(T);
         if (lua_pcall(T, 3, 0, 0) == LUA_OK) {
@@ -472,9 +500,33 @@ static void report_error(sched *s, gor *g)
         lua_pop(T, 2);
     }
     const char *msg = luaL_tolstring(T, -1, NULL);
-    fprintf(stderr, "goroutine %llu failed: %s\n", (unsigned long long)g->id, msg);
+    if (gid)
+        fprintf(stderr, "goroutine %llu failed: %s\n", (unsigned long long)gid, msg);
+    else
+        fprintf(stderr, "%s\n", msg);
     fflush(stderr);
     lua_pop(T, 2);
+}
+
+static void report_error(sched *s, gor *g)
+{
+    scope *sc = g->sc;
+    while (sc && sc->label_ref == LUA_NOREF)
+        sc = sc->parent;
+    sched_report_error(s, g->id, sc ? sc->label_ref : LUA_NOREF);
+}
+
+lua_State *sched_scratch(sched *s)
+{
+    return s->T;
+}
+
+int sched_label_ref(sched *s, lua_State *L)
+{
+    for (scope *sc = sched_current_scope(s, L); sc; sc = sc->parent)
+        if (sc->label_ref != LUA_NOREF)
+            return sc->label_ref;
+    return LUA_NOREF;
 }
 
 /* Pushes onto T the error of a goroutine that failed: a string message
@@ -740,11 +792,85 @@ static void on_closed(uv_handle_t *h)
     (void)h;
 }
 
+/* ---- per-VM slots of the layers above ---- */
+
+void *sched_ext_get(sched *s, const void *key)
+{
+    for (sched_ext *e = s->exts; e; e = e->next)
+        if (e->key == key)
+            return e->data;
+    return NULL;
+}
+
+int sched_ext_set(sched *s, const void *key, void *data, void (*on_free)(sched *s, void *data))
+{
+    for (sched_ext *e = s->exts; e; e = e->next) {
+        if (e->key == key) {
+            e->data = data;
+            e->on_free = on_free;
+            return 0;
+        }
+    }
+    sched_ext *e = malloc(sizeof *e);
+    if (!e)
+        return -1;
+    e->key = key;
+    e->data = data;
+    e->on_free = on_free;
+    e->next = s->exts; /* the latest first: freed before what it may use */
+    s->exts = e;
+    return 0;
+}
+
+/* ---- hold guards ---- */
+
+struct sched_guard {
+    sched *s;
+    int holding;
+};
+
+static int guard_close(lua_State *L)
+{
+    sched_guard_release(lua_touserdata(L, 1));
+    return 0;
+}
+
+sched_guard *sched_guard_push(lua_State *L, sched *s)
+{
+    sched_guard *g = lua_newuserdatauv(L, sizeof *g, 0);
+    g->s = s;
+    g->holding = 0;
+    if (luaL_newmetatable(L, "goroutine.hold")) {
+        lua_pushcfunction(L, guard_close);
+        lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, guard_close);
+        lua_setfield(L, -2, "__close");
+    }
+    lua_setmetatable(L, -2);
+    lua_toclose(L, -1);
+    sched_hold(s);
+    g->holding = 1;
+    return g;
+}
+
+void sched_guard_release(sched_guard *g)
+{
+    if (g->holding && !g->s->closing) {
+        g->holding = 0;
+        sched_unhold(g->s);
+    }
+}
+
 static void sched_destroy(sched *s)
 {
     s->closing = 1;
-    fleet_sched_free(s);
-    pool_sched_free(s);
+    while (s->exts) {
+        sched_ext *e = s->exts;
+        s->exts = e->next;
+        if (e->on_free)
+            e->on_free(s, e->data);
+        free(e);
+    }
     theap_free(&s->timers); /* before the scopes: it clears their entries */
     while (s->scopes) {
         scope *sc = s->scopes;

@@ -174,7 +174,7 @@ local function run_task(t, r, params, status_of, cur)
         description = t._description,
     })
     local command = t._command
-    if t._delegate and goroutine._fleet() then
+    if t._delegate and goroutine._backend() == "fleet" then
         log._event("info", string.format("task '%s' delegated to fleet pool '%s'",
             t._name, t._delegate), {
             event = "task_delegated", task = t._name, pool = t._delegate, where = "fleet",

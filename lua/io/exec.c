@@ -614,12 +614,9 @@ static int x_run(lua_State *L)
     return sched_wait(L, s, &p->waiters, 0, (lua_KContext)g, run_k);
 }
 
-MUTIRAO_EXPORT int luaopen_exec(lua_State *L)
+int exec_open(lua_State *L, sched *s)
 {
     static const luaL_Reg funcs[] = {{"run", x_run}, {NULL, NULL}};
-    luaL_requiref(L, "goroutine", luaopen_goroutine, 0);
-    lua_pop(L, 1);
-    sched *s = sched_get(L);
     if (luaL_newmetatable(L, GUARD_TNAME)) {
         lua_pushcfunction(L, guard_close);
         lua_setfield(L, -2, "__gc");

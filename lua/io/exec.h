@@ -18,9 +18,10 @@
 
 #include <lua.h>
 
-#include "goroutine.h"
+#include "scheduler.h"
 
-/* require("exec"): also loads the goroutine module (the VM's scheduler). */
-MUTIRAO_EXPORT int luaopen_exec(lua_State *L);
+/* Pushes the module table for s's VM (luaopen_exec in lua/module/iomods.c
+ * is require("exec")). */
+int exec_open(lua_State *L, sched *s);
 
 #endif

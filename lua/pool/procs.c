@@ -10,18 +10,22 @@
 #include <lauxlib.h>
 #include <lualib.h>
 
-#include "goroutine.h"
-#include "iomods.h"
-
 static pthread_mutex_t procs_mu = PTHREAD_MUTEX_INITIALIZER;
 static proc *procs_v;
 static atomic_int procs_n;
 static atomic_uint procs_rr;
 static procs_setup_fn procs_setup;
+static _Atomic(procs_setup_fn) procs_opener;
 
 void procs_set_setup(procs_setup_fn fn)
 {
     procs_setup = fn;
+}
+
+void procs_set_opener(procs_setup_fn fn)
+{
+    procs_setup_fn none = NULL;
+    atomic_compare_exchange_strong(&procs_opener, &none, fn);
 }
 
 int procs_count(void)
@@ -34,6 +38,18 @@ typedef struct boot {
     uv_sem_t ready;
     int err;
 } boot;
+
+/* Opens a new VM's modules (protected: the hooks may raise). */
+static int vm_open(lua_State *L)
+{
+    luaL_openlibs(L);
+    procs_setup_fn opener = atomic_load(&procs_opener);
+    if (opener)
+        opener(L); /* the goroutine module and the io modules */
+    if (procs_setup)
+        procs_setup(L);
+    return 0;
+}
 
 static void proc_main(void *arg)
 {
@@ -48,12 +64,14 @@ static void proc_main(void *arg)
         uv_sem_post(&b->ready);
         return;
     }
-    luaL_openlibs(L);
-    luaL_requiref(L, "goroutine", luaopen_goroutine, 0);
-    lua_pop(L, 1);
-    iomods_open(L); /* the globals http and exec */
-    if (procs_setup)
-        procs_setup(L);
+    lua_pushcfunction(L, vm_open);
+    if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
+        fprintf(stderr, "mutirao: cannot set up pool VM %d: %s\n", p->index, lua_tostring(L, -1));
+        lua_close(L);
+        b->err = -EINVAL;
+        uv_sem_post(&b->ready);
+        return;
+    }
     sched *s = sched_get(L);
     p->port = s->port;
     port_ref(p->port);

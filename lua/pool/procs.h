@@ -21,9 +21,13 @@ typedef struct proc {
     atomic_int load; /* pool tasks sent to it and not yet finished */
 } proc;
 
-/* Called in every pool VM after the standard libraries and the goroutine
- * module are opened; set it before the first pool is created. */
+/* A new pool VM gets the standard libraries, then the opener's modules
+ * (the goroutine module sets it when first opened: itself and the io
+ * modules; the first one set stays), then the host's setup (the runner's
+ * `log`, the worker's fleet backend). Both are set before the first pool
+ * is created; they may raise (the VM then does not start). */
 typedef void (*procs_setup_fn)(lua_State *L);
+void procs_set_opener(procs_setup_fn fn);
 void procs_set_setup(procs_setup_fn fn);
 
 /* Starts the VM threads if they are not running. Returns their count, or a

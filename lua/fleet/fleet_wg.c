@@ -1,0 +1,281 @@
+/* fleet_wg.c: WaitGroups across the fleet (see fleet_wg.h). */
+#include "fleet_wg.h"
+
+#include <inttypes.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+
+#include "envelope.h"
+
+#define FLEET_MARK "fleet:"
+#define MARK_LEN (sizeof FLEET_MARK - 1)
+#define NAME_MAX_LEN 200
+
+struct fleet_wgs {
+    char producer[ENVELOPE_ID_MAX + 1];
+    uint64_t seq;
+    int named_ref;   /* registry: name -> the WaitGroup, while fleet tasks carry it */
+    int carried_ref; /* registry: name -> how many fleet tasks carry it */
+    travel_ctx outcome;
+};
+
+static const char WGS_KEY = 'w';
+
+static int outcome_decode(travel_ctx *tc, lua_State *L, const char *data, size_t len);
+
+fleet_wgs *fleet_wgs_new(lua_State *L, const char *producer)
+{
+    fleet_wgs *w = calloc(1, sizeof *w);
+    if (!w)
+        luaL_error(L, "not enough memory");
+    snprintf(w->producer, sizeof w->producer, "%s", producer);
+    lua_newtable(L);
+    w->named_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_newtable(L);
+    w->carried_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    w->outcome.wg_decode = outcome_decode;
+    w->outcome.where = "a fleet task's outcome";
+    lua_pushlightuserdata(L, w);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &WGS_KEY);
+    return w;
+}
+
+void fleet_wgs_free(fleet_wgs *w)
+{
+    free(w);
+}
+
+fleet_wgs *fleet_wgs_of(sched *s)
+{
+    lua_State *T = sched_scratch(s);
+    lua_rawgetp(T, LUA_REGISTRYINDEX, &WGS_KEY);
+    fleet_wgs *w = lua_touserdata(T, -1);
+    lua_pop(T, 1);
+    return w;
+}
+
+/* Pushes this VM's WaitGroup of that name and returns 1, or returns 0. */
+static int find_named(lua_State *L, fleet_wgs *w, const char *name, size_t len)
+{
+    lua_rawgeti(L, LUA_REGISTRYINDEX, w->named_ref);
+    lua_pushlstring(L, name, len);
+    if (lua_rawget(L, -2) == LUA_TUSERDATA) {
+        lua_remove(L, -2);
+        return 1;
+    }
+    lua_pop(L, 2);
+    return 0;
+}
+
+/* "fleet:NAME" -> NAME, or NULL when malformed. */
+static const char *unmark(const char *data, size_t len, size_t *nlen)
+{
+    if (len <= MARK_LEN || memcmp(data, FLEET_MARK, MARK_LEN) != 0)
+        return NULL;
+    *nlen = len - MARK_LEN;
+    if (*nlen > NAME_MAX_LEN || memchr(data + MARK_LEN, 0, *nlen))
+        return NULL;
+    return data + MARK_LEN;
+}
+
+/* ---- producer: submit ---- */
+
+/* The task being encoded carries the WaitGroup at idx (named): counted once
+ * per task, kept alive (and findable by name) while carried. */
+static void carry(lua_State *L, fleet_submit_ctx *c, int idx, const char *name)
+{
+    fleet_wgs *w = c->wgs;
+    idx = lua_absindex(L, idx);
+    if (c->carried == LUA_NOREF) {
+        lua_newtable(L);
+        c->carried = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, c->carried);
+    if (lua_getfield(L, -1, name) != LUA_TNIL) {
+        lua_pop(L, 2);
+        return;
+    }
+    lua_pop(L, 1);
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, name);
+    lua_pop(L, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, w->carried_ref);
+    lua_getfield(L, -1, name);
+    lua_Integer n = lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    lua_pushinteger(L, n + 1);
+    lua_setfield(L, -2, name);
+    lua_pop(L, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, w->named_ref);
+    lua_pushvalue(L, idx);
+    lua_setfield(L, -2, name);
+    lua_pop(L, 1);
+}
+
+static int submit_encode(travel_ctx *tc, lua_State *L, int idx)
+{
+    fleet_submit_ctx *c = (fleet_submit_ctx *)tc;
+    waitgroup *wg = waitgroup_test(L, idx);
+    if (!wg)
+        return -1;
+    if (waitgroup_is_proxy(wg)) {
+        /* a WaitGroup a task of this worker VM received: its name goes on */
+        lua_pushfstring(L, FLEET_MARK "%s", waitgroup_name(wg));
+        return 0;
+    }
+    if (!wg->home)
+        return luaL_error(L, "a WaitGroup of another VM cannot travel to a fleet pool");
+    if (!waitgroup_name(wg)) {
+        char name[ENVELOPE_ID_MAX + 24];
+        snprintf(name, sizeof name, "%s/%" PRIu64, c->wgs->producer, ++c->wgs->seq);
+        if (waitgroup_set_name(wg, name) != 0)
+            return luaL_error(L, "not enough memory");
+    }
+    carry(L, c, idx, waitgroup_name(wg));
+    lua_pushfstring(L, FLEET_MARK "%s", waitgroup_name(wg));
+    return 0;
+}
+
+void fleet_submit_ctx_init(fleet_submit_ctx *c, fleet_wgs *w)
+{
+    memset(c, 0, sizeof *c);
+    c->tc.wg_encode = submit_encode;
+    c->tc.where = "a fleet pool";
+    c->wgs = w;
+    c->carried = LUA_NOREF;
+}
+
+void fleet_wgs_release(lua_State *L, fleet_wgs *w, int *carried)
+{
+    if (*carried == LUA_NOREF)
+        return;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, *carried);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, w->carried_ref);
+    lua_pushnil(L);
+    while (lua_next(L, -3)) {
+        lua_pop(L, 1);
+        lua_pushvalue(L, -1);
+        lua_gettable(L, -3);
+        lua_Integer n = lua_tointeger(L, -1) - 1;
+        lua_pop(L, 1);
+        lua_pushvalue(L, -1);
+        if (n > 0)
+            lua_pushinteger(L, n);
+        else
+            lua_pushnil(L);
+        lua_settable(L, -4);
+        if (n <= 0) { /* carried by no fleet task: may be collected */
+            lua_rawgeti(L, LUA_REGISTRYINDEX, w->named_ref);
+            lua_pushvalue(L, -2);
+            lua_pushnil(L);
+            lua_settable(L, -3);
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 2);
+    luaL_unref(L, LUA_REGISTRYINDEX, *carried);
+    *carried = LUA_NOREF;
+}
+
+/* ---- producer: outcomes and notifications ---- */
+
+static int outcome_decode(travel_ctx *tc, lua_State *L, const char *data, size_t len)
+{
+    fleet_wgs *w = (fleet_wgs *)((char *)tc - offsetof(fleet_wgs, outcome));
+    size_t nlen;
+    const char *name = unmark(data, len, &nlen);
+    if (!name)
+        return -1;
+    if (find_named(L, w, name, nlen))
+        return 0;
+    return luaL_error(L, "WaitGroup %s is no longer carried by a fleet task of this VM", name);
+}
+
+travel_ctx *fleet_wgs_outcome_ctx(fleet_wgs *w)
+{
+    return &w->outcome;
+}
+
+void fleet_wgs_apply(lua_State *L, fleet_wgs *w, const char *s, size_t len)
+{
+    char buf[NAME_MAX_LEN + 32];
+    if (len >= sizeof buf)
+        return;
+    memcpy(buf, s, len);
+    buf[len] = 0;
+    char *sp = strrchr(buf, ' ');
+    if (!sp)
+        return;
+    *sp = 0;
+    long long d = strtoll(sp + 1, NULL, 10);
+    if (find_named(L, w, buf, strlen(buf))) {
+        if (waitgroup_apply(L, -1, d) != 0)
+            fprintf(stderr,
+                    "mutirao: negative WaitGroup counter: fleet tasks called done() more often "
+                    "than add() on WaitGroup %s\n",
+                    buf);
+        lua_pop(L, 1);
+    }
+}
+
+/* ---- worker: a task's proxies ---- */
+
+static int task_decode(travel_ctx *tc, lua_State *L, const char *data, size_t len)
+{
+    fleet_task_wgs *c = (fleet_task_wgs *)tc;
+    size_t nlen;
+    const char *name = unmark(data, len, &nlen);
+    if (!name)
+        return -1;
+    sched *s = sched_get(L);
+    fleet_wgs *own = fleet_wgs_of(s);
+    if (own && find_named(L, own, name, nlen))
+        return 0; /* this VM's own WaitGroup, sent to a pool that runs here */
+    if (c->n == c->cap) {
+        int cap = c->cap ? c->cap * 2 : 4;
+        wgcore **v = realloc(c->proxies, (size_t)cap * sizeof *v);
+        if (!v)
+            return luaL_error(L, "not enough memory");
+        c->proxies = v;
+        c->cap = cap;
+    }
+    c->proxies[c->n++] = waitgroup_proxy_new(L, s, name, nlen);
+    return 0;
+}
+
+void fleet_task_wgs_init(fleet_task_wgs *c)
+{
+    memset(c, 0, sizeof *c);
+    c->tc.wg_decode = task_decode;
+    c->tc.where = "another process";
+}
+
+void fleet_task_wgs_drain(fleet_task_wgs *c,
+                          void (*fn)(void *ud, const char *owner, const char *name,
+                                     long long delta),
+                          void *ud)
+{
+    for (int i = 0; i < c->n; i++) {
+        wgcore *p = c->proxies[i];
+        long long d = waitgroup_core_delta(p);
+        const char *name = waitgroup_core_name(p);
+        const char *slash = strrchr(name, '/');
+        if (d != 0 && slash && fn) {
+            char owner[ENVELOPE_ID_MAX + 1];
+            size_t n = (size_t)(slash - name);
+            if (n < sizeof owner) {
+                memcpy(owner, name, n);
+                owner[n] = 0;
+                fn(ud, owner, name, d);
+            }
+        }
+        waitgroup_core_release(p);
+    }
+    free(c->proxies);
+    c->proxies = NULL;
+    c->n = c->cap = 0;
+}

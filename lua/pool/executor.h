@@ -1,0 +1,104 @@
+/* executor.h: runs encoded tasks on the process's VM threads (procs.h).
+ *
+ * A task is a codec message: a function and its arguments. The executor
+ * sends it to the least loaded VM, which decodes it with fresh globals and
+ * runs it as a goroutine of its own scope; when the function returns or
+ * raises, the VM encodes the outcome (ok, values... or the error) and the
+ * task goes back to its owner VM, whose done callback runs on the owner's
+ * thread. If goroutines the task started still run then, its `lingering`
+ * flag is set and the owner's ended callback runs when the last of them
+ * ends.
+ *
+ * An executor runs at most `limit` tasks at once and queues the others;
+ * executor_submit can bound the queue, and registers the submitting VM to
+ * be told (ex_hooks.notify) when room frees up or the executor goes idle.
+ * Thread-safe: any VM may submit to any executor.
+ *
+ * Ownership: the caller allocates each ex_task (usually inside a struct of
+ * its own), fills in, id, pool, done (ended, decode_ctx), and keeps it until done runs; the
+ * executor holds its own reference on the executor while tasks run. */
+#ifndef MUTIRAO_EXECUTOR_H
+#define MUTIRAO_EXECUTOR_H
+
+#include <stddef.h>
+
+#include <lua.h>
+
+#include "envelope.h"
+#include "port.h"
+#include "travel.h"
+
+typedef struct executor executor;
+typedef struct ex_task ex_task;
+typedef struct proc proc;
+
+/* On the owner's thread; owner is NULL when its VM is gone. */
+typedef void (*ex_done_fn)(sched *owner, ex_task *t);
+typedef void (*ex_ended_fn)(sched *owner, const char *id);
+
+struct ex_task {
+    xmsg msg; /* RUN to a VM, then DONE back to the owner */
+    ex_task *next;
+    executor *ex;
+    port *owner; /* (a reference) */
+    proc *vm;
+    const char *in; /* the encoded task (inlen bytes), the caller's until done */
+    size_t inlen;
+    char *out; /* the encoded outcome, out == buf while it fits */
+    size_t outlen;
+    int ok;        /* 1 returned, 0 raised or could not run */
+    int lingering; /* goroutines it started still ran at its end */
+    ex_done_fn done;
+    ex_ended_fn ended;
+    travel_ctx *decode_ctx; /* how objects in the task travel (NULL: this process) */
+    const char *id;         /* the task id (the caller's memory, until done) */
+    const char *pool;       /* its pool's name, the same (with id: its log label) */
+    char buf[256];
+};
+
+typedef struct ex_hooks {
+    /* Runs on a VM that asked to be told (EX_FULL, executor_wait_idle) once
+     * room freed up, the executor closed or went idle. */
+    xmsg_fn notify;
+    /* Runs on the thread of the task that ended last once a closed
+     * executor has nothing left to run. */
+    void (*drained)(void *ud);
+    void *ud;
+} ex_hooks;
+
+enum { EX_OK = 0, EX_FULL = -1, EX_CLOSED = -2, EX_ENOMEM = -3 };
+
+/* A new executor (refs = 1). NULL when out of memory or the VM threads
+ * cannot start. hooks may be NULL (nobody is told). */
+executor *executor_new(int limit, const ex_hooks *hooks);
+void executor_ref(executor *ex);
+void executor_unref(executor *ex);
+void executor_set_limit(executor *ex, int limit);
+
+/* Runs t now if fewer than limit run, else queues it if fewer than qmax
+ * are queued (qmax < 0: no bound). EX_FULL: not taken; with watcher set,
+ * watcher is told when room frees up. EX_CLOSED: closed. */
+int executor_submit(executor *ex, ex_task *t, sched *owner, int qmax, port *watcher);
+
+/* Stops taking tasks; queued and running ones still run. Tells the
+ * watchers. */
+void executor_close(executor *ex);
+/* Counts; *closed may be NULL. Returns 1 when nothing runs or is queued. */
+int executor_counts(executor *ex, int *running, int *queued, int *closed);
+/* 1 if idle now; else watcher is told when it is. */
+int executor_idle_or_watch(executor *ex, port *watcher);
+/* The executor's counters. */
+typedef struct ex_stats {
+    int limit, running, queued, closed;
+    long long submitted, completed, failed;
+} ex_stats;
+void executor_stats(executor *ex, ex_stats *out);
+
+/* Submitter side: makes the package.path/cpath of L's VM the ones tasks
+ * load modules with (published only when they changed). */
+void executor_publish_paths(lua_State *L);
+
+/* Frees what an ex_task owns (its outcome buffer) and the owner reference. */
+void ex_task_release(ex_task *t);
+
+#endif

@@ -1,0 +1,225 @@
+/* pool.c: the pool functions of the goroutine module: argument checks, then
+ * the VM's backend (see pool.h). */
+#include "pool.h"
+
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+
+#include "envelope.h"
+#include "taskbook.h"
+
+typedef struct backend_choice {
+    const pool_backend *vt;
+    void *be;
+} backend_choice;
+
+static const char BACKEND_KEY = 'b';
+
+static void choice_free(sched *s, void *data)
+{
+    (void)s;
+    free(data);
+}
+
+int pool_backend_use(lua_State *L, sched *s, const pool_backend *vt, void *be)
+{
+    backend_choice *c = sched_ext_get(s, &BACKEND_KEY);
+    if (c)
+        return c->vt == vt && c->be == be ? 0 : -1;
+    c = malloc(sizeof *c);
+    if (!c || sched_ext_set(s, &BACKEND_KEY, c, choice_free) != 0) {
+        free(c);
+        luaL_error(L, "not enough memory");
+        return -1;
+    }
+    c->vt = vt;
+    c->be = be;
+    return 0;
+}
+
+const pool_backend *pool_backend_of(lua_State *L, sched *s, void **be)
+{
+    backend_choice *c = sched_ext_get(s, &BACKEND_KEY);
+    if (!c) {
+        void *st = pool_embedded_state(L, s);
+        pool_backend_use(L, s, &pool_embedded, st);
+        c = sched_ext_get(s, &BACKEND_KEY);
+    }
+    *be = c->be;
+    return c->vt;
+}
+
+/* ---- helpers for backends ---- */
+
+int pool_not_found(lua_State *L, const char *name)
+{
+    luaL_pushfail(L);
+    lua_pushfstring(L, "pool not found: %s", name);
+    return 2;
+}
+
+void pool_push_stats(lua_State *L, const char *name, const pool_stat *f, int n)
+{
+    lua_createtable(L, 0, n + 1);
+    lua_pushstring(L, name);
+    lua_setfield(L, -2, "name");
+    for (int i = 0; i < n; i++) {
+        lua_pushinteger(L, (lua_Integer)f[i].v);
+        lua_setfield(L, -2, f[i].k);
+    }
+}
+
+static char id_prefix[10];
+static pthread_once_t id_once = PTHREAD_ONCE_INIT;
+
+static void id_init(void)
+{
+    unsigned prefix = (unsigned)(((uint64_t)getpid() * 2654435761u) ^ (uint64_t)time(NULL));
+    snprintf(id_prefix, sizeof id_prefix, "%08x-", prefix);
+}
+
+const char *pool_id_prefix(void)
+{
+    pthread_once(&id_once, id_init);
+    return id_prefix;
+}
+
+/* ---- Lua API ---- */
+
+static sched *S(lua_State *L)
+{
+    return lua_touserdata(L, lua_upvalueindex(1));
+}
+
+static int opt_int_field(lua_State *L, int t, const char *k, int def, int min)
+{
+    int ty = lua_getfield(L, t, k);
+    if (ty == LUA_TNIL) {
+        lua_pop(L, 1);
+        return def;
+    }
+    int isint;
+    lua_Integer v = lua_tointegerx(L, -1, &isint);
+    if (!isint || v < min || v > 1000000)
+        luaL_error(L,
+                   "bad option '%s' to 'pool_create' (integer from %d to 1000000 expected, got %s)",
+                   k, min, isint ? "out of range" : luaL_typename(L, -1));
+    lua_pop(L, 1);
+    return (int)v;
+}
+
+/* The pool name argument: Kafka's rule on both backends. */
+static const char *check_name(lua_State *L, int arg)
+{
+    size_t len;
+    const char *name = luaL_checklstring(L, arg, &len);
+    char why[160];
+    if (envelope_check_pool(name, len, why, sizeof why) != 0)
+        luaL_argerror(L, arg, why);
+    return name;
+}
+
+static int l_pool_create(lua_State *L)
+{
+    const char *name = check_name(L, 1);
+    pool_opts o = {.workers = 4, .queue = 8, .block = 1};
+    if (!lua_isnoneornil(L, 2)) {
+        luaL_checktype(L, 2, LUA_TTABLE);
+        /* a misspelt option would silently mean its default */
+        lua_pushnil(L);
+        while (lua_next(L, 2)) {
+            const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+            if (!k || (strcmp(k, "workers") && strcmp(k, "queue") && strcmp(k, "block")))
+                return luaL_error(L,
+                                  "bad option '%s' to 'pool_create' (unknown option; expected "
+                                  "workers, queue or block)",
+                                  k ? k : luaL_typename(L, -2));
+            lua_pop(L, 1);
+        }
+        o.workers = opt_int_field(L, 2, "workers", 4, 1);
+        o.queue = opt_int_field(L, 2, "queue", o.workers * 2, 0);
+        int bt = lua_getfield(L, 2, "block");
+        if (bt == LUA_TBOOLEAN)
+            o.block = lua_toboolean(L, -1);
+        else if (bt != LUA_TNIL)
+            luaL_error(L, "bad option 'block' to 'pool_create' (boolean expected, got %s)",
+                       luaL_typename(L, -1));
+        lua_pop(L, 1);
+    }
+    void *be;
+    const pool_backend *vt = pool_backend_of(L, S(L), &be);
+    return vt->create(L, be, name, &o);
+}
+
+static int l_pool_submit(lua_State *L)
+{
+    luaL_checkstring(L, 1);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    void *be;
+    const pool_backend *vt = pool_backend_of(L, S(L), &be);
+    return vt->submit(L, be);
+}
+
+static int l_pool_wait(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    void *be;
+    const pool_backend *vt = pool_backend_of(L, S(L), &be);
+    return vt->wait(L, be, name);
+}
+
+static int l_pool_close(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    void *be;
+    const pool_backend *vt = pool_backend_of(L, S(L), &be);
+    return vt->close(L, be, name);
+}
+
+static int l_pool_stats(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    void *be;
+    const pool_backend *vt = pool_backend_of(L, S(L), &be);
+    return vt->stats(L, be, name);
+}
+
+int pool_await(lua_State *L, sched *s, int idx)
+{
+    const char *id = luaL_checkstring(L, idx);
+    taskbook *b = taskbook_get(L, s);
+    tb_task *t = taskbook_find(b, L, id);
+    if (t)
+        return taskbook_await(L, b, t);
+    void *be;
+    const pool_backend *vt = pool_backend_of(L, s, &be);
+    return vt->await_other(L, be, id);
+}
+
+/* _backend(): the name of this VM's pool backend ("embedded", "fleet"). */
+static int l_backend(lua_State *L)
+{
+    void *be;
+    lua_pushstring(L, pool_backend_of(L, S(L), &be)->name);
+    return 1;
+}
+
+void pool_open(lua_State *L, sched *s)
+{
+    static const luaL_Reg funcs[] = {{"pool_create", l_pool_create},
+                                     {"pool_submit", l_pool_submit},
+                                     {"pool_wait", l_pool_wait},
+                                     {"pool_close", l_pool_close},
+                                     {"pool_stats", l_pool_stats},
+                                     {"_backend", l_backend},
+                                     {NULL, NULL}};
+    lua_pushlightuserdata(L, s);
+    luaL_setfuncs(L, funcs, 1);
+}

@@ -1,0 +1,280 @@
+/* taskbook.c: the pool tasks a VM submitted, on either backend (see
+ * taskbook.h). */
+#include "taskbook.h"
+
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+
+#include "codec.h"
+
+struct taskbook {
+    sched *s;
+    int ids_ref; /* registry: task id -> light userdata tb_task */
+    tb_task *all;
+    tb_task *done_head, *done_tail;
+    size_t ndone;
+};
+
+static const char BOOK_KEY = 'B';
+
+static void unhold(taskbook *b, tb_task *t)
+{
+    if (t->held) {
+        t->held = 0;
+        sched_unhold(b->s);
+    }
+}
+
+static void unlink_task(taskbook *b, tb_task *t)
+{
+    scope_watch_del(&t->watch);
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        b->all = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+    free(t->err);
+    t->err = NULL;
+}
+
+static void forget(taskbook *b, tb_task *t)
+{
+    unlink_task(b, t);
+    t->ops->free(t);
+}
+
+static void book_free(sched *s, void *data)
+{
+    (void)s;
+    taskbook *b = data;
+    while (b->all) {
+        tb_task *t = b->all;
+        t->held = 0; /* the loop is going away */
+        if (!t->done && t->ops->orphan) {
+            unlink_task(b, t);
+            t->ops->orphan(t);
+        } else {
+            forget(b, t);
+        }
+    }
+    free(b);
+}
+
+taskbook *taskbook_get(lua_State *L, sched *s)
+{
+    taskbook *b = sched_ext_get(s, &BOOK_KEY);
+    if (b)
+        return b;
+    b = calloc(1, sizeof *b);
+    if (!b || sched_ext_set(s, &BOOK_KEY, b, book_free) != 0) {
+        free(b);
+        luaL_error(L, "not enough memory");
+        return NULL;
+    }
+    b->s = s;
+    lua_newtable(L);
+    b->ids_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return b;
+}
+
+/* The submitting scope was cancelled (its task timed out): its tasks stop
+ * keeping the process alive; they still run, and await still gets them. */
+static void on_scope_end(scope_watch *w, int cancelled)
+{
+    tb_task *t = (tb_task *)((char *)w - offsetof(tb_task, watch));
+    if (cancelled) {
+        unhold(t->book, t);
+        t->lingering = 0;
+    }
+}
+
+void taskbook_add(taskbook *b, lua_State *L, tb_task *t, const tb_ops *ops)
+{
+    t->ops = ops;
+    t->book = b;
+    t->done = t->ok = t->lingering = t->pinned = 0;
+    t->out = NULL;
+    t->outlen = 0;
+    t->err = NULL;
+    glist_init(&t->waiters);
+    lua_Debug ar;
+    if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "Sl", &ar) && ar.currentline > 0)
+        snprintf(t->where, sizeof t->where, "%s:%d", ar.short_src, ar.currentline);
+    else
+        memcpy(t->where, "?", 2);
+    int label = sched_label_ref(b->s, L);
+    if (label != LUA_NOREF) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, label);
+        t->label_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    } else {
+        t->label_ref = LUA_NOREF;
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, b->ids_ref);
+    lua_pushlightuserdata(L, t);
+    lua_setfield(L, -2, t->id);
+    lua_pop(L, 1);
+    t->prev = NULL;
+    t->next = b->all;
+    if (b->all)
+        b->all->prev = t;
+    b->all = t;
+    t->watch.sc = NULL;
+    t->watch.on_end = on_scope_end;
+    scope_watch_add(sched_current_scope(b->s, L), &t->watch);
+    sched_hold(b->s);
+    t->held = 1;
+}
+
+/* Forgets finished outcomes past the TTL or beyond TASKBOOK_MAX. */
+static void evict(taskbook *b)
+{
+    uint64_t now = sched_now_ns(), ttl = (uint64_t)TASKBOOK_TTL_S * 1000000000ull;
+    lua_State *T = sched_scratch(b->s);
+    while (b->done_head && (b->ndone > TASKBOOK_MAX || now - b->done_head->done_ns > ttl)) {
+        tb_task *t = b->done_head;
+        if (t->waiters.head || t->pinned || t->lingering)
+            break; /* being awaited right now, or still in use */
+        b->done_head = t->done_next;
+        if (!b->done_head)
+            b->done_tail = NULL;
+        b->ndone--;
+        lua_rawgeti(T, LUA_REGISTRYINDEX, b->ids_ref);
+        lua_pushnil(T);
+        lua_setfield(T, -2, t->id);
+        lua_pop(T, 1);
+        forget(b, t);
+    }
+}
+
+static void report_failure(taskbook *b, tb_task *t)
+{
+    lua_State *T = sched_scratch(b->s);
+    int top = lua_gettop(T);
+    int n = taskbook_push_outcome(T, t);
+    const char *msg = n >= 2 ? luaL_tolstring(T, top + 2, NULL) : "?";
+    lua_pushfstring(T, "%s task %s of pool %s (submitted at %s) failed: %s", t->ops->kind, t->id,
+                    t->pool, t->where, msg);
+    int label = t->label_ref;
+    if (label == LUA_NOREF) {
+        lua_pushfstring(T, "%s %s", t->pool, t->id);
+        label = luaL_ref(T, LUA_REGISTRYINDEX);
+    }
+    sched_report_error(b->s, 0, label);
+    if (label != t->label_ref)
+        luaL_unref(T, LUA_REGISTRYINDEX, label);
+    lua_settop(T, top);
+}
+
+void taskbook_finish(taskbook *b, tb_task *t, int ok, const char *out, size_t outlen,
+                     const char *err, int lingering)
+{
+    if (t->done)
+        return;
+    t->done = 1;
+    t->ok = (uint8_t)(ok && out);
+    t->out = out;
+    t->outlen = outlen;
+    if (!out && !(t->err = strdup(err ? err : "failed")))
+        t->ok = 0;
+    t->done_ns = sched_now_ns();
+    sched_ready_all(b->s, &t->waiters);
+    if (!t->ok)
+        report_failure(b, t);
+    if (t->label_ref != LUA_NOREF) {
+        luaL_unref(sched_scratch(b->s), LUA_REGISTRYINDEX, t->label_ref);
+        t->label_ref = LUA_NOREF;
+    }
+    t->done_next = NULL;
+    if (b->done_tail)
+        b->done_tail->done_next = t;
+    else
+        b->done_head = t;
+    b->done_tail = t;
+    b->ndone++;
+    if (lingering && t->held) {
+        t->lingering = 1; /* still watching its scope; settled later */
+    } else {
+        scope_watch_del(&t->watch);
+        unhold(b, t);
+    }
+    evict(b);
+}
+
+void taskbook_settle(taskbook *b, const char *id)
+{
+    lua_State *T = sched_scratch(b->s);
+    tb_task *t = taskbook_find(b, T, id);
+    if (!t || !t->lingering)
+        return;
+    t->lingering = 0;
+    scope_watch_del(&t->watch);
+    unhold(b, t);
+}
+
+tb_task *taskbook_find(taskbook *b, lua_State *L, const char *id)
+{
+    lua_rawgeti(L, LUA_REGISTRYINDEX, b->ids_ref);
+    lua_getfield(L, -1, id);
+    tb_task *t = lua_touserdata(L, -1);
+    lua_pop(L, 2);
+    return t;
+}
+
+int taskbook_push_bytes(lua_State *L, const char *id, int ok, const char *out, size_t outlen,
+                        const char *err, travel_ctx *ctx)
+{
+    if (!out) {
+        lua_pushboolean(L, 0);
+        lua_pushfstring(L, "task %s: %s", id, err ? err : "failed");
+        return 2;
+    }
+    if (outlen == 0) {
+        lua_pushboolean(L, ok);
+        if (ok)
+            return 1;
+        lua_pushfstring(L, "task %s failed (its outcome could not be recorded)", id);
+        return 2;
+    }
+    char why[256];
+    codec_limits lim;
+    codec_limits_default(&lim);
+    lim.allow_bytecode = 1; /* from this process's VMs, or the fleet's workers */
+    lim.allow_require = 1;
+    lim.call = ctx;
+    int n = 0;
+    lua_pushboolean(L, ok);
+    if (codec_decode(L, out, outlen, &lim, &n, why, sizeof why) != 0) {
+        lua_pop(L, 1);
+        lua_pushboolean(L, 0);
+        lua_pushfstring(L, "task %s: cannot decode its outcome: %s", id, why);
+        return 2;
+    }
+    return n + 1;
+}
+
+int taskbook_push_outcome(lua_State *L, const tb_task *t)
+{
+    return taskbook_push_bytes(L, t->id, t->ok, t->out, t->outlen, t->err, t->ops->outcome_ctx);
+}
+
+static int await_k(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)status;
+    return taskbook_push_outcome(L, (tb_task *)ctx);
+}
+
+int taskbook_await(lua_State *L, taskbook *b, tb_task *t)
+{
+    if (t->done)
+        return taskbook_push_outcome(L, t);
+    /* the task runs elsewhere: that is pending work even when its
+     * submitting scope was cancelled, not a deadlock */
+    if (!t->held)
+        sched_guard_push(L, b->s);
+    return sched_wait(L, b->s, &t->waiters, 0, (lua_KContext)t, await_k);
+}
