@@ -32,8 +32,39 @@ LD_LIBRARY_PATH='${CMAKE_BINARY_DIR}/lib' \"$out\"")
       PASS_REGULAR_EXPRESSION "doubled 1..10: total 110")
   endif()
 
-  # only the API is exported from the shared library
+  # A host program with functions and a global of its own named like the
+  # library's internals (config_load, handle_new, port_post, ..., pools)
+  # links against libmutirao.a and libmutirao.so and runs tasks. The link is
+  # part of the test: the programs are built by a test (fixture), so that a
+  # clash fails the test rather than the build.
+  foreach(kind static shared)
+    set(_lib libmutirao_static)
+    if(kind STREQUAL "shared")
+      set(_lib libmutirao_so)
+    endif()
+    add_executable(test-libmutirao-host-${kind} EXCLUDE_FROM_ALL
+      ${CMAKE_CURRENT_LIST_DIR}/test-libmutirao-host.c ${CMAKE_CURRENT_LIST_DIR}/libmutirao-host-own.c)
+    target_link_libraries(test-libmutirao-host-${kind} PRIVATE ${_lib})
+    add_test(NAME c.libmutirao_host_${kind}_link
+      COMMAND ${CMAKE_COMMAND} --build ${CMAKE_BINARY_DIR} --config $<CONFIG>
+        --target test-libmutirao-host-${kind})
+    set_tests_properties(c.libmutirao_host_${kind}_link PROPERTIES LABELS "c;libmutirao"
+      TIMEOUT 300 FIXTURES_SETUP libmutirao_host_${kind} RESOURCE_LOCK mutirao_build_tree)
+    add_test(NAME c.libmutirao_host_${kind} COMMAND test-libmutirao-host-${kind})
+    set_tests_properties(c.libmutirao_host_${kind} PROPERTIES LABELS "c;libmutirao" TIMEOUT 120
+      FIXTURES_REQUIRED libmutirao_host_${kind} ENVIRONMENT "MUTIRAO_PROCS=2"
+      PASS_REGULAR_EXPRESSION "host: 8 tasks ok, own functions intact")
+  endforeach()
+
+  # the API (include/mutirao.h) and nothing else: exported by the .so,
+  # global in the .a
+  set(_nm "${CMAKE_NM}")
+  if(NOT _nm)
+    set(_nm nm)
+  endif()
   add_test(NAME c.libmutirao_exports
-    COMMAND sh -c "nm -D --defined-only '$<TARGET_FILE:libmutirao_so>' | awk '{print $3}' | grep -v '^mutirao_' | grep -v '^_' ; test -z \"$(nm -D --defined-only '$<TARGET_FILE:libmutirao_so>' | awk '{print $3}' | grep -v '^mutirao_' | grep -v '^_')\"")
+    COMMAND sh ${CMAKE_CURRENT_LIST_DIR}/libmutirao-exports.sh ${_nm}
+      ${PROJECT_SOURCE_DIR}/include/mutirao.h $<TARGET_FILE:libmutirao_so>
+      $<TARGET_FILE:libmutirao_static>)
   set_tests_properties(c.libmutirao_exports PROPERTIES LABELS "c;libmutirao")
 endif()
