@@ -6,6 +6,8 @@
 #   3. TSan build in build-tsan/ (-DMUTIRAO_SANITIZE=thread) + ctest -L tsan;
 #      skipped (not built) while no test carries the label "tsan"
 #   4. bounded libFuzzer run: tests/fuzz/run-fuzz.sh build-fuzz 60, if present
+#   5. in a git checkout: nothing new in `git status --porcelain` (the run
+#      writes only under build*/, which .gitignore ignores)
 # Installs missing packages first (scripts/deps.sh) and starts/stops the
 # loopback services (tests/services.sh) unless .ci/run already did.
 #
@@ -38,6 +40,14 @@ FAILED=0
 step() { echo; echo "==== [$(date +%H:%M:%S) +$((SECONDS - START_TIME))s] $*"; }
 record() { RESULTS+=("$(printf '%-28s %s' "$1" "$2")"); }
 fail() { FAILED=1; record "$1" "FAILED"; }
+
+# What git status shows now, one path a line (empty outside a git checkout).
+git_status() { { git status --porcelain --untracked-files=all 2>/dev/null || true; } | LC_ALL=C sort; }
+IN_GIT=0
+if command -v git >/dev/null 2>&1 && git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    IN_GIT=1
+    GIT_BEFORE="$(git_status)"
+fi
 
 summary() {
     echo
@@ -148,6 +158,19 @@ else
         fi
     else
         record fuzz "skipped (no tests/fuzz/run-fuzz.sh)"
+    fi
+fi
+
+# 5. the checkout is as the run found it
+if ((IN_GIT)); then
+    step "checkout: nothing new in git status --porcelain"
+    new="$(LC_ALL=C comm -13 <(printf '%s\n' "$GIT_BEFORE") <(git_status))"
+    if [[ -n "$new" ]]; then
+        echo "the run left these in the checkout (write them under a build directory):"
+        sed 's/^/  /' <<<"$new"
+        fail "checkout clean"
+    else
+        record "checkout clean" ok
     fi
 fi
 

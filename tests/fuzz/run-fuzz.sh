@@ -2,6 +2,8 @@
 # run-fuzz.sh BUILD_DIR SECONDS: builds the codec fuzzer with clang
 # (ASan + UBSan + libFuzzer) in BUILD_DIR and runs it for SECONDS seconds
 # on a seed corpus made by gen-corpus. Exit status 0 means no crash.
+# Everything it writes (the configure output in configure.log included)
+# stays in BUILD_DIR.
 set -eu
 if [ $# -ne 2 ]; then
     echo "usage: $0 BUILD_DIR SECONDS" >&2
@@ -14,8 +16,8 @@ src=$(cd "$(dirname "$0")/../.." && pwd)
 jobs=$(nproc 2>/dev/null || echo 2)
 
 CC=clang cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DMUTIRAO_FUZZ=ON -DMUTIRAO_SANITIZE=address >"$build.configure.log" 2>&1 ||
-    { cat "$build.configure.log" >&2; exit 1; }
+    -DMUTIRAO_FUZZ=ON -DMUTIRAO_SANITIZE=address >"$build/configure.log" 2>&1 ||
+    { cat "$build/configure.log" >&2; exit 1; }
 cmake --build "$build" --target fuzz-codec gen-corpus -j "$jobs"
 
 seeds=$build/fuzz-seeds
