@@ -209,6 +209,19 @@ CASES = {
     "pool_fire_and_forget": dict(
         args=["run", case_file("pool_fire_and_forget.lua")], code=0,
         err=[r"main chunk ends", r"task 1 done$", r"task 2 done$", r"task 3 done$", r"task 4 done$"]),
+    "await_after_timeout": dict(
+        args=["run", case_file("await_after_timeout.lua")], code=0,
+        out=[r"timeout:\s+false\s+timeout after 50 ms", r"await:\s+true\s+late result"],
+        not_err=[r"deadlock"], max_s=5),
+    "pool_goroutines_outlive_task": dict(
+        args=["run", case_file("pool_goroutines_outlive_task.lua")], code=0,
+        out=[r"await:\s+true\s+task returned", r"all done:\s+0"],
+        not_err=[r"deadlock"], min_s=0.25, max_s=5),
+    "pool_wg_deadlock": dict(
+        args=["run", case_file("pool_wg_deadlock.lua")], code=1,
+        out=[r"await:\s+true\s+forgot done\(\)"], not_out=[r"unreachable"],
+        err=[r"fatal: all goroutines are asleep - deadlock!",
+             r"pool_wg_deadlock\.lua:12: in main chunk"], max_s=5),
     "pool_task_outlives_timeout": dict(
         args=["run", case_file("pool_task_outlives_timeout.lua")], code=1,
         out=[r"\bt\s+timeout\b"], max_s=5),
