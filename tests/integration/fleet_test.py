@@ -366,6 +366,29 @@ def case_libmutirao():
     check(w.stop() == 0, "worker exit status")
 
 
+def case_two_clients():
+    """Three libmutirao clients in one process, each with its own
+    configuration file: embedded, fleet, and a fleet whose Redis cannot be
+    reached. Nothing of one leaks into another."""
+    pool = "twoclients" + UNIQ
+    w = Worker("two", [pool])
+    confs = {}
+    for name, fleet, redis in (("embedded", "off", REDIS), ("fleet", "on", REDIS),
+                               ("broken", "on", "redis://127.0.0.1:1")):
+        confs[name] = os.path.join(TMP, "%s.conf" % name)
+        with open(confs[name], "w") as f:
+            f.write("fleet = %s\nkafka.brokers = %s\nredis.url = %s\n"
+                    "connect.timeout_ms = 2000\nop.timeout_ms = 5000\n" % (fleet, BROKERS, redis))
+    # the addresses come from the files alone
+    env = {"MUTIRAO_KAFKA_BROKERS": "", "MUTIRAO_REDIS_URL": ""}
+    rc, out, err, _ = run([os.path.join(BIN, "two-clients"), confs["embedded"], confs["fleet"],
+                           confs["broken"], pool], env=env)
+    check(rc == 0 and "two_clients: ok" in out, "two_clients: %d\n%s%s" % (rc, out, err))
+    check(re.search(r"pool=%s task=\S+ attempt" % pool, w.text()),
+          "the worker ran none of the fleet client's tasks")
+    check(w.stop() == 0, "worker exit status")
+
+
 def case_semantics():
     """Fixed producer ids, task timeouts, delegate_to's `this`, big results,
     await_all with task ids."""
@@ -455,6 +478,7 @@ print("handle", g.pool_submit("%(pool)s", function() return g.await(h) end))
 
 CASES = {"examples": case_examples, "await_wg": case_await_wg, "two_workers": case_two_workers,
          "sigkill": case_sigkill, "errors": case_errors, "libmutirao": case_libmutirao,
+         "two_clients": case_two_clients,
          "semantics": case_semantics}
 try:
     CASES[CASE]()
