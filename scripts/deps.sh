@@ -17,7 +17,7 @@ PACKAGES=(
     # Lua 5.4 and the C libraries the code links
     lua5.4 liblua5.4-dev libuv1-dev libmsgpack-dev libhiredis-dev
     librdkafka-dev libcurl4-openssl-dev
-    # libcrypto (SHA1 of Redis scripts, shared/redis_uv.c)
+    # libcrypto (SHA1 of Redis scripts, shared/redis/redis_uv.c)
     libssl-dev
     # tests: busted specs, the Redis server the fleet tests start, python3
     # (CLI tests; tests/services.sh picks free ports with it)

@@ -1,4 +1,4 @@
-# Tests of the closure codec (shared/). Included by tests/CMakeLists.txt.
+# Tests of the closure codec (shared/codec/). Included by tests/CMakeLists.txt.
 add_executable(test-codec ${CMAKE_CURRENT_LIST_DIR}/test-codec.c)
 target_link_libraries(test-codec PRIVATE mutirao_shared PkgConfig::LUA m)
 add_test(NAME codec COMMAND test-codec)

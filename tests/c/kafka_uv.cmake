@@ -1,4 +1,4 @@
-# Tests of shared/kafka_uv.c and shared/kafka_tracker.c. Included by
+# Tests of shared/kafka/kafka_uv.c and shared/kafka/kafka_tracker.c. Included by
 # tests/CMakeLists.txt. kafka.tracker is a pure unit test (label c); the
 # others start librdkafka's mock cluster on loopback (label integration).
 # kafka.real runs against MUTIRAO_TEST_KAFKA_BROKERS and is skipped without it.

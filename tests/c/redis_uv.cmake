@@ -1,4 +1,4 @@
-# Integration tests of the async Redis client (shared/redis_uv.c) against
+# Integration tests of the async Redis client (shared/redis/redis_uv.c) against
 # redis-server processes the test starts on free loopback ports. Label:
 # integration. Skipped (exit 77) when /usr/bin/redis-server is missing.
 # Throughput: bin/test-redis-uv bench [N].
