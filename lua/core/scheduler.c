@@ -15,6 +15,7 @@
 #include "coroutines.h"
 #include "port.h"
 #include "preempt.h"
+#include "rtlog.h"
 
 #define container_of(p, T, m) ((T *)((char *)(p)-offsetof(T, m)))
 #define FREE_KEEP 1024               /* goroutine records a GC cycle never trims */
@@ -480,32 +481,7 @@ static int gc_tick(lua_State *L)
 
 void sched_report_error(sched *s, uint64_t gid, int label_ref)
 {
-    lua_State *T = s->T; /* the error value is on top */
-    if (s->errh_ref != LUA_NOREF) {
-        lua_rawgeti(T, LUA_REGISTRYINDEX, s->errh_ref);
-        lua_pushvalue(T, -2);
-        if (gid)
-            lua_pushinteger(T, (lua_Integer)gid);
-        else
-            lua_pushnil(T);
-        if (label_ref != LUA_NOREF)
-            lua_rawgeti(T, LUA_REGISTRYINDEX, label_ref);
-        else
-            lua_pushnil(T);
-        if (lua_pcall(T, 3, 0, 0) == LUA_OK) {
-            lua_pop(T, 1);
-            return;
-        }
-        fprintf(stderr, "goroutine error handler failed: %s\n", luaL_tolstring(T, -1, NULL));
-        lua_pop(T, 2);
-    }
-    const char *msg = luaL_tolstring(T, -1, NULL);
-    if (gid)
-        fprintf(stderr, "goroutine %llu failed: %s\n", (unsigned long long)gid, msg);
-    else
-        fprintf(stderr, "%s\n", msg);
-    fflush(stderr);
-    lua_pop(T, 2);
+    rtlog_value(s, RTLOG_ERROR, gid, label_ref);
 }
 
 static void report_error(sched *s, gor *g)

@@ -109,7 +109,7 @@ struct sched {
     int holds;       /* remote waits keeping the loop alive */
     int in_run;      /* inside sched_run: stop the loop once nothing is left */
     sched_ext *exts; /* per-VM state of the layers above (sched_ext_set) */
-    int errh_ref;    /* Lua function called with (message, goroutine id) on a goroutine error */
+    int errh_ref;    /* the host's log handler (rtlog.h), or LUA_NOREF */
     size_t nlive;    /* live goroutines */
     sched *tl_prev;  /* sched that was current on this thread before this drain */
 };
@@ -208,7 +208,7 @@ void sched_guard_release(sched_guard *g);
  * messages, timers): keep its stack as you found it. */
 lua_State *sched_scratch(sched *s);
 /* Reports an error nobody awaits, the value on top of sched_scratch(s)
- * (popped), through the VM's error handler (or stderr): gid is the
+ * (popped), through the runtime's log sink (rtlog.h): gid is the
  * goroutine it came from (0: none), label_ref a registry ref of the label of
  * the task it belongs to (LUA_NOREF: none). */
 void sched_report_error(sched *s, uint64_t gid, int label_ref);

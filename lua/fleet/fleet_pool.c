@@ -32,6 +32,7 @@
 #include "kafka_uv.h"
 #include "pool.h"
 #include "redis_uv.h"
+#include "rtlog.h"
 #include "taskbook.h"
 
 #define POLL_BLOCK_S 2     /* one BLMPOP waits at most this long */
@@ -152,7 +153,7 @@ static void on_kafka_error(void *ud, int err, const char *msg)
 {
     (void)err;
     fvm *v = ud;
-    fprintf(stderr, "mutirao: fleet producer %s: kafka: %s\n", v->producer, msg);
+    rtlog(v->s, RTLOG_WARN, 0, LUA_NOREF, "fleet producer %s: kafka: %s", v->producer, msg);
 }
 
 static void poll_start(fvm *v);
@@ -165,9 +166,9 @@ static void on_tick(uv_timer_t *h)
     uint64_t now = unix_ms(),
              quiet = (uint64_t)(v->cfg->op_timeout_ms > 0 ? v->cfg->op_timeout_ms : 10000);
     if (v->outstanding > 0 && now - v->last_progress_ms >= quiet) {
-        fprintf(stderr,
-                "mutirao: %ld fleet task(s) of producer %s have had no result for %" PRIu64
-                " s: is a mutirao-worker running (same Kafka and Redis)?%s%s\n",
+        rtlog(v->s, RTLOG_WARN, 0, LUA_NOREF,
+              "%ld fleet task(s) of producer %s have had no result for %" PRIu64
+              " s: is a mutirao-worker running (same Kafka and Redis)?%s%s",
                 v->outstanding, v->producer, (now - v->last_progress_ms) / 1000,
                 v->last_poll_err[0] ? " Last Redis error: " : "", v->last_poll_err);
         v->last_progress_ms = now;
@@ -489,7 +490,8 @@ static void on_notification(fvm *v, const char *s, size_t len)
     envelope_result r;
     char why[200];
     if (envelope_result_decode(s + 1, len - 1, NULL, &r, why, sizeof why) != 0) {
-        fprintf(stderr, "mutirao: producer %s: bad notification skipped: %s\n", v->producer, why);
+        rtlog(v->s, RTLOG_WARN, 0, LUA_NOREF, "producer %s: bad notification skipped: %s",
+              v->producer, why);
         return;
     }
     lua_State *T = sched_scratch(v->s);

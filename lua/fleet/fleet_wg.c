@@ -10,6 +10,7 @@
 #include <lauxlib.h>
 
 #include "envelope.h"
+#include "rtlog.h"
 
 #define FLEET_MARK "fleet:"
 #define MARK_LEN (sizeof FLEET_MARK - 1)
@@ -214,10 +215,10 @@ void fleet_wgs_apply(lua_State *L, fleet_wgs *w, const char *s, size_t len)
     long long d = strtoll(sp + 1, NULL, 10);
     if (find_named(L, w, buf, strlen(buf))) {
         if (waitgroup_apply(L, -1, d) != 0)
-            fprintf(stderr,
-                    "mutirao: negative WaitGroup counter: fleet tasks called done() more often "
-                    "than add() on WaitGroup %s\n",
-                    buf);
+            rtlog(sched_get(L), RTLOG_ERROR, 0, LUA_NOREF,
+                  "negative WaitGroup counter: fleet tasks called done() more often than add() "
+                  "on WaitGroup %s",
+                  buf);
         lua_pop(L, 1);
     }
 }

@@ -1,5 +1,6 @@
 /* procs.c: VM threads for pool tasks (see procs.h). */
 #include "procs.h"
+#include "rtlog.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -66,7 +67,8 @@ static void proc_main(void *arg)
     }
     lua_pushcfunction(L, vm_open);
     if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
-        fprintf(stderr, "mutirao: cannot set up pool VM %d: %s\n", p->index, lua_tostring(L, -1));
+        rtlog_process(RTLOG_ERROR, "mutirao: cannot set up pool VM %d: %s", p->index,
+                      lua_tostring(L, -1));
         lua_close(L);
         b->err = -EINVAL;
         uv_sem_post(&b->ready);

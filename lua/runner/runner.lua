@@ -366,8 +366,10 @@ end
 
 local function main(chunk, opts)
     local json = opts.log_format == "json"
-    goroutine._set_error_handler(function(msg, id, label)
-                if id == nil then -- a pool task: msg names it
+    goroutine._set_error_handler(function(msg, id, label, level)
+        if level and level ~= "error" then -- a runtime warning (the fleet's)
+            log._event(level, tostring(msg), { event = "runtime", task = label })
+        elseif id == nil then -- a pool task: msg names it
             log._event("error", tostring(msg), { event = "pool_task_error", task = label })
         else
             log._event("error", string.format("goroutine %s failed: %s", tostring(id),
