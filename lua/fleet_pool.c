@@ -31,6 +31,7 @@
 #include "fleet_wg.h"
 #include "kafka_uv.h"
 #include "redis_uv.h"
+#include "uv_closer.h"
 #include "waitgroup.h"
 
 #define RESULT_TTL_S 300
@@ -173,6 +174,7 @@ struct fvm {
     char **sub_argv;
     size_t *sub_len;
     int nsub, capsub;
+    uvc_closer closer; /* frees the struct once tick and flush are both closed */
 };
 
 #define SUBMIT_BATCH 512 /* (pool, id) pairs per FLEET_SUBMIT_LUA call */
@@ -1466,11 +1468,6 @@ int fleet_await(lua_State *L, sched *s, int idx)
 
 /* ---- teardown ---- */
 
-static void on_tick_closed(uv_handle_t *h)
-{
-    free(h->data);
-}
-
 void fleet_sched_free(sched *s)
 {
     fvm *v = s->fleet_state;
@@ -1498,6 +1495,9 @@ void fleet_sched_free(sched *s)
         free(v->sub_argv[i]);
     free(v->sub_argv);
     free(v->sub_len);
-    uv_close((uv_handle_t *)&v->flush, NULL);
-    uv_close((uv_handle_t *)&v->tick, on_tick_closed);
+    /* libuv may run flush's close callback after tick's: v goes after both */
+    uvc_init(&v->closer, free, v);
+    uvc_close(&v->closer, (uv_handle_t *)&v->flush);
+    uvc_close(&v->closer, (uv_handle_t *)&v->tick);
+    uvc_release(&v->closer);
 }
