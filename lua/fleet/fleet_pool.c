@@ -34,6 +34,7 @@
 #include "redis_uv.h"
 #include "rtlog.h"
 #include "taskbook.h"
+#include "uv_closer.h"
 
 #define POLL_BLOCK_S 2     /* one BLMPOP waits at most this long */
 #define POLL_COUNT 1000    /* notifications read per BLMPOP */
@@ -92,7 +93,7 @@ struct fvm {
     long outstanding;
     char last_poll_err[200];
     int closing;
-    int open_handles; /* tick and flush still to close: freed after both */
+    uvc_closer closer; /* frees the struct once tick and flush are both closed */
     /* submit bookkeeping not sent yet: FLEET_SUBMIT_LUA's ARGV (pool, id)... */
     uv_check_t flush;
     char **sub_argv;
@@ -259,7 +260,6 @@ static fvm *clients(lua_State *L, fvm *v)
     v->flush.data = v;
     uv_check_start(&v->flush, on_flush);
     uv_unref((uv_handle_t *)&v->flush);
-    v->open_handles = 2;
     return v;
 }
 
@@ -1064,13 +1064,6 @@ static int f_await_other(lua_State *L, void *be, const char *id)
 
 /* ---- setup and teardown ---- */
 
-static void on_handle_closed(uv_handle_t *h)
-{
-    fvm *v = h->data;
-    if (--v->open_handles == 0)
-        free(v);
-}
-
 static void fvm_free(sched *s, void *data)
 {
     (void)s;
@@ -1095,9 +1088,12 @@ static void fvm_free(sched *s, void *data)
         free(v->sub_argv[i]);
     free(v->sub_argv);
     free(v->sub_len);
-    /* v goes when both handles have closed */
-    uv_close((uv_handle_t *)&v->flush, on_handle_closed);
-    uv_close((uv_handle_t *)&v->tick, on_handle_closed);
+    /* v goes when both handles have closed (in whatever order libuv runs
+     * their close callbacks) */
+    uvc_init(&v->closer, free, v);
+    uvc_close(&v->closer, (uv_handle_t *)&v->flush);
+    uvc_close(&v->closer, (uv_handle_t *)&v->tick);
+    uvc_release(&v->closer);
 }
 
 static const pool_backend fleet_backend = {"fleet", f_create, f_submit,     f_wait,

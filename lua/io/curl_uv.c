@@ -9,6 +9,8 @@
 
 #include <lauxlib.h>
 
+#include "uv_closer.h"
+
 static const char CURLUV_KEY = 'C';
 
 typedef struct csock csock;
@@ -19,7 +21,7 @@ struct curluv {
     uv_timer_t timer;
     csock *socks;       /* sockets being watched (for teardown) */
     curluv_xfer *xfers; /* transfers added (for teardown) */
-    int nhandles;       /* our uv handles not yet closed: the memory goes with the last */
+    uvc_closer closer;  /* frees c after the timer and every socket's poll are closed */
     int closing;        /* torn down: curl's callbacks are ignored */
 };
 
@@ -38,13 +40,12 @@ static void global_init(void)
     global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
+/* A socket's poll handle is closed: the first member of its csock. */
 static void handle_closed(uv_handle_t *h)
 {
     curluv *c = h->data;
-    if (h->type == UV_POLL)
-        free(h); /* the poll handle is the first member of its csock */
-    if (--c->nhandles == 0)
-        free(c);
+    free(h);
+    uvc_release(&c->closer); /* the socket's hold, from socket_cb */
 }
 
 static void csock_close(csock *cs)
@@ -140,7 +141,7 @@ static int socket_cb(CURL *e, curl_socket_t fd, int what, void *userp, void *soc
             free(cs);
             return -1;
         }
-        c->nhandles++;
+        uvc_hold(&c->closer);
         cs->fd = fd;
         cs->c = c;
         cs->poll.data = cs;
@@ -188,7 +189,8 @@ static void curluv_destroy(curluv *c)
     curl_multi_cleanup(c->multi);
     c->multi = NULL;
     uv_timer_stop(&c->timer);
-    uv_close((uv_handle_t *)&c->timer, handle_closed); /* frees c with the last handle */
+    uvc_close(&c->closer, (uv_handle_t *)&c->timer);
+    uvc_release(&c->closer); /* c goes with the last of its handles */
 }
 
 static int curluv_gc(lua_State *L)
@@ -231,7 +233,7 @@ curluv *curluv_get(lua_State *L, sched *s)
     c->multi = multi;
     uv_timer_init(s->loop, &c->timer);
     c->timer.data = c;
-    c->nhandles = 1;
+    uvc_init(&c->closer, free, c); /* released by curluv_destroy */
     curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
     curl_multi_setopt(multi, CURLMOPT_SOCKETDATA, c);
     curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, timer_cb);

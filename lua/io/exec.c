@@ -22,6 +22,7 @@
 #include <lauxlib.h>
 
 #include "scheduler.h"
+#include "uv_closer.h"
 
 #define GUARD_TNAME "mutirao.exec_process"
 #define EOF_GRACE_MS 200 /* after the exit, how long to wait for EOF on the pipes */
@@ -56,7 +57,8 @@ struct xproc {
     int pid;
     int64_t exit_status;
     int term_signal;
-    int nopen;   /* handles not yet closed */
+    uvc_closer closer; /* frees the record once its handles are closed */
+
     int has_in;  /* the stdin pipe exists (not yet closed) */
     int spawned; /* the child started */
     int exited;  /* its exit was reaped */
@@ -73,11 +75,9 @@ typedef struct xguard {
 
 /* ---- life cycle of a record ---- */
 
-static void on_closed(uv_handle_t *h)
+static void xproc_free(void *arg)
 {
-    xproc *p = h->data;
-    if (--p->nopen > 0)
-        return;
+    xproc *p = arg;
     free(p->obuf.p);
     free(p->ebuf.p);
     free(p->input);
@@ -86,8 +86,10 @@ static void on_closed(uv_handle_t *h)
 
 static void close_handle(uv_handle_t *h)
 {
-    if (!uv_is_closing(h))
-        uv_close(h, on_closed);
+    if (!uv_is_closing(h)) {
+        xproc *p = h->data; /* until uvc_close takes data over */
+        uvc_close(&p->closer, h);
+    }
 }
 
 /* Closes every handle; the record is freed with the last one. */
@@ -113,6 +115,7 @@ static void xproc_close(xproc *p)
         p->has_in = 0;
         close_handle((uv_handle_t *)&p->in);
     }
+    uvc_release(&p->closer); /* the record's own count, from x_run */
 }
 
 /* Kills the child's process group (and the child, should it have left it). */
@@ -551,12 +554,13 @@ static int x_run(lua_State *L)
     uv_pipe_init(loop, &p->out, 0);
     uv_pipe_init(loop, &p->err, 0);
     uv_timer_init(loop, &p->timer);
-    p->nopen = 4; /* out, err, timer and the process handle (closed even if spawn fails) */
+    /* out, err, timer, the process handle (closed even if spawn fails) and
+     * stdin may close at different times: xproc_close releases the last */
+    uvc_init(&p->closer, xproc_free, p);
     if (a.input) {
         uv_pipe_init(loop, &p->in, 0);
         p->in.data = p;
         p->has_in = 1;
-        p->nopen++;
     }
     p->proc.data = p->out.data = p->err.data = p->timer.data = p;
     p->wreq.data = p;

@@ -29,6 +29,7 @@
 
 #include "kafka_tracker.h"
 #include "kafka_uv.h"
+#include "uv_closer.h"
 
 /* Bounds of one wakeup: calls of rd_kafka_poll (each serves what is queued)
    and admin events. Messages are bounded by max_per_wakeup. */
@@ -197,7 +198,7 @@ struct kuv_producer {
     uv_poll_t poll;
     uv_idle_t more;
     int rfd, wfd;
-    int handles;       /* libuv handles not yet closed */
+    uvc_closer closer; /* frees the producer once poll and more are closed */
     int in_serve;      /* inside serve(): defer close */
     int closing;       /* kuv_producer_close called */
     int close_pending; /* close requested from a callback */
@@ -439,7 +440,6 @@ kuv_producer *kuv_producer_new(uv_loop_t *loop, const char *brokers, const kuv_p
     uv_poll_init(loop, &p->poll, p->rfd);
     uv_idle_init(loop, &p->more);
     p->poll.data = p->more.data = p;
-    p->handles = 2;
     uv_poll_start(&p->poll, UV_READABLE, p_poll_cb);
     *err = 0;
     return p;
@@ -517,13 +517,11 @@ int kuv_topic_ensure(kuv_producer *p, const char *topic, int partitions, kuv_res
     return 0;
 }
 
-static void p_close_cb(uv_handle_t *h)
+static void p_free(void *ud)
 {
-    kuv_producer *p = h->data;
-    if (--p->handles == 0) {
-        close(p->rfd);
-        free(p);
-    }
+    kuv_producer *p = ud;
+    close(p->rfd);
+    free(p);
 }
 
 static void producer_close_now(kuv_producer *p)
@@ -553,8 +551,10 @@ static void producer_close_now(kuv_producer *p)
     p->rk = NULL;
     close(p->wfd);
     p->in_serve--;
-    uv_close((uv_handle_t *)&p->poll, p_close_cb);
-    uv_close((uv_handle_t *)&p->more, p_close_cb);
+    uvc_init(&p->closer, p_free, p);
+    uvc_close(&p->closer, (uv_handle_t *)&p->poll);
+    uvc_close(&p->closer, (uv_handle_t *)&p->more);
+    uvc_release(&p->closer);
 }
 
 void kuv_producer_close(kuv_producer *p, int timeout_ms)
@@ -593,7 +593,7 @@ struct kuv_consumer {
     uv_timer_t commit_timer, close_timer;
     uv_timer_t alive; /* polls now and then: see alive_cb */
     int rfd, wfd;
-    int handles;
+    uvc_closer closer; /* frees the consumer once its 5 handles are closed */
     int in_serve;
     int closing; /* close started: no user callbacks */
     int close_pending;
@@ -1068,7 +1068,6 @@ kuv_consumer *kuv_consumer_new(uv_loop_t *loop, const char *brokers, const char 
     uv_timer_init(loop, &c->close_timer);
     uv_timer_init(loop, &c->alive);
     c->poll.data = c->more.data = c->commit_timer.data = c->close_timer.data = c->alive.data = c;
-    c->handles = 5;
     uv_timer_start(&c->alive, alive_cb, 1000, 1000);
     uv_poll_start(&c->poll, UV_READABLE, c_poll_cb);
     *err = 0;
@@ -1161,13 +1160,11 @@ size_t kuv_consumer_pending(const kuv_consumer *c)
     return c ? c->pending : 0;
 }
 
-static void c_close_cb(uv_handle_t *h)
+static void c_free(void *ud)
 {
-    kuv_consumer *c = h->data;
-    if (--c->handles == 0) {
-        close(c->rfd);
-        free(c);
-    }
+    kuv_consumer *c = ud;
+    close(c->rfd);
+    free(c);
 }
 
 static void consumer_destroy(kuv_consumer *c, int forced)
@@ -1188,11 +1185,13 @@ static void consumer_destroy(kuv_consumer *c, int forced)
     c->rk = NULL;
     close(c->wfd);
     part_forget_all(c);
-    uv_close((uv_handle_t *)&c->poll, c_close_cb);
-    uv_close((uv_handle_t *)&c->more, c_close_cb);
-    uv_close((uv_handle_t *)&c->commit_timer, c_close_cb);
-    uv_close((uv_handle_t *)&c->close_timer, c_close_cb);
-    uv_close((uv_handle_t *)&c->alive, c_close_cb);
+    uvc_init(&c->closer, c_free, c);
+    uvc_close(&c->closer, (uv_handle_t *)&c->poll);
+    uvc_close(&c->closer, (uv_handle_t *)&c->more);
+    uvc_close(&c->closer, (uv_handle_t *)&c->commit_timer);
+    uvc_close(&c->closer, (uv_handle_t *)&c->close_timer);
+    uvc_close(&c->closer, (uv_handle_t *)&c->alive);
+    uvc_release(&c->closer);
 }
 
 /* librdkafka counts max.poll.interval.ms from the last consumer poll, and

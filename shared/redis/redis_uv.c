@@ -37,6 +37,7 @@
 #include <uv.h>
 
 #include "redis_uv.h"
+#include "uv_closer.h"
 
 /* ---- errors ------------------------------------------------------------ */
 
@@ -123,7 +124,7 @@ struct redis_uv {
     uv_getaddrinfo_t gai;
     int resolving;
     unsigned attempts; /* failed attempts since the last ready connection */
-    int nclosing;      /* close callbacks still due */
+    uvc_closer closer; /* frees the client after its timers (and a lookup) */
     redis_uv_close_cb close_cb;
     void *close_ud;
     /* requests */
@@ -514,7 +515,6 @@ static int submit(redis_uv *cli, redis_uv_cb cb, void *ud, char *cmd, size_t len
 
 static void conn_start(redis_uv *cli);
 static void conn_drop(redis_uv *cli, const char *why);
-static void finish_close(redis_uv *cli);
 
 static void on_conn_timer(uv_timer_t *t)
 {
@@ -682,7 +682,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     if (cli->closing) {
         if (res != NULL)
             uv_freeaddrinfo(res);
-        finish_close(cli);
+        uvc_release(&cli->closer);
         return;
     }
     if (status == 0 && res != NULL) {
@@ -1011,20 +1011,15 @@ int redis_uv_open(uv_loop_t *loop, const char *url, const redis_uv_options *opts
     return 0;
 }
 
-static void finish_close(redis_uv *cli)
+/* The closer's free function: after both timers and any host lookup. */
+static void finish_close(void *arg)
 {
-    if (--cli->nclosing > 0)
-        return;
+    redis_uv *cli = arg;
     redis_uv_close_cb cb = cli->close_cb;
     void *ud = cli->close_ud;
     cli_free(cli);
     if (cb != NULL)
         cb(ud);
-}
-
-static void on_handle_closed(uv_handle_t *h)
-{
-    finish_close(h->data);
 }
 
 void redis_uv_close(redis_uv *cli, redis_uv_close_cb cb, void *ud)
@@ -1036,11 +1031,11 @@ void redis_uv_close(redis_uv *cli, redis_uv_close_cb cb, void *ud)
     cli->state = CS_CLOSING;
     cli->close_cb = cb;
     cli->close_ud = ud;
-    cli->nclosing = 2;
-    uv_close((uv_handle_t *)&cli->conn_timer, on_handle_closed);
-    uv_close((uv_handle_t *)&cli->dl_timer, on_handle_closed);
+    uvc_init(&cli->closer, finish_close, cli);
+    uvc_close(&cli->closer, (uv_handle_t *)&cli->conn_timer);
+    uvc_close(&cli->closer, (uv_handle_t *)&cli->dl_timer);
     if (cli->resolving) {
-        cli->nclosing++; /* on_resolved finishes (UV_ECANCELED or a late result) */
+        uvc_hold(&cli->closer); /* on_resolved releases (UV_ECANCELED or a late result) */
         uv_cancel((uv_req_t *)&cli->gai);
     }
     /* Unsent requests are ours: fail them now. */
@@ -1058,6 +1053,7 @@ void redis_uv_close(redis_uv *cli, redis_uv_close_cb cb, void *ud)
         snprintf(cli->drop_reason, sizeof cli->drop_reason, "closed");
         redisAsyncFree(ac);
     }
+    uvc_release(&cli->closer);
 }
 
 /* ---- commands ---------------------------------------------------------- */

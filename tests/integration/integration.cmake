@@ -24,4 +24,17 @@ if(Python3_Interpreter_FOUND AND TARGET mutirao-worker)
     set_tests_properties(integration.fleet_${_case} PROPERTIES
       LABELS "integration;fleet" TIMEOUT 240 SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
   endforeach()
+
+  # examples/file_pool.sloth on the fleet with `mutirao run --fleet` and its
+  # worker under valgrind: 0 errors (invalid reads or writes; leaks are not
+  # counted). Normal builds only: valgrind cannot run sanitized binaries.
+  find_program(MUTIRAO_VALGRIND NAMES valgrind)
+  if(MUTIRAO_VALGRIND AND NOT MUTIRAO_SANITIZE)
+    add_test(NAME integration.fleet_valgrind
+      COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/fleet_test.py
+        ${CMAKE_BINARY_DIR}/bin ${CMAKE_SOURCE_DIR}/examples valgrind)
+    set_tests_properties(integration.fleet_valgrind PROPERTIES
+      LABELS "integration;fleet;valgrind" TIMEOUT 240 SKIP_RETURN_CODE 77 RUN_SERIAL TRUE
+      ENVIRONMENT "MUTIRAO_VALGRIND=${MUTIRAO_VALGRIND}")
+  endif()
 endif()
