@@ -41,9 +41,9 @@ void rtlog_value(sched *s, int level, uint64_t gid, int label_ref)
             lua_pop(T, 1);
             return;
         }
-        to_stderr(RTLOG_ERROR, 0,
-                  lua_pushfstring(T, "goroutine error handler failed: %s",
-                                  luaL_tolstring(T, -1, NULL)));
+        to_stderr(
+            RTLOG_ERROR, 0,
+            lua_pushfstring(T, "goroutine error handler failed: %s", luaL_tolstring(T, -1, NULL)));
         lua_pop(T, 3);
     }
     to_stderr(level, gid, luaL_tolstring(T, -1, NULL));

@@ -170,8 +170,8 @@ static void on_tick(uv_timer_t *h)
         rtlog(v->s, RTLOG_WARN, 0, LUA_NOREF,
               "%ld fleet task(s) of producer %s have had no result for %" PRIu64
               " s: is a mutirao-worker running (same Kafka and Redis)?%s%s",
-                v->outstanding, v->producer, (now - v->last_progress_ms) / 1000,
-                v->last_poll_err[0] ? " Last Redis error: " : "", v->last_poll_err);
+              v->outstanding, v->producer, (now - v->last_progress_ms) / 1000,
+              v->last_poll_err[0] ? " Last Redis error: " : "", v->last_poll_err);
         v->last_progress_ms = now;
     }
 }
