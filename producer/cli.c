@@ -2,8 +2,8 @@
  * loading the task file and the process exit status.
  *
  * `run` creates one VM (lua_newstate with our allocator), preloads the
- * goroutine and log modules and the embedded runner (lua/runner.lua,
- * lua/dsl.lua), loads FILE (errors: one line, exit 2), lets runner.start()
+ * goroutine and log modules and the embedded runner (lua/runner/runner.lua,
+ * lua/runner/dsl.lua), loads FILE (errors: one line, exit 2), lets runner.start()
  * spawn the runner as a goroutine and runs the scheduler loop until nothing
  * is left. Goroutines left asleep with nothing to wake them are a deadlock:
  * reported with where each one waits, exit 1. */

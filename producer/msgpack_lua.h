@@ -1,6 +1,6 @@
 /* msgpack_lua.h: plain msgpack <-> Lua values, for callers that speak
  * msgpack and know nothing of Lua (the producer library's task arguments
- * and results). Unlike the closure codec (shared/codec.h) there is no
+ * and results). Unlike the closure codec (shared/codec/codec.h) there is no
  * header, no functions and no extension types: only what any msgpack
  * library writes. The decoder treats its input as untrusted. */
 #ifndef MUTIRAO_MSGPACK_LUA_H

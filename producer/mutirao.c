@@ -1,9 +1,8 @@
-/* mutirao.c: the producer library's C API (include/mutirao.h) on the
- * embedded backend.
+/* mutirao.c: the producer library's C API (include/mutirao.h).
  *
  * A client owns one thread running a "producer VM": a lua_State with the
  * goroutine module, its scheduler and libuv loop, exactly like a VM of
- * lua/procs.c. An API call fills a request on the caller's stack, posts it
+ * lua/pool/procs.c. An API call fills a request on the caller's stack, posts it
  * to the VM's port and sleeps on the request's condition variable. On the
  * VM thread each request becomes a goroutine running a small Lua driver
  * (below) that calls the goroutine module's own pool_create, pool_submit,
@@ -12,13 +11,15 @@
  * driver hands outcomes back through the H.* functions, which find the
  * request by number in the client's list of live requests and complete it:
  * Lua never holds a pointer to a caller's memory, and a request completed
- * once can never be touched again.
+ * once can never be touched again. The client's configuration chooses its
+ * VM's pool backend: embedded, or the fleet (with this client's Kafka and
+ * Redis; another client in the same process may use others).
  *
  * Closing: a shutdown request closes the client's pools and stops the loop;
  * the thread then closes the VM (parked goroutines die with it) and
  * completes every request still live with MUTIRAO_ECLOSED. Pool tasks still
  * running finish on their VMs and find the client's port closed: their
- * outcomes are freed there (lua/pool.c). */
+ * outcomes are freed there (lua/pool/executor.c). */
 #include "mutirao.h"
 
 #include <errno.h>

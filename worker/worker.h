@@ -5,7 +5,7 @@
  * executor (lua/pool/executor.h: run these bytes on the process's VM
  * threads, call back with the outcome), and when a task ends
  * writes its outcome to Redis with the idempotent completion script
- * (shared/fleet_keys.h) before marking its offset done, so that Kafka
+ * (shared/wire/fleet_keys.h) before marking its offset done, so that Kafka
  * commits only offsets whose tasks are recorded (at least once), and a task
  * run twice is counted once. */
 #ifndef MUTIRAO_WORKER_H

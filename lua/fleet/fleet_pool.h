@@ -3,7 +3,7 @@
  * pool_create makes sure the pool's Kafka topic exists and records the
  * pool's options in Redis; pool_submit publishes the codec-encoded task in
  * an envelope to the topic; mutirao-worker processes run it and record the
- * outcome in Redis (shared/fleet_keys.h), which pushes a notification to
+ * outcome in Redis (shared/wire/fleet_keys.h), which pushes a notification to
  * this VM's list; one BLMPOP at a time reads those and wakes await,
  * pool_wait and blocked submitters. Each VM on the fleet has its own
  * configuration, producer id, Kafka producer and two Redis connections

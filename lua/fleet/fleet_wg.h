@@ -6,7 +6,7 @@
  * while fleet tasks carry it. On the worker, the task gets a proxy that
  * counts its add and done calls (waitgroup.h); when the task ends, the
  * worker pushes the total to the producer's notification list in the same
- * Redis script that records the task (shared/fleet_keys.h), so a task run
+ * Redis script that records the task (shared/wire/fleet_keys.h), so a task run
  * twice changes it once. The producer applies the change to the original
  * and wakes wg:wait(). On the wire a WaitGroup is "fleet:" + its name. */
 #ifndef MUTIRAO_FLEET_WG_H

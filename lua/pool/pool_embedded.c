@@ -194,11 +194,21 @@ static void on_task_ended(sched *s, const char *id)
     taskbook_settle(taskbook_get(sched_scratch(s), s), id);
 }
 
-/* Task ids read "<8 hex digits of this process>-<sequence number>". */
-static void format_id(char *out, size_t cap)
+/* Task ids read "<8 hex digits of this process>-<sequence number>"
+ * (written by hand: this runs for every task). */
+static void format_id(char *out)
 {
-    snprintf(out, cap, "%s%llu", pool_id_prefix(),
-             (unsigned long long)(atomic_fetch_add(&task_seq, 1) + 1));
+    uint64_t seq = atomic_fetch_add(&task_seq, 1) + 1;
+    char digits[24];
+    int n = 0;
+    do {
+        digits[n++] = (char)('0' + seq % 10);
+        seq /= 10;
+    } while (seq);
+    memcpy(out, pool_id_prefix(), 9);
+    for (int i = 0; i < n; i++)
+        out[9 + i] = digits[n - 1 - i];
+    out[9 + n] = 0;
 }
 
 /* ---- pool_create ---- */
@@ -357,10 +367,10 @@ static int e_submit(lua_State *L, void *be)
     t->ex.inlen = inlen;
     t->ex.done = on_task_done;
     t->ex.ended = on_task_ended;
-    format_id(t->tb.id, sizeof t->tb.id);
+    format_id(t->tb.id);
     t->ex.id = t->tb.id;
     t->ex.pool = t->tb.pool;
-    snprintf(t->tb.pool, sizeof t->tb.pool, "%s", p->name);
+    memcpy(t->tb.pool, p->name, strlen(p->name) + 1); /* a checked name: it fits */
     lua_replace(L, 1); /* keep only the guard: index 1 */
     lua_settop(L, 1);
     lua_toclose(L, 1); /* a killed submitter still frees t and its hold */

@@ -11,15 +11,86 @@
 
 #include "codec.h"
 
+/* Task id -> record: open addressing, linear probing; a slot is NULL
+ * (never used), TOMB (emptied) or a record. Grows at half full. */
+#define TOMB ((tb_task *)&tomb_mark)
+static const char tomb_mark;
+
 struct taskbook {
     sched *s;
-    int ids_ref; /* registry: task id -> light userdata tb_task */
+    tb_task **slots;
+    size_t cap, used; /* used: records and tombs */
     tb_task *all;
     tb_task *done_head, *done_tail;
     size_t ndone;
 };
 
 static const char BOOK_KEY = 'B';
+
+static uint32_t hash_id(const char *id)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)id; *p; p++)
+        h = (h ^ *p) * 16777619u;
+    return h;
+}
+
+/* The slot of id: its record's, or the empty one where it would go. */
+static tb_task **map_slot(taskbook *b, const char *id, uint32_t h)
+{
+    tb_task **tomb = NULL;
+    for (size_t i = h & (b->cap - 1);; i = (i + 1) & (b->cap - 1)) {
+        tb_task *t = b->slots[i];
+        if (!t)
+            return tomb ? tomb : &b->slots[i];
+        if (t == TOMB) {
+            if (!tomb)
+                tomb = &b->slots[i];
+        } else if (t->hash == h && !strcmp(t->id, id)) {
+            return &b->slots[i];
+        }
+    }
+}
+
+static int map_grow(taskbook *b)
+{
+    size_t cap = b->cap ? b->cap * 2 : 1024;
+    tb_task **old = b->slots;
+    size_t ocap = b->cap;
+    tb_task **v = calloc(cap, sizeof *v);
+    if (!v)
+        return -1;
+    b->slots = v;
+    b->cap = cap;
+    b->used = 0;
+    for (size_t i = 0; i < ocap; i++) {
+        if (old[i] && old[i] != TOMB) {
+            *map_slot(b, old[i]->id, old[i]->hash) = old[i];
+            b->used++;
+        }
+    }
+    free(old);
+    return 0;
+}
+
+static int map_put(taskbook *b, tb_task *t)
+{
+    if ((b->used + 1) * 2 > b->cap && map_grow(b) != 0)
+        return -1;
+    t->hash = hash_id(t->id);
+    tb_task **slot = map_slot(b, t->id, t->hash);
+    if (!*slot)
+        b->used++;
+    *slot = t;
+    return 0;
+}
+
+static void map_del(taskbook *b, tb_task *t)
+{
+    tb_task **slot = map_slot(b, t->id, t->hash);
+    if (*slot == t)
+        *slot = TOMB;
+}
 
 static void unhold(taskbook *b, tb_task *t)
 {
@@ -31,6 +102,7 @@ static void unhold(taskbook *b, tb_task *t)
 
 static void unlink_task(taskbook *b, tb_task *t)
 {
+    map_del(b, t);
     scope_watch_del(&t->watch);
     if (t->prev)
         t->prev->next = t->next;
@@ -62,6 +134,7 @@ static void book_free(sched *s, void *data)
             forget(b, t);
         }
     }
+    free(b->slots);
     free(b);
 }
 
@@ -77,8 +150,6 @@ taskbook *taskbook_get(lua_State *L, sched *s)
         return NULL;
     }
     b->s = s;
-    lua_newtable(L);
-    b->ids_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     return b;
 }
 
@@ -114,10 +185,11 @@ void taskbook_add(taskbook *b, lua_State *L, tb_task *t, const tb_ops *ops)
     } else {
         t->label_ref = LUA_NOREF;
     }
-    lua_rawgeti(L, LUA_REGISTRYINDEX, b->ids_ref);
-    lua_pushlightuserdata(L, t);
-    lua_setfield(L, -2, t->id);
-    lua_pop(L, 1);
+    if (map_put(b, t) != 0) {
+        if (t->label_ref != LUA_NOREF)
+            luaL_unref(L, LUA_REGISTRYINDEX, t->label_ref);
+        luaL_error(L, "not enough memory");
+    }
     t->prev = NULL;
     t->next = b->all;
     if (b->all)
@@ -134,7 +206,6 @@ void taskbook_add(taskbook *b, lua_State *L, tb_task *t, const tb_ops *ops)
 static void evict(taskbook *b)
 {
     uint64_t now = sched_now_ns(), ttl = (uint64_t)TASKBOOK_TTL_S * 1000000000ull;
-    lua_State *T = sched_scratch(b->s);
     while (b->done_head && (b->ndone > TASKBOOK_MAX || now - b->done_head->done_ns > ttl)) {
         tb_task *t = b->done_head;
         if (t->waiters.head || t->pinned || t->lingering)
@@ -143,10 +214,6 @@ static void evict(taskbook *b)
         if (!b->done_head)
             b->done_tail = NULL;
         b->ndone--;
-        lua_rawgeti(T, LUA_REGISTRYINDEX, b->ids_ref);
-        lua_pushnil(T);
-        lua_setfield(T, -2, t->id);
-        lua_pop(T, 1);
         forget(b, t);
     }
 }
@@ -218,11 +285,11 @@ void taskbook_settle(taskbook *b, const char *id)
 
 tb_task *taskbook_find(taskbook *b, lua_State *L, const char *id)
 {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, b->ids_ref);
-    lua_getfield(L, -1, id);
-    tb_task *t = lua_touserdata(L, -1);
-    lua_pop(L, 2);
-    return t;
+    (void)L;
+    if (!b->cap)
+        return NULL;
+    tb_task *t = *map_slot(b, id, hash_id(id));
+    return t == TOMB ? NULL : t;
 }
 
 int taskbook_push_bytes(lua_State *L, const char *id, int ok, const char *out, size_t outlen,

@@ -1,6 +1,6 @@
 /*
 ** fleet_keys.h: what the fleet keeps in Redis, shared by the producer side
-** (lua/fleet_pool.c) and the worker (worker/): key names, the two Lua
+** (lua/fleet/fleet_pool.c) and the worker (worker/): key names, the two Lua
 ** scripts and the notification records. docs/ARCHITECTURE.md explains the
 ** life of a task; this file is the byte-level contract.
 **

@@ -1,5 +1,5 @@
 /* libmutirao-host.h: a host program's own functions and globals, named like
- * libmutirao's internal ones (shared/config.c, lua/async.c, lua/port.c, ...)
+ * libmutirao's internal ones (shared/wire/config.c, lua/core/async.c, lua/core/port.c, ...)
  * but with other signatures and behaviour. A host linking libmutirao.a or
  * libmutirao.so must keep them: the library may not define or call them. */
 #ifndef LIBMUTIRAO_HOST_H

@@ -1,5 +1,5 @@
 /*
-** test-codec.c: tests of the closure codec (shared/codec.h). Values are
+** test-codec.c: tests of the closure codec (shared/codec/codec.h). Values are
 ** encoded in one lua_State and decoded in another, as a pool does.
 ** Run all: test-codec; run one: test-codec NAME.
 */

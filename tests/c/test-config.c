@@ -1,5 +1,5 @@
 /*
-** test-config.c: tests of the fleet configuration (shared/config.h):
+** test-config.c: tests of the fleet configuration (shared/wire/config.h):
 ** defaults, the file format and its errors, environment overrides, the
 ** lookup order, topic names and redaction.
 ** Run all: test-config; run one: test-config NAME.

@@ -1,6 +1,6 @@
 /*
 ** test-envelope.c: tests of the task envelope and the result record
-** (shared/envelope.h): round trips, and every way a record can be refused.
+** (shared/wire/envelope.h): round trips, and every way a record can be refused.
 ** Run all: test-envelope; run one: test-envelope NAME.
 */
 #include <stdint.h>

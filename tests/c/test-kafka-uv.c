@@ -1,4 +1,4 @@
-/* test-kafka-uv.c: shared/kafka_uv.c and shared/kafka_tracker.c.
+/* test-kafka-uv.c: shared/kafka/kafka_uv.c and shared/kafka/kafka_tracker.c.
  * `test-kafka-uv NAME` runs one test: tracker (pure, randomized against a
  * model; MUTIRAO_TEST_SEED=N replays), and against librdkafka's mock cluster
  * on loopback: produce, ensure, consume, commit, pause, broker_down,

@@ -1,5 +1,5 @@
 /*
-** test-redis-uv.c: tests of the async Redis client (shared/redis_uv.h)
+** test-redis-uv.c: tests of the async Redis client (shared/redis/redis_uv.h)
 ** against real redis-server processes this program starts on free loopback
 ** ports (REDIS_SERVER overrides /usr/bin/redis-server; missing: skip, 77).
 ** Run all: test-redis-uv; run one: test-redis-uv NAME;

@@ -1,4 +1,4 @@
-/* test-sched.c: the goroutine scheduler (lua/scheduler.c) driven from C on
+/* test-sched.c: the goroutine scheduler (lua/core/scheduler.c) driven from C on
  * a lua_State made with luaL_newstate + luaopen_goroutine.
  * Covers: spawning from C (with arguments), sched_run's return value (0 when
  * all ended, the number of blocked goroutines on a deadlock), the main

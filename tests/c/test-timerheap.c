@@ -1,4 +1,4 @@
-/* test-timerheap.c: the deadline min-heap of lua/timerheap.c.
+/* test-timerheap.c: the deadline min-heap of lua/core/timerheap.c.
  * Ordering, removal (of the min, the last, the middle, absent entries),
  * FIFO order of equal deadlines, and a seeded randomized comparison of
  * push/remove/pop sequences against a sorted reference.

@@ -389,6 +389,45 @@ def case_two_clients():
     check(w.stop() == 0, "worker exit status")
 
 
+def case_stock_lua():
+    """The stock lua5.4 on the fleet through goroutine_fleet.so (goroutine.so
+    has no fleet): tasks, results and a WaitGroup go through a worker."""
+    pool = "stocklua" + UNIQ
+    w = Worker("stock", [pool])
+    script = os.path.join(TMP, "stock.lua")
+    with open(script, "w") as f:
+        f.write("""
+package.cpath = %(lib)r .. "/?.so;" .. package.cpath
+local g = require("goroutine_fleet")
+assert(require("goroutine") == g, "one module")
+print("backend", g._backend())
+assert(g.pool_create(%(pool)r, { workers = 2 }))
+local wg = g.wait_group()
+wg:add(3)
+local ids = {}
+for i = 1, 3 do
+    ids[i] = assert(g.pool_submit(%(pool)r, function(x)
+        wg:done()
+        return x * 10, require("goroutine")._backend()
+    end, i))
+end
+for i = 1, 3 do print("result", g.await(ids[i])) end
+wg:wait()
+print("wg", wg:count())
+""" % {"lib": os.path.join(os.path.dirname(BIN), "lib"), "pool": pool})
+    rc, out, err, _ = run(["lua5.4", script], env={"MUTIRAO_FLEET": "on"})
+    check(rc == 0, "lua5.4 with goroutine_fleet: %d\n%s%s" % (rc, out, err))
+    check("backend\tfleet" in out and "wg\t0" in out, out)
+    for i in (1, 2, 3):
+        check("result\ttrue\t%d\tfleet" % (i * 10) in out, out)
+    check(re.search(r"pool=%s task=\S+ attempt" % pool, w.text()), "the worker ran none of them")
+    # without the fleet configuration the same module runs them embedded
+    rc, out, err, _ = run(["lua5.4", script], env={"MUTIRAO_FLEET": "off"})
+    check(rc == 0 and "backend\tembedded" in out and "result\ttrue\t10\tembedded" in out,
+          "goroutine_fleet with fleet = off: %d\n%s%s" % (rc, out, err))
+    check(w.stop() == 0, "worker exit status")
+
+
 def case_semantics():
     """Fixed producer ids, task timeouts, delegate_to's `this`, big results,
     await_all with task ids."""
@@ -516,7 +555,7 @@ def case_valgrind():
 
 CASES = {"examples": case_examples, "await_wg": case_await_wg, "two_workers": case_two_workers,
          "sigkill": case_sigkill, "errors": case_errors, "libmutirao": case_libmutirao,
-         "two_clients": case_two_clients,
+         "two_clients": case_two_clients, "stock_lua": case_stock_lua,
          "semantics": case_semantics, "valgrind": case_valgrind}
 try:
     CASES[CASE]()

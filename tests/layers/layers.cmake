@@ -56,3 +56,10 @@ foreach(_probe ${_layer_probes})
     set_tests_properties(${_name} PROPERTIES WILL_FAIL TRUE)
   endif()
 endforeach()
+
+# goroutine.so, for the stock lua5.4, needs only Lua, libuv and libcurl: no
+# librdkafka, hiredis, libssl or libcrypto (the fleet is in goroutine_fleet.so).
+add_test(NAME layers.goroutine_so_has_no_fleet
+  COMMAND sh -c "readelf -d \"$1\" | grep NEEDED; ! readelf -d \"$1\" | grep -E 'NEEDED.*(rdkafka|hiredis|libssl|libcrypto)'"
+    sh $<TARGET_FILE:goroutine_module>)
+set_tests_properties(layers.goroutine_so_has_no_fleet PROPERTIES LABELS layers TIMEOUT 30)
