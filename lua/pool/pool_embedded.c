@@ -371,7 +371,7 @@ static int e_submit(lua_State *L, void *be)
     t->ex.id = t->tb.id;
     t->ex.pool = t->tb.pool;
     memcpy(t->tb.pool, p->name, strlen(p->name) + 1); /* a checked name: it fits */
-    lua_replace(L, 1); /* keep only the guard: index 1 */
+    lua_replace(L, 1);                                /* keep only the guard: index 1 */
     lua_settop(L, 1);
     lua_toclose(L, 1); /* a killed submitter still frees t and its hold */
     return submit_k(L, LUA_OK, (lua_KContext)g);

@@ -41,7 +41,7 @@ struct tb_task {
     tb_task *prev, *next; /* every record of the book */
     tb_task *done_next;   /* finished ones, oldest first */
     uint8_t done, ok, held, lingering, pinned;
-    uint32_t hash; /* of id, for the book's map */
+    uint32_t hash;   /* of id, for the book's map */
     const char *out; /* encoded outcome (owned by the backend's task), or NULL: err */
     size_t outlen;
     char *err; /* why there is no outcome (malloc'd) */
