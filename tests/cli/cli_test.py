@@ -198,6 +198,11 @@ CASES = {
         args=["run", case_file("plain_goroutine_error.lua")], code=0,
         err=[r"goroutine \d+ failed: \S*plain_goroutine_error\.lua:3: background failure"],
         out=[r"main chunk finished"], not_out=[r"WORKFLOW"]),
+    "goroutine_stack_overflow": dict(
+        args=["run", case_file("stack_overflow.lua")], code=0, timeout=40,
+        err=[r"goroutine \d+ failed: \S*stack_overflow\.lua:5: stack overflow\n"
+             r"stack traceback:\n\s+\S*stack_overflow\.lua:5: in upvalue 'f'"],
+        out=[r"(?m)^false\t\S*stack_overflow\.lua:5: stack overflow$", r"(?m)^end$"]),
     "delegate_to_local": dict(
         args=["run", case_file("delegate.lua")], code=0,
         err=[r"task 'remote_job' delegated to 'mariguica': no fleet configured, running locally"],
@@ -245,7 +250,17 @@ def run_case(mutirao, name):
     env.update(c.get("env", {}))
     import subprocess
     t0 = time.monotonic()
-    p = subprocess.run([mutirao] + args, capture_output=True, env=env, timeout=60)
+    try:
+        p = subprocess.run([mutirao] + args, capture_output=True, env=env,
+                           timeout=c.get("timeout", 60))
+    except subprocess.TimeoutExpired as e:
+        # a hang is a failure with what was written so far, not a traceback
+        print("$ mutirao %s" % " ".join(args))
+        print("--- stdout ---\n%s--- stderr ---\n%s--------------" % (
+            (e.stdout or b"").decode("utf-8", "replace"),
+            (e.stderr or b"")[-4000:].decode("utf-8", "replace")))
+        print("FAIL: still running after %ds (killed)" % c.get("timeout", 60))
+        return 1
     elapsed = time.monotonic() - t0
     out = p.stdout.decode("utf-8", "replace")
     err = p.stderr.decode("utf-8", "replace")

@@ -11,8 +11,9 @@ local function in_goroutine(fn, ...)
 end
 
 -- Runs a Lua script in a fresh lua5.4 (same interpreter, same module) and
--- returns its combined output and exit status.
-local function run_lua(code)
+-- returns its combined output and exit status. With `limit` (seconds) the
+-- script is killed when it runs longer (exit status 124 then).
+local function run_lua(code, limit)
     local lua = os.getenv("MUTIRAO_LUA") or "lua5.4"
     local dir = os.getenv("MUTIRAO_MODULE_DIR")
     if not dir then
@@ -23,12 +24,14 @@ local function run_lua(code)
     local f = assert(io.open(path, "w"))
     f:write(code)
     f:close()
-    local p = assert(io.popen(string.format("LUA_CPATH='%s/?.so;;' %s %s 2>&1; echo \"EXIT:$?\"",
-        dir, lua, path)))
+    local killer = limit and string.format("timeout -s KILL %d ", limit) or ""
+    local p = assert(io.popen(string.format("LUA_CPATH='%s/?.so;;' %s%s %s 2>&1; echo \"EXIT:$?\"",
+        dir, killer, lua, path)))
     local out = p:read("a")
     p:close()
     os.remove(path)
     local status = tonumber(out:match("EXIT:(%d+)%s*$"))
+    if status == 137 then status = 124 end
     return out:gsub("EXIT:%d+%s*$", ""), status
 end
 
@@ -365,6 +368,31 @@ describe("errors in spawned goroutines", function()
         assert.matches("goroutine %d+ failed: table", out)
         assert.matches("stack traceback:", out)
         assert.matches("still alive\ttrue", out)
+    end)
+
+    it("a stack overflow in a goroutine after one caught in the main chunk is reported, no hang", function()
+        -- Preemption used to re-arm its hook at every CPU tick, and arming
+        -- walks the whole (here about a million frames deep) stack: the
+        -- thread never left the signal handler.
+        local out, status = run_lua([[
+            local G = require("goroutine")
+            local function f() return f() + 1 end
+            print(pcall(f))
+            local wg = G.wait_group()
+            wg:add(1)
+            G.spawn(function()
+                local _ <close> = setmetatable({}, { __close = function() wg:done() end })
+                f()
+            end)
+            wg:wait()
+            G.spawn(function() print("still alive") end)
+            G.sleep(1)
+            print("end")
+        ]], 40)
+        assert.are.equal(0, status, out)
+        assert.matches("^false\t[^\n]*:2: stack overflow\n", out)
+        assert.matches("goroutine %d+ failed: [^\n]*:2: stack overflow\nstack traceback:\n", out)
+        assert.matches("still alive\nend\n", out)
     end)
 end)
 
