@@ -203,6 +203,12 @@ CASES = {
         err=[r"goroutine \d+ failed: \S*stack_overflow\.lua:5: stack overflow\n"
              r"stack traceback:\n\s+\S*stack_overflow\.lua:5: in upvalue 'f'"],
         out=[r"(?m)^false\t\S*stack_overflow\.lua:5: stack overflow$", r"(?m)^end$"]),
+    "spawn_many_out_of_memory": dict(
+        args=["run", case_file("spawn_many_oom.lua")], code=1, address_space=150 << 20,
+        out=[r"(?m)^false\tnot enough memory$", r"(?m)^ran\t0$", r"(?m)^usable\t3$"],
+        err=[r"ERROR \[g\d+\] error: not enough memory\nstack traceback:\n"
+             r"\s+\[C\]: in function 'goroutine\.spawn_many'"],
+        not_out=[r"unreachable"], not_err=[r"unprotected|fatal"], max_s=20),
     "delegate_to_local": dict(
         args=["run", case_file("delegate.lua")], code=0,
         err=[r"task 'remote_job' delegated to 'mariguica': no fleet configured, running locally"],
@@ -249,10 +255,19 @@ def run_case(mutirao, name):
     env.pop("MUTIRAO_LOG_LEVEL", None)
     env.update(c.get("env", {}))
     import subprocess
+    preexec = None
+    if "address_space" in c:
+        # a sanitizer's shadow memory does not fit in a small address space
+        if "ASAN_OPTIONS" in env or "TSAN_OPTIONS" in env:
+            print("ok (skipped under a sanitizer): " + name)
+            return 0
+        import resource
+        limit = c["address_space"]
+        preexec = lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     t0 = time.monotonic()
     try:
         p = subprocess.run([mutirao] + args, capture_output=True, env=env,
-                           timeout=c.get("timeout", 60))
+                           timeout=c.get("timeout", 60), preexec_fn=preexec)
     except subprocess.TimeoutExpired as e:
         # a hang is a failure with what was written so far, not a traceback
         print("$ mutirao %s" % " ".join(args))

@@ -12,8 +12,9 @@ end
 
 -- Runs a Lua script in a fresh lua5.4 (same interpreter, same module) and
 -- returns its combined output and exit status. With `limit` (seconds) the
--- script is killed when it runs longer (exit status 124 then).
-local function run_lua(code, limit)
+-- script is killed when it runs longer (exit status 124 then); `prefix` is a
+-- shell command run first (e.g. a ulimit).
+local function run_lua(code, limit, prefix)
     local lua = os.getenv("MUTIRAO_LUA") or "lua5.4"
     local dir = os.getenv("MUTIRAO_MODULE_DIR")
     if not dir then
@@ -25,8 +26,8 @@ local function run_lua(code, limit)
     f:write(code)
     f:close()
     local killer = limit and string.format("timeout -s KILL %d ", limit) or ""
-    local p = assert(io.popen(string.format("LUA_CPATH='%s/?.so;;' %s%s %s 2>&1; echo \"EXIT:$?\"",
-        dir, killer, lua, path)))
+    local p = assert(io.popen(string.format("%sLUA_CPATH='%s/?.so;;' %s%s %s 2>&1; echo \"EXIT:$?\"",
+        prefix or "", dir, killer, lua, path)))
     local out = p:read("a")
     p:close()
     os.remove(path)
@@ -199,6 +200,43 @@ describe("goroutine.spawn_many", function()
         ok, err = pcall(G.spawn_many)
         assert.is_false(ok)
         assert.matches("bad argument #1 to '[%w_.]*spawn_many'", err)
+    end)
+
+    it("rejects a count it cannot honour (more than 10,000,000) before starting any", function()
+        local called = false
+        for _, n in ipairs({ 1e15, 10000001, math.maxinteger }) do
+            local ok, err = pcall(G.spawn_many, n, function() called = true end)
+            assert.is_false(ok)
+            assert.matches("bad argument #1 to '[%w_.]*spawn_many' %(count too large %(at most 10000000%)%)",
+                err)
+        end
+        G.sleep(1)
+        assert.is_false(called)
+    end)
+
+    -- (a sanitizer runtime preloaded into lua5.4 needs more address space)
+    local preloaded = (os.getenv("LD_PRELOAD") or "") ~= ""
+    ;(preloaded and pending or it)("running out of memory part-way is an error pcall catches, and none run", function()
+        local out, status = run_lua([[
+            local G = require("goroutine")
+            local ran = 0
+            local ok, err = pcall(G.spawn_many, 1000000, function() ran = ran + 1 end)
+            print(ok, err)
+            G.sleep(10)
+            print("ran", ran)
+            local wg = G.wait_group()
+            wg:add(3)
+            G.spawn_many(3, function() ran = ran + 1; wg:done() end)
+            wg:wait()
+            print("usable", ran)
+            G.spawn_many(1000000, function() end)
+            print("unreachable")
+        ]], 40, "ulimit -v 150000; ")
+        assert.are.equal(1, status, out)
+        assert.matches("^false\tnot enough memory\nran\t0\nusable\t3\n", out)
+        assert.matches("not enough memory", out:match("usable\t3\n(.*)$"))
+        assert.is_nil(out:find("unreachable", 1, true))
+        assert.is_nil(out:find("PANIC", 1, true))
     end)
 
     it("the spec's example runs (log replaced by a table)", function()
