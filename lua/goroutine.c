@@ -12,6 +12,7 @@
 #include "async.h"
 #include "coroutines.h"
 #include "fleet_pool.h"
+#include "http.h"
 #include "pool.h"
 #include "scheduler.h"
 #include "waitgroup.h"
@@ -449,6 +450,7 @@ MUTIRAO_EXPORT int luaopen_goroutine(lua_State *L)
     sched *s = sched_get(L);
     handle_register(L, s);
     waitgroup_register(L, s);
+    http_headers_metatable(L); /* (see http.h) */
     luaL_newlibtable(L, funcs);
     lua_pushlightuserdata(L, s);
     luaL_setfuncs(L, funcs, 1);

@@ -530,6 +530,15 @@ static int headers_index(lua_State *L)
     return 1;
 }
 
+void http_headers_metatable(lua_State *L)
+{
+    if (luaL_newmetatable(L, HEADERS_TNAME)) {
+        lua_pushcfunction(L, headers_index);
+        lua_setfield(L, -2, "__index");
+    }
+    lua_pop(L, 1);
+}
+
 MUTIRAO_EXPORT int luaopen_http(lua_State *L)
 {
     static const luaL_Reg funcs[] = {{"get", h_get},         {"post", h_post},     {"put", h_put},
@@ -545,11 +554,7 @@ MUTIRAO_EXPORT int luaopen_http(lua_State *L)
         lua_setfield(L, -2, "__close");
     }
     lua_pop(L, 1);
-    if (luaL_newmetatable(L, HEADERS_TNAME)) {
-        lua_pushcfunction(L, headers_index);
-        lua_setfield(L, -2, "__index");
-    }
-    lua_pop(L, 1);
+    http_headers_metatable(L);
     luaL_newlibtable(L, funcs);
     lua_pushlightuserdata(L, s);
     luaL_setfuncs(L, funcs, 1);

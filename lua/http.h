@@ -21,4 +21,10 @@
 /* require("http"): also loads the goroutine module (the VM's scheduler). */
 MUTIRAO_EXPORT int luaopen_http(lua_State *L);
 
+/* Registers the metatable of responses' header tables (luaL_newmetatable)
+ * unless it is there. Metatables travel to and from pool tasks by that name,
+ * so every VM with the goroutine module has it: a response a task returns
+ * keeps its any-case header lookup even where http was never required. */
+void http_headers_metatable(lua_State *L);
+
 #endif
