@@ -102,7 +102,13 @@ static void on_signal(int sig, siginfo_t *si, void *uc)
             if (now - since >= slice_ns || (dl && now >= dl)) {
                 atomic_store_explicit(&s->preempt, 1, memory_order_relaxed);
                 lua_State *co = atomic_load_explicit(&s->running_L, memory_order_relaxed);
-                if (co)
+                /* Arm only once: lua_sethook marks every call frame of the
+                 * thread, so it costs time in proportion to the stack depth.
+                 * On a very deep stack (a recursion about to overflow) that
+                 * takes longer than a tick, and re-arming at every tick kept
+                 * the thread inside this handler for good (100% CPU, no
+                 * progress). */
+                if (co && lua_gethook(co) != preempt_hook)
                     lua_sethook(co, preempt_hook, LUA_MASKLINE, 0);
             }
         }

@@ -656,6 +656,15 @@ gor *sched_spawn(sched *s, lua_State *L, int nargs, scope *sc, ghandle *h)
         g->ref = luaL_ref(L, LUA_REGISTRYINDEX);
     }
     g->free_next = NULL;
+    /* (before g gets an id or anchors h: a record given back here holds
+     * nothing) */
+    if (!lua_checkstack(g->L, nargs + 1 + LUA_MINSTACK)) {
+        /* give the record back before raising */
+        g->free_next = s->free;
+        s->free = g;
+        s->nfree++;
+        luaL_error(L, "too many arguments to start a goroutine (%d)", nargs);
+    }
     g->id = ++s->next_id;
     g->flags = 0;
     if (h) {
@@ -667,13 +676,6 @@ gor *sched_spawn(sched *s, lua_State *L, int nargs, scope *sc, ghandle *h)
         lua_remove(L, -nargs - 2);
     }
     g->handle = h;
-    if (!lua_checkstack(g->L, nargs + 1 + LUA_MINSTACK)) {
-        /* give the record back before raising */
-        g->free_next = s->free;
-        s->free = g;
-        s->nfree++;
-        luaL_error(L, "too many arguments to start a goroutine (%d)", nargs);
-    }
     lua_xmove(L, g->L, nargs + 1);
     g->nargs = nargs;
     if (!sc)
@@ -686,6 +688,23 @@ gor *sched_spawn(sched *s, lua_State *L, int nargs, scope *sc, ghandle *h)
     if (sc->cancelled)
         sched_kill(s, g, sc->reason);
     return g;
+}
+
+void sched_unspawn(sched *s, scope *sc, uint64_t after_id)
+{
+    /* scope_add puts new members first: the newest are at the head */
+    gor *g;
+    while ((g = sc->members) && g->id > after_id && g->state == G_READY) {
+        sched_kill(s, g, NULL); /* never ran: nothing to close; now first on s->free */
+        if (s->free == g) {
+            /* drop the record rather than keep it for reuse */
+            s->free = g->free_next;
+            s->nfree--;
+            *(gor **)lua_getextraspace(g->L) = NULL;
+            g->magic = 0;
+            luaL_unref(s->T, LUA_REGISTRYINDEX, g->ref);
+        }
+    }
 }
 
 int sched_wait(lua_State *L, sched *s, glist *wl, uint64_t due, lua_KContext ctx, lua_KFunction k)

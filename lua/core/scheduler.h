@@ -133,6 +133,11 @@ uint64_t sched_now_ns(void);
  * goroutine keeps it alive and resolves it with its outcome. */
 gor *sched_spawn(sched *s, lua_State *L, int nargs, scope *sc, ghandle *h);
 
+/* Takes back the goroutines of scope sc with ids above after_id that have
+ * not run yet (a spawn_many that failed part-way): they never run and their
+ * records are dropped, not kept for reuse, so their memory can be collected. */
+void sched_unspawn(sched *s, scope *sc, uint64_t after_id);
+
 /* Parks the calling goroutine of L on list wl (may be NULL: woken by a
  * timer or sched_ready) and yields; k runs when it is woken. A call from a
  * thread that is no goroutine runs the loop until woken instead. Returns

@@ -530,6 +530,15 @@ static int headers_index(lua_State *L)
     return 1;
 }
 
+void http_headers_metatable(lua_State *L)
+{
+    if (luaL_newmetatable(L, HEADERS_TNAME)) {
+        lua_pushcfunction(L, headers_index);
+        lua_setfield(L, -2, "__index");
+    }
+    lua_pop(L, 1);
+}
+
 int http_open(lua_State *L, sched *s)
 {
     static const luaL_Reg funcs[] = {{"get", h_get},         {"post", h_post},     {"put", h_put},
@@ -542,11 +551,7 @@ int http_open(lua_State *L, sched *s)
         lua_setfield(L, -2, "__close");
     }
     lua_pop(L, 1);
-    if (luaL_newmetatable(L, HEADERS_TNAME)) {
-        lua_pushcfunction(L, headers_index);
-        lua_setfield(L, -2, "__index");
-    }
-    lua_pop(L, 1);
+    http_headers_metatable(L);
     luaL_newlibtable(L, funcs);
     lua_pushlightuserdata(L, s);
     luaL_setfuncs(L, funcs, 1);

@@ -22,4 +22,10 @@
  * is require("http")). */
 int http_open(lua_State *L, sched *s);
 
+/* Registers the metatable of responses' header tables (luaL_newmetatable)
+ * unless it is there. Metatables travel to and from pool tasks by that name,
+ * so every VM with the goroutine module has it: a response a task returns
+ * keeps its any-case header lookup even where http was never required. */
+void http_headers_metatable(lua_State *L);
+
 #endif

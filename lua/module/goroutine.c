@@ -11,6 +11,7 @@
 
 #include "async.h"
 #include "coroutines.h"
+#include "http.h"
 #include "iomods.h"
 #include "pool.h"
 #include "procs.h"
@@ -47,16 +48,44 @@ static int g_spawn(lua_State *L)
     return 0;
 }
 
-static int g_spawn_many(lua_State *L)
+/* The most goroutines one spawn_many call starts. Each waits in the run
+ * queue with its own thread (about 1.3 KB) until it runs, so this is already
+ * about 13 GB; far larger counts (1e15) could only end in the machine
+ * running out of memory. */
+#define SPAWN_MANY_MAX 10000000
+
+/* spawn_many's loop, run under lua_pcall: (sched, fn, n). */
+static int spawn_many_loop(lua_State *L)
 {
-    lua_Integer n = luaL_checkinteger(L, 1);
-    luaL_argcheck(L, n >= 0, 1, "non-negative count expected");
-    luaL_checktype(L, 2, LUA_TFUNCTION);
-    sched *s = S(L);
+    sched *s = lua_touserdata(L, 1);
+    lua_Integer n = lua_tointeger(L, 3);
     for (lua_Integer i = 1; i <= n; i++) {
         lua_pushvalue(L, 2);
         lua_pushinteger(L, i);
         sched_spawn(s, L, 1, NULL, NULL);
+    }
+    return 0;
+}
+
+static int g_spawn_many(lua_State *L)
+{
+    lua_Integer n = luaL_checkinteger(L, 1);
+    luaL_argcheck(L, n >= 0, 1, "non-negative count expected");
+    luaL_argcheck(L, n <= SPAWN_MANY_MAX, 1, "count too large (at most 10000000)");
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    sched *s = S(L);
+    /* All or nothing: when an error (not enough memory) stops the loop
+     * part-way, the goroutines it started are taken back before the error
+     * goes on, so a caller that catches it has nothing half done and gets
+     * their memory back. */
+    uint64_t before = s->next_id;
+    lua_pushcfunction(L, spawn_many_loop);
+    lua_pushlightuserdata(L, s);
+    lua_pushvalue(L, 2);
+    lua_pushinteger(L, n);
+    if (lua_pcall(L, 3, 0, 0) != LUA_OK) {
+        sched_unspawn(s, sched_current_scope(s, L), before);
+        return lua_error(L);
     }
     return 0;
 }
@@ -423,6 +452,7 @@ MUTIRAO_EXPORT int luaopen_goroutine(lua_State *L)
     sched *s = sched_get(L);
     handle_register(L, s);
     waitgroup_register(L, s);
+    http_headers_metatable(L); /* (see http.h) */
     luaL_newlibtable(L, funcs);
     lua_pushlightuserdata(L, s);
     luaL_setfuncs(L, funcs, 1);

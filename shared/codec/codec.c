@@ -217,8 +217,8 @@ static int encode_main(lua_State *L)
         c->path = lua_newuserdatauv(L, sizeof(codec__seg) * (c->lim.max_depth + 4u), 0);
 
     msgpack_packer_init(&c->pk, c, out_write);
-    char hdr[CODEC__HDRLEN] = {CODEC__MAGIC[0], CODEC__MAGIC[1], CODEC__MAGIC[2],
-                               CODEC_FORMAT_VERSION};
+    /* version 1 unless a value needs version 2 (set at the end) */
+    char hdr[CODEC__HDRLEN] = {CODEC__MAGIC[0], CODEC__MAGIC[1], CODEC__MAGIC[2], 1};
     if (out_write(c, hdr, sizeof hdr) != 0)
         codec__pack_ok(c, -1);
     codec__pack_ok(c, msgpack_pack_array(&c->pk, (size_t)n));
@@ -228,6 +228,8 @@ static int encode_main(lua_State *L)
         codec__encode_value(c, 2 + i);
         c->npath = 0;
     }
+    if (c->v2)
+        c->out.data[3] = 2; /* the header is in the buffer: it cannot have overflowed */
     return 0;
 }
 
@@ -319,11 +321,12 @@ static int decode_main(lua_State *L)
                     len);
     if (memcmp(c->p, CODEC__MAGIC, 3) != 0)
         codec__fail(c, CODEC_EMAGIC, "bad magic: not a mutirao codec message");
-    if (c->p[3] != CODEC_FORMAT_VERSION)
+    if (c->p[3] < 1 || c->p[3] > CODEC_FORMAT_VERSION)
         codec__fail(c, CODEC_EVERSION,
                     "unsupported codec format version %u (this codec reads "
-                    "version %d)",
+                    "versions 1 to %d)",
                     c->p[3], CODEC_FORMAT_VERSION);
+    c->version = c->p[3];
     c->p += CODEC__HDRLEN;
     if (c->p == c->end)
         codec__fail(c, CODEC_ETRUNCATED, "truncated message: no body");

@@ -14,8 +14,11 @@
 extern "C" {
 #endif
 
-/* Version of the wire format this codec writes; the decoder reads only it. */
-#define CODEC_FORMAT_VERSION 1
+/* Newest version of the wire format. The encoder writes it only for messages
+   that need it (a table with a metatable) and version 1 otherwise, so older
+   decoders still read everything they can; the decoder reads versions 1 up
+   to this one. */
+#define CODEC_FORMAT_VERSION 2
 
 /* Error codes: negative ints, one table. XX(name, value, message). */
 #define CODEC_ERRNO_MAP(XX)                                                                        \

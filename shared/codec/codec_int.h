@@ -27,7 +27,10 @@ enum {
     CODEC__EXT_GLOBALS = 4, /* empty: the receiver's globals table */
     CODEC__EXT_MODULE = 5,  /* payload: module name */
     CODEC__EXT_MODFUNC = 6, /* payload: module name, NUL, field name */
-    CODEC__EXT_UDATA = 7    /* payload: u8 n, tname (n bytes), hook bytes */
+    CODEC__EXT_UDATA = 7,   /* payload: u8 n, tname (n bytes), hook bytes */
+    /* version 2 */
+    CODEC__EXT_META = 8,   /* empty; as a map key: the entry's value is the table's metatable */
+    CODEC__EXT_REGMETA = 9 /* payload: name of a metatable registered with luaL_newmetatable */
 };
 
 /* Hard cap on max_depth, whatever the caller asks: C stack safety. */
@@ -72,7 +75,14 @@ typedef struct codec__hook {
 } codec__hook;
 
 /* One step of the path from an argument to the value being encoded. */
-enum { CODEC__SEG_ARG, CODEC__SEG_FIELD, CODEC__SEG_INDEX, CODEC__SEG_KEY, CODEC__SEG_UPVAL };
+enum {
+    CODEC__SEG_ARG,
+    CODEC__SEG_FIELD,
+    CODEC__SEG_INDEX,
+    CODEC__SEG_KEY,
+    CODEC__SEG_UPVAL,
+    CODEC__SEG_META /* the metatable of the table before it */
+};
 typedef struct codec__seg {
     int kind;      /* CODEC__SEG_* */
     int a;         /* ARG: number; FIELD: key stack index; UPVAL: fn index */
@@ -115,10 +125,12 @@ typedef struct codec__ctx {
     int npath;                                  /* its length */
     int modmap_checked;                         /* the module map was validated by this call */
     int nargs;                                  /* encode: values to encode (args 2..nargs+1) */
+    int v2;                                     /* encode: the message needs format version 2 */
     /* decoder */
     const unsigned char *p;   /* next byte */
     const unsigned char *end; /* one past the last byte */
     int nvals;                /* decode: values pushed */
+    int version;              /* decode: format version of the message */
 } codec__ctx;
 
 /* codec.c */

@@ -198,6 +198,33 @@ static void decode_array(codec__ctx *c, uint32_t n)
     c->depth--;
 }
 
+/* The value of a map entry keyed by ext META (version 2): the table's
+   metatable, pushed. Only from trusted senders: a metatable makes the
+   receiver call its functions (__index, __gc...) without being asked. */
+static void decode_meta(codec__ctx *c, int have)
+{
+    lua_State *L = c->L;
+    int type;
+    const unsigned char *d;
+    uint32_t len;
+    codec__read_ext(c, &type, &d, &len);
+    if (len != 0)
+        codec__fail(c, CODEC_EMALFORMED, "malformed message: metatable marker has a payload");
+    if (have)
+        codec__fail(c, CODEC_EMALFORMED, "malformed message: a table with two metatables");
+    if (!c->lim.allow_bytecode)
+        codec__fail(c, CODEC_EBYTECODE,
+                    "message carries a metatable and allow_bytecode is off "
+                    "(metatables, like functions, are accepted only from trusted senders)");
+    if (c->nodes >= c->lim.max_elems)
+        codec__fail(c, CODEC_ETOOMANY, "more than max_elems %zu values", c->lim.max_elems);
+    c->nodes++; /* the marker */
+    codec__decode_value(c);
+    if (!lua_istable(L, -1))
+        codec__fail(c, CODEC_EMALFORMED, "malformed message: a metatable that is a %s",
+                    luaL_typename(L, -1));
+}
+
 static void decode_map(codec__ctx *c, uint32_t n)
 {
     lua_State *L = c->L;
@@ -206,7 +233,14 @@ static void decode_map(codec__ctx *c, uint32_t n)
     lua_createtable(L, 0, prealloc(n));
     register_top(c);
     int t = lua_gettop(L);
+    int mt = 0; /* stack slot of the metatable once read */
     for (uint32_t i = 0; i < n; i++) {
+        int type;
+        if (c->version >= 2 && codec__peek_ext(c, &type) && type == CODEC__EXT_META) {
+            decode_meta(c, mt != 0);
+            mt = lua_gettop(L);
+            continue;
+        }
         codec__decode_value(c);
         int kt = lua_type(L, -1);
         if (kt == LUA_TNIL)
@@ -216,6 +250,8 @@ static void decode_map(codec__ctx *c, uint32_t n)
         codec__decode_value(c);
         lua_rawset(L, t);
     }
+    if (mt) /* set once the entries are in (the metatable is on top) */
+        lua_setmetatable(L, t);
     c->depth--;
 }
 
@@ -238,6 +274,29 @@ static void decode_udata(codec__ctx *c, const unsigned char *d, uint32_t len)
     if (rc < 0 || lua_gettop(L) != top + 1)
         codec__fail(c, CODEC_EUDATA, "decode hook for userdata '%.*s' failed (%d)", (int)tlen,
                     (const char *)d + 1, rc);
+}
+
+/* A metatable the receiver registered under that name (luaL_newmetatable):
+   the registry entry must be a table whose __name is the name. */
+static void decode_regmeta(codec__ctx *c, const unsigned char *d, uint32_t len)
+{
+    lua_State *L = c->L;
+    if (c->version < 2 || len == 0)
+        codec__fail(c, CODEC_EMALFORMED, "malformed message: bad registered metatable");
+    lua_pushlstring(L, (const char *)d, len);
+    lua_pushvalue(L, -1);
+    int ok = lua_rawget(L, LUA_REGISTRYINDEX) == LUA_TTABLE;
+    if (ok) {
+        lua_pushliteral(L, "__name");
+        lua_rawget(L, -2);
+        ok = lua_rawequal(L, -1, -3);
+        lua_pop(L, 1);
+    }
+    if (!ok)
+        codec__fail(c, CODEC_EMODULE,
+                    "metatable '%.*s' is not registered here (load the library that makes it)",
+                    (int)(len > 100 ? 100 : len), (const char *)d);
+    lua_remove(L, -2);
 }
 
 static void decode_ext(codec__ctx *c)
@@ -269,6 +328,9 @@ static void decode_ext(codec__ctx *c)
         break;
     case CODEC__EXT_UDATA:
         decode_udata(c, d, len);
+        break;
+    case CODEC__EXT_REGMETA:
+        decode_regmeta(c, d, len);
         break;
     default:
         codec__fail(c, CODEC_EMALFORMED, "malformed message: unexpected ext type %d", type);

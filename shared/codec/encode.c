@@ -1,8 +1,9 @@
 /*
 ** encode.c: Lua values -> msgpack. Scalars map to msgpack scalars, tables to
-** maps/arrays, every table, function and userdata is numbered on first sight
-** and sent again as a reference, so sharing and cycles survive. On a value
-** that cannot travel the path to it is rendered into the error message.
+** maps/arrays (a table's metatable as a last map entry keyed by ext META),
+** every table, function and userdata is numbered on first sight and sent
+** again as a reference, so sharing and cycles survive. On a value that
+** cannot travel the path to it is rendered into the error message.
 */
 #include <ctype.h>
 #include <stdarg.h>
@@ -125,6 +126,12 @@ static int mb_piece(codec__ctx *c, msgbuf *m, int *i, const char *typ)
         *i = j - 1;
         return CODEC__SEG_FIELD;
     }
+    case CODEC__SEG_META:
+        mb_add(m, "metatable");
+        if (typ)
+            mb_add(m, " (%s)", typ);
+        *i -= 1;
+        return CODEC__SEG_META;
     case CODEC__SEG_KEY:
         mb_add(m, "table key");
         if (typ)
@@ -206,6 +213,8 @@ static void pack_ext(codec__ctx *c, int type, const void *p, size_t n)
 static void encode_table(codec__ctx *c, int t)
 {
     lua_State *L = c->L;
+    /* the real metatable (lua_getmetatable ignores __metatable) */
+    int mt = lua_getmetatable(L, t) ? lua_gettop(L) : 0;
     lua_Integer b = (lua_Integer)lua_rawlen(L, t);
     size_t total = 0;
     lua_Integer seq = 0;
@@ -219,7 +228,7 @@ static void encode_table(codec__ctx *c, int t)
         }
         lua_pop(L, 1);
     }
-    if (total > 0 && (lua_Integer)total == b && seq == b) {
+    if (!mt && total > 0 && (lua_Integer)total == b && seq == b) {
         codec__pack_ok(c, msgpack_pack_array(&c->pk, total));
         for (lua_Integer i = 1; i <= b; i++) {
             lua_rawgeti(L, t, i);
@@ -230,7 +239,7 @@ static void encode_table(codec__ctx *c, int t)
         }
         return;
     }
-    codec__pack_ok(c, msgpack_pack_map(&c->pk, total));
+    codec__pack_ok(c, msgpack_pack_map(&c->pk, total + (mt ? 1 : 0)));
     size_t done = 0;
     lua_pushnil(L);
     while (lua_next(L, t)) {
@@ -246,6 +255,43 @@ static void encode_table(codec__ctx *c, int t)
     }
     if (done != total)
         codec__fail(c, CODEC_EINVAL, "table changed while being encoded");
+    if (mt) {
+        /* last, so that the receiver sets it once the entries are in */
+        count_nodes(c, 1);
+        pack_ext(c, CODEC__EXT_META, NULL, 0);
+        codec__path_push(c, CODEC__SEG_META, 0, 0);
+        codec__encode_value(c, mt);
+        c->npath--;
+        c->v2 = 1;
+        lua_pop(L, 1);
+    }
+}
+
+/* Sends a table that luaL_newmetatable registered (its __name field names
+   it in the registry, e.g. a library's metatable of its objects) by that
+   name; returns 0 when it is not one. */
+static int encode_regmeta(codec__ctx *c, int idx)
+{
+    lua_State *L = c->L;
+    lua_pushliteral(L, "__name");
+    if (lua_rawget(L, idx) != LUA_TSTRING) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    lua_pushvalue(L, -1);
+    int same = lua_rawget(L, LUA_REGISTRYINDEX) == LUA_TTABLE && lua_rawequal(L, -1, idx);
+    lua_pop(L, 1);
+    if (!same) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    size_t n;
+    const char *name = lua_tolstring(L, -1, &n);
+    codec__register(c, idx);
+    pack_ext(c, CODEC__EXT_REGMETA, name, n);
+    c->v2 = 1;
+    lua_pop(L, 1);
+    return 1;
 }
 
 static void encode_udata(codec__ctx *c, int idx)
@@ -331,7 +377,7 @@ static void encode_object(codec__ctx *c, int idx, int type)
         if (lua_rawequal(L, idx, c->globals)) {
             codec__register(c, idx);
             pack_ext(c, CODEC__EXT_GLOBALS, NULL, 0);
-        } else if (!encode_modref(c, idx)) {
+        } else if (!encode_modref(c, idx) && !encode_regmeta(c, idx)) {
             codec__register(c, idx);
             encode_table(c, idx);
         }

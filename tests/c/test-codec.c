@@ -619,10 +619,11 @@ static int test_reject_header(void)
     ASSERT_EQ(decode_bytes(L, "", 0, NULL), CODEC_ETRUNCATED);
     ASSERT_EQ(decode_bytes(L, "MTR", 3, NULL), CODEC_ETRUNCATED);
     ASSERT_EQ(decode_bytes(L, "XTR\x01\x90", 5, NULL), CODEC_EMAGIC);
-    ASSERT_EQ(decode_bytes(L, "MTR\x02\x90", 5, NULL), CODEC_EVERSION);
-    ASSERT_CONTAINS(errbuf, "version 2");
+    ASSERT_EQ(decode_bytes(L, "MTR\x03\x90", 5, NULL), CODEC_EVERSION);
+    ASSERT_CONTAINS(errbuf, "version 3");
     ASSERT_EQ(decode_bytes(L, "MTR\x00\x90", 5, NULL), CODEC_EVERSION);
     ASSERT_EQ(decode_bytes(L, "MTR\x01\x90", 5, NULL), 0);
+    ASSERT_EQ(decode_bytes(L, "MTR\x02\x90", 5, NULL), 0); /* version 2 reads both */
     ASSERT_EQ(decode_bytes(L, "MTR\x01", 4, NULL), CODEC_ETRUNCATED);
     ASSERT_EQ(decode_bytes(L, "MTR\x01\xc0", 5, NULL), CODEC_EMALFORMED);
     ASSERT_EQ(decode_bytes(L, "MTR\x01\x90\x00", 6, NULL), CODEC_EMALFORMED);
@@ -670,6 +671,148 @@ static int test_reject_truncated(void)
     free(buf);
     lua_close(A);
     lua_close(B);
+    return 0;
+}
+
+/* ---- metatables (format version 2) ------------------------------------- */
+
+/* Makes the registered metatable "test.regmt" (luaL_newmetatable) in L. */
+static void regmt_setup(lua_State *L)
+{
+    luaL_newmetatable(L, "test.regmt");
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "registered");
+    lua_setfield(L, -2, "kind");
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+}
+
+static int test_metatables(void)
+{
+    lua_State *A = vm(), *B = vm();
+    int n;
+    /* copied metatables: methods and metamethods work, one metatable of two
+       objects stays one, a table may be its own metatable, __metatable does
+       not hide the real one from the encoder */
+    ASSERT_EQ(
+        transfer(A, B,
+                 "local Point = {}\n"
+                 "Point.__index = Point\n"
+                 "function Point.new(x, y) return setmetatable({x = x, y = y}, Point) end\n"
+                 "function Point:len2() return self.x ^ 2 + self.y ^ 2 end\n"
+                 "Point.__tostring = function(p) return 'P(' .. p.x .. ',' .. p.y .. ')' end\n"
+                 "Point.__add = function(a, b) return Point.new(a.x + b.x, a.y + b.y) end\n"
+                 "local a, b = Point.new(1, 2), Point.new(3, 4)\n"
+                 "local list = setmetatable({1, 2, 3}, {__len = function() return 99 end})\n"
+                 "local selfmt = {v = 7}\n"
+                 "selfmt.__index = selfmt\n"
+                 "setmetatable(selfmt, selfmt)\n"
+                 "local hidden = setmetatable({}, {__metatable = 'locked', __index = {k = 'v'}})\n"
+                 "return a, b, list, selfmt, hidden, Point",
+                 &n),
+        0);
+    ASSERT_EQ(n, 6);
+    ASSERT_EQ(check(B, n,
+                    "local a, b, list, selfmt, hidden, P = ...\n"
+                    "assert(getmetatable(a) == P and getmetatable(b) == P)\n"
+                    "assert(a:len2() == 5 and b:len2() == 25)\n"
+                    "assert(tostring(a + b) == 'P(4,6)')\n"
+                    "assert(getmetatable(a + b) == P)\n"
+                    "assert(#list == 99 and list[3] == 3 and rawlen(list) == 3)\n"
+                    "assert(getmetatable(selfmt) == selfmt and selfmt.__index == selfmt)\n"
+                    "assert(getmetatable(hidden) == 'locked' and hidden.k == 'v')\n"
+                    "return true"),
+              0);
+
+    /* version 1 unless a metatable needs version 2 */
+    char *buf;
+    size_t len;
+    ASSERT_EQ(encode_code(A, "return {1, {x = 2}}, 'x'", &buf, &len), 0);
+    ASSERT_EQ(buf[3], 1);
+    free(buf);
+    ASSERT_EQ(encode_code(A, "return {1, setmetatable({}, {})}", &buf, &len), 0);
+    ASSERT_EQ(buf[3], 2);
+    free(buf);
+
+    /* a module's table as metatable travels by name */
+    const char *preload = "package.preload.shape = function()\n"
+                          "  local M = {} M.__index = M\n"
+                          "  function M.area(s) return s.w * s.h end\n"
+                          "  return M\n"
+                          "end";
+    RUN(A, preload);
+    RUN(B, preload);
+    RUN(B, "require('shape')");
+    ASSERT_EQ(transfer(A, B, "return setmetatable({w = 2, h = 3}, require('shape'))", &n), 0);
+    ASSERT_EQ(check(B, n,
+                    "local s = ...\n"
+                    "assert(getmetatable(s) == package.loaded.shape and s:area() == 6)\n"
+                    "return true"),
+              0);
+
+    /* a metatable registered with luaL_newmetatable travels by its name */
+    regmt_setup(A);
+    regmt_setup(B);
+    ASSERT_EQ(transfer(A, B,
+                       "local mt = debug.getregistry()['test.regmt']\n"
+                       "return setmetatable({}, mt), setmetatable({}, mt), mt",
+                       &n),
+              0);
+    ASSERT_EQ(check(B, n,
+                    "local a, b, mt = ...\n"
+                    "assert(mt == debug.getregistry()['test.regmt'])\n"
+                    "assert(getmetatable(a) == mt and getmetatable(b) == mt)\n"
+                    "assert(a.kind == 'registered')\n"
+                    "return true"),
+              0);
+    lua_State *C = vm(); /* a receiver that lacks it */
+    ASSERT_EQ(transfer(A, C, "return setmetatable({}, debug.getregistry()['test.regmt'])", &n),
+              CODEC_EMODULE);
+    ASSERT_CONTAINS(errbuf, "metatable 'test.regmt' is not registered here");
+
+    /* a metatable that cannot travel is named */
+    ASSERT_EQ(transfer(A, B, "return 1, setmetatable({}, {co = coroutine.create(print)})", &n),
+              CODEC_EUNSENDABLE);
+    ASSERT_STR_EQ(errbuf, "cannot send field 'co' (thread) of metatable of argument #2");
+    ASSERT_EQ(transfer(A, B,
+                       "return {obj = setmetatable({}, "
+                       "{__index = {cb = coroutine.wrap(print)}})}",
+                       &n),
+              CODEC_EUNSENDABLE);
+    ASSERT_STR_EQ(errbuf, "cannot send field '__index.cb' (C function) of metatable of "
+                          "field 'obj' of argument #1");
+
+    /* only trusted senders' metatables are set: the receiver would call
+       their functions unasked */
+    codec_limits lim;
+    codec_limits_default(&lim);
+    ASSERT_EQ(transfer_named(A, B, "return setmetatable({}, {__index = {k = 1}})", "=s", &lim, &n),
+              CODEC_EBYTECODE);
+    ASSERT_CONTAINS(errbuf, "metatable");
+
+    /* hand-made messages */
+    lim = trusted();
+#define DECODE_B(bytes) decode_bytes(B, bytes, sizeof bytes - 1, &lim)
+    ASSERT_EQ(DECODE_B("MTR\x02\x91\x81\xc7\x00\x08\x80"), 0);
+    ASSERT_EQ(DECODE_B("MTR\x01\x91\x81\xc7\x00\x08\x80"), CODEC_EMALFORMED); /* not in v1 */
+    ASSERT_EQ(DECODE_B("MTR\x02\x91\x81\xc7\x00\x08\x01"), CODEC_EMALFORMED); /* no table */
+    ASSERT_EQ(DECODE_B("MTR\x02\x91\x82\xc7\x00\x08\x80\xc7\x00\x08\x80"),
+              CODEC_EMALFORMED);                                                  /* two */
+    ASSERT_EQ(DECODE_B("MTR\x02\x91\xc7\x00\x08"), CODEC_EMALFORMED);             /* as a value */
+    ASSERT_EQ(DECODE_B("MTR\x02\x91\x81\xc7\x01\x08\x00\x80"), CODEC_EMALFORMED); /* payload */
+    ASSERT_EQ(DECODE_B("MTR\x02\x91\xc7\x05\x09"
+                       "FILE*"),
+              0);
+    ASSERT_EQ(DECODE_B("MTR\x01\x91\xc7\x05\x09"
+                       "FILE*"),
+              CODEC_EMALFORMED);
+    ASSERT_EQ(DECODE_B("MTR\x02\x91\xc7\x07\x09"
+                       "_LOADED"),
+              CODEC_EMODULE); /* a registry entry that is no registered metatable */
+#undef DECODE_B
+    lua_close(A);
+    lua_close(B);
+    lua_close(C);
     return 0;
 }
 
@@ -1086,6 +1229,7 @@ static const test_entry tests[] = {
     {"modules", test_modules},
     {"udata_hooks", test_udata_hooks},
     {"unsendable", test_unsendable},
+    {"metatables", test_metatables},
     {"reject_header", test_reject_header},
     {"reject_truncated", test_reject_truncated},
     {"reject_flips", test_reject_flips},

@@ -403,6 +403,82 @@ static void test_errors(void)
     teardown();
 }
 
+/* An allocator with a ceiling, to run out of memory on purpose. */
+typedef struct budget {
+    size_t used, limit;
+} budget;
+
+static void *limited_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    budget *b = ud;
+    size_t old = ptr ? osize : 0;
+    if (nsize == 0) {
+        free(ptr);
+        b->used -= old;
+        return NULL;
+    }
+    if (nsize > old && b->used + (nsize - old) > b->limit)
+        return NULL;
+    void *p = realloc(ptr, nsize);
+    if (p)
+        b->used = b->used - old + nsize;
+    return p;
+}
+
+/* spawn_many: a count it cannot honour is an argument error; running out of
+ * memory part-way is an error pcall catches, with none of the goroutines
+ * left behind (the ones it had started are taken back, earlier ones stay),
+ * their memory collectable, and the state usable. From the main thread
+ * (root scope) and from a goroutine. */
+static void test_spawn_many_out_of_memory(void)
+{
+    budget bd = {0, (size_t)-1};
+    L = lua_newstate(limited_alloc, &bd);
+    ASSERT_NOT_NULL(L);
+    luaL_openlibs(L);
+    luaL_requiref(L, "goroutine", luaopen_goroutine, 1);
+    lua_setglobal(L, "G");
+    S = sched_get(L);
+    dostring("ok, err = pcall(G.spawn_many, 1e15, print)");
+    ASSERT(!global_bool("ok"));
+    char buf[256];
+    ASSERT_CONTAINS(global_str("err", buf, sizeof buf),
+                    "spawn_many' (count too large (at most 10000000))");
+    ASSERT_EQ(S->nlive, 0);
+
+    dostring("G.spawn(function() early = true end)\n"
+             "f = function(id) ran = (ran or 0) + 1 end");
+    lua_gc(L, LUA_GCCOLLECT, 0);
+    size_t base = bd.used;
+    bd.limit = base + 2 * 1024 * 1024; /* room for about 2,000 goroutines */
+    dostring("ok, err = pcall(G.spawn_many, 100000, f)");
+    ASSERT(!global_bool("ok"));
+    ASSERT_STR_EQ(global_str("err", buf, sizeof buf), "not enough memory");
+    ASSERT_EQ(S->nlive, 1); /* only the earlier goroutine */
+    lua_gc(L, LUA_GCCOLLECT, 0);
+    ASSERT_LT(bd.used, base + 256 * 1024); /* the taken back ones are garbage */
+    dostring("G.spawn_many(3, f)");        /* still fits and works */
+    ASSERT_EQ(sched_run(S), 0);
+    ASSERT(global_bool("early"));
+    ASSERT_EQ(global_int("ran"), 3);
+
+    /* from a goroutine, in a scope of its own: its sibling is not touched */
+    dostring("ran = 0\n"
+             "G.timeout(1e9, function()\n"
+             "    G.spawn(function() G.sleep(1); sibling = true end)\n"
+             "    ok, err = pcall(G.spawn_many, 100000, f)\n"
+             "    live_inside = true\n"
+             "end)");
+    ASSERT(!global_bool("ok"));
+    ASSERT_STR_EQ(global_str("err", buf, sizeof buf), "not enough memory");
+    ASSERT(global_bool("live_inside"));
+    ASSERT_EQ(sched_run(S), 0);
+    ASSERT(global_bool("sibling"));
+    ASSERT_EQ(global_int("ran"), 0);
+    bd.limit = (size_t)-1;
+    teardown();
+}
+
 static void test_two_states(void)
 {
     lua_State *A, *B;
@@ -490,6 +566,7 @@ int main(void)
         {"scope_deadline", test_scope_deadline},
         {"free_list", test_free_list},
         {"errors", test_errors},
+        {"spawn_many_out_of_memory", test_spawn_many_out_of_memory},
         {"two_states", test_two_states},
         {"close_with_parked", test_close_with_parked},
     };

@@ -198,6 +198,17 @@ CASES = {
         args=["run", case_file("plain_goroutine_error.lua")], code=0,
         err=[r"goroutine \d+ failed: \S*plain_goroutine_error\.lua:3: background failure"],
         out=[r"main chunk finished"], not_out=[r"WORKFLOW"]),
+    "goroutine_stack_overflow": dict(
+        args=["run", case_file("stack_overflow.lua")], code=0, timeout=40,
+        err=[r"goroutine \d+ failed: \S*stack_overflow\.lua:5: stack overflow\n"
+             r"stack traceback:\n\s+\S*stack_overflow\.lua:5: in upvalue 'f'"],
+        out=[r"(?m)^false\t\S*stack_overflow\.lua:5: stack overflow$", r"(?m)^end$"]),
+    "spawn_many_out_of_memory": dict(
+        args=["run", case_file("spawn_many_oom.lua")], code=1, address_space=150 << 20,
+        out=[r"(?m)^false\tnot enough memory$", r"(?m)^ran\t0$", r"(?m)^usable\t3$"],
+        err=[r"ERROR \[g\d+\] error: not enough memory\nstack traceback:\n"
+             r"\s+\[C\]: in function 'goroutine\.spawn_many'"],
+        not_out=[r"unreachable"], not_err=[r"unprotected|fatal"], max_s=20),
     "delegate_to_local": dict(
         args=["run", case_file("delegate.lua")], code=0,
         err=[r"task 'remote_job' delegated to 'mariguica': no fleet configured, running locally"],
@@ -257,8 +268,27 @@ def run_case(mutirao, name):
     env.pop("MUTIRAO_LOG_LEVEL", None)
     env.update(c.get("env", {}))
     import subprocess
+    preexec = None
+    if "address_space" in c:
+        # a sanitizer's shadow memory does not fit in a small address space
+        if "ASAN_OPTIONS" in env or "TSAN_OPTIONS" in env:
+            print("ok (skipped under a sanitizer): " + name)
+            return 0
+        import resource
+        limit = c["address_space"]
+        preexec = lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     t0 = time.monotonic()
-    p = subprocess.run([mutirao] + args, capture_output=True, env=env, timeout=60)
+    try:
+        p = subprocess.run([mutirao] + args, capture_output=True, env=env,
+                           timeout=c.get("timeout", 60), preexec_fn=preexec)
+    except subprocess.TimeoutExpired as e:
+        # a hang is a failure with what was written so far, not a traceback
+        print("$ mutirao %s" % " ".join(args))
+        print("--- stdout ---\n%s--- stderr ---\n%s--------------" % (
+            (e.stdout or b"").decode("utf-8", "replace"),
+            (e.stderr or b"")[-4000:].decode("utf-8", "replace")))
+        print("FAIL: still running after %ds (killed)" % c.get("timeout", 60))
+        return 1
     elapsed = time.monotonic() - t0
     out = p.stdout.decode("utf-8", "replace")
     err = p.stderr.decode("utf-8", "replace")

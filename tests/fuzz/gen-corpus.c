@@ -26,6 +26,10 @@ static const char *samples[] = {
     "local n = 0 local function a() n = n + 1 end local function b() return n "
     "end return {a = a, b = b}",
     "return function() return print end",
+    /* version 2: metatables (copied, shared, a module, its own) */
+    "local mt = {__index = {k = 1}, __mode = 'k'} "
+    "return setmetatable({1, 2}, mt), setmetatable({}, mt), setmetatable({}, string)",
+    "local t = {} t.__index = t return setmetatable(t, t)",
 };
 
 int main(int argc, char **argv)

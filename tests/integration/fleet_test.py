@@ -512,6 +512,21 @@ print("handle", g.pool_submit("%(pool)s", function() return g.await(h) end))
     check(rc == 0 and "nested\ttrue\ttrue\t42" in out, "nested fleet submit:\n" + out + err)
     check("handle\tnil\tan async handle cannot travel to a fleet pool" in out,
           "async handle to the fleet:\n" + out + err)
+    # a table's metatable travels to the worker and back: its methods work there
+    # and on the result
+    src = """
+local g = require("goroutine")
+assert(g.pool_create("%(pool)s"))
+local Acc = {}
+Acc.__index = Acc
+function Acc:deposit(n) self.balance = self.balance + n return self end
+Acc.__tostring = function(a) return "balance " .. a.balance end
+local ok, r = g.await(g.pool_submit("%(pool)s", function(a) return a:deposit(5) end,
+    setmetatable({ balance = 10 }, Acc)))
+print("meta", ok, tostring(r), ok and r:deposit(1).balance)
+""" % {"pool": pool}
+    rc, out, err, _ = run_lua(src, timeout=40)
+    check(rc == 0 and "meta\ttrue\tbalance 15\t16" in out, "metatable on the fleet:\n" + out + err)
     check(w.stop() == 0, "worker exit status")
 
 

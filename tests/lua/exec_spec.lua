@@ -147,12 +147,15 @@ describe("exec.run timeouts and cancellation", function()
     it("a goroutine cancelled by goroutine.timeout kills the children it started", function()
         local pidfile = os.tmpname()
         local t0 = now()
-        local ok, err = G.timeout(300, function()
+        -- (the child must have started and written its pid by the deadline:
+        -- scaled, as starting it is slow under valgrind)
+        local ms = math.floor(300 * F)
+        local ok, err = G.timeout(ms, function()
             exec.run("echo $$ > " .. pidfile .. "; sleep 30 & sleep 30")
             return "unreachable"
         end)
         assert.is_false(ok)
-        assert.are.equal("timeout after 300 ms", err)
+        assert.are.equal("timeout after " .. ms .. " ms", err)
         assert.is_true(now() - t0 < 1500 * F)
         local pgid = tonumber(read_file(pidfile):match("%d+"))
         os.remove(pidfile)
@@ -163,7 +166,9 @@ describe("exec.run timeouts and cancellation", function()
         local dir = os.tmpname()
         os.remove(dir)
         exec.run({ "mkdir", dir })
-        G.timeout(300, function()
+        -- (all 20 children must have started by the deadline: scaled, as
+        -- starting them is slow under valgrind)
+        G.timeout(300 * F, function()
             for i = 1, 20 do
                 G.spawn(function() exec.run("echo $$ > " .. dir .. "/" .. i .. "; sleep 30") end)
             end

@@ -306,6 +306,22 @@ describe("http in pool tasks", function()
         G.pool_wait(pool)
         G.pool_close(pool)
     end)
+
+    it("a response a task returns keeps its any-case header lookup (its metatable travels by name)", function()
+        local pool = "http_spec_pool_headers"
+        assert.is_true(G.pool_create(pool, { workers = 1 }))
+        local ok, r = G.await(G.pool_submit(pool, function(u) return http.get(u) end, url("/headers")))
+        assert.is_true(ok, tostring(r))
+        assert.are.equal("one", r.headers["x-custom"])
+        assert.are.equal("one", r.headers["X-Custom"])
+        assert.are.equal(getmetatable(http.get(url("/headers")).headers), getmetatable(r.headers))
+        -- and the other way: headers sent to a task
+        ok, r = G.await(G.pool_submit(pool, function(h) return h["X-Multi"] end,
+            http.get(url("/headers")).headers))
+        assert.is_true(ok, tostring(r))
+        assert.are.equal("a, b", r)
+        G.pool_close(pool)
+    end)
 end)
 
 describe("https", function()

@@ -139,6 +139,97 @@ describe("goroutine.pool_submit", function()
     end)
 end)
 
+describe("tables with metatables in pool tasks", function()
+    local name
+    before_each(function()
+        name = fresh_name()
+        G.pool_create(name, { workers = 2 })
+    end)
+    after_each(function()
+        G.pool_wait(name)
+        G.pool_close(name)
+    end)
+
+    local Account = {}
+    Account.__index = Account
+    function Account.new(owner, balance) return setmetatable({ owner = owner, balance = balance }, Account) end
+    function Account:deposit(n)
+        self.balance = self.balance + n
+        return self.balance
+    end
+
+    it("keep their methods (a class-style __index metatable), as arguments and upvalues", function()
+        local acc = Account.new("ana", 10)
+        local ok, v, owner = G.await(G.pool_submit(name, function(a) return a:deposit(5), a.owner end, acc))
+        assert.is_true(ok, tostring(v))
+        assert.are.equal(15, v)
+        assert.are.equal("ana", owner)
+        assert.are.equal(10, acc.balance) -- a copy was changed
+        local other = Account.new("bia", 1)
+        ok, v = G.await(G.pool_submit(name, function() return other:deposit(1) end))
+        assert.is_true(ok, tostring(v))
+        assert.are.equal(2, v)
+    end)
+
+    it("keep __tostring and __add", function()
+        local V = {}
+        V.__index = V
+        V.__tostring = function(v) return "(" .. v.x .. ", " .. v.y .. ")" end
+        V.__add = function(a, b) return setmetatable({ x = a.x + b.x, y = a.y + b.y }, V) end
+        local a, b = setmetatable({ x = 1, y = 2 }, V), setmetatable({ x = 10, y = 20 }, V)
+        local ok, s, sum = G.await(G.pool_submit(name, function(p, q) return tostring(p + q), p + q end, a, b))
+        assert.is_true(ok, tostring(s))
+        assert.are.equal("(11, 22)", s)
+        assert.are.equal("(11, 22)", tostring(sum)) -- and back with the task's outcome
+    end)
+
+    it("a metatable shared by two objects stays shared, both ways", function()
+        local a, b = Account.new("a", 1), Account.new("b", 2)
+        local ok, same, ra, rb = G.await(G.pool_submit(name, function(x, y)
+            return getmetatable(x) == getmetatable(y), x, y
+        end, a, b))
+        assert.is_true(ok, tostring(same))
+        assert.is_true(same)
+        assert.are.equal(getmetatable(ra), getmetatable(rb))
+        assert.are.equal(3, ra:deposit(2))
+        assert.are.equal(5, rb:deposit(3))
+    end)
+
+    it("a metatable that is a loaded module travels by name", function()
+        local dir = os.tmpname()
+        os.remove(dir)
+        assert(os.execute("mkdir -p " .. dir))
+        local modname = "pool_spec_shape_" .. tostring(os.time())
+        local f = assert(io.open(dir .. "/" .. modname .. ".lua", "w"))
+        f:write("local M = {}\nM.__index = M\nfunction M.area(s) return s.w * s.h end\nreturn M\n")
+        f:close()
+        local saved = package.path
+        package.path = dir .. "/?.lua;" .. package.path
+        local Shape = require(modname)
+        local ok, area, by_name = G.await(G.pool_submit(name, function(s, mod)
+            return s:area(), getmetatable(s) == package.loaded[mod]
+        end, setmetatable({ w = 2, h = 3 }, Shape), modname))
+        package.path = saved
+        package.loaded[modname] = nil
+        os.remove(dir .. "/" .. modname .. ".lua")
+        os.remove(dir)
+        assert.is_true(ok, tostring(area))
+        assert.are.equal(6, area)
+        assert.is_true(by_name, "the task's metatable is its VM's loaded module")
+    end)
+
+    it("a metatable that cannot travel fails the submit, naming it", function()
+        local obj = setmetatable({}, { __index = { conn = coroutine.create(function() end) } })
+        local id, err = G.pool_submit(name, function(o) return o end, obj)
+        assert.is_nil(id)
+        assert.are.equal("cannot send field '__index.conn' (thread) of metatable of argument #3", err)
+        id, err = G.pool_submit(name, function() return obj end)
+        assert.is_nil(id)
+        assert.matches("^cannot send field '__index.conn' %(thread%) of metatable of upvalue 'obj' "
+            .. "of function at [^:]*pool_spec.lua:%d+$", err)
+    end)
+end)
+
 describe("async handles captured by pool tasks", function()
     local name
     before_each(function()

@@ -11,8 +11,10 @@ local function in_goroutine(fn, ...)
 end
 
 -- Runs a Lua script in a fresh lua5.4 (same interpreter, same module) and
--- returns its combined output and exit status.
-local function run_lua(code)
+-- returns its combined output and exit status. With `limit` (seconds) the
+-- script is killed when it runs longer (exit status 124 then); `prefix` is a
+-- shell command run first (e.g. a ulimit).
+local function run_lua(code, limit, prefix)
     local lua = os.getenv("MUTIRAO_LUA") or "lua5.4"
     local dir = os.getenv("MUTIRAO_MODULE_DIR")
     if not dir then
@@ -23,12 +25,14 @@ local function run_lua(code)
     local f = assert(io.open(path, "w"))
     f:write(code)
     f:close()
-    local p = assert(io.popen(string.format("LUA_CPATH='%s/?.so;;' %s %s 2>&1; echo \"EXIT:$?\"",
-        dir, lua, path)))
+    local killer = limit and string.format("timeout -s KILL %d ", limit) or ""
+    local p = assert(io.popen(string.format("%sLUA_CPATH='%s/?.so;;' %s%s %s 2>&1; echo \"EXIT:$?\"",
+        prefix or "", dir, killer, lua, path)))
     local out = p:read("a")
     p:close()
     os.remove(path)
     local status = tonumber(out:match("EXIT:(%d+)%s*$"))
+    if status == 137 then status = 124 end
     return out:gsub("EXIT:%d+%s*$", ""), status
 end
 
@@ -198,6 +202,43 @@ describe("goroutine.spawn_many", function()
         assert.matches("bad argument #1 to '[%w_.]*spawn_many'", err)
     end)
 
+    it("rejects a count it cannot honour (more than 10,000,000) before starting any", function()
+        local called = false
+        for _, n in ipairs({ 1e15, 10000001, math.maxinteger }) do
+            local ok, err = pcall(G.spawn_many, n, function() called = true end)
+            assert.is_false(ok)
+            assert.matches("bad argument #1 to '[%w_.]*spawn_many' %(count too large %(at most 10000000%)%)",
+                err)
+        end
+        G.sleep(1)
+        assert.is_false(called)
+    end)
+
+    -- (a sanitizer runtime preloaded into lua5.4 needs more address space)
+    local preloaded = (os.getenv("LD_PRELOAD") or "") ~= ""
+    ;(preloaded and pending or it)("running out of memory part-way is an error pcall catches, and none run", function()
+        local out, status = run_lua([[
+            local G = require("goroutine")
+            local ran = 0
+            local ok, err = pcall(G.spawn_many, 1000000, function() ran = ran + 1 end)
+            print(ok, err)
+            G.sleep(10)
+            print("ran", ran)
+            local wg = G.wait_group()
+            wg:add(3)
+            G.spawn_many(3, function() ran = ran + 1; wg:done() end)
+            wg:wait()
+            print("usable", ran)
+            G.spawn_many(1000000, function() end)
+            print("unreachable")
+        ]], 40, "ulimit -v 150000; ")
+        assert.are.equal(1, status, out)
+        assert.matches("^false\tnot enough memory\nran\t0\nusable\t3\n", out)
+        assert.matches("not enough memory", out:match("usable\t3\n(.*)$"))
+        assert.is_nil(out:find("unreachable", 1, true))
+        assert.is_nil(out:find("PANIC", 1, true))
+    end)
+
     it("the spec's example runs (log replaced by a table)", function()
         local lines, wg = {}, G.wait_group()
         wg:add(5)
@@ -365,6 +406,31 @@ describe("errors in spawned goroutines", function()
         assert.matches("goroutine %d+ failed: table", out)
         assert.matches("stack traceback:", out)
         assert.matches("still alive\ttrue", out)
+    end)
+
+    it("a stack overflow in a goroutine after one caught in the main chunk is reported, no hang", function()
+        -- Preemption used to re-arm its hook at every CPU tick, and arming
+        -- walks the whole (here about a million frames deep) stack: the
+        -- thread never left the signal handler.
+        local out, status = run_lua([[
+            local G = require("goroutine")
+            local function f() return f() + 1 end
+            print(pcall(f))
+            local wg = G.wait_group()
+            wg:add(1)
+            G.spawn(function()
+                local _ <close> = setmetatable({}, { __close = function() wg:done() end })
+                f()
+            end)
+            wg:wait()
+            G.spawn(function() print("still alive") end)
+            G.sleep(1)
+            print("end")
+        ]], 40)
+        assert.are.equal(0, status, out)
+        assert.matches("^false\t[^\n]*:2: stack overflow\n", out)
+        assert.matches("goroutine %d+ failed: [^\n]*:2: stack overflow\nstack traceback:\n", out)
+        assert.matches("still alive\nend\n", out)
     end)
 end)
 
