@@ -770,7 +770,7 @@ static int submit_k(lua_State *L, int status, lua_KContext ctx)
     char idbuf[ENVELOPE_ID_MAX + 32];
     snprintf(idbuf, sizeof idbuf, "%s:%" PRIu64, v->producer, ++v->seq);
     envelope_copy(t->tb.id, sizeof t->tb.id, idbuf);
-    envelope_copy(t->tb.pool, sizeof t->tb.pool, p->name);
+    t->tb.pool = p->name; /* the VM's pools live as long as the VM */
     /* encode fn and its arguments; WaitGroups among them get fleet names */
     char err[256], stack[512];
     char *payload = NULL;

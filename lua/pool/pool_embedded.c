@@ -35,6 +35,7 @@ struct epool {
 typedef struct etask {
     ex_task ex;
     tb_task tb;
+    epool *p; /* its pool (a reference, until the task is done: its name) */
     char *in; /* the encoded task when larger than ex.buf, else NULL */
 } etask;
 
@@ -180,6 +181,7 @@ static void on_task_done(sched *s, ex_task *x)
     free(t->in); /* decoded long ago */
     t->in = NULL;
     if (!s) {
+        pool_unref(t->p);
         ex_task_release(x);
         free(t);
         return;
@@ -187,6 +189,9 @@ static void on_task_done(sched *s, ex_task *x)
     taskbook *b = taskbook_get(sched_scratch(s), s);
     taskbook_finish(b, &t->tb, x->ok, x->out, x->out ? x->outlen : 0,
                     x->out ? NULL : "its VM is gone", x->lingering);
+    t->tb.pool = "?"; /* done: its pool's name is no longer needed */
+    pool_unref(t->p);
+    t->p = NULL;
 }
 
 static void on_task_ended(sched *s, const char *id)
@@ -317,8 +322,11 @@ static int submit_k(lua_State *L, int status, lua_KContext ctx)
         g->holding = 1;
         return sched_wait(L, s, &v->room, 0, ctx, submit_k);
     }
-    /* taken: from here the executor, then the taskbook, own t */
+    /* taken: from here the executor, then the taskbook, own t; the task
+     * keeps the guard's pool reference */
     g->t = NULL;
+    g->p = NULL;
+    t->p = p;
     taskbook_add(taskbook_get(L, s), L, &t->tb, &etask_ops);
     lua_pushstring(L, t->tb.id);
     return 1;
@@ -369,9 +377,8 @@ static int e_submit(lua_State *L, void *be)
     t->ex.ended = on_task_ended;
     format_id(t->tb.id);
     t->ex.id = t->tb.id;
-    t->ex.pool = t->tb.pool;
-    memcpy(t->tb.pool, p->name, strlen(p->name) + 1); /* a checked name: it fits */
-    lua_replace(L, 1);                                /* keep only the guard: index 1 */
+    t->ex.pool = t->tb.pool = p->name;
+    lua_replace(L, 1); /* keep only the guard: index 1 */
     lua_settop(L, 1);
     lua_toclose(L, 1); /* a killed submitter still frees t and its hold */
     return submit_k(L, LUA_OK, (lua_KContext)g);

@@ -50,7 +50,7 @@ struct tb_task {
     scope_watch watch; /* the submitting goroutine's scope */
     int label_ref;     /* the submitter's label (task name), or LUA_NOREF */
     char where[120];   /* submit site, file:line */
-    char pool[ENVELOPE_POOL_MAX + 1];
+    const char *pool;  /* its pool's name: the backend keeps it valid until done */
     char id[ENVELOPE_ID_MAX + 1];
 };
 

@@ -183,7 +183,7 @@ local function run_task(t, r, params, status_of, cur)
             -- the pool may exist already (another task, another producer)
             goroutine.pool_create(t._delegate)
             -- `this` travels as its fields; its getters are rebuilt there
-            -- (metatables do not travel)
+            -- (the builder's metatable holds more than a task may need)
             local view = { _name = this._name, _description = this._description,
                 _timeout_ms = this._timeout_ms, _delegate = this._delegate }
             local id, err = goroutine.pool_submit(t._delegate, function(v, prm, cmd)
