@@ -20,6 +20,7 @@ struct taskbook {
     sched *s;
     tb_task **slots;
     size_t cap, used; /* used: records and tombs */
+    size_t live;      /* records */
     tb_task *all;
     tb_task *done_head, *done_tail;
     size_t ndone;
@@ -52,9 +53,13 @@ static tb_task **map_slot(taskbook *b, const char *id, uint32_t h)
     }
 }
 
+/* Rehashes into a table four times the live records (at least 1024
+ * slots): it grows with them, and tombs left by evicted records go. */
 static int map_grow(taskbook *b)
 {
-    size_t cap = b->cap ? b->cap * 2 : 1024;
+    size_t cap = 1024;
+    while (cap < 4 * (b->live + 1))
+        cap *= 2;
     tb_task **old = b->slots;
     size_t ocap = b->cap;
     tb_task **v = calloc(cap, sizeof *v);
@@ -81,15 +86,19 @@ static int map_put(taskbook *b, tb_task *t)
     tb_task **slot = map_slot(b, t->id, t->hash);
     if (!*slot)
         b->used++;
-    *slot = t;
+    if (!*slot || *slot == TOMB)
+        b->live++;
+    *slot = t; /* (ids are unique: a namesake would only be replaced) */
     return 0;
 }
 
 static void map_del(taskbook *b, tb_task *t)
 {
     tb_task **slot = map_slot(b, t->id, t->hash);
-    if (*slot == t)
+    if (*slot == t) {
         *slot = TOMB;
+        b->live--;
+    }
 }
 
 static void unhold(taskbook *b, tb_task *t)
