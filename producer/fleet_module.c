@@ -7,7 +7,8 @@
  * config/mutirao.conf, /etc/mutirao/mutirao.conf, MUTIRAO_* variables; the
  * fleet is on whatever `fleet` says), puts this VM's pools on the fleet and
  * returns the goroutine module, also as package.loaded.goroutine so that a
- * later require("goroutine") in this VM is the same module. goroutine.so
+ * later require("goroutine") in this VM is the same module (and
+ * require("http"), require("exec") this library's). goroutine.so
  * stays free of Kafka, Redis and OpenSSL: this is a separate library with
  * its own copy of the runtime, so a process uses one of the two. */
 #include <stdlib.h>
@@ -37,6 +38,14 @@ MUTIRAO_EXPORT int luaopen_goroutine_fleet(lua_State *L)
     if (lua_getfield(L, loaded, "goroutine") != LUA_TNIL)
         return luaL_error(L, "goroutine_fleet: require it before 'goroutine' (this VM already "
                              "has the goroutine module of goroutine.so)");
+    lua_pop(L, 1);
+    /* require("http") / require("exec") must give this library's modules,
+     * not load goroutine.so's second runtime from package.cpath */
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+    lua_pushcfunction(L, luaopen_http);
+    lua_setfield(L, -2, "http");
+    lua_pushcfunction(L, luaopen_exec);
+    lua_setfield(L, -2, "exec");
     lua_pop(L, 1);
     luaL_requiref(L, "goroutine", luaopen_goroutine, 0);
     sched *s = sched_get(L);

@@ -23,6 +23,11 @@ void rtlog(sched *s, int level, uint64_t gid, int label_ref, const char *fmt, ..
 /* The same for the value on top of sched_scratch(s) (popped): a non-string
  * goes to a handler as it is, to stderr as tostring shows it. */
 void rtlog_value(sched *s, int level, uint64_t gid, int label_ref);
+/* Pushes tostring(value at idx) and returns it, never raising: a
+ * __tostring that raises or returns no string (or no memory) gives
+ * "TYPE: ADDRESS". For the values the runtime writes to logs. */
+const char *rtlog_tostring(lua_State *L, int idx);
+
 /* A record with no VM to go through (a VM that could not start). */
 void rtlog_process(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

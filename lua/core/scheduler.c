@@ -519,7 +519,7 @@ static void take_error(sched *s, gor *g, int for_log)
         if (lua_isnil(T, base))
             lua_pushliteral(T, "nil (an error raised without a message)");
         else
-            luaL_tolstring(T, base, NULL);
+            rtlog_tostring(T, base);
         luaL_traceback(T, co, lua_tostring(T, -1), 0);
     } else {
         return; /* await gets the value itself */

@@ -10,6 +10,7 @@
 #include <lauxlib.h>
 
 #include "codec.h"
+#include "rtlog.h"
 
 /* Task id -> record: open addressing, linear probing; a slot is NULL
  * (never used), TOMB (emptied) or a record. Grows at half full. */
@@ -232,7 +233,7 @@ static void report_failure(taskbook *b, tb_task *t)
     lua_State *T = sched_scratch(b->s);
     int top = lua_gettop(T);
     int n = taskbook_push_outcome(T, t);
-    const char *msg = n >= 2 ? luaL_tolstring(T, top + 2, NULL) : "?";
+    const char *msg = n >= 2 ? rtlog_tostring(T, top + 2) : "?";
     lua_pushfstring(T, "%s task %s of pool %s (submitted at %s) failed: %s", t->ops->kind, t->id,
                     t->pool, t->where, msg);
     int label = t->label_ref;

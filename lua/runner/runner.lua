@@ -366,6 +366,11 @@ end
 
 local function main(chunk, opts)
     local json = opts.log_format == "json"
+    local tostring = function(v) -- never raises: an error value's __tostring may
+        local ok, s = pcall(tostring, v)
+        if ok and type(s) == "string" then return s end
+        return string.format("(%s error value; its __tostring failed)", type(v))
+    end
     goroutine._set_error_handler(function(msg, id, label, level)
         if level and level ~= "error" then -- a runtime warning (the fleet's)
             log._event(level, tostring(msg), { event = "runtime", task = label })

@@ -220,6 +220,14 @@ CASES = {
     "pool_fire_and_forget": dict(
         args=["run", case_file("pool_fire_and_forget.lua")], code=0,
         err=[r"main chunk ends", r"task 1 done$", r"task 2 done$", r"task 3 done$", r"task 4 done$"]),
+    "bad_tostring_error_values": dict(
+        args=["run", case_file("bad_tostring.lua")], code=0,
+        out=[r"await:\s+false\s+table\s+7\s+true", r"async:\s+false\s+8", r"survived"],
+        err=[r"goroutine \d+ failed: table: 0x[0-9a-f]+\nstack traceback:\n.*\n.*bad_tostring\.lua:7:",
+             r"goroutine \d+ failed: table: 0x[0-9a-f]+\nstack traceback:\n.*\n.*bad_tostring\.lua:8:",
+             r"pool task \S+ of pool bad_tostring \(submitted at \S+bad_tostring\.lua:10\) failed: "
+             r"table: 0x"],
+        not_err=[r"fatal", r"unprotected"], max_s=5),
     "await_after_timeout": dict(
         args=["run", case_file("await_after_timeout.lua")], code=0,
         out=[r"timeout:\s+false\s+timeout after 50 ms", r"await:\s+true\s+late result"],

@@ -414,10 +414,18 @@ end
 for i = 1, 3 do print("result", g.await(ids[i])) end
 wg:wait()
 print("wg", wg:count())
+-- exec from this library: its runs do not block the other goroutines
+local exec = require("exec")
+local t0, ticks = g.now(), 0
+g.spawn(function() for _ = 1, 10 do g.sleep(20); ticks = ticks + 1 end end)
+local hs = {}
+for i = 1, 4 do hs[i] = g.async(exec.run, "sleep 0.2") end
+for i = 1, 4 do assert(g.await(hs[i])) end
+print("exec", g.now() - t0 < 600, ticks >= 5)
 """ % {"lib": os.path.join(os.path.dirname(BIN), "lib"), "pool": pool})
     rc, out, err, _ = run(["lua5.4", script], env={"MUTIRAO_FLEET": "on"})
     check(rc == 0, "lua5.4 with goroutine_fleet: %d\n%s%s" % (rc, out, err))
-    check("backend\tfleet" in out and "wg\t0" in out, out)
+    check("backend\tfleet" in out and "wg\t0" in out and "exec\ttrue\ttrue" in out, out)
     for i in (1, 2, 3):
         check("result\ttrue\t%d\tfleet" % (i * 10) in out, out)
     check(re.search(r"pool=%s task=\S+ attempt" % pool, w.text()), "the worker ran none of them")
