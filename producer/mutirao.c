@@ -35,6 +35,7 @@
 #include "config.h"
 #include "fleet_pool.h"
 #include "goroutine.h"
+#include "list.h"
 #include "msgpack_lua.h"
 #include "port.h"
 #include "scheduler.h"
@@ -115,8 +116,8 @@ struct req {
     xmsg msg; /* first: what is posted to the VM's port */
     mutirao *m;
     int op;
-    lua_Integer id;   /* the number the driver knows it by */
-    req *prev, *next; /* m->live, while a goroutine works on it */
+    lua_Integer id; /* the number the driver knows it by */
+    mlist node;     /* in m->live, while a goroutine works on it */
     /* inputs: the caller's memory, read on the VM thread until completion */
     const char *pool, *src, *task;
     size_t srclen;
@@ -138,8 +139,8 @@ struct mutirao {
     pthread_mutex_t mu; /* closing, calls, live, next_id, req->done */
     pthread_cond_t idle_cv;
     int closing;
-    int calls; /* API calls inside the library (mutirao_close waits for 0) */
-    req *live;
+    int calls;  /* API calls inside the library (mutirao_close waits for 0) */
+    mlist live; /* requests a goroutine works on (of req.node), the newest first */
     lua_Integer next_id;
     port *port; /* the producer VM's mailbox (a reference) */
     uv_thread_t th;
@@ -162,15 +163,8 @@ static void complete(req *r, int rc, const char *msg)
 {
     mutirao *m = r->m;
     pthread_mutex_lock(&m->mu);
-    if (r->prev || r->next || m->live == r) {
-        if (r->prev)
-            r->prev->next = r->next;
-        else
-            m->live = r->next;
-        if (r->next)
-            r->next->prev = r->prev;
-        r->prev = r->next = NULL;
-    }
+    if (mlist_linked(&r->node))
+        mlist_remove(&r->node);
     r->rc = rc;
     if (msg)
         snprintf(r->errmsg, sizeof r->errmsg, "%s", msg);
@@ -184,9 +178,15 @@ static void complete(req *r, int rc, const char *msg)
 static req *find_live(mutirao *m, lua_Integer id)
 {
     pthread_mutex_lock(&m->mu);
-    req *r = m->live;
-    while (r && r->id != id)
-        r = r->next;
+    req *r = NULL;
+    mlist *n;
+    mlist_foreach (n, &m->live) {
+        req *x = mlist_entry(n, req, node);
+        if (x->id == id) {
+            r = x;
+            break;
+        }
+    }
     pthread_mutex_unlock(&m->mu);
     return r;
 }
@@ -502,11 +502,7 @@ static void on_req(sched *s, xmsg *msg)
     }
     pthread_mutex_lock(&m->mu);
     r->id = ++m->next_id;
-    r->prev = NULL;
-    r->next = m->live;
-    if (m->live)
-        m->live->prev = r;
-    m->live = r;
+    mlist_push_front(&m->live, &r->node);
     pthread_mutex_unlock(&m->mu);
     lua_State *T = sched_scratch(s);
     int top = lua_gettop(T);
@@ -525,7 +521,7 @@ static void fail_live(mutirao *m)
 {
     for (;;) {
         pthread_mutex_lock(&m->mu);
-        req *r = m->live;
+        req *r = mlist_first_entry(&m->live, req, node);
         pthread_mutex_unlock(&m->mu);
         if (!r)
             break;
@@ -653,6 +649,7 @@ MUTIRAO_API int mutirao_open(const char *config_path, mutirao **out, char *err, 
         rc = MUTIRAO_ENOMEM;
         goto done;
     }
+    mlist_init(&m->live);
     int crc = load_config(&m->cfg, config_path, e, sizeof e);
     if (crc != 0) {
         if (!e[0])

@@ -14,7 +14,7 @@
 struct taskbook {
     sched *s;
     int ids_ref; /* registry: task id -> light userdata tb_task */
-    tb_task *all;
+    mlist all;   /* every record (of tb_task.node), the newest first */
     tb_task *done_head, *done_tail;
     size_t ndone;
 };
@@ -31,13 +31,9 @@ static void unhold(taskbook *b, tb_task *t)
 
 static void unlink_task(taskbook *b, tb_task *t)
 {
+    (void)b;
     scope_watch_del(&t->watch);
-    if (t->prev)
-        t->prev->next = t->next;
-    else
-        b->all = t->next;
-    if (t->next)
-        t->next->prev = t->prev;
+    mlist_remove(&t->node);
     free(t->err);
     t->err = NULL;
 }
@@ -52,8 +48,8 @@ static void book_free(sched *s, void *data)
 {
     (void)s;
     taskbook *b = data;
-    while (b->all) {
-        tb_task *t = b->all;
+    tb_task *t;
+    while ((t = mlist_first_entry(&b->all, tb_task, node))) {
         t->held = 0; /* the loop is going away */
         if (!t->done && t->ops->orphan) {
             unlink_task(b, t);
@@ -77,6 +73,7 @@ taskbook *taskbook_get(lua_State *L, sched *s)
         return NULL;
     }
     b->s = s;
+    mlist_init(&b->all);
     lua_newtable(L);
     b->ids_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     return b;
@@ -118,11 +115,7 @@ void taskbook_add(taskbook *b, lua_State *L, tb_task *t, const tb_ops *ops)
     lua_pushlightuserdata(L, t);
     lua_setfield(L, -2, t->id);
     lua_pop(L, 1);
-    t->prev = NULL;
-    t->next = b->all;
-    if (b->all)
-        b->all->prev = t;
-    b->all = t;
+    mlist_push_front(&b->all, &t->node);
     t->watch.sc = NULL;
     t->watch.on_end = on_scope_end;
     scope_watch_add(sched_current_scope(b->s, L), &t->watch);
@@ -137,7 +130,7 @@ static void evict(taskbook *b)
     lua_State *T = sched_scratch(b->s);
     while (b->done_head && (b->ndone > TASKBOOK_MAX || now - b->done_head->done_ns > ttl)) {
         tb_task *t = b->done_head;
-        if (t->waiters.head || t->pinned || t->lingering)
+        if (!glist_empty(&t->waiters) || t->pinned || t->lingering)
             break; /* being awaited right now, or still in use */
         b->done_head = t->done_next;
         if (!b->done_head)

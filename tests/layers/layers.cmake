@@ -31,6 +31,10 @@ set(_layer_probes
   "fleet   redis_uv.h       yes"
   "fleet   goroutine.h      no"
   "fleet   http.h           no"
+  "base    list.h           yes"
+  "base    codec.h          no"
+  "base    scheduler.h      no"
+  "core    list.h           yes"
   "codec   scheduler.h      no"
   "codec   envelope.h       no"
   "wire    codec.h          no")

@@ -1,0 +1,15 @@
+# C unit tests of shared/base: the intrusive list (list.h). Label: c. No
+# services needed. In normal builds with valgrind installed it also runs
+# under valgrind (label valgrind).
+add_executable(test-list ${CMAKE_CURRENT_LIST_DIR}/test-list.c)
+target_link_libraries(test-list PRIVATE mutirao_base)
+add_test(NAME c.test-list COMMAND test-list)
+set_tests_properties(c.test-list PROPERTIES LABELS c TIMEOUT 60)
+
+find_program(MUTIRAO_VALGRIND NAMES valgrind)
+if(MUTIRAO_VALGRIND AND NOT MUTIRAO_SANITIZE)
+  add_test(NAME valgrind.test-list
+    COMMAND ${MUTIRAO_VALGRIND} --error-exitcode=9 -q --leak-check=full
+      --errors-for-leak-kinds=all $<TARGET_FILE:test-list>)
+  set_tests_properties(valgrind.test-list PROPERTIES LABELS "c;valgrind" TIMEOUT 120)
+endif()
