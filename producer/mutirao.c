@@ -33,6 +33,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "errors.h"
 #include "fleet_pool.h"
 #include "goroutine.h"
 #include "list.h"
@@ -51,31 +52,15 @@ MUTIRAO_API const char *mutirao_version(void)
     return STR(MUTIRAO_VERSION_MAJOR) "." STR(MUTIRAO_VERSION_MINOR) "." STR(MUTIRAO_VERSION_PATCH);
 }
 
-MUTIRAO_API const char *mutirao_strerror(int err)
-{
-    switch (err) {
-#define MUTIRAO_XX_STR(name, value, msg)                                                           \
-    case value:                                                                                    \
-        return msg;
-        MUTIRAO_ERRNO_MAP(MUTIRAO_XX_STR)
-#undef MUTIRAO_XX_STR
-    default:
-        return "unknown error";
-    }
-}
+/* The public codes are base codes (errors.h), with the same values: the
+ * public header repeats them since it cannot include private headers. */
+#define MUTIRAO_XX_CHECK(name, value, msg)                                                         \
+    _Static_assert((int)MUTIRAO_##name == (int)MERR_##name,                                        \
+                   "include/mutirao.h: MUTIRAO_" #name " is not the base code's value");
+MUTIRAO_ERRNO_MAP(MUTIRAO_XX_CHECK)
+#undef MUTIRAO_XX_CHECK
 
-MUTIRAO_API const char *mutirao_errname(int err)
-{
-    switch (err) {
-#define MUTIRAO_XX_NAME(name, value, msg)                                                          \
-    case value:                                                                                    \
-        return #name;
-        MUTIRAO_ERRNO_MAP(MUTIRAO_XX_NAME)
-#undef MUTIRAO_XX_NAME
-    default:
-        return "UNKNOWN";
-    }
-}
+MERR_FUNCS(MUTIRAO_API, mutirao, MUTIRAO_ERRNO_MAP)
 
 /* The code of an error name such as "ENOPOOL" (the driver speaks names). */
 static int errcode_of(const char *name)

@@ -39,33 +39,7 @@
 
 /* ---- errors ---- */
 
-const char *kuv_strerror(int err)
-{
-#define KUV_XX_STR(name, value, msg)                                                               \
-    case KUV_##name:                                                                               \
-        return msg;
-    switch (err) {
-        KUV_ERRNO_MAP(KUV_XX_STR)
-    default:
-        return "unknown error";
-    }
-#undef KUV_XX_STR
-}
-
-const char *kuv_errname(int err)
-{
-    if (err == 0)
-        return "OK";
-#define KUV_XX_NAME(name, value, msg)                                                              \
-    case KUV_##name:                                                                               \
-        return #name;
-    switch (err) {
-        KUV_ERRNO_MAP(KUV_XX_NAME)
-    default:
-        return "UNKNOWN";
-    }
-#undef KUV_XX_NAME
-}
+MERR_FUNCS(, kuv, KUV_ERRNO_MAP)
 
 static void set_errbuf(char *buf, size_t len, const char *msg)
 {

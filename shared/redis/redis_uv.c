@@ -42,31 +42,7 @@
 
 /* ---- errors ------------------------------------------------------------ */
 
-const char *redis_uv_strerror(int err)
-{
-    switch (err) {
-#define REDIS_UV_XX_STR(name, value, msg)                                                          \
-    case (value):                                                                                  \
-        return (msg);
-        REDIS_UV_ERRNO_MAP(REDIS_UV_XX_STR)
-#undef REDIS_UV_XX_STR
-    default:
-        return "unknown error";
-    }
-}
-
-const char *redis_uv_errname(int err)
-{
-    switch (err) {
-#define REDIS_UV_XX_NAME(name, value, msg)                                                         \
-    case (value):                                                                                  \
-        return #name;
-        REDIS_UV_ERRNO_MAP(REDIS_UV_XX_NAME)
-#undef REDIS_UV_XX_NAME
-    default:
-        return "UNKNOWN";
-    }
-}
+MERR_FUNCS(, redis_uv, REDIS_UV_ERRNO_MAP)
 
 /* ---- types ------------------------------------------------------------- */
 

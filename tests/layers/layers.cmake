@@ -34,6 +34,8 @@ set(_layer_probes
   "base    list.h           yes"
   "base    codec.h          no"
   "base    scheduler.h      no"
+  "codec   errors.h         yes"
+  "wire    errors.h         yes"
   "core    list.h           yes"
   "codec   scheduler.h      no"
   "codec   envelope.h       no"
