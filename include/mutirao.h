@@ -38,7 +38,8 @@ extern "C" {
 #define MUTIRAO_VERSION_NUM                                                                        \
     (MUTIRAO_VERSION_MAJOR * 10000 + MUTIRAO_VERSION_MINOR * 100 + MUTIRAO_VERSION_PATCH)
 
-/* Error codes: negative ints, one table. XX(name, value, message). */
+/* Error codes: negative ints, one table. XX(name, value, message). The
+ * values are fixed: a code means the same in every release. */
 #define MUTIRAO_ERRNO_MAP(XX)                                                                      \
     XX(EINVAL, -1, "invalid argument")                                                             \
     XX(ENOMEM, -2, "out of memory")                                                                \
@@ -88,7 +89,7 @@ typedef struct mutirao_stats {
 MUTIRAO_API const char *mutirao_version(void);
 /* Static description of an error code ("unknown error" for others). */
 MUTIRAO_API const char *mutirao_strerror(int err);
-/* Static name of an error code, e.g. "ENOPOOL" ("UNKNOWN" for others). */
+/* Static name of an error code, e.g. "ENOPOOL" ("OK" for 0, "UNKNOWN" for others). */
 MUTIRAO_API const char *mutirao_errname(int err);
 /* The calling thread's latest failure in words (e.g. "pool not found: img");
  * valid until this thread's next mutirao call. Never NULL. */

@@ -10,18 +10,17 @@
 
 #include <lua.h>
 
-/* Error codes: negative ints, one table. XX(name, value, message). */
-#define MPL_ERRNO_MAP(XX)                                                                          \
-    XX(ENOMEM, -1, "out of memory")                                                                \
-    XX(ETOOBIG, -2, "message exceeds the size limit")                                              \
-    XX(EMALFORMED, -3, "malformed msgpack")                                                        \
-    XX(EUNSENDABLE, -4, "value has no msgpack form")
+#include "errors.h"
 
-typedef enum mpl_errno {
-#define MPL_XX_ENUM(name, value, msg) MPL_##name = (value),
-    MPL_ERRNO_MAP(MPL_XX_ENUM)
-#undef MPL_XX_ENUM
-} mpl_errno;
+/* Error codes: negative ints, one table. XX(name, value, message): base
+ * codes only (errors.h). */
+#define MPL_ERRNO_MAP(XX)                                                                          \
+    XX(ENOMEM, MERR_ENOMEM, "out of memory")                                                       \
+    XX(ETOOBIG, MERR_ETOOBIG, "message exceeds the size limit")                                    \
+    XX(EMALFORMED, MERR_EMALFORMED, "malformed msgpack")                                           \
+    XX(EUNSENDABLE, MERR_EUNSENDABLE, "value has no msgpack form")
+
+MERR_ENUM(mpl_errno, MPL, MPL_ERRNO_MAP)
 
 typedef struct mpl_limits {
     size_t max_bytes;   /* largest message, either direction */

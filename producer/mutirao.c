@@ -34,8 +34,10 @@
 #include <uv.h>
 
 #include "config.h"
+#include "errors.h"
 #include "fleet_pool.h"
 #include "goroutine.h"
+#include "list.h"
 #include "msgpack_lua.h"
 #include "port.h"
 #include "scheduler.h"
@@ -51,31 +53,15 @@ MUTIRAO_API const char *mutirao_version(void)
     return STR(MUTIRAO_VERSION_MAJOR) "." STR(MUTIRAO_VERSION_MINOR) "." STR(MUTIRAO_VERSION_PATCH);
 }
 
-MUTIRAO_API const char *mutirao_strerror(int err)
-{
-    switch (err) {
-#define MUTIRAO_XX_STR(name, value, msg)                                                           \
-    case value:                                                                                    \
-        return msg;
-        MUTIRAO_ERRNO_MAP(MUTIRAO_XX_STR)
-#undef MUTIRAO_XX_STR
-    default:
-        return "unknown error";
-    }
-}
+/* The public codes are base codes (errors.h), with the same values: the
+ * public header repeats them since it cannot include private headers. */
+#define MUTIRAO_XX_CHECK(name, value, msg)                                                         \
+    _Static_assert((int)MUTIRAO_##name == (int)MERR_##name,                                        \
+                   "include/mutirao.h: MUTIRAO_" #name " is not the base code's value");
+MUTIRAO_ERRNO_MAP(MUTIRAO_XX_CHECK)
+#undef MUTIRAO_XX_CHECK
 
-MUTIRAO_API const char *mutirao_errname(int err)
-{
-    switch (err) {
-#define MUTIRAO_XX_NAME(name, value, msg)                                                          \
-    case value:                                                                                    \
-        return #name;
-        MUTIRAO_ERRNO_MAP(MUTIRAO_XX_NAME)
-#undef MUTIRAO_XX_NAME
-    default:
-        return "UNKNOWN";
-    }
-}
+MERR_FUNCS(MUTIRAO_API, mutirao, MUTIRAO_ERRNO_MAP)
 
 /* The code of an error name such as "ENOPOOL" (the driver speaks names). */
 static int errcode_of(const char *name)
@@ -116,8 +102,8 @@ struct req {
     xmsg msg; /* first: what is posted to the VM's port */
     mutirao *m;
     int op;
-    lua_Integer id;   /* the number the driver knows it by */
-    req *prev, *next; /* m->live, while a goroutine works on it */
+    lua_Integer id; /* the number the driver knows it by */
+    mlist node;     /* in m->live, while a goroutine works on it */
     /* inputs: the caller's memory, read on the VM thread until completion */
     const char *pool, *src, *task;
     size_t srclen;
@@ -139,8 +125,8 @@ struct mutirao {
     pthread_mutex_t mu; /* closing, calls, live, next_id, req->done */
     pthread_cond_t idle_cv;
     int closing;
-    int calls; /* API calls inside the library (mutirao_close waits for 0) */
-    req *live;
+    int calls;  /* API calls inside the library (mutirao_close waits for 0) */
+    mlist live; /* requests a goroutine works on (of req.node), the newest first */
     lua_Integer next_id;
     port *port; /* the producer VM's mailbox (a reference) */
     uv_thread_t th;
@@ -163,15 +149,8 @@ static void complete(req *r, int rc, const char *msg)
 {
     mutirao *m = r->m;
     pthread_mutex_lock(&m->mu);
-    if (r->prev || r->next || m->live == r) {
-        if (r->prev)
-            r->prev->next = r->next;
-        else
-            m->live = r->next;
-        if (r->next)
-            r->next->prev = r->prev;
-        r->prev = r->next = NULL;
-    }
+    if (mlist_linked(&r->node))
+        mlist_remove(&r->node);
     r->rc = rc;
     if (msg)
         snprintf(r->errmsg, sizeof r->errmsg, "%s", msg);
@@ -185,9 +164,15 @@ static void complete(req *r, int rc, const char *msg)
 static req *find_live(mutirao *m, lua_Integer id)
 {
     pthread_mutex_lock(&m->mu);
-    req *r = m->live;
-    while (r && r->id != id)
-        r = r->next;
+    req *r = NULL;
+    mlist *n;
+    mlist_foreach (n, &m->live) {
+        req *x = mlist_entry(n, req, node);
+        if (x->id == id) {
+            r = x;
+            break;
+        }
+    }
     pthread_mutex_unlock(&m->mu);
     return r;
 }
@@ -503,11 +488,7 @@ static void on_req(sched *s, xmsg *msg)
     }
     pthread_mutex_lock(&m->mu);
     r->id = ++m->next_id;
-    r->prev = NULL;
-    r->next = m->live;
-    if (m->live)
-        m->live->prev = r;
-    m->live = r;
+    mlist_push_front(&m->live, &r->node);
     pthread_mutex_unlock(&m->mu);
     lua_State *T = sched_scratch(s);
     int top = lua_gettop(T);
@@ -526,7 +507,7 @@ static void fail_live(mutirao *m)
 {
     for (;;) {
         pthread_mutex_lock(&m->mu);
-        req *r = m->live;
+        req *r = mlist_first_entry(&m->live, req, node);
         pthread_mutex_unlock(&m->mu);
         if (!r)
             break;
@@ -654,6 +635,7 @@ MUTIRAO_API int mutirao_open(const char *config_path, mutirao **out, char *err, 
         rc = MUTIRAO_ENOMEM;
         goto done;
     }
+    mlist_init(&m->live);
     int crc = load_config(&m->cfg, config_path, e, sizeof e);
     if (crc != 0) {
         if (!e[0])

@@ -42,7 +42,7 @@ fi
 cpp=0
 echo "lint: cppcheck on ${#files[@]} files"
 cppcheck --quiet --std=c11 --enable=warning,performance,portability --error-exitcode=1 \
-    --inline-suppr --suppress=missingIncludeSystem -I include -I shared -I lua \
+    --inline-suppr --suppress=missingIncludeSystem -I include -I shared -I shared/base -I lua \
     "${files[@]}" || cpp=1
 
 if ((fmt)); then

@@ -30,15 +30,14 @@ uint64_t sched_now_ns(void)
 
 /* ---- lists ---- */
 
+static gor *gl_first(glist *l)
+{
+    return mlist_first_entry(&l->head, gor, node);
+}
+
 static void gl_push(glist *l, gor *g)
 {
-    g->next = NULL;
-    g->prev = l->tail;
-    if (l->tail)
-        l->tail->next = g;
-    else
-        l->head = g;
-    l->tail = g;
+    mlist_push_back(&l->head, &g->node);
     l->len++;
     g->on = l;
 }
@@ -48,22 +47,14 @@ static void gl_remove(gor *g)
     glist *l = g->on;
     if (!l)
         return;
-    if (g->prev)
-        g->prev->next = g->next;
-    else
-        l->head = g->next;
-    if (g->next)
-        g->next->prev = g->prev;
-    else
-        l->tail = g->prev;
+    mlist_remove(&g->node);
     l->len--;
-    g->prev = g->next = NULL;
     g->on = NULL;
 }
 
 static gor *gl_pop(glist *l)
 {
-    gor *g = l->head;
+    gor *g = gl_first(l);
     if (g)
         gl_remove(g);
     return g;
@@ -71,19 +62,12 @@ static gor *gl_pop(glist *l)
 
 static void gl_append(glist *dst, glist *src)
 {
-    for (gor *g = src->head; g; g = g->next)
-        g->on = dst;
-    if (!src->head)
-        return;
-    if (dst->tail) {
-        dst->tail->next = src->head;
-        src->head->prev = dst->tail;
-    } else {
-        dst->head = src->head;
-    }
-    dst->tail = src->tail;
+    mlist *n;
+    mlist_foreach (n, &src->head)
+        mlist_entry(n, gor, node)->on = dst;
+    mlist_splice_back(&dst->head, &src->head);
     dst->len += src->len;
-    glist_init(src);
+    src->len = 0;
 }
 
 /* ---- timers ---- */
@@ -159,26 +143,15 @@ static void scope_free(scope *sc);
 void scope_watch_add(scope *sc, scope_watch *w)
 {
     w->sc = sc;
-    w->prev = NULL;
-    w->next = sc->watches;
-    if (sc->watches)
-        sc->watches->prev = w;
-    sc->watches = w;
+    mlist_push_front(&sc->watches, &w->node);
 }
 
 void scope_watch_del(scope_watch *w)
 {
-    scope *sc = w->sc;
-    if (!sc)
+    if (!w->sc)
         return;
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        sc->watches = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
+    mlist_remove(&w->node);
     w->sc = NULL;
-    w->prev = w->next = NULL;
 }
 
 /* Tells every watcher that sc was cancelled or ended; each is unlinked
@@ -186,7 +159,7 @@ void scope_watch_del(scope_watch *w)
 static void scope_watches_end(scope *sc, int cancelled)
 {
     scope_watch *w;
-    while ((w = sc->watches)) {
+    while ((w = mlist_first_entry(&sc->watches, scope_watch, node))) {
         scope_watch_del(w);
         w->on_end(w, cancelled);
     }
@@ -233,15 +206,12 @@ scope *scope_new(sched *s, scope *parent, uint64_t timeout_ns)
     sc->refs = 1;
     sc->label_ref = LUA_NOREF;
     glist_init(&sc->waiters);
+    mlist_init(&sc->children);
+    mlist_init(&sc->members);
+    mlist_init(&sc->watches);
     parent->refs++;
-    sc->sib_next = parent->children;
-    if (parent->children)
-        parent->children->sib_prev = sc;
-    parent->children = sc;
-    sc->all_next = s->scopes;
-    if (s->scopes)
-        s->scopes->all_prev = sc;
-    s->scopes = sc;
+    mlist_push_front(&parent->children, &sc->sib);
+    mlist_push_front(&s->scopes, &sc->all);
     sc->eff_deadline = parent->eff_deadline;
     sc->cancelled = parent->cancelled;
     if (parent->cancelled)
@@ -263,23 +233,15 @@ static void scope_free(scope *sc)
     if (sc->label_ref != LUA_NOREF)
         luaL_unref(s->L, LUA_REGISTRYINDEX, sc->label_ref);
     /* orphan children (they are not live, or we would be live too) */
-    for (scope *c = sc->children; c; c = c->sib_next)
-        c->parent = NULL;
-    scope *parent = sc->parent;
-    if (parent) {
-        if (sc->sib_prev)
-            sc->sib_prev->sib_next = sc->sib_next;
-        else
-            parent->children = sc->sib_next;
-        if (sc->sib_next)
-            sc->sib_next->sib_prev = sc->sib_prev;
+    mlist *n, *next;
+    mlist_foreach_safe (n, next, &sc->children) {
+        mlist_entry(n, scope, sib)->parent = NULL;
+        mlist_remove(n);
     }
-    if (sc->all_prev)
-        sc->all_prev->all_next = sc->all_next;
-    else
-        s->scopes = sc->all_next;
-    if (sc->all_next)
-        sc->all_next->all_prev = sc->all_prev;
+    scope *parent = sc->parent;
+    if (parent)
+        mlist_remove(&sc->sib);
+    mlist_remove(&sc->all);
     free(sc);
     if (parent)
         scope_release(parent);
@@ -308,20 +270,22 @@ void scope_cancel(scope *sc, const char *reason)
     sc->refs++;
     /* Killing runs __close handlers, which may spawn into this scope (those
      * are killed at birth) or end other members: restart from the head. */
-    for (gor *g = sc->members; g;) {
+    for (mlist *n = mlist_first(&sc->members); n;) {
+        gor *g = mlist_entry(n, gor, sc_node);
         if (g != s->running) {
             sched_kill(s, g, sc->reason);
-            g = sc->members;
+            n = mlist_first(&sc->members);
         } else {
-            g = g->sc_next;
+            n = mlist_next(&sc->members, n);
         }
     }
-    for (scope *c = sc->children; c;) {
+    for (mlist *n = mlist_first(&sc->children); n;) {
+        scope *c = mlist_entry(n, scope, sib);
         c->refs++;
         scope_cancel(c, sc->reason);
-        scope *next = c->sib_next;
+        mlist *next = mlist_next(&sc->children, &c->sib);
         scope_release(c);
-        c = next;
+        n = next;
     }
     scope_release(sc);
 }
@@ -335,25 +299,15 @@ scope *sched_current_scope(sched *s, lua_State *L)
 static void scope_add(scope *sc, gor *g)
 {
     g->sc = sc;
-    g->sc_prev = NULL;
-    g->sc_next = sc->members;
-    if (sc->members)
-        sc->members->sc_prev = g;
-    sc->members = g;
+    mlist_push_front(&sc->members, &g->sc_node);
     scope_inc(sc);
 }
 
 static void scope_del(gor *g)
 {
     scope *sc = g->sc;
-    if (g->sc_prev)
-        g->sc_prev->sc_next = g->sc_next;
-    else
-        sc->members = g->sc_next;
-    if (g->sc_next)
-        g->sc_next->sc_prev = g->sc_prev;
+    mlist_remove(&g->sc_node);
     g->sc = NULL;
-    g->sc_prev = g->sc_next = NULL;
     if (sc->lead == g) {
         sc->lead = NULL;
         /* timeout(): fn ended in time, its leftovers run on */
@@ -390,7 +344,7 @@ void sched_ready(sched *s, gor *g)
 void sched_ready_all(sched *s, glist *wl)
 {
     gor *g;
-    while ((g = wl->head))
+    while ((g = gl_first(wl)))
         sched_ready(s, g);
 }
 
@@ -611,13 +565,13 @@ void sched_drain(sched *s)
 {
     s->in_cb++;
     sched *prev = preempt_enter(s);
-    if (s->next_round.head)
+    if (!glist_empty(&s->next_round))
         gl_append(&s->runq, &s->next_round);
     gor *g;
     while (!atomic_load_explicit(&s->preempt, memory_order_relaxed) && (g = gl_pop(&s->runq)))
         resume(s, g);
     preempt_leave(s, prev);
-    if (!s->runq.head && !s->next_round.head)
+    if (glist_empty(&s->runq) && glist_empty(&s->next_round))
         uv_idle_stop(&s->idle);
     s->in_cb--;
     sched_stop_if_done(s);
@@ -694,7 +648,8 @@ void sched_unspawn(sched *s, scope *sc, uint64_t after_id)
 {
     /* scope_add puts new members first: the newest are at the head */
     gor *g;
-    while ((g = sc->members) && g->id > after_id && g->state == G_READY) {
+    while ((g = mlist_first_entry(&sc->members, gor, sc_node)) && g->id > after_id &&
+           g->state == G_READY) {
         sched_kill(s, g, NULL); /* never ran: nothing to close; now first on s->free */
         if (s->free == g) {
             /* drop the record rather than keep it for reuse */
@@ -764,19 +719,27 @@ size_t sched_run(sched *s)
     return s->nlive;
 }
 
+static void dump_members(FILE *f, lua_State *T, scope *sc)
+{
+    mlist *n;
+    mlist_foreach (n, &sc->members) {
+        gor *g = mlist_entry(n, gor, sc_node);
+        luaL_traceback(T, g->L, NULL, 0);
+        fprintf(f, "goroutine %llu [blocked]:\n%s\n", (unsigned long long)g->id,
+                lua_tostring(T, -1));
+        lua_pop(T, 1);
+    }
+}
+
 void sched_dump_parked(sched *s, void *file)
 {
     FILE *f = file;
     lua_State *T = s->T;
     lua_rawgeti(T, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS); /* keep T's stack non-empty */
-    for (scope *sc = &s->root; sc; sc = (sc == &s->root) ? s->scopes : sc->all_next) {
-        for (gor *g = sc->members; g; g = g->sc_next) {
-            luaL_traceback(T, g->L, NULL, 0);
-            fprintf(f, "goroutine %llu [blocked]:\n%s\n", (unsigned long long)g->id,
-                    lua_tostring(T, -1));
-            lua_pop(T, 1);
-        }
-    }
+    dump_members(f, T, &s->root);
+    mlist *n;
+    mlist_foreach (n, &s->scopes)
+        dump_members(f, T, mlist_entry(n, scope, all));
     lua_pop(T, 1);
 }
 
@@ -867,9 +830,9 @@ static void sched_destroy(sched *s)
         free(e);
     }
     theap_free(&s->timers); /* before the scopes: it clears their entries */
-    while (s->scopes) {
-        scope *sc = s->scopes;
-        s->scopes = sc->all_next;
+    scope *sc;
+    while ((sc = mlist_first_entry(&s->scopes, scope, all))) {
+        mlist_remove(&sc->all);
         free(sc);
     }
     port_close(s->port);
@@ -943,6 +906,10 @@ sched *sched_get(lua_State *L)
     s->root.refs = 1;
     s->root.label_ref = LUA_NOREF;
     glist_init(&s->root.waiters);
+    mlist_init(&s->root.children);
+    mlist_init(&s->root.members);
+    mlist_init(&s->root.watches);
+    mlist_init(&s->scopes);
     s->port = port_open(s);
     if (!s->port)
         luaL_error(L, "goroutine: cannot create the scheduler's port");

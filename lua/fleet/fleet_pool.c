@@ -467,9 +467,9 @@ static void task_finish(fvm *v, ftask *t, int ok, const char *out, size_t outlen
         p->completed++;
     else
         p->failed++;
-    if (p->room.head)
+    if (!glist_empty(&p->room))
         sched_ready_all(s, &p->room);
-    if (p->outstanding == 0 && p->idle.head)
+    if (p->outstanding == 0 && !glist_empty(&p->idle))
         sched_ready_all(s, &p->idle);
     taskbook_finish(taskbook_get(sched_scratch(s), s), &t->tb, ok, t->out, t->out ? outlen : 0, err,
                     0);

@@ -19,17 +19,17 @@ struct curluv {
     sched *s;
     CURLM *multi;
     uv_timer_t timer;
-    csock *socks;       /* sockets being watched (for teardown) */
-    curluv_xfer *xfers; /* transfers added (for teardown) */
-    uvc_closer closer;  /* frees c after the timer and every socket's poll are closed */
-    int closing;        /* torn down: curl's callbacks are ignored */
+    mlist socks;       /* sockets being watched (of csock.node), for teardown */
+    mlist xfers;       /* transfers added (of curluv_xfer.node), for teardown */
+    uvc_closer closer; /* frees c after the timer and every socket's poll are closed */
+    int closing;       /* torn down: curl's callbacks are ignored */
 };
 
 struct csock {
     uv_poll_t poll;
     curl_socket_t fd;
     curluv *c;
-    csock *prev, *next;
+    mlist node; /* in c->socks */
 };
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
@@ -51,12 +51,7 @@ static void handle_closed(uv_handle_t *h)
 static void csock_close(csock *cs)
 {
     curluv *c = cs->c;
-    if (cs->prev)
-        cs->prev->next = cs->next;
-    else
-        c->socks = cs->next;
-    if (cs->next)
-        cs->next->prev = cs->prev;
+    mlist_remove(&cs->node);
     uv_poll_stop(&cs->poll);
     cs->poll.data = c;
     uv_close((uv_handle_t *)&cs->poll, handle_closed);
@@ -64,14 +59,7 @@ static void csock_close(csock *cs)
 
 static void xfer_unlink(curluv_xfer *x)
 {
-    curluv *c = x->c;
-    if (x->prev)
-        x->prev->next = x->next;
-    else
-        c->xfers = x->next;
-    if (x->next)
-        x->next->prev = x->prev;
-    x->prev = x->next = NULL;
+    mlist_remove(&x->node);
     x->c = NULL;
 }
 
@@ -145,10 +133,7 @@ static int socket_cb(CURL *e, curl_socket_t fd, int what, void *userp, void *soc
         cs->fd = fd;
         cs->c = c;
         cs->poll.data = cs;
-        cs->next = c->socks;
-        if (c->socks)
-            c->socks->prev = cs;
-        c->socks = cs;
+        mlist_push_front(&c->socks, &cs->node);
         curl_multi_assign(c->multi, fd, cs);
     }
     int ev = 0;
@@ -176,13 +161,13 @@ static int timer_cb(CURLM *m, long timeout_ms, void *userp)
 static void curluv_destroy(curluv *c)
 {
     c->closing = 1;
-    while (c->xfers) {
-        curluv_xfer *x = c->xfers;
+    curluv_xfer *x;
+    while ((x = mlist_first_entry(&c->xfers, curluv_xfer, node))) {
         curl_multi_remove_handle(c->multi, x->easy); /* x->done never fires */
         xfer_unlink(x);
     }
-    while (c->socks) {
-        csock *cs = c->socks;
+    csock *cs;
+    while ((cs = mlist_first_entry(&c->socks, csock, node))) {
         curl_multi_assign(c->multi, cs->fd, NULL);
         csock_close(cs);
     }
@@ -231,6 +216,8 @@ curluv *curluv_get(lua_State *L, sched *s)
     }
     c->s = s;
     c->multi = multi;
+    mlist_init(&c->socks);
+    mlist_init(&c->xfers);
     uv_timer_init(s->loop, &c->timer);
     c->timer.data = c;
     uvc_init(&c->closer, free, c); /* released by curluv_destroy */
@@ -251,11 +238,7 @@ int curluv_add(curluv *c, curluv_xfer *x)
     if (curl_multi_add_handle(c->multi, x->easy) != CURLM_OK)
         return -1;
     x->c = c;
-    x->prev = NULL;
-    x->next = c->xfers;
-    if (c->xfers)
-        c->xfers->prev = x;
-    c->xfers = x;
+    mlist_push_front(&c->xfers, &x->node);
     return 0;
 }
 

@@ -16,6 +16,7 @@
 #include <curl/curl.h>
 #include <lua.h>
 
+#include "list.h"
 #include "scheduler.h"
 
 typedef struct curluv curluv;
@@ -29,8 +30,8 @@ typedef void (*curluv_done_fn)(curluv_xfer *x, CURLcode rc);
 struct curluv_xfer {
     CURL *easy;
     curluv_done_fn done;
-    curluv *c;                /* set while added */
-    curluv_xfer *prev, *next; /* c's transfers */
+    curluv *c;  /* set while added */
+    mlist node; /* in c's transfers */
 };
 
 /* The curluv of L's VM, created on first use. Raises on failure. */

@@ -21,6 +21,7 @@
 
 #include <lauxlib.h>
 
+#include "list.h"
 #include "scheduler.h"
 #include "uv_closer.h"
 
@@ -35,7 +36,7 @@ typedef struct xproc xproc;
 
 typedef struct exec_vm {
     sched *s;
-    xproc *procs; /* records not yet closed */
+    mlist procs; /* records not yet closed (of xproc.node) */
 } exec_vm;
 
 typedef struct membuf {
@@ -49,8 +50,8 @@ struct xproc {
     uv_timer_t timer; /* the timeout, then the EOF grace period */
     uv_write_t wreq;
     exec_vm *vm;
-    xproc *prev, *next; /* vm->procs */
-    glist waiters;      /* the caller, while it waits */
+    mlist node;    /* in vm->procs */
+    glist waiters; /* the caller, while it waits */
     membuf obuf, ebuf;
     char *input; /* stdin data being written */
     size_t inlen;
@@ -99,12 +100,7 @@ static void xproc_close(xproc *p)
         return;
     p->closing = 1;
     if (p->vm) {
-        if (p->prev)
-            p->prev->next = p->next;
-        else
-            p->vm->procs = p->next;
-        if (p->next)
-            p->next->prev = p->prev;
+        mlist_remove(&p->node);
         p->vm = NULL;
     }
     close_handle((uv_handle_t *)&p->proc);
@@ -235,8 +231,8 @@ static int execvm_gc(lua_State *L)
         return 0;
     *box = NULL;
     /* the VM ends: children still running go with it */
-    while (vm->procs) {
-        xproc *p = vm->procs;
+    xproc *p;
+    while ((p = mlist_first_entry(&vm->procs, xproc, node))) {
         kill_group(p);
         xproc_close(p);
     }
@@ -264,6 +260,7 @@ static exec_vm *execvm_get(lua_State *L, sched *s)
     if (!vm)
         luaL_error(L, "not enough memory");
     vm->s = s;
+    mlist_init(&vm->procs);
     *box = vm;
     lua_rawsetp(L, LUA_REGISTRYINDEX, &EXECVM_KEY);
     return vm;
@@ -546,10 +543,7 @@ static int x_run(lua_State *L)
     }
     uv_loop_t *loop = s->loop;
     p->vm = vm;
-    p->next = vm->procs;
-    if (vm->procs)
-        vm->procs->prev = p;
-    vm->procs = p;
+    mlist_push_front(&vm->procs, &p->node);
     glist_init(&p->waiters);
     uv_pipe_init(loop, &p->out, 0);
     uv_pipe_init(loop, &p->err, 0);

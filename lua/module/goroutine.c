@@ -312,8 +312,7 @@ static int g_timeout(lua_State *L)
     lua_pop(L, 1);
     ghandle *h = start_scope(L, 2, ms_to_ns(ms), &sc);
     memcpy(sc->reason, reason, sizeof reason);
-    if (sc->members)
-        sc->lead = sc->members; /* the deadline ends when fn returns in time */
+    sc->lead = scope_newest(sc); /* the deadline ends when fn returns in time */
     if (h->done)
         return timeout_k(L, LUA_OK, (lua_KContext)h);
     return sched_wait(L, h->s, &h->waiters, 0, (lua_KContext)h, timeout_k);

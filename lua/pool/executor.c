@@ -166,7 +166,7 @@ int executor_submit(executor *ex, ex_task *t, sched *owner, int qmax, port *watc
     pthread_mutex_lock(&ex->mu);
     if (ex->closed) {
         pthread_mutex_unlock(&ex->mu);
-        return EX_CLOSED;
+        return EX_ECLOSED;
     }
     ex_task *undelivered = NULL;
     if (ex->running < ex->limit || qmax < 0 || ex->queued < qmax) {
@@ -201,7 +201,7 @@ int executor_submit(executor *ex, ex_task *t, sched *owner, int qmax, port *watc
     if (watcher)
         watch_add(&ex->room_w, &ex->nroom, &ex->caproom, watcher);
     pthread_mutex_unlock(&ex->mu);
-    return EX_FULL;
+    return EX_EQUEUEFULL;
 }
 
 void executor_set_limit(executor *ex, int limit)

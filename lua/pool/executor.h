@@ -25,6 +25,7 @@
 #include <lua.h>
 
 #include "envelope.h"
+#include "errors.h"
 #include "port.h"
 #include "travel.h"
 
@@ -57,7 +58,7 @@ struct ex_task {
 };
 
 typedef struct ex_hooks {
-    /* Runs on a VM that asked to be told (EX_FULL, executor_wait_idle) once
+    /* Runs on a VM that asked to be told (EX_EQUEUEFULL, executor_wait_idle) once
      * room freed up, the executor closed or went idle. */
     xmsg_fn notify;
     /* Runs on the thread of the task that ended last once a closed
@@ -66,7 +67,13 @@ typedef struct ex_hooks {
     void *ud;
 } ex_hooks;
 
-enum { EX_OK = 0, EX_FULL = -1, EX_CLOSED = -2, EX_ENOMEM = -3 };
+/* executor_submit's outcome: EX_OK (0) or a code of this table (errors.h). */
+#define EX_ERRNO_MAP(XX)                                                                           \
+    XX(EQUEUEFULL, MERR_EQUEUEFULL, "executor queue is full")                                      \
+    XX(ECLOSED, MERR_ECLOSED, "executor is closed")                                                \
+    XX(ENOMEM, MERR_ENOMEM, "out of memory")
+enum { EX_OK = 0 };
+MERR_ENUM(ex_errno, EX, EX_ERRNO_MAP)
 
 /* A new executor (refs = 1). NULL when out of memory or the VM threads
  * cannot start. hooks may be NULL (nobody is told). */
@@ -76,8 +83,8 @@ void executor_unref(executor *ex);
 void executor_set_limit(executor *ex, int limit);
 
 /* Runs t now if fewer than limit run, else queues it if fewer than qmax
- * are queued (qmax < 0: no bound). EX_FULL: not taken; with watcher set,
- * watcher is told when room frees up. EX_CLOSED: closed. */
+ * are queued (qmax < 0: no bound). EX_EQUEUEFULL: not taken; with watcher set,
+ * watcher is told when room frees up. EX_ECLOSED: closed. */
 int executor_submit(executor *ex, ex_task *t, sched *owner, int qmax, port *watcher);
 
 /* Stops taking tasks; queued and running ones still run. Tells the

@@ -312,11 +312,11 @@ static int submit_k(lua_State *L, int status, lua_KContext ctx)
     etask *t = g->t;
     epool *p = g->p;
     int rc = executor_submit(p->ex, &t->ex, s, p->qcap, p->block ? s->port : NULL);
-    if (rc == EX_CLOSED)
+    if (rc == EX_ECLOSED)
         return rejected(L, p, "pool is closed");
-    if (rc == EX_FULL && !p->block)
+    if (rc == EX_EQUEUEFULL && !p->block)
         return rejected(L, p, "pool queue is full");
-    if (rc == EX_FULL) {
+    if (rc == EX_EQUEUEFULL) {
         evm *v = pool_embedded_state(L, s);
         sched_hold(s);
         g->holding = 1;

@@ -22,7 +22,7 @@ struct taskbook {
     tb_task **slots;
     size_t cap, used; /* used: records and tombs */
     size_t live;      /* records */
-    tb_task *all;
+    mlist all;        /* every record (of tb_task.node), the newest first */
     tb_task *done_head, *done_tail;
     size_t ndone;
 };
@@ -114,12 +114,7 @@ static void unlink_task(taskbook *b, tb_task *t)
 {
     map_del(b, t);
     scope_watch_del(&t->watch);
-    if (t->prev)
-        t->prev->next = t->next;
-    else
-        b->all = t->next;
-    if (t->next)
-        t->next->prev = t->prev;
+    mlist_remove(&t->node);
     free(t->err);
     t->err = NULL;
 }
@@ -134,8 +129,8 @@ static void book_free(sched *s, void *data)
 {
     (void)s;
     taskbook *b = data;
-    while (b->all) {
-        tb_task *t = b->all;
+    tb_task *t;
+    while ((t = mlist_first_entry(&b->all, tb_task, node))) {
         t->held = 0; /* the loop is going away */
         if (!t->done && t->ops->orphan) {
             unlink_task(b, t);
@@ -160,6 +155,7 @@ taskbook *taskbook_get(lua_State *L, sched *s)
         return NULL;
     }
     b->s = s;
+    mlist_init(&b->all);
     return b;
 }
 
@@ -200,11 +196,7 @@ void taskbook_add(taskbook *b, lua_State *L, tb_task *t, const tb_ops *ops)
             luaL_unref(L, LUA_REGISTRYINDEX, t->label_ref);
         luaL_error(L, "not enough memory");
     }
-    t->prev = NULL;
-    t->next = b->all;
-    if (b->all)
-        b->all->prev = t;
-    b->all = t;
+    mlist_push_front(&b->all, &t->node);
     t->watch.sc = NULL;
     t->watch.on_end = on_scope_end;
     scope_watch_add(sched_current_scope(b->s, L), &t->watch);
@@ -218,7 +210,7 @@ static void evict(taskbook *b)
     uint64_t now = sched_now_ns(), ttl = (uint64_t)TASKBOOK_TTL_S * 1000000000ull;
     while (b->done_head && (b->ndone > TASKBOOK_MAX || now - b->done_head->done_ns > ttl)) {
         tb_task *t = b->done_head;
-        if (t->waiters.head || t->pinned || t->lingering)
+        if (!glist_empty(&t->waiters) || t->pinned || t->lingering)
             break; /* being awaited right now, or still in use */
         b->done_head = t->done_next;
         if (!b->done_head)

@@ -17,6 +17,7 @@
 #include <lua.h>
 
 #include "envelope.h"
+#include "list.h"
 #include "scheduler.h"
 #include "travel.h"
 
@@ -38,8 +39,8 @@ typedef struct tb_ops {
 struct tb_task {
     const tb_ops *ops;
     taskbook *book;
-    tb_task *prev, *next; /* every record of the book */
-    tb_task *done_next;   /* finished ones, oldest first */
+    mlist node;         /* in the book's list of every record */
+    tb_task *done_next; /* finished ones, oldest first */
     uint8_t done, ok, held, lingering, pinned;
     uint32_t hash;   /* of id, for the book's map */
     const char *out; /* encoded outcome (owned by the backend's task), or NULL: err */

@@ -13,29 +13,7 @@
 /* Registry key of the per-VM state table (its address is the key). */
 static const char state_key = 0;
 
-const char *codec_strerror(int err)
-{
-    switch (err) {
-#define CODEC_XX_STR(name, value, msg)                                                             \
-    case (value):                                                                                  \
-        return msg;
-        CODEC_ERRNO_MAP(CODEC_XX_STR)
-#undef CODEC_XX_STR
-    }
-    return "unknown error";
-}
-
-const char *codec_errname(int err)
-{
-    switch (err) {
-#define CODEC_XX_NAME(name, value, msg)                                                            \
-    case (value):                                                                                  \
-        return #name;
-        CODEC_ERRNO_MAP(CODEC_XX_NAME)
-#undef CODEC_XX_NAME
-    }
-    return "EUNKNOWN";
-}
+MERR_FUNCS(, codec, CODEC_ERRNO_MAP)
 
 void codec_limits_default(codec_limits *lim)
 {

@@ -10,6 +10,8 @@
 
 #include <lua.h>
 
+#include "errors.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -20,33 +22,30 @@ extern "C" {
    to this one. */
 #define CODEC_FORMAT_VERSION 2
 
-/* Error codes: negative ints, one table. XX(name, value, message). */
+/* Error codes: negative ints, one table. XX(name, value, message): base
+ * codes (MERR_*) and the codec's own, -101... (errors.h). */
 #define CODEC_ERRNO_MAP(XX)                                                                        \
-    XX(ENOMEM, -1, "out of memory")                                                                \
-    XX(EINVAL, -2, "invalid argument")                                                             \
-    XX(EUNSENDABLE, -3, "value cannot travel")                                                     \
-    XX(ETOOBIG, -4, "message exceeds the size limit")                                              \
-    XX(ETOODEEP, -5, "nesting exceeds the depth limit")                                            \
-    XX(ETOOMANY, -6, "element count exceeds the limit")                                            \
-    XX(EMAGIC, -7, "not a mutirao codec message")                                                  \
-    XX(EVERSION, -8, "unsupported codec format version")                                           \
-    XX(ETRUNCATED, -9, "truncated message")                                                        \
-    XX(EMALFORMED, -10, "malformed message")                                                       \
-    XX(EBYTECODE, -11, "bytecode refused")                                                         \
-    XX(ELOAD, -12, "bytecode does not load in this Lua")                                           \
-    XX(EMODULE, -13, "module reference cannot be resolved")                                        \
-    XX(EUDATA, -14, "userdata hook failed")                                                        \
-    XX(ELUA, -15, "Lua error inside the codec")
+    XX(ENOMEM, MERR_ENOMEM, "out of memory")                                                       \
+    XX(EINVAL, MERR_EINVAL, "invalid argument")                                                    \
+    XX(EUNSENDABLE, MERR_EUNSENDABLE, "value cannot travel")                                       \
+    XX(ETOOBIG, MERR_ETOOBIG, "message exceeds the size limit")                                    \
+    XX(ETOODEEP, -101, "nesting exceeds the depth limit")                                          \
+    XX(ETOOMANY, -102, "element count exceeds the limit")                                          \
+    XX(EMAGIC, MERR_EMAGIC, "not a mutirao codec message")                                         \
+    XX(EVERSION, MERR_EVERSION, "unsupported codec format version")                                \
+    XX(ETRUNCATED, MERR_ETRUNCATED, "truncated message")                                           \
+    XX(EMALFORMED, MERR_EMALFORMED, "malformed message")                                           \
+    XX(EBYTECODE, -103, "bytecode refused")                                                        \
+    XX(ELOAD, -104, "bytecode does not load in this Lua")                                          \
+    XX(EMODULE, -105, "module reference cannot be resolved")                                       \
+    XX(EUDATA, -106, "userdata hook failed")                                                       \
+    XX(ELUA, -107, "Lua error inside the codec")
 
-typedef enum codec_errno {
-#define CODEC_XX_ENUM(name, value, msg) CODEC_##name = (value),
-    CODEC_ERRNO_MAP(CODEC_XX_ENUM)
-#undef CODEC_XX_ENUM
-} codec_errno;
+MERR_ENUM(codec_errno, CODEC, CODEC_ERRNO_MAP)
 
 /* Static description of an error code ("unknown error" for others). */
 const char *codec_strerror(int err);
-/* Static name of an error code, e.g. "ETRUNCATED". */
+/* Static name of an error code, e.g. "ETRUNCATED" ("OK" for 0, "UNKNOWN" for others). */
 const char *codec_errname(int err);
 
 /*

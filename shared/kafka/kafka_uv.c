@@ -29,6 +29,7 @@
 
 #include "kafka_tracker.h"
 #include "kafka_uv.h"
+#include "list.h"
 #include "uv_closer.h"
 
 /* Bounds of one wakeup: calls of rd_kafka_poll (each serves what is queued)
@@ -38,33 +39,7 @@
 
 /* ---- errors ---- */
 
-const char *kuv_strerror(int err)
-{
-#define KUV_XX_STR(name, value, msg)                                                               \
-    case KUV_##name:                                                                               \
-        return msg;
-    switch (err) {
-        KUV_ERRNO_MAP(KUV_XX_STR)
-    default:
-        return "unknown error";
-    }
-#undef KUV_XX_STR
-}
-
-const char *kuv_errname(int err)
-{
-    if (err == 0)
-        return "OK";
-#define KUV_XX_NAME(name, value, msg)                                                              \
-    case KUV_##name:                                                                               \
-        return #name;
-    switch (err) {
-        KUV_ERRNO_MAP(KUV_XX_NAME)
-    default:
-        return "UNKNOWN";
-    }
-#undef KUV_XX_NAME
-}
+MERR_FUNCS(, kuv, KUV_ERRNO_MAP)
 
 static void set_errbuf(char *buf, size_t len, const char *msg)
 {
@@ -186,7 +161,7 @@ typedef struct kuv_ensure {
     kuv_producer *p;
     kuv_result_cb cb;
     void *ud;
-    struct kuv_ensure *prev, *next;
+    mlist node; /* in p->ensures */
     char topic[];
 } kuv_ensure;
 
@@ -205,7 +180,7 @@ struct kuv_producer {
     int close_timeout;
     size_t pending; /* messages without a delivery report yet */
     int message_timeout_ms, admin_timeout_ms, replication_factor;
-    kuv_ensure *ensures; /* admin requests in flight */
+    mlist ensures; /* admin requests in flight (of kuv_ensure.node) */
     kuv_error_cb error_cb;
     void *ud;
     char lasterr[256]; /* last client-level error, "" if none */
@@ -259,20 +234,9 @@ static void p_error_cb(rd_kafka_t *rk, int e, const char *reason, void *opaque)
         p->error_cb(p->ud, map_err((rd_kafka_resp_err_t)e), reason);
 }
 
-static void ensure_unlink(kuv_ensure *e)
-{
-    kuv_producer *p = e->p;
-    if (e->prev)
-        e->prev->next = e->next;
-    else
-        p->ensures = e->next;
-    if (e->next)
-        e->next->prev = e->prev;
-}
-
 static void ensure_finish(kuv_ensure *e, int err, const char *msg)
 {
-    ensure_unlink(e);
+    mlist_remove(&e->node);
     e->cb(e->ud, err, msg);
     free(e);
 }
@@ -384,6 +348,7 @@ kuv_producer *kuv_producer_new(uv_loop_t *loop, const char *brokers, const kuv_p
     }
     memcpy(p->brokers, brokers, blen + 1);
     p->loop = loop;
+    mlist_init(&p->ensures);
     p->rfd = p->wfd = -1;
     p->message_timeout_ms = opts->message_timeout_ms ? opts->message_timeout_ms : 30000;
     p->admin_timeout_ms = opts->admin_timeout_ms ? opts->admin_timeout_ms : p->message_timeout_ms;
@@ -507,10 +472,7 @@ int kuv_topic_ensure(kuv_producer *p, const char *topic, int partitions, kuv_res
     rd_kafka_AdminOptions_set_request_timeout(ao, p->admin_timeout_ms, es, sizeof es);
     rd_kafka_AdminOptions_set_operation_timeout(ao, p->admin_timeout_ms, es, sizeof es);
     rd_kafka_AdminOptions_set_opaque(ao, e);
-    e->next = p->ensures;
-    if (p->ensures)
-        p->ensures->prev = e;
-    p->ensures = e;
+    mlist_push_front(&p->ensures, &e->node);
     rd_kafka_CreateTopics(p->rk, &nt, 1, ao, p->adminq);
     rd_kafka_AdminOptions_destroy(ao);
     rd_kafka_NewTopic_destroy(nt);
@@ -541,8 +503,9 @@ static void producer_close_now(kuv_producer *p)
         admin_event(p, ev);
         rd_kafka_event_destroy(ev);
     }
-    while (p->ensures)
-        ensure_finish(p->ensures, KUV_ECANCELED, "kafka: create topic canceled: producer closed");
+    kuv_ensure *e;
+    while ((e = mlist_first_entry(&p->ensures, kuv_ensure, node)))
+        ensure_finish(e, KUV_ECANCELED, "kafka: create topic canceled: producer closed");
     rd_kafka_queue_io_event_enable(p->mainq, -1, NULL, 0);
     rd_kafka_queue_io_event_enable(p->adminq, -1, NULL, 0);
     rd_kafka_queue_destroy(p->mainq);

@@ -15,30 +15,29 @@
 
 #include <uv.h>
 
+#include "errors.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* Error codes: negative ints, one table. XX(name, value, message). */
+/* Error codes: negative ints, one table. XX(name, value, message): base
+ * codes (MERR_*) and Kafka's own, -501... (errors.h). */
 #define KUV_ERRNO_MAP(XX)                                                                          \
-    XX(EINVAL, -1, "invalid argument")                                                             \
-    XX(ENOMEM, -2, "out of memory")                                                                \
-    XX(ECONFIG, -3, "invalid Kafka configuration")                                                 \
-    XX(EIO, -4, "cannot create the event pipe")                                                    \
-    XX(EQUEUEFULL, -5, "producer queue is full")                                                   \
-    XX(EMSGSIZE, -6, "message too large")                                                          \
-    XX(ETIMEDOUT, -7, "timed out")                                                                 \
-    XX(ECANCELED, -8, "canceled by close")                                                         \
-    XX(ECLOSED, -9, "handle is closing")                                                           \
-    XX(ENOTASSIGNED, -10, "partition not assigned to this consumer")                               \
-    XX(ENOTTRACKED, -11, "offset not handed out or already finished")                              \
-    XX(EKAFKA, -12, "Kafka error")
+    XX(EINVAL, MERR_EINVAL, "invalid argument")                                                    \
+    XX(ENOMEM, MERR_ENOMEM, "out of memory")                                                       \
+    XX(ECONFIG, MERR_ECONFIG, "invalid Kafka configuration")                                       \
+    XX(EIO, MERR_EIO, "cannot create the event pipe")                                              \
+    XX(EQUEUEFULL, MERR_EQUEUEFULL, "producer queue is full")                                      \
+    XX(EMSGSIZE, -501, "message too large")                                                        \
+    XX(ETIMEDOUT, MERR_ETIMEDOUT, "timed out")                                                     \
+    XX(ECANCELED, -502, "canceled by close")                                                       \
+    XX(ECLOSED, MERR_ECLOSED, "handle is closing")                                                 \
+    XX(ENOTASSIGNED, -503, "partition not assigned to this consumer")                              \
+    XX(ENOTTRACKED, -504, "offset not handed out or already finished")                             \
+    XX(EKAFKA, -505, "Kafka error")
 
-typedef enum kuv_errno {
-#define KUV_XX_ENUM(name, value, msg) KUV_##name = (value),
-    KUV_ERRNO_MAP(KUV_XX_ENUM)
-#undef KUV_XX_ENUM
-} kuv_errno;
+MERR_ENUM(kuv_errno, KUV, KUV_ERRNO_MAP)
 
 /* Static description of an error code ("unknown error" for others). */
 const char *kuv_strerror(int err);

@@ -36,36 +36,13 @@
 #include <openssl/sha.h>
 #include <uv.h>
 
+#include "list.h"
 #include "redis_uv.h"
 #include "uv_closer.h"
 
 /* ---- errors ------------------------------------------------------------ */
 
-const char *redis_uv_strerror(int err)
-{
-    switch (err) {
-#define REDIS_UV_XX_STR(name, value, msg)                                                          \
-    case (value):                                                                                  \
-        return (msg);
-        REDIS_UV_ERRNO_MAP(REDIS_UV_XX_STR)
-#undef REDIS_UV_XX_STR
-    default:
-        return "unknown error";
-    }
-}
-
-const char *redis_uv_errname(int err)
-{
-    switch (err) {
-#define REDIS_UV_XX_NAME(name, value, msg)                                                         \
-    case (value):                                                                                  \
-        return #name;
-        REDIS_UV_ERRNO_MAP(REDIS_UV_XX_NAME)
-#undef REDIS_UV_XX_NAME
-    default:
-        return "UNKNOWN";
-    }
-}
+MERR_FUNCS(, redis_uv, REDIS_UV_ERRNO_MAP)
 
 /* ---- types ------------------------------------------------------------- */
 
@@ -83,8 +60,8 @@ enum cstate {
 
 typedef struct rreq rreq;
 struct rreq {
-    rreq *dl_prev, *dl_next; /* deadline list: callback still due */
-    rreq *wq_prev, *wq_next; /* wait queue: not sent yet */
+    mlist dl; /* in the deadline list: callback still due */
+    mlist wq; /* in the wait queue: not sent yet */
     struct redis_uv *cli;
     redis_uv_cb cb;
     void *ud;
@@ -128,7 +105,7 @@ struct redis_uv {
     redis_uv_close_cb close_cb;
     void *close_ud;
     /* requests */
-    rreq dl, wq; /* sentinels of the two lists */
+    mlist dl, wq; /* the two lists (of rreq.dl, rreq.wq), oldest first */
     size_t npending, nqueued;
     /* scripts */
     rscript *scripts;
@@ -142,50 +119,40 @@ struct redis_uv {
 
 static void dl_push(redis_uv *cli, rreq *r)
 {
-    r->dl_prev = cli->dl.dl_prev;
-    r->dl_next = &cli->dl;
-    cli->dl.dl_prev->dl_next = r;
-    cli->dl.dl_prev = r;
+    mlist_push_back(&cli->dl, &r->dl);
     cli->npending++;
 }
 
 static void dl_unlink(redis_uv *cli, rreq *r)
 {
-    if (r->dl_next == NULL)
+    if (!mlist_linked(&r->dl))
         return;
-    r->dl_prev->dl_next = r->dl_next;
-    r->dl_next->dl_prev = r->dl_prev;
-    r->dl_prev = r->dl_next = NULL;
+    mlist_remove(&r->dl);
     cli->npending--;
 }
 
 static rreq *dl_first(redis_uv *cli)
 {
-    return cli->dl.dl_next == &cli->dl ? NULL : cli->dl.dl_next;
+    return mlist_first_entry(&cli->dl, rreq, dl);
 }
 
 static void wq_push(redis_uv *cli, rreq *r)
 {
-    r->wq_prev = cli->wq.wq_prev;
-    r->wq_next = &cli->wq;
-    cli->wq.wq_prev->wq_next = r;
-    cli->wq.wq_prev = r;
+    mlist_push_back(&cli->wq, &r->wq);
     cli->nqueued++;
 }
 
 static void wq_unlink(redis_uv *cli, rreq *r)
 {
-    if (r->wq_next == NULL)
+    if (!mlist_linked(&r->wq))
         return;
-    r->wq_prev->wq_next = r->wq_next;
-    r->wq_next->wq_prev = r->wq_prev;
-    r->wq_prev = r->wq_next = NULL;
+    mlist_remove(&r->wq);
     cli->nqueued--;
 }
 
 static rreq *wq_first(redis_uv *cli)
 {
-    return cli->wq.wq_next == &cli->wq ? NULL : cli->wq.wq_next;
+    return mlist_first_entry(&cli->wq, rreq, wq);
 }
 
 /* ---- the libuv adapter ------------------------------------------------- */
@@ -999,8 +966,8 @@ int redis_uv_open(uv_loop_t *loop, const char *url, const redis_uv_options *opts
         cli->opt.backoff_max_ms = cli->opt.backoff_min_ms;
     cli->loop = loop;
     cli->backoff = cli->opt.backoff_min_ms;
-    cli->dl.dl_prev = cli->dl.dl_next = &cli->dl;
-    cli->wq.wq_prev = cli->wq.wq_next = &cli->wq;
+    mlist_init(&cli->dl);
+    mlist_init(&cli->wq);
     uv_timer_init(loop, &cli->conn_timer);
     uv_timer_init(loop, &cli->dl_timer);
     cli->conn_timer.data = cli;

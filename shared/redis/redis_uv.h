@@ -58,31 +58,30 @@
 #include <hiredis/hiredis.h>
 #include <uv.h>
 
+#include "errors.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* Error codes: negative ints, one table. XX(name, value, message). */
+/* Error codes: negative ints, one table. XX(name, value, message): base
+ * codes (MERR_*) and the client's own, -401... (errors.h). */
 #define REDIS_UV_ERRNO_MAP(XX)                                                                     \
-    XX(ENOMEM, -1, "out of memory")                                                                \
-    XX(EINVAL, -2, "invalid argument")                                                             \
-    XX(EURL, -3, "malformed Redis URL")                                                            \
-    XX(ECLOSED, -4, "client closed")                                                               \
-    XX(ECONNLOST, -5, "connection lost")                                                           \
-    XX(ETIMEDOUT, -6, "command timed out")                                                         \
-    XX(EUNREACHABLE, -7, "server unreachable")                                                     \
-    XX(ENOSCRIPT, -8, "unknown script id")                                                         \
-    XX(ENOTSUP, -9, "command not supported by this client")
+    XX(ENOMEM, MERR_ENOMEM, "out of memory")                                                       \
+    XX(EINVAL, MERR_EINVAL, "invalid argument")                                                    \
+    XX(EURL, -401, "malformed Redis URL")                                                          \
+    XX(ECLOSED, MERR_ECLOSED, "client closed")                                                     \
+    XX(ECONNLOST, -402, "connection lost")                                                         \
+    XX(ETIMEDOUT, MERR_ETIMEDOUT, "command timed out")                                             \
+    XX(EUNREACHABLE, -403, "server unreachable")                                                   \
+    XX(ENOSCRIPT, -404, "unknown script id")                                                       \
+    XX(ENOTSUP, MERR_ENOTSUP, "command not supported by this client")
 
-typedef enum redis_uv_errno {
-#define REDIS_UV_XX_ENUM(name, value, msg) REDIS_UV_##name = (value),
-    REDIS_UV_ERRNO_MAP(REDIS_UV_XX_ENUM)
-#undef REDIS_UV_XX_ENUM
-} redis_uv_errno;
+MERR_ENUM(redis_uv_errno, REDIS_UV, REDIS_UV_ERRNO_MAP)
 
 /* Static description of an error code ("unknown error" for others). */
 const char *redis_uv_strerror(int err);
-/* Static name of an error code, e.g. "ETIMEDOUT". */
+/* Static name of an error code, e.g. "ETIMEDOUT" ("OK" for 0, "UNKNOWN" for others). */
 const char *redis_uv_errname(int err);
 
 typedef struct redis_uv redis_uv;

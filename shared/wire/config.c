@@ -20,31 +20,7 @@ extern char **environ;
 
 /* ---- errors -------------------------------------------------------------- */
 
-const char *config_strerror(int err)
-{
-    switch (err) {
-#define CONFIG_XX_STR(name, value, msg)                                                            \
-    case (value):                                                                                  \
-        return (msg);
-        CONFIG_ERRNO_MAP(CONFIG_XX_STR)
-#undef CONFIG_XX_STR
-    default:
-        return "unknown error";
-    }
-}
-
-const char *config_errname(int err)
-{
-    switch (err) {
-#define CONFIG_XX_NAME(name, value, msg)                                                           \
-    case (value):                                                                                  \
-        return #name;
-        CONFIG_ERRNO_MAP(CONFIG_XX_NAME)
-#undef CONFIG_XX_NAME
-    default:
-        return "UNKNOWN";
-    }
-}
+MERR_FUNCS(, config, CONFIG_ERRNO_MAP)
 
 static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

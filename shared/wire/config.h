@@ -9,32 +9,31 @@
 
 #include <stddef.h>
 
+#include "errors.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* Error codes: negative ints, one table. XX(name, value, message). */
+/* Error codes: negative ints, one table. XX(name, value, message): base
+ * codes (MERR_*) and the configuration's own, -301... (errors.h). */
 #define CONFIG_ERRNO_MAP(XX)                                                                       \
-    XX(ENOMEM, -1, "out of memory")                                                                \
-    XX(EINVAL, -2, "invalid argument")                                                             \
-    XX(ENOENT, -3, "configuration file not found")                                                 \
-    XX(EIO, -4, "configuration file cannot be read")                                               \
-    XX(ESYNTAX, -5, "syntax error in configuration file")                                          \
-    XX(EUNKNOWN, -6, "unknown configuration key")                                                  \
-    XX(EVALUE, -7, "invalid configuration value")                                                  \
-    XX(EDUPLICATE, -8, "configuration key set twice in one file")                                  \
-    XX(EBADPOOL, -9, "invalid pool name")                                                          \
-    XX(ENOSPACE, -10, "output buffer too small")
+    XX(ENOMEM, MERR_ENOMEM, "out of memory")                                                       \
+    XX(EINVAL, MERR_EINVAL, "invalid argument")                                                    \
+    XX(ENOENT, -301, "configuration file not found")                                               \
+    XX(EIO, MERR_EIO, "configuration file cannot be read")                                         \
+    XX(ESYNTAX, MERR_ESYNTAX, "syntax error in configuration file")                                \
+    XX(EUNKNOWN, -302, "unknown configuration key")                                                \
+    XX(EVALUE, -303, "invalid configuration value")                                                \
+    XX(EDUPLICATE, -304, "configuration key set twice in one file")                                \
+    XX(EBADPOOL, MERR_EBADPOOL, "invalid pool name")                                               \
+    XX(ENOSPACE, -305, "output buffer too small")
 
-typedef enum config_errno {
-#define CONFIG_XX_ENUM(name, value, msg) CONFIG_##name = (value),
-    CONFIG_ERRNO_MAP(CONFIG_XX_ENUM)
-#undef CONFIG_XX_ENUM
-} config_errno;
+MERR_ENUM(config_errno, CONFIG, CONFIG_ERRNO_MAP)
 
 /* Static description of an error code ("unknown error" for others). */
 const char *config_strerror(int err);
-/* Static name of an error code, e.g. "EVALUE" ("UNKNOWN" for others). */
+/* Static name of an error code, e.g. "EVALUE" ("OK" for 0, "UNKNOWN" for others). */
 const char *config_errname(int err);
 
 /* Number of keys (see config/mutirao.conf for the list). */

@@ -21,31 +21,7 @@
 
 /* ---- errors -------------------------------------------------------------- */
 
-const char *envelope_strerror(int err)
-{
-    switch (err) {
-#define ENVELOPE_XX_STR(name, value, msg)                                                          \
-    case (value):                                                                                  \
-        return (msg);
-        ENVELOPE_ERRNO_MAP(ENVELOPE_XX_STR)
-#undef ENVELOPE_XX_STR
-    default:
-        return "unknown error";
-    }
-}
-
-const char *envelope_errname(int err)
-{
-    switch (err) {
-#define ENVELOPE_XX_NAME(name, value, msg)                                                         \
-    case (value):                                                                                  \
-        return #name;
-        ENVELOPE_ERRNO_MAP(ENVELOPE_XX_NAME)
-#undef ENVELOPE_XX_NAME
-    default:
-        return "UNKNOWN";
-    }
-}
+MERR_FUNCS(, envelope, ENVELOPE_ERRNO_MAP)
 
 /* Writes a message into err (if any) and returns code. */
 static int fail(char *err, size_t errlen, int code, const char *fmt, ...)

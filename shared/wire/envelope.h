@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "errors.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -25,31 +27,28 @@ extern "C" {
 /* Default largest payload (codec message) accepted in either direction. */
 #define ENVELOPE_PAYLOAD_MAX_DEFAULT ((size_t)64 << 20)
 
-/* Error codes: negative ints, one table. XX(name, value, message). */
+/* Error codes: negative ints, one table. XX(name, value, message): base
+ * codes (MERR_*) and the envelope's own, -201... (errors.h). */
 #define ENVELOPE_ERRNO_MAP(XX)                                                                     \
-    XX(ENOMEM, -1, "out of memory")                                                                \
-    XX(EINVAL, -2, "invalid argument")                                                             \
-    XX(ETOOBIG, -3, "payload exceeds the size limit")                                              \
-    XX(EMAGIC, -4, "not a mutirao task envelope or result record")                                 \
-    XX(EVERSION, -5, "unsupported record version")                                                 \
-    XX(ENEWER, -6, "record written by a newer mutirao")                                            \
-    XX(ETRUNCATED, -7, "truncated record")                                                         \
-    XX(EMALFORMED, -8, "malformed record")                                                         \
-    XX(ETYPE, -9, "field has the wrong type")                                                      \
-    XX(EMISSING, -10, "required field missing")                                                    \
-    XX(EBADID, -11, "invalid id")                                                                  \
-    XX(EBADPOOL, -12, "invalid pool name")                                                         \
-    XX(ERANGE, -13, "field value out of range")
+    XX(ENOMEM, MERR_ENOMEM, "out of memory")                                                       \
+    XX(EINVAL, MERR_EINVAL, "invalid argument")                                                    \
+    XX(ETOOBIG, MERR_ETOOBIG, "payload exceeds the size limit")                                    \
+    XX(EMAGIC, MERR_EMAGIC, "not a mutirao task envelope or result record")                        \
+    XX(EVERSION, MERR_EVERSION, "unsupported record version")                                      \
+    XX(ENEWER, -201, "record written by a newer mutirao")                                          \
+    XX(ETRUNCATED, MERR_ETRUNCATED, "truncated record")                                            \
+    XX(EMALFORMED, MERR_EMALFORMED, "malformed record")                                            \
+    XX(ETYPE, -202, "field has the wrong type")                                                    \
+    XX(EMISSING, -203, "required field missing")                                                   \
+    XX(EBADID, -204, "invalid id")                                                                 \
+    XX(EBADPOOL, MERR_EBADPOOL, "invalid pool name")                                               \
+    XX(ERANGE, -205, "field value out of range")
 
-typedef enum envelope_errno {
-#define ENVELOPE_XX_ENUM(name, value, msg) ENVELOPE_##name = (value),
-    ENVELOPE_ERRNO_MAP(ENVELOPE_XX_ENUM)
-#undef ENVELOPE_XX_ENUM
-} envelope_errno;
+MERR_ENUM(envelope_errno, ENVELOPE, ENVELOPE_ERRNO_MAP)
 
 /* Static description of an error code ("unknown error" for others). */
 const char *envelope_strerror(int err);
-/* Static name of an error code, e.g. "ETRUNCATED" ("UNKNOWN" for others). */
+/* Static name of an error code, e.g. "ETRUNCATED" ("OK" for 0, "UNKNOWN" for others). */
 const char *envelope_errname(int err);
 
 /* Limits for both directions. */

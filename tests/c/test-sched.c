@@ -224,7 +224,7 @@ static void test_kill_parked(void)
     /* an async goroutine: its handle fails with the reason */
     dostring("h = G.async(function() G.sleep(1e9) end)");
     run_ready();
-    g = S->root.members; /* the most recent member */
+    g = scope_newest(&S->root); /* the most recent member */
     ASSERT_NOT_NULL(g);
     ASSERT_NOT_NULL(g->handle);
     sched_kill(S, g, "killed from C");
@@ -271,7 +271,7 @@ static void test_scope_cascade(void)
     ASSERT_STR_EQ(grand->reason, "stop now");
     ASSERT_EQ(grand->nlive, 0);
     ASSERT_EQ(parent->nlive, 0);
-    ASSERT_NULL(parent->members);
+    ASSERT_NULL(scope_newest(parent));
 
     /* spawning into a cancelled scope kills the goroutine at birth */
     gor *g = spawn_code("born_ran = true", grand, 0, NULL);

@@ -31,6 +31,12 @@ set(_layer_probes
   "fleet   redis_uv.h       yes"
   "fleet   goroutine.h      no"
   "fleet   http.h           no"
+  "base    list.h           yes"
+  "base    codec.h          no"
+  "base    scheduler.h      no"
+  "codec   errors.h         yes"
+  "wire    errors.h         yes"
+  "core    list.h           yes"
   "codec   scheduler.h      no"
   "codec   envelope.h       no"
   "wire    codec.h          no")
