@@ -400,15 +400,35 @@ static void collect_delta(void *ud, const char *owner, const char *wgid, long lo
 }
 
 /* The task ended on its VM (s is NULL when this VM is gone: exiting). */
+static void record_outcome(wtask *t, int ok);
+
 static void on_task_done(sched *s, ex_task *x)
 {
     wtask *t = (wtask *)((char *)x - offsetof(wtask, run));
-    worker *w = t->w;
-    int ok = s ? x->ok : -1;
-    const char *out = x->out;
-    size_t outlen = x->outlen;
     free(t->in);
     t->in = NULL;
+    if (s && x->lingering)
+        return; /* recorded when the goroutines it started have ended too */
+    record_outcome(t, s ? x->ok : -1);
+}
+
+/* The goroutines a finished task started have all ended: their add() and
+ * done() calls on the task's WaitGroups are in the record with its outcome. */
+static void on_task_ended(sched *s, const char *id, ex_task *x)
+{
+    (void)id;
+    wtask *t = (wtask *)((char *)x - offsetof(wtask, run));
+    record_outcome(t, s ? x->ok : -1);
+}
+
+/* Builds the task's completion record (outcome and WaitGroup changes) and
+ * queues it for the completion script. ok: 1, 0, or -1 (the VM is gone). */
+static void record_outcome(wtask *t, int ok)
+{
+    ex_task *x = &t->run;
+    worker *w = t->w;
+    const char *out = x->out;
+    size_t outlen = x->outlen;
     delta_list d = {0};
     fleet_task_wgs_drain(&t->wgs, collect_delta, &d);
     envelope_result r;
@@ -545,6 +565,7 @@ static void on_message(void *ud, const kuv_message *m)
     t->run.id = t->id;
     t->run.pool = p->name;
     t->run.done = on_task_done;
+    t->run.ended = on_task_ended;
     t->run.decode_ctx = &t->wgs.tc;
     if (!t->run.in || executor_submit(p->ex, &t->run, w->s, -1, NULL) != EX_OK) {
         wlog(WLOG_ERROR, "pool=%s task=%s: out of memory", p->name, e.id);

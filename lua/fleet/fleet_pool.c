@@ -212,6 +212,7 @@ static fvm *clients(lua_State *L, fvm *v)
     po.ud = v;
     po.errbuf = err;
     po.errlen = sizeof err;
+    po.weak = 1; /* see fop_pending */
     /* librdkafka looks an unknown topic up only at the next metadata
      * refresh: a short interval keeps a new producer's first task from
      * waiting up to a second (librdkafka issue #3202) */
@@ -226,6 +227,7 @@ static fvm *clients(lua_State *L, fvm *v)
                    err[0] ? err : kuv_strerror(rc));
     }
     redis_uv_options ro = {0};
+    ro.weak = 1; /* see fop_pending */
     ro.op_timeout_ms = (unsigned)po.message_timeout_ms;
     ro.connect_timeout_ms =
         c->connect_timeout_ms > 0 ? (unsigned)c->connect_timeout_ms : 1; /* 0: fail at once */
@@ -376,10 +378,24 @@ static void fop_fail(fop *op, const char *fmt, const char *a, const char *b)
     }
 }
 
+/* The VM's Kafka and Redis clients do not keep its loop alive (a wait
+ * nothing can end is then a deadlock, reported as such): while an op has
+ * callbacks due, it holds the loop itself. */
+static void fop_pending(fop *op, int delta)
+{
+    int was = op->pending;
+    op->pending += delta;
+    if (was == 0 && op->pending > 0)
+        sched_hold(op->s);
+    else if (was > 0 && op->pending == 0)
+        sched_unhold(op->s);
+}
+
 /* A callback is done with op: wakes the waiter when it was the last. */
 static void fop_settle(fop *op)
 {
-    if (--op->pending == 0 && op->refs > 1)
+    fop_pending(op, -1);
+    if (op->pending == 0 && op->refs > 1)
         sched_ready_all(op->s, &op->waiters);
     fop_unref(op);
 }
@@ -387,14 +403,14 @@ static void fop_settle(fop *op)
 static void fop_expect(fop *op)
 {
     op->refs++;
-    op->pending++;
+    fop_pending(op, 1);
 }
 
 /* A send that fop_expect announced failed at once (rc): no callback comes. */
 static void fop_unexpect(fop *op, int rc)
 {
     op->refs--;
-    op->pending--;
+    fop_pending(op, -1);
     fop_fail(op, "redis: %s%s", redis_uv_strerror(rc), "");
 }
 
@@ -614,7 +630,7 @@ static int f_create(lua_State *L, void *be, const char *name, const pool_opts *o
     int rc = kuv_topic_ensure(v->kp, topic, v->cfg->topic_partitions, on_ensure, op);
     if (rc != 0) {
         op->refs--; /* no callback comes */
-        op->pending--;
+        fop_pending(op, -1);
         luaL_pushfail(L);
         lua_pushfstring(L, "pool '%s': kafka: cannot create topic %s: %s", op->name, topic,
                         kuv_strerror(rc));

@@ -407,6 +407,7 @@ typedef struct lingering {
     scope_watch watch;
     port *owner; /* a reference */
     ex_ended_fn ended;
+    ex_task *t;
     char id[ENVELOPE_ID_MAX + 1];
 } lingering;
 
@@ -414,7 +415,7 @@ static void on_ended(sched *s, xmsg *m)
 {
     lingering *g = (lingering *)m;
     if (s)
-        g->ended(s, g->id);
+        g->ended(s, g->id, g->t);
     port_unref(g->owner);
     free(g);
 }
@@ -476,6 +477,7 @@ static int task_k(lua_State *L, int status, lua_KContext ctx)
             g->owner = t->owner;
             port_ref(g->owner);
             g->ended = t->ended;
+            g->t = t;
             snprintf(g->id, sizeof g->id, "%s", t->id);
             g->watch.on_end = on_linger_end;
             scope_watch_add(sc, &g->watch);

@@ -35,7 +35,10 @@ typedef struct proc proc;
 
 /* On the owner's thread; owner is NULL when its VM is gone. */
 typedef void (*ex_done_fn)(sched *owner, ex_task *t);
-typedef void (*ex_ended_fn)(sched *owner, const char *id);
+/* t is the task as done left it: valid only while the owner keeps it
+ * (the worker does; the embedded backend may have forgotten it: it looks
+ * the id up). */
+typedef void (*ex_ended_fn)(sched *owner, const char *id, ex_task *t);
 
 struct ex_task {
     xmsg msg; /* RUN to a VM, then DONE back to the owner */

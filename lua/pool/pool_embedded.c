@@ -194,8 +194,9 @@ static void on_task_done(sched *s, ex_task *x)
     t->p = NULL;
 }
 
-static void on_task_ended(sched *s, const char *id)
+static void on_task_ended(sched *s, const char *id, ex_task *x)
 {
+    (void)x; /* perhaps forgotten already: looked up by id */
     taskbook_settle(taskbook_get(sched_scratch(s), s), id);
 }
 

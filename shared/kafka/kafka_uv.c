@@ -404,6 +404,10 @@ kuv_producer *kuv_producer_new(uv_loop_t *loop, const char *brokers, const kuv_p
 
     uv_poll_init(loop, &p->poll, p->rfd);
     uv_idle_init(loop, &p->more);
+    if (opts && opts->weak) {
+        uv_unref((uv_handle_t *)&p->poll);
+        uv_unref((uv_handle_t *)&p->more);
+    }
     p->poll.data = p->more.data = p;
     uv_poll_start(&p->poll, UV_READABLE, p_poll_cb);
     *err = 0;

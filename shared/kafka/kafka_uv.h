@@ -71,6 +71,8 @@ typedef struct kuv_producer_opts {
     void *ud;                /* for error_cb */
     char *errbuf;            /* NULL or where kuv_producer_new explains a failure */
     size_t errlen;
+    int weak; /* 1: the producer's handles do not keep the loop alive (its user
+               * keeps it running while it waits for reports or results) */
 } kuv_producer_opts;
 
 /* Fills *o with the defaults; *o is the caller's. */

@@ -227,7 +227,7 @@ static void ruv_cleanup(void *p)
     uv_close((uv_handle_t *)&w->poll, ruv_on_close);
 }
 
-static int ruv_attach(redisAsyncContext *ac, uv_loop_t *loop)
+static int ruv_attach(redisAsyncContext *ac, uv_loop_t *loop, int weak)
 {
     ruv_watch *w;
     if (ac->ev.data != NULL || (w = calloc(1, sizeof *w)) == NULL)
@@ -236,6 +236,8 @@ static int ruv_attach(redisAsyncContext *ac, uv_loop_t *loop)
         free(w);
         return -1;
     }
+    if (weak)
+        uv_unref((uv_handle_t *)&w->poll);
     w->ac = ac;
     w->poll.data = w;
     ac->ev.data = w;
@@ -624,7 +626,7 @@ static void conn_open(redis_uv *cli, const char *addr)
         conn_down(cli, why);
         return;
     }
-    if (ruv_attach(ac, cli->loop) != 0) {
+    if (ruv_attach(ac, cli->loop, cli->opt.weak) != 0) {
         redisAsyncFree(ac);
         conn_down(cli, "cannot watch the socket");
         return;
@@ -970,6 +972,10 @@ int redis_uv_open(uv_loop_t *loop, const char *url, const redis_uv_options *opts
     mlist_init(&cli->wq);
     uv_timer_init(loop, &cli->conn_timer);
     uv_timer_init(loop, &cli->dl_timer);
+    if (cli->opt.weak) {
+        uv_unref((uv_handle_t *)&cli->conn_timer);
+        uv_unref((uv_handle_t *)&cli->dl_timer);
+    }
     cli->conn_timer.data = cli;
     cli->dl_timer.data = cli;
     cli->state = CS_WAIT;

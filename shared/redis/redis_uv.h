@@ -92,6 +92,8 @@ typedef struct redis_uv_options {
     unsigned connect_timeout_ms; /* 2000: one attempt: resolve + connect + AUTH/SELECT */
     unsigned backoff_min_ms;     /* 50: first delay before reconnecting */
     unsigned backoff_max_ms;     /* 2000: the delay doubles up to this */
+    int weak;                    /* 0: the client's handles keep the loop alive; 1: they do not
+                                  * (its user keeps the loop running while it waits for replies) */
 } redis_uv_options;
 
 /* Counters since the client was opened. */

@@ -436,6 +436,43 @@ print("exec", g.now() - t0 < 600, ticks >= 5)
     check(w.stop() == 0, "worker exit status")
 
 
+def case_lingering():
+    """Goroutines a fleet task started outlive it and call wg:done(): the
+    task is recorded when they have ended, with their changes; a wait that
+    nothing can end is still a deadlock."""
+    pool = "lingering" + UNIQ
+    w = Worker("linger", [pool])
+    rc, out, err, dt = run_lua("""
+local g = require("goroutine")
+assert(g.pool_create(%(pool)r, { workers = 2 }))
+local wg = g.wait_group()
+wg:add(3)
+local id = g.pool_submit(%(pool)r, function()
+    local g = require("goroutine")
+    for i = 1, 3 do g.spawn(function() g.sleep(100 * i) wg:done() end) end
+    return "task returned"
+end)
+print("await:", g.await(id))
+print("count after await:", wg:count())
+print("wait:", g.timeout(10000, function() wg:wait() return "released" end))
+""" % {"pool": pool})
+    check(rc == 0 and "await:\ttrue\ttask returned" in out and "count after await:\t0" in out
+          and "wait:\ttrue\treleased" in out, "lingering: %d\n%s%s" % (rc, out, err))
+    # a task that calls done() once for add(2): the wait can never end
+    rc, out, err, dt = run_lua("""
+local g = require("goroutine")
+local wg = g.wait_group()
+wg:add(2)
+print("await:", g.await(g.pool_submit(%(pool)r, function() wg:done() return 1 end)))
+wg:wait()
+print("unreachable")
+""" % {"pool": pool}, timeout=60)
+    check(rc == 1 and "await:\ttrue\t1" in out and "unreachable" not in out
+          and "all goroutines are asleep - deadlock!" in err and dt < 30,
+          "a deadlock on the fleet: exit %d after %.1f s\n%s%s" % (rc, dt, out, err))
+    check(w.stop() == 0, "worker exit status")
+
+
 def case_semantics():
     """Fixed producer ids, task timeouts, delegate_to's `this`, big results,
     await_all with task ids."""
@@ -579,6 +616,7 @@ def case_valgrind():
 CASES = {"examples": case_examples, "await_wg": case_await_wg, "two_workers": case_two_workers,
          "sigkill": case_sigkill, "errors": case_errors, "libmutirao": case_libmutirao,
          "two_clients": case_two_clients, "stock_lua": case_stock_lua,
+         "lingering": case_lingering,
          "semantics": case_semantics, "valgrind": case_valgrind}
 try:
     CASES[CASE]()
