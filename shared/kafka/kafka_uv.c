@@ -404,7 +404,7 @@ kuv_producer *kuv_producer_new(uv_loop_t *loop, const char *brokers, const kuv_p
 
     uv_poll_init(loop, &p->poll, p->rfd);
     uv_idle_init(loop, &p->more);
-    if (opts && opts->weak) {
+    if (opts->weak) {
         uv_unref((uv_handle_t *)&p->poll);
         uv_unref((uv_handle_t *)&p->more);
     }
