@@ -87,7 +87,8 @@ struct fvm {
     int polling;
     uv_timer_t tick; /* retries a failed poll; warns when nothing comes back */
     int tick_on;
-    uint64_t last_progress_ms;
+    uint64_t last_progress_ms; /* the latest result (or first submit) */
+    uint64_t last_warn_ms;     /* the latest "no result" warning */
     uint64_t seq;
     fpool *pools;
     long outstanding;
@@ -166,13 +167,16 @@ static void on_tick(uv_timer_t *h)
         poll_start(v);
     uint64_t now = unix_ms(),
              quiet = (uint64_t)(v->cfg->op_timeout_ms > 0 ? v->cfg->op_timeout_ms : 10000);
-    if (v->outstanding > 0 && now - v->last_progress_ms >= quiet) {
+    /* a warning every `quiet` ms while nothing comes back, saying for how
+     * long nothing has */
+    if (v->outstanding > 0 && now - v->last_progress_ms >= quiet &&
+        now - v->last_warn_ms >= quiet) {
         rtlog(v->s, RTLOG_WARN, 0, LUA_NOREF,
               "%ld fleet task(s) of producer %s have had no result for %" PRIu64
               " s: is a mutirao-worker running (same Kafka and Redis)?%s%s",
               v->outstanding, v->producer, (now - v->last_progress_ms) / 1000,
               v->last_poll_err[0] ? " Last Redis error: " : "", v->last_poll_err);
-        v->last_progress_ms = now;
+        v->last_warn_ms = now;
     }
 }
 

@@ -193,7 +193,19 @@ static int l_pool_stats(lua_State *L)
 
 int pool_await(lua_State *L, sched *s, int idx)
 {
-    const char *id = luaL_checkstring(L, idx);
+    size_t len;
+    const char *id = luaL_checklstring(L, idx, &len);
+    if (len == 0 || len > ENVELOPE_ID_MAX || memchr(id, 0, len)) {
+        /* no task id of either backend: say so, without echoing it whole */
+        char shown[48];
+        size_t n = 0;
+        for (size_t i = 0; i < len && n + 4 < sizeof shown; i++)
+            shown[n++] = id[i] >= 32 && id[i] < 127 ? id[i] : '?';
+        shown[n] = 0;
+        lua_pushboolean(L, 0);
+        lua_pushfstring(L, "unknown task id: '%s%s' (not a task id)", shown, n < len ? "..." : "");
+        return 2;
+    }
     taskbook *b = taskbook_get(L, s);
     tb_task *t = taskbook_find(b, L, id);
     if (t)
