@@ -40,6 +40,15 @@ typedef struct boot {
     int err;
 } boot;
 
+/* os.exit in a pool VM: a task cannot end the process that runs it (the
+ * program that submitted it, or a fleet worker, with every other task):
+ * the call fails the task instead. */
+static int no_exit(lua_State *L)
+{
+    return luaL_error(L, "os.exit called in a pool task: a pool task cannot end its process "
+                         "(return, or raise an error, instead)");
+}
+
 /* Opens a new VM's modules (protected: the hooks may raise). */
 static int vm_open(lua_State *L)
 {
@@ -49,6 +58,11 @@ static int vm_open(lua_State *L)
         opener(L); /* the goroutine module and the io modules */
     if (procs_setup)
         procs_setup(L);
+    if (lua_getglobal(L, "os") == LUA_TTABLE) {
+        lua_pushcfunction(L, no_exit);
+        lua_setfield(L, -2, "exit");
+    }
+    lua_pop(L, 1);
     return 0;
 }
 

@@ -228,6 +228,13 @@ CASES = {
              r"pool task \S+ of pool bad_tostring \(submitted at \S+bad_tostring\.lua:10\) failed: "
              r"table: 0x"],
         not_err=[r"fatal", r"unprotected"], max_s=5),
+    "pool_os_exit": dict(
+        args=["run", case_file("pool_os_exit.lua")], code=0,
+        out=[r"await:\s+false\s+\S*pool_os_exit\.lua:4: os\.exit called in a pool task: a pool "
+             r"task cannot end its process",
+             r"caught:\s+true\s+false\s+true", r"after:\s+true\s+next task runs"],
+        err=[r"pool task \S+ of pool exiting \(submitted at \S+pool_os_exit\.lua:4\) failed: "
+             r"\S+ os\.exit called in a pool task"], max_s=5),
     "await_after_timeout": dict(
         args=["run", case_file("await_after_timeout.lua")], code=0,
         out=[r"timeout:\s+false\s+timeout after 50 ms", r"await:\s+true\s+late result"],

@@ -473,6 +473,26 @@ print("unreachable")
     check(w.stop() == 0, "worker exit status")
 
 
+def case_os_exit():
+    """os.exit in a fleet task fails that task; the worker lives and runs
+    the next ones."""
+    pool = "osexit" + UNIQ
+    w = Worker("osexit", [pool])
+    rc, out, err, _ = run_lua("""
+local g = require("goroutine")
+assert(g.pool_create(%(pool)r, { workers = 1 }))
+print("await:", g.await(g.pool_submit(%(pool)r, function() os.exit(1) end)))
+for i = 1, 3 do
+    print("next:", g.await(g.pool_submit(%(pool)r, function(x) return x * 2 end, i)))
+end
+""" % {"pool": pool})
+    check(rc == 0 and re.search(r"await:\tfalse\t.*os\.exit called in a pool task", out)
+          and "next:\ttrue\t2" in out and "next:\ttrue\t6" in out,
+          "os.exit on the fleet: %d\n%s%s" % (rc, out, err))
+    check(w.p.poll() is None, "the worker died")
+    check(w.stop() == 0, "worker exit status")
+
+
 def case_semantics():
     """Fixed producer ids, task timeouts, delegate_to's `this`, big results,
     await_all with task ids."""
@@ -616,7 +636,7 @@ def case_valgrind():
 CASES = {"examples": case_examples, "await_wg": case_await_wg, "two_workers": case_two_workers,
          "sigkill": case_sigkill, "errors": case_errors, "libmutirao": case_libmutirao,
          "two_clients": case_two_clients, "stock_lua": case_stock_lua,
-         "lingering": case_lingering,
+         "lingering": case_lingering, "os_exit": case_os_exit,
          "semantics": case_semantics, "valgrind": case_valgrind}
 try:
     CASES[CASE]()
