@@ -586,11 +586,6 @@ static int test_example_file(void)
 
 /* ---- runner ------------------------------------------------------------ */
 
-typedef struct test {
-    const char *name;
-    int (*fn)(void);
-} test;
-
 static const test tests[] = {
     {"defaults", test_defaults},       {"file", test_file},
     {"file_errors", test_file_errors}, {"env", test_env},
@@ -607,19 +602,5 @@ int main(int argc, char **argv)
         return 2;
     }
     atexit(rm_tmpdir);
-    int failed = 0, ran = 0;
-    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-        if (argc > 1 && strcmp(argv[1], tests[i].name) != 0)
-            continue;
-        ran++;
-        int rc = tests[i].fn();
-        printf("%s %s\n", rc == 0 ? "ok  " : "FAIL", tests[i].name);
-        failed += rc != 0;
-    }
-    if (ran == 0) {
-        fprintf(stderr, "no test named %s\n", argc > 1 ? argv[1] : "?");
-        return 2;
-    }
-    printf("%d/%d passed\n", ran - failed, ran);
-    return failed != 0;
+    return test_run(tests, sizeof tests / sizeof tests[0], argc, argv);
 }

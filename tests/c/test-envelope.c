@@ -676,11 +676,6 @@ static int test_strerror(void)
 
 /* ---- runner ------------------------------------------------------------ */
 
-typedef struct test {
-    const char *name;
-    int (*fn)(void);
-} test;
-
 static const test tests[] = {
     {"task_roundtrip", test_task_roundtrip},
     {"result_roundtrip", test_result_roundtrip},
@@ -697,19 +692,5 @@ static const test tests[] = {
 
 int main(int argc, char **argv)
 {
-    int failed = 0, ran = 0;
-    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-        if (argc > 1 && strcmp(argv[1], tests[i].name) != 0)
-            continue;
-        ran++;
-        int rc = tests[i].fn();
-        printf("%s %s\n", rc == 0 ? "ok  " : "FAIL", tests[i].name);
-        failed += rc != 0;
-    }
-    if (ran == 0) {
-        fprintf(stderr, "no test named %s\n", argc > 1 ? argv[1] : "?");
-        return 2;
-    }
-    printf("%d/%d passed\n", ran - failed, ran);
-    return failed != 0;
+    return test_run(tests, sizeof tests / sizeof tests[0], argc, argv);
 }

@@ -16,6 +16,33 @@
 #define TEST_FAIL return 1
 #endif
 
+/* A table of named test functions (0: passed) and the one way to run it:
+ * every test, or only the one named by argv[1]; prints a line per test and
+ * "N/M passed"; exit status 0, 1 (a failure) or 2 (no such test). */
+typedef struct test {
+    const char *name;
+    int (*fn)(void);
+} test;
+
+static inline int test_run(const test *tests, size_t n, int argc, char **argv)
+{
+    int failed = 0, ran = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (argc > 1 && strcmp(argv[1], tests[i].name) != 0)
+            continue;
+        ran++;
+        int rc = tests[i].fn();
+        printf("%s %s\n", rc == 0 ? "ok  " : "FAIL", tests[i].name);
+        failed += rc != 0;
+    }
+    if (ran == 0) {
+        fprintf(stderr, "no test named %s\n", argc > 1 ? argv[1] : "?");
+        return 2;
+    }
+    printf("%d/%d passed\n", ran - failed, ran);
+    return failed != 0;
+}
+
 #define ASSERT(expr)                                                                               \
     do {                                                                                           \
         if (!(expr)) {                                                                             \
