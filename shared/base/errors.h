@@ -128,4 +128,22 @@ MERR_FUNCS(static inline, merr, MUTIRAO_BASE_ERRORS)
 }
 #endif
 
+/* Writes a message into err (when err is not NULL and errlen > 0) and
+ * returns code: `return merr_fail(err, errlen, CONFIG_EVALUE, "...", ...);` */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+static inline int merr_fail(char *err, size_t errlen, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static inline int merr_fail(char *err, size_t errlen, int code, const char *fmt, ...)
+{
+    if (err != NULL && errlen > 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
 #endif /* MUTIRAO_ERRORS_H */

@@ -22,19 +22,6 @@ extern char **environ;
 
 MERR_FUNCS(, config, CONFIG_ERRNO_MAP)
 
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
-{
-    if (err != NULL && errlen > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
-
 /* ---- value checkers: 0 if fine, else -1 with what was expected in why ---- */
 
 typedef int (*check_fn)(const char *v, char *why, size_t whylen);
@@ -293,7 +280,7 @@ static int set_key(config *cfg, const key *k, const char *value, const char *ori
         vlen--;
     char *v = strndup(value, vlen);
     if (v == NULL)
-        return fail(err, errlen, CONFIG_ENOMEM, "%s: %s: out of memory", origin, k->name);
+        return merr_fail(err, errlen, CONFIG_ENOMEM, "%s: %s: out of memory", origin, k->name);
     int rc = 0, stored = 0; /* stored: v now belongs to cfg */
     switch (k->t) {
     case T_STR:
@@ -311,7 +298,7 @@ static int set_key(config *cfg, const key *k, const char *value, const char *ori
         long n = split_list(k, v, &items, why, sizeof why);
         if (n == -2) {
             free(v);
-            return fail(err, errlen, CONFIG_ENOMEM, "%s: %s: out of memory", origin, k->name);
+            return merr_fail(err, errlen, CONFIG_ENOMEM, "%s: %s: out of memory", origin, k->name);
         }
         if (n < 0) {
             rc = CONFIG_EVALUE;
@@ -365,8 +352,8 @@ static int set_key(config *cfg, const key *k, const char *value, const char *ori
     }
     }
     if (rc < 0) {
-        rc = fail(err, errlen, rc, "%s: %s: %s, got '%s'", origin, k->name, why,
-                  shown(k, v, sbuf, sizeof sbuf));
+        rc = merr_fail(err, errlen, rc, "%s: %s: %s, got '%s'", origin, k->name, why,
+                       shown(k, v, sbuf, sizeof sbuf));
         free(v);
         return rc;
     }
@@ -412,10 +399,10 @@ int config_set(config *cfg, const char *name, const char *value, const char *ori
     if (origin == NULL)
         origin = "config_set";
     if (cfg == NULL || name == NULL || value == NULL)
-        return fail(err, errlen, CONFIG_EINVAL, "%s: missing argument", origin);
+        return merr_fail(err, errlen, CONFIG_EINVAL, "%s: missing argument", origin);
     const key *k = find_key(name, strlen(name));
     if (k == NULL)
-        return fail(err, errlen, CONFIG_EUNKNOWN, "%s: unknown key '%s'", origin, name);
+        return merr_fail(err, errlen, CONFIG_EUNKNOWN, "%s: unknown key '%s'", origin, name);
     return set_key(cfg, k, value, origin, err, errlen);
 }
 
@@ -428,23 +415,24 @@ static int read_file(const char *path, char **out, size_t *outlen, char *err, si
     *out = NULL;
     FILE *f = fopen(path, "rb");
     if (f == NULL)
-        return fail(err, errlen, errno == ENOENT ? CONFIG_ENOENT : CONFIG_EIO, "%s: %s", path,
-                    strerror(errno));
+        return merr_fail(err, errlen, errno == ENOENT ? CONFIG_ENOENT : CONFIG_EIO, "%s: %s", path,
+                         strerror(errno));
     char *buf = malloc(CONFIG_FILE_MAX + 2);
     if (buf == NULL) {
         fclose(f);
-        return fail(err, errlen, CONFIG_ENOMEM, "%s: out of memory", path);
+        return merr_fail(err, errlen, CONFIG_ENOMEM, "%s: out of memory", path);
     }
     size_t n = fread(buf, 1, CONFIG_FILE_MAX + 1, f);
     int bad = ferror(f);
     fclose(f);
     if (bad) {
         free(buf);
-        return fail(err, errlen, CONFIG_EIO, "%s: read error", path);
+        return merr_fail(err, errlen, CONFIG_EIO, "%s: read error", path);
     }
     if (n > CONFIG_FILE_MAX) {
         free(buf);
-        return fail(err, errlen, CONFIG_EIO, "%s: larger than %d bytes", path, CONFIG_FILE_MAX);
+        return merr_fail(err, errlen, CONFIG_EIO, "%s: larger than %d bytes", path,
+                         CONFIG_FILE_MAX);
     }
     buf[n] = '\0';
     *out = buf;
@@ -518,7 +506,7 @@ static int parse_line(char *line, const key **k, char **value, int *code, char *
 int config_load_file(config *cfg, const char *path, char *err, size_t errlen)
 {
     if (cfg == NULL || path == NULL)
-        return fail(err, errlen, CONFIG_EINVAL, "config_load_file: missing argument");
+        return merr_fail(err, errlen, CONFIG_EINVAL, "config_load_file: missing argument");
     char *buf = NULL;
     size_t len = 0;
     int rc = read_file(path, &buf, &len, err, errlen);
@@ -534,12 +522,12 @@ int config_load_file(config *cfg, const char *path, char *err, size_t errlen)
         char origin[CONFIG_ORIGIN_MAX], why[200];
         snprintf(origin, sizeof origin, "%s:%d", path, lineno);
         if (memchr(p, '\0', (size_t)(le - p)) != NULL) {
-            rc = fail(err, errlen, CONFIG_ESYNTAX, "%s: NUL byte in the line", origin);
+            rc = merr_fail(err, errlen, CONFIG_ESYNTAX, "%s: NUL byte in the line", origin);
             break;
         }
         if (le - p > CONFIG_LINE_MAX) {
-            rc = fail(err, errlen, CONFIG_ESYNTAX, "%s: line longer than %d bytes", origin,
-                      CONFIG_LINE_MAX);
+            rc = merr_fail(err, errlen, CONFIG_ESYNTAX, "%s: line longer than %d bytes", origin,
+                           CONFIG_LINE_MAX);
             break;
         }
         *le = '\0';
@@ -548,15 +536,16 @@ int config_load_file(config *cfg, const char *path, char *err, size_t errlen)
         int code = 0;
         if (parse_line(p, &k, &value, &code, why, sizeof why) < 0) {
             rc = k != NULL && code == CONFIG_ESYNTAX
-                     ? fail(err, errlen, code, "%s: %s: %s", origin, k->name, why)
-                     : fail(err, errlen, code, "%s: %s", origin, why);
+                     ? merr_fail(err, errlen, code, "%s: %s: %s", origin, k->name, why)
+                     : merr_fail(err, errlen, code, "%s: %s", origin, why);
             break;
         }
         if (k != NULL) {
             size_t i = (size_t)(k - keys);
             if (first_line[i] != 0) {
-                rc = fail(err, errlen, CONFIG_EDUPLICATE, "%s: %s: set twice (first on line %d)",
-                          origin, k->name, first_line[i]);
+                rc = merr_fail(err, errlen, CONFIG_EDUPLICATE,
+                               "%s: %s: set twice (first on line %d)", origin, k->name,
+                               first_line[i]);
                 break;
             }
             first_line[i] = lineno;
@@ -568,7 +557,7 @@ int config_load_file(config *cfg, const char *path, char *err, size_t errlen)
     if (rc == 0) {
         char *np = strdup(path);
         if (np == NULL)
-            return fail(err, errlen, CONFIG_ENOMEM, "%s: out of memory", path);
+            return merr_fail(err, errlen, CONFIG_ENOMEM, "%s: out of memory", path);
         free(cfg->path);
         cfg->path = np;
     }
@@ -592,7 +581,7 @@ static const char *env_get(const char *const *envp, const char *name)
 int config_apply_env(config *cfg, const char *const *envp, char *err, size_t errlen)
 {
     if (cfg == NULL)
-        return fail(err, errlen, CONFIG_EINVAL, "config_apply_env: missing argument");
+        return merr_fail(err, errlen, CONFIG_EINVAL, "config_apply_env: missing argument");
     for (size_t i = 0; i < CONFIG_NKEYS; i++) {
         const char *v = env_get(envp, keys[i].env);
         if (v == NULL || v[0] == '\0')
@@ -610,8 +599,8 @@ int config_find_file(const char *const *envp, char *out, size_t outlen, char *er
     const char *path = env_get(envp, "MUTIRAO_CONFIG");
     if (path != NULL && path[0] != '\0') {
         if (access(path, F_OK) != 0)
-            return fail(err, errlen, CONFIG_ENOENT, "MUTIRAO_CONFIG: %s: %s", path,
-                        strerror(errno));
+            return merr_fail(err, errlen, CONFIG_ENOENT, "MUTIRAO_CONFIG: %s: %s", path,
+                             strerror(errno));
     } else {
         path = NULL;
         for (size_t i = 0; i < 2 && path == NULL; i++)
@@ -621,7 +610,7 @@ int config_find_file(const char *const *envp, char *out, size_t outlen, char *er
             return 0;
     }
     if (strlen(path) >= outlen)
-        return fail(err, errlen, CONFIG_ENOSPACE, "%s: path too long", path);
+        return merr_fail(err, errlen, CONFIG_ENOSPACE, "%s: path too long", path);
     memcpy(out, path, strlen(path) + 1);
     return 1;
 }
@@ -630,7 +619,7 @@ int config_load(config *cfg, const char *const *envp, char *err, size_t errlen)
 {
     int rc = config_init(cfg);
     if (rc < 0)
-        return fail(err, errlen, rc, "configuration: out of memory");
+        return merr_fail(err, errlen, rc, "configuration: out of memory");
     char path[4096];
     rc = config_find_file(envp, path, sizeof path, err, errlen);
     if (rc > 0)
@@ -638,7 +627,7 @@ int config_load(config *cfg, const char *const *envp, char *err, size_t errlen)
     if (rc == 0)
         rc = config_apply_env(cfg, envp, err, errlen);
     if (rc == 0 && (rc = config_derive_ids(cfg)) < 0)
-        fail(err, errlen, rc, "configuration: out of memory");
+        merr_fail(err, errlen, rc, "configuration: out of memory");
     return rc;
 }
 
@@ -680,21 +669,22 @@ int config_topic_for_pool(const config *cfg, const char *pool, char *out, size_t
                           size_t errlen)
 {
     if (cfg == NULL || out == NULL)
-        return fail(err, errlen, CONFIG_EINVAL, "config_topic_for_pool: missing argument");
+        return merr_fail(err, errlen, CONFIG_EINVAL, "config_topic_for_pool: missing argument");
     if (outlen > 0)
         out[0] = '\0';
     char why[160];
     size_t pl = pool != NULL ? strlen(pool) : 0;
     if (envelope_check_pool(pool, pl, why, sizeof why) < 0)
-        return fail(err, errlen, CONFIG_EBADPOOL, "invalid pool name '%.*s': %s",
-                    (int)(pl > 64 ? 64 : pl), pool != NULL ? pool : "", why);
+        return merr_fail(err, errlen, CONFIG_EBADPOOL, "invalid pool name '%.*s': %s",
+                         (int)(pl > 64 ? 64 : pl), pool != NULL ? pool : "", why);
     size_t xl = strlen(cfg->topic_prefix);
     if (xl + pl > CONFIG_TOPIC_MAX)
-        return fail(err, errlen, CONFIG_EBADPOOL,
-                    "invalid pool name '%.64s...': topic '%s' + pool is %zu bytes, Kafka allows %d",
-                    pool, cfg->topic_prefix, xl + pl, CONFIG_TOPIC_MAX);
+        return merr_fail(
+            err, errlen, CONFIG_EBADPOOL,
+            "invalid pool name '%.64s...': topic '%s' + pool is %zu bytes, Kafka allows %d", pool,
+            cfg->topic_prefix, xl + pl, CONFIG_TOPIC_MAX);
     if (xl + pl + 1 > outlen)
-        return fail(err, errlen, CONFIG_ENOSPACE, "topic name needs %zu bytes", xl + pl + 1);
+        return merr_fail(err, errlen, CONFIG_ENOSPACE, "topic name needs %zu bytes", xl + pl + 1);
     memcpy(out, cfg->topic_prefix, xl);
     memcpy(out + xl, pool, pl + 1);
     return 0;

@@ -23,20 +23,6 @@
 
 MERR_FUNCS(, envelope, ENVELOPE_ERRNO_MAP)
 
-/* Writes a message into err (if any) and returns code. */
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
-{
-    if (err != NULL && errlen > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
-
 void envelope_limits_default(envelope_limits *lim)
 {
     lim->max_payload = ENVELOPE_PAYLOAD_MAX_DEFAULT;
@@ -77,16 +63,16 @@ int envelope_check_id(const char *s, size_t len, char *err, size_t errlen)
 {
     char cb[8];
     if (s == NULL || len == 0)
-        return fail(err, errlen, ENVELOPE_EBADID, "empty id");
+        return merr_fail(err, errlen, ENVELOPE_EBADID, "empty id");
     if (len > ENVELOPE_ID_MAX)
-        return fail(err, errlen, ENVELOPE_EBADID, "id of %zu bytes, at most %d allowed", len,
-                    ENVELOPE_ID_MAX);
+        return merr_fail(err, errlen, ENVELOPE_EBADID, "id of %zu bytes, at most %d allowed", len,
+                         ENVELOPE_ID_MAX);
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
         if (!is_pool_char(c) && c != ':')
-            return fail(err, errlen, ENVELOPE_EBADID,
-                        "id has %s at byte %zu (allowed: A-Z a-z 0-9 . _ : -)", show_char(c, cb),
-                        i + 1);
+            return merr_fail(err, errlen, ENVELOPE_EBADID,
+                             "id has %s at byte %zu (allowed: A-Z a-z 0-9 . _ : -)",
+                             show_char(c, cb), i + 1);
     }
     return 0;
 }
@@ -95,18 +81,20 @@ int envelope_check_pool(const char *s, size_t len, char *err, size_t errlen)
 {
     char cb[8];
     if (s == NULL || len == 0)
-        return fail(err, errlen, ENVELOPE_EBADPOOL, "empty pool name");
+        return merr_fail(err, errlen, ENVELOPE_EBADPOOL, "empty pool name");
     if (len > ENVELOPE_POOL_MAX)
-        return fail(err, errlen, ENVELOPE_EBADPOOL, "pool name of %zu bytes, at most %d allowed",
-                    len, ENVELOPE_POOL_MAX);
+        return merr_fail(err, errlen, ENVELOPE_EBADPOOL,
+                         "pool name of %zu bytes, at most %d allowed", len, ENVELOPE_POOL_MAX);
     if ((len == 1 && s[0] == '.') || (len == 2 && s[0] == '.' && s[1] == '.'))
-        return fail(err, errlen, ENVELOPE_EBADPOOL, "pool name '%.*s' is reserved", (int)len, s);
+        return merr_fail(err, errlen, ENVELOPE_EBADPOOL, "pool name '%.*s' is reserved", (int)len,
+                         s);
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
         if (!is_pool_char(c))
-            return fail(err, errlen, ENVELOPE_EBADPOOL,
-                        "pool name has %s at byte %zu; Kafka topics allow only A-Z a-z 0-9 . _ -",
-                        show_char(c, cb), i + 1);
+            return merr_fail(
+                err, errlen, ENVELOPE_EBADPOOL,
+                "pool name has %s at byte %zu; Kafka topics allow only A-Z a-z 0-9 . _ -",
+                show_char(c, cb), i + 1);
     }
     return 0;
 }
@@ -171,13 +159,13 @@ static int check_str_field(const field *f, const char *s, char *err, size_t errl
 {
     size_t len = strnlen(s, cap_of(f->k));
     if (len == cap_of(f->k))
-        return fail(err, errlen, f->k == K_ID ? ENVELOPE_EBADID : ENVELOPE_EBADPOOL,
-                    "field '%s': not NUL-terminated within %zu bytes", f->name, cap_of(f->k));
+        return merr_fail(err, errlen, f->k == K_ID ? ENVELOPE_EBADID : ENVELOPE_EBADPOOL,
+                         "field '%s': not NUL-terminated within %zu bytes", f->name, cap_of(f->k));
     char why[160];
     int rc = f->k == K_ID ? envelope_check_id(s, len, why, sizeof why)
                           : envelope_check_pool(s, len, why, sizeof why);
     if (rc < 0)
-        return fail(err, errlen, rc, "field '%s': %s", f->name, why);
+        return merr_fail(err, errlen, rc, "field '%s': %s", f->name, why);
     return 0;
 }
 
@@ -244,10 +232,10 @@ static int encode(const record *rec, const void *obj, const envelope_limits *lim
         lim = &dl;
     }
     if (b == NULL)
-        return fail(err, errlen, ENVELOPE_EINVAL, "no output buffer");
+        return merr_fail(err, errlen, ENVELOPE_EINVAL, "no output buffer");
     b->len = 0;
     if (obj == NULL)
-        return fail(err, errlen, ENVELOPE_EINVAL, "no %s to encode", rec->what);
+        return merr_fail(err, errlen, ENVELOPE_EINVAL, "no %s to encode", rec->what);
     const char *base = obj;
 
     /* Validate everything first: nothing is written that a reader refuses. */
@@ -262,23 +250,25 @@ static int encode(const record *rec, const void *obj, const envelope_limits *lim
             break;
         case K_ATTEMPT:
             if (*(const uint32_t *)v < 1)
-                rc = fail(err, errlen, ENVELOPE_ERANGE, "field 'attempt': 0, at least 1 expected");
+                rc = merr_fail(err, errlen, ENVELOPE_ERANGE,
+                               "field 'attempt': 0, at least 1 expected");
             break;
         case K_BOOL: {
             int ok = *(const int *)v;
             if (ok != 0 && ok != 1)
-                rc = fail(err, errlen, ENVELOPE_ERANGE, "field '%s': %d, 0 or 1 expected", f->name,
-                          ok);
+                rc = merr_fail(err, errlen, ENVELOPE_ERANGE, "field '%s': %d, 0 or 1 expected",
+                               f->name, ok);
             break;
         }
         case K_PAYLOAD: {
             const char *p = *(const char *const *)v;
             size_t n = *(const size_t *)(base + f->len_off);
             if (p == NULL && n > 0)
-                rc = fail(err, errlen, ENVELOPE_EINVAL, "field 'payload': NULL with length %zu", n);
+                rc = merr_fail(err, errlen, ENVELOPE_EINVAL,
+                               "field 'payload': NULL with length %zu", n);
             else if (n > lim->max_payload || n > UINT32_MAX)
-                rc = fail(err, errlen, ENVELOPE_ETOOBIG,
-                          "field 'payload': %zu bytes, the limit is %zu", n, lim->max_payload);
+                rc = merr_fail(err, errlen, ENVELOPE_ETOOBIG,
+                               "field 'payload': %zu bytes, the limit is %zu", n, lim->max_payload);
             break;
         }
         case K_U64:
@@ -290,9 +280,10 @@ static int encode(const record *rec, const void *obj, const envelope_limits *lim
     if (rec == &task_rec) {
         const envelope_task *t = obj;
         if (t->deadline_ms != 0 && t->deadline_ms < t->submitted_at_ms)
-            return fail(err, errlen, ENVELOPE_ERANGE,
-                        "field 'deadline': %llu ms is before submitted_at %llu ms",
-                        (unsigned long long)t->deadline_ms, (unsigned long long)t->submitted_at_ms);
+            return merr_fail(err, errlen, ENVELOPE_ERANGE,
+                             "field 'deadline': %llu ms is before submitted_at %llu ms",
+                             (unsigned long long)t->deadline_ms,
+                             (unsigned long long)t->submitted_at_ms);
     }
 
     msgpack_packer pk;
@@ -329,7 +320,7 @@ static int encode(const record *rec, const void *obj, const envelope_limits *lim
     }
     if (bad) {
         envelope_buf_free(b);
-        return fail(err, errlen, ENVELOPE_ENOMEM, "out of memory encoding a %s", rec->what);
+        return merr_fail(err, errlen, ENVELOPE_ENOMEM, "out of memory encoding a %s", rec->what);
     }
     return 0;
 }
@@ -371,8 +362,8 @@ static uint64_t be(const unsigned char *p, size_t n)
 static int take(cursor *c, size_t n, uint64_t *v, const char *what)
 {
     if (left(c) < n)
-        return fail(c->err, c->errlen, ENVELOPE_ETRUNCATED,
-                    "truncated record: %s needs %zu bytes, %zu left", what, n, left(c));
+        return merr_fail(c->err, c->errlen, ENVELOPE_ETRUNCATED,
+                         "truncated record: %s needs %zu bytes, %zu left", what, n, left(c));
     *v = be(c->p, n);
     c->p += n;
     return 0;
@@ -382,9 +373,9 @@ static int take(cursor *c, size_t n, uint64_t *v, const char *what)
 static int skip(cursor *c, uint64_t n, const char *what)
 {
     if (left(c) < n)
-        return fail(c->err, c->errlen, ENVELOPE_ETRUNCATED,
-                    "truncated record: %s of %llu bytes, %zu left", what, (unsigned long long)n,
-                    left(c));
+        return merr_fail(c->err, c->errlen, ENVELOPE_ETRUNCATED,
+                         "truncated record: %s of %llu bytes, %zu left", what,
+                         (unsigned long long)n, left(c));
     c->p += n;
     return 0;
 }
@@ -421,7 +412,8 @@ typedef struct head {
 static int read_head(cursor *c, head *h)
 {
     if (left(c) < 1)
-        return fail(c->err, c->errlen, ENVELOPE_ETRUNCATED, "truncated record: value expected");
+        return merr_fail(c->err, c->errlen, ENVELOPE_ETRUNCATED,
+                         "truncated record: value expected");
     unsigned char b = *c->p++;
     uint64_t v;
     int rc = 0;
@@ -503,17 +495,17 @@ static int read_head(cursor *c, head *h)
             *h = (head){S_MAP, v};
             break;
         default: /* 0xc1: never used */
-            return fail(c->err, c->errlen, ENVELOPE_EMALFORMED,
-                        "malformed record: byte 0x%02x is not a msgpack type", b);
+            return merr_fail(c->err, c->errlen, ENVELOPE_EMALFORMED,
+                             "malformed record: byte 0x%02x is not a msgpack type", b);
         }
     }
     if (rc == 0 && (h->s == S_ARR || h->s == S_MAP)) {
         /* Every element takes at least one byte: believe no count above that. */
         uint64_t min = h->s == S_MAP ? 2 * h->n : h->n;
         if (min > left(c))
-            rc = fail(c->err, c->errlen, ENVELOPE_ETRUNCATED,
-                      "truncated record: %s of %llu elements, %zu bytes left", shape_name(h->s),
-                      (unsigned long long)h->n, left(c));
+            rc = merr_fail(c->err, c->errlen, ENVELOPE_ETRUNCATED,
+                           "truncated record: %s of %llu elements, %zu bytes left",
+                           shape_name(h->s), (unsigned long long)h->n, left(c));
     }
     return rc;
 }
@@ -533,8 +525,8 @@ static int skip_value(cursor *c, int depth)
     case S_ARR:
     case S_MAP:
         if (depth >= SKIP_DEPTH)
-            return fail(c->err, c->errlen, ENVELOPE_EMALFORMED,
-                        "malformed record: unknown field nested deeper than %d", SKIP_DEPTH);
+            return merr_fail(c->err, c->errlen, ENVELOPE_EMALFORMED,
+                             "malformed record: unknown field nested deeper than %d", SKIP_DEPTH);
         for (uint64_t i = 0, n = h.s == S_MAP ? 2 * h.n : h.n; i < n; i++)
             if ((rc = skip_value(c, depth + 1)) < 0)
                 return rc;
@@ -551,22 +543,22 @@ static int read_header(cursor *c, const record *rec)
     if (memcmp(c->p, rec->magic, n) != 0) {
         const record *other = rec == &task_rec ? &result_rec : &task_rec;
         if (n == 3 && memcmp(c->p, other->magic, 3) == 0)
-            return fail(c->err, c->errlen, ENVELOPE_EMAGIC, "a %s where a %s was expected",
-                        other->what, rec->what);
-        return fail(c->err, c->errlen, ENVELOPE_EMAGIC, "not a mutirao %s (magic '%s' expected)",
-                    rec->what, rec->magic);
+            return merr_fail(c->err, c->errlen, ENVELOPE_EMAGIC, "a %s where a %s was expected",
+                             other->what, rec->what);
+        return merr_fail(c->err, c->errlen, ENVELOPE_EMAGIC,
+                         "not a mutirao %s (magic '%s' expected)", rec->what, rec->magic);
     }
     if (left(c) < HDRLEN)
-        return fail(c->err, c->errlen, ENVELOPE_ETRUNCATED,
-                    "truncated record: %zu bytes, a %d-byte header expected", left(c), HDRLEN);
+        return merr_fail(c->err, c->errlen, ENVELOPE_ETRUNCATED,
+                         "truncated record: %zu bytes, a %d-byte header expected", left(c), HDRLEN);
     unsigned v = c->p[3];
     if (v > ENVELOPE_FORMAT_VERSION)
-        return fail(c->err, c->errlen, ENVELOPE_ENEWER,
-                    "%s version %u was written by a newer mutirao; this one reads up to %d",
-                    rec->what, v, ENVELOPE_FORMAT_VERSION);
+        return merr_fail(c->err, c->errlen, ENVELOPE_ENEWER,
+                         "%s version %u was written by a newer mutirao; this one reads up to %d",
+                         rec->what, v, ENVELOPE_FORMAT_VERSION);
     if (v < 1)
-        return fail(c->err, c->errlen, ENVELOPE_EVERSION, "%s version %u is not supported",
-                    rec->what, v);
+        return merr_fail(c->err, c->errlen, ENVELOPE_EVERSION, "%s version %u is not supported",
+                         rec->what, v);
     c->p += HDRLEN;
     return 0;
 }
@@ -594,7 +586,7 @@ static int read_field(cursor *c, const field *f, char *base, const envelope_limi
         rc = f->k == K_ID ? envelope_check_id(s, (size_t)h.n, why, sizeof why)
                           : envelope_check_pool(s, (size_t)h.n, why, sizeof why);
         if (rc < 0)
-            return fail(c->err, c->errlen, rc, "field '%s': %s", f->name, why);
+            return merr_fail(c->err, c->errlen, rc, "field '%s': %s", f->name, why);
         memcpy(v, s, (size_t)h.n);
         ((char *)v)[h.n] = '\0';
         return 0;
@@ -602,8 +594,8 @@ static int read_field(cursor *c, const field *f, char *base, const envelope_limi
     case K_ATTEMPT:
     case K_U64:
         if (h.s == S_INT)
-            return fail(c->err, c->errlen, ENVELOPE_ERANGE, "field '%s': negative integer %lld",
-                        f->name, (long long)(int64_t)h.n);
+            return merr_fail(c->err, c->errlen, ENVELOPE_ERANGE,
+                             "field '%s': negative integer %lld", f->name, (long long)(int64_t)h.n);
         if (h.s != S_UINT) {
             want = "integer";
             break;
@@ -613,9 +605,9 @@ static int read_field(cursor *c, const field *f, char *base, const envelope_limi
             return 0;
         }
         if (h.n < 1 || h.n > UINT32_MAX)
-            return fail(c->err, c->errlen, ENVELOPE_ERANGE,
-                        "field '%s': %llu, an integer from 1 to %lu expected", f->name,
-                        (unsigned long long)h.n, (unsigned long)UINT32_MAX);
+            return merr_fail(c->err, c->errlen, ENVELOPE_ERANGE,
+                             "field '%s': %llu, an integer from 1 to %lu expected", f->name,
+                             (unsigned long long)h.n, (unsigned long)UINT32_MAX);
         *(uint32_t *)v = (uint32_t)h.n;
         return 0;
     case K_BOOL:
@@ -631,17 +623,17 @@ static int read_field(cursor *c, const field *f, char *base, const envelope_limi
             break;
         }
         if (h.n > lim->max_payload)
-            return fail(c->err, c->errlen, ENVELOPE_ETOOBIG,
-                        "field 'payload': %llu bytes, the limit is %zu", (unsigned long long)h.n,
-                        lim->max_payload);
+            return merr_fail(c->err, c->errlen, ENVELOPE_ETOOBIG,
+                             "field 'payload': %llu bytes, the limit is %zu",
+                             (unsigned long long)h.n, lim->max_payload);
         if ((rc = skip(c, h.n, "payload")) < 0)
             return rc;
         *(const char **)v = (const char *)c->p - h.n;
         *(size_t *)(base + f->len_off) = (size_t)h.n;
         return 0;
     }
-    return fail(c->err, c->errlen, ENVELOPE_ETYPE, "field '%s': %s expected, got %s", f->name, want,
-                shape_name(h.s));
+    return merr_fail(c->err, c->errlen, ENVELOPE_ETYPE, "field '%s': %s expected, got %s", f->name,
+                     want, shape_name(h.s));
 }
 
 static int decode(const record *rec, const char *data, size_t len, const envelope_limits *lim,
@@ -653,29 +645,29 @@ static int decode(const record *rec, const char *data, size_t len, const envelop
         lim = &dl;
     }
     if (out == NULL)
-        return fail(err, errlen, ENVELOPE_EINVAL, "no output struct");
+        return merr_fail(err, errlen, ENVELOPE_EINVAL, "no output struct");
     memset(out, 0, outsize);
     if (data == NULL && len > 0)
-        return fail(err, errlen, ENVELOPE_EINVAL, "NULL data with length %zu", len);
+        return merr_fail(err, errlen, ENVELOPE_EINVAL, "NULL data with length %zu", len);
     cursor c = {(const unsigned char *)data, (const unsigned char *)data + len, err, errlen};
     if (len == 0)
-        return fail(err, errlen, ENVELOPE_ETRUNCATED, "empty %s", rec->what);
+        return merr_fail(err, errlen, ENVELOPE_ETRUNCATED, "empty %s", rec->what);
 
     int rc = read_header(&c, rec);
     head h = {S_NIL, 0};
     if (rc == 0)
         rc = read_head(&c, &h);
     if (rc == 0 && h.s != S_MAP)
-        rc = fail(err, errlen, ENVELOPE_EMALFORMED, "malformed %s: map expected, got %s", rec->what,
-                  shape_name(h.s));
+        rc = merr_fail(err, errlen, ENVELOPE_EMALFORMED, "malformed %s: map expected, got %s",
+                       rec->what, shape_name(h.s));
     unsigned seen = 0;
     for (uint64_t i = 0; rc == 0 && i < h.n; i++) {
         head k;
         if ((rc = read_head(&c, &k)) < 0)
             break;
         if (k.s != S_STR) {
-            rc = fail(err, errlen, ENVELOPE_EMALFORMED, "malformed %s: field name is a %s",
-                      rec->what, shape_name(k.s));
+            rc = merr_fail(err, errlen, ENVELOPE_EMALFORMED, "malformed %s: field name is a %s",
+                           rec->what, shape_name(k.s));
             break;
         }
         if ((rc = skip(&c, k.n, "field name")) < 0)
@@ -688,8 +680,9 @@ static int decode(const record *rec, const char *data, size_t len, const envelop
         if (fi < 0) { /* a field from a later writer of this version: skip it */
             rc = skip_value(&c, 1);
         } else if (seen & (1u << fi)) {
-            rc = fail(err, errlen, ENVELOPE_EMALFORMED, "malformed %s: field '%s' appears twice",
-                      rec->what, rec->fields[fi].name);
+            rc = merr_fail(err, errlen, ENVELOPE_EMALFORMED,
+                           "malformed %s: field '%s' appears twice", rec->what,
+                           rec->fields[fi].name);
         } else {
             seen |= 1u << fi;
             rc = read_field(&c, &rec->fields[fi], out, lim);
@@ -697,17 +690,18 @@ static int decode(const record *rec, const char *data, size_t len, const envelop
     }
     for (int j = 0; rc == 0 && j < NFIELDS; j++)
         if (!(seen & (1u << j)))
-            rc = fail(err, errlen, ENVELOPE_EMISSING, "%s without field '%s'", rec->what,
-                      rec->fields[j].name);
+            rc = merr_fail(err, errlen, ENVELOPE_EMISSING, "%s without field '%s'", rec->what,
+                           rec->fields[j].name);
     if (rc == 0 && c.p != c.end)
-        rc = fail(err, errlen, ENVELOPE_EMALFORMED, "malformed %s: %zu bytes after the end",
-                  rec->what, left(&c));
+        rc = merr_fail(err, errlen, ENVELOPE_EMALFORMED, "malformed %s: %zu bytes after the end",
+                       rec->what, left(&c));
     if (rc == 0 && rec == &task_rec) {
         const envelope_task *t = out;
         if (t->deadline_ms != 0 && t->deadline_ms < t->submitted_at_ms)
-            rc = fail(err, errlen, ENVELOPE_ERANGE,
-                      "field 'deadline': %llu ms is before submitted_at %llu ms",
-                      (unsigned long long)t->deadline_ms, (unsigned long long)t->submitted_at_ms);
+            rc = merr_fail(err, errlen, ENVELOPE_ERANGE,
+                           "field 'deadline': %llu ms is before submitted_at %llu ms",
+                           (unsigned long long)t->deadline_ms,
+                           (unsigned long long)t->submitted_at_ms);
     }
     if (rc < 0)
         memset(out, 0, outsize);
