@@ -61,8 +61,10 @@ struct fpool {
     char name[ENVELOPE_POOL_MAX + 1];
     char topic[CONFIG_TOPIC_MAX + 1];
     int workers, qcap, block, closed;
+    int max_deliveries;                               /* carried by each task's envelope */
     long outstanding;                                 /* this VM's tasks not finished */
     long long submitted, completed, failed, rejected; /* this VM's tasks */
+    long long dead_lettered;                          /* of the failed: dead letters */
     glist room, idle;
 };
 
@@ -283,7 +285,8 @@ static fpool *pool_get(fvm *v, const char *name)
 }
 
 /* Records a pool in this VM (name already checked). Raises when out of memory. */
-static fpool *pool_add(lua_State *L, fvm *v, const char *name, int workers, int qcap, int block)
+static fpool *pool_add(lua_State *L, fvm *v, const char *name, int workers, int qcap, int block,
+                       int max_deliveries)
 {
     fpool *p = calloc(1, sizeof *p);
     if (!p)
@@ -293,6 +296,7 @@ static fpool *pool_add(lua_State *L, fvm *v, const char *name, int workers, int 
     p->workers = workers;
     p->qcap = qcap;
     p->block = block;
+    p->max_deliveries = max_deliveries;
     glist_init(&p->room);
     glist_init(&p->idle);
     p->next = v->pools;
@@ -312,14 +316,14 @@ typedef struct fop {
     fvm *v;
     glist waiters;
     /* results */
-    long long n[4];
+    long long n[5];
     char *data;
     size_t len;
     int have_data, queued;
     uint64_t due_ns;
     unsigned interval_ms;
     fpool *p;
-    int workers, qcap, block;
+    int workers, qcap, block, max_deliveries;
     char name[ENVELOPE_POOL_MAX + 1];
 } fop;
 
@@ -464,7 +468,8 @@ static void ftask_free(tb_task *tb)
 
 /* A task of this VM ended: its outcome goes to the taskbook (which wakes
  * its awaiters and reports a failure); the pool's waiters wake. */
-static void task_finish(fvm *v, ftask *t, int ok, const char *out, size_t outlen, const char *err)
+static void task_finish(fvm *v, ftask *t, int ok, const char *out, size_t outlen, const char *err,
+                        int dead)
 {
     sched *s = v->s;
     if (t->tb.done)
@@ -487,6 +492,8 @@ static void task_finish(fvm *v, ftask *t, int ok, const char *out, size_t outlen
         p->completed++;
     else
         p->failed++;
+    if (dead)
+        p->dead_lettered++;
     if (!glist_empty(&p->room))
         sched_ready_all(s, &p->room);
     if (p->outstanding == 0 && !glist_empty(&p->idle))
@@ -519,7 +526,7 @@ static void on_notification(fvm *v, const char *s, size_t len)
     ftask *t = tb && tb->ops == &v->ops ? (ftask *)tb : NULL;
     if (!t || t->tb.done)
         return;
-    task_finish(v, t, r.ok, r.payload, r.payload_len, NULL);
+    task_finish(v, t, r.ok, r.payload, r.payload_len, NULL, r.dead_lettered);
 }
 
 static void on_poll(redis_uv *cli, int status, const redisReply *reply, const char *err, void *ud)
@@ -589,12 +596,13 @@ static int create_k(lua_State *L, int status, lua_KContext ctx)
     if (op->stage == 0) {
         /* the topic exists: record the options for the workers */
         op->stage = 1;
-        char key[FLEET_KEY_MAX], w[16], q[16];
+        char key[FLEET_KEY_MAX], w[16], q[16], md[16];
         fleet_key_pool(key, op->name);
         snprintf(w, sizeof w, "%d", op->workers);
         snprintf(q, sizeof q, "%d", op->qcap);
-        if (fop_send(op, v->r, on_reply, "HSET %s workers %s queue %s block %s", key, w, q,
-                     op->block ? "1" : "0") != 0)
+        snprintf(md, sizeof md, "%d", op->max_deliveries);
+        if (fop_send(op, v->r, on_reply, "HSET %s workers %s queue %s block %s max_deliveries %s",
+                     key, w, q, op->block ? "1" : "0", md) != 0)
             return create_k(L, LUA_OK, ctx);
         return sched_wait(L, s, &op->waiters, 0, ctx, create_k);
     }
@@ -604,7 +612,7 @@ static int create_k(lua_State *L, int status, lua_KContext ctx)
         lua_pushfstring(L, "pool already exists: %s", op->name);
         return 2;
     }
-    pool_add(L, v, op->name, op->workers, op->qcap, op->block);
+    pool_add(L, v, op->name, op->workers, op->qcap, op->block, op->max_deliveries);
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -630,6 +638,7 @@ static int f_create(lua_State *L, void *be, const char *name, const pool_opts *o
     op->workers = o->workers;
     op->qcap = o->queue;
     op->block = o->block;
+    op->max_deliveries = o->max_deliveries;
     fop_expect(op);
     int rc = kuv_topic_ensure(v->kp, topic, v->cfg->topic_partitions, on_ensure, op);
     if (rc != 0) {
@@ -652,7 +661,7 @@ typedef struct dreport {
 
 static int submit_k(lua_State *L, int status, lua_KContext ctx);
 
-/* HGETALL mutirao:pool:NAME: workers, queue, block into n[0..2]. */
+/* HGETALL mutirao:pool:NAME: workers, queue, block, max_deliveries into n[0..3]. */
 static void on_pool_record(redis_uv *cli, int status, const redisReply *reply, const char *err,
                            void *ud)
 {
@@ -664,6 +673,7 @@ static void on_pool_record(redis_uv *cli, int status, const redisReply *reply, c
         op->n[0] = 4;
         op->n[1] = -1;
         op->n[2] = 1;
+        op->n[3] = FLEET_MAX_DELIVERIES;
         for (size_t i = 0; i + 1 < reply->elements; i += 2) {
             const char *k = reply->element[i]->str, *val = reply->element[i + 1]->str;
             if (!k || !val)
@@ -675,6 +685,8 @@ static void on_pool_record(redis_uv *cli, int status, const redisReply *reply, c
                 op->n[1] = x;
             else if (!strcmp(k, "block"))
                 op->n[2] = x != 0;
+            else if (!strcmp(k, "max_deliveries") && x >= 1 && x <= 1000000)
+                op->n[3] = x;
         }
     }
     fop_settle(op);
@@ -699,7 +711,8 @@ static int adopt_k(lua_State *L, int status, lua_KContext ctx)
         return pool_not_found(L, op->name);
     if (!p)
         p = pool_add(L, v, op->name, (int)op->n[0],
-                     op->n[1] >= 0 ? (int)op->n[1] : 2 * (int)op->n[0], (int)op->n[2]);
+                     op->n[1] >= 0 ? (int)op->n[1] : 2 * (int)op->n[0], (int)op->n[2],
+                     (int)op->n[3]);
     lua_pop(L, 1); /* the guard */
     lua_pushlightuserdata(L, p);
     lua_insert(L, 1); /* p, name, fn, args... */
@@ -737,7 +750,7 @@ static void on_failed_delivery(fvm *v, ftask *t, const char *errmsg)
     redis_uv_command(v->r, NULL, NULL, "DEL %s", key);
     char msg[600];
     snprintf(msg, sizeof msg, "not delivered to Kafka: %s", errmsg);
-    task_finish(v, t, 0, NULL, 0, msg);
+    task_finish(v, t, 0, NULL, 0, msg, 0);
 }
 
 static void on_report(void *ud, int err, const char *errmsg, int32_t partition, int64_t offset)
@@ -812,6 +825,7 @@ static int submit_k(lua_State *L, int status, lua_KContext ctx)
     memcpy(e.pool, p->name, sizeof e.pool);
     memcpy(e.producer, v->producer, sizeof e.producer);
     e.attempt = 1;
+    e.max_deliveries = (uint32_t)p->max_deliveries;
     e.submitted_at_ms = unix_ms();
     e.payload = payload;
     e.payload_len = plen;
@@ -913,6 +927,8 @@ static void on_stats(redis_uv *cli, int status, const redisReply *reply, const c
                 op->n[1] = strtoll(val, NULL, 10);
             else if (!strcmp(k, "failed"))
                 op->n[2] = strtoll(val, NULL, 10);
+            else if (!strcmp(k, "dead_lettered"))
+                op->n[4] = strtoll(val, NULL, 10);
         }
     }
     fop_settle(op);
@@ -960,10 +976,12 @@ static int stats_k(lua_State *L, int status, lua_KContext ctx)
                            {"failed", p->failed},
                            {"submitted", p->submitted},
                            {"rejected", p->rejected},
+                           {"dead_lettered", p->dead_lettered},
                            {"fleet_active", op->n[3]},
                            {"fleet_submitted", op->n[0]},
                            {"fleet_completed", op->n[1]},
-                           {"fleet_failed", op->n[2]}};
+                           {"fleet_failed", op->n[2]},
+                           {"fleet_dead_lettered", op->n[4]}};
     pool_push_stats(L, p->name, f, (int)(sizeof f / sizeof f[0]));
     lua_pushliteral(L, "fleet");
     lua_setfield(L, -2, "backend");

@@ -74,6 +74,8 @@ typedef struct envelope_task {
     char producer[ENVELOPE_ID_MAX + 1]; /* id of the submitting process */
     const char *payload;                /* codec message: function then arguments */
     size_t payload_len;                 /* its size in bytes */
+    uint32_t max_deliveries;            /* optional: deliveries before it is dead-lettered,
+                                           0 = not given (workers use FLEET_MAX_DELIVERIES) */
 } envelope_task;
 
 /* The outcome of one attempt of a task, as a worker stores it. Same rules. */
@@ -86,6 +88,8 @@ typedef struct envelope_result {
     char worker[ENVELOPE_ID_MAX + 1]; /* id of the worker that ran it */
     const char *payload;              /* codec message: return values, or the error */
     size_t payload_len;               /* its size in bytes */
+    int dead_lettered;                /* optional: 1 when the task was not run again but
+                                         dead-lettered (ok is then 0) */
 } envelope_result;
 
 /*

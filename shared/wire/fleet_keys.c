@@ -42,3 +42,18 @@ size_t fleet_key_notify(char *out, const char *producer)
 {
     return key(out, "mutirao:done:%s", producer);
 }
+
+size_t fleet_key_delivery(char *out, const char *id)
+{
+    return key(out, "mutirao:delivery:%s", id);
+}
+
+size_t fleet_key_dead(char *out, const char *pool)
+{
+    return key(out, "mutirao:pool:%s:dead", pool);
+}
+
+size_t fleet_key_dead_env(char *out, const char *pool)
+{
+    return key(out, "mutirao:pool:%s:dead:env", pool);
+}

@@ -5,16 +5,28 @@
 ** life of a task; this file is the byte-level contract.
 **
 ** Keys (NAME = pool, ID = task id, P = producer id):
-**   mutirao:pool:NAME         hash: workers, queue, block (pool_create's
-**                             options; workers caps each worker process)
-**   mutirao:pool:NAME:stats   hash: submitted, completed, failed
+**   mutirao:pool:NAME         hash: workers, queue, block, max_deliveries
+**                             (pool_create's options; workers caps each
+**                             worker process)
+**   mutirao:pool:NAME:stats   hash: submitted, completed, failed,
+**                             dead_lettered (of the failed)
 **   mutirao:pool:NAME:active  hash: worker id -> "COUNT MS" (tasks running on
 **                             that worker, Unix ms of the report); reports
 **                             older than FLEET_ACTIVE_STALE_MS are ignored
 **   mutirao:task:ID           the result record (envelope_result); its
 **                             presence means "completed": set once (NX)
 **   mutirao:task:ID:q         "1" while submitted and not yet completed
+**   mutirao:delivery:ID       hash: count (deliveries that ran it), first,
+**                             last (Unix ms), history ("WORKER@MS ..." of the
+**                             latest FLEET_HISTORY_MAX, oldest first), err
+**                             (the last known error, when a worker knew one);
+**                             FLEET_DELIVERY_TTL_S; deleted with the outcome
+**   mutirao:pool:NAME:dead    hash: task id -> dead letter, the text
+**                             "COUNT FIRST LAST DEAD_AT\nHISTORY\nERROR"
+**                             (times in Unix ms; ERROR may hold anything)
+**   mutirao:pool:NAME:dead:env  hash: task id -> its task envelope (bytes)
 **   mutirao:done:P            list of notifications for producer P
+** Task ids and pool names never hold spaces or newlines (envelope.h).
 ** Notifications (list elements) start with one type byte:
 **   'R' + result record       a task of P completed (exactly once)
 **   'W' + "WGID DELTA"        a fleet task changed WaitGroup WGID of P by
@@ -29,14 +41,85 @@
 #define FLEET_ACTIVE_STALE_MS 5000
 #define FLEET_NOTIFY_TTL_S 86400 /* a producer's notification list, after its last push */
 #define FLEET_GROUP "mutirao.workers"
+#define FLEET_MAX_DELIVERIES 3      /* pool_create's default max_deliveries */
+#define FLEET_DELIVERY_TTL_S 604800 /* a delivery record, after its latest delivery */
+#define FLEET_HISTORY_MAX 10        /* deliveries a record's history keeps (the script's 10) */
+
+/*
+** Before a worker runs tasks: their delivery records, batched. ARGV[1] now
+** (Unix ms), ARGV[2] worker id, ARGV[3] record TTL s, then per task: id,
+** max_deliveries. Per task, one integer: 0 when its outcome is recorded
+** already (mutirao:task:ID exists: do not run it again); -N when N
+** deliveries ran it without an outcome and N >= max_deliveries (dead-letter
+** it; the record is unchanged); else N > 0, this delivery's number, after
+** counting it (count, first, last, history, TTL).
+*/
+#define FLEET_DELIVER_LUA                                                                          \
+    "local now, wid, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])\n"                                  \
+    "local out = {}\n"                                                                             \
+    "for i = 4, #ARGV, 2 do\n"                                                                     \
+    "  local id, max = ARGV[i], tonumber(ARGV[i+1])\n"                                             \
+    "  if redis.call('EXISTS', 'mutirao:task:' .. id) == 1 then out[#out+1] = 0\n"                 \
+    "  else\n"                                                                                     \
+    "    local d = 'mutirao:delivery:' .. id\n"                                                    \
+    "    local r = redis.call('HMGET', d, 'count', 'history')\n"                                   \
+    "    local c, h = tonumber(r[1]) or 0, r[2]\n"                                                 \
+    "    if c >= max then out[#out+1] = -c\n"                                                      \
+    "    else\n"                                                                                   \
+    "      c = c + 1\n"                                                                            \
+    "      local e = wid .. '@' .. now\n"                                                          \
+    "      if h then\n"                                                                            \
+    "        h = h .. ' ' .. e\n"                                                                  \
+    "        local _, n = h:gsub(' ', '')\n"                                                       \
+    "        while n >= 10 do h = h:sub(h:find(' ') + 1); n = n - 1 end\n"                         \
+    "        redis.call('HSET', d, 'count', c, 'history', h, 'last', now)\n"                       \
+    "      else\n"                                                                                 \
+    "        redis.call('HSET', d, 'count', c, 'history', e, 'first', now,\n"                      \
+    "          'last', now)\n"                                                                     \
+    "      end\n"                                                                                  \
+    "      redis.call('EXPIRE', d, ttl)\n"                                                         \
+    "      out[#out+1] = c\n"                                                                      \
+    "    end\n"                                                                                    \
+    "  end\n"                                                                                      \
+    "end\n"                                                                                        \
+    "return out\n"
+
+/*
+** Stores a dead letter for operators. ARGV: now (Unix ms), task id, pool,
+** the task envelope. Builds the record from mutirao:delivery:ID (its err,
+** else "worker W ended without recording an outcome (delivery N)" from the
+** latest history entry), HSETs it and the envelope in the pool's dead
+** hashes and counts dead_lettered once per stay there. Returns the record.
+*/
+#define FLEET_DEAD_LUA                                                                             \
+    "local now, id, pool, env = ARGV[1], ARGV[2], ARGV[3], ARGV[4]\n"                              \
+    "local r = redis.call('HMGET', 'mutirao:delivery:' .. id, 'count', 'first', 'last',\n"         \
+    "  'history', 'err')\n"                                                                        \
+    "local c, h, err = r[1] or '0', r[4] or '', r[5]\n"                                            \
+    "if not err or err == '' then\n"                                                               \
+    "  local w = h:match('([^ ]+)@[0-9]+$')\n"                                                     \
+    "  if w then\n"                                                                                \
+    "    err = 'worker ' .. w .. ' ended without recording an outcome (delivery ' .. c .. ')'\n"   \
+    "  end\n"                                                                                      \
+    "  if not w then err = 'no outcome was recorded' end\n"                                        \
+    "end\n"                                                                                        \
+    "local rec = c .. ' ' .. (r[2] or now) .. ' ' .. (r[3] or now) .. ' ' .. now .. '\\n' .. h\n"  \
+    "  .. '\\n' .. err\n"                                                                          \
+    "local k = 'mutirao:pool:' .. pool .. ':dead'\n"                                               \
+    "if redis.call('HSET', k, id, rec) == 1 then\n"                                                \
+    "  redis.call('HINCRBY', 'mutirao:pool:' .. pool .. ':stats', 'dead_lettered', 1)\n"           \
+    "end\n"                                                                                        \
+    "redis.call('HSET', k .. ':env', id, env)\n"                                                   \
+    "return rec\n"
 
 /*
 ** The completions of a batch of task attempts, each idempotent by task id.
 ** ARGV[1] result TTL s (0: none), ARGV[2] notification list TTL s, then per
 ** task: id, pool, producer, "completed" or "failed", result record, W (the
 ** count of WaitGroup changes), then W pairs (owner producer, 'W' element).
-** Per task: SET mutirao:task:ID NX; only when it was set, the marker goes,
-** the pool's counter grows, the 'W' elements and 'R' + record are pushed.
+** Per task: SET mutirao:task:ID NX; only when it was set, the marker and the
+** delivery record go, the pool's counter grows, the 'W' elements and 'R' +
+** record are pushed.
 ** Returns an array: per task 1 (this call completed it) or 0 (done before).
 */
 #define FLEET_COMPLETE_LUA                                                                         \
@@ -54,7 +137,7 @@
     "  if ttl > 0 then ok = redis.call('SET', k, rec, 'NX', 'EX', ttl)\n"                          \
     "  else ok = redis.call('SET', k, rec, 'NX') end\n"                                            \
     "  if ok then\n"                                                                               \
-    "    redis.call('DEL', k .. ':q')\n"                                                           \
+    "    redis.call('DEL', k .. ':q', 'mutirao:delivery:' .. id)\n"                                \
     "    redis.call('HINCRBY', 'mutirao:pool:' .. pool .. ':stats', st, 1)\n"                      \
     "    for w = 0, nw - 1 do push(ARGV[i+6+2*w], ARGV[i+7+2*w]) end\n"                            \
     "    push(prod, 'R' .. rec)\n"                                                                 \
@@ -92,5 +175,8 @@ size_t fleet_key_active(char *out, const char *pool);
 size_t fleet_key_task(char *out, const char *id);
 size_t fleet_key_task_queued(char *out, const char *id);
 size_t fleet_key_notify(char *out, const char *producer);
+size_t fleet_key_delivery(char *out, const char *id);
+size_t fleet_key_dead(char *out, const char *pool);     /* the dead letters' records */
+size_t fleet_key_dead_env(char *out, const char *pool); /* their envelopes */
 
 #endif

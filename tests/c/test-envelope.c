@@ -660,6 +660,42 @@ static int test_corruption(void)
     return 0;
 }
 
+/* max_deliveries: optional; written only when set, read when present, a
+   record without it (an older writer) is accepted with 0; 0 or a non-integer
+   given explicitly is refused. */
+static int test_max_deliveries(void)
+{
+    envelope_task t = sample_task(), d;
+    envelope_buf b;
+    char err[256] = "";
+    envelope_buf_init(&b, NULL, 0);
+    ASSERT_EQ(envelope_task_encode(&t, NULL, &b, err, sizeof err), 0);
+    ASSERT_EQ((unsigned char)b.data[4], 0x87); /* absent: 7 fields, as version 1 always wrote */
+    ASSERT_EQ(envelope_task_decode(b.data, b.len, NULL, &d, err, sizeof err), 0);
+    ASSERT_EQ(d.max_deliveries, 0);
+    t.max_deliveries = 5;
+    ASSERT_EQ(envelope_task_encode(&t, NULL, &b, err, sizeof err), 0);
+    ASSERT_EQ((unsigned char)b.data[4], 0x88);
+    ASSERT_EQ(envelope_task_decode(b.data, b.len, NULL, &d, err, sizeof err), 0);
+    ASSERT_EQ(d.max_deliveries, 5);
+    ASSERT_STR_EQ(d.id, t.id);
+    envelope_buf_free(&b);
+
+    craft c;
+    craft_task(&c, "", 1);
+    craft_uint(&c, "max_deliveries", 0);
+    ASSERT_EQ(craft_decode(&c, &d, err, sizeof err), ENVELOPE_ERANGE);
+    ASSERT(strstr(err, "max_deliveries") != NULL);
+    craft_task(&c, "", 1);
+    craft_str(&c, "max_deliveries", "3");
+    ASSERT_EQ(craft_decode(&c, &d, err, sizeof err), ENVELOPE_ETYPE);
+    craft_task(&c, "", 1);
+    craft_uint(&c, "max_deliveries", 7);
+    ASSERT_EQ(craft_decode(&c, &d, err, sizeof err), 0);
+    ASSERT_EQ(d.max_deliveries, 7);
+    return 0;
+}
+
 static int test_strerror(void)
 {
 #define CHECK_XX(name, value, msg)                                                                 \
@@ -687,6 +723,7 @@ static const test tests[] = {
     {"oversize", test_oversize},
     {"bad_names", test_bad_names},
     {"corruption", test_corruption},
+    {"max_deliveries", test_max_deliveries},
     {"strerror", test_strerror},
 };
 

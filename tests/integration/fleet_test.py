@@ -633,11 +633,124 @@ def case_valgrind():
     check(code == 0 and nerr == 0, "worker under valgrind: exit %d, %s errors" % (code, nerr))
 
 
+def redis_cli(*args):
+    """A redis-cli command against the test Redis; its stdout."""
+    p = subprocess.run(["redis-cli", "-u", REDIS, "--no-raw"] + list(args), capture_output=True,
+                       text=True, timeout=30)
+    return p.stdout
+
+
+def redis_raw(*args):
+    p = subprocess.run(["redis-cli", "-u", REDIS, "--raw"] + list(args), capture_output=True,
+                       text=True, timeout=30)
+    return p.stdout
+
+
+class Supervised:
+    """A worker restarted whenever it exits (a supervisor loop); counts its deaths."""
+    def __init__(self, name, pools):
+        self.name, self.pools, self.deaths, self.gen = name, pools, 0, 0
+        self.w = Worker("%s-%d" % (name, self.gen), pools)
+
+    def poll(self):
+        if self.w.p.poll() is not None:
+            self.deaths += 1
+            self.gen += 1
+            self.w = Worker("%s-%d" % (self.name, self.gen), self.pools)
+
+    def stop(self):
+        return self.w.stop()
+
+
+def case_poison():
+    """One task that kills its worker (SIGSEGV from inside the task) among
+    normal ones, two workers restarted by a supervisor loop: at most
+    max_deliveries (3) deaths in all, then the task is dead-lettered (its
+    await says so, pool_stats counts it, operators find it in Redis), and
+    every other task completes."""
+    pool = "poison" + UNIQ
+    sup = [Supervised("poA", [pool]), Supervised("poB", [pool])]
+    for s in sup:
+        s.w.wait_for(r"consuming")
+    src = """
+local g = require("goroutine")
+assert(g.pool_create(%(pool)r, { workers = 2 }))
+g.sleep(3000) -- both workers in the group
+local ids = {}
+for i = 1, 10 do
+    ids[#ids + 1] = assert(g.pool_submit(%(pool)r, function(k) g.sleep(20) return k end, i))
+end
+-- the poison: crashes the process that runs it, like a segfault in a C module
+local bad = assert(g.pool_submit(%(pool)r, function()
+    g.sleep(200)
+    os.execute("kill -SEGV $PPID")
+    g.sleep(10000)
+    return "survived"
+end))
+for i = 11, 30 do
+    ids[#ids + 1] = assert(g.pool_submit(%(pool)r, function(k) g.sleep(20) return k end, i))
+end
+io.stdout:write("bad ", bad, "\\n") io.stdout:flush()
+for i, id in ipairs(ids) do
+    local ok, v = g.await(id)
+    assert(ok and v == i, "task " .. i .. ": " .. tostring(v))
+end
+print("others ok")
+print("bad:", g.await(bad))
+local s = assert(g.pool_stats(%(pool)r))
+print(string.format("stats completed=%%d failed=%%d dead=%%d fleet_dead=%%d fleet_failed=%%d",
+    s.completed, s.failed, s.dead_lettered, s.fleet_dead_lettered, s.fleet_failed))
+""" % {"pool": pool}
+    path = os.path.join(TMP, "poison.lua")
+    with open(path, "w") as f:
+        f.write(src)
+    p = subprocess.Popen([os.path.join(BIN, "mutirao"), "run", "--fleet", path],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=ENV, cwd=TMP)
+    end = time.time() + 180
+    while p.poll() is None and time.time() < end:
+        for s in sup:
+            s.poll()
+        time.sleep(0.05)
+    if p.poll() is None:
+        p.kill()
+    out, err = p.communicate()
+    deaths = sum(s.deaths for s in sup)
+    check(p.returncode == 0 and "others ok" in out,
+          "producer: %s after %d deaths\n%s%s" % (p.returncode, deaths, out, err))
+    check(1 <= deaths <= 3, "%d worker deaths (max_deliveries is 3)" % deaths)
+    m = re.search(r"bad:\tfalse\tdead-lettered after 3 deliveries: worker \S+ ended without "
+                  r"recording an outcome \(delivery 3\)", out)
+    check(m, "the poison's await:\n" + out)
+    check("stats completed=30 failed=1 dead=1 fleet_dead=1 fleet_failed=1" in out,
+          "pool_stats:\n" + out)
+    bad = re.search(r"bad (\S+)", out).group(1)
+    rec = redis_raw("HGET", "mutirao:pool:%s:dead" % pool, bad)
+    check(rec.startswith("3 ") and "ended without recording an outcome" in rec,
+          "the dead letter's record: %r" % rec)
+    check(redis_raw("HEXISTS", "mutirao:pool:%s:dead:env" % pool, bad).strip() == "1",
+          "the dead letter's envelope is not stored")
+    logs = "".join(s.w.text() for s in sup)
+    check(re.search(r"task=%s: dead-lettered after 3 deliveries" % re.escape(bad), logs),
+          "no dead-letter line in the live workers' logs:\n" + logs[-3000:])
+    check(re.search(r"dead letter at mutirao\.dead\[\d+\]", logs), "not produced to mutirao.dead")
+    # the dead letter's partition moved on: its offset is committed, so a
+    # restarted worker runs nothing again
+    for s in sup:
+        check(s.stop() == 0, "worker exit status")
+    w = Worker("poC", [pool])
+    w.wait_for(r" assigned ")
+    time.sleep(3)
+    check(" received " not in w.text(), "tasks delivered again after a clean stop:\n" + w.text())
+    check(w.stop() == 0, "worker exit status")
+    print("%d worker deaths, then dead-lettered" % deaths)
+
+
 CASES = {"examples": case_examples, "await_wg": case_await_wg, "two_workers": case_two_workers,
          "sigkill": case_sigkill, "errors": case_errors, "libmutirao": case_libmutirao,
          "two_clients": case_two_clients, "stock_lua": case_stock_lua,
          "lingering": case_lingering, "os_exit": case_os_exit,
-         "semantics": case_semantics, "valgrind": case_valgrind}
+         "semantics": case_semantics, "valgrind": case_valgrind, "poison": case_poison}
 try:
     CASES[CASE]()
 finally:
