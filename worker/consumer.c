@@ -346,6 +346,7 @@ static void on_completed(redis_uv *cli, int status, const redisReply *reply, con
     const char *why = err;
     if (status == 0 && reply && reply->type == REDIS_REPLY_ARRAY &&
         reply->elements == (size_t)b->n) {
+        wlog(WLOG_DEBUG, "recorded %d outcome(s)", b->n);
         for (int i = 0; i < b->n; i++) {
             wtask *t = b->t[i];
             if (reply->element[i]->type == REDIS_REPLY_INTEGER && reply->element[i]->integer == 0)

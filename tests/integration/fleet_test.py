@@ -746,11 +746,81 @@ print(string.format("stats completed=%%d failed=%%d dead=%%d fleet_dead=%%d flee
     print("%d worker deaths, then dead-lettered" % deaths)
 
 
+def case_redelivered():
+    """A worker stopped (SIGSTOP, then SIGKILL) right after it recorded
+    outcomes, before their offsets committed: the other worker is given those
+    tasks again and does not run them ("not run again"); every task's outcome
+    is recorded once. Each run appends the task's number to a file."""
+    pool = "redeliv" + UNIQ
+    n = 300
+    runs = os.path.join(TMP, "runs.txt")
+    a = Worker("rdA", [pool])
+    b = Worker("rdB", [pool])
+    a.wait_for(r"consuming")
+    b.wait_for(r"consuming")
+    src = """
+local g = require("goroutine")
+assert(g.pool_create(%(pool)r, { workers = 10 }))
+g.sleep(3000) -- both workers in the group
+local ids = {}
+for i = 1, %(n)d do
+    ids[i] = assert(g.pool_submit(%(pool)r, function(k)
+        g.sleep(30)
+        local f = assert(io.open(%(runs)r, "a"))
+        f:write(k, "\\n")
+        f:close()
+        return k
+    end, i))
+end
+for i = 1, %(n)d do
+    local ok, k = g.await(ids[i])
+    assert(ok and k == i, tostring(k))
+end
+local s = assert(g.pool_stats(%(pool)r))
+print(string.format("stats completed=%%d fleet_completed=%%d fleet_failed=%%d", s.completed,
+    s.fleet_completed, s.fleet_failed))
+""" % {"pool": pool, "n": n, "runs": runs}
+    path = os.path.join(TMP, "redeliv.lua")
+    with open(path, "w") as f:
+        f.write(src)
+    p = subprocess.Popen([os.path.join(BIN, "mutirao"), "run", "--fleet", path],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=ENV, cwd=TMP)
+    # A stops dead while outcomes it recorded are still uncommitted
+    end = time.time() + 60
+    while time.time() < end and a.text().count("recorded ") < 3:
+        time.sleep(0.002)
+    a.p.send_signal(signal.SIGSTOP)
+    try:
+        out, err = p.communicate(timeout=120)
+    finally:
+        a.p.kill()
+        a.p.wait()
+    check(p.returncode == 0, "producer: %d\n%s%s" % (p.returncode, out, err))
+    check("stats completed=%d fleet_completed=%d fleet_failed=0" % (n, n) in out,
+          "counts (exactly once):\n" + out)
+    skipped = re.findall(r"pool=%s task=\S+:(\d+) attempt 1: outcome already recorded "
+                         r"\(delivered again\); not run again" % re.escape(pool), b.text())
+    check(skipped, "B was given no task A had recorded:\n" + b.text()[-3000:])
+    with open(runs) as f:
+        count = {}
+        for line in f:
+            count[line.strip()] = count.get(line.strip(), 0) + 1
+    check(len(count) == n, "%d of %d tasks ran" % (len(count), n))
+    # the task ids are PRODUCER:SEQ and task k is the k-th submit: SEQ == k
+    again = [k for k in skipped if count.get(k) != 1]
+    check(not again, "tasks run again although their outcome was recorded: %s" % again)
+    check(b.stop() == 0, "worker B exit status")
+    print("%d task(s) delivered again and not run again; %d run twice (running on A when it "
+          "stopped)" % (len(skipped), sum(1 for c in count.values() if c > 1)))
+
+
 CASES = {"examples": case_examples, "await_wg": case_await_wg, "two_workers": case_two_workers,
          "sigkill": case_sigkill, "errors": case_errors, "libmutirao": case_libmutirao,
          "two_clients": case_two_clients, "stock_lua": case_stock_lua,
          "lingering": case_lingering, "os_exit": case_os_exit,
-         "semantics": case_semantics, "valgrind": case_valgrind, "poison": case_poison}
+         "semantics": case_semantics, "valgrind": case_valgrind, "poison": case_poison,
+         "redelivered": case_redelivered}
 try:
     CASES[CASE]()
 finally:
