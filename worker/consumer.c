@@ -848,8 +848,8 @@ static void on_report(uv_timer_t *h)
         executor_counts(p->ex, &active, &queued, NULL);
         wlog(WLOG_DEBUG,
              "pool=%s here: %d running, %d queued, %d not yet recorded, %d partition(s) "
-             "paused; %llu received, %llu recorded",
-             p->name, active, queued, p->inflight, p->npaused, p->received, p->recorded);
+             "paused, %d held at a newer envelope; %llu received, %llu recorded",
+             p->name, active, queued, p->inflight, p->npaused, p->nheld, p->received, p->recorded);
         if (active == 0 && p->reported == 0)
             continue;
         snprintf(val, sizeof val, "%d %" PRIu64, active, unix_ms());

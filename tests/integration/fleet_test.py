@@ -815,12 +815,47 @@ print(string.format("stats completed=%%d fleet_completed=%%d fleet_failed=%%d", 
           "stopped)" % (len(skipped), sum(1 for c in count.values() if c > 1)))
 
 
+def case_newer_envelope():
+    """A task envelope of version 2 (newer than this worker reads) on a
+    pool's topic: the worker pauses that partition and says so once; the
+    message is not committed as skipped (a worker started after a clean stop
+    is given it again) and the task behind it waits for a newer worker."""
+    pool = "newer" + UNIQ
+    topic = "mutirao.pool." + pool
+    rc, out, err, _ = run_lua("""
+local g = require("goroutine")
+assert(g.pool_create(%r))
+""" % pool, env={"MUTIRAO_TOPIC_PARTITIONS": "1"})
+    check(rc == 0, "pool_create: %d\n%s%s" % (rc, out, err))
+    w = Worker("nwA", [pool])
+    w.wait_for(r" assigned ")
+    rc, out, err, _ = run([os.path.join(BIN, "kafka-put"), BROKERS, topic, "0", "future:1",
+                           "4d54450281a8667574757265c3"])
+    check(rc == 0, "kafka-put: %d %s%s" % (rc, out, err))
+    w.wait_for(r"written by a newer mutirao; this one reads up to 1; partition paused here")
+    rc, out, err, _ = run_lua("""
+local g = require("goroutine")
+local id = assert(g.pool_submit(%r, function() return "ran" end))
+print("behind:", g.timeout(4000, function() return g.await(id) end))
+os.exit(0)
+""" % pool)
+    check(rc == 0 and "behind:\tfalse\ttimeout after 4000 ms" in out,
+          "the task behind the newer envelope: %d\n%s%s" % (rc, out, err))
+    log = w.text()
+    check(log.count("written by a newer mutirao") == 1, "said more than once:\n" + log)
+    check("skipped" not in log and " received " not in log, "a message was run or skipped:\n" + log)
+    check(w.stop() == 0, "worker exit status")
+    w2 = Worker("nwB", [pool])
+    w2.wait_for(r"partition 0 offset 0: task envelope version 2 was written by a newer mutirao")
+    check(w2.stop() == 0, "worker exit status")
+
+
 CASES = {"examples": case_examples, "await_wg": case_await_wg, "two_workers": case_two_workers,
          "sigkill": case_sigkill, "errors": case_errors, "libmutirao": case_libmutirao,
          "two_clients": case_two_clients, "stock_lua": case_stock_lua,
          "lingering": case_lingering, "os_exit": case_os_exit,
          "semantics": case_semantics, "valgrind": case_valgrind, "poison": case_poison,
-         "redelivered": case_redelivered}
+         "redelivered": case_redelivered, "newer_envelope": case_newer_envelope}
 try:
     CASES[CASE]()
 finally:
