@@ -629,8 +629,9 @@ static void on_dead_stored(dl_item *it, int ok, const char *rec, size_t len)
     const char *nl2 = nl1 ? memchr(nl1 + 1, '\n', (size_t)(end - nl1 - 1)) : NULL;
     long count = strtol(rec, NULL, 10);
     char msg[700];
-    snprintf(msg, sizeof msg, "dead-lettered after %ld deliveries: %.*s", count,
-             nl2 ? (int)(end - nl2 - 1) : 22, nl2 ? nl2 + 1 : "no outcome was recorded");
+    snprintf(msg, sizeof msg, "dead-lettered after %ld deliver%s: %.*s", count,
+             count == 1 ? "y" : "ies", nl2 ? (int)(end - nl2 - 1) : 22,
+             nl2 ? nl2 + 1 : "no outcome was recorded");
     wlog(WLOG_WARN, "pool=%s task=%s: %s; not run again (topic %s, `mutirao dlq list %s`)",
          t->wp->name, t->id, msg, t->w->cfg->topic_dead, t->wp->name);
     record_failure(t, msg, 1);

@@ -113,6 +113,35 @@
     "return rec\n"
 
 /*
+** `mutirao dlq retry`, before it produces the stored envelope again. ARGV:
+** pool, task id, marker TTL s (0: none). If the task is a dead letter of the
+** pool: its outcome and delivery record go (so a worker runs it and records
+** again), its "submitted" marker is set; returns 1, else 0.
+*/
+#define FLEET_DLQ_TAKE_LUA                                                                         \
+    "local pool, id, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])\n"                                  \
+    "if redis.call('HEXISTS', 'mutirao:pool:' .. pool .. ':dead', id) == 0 then return 0 end\n"    \
+    "redis.call('DEL', 'mutirao:task:' .. id, 'mutirao:delivery:' .. id)\n"                        \
+    "if ttl > 0 then redis.call('SET', 'mutirao:task:' .. id .. ':q', '1', 'EX', ttl)\n"           \
+    "else redis.call('SET', 'mutirao:task:' .. id .. ':q', '1') end\n"                             \
+    "return 1\n"
+
+/*
+** `mutirao dlq retry`, once Kafka has the envelope again, and `mutirao dlq
+** drop`: the dead letter leaves the pool's dead hashes. ARGV: pool, task id,
+** "retried" (the pool's submitted + 1) or "dropped". Returns 1 if it was
+** there, else 0.
+*/
+#define FLEET_DLQ_REMOVE_LUA                                                                       \
+    "local k = 'mutirao:pool:' .. ARGV[1] .. ':dead'\n"                                            \
+    "local n = redis.call('HDEL', k, ARGV[2])\n"                                                   \
+    "redis.call('HDEL', k .. ':env', ARGV[2])\n"                                                   \
+    "if n == 1 and ARGV[3] == 'retried' then\n"                                                    \
+    "  redis.call('HINCRBY', 'mutirao:pool:' .. ARGV[1] .. ':stats', 'submitted', 1)\n"            \
+    "end\n"                                                                                        \
+    "return n\n"
+
+/*
 ** The completions of a batch of task attempts, each idempotent by task id.
 ** ARGV[1] result TTL s (0: none), ARGV[2] notification list TTL s, then per
 ** task: id, pool, producer, "completed" or "failed", result record, W (the

@@ -850,12 +850,113 @@ os.exit(0)
     check(w2.stop() == 0, "worker exit status")
 
 
+def case_dlq():
+    """Operators handle dead letters: `mutirao dlq list` (text and --json,
+    configuration from a file too), `retry` (the task runs again and its new
+    outcome is what await gives), `drop`, and their errors and exit codes."""
+    import json
+    pool = "dlq" + UNIQ
+    sup = Supervised("dlq", [pool])
+    sup.w.wait_for(r"consuming")
+    flags = [os.path.join(TMP, "flag1"), os.path.join(TMP, "flag2")]
+    src = """
+local g = require("goroutine")
+assert(g.pool_create(%(pool)r, { workers = 2, max_deliveries = 1 }))
+local function crash_unless(flag)
+    if not io.open(flag) then
+        os.execute("kill -SEGV $PPID") -- its worker dies, as on a segfault
+        g.sleep(10000)
+    end
+    return "fine"
+end
+local ids = {}
+for i, flag in ipairs({%(f1)r, %(f2)r}) do
+    ids[i] = assert(g.pool_submit(%(pool)r, crash_unless, flag))
+    print("id" .. i, ids[i])
+end
+for i = 1, 2 do print("await" .. i, g.await(ids[i])) end
+local s = g.pool_stats(%(pool)r)
+print("dead", s.dead_lettered, s.fleet_dead_lettered)
+""" % {"pool": pool, "f1": flags[0], "f2": flags[1]}
+    path = os.path.join(TMP, "dlq.lua")
+    with open(path, "w") as f:
+        f.write(src)
+    p = subprocess.Popen([os.path.join(BIN, "mutirao"), "run", "--fleet", path],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=ENV, cwd=TMP)
+    end = time.time() + 120
+    while p.poll() is None and time.time() < end:
+        sup.poll()
+        time.sleep(0.05)
+    if p.poll() is None:
+        p.kill()
+    out, err = p.communicate()
+    check(p.returncode == 0, "producer: %s\n%s%s" % (p.returncode, out, err))
+    ids = re.findall(r"^id\d\t(\S+)$", out, re.M)
+    check(len(ids) == 2, out)
+    for i in (1, 2):
+        check(re.search(r"await%d\tfalse\tdead-lettered after 1 delivery: worker \S+ ended "
+                        r"without recording an outcome \(delivery 1\)" % i, out), out)
+    check("dead\t2\t2" in out, "pool_stats:\n" + out)
+    mutirao = os.path.join(BIN, "mutirao")
+    rc, out, err, _ = run([mutirao, "dlq", "list", pool])
+    check(rc == 0 and re.search(r"^ID +ATTEMPTS +FIRST +LAST +ERROR$", out, re.M)
+          and all(re.search(r"^%s +1 +\d{4}-\d\d-\d\dT\S+Z +\S+ +worker \S+ ended" %
+                            re.escape(i), out, re.M) for i in ids),
+          "dlq list: %d\n%s%s" % (rc, out, err))
+    # the same from a configuration file alone
+    conf = os.path.join(TMP, "dlq.conf")
+    with open(conf, "w") as f:
+        f.write("kafka.brokers = %s\nredis.url = %s\n" % (BROKERS, REDIS))
+    rc, out2, err, _ = run([mutirao, "dlq", "list", pool, "--json"],
+                           env={"MUTIRAO_CONFIG": conf, "MUTIRAO_KAFKA_BROKERS": "",
+                                "MUTIRAO_REDIS_URL": ""})
+    check(rc == 0, "dlq list --json: %d\n%s%s" % (rc, out2, err))
+    rows = json.loads(out2)
+    check(sorted(r["id"] for r in rows) == sorted(ids) and
+          all(r["attempts"] == 1 and r["pool"] == pool and "ended without" in r["error"] and
+              len(r["history"]) == 1 and r["first_ms"] <= r["last_ms"] <= r["dead_at_ms"]
+              for r in rows), "dlq list --json:\n" + out2)
+    # retry: the task runs again (it no longer crashes) and records its outcome
+    open(flags[0], "w").close()
+    rc, out, err, _ = run([mutirao, "dlq", "retry", pool, ids[0]])
+    check(rc == 0 and ("retried %s" % ids[0]) in out, "dlq retry: %d\n%s%s" % (rc, out, err))
+    rc, out, err, _ = run_lua("""
+local g = require("goroutine")
+print("retried:", g.await(%r))
+""" % ids[0])
+    check(rc == 0 and "retried:\ttrue\tfine" in out, "await after retry: %d\n%s%s" % (rc, out, err))
+    rc, out, err, _ = run([mutirao, "dlq", "list", pool, "--json"])
+    check(rc == 0 and [r["id"] for r in json.loads(out)] == [ids[1]], "after retry:\n" + out)
+    rc, out, err, _ = run([mutirao, "dlq", "retry", pool, ids[0]])
+    check(rc == 1 and "no dead letter %s in pool %s" % (ids[0], pool) in err,
+          "retry of a task no longer dead: %d\n%s%s" % (rc, out, err))
+    rc, out, err, _ = run([mutirao, "dlq", "drop", pool, "--all"])
+    check(rc == 0 and ("dropped %s" % ids[1]) in out, "dlq drop --all: %d\n%s%s" % (rc, out, err))
+    rc, out, err, _ = run([mutirao, "dlq", "list", pool])
+    check(rc == 0 and "no dead letters in pool %s" % pool in out, "after drop:\n" + out + err)
+    rc, out, err, _ = run([mutirao, "dlq", "list", pool, "--json"])
+    check(rc == 0 and json.loads(out) == [], "after drop, --json:\n" + out + err)
+    rc, out, err, _ = run([mutirao, "dlq", "list", "nosuch" + UNIQ])
+    check(rc == 1 and "pool not found: nosuch" in err, "unknown pool: %d %s" % (rc, err))
+    rc, out, err, _ = run([mutirao, "dlq", "drop", pool, "nobody:1"])
+    check(rc == 1 and "no dead letter nobody:1 in pool" in err, "unknown id: %d %s" % (rc, err))
+    for args in (["dlq"], ["dlq", "frob", pool], ["dlq", "retry", pool], ["dlq", "list"],
+                 ["dlq", "list", pool, "--bogus"], ["dlq", "drop", "bad pool!", "x"]):
+        rc, out, err, _ = run([mutirao] + args)
+        check(rc == 2 and "usage: mutirao dlq" in err + out or rc == 2 and "invalid" in err,
+              "%s: %d\n%s%s" % (args, rc, out, err))
+    check(sup.stop() == 0, "worker exit status")
+    print("%d worker death(s); list, retry and drop work" % sup.deaths)
+
+
 CASES = {"examples": case_examples, "await_wg": case_await_wg, "two_workers": case_two_workers,
          "sigkill": case_sigkill, "errors": case_errors, "libmutirao": case_libmutirao,
          "two_clients": case_two_clients, "stock_lua": case_stock_lua,
          "lingering": case_lingering, "os_exit": case_os_exit,
          "semantics": case_semantics, "valgrind": case_valgrind, "poison": case_poison,
-         "redelivered": case_redelivered, "newer_envelope": case_newer_envelope}
+         "redelivered": case_redelivered, "newer_envelope": case_newer_envelope,
+         "dlq": case_dlq}
 try:
     CASES[CASE]()
 finally:
