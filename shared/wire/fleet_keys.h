@@ -16,11 +16,11 @@
 **   mutirao:task:ID           the result record (envelope_result); its
 **                             presence means "completed": set once (NX)
 **   mutirao:task:ID:q         "1" while submitted and not yet completed
-**   mutirao:delivery:ID       hash: count (deliveries that ran it), first,
-**                             last (Unix ms), history ("WORKER@MS ..." of the
-**                             latest FLEET_HISTORY_MAX, oldest first), err
-**                             (the last known error, when a worker knew one);
-**                             FLEET_DELIVERY_TTL_S; deleted with the outcome
+**   mutirao:delivery:ID       "COUNT FIRST LAST HISTORY": deliveries that ran
+**                             it, Unix ms of the first and the latest, and
+**                             "WORKER@MS ..." of the latest FLEET_HISTORY_MAX
+**                             (oldest first); FLEET_DELIVERY_TTL_S after the
+**                             latest delivery; deleted with the outcome
 **   mutirao:pool:NAME:dead    hash: task id -> dead letter, the text
 **                             "COUNT FIRST LAST DEAD_AT\nHISTORY\nERROR"
 **                             (times in Unix ms; ERROR may hold anything)
@@ -52,7 +52,7 @@
 ** already (mutirao:task:ID exists: do not run it again); -N when N
 ** deliveries ran it without an outcome and N >= max_deliveries (dead-letter
 ** it; the record is unchanged); else N > 0, this delivery's number, after
-** counting it (count, first, last, history, TTL).
+** counting it (one GET and one SET EX per task: the record is one string).
 */
 #define FLEET_DELIVER_LUA                                                                          \
     "local now, wid, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])\n"                                  \
@@ -62,22 +62,20 @@
     "  if redis.call('EXISTS', 'mutirao:task:' .. id) == 1 then out[#out+1] = 0\n"                 \
     "  else\n"                                                                                     \
     "    local d = 'mutirao:delivery:' .. id\n"                                                    \
-    "    local r = redis.call('HMGET', d, 'count', 'history')\n"                                   \
-    "    local c, h = tonumber(r[1]) or 0, r[2]\n"                                                 \
+    "    local r = redis.call('GET', d)\n"                                                         \
+    "    local c, first, h = 0, now, nil\n"                                                        \
+    "    if r then\n"                                                                              \
+    "      c, first, h = r:match('^(%d+) (%d+) %d+ (.*)$')\n"                                      \
+    "      c = tonumber(c) or 0\n"                                                                 \
+    "    end\n"                                                                                    \
     "    if c >= max then out[#out+1] = -c\n"                                                      \
     "    else\n"                                                                                   \
     "      c = c + 1\n"                                                                            \
     "      local e = wid .. '@' .. now\n"                                                          \
-    "      if h then\n"                                                                            \
-    "        h = h .. ' ' .. e\n"                                                                  \
-    "        local _, n = h:gsub(' ', '')\n"                                                       \
-    "        while n >= 10 do h = h:sub(h:find(' ') + 1); n = n - 1 end\n"                         \
-    "        redis.call('HSET', d, 'count', c, 'history', h, 'last', now)\n"                       \
-    "      else\n"                                                                                 \
-    "        redis.call('HSET', d, 'count', c, 'history', e, 'first', now,\n"                      \
-    "          'last', now)\n"                                                                     \
-    "      end\n"                                                                                  \
-    "      redis.call('EXPIRE', d, ttl)\n"                                                         \
+    "      if h then h = h .. ' ' .. e else h = e end\n"                                           \
+    "      if c > 10 then h = h:match('[^ ]+ (.*)$') or h end\n"                                   \
+    "      redis.call('SET', d, c .. ' ' .. (first or now) .. ' ' .. now .. ' ' .. h, 'EX', "      \
+    "ttl)\n"                                                                                       \
     "      out[#out+1] = c\n"                                                                      \
     "    end\n"                                                                                    \
     "  end\n"                                                                                      \
@@ -86,24 +84,21 @@
 
 /*
 ** Stores a dead letter for operators. ARGV: now (Unix ms), task id, pool,
-** the task envelope. Builds the record from mutirao:delivery:ID (its err,
-** else "worker W ended without recording an outcome (delivery N)" from the
+** the task envelope. Builds the record from mutirao:delivery:ID (the error:
+** "worker W ended without recording an outcome (delivery N)" from the
 ** latest history entry), HSETs it and the envelope in the pool's dead
 ** hashes and counts dead_lettered once per stay there. Returns the record.
 */
 #define FLEET_DEAD_LUA                                                                             \
     "local now, id, pool, env = ARGV[1], ARGV[2], ARGV[3], ARGV[4]\n"                              \
-    "local r = redis.call('HMGET', 'mutirao:delivery:' .. id, 'count', 'first', 'last',\n"         \
-    "  'history', 'err')\n"                                                                        \
-    "local c, h, err = r[1] or '0', r[4] or '', r[5]\n"                                            \
-    "if not err or err == '' then\n"                                                               \
-    "  local w = h:match('([^ ]+)@[0-9]+$')\n"                                                     \
-    "  if w then\n"                                                                                \
-    "    err = 'worker ' .. w .. ' ended without recording an outcome (delivery ' .. c .. ')'\n"   \
-    "  end\n"                                                                                      \
-    "  if not w then err = 'no outcome was recorded' end\n"                                        \
+    "local r = redis.call('GET', 'mutirao:delivery:' .. id) or ''\n"                               \
+    "local c, first, last, h = r:match('^(%d+) (%d+) (%d+) (.*)$')\n"                              \
+    "c, h = c or '0', h or ''\n"                                                                   \
+    "local w, err = h:match('([^ ]+)@[0-9]+$'), 'no outcome was recorded'\n"                       \
+    "if w then\n"                                                                                  \
+    "  err = 'worker ' .. w .. ' ended without recording an outcome (delivery ' .. c .. ')'\n"     \
     "end\n"                                                                                        \
-    "local rec = c .. ' ' .. (r[2] or now) .. ' ' .. (r[3] or now) .. ' ' .. now .. '\\n' .. h\n"  \
+    "local rec = c .. ' ' .. (first or now) .. ' ' .. (last or now) .. ' ' .. now .. '\\n' .. h\n" \
     "  .. '\\n' .. err\n"                                                                          \
     "local k = 'mutirao:pool:' .. pool .. ':dead'\n"                                               \
     "if redis.call('HSET', k, id, rec) == 1 then\n"                                                \
