@@ -48,30 +48,29 @@
 /*
 ** Before a worker runs tasks: their delivery records, batched. ARGV[1] now
 ** (Unix ms), ARGV[2] worker id, ARGV[3] record TTL s, then per task: id,
-** max_deliveries. Per task, one integer: 0 when its outcome is recorded
-** already (mutirao:task:ID exists: do not run it again); -N when N
+** max_deliveries. Returns one string, the answers separated by commas
+** (one reply object, not one per task), per task: 0 when its outcome is
+** recorded already (mutirao:task:ID exists: do not run it again); -N when N
 ** deliveries ran it without an outcome and N >= max_deliveries (dead-letter
 ** it; the record is unchanged); else N > 0, this delivery's number, after
-** counting it (one GET and one SET EX per task: the record is one string).
+** counting it. A first delivery costs EXISTS and SET NX EX; later ones a
+** GET and a SET EX more.
 */
 #define FLEET_DELIVER_LUA                                                                          \
     "local now, wid, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])\n"                                  \
     "local out = {}\n"                                                                             \
     "for i = 4, #ARGV, 2 do\n"                                                                     \
-    "  local id, max = ARGV[i], tonumber(ARGV[i+1])\n"                                             \
+    "  local id = ARGV[i]\n"                                                                       \
+    "  local d, e = 'mutirao:delivery:' .. id, wid .. '@' .. now\n"                                \
     "  if redis.call('EXISTS', 'mutirao:task:' .. id) == 1 then out[#out+1] = 0\n"                 \
+    "  elseif redis.call('SET', d, '1 ' .. now .. ' ' .. now .. ' ' .. e, 'NX', 'EX', ttl) then\n" \
+    "    out[#out+1] = 1\n"                                                                        \
     "  else\n"                                                                                     \
-    "    local d = 'mutirao:delivery:' .. id\n"                                                    \
-    "    local r = redis.call('GET', d)\n"                                                         \
-    "    local c, first, h = 0, now, nil\n"                                                        \
-    "    if r then\n"                                                                              \
-    "      c, first, h = r:match('^(%d+) (%d+) %d+ (.*)$')\n"                                      \
-    "      c = tonumber(c) or 0\n"                                                                 \
-    "    end\n"                                                                                    \
-    "    if c >= max then out[#out+1] = -c\n"                                                      \
+    "    local c, first, h = (redis.call('GET', d) or ''):match('^(%d+) (%d+) %d+ (.*)$')\n"       \
+    "    c = tonumber(c) or 0\n"                                                                   \
+    "    if c >= tonumber(ARGV[i+1]) then out[#out+1] = -c\n"                                      \
     "    else\n"                                                                                   \
     "      c = c + 1\n"                                                                            \
-    "      local e = wid .. '@' .. now\n"                                                          \
     "      if h then h = h .. ' ' .. e else h = e end\n"                                           \
     "      if c > 10 then h = h:match('[^ ]+ (.*)$') or h end\n"                                   \
     "      redis.call('SET', d, c .. ' ' .. (first or now) .. ' ' .. now .. ' ' .. h, 'EX', "      \
@@ -80,7 +79,7 @@
     "    end\n"                                                                                    \
     "  end\n"                                                                                      \
     "end\n"                                                                                        \
-    "return out\n"
+    "return table.concat(out, ',')\n"
 
 /*
 ** Stores a dead letter for operators. ARGV: now (Unix ms), task id, pool,
