@@ -969,7 +969,7 @@ worker *worker_start(sched *s, const config *cfg, char *err, size_t errlen)
         return NULL;
     }
     w->complete_script = redis_uv_script(w->r, FLEET_COMPLETE_LUA, strlen(FLEET_COMPLETE_LUA));
-    w->dv = deliveries_new(s->loop, w->r, cfg);
+    w->dv = deliveries_new(s->loop, &ro, cfg);
     w->dl = deadletters_new(s->loop, w->r, cfg);
     if (!w->dv || !w->dl || config_check_dead_topic(cfg, err, errlen) != 0) {
         if (!w->dv || !w->dl)

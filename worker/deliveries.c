@@ -213,22 +213,32 @@ static void on_flush(uv_check_t *h)
         send_one(d);
 }
 
-deliveries *deliveries_new(uv_loop_t *loop, redis_uv *r, const config *cfg)
+static void on_redis_closed(void *ud)
+{
+    deliveries *d = ud;
+    d->handles--;
+    maybe_free(d);
+}
+
+deliveries *deliveries_new(uv_loop_t *loop, const redis_uv_options *ro, const config *cfg)
 {
     deliveries *d = calloc(1, sizeof *d);
     if (!d)
         return NULL;
-    d->r = r;
+    if (redis_uv_open(loop, cfg->redis_url, ro, &d->r) != 0) {
+        free(d);
+        return NULL;
+    }
     d->cfg = cfg;
     d->retry_ms = RETRY_MIN_MS;
-    d->script = redis_uv_script(r, FLEET_DELIVER_LUA, strlen(FLEET_DELIVER_LUA));
+    d->script = redis_uv_script(d->r, FLEET_DELIVER_LUA, strlen(FLEET_DELIVER_LUA));
     uv_check_init(loop, &d->flush);
     d->flush.data = d;
     uv_check_start(&d->flush, on_flush);
     uv_timer_init(loop, &d->retry);
     d->retry.data = d;
     uv_unref((uv_handle_t *)&d->retry);
-    d->handles = 2;
+    d->handles = 3; /* flush, retry, the Redis client */
     return d;
 }
 
@@ -262,4 +272,5 @@ void deliveries_close(deliveries *d)
     d->tail = NULL;
     uv_close((uv_handle_t *)&d->flush, on_handle_closed);
     uv_close((uv_handle_t *)&d->retry, on_handle_closed);
+    redis_uv_close(d->r, on_redis_closed, d);
 }
