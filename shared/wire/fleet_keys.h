@@ -52,12 +52,12 @@
 ** TTL (none for 0).
 */
 #define FLEET_SEEN_LUA                                                                             \
+    FLEET_CONSTANTS_LUA                                                                            \
     "local function seen(id)\n"                                                                    \
     "  local p, n = string.match(id, '^(.+):(%d+)$')\n"                                            \
     "  n = tonumber(n)\n"                                                                          \
     "  if not n or n > 1e15 then return nil end\n"                                                 \
-    "  return 'mutirao:seen:' .. p .. ':' .. math.floor(n / " FLEET_STR(FLEET_SEEN_SHARD) "), \n"   \
-    "    n % " FLEET_STR(FLEET_SEEN_SHARD) "\n"                                                     \
+    "  return 'mutirao:seen:' .. p .. ':' .. math.floor(n / SEEN_SHARD), n % SEEN_SHARD\n"         \
     "end\n"                                                                                        \
     "local function done(id)\n"                                                                    \
     "  if redis.call('EXISTS', 'mutirao:task:' .. id) == 1 then return true end\n"                 \
@@ -67,6 +67,10 @@
     "local function touch(k, ttl)\n"                                                               \
     "  if ttl > 0 then redis.call('EXPIRE', k, ttl) end\n"                                         \
     "end\n"
+/* The C constants above, as Lua locals of the scripts. */
+#define FLEET_CONSTANTS_LUA                                                                        \
+    "local SEEN_SHARD, POOL_IDLE_TTL = " FLEET_STR(FLEET_SEEN_SHARD) ", " FLEET_STR(               \
+        FLEET_POOL_IDLE_TTL_S) "\n"
 #define FLEET_STR_(x) #x
 #define FLEET_STR(x) FLEET_STR_(x)
 
@@ -112,7 +116,7 @@
     "end\n"                                                                                        \
     "for l in pairs(touched) do redis.call('EXPIRE', l, nttl) end\n"                               \
     "for p in pairs(pools) do\n"                                                                   \
-    "  redis.call('EXPIRE', 'mutirao:pool:' .. p .. ':stats', " FLEET_STR(FLEET_POOL_IDLE_TTL_S) ")\n" \
+    "  redis.call('EXPIRE', 'mutirao:pool:' .. p .. ':stats', POOL_IDLE_TTL)\n"                    \
     "end\n"                                                                                        \
     "return out\n"
 
@@ -136,8 +140,8 @@
     "end\n"                                                                                        \
     "for p in pairs(pools) do\n"                                                                   \
     "  local k = 'mutirao:pool:' .. p\n"                                                           \
-    "  redis.call('EXPIRE', k, " FLEET_STR(FLEET_POOL_IDLE_TTL_S) ")\n"                            \
-    "  redis.call('EXPIRE', k .. ':stats', " FLEET_STR(FLEET_POOL_IDLE_TTL_S) ")\n"                \
+    "  redis.call('EXPIRE', k, POOL_IDLE_TTL)\n"                                                   \
+    "  redis.call('EXPIRE', k .. ':stats', POOL_IDLE_TTL)\n"                                       \
     "end\n"                                                                                        \
     "return 1\n"
 
