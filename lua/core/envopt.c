@@ -16,7 +16,8 @@ long envopt_int(const char *name, long min, long max, long def)
     long v = strtol(s, &end, 10);
     if (errno == 0 && end != s && *end == 0 && v >= min && v <= max)
         return v;
-    rtlog_process(RTLOG_WARN, "%s=%.40s ignored (a whole number from %ld to %ld expected); using %ld",
-                  name, s, min, max, def);
+    rtlog_process(RTLOG_WARN,
+                  "%s=%.40s ignored (a whole number from %ld to %ld expected); using %ld", name, s,
+                  min, max, def);
     return def;
 }
