@@ -57,3 +57,10 @@ size_t fleet_key_dead_env(char *out, const char *pool)
 {
     return key(out, "mutirao:pool:%s:dead:env", pool);
 }
+
+int fleet_task_keys(const char *id, char out[][FLEET_KEY_MAX], size_t *len)
+{
+    len[0] = fleet_key_task(out[0], id);
+    len[1] = fleet_key_task_queued(out[1], id);
+    return FLEET_TASK_KEYS;
+}
