@@ -380,12 +380,14 @@ typedef struct fop {
     fpool *p;
     int workers, qcap, block, max_deliveries;
     char name[ENVELOPE_POOL_MAX + 1];
+    void *task; /* a submit's task while its payload is stored (freed with op) */
 } fop;
 
 static void fop_unref(fop *op)
 {
     if (--op->refs == 0) {
         free(op->data);
+        free(op->task);
         free(op);
     }
 }
@@ -567,6 +569,96 @@ static void task_awaited(tb_task *tb)
 
 /* ---- the notification poller ---- */
 
+/* This VM's unfinished task of that id, or NULL. */
+static ftask *pending_task(fvm *v, const char *id)
+{
+    lua_State *T = sched_scratch(v->s);
+    tb_task *tb = taskbook_find(taskbook_get(T, v->s), T, id);
+    ftask *t = tb && tb->ops == &v->ops ? (ftask *)tb : NULL;
+    return t && !t->tb.done ? t : NULL;
+}
+
+/* A result kept by reference, on its way from Redis. */
+typedef struct rfetch {
+    fvm *v;
+    int ok, dead;
+    uint64_t len, sum;
+    char id[ENVELOPE_ID_MAX + 1];
+} rfetch;
+
+/* Checks bytes (len of them; NULL: none came) against a reference's length
+ * and checksum; 0, or -1 with the reason in msg. */
+static int ref_check(const char *what, const char *bytes, size_t len, uint64_t ref_len,
+                     uint64_t ref_sum, char *msg, size_t msglen)
+{
+    if (!bytes) {
+        snprintf(msg, msglen, "its %s (%" PRIu64 " bytes, kept in Redis by reference) %s", what,
+                 ref_len, "are gone: expired (result.ttl_s) or deleted");
+        return -1;
+    }
+    if ((uint64_t)len != ref_len || envelope_ref_sum(bytes, len) != ref_sum) {
+        snprintf(msg, msglen,
+                 "its %s in Redis do not match its record (%zu bytes, %" PRIu64
+                 " expected, or another checksum)",
+                 what, len, ref_len);
+        return -1;
+    }
+    return 0;
+}
+
+static void on_result_ref(redis_uv *cli, int status, const redisReply *reply, const char *err,
+                          void *ud)
+{
+    (void)cli;
+    rfetch *f = ud;
+    if (status == REDIS_UV_ECLOSED) { /* the VM is closing */
+        free(f);
+        return;
+    }
+    ftask *t = pending_task(f->v, f->id);
+    char msg[400];
+    if (!t) {
+        /* finished meanwhile (another read of the same outcome) */
+    } else if (status < 0 || reply->type == REDIS_REPLY_ERROR) {
+        snprintf(msg, sizeof msg, "cannot read its result from Redis: %s",
+                 status < 0 ? err : reply->str);
+        task_finish(f->v, t, 0, NULL, 0, msg, 0);
+    } else if (ref_check("result values", reply->type == REDIS_REPLY_STRING ? reply->str : NULL,
+                         reply->type == REDIS_REPLY_STRING ? reply->len : 0, f->len, f->sum, msg,
+                         sizeof msg) != 0) {
+        task_finish(f->v, t, 0, NULL, 0, msg, 0);
+    } else {
+        task_finish(f->v, t, f->ok, reply->str, reply->len, NULL, f->dead);
+    }
+    free(f);
+}
+
+/* The outcome of r is in mutirao:task:ID:out: read it, then finish the task. */
+static void result_ref_fetch(fvm *v, const envelope_result *r)
+{
+    rfetch *f = calloc(1, sizeof *f);
+    ftask *t = pending_task(v, r->id);
+    if (!f) {
+        task_finish(v, t, 0, NULL, 0, "out of memory for its result", 0);
+        return;
+    }
+    f->v = v;
+    f->ok = r->ok;
+    f->dead = r->dead_lettered;
+    f->len = r->ref_len;
+    f->sum = r->ref_sum;
+    memcpy(f->id, r->id, sizeof f->id);
+    char key[FLEET_KEY_MAX];
+    fleet_key_task_out(key, r->id);
+    int rc = redis_uv_command(v->r, on_result_ref, f, "GET %s", key);
+    if (rc != 0) {
+        free(f);
+        char msg[200];
+        snprintf(msg, sizeof msg, "cannot read its result from Redis: %s", redis_uv_strerror(rc));
+        task_finish(v, t, 0, NULL, 0, msg, 0);
+    }
+}
+
 static void on_notification(fvm *v, const char *s, size_t len)
 {
     if (len < 1)
@@ -579,17 +671,21 @@ static void on_notification(fvm *v, const char *s, size_t len)
         return;
     envelope_result r;
     char why[200];
-    if (envelope_result_decode(s + 1, len - 1, NULL, &r, why, sizeof why) != 0) {
+    envelope_limits lim;
+    envelope_limits_default(&lim);
+    lim.max_ref = (size_t)v->cfg->payload_max_ref_bytes;
+    if (envelope_result_decode(s + 1, len - 1, &lim, &r, why, sizeof why) != 0) {
         rtlog(v->s, RTLOG_WARN, 0, LUA_NOREF, "producer %s: bad notification skipped: %s",
               v->producer, why);
         return;
     }
-    lua_State *T = sched_scratch(v->s);
-    tb_task *tb = taskbook_find(taskbook_get(T, v->s), T, r.id);
-    ftask *t = tb && tb->ops == &v->ops ? (ftask *)tb : NULL;
-    if (!t || t->tb.done)
+    ftask *t = pending_task(v, r.id);
+    if (!t)
         return;
-    task_finish(v, t, r.ok, r.payload, r.payload_len, NULL, r.dead_lettered);
+    if (r.ref_len)
+        result_ref_fetch(v, &r);
+    else
+        task_finish(v, t, r.ok, r.payload, r.payload_len, NULL, r.dead_lettered);
 }
 
 static void on_poll(redis_uv *cli, int status, const redisReply *reply, const char *err, void *ud)
@@ -724,6 +820,10 @@ typedef struct dreport {
 } dreport;
 
 static int submit_k(lua_State *L, int status, lua_KContext ctx);
+static int submit_ref_k(lua_State *L, int status, lua_KContext ctx);
+static int submit_send(lua_State *L, fvm *v, fpool *p, ftask *t, const char *payload, size_t plen,
+                       uint64_t ref_len, uint64_t ref_sum);
+static void store_ref(fop *op, const char *key, const char *bytes, size_t len);
 
 /* HGETALL mutirao:pool:NAME: workers, queue, block, max_deliveries into n[0..3]. */
 static void on_pool_record(redis_uv *cli, int status, const redisReply *reply, const char *err,
@@ -883,6 +983,66 @@ static int submit_k(lua_State *L, int status, lua_KContext ctx)
     t->carried = sc.carried;
     if (rc != 0)
         return not_sent(L, v, t, err);
+    if (plen > (size_t)v->cfg->payload_max_bytes && plen <= (size_t)v->cfg->payload_max_ref_bytes) {
+        /* too large for a Kafka message: by reference, once Redis has it */
+        fop *op = fop_new(L, v);
+        op->task = t;
+        op->data = payload; /* malloc'd: larger than stack */
+        op->len = plen;
+        char key[FLEET_KEY_MAX];
+        fleet_key_task_in(key, t->tb.id);
+        store_ref(op, key, payload, plen);
+        return submit_ref_k(L, LUA_OK, (lua_KContext)op);
+    }
+    rc = submit_send(L, v, p, t, payload, plen, 0, 0);
+    if (payload != stack)
+        free(payload);
+    return rc;
+}
+
+/* SET key bytes [EX result.ttl_s] for op: a payload kept by reference. */
+static void store_ref(fop *op, const char *key, const char *bytes, size_t len)
+{
+    fvm *v = op->v;
+    char ttl[16];
+    snprintf(ttl, sizeof ttl, "%d", v->cfg->result_ttl_s);
+    const char *argv[] = {"SET", key, bytes, "EX", ttl};
+    size_t lens[] = {3, strlen(key), len, 2, strlen(ttl)};
+    fop_expect(op);
+    int rc =
+        redis_uv_command_argv(v->r, on_reply, op, v->cfg->result_ttl_s > 0 ? 5 : 3, argv, lens);
+    if (rc != 0)
+        fop_unexpect(op, rc);
+}
+
+/* The payload of a large task is in Redis (or could not be stored): the
+ * envelope goes with its length and checksum. Stack: p, name, fn, args...,
+ * guard. */
+static int submit_ref_k(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)status;
+    fop *op = (fop *)ctx;
+    if (op->pending > 0)
+        return sched_wait(L, op->s, &op->waiters, 0, ctx, submit_ref_k);
+    ftask *t = op->task;
+    op->task = NULL; /* the submit's now */
+    fpool *p = lua_touserdata(L, 1);
+    if (op->failed) {
+        char err[500];
+        snprintf(err, sizeof err, "cannot keep its arguments (%zu bytes) in Redis: %s", op->len,
+                 op->msg);
+        return not_sent(L, op->v, t, err);
+    }
+    return submit_send(L, op->v, p, t, NULL, 0, op->len, envelope_ref_sum(op->data, op->len));
+}
+
+/* Wraps the task's payload (or its reference: ref_len > 0) in an envelope,
+ * hands it to Kafka and records the task; returns like pool_submit. */
+static int submit_send(lua_State *L, fvm *v, fpool *p, ftask *t, const char *payload, size_t plen,
+                       uint64_t ref_len, uint64_t ref_sum)
+{
+    sched *s = v->s;
+    char err[256], stack[512];
     envelope_task e;
     memset(&e, 0, sizeof e);
     memcpy(e.id, t->tb.id, sizeof e.id);
@@ -891,17 +1051,18 @@ static int submit_k(lua_State *L, int status, lua_KContext ctx)
     e.attempt = 1;
     e.max_deliveries = (uint32_t)p->max_deliveries;
     e.submitted_at_ms = unix_ms();
-    e.payload = payload;
+    e.payload = payload ? payload : "";
     e.payload_len = plen;
+    e.ref_len = ref_len;
+    e.ref_sum = ref_sum;
     envelope_limits elim;
     envelope_limits_default(&elim);
     elim.max_payload = (size_t)v->cfg->payload_max_bytes;
+    elim.max_ref = (size_t)v->cfg->payload_max_ref_bytes;
     char estack[768];
     envelope_buf b;
     envelope_buf_init(&b, estack, sizeof estack);
-    rc = envelope_task_encode(&e, &elim, &b, err, sizeof err);
-    if (payload != stack)
-        free(payload);
+    int rc = envelope_task_encode(&e, &elim, &b, err, sizeof err);
     dreport *d = rc == 0 ? malloc(sizeof *d) : NULL;
     if (rc == 0 && !d)
         rc = -1;
@@ -914,8 +1075,10 @@ static int submit_k(lua_State *L, int status, lua_KContext ctx)
             snprintf(err, sizeof err, "kafka: %s", kuv_strerror(rc));
         }
     } else if (rc == ENVELOPE_ETOOBIG) {
-        snprintf(stack, sizeof stack, "task too large for payload.max_bytes (%d): %s",
-                 v->cfg->payload_max_bytes, err);
+        snprintf(stack, sizeof stack,
+                 "task too large: %zu bytes encoded, over payload.max_bytes (%d) and "
+                 "payload.max_ref_bytes (%d)",
+                 plen, v->cfg->payload_max_bytes, v->cfg->payload_max_ref_bytes);
         memcpy(err, stack, sizeof err - 1);
         err[sizeof err - 1] = 0;
     }
@@ -1106,6 +1269,23 @@ static void on_lookup(redis_uv *cli, int status, const redisReply *reply, const 
 
 static int await_foreign_k(lua_State *L, int status, lua_KContext ctx);
 
+/* GET: the string (if any) into op->data. */
+static void on_get(redis_uv *cli, int status, const redisReply *reply, const char *err, void *ud)
+{
+    (void)cli;
+    fop *op = ud;
+    if (!reply_failed(op, status, reply, err) && reply->type == REDIS_REPLY_STRING) {
+        free(op->data);
+        op->data = malloc(reply->len ? reply->len : 1);
+        if (op->data) {
+            memcpy(op->data, reply->str, reply->len);
+            op->len = reply->len;
+            op->have_data = 1;
+        }
+    }
+    fop_settle(op);
+}
+
 static int foreign_lookup(lua_State *L, fop *op)
 {
     fvm *v = op->v;
@@ -1131,13 +1311,41 @@ static int await_foreign_k(lua_State *L, int status, lua_KContext ctx)
         lua_pushfstring(L, "task %s: %s", op->name, op->msg);
         return 2;
     }
+    if (op->stage == 3) { /* the outcome kept by reference: op->n = ok, length, checksum */
+        char msg[400];
+        if (ref_check("result values", op->have_data ? op->data : NULL, op->len, (uint64_t)op->n[1],
+                      (uint64_t)op->n[2], msg, sizeof msg) != 0) {
+            lua_pushboolean(L, 0);
+            lua_pushfstring(L, "task %s: %s", op->name, msg);
+            return 2;
+        }
+        int n = taskbook_push_bytes(L, op->name, (int)op->n[0], op->data, op->len, NULL,
+                                    fleet_wgs_outcome_ctx(op->v->wgs));
+        retire_task(op->v, op->name); /* read: its keys go */
+        return n;
+    }
     if (op->have_data) {
         envelope_result r;
         char why[200];
-        if (envelope_result_decode(op->data, op->len, NULL, &r, why, sizeof why) != 0) {
+        envelope_limits lim;
+        envelope_limits_default(&lim);
+        lim.max_ref = (size_t)op->v->cfg->payload_max_ref_bytes;
+        if (envelope_result_decode(op->data, op->len, &lim, &r, why, sizeof why) != 0) {
             lua_pushboolean(L, 0);
             lua_pushfstring(L, "task %s: bad result record in Redis: %s", op->name, why);
             return 2;
+        }
+        if (r.ref_len) {
+            op->stage = 3;
+            op->n[0] = r.ok;
+            op->n[1] = (long long)r.ref_len;
+            op->n[2] = (long long)r.ref_sum;
+            op->have_data = 0;
+            char key[FLEET_KEY_MAX];
+            fleet_key_task_out(key, op->name);
+            if (fop_send(op, op->v->r, on_get, "GET %s", key) != 0)
+                return await_foreign_k(L, LUA_OK, ctx);
+            return sched_wait(L, op->s, &op->waiters, 0, ctx, await_foreign_k);
         }
         int n = taskbook_push_bytes(L, op->name, r.ok, r.payload, r.payload_len, NULL,
                                     fleet_wgs_outcome_ctx(op->v->wgs));

@@ -16,6 +16,10 @@
 **   mutirao:task:ID           the result record (envelope_result); its
 **                             presence means "completed": set once (NX)
 **   mutirao:task:ID:q         "1" while submitted and not yet completed
+**   mutirao:task:ID:in        a task's payload over payload.max_bytes (the
+**                             envelope has ref_len and ref_sum instead)
+**   mutirao:task:ID:out       a result's payload over payload.max_bytes,
+**                             set with the result record (same TTL)
 **   mutirao:delivery:ID       "COUNT FIRST LAST HISTORY": deliveries that ran
 **                             it, Unix ms of the first and the latest, and
 **                             "WORKER@MS ..." of the latest FLEET_HISTORY_MAX
@@ -55,7 +59,7 @@
 #define FLEET_POOL_IDLE_TTL_S 604800 /* pool keys, after the pool's last use (7 days) */
 #define FLEET_POOL_CLOSED_TTL_S 3600 /* pool keys, after a pool_close */
 #define FLEET_SEEN_SHARD 4096        /* task sequence numbers per seen bitmap (512 bytes) */
-#define FLEET_TASK_KEYS 2            /* per-task keys besides the seen bit: fleet_task_keys */
+#define FLEET_TASK_KEYS 4            /* per-task keys besides the seen bit: fleet_task_keys */
 
 /*
 ** Lua shared by the scripts: seen(id) returns the seen bitmap's key and bit
@@ -191,8 +195,10 @@
 /*
 ** The completions of a batch of task attempts, each idempotent by task id.
 ** ARGV[1] result TTL s (0: none), ARGV[2] notification list TTL s, then per
-** task: id, pool, producer, "completed" or "failed", result record, W (the
-** count of WaitGroup changes), then W pairs (owner producer, 'W' element).
+** task: id, pool, producer, "completed" or "failed", result record, the
+** outcome kept by reference (mutirao:task:ID:out, same TTL; "" for none),
+** W (the count of WaitGroup changes), then W pairs (owner producer, 'W'
+** element).
 ** Per task: SET mutirao:task:ID NX; only when it was set, the marker and the
 ** delivery record go, the pool's counter grows, the 'W' elements and 'R' +
 ** record are pushed.
@@ -209,7 +215,7 @@
     "end\n"                                                                                        \
     "while i <= #ARGV do\n"                                                                        \
     "  local id, pool, prod, st, rec = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3], ARGV[i+4]\n"      \
-    "  local nw = tonumber(ARGV[i+5])\n"                                                           \
+    "  local blob, nw = ARGV[i+5], tonumber(ARGV[i+6])\n"                                          \
     "  local k, sk, sb = 'mutirao:task:' .. id, seen(id)\n"                                        \
     "  local ok = false\n"                                                                         \
     "  if not sk or redis.call('GETBIT', sk, sb) == 0 then\n"                                      \
@@ -221,13 +227,17 @@
     "    redis.call('DEL', k .. ':q', 'mutirao:delivery:' .. id)\n"                                \
     "    redis.call('HINCRBY', 'mutirao:pool:' .. pool .. ':stats', st, 1)\n"                      \
     "    pools[pool] = true\n"                                                                     \
-    "    for w = 0, nw - 1 do push(ARGV[i+6+2*w], ARGV[i+7+2*w]) end\n"                            \
+    "    if #blob > 0 then\n"                                                                      \
+    "      redis.call('SET', k .. ':out', blob)\n"                                                 \
+    "      touch(k .. ':out', ttl)\n"                                                              \
+    "    end\n"                                                                                    \
+    "    for w = 0, nw - 1 do push(ARGV[i+7+2*w], ARGV[i+8+2*w]) end\n"                            \
     "    push(prod, 'R' .. rec)\n"                                                                 \
     "    out[#out+1] = 1\n"                                                                        \
     "  else\n"                                                                                     \
     "    out[#out+1] = 0\n"                                                                        \
     "  end\n"                                                                                      \
-    "  i = i + 6 + 2 * nw\n"                                                                       \
+    "  i = i + 7 + 2 * nw\n"                                                                       \
     "end\n"                                                                                        \
     "for l in pairs(touched) do redis.call('EXPIRE', l, nttl) end\n"                               \
     "for p in pairs(pools) do\n"                                                                   \
@@ -266,14 +276,16 @@ size_t fleet_key_stats(char *out, const char *pool);
 size_t fleet_key_active(char *out, const char *pool);
 size_t fleet_key_task(char *out, const char *id);
 size_t fleet_key_task_queued(char *out, const char *id);
+size_t fleet_key_task_in(char *out, const char *id);  /* a task's payload by reference */
+size_t fleet_key_task_out(char *out, const char *id); /* a result's payload by reference */
 size_t fleet_key_notify(char *out, const char *producer);
 size_t fleet_key_delivery(char *out, const char *id);
 size_t fleet_key_dead(char *out, const char *pool);     /* the dead letters' records */
 size_t fleet_key_dead_env(char *out, const char *pool); /* their envelopes */
 
 /* The keys of task id that go once its outcome was read (FLEET_TASK_KEYS of
- * them: the result, the queued marker): written into out[i] (FLEET_KEY_MAX
- * bytes each), lengths into len[i]. Returns the count. */
+ * them: the result, the queued marker, the payloads by reference): written into out[i]
+ * (FLEET_KEY_MAX bytes each), lengths into len[i]. Returns the count. */
 int fleet_task_keys(const char *id, char out[][FLEET_KEY_MAX], size_t *len);
 
 #endif

@@ -615,11 +615,99 @@ assert(g.pool_close(%(pool)r))
           % (n, m, repeats))
 
 
+def fnv1a64(b):
+    h = 0xcbf29ce484222325
+    for c in b:
+        h = ((h ^ c) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def mp_str(s):
+    b = s.encode()
+    return (bytes([0xa0 | len(b)]) if len(b) < 32 else b"\xd9" + bytes([len(b)])) + b
+
+
+def mp_uint(n):
+    return b"\xcf" + n.to_bytes(8, "big")
+
+
+def task_envelope(tid, pool, producer, fields):
+    """A version-1 task envelope (docs/wire-format.md) with an empty payload
+    and the extra uint fields given."""
+    now = int(time.time() * 1000)
+    items = [("id", mp_str(tid)), ("pool", mp_str(pool)), ("attempt", mp_uint(1)),
+             ("submitted_at", mp_uint(now)), ("deadline", mp_uint(0)),
+             ("producer", mp_str(producer)), ("payload", b"\xc4\x00")]
+    items += [(k, mp_uint(v)) for k, v in fields.items()]
+    out = b"MTE\x01" + bytes([0x80 | len(items)])
+    for k, v in items:
+        out += mp_str(k) + v
+    return out
+
+
+def case_large_values():
+    """Arguments and results over payload.max_bytes (1 MB by default) travel
+    by reference through Redis, checked by length and checksum: the same
+    script gives the same answers on both backends; a tampered payload fails
+    its task (worker side) or its await (producer side), saying so."""
+    pool = "large" + UNIQ
+    w = Worker("large", [pool])
+    src = """
+local g = require("goroutine")
+assert(g.pool_create(%(pool)r, { workers = 2 }))
+local big = string.rep("ab", 2 * 1024 * 1024) -- 4 MiB
+local ok, n, up = g.await(assert(g.pool_submit(%(pool)r, function(s)
+  return #s, s:upper() end, big)))
+print("arg:", ok, n, up and #up, up and up:sub(1, 4))
+local ok2, s2 = g.await(assert(g.pool_submit(%(pool)r, function(n)
+  return string.rep("y", n) end, 3000000)))
+print("result:", ok2, s2 and #s2)
+print("small:", g.await(assert(g.pool_submit(%(pool)r, function(x) return x + 1 end, 1))))
+local id = assert(g.pool_submit(%(pool)r, function(n) return string.rep("z", n) end, 2000000))
+print("unawaited " .. id)
+assert(g.pool_wait(%(pool)r))
+""" % {"pool": pool}
+    expect = ["arg:\ttrue\t4194304\t4194304\tABAB", "result:\ttrue\t3000000", "small:\ttrue\t2"]
+    outs = {}
+    for fleet in (True, False):
+        rc, out, err, _ = run_lua(src, fleet=fleet)
+        check(rc == 0, "run (fleet=%s): %d\n%s%s" % (fleet, rc, out[-2000:], err[-2000:]))
+        for e in expect:
+            check(e in out, "fleet=%s: no %r in\n%s" % (fleet, e, out[-2000:]))
+        outs[fleet] = out
+    uid = re.search(r"^unawaited (\S+)$", outs[True], re.M).group(1)
+    check(2000000 <= redis_cmd("STRLEN", "mutirao:task:%s:out" % uid) < 2001000,
+          "the unawaited result is kept by reference")
+    # producer side: a result changed in Redis is refused by await
+    redis_cmd("SETRANGE", "mutirao:task:%s:out" % uid, 1000, "Z")
+    rc, out, err, _ = run_lua('print(require("goroutine").await(%r))' % uid)
+    check(rc == 0 and re.search(r"false\t.*do not match its record", out),
+          "await of a tampered result: %d\n%s%s" % (rc, out, err))
+    # worker side: an envelope whose payload in Redis is not the one it names
+    tid = "tamper%s:1" % UNIQ
+    good = b"\x00" * 2048
+    bad = b"\x01" + good[1:]
+    redis_cmd("SET", "mutirao:task:%s:in" % tid, bad, "EX", "600")
+    env = task_envelope(tid, pool, "tamper" + UNIQ, {"ref_len": len(good),
+                                                     "ref_sum": fnv1a64(good)})
+    rc, out, err, _ = run([os.path.join(BIN, "kafka-put"), BROKERS, "mutirao.pool." + pool, "0",
+                           tid, env.hex()])
+    check(rc == 0, "kafka-put: %d %s%s" % (rc, out, err))
+    w.wait_for(r"task=%s: its arguments in Redis do not match its envelope" % re.escape(tid))
+    rc, out, err, _ = run_lua('print(require("goroutine").await(%r))' % tid)
+    check(rc == 0 and re.search(r"false\t.*do not match its envelope.*not run", out),
+          "await of the tampered task: %d\n%s%s" % (rc, out, err))
+    check(w.p.poll() is None, "the worker died")
+    check(w.stop() == 0, "worker exit status")
+    print("large values: 4 MiB arguments and 3 MB results on both backends; tampering refused")
+
+
 def case_semantics():
     """Fixed producer ids, task timeouts, delegate_to's `this`, big results,
     await_all with task ids."""
     pool = "se" + UNIQ
-    w = Worker("se", [pool], {"MUTIRAO_PAYLOAD_MAX_BYTES": "4096"})
+    w = Worker("se", [pool], {"MUTIRAO_PAYLOAD_MAX_BYTES": "4096",
+                             "MUTIRAO_PAYLOAD_MAX_REF_BYTES": "8192"})
     w.wait_for(r"consuming")
     # two runs with the same producer.id: each gets its own result
     src = """
@@ -664,7 +752,8 @@ workflow.define("w"):tasks({t})
     check(rc == 0 and "remote/far away/task 'remote'" in out,
           "delegate_to on the fleet: %d\n%s%s" % (rc, out, err))
     check("delegated to fleet pool" in err, "no delegation log line:\n" + err)
-    # a result over payload.max_bytes: await says why; await_all takes ids
+    # a result over payload.max_bytes and payload.max_ref_bytes: await says
+    # why; await_all takes ids
     src = """
 local g = require("goroutine")
 assert(g.pool_create("%(pool)s"))
@@ -1075,7 +1164,7 @@ print("retried:", g.await(%r))
 CASES = {"examples": case_examples, "await_wg": case_await_wg, "two_workers": case_two_workers,
          "sigkill": case_sigkill, "errors": case_errors, "libmutirao": case_libmutirao,
          "two_clients": case_two_clients, "stock_lua": case_stock_lua,
-         "lingering": case_lingering, "retention": case_retention, "os_exit": case_os_exit,
+         "lingering": case_lingering, "retention": case_retention, "large_values": case_large_values, "os_exit": case_os_exit,
          "semantics": case_semantics, "valgrind": case_valgrind, "poison": case_poison,
          "redelivered": case_redelivered, "newer_envelope": case_newer_envelope,
          "dlq": case_dlq}
