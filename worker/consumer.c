@@ -90,6 +90,9 @@ struct wtask {
     ex_task run;        /* what runs on a VM */
     fleet_task_wgs wgs; /* the WaitGroup proxies its decode made */
     char *in;           /* the task's envelope when larger than run.buf */
+    uint64_t ref_len;   /* its payload is in Redis by reference (envelope_task) */
+    uint64_t ref_sum;
+    char *ref; /* that payload, once read (ref_fetch) */
 };
 
 struct worker {
@@ -272,6 +275,7 @@ static void unhold(worker *w, const char *topic, int32_t partition)
 static void wtask_free(wtask *t)
 {
     free(t->in);
+    free(t->ref);
     for (int i = 0; i < t->argc; i++)
         free(t->argv[i]);
     free(t->argv);
@@ -497,6 +501,8 @@ static void on_task_done(sched *s, ex_task *x)
     wtask *t = (wtask *)((char *)x - offsetof(wtask, run));
     free(t->in);
     t->in = NULL;
+    free(t->ref);
+    t->ref = NULL;
     slot_free(t);
     if (s && x->lingering)
         return; /* recorded when the goroutines it started have ended too */
@@ -556,6 +562,19 @@ static void record_result(wtask *t, int ok, const char *out, size_t outlen, int 
     envelope_limits lim;
     envelope_limits_default(&lim);
     lim.max_payload = (size_t)w->cfg->payload_max_bytes;
+    lim.max_ref = (size_t)w->cfg->payload_max_ref_bytes;
+    const char *blob = "";
+    size_t bloblen = 0;
+    if (out && outlen > lim.max_payload && outlen <= lim.max_ref) {
+        /* too large for the notification: the completion script stores it
+         * by reference (mutirao:task:ID:out) */
+        blob = out;
+        bloblen = outlen;
+        r.payload = "";
+        r.payload_len = 0;
+        r.ref_len = outlen;
+        r.ref_sum = envelope_ref_sum(out, outlen);
+    }
     char errbuf[200];
     envelope_buf b;
     envelope_buf_init(&b, NULL, 0);
@@ -576,10 +595,13 @@ static void record_result(wtask *t, int ok, const char *out, size_t outlen, int 
         }
         r.payload = enc;
         r.payload_len = elen;
+        r.ref_len = r.ref_sum = 0;
+        blob = "";
+        bloblen = 0;
         rc = envelope_result_encode(&r, &lim, &b, errbuf, sizeof errbuf);
         free(enc);
     }
-    int nargs = 6 + 2 * d.n;
+    int nargs = 7 + 2 * d.n;
     t->argv = calloc((size_t)nargs, sizeof *t->argv);
     t->argvlen = calloc((size_t)nargs, sizeof *t->argvlen);
     char num[32];
@@ -590,6 +612,7 @@ static void record_result(wtask *t, int ok, const char *out, size_t outlen, int 
         fail |= add_arg(t, NULL, t->producer, strlen(t->producer));
         fail |= add_arg(t, NULL, t->ok ? "completed" : "failed", t->ok ? 9 : 6);
         fail |= add_arg(t, NULL, b.data, b.len);
+        fail |= add_arg(t, NULL, blob, bloblen);
         snprintf(num, sizeof num, "%d", d.n);
         fail |= add_arg(t, NULL, num, strlen(num));
         for (int i = 0; i < d.n; i++) {
@@ -638,6 +661,7 @@ static void on_dead_stored(dl_item *it, int ok, const char *rec, size_t len)
 }
 
 static void run_task(wtask *t);
+static void ref_fetch(wtask *t);
 
 /* What the task's delivery record says (deliveries.h). */
 static void on_asked(dlv_ask *a, int64_t answer)
@@ -670,7 +694,59 @@ static void on_asked(dlv_ask *a, int64_t answer)
     if (answer > 1)
         wlog(WLOG_INFO, "pool=%s task=%s: delivery %" PRId64 " of at most %u", t->wp->name, t->id,
              answer, t->ask.max);
+    if (t->ref_len)
+        ref_fetch(t);
+    else
+        run_task(t);
+}
+
+/* The task's payload, read from Redis: checked against the envelope's
+ * length and checksum, then run. Anything else fails the task, saying why. */
+static void on_ref(redis_uv *cli, int status, const redisReply *reply, const char *err, void *ud)
+{
+    (void)cli;
+    wtask *t = ud;
+    if (status == REDIS_UV_ECLOSED) {
+        slot_free(t);
+        task_settled(t, 0); /* closing: it runs again elsewhere */
+        return;
+    }
+    char msg[300];
+    msg[0] = 0;
+    if (status < 0 || reply->type == REDIS_REPLY_ERROR)
+        snprintf(msg, sizeof msg, "cannot read its arguments from Redis: %s",
+                 status < 0 ? err : reply->str);
+    else if (reply->type != REDIS_REPLY_STRING)
+        snprintf(msg, sizeof msg,
+                 "its arguments (%" PRIu64 " bytes, kept in Redis by reference) are gone: "
+                 "expired (result.ttl_s) or deleted",
+                 t->ref_len);
+    else if ((uint64_t)reply->len != t->ref_len ||
+             envelope_ref_sum(reply->str, reply->len) != t->ref_sum)
+        snprintf(msg, sizeof msg,
+                 "its arguments in Redis do not match its envelope (%zu bytes, %" PRIu64
+                 " expected, or another checksum): not run",
+                 reply->len, t->ref_len);
+    else if (!(t->ref = malloc(reply->len ? reply->len : 1)))
+        snprintf(msg, sizeof msg, "out of memory for its arguments (%zu bytes)", reply->len);
+    if (msg[0]) {
+        wlog(WLOG_ERROR, "pool=%s task=%s: %s", t->wp->name, t->id, msg);
+        slot_free(t);
+        record_failure(t, msg, 0);
+        return;
+    }
+    memcpy(t->ref, reply->str, reply->len);
+    t->run.in = t->ref;
+    t->run.inlen = reply->len;
     run_task(t);
+}
+
+static void ref_fetch(wtask *t)
+{
+    char key[FLEET_KEY_MAX];
+    fleet_key_task_in(key, t->id);
+    if (redis_uv_command(t->w->r, on_ref, t, "GET %s", key) != 0)
+        on_ref(t->w->r, REDIS_UV_ECLOSED, NULL, "closed", t);
 }
 
 /* Hands the task to its pool's executor. */
@@ -730,6 +806,7 @@ static void on_message(void *ud, const kuv_message *m)
     envelope_limits lim;
     envelope_limits_default(&lim);
     lim.max_payload = (size_t)w->cfg->payload_max_bytes;
+    lim.max_ref = (size_t)w->cfg->payload_max_ref_bytes;
     envelope_task e;
     char why[200];
     if (!p) {
@@ -773,6 +850,8 @@ static void on_message(void *ud, const kuv_message *m)
     t->offset = m->offset;
     t->attempt = e.attempt;
     t->max_deliveries = e.max_deliveries;
+    t->ref_len = e.ref_len;
+    t->ref_sum = e.ref_sum;
     t->retry_ms = RETRY_MIN_MS;
     memcpy(t->id, e.id, sizeof t->id);
     memcpy(t->producer, e.producer, sizeof t->producer);
@@ -856,6 +935,7 @@ static void on_report(uv_timer_t *h)
         snprintf(val, sizeof val, "%d %" PRIu64, active, unix_ms());
         fleet_key_active(key, p->name);
         redis_uv_command(w->r, NULL, NULL, "HSET %s %s %s", key, w->cfg->worker_id, val);
+        redis_uv_command(w->r, NULL, NULL, "EXPIRE %s %d", key, FLEET_POOL_IDLE_TTL_S);
         p->reported = active;
     }
 }

@@ -149,6 +149,8 @@ static const key keys[CONFIG_NKEYS] = {
     {"worker.id", "MUTIRAO_WORKER_ID", T_STR, OFF(worker_id), 0, 0, "", check_id_or_empty, 0},
     {"topic.dead", "MUTIRAO_TOPIC_DEAD", T_STR, OFF(topic_dead), 0, 0, "mutirao.dead", check_topic,
      0},
+    {"payload.max_ref_bytes", "MUTIRAO_PAYLOAD_MAX_REF_BYTES", T_INT, OFF(payload_max_ref_bytes), 0,
+     536870912, "67108864", NULL, 0},
 };
 
 /* Most items of a worker.pools list. */

@@ -37,7 +37,7 @@ const char *config_strerror(int err);
 const char *config_errname(int err);
 
 /* Number of keys (see config/mutirao.conf for the list). */
-#define CONFIG_NKEYS 15
+#define CONFIG_NKEYS 16
 /* Longest origin kept per key ("config/mutirao.conf:7", "MUTIRAO_FLEET"). */
 #define CONFIG_ORIGIN_MAX 160
 /* Longest Kafka topic name. */
@@ -64,7 +64,9 @@ typedef struct config {
     int connect_timeout_ms;       /* connect.timeout_ms: wait for Kafka/Redis to connect */
     int op_timeout_ms;            /* op.timeout_ms: wait for one submit/await operation */
     int result_ttl_s;             /* result.ttl_s: life of a result in Redis, 0 = forever */
-    int payload_max_bytes;        /* payload.max_bytes: largest encoded task or result */
+    int payload_max_bytes;        /* payload.max_bytes: largest task or result inline in Kafka
+                                     and in the notification; larger ones go by reference */
+    int payload_max_ref_bytes;    /* payload.max_ref_bytes: largest one by reference (Redis) */
     char **worker_pools;          /* worker.pools: pools a worker consumes */
     size_t worker_npools;         /* how many */
     char *producer_id;            /* producer.id: "" until config_derive_ids */

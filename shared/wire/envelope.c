@@ -26,6 +26,7 @@ MERR_FUNCS(, envelope, ENVELOPE_ERRNO_MAP)
 void envelope_limits_default(envelope_limits *lim)
 {
     lim->max_payload = ENVELOPE_PAYLOAD_MAX_DEFAULT;
+    lim->max_ref = ENVELOPE_PAYLOAD_MAX_DEFAULT;
 }
 
 int envelope_copy(char *dst, size_t cap, const char *s)
@@ -128,6 +129,8 @@ static const field task_fields[] = {
     {"payload", K_PAYLOAD, offsetof(envelope_task, payload), offsetof(envelope_task, payload_len),
      0},
     {"max_deliveries", K_ATTEMPT, offsetof(envelope_task, max_deliveries), 0, 1},
+    {"ref_len", K_U64, offsetof(envelope_task, ref_len), 0, 1},
+    {"ref_sum", K_U64, offsetof(envelope_task, ref_sum), 0, 1},
 };
 
 static const field result_fields[] = {
@@ -140,6 +143,8 @@ static const field result_fields[] = {
     {"payload", K_PAYLOAD, offsetof(envelope_result, payload),
      offsetof(envelope_result, payload_len), 0},
     {"dead_lettered", K_BOOL, offsetof(envelope_result, dead_lettered), 0, 1},
+    {"ref_len", K_U64, offsetof(envelope_result, ref_len), 0, 1},
+    {"ref_sum", K_U64, offsetof(envelope_result, ref_sum), 0, 1},
 };
 
 typedef struct record {
@@ -161,6 +166,8 @@ static int absent(const field *f, const char *base)
         return 0;
     if (f->k == K_ATTEMPT)
         return *(const uint32_t *)(base + f->off) == 0;
+    if (f->k == K_U64)
+        return *(const uint64_t *)(base + f->off) == 0;
     return f->k == K_BOOL && *(const int *)(base + f->off) == 0;
 }
 
@@ -202,6 +209,44 @@ void envelope_buf_free(envelope_buf *b)
     b->data = b->storage;
     b->cap = b->storage_cap;
     b->len = 0;
+}
+
+/* A payload kept by reference: within max_ref, and the inline payload then
+ * empty. ref_len/payload_len sit at the same offsets in both records' views. */
+static int check_ref(const record *rec, const void *obj, const envelope_limits *lim, char *err,
+                     size_t errlen)
+{
+    uint64_t ref_len, ref_sum;
+    size_t plen;
+    if (rec == &task_rec) {
+        const envelope_task *t = obj;
+        ref_len = t->ref_len, ref_sum = t->ref_sum, plen = t->payload_len;
+    } else {
+        const envelope_result *r = obj;
+        ref_len = r->ref_len, ref_sum = r->ref_sum, plen = r->payload_len;
+    }
+    if (ref_len == 0 && ref_sum != 0)
+        return merr_fail(err, errlen, ENVELOPE_EMALFORMED, "%s: field 'ref_sum' without 'ref_len'",
+                         rec->what);
+    if (ref_len > lim->max_ref)
+        return merr_fail(err, errlen, ENVELOPE_ETOOBIG,
+                         "field 'ref_len': %llu bytes, the limit is %zu",
+                         (unsigned long long)ref_len, lim->max_ref);
+    if (ref_len > 0 && plen > 0)
+        return merr_fail(err, errlen, ENVELOPE_EMALFORMED,
+                         "%s: a payload both inline (%zu bytes) and by reference", rec->what, plen);
+    return 0;
+}
+
+uint64_t envelope_ref_sum(const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < len; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
 }
 
 /* msgpack-c write callback: appends to the envelope_buf, growing it. */
@@ -296,6 +341,9 @@ static int encode(const record *rec, const void *obj, const envelope_limits *lim
         if (rc < 0)
             return rc;
     }
+    int rrc = check_ref(rec, obj, lim, err, errlen);
+    if (rrc < 0)
+        return rrc;
     if (rec == &task_rec) {
         const envelope_task *t = obj;
         if (t->deadline_ms != 0 && t->deadline_ms < t->submitted_at_ms)
@@ -716,6 +764,8 @@ static int decode(const record *rec, const char *data, size_t len, const envelop
     if (rc == 0 && c.p != c.end)
         rc = merr_fail(err, errlen, ENVELOPE_EMALFORMED, "malformed %s: %zu bytes after the end",
                        rec->what, left(&c));
+    if (rc == 0)
+        rc = check_ref(rec, out, lim, err, errlen);
     if (rc == 0 && rec == &task_rec) {
         const envelope_task *t = out;
         if (t->deadline_ms != 0 && t->deadline_ms < t->submitted_at_ms)

@@ -71,6 +71,7 @@ static int test_defaults(void)
     ASSERT_EQ(c.op_timeout_ms, 10000);
     ASSERT_EQ(c.result_ttl_s, 86400);
     ASSERT_EQ(c.payload_max_bytes, 1000000);
+    ASSERT_EQ(c.payload_max_ref_bytes, 67108864);
     ASSERT_EQ(c.worker_npools, 0);
     ASSERT_STR_EQ(c.producer_id, "");
     ASSERT_STR_EQ(c.worker_id, "");

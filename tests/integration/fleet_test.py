@@ -253,6 +253,47 @@ print("A=" .. (count.A or 0) .. " B=" .. (count.B or 0))
     check(a.stop() == 0 and b.stop() == 0, "worker exit status")
 
 
+def redis_cmd(*args):
+    """One command to the test Redis (RESP over a socket); its decoded reply."""
+    import socket
+    import urllib.parse
+    u = urllib.parse.urlparse(REDIS)
+    with socket.create_connection((u.hostname, u.port or 6379), timeout=10) as sk:
+        f = sk.makefile("rwb")
+        cmds = []
+        if u.password:
+            cmds.append(("AUTH", u.password))
+        if u.path and u.path.strip("/"):
+            cmds.append(("SELECT", u.path.strip("/")))
+        cmds.append(args)
+        for c in cmds:
+            f.write(b"*%d\r\n" % len(c))
+            for a in c:
+                a = a if isinstance(a, bytes) else str(a).encode()
+                f.write(b"$%d\r\n%s\r\n" % (len(a), a))
+        f.flush()
+
+        def read():
+            line = f.readline()[:-2]
+            t, rest = line[:1], line[1:]
+            if t == b"+":
+                return rest.decode()
+            if t == b"-":
+                raise RuntimeError("redis: " + rest.decode())
+            if t == b":":
+                return int(rest)
+            if t == b"$":
+                n = int(rest)
+                return None if n < 0 else f.read(n + 2)[:-2]
+            if t == b"*":
+                n = int(rest)
+                return None if n < 0 else [read() for _ in range(n)]
+            raise RuntimeError("redis: unexpected reply %r" % line)
+        for _ in cmds[:-1]:
+            read()
+        return read()
+
+
 def case_sigkill():
     """A worker killed mid-run: every task completes exactly once."""
     pool = "sk" + UNIQ
@@ -493,11 +534,180 @@ end
     check(w.stop() == 0, "worker exit status")
 
 
+def case_retention():
+    """What Redis keeps: an awaited task's keys go, an unawaited result keeps
+    result.ttl_s, pool keys expire; every message delivered again after its
+    outcome was read (and its keys deleted) is neither counted nor kept."""
+    pool = "ret" + UNIQ
+    n, m = 300, 40
+    w = Worker("ret", [pool])
+    rc, out, err, _ = run_lua("""
+local g = require("goroutine")
+assert(g.pool_create(%(pool)r, { workers = 8 }))
+local ids = {}
+for i = 1, %(n)d do ids[i] = assert(g.pool_submit(%(pool)r, function(x) return x + 1 end, i)) end
+for i = 1, %(n)d do
+  local ok, v = g.await(ids[i])
+  assert(ok and v == i + 1, tostring(v))
+  print("awaited " .. ids[i])
+end
+for i = 1, %(m)d do
+  print("unawaited " .. assert(g.pool_submit(%(pool)r, function(x) return x end, i)))
+end
+assert(g.pool_wait(%(pool)r))
+%(stats)s
+""" % {"pool": pool, "n": n, "m": m, "stats": stats_src(pool, n + m)})
+    check(rc == 0, "run: %d\n%s%s" % (rc, out, err))
+    awaited = re.findall(r"^awaited (\S+)$", out, re.M)
+    unawaited = re.findall(r"^unawaited (\S+)$", out, re.M)
+    check(len(awaited) == n and len(unawaited) == m, "ids printed:\n" + out)
+
+    def left(ids):
+        return [i for i in ids
+                if redis_cmd("EXISTS", "mutirao:task:" + i, "mutirao:task:%s:q" % i)]
+    still = left(awaited)
+    check(not still, "%d awaited task(s) still have keys, e.g. %s" % (len(still), still[:3]))
+    ttls = [redis_cmd("TTL", "mutirao:task:" + i) for i in unawaited]
+    check(all(0 < t <= 86400 for t in ttls),
+          "unawaited results keep result.ttl_s (86400): TTLs %s" % sorted(set(ttls))[:5])
+    producer = awaited[0].rsplit(":", 1)[0]
+    seen = redis_cmd("KEYS", "mutirao:seen:%s:*" % producer)
+    check(seen and all(0 < redis_cmd("TTL", k) <= 86400 for k in seen),
+          "seen bitmaps with a TTL: %r" % seen)
+    for k in ("mutirao:pool:" + pool, "mutirao:pool:%s:stats" % pool,
+              "mutirao:pool:%s:active" % pool):
+        ttl = redis_cmd("TTL", k)
+        if ttl == -2 and k.endswith(":active"):
+            continue  # written only when a report found tasks running
+        check(3600 < ttl <= 7 * 86400, "%s: TTL %r (expected the 7-day idle TTL)" % (k, ttl))
+    # every message once more, as after a lost commit: nothing is counted
+    # twice, nothing comes back into Redis
+    def repeats_seen():  # by the delivery record (not run) or the completion (run)
+        return len(re.findall(r"already (?:completed|recorded)", w.text()))
+    repeats_before = repeats_seen()
+    r = subprocess.run([os.path.join(BIN, "kafka-replay"), BROKERS, "mutirao.pool." + pool],
+                       capture_output=True, text=True, timeout=120)
+    check(r.returncode == 0 and ("replayed %d" % (n + m)) in r.stdout,
+          "kafka-replay: %s%s" % (r.stdout, r.stderr))
+    end = time.time() + 60
+    while repeats_seen() - repeats_before < n + m and time.time() < end:
+        time.sleep(0.1)
+    repeats = repeats_seen() - repeats_before
+    check(repeats == n + m, "repeat deliveries recognised: %d of %d" % (repeats, n + m))
+    st = redis_cmd("HGETALL", "mutirao:pool:%s:stats" % pool)
+    st = dict(zip(st[::2], st[1::2]))
+    check(st.get(b"completed") == str(n + m).encode() and b"failed" not in st,
+          "counts after the replay: %r" % st)
+    still = left(awaited)
+    check(not still, "the replay brought back %d awaited task key(s)" % len(still))
+    # pool_close: the pool's keys now expire within the hour
+    rc, out, err, _ = run_lua("""
+local g = require("goroutine")
+assert(g.pool_create(%(pool)r, { workers = 8 }))
+assert(g.pool_close(%(pool)r))
+""" % {"pool": pool})
+    check(rc == 0, "close: %d\n%s%s" % (rc, out, err))
+    for k in ("mutirao:pool:" + pool, "mutirao:pool:%s:stats" % pool):
+        ttl = redis_cmd("TTL", k)
+        check(0 < ttl <= 3600, "%s after pool_close: TTL %r" % (k, ttl))
+    check(w.stop() == 0, "worker exit status")
+    print("retention: %d awaited tasks left no key, %d unawaited keep a TTL, %d repeats ignored"
+          % (n, m, repeats))
+
+
+def fnv1a64(b):
+    h = 0xcbf29ce484222325
+    for c in b:
+        h = ((h ^ c) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def mp_str(s):
+    b = s.encode()
+    return (bytes([0xa0 | len(b)]) if len(b) < 32 else b"\xd9" + bytes([len(b)])) + b
+
+
+def mp_uint(n):
+    return b"\xcf" + n.to_bytes(8, "big")
+
+
+def task_envelope(tid, pool, producer, fields):
+    """A version-1 task envelope (docs/wire-format.md) with an empty payload
+    and the extra uint fields given."""
+    now = int(time.time() * 1000)
+    items = [("id", mp_str(tid)), ("pool", mp_str(pool)), ("attempt", mp_uint(1)),
+             ("submitted_at", mp_uint(now)), ("deadline", mp_uint(0)),
+             ("producer", mp_str(producer)), ("payload", b"\xc4\x00")]
+    items += [(k, mp_uint(v)) for k, v in fields.items()]
+    out = b"MTE\x01" + bytes([0x80 | len(items)])
+    for k, v in items:
+        out += mp_str(k) + v
+    return out
+
+
+def case_large_values():
+    """Arguments and results over payload.max_bytes (1 MB by default) travel
+    by reference through Redis, checked by length and checksum: the same
+    script gives the same answers on both backends; a tampered payload fails
+    its task (worker side) or its await (producer side), saying so."""
+    pool = "large" + UNIQ
+    w = Worker("large", [pool])
+    src = """
+local g = require("goroutine")
+assert(g.pool_create(%(pool)r, { workers = 2 }))
+local big = string.rep("ab", 2 * 1024 * 1024) -- 4 MiB
+local ok, n, up = g.await(assert(g.pool_submit(%(pool)r, function(s)
+  return #s, s:upper() end, big)))
+print("arg:", ok, n, up and #up, up and up:sub(1, 4))
+local ok2, s2 = g.await(assert(g.pool_submit(%(pool)r, function(n)
+  return string.rep("y", n) end, 3000000)))
+print("result:", ok2, s2 and #s2)
+print("small:", g.await(assert(g.pool_submit(%(pool)r, function(x) return x + 1 end, 1))))
+local id = assert(g.pool_submit(%(pool)r, function(n) return string.rep("z", n) end, 2000000))
+print("unawaited " .. id)
+assert(g.pool_wait(%(pool)r))
+""" % {"pool": pool}
+    expect = ["arg:\ttrue\t4194304\t4194304\tABAB", "result:\ttrue\t3000000", "small:\ttrue\t2"]
+    outs = {}
+    for fleet in (True, False):
+        rc, out, err, _ = run_lua(src, fleet=fleet)
+        check(rc == 0, "run (fleet=%s): %d\n%s%s" % (fleet, rc, out[-2000:], err[-2000:]))
+        for e in expect:
+            check(e in out, "fleet=%s: no %r in\n%s" % (fleet, e, out[-2000:]))
+        outs[fleet] = out
+    uid = re.search(r"^unawaited (\S+)$", outs[True], re.M).group(1)
+    check(2000000 <= redis_cmd("STRLEN", "mutirao:task:%s:out" % uid) < 2001000,
+          "the unawaited result is kept by reference")
+    # producer side: a result changed in Redis is refused by await
+    redis_cmd("SETRANGE", "mutirao:task:%s:out" % uid, 1000, "Z")
+    rc, out, err, _ = run_lua('print(require("goroutine").await(%r))' % uid)
+    check(rc == 0 and re.search(r"false\t.*do not match its record", out),
+          "await of a tampered result: %d\n%s%s" % (rc, out, err))
+    # worker side: an envelope whose payload in Redis is not the one it names
+    tid = "tamper%s:1" % UNIQ
+    good = b"\x00" * 2048
+    bad = b"\x01" + good[1:]
+    redis_cmd("SET", "mutirao:task:%s:in" % tid, bad, "EX", "600")
+    env = task_envelope(tid, pool, "tamper" + UNIQ, {"ref_len": len(good),
+                                                     "ref_sum": fnv1a64(good)})
+    rc, out, err, _ = run([os.path.join(BIN, "kafka-put"), BROKERS, "mutirao.pool." + pool, "0",
+                           tid, env.hex()])
+    check(rc == 0, "kafka-put: %d %s%s" % (rc, out, err))
+    w.wait_for(r"task=%s: its arguments in Redis do not match its envelope" % re.escape(tid))
+    rc, out, err, _ = run_lua('print(require("goroutine").await(%r))' % tid)
+    check(rc == 0 and re.search(r"false\t.*do not match its envelope.*not run", out),
+          "await of the tampered task: %d\n%s%s" % (rc, out, err))
+    check(w.p.poll() is None, "the worker died")
+    check(w.stop() == 0, "worker exit status")
+    print("large values: 4 MiB arguments and 3 MB results on both backends; tampering refused")
+
+
 def case_semantics():
     """Fixed producer ids, task timeouts, delegate_to's `this`, big results,
     await_all with task ids."""
     pool = "se" + UNIQ
-    w = Worker("se", [pool], {"MUTIRAO_PAYLOAD_MAX_BYTES": "4096"})
+    w = Worker("se", [pool], {"MUTIRAO_PAYLOAD_MAX_BYTES": "4096",
+                             "MUTIRAO_PAYLOAD_MAX_REF_BYTES": "8192"})
     w.wait_for(r"consuming")
     # two runs with the same producer.id: each gets its own result
     src = """
@@ -542,7 +752,8 @@ workflow.define("w"):tasks({t})
     check(rc == 0 and "remote/far away/task 'remote'" in out,
           "delegate_to on the fleet: %d\n%s%s" % (rc, out, err))
     check("delegated to fleet pool" in err, "no delegation log line:\n" + err)
-    # a result over payload.max_bytes: await says why; await_all takes ids
+    # a result over payload.max_bytes and payload.max_ref_bytes: await says
+    # why; await_all takes ids
     src = """
 local g = require("goroutine")
 assert(g.pool_create("%(pool)s"))
@@ -953,7 +1164,7 @@ print("retried:", g.await(%r))
 CASES = {"examples": case_examples, "await_wg": case_await_wg, "two_workers": case_two_workers,
          "sigkill": case_sigkill, "errors": case_errors, "libmutirao": case_libmutirao,
          "two_clients": case_two_clients, "stock_lua": case_stock_lua,
-         "lingering": case_lingering, "os_exit": case_os_exit,
+         "lingering": case_lingering, "retention": case_retention, "large_values": case_large_values, "os_exit": case_os_exit,
          "semantics": case_semantics, "valgrind": case_valgrind, "poison": case_poison,
          "redelivered": case_redelivered, "newer_envelope": case_newer_envelope,
          "dlq": case_dlq}
