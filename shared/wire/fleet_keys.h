@@ -64,8 +64,10 @@
 /*
 ** Lua shared by the scripts: seen(id) returns the seen bitmap's key and bit
 ** of a task id PRODUCER:SEQ (nil for an id of another form, whose
-** completion then rests on the result key alone); touch(key, ttl) sets a
-** TTL (none for 0).
+** completion then rests on the result key alone); done(id) reads that bit,
+** or the result key for an id without one (the completion script sets the
+** bit with the result, and the bitmap outlives it: one call per task);
+** touch(key, ttl) sets a TTL (none for 0).
 */
 #define FLEET_SEEN_LUA                                                                             \
     FLEET_CONSTANTS_LUA                                                                            \
@@ -76,9 +78,9 @@
     "  return 'mutirao:seen:' .. p .. ':' .. math.floor(n / SEEN_SHARD), n % SEEN_SHARD\n"         \
     "end\n"                                                                                        \
     "local function done(id)\n"                                                                    \
-    "  if redis.call('EXISTS', 'mutirao:task:' .. id) == 1 then return true end\n"                 \
     "  local k, b = seen(id)\n"                                                                    \
-    "  return k ~= nil and redis.call('GETBIT', k, b) == 1\n"                                      \
+    "  if k then return redis.call('GETBIT', k, b) == 1 end\n"                                     \
+    "  return redis.call('EXISTS', 'mutirao:task:' .. id) == 1\n"                                  \
     "end\n"                                                                                        \
     "local function touch(k, ttl)\n"                                                               \
     "  if ttl > 0 then redis.call('EXPIRE', k, ttl) end\n"                                         \
