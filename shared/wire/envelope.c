@@ -105,7 +105,8 @@ typedef enum kind {
     K_ID,      /* str, envelope_check_id; char[ENVELOPE_ID_MAX + 1] */
     K_POOL,    /* str, envelope_check_pool; char[ENVELOPE_POOL_MAX + 1] */
     K_ATTEMPT, /* uint, 1..UINT32_MAX; uint32_t */
-    K_U64,     /* uint, 0..UINT64_MAX; uint64_t (ms timestamps) */
+    K_U64,     /* uint, 0..UINT64_MAX; uint64_t (ms timestamps, bytes) */
+    K_U32,     /* uint, 0..UINT32_MAX; uint32_t (ms) */
     K_BOOL,    /* bool; int 0/1 */
     K_PAYLOAD  /* bin, at most max_payload bytes; const char * then size_t */
 } kind;
@@ -115,39 +116,58 @@ typedef struct field {
     kind k;
     size_t off;     /* of the value in the record struct */
     size_t len_off; /* K_PAYLOAD: of the length */
+    int optional;   /* (numbers) written only when not 0; absent reads as 0 */
 } field;
 
-#define NFIELDS 7
+#define NFIELDS_MAX 9
 
-static const field task_fields[NFIELDS] = {
-    {"id", K_ID, offsetof(envelope_task, id), 0},
-    {"pool", K_POOL, offsetof(envelope_task, pool), 0},
-    {"attempt", K_ATTEMPT, offsetof(envelope_task, attempt), 0},
-    {"submitted_at", K_U64, offsetof(envelope_task, submitted_at_ms), 0},
-    {"deadline", K_U64, offsetof(envelope_task, deadline_ms), 0},
-    {"producer", K_ID, offsetof(envelope_task, producer), 0},
-    {"payload", K_PAYLOAD, offsetof(envelope_task, payload), offsetof(envelope_task, payload_len)},
+static const field task_fields[] = {
+    {"id", K_ID, offsetof(envelope_task, id), 0, 0},
+    {"pool", K_POOL, offsetof(envelope_task, pool), 0, 0},
+    {"attempt", K_ATTEMPT, offsetof(envelope_task, attempt), 0, 0},
+    {"submitted_at", K_U64, offsetof(envelope_task, submitted_at_ms), 0, 0},
+    {"deadline", K_U64, offsetof(envelope_task, deadline_ms), 0, 0},
+    {"producer", K_ID, offsetof(envelope_task, producer), 0, 0},
+    {"payload", K_PAYLOAD, offsetof(envelope_task, payload), offsetof(envelope_task, payload_len),
+     0},
+    /* optional fields, added to version 1 (older readers skip them) */
+    {"timeout", K_U32, offsetof(envelope_task, timeout_ms), 0, 1},
+    {"memory", K_U64, offsetof(envelope_task, memory), 0, 1},
 };
 
-static const field result_fields[NFIELDS] = {
-    {"id", K_ID, offsetof(envelope_result, id), 0},
-    {"pool", K_POOL, offsetof(envelope_result, pool), 0},
-    {"attempt", K_ATTEMPT, offsetof(envelope_result, attempt), 0},
-    {"ok", K_BOOL, offsetof(envelope_result, ok), 0},
-    {"finished_at", K_U64, offsetof(envelope_result, finished_at_ms), 0},
-    {"worker", K_ID, offsetof(envelope_result, worker), 0},
+static const field result_fields[] = {
+    {"id", K_ID, offsetof(envelope_result, id), 0, 0},
+    {"pool", K_POOL, offsetof(envelope_result, pool), 0, 0},
+    {"attempt", K_ATTEMPT, offsetof(envelope_result, attempt), 0, 0},
+    {"ok", K_BOOL, offsetof(envelope_result, ok), 0, 0},
+    {"finished_at", K_U64, offsetof(envelope_result, finished_at_ms), 0, 0},
+    {"worker", K_ID, offsetof(envelope_result, worker), 0, 0},
     {"payload", K_PAYLOAD, offsetof(envelope_result, payload),
-     offsetof(envelope_result, payload_len)},
+     offsetof(envelope_result, payload_len), 0},
 };
 
 typedef struct record {
     const char *what;  /* "task envelope" or "result record" */
     const char *magic; /* 3 bytes */
     const field *fields;
+    int nfields;
 } record;
 
-static const record task_rec = {"task envelope", MAGIC_TASK, task_fields};
-static const record result_rec = {"result record", MAGIC_RESULT, result_fields};
+#define NF(a) ((int)(sizeof(a) / sizeof(a)[0]))
+_Static_assert(NF(task_fields) <= NFIELDS_MAX && NF(result_fields) <= NFIELDS_MAX,
+               "the decoder's bit set of seen fields");
+static const record task_rec = {"task envelope", MAGIC_TASK, task_fields, NF(task_fields)};
+static const record result_rec = {"result record", MAGIC_RESULT, result_fields, NF(result_fields)};
+
+/* Whether optional field f of the record at base is to be written. */
+static int present(const field *f, const char *base)
+{
+    if (!f->optional)
+        return 1;
+    if (f->k == K_U32)
+        return *(const uint32_t *)(base + f->off) != 0;
+    return *(const uint64_t *)(base + f->off) != 0;
+}
 
 static size_t cap_of(kind k)
 {
@@ -239,10 +259,12 @@ static int encode(const record *rec, const void *obj, const envelope_limits *lim
     const char *base = obj;
 
     /* Validate everything first: nothing is written that a reader refuses. */
-    for (int i = 0; i < NFIELDS; i++) {
+    int nmap = 0;
+    for (int i = 0; i < rec->nfields; i++) {
         const field *f = &rec->fields[i];
         const void *v = base + f->off;
         int rc = 0;
+        nmap += present(f, base);
         switch (f->k) {
         case K_ID:
         case K_POOL:
@@ -272,6 +294,7 @@ static int encode(const record *rec, const void *obj, const envelope_limits *lim
             break;
         }
         case K_U64:
+        case K_U32:
             break;
         }
         if (rc < 0)
@@ -289,10 +312,12 @@ static int encode(const record *rec, const void *obj, const envelope_limits *lim
     msgpack_packer pk;
     msgpack_packer_init(&pk, b, buf_write);
     char hdr[HDRLEN] = {rec->magic[0], rec->magic[1], rec->magic[2], ENVELOPE_FORMAT_VERSION};
-    int bad = buf_write(b, hdr, HDRLEN) || msgpack_pack_map(&pk, NFIELDS);
-    for (int i = 0; i < NFIELDS && !bad; i++) {
+    int bad = buf_write(b, hdr, HDRLEN) || msgpack_pack_map(&pk, (uint32_t)nmap);
+    for (int i = 0; i < rec->nfields && !bad; i++) {
         const field *f = &rec->fields[i];
         const void *v = base + f->off;
+        if (!present(f, base))
+            continue;
         bad = pack_str(&pk, f->name, strlen(f->name));
         if (bad)
             break;
@@ -306,6 +331,9 @@ static int encode(const record *rec, const void *obj, const envelope_limits *lim
             break;
         case K_U64:
             bad = msgpack_pack_uint64(&pk, *(const uint64_t *)v);
+            break;
+        case K_U32:
+            bad = msgpack_pack_uint32(&pk, *(const uint32_t *)v);
             break;
         case K_BOOL:
             bad = *(const int *)v ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
@@ -593,6 +621,7 @@ static int read_field(cursor *c, const field *f, char *base, const envelope_limi
     }
     case K_ATTEMPT:
     case K_U64:
+    case K_U32:
         if (h.s == S_INT)
             return merr_fail(c->err, c->errlen, ENVELOPE_ERANGE,
                              "field '%s': negative integer %lld", f->name, (long long)(int64_t)h.n);
@@ -602,6 +631,14 @@ static int read_field(cursor *c, const field *f, char *base, const envelope_limi
         }
         if (f->k == K_U64) {
             *(uint64_t *)v = h.n;
+            return 0;
+        }
+        if (f->k == K_U32) {
+            if (h.n > UINT32_MAX)
+                return merr_fail(c->err, c->errlen, ENVELOPE_ERANGE,
+                                 "field '%s': %llu, an integer from 0 to %lu expected", f->name,
+                                 (unsigned long long)h.n, (unsigned long)UINT32_MAX);
+            *(uint32_t *)v = (uint32_t)h.n;
             return 0;
         }
         if (h.n < 1 || h.n > UINT32_MAX)
@@ -674,7 +711,7 @@ static int decode(const record *rec, const char *data, size_t len, const envelop
             break;
         const char *name = (const char *)c.p - k.n;
         int fi = -1;
-        for (int j = 0; j < NFIELDS; j++)
+        for (int j = 0; j < rec->nfields; j++)
             if (strlen(rec->fields[j].name) == k.n && memcmp(rec->fields[j].name, name, k.n) == 0)
                 fi = j;
         if (fi < 0) { /* a field from a later writer of this version: skip it */
@@ -688,8 +725,8 @@ static int decode(const record *rec, const char *data, size_t len, const envelop
             rc = read_field(&c, &rec->fields[fi], out, lim);
         }
     }
-    for (int j = 0; rc == 0 && j < NFIELDS; j++)
-        if (!(seen & (1u << j)))
+    for (int j = 0; rc == 0 && j < rec->nfields; j++)
+        if (!(seen & (1u << j)) && !rec->fields[j].optional)
             rc = merr_fail(err, errlen, ENVELOPE_EMISSING, "%s without field '%s'", rec->what,
                            rec->fields[j].name);
     if (rc == 0 && c.p != c.end)

@@ -70,10 +70,14 @@ typedef struct envelope_task {
     char pool[ENVELOPE_POOL_MAX + 1];   /* pool name (the topic is derived from it) */
     uint32_t attempt;                   /* 1 for the first delivery, then 2, 3, ... */
     uint64_t submitted_at_ms;           /* Unix time of the submit, ms */
-    uint64_t deadline_ms;               /* Unix time after which not to start it, 0: none */
+    uint64_t deadline_ms;               /* Unix time after which not to start it (and at which
+                                           to cancel it), 0: none */
     char producer[ENVELOPE_ID_MAX + 1]; /* id of the submitting process */
     const char *payload;                /* codec message: function then arguments */
     size_t payload_len;                 /* its size in bytes */
+    /* optional (absent from the record when 0) */
+    uint32_t timeout_ms; /* cancel it after it ran this long, ms; 0: its pool has no timeout */
+    uint64_t memory;     /* bytes it may hold; 0: the worker's default */
 } envelope_task;
 
 /* The outcome of one attempt of a task, as a worker stores it. Same rules. */
