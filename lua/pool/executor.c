@@ -599,7 +599,7 @@ static void run_task(sched *s, xmsg *m)
         task_complete(t);
         return;
     }
-    char reason[sizeof t->sc->reason] = "";
+    char reason[128] = ""; /* (the running one, "timeout after N ms", fits sc->reason) */
     uint64_t limit_ms = task_limit(t, reason, sizeof reason);
     if (limit_ms == UINT64_MAX) { /* too late to start it */
         fail_text(t, reason);
@@ -655,7 +655,7 @@ static void run_task(sched *s, xmsg *m)
     lua_pushfstring(T, "%s %s", t->pool, t->id);
     sc->label_ref = luaL_ref(T, LUA_REGISTRYINDEX);
     if (limit_ms)
-        memcpy(sc->reason, reason, sizeof sc->reason);
+        snprintf(sc->reason, sizeof sc->reason, "%s", reason);
     if (acct)
         scope_set_tag(sc, acct, memacct_close); /* closed when the scope ends */
     t->sc = sc;
