@@ -17,7 +17,18 @@
 **   mutirao:task:ID           the result record (envelope_result); its
 **                             presence means "completed": set once (NX)
 **   mutirao:task:ID:q         "1" while submitted and not yet completed
+**   mutirao:seen:P:N          bitmap: bit S % FLEET_SEEN_SHARD is set once
+**                             task P:S completed, S / FLEET_SEEN_SHARD = N;
+**                             it outlives the result key (deleted once
+**                             awaited) so a late re-delivery of the task is
+**                             still known as done
 **   mutirao:done:P            list of notifications for producer P
+** Retention (docs/ARCHITECTURE.md, "What Redis keeps"): await deletes the
+** task's keys once it read the outcome; an outcome nobody awaits keeps
+** result.ttl_s; the seen bitmaps live result.ttl_s after their last bit;
+** the pool keys expire FLEET_POOL_IDLE_TTL_S after the pool's last
+** submit, completion or report, FLEET_POOL_CLOSED_TTL_S after a
+** pool_close (any later use extends them again).
 ** Notifications (list elements) start with one type byte:
 **   'R' + result record       a task of P completed (exactly once)
 **   'W' + "WGID DELTA"        a fleet task changed WaitGroup WGID of P by
@@ -32,6 +43,39 @@
 #define FLEET_ACTIVE_STALE_MS 5000
 #define FLEET_NOTIFY_TTL_S 86400 /* a producer's notification list, after its last push */
 #define FLEET_GROUP "mutirao.workers"
+#define FLEET_POOL_IDLE_TTL_S 604800 /* pool keys, after the pool's last use (7 days) */
+#define FLEET_POOL_CLOSED_TTL_S 3600 /* pool keys, after a pool_close */
+#define FLEET_SEEN_SHARD 4096        /* task sequence numbers per seen bitmap (512 bytes) */
+#define FLEET_TASK_KEYS 2            /* per-task keys besides the seen bit: fleet_task_keys */
+
+/*
+** Lua shared by the scripts: seen(id) returns the seen bitmap's key and bit
+** of a task id PRODUCER:SEQ (nil for an id of another form, whose
+** completion then rests on the result key alone); touch(key, ttl) sets a
+** TTL (none for 0).
+*/
+#define FLEET_SEEN_LUA                                                                             \
+    FLEET_CONSTANTS_LUA                                                                            \
+    "local function seen(id)\n"                                                                    \
+    "  local p, n = string.match(id, '^(.+):(%d+)$')\n"                                            \
+    "  n = tonumber(n)\n"                                                                          \
+    "  if not n or n > 1e15 then return nil end\n"                                                 \
+    "  return 'mutirao:seen:' .. p .. ':' .. math.floor(n / SEEN_SHARD), n % SEEN_SHARD\n"         \
+    "end\n"                                                                                        \
+    "local function done(id)\n"                                                                    \
+    "  if redis.call('EXISTS', 'mutirao:task:' .. id) == 1 then return true end\n"                 \
+    "  local k, b = seen(id)\n"                                                                    \
+    "  return k ~= nil and redis.call('GETBIT', k, b) == 1\n"                                      \
+    "end\n"                                                                                        \
+    "local function touch(k, ttl)\n"                                                               \
+    "  if ttl > 0 then redis.call('EXPIRE', k, ttl) end\n"                                         \
+    "end\n"
+/* The C constants above, as Lua locals of the scripts. */
+#define FLEET_CONSTANTS_LUA                                                                        \
+    "local SEEN_SHARD, POOL_IDLE_TTL = " FLEET_STR(FLEET_SEEN_SHARD) ", " FLEET_STR(               \
+        FLEET_POOL_IDLE_TTL_S) "\n"
+#define FLEET_STR_(x) #x
+#define FLEET_STR(x) FLEET_STR_(x)
 
 /*
 ** The completions of a batch of task attempts, each idempotent by task id.
@@ -43,8 +87,9 @@
 ** Returns an array: per task 1 (this call completed it) or 0 (done before).
 */
 #define FLEET_COMPLETE_LUA                                                                         \
+    FLEET_SEEN_LUA                                                                                 \
     "local ttl, nttl = tonumber(ARGV[1]), ARGV[2]\n"                                               \
-    "local out, i, touched = {}, 3, {}\n"                                                          \
+    "local out, i, touched, pools = {}, 3, {}, {}\n"                                               \
     "local function push(p, e)\n"                                                                  \
     "  local l = 'mutirao:done:' .. p\n"                                                           \
     "  redis.call('RPUSH', l, e)\n"                                                                \
@@ -53,12 +98,17 @@
     "while i <= #ARGV do\n"                                                                        \
     "  local id, pool, prod, st, rec = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3], ARGV[i+4]\n"      \
     "  local nw = tonumber(ARGV[i+5])\n"                                                           \
-    "  local k, ok = 'mutirao:task:' .. id\n"                                                      \
-    "  if ttl > 0 then ok = redis.call('SET', k, rec, 'NX', 'EX', ttl)\n"                          \
-    "  else ok = redis.call('SET', k, rec, 'NX') end\n"                                            \
+    "  local k, sk, sb = 'mutirao:task:' .. id, seen(id)\n"                                        \
+    "  local ok = false\n"                                                                         \
+    "  if not sk or redis.call('GETBIT', sk, sb) == 0 then\n"                                      \
+    "    if ttl > 0 then ok = redis.call('SET', k, rec, 'NX', 'EX', ttl)\n"                        \
+    "    else ok = redis.call('SET', k, rec, 'NX') end\n"                                          \
+    "  end\n"                                                                                      \
     "  if ok then\n"                                                                               \
+    "    if sk then redis.call('SETBIT', sk, sb, 1) touch(sk, ttl) end\n"                          \
     "    redis.call('DEL', k .. ':q')\n"                                                           \
     "    redis.call('HINCRBY', 'mutirao:pool:' .. pool .. ':stats', st, 1)\n"                      \
+    "    pools[pool] = true\n"                                                                     \
     "    for w = 0, nw - 1 do push(ARGV[i+6+2*w], ARGV[i+7+2*w]) end\n"                            \
     "    push(prod, 'R' .. rec)\n"                                                                 \
     "    out[#out+1] = 1\n"                                                                        \
@@ -68,6 +118,9 @@
     "  i = i + 6 + 2 * nw\n"                                                                       \
     "end\n"                                                                                        \
     "for l in pairs(touched) do redis.call('EXPIRE', l, nttl) end\n"                               \
+    "for p in pairs(pools) do\n"                                                                   \
+    "  redis.call('EXPIRE', 'mutirao:pool:' .. p .. ':stats', POOL_IDLE_TTL)\n"                    \
+    "end\n"                                                                                        \
     "return out\n"
 
 /*
@@ -77,14 +130,21 @@
 ** very fast worker). Keys are built here, so they follow the names above.
 */
 #define FLEET_SUBMIT_LUA                                                                           \
-    "local ttl = tonumber(ARGV[1])\n"                                                              \
+    FLEET_SEEN_LUA                                                                                 \
+    "local ttl, pools = tonumber(ARGV[1]), {}\n"                                                   \
     "for i = 2, #ARGV, 2 do\n"                                                                     \
     "  redis.call('HINCRBY', 'mutirao:pool:' .. ARGV[i] .. ':stats', 'submitted', 1)\n"            \
-    "  local t = 'mutirao:task:' .. ARGV[i + 1]\n"                                                 \
-    "  if redis.call('EXISTS', t) == 0 then\n"                                                     \
-    "    if ttl > 0 then redis.call('SET', t .. ':q', '1', 'EX', ttl)\n"                           \
-    "    else redis.call('SET', t .. ':q', '1') end\n"                                             \
+    "  pools[ARGV[i]] = true\n"                                                                    \
+    "  if not done(ARGV[i + 1]) then\n"                                                            \
+    "    local q = 'mutirao:task:' .. ARGV[i + 1] .. ':q'\n"                                       \
+    "    redis.call('SET', q, '1')\n"                                                              \
+    "    touch(q, ttl)\n"                                                                          \
     "  end\n"                                                                                      \
+    "end\n"                                                                                        \
+    "for p in pairs(pools) do\n"                                                                   \
+    "  local k = 'mutirao:pool:' .. p\n"                                                           \
+    "  redis.call('EXPIRE', k, POOL_IDLE_TTL)\n"                                                   \
+    "  redis.call('EXPIRE', k .. ':stats', POOL_IDLE_TTL)\n"                                       \
     "end\n"                                                                                        \
     "return 1\n"
 
@@ -95,5 +155,10 @@ size_t fleet_key_active(char *out, const char *pool);
 size_t fleet_key_task(char *out, const char *id);
 size_t fleet_key_task_queued(char *out, const char *id);
 size_t fleet_key_notify(char *out, const char *producer);
+
+/* The keys of task id that go once its outcome was read (FLEET_TASK_KEYS of
+ * them: the result, the queued marker): written into out[i] (FLEET_KEY_MAX
+ * bytes each), lengths into len[i]. Returns the count. */
+int fleet_task_keys(const char *id, char out[][FLEET_KEY_MAX], size_t *len);
 
 #endif
