@@ -22,6 +22,8 @@ typedef struct pool_opts {
     int workers;         /* tasks running at once */
     int queue;           /* tasks waiting */
     int block;           /* a submit to a full queue waits (else fails) */
+    int max_deliveries;  /* fleet: deliveries of a task whose worker never recorded an
+                            outcome before it is dead-lettered (embedded: unused) */
     uint32_t timeout_ms; /* a task is cancelled after running this long; 0: never */
     size_t memory;       /* bytes a task may hold (EX_MEMORY_DEFAULT unless given) */
 } pool_opts;
