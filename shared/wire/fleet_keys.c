@@ -38,6 +38,11 @@ size_t fleet_key_task_queued(char *out, const char *id)
     return key(out, "mutirao:task:%s:q", id);
 }
 
+size_t fleet_key_task_wg(char *out, const char *id)
+{
+    return key(out, "mutirao:task:%s:w", id);
+}
+
 size_t fleet_key_notify(char *out, const char *producer)
 {
     return key(out, "mutirao:done:%s", producer);

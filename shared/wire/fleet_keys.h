@@ -14,11 +14,21 @@
 **   mutirao:task:ID           the result record (envelope_result); its
 **                             presence means "completed": set once (NX)
 **   mutirao:task:ID:q         "1" while submitted and not yet completed
+**   mutirao:task:ID:w         the task's changes of its producer's WaitGroups,
+**                             "WGID DELTA" lines (only when it made some; same
+**                             life as mutirao:task:ID): what the producer
+**                             applies when it finds the record without its
+**                             notifications (lua/fleet/fleet_reconcile.h)
 **   mutirao:done:P            list of notifications for producer P
 ** Notifications (list elements) start with one type byte:
 **   'R' + result record       a task of P completed (exactly once)
-**   'W' + "WGID DELTA"        a fleet task changed WaitGroup WGID of P by
-**                             DELTA; pushed just before the task's 'R'
+**   'W' + "WGID DELTA" + NUL + "TASKID N"
+**                             task TASKID changed WaitGroup WGID of P by
+**                             DELTA; it pushed N such elements to this list,
+**                             just before its 'R' when TASKID is P's task (a
+**                             reader sees whether it got them all). A reader
+**                             that stops at the NUL sees the older
+**                             "WGID DELTA" element.
 */
 #ifndef MUTIRAO_FLEET_KEYS_H
 #define MUTIRAO_FLEET_KEYS_H
@@ -36,7 +46,9 @@
 ** task: id, pool, producer, "completed" or "failed", result record, W (the
 ** count of WaitGroup changes), then W pairs (owner producer, 'W' element).
 ** Per task: SET mutirao:task:ID NX; only when it was set, the marker goes,
-** the pool's counter grows, the 'W' elements and 'R' + record are pushed.
+** the pool's counter grows, the 'W' elements (each with NUL + "TASKID N"
+** appended) and 'R' + record are pushed, and the changes of WaitGroups of
+** the task's own producer are kept in mutirao:task:ID:w.
 ** Returns an array: per task 1 (this call completed it) or 0 (done before).
 */
 #define FLEET_COMPLETE_LUA                                                                         \
@@ -56,7 +68,18 @@
     "  if ok then\n"                                                                               \
     "    redis.call('DEL', k .. ':q')\n"                                                           \
     "    redis.call('HINCRBY', 'mutirao:pool:' .. pool .. ':stats', st, 1)\n"                      \
-    "    for w = 0, nw - 1 do push(ARGV[i+6+2*w], ARGV[i+7+2*w]) end\n"                            \
+    "    local mine, per = {}, {}\n"                                                               \
+    "    for w = 0, nw - 1 do local o = ARGV[i+6+2*w]; per[o] = (per[o] or 0) + 1 end\n"           \
+    "    for w = 0, nw - 1 do\n"                                                                   \
+    "      local o, e = ARGV[i+6+2*w], ARGV[i+7+2*w]\n"                                            \
+    "      push(o, e .. '\\0' .. id .. ' ' .. per[o])\n"                                           \
+    "      if o == prod then mine[#mine+1] = string.sub(e, 2) end\n"                               \
+    "    end\n"                                                                                    \
+    "    if #mine > 0 then\n"                                                                      \
+    "      local v = table.concat(mine, '\\n')\n"                                                  \
+    "      if ttl > 0 then redis.call('SET', k .. ':w', v, 'EX', ttl)\n"                           \
+    "      else redis.call('SET', k .. ':w', v) end\n"                                             \
+    "    end\n"                                                                                    \
     "    push(prod, 'R' .. rec)\n"                                                                 \
     "    out[#out+1] = 1\n"                                                                        \
     "  else\n"                                                                                     \
@@ -85,12 +108,29 @@
     "end\n"                                                                                        \
     "return 1\n"
 
+/*
+** Markers of re-submitted tasks (lua/fleet/fleet_reconcile.c): ARGV[1] TTL s
+** (0: none), then task ids: per id, the mutirao:task:ID:q marker unless the
+** task already completed. No counter changes: the task was counted once.
+*/
+#define FLEET_REMARK_LUA                                                                           \
+    "local ttl = tonumber(ARGV[1])\n"                                                              \
+    "for i = 2, #ARGV do\n"                                                                        \
+    "  local t = 'mutirao:task:' .. ARGV[i]\n"                                                     \
+    "  if redis.call('EXISTS', t) == 0 then\n"                                                     \
+    "    if ttl > 0 then redis.call('SET', t .. ':q', '1', 'EX', ttl)\n"                           \
+    "    else redis.call('SET', t .. ':q', '1') end\n"                                             \
+    "  end\n"                                                                                      \
+    "end\n"                                                                                        \
+    "return 1\n"
+
 /* Each writes the key into out (FLEET_KEY_MAX bytes) and returns its length. */
 size_t fleet_key_pool(char *out, const char *pool);
 size_t fleet_key_stats(char *out, const char *pool);
 size_t fleet_key_active(char *out, const char *pool);
 size_t fleet_key_task(char *out, const char *id);
 size_t fleet_key_task_queued(char *out, const char *id);
+size_t fleet_key_task_wg(char *out, const char *id);
 size_t fleet_key_notify(char *out, const char *producer);
 
 #endif
