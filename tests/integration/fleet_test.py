@@ -636,10 +636,11 @@ print(string.format("bad=%%d wg=%%d adds=%%d pool_wait=%%s completed=%%d failed=
 """
 
 
-def loss_run(name, aof, n, ms, disturb):
+def loss_run(name, aof, n, ms, disturb, after=None):
     """Runs LOSS_SRC (n tasks of ms ms on two workers) against a private
     Redis (the producer's connections go through a CuttingProxy);
-    disturb(redis, proxy) runs once a third of the tasks completed. Checks that the run ends on its own with every outcome, the
+    disturb(redis, proxy) runs once a third of the tasks completed, after(redis)
+    once the producer ended. Checks that the run ends on its own with every outcome, the
     WaitGroups and pool_wait exact. Returns the producer's stdout, stderr
     and the pool's fleet_completed."""
     if not private_redis.available():
@@ -690,6 +691,8 @@ def loss_run(name, aof, n, ms, disturb):
         check("negative WaitGroup" not in err, "a WaitGroup change applied twice:\n" + err)
         check("is a mutirao-worker running" not in err,
               "the no-worker hint while workers ran:\n" + err)
+        if after:
+            after(red)
         check(a.stop() == 0 and b.stop() == 0, "worker exit status")
         print("%s: all %d outcomes %.1f s after the disturbance" % (name, n, time.time() - t0))
         for line in err.splitlines():
@@ -763,7 +766,18 @@ def case_notify_dropped():
         c.close()
         print("stolen:", stolen)
 
-    out, err, fleet_done = loss_run("nd", True, 3000, 50, steal)
+    def kept_changes(red):
+        # each task's WaitGroup changes, kept for the reconciliation
+        c = red.conn()
+        keys = c.call("KEYS", "mutirao:task:*:w")
+        check(len(keys) == 3000, "%d mutirao:task:ID:w keys" % len(keys))
+        for k in keys[:50]:
+            v = c.call("GET", k).decode()
+            ok = re.fullmatch(r"\S+/\d+ (-1|1\n\S+/\d+ -1|-1\n\S+/\d+ 1)", v)
+            check(ok, "%s: %r" % (k, v))
+        c.close()
+
+    out, err, fleet_done = loss_run("nd", True, 3000, 50, steal, kept_changes)
     check(stolen["R"] > 0 and stolen["W"] > 0, "nothing stolen: %r" % stolen)
     check("without their notification" in err, "no outcome found in Redis:\n" + err[-4000:])
     check(fleet_done == 3000, "fleet_completed=%d" % fleet_done)
