@@ -636,7 +636,7 @@ print(string.format("bad=%%d wg=%%d adds=%%d pool_wait=%%s completed=%%d failed=
 """
 
 
-def loss_run(name, aof, n, ms, disturb, after=None):
+def loss_run(name, aof, n, ms, disturb, after=None, worker_env=None):
     """Runs LOSS_SRC (n tasks of ms ms on two workers) against a private
     Redis (the producer's connections go through a CuttingProxy);
     disturb(redis, proxy) runs once a third of the tasks completed, after(redis)
@@ -652,6 +652,7 @@ def loss_run(name, aof, n, ms, disturb, after=None):
     try:
         pool = name + UNIQ
         env = {"MUTIRAO_REDIS_URL": red.url}
+        env.update(worker_env or {})
         a = Worker(name + "A", [pool], env)
         b = Worker(name + "B", [pool], env)
         a.wait_for(r"consuming")
@@ -692,7 +693,7 @@ def loss_run(name, aof, n, ms, disturb, after=None):
         check("is a mutirao-worker running" not in err,
               "the no-worker hint while workers ran:\n" + err)
         if after:
-            after(red)
+            after(red, a, b)
         check(a.stop() == 0 and b.stop() == 0, "worker exit status")
         print("%s: all %d outcomes %.1f s after the disturbance" % (name, n, time.time() - t0))
         for line in err.splitlines():
@@ -704,9 +705,9 @@ def loss_run(name, aof, n, ms, disturb, after=None):
         red.kill()
 
 
-def restart(red, proxy):
+def restart(red, proxy, down=1):
     red.kill()
-    time.sleep(1)
+    time.sleep(down)
     red.start()
 
 
@@ -736,13 +737,19 @@ def case_redis_restart_nopersist():
     producer submits those again and every outcome arrives once."""
     def hold_and_restart(red, proxy):
         # results recorded, their offsets committed and their notifications
-        # still in Redis when it goes
+        # still in Redis when it goes; down longer than the workers' op
+        # timeout, so their completion records fail and are retried
         proxy.hold(True)
         time.sleep(1.5)
-        restart(red, proxy)
+        restart(red, proxy, 2.5)
         proxy.hold(False)
 
-    out, err, _ = loss_run("rrn", False, 3000, 100, hold_and_restart)
+    def retried(red, a, b):
+        check("cannot record the outcome" in a.text() + b.text(),
+              "no worker retried a completion record")
+
+    out, err, _ = loss_run("rrn", False, 3000, 100, hold_and_restart, retried,
+                           {"MUTIRAO_OP_TIMEOUT_MS": "1000"})
     check("submitted again" in err, "nothing was submitted again:\n" + err[-4000:])
 
 
@@ -766,7 +773,7 @@ def case_notify_dropped():
         c.close()
         print("stolen:", stolen)
 
-    def kept_changes(red):
+    def kept_changes(red, a, b):
         # each task's WaitGroup changes, kept for the reconciliation
         c = red.conn()
         keys = c.call("KEYS", "mutirao:task:*:w")
