@@ -249,8 +249,8 @@ static void report_reconciled(fvm *v)
     frc_get_stats(v->rc, &st);
     if (st.found > v->rc_seen.found)
         rtlog(v->s, RTLOG_WARN, 0, LUA_NOREF,
-              "producer %s: %" PRIu64 " fleet task outcome(s) found in Redis without their "
-              "notification (lost with a Redis connection or restart)",
+              "producer %s: %" PRIu64 " fleet task outcome(s) read from Redis, their "
+              "notification lost or late (a Redis connection reset or restart?)",
               v->producer, st.found - v->rc_seen.found);
     if (st.lost > v->rc_seen.lost)
         rtlog(v->s, RTLOG_WARN, 0, LUA_NOREF,
