@@ -613,6 +613,7 @@ static void on_report(uv_timer_t *h)
         snprintf(val, sizeof val, "%d %" PRIu64, active, unix_ms());
         fleet_key_active(key, p->name);
         redis_uv_command(w->r, NULL, NULL, "HSET %s %s %s", key, w->cfg->worker_id, val);
+        redis_uv_command(w->r, NULL, NULL, "EXPIRE %s %d", key, FLEET_POOL_IDLE_TTL_S);
         p->reported = active;
     }
 }

@@ -110,6 +110,10 @@ struct fvm {
     char **sub_argv;
     size_t *sub_len;
     int nsub, capsub;
+    /* keys of awaited tasks not deleted yet: UNLINK's arguments */
+    char **ret_argv;
+    size_t *ret_len;
+    int nret, capret;
 };
 
 /* What a Kafka delivery report is about. */
@@ -138,9 +142,60 @@ static void flush_submits(fvm *v)
     v->nsub = 1; /* ARGV[1], the TTL, stays */
 }
 
+#define RETIRE_BATCH 512 /* keys per UNLINK */
+
+/* Deletes the keys of the tasks awaited so far (one UNLINK). */
+static void flush_retired(fvm *v)
+{
+    if (v->nret <= 1)
+        return;
+    redis_uv_command_argv(v->r, NULL, NULL, v->nret, (const char **)v->ret_argv, v->ret_len);
+    for (int i = 1; i < v->nret; i++)
+        free(v->ret_argv[i]);
+    v->nret = 1; /* ARGV[0], "UNLINK", stays */
+}
+
+/* Once its outcome was read, a task's keys are not needed any more (its
+ * seen bit stays: see fleet_keys.h). Batched per loop turn. */
+static void retire_task(fvm *v, const char *id)
+{
+    char keys[FLEET_TASK_KEYS][FLEET_KEY_MAX];
+    size_t lens[FLEET_TASK_KEYS];
+    int n = fleet_task_keys(id, keys, lens);
+    if (v->nret + n > v->capret) {
+        int c = v->capret ? v->capret * 2 : 64;
+        char **a = realloc(v->ret_argv, (size_t)c * sizeof *a);
+        if (!a)
+            return; /* the keys expire with result.ttl_s instead */
+        v->ret_argv = a;
+        size_t *l = realloc(v->ret_len, (size_t)c * sizeof *l);
+        if (!l)
+            return;
+        v->ret_len = l;
+        v->capret = c;
+    }
+    if (v->nret == 0) {
+        if (!(v->ret_argv[0] = strdup("UNLINK")))
+            return;
+        v->ret_len[0] = 6;
+        v->nret = 1;
+    }
+    for (int i = 0; i < n; i++) {
+        char *k = malloc(lens[i] + 1);
+        if (!k)
+            break;
+        memcpy(k, keys[i], lens[i] + 1);
+        v->ret_argv[v->nret] = k;
+        v->ret_len[v->nret++] = lens[i];
+    }
+    if (v->nret > RETIRE_BATCH)
+        flush_retired(v);
+}
+
 static void on_flush(uv_check_t *h)
 {
     flush_submits(h->data);
+    flush_retired(h->data);
 }
 
 static void note_submit(fvm *v, const char *pool, const char *id)
@@ -602,6 +657,14 @@ static void task_finish(fvm *v, ftask *t, int ok, const char *out, size_t outlen
                     0);
 }
 
+/* await read t's outcome: its keys in Redis go. */
+static void task_awaited(tb_task *tb)
+{
+    fvm *v = (fvm *)((char *)tb->ops - offsetof(fvm, ops));
+    if (!v->closing && v->r)
+        retire_task(v, tb->id);
+}
+
 /* ---- the notification poller ---- */
 
 /* This VM's task of that id, finished or not, or NULL. */
@@ -742,7 +805,17 @@ static int rc_lost(void *ud, frc_task *rt)
     return rc == 0 ? 0 : -1;
 }
 
-static const frc_ops reconcile_ops = {rc_lookup, rc_found, rc_lost};
+/* Completed, its record read and deleted by another process's await, and
+ * its notification lost: the outcome cannot come any more. */
+static void rc_gone(void *ud, frc_task *rt)
+{
+    ftask *t = (ftask *)((char *)rt - offsetof(ftask, rc));
+    task_finish(ud, t, 0, NULL, 0,
+                "its outcome was read and deleted by another process's await, and its "
+                "notification to this one was lost");
+}
+
+static const frc_ops reconcile_ops = {rc_lookup, rc_found, rc_lost, rc_gone};
 
 static void on_poll(redis_uv *cli, int status, const redisReply *reply, const char *err, void *ud)
 {
@@ -818,6 +891,7 @@ static int create_k(lua_State *L, int status, lua_KContext ctx)
         if (fop_send(op, v->r, on_reply, "HSET %s workers %s queue %s block %s", key, w, q,
                      op->block ? "1" : "0") != 0)
             return create_k(L, LUA_OK, ctx);
+        fop_send(op, v->r, on_reply, "EXPIRE %s %d", key, FLEET_POOL_IDLE_TTL_S);
         return sched_wait(L, s, &op->waiters, 0, ctx, create_k);
     }
     fpool *same = pool_get(v, op->name); /* created meanwhile by another goroutine? */
@@ -1116,6 +1190,16 @@ static int f_close(lua_State *L, void *be, const char *name)
     }
     p->closed = 1;
     sched_ready_all(v->s, &p->room); /* blocked submitters see "pool is closed" */
+    if (v->r) {
+        /* its keys go in a while, unless another process goes on using it */
+        char key[FLEET_KEY_MAX];
+        size_t (*const kf[])(char *, const char *) = {fleet_key_pool, fleet_key_stats,
+                                                      fleet_key_active};
+        for (size_t i = 0; i < sizeof kf / sizeof kf[0]; i++) {
+            kf[i](key, p->name);
+            redis_uv_command(v->r, NULL, NULL, "EXPIRE %s %d", key, FLEET_POOL_CLOSED_TTL_S);
+        }
+    }
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -1271,8 +1355,10 @@ static int await_foreign_k(lua_State *L, int status, lua_KContext ctx)
             lua_pushfstring(L, "task %s: bad result record in Redis: %s", op->name, why);
             return 2;
         }
-        return taskbook_push_bytes(L, op->name, r.ok, r.payload, r.payload_len, NULL,
-                                   fleet_wgs_outcome_ctx(op->v->wgs));
+        int n = taskbook_push_bytes(L, op->name, r.ok, r.payload, r.payload_len, NULL,
+                                    fleet_wgs_outcome_ctx(op->v->wgs));
+        retire_task(op->v, op->name); /* read: its keys go */
+        return n;
     }
     if (!op->queued) {
         lua_pushboolean(L, 0);
@@ -1324,6 +1410,7 @@ static void fvm_free(sched *s, void *data)
         return;
     }
     flush_submits(v);
+    flush_retired(v);
     frc_free(v->rc); /* before r: its replies still due only free */
     v->rc = NULL;
     /* flushes what is still queued for Kafka: its reports fire now */
@@ -1334,6 +1421,10 @@ static void fvm_free(sched *s, void *data)
         free(v->sub_argv[i]);
     free(v->sub_argv);
     free(v->sub_len);
+    for (int i = 0; i < v->nret; i++)
+        free(v->ret_argv[i]);
+    free(v->ret_argv);
+    free(v->ret_len);
     /* v goes when both handles have closed (in whatever order libuv runs
      * their close callbacks) */
     uvc_init(&v->closer, free, v);
@@ -1373,6 +1464,7 @@ int fleet_backend_install(lua_State *L, sched *s, const config *cfg)
     v->ops.free = ftask_free;
     v->ops.orphan = NULL; /* its delivery report already fired (fvm_free) */
     v->ops.outcome_ctx = fleet_wgs_outcome_ctx(v->wgs);
+    v->ops.awaited = task_awaited;
     if (pool_backend_use(L, s, &fleet_backend, v) != 0)
         return luaL_error(L, "this VM's pools already run on another backend");
     return 0;

@@ -13,17 +13,18 @@
 struct frc {
     redis_uv *r;
     int script; /* FLEET_REMARK_LUA */
+    int lookup; /* FLEET_LOOKUP_LUA */
     char ttl[16];
     const frc_ops *ops;
     void *ud;
     mlist pending;
     int refs;     /* 1 for the VM, 1 per reply due */
     int closed;   /* the VM is gone: replies only free */
-    int inflight; /* a round's MGET is out */
+    int inflight; /* a round's FLEET_LOOKUP_LUA call is out */
     frc_stats st;
 };
 
-/* The ids of one round's MGET, or of one call that writes markers. */
+/* The ids of one round's lookup, or of one call that writes markers. */
 struct frc_ids {
     frc *c;
     int n, cap;
@@ -44,6 +45,7 @@ frc *frc_new(redis_uv *r, int ttl_s, const frc_ops *ops, void *ud)
         return NULL;
     c->r = r;
     c->script = redis_uv_script(r, FLEET_REMARK_LUA, strlen(FLEET_REMARK_LUA));
+    c->lookup = redis_uv_script(r, FLEET_LOOKUP_LUA, strlen(FLEET_LOOKUP_LUA));
     snprintf(c->ttl, sizeof c->ttl, "%d", ttl_s);
     c->ops = ops;
     c->ud = ud;
@@ -72,6 +74,7 @@ void frc_add(frc *c, frc_task *t, uint64_t now_ms)
 {
     t->touched_ms = now_ms;
     t->marking = 1;
+    t->gone = 0;
     mlist_push_back(&c->pending, &t->node);
 }
 
@@ -170,7 +173,7 @@ static void on_round(redis_uv *cli, int status, const redisReply *reply, const c
     frc *c = b->c;
     c->inflight = 0;
     if (c->closed || status < 0 || reply->type != REDIS_REPLY_ARRAY ||
-        reply->elements != (size_t)b->n * 3) {
+        reply->elements != (size_t)b->n * 2) {
         frc_ids_discard(b);
         return; /* the next tick tries again */
     }
@@ -182,15 +185,20 @@ static void on_round(redis_uv *cli, int status, const redisReply *reply, const c
         if (!t)
             continue; /* finished meanwhile */
         c->st.looked++;
-        const redisReply *rec = reply->element[3 * i], *q = reply->element[3 * i + 1],
-                         *wg = reply->element[3 * i + 2];
+        const redisReply *rec = reply->element[2 * i], *wg = reply->element[2 * i + 1];
+        long long st = rec->type == REDIS_REPLY_INTEGER ? rec->integer : 1;
         if (rec->type == REDIS_REPLY_STRING) {
             c->st.found++;
             news++;
-            c->ops->found(c->ud, t, rec->str, rec->len,
-                          wg->type == REDIS_REPLY_STRING ? wg->str : NULL,
-                          wg->type == REDIS_REPLY_STRING ? wg->len : 0);
-        } else if (q->type != REDIS_REPLY_STRING && !t->marking) {
+            int has_wg = wg->type == REDIS_REPLY_STRING && wg->len > 0;
+            c->ops->found(c->ud, t, rec->str, rec->len, has_wg ? wg->str : NULL,
+                          has_wg ? wg->len : 0);
+        } else if (st == 2) {
+            if (++t->gone >= FRC_GONE_LOOKS) {
+                c->st.gone++;
+                c->ops->gone(c->ud, t);
+            }
+        } else if (st == 0 && !t->marking) {
             if (c->ops->lost(c->ud, t) != 0)
                 continue;
             c->st.lost++;
@@ -237,29 +245,14 @@ void frc_tick(frc *c, uint64_t now_ms)
     }
     if (n == 0)
         return;
-    /* MGET and 3 keys per task, in one buffer */
-    int argc = 1 + 3 * n;
-    const char **argv = malloc((size_t)argc * sizeof *argv);
-    size_t *lens = malloc((size_t)argc * sizeof *lens);
-    char *keys = malloc((size_t)(3 * n) * FLEET_KEY_MAX);
+    const char **argv = malloc((size_t)n * sizeof *argv);
     int rc = -1;
-    if (argv && lens && keys) {
-        argv[0] = "MGET";
-        lens[0] = 4;
-        for (int i = 0; i < n; i++) {
-            char *k = keys + (size_t)(3 * i) * FLEET_KEY_MAX;
-            lens[1 + 3 * i] = fleet_key_task(k, b->id[i]);
-            lens[2 + 3 * i] = fleet_key_task_queued(k + FLEET_KEY_MAX, b->id[i]);
-            lens[3 + 3 * i] = fleet_key_task_wg(k + 2 * FLEET_KEY_MAX, b->id[i]);
-            argv[1 + 3 * i] = k;
-            argv[2 + 3 * i] = k + FLEET_KEY_MAX;
-            argv[3 + 3 * i] = k + 2 * FLEET_KEY_MAX;
-        }
-        rc = redis_uv_command_argv(c->r, on_round, b, argc, argv, lens);
+    if (argv) {
+        for (int i = 0; i < n; i++)
+            argv[i] = b->id[i];
+        rc = redis_uv_eval(c->r, on_round, b, c->lookup, 0, n, argv, NULL);
     }
     free(argv);
-    free(lens);
-    free(keys);
     if (rc != 0) {
         frc_ids_discard(b);
         return;

@@ -7,15 +7,18 @@
  * of the VM is on one list, least recently looked at first. Once a second
  * (frc_tick), and again at once after a round that found something, a round
  * takes the tasks at the head that have waited FRC_AFTER_MS since their
- * submit or their last look, at most FRC_BATCH, and reads
- * MGET mutirao:task:ID mutirao:task:ID:q mutirao:task:ID:w for each:
+ * submit or their last look, at most FRC_BATCH, and reads them in one
+ * FLEET_LOOKUP_LUA call (shared/wire/fleet_keys.h):
  *   - the result record: the task ended; found() finishes it with the record
- *     and the changes it made to its producer's WaitGroups;
- *   - the marker alone: still queued or running;
- *   - neither, once the submit bookkeeping that writes the marker has been
- *     answered: Redis lost both (restarted without persistence, or the keys
- *     expired): lost() submits the task again (attempt + 1) and the marker is
- *     written again (FLEET_REMARK_LUA).
+ *     and the changes it made to its producer's WaitGroups (mutirao:task:ID:w);
+ *   - the marker: still queued or running;
+ *   - its seen bit alone: it completed and another process's await deleted
+ *     its record: its notification should still come; gone() after
+ *     FRC_GONE_LOOKS such looks;
+ *   - nothing, once the submit bookkeeping that writes the marker has been
+ *     answered: Redis lost it all (restarted without persistence, or the
+ *     keys expired): lost() submits the task again (attempt + 1) and the
+ *     marker is written again (FLEET_REMARK_LUA).
  * Everything runs on the VM's thread. */
 #ifndef MUTIRAO_FLEET_RECONCILE_H
 #define MUTIRAO_FLEET_RECONCILE_H
@@ -27,7 +30,8 @@
 #include "redis_uv.h"
 
 #define FRC_AFTER_MS 3000 /* a task is looked up after this long without news */
-#define FRC_BATCH 500     /* tasks per round (3 keys each) */
+#define FRC_BATCH 500     /* tasks per round */
+#define FRC_GONE_LOOKS 3  /* looks that find a task completed but its record deleted */
 
 typedef struct frc frc;
 
@@ -37,6 +41,7 @@ typedef struct frc_task {
     const char *id;      /* the task id, owned by the task */
     uint64_t touched_ms; /* submit, last look or re-submit (Unix ms) */
     uint8_t marking;     /* the write of its marker is not answered yet */
+    uint8_t gone;        /* looks that found it completed, its record deleted */
 } frc_task;
 
 typedef struct frc_ops {
@@ -49,10 +54,14 @@ typedef struct frc_ops {
     /* Redis has neither its record nor its marker: submit it again. 0 when it
      * was (its marker is then written again), else it is looked at later. */
     int (*lost)(void *ud, frc_task *t);
+    /* It completed, but another process's await read and deleted its record
+     * and FRC_GONE_LOOKS looks later its notification has not come: it will
+     * not (fail it, saying so). */
+    void (*gone)(void *ud, frc_task *t);
 } frc_ops;
 
 typedef struct frc_stats {
-    uint64_t rounds, looked, found, lost;
+    uint64_t rounds, looked, found, lost, gone;
 } frc_stats;
 
 /* r: the VM's command connection; ttl_s: the markers' TTL (result.ttl_s).

@@ -47,3 +47,11 @@ size_t fleet_key_notify(char *out, const char *producer)
 {
     return key(out, "mutirao:done:%s", producer);
 }
+
+int fleet_task_keys(const char *id, char out[][FLEET_KEY_MAX], size_t *len)
+{
+    len[0] = fleet_key_task(out[0], id);
+    len[1] = fleet_key_task_queued(out[1], id);
+    len[2] = fleet_key_task_wg(out[2], id);
+    return FLEET_TASK_KEYS;
+}

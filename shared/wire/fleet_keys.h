@@ -1,6 +1,6 @@
 /*
 ** fleet_keys.h: what the fleet keeps in Redis, shared by the producer side
-** (lua/fleet/fleet_pool.c) and the worker (worker/): key names, the two Lua
+** (lua/fleet/fleet_pool.c) and the worker (worker/): key names, the Lua
 ** scripts and the notification records. docs/ARCHITECTURE.md explains the
 ** life of a task; this file is the byte-level contract.
 **
@@ -19,7 +19,18 @@
 **                             life as mutirao:task:ID): what the producer
 **                             applies when it finds the record without its
 **                             notifications (lua/fleet/fleet_reconcile.h)
+**   mutirao:seen:P:N          bitmap: bit S % FLEET_SEEN_SHARD is set once
+**                             task P:S completed, S / FLEET_SEEN_SHARD = N;
+**                             it outlives the result key (deleted once
+**                             awaited) so a late re-delivery of the task is
+**                             still known as done
 **   mutirao:done:P            list of notifications for producer P
+** Retention (docs/ARCHITECTURE.md, "What Redis keeps"): await deletes the
+** task's keys (record, marker, :w) once it read the outcome; an outcome
+** nobody awaits keeps result.ttl_s; the seen bitmaps live result.ttl_s after their last bit;
+** the pool keys expire FLEET_POOL_IDLE_TTL_S after the pool's last
+** submit, completion or report, FLEET_POOL_CLOSED_TTL_S after a
+** pool_close (any later use extends them again).
 ** Notifications (list elements) start with one type byte:
 **   'R' + result record       a task of P completed (exactly once)
 **   'W' + "WGID DELTA" + NUL + "TASKID N"
@@ -39,21 +50,56 @@
 #define FLEET_ACTIVE_STALE_MS 5000
 #define FLEET_NOTIFY_TTL_S 86400 /* a producer's notification list, after its last push */
 #define FLEET_GROUP "mutirao.workers"
+#define FLEET_POOL_IDLE_TTL_S 604800 /* pool keys, after the pool's last use (7 days) */
+#define FLEET_POOL_CLOSED_TTL_S 3600 /* pool keys, after a pool_close */
+#define FLEET_SEEN_SHARD 4096        /* task sequence numbers per seen bitmap (512 bytes) */
+#define FLEET_TASK_KEYS 3            /* per-task keys besides the seen bit: fleet_task_keys */
+
+/*
+** Lua shared by the scripts: seen(id) returns the seen bitmap's key and bit
+** of a task id PRODUCER:SEQ (nil for an id of another form, whose
+** completion then rests on the result key alone); touch(key, ttl) sets a
+** TTL (none for 0).
+*/
+#define FLEET_SEEN_LUA                                                                             \
+    FLEET_CONSTANTS_LUA                                                                            \
+    "local function seen(id)\n"                                                                    \
+    "  local p, n = string.match(id, '^(.+):(%d+)$')\n"                                            \
+    "  n = tonumber(n)\n"                                                                          \
+    "  if not n or n > 1e15 then return nil end\n"                                                 \
+    "  return 'mutirao:seen:' .. p .. ':' .. math.floor(n / SEEN_SHARD), n % SEEN_SHARD\n"         \
+    "end\n"                                                                                        \
+    "local function done(id)\n"                                                                    \
+    "  if redis.call('EXISTS', 'mutirao:task:' .. id) == 1 then return true end\n"                 \
+    "  local k, b = seen(id)\n"                                                                    \
+    "  return k ~= nil and redis.call('GETBIT', k, b) == 1\n"                                      \
+    "end\n"                                                                                        \
+    "local function touch(k, ttl)\n"                                                               \
+    "  if ttl > 0 then redis.call('EXPIRE', k, ttl) end\n"                                         \
+    "end\n"
+/* The C constants above, as Lua locals of the scripts. */
+#define FLEET_CONSTANTS_LUA                                                                        \
+    "local SEEN_SHARD, POOL_IDLE_TTL = " FLEET_STR(FLEET_SEEN_SHARD) ", " FLEET_STR(               \
+        FLEET_POOL_IDLE_TTL_S) "\n"
+#define FLEET_STR_(x) #x
+#define FLEET_STR(x) FLEET_STR_(x)
 
 /*
 ** The completions of a batch of task attempts, each idempotent by task id.
 ** ARGV[1] result TTL s (0: none), ARGV[2] notification list TTL s, then per
 ** task: id, pool, producer, "completed" or "failed", result record, W (the
 ** count of WaitGroup changes), then W pairs (owner producer, 'W' element).
-** Per task: SET mutirao:task:ID NX; only when it was set, the marker goes,
-** the pool's counter grows, the 'W' elements (each with NUL + "TASKID N"
+** Per task: unless its seen bit is set, SET mutirao:task:ID NX; only when
+** it was set, the seen bit is set, the marker goes, the pool's counter grows, the 'W' elements
+*(each with NUL + "TASKID N"
 ** appended) and 'R' + record are pushed, and the changes of WaitGroups of
 ** the task's own producer are kept in mutirao:task:ID:w.
 ** Returns an array: per task 1 (this call completed it) or 0 (done before).
 */
 #define FLEET_COMPLETE_LUA                                                                         \
+    FLEET_SEEN_LUA                                                                                 \
     "local ttl, nttl = tonumber(ARGV[1]), ARGV[2]\n"                                               \
-    "local out, i, touched = {}, 3, {}\n"                                                          \
+    "local out, i, touched, pools = {}, 3, {}, {}\n"                                               \
     "local function push(p, e)\n"                                                                  \
     "  local l = 'mutirao:done:' .. p\n"                                                           \
     "  redis.call('RPUSH', l, e)\n"                                                                \
@@ -62,12 +108,17 @@
     "while i <= #ARGV do\n"                                                                        \
     "  local id, pool, prod, st, rec = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3], ARGV[i+4]\n"      \
     "  local nw = tonumber(ARGV[i+5])\n"                                                           \
-    "  local k, ok = 'mutirao:task:' .. id\n"                                                      \
-    "  if ttl > 0 then ok = redis.call('SET', k, rec, 'NX', 'EX', ttl)\n"                          \
-    "  else ok = redis.call('SET', k, rec, 'NX') end\n"                                            \
+    "  local k, sk, sb = 'mutirao:task:' .. id, seen(id)\n"                                        \
+    "  local ok = false\n"                                                                         \
+    "  if not sk or redis.call('GETBIT', sk, sb) == 0 then\n"                                      \
+    "    if ttl > 0 then ok = redis.call('SET', k, rec, 'NX', 'EX', ttl)\n"                        \
+    "    else ok = redis.call('SET', k, rec, 'NX') end\n"                                          \
+    "  end\n"                                                                                      \
     "  if ok then\n"                                                                               \
+    "    if sk then redis.call('SETBIT', sk, sb, 1) touch(sk, ttl) end\n"                          \
     "    redis.call('DEL', k .. ':q')\n"                                                           \
     "    redis.call('HINCRBY', 'mutirao:pool:' .. pool .. ':stats', st, 1)\n"                      \
+    "    pools[pool] = true\n"                                                                     \
     "    local mine, per = {}, {}\n"                                                               \
     "    for w = 0, nw - 1 do local o = ARGV[i+6+2*w]; per[o] = (per[o] or 0) + 1 end\n"           \
     "    for w = 0, nw - 1 do\n"                                                                   \
@@ -76,9 +127,8 @@
     "      if o == prod then mine[#mine+1] = string.sub(e, 2) end\n"                               \
     "    end\n"                                                                                    \
     "    if #mine > 0 then\n"                                                                      \
-    "      local v = table.concat(mine, '\\n')\n"                                                  \
-    "      if ttl > 0 then redis.call('SET', k .. ':w', v, 'EX', ttl)\n"                           \
-    "      else redis.call('SET', k .. ':w', v) end\n"                                             \
+    "      redis.call('SET', k .. ':w', table.concat(mine, '\\n'))\n"                              \
+    "      touch(k .. ':w', ttl)\n"                                                                \
     "    end\n"                                                                                    \
     "    push(prod, 'R' .. rec)\n"                                                                 \
     "    out[#out+1] = 1\n"                                                                        \
@@ -88,6 +138,9 @@
     "  i = i + 6 + 2 * nw\n"                                                                       \
     "end\n"                                                                                        \
     "for l in pairs(touched) do redis.call('EXPIRE', l, nttl) end\n"                               \
+    "for p in pairs(pools) do\n"                                                                   \
+    "  redis.call('EXPIRE', 'mutirao:pool:' .. p .. ':stats', POOL_IDLE_TTL)\n"                    \
+    "end\n"                                                                                        \
     "return out\n"
 
 /*
@@ -97,14 +150,21 @@
 ** very fast worker). Keys are built here, so they follow the names above.
 */
 #define FLEET_SUBMIT_LUA                                                                           \
-    "local ttl = tonumber(ARGV[1])\n"                                                              \
+    FLEET_SEEN_LUA                                                                                 \
+    "local ttl, pools = tonumber(ARGV[1]), {}\n"                                                   \
     "for i = 2, #ARGV, 2 do\n"                                                                     \
     "  redis.call('HINCRBY', 'mutirao:pool:' .. ARGV[i] .. ':stats', 'submitted', 1)\n"            \
-    "  local t = 'mutirao:task:' .. ARGV[i + 1]\n"                                                 \
-    "  if redis.call('EXISTS', t) == 0 then\n"                                                     \
-    "    if ttl > 0 then redis.call('SET', t .. ':q', '1', 'EX', ttl)\n"                           \
-    "    else redis.call('SET', t .. ':q', '1') end\n"                                             \
+    "  pools[ARGV[i]] = true\n"                                                                    \
+    "  if not done(ARGV[i + 1]) then\n"                                                            \
+    "    local q = 'mutirao:task:' .. ARGV[i + 1] .. ':q'\n"                                       \
+    "    redis.call('SET', q, '1')\n"                                                              \
+    "    touch(q, ttl)\n"                                                                          \
     "  end\n"                                                                                      \
+    "end\n"                                                                                        \
+    "for p in pairs(pools) do\n"                                                                   \
+    "  local k = 'mutirao:pool:' .. p\n"                                                           \
+    "  redis.call('EXPIRE', k, POOL_IDLE_TTL)\n"                                                   \
+    "  redis.call('EXPIRE', k .. ':stats', POOL_IDLE_TTL)\n"                                       \
     "end\n"                                                                                        \
     "return 1\n"
 
@@ -114,15 +174,43 @@
 ** task already completed. No counter changes: the task was counted once.
 */
 #define FLEET_REMARK_LUA                                                                           \
+    FLEET_SEEN_LUA                                                                                 \
     "local ttl = tonumber(ARGV[1])\n"                                                              \
     "for i = 2, #ARGV do\n"                                                                        \
-    "  local t = 'mutirao:task:' .. ARGV[i]\n"                                                     \
-    "  if redis.call('EXISTS', t) == 0 then\n"                                                     \
-    "    if ttl > 0 then redis.call('SET', t .. ':q', '1', 'EX', ttl)\n"                           \
-    "    else redis.call('SET', t .. ':q', '1') end\n"                                             \
+    "  if not done(ARGV[i]) then\n"                                                                \
+    "    local q = 'mutirao:task:' .. ARGV[i] .. ':q'\n"                                           \
+    "    redis.call('SET', q, '1')\n"                                                              \
+    "    touch(q, ttl)\n"                                                                          \
     "  end\n"                                                                                      \
     "end\n"                                                                                        \
     "return 1\n"
+
+/*
+** What the producer's reconciliation reads of its pending tasks
+** (lua/fleet/fleet_reconcile.c). ARGV: task ids. Per id, two elements:
+** the result record and the mutirao:task:ID:w changes ("" when none); or,
+** without a record, 0 (neither record nor marker: Redis lost the task),
+** 1 (the marker: queued or running) or 2 (its seen bit: completed, and its
+** record already deleted by an await), then "".
+*/
+#define FLEET_LOOKUP_LUA                                                                           \
+    FLEET_SEEN_LUA                                                                                 \
+    "local out = {}\n"                                                                             \
+    "for i = 1, #ARGV do\n"                                                                        \
+    "  local k = 'mutirao:task:' .. ARGV[i]\n"                                                     \
+    "  local rec = redis.call('GET', k)\n"                                                         \
+    "  if rec then\n"                                                                              \
+    "    out[#out+1] = rec\n"                                                                      \
+    "    out[#out+1] = redis.call('GET', k .. ':w') or ''\n"                                       \
+    "  else\n"                                                                                     \
+    "    local st, sk, sb = 0, seen(ARGV[i])\n"                                                    \
+    "    if redis.call('EXISTS', k .. ':q') == 1 then st = 1\n"                                    \
+    "    elseif sk and redis.call('GETBIT', sk, sb) == 1 then st = 2 end\n"                        \
+    "    out[#out+1] = st\n"                                                                       \
+    "    out[#out+1] = ''\n"                                                                       \
+    "  end\n"                                                                                      \
+    "end\n"                                                                                        \
+    "return out\n"
 
 /* Each writes the key into out (FLEET_KEY_MAX bytes) and returns its length. */
 size_t fleet_key_pool(char *out, const char *pool);
@@ -132,5 +220,10 @@ size_t fleet_key_task(char *out, const char *id);
 size_t fleet_key_task_queued(char *out, const char *id);
 size_t fleet_key_task_wg(char *out, const char *id);
 size_t fleet_key_notify(char *out, const char *producer);
+
+/* The keys of task id that go once its outcome was read (FLEET_TASK_KEYS of
+ * them: the result, the queued marker, the WaitGroup changes): written into out[i] (FLEET_KEY_MAX
+ * bytes each), lengths into len[i]. Returns the count. */
+int fleet_task_keys(const char *id, char out[][FLEET_KEY_MAX], size_t *len);
 
 #endif

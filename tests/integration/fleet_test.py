@@ -255,6 +255,47 @@ print("A=" .. (count.A or 0) .. " B=" .. (count.B or 0))
     check(a.stop() == 0 and b.stop() == 0, "worker exit status")
 
 
+def redis_cmd(*args):
+    """One command to the test Redis (RESP over a socket); its decoded reply."""
+    import socket
+    import urllib.parse
+    u = urllib.parse.urlparse(REDIS)
+    with socket.create_connection((u.hostname, u.port or 6379), timeout=10) as sk:
+        f = sk.makefile("rwb")
+        cmds = []
+        if u.password:
+            cmds.append(("AUTH", u.password))
+        if u.path and u.path.strip("/"):
+            cmds.append(("SELECT", u.path.strip("/")))
+        cmds.append(args)
+        for c in cmds:
+            f.write(b"*%d\r\n" % len(c))
+            for a in c:
+                a = a if isinstance(a, bytes) else str(a).encode()
+                f.write(b"$%d\r\n%s\r\n" % (len(a), a))
+        f.flush()
+
+        def read():
+            line = f.readline()[:-2]
+            t, rest = line[:1], line[1:]
+            if t == b"+":
+                return rest.decode()
+            if t == b"-":
+                raise RuntimeError("redis: " + rest.decode())
+            if t == b":":
+                return int(rest)
+            if t == b"$":
+                n = int(rest)
+                return None if n < 0 else f.read(n + 2)[:-2]
+            if t == b"*":
+                n = int(rest)
+                return None if n < 0 else [read() for _ in range(n)]
+            raise RuntimeError("redis: unexpected reply %r" % line)
+        for _ in cmds[:-1]:
+            read()
+        return read()
+
+
 def case_sigkill():
     """A worker killed mid-run: every task completes exactly once."""
     pool = "sk" + UNIQ
@@ -493,6 +534,85 @@ end
           "os.exit on the fleet: %d\n%s%s" % (rc, out, err))
     check(w.p.poll() is None, "the worker died")
     check(w.stop() == 0, "worker exit status")
+
+
+def case_retention():
+    """What Redis keeps: an awaited task's keys go, an unawaited result keeps
+    result.ttl_s, pool keys expire; every message delivered again after its
+    outcome was read (and its keys deleted) is neither counted nor kept."""
+    pool = "ret" + UNIQ
+    n, m = 300, 40
+    w = Worker("ret", [pool])
+    rc, out, err, _ = run_lua("""
+local g = require("goroutine")
+assert(g.pool_create(%(pool)r, { workers = 8 }))
+local ids = {}
+for i = 1, %(n)d do ids[i] = assert(g.pool_submit(%(pool)r, function(x) return x + 1 end, i)) end
+for i = 1, %(n)d do
+  local ok, v = g.await(ids[i])
+  assert(ok and v == i + 1, tostring(v))
+  print("awaited " .. ids[i])
+end
+for i = 1, %(m)d do
+  print("unawaited " .. assert(g.pool_submit(%(pool)r, function(x) return x end, i)))
+end
+assert(g.pool_wait(%(pool)r))
+%(stats)s
+""" % {"pool": pool, "n": n, "m": m, "stats": stats_src(pool, n + m)})
+    check(rc == 0, "run: %d\n%s%s" % (rc, out, err))
+    awaited = re.findall(r"^awaited (\S+)$", out, re.M)
+    unawaited = re.findall(r"^unawaited (\S+)$", out, re.M)
+    check(len(awaited) == n and len(unawaited) == m, "ids printed:\n" + out)
+
+    def left(ids):
+        return [i for i in ids
+                if redis_cmd("EXISTS", "mutirao:task:" + i, "mutirao:task:%s:q" % i)]
+    still = left(awaited)
+    check(not still, "%d awaited task(s) still have keys, e.g. %s" % (len(still), still[:3]))
+    ttls = [redis_cmd("TTL", "mutirao:task:" + i) for i in unawaited]
+    check(all(0 < t <= 86400 for t in ttls),
+          "unawaited results keep result.ttl_s (86400): TTLs %s" % sorted(set(ttls))[:5])
+    producer = awaited[0].rsplit(":", 1)[0]
+    seen = redis_cmd("KEYS", "mutirao:seen:%s:*" % producer)
+    check(seen and all(0 < redis_cmd("TTL", k) <= 86400 for k in seen),
+          "seen bitmaps with a TTL: %r" % seen)
+    for k in ("mutirao:pool:" + pool, "mutirao:pool:%s:stats" % pool,
+              "mutirao:pool:%s:active" % pool):
+        ttl = redis_cmd("TTL", k)
+        if ttl == -2 and k.endswith(":active"):
+            continue  # written only when a report found tasks running
+        check(3600 < ttl <= 7 * 86400, "%s: TTL %r (expected the 7-day idle TTL)" % (k, ttl))
+    # every message once more, as after a lost commit: nothing is counted
+    # twice, nothing comes back into Redis
+    repeats_before = w.text().count("already completed")
+    r = subprocess.run([os.path.join(BIN, "kafka-replay"), BROKERS, "mutirao.pool." + pool],
+                       capture_output=True, text=True, timeout=120)
+    check(r.returncode == 0 and ("replayed %d" % (n + m)) in r.stdout,
+          "kafka-replay: %s%s" % (r.stdout, r.stderr))
+    end = time.time() + 60
+    while w.text().count("already completed") - repeats_before < n + m and time.time() < end:
+        time.sleep(0.1)
+    repeats = w.text().count("already completed") - repeats_before
+    check(repeats == n + m, "repeat deliveries recognised: %d of %d" % (repeats, n + m))
+    st = redis_cmd("HGETALL", "mutirao:pool:%s:stats" % pool)
+    st = dict(zip(st[::2], st[1::2]))
+    check(st.get(b"completed") == str(n + m).encode() and b"failed" not in st,
+          "counts after the replay: %r" % st)
+    still = left(awaited)
+    check(not still, "the replay brought back %d awaited task key(s)" % len(still))
+    # pool_close: the pool's keys now expire within the hour
+    rc, out, err, _ = run_lua("""
+local g = require("goroutine")
+assert(g.pool_create(%(pool)r, { workers = 8 }))
+assert(g.pool_close(%(pool)r))
+""" % {"pool": pool})
+    check(rc == 0, "close: %d\n%s%s" % (rc, out, err))
+    for k in ("mutirao:pool:" + pool, "mutirao:pool:%s:stats" % pool):
+        ttl = redis_cmd("TTL", k)
+        check(0 < ttl <= 3600, "%s after pool_close: TTL %r" % (k, ttl))
+    check(w.stop() == 0, "worker exit status")
+    print("retention: %d awaited tasks left no key, %d unawaited keep a TTL, %d repeats ignored"
+          % (n, m, repeats))
 
 
 def case_semantics():
@@ -765,6 +885,7 @@ def case_notify_dropped():
         while not keys and time.time() < end:
             keys = c.call("KEYS", "mutirao:done:*")
         check(len(keys) == 1, "the producer's list: %r" % keys)
+        kept_changes(c)
         while stolen["R"] < 200 and time.time() < end:
             got = c.call("LPOP", keys[0], 3) or []
             for e in got:
@@ -773,18 +894,25 @@ def case_notify_dropped():
         c.close()
         print("stolen:", stolen)
 
-    def kept_changes(red, a, b):
-        # each task's WaitGroup changes, kept for the reconciliation
-        c = red.conn()
+    def kept_changes(c):
+        # each completed task's WaitGroup changes, kept for the
+        # reconciliation until its outcome is awaited
         keys = c.call("KEYS", "mutirao:task:*:w")
-        check(len(keys) == 3000, "%d mutirao:task:ID:w keys" % len(keys))
+        check(len(keys) > 0, "no mutirao:task:ID:w key")
         for k in keys[:50]:
-            v = c.call("GET", k).decode()
-            ok = re.fullmatch(r"\S+/\d+ (-1|1\n\S+/\d+ -1|-1\n\S+/\d+ 1)", v)
+            v = c.call("GET", k)
+            if v is None:
+                continue  # awaited meanwhile
+            ok = re.fullmatch(r"\S+/\d+ (-1|1\n\S+/\d+ -1|-1\n\S+/\d+ 1)", v.decode())
             check(ok, "%s: %r" % (k, v))
+
+    def retired(red, a, b):
+        c = red.conn()
+        left = c.call("KEYS", "mutirao:task:*")
+        check(left == [], "keys of awaited tasks left: %r" % left[:5])
         c.close()
 
-    out, err, fleet_done = loss_run("nd", True, 3000, 50, steal, kept_changes)
+    out, err, fleet_done = loss_run("nd", True, 3000, 50, steal, retired)
     check(stolen["R"] > 0 and stolen["W"] > 0, "nothing stolen: %r" % stolen)
     check("their notification lost or late" in err, "no outcome found in Redis:\n" + err[-4000:])
     check(fleet_done == 3000, "fleet_completed=%d" % fleet_done)
@@ -875,7 +1003,7 @@ def case_valgrind():
 CASES = {"examples": case_examples, "await_wg": case_await_wg, "two_workers": case_two_workers,
          "sigkill": case_sigkill, "errors": case_errors, "libmutirao": case_libmutirao,
          "two_clients": case_two_clients, "stock_lua": case_stock_lua,
-         "lingering": case_lingering, "os_exit": case_os_exit,
+         "lingering": case_lingering, "retention": case_retention, "os_exit": case_os_exit,
          "semantics": case_semantics, "valgrind": case_valgrind,
          "redis_restart_aof": case_redis_restart_aof,
          "redis_restart_nopersist": case_redis_restart_nopersist,
