@@ -918,6 +918,69 @@ def case_notify_dropped():
     check(fleet_done == 3000, "fleet_completed=%d" % fleet_done)
 
 
+def case_notify_gone():
+    """Another process awaits a task (which deletes its record) and the
+    task's notification to its producer is lost: the producer's await ends
+    with an error saying so instead of hanging."""
+    if not private_redis.available():
+        print("redis-server not installed: skipped")
+        sys.exit(1 if os.environ.get("CI") else 77)
+    red = private_redis.PrivateRedis(TMP, False)
+    red.start()
+    proxy = private_redis.CuttingProxy(red.port)
+    try:
+        pool = "gone" + UNIQ
+        w = Worker("gone", [pool], {"MUTIRAO_REDIS_URL": red.url})
+        w.wait_for(r"consuming")
+        ids = os.path.join(TMP, "gone-id.txt")
+        path = os.path.join(TMP, "gone.lua")
+        with open(path, "w") as f:
+            f.write("""
+local g = require("goroutine")
+assert(g.pool_create(%(p)r, {workers = 2}))
+local id = assert(g.pool_submit(%(p)r, function() return 42 end))
+local f = assert(io.open(%(ids)r, "w")) f:write(id) f:close()
+print("await", g.await(id))
+""" % {"p": pool, "ids": ids})
+        proxy.hold(True)  # the producer reads no notification for now
+        e = dict(ENV)
+        e["MUTIRAO_REDIS_URL"] = proxy.url
+        p = subprocess.Popen([os.path.join(BIN, "mutirao"), "run", "--fleet", path],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=e, cwd=TMP)
+        c = red.conn()
+        end = time.time() + 60
+        while time.time() < end and not (os.path.exists(ids) and open(ids).read()):
+            time.sleep(0.05)
+        tid = open(ids).read()
+        while time.time() < end and c.call("EXISTS", "mutirao:task:" + tid) == 0:
+            time.sleep(0.05)
+        # another process awaits it: the record goes
+        rc, out, err, _ = run_lua("""
+local g = require("goroutine")
+print("other", g.await(%r))
+g.sleep(300) -- its deletion goes out after the loop turn
+""" % tid, env={"MUTIRAO_REDIS_URL": red.url})
+        check(rc == 0 and "other\ttrue\t42" in out, "the other await: %d\n%s%s" % (rc, out, err))
+        check(c.call("EXISTS", "mutirao:task:" + tid) == 0, "the record was not deleted")
+        # and the producer's notifications are lost
+        check(c.call("DEL", *c.call("KEYS", "mutirao:done:*")) >= 1, "no notification to lose")
+        c.close()
+        proxy.hold(False)
+        try:
+            out, err = p.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out, err = p.communicate()
+            fail("the producer's await hung:\n%s\n%s" % (out, err))
+        check(re.search(r"await\tfalse\t.*read and deleted by another process's await", out),
+              "producer: %d\n%s%s" % (p.returncode, out, err))
+        check(w.stop() == 0, "worker exit status")
+    finally:
+        proxy.close()
+        red.kill()
+
+
 def case_no_worker_hint():
     """Nothing comes back for op.timeout_ms: the producer suggests starting
     a mutirao-worker only for a pool no worker reports running tasks of; a
@@ -1007,7 +1070,8 @@ CASES = {"examples": case_examples, "await_wg": case_await_wg, "two_workers": ca
          "semantics": case_semantics, "valgrind": case_valgrind,
          "redis_restart_aof": case_redis_restart_aof,
          "redis_restart_nopersist": case_redis_restart_nopersist,
-         "notify_dropped": case_notify_dropped, "no_worker_hint": case_no_worker_hint}
+         "notify_dropped": case_notify_dropped, "notify_gone": case_notify_gone,
+         "no_worker_hint": case_no_worker_hint}
 try:
     CASES[CASE]()
 finally:
