@@ -19,7 +19,10 @@ if(Python3_Interpreter_FOUND AND TARGET mutirao-worker)
   target_link_libraries(kafka-replay PRIVATE PkgConfig::RDKAFKA)
   add_executable(two-clients ${CMAKE_CURRENT_LIST_DIR}/two_clients.c)
   target_link_libraries(two-clients PRIVATE libmutirao_so PkgConfig::MSGPACK)
-  set(_fleet_cases examples await_wg two_workers sigkill errors libmutirao semantics two_clients lingering os_exit retention
+  add_executable(kafka-put ${CMAKE_CURRENT_LIST_DIR}/kafka_put.c)
+  target_link_libraries(kafka-put PRIVATE PkgConfig::RDKAFKA)
+  set(_fleet_cases examples await_wg two_workers sigkill errors libmutirao semantics two_clients lingering os_exit retention large_values
+    poison redelivered newer_envelope dlq
     redis_restart_aof redis_restart_nopersist notify_dropped notify_gone no_worker_hint)
   # the stock lua5.4 cannot load a sanitizer build of goroutine_fleet.so
   if(NOT MUTIRAO_SANITIZE)
