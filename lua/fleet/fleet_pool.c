@@ -887,6 +887,7 @@ static int rc_lost(void *ud, frc_task *rt)
     envelope_limits lim;
     envelope_limits_default(&lim);
     lim.max_payload = (size_t)v->cfg->payload_max_bytes;
+    lim.max_ref = (size_t)v->cfg->payload_max_ref_bytes;
     if (envelope_task_decode(t->env, t->envlen, &lim, &e, err, sizeof err) != 0)
         return -1;
     e.attempt++;
