@@ -1072,6 +1072,39 @@ g.sleep(300) -- its deletion goes out after the loop turn
         red.kill()
 
 
+def case_reconcile_bounded():
+    """20,000 tasks pending (no worker runs their pool): the reconciliation
+    looks at no more than FRC_BATCH (500) of them per second, so many
+    pending tasks do not flood Redis; it does look."""
+    if not private_redis.available():
+        print("redis-server not installed: skipped")
+        sys.exit(1 if os.environ.get("CI") else 77)
+    red = private_redis.PrivateRedis(TMP, False)  # its command counts are this test's
+    red.start()
+    try:
+        pool, n, wait_ms = "bounded" + UNIQ, 20000, 7000
+        rc, out, err, dt = run_lua("""
+local g = require("goroutine")
+assert(g.pool_create(%(p)r, {workers = 4, queue = %(n)d}))
+for i = 1, %(n)d do assert(g.pool_submit(%(p)r, function() return 1 end)) end
+print("submitted", g.now())
+g.sleep(%(ms)d)
+os.exit(0)
+""" % {"p": pool, "n": n, "ms": wait_ms}, env={"MUTIRAO_REDIS_URL": red.url})
+        check("submitted" in out, "producer: %d\n%s%s" % (rc, out, err))
+        c = red.conn()
+        stats = c.call("INFO", "commandstats").decode()
+        c.close()
+        # each looked-up task costs one GET of its record; nothing else here GETs
+        m = re.search(r"cmdstat_get:calls=(\d+)", stats)
+        looked = int(m.group(1)) if m else 0
+        limit = 500 * (dt + 1)
+        print("%d pending tasks for %.1f s: %d looked up (at most %d)" % (n, dt, looked, limit))
+        check(0 < looked <= limit, "%d look-ups in %.1f s:\n%s" % (looked, dt, stats))
+    finally:
+        red.kill()
+
+
 def case_no_worker_hint():
     """Nothing comes back for op.timeout_ms: the producer suggests starting
     a mutirao-worker only for a pool no worker reports running tasks of; a
@@ -1481,7 +1514,7 @@ CASES = {"examples": case_examples, "await_wg": case_await_wg, "two_workers": ca
          "redis_restart_aof": case_redis_restart_aof,
          "redis_restart_nopersist": case_redis_restart_nopersist,
          "notify_dropped": case_notify_dropped, "notify_gone": case_notify_gone,
-         "no_worker_hint": case_no_worker_hint}
+         "no_worker_hint": case_no_worker_hint, "reconcile_bounded": case_reconcile_bounded}
 try:
     CASES[CASE]()
 finally:
