@@ -15,6 +15,7 @@
 #define FLEET_MARK "fleet:"
 #define MARK_LEN (sizeof FLEET_MARK - 1)
 #define NAME_MAX_LEN 200
+#define HELD_MAX 4096 /* 'W' changes held before an 'R' (a task pushes one per WaitGroup) */
 
 /* A 'W' notification held until its task's 'R' (fleet_wgs_note). */
 typedef struct held_change {
@@ -287,15 +288,13 @@ void fleet_wgs_note(lua_State *L, fleet_wgs *w, const char *s, size_t len,
     default:
         return;
     }
+    if (w->nheld >= HELD_MAX)
+        return; /* not held: its task's 'R' sees a change missing and reads them all */
     if (w->nheld == w->capheld) {
         int cap = w->capheld ? w->capheld * 2 : 8;
         held_change *h = realloc(w->held, (size_t)cap * sizeof *h);
-        if (!h) {
-            /* cannot wait for the 'R': the change then comes with the record
-             * the reconciliation reads, or now: now */
-            fleet_wgs_apply(L, w, s, clen);
-            return;
-        }
+        if (!h)
+            return; /* the same */
         w->held = h;
         w->capheld = cap;
     }

@@ -168,6 +168,21 @@ static int t_malformed(void)
     return 0;
 }
 
+/* More changes than are held before an 'R' (a flood): the task's set is
+ * then incomplete, never applied twice or in part. */
+static int t_flood(void)
+{
+    ASSERT_EQ(setup(), 0);
+    for (int i = 0; i < 5000; i++)
+        NOTE("prodA/1 -1\0prodA:1 5000");
+    ASSERT_EQ(fleet_wgs_held(W, "prodA:1"), -1);
+    fleet_wgs_settle(L, W, "prodA:1", 0);
+    ASSERT_EQ(count(), 5);
+    ASSERT_EQ(fleet_wgs_held(W, "prodA:1"), 0);
+    teardown();
+    return 0;
+}
+
 static int t_lines(void)
 {
     ASSERT_EQ(setup(), 0);
@@ -184,6 +199,7 @@ int main(int argc, char **argv)
                                  {"held_until_r", t_held_until_r},
                                  {"dropped", t_dropped},
                                  {"malformed", t_malformed},
+                                 {"flood", t_flood},
                                  {"lines", t_lines}};
     return test_run(tests, sizeof tests / sizeof tests[0], argc, argv);
 }
