@@ -1135,8 +1135,10 @@ def case_redis_restart_nopersist():
         proxy.hold(False)
 
     def retried(red, a, b):
-        check("cannot record the outcome" in a.text() + b.text(),
-              "no worker retried a completion record")
+        logs = a.text() + b.text()
+        check("cannot record the outcome" in logs, "no worker retried a completion record")
+        # the tasks submitted again went as their next attempt
+        check(re.search(r"task=\S+ attempt 2 received", logs), "no attempt 2 ran")
 
     out, err, _ = loss_run("rrn", False, 3000, 100, hold_and_restart, retried,
                            {"MUTIRAO_OP_TIMEOUT_MS": "1000"})
