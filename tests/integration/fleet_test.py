@@ -7,7 +7,8 @@ addresses come from MUTIRAO_TEST_KAFKA_BROKERS / MUTIRAO_TEST_REDIS_URL;
 without them the case is skipped with exit 77, or fails when CI is set).
 Each case uses pool names of its own (a run-unique suffix), so counters in
 Redis start at zero, and workers restricted to those pools (--pools), so
-cases cannot take each other's tasks.
+cases cannot take each other's tasks. The cases that restart Redis, or need
+its command counts, run a redis-server of their own (private_redis.py).
 """
 import os
 import re
