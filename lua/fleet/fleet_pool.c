@@ -1665,6 +1665,29 @@ static int f_await_other(lua_State *L, void *be, const char *id)
 
 /* ---- setup and teardown ---- */
 
+static void on_last_reply(redis_uv *cli, int status, const redisReply *reply, const char *err,
+                          void *ud)
+{
+    (void)reply;
+    (void)err;
+    (void)ud;
+    if (status != REDIS_UV_ECLOSED)
+        redis_uv_close(cli, NULL, NULL);
+}
+
+/* Closes the command client once Redis has answered what was sent last (the
+ * final submit counters and deletions of awaited tasks' keys: a process that
+ * ends right after an await must not drop them); replies come in order, so
+ * a PING's marks the end. At once when not connected (nothing would go out
+ * anyway). The host's loop runs until the client has closed. */
+static void close_after_last_reply(redis_uv *r)
+{
+    redis_uv_stats st;
+    redis_uv_get_stats(r, &st);
+    if (!st.connected || redis_uv_command(r, on_last_reply, NULL, "PING") != 0)
+        redis_uv_close(r, NULL, NULL);
+}
+
 static void fvm_free(sched *s, void *data)
 {
     (void)s;
@@ -1686,7 +1709,7 @@ static void fvm_free(sched *s, void *data)
     v->rc = NULL;
     /* flushes what is still queued for Kafka: its reports fire now */
     kuv_producer_close(v->kp, v->cfg->op_timeout_ms > 5000 ? 5000 : v->cfg->op_timeout_ms);
-    redis_uv_close(v->r, NULL, NULL);
+    close_after_last_reply(v->r);
     redis_uv_close(v->rb, NULL, NULL);
     for (int i = 0; i < v->nsub; i++)
         free(v->sub_argv[i]);
