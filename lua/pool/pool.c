@@ -147,16 +147,71 @@ static lua_Integer opt_big_field(lua_State *L, int t, const char *k, lua_Integer
     return v;
 }
 
+/* The `backoff` option: {initial = ms, max = ms, jitter = 0..1}. */
+static void opt_backoff(lua_State *L, int t, pool_retry *r)
+{
+    int ty = lua_getfield(L, t, "backoff");
+    if (ty == LUA_TNIL) {
+        lua_pop(L, 1);
+        return;
+    }
+    if (ty != LUA_TTABLE)
+        luaL_error(L, "bad option 'backoff' to 'pool_create' (table expected, got %s)",
+                   luaL_typename(L, -1));
+    int b = lua_gettop(L);
+    lua_pushnil(L);
+    while (lua_next(L, b)) {
+        const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+        if (!k || (strcmp(k, "initial") && strcmp(k, "max") && strcmp(k, "jitter")))
+            luaL_error(L,
+                       "bad option 'backoff' to 'pool_create' (unknown field '%s'; expected "
+                       "initial, max or jitter)",
+                       k ? k : luaL_typename(L, -2));
+        lua_pop(L, 1);
+    }
+    static const char *const ms[] = {"initial", "max"};
+    uint32_t *dst[] = {&r->initial_ms, &r->max_ms};
+    for (int i = 0; i < 2; i++) {
+        if (lua_getfield(L, b, ms[i]) != LUA_TNIL) {
+            int isint;
+            lua_Integer v = lua_tointegerx(L, -1, &isint);
+            if (!isint || v < 0 || v > (lua_Integer)RETRY_BACKOFF_MS_MAX)
+                luaL_error(L,
+                           "bad option 'backoff' to 'pool_create' (%s: integer from 0 to %I (ms) "
+                           "expected, got %s)",
+                           ms[i], (lua_Integer)RETRY_BACKOFF_MS_MAX,
+                           isint ? "out of range" : luaL_typename(L, -1));
+            *dst[i] = (uint32_t)v;
+        }
+        lua_pop(L, 1);
+    }
+    if (lua_getfield(L, b, "jitter") != LUA_TNIL) {
+        int isnum;
+        lua_Number j = lua_tonumberx(L, -1, &isnum);
+        if (!isnum || !(j >= 0 && j <= 1))
+            luaL_error(L,
+                       "bad option 'backoff' to 'pool_create' (jitter: number from 0 to 1 "
+                       "expected, got %s)",
+                       isnum ? "out of range" : luaL_typename(L, -1));
+        r->jitter = (uint32_t)(j * 1000 + 0.5);
+    }
+    lua_pop(L, 2);
+    if (r->max_ms < r->initial_ms)
+        luaL_error(L, "bad option 'backoff' to 'pool_create' (max %d ms is below initial %d ms)",
+                   (int)r->max_ms, (int)r->initial_ms);
+}
+
 static int l_pool_create(lua_State *L)
 {
     const char *name = check_name(L, 1);
     pool_opts o = {
         .workers = 4, .queue = 8, .block = 1, .max_deliveries = 3, .memory = EX_MEMORY_DEFAULT};
+    retry_default(&o.retry);
     if (!lua_isnoneornil(L, 2)) {
         luaL_checktype(L, 2, LUA_TTABLE);
         /* a misspelt option would silently mean its default */
-        static const char *const known[] = {"workers", "queue",  "block",
-                                            "timeout", "memory", "max_deliveries"};
+        static const char *const known[] = {"workers", "queue",          "block",   "timeout",
+                                            "memory",  "max_deliveries", "retries", "backoff"};
         lua_pushnil(L);
         while (lua_next(L, 2)) {
             const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
@@ -166,7 +221,8 @@ static int l_pool_create(lua_State *L)
             if (!k || i == sizeof known / sizeof known[0])
                 return luaL_error(L,
                                   "bad option '%s' to 'pool_create' (unknown option; expected "
-                                  "workers, queue, block, max_deliveries, timeout or memory)",
+                                  "workers, queue, block, max_deliveries, timeout, memory, "
+                                  "retries or backoff)",
                                   k ? k : luaL_typename(L, -2));
             lua_pop(L, 1);
         }
@@ -177,6 +233,8 @@ static int l_pool_create(lua_State *L)
         o.memory = (size_t)opt_big_field(L, 2, "memory", (lua_Integer)EX_MEMORY_DEFAULT,
                                          (lua_Integer)POOL_MEMORY_MIN, (lua_Integer)POOL_MEMORY_MAX,
                                          "bytes");
+        o.retry.retries = (uint32_t)opt_big_field(L, 2, "retries", 0, 0, RETRY_MAX, "runs");
+        opt_backoff(L, 2, &o.retry);
         int bt = lua_getfield(L, 2, "block");
         if (bt == LUA_TBOOLEAN)
             o.block = lua_toboolean(L, -1);

@@ -16,6 +16,7 @@
 
 #include <lua.h>
 
+#include "retry.h"
 #include "scheduler.h"
 
 typedef struct pool_opts {
@@ -26,6 +27,7 @@ typedef struct pool_opts {
                             outcome before it is dead-lettered (embedded: unused) */
     uint32_t timeout_ms; /* a task is cancelled after running this long; 0: never */
     size_t memory;       /* bytes a task may hold (EX_MEMORY_DEFAULT unless given) */
+    pool_retry retry;    /* runs again of a task that raised (retry.h) */
 } pool_opts;
 
 /* The bounds of pool_create's `timeout` (ms) and `memory` (bytes). */

@@ -7,7 +7,13 @@
  * arguments into the task; the executor runs it on a VM and brings the
  * outcome back to the submitting VM, whose taskbook keeps it for await.
  * Goroutines that wait (for queue room, in pool_wait) wait in their own VM
- * and are woken by the executor's notify message on its port. */
+ * and are woken by the executor's notify message on its port.
+ *
+ * Retries: a task that raised, with attempts left (the pool's `retries`),
+ * is not finished: a timer on its submitter's loop (the backoff of
+ * retry.h) submits it to the executor again, so it holds no slot while it
+ * waits; its submitter's taskbook keeps it unfinished until an attempt
+ * returns or the last one raised. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,16 +36,31 @@ struct epool {
     size_t memory;       /* each task's memory limit */
     atomic_int refs;
     atomic_llong rejected;
+    pool_retry retry;      /* runs again of a task that raised */
+    atomic_llong retried;  /* attempts that raised and will run again */
+    atomic_llong rerun;    /* of those, submitted to the executor again */
+    atomic_int unfinished; /* tasks taken and not finished, with retries only */
     executor *ex;
 };
 
+typedef struct etask etask;
+
+/* A task waiting for its next attempt: a timer on its submitter's loop. */
+typedef struct eretry {
+    uv_timer_t timer;
+    etask *t; /* NULL once fired or given up */
+    sched *s;
+} eretry;
+
 /* A task: what runs (ex) and what its submitter keeps (tb). */
-typedef struct etask {
+struct etask {
     ex_task ex;
     tb_task tb;
-    epool *p; /* its pool (a reference, until the task is done: its name) */
-    char *in; /* the encoded task when larger than ex.buf, else NULL */
-} etask;
+    epool *p;         /* its pool (a reference, until the task is done: its name) */
+    char *in;         /* the encoded task when larger than ex.buf, else NULL */
+    uint32_t attempt; /* 1, 2, ... */
+    eretry *retry;    /* while waiting for the next attempt */
+};
 
 /* What one VM keeps: goroutines waiting for queue room / an idle pool. */
 typedef struct evm {
@@ -169,19 +190,93 @@ static void etask_free(tb_task *tb)
 
 /* The submitter's VM closes while the task runs: the executor still
  * brings it back, to a closed port, and on_task_done frees it then. */
+static void retry_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
 static void etask_orphan(tb_task *tb)
 {
-    (void)tb;
+    etask *t = (etask *)((char *)tb - offsetof(etask, tb));
+    if (!t->retry)
+        return;
+    /* waiting for its next attempt: nothing else will free it */
+    t->retry->t = NULL;
+    uv_close((uv_handle_t *)&t->retry->timer, retry_closed);
+    t->retry = NULL;
+    if (t->p->retry.retries)
+        atomic_fetch_sub(&t->p->unfinished, 1);
+    pool_unref(t->p);
+    ex_task_release(&t->ex);
+    free(t->in);
+    free(t);
 }
 
 static const tb_ops etask_ops = {"pool", etask_free, etask_orphan, NULL, NULL};
+
+static void finished(etask *t)
+{
+    if (t->p->retry.retries)
+        atomic_fetch_sub(&t->p->unfinished, 1);
+}
+
+/* The backoff is over: the next attempt goes to the executor. */
+static void on_retry(uv_timer_t *h)
+{
+    eretry *r = (eretry *)h;
+    etask *t = r->t;
+    sched *s = r->s;
+    uv_close((uv_handle_t *)h, retry_closed);
+    if (!t)
+        return;
+    t->retry = NULL;
+    ex_task_release(&t->ex); /* the failed attempt's outcome */
+    int rc = executor_submit(t->p->ex, &t->ex, s, -1, NULL);
+    if (rc == EX_OK) {
+        atomic_fetch_add(&t->p->rerun, 1);
+        return;
+    }
+    finished(t);
+    taskbook_finish(taskbook_get(sched_scratch(s), s), &t->tb, 0, NULL, 0,
+                    rc == EX_ECLOSED ? "pool closed before the task's next attempt"
+                                     : "out of memory for the task's next attempt",
+                    0);
+    t->tb.pool = "?";
+    pool_unref(t->p);
+    t->p = NULL;
+}
+
+/* An attempt raised: waits for the next one if one is left. Returns 1 if
+ * it does. */
+static int retry_later(sched *s, etask *t)
+{
+    const pool_retry *rp = &t->p->retry;
+    if (t->attempt > rp->retries || !t->ex.out)
+        return 0;
+    eretry *r = malloc(sizeof *r);
+    if (!r)
+        return 0;
+    uint64_t ms = retry_delay_ms(rp, t->attempt + 1, (uint32_t)random());
+    uv_timer_init(s->loop, &r->timer);
+    uv_unref((uv_handle_t *)&r->timer); /* the taskbook's hold keeps the loop */
+    r->t = t;
+    r->s = s;
+    t->retry = r;
+    t->attempt++;
+    atomic_fetch_add(&t->p->retried, 1);
+    uv_timer_start(&r->timer, on_retry, ms, 0);
+    return 1;
+}
 
 /* The task ended (on the submitter's thread; s is NULL when its VM is gone). */
 static void on_task_done(sched *s, ex_task *x)
 {
     etask *t = (etask *)x;
+    if (s && !x->ok && retry_later(s, t))
+        return;  /* t->in is read again */
     free(t->in); /* decoded long ago */
     t->in = NULL;
+    finished(t);
     if (!s) {
         pool_unref(t->p);
         ex_task_release(x);
@@ -249,6 +344,7 @@ static int e_create(lua_State *L, void *be, const char *name, const pool_opts *o
     p->block = o->block;
     p->timeout_ms = o->timeout_ms;
     p->memory = o->memory;
+    p->retry = o->retry;
     atomic_init(&p->refs, 1);
     pthread_mutex_lock(&pools_mu);
     epool *q = find_locked(name);
@@ -332,6 +428,8 @@ static int submit_k(lua_State *L, int status, lua_KContext ctx)
     g->t = NULL;
     g->p = NULL;
     t->p = p;
+    if (p->retry.retries)
+        atomic_fetch_add(&p->unfinished, 1);
     taskbook_add(taskbook_get(L, s), L, &t->tb, &etask_ops);
     lua_pushstring(L, t->tb.id);
     return 1;
@@ -382,6 +480,7 @@ static int e_submit(lua_State *L, void *be)
     t->ex.ended = on_task_ended;
     t->ex.timeout_ms = p->timeout_ms;
     t->ex.memory = p->memory;
+    t->attempt = 1;
     format_id(t->tb.id);
     t->ex.id = t->tb.id;
     t->ex.pool = t->tb.pool = p->name;
@@ -424,12 +523,15 @@ static int wait_k(lua_State *L, int status, lua_KContext ctx)
         w->holding = 0;
         sched_unhold(s);
     }
-    if (executor_idle_or_watch(w->p->ex, s->port)) {
+    int idle = executor_idle_or_watch(w->p->ex, s->port);
+    if (idle && atomic_load(&w->p->unfinished) == 0) {
         lua_pushboolean(L, 1);
         return 1;
     }
     sched_hold(s);
     w->holding = 1;
+    if (idle) /* tasks waiting for their next attempt: look again soon */
+        return sched_wait(L, s, NULL, sched_now_ns() + 10000000, ctx, wait_k);
     evm *v = pool_embedded_state(L, s);
     return sched_wait(L, s, &v->idle, 0, ctx, wait_k);
 }
@@ -488,11 +590,19 @@ static int e_stats(lua_State *L, void *be, const char *name)
         return pool_not_found(L, name);
     ex_stats st;
     executor_stats(p->ex, &st);
-    const pool_stat f[] = {{"workers", p->workers},     {"queue", p->qcap},
-                           {"active", st.running},      {"queued", st.queued},
-                           {"completed", st.completed}, {"failed", st.failed},
-                           {"submitted", st.submitted}, {"rejected", atomic_load(&p->rejected)},
-                           {"timeout", p->timeout_ms},  {"memory", (long long)p->memory}};
+    const pool_stat f[] = {{"workers", p->workers},
+                           {"queue", p->qcap},
+                           {"active", st.running},
+                           {"queued", st.queued},
+                           {"completed", st.completed},
+                           /* the executor counts attempts; a task counts once */
+                           {"failed", st.failed - atomic_load(&p->retried)},
+                           {"submitted", st.submitted - atomic_load(&p->rerun)},
+                           {"rejected", atomic_load(&p->rejected)},
+                           {"timeout", p->timeout_ms},
+                           {"memory", (long long)p->memory},
+                           {"retries", p->retry.retries},
+                           {"retried", atomic_load(&p->retried)}};
     pool_unref(p);
     pool_push_stats(L, name, f, (int)(sizeof f / sizeof f[0]));
     return 1;
