@@ -67,6 +67,7 @@ struct fpool {
     int max_deliveries;  /* carried by each task's envelope */
     uint32_t timeout_ms; /* each task's time limit, 0: none (in every envelope) */
     size_t memory;       /* each task's memory limit (in every envelope) */
+    pool_retry retry;    /* runs again of a task that raised (in every envelope) */
     long outstanding;    /* this VM's tasks not finished */
     long long submitted, completed, failed, rejected; /* this VM's tasks */
     long long dead_lettered;                          /* of the failed: dead letters */
@@ -447,7 +448,8 @@ static fpool *pool_get(fvm *v, const char *name)
 
 /* Records a pool in this VM (name already checked). Raises when out of memory. */
 static fpool *pool_add(lua_State *L, fvm *v, const char *name, int workers, int qcap, int block,
-                       int max_deliveries, uint32_t timeout_ms, size_t memory)
+                       int max_deliveries, uint32_t timeout_ms, size_t memory,
+                       const pool_retry *retry)
 {
     fpool *p = calloc(1, sizeof *p);
     if (!p)
@@ -460,6 +462,7 @@ static fpool *pool_add(lua_State *L, fvm *v, const char *name, int workers, int 
     p->max_deliveries = max_deliveries;
     p->timeout_ms = timeout_ms;
     p->memory = memory;
+    p->retry = *retry;
     glist_init(&p->room);
     glist_init(&p->idle);
     p->next = v->pools;
@@ -479,7 +482,7 @@ typedef struct fop {
     fvm *v;
     glist waiters;
     /* results */
-    long long n[5];
+    long long n[6];
     char *data;
     size_t len;
     int have_data, queued;
@@ -489,6 +492,7 @@ typedef struct fop {
     int workers, qcap, block, max_deliveries;
     uint32_t timeout_ms;
     size_t memory;
+    pool_retry retry;
     char name[ENVELOPE_POOL_MAX + 1];
     void *task; /* a submit's task while its payload is stored (freed with op) */
 } fop;
@@ -1006,18 +1010,24 @@ static int create_k(lua_State *L, int status, lua_KContext ctx)
     if (op->stage == 0) {
         /* the topic exists: record the options for the workers */
         op->stage = 1;
-        char key[FLEET_KEY_MAX], w[16], q[16], md[16], tm[16], mem[24];
+        char key[FLEET_KEY_MAX], w[16], q[16], md[16], tm[16], mem[24], rt[16], bi[16], bm[16],
+            bj[16];
         fleet_key_pool(key, op->name);
         snprintf(w, sizeof w, "%d", op->workers);
         snprintf(q, sizeof q, "%d", op->qcap);
         snprintf(md, sizeof md, "%d", op->max_deliveries);
         snprintf(tm, sizeof tm, "%" PRIu32, op->timeout_ms);
         snprintf(mem, sizeof mem, "%zu", op->memory);
+        snprintf(rt, sizeof rt, "%" PRIu32, op->retry.retries);
+        snprintf(bi, sizeof bi, "%" PRIu32, op->retry.initial_ms);
+        snprintf(bm, sizeof bm, "%" PRIu32, op->retry.max_ms);
+        snprintf(bj, sizeof bj, "%" PRIu32, op->retry.jitter);
         /* every field, timeout 0 included: a pool created again without a
          * timeout must not keep the old one */
         if (fop_send(op, v->r, on_reply,
-                     "HSET %s workers %s queue %s block %s max_deliveries %s timeout %s memory %s",
-                     key, w, q, op->block ? "1" : "0", md, tm, mem) != 0)
+                     "HSET %s workers %s queue %s block %s max_deliveries %s timeout %s memory %s "
+                     "retries %s backoff_initial %s backoff_max %s backoff_jitter %s",
+                     key, w, q, op->block ? "1" : "0", md, tm, mem, rt, bi, bm, bj) != 0)
             return create_k(L, LUA_OK, ctx);
         fop_send(op, v->r, on_reply, "EXPIRE %s %d", key, FLEET_POOL_IDLE_TTL_S);
         return sched_wait(L, s, &op->waiters, 0, ctx, create_k);
@@ -1029,7 +1039,7 @@ static int create_k(lua_State *L, int status, lua_KContext ctx)
         return 2;
     }
     pool_add(L, v, op->name, op->workers, op->qcap, op->block, op->max_deliveries, op->timeout_ms,
-             op->memory);
+             op->memory, &op->retry);
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -1058,6 +1068,7 @@ static int f_create(lua_State *L, void *be, const char *name, const pool_opts *o
     op->max_deliveries = o->max_deliveries;
     op->timeout_ms = o->timeout_ms;
     op->memory = o->memory;
+    op->retry = o->retry;
     fop_expect(op);
     int rc = kuv_topic_ensure(v->kp, topic, v->cfg->topic_partitions, on_ensure, op);
     if (rc != 0) {
@@ -1081,7 +1092,8 @@ static void store_ref(fop *op, const char *key, const char *bytes, size_t len);
 
 /* HGETALL mutirao:pool:NAME: workers, queue, block, max_deliveries into
  * n[0..3], timeout and memory into timeout_ms and memory (a record written
- * before they existed has neither: no timeout, the default memory limit). */
+ * before they existed has neither: no timeout, the default memory limit),
+ * the retry policy into retry (none in an older record: no retries). */
 static void on_pool_record(redis_uv *cli, int status, const redisReply *reply, const char *err,
                            void *ud)
 {
@@ -1096,6 +1108,7 @@ static void on_pool_record(redis_uv *cli, int status, const redisReply *reply, c
         op->n[3] = FLEET_MAX_DELIVERIES;
         op->timeout_ms = 0;
         op->memory = EX_MEMORY_DEFAULT;
+        retry_default(&op->retry);
         for (size_t i = 0; i + 1 < reply->elements; i += 2) {
             const char *k = reply->element[i]->str, *val = reply->element[i + 1]->str;
             if (!k || !val)
@@ -1114,6 +1127,14 @@ static void on_pool_record(redis_uv *cli, int status, const redisReply *reply, c
             else if (!strcmp(k, "memory") && x >= (long long)POOL_MEMORY_MIN &&
                      x <= (long long)POOL_MEMORY_MAX)
                 op->memory = (size_t)x;
+            else if (!strcmp(k, "retries") && x >= 0 && x <= RETRY_MAX)
+                op->retry.retries = (uint32_t)x;
+            else if (!strcmp(k, "backoff_initial") && x >= 0 && x <= RETRY_BACKOFF_MS_MAX)
+                op->retry.initial_ms = (uint32_t)x;
+            else if (!strcmp(k, "backoff_max") && x >= 0 && x <= RETRY_BACKOFF_MS_MAX)
+                op->retry.max_ms = (uint32_t)x;
+            else if (!strcmp(k, "backoff_jitter") && x >= 0 && x <= 1000)
+                op->retry.jitter = (uint32_t)x;
         }
     }
     fop_settle(op);
@@ -1139,7 +1160,7 @@ static int adopt_k(lua_State *L, int status, lua_KContext ctx)
     if (!p)
         p = pool_add(L, v, op->name, (int)op->n[0],
                      op->n[1] >= 0 ? (int)op->n[1] : 2 * (int)op->n[0], (int)op->n[2],
-                     (int)op->n[3], op->timeout_ms, op->memory);
+                     (int)op->n[3], op->timeout_ms, op->memory, &op->retry);
     lua_pop(L, 1); /* the guard */
     lua_pushlightuserdata(L, p);
     lua_insert(L, 1); /* p, name, fn, args... */
@@ -1317,6 +1338,10 @@ static int submit_send(lua_State *L, fvm *v, fpool *p, ftask *t, const char *pay
     e.submitted_at_ms = unix_ms();
     e.timeout_ms = p->timeout_ms;
     e.memory = p->memory;
+    e.retries = p->retry.retries;
+    e.backoff_initial_ms = p->retry.initial_ms;
+    e.backoff_max_ms = p->retry.max_ms;
+    e.backoff_jitter = p->retry.jitter;
     /* inside goroutine.timeout or a task file's :timeout: the worker does
      * not start the task after that deadline, and cancels it there */
     uint64_t dl = scope_deadline(sched_current_scope(s, L)), now_ns = sched_now_ns();
@@ -1443,6 +1468,8 @@ static void on_stats(redis_uv *cli, int status, const redisReply *reply, const c
                 op->n[2] = strtoll(val, NULL, 10);
             else if (!strcmp(k, "dead_lettered"))
                 op->n[4] = strtoll(val, NULL, 10);
+            else if (!strcmp(k, "retried"))
+                op->n[5] = strtoll(val, NULL, 10);
         }
     }
     fop_settle(op);
@@ -1493,11 +1520,13 @@ static int stats_k(lua_State *L, int status, lua_KContext ctx)
                            {"dead_lettered", p->dead_lettered},
                            {"timeout", p->timeout_ms},
                            {"memory", (long long)p->memory},
+                           {"retries", p->retry.retries},
                            {"fleet_active", op->n[3]},
                            {"fleet_submitted", op->n[0]},
                            {"fleet_completed", op->n[1]},
                            {"fleet_failed", op->n[2]},
-                           {"fleet_dead_lettered", op->n[4]}};
+                           {"fleet_dead_lettered", op->n[4]},
+                           {"fleet_retried", op->n[5]}};
     pool_push_stats(L, p->name, f, (int)(sizeof f / sizeof f[0]));
     lua_pushliteral(L, "fleet");
     lua_setfield(L, -2, "backend");

@@ -134,6 +134,10 @@ static const field task_fields[] = {
     {"ref_sum", K_U64, offsetof(envelope_task, ref_sum), 0, 1},
     {"timeout", K_U32, offsetof(envelope_task, timeout_ms), 0, 1},
     {"memory", K_U64, offsetof(envelope_task, memory), 0, 1},
+    {"retries", K_U32, offsetof(envelope_task, retries), 0, 1},
+    {"backoff_initial", K_U32, offsetof(envelope_task, backoff_initial_ms), 0, 1},
+    {"backoff_max", K_U32, offsetof(envelope_task, backoff_max_ms), 0, 1},
+    {"backoff_jitter", K_U32, offsetof(envelope_task, backoff_jitter), 0, 1},
 };
 
 static const field result_fields[] = {

@@ -84,6 +84,11 @@ typedef struct envelope_task {
     uint64_t ref_sum;    /* its envelope_ref_sum */
     uint32_t timeout_ms; /* optional: cancel it after it ran this long, ms; 0: none */
     uint64_t memory;     /* optional: bytes it may hold; 0: the worker's default */
+    /* optional: the pool's retry policy (retry.h); all 0 (absent): no retries */
+    uint32_t retries;            /* attempts after the first when one raises */
+    uint32_t backoff_initial_ms; /* backoff.initial */
+    uint32_t backoff_max_ms;     /* backoff.max */
+    uint32_t backoff_jitter;     /* backoff.jitter, in 1/1000 */
 } envelope_task;
 
 /* The outcome of one attempt of a task, as a worker stores it. Same rules. */

@@ -811,6 +811,35 @@ static int test_by_reference(void)
     return 0;
 }
 
+/* The optional retry fields: written only when set, read back; an
+   envelope without them reads as "no retries". */
+static int test_optional_retries(void)
+{
+    envelope_task t = sample_task(), d;
+    envelope_buf b;
+    char err[256] = "";
+    envelope_buf_init(&b, NULL, 0);
+    t.retries = 3;
+    t.backoff_initial_ms = 100;
+    t.backoff_max_ms = 10000;
+    t.backoff_jitter = 200;
+    ASSERT_EQ(envelope_task_encode(&t, NULL, &b, err, sizeof err), 0);
+    ASSERT_EQ((unsigned char)b.data[4], 0x8b); /* a fixmap of 11 fields */
+    ASSERT_EQ(envelope_task_decode(b.data, b.len, NULL, &d, err, sizeof err), 0);
+    ASSERT_EQ(d.retries, 3);
+    ASSERT_EQ(d.backoff_initial_ms, 100);
+    ASSERT_EQ(d.backoff_max_ms, 10000);
+    ASSERT_EQ(d.backoff_jitter, 200);
+    t.retries = t.backoff_initial_ms = t.backoff_max_ms = t.backoff_jitter = 0;
+    ASSERT_EQ(envelope_task_encode(&t, NULL, &b, err, sizeof err), 0);
+    ASSERT_EQ((unsigned char)b.data[4], 0x87);
+    ASSERT(memmem(b.data, b.len, "retries", 7) == NULL);
+    ASSERT_EQ(envelope_task_decode(b.data, b.len, NULL, &d, err, sizeof err), 0);
+    ASSERT_EQ(d.retries, 0);
+    envelope_buf_free(&b);
+    return 0;
+}
+
 /* The optional fields timeout and memory: written only when set, absent
    reads as 0, checked like the others when present. */
 static int test_optional_limits(void)
@@ -945,6 +974,7 @@ static const test tests[] = {
     {"max_deliveries", test_max_deliveries},
     {"by_reference", test_by_reference},
     {"optional_limits", test_optional_limits},
+    {"optional_retries", test_optional_retries},
     {"strerror", test_strerror},
 };
 
