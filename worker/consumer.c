@@ -2,7 +2,9 @@
  * records (see worker.h). Before a task runs, its delivery record is asked
  * (deliveries.h): a task recorded already is not run again, one delivered
  * too often without an outcome becomes a dead letter (deadletters.h). A
- * partition stops at an envelope of a newer version (hold_partition).
+ * partition stops at an envelope of a newer version (hold_partition). A
+ * failed attempt with attempts left goes to the due-retry set instead of
+ * being recorded (retry_outcome; retries.h brings it back).
  * Everything here runs on the main VM's loop. */
 #include "worker.h"
 
@@ -22,6 +24,8 @@
 #include "fleet_wg.h"
 #include "kafka_uv.h"
 #include "redis_uv.h"
+#include "retries.h"
+#include "retry.h"
 #include "wlog.h"
 
 #define DEFAULT_WORKERS 4
@@ -93,6 +97,11 @@ struct wtask {
     uint64_t ref_len;   /* its payload is in Redis by reference (envelope_task) */
     uint64_t ref_sum;
     char *ref; /* that payload, once read (ref_fetch) */
+    /* pools with `retries`, while attempts are left: the next attempt */
+    char *next_env; /* its envelope (attempt + 1), malloc'd */
+    size_t next_envlen;
+    pool_retry policy;    /* the envelope's retries and backoff */
+    uint64_t deadline_ms; /* the envelope's deadline (0: none) */
 };
 
 struct worker {
@@ -121,6 +130,7 @@ struct worker {
     uv_timer_t ping_timer;
     deliveries *dv;  /* the delivery-record questions */
     deadletters *dl; /* dead letters on their way */
+    retries *rq;     /* the due retries, back to their topics */
 };
 
 static uint64_t unix_ms(void)
@@ -276,6 +286,7 @@ static void wtask_free(wtask *t)
 {
     free(t->in);
     free(t->ref);
+    free(t->next_env);
     for (int i = 0; i < t->argc; i++)
         free(t->argv[i]);
     free(t->argv);
@@ -356,6 +367,10 @@ static void on_completed(redis_uv *cli, int status, const redisReply *reply, con
             if (reply->element[i]->type == REDIS_REPLY_INTEGER && reply->element[i]->integer == 0)
                 wlog(WLOG_INFO, "pool=%s task=%s attempt %u: already completed (a repeat run)",
                      t->wp->name, t->id, t->attempt);
+            else if (reply->element[i]->type == REDIS_REPLY_INTEGER &&
+                     reply->element[i]->integer == 2)
+                wlog(WLOG_DEBUG, "pool=%s task=%s attempt %u failed: attempt %u is due later",
+                     t->wp->name, t->id, t->attempt, t->attempt + 1);
             task_settled(t, 1);
         }
         free(b);
@@ -520,10 +535,63 @@ static void on_task_ended(sched *s, const char *id, ex_task *x)
 
 static void record_result(wtask *t, int ok, const char *out, size_t outlen, int dead);
 
+static void drop_delta(void *ud, const char *owner, const char *wgid, long long delta)
+{
+    (void)ud;
+    (void)owner;
+    (void)wgid;
+    (void)delta;
+}
+
+/* A failed attempt with attempts left: queues its "retry" entry for the
+ * completion script (the next attempt's envelope, due after the backoff)
+ * instead of an outcome. Returns 0, or -1 when it is recorded as it is (no
+ * attempt left, past its deadline, out of memory). */
+static int retry_outcome(wtask *t)
+{
+    if (!t->next_env || t->w->closed)
+        return -1;
+    uint64_t due = unix_ms() + retry_delay_ms(&t->policy, t->attempt + 1, (uint32_t)random());
+    if (t->deadline_ms && due >= t->deadline_ms)
+        return -1; /* it would not start: its failure is the outcome */
+    t->argv = calloc(7, sizeof *t->argv);
+    t->argvlen = calloc(7, sizeof *t->argvlen);
+    char num[24];
+    snprintf(num, sizeof num, "%" PRIu64, due);
+    int fail = !t->argv || !t->argvlen;
+    if (!fail) {
+        fail |= add_arg(t, NULL, t->id, strlen(t->id));
+        fail |= add_arg(t, NULL, t->wp->name, strlen(t->wp->name));
+        fail |= add_arg(t, NULL, t->producer, strlen(t->producer));
+        fail |= add_arg(t, NULL, "retry", 5);
+        fail |= add_arg(t, NULL, t->next_env, t->next_envlen);
+        fail |= add_arg(t, NULL, num, strlen(num));
+        fail |= add_arg(t, NULL, "0", 1);
+    }
+    if (fail) {
+        for (int i = 0; i < t->argc; i++)
+            free(t->argv[i]);
+        free(t->argv);
+        free(t->argvlen);
+        t->argv = NULL;
+        t->argvlen = NULL;
+        t->argc = 0;
+        return -1;
+    }
+    /* the failed attempt's WaitGroup changes go with it: the next attempt
+     * makes its own */
+    fleet_task_wgs_drain(&t->wgs, drop_delta, NULL);
+    ex_task_release(&t->run);
+    queue_completion(t);
+    return 0;
+}
+
 /* Builds the task's completion record (outcome and WaitGroup changes) and
  * queues it for the completion script. ok: 1, 0, or -1 (the VM is gone). */
 static void record_outcome(wtask *t, int ok)
 {
+    if (ok == 0 && retry_outcome(t) == 0)
+        return;
     record_result(t, ok, t->run.out, t->run.outlen, 0);
 }
 
@@ -918,6 +986,28 @@ static void on_message(void *ud, const kuv_message *m)
     t->run.submitted_ms = e.submitted_at_ms;
     t->run.timeout_ms = e.timeout_ms;
     t->run.memory = e.memory && e.memory <= SIZE_MAX ? (size_t)e.memory : EX_MEMORY_DEFAULT;
+    t->deadline_ms = e.deadline_ms;
+    if (e.retries >= e.attempt && t->env) {
+        /* attempts left: the next one's envelope, made while e is valid */
+        t->policy.retries = e.retries;
+        t->policy.initial_ms = e.backoff_initial_ms;
+        t->policy.max_ms = e.backoff_max_ms;
+        t->policy.jitter = e.backoff_jitter > 1000 ? 1000 : e.backoff_jitter;
+        e.attempt++;
+        envelope_buf nb;
+        envelope_buf_init(&nb, NULL, 0);
+        if (envelope_task_encode(&e, &lim, &nb, why, sizeof why) == 0 &&
+            (t->next_env = malloc(nb.len)) != NULL) {
+            memcpy(t->next_env, nb.data, nb.len);
+            t->next_envlen = nb.len;
+        } else {
+            wlog(WLOG_WARN,
+                 "pool=%s task=%s: its next attempt cannot be prepared (%s); a "
+                 "failure is its outcome",
+                 p->name, e.id, t->next_env ? why : "out of memory");
+        }
+        envelope_buf_free(&nb);
+    }
     if (!t->env) {
         wlog(WLOG_ERROR, "pool=%s task=%s: out of memory", p->name, e.id);
         task_settled(t, 0);
@@ -1092,9 +1182,12 @@ worker *worker_start(sched *s, const config *cfg, char *err, size_t errlen)
     w->complete_script = redis_uv_script(w->r, FLEET_COMPLETE_LUA, strlen(FLEET_COMPLETE_LUA));
     w->dv = deliveries_new(s->loop, &ro, cfg);
     w->dl = deadletters_new(s->loop, w->r, cfg);
-    if (!w->dv || !w->dl || config_check_dead_topic(cfg, err, errlen) != 0) {
-        if (!w->dv || !w->dl)
+    w->rq = retries_new(s->loop, w->r, cfg);
+    if (!w->dv || !w->dl || !w->rq || config_check_dead_topic(cfg, err, errlen) != 0) {
+        if (!w->dv || !w->dl || !w->rq)
             snprintf(err, errlen, "out of memory");
+        if (w->rq)
+            retries_close(w->rq);
         if (w->dv)
             deliveries_close(w->dv);
         if (w->dl)
@@ -1128,6 +1221,7 @@ worker *worker_start(sched *s, const config *cfg, char *err, size_t errlen)
     if (!w->c) {
         deliveries_close(w->dv);
         deadletters_close(w->dl);
+        retries_close(w->rq);
         redis_uv_close(w->r, NULL, NULL);
         free(w);
         return NULL;
@@ -1162,6 +1256,7 @@ worker *worker_start(sched *s, const config *cfg, char *err, size_t errlen)
         kuv_consumer_close(w->c);
         deliveries_close(w->dv);
         deadletters_close(w->dl);
+        retries_close(w->rq);
         redis_uv_close(w->r, NULL, NULL);
         free(w);
         return NULL;
@@ -1227,6 +1322,7 @@ static void finish_stop(worker *w)
     drop_queued(w);
     deliveries_close(w->dv);
     deadletters_close(w->dl);
+    retries_close(w->rq);
     redis_uv_close(w->r, NULL, NULL);
     w->nclosing = 4;
     uv_close((uv_handle_t *)&w->ping_timer, on_worker_closed);

@@ -12,7 +12,8 @@
 **                             worker process (max_deliveries, timeout and
 **                             memory reach workers in each task's envelope)
 **   mutirao:pool:NAME:stats   hash: submitted, completed, failed,
-**                             dead_lettered (of the failed)
+**                             dead_lettered (of the failed), retried
+**                             (attempts that raised and were run again)
 **   mutirao:pool:NAME:active  hash: worker id -> "COUNT MS" (tasks running on
 **                             that worker, Unix ms of the report); reports
 **                             older than FLEET_ACTIVE_STALE_MS are ignored
@@ -43,6 +44,11 @@
 **                             awaited) so a late re-delivery of the task is
 **                             still known as done
 **   mutirao:done:P            list of notifications for producer P
+**   mutirao:retries           sorted set of the attempts due again (pools with
+**                             `retries`), every pool's: member "ID ENVELOPE"
+**                             (the task envelope of the next attempt), score
+**                             the Unix ms it is due (or, once a worker claimed
+**                             it, when its lease of FLEET_RETRY_LEASE_MS ends)
 ** Retention (docs/ARCHITECTURE.md, "What Redis keeps"): await deletes the
 ** task's keys (fleet_task_keys) once it read the outcome; an outcome
 ** nobody awaits keeps result.ttl_s; the seen bitmaps live result.ttl_s
@@ -73,6 +79,9 @@
 #define FLEET_POOL_CLOSED_TTL_S 3600 /* pool keys, after a pool_close */
 #define FLEET_SEEN_SHARD 4096        /* task sequence numbers per seen bitmap (512 bytes) */
 #define FLEET_TASK_KEYS 5            /* per-task keys besides the seen bit: fleet_task_keys */
+#define FLEET_RETRIES_KEY "mutirao:retries"
+#define FLEET_RETRY_LEASE_MS 30000 /* a claimed retry is claimed again after this */
+#define FLEET_RETRY_CLAIM_MAX 100  /* retries claimed per call */
 
 /*
 ** Lua shared by the scripts: seen(id) returns the seen bitmap's key and bit
@@ -213,6 +222,12 @@
 ** outcome kept by reference (mutirao:task:ID:out, same TTL; "" for none),
 ** W (the count of WaitGroup changes), then W pairs (owner producer, 'W'
 ** element).
+** A failed attempt with attempts left has the status "retry" instead, the
+** next attempt's envelope for the record and its due Unix ms for the
+** outcome by reference, and W = 0: unless the task is done, the envelope
+** joins mutirao:retries ("ID ENVELOPE", score due; counted once in the
+** pool's retried), the delivery record goes (that attempt ended), and
+** nothing is recorded or pushed; its element of the reply is 2.
 ** Per task: unless its seen bit is set, SET mutirao:task:ID NX; only when
 ** it was set, the seen bit is set, the marker and the delivery record go,
 ** the pool's counter grows, the 'W' elements (each with NUL + "TASKID N"
@@ -233,6 +248,17 @@
     "  local id, pool, prod, st, rec = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3], ARGV[i+4]\n"      \
     "  local blob, nw = ARGV[i+5], tonumber(ARGV[i+6])\n"                                          \
     "  local k, sk, sb = 'mutirao:task:' .. id, seen(id)\n"                                        \
+    "  if st == 'retry' then\n"                                                                    \
+    "    if not done(id) then\n"                                                                   \
+    "      if redis.call('ZADD', '" FLEET_RETRIES_KEY                                              \
+    "', 'NX', blob, id .. ' ' .. rec) == 1 then\n"                                                 \
+    "        redis.call('HINCRBY', 'mutirao:pool:' .. pool .. ':stats', 'retried', 1)\n"           \
+    "        pools[pool] = true\n"                                                                 \
+    "      end\n"                                                                                  \
+    "      redis.call('DEL', 'mutirao:delivery:' .. id)\n"                                         \
+    "    end\n"                                                                                    \
+    "    out[#out+1] = 2\n"                                                                        \
+    "  else\n"                                                                                     \
     "  local ok = false\n"                                                                         \
     "  if not sk or redis.call('GETBIT', sk, sb) == 0 then\n"                                      \
     "    if ttl > 0 then ok = redis.call('SET', k, rec, 'NX', 'EX', ttl)\n"                        \
@@ -263,11 +289,36 @@
     "  else\n"                                                                                     \
     "    out[#out+1] = 0\n"                                                                        \
     "  end\n"                                                                                      \
+    "  end\n"                                                                                      \
     "  i = i + 7 + 2 * nw\n"                                                                       \
     "end\n"                                                                                        \
     "for l in pairs(touched) do redis.call('EXPIRE', l, nttl) end\n"                               \
     "for p in pairs(pools) do\n"                                                                   \
     "  redis.call('EXPIRE', 'mutirao:pool:' .. p .. ':stats', POOL_IDLE_TTL)\n"                    \
+    "end\n"                                                                                        \
+    "return out\n"
+
+/*
+** A worker's poll of mutirao:retries. ARGV: now (Unix ms), lease (ms), the
+** most to claim. Members due (score <= now) are claimed: their score
+** becomes now + lease (another worker claims them once it passed: the
+** claimer died); those whose task is done meanwhile go. Returns the claimed
+** members ("ID ENVELOPE"); the worker produces each envelope to its pool's
+** topic and ZREMs the member once Kafka has it.
+*/
+#define FLEET_RETRY_CLAIM_LUA                                                                      \
+    FLEET_SEEN_LUA                                                                                 \
+    "local now, lease, max = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])\n"            \
+    "local k = '" FLEET_RETRIES_KEY "'\n"                                                          \
+    "local due = redis.call('ZRANGEBYSCORE', k, '-inf', now, 'LIMIT', 0, max)\n"                   \
+    "local out = {}\n"                                                                             \
+    "for _, m in ipairs(due) do\n"                                                                 \
+    "  local id = string.match(m, '^(%S+) ')\n"                                                    \
+    "  if not id or done(id) then redis.call('ZREM', k, m)\n"                                      \
+    "  else\n"                                                                                     \
+    "    redis.call('ZADD', k, 'XX', now + lease, m)\n"                                            \
+    "    out[#out+1] = m\n"                                                                        \
+    "  end\n"                                                                                      \
     "end\n"                                                                                        \
     "return out\n"
 

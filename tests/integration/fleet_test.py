@@ -1741,6 +1741,136 @@ print(string.format("stats fleet_completed=%%d fleet_failed=%%d", s.fleet_comple
           (sum(int(x) for x in m), len(twice)))
 
 
+FLAKY_SRC = """
+-- fails its first `fails` attempts, counting every attempt in the file `path`
+local function flaky(path, fails, tag)
+  local f = io.open(path, "r")
+  local runs = f and tonumber(f:read("a")) or 0
+  if f then f:close() end
+  runs = runs + 1
+  f = assert(io.open(path, "w"))
+  f:write(tostring(runs))
+  f:close()
+  if runs <= fails then error(tag .. ": attempt " .. runs .. " failed", 0) end
+  return tag .. " ok after " .. runs
+end
+"""
+
+
+def attempts_in(path):
+    with open(path) as f:
+        return int(f.read())
+
+
+def case_retries():
+    """A pool's retries on the fleet: a task that fails twice returns its
+    value on its third attempt, one that always fails gives its third
+    failure, the other tasks of the same partition are not held up while
+    those wait for their next attempt, and the retries are counted."""
+    pool = "retries" + UNIQ
+    w = Worker("retries", [pool])
+    w.wait_for(r"consuming")
+    paths = {k: os.path.join(TMP, "%s-%s.count" % (pool, k)) for k in ("once", "twice", "always")}
+    rc, out, err, _ = run_lua(FLAKY_SRC + """
+local g = require("goroutine")
+assert(g.pool_create(%(pool)r, { workers = 1, queue = 10, retries = 2,
+                                 backoff = { initial = 1500, max = 1500, jitter = 0 } }))
+local t0 = g.now()
+local once = assert(g.pool_submit(%(pool)r, flaky, %(once)r, 1, "once"))
+local twice = assert(g.pool_submit(%(pool)r, flaky, %(twice)r, 2, "twice"))
+local always = assert(g.pool_submit(%(pool)r, flaky, %(always)r, 99, "always"))
+local quick = {}
+for i = 1, 3 do quick[i] = assert(g.pool_submit(%(pool)r, function(x) return x * 2 end, i)) end
+for i = 1, 3 do print("quick:", g.await(quick[i])) end
+print(string.format("quick done %%.0f ms", g.now() - t0))
+print("once:", g.await(once))
+print(string.format("once done %%.0f ms", g.now() - t0))
+print("twice:", g.await(twice))
+print("always:", g.await(always))
+print(string.format("all done %%.0f ms", g.now() - t0))
+g.sleep(300)
+local s = assert(g.pool_stats(%(pool)r))
+print("stats", s.retries, s.fleet_retried, s.fleet_completed, s.fleet_failed, s.fleet_submitted)
+""" % dict(pool=pool, **paths), env={"MUTIRAO_TOPIC_PARTITIONS": "1"})
+    check(rc == 0, "retries on the fleet: %d\n%s%s" % (rc, out, err))
+    check(all("quick:\ttrue\t%d\n" % (2 * i) in out for i in (1, 2, 3)), "quick tasks:\n" + out)
+    check("once:\ttrue\tonce ok after 2\n" in out, "flaky once:\n" + out)
+    check("twice:\ttrue\ttwice ok after 3\n" in out, "flaky twice:\n" + out)
+    check("always:\tfalse\talways: attempt 3 failed" in out, "always failing:\n" + out)
+    check(attempts_in(paths["once"]) == 2 and attempts_in(paths["twice"]) == 3
+          and attempts_in(paths["always"]) == 3,
+          "attempts: %s" % {k: attempts_in(v) for k, v in paths.items()})
+    quick = int(re.search(r"quick done (\d+) ms", out).group(1))
+    once = int(re.search(r"once done (\d+) ms", out).group(1))
+    done = int(re.search(r"all done (\d+) ms", out).group(1))
+    # one slot, one partition: the quick tasks ran while the others waited
+    # for their second attempt (1.5 s after the first)
+    check(quick + 1000 < once, "the quick tasks waited for the retries: %d ms, the first "
+          "retried task %d ms" % (quick, once))
+    check(done >= 2900, "the third attempts came early: %d ms" % done)
+    check(done < 15000, "the retries took %d ms" % done)
+    check("stats\t2\t5\t5\t1\t6\n" in out, "counters (retries, fleet_retried, completed, "
+          "failed, submitted):\n" + out)
+    check(w.p.poll() is None, "the worker died")
+    check(w.stop() == 0, "worker exit status")
+    print("quick tasks done in %d ms, retried ones in %d ms" % (quick, done))
+
+
+def case_retries_sigkill():
+    """Attempts waiting for their retry outlive the worker that failed them:
+    killed with SIGKILL, another worker runs them when they are due."""
+    pool = "retrysk" + UNIQ
+    n = 5
+    a = Worker("retryskA", [pool])
+    a.wait_for(r"consuming")
+    paths = [os.path.join(TMP, "%s-%d.count" % (pool, i)) for i in range(n)]
+    src = FLAKY_SRC + """
+local g = require("goroutine")
+assert(g.pool_create(%(pool)r, { workers = 4, retries = 1,
+                                 backoff = { initial = 5000, jitter = 0 } }))
+local paths = { %(paths)s }
+local ids = {}
+for i, p in ipairs(paths) do ids[i] = assert(g.pool_submit(%(pool)r, flaky, p, 1, "t" .. i)) end
+io.stdout:write("submitted\\n") io.stdout:flush()
+for i = 1, #ids do print("result:", g.await(ids[i])) end
+local s = assert(g.pool_stats(%(pool)r))
+print("stats", s.fleet_retried, s.fleet_completed, s.fleet_failed)
+""" % {"pool": pool, "paths": ", ".join(repr(p) for p in paths)}
+    path = os.path.join(TMP, "retries_sigkill.lua")
+    with open(path, "w") as f:
+        f.write(src)
+    p = subprocess.Popen([os.path.join(BIN, "mutirao"), "run", "--fleet", path],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=ENV, cwd=TMP)
+    # every first attempt failed and its next one is in Redis: A dies
+    end = time.time() + 60
+    while time.time() < end and a.text().count("is due later") < n:
+        time.sleep(0.05)
+    check(a.text().count("is due later") == n, "first attempts not all failed in A")
+    # their offsets commit (every 100 ms): what is left is in Redis alone
+    time.sleep(0.5)
+    a.p.send_signal(signal.SIGKILL)
+    a.p.wait()
+    killed_at = time.time()
+    b = Worker("retryskB", [pool])
+    try:
+        out, err = p.communicate(timeout=90)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate()
+        fail("producer did not finish after the SIGKILL:\n%s\n%s" % (out, err))
+    took = time.time() - killed_at
+    check(p.returncode == 0, "producer: %d\n%s%s" % (p.returncode, out, err))
+    for i in range(n):
+        check("result:\ttrue\tt%d ok after 2\n" % (i + 1) in out, "task %d:\n%s" % (i + 1, out))
+        check(attempts_in(paths[i]) == 2, "task %d ran %d times" % (i + 1, attempts_in(paths[i])))
+    check("stats\t%d\t%d\t0\n" % (n, n) in out, "counters:\n" + out)
+    check(" attempt 2 received" in b.text(), "B did not run the second attempts")
+    check(took < 40, "the retries ran %.1f s after the kill" % took)
+    check(b.stop() == 0, "worker B exit status")
+    print("the pending retries ran in the other worker %.1f s after the SIGKILL" % took)
+
+
 CASES = {"examples": case_examples, "await_wg": case_await_wg, "two_workers": case_two_workers,
          "sigkill": case_sigkill, "errors": case_errors, "libmutirao": case_libmutirao,
          "two_clients": case_two_clients, "stock_lua": case_stock_lua,
@@ -1748,7 +1878,7 @@ CASES = {"examples": case_examples, "await_wg": case_await_wg, "two_workers": ca
          "semantics": case_semantics, "valgrind": case_valgrind, "poison": case_poison,
          "redelivered": case_redelivered, "newer_envelope": case_newer_envelope,
          "dlq": case_dlq, "revoked": case_revoked, "timeout": case_timeout, "deadline": case_deadline,
-         "memory": case_memory,
+         "memory": case_memory, "retries": case_retries, "retries_sigkill": case_retries_sigkill,
          "redis_restart_aof": case_redis_restart_aof,
          "redis_restart_nopersist": case_redis_restart_nopersist,
          "notify_dropped": case_notify_dropped, "notify_gone": case_notify_gone,
