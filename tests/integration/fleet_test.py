@@ -1811,6 +1811,15 @@ print("stats", s.retries, s.fleet_retried, s.fleet_completed, s.fleet_failed, s.
     check(done < 15000, "the retries took %d ms" % done)
     check("stats\t2\t5\t5\t1\t6\n" in out, "counters (retries, fleet_retried, completed, "
           "failed, submitted):\n" + out)
+    # another process submits to the pool: its retries come from Redis
+    adopted = os.path.join(TMP, "%s-adopted.count" % pool)
+    rc, out, err, _ = run_lua(FLAKY_SRC + """
+local g = require("goroutine")
+print("adopted:", g.await(g.pool_submit(%r, flaky, %r, 2, "adopted")))
+print("stats", g.pool_stats(%r).retries)
+""" % (pool, adopted, pool))
+    check(rc == 0 and "adopted:\ttrue\tadopted ok after 3\n" in out and "stats\t2\n" in out,
+          "adopted retries: %d\n%s%s" % (rc, out, err))
     check(w.p.poll() is None, "the worker died")
     check(w.stop() == 0, "worker exit status")
     print("quick tasks done in %d ms, retried ones in %d ms" % (quick, done))
