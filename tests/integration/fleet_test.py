@@ -1820,6 +1820,21 @@ print("stats", g.pool_stats(%r).retries)
 """ % (pool, adopted, pool))
     check(rc == 0 and "adopted:\ttrue\tadopted ok after 3\n" in out and "stats\t2\n" in out,
           "adopted retries: %d\n%s%s" % (rc, out, err))
+    # the result record names the attempt that produced it (not awaited:
+    # the record stays in Redis)
+    third = os.path.join(TMP, "%s-third.count" % pool)
+    rc, out, err, _ = run_lua(FLAKY_SRC + """
+local g = require("goroutine")
+local id = g.pool_submit(%r, flaky, %r, 2, "third")
+assert(g.pool_wait(%r))
+print("id", id)
+""" % (pool, third, pool))
+    m = re.search(r"^id\t(\S+)$", out, re.M)
+    check(rc == 0 and m, "not awaited: %d\n%s%s" % (rc, out, err))
+    rec = redis_cmd("GET", "mutirao:task:" + m.group(1))
+    check(rec and b"\xa7attempt\x03" in rec and b"\xa2ok\xc3" in rec,
+          "the result record of the third attempt: %r" % rec)
+    redis_cmd("DEL", "mutirao:task:" + m.group(1))
     check(w.p.poll() is None, "the worker died")
     check(w.stop() == 0, "worker exit status")
     print("quick tasks done in %d ms, retried ones in %d ms" % (quick, done))
