@@ -551,7 +551,7 @@ static int retry_outcome(wtask *t)
 {
     if (!t->next_env || t->w->closed)
         return -1;
-    uint64_t due = unix_ms() + retry_delay_ms(&t->policy, t->attempt + 1, (uint32_t)random());
+    uint64_t due = unix_ms() + retry_delay_ms(&t->policy, t->attempt + 1, retry_random());
     if (t->deadline_ms && due >= t->deadline_ms)
         return -1; /* it would not start: its failure is the outcome */
     t->argv = calloc(7, sizeof *t->argv);

@@ -11,6 +11,7 @@
 #include "envelope.h"
 #include "fleet_keys.h"
 #include "kafka_uv.h"
+#include "retry.h"
 #include "wlog.h"
 
 struct retries {
@@ -155,7 +156,7 @@ static void on_tick(uv_timer_t *h)
 static void rearm(retries *q)
 {
     unsigned spread = RETRIES_POLL_MS / 2;
-    unsigned ms = RETRIES_POLL_MS - spread / 2 + (unsigned)(random() % (spread + 1));
+    unsigned ms = RETRIES_POLL_MS - spread / 2 + (retry_random() % (spread + 1));
     uv_timer_start(&q->tick, on_tick, ms, 0);
 }
 

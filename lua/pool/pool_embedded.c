@@ -256,7 +256,7 @@ static int retry_later(sched *s, etask *t)
     eretry *r = malloc(sizeof *r);
     if (!r)
         return 0;
-    uint64_t ms = retry_delay_ms(rp, t->attempt + 1, (uint32_t)random());
+    uint64_t ms = retry_delay_ms(rp, t->attempt + 1, retry_random());
     uv_timer_init(s->loop, &r->timer);
     uv_unref((uv_handle_t *)&r->timer); /* the taskbook's hold keeps the loop */
     r->t = t;

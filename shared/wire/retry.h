@@ -2,7 +2,7 @@
 ** retry.h: a pool's retry policy (pool_create's `retries` and `backoff`)
 ** and the wait before a task's next attempt. Both backends use it: the
 ** embedded one on the submitter's loop, the fleet worker for its due-retry
-** set (docs/ARCHITECTURE.md, "Retries"). Pure functions: no I/O, no Lua.
+** set (docs/ARCHITECTURE.md, "Retries"). No I/O, no Lua.
 */
 #ifndef MUTIRAO_RETRY_H
 #define MUTIRAO_RETRY_H
@@ -29,5 +29,9 @@ void retry_default(pool_retry *r);
  * capped at max, then moved by a random fraction in [-jitter, +jitter]
  * (rnd: a uniform random 32-bit number). */
 uint64_t retry_delay_ms(const pool_retry *r, uint32_t next, uint32_t rnd);
+
+/* A random 32-bit number for the jitter: per thread, seeded from the time,
+ * the process and the thread, so processes spread apart. */
+uint32_t retry_random(void);
 
 #endif

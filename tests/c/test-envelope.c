@@ -11,6 +11,7 @@
 #include <msgpack.h>
 
 #include "envelope.h"
+#include "retry.h"
 #include "test.h"
 
 /* Asserts that rc is the error code want, printing both names and err. */
@@ -811,6 +812,43 @@ static int test_by_reference(void)
     return 0;
 }
 
+/* retry.h: initial * 2^(attempt - 1) before attempt + 1, capped at max,
+   moved by at most +- jitter; retry_random varies. */
+static int test_retry_delay(void)
+{
+    pool_retry r;
+    retry_default(&r);
+    ASSERT_EQ(r.retries, 0);
+    ASSERT_EQ(r.initial_ms, 100);
+    ASSERT_EQ(r.max_ms, 10000);
+    ASSERT_EQ(r.jitter, 200);
+    r.jitter = 0;
+    ASSERT(retry_delay_ms(&r, 2, 12345) == 100);
+    ASSERT(retry_delay_ms(&r, 3, 1) == 200);
+    ASSERT(retry_delay_ms(&r, 4, 1) == 400);
+    ASSERT(retry_delay_ms(&r, 9, 1) == 10000); /* 12800 capped */
+    ASSERT(retry_delay_ms(&r, 1000, 1) == 10000);
+    r.max_ms = 150;
+    ASSERT(retry_delay_ms(&r, 3, 1) == 150);
+    r.initial_ms = r.max_ms = 0;
+    ASSERT(retry_delay_ms(&r, 5, 1) == 0);
+    retry_default(&r);
+    uint64_t lo = UINT64_MAX, hi = 0;
+    for (int i = 0; i < 2000; i++) {
+        uint64_t d = retry_delay_ms(&r, 2, retry_random());
+        ASSERT(d >= 80 && d <= 120);
+        lo = d < lo ? d : lo;
+        hi = d > hi ? d : hi;
+    }
+    ASSERT(lo < 90 && hi > 110); /* spread over the range */
+    r.jitter = 1000;
+    for (uint32_t u = 0; u < 1000; u++) {
+        uint64_t d = retry_delay_ms(&r, 2, u * 2654435761u);
+        ASSERT(d <= 200);
+    }
+    return 0;
+}
+
 /* The optional retry fields: written only when set, read back; an
    envelope without them reads as "no retries". */
 static int test_optional_retries(void)
@@ -975,6 +1013,7 @@ static const test tests[] = {
     {"by_reference", test_by_reference},
     {"optional_limits", test_optional_limits},
     {"optional_retries", test_optional_retries},
+    {"retry_delay", test_retry_delay},
     {"strerror", test_strerror},
 };
 
