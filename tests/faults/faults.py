@@ -16,7 +16,8 @@ extra_runs: runs beyond one per task (at least once: a re-run is allowed,
 a lost or doubled outcome is not); recovery_s: from the fault until the
 last outcome of a task that was running when it hit, or until outcomes
 flowed again after a pause (over 1 s) a service restart caused,
-whichever is later.
+whichever is later; "-" when the run did not recover (a task lost, or
+the run did not end).
 
   faults.py --list            the scenario names
 Exit status 0 pass, 1 fail, 77 skipped (no redis-server or java, outside CI).
@@ -82,7 +83,17 @@ class Ctx:
         return self.sup
 
     def producer(self, kinds, **kw):
+        """Starts the producer; it submits once every worker has been
+        assigned partitions of the pool's topic."""
         self.prod = Producer(self, self.pool, kinds, **kw)
+        wait_for(lambda: "CREATED" in self.prod.lines() or self.prod.p.poll() is not None,
+                 60, "the producer's pool_create")
+        if self.prod.p.poll() is not None:
+            return self.prod          # it failed: finish() says how
+        for slot in self.sup.slots:
+            if not self.sup.wait_log(slot, r" assigned \d+ partition", 60):
+                raise Fail("worker %s: no partition of the pool assigned within 60 s" % slot)
+        self.prod.start()
         return self.prod
 
 
@@ -172,8 +183,10 @@ def finish(ctx, kinds, faults_ms, run_timeout, up_ms=None, opts=None, stats_extr
     took = time.monotonic() - prod.t0
     lost, wrong, doubled, extra, rec = figures(ctx, kinds, faults_ms, up_ms, opts)
     rec = max(rec, recovery_min)
-    print("faults: scenario=%s tasks=%d lost=%d extra_runs=%d recovery_s=%.1f" % (
-        ctx.name, len(kinds), len(lost) + len(wrong), extra, rec), flush=True)
+    recovered = ended and not lost and not wrong
+    print("faults: scenario=%s tasks=%d lost=%d extra_runs=%d recovery_s=%s" % (
+        ctx.name, len(kinds), len(lost) + len(wrong), extra,
+        "%.1f" % rec if recovered else "-"), flush=True)
     ctx.say("run %s after %.1f s" % ("ended" if ended else "killed", took))
     problems = list(ctx.problems)
     if not ended:
@@ -394,10 +407,15 @@ def scenario_poison_kill3(ctx):
     ctx.producer(kinds, opts="{workers = 8, queue = 1000}", ms=10)
     kills, faults = [], []
     end = time.monotonic() + 150
+    bound = 150
     while ctx.prod.p.poll() is None and time.monotonic() < end:
         runs = [r for r in ctx.prod.run_lines() if r[1] == "stuck"]
-        check(len(runs) <= 3, "the task its worker died under 3 times ran a 4th time (runs on "
-              "%s): not dead-lettered after max_deliveries = 3" % [r[2] for r in runs])
+        if len(runs) > 3:
+            ctx.soft(False, "the task its worker died under 3 times ran a 4th time (runs on "
+                     "%s): not dead-lettered after max_deliveries = 3" % [r[2] for r in runs])
+            # the others get 15 s more to complete
+            bound = time.monotonic() - ctx.prod.t0 + 15
+            break
         if len(runs) > len(kills):
             tag = runs[len(kills)][2]
             time.sleep(0.2)
@@ -407,7 +425,7 @@ def scenario_poison_kill3(ctx):
             kills.append(tag)
             ctx.say("SIGKILL %d to worker %s, running task %d" % (len(kills), tag, stuck))
         time.sleep(0.05)
-    finish(ctx, kinds, faults[:1], 150, stats_extra={"dead_lettered": 1})
+    finish(ctx, kinds, faults[:1], bound, stats_extra={"dead_lettered": 1})
 
 
 def scenario_poison_bytecode(ctx):

@@ -8,8 +8,10 @@ Files a run leaves in the scenario's state dir:
   runs.txt     one line per run of a task, written by the task when it
                starts: "I KIND TAG MS" (TAG names the worker incarnation,
                MS its monotonic clock, the same clock as time.monotonic())
-  out.txt      the producer's: "R I OK MS VALUE" per outcome, "S key=value"
-               for pool_stats, "SUBMITTED MS", "DONE"
+  out.txt      the producer's: "CREATED" (the pool; it then waits for the
+               file go), "START MS", "R I OK MS VALUE" per outcome,
+               "SUBMITTED MS", "WG COUNT", "S key=value" per pool_stats
+               field, "DONE"
 """
 import os
 import re
@@ -50,6 +52,13 @@ local function job(i, kind, ms, runs)
     if ms > 0 then g.sleep(ms) end
     wg:done()
     return i * 2
+end
+-- submit once the harness says the workers have their partitions
+emit("CREATED")
+while true do
+    local f = io.open(GO, "r")
+    if f then f:close() break end
+    g.sleep(50)
 end
 emit(string.format("START %.1f", g.now()))
 local n, got, awaiting = 0, 0, 0
@@ -236,12 +245,16 @@ class Producer:
         self.out = os.path.join(ctx.state, "out.txt")
         self.runs = os.path.join(ctx.state, "runs.txt")
         self.log = os.path.join(ctx.state, "producer.log")
+        self.go = os.path.join(ctx.state, "go")
         for f in (self.out, self.runs):
             open(f, "w").close()
+        if os.path.exists(self.go):
+            os.unlink(self.go)
         script = os.path.join(ctx.state, "producer.lua")
         with open(script, "w") as f:
-            f.write("POOL = %s\nOPTS = %s\nMS = %d\nPACE = %d\nRUNS = %s\nOUT = %s\n" % (
-                lua_str(pool), opts, ms, pace, lua_str(self.runs), lua_str(self.out)))
+            f.write("POOL = %s\nOPTS = %s\nMS = %d\nPACE = %d\nRUNS = %s\nOUT = %s\nGO = %s\n" % (
+                lua_str(pool), opts, ms, pace, lua_str(self.runs), lua_str(self.out),
+                lua_str(self.go)))
             f.write("KINDS = {%s}\n" % ",".join(lua_str(k) for k in kinds))
             f.write(PRODUCER)
         e = dict(ctx.env)
@@ -249,6 +262,10 @@ class Producer:
         self.p = spawn([os.path.join(ctx.bin, "mutirao"), "run", "--fleet", script], self.log,
                        ctx.reaper, "mutirao", env=e, cwd=ctx.state)
         self.t0 = time.monotonic()
+
+    def start(self):
+        """Let the producer submit (it waits after pool_create)."""
+        open(self.go, "w").close()
 
     def lines(self):
         with open(self.out, errors="replace") as f:
