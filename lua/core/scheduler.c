@@ -697,6 +697,11 @@ void sched_block(lua_State *L, sched *s, glist *wl, uint64_t due)
         gl_push(wl, &self);
     if (due)
         timer_add(s, &self.timer, due, on_sleep_due);
+    /* ready goroutines first, as when a goroutine waits: uv_run would run
+     * due timers before them (timeout(0, fn) would cancel fn before it
+     * started in the main chunk only) */
+    if (!glist_empty(&s->runq))
+        sched_drain(s);
     while (!(self.flags & GF_WOKEN)) {
         int alive = uv_run(s->loop, UV_RUN_ONCE);
         if (!alive && !(self.flags & GF_WOKEN)) {

@@ -129,22 +129,24 @@ static const char *check_name(lua_State *L, int arg)
 static int l_pool_create(lua_State *L)
 {
     const char *name = check_name(L, 1);
-    pool_opts o = {.workers = 4, .queue = 8, .block = 1};
+    pool_opts o = {.workers = 4, .queue = 8, .block = 1, .max_deliveries = 3};
     if (!lua_isnoneornil(L, 2)) {
         luaL_checktype(L, 2, LUA_TTABLE);
         /* a misspelt option would silently mean its default */
         lua_pushnil(L);
         while (lua_next(L, 2)) {
             const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
-            if (!k || (strcmp(k, "workers") && strcmp(k, "queue") && strcmp(k, "block")))
+            if (!k || (strcmp(k, "workers") && strcmp(k, "queue") && strcmp(k, "block") &&
+                       strcmp(k, "max_deliveries")))
                 return luaL_error(L,
                                   "bad option '%s' to 'pool_create' (unknown option; expected "
-                                  "workers, queue or block)",
+                                  "workers, queue, block or max_deliveries)",
                                   k ? k : luaL_typename(L, -2));
             lua_pop(L, 1);
         }
         o.workers = opt_int_field(L, 2, "workers", 4, 1);
         o.queue = opt_int_field(L, 2, "queue", o.workers * 2, 0);
+        o.max_deliveries = opt_int_field(L, 2, "max_deliveries", 3, 1);
         int bt = lua_getfield(L, 2, "block");
         if (bt == LUA_TBOOLEAN)
             o.block = lua_toboolean(L, -1);

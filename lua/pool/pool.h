@@ -16,9 +16,11 @@
 #include "scheduler.h"
 
 typedef struct pool_opts {
-    int workers; /* tasks running at once */
-    int queue;   /* tasks waiting */
-    int block;   /* a submit to a full queue waits (else fails) */
+    int workers;        /* tasks running at once */
+    int queue;          /* tasks waiting */
+    int block;          /* a submit to a full queue waits (else fails) */
+    int max_deliveries; /* fleet: deliveries of a task whose worker never recorded an
+                           outcome before it is dead-lettered (embedded: unused) */
 } pool_opts;
 
 /* Each function runs as the body of the Lua function of the same name and

@@ -172,7 +172,7 @@ static void etask_orphan(tb_task *tb)
     (void)tb;
 }
 
-static const tb_ops etask_ops = {"pool", etask_free, etask_orphan, NULL};
+static const tb_ops etask_ops = {"pool", etask_free, etask_orphan, NULL, NULL};
 
 /* The task ended (on the submitter's thread; s is NULL when its VM is gone). */
 static void on_task_done(sched *s, ex_task *x)

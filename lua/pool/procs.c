@@ -1,5 +1,7 @@
 /* procs.c: VM threads for pool tasks (see procs.h). */
 #include "procs.h"
+
+#include "envopt.h"
 #include "rtlog.h"
 
 #include <errno.h>
@@ -107,14 +109,9 @@ int procs_start(void)
         pthread_mutex_unlock(&procs_mu);
         return n;
     }
-    const char *env = getenv("MUTIRAO_PROCS");
-    n = env ? atoi(env) : 0;
-    if (n <= 0)
-        n = (int)sysconf(_SC_NPROCESSORS_ONLN);
-    if (n <= 0)
-        n = 1;
-    if (n > 256)
-        n = 256;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    cores = cores < 1 ? 1 : cores > 256 ? 256 : cores;
+    n = (int)envopt_int("MUTIRAO_PROCS", 1, 256, cores);
     proc *v = calloc((size_t)n, sizeof *v);
     if (!v) {
         pthread_mutex_unlock(&procs_mu);

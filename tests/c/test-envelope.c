@@ -660,6 +660,111 @@ static int test_corruption(void)
     return 0;
 }
 
+/* max_deliveries: optional; written only when set, read when present, a
+   record without it (an older writer) is accepted with 0; 0 or a non-integer
+   given explicitly is refused. */
+static int test_max_deliveries(void)
+{
+    envelope_task t = sample_task(), d;
+    envelope_buf b;
+    char err[256] = "";
+    envelope_buf_init(&b, NULL, 0);
+    ASSERT_EQ(envelope_task_encode(&t, NULL, &b, err, sizeof err), 0);
+    ASSERT_EQ((unsigned char)b.data[4], 0x87); /* absent: 7 fields, as version 1 always wrote */
+    ASSERT_EQ(envelope_task_decode(b.data, b.len, NULL, &d, err, sizeof err), 0);
+    ASSERT_EQ(d.max_deliveries, 0);
+    t.max_deliveries = 5;
+    ASSERT_EQ(envelope_task_encode(&t, NULL, &b, err, sizeof err), 0);
+    ASSERT_EQ((unsigned char)b.data[4], 0x88);
+    ASSERT_EQ(envelope_task_decode(b.data, b.len, NULL, &d, err, sizeof err), 0);
+    ASSERT_EQ(d.max_deliveries, 5);
+    ASSERT_STR_EQ(d.id, t.id);
+    envelope_buf_free(&b);
+
+    craft c;
+    craft_task(&c, "", 1);
+    craft_uint(&c, "max_deliveries", 0);
+    ASSERT_EQ(craft_decode(&c, &d, err, sizeof err), ENVELOPE_ERANGE);
+    ASSERT(strstr(err, "max_deliveries") != NULL);
+    craft_task(&c, "", 1);
+    craft_str(&c, "max_deliveries", "3");
+    ASSERT_EQ(craft_decode(&c, &d, err, sizeof err), ENVELOPE_ETYPE);
+    craft_task(&c, "", 1);
+    craft_uint(&c, "max_deliveries", 7);
+    ASSERT_EQ(craft_decode(&c, &d, err, sizeof err), 0);
+    ASSERT_EQ(d.max_deliveries, 7);
+    return 0;
+}
+
+/* ref_len/ref_sum: a payload kept by reference. Round trip on both records;
+   an inline payload beside a reference, a checksum without a length, or a
+   length over max_ref are refused by the encoder and the decoder alike. */
+static int test_by_reference(void)
+{
+    envelope_task t = sample_task(), d;
+    envelope_result r = sample_result(), dr;
+    envelope_buf b;
+    char err[256] = "";
+    envelope_buf_init(&b, NULL, 0);
+    const char blob[] = "a payload kept in Redis";
+    t.payload = "";
+    t.payload_len = 0;
+    t.ref_len = sizeof blob;
+    t.ref_sum = envelope_ref_sum(blob, sizeof blob);
+    ASSERT_EQ(envelope_task_encode(&t, NULL, &b, err, sizeof err), 0);
+    ASSERT_EQ(envelope_task_decode(b.data, b.len, NULL, &d, err, sizeof err), 0);
+    ASSERT_EQ(d.ref_len, sizeof blob);
+    ASSERT_EQ(d.ref_sum, envelope_ref_sum(blob, sizeof blob));
+    ASSERT_EQ(d.payload_len, 0);
+    r.payload = "";
+    r.payload_len = 0;
+    r.ref_len = 3000000;
+    r.ref_sum = 42;
+    ASSERT_EQ(envelope_result_encode(&r, NULL, &b, err, sizeof err), 0);
+    ASSERT_EQ(envelope_result_decode(b.data, b.len, NULL, &dr, err, sizeof err), 0);
+    ASSERT_EQ(dr.ref_len, 3000000);
+    ASSERT_EQ(dr.ref_sum, 42);
+    /* the checksum sees every byte */
+    ASSERT(envelope_ref_sum("ab", 2) != envelope_ref_sum("ba", 2));
+    ASSERT(envelope_ref_sum("a", 1) != envelope_ref_sum("a\0", 2));
+    /* refused on encode */
+    envelope_task bad = sample_task();
+    bad.ref_len = 10;
+    ASSERT_EQ(envelope_task_encode(&bad, NULL, &b, err, sizeof err), ENVELOPE_EMALFORMED);
+    bad = sample_task();
+    bad.payload_len = 0;
+    bad.ref_sum = 7;
+    ASSERT_EQ(envelope_task_encode(&bad, NULL, &b, err, sizeof err), ENVELOPE_EMALFORMED);
+    envelope_limits lim;
+    envelope_limits_default(&lim);
+    lim.max_ref = 100;
+    t.ref_len = 101;
+    ASSERT_EQ(envelope_task_encode(&t, &lim, &b, err, sizeof err), ENVELOPE_ETOOBIG);
+    ASSERT(strstr(err, "ref_len") != NULL);
+    envelope_buf_free(&b);
+    /* refused on decode (the crafted payload is 5 bytes unless replaced) */
+    craft c;
+    craft_task(&c, "payload", 2);
+    craft_bin(&c, "payload", "", 0);
+    craft_uint(&c, "ref_sum", 9);
+    ASSERT_EQ(craft_decode(&c, &d, err, sizeof err), ENVELOPE_EMALFORMED);
+    craft_task(&c, "", 1);
+    craft_uint(&c, "ref_len", 5);
+    ASSERT_EQ(craft_decode(&c, &d, err, sizeof err), ENVELOPE_EMALFORMED);
+    ASSERT(strstr(err, "both inline") != NULL);
+    craft_task(&c, "payload", 2);
+    craft_bin(&c, "payload", "", 0);
+    craft_uint(&c, "ref_len", (uint64_t)ENVELOPE_PAYLOAD_MAX_DEFAULT + 1);
+    ASSERT_EQ(craft_decode(&c, &d, err, sizeof err), ENVELOPE_ETOOBIG);
+    craft_task(&c, "payload", 3);
+    craft_bin(&c, "payload", "", 0);
+    craft_uint(&c, "ref_len", 5);
+    craft_uint(&c, "ref_sum", 9);
+    ASSERT_EQ(craft_decode(&c, &d, err, sizeof err), 0);
+    ASSERT_EQ(d.ref_len, 5);
+    return 0;
+}
+
 static int test_strerror(void)
 {
 #define CHECK_XX(name, value, msg)                                                                 \
@@ -687,6 +792,8 @@ static const test tests[] = {
     {"oversize", test_oversize},
     {"bad_names", test_bad_names},
     {"corruption", test_corruption},
+    {"max_deliveries", test_max_deliveries},
+    {"by_reference", test_by_reference},
     {"strerror", test_strerror},
 };
 
