@@ -295,15 +295,16 @@ def scenario_sigterm(ctx):
 # c. and d.: a service restarted mid-run
 
 def scenario_redis_restart(ctx):
-    """redis-server with AOF (appendfsync always) restarted mid-run, twice:
-    killed (SIGKILL) and back 2 s later, then stopped (SIGTERM) and started
-    at once."""
+    """redis-server with AOF (appendfsync always) restarted mid-run, four
+    times: killed (SIGKILL) and back 1 s later, three times, then stopped
+    (SIGTERM) and started at once."""
     ctx.services(aof=True)
     ctx.workers()
-    kinds = ["ok"] * 6000
-    ctx.producer(kinds, opts="{workers = 8, queue = 6000}", ms=20)
+    kinds = ["ok"] * 8000
+    ctx.producer(kinds, opts="{workers = 8, queue = 8000}", ms=20)
     faults, ups = [], []
-    for at, sig, down in ((1500, signal.SIGKILL, 2.0), (4000, signal.SIGTERM, 0)):
+    for at, sig, down in ((1000, signal.SIGKILL, 1.0), (2500, signal.SIGKILL, 1.0),
+                          (4000, signal.SIGKILL, 1.0), (5500, signal.SIGTERM, 0)):
         wait_for(lambda: len(ctx.prod.run_lines()) >= at, 90, "%d task runs" % at)
         check(len(ctx.prod.outcomes()) < len(kinds), "every task ended before the restart")
         faults.append(now_ms())
@@ -317,10 +318,12 @@ def scenario_redis_restart(ctx):
     finish(ctx, kinds, faults, 90, up_ms=ups)
 
 
-def restart_kafka(ctx):
+def restart_kafka(ctx, down=0.0):
     fault = now_ms()
     ctx.kafka.stop_broker()
-    ctx.say("kafka stopped (SIGTERM) in %.1f s; starting it again" % ((now_ms() - fault) / 1000))
+    ctx.say("kafka stopped (SIGTERM) in %.1f s; starting it again%s" % (
+        (now_ms() - fault) / 1000, " in %.0f s" % down if down else ""))
+    time.sleep(down)
     ctx.kafka.start_broker()
     up = now_ms()
     ctx.say("kafka back after %.1f s" % ((up - fault) / 1000))
@@ -329,7 +332,8 @@ def restart_kafka(ctx):
 
 def scenario_kafka_submit(ctx):
     """Kafka broker restarted while the producer is submitting (300 tasks/s
-    for 10 s)."""
+    for 10 s), down for 5 s more than the restart takes (12 to 15 s in
+    all: a slow restart, longer than op.timeout_ms)."""
     ctx.services()
     ctx.workers()
     kinds = ["ok"] * 3000
@@ -337,7 +341,7 @@ def scenario_kafka_submit(ctx):
     start = wait_for(lambda: ctx.prod.marker("START"), 60, "the producer's start")
     wait_for(lambda: now_ms() > start + 3000, 10, "3 s of submits")
     check(ctx.prod.marker("SUBMITTED") is None, "all submitted before the restart")
-    fault, up = restart_kafka(ctx)
+    fault, up = restart_kafka(ctx, down=5.0)
     finish(ctx, kinds, [fault], 120, up_ms=[up])
 
 
