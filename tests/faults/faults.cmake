@@ -12,6 +12,9 @@ endif()
 # faults-poison: corrupt-bytecode task envelopes straight to a pool's topic
 add_executable(faults-poison ${CMAKE_CURRENT_LIST_DIR}/poison.c)
 target_link_libraries(faults-poison PRIVATE mutirao_shared PkgConfig::LUA PkgConfig::RDKAFKA)
+# faults-topic-count: the messages a topic holds (sum of high watermarks)
+add_executable(faults-topic-count ${CMAKE_CURRENT_LIST_DIR}/topic_count.c)
+target_link_libraries(faults-topic-count PRIVATE PkgConfig::RDKAFKA)
 
 # The scenarios that pass today. The others wait for a feature (see
 # docs/faults.md); registering one is adding its name here:

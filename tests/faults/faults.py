@@ -345,6 +345,12 @@ def scenario_kafka_submit(ctx):
     finish(ctx, kinds, [fault], 120, up_ms=[up])
 
 
+def topic_count(ctx):
+    r = subprocess.run([os.path.join(ctx.bin, "faults-topic-count"), ctx.kafka.brokers,
+                        "mutirao.pool." + ctx.pool], capture_output=True, text=True, timeout=30)
+    return int(r.stdout) if r.returncode == 0 and r.stdout.strip().isdigit() else 0
+
+
 def scenario_kafka_consume(ctx):
     """Kafka broker restarted while the workers consume (every task already
     submitted; more than the workers fetch ahead, so they must fetch again
@@ -354,6 +360,8 @@ def scenario_kafka_consume(ctx):
     kinds = ["ok"] * 12000
     ctx.producer(kinds, opts="{workers = 8, queue = 12000}", ms=10)
     wait_for(lambda: ctx.prod.marker("SUBMITTED"), 60, "the submits")
+    # every task in Kafka (pool_submit returns before Kafka has it)
+    wait_for(lambda: topic_count(ctx) >= len(kinds), 60, "%d tasks in the topic" % len(kinds))
     wait_for(lambda: len(ctx.prod.run_lines()) >= 1000, 60, "1000 task runs")
     check(len(ctx.prod.outcomes()) < len(kinds), "every task ended before the restart")
     fault, up = restart_kafka(ctx)
