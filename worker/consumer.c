@@ -879,6 +879,11 @@ static void on_message(void *ud, const kuv_message *m)
     t->run.done = on_task_done;
     t->run.ended = on_task_ended;
     t->run.decode_ctx = &t->wgs.tc;
+    /* its limits travel in the envelope: no Redis read here */
+    t->run.deadline_ms = e.deadline_ms;
+    t->run.submitted_ms = e.submitted_at_ms;
+    t->run.timeout_ms = e.timeout_ms;
+    t->run.memory = e.memory && e.memory <= SIZE_MAX ? (size_t)e.memory : EX_MEMORY_DEFAULT;
     if (!t->env) {
         wlog(WLOG_ERROR, "pool=%s task=%s: out of memory", p->name, e.id);
         task_settled(t, 0);

@@ -27,6 +27,7 @@
 
 #include "codec.h"
 #include "envelope.h"
+#include "executor.h"
 #include "fleet_keys.h"
 #include "fleet_wg.h"
 #include "kafka_uv.h"
@@ -61,8 +62,10 @@ struct fpool {
     char name[ENVELOPE_POOL_MAX + 1];
     char topic[CONFIG_TOPIC_MAX + 1];
     int workers, qcap, block, closed;
-    int max_deliveries;                               /* carried by each task's envelope */
-    long outstanding;                                 /* this VM's tasks not finished */
+    int max_deliveries;  /* carried by each task's envelope */
+    uint32_t timeout_ms; /* each task's time limit, 0: none (in every envelope) */
+    size_t memory;       /* each task's memory limit (in every envelope) */
+    long outstanding;    /* this VM's tasks not finished */
     long long submitted, completed, failed, rejected; /* this VM's tasks */
     long long dead_lettered;                          /* of the failed: dead letters */
     glist room, idle;
@@ -341,7 +344,7 @@ static fpool *pool_get(fvm *v, const char *name)
 
 /* Records a pool in this VM (name already checked). Raises when out of memory. */
 static fpool *pool_add(lua_State *L, fvm *v, const char *name, int workers, int qcap, int block,
-                       int max_deliveries)
+                       int max_deliveries, uint32_t timeout_ms, size_t memory)
 {
     fpool *p = calloc(1, sizeof *p);
     if (!p)
@@ -352,6 +355,8 @@ static fpool *pool_add(lua_State *L, fvm *v, const char *name, int workers, int 
     p->qcap = qcap;
     p->block = block;
     p->max_deliveries = max_deliveries;
+    p->timeout_ms = timeout_ms;
+    p->memory = memory;
     glist_init(&p->room);
     glist_init(&p->idle);
     p->next = v->pools;
@@ -379,6 +384,8 @@ typedef struct fop {
     unsigned interval_ms;
     fpool *p;
     int workers, qcap, block, max_deliveries;
+    uint32_t timeout_ms;
+    size_t memory;
     char name[ENVELOPE_POOL_MAX + 1];
     void *task; /* a submit's task while its payload is stored (freed with op) */
 } fop;
@@ -755,13 +762,18 @@ static int create_k(lua_State *L, int status, lua_KContext ctx)
     if (op->stage == 0) {
         /* the topic exists: record the options for the workers */
         op->stage = 1;
-        char key[FLEET_KEY_MAX], w[16], q[16], md[16];
+        char key[FLEET_KEY_MAX], w[16], q[16], md[16], tm[16], mem[24];
         fleet_key_pool(key, op->name);
         snprintf(w, sizeof w, "%d", op->workers);
         snprintf(q, sizeof q, "%d", op->qcap);
         snprintf(md, sizeof md, "%d", op->max_deliveries);
-        if (fop_send(op, v->r, on_reply, "HSET %s workers %s queue %s block %s max_deliveries %s",
-                     key, w, q, op->block ? "1" : "0", md) != 0)
+        snprintf(tm, sizeof tm, "%" PRIu32, op->timeout_ms);
+        snprintf(mem, sizeof mem, "%zu", op->memory);
+        /* every field, timeout 0 included: a pool created again without a
+         * timeout must not keep the old one */
+        if (fop_send(op, v->r, on_reply,
+                     "HSET %s workers %s queue %s block %s max_deliveries %s timeout %s memory %s",
+                     key, w, q, op->block ? "1" : "0", md, tm, mem) != 0)
             return create_k(L, LUA_OK, ctx);
         fop_send(op, v->r, on_reply, "EXPIRE %s %d", key, FLEET_POOL_IDLE_TTL_S);
         return sched_wait(L, s, &op->waiters, 0, ctx, create_k);
@@ -772,7 +784,8 @@ static int create_k(lua_State *L, int status, lua_KContext ctx)
         lua_pushfstring(L, "pool already exists: %s", op->name);
         return 2;
     }
-    pool_add(L, v, op->name, op->workers, op->qcap, op->block, op->max_deliveries);
+    pool_add(L, v, op->name, op->workers, op->qcap, op->block, op->max_deliveries, op->timeout_ms,
+             op->memory);
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -799,6 +812,8 @@ static int f_create(lua_State *L, void *be, const char *name, const pool_opts *o
     op->qcap = o->queue;
     op->block = o->block;
     op->max_deliveries = o->max_deliveries;
+    op->timeout_ms = o->timeout_ms;
+    op->memory = o->memory;
     fop_expect(op);
     int rc = kuv_topic_ensure(v->kp, topic, v->cfg->topic_partitions, on_ensure, op);
     if (rc != 0) {
@@ -825,7 +840,9 @@ static int submit_send(lua_State *L, fvm *v, fpool *p, ftask *t, const char *pay
                        uint64_t ref_len, uint64_t ref_sum);
 static void store_ref(fop *op, const char *key, const char *bytes, size_t len);
 
-/* HGETALL mutirao:pool:NAME: workers, queue, block, max_deliveries into n[0..3]. */
+/* HGETALL mutirao:pool:NAME: workers, queue, block, max_deliveries into
+ * n[0..3], timeout and memory into timeout_ms and memory (a record written
+ * before they existed has neither: no timeout, the default memory limit). */
 static void on_pool_record(redis_uv *cli, int status, const redisReply *reply, const char *err,
                            void *ud)
 {
@@ -838,6 +855,8 @@ static void on_pool_record(redis_uv *cli, int status, const redisReply *reply, c
         op->n[1] = -1;
         op->n[2] = 1;
         op->n[3] = FLEET_MAX_DELIVERIES;
+        op->timeout_ms = 0;
+        op->memory = EX_MEMORY_DEFAULT;
         for (size_t i = 0; i + 1 < reply->elements; i += 2) {
             const char *k = reply->element[i]->str, *val = reply->element[i + 1]->str;
             if (!k || !val)
@@ -851,6 +870,11 @@ static void on_pool_record(redis_uv *cli, int status, const redisReply *reply, c
                 op->n[2] = x != 0;
             else if (!strcmp(k, "max_deliveries") && x >= 1 && x <= 1000000)
                 op->n[3] = x;
+            else if (!strcmp(k, "timeout") && x >= 0 && x <= (long long)POOL_TIMEOUT_MAX)
+                op->timeout_ms = (uint32_t)x;
+            else if (!strcmp(k, "memory") && x >= (long long)POOL_MEMORY_MIN &&
+                     x <= (long long)POOL_MEMORY_MAX)
+                op->memory = (size_t)x;
         }
     }
     fop_settle(op);
@@ -876,7 +900,7 @@ static int adopt_k(lua_State *L, int status, lua_KContext ctx)
     if (!p)
         p = pool_add(L, v, op->name, (int)op->n[0],
                      op->n[1] >= 0 ? (int)op->n[1] : 2 * (int)op->n[0], (int)op->n[2],
-                     (int)op->n[3]);
+                     (int)op->n[3], op->timeout_ms, op->memory);
     lua_pop(L, 1); /* the guard */
     lua_pushlightuserdata(L, p);
     lua_insert(L, 1); /* p, name, fn, args... */
@@ -1051,6 +1075,13 @@ static int submit_send(lua_State *L, fvm *v, fpool *p, ftask *t, const char *pay
     e.attempt = 1;
     e.max_deliveries = (uint32_t)p->max_deliveries;
     e.submitted_at_ms = unix_ms();
+    e.timeout_ms = p->timeout_ms;
+    e.memory = p->memory;
+    /* inside goroutine.timeout or a task file's :timeout: the worker does
+     * not start the task after that deadline, and cancels it there */
+    uint64_t dl = scope_deadline(sched_current_scope(s, L)), now_ns = sched_now_ns();
+    if (dl)
+        e.deadline_ms = e.submitted_at_ms + (dl > now_ns ? (dl - now_ns + 999999) / 1000000 : 0);
     e.payload = payload ? payload : "";
     e.payload_len = plen;
     e.ref_len = ref_len;
@@ -1214,6 +1245,8 @@ static int stats_k(lua_State *L, int status, lua_KContext ctx)
                            {"submitted", p->submitted},
                            {"rejected", p->rejected},
                            {"dead_lettered", p->dead_lettered},
+                           {"timeout", p->timeout_ms},
+                           {"memory", (long long)p->memory},
                            {"fleet_active", op->n[3]},
                            {"fleet_submitted", op->n[0]},
                            {"fleet_completed", op->n[1]},

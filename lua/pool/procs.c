@@ -2,6 +2,7 @@
 #include "procs.h"
 
 #include "envopt.h"
+#include "memlimit.h"
 #include "rtlog.h"
 
 #include <errno.h>
@@ -75,7 +76,8 @@ static void proc_main(void *arg)
     char name[16];
     snprintf(name, sizeof name, "mutirao-vm%d", p->index);
     pthread_setname_np(pthread_self(), name);
-    lua_State *L = luaL_newstate();
+    memheap *heap = NULL; /* per-task memory limits (memlimit.h) */
+    lua_State *L = memheap_newstate(&heap);
     if (!L) {
         b->err = -ENOMEM;
         uv_sem_post(&b->ready);
@@ -86,17 +88,20 @@ static void proc_main(void *arg)
         rtlog_process(RTLOG_ERROR, "mutirao: cannot set up pool VM %d: %s", p->index,
                       lua_tostring(L, -1));
         lua_close(L);
+        memheap_free(heap);
         b->err = -EINVAL;
         uv_sem_post(&b->ready);
         return;
     }
     sched *s = sched_get(L);
+    sched_set_tag_slot(s, memheap_slot(heap)); /* a task's goroutines charge its account */
     p->port = s->port;
     port_ref(p->port);
     sched_hold(s);          /* a pool VM waits for work forever */
     uv_sem_post(&b->ready); /* b is gone after this */
     uv_run(s->loop, UV_RUN_DEFAULT);
     lua_close(L);
+    memheap_free(heap);
 }
 
 int procs_start(void)

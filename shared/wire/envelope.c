@@ -106,7 +106,8 @@ typedef enum kind {
     K_ID,      /* str, envelope_check_id; char[ENVELOPE_ID_MAX + 1] */
     K_POOL,    /* str, envelope_check_pool; char[ENVELOPE_POOL_MAX + 1] */
     K_ATTEMPT, /* uint, 1..UINT32_MAX; uint32_t */
-    K_U64,     /* uint, 0..UINT64_MAX; uint64_t (ms timestamps) */
+    K_U64,     /* uint, 0..UINT64_MAX; uint64_t (ms timestamps, bytes) */
+    K_U32,     /* uint, 0..UINT32_MAX; uint32_t (ms) */
     K_BOOL,    /* bool; int 0/1 */
     K_PAYLOAD  /* bin, at most max_payload bytes; const char * then size_t */
 } kind;
@@ -131,6 +132,8 @@ static const field task_fields[] = {
     {"max_deliveries", K_ATTEMPT, offsetof(envelope_task, max_deliveries), 0, 1},
     {"ref_len", K_U64, offsetof(envelope_task, ref_len), 0, 1},
     {"ref_sum", K_U64, offsetof(envelope_task, ref_sum), 0, 1},
+    {"timeout", K_U32, offsetof(envelope_task, timeout_ms), 0, 1},
+    {"memory", K_U64, offsetof(envelope_task, memory), 0, 1},
 };
 
 static const field result_fields[] = {
@@ -164,7 +167,7 @@ static int absent(const field *f, const char *base)
 {
     if (!f->opt)
         return 0;
-    if (f->k == K_ATTEMPT)
+    if (f->k == K_ATTEMPT || f->k == K_U32)
         return *(const uint32_t *)(base + f->off) == 0;
     if (f->k == K_U64)
         return *(const uint64_t *)(base + f->off) == 0;
@@ -336,6 +339,7 @@ static int encode(const record *rec, const void *obj, const envelope_limits *lim
             break;
         }
         case K_U64:
+        case K_U32:
             break;
         }
         if (rc < 0)
@@ -371,6 +375,7 @@ static int encode(const record *rec, const void *obj, const envelope_limits *lim
             bad = pack_str(&pk, v, strlen(v));
             break;
         case K_ATTEMPT:
+        case K_U32:
             bad = msgpack_pack_uint32(&pk, *(const uint32_t *)v);
             break;
         case K_U64:
@@ -662,6 +667,7 @@ static int read_field(cursor *c, const field *f, char *base, const envelope_limi
     }
     case K_ATTEMPT:
     case K_U64:
+    case K_U32:
         if (h.s == S_INT)
             return merr_fail(c->err, c->errlen, ENVELOPE_ERANGE,
                              "field '%s': negative integer %lld", f->name, (long long)(int64_t)h.n);
@@ -671,6 +677,14 @@ static int read_field(cursor *c, const field *f, char *base, const envelope_limi
         }
         if (f->k == K_U64) {
             *(uint64_t *)v = h.n;
+            return 0;
+        }
+        if (f->k == K_U32) {
+            if (h.n > UINT32_MAX)
+                return merr_fail(c->err, c->errlen, ENVELOPE_ERANGE,
+                                 "field '%s': %llu, an integer from 0 to %lu expected", f->name,
+                                 (unsigned long long)h.n, (unsigned long)UINT32_MAX);
+            *(uint32_t *)v = (uint32_t)h.n;
             return 0;
         }
         if (h.n < 1 || h.n > UINT32_MAX)

@@ -72,15 +72,18 @@ typedef struct envelope_task {
     char pool[ENVELOPE_POOL_MAX + 1];   /* pool name (the topic is derived from it) */
     uint32_t attempt;                   /* 1 for the first delivery, then 2, 3, ... */
     uint64_t submitted_at_ms;           /* Unix time of the submit, ms */
-    uint64_t deadline_ms;               /* Unix time after which not to start it, 0: none */
+    uint64_t deadline_ms;               /* Unix time after which not to start it (and at which
+                                           to cancel it), 0: none */
     char producer[ENVELOPE_ID_MAX + 1]; /* id of the submitting process */
     const char *payload;                /* codec message: function then arguments */
     size_t payload_len;                 /* its size in bytes */
     uint32_t max_deliveries;            /* optional: deliveries before it is dead-lettered,
                                            0 = not given (workers use FLEET_MAX_DELIVERIES) */
-    uint64_t ref_len; /* optional: >0 when the payload, that long, is kept in Redis by
-                         reference (fleet_keys.h: mutirao:task:ID:in); payload is then empty */
-    uint64_t ref_sum; /* its envelope_ref_sum */
+    uint64_t ref_len;    /* optional: >0 when the payload, that long, is kept in Redis by
+                            reference (fleet_keys.h: mutirao:task:ID:in); payload is then empty */
+    uint64_t ref_sum;    /* its envelope_ref_sum */
+    uint32_t timeout_ms; /* optional: cancel it after it ran this long, ms; 0: none */
+    uint64_t memory;     /* optional: bytes it may hold; 0: the worker's default */
 } envelope_task;
 
 /* The outcome of one attempt of a task, as a worker stores it. Same rules. */

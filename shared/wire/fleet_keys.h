@@ -5,9 +5,12 @@
 ** life of a task; this file is the byte-level contract.
 **
 ** Keys (NAME = pool, ID = task id, P = producer id):
-**   mutirao:pool:NAME         hash: workers, queue, block, max_deliveries
-**                             (pool_create's options; workers caps each
-**                             worker process)
+**   mutirao:pool:NAME         hash: workers, queue, block, max_deliveries,
+**                             timeout (ms, 0: none), memory (bytes):
+**                             pool_create's options, adopted by producers
+**                             that submit to the pool; workers caps each
+**                             worker process (max_deliveries, timeout and
+**                             memory reach workers in each task's envelope)
 **   mutirao:pool:NAME:stats   hash: submitted, completed, failed,
 **                             dead_lettered (of the failed)
 **   mutirao:pool:NAME:active  hash: worker id -> "COUNT MS" (tasks running on

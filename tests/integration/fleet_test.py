@@ -534,6 +534,185 @@ end
     check(w.stop() == 0, "worker exit status")
 
 
+def case_timeout():
+    """A pool's timeout on the fleet: an endless loop is cancelled with
+    "timeout after N ms", the worker runs the next tasks of the same
+    partition, the cancelled task's offset commits (a new worker gets
+    nothing again), and a producer that did not create the pool adopts its
+    timeout from Redis."""
+    pool = "timeout" + UNIQ
+    w = Worker("timeout", [pool])
+    w.wait_for(r"consuming")
+    # one partition: the tasks after the loop are behind it in the same one
+    rc, out, err, dt = run_lua("""
+local g = require("goroutine")
+assert(g.pool_create(%(pool)r, { workers = 1, timeout = 300 }))
+local t0 = g.now()
+local spin = assert(g.pool_submit(%(pool)r, function() while true do end end))
+local guarded = assert(g.pool_submit(%(pool)r, function()
+    return pcall(function() local x = 0 while true do x = x + 1 end end)
+end))
+local ids = {}
+for i = 1, 3 do ids[i] = assert(g.pool_submit(%(pool)r, function(x) return x * 2 end, i)) end
+print("spin:", g.await(spin))
+print("guarded:", g.await(guarded))
+for i = 1, 3 do print("next:", g.await(ids[i])) end
+print(string.format("took %%.1f s", (g.now() - t0) / 1000))
+local s = assert(g.pool_stats(%(pool)r))
+print("stats", s.timeout, s.fleet_completed, s.fleet_failed)
+""" % {"pool": pool}, env={"MUTIRAO_TOPIC_PARTITIONS": "1"})
+    check(rc == 0 and "spin:\tfalse\ttimeout after 300 ms\n" in out
+          and "guarded:\tfalse\ttimeout after 300 ms\n" in out
+          and all("next:\ttrue\t%d" % (2 * i) in out for i in (1, 2, 3))
+          and "stats\t300\t3\t2" in out,
+          "timeout on the fleet: %d\n%s%s" % (rc, out, err))
+    took = float(re.search(r"took ([\d.]+) s", out).group(1))
+    check(took < 10, "the tasks behind the loop finished %.1f s after the submit" % took)
+    check(w.p.poll() is None, "the worker died")
+    # another process submits to the pool: the timeout comes from Redis
+    rc, out, err, _ = run_lua("""
+local g = require("goroutine")
+print("adopted:", g.await(g.pool_submit(%(pool)r, function() while true do end end)))
+print("stats", g.pool_stats(%(pool)r).timeout)
+""" % {"pool": pool})
+    check(rc == 0 and "adopted:\tfalse\ttimeout after 300 ms" in out and "stats\t300" in out,
+          "adopted timeout: %d\n%s%s" % (rc, out, err))
+    # the cancelled tasks' offsets committed: killed now, the worker leaves
+    # nothing for the next one to run again
+    time.sleep(1.5)
+    w.p.send_signal(signal.SIGKILL)
+    w.p.wait()
+    w2 = Worker("timeout2", [pool])
+    w2.wait_for(r" assigned ", 60)
+    time.sleep(2)
+    check(" received " not in w2.text(), "tasks ran again after the kill:\n" + w2.text())
+    check(w2.stop() == 0, "second worker exit status")
+
+
+def case_deadline():
+    """A submit inside goroutine.timeout (or a task file's :timeout) puts
+    that deadline in the envelope: a worker that receives the task after it
+    does not run it, and one running it at the deadline cancels it."""
+    pool = "deadline" + UNIQ
+    marker = os.path.join(TMP, "late-task-ran")
+    ids_file = os.path.join(TMP, "deadline-ids.txt")
+    # no worker yet: the task waits in Kafka past its deadline
+    path = os.path.join(TMP, "deadline-a.lua")
+    with open(path, "w") as f:
+        f.write("""
+local g = require("goroutine")
+assert(g.pool_create(%(pool)r))
+local late
+print("timeout:", g.timeout(800, function()
+    late = assert(g.pool_submit(%(pool)r, function(path)
+        local f = assert(io.open(path, "w")) f:write("ran") f:close()
+        return "ran"
+    end, %(marker)r))
+    g.sleep(60000)
+end))
+local f = assert(io.open(%(ids)r, "w")) f:write(late, "\\n") f:close()
+-- outside any timeout: no deadline, it runs whenever a worker comes
+print("control:", g.await(g.pool_submit(%(pool)r, function() return "control ran" end)))
+""" % {"pool": pool, "marker": marker, "ids": ids_file})
+    pa = subprocess.Popen([os.path.join(BIN, "mutirao"), "run", "--fleet", path],
+                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, env=ENV, cwd=TMP)
+    end = time.time() + 30
+    while time.time() < end and not os.path.exists(ids_file):
+        time.sleep(0.05)
+    if not os.path.exists(ids_file):
+        pa.kill()
+        out_a, err_a = pa.communicate()
+        fail("the producer did not submit:\n%s%s" % (out_a, err_a))
+    time.sleep(0.5)  # well past the deadline
+    w = Worker("deadline", [pool])
+    try:
+        out_a, err_a = pa.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        pa.kill()
+        out_a, err_a = pa.communicate()
+    check(pa.returncode == 0 and "timeout:\tfalse\ttimeout after 800 ms" in out_a
+          and "control:\ttrue\tcontrol ran" in out_a,
+          "producer: %s\n%s%s" % (pa.returncode, out_a, err_a))
+    late = open(ids_file).read().strip()
+    check(re.search(r"pool=%s task=%s attempt 1 received" % (pool, re.escape(late)), w.text()),
+          "the worker never received the late task:\n" + w.text())
+    check(not os.path.exists(marker), "the task ran after its deadline")
+    rc, out, err, _ = run_lua("""
+local g = require("goroutine")
+print("late:", g.await(%(id)r))
+""" % {"id": late})
+    check(rc == 0 and re.search(r"late:\tfalse\ttimeout after (79\d|80\d) ms \(the deadline "
+                                r"passed before it started\)", out),
+          "await of the late task: %d\n%s%s" % (rc, out, err))
+    # a task running at its submitter's deadline is cancelled there; the
+    # worker goes on (a task file's :timeout sets the deadline too)
+    spin = os.path.join(TMP, "spin.sloth")
+    with open(spin, "w") as f:
+        f.write("""
+local t = task("spin"):command(function(this, params)
+    local g = require("goroutine")
+    local id = g.pool_submit(%(pool)r, function() while true do end end)
+    local f = assert(io.open(%(ids)r, "w")) f:write(id, "\\n") f:close()
+    return g.await(id)
+end):timeout("1s"):build()
+workflow.define("w"):tasks({t})
+""" % {"pool": pool, "ids": ids_file})
+    rc, out, err, dt = run([os.path.join(BIN, "mutirao"), "run", "--fleet", spin], timeout=40)
+    check(rc == 1 and re.search(r"\bspin +timeout", out) and dt < 10,
+          "task file timeout: %d in %.1f s\n%s%s" % (rc, dt, out, err))
+    spun = open(ids_file).read().strip()
+    rc, out, err, _ = run_lua("""
+local g = require("goroutine")
+print("spun:", g.await(%(id)r))
+print("after:", g.await(g.pool_submit(%(pool)r, function() return "still serving" end)))
+""" % {"id": spun, "pool": pool})
+    check(rc == 0 and re.search(r"spun:\tfalse\ttimeout after \d+ ms\n", out)
+          and "after:\ttrue\tstill serving" in out,
+          "the spinning task: %d\n%s%s" % (rc, out, err))
+    check(w.stop() == 0, "worker exit status")
+
+
+def case_memory():
+    """A pool's memory limit on the fleet: a task holding more fails with
+    "not enough memory"; the worker lives and runs the next tasks, those
+    under the limit unaffected."""
+    pool = "memory" + UNIQ
+    w = Worker("memory", [pool])
+    w.wait_for(r"consuming")
+    rc, out, err, _ = run_lua("""
+local g = require("goroutine")
+local MB = 1024 * 1024
+assert(g.pool_create(%(pool)r, { workers = 4, memory = 32 * MB }))
+local hog = assert(g.pool_submit(%(pool)r, function()
+    local t = {}
+    for i = 1, 1e8 do t[i] = string.rep("x", 64) .. i end
+end))
+local ids = {}
+for i = 1, 6 do
+    ids[i] = assert(g.pool_submit(%(pool)r, function(k)
+        local parts = {}
+        for j = 1, 16 do parts[j] = string.rep(string.char(64 + j), 512 * 1024) end -- 8 MB
+        local n = 0
+        for _, p in ipairs(parts) do n = n + #p end
+        return k, n
+    end, i))
+end
+print("hog:", g.await(hog))
+for i = 1, 6 do print("ok:", g.await(ids[i])) end
+print("big:", g.await(g.pool_submit(%(pool)r, function() return #string.rep("y", 40 * MB) end)))
+print("after:", g.await(g.pool_submit(%(pool)r, function() return "alive" end)))
+print("stats", g.pool_stats(%(pool)r).memory)
+""" % {"pool": pool})
+    check(rc == 0 and "hog:\tfalse\tnot enough memory\n" in out
+          and all("ok:\ttrue\t%d\t%d" % (i, 8 << 20) in out for i in range(1, 7))
+          and "big:\tfalse\tnot enough memory\n" in out and "after:\ttrue\talive" in out
+          and "stats\t%d" % (32 << 20) in out,
+          "memory on the fleet: %d\n%s%s" % (rc, out, err))
+    check(w.p.poll() is None, "the worker died")
+    check(w.stop() == 0, "worker exit status")
+
+
 def case_retention():
     """What Redis keeps: an awaited task's keys go, an unawaited result keeps
     result.ttl_s, pool keys expire; every message delivered again after its
@@ -1167,7 +1346,8 @@ CASES = {"examples": case_examples, "await_wg": case_await_wg, "two_workers": ca
          "lingering": case_lingering, "retention": case_retention, "large_values": case_large_values, "os_exit": case_os_exit,
          "semantics": case_semantics, "valgrind": case_valgrind, "poison": case_poison,
          "redelivered": case_redelivered, "newer_envelope": case_newer_envelope,
-         "dlq": case_dlq}
+         "dlq": case_dlq, "timeout": case_timeout, "deadline": case_deadline,
+         "memory": case_memory}
 try:
     CASES[CASE]()
 finally:
