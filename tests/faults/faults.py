@@ -22,6 +22,7 @@ the run did not end).
   faults.py --list            the scenario names
 Exit status 0 pass, 1 fail, 77 skipped (no redis-server or java, outside CI).
 """
+import json
 import os
 import re
 import shutil
@@ -413,8 +414,9 @@ def scenario_poison_memory(ctx):
 def scenario_poison_kill3(ctx):
     """A task whose worker is SIGKILLed each time it runs it: after the
     third death (max_deliveries, default 3) it is dead-lettered, its
-    awaiter gets "dead-lettered after 3 deliveries: ...", and every other
-    task completes."""
+    awaiter gets "dead-lettered after 3 deliveries: ...", `mutirao dlq
+    list` shows it with the three killed workers, and every other task
+    completes."""
     ctx.services()
     sup = ctx.workers()
     kinds = ["ok"] * 1000
@@ -441,7 +443,24 @@ def scenario_poison_kill3(ctx):
             kills.append(tag)
             ctx.say("SIGKILL %d to worker %s, running task %d" % (len(kills), tag, stuck))
         time.sleep(0.05)
-    finish(ctx, kinds, faults[:1], bound, stats_extra={"dead_lettered": 1})
+
+    def dead_letters():
+        # operators see it: `mutirao dlq list`, its deliveries on the
+        # workers that were killed
+        r = subprocess.run([os.path.join(ctx.bin, "mutirao"), "dlq", "list", ctx.pool, "--json"],
+                           capture_output=True, text=True, env=ctx.env, timeout=60)
+        try:
+            letters = json.loads(r.stdout)
+        except ValueError:
+            return ["mutirao dlq list: exit %d\n%s%s" % (r.returncode, r.stdout, r.stderr)]
+        want = ["faults-%s-%s" % (k, ctx.uniq) for k in kills]
+        got = [(l.get("attempts"), [h.get("worker") for h in l.get("history", [])])
+               for l in letters]
+        if got != [(3, want)]:
+            return ["mutirao dlq list (attempts, workers): %s, wanted %s" % (got, [(3, want)])]
+        return []
+    finish(ctx, kinds, faults[:1], bound, stats_extra={"dead_lettered": 1},
+           after_run=dead_letters)
 
 
 def scenario_poison_bytecode(ctx):
