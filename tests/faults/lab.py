@@ -90,14 +90,20 @@ class Reaper:
     """A detached process (not a descendant, so it outlives a SIGKILL of the
     whole tree) that waits for the scenario's process to end and then kills
     what the scenario recorded in STATE/pids and stops Kafka through
-    tests/services.sh. A normal end writes STATE/reaper.done first."""
+    tests/services.sh. A normal end stops the reaper first (release), so a
+    reaper never outlives its run into the next one of the same state dir."""
 
     CODE = r"""
 import os, signal, subprocess, sys, time
 parent, state, root = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-if os.fork():
+child = os.fork()
+if child:
+    print(child, flush=True)
     os._exit(0)
 os.setsid()
+null = os.open(os.devnull, os.O_RDWR)
+for fd in (0, 1, 2):
+    os.dup2(null, fd)     # the caller reads our stdout until every copy is closed
 done = os.path.join(state, "reaper.done")
 while True:
     if os.path.exists(done):
@@ -141,9 +147,10 @@ subprocess.call(["bash", os.path.join(root, "tests", "services.sh"), "stop"], en
             os.unlink(os.path.join(state, "reaper.done"))
         except FileNotFoundError:
             pass
-        subprocess.run([sys.executable, "-c", self.CODE, str(os.getpid()), state, ROOT],
-                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL, check=True, timeout=10)
+        r = subprocess.run([sys.executable, "-c", self.CODE, str(os.getpid()), state, ROOT],
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           check=True, timeout=10)
+        self.pid = int(r.stdout.strip())
 
     def record(self, pid, pattern):
         """The reaper kills pid's process group (or pid) if its command line
@@ -152,7 +159,15 @@ subprocess.call(["bash", os.path.join(root, "tests", "services.sh"), "stop"], en
             f.write("%d %s\n" % (pid, pattern))
 
     def release(self):
+        """Stop the reaper: everything it would stop has been stopped."""
         open(os.path.join(self.state, "reaper.done"), "w").close()
+        try:
+            with open("/proc/%d/cmdline" % self.pid, "rb") as f:
+                ours = self.state.encode() in f.read()
+            if ours:
+                os.kill(self.pid, signal.SIGKILL)
+        except OSError:
+            pass                  # it has already gone
 
 
 def spawn(argv, log, reaper, pattern, env=None, cwd=None):
