@@ -77,8 +77,10 @@
 /*
 ** Lua shared by the scripts: seen(id) returns the seen bitmap's key and bit
 ** of a task id PRODUCER:SEQ (nil for an id of another form, whose
-** completion then rests on the result key alone); touch(key, ttl) sets a
-** TTL (none for 0).
+** completion then rests on the result key alone); done(id) reads that bit,
+** or the result key for an id without one (the completion script sets the
+** bit with the result, and the bitmap outlives it: one call per task);
+** touch(key, ttl) sets a TTL (none for 0).
 */
 #define FLEET_SEEN_LUA                                                                             \
     FLEET_CONSTANTS_LUA                                                                            \
@@ -89,9 +91,9 @@
     "  return 'mutirao:seen:' .. p .. ':' .. math.floor(n / SEEN_SHARD), n % SEEN_SHARD\n"         \
     "end\n"                                                                                        \
     "local function done(id)\n"                                                                    \
-    "  if redis.call('EXISTS', 'mutirao:task:' .. id) == 1 then return true end\n"                 \
     "  local k, b = seen(id)\n"                                                                    \
-    "  return k ~= nil and redis.call('GETBIT', k, b) == 1\n"                                      \
+    "  if k then return redis.call('GETBIT', k, b) == 1 end\n"                                     \
+    "  return redis.call('EXISTS', 'mutirao:task:' .. id) == 1\n"                                  \
     "end\n"                                                                                        \
     "local function touch(k, ttl)\n"                                                               \
     "  if ttl > 0 then redis.call('EXPIRE', k, ttl) end\n"                                         \
@@ -110,31 +112,30 @@
 /*
 ** Before a worker runs tasks: their delivery records, batched. ARGV[1] now
 ** (Unix ms), ARGV[2] worker id, ARGV[3] record TTL s, then per task: id,
-** max_deliveries. Per task, one integer: 0 when its outcome is recorded
-** already (its result key or seen bit: do not run it again); -N when N
-** deliveries ran it without an outcome and N >= max_deliveries (dead-letter
-** it; the record is unchanged); else N > 0, this delivery's number, after
-** counting it (one GET and one SET EX per task: the record is one string).
+** max_deliveries. Returns one string, the answers separated by commas
+** (one reply object, not one per task), per task: 0 when its outcome is
+** recorded already (its result key or seen bit: do not run it again); -N
+** when N deliveries ran it without an outcome and N >= max_deliveries
+** (dead-letter it; the record is unchanged); else N > 0, this delivery's
+** number, after counting it. A first delivery costs the done() check and a
+** SET NX EX; later ones a GET and a SET EX more.
 */
 #define FLEET_DELIVER_LUA                                                                          \
     FLEET_SEEN_LUA                                                                                 \
     "local now, wid, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])\n"                                  \
     "local out = {}\n"                                                                             \
     "for i = 4, #ARGV, 2 do\n"                                                                     \
-    "  local id, max = ARGV[i], tonumber(ARGV[i+1])\n"                                             \
+    "  local id = ARGV[i]\n"                                                                       \
+    "  local d, e = 'mutirao:delivery:' .. id, wid .. '@' .. now\n"                                \
     "  if done(id) then out[#out+1] = 0\n"                                                         \
+    "  elseif redis.call('SET', d, '1 ' .. now .. ' ' .. now .. ' ' .. e, 'NX', 'EX', ttl) then\n" \
+    "    out[#out+1] = 1\n"                                                                        \
     "  else\n"                                                                                     \
-    "    local d = 'mutirao:delivery:' .. id\n"                                                    \
-    "    local r = redis.call('GET', d)\n"                                                         \
-    "    local c, first, h = 0, now, nil\n"                                                        \
-    "    if r then\n"                                                                              \
-    "      c, first, h = r:match('^(%d+) (%d+) %d+ (.*)$')\n"                                      \
-    "      c = tonumber(c) or 0\n"                                                                 \
-    "    end\n"                                                                                    \
-    "    if c >= max then out[#out+1] = -c\n"                                                      \
+    "    local c, first, h = (redis.call('GET', d) or ''):match('^(%d+) (%d+) %d+ (.*)$')\n"       \
+    "    c = tonumber(c) or 0\n"                                                                   \
+    "    if c >= tonumber(ARGV[i+1]) then out[#out+1] = -c\n"                                      \
     "    else\n"                                                                                   \
     "      c = c + 1\n"                                                                            \
-    "      local e = wid .. '@' .. now\n"                                                          \
     "      if h then h = h .. ' ' .. e else h = e end\n"                                           \
     "      if c > 10 then h = h:match('[^ ]+ (.*)$') or h end\n"                                   \
     "      redis.call('SET', d, c .. ' ' .. (first or now) .. ' ' .. now .. ' ' .. h, 'EX', "      \
@@ -143,7 +144,7 @@
     "    end\n"                                                                                    \
     "  end\n"                                                                                      \
     "end\n"                                                                                        \
-    "return out\n"
+    "return table.concat(out, ',')\n"
 
 /*
 ** Stores a dead letter for operators. ARGV: now (Unix ms), task id, pool,

@@ -1685,13 +1685,69 @@ print("retried:", g.await(%r))
     print("%d worker death(s); list, retry and drop work" % sup.deaths)
 
 
+def case_revoked():
+    """A worker with a backlog loses partitions to a worker that joins: the
+    tasks it had queued (not started) of those partitions are left to the
+    new owner instead of running on both; every task completes once."""
+    pool = "revoked" + UNIQ
+    n = 200
+    runs = os.path.join(TMP, "runs-revoked.txt")
+    a = Worker("rvA", [pool])
+    a.wait_for(r"consuming")
+    src = """
+local g = require("goroutine")
+assert(g.pool_create(%(pool)r, { workers = 2, queue = 1000 }))
+local ids = {}
+for i = 1, %(n)d do
+    ids[i] = assert(g.pool_submit(%(pool)r, function(k)
+        g.sleep(40)
+        local f = assert(io.open(%(runs)r, "a"))
+        f:write(k, "\\n")
+        f:close()
+        return k
+    end, i))
+end
+for i = 1, %(n)d do
+    local ok, k = g.await(ids[i])
+    assert(ok and k == i, tostring(k))
+end
+local s = assert(g.pool_stats(%(pool)r))
+print(string.format("stats fleet_completed=%%d fleet_failed=%%d", s.fleet_completed,
+    s.fleet_failed))
+""" % {"pool": pool, "n": n, "runs": runs}
+    path = os.path.join(TMP, "revoked.lua")
+    with open(path, "w") as f:
+        f.write(src)
+    p = subprocess.Popen([os.path.join(BIN, "mutirao"), "run", "--fleet", path],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=ENV, cwd=TMP)
+    a.wait_for(r"task=\S+ attempt 1 received", 60)
+    b = Worker("rvB", [pool])
+    out, err = p.communicate(timeout=120)
+    check(p.returncode == 0, "producer: %d\n%s%s" % (p.returncode, out, err))
+    check("stats fleet_completed=%d fleet_failed=0" % n in out, "counts:\n" + out)
+    m = re.findall(r"partition \d+ revoked: (\d+) queued task\(s\) left to its new owner", a.text())
+    check(m and sum(int(x) for x in m) > 0, "A dropped no queued task:\n" + a.text()[-3000:])
+    with open(runs) as f:
+        count = {}
+        for line in f:
+            count[line.strip()] = count.get(line.strip(), 0) + 1
+    twice = [k for k, c in count.items() if c > 1]
+    check(len(count) == n, "%d of %d tasks ran" % (len(count), n))
+    # only a task running on A when its partition moved may run on both
+    check(len(twice) <= 2, "tasks run twice: %s" % twice)
+    check(a.stop() == 0 and b.stop() == 0, "worker exit status")
+    print("%d queued task(s) left to the new owner; %d run twice" %
+          (sum(int(x) for x in m), len(twice)))
+
+
 CASES = {"examples": case_examples, "await_wg": case_await_wg, "two_workers": case_two_workers,
          "sigkill": case_sigkill, "errors": case_errors, "libmutirao": case_libmutirao,
          "two_clients": case_two_clients, "stock_lua": case_stock_lua,
          "lingering": case_lingering, "retention": case_retention, "large_values": case_large_values, "os_exit": case_os_exit,
          "semantics": case_semantics, "valgrind": case_valgrind, "poison": case_poison,
          "redelivered": case_redelivered, "newer_envelope": case_newer_envelope,
-         "dlq": case_dlq, "timeout": case_timeout, "deadline": case_deadline,
+         "dlq": case_dlq, "revoked": case_revoked, "timeout": case_timeout, "deadline": case_deadline,
          "memory": case_memory,
          "redis_restart_aof": case_redis_restart_aof,
          "redis_restart_nopersist": case_redis_restart_nopersist,
