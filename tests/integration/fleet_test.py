@@ -865,6 +865,15 @@ assert(g.pool_wait(%(pool)r))
     rc, out, err, _ = run_lua('print(require("goroutine").await(%r))' % uid)
     check(rc == 0 and re.search(r"false\t.*do not match its record", out),
           "await of a tampered result: %d\n%s%s" % (rc, out, err))
+    # a producer whose payload.max_ref_bytes is below the result's size:
+    # the await fails saying so (the notification is not dropped)
+    rc, out, err, _ = run_lua("""
+local g = require("goroutine")
+print("over", g.await(assert(g.pool_submit(%r, function() return string.rep("q", 1600000) end))))
+""" % pool, env={"MUTIRAO_PAYLOAD_MAX_REF_BYTES": "1500000"}, timeout=60)
+    check(rc == 0 and re.search(r"over\tfalse\t.*over this process's payload\.max_ref_bytes "
+                                r"\(1500000\)", out), "result over the producer's limit: %d\n%s%s"
+          % (rc, out[-2000:], err[-2000:]))
     # worker side: an envelope whose payload in Redis is not the one it names
     tid = "tamper%s:1" % UNIQ
     good = b"\x00" * 2048
@@ -1652,7 +1661,7 @@ def case_dlq():
     src = """
 local g = require("goroutine")
 assert(g.pool_create(%(pool)r, { workers = 2, max_deliveries = 1 }))
-local function crash_unless(flag)
+local function crash_unless(flag, pad)
     if not io.open(flag) then
         os.execute("kill -SEGV $PPID") -- its worker dies, as on a segfault
         g.sleep(10000)
@@ -1661,7 +1670,9 @@ local function crash_unless(flag)
 end
 local ids = {}
 for i, flag in ipairs({%(f1)r, %(f2)r}) do
-    ids[i] = assert(g.pool_submit(%(pool)r, crash_unless, flag))
+    -- the second's arguments (2 MB) are kept in Redis by reference
+    ids[i] = assert(g.pool_submit(%(pool)r, crash_unless, flag,
+        i == 2 and string.rep("p", 2 * 1024 * 1024) or nil))
     print("id" .. i, ids[i])
 end
 for i = 1, 2 do print("await" .. i, g.await(ids[i])) end
@@ -1721,6 +1732,11 @@ print("retried:", g.await(%r))
     rc, out, err, _ = run([mutirao, "dlq", "retry", pool, ids[0]])
     check(rc == 1 and "no dead letter %s in pool %s" % (ids[0], pool) in err,
           "retry of a task no longer dead: %d\n%s%s" % (rc, out, err))
+    # the other's arguments went with its awaited failure: it cannot run
+    # again, and retry says so instead of losing it
+    rc, out, err, _ = run([mutirao, "dlq", "retry", pool, ids[1]])
+    check(rc == 1 and "kept in Redis by reference) are gone" in err,
+          "retry without its arguments: %d\n%s%s" % (rc, out, err))
     rc, out, err, _ = run([mutirao, "dlq", "drop", pool, "--all"])
     check(rc == 0 and ("dropped %s" % ids[1]) in out, "dlq drop --all: %d\n%s%s" % (rc, out, err))
     rc, out, err, _ = run([mutirao, "dlq", "list", pool])
