@@ -1686,12 +1686,17 @@ static void on_last_reply(redis_uv *cli, int status, const redisReply *reply, co
  * final submit counters and deletions of awaited tasks' keys: a process that
  * ends right after an await must not drop them); replies come in order, so
  * a PING's marks the end. At once when not connected (nothing would go out
- * anyway). The host's loop runs until the client has closed. */
+ * anyway). The client holds the host's loop until it has closed. */
 static void close_after_last_reply(redis_uv *r)
 {
     redis_uv_stats st;
     redis_uv_get_stats(r, &st);
-    if (!st.connected || redis_uv_command(r, on_last_reply, NULL, "PING") != 0)
+    if (!st.connected) {
+        redis_uv_close(r, NULL, NULL);
+        return;
+    }
+    redis_uv_hold(r); /* the client is weak: the loop must wait for that reply */
+    if (redis_uv_command(r, on_last_reply, NULL, "PING") != 0)
         redis_uv_close(r, NULL, NULL);
 }
 
