@@ -6,3 +6,10 @@ add_test(NAME c.pool_threads
   COMMAND mutirao-test-lua ${CMAKE_CURRENT_LIST_DIR}/pool_threads.lua)
 set_tests_properties(c.pool_threads PROPERTIES LABELS "c;tsan" TIMEOUT 120
   ENVIRONMENT "TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1")
+
+# The executor from C: executor_take_queued (the queued tasks given back,
+# none run) and the drained hook.
+add_executable(test-executor ${CMAKE_CURRENT_LIST_DIR}/test-executor.c)
+target_link_libraries(test-executor PRIVATE mutirao_runtime PkgConfig::LUA)
+add_test(NAME c.test-executor COMMAND test-executor)
+set_tests_properties(c.test-executor PROPERTIES LABELS c TIMEOUT 60)
