@@ -23,6 +23,7 @@
 #define RETRY_MAX_MS 5000
 #define REPORT_MS 1000
 #define COMPLETE_BATCH 256 /* completions per script call */
+#define HEARTBEAT_MS 500   /* Kafka group heartbeats: see worker_start */
 
 typedef struct wpool wpool;
 typedef struct wtask wtask;
@@ -75,6 +76,9 @@ struct worker {
     long inflight;    /* over all pools */
     int stopping;     /* worker_stop called: fetch nothing more */
     uv_timer_t drain; /* bounds the drain */
+    int calls;        /* completion calls in flight sent before the stop */
+    int left;         /* the consumer is closed: this worker left the group */
+    uv_timer_t leave; /* bounds the wait for those calls before leaving */
     void (*done)(void *ud);
     void *done_ud;
     int closed;
@@ -224,6 +228,7 @@ static void task_settled(wtask *t, int recorded)
 /* A completion script call for a batch of tasks. */
 typedef struct batch {
     worker *w;
+    int counted; /* in w->calls */
     int n;
     wtask *t[];
 } batch;
@@ -276,6 +281,21 @@ static void on_completed(redis_uv *cli, int status, const redisReply *reply, con
     free(b);
 }
 
+static void call_answered(worker *w);
+
+/* on_completed, then the stop path learns that a call sent before the stop
+ * has its answer (see leave_when_answered). */
+static void on_batch_reply(redis_uv *cli, int status, const redisReply *reply, const char *err,
+                           void *ud)
+{
+    batch *b = ud;
+    worker *w = b->w;
+    int counted = b->counted;
+    on_completed(cli, status, reply, err, ud);
+    if (counted)
+        call_answered(w);
+}
+
 /* One FLEET_COMPLETE_LUA call for n tasks. */
 static void send_batch(worker *w, wtask **ts, int n)
 {
@@ -295,6 +315,7 @@ static void send_batch(worker *w, wtask **ts, int n)
     }
     b->w = w;
     b->n = n;
+    b->counted = !w->stopping;
     char ttl[16], nttl[16];
     snprintf(ttl, sizeof ttl, "%d", w->cfg->result_ttl_s);
     snprintf(nttl, sizeof nttl, "%d", FLEET_NOTIFY_TTL_S);
@@ -310,9 +331,11 @@ static void send_batch(worker *w, wtask **ts, int n)
             lens[k++] = ts[i]->argvlen[j];
         }
     }
-    int rc = redis_uv_eval(w->r, on_completed, b, w->complete_script, 0, argc, argv, lens);
+    int rc = redis_uv_eval(w->r, on_batch_reply, b, w->complete_script, 0, argc, argv, lens);
     free(argv);
     free(lens);
+    if (rc == 0 && b->counted)
+        w->calls++;
     if (rc != 0) {
         free(b);
         for (int i = 0; i < n; i++)
@@ -516,6 +539,8 @@ static void on_message(void *ud, const kuv_message *m)
         wlog(WLOG_ERROR, "topic %s: cannot track its pool (out of memory)", m->topic);
         return; /* not marked done: it runs again after a restart */
     }
+    if (w->stopping)
+        return; /* fetched before the stop: not done, it runs elsewhere */
     if (!m->value || envelope_task_decode(m->value, m->len, &lim, &e, why, sizeof why) != 0) {
         wlog(WLOG_ERROR, "pool=%s partition %d offset %" PRId64 ": not a task (%s); skipped",
              p->name, (int)m->partition, m->offset, m->value ? why : "empty message");
@@ -728,7 +753,11 @@ worker *worker_start(sched *s, const config *cfg, char *err, size_t errlen)
     kuv_consumer_opts o;
     kuv_consumer_opts_default(&o);
     o.session_timeout_ms = cfg->kafka_session_timeout_ms;
-    o.heartbeat_interval_ms = cfg->kafka_session_timeout_ms / 3;
+    /* the other members learn from a heartbeat that one left (or joined):
+     * every HEARTBEAT_MS (at most a third of the session), so a stopped
+     * worker's partitions move within about that */
+    int hb = cfg->kafka_session_timeout_ms / 3;
+    o.heartbeat_interval_ms = hb < HEARTBEAT_MS ? hb : HEARTBEAT_MS;
     o.error_cb = on_kafka_error;
     /* a partition resumed after a pause is fetched in the next fetch
      * request: keep the broker's long poll short */
@@ -795,6 +824,8 @@ worker *worker_start(sched *s, const config *cfg, char *err, size_t errlen)
     uv_timer_start(&w->report, on_report_tick, REPORT_MS, REPORT_MS);
     uv_timer_init(s->loop, &w->drain);
     w->drain.data = w;
+    uv_timer_init(s->loop, &w->leave);
+    w->leave.data = w;
     uv_check_init(s->loop, &w->flush);
     w->flush.data = w;
     uv_check_start(&w->flush, on_flush);
@@ -829,6 +860,78 @@ static void on_worker_closed(uv_handle_t *h)
         done(ud);
 }
 
+/* ---- the stop ----
+ *
+ * worker_stop: fetch nothing more (pause), give the queued tasks back (taken
+ * out of the executors unrun; their offsets stay uncommitted, so they run on
+ * the workers that get the partitions), then leave the group as soon as the
+ * completion calls already sent have their answers (their offsets commit
+ * first): kuv_consumer_close commits the finished prefixes and leaves, so
+ * the partitions move now. The running tasks finish meanwhile (up to the
+ * drain timeout) and are recorded; their offsets are no longer this
+ * worker's to commit, so they may run once more elsewhere, recorded once by
+ * the completion script. */
+
+#define LEAVE_WAIT_MS 500 /* at most this long for the answers before leaving */
+
+static void leave_group(worker *w)
+{
+    if (w->left)
+        return;
+    w->left = 1;
+    uv_timer_stop(&w->leave);
+    if (!w->c)
+        return;
+    kuv_consumer_close(w->c);
+    w->c = NULL;
+    wlog(WLOG_INFO, "left the group; %ld task(s) still running here", w->inflight);
+}
+
+static void call_answered(worker *w)
+{
+    if (--w->calls == 0 && w->stopping)
+        leave_group(w);
+}
+
+static void on_leave_timeout(uv_timer_t *h)
+{
+    leave_group(h->data);
+}
+
+static void leave_when_answered(worker *w)
+{
+    if (w->calls == 0)
+        leave_group(w);
+    else
+        uv_timer_start(&w->leave, on_leave_timeout, LEAVE_WAIT_MS, 0);
+}
+
+/* Takes the tasks not yet started out of the pools' executors: none runs
+ * here, none is recorded or marked done. Returns how many. */
+static long give_back(worker *w)
+{
+    long total = 0;
+    for (wpool *p = w->pools; p; p = p->next) {
+        int n = 0;
+        ex_task *x = executor_take_queued(p->ex, &n);
+        while (x) {
+            ex_task *next = x->next;
+            wtask *t = (wtask *)((char *)x - offsetof(wtask, run));
+            wtask **slot = running_slot(p, t->partition, t->offset);
+            if (*slot == t)
+                *slot = t->hnext;
+            free(t->in);
+            t->in = NULL;
+            p->inflight--;
+            w->inflight--;
+            uv_close((uv_handle_t *)&t->retry, on_retry_closed);
+            x = next;
+        }
+        total += n;
+    }
+    return total;
+}
+
 static void finish_stop(worker *w)
 {
     if (w->closed)
@@ -837,10 +940,10 @@ static void finish_stop(worker *w)
     uv_timer_stop(&w->drain);
     on_report(&w->report); /* running counts to 0 */
     flush_completions(w);
-    kuv_consumer_close(w->c);
-    w->c = NULL;
+    leave_group(w);
     redis_uv_close(w->r, NULL, NULL);
-    w->nclosing = 4;
+    w->nclosing = 5;
+    uv_close((uv_handle_t *)&w->leave, on_worker_closed);
     uv_close((uv_handle_t *)&w->ping_timer, on_worker_closed);
     uv_close((uv_handle_t *)&w->report, on_worker_closed);
     uv_close((uv_handle_t *)&w->flush, on_worker_closed);
@@ -865,15 +968,19 @@ void worker_stop(worker *w, int drain_ms, void (*done)(void *ud), void *ud)
 {
     if (w->stopping)
         return;
+    flush_completions(w); /* sent before the stop: answered before leaving */
     w->stopping = 1;
     w->done = done;
     w->done_ud = ud;
     if (w->c)
         kuv_pause(w->c, NULL, 0);
-    wlog(WLOG_INFO, "stopping: %ld task(s) running", w->inflight);
+    long back = give_back(w);
+    wlog(WLOG_INFO, "stopping: gave back %ld queued task(s); %ld running or being recorded", back,
+         w->inflight);
     if (w->inflight == 0) {
         finish_stop(w);
         return;
     }
     uv_timer_start(&w->drain, on_drain_timeout, (uint64_t)drain_ms, 0);
+    leave_when_answered(w);
 }

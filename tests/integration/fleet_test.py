@@ -699,7 +699,8 @@ def case_sigterm():
     end = time.time() + 60
     while time.time() < end and (a.text().count(" received ") < 1500 or
                                  b.text().count(" received ") < 1500):
-        check(p.poll() is None, "producer exited early: %s" % (p.communicate(),))
+        if p.poll() is not None:
+            fail("producer exited early: %s" % (p.communicate(),))
         time.sleep(0.05)
     check(time.time() < end, "the tasks did not reach both workers")
     time.sleep(0.5)
@@ -734,11 +735,12 @@ def case_sigterm():
 
 
 def case_sigint_twice():
-    """The first SIGINT stops like SIGTERM (running tasks go on), a second
-    one exits at once; the tasks it was running run again on the other
-    worker, counted once."""
+    """The first SIGINT stops like SIGTERM (the queued tasks go back, the
+    worker leaves the group, its running tasks go on); a second one exits at
+    once; the tasks it was running run again on the other worker, counted
+    once."""
     pool = "si" + UNIQ
-    n, ms, cap = 24, 3000, 4
+    n, ms, cap = 16, 3000, 4
     a, b = start_pair("si", pool, cap)
     p = fleet_producer(pool, n, ms, "sigint.lua")
     end = time.time() + 60
@@ -747,10 +749,17 @@ def case_sigint_twice():
         time.sleep(0.05)
     check(time.time() < end, "A is not running %d tasks" % cap)
     time.sleep(0.3)
+    t0 = time.time()
     a.p.send_signal(signal.SIGINT)
     a.wait_for(r"SIGINT received", 10)
-    time.sleep(0.5)
+    # A left the group at once: B gets its partitions while A's tasks run
+    while not [t for t in line_times(b.text(), r" assigned ") if t >= t0] and time.time() < t0 + 10:
+        time.sleep(0.05)
+    moved = time.time() - t0
+    check(moved < 5, "A's partitions did not move to B after the first SIGINT")
     check(a.p.poll() is None, "the first SIGINT did not let the running tasks finish")
+    m = re.search(r"gave back (\d+) queued task", a.text())
+    check(m and int(m.group(1)) > 0, "A gave no queued task back:\n" + a.text()[-3000:])
     t1 = time.time()
     a.p.send_signal(signal.SIGINT)
     try:
@@ -758,14 +767,15 @@ def case_sigint_twice():
     except subprocess.TimeoutExpired:
         fail("worker A did not exit on the second SIGINT")
     exited = time.time() - t1
-    check(a.p.returncode != 0, "exit status after a second SIGINT: %d" % a.p.returncode)
+    check(a.p.returncode == 128 + signal.SIGINT,
+          "exit status after a second SIGINT: %d" % a.p.returncode)
     check(re.search(r"second signal", a.text()), "no line about the second signal")
     took, by_a, by_b = producer_exact(p, n, 90)
     check(by_a == 0, "A recorded %d tasks although its second SIGINT cut them short" % by_a)
-    print("second SIGINT: exit after %.2f s; all %d done in %.1f s on B" % (exited, n, took))
+    print("first SIGINT: B had A's partitions after %.2f s; second SIGINT: exit after %.2f s; "
+          "all %d done in %.1f s on B" % (moved, exited, n, took))
     check(exited < 0.5, "A exited %.2f s after the second SIGINT" % exited)
     check(b.stop() == 0, "worker B exit status")
-
 
 def valgrind_errors(log):
     """The error count of a valgrind log (None without a summary line)."""
