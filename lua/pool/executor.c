@@ -346,7 +346,7 @@ ex_task *executor_take_queued(executor *ex, int *n)
     ex->qhead = ex->qtail = NULL;
     ex->queued = 0;
     ex->submitted -= count;
-    wake k;
+    wake k = {0};
     if (count)
         wake_collect(ex, &k);
     pthread_mutex_unlock(&ex->mu);
