@@ -602,12 +602,27 @@ static void on_message(void *ud, const kuv_message *m)
     maybe_pause(w, p, m->partition);
 }
 
+/* A partition assigned afresh is not paused (kafka_uv.h): forget it among
+ * the pool's paused ones, so that maybe_pause can pause it again. */
+static void forget_paused(worker *w, const kuv_partition *parts, size_t n)
+{
+    for (wpool *p = w->pools; p; p = p->next)
+        for (size_t k = 0; k < n; k++)
+            if (!strcmp(p->topic, parts[k].topic))
+                for (int i = 0; i < p->npaused; i++)
+                    if (p->paused[i] == parts[k].partition) {
+                        p->paused[i] = p->paused[--p->npaused];
+                        break;
+                    }
+}
+
 static void on_rebalance(void *ud, int assigned, const kuv_partition *parts, size_t n)
 {
     worker *w = ud;
-    (void)w;
     if (n == 0)
         return;
+    if (assigned)
+        forget_paused(w, parts, n);
     wlog(WLOG_INFO, "%s %zu partition(s), e.g. %s[%d]", assigned ? "assigned" : "revoked", n,
          parts[0].topic, (int)parts[0].partition);
 }
