@@ -1,12 +1,14 @@
 -- bench/pool.lua: pool throughput on the embedded backend.
 -- Run: lua5.4 bench/pool.lua trivial [N]   tasks/s for trivial tasks, submit to completion
 --      lua5.4 bench/pool.lua cpu [N]       CPU-bound tasks (compare MUTIRAO_PROCS=1 and 2)
+--      lua5.4 bench/pool.lua alloc [N]     tasks that allocate: 2,000 small tables and
+--                                          strings each (the pool VMs' allocator)
 -- (with build/lib on package.cpath, or MUTIRAO_CPATH)
 package.cpath = (os.getenv("MUTIRAO_CPATH") or "build/lib/?.so;") .. package.cpath
 local goroutine = require("goroutine")
 local now = goroutine.now
 local mode = arg[1] or "trivial"
-local N = tonumber(arg[2]) or (mode == "cpu" and 64 or 200000)
+local N = tonumber(arg[2]) or (mode == "cpu" and 64 or mode == "alloc" and 5000 or 200000)
 
 local function run(name, opts, fn, n)
   goroutine.pool_create(name, opts)
@@ -37,5 +39,13 @@ elseif mode == "cpu" then
     return x
   end, N)
   print(string.format("cpu: %d tasks of 3M iterations in %.0f ms (procs=%s)", N, dt,
+    os.getenv("MUTIRAO_PROCS") or "cores"))
+elseif mode == "alloc" then
+  local dt = run("alloc", {workers = 64, queue = 128}, function()
+    local t = {}
+    for i = 1, 2000 do t[i] = { i, "item " .. i } end
+    return #t
+  end, N)
+  print(string.format("alloc: %d tasks of 2,000 tables and strings in %.0f ms (procs=%s)", N, dt,
     os.getenv("MUTIRAO_PROCS") or "cores"))
 end

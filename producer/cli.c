@@ -18,6 +18,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "dlq.h"
 #include "embedded.h"
 #include "fleet_pool.h"
 #include "goroutine.h"
@@ -37,6 +38,7 @@ static const char usage_text[] =
     "\n"
     "commands:\n"
     "  run [-f] FILE [options]   run a task file (.lua or .sloth)\n"
+    "  dlq list|retry|drop POOL  a fleet pool's dead letters (mutirao dlq help)\n"
     "  version                   print the version\n"
     "  help                      show this help\n"
     "\n"
@@ -406,5 +408,7 @@ int main(int argc, char **argv)
         return cmd_version();
     if (!strcmp(cmd, "run"))
         return cmd_run(argc - 2, argv + 2);
+    if (!strcmp(cmd, "dlq"))
+        return cmd_dlq(argc - 2, argv + 2);
     return usage_error("unknown command '%s'", cmd);
 }

@@ -1,5 +1,9 @@
 /* consumer.c: the worker's Kafka consumer, task hand-off and completion
- * records (see worker.h). Everything here runs on the main VM's loop. */
+ * records (see worker.h). Before a task runs, its delivery record is asked
+ * (deliveries.h): a task recorded already is not run again, one delivered
+ * too often without an outcome becomes a dead letter (deadletters.h). A
+ * partition stops at an envelope of a newer version (hold_partition).
+ * Everything here runs on the main VM's loop. */
 #include "worker.h"
 
 #include <inttypes.h>
@@ -10,6 +14,8 @@
 #include <sys/time.h>
 
 #include "codec.h"
+#include "deadletters.h"
+#include "deliveries.h"
 #include "envelope.h"
 #include "executor.h"
 #include "fleet_keys.h"
@@ -41,6 +47,21 @@ struct wpool {
     wtask *running[256]; /* the tasks here by (partition, offset): see on_message */
     int32_t *paused;     /* partitions paused because inflight reached cap */
     int npaused, cappaused;
+    struct held *held; /* partitions stopped at an envelope this worker cannot read */
+    int nheld;
+    /* tasks wait here until one of the pool's `workers` slots is free: the
+     * delivery record counts a task when it is about to run, not when it
+     * was fetched (a task queued behind one that kills its worker was not
+     * delivered to any code) */
+    wtask *qhead, *qtail;
+    int nstarted; /* asked or running: at most cap */
+};
+
+/* A partition stopped at a message of a newer envelope version: paused, the
+ * message not marked done (so not committed), left for a newer worker. */
+struct held {
+    int32_t partition;
+    int64_t offset;
 };
 
 /* A task from its message to its completion record. */
@@ -48,12 +69,19 @@ struct wtask {
     worker *w;
     wpool *wp;
     wtask *hnext; /* chain of wp->running */
+    wtask *qnext; /* wp's queue */
+    int started;  /* counted in wp->nstarted */
     int32_t partition;
     int64_t offset;
     char id[ENVELOPE_ID_MAX + 1];
     char producer[ENVELOPE_ID_MAX + 1];
     uint32_t attempt;
+    uint32_t max_deliveries; /* from its envelope (0: not given) */
     int ok;
+    dlv_ask ask;  /* its delivery record's question */
+    dl_item dead; /* when it is dead-lettered */
+    char *env;    /* its envelope (in run.buf or in), until it runs */
+    size_t envlen;
     /* the completion script's arguments, built once */
     int argc, nkeys;
     char **argv;
@@ -62,7 +90,10 @@ struct wtask {
     unsigned retry_ms;
     ex_task run;        /* what runs on a VM */
     fleet_task_wgs wgs; /* the WaitGroup proxies its decode made */
-    char *in;           /* the task's bytes when larger than run.buf */
+    char *in;           /* the task's envelope when larger than run.buf */
+    uint64_t ref_len;   /* its payload is in Redis by reference (envelope_task) */
+    uint64_t ref_sum;
+    char *ref; /* that payload, once read (ref_fetch) */
 };
 
 struct worker {
@@ -92,6 +123,8 @@ struct worker {
     size_t npats;
     int subscribed;
     uv_timer_t ping_timer;
+    deliveries *dv;  /* the delivery-record questions */
+    deadletters *dl; /* dead letters on their way */
 };
 
 static uint64_t unix_ms(void)
@@ -176,19 +209,77 @@ static void maybe_pause(worker *w, wpool *p, int32_t partition)
         p->paused[p->npaused++] = partition;
 }
 
+static int held_at(const wpool *p, int32_t partition, int64_t *offset);
+
 static void maybe_resume(worker *w, wpool *p)
 {
     if (w->stopping || p->npaused == 0 || p->inflight > p->cap + PREFETCH / 2)
         return;
     for (int i = 0; i < p->npaused; i++)
-        kuv_resume(w->c, p->topic, p->paused[i]);
+        if (!held_at(p, p->paused[i], NULL))
+            kuv_resume(w->c, p->topic, p->paused[i]);
     p->npaused = 0;
+}
+
+/* ---- partitions held at a newer envelope version ---- */
+
+/* 1 when the partition is held (*offset: the message it stopped at). */
+static int held_at(const wpool *p, int32_t partition, int64_t *offset)
+{
+    for (int i = 0; i < p->nheld; i++)
+        if (p->held[i].partition == partition) {
+            if (offset)
+                *offset = p->held[i].offset;
+            return 1;
+        }
+    return 0;
+}
+
+/* The message is a task envelope of a version newer than this worker reads
+ * (docs/wire-format.md: left for newer workers). Its partition stops here:
+ * paused, the message not marked done (its offset is not committed), the
+ * messages after it, already fetched, ignored. Said once per hold. A newer
+ * worker runs them when the partition moves to it (this worker stops or
+ * leaves the group); until then the partition's tasks wait. */
+static void hold_partition(worker *w, wpool *p, const kuv_message *m, const char *why)
+{
+    struct held *n = realloc(p->held, (size_t)(p->nheld + 1) * sizeof *n);
+    if (n) {
+        p->held = n;
+        p->held[p->nheld].partition = m->partition;
+        p->held[p->nheld].offset = m->offset;
+        p->nheld++;
+    }
+    kuv_pause(w->c, p->topic, m->partition);
+    wlog(WLOG_WARN,
+         "pool=%s partition %d offset %" PRId64 ": %s; partition paused here and left for a "
+         "newer mutirao-worker (not committed: it runs when a worker that reads it takes the "
+         "partition, e.g. once this one is upgraded or stopped)",
+         p->name, (int)m->partition, m->offset, why);
+}
+
+/* The partition left this worker: its hold goes with it. */
+static void unhold(worker *w, const char *topic, int32_t partition)
+{
+    for (wpool *p = w->pools; p; p = p->next) {
+        if (strcmp(p->topic, topic) != 0)
+            continue;
+        for (int i = 0; i < p->nheld; i++)
+            if (p->held[i].partition == partition) {
+                p->held[i] = p->held[--p->nheld];
+                wlog(WLOG_INFO, "pool=%s partition %d: no longer held here (revoked)", p->name,
+                     (int)partition);
+                break;
+            }
+    }
 }
 
 /* ---- completion ---- */
 
 static void wtask_free(wtask *t)
 {
+    free(t->in);
+    free(t->ref);
     for (int i = 0; i < t->argc; i++)
         free(t->argv[i]);
     free(t->argv);
@@ -264,6 +355,7 @@ static void on_completed(redis_uv *cli, int status, const redisReply *reply, con
     const char *why = err;
     if (status == 0 && reply && reply->type == REDIS_REPLY_ARRAY &&
         reply->elements == (size_t)b->n) {
+        wlog(WLOG_DEBUG, "recorded %d outcome(s)", b->n);
         for (int i = 0; i < b->n; i++) {
             wtask *t = b->t[i];
             if (reply->element[i]->type == REDIS_REPLY_INTEGER && reply->element[i]->integer == 0)
@@ -425,11 +517,16 @@ static void collect_delta(void *ud, const char *owner, const char *wgid, long lo
 /* The task ended on its VM (s is NULL when this VM is gone: exiting). */
 static void record_outcome(wtask *t, int ok);
 
+static void slot_free(wtask *t);
+
 static void on_task_done(sched *s, ex_task *x)
 {
     wtask *t = (wtask *)((char *)x - offsetof(wtask, run));
     free(t->in);
     t->in = NULL;
+    free(t->ref);
+    t->ref = NULL;
+    slot_free(t);
     if (s && x->lingering)
         return; /* recorded when the goroutines it started have ended too */
     record_outcome(t, s ? x->ok : -1);
@@ -444,14 +541,33 @@ static void on_task_ended(sched *s, const char *id, ex_task *x)
     record_outcome(t, s ? x->ok : -1);
 }
 
+static void record_result(wtask *t, int ok, const char *out, size_t outlen, int dead);
+
 /* Builds the task's completion record (outcome and WaitGroup changes) and
  * queues it for the completion script. ok: 1, 0, or -1 (the VM is gone). */
 static void record_outcome(wtask *t, int ok)
 {
+    record_result(t, ok, t->run.out, t->run.outlen, 0);
+}
+
+/* Records a failure whose error is msg (dead: a dead letter's). */
+static void record_failure(wtask *t, const char *msg, int dead)
+{
+    char *enc = NULL;
+    size_t elen = 0;
+    if (codec_encode_text(msg, strlen(msg), &enc, &elen) != 0) {
+        enc = NULL;
+        elen = 0;
+    }
+    record_result(t, 0, enc, elen, dead);
+    free(enc);
+}
+
+/* record_outcome with the outcome's bytes (out may be NULL). */
+static void record_result(wtask *t, int ok, const char *out, size_t outlen, int dead)
+{
     ex_task *x = &t->run;
     worker *w = t->w;
-    const char *out = x->out;
-    size_t outlen = x->outlen;
     delta_list d = {0};
     fleet_task_wgs_drain(&t->wgs, collect_delta, &d);
     envelope_result r;
@@ -461,6 +577,7 @@ static void record_outcome(wtask *t, int ok)
     envelope_copy(r.worker, sizeof r.worker, w->cfg->worker_id);
     r.attempt = t->attempt;
     r.ok = ok == 1;
+    r.dead_lettered = dead;
     r.finished_at_ms = unix_ms();
     r.payload = out ? out : "";
     r.payload_len = out ? outlen : 0;
@@ -468,6 +585,19 @@ static void record_outcome(wtask *t, int ok)
     envelope_limits lim;
     envelope_limits_default(&lim);
     lim.max_payload = (size_t)w->cfg->payload_max_bytes;
+    lim.max_ref = (size_t)w->cfg->payload_max_ref_bytes;
+    const char *blob = "";
+    size_t bloblen = 0;
+    if (out && outlen > lim.max_payload && outlen <= lim.max_ref) {
+        /* too large for the notification: the completion script stores it
+         * by reference (mutirao:task:ID:out) */
+        blob = out;
+        bloblen = outlen;
+        r.payload = "";
+        r.payload_len = 0;
+        r.ref_len = outlen;
+        r.ref_sum = envelope_ref_sum(out, outlen);
+    }
     char errbuf[200];
     envelope_buf b;
     envelope_buf_init(&b, NULL, 0);
@@ -488,10 +618,13 @@ static void record_outcome(wtask *t, int ok)
         }
         r.payload = enc;
         r.payload_len = elen;
+        r.ref_len = r.ref_sum = 0;
+        blob = "";
+        bloblen = 0;
         rc = envelope_result_encode(&r, &lim, &b, errbuf, sizeof errbuf);
         free(enc);
     }
-    int nargs = 6 + 2 * d.n;
+    int nargs = 7 + 2 * d.n;
     t->argv = calloc((size_t)nargs, sizeof *t->argv);
     t->argvlen = calloc((size_t)nargs, sizeof *t->argvlen);
     char num[32];
@@ -502,6 +635,7 @@ static void record_outcome(wtask *t, int ok)
         fail |= add_arg(t, NULL, t->producer, strlen(t->producer));
         fail |= add_arg(t, NULL, t->ok ? "completed" : "failed", t->ok ? 9 : 6);
         fail |= add_arg(t, NULL, b.data, b.len);
+        fail |= add_arg(t, NULL, blob, bloblen);
         snprintf(num, sizeof num, "%d", d.n);
         fail |= add_arg(t, NULL, num, strlen(num));
         for (int i = 0; i < d.n; i++) {
@@ -526,6 +660,172 @@ static void record_outcome(wtask *t, int ok)
 
 /* ---- messages ---- */
 
+/* The dead letter is stored: its failure is recorded as the task's outcome
+ * (ok 0: the worker is closing; it is dead-lettered again by the next
+ * delivery). */
+static void on_dead_stored(dl_item *it, int ok, const char *rec, size_t len)
+{
+    wtask *t = (wtask *)((char *)it - offsetof(wtask, dead));
+    if (!ok) {
+        task_settled(t, 0);
+        return;
+    }
+    /* rec: "COUNT FIRST LAST DEAD_AT\nHISTORY\nERROR" */
+    const char *end = rec + len, *nl1 = memchr(rec, '\n', len);
+    const char *nl2 = nl1 ? memchr(nl1 + 1, '\n', (size_t)(end - nl1 - 1)) : NULL;
+    long count = strtol(rec, NULL, 10);
+    char msg[700];
+    snprintf(msg, sizeof msg, "dead-lettered after %ld deliver%s: %.*s", count,
+             count == 1 ? "y" : "ies", nl2 ? (int)(end - nl2 - 1) : 22,
+             nl2 ? nl2 + 1 : "no outcome was recorded");
+    wlog(WLOG_WARN, "pool=%s task=%s: %s; not run again (topic %s, `mutirao dlq list %s`)",
+         t->wp->name, t->id, msg, t->w->cfg->topic_dead, t->wp->name);
+    record_failure(t, msg, 1);
+}
+
+static void run_task(wtask *t);
+static void ref_fetch(wtask *t);
+
+/* What the task's delivery record says (deliveries.h). */
+static void on_asked(dlv_ask *a, int64_t answer)
+{
+    wtask *t = (wtask *)((char *)a - offsetof(wtask, ask));
+    worker *w = t->w;
+    if (answer <= 0)
+        slot_free(t); /* it does not run here */
+    if (answer == DLV_CLOSED) {
+        task_settled(t, 0); /* it runs again after a restart */
+        return;
+    }
+    if (answer == DLV_DONE) {
+        wlog(WLOG_INFO,
+             "pool=%s task=%s attempt %u: outcome already recorded (delivered again); not run "
+             "again",
+             t->wp->name, t->id, t->attempt);
+        task_settled(t, 1);
+        return;
+    }
+    if (answer < 0) {
+        t->dead.id = t->id;
+        t->dead.pool = t->wp->name;
+        t->dead.env = t->env;
+        t->dead.envlen = t->envlen;
+        t->dead.done = on_dead_stored;
+        deadletters_put(w->dl, &t->dead);
+        return;
+    }
+    if (answer > 1)
+        wlog(WLOG_INFO, "pool=%s task=%s: delivery %" PRId64 " of at most %u", t->wp->name, t->id,
+             answer, t->ask.max);
+    if (t->ref_len)
+        ref_fetch(t);
+    else
+        run_task(t);
+}
+
+/* The task's payload, read from Redis: checked against the envelope's
+ * length and checksum, then run. Anything else fails the task, saying why. */
+static void on_ref(redis_uv *cli, int status, const redisReply *reply, const char *err, void *ud)
+{
+    (void)cli;
+    wtask *t = ud;
+    if (status == REDIS_UV_ECLOSED) {
+        slot_free(t);
+        task_settled(t, 0); /* closing: it runs again elsewhere */
+        return;
+    }
+    char msg[300];
+    msg[0] = 0;
+    if (status < 0 || reply->type == REDIS_REPLY_ERROR)
+        snprintf(msg, sizeof msg, "cannot read its arguments from Redis: %s",
+                 status < 0 ? err : reply->str);
+    else if (reply->type != REDIS_REPLY_STRING)
+        snprintf(msg, sizeof msg,
+                 "its arguments (%" PRIu64 " bytes, kept in Redis by reference) are gone: "
+                 "expired (result.ttl_s) or deleted",
+                 t->ref_len);
+    else if ((uint64_t)reply->len != t->ref_len ||
+             envelope_ref_sum(reply->str, reply->len) != t->ref_sum)
+        snprintf(msg, sizeof msg,
+                 "its arguments in Redis do not match its envelope (%zu bytes, %" PRIu64
+                 " expected, or another checksum): not run",
+                 reply->len, t->ref_len);
+    else if (!(t->ref = malloc(reply->len ? reply->len : 1)))
+        snprintf(msg, sizeof msg, "out of memory for its arguments (%zu bytes)", reply->len);
+    if (msg[0]) {
+        wlog(WLOG_ERROR, "pool=%s task=%s: %s", t->wp->name, t->id, msg);
+        slot_free(t);
+        record_failure(t, msg, 0);
+        return;
+    }
+    memcpy(t->ref, reply->str, reply->len);
+    t->run.in = t->ref;
+    t->run.inlen = reply->len;
+    run_task(t);
+}
+
+static void ref_fetch(wtask *t)
+{
+    char key[FLEET_KEY_MAX];
+    fleet_key_task_in(key, t->id);
+    if (redis_uv_command(t->w->r, on_ref, t, "GET %s", key) != 0)
+        on_ref(t->w->r, REDIS_UV_ECLOSED, NULL, "closed", t);
+}
+
+/* Hands the task to its pool's executor. */
+static void run_task(wtask *t)
+{
+    if (executor_submit(t->wp->ex, &t->run, t->w->s, -1, NULL) != EX_OK) {
+        wlog(WLOG_ERROR, "pool=%s task=%s: out of memory", t->wp->name, t->id);
+        free(t->in);
+        t->in = NULL;
+        slot_free(t);
+        task_settled(t, 0);
+    }
+}
+
+/* Asks the delivery records of the queued tasks that fit in the pool's
+ * free slots. */
+static void pump(wpool *p)
+{
+    while (p->qhead && p->nstarted < p->cap) {
+        wtask *t = p->qhead;
+        p->qhead = t->qnext;
+        if (!p->qhead)
+            p->qtail = NULL;
+        t->started = 1;
+        p->nstarted++;
+        deliveries_ask(t->w->dv, &t->ask);
+    }
+}
+
+/* The task no longer takes one of its pool's slots. */
+static void slot_free(wtask *t)
+{
+    if (!t->started)
+        return;
+    t->started = 0;
+    t->wp->nstarted--;
+    pump(t->wp);
+}
+
+/* Gives up the tasks still queued (the worker stops): they run again.
+ * Returns how many. */
+static long drop_queued(worker *w)
+{
+    long n = 0;
+    for (wpool *p = w->pools; p; p = p->next)
+        while (p->qhead) {
+            wtask *t = p->qhead;
+            p->qhead = t->qnext;
+            if (!p->qhead)
+                p->qtail = NULL;
+            task_settled(t, 0);
+            n++;
+        }
+    return n;
+}
+
 static void on_message(void *ud, const kuv_message *m)
 {
     worker *w = ud;
@@ -533,6 +833,7 @@ static void on_message(void *ud, const kuv_message *m)
     envelope_limits lim;
     envelope_limits_default(&lim);
     lim.max_payload = (size_t)w->cfg->payload_max_bytes;
+    lim.max_ref = (size_t)w->cfg->payload_max_ref_bytes;
     envelope_task e;
     char why[200];
     if (!p) {
@@ -541,7 +842,16 @@ static void on_message(void *ud, const kuv_message *m)
     }
     if (w->stopping)
         return; /* fetched before the stop: not done, it runs elsewhere */
-    if (!m->value || envelope_task_decode(m->value, m->len, &lim, &e, why, sizeof why) != 0) {
+    int64_t stop;
+    if (held_at(p, m->partition, &stop) && m->offset >= stop)
+        return; /* behind a message this worker cannot read: left as it is */
+    int rc = m->value ? envelope_task_decode(m->value, m->len, &lim, &e, why, sizeof why)
+                      : ENVELOPE_ETRUNCATED;
+    if (rc == ENVELOPE_ENEWER) {
+        hold_partition(w, p, m, why);
+        return;
+    }
+    if (rc != 0) {
         wlog(WLOG_ERROR, "pool=%s partition %d offset %" PRId64 ": not a task (%s); skipped",
              p->name, (int)m->partition, m->offset, m->value ? why : "empty message");
         kuv_done(w->c, m->topic, m->partition, m->offset);
@@ -568,6 +878,9 @@ static void on_message(void *ud, const kuv_message *m)
     t->partition = m->partition;
     t->offset = m->offset;
     t->attempt = e.attempt;
+    t->max_deliveries = e.max_deliveries;
+    t->ref_len = e.ref_len;
+    t->ref_sum = e.ref_sum;
     t->retry_ms = RETRY_MIN_MS;
     memcpy(t->id, e.id, sizeof t->id);
     memcpy(t->producer, e.producer, sizeof t->producer);
@@ -577,28 +890,44 @@ static void on_message(void *ud, const kuv_message *m)
     p->inflight++;
     w->inflight++;
     p->received++;
-    /* run these bytes, call back with the outcome */
-    if (e.payload_len <= sizeof t->run.buf) {
-        memcpy(t->run.buf, e.payload, e.payload_len);
-        t->run.in = t->run.buf;
-    } else if ((t->in = malloc(e.payload_len))) {
-        memcpy(t->in, e.payload, e.payload_len);
-        t->run.in = t->in;
+    /* the envelope is kept (a dead letter is made of it); the task's bytes
+     * are its payload */
+    if (m->len <= sizeof t->run.buf) {
+        memcpy(t->run.buf, m->value, m->len);
+        t->env = t->run.buf;
+    } else if ((t->in = malloc(m->len))) {
+        memcpy(t->in, m->value, m->len);
+        t->env = t->in;
     }
+    t->envlen = m->len;
     fleet_task_wgs_init(&t->wgs);
+    t->run.in = t->env ? t->env + (e.payload - (const char *)m->value) : NULL;
     t->run.inlen = e.payload_len;
     t->run.id = t->id;
     t->run.pool = p->name;
     t->run.done = on_task_done;
     t->run.ended = on_task_ended;
     t->run.decode_ctx = &t->wgs.tc;
-    if (!t->run.in || executor_submit(p->ex, &t->run, w->s, -1, NULL) != EX_OK) {
+    /* its limits travel in the envelope: no Redis read here */
+    t->run.deadline_ms = e.deadline_ms;
+    t->run.submitted_ms = e.submitted_at_ms;
+    t->run.timeout_ms = e.timeout_ms;
+    t->run.memory = e.memory && e.memory <= SIZE_MAX ? (size_t)e.memory : EX_MEMORY_DEFAULT;
+    if (!t->env) {
         wlog(WLOG_ERROR, "pool=%s task=%s: out of memory", p->name, e.id);
-        free(t->in);
-        t->in = NULL;
         task_settled(t, 0);
         return;
     }
+    /* runs once a slot is free and its delivery record says so (on_asked) */
+    t->ask.id = t->id;
+    t->ask.max = e.max_deliveries ? e.max_deliveries : FLEET_MAX_DELIVERIES;
+    t->ask.answer = on_asked;
+    if (p->qtail)
+        p->qtail->qnext = t;
+    else
+        p->qhead = t;
+    p->qtail = t;
+    pump(p);
     maybe_pause(w, p, m->partition);
 }
 
@@ -625,6 +954,9 @@ static void on_rebalance(void *ud, int assigned, const kuv_partition *parts, siz
         forget_paused(w, parts, n);
     wlog(WLOG_INFO, "%s %zu partition(s), e.g. %s[%d]", assigned ? "assigned" : "revoked", n,
          parts[0].topic, (int)parts[0].partition);
+    if (!assigned)
+        for (size_t i = 0; i < n; i++)
+            unhold(w, parts[i].topic, parts[i].partition);
 }
 
 static void on_kafka_error(void *ud, int err, const char *msg)
@@ -646,13 +978,14 @@ static void on_report(uv_timer_t *h)
         executor_counts(p->ex, &active, &queued, NULL);
         wlog(WLOG_DEBUG,
              "pool=%s here: %d running, %d queued, %d not yet recorded, %d partition(s) "
-             "paused; %llu received, %llu recorded",
-             p->name, active, queued, p->inflight, p->npaused, p->received, p->recorded);
+             "paused, %d held at a newer envelope; %llu received, %llu recorded",
+             p->name, active, queued, p->inflight, p->npaused, p->nheld, p->received, p->recorded);
         if (active == 0 && p->reported == 0)
             continue;
         snprintf(val, sizeof val, "%d %" PRIu64, active, unix_ms());
         fleet_key_active(key, p->name);
         redis_uv_command(w->r, NULL, NULL, "HSET %s %s %s", key, w->cfg->worker_id, val);
+        redis_uv_command(w->r, NULL, NULL, "EXPIRE %s %d", key, FLEET_POOL_IDLE_TTL_S);
         p->reported = active;
     }
 }
@@ -675,6 +1008,7 @@ static void on_cap(redis_uv *cli, int status, const redisReply *reply, const cha
             if (v > 0 && v <= 1000000 && !strcmp(p->name, q->name) && p->cap != (int)v) {
                 p->cap = (int)v;
                 executor_set_limit(p->ex, p->cap);
+                pump(p);
                 maybe_resume(q->w, p);
             }
         }
@@ -765,6 +1099,19 @@ worker *worker_start(sched *s, const config *cfg, char *err, size_t errlen)
         return NULL;
     }
     w->complete_script = redis_uv_script(w->r, FLEET_COMPLETE_LUA, strlen(FLEET_COMPLETE_LUA));
+    w->dv = deliveries_new(s->loop, w->r, cfg);
+    w->dl = deadletters_new(s->loop, w->r, cfg);
+    if (!w->dv || !w->dl || config_check_dead_topic(cfg, err, errlen) != 0) {
+        if (!w->dv || !w->dl)
+            snprintf(err, errlen, "out of memory");
+        if (w->dv)
+            deliveries_close(w->dv);
+        if (w->dl)
+            deadletters_close(w->dl);
+        redis_uv_close(w->r, NULL, NULL);
+        free(w);
+        return NULL;
+    }
     kuv_consumer_opts o;
     kuv_consumer_opts_default(&o);
     o.session_timeout_ms = cfg->kafka_session_timeout_ms;
@@ -792,6 +1139,8 @@ worker *worker_start(sched *s, const config *cfg, char *err, size_t errlen)
     w->c = kuv_consumer_new(s->loop, cfg->kafka_brokers, FLEET_GROUP, &o, on_message, on_rebalance,
                             w, &rc);
     if (!w->c) {
+        deliveries_close(w->dv);
+        deadletters_close(w->dl);
         redis_uv_close(w->r, NULL, NULL);
         free(w);
         return NULL;
@@ -824,6 +1173,8 @@ worker *worker_start(sched *s, const config *cfg, char *err, size_t errlen)
         free(pats);
         snprintf(err, errlen, "out of memory");
         kuv_consumer_close(w->c);
+        deliveries_close(w->dv);
+        deadletters_close(w->dl);
         redis_uv_close(w->r, NULL, NULL);
         free(w);
         return NULL;
@@ -864,6 +1215,7 @@ static void on_worker_closed(uv_handle_t *h)
         w->pools = p->next;
         executor_unref(p->ex);
         free(p->paused);
+        free(p->held);
         free(p);
     }
     free(w->pend);
@@ -921,25 +1273,21 @@ static void leave_when_answered(worker *w)
         uv_timer_start(&w->leave, on_leave_timeout, LEAVE_WAIT_MS, 0);
 }
 
-/* Takes the tasks not yet started out of the pools' executors: none runs
- * here, none is recorded or marked done. Returns how many. */
+/* Gives back the tasks not started: those waiting in the pools' queues for
+ * a slot (drop_queued) and any queued in the executors (a pool whose
+ * `workers` went down): none runs here, none is recorded or marked done.
+ * Returns how many. */
 static long give_back(worker *w)
 {
-    long total = 0;
+    long total = drop_queued(w);
     for (wpool *p = w->pools; p; p = p->next) {
         int n = 0;
         ex_task *x = executor_take_queued(p->ex, &n);
         while (x) {
             ex_task *next = x->next;
             wtask *t = (wtask *)((char *)x - offsetof(wtask, run));
-            wtask **slot = running_slot(p, t->partition, t->offset);
-            if (*slot == t)
-                *slot = t->hnext;
-            free(t->in);
-            t->in = NULL;
-            p->inflight--;
-            w->inflight--;
-            uv_close((uv_handle_t *)&t->retry, on_retry_closed);
+            slot_free(t);
+            task_settled(t, 0);
             x = next;
         }
         total += n;
@@ -956,6 +1304,11 @@ static void finish_stop(worker *w)
     on_report(&w->report); /* running counts to 0 */
     flush_completions(w);
     leave_group(w);
+    /* tasks still waiting for their delivery record or their dead letter
+     * are given up (they are delivered again) */
+    drop_queued(w);
+    deliveries_close(w->dv);
+    deadletters_close(w->dl);
     redis_uv_close(w->r, NULL, NULL);
     w->nclosing = 5;
     uv_close((uv_handle_t *)&w->leave, on_worker_closed);

@@ -11,6 +11,8 @@
 
 #include <lauxlib.h>
 
+#include "envopt.h"
+
 #define PREEMPT_SIGNAL SIGURG
 #define TICK_NS 2000000ull /* CPU time between checks */
 
@@ -118,14 +120,12 @@ static void on_signal(int sig, siginfo_t *si, void *uc)
 
 static void install(void)
 {
-    const char *e = getenv("MUTIRAO_PREEMPT");
-    if (e && strcmp(e, "0") == 0) {
+    if (envopt_int("MUTIRAO_PREEMPT", 0, 1, 1) == 0) {
         preempt_enabled = 0;
         return;
     }
-    const char *sl = getenv("MUTIRAO_SLICE_MS");
-    if (sl && atoi(sl) > 0)
-        slice_ns = (uint64_t)atoi(sl) * 1000000ull;
+    slice_ns = (uint64_t)envopt_int("MUTIRAO_SLICE_MS", 1, 60000, (long)(slice_ns / 1000000u)) *
+               1000000ull;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = on_signal;

@@ -209,6 +209,7 @@ scope *scope_new(sched *s, scope *parent, uint64_t timeout_ns)
     mlist_init(&sc->children);
     mlist_init(&sc->members);
     mlist_init(&sc->watches);
+    sc->tag = parent->tag;
     parent->refs++;
     mlist_push_front(&parent->children, &sc->sib);
     mlist_push_front(&s->scopes, &sc->all);
@@ -230,6 +231,8 @@ static void scope_free(scope *sc)
     sched *s = sc->s;
     timer_del(s, &sc->deadline);
     scope_watches_end(sc, 0);
+    if (sc->tag_free)
+        sc->tag_free(sc->tag);
     if (sc->label_ref != LUA_NOREF)
         luaL_unref(s->L, LUA_REGISTRYINDEX, sc->label_ref);
     /* orphan children (they are not live, or we would be live too) */
@@ -288,6 +291,29 @@ void scope_cancel(scope *sc, const char *reason)
         n = next;
     }
     scope_release(sc);
+}
+
+void scope_set_tag(scope *sc, void *tag, void (*tag_free)(void *tag))
+{
+    sc->tag = tag;
+    sc->tag_free = tag_free;
+}
+
+void sched_set_tag_slot(sched *s, void **slot)
+{
+    s->tag_slot = slot;
+}
+
+uint64_t scope_deadline(const scope *sc)
+{
+    uint64_t best = 0;
+    for (; sc; sc = sc->parent) {
+        if (sc->cancelled)
+            return sched_now_ns();
+        if (theap_has(&sc->deadline) && (!best || sc->deadline.due < best))
+            best = sc->deadline.due;
+    }
+    return best;
 }
 
 scope *sched_current_scope(sched *s, lua_State *L)
@@ -540,7 +566,11 @@ static void resume(sched *s, gor *g)
     s->running = g;
     atomic_store_explicit(&s->run_deadline, g->sc->eff_deadline, memory_order_relaxed);
     atomic_store_explicit(&s->running_L, co, memory_order_relaxed);
+    if (s->tag_slot)
+        *s->tag_slot = g->sc->tag;
     int status = lua_resume(co, NULL, nargs, &nres);
+    if (s->tag_slot)
+        *s->tag_slot = NULL;
     atomic_store_explicit(&s->running_L, NULL, memory_order_relaxed);
     s->running = NULL;
     if (status == LUA_YIELD) {
@@ -697,6 +727,11 @@ void sched_block(lua_State *L, sched *s, glist *wl, uint64_t due)
         gl_push(wl, &self);
     if (due)
         timer_add(s, &self.timer, due, on_sleep_due);
+    /* ready goroutines first, as when a goroutine waits: uv_run would run
+     * due timers before them (timeout(0, fn) would cancel fn before it
+     * started in the main chunk only) */
+    if (!glist_empty(&s->runq))
+        sched_drain(s);
     while (!(self.flags & GF_WOKEN)) {
         int alive = uv_run(s->loop, UV_RUN_ONCE);
         if (!alive && !(self.flags & GF_WOKEN)) {
@@ -833,6 +868,8 @@ static void sched_destroy(sched *s)
     scope *sc;
     while ((sc = mlist_first_entry(&s->scopes, scope, all))) {
         mlist_remove(&sc->all);
+        if (sc->tag_free)
+            sc->tag_free(sc->tag);
         free(sc);
     }
     port_close(s->port);

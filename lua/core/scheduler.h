@@ -81,6 +81,8 @@ struct scope {
     int label_ref;   /* registry ref of a label (task name), or LUA_NOREF */
     gor *lead;       /* goroutine whose end disarms the deadline (timeout()), or NULL */
     mlist watches;   /* layers above watching this scope's end (scope_watch_add) */
+    void *tag;       /* a layer above's value for this scope and its descendants (scope_set_tag) */
+    void (*tag_free)(void *tag); /* set on the scope that got the tag, not on its children */
 };
 
 struct sched {
@@ -116,6 +118,7 @@ struct sched {
     int errh_ref;    /* the host's log handler (rtlog.h), or LUA_NOREF */
     size_t nlive;    /* live goroutines */
     sched *tl_prev;  /* sched that was current on this thread before this drain */
+    void **tag_slot; /* gets the running goroutine's scope tag (sched_set_tag_slot), or NULL */
 };
 
 #define GOR_MAGIC 0x676f726fu
@@ -188,6 +191,22 @@ struct scope_watch {
 };
 void scope_watch_add(scope *sc, scope_watch *w);
 void scope_watch_del(scope_watch *w);
+
+/*
+** Scope tags: a layer above attaches a value to a scope (a pool task's
+** memory account); scopes created under it inherit it. tag_free (may be
+** NULL) runs when that scope is freed, after its descendants. While a
+** goroutine is being resumed, *slot holds its scope's tag, and NULL at any
+** other time (so whatever the tag selects applies to Lua code the
+** goroutine runs, never to the scheduler's own calls outside a resume).
+*/
+void scope_set_tag(scope *sc, void *tag, void (*tag_free)(void *tag));
+void sched_set_tag_slot(sched *s, void **slot);
+
+/* The deadline that will cancel sc (its own or an ancestor's, the earliest,
+ * on the sched_now_ns clock); 0 when none will. A cancelled scope's is now.
+ * For a layer that passes the deadline on (a pool task it submits). */
+uint64_t scope_deadline(const scope *sc);
 
 /*
 ** Per-VM slots: a layer keeps its state for a VM under the address of a

@@ -27,6 +27,7 @@
 
 #include "codec.h"
 #include "envelope.h"
+#include "executor.h"
 #include "fleet_keys.h"
 #include "fleet_wg.h"
 #include "kafka_uv.h"
@@ -61,8 +62,12 @@ struct fpool {
     char name[ENVELOPE_POOL_MAX + 1];
     char topic[CONFIG_TOPIC_MAX + 1];
     int workers, qcap, block, closed;
-    long outstanding;                                 /* this VM's tasks not finished */
+    int max_deliveries;  /* carried by each task's envelope */
+    uint32_t timeout_ms; /* each task's time limit, 0: none (in every envelope) */
+    size_t memory;       /* each task's memory limit (in every envelope) */
+    long outstanding;    /* this VM's tasks not finished */
     long long submitted, completed, failed, rejected; /* this VM's tasks */
+    long long dead_lettered;                          /* of the failed: dead letters */
     glist room, idle;
 };
 
@@ -100,6 +105,10 @@ struct fvm {
     char **sub_argv;
     size_t *sub_len;
     int nsub, capsub;
+    /* keys of awaited tasks not deleted yet: UNLINK's arguments */
+    char **ret_argv;
+    size_t *ret_len;
+    int nret, capret;
 };
 
 #define SUBMIT_BATCH 512 /* (pool, id) pairs per FLEET_SUBMIT_LUA call */
@@ -116,9 +125,60 @@ static void flush_submits(fvm *v)
     v->nsub = 1; /* ARGV[1], the TTL, stays */
 }
 
+#define RETIRE_BATCH 512 /* keys per UNLINK */
+
+/* Deletes the keys of the tasks awaited so far (one UNLINK). */
+static void flush_retired(fvm *v)
+{
+    if (v->nret <= 1)
+        return;
+    redis_uv_command_argv(v->r, NULL, NULL, v->nret, (const char **)v->ret_argv, v->ret_len);
+    for (int i = 1; i < v->nret; i++)
+        free(v->ret_argv[i]);
+    v->nret = 1; /* ARGV[0], "UNLINK", stays */
+}
+
+/* Once its outcome was read, a task's keys are not needed any more (its
+ * seen bit stays: see fleet_keys.h). Batched per loop turn. */
+static void retire_task(fvm *v, const char *id)
+{
+    char keys[FLEET_TASK_KEYS][FLEET_KEY_MAX];
+    size_t lens[FLEET_TASK_KEYS];
+    int n = fleet_task_keys(id, keys, lens);
+    if (v->nret + n > v->capret) {
+        int c = v->capret ? v->capret * 2 : 64;
+        char **a = realloc(v->ret_argv, (size_t)c * sizeof *a);
+        if (!a)
+            return; /* the keys expire with result.ttl_s instead */
+        v->ret_argv = a;
+        size_t *l = realloc(v->ret_len, (size_t)c * sizeof *l);
+        if (!l)
+            return;
+        v->ret_len = l;
+        v->capret = c;
+    }
+    if (v->nret == 0) {
+        if (!(v->ret_argv[0] = strdup("UNLINK")))
+            return;
+        v->ret_len[0] = 6;
+        v->nret = 1;
+    }
+    for (int i = 0; i < n; i++) {
+        char *k = malloc(lens[i] + 1);
+        if (!k)
+            break;
+        memcpy(k, keys[i], lens[i] + 1);
+        v->ret_argv[v->nret] = k;
+        v->ret_len[v->nret++] = lens[i];
+    }
+    if (v->nret > RETIRE_BATCH)
+        flush_retired(v);
+}
+
 static void on_flush(uv_check_t *h)
 {
     flush_submits(h->data);
+    flush_retired(h->data);
 }
 
 static void note_submit(fvm *v, const char *pool, const char *id)
@@ -283,7 +343,8 @@ static fpool *pool_get(fvm *v, const char *name)
 }
 
 /* Records a pool in this VM (name already checked). Raises when out of memory. */
-static fpool *pool_add(lua_State *L, fvm *v, const char *name, int workers, int qcap, int block)
+static fpool *pool_add(lua_State *L, fvm *v, const char *name, int workers, int qcap, int block,
+                       int max_deliveries, uint32_t timeout_ms, size_t memory)
 {
     fpool *p = calloc(1, sizeof *p);
     if (!p)
@@ -293,6 +354,9 @@ static fpool *pool_add(lua_State *L, fvm *v, const char *name, int workers, int 
     p->workers = workers;
     p->qcap = qcap;
     p->block = block;
+    p->max_deliveries = max_deliveries;
+    p->timeout_ms = timeout_ms;
+    p->memory = memory;
     glist_init(&p->room);
     glist_init(&p->idle);
     p->next = v->pools;
@@ -312,21 +376,25 @@ typedef struct fop {
     fvm *v;
     glist waiters;
     /* results */
-    long long n[4];
+    long long n[5];
     char *data;
     size_t len;
     int have_data, queued;
     uint64_t due_ns;
     unsigned interval_ms;
     fpool *p;
-    int workers, qcap, block;
+    int workers, qcap, block, max_deliveries;
+    uint32_t timeout_ms;
+    size_t memory;
     char name[ENVELOPE_POOL_MAX + 1];
+    void *task; /* a submit's task while its payload is stored (freed with op) */
 } fop;
 
 static void fop_unref(fop *op)
 {
     if (--op->refs == 0) {
         free(op->data);
+        free(op->task);
         free(op);
     }
 }
@@ -464,7 +532,8 @@ static void ftask_free(tb_task *tb)
 
 /* A task of this VM ended: its outcome goes to the taskbook (which wakes
  * its awaiters and reports a failure); the pool's waiters wake. */
-static void task_finish(fvm *v, ftask *t, int ok, const char *out, size_t outlen, const char *err)
+static void task_finish(fvm *v, ftask *t, int ok, const char *out, size_t outlen, const char *err,
+                        int dead)
 {
     sched *s = v->s;
     if (t->tb.done)
@@ -487,6 +556,8 @@ static void task_finish(fvm *v, ftask *t, int ok, const char *out, size_t outlen
         p->completed++;
     else
         p->failed++;
+    if (dead)
+        p->dead_lettered++;
     if (!glist_empty(&p->room))
         sched_ready_all(s, &p->room);
     if (p->outstanding == 0 && !glist_empty(&p->idle))
@@ -495,7 +566,105 @@ static void task_finish(fvm *v, ftask *t, int ok, const char *out, size_t outlen
                     0);
 }
 
+/* await read t's outcome: its keys in Redis go. */
+static void task_awaited(tb_task *tb)
+{
+    fvm *v = (fvm *)((char *)tb->ops - offsetof(fvm, ops));
+    if (!v->closing && v->r)
+        retire_task(v, tb->id);
+}
+
 /* ---- the notification poller ---- */
+
+/* This VM's unfinished task of that id, or NULL. */
+static ftask *pending_task(fvm *v, const char *id)
+{
+    lua_State *T = sched_scratch(v->s);
+    tb_task *tb = taskbook_find(taskbook_get(T, v->s), T, id);
+    ftask *t = tb && tb->ops == &v->ops ? (ftask *)tb : NULL;
+    return t && !t->tb.done ? t : NULL;
+}
+
+/* A result kept by reference, on its way from Redis. */
+typedef struct rfetch {
+    fvm *v;
+    int ok, dead;
+    uint64_t len, sum;
+    char id[ENVELOPE_ID_MAX + 1];
+} rfetch;
+
+/* Checks bytes (len of them; NULL: none came) against a reference's length
+ * and checksum; 0, or -1 with the reason in msg. */
+static int ref_check(const char *what, const char *bytes, size_t len, uint64_t ref_len,
+                     uint64_t ref_sum, char *msg, size_t msglen)
+{
+    if (!bytes) {
+        snprintf(msg, msglen, "its %s (%" PRIu64 " bytes, kept in Redis by reference) %s", what,
+                 ref_len, "are gone: expired (result.ttl_s) or deleted");
+        return -1;
+    }
+    if ((uint64_t)len != ref_len || envelope_ref_sum(bytes, len) != ref_sum) {
+        snprintf(msg, msglen,
+                 "its %s in Redis do not match its record (%zu bytes, %" PRIu64
+                 " expected, or another checksum)",
+                 what, len, ref_len);
+        return -1;
+    }
+    return 0;
+}
+
+static void on_result_ref(redis_uv *cli, int status, const redisReply *reply, const char *err,
+                          void *ud)
+{
+    (void)cli;
+    rfetch *f = ud;
+    if (status == REDIS_UV_ECLOSED) { /* the VM is closing */
+        free(f);
+        return;
+    }
+    ftask *t = pending_task(f->v, f->id);
+    char msg[400];
+    if (!t) {
+        /* finished meanwhile (another read of the same outcome) */
+    } else if (status < 0 || reply->type == REDIS_REPLY_ERROR) {
+        snprintf(msg, sizeof msg, "cannot read its result from Redis: %s",
+                 status < 0 ? err : reply->str);
+        task_finish(f->v, t, 0, NULL, 0, msg, 0);
+    } else if (ref_check("result values", reply->type == REDIS_REPLY_STRING ? reply->str : NULL,
+                         reply->type == REDIS_REPLY_STRING ? reply->len : 0, f->len, f->sum, msg,
+                         sizeof msg) != 0) {
+        task_finish(f->v, t, 0, NULL, 0, msg, 0);
+    } else {
+        task_finish(f->v, t, f->ok, reply->str, reply->len, NULL, f->dead);
+    }
+    free(f);
+}
+
+/* The outcome of r is in mutirao:task:ID:out: read it, then finish the task. */
+static void result_ref_fetch(fvm *v, const envelope_result *r)
+{
+    rfetch *f = calloc(1, sizeof *f);
+    ftask *t = pending_task(v, r->id);
+    if (!f) {
+        task_finish(v, t, 0, NULL, 0, "out of memory for its result", 0);
+        return;
+    }
+    f->v = v;
+    f->ok = r->ok;
+    f->dead = r->dead_lettered;
+    f->len = r->ref_len;
+    f->sum = r->ref_sum;
+    memcpy(f->id, r->id, sizeof f->id);
+    char key[FLEET_KEY_MAX];
+    fleet_key_task_out(key, r->id);
+    int rc = redis_uv_command(v->r, on_result_ref, f, "GET %s", key);
+    if (rc != 0) {
+        free(f);
+        char msg[200];
+        snprintf(msg, sizeof msg, "cannot read its result from Redis: %s", redis_uv_strerror(rc));
+        task_finish(v, t, 0, NULL, 0, msg, 0);
+    }
+}
 
 static void on_notification(fvm *v, const char *s, size_t len)
 {
@@ -509,17 +678,21 @@ static void on_notification(fvm *v, const char *s, size_t len)
         return;
     envelope_result r;
     char why[200];
-    if (envelope_result_decode(s + 1, len - 1, NULL, &r, why, sizeof why) != 0) {
+    envelope_limits lim;
+    envelope_limits_default(&lim);
+    lim.max_ref = (size_t)v->cfg->payload_max_ref_bytes;
+    if (envelope_result_decode(s + 1, len - 1, &lim, &r, why, sizeof why) != 0) {
         rtlog(v->s, RTLOG_WARN, 0, LUA_NOREF, "producer %s: bad notification skipped: %s",
               v->producer, why);
         return;
     }
-    lua_State *T = sched_scratch(v->s);
-    tb_task *tb = taskbook_find(taskbook_get(T, v->s), T, r.id);
-    ftask *t = tb && tb->ops == &v->ops ? (ftask *)tb : NULL;
-    if (!t || t->tb.done)
+    ftask *t = pending_task(v, r.id);
+    if (!t)
         return;
-    task_finish(v, t, r.ok, r.payload, r.payload_len, NULL);
+    if (r.ref_len)
+        result_ref_fetch(v, &r);
+    else
+        task_finish(v, t, r.ok, r.payload, r.payload_len, NULL, r.dead_lettered);
 }
 
 static void on_poll(redis_uv *cli, int status, const redisReply *reply, const char *err, void *ud)
@@ -589,13 +762,20 @@ static int create_k(lua_State *L, int status, lua_KContext ctx)
     if (op->stage == 0) {
         /* the topic exists: record the options for the workers */
         op->stage = 1;
-        char key[FLEET_KEY_MAX], w[16], q[16];
+        char key[FLEET_KEY_MAX], w[16], q[16], md[16], tm[16], mem[24];
         fleet_key_pool(key, op->name);
         snprintf(w, sizeof w, "%d", op->workers);
         snprintf(q, sizeof q, "%d", op->qcap);
-        if (fop_send(op, v->r, on_reply, "HSET %s workers %s queue %s block %s", key, w, q,
-                     op->block ? "1" : "0") != 0)
+        snprintf(md, sizeof md, "%d", op->max_deliveries);
+        snprintf(tm, sizeof tm, "%" PRIu32, op->timeout_ms);
+        snprintf(mem, sizeof mem, "%zu", op->memory);
+        /* every field, timeout 0 included: a pool created again without a
+         * timeout must not keep the old one */
+        if (fop_send(op, v->r, on_reply,
+                     "HSET %s workers %s queue %s block %s max_deliveries %s timeout %s memory %s",
+                     key, w, q, op->block ? "1" : "0", md, tm, mem) != 0)
             return create_k(L, LUA_OK, ctx);
+        fop_send(op, v->r, on_reply, "EXPIRE %s %d", key, FLEET_POOL_IDLE_TTL_S);
         return sched_wait(L, s, &op->waiters, 0, ctx, create_k);
     }
     fpool *same = pool_get(v, op->name); /* created meanwhile by another goroutine? */
@@ -604,7 +784,8 @@ static int create_k(lua_State *L, int status, lua_KContext ctx)
         lua_pushfstring(L, "pool already exists: %s", op->name);
         return 2;
     }
-    pool_add(L, v, op->name, op->workers, op->qcap, op->block);
+    pool_add(L, v, op->name, op->workers, op->qcap, op->block, op->max_deliveries, op->timeout_ms,
+             op->memory);
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -630,6 +811,9 @@ static int f_create(lua_State *L, void *be, const char *name, const pool_opts *o
     op->workers = o->workers;
     op->qcap = o->queue;
     op->block = o->block;
+    op->max_deliveries = o->max_deliveries;
+    op->timeout_ms = o->timeout_ms;
+    op->memory = o->memory;
     fop_expect(op);
     int rc = kuv_topic_ensure(v->kp, topic, v->cfg->topic_partitions, on_ensure, op);
     if (rc != 0) {
@@ -651,8 +835,14 @@ typedef struct dreport {
 } dreport;
 
 static int submit_k(lua_State *L, int status, lua_KContext ctx);
+static int submit_ref_k(lua_State *L, int status, lua_KContext ctx);
+static int submit_send(lua_State *L, fvm *v, fpool *p, ftask *t, const char *payload, size_t plen,
+                       uint64_t ref_len, uint64_t ref_sum);
+static void store_ref(fop *op, const char *key, const char *bytes, size_t len);
 
-/* HGETALL mutirao:pool:NAME: workers, queue, block into n[0..2]. */
+/* HGETALL mutirao:pool:NAME: workers, queue, block, max_deliveries into
+ * n[0..3], timeout and memory into timeout_ms and memory (a record written
+ * before they existed has neither: no timeout, the default memory limit). */
 static void on_pool_record(redis_uv *cli, int status, const redisReply *reply, const char *err,
                            void *ud)
 {
@@ -664,6 +854,9 @@ static void on_pool_record(redis_uv *cli, int status, const redisReply *reply, c
         op->n[0] = 4;
         op->n[1] = -1;
         op->n[2] = 1;
+        op->n[3] = FLEET_MAX_DELIVERIES;
+        op->timeout_ms = 0;
+        op->memory = EX_MEMORY_DEFAULT;
         for (size_t i = 0; i + 1 < reply->elements; i += 2) {
             const char *k = reply->element[i]->str, *val = reply->element[i + 1]->str;
             if (!k || !val)
@@ -675,6 +868,13 @@ static void on_pool_record(redis_uv *cli, int status, const redisReply *reply, c
                 op->n[1] = x;
             else if (!strcmp(k, "block"))
                 op->n[2] = x != 0;
+            else if (!strcmp(k, "max_deliveries") && x >= 1 && x <= 1000000)
+                op->n[3] = x;
+            else if (!strcmp(k, "timeout") && x >= 0 && x <= (long long)POOL_TIMEOUT_MAX)
+                op->timeout_ms = (uint32_t)x;
+            else if (!strcmp(k, "memory") && x >= (long long)POOL_MEMORY_MIN &&
+                     x <= (long long)POOL_MEMORY_MAX)
+                op->memory = (size_t)x;
         }
     }
     fop_settle(op);
@@ -699,7 +899,8 @@ static int adopt_k(lua_State *L, int status, lua_KContext ctx)
         return pool_not_found(L, op->name);
     if (!p)
         p = pool_add(L, v, op->name, (int)op->n[0],
-                     op->n[1] >= 0 ? (int)op->n[1] : 2 * (int)op->n[0], (int)op->n[2]);
+                     op->n[1] >= 0 ? (int)op->n[1] : 2 * (int)op->n[0], (int)op->n[2],
+                     (int)op->n[3], op->timeout_ms, op->memory);
     lua_pop(L, 1); /* the guard */
     lua_pushlightuserdata(L, p);
     lua_insert(L, 1); /* p, name, fn, args... */
@@ -737,7 +938,7 @@ static void on_failed_delivery(fvm *v, ftask *t, const char *errmsg)
     redis_uv_command(v->r, NULL, NULL, "DEL %s", key);
     char msg[600];
     snprintf(msg, sizeof msg, "not delivered to Kafka: %s", errmsg);
-    task_finish(v, t, 0, NULL, 0, msg);
+    task_finish(v, t, 0, NULL, 0, msg, 0);
 }
 
 static void on_report(void *ud, int err, const char *errmsg, int32_t partition, int64_t offset)
@@ -806,24 +1007,93 @@ static int submit_k(lua_State *L, int status, lua_KContext ctx)
     t->carried = sc.carried;
     if (rc != 0)
         return not_sent(L, v, t, err);
+    if (plen > (size_t)v->cfg->payload_max_bytes && plen <= (size_t)v->cfg->payload_max_ref_bytes) {
+        /* too large for a Kafka message: by reference, once Redis has it */
+        fop *op = fop_new(L, v);
+        op->task = t;
+        op->data = payload; /* malloc'd: larger than stack */
+        op->len = plen;
+        char key[FLEET_KEY_MAX];
+        fleet_key_task_in(key, t->tb.id);
+        store_ref(op, key, payload, plen);
+        return submit_ref_k(L, LUA_OK, (lua_KContext)op);
+    }
+    rc = submit_send(L, v, p, t, payload, plen, 0, 0);
+    if (payload != stack)
+        free(payload);
+    return rc;
+}
+
+/* SET key bytes [EX result.ttl_s] for op: a payload kept by reference. */
+static void store_ref(fop *op, const char *key, const char *bytes, size_t len)
+{
+    fvm *v = op->v;
+    char ttl[16];
+    snprintf(ttl, sizeof ttl, "%d", v->cfg->result_ttl_s);
+    const char *argv[] = {"SET", key, bytes, "EX", ttl};
+    size_t lens[] = {3, strlen(key), len, 2, strlen(ttl)};
+    fop_expect(op);
+    int rc =
+        redis_uv_command_argv(v->r, on_reply, op, v->cfg->result_ttl_s > 0 ? 5 : 3, argv, lens);
+    if (rc != 0)
+        fop_unexpect(op, rc);
+}
+
+/* The payload of a large task is in Redis (or could not be stored): the
+ * envelope goes with its length and checksum. Stack: p, name, fn, args...,
+ * guard. */
+static int submit_ref_k(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)status;
+    fop *op = (fop *)ctx;
+    if (op->pending > 0)
+        return sched_wait(L, op->s, &op->waiters, 0, ctx, submit_ref_k);
+    ftask *t = op->task;
+    op->task = NULL; /* the submit's now */
+    fpool *p = lua_touserdata(L, 1);
+    if (op->failed) {
+        char err[500];
+        snprintf(err, sizeof err, "cannot keep its arguments (%zu bytes) in Redis: %s", op->len,
+                 op->msg);
+        return not_sent(L, op->v, t, err);
+    }
+    return submit_send(L, op->v, p, t, NULL, 0, op->len, envelope_ref_sum(op->data, op->len));
+}
+
+/* Wraps the task's payload (or its reference: ref_len > 0) in an envelope,
+ * hands it to Kafka and records the task; returns like pool_submit. */
+static int submit_send(lua_State *L, fvm *v, fpool *p, ftask *t, const char *payload, size_t plen,
+                       uint64_t ref_len, uint64_t ref_sum)
+{
+    sched *s = v->s;
+    char err[256], stack[512];
     envelope_task e;
     memset(&e, 0, sizeof e);
     memcpy(e.id, t->tb.id, sizeof e.id);
     memcpy(e.pool, p->name, sizeof e.pool);
     memcpy(e.producer, v->producer, sizeof e.producer);
     e.attempt = 1;
+    e.max_deliveries = (uint32_t)p->max_deliveries;
     e.submitted_at_ms = unix_ms();
-    e.payload = payload;
+    e.timeout_ms = p->timeout_ms;
+    e.memory = p->memory;
+    /* inside goroutine.timeout or a task file's :timeout: the worker does
+     * not start the task after that deadline, and cancels it there */
+    uint64_t dl = scope_deadline(sched_current_scope(s, L)), now_ns = sched_now_ns();
+    if (dl)
+        e.deadline_ms = e.submitted_at_ms + (dl > now_ns ? (dl - now_ns + 999999) / 1000000 : 0);
+    e.payload = payload ? payload : "";
     e.payload_len = plen;
+    e.ref_len = ref_len;
+    e.ref_sum = ref_sum;
     envelope_limits elim;
     envelope_limits_default(&elim);
     elim.max_payload = (size_t)v->cfg->payload_max_bytes;
+    elim.max_ref = (size_t)v->cfg->payload_max_ref_bytes;
     char estack[768];
     envelope_buf b;
     envelope_buf_init(&b, estack, sizeof estack);
-    rc = envelope_task_encode(&e, &elim, &b, err, sizeof err);
-    if (payload != stack)
-        free(payload);
+    int rc = envelope_task_encode(&e, &elim, &b, err, sizeof err);
     dreport *d = rc == 0 ? malloc(sizeof *d) : NULL;
     if (rc == 0 && !d)
         rc = -1;
@@ -836,8 +1106,10 @@ static int submit_k(lua_State *L, int status, lua_KContext ctx)
             snprintf(err, sizeof err, "kafka: %s", kuv_strerror(rc));
         }
     } else if (rc == ENVELOPE_ETOOBIG) {
-        snprintf(stack, sizeof stack, "task too large for payload.max_bytes (%d): %s",
-                 v->cfg->payload_max_bytes, err);
+        snprintf(stack, sizeof stack,
+                 "task too large: %zu bytes encoded, over payload.max_bytes (%d) and "
+                 "payload.max_ref_bytes (%d)",
+                 plen, v->cfg->payload_max_bytes, v->cfg->payload_max_ref_bytes);
         memcpy(err, stack, sizeof err - 1);
         err[sizeof err - 1] = 0;
     }
@@ -892,6 +1164,16 @@ static int f_close(lua_State *L, void *be, const char *name)
     }
     p->closed = 1;
     sched_ready_all(v->s, &p->room); /* blocked submitters see "pool is closed" */
+    if (v->r) {
+        /* its keys go in a while, unless another process goes on using it */
+        char key[FLEET_KEY_MAX];
+        size_t (*const kf[])(char *, const char *) = {fleet_key_pool, fleet_key_stats,
+                                                      fleet_key_active};
+        for (size_t i = 0; i < sizeof kf / sizeof kf[0]; i++) {
+            kf[i](key, p->name);
+            redis_uv_command(v->r, NULL, NULL, "EXPIRE %s %d", key, FLEET_POOL_CLOSED_TTL_S);
+        }
+    }
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -913,6 +1195,8 @@ static void on_stats(redis_uv *cli, int status, const redisReply *reply, const c
                 op->n[1] = strtoll(val, NULL, 10);
             else if (!strcmp(k, "failed"))
                 op->n[2] = strtoll(val, NULL, 10);
+            else if (!strcmp(k, "dead_lettered"))
+                op->n[4] = strtoll(val, NULL, 10);
         }
     }
     fop_settle(op);
@@ -960,10 +1244,14 @@ static int stats_k(lua_State *L, int status, lua_KContext ctx)
                            {"failed", p->failed},
                            {"submitted", p->submitted},
                            {"rejected", p->rejected},
+                           {"dead_lettered", p->dead_lettered},
+                           {"timeout", p->timeout_ms},
+                           {"memory", (long long)p->memory},
                            {"fleet_active", op->n[3]},
                            {"fleet_submitted", op->n[0]},
                            {"fleet_completed", op->n[1]},
-                           {"fleet_failed", op->n[2]}};
+                           {"fleet_failed", op->n[2]},
+                           {"fleet_dead_lettered", op->n[4]}};
     pool_push_stats(L, p->name, f, (int)(sizeof f / sizeof f[0]));
     lua_pushliteral(L, "fleet");
     lua_setfield(L, -2, "backend");
@@ -1014,6 +1302,23 @@ static void on_lookup(redis_uv *cli, int status, const redisReply *reply, const 
 
 static int await_foreign_k(lua_State *L, int status, lua_KContext ctx);
 
+/* GET: the string (if any) into op->data. */
+static void on_get(redis_uv *cli, int status, const redisReply *reply, const char *err, void *ud)
+{
+    (void)cli;
+    fop *op = ud;
+    if (!reply_failed(op, status, reply, err) && reply->type == REDIS_REPLY_STRING) {
+        free(op->data);
+        op->data = malloc(reply->len ? reply->len : 1);
+        if (op->data) {
+            memcpy(op->data, reply->str, reply->len);
+            op->len = reply->len;
+            op->have_data = 1;
+        }
+    }
+    fop_settle(op);
+}
+
 static int foreign_lookup(lua_State *L, fop *op)
 {
     fvm *v = op->v;
@@ -1039,16 +1344,46 @@ static int await_foreign_k(lua_State *L, int status, lua_KContext ctx)
         lua_pushfstring(L, "task %s: %s", op->name, op->msg);
         return 2;
     }
+    if (op->stage == 3) { /* the outcome kept by reference: op->n = ok, length, checksum */
+        char msg[400];
+        if (ref_check("result values", op->have_data ? op->data : NULL, op->len, (uint64_t)op->n[1],
+                      (uint64_t)op->n[2], msg, sizeof msg) != 0) {
+            lua_pushboolean(L, 0);
+            lua_pushfstring(L, "task %s: %s", op->name, msg);
+            return 2;
+        }
+        int n = taskbook_push_bytes(L, op->name, (int)op->n[0], op->data, op->len, NULL,
+                                    fleet_wgs_outcome_ctx(op->v->wgs));
+        retire_task(op->v, op->name); /* read: its keys go */
+        return n;
+    }
     if (op->have_data) {
         envelope_result r;
         char why[200];
-        if (envelope_result_decode(op->data, op->len, NULL, &r, why, sizeof why) != 0) {
+        envelope_limits lim;
+        envelope_limits_default(&lim);
+        lim.max_ref = (size_t)op->v->cfg->payload_max_ref_bytes;
+        if (envelope_result_decode(op->data, op->len, &lim, &r, why, sizeof why) != 0) {
             lua_pushboolean(L, 0);
             lua_pushfstring(L, "task %s: bad result record in Redis: %s", op->name, why);
             return 2;
         }
-        return taskbook_push_bytes(L, op->name, r.ok, r.payload, r.payload_len, NULL,
-                                   fleet_wgs_outcome_ctx(op->v->wgs));
+        if (r.ref_len) {
+            op->stage = 3;
+            op->n[0] = r.ok;
+            op->n[1] = (long long)r.ref_len;
+            op->n[2] = (long long)r.ref_sum;
+            op->have_data = 0;
+            char key[FLEET_KEY_MAX];
+            fleet_key_task_out(key, op->name);
+            if (fop_send(op, op->v->r, on_get, "GET %s", key) != 0)
+                return await_foreign_k(L, LUA_OK, ctx);
+            return sched_wait(L, op->s, &op->waiters, 0, ctx, await_foreign_k);
+        }
+        int n = taskbook_push_bytes(L, op->name, r.ok, r.payload, r.payload_len, NULL,
+                                    fleet_wgs_outcome_ctx(op->v->wgs));
+        retire_task(op->v, op->name); /* read: its keys go */
+        return n;
     }
     if (!op->queued) {
         lua_pushboolean(L, 0);
@@ -1100,6 +1435,7 @@ static void fvm_free(sched *s, void *data)
         return;
     }
     flush_submits(v);
+    flush_retired(v);
     /* flushes what is still queued for Kafka: its reports fire now */
     kuv_producer_close(v->kp, v->cfg->op_timeout_ms > 5000 ? 5000 : v->cfg->op_timeout_ms);
     redis_uv_close(v->r, NULL, NULL);
@@ -1108,6 +1444,10 @@ static void fvm_free(sched *s, void *data)
         free(v->sub_argv[i]);
     free(v->sub_argv);
     free(v->sub_len);
+    for (int i = 0; i < v->nret; i++)
+        free(v->ret_argv[i]);
+    free(v->ret_argv);
+    free(v->ret_len);
     /* v goes when both handles have closed (in whatever order libuv runs
      * their close callbacks) */
     uvc_init(&v->closer, free, v);
@@ -1147,6 +1487,7 @@ int fleet_backend_install(lua_State *L, sched *s, const config *cfg)
     v->ops.free = ftask_free;
     v->ops.orphan = NULL; /* its delivery report already fired (fvm_free) */
     v->ops.outcome_ctx = fleet_wgs_outcome_ctx(v->wgs);
+    v->ops.awaited = task_awaited;
     if (pool_backend_use(L, s, &fleet_backend, v) != 0)
         return luaL_error(L, "this VM's pools already run on another backend");
     return 0;

@@ -8,14 +8,17 @@
  * posts the task back to its owner. */
 #include "executor.h"
 
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 
 #include <lauxlib.h>
 
 #include "codec.h"
+#include "memlimit.h"
 #include "procs.h"
 
 struct executor {
@@ -510,17 +513,50 @@ static void task_encode(lua_State *L, ex_task *t, int ok, int first)
     t->ok = ok;
 }
 
+/* Ends t with an error message as its outcome (no Lua involved: it may be
+ * out of memory). */
+static void fail_text(ex_task *t, const char *msg)
+{
+    out_free(t);
+    char *enc = NULL;
+    size_t elen = 0;
+    if (codec_encode_text(msg, strlen(msg), &enc, &elen) == 0) {
+        t->out = enc;
+        t->outlen = elen;
+    }
+    t->ok = 0;
+    task_complete(t);
+}
+
+/* The task's scope was cancelled (its timeout or deadline) before the task
+ * function ended: it fails with the reason; its goroutines are killed next. */
+static void on_task_cancelled(scope_watch *w, int cancelled)
+{
+    ex_task *t = (ex_task *)((char *)w - offsetof(ex_task, watch));
+    fail_text(t, cancelled && t->sc->reason[0] ? t->sc->reason : "cancelled");
+}
+
 /* The task function returned or raised, inside its goroutine. */
 static int task_k(lua_State *L, int status, lua_KContext ctx)
 {
     ex_task *t = (ex_task *)ctx;
-    if (status == LUA_OK || status == LUA_YIELD)
-        task_encode(L, t, 1, 2);
-    else
-        task_encode(L, t, 0, lua_gettop(L));
-    /* goroutines it started (or timeouts still running) outlive it? */
+    scope_watch_del(&t->watch);
     gor *g0 = gor_of(L);
     scope *sc = g0 ? g0->sc : NULL;
+    /* the outcome is encoded outside the task's memory account: a task
+     * that ran out still gets its error back */
+    memacct *acct = memacct_switch(L, NULL);
+    if (status == LUA_OK || status == LUA_YIELD) {
+        task_encode(L, t, 1, 2);
+    } else if (sc && sc->eff_deadline && sched_now_ns() >= sc->eff_deadline) {
+        /* stopped inside a C call that could not yield: the timeout */
+        lua_pushstring(L, sc->reason[0] ? sc->reason : "cancelled: deadline passed");
+        task_encode(L, t, 0, lua_gettop(L));
+    } else {
+        task_encode(L, t, 0, lua_gettop(L));
+    }
+    memacct_switch(L, acct);
+    /* goroutines it started (or timeouts still running) outlive it? */
     if (t->ended && sc && sc != &g0->s->root && sc->nlive > 1) {
         lingering *g = calloc(1, sizeof *g);
         if (g) {
@@ -567,6 +603,44 @@ static void push_task_env(lua_State *L)
     lua_setmetatable(L, -2);
 }
 
+static uint64_t unix_ms(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (uint64_t)tv.tv_sec * 1000u + (uint64_t)tv.tv_usec / 1000u;
+}
+
+#define LIMIT_MAX_MS (100ull * 366 * 86400 * 1000) /* a deadline further off: none in practice */
+
+/* How long t may run from now (ms; 0: no limit) and the error it then
+ * fails with. UINT64_MAX: its deadline has passed already. */
+static uint64_t task_limit(const ex_task *t, char *reason, size_t rlen)
+{
+    uint64_t limit = 0;
+    if (t->timeout_ms) {
+        limit = t->timeout_ms;
+        snprintf(reason, rlen, "timeout after %" PRIu32 " ms", t->timeout_ms);
+    }
+    if (t->deadline_ms) {
+        uint64_t now = unix_ms();
+        uint64_t given = t->submitted_ms && t->submitted_ms <= t->deadline_ms
+                             ? t->deadline_ms - t->submitted_ms
+                             : 0;
+        if (now >= t->deadline_ms) {
+            snprintf(reason, rlen,
+                     "timeout after %" PRIu64 " ms (the deadline passed before it started)", given);
+            return UINT64_MAX;
+        }
+        if (!limit || t->deadline_ms - now < limit) {
+            limit = t->deadline_ms - now;
+            if (limit > LIMIT_MAX_MS)
+                limit = LIMIT_MAX_MS;
+            snprintf(reason, rlen, "timeout after %" PRIu64 " ms", given ? given : limit);
+        }
+    }
+    return limit;
+}
+
 static void run_task(sched *s, xmsg *m)
 {
     ex_task *t = (ex_task *)m;
@@ -575,7 +649,19 @@ static void run_task(sched *s, xmsg *m)
         task_complete(t);
         return;
     }
+    char reason[128] = ""; /* (the running one, "timeout after N ms", fits sc->reason) */
+    uint64_t limit_ms = task_limit(t, reason, sizeof reason);
+    if (limit_ms == UINT64_MAX) { /* too late to start it */
+        fail_text(t, reason);
+        return;
+    }
     lua_State *T = sched_scratch(s);
+    /* its memory account: its arguments count too */
+    memacct *acct = t->memory ? memacct_new(T, t->memory) : NULL;
+    if (t->memory && !acct) {
+        fail_text(t, "not enough memory");
+        return;
+    }
     int base = lua_gettop(T);
     paths_adopt(T);
     char err[256];
@@ -589,7 +675,9 @@ static void run_task(sched *s, xmsg *m)
     push_task_env(T);
     lua_rawseti(T, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
     int n = 0;
+    memacct *was = memacct_switch(T, acct);
     int rc = codec_decode(T, t->in, t->inlen, &lim, &n, err, sizeof err);
+    memacct_switch(T, was);
     lua_pushvalue(T, base + 1);
     lua_rawseti(T, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
     if (rc != 0 || n < 1 || lua_type(T, base + 2) != LUA_TFUNCTION) {
@@ -597,6 +685,7 @@ static void run_task(sched *s, xmsg *m)
         lua_pushfstring(T, "task %s: cannot load: %s", t->id, rc ? err : "no function");
         task_encode(T, t, 0, lua_gettop(T));
         lua_settop(T, base);
+        memacct_close(acct);
         task_complete(t);
         return;
     }
@@ -604,14 +693,25 @@ static void run_task(sched *s, xmsg *m)
     lua_pushlightuserdata(T, t);
     lua_pushcclosure(T, task_main, 1);
     lua_insert(T, base + 1); /* task_main, fn, args... */
-    /* a scope of its own names the task in its goroutines' log lines */
-    scope *sc = scope_new(s, &s->root, UINT64_MAX);
-    if (sc) {
-        lua_pushfstring(T, "%s %s", t->pool, t->id);
-        sc->label_ref = luaL_ref(T, LUA_REGISTRYINDEX);
+    /* a scope of its own names the task in its goroutines' log lines,
+     * carries its memory account and is cancelled at its time limit */
+    scope *sc = scope_new(s, &s->root, limit_ms ? limit_ms * 1000000u : UINT64_MAX);
+    if (!sc) {
+        lua_settop(T, base);
+        memacct_close(acct);
+        fail_text(t, "not enough memory");
+        return;
     }
-    sched_spawn(s, T, n, sc ? sc : &s->root, NULL);
-    if (sc)
-        scope_release(sc); /* it lives on while the task's goroutines do */
+    lua_pushfstring(T, "%s %s", t->pool, t->id);
+    sc->label_ref = luaL_ref(T, LUA_REGISTRYINDEX);
+    if (limit_ms)
+        snprintf(sc->reason, sizeof sc->reason, "%s", reason);
+    if (acct)
+        scope_set_tag(sc, acct, memacct_close); /* closed when the scope ends */
+    t->sc = sc;
+    t->watch.on_end = on_task_cancelled;
+    scope_watch_add(sc, &t->watch);
+    sched_spawn(s, T, n, sc, NULL);
+    scope_release(sc); /* it lives on while the task's goroutines do */
     lua_settop(T, base);
 }

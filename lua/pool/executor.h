@@ -14,13 +14,24 @@
  * be told (ex_hooks.notify) when room frees up or the executor goes idle.
  * Thread-safe: any VM may submit to any executor.
  *
+ * Limits (ex_task.timeout_ms, deadline_ms, memory) are enforced on the VM
+ * that runs the task, so both backends get the same behaviour: a task whose
+ * deadline passed before it started is not run; the task's scope is
+ * cancelled at whichever comes first, its timeout after it started or its
+ * deadline (preemption stops even a CPU-bound loop, pcall or not), and it
+ * fails with "timeout after N ms"; its goroutines allocate from a memory
+ * account of `memory` bytes (memlimit.h), past which Lua raises "not enough
+ * memory" in them.
+ *
  * Ownership: the caller allocates each ex_task (usually inside a struct of
- * its own), fills in, id, pool, done (ended, decode_ctx), and keeps it until done runs; the
- * executor holds its own reference on the executor while tasks run. */
+ * its own), fills in, id, pool, done (ended, decode_ctx, the limits), and
+ * keeps it until done runs; the executor holds its own reference on the
+ * executor while tasks run. */
 #ifndef MUTIRAO_EXECUTOR_H
 #define MUTIRAO_EXECUTOR_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <lua.h>
 
@@ -28,6 +39,10 @@
 #include "errors.h"
 #include "port.h"
 #include "travel.h"
+
+/* A task's memory limit when its pool names none: pool_create's `memory`
+ * default, and the worker's for an envelope without the field. */
+#define EX_MEMORY_DEFAULT ((size_t)256 << 20)
 
 typedef struct executor executor;
 typedef struct ex_task ex_task;
@@ -57,6 +72,14 @@ struct ex_task {
     travel_ctx *decode_ctx; /* how objects in the task travel (NULL: this process) */
     const char *id;         /* the task id (the caller's memory, until done) */
     const char *pool;       /* its pool's name, the same (with id: its log label) */
+    /* limits (0: none) */
+    uint64_t deadline_ms;  /* Unix ms: not started after it, cancelled at it */
+    uint64_t submitted_ms; /* Unix ms of the submit: deadline - submitted is the N of its error */
+    uint32_t timeout_ms;   /* cancelled once it has run this long */
+    size_t memory;         /* bytes its goroutines may hold at once */
+    /* the VM's, while it runs there */
+    scope *sc;         /* its scope */
+    scope_watch watch; /* on sc: its cancellation fails it */
     char buf[256];
 };
 

@@ -13,6 +13,7 @@
 #include <lauxlib.h>
 
 #include "envelope.h"
+#include "executor.h"
 #include "taskbook.h"
 
 typedef struct backend_choice {
@@ -126,25 +127,56 @@ static const char *check_name(lua_State *L, int arg)
     return name;
 }
 
+/* An optional integer option from min to max (a wider range than
+ * opt_int_field's: milliseconds, bytes). */
+static lua_Integer opt_big_field(lua_State *L, int t, const char *k, lua_Integer def,
+                                 lua_Integer min, lua_Integer max, const char *unit)
+{
+    if (lua_getfield(L, t, k) == LUA_TNIL) {
+        lua_pop(L, 1);
+        return def;
+    }
+    int isint;
+    lua_Integer v = lua_tointegerx(L, -1, &isint);
+    if (!isint || v < min || v > max)
+        luaL_error(L,
+                   "bad option '%s' to 'pool_create' (integer from %I to %I (%s) expected, got "
+                   "%s)",
+                   k, min, max, unit, isint ? "out of range" : luaL_typename(L, -1));
+    lua_pop(L, 1);
+    return v;
+}
+
 static int l_pool_create(lua_State *L)
 {
     const char *name = check_name(L, 1);
-    pool_opts o = {.workers = 4, .queue = 8, .block = 1};
+    pool_opts o = {
+        .workers = 4, .queue = 8, .block = 1, .max_deliveries = 3, .memory = EX_MEMORY_DEFAULT};
     if (!lua_isnoneornil(L, 2)) {
         luaL_checktype(L, 2, LUA_TTABLE);
         /* a misspelt option would silently mean its default */
+        static const char *const known[] = {"workers", "queue",  "block",
+                                            "timeout", "memory", "max_deliveries"};
         lua_pushnil(L);
         while (lua_next(L, 2)) {
             const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
-            if (!k || (strcmp(k, "workers") && strcmp(k, "queue") && strcmp(k, "block")))
+            size_t i = 0;
+            while (k && i < sizeof known / sizeof known[0] && strcmp(k, known[i]))
+                i++;
+            if (!k || i == sizeof known / sizeof known[0])
                 return luaL_error(L,
                                   "bad option '%s' to 'pool_create' (unknown option; expected "
-                                  "workers, queue or block)",
+                                  "workers, queue, block, max_deliveries, timeout or memory)",
                                   k ? k : luaL_typename(L, -2));
             lua_pop(L, 1);
         }
         o.workers = opt_int_field(L, 2, "workers", 4, 1);
         o.queue = opt_int_field(L, 2, "queue", o.workers * 2, 0);
+        o.max_deliveries = opt_int_field(L, 2, "max_deliveries", 3, 1);
+        o.timeout_ms = (uint32_t)opt_big_field(L, 2, "timeout", 0, 1, POOL_TIMEOUT_MAX, "ms");
+        o.memory = (size_t)opt_big_field(L, 2, "memory", (lua_Integer)EX_MEMORY_DEFAULT,
+                                         (lua_Integer)POOL_MEMORY_MIN, (lua_Integer)POOL_MEMORY_MAX,
+                                         "bytes");
         int bt = lua_getfield(L, 2, "block");
         if (bt == LUA_TBOOLEAN)
             o.block = lua_toboolean(L, -1);

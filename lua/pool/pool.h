@@ -11,15 +11,27 @@
 #ifndef MUTIRAO_POOL_H
 #define MUTIRAO_POOL_H
 
+#include <stddef.h>
+#include <stdint.h>
+
 #include <lua.h>
 
 #include "scheduler.h"
 
 typedef struct pool_opts {
-    int workers; /* tasks running at once */
-    int queue;   /* tasks waiting */
-    int block;   /* a submit to a full queue waits (else fails) */
+    int workers;         /* tasks running at once */
+    int queue;           /* tasks waiting */
+    int block;           /* a submit to a full queue waits (else fails) */
+    int max_deliveries;  /* fleet: deliveries of a task whose worker never recorded an
+                            outcome before it is dead-lettered (embedded: unused) */
+    uint32_t timeout_ms; /* a task is cancelled after running this long; 0: never */
+    size_t memory;       /* bytes a task may hold (EX_MEMORY_DEFAULT unless given) */
 } pool_opts;
+
+/* The bounds of pool_create's `timeout` (ms) and `memory` (bytes). */
+#define POOL_TIMEOUT_MAX 2147483647u
+#define POOL_MEMORY_MIN ((size_t)1 << 20)
+#define POOL_MEMORY_MAX ((size_t)1 << 50)
 
 /* Each function runs as the body of the Lua function of the same name and
  * returns like it (values pushed on L, or a wait). be is the backend's

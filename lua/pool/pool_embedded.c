@@ -26,6 +26,8 @@ struct epool {
     epool *next; /* registry list (pools_mu) */
     char *name;
     int workers, qcap, block;
+    uint32_t timeout_ms; /* each task's time limit (0: none) */
+    size_t memory;       /* each task's memory limit */
     atomic_int refs;
     atomic_llong rejected;
     executor *ex;
@@ -172,7 +174,7 @@ static void etask_orphan(tb_task *tb)
     (void)tb;
 }
 
-static const tb_ops etask_ops = {"pool", etask_free, etask_orphan, NULL};
+static const tb_ops etask_ops = {"pool", etask_free, etask_orphan, NULL, NULL};
 
 /* The task ended (on the submitter's thread; s is NULL when its VM is gone). */
 static void on_task_done(sched *s, ex_task *x)
@@ -245,6 +247,8 @@ static int e_create(lua_State *L, void *be, const char *name, const pool_opts *o
     p->workers = o->workers;
     p->qcap = o->queue;
     p->block = o->block;
+    p->timeout_ms = o->timeout_ms;
+    p->memory = o->memory;
     atomic_init(&p->refs, 1);
     pthread_mutex_lock(&pools_mu);
     epool *q = find_locked(name);
@@ -376,6 +380,8 @@ static int e_submit(lua_State *L, void *be)
     t->ex.inlen = inlen;
     t->ex.done = on_task_done;
     t->ex.ended = on_task_ended;
+    t->ex.timeout_ms = p->timeout_ms;
+    t->ex.memory = p->memory;
     format_id(t->tb.id);
     t->ex.id = t->tb.id;
     t->ex.pool = t->tb.pool = p->name;
@@ -485,7 +491,8 @@ static int e_stats(lua_State *L, void *be, const char *name)
     const pool_stat f[] = {{"workers", p->workers},     {"queue", p->qcap},
                            {"active", st.running},      {"queued", st.queued},
                            {"completed", st.completed}, {"failed", st.failed},
-                           {"submitted", st.submitted}, {"rejected", atomic_load(&p->rejected)}};
+                           {"submitted", st.submitted}, {"rejected", atomic_load(&p->rejected)},
+                           {"timeout", p->timeout_ms},  {"memory", (long long)p->memory}};
     pool_unref(p);
     pool_push_stats(L, name, f, (int)(sizeof f / sizeof f[0]));
     return 1;

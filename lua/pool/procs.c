@@ -1,5 +1,8 @@
 /* procs.c: VM threads for pool tasks (see procs.h). */
 #include "procs.h"
+
+#include "envopt.h"
+#include "memlimit.h"
 #include "rtlog.h"
 
 #include <errno.h>
@@ -73,7 +76,8 @@ static void proc_main(void *arg)
     char name[16];
     snprintf(name, sizeof name, "mutirao-vm%d", p->index);
     pthread_setname_np(pthread_self(), name);
-    lua_State *L = luaL_newstate();
+    memheap *heap = NULL; /* per-task memory limits (memlimit.h) */
+    lua_State *L = memheap_newstate(&heap);
     if (!L) {
         b->err = -ENOMEM;
         uv_sem_post(&b->ready);
@@ -84,17 +88,20 @@ static void proc_main(void *arg)
         rtlog_process(RTLOG_ERROR, "mutirao: cannot set up pool VM %d: %s", p->index,
                       lua_tostring(L, -1));
         lua_close(L);
+        memheap_free(heap);
         b->err = -EINVAL;
         uv_sem_post(&b->ready);
         return;
     }
     sched *s = sched_get(L);
+    sched_set_tag_slot(s, memheap_slot(heap)); /* a task's goroutines charge its account */
     p->port = s->port;
     port_ref(p->port);
     sched_hold(s);          /* a pool VM waits for work forever */
     uv_sem_post(&b->ready); /* b is gone after this */
     uv_run(s->loop, UV_RUN_DEFAULT);
     lua_close(L);
+    memheap_free(heap);
 }
 
 int procs_start(void)
@@ -107,14 +114,9 @@ int procs_start(void)
         pthread_mutex_unlock(&procs_mu);
         return n;
     }
-    const char *env = getenv("MUTIRAO_PROCS");
-    n = env ? atoi(env) : 0;
-    if (n <= 0)
-        n = (int)sysconf(_SC_NPROCESSORS_ONLN);
-    if (n <= 0)
-        n = 1;
-    if (n > 256)
-        n = 256;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    cores = cores < 1 ? 1 : cores > 256 ? 256 : cores;
+    n = (int)envopt_int("MUTIRAO_PROCS", 1, 256, cores);
     proc *v = calloc((size_t)n, sizeof *v);
     if (!v) {
         pthread_mutex_unlock(&procs_mu);

@@ -331,16 +331,28 @@ int taskbook_push_outcome(lua_State *L, const tb_task *t)
     return taskbook_push_bytes(L, t->id, t->ok, t->out, t->outlen, t->err, t->ops->outcome_ctx);
 }
 
+/* await's answer: t's outcome; the first one tells the backend. */
+static int push_awaited(lua_State *L, tb_task *t)
+{
+    int n = taskbook_push_outcome(L, t);
+    if (!t->awaited) {
+        t->awaited = 1;
+        if (t->ops->awaited)
+            t->ops->awaited(t);
+    }
+    return n;
+}
+
 static int await_k(lua_State *L, int status, lua_KContext ctx)
 {
     (void)status;
-    return taskbook_push_outcome(L, (tb_task *)ctx);
+    return push_awaited(L, (tb_task *)ctx);
 }
 
 int taskbook_await(lua_State *L, taskbook *b, tb_task *t)
 {
     if (t->done)
-        return taskbook_push_outcome(L, t);
+        return push_awaited(L, t);
     /* the task runs elsewhere: that is pending work even when its
      * submitting scope was cancelled, not a deadlock */
     if (!t->held)

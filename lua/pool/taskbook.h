@@ -34,6 +34,9 @@ typedef struct tb_ops {
      * else the backend still owns it (its completion frees it). */
     void (*orphan)(tb_task *t);
     travel_ctx *outcome_ctx; /* how objects in outcomes travel (NULL: this process) */
+    /* await returned t's outcome for the first time (NULL: nothing to do);
+     * the fleet then deletes the task's keys in Redis */
+    void (*awaited)(tb_task *t);
 } tb_ops;
 
 struct tb_task {
@@ -41,7 +44,7 @@ struct tb_task {
     taskbook *book;
     mlist node;         /* in the book's list of every record */
     tb_task *done_next; /* finished ones, oldest first */
-    uint8_t done, ok, held, lingering, pinned;
+    uint8_t done, ok, held, lingering, pinned, awaited;
     uint32_t hash;   /* of id, for the book's map */
     const char *out; /* encoded outcome (owned by the backend's task), or NULL: err */
     size_t outlen;

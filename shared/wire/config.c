@@ -66,6 +66,21 @@ static int check_prefix(const char *v, char *why, size_t whylen)
     return bad ? -1 : 0;
 }
 
+/* A Kafka topic name: 1 to 249 bytes of A-Z a-z 0-9 . _ -, not "." or "..". */
+static int check_topic(const char *v, char *why, size_t whylen)
+{
+    size_t n = strlen(v);
+    int bad = n == 0 || n > CONFIG_TOPIC_MAX || !strcmp(v, ".") || !strcmp(v, "..");
+    for (size_t i = 0; i < n && !bad; i++) {
+        unsigned char c = (unsigned char)v[i];
+        bad = !(isalnum(c) || c == '.' || c == '_' || c == '-');
+    }
+    if (bad)
+        snprintf(why, whylen, "a Kafka topic name (1 to %d bytes of A-Z a-z 0-9 . _ -) expected",
+                 CONFIG_TOPIC_MAX);
+    return bad ? -1 : 0;
+}
+
 static int check_pool(const char *v, char *why, size_t whylen)
 {
     char r[160];
@@ -132,6 +147,10 @@ static const key keys[CONFIG_NKEYS] = {
     {"worker.pools", "MUTIRAO_WORKER_POOLS", T_LIST, OFF(worker_pools), 0, 0, "", check_pool, 0},
     {"producer.id", "MUTIRAO_PRODUCER_ID", T_STR, OFF(producer_id), 0, 0, "", check_id_or_empty, 0},
     {"worker.id", "MUTIRAO_WORKER_ID", T_STR, OFF(worker_id), 0, 0, "", check_id_or_empty, 0},
+    {"topic.dead", "MUTIRAO_TOPIC_DEAD", T_STR, OFF(topic_dead), 0, 0, "mutirao.dead", check_topic,
+     0},
+    {"payload.max_ref_bytes", "MUTIRAO_PAYLOAD_MAX_REF_BYTES", T_INT, OFF(payload_max_ref_bytes), 0,
+     536870912, "67108864", NULL, 0},
 };
 
 /* Most items of a worker.pools list. */
@@ -687,6 +706,29 @@ int config_topic_for_pool(const config *cfg, const char *pool, char *out, size_t
         return merr_fail(err, errlen, CONFIG_ENOSPACE, "topic name needs %zu bytes", xl + pl + 1);
     memcpy(out, cfg->topic_prefix, xl);
     memcpy(out + xl, pool, pl + 1);
+    return 0;
+}
+
+int config_check_dead_topic(const config *cfg, char *err, size_t errlen)
+{
+    if (cfg == NULL)
+        return merr_fail(err, errlen, CONFIG_EINVAL, "config_check_dead_topic: missing argument");
+    const char *d = cfg->topic_dead;
+    size_t xl = strlen(cfg->topic_prefix);
+    if (cfg->worker_npools == 0) {
+        if (strncmp(d, cfg->topic_prefix, xl) == 0)
+            return merr_fail(err, errlen, CONFIG_EVALUE,
+                             "topic.dead '%s' starts with topic.prefix '%s': the workers, which "
+                             "consume every topic starting with it, would run dead letters again",
+                             d, cfg->topic_prefix);
+        return 0;
+    }
+    for (size_t i = 0; i < cfg->worker_npools; i++)
+        if (strncmp(d, cfg->topic_prefix, xl) == 0 && strcmp(d + xl, cfg->worker_pools[i]) == 0)
+            return merr_fail(
+                err, errlen, CONFIG_EVALUE,
+                "topic.dead '%s' is the topic of pool '%s', which this worker consumes", d,
+                cfg->worker_pools[i]);
     return 0;
 }
 

@@ -37,7 +37,7 @@ const char *config_strerror(int err);
 const char *config_errname(int err);
 
 /* Number of keys (see config/mutirao.conf for the list). */
-#define CONFIG_NKEYS 14
+#define CONFIG_NKEYS 16
 /* Longest origin kept per key ("config/mutirao.conf:7", "MUTIRAO_FLEET"). */
 #define CONFIG_ORIGIN_MAX 160
 /* Longest Kafka topic name. */
@@ -64,11 +64,14 @@ typedef struct config {
     int connect_timeout_ms;       /* connect.timeout_ms: wait for Kafka/Redis to connect */
     int op_timeout_ms;            /* op.timeout_ms: wait for one submit/await operation */
     int result_ttl_s;             /* result.ttl_s: life of a result in Redis, 0 = forever */
-    int payload_max_bytes;        /* payload.max_bytes: largest encoded task or result */
+    int payload_max_bytes;        /* payload.max_bytes: largest task or result inline in Kafka
+                                     and in the notification; larger ones go by reference */
+    int payload_max_ref_bytes;    /* payload.max_ref_bytes: largest one by reference (Redis) */
     char **worker_pools;          /* worker.pools: pools a worker consumes */
     size_t worker_npools;         /* how many */
     char *producer_id;            /* producer.id: "" until config_derive_ids */
     char *worker_id;              /* worker.id: "" until config_derive_ids */
+    char *topic_dead;             /* topic.dead: where workers put dead letters */
     char *path;                   /* the file config_load read, "" if none */
     char origin[CONFIG_NKEYS][CONFIG_ORIGIN_MAX]; /* where each key's value came from */
 } config;
@@ -129,6 +132,13 @@ int config_derive_ids(config *cfg);
 */
 int config_topic_for_pool(const config *cfg, const char *pool, char *out, size_t outlen, char *err,
                           size_t errlen);
+
+/*
+** 0 if a worker consuming cfg's pools (worker.pools, or every topic starting
+** with topic.prefix) would not consume topic.dead, else CONFIG_EVALUE with
+** err saying why: a worker would run its own dead letters again.
+*/
+int config_check_dead_topic(const config *cfg, char *err, size_t errlen);
 
 /* Copies url into out with any password replaced by "***" (userinfo of a
    URL, password= query parameters). Returns the length it needed, like

@@ -26,6 +26,7 @@ MERR_FUNCS(, envelope, ENVELOPE_ERRNO_MAP)
 void envelope_limits_default(envelope_limits *lim)
 {
     lim->max_payload = ENVELOPE_PAYLOAD_MAX_DEFAULT;
+    lim->max_ref = ENVELOPE_PAYLOAD_MAX_DEFAULT;
 }
 
 int envelope_copy(char *dst, size_t cap, const char *s)
@@ -105,7 +106,8 @@ typedef enum kind {
     K_ID,      /* str, envelope_check_id; char[ENVELOPE_ID_MAX + 1] */
     K_POOL,    /* str, envelope_check_pool; char[ENVELOPE_POOL_MAX + 1] */
     K_ATTEMPT, /* uint, 1..UINT32_MAX; uint32_t */
-    K_U64,     /* uint, 0..UINT64_MAX; uint64_t (ms timestamps) */
+    K_U64,     /* uint, 0..UINT64_MAX; uint64_t (ms timestamps, bytes) */
+    K_U32,     /* uint, 0..UINT32_MAX; uint32_t (ms) */
     K_BOOL,    /* bool; int 0/1 */
     K_PAYLOAD  /* bin, at most max_payload bytes; const char * then size_t */
 } kind;
@@ -115,39 +117,62 @@ typedef struct field {
     kind k;
     size_t off;     /* of the value in the record struct */
     size_t len_off; /* K_PAYLOAD: of the length */
+    int opt;        /* optional: 0 in the struct = absent (not written, may be missing) */
 } field;
 
-#define NFIELDS 7
-
-static const field task_fields[NFIELDS] = {
-    {"id", K_ID, offsetof(envelope_task, id), 0},
-    {"pool", K_POOL, offsetof(envelope_task, pool), 0},
-    {"attempt", K_ATTEMPT, offsetof(envelope_task, attempt), 0},
-    {"submitted_at", K_U64, offsetof(envelope_task, submitted_at_ms), 0},
-    {"deadline", K_U64, offsetof(envelope_task, deadline_ms), 0},
-    {"producer", K_ID, offsetof(envelope_task, producer), 0},
-    {"payload", K_PAYLOAD, offsetof(envelope_task, payload), offsetof(envelope_task, payload_len)},
+static const field task_fields[] = {
+    {"id", K_ID, offsetof(envelope_task, id), 0, 0},
+    {"pool", K_POOL, offsetof(envelope_task, pool), 0, 0},
+    {"attempt", K_ATTEMPT, offsetof(envelope_task, attempt), 0, 0},
+    {"submitted_at", K_U64, offsetof(envelope_task, submitted_at_ms), 0, 0},
+    {"deadline", K_U64, offsetof(envelope_task, deadline_ms), 0, 0},
+    {"producer", K_ID, offsetof(envelope_task, producer), 0, 0},
+    {"payload", K_PAYLOAD, offsetof(envelope_task, payload), offsetof(envelope_task, payload_len),
+     0},
+    {"max_deliveries", K_ATTEMPT, offsetof(envelope_task, max_deliveries), 0, 1},
+    {"ref_len", K_U64, offsetof(envelope_task, ref_len), 0, 1},
+    {"ref_sum", K_U64, offsetof(envelope_task, ref_sum), 0, 1},
+    {"timeout", K_U32, offsetof(envelope_task, timeout_ms), 0, 1},
+    {"memory", K_U64, offsetof(envelope_task, memory), 0, 1},
 };
 
-static const field result_fields[NFIELDS] = {
-    {"id", K_ID, offsetof(envelope_result, id), 0},
-    {"pool", K_POOL, offsetof(envelope_result, pool), 0},
-    {"attempt", K_ATTEMPT, offsetof(envelope_result, attempt), 0},
-    {"ok", K_BOOL, offsetof(envelope_result, ok), 0},
-    {"finished_at", K_U64, offsetof(envelope_result, finished_at_ms), 0},
-    {"worker", K_ID, offsetof(envelope_result, worker), 0},
+static const field result_fields[] = {
+    {"id", K_ID, offsetof(envelope_result, id), 0, 0},
+    {"pool", K_POOL, offsetof(envelope_result, pool), 0, 0},
+    {"attempt", K_ATTEMPT, offsetof(envelope_result, attempt), 0, 0},
+    {"ok", K_BOOL, offsetof(envelope_result, ok), 0, 0},
+    {"finished_at", K_U64, offsetof(envelope_result, finished_at_ms), 0, 0},
+    {"worker", K_ID, offsetof(envelope_result, worker), 0, 0},
     {"payload", K_PAYLOAD, offsetof(envelope_result, payload),
-     offsetof(envelope_result, payload_len)},
+     offsetof(envelope_result, payload_len), 0},
+    {"dead_lettered", K_BOOL, offsetof(envelope_result, dead_lettered), 0, 1},
+    {"ref_len", K_U64, offsetof(envelope_result, ref_len), 0, 1},
+    {"ref_sum", K_U64, offsetof(envelope_result, ref_sum), 0, 1},
 };
 
 typedef struct record {
     const char *what;  /* "task envelope" or "result record" */
     const char *magic; /* 3 bytes */
     const field *fields;
+    int n; /* how many (at most 32: the decoder's `seen` bits) */
 } record;
 
-static const record task_rec = {"task envelope", MAGIC_TASK, task_fields};
-static const record result_rec = {"result record", MAGIC_RESULT, result_fields};
+#define COUNT(a) ((int)(sizeof(a) / sizeof((a)[0])))
+static const record task_rec = {"task envelope", MAGIC_TASK, task_fields, COUNT(task_fields)};
+static const record result_rec = {"result record", MAGIC_RESULT, result_fields,
+                                  COUNT(result_fields)};
+
+/* An optional field left at 0 in the struct: not written. */
+static int absent(const field *f, const char *base)
+{
+    if (!f->opt)
+        return 0;
+    if (f->k == K_ATTEMPT || f->k == K_U32)
+        return *(const uint32_t *)(base + f->off) == 0;
+    if (f->k == K_U64)
+        return *(const uint64_t *)(base + f->off) == 0;
+    return f->k == K_BOOL && *(const int *)(base + f->off) == 0;
+}
 
 static size_t cap_of(kind k)
 {
@@ -187,6 +212,44 @@ void envelope_buf_free(envelope_buf *b)
     b->data = b->storage;
     b->cap = b->storage_cap;
     b->len = 0;
+}
+
+/* A payload kept by reference: within max_ref, and the inline payload then
+ * empty. ref_len/payload_len sit at the same offsets in both records' views. */
+static int check_ref(const record *rec, const void *obj, const envelope_limits *lim, char *err,
+                     size_t errlen)
+{
+    uint64_t ref_len, ref_sum;
+    size_t plen;
+    if (rec == &task_rec) {
+        const envelope_task *t = obj;
+        ref_len = t->ref_len, ref_sum = t->ref_sum, plen = t->payload_len;
+    } else {
+        const envelope_result *r = obj;
+        ref_len = r->ref_len, ref_sum = r->ref_sum, plen = r->payload_len;
+    }
+    if (ref_len == 0 && ref_sum != 0)
+        return merr_fail(err, errlen, ENVELOPE_EMALFORMED, "%s: field 'ref_sum' without 'ref_len'",
+                         rec->what);
+    if (ref_len > lim->max_ref)
+        return merr_fail(err, errlen, ENVELOPE_ETOOBIG,
+                         "field 'ref_len': %llu bytes, the limit is %zu",
+                         (unsigned long long)ref_len, lim->max_ref);
+    if (ref_len > 0 && plen > 0)
+        return merr_fail(err, errlen, ENVELOPE_EMALFORMED,
+                         "%s: a payload both inline (%zu bytes) and by reference", rec->what, plen);
+    return 0;
+}
+
+uint64_t envelope_ref_sum(const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < len; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
 }
 
 /* msgpack-c write callback: appends to the envelope_buf, growing it. */
@@ -239,10 +302,14 @@ static int encode(const record *rec, const void *obj, const envelope_limits *lim
     const char *base = obj;
 
     /* Validate everything first: nothing is written that a reader refuses. */
-    for (int i = 0; i < NFIELDS; i++) {
+    int nout = 0;
+    for (int i = 0; i < rec->n; i++) {
         const field *f = &rec->fields[i];
         const void *v = base + f->off;
         int rc = 0;
+        if (absent(f, base))
+            continue;
+        nout++;
         switch (f->k) {
         case K_ID:
         case K_POOL:
@@ -272,11 +339,15 @@ static int encode(const record *rec, const void *obj, const envelope_limits *lim
             break;
         }
         case K_U64:
+        case K_U32:
             break;
         }
         if (rc < 0)
             return rc;
     }
+    int rrc = check_ref(rec, obj, lim, err, errlen);
+    if (rrc < 0)
+        return rrc;
     if (rec == &task_rec) {
         const envelope_task *t = obj;
         if (t->deadline_ms != 0 && t->deadline_ms < t->submitted_at_ms)
@@ -289,10 +360,12 @@ static int encode(const record *rec, const void *obj, const envelope_limits *lim
     msgpack_packer pk;
     msgpack_packer_init(&pk, b, buf_write);
     char hdr[HDRLEN] = {rec->magic[0], rec->magic[1], rec->magic[2], ENVELOPE_FORMAT_VERSION};
-    int bad = buf_write(b, hdr, HDRLEN) || msgpack_pack_map(&pk, NFIELDS);
-    for (int i = 0; i < NFIELDS && !bad; i++) {
+    int bad = buf_write(b, hdr, HDRLEN) || msgpack_pack_map(&pk, (uint32_t)nout);
+    for (int i = 0; i < rec->n && !bad; i++) {
         const field *f = &rec->fields[i];
         const void *v = base + f->off;
+        if (absent(f, base))
+            continue;
         bad = pack_str(&pk, f->name, strlen(f->name));
         if (bad)
             break;
@@ -302,6 +375,7 @@ static int encode(const record *rec, const void *obj, const envelope_limits *lim
             bad = pack_str(&pk, v, strlen(v));
             break;
         case K_ATTEMPT:
+        case K_U32:
             bad = msgpack_pack_uint32(&pk, *(const uint32_t *)v);
             break;
         case K_U64:
@@ -593,6 +667,7 @@ static int read_field(cursor *c, const field *f, char *base, const envelope_limi
     }
     case K_ATTEMPT:
     case K_U64:
+    case K_U32:
         if (h.s == S_INT)
             return merr_fail(c->err, c->errlen, ENVELOPE_ERANGE,
                              "field '%s': negative integer %lld", f->name, (long long)(int64_t)h.n);
@@ -602,6 +677,14 @@ static int read_field(cursor *c, const field *f, char *base, const envelope_limi
         }
         if (f->k == K_U64) {
             *(uint64_t *)v = h.n;
+            return 0;
+        }
+        if (f->k == K_U32) {
+            if (h.n > UINT32_MAX)
+                return merr_fail(c->err, c->errlen, ENVELOPE_ERANGE,
+                                 "field '%s': %llu, an integer from 0 to %lu expected", f->name,
+                                 (unsigned long long)h.n, (unsigned long)UINT32_MAX);
+            *(uint32_t *)v = (uint32_t)h.n;
             return 0;
         }
         if (h.n < 1 || h.n > UINT32_MAX)
@@ -674,7 +757,7 @@ static int decode(const record *rec, const char *data, size_t len, const envelop
             break;
         const char *name = (const char *)c.p - k.n;
         int fi = -1;
-        for (int j = 0; j < NFIELDS; j++)
+        for (int j = 0; j < rec->n; j++)
             if (strlen(rec->fields[j].name) == k.n && memcmp(rec->fields[j].name, name, k.n) == 0)
                 fi = j;
         if (fi < 0) { /* a field from a later writer of this version: skip it */
@@ -688,13 +771,15 @@ static int decode(const record *rec, const char *data, size_t len, const envelop
             rc = read_field(&c, &rec->fields[fi], out, lim);
         }
     }
-    for (int j = 0; rc == 0 && j < NFIELDS; j++)
-        if (!(seen & (1u << j)))
+    for (int j = 0; rc == 0 && j < rec->n; j++)
+        if (!(seen & (1u << j)) && !rec->fields[j].opt)
             rc = merr_fail(err, errlen, ENVELOPE_EMISSING, "%s without field '%s'", rec->what,
                            rec->fields[j].name);
     if (rc == 0 && c.p != c.end)
         rc = merr_fail(err, errlen, ENVELOPE_EMALFORMED, "malformed %s: %zu bytes after the end",
                        rec->what, left(&c));
+    if (rc == 0)
+        rc = check_ref(rec, out, lim, err, errlen);
     if (rc == 0 && rec == &task_rec) {
         const envelope_task *t = out;
         if (t->deadline_ms != 0 && t->deadline_ms < t->submitted_at_ms)

@@ -54,9 +54,11 @@ const char *envelope_errname(int err);
 /* Limits for both directions. */
 typedef struct envelope_limits {
     size_t max_payload; /* largest payload in bytes; encode and decode refuse more */
+    size_t max_ref;     /* largest payload kept in Redis by reference (ref_len) */
 } envelope_limits;
 
-/* Fills *lim with the defaults (max_payload = ENVELOPE_PAYLOAD_MAX_DEFAULT). */
+/* Fills *lim with the defaults (max_payload and max_ref =
+ * ENVELOPE_PAYLOAD_MAX_DEFAULT). */
 void envelope_limits_default(envelope_limits *lim);
 
 /*
@@ -70,10 +72,18 @@ typedef struct envelope_task {
     char pool[ENVELOPE_POOL_MAX + 1];   /* pool name (the topic is derived from it) */
     uint32_t attempt;                   /* 1 for the first delivery, then 2, 3, ... */
     uint64_t submitted_at_ms;           /* Unix time of the submit, ms */
-    uint64_t deadline_ms;               /* Unix time after which not to start it, 0: none */
+    uint64_t deadline_ms;               /* Unix time after which not to start it (and at which
+                                           to cancel it), 0: none */
     char producer[ENVELOPE_ID_MAX + 1]; /* id of the submitting process */
     const char *payload;                /* codec message: function then arguments */
     size_t payload_len;                 /* its size in bytes */
+    uint32_t max_deliveries;            /* optional: deliveries before it is dead-lettered,
+                                           0 = not given (workers use FLEET_MAX_DELIVERIES) */
+    uint64_t ref_len;    /* optional: >0 when the payload, that long, is kept in Redis by
+                            reference (fleet_keys.h: mutirao:task:ID:in); payload is then empty */
+    uint64_t ref_sum;    /* its envelope_ref_sum */
+    uint32_t timeout_ms; /* optional: cancel it after it ran this long, ms; 0: none */
+    uint64_t memory;     /* optional: bytes it may hold; 0: the worker's default */
 } envelope_task;
 
 /* The outcome of one attempt of a task, as a worker stores it. Same rules. */
@@ -86,6 +96,10 @@ typedef struct envelope_result {
     char worker[ENVELOPE_ID_MAX + 1]; /* id of the worker that ran it */
     const char *payload;              /* codec message: return values, or the error */
     size_t payload_len;               /* its size in bytes */
+    int dead_lettered;                /* optional: 1 when the task was not run again but
+                                         dead-lettered (ok is then 0) */
+    uint64_t ref_len;                 /* optional: as in envelope_task (mutirao:task:ID:out) */
+    uint64_t ref_sum;
 } envelope_result;
 
 /*
@@ -126,6 +140,10 @@ int envelope_task_decode(const char *data, size_t len, const envelope_limits *li
                          envelope_task *out, char *err, size_t errlen);
 int envelope_result_decode(const char *data, size_t len, const envelope_limits *lim,
                            envelope_result *out, char *err, size_t errlen);
+
+/* The checksum of a payload kept by reference (64-bit FNV-1a): what the
+   reader checks the bytes it fetched against, with their length. */
+uint64_t envelope_ref_sum(const void *data, size_t len);
 
 /* 0 if s[0..len) is a valid id (1..64 bytes of [A-Za-z0-9._:-]), else
    ENVELOPE_EBADID with the reason in err. */

@@ -42,3 +42,37 @@ size_t fleet_key_notify(char *out, const char *producer)
 {
     return key(out, "mutirao:done:%s", producer);
 }
+
+size_t fleet_key_delivery(char *out, const char *id)
+{
+    return key(out, "mutirao:delivery:%s", id);
+}
+
+size_t fleet_key_dead(char *out, const char *pool)
+{
+    return key(out, "mutirao:pool:%s:dead", pool);
+}
+
+size_t fleet_key_dead_env(char *out, const char *pool)
+{
+    return key(out, "mutirao:pool:%s:dead:env", pool);
+}
+
+size_t fleet_key_task_in(char *out, const char *id)
+{
+    return key(out, "mutirao:task:%s:in", id);
+}
+
+size_t fleet_key_task_out(char *out, const char *id)
+{
+    return key(out, "mutirao:task:%s:out", id);
+}
+
+int fleet_task_keys(const char *id, char out[][FLEET_KEY_MAX], size_t *len)
+{
+    len[0] = fleet_key_task(out[0], id);
+    len[1] = fleet_key_task_queued(out[1], id);
+    len[2] = fleet_key_task_in(out[2], id);
+    len[3] = fleet_key_task_out(out[3], id);
+    return FLEET_TASK_KEYS;
+}

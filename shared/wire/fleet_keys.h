@@ -5,16 +5,46 @@
 ** life of a task; this file is the byte-level contract.
 **
 ** Keys (NAME = pool, ID = task id, P = producer id):
-**   mutirao:pool:NAME         hash: workers, queue, block (pool_create's
-**                             options; workers caps each worker process)
-**   mutirao:pool:NAME:stats   hash: submitted, completed, failed
+**   mutirao:pool:NAME         hash: workers, queue, block, max_deliveries,
+**                             timeout (ms, 0: none), memory (bytes):
+**                             pool_create's options, adopted by producers
+**                             that submit to the pool; workers caps each
+**                             worker process (max_deliveries, timeout and
+**                             memory reach workers in each task's envelope)
+**   mutirao:pool:NAME:stats   hash: submitted, completed, failed,
+**                             dead_lettered (of the failed)
 **   mutirao:pool:NAME:active  hash: worker id -> "COUNT MS" (tasks running on
 **                             that worker, Unix ms of the report); reports
 **                             older than FLEET_ACTIVE_STALE_MS are ignored
 **   mutirao:task:ID           the result record (envelope_result); its
 **                             presence means "completed": set once (NX)
 **   mutirao:task:ID:q         "1" while submitted and not yet completed
+**   mutirao:task:ID:in        a task's payload over payload.max_bytes (the
+**                             envelope has ref_len and ref_sum instead)
+**   mutirao:task:ID:out       a result's payload over payload.max_bytes,
+**                             set with the result record (same TTL)
+**   mutirao:delivery:ID       "COUNT FIRST LAST HISTORY": deliveries that ran
+**                             it, Unix ms of the first and the latest, and
+**                             "WORKER@MS ..." of the latest FLEET_HISTORY_MAX
+**                             (oldest first); FLEET_DELIVERY_TTL_S after the
+**                             latest delivery; deleted with the outcome
+**   mutirao:pool:NAME:dead    hash: task id -> dead letter, the text
+**                             "COUNT FIRST LAST DEAD_AT\nHISTORY\nERROR"
+**                             (times in Unix ms; ERROR may hold anything)
+**   mutirao:pool:NAME:dead:env  hash: task id -> its task envelope (bytes)
+**   mutirao:seen:P:N          bitmap: bit S % FLEET_SEEN_SHARD is set once
+**                             task P:S completed, S / FLEET_SEEN_SHARD = N;
+**                             it outlives the result key (deleted once
+**                             awaited) so a late re-delivery of the task is
+**                             still known as done
 **   mutirao:done:P            list of notifications for producer P
+** Retention (docs/ARCHITECTURE.md, "What Redis keeps"): await deletes the
+** task's keys once it read the outcome; an outcome nobody awaits keeps
+** result.ttl_s; the seen bitmaps live result.ttl_s after their last bit;
+** the pool keys expire FLEET_POOL_IDLE_TTL_S after the pool's last
+** submit, completion or report, FLEET_POOL_CLOSED_TTL_S after a
+** pool_close (any later use extends them again).
+** Task ids and pool names never hold spaces or newlines (envelope.h).
 ** Notifications (list elements) start with one type byte:
 **   'R' + result record       a task of P completed (exactly once)
 **   'W' + "WGID DELTA"        a fleet task changed WaitGroup WGID of P by
@@ -29,19 +59,158 @@
 #define FLEET_ACTIVE_STALE_MS 5000
 #define FLEET_NOTIFY_TTL_S 86400 /* a producer's notification list, after its last push */
 #define FLEET_GROUP "mutirao.workers"
+#define FLEET_POOL_IDLE_TTL_S 604800 /* pool keys, after the pool's last use (7 days) */
+#define FLEET_POOL_CLOSED_TTL_S 3600 /* pool keys, after a pool_close */
+#define FLEET_SEEN_SHARD 4096        /* task sequence numbers per seen bitmap (512 bytes) */
+#define FLEET_TASK_KEYS 4            /* per-task keys besides the seen bit: fleet_task_keys */
+
+/*
+** Lua shared by the scripts: seen(id) returns the seen bitmap's key and bit
+** of a task id PRODUCER:SEQ (nil for an id of another form, whose
+** completion then rests on the result key alone); touch(key, ttl) sets a
+** TTL (none for 0).
+*/
+#define FLEET_SEEN_LUA                                                                             \
+    FLEET_CONSTANTS_LUA                                                                            \
+    "local function seen(id)\n"                                                                    \
+    "  local p, n = string.match(id, '^(.+):(%d+)$')\n"                                            \
+    "  n = tonumber(n)\n"                                                                          \
+    "  if not n or n > 1e15 then return nil end\n"                                                 \
+    "  return 'mutirao:seen:' .. p .. ':' .. math.floor(n / SEEN_SHARD), n % SEEN_SHARD\n"         \
+    "end\n"                                                                                        \
+    "local function done(id)\n"                                                                    \
+    "  if redis.call('EXISTS', 'mutirao:task:' .. id) == 1 then return true end\n"                 \
+    "  local k, b = seen(id)\n"                                                                    \
+    "  return k ~= nil and redis.call('GETBIT', k, b) == 1\n"                                      \
+    "end\n"                                                                                        \
+    "local function touch(k, ttl)\n"                                                               \
+    "  if ttl > 0 then redis.call('EXPIRE', k, ttl) end\n"                                         \
+    "end\n"
+/* The C constants above, as Lua locals of the scripts. */
+#define FLEET_CONSTANTS_LUA                                                                        \
+    "local SEEN_SHARD, POOL_IDLE_TTL = " FLEET_STR(FLEET_SEEN_SHARD) ", " FLEET_STR(               \
+        FLEET_POOL_IDLE_TTL_S) "\n"
+#define FLEET_STR_(x) #x
+#define FLEET_STR(x) FLEET_STR_(x)
+
+#define FLEET_MAX_DELIVERIES 3      /* pool_create's default max_deliveries */
+#define FLEET_DELIVERY_TTL_S 604800 /* a delivery record, after its latest delivery */
+#define FLEET_HISTORY_MAX 10        /* deliveries a record's history keeps (the script's 10) */
+
+/*
+** Before a worker runs tasks: their delivery records, batched. ARGV[1] now
+** (Unix ms), ARGV[2] worker id, ARGV[3] record TTL s, then per task: id,
+** max_deliveries. Per task, one integer: 0 when its outcome is recorded
+** already (its result key or seen bit: do not run it again); -N when N
+** deliveries ran it without an outcome and N >= max_deliveries (dead-letter
+** it; the record is unchanged); else N > 0, this delivery's number, after
+** counting it (one GET and one SET EX per task: the record is one string).
+*/
+#define FLEET_DELIVER_LUA                                                                          \
+    FLEET_SEEN_LUA                                                                                 \
+    "local now, wid, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])\n"                                  \
+    "local out = {}\n"                                                                             \
+    "for i = 4, #ARGV, 2 do\n"                                                                     \
+    "  local id, max = ARGV[i], tonumber(ARGV[i+1])\n"                                             \
+    "  if done(id) then out[#out+1] = 0\n"                                                         \
+    "  else\n"                                                                                     \
+    "    local d = 'mutirao:delivery:' .. id\n"                                                    \
+    "    local r = redis.call('GET', d)\n"                                                         \
+    "    local c, first, h = 0, now, nil\n"                                                        \
+    "    if r then\n"                                                                              \
+    "      c, first, h = r:match('^(%d+) (%d+) %d+ (.*)$')\n"                                      \
+    "      c = tonumber(c) or 0\n"                                                                 \
+    "    end\n"                                                                                    \
+    "    if c >= max then out[#out+1] = -c\n"                                                      \
+    "    else\n"                                                                                   \
+    "      c = c + 1\n"                                                                            \
+    "      local e = wid .. '@' .. now\n"                                                          \
+    "      if h then h = h .. ' ' .. e else h = e end\n"                                           \
+    "      if c > 10 then h = h:match('[^ ]+ (.*)$') or h end\n"                                   \
+    "      redis.call('SET', d, c .. ' ' .. (first or now) .. ' ' .. now .. ' ' .. h, 'EX', "      \
+    "ttl)\n"                                                                                       \
+    "      out[#out+1] = c\n"                                                                      \
+    "    end\n"                                                                                    \
+    "  end\n"                                                                                      \
+    "end\n"                                                                                        \
+    "return out\n"
+
+/*
+** Stores a dead letter for operators. ARGV: now (Unix ms), task id, pool,
+** the task envelope. Builds the record from mutirao:delivery:ID (the error:
+** "worker W ended without recording an outcome (delivery N)" from the
+** latest history entry), HSETs it and the envelope in the pool's dead
+** hashes and counts dead_lettered once per stay there. Returns the record.
+*/
+#define FLEET_DEAD_LUA                                                                             \
+    FLEET_CONSTANTS_LUA                                                                            \
+    "local now, id, pool, env = ARGV[1], ARGV[2], ARGV[3], ARGV[4]\n"                              \
+    "local r = redis.call('GET', 'mutirao:delivery:' .. id) or ''\n"                               \
+    "local c, first, last, h = r:match('^(%d+) (%d+) (%d+) (.*)$')\n"                              \
+    "c, h = c or '0', h or ''\n"                                                                   \
+    "local w, err = h:match('([^ ]+)@[0-9]+$'), 'no outcome was recorded'\n"                       \
+    "if w then\n"                                                                                  \
+    "  err = 'worker ' .. w .. ' ended without recording an outcome (delivery ' .. c .. ')'\n"     \
+    "end\n"                                                                                        \
+    "local rec = c .. ' ' .. (first or now) .. ' ' .. (last or now) .. ' ' .. now .. '\\n' .. h\n" \
+    "  .. '\\n' .. err\n"                                                                          \
+    "local k = 'mutirao:pool:' .. pool .. ':dead'\n"                                               \
+    "if redis.call('HSET', k, id, rec) == 1 then\n"                                                \
+    "  redis.call('HINCRBY', 'mutirao:pool:' .. pool .. ':stats', 'dead_lettered', 1)\n"           \
+    "end\n"                                                                                        \
+    "redis.call('HSET', k .. ':env', id, env)\n"                                                   \
+    "redis.call('EXPIRE', k, POOL_IDLE_TTL)\n"                                                     \
+    "redis.call('EXPIRE', k .. ':env', POOL_IDLE_TTL)\n"                                           \
+    "return rec\n"
+
+/*
+** `mutirao dlq retry`, before it produces the stored envelope again. ARGV:
+** pool, task id, marker TTL s (0: none). If the task is a dead letter of the
+** pool: its outcome, seen bit and delivery record go (so a worker runs it and records
+** again), its "submitted" marker is set; returns 1, else 0.
+*/
+#define FLEET_DLQ_TAKE_LUA                                                                         \
+    FLEET_SEEN_LUA                                                                                 \
+    "local pool, id, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])\n"                                  \
+    "if redis.call('HEXISTS', 'mutirao:pool:' .. pool .. ':dead', id) == 0 then return 0 end\n"    \
+    "redis.call('DEL', 'mutirao:task:' .. id, 'mutirao:delivery:' .. id)\n"                        \
+    "local sk, sb = seen(id)\n"                                                                    \
+    "if sk then redis.call('SETBIT', sk, sb, 0) end\n"                                             \
+    "if ttl > 0 then redis.call('SET', 'mutirao:task:' .. id .. ':q', '1', 'EX', ttl)\n"           \
+    "else redis.call('SET', 'mutirao:task:' .. id .. ':q', '1') end\n"                             \
+    "return 1\n"
+
+/*
+** `mutirao dlq retry`, once Kafka has the envelope again, and `mutirao dlq
+** drop`: the dead letter leaves the pool's dead hashes. ARGV: pool, task id,
+** "retried" (the pool's submitted + 1) or "dropped". Returns 1 if it was
+** there, else 0.
+*/
+#define FLEET_DLQ_REMOVE_LUA                                                                       \
+    "local k = 'mutirao:pool:' .. ARGV[1] .. ':dead'\n"                                            \
+    "local n = redis.call('HDEL', k, ARGV[2])\n"                                                   \
+    "redis.call('HDEL', k .. ':env', ARGV[2])\n"                                                   \
+    "if n == 1 and ARGV[3] == 'retried' then\n"                                                    \
+    "  redis.call('HINCRBY', 'mutirao:pool:' .. ARGV[1] .. ':stats', 'submitted', 1)\n"            \
+    "end\n"                                                                                        \
+    "return n\n"
 
 /*
 ** The completions of a batch of task attempts, each idempotent by task id.
 ** ARGV[1] result TTL s (0: none), ARGV[2] notification list TTL s, then per
-** task: id, pool, producer, "completed" or "failed", result record, W (the
-** count of WaitGroup changes), then W pairs (owner producer, 'W' element).
-** Per task: SET mutirao:task:ID NX; only when it was set, the marker goes,
-** the pool's counter grows, the 'W' elements and 'R' + record are pushed.
+** task: id, pool, producer, "completed" or "failed", result record, the
+** outcome kept by reference (mutirao:task:ID:out, same TTL; "" for none),
+** W (the count of WaitGroup changes), then W pairs (owner producer, 'W'
+** element).
+** Per task: SET mutirao:task:ID NX; only when it was set, the marker and the
+** delivery record go, the pool's counter grows, the 'W' elements and 'R' +
+** record are pushed.
 ** Returns an array: per task 1 (this call completed it) or 0 (done before).
 */
 #define FLEET_COMPLETE_LUA                                                                         \
+    FLEET_SEEN_LUA                                                                                 \
     "local ttl, nttl = tonumber(ARGV[1]), ARGV[2]\n"                                               \
-    "local out, i, touched = {}, 3, {}\n"                                                          \
+    "local out, i, touched, pools = {}, 3, {}, {}\n"                                               \
     "local function push(p, e)\n"                                                                  \
     "  local l = 'mutirao:done:' .. p\n"                                                           \
     "  redis.call('RPUSH', l, e)\n"                                                                \
@@ -49,22 +218,34 @@
     "end\n"                                                                                        \
     "while i <= #ARGV do\n"                                                                        \
     "  local id, pool, prod, st, rec = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3], ARGV[i+4]\n"      \
-    "  local nw = tonumber(ARGV[i+5])\n"                                                           \
-    "  local k, ok = 'mutirao:task:' .. id\n"                                                      \
-    "  if ttl > 0 then ok = redis.call('SET', k, rec, 'NX', 'EX', ttl)\n"                          \
-    "  else ok = redis.call('SET', k, rec, 'NX') end\n"                                            \
+    "  local blob, nw = ARGV[i+5], tonumber(ARGV[i+6])\n"                                          \
+    "  local k, sk, sb = 'mutirao:task:' .. id, seen(id)\n"                                        \
+    "  local ok = false\n"                                                                         \
+    "  if not sk or redis.call('GETBIT', sk, sb) == 0 then\n"                                      \
+    "    if ttl > 0 then ok = redis.call('SET', k, rec, 'NX', 'EX', ttl)\n"                        \
+    "    else ok = redis.call('SET', k, rec, 'NX') end\n"                                          \
+    "  end\n"                                                                                      \
     "  if ok then\n"                                                                               \
-    "    redis.call('DEL', k .. ':q')\n"                                                           \
+    "    if sk then redis.call('SETBIT', sk, sb, 1) touch(sk, ttl) end\n"                          \
+    "    redis.call('DEL', k .. ':q', 'mutirao:delivery:' .. id)\n"                                \
     "    redis.call('HINCRBY', 'mutirao:pool:' .. pool .. ':stats', st, 1)\n"                      \
-    "    for w = 0, nw - 1 do push(ARGV[i+6+2*w], ARGV[i+7+2*w]) end\n"                            \
+    "    pools[pool] = true\n"                                                                     \
+    "    if #blob > 0 then\n"                                                                      \
+    "      redis.call('SET', k .. ':out', blob)\n"                                                 \
+    "      touch(k .. ':out', ttl)\n"                                                              \
+    "    end\n"                                                                                    \
+    "    for w = 0, nw - 1 do push(ARGV[i+7+2*w], ARGV[i+8+2*w]) end\n"                            \
     "    push(prod, 'R' .. rec)\n"                                                                 \
     "    out[#out+1] = 1\n"                                                                        \
     "  else\n"                                                                                     \
     "    out[#out+1] = 0\n"                                                                        \
     "  end\n"                                                                                      \
-    "  i = i + 6 + 2 * nw\n"                                                                       \
+    "  i = i + 7 + 2 * nw\n"                                                                       \
     "end\n"                                                                                        \
     "for l in pairs(touched) do redis.call('EXPIRE', l, nttl) end\n"                               \
+    "for p in pairs(pools) do\n"                                                                   \
+    "  redis.call('EXPIRE', 'mutirao:pool:' .. p .. ':stats', POOL_IDLE_TTL)\n"                    \
+    "end\n"                                                                                        \
     "return out\n"
 
 /*
@@ -74,14 +255,21 @@
 ** very fast worker). Keys are built here, so they follow the names above.
 */
 #define FLEET_SUBMIT_LUA                                                                           \
-    "local ttl = tonumber(ARGV[1])\n"                                                              \
+    FLEET_SEEN_LUA                                                                                 \
+    "local ttl, pools = tonumber(ARGV[1]), {}\n"                                                   \
     "for i = 2, #ARGV, 2 do\n"                                                                     \
     "  redis.call('HINCRBY', 'mutirao:pool:' .. ARGV[i] .. ':stats', 'submitted', 1)\n"            \
-    "  local t = 'mutirao:task:' .. ARGV[i + 1]\n"                                                 \
-    "  if redis.call('EXISTS', t) == 0 then\n"                                                     \
-    "    if ttl > 0 then redis.call('SET', t .. ':q', '1', 'EX', ttl)\n"                           \
-    "    else redis.call('SET', t .. ':q', '1') end\n"                                             \
+    "  pools[ARGV[i]] = true\n"                                                                    \
+    "  if not done(ARGV[i + 1]) then\n"                                                            \
+    "    local q = 'mutirao:task:' .. ARGV[i + 1] .. ':q'\n"                                       \
+    "    redis.call('SET', q, '1')\n"                                                              \
+    "    touch(q, ttl)\n"                                                                          \
     "  end\n"                                                                                      \
+    "end\n"                                                                                        \
+    "for p in pairs(pools) do\n"                                                                   \
+    "  local k = 'mutirao:pool:' .. p\n"                                                           \
+    "  redis.call('EXPIRE', k, POOL_IDLE_TTL)\n"                                                   \
+    "  redis.call('EXPIRE', k .. ':stats', POOL_IDLE_TTL)\n"                                       \
     "end\n"                                                                                        \
     "return 1\n"
 
@@ -91,6 +279,16 @@ size_t fleet_key_stats(char *out, const char *pool);
 size_t fleet_key_active(char *out, const char *pool);
 size_t fleet_key_task(char *out, const char *id);
 size_t fleet_key_task_queued(char *out, const char *id);
+size_t fleet_key_task_in(char *out, const char *id);  /* a task's payload by reference */
+size_t fleet_key_task_out(char *out, const char *id); /* a result's payload by reference */
 size_t fleet_key_notify(char *out, const char *producer);
+size_t fleet_key_delivery(char *out, const char *id);
+size_t fleet_key_dead(char *out, const char *pool);     /* the dead letters' records */
+size_t fleet_key_dead_env(char *out, const char *pool); /* their envelopes */
+
+/* The keys of task id that go once its outcome was read (FLEET_TASK_KEYS of
+ * them: the result, the queued marker, the payloads by reference): written into out[i]
+ * (FLEET_KEY_MAX bytes each), lengths into len[i]. Returns the count. */
+int fleet_task_keys(const char *id, char out[][FLEET_KEY_MAX], size_t *len);
 
 #endif

@@ -7,6 +7,13 @@ add_test(NAME c.pool_threads
 set_tests_properties(c.pool_threads PROPERTIES LABELS "c;tsan" TIMEOUT 120
   ENVIRONMENT "TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1")
 
+# The pool VMs' accounting allocator (lua/pool/memlimit.h), driven from C.
+# Label: c (leaks and early frees show in the ASan build).
+add_executable(test-memlimit ${CMAKE_CURRENT_LIST_DIR}/test-memlimit.c)
+target_link_libraries(test-memlimit PRIVATE mutirao_runtime PkgConfig::LUA)
+add_test(NAME c.test-memlimit COMMAND test-memlimit)
+set_tests_properties(c.test-memlimit PROPERTIES LABELS c TIMEOUT 60)
+
 # The executor from C: executor_take_queued (the queued tasks given back,
 # none run) and the drained hook.
 add_executable(test-executor ${CMAKE_CURRENT_LIST_DIR}/test-executor.c)

@@ -1,6 +1,6 @@
 -- pool_threads.lua: pools across VM threads, run by mutirao-test-lua (also
 -- under TSan): many submitters, WaitGroups crossing threads, nested
--- submits, close while busy. Plain asserts; exits non-zero on failure.
+-- submits, close while busy, task limits. Plain asserts; exits non-zero on failure.
 local G = require("goroutine")
 
 local function check(cond, msg) if not cond then error(msg or "check failed", 2) end end
@@ -83,4 +83,45 @@ for k = 1, 40 do
     check(ok5 and sum == 55, "handles across threads")
 end
 G.pool_close("t_handles")
+
+-- 6. task limits on every VM at once: timeouts, memory hogs and tasks
+-- within their limits, from several submitters
+G.pool_create("t_limits", { workers = 8, queue = 64, timeout = 1000, memory = 8 * 1024 * 1024 })
+local hs6 = {}
+for s = 1, 4 do
+    hs6[s] = G.async(function()
+        local got = { timeout = 0, memory = 0, ok = 0 }
+        local ids6 = {}
+        for i = 1, 12 do
+            ids6[i] = G.pool_submit("t_limits", function(k)
+                local g = require("goroutine")
+                if k % 3 == 0 then g.sleep(60000) end -- (a CPU-bound loop is not
+                -- preempted under TSan, which delays signals to the next call it intercepts)
+                if k % 3 == 1 then return #string.rep("x", 16 * 1024 * 1024) end
+                g.sleep(1)
+                return #string.rep("y", 1024 * 1024)
+            end, i)
+        end
+        for i = 1, 12 do
+            local ok6, v = G.await(ids6[i])
+            if ok6 then
+                check(v == 1024 * 1024)
+                got.ok = got.ok + 1
+            elseif v == "timeout after 1000 ms" then
+                got.timeout = got.timeout + 1
+            else
+                check(v == "not enough memory", v)
+                got.memory = got.memory + 1
+            end
+        end
+        return got
+    end)
+end
+for _, r in ipairs(G.await_all(hs6)) do
+    check(r.success, tostring(r.error))
+    local got = r.values[1]
+    check(got.ok == 4 and got.timeout == 4 and got.memory == 4,
+        string.format("limits: %d ok, %d timeouts, %d out of memory", got.ok, got.timeout, got.memory))
+end
+G.pool_close("t_limits")
 print("pool_threads: ok")

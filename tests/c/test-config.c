@@ -71,9 +71,23 @@ static int test_defaults(void)
     ASSERT_EQ(c.op_timeout_ms, 10000);
     ASSERT_EQ(c.result_ttl_s, 86400);
     ASSERT_EQ(c.payload_max_bytes, 1000000);
+    ASSERT_EQ(c.payload_max_ref_bytes, 67108864);
     ASSERT_EQ(c.worker_npools, 0);
     ASSERT_STR_EQ(c.producer_id, "");
     ASSERT_STR_EQ(c.worker_id, "");
+    ASSERT_STR_EQ(c.topic_dead, "mutirao.dead");
+    ASSERT_EQ(config_check_dead_topic(&c, NULL, 0), 0);
+    char derr[300];
+    ASSERT_EQ(config_set(&c, "topic.dead", "mutirao.pool.dead", "test", derr, sizeof derr), 0);
+    ASSERT_EQ(config_check_dead_topic(&c, derr, sizeof derr), CONFIG_EVALUE);
+    ASSERT(strstr(derr, "starts with topic.prefix") != NULL);
+    ASSERT_EQ(config_set(&c, "worker.pools", "a,b", "test", derr, sizeof derr), 0);
+    ASSERT_EQ(config_check_dead_topic(&c, NULL, 0), 0); /* not one of the pools' topics */
+    ASSERT_EQ(config_set(&c, "worker.pools", "a,dead", "test", derr, sizeof derr), 0);
+    ASSERT_EQ(config_check_dead_topic(&c, derr, sizeof derr), CONFIG_EVALUE);
+    ASSERT_EQ(config_set(&c, "topic.dead", "bad topic", "test", derr, sizeof derr), CONFIG_EVALUE);
+    config_free(&c);
+    ASSERT_EQ(config_init(&c), 0);
     ASSERT_STR_EQ(c.path, "");
     for (int i = 0; i < CONFIG_NKEYS; i++)
         ASSERT_STR_EQ(c.origin[i], "default");

@@ -660,6 +660,215 @@ static int test_corruption(void)
     return 0;
 }
 
+/* max_deliveries: optional; written only when set, read when present, a
+   record without it (an older writer) is accepted with 0; 0 or a non-integer
+   given explicitly is refused. */
+static int test_max_deliveries(void)
+{
+    envelope_task t = sample_task(), d;
+    envelope_buf b;
+    char err[256] = "";
+    envelope_buf_init(&b, NULL, 0);
+    ASSERT_EQ(envelope_task_encode(&t, NULL, &b, err, sizeof err), 0);
+    ASSERT_EQ((unsigned char)b.data[4], 0x87); /* absent: 7 fields, as version 1 always wrote */
+    ASSERT_EQ(envelope_task_decode(b.data, b.len, NULL, &d, err, sizeof err), 0);
+    ASSERT_EQ(d.max_deliveries, 0);
+    t.max_deliveries = 5;
+    ASSERT_EQ(envelope_task_encode(&t, NULL, &b, err, sizeof err), 0);
+    ASSERT_EQ((unsigned char)b.data[4], 0x88);
+    ASSERT_EQ(envelope_task_decode(b.data, b.len, NULL, &d, err, sizeof err), 0);
+    ASSERT_EQ(d.max_deliveries, 5);
+    ASSERT_STR_EQ(d.id, t.id);
+    envelope_buf_free(&b);
+
+    craft c;
+    craft_task(&c, "", 1);
+    craft_uint(&c, "max_deliveries", 0);
+    ASSERT_EQ(craft_decode(&c, &d, err, sizeof err), ENVELOPE_ERANGE);
+    ASSERT(strstr(err, "max_deliveries") != NULL);
+    craft_task(&c, "", 1);
+    craft_str(&c, "max_deliveries", "3");
+    ASSERT_EQ(craft_decode(&c, &d, err, sizeof err), ENVELOPE_ETYPE);
+    craft_task(&c, "", 1);
+    craft_uint(&c, "max_deliveries", 7);
+    ASSERT_EQ(craft_decode(&c, &d, err, sizeof err), 0);
+    ASSERT_EQ(d.max_deliveries, 7);
+    return 0;
+}
+
+/* ref_len/ref_sum: a payload kept by reference. Round trip on both records;
+   an inline payload beside a reference, a checksum without a length, or a
+   length over max_ref are refused by the encoder and the decoder alike. */
+static int test_by_reference(void)
+{
+    envelope_task t = sample_task(), d;
+    envelope_result r = sample_result(), dr;
+    envelope_buf b;
+    char err[256] = "";
+    envelope_buf_init(&b, NULL, 0);
+    const char blob[] = "a payload kept in Redis";
+    t.payload = "";
+    t.payload_len = 0;
+    t.ref_len = sizeof blob;
+    t.ref_sum = envelope_ref_sum(blob, sizeof blob);
+    ASSERT_EQ(envelope_task_encode(&t, NULL, &b, err, sizeof err), 0);
+    ASSERT_EQ(envelope_task_decode(b.data, b.len, NULL, &d, err, sizeof err), 0);
+    ASSERT_EQ(d.ref_len, sizeof blob);
+    ASSERT_EQ(d.ref_sum, envelope_ref_sum(blob, sizeof blob));
+    ASSERT_EQ(d.payload_len, 0);
+    r.payload = "";
+    r.payload_len = 0;
+    r.ref_len = 3000000;
+    r.ref_sum = 42;
+    ASSERT_EQ(envelope_result_encode(&r, NULL, &b, err, sizeof err), 0);
+    ASSERT_EQ(envelope_result_decode(b.data, b.len, NULL, &dr, err, sizeof err), 0);
+    ASSERT_EQ(dr.ref_len, 3000000);
+    ASSERT_EQ(dr.ref_sum, 42);
+    /* the checksum sees every byte */
+    ASSERT(envelope_ref_sum("ab", 2) != envelope_ref_sum("ba", 2));
+    ASSERT(envelope_ref_sum("a", 1) != envelope_ref_sum("a\0", 2));
+    /* refused on encode */
+    envelope_task bad = sample_task();
+    bad.ref_len = 10;
+    ASSERT_EQ(envelope_task_encode(&bad, NULL, &b, err, sizeof err), ENVELOPE_EMALFORMED);
+    bad = sample_task();
+    bad.payload_len = 0;
+    bad.ref_sum = 7;
+    ASSERT_EQ(envelope_task_encode(&bad, NULL, &b, err, sizeof err), ENVELOPE_EMALFORMED);
+    envelope_limits lim;
+    envelope_limits_default(&lim);
+    lim.max_ref = 100;
+    t.ref_len = 101;
+    ASSERT_EQ(envelope_task_encode(&t, &lim, &b, err, sizeof err), ENVELOPE_ETOOBIG);
+    ASSERT(strstr(err, "ref_len") != NULL);
+    envelope_buf_free(&b);
+    /* refused on decode (the crafted payload is 5 bytes unless replaced) */
+    craft c;
+    craft_task(&c, "payload", 2);
+    craft_bin(&c, "payload", "", 0);
+    craft_uint(&c, "ref_sum", 9);
+    ASSERT_EQ(craft_decode(&c, &d, err, sizeof err), ENVELOPE_EMALFORMED);
+    craft_task(&c, "", 1);
+    craft_uint(&c, "ref_len", 5);
+    ASSERT_EQ(craft_decode(&c, &d, err, sizeof err), ENVELOPE_EMALFORMED);
+    ASSERT(strstr(err, "both inline") != NULL);
+    craft_task(&c, "payload", 2);
+    craft_bin(&c, "payload", "", 0);
+    craft_uint(&c, "ref_len", (uint64_t)ENVELOPE_PAYLOAD_MAX_DEFAULT + 1);
+    ASSERT_EQ(craft_decode(&c, &d, err, sizeof err), ENVELOPE_ETOOBIG);
+    craft_task(&c, "payload", 3);
+    craft_bin(&c, "payload", "", 0);
+    craft_uint(&c, "ref_len", 5);
+    craft_uint(&c, "ref_sum", 9);
+    ASSERT_EQ(craft_decode(&c, &d, err, sizeof err), 0);
+    ASSERT_EQ(d.ref_len, 5);
+    return 0;
+}
+
+/* The optional fields timeout and memory: written only when set, absent
+   reads as 0, checked like the others when present. */
+static int test_optional_limits(void)
+{
+    envelope_task t = sample_task(), d;
+    envelope_buf b;
+    char err[256] = "";
+    envelope_buf_init(&b, NULL, 0);
+    t.timeout_ms = UINT32_MAX;
+    t.memory = (uint64_t)256 << 20;
+    ASSERT_EQ(envelope_task_encode(&t, NULL, &b, err, sizeof err), 0);
+    ASSERT_EQ((unsigned char)b.data[4], 0x89); /* a fixmap of 9 fields */
+    ASSERT_EQ(envelope_task_decode(b.data, b.len, NULL, &d, err, sizeof err), 0);
+    ASSERT(d.timeout_ms == UINT32_MAX);
+    ASSERT(d.memory == (uint64_t)256 << 20);
+    ASSERT(d.deadline_ms == t.deadline_ms);
+    /* every prefix of the longer record is still a truncated one */
+    for (size_t i = 0; i < b.len; i++) {
+        char *p = malloc(i + 1);
+        ASSERT(p != NULL);
+        memcpy(p, b.data, i);
+        int rc = envelope_task_decode(p, i, NULL, &d, err, sizeof err);
+        free(p);
+        ASSERT_ERR(rc, ENVELOPE_ETRUNCATED, err);
+    }
+    /* one of the two */
+    t.timeout_ms = 200;
+    t.memory = 0;
+    ASSERT_EQ(envelope_task_encode(&t, NULL, &b, err, sizeof err), 0);
+    ASSERT_EQ((unsigned char)b.data[4], 0x88);
+    ASSERT_EQ(envelope_task_decode(b.data, b.len, NULL, &d, err, sizeof err), 0);
+    ASSERT_EQ(d.timeout_ms, 200);
+    ASSERT(d.memory == 0);
+    /* neither: the 7 fields a reader without them knows */
+    t.timeout_ms = 0;
+    ASSERT_EQ(envelope_task_encode(&t, NULL, &b, err, sizeof err), 0);
+    ASSERT_EQ((unsigned char)b.data[4], 0x87);
+    ASSERT(memmem(b.data, b.len, "timeout", 7) == NULL);
+    ASSERT(memmem(b.data, b.len, "memory", 6) == NULL);
+    envelope_buf_free(&b);
+
+    craft c;
+    /* present with 0: the same as absent */
+    craft_task(&c, "", 2);
+    craft_uint(&c, "timeout", 0);
+    craft_uint(&c, "memory", 0);
+    ASSERT_EQ(craft_decode(&c, &d, err, sizeof err), 0);
+    ASSERT_EQ(d.timeout_ms, 0);
+    ASSERT(d.memory == 0);
+    /* any integer encoding, any order */
+    craft_begin(&c, "MTE", 1, 9);
+    craft_uint(&c, "memory", UINT64_MAX);
+    craft_key(&c, "timeout");
+    msgpack_sbuffer_write(&c.sb, "\xd2\x00\x00\x01\x2c", 5); /* int32 300 */
+    craft_bin(&c, "payload", "MTR\x01\x90", 5);
+    craft_str(&c, "producer", "p-1");
+    craft_uint(&c, "deadline", 0);
+    craft_uint(&c, "submitted_at", 1000);
+    craft_uint(&c, "attempt", 1);
+    craft_str(&c, "pool", "jobs");
+    craft_str(&c, "id", "t-1");
+    ASSERT_EQ(craft_decode(&c, &d, err, sizeof err), 0);
+    ASSERT_EQ(d.timeout_ms, 300);
+    ASSERT(d.memory == UINT64_MAX);
+    /* wrong types and ranges */
+    static const char *const names[] = {"timeout", "memory"};
+    for (int i = 0; i < 2; i++) {
+        craft_task(&c, "", 1);
+        craft_str(&c, names[i], "10");
+        ASSERT_ERR(craft_decode(&c, &d, err, sizeof err), ENVELOPE_ETYPE, err);
+        ASSERT_CONTAINS(err, names[i]);
+        ASSERT_EQ(d.timeout_ms, 0); /* zeroed on error */
+        craft_task(&c, "", 1);
+        craft_key(&c, names[i]);
+        msgpack_pack_int64(&c.pk, -5);
+        ASSERT_ERR(craft_decode(&c, &d, err, sizeof err), ENVELOPE_ERANGE, err);
+        craft_task(&c, "", 2);
+        craft_uint(&c, names[i], 1);
+        craft_uint(&c, names[i], 2);
+        ASSERT_ERR(craft_decode(&c, &d, err, sizeof err), ENVELOPE_EMALFORMED, err);
+        ASSERT_CONTAINS(err, "twice");
+    }
+    craft_task(&c, "", 1);
+    craft_uint(&c, "timeout", (uint64_t)UINT32_MAX + 1);
+    ASSERT_ERR(craft_decode(&c, &d, err, sizeof err), ENVELOPE_ERANGE, err);
+    ASSERT_CONTAINS(err, "field 'timeout'");
+    /* a result record has no such fields: skipped there as unknown */
+    envelope_result r = sample_result(), dr;
+    craft_begin(&c, "MTO", 1, 8);
+    craft_str(&c, "id", r.id);
+    craft_str(&c, "pool", r.pool);
+    craft_uint(&c, "attempt", 1);
+    craft_key(&c, "ok");
+    msgpack_pack_true(&c.pk);
+    craft_uint(&c, "finished_at", 5);
+    craft_str(&c, "worker", "w");
+    craft_bin(&c, "payload", "MTR\x01\x90", 5);
+    craft_str(&c, "timeout", "not a number");
+    ASSERT_EQ(envelope_result_decode(c.sb.data, c.sb.size, NULL, &dr, err, sizeof err), 0);
+    msgpack_sbuffer_destroy(&c.sb);
+    ASSERT_EQ(dr.ok, 1);
+    return 0;
+}
+
 static int test_strerror(void)
 {
 #define CHECK_XX(name, value, msg)                                                                 \
@@ -687,6 +896,9 @@ static const test tests[] = {
     {"oversize", test_oversize},
     {"bad_names", test_bad_names},
     {"corruption", test_corruption},
+    {"max_deliveries", test_max_deliveries},
+    {"by_reference", test_by_reference},
+    {"optional_limits", test_optional_limits},
     {"strerror", test_strerror},
 };
 

@@ -6,7 +6,8 @@
  * handlers run, its handle fails with the reason), scope cancellation
  * cascading to child scopes and sparing siblings, scope deadlines, reuse of
  * goroutine records (free list), errors in goroutines, two independent
- * states, and lua_close with goroutines still parked (run under ASan:
+ * states, scope tags and scope_deadline, and lua_close with goroutines
+ * still parked (run under ASan:
  * LeakSanitizer fails the test on any leak). */
 #include <inttypes.h>
 #include <stdio.h>
@@ -322,6 +323,80 @@ static void test_scope_deadline(void)
     teardown();
 }
 
+/* scope tags: the slot holds the running goroutine's scope tag, inherited
+ * by child scopes, NULL outside a resume; tag_free runs once, when the
+ * tagged scope is freed. And scope_deadline. */
+static void *tag_slot;
+static int tag_frees;
+static void *tag_freed;
+
+static void count_tag_free(void *tag)
+{
+    tag_frees++;
+    tag_freed = tag;
+}
+
+static int peek_tag(lua_State *l)
+{
+    lua_pushlightuserdata(l, tag_slot);
+    return 1;
+}
+
+static void test_scope_tags(void)
+{
+    setup();
+    static int account;
+    tag_slot = NULL;
+    tag_frees = 0;
+    sched_set_tag_slot(S, &tag_slot);
+    lua_register(L, "peek", peek_tag);
+    scope *sc = scope_new(S, &S->root, UINT64_MAX);
+    scope_set_tag(sc, &account, count_tag_free);
+    scope *inner = scope_new(S, sc, UINT64_MAX);
+    ASSERT_PTR_EQ(inner->tag, &account);
+    ASSERT_NULL(inner->tag_free);
+    spawn_code("outer = peek() G.sleep(5) outer2 = peek()", sc, 0, NULL);
+    spawn_code("inner = peek()", inner, 0, NULL);
+    spawn_code("root = peek()", NULL, 0, NULL);
+    ASSERT_EQ(sched_run(S), 0);
+    ASSERT_NULL(tag_slot); /* outside a resume */
+    const char *names[] = {"outer", "outer2", "inner"};
+    for (int i = 0; i < 3; i++) {
+        lua_getglobal(L, names[i]);
+        ASSERT_PTR_EQ(lua_touserdata(L, -1), &account);
+        lua_pop(L, 1);
+    }
+    lua_getglobal(L, "root");
+    ASSERT_NULL(lua_touserdata(L, -1));
+    lua_pop(L, 1);
+    ASSERT_EQ(tag_frees, 0); /* still held */
+    scope_release(inner);
+    ASSERT_EQ(tag_frees, 0);
+    scope_release(sc);
+    ASSERT_EQ(tag_frees, 1);
+    ASSERT_PTR_EQ(tag_freed, &account);
+
+    /* scope_deadline: the earliest armed deadline up the chain */
+    ASSERT_EQ(scope_deadline(&S->root), 0);
+    scope *a = scope_new(S, &S->root, 1000 * 1000000ull);
+    scope *b = scope_new(S, a, UINT64_MAX);
+    scope *c = scope_new(S, b, 100 * 1000000ull);
+    ASSERT_EQ(scope_deadline(a), a->deadline.due);
+    ASSERT_EQ(scope_deadline(b), a->deadline.due);
+    ASSERT_EQ(scope_deadline(c), c->deadline.due);
+    ASSERT_LT(scope_deadline(c), scope_deadline(a));
+    scope_cancel(c, NULL);
+    uint64_t now = sched_now_ns();
+    ASSERT_LE(scope_deadline(c), sched_now_ns());
+    ASSERT_GE(scope_deadline(c), now);
+    scope_release(c);
+    scope_release(b);
+    scope_release(a);
+    sched_set_tag_slot(S, NULL);
+    teardown();
+    ASSERT_EQ(tag_frees, 1);
+}
+
 static void test_free_list(void)
 {
     enum { N = 1000 };
@@ -564,6 +639,7 @@ int main(void)
         {"kill_parked", test_kill_parked},
         {"scope_cascade", test_scope_cascade},
         {"scope_deadline", test_scope_deadline},
+        {"scope_tags", test_scope_tags},
         {"free_list", test_free_list},
         {"errors", test_errors},
         {"spawn_many_out_of_memory", test_spawn_many_out_of_memory},

@@ -235,6 +235,21 @@ CASES = {
              r"caught:\s+true\s+false\s+true", r"after:\s+true\s+next task runs"],
         err=[r"pool task \S+ of pool exiting \(submitted at \S+pool_os_exit\.lua:4\) failed: "
              r"\S+ os\.exit called in a pool task"], max_s=5),
+    "pool_limits": dict(
+        args=["run", case_file("pool_limits.sloth")], code=0,
+        out=[r"(?m)^limits\s+limits\s+success\s+\S+\s+next task gave 42$",
+             r"(?m)^limits\s+lingering\s+success\s+\S+\s+task returned$"],
+        err=[r"spin:\s+false\s+timeout after 200 ms", r"hog:\s+false\s+not enough memory",
+             r"pool task \S+ of pool bounded \(submitted at \S+pool_limits\.sloth:7\) failed: "
+             r"timeout after 200 ms"], max_s=5),
+    "bad_env": dict(
+        args=["run", case_file("bad_env.lua")], code=0,
+        env={"MUTIRAO_PROCS": "lots", "MUTIRAO_SLICE_MS": "0", "MUTIRAO_PREEMPT": "yes"},
+        out=[r"pool:\s+true\s+42", r"timeout:\s+false\s+timeout after 20 ms"],
+        err=[r"MUTIRAO_PROCS=lots ignored \(a whole number from 1 to 256 expected\); using \d+",
+             r"MUTIRAO_SLICE_MS=0 ignored \(a whole number from 1 to 60000 expected\); using 10",
+             r"MUTIRAO_PREEMPT=yes ignored \(a whole number from 0 to 1 expected\); using 1"],
+        max_s=5),
     "await_after_timeout": dict(
         args=["run", case_file("await_after_timeout.lua")], code=0,
         out=[r"timeout:\s+false\s+timeout after 50 ms", r"await:\s+true\s+late result"],

@@ -254,6 +254,47 @@ print("A=" .. (count.A or 0) .. " B=" .. (count.B or 0))
     check(a.stop() == 0 and b.stop() == 0, "worker exit status")
 
 
+def redis_cmd(*args):
+    """One command to the test Redis (RESP over a socket); its decoded reply."""
+    import socket
+    import urllib.parse
+    u = urllib.parse.urlparse(REDIS)
+    with socket.create_connection((u.hostname, u.port or 6379), timeout=10) as sk:
+        f = sk.makefile("rwb")
+        cmds = []
+        if u.password:
+            cmds.append(("AUTH", u.password))
+        if u.path and u.path.strip("/"):
+            cmds.append(("SELECT", u.path.strip("/")))
+        cmds.append(args)
+        for c in cmds:
+            f.write(b"*%d\r\n" % len(c))
+            for a in c:
+                a = a if isinstance(a, bytes) else str(a).encode()
+                f.write(b"$%d\r\n%s\r\n" % (len(a), a))
+        f.flush()
+
+        def read():
+            line = f.readline()[:-2]
+            t, rest = line[:1], line[1:]
+            if t == b"+":
+                return rest.decode()
+            if t == b"-":
+                raise RuntimeError("redis: " + rest.decode())
+            if t == b":":
+                return int(rest)
+            if t == b"$":
+                n = int(rest)
+                return None if n < 0 else f.read(n + 2)[:-2]
+            if t == b"*":
+                n = int(rest)
+                return None if n < 0 else [read() for _ in range(n)]
+            raise RuntimeError("redis: unexpected reply %r" % line)
+        for _ in cmds[:-1]:
+            read()
+        return read()
+
+
 def case_sigkill():
     """A worker killed mid-run: every task completes exactly once."""
     pool = "sk" + UNIQ
@@ -494,11 +535,359 @@ end
     check(w.stop() == 0, "worker exit status")
 
 
+def case_timeout():
+    """A pool's timeout on the fleet: an endless loop is cancelled with
+    "timeout after N ms", the worker runs the next tasks of the same
+    partition, the cancelled task's offset commits (a new worker gets
+    nothing again), and a producer that did not create the pool adopts its
+    timeout from Redis."""
+    pool = "timeout" + UNIQ
+    w = Worker("timeout", [pool])
+    w.wait_for(r"consuming")
+    # one partition: the tasks after the loop are behind it in the same one
+    rc, out, err, dt = run_lua("""
+local g = require("goroutine")
+assert(g.pool_create(%(pool)r, { workers = 1, timeout = 300 }))
+local t0 = g.now()
+local spin = assert(g.pool_submit(%(pool)r, function() while true do end end))
+local guarded = assert(g.pool_submit(%(pool)r, function()
+    return pcall(function() local x = 0 while true do x = x + 1 end end)
+end))
+local ids = {}
+for i = 1, 3 do ids[i] = assert(g.pool_submit(%(pool)r, function(x) return x * 2 end, i)) end
+print("spin:", g.await(spin))
+print("guarded:", g.await(guarded))
+for i = 1, 3 do print("next:", g.await(ids[i])) end
+print(string.format("took %%.1f s", (g.now() - t0) / 1000))
+local s = assert(g.pool_stats(%(pool)r))
+print("stats", s.timeout, s.fleet_completed, s.fleet_failed)
+""" % {"pool": pool}, env={"MUTIRAO_TOPIC_PARTITIONS": "1"})
+    check(rc == 0 and "spin:\tfalse\ttimeout after 300 ms\n" in out
+          and "guarded:\tfalse\ttimeout after 300 ms\n" in out
+          and all("next:\ttrue\t%d" % (2 * i) in out for i in (1, 2, 3))
+          and "stats\t300\t3\t2" in out,
+          "timeout on the fleet: %d\n%s%s" % (rc, out, err))
+    took = float(re.search(r"took ([\d.]+) s", out).group(1))
+    check(took < 10, "the tasks behind the loop finished %.1f s after the submit" % took)
+    check(w.p.poll() is None, "the worker died")
+    # another process submits to the pool: the timeout comes from Redis
+    rc, out, err, _ = run_lua("""
+local g = require("goroutine")
+print("adopted:", g.await(g.pool_submit(%(pool)r, function() while true do end end)))
+print("stats", g.pool_stats(%(pool)r).timeout)
+""" % {"pool": pool})
+    check(rc == 0 and "adopted:\tfalse\ttimeout after 300 ms" in out and "stats\t300" in out,
+          "adopted timeout: %d\n%s%s" % (rc, out, err))
+    # the cancelled tasks' offsets committed: killed now, the worker leaves
+    # nothing for the next one to run again
+    time.sleep(1.5)
+    w.p.send_signal(signal.SIGKILL)
+    w.p.wait()
+    w2 = Worker("timeout2", [pool])
+    w2.wait_for(r" assigned ", 60)
+    time.sleep(2)
+    check(" received " not in w2.text(), "tasks ran again after the kill:\n" + w2.text())
+    check(w2.stop() == 0, "second worker exit status")
+
+
+def case_deadline():
+    """A submit inside goroutine.timeout (or a task file's :timeout) puts
+    that deadline in the envelope: a worker that receives the task after it
+    does not run it, and one running it at the deadline cancels it."""
+    pool = "deadline" + UNIQ
+    marker = os.path.join(TMP, "late-task-ran")
+    ids_file = os.path.join(TMP, "deadline-ids.txt")
+    # no worker yet: the task waits in Kafka past its deadline
+    path = os.path.join(TMP, "deadline-a.lua")
+    with open(path, "w") as f:
+        f.write("""
+local g = require("goroutine")
+assert(g.pool_create(%(pool)r))
+local late
+print("timeout:", g.timeout(800, function()
+    late = assert(g.pool_submit(%(pool)r, function(path)
+        local f = assert(io.open(path, "w")) f:write("ran") f:close()
+        return "ran"
+    end, %(marker)r))
+    g.sleep(60000)
+end))
+local f = assert(io.open(%(ids)r, "w")) f:write(late, "\\n") f:close()
+-- outside any timeout: no deadline, it runs whenever a worker comes
+print("control:", g.await(g.pool_submit(%(pool)r, function() return "control ran" end)))
+""" % {"pool": pool, "marker": marker, "ids": ids_file})
+    pa = subprocess.Popen([os.path.join(BIN, "mutirao"), "run", "--fleet", path],
+                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, env=ENV, cwd=TMP)
+    end = time.time() + 30
+    while time.time() < end and not os.path.exists(ids_file):
+        time.sleep(0.05)
+    if not os.path.exists(ids_file):
+        pa.kill()
+        out_a, err_a = pa.communicate()
+        fail("the producer did not submit:\n%s%s" % (out_a, err_a))
+    time.sleep(0.5)  # well past the deadline
+    w = Worker("deadline", [pool])
+    try:
+        out_a, err_a = pa.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        pa.kill()
+        out_a, err_a = pa.communicate()
+    check(pa.returncode == 0 and "timeout:\tfalse\ttimeout after 800 ms" in out_a
+          and "control:\ttrue\tcontrol ran" in out_a,
+          "producer: %s\n%s%s" % (pa.returncode, out_a, err_a))
+    late = open(ids_file).read().strip()
+    check(re.search(r"pool=%s task=%s attempt 1 received" % (pool, re.escape(late)), w.text()),
+          "the worker never received the late task:\n" + w.text())
+    check(not os.path.exists(marker), "the task ran after its deadline")
+    rc, out, err, _ = run_lua("""
+local g = require("goroutine")
+print("late:", g.await(%(id)r))
+""" % {"id": late})
+    check(rc == 0 and re.search(r"late:\tfalse\ttimeout after (79\d|80\d) ms \(the deadline "
+                                r"passed before it started\)", out),
+          "await of the late task: %d\n%s%s" % (rc, out, err))
+    # a task running at its submitter's deadline is cancelled there; the
+    # worker goes on (a task file's :timeout sets the deadline too)
+    spin = os.path.join(TMP, "spin.sloth")
+    with open(spin, "w") as f:
+        f.write("""
+local t = task("spin"):command(function(this, params)
+    local g = require("goroutine")
+    local id = g.pool_submit(%(pool)r, function() while true do end end)
+    local f = assert(io.open(%(ids)r, "w")) f:write(id, "\\n") f:close()
+    return g.await(id)
+end):timeout("1s"):build()
+workflow.define("w"):tasks({t})
+""" % {"pool": pool, "ids": ids_file})
+    rc, out, err, dt = run([os.path.join(BIN, "mutirao"), "run", "--fleet", spin], timeout=40)
+    check(rc == 1 and re.search(r"\bspin +timeout", out) and dt < 10,
+          "task file timeout: %d in %.1f s\n%s%s" % (rc, dt, out, err))
+    spun = open(ids_file).read().strip()
+    rc, out, err, _ = run_lua("""
+local g = require("goroutine")
+print("spun:", g.await(%(id)r))
+print("after:", g.await(g.pool_submit(%(pool)r, function() return "still serving" end)))
+""" % {"id": spun, "pool": pool})
+    check(rc == 0 and re.search(r"spun:\tfalse\ttimeout after \d+ ms\n", out)
+          and "after:\ttrue\tstill serving" in out,
+          "the spinning task: %d\n%s%s" % (rc, out, err))
+    check(w.stop() == 0, "worker exit status")
+
+
+def case_memory():
+    """A pool's memory limit on the fleet: a task holding more fails with
+    "not enough memory"; the worker lives and runs the next tasks, those
+    under the limit unaffected."""
+    pool = "memory" + UNIQ
+    w = Worker("memory", [pool])
+    w.wait_for(r"consuming")
+    rc, out, err, _ = run_lua("""
+local g = require("goroutine")
+local MB = 1024 * 1024
+assert(g.pool_create(%(pool)r, { workers = 4, memory = 32 * MB }))
+local hog = assert(g.pool_submit(%(pool)r, function()
+    local t = {}
+    for i = 1, 1e8 do t[i] = string.rep("x", 64) .. i end
+end))
+local ids = {}
+for i = 1, 6 do
+    ids[i] = assert(g.pool_submit(%(pool)r, function(k)
+        local parts = {}
+        for j = 1, 16 do parts[j] = string.rep(string.char(64 + j), 512 * 1024) end -- 8 MB
+        local n = 0
+        for _, p in ipairs(parts) do n = n + #p end
+        return k, n
+    end, i))
+end
+print("hog:", g.await(hog))
+for i = 1, 6 do print("ok:", g.await(ids[i])) end
+print("big:", g.await(g.pool_submit(%(pool)r, function() return #string.rep("y", 40 * MB) end)))
+print("after:", g.await(g.pool_submit(%(pool)r, function() return "alive" end)))
+print("stats", g.pool_stats(%(pool)r).memory)
+""" % {"pool": pool})
+    check(rc == 0 and "hog:\tfalse\tnot enough memory\n" in out
+          and all("ok:\ttrue\t%d\t%d" % (i, 8 << 20) in out for i in range(1, 7))
+          and "big:\tfalse\tnot enough memory\n" in out and "after:\ttrue\talive" in out
+          and "stats\t%d" % (32 << 20) in out,
+          "memory on the fleet: %d\n%s%s" % (rc, out, err))
+    check(w.p.poll() is None, "the worker died")
+    check(w.stop() == 0, "worker exit status")
+
+
+def case_retention():
+    """What Redis keeps: an awaited task's keys go, an unawaited result keeps
+    result.ttl_s, pool keys expire; every message delivered again after its
+    outcome was read (and its keys deleted) is neither counted nor kept."""
+    pool = "ret" + UNIQ
+    n, m = 300, 40
+    w = Worker("ret", [pool])
+    rc, out, err, _ = run_lua("""
+local g = require("goroutine")
+assert(g.pool_create(%(pool)r, { workers = 8 }))
+local ids = {}
+for i = 1, %(n)d do ids[i] = assert(g.pool_submit(%(pool)r, function(x) return x + 1 end, i)) end
+for i = 1, %(n)d do
+  local ok, v = g.await(ids[i])
+  assert(ok and v == i + 1, tostring(v))
+  print("awaited " .. ids[i])
+end
+for i = 1, %(m)d do
+  print("unawaited " .. assert(g.pool_submit(%(pool)r, function(x) return x end, i)))
+end
+assert(g.pool_wait(%(pool)r))
+%(stats)s
+""" % {"pool": pool, "n": n, "m": m, "stats": stats_src(pool, n + m)})
+    check(rc == 0, "run: %d\n%s%s" % (rc, out, err))
+    awaited = re.findall(r"^awaited (\S+)$", out, re.M)
+    unawaited = re.findall(r"^unawaited (\S+)$", out, re.M)
+    check(len(awaited) == n and len(unawaited) == m, "ids printed:\n" + out)
+
+    def left(ids):
+        return [i for i in ids
+                if redis_cmd("EXISTS", "mutirao:task:" + i, "mutirao:task:%s:q" % i)]
+    still = left(awaited)
+    check(not still, "%d awaited task(s) still have keys, e.g. %s" % (len(still), still[:3]))
+    ttls = [redis_cmd("TTL", "mutirao:task:" + i) for i in unawaited]
+    check(all(0 < t <= 86400 for t in ttls),
+          "unawaited results keep result.ttl_s (86400): TTLs %s" % sorted(set(ttls))[:5])
+    producer = awaited[0].rsplit(":", 1)[0]
+    seen = redis_cmd("KEYS", "mutirao:seen:%s:*" % producer)
+    check(seen and all(0 < redis_cmd("TTL", k) <= 86400 for k in seen),
+          "seen bitmaps with a TTL: %r" % seen)
+    for k in ("mutirao:pool:" + pool, "mutirao:pool:%s:stats" % pool,
+              "mutirao:pool:%s:active" % pool):
+        ttl = redis_cmd("TTL", k)
+        if ttl == -2 and k.endswith(":active"):
+            continue  # written only when a report found tasks running
+        check(3600 < ttl <= 7 * 86400, "%s: TTL %r (expected the 7-day idle TTL)" % (k, ttl))
+    # every message once more, as after a lost commit: nothing is counted
+    # twice, nothing comes back into Redis
+    def repeats_seen():  # by the delivery record (not run) or the completion (run)
+        return len(re.findall(r"already (?:completed|recorded)", w.text()))
+    repeats_before = repeats_seen()
+    r = subprocess.run([os.path.join(BIN, "kafka-replay"), BROKERS, "mutirao.pool." + pool],
+                       capture_output=True, text=True, timeout=120)
+    check(r.returncode == 0 and ("replayed %d" % (n + m)) in r.stdout,
+          "kafka-replay: %s%s" % (r.stdout, r.stderr))
+    end = time.time() + 60
+    while repeats_seen() - repeats_before < n + m and time.time() < end:
+        time.sleep(0.1)
+    repeats = repeats_seen() - repeats_before
+    check(repeats == n + m, "repeat deliveries recognised: %d of %d" % (repeats, n + m))
+    st = redis_cmd("HGETALL", "mutirao:pool:%s:stats" % pool)
+    st = dict(zip(st[::2], st[1::2]))
+    check(st.get(b"completed") == str(n + m).encode() and b"failed" not in st,
+          "counts after the replay: %r" % st)
+    still = left(awaited)
+    check(not still, "the replay brought back %d awaited task key(s)" % len(still))
+    # pool_close: the pool's keys now expire within the hour
+    rc, out, err, _ = run_lua("""
+local g = require("goroutine")
+assert(g.pool_create(%(pool)r, { workers = 8 }))
+assert(g.pool_close(%(pool)r))
+""" % {"pool": pool})
+    check(rc == 0, "close: %d\n%s%s" % (rc, out, err))
+    for k in ("mutirao:pool:" + pool, "mutirao:pool:%s:stats" % pool):
+        ttl = redis_cmd("TTL", k)
+        check(0 < ttl <= 3600, "%s after pool_close: TTL %r" % (k, ttl))
+    check(w.stop() == 0, "worker exit status")
+    print("retention: %d awaited tasks left no key, %d unawaited keep a TTL, %d repeats ignored"
+          % (n, m, repeats))
+
+
+def fnv1a64(b):
+    h = 0xcbf29ce484222325
+    for c in b:
+        h = ((h ^ c) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def mp_str(s):
+    b = s.encode()
+    return (bytes([0xa0 | len(b)]) if len(b) < 32 else b"\xd9" + bytes([len(b)])) + b
+
+
+def mp_uint(n):
+    return b"\xcf" + n.to_bytes(8, "big")
+
+
+def task_envelope(tid, pool, producer, fields):
+    """A version-1 task envelope (docs/wire-format.md) with an empty payload
+    and the extra uint fields given."""
+    now = int(time.time() * 1000)
+    items = [("id", mp_str(tid)), ("pool", mp_str(pool)), ("attempt", mp_uint(1)),
+             ("submitted_at", mp_uint(now)), ("deadline", mp_uint(0)),
+             ("producer", mp_str(producer)), ("payload", b"\xc4\x00")]
+    items += [(k, mp_uint(v)) for k, v in fields.items()]
+    out = b"MTE\x01" + bytes([0x80 | len(items)])
+    for k, v in items:
+        out += mp_str(k) + v
+    return out
+
+
+def case_large_values():
+    """Arguments and results over payload.max_bytes (1 MB by default) travel
+    by reference through Redis, checked by length and checksum: the same
+    script gives the same answers on both backends; a tampered payload fails
+    its task (worker side) or its await (producer side), saying so."""
+    pool = "large" + UNIQ
+    w = Worker("large", [pool])
+    src = """
+local g = require("goroutine")
+assert(g.pool_create(%(pool)r, { workers = 2 }))
+local big = string.rep("ab", 2 * 1024 * 1024) -- 4 MiB
+local ok, n, up = g.await(assert(g.pool_submit(%(pool)r, function(s)
+  return #s, s:upper() end, big)))
+print("arg:", ok, n, up and #up, up and up:sub(1, 4))
+local ok2, s2 = g.await(assert(g.pool_submit(%(pool)r, function(n)
+  return string.rep("y", n) end, 3000000)))
+print("result:", ok2, s2 and #s2)
+print("small:", g.await(assert(g.pool_submit(%(pool)r, function(x) return x + 1 end, 1))))
+local id = assert(g.pool_submit(%(pool)r, function(n) return string.rep("z", n) end, 2000000))
+print("unawaited " .. id)
+assert(g.pool_wait(%(pool)r))
+""" % {"pool": pool}
+    expect = ["arg:\ttrue\t4194304\t4194304\tABAB", "result:\ttrue\t3000000", "small:\ttrue\t2"]
+    outs = {}
+    for fleet in (True, False):
+        rc, out, err, _ = run_lua(src, fleet=fleet)
+        check(rc == 0, "run (fleet=%s): %d\n%s%s" % (fleet, rc, out[-2000:], err[-2000:]))
+        for e in expect:
+            check(e in out, "fleet=%s: no %r in\n%s" % (fleet, e, out[-2000:]))
+        outs[fleet] = out
+    uid = re.search(r"^unawaited (\S+)$", outs[True], re.M).group(1)
+    check(2000000 <= redis_cmd("STRLEN", "mutirao:task:%s:out" % uid) < 2001000,
+          "the unawaited result is kept by reference")
+    # producer side: a result changed in Redis is refused by await
+    redis_cmd("SETRANGE", "mutirao:task:%s:out" % uid, 1000, "Z")
+    rc, out, err, _ = run_lua('print(require("goroutine").await(%r))' % uid)
+    check(rc == 0 and re.search(r"false\t.*do not match its record", out),
+          "await of a tampered result: %d\n%s%s" % (rc, out, err))
+    # worker side: an envelope whose payload in Redis is not the one it names
+    tid = "tamper%s:1" % UNIQ
+    good = b"\x00" * 2048
+    bad = b"\x01" + good[1:]
+    redis_cmd("SET", "mutirao:task:%s:in" % tid, bad, "EX", "600")
+    env = task_envelope(tid, pool, "tamper" + UNIQ, {"ref_len": len(good),
+                                                     "ref_sum": fnv1a64(good)})
+    rc, out, err, _ = run([os.path.join(BIN, "kafka-put"), BROKERS, "mutirao.pool." + pool, "0",
+                           tid, env.hex()])
+    check(rc == 0, "kafka-put: %d %s%s" % (rc, out, err))
+    w.wait_for(r"task=%s: its arguments in Redis do not match its envelope" % re.escape(tid))
+    rc, out, err, _ = run_lua('print(require("goroutine").await(%r))' % tid)
+    check(rc == 0 and re.search(r"false\t.*do not match its envelope.*not run", out),
+          "await of the tampered task: %d\n%s%s" % (rc, out, err))
+    check(w.p.poll() is None, "the worker died")
+    check(w.stop() == 0, "worker exit status")
+    print("large values: 4 MiB arguments and 3 MB results on both backends; tampering refused")
+
+
 def case_semantics():
     """Fixed producer ids, task timeouts, delegate_to's `this`, big results,
     await_all with task ids."""
     pool = "se" + UNIQ
-    w = Worker("se", [pool], {"MUTIRAO_PAYLOAD_MAX_BYTES": "4096"})
+    w = Worker("se", [pool], {"MUTIRAO_PAYLOAD_MAX_BYTES": "4096",
+                             "MUTIRAO_PAYLOAD_MAX_REF_BYTES": "8192"})
     w.wait_for(r"consuming")
     # two runs with the same producer.id: each gets its own result
     src = """
@@ -543,7 +932,8 @@ workflow.define("w"):tasks({t})
     check(rc == 0 and "remote/far away/task 'remote'" in out,
           "delegate_to on the fleet: %d\n%s%s" % (rc, out, err))
     check("delegated to fleet pool" in err, "no delegation log line:\n" + err)
-    # a result over payload.max_bytes: await says why; await_all takes ids
+    # a result over payload.max_bytes and payload.max_ref_bytes: await says
+    # why; await_all takes ids
     src = """
 local g = require("goroutine")
 assert(g.pool_create("%(pool)s"))
@@ -818,12 +1208,331 @@ def case_valgrind():
     check(code == 0 and nerr == 0, "worker under valgrind: exit %d, %s errors" % (code, nerr))
 
 
+def redis_cli(*args):
+    """A redis-cli command against the test Redis; its stdout."""
+    p = subprocess.run(["redis-cli", "-u", REDIS, "--no-raw"] + list(args), capture_output=True,
+                       text=True, timeout=30)
+    return p.stdout
+
+
+def redis_raw(*args):
+    p = subprocess.run(["redis-cli", "-u", REDIS, "--raw"] + list(args), capture_output=True,
+                       text=True, timeout=30)
+    return p.stdout
+
+
+class Supervised:
+    """A worker restarted whenever it exits (a supervisor loop); counts its deaths."""
+    def __init__(self, name, pools):
+        self.name, self.pools, self.deaths, self.gen = name, pools, 0, 0
+        self.w = Worker("%s-%d" % (name, self.gen), pools)
+
+    def poll(self):
+        if self.w.p.poll() is not None:
+            self.deaths += 1
+            self.gen += 1
+            self.w = Worker("%s-%d" % (self.name, self.gen), self.pools)
+
+    def stop(self):
+        return self.w.stop()
+
+
+def case_poison():
+    """One task that kills its worker (SIGSEGV from inside the task) among
+    normal ones, two workers restarted by a supervisor loop: at most
+    max_deliveries (3) deaths in all, then the task is dead-lettered (its
+    await says so, pool_stats counts it, operators find it in Redis), and
+    every other task completes."""
+    pool = "poison" + UNIQ
+    sup = [Supervised("poA", [pool]), Supervised("poB", [pool])]
+    for s in sup:
+        s.w.wait_for(r"consuming")
+    src = """
+local g = require("goroutine")
+assert(g.pool_create(%(pool)r, { workers = 2 }))
+g.sleep(3000) -- both workers in the group
+local ids = {}
+for i = 1, 10 do
+    ids[#ids + 1] = assert(g.pool_submit(%(pool)r, function(k) g.sleep(20) return k end, i))
+end
+-- the poison: crashes the process that runs it, like a segfault in a C module
+local bad = assert(g.pool_submit(%(pool)r, function()
+    g.sleep(200)
+    os.execute("kill -SEGV $PPID")
+    g.sleep(10000)
+    return "survived"
+end))
+for i = 11, 30 do
+    ids[#ids + 1] = assert(g.pool_submit(%(pool)r, function(k) g.sleep(20) return k end, i))
+end
+io.stdout:write("bad ", bad, "\\n") io.stdout:flush()
+for i, id in ipairs(ids) do
+    local ok, v = g.await(id)
+    assert(ok and v == i, "task " .. i .. ": " .. tostring(v))
+end
+print("others ok")
+print("bad:", g.await(bad))
+local s = assert(g.pool_stats(%(pool)r))
+print(string.format("stats completed=%%d failed=%%d dead=%%d fleet_dead=%%d fleet_failed=%%d",
+    s.completed, s.failed, s.dead_lettered, s.fleet_dead_lettered, s.fleet_failed))
+""" % {"pool": pool}
+    path = os.path.join(TMP, "poison.lua")
+    with open(path, "w") as f:
+        f.write(src)
+    p = subprocess.Popen([os.path.join(BIN, "mutirao"), "run", "--fleet", path],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=ENV, cwd=TMP)
+    end = time.time() + 180
+    while p.poll() is None and time.time() < end:
+        for s in sup:
+            s.poll()
+        time.sleep(0.05)
+    if p.poll() is None:
+        p.kill()
+    out, err = p.communicate()
+    deaths = sum(s.deaths for s in sup)
+    check(p.returncode == 0 and "others ok" in out,
+          "producer: %s after %d deaths\n%s%s" % (p.returncode, deaths, out, err))
+    check(1 <= deaths <= 3, "%d worker deaths (max_deliveries is 3)" % deaths)
+    m = re.search(r"bad:\tfalse\tdead-lettered after 3 deliveries: worker \S+ ended without "
+                  r"recording an outcome \(delivery 3\)", out)
+    check(m, "the poison's await:\n" + out)
+    check("stats completed=30 failed=1 dead=1 fleet_dead=1 fleet_failed=1" in out,
+          "pool_stats:\n" + out)
+    bad = re.search(r"bad (\S+)", out).group(1)
+    rec = redis_raw("HGET", "mutirao:pool:%s:dead" % pool, bad)
+    check(rec.startswith("3 ") and "ended without recording an outcome" in rec,
+          "the dead letter's record: %r" % rec)
+    check(redis_raw("HEXISTS", "mutirao:pool:%s:dead:env" % pool, bad).strip() == "1",
+          "the dead letter's envelope is not stored")
+    logs = "".join(s.w.text() for s in sup)
+    check(re.search(r"task=%s: dead-lettered after 3 deliveries" % re.escape(bad), logs),
+          "no dead-letter line in the live workers' logs:\n" + logs[-3000:])
+    check(re.search(r"dead letter at mutirao\.dead\[\d+\]", logs), "not produced to mutirao.dead")
+    # the dead letter's partition moved on: its offset is committed, so a
+    # restarted worker runs nothing again
+    for s in sup:
+        check(s.stop() == 0, "worker exit status")
+    w = Worker("poC", [pool])
+    w.wait_for(r" assigned ")
+    time.sleep(3)
+    check(" received " not in w.text(), "tasks delivered again after a clean stop:\n" + w.text())
+    check(w.stop() == 0, "worker exit status")
+    print("%d worker deaths, then dead-lettered" % deaths)
+
+
+def case_redelivered():
+    """A worker stopped (SIGSTOP, then SIGKILL) right after it recorded
+    outcomes, before their offsets committed: the other worker is given those
+    tasks again and does not run them ("not run again"); every task's outcome
+    is recorded once. Each run appends the task's number to a file."""
+    pool = "redeliv" + UNIQ
+    n = 300
+    runs = os.path.join(TMP, "runs.txt")
+    a = Worker("rdA", [pool])
+    b = Worker("rdB", [pool])
+    a.wait_for(r"consuming")
+    b.wait_for(r"consuming")
+    src = """
+local g = require("goroutine")
+assert(g.pool_create(%(pool)r, { workers = 10 }))
+g.sleep(3000) -- both workers in the group
+local ids = {}
+for i = 1, %(n)d do
+    ids[i] = assert(g.pool_submit(%(pool)r, function(k)
+        g.sleep(30)
+        local f = assert(io.open(%(runs)r, "a"))
+        f:write(k, "\\n")
+        f:close()
+        return k
+    end, i))
+end
+for i = 1, %(n)d do
+    local ok, k = g.await(ids[i])
+    assert(ok and k == i, tostring(k))
+end
+local s = assert(g.pool_stats(%(pool)r))
+print(string.format("stats completed=%%d fleet_completed=%%d fleet_failed=%%d", s.completed,
+    s.fleet_completed, s.fleet_failed))
+""" % {"pool": pool, "n": n, "runs": runs}
+    path = os.path.join(TMP, "redeliv.lua")
+    with open(path, "w") as f:
+        f.write(src)
+    p = subprocess.Popen([os.path.join(BIN, "mutirao"), "run", "--fleet", path],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=ENV, cwd=TMP)
+    # A stops dead while outcomes it recorded are still uncommitted
+    end = time.time() + 60
+    while time.time() < end and a.text().count("recorded ") < 3:
+        time.sleep(0.002)
+    a.p.send_signal(signal.SIGSTOP)
+    try:
+        out, err = p.communicate(timeout=120)
+    finally:
+        a.p.kill()
+        a.p.wait()
+    check(p.returncode == 0, "producer: %d\n%s%s" % (p.returncode, out, err))
+    check("stats completed=%d fleet_completed=%d fleet_failed=0" % (n, n) in out,
+          "counts (exactly once):\n" + out)
+    skipped = re.findall(r"pool=%s task=\S+:(\d+) attempt 1: outcome already recorded "
+                         r"\(delivered again\); not run again" % re.escape(pool), b.text())
+    check(skipped, "B was given no task A had recorded:\n" + b.text()[-3000:])
+    with open(runs) as f:
+        count = {}
+        for line in f:
+            count[line.strip()] = count.get(line.strip(), 0) + 1
+    check(len(count) == n, "%d of %d tasks ran" % (len(count), n))
+    # the task ids are PRODUCER:SEQ and task k is the k-th submit: SEQ == k
+    again = [k for k in skipped if count.get(k) != 1]
+    check(not again, "tasks run again although their outcome was recorded: %s" % again)
+    check(b.stop() == 0, "worker B exit status")
+    print("%d task(s) delivered again and not run again; %d run twice (running on A when it "
+          "stopped)" % (len(skipped), sum(1 for c in count.values() if c > 1)))
+
+
+def case_newer_envelope():
+    """A task envelope of version 2 (newer than this worker reads) on a
+    pool's topic: the worker pauses that partition and says so once; the
+    message is not committed as skipped (a worker started after a clean stop
+    is given it again) and the task behind it waits for a newer worker."""
+    pool = "newer" + UNIQ
+    topic = "mutirao.pool." + pool
+    rc, out, err, _ = run_lua("""
+local g = require("goroutine")
+assert(g.pool_create(%r))
+""" % pool, env={"MUTIRAO_TOPIC_PARTITIONS": "1"})
+    check(rc == 0, "pool_create: %d\n%s%s" % (rc, out, err))
+    w = Worker("nwA", [pool])
+    w.wait_for(r" assigned ")
+    rc, out, err, _ = run([os.path.join(BIN, "kafka-put"), BROKERS, topic, "0", "future:1",
+                           "4d54450281a8667574757265c3"])
+    check(rc == 0, "kafka-put: %d %s%s" % (rc, out, err))
+    w.wait_for(r"written by a newer mutirao; this one reads up to 1; partition paused here")
+    rc, out, err, _ = run_lua("""
+local g = require("goroutine")
+local id = assert(g.pool_submit(%r, function() return "ran" end))
+print("behind:", g.timeout(4000, function() return g.await(id) end))
+os.exit(0)
+""" % pool)
+    check(rc == 0 and "behind:\tfalse\ttimeout after 4000 ms" in out,
+          "the task behind the newer envelope: %d\n%s%s" % (rc, out, err))
+    log = w.text()
+    check(log.count("written by a newer mutirao") == 1, "said more than once:\n" + log)
+    check("skipped" not in log and " received " not in log, "a message was run or skipped:\n" + log)
+    check(w.stop() == 0, "worker exit status")
+    w2 = Worker("nwB", [pool])
+    w2.wait_for(r"partition 0 offset 0: task envelope version 2 was written by a newer mutirao")
+    check(w2.stop() == 0, "worker exit status")
+
+
+def case_dlq():
+    """Operators handle dead letters: `mutirao dlq list` (text and --json,
+    configuration from a file too), `retry` (the task runs again and its new
+    outcome is what await gives), `drop`, and their errors and exit codes."""
+    import json
+    pool = "dlq" + UNIQ
+    sup = Supervised("dlq", [pool])
+    sup.w.wait_for(r"consuming")
+    flags = [os.path.join(TMP, "flag1"), os.path.join(TMP, "flag2")]
+    src = """
+local g = require("goroutine")
+assert(g.pool_create(%(pool)r, { workers = 2, max_deliveries = 1 }))
+local function crash_unless(flag)
+    if not io.open(flag) then
+        os.execute("kill -SEGV $PPID") -- its worker dies, as on a segfault
+        g.sleep(10000)
+    end
+    return "fine"
+end
+local ids = {}
+for i, flag in ipairs({%(f1)r, %(f2)r}) do
+    ids[i] = assert(g.pool_submit(%(pool)r, crash_unless, flag))
+    print("id" .. i, ids[i])
+end
+for i = 1, 2 do print("await" .. i, g.await(ids[i])) end
+local s = g.pool_stats(%(pool)r)
+print("dead", s.dead_lettered, s.fleet_dead_lettered)
+""" % {"pool": pool, "f1": flags[0], "f2": flags[1]}
+    path = os.path.join(TMP, "dlq.lua")
+    with open(path, "w") as f:
+        f.write(src)
+    p = subprocess.Popen([os.path.join(BIN, "mutirao"), "run", "--fleet", path],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=ENV, cwd=TMP)
+    end = time.time() + 120
+    while p.poll() is None and time.time() < end:
+        sup.poll()
+        time.sleep(0.05)
+    if p.poll() is None:
+        p.kill()
+    out, err = p.communicate()
+    check(p.returncode == 0, "producer: %s\n%s%s" % (p.returncode, out, err))
+    ids = re.findall(r"^id\d\t(\S+)$", out, re.M)
+    check(len(ids) == 2, out)
+    for i in (1, 2):
+        check(re.search(r"await%d\tfalse\tdead-lettered after 1 delivery: worker \S+ ended "
+                        r"without recording an outcome \(delivery 1\)" % i, out), out)
+    check("dead\t2\t2" in out, "pool_stats:\n" + out)
+    mutirao = os.path.join(BIN, "mutirao")
+    rc, out, err, _ = run([mutirao, "dlq", "list", pool])
+    check(rc == 0 and re.search(r"^ID +ATTEMPTS +FIRST +LAST +ERROR$", out, re.M)
+          and all(re.search(r"^%s +1 +\d{4}-\d\d-\d\dT\S+Z +\S+ +worker \S+ ended" %
+                            re.escape(i), out, re.M) for i in ids),
+          "dlq list: %d\n%s%s" % (rc, out, err))
+    # the same from a configuration file alone
+    conf = os.path.join(TMP, "dlq.conf")
+    with open(conf, "w") as f:
+        f.write("kafka.brokers = %s\nredis.url = %s\n" % (BROKERS, REDIS))
+    rc, out2, err, _ = run([mutirao, "dlq", "list", pool, "--json"],
+                           env={"MUTIRAO_CONFIG": conf, "MUTIRAO_KAFKA_BROKERS": "",
+                                "MUTIRAO_REDIS_URL": ""})
+    check(rc == 0, "dlq list --json: %d\n%s%s" % (rc, out2, err))
+    rows = json.loads(out2)
+    check(sorted(r["id"] for r in rows) == sorted(ids) and
+          all(r["attempts"] == 1 and r["pool"] == pool and "ended without" in r["error"] and
+              len(r["history"]) == 1 and r["first_ms"] <= r["last_ms"] <= r["dead_at_ms"]
+              for r in rows), "dlq list --json:\n" + out2)
+    # retry: the task runs again (it no longer crashes) and records its outcome
+    open(flags[0], "w").close()
+    rc, out, err, _ = run([mutirao, "dlq", "retry", pool, ids[0]])
+    check(rc == 0 and ("retried %s" % ids[0]) in out, "dlq retry: %d\n%s%s" % (rc, out, err))
+    rc, out, err, _ = run_lua("""
+local g = require("goroutine")
+print("retried:", g.await(%r))
+""" % ids[0])
+    check(rc == 0 and "retried:\ttrue\tfine" in out, "await after retry: %d\n%s%s" % (rc, out, err))
+    rc, out, err, _ = run([mutirao, "dlq", "list", pool, "--json"])
+    check(rc == 0 and [r["id"] for r in json.loads(out)] == [ids[1]], "after retry:\n" + out)
+    rc, out, err, _ = run([mutirao, "dlq", "retry", pool, ids[0]])
+    check(rc == 1 and "no dead letter %s in pool %s" % (ids[0], pool) in err,
+          "retry of a task no longer dead: %d\n%s%s" % (rc, out, err))
+    rc, out, err, _ = run([mutirao, "dlq", "drop", pool, "--all"])
+    check(rc == 0 and ("dropped %s" % ids[1]) in out, "dlq drop --all: %d\n%s%s" % (rc, out, err))
+    rc, out, err, _ = run([mutirao, "dlq", "list", pool])
+    check(rc == 0 and "no dead letters in pool %s" % pool in out, "after drop:\n" + out + err)
+    rc, out, err, _ = run([mutirao, "dlq", "list", pool, "--json"])
+    check(rc == 0 and json.loads(out) == [], "after drop, --json:\n" + out + err)
+    rc, out, err, _ = run([mutirao, "dlq", "list", "nosuch" + UNIQ])
+    check(rc == 1 and "pool not found: nosuch" in err, "unknown pool: %d %s" % (rc, err))
+    rc, out, err, _ = run([mutirao, "dlq", "drop", pool, "nobody:1"])
+    check(rc == 1 and "no dead letter nobody:1 in pool" in err, "unknown id: %d %s" % (rc, err))
+    for args in (["dlq"], ["dlq", "frob", pool], ["dlq", "retry", pool], ["dlq", "list"],
+                 ["dlq", "list", pool, "--bogus"], ["dlq", "drop", "bad pool!", "x"]):
+        rc, out, err, _ = run([mutirao] + args)
+        check(rc == 2 and "usage: mutirao dlq" in err + out or rc == 2 and "invalid" in err,
+              "%s: %d\n%s%s" % (args, rc, out, err))
+    check(sup.stop() == 0, "worker exit status")
+    print("%d worker death(s); list, retry and drop work" % sup.deaths)
+
+
 CASES = {"examples": case_examples, "await_wg": case_await_wg, "two_workers": case_two_workers,
          "sigkill": case_sigkill, "errors": case_errors, "libmutirao": case_libmutirao,
          "two_clients": case_two_clients, "stock_lua": case_stock_lua,
-         "lingering": case_lingering, "os_exit": case_os_exit,
-         "semantics": case_semantics, "valgrind": case_valgrind, "sigterm": case_sigterm,
-         "sigint_twice": case_sigint_twice}
+         "lingering": case_lingering, "retention": case_retention, "large_values": case_large_values, "os_exit": case_os_exit,
+         "semantics": case_semantics, "valgrind": case_valgrind, "poison": case_poison,
+         "redelivered": case_redelivered, "newer_envelope": case_newer_envelope,
+         "dlq": case_dlq, "timeout": case_timeout, "deadline": case_deadline,
+         "memory": case_memory, "sigterm": case_sigterm, "sigint_twice": case_sigint_twice}
 try:
     CASES[CASE]()
 finally:

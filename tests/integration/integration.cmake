@@ -15,10 +15,14 @@ set_tests_properties(integration.services_smoke PROPERTIES
 # worker processes and measure times.
 find_package(Python3 COMPONENTS Interpreter QUIET)
 if(Python3_Interpreter_FOUND AND TARGET mutirao-worker)
+  add_executable(kafka-replay ${CMAKE_CURRENT_LIST_DIR}/kafka_replay.c)
+  target_link_libraries(kafka-replay PRIVATE PkgConfig::RDKAFKA)
   add_executable(two-clients ${CMAKE_CURRENT_LIST_DIR}/two_clients.c)
   target_link_libraries(two-clients PRIVATE libmutirao_so PkgConfig::MSGPACK)
-  set(_fleet_cases examples await_wg two_workers sigkill errors libmutirao semantics two_clients lingering os_exit
-    sigterm sigint_twice)
+  add_executable(kafka-put ${CMAKE_CURRENT_LIST_DIR}/kafka_put.c)
+  target_link_libraries(kafka-put PRIVATE PkgConfig::RDKAFKA)
+  set(_fleet_cases examples await_wg two_workers sigkill errors libmutirao semantics two_clients lingering os_exit retention large_values
+    poison redelivered newer_envelope dlq timeout deadline memory sigterm sigint_twice)
   # the stock lua5.4 cannot load a sanitizer build of goroutine_fleet.so
   if(NOT MUTIRAO_SANITIZE)
     list(APPEND _fleet_cases stock_lua)

@@ -44,6 +44,17 @@ describe("goroutine.pool_create", function()
         assert.has_error(function() G.pool_create(fresh_name(), { workers = "many" }) end)
         assert.has_error(function() G.pool_create(fresh_name(), { queue = -1 }) end)
         assert.has_error(function() G.pool_create(fresh_name(), 5) end)
+        assert.has_error(function() G.pool_create(fresh_name(), { max_deliveries = 0 }) end,
+            "bad option 'max_deliveries' to 'pool_create' (integer from 1 to 1000000 expected, got out of range)")
+        assert.has_error(function() G.pool_create(fresh_name(), { max_deliveries = 1.5 }) end)
+    end)
+
+    it("takes max_deliveries (a fleet option; embedded pools run each task once)", function()
+        local name = fresh_name()
+        assert.is_true(G.pool_create(name, { workers = 1, max_deliveries = 1 }))
+        local ok, v = G.await(G.pool_submit(name, function() return 7 end))
+        assert.is_true(ok)
+        assert.equal(7, v)
     end)
 end)
 

@@ -1,0 +1,566 @@
+/* dlq.c: operators' view of a pool's dead letters: tasks a worker did not
+ * run again because they were delivered max_deliveries times without an
+ * outcome (worker/deadletters.h; the keys and scripts are in
+ * shared/wire/fleet_keys.h).
+ *
+ *   list POOL [--json]         id, attempts, first/last delivery, error
+ *   retry POOL ID|--all        the stored envelope back on the pool's topic
+ *   drop POOL ID|--all         forgotten
+ *
+ * Kafka and Redis come from the configuration as for `mutirao run --fleet`
+ * (config file, MUTIRAO_* environment). Redis and Kafka run on a private
+ * libuv loop that this command drives until each reply is in: a command-line
+ * tool, with nothing else to run meanwhile. */
+#include "dlq.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <uv.h>
+
+#include "config.h"
+#include "envelope.h"
+#include "fleet_keys.h"
+#include "kafka_uv.h"
+#include "redis_uv.h"
+
+enum { OK = 0, FAIL = 1, USAGE = 2 };
+
+static const char usage_text[] =
+    "usage: mutirao dlq list POOL [--json]\n"
+    "       mutirao dlq retry POOL ID|--all\n"
+    "       mutirao dlq drop POOL ID|--all\n"
+    "\n"
+    "A pool's dead letters: fleet tasks delivered max_deliveries times without an\n"
+    "outcome (their worker died each time), not run again. list shows them (--json:\n"
+    "one JSON array); retry puts a task back on the pool's topic, to run and record\n"
+    "its outcome again; drop forgets it. Kafka and Redis as for `mutirao run\n"
+    "--fleet`: config/mutirao.conf, $MUTIRAO_CONFIG or MUTIRAO_KAFKA_BROKERS /\n"
+    "MUTIRAO_REDIS_URL.\n"
+    "\n"
+    "Exit status: 0 done, 1 unknown pool or id or a Kafka/Redis failure, 2 bad usage.\n";
+
+/* ---- Redis, one command at a time ---- */
+
+typedef struct ctx {
+    uv_loop_t loop;
+    const config *cfg;
+    redis_uv *r;
+    kuv_producer *kp;
+    int take, remove; /* script ids */
+} ctx;
+
+/* A reply copied out of its callback: what the commands here need. */
+typedef struct answer {
+    int done, status, type;
+    long long integer;
+    char err[400];
+    char **str; /* the string, or an array's strings (NULL for nil) */
+    size_t *len;
+    size_t n;
+} answer;
+
+static void answer_free(answer *a)
+{
+    for (size_t i = 0; i < a->n; i++)
+        free(a->str[i]);
+    free(a->str);
+    free(a->len);
+    memset(a, 0, sizeof *a);
+}
+
+static char *dup_bytes(const char *s, size_t n)
+{
+    char *d = malloc(n + 1);
+    if (d) {
+        memcpy(d, s, n);
+        d[n] = 0;
+    }
+    return d;
+}
+
+static void on_reply(redis_uv *cli, int status, const redisReply *reply, const char *err, void *ud)
+{
+    (void)cli;
+    answer *a = ud;
+    a->done = 1;
+    a->status = status;
+    if (status < 0) {
+        snprintf(a->err, sizeof a->err, "%s", err ? err : redis_uv_strerror(status));
+        return;
+    }
+    a->type = reply->type;
+    if (reply->type == REDIS_REPLY_ERROR) {
+        a->status = -1;
+        snprintf(a->err, sizeof a->err, "redis: %s", reply->str);
+        return;
+    }
+    a->integer = reply->integer;
+    const redisReply *const *el = (const redisReply *const *)reply->element;
+    size_t n = reply->type == REDIS_REPLY_ARRAY ? reply->elements : 1;
+    const redisReply *one[1] = {reply};
+    if (reply->type != REDIS_REPLY_ARRAY)
+        el = one;
+    a->str = calloc(n ? n : 1, sizeof *a->str);
+    a->len = calloc(n ? n : 1, sizeof *a->len);
+    if (!a->str || !a->len) {
+        a->status = -1;
+        snprintf(a->err, sizeof a->err, "out of memory");
+        return;
+    }
+    a->n = n;
+    for (size_t i = 0; i < n; i++)
+        if (el[i]->type == REDIS_REPLY_STRING) {
+            a->str[i] = dup_bytes(el[i]->str, el[i]->len);
+            a->len[i] = el[i]->len;
+        }
+}
+
+/* Runs the loop until a's reply is in; 0 or -1 with a->err. */
+static int await_answer(ctx *c, answer *a, int rc)
+{
+    if (rc != 0) {
+        snprintf(a->err, sizeof a->err, "redis: %s", redis_uv_strerror(rc));
+        return -1;
+    }
+    while (!a->done)
+        uv_run(&c->loop, UV_RUN_ONCE);
+    return a->status < 0 ? -1 : 0;
+}
+
+static int cmd(ctx *c, answer *a, int argc, const char *const *argv, const size_t *lens)
+{
+    memset(a, 0, sizeof *a);
+    return await_answer(c, a, redis_uv_command_argv(c->r, on_reply, a, argc, argv, lens));
+}
+
+static int eval(ctx *c, answer *a, int script, int argc, const char *const *argv)
+{
+    memset(a, 0, sizeof *a);
+    return await_answer(c, a, redis_uv_eval(c->r, on_reply, a, script, 0, argc, argv, NULL));
+}
+
+/* ---- dead letters ---- */
+
+/* One dead letter: its record "COUNT FIRST LAST DEAD_AT\nHISTORY\nERROR". */
+typedef struct letter {
+    const char *id;
+    long long count;
+    unsigned long long first, last, dead_at;
+    const char *history; /* "WORKER@MS ...", in rec */
+    size_t hlen;
+    const char *error; /* to the end of rec */
+    size_t elen;
+} letter;
+
+static void parse_letter(letter *l, const char *id, const char *rec, size_t len)
+{
+    memset(l, 0, sizeof *l);
+    l->id = id;
+    const char *end = rec + len;
+    const char *nl1 = memchr(rec, '\n', len);
+    const char *nl2 = nl1 ? memchr(nl1 + 1, '\n', (size_t)(end - nl1 - 1)) : NULL;
+    if (sscanf(rec, "%lld %llu %llu %llu", &l->count, &l->first, &l->last, &l->dead_at) != 4)
+        l->count = -1;
+    if (nl1 && nl2) {
+        l->history = nl1 + 1;
+        l->hlen = (size_t)(nl2 - nl1 - 1);
+        l->error = nl2 + 1;
+        l->elen = (size_t)(end - nl2 - 1);
+    } else {
+        l->history = l->error = "";
+    }
+}
+
+static int by_dead_at(const void *a, const void *b)
+{
+    const letter *x = a, *y = b;
+    if (x->dead_at != y->dead_at)
+        return x->dead_at < y->dead_at ? -1 : 1;
+    return strcmp(x->id, y->id);
+}
+
+static void iso_time(unsigned long long ms, char *out, size_t n)
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    if (ms == 0 || !gmtime_r(&t, &tm)) {
+        snprintf(out, n, "-");
+        return;
+    }
+    strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static void json_str(const char *s, size_t n)
+{
+    putchar('"');
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == '"' || ch == '\\')
+            printf("\\%c", ch);
+        else if (ch == '\n')
+            fputs("\\n", stdout);
+        else if (ch == '\t')
+            fputs("\\t", stdout);
+        else if (ch < 0x20 || ch == 0x7f)
+            printf("\\u%04x", ch);
+        else
+            putchar(ch);
+    }
+    putchar('"');
+}
+
+/* The error on one line, at most max bytes (tracebacks are long). */
+static void one_line(const char *s, size_t n, size_t max)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n && k < max; i++, k++)
+        putchar(s[i] == '\n' || s[i] == '\t' || s[i] == '\r' ? ' ' : s[i]);
+    if (n > max)
+        fputs("...", stdout);
+}
+
+/* 1 if the pool exists (its options or a dead letter are in Redis), 0 if
+ * not, -1 on error (said). */
+static int pool_known(ctx *c, const char *pool)
+{
+    char k1[FLEET_KEY_MAX], k2[FLEET_KEY_MAX];
+    fleet_key_pool(k1, pool);
+    fleet_key_dead(k2, pool);
+    const char *argv[] = {"EXISTS", k1, k2};
+    answer a;
+    if (cmd(c, &a, 3, argv, NULL) != 0) {
+        fprintf(stderr, "mutirao dlq: %s\n", a.err);
+        answer_free(&a);
+        return -1;
+    }
+    int n = a.integer > 0;
+    answer_free(&a);
+    if (!n)
+        fprintf(stderr, "mutirao dlq: pool not found: %s\n", pool);
+    return n;
+}
+
+static int do_list(ctx *c, const char *pool, int json)
+{
+    int known = pool_known(c, pool);
+    if (known <= 0)
+        return FAIL;
+    char key[FLEET_KEY_MAX];
+    fleet_key_dead(key, pool);
+    const char *argv[] = {"HGETALL", key};
+    answer a;
+    if (cmd(c, &a, 2, argv, NULL) != 0) {
+        fprintf(stderr, "mutirao dlq: %s\n", a.err);
+        answer_free(&a);
+        return FAIL;
+    }
+    size_t n = a.n / 2;
+    letter *ls = calloc(n ? n : 1, sizeof *ls);
+    if (!ls) {
+        answer_free(&a);
+        fprintf(stderr, "mutirao dlq: out of memory\n");
+        return FAIL;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i + 1 < a.n; i += 2)
+        if (a.str[i] && a.str[i + 1])
+            parse_letter(&ls[k++], a.str[i], a.str[i + 1], a.len[i + 1]);
+    qsort(ls, k, sizeof *ls, by_dead_at);
+    char t1[32], t2[32];
+    if (json) {
+        putchar('[');
+        for (size_t i = 0; i < k; i++) {
+            letter *l = &ls[i];
+            printf("%s\n  {\"id\": ", i ? "," : "");
+            json_str(l->id, strlen(l->id));
+            printf(", \"pool\": ");
+            json_str(pool, strlen(pool));
+            printf(", \"attempts\": %lld, \"first_ms\": %llu, \"last_ms\": %llu, "
+                   "\"dead_at_ms\": %llu, \"error\": ",
+                   l->count, l->first, l->last, l->dead_at);
+            json_str(l->error, l->elen);
+            printf(", \"history\": [");
+            /* "WORKER@MS WORKER@MS ..." */
+            const char *p = l->history, *e = l->history + l->hlen;
+            int first = 1;
+            while (p < e) {
+                const char *sp = memchr(p, ' ', (size_t)(e - p));
+                const char *q = sp ? sp : e;
+                const char *at = NULL;
+                for (const char *x = p; x < q; x++)
+                    if (*x == '@')
+                        at = x;
+                if (at) {
+                    printf("%s{\"worker\": ", first ? "" : ", ");
+                    json_str(p, (size_t)(at - p));
+                    printf(", \"at_ms\": %.*s}", (int)(q - at - 1), at + 1);
+                    first = 0;
+                }
+                p = q + 1;
+            }
+            printf("]}");
+        }
+        printf("%s]\n", k ? "\n" : "");
+    } else if (k == 0) {
+        printf("no dead letters in pool %s\n", pool);
+    } else {
+        printf("%-32s %8s  %-20s  %-20s  %s\n", "ID", "ATTEMPTS", "FIRST", "LAST", "ERROR");
+        for (size_t i = 0; i < k; i++) {
+            letter *l = &ls[i];
+            iso_time(l->first, t1, sizeof t1);
+            iso_time(l->last, t2, sizeof t2);
+            printf("%-32s %8lld  %-20s  %-20s  ", l->id, l->count, t1, t2);
+            one_line(l->error, l->elen, 200);
+            putchar('\n');
+        }
+    }
+    free(ls);
+    answer_free(&a);
+    return OK;
+}
+
+/* The ids to act on: the one given, or every dead letter's (--all). */
+static int ids_of(ctx *c, const char *pool, const char *which, answer *a)
+{
+    char key[FLEET_KEY_MAX];
+    fleet_key_dead(key, pool);
+    if (strcmp(which, "--all") != 0) {
+        const char *argv[] = {"HEXISTS", key, which};
+        if (cmd(c, a, 3, argv, NULL) != 0) {
+            fprintf(stderr, "mutirao dlq: %s\n", a->err);
+            return -1;
+        }
+        if (a->integer != 1) {
+            fprintf(stderr, "mutirao dlq: no dead letter %s in pool %s\n", which, pool);
+            return -1;
+        }
+        answer_free(a);
+        a->str = calloc(1, sizeof *a->str);
+        a->len = calloc(1, sizeof *a->len);
+        if (!a->str || !a->len || !(a->str[0] = strdup(which)))
+            return -1;
+        a->n = 1;
+        return 0;
+    }
+    const char *argv[] = {"HKEYS", key};
+    if (cmd(c, a, 2, argv, NULL) != 0) {
+        fprintf(stderr, "mutirao dlq: %s\n", a->err);
+        return -1;
+    }
+    return 0;
+}
+
+typedef struct produced {
+    int done, err;
+    char msg[400];
+} produced;
+
+static void on_produced(void *ud, int err, const char *errmsg, int32_t partition, int64_t offset)
+{
+    (void)partition;
+    (void)offset;
+    produced *p = ud;
+    p->done = 1;
+    p->err = err;
+    if (err)
+        snprintf(p->msg, sizeof p->msg, "%s", errmsg ? errmsg : kuv_strerror(err));
+}
+
+/* One dead letter back on its pool's topic. */
+static int retry_one(ctx *c, const char *pool, const char *topic, const char *id)
+{
+    char key[FLEET_KEY_MAX], ttl[16];
+    fleet_key_dead_env(key, pool);
+    const char *argv[] = {"HGET", key, id};
+    answer env;
+    if (cmd(c, &env, 3, argv, NULL) != 0 || !env.str || !env.str[0]) {
+        fprintf(stderr, "mutirao dlq: %s: %s\n", id,
+                env.err[0] ? env.err : "its envelope is not stored");
+        answer_free(&env);
+        return FAIL;
+    }
+    envelope_task e;
+    char why[200];
+    int drc = envelope_task_decode(env.str[0], env.len[0], NULL, &e, why, sizeof why);
+    if (drc != 0 && drc != ENVELOPE_ENEWER) {
+        fprintf(stderr, "mutirao dlq: %s: the stored envelope is not a task (%s)\n", id, why);
+        answer_free(&env);
+        return FAIL;
+    }
+    /* its outcome and delivery record go first, or a worker would say
+     * "done" and not run it */
+    snprintf(ttl, sizeof ttl, "%d", c->cfg->result_ttl_s);
+    const char *targv[] = {pool, id, ttl};
+    answer a;
+    int rc = eval(c, &a, c->take, 3, targv);
+    if (rc != 0 || a.integer != 1) {
+        fprintf(stderr, "mutirao dlq: %s: %s\n", id, rc ? a.err : "no longer a dead letter");
+        answer_free(&a);
+        answer_free(&env);
+        return FAIL;
+    }
+    answer_free(&a);
+    produced p = {0};
+    rc = kuv_produce(c->kp, topic, id, strlen(id), env.str[0], env.len[0], on_produced, &p);
+    answer_free(&env);
+    if (rc != 0) {
+        fprintf(stderr, "mutirao dlq: %s: kafka: %s\n", id, kuv_strerror(rc));
+        return FAIL;
+    }
+    while (!p.done)
+        uv_run(&c->loop, UV_RUN_ONCE);
+    if (p.err) {
+        fprintf(stderr, "mutirao dlq: %s: not delivered to Kafka (it stays a dead letter): %s\n",
+                id, p.msg);
+        return FAIL;
+    }
+    const char *rargv[] = {pool, id, "retried"};
+    if (eval(c, &a, c->remove, 3, rargv) != 0) {
+        fprintf(stderr, "mutirao dlq: %s: back on %s, but %s\n", id, topic, a.err);
+        answer_free(&a);
+        return FAIL;
+    }
+    answer_free(&a);
+    printf("retried %s (back on %s)\n", id, topic);
+    return OK;
+}
+
+static int do_retry_drop(ctx *c, const char *pool, const char *which, int retry)
+{
+    int known = pool_known(c, pool);
+    if (known <= 0)
+        return FAIL;
+    char topic[CONFIG_TOPIC_MAX + 1], why[300];
+    if (config_topic_for_pool(c->cfg, pool, topic, sizeof topic, why, sizeof why) != 0) {
+        fprintf(stderr, "mutirao dlq: %s\n", why);
+        return FAIL;
+    }
+    answer ids;
+    if (ids_of(c, pool, which, &ids) != 0) {
+        answer_free(&ids);
+        return FAIL;
+    }
+    if (ids.n == 0)
+        printf("no dead letters in pool %s\n", pool);
+    if (retry && ids.n > 0 && !c->kp) {
+        char err[400] = "";
+        kuv_producer_opts o;
+        kuv_producer_opts_default(&o);
+        o.message_timeout_ms = c->cfg->op_timeout_ms > 0 ? c->cfg->op_timeout_ms : 10000;
+        o.errbuf = err;
+        o.errlen = sizeof err;
+        static const char *const conf[] = {"log_level", "2", NULL};
+        o.conf = conf;
+        int rc;
+        if (!(c->kp = kuv_producer_new(&c->loop, c->cfg->kafka_brokers, &o, &rc))) {
+            fprintf(stderr, "mutirao dlq: kafka %s: %s\n", c->cfg->kafka_brokers,
+                    err[0] ? err : kuv_strerror(rc));
+            answer_free(&ids);
+            return FAIL;
+        }
+    }
+    int st = OK;
+    for (size_t i = 0; i < ids.n; i++) {
+        if (!ids.str[i])
+            continue;
+        if (retry) {
+            if (retry_one(c, pool, topic, ids.str[i]) != OK)
+                st = FAIL;
+            continue;
+        }
+        const char *argv[] = {pool, ids.str[i], "dropped"};
+        answer a;
+        if (eval(c, &a, c->remove, 3, argv) != 0) {
+            fprintf(stderr, "mutirao dlq: %s: %s\n", ids.str[i], a.err);
+            st = FAIL;
+        } else {
+            printf("dropped %s\n", ids.str[i]);
+        }
+        answer_free(&a);
+    }
+    answer_free(&ids);
+    return st;
+}
+
+static void on_closed(void *ud)
+{
+    (void)ud;
+}
+
+int cmd_dlq(int argc, char **argv)
+{
+    const char *sub = argc > 0 ? argv[0] : NULL;
+    if (!sub || !strcmp(sub, "-h") || !strcmp(sub, "--help") || !strcmp(sub, "help")) {
+        fputs(usage_text, sub ? stdout : stderr);
+        return sub ? OK : USAGE;
+    }
+    int list = !strcmp(sub, "list"), retry = !strcmp(sub, "retry"), drop = !strcmp(sub, "drop");
+    const char *pool = NULL, *which = NULL;
+    int json = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (list && !strcmp(a, "--json"))
+            json = 1;
+        else if (!list && !strcmp(a, "--all") && !which)
+            which = a;
+        else if (a[0] == '-' && a[1])
+            return fprintf(stderr, "mutirao dlq: unknown option '%s'\n\n%s", a, usage_text), USAGE;
+        else if (!pool)
+            pool = a;
+        else if (!list && !which)
+            which = a;
+        else
+            return fprintf(stderr, "mutirao dlq: unexpected argument '%s'\n\n%s", a, usage_text),
+                   USAGE;
+    }
+    if (!list && !retry && !drop)
+        return fprintf(stderr, "mutirao dlq: unknown subcommand '%s'\n\n%s", sub, usage_text),
+               USAGE;
+    if (!pool)
+        return fprintf(stderr, "mutirao dlq %s: no pool given\n\n%s", sub, usage_text), USAGE;
+    if (!list && !which)
+        return fprintf(stderr, "mutirao dlq %s: no task id (or --all) given\n\n%s", sub,
+                       usage_text),
+               USAGE;
+    char why[300];
+    if (envelope_check_pool(pool, strlen(pool), why, sizeof why) != 0)
+        return fprintf(stderr, "mutirao dlq: invalid pool name '%s': %s\n", pool, why), USAGE;
+    if (which && strcmp(which, "--all") && envelope_check_id(which, strlen(which), why, sizeof why))
+        return fprintf(stderr, "mutirao dlq: invalid task id: %s\n", why), USAGE;
+
+    config cfg;
+    char err[512];
+    if (config_load(&cfg, NULL, err, sizeof err) != 0) {
+        fprintf(stderr, "mutirao: %s\n", err);
+        config_free(&cfg);
+        return USAGE;
+    }
+    ctx c;
+    memset(&c, 0, sizeof c);
+    c.cfg = &cfg;
+    uv_loop_init(&c.loop);
+    redis_uv_options ro = {0};
+    ro.op_timeout_ms = cfg.op_timeout_ms > 0 ? (unsigned)cfg.op_timeout_ms : 10000;
+    ro.connect_timeout_ms = cfg.connect_timeout_ms > 0 ? (unsigned)cfg.connect_timeout_ms : 1;
+    int rc = redis_uv_open(&c.loop, cfg.redis_url, &ro, &c.r);
+    int st;
+    if (rc != 0) {
+        fprintf(stderr, "mutirao dlq: redis.url: %s\n", redis_uv_strerror(rc));
+        st = USAGE;
+    } else {
+        c.take = redis_uv_script(c.r, FLEET_DLQ_TAKE_LUA, strlen(FLEET_DLQ_TAKE_LUA));
+        c.remove = redis_uv_script(c.r, FLEET_DLQ_REMOVE_LUA, strlen(FLEET_DLQ_REMOVE_LUA));
+        st = list ? do_list(&c, pool, json) : do_retry_drop(&c, pool, which, retry);
+        redis_uv_close(c.r, on_closed, NULL);
+    }
+    if (c.kp)
+        kuv_producer_close(c.kp, 5000);
+    uv_run(&c.loop, UV_RUN_DEFAULT);
+    uv_loop_close(&c.loop);
+    config_free(&cfg);
+    return st;
+}

@@ -1,0 +1,42 @@
+/* deliveries.h: a worker asks, before it runs a task, what the task's
+ * delivery record says (FLEET_DELIVER_LUA in shared/wire/fleet_keys.h):
+ * run it (this is delivery N), it is done already (its outcome is recorded:
+ * do not run it again), or it was delivered max_deliveries times without an
+ * outcome (dead-letter it). The questions of one loop turn go in one script
+ * call, as the completions do; a failed call is asked again after a backoff.
+ * Everything runs on the worker's loop. */
+#ifndef MUTIRAO_DELIVERIES_H
+#define MUTIRAO_DELIVERIES_H
+
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "config.h"
+#include "redis_uv.h"
+
+typedef struct deliveries deliveries;
+typedef struct dlv_ask dlv_ask;
+
+/* The answer: DLV_DONE, DLV_CLOSED, n > 0 (run it: delivery n) or -n
+ * (dead-letter it: n deliveries ran it without an outcome). */
+#define DLV_DONE 0
+#define DLV_CLOSED INT64_MIN /* deliveries_close came first */
+typedef void (*dlv_answer_fn)(dlv_ask *a, int64_t answer);
+
+/* One question, in the caller's memory until answered. */
+struct dlv_ask {
+    const char *id;       /* the task id */
+    uint32_t max;         /* its max_deliveries (>= 1) */
+    dlv_answer_fn answer; /* called once, on the loop, never inside deliveries_ask */
+    dlv_ask *next;        /* (the queue's) */
+};
+
+/* r and cfg outlive the deliveries. NULL when out of memory. */
+deliveries *deliveries_new(uv_loop_t *loop, redis_uv *r, const config *cfg);
+void deliveries_ask(deliveries *d, dlv_ask *a);
+/* Answers every question not answered yet with DLV_CLOSED (now), then
+ * frees d once its handles and calls in flight are gone. */
+void deliveries_close(deliveries *d);
+
+#endif
