@@ -1136,8 +1136,8 @@ worker *worker_start(sched *s, const config *cfg, char *err, size_t errlen)
     o.conf = conf;
     o.errbuf = err;
     o.errlen = errlen;
-    w->c = kuv_consumer_new(s->loop, cfg->kafka_brokers, FLEET_GROUP, &o, on_message, on_rebalance,
-                            w, &rc);
+    w->c = kuv_consumer_new(s->loop, cfg->kafka_brokers, cfg->worker_group, &o, on_message,
+                            on_rebalance, w, &rc);
     if (!w->c) {
         deliveries_close(w->dv);
         deadletters_close(w->dl);

@@ -33,9 +33,9 @@
 static const char usage_text[] =
     "usage: mutirao-worker [options]\n"
     "\n"
-    "Runs the tasks of fleet pools: consumes their Kafka topics (group\n"
-    "mutirao.workers), runs each task as a goroutine on this process's VM threads and\n"
-    "records its outcome in Redis.\n"
+    "Runs the tasks of fleet pools: consumes their Kafka topics (consumer group\n"
+    "worker.group, default mutirao.workers), runs each task as a goroutine on this\n"
+    "process's VM threads and records its outcome in Redis.\n"
     "\n"
     "options:\n"
     "  --pools A,B          serve only these pools (default: every pool, also\n"

@@ -1,6 +1,6 @@
 /* worker.h: one mutirao-worker process's consumer (worker/consumer.c).
  *
- * Runs on the main VM's loop: a Kafka consumer in group mutirao.workers
+ * Runs on the main VM's loop: a Kafka consumer in group worker.group
  * reads task envelopes from the pools' topics, hands each to the pool's
  * executor (lua/pool/executor.h: run these bytes on the process's VM
  * threads, call back with the outcome), and when a task ends

@@ -1001,9 +1001,13 @@ def line_times(text, pattern):
 
 
 def start_pair(tag, pool, workers):
-    """Workers A and B serving pool, both with partitions of its topic."""
-    a = Worker(tag + "A", [pool], {"MUTIRAO_TEST_TAG": "A"})
-    b = Worker(tag + "B", [pool], {"MUTIRAO_TEST_TAG": "B"})
+    """Workers A and B serving pool, both with partitions of its topic, in a
+    consumer group of their own: a hand-over waits for every member of the
+    group to rejoin, and workers of other test runs would make the times
+    measured here theirs."""
+    group = "mutirao.workers.%s%s" % (tag, UNIQ)
+    a = Worker(tag + "A", [pool], {"MUTIRAO_TEST_TAG": "A", "MUTIRAO_WORKER_GROUP": group})
+    b = Worker(tag + "B", [pool], {"MUTIRAO_TEST_TAG": "B", "MUTIRAO_WORKER_GROUP": group})
     a.wait_for(r"consuming")
     b.wait_for(r"consuming")
     rc, out, err, _ = run_lua('assert(require("goroutine").pool_create(%r, {workers = %d, '
@@ -1122,8 +1126,8 @@ def case_sigterm():
     check(assigned and ran, "B took nothing over:\n" + blog[-3000:])
     check(len(ran) >= back, "B received %d tasks after the SIGTERM, A gave back %d"
           % (len(ran), back))
-    check(ran[0] < 3.0, "B ran A's tasks only %.2f s after the SIGTERM" % ran[0])
-    check(exited < ms / 1000.0 + 1.5, "A exited %.2f s after the SIGTERM" % exited)
+    check(ran[0] < 2.0, "B ran A's tasks only %.2f s after the SIGTERM" % ran[0])
+    check(exited < ms / 1000.0 + 1.0, "A exited %.2f s after the SIGTERM" % exited)
     check(b.stop() == 0, "worker B exit status")
 
 
@@ -1149,7 +1153,7 @@ def case_sigint_twice():
     while not [t for t in line_times(b.text(), r" assigned ") if t >= t0] and time.time() < t0 + 10:
         time.sleep(0.05)
     moved = time.time() - t0
-    check(moved < 5, "A's partitions did not move to B after the first SIGINT")
+    check(moved < 2, "A's partitions moved to B %.2f s after the first SIGINT" % moved)
     check(a.p.poll() is None, "the first SIGINT did not let the running tasks finish")
     m = re.search(r"gave back (\d+) queued task", a.text())
     check(m and int(m.group(1)) > 0, "A gave no queued task back:\n" + a.text()[-3000:])
