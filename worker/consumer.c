@@ -1229,15 +1229,17 @@ static void on_worker_closed(uv_handle_t *h)
 
 /* ---- the stop ----
  *
- * worker_stop: fetch nothing more (pause), give the queued tasks back (taken
- * out of the executors unrun; their offsets stay uncommitted, so they run on
- * the workers that get the partitions), then leave the group as soon as the
- * completion calls already sent have their answers (their offsets commit
- * first): kuv_consumer_close commits the finished prefixes and leaves, so
- * the partitions move now. The running tasks finish meanwhile (up to the
- * drain timeout) and are recorded; their offsets are no longer this
- * worker's to commit, so they may run once more elsewhere, recorded once by
- * the completion script. */
+ * worker_stop: fetch nothing more (pause), give the tasks not started back
+ * (taken out of the pools' queues and executors unrun; their offsets stay
+ * uncommitted, so they run on the workers that get the partitions; tasks
+ * already asking their delivery record count as running), then leave the
+ * group as soon as the completion calls already sent have their answers
+ * (their offsets commit first): kuv_consumer_close commits the finished
+ * prefixes and leaves, so the partitions move now. The running tasks
+ * finish meanwhile (up to the drain timeout) and are recorded; their
+ * offsets are no longer this worker's to commit, so they may be delivered
+ * again elsewhere: the delivery record or the completion script sees that
+ * their outcome is recorded, so it is recorded and counted once. */
 
 #define LEAVE_WAIT_MS 500 /* at most this long for the answers before leaving */
 

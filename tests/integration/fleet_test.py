@@ -7,7 +7,9 @@ addresses come from MUTIRAO_TEST_KAFKA_BROKERS / MUTIRAO_TEST_REDIS_URL;
 without them the case is skipped with exit 77, or fails when CI is set).
 Each case uses pool names of its own (a run-unique suffix), so counters in
 Redis start at zero, and workers restricted to those pools (--pools), so
-cases cannot take each other's tasks.
+cases cannot take each other's tasks; the workers of a run are a consumer
+group of their own (worker.group), so workers of other runs cannot hold up
+their rebalances or commits.
 """
 import calendar
 import os
@@ -28,8 +30,11 @@ if not BROKERS or not REDIS:
 TMP = tempfile.mkdtemp(prefix="mutirao-fleet-")
 UNIQ = "%d%d" % (os.getpid(), int(time.time() * 1000) % 100000)
 ENV = dict(os.environ)
+# the workers of a run form a consumer group of their own: a group's
+# rebalance waits for every member, and workers of other runs (or of other
+# fleets on the same Kafka) would make its times and commits theirs
 ENV.update({"MUTIRAO_KAFKA_BROKERS": BROKERS, "MUTIRAO_REDIS_URL": REDIS,
-            "MUTIRAO_LOG_LEVEL": "info"})
+            "MUTIRAO_LOG_LEVEL": "info", "MUTIRAO_WORKER_GROUP": "mutirao.workers.t" + UNIQ})
 ENV.pop("MUTIRAO_CONFIG", None)
 ENV.pop("MUTIRAO_FLEET", None)
 WORKERS = []
@@ -1001,13 +1006,10 @@ def line_times(text, pattern):
 
 
 def start_pair(tag, pool, workers):
-    """Workers A and B serving pool, both with partitions of its topic, in a
-    consumer group of their own: a hand-over waits for every member of the
-    group to rejoin, and workers of other test runs would make the times
-    measured here theirs."""
-    group = "mutirao.workers.%s%s" % (tag, UNIQ)
-    a = Worker(tag + "A", [pool], {"MUTIRAO_TEST_TAG": "A", "MUTIRAO_WORKER_GROUP": group})
-    b = Worker(tag + "B", [pool], {"MUTIRAO_TEST_TAG": "B", "MUTIRAO_WORKER_GROUP": group})
+    """Workers A and B serving pool, both with partitions of its topic (in
+    this run's consumer group: see ENV)."""
+    a = Worker(tag + "A", [pool], {"MUTIRAO_TEST_TAG": "A"})
+    b = Worker(tag + "B", [pool], {"MUTIRAO_TEST_TAG": "B"})
     a.wait_for(r"consuming")
     b.wait_for(r"consuming")
     rc, out, err, _ = run_lua('assert(require("goroutine").pool_create(%r, {workers = %d, '
