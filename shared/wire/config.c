@@ -163,6 +163,7 @@ static const key keys[CONFIG_NKEYS] = {
      0},
     {"payload.max_ref_bytes", "MUTIRAO_PAYLOAD_MAX_REF_BYTES", T_INT, OFF(payload_max_ref_bytes), 0,
      536870912, "67108864", NULL, 0},
+    /* FLEET_GROUP (fleet_keys.h): the one group of workers unless configured */
     {"worker.group", "MUTIRAO_WORKER_GROUP", T_STR, OFF(worker_group), 0, 0, FLEET_GROUP,
      check_group, 0},
 };

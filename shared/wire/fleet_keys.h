@@ -58,7 +58,7 @@
 #define FLEET_KEY_MAX 300
 #define FLEET_ACTIVE_STALE_MS 5000
 #define FLEET_NOTIFY_TTL_S 86400 /* a producer's notification list, after its last push */
-#define FLEET_GROUP "mutirao.workers" /* the default of worker.group (config.h) */
+#define FLEET_GROUP "mutirao.workers"
 #define FLEET_POOL_IDLE_TTL_S 604800 /* pool keys, after the pool's last use (7 days) */
 #define FLEET_POOL_CLOSED_TTL_S 3600 /* pool keys, after a pool_close */
 #define FLEET_SEEN_SHARD 4096        /* task sequence numbers per seen bitmap (512 bytes) */
