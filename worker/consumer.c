@@ -809,6 +809,40 @@ static void slot_free(wtask *t)
     pump(t->wp);
 }
 
+/* The partition moved to another worker, which runs its unfinished tasks:
+ * those still queued here (not asked, not started) are given up rather than
+ * run twice. */
+static void drop_revoked(worker *w, const char *topic, int32_t partition)
+{
+    for (wpool *p = w->pools; p; p = p->next) {
+        if (strcmp(p->topic, topic) != 0)
+            continue;
+        wtask **pp = &p->qhead, *prev = NULL, *dropped = NULL;
+        while (*pp) {
+            wtask *t = *pp;
+            if (t->partition != partition) {
+                prev = t;
+                pp = &t->qnext;
+                continue;
+            }
+            *pp = t->qnext;
+            t->qnext = dropped;
+            dropped = t;
+        }
+        p->qtail = prev;
+        int n = 0;
+        while (dropped) {
+            wtask *t = dropped;
+            dropped = t->qnext;
+            task_settled(t, 0);
+            n++;
+        }
+        if (n)
+            wlog(WLOG_INFO, "pool=%s partition %d revoked: %d queued task(s) left to its new owner",
+                 p->name, (int)partition, n);
+    }
+}
+
 /* Gives up the tasks still queued (the worker stops): they run again.
  * Returns how many. */
 static long drop_queued(worker *w)
@@ -955,8 +989,10 @@ static void on_rebalance(void *ud, int assigned, const kuv_partition *parts, siz
     wlog(WLOG_INFO, "%s %zu partition(s), e.g. %s[%d]", assigned ? "assigned" : "revoked", n,
          parts[0].topic, (int)parts[0].partition);
     if (!assigned)
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < n; i++) {
             unhold(w, parts[i].topic, parts[i].partition);
+            drop_revoked(w, parts[i].topic, parts[i].partition);
+        }
 }
 
 static void on_kafka_error(void *ud, int err, const char *msg)
@@ -1099,7 +1135,7 @@ worker *worker_start(sched *s, const config *cfg, char *err, size_t errlen)
         return NULL;
     }
     w->complete_script = redis_uv_script(w->r, FLEET_COMPLETE_LUA, strlen(FLEET_COMPLETE_LUA));
-    w->dv = deliveries_new(s->loop, w->r, cfg);
+    w->dv = deliveries_new(s->loop, &ro, cfg);
     w->dl = deadletters_new(s->loop, w->r, cfg);
     if (!w->dv || !w->dl || config_check_dead_topic(cfg, err, errlen) != 0) {
         if (!w->dv || !w->dl)

@@ -83,6 +83,23 @@ static void failed(deliveries *d, ask_call *c, const char *why)
     d->retry_ms = d->retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : d->retry_ms * 2;
 }
 
+/* 1 if the reply holds n comma-separated integers. */
+static int answers_ok(const redisReply *r, int n)
+{
+    const char *p = r->str, *end = r->str + r->len;
+    for (int i = 0; i < n; i++) {
+        if (p < end && *p == '-')
+            p++;
+        if (p >= end || *p < '0' || *p > '9')
+            return 0;
+        while (p < end && *p >= '0' && *p <= '9')
+            p++;
+        if (i + 1 < n && (p >= end || *p++ != ','))
+            return 0;
+    }
+    return p == end;
+}
+
 static void on_reply(redis_uv *cli, int status, const redisReply *reply, const char *err, void *ud)
 {
     (void)cli;
@@ -95,14 +112,14 @@ static void on_reply(redis_uv *cli, int status, const redisReply *reply, const c
         maybe_free(d);
         return;
     }
-    if (status == 0 && reply && reply->type == REDIS_REPLY_ARRAY &&
-        reply->elements == (size_t)c->n) {
+    if (status == 0 && reply && reply->type == REDIS_REPLY_STRING && answers_ok(reply, c->n)) {
         d->retry_ms = RETRY_MIN_MS;
+        const char *p = reply->str;
         for (int i = 0; i < c->n; i++) {
-            const redisReply *e = reply->element[i];
-            dlv_ask *a = c->a[i];
-            /* an answer that is no integer: run it (at least once) */
-            a->answer(a, e->type == REDIS_REPLY_INTEGER ? (int64_t)e->integer : 1);
+            char *end;
+            long long v = strtoll(p, &end, 10);
+            p = end + 1; /* the comma */
+            c->a[i]->answer(c->a[i], (int64_t)v);
         }
         free(c);
         return;
@@ -119,6 +136,20 @@ static uint64_t unix_ms(void)
     struct timeval tv;
     gettimeofday(&tv, NULL);
     return (uint64_t)tv.tv_sec * 1000u + (uint64_t)tv.tv_usec / 1000u;
+}
+
+/* out (12 bytes) = v in decimal: snprintf costs more, once per task. */
+static void u32_text(char *out, uint32_t v)
+{
+    char tmp[12];
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (int i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    out[n] = 0;
 }
 
 /* One script call for up to ASK_BATCH waiting questions. */
@@ -153,7 +184,7 @@ static void send_one(deliveries *d)
         dlv_ask *a = d->head;
         d->head = a->next;
         c->a[i] = a;
-        snprintf(num[i], sizeof num[i], "%" PRIu32, a->max ? a->max : FLEET_MAX_DELIVERIES);
+        u32_text(num[i], a->max ? a->max : FLEET_MAX_DELIVERIES);
         argv[3 + 2 * i] = a->id;
         argv[4 + 2 * i] = num[i];
     }
@@ -182,22 +213,32 @@ static void on_flush(uv_check_t *h)
         send_one(d);
 }
 
-deliveries *deliveries_new(uv_loop_t *loop, redis_uv *r, const config *cfg)
+static void on_redis_closed(void *ud)
+{
+    deliveries *d = ud;
+    d->handles--;
+    maybe_free(d);
+}
+
+deliveries *deliveries_new(uv_loop_t *loop, const redis_uv_options *ro, const config *cfg)
 {
     deliveries *d = calloc(1, sizeof *d);
     if (!d)
         return NULL;
-    d->r = r;
+    if (redis_uv_open(loop, cfg->redis_url, ro, &d->r) != 0) {
+        free(d);
+        return NULL;
+    }
     d->cfg = cfg;
     d->retry_ms = RETRY_MIN_MS;
-    d->script = redis_uv_script(r, FLEET_DELIVER_LUA, strlen(FLEET_DELIVER_LUA));
+    d->script = redis_uv_script(d->r, FLEET_DELIVER_LUA, strlen(FLEET_DELIVER_LUA));
     uv_check_init(loop, &d->flush);
     d->flush.data = d;
     uv_check_start(&d->flush, on_flush);
     uv_timer_init(loop, &d->retry);
     d->retry.data = d;
     uv_unref((uv_handle_t *)&d->retry);
-    d->handles = 2;
+    d->handles = 3; /* flush, retry, the Redis client */
     return d;
 }
 
@@ -231,4 +272,5 @@ void deliveries_close(deliveries *d)
     d->tail = NULL;
     uv_close((uv_handle_t *)&d->flush, on_handle_closed);
     uv_close((uv_handle_t *)&d->retry, on_handle_closed);
+    redis_uv_close(d->r, on_redis_closed, d);
 }

@@ -3,7 +3,8 @@
  * run it (this is delivery N), it is done already (its outcome is recorded:
  * do not run it again), or it was delivered max_deliveries times without an
  * outcome (dead-letter it). The questions of one loop turn go in one script
- * call, as the completions do; a failed call is asked again after a backoff.
+ * call, as the completions do, on a connection of their own; a failed call
+ * is asked again after a backoff.
  * Everything runs on the worker's loop. */
 #ifndef MUTIRAO_DELIVERIES_H
 #define MUTIRAO_DELIVERIES_H
@@ -32,8 +33,10 @@ struct dlv_ask {
     dlv_ask *next;        /* (the queue's) */
 };
 
-/* r and cfg outlive the deliveries. NULL when out of memory. */
-deliveries *deliveries_new(uv_loop_t *loop, redis_uv *r, const config *cfg);
+/* Opens a Redis connection of its own (cfg's redis.url, options ro): a
+ * question waits for no completion batch pipelined before it. cfg outlives
+ * the deliveries. NULL when out of memory or the URL is bad. */
+deliveries *deliveries_new(uv_loop_t *loop, const redis_uv_options *ro, const config *cfg);
 void deliveries_ask(deliveries *d, dlv_ask *a);
 /* Answers every question not answered yet with DLV_CLOSED (now), then
  * frees d once its handles and calls in flight are gone. */

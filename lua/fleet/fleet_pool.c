@@ -29,6 +29,8 @@
 #include "envelope.h"
 #include "executor.h"
 #include "fleet_keys.h"
+#include "fleet_reconcile.h"
+#include "fleet_seen.h"
 #include "fleet_wg.h"
 #include "kafka_uv.h"
 #include "pool.h"
@@ -76,6 +78,10 @@ struct ftask {
     fpool *p;
     char *out;   /* the outcome's codec message (tb.out), malloc'd */
     int carried; /* registry ref of the WaitGroups it carries, or LUA_NOREF */
+    frc_task rc; /* on the reconciliation's list while pending */
+    int wg_done; /* its WaitGroup changes were applied (with its 'R' or its record) */
+    char *env;   /* its task envelope while pending: submitted again if Redis lost it */
+    size_t envlen;
 };
 
 struct fvm {
@@ -85,10 +91,15 @@ struct fvm {
     char producer[ENVELOPE_ID_MAX + 1];
     char notify_key[FLEET_KEY_MAX];
     fleet_wgs *wgs;
-    kuv_producer *kp; /* NULL until the first pool call */
-    redis_uv *r;      /* commands */
-    redis_uv *rb;     /* the blocking reads of the notification list */
+    kuv_producer *kp;  /* NULL until the first pool call */
+    redis_uv *r;       /* commands */
+    redis_uv *rb;      /* the blocking reads of the notification list */
+    frc *rc;           /* looks up pending tasks whose notification did not come */
+    frc_stats rc_seen; /* its counters at the last report */
     int submit_script;
+    int checking_workers;         /* the "no result" warning's look at the workers is out */
+    fpool *quiet[FLEET_SEEN_MAX]; /* the pools it looks at */
+    int nquiet;
     int polling;
     uv_timer_t tick; /* retries a failed poll; warns when nothing comes back */
     int tick_on;
@@ -111,6 +122,12 @@ struct fvm {
     int nret, capret;
 };
 
+/* What a Kafka delivery report is about. */
+typedef struct dreport {
+    fvm *v;
+    ftask *t;
+} dreport;
+
 #define SUBMIT_BATCH 512 /* (pool, id) pairs per FLEET_SUBMIT_LUA call */
 
 /* Sends the submit bookkeeping gathered so far in one script call. */
@@ -118,8 +135,14 @@ static void flush_submits(fvm *v)
 {
     if (v->nsub <= 1)
         return;
-    redis_uv_eval(v->r, NULL, NULL, v->submit_script, 0, v->nsub, (const char *const *)v->sub_argv,
-                  v->sub_len);
+    /* its reply tells the reconciliation the markers are written */
+    frc_ids *ids = v->rc ? frc_ids_new(v->rc, (v->nsub - 1) / 2) : NULL;
+    for (int i = 2; ids && i < v->nsub; i += 2)
+        frc_ids_add(ids, v->sub_argv[i]);
+    if (redis_uv_eval(v->r, ids ? frc_on_marked : NULL, ids, v->submit_script, 0, v->nsub,
+                      (const char *const *)v->sub_argv, v->sub_len) != 0 &&
+        ids)
+        frc_on_marked(v->r, -1, NULL, NULL, ids);
     for (int i = 1; i < v->nsub; i++)
         free(v->sub_argv[i]);
     v->nsub = 1; /* ARGV[1], the TTL, stays */
@@ -220,6 +243,84 @@ static void on_kafka_error(void *ud, int err, const char *msg)
 
 static void poll_start(fvm *v);
 
+/* ---- the "no result" warning ---- */
+
+/* fleet_seen_check's answer: the hint about mutirao-worker only for the
+ * pools no worker reports running tasks of. */
+static void on_seen(void *ud, int status, const char *err, const int *seen, int n)
+{
+    fvm *v = ud;
+    v->checking_workers = 0;
+    if (v->outstanding <= 0)
+        return;
+    uint64_t now = unix_ms(), quiet_s = (now - v->last_progress_ms) / 1000;
+    v->last_warn_ms = now;
+    if (status < 0) {
+        rtlog(v->s, RTLOG_WARN, 0, LUA_NOREF,
+              "%ld fleet task(s) of producer %s have had no result for %" PRIu64 " s: Redis: %s",
+              v->outstanding, v->producer, quiet_s, err);
+        return;
+    }
+    char names[400] = "";
+    size_t len = 0;
+    long out = 0;
+    for (int i = 0; i < n && i < v->nquiet; i++) {
+        if (seen[i])
+            continue;
+        out += v->quiet[i]->outstanding;
+        int k =
+            snprintf(names + len, sizeof names - len, "%s%s", len ? ", " : "", v->quiet[i]->name);
+        if (k > 0)
+            len = len + (size_t)k < sizeof names ? len + (size_t)k : sizeof names - 1;
+    }
+    if (out > 0)
+        rtlog(v->s, RTLOG_WARN, 0, LUA_NOREF,
+              "%ld fleet task(s) of producer %s in pool(s) %s have had no result for %" PRIu64
+              " s and no worker reports running tasks of them: is a mutirao-worker running "
+              "for them (same Kafka and Redis)?%s%s",
+              out, v->producer, names, quiet_s,
+              v->last_poll_err[0] ? " Reading the results fails: " : "", v->last_poll_err);
+    else if (v->last_poll_err[0])
+        rtlog(v->s, RTLOG_WARN, 0, LUA_NOREF,
+              "%ld fleet task(s) of producer %s have had no result for %" PRIu64
+              " s: reading the results fails: %s",
+              v->outstanding, v->producer, quiet_s, v->last_poll_err);
+    /* else workers run them: long tasks, nothing is wrong */
+}
+
+/* Nothing came back for a while: whether workers run the pools of the
+ * tasks out decides what to say. */
+static void check_workers(fvm *v)
+{
+    const char *names[FLEET_SEEN_MAX];
+    v->nquiet = 0;
+    for (fpool *p = v->pools; p && v->nquiet < FLEET_SEEN_MAX; p = p->next)
+        if (p->outstanding > 0) {
+            names[v->nquiet] = p->name;
+            v->quiet[v->nquiet++] = p;
+        }
+    if (v->nquiet > 0 && fleet_seen_check(v->r, names, v->nquiet, on_seen, v) == 0)
+        v->checking_workers = 1;
+}
+
+/* One line per second at most about what the reconciliation did. */
+static void report_reconciled(fvm *v)
+{
+    frc_stats st;
+    frc_get_stats(v->rc, &st);
+    if (st.found > v->rc_seen.found)
+        rtlog(v->s, RTLOG_WARN, 0, LUA_NOREF,
+              "producer %s: %" PRIu64 " fleet task outcome(s) read from Redis, their "
+              "notification lost or late (a Redis connection reset or restart?)",
+              v->producer, st.found - v->rc_seen.found);
+    if (st.lost > v->rc_seen.lost)
+        rtlog(v->s, RTLOG_WARN, 0, LUA_NOREF,
+              "producer %s: Redis has neither the outcome nor the queued marker of %" PRIu64
+              " fleet task(s) (restarted without persistence?): submitted again",
+              v->producer, st.lost - v->rc_seen.lost);
+    v->rc_seen = st;
+}
+
 static void on_tick(uv_timer_t *h)
 {
     fvm *v = h->data;
@@ -227,17 +328,15 @@ static void on_tick(uv_timer_t *h)
         poll_start(v);
     uint64_t now = unix_ms(),
              quiet = (uint64_t)(v->cfg->op_timeout_ms > 0 ? v->cfg->op_timeout_ms : 10000);
+    if (v->rc) {
+        frc_tick(v->rc, now);
+        report_reconciled(v);
+    }
     /* a warning every `quiet` ms while nothing comes back, saying for how
      * long nothing has */
     if (v->outstanding > 0 && now - v->last_progress_ms >= quiet &&
-        now - v->last_warn_ms >= quiet) {
-        rtlog(v->s, RTLOG_WARN, 0, LUA_NOREF,
-              "%ld fleet task(s) of producer %s have had no result for %" PRIu64
-              " s: is a mutirao-worker running (same Kafka and Redis)?%s%s",
-              v->outstanding, v->producer, (now - v->last_progress_ms) / 1000,
-              v->last_poll_err[0] ? " Last Redis error: " : "", v->last_poll_err);
-        v->last_warn_ms = now;
-    }
+        now - v->last_warn_ms >= quiet && !v->checking_workers)
+        check_workers(v);
 }
 
 /* 32 bits that differ between runs of this process (and between processes). */
@@ -258,6 +357,8 @@ static unsigned run_nonce(void)
     }
     return v;
 }
+
+static const frc_ops reconcile_ops;
 
 /* Makes the VM's Kafka producer and Redis connections on first use. */
 static fvm *clients(lua_State *L, fvm *v)
@@ -310,6 +411,8 @@ static fvm *clients(lua_State *L, fvm *v)
         luaL_error(L, "redis: %s: %s", red, redis_uv_strerror(rc));
     }
     v->submit_script = redis_uv_script(v->r, FLEET_SUBMIT_LUA, strlen(FLEET_SUBMIT_LUA));
+    if (!(v->rc = frc_new(v->r, c->result_ttl_s, &reconcile_ops, v)))
+        luaL_error(L, "not enough memory");
     uv_timer_init(s->loop, &v->tick);
     v->tick.data = v;
     uv_unref((uv_handle_t *)&v->tick);
@@ -527,6 +630,7 @@ static void ftask_free(tb_task *tb)
 {
     ftask *t = (ftask *)tb;
     free(t->out);
+    free(t->env);
     free(t);
 }
 
@@ -548,6 +652,10 @@ static void task_finish(fvm *v, ftask *t, int ok, const char *out, size_t outlen
         }
     }
     fleet_wgs_release(sched_scratch(s), v->wgs, &t->carried);
+    if (v->rc)
+        frc_remove(v->rc, &t->rc);
+    free(t->env); /* no re-submit after this */
+    t->env = NULL;
     v->last_progress_ms = unix_ms();
     fpool *p = t->p;
     v->outstanding--;
@@ -575,6 +683,27 @@ static void task_awaited(tb_task *tb)
 }
 
 /* ---- the notification poller ---- */
+
+/* This VM's task of that id, finished or not, or NULL. */
+static ftask *task_of(fvm *v, const char *id)
+{
+    lua_State *T = sched_scratch(v->s);
+    tb_task *tb = taskbook_find(taskbook_get(T, v->s), T, id);
+    return tb && tb->ops == &v->ops ? (ftask *)tb : NULL;
+}
+
+/* fleet_wgs_note: the WaitGroup changes of this VM's pending tasks wait for
+ * their 'R'; those of its finished tasks were applied with the outcome
+ * (also when the reconciliation found it). */
+static int wg_change_of(void *ud, const char *id)
+{
+    fvm *v = ud;
+    size_t n = strlen(v->producer);
+    if (strncmp(id, v->producer, n) != 0 || id[n] != ':')
+        return FLEET_WG_APPLY; /* another producer's task */
+    ftask *t = task_of(v, id);
+    return t && !t->tb.done ? FLEET_WG_HOLD : FLEET_WG_DROP;
+}
 
 /* This VM's unfinished task of that id, or NULL. */
 static ftask *pending_task(fvm *v, const char *id)
@@ -670,8 +799,9 @@ static void on_notification(fvm *v, const char *s, size_t len)
 {
     if (len < 1)
         return;
+    lua_State *T = sched_scratch(v->s);
     if (s[0] == 'W') {
-        fleet_wgs_apply(sched_scratch(v->s), v->wgs, s + 1, len - 1);
+        fleet_wgs_note(T, v->wgs, s + 1, len - 1, wg_change_of, v);
         return;
     }
     if (s[0] != 'R')
@@ -684,16 +814,130 @@ static void on_notification(fvm *v, const char *s, size_t len)
     if (envelope_result_decode(s + 1, len - 1, &lim, &r, why, sizeof why) != 0) {
         rtlog(v->s, RTLOG_WARN, 0, LUA_NOREF, "producer %s: bad notification skipped: %s",
               v->producer, why);
+        fleet_wgs_settle(T, v->wgs, "", 0);
         return;
     }
-    ftask *t = pending_task(v, r.id);
-    if (!t)
+    ftask *t = task_of(v, r.id);
+    int pending = t && !t->tb.done;
+    /* a task carrying this VM's WaitGroups whose changes did not all come
+     * (lost with an earlier reply): its record and changes are read from
+     * Redis instead (rc_found) */
+    if (pending && t->carried != LUA_NOREF && !t->wg_done && fleet_wgs_held(v->wgs, r.id) != 1) {
+        fleet_wgs_settle(T, v->wgs, r.id, 0);
+        frc_soon(v->rc, &t->rc);
         return;
+    }
+    /* exactly once: a task the reconciliation finished is done here */
+    fleet_wgs_settle(T, v->wgs, r.id, pending && !t->wg_done);
+    if (!pending)
+        return;
+    t->wg_done = 1;
     if (r.ref_len)
         result_ref_fetch(v, &r);
     else
         task_finish(v, t, r.ok, r.payload, r.payload_len, NULL, r.dead_lettered);
 }
+
+/* ---- reconciliation (fleet_reconcile.h) ---- */
+
+static frc_task *rc_lookup(void *ud, const char *id)
+{
+    ftask *t = pending_task(ud, id);
+    return t ? &t->rc : NULL;
+}
+
+/* The task's record was in Redis, its notification not here. */
+static void rc_found(void *ud, frc_task *rt, const char *rec, size_t reclen, const char *wg,
+                     size_t wglen)
+{
+    fvm *v = ud;
+    ftask *t = (ftask *)((char *)rt - offsetof(ftask, rc));
+    envelope_result r;
+    char why[200], msg[300];
+    envelope_limits lim;
+    envelope_limits_default(&lim);
+    lim.max_payload = (size_t)v->cfg->payload_max_bytes;
+    lim.max_ref = (size_t)v->cfg->payload_max_ref_bytes;
+    int rc = envelope_result_decode(rec, reclen, &lim, &r, why, sizeof why);
+    if (rc == 0 && strcmp(r.id, t->tb.id) != 0) {
+        snprintf(why, sizeof why, "it names task %s", r.id);
+        rc = -1;
+    }
+    if (rc != 0) {
+        snprintf(msg, sizeof msg, "bad result record in Redis: %s", why);
+        task_finish(v, t, 0, NULL, 0, msg, 0);
+        return;
+    }
+    if (wg && !t->wg_done)
+        fleet_wgs_apply_lines(sched_scratch(v->s), v->wgs, wg, wglen);
+    t->wg_done = 1;
+    if (r.ref_len)
+        result_ref_fetch(v, &r);
+    else
+        task_finish(v, t, r.ok, r.payload, r.payload_len, NULL, r.dead_lettered);
+}
+
+static void on_report(void *ud, int err, const char *errmsg, int32_t partition, int64_t offset);
+
+/* Redis has neither the task's record nor its marker: it lost them (a
+ * restart without persistence) after the task may have run. The task goes
+ * to its topic again, attempt + 1; whichever run is recorded first is its
+ * outcome (the completion script's SET NX). */
+static int rc_lost(void *ud, frc_task *rt)
+{
+    fvm *v = ud;
+    ftask *t = (ftask *)((char *)rt - offsetof(ftask, rc));
+    if (!t->env || v->closing)
+        return -1;
+    envelope_task e;
+    char err[200];
+    envelope_limits lim;
+    envelope_limits_default(&lim);
+    lim.max_payload = (size_t)v->cfg->payload_max_bytes;
+    lim.max_ref = (size_t)v->cfg->payload_max_ref_bytes;
+    if (envelope_task_decode(t->env, t->envlen, &lim, &e, err, sizeof err) != 0)
+        return -1;
+    e.attempt++;
+    envelope_buf b;
+    envelope_buf_init(&b, NULL, 0);
+    int rc = envelope_task_encode(&e, &lim, &b, err, sizeof err);
+    dreport *d = rc == 0 ? malloc(sizeof *d) : NULL;
+    if (d) {
+        d->v = v;
+        d->t = t;
+        rc = kuv_produce(v->kp, t->p->topic, t->tb.id, strlen(t->tb.id), b.data, b.len, on_report,
+                         d);
+        if (rc != 0)
+            free(d);
+    } else {
+        rc = -1;
+    }
+    if (rc == 0) {
+        /* the new attempt is the one to send again next time (b has no
+         * storage: its data is malloc'd) */
+        free(t->env);
+        t->env = b.data;
+        t->envlen = b.len;
+        envelope_buf_init(&b, NULL, 0);
+        if (t->tb.pinned < 255)
+            t->tb.pinned++; /* until this delivery report too */
+    }
+    envelope_buf_free(&b);
+    return rc == 0 ? 0 : -1;
+}
+
+/* Completed, its record read and deleted by another process's await, and
+ * its notification lost: the outcome cannot come any more. */
+static void rc_gone(void *ud, frc_task *rt)
+{
+    ftask *t = (ftask *)((char *)rt - offsetof(ftask, rc));
+    task_finish(ud, t, 0, NULL, 0,
+                "its outcome was read and deleted by another process's await, and its "
+                "notification to this one was lost",
+                0);
+}
+
+static const frc_ops reconcile_ops = {rc_lookup, rc_found, rc_lost, rc_gone};
 
 static void on_poll(redis_uv *cli, int status, const redisReply *reply, const char *err, void *ud)
 {
@@ -829,11 +1073,6 @@ static int f_create(lua_State *L, void *be, const char *name, const pool_opts *o
 
 /* ---- pool_submit ---- */
 
-typedef struct dreport {
-    fvm *v;
-    ftask *t;
-} dreport;
-
 static int submit_k(lua_State *L, int status, lua_KContext ctx);
 static int submit_ref_k(lua_State *L, int status, lua_KContext ctx);
 static int submit_send(lua_State *L, fvm *v, fpool *p, ftask *t, const char *payload, size_t plen,
@@ -946,7 +1185,8 @@ static void on_report(void *ud, int err, const char *errmsg, int32_t partition, 
     (void)partition;
     (void)offset;
     dreport *d = ud;
-    d->t->tb.pinned = 0;
+    if (d->t->tb.pinned > 0)
+        d->t->tb.pinned--;
     if (err && !d->v->closing && !d->t->tb.done)
         on_failed_delivery(d->v, d->t, errmsg ? errmsg : kuv_strerror(err));
     free(d);
@@ -1104,6 +1344,10 @@ static int submit_send(lua_State *L, fvm *v, fpool *p, ftask *t, const char *pay
         if (rc != 0) {
             free(d);
             snprintf(err, sizeof err, "kafka: %s", kuv_strerror(rc));
+        } else if ((t->env = malloc(b.len)) != NULL) {
+            /* kept while pending: sent again if Redis loses the task (rc_lost) */
+            memcpy(t->env, b.data, b.len);
+            t->envlen = b.len;
         }
     } else if (rc == ENVELOPE_ETOOBIG) {
         snprintf(stack, sizeof stack,
@@ -1124,6 +1368,8 @@ static int submit_send(lua_State *L, fvm *v, fpool *p, ftask *t, const char *pay
     v->outstanding++;
     p->outstanding++;
     p->submitted++;
+    t->rc.id = t->tb.id;
+    frc_add(v->rc, &t->rc, unix_ms());
     note_submit(v, p->name, t->tb.id);
     poll_start(v);
     lua_pushstring(L, t->tb.id);
@@ -1419,6 +1665,29 @@ static int f_await_other(lua_State *L, void *be, const char *id)
 
 /* ---- setup and teardown ---- */
 
+static void on_last_reply(redis_uv *cli, int status, const redisReply *reply, const char *err,
+                          void *ud)
+{
+    (void)reply;
+    (void)err;
+    (void)ud;
+    if (status != REDIS_UV_ECLOSED)
+        redis_uv_close(cli, NULL, NULL);
+}
+
+/* Closes the command client once Redis has answered what was sent last (the
+ * final submit counters and deletions of awaited tasks' keys: a process that
+ * ends right after an await must not drop them); replies come in order, so
+ * a PING's marks the end. At once when not connected (nothing would go out
+ * anyway). The host's loop runs until the client has closed. */
+static void close_after_last_reply(redis_uv *r)
+{
+    redis_uv_stats st;
+    redis_uv_get_stats(r, &st);
+    if (!st.connected || redis_uv_command(r, on_last_reply, NULL, "PING") != 0)
+        redis_uv_close(r, NULL, NULL);
+}
+
 static void fvm_free(sched *s, void *data)
 {
     (void)s;
@@ -1436,9 +1705,11 @@ static void fvm_free(sched *s, void *data)
     }
     flush_submits(v);
     flush_retired(v);
+    frc_free(v->rc); /* before r: its replies still due only free */
+    v->rc = NULL;
     /* flushes what is still queued for Kafka: its reports fire now */
     kuv_producer_close(v->kp, v->cfg->op_timeout_ms > 5000 ? 5000 : v->cfg->op_timeout_ms);
-    redis_uv_close(v->r, NULL, NULL);
+    close_after_last_reply(v->r);
     redis_uv_close(v->rb, NULL, NULL);
     for (int i = 0; i < v->nsub; i++)
         free(v->sub_argv[i]);

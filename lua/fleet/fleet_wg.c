@@ -15,9 +15,19 @@
 #define FLEET_MARK "fleet:"
 #define MARK_LEN (sizeof FLEET_MARK - 1)
 #define NAME_MAX_LEN 200
+#define HELD_MAX 4096 /* 'W' changes held before an 'R' (a task pushes one per WaitGroup) */
+
+/* A 'W' notification held until its task's 'R' (fleet_wgs_note). */
+typedef struct held_change {
+    char id[ENVELOPE_ID_MAX + 1];
+    char change[NAME_MAX_LEN + 32]; /* "<name> <delta>" */
+    long n;                         /* how many the task pushed to this list */
+} held_change;
 
 struct fleet_wgs {
     char producer[ENVELOPE_ID_MAX + 1];
+    held_change *held;
+    int nheld, capheld;
     uint64_t seq;
     int named_ref;   /* registry: name -> the WaitGroup, while fleet tasks carry it */
     int carried_ref; /* registry: name -> how many fleet tasks carry it */
@@ -47,6 +57,7 @@ fleet_wgs *fleet_wgs_new(lua_State *L, const char *producer)
 
 void fleet_wgs_free(fleet_wgs *w)
 {
+    free(w->held);
     free(w);
 }
 
@@ -221,6 +232,96 @@ void fleet_wgs_apply(lua_State *L, fleet_wgs *w, const char *s, size_t len)
                   buf);
         lua_pop(L, 1);
     }
+}
+
+void fleet_wgs_apply_lines(lua_State *L, fleet_wgs *w, const char *s, size_t len)
+{
+    while (len > 0) {
+        const char *nl = memchr(s, '\n', len);
+        size_t n = nl ? (size_t)(nl - s) : len;
+        if (n > 0)
+            fleet_wgs_apply(L, w, s, n);
+        if (!nl)
+            break;
+        len -= n + 1;
+        s = nl + 1;
+    }
+}
+
+void fleet_wgs_note(lua_State *L, fleet_wgs *w, const char *s, size_t len,
+                    int (*which)(void *ud, const char *id), void *ud)
+{
+    const char *nul = memchr(s, 0, len);
+    if (!nul) {
+        fleet_wgs_apply(L, w, s, len); /* a worker that names no task */
+        return;
+    }
+    /* after the NUL: "TASKID N" */
+    size_t clen = (size_t)(nul - s), idlen = len - clen - 1;
+    const char *sp = memchr(nul + 1, ' ', idlen);
+    long n = 0;
+    if (sp) {
+        char num[24];
+        size_t nlen = (size_t)(s + len - sp - 1);
+        if (nlen == 0 || nlen >= sizeof num)
+            return; /* malformed */
+        memcpy(num, sp + 1, nlen);
+        num[nlen] = 0;
+        char *end;
+        n = strtol(num, &end, 10);
+        if (*end || n < 1)
+            return;
+        idlen = (size_t)(sp - nul - 1);
+    }
+    char id[ENVELOPE_ID_MAX + 1];
+    if (clen == 0 || clen >= sizeof w->held[0].change ||
+        envelope_check_id(nul + 1, idlen, NULL, 0) != 0)
+        return; /* malformed */
+    memcpy(id, nul + 1, idlen);
+    id[idlen] = 0;
+    switch (which(ud, id)) {
+    case FLEET_WG_APPLY:
+        fleet_wgs_apply(L, w, s, clen);
+        return;
+    case FLEET_WG_HOLD:
+        break;
+    default:
+        return;
+    }
+    if (w->nheld >= HELD_MAX)
+        return; /* not held: its task's 'R' sees a change missing and reads them all */
+    if (w->nheld == w->capheld) {
+        int cap = w->capheld ? w->capheld * 2 : 8;
+        held_change *h = realloc(w->held, (size_t)cap * sizeof *h);
+        if (!h)
+            return; /* the same */
+        w->held = h;
+        w->capheld = cap;
+    }
+    held_change *h = &w->held[w->nheld++];
+    h->n = n;
+    memcpy(h->id, id, idlen + 1);
+    memcpy(h->change, s, clen);
+    h->change[clen] = 0;
+}
+
+int fleet_wgs_held(const fleet_wgs *w, const char *id)
+{
+    long got = 0, want = 0;
+    for (int i = 0; i < w->nheld; i++)
+        if (!strcmp(w->held[i].id, id)) {
+            got++;
+            want = w->held[i].n;
+        }
+    return got == 0 ? 0 : got == want ? 1 : -1;
+}
+
+void fleet_wgs_settle(lua_State *L, fleet_wgs *w, const char *id, int apply)
+{
+    for (int i = 0; i < w->nheld; i++)
+        if (apply && !strcmp(w->held[i].id, id))
+            fleet_wgs_apply(L, w, w->held[i].change, strlen(w->held[i].change));
+    w->nheld = 0;
 }
 
 /* ---- worker: a task's proxies ---- */

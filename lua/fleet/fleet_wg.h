@@ -42,9 +42,31 @@ void fleet_wgs_release(lua_State *L, fleet_wgs *w, int *carried);
 
 /* How objects in fleet outcomes travel back to this VM. */
 travel_ctx *fleet_wgs_outcome_ctx(fleet_wgs *w);
-/* A worker's "W<name> <delta>" notification: applies it to this VM's
- * WaitGroup of that name. */
+/* "<name> <delta>": applies it to this VM's WaitGroup of that name. */
 void fleet_wgs_apply(lua_State *L, fleet_wgs *w, const char *s, size_t len);
+/* "<name> <delta>" lines (a task's mutirao:task:ID:w): applies each. */
+void fleet_wgs_apply_lines(lua_State *L, fleet_wgs *w, const char *s, size_t len);
+
+/* What to do with a 'W' notification of task id (fleet_wgs_note's `which`). */
+enum { FLEET_WG_APPLY, FLEET_WG_HOLD, FLEET_WG_DROP };
+/* A 'W' notification without its type byte: "<name> <delta>", optionally
+ * followed by NUL and "TASKID N": the task that made the change and how
+ * many such changes it pushed to this VM's list. Without an id
+ * it applies now; with one, which(ud, id) decides: FLEET_WG_APPLY (another
+ * producer's task: a WaitGroup passed on by a fleet task), FLEET_WG_HOLD
+ * (a pending task of this VM: it applies with the task's 'R', see
+ * fleet_wgs_settle) or FLEET_WG_DROP (a task of this VM already finished:
+ * its changes were applied with its outcome). */
+void fleet_wgs_note(lua_State *L, fleet_wgs *w, const char *s, size_t len,
+                    int (*which)(void *ud, const char *id), void *ud);
+/* The changes of task id held: 1 all of them (as many as each names), 0
+ * none, -1 only some (the others were lost). */
+int fleet_wgs_held(const fleet_wgs *w, const char *id);
+/* The 'R' of task id arrived: its held changes apply when `apply`, and every
+ * held change is dropped (a task's 'W' elements come right before its 'R':
+ * held ones of another task lost their 'R' with a lost reply, and that task's
+ * changes come with its record, fleet_reconcile.h). */
+void fleet_wgs_settle(lua_State *L, fleet_wgs *w, const char *id, int apply);
 
 /* ---- worker side: one per task ---- */
 

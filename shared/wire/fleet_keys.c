@@ -38,6 +38,11 @@ size_t fleet_key_task_queued(char *out, const char *id)
     return key(out, "mutirao:task:%s:q", id);
 }
 
+size_t fleet_key_task_wg(char *out, const char *id)
+{
+    return key(out, "mutirao:task:%s:w", id);
+}
+
 size_t fleet_key_notify(char *out, const char *producer)
 {
     return key(out, "mutirao:done:%s", producer);
@@ -72,7 +77,8 @@ int fleet_task_keys(const char *id, char out[][FLEET_KEY_MAX], size_t *len)
 {
     len[0] = fleet_key_task(out[0], id);
     len[1] = fleet_key_task_queued(out[1], id);
-    len[2] = fleet_key_task_in(out[2], id);
-    len[3] = fleet_key_task_out(out[3], id);
+    len[2] = fleet_key_task_wg(out[2], id);
+    len[3] = fleet_key_task_in(out[3], id);
+    len[4] = fleet_key_task_out(out[4], id);
     return FLEET_TASK_KEYS;
 }

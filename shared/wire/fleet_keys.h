@@ -1,6 +1,6 @@
 /*
 ** fleet_keys.h: what the fleet keeps in Redis, shared by the producer side
-** (lua/fleet/fleet_pool.c) and the worker (worker/): key names, the two Lua
+** (lua/fleet/fleet_pool.c) and the worker (worker/): key names, the Lua
 ** scripts and the notification records. docs/ARCHITECTURE.md explains the
 ** life of a task; this file is the byte-level contract.
 **
@@ -19,6 +19,11 @@
 **   mutirao:task:ID           the result record (envelope_result); its
 **                             presence means "completed": set once (NX)
 **   mutirao:task:ID:q         "1" while submitted and not yet completed
+**   mutirao:task:ID:w         the task's changes of its producer's WaitGroups,
+**                             "WGID DELTA" lines (only when it made some; same
+**                             life as mutirao:task:ID): what the producer
+**                             applies when it finds the record without its
+**                             notifications (lua/fleet/fleet_reconcile.h)
 **   mutirao:task:ID:in        a task's payload over payload.max_bytes (the
 **                             envelope has ref_len and ref_sum instead)
 **   mutirao:task:ID:out       a result's payload over payload.max_bytes,
@@ -39,16 +44,21 @@
 **                             still known as done
 **   mutirao:done:P            list of notifications for producer P
 ** Retention (docs/ARCHITECTURE.md, "What Redis keeps"): await deletes the
-** task's keys once it read the outcome; an outcome nobody awaits keeps
-** result.ttl_s; the seen bitmaps live result.ttl_s after their last bit;
-** the pool keys expire FLEET_POOL_IDLE_TTL_S after the pool's last
+** task's keys (fleet_task_keys) once it read the outcome; an outcome
+** nobody awaits keeps result.ttl_s; the seen bitmaps live result.ttl_s
+** after their last bit; the pool keys expire FLEET_POOL_IDLE_TTL_S after the pool's last
 ** submit, completion or report, FLEET_POOL_CLOSED_TTL_S after a
 ** pool_close (any later use extends them again).
 ** Task ids and pool names never hold spaces or newlines (envelope.h).
 ** Notifications (list elements) start with one type byte:
 **   'R' + result record       a task of P completed (exactly once)
-**   'W' + "WGID DELTA"        a fleet task changed WaitGroup WGID of P by
-**                             DELTA; pushed just before the task's 'R'
+**   'W' + "WGID DELTA" + NUL + "TASKID N"
+**                             task TASKID changed WaitGroup WGID of P by
+**                             DELTA; it pushed N such elements to this list,
+**                             just before its 'R' when TASKID is P's task (a
+**                             reader sees whether it got them all). A reader
+**                             that stops at the NUL sees the older
+**                             "WGID DELTA" element.
 */
 #ifndef MUTIRAO_FLEET_KEYS_H
 #define MUTIRAO_FLEET_KEYS_H
@@ -62,13 +72,15 @@
 #define FLEET_POOL_IDLE_TTL_S 604800 /* pool keys, after the pool's last use (7 days) */
 #define FLEET_POOL_CLOSED_TTL_S 3600 /* pool keys, after a pool_close */
 #define FLEET_SEEN_SHARD 4096        /* task sequence numbers per seen bitmap (512 bytes) */
-#define FLEET_TASK_KEYS 4            /* per-task keys besides the seen bit: fleet_task_keys */
+#define FLEET_TASK_KEYS 5            /* per-task keys besides the seen bit: fleet_task_keys */
 
 /*
 ** Lua shared by the scripts: seen(id) returns the seen bitmap's key and bit
 ** of a task id PRODUCER:SEQ (nil for an id of another form, whose
-** completion then rests on the result key alone); touch(key, ttl) sets a
-** TTL (none for 0).
+** completion then rests on the result key alone); done(id) reads that bit,
+** or the result key for an id without one (the completion script sets the
+** bit with the result, and the bitmap outlives it: one call per task);
+** touch(key, ttl) sets a TTL (none for 0).
 */
 #define FLEET_SEEN_LUA                                                                             \
     FLEET_CONSTANTS_LUA                                                                            \
@@ -79,9 +91,9 @@
     "  return 'mutirao:seen:' .. p .. ':' .. math.floor(n / SEEN_SHARD), n % SEEN_SHARD\n"         \
     "end\n"                                                                                        \
     "local function done(id)\n"                                                                    \
-    "  if redis.call('EXISTS', 'mutirao:task:' .. id) == 1 then return true end\n"                 \
     "  local k, b = seen(id)\n"                                                                    \
-    "  return k ~= nil and redis.call('GETBIT', k, b) == 1\n"                                      \
+    "  if k then return redis.call('GETBIT', k, b) == 1 end\n"                                     \
+    "  return redis.call('EXISTS', 'mutirao:task:' .. id) == 1\n"                                  \
     "end\n"                                                                                        \
     "local function touch(k, ttl)\n"                                                               \
     "  if ttl > 0 then redis.call('EXPIRE', k, ttl) end\n"                                         \
@@ -100,31 +112,30 @@
 /*
 ** Before a worker runs tasks: their delivery records, batched. ARGV[1] now
 ** (Unix ms), ARGV[2] worker id, ARGV[3] record TTL s, then per task: id,
-** max_deliveries. Per task, one integer: 0 when its outcome is recorded
-** already (its result key or seen bit: do not run it again); -N when N
-** deliveries ran it without an outcome and N >= max_deliveries (dead-letter
-** it; the record is unchanged); else N > 0, this delivery's number, after
-** counting it (one GET and one SET EX per task: the record is one string).
+** max_deliveries. Returns one string, the answers separated by commas
+** (one reply object, not one per task), per task: 0 when its outcome is
+** recorded already (its result key or seen bit: do not run it again); -N
+** when N deliveries ran it without an outcome and N >= max_deliveries
+** (dead-letter it; the record is unchanged); else N > 0, this delivery's
+** number, after counting it. A first delivery costs the done() check and a
+** SET NX EX; later ones a GET and a SET EX more.
 */
 #define FLEET_DELIVER_LUA                                                                          \
     FLEET_SEEN_LUA                                                                                 \
     "local now, wid, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])\n"                                  \
     "local out = {}\n"                                                                             \
     "for i = 4, #ARGV, 2 do\n"                                                                     \
-    "  local id, max = ARGV[i], tonumber(ARGV[i+1])\n"                                             \
+    "  local id = ARGV[i]\n"                                                                       \
+    "  local d, e = 'mutirao:delivery:' .. id, wid .. '@' .. now\n"                                \
     "  if done(id) then out[#out+1] = 0\n"                                                         \
+    "  elseif redis.call('SET', d, '1 ' .. now .. ' ' .. now .. ' ' .. e, 'NX', 'EX', ttl) then\n" \
+    "    out[#out+1] = 1\n"                                                                        \
     "  else\n"                                                                                     \
-    "    local d = 'mutirao:delivery:' .. id\n"                                                    \
-    "    local r = redis.call('GET', d)\n"                                                         \
-    "    local c, first, h = 0, now, nil\n"                                                        \
-    "    if r then\n"                                                                              \
-    "      c, first, h = r:match('^(%d+) (%d+) %d+ (.*)$')\n"                                      \
-    "      c = tonumber(c) or 0\n"                                                                 \
-    "    end\n"                                                                                    \
-    "    if c >= max then out[#out+1] = -c\n"                                                      \
+    "    local c, first, h = (redis.call('GET', d) or ''):match('^(%d+) (%d+) %d+ (.*)$')\n"       \
+    "    c = tonumber(c) or 0\n"                                                                   \
+    "    if c >= tonumber(ARGV[i+1]) then out[#out+1] = -c\n"                                      \
     "    else\n"                                                                                   \
     "      c = c + 1\n"                                                                            \
-    "      local e = wid .. '@' .. now\n"                                                          \
     "      if h then h = h .. ' ' .. e else h = e end\n"                                           \
     "      if c > 10 then h = h:match('[^ ]+ (.*)$') or h end\n"                                   \
     "      redis.call('SET', d, c .. ' ' .. (first or now) .. ' ' .. now .. ' ' .. h, 'EX', "      \
@@ -133,7 +144,7 @@
     "    end\n"                                                                                    \
     "  end\n"                                                                                      \
     "end\n"                                                                                        \
-    "return out\n"
+    "return table.concat(out, ',')\n"
 
 /*
 ** Stores a dead letter for operators. ARGV: now (Unix ms), task id, pool,
@@ -202,9 +213,11 @@
 ** outcome kept by reference (mutirao:task:ID:out, same TTL; "" for none),
 ** W (the count of WaitGroup changes), then W pairs (owner producer, 'W'
 ** element).
-** Per task: SET mutirao:task:ID NX; only when it was set, the marker and the
-** delivery record go, the pool's counter grows, the 'W' elements and 'R' +
-** record are pushed.
+** Per task: unless its seen bit is set, SET mutirao:task:ID NX; only when
+** it was set, the seen bit is set, the marker and the delivery record go,
+** the pool's counter grows, the 'W' elements (each with NUL + "TASKID N"
+** appended) and 'R' + record are pushed, and the changes of WaitGroups of
+** the task's own producer are kept in mutirao:task:ID:w.
 ** Returns an array: per task 1 (this call completed it) or 0 (done before).
 */
 #define FLEET_COMPLETE_LUA                                                                         \
@@ -234,7 +247,17 @@
     "      redis.call('SET', k .. ':out', blob)\n"                                                 \
     "      touch(k .. ':out', ttl)\n"                                                              \
     "    end\n"                                                                                    \
-    "    for w = 0, nw - 1 do push(ARGV[i+7+2*w], ARGV[i+8+2*w]) end\n"                            \
+    "    local mine, per = {}, {}\n"                                                               \
+    "    for w = 0, nw - 1 do local o = ARGV[i+7+2*w]; per[o] = (per[o] or 0) + 1 end\n"           \
+    "    for w = 0, nw - 1 do\n"                                                                   \
+    "      local o, e = ARGV[i+7+2*w], ARGV[i+8+2*w]\n"                                            \
+    "      push(o, e .. '\\0' .. id .. ' ' .. per[o])\n"                                           \
+    "      if o == prod then mine[#mine+1] = string.sub(e, 2) end\n"                               \
+    "    end\n"                                                                                    \
+    "    if #mine > 0 then\n"                                                                      \
+    "      redis.call('SET', k .. ':w', table.concat(mine, '\\n'))\n"                              \
+    "      touch(k .. ':w', ttl)\n"                                                                \
+    "    end\n"                                                                                    \
     "    push(prod, 'R' .. rec)\n"                                                                 \
     "    out[#out+1] = 1\n"                                                                        \
     "  else\n"                                                                                     \
@@ -273,12 +296,57 @@
     "end\n"                                                                                        \
     "return 1\n"
 
+/*
+** Markers of re-submitted tasks (lua/fleet/fleet_reconcile.c): ARGV[1] TTL s
+** (0: none), then task ids: per id, the mutirao:task:ID:q marker unless the
+** task already completed. No counter changes: the task was counted once.
+*/
+#define FLEET_REMARK_LUA                                                                           \
+    FLEET_SEEN_LUA                                                                                 \
+    "local ttl = tonumber(ARGV[1])\n"                                                              \
+    "for i = 2, #ARGV do\n"                                                                        \
+    "  if not done(ARGV[i]) then\n"                                                                \
+    "    local q = 'mutirao:task:' .. ARGV[i] .. ':q'\n"                                           \
+    "    redis.call('SET', q, '1')\n"                                                              \
+    "    touch(q, ttl)\n"                                                                          \
+    "  end\n"                                                                                      \
+    "end\n"                                                                                        \
+    "return 1\n"
+
+/*
+** What the producer's reconciliation reads of its pending tasks
+** (lua/fleet/fleet_reconcile.c). ARGV: task ids. Per id, two elements:
+** the result record and the mutirao:task:ID:w changes ("" when none); or,
+** without a record, 0 (neither record nor marker: Redis lost the task),
+** 1 (the marker: queued or running) or 2 (its seen bit: completed, and its
+** record already deleted by an await), then "".
+*/
+#define FLEET_LOOKUP_LUA                                                                           \
+    FLEET_SEEN_LUA                                                                                 \
+    "local out = {}\n"                                                                             \
+    "for i = 1, #ARGV do\n"                                                                        \
+    "  local k = 'mutirao:task:' .. ARGV[i]\n"                                                     \
+    "  local rec = redis.call('GET', k)\n"                                                         \
+    "  if rec then\n"                                                                              \
+    "    out[#out+1] = rec\n"                                                                      \
+    "    out[#out+1] = redis.call('GET', k .. ':w') or ''\n"                                       \
+    "  else\n"                                                                                     \
+    "    local st, sk, sb = 0, seen(ARGV[i])\n"                                                    \
+    "    if redis.call('EXISTS', k .. ':q') == 1 then st = 1\n"                                    \
+    "    elseif sk and redis.call('GETBIT', sk, sb) == 1 then st = 2 end\n"                        \
+    "    out[#out+1] = st\n"                                                                       \
+    "    out[#out+1] = ''\n"                                                                       \
+    "  end\n"                                                                                      \
+    "end\n"                                                                                        \
+    "return out\n"
+
 /* Each writes the key into out (FLEET_KEY_MAX bytes) and returns its length. */
 size_t fleet_key_pool(char *out, const char *pool);
 size_t fleet_key_stats(char *out, const char *pool);
 size_t fleet_key_active(char *out, const char *pool);
 size_t fleet_key_task(char *out, const char *id);
 size_t fleet_key_task_queued(char *out, const char *id);
+size_t fleet_key_task_wg(char *out, const char *id);
 size_t fleet_key_task_in(char *out, const char *id);  /* a task's payload by reference */
 size_t fleet_key_task_out(char *out, const char *id); /* a result's payload by reference */
 size_t fleet_key_notify(char *out, const char *producer);
@@ -287,8 +355,9 @@ size_t fleet_key_dead(char *out, const char *pool);     /* the dead letters' rec
 size_t fleet_key_dead_env(char *out, const char *pool); /* their envelopes */
 
 /* The keys of task id that go once its outcome was read (FLEET_TASK_KEYS of
- * them: the result, the queued marker, the payloads by reference): written into out[i]
- * (FLEET_KEY_MAX bytes each), lengths into len[i]. Returns the count. */
+ * them: the result, the queued marker, the WaitGroup changes, the payloads
+ * by reference): written into out[i] (FLEET_KEY_MAX bytes each), lengths
+ * into len[i]. Returns the count. */
 int fleet_task_keys(const char *id, char out[][FLEET_KEY_MAX], size_t *len);
 
 #endif

@@ -1,4 +1,4 @@
-# C unit tests of the fleet's pure building blocks in shared/: the task
+# C unit tests of the fleet's building blocks: in shared/, the task
 # envelope / result record (test-envelope) and the configuration
 # (test-config). Label: c. No services needed. Run them in an ASan build
 # (-DMUTIRAO_SANITIZE=address) too: LeakSanitizer fails a test on any leak.
@@ -11,3 +11,10 @@ foreach(_t test-envelope test-config)
 endforeach()
 # test-config also checks the example file config/mutirao.conf.
 target_compile_definitions(test-config PRIVATE MUTIRAO_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
+
+# The producer's handling of 'W' notifications (lua/fleet/fleet_wg.c), in a
+# Lua state of its own. No services needed.
+add_executable(test-fleet-wg ${CMAKE_CURRENT_LIST_DIR}/test-fleet-wg.c)
+target_link_libraries(test-fleet-wg PRIVATE mutirao_fleet mutirao_runtime PkgConfig::LUA)
+add_test(NAME c.test-fleet-wg COMMAND test-fleet-wg)
+set_tests_properties(c.test-fleet-wg PROPERTIES LABELS c TIMEOUT 60)

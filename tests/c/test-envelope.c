@@ -681,6 +681,52 @@ static int test_max_deliveries(void)
     ASSERT_STR_EQ(d.id, t.id);
     envelope_buf_free(&b);
 
+    /* docs/wire-format.md's example: 85 bytes, 101 with max_deliveries 3 */
+    envelope_task x;
+    memset(&x, 0, sizeof x);
+    strcpy(x.id, "t-1");
+    strcpy(x.pool, "jobs");
+    strcpy(x.producer, "p-1");
+    x.attempt = 1;
+    x.submitted_at_ms = 1000;
+    x.payload = "MTR\x01\x90";
+    x.payload_len = 5;
+    envelope_buf_init(&b, NULL, 0);
+    ASSERT_EQ(envelope_task_encode(&x, NULL, &b, err, sizeof err), 0);
+    ASSERT_EQ(b.len, 85);
+    x.max_deliveries = 3;
+    ASSERT_EQ(envelope_task_encode(&x, NULL, &b, err, sizeof err), 0);
+    ASSERT_EQ(b.len, 101);
+    ASSERT_EQ(memcmp(b.data + 85,
+                     "\xae"
+                     "max_deliveries"
+                     "\x03",
+                     16),
+              0);
+    envelope_buf_free(&b);
+
+    /* a result record carries dead_lettered only when true */
+    envelope_result r, rd;
+    memset(&r, 0, sizeof r);
+    strcpy(r.id, "t-1");
+    strcpy(r.pool, "jobs");
+    strcpy(r.worker, "w-1");
+    r.attempt = 1;
+    r.payload = "MTR\x01\x90";
+    r.payload_len = 5;
+    envelope_buf_init(&b, NULL, 0);
+    ASSERT_EQ(envelope_result_encode(&r, NULL, &b, err, sizeof err), 0);
+    ASSERT_EQ((unsigned char)b.data[4], 0x87);
+    ASSERT_EQ(envelope_result_decode(b.data, b.len, NULL, &rd, err, sizeof err), 0);
+    ASSERT_EQ(rd.dead_lettered, 0);
+    r.dead_lettered = 1;
+    ASSERT_EQ(envelope_result_encode(&r, NULL, &b, err, sizeof err), 0);
+    ASSERT_EQ((unsigned char)b.data[4], 0x88);
+    ASSERT_EQ(envelope_result_decode(b.data, b.len, NULL, &rd, err, sizeof err), 0);
+    ASSERT_EQ(rd.dead_lettered, 1);
+    ASSERT_EQ(rd.ok, 0);
+    envelope_buf_free(&b);
+
     craft c;
     craft_task(&c, "", 1);
     craft_uint(&c, "max_deliveries", 0);

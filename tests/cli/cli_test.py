@@ -120,6 +120,22 @@ CASES = {
         args=["run", case_file("syntax_error.lua")], code=2,
         err=[r"\Amutirao: \S*syntax_error\.lua:2: unexpected symbol near '='\n\Z"]),
     "usage_no_command": dict(args=[], code=2, err=[r"mutirao: no command given", r"usage: mutirao"]),
+    # mutirao dlq: usage errors need no Kafka or Redis (the fleet tests run the rest)
+    "dlq_help": dict(args=["dlq", "help"], code=0, out=[r"usage: mutirao dlq list POOL \[--json\]"]),
+    "dlq_usage": dict(args=["dlq"], code=2, err=[r"usage: mutirao dlq"]),
+    "dlq_unknown_subcommand": dict(
+        args=["dlq", "frob", "p"], code=2, err=[r"unknown subcommand 'frob'", r"usage: mutirao dlq"]),
+    "dlq_no_id": dict(
+        args=["dlq", "retry", "p"], code=2, err=[r"mutirao dlq retry: no task id \(or --all\) given"]),
+    "dlq_bad_pool": dict(
+        args=["dlq", "list", "bad pool!"], code=2, err=[r"invalid pool name 'bad pool!'"]),
+    "dlq_bad_option": dict(
+        args=["dlq", "list", "p", "--all"], code=2, err=[r"unknown option '--all'"]),
+    "dlq_redis_unreachable": dict(
+        args=["dlq", "list", "p"], code=1, max_s=10,
+        env={"MUTIRAO_REDIS_URL": "redis://127.0.0.1:1", "MUTIRAO_CONNECT_TIMEOUT_MS": "500",
+             "MUTIRAO_OP_TIMEOUT_MS": "1500"},
+        err=[r"mutirao dlq: redis: unreachable at 127\.0\.0\.1:1"]),
     "usage_unknown_option": dict(
         args=["run", case_file("ok.lua"), "--frobnicate"], code=2,
         err=[r"unknown option '--frobnicate'", r"usage: mutirao"]),

@@ -9,7 +9,8 @@ Each case uses pool names of its own (a run-unique suffix), so counters in
 Redis start at zero, and workers restricted to those pools (--pools), so
 cases cannot take each other's tasks; the workers of a run are a consumer
 group of their own (worker.group), so workers of other runs cannot hold up
-their rebalances or commits.
+their rebalances or commits. The cases that restart Redis, or need its
+command counts, run a redis-server of their own (private_redis.py).
 """
 import calendar
 import os
@@ -19,6 +20,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+import private_redis
 
 BIN, EXAMPLES, CASE = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2]), sys.argv[3]
 BROKERS = os.environ.get("MUTIRAO_TEST_KAFKA_BROKERS")
@@ -1176,6 +1179,349 @@ def case_sigint_twice():
     check(exited < 0.5, "A exited %.2f s after the second SIGINT" % exited)
     check(b.stop() == 0, "worker B exit status")
 
+
+# ---- Redis restarted or notifications lost mid-run (a private redis-server) ----
+
+LOSS_SRC = """
+local g = require("goroutine")
+local P, N = %(pool)r, %(n)d
+assert(g.pool_create(P, {workers = 32, queue = N}))
+local wg, adds = g.wait_group(), g.wait_group()
+local ids = {}
+for i = 1, N do
+  wg:add(1)
+  ids[i] = assert(g.pool_submit(P, function(k)
+    g.sleep(%(ms)d)
+    if k %% 10 == 0 then adds:add(1) end -- travels back with the outcome
+    wg:done()
+    return k * 2
+  end, i))
+end
+io.stdout:write("submitted\\n") io.stdout:flush()
+local both = g.wait_group()
+both:add(2)
+local waited, pooled
+g.spawn(function() wg:wait() waited = wg:count() both:done() end)
+g.spawn(function() pooled = g.pool_wait(P) both:done() end)
+local bad = 0
+for i = 1, N do
+  local ok, v = g.await(ids[i])
+  if not (ok and v == 2 * i) then
+    bad = bad + 1
+    io.stderr:write("task " .. i .. ": " .. tostring(ok) .. " " .. tostring(v) .. "\\n")
+  end
+end
+both:wait()
+local s = assert(g.pool_stats(P))
+print(string.format("bad=%%d wg=%%d adds=%%d pool_wait=%%s completed=%%d failed=%%d "
+  .. "fleet_completed=%%d", bad, waited, adds:count(), tostring(pooled), s.completed, s.failed,
+  s.fleet_completed))
+"""
+
+
+def loss_run(name, aof, n, ms, disturb, after=None, worker_env=None):
+    """Runs LOSS_SRC (n tasks of ms ms on two workers) against a private
+    Redis (the producer's connections go through a CuttingProxy);
+    disturb(redis, proxy) runs once a third of the tasks completed, after(redis)
+    once the producer ended. Checks that the run ends on its own with every outcome, the
+    WaitGroups and pool_wait exact. Returns the producer's stdout, stderr
+    and the pool's fleet_completed."""
+    if not private_redis.available():
+        print("redis-server not installed: skipped")
+        sys.exit(1 if os.environ.get("CI") else 77)
+    red = private_redis.PrivateRedis(TMP, aof)
+    red.start()
+    proxy = private_redis.CuttingProxy(red.port)
+    try:
+        pool = name + UNIQ
+        env = {"MUTIRAO_REDIS_URL": red.url}
+        env.update(worker_env or {})
+        a = Worker(name + "A", [pool], env)
+        b = Worker(name + "B", [pool], env)
+        a.wait_for(r"consuming")
+        b.wait_for(r"consuming")
+        path = os.path.join(TMP, name + ".lua")
+        with open(path, "w") as f:
+            f.write(LOSS_SRC % {"pool": pool, "n": n, "ms": ms})
+        e = dict(ENV)
+        e.update({"MUTIRAO_REDIS_URL": proxy.url})
+        p = subprocess.Popen([os.path.join(BIN, "mutirao"), "run", "--fleet", path],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=e, cwd=TMP)
+        c = red.conn()
+        stats = "mutirao:pool:%s:stats" % pool
+        end = time.time() + 60
+        while time.time() < end and int(c.call("HGET", stats, "completed") or 0) < n // 3:
+            check(p.poll() is None, "the producer ended early")
+            time.sleep(0.02)
+        check(time.time() < end, "a third of the tasks did not complete within 60 s")
+        c.close()
+        disturb(red, proxy)
+        t0 = time.time()
+        try:
+            out, err = p.communicate(timeout=150)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out, err = p.communicate()
+            fail("the producer did not end on its own:\n%s\n%s" % (out, err[-6000:]))
+        check(p.returncode == 0, "producer: %d\n%s%s" % (p.returncode, out, err[-6000:]))
+        m = re.search(r"bad=(\d+) wg=(\d+) adds=(\d+) pool_wait=(\S+) completed=(\d+) "
+                      r"failed=(\d+) fleet_completed=(\d+)", out)
+        check(m, "no summary line:\n" + out + err[-6000:])
+        bad, wg, adds, pooled, done, failed, fleet_done = m.groups()
+        check((bad, wg, adds, pooled, done, failed) ==
+              ("0", "0", str(n // 10), "true", str(n), "0"),
+              "outcomes, WaitGroups, pool_wait, counts: %s\n%s" % (m.group(0), err[-6000:]))
+        check("negative WaitGroup" not in err, "a WaitGroup change applied twice:\n" + err)
+        check("is a mutirao-worker running" not in err,
+              "the no-worker hint while workers ran:\n" + err)
+        if after:
+            after(red, a, b)
+        check(a.stop() == 0 and b.stop() == 0, "worker exit status")
+        print("%s: all %d outcomes %.1f s after the disturbance" % (name, n, time.time() - t0))
+        for line in err.splitlines():
+            if "producer" in line:
+                print("  producer: " + line[-200:])
+        return out, err, int(fleet_done)
+    finally:
+        proxy.close()
+        red.kill()
+
+
+def restart(red, proxy, down=1):
+    red.kill()
+    time.sleep(down)
+    red.start()
+
+
+def case_redis_restart_aof():
+    """Redis killed and restarted with AOF (appendfsync always) mid-run:
+    notifications popped for a reply the connection lost are found again."""
+    n = 3000
+
+    def cut_and_restart(red, proxy):
+        # replies of BLMPOP lost with their connection: their elements are
+        # gone from the list (AOF or not)
+        proxy.arm(3)
+        end = time.time() + 20
+        while proxy.dropped < 3 and time.time() < end:
+            time.sleep(0.01)
+        check(proxy.dropped == 3, "no BLMPOP reply to drop")
+        restart(red, proxy)
+
+    out, err, fleet_done = loss_run("rra", True, n, 100, cut_and_restart)
+    check("their notification lost or late" in err, "no outcome found in Redis:\n" + err[-4000:])
+    check(fleet_done == n, "Redis kept the counts: fleet_completed=%d" % fleet_done)
+
+
+def case_redis_restart_nopersist():
+    """Redis killed and restarted without persistence mid-run: it lost the
+    results, markers and notifications of tasks Kafka had committed; the
+    producer submits those again and every outcome arrives once."""
+    def hold_and_restart(red, proxy):
+        # results recorded, their offsets committed and their notifications
+        # still in Redis when it goes; down longer than the workers' op
+        # timeout, so their completion records fail and are retried
+        proxy.hold(True)
+        time.sleep(1.5)
+        restart(red, proxy, 2.5)
+        proxy.hold(False)
+
+    def retried(red, a, b):
+        logs = a.text() + b.text()
+        check("cannot record the outcome" in logs, "no worker retried a completion record")
+        # the tasks submitted again went as their next attempt
+        check(re.search(r"task=\S+ attempt 2 received", logs), "no attempt 2 ran")
+
+    out, err, _ = loss_run("rrn", False, 3000, 100, hold_and_restart, retried,
+                           {"MUTIRAO_OP_TIMEOUT_MS": "1000"})
+    check("submitted again" in err, "nothing was submitted again:\n" + err[-4000:])
+
+
+def case_notify_dropped():
+    """Notifications taken from the producer's list while it runs (what a
+    lost BLMPOP reply does): the producer finds those outcomes in Redis."""
+    stolen = {"R": 0, "W": 0}
+
+    def steal(red, proxy):
+        c = red.conn()
+        keys = []
+        end = time.time() + 20
+        while not keys and time.time() < end:
+            keys = c.call("KEYS", "mutirao:done:*")
+        check(len(keys) == 1, "the producer's list: %r" % keys)
+        kept_changes(c)
+        while stolen["R"] < 200 and time.time() < end:
+            got = c.call("LPOP", keys[0], 3) or []
+            for e in got:
+                stolen[chr(e[0])] = stolen.get(chr(e[0]), 0) + 1
+            time.sleep(0.001)
+        c.close()
+        print("stolen:", stolen)
+
+    def kept_changes(c):
+        # each completed task's WaitGroup changes, kept for the
+        # reconciliation until its outcome is awaited
+        keys = c.call("KEYS", "mutirao:task:*:w")
+        check(len(keys) > 0, "no mutirao:task:ID:w key")
+        for k in keys[:50]:
+            v = c.call("GET", k)
+            if v is None:
+                continue  # awaited meanwhile
+            ok = re.fullmatch(r"\S+/\d+ (-1|1\n\S+/\d+ -1|-1\n\S+/\d+ 1)", v.decode())
+            check(ok, "%s: %r" % (k, v))
+
+    def retired(red, a, b):
+        c = red.conn()
+        left = c.call("KEYS", "mutirao:task:*")
+        check(left == [], "keys of awaited tasks left: %r" % left[:5])
+        c.close()
+
+    out, err, fleet_done = loss_run("nd", True, 3000, 50, steal, retired)
+    check(stolen["R"] > 0 and stolen["W"] > 0, "nothing stolen: %r" % stolen)
+    check("their notification lost or late" in err, "no outcome found in Redis:\n" + err[-4000:])
+    check(fleet_done == 3000, "fleet_completed=%d" % fleet_done)
+
+
+def case_notify_gone():
+    """Another process awaits a task (which deletes its record) and the
+    task's notification to its producer is lost: the producer's await ends
+    with an error saying so instead of hanging."""
+    if not private_redis.available():
+        print("redis-server not installed: skipped")
+        sys.exit(1 if os.environ.get("CI") else 77)
+    red = private_redis.PrivateRedis(TMP, False)
+    red.start()
+    proxy = private_redis.CuttingProxy(red.port)
+    try:
+        pool = "gone" + UNIQ
+        w = Worker("gone", [pool], {"MUTIRAO_REDIS_URL": red.url})
+        w.wait_for(r"consuming")
+        ids = os.path.join(TMP, "gone-id.txt")
+        path = os.path.join(TMP, "gone.lua")
+        with open(path, "w") as f:
+            f.write("""
+local g = require("goroutine")
+assert(g.pool_create(%(p)r, {workers = 2}))
+local id = assert(g.pool_submit(%(p)r, function() return 42 end))
+local f = assert(io.open(%(ids)r, "w")) f:write(id) f:close()
+print("await", g.await(id))
+""" % {"p": pool, "ids": ids})
+        proxy.hold(True)  # the producer reads no notification for now
+        e = dict(ENV)
+        e["MUTIRAO_REDIS_URL"] = proxy.url
+        p = subprocess.Popen([os.path.join(BIN, "mutirao"), "run", "--fleet", path],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=e, cwd=TMP)
+        c = red.conn()
+        end = time.time() + 60
+        while time.time() < end and not (os.path.exists(ids) and open(ids).read()):
+            time.sleep(0.05)
+        tid = open(ids).read()
+        while time.time() < end and c.call("EXISTS", "mutirao:task:" + tid) == 0:
+            time.sleep(0.05)
+        # another process awaits it: the record goes
+        rc, out, err, _ = run_lua("""
+local g = require("goroutine")
+print("other", g.await(%r)) -- the last thing it does: its deletion still goes out
+""" % tid, env={"MUTIRAO_REDIS_URL": red.url})
+        check(rc == 0 and "other\ttrue\t42" in out, "the other await: %d\n%s%s" % (rc, out, err))
+        check(c.call("EXISTS", "mutirao:task:" + tid) == 0, "the record was not deleted")
+        # and the producer's notifications are lost
+        check(c.call("DEL", *c.call("KEYS", "mutirao:done:*")) >= 1, "no notification to lose")
+        c.close()
+        proxy.hold(False)
+        try:
+            out, err = p.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out, err = p.communicate()
+            fail("the producer's await hung:\n%s\n%s" % (out, err))
+        check(re.search(r"await\tfalse\t.*read and deleted by another process's await", out),
+              "producer: %d\n%s%s" % (p.returncode, out, err))
+        check(w.stop() == 0, "worker exit status")
+    finally:
+        proxy.close()
+        red.kill()
+
+
+def case_reconcile_bounded():
+    """20,000 tasks pending (no worker runs their pool): the reconciliation
+    looks at no more than FRC_BATCH (500) of them per second, so many
+    pending tasks do not flood Redis; it does look."""
+    if not private_redis.available():
+        print("redis-server not installed: skipped")
+        sys.exit(1 if os.environ.get("CI") else 77)
+    red = private_redis.PrivateRedis(TMP, False)  # its command counts are this test's
+    red.start()
+    try:
+        pool, n, wait_ms = "bounded" + UNIQ, 20000, 7000
+        rc, out, err, dt = run_lua("""
+local g = require("goroutine")
+assert(g.pool_create(%(p)r, {workers = 4, queue = %(n)d}))
+for i = 1, %(n)d do assert(g.pool_submit(%(p)r, function() return 1 end)) end
+print("submitted", g.now())
+g.sleep(%(ms)d)
+os.exit(0)
+""" % {"p": pool, "n": n, "ms": wait_ms}, env={"MUTIRAO_REDIS_URL": red.url})
+        check("submitted" in out, "producer: %d\n%s%s" % (rc, out, err))
+        c = red.conn()
+        stats = c.call("INFO", "commandstats").decode()
+        c.close()
+        # each looked-up task costs one GET of its record; nothing else here GETs
+        m = re.search(r"cmdstat_get:calls=(\d+)", stats)
+        looked = int(m.group(1)) if m else 0
+        limit = 500 * (dt + 1)
+        print("%d pending tasks for %.1f s: %d looked up (at most %d)" % (n, dt, looked, limit))
+        check(0 < looked <= limit, "%d look-ups in %.1f s:\n%s" % (looked, dt, stats))
+    finally:
+        red.kill()
+
+
+def case_no_worker_hint():
+    """Nothing comes back for op.timeout_ms: the producer suggests starting
+    a mutirao-worker only for a pool no worker reports running tasks of; a
+    task that simply runs long gets no such warning."""
+    if not private_redis.available():
+        print("redis-server not installed: skipped")
+        sys.exit(1 if os.environ.get("CI") else 77)
+    red = private_redis.PrivateRedis(TMP, False)  # no other engineer's worker reports here
+    red.start()
+    try:
+        long_pool, idle_pool = "hintlong" + UNIQ, "hintnone" + UNIQ
+        env = {"MUTIRAO_REDIS_URL": red.url, "MUTIRAO_OP_TIMEOUT_MS": "2000"}
+        w = Worker("hint", [long_pool], {"MUTIRAO_REDIS_URL": red.url})
+        w.wait_for(r"consuming")
+        # the pool's topic first, and the worker on it: until then nothing
+        # runs its tasks and the hint would be right
+        rc, out, err, dt = run_lua("""
+assert(require("goroutine").pool_create(%(p)r, {workers = 2}))
+""" % {"p": long_pool}, env=env)
+        check(rc == 0, "pool_create: %d\n%s%s" % (rc, out, err))
+        w.wait_for(r"assigned .*%s" % long_pool)
+        rc, out, err, dt = run_lua("""
+local g = require("goroutine")
+print(g.await(g.pool_submit(%(p)r, function() g.sleep(7000) return "long" end)))
+""" % {"p": long_pool}, env=env)
+        check(rc == 0 and "true\tlong" in out and dt >= 7, "long task: %d\n%s%s" % (rc, out, err))
+        check("mutirao-worker" not in err and "no result" not in err,
+              "a warning about a task that runs long:\n" + err)
+        rc, out, err, dt = run_lua("""
+local g = require("goroutine")
+assert(g.pool_create(%(p)r, {workers = 2}))
+assert(g.pool_submit(%(p)r, function() return 1 end))
+g.sleep(4500)
+os.exit(0)
+""" % {"p": idle_pool}, env=env)
+        check(re.search(r"1 fleet task\(s\) of producer \S+ in pool\(s\) %s have had no result "
+                        r"for \d+ s and no worker reports running tasks of them: is a "
+                        r"mutirao-worker running" % idle_pool, err),
+              "no hint for a pool without workers: %d\n%s%s" % (rc, out, err))
+        check(w.stop() == 0, "worker exit status")
+    finally:
+        red.kill()
+
+
 def valgrind_errors(log):
     """The error count of a valgrind log (None without a summary line)."""
     with open(log) as f:
@@ -1531,14 +1877,75 @@ print("retried:", g.await(%r))
     print("%d worker death(s); list, retry and drop work" % sup.deaths)
 
 
+def case_revoked():
+    """A worker with a backlog loses partitions to a worker that joins: the
+    tasks it had queued (not started) of those partitions are left to the
+    new owner instead of running on both; every task completes once."""
+    pool = "revoked" + UNIQ
+    n = 200
+    runs = os.path.join(TMP, "runs-revoked.txt")
+    a = Worker("rvA", [pool])
+    a.wait_for(r"consuming")
+    src = """
+local g = require("goroutine")
+assert(g.pool_create(%(pool)r, { workers = 2, queue = 1000 }))
+local ids = {}
+for i = 1, %(n)d do
+    ids[i] = assert(g.pool_submit(%(pool)r, function(k)
+        g.sleep(40)
+        local f = assert(io.open(%(runs)r, "a"))
+        f:write(k, "\\n")
+        f:close()
+        return k
+    end, i))
+end
+for i = 1, %(n)d do
+    local ok, k = g.await(ids[i])
+    assert(ok and k == i, tostring(k))
+end
+local s = assert(g.pool_stats(%(pool)r))
+print(string.format("stats fleet_completed=%%d fleet_failed=%%d", s.fleet_completed,
+    s.fleet_failed))
+""" % {"pool": pool, "n": n, "runs": runs}
+    path = os.path.join(TMP, "revoked.lua")
+    with open(path, "w") as f:
+        f.write(src)
+    p = subprocess.Popen([os.path.join(BIN, "mutirao"), "run", "--fleet", path],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=ENV, cwd=TMP)
+    a.wait_for(r"task=\S+ attempt 1 received", 60)
+    b = Worker("rvB", [pool])
+    out, err = p.communicate(timeout=120)
+    check(p.returncode == 0, "producer: %d\n%s%s" % (p.returncode, out, err))
+    check("stats fleet_completed=%d fleet_failed=0" % n in out, "counts:\n" + out)
+    m = re.findall(r"partition \d+ revoked: (\d+) queued task\(s\) left to its new owner", a.text())
+    check(m and sum(int(x) for x in m) > 0, "A dropped no queued task:\n" + a.text()[-3000:])
+    with open(runs) as f:
+        count = {}
+        for line in f:
+            count[line.strip()] = count.get(line.strip(), 0) + 1
+    twice = [k for k, c in count.items() if c > 1]
+    check(len(count) == n, "%d of %d tasks ran" % (len(count), n))
+    # only a task running on A when its partition moved may run on both
+    check(len(twice) <= 2, "tasks run twice: %s" % twice)
+    check(a.stop() == 0 and b.stop() == 0, "worker exit status")
+    print("%d queued task(s) left to the new owner; %d run twice" %
+          (sum(int(x) for x in m), len(twice)))
+
+
 CASES = {"examples": case_examples, "await_wg": case_await_wg, "two_workers": case_two_workers,
          "sigkill": case_sigkill, "errors": case_errors, "libmutirao": case_libmutirao,
          "two_clients": case_two_clients, "stock_lua": case_stock_lua,
          "lingering": case_lingering, "retention": case_retention, "large_values": case_large_values, "os_exit": case_os_exit,
          "semantics": case_semantics, "valgrind": case_valgrind, "poison": case_poison,
          "redelivered": case_redelivered, "newer_envelope": case_newer_envelope,
-         "dlq": case_dlq, "timeout": case_timeout, "deadline": case_deadline,
-         "memory": case_memory, "sigterm": case_sigterm, "sigint_twice": case_sigint_twice}
+         "dlq": case_dlq, "revoked": case_revoked, "timeout": case_timeout, "deadline": case_deadline,
+         "memory": case_memory,
+         "redis_restart_aof": case_redis_restart_aof,
+         "redis_restart_nopersist": case_redis_restart_nopersist,
+         "notify_dropped": case_notify_dropped, "notify_gone": case_notify_gone,
+         "no_worker_hint": case_no_worker_hint, "reconcile_bounded": case_reconcile_bounded,
+         "sigterm": case_sigterm, "sigint_twice": case_sigint_twice}
 try:
     CASES[CASE]()
 finally:

@@ -22,7 +22,9 @@ if(Python3_Interpreter_FOUND AND TARGET mutirao-worker)
   add_executable(kafka-put ${CMAKE_CURRENT_LIST_DIR}/kafka_put.c)
   target_link_libraries(kafka-put PRIVATE PkgConfig::RDKAFKA)
   set(_fleet_cases examples await_wg two_workers sigkill errors libmutirao semantics two_clients lingering os_exit retention large_values
-    poison redelivered newer_envelope dlq timeout deadline memory sigterm sigint_twice)
+    poison redelivered newer_envelope dlq revoked timeout deadline memory
+    redis_restart_aof redis_restart_nopersist notify_dropped notify_gone no_worker_hint reconcile_bounded
+    sigterm sigint_twice)
   # the stock lua5.4 cannot load a sanitizer build of goroutine_fleet.so
   if(NOT MUTIRAO_SANITIZE)
     list(APPEND _fleet_cases stock_lua)

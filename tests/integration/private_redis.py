@@ -1,0 +1,183 @@
+"""tests/integration/private_redis.py: a redis-server of a test's own, which
+the test may kill and restart (the shared one of tests/services.sh is never
+touched), and a minimal RESP client to look inside it."""
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Conn:
+    """One connection; call(*args) returns the reply (bytes, int, list,
+    None) or raises RuntimeError for an error reply."""
+
+    def __init__(self, port, timeout=5):
+        self.s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.f = self.s.makefile("rb")
+
+    def call(self, *args):
+        parts = [b"*%d\r\n" % len(args)]
+        for a in args:
+            a = a if isinstance(a, bytes) else str(a).encode()
+            parts.append(b"$%d\r\n%s\r\n" % (len(a), a))
+        self.s.sendall(b"".join(parts))
+        return self._read()
+
+    def _read(self):
+        line = self.f.readline()
+        if not line:
+            raise ConnectionError("connection closed")
+        t, rest = line[:1], line[1:-2]
+        if t == b"+":
+            return rest
+        if t == b"-":
+            raise RuntimeError(rest.decode())
+        if t == b":":
+            return int(rest)
+        if t == b"$":
+            n = int(rest)
+            if n < 0:
+                return None
+            data = self.f.read(n + 2)
+            return data[:-2]
+        if t == b"*":
+            n = int(rest)
+            return None if n < 0 else [self._read() for _ in range(n)]
+        raise RuntimeError("unexpected reply %r" % line)
+
+    def close(self):
+        self.f.close()
+        self.s.close()
+
+
+class PrivateRedis:
+    """redis-server on a free loopback port, with AOF (appendfsync always)
+    or without any persistence; kill() is a SIGKILL (a crash), start()
+    brings it back on the same port and directory."""
+
+    def __init__(self, tmp, aof):
+        self.port = free_port()
+        self.dir = os.path.join(tmp, "redis-%d" % self.port)
+        os.makedirs(self.dir)
+        self.log = os.path.join(self.dir, "redis.log")
+        self.args = [shutil.which("redis-server"), "--port", str(self.port),
+                     "--bind", "127.0.0.1", "--save", "", "--dir", self.dir,
+                     "--logfile", self.log]
+        self.args += (["--appendonly", "yes", "--appendfsync", "always"] if aof
+                      else ["--appendonly", "no"])
+        self.p = None
+        self.url = "redis://127.0.0.1:%d" % self.port
+
+    def start(self, timeout=20):
+        self.p = subprocess.Popen(self.args, stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        end = time.time() + timeout
+        while time.time() < end:
+            try:
+                c = Conn(self.port, 1)
+                c.call("PING")  # LOADING until the AOF is read: an error reply
+                c.close()
+                return
+            except (OSError, RuntimeError):
+                time.sleep(0.05)
+        raise RuntimeError("private redis-server did not start on port %d" % self.port)
+
+    def kill(self):
+        if self.p and self.p.poll() is None:
+            self.p.kill()
+            self.p.wait()
+
+    def conn(self):
+        return Conn(self.port)
+
+
+def available():
+    return shutil.which("redis-server") is not None
+
+
+class CuttingProxy:
+    """A TCP relay in front of a Redis (for one client process) that, when
+    armed, drops connections right after Redis answered a BLMPOP with
+    elements: the elements were popped, and their reply is never delivered
+    (what a connection reset mid-reply does). While held, it does not pass
+    BLMPOP commands on: notifications stay in Redis."""
+
+    def __init__(self, upstream_port):
+        self.up = upstream_port
+        self.ls = socket.socket()
+        self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.ls.bind(("127.0.0.1", 0))
+        self.ls.listen(64)
+        self.port = self.ls.getsockname()[1]
+        self.url = "redis://127.0.0.1:%d" % self.port
+        self.lock = threading.Lock()
+        self.armed = 0   # replies still to drop
+        self.dropped = 0  # replies dropped (their elements lost)
+        self.closed = False
+        self.held = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def hold(self, on):
+        self.held = on
+
+    def arm(self, n):
+        with self.lock:
+            self.armed += n
+
+    def _accept(self):
+        while not self.closed:
+            try:
+                c, _ = self.ls.accept()
+            except OSError:
+                return
+            try:
+                u = socket.create_connection(("127.0.0.1", self.up), timeout=5)
+                u.settimeout(None)
+            except OSError:
+                c.close()
+                continue
+            state = {"blmpop": False}
+            threading.Thread(target=self._pump, args=(c, u, state, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(u, c, state, False), daemon=True).start()
+
+    def _pump(self, src, dst, state, to_server):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if to_server:
+                    state["blmpop"] = b"BLMPOP" in data.upper()
+                    while state["blmpop"] and self.held and not self.closed:
+                        time.sleep(0.01)
+                elif state["blmpop"] and data.startswith(b"*2\r\n"):
+                    with self.lock:
+                        cut = self.armed > 0
+                        if cut:
+                            self.armed -= 1
+                            self.dropped += 1
+                    if cut:
+                        break
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def close(self):
+        self.closed = True
+        self.ls.close()
