@@ -391,6 +391,25 @@ static int retry_one(ctx *c, const char *pool, const char *topic, const char *id
         answer_free(&env);
         return FAIL;
     }
+    if (drc == 0 && e.ref_len > 0) {
+        /* its arguments were kept by reference: without them it cannot run */
+        char ik[FLEET_KEY_MAX];
+        fleet_key_task_in(ik, id);
+        const char *xargv[] = {"EXISTS", ik};
+        answer x;
+        int xrc = cmd(c, &x, 2, xargv, NULL);
+        long long there = x.integer;
+        answer_free(&x);
+        if (xrc == 0 && there == 0) {
+            fprintf(stderr,
+                    "mutirao dlq: %s: its arguments (%llu bytes, kept in Redis by reference) are "
+                    "gone (deleted when its failure was awaited, or expired): it cannot run "
+                    "again; drop it\n",
+                    id, (unsigned long long)e.ref_len);
+            answer_free(&env);
+            return FAIL;
+        }
+    }
     /* its outcome and delivery record go first, or a worker would say
      * "done" and not run it */
     snprintf(ttl, sizeof ttl, "%d", c->cfg->result_ttl_s);
@@ -416,6 +435,13 @@ static int retry_one(ctx *c, const char *pool, const char *topic, const char *id
     if (p.err) {
         fprintf(stderr, "mutirao dlq: %s: not delivered to Kafka (it stays a dead letter): %s\n",
                 id, p.msg);
+        /* not submitted after all: an await elsewhere must not wait for it */
+        char qk[FLEET_KEY_MAX];
+        fleet_key_task_queued(qk, id);
+        const char *dargv[] = {"DEL", qk};
+        answer_free(&a);
+        cmd(c, &a, 2, dargv, NULL);
+        answer_free(&a);
         return FAIL;
     }
     const char *rargv[] = {pool, id, "retried"};

@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DIRS=(lua shared producer worker include tests/c tests/integration tests/fuzz bench)
+DIRS=(lua shared producer worker include tests/c tests/integration tests/faults tests/fuzz bench)
 
 existing=()
 for d in "${DIRS[@]}"; do

@@ -99,6 +99,8 @@ struct wtask {
 struct worker {
     sched *s;
     const config *cfg;
+    char incarnation[17];                   /* this process's random hex tag */
+    char tag[ENVELOPE_ID_MAX + 1 + 17 + 1]; /* "WORKER_ID#INCARNATION" */
     kuv_consumer *c;
     redis_uv *r;
     int complete_script;
@@ -685,6 +687,28 @@ static void on_dead_stored(dl_item *it, int ok, const char *rec, size_t len)
 
 static void run_task(wtask *t);
 static void ref_fetch(wtask *t);
+static void pump(wpool *p);
+
+#define BUSY_REASK_MS 1000
+
+/* A task that ran on another live worker: back in its pool's queue, to be
+ * asked again (unless the worker stops meanwhile: it then runs elsewhere). */
+static void on_reask(uv_timer_t *h)
+{
+    wtask *t = h->data;
+    if (t->w->stopping || t->w->closed) {
+        task_settled(t, 0);
+        return;
+    }
+    wpool *p = t->wp;
+    t->qnext = NULL;
+    if (p->qtail)
+        p->qtail->qnext = t;
+    else
+        p->qhead = t;
+    p->qtail = t;
+    pump(p);
+}
 
 /* What the task's delivery record says (deliveries.h). */
 static void on_asked(dlv_ask *a, int64_t answer)
@@ -712,6 +736,16 @@ static void on_asked(dlv_ask *a, int64_t answer)
         t->dead.envlen = t->envlen;
         t->dead.done = on_dead_stored;
         deadletters_put(w->dl, &t->dead);
+        return;
+    }
+    if (answer == DLV_BUSY) {
+        /* the partition moved here while the task runs on a live worker:
+         * neither run nor count it; its outcome settles it here later */
+        wlog(WLOG_INFO,
+             "pool=%s task=%s: still running on another live worker; asked again in %d ms",
+             t->wp->name, t->id, BUSY_REASK_MS);
+        slot_free(t);
+        uv_timer_start(&t->retry, on_reask, BUSY_REASK_MS, 0);
         return;
     }
     if (answer > 1)
@@ -955,6 +989,7 @@ static void on_message(void *ud, const kuv_message *m)
     /* runs once a slot is free and its delivery record says so (on_asked) */
     t->ask.id = t->id;
     t->ask.max = e.max_deliveries ? e.max_deliveries : FLEET_MAX_DELIVERIES;
+    t->ask.pool = p->name;
     t->ask.answer = on_asked;
     if (p->qtail)
         p->qtail->qnext = t;
@@ -1018,7 +1053,7 @@ static void on_report(uv_timer_t *h)
              p->name, active, queued, p->inflight, p->npaused, p->nheld, p->received, p->recorded);
         if (active == 0 && p->reported == 0)
             continue;
-        snprintf(val, sizeof val, "%d %" PRIu64, active, unix_ms());
+        snprintf(val, sizeof val, "%d %" PRIu64 " %s", active, unix_ms(), w->incarnation);
         fleet_key_active(key, p->name);
         redis_uv_command(w->r, NULL, NULL, "HSET %s %s %s", key, w->cfg->worker_id, val);
         redis_uv_command(w->r, NULL, NULL, "EXPIRE %s %d", key, FLEET_POOL_IDLE_TTL_S);
@@ -1135,7 +1170,13 @@ worker *worker_start(sched *s, const config *cfg, char *err, size_t errlen)
         return NULL;
     }
     w->complete_script = redis_uv_script(w->r, FLEET_COMPLETE_LUA, strlen(FLEET_COMPLETE_LUA));
-    w->dv = deliveries_new(s->loop, &ro, cfg);
+    /* a restarted worker with the same id is another process: its
+     * deliveries are told apart from the ones of the one that died */
+    uint32_t rnd[2] = {(uint32_t)uv_hrtime(), (uint32_t)(uv_hrtime() >> 32)};
+    uv_random(NULL, NULL, rnd, sizeof rnd, 0, NULL); /* (the clock if that fails) */
+    snprintf(w->incarnation, sizeof w->incarnation, "%08x%08x", (unsigned)rnd[0], (unsigned)rnd[1]);
+    snprintf(w->tag, sizeof w->tag, "%s#%s", cfg->worker_id, w->incarnation);
+    w->dv = deliveries_new(s->loop, &ro, cfg, w->tag);
     w->dl = deadletters_new(s->loop, w->r, cfg);
     if (!w->dv || !w->dl || config_check_dead_topic(cfg, err, errlen) != 0) {
         if (!w->dv || !w->dl)

@@ -18,6 +18,7 @@
 struct deliveries {
     redis_uv *r;
     const config *cfg;
+    const char *tag; /* this worker process, for the records' history */
     int script;
     dlv_ask *head, *tail; /* not sent yet */
     uv_check_t flush;     /* sends them after each loop turn */
@@ -158,7 +159,7 @@ static void send_one(deliveries *d)
     int n = 0;
     for (dlv_ask *a = d->head; a && n < ASK_BATCH; a = a->next)
         n++;
-    int argc = 3 + 2 * n;
+    int argc = 3 + 3 * n;
     ask_call *c = malloc(sizeof *c + (size_t)n * sizeof c->a[0]);
     const char **argv = malloc((size_t)argc * sizeof *argv);
     size_t *lens = malloc((size_t)argc * sizeof *lens);
@@ -175,7 +176,7 @@ static void send_one(deliveries *d)
     snprintf(now, sizeof now, "%" PRIu64, unix_ms());
     snprintf(ttl, sizeof ttl, "%d", FLEET_DELIVERY_TTL_S);
     argv[0] = now;
-    argv[1] = d->cfg->worker_id;
+    argv[1] = d->tag;
     argv[2] = ttl;
     c->d = d;
     c->n = n;
@@ -185,8 +186,9 @@ static void send_one(deliveries *d)
         d->head = a->next;
         c->a[i] = a;
         u32_text(num[i], a->max ? a->max : FLEET_MAX_DELIVERIES);
-        argv[3 + 2 * i] = a->id;
-        argv[4 + 2 * i] = num[i];
+        argv[3 + 3 * i] = a->id;
+        argv[4 + 3 * i] = num[i];
+        argv[5 + 3 * i] = a->pool;
     }
     if (!d->head)
         d->tail = NULL;
@@ -220,7 +222,8 @@ static void on_redis_closed(void *ud)
     maybe_free(d);
 }
 
-deliveries *deliveries_new(uv_loop_t *loop, const redis_uv_options *ro, const config *cfg)
+deliveries *deliveries_new(uv_loop_t *loop, const redis_uv_options *ro, const config *cfg,
+                           const char *tag)
 {
     deliveries *d = calloc(1, sizeof *d);
     if (!d)
@@ -230,6 +233,7 @@ deliveries *deliveries_new(uv_loop_t *loop, const redis_uv_options *ro, const co
         return NULL;
     }
     d->cfg = cfg;
+    d->tag = tag;
     d->retry_ms = RETRY_MIN_MS;
     d->script = redis_uv_script(d->r, FLEET_DELIVER_LUA, strlen(FLEET_DELIVER_LUA));
     uv_check_init(loop, &d->flush);

@@ -14,6 +14,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "fleet_keys.h"
 #include "redis_uv.h"
 
 typedef struct deliveries deliveries;
@@ -22,21 +23,25 @@ typedef struct dlv_ask dlv_ask;
 /* The answer: DLV_DONE, DLV_CLOSED, n > 0 (run it: delivery n) or -n
  * (dead-letter it: n deliveries ran it without an outcome). */
 #define DLV_DONE 0
-#define DLV_CLOSED INT64_MIN /* deliveries_close came first */
+#define DLV_CLOSED INT64_MIN                    /* deliveries_close came first */
+#define DLV_BUSY ((int64_t)FLEET_DELIVERY_BUSY) /* running on another live worker: ask later */
 typedef void (*dlv_answer_fn)(dlv_ask *a, int64_t answer);
 
 /* One question, in the caller's memory until answered. */
 struct dlv_ask {
     const char *id;       /* the task id */
     uint32_t max;         /* its max_deliveries (>= 1) */
+    const char *pool;     /* its pool's name */
     dlv_answer_fn answer; /* called once, on the loop, never inside deliveries_ask */
     dlv_ask *next;        /* (the queue's) */
 };
 
 /* Opens a Redis connection of its own (cfg's redis.url, options ro): a
- * question waits for no completion batch pipelined before it. cfg outlives
- * the deliveries. NULL when out of memory or the URL is bad. */
-deliveries *deliveries_new(uv_loop_t *loop, const redis_uv_options *ro, const config *cfg);
+ * question waits for no completion batch pipelined before it. cfg and tag
+ * (this worker process, "ID#INCARNATION") outlive the deliveries. NULL when out of memory or the
+ * URL is bad. */
+deliveries *deliveries_new(uv_loop_t *loop, const redis_uv_options *ro, const config *cfg,
+                           const char *tag);
 void deliveries_ask(deliveries *d, dlv_ask *a);
 /* Answers every question not answered yet with DLV_CLOSED (now), then
  * frees d once its handles and calls in flight are gone. */

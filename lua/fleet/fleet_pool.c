@@ -772,8 +772,16 @@ static void on_result_ref(redis_uv *cli, int status, const redisReply *reply, co
 /* The outcome of r is in mutirao:task:ID:out: read it, then finish the task. */
 static void result_ref_fetch(fvm *v, const envelope_result *r)
 {
-    rfetch *f = calloc(1, sizeof *f);
     ftask *t = pending_task(v, r->id);
+    if (r->ref_len > (uint64_t)v->cfg->payload_max_ref_bytes) {
+        char msg[300];
+        snprintf(msg, sizeof msg,
+                 "its result (%" PRIu64 " bytes) is over this process's payload.max_ref_bytes (%d)",
+                 r->ref_len, v->cfg->payload_max_ref_bytes);
+        task_finish(v, t, 0, NULL, 0, msg, 0);
+        return;
+    }
+    rfetch *f = calloc(1, sizeof *f);
     if (!f) {
         task_finish(v, t, 0, NULL, 0, "out of memory for its result", 0);
         return;
@@ -810,7 +818,7 @@ static void on_notification(fvm *v, const char *s, size_t len)
     char why[200];
     envelope_limits lim;
     envelope_limits_default(&lim);
-    lim.max_ref = (size_t)v->cfg->payload_max_ref_bytes;
+    lim.max_ref = (size_t)1 << 30; /* over this process's limit: the task fails, saying so */
     if (envelope_result_decode(s + 1, len - 1, &lim, &r, why, sizeof why) != 0) {
         rtlog(v->s, RTLOG_WARN, 0, LUA_NOREF, "producer %s: bad notification skipped: %s",
               v->producer, why);
@@ -856,8 +864,7 @@ static void rc_found(void *ud, frc_task *rt, const char *rec, size_t reclen, con
     char why[200], msg[300];
     envelope_limits lim;
     envelope_limits_default(&lim);
-    lim.max_payload = (size_t)v->cfg->payload_max_bytes;
-    lim.max_ref = (size_t)v->cfg->payload_max_ref_bytes;
+    lim.max_ref = (size_t)1 << 30; /* over this process's limit: the task fails, saying so */
     int rc = envelope_result_decode(rec, reclen, &lim, &r, why, sizeof why);
     if (rc == 0 && strcmp(r.id, t->tb.id) != 0) {
         snprintf(why, sizeof why, "it names task %s", r.id);
@@ -1679,12 +1686,17 @@ static void on_last_reply(redis_uv *cli, int status, const redisReply *reply, co
  * final submit counters and deletions of awaited tasks' keys: a process that
  * ends right after an await must not drop them); replies come in order, so
  * a PING's marks the end. At once when not connected (nothing would go out
- * anyway). The host's loop runs until the client has closed. */
+ * anyway). The client holds the host's loop until it has closed. */
 static void close_after_last_reply(redis_uv *r)
 {
     redis_uv_stats st;
     redis_uv_get_stats(r, &st);
-    if (!st.connected || redis_uv_command(r, on_last_reply, NULL, "PING") != 0)
+    if (!st.connected) {
+        redis_uv_close(r, NULL, NULL);
+        return;
+    }
+    redis_uv_hold(r); /* the client is weak: the loop must wait for that reply */
+    if (redis_uv_command(r, on_last_reply, NULL, "PING") != 0)
         redis_uv_close(r, NULL, NULL);
 }
 

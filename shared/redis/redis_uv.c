@@ -1029,6 +1029,17 @@ void redis_uv_close(redis_uv *cli, redis_uv_close_cb cb, void *ud)
     uvc_release(&cli->closer);
 }
 
+void redis_uv_hold(redis_uv *cli)
+{
+    if (cli == NULL || cli->closing || !cli->opt.weak)
+        return;
+    cli->opt.weak = 0; /* and for a later connection's watcher */
+    uv_ref((uv_handle_t *)&cli->conn_timer);
+    uv_ref((uv_handle_t *)&cli->dl_timer);
+    if (cli->ac != NULL && cli->ac->ev.data != NULL)
+        uv_ref((uv_handle_t *)&((ruv_watch *)cli->ac->ev.data)->poll);
+}
+
 /* ---- commands ---------------------------------------------------------- */
 
 int redis_uv_commandv(redis_uv *cli, redis_uv_cb cb, void *ud, const char *fmt, va_list ap)

@@ -128,6 +128,11 @@ typedef void (*redis_uv_close_cb)(void *ud);
 */
 int redis_uv_open(uv_loop_t *loop, const char *url, const redis_uv_options *opts, redis_uv **out);
 
+/* A weak client (options.weak) keeps its loop alive from now on, like a
+ * plain one: for a last command whose reply must come before the loop ends
+ * (e.g. close once Redis answered). */
+void redis_uv_hold(redis_uv *cli);
+
 /* Closes the client; see "Closing" above. `cb` (may be NULL) runs once
 ** everything is freed. Calling it twice does nothing. */
 void redis_uv_close(redis_uv *cli, redis_uv_close_cb cb, void *ud);

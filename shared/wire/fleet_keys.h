@@ -13,8 +13,9 @@
 **                             memory reach workers in each task's envelope)
 **   mutirao:pool:NAME:stats   hash: submitted, completed, failed,
 **                             dead_lettered (of the failed)
-**   mutirao:pool:NAME:active  hash: worker id -> "COUNT MS" (tasks running on
-**                             that worker, Unix ms of the report); reports
+**   mutirao:pool:NAME:active  hash: worker id -> "COUNT MS INCARNATION" (tasks
+**                             running on that worker, Unix ms of the report,
+**                             the process's random hex tag); reports
 **                             older than FLEET_ACTIVE_STALE_MS are ignored
 **   mutirao:task:ID           the result record (envelope_result); its
 **                             presence means "completed": set once (NX)
@@ -101,30 +102,44 @@
 /* The C constants above, as Lua locals of the scripts. */
 #define FLEET_CONSTANTS_LUA                                                                        \
     "local SEEN_SHARD, POOL_IDLE_TTL = " FLEET_STR(FLEET_SEEN_SHARD) ", " FLEET_STR(               \
-        FLEET_POOL_IDLE_TTL_S) "\n"
+        FLEET_POOL_IDLE_TTL_S) "\n"                                                                \
+                               "local ACTIVE_STALE = " FLEET_STR(FLEET_ACTIVE_STALE_MS) "\n"
 #define FLEET_STR_(x) #x
 #define FLEET_STR(x) FLEET_STR_(x)
 
-#define FLEET_MAX_DELIVERIES 3      /* pool_create's default max_deliveries */
-#define FLEET_DELIVERY_TTL_S 604800 /* a delivery record, after its latest delivery */
-#define FLEET_HISTORY_MAX 10        /* deliveries a record's history keeps (the script's 10) */
+#define FLEET_MAX_DELIVERIES 3           /* pool_create's default max_deliveries */
+#define FLEET_DELIVERY_TTL_S 604800      /* a delivery record, after its latest delivery */
+#define FLEET_DELIVERY_BUSY 999999999999 /* FLEET_DELIVER_LUA: running on a live worker */
+#define FLEET_HISTORY_MAX 10             /* deliveries a record's history keeps (the script's 10) */
 
 /*
 ** Before a worker runs tasks: their delivery records, batched. ARGV[1] now
-** (Unix ms), ARGV[2] worker id, ARGV[3] record TTL s, then per task: id,
-** max_deliveries. Returns one string, the answers separated by commas
-** (one reply object, not one per task), per task: 0 when its outcome is
-** recorded already (its result key or seen bit: do not run it again); -N
-** when N deliveries ran it without an outcome and N >= max_deliveries
-** (dead-letter it; the record is unchanged); else N > 0, this delivery's
-** number, after counting it. A first delivery costs the done() check and a
+** (Unix ms), ARGV[2] this worker process, "ID#INCARNATION" (fleet_worker_tag),
+** ARGV[3] record TTL s, then per task: id, max_deliveries, pool. Returns one
+** string, the answers separated by commas (one reply object, not one per
+** task), per task: 0 when its outcome is recorded already (its result key or
+** seen bit: do not run it again); FLEET_DELIVERY_BUSY when its latest
+** delivery went to another worker process that is still running tasks of
+** the pool (its report in :active, same incarnation, fresher than
+** FLEET_ACTIVE_STALE_MS: the partition moved while the task ran there; ask
+** again later, neither run nor count it); -N when N deliveries ran it
+** without an outcome and N >= max_deliveries (dead-letter it; the record is
+** unchanged); else N > 0, this delivery's number, after counting it. A first delivery costs the
+*done() check and a
 ** SET NX EX; later ones a GET and a SET EX more.
 */
 #define FLEET_DELIVER_LUA                                                                          \
     FLEET_SEEN_LUA                                                                                 \
     "local now, wid, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])\n"                                  \
     "local out = {}\n"                                                                             \
-    "for i = 4, #ARGV, 2 do\n"                                                                     \
+    "local function alive(pool, w, t)\n"                                                           \
+    "  local id, inc = w:match('^(.+)#(%x+)$')\n"                                                  \
+    "  if not id then return false end\n"                                                          \
+    "  local a = redis.call('HGET', 'mutirao:pool:' .. pool .. ':active', id)\n"                   \
+    "  local n, ms, ainc = (a or ''):match('^(%d+) (%d+) (%x+)$')\n"                               \
+    "  return ainc == inc and tonumber(n) > 0 and t - tonumber(ms) < ACTIVE_STALE\n"               \
+    "end\n"                                                                                        \
+    "for i = 4, #ARGV, 3 do\n"                                                                     \
     "  local id = ARGV[i]\n"                                                                       \
     "  local d, e = 'mutirao:delivery:' .. id, wid .. '@' .. now\n"                                \
     "  if done(id) then out[#out+1] = 0\n"                                                         \
@@ -133,18 +148,23 @@
     "  else\n"                                                                                     \
     "    local c, first, h = (redis.call('GET', d) or ''):match('^(%d+) (%d+) %d+ (.*)$')\n"       \
     "    c = tonumber(c) or 0\n"                                                                   \
-    "    if c >= tonumber(ARGV[i+1]) then out[#out+1] = -c\n"                                      \
-    "    else\n"                                                                                   \
-    "      c = c + 1\n"                                                                            \
-    "      if h then h = h .. ' ' .. e else h = e end\n"                                           \
-    "      if c > 10 then h = h:match('[^ ]+ (.*)$') or h end\n"                                   \
-    "      redis.call('SET', d, c .. ' ' .. (first or now) .. ' ' .. now .. ' ' .. h, 'EX', "      \
-    "ttl)\n"                                                                                       \
-    "      out[#out+1] = c\n"                                                                      \
-    "    end\n"                                                                                    \
-    "  end\n"                                                                                      \
-    "end\n"                                                                                        \
-    "return table.concat(out, ',')\n"
+    "    local lw = h and h:match('([^ ]+)@%d+$')\n"                                               \
+    "    if lw and lw ~= wid and alive(ARGV[i+2], lw, tonumber(now)) then\n"                       \
+    "      out[#out+1] = '" FLEET_STR(                                                             \
+        FLEET_DELIVERY_BUSY) "'\n"                                                                 \
+                             "    elseif c >= tonumber(ARGV[i+1]) then out[#out+1] = -c\n"         \
+                             "    else\n"                                                          \
+                             "      c = c + 1\n"                                                   \
+                             "      if h then h = h .. ' ' .. e else h = e end\n"                  \
+                             "      if c > 10 then h = h:match('[^ ]+ (.*)$') or h end\n"          \
+                             "      redis.call('SET', d, c .. ' ' .. (first or now) .. ' ' .. "    \
+                             "now .. ' ' .. h, 'EX', "                                             \
+                             "ttl)\n"                                                              \
+                             "      out[#out+1] = c\n"                                             \
+                             "    end\n"                                                           \
+                             "  end\n"                                                             \
+                             "end\n"                                                               \
+                             "return table.concat(out, ',')\n"
 
 /*
 ** Stores a dead letter for operators. ARGV: now (Unix ms), task id, pool,

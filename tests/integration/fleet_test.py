@@ -871,6 +871,15 @@ assert(g.pool_wait(%(pool)r))
     rc, out, err, _ = run_lua('print(require("goroutine").await(%r))' % uid)
     check(rc == 0 and re.search(r"false\t.*do not match its record", out),
           "await of a tampered result: %d\n%s%s" % (rc, out, err))
+    # a producer whose payload.max_ref_bytes is below the result's size:
+    # the await fails saying so (the notification is not dropped)
+    rc, out, err, _ = run_lua("""
+local g = require("goroutine")
+print("over", g.await(assert(g.pool_submit(%r, function() return string.rep("q", 1600000) end))))
+""" % pool, env={"MUTIRAO_PAYLOAD_MAX_REF_BYTES": "1500000"}, timeout=60)
+    check(rc == 0 and re.search(r"over\tfalse\t.*over this process's payload\.max_ref_bytes "
+                                r"\(1500000\)", out), "result over the producer's limit: %d\n%s%s"
+          % (rc, out[-2000:], err[-2000:]))
     # worker side: an envelope whose payload in Redis is not the one it names
     tid = "tamper%s:1" % UNIQ
     good = b"\x00" * 2048
@@ -888,6 +897,61 @@ assert(g.pool_wait(%(pool)r))
     check(w.p.poll() is None, "the worker died")
     check(w.stop() == 0, "worker exit status")
     print("large values: 4 MiB arguments and 3 MB results on both backends; tampering refused")
+
+
+def case_rebalance_busy():
+    """A worker joining moves partitions whose tasks still run on a live
+    worker: the newcomer neither runs them again nor counts a delivery (with
+    max_deliveries = 1 a count would dead-letter them); each outcome is the
+    first worker's, recorded once."""
+    pool = "busy" + UNIQ
+    n = 8
+    a = Worker("busyA", [pool])
+    a.wait_for(r"consuming")
+    src = """
+local g = require("goroutine")
+assert(g.pool_create(%(pool)r, { workers = %(n)d, max_deliveries = 1 }))
+local ids = {}
+for i = 1, %(n)d do
+  ids[i] = assert(g.pool_submit(%(pool)r, function(k) g.sleep(15000) return k end, i))
+end
+for i = 1, %(n)d do
+  local ok, v = g.await(ids[i])
+  print("await", i, ok, v)
+end
+local s = assert(g.pool_stats(%(pool)r))
+print(string.format("stats completed=%%d failed=%%d dead=%%d", s.fleet_completed,
+  s.fleet_failed, s.fleet_dead_lettered or 0))
+""" % {"pool": pool, "n": n}
+    path = os.path.join(TMP, "busy.lua")
+    with open(path, "w") as f:
+        f.write(src)
+    p = subprocess.Popen([os.path.join(BIN, "mutirao"), "run", "--fleet", path],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=ENV, cwd=TMP)
+    end = time.time() + 60
+    while time.time() < end and a.text().count("attempt 1 received") < n:
+        time.sleep(0.05)
+    time.sleep(1.0)  # they run on A now
+    b = Worker("busyB", [pool])
+    try:
+        out, err = p.communicate(timeout=90)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate()
+        fail("the run did not end:\n%s\n%s" % (out, err))
+    check(p.returncode == 0, "run: %d\n%s%s" % (p.returncode, out, err))
+    for i in range(1, n + 1):
+        check("await\t%d\ttrue\t%d" % (i, i) in out, "task %d:\n%s%s" % (i, out, err))
+    check("stats completed=%d failed=0 dead=0" % n in out, "counts:\n" + out)
+    moved = b.text().count("still running on another live worker")
+    check("dead-letter" not in b.text() + a.text(), "a task was dead-lettered")
+    runs_b = len(re.findall(r"task=\S+ attempt 1 received", b.text()))
+    check(b.text().count(" assigned ") >= 1, "B was given no partition")
+    check(moved >= 1, "B was handed no running task (the case proves nothing):\n" + b.text()[-3000:])
+    print("rebalance: B received %d of the running tasks, said busy %d time(s), ran none twice"
+          % (runs_b, moved))
+    check(a.stop() == 0 and b.stop() == 0, "worker exit status")
 
 
 def case_semantics():
@@ -1789,7 +1853,7 @@ def case_dlq():
     src = """
 local g = require("goroutine")
 assert(g.pool_create(%(pool)r, { workers = 2, max_deliveries = 1 }))
-local function crash_unless(flag)
+local function crash_unless(flag, pad)
     if not io.open(flag) then
         os.execute("kill -SEGV $PPID") -- its worker dies, as on a segfault
         g.sleep(10000)
@@ -1798,7 +1862,9 @@ local function crash_unless(flag)
 end
 local ids = {}
 for i, flag in ipairs({%(f1)r, %(f2)r}) do
-    ids[i] = assert(g.pool_submit(%(pool)r, crash_unless, flag))
+    -- the second's arguments (2 MB) are kept in Redis by reference
+    ids[i] = assert(g.pool_submit(%(pool)r, crash_unless, flag,
+        i == 2 and string.rep("p", 2 * 1024 * 1024) or nil))
     print("id" .. i, ids[i])
 end
 for i = 1, 2 do print("await" .. i, g.await(ids[i])) end
@@ -1858,6 +1924,11 @@ print("retried:", g.await(%r))
     rc, out, err, _ = run([mutirao, "dlq", "retry", pool, ids[0]])
     check(rc == 1 and "no dead letter %s in pool %s" % (ids[0], pool) in err,
           "retry of a task no longer dead: %d\n%s%s" % (rc, out, err))
+    # the other's arguments went with its awaited failure: it cannot run
+    # again, and retry says so instead of losing it
+    rc, out, err, _ = run([mutirao, "dlq", "retry", pool, ids[1]])
+    check(rc == 1 and "kept in Redis by reference) are gone" in err,
+          "retry without its arguments: %d\n%s%s" % (rc, out, err))
     rc, out, err, _ = run([mutirao, "dlq", "drop", pool, "--all"])
     check(rc == 0 and ("dropped %s" % ids[1]) in out, "dlq drop --all: %d\n%s%s" % (rc, out, err))
     rc, out, err, _ = run([mutirao, "dlq", "list", pool])
@@ -1936,7 +2007,7 @@ print(string.format("stats fleet_completed=%%d fleet_failed=%%d", s.fleet_comple
 CASES = {"examples": case_examples, "await_wg": case_await_wg, "two_workers": case_two_workers,
          "sigkill": case_sigkill, "errors": case_errors, "libmutirao": case_libmutirao,
          "two_clients": case_two_clients, "stock_lua": case_stock_lua,
-         "lingering": case_lingering, "retention": case_retention, "large_values": case_large_values, "os_exit": case_os_exit,
+         "lingering": case_lingering, "retention": case_retention, "rebalance_busy": case_rebalance_busy, "large_values": case_large_values, "os_exit": case_os_exit,
          "semantics": case_semantics, "valgrind": case_valgrind, "poison": case_poison,
          "redelivered": case_redelivered, "newer_envelope": case_newer_envelope,
          "dlq": case_dlq, "revoked": case_revoked, "timeout": case_timeout, "deadline": case_deadline,
