@@ -33,6 +33,7 @@
 #define RETRY_MAX_MS 5000
 #define REPORT_MS 1000
 #define COMPLETE_BATCH 256 /* completions per script call */
+#define HEARTBEAT_MS 500   /* Kafka group heartbeats: see worker_start */
 
 typedef struct wpool wpool;
 typedef struct wtask wtask;
@@ -117,6 +118,9 @@ struct worker {
     long inflight;    /* over all pools */
     int stopping;     /* worker_stop called: fetch nothing more */
     uv_timer_t drain; /* bounds the drain */
+    int calls;        /* completion calls in flight sent before the stop */
+    int left;         /* the consumer is closed: this worker left the group */
+    uv_timer_t leave; /* bounds the wait for those calls before leaving */
     void (*done)(void *ud);
     void *done_ud;
     int closed;
@@ -328,6 +332,7 @@ static void task_settled(wtask *t, int recorded)
 /* A completion script call for a batch of tasks. */
 typedef struct batch {
     worker *w;
+    int counted; /* in w->calls */
     int n;
     wtask *t[];
 } batch;
@@ -385,6 +390,21 @@ static void on_completed(redis_uv *cli, int status, const redisReply *reply, con
     free(b);
 }
 
+static void call_answered(worker *w);
+
+/* on_completed, then the stop path learns that a call sent before the stop
+ * has its answer (see leave_when_answered). */
+static void on_batch_reply(redis_uv *cli, int status, const redisReply *reply, const char *err,
+                           void *ud)
+{
+    batch *b = ud;
+    worker *w = b->w;
+    int counted = b->counted;
+    on_completed(cli, status, reply, err, ud);
+    if (counted)
+        call_answered(w);
+}
+
 /* One FLEET_COMPLETE_LUA call for n tasks. */
 static void send_batch(worker *w, wtask **ts, int n)
 {
@@ -404,6 +424,7 @@ static void send_batch(worker *w, wtask **ts, int n)
     }
     b->w = w;
     b->n = n;
+    b->counted = !w->stopping;
     char ttl[16], nttl[16];
     snprintf(ttl, sizeof ttl, "%d", w->cfg->result_ttl_s);
     snprintf(nttl, sizeof nttl, "%d", FLEET_NOTIFY_TTL_S);
@@ -419,9 +440,11 @@ static void send_batch(worker *w, wtask **ts, int n)
             lens[k++] = ts[i]->argvlen[j];
         }
     }
-    int rc = redis_uv_eval(w->r, on_completed, b, w->complete_script, 0, argc, argv, lens);
+    int rc = redis_uv_eval(w->r, on_batch_reply, b, w->complete_script, 0, argc, argv, lens);
     free(argv);
     free(lens);
+    if (rc == 0 && b->counted)
+        w->calls++;
     if (rc != 0) {
         free(b);
         for (int i = 0; i < n; i++)
@@ -922,9 +945,11 @@ static void drop_revoked(worker *w, const char *topic, int32_t partition)
     }
 }
 
-/* Gives up the tasks still queued (the worker stops): they run again. */
-static void drop_queued(worker *w)
+/* Gives up the tasks still queued (the worker stops): they run again.
+ * Returns how many. */
+static long drop_queued(worker *w)
 {
+    long n = 0;
     for (wpool *p = w->pools; p; p = p->next)
         while (p->qhead) {
             wtask *t = p->qhead;
@@ -932,7 +957,9 @@ static void drop_queued(worker *w)
             if (!p->qhead)
                 p->qtail = NULL;
             task_settled(t, 0);
+            n++;
         }
+    return n;
 }
 
 static void on_message(void *ud, const kuv_message *m)
@@ -949,6 +976,8 @@ static void on_message(void *ud, const kuv_message *m)
         wlog(WLOG_ERROR, "topic %s: cannot track its pool (out of memory)", m->topic);
         return; /* not marked done: it runs again after a restart */
     }
+    if (w->stopping)
+        return; /* fetched before the stop: not done, it runs elsewhere */
     int64_t stop;
     if (held_at(p, m->partition, &stop) && m->offset >= stop)
         return; /* behind a message this worker cannot read: left as it is */
@@ -1061,11 +1090,27 @@ static void on_message(void *ud, const kuv_message *m)
     maybe_pause(w, p, m->partition);
 }
 
+/* A partition assigned afresh is not paused (kafka_uv.h): forget it among
+ * the pool's paused ones, so that maybe_pause can pause it again. */
+static void forget_paused(worker *w, const kuv_partition *parts, size_t n)
+{
+    for (wpool *p = w->pools; p; p = p->next)
+        for (size_t k = 0; k < n; k++)
+            if (!strcmp(p->topic, parts[k].topic))
+                for (int i = 0; i < p->npaused; i++)
+                    if (p->paused[i] == parts[k].partition) {
+                        p->paused[i] = p->paused[--p->npaused];
+                        break;
+                    }
+}
+
 static void on_rebalance(void *ud, int assigned, const kuv_partition *parts, size_t n)
 {
     worker *w = ud;
     if (n == 0)
         return;
+    if (assigned)
+        forget_paused(w, parts, n);
     wlog(WLOG_INFO, "%s %zu partition(s), e.g. %s[%d]", assigned ? "assigned" : "revoked", n,
          parts[0].topic, (int)parts[0].partition);
     if (!assigned)
@@ -1240,7 +1285,11 @@ worker *worker_start(sched *s, const config *cfg, char *err, size_t errlen)
     kuv_consumer_opts o;
     kuv_consumer_opts_default(&o);
     o.session_timeout_ms = cfg->kafka_session_timeout_ms;
-    o.heartbeat_interval_ms = cfg->kafka_session_timeout_ms / 3;
+    /* the other members learn from a heartbeat that one left (or joined):
+     * every HEARTBEAT_MS (at most a third of the session), so a stopped
+     * worker's partitions move within about that */
+    int hb = cfg->kafka_session_timeout_ms / 3;
+    o.heartbeat_interval_ms = hb < HEARTBEAT_MS ? hb : HEARTBEAT_MS;
     o.error_cb = on_kafka_error;
     /* a partition resumed after a pause is fetched in the next fetch
      * request: keep the broker's long poll short */
@@ -1257,8 +1306,8 @@ worker *worker_start(sched *s, const config *cfg, char *err, size_t errlen)
     o.conf = conf;
     o.errbuf = err;
     o.errlen = errlen;
-    w->c = kuv_consumer_new(s->loop, cfg->kafka_brokers, FLEET_GROUP, &o, on_message, on_rebalance,
-                            w, &rc);
+    w->c = kuv_consumer_new(s->loop, cfg->kafka_brokers, cfg->worker_group, &o, on_message,
+                            on_rebalance, w, &rc);
     if (!w->c) {
         deliveries_close(w->dv);
         deadletters_close(w->dl);
@@ -1313,6 +1362,8 @@ worker *worker_start(sched *s, const config *cfg, char *err, size_t errlen)
     uv_timer_start(&w->report, on_report_tick, REPORT_MS, REPORT_MS);
     uv_timer_init(s->loop, &w->drain);
     w->drain.data = w;
+    uv_timer_init(s->loop, &w->leave);
+    w->leave.data = w;
     uv_check_init(s->loop, &w->flush);
     w->flush.data = w;
     uv_check_start(&w->flush, on_flush);
@@ -1348,6 +1399,76 @@ static void on_worker_closed(uv_handle_t *h)
         done(ud);
 }
 
+/* ---- the stop ----
+ *
+ * worker_stop: fetch nothing more (pause), give the tasks not started back
+ * (taken out of the pools' queues and executors unrun; their offsets stay
+ * uncommitted, so they run on the workers that get the partitions; tasks
+ * already asking their delivery record count as running), then leave the
+ * group as soon as the completion calls already sent have their answers
+ * (their offsets commit first): kuv_consumer_close commits the finished
+ * prefixes and leaves, so the partitions move now. The running tasks
+ * finish meanwhile (up to the drain timeout) and are recorded; their
+ * offsets are no longer this worker's to commit, so they may be delivered
+ * again elsewhere: the delivery record or the completion script sees that
+ * their outcome is recorded, so it is recorded and counted once. */
+
+#define LEAVE_WAIT_MS 500 /* at most this long for the answers before leaving */
+
+static void leave_group(worker *w)
+{
+    if (w->left)
+        return;
+    w->left = 1;
+    uv_timer_stop(&w->leave);
+    if (!w->c)
+        return;
+    kuv_consumer_close(w->c);
+    w->c = NULL;
+    wlog(WLOG_INFO, "left the group; %ld task(s) still running here", w->inflight);
+}
+
+static void call_answered(worker *w)
+{
+    if (--w->calls == 0 && w->stopping)
+        leave_group(w);
+}
+
+static void on_leave_timeout(uv_timer_t *h)
+{
+    leave_group(h->data);
+}
+
+static void leave_when_answered(worker *w)
+{
+    if (w->calls == 0)
+        leave_group(w);
+    else
+        uv_timer_start(&w->leave, on_leave_timeout, LEAVE_WAIT_MS, 0);
+}
+
+/* Gives back the tasks not started: those waiting in the pools' queues for
+ * a slot (drop_queued) and any queued in the executors (a pool whose
+ * `workers` went down): none runs here, none is recorded or marked done.
+ * Returns how many. */
+static long give_back(worker *w)
+{
+    long total = drop_queued(w);
+    for (wpool *p = w->pools; p; p = p->next) {
+        int n = 0;
+        ex_task *x = executor_take_queued(p->ex, &n);
+        while (x) {
+            ex_task *next = x->next;
+            wtask *t = (wtask *)((char *)x - offsetof(wtask, run));
+            slot_free(t);
+            task_settled(t, 0);
+            x = next;
+        }
+        total += n;
+    }
+    return total;
+}
+
 static void finish_stop(worker *w)
 {
     if (w->closed)
@@ -1356,8 +1477,7 @@ static void finish_stop(worker *w)
     uv_timer_stop(&w->drain);
     on_report(&w->report); /* running counts to 0 */
     flush_completions(w);
-    kuv_consumer_close(w->c);
-    w->c = NULL;
+    leave_group(w);
     /* tasks still waiting for their delivery record or their dead letter
      * are given up (they are delivered again) */
     drop_queued(w);
@@ -1365,7 +1485,8 @@ static void finish_stop(worker *w)
     deadletters_close(w->dl);
     retries_close(w->rq);
     redis_uv_close(w->r, NULL, NULL);
-    w->nclosing = 4;
+    w->nclosing = 5;
+    uv_close((uv_handle_t *)&w->leave, on_worker_closed);
     uv_close((uv_handle_t *)&w->ping_timer, on_worker_closed);
     uv_close((uv_handle_t *)&w->report, on_worker_closed);
     uv_close((uv_handle_t *)&w->flush, on_worker_closed);
@@ -1390,15 +1511,19 @@ void worker_stop(worker *w, int drain_ms, void (*done)(void *ud), void *ud)
 {
     if (w->stopping)
         return;
+    flush_completions(w); /* sent before the stop: answered before leaving */
     w->stopping = 1;
     w->done = done;
     w->done_ud = ud;
     if (w->c)
         kuv_pause(w->c, NULL, 0);
-    wlog(WLOG_INFO, "stopping: %ld task(s) running", w->inflight);
+    long back = give_back(w);
+    wlog(WLOG_INFO, "stopping: gave back %ld queued task(s); %ld running or being recorded", back,
+         w->inflight);
     if (w->inflight == 0) {
         finish_stop(w);
         return;
     }
     uv_timer_start(&w->drain, on_drain_timeout, (uint64_t)drain_ms, 0);
+    leave_when_answered(w);
 }

@@ -1,6 +1,8 @@
 /* main.c: the `mutirao-worker` command: configuration, the VM threads that
  * run fleet tasks, the consumer (consumer.c) and a clean stop on SIGTERM or
- * SIGINT (running tasks finish and are recorded, then the offsets commit).
+ * SIGINT (the tasks not started go back to Kafka, the worker leaves the
+ * group, the running ones finish and are recorded; a second signal exits at
+ * once).
  *
  * With no arguments it serves every pool (topics matching topic.prefix,
  * including pools created after it started); --pools restricts it. */
@@ -31,9 +33,9 @@
 static const char usage_text[] =
     "usage: mutirao-worker [options]\n"
     "\n"
-    "Runs the tasks of fleet pools: consumes their Kafka topics (group\n"
-    "mutirao.workers), runs each task as a goroutine on this process's VM threads and\n"
-    "records its outcome in Redis.\n"
+    "Runs the tasks of fleet pools: consumes their Kafka topics (consumer group\n"
+    "worker.group, default mutirao.workers), runs each task as a goroutine on this\n"
+    "process's VM threads and records its outcome in Redis.\n"
     "\n"
     "options:\n"
     "  --pools A,B          serve only these pools (default: every pool, also\n"
@@ -43,7 +45,8 @@ static const char usage_text[] =
     "  --procs N            VM threads running tasks (default: cores; also\n"
     "                       MUTIRAO_PROCS)\n"
     "  --id ID              this worker's id in Redis and logs (default HOST-PID)\n"
-    "  --drain-timeout S    on SIGTERM, wait this long for running tasks (default 30)\n"
+    "  --drain-timeout S    on SIGTERM or SIGINT, wait this long for running tasks\n"
+    "                       (default 30; the tasks not started go back at once)\n"
     "  --log-level LEVEL    debug, info, warn or error (default info)\n"
     "  --version, --help\n"
     "\n"
@@ -111,12 +114,18 @@ static void on_stopped(void *ud)
     sched_unhold(a->s);
 }
 
+/* The first SIGTERM or SIGINT stops gracefully (worker_stop); a second one
+ * exits at once, with 128 + its number: the tasks still running here are
+ * not recorded and run again on the workers that get their partitions. */
 static void on_signal(uv_signal_t *h, int signum)
 {
     app *a = h->data;
     if (a->signals++ > 0) {
-        wlog(WLOG_WARN, "second signal: exiting now; unfinished tasks will run again elsewhere");
-        exit(1);
+        wlog(WLOG_WARN,
+             "second signal (%s): exiting now; unfinished tasks will run again elsewhere",
+             signum == SIGTERM ? "SIGTERM" : "SIGINT");
+        fflush(stdout);
+        _exit(128 + signum); /* not exit(): the VM threads still run */
     }
     wlog(WLOG_INFO, "%s received", signum == SIGTERM ? "SIGTERM" : "SIGINT");
     worker_stop(a->w, a->drain_ms, on_stopped, a);

@@ -1,6 +1,6 @@
 /* worker.h: one mutirao-worker process's consumer (worker/consumer.c).
  *
- * Runs on the main VM's loop: a Kafka consumer in group mutirao.workers
+ * Runs on the main VM's loop: a Kafka consumer in group worker.group
  * reads task envelopes from the pools' topics, hands each to the pool's
  * executor (lua/pool/executor.h: run these bytes on the process's VM
  * threads, call back with the outcome), and when a task ends
@@ -19,8 +19,11 @@ typedef struct worker worker;
 /* Starts consuming. cfg must outlive the worker. NULL with a message in err
  * on failure. */
 worker *worker_start(sched *s, const config *cfg, char *err, size_t errlen);
-/* Stops fetching, lets running tasks finish and record (up to drain_ms),
- * commits, leaves the group, closes; done(ud) runs on the loop at the end. */
+/* Stops fetching, gives the tasks not started back (taken out of the
+ * executors, never run or recorded here: they run on the workers that get
+ * their partitions), commits the recorded offsets and leaves the group at
+ * once, lets the running tasks finish and record (up to drain_ms), closes;
+ * done(ud) runs on the loop at the end. */
 void worker_stop(worker *w, int drain_ms, void (*done)(void *ud), void *ud);
 
 #endif

@@ -267,6 +267,47 @@ void executor_stats(executor *ex, ex_stats *o)
     pthread_mutex_unlock(&ex->mu);
 }
 
+/* Who to tell after the queue or the running count shrank. */
+typedef struct wake {
+    port **rw, **iw;
+    int nr, ni;
+    int drained;
+} wake;
+
+/* Takes the watchers due now off ex. ex->mu held. */
+static void wake_collect(executor *ex, wake *k)
+{
+    memset(k, 0, sizeof *k);
+    /* wake blocked submitters once a quarter of the queue is free, not at
+     * every completion */
+    int q = ex->qmax > 0 ? ex->qmax : 0;
+    if (ex->nroom &&
+        (ex->closed || ex->running < ex->limit || ex->queued <= q - (q / 4 > 1 ? q / 4 : 1))) {
+        k->rw = ex->room_w;
+        k->nr = ex->nroom;
+        ex->room_w = NULL;
+        ex->nroom = ex->caproom = 0;
+    }
+    k->drained = ex->closed && ex->running == 0 && ex->queued == 0;
+    if (ex->nidle && ex->running == 0 && ex->queued == 0) {
+        k->iw = ex->idle_w;
+        k->ni = ex->nidle;
+        ex->idle_w = NULL;
+        ex->nidle = ex->capidle = 0;
+    }
+}
+
+/* Tells them. ex->mu not held. */
+static void wake_send(executor *ex, wake *k)
+{
+    if (k->nr)
+        notify(ex, k->rw, k->nr);
+    if (k->ni)
+        notify(ex, k->iw, k->ni);
+    if (k->drained && ex->hooks.drained)
+        ex->hooks.drained(ex->hooks.ud);
+}
+
 static void on_done(sched *s, xmsg *m);
 
 /* The task ended on its VM (or could not run): counters, the next queued
@@ -274,8 +315,6 @@ static void on_done(sched *s, xmsg *m);
 static void task_complete(ex_task *t)
 {
     executor *ex = t->ex;
-    port **rw = NULL, **iw = NULL;
-    int nr = 0, ni = 0;
     if (t->vm)
         atomic_fetch_sub_explicit(&t->vm->load, 1, memory_order_relaxed);
     pthread_mutex_lock(&ex->mu);
@@ -286,36 +325,47 @@ static void task_complete(ex_task *t)
         ex->failed++;
     ex_task *undelivered = NULL;
     run_queued(ex, &undelivered);
-    /* wake blocked submitters once a quarter of the queue is free, not at
-     * every completion */
-    int q = ex->qmax > 0 ? ex->qmax : 0;
-    if (ex->nroom &&
-        (ex->closed || ex->running < ex->limit || ex->queued <= q - (q / 4 > 1 ? q / 4 : 1))) {
-        rw = ex->room_w;
-        nr = ex->nroom;
-        ex->room_w = NULL;
-        ex->nroom = ex->caproom = 0;
-    }
-    int drained = ex->closed && ex->running == 0 && ex->queued == 0;
-    if (ex->nidle && ex->running == 0 && ex->queued == 0) {
-        iw = ex->idle_w;
-        ni = ex->nidle;
-        ex->idle_w = NULL;
-        ex->nidle = ex->capidle = 0;
-    }
+    wake k;
+    wake_collect(ex, &k);
     pthread_mutex_unlock(&ex->mu);
     t->ex = NULL;
     t->msg.fn = on_done;
     if (port_post(t->owner, &t->msg) != 0)
         t->done(NULL, t); /* the owner's VM is gone */
-    if (nr)
-        notify(ex, rw, nr);
-    if (ni)
-        notify(ex, iw, ni);
+    int drained = k.drained;
+    k.drained = 0; /* after the undelivered ones, as before */
+    wake_send(ex, &k);
     fail_undelivered(undelivered);
     if (drained && ex->hooks.drained)
         ex->hooks.drained(ex->hooks.ud);
     executor_unref(ex);
+}
+
+ex_task *executor_take_queued(executor *ex, int *n)
+{
+    pthread_mutex_lock(&ex->mu);
+    ex_task *list = ex->qhead;
+    int count = ex->queued;
+    ex->qhead = ex->qtail = NULL;
+    ex->queued = 0;
+    ex->submitted -= count;
+    wake k = {0};
+    if (count)
+        wake_collect(ex, &k);
+    pthread_mutex_unlock(&ex->mu);
+    if (n)
+        *n = count;
+    if (!count)
+        return NULL;
+    /* what executor_submit took: the owner and executor references */
+    for (ex_task *t = list; t; t = t->next) {
+        port_unref(t->owner);
+        t->owner = NULL;
+        t->ex = NULL;
+        executor_unref(ex); /* never the last: the caller holds one */
+    }
+    wake_send(ex, &k);
+    return list;
 }
 
 static void on_done(sched *s, xmsg *m)

@@ -116,6 +116,15 @@ int executor_submit(executor *ex, ex_task *t, sched *owner, int qmax, port *watc
 /* Stops taking tasks; queued and running ones still run. Tells the
  * watchers. */
 void executor_close(executor *ex);
+/* Takes back the queued tasks (those not sent to a VM yet): none of them
+ * runs, their done callback never fires, and the counters forget them
+ * (submitted goes down by as many). Each is the caller's again, as if never
+ * submitted (it may submit it again, or free it). Returns them in queue
+ * order, linked through their `next`, NULL when none was queued; *n (may be
+ * NULL) gets how many. Running tasks go on. Tells the watchers as if those
+ * tasks had ended: room freed up, idle when nothing runs (and a closed
+ * executor's drained hook then runs, on this thread). */
+ex_task *executor_take_queued(executor *ex, int *n);
 /* Counts; *closed may be NULL. Returns 1 when nothing runs or is queued. */
 int executor_counts(executor *ex, int *running, int *queued, int *closed);
 /* 1 if idle now; else watcher is told when it is. */

@@ -774,6 +774,11 @@ static void rebalance(kuv_consumer *c, rd_kafka_resp_err_t e, rd_kafka_topic_par
                 if (q)
                     q->paused = 1;
             }
+        } else {
+            /* librdkafka keeps a partition paused across its revocation and
+             * a later assignment: one paused here, moved away and given back
+             * would never be fetched again. A fresh assignment is not paused. */
+            rd_kafka_resume_partitions(c->rk, l);
         }
         call_user_rebalance(c, 1, l);
         return;

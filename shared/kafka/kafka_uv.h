@@ -190,7 +190,9 @@ int kuv_subscribe(kuv_consumer *c, const char *const *patterns, size_t n);
 ** partition; topic NULL means every assigned partition, and then also the
 ** partitions assigned later until kuv_resume(c, NULL, 0). Messages already
 ** handed out stay handed out; a resumed partition continues after the last
-** message handed out. KUV_ENOTASSIGNED for a partition not assigned.
+** message handed out. KUV_ENOTASSIGNED for a partition not assigned. A
+** partition's pause ends with its assignment: revoked and assigned again,
+** it is fetched (from the committed offset) unless everything is paused.
 */
 int kuv_pause(kuv_consumer *c, const char *topic, int32_t partition);
 int kuv_resume(kuv_consumer *c, const char *topic, int32_t partition);

@@ -15,6 +15,7 @@
 
 #include "config.h"
 #include "envelope.h"
+#include "fleet_keys.h"
 
 extern char **environ;
 
@@ -79,6 +80,17 @@ static int check_topic(const char *v, char *why, size_t whylen)
         snprintf(why, whylen, "a Kafka topic name (1 to %d bytes of A-Z a-z 0-9 . _ -) expected",
                  CONFIG_TOPIC_MAX);
     return bad ? -1 : 0;
+}
+
+/* A consumer group id: the characters of a topic name (safe in logs and
+ * Kafka's tools alike). */
+static int check_group(const char *v, char *why, size_t whylen)
+{
+    if (check_topic(v, why, whylen) == 0)
+        return 0;
+    snprintf(why, whylen, "a Kafka consumer group id (1 to %d bytes of A-Z a-z 0-9 . _ -) expected",
+             CONFIG_TOPIC_MAX);
+    return -1;
 }
 
 static int check_pool(const char *v, char *why, size_t whylen)
@@ -151,6 +163,9 @@ static const key keys[CONFIG_NKEYS] = {
      0},
     {"payload.max_ref_bytes", "MUTIRAO_PAYLOAD_MAX_REF_BYTES", T_INT, OFF(payload_max_ref_bytes), 0,
      536870912, "67108864", NULL, 0},
+    /* FLEET_GROUP (fleet_keys.h): the one group of workers unless configured */
+    {"worker.group", "MUTIRAO_WORKER_GROUP", T_STR, OFF(worker_group), 0, 0, FLEET_GROUP,
+     check_group, 0},
 };
 
 /* Most items of a worker.pools list. */

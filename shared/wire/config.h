@@ -37,7 +37,7 @@ const char *config_strerror(int err);
 const char *config_errname(int err);
 
 /* Number of keys (see config/mutirao.conf for the list). */
-#define CONFIG_NKEYS 16
+#define CONFIG_NKEYS 17
 /* Longest origin kept per key ("config/mutirao.conf:7", "MUTIRAO_FLEET"). */
 #define CONFIG_ORIGIN_MAX 160
 /* Longest Kafka topic name. */
@@ -72,6 +72,7 @@ typedef struct config {
     char *producer_id;            /* producer.id: "" until config_derive_ids */
     char *worker_id;              /* worker.id: "" until config_derive_ids */
     char *topic_dead;             /* topic.dead: where workers put dead letters */
+    char *worker_group;           /* worker.group: the workers' Kafka consumer group */
     char *path;                   /* the file config_load read, "" if none */
     char origin[CONFIG_NKEYS][CONFIG_ORIGIN_MAX]; /* where each key's value came from */
 } config;

@@ -13,3 +13,10 @@ add_executable(test-memlimit ${CMAKE_CURRENT_LIST_DIR}/test-memlimit.c)
 target_link_libraries(test-memlimit PRIVATE mutirao_runtime PkgConfig::LUA)
 add_test(NAME c.test-memlimit COMMAND test-memlimit)
 set_tests_properties(c.test-memlimit PROPERTIES LABELS c TIMEOUT 60)
+
+# The executor from C: executor_take_queued (the queued tasks given back,
+# none run) and the drained hook.
+add_executable(test-executor ${CMAKE_CURRENT_LIST_DIR}/test-executor.c)
+target_link_libraries(test-executor PRIVATE mutirao_runtime PkgConfig::LUA)
+add_test(NAME c.test-executor COMMAND test-executor)
+set_tests_properties(c.test-executor PROPERTIES LABELS c TIMEOUT 60)

@@ -86,6 +86,14 @@ static int test_defaults(void)
     ASSERT_EQ(config_set(&c, "worker.pools", "a,dead", "test", derr, sizeof derr), 0);
     ASSERT_EQ(config_check_dead_topic(&c, derr, sizeof derr), CONFIG_EVALUE);
     ASSERT_EQ(config_set(&c, "topic.dead", "bad topic", "test", derr, sizeof derr), CONFIG_EVALUE);
+    /* the workers' consumer group */
+    ASSERT_STR_EQ(c.worker_group, "mutirao.workers");
+    ASSERT_EQ(config_set(&c, "worker.group", "fleet-b.workers", "test", derr, sizeof derr), 0);
+    ASSERT_STR_EQ(c.worker_group, "fleet-b.workers");
+    ASSERT_EQ(config_set(&c, "worker.group", "no spaces", "test", derr, sizeof derr),
+              CONFIG_EVALUE);
+    ASSERT_CONTAINS(derr, "consumer group id");
+    ASSERT_EQ(config_set(&c, "worker.group", "", "test", derr, sizeof derr), CONFIG_EVALUE);
     config_free(&c);
     ASSERT_EQ(config_init(&c), 0);
     ASSERT_STR_EQ(c.path, "");

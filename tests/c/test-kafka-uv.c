@@ -205,6 +205,7 @@ typedef struct cstate {
     rec msgs[MAXMSG];
     int n;
     int assigned, revoked; /* rebalance callbacks */
+    int assigned_to[4];    /* assignments of each partition */
     int auto_done;         /* kuv_done each message right away */
     int commits_ok;
     int64_t last_commit[4]; /* per partition of the committed topic */
@@ -240,6 +241,9 @@ static void rebalance_cb(void *ud, int assigned, const kuv_partition *parts, siz
     for (size_t i = 0; i < n; i++)
         fprintf(stderr, "  %s %s [%d]\n", assigned ? "assigned" : "revoked", parts[i].topic,
                 parts[i].partition);
+    for (size_t i = 0; i < n; i++)
+        if (assigned && parts[i].partition >= 0 && parts[i].partition < 4)
+            s->assigned_to[parts[i].partition]++;
     if (assigned)
         s->assigned++;
     else
@@ -259,14 +263,15 @@ static void commit_cb(void *ud, int err, const char *topic, int32_t partition, i
     }
 }
 
-static kuv_consumer *consumer(const char *bs, const char *group, cstate *s, int commit_ms)
+static kuv_consumer *consumer_conf(const char *bs, const char *group, cstate *s, int commit_ms,
+                                   const char *const *conf)
 {
     kuv_consumer_opts o;
     char ebuf[256] = "";
     kuv_consumer_opts_default(&o);
     o.commit_interval_ms = commit_ms;
     o.commit_cb = commit_cb;
-    o.conf = quiet_conf;
+    o.conf = conf;
     o.errbuf = ebuf;
     o.errlen = sizeof ebuf;
     int err = 1;
@@ -279,6 +284,11 @@ static kuv_consumer *consumer(const char *bs, const char *group, cstate *s, int 
     ASSERT_EQ(err, 0);
     s->c = c;
     return c;
+}
+
+static kuv_consumer *consumer(const char *bs, const char *group, cstate *s, int commit_ms)
+{
+    return consumer_conf(bs, group, s, commit_ms, quiet_conf);
 }
 
 static void close_consumer(cstate *s)
@@ -887,6 +897,64 @@ static int test_pause(void)
     return 0;
 }
 
+/* A paused partition moved to another consumer and given back is fetched
+ * again; the one that stayed keeps its pause. (librdkafka keeps a
+ * partition's pause across its revocation and a later assignment.) */
+static int test_pause_rebalance(void)
+{
+    static const char *const coop_conf[] = {"log_level", "3", "partition.assignment.strategy",
+                                            "cooperative-sticky", NULL};
+    mock m;
+    mock_start(&m);
+    mock_topic(&m, "pr.t", 2);
+    ticker_start();
+    kuv_producer *p = producer(m.bs, 10000);
+    static cstate s1, s2;
+    memset(&s1, 0, sizeof s1);
+    memset(&s2, 0, sizeof s2);
+    s1.auto_done = s2.auto_done = 1;
+    kuv_consumer *c1 = consumer_conf(m.bs, "g.pr", &s1, 100, coop_conf);
+    const char *pats[] = {"pr.t"};
+    ASSERT_EQ(kuv_subscribe(c1, pats, 1), 0);
+    dr_stats ds = {0};
+    produce_n(p, "pr.t", 10, &ds);
+    ASSERT(wait_count(&s1.n, 10, 30000));
+    run_for(500); /* their offsets commit */
+    ASSERT_EQ(kuv_pause(c1, "pr.t", 0), 0);
+    ASSERT_EQ(kuv_pause(c1, "pr.t", 1), 0);
+
+    /* a second consumer takes one partition, then leaves: it comes back */
+    int a1 = s1.assigned;
+    consumer_conf(m.bs, "g.pr", &s2, 100, coop_conf);
+    ASSERT_EQ(kuv_subscribe(s2.c, pats, 1), 0);
+    ASSERT(wait_count(&s2.assigned, 1, 30000));
+    int moved = s2.assigned_to[0] ? 0 : 1, kept = 1 - moved;
+    close_consumer(&s2);
+    ASSERT(wait_count(&s1.assigned, a1 + 1, 30000));
+    ASSERT_EQ(s1.assigned_to[moved], 2);
+    ASSERT_EQ(s1.assigned_to[kept], 1);
+
+    int had_moved = count_partition(&s1, moved), had_kept = count_partition(&s1, kept);
+    int pm = ds.per_partition[moved], pk = ds.per_partition[kept];
+    produce_n(p, "pr.t", 20, &ds);
+    ASSERT(wait_count(&ds.ok, 30, 10000));
+    int new_moved = ds.per_partition[moved] - pm, new_kept = ds.per_partition[kept] - pk;
+    ASSERT(new_moved > 0 && new_kept > 0);
+    ASSERT(wait_count(&s1.n, s1.n + new_moved, 10000));
+    run_for(1000);
+    ASSERT_EQ(count_partition(&s1, moved), had_moved + new_moved);
+    ASSERT_EQ(count_partition(&s1, kept), had_kept);
+    ASSERT_EQ(kuv_resume(c1, "pr.t", kept), 0);
+    ASSERT(wait_count(&s1.n, 30, 10000));
+    ASSERT_EQ(count_partition(&s1, kept), had_kept + new_kept);
+    fprintf(stderr, "pause_rebalance: partition %d fetched again once given back\n", moved);
+    kuv_producer_close(p, 1000);
+    close_consumer(&s1);
+    finish_loop();
+    mock_stop(&m);
+    return 0;
+}
+
 /* ================================================================ */
 /* a broker taken down                                              */
 /* ================================================================ */
@@ -1229,6 +1297,7 @@ static const struct {
     {"consume", test_consume},
     {"commit", test_commit},
     {"pause", test_pause},
+    {"pause_rebalance", test_pause_rebalance},
     {"broker_down", test_broker_down},
     {"close_inflight", test_close_inflight},
     {"real", test_real},

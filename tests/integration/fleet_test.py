@@ -7,9 +7,12 @@ addresses come from MUTIRAO_TEST_KAFKA_BROKERS / MUTIRAO_TEST_REDIS_URL;
 without them the case is skipped with exit 77, or fails when CI is set).
 Each case uses pool names of its own (a run-unique suffix), so counters in
 Redis start at zero, and workers restricted to those pools (--pools), so
-cases cannot take each other's tasks. The cases that restart Redis, or need
-its command counts, run a redis-server of their own (private_redis.py).
+cases cannot take each other's tasks; the workers of a run are a consumer
+group of their own (worker.group), so workers of other runs cannot hold up
+their rebalances or commits. The cases that restart Redis, or need its
+command counts, run a redis-server of their own (private_redis.py).
 """
+import calendar
 import os
 import re
 import signal
@@ -30,8 +33,11 @@ if not BROKERS or not REDIS:
 TMP = tempfile.mkdtemp(prefix="mutirao-fleet-")
 UNIQ = "%d%d" % (os.getpid(), int(time.time() * 1000) % 100000)
 ENV = dict(os.environ)
+# the workers of a run form a consumer group of their own: a group's
+# rebalance waits for every member, and workers of other runs (or of other
+# fleets on the same Kafka) would make its times and commits theirs
 ENV.update({"MUTIRAO_KAFKA_BROKERS": BROKERS, "MUTIRAO_REDIS_URL": REDIS,
-            "MUTIRAO_LOG_LEVEL": "info"})
+            "MUTIRAO_LOG_LEVEL": "info", "MUTIRAO_WORKER_GROUP": "mutirao.workers.t" + UNIQ})
 ENV.pop("MUTIRAO_CONFIG", None)
 ENV.pop("MUTIRAO_FLEET", None)
 WORKERS = []
@@ -1052,6 +1058,192 @@ print("meta", ok, tostring(r), ok and r:deposit(1).balance)
     check(w.stop() == 0, "worker exit status")
 
 
+LOG_TS = re.compile(r"^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)\.(\d{3})Z ")
+
+
+def line_times(text, pattern):
+    """The times (seconds since the epoch) of the worker log lines matching pattern."""
+    out = []
+    for line in text.splitlines():
+        m = LOG_TS.match(line)
+        if m and re.search(pattern, line):
+            y, mo, d, h, mi, s, ms = (int(x) for x in m.groups())
+            out.append(calendar.timegm((y, mo, d, h, mi, s)) + ms / 1000.0)
+    return out
+
+
+def start_pair(tag, pool, workers):
+    """Workers A and B serving pool, both with partitions of its topic (in
+    this run's consumer group: see ENV)."""
+    a = Worker(tag + "A", [pool], {"MUTIRAO_TEST_TAG": "A"})
+    b = Worker(tag + "B", [pool], {"MUTIRAO_TEST_TAG": "B"})
+    a.wait_for(r"consuming")
+    b.wait_for(r"consuming")
+    rc, out, err, _ = run_lua('assert(require("goroutine").pool_create(%r, {workers = %d, '
+                              'queue = 100000}))' % (pool, workers))
+    check(rc == 0, "pool_create: %d\n%s%s" % (rc, out, err))
+    a.wait_for(r" assigned ")
+    b.wait_for(r" assigned ")
+    time.sleep(1)  # the cooperative hand-over of B's share from A is done
+    return a, b
+
+
+def fleet_producer(pool, n, ms, name):
+    """Starts `mutirao run --fleet` submitting n tasks of ms milliseconds to
+    pool; it checks each result, the WaitGroup and pool_wait, and prints who
+    ran what and the pool's counts."""
+    src = """
+local g = require("goroutine")
+local wg = g.wait_group()
+local ids = {}
+local t0 = g.now()
+for i = 1, %(n)d do
+  wg:add(1)
+  ids[i] = assert(g.pool_submit("%(pool)s", function(k)
+    g.sleep(%(ms)d)
+    wg:done()
+    return k, os.getenv("MUTIRAO_TEST_TAG")
+  end, i))
+end
+io.stdout:write("submitted\\n") io.stdout:flush()
+local by = {}
+for i = 1, %(n)d do
+  local ok, k, tag = g.await(ids[i])
+  assert(ok and k == i, tostring(k))
+  by[tag] = (by[tag] or 0) + 1
+end
+wg:wait()
+assert(wg:count() == 0)
+assert(g.pool_wait("%(pool)s"))
+print(string.format("all done in %%.1f s: A=%%d B=%%d", (g.now() - t0) / 1000, by.A or 0, by.B or 0))
+%(stats)s
+""" % {"pool": pool, "n": n, "ms": ms, "stats": stats_src(pool, n)}
+    path = os.path.join(TMP, name)
+    with open(path, "w") as f:
+        f.write(src)
+    return subprocess.Popen([os.path.join(BIN, "mutirao"), "run", "--fleet", path],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=ENV, cwd=TMP)
+
+
+def producer_exact(p, n, timeout):
+    """Waits for the producer of fleet_producer; checks that every outcome
+    reached its awaiter once and the fleet counted each task once."""
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate()
+        fail("producer did not finish:\n%s\n%s" % (out, err))
+    check(p.returncode == 0, "producer: %d\n%s%s" % (p.returncode, out, err))
+    check("negative WaitGroup" not in err, "WaitGroup counted twice:\n" + err)
+    m = re.search(r"stats completed=(\d+) failed=(\d+) fleet_completed=(\d+) fleet_failed=(\d+) "
+                  r"submitted=(\d+) fleet_submitted=(\d+)", out)
+    check(m, "no stats line:\n" + out)
+    c, f_, fc, ff, s, fs = (int(x) for x in m.groups())
+    check((c, f_, s) == (n, 0, n), "this producer's counts: %s" % m.group(0))
+    check((fc, ff, fs) == (n, 0, n), "fleet counts (exactly once): %s" % m.group(0))
+    m = re.search(r"all done in ([\d.]+) s: A=(\d+) B=(\d+)", out)
+    check(m and int(m.group(2)) + int(m.group(3)) == n, "results: %s" % out)
+    return float(m.group(1)), int(m.group(2)), int(m.group(3))
+
+
+def case_sigterm():
+    """SIGTERM hands the prefetched tasks back: with two workers and 5,000
+    queued 50 ms tasks, the stopped worker gives back what has not started,
+    leaves the group and exits within the running tasks plus about 1 s; the
+    other one runs the moved partitions at once; every result is exact."""
+    pool = "st" + UNIQ
+    n, ms, cap = 5000, 50, 16
+    a, b = start_pair("st", pool, cap)
+    p = fleet_producer(pool, n, ms, "sigterm.lua")
+    t_start = time.time()
+    # both have fetched their whole share (under their 4,096 prefetch), so
+    # whatever B receives after the SIGTERM comes from A's partitions
+    end = time.time() + 60
+    while time.time() < end and (a.text().count(" received ") < 1000 or
+                                 a.text().count(" received ") +
+                                 b.text().count(" received ") < n):
+        if p.poll() is not None:
+            fail("producer exited early: %s" % (p.communicate(),))
+        time.sleep(0.05)
+    check(time.time() < end, "the tasks did not reach both workers")
+    time.sleep(0.5)
+    t0 = time.time()
+    a.p.send_signal(signal.SIGTERM)
+    try:
+        a.p.wait(30)
+    except subprocess.TimeoutExpired:
+        fail("worker A did not exit within 30 s of the SIGTERM")
+    exited = time.time() - t0
+    took, by_a, by_b = producer_exact(p, n, 120)
+    total = time.time() - t_start
+    alog, blog = a.text(), b.text()
+    m = re.search(r"gave back (\d+) queued task", alog)
+    back = int(m.group(1)) if m else 0
+    # B: the moved partitions assigned, and their tasks received, soon after
+    # the SIGTERM (everything B received before was its own share)
+    assigned = [t - t0 for t in line_times(blog, r" assigned ") if t >= t0]
+    ran = [t - t0 for t in line_times(blog, r" received ") if t >= t0]
+    print("SIGTERM: A exited after %.2f s (gave back %d), B assigned A's partitions after "
+          "%s s and ran their first task after %s s; run %.1f s in all (producer %.1f s), "
+          "A=%d B=%d" % (exited, back, "%.2f" % assigned[0] if assigned else "-",
+                         "%.2f" % ran[0] if ran else "-", total, took, by_a, by_b))
+    check(a.p.returncode == 0, "worker A exit status %d" % a.p.returncode)
+    check(back > 500, "A gave back no prefetched tasks:\n" + alog[-3000:])
+    check(by_b >= back, "B ran %d tasks, fewer than the %d A gave back" % (by_b, back))
+    check(assigned and ran, "B took nothing over:\n" + blog[-3000:])
+    check(len(ran) >= back, "B received %d tasks after the SIGTERM, A gave back %d"
+          % (len(ran), back))
+    check(ran[0] < 2.0, "B ran A's tasks only %.2f s after the SIGTERM" % ran[0])
+    check(exited < ms / 1000.0 + 1.0, "A exited %.2f s after the SIGTERM" % exited)
+    check(b.stop() == 0, "worker B exit status")
+
+
+def case_sigint_twice():
+    """The first SIGINT stops like SIGTERM (the queued tasks go back, the
+    worker leaves the group, its running tasks go on); a second one exits at
+    once; the tasks it was running run again on the other worker, counted
+    once."""
+    pool = "si" + UNIQ
+    n, ms, cap = 16, 3000, 4
+    a, b = start_pair("si", pool, cap)
+    p = fleet_producer(pool, n, ms, "sigint.lua")
+    end = time.time() + 60
+    while a.text().count(" received ") < cap and time.time() < end:
+        check(a.p.poll() is None and p.poll() is None, "worker A or the producer exited early")
+        time.sleep(0.05)
+    check(time.time() < end, "A is not running %d tasks" % cap)
+    time.sleep(0.3)
+    t0 = time.time()
+    a.p.send_signal(signal.SIGINT)
+    a.wait_for(r"SIGINT received", 10)
+    # A left the group at once: B gets its partitions while A's tasks run
+    while not [t for t in line_times(b.text(), r" assigned ") if t >= t0] and time.time() < t0 + 10:
+        time.sleep(0.05)
+    moved = time.time() - t0
+    check(moved < 2, "A's partitions moved to B %.2f s after the first SIGINT" % moved)
+    check(a.p.poll() is None, "the first SIGINT did not let the running tasks finish")
+    m = re.search(r"gave back (\d+) queued task", a.text())
+    check(m and int(m.group(1)) > 0, "A gave no queued task back:\n" + a.text()[-3000:])
+    t1 = time.time()
+    a.p.send_signal(signal.SIGINT)
+    try:
+        a.p.wait(10)
+    except subprocess.TimeoutExpired:
+        fail("worker A did not exit on the second SIGINT")
+    exited = time.time() - t1
+    check(a.p.returncode == 128 + signal.SIGINT,
+          "exit status after a second SIGINT: %d" % a.p.returncode)
+    check(re.search(r"second signal", a.text()), "no line about the second signal")
+    took, by_a, by_b = producer_exact(p, n, 90)
+    check(by_a == 0, "A recorded %d tasks although its second SIGINT cut them short" % by_a)
+    print("first SIGINT: B had A's partitions after %.2f s; second SIGINT: exit after %.2f s; "
+          "all %d done in %.1f s on B" % (moved, exited, n, took))
+    check(exited < 0.5, "A exited %.2f s after the second SIGINT" % exited)
+    check(b.stop() == 0, "worker B exit status")
+
+
 # ---- Redis restarted or notifications lost mid-run (a private redis-server) ----
 
 LOSS_SRC = """
@@ -1977,7 +2169,8 @@ CASES = {"examples": case_examples, "await_wg": case_await_wg, "two_workers": ca
          "redis_restart_aof": case_redis_restart_aof,
          "redis_restart_nopersist": case_redis_restart_nopersist,
          "notify_dropped": case_notify_dropped, "notify_gone": case_notify_gone,
-         "no_worker_hint": case_no_worker_hint, "reconcile_bounded": case_reconcile_bounded}
+         "no_worker_hint": case_no_worker_hint, "reconcile_bounded": case_reconcile_bounded,
+         "sigterm": case_sigterm, "sigint_twice": case_sigint_twice}
 try:
     CASES[CASE]()
 finally:
