@@ -18,14 +18,12 @@ target_link_libraries(faults-topic-count PRIVATE PkgConfig::RDKAFKA)
 
 # The scenarios that pass today. The others wait for a feature (see
 # docs/faults.md); registering one is adding its name here:
-#   sigterm          SIGTERM hands prefetched tasks back (exit within the
-#                    longest running task + 1 s)
 #   kafka_submit     tasks submitted while the broker restarts are kept
 #                    until it is back (today some fail "not delivered")
 #   poison_bytecode  a worker crashing on a corrupt task must not take the
 #                    tasks running beside it to the dead letters (today
 #                    some of them are dead-lettered after its 3rd crash)
-set(MUTIRAO_FAULT_SCENARIOS sigkill redis_restart kafka_consume poison_os_exit poison_timeout
+set(MUTIRAO_FAULT_SCENARIOS sigkill sigterm redis_restart kafka_consume poison_os_exit poison_timeout
   poison_memory poison_kill3)
 
 foreach(_s ${MUTIRAO_FAULT_SCENARIOS})
