@@ -284,7 +284,7 @@ static int do_list(ctx *c, const char *pool, int json)
                    l->count, l->first, l->last, l->dead_at);
             json_str(l->error, l->elen);
             printf(", \"history\": [");
-            /* "WORKER@MS WORKER@MS ..." */
+            /* "WORKER#INCARNATION@MS ..." */
             const char *p = l->history, *e = l->history + l->hlen;
             int first = 1;
             while (p < e) {
@@ -295,8 +295,17 @@ static int do_list(ctx *c, const char *pool, int json)
                     if (*x == '@')
                         at = x;
                 if (at) {
+                    /* WORKER#INCARNATION: the worker process (deliveries.h) */
+                    const char *hash = NULL;
+                    for (const char *x = p; x < at; x++)
+                        if (*x == '#')
+                            hash = x;
                     printf("%s{\"worker\": ", first ? "" : ", ");
-                    json_str(p, (size_t)(at - p));
+                    json_str(p, (size_t)((hash ? hash : at) - p));
+                    if (hash) {
+                        printf(", \"incarnation\": ");
+                        json_str(hash + 1, (size_t)(at - hash - 1));
+                    }
                     printf(", \"at_ms\": %.*s}", (int)(q - at - 1), at + 1);
                     first = 0;
                 }

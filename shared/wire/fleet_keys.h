@@ -188,7 +188,7 @@
     "local r = redis.call('GET', 'mutirao:delivery:' .. id) or ''\n"                               \
     "local c, first, last, h = r:match('^(%d+) (%d+) (%d+) (.*)$')\n"                              \
     "c, h = c or '0', h or ''\n"                                                                   \
-    "local w, err = h:match('([^ ]+)@[0-9]+$'), 'no outcome was recorded'\n"                       \
+    "local w, err = h:match('([^ #]+)[^ ]*@[0-9]+$'), 'no outcome was recorded'\n"                 \
     "if w then\n"                                                                                  \
     "  err = 'worker ' .. w .. ' ended without recording an outcome (delivery ' .. c .. ')'\n"     \
     "end\n"                                                                                        \
