@@ -99,6 +99,15 @@ static sched *S(lua_State *L)
     return lua_touserdata(L, lua_upvalueindex(1));
 }
 
+/* What an option's bad value was, for its error: the number itself, else
+ * its type (pushes a string when it is a number). */
+static const char *got(lua_State *L, int idx)
+{
+    if (lua_type(L, idx) == LUA_TNUMBER)
+        return luaL_tolstring(L, idx, NULL);
+    return luaL_typename(L, idx);
+}
+
 static int opt_int_field(lua_State *L, int t, const char *k, int def, int min)
 {
     int ty = lua_getfield(L, t, k);
@@ -111,7 +120,7 @@ static int opt_int_field(lua_State *L, int t, const char *k, int def, int min)
     if (!isint || v < min || v > 1000000)
         luaL_error(L,
                    "bad option '%s' to 'pool_create' (integer from %d to 1000000 expected, got %s)",
-                   k, min, isint ? "out of range" : luaL_typename(L, -1));
+                   k, min, got(L, -1));
     lua_pop(L, 1);
     return (int)v;
 }
@@ -142,7 +151,7 @@ static lua_Integer opt_big_field(lua_State *L, int t, const char *k, lua_Integer
         luaL_error(L,
                    "bad option '%s' to 'pool_create' (integer from %I to %I (%s) expected, got "
                    "%s)",
-                   k, min, max, unit, isint ? "out of range" : luaL_typename(L, -1));
+                   k, min, max, unit, got(L, -1));
     lua_pop(L, 1);
     return v;
 }
@@ -180,7 +189,7 @@ static void opt_backoff(lua_State *L, int t, pool_retry *r)
                            "bad option 'backoff' to 'pool_create' (%s: integer from 0 to %I (ms) "
                            "expected, got %s)",
                            ms[i], (lua_Integer)RETRY_BACKOFF_MS_MAX,
-                           isint ? "out of range" : luaL_typename(L, -1));
+                           got(L, -1));
             *dst[i] = (uint32_t)v;
         }
         lua_pop(L, 1);
@@ -192,7 +201,7 @@ static void opt_backoff(lua_State *L, int t, pool_retry *r)
             luaL_error(L,
                        "bad option 'backoff' to 'pool_create' (jitter: number from 0 to 1 "
                        "expected, got %s)",
-                       isnum ? "out of range" : luaL_typename(L, -1));
+                       got(L, -1));
         r->jitter = (uint32_t)(j * 1000 + 0.5);
     }
     lua_pop(L, 2);
