@@ -188,8 +188,7 @@ static void opt_backoff(lua_State *L, int t, pool_retry *r)
                 luaL_error(L,
                            "bad option 'backoff' to 'pool_create' (%s: integer from 0 to %I (ms) "
                            "expected, got %s)",
-                           ms[i], (lua_Integer)RETRY_BACKOFF_MS_MAX,
-                           got(L, -1));
+                           ms[i], (lua_Integer)RETRY_BACKOFF_MS_MAX, got(L, -1));
             *dst[i] = (uint32_t)v;
         }
         lua_pop(L, 1);
