@@ -134,6 +134,12 @@ struct worker {
     size_t npats;
     int subscribed;
     uv_timer_t ping_timer;
+    /* tasks whose next delivery is their last (a worker died while they
+     * ran, max_deliveries - 1 times): each runs alone, no task of any pool
+     * beside it, so that a crash counts against the task that caused it
+     * (DLV_ALONE). They wait here, chained by qnext, until nothing runs. */
+    wtask *alone_head, *alone_tail;
+    wtask *alone;    /* the one asked or running alone */
     deliveries *dv;  /* the delivery-record questions */
     deadletters *dl; /* dead letters on their way */
     retries *rq;     /* the due retries, back to their topics */
@@ -806,6 +812,20 @@ static void on_asked(dlv_ask *a, int64_t answer)
         deadletters_put(w->dl, &t->dead);
         return;
     }
+    if (answer == DLV_ALONE) {
+        wlog(WLOG_WARN,
+             "pool=%s task=%s: workers ended %u time(s) while it ran; its last delivery runs "
+             "alone on this worker once the tasks running here end",
+             t->wp->name, t->id, t->ask.max - 1);
+        t->qnext = NULL;
+        if (w->alone_tail)
+            w->alone_tail->qnext = t;
+        else
+            w->alone_head = t;
+        w->alone_tail = t;
+        slot_free(t); /* starts it when nothing else runs */
+        return;
+    }
     if (answer == DLV_BUSY) {
         /* the partition moved here while the task runs on a live worker:
          * neither run nor count it; its outcome settles it here later */
@@ -887,11 +907,13 @@ static void run_task(wtask *t)
 }
 
 /* Asks the delivery records of the queued tasks that fit in the pool's
- * free slots. */
+ * free slots; none while a task runs alone or waits to. */
 static void pump(wpool *p)
 {
     while (p->qhead && p->nstarted < p->cap) {
         wtask *t = p->qhead;
+        if (t->w->alone || t->w->alone_head)
+            return;
         p->qhead = t->qnext;
         if (!p->qhead)
             p->qtail = NULL;
@@ -901,6 +923,31 @@ static void pump(wpool *p)
     }
 }
 
+/* Once no task is started on the worker, starts the first task waiting to
+ * run alone; with none waiting, asks for the queued tasks of every pool. */
+static void run_alone_or_pump(worker *w)
+{
+    if (w->alone)
+        return;
+    if (w->alone_head) {
+        for (wpool *p = w->pools; p; p = p->next)
+            if (p->nstarted > 0)
+                return; /* the last one to end comes back here */
+        wtask *t = w->alone_head;
+        w->alone_head = t->qnext;
+        if (!w->alone_head)
+            w->alone_tail = NULL;
+        w->alone = t;
+        t->started = 1;
+        t->wp->nstarted++;
+        t->ask.alone = 1;
+        deliveries_ask(w->dv, &t->ask);
+        return;
+    }
+    for (wpool *p = w->pools; p; p = p->next)
+        pump(p);
+}
+
 /* The task no longer takes one of its pool's slots. */
 static void slot_free(wtask *t)
 {
@@ -908,7 +955,15 @@ static void slot_free(wtask *t)
         return;
     t->started = 0;
     t->wp->nstarted--;
-    pump(t->wp);
+    worker *w = t->w;
+    if (w->alone == t) {
+        w->alone = NULL;
+        t->ask.alone = 0;
+    }
+    if (w->alone || w->alone_head || t->wp->nstarted == 0)
+        run_alone_or_pump(w);
+    else
+        pump(t->wp);
 }
 
 /* The partition moved to another worker, which runs its unfinished tasks:
@@ -943,6 +998,21 @@ static void drop_revoked(worker *w, const char *topic, int32_t partition)
             wlog(WLOG_INFO, "pool=%s partition %d revoked: %d queued task(s) left to its new owner",
                  p->name, (int)partition, n);
     }
+    /* and those of the partition waiting to run alone */
+    wtask **pp = &w->alone_head, *prev = NULL;
+    while (*pp) {
+        wtask *t = *pp;
+        if (t->partition != partition || strcmp(t->wp->topic, topic) != 0) {
+            prev = t;
+            pp = &t->qnext;
+            continue;
+        }
+        *pp = t->qnext;
+        task_settled(t, 0);
+        if (!w->alone_head)
+            run_alone_or_pump(w); /* none waits any more: the pools go on */
+    }
+    w->alone_tail = prev;
 }
 
 /* Gives up the tasks still queued (the worker stops): they run again.
@@ -950,6 +1020,13 @@ static void drop_revoked(worker *w, const char *topic, int32_t partition)
 static long drop_queued(worker *w)
 {
     long n = 0;
+    while (w->alone_head) {
+        wtask *t = w->alone_head;
+        w->alone_head = t->qnext;
+        task_settled(t, 0);
+        n++;
+    }
+    w->alone_tail = NULL;
     for (wpool *p = w->pools; p; p = p->next)
         while (p->qhead) {
             wtask *t = p->qhead;

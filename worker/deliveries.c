@@ -159,7 +159,7 @@ static void send_one(deliveries *d)
     int n = 0;
     for (dlv_ask *a = d->head; a && n < ASK_BATCH; a = a->next)
         n++;
-    int argc = 3 + 3 * n;
+    int argc = 3 + 4 * n;
     ask_call *c = malloc(sizeof *c + (size_t)n * sizeof c->a[0]);
     const char **argv = malloc((size_t)argc * sizeof *argv);
     size_t *lens = malloc((size_t)argc * sizeof *lens);
@@ -186,9 +186,10 @@ static void send_one(deliveries *d)
         d->head = a->next;
         c->a[i] = a;
         u32_text(num[i], a->max ? a->max : FLEET_MAX_DELIVERIES);
-        argv[3 + 3 * i] = a->id;
-        argv[4 + 3 * i] = num[i];
-        argv[5 + 3 * i] = a->pool;
+        argv[3 + 4 * i] = a->id;
+        argv[4 + 4 * i] = num[i];
+        argv[5 + 4 * i] = a->pool;
+        argv[6 + 4 * i] = a->alone ? "1" : "0";
     }
     if (!d->head)
         d->tail = NULL;

@@ -2,7 +2,8 @@
  * delivery record says (FLEET_DELIVER_LUA in shared/wire/fleet_keys.h):
  * run it (this is delivery N), it is done already (its outcome is recorded:
  * do not run it again), or it was delivered max_deliveries times without an
- * outcome (dead-letter it). The questions of one loop turn go in one script
+ * outcome (dead-letter it), or its next delivery is its last (run it
+ * alone, then ask again). The questions of one loop turn go in one script
  * call, as the completions do, on a connection of their own; a failed call
  * is asked again after a backoff.
  * Everything runs on the worker's loop. */
@@ -23,8 +24,9 @@ typedef struct dlv_ask dlv_ask;
 /* The answer: DLV_DONE, DLV_CLOSED, n > 0 (run it: delivery n) or -n
  * (dead-letter it: n deliveries ran it without an outcome). */
 #define DLV_DONE 0
-#define DLV_CLOSED INT64_MIN                    /* deliveries_close came first */
-#define DLV_BUSY ((int64_t)FLEET_DELIVERY_BUSY) /* running on another live worker: ask later */
+#define DLV_CLOSED INT64_MIN                      /* deliveries_close came first */
+#define DLV_BUSY ((int64_t)FLEET_DELIVERY_BUSY)   /* running on another live worker: ask later */
+#define DLV_ALONE ((int64_t)FLEET_DELIVERY_ALONE) /* its last delivery: ask again with alone */
 typedef void (*dlv_answer_fn)(dlv_ask *a, int64_t answer);
 
 /* One question, in the caller's memory until answered. */
@@ -32,6 +34,7 @@ struct dlv_ask {
     const char *id;       /* the task id */
     uint32_t max;         /* its max_deliveries (>= 1) */
     const char *pool;     /* its pool's name */
+    int alone;            /* 1: the worker runs it with no other task beside it */
     dlv_answer_fn answer; /* called once, on the loop, never inside deliveries_ask */
     dlv_ask *next;        /* (the queue's) */
 };

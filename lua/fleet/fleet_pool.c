@@ -111,7 +111,8 @@ struct fvm {
     long outstanding;
     char last_poll_err[200];
     int closing;
-    uvc_closer closer; /* frees the struct once tick and flush are both closed */
+    size_t undelivered; /* tasks Kafka failed to take while closing */
+    uvc_closer closer;  /* frees the struct once tick and flush are both closed */
     /* submit bookkeeping not sent yet: FLEET_SUBMIT_LUA's ARGV (pool, id)... */
     uv_check_t flush;
     char **sub_argv;
@@ -371,8 +372,11 @@ static fvm *clients(lua_State *L, fvm *v)
     char err[512] = "";
     kuv_producer_opts po;
     kuv_producer_opts_default(&po);
-    po.message_timeout_ms = c->op_timeout_ms > 0 ? c->op_timeout_ms : 10000;
-    po.admin_timeout_ms = po.message_timeout_ms;
+    /* a submitted task waits for Kafka up to kafka.delivery_timeout_ms (a
+     * broker restart); creating a topic, a caller's operation, only up to
+     * op.timeout_ms */
+    po.message_timeout_ms = c->kafka_delivery_timeout_ms;
+    po.admin_timeout_ms = c->op_timeout_ms > 0 ? c->op_timeout_ms : 10000;
     po.replication_factor = c->topic_replication;
     po.error_cb = on_kafka_error;
     po.ud = v;
@@ -394,7 +398,7 @@ static fvm *clients(lua_State *L, fvm *v)
     }
     redis_uv_options ro = {0};
     ro.weak = 1; /* see fop_pending */
-    ro.op_timeout_ms = (unsigned)po.message_timeout_ms;
+    ro.op_timeout_ms = (unsigned)po.admin_timeout_ms;
     ro.connect_timeout_ms =
         c->connect_timeout_ms > 0 ? (unsigned)c->connect_timeout_ms : 1; /* 0: fail at once */
     if ((rc = redis_uv_open(s->loop, c->redis_url, &ro, &v->r)) == 0) {
@@ -1217,6 +1221,8 @@ static void on_report(void *ud, int err, const char *errmsg, int32_t partition, 
         d->t->tb.pinned--;
     if (err && !d->v->closing && !d->t->tb.done)
         on_failed_delivery(d->v, d->t, errmsg ? errmsg : kuv_strerror(err));
+    else if (err && d->v->closing)
+        d->v->undelivered++;
     free(d);
 }
 
@@ -1748,8 +1754,24 @@ static void fvm_free(sched *s, void *data)
     flush_retired(v);
     frc_free(v->rc); /* before r: its replies still due only free */
     v->rc = NULL;
-    /* flushes what is still queued for Kafka: its reports fire now */
-    kuv_producer_close(v->kp, v->cfg->op_timeout_ms > 5000 ? 5000 : v->cfg->op_timeout_ms);
+    /* tasks submitted and not awaited may still wait for Kafka (a broker
+     * restarting): they get up to kafka.delivery_timeout_ms from their
+     * submit, and a word on stderr when that takes longer than a moment */
+    int quick = v->cfg->op_timeout_ms > 5000 ? 5000 : v->cfg->op_timeout_ms;
+    size_t left = kuv_producer_flush(v->kp, quick);
+    if (left > 0) {
+        rtlog(v->s, RTLOG_WARN, 0, LUA_NOREF,
+              "fleet producer %s: waiting for Kafka to take %zu submitted task(s) before exiting "
+              "(up to kafka.delivery_timeout_ms = %d from each submit)",
+              v->producer, left, v->cfg->kafka_delivery_timeout_ms);
+        left = kuv_producer_flush(v->kp, v->cfg->kafka_delivery_timeout_ms);
+    }
+    if (left + v->undelivered > 0)
+        rtlog(v->s, RTLOG_ERROR, 0, LUA_NOREF,
+              "fleet producer %s: %zu submitted task(s) not delivered to Kafka: they will not run",
+              v->producer, left + v->undelivered);
+    /* fails what is left (their reports fire now) */
+    kuv_producer_close(v->kp, 0);
     close_after_last_reply(v->r);
     redis_uv_close(v->rb, NULL, NULL);
     for (int i = 0; i < v->nsub; i++)

@@ -446,6 +446,21 @@ size_t kuv_producer_pending(const kuv_producer *p)
     return p ? p->pending : 0;
 }
 
+size_t kuv_producer_flush(kuv_producer *p, int timeout_ms)
+{
+    if (!p)
+        return 0;
+    if (p->in_serve || p->closing || p->close_pending || timeout_ms <= 0)
+        return p->pending;
+    p->in_serve++;                     /* a report's callback may ask for the close: deferred */
+    rd_kafka_flush(p->rk, timeout_ms); /* serves the reports as they come */
+    p->in_serve--;
+    size_t left = p->pending;
+    if (p->close_pending)
+        producer_close_now(p);
+    return left;
+}
+
 int kuv_topic_ensure(kuv_producer *p, const char *topic, int partitions, kuv_result_cb cb, void *ud)
 {
     if (!p || !cb || !valid_topic(topic) || partitions < 1)

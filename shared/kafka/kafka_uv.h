@@ -102,6 +102,15 @@ int kuv_produce(kuv_producer *p, const char *topic, const void *key, size_t keyl
 size_t kuv_producer_pending(const kuv_producer *p);
 
 /*
+** Waits at most timeout_ms on the calling thread (shutdown only) for every
+** message produced to be delivered; their reports fire during the call.
+** Returns how many reports are still due (0: all delivered or failed).
+** Called from one of p's callbacks, or on a closing p, it only returns that
+** count.
+*/
+size_t kuv_producer_flush(kuv_producer *p, int timeout_ms);
+
+/*
 ** Creates topic with partitions partitions (Admin CreateTopics; an existing
 ** topic is success, whatever its partition count). cb fires once on the
 ** loop within admin_timeout_ms; on an error return it never fires. The

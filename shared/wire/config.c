@@ -152,6 +152,8 @@ static const key keys[CONFIG_NKEYS] = {
      86400000, "5000", NULL, 0},
     {"op.timeout_ms", "MUTIRAO_OP_TIMEOUT_MS", T_INT, OFF(op_timeout_ms), 0, 86400000, "10000",
      NULL, 0},
+    {"kafka.delivery_timeout_ms", "MUTIRAO_KAFKA_DELIVERY_TIMEOUT_MS", T_INT,
+     OFF(kafka_delivery_timeout_ms), 1000, 86400000, "120000", NULL, 0},
     {"result.ttl_s", "MUTIRAO_RESULT_TTL_S", T_INT, OFF(result_ttl_s), 0, 315360000, "86400", NULL,
      0},
     {"payload.max_bytes", "MUTIRAO_PAYLOAD_MAX_BYTES", T_INT, OFF(payload_max_bytes), 1024,

@@ -37,7 +37,7 @@ const char *config_strerror(int err);
 const char *config_errname(int err);
 
 /* Number of keys (see config/mutirao.conf for the list). */
-#define CONFIG_NKEYS 17
+#define CONFIG_NKEYS 18
 /* Longest origin kept per key ("config/mutirao.conf:7", "MUTIRAO_FLEET"). */
 #define CONFIG_ORIGIN_MAX 160
 /* Longest Kafka topic name. */
@@ -54,26 +54,28 @@ const char *config_errname(int err);
 ** fields freely; change them only through config_set.
 */
 typedef struct config {
-    char *kafka_brokers;          /* kafka.brokers: host:port[,host:port...] */
-    char *redis_url;              /* redis.url: redis://, rediss:// or unix:// */
-    int fleet;                    /* fleet: 1 = pools run on the fleet */
-    char *topic_prefix;           /* topic.prefix: topic = prefix + pool name */
-    int topic_partitions;         /* topic.partitions: for topics pool_create makes */
-    int topic_replication;        /* topic.replication: replication factor of those */
-    int kafka_session_timeout_ms; /* kafka.session_timeout_ms: consumer group session */
-    int connect_timeout_ms;       /* connect.timeout_ms: wait for Kafka/Redis to connect */
-    int op_timeout_ms;            /* op.timeout_ms: wait for one submit/await operation */
-    int result_ttl_s;             /* result.ttl_s: life of a result in Redis, 0 = forever */
-    int payload_max_bytes;        /* payload.max_bytes: largest task or result inline in Kafka
-                                     and in the notification; larger ones go by reference */
-    int payload_max_ref_bytes;    /* payload.max_ref_bytes: largest one by reference (Redis) */
-    char **worker_pools;          /* worker.pools: pools a worker consumes */
-    size_t worker_npools;         /* how many */
-    char *producer_id;            /* producer.id: "" until config_derive_ids */
-    char *worker_id;              /* worker.id: "" until config_derive_ids */
-    char *topic_dead;             /* topic.dead: where workers put dead letters */
-    char *worker_group;           /* worker.group: the workers' Kafka consumer group */
-    char *path;                   /* the file config_load read, "" if none */
+    char *kafka_brokers;           /* kafka.brokers: host:port[,host:port...] */
+    char *redis_url;               /* redis.url: redis://, rediss:// or unix:// */
+    int fleet;                     /* fleet: 1 = pools run on the fleet */
+    char *topic_prefix;            /* topic.prefix: topic = prefix + pool name */
+    int topic_partitions;          /* topic.partitions: for topics pool_create makes */
+    int topic_replication;         /* topic.replication: replication factor of those */
+    int kafka_session_timeout_ms;  /* kafka.session_timeout_ms: consumer group session */
+    int connect_timeout_ms;        /* connect.timeout_ms: wait for Kafka/Redis to connect */
+    int op_timeout_ms;             /* op.timeout_ms: wait for one submit/await operation */
+    int kafka_delivery_timeout_ms; /* kafka.delivery_timeout_ms: a submitted task Kafka has
+                                      not taken by then fails (it waits out a broker restart) */
+    int result_ttl_s;              /* result.ttl_s: life of a result in Redis, 0 = forever */
+    int payload_max_bytes;         /* payload.max_bytes: largest task or result inline in Kafka
+                                      and in the notification; larger ones go by reference */
+    int payload_max_ref_bytes;     /* payload.max_ref_bytes: largest one by reference (Redis) */
+    char **worker_pools;           /* worker.pools: pools a worker consumes */
+    size_t worker_npools;          /* how many */
+    char *producer_id;             /* producer.id: "" until config_derive_ids */
+    char *worker_id;               /* worker.id: "" until config_derive_ids */
+    char *topic_dead;              /* topic.dead: where workers put dead letters */
+    char *worker_group;            /* worker.group: the workers' Kafka consumer group */
+    char *path;                    /* the file config_load read, "" if none */
     char origin[CONFIG_NKEYS][CONFIG_ORIGIN_MAX]; /* where each key's value came from */
 } config;
 

@@ -116,15 +116,17 @@
 #define FLEET_STR_(x) #x
 #define FLEET_STR(x) FLEET_STR_(x)
 
-#define FLEET_MAX_DELIVERIES 3           /* pool_create's default max_deliveries */
-#define FLEET_DELIVERY_TTL_S 604800      /* a delivery record, after its latest delivery */
-#define FLEET_DELIVERY_BUSY 999999999999 /* FLEET_DELIVER_LUA: running on a live worker */
-#define FLEET_HISTORY_MAX 10             /* deliveries a record's history keeps (the script's 10) */
+#define FLEET_MAX_DELIVERIES 3            /* pool_create's default max_deliveries */
+#define FLEET_DELIVERY_TTL_S 604800       /* a delivery record, after its latest delivery */
+#define FLEET_DELIVERY_BUSY 999999999999  /* FLEET_DELIVER_LUA: running on a live worker */
+#define FLEET_DELIVERY_ALONE 999999999998 /* FLEET_DELIVER_LUA: its last delivery, run it alone */
+#define FLEET_HISTORY_MAX 10 /* deliveries a record's history keeps (the script's 10) */
 
 /*
 ** Before a worker runs tasks: their delivery records, batched. ARGV[1] now
 ** (Unix ms), ARGV[2] this worker process, "ID#INCARNATION" (fleet_worker_tag),
-** ARGV[3] record TTL s, then per task: id, max_deliveries, pool. Returns one
+** ARGV[3] record TTL s, then per task: id, max_deliveries, pool, alone ("1"
+** when the worker asks to run it with no other task beside it, else "0"). Returns one
 ** string, the answers separated by commas (one reply object, not one per
 ** task), per task: 0 when its outcome is recorded already (its result key or
 ** seen bit: do not run it again); FLEET_DELIVERY_BUSY when its latest
@@ -133,12 +135,20 @@
 ** FLEET_ACTIVE_STALE_MS: the partition moved while the task ran there; ask
 ** again later, neither run nor count it); -N when N deliveries ran it
 ** without an outcome and N >= max_deliveries (dead-letter it; the record is
-** unchanged); else N > 0, this delivery's number, after counting it. A first delivery costs the
-*done() check and a
-** SET NX EX; later ones a GET and a SET EX more.
+** unchanged); FLEET_DELIVERY_ALONE, uncounted, when not asked alone and the
+** delivery would be its last (a worker died while it ran, N + 1 =
+** max_deliveries): the worker runs it with no task beside it, so that a
+** crash counts against the task that caused it only; else N > 0, this
+** delivery's number, after counting it. A first delivery costs the done()
+** check and a SET NX EX; later ones a GET and a SET EX more.
 */
+/* The answers FLEET_DELIVER_LUA gives besides counts, as Lua locals. */
+#define FLEET_DELIVERY_CONSTANTS_LUA                                                               \
+    "local BUSY, ALONE = '" FLEET_STR(FLEET_DELIVERY_BUSY) "', '" FLEET_STR(                       \
+        FLEET_DELIVERY_ALONE) "'\n"
 #define FLEET_DELIVER_LUA                                                                          \
     FLEET_SEEN_LUA                                                                                 \
+    FLEET_DELIVERY_CONSTANTS_LUA                                                                   \
     "local now, wid, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])\n"                                  \
     "local out = {}\n"                                                                             \
     "local function alive(pool, w, t)\n"                                                           \
@@ -148,8 +158,8 @@
     "  local n, ms, ainc = (a or ''):match('^(%d+) (%d+) (%x+)$')\n"                               \
     "  return ainc == inc and tonumber(n) > 0 and t - tonumber(ms) < ACTIVE_STALE\n"               \
     "end\n"                                                                                        \
-    "for i = 4, #ARGV, 3 do\n"                                                                     \
-    "  local id = ARGV[i]\n"                                                                       \
+    "for i = 4, #ARGV, 4 do\n"                                                                     \
+    "  local id, max = ARGV[i], tonumber(ARGV[i+1])\n"                                             \
     "  local d, e = 'mutirao:delivery:' .. id, wid .. '@' .. now\n"                                \
     "  if done(id) then out[#out+1] = 0\n"                                                         \
     "  elseif redis.call('SET', d, '1 ' .. now .. ' ' .. now .. ' ' .. e, 'NX', 'EX', ttl) then\n" \
@@ -158,22 +168,20 @@
     "    local c, first, h = (redis.call('GET', d) or ''):match('^(%d+) (%d+) %d+ (.*)$')\n"       \
     "    c = tonumber(c) or 0\n"                                                                   \
     "    local lw = h and h:match('([^ ]+)@%d+$')\n"                                               \
-    "    if lw and lw ~= wid and alive(ARGV[i+2], lw, tonumber(now)) then\n"                       \
-    "      out[#out+1] = '" FLEET_STR(                                                             \
-        FLEET_DELIVERY_BUSY) "'\n"                                                                 \
-                             "    elseif c >= tonumber(ARGV[i+1]) then out[#out+1] = -c\n"         \
-                             "    else\n"                                                          \
-                             "      c = c + 1\n"                                                   \
-                             "      if h then h = h .. ' ' .. e else h = e end\n"                  \
-                             "      if c > 10 then h = h:match('[^ ]+ (.*)$') or h end\n"          \
-                             "      redis.call('SET', d, c .. ' ' .. (first or now) .. ' ' .. "    \
-                             "now .. ' ' .. h, 'EX', "                                             \
-                             "ttl)\n"                                                              \
-                             "      out[#out+1] = c\n"                                             \
-                             "    end\n"                                                           \
-                             "  end\n"                                                             \
-                             "end\n"                                                               \
-                             "return table.concat(out, ',')\n"
+    "    if lw and lw ~= wid and alive(ARGV[i+2], lw, tonumber(now)) then out[#out+1] = BUSY\n"    \
+    "    elseif c >= max then out[#out+1] = -c\n"                                                  \
+    "    elseif c + 1 >= max and ARGV[i+3] ~= '1' then out[#out+1] = ALONE\n"                      \
+    "    else\n"                                                                                   \
+    "      c = c + 1\n"                                                                            \
+    "      if h then h = h .. ' ' .. e else h = e end\n"                                           \
+    "      if c > 10 then h = h:match('[^ ]+ (.*)$') or h end\n"                                   \
+    "      redis.call('SET', d, c .. ' ' .. (first or now) .. ' ' .. now .. ' ' .. h, 'EX', "      \
+    "ttl)\n"                                                                                       \
+    "      out[#out+1] = c\n"                                                                      \
+    "    end\n"                                                                                    \
+    "  end\n"                                                                                      \
+    "end\n"                                                                                        \
+    "return table.concat(out, ',')\n"
 
 /*
 ** Stores a dead letter for operators. ARGV: now (Unix ms), task id, pool,

@@ -69,6 +69,7 @@ static int test_defaults(void)
     ASSERT_EQ(c.kafka_session_timeout_ms, 6000);
     ASSERT_EQ(c.connect_timeout_ms, 5000);
     ASSERT_EQ(c.op_timeout_ms, 10000);
+    ASSERT_EQ(c.kafka_delivery_timeout_ms, 120000);
     ASSERT_EQ(c.result_ttl_s, 86400);
     ASSERT_EQ(c.payload_max_bytes, 1000000);
     ASSERT_EQ(c.payload_max_ref_bytes, 67108864);
@@ -196,6 +197,7 @@ static int test_file_errors(void)
         {"topic.partitions = 99999999999999999999\n", CONFIG_EVALUE, "integer from"},
         {"topic.partitions =\n", CONFIG_EVALUE, "got ''"},
         {"kafka.session_timeout_ms = 999\n", CONFIG_EVALUE, "integer from 1000 to 3600000"},
+        {"kafka.delivery_timeout_ms = 0\n", CONFIG_EVALUE, "integer from 1000 to 86400000"},
         {"fleet = maybe\n", CONFIG_EVALUE,
          "1: fleet: on/off, true/false, yes/no or 1/0 expected, got 'maybe'"},
         {"\n\nkafka.broker = x:1\n", CONFIG_EUNKNOWN, "3: unknown key 'kafka.broker'"},
@@ -395,7 +397,7 @@ static int test_precedence(void)
     ASSERT(c.producer_id[0] != '\0');
     ASSERT_EQ(envelope_check_id(c.producer_id, strlen(c.producer_id), err, sizeof err), 0);
     ASSERT_STR_EQ(c.producer_id, c.worker_id);
-    ASSERT_STR_EQ(c.origin[12], "derived");
+    ASSERT_STR_EQ(c.origin[13], "derived"); /* producer.id */
     /* then the command line */
     ASSERT_ERR(config_set(&c, "topic.partitions", "50", "--partitions", err, sizeof err), 0, err);
     ASSERT_EQ(c.topic_partitions, 50);

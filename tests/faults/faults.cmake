@@ -16,15 +16,9 @@ target_link_libraries(faults-poison PRIVATE mutirao_shared PkgConfig::LUA PkgCon
 add_executable(faults-topic-count ${CMAKE_CURRENT_LIST_DIR}/topic_count.c)
 target_link_libraries(faults-topic-count PRIVATE PkgConfig::RDKAFKA)
 
-# The scenarios that pass today. The others wait for a feature (see
-# docs/faults.md); registering one is adding its name here:
-#   kafka_submit     tasks submitted while the broker restarts are kept
-#                    until it is back (today some fail "not delivered")
-#   poison_bytecode  a worker crashing on a corrupt task must not take the
-#                    tasks running beside it to the dead letters (today
-#                    some of them are dead-lettered after its 3rd crash)
-set(MUTIRAO_FAULT_SCENARIOS sigkill sigterm redis_restart kafka_consume poison_os_exit poison_timeout
-  poison_memory poison_kill3)
+# Every scenario of docs/faults.md; one test each.
+set(MUTIRAO_FAULT_SCENARIOS sigkill sigterm redis_restart kafka_submit kafka_consume poison_os_exit
+  poison_timeout poison_memory poison_kill3 poison_bytecode)
 
 foreach(_s ${MUTIRAO_FAULT_SCENARIOS})
   add_test(NAME faults.${_s}
