@@ -21,7 +21,9 @@ import sys
 import tempfile
 import time
 
-import private_redis
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "helpers"))
+import private_redis  # noqa: E402
+import redis_client  # noqa: E402
 
 BIN, EXAMPLES, CASE = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2]), sys.argv[3]
 BROKERS = os.environ.get("MUTIRAO_TEST_KAFKA_BROKERS")
@@ -264,43 +266,7 @@ print("A=" .. (count.A or 0) .. " B=" .. (count.B or 0))
 
 def redis_cmd(*args):
     """One command to the test Redis (RESP over a socket); its decoded reply."""
-    import socket
-    import urllib.parse
-    u = urllib.parse.urlparse(REDIS)
-    with socket.create_connection((u.hostname, u.port or 6379), timeout=10) as sk:
-        f = sk.makefile("rwb")
-        cmds = []
-        if u.password:
-            cmds.append(("AUTH", u.password))
-        if u.path and u.path.strip("/"):
-            cmds.append(("SELECT", u.path.strip("/")))
-        cmds.append(args)
-        for c in cmds:
-            f.write(b"*%d\r\n" % len(c))
-            for a in c:
-                a = a if isinstance(a, bytes) else str(a).encode()
-                f.write(b"$%d\r\n%s\r\n" % (len(a), a))
-        f.flush()
-
-        def read():
-            line = f.readline()[:-2]
-            t, rest = line[:1], line[1:]
-            if t == b"+":
-                return rest.decode()
-            if t == b"-":
-                raise RuntimeError("redis: " + rest.decode())
-            if t == b":":
-                return int(rest)
-            if t == b"$":
-                n = int(rest)
-                return None if n < 0 else f.read(n + 2)[:-2]
-            if t == b"*":
-                n = int(rest)
-                return None if n < 0 else [read() for _ in range(n)]
-            raise RuntimeError("redis: unexpected reply %r" % line)
-        for _ in cmds[:-1]:
-            read()
-        return read()
+    return redis_client.command(REDIS, *args, timeout=10)
 
 
 def case_sigkill():
@@ -1624,19 +1590,6 @@ def case_valgrind():
     check(code == 0 and nerr == 0, "worker under valgrind: exit %d, %s errors" % (code, nerr))
 
 
-def redis_cli(*args):
-    """A redis-cli command against the test Redis; its stdout."""
-    p = subprocess.run(["redis-cli", "-u", REDIS, "--no-raw"] + list(args), capture_output=True,
-                       text=True, timeout=30)
-    return p.stdout
-
-
-def redis_raw(*args):
-    p = subprocess.run(["redis-cli", "-u", REDIS, "--raw"] + list(args), capture_output=True,
-                       text=True, timeout=30)
-    return p.stdout
-
-
 class Supervised:
     """A worker restarted whenever it exits (a supervisor loop); counts its deaths."""
     def __init__(self, name, pools):
@@ -1716,10 +1669,10 @@ print(string.format("stats completed=%%d failed=%%d dead=%%d fleet_dead=%%d flee
     check("stats completed=30 failed=1 dead=1 fleet_dead=1 fleet_failed=1" in out,
           "pool_stats:\n" + out)
     bad = re.search(r"bad (\S+)", out).group(1)
-    rec = redis_raw("HGET", "mutirao:pool:%s:dead" % pool, bad)
+    rec = (redis_cmd("HGET", "mutirao:pool:%s:dead" % pool, bad) or b"").decode()
     check(rec.startswith("3 ") and "ended without recording an outcome" in rec,
           "the dead letter's record: %r" % rec)
-    check(redis_raw("HEXISTS", "mutirao:pool:%s:dead:env" % pool, bad).strip() == "1",
+    check(redis_cmd("HEXISTS", "mutirao:pool:%s:dead:env" % pool, bad) == 1,
           "the dead letter's envelope is not stored")
     logs = "".join(s.w.text() for s in sup)
     check(re.search(r"task=%s: dead-lettered after 3 deliveries" % re.escape(bad), logs),
