@@ -232,6 +232,37 @@ print(string.format("stats completed=%%d failed=%%d fleet_completed=%%d fleet_fa
 """ % pool
 
 
+def runs_src(pool, n, runs, opts, ms, stats, settle_ms=0):
+    """Lua for `mutirao run --fleet`: creates pool with opts (the fields of
+    its options table), sleeps settle_ms (the workers joining the group),
+    submits n tasks that sleep ms, append their number to the file runs and
+    return it, awaits each (checking its value) and prints
+    "stats F1=%d F2=%d ..." of the pool_stats fields in stats."""
+    return """
+local g = require("goroutine")
+assert(g.pool_create(%(pool)r, { %(opts)s }))
+%(settle)slocal ids = {}
+for i = 1, %(n)d do
+    ids[i] = assert(g.pool_submit(%(pool)r, function(k)
+        g.sleep(%(ms)d)
+        local f = assert(io.open(%(runs)r, "a"))
+        f:write(k, "\\n")
+        f:close()
+        return k
+    end, i))
+end
+for i = 1, %(n)d do
+    local ok, k = g.await(ids[i])
+    assert(ok and k == i, tostring(k))
+end
+local s = assert(g.pool_stats(%(pool)r))
+print(string.format(%(fmt)r, %(args)s))
+""" % {"pool": pool, "n": n, "runs": runs, "opts": opts, "ms": ms,
+       "settle": "g.sleep(%d) -- both workers in the group\n" % settle_ms if settle_ms else "",
+       "fmt": "stats " + " ".join(f + "=%d" for f in stats),
+       "args": ", ".join("s." + f for f in stats)}
+
+
 def case_two_workers():
     """Two worker processes share a pool: both receive work."""
     pool = "tw" + UNIQ
@@ -1702,28 +1733,8 @@ def case_redelivered():
     b = Worker("rdB", [pool])
     a.wait_for(r"consuming")
     b.wait_for(r"consuming")
-    src = """
-local g = require("goroutine")
-assert(g.pool_create(%(pool)r, { workers = 10 }))
-g.sleep(3000) -- both workers in the group
-local ids = {}
-for i = 1, %(n)d do
-    ids[i] = assert(g.pool_submit(%(pool)r, function(k)
-        g.sleep(30)
-        local f = assert(io.open(%(runs)r, "a"))
-        f:write(k, "\\n")
-        f:close()
-        return k
-    end, i))
-end
-for i = 1, %(n)d do
-    local ok, k = g.await(ids[i])
-    assert(ok and k == i, tostring(k))
-end
-local s = assert(g.pool_stats(%(pool)r))
-print(string.format("stats completed=%%d fleet_completed=%%d fleet_failed=%%d", s.completed,
-    s.fleet_completed, s.fleet_failed))
-""" % {"pool": pool, "n": n, "runs": runs}
+    src = runs_src(pool, n, runs, "workers = 10", 30,
+                   ("completed", "fleet_completed", "fleet_failed"), settle_ms=3000)
     path = os.path.join(TMP, "redeliv.lua")
     with open(path, "w") as f:
         f.write(src)
@@ -1910,27 +1921,8 @@ def case_revoked():
     runs = os.path.join(TMP, "runs-revoked.txt")
     a = Worker("rvA", [pool])
     a.wait_for(r"consuming")
-    src = """
-local g = require("goroutine")
-assert(g.pool_create(%(pool)r, { workers = 2, queue = 1000 }))
-local ids = {}
-for i = 1, %(n)d do
-    ids[i] = assert(g.pool_submit(%(pool)r, function(k)
-        g.sleep(40)
-        local f = assert(io.open(%(runs)r, "a"))
-        f:write(k, "\\n")
-        f:close()
-        return k
-    end, i))
-end
-for i = 1, %(n)d do
-    local ok, k = g.await(ids[i])
-    assert(ok and k == i, tostring(k))
-end
-local s = assert(g.pool_stats(%(pool)r))
-print(string.format("stats fleet_completed=%%d fleet_failed=%%d", s.fleet_completed,
-    s.fleet_failed))
-""" % {"pool": pool, "n": n, "runs": runs}
+    src = runs_src(pool, n, runs, "workers = 2, queue = 1000", 40,
+                   ("fleet_completed", "fleet_failed"))
     path = os.path.join(TMP, "revoked.lua")
     with open(path, "w") as f:
         f.write(src)
