@@ -858,21 +858,19 @@ static void on_ref(redis_uv *cli, int status, const redisReply *reply, const cha
     }
     char msg[300];
     msg[0] = 0;
+    int rc;
     if (status < 0 || reply->type == REDIS_REPLY_ERROR)
         snprintf(msg, sizeof msg, "cannot read its arguments from Redis: %s",
                  status < 0 ? err : reply->str);
-    else if (reply->type != REDIS_REPLY_STRING)
-        snprintf(msg, sizeof msg,
-                 "its arguments (%" PRIu64 " bytes, kept in Redis by reference) are gone: "
-                 "expired (result.ttl_s) or deleted",
-                 t->ref_len);
-    else if ((uint64_t)reply->len != t->ref_len ||
-             envelope_ref_sum(reply->str, reply->len) != t->ref_sum)
-        snprintf(msg, sizeof msg,
-                 "its arguments in Redis do not match its envelope (%zu bytes, %" PRIu64
-                 " expected, or another checksum): not run",
-                 reply->len, t->ref_len);
-    else if (!(t->ref = malloc(reply->len ? reply->len : 1)))
+    else if ((rc = envelope_ref_verify("arguments", "envelope",
+                                       reply->type == REDIS_REPLY_STRING ? reply->str : NULL,
+                                       reply->type == REDIS_REPLY_STRING ? reply->len : 0,
+                                       t->ref_len, t->ref_sum, msg, sizeof msg)) != 0) {
+        if (rc == ENVELOPE_EMALFORMED) { /* other bytes than the envelope's */
+            size_t n = strlen(msg);
+            snprintf(msg + n, sizeof msg - n, ": not run");
+        }
+    } else if (!(t->ref = malloc(reply->len ? reply->len : 1)))
         snprintf(msg, sizeof msg, "out of memory for its arguments (%zu bytes)", reply->len);
     if (msg[0]) {
         wlog(WLOG_ERROR, "pool=%s task=%s: %s", t->wp->name, t->id, msg);

@@ -730,26 +730,6 @@ typedef struct rfetch {
     char id[ENVELOPE_ID_MAX + 1];
 } rfetch;
 
-/* Checks bytes (len of them; NULL: none came) against a reference's length
- * and checksum; 0, or -1 with the reason in msg. */
-static int ref_check(const char *what, const char *bytes, size_t len, uint64_t ref_len,
-                     uint64_t ref_sum, char *msg, size_t msglen)
-{
-    if (!bytes) {
-        snprintf(msg, msglen, "its %s (%" PRIu64 " bytes, kept in Redis by reference) %s", what,
-                 ref_len, "are gone: expired (result.ttl_s) or deleted");
-        return -1;
-    }
-    if ((uint64_t)len != ref_len || envelope_ref_sum(bytes, len) != ref_sum) {
-        snprintf(msg, msglen,
-                 "its %s in Redis do not match its record (%zu bytes, %" PRIu64
-                 " expected, or another checksum)",
-                 what, len, ref_len);
-        return -1;
-    }
-    return 0;
-}
-
 static void on_result_ref(redis_uv *cli, int status, const redisReply *reply, const char *err,
                           void *ud)
 {
@@ -767,9 +747,10 @@ static void on_result_ref(redis_uv *cli, int status, const redisReply *reply, co
         snprintf(msg, sizeof msg, "cannot read its result from Redis: %s",
                  status < 0 ? err : reply->str);
         task_finish(f->v, t, 0, NULL, 0, msg, 0);
-    } else if (ref_check("result values", reply->type == REDIS_REPLY_STRING ? reply->str : NULL,
-                         reply->type == REDIS_REPLY_STRING ? reply->len : 0, f->len, f->sum, msg,
-                         sizeof msg) != 0) {
+    } else if (envelope_ref_verify("result values", "record",
+                                   reply->type == REDIS_REPLY_STRING ? reply->str : NULL,
+                                   reply->type == REDIS_REPLY_STRING ? reply->len : 0, f->len,
+                                   f->sum, msg, sizeof msg) != 0) {
         task_finish(f->v, t, 0, NULL, 0, msg, 0);
     } else {
         task_finish(f->v, t, f->ok, reply->str, reply->len, NULL, f->dead);
@@ -1634,8 +1615,8 @@ static int await_foreign_k(lua_State *L, int status, lua_KContext ctx)
     }
     if (op->stage == 3) { /* the outcome kept by reference: op->n = ok, length, checksum */
         char msg[400];
-        if (ref_check("result values", op->have_data ? op->data : NULL, op->len, (uint64_t)op->n[1],
-                      (uint64_t)op->n[2], msg, sizeof msg) != 0) {
+        if (envelope_ref_verify("result values", "record", op->have_data ? op->data : NULL, op->len,
+                                (uint64_t)op->n[1], (uint64_t)op->n[2], msg, sizeof msg) != 0) {
             lua_pushboolean(L, 0);
             lua_pushfstring(L, "task %s: %s", op->name, msg);
             return 2;

@@ -4,6 +4,7 @@
 ** described by a field table per record. The encoder packs with msgpack-c;
 ** the decoder is a bounds-checked cursor that allocates nothing.
 */
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -254,6 +255,22 @@ uint64_t envelope_ref_sum(const void *data, size_t len)
         h *= 0x100000001b3ull;
     }
     return h;
+}
+
+int envelope_ref_verify(const char *what, const char *holder, const char *bytes, size_t len,
+                        uint64_t ref_len, uint64_t ref_sum, char *err, size_t errlen)
+{
+    if (!bytes)
+        return merr_fail(err, errlen, ENVELOPE_EMISSING,
+                         "its %s (%" PRIu64 " bytes, kept in Redis by reference) are gone: "
+                         "expired (result.ttl_s) or deleted",
+                         what, ref_len);
+    if ((uint64_t)len != ref_len || envelope_ref_sum(bytes, len) != ref_sum)
+        return merr_fail(err, errlen, ENVELOPE_EMALFORMED,
+                         "its %s in Redis do not match its %s (%zu bytes, %" PRIu64
+                         " expected, or another checksum)",
+                         what, holder, len, ref_len);
+    return 0;
 }
 
 /* msgpack-c write callback: appends to the envelope_buf, growing it. */

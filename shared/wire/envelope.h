@@ -150,6 +150,16 @@ int envelope_result_decode(const char *data, size_t len, const envelope_limits *
    reader checks the bytes it fetched against, with their length. */
 uint64_t envelope_ref_sum(const void *data, size_t len);
 
+/* Checks the bytes fetched for a payload kept by reference (len of them;
+   bytes NULL: none came, the key is gone) against the record's ref_len and
+   ref_sum. 0 if they match; else ENVELOPE_EMISSING (gone) or
+   ENVELOPE_EMALFORMED (another length or checksum), with the reason in err,
+   e.g. "its arguments in Redis do not match its envelope (...)": what names
+   the payload ("arguments", "result values"), holder what refers to it
+   ("envelope", "record"). */
+int envelope_ref_verify(const char *what, const char *holder, const char *bytes, size_t len,
+                        uint64_t ref_len, uint64_t ref_sum, char *err, size_t errlen);
+
 /* 0 if s[0..len) is a valid id (1..64 bytes of [A-Za-z0-9._:-]), else
    ENVELOPE_EBADID with the reason in err. */
 int envelope_check_id(const char *s, size_t len, char *err, size_t errlen);

@@ -774,6 +774,24 @@ static int test_by_reference(void)
     /* the checksum sees every byte */
     ASSERT(envelope_ref_sum("ab", 2) != envelope_ref_sum("ba", 2));
     ASSERT(envelope_ref_sum("a", 1) != envelope_ref_sum("a\0", 2));
+    /* the fetched bytes checked against a reference: the readers' messages */
+    uint64_t sum = envelope_ref_sum(blob, sizeof blob);
+    ASSERT_EQ(envelope_ref_verify("arguments", "envelope", blob, sizeof blob, sizeof blob, sum, err,
+                                  sizeof err),
+              0);
+    ASSERT_EQ(envelope_ref_verify("result values", "record", NULL, 0, 3000000, 42, err, sizeof err),
+              ENVELOPE_EMISSING);
+    ASSERT_STR_EQ(err, "its result values (3000000 bytes, kept in Redis by reference) are gone: "
+                       "expired (result.ttl_s) or deleted");
+    ASSERT_EQ(envelope_ref_verify("arguments", "envelope", blob, sizeof blob - 1, sizeof blob, sum,
+                                  err, sizeof err),
+              ENVELOPE_EMALFORMED);
+    ASSERT_STR_EQ(err, "its arguments in Redis do not match its envelope (23 bytes, 24 expected, "
+                       "or another checksum)");
+    ASSERT_EQ(envelope_ref_verify("result values", "record", "b", 1, 1, envelope_ref_sum("a", 1),
+                                  err, sizeof err),
+              ENVELOPE_EMALFORMED);
+    ASSERT_STR_CONTAINS(err, "do not match its record (1 bytes, 1 expected");
     /* refused on encode */
     envelope_task bad = sample_task();
     bad.ref_len = 10;

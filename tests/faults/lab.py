@@ -16,18 +16,13 @@ import sys
 import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(ROOT, "tests", "helpers"))
+import redis_client  # noqa: E402
+from redis_client import free_port  # noqa: E402
 
 
 class LabError(Exception):
     pass
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def tcp_open(port):
@@ -50,40 +45,12 @@ def wait_until(cond, timeout, what, step=0.05):
 def resp(port, *args, timeout=5):
     """One Redis command on a fresh connection: the decoded reply (bytes,
     int, list, None), or an exception for an error reply."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     try:
-        out = b"*%d\r\n" % len(args)
-        for a in args:
-            a = a if isinstance(a, bytes) else str(a).encode()
-            out += b"$%d\r\n%s\r\n" % (len(a), a)
-        s.sendall(out)
-        f = s.makefile("rb")
-        return _read_reply(f)
-    finally:
-        s.close()
-
-
-def _read_reply(f):
-    line = f.readline()
-    if not line:
-        raise LabError("redis closed the connection")
-    kind, rest = line[:1], line[1:-2]
-    if kind == b"+":
-        return rest
-    if kind == b"-":
-        raise LabError("redis: " + rest.decode(errors="replace"))
-    if kind == b":":
-        return int(rest)
-    if kind == b"$":
-        n = int(rest)
-        if n < 0:
-            return None
-        data = f.read(n + 2)
-        return data[:-2]
-    if kind == b"*":
-        n = int(rest)
-        return None if n < 0 else [_read_reply(f) for _ in range(n)]
-    raise LabError("redis: unexpected reply %r" % line)
+        return redis_client.command(port, *args, timeout=timeout)
+    except redis_client.RedisError as e:
+        raise LabError("redis: %s" % e) from None
+    except redis_client.ConnectionClosed:
+        raise LabError("redis closed the connection") from None
 
 
 class Reaper:

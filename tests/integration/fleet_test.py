@@ -21,7 +21,9 @@ import sys
 import tempfile
 import time
 
-import private_redis
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "helpers"))
+import private_redis  # noqa: E402
+import redis_client  # noqa: E402
 
 BIN, EXAMPLES, CASE = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2]), sys.argv[3]
 BROKERS = os.environ.get("MUTIRAO_TEST_KAFKA_BROKERS")
@@ -230,6 +232,37 @@ print(string.format("stats completed=%%d failed=%%d fleet_completed=%%d fleet_fa
 """ % pool
 
 
+def runs_src(pool, n, runs, opts, ms, stats, settle_ms=0):
+    """Lua for `mutirao run --fleet`: creates pool with opts (the fields of
+    its options table), sleeps settle_ms (the workers joining the group),
+    submits n tasks that sleep ms, append their number to the file runs and
+    return it, awaits each (checking its value) and prints
+    "stats F1=%d F2=%d ..." of the pool_stats fields in stats."""
+    return """
+local g = require("goroutine")
+assert(g.pool_create(%(pool)r, { %(opts)s }))
+%(settle)slocal ids = {}
+for i = 1, %(n)d do
+    ids[i] = assert(g.pool_submit(%(pool)r, function(k)
+        g.sleep(%(ms)d)
+        local f = assert(io.open(%(runs)r, "a"))
+        f:write(k, "\\n")
+        f:close()
+        return k
+    end, i))
+end
+for i = 1, %(n)d do
+    local ok, k = g.await(ids[i])
+    assert(ok and k == i, tostring(k))
+end
+local s = assert(g.pool_stats(%(pool)r))
+print(string.format(%(fmt)r, %(args)s))
+""" % {"pool": pool, "n": n, "runs": runs, "opts": opts, "ms": ms,
+       "settle": "g.sleep(%d) -- both workers in the group\n" % settle_ms if settle_ms else "",
+       "fmt": "stats " + " ".join(f + "=%d" for f in stats),
+       "args": ", ".join("s." + f for f in stats)}
+
+
 def case_two_workers():
     """Two worker processes share a pool: both receive work."""
     pool = "tw" + UNIQ
@@ -264,43 +297,7 @@ print("A=" .. (count.A or 0) .. " B=" .. (count.B or 0))
 
 def redis_cmd(*args):
     """One command to the test Redis (RESP over a socket); its decoded reply."""
-    import socket
-    import urllib.parse
-    u = urllib.parse.urlparse(REDIS)
-    with socket.create_connection((u.hostname, u.port or 6379), timeout=10) as sk:
-        f = sk.makefile("rwb")
-        cmds = []
-        if u.password:
-            cmds.append(("AUTH", u.password))
-        if u.path and u.path.strip("/"):
-            cmds.append(("SELECT", u.path.strip("/")))
-        cmds.append(args)
-        for c in cmds:
-            f.write(b"*%d\r\n" % len(c))
-            for a in c:
-                a = a if isinstance(a, bytes) else str(a).encode()
-                f.write(b"$%d\r\n%s\r\n" % (len(a), a))
-        f.flush()
-
-        def read():
-            line = f.readline()[:-2]
-            t, rest = line[:1], line[1:]
-            if t == b"+":
-                return rest.decode()
-            if t == b"-":
-                raise RuntimeError("redis: " + rest.decode())
-            if t == b":":
-                return int(rest)
-            if t == b"$":
-                n = int(rest)
-                return None if n < 0 else f.read(n + 2)[:-2]
-            if t == b"*":
-                n = int(rest)
-                return None if n < 0 else [read() for _ in range(n)]
-            raise RuntimeError("redis: unexpected reply %r" % line)
-        for _ in cmds[:-1]:
-            read()
-        return read()
+    return redis_client.command(REDIS, *args, timeout=10)
 
 
 def case_sigkill():
@@ -1624,19 +1621,6 @@ def case_valgrind():
     check(code == 0 and nerr == 0, "worker under valgrind: exit %d, %s errors" % (code, nerr))
 
 
-def redis_cli(*args):
-    """A redis-cli command against the test Redis; its stdout."""
-    p = subprocess.run(["redis-cli", "-u", REDIS, "--no-raw"] + list(args), capture_output=True,
-                       text=True, timeout=30)
-    return p.stdout
-
-
-def redis_raw(*args):
-    p = subprocess.run(["redis-cli", "-u", REDIS, "--raw"] + list(args), capture_output=True,
-                       text=True, timeout=30)
-    return p.stdout
-
-
 class Supervised:
     """A worker restarted whenever it exits (a supervisor loop); counts its deaths."""
     def __init__(self, name, pools):
@@ -1716,10 +1700,10 @@ print(string.format("stats completed=%%d failed=%%d dead=%%d fleet_dead=%%d flee
     check("stats completed=30 failed=1 dead=1 fleet_dead=1 fleet_failed=1" in out,
           "pool_stats:\n" + out)
     bad = re.search(r"bad (\S+)", out).group(1)
-    rec = redis_raw("HGET", "mutirao:pool:%s:dead" % pool, bad)
+    rec = (redis_cmd("HGET", "mutirao:pool:%s:dead" % pool, bad) or b"").decode()
     check(rec.startswith("3 ") and "ended without recording an outcome" in rec,
           "the dead letter's record: %r" % rec)
-    check(redis_raw("HEXISTS", "mutirao:pool:%s:dead:env" % pool, bad).strip() == "1",
+    check(redis_cmd("HEXISTS", "mutirao:pool:%s:dead:env" % pool, bad) == 1,
           "the dead letter's envelope is not stored")
     logs = "".join(s.w.text() for s in sup)
     check(re.search(r"task=%s: dead-lettered after 3 deliveries" % re.escape(bad), logs),
@@ -1749,28 +1733,8 @@ def case_redelivered():
     b = Worker("rdB", [pool])
     a.wait_for(r"consuming")
     b.wait_for(r"consuming")
-    src = """
-local g = require("goroutine")
-assert(g.pool_create(%(pool)r, { workers = 10 }))
-g.sleep(3000) -- both workers in the group
-local ids = {}
-for i = 1, %(n)d do
-    ids[i] = assert(g.pool_submit(%(pool)r, function(k)
-        g.sleep(30)
-        local f = assert(io.open(%(runs)r, "a"))
-        f:write(k, "\\n")
-        f:close()
-        return k
-    end, i))
-end
-for i = 1, %(n)d do
-    local ok, k = g.await(ids[i])
-    assert(ok and k == i, tostring(k))
-end
-local s = assert(g.pool_stats(%(pool)r))
-print(string.format("stats completed=%%d fleet_completed=%%d fleet_failed=%%d", s.completed,
-    s.fleet_completed, s.fleet_failed))
-""" % {"pool": pool, "n": n, "runs": runs}
+    src = runs_src(pool, n, runs, "workers = 10", 30,
+                   ("completed", "fleet_completed", "fleet_failed"), settle_ms=3000)
     path = os.path.join(TMP, "redeliv.lua")
     with open(path, "w") as f:
         f.write(src)
@@ -1957,27 +1921,8 @@ def case_revoked():
     runs = os.path.join(TMP, "runs-revoked.txt")
     a = Worker("rvA", [pool])
     a.wait_for(r"consuming")
-    src = """
-local g = require("goroutine")
-assert(g.pool_create(%(pool)r, { workers = 2, queue = 1000 }))
-local ids = {}
-for i = 1, %(n)d do
-    ids[i] = assert(g.pool_submit(%(pool)r, function(k)
-        g.sleep(40)
-        local f = assert(io.open(%(runs)r, "a"))
-        f:write(k, "\\n")
-        f:close()
-        return k
-    end, i))
-end
-for i = 1, %(n)d do
-    local ok, k = g.await(ids[i])
-    assert(ok and k == i, tostring(k))
-end
-local s = assert(g.pool_stats(%(pool)r))
-print(string.format("stats fleet_completed=%%d fleet_failed=%%d", s.fleet_completed,
-    s.fleet_failed))
-""" % {"pool": pool, "n": n, "runs": runs}
+    src = runs_src(pool, n, runs, "workers = 2, queue = 1000", 40,
+                   ("fleet_completed", "fleet_failed"))
     path = os.path.join(TMP, "revoked.lua")
     with open(path, "w") as f:
         f.write(src)

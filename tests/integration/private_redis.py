@@ -1,63 +1,17 @@
 """tests/integration/private_redis.py: a redis-server of a test's own, which
 the test may kill and restart (the shared one of tests/services.sh is never
-touched), and a minimal RESP client to look inside it."""
+touched); conn() is a minimal RESP client to look inside it
+(tests/helpers/redis_client.py)."""
 import os
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-class Conn:
-    """One connection; call(*args) returns the reply (bytes, int, list,
-    None) or raises RuntimeError for an error reply."""
-
-    def __init__(self, port, timeout=5):
-        self.s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.f = self.s.makefile("rb")
-
-    def call(self, *args):
-        parts = [b"*%d\r\n" % len(args)]
-        for a in args:
-            a = a if isinstance(a, bytes) else str(a).encode()
-            parts.append(b"$%d\r\n%s\r\n" % (len(a), a))
-        self.s.sendall(b"".join(parts))
-        return self._read()
-
-    def _read(self):
-        line = self.f.readline()
-        if not line:
-            raise ConnectionError("connection closed")
-        t, rest = line[:1], line[1:-2]
-        if t == b"+":
-            return rest
-        if t == b"-":
-            raise RuntimeError(rest.decode())
-        if t == b":":
-            return int(rest)
-        if t == b"$":
-            n = int(rest)
-            if n < 0:
-                return None
-            data = self.f.read(n + 2)
-            return data[:-2]
-        if t == b"*":
-            n = int(rest)
-            return None if n < 0 else [self._read() for _ in range(n)]
-        raise RuntimeError("unexpected reply %r" % line)
-
-    def close(self):
-        self.f.close()
-        self.s.close()
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "helpers"))
+from redis_client import Conn, free_port  # noqa: E402
 
 
 class PrivateRedis:
