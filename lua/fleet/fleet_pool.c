@@ -263,6 +263,17 @@ static void on_seen(void *ud, int status, const char *err, const int *seen, int 
               v->outstanding, v->producer, quiet_s, err);
         return;
     }
+    size_t unsent = v->kp ? kuv_producer_pending(v->kp) : 0;
+    if (unsent > 0) {
+        /* the workers cannot have them: no word about workers */
+        rtlog(v->s, RTLOG_WARN, 0, LUA_NOREF,
+              "%ld fleet task(s) of producer %s have had no result for %" PRIu64
+              " s: %zu not taken by Kafka yet (brokers %s), kept up to "
+              "kafka.delivery_timeout_ms = %d from each submit",
+              v->outstanding, v->producer, quiet_s, unsent, v->cfg->kafka_brokers,
+              v->cfg->kafka_delivery_timeout_ms);
+        return;
+    }
     char names[400] = "";
     size_t len = 0;
     long out = 0;
