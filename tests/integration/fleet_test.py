@@ -2103,6 +2103,82 @@ print("stats", s.fleet_retried, s.fleet_completed, s.fleet_failed)
     print("the pending retries ran in the other worker %.1f s after the SIGKILL" % took)
 
 
+def case_sandbox():
+    """Fleet tasks run sandboxed: a worker with the default worker.allow
+    refuses os.execute, io.popen, io.open for writing, exec and debug (the
+    task fails saying which setting allows it; the worker lives), and the
+    escapes a task could try (package.loaded, require, a module function
+    travelling as an upvalue, binary chunks) lead back to the same gates;
+    a worker with worker.allow = os.execute runs os.execute; a pool's
+    `allow` narrows the worker's setting and cannot widen it."""
+    strict, loose, narrow = "sbstrict" + UNIQ, "sbloose" + UNIQ, "sbnarrow" + UNIQ
+    a = Worker("sbstrict", [strict])
+    b = Worker("sbloose", [loose, narrow], env={"MUTIRAO_WORKER_ALLOW": "os.execute"})
+    a.wait_for(r"tasks run sandboxed \(worker\.allow = nothing more")
+    b.wait_for(r"tasks run sandboxed \(worker\.allow = os\.execute\)")
+    marker = os.path.join(TMP, "sandbox-written")
+    rc, out, err, _ = run_lua("""
+local g = require("goroutine")
+assert(g.pool_create(%(strict)r, { workers = 2 }))
+assert(g.pool_create(%(loose)r, { workers = 2 }))
+assert(g.pool_create(%(narrow)r, { workers = 2, allow = { "io.popen", "exec" } }))
+local function try(pool, label, fn, ...)
+    print(label .. ":", g.await(g.pool_submit(pool, fn, ...)))
+end
+local ex = os.execute
+try(%(strict)r, "execute", function() return os.execute("true") end)
+try(%(strict)r, "popen", function() return io.popen("id") end)
+try(%(strict)r, "write", function(p) return io.open(p, "w") end, %(marker)r)
+try(%(strict)r, "read", function() return io.open("/etc/hostname", "r") ~= nil end)
+try(%(strict)r, "exec", function() return exec.run("id") end)
+try(%(strict)r, "debug", function() return debug.getregistry() end)
+try(%(strict)r, "traceback", function() return type(debug.traceback("x")) end)
+try(%(strict)r, "loaded", function() return package.loaded.os.execute("true") end)
+try(%(strict)r, "require", function() return require("os").execute("true") end)
+try(%(strict)r, "upvalue", function() return ex("true") end)
+try(%(strict)r, "binary", function() return load(string.dump(function() return 1 end)) end)
+try(%(strict)r, "text", function() return load("return 40 + 2")() end)
+try(%(strict)r, "remove", function(p) return os.remove(p) end, %(marker)r)
+try(%(strict)r, "exit", function() os.exit(1) end)
+try(%(strict)r, "next", function(x) return x * 2 end, 21)
+try(%(loose)r, "allowed", function() return os.execute("true") end)
+try(%(loose)r, "still", function() return io.popen("id") end)
+try(%(narrow)r, "narrowed", function() return os.execute("true") end)
+try(%(narrow)r, "nowiden", function() return io.popen("id") end)
+try(%(narrow)r, "nested", function(p)
+    local g = require("goroutine")
+    return g.await(g.pool_submit(p, function() return os.execute("true") end))
+end, %(loose)r)
+""" % {"strict": strict, "loose": loose, "narrow": narrow, "marker": marker})
+    def has(label, pattern):
+        check(re.search(r"^" + label + r":\t" + pattern, out, re.M),
+              "sandbox %s: %d\n%s%s" % (label, rc, out, err))
+    deny = r"false\t.*%s is not allowed in fleet tasks \(worker\.allow = %s allows it\)"
+    has("execute", deny % (r"os\.execute", r"os\.execute"))
+    has("popen", deny % (r"io\.popen", r"io\.popen"))
+    has("write", deny % (r"io\.open in mode 'w'", r"io\.open\.write"))
+    has("read", r"true\ttrue")
+    has("exec", deny % (r"exec\.run", "exec"))
+    has("debug", deny % (r"debug\.getregistry", "debug"))
+    has("traceback", r"true\tstring")
+    has("loaded", deny % (r"os\.execute", r"os\.execute"))
+    has("require", deny % (r"os\.execute", r"os\.execute"))
+    has("upvalue", deny % (r"os\.execute", r"os\.execute"))
+    has("binary", deny % (r"load of a binary chunk", r"load\.binary"))
+    has("text", r"true\t42")
+    has("remove", deny % (r"os\.remove", r"os\.remove"))
+    has("exit", r"false\t.*os\.exit called in a pool task")
+    has("next", r"true\t42")
+    has("allowed", r"true\ttrue\texit\t0")
+    has("still", deny % (r"io\.popen", r"io\.popen"))
+    has("narrowed", r"false\t.*os\.execute is not allowed in this pool's tasks .*lacks 'os\.execute'")
+    has("nowiden", deny % (r"io\.popen", r"io\.popen"))
+    has("nested", r"true\tfalse\t.*os\.execute is not allowed in this pool's tasks")
+    check(not os.path.exists(marker), "a denied io.open wrote the file")
+    check(a.p.poll() is None and b.p.poll() is None, "a worker died")
+    check(a.stop() == 0 and b.stop() == 0, "worker exit status")
+
+
 CASES = {"examples": case_examples, "await_wg": case_await_wg, "two_workers": case_two_workers,
          "sigkill": case_sigkill, "errors": case_errors, "libmutirao": case_libmutirao,
          "two_clients": case_two_clients, "stock_lua": case_stock_lua,
@@ -2115,7 +2191,7 @@ CASES = {"examples": case_examples, "await_wg": case_await_wg, "two_workers": ca
          "redis_restart_nopersist": case_redis_restart_nopersist,
          "notify_dropped": case_notify_dropped, "notify_gone": case_notify_gone,
          "no_worker_hint": case_no_worker_hint, "reconcile_bounded": case_reconcile_bounded,
-         "sigterm": case_sigterm, "sigint_twice": case_sigint_twice}
+         "sigterm": case_sigterm, "sigint_twice": case_sigint_twice, "sandbox": case_sandbox}
 try:
     CASES[CASE]()
 finally:
