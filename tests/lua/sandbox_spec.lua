@@ -237,6 +237,22 @@ describe("a sandboxed pool task", function()
         assert.matches("require of C module 'sbfake'", err, 1, true)
     end)
 
+    it("keeps its narrowing in the <close> handlers of its cancelled goroutines", function()
+        local ok, got, err = run(strict, function()
+            local g, res = require("goroutine"), {}
+            g.timeout(30, function()
+                local x <close> = setmetatable({}, { __close = function()
+                    res[1], res[2] = pcall(os.execute, "true")
+                end })
+                g.sleep(10000)
+            end)
+            return res[1], res[2]
+        end)
+        assert.is_true(ok)
+        assert.is_false(got)
+        assert.matches("os.execute is not allowed in this pool's tasks", err, 1, true)
+    end)
+
     it("passes its narrowing on to the tasks it submits", function()
         local open = pool(nil)
         local ok, inner_ok, err = run(strict, function(p)
