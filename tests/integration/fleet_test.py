@@ -2180,6 +2180,14 @@ end, %(loose)r)
     has("nowiden", deny % (r"io\.popen", r"io\.popen"))
     has("nested", r"true\tfalse\t.*os\.execute is not allowed in this pool's tasks")
     check(not os.path.exists(marker), "a denied io.open wrote the file")
+    # another producer adopts the pool from Redis, its narrowing with it
+    rc, out, err, _ = run_lua("""
+local g = require("goroutine")
+print("adopted:", g.await(g.pool_submit(%(narrow)r, function() return os.execute("true") end)))
+print("adopted_ok:", g.await(g.pool_submit(%(narrow)r, function() return 6 * 7 end)))
+""" % {"narrow": narrow})
+    has("adopted", r"false\t.*os\.execute is not allowed in this pool's tasks")
+    has("adopted_ok", r"true\t42")
     check(a.p.poll() is None and b.p.poll() is None, "a worker died")
     check(a.stop() == 0 and b.stop() == 0, "worker exit status")
 
