@@ -52,7 +52,11 @@ static const char usage_text[] =
     "  --version, --help\n"
     "\n"
     "Kafka and Redis come from the configuration: MUTIRAO_KAFKA_BROKERS,\n"
-    "MUTIRAO_REDIS_URL or kafka.brokers / redis.url in the file.\n";
+    "MUTIRAO_REDIS_URL or kafka.brokers / redis.url in the file.\n"
+    "\n"
+    "Tasks run sandboxed: no os.execute, io.popen, file writes, debug, C modules,\n"
+    "bytecode, exec or http unless worker.allow (MUTIRAO_WORKER_ALLOW) allows them,\n"
+    "e.g. worker.allow = exec,http,os.execute (see config/mutirao.conf).\n";
 
 static int level_of(const char *s)
 {
