@@ -1124,6 +1124,7 @@ static void on_message(void *ud, const kuv_message *m)
     t->run.submitted_ms = e.submitted_at_ms;
     t->run.timeout_ms = e.timeout_ms;
     t->run.memory = e.memory && e.memory <= SIZE_MAX ? (size_t)e.memory : EX_MEMORY_DEFAULT;
+    t->run.allow = e.allow; /* the pool's narrowing of worker.allow (sandbox.h) */
     t->deadline_ms = e.deadline_ms;
     if (e.retries >= e.attempt && t->env) {
         /* attempts left: the next one's envelope, made while e is valid */

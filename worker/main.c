@@ -22,6 +22,7 @@
 #include "goroutine.h"
 #include "log.h"
 #include "procs.h"
+#include "sandbox.h"
 #include "scheduler.h"
 #include "wlog.h"
 #include "worker.h"
@@ -51,7 +52,11 @@ static const char usage_text[] =
     "  --version, --help\n"
     "\n"
     "Kafka and Redis come from the configuration: MUTIRAO_KAFKA_BROKERS,\n"
-    "MUTIRAO_REDIS_URL or kafka.brokers / redis.url in the file.\n";
+    "MUTIRAO_REDIS_URL or kafka.brokers / redis.url in the file.\n"
+    "\n"
+    "Tasks run sandboxed: no os.execute, io.popen, file writes, debug, C modules,\n"
+    "bytecode, exec or http unless worker.allow (MUTIRAO_WORKER_ALLOW) allows them,\n"
+    "e.g. worker.allow = exec,http,os.execute (see config/mutirao.conf).\n";
 
 static int level_of(const char *s)
 {
@@ -86,6 +91,7 @@ static void task_vm_setup(lua_State *L)
     if (lua_pcall(L, 1, 0, 0) != LUA_OK)
         lua_pop(L, 1);
     lua_pop(L, 1);
+    sandbox_install(L); /* worker.allow: what tasks may do beyond the default */
 }
 
 static int open_main_vm(lua_State *L)
@@ -213,6 +219,19 @@ int main(int argc, char **argv)
         return 2;
     }
     wlog_setup(cfg.worker_id, level_of(log_level));
+    if (sandbox_set_ceiling(cfg.worker_allow, err, sizeof err) != 0) {
+        fprintf(stderr, "mutirao-worker: worker.allow: %s\n", err);
+        config_free(&cfg);
+        return 2;
+    }
+    if (sandbox_active())
+        wlog(WLOG_INFO, "tasks run sandboxed (worker.allow = %s)",
+             cfg.worker_allow[0] ? cfg.worker_allow : "nothing more than the default");
+    else
+        wlog(WLOG_WARN,
+             "worker.allow = %s: the task sandbox is off (tasks may run commands, "
+             "write files and load C code)",
+             cfg.worker_allow);
     char redacted[512];
     config_redact_url(cfg.redis_url, redacted, sizeof redacted);
     wlog(WLOG_INFO, "starting: kafka %s, redis %s, pools %s", cfg.kafka_brokers, redacted,

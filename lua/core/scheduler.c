@@ -386,7 +386,14 @@ static void gor_release(sched *s, gor *g, int reset)
     if (lua_gethook(co))
         lua_sethook(co, NULL, 0, 0);
     if (reset) {
+        /* a killed goroutine's <close> handlers are its code: its scope's
+         * tag applies while they run (sched_kill) */
+        void *was_tag = s->tag_slot ? *s->tag_slot : NULL;
+        if (reset == 2 && s->tag_slot && g->sc)
+            *s->tag_slot = g->sc->tag;
         int st = lua_resetthread(co);
+        if (s->tag_slot)
+            *s->tag_slot = was_tag;
         if (reset == 2 && st != LUA_OK && st != LUA_YIELD) {
             /* killed: an error came from one of its <close> handlers */
             lua_xmove(co, T, 1);
@@ -548,7 +555,13 @@ void sched_kill(sched *s, gor *g, const char *reason)
     s->close_deadline = sched_now_ns() + CLOSE_GRACE_NS;
     atomic_store_explicit(&s->run_deadline, s->close_deadline, memory_order_relaxed);
     atomic_store_explicit(&s->running_L, g->L, memory_order_relaxed);
+    /* the handlers are the goroutine's code: its scope's tag applies */
+    void *was_tag = s->tag_slot ? *s->tag_slot : NULL;
+    if (s->tag_slot)
+        *s->tag_slot = g->sc->tag;
     coroutines_close_chain(s->T, g->L);
+    if (s->tag_slot)
+        *s->tag_slot = was_tag;
     gor_release(s, g, 2);
     atomic_store_explicit(&s->running_L, was_L, memory_order_relaxed);
     atomic_store_explicit(&s->run_deadline, was_dl, memory_order_relaxed);

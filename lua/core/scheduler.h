@@ -196,9 +196,10 @@ void scope_watch_del(scope_watch *w);
 ** Scope tags: a layer above attaches a value to a scope (a pool task's
 ** memory account); scopes created under it inherit it. tag_free (may be
 ** NULL) runs when that scope is freed, after its descendants. While a
-** goroutine is being resumed, *slot holds its scope's tag, and NULL at any
-** other time (so whatever the tag selects applies to Lua code the
-** goroutine runs, never to the scheduler's own calls outside a resume).
+** goroutine is being resumed, or its pending <close> handlers run because
+** it was killed, *slot holds its scope's tag, and NULL at any other time
+** (so whatever the tag selects applies to Lua code the goroutine runs,
+** never to the scheduler's own calls outside a resume).
 */
 void scope_set_tag(scope *sc, void *tag, void (*tag_free)(void *tag));
 void sched_set_tag_slot(sched *s, void **slot);

@@ -36,6 +36,7 @@
 #include "pool.h"
 #include "redis_uv.h"
 #include "rtlog.h"
+#include "sandbox.h"
 #include "taskbook.h"
 #include "uv_closer.h"
 
@@ -68,6 +69,7 @@ struct fpool {
     uint32_t timeout_ms; /* each task's time limit, 0: none (in every envelope) */
     size_t memory;       /* each task's memory limit (in every envelope) */
     pool_retry retry;    /* runs again of a task that raised (in every envelope) */
+    uint64_t allow;      /* its sandbox narrowing, 0: none (in every envelope; sandbox.h) */
     long outstanding;    /* this VM's tasks not finished */
     long long submitted, completed, failed, rejected; /* this VM's tasks */
     long long dead_lettered;                          /* of the failed: dead letters */
@@ -508,6 +510,7 @@ typedef struct fop {
     uint32_t timeout_ms;
     size_t memory;
     pool_retry retry;
+    uint64_t allow;
     char name[ENVELOPE_POOL_MAX + 1];
     void *task; /* a submit's task while its payload is stored (freed with op) */
 } fop;
@@ -1014,7 +1017,7 @@ static int create_k(lua_State *L, int status, lua_KContext ctx)
         /* the topic exists: record the options for the workers */
         op->stage = 1;
         char key[FLEET_KEY_MAX], w[16], q[16], md[16], tm[16], mem[24], rt[16], bi[16], bm[16],
-            bj[16];
+            bj[16], al[24];
         fleet_key_pool(key, op->name);
         snprintf(w, sizeof w, "%d", op->workers);
         snprintf(q, sizeof q, "%d", op->qcap);
@@ -1025,12 +1028,13 @@ static int create_k(lua_State *L, int status, lua_KContext ctx)
         snprintf(bi, sizeof bi, "%" PRIu32, op->retry.initial_ms);
         snprintf(bm, sizeof bm, "%" PRIu32, op->retry.max_ms);
         snprintf(bj, sizeof bj, "%" PRIu32, op->retry.jitter);
+        snprintf(al, sizeof al, "%" PRIu64, op->allow);
         /* every field, timeout 0 included: a pool created again without a
          * timeout must not keep the old one */
         if (fop_send(op, v->r, on_reply,
                      "HSET %s workers %s queue %s block %s max_deliveries %s timeout %s memory %s "
-                     "retries %s backoff_initial %s backoff_max %s backoff_jitter %s",
-                     key, w, q, op->block ? "1" : "0", md, tm, mem, rt, bi, bm, bj) != 0)
+                     "retries %s backoff_initial %s backoff_max %s backoff_jitter %s allow %s",
+                     key, w, q, op->block ? "1" : "0", md, tm, mem, rt, bi, bm, bj, al) != 0)
             return create_k(L, LUA_OK, ctx);
         fop_send(op, v->r, on_reply, "EXPIRE %s %d", key, FLEET_POOL_IDLE_TTL_S);
         return sched_wait(L, s, &op->waiters, 0, ctx, create_k);
@@ -1041,8 +1045,9 @@ static int create_k(lua_State *L, int status, lua_KContext ctx)
         lua_pushfstring(L, "pool already exists: %s", op->name);
         return 2;
     }
-    pool_add(L, v, op->name, op->workers, op->qcap, op->block, op->max_deliveries, op->timeout_ms,
-             op->memory, &op->retry);
+    fpool *p = pool_add(L, v, op->name, op->workers, op->qcap, op->block, op->max_deliveries,
+                        op->timeout_ms, op->memory, &op->retry);
+    p->allow = op->allow;
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -1072,6 +1077,7 @@ static int f_create(lua_State *L, void *be, const char *name, const pool_opts *o
     op->timeout_ms = o->timeout_ms;
     op->memory = o->memory;
     op->retry = o->retry;
+    op->allow = o->allow;
     fop_expect(op);
     int rc = kuv_topic_ensure(v->kp, topic, v->cfg->topic_partitions, on_ensure, op);
     if (rc != 0) {
@@ -1112,6 +1118,7 @@ static void on_pool_record(redis_uv *cli, int status, const redisReply *reply, c
         op->timeout_ms = 0;
         op->memory = EX_MEMORY_DEFAULT;
         retry_default(&op->retry);
+        op->allow = 0;
         for (size_t i = 0; i + 1 < reply->elements; i += 2) {
             const char *k = reply->element[i]->str, *val = reply->element[i + 1]->str;
             if (!k || !val)
@@ -1138,6 +1145,8 @@ static void on_pool_record(redis_uv *cli, int status, const redisReply *reply, c
                 op->retry.max_ms = (uint32_t)x;
             else if (!strcmp(k, "backoff_jitter") && x >= 0 && x <= 1000)
                 op->retry.jitter = (uint32_t)x;
+            else if (!strcmp(k, "allow"))
+                op->allow = (uint64_t)strtoull(val, NULL, 10);
         }
     }
     fop_settle(op);
@@ -1160,10 +1169,12 @@ static int adopt_k(lua_State *L, int status, lua_KContext ctx)
     fpool *p = pool_get(v, op->name); /* created meanwhile by this VM? */
     if (!p && !op->have_data)
         return pool_not_found(L, op->name);
-    if (!p)
+    if (!p) {
         p = pool_add(L, v, op->name, (int)op->n[0],
                      op->n[1] >= 0 ? (int)op->n[1] : 2 * (int)op->n[0], (int)op->n[2],
                      (int)op->n[3], op->timeout_ms, op->memory, &op->retry);
+        p->allow = op->allow;
+    }
     lua_pop(L, 1); /* the guard */
     lua_pushlightuserdata(L, p);
     lua_insert(L, 1); /* p, name, fn, args... */
@@ -1347,6 +1358,7 @@ static int submit_send(lua_State *L, fvm *v, fpool *p, ftask *t, const char *pay
     e.backoff_initial_ms = p->retry.initial_ms;
     e.backoff_max_ms = p->retry.max_ms;
     e.backoff_jitter = p->retry.jitter;
+    e.allow = sandbox_narrow(p->allow, sandbox_current(L)); /* a task's are no wider */
     /* inside goroutine.timeout or a task file's :timeout: the worker does
      * not start the task after that deadline, and cancels it there */
     uint64_t dl = scope_deadline(sched_current_scope(s, L)), now_ns = sched_now_ns();

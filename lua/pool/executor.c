@@ -20,6 +20,7 @@
 #include "codec.h"
 #include "memlimit.h"
 #include "procs.h"
+#include "sandbox.h"
 
 struct executor {
     atomic_int refs;
@@ -656,12 +657,22 @@ static void run_task(sched *s, xmsg *m)
         return;
     }
     lua_State *T = sched_scratch(s);
-    /* its memory account: its arguments count too */
-    memacct *acct = t->memory ? memacct_new(T, t->memory) : NULL;
-    if (t->memory && !acct) {
+    /* a pool that narrows the sandbox: the gates on this VM (the worker's
+     * are there from the start, an embedded pool's come with its first
+     * such task) */
+    if (t->allow && sandbox_install_safe(T) != 0) {
+        fail_text(t, "not enough memory (setting up the task sandbox)");
+        return;
+    }
+    /* its memory account: its arguments count too; it carries the task's
+     * sandbox narrowing to its goroutines */
+    memacct *acct = t->memory || t->allow ? memacct_new(T, t->memory ? t->memory : SIZE_MAX) : NULL;
+    if ((t->memory || t->allow) && !acct) {
         fail_text(t, "not enough memory");
         return;
     }
+    if (acct)
+        memacct_set_note(acct, t->allow);
     int base = lua_gettop(T);
     paths_adopt(T);
     char err[256];

@@ -77,6 +77,8 @@ struct ex_task {
     uint64_t submitted_ms; /* Unix ms of the submit: deadline - submitted is the N of its error */
     uint32_t timeout_ms;   /* cancelled once it has run this long */
     size_t memory;         /* bytes its goroutines may hold at once */
+    uint64_t allow;        /* its pool's sandbox narrowing (sandbox.h): ALLOW_PRESENT | what it
+                              may do, or 0: as much as the process's ceiling */
     /* the VM's, while it runs there */
     scope *sc;         /* its scope */
     scope_watch watch; /* on sc: its cancellation fails it */

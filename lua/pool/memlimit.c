@@ -8,9 +8,10 @@
 #include <string.h>
 
 struct memacct {
-    size_t used;  /* bytes of the blocks it owns, as Lua sized them */
-    size_t limit; /* used may not grow past it */
-    int open;     /* its task may still allocate (memacct_close not called) */
+    size_t used;   /* bytes of the blocks it owns, as Lua sized them */
+    size_t limit;  /* used may not grow past it */
+    int open;      /* its task may still allocate (memacct_close not called) */
+    uint64_t note; /* the executor's word about the task (memacct_set_note) */
 };
 
 struct memheap {
@@ -164,6 +165,7 @@ memacct *memacct_new(lua_State *L, size_t limit)
         a->used = 0;
         a->limit = limit;
         a->open = 1;
+        a->note = 0;
     }
     return a;
 }
@@ -185,6 +187,22 @@ memacct *memacct_switch(lua_State *L, memacct *acct)
     memacct *was = h->cur;
     h->cur = acct;
     return was;
+}
+
+memacct *memacct_current(lua_State *L)
+{
+    memheap *h = heap_of(L);
+    return h ? h->cur : NULL;
+}
+
+void memacct_set_note(memacct *acct, uint64_t note)
+{
+    acct->note = note;
+}
+
+uint64_t memacct_note(const memacct *acct)
+{
+    return acct ? acct->note : 0;
 }
 
 size_t memacct_used(const memacct *acct)

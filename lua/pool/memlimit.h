@@ -17,6 +17,7 @@
 #define MUTIRAO_MEMLIMIT_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <lua.h>
 
@@ -42,6 +43,13 @@ void memacct_close(void *acct);
  * that was. For work done for a task outside its goroutines (decoding its
  * arguments), or done for it that must not fail (encoding its outcome). */
 memacct *memacct_switch(lua_State *L, memacct *acct);
+/* The account charged now (the running task's), NULL when none. */
+memacct *memacct_current(lua_State *L);
+/* A word the executor keeps with a task's account, read back by code the
+ * task calls (its sandbox narrowing, sandbox.h): the account is the one
+ * thing that follows every goroutine of a task. 0 until set. */
+void memacct_set_note(memacct *acct, uint64_t note);
+uint64_t memacct_note(const memacct *acct);
 /* Bytes charged to acct now. */
 size_t memacct_used(const memacct *acct);
 

@@ -14,6 +14,7 @@
 
 #include "envelope.h"
 #include "executor.h"
+#include "sandbox.h"
 #include "taskbook.h"
 
 typedef struct backend_choice {
@@ -218,8 +219,9 @@ static int l_pool_create(lua_State *L)
     if (!lua_isnoneornil(L, 2)) {
         luaL_checktype(L, 2, LUA_TTABLE);
         /* a misspelt option would silently mean its default */
-        static const char *const known[] = {"workers", "queue",          "block",   "timeout",
-                                            "memory",  "max_deliveries", "retries", "backoff"};
+        static const char *const known[] = {"workers", "queue",   "block",
+                                            "timeout", "memory",  "max_deliveries",
+                                            "retries", "backoff", "allow"};
         lua_pushnil(L);
         while (lua_next(L, 2)) {
             const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
@@ -230,7 +232,7 @@ static int l_pool_create(lua_State *L)
                 return luaL_error(L,
                                   "bad option '%s' to 'pool_create' (unknown option; expected "
                                   "workers, queue, block, max_deliveries, timeout, memory, "
-                                  "retries or backoff)",
+                                  "retries, backoff or allow)",
                                   k ? k : luaL_typename(L, -2));
             lua_pop(L, 1);
         }
@@ -243,6 +245,9 @@ static int l_pool_create(lua_State *L)
                                          "bytes");
         o.retry.retries = (uint32_t)opt_big_field(L, 2, "retries", 0, 0, RETRY_MAX, "runs");
         opt_backoff(L, 2, &o.retry);
+        lua_getfield(L, 2, "allow");
+        o.allow = sandbox_check_option(L, -1, "pool_create");
+        lua_pop(L, 1);
         int bt = lua_getfield(L, 2, "block");
         if (bt == LUA_TBOOLEAN)
             o.block = lua_toboolean(L, -1);

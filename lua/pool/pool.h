@@ -28,6 +28,7 @@ typedef struct pool_opts {
     uint32_t timeout_ms; /* a task is cancelled after running this long; 0: never */
     size_t memory;       /* bytes a task may hold (EX_MEMORY_DEFAULT unless given) */
     pool_retry retry;    /* runs again of a task that raised (retry.h) */
+    uint64_t allow;      /* the `allow` option (sandbox.h): ALLOW_PRESENT | bits, 0: none */
 } pool_opts;
 
 /* The bounds of pool_create's `timeout` (ms) and `memory` (bytes). */

@@ -24,6 +24,7 @@
 #include "codec.h"
 #include "executor.h"
 #include "pool.h"
+#include "sandbox.h"
 #include "taskbook.h"
 
 typedef struct epool epool;
@@ -34,6 +35,7 @@ struct epool {
     int workers, qcap, block;
     uint32_t timeout_ms; /* each task's time limit (0: none) */
     size_t memory;       /* each task's memory limit */
+    uint64_t allow;      /* each task's sandbox narrowing (sandbox.h), 0: none */
     atomic_int refs;
     atomic_llong rejected;
     pool_retry retry;      /* runs again of a task that raised */
@@ -344,6 +346,7 @@ static int e_create(lua_State *L, void *be, const char *name, const pool_opts *o
     p->block = o->block;
     p->timeout_ms = o->timeout_ms;
     p->memory = o->memory;
+    p->allow = o->allow;
     p->retry = o->retry;
     atomic_init(&p->refs, 1);
     pthread_mutex_lock(&pools_mu);
@@ -480,6 +483,7 @@ static int e_submit(lua_State *L, void *be)
     t->ex.ended = on_task_ended;
     t->ex.timeout_ms = p->timeout_ms;
     t->ex.memory = p->memory;
+    t->ex.allow = sandbox_narrow(p->allow, sandbox_current(L)); /* a task's are no wider */
     t->attempt = 1;
     format_id(t->tb.id);
     t->ex.id = t->tb.id;

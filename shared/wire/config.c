@@ -13,6 +13,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "allow.h"
 #include "config.h"
 #include "envelope.h"
 #include "fleet_keys.h"
@@ -111,6 +112,11 @@ static int check_id_or_empty(const char *v, char *why, size_t whylen)
     return -1;
 }
 
+static int check_allow(const char *v, char *why, size_t whylen)
+{
+    return allow_check_item(v, strlen(v), 0, why, whylen);
+}
+
 /* ---- the key table -------------------------------------------------------- */
 
 typedef enum ktype {
@@ -168,6 +174,8 @@ static const key keys[CONFIG_NKEYS] = {
     /* FLEET_GROUP (fleet_keys.h): the one group of workers unless configured */
     {"worker.group", "MUTIRAO_WORKER_GROUP", T_STR, OFF(worker_group), 0, 0, FLEET_GROUP,
      check_group, 0},
+    /* what fleet tasks may do beyond the sandbox's default (allow.h) */
+    {"worker.allow", "MUTIRAO_WORKER_ALLOW", T_CSV, OFF(worker_allow), 0, 0, "", check_allow, 0},
 };
 
 /* Most items of a worker.pools list. */

@@ -37,7 +37,7 @@ const char *config_strerror(int err);
 const char *config_errname(int err);
 
 /* Number of keys (see config/mutirao.conf for the list). */
-#define CONFIG_NKEYS 18
+#define CONFIG_NKEYS 19
 /* Longest origin kept per key ("config/mutirao.conf:7", "MUTIRAO_FLEET"). */
 #define CONFIG_ORIGIN_MAX 160
 /* Longest Kafka topic name. */
@@ -75,6 +75,8 @@ typedef struct config {
     char *worker_id;               /* worker.id: "" until config_derive_ids */
     char *topic_dead;              /* topic.dead: where workers put dead letters */
     char *worker_group;            /* worker.group: the workers' Kafka consumer group */
+    char *worker_allow;            /* worker.allow: what fleet tasks may do beyond the
+                                      sandbox (allow.h), "a,b"; "" = nothing more */
     char *path;                    /* the file config_load read, "" if none */
     char origin[CONFIG_NKEYS][CONFIG_ORIGIN_MAX]; /* where each key's value came from */
 } config;

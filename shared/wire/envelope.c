@@ -139,6 +139,7 @@ static const field task_fields[] = {
     {"backoff_initial", K_U32, offsetof(envelope_task, backoff_initial_ms), 0, 1},
     {"backoff_max", K_U32, offsetof(envelope_task, backoff_max_ms), 0, 1},
     {"backoff_jitter", K_U32, offsetof(envelope_task, backoff_jitter), 0, 1},
+    {"allow", K_U64, offsetof(envelope_task, allow), 0, 1},
 };
 
 static const field result_fields[] = {

@@ -89,6 +89,8 @@ typedef struct envelope_task {
     uint32_t backoff_initial_ms; /* backoff.initial */
     uint32_t backoff_max_ms;     /* backoff.max */
     uint32_t backoff_jitter;     /* backoff.jitter, in 1/1000 */
+    uint64_t allow; /* optional: the pool's sandbox narrowing (allow.h): ALLOW_PRESENT | what
+                       its tasks may do (intersected with the worker's worker.allow); 0: none */
 } envelope_task;
 
 /* The outcome of one attempt of a task, as a worker stores it. Same rules. */

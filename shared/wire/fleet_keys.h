@@ -6,11 +6,13 @@
 **
 ** Keys (NAME = pool, ID = task id, P = producer id):
 **   mutirao:pool:NAME         hash: workers, queue, block, max_deliveries,
-**                             timeout (ms, 0: none), memory (bytes):
-**                             pool_create's options, adopted by producers
-**                             that submit to the pool; workers caps each
-**                             worker process (max_deliveries, timeout and
-**                             memory reach workers in each task's envelope)
+**                             timeout (ms, 0: none), memory (bytes),
+**                             allow (the sandbox narrowing, allow.h; 0:
+**                             none): pool_create's options, adopted by
+**                             producers that submit to the pool; workers
+**                             caps each worker process (max_deliveries,
+**                             timeout, memory and allow reach workers in
+**                             each task's envelope)
 **   mutirao:pool:NAME:stats   hash: submitted, completed, failed,
 **                             dead_lettered (of the failed), retried
 **                             (attempts that raised and were run again)

@@ -95,6 +95,18 @@ static int test_defaults(void)
               CONFIG_EVALUE);
     ASSERT_CONTAINS(derr, "consumer group id");
     ASSERT_EQ(config_set(&c, "worker.group", "", "test", derr, sizeof derr), CONFIG_EVALUE);
+    /* what fleet tasks may do beyond the sandbox (allow.h) */
+    ASSERT_STR_EQ(c.worker_allow, "");
+    ASSERT_EQ(config_set(&c, "worker.allow", " exec , http,os.execute,require.lpeg", "test", derr,
+                         sizeof derr),
+              0);
+    ASSERT_STR_EQ(c.worker_allow, "exec,http,os.execute,require.lpeg");
+    ASSERT_EQ(
+        config_set(&c, "worker.allow", "exec,shell", "MUTIRAO_WORKER_ALLOW", derr, sizeof derr),
+        CONFIG_EVALUE);
+    ASSERT_CONTAINS(derr, "MUTIRAO_WORKER_ALLOW: worker.allow");
+    ASSERT_CONTAINS(derr, "os.execute");
+    ASSERT_STR_EQ(c.worker_allow, "exec,http,os.execute,require.lpeg");
     config_free(&c);
     ASSERT_EQ(config_init(&c), 0);
     ASSERT_STR_EQ(c.path, "");

@@ -10,6 +10,7 @@
 
 #include <msgpack.h>
 
+#include "allow.h"
 #include "envelope.h"
 #include "retry.h"
 #include "test.h"
@@ -896,6 +897,66 @@ static int test_optional_retries(void)
     return 0;
 }
 
+/* The optional sandbox narrowing: written only when set, read back; an
+   envelope without it reads as 0 (no narrowing). */
+static int test_optional_allow(void)
+{
+    envelope_task t = sample_task(), d;
+    envelope_buf b;
+    char err[256] = "";
+    envelope_buf_init(&b, NULL, 0);
+    t.allow = ALLOW_PRESENT | ALLOW_OS_EXECUTE | ALLOW_HTTP;
+    ASSERT_EQ(envelope_task_encode(&t, NULL, &b, err, sizeof err), 0);
+    ASSERT_EQ((unsigned char)b.data[4], 0x88); /* a fixmap of 8 fields */
+    ASSERT_EQ(envelope_task_decode(b.data, b.len, NULL, &d, err, sizeof err), 0);
+    ASSERT(d.allow == (ALLOW_PRESENT | ALLOW_OS_EXECUTE | ALLOW_HTTP));
+    t.allow = ALLOW_PRESENT; /* allows nothing: still present */
+    ASSERT_EQ(envelope_task_encode(&t, NULL, &b, err, sizeof err), 0);
+    ASSERT_EQ(envelope_task_decode(b.data, b.len, NULL, &d, err, sizeof err), 0);
+    ASSERT(d.allow == ALLOW_PRESENT);
+    t.allow = 0;
+    ASSERT_EQ(envelope_task_encode(&t, NULL, &b, err, sizeof err), 0);
+    ASSERT_EQ((unsigned char)b.data[4], 0x87);
+    ASSERT(memmem(b.data, b.len, "allow", 5) == NULL);
+    ASSERT_EQ(envelope_task_decode(b.data, b.len, NULL, &d, err, sizeof err), 0);
+    ASSERT(d.allow == 0);
+    envelope_buf_free(&b);
+    return 0;
+}
+
+/* The sandbox's vocabulary: items, groups, require.NAME (worker lists
+   only), errors naming the item. */
+static int test_allow_vocabulary(void)
+{
+    allow_set s;
+    char why[400];
+    ASSERT_EQ(allow_parse("", 0, &s, why, sizeof why), 0);
+    ASSERT_EQ(s.bits, 0);
+    ASSERT_EQ(allow_parse("none", 0, &s, why, sizeof why), 0);
+    ASSERT_EQ(s.bits, 0);
+    ASSERT_EQ(allow_parse("os, exec,require.lpeg,require.cjson", 0, &s, why, sizeof why), 0);
+    ASSERT(s.bits ==
+           (ALLOW_OS_EXECUTE | ALLOW_OS_REMOVE | ALLOW_OS_RENAME | ALLOW_OS_TMPNAME | ALLOW_EXEC));
+    ASSERT(allow_module(&s, "lpeg") && allow_module(&s, "cjson"));
+    ASSERT(!allow_module(&s, "lpe") && !allow_module(&s, "socket"));
+    allow_set_free(&s);
+    ASSERT_EQ(allow_parse("io,load.binary,require", 0, &s, why, sizeof why), 0);
+    ASSERT(s.bits == (ALLOW_IO_POPEN | ALLOW_IO_WRITE | ALLOW_LOAD_BINARY | ALLOW_REQUIRE));
+    ASSERT(allow_module(&s, "anything"));
+    allow_set_free(&s);
+    ASSERT_EQ(allow_parse("all", 1, &s, why, sizeof why), 0);
+    ASSERT_EQ(s.bits, ALLOW_ALL_BITS);
+    ASSERT_EQ(allow_parse("os.exec", 0, &s, why, sizeof why), -1);
+    ASSERT_CONTAINS(why, "'os.exec'");
+    ASSERT_CONTAINS(why, "os.execute");
+    ASSERT_EQ(allow_parse("require.lpeg", 1, &s, why, sizeof why), -1); /* pools: no names */
+    ASSERT_EQ(allow_parse("require.", 0, &s, why, sizeof why), -1);
+    ASSERT_EQ(allow_parse("require.a/b", 0, &s, why, sizeof why), -1);
+    ASSERT_STR_EQ(allow_name(ALLOW_IO_WRITE), "io.open.write");
+    ASSERT_STR_EQ(allow_name(ALLOW_LOAD_BINARY), "load.binary");
+    return 0;
+}
+
 /* The optional fields timeout and memory: written only when set, absent
    reads as 0, checked like the others when present. */
 static int test_optional_limits(void)
@@ -1031,6 +1092,8 @@ static const test tests[] = {
     {"by_reference", test_by_reference},
     {"optional_limits", test_optional_limits},
     {"optional_retries", test_optional_retries},
+    {"optional_allow", test_optional_allow},
+    {"allow_vocabulary", test_allow_vocabulary},
     {"retry_delay", test_retry_delay},
     {"strerror", test_strerror},
 };

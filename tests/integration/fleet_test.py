@@ -43,6 +43,10 @@ ENV.update({"MUTIRAO_KAFKA_BROKERS": BROKERS, "MUTIRAO_REDIS_URL": REDIS,
 ENV.pop("MUTIRAO_CONFIG", None)
 ENV.pop("MUTIRAO_FLEET", None)
 WORKERS = []
+# The workers of the cases whose tasks write files (a runs file, a marker
+# a late task would leave) or kill their own worker (os.execute) on
+# purpose: the task sandbox allows neither by default (worker.allow).
+HARNESS_ALLOW = {"MUTIRAO_WORKER_ALLOW": "io.open.write,os.execute"}
 
 
 def fail(msg):
@@ -631,7 +635,7 @@ print("control:", g.await(g.pool_submit(%(pool)r, function() return "control ran
         out_a, err_a = pa.communicate()
         fail("the producer did not submit:\n%s%s" % (out_a, err_a))
     time.sleep(0.5)  # well past the deadline
-    w = Worker("deadline", [pool])
+    w = Worker("deadline", [pool], HARNESS_ALLOW)
     try:
         out_a, err_a = pa.communicate(timeout=60)
     except subprocess.TimeoutExpired:
@@ -1623,15 +1627,16 @@ def case_valgrind():
 
 class Supervised:
     """A worker restarted whenever it exits (a supervisor loop); counts its deaths."""
-    def __init__(self, name, pools):
+    def __init__(self, name, pools, env=None):
         self.name, self.pools, self.deaths, self.gen = name, pools, 0, 0
-        self.w = Worker("%s-%d" % (name, self.gen), pools)
+        self.env = env
+        self.w = Worker("%s-%d" % (name, self.gen), pools, env)
 
     def poll(self):
         if self.w.p.poll() is not None:
             self.deaths += 1
             self.gen += 1
-            self.w = Worker("%s-%d" % (self.name, self.gen), self.pools)
+            self.w = Worker("%s-%d" % (self.name, self.gen), self.pools, self.env)
 
     def stop(self):
         return self.w.stop()
@@ -1644,7 +1649,7 @@ def case_poison():
     await says so, pool_stats counts it, operators find it in Redis), and
     every other task completes."""
     pool = "poison" + UNIQ
-    sup = [Supervised("poA", [pool]), Supervised("poB", [pool])]
+    sup = [Supervised("poA", [pool], HARNESS_ALLOW), Supervised("poB", [pool], HARNESS_ALLOW)]
     for s in sup:
         s.w.wait_for(r"consuming")
     src = """
@@ -1713,7 +1718,7 @@ print(string.format("stats completed=%%d failed=%%d dead=%%d fleet_dead=%%d flee
     # restarted worker runs nothing again
     for s in sup:
         check(s.stop() == 0, "worker exit status")
-    w = Worker("poC", [pool])
+    w = Worker("poC", [pool], HARNESS_ALLOW)
     w.wait_for(r" assigned ")
     time.sleep(3)
     check(" received " not in w.text(), "tasks delivered again after a clean stop:\n" + w.text())
@@ -1729,8 +1734,8 @@ def case_redelivered():
     pool = "redeliv" + UNIQ
     n = 300
     runs = os.path.join(TMP, "runs.txt")
-    a = Worker("rdA", [pool])
-    b = Worker("rdB", [pool])
+    a = Worker("rdA", [pool], HARNESS_ALLOW)
+    b = Worker("rdB", [pool], HARNESS_ALLOW)
     a.wait_for(r"consuming")
     b.wait_for(r"consuming")
     src = runs_src(pool, n, runs, "workers = 10", 30,
@@ -1811,7 +1816,7 @@ def case_dlq():
     outcome is what await gives), `drop`, and their errors and exit codes."""
     import json
     pool = "dlq" + UNIQ
-    sup = Supervised("dlq", [pool])
+    sup = Supervised("dlq", [pool], HARNESS_ALLOW)
     sup.w.wait_for(r"consuming")
     flags = [os.path.join(TMP, "flag1"), os.path.join(TMP, "flag2")]
     src = """
@@ -1919,7 +1924,7 @@ def case_revoked():
     pool = "revoked" + UNIQ
     n = 200
     runs = os.path.join(TMP, "runs-revoked.txt")
-    a = Worker("rvA", [pool])
+    a = Worker("rvA", [pool], HARNESS_ALLOW)
     a.wait_for(r"consuming")
     src = runs_src(pool, n, runs, "workers = 2, queue = 1000", 40,
                    ("fleet_completed", "fleet_failed"))
@@ -1930,7 +1935,7 @@ def case_revoked():
                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True, env=ENV, cwd=TMP)
     a.wait_for(r"task=\S+ attempt 1 received", 60)
-    b = Worker("rvB", [pool])
+    b = Worker("rvB", [pool], HARNESS_ALLOW)
     out, err = p.communicate(timeout=120)
     check(p.returncode == 0, "producer: %d\n%s%s" % (p.returncode, out, err))
     check("stats fleet_completed=%d fleet_failed=0" % n in out, "counts:\n" + out)
@@ -1976,7 +1981,7 @@ def case_retries():
     failure, the other tasks of the same partition are not held up while
     those wait for their next attempt, and the retries are counted."""
     pool = "retries" + UNIQ
-    w = Worker("retries", [pool])
+    w = Worker("retries", [pool], HARNESS_ALLOW)
     w.wait_for(r"consuming")
     paths = {k: os.path.join(TMP, "%s-%s.count" % (pool, k)) for k in ("once", "twice", "always")}
     rc, out, err, _ = run_lua(FLAKY_SRC + """
@@ -2053,7 +2058,7 @@ def case_retries_sigkill():
     killed with SIGKILL, another worker runs them when they are due."""
     pool = "retrysk" + UNIQ
     n = 5
-    a = Worker("retryskA", [pool])
+    a = Worker("retryskA", [pool], HARNESS_ALLOW)
     a.wait_for(r"consuming")
     paths = [os.path.join(TMP, "%s-%d.count" % (pool, i)) for i in range(n)]
     src = FLAKY_SRC + """
@@ -2084,7 +2089,7 @@ print("stats", s.fleet_retried, s.fleet_completed, s.fleet_failed)
     a.p.send_signal(signal.SIGKILL)
     a.p.wait()
     killed_at = time.time()
-    b = Worker("retryskB", [pool])
+    b = Worker("retryskB", [pool], HARNESS_ALLOW)
     try:
         out, err = p.communicate(timeout=90)
     except subprocess.TimeoutExpired:
@@ -2103,6 +2108,90 @@ print("stats", s.fleet_retried, s.fleet_completed, s.fleet_failed)
     print("the pending retries ran in the other worker %.1f s after the SIGKILL" % took)
 
 
+def case_sandbox():
+    """Fleet tasks run sandboxed: a worker with the default worker.allow
+    refuses os.execute, io.popen, io.open for writing, exec and debug (the
+    task fails saying which setting allows it; the worker lives), and the
+    escapes a task could try (package.loaded, require, a module function
+    travelling as an upvalue, binary chunks) lead back to the same gates;
+    a worker with worker.allow = os.execute runs os.execute; a pool's
+    `allow` narrows the worker's setting and cannot widen it."""
+    strict, loose, narrow = "sbstrict" + UNIQ, "sbloose" + UNIQ, "sbnarrow" + UNIQ
+    a = Worker("sbstrict", [strict])
+    b = Worker("sbloose", [loose, narrow], env={"MUTIRAO_WORKER_ALLOW": "os.execute"})
+    a.wait_for(r"tasks run sandboxed \(worker\.allow = nothing more")
+    b.wait_for(r"tasks run sandboxed \(worker\.allow = os\.execute\)")
+    marker = os.path.join(TMP, "sandbox-written")
+    rc, out, err, _ = run_lua("""
+local g = require("goroutine")
+assert(g.pool_create(%(strict)r, { workers = 2 }))
+assert(g.pool_create(%(loose)r, { workers = 2 }))
+assert(g.pool_create(%(narrow)r, { workers = 2, allow = { "io.popen", "exec" } }))
+local function try(pool, label, fn, ...)
+    print(label .. ":", g.await(g.pool_submit(pool, fn, ...)))
+end
+local ex = os.execute
+try(%(strict)r, "execute", function() return os.execute("true") end)
+try(%(strict)r, "popen", function() return io.popen("id") end)
+try(%(strict)r, "write", function(p) return io.open(p, "w") end, %(marker)r)
+try(%(strict)r, "read", function() return io.open("/etc/hostname", "r") ~= nil end)
+try(%(strict)r, "exec", function() return exec.run("id") end)
+try(%(strict)r, "debug", function() return debug.getregistry() end)
+try(%(strict)r, "traceback", function() return type(debug.traceback("x")) end)
+try(%(strict)r, "loaded", function() return package.loaded.os.execute("true") end)
+try(%(strict)r, "require", function() return require("os").execute("true") end)
+try(%(strict)r, "upvalue", function() return ex("true") end)
+try(%(strict)r, "binary", function() return load(string.dump(function() return 1 end)) end)
+try(%(strict)r, "text", function() return load("return 40 + 2")() end)
+try(%(strict)r, "remove", function(p) return os.remove(p) end, %(marker)r)
+try(%(strict)r, "exit", function() os.exit(1) end)
+try(%(strict)r, "next", function(x) return x * 2 end, 21)
+try(%(loose)r, "allowed", function() return os.execute("true") end)
+try(%(loose)r, "still", function() return io.popen("id") end)
+try(%(narrow)r, "narrowed", function() return os.execute("true") end)
+try(%(narrow)r, "nowiden", function() return io.popen("id") end)
+try(%(narrow)r, "nested", function(p)
+    local g = require("goroutine")
+    return g.await(g.pool_submit(p, function() return os.execute("true") end))
+end, %(loose)r)
+""" % {"strict": strict, "loose": loose, "narrow": narrow, "marker": marker})
+    def has(label, pattern):
+        check(re.search(r"^" + label + r":\t" + pattern, out, re.M),
+              "sandbox %s: %d\n%s%s" % (label, rc, out, err))
+    deny = r"false\t.*%s is not allowed in fleet tasks \(worker\.allow = %s allows it\)"
+    has("execute", deny % (r"os\.execute", r"os\.execute"))
+    has("popen", deny % (r"io\.popen", r"io\.popen"))
+    has("write", deny % (r"io\.open in mode 'w'", r"io\.open\.write"))
+    has("read", r"true\ttrue")
+    has("exec", deny % (r"exec\.run", "exec"))
+    has("debug", deny % (r"debug\.getregistry", "debug"))
+    has("traceback", r"true\tstring")
+    has("loaded", deny % (r"os\.execute", r"os\.execute"))
+    has("require", deny % (r"os\.execute", r"os\.execute"))
+    has("upvalue", deny % (r"os\.execute", r"os\.execute"))
+    has("binary", deny % (r"load of a binary chunk", r"load\.binary"))
+    has("text", r"true\t42")
+    has("remove", deny % (r"os\.remove", r"os\.remove"))
+    has("exit", r"false\t.*os\.exit called in a pool task")
+    has("next", r"true\t42")
+    has("allowed", r"true\ttrue\texit\t0")
+    has("still", deny % (r"io\.popen", r"io\.popen"))
+    has("narrowed", r"false\t.*os\.execute is not allowed in this pool's tasks .*lacks 'os\.execute'")
+    has("nowiden", deny % (r"io\.popen", r"io\.popen"))
+    has("nested", r"true\tfalse\t.*os\.execute is not allowed in this pool's tasks")
+    check(not os.path.exists(marker), "a denied io.open wrote the file")
+    # another producer adopts the pool from Redis, its narrowing with it
+    rc, out, err, _ = run_lua("""
+local g = require("goroutine")
+print("adopted:", g.await(g.pool_submit(%(narrow)r, function() return os.execute("true") end)))
+print("adopted_ok:", g.await(g.pool_submit(%(narrow)r, function() return 6 * 7 end)))
+""" % {"narrow": narrow})
+    has("adopted", r"false\t.*os\.execute is not allowed in this pool's tasks")
+    has("adopted_ok", r"true\t42")
+    check(a.p.poll() is None and b.p.poll() is None, "a worker died")
+    check(a.stop() == 0 and b.stop() == 0, "worker exit status")
+
+
 CASES = {"examples": case_examples, "await_wg": case_await_wg, "two_workers": case_two_workers,
          "sigkill": case_sigkill, "errors": case_errors, "libmutirao": case_libmutirao,
          "two_clients": case_two_clients, "stock_lua": case_stock_lua,
@@ -2115,7 +2204,7 @@ CASES = {"examples": case_examples, "await_wg": case_await_wg, "two_workers": ca
          "redis_restart_nopersist": case_redis_restart_nopersist,
          "notify_dropped": case_notify_dropped, "notify_gone": case_notify_gone,
          "no_worker_hint": case_no_worker_hint, "reconcile_bounded": case_reconcile_bounded,
-         "sigterm": case_sigterm, "sigint_twice": case_sigint_twice}
+         "sigterm": case_sigterm, "sigint_twice": case_sigint_twice, "sandbox": case_sandbox}
 try:
     CASES[CASE]()
 finally:

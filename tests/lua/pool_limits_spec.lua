@@ -102,7 +102,7 @@ describe("pool_create's timeout", function()
         end
         local ok, err = pcall(G.pool_create, fresh_name(), { time_out = 5 })
         assert.is_false(ok)
-        assert.matches("bad option 'time_out' to 'pool_create' %(unknown option; expected workers, queue, block, max_deliveries, timeout, memory, retries or backoff%)", err)
+        assert.matches("bad option 'time_out' to 'pool_create' %(unknown option; expected workers, queue, block, max_deliveries, timeout, memory, retries, backoff or allow%)", err)
     end)
 end)
 

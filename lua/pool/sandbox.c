@@ -1,0 +1,564 @@
+/* sandbox.c: the gates of the task sandbox in a pool VM (see sandbox.h).
+ *
+ * Each gated function is replaced, in its own table, by a C closure whose
+ * upvalues are the setting's bit, the original (nil when the ceiling denies
+ * it: the original is then gone from the VM) and the function's full name.
+ * The gate checks the ceiling and the running task's narrowing, then calls
+ * the original with the same arguments (a yield inside it, exec.run or an
+ * http request, goes through the continuation). */
+#include "sandbox.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <lualib.h>
+
+#include "allow.h"
+#include "memlimit.h"
+
+static allow_set ceiling = {ALLOW_ALL_BITS, NULL};
+static int ceiling_set;
+
+int sandbox_set_ceiling(const char *list, char *why, size_t whylen)
+{
+    allow_set s;
+    int rc = allow_parse(list ? list : "", 0, &s, why, whylen);
+    if (rc == -2 && why)
+        snprintf(why, whylen, "out of memory");
+    if (rc != 0)
+        return -1;
+    allow_set_free(&ceiling);
+    ceiling = s;
+    ceiling_set = (s.bits & ALLOW_ALL_BITS) != ALLOW_ALL_BITS;
+    return 0;
+}
+
+int sandbox_active(void)
+{
+    return ceiling_set;
+}
+
+/* ---- the checks ---- */
+
+static uint64_t task_note(lua_State *L)
+{
+    return memacct_note(memacct_current(L));
+}
+
+uint64_t sandbox_current(lua_State *L)
+{
+    return task_note(L);
+}
+
+uint64_t sandbox_narrow(uint64_t a, uint64_t b)
+{
+    if (!(a & ALLOW_PRESENT))
+        return b;
+    if (!(b & ALLOW_PRESENT))
+        return a;
+    return a & b;
+}
+
+/* 0 allowed, 1 denied by the ceiling, 2 by the task's pool. */
+static int denied(lua_State *L, uint32_t bit)
+{
+    if (!(ceiling.bits & bit))
+        return 1;
+    uint64_t n = task_note(L);
+    if ((n & ALLOW_PRESENT) && !(n & bit))
+        return 2;
+    return 0;
+}
+
+static int deny_raise(lua_State *L, const char *what, const char *setting, int by)
+{
+    if (by == 1)
+        return luaL_error(L, "%s is not allowed in fleet tasks (worker.allow = %s allows it)", what,
+                          setting);
+    return luaL_error(L,
+                      "%s is not allowed in this pool's tasks (pool_create option allow = {...} "
+                      "lacks '%s')",
+                      what, setting);
+}
+
+static void check(lua_State *L, const char *what, uint32_t bit)
+{
+    int by = denied(L, bit);
+    if (by)
+        deny_raise(L, what, allow_name(bit), by);
+}
+
+/* A C module by require: the ceiling's list by name, the pool's `require`. */
+static void check_module(lua_State *L, const char *name, const char *file)
+{
+    int by = 0;
+    if (!allow_module(&ceiling, name))
+        by = 1;
+    else {
+        uint64_t n = task_note(L);
+        if ((n & ALLOW_PRESENT) && !(n & ALLOW_REQUIRE))
+            by = 2;
+    }
+    if (!by)
+        return;
+    lua_pushfstring(L, "require of C module '%s' (%s)", name, file);
+    const char *what = lua_tostring(L, -1);
+    if (by == 1) {
+        lua_pushfstring(L, "require.%s", name);
+        deny_raise(L, what, lua_tostring(L, -1), 1);
+    }
+    deny_raise(L, what, "require", 2);
+}
+
+/* ---- calling the original ---- */
+
+/* An argument error of the original names it '?' (it is no longer in its
+ * table): name it as Lua would have. */
+static int fix_error(lua_State *L)
+{
+    const char *m = lua_tostring(L, -1);
+    if (m && strncmp(m, "bad argument #", 14) == 0 && strstr(m, " to '?'")) {
+        const char *full = lua_tostring(L, lua_upvalueindex(3));
+        const char *dot = full ? strrchr(full, '.') : NULL;
+        lua_pushfstring(L, " to '%s'", dot ? dot + 1 : full ? full : "?");
+        luaL_gsub(L, m, " to '?'", lua_tostring(L, -1));
+    }
+    return lua_error(L);
+}
+
+static int call_k(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)ctx;
+    if (status != LUA_OK && status != LUA_YIELD)
+        return fix_error(L);
+    return lua_gettop(L);
+}
+
+/* Calls upvalue 2 with the whole stack as its arguments; returns its
+ * results. */
+static int call_original(lua_State *L)
+{
+    int n = lua_gettop(L);
+    lua_pushvalue(L, lua_upvalueindex(2));
+    lua_insert(L, 1);
+    return call_k(L, lua_pcallk(L, n, LUA_MULTRET, 0, 0, call_k), 0);
+}
+
+/* ---- the gates ---- */
+
+#define UP_BIT(L) ((uint32_t)lua_tointeger(L, lua_upvalueindex(1)))
+#define UP_NAME(L) lua_tostring(L, lua_upvalueindex(3))
+
+/* os.execute, io.popen, debug.getinfo, exec.run...: the setting or nothing. */
+static int g_plain(lua_State *L)
+{
+    check(L, UP_NAME(L), UP_BIT(L));
+    return call_original(L);
+}
+
+/* io.open: reading is always allowed. */
+static int g_open(lua_State *L)
+{
+    const char *mode = luaL_optstring(L, 2, "r");
+    if (strpbrk(mode, "wa+")) {
+        lua_pushfstring(L, "io.open in mode '%s'", mode);
+        check(L, lua_tostring(L, -1), ALLOW_IO_WRITE);
+        lua_pop(L, 1);
+    }
+    return call_original(L);
+}
+
+/* io.output(FILENAME) opens it for writing; io.output(file) does not. */
+static int g_output(lua_State *L)
+{
+    if (lua_type(L, 1) == LUA_TSTRING)
+        check(L, "io.output of a file name", ALLOW_IO_WRITE);
+    return call_original(L);
+}
+
+/* 1 when the file starts as a binary chunk does (after a '#' line). */
+static int file_is_binary(const char *fname)
+{
+    FILE *f = fopen(fname, "rb");
+    if (!f)
+        return 0;
+    int c = getc(f);
+    if (c == '#') {
+        while ((c = getc(f)) != EOF && c != '\n')
+            ;
+        if (c == '\n')
+            c = getc(f);
+    }
+    fclose(f);
+    return c == LUA_SIGNATURE[0];
+}
+
+static void check_binary(lua_State *L, const char *what)
+{
+    check(L, what, ALLOW_LOAD_BINARY);
+}
+
+/* load(chunk [, name [, mode [, env]]]): text only unless load.binary. */
+static int g_load(lua_State *L)
+{
+    if (denied(L, ALLOW_LOAD_BINARY)) {
+        if (lua_type(L, 1) == LUA_TFUNCTION) { /* read it all: its first byte decides */
+            luaL_Buffer b;
+            lua_pushvalue(L, 1);
+            int reader = lua_gettop(L);
+            luaL_buffinit(L, &b);
+            for (;;) {
+                lua_pushvalue(L, reader);
+                lua_call(L, 0, 1);
+                if (lua_isnil(L, -1)) {
+                    lua_pop(L, 1);
+                    break;
+                }
+                if (lua_type(L, -1) != LUA_TSTRING)
+                    return luaL_error(L, "reader function must return a string");
+                if (lua_rawlen(L, -1) == 0) {
+                    lua_pop(L, 1);
+                    break;
+                }
+                luaL_addvalue(&b);
+            }
+            luaL_pushresult(&b);
+            lua_replace(L, 1);
+            lua_settop(L, reader - 1);
+        }
+        size_t len;
+        const char *s = lua_tolstring(L, 1, &len);
+        if (s && len > 0 && s[0] == LUA_SIGNATURE[0])
+            check_binary(L, "load of a binary chunk");
+        if (lua_gettop(L) < 3)
+            lua_settop(L, 3);
+        lua_pushliteral(L, "t");
+        lua_replace(L, 3);
+    }
+    return call_original(L);
+}
+
+/* loadfile(filename [, mode [, env]]). */
+static int g_loadfile(lua_State *L)
+{
+    if (denied(L, ALLOW_LOAD_BINARY)) {
+        const char *fname = luaL_optstring(L, 1, NULL);
+        if (fname && file_is_binary(fname))
+            check_binary(L, "loadfile of a binary chunk");
+        if (lua_gettop(L) < 2)
+            lua_settop(L, 2);
+        lua_pushliteral(L, "t");
+        lua_replace(L, 2);
+    }
+    return call_original(L);
+}
+
+static int dofile_k(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)status;
+    (void)ctx;
+    return lua_gettop(L) - 1;
+}
+
+/* dofile([filename]): as Lua's, text only unless load.binary. */
+static int g_dofile(lua_State *L)
+{
+    const char *fname = luaL_optstring(L, 1, NULL);
+    lua_settop(L, 1);
+    const char *mode = NULL;
+    if (denied(L, ALLOW_LOAD_BINARY)) {
+        if (fname && file_is_binary(fname))
+            check_binary(L, "dofile of a binary chunk");
+        mode = "t";
+    }
+    if (luaL_loadfilex(L, fname, mode) != LUA_OK)
+        return lua_error(L);
+    lua_callk(L, 0, LUA_MULTRET, 0, dofile_k);
+    return dofile_k(L, 0, 0);
+}
+
+/* package.searchpath(name, path) with the original (upvalue up); pushes
+ * the file name or, returning 0, the "no file ..." message. */
+static int search(lua_State *L, int up, const char *name, const char *pathfield)
+{
+    lua_pushvalue(L, lua_upvalueindex(up));
+    lua_pushstring(L, name);
+    if (lua_getfield(L, lua_upvalueindex(1), pathfield) != LUA_TSTRING)
+        luaL_error(L, "'package.%s' must be a string", pathfield);
+    lua_call(L, 2, 2);
+    if (lua_isnil(L, -2)) {
+        lua_remove(L, -2);
+        return 0;
+    }
+    lua_pop(L, 1);
+    return 1;
+}
+
+/* package.searchers[2]: Lua files, text only unless load.binary
+ * (upvalues: package, package.searchpath). */
+static int g_searcher_lua(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    if (!search(L, 2, name, "path"))
+        return 1;
+    const char *file = lua_tostring(L, -1);
+    const char *mode = NULL;
+    if (denied(L, ALLOW_LOAD_BINARY)) {
+        if (file_is_binary(file)) {
+            lua_pushfstring(L, "require of binary chunk '%s'", file);
+            check_binary(L, lua_tostring(L, -1));
+        }
+        mode = "t";
+    }
+    if (luaL_loadfilex(L, file, mode) != LUA_OK)
+        return luaL_error(L, "error loading module '%s' from file '%s':\n\t%s", name, file,
+                          lua_tostring(L, -1));
+    lua_pushvalue(L, -2);
+    return 2;
+}
+
+/* package.searchers[3] and [4]: C modules, by name on the allow-list
+ * (upvalues: package, package.searchpath, the original searcher, 1 for
+ * the all-in-one searcher). The library is not even opened when denied. */
+static int g_searcher_c(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    lua_settop(L, 1);
+    int allin = lua_toboolean(L, lua_upvalueindex(4));
+    const char *dot = strchr(name, '.');
+    if (allin && !dot)
+        return 0; /* the all-in-one searcher only looks for submodules */
+    lua_pushlstring(L, name, allin ? (size_t)(dot - name) : strlen(name));
+    const char *file_of = lua_tostring(L, -1);
+    if (search(L, 2, file_of, "cpath")) {
+        check_module(L, name, lua_tostring(L, -1));
+        lua_settop(L, 1);
+        lua_pushvalue(L, lua_upvalueindex(3));
+        lua_insert(L, 1);
+        lua_call(L, 1, LUA_MULTRET);
+        return lua_gettop(L);
+    }
+    return allin ? 0 : 1; /* the "no file" message, as the original's */
+}
+
+/* A preload loader of a gated module (exec, http): the setting, then the
+ * module's functions gated like the ones loaded already. */
+static void gate_module(lua_State *L, int t, const char *mod, uint32_t bit);
+
+static int loader_k(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)status;
+    (void)ctx;
+    if (lua_type(L, -1) == LUA_TTABLE)
+        gate_module(L, lua_gettop(L), lua_tostring(L, lua_upvalueindex(3)), UP_BIT(L));
+    return 1;
+}
+
+static int g_loader(lua_State *L)
+{
+    check(L, UP_NAME(L), UP_BIT(L));
+    int n = lua_gettop(L);
+    lua_pushvalue(L, lua_upvalueindex(2));
+    lua_insert(L, 1);
+    lua_callk(L, n, 1, 0, loader_k);
+    return loader_k(L, LUA_OK, 0);
+}
+
+/* ---- installing them ---- */
+
+static const char INSTALLED = 'S';
+
+/* Replaces t[field] (a function) by a closure of fn with (bit, original
+ * or nil when drop, "prefix.field"). */
+static void gate(lua_State *L, int t, const char *prefix, const char *field, uint32_t bit,
+                 lua_CFunction fn, int drop)
+{
+    if (lua_getfield(L, t, field) != LUA_TFUNCTION) {
+        lua_pop(L, 1);
+        return;
+    }
+    if (lua_tocfunction(L, -1) == fn) { /* gated already */
+        lua_pop(L, 1);
+        return;
+    }
+    lua_pushinteger(L, bit);
+    lua_insert(L, -2);
+    if (drop && !(ceiling.bits & bit)) {
+        lua_pop(L, 1);
+        lua_pushnil(L); /* gone from the VM */
+    }
+    if (prefix)
+        lua_pushfstring(L, "%s.%s", prefix, field);
+    else
+        lua_pushstring(L, field);
+    lua_pushcclosure(L, fn, 3);
+    lua_setfield(L, t, field);
+}
+
+static void gate_module(lua_State *L, int t, const char *mod, uint32_t bit)
+{
+    lua_pushnil(L);
+    while (lua_next(L, t)) {
+        int isf = lua_type(L, -2) == LUA_TSTRING && lua_isfunction(L, -1);
+        lua_pop(L, 1);
+        if (isf) {
+            lua_pushvalue(L, -1);
+            const char *k = lua_tostring(L, -1);
+            /* (no new key: replacing a value during lua_next is allowed) */
+            gate(L, t, mod, k, bit, g_plain, 1);
+            lua_pop(L, 1);
+        }
+    }
+}
+
+/* Pushes registry._LOADED[name] if it is a table (returns 1). */
+static int loaded_table(lua_State *L, const char *name)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    int ok = lua_getfield(L, -1, name) == LUA_TTABLE;
+    lua_remove(L, -2);
+    if (!ok)
+        lua_pop(L, 1);
+    return ok;
+}
+
+static void install_searchers(lua_State *L, int pkg)
+{
+    if (lua_getfield(L, pkg, "searchers") != LUA_TTABLE ||
+        lua_getfield(L, pkg, "searchpath") != LUA_TFUNCTION) {
+        lua_pop(L, 2);
+        return;
+    }
+    int sp = lua_gettop(L), ss = sp - 1;
+    lua_pushvalue(L, pkg);
+    lua_pushvalue(L, sp);
+    lua_pushcclosure(L, g_searcher_lua, 2);
+    lua_rawseti(L, ss, 2);
+    for (int i = 3; i <= 4; i++) {
+        lua_pushvalue(L, pkg);
+        lua_pushvalue(L, sp);
+        lua_rawgeti(L, ss, i);
+        lua_pushboolean(L, i == 4);
+        lua_pushcclosure(L, g_searcher_c, 4);
+        lua_rawseti(L, ss, i);
+    }
+    lua_pop(L, 2);
+}
+
+void sandbox_install(lua_State *L)
+{
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &INSTALLED) != LUA_TNIL) {
+        lua_pop(L, 1);
+        return;
+    }
+    lua_pop(L, 1);
+    luaL_checkstack(L, 12, NULL);
+    if (loaded_table(L, LUA_OSLIBNAME)) {
+        int t = lua_gettop(L);
+        gate(L, t, "os", "execute", ALLOW_OS_EXECUTE, g_plain, 1);
+        gate(L, t, "os", "remove", ALLOW_OS_REMOVE, g_plain, 1);
+        gate(L, t, "os", "rename", ALLOW_OS_RENAME, g_plain, 1);
+        gate(L, t, "os", "tmpname", ALLOW_OS_TMPNAME, g_plain, 1);
+        lua_pop(L, 1);
+    }
+    if (loaded_table(L, LUA_IOLIBNAME)) {
+        int t = lua_gettop(L);
+        gate(L, t, "io", "popen", ALLOW_IO_POPEN, g_plain, 1);
+        gate(L, t, "io", "tmpfile", ALLOW_IO_WRITE, g_plain, 1);
+        gate(L, t, "io", "open", ALLOW_IO_WRITE, g_open, 0);
+        gate(L, t, "io", "output", ALLOW_IO_WRITE, g_output, 0);
+        lua_pop(L, 1);
+    }
+    if (loaded_table(L, LUA_DBLIBNAME)) {
+        int t = lua_gettop(L);
+        lua_pushnil(L);
+        while (lua_next(L, t)) {
+            lua_pop(L, 1);
+            if (lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "traceback")) {
+                lua_pushvalue(L, -1);
+                gate(L, t, "debug", lua_tostring(L, -1), ALLOW_DEBUG, g_plain, 1);
+                lua_pop(L, 1);
+            }
+        }
+        lua_pop(L, 1);
+    }
+    if (loaded_table(L, LUA_LOADLIBNAME)) {
+        int pkg = lua_gettop(L);
+        gate(L, pkg, "package", "loadlib", ALLOW_LOADLIB, g_plain, 1);
+        install_searchers(L, pkg);
+        if (lua_getfield(L, pkg, "preload") == LUA_TTABLE) {
+            gate(L, lua_gettop(L), NULL, "exec", ALLOW_EXEC, g_loader, 1);
+            gate(L, lua_gettop(L), NULL, "http", ALLOW_HTTP, g_loader, 1);
+        }
+        lua_pop(L, 2);
+    }
+    static const char *const iomods[] = {"exec", "http"};
+    for (int i = 0; i < 2; i++)
+        if (loaded_table(L, iomods[i])) {
+            gate_module(L, lua_gettop(L), iomods[i], i == 0 ? ALLOW_EXEC : ALLOW_HTTP);
+            lua_pop(L, 1);
+        }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+    int g = lua_gettop(L);
+    gate(L, g, NULL, "load", ALLOW_LOAD_BINARY, g_load, 0);
+    gate(L, g, NULL, "loadstring", ALLOW_LOAD_BINARY, g_load, 0);
+    gate(L, g, NULL, "loadfile", ALLOW_LOAD_BINARY, g_loadfile, 0);
+    if (lua_getfield(L, g, "dofile") == LUA_TFUNCTION && lua_tocfunction(L, -1) != g_dofile) {
+        lua_pushcfunction(L, g_dofile);
+        lua_setfield(L, g, "dofile");
+    }
+    lua_pop(L, 2);
+    lua_pushboolean(L, 1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &INSTALLED);
+}
+
+static int install_p(lua_State *L)
+{
+    sandbox_install(L);
+    return 0;
+}
+
+int sandbox_install_safe(lua_State *L)
+{
+    lua_pushcfunction(L, install_p);
+    if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
+        lua_pop(L, 1);
+        return -1;
+    }
+    return 0;
+}
+
+uint64_t sandbox_check_option(lua_State *L, int idx, const char *fname)
+{
+    int ty = lua_type(L, idx);
+    if (ty == LUA_TNIL || ty == LUA_TNONE)
+        return 0;
+    if (ty != LUA_TTABLE)
+        luaL_error(L, "bad option 'allow' to '%s' (list of strings expected, got %s)", fname,
+                   luaL_typename(L, idx));
+    idx = lua_absindex(L, idx);
+    uint32_t bits = 0;
+    lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        int isint;
+        lua_Integer k = lua_tointegerx(L, -2, &isint);
+        if (lua_type(L, -2) != LUA_TNUMBER || !isint || k < 1 || k > n)
+            luaL_error(L, "bad option 'allow' to '%s' (list of strings expected, got key %s)",
+                       fname, luaL_tolstring(L, -2, NULL));
+        size_t len;
+        const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
+        char why[300];
+        if (!s || allow_check_item(s, len, 1, why, sizeof why) != 0)
+            luaL_error(L, "bad option 'allow' to '%s' (item %I: %s, got %s)", fname, k,
+                       s ? why : "string expected", s ? s : luaL_typename(L, -1));
+        allow_set one;
+        if (allow_parse(s, 1, &one, NULL, 0) == 0)
+            bits |= one.bits;
+        allow_set_free(&one);
+        lua_pop(L, 1);
+    }
+    return ALLOW_PRESENT | bits;
+}

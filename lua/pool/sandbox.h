@@ -1,0 +1,57 @@
+/* sandbox.h: what a pool task may do: the task sandbox of the pool VMs.
+ *
+ * The vocabulary is shared/wire/allow.h. Two levels:
+ *   - the process's ceiling (sandbox_set_ceiling): the most any task on this
+ *     process's pool VMs may do. Everything (no sandbox) unless the host
+ *     sets it; mutirao-worker sets it from `worker.allow`, before its VMs
+ *     start. What the ceiling denies is gone from the VM: the original
+ *     functions are dropped, not hidden.
+ *   - a task's narrowing (ex_task.allow, from a pool's `allow` option):
+ *     ALLOW_PRESENT | what the pool allows, intersected with the ceiling at
+ *     each call. It follows the task's goroutines through their memory
+ *     account (memacct_note); code that runs for no task (a finalizer
+ *     outside any goroutine) gets the ceiling.
+ *
+ * The gates are installed in place, in the VM's own tables (os, io, debug,
+ * package, package.searchers, load, loadfile, dofile, the exec and http
+ * modules and their preload entries), so that nothing a task can reach
+ * (package.loaded, require, _G, a module reference decoded by the codec)
+ * leads to an ungated original. A denied call raises "NAME is not allowed in
+ * fleet tasks (worker.allow = SETTING allows it)", or, for a pool's
+ * narrowing, "... in this pool's tasks (pool_create option allow = {...}
+ * lacks 'SETTING')". */
+#ifndef MUTIRAO_SANDBOX_H
+#define MUTIRAO_SANDBOX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <lua.h>
+
+/* Sets the process's ceiling from a comma list (allow.h, worker
+ * vocabulary). Before the pool VMs start; not thread-safe. 0, or -1 with
+ * why filled. */
+int sandbox_set_ceiling(const char *list, char *why, size_t whylen);
+/* 1 when a ceiling below "all" was set. */
+int sandbox_active(void);
+
+/* Installs the gates in L's VM (a pool VM, on its thread) unless they are
+ * there already. May raise (out of memory). */
+void sandbox_install(lua_State *L);
+/* Installs them under a protected call: 0, or -1 (the message on L's
+ * stack is popped). */
+int sandbox_install_safe(lua_State *L);
+
+/* Parses a pool's `allow` option at the top of the stack (a list of
+ * strings, or nil) for pool_create: 0 when nil, else ALLOW_PRESENT | bits.
+ * Raises an argument error for anything else. */
+uint64_t sandbox_check_option(lua_State *L, int idx, const char *fname);
+
+/* The narrowing of the task whose goroutine runs on L now (0: none). A
+ * task that submits to a pool passes it on: its tasks get no more than it
+ * had (sandbox_narrow of the pool's and this). */
+uint64_t sandbox_current(lua_State *L);
+/* The intersection of two narrowings (either may be 0: none). */
+uint64_t sandbox_narrow(uint64_t a, uint64_t b);
+
+#endif

@@ -1,0 +1,309 @@
+-- The task sandbox on pool VMs (lua/pool/sandbox.c), through the embedded
+-- backend: a pool created with `allow` runs its tasks sandboxed (only what
+-- the list names, beyond the safe default); every denied function raises
+-- an error naming it and the setting; what is allowed works; the ways a task
+-- could get an original back lead to the same gates; pools without `allow`
+-- keep today's behaviour on the same VMs. (The worker's own setting,
+-- worker.allow, is the fleet case integration.fleet_sandbox.)
+local G = require("goroutine")
+
+local n = 0
+local function pool(allow)
+    n = n + 1
+    local name = "sandbox_pool_" .. n
+    assert.is_true(G.pool_create(name, { workers = 4, allow = allow }))
+    return name
+end
+
+local function run(name, fn, ...)
+    return G.await(G.pool_submit(name, fn, ...))
+end
+
+-- The task fails with "WHAT is not allowed in this pool's tasks (... lacks 'SETTING')".
+local function denied(name, what, setting, fn, ...)
+    local ok, err = run(name, fn, ...)
+    assert.is_false(ok, what .. " ran")
+    local want = what:gsub("[%.%(%)%[%]%-%+]", "%%%0") .. " is not allowed in this pool's tasks "
+        .. "%(pool_create option allow = {...} lacks '" .. setting:gsub("%.", "%%.") .. "'%)"
+    assert.matches(want, err)
+end
+
+local tmp = os.tmpname()
+os.remove(tmp)
+os.execute("mkdir -p " .. tmp)
+local readable = tmp .. "/readable.txt"
+do
+    local f = assert(io.open(readable, "w"))
+    f:write("hello\n")
+    f:close()
+end
+-- a binary chunk and a "C module" (never opened when denied: any bytes do)
+local binfile = tmp .. "/bin.luac"
+do
+    local f = assert(io.open(binfile, "wb"))
+    f:write(string.dump(function() return "from bytecode" end))
+    f:close()
+    f = assert(io.open(tmp .. "/binmod.lua", "wb"))
+    f:write(string.dump(function() return { bin = true } end))
+    f:close()
+    f = assert(io.open(tmp .. "/sbfake.so", "wb"))
+    f:write("not a library")
+    f:close()
+    f = assert(io.open(tmp .. "/textmod.lua", "w"))
+    f:write("return { ok = os.execute ~= nil, run = function() return os.execute('true') end }")
+    f:close()
+end
+
+describe("pool_create's allow option", function()
+    it("takes a list of settings and refuses anything else", function()
+        local ok, err = pcall(G.pool_create, "sandbox_bad_1", { allow = "os" })
+        assert.is_false(ok)
+        assert.matches("bad option 'allow' to 'pool_create' %(list of strings expected, got string%)", err)
+        ok, err = pcall(G.pool_create, "sandbox_bad_2", { allow = { "os.exec" } })
+        assert.is_false(ok)
+        assert.matches("bad option 'allow' to 'pool_create' %(item 1: one of expected: os, os.execute", err)
+        ok, err = pcall(G.pool_create, "sandbox_bad_3", { allow = { "require.lpeg" } })
+        assert.is_false(ok)
+        assert.matches("item 1: one of expected", err)
+        ok, err = pcall(G.pool_create, "sandbox_bad_4", { allow = { 1 } })
+        assert.is_false(ok)
+        assert.matches("item 1: string expected, got number", err)
+        ok, err = pcall(G.pool_create, "sandbox_bad_5", { allow = { x = "os" } })
+        assert.is_false(ok)
+        assert.matches("list of strings expected, got key x", err)
+    end)
+end)
+
+describe("a sandboxed pool task", function()
+    local strict = pool({})
+
+    it("cannot run commands or change files", function()
+        denied(strict, "os.execute", "os.execute", function() return os.execute("true") end)
+        denied(strict, "os.execute", "os.execute", function() return os.execute() end)
+        denied(strict, "io.popen", "io.popen", function() return io.popen("id") end)
+        denied(strict, "os.remove", "os.remove", function(p) return os.remove(p) end, readable)
+        denied(strict, "os.rename", "os.rename", function(p) return os.rename(p, p .. ".x") end, readable)
+        denied(strict, "os.tmpname", "os.tmpname", function() return os.tmpname() end)
+        for _, mode in ipairs({ "w", "a", "r+", "wb", "a+" }) do
+            denied(strict, "io.open in mode '" .. mode .. "'", "io.open.write",
+                function(p, m) return io.open(p, m) end, readable, mode)
+        end
+        denied(strict, "io.output of a file name", "io.open.write",
+            function(p) return io.output(p) end, readable)
+        denied(strict, "io.tmpfile", "io.open.write", function() return io.tmpfile() end)
+        local f = io.open(readable)
+        assert.are.equal("hello", f:read("l")) -- untouched
+        f:close()
+    end)
+
+    it("keeps os.exit failing the task", function()
+        local ok, err = run(strict, function() os.exit(3) end)
+        assert.is_false(ok)
+        assert.matches("os.exit called in a pool task", err)
+    end)
+
+    it("cannot load C code or bytecode", function()
+        denied(strict, "package.loadlib", "package.loadlib",
+            function(p) return package.loadlib(p, "luaopen_x") end, tmp .. "/sbfake.so")
+        denied(strict, "load of a binary chunk", "load.binary",
+            function() return load(string.dump(function() return 1 end)) end)
+        denied(strict, "load of a binary chunk", "load.binary", function()
+            local s, done = string.dump(function() return 1 end), false
+            return load(function()
+                if done then return nil end
+                done = true
+                return s
+            end)
+        end)
+        denied(strict, "loadfile of a binary chunk", "load.binary", function(p) return loadfile(p) end, binfile)
+        denied(strict, "dofile of a binary chunk", "load.binary", function(p) return dofile(p) end, binfile)
+        denied(strict, "require of binary chunk '" .. tmp .. "/binmod.lua'", "load.binary", function(dir)
+            package.path = dir .. "/?.lua"
+            return require("binmod")
+        end, tmp)
+        denied(strict, "require of C module 'sbfake' (" .. tmp .. "/sbfake.so)", "require", function(dir)
+            package.cpath = dir .. "/?.so"
+            return require("sbfake")
+        end, tmp)
+        denied(strict, "require of C module 'sbfake.sub' (" .. tmp .. "/sbfake.so)", "require", function(dir)
+            package.cpath = dir .. "/?.so"
+            return require("sbfake.sub")
+        end, tmp)
+    end)
+
+    it("has no debug library but debug.traceback", function()
+        for _, fname in ipairs({ "getinfo", "getlocal", "getregistry", "getupvalue", "setupvalue",
+            "getmetatable", "setmetatable", "sethook", "gethook", "upvalueid", "setuservalue" }) do
+            denied(strict, "debug." .. fname, "debug", function(f) return debug[f](print, 1) end, fname)
+        end
+        assert.are.same({ true, "string" }, { run(strict, function() return type(debug.traceback("x")) end) })
+    end)
+
+    it("has no exec or http module", function()
+        denied(strict, "exec.run", "exec", function() return exec.run("true") end)
+        denied(strict, "http.get", "http", function() return http.get("http://127.0.0.1:1/") end)
+        denied(strict, "exec", "exec", function()
+            local was = package.loaded.exec
+            package.loaded.exec = nil
+            local ok, mod = pcall(require, "exec")
+            package.loaded.exec = was
+            if not ok then error(mod, 0) end
+            return mod.run("true")
+        end)
+    end)
+
+    it("still reads files, loads text and uses the safe libraries", function()
+        assert.are.same({ true, "hello" }, { run(strict, function(p)
+            local f = assert(io.open(p, "r"))
+            local l = f:read("l")
+            f:close()
+            return l
+        end, readable) })
+        assert.are.same({ true, "hello" }, { run(strict, function(p)
+            for l in io.lines(p) do return l end
+        end, readable) })
+        assert.are.same({ true, 42 }, { run(strict, function() return load("return 40 + 2")() end) })
+        assert.are.same({ true, 7 }, { run(strict, function(p)
+            local f = io.open(p .. "/t.lua", "r")
+            if f then f:close() end
+            return select("#", 1, 2, 3) + 4
+        end, tmp) })
+        assert.are.same({ true, true, "ab" }, { run(strict, function()
+            return type(os.time()) == "number" and os.getenv("HOME") ~= false, ("a"):rep(1) .. "b"
+        end) })
+        -- a Lua module on package.path loads (text) and sees the same gates
+        local ok, m = run(strict, function(dir)
+            package.path = dir .. "/?.lua"
+            local mod = require("textmod")
+            return { ok = mod.ok, ran = pcall(mod.run) }
+        end, tmp)
+        assert.is_true(ok)
+        assert.are.same({ ok = true, ran = false }, m)
+    end)
+
+    it("cannot get the originals back", function()
+        local ex = os.execute -- travels by name: the worker's own os.execute
+        local escapes = {
+            function() return package.loaded.os.execute("true") end,
+            function() return require("os").execute("true") end,
+            function() return _G.os.execute("true") end,
+            function() return rawget(_G, "os").execute("true") end,
+            function() return getmetatable(_ENV).__index.os.execute("true") end,
+            function() return load("return os.execute('true')")() end,
+            function() return load("return os.execute('true')", "x", "t", { os = os })() end,
+            function() return ex("true") end,
+            function() return coroutine.wrap(function() return os.execute("true") end)() end,
+            function()
+                local g = require("goroutine")
+                local ok, e = g.await(g.async(function() return os.execute("true") end))
+                if not ok then error(e, 0) end
+                return e
+            end,
+            function()
+                local g, wg, r = require("goroutine"), require("goroutine").wait_group(), nil
+                wg:add(1)
+                g.spawn(function() r = { pcall(os.execute, "true") } wg:done() end)
+                wg:wait()
+                if not r[1] then error(r[2], 0) end
+                return r[2]
+            end,
+        }
+        for i, fn in ipairs(escapes) do
+            local ok, err = run(strict, fn)
+            assert.is_false(ok, "escape " .. i .. " ran")
+            assert.matches("not allowed in this pool's tasks", tostring(err), 1, true)
+        end
+        -- the library cannot be loaded again
+        local ok, err = run(strict, function()
+            local was = package.loaded.os
+            package.loaded.os = nil
+            local got, mod = pcall(require, "os")
+            package.loaded.os = was
+            if not got then error(mod, 0) end
+            return mod.execute("true")
+        end)
+        assert.is_false(ok)
+        assert.matches("module 'os' not found", err, 1, true)
+        -- the string metatable leads to the string library only
+        assert.are.same({ true, false }, { run(strict, function()
+            return getmetatable("").__index.execute ~= nil
+        end) })
+        -- the searchers are the gated ones
+        ok, err = run(strict, function(dir)
+            package.cpath = dir .. "/?.so"
+            return package.searchers[3]("sbfake")
+        end, tmp)
+        assert.is_false(ok)
+        assert.matches("require of C module 'sbfake'", err, 1, true)
+    end)
+
+    it("keeps its narrowing in the <close> handlers of its cancelled goroutines", function()
+        local ok, got, err = run(strict, function()
+            local g, res = require("goroutine"), {}
+            g.timeout(30, function()
+                local x <close> = setmetatable({}, { __close = function()
+                    res[1], res[2] = pcall(os.execute, "true")
+                end })
+                g.sleep(10000)
+            end)
+            return res[1], res[2]
+        end)
+        assert.is_true(ok)
+        assert.is_false(got)
+        assert.matches("os.execute is not allowed in this pool's tasks", err, 1, true)
+    end)
+
+    it("passes its narrowing on to the tasks it submits", function()
+        local open = pool(nil)
+        local ok, inner_ok, err = run(strict, function(p)
+            local g = require("goroutine")
+            return g.await(g.pool_submit(p, function() return os.execute("true") end))
+        end, open)
+        assert.is_true(ok)
+        assert.is_false(inner_ok)
+        assert.matches("os.execute is not allowed in this pool's tasks", err, 1, true)
+    end)
+end)
+
+describe("a pool's allow list", function()
+    it("allows what it names and nothing more", function()
+        local p = pool({ "os.execute", "io.open.write" })
+        assert.are.same({ true, true, "exit", 0 }, { run(p, function() return os.execute("true") end) })
+        local out = tmp .. "/written.txt"
+        assert.are.same({ true, true }, { run(p, function(f)
+            local h = assert(io.open(f, "w"))
+            h:write("x")
+            h:close()
+            return true
+        end, out) })
+        denied(p, "io.popen", "io.popen", function() return io.popen("id") end)
+        denied(p, "debug.getinfo", "debug", function() return debug.getinfo(1) end)
+        local q = pool({ "os", "io", "debug", "load.binary", "exec" })
+        assert.are.same({ true, 7 }, { run(q, function() return load(string.dump(function() return 7 end))() end) })
+        assert.are.same({ true, true }, { run(q, function() return exec.run("true").ok end) })
+        assert.are.same({ true, "table" }, { run(q, function() return type(debug.getinfo(1)) end) })
+        denied(q, "http.get", "http", function() return http.get("http://127.0.0.1:1/") end)
+        local all = pool({ "all" })
+        assert.are.same({ true, true, "exit", 0 }, { run(all, function() return io.popen("true"):close() end) })
+    end)
+end)
+
+describe("a pool without allow", function()
+    it("keeps today's behaviour on VMs that run sandboxed tasks too", function()
+        pool({}) -- gates are on the VMs now
+        local p = pool(nil)
+        for _ = 1, 8 do -- every VM
+            assert.are.same({ true, true, "exit", 0 }, { run(p, function() return os.execute("true") end) })
+        end
+        assert.are.same({ true, "table" }, { run(p, function() return type(debug.getinfo(1)) end) })
+        assert.are.same({ true, 3 }, { run(p, function() return load(string.dump(function() return 3 end))() end) })
+        local ok, err = run(p, function() return os.remove() end)
+        assert.is_false(ok)
+        assert.matches("bad argument #1 to 'remove'", err, 1, true)
+        ok, err = run(p, function() return exec.run("true", { time_out = 1 }) end)
+        assert.is_false(ok)
+        assert.matches("bad argument #2 to 'run' (unknown option 'time_out')", err, 1, true)
+    end)
+end)
+
+teardown(function() os.execute("rm -rf " .. tmp) end)
