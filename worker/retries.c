@@ -12,6 +12,7 @@
 #include "fleet_keys.h"
 #include "kafka_uv.h"
 #include "retry.h"
+#include "sign.h"
 #include "wlog.h"
 
 struct retries {
@@ -117,8 +118,13 @@ static void send_one(retries *q, const char *m, size_t len)
     lim.max_ref = (size_t)q->cfg->payload_max_ref_bytes;
     envelope_task e;
     char why[200], topic[CONFIG_TOPIC_MAX + 1];
-    if (!sp ||
-        envelope_task_decode(sp + 1, len - (size_t)(sp + 1 - m), &lim, &e, why, sizeof why) != 0 ||
+    /* a signed envelope goes as it is: its pool and id are read inside it,
+     * unchecked (the worker that receives it checks the signature) */
+    const char *env = sp ? sp + 1 : NULL;
+    size_t envlen = sp ? len - (size_t)(sp + 1 - m) : 0;
+    if (sp && sign_is_signed(env, envlen) && sign_unwrap(sp + 1, envlen, &env, &envlen) != 0)
+        envlen = 0; /* too short: refused as not a task below */
+    if (!sp || envelope_task_decode(env, envlen, &lim, &e, why, sizeof why) != 0 ||
         config_topic_for_pool(q->cfg, e.pool, topic, sizeof topic, why, sizeof why) != 0) {
         wlog(WLOG_ERROR, "retries: a member of %s is not a task's next attempt (%s); removed",
              FLEET_RETRIES_KEY, sp ? why : "no id");

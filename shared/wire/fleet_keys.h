@@ -86,7 +86,8 @@
 
 /*
 ** Lua shared by the scripts: seen(id) returns the seen bitmap's key and bit
-** of a task id PRODUCER:SEQ (nil for an id of another form, whose
+** of a task id PRODUCER:SEQ:RANDOM (or PRODUCER:SEQ, the ids of producers
+** before random ids; nil for an id of another form, whose
 ** completion then rests on the result key alone); done(id) reads that bit,
 ** or the result key for an id without one (the completion script sets the
 ** bit with the result, and the bitmap outlives it: one call per task);
@@ -95,7 +96,8 @@
 #define FLEET_SEEN_LUA                                                                             \
     FLEET_CONSTANTS_LUA                                                                            \
     "local function seen(id)\n"                                                                    \
-    "  local p, n = string.match(id, '^(.+):(%d+)$')\n"                                            \
+    "  local p, n = string.match(id, '^(.+):(%d+):%x+$')\n"                                        \
+    "  if not p then p, n = string.match(id, '^(.+):(%d+)$') end\n"                                \
     "  n = tonumber(n)\n"                                                                          \
     "  if not n or n > 1e15 then return nil end\n"                                                 \
     "  return 'mutirao:seen:' .. p .. ':' .. math.floor(n / SEEN_SHARD), n % SEEN_SHARD\n"         \
@@ -185,14 +187,17 @@
 
 /*
 ** Stores a dead letter for operators. ARGV: now (Unix ms), task id, pool,
-** the task envelope. Builds the record from mutirao:delivery:ID (the error:
-** "worker W ended without recording an outcome (delivery N)" from the
-** latest history entry), HSETs it and the envelope in the pool's dead
-** hashes and counts dead_lettered once per stay there. Returns the record.
+** the task envelope, and optionally a reason. Builds the record from
+** mutirao:delivery:ID (the error: "worker W ended without recording an
+** outcome (delivery N)" from the latest history entry, or the reason when
+** given: a message a worker refused unrun, e.g. an unsigned envelope),
+** HSETs it and the envelope in the pool's dead hashes and counts
+** dead_lettered (with a reason: unauthenticated) once per stay there.
+** Returns the record.
 */
 #define FLEET_DEAD_LUA                                                                             \
     FLEET_CONSTANTS_LUA                                                                            \
-    "local now, id, pool, env = ARGV[1], ARGV[2], ARGV[3], ARGV[4]\n"                              \
+    "local now, id, pool, env, why = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]\n"                \
     "local r = redis.call('GET', 'mutirao:delivery:' .. id) or ''\n"                               \
     "local c, first, last, h = r:match('^(%d+) (%d+) (%d+) (.*)$')\n"                              \
     "c, h = c or '0', h or ''\n"                                                                   \
@@ -200,11 +205,13 @@
     "if w then\n"                                                                                  \
     "  err = 'worker ' .. w .. ' ended without recording an outcome (delivery ' .. c .. ')'\n"     \
     "end\n"                                                                                        \
+    "if why then err = why end\n"                                                                  \
     "local rec = c .. ' ' .. (first or now) .. ' ' .. (last or now) .. ' ' .. now .. '\\n' .. h\n" \
     "  .. '\\n' .. err\n"                                                                          \
     "local k = 'mutirao:pool:' .. pool .. ':dead'\n"                                               \
     "if redis.call('HSET', k, id, rec) == 1 then\n"                                                \
-    "  redis.call('HINCRBY', 'mutirao:pool:' .. pool .. ':stats', 'dead_lettered', 1)\n"           \
+    "  redis.call('HINCRBY', 'mutirao:pool:' .. pool .. ':stats',\n"                               \
+    "    why and 'unauthenticated' or 'dead_lettered', 1)\n"                                       \
     "end\n"                                                                                        \
     "redis.call('HSET', k .. ':env', id, env)\n"                                                   \
     "redis.call('EXPIRE', k, POOL_IDLE_TTL)\n"                                                     \

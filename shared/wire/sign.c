@@ -361,6 +361,8 @@ int sign_keygen(const char *dir, const char *name, char *idhex, char *err, size_
     struct stat st;
     if (access(ppath, F_OK) == 0)
         return merr_fail(err, errlen, SIGN_EEXIST, "%s: exists already (not overwritten)", ppath);
+    if (stat(dir, &st) != 0 && errno == ENOENT)
+        (void)mkdir(dir, 0700); /* one level, private: it will hold a private key */
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
         return merr_fail(err, errlen, SIGN_EIO, "%s: not a directory", dir);
     EVP_PKEY *pk = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");

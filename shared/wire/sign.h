@@ -95,7 +95,8 @@ int sign_unwrap(const void *msg, size_t len, const char **env, size_t *envlen);
 
 /*
 ** Makes a new key pair: DIR/NAME.key (PKCS#8 PEM, created with mode 0600,
-** never overwritten: SIGN_EEXIST) and DIR/NAME.pub (PEM public key). On
+** never overwritten: SIGN_EEXIST) and DIR/NAME.pub (PEM public key); DIR is
+** made (mode 0700) when missing and its parent exists. On
 ** success idhex (NULL or 17 bytes) gets the key id.
 */
 int sign_keygen(const char *dir, const char *name, char *idhex, char *err, size_t errlen);

@@ -224,8 +224,10 @@ static int test_file_errors(void)
         {"worker.pools = a/b\n", CONFIG_EVALUE, "pool name has '/' at byte 2"},
         {"worker.pools = a, b, a\n", CONFIG_EVALUE, "'a' twice"},
         {"worker.pools = ..\n", CONFIG_EVALUE, "reserved"},
-        {"producer.id = has space\n", CONFIG_EVALUE, "producer.id: id of 1 to 64 bytes"},
-        {"worker.id = 01234567890123456789012345678901234567890123456789012345678901234\n",
+        {"producer.id = has space\n", CONFIG_EVALUE, "producer.id: id of 1 to 127 bytes"},
+        /* ENVELOPE_ID_MAX + 1 = 128 bytes */
+        {"worker.id = 0123456789012345678901234567890123456789012345678901234567890123"
+         "0123456789012345678901234567890123456789012345678901234567890123\n",
          CONFIG_EVALUE, "worker.id"},
         {"fleet = on\x00garbage\n", CONFIG_ESYNTAX, ""},
     };

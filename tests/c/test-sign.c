@@ -78,6 +78,13 @@ static int test_keygen(void)
     ASSERT_EQ(sign_keygen(dir, "../x", id, err, sizeof err), SIGN_EINVAL);
     ASSERT_EQ(sign_keygen(dir, "", id, err, sizeof err), SIGN_EINVAL);
     ASSERT_EQ(sign_keygen("/nonexistent/dir", "x", id, err, sizeof err), SIGN_EIO);
+    char sub[128];
+    snprintf(sub, sizeof sub, "%s/made", dir);
+    char subid[17];
+    ASSERT_EQ(sign_keygen(sub, "x", subid, err, sizeof err), 0);
+    struct stat dst;
+    ASSERT_EQ(stat(sub, &dst), 0);
+    ASSERT_EQ(dst.st_mode & 0777, 0700);
     /* the key id of the loaded private key is the one keygen printed */
     sign_key *k = NULL;
     ASSERT_EQ(sign_key_load(kpath("gen", "key"), &k, err, sizeof err), 0);
