@@ -1174,6 +1174,14 @@ static void on_message(void *ud, const kuv_message *m)
         kuv_done(w->c, m->topic, m->partition, m->offset);
         return;
     }
+    if (strcmp(e.pool, p->name) != 0 && (w->auth_required || sign_trust_count(w->trust) > 0)) {
+        /* its signature covers the pool it was made for, not the topic */
+        char r[2 * ENVELOPE_POOL_MAX + 100];
+        snprintf(r, sizeof r, "task envelope of pool %s delivered on the topic of pool %s", e.pool,
+                 p->name);
+        reject(w, p, m, r);
+        return;
+    }
     wlog(WLOG_DEBUG, "pool=%s task=%s attempt %u received %" PRIu64 " ms after its submit", p->name,
          e.id, e.attempt, unix_ms() - e.submitted_at_ms);
     wtask **slot = running_slot(p, m->partition, m->offset);

@@ -46,6 +46,12 @@ static uint64_t unix_ms(void)
     return (uint64_t)tv.tv_sec * 1000u + (uint64_t)tv.tv_usec / 1000u;
 }
 
+/* The set a member "ID ENVELOPE" is in: signed envelopes have their own. */
+static const char *retries_key(const char *env, size_t len)
+{
+    return sign_is_signed(env, len) ? FLEET_RETRIES_SIGNED_KEY : FLEET_RETRIES_KEY;
+}
+
 static void on_removed(redis_uv *cli, int status, const redisReply *reply, const char *err,
                        void *ud)
 {
@@ -80,8 +86,10 @@ static void on_produced(void *ud, int err, const char *errmsg, int32_t partition
     }
     wlog(WLOG_DEBUG, "retries: task %.*s: next attempt at partition %d offset %" PRId64, idlen,
          op->member, (int)partition, offset);
-    const char *argv[] = {"ZREM", FLEET_RETRIES_KEY, op->member};
-    size_t lens[] = {4, strlen(FLEET_RETRIES_KEY), op->len};
+    const char *k =
+        retries_key(sp ? sp + 1 : op->member, sp ? op->len - (size_t)(sp + 1 - op->member) : 0);
+    const char *argv[] = {"ZREM", k, op->member};
+    size_t lens[] = {4, strlen(k), op->len};
     if (redis_uv_command_argv(q->r, on_removed, op, 3, argv, lens) != 0) {
         free(op);
         unref(q);
@@ -128,8 +136,9 @@ static void send_one(retries *q, const char *m, size_t len)
         config_topic_for_pool(q->cfg, e.pool, topic, sizeof topic, why, sizeof why) != 0) {
         wlog(WLOG_ERROR, "retries: a member of %s is not a task's next attempt (%s); removed",
              FLEET_RETRIES_KEY, sp ? why : "no id");
-        const char *argv[] = {"ZREM", FLEET_RETRIES_KEY, m};
-        size_t lens[] = {4, strlen(FLEET_RETRIES_KEY), len};
+        const char *k = retries_key(sp ? sp + 1 : m, sp ? len - (size_t)(sp + 1 - m) : 0);
+        const char *argv[] = {"ZREM", k, m};
+        size_t lens[] = {4, strlen(k), len};
         redis_uv_command_argv(q->r, NULL, NULL, 3, argv, lens);
         return;
     }

@@ -2125,7 +2125,8 @@ def case_signed():
     auth.signing_key and a worker with auth.trusted_keys run tasks (and a
     retry the worker signs) end to end. To that worker an unsigned envelope,
     one signed by a key it does not trust and a trusted one with a payload
-    bit flipped are refused unrun (their side effects never happen), without
+    bit flipped, and one made for another pool, are refused unrun (their
+    side effects never happen), without
     a crash: each is dead-lettered with its reason, counted in
     `unauthenticated`, and its offset commits. A worker without trusted keys
     says once that it runs unauthenticated code, and runs signed tasks."""
@@ -2194,35 +2195,42 @@ os.exit(0)
                                                 payload), prod_key, prod_pub))
     at = bytes(bad).index(payload) + 4
     bad[at] ^= 0x01
-    for tid2, msg in (("flip" + UNIQ + ":1", bytes(bad)), ("ctl" + UNIQ + ":1", good)):
+    # and a valid one made for another pool, replayed to this pool's topic
+    other = sign_envelope(task_envelope("other" + UNIQ + ":1", "elsewhere" + UNIQ, "p" + UNIQ, {},
+                                        payload), prod_key, prod_pub)
+    for tid2, msg in (("flip" + UNIQ + ":1", bytes(bad)), ("other" + UNIQ + ":1", other),
+                      ("ctl" + UNIQ + ":1", good)):
         rc, out, err, _ = run([os.path.join(BIN, "kafka-put"), BROKERS, topic, "0", tid2,
                                msg.hex()])
         check(rc == 0, "kafka-put: %d %s%s" % (rc, out, err))
     w.wait_for(r"task=ctl%s:1 attempt 1 received" % UNIQ)
     for why in (r"task envelope is not signed \(auth\.required is on\)",
                 r"task envelope is signed by key [0-9a-f]{16}, which is not among the trusted",
-                r"signature by key [0-9a-f]{16} does not verify: the envelope was altered"):
+                r"signature by key [0-9a-f]{16} does not verify: the envelope was altered",
+                r"task envelope of pool elsewhere%s delivered on the topic of pool %s" % (UNIQ,
+                                                                                       pool)):
         w.wait_for(r"refused unrun: " + why)
     log = w.text()
-    check(log.count("refused unrun") == 3, "refusals:\n" + log[-3000:])
+    check(log.count("refused unrun") == 4, "refusals:\n" + log[-3000:])
     check(not re.search(r"task=flip%s:1" % UNIQ, log), "the flipped envelope was decoded")
     check(w.p.poll() is None, "the worker died")
     for m in marks:
         check(not os.path.exists(m), "a refused task ran: %s exists" % m)
     # dead letters with their reasons, counted once each
     end = time.time() + 20
-    while time.time() < end and redis_cmd("HLEN", "mutirao:pool:%s:dead" % pool) < 3:
+    while time.time() < end and redis_cmd("HLEN", "mutirao:pool:%s:dead" % pool) < 4:
         time.sleep(0.1)
     dead = redis_cmd("HGETALL", "mutirao:pool:%s:dead" % pool)
     recs = {dead[i].decode(): dead[i + 1].decode() for i in range(0, len(dead), 2)}
-    check(len(recs) == 3 and all(re.fullmatch(r"rejected-p\d+-o\d+", k) for k in recs),
+    check(len(recs) == 4 and all(re.fullmatch(r"rejected-p\d+-o\d+", k) for k in recs),
           "dead letters: %r" % recs)
     errs = " | ".join(r.split("\n")[-1] for r in recs.values())
-    for why in ("is not signed", "not among the trusted keys", "altered or forged"):
+    for why in ("is not signed", "not among the trusted keys", "altered or forged",
+                "delivered on the topic of pool"):
         check(why in errs, "no dead letter saying %r: %s" % (why, errs))
     envs = redis_cmd("HGETALL", "mutirao:pool:%s:dead:env" % pool)
     check(bytes(bad) in envs, "the flipped envelope is not kept as it came")
-    check(redis_cmd("HGET", "mutirao:pool:%s:stats" % pool, "unauthenticated") == b"3",
+    check(redis_cmd("HGET", "mutirao:pool:%s:stats" % pool, "unauthenticated") == b"4",
           "the pool's unauthenticated count")
     # the worker goes on with signed tasks; pool_stats shows the count
     rc, out, err, _ = run_lua("""
@@ -2231,10 +2239,10 @@ print("after", g.await(assert(g.pool_submit(%r, function() return "still" end)))
 local s = assert(g.pool_stats(%r))
 print("unauth", s.fleet_unauthenticated, s.fleet_dead_lettered)
 """ % (pool, pool), env=signing)
-    check(rc == 0 and "after\ttrue\tstill" in out and "unauth\t3\t0" in out,
+    check(rc == 0 and "after\ttrue\tstill" in out and "unauth\t4\t0" in out,
           "pool_stats: %d\n%s%s" % (rc, out, err))
     rc, out, err, _ = run([mutirao, "dlq", "list", pool])
-    check(rc == 0 and out.count("refused unrun") == 3, "dlq list: %d\n%s%s" % (rc, out, err))
+    check(rc == 0 and out.count("refused unrun") == 4, "dlq list: %d\n%s%s" % (rc, out, err))
     # their offsets committed: a worker started after a clean stop is given
     # none of them again
     check(w.stop() == 0, "worker exit status")
