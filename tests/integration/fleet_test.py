@@ -2270,6 +2270,24 @@ print("open", g.await(assert(g.pool_submit(%r, function() return "fine" end))))
           % (rc, out, err))
     check(wo.text().count("runs UNAUTHENTICATED code") == 1, "the warning:\n" + wo.text())
     check(wo.stop() == 0, "worker exit status")
+    # libmutirao signs with the same configuration (here from its files)
+    lib_pool = "signlib" + UNIQ
+    wl = Worker("sgLib", [lib_pool], env={"MUTIRAO_AUTH_TRUSTED_KEYS": prod_pub})
+    wl.wait_for(r"consuming")
+    confs = []
+    for name, fleet, redis in (("embedded", "off", REDIS), ("fleet", "on", REDIS),
+                               ("broken", "on", "redis://127.0.0.1:1")):
+        confs.append(os.path.join(TMP, "sign-%s.conf" % name))
+        with open(confs[-1], "w") as f:
+            f.write("fleet = %s\nkafka.brokers = %s\nredis.url = %s\nauth.signing_key = %s\n"
+                    "connect.timeout_ms = 2000\nop.timeout_ms = 5000\n"
+                    % (fleet, BROKERS, redis, prod_key))
+    rc, out, err, _ = run([os.path.join(BIN, "two-clients")] + confs + [lib_pool],
+                          env={"MUTIRAO_KAFKA_BROKERS": "", "MUTIRAO_REDIS_URL": ""})
+    check(rc == 0 and "two_clients: ok" in out, "libmutirao, signed: %d\n%s%s" % (rc, out, err))
+    check(re.search(r"pool=%s task=\S+ attempt 1 received" % lib_pool, wl.text()) and
+          "refused unrun" not in wl.text(), "libmutirao's tasks:\n" + wl.text()[-3000:])
+    check(wl.stop() == 0, "worker exit status")
     # a signing key that does not load: the submit says why
     rc, out, err, _ = run_lua("""
 local g = require("goroutine")
