@@ -1051,7 +1051,7 @@ static long drop_queued(worker *w)
 
 /* Largest signed message checked: the inline payload and room for the
  * envelope's fields; a larger one is refused before any check. */
-#define AUTH_SLACK 65536
+#define AUTH_SLACK 4096
 
 /*
 ** The signature check, before anything else of the message is read: 0 with

@@ -2298,6 +2298,91 @@ print(pcall(g.pool_create, %r))
     print("signed tasks run; unsigned, untrusted and altered ones refused, dead-lettered, counted")
 
 
+def case_hostile():
+    """Hostile input straight to a pool topic, to a worker with trusted keys
+    (issue 13, item 6): random bytes, an empty message, truncated signed
+    envelopes, an unsigned one, one signed by an untrusted key, one with a
+    flipped payload bit, one made for another pool, an oversized one, and a
+    valid signed envelope replayed under another Kafka key after it ran.
+    0 worker crashes, 0 tasks run (the valid one runs once), each refusal
+    dead-lettered with its reason and counted."""
+    pool = "hostile" + UNIQ
+    topic = "mutirao.pool." + pool
+    mutirao = os.path.join(BIN, "mutirao")
+    keys = os.path.join(TMP, "keys")
+    for name in ("prod", "rogue"):
+        rc, out, err, _ = run([mutirao, "keygen", "--out", keys, "--name", name])
+        check(rc == 0, "keygen: %d %s%s" % (rc, out, err))
+    prod = (os.path.join(keys, "prod.key"), os.path.join(keys, "prod.pub"))
+    rogue = (os.path.join(keys, "rogue.key"), os.path.join(keys, "rogue.pub"))
+    rc, out, err, _ = run_lua("""
+local g = require("goroutine")
+assert(g.pool_create(%r))
+""" % pool, env={"MUTIRAO_AUTH_SIGNING_KEY": prod[0]})
+    check(rc == 0, "pool_create: %d\n%s%s" % (rc, out, err))
+    w = Worker("hoA", [pool], env={"MUTIRAO_AUTH_TRUSTED_KEYS": prod[1],
+                                   "MUTIRAO_PAYLOAD_MAX_BYTES": "1024"})
+    w.wait_for(r" assigned ")
+
+    def env(tid, payload=b"MTR\x01\x90", for_pool=None):
+        return task_envelope(tid, for_pool or pool, "p" + UNIQ, {}, payload)
+
+    good = sign_envelope(env("good%s:1" % UNIQ), *prod)
+    flipped = bytearray(sign_envelope(env("flip%s:1" % UNIQ), *prod))
+    flipped[bytes(flipped).index(b"MTR\x01\x90") + 4] ^= 0x80
+    # over payload.max_bytes + 4096: refused before its key or signature is looked at
+    large = b"MTE\x02" + b"\0" * 8 + b"\x55" * 6000
+    hostile = [
+        ("random", os.urandom(300), r"task envelope is not signed"),
+        ("empty", b"", r"task envelope is not signed"),
+        ("cut3", good[:3], r"task envelope is not signed"),
+        ("cut40", good[:40], r"signed envelope of 40 bytes is truncated"),
+        ("cutsig", good[:-1], r"does not verify: the envelope was altered"),
+        ("unsigned", env("uns%s:1" % UNIQ), r"task envelope is not signed"),
+        ("rogue", sign_envelope(env("rogue%s:1" % UNIQ), *rogue),
+         r"which is not among the trusted keys"),
+        ("flipped", bytes(flipped), r"does not verify: the envelope was altered"),
+        ("elsewhere", sign_envelope(env("else%s:1" % UNIQ, for_pool="x" + UNIQ), *prod),
+         r"task envelope of pool x%s delivered on the topic of pool" % UNIQ),
+        ("large", large, r"signed envelope of 6012 bytes exceeds the limit of 5120"),
+    ]
+    for key, msg, _ in hostile:
+        rc, out, err, _ = run([os.path.join(BIN, "kafka-put"), BROKERS, topic, "0", key,
+                               msg.hex()])
+        check(rc == 0, "kafka-put %s: %d %s%s" % (key, rc, out, err))
+    # the valid one runs once; the same bytes under another key are not run again
+    for key in ("good%s:1" % UNIQ, "victim:1"):
+        rc, out, err, _ = run([os.path.join(BIN, "kafka-put"), BROKERS, topic, "0", key,
+                               good.hex()])
+        check(rc == 0, "kafka-put: %d %s%s" % (rc, out, err))
+        if key.startswith("good"):
+            w.wait_for(r"task=good%s:1 attempt 1 received" % UNIQ)
+    w.wait_for(r"task=good%s:1 attempt 1: outcome already recorded \(delivered again\); not "
+               r"run again" % UNIQ)
+    log = w.text()
+    for key, _, why in hostile:
+        check(re.search(r"refused unrun: [^\n]*%s[^\n]*\(its key names task %s\)" % (why, key),
+                        log), "%s: no refusal saying %r:\n%s" % (key, why, log[-4000:]))
+    check(log.count("refused unrun") == len(hostile), "refusals:\n" + log[-4000:])
+    # decoded: only the valid envelope, twice (its replay is known as done)
+    received = re.findall(r"task=(\S+) attempt 1 received", log)
+    check(received == ["good%s:1" % UNIQ] * 2, "tasks decoded: %s" % received)
+    check(w.p.poll() is None, "the worker died")
+    end = time.time() + 20
+    while time.time() < end and int(redis_cmd("HGET", "mutirao:pool:%s:stats" % pool,
+                                              "unauthenticated") or 0) < len(hostile):
+        time.sleep(0.1)
+    check(int(redis_cmd("HGET", "mutirao:pool:%s:stats" % pool, "unauthenticated") or 0) ==
+          len(hostile), "the count of refusals")
+    check(redis_cmd("HLEN", "mutirao:pool:%s:dead" % pool) == len(hostile), "dead letters")
+    stats = redis_cmd("HGETALL", "mutirao:pool:%s:stats" % pool)
+    stats = {stats[i].decode(): int(stats[i + 1]) for i in range(0, len(stats), 2)}
+    check(stats.get("completed", 0) + stats.get("failed", 0) == 1 and
+          "dead_lettered" not in stats, "one task recorded, no dead letter counted: %s" % stats)
+    check(w.stop() == 0, "worker exit status")
+    print("%d hostile messages refused, 0 run, 0 crashes" % len(hostile))
+
+
 CASES = {"examples": case_examples, "await_wg": case_await_wg, "two_workers": case_two_workers,
          "sigkill": case_sigkill, "errors": case_errors, "libmutirao": case_libmutirao,
          "two_clients": case_two_clients, "stock_lua": case_stock_lua,
@@ -2310,7 +2395,8 @@ CASES = {"examples": case_examples, "await_wg": case_await_wg, "two_workers": ca
          "redis_restart_nopersist": case_redis_restart_nopersist,
          "notify_dropped": case_notify_dropped, "notify_gone": case_notify_gone,
          "no_worker_hint": case_no_worker_hint, "reconcile_bounded": case_reconcile_bounded,
-         "sigterm": case_sigterm, "sigint_twice": case_sigint_twice, "signed": case_signed}
+         "sigterm": case_sigterm, "sigint_twice": case_sigint_twice, "signed": case_signed,
+         "hostile": case_hostile}
 try:
     CASES[CASE]()
 finally:
