@@ -1772,7 +1772,8 @@ def case_redelivered():
 
 
 def case_newer_envelope():
-    """A task envelope of version 2 (newer than this worker reads) on a
+    """A task envelope of version 3 (newer than this worker reads; version 2
+    is a signed envelope, docs/wire-format.md) on a
     pool's topic: the worker pauses that partition and says so once; the
     message is not committed as skipped (a worker started after a clean stop
     is given it again) and the task behind it waits for a newer worker."""
@@ -1786,7 +1787,7 @@ assert(g.pool_create(%r))
     w = Worker("nwA", [pool])
     w.wait_for(r" assigned ")
     rc, out, err, _ = run([os.path.join(BIN, "kafka-put"), BROKERS, topic, "0", "future:1",
-                           "4d54450281a8667574757265c3"])
+                           "4d54450381a8667574757265c3"])
     check(rc == 0, "kafka-put: %d %s%s" % (rc, out, err))
     w.wait_for(r"written by a newer mutirao; this one reads up to 1; partition paused here")
     rc, out, err, _ = run_lua("""
@@ -1802,7 +1803,7 @@ os.exit(0)
     check("skipped" not in log and " received " not in log, "a message was run or skipped:\n" + log)
     check(w.stop() == 0, "worker exit status")
     w2 = Worker("nwB", [pool])
-    w2.wait_for(r"partition 0 offset 0: task envelope version 2 was written by a newer mutirao")
+    w2.wait_for(r"partition 0 offset 0: task envelope version 3 was written by a newer mutirao")
     check(w2.stop() == 0, "worker exit status")
 
 
