@@ -2380,7 +2380,37 @@ assert(g.pool_create(%r))
     stats = {stats[i].decode(): int(stats[i + 1]) for i in range(0, len(stats), 2)}
     check(stats.get("completed", 0) + stats.get("failed", 0) == 1 and
           "dead_lettered" not in stats, "one task recorded, no dead letter counted: %s" % stats)
+    # a signed envelope of a newer version holds its partition (1 here) for
+    # a newer worker, as an unsigned one does without keys
+    newer = sign_envelope(b"MTE\x03\x81\xa6future\xc3", *prod)
+    rc, out, err, _ = run([os.path.join(BIN, "kafka-put"), BROKERS, topic, "1", "newer", newer.hex()])
+    check(rc == 0, "kafka-put: %d %s%s" % (rc, out, err))
+    w.wait_for(r"partition 1 offset 0: task envelope version 3 was written by a newer mutirao")
+    check("refused unrun" not in w.text().split("partition 1 offset 0")[-1], "newer refused")
     check(w.stop() == 0, "worker exit status")
+    # auth.required = off: unsigned envelopes run, a signed one must verify
+    opool = "hostoff" + UNIQ
+    rc, out, err, _ = run_lua("""
+local g = require("goroutine")
+assert(g.pool_create(%r))
+""" % opool)
+    check(rc == 0, "pool_create: %d\n%s%s" % (rc, out, err))
+    wo = Worker("hoOff", [opool], env={"MUTIRAO_AUTH_TRUSTED_KEYS": prod[1],
+                                       "MUTIRAO_AUTH_REQUIRED": "off"})
+    wo.wait_for(r" assigned ")
+    check("auth.required is off: unsigned task envelopes run too" in wo.text(), wo.text())
+    rc, out, err, _ = run_lua("""
+local g = require("goroutine")
+print("unsigned", g.await(assert(g.pool_submit(%r, function() return "ran" end))))
+""" % opool)
+    check(rc == 0 and "unsigned\ttrue\tran" in out, "unsigned, not required: %d\n%s%s"
+          % (rc, out, err))
+    rc, out, err, _ = run([os.path.join(BIN, "kafka-put"), BROKERS, "mutirao.pool." + opool, "0",
+                           "rogue", sign_envelope(env("r%s:1" % UNIQ, for_pool=opool),
+                                                  *rogue).hex()])
+    check(rc == 0, "kafka-put: %d %s%s" % (rc, out, err))
+    wo.wait_for(r"refused unrun: task envelope is signed by key [0-9a-f]{16}, which is not among")
+    check(wo.stop() == 0, "worker exit status")
     print("%d hostile messages refused, 0 run, 0 crashes" % len(hostile))
 
 
