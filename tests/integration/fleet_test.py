@@ -755,7 +755,7 @@ assert(g.pool_wait(%(pool)r))
     ttls = [redis_cmd("TTL", "mutirao:task:" + i) for i in unawaited]
     check(all(0 < t <= 86400 for t in ttls),
           "unawaited results keep result.ttl_s (86400): TTLs %s" % sorted(set(ttls))[:5])
-    producer = awaited[0].rsplit(":", 1)[0]
+    producer = awaited[0].rsplit(":", 2)[0]  # ids are PRODUCER:SEQ:RANDOM
     seen = redis_cmd("KEYS", "mutirao:seen:%s:*" % producer)
     check(seen and all(0 < redis_cmd("TTL", k) <= 86400 for k in seen),
           "seen bitmaps with a TTL: %r" % seen)
