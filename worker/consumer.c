@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 
 #include "codec.h"
@@ -1462,6 +1463,12 @@ static int auth_start(worker *w, char *err, size_t errlen)
         return -1;
     }
     w->auth_required = config_auth_required(cfg);
+    struct stat st;
+    if (w->key && stat(cfg->auth_signing_key, &st) == 0 && (st.st_mode & 077))
+        wlog(WLOG_WARN,
+             "auth.signing_key %s can be read by other users (mode %03o): whoever reads it "
+             "can sign tasks for this fleet; chmod 600 it",
+             cfg->auth_signing_key, (unsigned)(st.st_mode & 0777));
     size_t n = sign_trust_count(w->trust);
     if (n == 0 && !w->auth_required)
         wlog(WLOG_WARN, "auth.trusted_keys is not set: this worker runs UNAUTHENTICATED code, "

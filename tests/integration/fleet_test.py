@@ -2259,8 +2259,14 @@ print("unauth", s.fleet_unauthenticated, s.fleet_dead_lettered)
     check(rc == 0 and "retried " + flipped[0] in out, "dlq retry: %d\n%s%s" % (rc, out, err))
     w2.wait_for(r"refused unrun: signature by key [0-9a-f]{16} does not verify")
     check(w2.stop() == 0, "worker exit status")
-    # no trusted keys: one plain warning, and signed envelopes still run
-    wo = Worker("sgOpen", [open_pool])
+    check("can be read by other users" not in w.text(), "a mode 0600 key warned about")
+    # no trusted keys: one plain warning, and signed envelopes still run;
+    # its signing key, readable by others, is warned about
+    shared = os.path.join(keys, "shared.key")
+    with open(shared, "w") as f:
+        f.write(open(prod_key).read())
+    os.chmod(shared, 0o644)
+    wo = Worker("sgOpen", [open_pool], env={"MUTIRAO_AUTH_SIGNING_KEY": shared})
     wo.wait_for(r"consuming")
     rc, out, err, _ = run_lua("""
 local g = require("goroutine")
@@ -2270,6 +2276,8 @@ print("open", g.await(assert(g.pool_submit(%r, function() return "fine" end))))
     check(rc == 0 and "open\ttrue\tfine" in out, "signed task, open worker: %d\n%s%s"
           % (rc, out, err))
     check(wo.text().count("runs UNAUTHENTICATED code") == 1, "the warning:\n" + wo.text())
+    check(re.search(r"auth.signing_key \S+shared.key can be read by other users \(mode 644\)",
+                    wo.text()), "no warning about a key others can read:\n" + wo.text())
     check(wo.stop() == 0, "worker exit status")
     # libmutirao signs with the same configuration (here from its files)
     lib_pool = "signlib" + UNIQ
