@@ -26,6 +26,7 @@
 #include "log.h"
 #include "procs.h"
 #include "scheduler.h"
+#include "sign.h"
 
 #ifndef MUTIRAO_VERSION
 #define MUTIRAO_VERSION "0.0.0"
@@ -39,6 +40,10 @@ static const char usage_text[] =
     "commands:\n"
     "  run [-f] FILE [options]   run a task file (.lua or .sloth)\n"
     "  dlq list|retry|drop POOL  a fleet pool's dead letters (mutirao dlq help)\n"
+    "  keygen --out DIR [--name NAME]\n"
+    "                            make a key pair for signed task envelopes:\n"
+    "                            DIR/NAME.key (private, mode 0600, never\n"
+    "                            overwritten) and DIR/NAME.pub (default NAME: mutirao)\n"
     "  version                   print the version\n"
     "  help                      show this help\n"
     "\n"
@@ -392,6 +397,42 @@ static int cmd_version(void)
     return 0;
 }
 
+/* mutirao keygen --out DIR [--name NAME]: a new Ed25519 key pair. */
+static int cmd_keygen(int argc, char **argv)
+{
+    const char *out = NULL, *name = "mutirao";
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(usage_text, stdout);
+            return 0;
+        } else if (is_opt(a, "--out")) {
+            if (!(out = opt_value(argc, argv, &i, "--out")))
+                return usage_error("option %s needs a directory", "--out");
+        } else if (is_opt(a, "--name")) {
+            if (!(name = opt_value(argc, argv, &i, "--name")))
+                return usage_error("option %s needs a name", "--name");
+        } else {
+            return usage_error("keygen: unexpected argument '%s'", a);
+        }
+    }
+    if (!out)
+        return usage_error("%s", "keygen: --out DIR is required");
+    char err[512], id[2 * SIGN_KEYID_LEN + 1];
+    int rc = sign_keygen(out, name, id, err, sizeof err);
+    if (rc == SIGN_EINVAL)
+        return usage_error("%s", err);
+    if (rc < 0) {
+        fprintf(stderr, "mutirao: keygen: %s\n", err);
+        return EXIT_FAIL;
+    }
+    printf("%s/%s.key  private key (mode 0600): auth.signing_key of the producers\n"
+           "%s/%s.pub  public key: in auth.trusted_keys of the workers\n"
+           "key id %s\n",
+           out, name, out, name, id);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     /* line-buffered stdout and unbuffered stderr keep the two streams in order */
@@ -410,5 +451,7 @@ int main(int argc, char **argv)
         return cmd_run(argc - 2, argv + 2);
     if (!strcmp(cmd, "dlq"))
         return cmd_dlq(argc - 2, argv + 2);
+    if (!strcmp(cmd, "keygen"))
+        return cmd_keygen(argc - 2, argv + 2);
     return usage_error("unknown command '%s'", cmd);
 }

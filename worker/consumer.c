@@ -4,7 +4,9 @@
  * too often without an outcome becomes a dead letter (deadletters.h). A
  * partition stops at an envelope of a newer version (hold_partition). A
  * failed attempt with attempts left goes to the due-retry set instead of
- * being recorded (retry_outcome; retries.h brings it back).
+ * being recorded (retry_outcome; retries.h brings it back). With trusted
+ * keys (auth.*), a message's signature is checked before anything else of
+ * it is read (authenticate): a refused one is dead-lettered unrun (reject).
  * Everything here runs on the main VM's loop. */
 #include "worker.h"
 
@@ -13,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 
 #include "codec.h"
@@ -26,6 +29,7 @@
 #include "redis_uv.h"
 #include "retries.h"
 #include "retry.h"
+#include "sign.h"
 #include "wlog.h"
 
 #define DEFAULT_WORKERS 4
@@ -103,6 +107,7 @@ struct wtask {
     size_t next_envlen;
     pool_retry policy;    /* the envelope's retries and backoff */
     uint64_t deadline_ms; /* the envelope's deadline (0: none) */
+    char *reject;         /* why the message was refused unrun (malloc'd), or NULL */
 };
 
 struct worker {
@@ -139,10 +144,13 @@ struct worker {
      * beside it, so that a crash counts against the task that caused it
      * (DLV_ALONE). They wait here, chained by qnext, until nothing runs. */
     wtask *alone_head, *alone_tail;
-    wtask *alone;    /* the one asked or running alone */
-    deliveries *dv;  /* the delivery-record questions */
-    deadletters *dl; /* dead letters on their way */
-    retries *rq;     /* the due retries, back to their topics */
+    wtask *alone;      /* the one asked or running alone */
+    deliveries *dv;    /* the delivery-record questions */
+    deadletters *dl;   /* dead letters on their way */
+    retries *rq;       /* the due retries, back to their topics */
+    sign_trust *trust; /* auth.trusted_keys (NULL: none) */
+    sign_key *key;     /* auth.signing_key: signs the next attempts it produces */
+    int auth_required; /* config_auth_required */
 };
 
 static uint64_t unix_ms(void)
@@ -299,6 +307,7 @@ static void wtask_free(wtask *t)
     free(t->in);
     free(t->ref);
     free(t->next_env);
+    free(t->reject);
     for (int i = 0; i < t->argc; i++)
         free(t->argv[i]);
     free(t->argv);
@@ -746,6 +755,10 @@ static void on_dead_stored(dl_item *it, int ok, const char *rec, size_t len)
         task_settled(t, 0);
         return;
     }
+    if (t->reject) { /* never a task here: nothing is recorded for its id */
+        task_settled(t, 1);
+        return;
+    }
     /* rec: "COUNT FIRST LAST DEAD_AT\nHISTORY\nERROR" */
     const char *end = rec + len, *nl1 = memchr(rec, '\n', len);
     const char *nl2 = nl1 ? memchr(nl1 + 1, '\n', (size_t)(end - nl1 - 1)) : NULL;
@@ -1037,6 +1050,94 @@ static long drop_queued(worker *w)
     return n;
 }
 
+/* Largest signed message checked: the inline payload and room for the
+ * envelope's fields; a larger one is refused before any check. */
+#define AUTH_SLACK 4096
+
+/*
+** The signature check, before anything else of the message is read: 0 with
+** *env, *envlen the envelope to decode (inside m->value), or -1 with why
+** the message is refused. Without trusted keys and with auth.required off,
+** everything passes (a signed envelope is unwrapped unchecked).
+*/
+static int authenticate(worker *w, const kuv_message *m, const char **env, size_t *envlen,
+                        char *why, size_t whylen)
+{
+    *env = m->value;
+    *envlen = m->len;
+    int is_signed = sign_is_signed(m->value, m->len);
+    if (!w->auth_required && sign_trust_count(w->trust) == 0) {
+        if (is_signed && sign_unwrap(m->value, m->len, env, envlen) != 0) {
+            *env = m->value; /* too short: the decoder says what it is */
+            *envlen = m->len;
+        }
+        return 0;
+    }
+    if (!is_signed && !w->auth_required)
+        return 0; /* unsigned tasks allowed (auth.required = off) */
+    size_t max = (size_t)w->cfg->payload_max_bytes + AUTH_SLACK;
+    int rc = sign_verify(w->trust, m->value, m->len, max, env, envlen, NULL, why, whylen);
+    if (rc == SIGN_EUNSIGNED)
+        snprintf(why, whylen, "task envelope is not signed (auth.required is on)");
+    return rc == 0 ? 0 : -1;
+}
+
+/*
+** A message refused unrun (authenticate): nothing of it is decoded. It goes
+** to the dead-letter topic and the pool's dead hashes with the reason, under
+** an id of its own ("rejected-pPARTITION-oOFFSET": its envelope's task id
+** is not to be believed), is counted in the pool's `unauthenticated`
+** statistic, and its offset commits once that is stored.
+*/
+static void reject(worker *w, wpool *p, const kuv_message *m, const char *why)
+{
+    char claim[ENVELOPE_ID_MAX + 40] = "";
+    if (m->key && m->keylen > 0 && envelope_check_id(m->key, m->keylen, NULL, 0) == 0)
+        snprintf(claim, sizeof claim, " (its key names task %.*s)", (int)m->keylen,
+                 (const char *)m->key);
+    wtask **slot = running_slot(p, m->partition, m->offset);
+    if (*slot)
+        return; /* delivered again while its dead letter is being stored */
+    wtask *t = calloc(1, sizeof *t);
+    char *reason = malloc(strlen(why) + sizeof claim + 40);
+    char *env = malloc(m->len ? m->len : 1);
+    if (!t || !reason || !env) {
+        free(t);
+        free(reason);
+        free(env);
+        wlog(WLOG_ERROR, "pool=%s partition %d offset %" PRId64 ": out of memory", p->name,
+             (int)m->partition, m->offset);
+        return; /* not marked done: refused again after a restart */
+    }
+    sprintf(reason, "refused unrun: %s%s", why, claim);
+    if (m->len)
+        memcpy(env, m->value, m->len);
+    t->w = w;
+    t->wp = p;
+    t->partition = m->partition;
+    t->offset = m->offset;
+    snprintf(t->id, sizeof t->id, "rejected-p%d-o%" PRId64, (int)m->partition, m->offset);
+    t->reject = reason;
+    t->in = env;
+    t->env = env;
+    t->envlen = m->len;
+    uv_timer_init(w->s->loop, &t->retry);
+    t->retry.data = t;
+    *slot = t;
+    p->inflight++;
+    w->inflight++;
+    p->received++;
+    wlog(WLOG_WARN, "pool=%s partition %d offset %" PRId64 ": %s; not run, dead-lettered as %s",
+         p->name, (int)m->partition, m->offset, reason, t->id);
+    t->dead.id = t->id;
+    t->dead.pool = p->name;
+    t->dead.env = t->env;
+    t->dead.envlen = t->envlen;
+    t->dead.reason = t->reject;
+    t->dead.done = on_dead_stored;
+    deadletters_put(w->dl, &t->dead);
+}
+
 static void on_message(void *ud, const kuv_message *m)
 {
     worker *w = ud;
@@ -1056,8 +1157,14 @@ static void on_message(void *ud, const kuv_message *m)
     int64_t stop;
     if (held_at(p, m->partition, &stop) && m->offset >= stop)
         return; /* behind a message this worker cannot read: left as it is */
-    int rc = m->value ? envelope_task_decode(m->value, m->len, &lim, &e, why, sizeof why)
-                      : ENVELOPE_ETRUNCATED;
+    const char *ev = m->value;
+    size_t evlen = m->len;
+    if (authenticate(w, m, &ev, &evlen, why, sizeof why) != 0) {
+        reject(w, p, m, why);
+        return;
+    }
+    int rc =
+        m->value ? envelope_task_decode(ev, evlen, &lim, &e, why, sizeof why) : ENVELOPE_ETRUNCATED;
     if (rc == ENVELOPE_ENEWER) {
         hold_partition(w, p, m, why);
         return;
@@ -1066,6 +1173,14 @@ static void on_message(void *ud, const kuv_message *m)
         wlog(WLOG_ERROR, "pool=%s partition %d offset %" PRId64 ": not a task (%s); skipped",
              p->name, (int)m->partition, m->offset, m->value ? why : "empty message");
         kuv_done(w->c, m->topic, m->partition, m->offset);
+        return;
+    }
+    if (strcmp(e.pool, p->name) != 0 && (w->auth_required || sign_trust_count(w->trust) > 0)) {
+        /* its signature covers the pool it was made for, not the topic */
+        char r[2 * ENVELOPE_POOL_MAX + 100];
+        snprintf(r, sizeof r, "task envelope of pool %s delivered on the topic of pool %s", e.pool,
+                 p->name);
+        reject(w, p, m, r);
         return;
     }
     wlog(WLOG_DEBUG, "pool=%s task=%s attempt %u received %" PRIu64 " ms after its submit", p->name,
@@ -1135,11 +1250,20 @@ static void on_message(void *ud, const kuv_message *m)
         e.attempt++;
         envelope_buf nb;
         envelope_buf_init(&nb, NULL, 0);
+        char *sig = NULL;
+        size_t siglen = 0;
         if (envelope_task_encode(&e, &lim, &nb, why, sizeof why) == 0 &&
-            (t->next_env = malloc(nb.len)) != NULL) {
-            memcpy(t->next_env, nb.data, nb.len);
-            t->next_envlen = nb.len;
-        } else {
+            (!w->key || sign_wrap(w->key, nb.data, nb.len, &sig, &siglen, why, sizeof why) == 0)) {
+            /* signed by this worker's key when it has one */
+            if (sig) {
+                t->next_env = sig;
+                t->next_envlen = siglen;
+            } else if ((t->next_env = malloc(nb.len)) != NULL) {
+                memcpy(t->next_env, nb.data, nb.len);
+                t->next_envlen = nb.len;
+            }
+        }
+        if (!t->next_env) {
             wlog(WLOG_WARN,
                  "pool=%s task=%s: its next attempt cannot be prepared (%s); a "
                  "failure is its outcome",
@@ -1315,6 +1439,56 @@ static void ping(worker *w)
         uv_timer_start(&w->ping_timer, on_ping_timer, 2000, 0);
 }
 
+static void auth_free(worker *w)
+{
+    sign_trust_free(w->trust);
+    sign_key_free(w->key);
+    w->trust = NULL;
+    w->key = NULL;
+}
+
+/* Loads the auth.* keys and says plainly what this worker will run. */
+static int auth_start(worker *w, char *err, size_t errlen)
+{
+    const config *cfg = w->cfg;
+    char kerr[600];
+    if (cfg->auth_trusted_keys[0] &&
+        sign_trust_load(cfg->auth_trusted_keys, &w->trust, kerr, sizeof kerr) != 0) {
+        snprintf(err, errlen, "auth.trusted_keys: %s", kerr);
+        return -1;
+    }
+    if (cfg->auth_signing_key[0] &&
+        sign_key_load(cfg->auth_signing_key, &w->key, kerr, sizeof kerr) != 0) {
+        snprintf(err, errlen, "auth.signing_key: %s", kerr);
+        auth_free(w);
+        return -1;
+    }
+    w->auth_required = config_auth_required(cfg);
+    struct stat st;
+    if (w->key && stat(cfg->auth_signing_key, &st) == 0 && (st.st_mode & 077))
+        wlog(WLOG_WARN,
+             "auth.signing_key %s can be read by other users (mode %03o): whoever reads it "
+             "can sign tasks for this fleet; chmod 600 it",
+             cfg->auth_signing_key, (unsigned)(st.st_mode & 0777));
+    size_t n = sign_trust_count(w->trust);
+    if (n == 0 && !w->auth_required)
+        wlog(WLOG_WARN, "auth.trusted_keys is not set: this worker runs UNAUTHENTICATED code, "
+                        "the Lua of every message on its pool topics, from whoever can write "
+                        "to them; set auth.trusted_keys (keys from `mutirao keygen`) unless this "
+                        "is a local development fleet");
+    else if (n == 0)
+        wlog(WLOG_WARN, "auth.required is on and auth.trusted_keys is not set: every task "
+                        "envelope is refused");
+    else
+        wlog(WLOG_INFO, "auth: %zu trusted key(s); %s", n,
+             w->auth_required ? "unsigned task envelopes are refused"
+                              : "auth.required is off: unsigned task envelopes run too");
+    if (n > 0 && !w->key)
+        wlog(WLOG_WARN, "auth.signing_key is not set: the retries this worker produces go "
+                        "unsigned (workers requiring signatures refuse them)");
+    return 0;
+}
+
 worker *worker_start(sched *s, const config *cfg, char *err, size_t errlen)
 {
     worker *w = calloc(1, sizeof *w);
@@ -1325,6 +1499,11 @@ worker *worker_start(sched *s, const config *cfg, char *err, size_t errlen)
     w->s = s;
     w->cfg = cfg;
     w->prefix_len = strlen(cfg->topic_prefix);
+    if (auth_start(w, err, errlen) != 0) {
+        auth_free(w);
+        free(w);
+        return NULL;
+    }
     redis_uv_options ro = {0};
     ro.op_timeout_ms = cfg->op_timeout_ms > 0 ? (unsigned)cfg->op_timeout_ms : 10000;
     ro.connect_timeout_ms =
@@ -1332,6 +1511,7 @@ worker *worker_start(sched *s, const config *cfg, char *err, size_t errlen)
     int rc = redis_uv_open(s->loop, cfg->redis_url, &ro, &w->r);
     if (rc != 0) {
         snprintf(err, errlen, "redis.url: %s", redis_uv_strerror(rc));
+        auth_free(w);
         free(w);
         return NULL;
     }
@@ -1355,6 +1535,7 @@ worker *worker_start(sched *s, const config *cfg, char *err, size_t errlen)
         if (w->dl)
             deadletters_close(w->dl);
         redis_uv_close(w->r, NULL, NULL);
+        auth_free(w);
         free(w);
         return NULL;
     }
@@ -1389,6 +1570,7 @@ worker *worker_start(sched *s, const config *cfg, char *err, size_t errlen)
         deadletters_close(w->dl);
         retries_close(w->rq);
         redis_uv_close(w->r, NULL, NULL);
+        auth_free(w);
         free(w);
         return NULL;
     }
@@ -1424,6 +1606,7 @@ worker *worker_start(sched *s, const config *cfg, char *err, size_t errlen)
         deadletters_close(w->dl);
         retries_close(w->rq);
         redis_uv_close(w->r, NULL, NULL);
+        auth_free(w);
         free(w);
         return NULL;
     }
@@ -1470,6 +1653,7 @@ static void on_worker_closed(uv_handle_t *h)
     for (size_t i = 0; i < w->npats; i++)
         free(w->pats[i]);
     free(w->pats);
+    auth_free(w);
     free(w);
     if (done)
         done(ud);

@@ -126,10 +126,12 @@ static void store(deadletters *d, dl_item *it)
 {
     char now[24];
     snprintf(now, sizeof now, "%" PRIu64, unix_ms());
-    const char *argv[] = {now, it->id, it->pool, it->env};
-    size_t lens[] = {strlen(now), strlen(it->id), strlen(it->pool), it->envlen};
+    const char *argv[] = {now, it->id, it->pool, it->env, it->reason};
+    size_t lens[] = {strlen(now), strlen(it->id), strlen(it->pool), it->envlen,
+                     it->reason ? strlen(it->reason) : 0};
     dl_op *op = op_new(d, it);
-    int rc = op ? redis_uv_eval(d->r, on_stored, op, d->script, 0, 4, argv, lens) : -1;
+    int rc =
+        op ? redis_uv_eval(d->r, on_stored, op, d->script, 0, it->reason ? 5 : 4, argv, lens) : -1;
     if (rc != 0) {
         if (op) {
             free(op);

@@ -26,9 +26,12 @@ typedef void (*dl_done_fn)(dl_item *it, int ok, const char *rec, size_t reclen);
 /* One dead letter, in the caller's memory until done. */
 struct dl_item {
     const char *id, *pool; /* task id, pool name */
-    const char *env;       /* the task envelope */
+    const char *env;       /* the task envelope (the message as it came) */
     size_t envlen;
-    dl_done_fn done; /* called once, on the loop, never inside deadletters_put */
+    const char *reason; /* NULL: the error is the delivery record's; else this one, and
+                           the message was refused unrun (counted as `unauthenticated`
+                           instead of `dead_lettered`) */
+    dl_done_fn done;    /* called once, on the loop, never inside deadletters_put */
     /* (the deadletters') */
     dl_item *next;
     int busy; /* a produce or script call for it is in flight */

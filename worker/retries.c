@@ -12,6 +12,7 @@
 #include "fleet_keys.h"
 #include "kafka_uv.h"
 #include "retry.h"
+#include "sign.h"
 #include "wlog.h"
 
 struct retries {
@@ -43,6 +44,12 @@ static uint64_t unix_ms(void)
     struct timeval tv;
     gettimeofday(&tv, NULL);
     return (uint64_t)tv.tv_sec * 1000u + (uint64_t)tv.tv_usec / 1000u;
+}
+
+/* The set a member "ID ENVELOPE" is in: signed envelopes have their own. */
+static const char *retries_key(const char *env, size_t len)
+{
+    return sign_is_signed(env, len) ? FLEET_RETRIES_SIGNED_KEY : FLEET_RETRIES_KEY;
 }
 
 static void on_removed(redis_uv *cli, int status, const redisReply *reply, const char *err,
@@ -79,8 +86,10 @@ static void on_produced(void *ud, int err, const char *errmsg, int32_t partition
     }
     wlog(WLOG_DEBUG, "retries: task %.*s: next attempt at partition %d offset %" PRId64, idlen,
          op->member, (int)partition, offset);
-    const char *argv[] = {"ZREM", FLEET_RETRIES_KEY, op->member};
-    size_t lens[] = {4, strlen(FLEET_RETRIES_KEY), op->len};
+    const char *k =
+        retries_key(sp ? sp + 1 : op->member, sp ? op->len - (size_t)(sp + 1 - op->member) : 0);
+    const char *argv[] = {"ZREM", k, op->member};
+    size_t lens[] = {4, strlen(k), op->len};
     if (redis_uv_command_argv(q->r, on_removed, op, 3, argv, lens) != 0) {
         free(op);
         unref(q);
@@ -117,13 +126,19 @@ static void send_one(retries *q, const char *m, size_t len)
     lim.max_ref = (size_t)q->cfg->payload_max_ref_bytes;
     envelope_task e;
     char why[200], topic[CONFIG_TOPIC_MAX + 1];
-    if (!sp ||
-        envelope_task_decode(sp + 1, len - (size_t)(sp + 1 - m), &lim, &e, why, sizeof why) != 0 ||
+    /* a signed envelope goes as it is: its pool and id are read inside it,
+     * unchecked (the worker that receives it checks the signature) */
+    const char *env = sp ? sp + 1 : NULL;
+    size_t envlen = sp ? len - (size_t)(sp + 1 - m) : 0;
+    if (sp && sign_is_signed(env, envlen) && sign_unwrap(sp + 1, envlen, &env, &envlen) != 0)
+        envlen = 0; /* too short: refused as not a task below */
+    if (!sp || envelope_task_decode(env, envlen, &lim, &e, why, sizeof why) != 0 ||
         config_topic_for_pool(q->cfg, e.pool, topic, sizeof topic, why, sizeof why) != 0) {
         wlog(WLOG_ERROR, "retries: a member of %s is not a task's next attempt (%s); removed",
              FLEET_RETRIES_KEY, sp ? why : "no id");
-        const char *argv[] = {"ZREM", FLEET_RETRIES_KEY, m};
-        size_t lens[] = {4, strlen(FLEET_RETRIES_KEY), len};
+        const char *k = retries_key(sp ? sp + 1 : m, sp ? len - (size_t)(sp + 1 - m) : 0);
+        const char *argv[] = {"ZREM", k, m};
+        size_t lens[] = {4, strlen(k), len};
         redis_uv_command_argv(q->r, NULL, NULL, 3, argv, lens);
         return;
     }

@@ -37,6 +37,7 @@
 #include "redis_uv.h"
 #include "rtlog.h"
 #include "sandbox.h"
+#include "sign.h"
 #include "taskbook.h"
 #include "uv_closer.h"
 
@@ -95,6 +96,7 @@ struct fvm {
     char notify_key[FLEET_KEY_MAX];
     fleet_wgs *wgs;
     kuv_producer *kp;  /* NULL until the first pool call */
+    sign_key *key;     /* auth.signing_key, loaded with kp; NULL: envelopes go unsigned */
     redis_uv *r;       /* commands */
     redis_uv *rb;      /* the blocking reads of the notification list */
     frc *rc;           /* looks up pending tasks whose notification did not come */
@@ -109,6 +111,8 @@ struct fvm {
     uint64_t last_progress_ms; /* the latest result (or first submit) */
     uint64_t last_warn_ms;     /* the latest "no result" warning */
     uint64_t seq;
+    unsigned char rnd[256]; /* OS random bytes for task ids, used from the end */
+    size_t rnd_left;
     fpool *pools;
     long outstanding;
     char last_poll_err[200];
@@ -383,6 +387,9 @@ static fvm *clients(lua_State *L, fvm *v)
     const config *c = v->cfg;
     sched *s = v->s;
     char err[512] = "";
+    if (c->auth_signing_key[0] && !v->key &&
+        sign_key_load(c->auth_signing_key, &v->key, err, sizeof err) != 0)
+        luaL_error(L, "auth.signing_key: %s", err);
     kuv_producer_opts po;
     kuv_producer_opts_default(&po);
     /* a submitted task waits for Kafka up to kafka.delivery_timeout_ms (a
@@ -499,7 +506,7 @@ typedef struct fop {
     fvm *v;
     glist waiters;
     /* results */
-    long long n[6];
+    long long n[7];
     char *data;
     size_t len;
     int have_data, queued;
@@ -889,6 +896,27 @@ static void rc_found(void *ud, frc_task *rt, const char *rec, size_t reclen, con
 
 static void on_report(void *ud, int err, const char *errmsg, int32_t partition, int64_t offset);
 
+/* Hands task t's envelope to Kafka, signed first when auth.signing_key is
+ * set (docs/wire-format.md, "Signed task envelope"); err says why not. */
+static int produce_env(fvm *v, ftask *t, const char *topic, const char *env, size_t len, dreport *d,
+                       char *err, size_t errlen)
+{
+    char *sig = NULL;
+    size_t siglen = 0;
+    int rc = 0;
+    if (v->key) {
+        if ((rc = sign_wrap(v->key, env, len, &sig, &siglen, err, errlen)) != 0)
+            return rc;
+        env = sig;
+        len = siglen;
+    }
+    rc = kuv_produce(v->kp, topic, t->tb.id, strlen(t->tb.id), env, len, on_report, d);
+    if (rc != 0)
+        snprintf(err, errlen, "kafka: %s", kuv_strerror(rc));
+    free(sig);
+    return rc;
+}
+
 /* Redis has neither the task's record nor its marker: it lost them (a
  * restart without persistence) after the task may have run. The task goes
  * to its topic again, attempt + 1; whichever run is recorded first is its
@@ -915,8 +943,7 @@ static int rc_lost(void *ud, frc_task *rt)
     if (d) {
         d->v = v;
         d->t = t;
-        rc = kuv_produce(v->kp, t->p->topic, t->tb.id, strlen(t->tb.id), b.data, b.len, on_report,
-                         d);
+        rc = produce_env(v, t, t->p->topic, b.data, b.len, d, err, sizeof err);
         if (rc != 0)
             free(d);
     } else {
@@ -1239,6 +1266,29 @@ static int not_sent(lua_State *L, fvm *v, ftask *t, const char *err)
     return 2;
 }
 
+/*
+** The next task id, PRODUCER:SEQ:RANDOM: SEQ numbers this VM's submits (the
+** seen bitmaps shard by PRODUCER and SEQ, FLEET_SEEN_LUA) and RANDOM is 128
+** bits from the OS's CSPRNG (getrandom through uv_random) in 32 lowercase
+** hex digits, so nobody can tell a task's id before it is submitted.
+*/
+static int task_id(fvm *v, char *out, size_t outlen)
+{
+    if (v->rnd_left < 16) {
+        if (uv_random(NULL, NULL, v->rnd, sizeof v->rnd, 0, NULL) != 0)
+            return -1;
+        v->rnd_left = sizeof v->rnd;
+    }
+    v->rnd_left -= 16;
+    const unsigned char *r = v->rnd + v->rnd_left;
+    char hex[33];
+    for (int i = 0; i < 16; i++)
+        snprintf(hex + 2 * i, 3, "%02x", r[i]);
+    memset(v->rnd + v->rnd_left, 0, 16); /* used once */
+    snprintf(out, outlen, "%s:%" PRIu64 ":%s", v->producer, ++v->seq, hex);
+    return 0;
+}
+
 static int submit_k(lua_State *L, int status, lua_KContext ctx)
 {
     (void)status;
@@ -1265,8 +1315,13 @@ static int submit_k(lua_State *L, int status, lua_KContext ctx)
         return luaL_error(L, "not enough memory");
     t->p = p;
     t->carried = LUA_NOREF;
-    char idbuf[ENVELOPE_ID_MAX + 32];
-    snprintf(idbuf, sizeof idbuf, "%s:%" PRIu64, v->producer, ++v->seq);
+    char idbuf[2 * ENVELOPE_ID_MAX + 64];
+    if (task_id(v, idbuf, sizeof idbuf) != 0) {
+        free(t);
+        luaL_pushfail(L);
+        lua_pushliteral(L, "cannot draw random bits for the task id from the OS");
+        return 2;
+    }
     envelope_copy(t->tb.id, sizeof t->tb.id, idbuf);
     t->tb.pool = p->name; /* the VM's pools live as long as the VM */
     /* encode fn and its arguments; WaitGroups among them get fleet names */
@@ -1382,10 +1437,9 @@ static int submit_send(lua_State *L, fvm *v, fpool *p, ftask *t, const char *pay
     if (rc == 0) {
         d->v = v;
         d->t = t;
-        rc = kuv_produce(v->kp, p->topic, t->tb.id, strlen(t->tb.id), b.data, b.len, on_report, d);
+        rc = produce_env(v, t, p->topic, b.data, b.len, d, err, sizeof err);
         if (rc != 0) {
             free(d);
-            snprintf(err, sizeof err, "kafka: %s", kuv_strerror(rc));
         } else if ((t->env = malloc(b.len)) != NULL) {
             /* kept while pending: sent again if Redis loses the task (rc_lost) */
             memcpy(t->env, b.data, b.len);
@@ -1487,6 +1541,8 @@ static void on_stats(redis_uv *cli, int status, const redisReply *reply, const c
                 op->n[4] = strtoll(val, NULL, 10);
             else if (!strcmp(k, "retried"))
                 op->n[5] = strtoll(val, NULL, 10);
+            else if (!strcmp(k, "unauthenticated"))
+                op->n[6] = strtoll(val, NULL, 10);
         }
     }
     fop_settle(op);
@@ -1543,7 +1599,8 @@ static int stats_k(lua_State *L, int status, lua_KContext ctx)
                            {"fleet_completed", op->n[1]},
                            {"fleet_failed", op->n[2]},
                            {"fleet_dead_lettered", op->n[4]},
-                           {"fleet_retried", op->n[5]}};
+                           {"fleet_retried", op->n[5]},
+                           {"fleet_unauthenticated", op->n[6]}};
     pool_push_stats(L, p->name, f, (int)(sizeof f / sizeof f[0]));
     lua_pushliteral(L, "fleet");
     lua_setfield(L, -2, "backend");
@@ -1744,6 +1801,8 @@ static void fvm_free(sched *s, void *data)
     (void)s;
     fvm *v = data;
     v->closing = 1;
+    sign_key_free(v->key);
+    v->key = NULL;
     fleet_wgs_free(v->wgs);
     while (v->pools) {
         fpool *p = v->pools;

@@ -72,7 +72,8 @@ extern "C" {
     XX(ENVELOPE, -200) /* shared/wire/envelope.h */                                                \
     XX(CONFIG, -300)   /* shared/wire/config.h */                                                  \
     XX(REDIS_UV, -400) /* shared/redis/redis_uv.h */                                               \
-    XX(KUV, -500)      /* shared/kafka/kafka_uv.h */
+    XX(KUV, -500)      /* shared/kafka/kafka_uv.h */                                               \
+    XX(SIGN, -600)     /* shared/wire/sign.h */
 
 /* How MERR_ENUM names the constants of each table: PREFIX_name. One row per
  * module (a macro cannot define one). */
@@ -82,6 +83,7 @@ extern "C" {
 #define MERR_ROW_CONFIG(name, value, msg) CONFIG_##name = (value),
 #define MERR_ROW_REDIS_UV(name, value, msg) REDIS_UV_##name = (value),
 #define MERR_ROW_KUV(name, value, msg) KUV_##name = (value),
+#define MERR_ROW_SIGN(name, value, msg) SIGN_##name = (value),
 #define MERR_ROW_MPL(name, value, msg) MPL_##name = (value),
 #define MERR_ROW_EX(name, value, msg) EX_##name = (value),
 

@@ -124,6 +124,7 @@ typedef enum ktype {
     T_CSV,  /* char *; a comma list normalised to "a,b"; check applies per item */
     T_LIST, /* char ** + count (worker.pools); check applies per item */
     T_BOOL, /* int 0/1 */
+    T_AUTO, /* int 0/1, or -1 for "auto" */
     T_INT   /* int in min..max */
 } ktype;
 
@@ -176,6 +177,12 @@ static const key keys[CONFIG_NKEYS] = {
      check_group, 0},
     /* what fleet tasks may do beyond the sandbox's default (allow.h) */
     {"worker.allow", "MUTIRAO_WORKER_ALLOW", T_CSV, OFF(worker_allow), 0, 0, "", check_allow, 0},
+    /* signed task envelopes (shared/wire/sign.h): key files, read when used */
+    {"auth.signing_key", "MUTIRAO_AUTH_SIGNING_KEY", T_STR, OFF(auth_signing_key), 0, 0, "", NULL,
+     0},
+    {"auth.trusted_keys", "MUTIRAO_AUTH_TRUSTED_KEYS", T_CSV, OFF(auth_trusted_keys), 0, 0, "",
+     NULL, 0},
+    {"auth.required", "MUTIRAO_AUTH_REQUIRED", T_AUTO, OFF(auth_required), 0, 0, "auto", NULL, 0},
 };
 
 /* Most items of a worker.pools list. */
@@ -371,10 +378,12 @@ static int set_key(config *cfg, const key *k, const char *value, const char *ori
         stored = 1;
         break;
     }
-    case T_BOOL: {
-        int b = parse_bool(v);
-        if (b < 0) {
-            snprintf(why, sizeof why, "on/off, true/false, yes/no or 1/0 expected");
+    case T_BOOL:
+    case T_AUTO: {
+        int b = k->t == T_AUTO && strcasecmp(v, "auto") == 0 ? -1 : parse_bool(v);
+        if (b < 0 && !(k->t == T_AUTO && strcasecmp(v, "auto") == 0)) {
+            snprintf(why, sizeof why, "on/off, true/false, yes/no or 1/0%s expected",
+                     k->t == T_AUTO ? " (or auto)" : "");
             rc = CONFIG_EVALUE;
             break;
         }
@@ -757,6 +766,13 @@ int config_check_dead_topic(const config *cfg, char *err, size_t errlen)
     return 0;
 }
 
+int config_auth_required(const config *cfg)
+{
+    if (cfg->auth_required >= 0)
+        return cfg->auth_required;
+    return cfg->auth_trusted_keys != NULL && cfg->auth_trusted_keys[0] != '\0';
+}
+
 /* Appends to out like snprintf, counting what is needed in *total. */
 static void put(char *out, size_t outlen, size_t *total, const char *s, size_t n)
 {
@@ -865,8 +881,12 @@ size_t config_dump(const config *cfg, char *out, size_t outlen)
             }
             break;
         case T_BOOL:
-            put(out, outlen, &total, *(const int *)f ? "on" : "off", *(const int *)f ? 2 : 3);
+        case T_AUTO: {
+            int b = *(const int *)f;
+            const char *t = b < 0 ? "auto" : b ? "on" : "off";
+            put(out, outlen, &total, t, strlen(t));
             break;
+        }
         case T_INT: {
             int n = snprintf(buf, sizeof buf, "%d", *(const int *)f);
             put(out, outlen, &total, buf, (size_t)n);

@@ -37,7 +37,7 @@ const char *config_strerror(int err);
 const char *config_errname(int err);
 
 /* Number of keys (see config/mutirao.conf for the list). */
-#define CONFIG_NKEYS 19
+#define CONFIG_NKEYS 22
 /* Longest origin kept per key ("config/mutirao.conf:7", "MUTIRAO_FLEET"). */
 #define CONFIG_ORIGIN_MAX 160
 /* Longest Kafka topic name. */
@@ -77,6 +77,13 @@ typedef struct config {
     char *worker_group;            /* worker.group: the workers' Kafka consumer group */
     char *worker_allow;            /* worker.allow: what fleet tasks may do beyond the
                                       sandbox (allow.h), "a,b"; "" = nothing more */
+    char *auth_signing_key;        /* auth.signing_key: private key file this process signs
+                                      the task envelopes it produces with; "" = none */
+    char *auth_trusted_keys;       /* auth.trusted_keys: public key files "a,b" whose
+                                      signatures a worker accepts; "" = none */
+    int auth_required;             /* auth.required: 1 on, 0 off, -1 auto (the default: on
+                                      exactly when trusted keys are set); read it through
+                                      config_auth_required */
     char *path;                    /* the file config_load read, "" if none */
     char origin[CONFIG_NKEYS][CONFIG_ORIGIN_MAX]; /* where each key's value came from */
 } config;
@@ -144,6 +151,10 @@ int config_topic_for_pool(const config *cfg, const char *pool, char *out, size_t
 ** err saying why: a worker would run its own dead letters again.
 */
 int config_check_dead_topic(const config *cfg, char *err, size_t errlen);
+
+/* auth.required as it applies: on when set on, off when set off, and when
+   left at auto, on exactly when auth.trusted_keys is not empty. */
+int config_auth_required(const config *cfg);
 
 /* Copies url into out with any password replaced by "***" (userinfo of a
    URL, password= query parameters). Returns the length it needed, like

@@ -21,7 +21,7 @@ extern "C" {
 #define ENVELOPE_FORMAT_VERSION 1
 
 /* Longest id (task, producer, worker), in bytes, of [A-Za-z0-9._:-]. */
-#define ENVELOPE_ID_MAX 64
+#define ENVELOPE_ID_MAX 127
 /* Longest pool name, in bytes, of [A-Za-z0-9._-] (Kafka topic characters). */
 #define ENVELOPE_POOL_MAX 200
 /* Default largest payload (codec message) accepted in either direction. */

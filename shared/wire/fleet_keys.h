@@ -52,6 +52,8 @@
 **                             (the task envelope of the next attempt), score
 **                             the Unix ms it is due (or, once a worker claimed
 **                             it, when its lease of FLEET_RETRY_LEASE_MS ends)
+**   mutirao:retries:signed    the same, for signed envelopes (older workers,
+**                             which cannot read them, do not look there)
 ** Retention (docs/ARCHITECTURE.md, "What Redis keeps"): await deletes the
 ** task's keys (fleet_task_keys) once it read the outcome; an outcome
 ** nobody awaits keeps result.ttl_s; the seen bitmaps live result.ttl_s
@@ -83,12 +85,17 @@
 #define FLEET_SEEN_SHARD 4096        /* task sequence numbers per seen bitmap (512 bytes) */
 #define FLEET_TASK_KEYS 5            /* per-task keys besides the seen bit: fleet_task_keys */
 #define FLEET_RETRIES_KEY "mutirao:retries"
+/* The same for signed envelopes (docs/wire-format.md): a set of its own,
+ * which workers from before signed envelopes do not read (they would drop
+ * a member they cannot decode). */
+#define FLEET_RETRIES_SIGNED_KEY "mutirao:retries:signed"
 #define FLEET_RETRY_LEASE_MS 30000 /* a claimed retry is claimed again after this */
 #define FLEET_RETRY_CLAIM_MAX 100  /* retries claimed per call */
 
 /*
 ** Lua shared by the scripts: seen(id) returns the seen bitmap's key and bit
-** of a task id PRODUCER:SEQ (nil for an id of another form, whose
+** of a task id PRODUCER:SEQ:RANDOM (or PRODUCER:SEQ, the ids of producers
+** before random ids; nil for an id of another form, whose
 ** completion then rests on the result key alone); done(id) reads that bit,
 ** or the result key for an id without one (the completion script sets the
 ** bit with the result, and the bitmap outlives it: one call per task);
@@ -97,7 +104,8 @@
 #define FLEET_SEEN_LUA                                                                             \
     FLEET_CONSTANTS_LUA                                                                            \
     "local function seen(id)\n"                                                                    \
-    "  local p, n = string.match(id, '^(.+):(%d+)$')\n"                                            \
+    "  local p, n = string.match(id, '^(.+):(%d+):%x+$')\n"                                        \
+    "  if not p then p, n = string.match(id, '^(.+):(%d+)$') end\n"                                \
     "  n = tonumber(n)\n"                                                                          \
     "  if not n or n > 1e15 then return nil end\n"                                                 \
     "  return 'mutirao:seen:' .. p .. ':' .. math.floor(n / SEEN_SHARD), n % SEEN_SHARD\n"         \
@@ -187,14 +195,17 @@
 
 /*
 ** Stores a dead letter for operators. ARGV: now (Unix ms), task id, pool,
-** the task envelope. Builds the record from mutirao:delivery:ID (the error:
-** "worker W ended without recording an outcome (delivery N)" from the
-** latest history entry), HSETs it and the envelope in the pool's dead
-** hashes and counts dead_lettered once per stay there. Returns the record.
+** the task envelope, and optionally a reason. Builds the record from
+** mutirao:delivery:ID (the error: "worker W ended without recording an
+** outcome (delivery N)" from the latest history entry, or the reason when
+** given: a message a worker refused unrun, e.g. an unsigned envelope),
+** HSETs it and the envelope in the pool's dead hashes and counts
+** dead_lettered (with a reason: unauthenticated) once per stay there.
+** Returns the record.
 */
 #define FLEET_DEAD_LUA                                                                             \
     FLEET_CONSTANTS_LUA                                                                            \
-    "local now, id, pool, env = ARGV[1], ARGV[2], ARGV[3], ARGV[4]\n"                              \
+    "local now, id, pool, env, why = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]\n"                \
     "local r = redis.call('GET', 'mutirao:delivery:' .. id) or ''\n"                               \
     "local c, first, last, h = r:match('^(%d+) (%d+) (%d+) (.*)$')\n"                              \
     "c, h = c or '0', h or ''\n"                                                                   \
@@ -202,11 +213,13 @@
     "if w then\n"                                                                                  \
     "  err = 'worker ' .. w .. ' ended without recording an outcome (delivery ' .. c .. ')'\n"     \
     "end\n"                                                                                        \
+    "if why then err = why end\n"                                                                  \
     "local rec = c .. ' ' .. (first or now) .. ' ' .. (last or now) .. ' ' .. now .. '\\n' .. h\n" \
     "  .. '\\n' .. err\n"                                                                          \
     "local k = 'mutirao:pool:' .. pool .. ':dead'\n"                                               \
     "if redis.call('HSET', k, id, rec) == 1 then\n"                                                \
-    "  redis.call('HINCRBY', 'mutirao:pool:' .. pool .. ':stats', 'dead_lettered', 1)\n"           \
+    "  redis.call('HINCRBY', 'mutirao:pool:' .. pool .. ':stats',\n"                               \
+    "    why and 'unauthenticated' or 'dead_lettered', 1)\n"                                       \
     "end\n"                                                                                        \
     "redis.call('HSET', k .. ':env', id, env)\n"                                                   \
     "redis.call('EXPIRE', k, POOL_IDLE_TTL)\n"                                                     \
@@ -255,7 +268,8 @@
 ** A failed attempt with attempts left has the status "retry" instead, the
 ** next attempt's envelope for the record and its due Unix ms for the
 ** outcome by reference, and W = 0: unless the task is done, the envelope
-** joins mutirao:retries ("ID ENVELOPE", score due; counted once in the
+** joins mutirao:retries (mutirao:retries:signed for a signed envelope)
+** ("ID ENVELOPE", score due; counted once in the
 ** pool's retried), the delivery record goes (that attempt ended), and
 ** nothing is recorded or pushed; its element of the reply is 2.
 ** Per task: unless its seen bit is set, SET mutirao:task:ID NX; only when
@@ -280,8 +294,9 @@
     "  local k, sk, sb = 'mutirao:task:' .. id, seen(id)\n"                                        \
     "  if st == 'retry' then\n"                                                                    \
     "    if not done(id) then\n"                                                                   \
-    "      if redis.call('ZADD', '" FLEET_RETRIES_KEY                                              \
-    "', 'NX', blob, id .. ' ' .. rec) == 1 then\n"                                                 \
+    "      local rk = '" FLEET_RETRIES_KEY "'\n"                                                   \
+    "      if string.sub(rec, 1, 4) == 'MTE\\2' then rk = '" FLEET_RETRIES_SIGNED_KEY "' end\n"    \
+    "      if redis.call('ZADD', rk, 'NX', blob, id .. ' ' .. rec) == 1 then\n"                    \
     "        redis.call('HINCRBY', 'mutirao:pool:' .. pool .. ':stats', 'retried', 1)\n"           \
     "        pools[pool] = true\n"                                                                 \
     "      end\n"                                                                                  \
@@ -329,7 +344,8 @@
     "return out\n"
 
 /*
-** A worker's poll of mutirao:retries. ARGV: now (Unix ms), lease (ms), the
+** A worker's poll of mutirao:retries and mutirao:retries:signed. ARGV: now (Unix ms), lease (ms),
+*the
 ** most to claim. Members due (score <= now) are claimed: their score
 ** becomes now + lease (another worker claims them once it passed: the
 ** claimer died); those whose task is done meanwhile go. Returns the claimed
@@ -339,16 +355,18 @@
 #define FLEET_RETRY_CLAIM_LUA                                                                      \
     FLEET_SEEN_LUA                                                                                 \
     "local now, lease, max = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])\n"            \
-    "local k = '" FLEET_RETRIES_KEY "'\n"                                                          \
-    "local due = redis.call('ZRANGEBYSCORE', k, '-inf', now, 'LIMIT', 0, max)\n"                   \
     "local out = {}\n"                                                                             \
-    "for _, m in ipairs(due) do\n"                                                                 \
-    "  local id = string.match(m, '^(%S+) ')\n"                                                    \
-    "  if not id or done(id) then redis.call('ZREM', k, m)\n"                                      \
-    "  else\n"                                                                                     \
-    "    redis.call('ZADD', k, 'XX', now + lease, m)\n"                                            \
-    "    out[#out+1] = m\n"                                                                        \
+    "for _, k in ipairs({'" FLEET_RETRIES_KEY "', '" FLEET_RETRIES_SIGNED_KEY "'}) do\n"           \
+    "  local due = redis.call('ZRANGEBYSCORE', k, '-inf', now, 'LIMIT', 0, max - #out)\n"          \
+    "  for _, m in ipairs(due) do\n"                                                               \
+    "    local id = string.match(m, '^(%S+) ')\n"                                                  \
+    "    if not id or done(id) then redis.call('ZREM', k, m)\n"                                    \
+    "    else\n"                                                                                   \
+    "      redis.call('ZADD', k, 'XX', now + lease, m)\n"                                          \
+    "      out[#out+1] = m\n"                                                                      \
+    "    end\n"                                                                                    \
     "  end\n"                                                                                      \
+    "  if #out >= max then break end\n"                                                            \
     "end\n"                                                                                        \
     "return out\n"
 

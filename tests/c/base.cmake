@@ -10,7 +10,7 @@ set_tests_properties(c.test-list PROPERTIES LABELS c TIMEOUT 60)
 add_executable(test-errors ${CMAKE_CURRENT_LIST_DIR}/test-errors.c)
 target_include_directories(test-errors PRIVATE ${PROJECT_SOURCE_DIR}/producer
   ${PROJECT_SOURCE_DIR}/include)
-target_link_libraries(test-errors PRIVATE mutirao_runtime mutirao_redis mutirao_kafka
+target_link_libraries(test-errors PRIVATE mutirao_runtime mutirao_redis mutirao_kafka mutirao_sign
   PkgConfig::LUA)
 if(TARGET libmutirao_static)
   target_compile_definitions(test-errors PRIVATE TEST_PUBLIC_FUNCTIONS)

@@ -18,3 +18,19 @@ add_executable(test-fleet-wg ${CMAKE_CURRENT_LIST_DIR}/test-fleet-wg.c)
 target_link_libraries(test-fleet-wg PRIVATE mutirao_fleet mutirao_runtime PkgConfig::LUA)
 add_test(NAME c.test-fleet-wg COMMAND test-fleet-wg)
 set_tests_properties(c.test-fleet-wg PROPERTIES LABELS c TIMEOUT 60)
+
+# Signed task envelopes (shared/wire/sign.c): keys, signatures, refusals.
+# No services needed; its keys live in a temporary directory.
+add_executable(test-sign ${CMAKE_CURRENT_LIST_DIR}/test-sign.c)
+target_link_libraries(test-sign PRIVATE mutirao_sign)
+add_test(NAME c.test-sign COMMAND test-sign)
+set_tests_properties(c.test-sign PROPERTIES LABELS c TIMEOUT 60)
+# ...and under valgrind: no invalid access or leak in the signature checks
+# of damaged and random messages (random_damage) or the key handling.
+find_program(MUTIRAO_VALGRIND NAMES valgrind)
+if(MUTIRAO_VALGRIND AND NOT MUTIRAO_SANITIZE)
+  add_test(NAME valgrind.test-sign
+    COMMAND ${MUTIRAO_VALGRIND} --error-exitcode=9 -q --leak-check=full
+      --errors-for-leak-kinds=all $<TARGET_FILE:test-sign>)
+  set_tests_properties(valgrind.test-sign PROPERTIES LABELS "c;valgrind" TIMEOUT 120)
+endif()

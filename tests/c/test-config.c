@@ -236,8 +236,10 @@ static int test_file_errors(void)
         {"worker.pools = a/b\n", CONFIG_EVALUE, "pool name has '/' at byte 2"},
         {"worker.pools = a, b, a\n", CONFIG_EVALUE, "'a' twice"},
         {"worker.pools = ..\n", CONFIG_EVALUE, "reserved"},
-        {"producer.id = has space\n", CONFIG_EVALUE, "producer.id: id of 1 to 64 bytes"},
-        {"worker.id = 01234567890123456789012345678901234567890123456789012345678901234\n",
+        {"producer.id = has space\n", CONFIG_EVALUE, "producer.id: id of 1 to 127 bytes"},
+        /* ENVELOPE_ID_MAX + 1 = 128 bytes */
+        {"worker.id = 0123456789012345678901234567890123456789012345678901234567890123"
+         "0123456789012345678901234567890123456789012345678901234567890123\n",
          CONFIG_EVALUE, "worker.id"},
         {"fleet = on\x00garbage\n", CONFIG_ESYNTAX, ""},
     };
@@ -597,6 +599,9 @@ static int test_example_file(void)
     ASSERT_EQ(c.op_timeout_ms, d.op_timeout_ms);
     ASSERT_EQ(c.result_ttl_s, d.result_ttl_s);
     ASSERT_EQ(c.payload_max_bytes, d.payload_max_bytes);
+    ASSERT_STR_EQ(c.auth_signing_key, d.auth_signing_key);
+    ASSERT_STR_EQ(c.auth_trusted_keys, d.auth_trusted_keys);
+    ASSERT_EQ(c.auth_required, d.auth_required);
     /* Every key is mentioned in it. */
     char *dump = malloc(4096);
     ASSERT(dump != NULL);
@@ -620,14 +625,72 @@ static int test_example_file(void)
     return 0;
 }
 
+/* The auth.* keys: paths, a list of paths, and auth.required's auto. */
+static int test_auth(void)
+{
+    char err[512] = "";
+    config c;
+    ASSERT_EQ(config_init(&c), 0);
+    ASSERT_STR_EQ(c.auth_signing_key, "");
+    ASSERT_STR_EQ(c.auth_trusted_keys, "");
+    ASSERT_EQ(c.auth_required, -1);
+    ASSERT_EQ(config_auth_required(&c), 0); /* auto, no trusted keys: off */
+    ASSERT_ERR(config_set(&c, "auth.trusted_keys", " /k/a.pub , /k/b.pub", "t", err, sizeof err), 0,
+               err);
+    ASSERT_STR_EQ(c.auth_trusted_keys, "/k/a.pub,/k/b.pub");
+    ASSERT_EQ(config_auth_required(&c), 1); /* auto, trusted keys: on */
+    ASSERT_ERR(config_set(&c, "auth.required", "off", "t", err, sizeof err), 0, err);
+    ASSERT_EQ(config_auth_required(&c), 0);
+    ASSERT_ERR(config_set(&c, "auth.required", "AUTO", "t", err, sizeof err), 0, err);
+    ASSERT_EQ(c.auth_required, -1);
+    ASSERT_EQ(config_auth_required(&c), 1);
+    ASSERT_EQ(config_set(&c, "auth.required", "maybe", "t", err, sizeof err), CONFIG_EVALUE);
+    ASSERT_CONTAINS(err, "(or auto)");
+    ASSERT_EQ(config_set(&c, "auth.trusted_keys", "/k/a.pub,,/k/b.pub", "t", err, sizeof err),
+              CONFIG_EVALUE);
+    ASSERT_STR_EQ(c.auth_trusted_keys, "/k/a.pub,/k/b.pub"); /* unchanged */
+    ASSERT_ERR(config_set(&c, "auth.trusted_keys", "", "t", err, sizeof err), 0, err);
+    ASSERT_EQ(config_auth_required(&c), 0);
+    ASSERT_ERR(config_set(&c, "auth.required", "on", "t", err, sizeof err), 0, err);
+    ASSERT_EQ(config_auth_required(&c), 1); /* on without keys: nothing is accepted */
+    /* "auth.required" is not a boolean everywhere: fleet stays on/off only */
+    ASSERT_EQ(config_set(&c, "fleet", "auto", "t", err, sizeof err), CONFIG_EVALUE);
+    config_free(&c);
+    /* the environment */
+    const char *const env[] = {"MUTIRAO_AUTH_SIGNING_KEY=/k/p.key",
+                               "MUTIRAO_AUTH_TRUSTED_KEYS=/k/a.pub", "MUTIRAO_AUTH_REQUIRED=no",
+                               NULL};
+    ASSERT_EQ(config_init(&c), 0);
+    ASSERT_ERR(config_apply_env(&c, env, err, sizeof err), 0, err);
+    ASSERT_STR_EQ(c.auth_signing_key, "/k/p.key");
+    ASSERT_STR_EQ(c.auth_trusted_keys, "/k/a.pub");
+    ASSERT_EQ(config_auth_required(&c), 0);
+    char dump[4096];
+    config_dump(&c, dump, sizeof dump);
+    ASSERT_CONTAINS(dump, "auth.signing_key = /k/p.key  # MUTIRAO_AUTH_SIGNING_KEY\n");
+    ASSERT_CONTAINS(dump, "auth.required = off  # MUTIRAO_AUTH_REQUIRED\n");
+    config_free(&c);
+    ASSERT_EQ(config_init(&c), 0);
+    config_dump(&c, dump, sizeof dump);
+    ASSERT_CONTAINS(dump, "auth.required = auto  # default\n");
+    config_free(&c);
+    return 0;
+}
+
 /* ---- runner ------------------------------------------------------------ */
 
 static const test tests[] = {
-    {"defaults", test_defaults},       {"file", test_file},
-    {"file_errors", test_file_errors}, {"env", test_env},
-    {"precedence", test_precedence},   {"topic_for_pool", test_topic_for_pool},
-    {"redact", test_redact},           {"dump", test_dump},
-    {"strerror", test_strerror},       {"example_file", test_example_file},
+    {"defaults", test_defaults},
+    {"file", test_file},
+    {"file_errors", test_file_errors},
+    {"env", test_env},
+    {"precedence", test_precedence},
+    {"topic_for_pool", test_topic_for_pool},
+    {"redact", test_redact},
+    {"dump", test_dump},
+    {"strerror", test_strerror},
+    {"example_file", test_example_file},
+    {"auth", test_auth},
 };
 
 int main(int argc, char **argv)

@@ -525,7 +525,7 @@ static int test_oversize(void)
     craft_task(&c, "id", 1);
     craft_str(&c, "id", longid);
     ASSERT_ERR(craft_decode(&c, &d, err, sizeof err), ENVELOPE_EBADID, err);
-    ASSERT_CONTAINS(err, "id of 65 bytes, at most 64 allowed");
+    ASSERT_CONTAINS(err, "id of 128 bytes, at most 127 allowed");
     craft_task(&c, "producer", 1);
     craft_str(&c, "producer", longid);
     ASSERT_ERR(craft_decode(&c, &d, err, sizeof err), ENVELOPE_EBADID, err);

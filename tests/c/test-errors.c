@@ -20,6 +20,7 @@
 #include "msgpack_lua.h"
 #include "mutirao.h"
 #include "redis_uv.h"
+#include "sign.h"
 #include "test.h"
 
 typedef struct row {
@@ -35,6 +36,7 @@ static const row envelope_rows[] = {ENVELOPE_ERRNO_MAP(ROW)};
 static const row config_rows[] = {CONFIG_ERRNO_MAP(ROW)};
 static const row redis_rows[] = {REDIS_UV_ERRNO_MAP(ROW)};
 static const row kuv_rows[] = {KUV_ERRNO_MAP(ROW)};
+static const row sign_rows[] = {SIGN_ERRNO_MAP(ROW)};
 static const row mpl_rows[] = {MPL_ERRNO_MAP(ROW)};
 static const row ex_rows[] = {EX_ERRNO_MAP(ROW)};
 static const row public_rows[] = {MUTIRAO_ERRNO_MAP(ROW)};
@@ -65,6 +67,7 @@ static const table tables[] = {
     TABLE("config", "CONFIG", config_rows, config),
     TABLE("redis_uv", "REDIS_UV", redis_rows, redis_uv),
     TABLE("kafka_uv", "KUV", kuv_rows, kuv),
+    TABLE("sign", "SIGN", sign_rows, sign),
     TABLE_NOFN("msgpack_lua", NULL, mpl_rows),
     TABLE_NOFN("executor", NULL, ex_rows),
 #ifdef TEST_PUBLIC_FUNCTIONS /* linked with libmutirao */

@@ -1,4 +1,5 @@
-# libFuzzer target for the codec's decoder: only with clang and
+# libFuzzer targets for the codec's decoder (fuzz-codec) and a worker's
+# whole message path (fuzz-message): only with clang and
 # -DMUTIRAO_FUZZ=ON (see tests/fuzz/run-fuzz.sh, which also turns on
 # MUTIRAO_SANITIZE=address). The option itself is declared in
 # shared/CMakeLists.txt, which instruments the codec for coverage.
@@ -7,6 +8,12 @@ if(MUTIRAO_FUZZ AND CMAKE_C_COMPILER_ID MATCHES "Clang")
   target_compile_options(fuzz-codec PRIVATE -fsanitize=fuzzer)
   target_link_options(fuzz-codec PRIVATE -fsanitize=fuzzer)
   target_link_libraries(fuzz-codec PRIVATE mutirao_shared PkgConfig::LUA m)
+
+  # a worker's whole message path: signature, envelope, payload
+  add_executable(fuzz-message ${CMAKE_CURRENT_LIST_DIR}/fuzz-message.c)
+  target_compile_options(fuzz-message PRIVATE -fsanitize=fuzzer)
+  target_link_options(fuzz-message PRIVATE -fsanitize=fuzzer)
+  target_link_libraries(fuzz-message PRIVATE mutirao_shared mutirao_sign PkgConfig::LUA m)
 
   add_executable(gen-corpus ${CMAKE_CURRENT_LIST_DIR}/gen-corpus.c)
   target_link_libraries(gen-corpus PRIVATE mutirao_shared PkgConfig::LUA m)

@@ -1,15 +1,62 @@
 /*
 ** gen-corpus.c: writes seed messages for fuzz-codec into DIR (one file
-** per sample), made by the real encoder so they cover every value kind.
+** per sample), made by the real encoder so they cover every value kind;
+** with MSGDIR, also seeds for fuzz-message: each sample in a task envelope,
+** behind the mode byte 1 (signed by the fuzzer's key) and 2 (no keys).
 */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
 
 #include "codec.h"
+#include "envelope.h"
+
+/* DIR/NAME-NN holding the mode byte (or none: -1) and len bytes. */
+static int save(const char *dir, const char *name, size_t i, int mode, const char *buf, size_t len)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s-%02zu", dir, name, i);
+    FILE *f = fopen(path, "wb");
+    unsigned char m = (unsigned char)mode;
+    if (f == NULL || (mode >= 0 && fwrite(&m, 1, 1, f) != 1) || fwrite(buf, 1, len, f) != len ||
+        fclose(f) != 0) {
+        perror(path);
+        return -1;
+    }
+    return 0;
+}
+
+/* The sample in a task envelope, as mode 1 and mode 2 seeds. */
+static int save_messages(const char *dir, size_t i, const char *payload, size_t len)
+{
+    envelope_task e;
+    memset(&e, 0, sizeof e);
+    strcpy(e.id, "p-1:1:00112233445566778899aabbccddeeff");
+    strcpy(e.pool, "jobs");
+    strcpy(e.producer, "p-1");
+    e.attempt = 1;
+    e.submitted_at_ms = 1000;
+    e.max_deliveries = 3;
+    e.payload = payload;
+    e.payload_len = len;
+    envelope_limits lim;
+    envelope_limits_default(&lim);
+    envelope_buf b;
+    envelope_buf_init(&b, NULL, 0);
+    char err[256];
+    int rc = envelope_task_encode(&e, &lim, &b, err, sizeof err);
+    if (rc != 0)
+        fprintf(stderr, "sample %zu: %s\n", i, err);
+    else if (save(dir, "signed", i, 1, b.data, b.len) != 0 ||
+             save(dir, "open", i, 2, b.data, b.len) != 0)
+        rc = -1;
+    envelope_buf_free(&b);
+    return rc;
+}
 
 static const char *samples[] = {
     "return",
@@ -34,8 +81,8 @@ static const char *samples[] = {
 
 int main(int argc, char **argv)
 {
-    if (argc != 2) {
-        fprintf(stderr, "usage: gen-corpus DIR\n");
+    if (argc != 2 && argc != 3) {
+        fprintf(stderr, "usage: gen-corpus DIR [MSGDIR]\n");
         return 2;
     }
     lua_State *L = luaL_newstate();
@@ -52,13 +99,9 @@ int main(int argc, char **argv)
             fprintf(stderr, "sample %zu: %s\n", i, err);
             return 1;
         }
-        char path[4096];
-        snprintf(path, sizeof path, "%s/seed-%02zu", argv[1], i);
-        FILE *f = fopen(path, "wb");
-        if (f == NULL || fwrite(buf, 1, len, f) != len || fclose(f) != 0) {
-            perror(path);
+        if (save(argv[1], "seed", i, -1, buf, len) != 0 ||
+            (argc == 3 && save_messages(argv[2], i, buf, len) != 0))
             return 1;
-        }
         free(buf);
     }
     lua_close(L);

@@ -759,7 +759,7 @@ assert(g.pool_wait(%(pool)r))
     ttls = [redis_cmd("TTL", "mutirao:task:" + i) for i in unawaited]
     check(all(0 < t <= 86400 for t in ttls),
           "unawaited results keep result.ttl_s (86400): TTLs %s" % sorted(set(ttls))[:5])
-    producer = awaited[0].rsplit(":", 1)[0]
+    producer = awaited[0].rsplit(":", 2)[0]  # ids are PRODUCER:SEQ:RANDOM
     seen = redis_cmd("KEYS", "mutirao:seen:%s:*" % producer)
     check(seen and all(0 < redis_cmd("TTL", k) <= 86400 for k in seen),
           "seen bitmaps with a TTL: %r" % seen)
@@ -820,13 +820,13 @@ def mp_uint(n):
     return b"\xcf" + n.to_bytes(8, "big")
 
 
-def task_envelope(tid, pool, producer, fields):
-    """A version-1 task envelope (docs/wire-format.md) with an empty payload
-    and the extra uint fields given."""
+def task_envelope(tid, pool, producer, fields, payload=b""):
+    """A version-1 task envelope (docs/wire-format.md) with the payload
+    (default empty) and the extra uint fields given."""
     now = int(time.time() * 1000)
     items = [("id", mp_str(tid)), ("pool", mp_str(pool)), ("attempt", mp_uint(1)),
              ("submitted_at", mp_uint(now)), ("deadline", mp_uint(0)),
-             ("producer", mp_str(producer)), ("payload", b"\xc4\x00")]
+             ("producer", mp_str(producer)), ("payload", b"\xc4" + bytes([len(payload)]) + payload)]
     items += [(k, mp_uint(v)) for k, v in fields.items()]
     out = b"MTE\x01" + bytes([0x80 | len(items)])
     for k, v in items:
@@ -1759,15 +1759,16 @@ def case_redelivered():
     check(p.returncode == 0, "producer: %d\n%s%s" % (p.returncode, out, err))
     check("stats completed=%d fleet_completed=%d fleet_failed=0" % (n, n) in out,
           "counts (exactly once):\n" + out)
-    skipped = re.findall(r"pool=%s task=\S+:(\d+) attempt 1: outcome already recorded "
-                         r"\(delivered again\); not run again" % re.escape(pool), b.text())
+    skipped = re.findall(r"pool=%s task=\S+:(\d+):[0-9a-f]{32} attempt 1: outcome already "
+                         r"recorded \(delivered again\); not run again" % re.escape(pool),
+                         b.text())
     check(skipped, "B was given no task A had recorded:\n" + b.text()[-3000:])
     with open(runs) as f:
         count = {}
         for line in f:
             count[line.strip()] = count.get(line.strip(), 0) + 1
     check(len(count) == n, "%d of %d tasks ran" % (len(count), n))
-    # the task ids are PRODUCER:SEQ and task k is the k-th submit: SEQ == k
+    # the task ids are PRODUCER:SEQ:RANDOM and task k is the k-th submit: SEQ == k
     again = [k for k in skipped if count.get(k) != 1]
     check(not again, "tasks run again although their outcome was recorded: %s" % again)
     check(b.stop() == 0, "worker B exit status")
@@ -1776,7 +1777,8 @@ def case_redelivered():
 
 
 def case_newer_envelope():
-    """A task envelope of version 2 (newer than this worker reads) on a
+    """A task envelope of version 3 (newer than this worker reads; version 2
+    is a signed envelope, docs/wire-format.md) on a
     pool's topic: the worker pauses that partition and says so once; the
     message is not committed as skipped (a worker started after a clean stop
     is given it again) and the task behind it waits for a newer worker."""
@@ -1790,7 +1792,7 @@ assert(g.pool_create(%r))
     w = Worker("nwA", [pool])
     w.wait_for(r" assigned ")
     rc, out, err, _ = run([os.path.join(BIN, "kafka-put"), BROKERS, topic, "0", "future:1",
-                           "4d54450281a8667574757265c3"])
+                           "4d54450381a8667574757265c3"])
     check(rc == 0, "kafka-put: %d %s%s" % (rc, out, err))
     w.wait_for(r"written by a newer mutirao; this one reads up to 1; partition paused here")
     rc, out, err, _ = run_lua("""
@@ -1806,7 +1808,7 @@ os.exit(0)
     check("skipped" not in log and " received " not in log, "a message was run or skipped:\n" + log)
     check(w.stop() == 0, "worker exit status")
     w2 = Worker("nwB", [pool])
-    w2.wait_for(r"partition 0 offset 0: task envelope version 2 was written by a newer mutirao")
+    w2.wait_for(r"partition 0 offset 0: task envelope version 3 was written by a newer mutirao")
     check(w2.stop() == 0, "worker exit status")
 
 
@@ -2190,6 +2192,321 @@ print("adopted_ok:", g.await(g.pool_submit(%(narrow)r, function() return 6 * 7 e
     has("adopted_ok", r"true\t42")
     check(a.p.poll() is None and b.p.poll() is None, "a worker died")
     check(a.stop() == 0 and b.stop() == 0, "worker exit status")
+def sign_envelope(env, key, pub):
+    """env signed with key (docs/wire-format.md, "Signed task envelope"),
+    by the openssl command: MTE 02, key id, envelope, Ed25519 signature."""
+    import hashlib
+    der = subprocess.run(["openssl", "pkey", "-pubin", "-in", pub, "-outform", "DER"],
+                         capture_output=True, check=True).stdout
+    head = b"MTE\x02" + hashlib.sha256(der[-32:]).digest()[:8] + env
+    path = os.path.join(TMP, "to-sign.bin")
+    with open(path, "wb") as f:
+        f.write(head)
+    sig = subprocess.run(["openssl", "pkeyutl", "-sign", "-inkey", key, "-rawin", "-in", path],
+                         capture_output=True, check=True).stdout
+    check(len(sig) == 64, "openssl made a %d-byte signature" % len(sig))
+    return head + sig
+
+
+def case_signed():
+    """Signed task envelopes: `mutirao keygen`; a producer with
+    auth.signing_key and a worker with auth.trusted_keys run tasks (and a
+    retry the worker signs) end to end. To that worker an unsigned envelope,
+    one signed by a key it does not trust and a trusted one with a payload
+    bit flipped, and one made for another pool, are refused unrun (their
+    side effects never happen), without
+    a crash: each is dead-lettered with its reason, counted in
+    `unauthenticated`, and its offset commits. A worker without trusted keys
+    says once that it runs unauthenticated code, and runs signed tasks."""
+    pool, open_pool = "signed" + UNIQ, "signopen" + UNIQ
+    topic = "mutirao.pool." + pool
+    mutirao = os.path.join(BIN, "mutirao")
+    keys = os.path.join(TMP, "keys")
+    for name in ("prod", "rogue"):
+        rc, out, err, _ = run([mutirao, "keygen", "--out", keys, "--name", name])
+        check(rc == 0 and re.search(r"key id [0-9a-f]{16}$", out, re.M),
+              "keygen %s: %d\n%s%s" % (name, rc, out, err))
+    prod_key, prod_pub = os.path.join(keys, "prod.key"), os.path.join(keys, "prod.pub")
+    rogue_key = os.path.join(keys, "rogue.key")
+    check(os.stat(prod_key).st_mode & 0o777 == 0o600, "the private key's mode")
+    before = open(prod_key).read()
+    rc, out, err, _ = run([mutirao, "keygen", "--out", keys, "--name", "prod"])
+    check(rc == 1 and "not overwritten" in err and open(prod_key).read() == before,
+          "keygen over an existing key: %d\n%s%s" % (rc, out, err))
+    signing = {"MUTIRAO_AUTH_SIGNING_KEY": prod_key}
+    w = Worker("sgA", [pool], env={**HARNESS_ALLOW, "MUTIRAO_AUTH_TRUSTED_KEYS": prod_pub,
+                                   "MUTIRAO_AUTH_SIGNING_KEY": prod_key})
+    w.wait_for(r"consuming")
+    check("auth: 1 trusted key(s); unsigned task envelopes are refused" in w.text() and
+          "UNAUTHENTICATED" not in w.text(), "the worker's auth line:\n" + w.text())
+    flag = os.path.join(TMP, "flaky-flag")
+    rc, out, err, _ = run_lua("""
+local g = require("goroutine")
+assert(g.pool_create(%(pool)r, { workers = 4, retries = 1,
+    backoff = { initial = 10, max = 10, jitter = 0 } }))
+local ids = {}
+for i = 1, 20 do ids[i] = assert(g.pool_submit(%(pool)r, function(k) return k * 2 end, i)) end
+local flaky = assert(g.pool_submit(%(pool)r, function(flag)
+    if not io.open(flag) then io.open(flag, "w"):close() error("first attempt") end
+    return "second"
+end, %(flag)r))
+for i, id in ipairs(ids) do
+    local ok, v = g.await(id)
+    assert(ok and v == i * 2, "task " .. i .. ": " .. tostring(v))
+end
+print("all ok")
+print("flaky", g.await(flaky))
+print("id", ids[1])
+""" % {"pool": pool, "flag": flag}, env=signing)
+    check(rc == 0 and "all ok" in out and "flaky\ttrue\tsecond" in out,
+          "signed run: %d\n%s%s" % (rc, out, err))
+    tid = re.search(r"^id\t(\S+)$", out, re.M).group(1)
+    check(re.fullmatch(r"[A-Za-z0-9._-]+:\d+:[0-9a-f]{32}", tid), "task id %r" % tid)
+    check("refused unrun" not in w.text(), "a signed task was refused:\n" + w.text()[-3000:])
+    # hostile: real producers without a key and with an untrusted one; their
+    # tasks would create a file
+    marks = [os.path.join(TMP, "ran-unsigned"), os.path.join(TMP, "ran-rogue")]
+    for mark, env in ((marks[0], {}), (marks[1], {"MUTIRAO_AUTH_SIGNING_KEY": rogue_key})):
+        rc, out, err, _ = run_lua("""
+local g = require("goroutine")
+local id = assert(g.pool_submit(%r, function(m) io.open(m, "w"):close() return "ran" end, %r))
+print("hostile:", g.timeout(3000, function() return g.await(id) end))
+os.exit(0)
+""" % (pool, mark), env=env)
+        check(rc == 0 and "hostile:\tfalse\ttimeout after 3000 ms" in out,
+              "hostile submit %s: %d\n%s%s" % (env, rc, out, err))
+    # a trusted envelope with one payload bit flipped, and the same unflipped
+    payload = b"MTR\x01\x90"
+    good = sign_envelope(task_envelope("ctl" + UNIQ + ":1", pool, "p" + UNIQ, {}, payload),
+                         prod_key, prod_pub)
+    bad = bytearray(sign_envelope(task_envelope("flip" + UNIQ + ":1", pool, "p" + UNIQ, {},
+                                                payload), prod_key, prod_pub))
+    at = bytes(bad).index(payload) + 4
+    bad[at] ^= 0x01
+    # and a valid one made for another pool, replayed to this pool's topic
+    other = sign_envelope(task_envelope("other" + UNIQ + ":1", "elsewhere" + UNIQ, "p" + UNIQ, {},
+                                        payload), prod_key, prod_pub)
+    for tid2, msg in (("flip" + UNIQ + ":1", bytes(bad)), ("other" + UNIQ + ":1", other),
+                      ("ctl" + UNIQ + ":1", good)):
+        rc, out, err, _ = run([os.path.join(BIN, "kafka-put"), BROKERS, topic, "0", tid2,
+                               msg.hex()])
+        check(rc == 0, "kafka-put: %d %s%s" % (rc, out, err))
+    w.wait_for(r"task=ctl%s:1 attempt 1 received" % UNIQ)
+    for why in (r"task envelope is not signed \(auth\.required is on\)",
+                r"task envelope is signed by key [0-9a-f]{16}, which is not among the trusted",
+                r"signature by key [0-9a-f]{16} does not verify: the envelope was altered",
+                r"task envelope of pool elsewhere%s delivered on the topic of pool %s" % (UNIQ,
+                                                                                       pool)):
+        w.wait_for(r"refused unrun: " + why)
+    log = w.text()
+    check(log.count("refused unrun") == 4, "refusals:\n" + log[-3000:])
+    check(not re.search(r"task=flip%s:1" % UNIQ, log), "the flipped envelope was decoded")
+    check(w.p.poll() is None, "the worker died")
+    for m in marks:
+        check(not os.path.exists(m), "a refused task ran: %s exists" % m)
+    # dead letters with their reasons, counted once each
+    end = time.time() + 20
+    while time.time() < end and redis_cmd("HLEN", "mutirao:pool:%s:dead" % pool) < 4:
+        time.sleep(0.1)
+    dead = redis_cmd("HGETALL", "mutirao:pool:%s:dead" % pool)
+    recs = {dead[i].decode(): dead[i + 1].decode() for i in range(0, len(dead), 2)}
+    check(len(recs) == 4 and all(re.fullmatch(r"rejected-p\d+-o\d+", k) for k in recs),
+          "dead letters: %r" % recs)
+    errs = " | ".join(r.split("\n")[-1] for r in recs.values())
+    for why in ("is not signed", "not among the trusted keys", "altered or forged",
+                "delivered on the topic of pool"):
+        check(why in errs, "no dead letter saying %r: %s" % (why, errs))
+    envs = redis_cmd("HGETALL", "mutirao:pool:%s:dead:env" % pool)
+    check(bytes(bad) in envs, "the flipped envelope is not kept as it came")
+    check(redis_cmd("HGET", "mutirao:pool:%s:stats" % pool, "unauthenticated") == b"4",
+          "the pool's unauthenticated count")
+    # the worker goes on with signed tasks; pool_stats shows the count
+    rc, out, err, _ = run_lua("""
+local g = require("goroutine")
+print("after", g.await(assert(g.pool_submit(%r, function() return "still" end))))
+local s = assert(g.pool_stats(%r))
+print("unauth", s.fleet_unauthenticated, s.fleet_dead_lettered)
+""" % (pool, pool), env=signing)
+    check(rc == 0 and "after\ttrue\tstill" in out and "unauth\t4\t0" in out,
+          "pool_stats: %d\n%s%s" % (rc, out, err))
+    rc, out, err, _ = run([mutirao, "dlq", "list", pool])
+    check(rc == 0 and out.count("refused unrun") == 4, "dlq list: %d\n%s%s" % (rc, out, err))
+    # their offsets committed: a worker started after a clean stop is given
+    # none of them again
+    check(w.stop() == 0, "worker exit status")
+    w2 = Worker("sgB", [pool], env={**HARNESS_ALLOW, "MUTIRAO_AUTH_TRUSTED_KEYS": prod_pub})
+    w2.wait_for(r" assigned ")
+    time.sleep(3)
+    check("refused unrun" not in w2.text() and " received " not in w2.text(),
+          "messages delivered again after a clean stop:\n" + w2.text())
+    # `mutirao dlq retry` sends a refused signed message back as it came:
+    # refused again, for the same reason
+    flipped = [k for k, r in recs.items() if "altered or forged" in r]
+    rc, out, err, _ = run([mutirao, "dlq", "retry", pool, flipped[0]])
+    check(rc == 0 and "retried " + flipped[0] in out, "dlq retry: %d\n%s%s" % (rc, out, err))
+    w2.wait_for(r"refused unrun: signature by key [0-9a-f]{16} does not verify")
+    check(w2.stop() == 0, "worker exit status")
+    check("can be read by other users" not in w.text(), "a mode 0600 key warned about")
+    # no trusted keys: one plain warning, and signed envelopes still run;
+    # its signing key, readable by others, is warned about
+    shared = os.path.join(keys, "shared.key")
+    with open(shared, "w") as f:
+        f.write(open(prod_key).read())
+    os.chmod(shared, 0o644)
+    wo = Worker("sgOpen", [open_pool], env={**HARNESS_ALLOW, "MUTIRAO_AUTH_SIGNING_KEY": shared})
+    wo.wait_for(r"consuming")
+    rc, out, err, _ = run_lua("""
+local g = require("goroutine")
+assert(g.pool_create(%r))
+print("open", g.await(assert(g.pool_submit(%r, function() return "fine" end))))
+""" % (open_pool, open_pool), env=signing)
+    check(rc == 0 and "open\ttrue\tfine" in out, "signed task, open worker: %d\n%s%s"
+          % (rc, out, err))
+    check(wo.text().count("runs UNAUTHENTICATED code") == 1, "the warning:\n" + wo.text())
+    check(re.search(r"auth.signing_key \S+shared.key can be read by other users \(mode 644\)",
+                    wo.text()), "no warning about a key others can read:\n" + wo.text())
+    check(wo.stop() == 0, "worker exit status")
+    # libmutirao signs with the same configuration (here from its files)
+    lib_pool = "signlib" + UNIQ
+    wl = Worker("sgLib", [lib_pool], env={**HARNESS_ALLOW, "MUTIRAO_AUTH_TRUSTED_KEYS": prod_pub})
+    wl.wait_for(r"consuming")
+    confs = []
+    for name, fleet, redis in (("embedded", "off", REDIS), ("fleet", "on", REDIS),
+                               ("broken", "on", "redis://127.0.0.1:1")):
+        confs.append(os.path.join(TMP, "sign-%s.conf" % name))
+        with open(confs[-1], "w") as f:
+            f.write("fleet = %s\nkafka.brokers = %s\nredis.url = %s\nauth.signing_key = %s\n"
+                    "connect.timeout_ms = 2000\nop.timeout_ms = 5000\n"
+                    % (fleet, BROKERS, redis, prod_key))
+    rc, out, err, _ = run([os.path.join(BIN, "two-clients")] + confs + [lib_pool],
+                          env={"MUTIRAO_KAFKA_BROKERS": "", "MUTIRAO_REDIS_URL": ""})
+    check(rc == 0 and "two_clients: ok" in out, "libmutirao, signed: %d\n%s%s" % (rc, out, err))
+    check(re.search(r"pool=%s task=\S+ attempt 1 received" % lib_pool, wl.text()) and
+          "refused unrun" not in wl.text(), "libmutirao's tasks:\n" + wl.text()[-3000:])
+    check(wl.stop() == 0, "worker exit status")
+    # a signing key that does not load: the submit says why
+    rc, out, err, _ = run_lua("""
+local g = require("goroutine")
+print(pcall(g.pool_create, %r))
+""" % open_pool, env={"MUTIRAO_AUTH_SIGNING_KEY": prod_pub})
+    check("auth.signing_key: " in out + err and "prod.pub" in out + err,
+          "a public key as signing key: %d\n%s%s" % (rc, out, err))
+    print("signed tasks run; unsigned, untrusted and altered ones refused, dead-lettered, counted")
+
+
+def case_hostile():
+    """Hostile input straight to a pool topic, to a worker with trusted keys
+    (issue 13, item 6): random bytes, an empty message, truncated signed
+    envelopes, an unsigned one, one signed by an untrusted key, one with a
+    flipped payload bit, one made for another pool, an oversized one, and a
+    valid signed envelope replayed under another Kafka key after it ran.
+    0 worker crashes, 0 tasks run (the valid one runs once), each refusal
+    dead-lettered with its reason and counted."""
+    pool = "hostile" + UNIQ
+    topic = "mutirao.pool." + pool
+    mutirao = os.path.join(BIN, "mutirao")
+    keys = os.path.join(TMP, "keys")
+    for name in ("prod", "rogue"):
+        rc, out, err, _ = run([mutirao, "keygen", "--out", keys, "--name", name])
+        check(rc == 0, "keygen: %d %s%s" % (rc, out, err))
+    prod = (os.path.join(keys, "prod.key"), os.path.join(keys, "prod.pub"))
+    rogue = (os.path.join(keys, "rogue.key"), os.path.join(keys, "rogue.pub"))
+    rc, out, err, _ = run_lua("""
+local g = require("goroutine")
+assert(g.pool_create(%r))
+""" % pool, env={"MUTIRAO_AUTH_SIGNING_KEY": prod[0]})
+    check(rc == 0, "pool_create: %d\n%s%s" % (rc, out, err))
+    w = Worker("hoA", [pool], env={**HARNESS_ALLOW, "MUTIRAO_AUTH_TRUSTED_KEYS": prod[1],
+                                   "MUTIRAO_PAYLOAD_MAX_BYTES": "1024"})
+    w.wait_for(r" assigned ")
+
+    def env(tid, payload=b"MTR\x01\x90", for_pool=None):
+        return task_envelope(tid, for_pool or pool, "p" + UNIQ, {}, payload)
+
+    good = sign_envelope(env("good%s:1" % UNIQ), *prod)
+    flipped = bytearray(sign_envelope(env("flip%s:1" % UNIQ), *prod))
+    flipped[bytes(flipped).index(b"MTR\x01\x90") + 4] ^= 0x80
+    # over payload.max_bytes + 4096: refused before its key or signature is looked at
+    large = b"MTE\x02" + b"\0" * 8 + b"\x55" * 6000
+    hostile = [
+        ("random", os.urandom(300), r"task envelope is not signed"),
+        ("empty", b"", r"task envelope is not signed"),
+        ("cut3", good[:3], r"task envelope is not signed"),
+        ("cut40", good[:40], r"signed envelope of 40 bytes is truncated"),
+        ("cutsig", good[:-1], r"does not verify: the envelope was altered"),
+        ("unsigned", env("uns%s:1" % UNIQ), r"task envelope is not signed"),
+        ("rogue", sign_envelope(env("rogue%s:1" % UNIQ), *rogue),
+         r"which is not among the trusted keys"),
+        ("flipped", bytes(flipped), r"does not verify: the envelope was altered"),
+        ("elsewhere", sign_envelope(env("else%s:1" % UNIQ, for_pool="x" + UNIQ), *prod),
+         r"task envelope of pool x%s delivered on the topic of pool" % UNIQ),
+        ("large", large, r"signed envelope of 6012 bytes exceeds the limit of 5120"),
+    ]
+    for key, msg, _ in hostile:
+        rc, out, err, _ = run([os.path.join(BIN, "kafka-put"), BROKERS, topic, "0", key,
+                               msg.hex()])
+        check(rc == 0, "kafka-put %s: %d %s%s" % (key, rc, out, err))
+    # the valid one runs once; the same bytes under another key are not run again
+    for key in ("good%s:1" % UNIQ, "victim:1"):
+        rc, out, err, _ = run([os.path.join(BIN, "kafka-put"), BROKERS, topic, "0", key,
+                               good.hex()])
+        check(rc == 0, "kafka-put: %d %s%s" % (rc, out, err))
+        if key.startswith("good"):
+            w.wait_for(r"task=good%s:1 attempt 1 received" % UNIQ)
+    w.wait_for(r"task=good%s:1 attempt 1: outcome already recorded \(delivered again\); not "
+               r"run again" % UNIQ)
+    log = w.text()
+    for key, _, why in hostile:
+        check(re.search(r"refused unrun: [^\n]*%s[^\n]*\(its key names task %s\)" % (why, key),
+                        log), "%s: no refusal saying %r:\n%s" % (key, why, log[-4000:]))
+    check(log.count("refused unrun") == len(hostile), "refusals:\n" + log[-4000:])
+    # decoded: only the valid envelope, twice (its replay is known as done)
+    received = re.findall(r"task=(\S+) attempt 1 received", log)
+    check(received == ["good%s:1" % UNIQ] * 2, "tasks decoded: %s" % received)
+    check(w.p.poll() is None, "the worker died")
+    end = time.time() + 20
+    while time.time() < end and int(redis_cmd("HGET", "mutirao:pool:%s:stats" % pool,
+                                              "unauthenticated") or 0) < len(hostile):
+        time.sleep(0.1)
+    check(int(redis_cmd("HGET", "mutirao:pool:%s:stats" % pool, "unauthenticated") or 0) ==
+          len(hostile), "the count of refusals")
+    check(redis_cmd("HLEN", "mutirao:pool:%s:dead" % pool) == len(hostile), "dead letters")
+    stats = redis_cmd("HGETALL", "mutirao:pool:%s:stats" % pool)
+    stats = {stats[i].decode(): int(stats[i + 1]) for i in range(0, len(stats), 2)}
+    check(stats.get("completed", 0) + stats.get("failed", 0) == 1 and
+          "dead_lettered" not in stats, "one task recorded, no dead letter counted: %s" % stats)
+    # a signed envelope of a newer version holds its partition (1 here) for
+    # a newer worker, as an unsigned one does without keys
+    newer = sign_envelope(b"MTE\x03\x81\xa6future\xc3", *prod)
+    rc, out, err, _ = run([os.path.join(BIN, "kafka-put"), BROKERS, topic, "1", "newer", newer.hex()])
+    check(rc == 0, "kafka-put: %d %s%s" % (rc, out, err))
+    w.wait_for(r"partition 1 offset 0: task envelope version 3 was written by a newer mutirao")
+    check("refused unrun" not in w.text().split("partition 1 offset 0")[-1], "newer refused")
+    check(w.stop() == 0, "worker exit status")
+    # auth.required = off: unsigned envelopes run, a signed one must verify
+    opool = "hostoff" + UNIQ
+    rc, out, err, _ = run_lua("""
+local g = require("goroutine")
+assert(g.pool_create(%r))
+""" % opool)
+    check(rc == 0, "pool_create: %d\n%s%s" % (rc, out, err))
+    wo = Worker("hoOff", [opool], env={**HARNESS_ALLOW, "MUTIRAO_AUTH_TRUSTED_KEYS": prod[1],
+                                       "MUTIRAO_AUTH_REQUIRED": "off"})
+    wo.wait_for(r" assigned ")
+    check("auth.required is off: unsigned task envelopes run too" in wo.text(), wo.text())
+    rc, out, err, _ = run_lua("""
+local g = require("goroutine")
+print("unsigned", g.await(assert(g.pool_submit(%r, function() return "ran" end))))
+""" % opool)
+    check(rc == 0 and "unsigned\ttrue\tran" in out, "unsigned, not required: %d\n%s%s"
+          % (rc, out, err))
+    rc, out, err, _ = run([os.path.join(BIN, "kafka-put"), BROKERS, "mutirao.pool." + opool, "0",
+                           "rogue", sign_envelope(env("r%s:1" % UNIQ, for_pool=opool),
+                                                  *rogue).hex()])
+    check(rc == 0, "kafka-put: %d %s%s" % (rc, out, err))
+    wo.wait_for(r"refused unrun: task envelope is signed by key [0-9a-f]{16}, which is not among")
+    check(wo.stop() == 0, "worker exit status")
+    print("%d hostile messages refused, 0 run, 0 crashes" % len(hostile))
 
 
 CASES = {"examples": case_examples, "await_wg": case_await_wg, "two_workers": case_two_workers,
@@ -2204,7 +2521,8 @@ CASES = {"examples": case_examples, "await_wg": case_await_wg, "two_workers": ca
          "redis_restart_nopersist": case_redis_restart_nopersist,
          "notify_dropped": case_notify_dropped, "notify_gone": case_notify_gone,
          "no_worker_hint": case_no_worker_hint, "reconcile_bounded": case_reconcile_bounded,
-         "sigterm": case_sigterm, "sigint_twice": case_sigint_twice, "sandbox": case_sandbox}
+         "sigterm": case_sigterm, "sigint_twice": case_sigint_twice, "sandbox": case_sandbox,
+         "signed": case_signed, "hostile": case_hostile}
 try:
     CASES[CASE]()
 finally:
