@@ -488,10 +488,18 @@ static int do_retry_drop(ctx *c, const char *pool, const char *which, int retry)
         o.message_timeout_ms = c->cfg->op_timeout_ms > 0 ? c->cfg->op_timeout_ms : 10000;
         o.errbuf = err;
         o.errlen = sizeof err;
-        static const char *const conf[] = {"log_level", "2", NULL};
-        o.conf = conf;
-        int rc;
-        if (!(c->kp = kuv_producer_new(&c->loop, c->cfg->kafka_brokers, &o, &rc))) {
+        static const char *const base[] = {"log_level", "2", NULL};
+        char **conf = NULL; /* + TLS, SASL, kafka.property */
+        int rc = config_kafka_conf(c->cfg, base, &conf, err, sizeof err);
+        if (rc != 0) {
+            fprintf(stderr, "mutirao dlq: kafka: %s\n", err);
+            answer_free(&ids);
+            return FAIL;
+        }
+        o.conf = (const char *const *)conf;
+        c->kp = kuv_producer_new(&c->loop, c->cfg->kafka_brokers, &o, &rc);
+        config_kafka_conf_free(conf);
+        if (!c->kp) {
             fprintf(stderr, "mutirao dlq: kafka %s: %s\n", c->cfg->kafka_brokers,
                     err[0] ? err : kuv_strerror(rc));
             answer_free(&ids);

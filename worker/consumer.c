@@ -1374,15 +1374,19 @@ worker *worker_start(sched *s, const config *cfg, char *err, size_t errlen)
      * partitions that change hands; the others keep running undisturbed */
     /* librdkafka's own log lines repeat what error_cb reports: critical only,
      * unless debugging */
-    const char *conf[] = {
+    const char *base[] = {
         "fetch.wait.max.ms",          "20",        "partition.assignment.strategy",
         "cooperative-sticky",         "log_level", dbg && *dbg ? "7" : "2",
         dbg && *dbg ? "debug" : NULL, dbg,         NULL};
-    o.conf = conf;
+    char **conf = NULL; /* + TLS, SASL, kafka.property */
+    rc = config_kafka_conf(cfg, base, &conf, err, errlen);
+    o.conf = (const char *const *)conf;
     o.errbuf = err;
     o.errlen = errlen;
-    w->c = kuv_consumer_new(s->loop, cfg->kafka_brokers, cfg->worker_group, &o, on_message,
-                            on_rebalance, w, &rc);
+    if (rc == 0)
+        w->c = kuv_consumer_new(s->loop, cfg->kafka_brokers, cfg->worker_group, &o, on_message,
+                                on_rebalance, w, &rc);
+    config_kafka_conf_free(conf);
     if (!w->c) {
         deliveries_close(w->dv);
         deadletters_close(w->dl);

@@ -215,7 +215,8 @@ int main(int argc, char **argv)
     wlog_setup(cfg.worker_id, level_of(log_level));
     char redacted[512];
     config_redact_url(cfg.redis_url, redacted, sizeof redacted);
-    wlog(WLOG_INFO, "starting: kafka %s, redis %s, pools %s", cfg.kafka_brokers, redacted,
+    wlog(WLOG_INFO, "starting: kafka %s (%s), redis %s, pools %s", cfg.kafka_brokers,
+         cfg.kafka_security_protocol, redacted,
          cfg.worker_npools ? pools ? pools : "(from the configuration)" : "all");
 
     lua_State *L = luaL_newstate();

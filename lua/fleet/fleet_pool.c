@@ -386,12 +386,16 @@ static fvm *clients(lua_State *L, fvm *v)
     /* librdkafka looks an unknown topic up only at the next metadata
      * refresh: a short interval keeps a new producer's first task from
      * waiting up to a second (librdkafka issue #3202) */
-    static const char *const conf[] = {"topic.metadata.refresh.interval.ms", "200",
+    static const char *const base[] = {"topic.metadata.refresh.interval.ms", "200",
                                        /* its log lines repeat what error_cb reports */
                                        "log_level", "2", NULL};
-    po.conf = conf;
-    int rc = 0;
+    char **conf = NULL; /* + TLS, SASL, kafka.property */
+    int rc = config_kafka_conf(c, base, &conf, err, sizeof err);
+    if (rc != 0)
+        luaL_error(L, "kafka: %s", err);
+    po.conf = (const char *const *)conf;
     v->kp = kuv_producer_new(s->loop, c->kafka_brokers, &po, &rc);
+    config_kafka_conf_free(conf);
     if (!v->kp) {
         luaL_error(L, "kafka: cannot create the producer for %s: %s", c->kafka_brokers,
                    err[0] ? err : kuv_strerror(rc));

@@ -94,12 +94,21 @@ static int valid_topic(const char *s)
 
 /* ---- configuration ---- */
 
+/* A property whose value is a secret: never shown (as config.c's
+ * config_kafka_secret_property). */
+static int conf_secret(const char *k)
+{
+    return strstr(k, "password") || strstr(k, "secret") || strstr(k, ".pem") ||
+           strstr(k, "sasl.oauthbearer.config") || strstr(k, "ssl_key");
+}
+
 static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *ebuf, size_t elen)
 {
     char es[512];
     if (rd_kafka_conf_set(conf, k, v, es, sizeof es) != RD_KAFKA_CONF_OK) {
         if (ebuf && elen)
-            snprintf(ebuf, elen, "kafka: %s=%s: %s", k, v, es);
+            snprintf(ebuf, elen, "kafka: %s=%s: %s", k, conf_secret(k) ? "***" : v,
+                     conf_secret(k) ? "invalid value" : es);
         return KUV_ECONFIG;
     }
     return 0;
