@@ -23,6 +23,7 @@
 
 #include "config.h"
 #include "envelope.h"
+#include "fleet_conn.h"
 #include "fleet_keys.h"
 #include "kafka_uv.h"
 #include "redis_uv.h"
@@ -589,10 +590,14 @@ int cmd_dlq(int argc, char **argv)
     redis_uv_options ro = {0};
     ro.op_timeout_ms = cfg.op_timeout_ms > 0 ? (unsigned)cfg.op_timeout_ms : 10000;
     ro.connect_timeout_ms = cfg.connect_timeout_ms > 0 ? (unsigned)cfg.connect_timeout_ms : 1;
-    int rc = redis_uv_open(&c.loop, cfg.redis_url, &ro, &c.r);
+    char *rpw = NULL, rerr[300]; /* redis.password_file's; TLS files */
+    int rc = fleet_redis_security(&cfg, &ro, &rpw, rerr, sizeof rerr);
+    if (rc == 0)
+        rc = redis_uv_open(&c.loop, cfg.redis_url, &ro, &c.r);
+    fleet_redis_security_done(&ro, rpw);
     int st;
     if (rc != 0) {
-        fprintf(stderr, "mutirao dlq: redis.url: %s\n", redis_uv_strerror(rc));
+        fprintf(stderr, "mutirao dlq: redis.url: %s\n", rerr[0] ? rerr : redis_uv_strerror(rc));
         st = USAGE;
     } else {
         c.take = redis_uv_script(c.r, FLEET_DLQ_TAKE_LUA, strlen(FLEET_DLQ_TAKE_LUA));

@@ -20,6 +20,7 @@
 #include "deliveries.h"
 #include "envelope.h"
 #include "executor.h"
+#include "fleet_conn.h"
 #include "fleet_keys.h"
 #include "fleet_wg.h"
 #include "kafka_uv.h"
@@ -1328,9 +1329,13 @@ worker *worker_start(sched *s, const config *cfg, char *err, size_t errlen)
     ro.op_timeout_ms = cfg->op_timeout_ms > 0 ? (unsigned)cfg->op_timeout_ms : 10000;
     ro.connect_timeout_ms =
         cfg->connect_timeout_ms > 0 ? (unsigned)cfg->connect_timeout_ms : 1; /* 0: fail at once */
-    int rc = redis_uv_open(s->loop, cfg->redis_url, &ro, &w->r);
+    char *rpw = NULL, rerr[300]; /* redis.password_file's; TLS files */
+    int rc = fleet_redis_security(cfg, &ro, &rpw, rerr, sizeof rerr);
+    if (rc == 0)
+        rc = redis_uv_open(s->loop, cfg->redis_url, &ro, &w->r);
     if (rc != 0) {
-        snprintf(err, errlen, "redis.url: %s", redis_uv_strerror(rc));
+        snprintf(err, errlen, "redis.url: %s", rerr[0] ? rerr : redis_uv_strerror(rc));
+        fleet_redis_security_done(&ro, rpw);
         free(w);
         return NULL;
     }
@@ -1342,6 +1347,7 @@ worker *worker_start(sched *s, const config *cfg, char *err, size_t errlen)
     snprintf(w->incarnation, sizeof w->incarnation, "%08x%08x", (unsigned)rnd[0], (unsigned)rnd[1]);
     snprintf(w->tag, sizeof w->tag, "%s#%s", cfg->worker_id, w->incarnation);
     w->dv = deliveries_new(s->loop, &ro, cfg, w->tag);
+    fleet_redis_security_done(&ro, rpw);
     w->dl = deadletters_new(s->loop, w->r, cfg);
     w->rq = retries_new(s->loop, w->r, cfg);
     if (!w->dv || !w->dl || !w->rq || config_check_dead_topic(cfg, err, errlen) != 0) {
