@@ -258,8 +258,11 @@ static void admin_event(kuv_producer *p, rd_kafka_event_t *ev)
     char msg[768];
     rd_kafka_resp_err_t re = rd_kafka_event_error(ev);
     if (re) {
-        snprintf(msg, sizeof msg, "kafka: create topic '%s' failed: %s (brokers %s)", e->topic,
-                 rd_kafka_event_error_string(ev), p->brokers);
+        /* a timeout says nothing of why: the latest client-level error
+         * does ("SASL authentication error: ...", "SSL handshake failed") */
+        snprintf(msg, sizeof msg, "kafka: create topic '%s' failed: %s (brokers %s%s%s)", e->topic,
+                 rd_kafka_event_error_string(ev), p->brokers,
+                 p->lasterr[0] ? "; latest error: " : "", p->lasterr);
         ensure_finish(e, map_err(re), msg);
         return;
     }
