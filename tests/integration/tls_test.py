@@ -7,10 +7,11 @@ against it (submit, run, result, await, a WaitGroup, pool_stats), then checks
 that a wrong password and an untrusted certificate fail with a clear message
 naming the server and never showing a secret.
   redis: redis-server with only a TLS port and an ACL user (the default user
-         off): rediss://, redis.tls_ca_file, redis.password_file; Kafka is
-         the shared one of tests/services.sh.
+         off): rediss://, redis.tls_ca_file, redis.password_file (also
+         `mutirao dlq`); Kafka is the shared one of tests/services.sh.
   kafka: a single-node KRaft Kafka (the jars tests/services.sh caches) with a
-         SASL_SSL listener (PEM keystore, PLAIN and SCRAM-SHA-512 users):
+         SASL_SSL listener (PEM keystore, PLAIN and SCRAM-SHA-512 users) and
+         an SSL listener that requires a client certificate:
          kafka.security_protocol, kafka.sasl_*, kafka.ssl_ca_file,
          kafka.property.*; Redis is a private plain redis-server. SCRAM
          against Kafka 4 needs librdkafka 2.6.1 or newer (older ones send a
@@ -91,6 +92,10 @@ def make_certs():
         f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
     sh("openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial "
        "-out server.crt -days 2 -extfile server.ext")
+    sh("openssl req -newkey rsa:2048 -nodes -keyout client.key -out client.csr "
+       "-subj '/CN=mutirao-client'")
+    sh("openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial "
+       "-out client.crt -days 2")
     # Kafka's PEM keystore: the (PKCS#8, unencrypted) key and the certificate
     sh("cat server.key server.crt > server-keystore.pem")
 
@@ -252,6 +257,10 @@ def case_redis():
                 "MUTIRAO_REDIS_PASSWORD_FILE": secret_file("redis.pw", "fleet-S3cret")})
     fleet_path("tlsr" + UNIQ, env)
     print("the fleet path works over rediss:// with an ACL user and a password file")
+    r = subprocess.run([os.path.join(BIN, "mutirao"), "dlq", "list", "tlsr" + UNIQ],
+                       capture_output=True, text=True, env=env, cwd=TMP, timeout=60)
+    check(r.returncode == 0 and "no dead letters" in r.stdout,
+          "mutirao dlq over rediss://: %d\n%s%s" % (r.returncode, r.stdout, r.stderr))
 
     quick = {"MUTIRAO_OP_TIMEOUT_MS": "1500", "MUTIRAO_CONNECT_TIMEOUT_MS": "1000"}
     bad = dict(env, **quick)
@@ -322,7 +331,7 @@ def case_kafka():
     java, lib = kafka_lib()
     redis = private_redis()
     make_certs()
-    port, inner, cport = free_port(), free_port(), free_port()
+    port, inner, cport, sport = free_port(), free_port(), free_port(), free_port()
     data = os.path.join(TMP, "kafka-data")
     props = os.path.join(TMP, "server.properties")
     with open(props, "w") as f:
@@ -330,10 +339,13 @@ def case_kafka():
 process.roles=broker,controller
 controller.quorum.voters=1@127.0.0.1:%(cport)d
 controller.listener.names=CONTROLLER
-listeners=SASL_SSL://127.0.0.1:%(port)d,INTERNAL://127.0.0.1:%(inner)d,CONTROLLER://127.0.0.1:%(cport)d
-advertised.listeners=SASL_SSL://127.0.0.1:%(port)d,INTERNAL://127.0.0.1:%(inner)d
+listeners=SASL_SSL://127.0.0.1:%(port)d,SSL://127.0.0.1:%(sport)d,INTERNAL://127.0.0.1:%(inner)d,CONTROLLER://127.0.0.1:%(cport)d
+advertised.listeners=SASL_SSL://127.0.0.1:%(port)d,SSL://127.0.0.1:%(sport)d,INTERNAL://127.0.0.1:%(inner)d
 inter.broker.listener.name=INTERNAL
-listener.security.protocol.map=SASL_SSL:SASL_SSL,INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=SASL_SSL:SASL_SSL,SSL:SSL,INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.name.ssl.ssl.client.auth=required
+ssl.truststore.type=PEM
+ssl.truststore.location=%(tmp)s/ca.crt
 sasl.enabled.mechanisms=SCRAM-SHA-512,PLAIN
 listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_fleet="fleet-S3cret";
@@ -349,7 +361,7 @@ share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=false
-""" % {"port": port, "inner": inner, "cport": cport, "tmp": TMP, "data": data})
+""" % {"port": port, "inner": inner, "cport": cport, "sport": sport, "tmp": TMP, "data": data})
     cp = os.path.join(lib, "*")
     log = os.path.join(TMP, "kafka.log")
     r = subprocess.run([java, "-cp", cp, "kafka.tools.StorageTool", "random-uuid"],
@@ -396,6 +408,16 @@ auto.create.topics.enable=false
     fleet_path("tlsp" + UNIQ, props)
     print("the fleet path works with the password in MUTIRAO_KAFKA_SASL_PASSWORD and "
           "kafka.property settings")
+
+    # TLS with a client certificate (the SSL listener requires one)
+    mtls = base_env()
+    mtls.update({"MUTIRAO_REDIS_URL": redis, "MUTIRAO_KAFKA_BROKERS": "127.0.0.1:%d" % sport,
+                 "MUTIRAO_KAFKA_SECURITY_PROTOCOL": "ssl",
+                 "MUTIRAO_KAFKA_SSL_CA_FILE": os.path.join(TMP, "ca.crt"),
+                 "MUTIRAO_KAFKA_SSL_CERT_FILE": os.path.join(TMP, "client.crt"),
+                 "MUTIRAO_KAFKA_SSL_KEY_FILE": os.path.join(TMP, "client.key")})
+    fleet_path("tlsm" + UNIQ, mtls)
+    print("the fleet path works over SSL with a client certificate")
 
     if rdkafka_version() >= (2, 6, 1):
         scram = dict(env, MUTIRAO_KAFKA_SASL_MECHANISM="SCRAM-SHA-512")
