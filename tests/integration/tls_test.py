@@ -201,9 +201,9 @@ print(string.format("stats completed=%%d failed=%%d", s.completed, s.failed))
     return w
 
 
-def failing(env, pool, wants, secret, endpoint):
+def failing(env, pool, wants, secret, endpoint, logged=()):
     """pool_create fails, saying why (every text of wants) and naming the
-    server, never showing the secret."""
+    server, never showing the secret; the texts of logged are in its log."""
     src = """
 local g = require("goroutine")
 local ok, a, b = pcall(g.pool_create, "%s", {workers = 1})
@@ -217,6 +217,8 @@ os.exit(ok and a and 0 or 3)
     for want in wants:
         check(want in line, "%r not in the failure:\n%s" % (want, text))
     check(endpoint in line, "the server %s is not named:\n%s" % (endpoint, text))
+    for want in logged:
+        check(want in text, "%r not logged:\n%s" % (want, text))
     check(secret not in text, "the password is shown:\n" + text)
     print("fails clearly:", line)
 
@@ -426,6 +428,10 @@ auto.create.topics.enable=false
     else:
         print("SCRAM-SHA-512 left out: librdkafka %s cannot authenticate to Kafka 4 with "
               "SCRAM (2.6.1 or newer can)" % ".".join(map(str, rdkafka_version())))
+        # but the failure says so
+        scram = dict(env, MUTIRAO_KAFKA_SASL_MECHANISM="SCRAM-SHA-512", MUTIRAO_OP_TIMEOUT_MS="4000")
+        failing(scram, "tlsk" + UNIQ, ["invalid credentials with SASL mechanism SCRAM-SHA-512"],
+                "fleet-S3cret", endpoint, logged=["cannot do SCRAM with Kafka 4 brokers"])
 
     quick = {"MUTIRAO_OP_TIMEOUT_MS": "4000"}
     bad = dict(env, **quick)
