@@ -170,13 +170,15 @@ def base_env():
 
 
 def fleet_path(pool, env):
-    """Submit, run, result, await, a WaitGroup and the statistics through
-    the configured services, with a worker of env."""
+    """Submit, run, result, await, a WaitGroup, a retried task (the worker
+    produces its next attempt) and the statistics through the configured
+    services, with a worker of env."""
     w = Worker(pool, [pool], env)
     w.wait_for(r"starting", 60)
     src = """
 local g = require("goroutine")
-assert(g.pool_create("%(pool)s", {workers = 4}))
+assert(g.pool_create("%(pool)s", {workers = 4, retries = 1,
+                                  backoff = {initial = 50, max = 100, jitter = 0}}))
 local wg = g.wait_group()
 local ids = {}
 for i = 1, 20 do
@@ -190,13 +192,24 @@ for i = 1, 20 do
 end
 local ok, err = g.await(g.pool_submit("%(pool)s", function() error("boom") end))
 assert(not ok and err:find("boom"), tostring(err))
+local flaky = assert(g.pool_submit("%(pool)s", function(path)
+  local f = io.open(path)
+  if not f then
+    assert(io.open(path, "w")):close()
+    error("first attempt fails")
+  end
+  f:close()
+  return "second attempt"
+end, "%(marker)s"))
+local ok2, v2 = g.await(flaky)
+assert(ok2 and v2 == "second attempt", tostring(v2))
 g.pool_wait("%(pool)s")
 local s = assert(g.pool_stats("%(pool)s"))
 print(string.format("stats completed=%%d failed=%%d", s.completed, s.failed))
-""" % {"pool": pool}
+""" % {"pool": pool, "marker": os.path.join(TMP, pool + ".attempt")}
     rc, out, err = run_lua(src, env)
     check(rc == 0, "producer: %d\n%s%s" % (rc, out, err))
-    check("stats completed=20 failed=1" in out, "statistics:\n" + out)
+    check("stats completed=21 failed=1" in out, "statistics:\n" + out)
     check(w.stop() == 0, "worker exit status")
     return w
 
