@@ -1,7 +1,7 @@
 /*
-** redis_uv.h: an asynchronous Redis client on a libuv loop (hiredis's async
-** API on a uv_poll_t), with reconnection, per-command timeouts and Lua
-** scripts run by SHA1.
+** redis_uv.h: an asynchronous Redis client on a libuv loop (hiredis's
+** protocol code on a libuv stream; TLS for rediss:// with OpenSSL), with
+** reconnection, per-command timeouts and Lua scripts run by SHA1.
 **
 ** One client belongs to one uv_loop_t and is used from that loop's thread
 ** only (one loop per VM thread). Nothing here blocks the loop: host names
@@ -9,8 +9,8 @@
 ** command has a deadline.
 **
 ** Model. A client keeps at most one connection. Commands issued while it is
-** connected are written at once and pipelined (hiredis coalesces the writes
-** of one loop turn). Commands issued while it is disconnected wait in a
+** connected are written at once and pipelined (those issued while a write
+** is in flight go out together when it ends). Commands issued while it is disconnected wait in a
 ** queue and are sent, in order, once it is connected again. Every command
 ** has the client's op timeout, counted from the call (libuv's cached loop
 ** time, as for uv timers):
@@ -33,7 +33,7 @@
 ** REDIS_REPLY_ERROR (callers check the type), and `err` is NULL.
 ** status < 0: `reply` is NULL and `err` is a message for humans.
 ** Ownership: `reply` and `err` belong to the client and live only during the
-** callback (hiredis's rule): copy what you keep.
+** callback: copy what you keep.
 **
 ** Closing. redis_uv_close() fails every pending command with REDIS_UV_ECLOSED
 ** ("redis: closed"), each callback once, possibly after close returns but
