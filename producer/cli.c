@@ -44,6 +44,8 @@ static const char usage_text[] =
     "                            make a key pair for signed task envelopes:\n"
     "                            DIR/NAME.key (private, mode 0600, never\n"
     "                            overwritten) and DIR/NAME.pub (default NAME: mutirao)\n"
+    "  config                    print the fleet configuration in effect (secrets\n"
+    "                            as ***) and check its TLS and SASL settings\n"
     "  version                   print the version\n"
     "  help                      show this help\n"
     "\n"
@@ -391,6 +393,53 @@ static int cmd_run(int argc, char **argv)
     return rc;
 }
 
+/*
+** mutirao config: every key as "key = value  # where it came from" (secrets
+** shown as ***), then a check of the security settings: the librdkafka
+** settings they make (the password file read) and redis.password_file.
+** 0, or 2 for a configuration error (said on stderr).
+*/
+static int cmd_config(int argc, char **argv)
+{
+    if (argc > 0)
+        return usage_error("config: unexpected argument '%s'", argv[0]);
+    config cfg;
+    char err[512];
+    if (config_load(&cfg, NULL, err, sizeof err) != 0) {
+        fprintf(stderr, "mutirao: %s\n", err);
+        config_free(&cfg);
+        return 2;
+    }
+    size_t need = config_dump(&cfg, NULL, 0);
+    char *out = malloc(need + 1);
+    if (out == NULL) {
+        fprintf(stderr, "mutirao: out of memory\n");
+        config_free(&cfg);
+        return 1;
+    }
+    config_dump(&cfg, out, need + 1);
+    if (cfg.path[0] != '\0')
+        printf("# file: %s\n", cfg.path);
+    fputs(out, stdout);
+    free(out);
+    char **kconf = NULL, *pw = NULL;
+    int rc = config_kafka_conf(&cfg, NULL, &kconf, err, sizeof err);
+    config_kafka_conf_free(kconf);
+    if (rc == 0 && cfg.redis_password_file[0] != '\0')
+        rc = config_read_secret(cfg.redis_password_file, "redis.password_file", &pw, err,
+                                sizeof err);
+    if (pw != NULL) {
+        explicit_bzero(pw, strlen(pw));
+        free(pw);
+    }
+    config_free(&cfg);
+    if (rc != 0) {
+        fprintf(stderr, "mutirao: %s\n", err);
+        return 2;
+    }
+    return 0;
+}
+
 static int cmd_version(void)
 {
     printf("mutirao %s (%s, libuv %s)\n", MUTIRAO_VERSION, LUA_RELEASE, uv_version_string());
@@ -453,5 +502,7 @@ int main(int argc, char **argv)
         return cmd_dlq(argc - 2, argv + 2);
     if (!strcmp(cmd, "keygen"))
         return cmd_keygen(argc - 2, argv + 2);
+    if (!strcmp(cmd, "config"))
+        return cmd_config(argc - 2, argv + 2);
     return usage_error("unknown command '%s'", cmd);
 }

@@ -23,6 +23,7 @@
 
 #include "config.h"
 #include "envelope.h"
+#include "fleet_conn.h"
 #include "fleet_keys.h"
 #include "kafka_uv.h"
 #include "redis_uv.h"
@@ -495,10 +496,18 @@ static int do_retry_drop(ctx *c, const char *pool, const char *which, int retry)
         o.message_timeout_ms = c->cfg->op_timeout_ms > 0 ? c->cfg->op_timeout_ms : 10000;
         o.errbuf = err;
         o.errlen = sizeof err;
-        static const char *const conf[] = {"log_level", "2", NULL};
-        o.conf = conf;
-        int rc;
-        if (!(c->kp = kuv_producer_new(&c->loop, c->cfg->kafka_brokers, &o, &rc))) {
+        static const char *const base[] = {"log_level", "2", NULL};
+        char **conf = NULL; /* + TLS, SASL, kafka.property */
+        int rc = config_kafka_conf(c->cfg, base, &conf, err, sizeof err);
+        if (rc != 0) {
+            fprintf(stderr, "mutirao dlq: kafka: %s\n", err);
+            answer_free(&ids);
+            return FAIL;
+        }
+        o.conf = (const char *const *)conf;
+        c->kp = kuv_producer_new(&c->loop, c->cfg->kafka_brokers, &o, &rc);
+        config_kafka_conf_free(conf);
+        if (!c->kp) {
             fprintf(stderr, "mutirao dlq: kafka %s: %s\n", c->cfg->kafka_brokers,
                     err[0] ? err : kuv_strerror(rc));
             answer_free(&ids);
@@ -588,10 +597,14 @@ int cmd_dlq(int argc, char **argv)
     redis_uv_options ro = {0};
     ro.op_timeout_ms = cfg.op_timeout_ms > 0 ? (unsigned)cfg.op_timeout_ms : 10000;
     ro.connect_timeout_ms = cfg.connect_timeout_ms > 0 ? (unsigned)cfg.connect_timeout_ms : 1;
-    int rc = redis_uv_open(&c.loop, cfg.redis_url, &ro, &c.r);
+    char *rpw = NULL, rerr[300]; /* redis.password_file's; TLS files */
+    int rc = fleet_redis_security(&cfg, &ro, &rpw, rerr, sizeof rerr);
+    if (rc == 0)
+        rc = redis_uv_open(&c.loop, cfg.redis_url, &ro, &c.r);
+    fleet_redis_security_done(&ro, rpw);
     int st;
     if (rc != 0) {
-        fprintf(stderr, "mutirao dlq: redis.url: %s\n", redis_uv_strerror(rc));
+        fprintf(stderr, "mutirao dlq: redis.url: %s\n", rerr[0] ? rerr : redis_uv_strerror(rc));
         st = USAGE;
     } else {
         c.take = redis_uv_script(c.r, FLEET_DLQ_TAKE_LUA, strlen(FLEET_DLQ_TAKE_LUA));

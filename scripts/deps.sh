@@ -17,12 +17,14 @@ PACKAGES=(
     # Lua 5.4 and the C libraries the code links
     lua5.4 liblua5.4-dev libuv1-dev libmsgpack-dev libhiredis-dev
     librdkafka-dev libcurl4-openssl-dev
-    # libcrypto (SHA1 of Redis scripts, shared/redis/redis_uv.c)
+    # libcrypto and libssl (SHA1 of Redis scripts and TLS to Redis,
+    # shared/redis/redis_uv.c)
     libssl-dev
     # tests: busted specs, the Redis server the fleet tests start, python3
     # (CLI tests; tests/services.sh picks free ports with it)
     lua-busted redis-server python3
-    # (the https spec makes a self-signed certificate with the openssl command)
+    # (the https spec and the TLS tests make certificates with the openssl
+    # command; integration.tls_redis needs Debian's redis-server, built with TLS)
     openssl
     # fuzzing: clang + its runtime. libclang_rt.fuzzer*.a (-fsanitize=fuzzer)
     # is in libclang-rt-14-dev, which clang only *recommends* on Debian 12.

@@ -23,6 +23,7 @@
 #include "deliveries.h"
 #include "envelope.h"
 #include "executor.h"
+#include "fleet_conn.h"
 #include "fleet_keys.h"
 #include "fleet_wg.h"
 #include "kafka_uv.h"
@@ -1508,9 +1509,13 @@ worker *worker_start(sched *s, const config *cfg, char *err, size_t errlen)
     ro.op_timeout_ms = cfg->op_timeout_ms > 0 ? (unsigned)cfg->op_timeout_ms : 10000;
     ro.connect_timeout_ms =
         cfg->connect_timeout_ms > 0 ? (unsigned)cfg->connect_timeout_ms : 1; /* 0: fail at once */
-    int rc = redis_uv_open(s->loop, cfg->redis_url, &ro, &w->r);
+    char *rpw = NULL, rerr[300]; /* redis.password_file's; TLS files */
+    int rc = fleet_redis_security(cfg, &ro, &rpw, rerr, sizeof rerr);
+    if (rc == 0)
+        rc = redis_uv_open(s->loop, cfg->redis_url, &ro, &w->r);
     if (rc != 0) {
-        snprintf(err, errlen, "redis.url: %s", redis_uv_strerror(rc));
+        snprintf(err, errlen, "redis.url: %s", rerr[0] ? rerr : redis_uv_strerror(rc));
+        fleet_redis_security_done(&ro, rpw);
         auth_free(w);
         free(w);
         return NULL;
@@ -1523,6 +1528,7 @@ worker *worker_start(sched *s, const config *cfg, char *err, size_t errlen)
     snprintf(w->incarnation, sizeof w->incarnation, "%08x%08x", (unsigned)rnd[0], (unsigned)rnd[1]);
     snprintf(w->tag, sizeof w->tag, "%s#%s", cfg->worker_id, w->incarnation);
     w->dv = deliveries_new(s->loop, &ro, cfg, w->tag);
+    fleet_redis_security_done(&ro, rpw);
     w->dl = deadletters_new(s->loop, w->r, cfg);
     w->rq = retries_new(s->loop, w->r, cfg);
     if (!w->dv || !w->dl || !w->rq || config_check_dead_topic(cfg, err, errlen) != 0) {
@@ -1556,15 +1562,19 @@ worker *worker_start(sched *s, const config *cfg, char *err, size_t errlen)
      * partitions that change hands; the others keep running undisturbed */
     /* librdkafka's own log lines repeat what error_cb reports: critical only,
      * unless debugging */
-    const char *conf[] = {
+    const char *base[] = {
         "fetch.wait.max.ms",          "20",        "partition.assignment.strategy",
         "cooperative-sticky",         "log_level", dbg && *dbg ? "7" : "2",
         dbg && *dbg ? "debug" : NULL, dbg,         NULL};
-    o.conf = conf;
+    char **conf = NULL; /* + TLS, SASL, kafka.property */
+    rc = config_kafka_conf(cfg, base, &conf, err, errlen);
+    o.conf = (const char *const *)conf;
     o.errbuf = err;
     o.errlen = errlen;
-    w->c = kuv_consumer_new(s->loop, cfg->kafka_brokers, cfg->worker_group, &o, on_message,
-                            on_rebalance, w, &rc);
+    if (rc == 0)
+        w->c = kuv_consumer_new(s->loop, cfg->kafka_brokers, cfg->worker_group, &o, on_message,
+                                on_rebalance, w, &rc);
+    config_kafka_conf_free(conf);
     if (!w->c) {
         deliveries_close(w->dv);
         deadletters_close(w->dl);

@@ -191,8 +191,15 @@ static void step(deadletters *d, dl_item *it)
         o.errbuf = err;
         o.errlen = sizeof err;
         o.weak = 1;
-        int rc;
+        char **conf = NULL; /* TLS, SASL, kafka.property */
+        int rc = config_kafka_conf(d->cfg, NULL, &conf, err, sizeof err);
+        if (rc != 0) {
+            later(d, it, "kafka", err);
+            return;
+        }
+        o.conf = (const char *const *)conf;
         d->kp = kuv_producer_new(d->loop, d->cfg->kafka_brokers, &o, &rc);
+        config_kafka_conf_free(conf);
         if (!d->kp) {
             later(d, it, "kafka", err[0] ? err : kuv_strerror(rc));
             return;

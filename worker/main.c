@@ -234,7 +234,8 @@ int main(int argc, char **argv)
              cfg.worker_allow);
     char redacted[512];
     config_redact_url(cfg.redis_url, redacted, sizeof redacted);
-    wlog(WLOG_INFO, "starting: kafka %s, redis %s, pools %s", cfg.kafka_brokers, redacted,
+    wlog(WLOG_INFO, "starting: kafka %s (%s), redis %s, pools %s", cfg.kafka_brokers,
+         cfg.kafka_security_protocol, redacted,
          cfg.worker_npools ? pools ? pools : "(from the configuration)" : "all");
 
     lua_State *L = luaL_newstate();

@@ -107,8 +107,15 @@ static int producer(retries *q)
     o.errbuf = err;
     o.errlen = sizeof err;
     o.weak = 1;
-    int rc;
+    char **conf = NULL; /* TLS, SASL, kafka.property */
+    int rc = config_kafka_conf(q->cfg, NULL, &conf, err, sizeof err);
+    if (rc != 0) {
+        wlog(WLOG_WARN, "retries: kafka: %s", err);
+        return -1;
+    }
+    o.conf = (const char *const *)conf;
     q->kp = kuv_producer_new(q->loop, q->cfg->kafka_brokers, &o, &rc);
+    config_kafka_conf_free(conf);
     if (!q->kp) {
         wlog(WLOG_WARN, "retries: kafka: %s", err[0] ? err : kuv_strerror(rc));
         return -1;

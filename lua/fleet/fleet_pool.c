@@ -28,6 +28,7 @@
 #include "codec.h"
 #include "envelope.h"
 #include "executor.h"
+#include "fleet_conn.h"
 #include "fleet_keys.h"
 #include "fleet_reconcile.h"
 #include "fleet_seen.h"
@@ -406,12 +407,16 @@ static fvm *clients(lua_State *L, fvm *v)
     /* librdkafka looks an unknown topic up only at the next metadata
      * refresh: a short interval keeps a new producer's first task from
      * waiting up to a second (librdkafka issue #3202) */
-    static const char *const conf[] = {"topic.metadata.refresh.interval.ms", "200",
+    static const char *const base[] = {"topic.metadata.refresh.interval.ms", "200",
                                        /* its log lines repeat what error_cb reports */
                                        "log_level", "2", NULL};
-    po.conf = conf;
-    int rc = 0;
+    char **conf = NULL; /* + TLS, SASL, kafka.property */
+    int rc = config_kafka_conf(c, base, &conf, err, sizeof err);
+    if (rc != 0)
+        luaL_error(L, "kafka: %s", err);
+    po.conf = (const char *const *)conf;
     v->kp = kuv_producer_new(s->loop, c->kafka_brokers, &po, &rc);
+    config_kafka_conf_free(conf);
     if (!v->kp) {
         luaL_error(L, "kafka: cannot create the producer for %s: %s", c->kafka_brokers,
                    err[0] ? err : kuv_strerror(rc));
@@ -421,10 +426,13 @@ static fvm *clients(lua_State *L, fvm *v)
     ro.op_timeout_ms = (unsigned)po.admin_timeout_ms;
     ro.connect_timeout_ms =
         c->connect_timeout_ms > 0 ? (unsigned)c->connect_timeout_ms : 1; /* 0: fail at once */
-    if ((rc = redis_uv_open(s->loop, c->redis_url, &ro, &v->r)) == 0) {
+    char *rpw = NULL;                                                    /* redis.password_file's */
+    if ((rc = fleet_redis_security(c, &ro, &rpw, err, sizeof err)) == 0 &&
+        (rc = redis_uv_open(s->loop, c->redis_url, &ro, &v->r)) == 0) {
         ro.op_timeout_ms += POLL_BLOCK_S * 1000;
         rc = redis_uv_open(s->loop, c->redis_url, &ro, &v->rb);
     }
+    fleet_redis_security_done(&ro, rpw);
     if (rc != 0) {
         char red[300];
         config_redact_url(c->redis_url, red, sizeof red);
@@ -433,7 +441,7 @@ static fvm *clients(lua_State *L, fvm *v)
         v->r = NULL;
         kuv_producer_close(v->kp, 0);
         v->kp = NULL;
-        luaL_error(L, "redis: %s: %s", red, redis_uv_strerror(rc));
+        luaL_error(L, "redis: %s: %s", red, err[0] ? err : redis_uv_strerror(rc));
     }
     v->submit_script = redis_uv_script(v->r, FLEET_SUBMIT_LUA, strlen(FLEET_SUBMIT_LUA));
     if (!(v->rc = frc_new(v->r, c->result_ttl_s, &reconcile_ops, v)))

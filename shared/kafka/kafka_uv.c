@@ -94,12 +94,21 @@ static int valid_topic(const char *s)
 
 /* ---- configuration ---- */
 
+/* A property whose value is a secret: never shown (as config.c's
+ * config_kafka_secret_property). */
+static int conf_secret(const char *k)
+{
+    return strstr(k, "password") || strstr(k, "secret") || strstr(k, ".pem") ||
+           strstr(k, "sasl.oauthbearer.config") || strstr(k, "ssl_key");
+}
+
 static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *ebuf, size_t elen)
 {
     char es[512];
     if (rd_kafka_conf_set(conf, k, v, es, sizeof es) != RD_KAFKA_CONF_OK) {
         if (ebuf && elen)
-            snprintf(ebuf, elen, "kafka: %s=%s: %s", k, v, es);
+            snprintf(ebuf, elen, "kafka: %s=%s: %s", k, conf_secret(k) ? "***" : v,
+                     conf_secret(k) ? "invalid value" : es);
         return KUV_ECONFIG;
     }
     return 0;
@@ -183,7 +192,7 @@ struct kuv_producer {
     mlist ensures; /* admin requests in flight (of kuv_ensure.node) */
     kuv_error_cb error_cb;
     void *ud;
-    char lasterr[256]; /* last client-level error, "" if none */
+    char lasterr[512]; /* last client-level error, "" if none */
     char brokers[];
 };
 
@@ -225,10 +234,26 @@ static void p_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
     free(d);
 }
 
+/* reason, with a hint when it is a SCRAM refusal a librdkafka older than
+ * 2.6.1 causes: those send a client proof Kafka 4 brokers reject. */
+static const char *with_hint(const char *reason, char *buf, size_t len)
+{
+    if (rd_kafka_version() >= 0x020601ff || !strstr(reason, "SCRAM") ||
+        !strstr(reason, "invalid credentials"))
+        return reason;
+    snprintf(buf, len,
+             "%s (if the password is right: librdkafka %s cannot do SCRAM with Kafka 4 "
+             "brokers; 2.6.1 or newer can, or use PLAIN over sasl_ssl)",
+             reason, rd_kafka_version_str());
+    return buf;
+}
+
 static void p_error_cb(rd_kafka_t *rk, int e, const char *reason, void *opaque)
 {
     kuv_producer *p = opaque;
+    char buf[640];
     (void)rk;
+    reason = with_hint(reason, buf, sizeof buf);
     snprintf(p->lasterr, sizeof p->lasterr, "%s", reason);
     if (p->error_cb && !p->closing)
         p->error_cb(p->ud, map_err((rd_kafka_resp_err_t)e), reason);
@@ -246,11 +271,14 @@ static void admin_event(kuv_producer *p, rd_kafka_event_t *ev)
     kuv_ensure *e = rd_kafka_event_opaque(ev);
     if (rd_kafka_event_type(ev) != RD_KAFKA_EVENT_CREATETOPICS_RESULT || !e)
         return;
-    char msg[768];
+    char msg[1280];
     rd_kafka_resp_err_t re = rd_kafka_event_error(ev);
     if (re) {
-        snprintf(msg, sizeof msg, "kafka: create topic '%s' failed: %s (brokers %s)", e->topic,
-                 rd_kafka_event_error_string(ev), p->brokers);
+        /* a timeout says nothing of why: the latest client-level error
+         * does ("SASL authentication error: ...", "SSL handshake failed") */
+        snprintf(msg, sizeof msg, "kafka: create topic '%s' failed: %s (brokers %s%s%s)", e->topic,
+                 rd_kafka_event_error_string(ev), p->brokers,
+                 p->lasterr[0] ? "; latest error: " : "", p->lasterr);
         ensure_finish(e, map_err(re), msg);
         return;
     }
@@ -735,9 +763,10 @@ static void c_commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e,
 static void c_error_cb(rd_kafka_t *rk, int e, const char *reason, void *opaque)
 {
     kuv_consumer *c = opaque;
+    char buf[640];
     (void)rk;
     if (c->error_cb && !quiet(c))
-        c->error_cb(c->ud, map_err((rd_kafka_resp_err_t)e), reason);
+        c->error_cb(c->ud, map_err((rd_kafka_resp_err_t)e), with_hint(reason, buf, sizeof buf));
 }
 
 static void call_user_rebalance(kuv_consumer *c, int assigned,

@@ -1,9 +1,17 @@
 /*
 ** redis_uv.c: the asynchronous Redis client of redis_uv.h.
 **
-** Design. hiredis does the protocol; a small adapter (hiredis's hooks on a
-** uv_poll_t) watches the socket.
-** This file adds what hiredis's async API lacks: a connection state machine
+** Design. hiredis does the protocol: its command formatting and its reply
+** parser (redisReader). The connection is a libuv stream (TCP or a unix
+** socket) this file drives: formatted commands go out through uv_write,
+** bytes read are fed to the reader, and replies are matched to the commands
+** sent on that connection in order (one reply per command: pub/sub and the
+** like are refused). For rediss:// URLs the stream carries TLS, done by
+** OpenSSL over two memory BIOs: SSL_write turns commands into records that
+** are written like plain bytes, bytes read go into the SSL object and
+** SSL_read gives the plain replies. The server's certificate and host name
+** (or IP address) are verified.
+** This file adds what a bare connection lacks: a connection state machine
 ** with backoff, a queue for commands issued while disconnected, deadlines,
 ** scripts by SHA1, and a close that fails everything once.
 **
@@ -11,18 +19,15 @@
 ** its callback fires. All requests share the client's op timeout, so the
 ** list, kept in call order, is also in deadline order: one uv timer, armed
 ** for the head, serves every command. Unsent requests are also on the wait
-** queue (`wq`), in the same order. A sent request is hiredis's privdata until
-** hiredis calls it back (with a reply, or NULL when the context goes away);
-** when its deadline fires first, it is marked done, leaves the deadline list,
-** and is freed when hiredis finally calls back.
+** queue (`wq`), in the same order. A sent request is on its connection's
+** sent list until its reply comes (or the connection goes); when its
+** deadline fires first, it is marked done, leaves the deadline list, and is
+** freed when its reply comes or its connection goes.
 **
-** hiredis rules this file relies on (0.14 and later): callbacks of a freed
-** context run synchronously, with NULL replies, inside redisAsyncFree() or
-** the read that saw the error; redisAsyncFree() from inside a reply callback
-** is deferred until that callback returns; the connect callback must not
-** free its context. So the current context is detached (cli->ac = NULL)
-** before anything can free it, and a callback compares its context with
-** cli->ac to tell the live connection from a dying one.
+** A connection (`rconn`) that goes away (dropped here, lost, closed) is
+** detached from its client at once (cli->conn = NULL) and its handle closed;
+** the commands sent on it fail then, or, when that happens inside one of
+** its reply callbacks, as soon as that callback returns.
 */
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -31,9 +36,11 @@
 #include <string.h>
 #include <strings.h>
 
-#include <hiredis/async.h>
 #include <hiredis/hiredis.h>
+#include <openssl/err.h>
 #include <openssl/sha.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <uv.h>
 
 #include "list.h"
@@ -62,6 +69,7 @@ typedef struct rreq rreq;
 struct rreq {
     mlist dl; /* in the deadline list: callback still due */
     mlist wq; /* in the wait queue: not sent yet */
+    mlist sq; /* in its connection's sent list: reply due */
     struct redis_uv *cli;
     redis_uv_cb cb;
     void *ud;
@@ -73,7 +81,12 @@ struct rreq {
     int nbulk;    /* eval: bulk strings in cmd (numkeys + argc) */
     int fellback; /* eval: already resent as EVAL after NOSCRIPT */
     int from_hr;  /* cmd was formatted by hiredis (free with redisFreeCommand) */
+    int hs;       /* HS_AUTH or HS_SELECT: the connection's own handshake command */
 };
+
+enum { HS_AUTH = 1, HS_SELECT };
+
+typedef struct rconn rconn;
 
 typedef struct rscript {
     char *src;
@@ -84,12 +97,14 @@ typedef struct rscript {
 
 struct redis_uv {
     uv_loop_t *loop;
-    redisAsyncContext *ac; /* current connection, or NULL */
-    int state;             /* enum cstate */
+    rconn *conn; /* current connection, or NULL */
+    int state;   /* enum cstate */
     int closing;
     /* endpoint */
     char *host, *path, *user, *pass;
     int port, db; /* db < 0: no SELECT */
+    int tls;      /* rediss:// */
+    SSL_CTX *ssl_ctx;
     char endpoint[300];
     redis_uv_options opt;
     unsigned backoff;
@@ -155,100 +170,6 @@ static rreq *wq_first(redis_uv *cli)
     return mlist_first_entry(&cli->wq, rreq, wq);
 }
 
-/* ---- the libuv adapter ------------------------------------------------- */
-
-/*
-** hiredis's event hooks on a uv_poll_t, as in hiredis's adapters/libuv.h,
-** with one fix: that header (0.14) ignores a poll callback with status < 0,
-** which libuv reports for POLLERR (a refused connect, a reset) after
-** stopping the handle, so the context would hang until a timeout. Here an
-** error is handed to hiredis as the events it waits for: its read, write or
-** connect check then sees the socket error and tears the context down.
-** The watcher is freed in its close callback; it never points at the client.
-*/
-typedef struct ruv_watch {
-    redisAsyncContext *ac; /* NULL once hiredis let go of it */
-    uv_poll_t poll;
-    int events;
-} ruv_watch;
-
-static void ruv_on_poll(uv_poll_t *h, int status, int events)
-{
-    ruv_watch *w = h->data;
-    int ev = status < 0 ? w->events : events;
-    if (w->ac != NULL && (ev & UV_READABLE))
-        redisAsyncHandleRead(w->ac);
-    if (w->ac != NULL && (ev & UV_WRITABLE))
-        redisAsyncHandleWrite(w->ac);
-}
-
-static void ruv_update(ruv_watch *w, int events)
-{
-    w->events = events;
-    if (events)
-        uv_poll_start(&w->poll, events, ruv_on_poll);
-    else
-        uv_poll_stop(&w->poll);
-}
-
-static void ruv_add_read(void *p)
-{
-    ruv_watch *w = p;
-    ruv_update(w, w->events | UV_READABLE);
-}
-
-static void ruv_del_read(void *p)
-{
-    ruv_watch *w = p;
-    ruv_update(w, w->events & ~UV_READABLE);
-}
-
-static void ruv_add_write(void *p)
-{
-    ruv_watch *w = p;
-    ruv_update(w, w->events | UV_WRITABLE);
-}
-
-static void ruv_del_write(void *p)
-{
-    ruv_watch *w = p;
-    ruv_update(w, w->events & ~UV_WRITABLE);
-}
-
-static void ruv_on_close(uv_handle_t *h)
-{
-    free(h->data);
-}
-
-static void ruv_cleanup(void *p)
-{
-    ruv_watch *w = p;
-    w->ac = NULL;
-    uv_close((uv_handle_t *)&w->poll, ruv_on_close);
-}
-
-static int ruv_attach(redisAsyncContext *ac, uv_loop_t *loop, int weak)
-{
-    ruv_watch *w;
-    if (ac->ev.data != NULL || (w = calloc(1, sizeof *w)) == NULL)
-        return -1;
-    if (uv_poll_init(loop, &w->poll, ac->c.fd) != 0) {
-        free(w);
-        return -1;
-    }
-    if (weak)
-        uv_unref((uv_handle_t *)&w->poll);
-    w->ac = ac;
-    w->poll.data = w;
-    ac->ev.data = w;
-    ac->ev.addRead = ruv_add_read;
-    ac->ev.delRead = ruv_del_read;
-    ac->ev.addWrite = ruv_add_write;
-    ac->ev.delWrite = ruv_del_write;
-    ac->ev.cleanup = ruv_cleanup;
-    return 0;
-}
-
 /* ---- requests ---------------------------------------------------------- */
 
 static void free_cmd(rreq *r)
@@ -264,6 +185,8 @@ static void free_cmd(rreq *r)
 
 static void req_free(rreq *r)
 {
+    if (mlist_linked(&r->sq))
+        mlist_remove(&r->sq);
     free_cmd(r);
     free(r);
 }
@@ -399,37 +322,496 @@ static char *eval_format(redis_uv *cli, const rreq *r, int use_sha, size_t *outl
     return buf;
 }
 
+/* ---- the connection: a libuv stream, TLS, hiredis's reader ------------ */
+
+struct rconn {
+    redis_uv *cli;   /* NULL once detached */
+    redis_uv *owner; /* the client it was detached from, until its sent list failed */
+    union {
+        uv_handle_t h;
+        uv_stream_t s;
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+    } u;
+    uv_connect_t creq;
+    redisReader *reader;
+    SSL *ssl;         /* rediss://, else NULL */
+    BIO *rbio, *wbio; /* memory BIOs (owned by ssl): bytes from / for the server */
+    int tls_ready;    /* the TLS handshake is done */
+    mlist sent;       /* rreq.sq, oldest first */
+    char *obuf;       /* bytes for the socket not yet handed to uv_write */
+    size_t olen, ocap;
+    int writing;     /* a uv_write in flight */
+    int dispatching; /* inside reply callbacks */
+    char why[256];   /* why it was detached */
+    char rbuf[65536];
+};
+
+typedef struct wreq {
+    uv_write_t req;
+    rconn *c;
+    char *buf;
+} wreq;
+
+static void conn_gone(rconn *c, const char *why);
+static void conn_down(redis_uv *cli, const char *why);
+static void conn_ready(redis_uv *cli);
+static void handle_reply(rconn *c, rreq *r, redisReply *reply);
+
+static void conn_free(uv_handle_t *h)
+{
+    rconn *c = h->data;
+    if (c->reader != NULL)
+        redisReaderFree(c->reader);
+    SSL_free(c->ssl); /* and its BIOs */
+    free(c->obuf);
+    free(c);
+}
+
+/* Room for n more bytes in the output buffer. */
+static int obuf_room(rconn *c, size_t n)
+{
+    if (c->olen + n <= c->ocap)
+        return 0;
+    size_t cap = c->ocap ? c->ocap : 4096;
+    while (cap < c->olen + n)
+        cap *= 2;
+    char *nb = realloc(c->obuf, cap);
+    if (nb == NULL)
+        return -1;
+    c->obuf = nb;
+    c->ocap = cap;
+    return 0;
+}
+
+static int obuf_put(rconn *c, const void *p, size_t n)
+{
+    if (obuf_room(c, n) != 0)
+        return -1;
+    memcpy(c->obuf + c->olen, p, n);
+    c->olen += n;
+    return 0;
+}
+
+/* TLS records the SSL object wrote go to the output buffer. */
+static int tls_pull(rconn *c)
+{
+    size_t n;
+    while ((n = BIO_ctrl_pending(c->wbio)) > 0) {
+        if (n > INT_MAX)
+            n = INT_MAX;
+        if (obuf_room(c, n) != 0)
+            return -1;
+        int got = BIO_read(c->wbio, c->obuf + c->olen, (int)n);
+        if (got <= 0)
+            return -1;
+        c->olen += (size_t)got;
+    }
+    return 0;
+}
+
+static void conn_kick(rconn *c);
+
+static void on_written(uv_write_t *req, int status)
+{
+    wreq *w = (wreq *)req;
+    rconn *c = w->c;
+    free(w->buf);
+    free(w);
+    c->writing = 0;
+    if (c->cli == NULL)
+        return;
+    if (status < 0) {
+        char why[160];
+        snprintf(why, sizeof why, "write failed: %s", uv_strerror(status));
+        conn_gone(c, why);
+        return;
+    }
+    conn_kick(c);
+}
+
+/* Hands the output buffer to uv_write unless a write is in flight (the bytes
+ * of a burst of commands then go out together when it ends). */
+static void conn_kick(rconn *c)
+{
+    if (c->writing || c->olen == 0 || c->cli == NULL)
+        return;
+    wreq *w = malloc(sizeof *w);
+    if (w == NULL)
+        return; /* the next kick tries again; the deadlines still run */
+    w->c = c;
+    w->buf = c->obuf;
+    uv_buf_t b = uv_buf_init(c->obuf, (unsigned)c->olen);
+    c->obuf = NULL;
+    c->olen = c->ocap = 0;
+    c->writing = 1;
+    int rc = uv_write(&w->req, &c->u.s, &b, 1, on_written);
+    if (rc < 0) {
+        char why[160];
+        c->writing = 0;
+        free(w->buf);
+        free(w);
+        snprintf(why, sizeof why, "write failed: %s", uv_strerror(rc));
+        conn_gone(c, why);
+    }
+}
+
+/* Queues bytes of the protocol for the server (through TLS on rediss://). */
+static int conn_send(rconn *c, const char *p, size_t n)
+{
+    if (c->ssl != NULL) {
+        while (n > 0) {
+            int k = SSL_write(c->ssl, p, n > INT_MAX ? INT_MAX : (int)n);
+            if (k <= 0) {
+                ERR_clear_error();
+                return -1;
+            }
+            p += k;
+            n -= (size_t)k;
+        }
+        if (tls_pull(c) != 0)
+            return -1;
+    } else if (obuf_put(c, p, n) != 0) {
+        return -1;
+    }
+    conn_kick(c);
+    return 0;
+}
+
+/* Fails the commands sent on a detached connection: "connection lost
+ * (why)", or "closed" when its client is closing. */
+static void fail_sent(rconn *c)
+{
+    redis_uv *cli = c->owner;
+    rreq *r;
+    if (cli == NULL)
+        return;
+    c->owner = NULL;
+    while ((r = mlist_first_entry(&c->sent, rreq, sq)) != NULL) {
+        mlist_remove(&r->sq);
+        if (r->hs || r->state == RQ_DONE) {
+            req_free(r);
+            continue;
+        }
+        dl_unlink(cli, r);
+        if (cli->closing)
+            req_fail(r, REDIS_UV_ECLOSED, "redis: closed");
+        else
+            req_fail(r, REDIS_UV_ECONNLOST, "redis: connection lost (%s)", c->why);
+        req_free(r);
+    }
+    if (dl_first(cli) == NULL)
+        dl_arm(cli);
+}
+
+/* Detaches c from its client and closes it; its sent commands fail now,
+ * or after the reply callback running now. */
+static void conn_detach(rconn *c, const char *why)
+{
+    redis_uv *cli = c->cli;
+    if (cli == NULL)
+        return;
+    if (cli->conn == c)
+        cli->conn = NULL;
+    c->cli = NULL;
+    c->owner = cli;
+    snprintf(c->why, sizeof c->why, "%s", why);
+    if (!uv_is_closing(&c->u.h))
+        uv_close(&c->u.h, conn_free);
+    if (!c->dispatching)
+        fail_sent(c);
+}
+
+/* The server side went away, or the connection broke. */
+static void conn_gone(rconn *c, const char *why)
+{
+    redis_uv *cli = c->cli;
+    if (cli == NULL)
+        return;
+    if (cli->conn == c) {
+        cli->conn = NULL;
+        conn_down(cli, why);
+    }
+    conn_detach(c, why);
+}
+
+/* Writes a handshake command (AUTH, SELECT) on c. */
+static int send_hs(rconn *c, int hs, const char *fmt, ...)
+{
+    char *cmd = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    int len = redisvFormatCommand(&cmd, fmt, ap);
+    va_end(ap);
+    rreq *r = len > 0 ? calloc(1, sizeof *r) : NULL;
+    int rc = r != NULL ? conn_send(c, cmd, (size_t)len) : -1;
+    if (cmd != NULL) {
+        explicit_bzero(cmd, (size_t)(len > 0 ? len : 0)); /* AUTH's password */
+        redisFreeCommand(cmd);
+    }
+    if (rc != 0) {
+        free(r);
+        return -1;
+    }
+    r->cli = c->cli;
+    r->hs = hs;
+    r->script = -1;
+    r->state = RQ_SENT;
+    mlist_push_back(&c->sent, &r->sq);
+    return 0;
+}
+
+/* Connected (and TLS done): AUTH and SELECT when the URL gives them. */
+static void start_handshake(rconn *c)
+{
+    redis_uv *cli = c->cli;
+    cli->state = CS_HANDSHAKE;
+    cli->handshake_left = 0;
+    if (cli->pass != NULL) {
+        int rc = cli->user != NULL ? send_hs(c, HS_AUTH, "AUTH %s %s", cli->user, cli->pass)
+                                   : send_hs(c, HS_AUTH, "AUTH %s", cli->pass);
+        if (rc != 0) {
+            conn_gone(c, "out of memory");
+            return;
+        }
+        cli->handshake_left++;
+    }
+    if (cli->db >= 0) {
+        if (send_hs(c, HS_SELECT, "SELECT %d", cli->db) != 0) {
+            conn_gone(c, "out of memory");
+            return;
+        }
+        cli->handshake_left++;
+    }
+    if (cli->handshake_left == 0)
+        conn_ready(cli);
+}
+
+/* Why the TLS handshake failed, for humans. */
+static void tls_why(rconn *c, char *why, size_t n)
+{
+    long vr = SSL_get_verify_result(c->ssl);
+    unsigned long e = ERR_peek_last_error();
+    const char *reason = e ? ERR_reason_error_string(e) : NULL;
+    if (vr != X509_V_OK)
+        snprintf(why, n, "TLS handshake failed: certificate verify failed: %s",
+                 X509_verify_cert_error_string(vr));
+    else if (reason != NULL)
+        snprintf(why, n, "TLS handshake failed: %s", reason);
+    else
+        snprintf(why, n, "TLS handshake failed");
+    ERR_clear_error();
+}
+
+/* Bytes from a TLS server: the handshake, then plain bytes to the reader.
+ * 0, or -1 when the connection is gone. */
+static int tls_in(rconn *c, const char *p, size_t n)
+{
+    char why[300], buf[16384];
+    if (BIO_write(c->rbio, p, (int)n) != (int)n) {
+        conn_gone(c, "out of memory");
+        return -1;
+    }
+    if (!c->tls_ready) {
+        int r = SSL_do_handshake(c->ssl);
+        if (tls_pull(c) != 0) {
+            conn_gone(c, "out of memory");
+            return -1;
+        }
+        conn_kick(c);
+        if (r != 1) {
+            int e = SSL_get_error(c->ssl, r);
+            if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+                return 0;
+            tls_why(c, why, sizeof why);
+            conn_gone(c, why);
+            return -1;
+        }
+        c->tls_ready = 1;
+        start_handshake(c);
+        if (c->cli == NULL)
+            return -1;
+    }
+    for (;;) {
+        int r = SSL_read(c->ssl, buf, sizeof buf);
+        if (r > 0) {
+            if (redisReaderFeed(c->reader, buf, (size_t)r) != REDIS_OK) {
+                conn_gone(c, "out of memory");
+                return -1;
+            }
+            continue;
+        }
+        int e = SSL_get_error(c->ssl, r);
+        if (e == SSL_ERROR_WANT_READ)
+            break;
+        if (e == SSL_ERROR_ZERO_RETURN) {
+            snprintf(why, sizeof why, "server closed the TLS connection");
+        } else {
+            unsigned long le = ERR_peek_last_error();
+            const char *reason = le ? ERR_reason_error_string(le) : NULL;
+            snprintf(why, sizeof why, "TLS: %s", reason ? reason : "read failed");
+        }
+        ERR_clear_error();
+        conn_gone(c, why);
+        return -1;
+    }
+    if (tls_pull(c) != 0) { /* (key updates, alerts) */
+        conn_gone(c, "out of memory");
+        return -1;
+    }
+    conn_kick(c);
+    return 0;
+}
+
+/* Hands each complete reply to the command it answers, oldest first. */
+static void dispatch(rconn *c)
+{
+    c->dispatching++;
+    while (c->cli != NULL) {
+        void *reply = NULL;
+        if (redisReaderGetReply(c->reader, &reply) != REDIS_OK) {
+            char why[200];
+            snprintf(why, sizeof why, "protocol error: %s", c->reader->errstr);
+            conn_gone(c, why);
+            break;
+        }
+        if (reply == NULL)
+            break;
+        rreq *r = mlist_first_entry(&c->sent, rreq, sq);
+        if (r == NULL) {
+            freeReplyObject(reply);
+            conn_gone(c, "protocol error: a reply to no command");
+            break;
+        }
+        mlist_remove(&r->sq);
+        handle_reply(c, r, reply);
+        freeReplyObject(reply);
+    }
+    c->dispatching--;
+    if (c->cli == NULL && !c->dispatching)
+        fail_sent(c);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
+{
+    rconn *c = h->data;
+    (void)suggested;
+    *b = uv_buf_init(c->rbuf, sizeof c->rbuf);
+}
+
+static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
+{
+    rconn *c = st->data;
+    if (c->cli == NULL || n == 0)
+        return;
+    if (n < 0) {
+        char why[160];
+        if (n == UV_EOF)
+            snprintf(why, sizeof why, "server closed the connection");
+        else
+            snprintf(why, sizeof why, "%s", uv_strerror((int)n));
+        conn_gone(c, why);
+        return;
+    }
+    if (c->ssl != NULL) {
+        if (tls_in(c, b->base, (size_t)n) != 0)
+            return;
+    } else if (redisReaderFeed(c->reader, b->base, (size_t)n) != REDIS_OK) {
+        conn_gone(c, "out of memory");
+        return;
+    }
+    dispatch(c);
+}
+
+static void on_connect(uv_connect_t *req, int status)
+{
+    rconn *c = req->data;
+    if (c->cli == NULL)
+        return; /* dropped meanwhile (UV_ECANCELED) */
+    if (status < 0) {
+        char why[160];
+        snprintf(why, sizeof why, "%s", uv_strerror(status));
+        conn_gone(c, why);
+        return;
+    }
+    int rc = uv_read_start(&c->u.s, on_alloc, on_read);
+    if (rc < 0) {
+        conn_gone(c, uv_strerror(rc));
+        return;
+    }
+    c->cli->state = CS_HANDSHAKE;
+    if (c->ssl == NULL) {
+        start_handshake(c);
+        return;
+    }
+    int r = SSL_do_handshake(c->ssl); /* the ClientHello */
+    if (r != 1 && SSL_get_error(c->ssl, r) != SSL_ERROR_WANT_READ) {
+        char why[300];
+        tls_why(c, why, sizeof why);
+        conn_gone(c, why);
+        return;
+    }
+    if (tls_pull(c) != 0) {
+        conn_gone(c, "out of memory");
+        return;
+    }
+    conn_kick(c);
+}
+
+/* The TLS side of a new connection: verifies the server's certificate
+ * against its host name or IP address. */
+static int tls_setup(redis_uv *cli, rconn *c)
+{
+    unsigned char tmp[sizeof(struct in6_addr)];
+    if ((c->ssl = SSL_new(cli->ssl_ctx)) == NULL)
+        return -1;
+    c->rbio = BIO_new(BIO_s_mem());
+    c->wbio = BIO_new(BIO_s_mem());
+    if (c->rbio == NULL || c->wbio == NULL) {
+        BIO_free(c->rbio);
+        BIO_free(c->wbio);
+        return -1;
+    }
+    BIO_set_mem_eof_return(c->rbio, -1); /* empty: "want read", not end of file */
+    SSL_set_bio(c->ssl, c->rbio, c->wbio);
+    SSL_set_connect_state(c->ssl);
+    int ip = inet_pton(AF_INET, cli->host, tmp) == 1 || inet_pton(AF_INET6, cli->host, tmp) == 1;
+    if (ip)
+        return X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), cli->host) == 1 ? 0 : -1;
+    if (SSL_set_tlsext_host_name(c->ssl, cli->host) != 1 || SSL_set1_host(c->ssl, cli->host) != 1)
+        return -1;
+    return 0;
+}
+
 /* ---- sending ----------------------------------------------------------- */
 
-static void on_reply(redisAsyncContext *ac, void *reply, void *priv);
-
-/* Writes r on the ready connection. 0, or -1 when hiredis refused it (r is
-** then unchanged). `force_eval`: send an eval as EVAL whatever the epoch. */
+/* Writes r on the ready connection. 0, or -1 when it could not (r is then
+** unchanged). `force_eval`: send an eval as EVAL whatever the epoch. */
 static int req_send(redis_uv *cli, rreq *r, int force_eval)
 {
-    int rc;
-    if (cli->ac == NULL || cli->state != CS_READY)
+    rconn *c = cli->conn;
+    if (c == NULL || cli->state != CS_READY)
         return -1;
     if (r->script >= 0) {
-        rscript *s = &cli->scripts[r->script];
-        int use_sha = !force_eval && s->epoch == cli->epoch;
+        rscript *sc = &cli->scripts[r->script];
+        int use_sha = !force_eval && sc->epoch == cli->epoch;
         size_t n = 0;
         char *buf = eval_format(cli, r, use_sha, &n);
         if (buf == NULL)
             return -1;
-        rc = redisAsyncFormattedCommand(cli->ac, on_reply, r, buf, n);
+        int rc = conn_send(c, buf, n);
         free(buf);
-        if (rc != REDIS_OK)
+        if (rc != 0)
             return -1;
         if (!use_sha)
-            s->epoch = cli->epoch;
+            sc->epoch = cli->epoch;
     } else {
-        rc = redisAsyncFormattedCommand(cli->ac, on_reply, r, r->cmd, r->len);
-        if (rc != REDIS_OK)
+        if (conn_send(c, r->cmd, r->len) != 0)
             return -1;
         free_cmd(r);
     }
     r->state = RQ_SENT;
+    mlist_push_back(&c->sent, &r->sq);
     cli->st.sent++;
     return 0;
 }
@@ -496,8 +878,8 @@ static void on_conn_timer(uv_timer_t *t)
     conn_drop(cli, "connect timed out");
 }
 
-/* The connection is gone (cli->ac already detached): note why, and plan the
-** next attempt. */
+/* The connection is gone (cli->conn already detached): note why, and plan
+** the next attempt. */
 static void conn_down(redis_uv *cli, const char *why)
 {
     if (cli->state == CS_READY)
@@ -514,24 +896,15 @@ static void conn_down(redis_uv *cli, const char *why)
 }
 
 /* Drops the current connection on this side. The commands sent on it fail
-** (now, or after the running hiredis callback) with "connection lost (why)". */
+** (now, or after the running reply callback) with "connection lost (why)". */
 static void conn_drop(redis_uv *cli, const char *why)
 {
-    redisAsyncContext *ac = cli->ac;
-    cli->ac = NULL;
+    rconn *c = cli->conn;
+    cli->conn = NULL;
     snprintf(cli->drop_reason, sizeof cli->drop_reason, "%s", why);
     conn_down(cli, why);
-    if (ac != NULL)
-        redisAsyncFree(ac);
-}
-
-/* hiredis is tearing down `ac` (read/write error, server closed it). */
-static void conn_lost(redis_uv *cli, const redisAsyncContext *ac)
-{
-    if (cli->ac != ac)
-        return;
-    cli->ac = NULL;
-    conn_down(cli, ac->errstr != NULL && ac->errstr[0] ? ac->errstr : "disconnected");
+    if (c != NULL)
+        conn_detach(c, why);
 }
 
 static void conn_ready(redis_uv *cli)
@@ -546,16 +919,10 @@ static void conn_ready(redis_uv *cli)
     wq_flush(cli);
 }
 
-static void on_handshake(redisAsyncContext *ac, void *reply_, void *priv, const char *what)
+/* A reply to AUTH or SELECT. */
+static void on_handshake(rconn *c, const redisReply *reply, const char *what)
 {
-    redis_uv *cli = priv;
-    const redisReply *reply = reply_;
-    if (cli->ac != ac)
-        return;
-    if (reply == NULL) {
-        conn_lost(cli, ac);
-        return;
-    }
+    redis_uv *cli = c->cli;
     if (reply->type == REDIS_REPLY_ERROR) {
         char why[256];
         snprintf(why, sizeof why, "%s failed: %.*s", what,
@@ -567,75 +934,54 @@ static void on_handshake(redisAsyncContext *ac, void *reply_, void *priv, const 
         conn_ready(cli);
 }
 
-static void on_auth(redisAsyncContext *ac, void *reply, void *priv)
-{
-    on_handshake(ac, reply, priv, "AUTH");
-}
-
-static void on_select(redisAsyncContext *ac, void *reply, void *priv)
-{
-    on_handshake(ac, reply, priv, "SELECT");
-}
-
-static void on_connect(const redisAsyncContext *cac, int status)
-{
-    redis_uv *cli = cac->data;
-    redisAsyncContext *ac = cli->ac;
-    if (ac != cac)
-        return;
-    if (status != REDIS_OK) {
-        /* hiredis frees the context after this returns. */
-        cli->ac = NULL;
-        conn_down(cli, cac->errstr != NULL && cac->errstr[0] ? cac->errstr : "connect failed");
-        return;
-    }
-    cli->state = CS_HANDSHAKE;
-    cli->handshake_left = 0;
-    if (cli->pass != NULL) {
-        int rc = cli->user != NULL
-                     ? redisAsyncCommand(ac, on_auth, cli, "AUTH %s %s", cli->user, cli->pass)
-                     : redisAsyncCommand(ac, on_auth, cli, "AUTH %s", cli->pass);
-        if (rc == REDIS_OK)
-            cli->handshake_left++;
-    }
-    if (cli->db >= 0 && redisAsyncCommand(ac, on_select, cli, "SELECT %d", cli->db) == REDIS_OK)
-        cli->handshake_left++;
-    if (cli->handshake_left == 0)
-        conn_ready(cli);
-}
-
-static void on_disconnect(const redisAsyncContext *ac, int status)
-{
-    (void)status;
-    conn_lost((redis_uv *)ac->data, ac);
-}
-
-/* Opens a hiredis context to a numeric address or a socket path. */
+/* Opens a connection to a numeric address or a socket path. */
 static void conn_open(redis_uv *cli, const char *addr)
 {
-    redisAsyncContext *ac =
-        cli->path != NULL ? redisAsyncConnectUnix(cli->path) : redisAsyncConnect(addr, cli->port);
-    if (ac == NULL) {
+    union {
+        struct sockaddr sa;
+        struct sockaddr_in in;
+        struct sockaddr_in6 in6;
+    } sa;
+    char why[200];
+    rconn *c = calloc(1, sizeof *c);
+    if (c == NULL || (c->reader = redisReaderCreate()) == NULL) {
+        free(c);
         conn_down(cli, "out of memory");
         return;
     }
-    if (ac->err) {
-        char why[256];
-        snprintf(why, sizeof why, "%s", ac->errstr);
-        redisAsyncFree(ac);
-        conn_down(cli, why);
+    mlist_init(&c->sent);
+    c->cli = cli;
+    c->u.h.data = c;
+    c->creq.data = c;
+    if (cli->tls && tls_setup(cli, c) != 0) {
+        redisReaderFree(c->reader);
+        SSL_free(c->ssl);
+        free(c);
+        ERR_clear_error();
+        conn_down(cli, "cannot set up TLS");
         return;
     }
-    if (ruv_attach(ac, cli->loop, cli->opt.weak) != 0) {
-        redisAsyncFree(ac);
-        conn_down(cli, "cannot watch the socket");
-        return;
+    int rc;
+    if (cli->path != NULL) {
+        uv_pipe_init(cli->loop, &c->u.pipe, 0);
+        uv_pipe_connect(&c->creq, &c->u.pipe, cli->path, on_connect);
+        rc = 0;
+    } else {
+        uv_tcp_init(cli->loop, &c->u.tcp);
+        uv_tcp_nodelay(&c->u.tcp, 1);
+        rc = strchr(addr, ':') != NULL ? uv_ip6_addr(addr, cli->port, &sa.in6)
+                                       : uv_ip4_addr(addr, cli->port, &sa.in);
+        if (rc == 0)
+            rc = uv_tcp_connect(&c->creq, &c->u.tcp, &sa.sa, on_connect);
     }
-    ac->data = cli;
-    cli->ac = ac;
+    if (cli->opt.weak)
+        uv_unref(&c->u.h);
+    cli->conn = c;
     cli->state = CS_CONNECTING;
-    redisAsyncSetDisconnectCallback(ac, on_disconnect);
-    redisAsyncSetConnectCallback(ac, on_connect);
+    if (rc < 0) {
+        snprintf(why, sizeof why, "%s", uv_strerror(rc));
+        conn_gone(c, why);
+    }
 }
 
 static int family_rank(int family)
@@ -718,32 +1064,21 @@ static void conn_start(redis_uv *cli)
 
 /* ---- replies and deadlines --------------------------------------------- */
 
-static void on_reply(redisAsyncContext *ac, void *reply_, void *priv)
+static void handle_reply(rconn *c, rreq *r, redisReply *reply)
 {
-    rreq *r = priv;
-    redis_uv *cli = r->cli;
-    const redisReply *reply = reply_;
-
+    redis_uv *cli = c->cli;
+    if (r->hs) {
+        int hs = r->hs;
+        req_free(r);
+        on_handshake(c, reply, hs == HS_AUTH ? "AUTH" : "SELECT");
+        return;
+    }
     if (r->state == RQ_DONE) { /* its callback already fired (timeout) */
         req_free(r);
         return;
     }
-    if (reply == NULL) {
-        const char *why;
-        conn_lost(cli, ac);
-        why = ac->err && ac->errstr != NULL && ac->errstr[0] ? ac->errstr : cli->drop_reason;
-        dl_unlink(cli, r);
-        if (cli->closing)
-            req_fail(r, REDIS_UV_ECLOSED, "redis: closed");
-        else
-            req_fail(r, REDIS_UV_ECONNLOST, "redis: connection lost (%s)", why);
-        req_free(r);
-        if (dl_first(cli) == NULL)
-            dl_arm(cli);
-        return;
-    }
     if (r->script >= 0 && !r->fellback && reply->type == REDIS_REPLY_ERROR && reply->len >= 8 &&
-        strncmp(reply->str, "NOSCRIPT", 8) == 0 && cli->ac == ac) {
+        strncmp(reply->str, "NOSCRIPT", 8) == 0 && cli->conn == c) {
         r->fellback = 1;
         if (req_send(cli, r, 1) == 0) {
             cli->st.noscript++;
@@ -779,14 +1114,14 @@ static void on_dl_timer(uv_timer_t *t)
                          cli->endpoint, ms);
             req_free(r);
         } else {
-            /* hiredis still holds it: freed when it calls back. */
+            /* still on its connection's sent list: freed with its reply */
             r->state = RQ_DONE;
             stalled = 1;
             req_fail(r, REDIS_UV_ETIMEDOUT, "redis: timed out after %llu ms at %s", ms,
                      cli->endpoint);
         }
     }
-    if (stalled && !cli->closing && cli->ac != NULL && cli->state == CS_READY)
+    if (stalled && !cli->closing && cli->conn != NULL && cli->state == CS_READY)
         conn_drop(cli, "a command timed out: server stalled");
     dl_arm(cli);
 }
@@ -847,8 +1182,13 @@ static int parse_userinfo(redis_uv *cli, const char *s, const char *at)
 {
     const char *colon = memchr(s, ':', (size_t)(at - s));
     int bad = 0;
-    if (colon == NULL)
-        return REDIS_UV_EURL; /* a user without a password */
+    if (colon == NULL) { /* a user without a password: the password option's */
+        if (at == s)
+            return REDIS_UV_EURL;
+        if ((cli->user = pct_dup(s, (size_t)(at - s), &bad)) == NULL)
+            return bad ? REDIS_UV_EURL : REDIS_UV_ENOMEM;
+        return 0;
+    }
     if (colon > s && (cli->user = pct_dup(s, (size_t)(colon - s), &bad)) == NULL)
         return bad ? REDIS_UV_EURL : REDIS_UV_ENOMEM;
     if ((cli->pass = pct_dup(colon + 1, (size_t)(at - colon - 1), &bad)) == NULL)
@@ -877,9 +1217,14 @@ static int parse_url(redis_uv *cli, const char *url)
         snprintf(cli->endpoint, sizeof cli->endpoint, "%s", cli->path);
         return 0;
     }
-    if (strncmp(url, "redis://", 8) != 0)
+    if (strncmp(url, "rediss://", 9) == 0) {
+        cli->tls = 1;
+        s = url + 9;
+    } else if (strncmp(url, "redis://", 8) == 0) {
+        s = url + 8;
+    } else {
         return REDIS_UV_EURL;
-    s = url + 8;
+    }
     end = s + strcspn(s, "/");
     at = memchr(s, '@', (size_t)(end - s));
     if (at != NULL) {
@@ -928,8 +1273,83 @@ static int parse_url(redis_uv *cli, const char *url)
 
 /* ---- open / close ------------------------------------------------------ */
 
+static int open_fail(redis_uv *cli, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int open_fail(redis_uv *cli, int rc, const char *fmt, ...)
+{
+    if (cli->opt.errbuf != NULL && cli->opt.errlen > 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(cli->opt.errbuf, cli->opt.errlen, fmt, ap);
+        va_end(ap);
+    }
+    return rc;
+}
+
+/* Why OpenSSL refused a file, for humans. */
+static const char *ssl_reason(void)
+{
+    unsigned long e = ERR_peek_last_error();
+    const char *r = e ? ERR_reason_error_string(e) : NULL;
+    return r != NULL ? r : "unreadable";
+}
+
+/* The password option, and the TLS context of a rediss:// client: the CA
+** file (else the system's store), a client certificate and key. */
+static int security_setup(redis_uv *cli)
+{
+    const redis_uv_options *o = &cli->opt;
+    if (o->password != NULL && o->password[0] != '\0') {
+        if (cli->pass != NULL)
+            explicit_bzero(cli->pass, strlen(cli->pass));
+        free(cli->pass);
+        if ((cli->pass = str_ndup(o->password, strlen(o->password))) == NULL)
+            return REDIS_UV_ENOMEM;
+    }
+    if (cli->user != NULL && cli->pass == NULL)
+        return open_fail(cli, REDIS_UV_EURL,
+                         "the URL names a user but no password (give it in the URL or a "
+                         "password file)");
+    int has_ca = o->tls_ca_file != NULL && o->tls_ca_file[0];
+    int has_cert = o->tls_cert_file != NULL && o->tls_cert_file[0];
+    int has_key = o->tls_key_file != NULL && o->tls_key_file[0];
+    if (!cli->tls)
+        return has_ca || has_cert || has_key
+                   ? open_fail(cli, REDIS_UV_ETLS, "TLS files are set but the URL is not rediss://")
+                   : 0;
+    if (has_cert != has_key)
+        return open_fail(cli, REDIS_UV_ETLS,
+                         "a client certificate and its key go together: set both or neither");
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (ctx == NULL)
+        return REDIS_UV_ENOMEM;
+    cli->ssl_ctx = ctx;
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    int rc = 0;
+    if (has_ca && SSL_CTX_load_verify_locations(ctx, o->tls_ca_file, NULL) != 1)
+        rc = open_fail(cli, REDIS_UV_ETLS, "cannot load the CA file %s: %s", o->tls_ca_file,
+                       ssl_reason());
+    else if (!has_ca && SSL_CTX_set_default_verify_paths(ctx) != 1)
+        rc = open_fail(cli, REDIS_UV_ETLS, "cannot load the system's CA store: %s", ssl_reason());
+    else if (has_cert && SSL_CTX_use_certificate_chain_file(ctx, o->tls_cert_file) != 1)
+        rc = open_fail(cli, REDIS_UV_ETLS, "cannot load the certificate file %s: %s",
+                       o->tls_cert_file, ssl_reason());
+    else if (has_key && SSL_CTX_use_PrivateKey_file(ctx, o->tls_key_file, SSL_FILETYPE_PEM) != 1)
+        rc = open_fail(cli, REDIS_UV_ETLS, "cannot load the key file %s: %s", o->tls_key_file,
+                       ssl_reason());
+    else if (has_key && SSL_CTX_check_private_key(ctx) != 1)
+        rc = open_fail(cli, REDIS_UV_ETLS, "the key file %s does not match the certificate %s",
+                       o->tls_key_file, o->tls_cert_file);
+    ERR_clear_error();
+    return rc;
+}
+
 static void cli_free(redis_uv *cli)
 {
+    if (cli->pass != NULL)
+        explicit_bzero(cli->pass, strlen(cli->pass));
+    SSL_CTX_free(cli->ssl_ctx);
     for (int i = 0; i < cli->nscripts; i++)
         free(cli->scripts[i].src);
     free(cli->scripts);
@@ -952,10 +1372,22 @@ int redis_uv_open(uv_loop_t *loop, const char *url, const redis_uv_options *opts
         return REDIS_UV_ENOMEM;
     if ((rc = parse_url(cli, url)) != 0) {
         cli_free(cli);
+        if (opts != NULL && opts->errbuf != NULL && opts->errlen > 0)
+            snprintf(opts->errbuf, opts->errlen, "%s", redis_uv_strerror(rc));
         return rc;
     }
     if (opts != NULL)
         cli->opt = *opts;
+    rc = security_setup(cli);
+    /* the caller's strings are read during open only */
+    cli->opt.tls_ca_file = cli->opt.tls_cert_file = cli->opt.tls_key_file = NULL;
+    cli->opt.password = NULL;
+    cli->opt.errbuf = NULL;
+    cli->opt.errlen = 0;
+    if (rc != 0) {
+        cli_free(cli);
+        return rc;
+    }
     if (cli->opt.op_timeout_ms == 0)
         cli->opt.op_timeout_ms = 5000;
     if (cli->opt.connect_timeout_ms == 0)
@@ -1018,13 +1450,13 @@ void redis_uv_close(redis_uv *cli, redis_uv_close_cb cb, void *ud)
         req_fail(r, REDIS_UV_ECLOSED, "redis: closed");
         req_free(r);
     }
-    /* Sent ones fail from hiredis's NULL callbacks, now or (inside a reply
-    ** callback) as soon as that callback returns. */
-    if (cli->ac != NULL) {
-        redisAsyncContext *ac = cli->ac;
-        cli->ac = NULL;
+    /* Sent ones fail now or (inside a reply callback) as soon as that
+    ** callback returns. */
+    if (cli->conn != NULL) {
+        rconn *c = cli->conn;
+        cli->conn = NULL;
         snprintf(cli->drop_reason, sizeof cli->drop_reason, "closed");
-        redisAsyncFree(ac);
+        conn_detach(c, "closed");
     }
     uvc_release(&cli->closer);
 }
@@ -1036,8 +1468,8 @@ void redis_uv_hold(redis_uv *cli)
     cli->opt.weak = 0; /* and for a later connection's watcher */
     uv_ref((uv_handle_t *)&cli->conn_timer);
     uv_ref((uv_handle_t *)&cli->dl_timer);
-    if (cli->ac != NULL && cli->ac->ev.data != NULL)
-        uv_ref((uv_handle_t *)&((ruv_watch *)cli->ac->ev.data)->poll);
+    if (cli->conn != NULL)
+        uv_ref(&cli->conn->u.h);
 }
 
 /* ---- commands ---------------------------------------------------------- */
@@ -1187,7 +1619,7 @@ int redis_uv_eval(redis_uv *cli, redis_uv_cb cb, void *ud, int script_id, int nk
 
 int redis_uv_is_connected(const redis_uv *cli)
 {
-    return cli != NULL && cli->state == CS_READY && cli->ac != NULL;
+    return cli != NULL && cli->state == CS_READY && cli->conn != NULL;
 }
 
 const char *redis_uv_endpoint(const redis_uv *cli)

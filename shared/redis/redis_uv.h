@@ -1,7 +1,7 @@
 /*
-** redis_uv.h: an asynchronous Redis client on a libuv loop (hiredis's async
-** API on a uv_poll_t), with reconnection, per-command timeouts and Lua
-** scripts run by SHA1.
+** redis_uv.h: an asynchronous Redis client on a libuv loop (hiredis's
+** protocol code on a libuv stream; TLS for rediss:// with OpenSSL), with
+** reconnection, per-command timeouts and Lua scripts run by SHA1.
 **
 ** One client belongs to one uv_loop_t and is used from that loop's thread
 ** only (one loop per VM thread). Nothing here blocks the loop: host names
@@ -9,8 +9,8 @@
 ** command has a deadline.
 **
 ** Model. A client keeps at most one connection. Commands issued while it is
-** connected are written at once and pipelined (hiredis coalesces the writes
-** of one loop turn). Commands issued while it is disconnected wait in a
+** connected are written at once and pipelined (those issued while a write
+** is in flight go out together when it ends). Commands issued while it is disconnected wait in a
 ** queue and are sent, in order, once it is connected again. Every command
 ** has the client's op timeout, counted from the call (libuv's cached loop
 ** time, as for uv timers):
@@ -33,7 +33,7 @@
 ** REDIS_REPLY_ERROR (callers check the type), and `err` is NULL.
 ** status < 0: `reply` is NULL and `err` is a message for humans.
 ** Ownership: `reply` and `err` belong to the client and live only during the
-** callback (hiredis's rule): copy what you keep.
+** callback: copy what you keep.
 **
 ** Closing. redis_uv_close() fails every pending command with REDIS_UV_ECLOSED
 ** ("redis: closed"), each callback once, possibly after close returns but
@@ -75,7 +75,8 @@ extern "C" {
     XX(ETIMEDOUT, MERR_ETIMEDOUT, "command timed out")                                             \
     XX(EUNREACHABLE, -403, "server unreachable")                                                   \
     XX(ENOSCRIPT, -404, "unknown script id")                                                       \
-    XX(ENOTSUP, MERR_ENOTSUP, "command not supported by this client")
+    XX(ENOTSUP, MERR_ENOTSUP, "command not supported by this client")                              \
+    XX(ETLS, -405, "TLS settings refused (CA, certificate or key file)")
 
 MERR_ENUM(redis_uv_errno, REDIS_UV, REDIS_UV_ERRNO_MAP)
 
@@ -94,6 +95,17 @@ typedef struct redis_uv_options {
     unsigned backoff_max_ms;     /* 2000: the delay doubles up to this */
     int weak;                    /* 0: the client's handles keep the loop alive; 1: they do not
                                   * (its user keeps the loop running while it waits for replies) */
+    /* Security. rediss:// (TLS) verifies the server's certificate against
+     * tls_ca_file (NULL or "": the system's CA store) and its host name or
+     * IP address; tls_cert_file + tls_key_file: a client certificate (PEM).
+     * password (NULL or ""): AUTH with it (and the URL's user), instead of
+     * the URL's password. The strings are read during redis_uv_open only. */
+    const char *tls_ca_file;
+    const char *tls_cert_file;
+    const char *tls_key_file;
+    const char *password;
+    char *errbuf; /* NULL, or where redis_uv_open explains a failure */
+    size_t errlen;
 } redis_uv_options;
 
 /* Counters since the client was opened. */
@@ -120,10 +132,17 @@ typedef void (*redis_uv_close_cb)(void *ud);
 /*
 ** Creates a client on `loop` and starts connecting. url:
 **   redis://[[user]:password@]host[:port][/db]   (port 6379; host may be [v6])
+**   rediss://...                                 (the same over TLS)
 **   unix://[[user]:password@]/path/to/socket
+** A URL may name a user without a password ("redis://user@host") only when
+** opts->password gives it.
 ** The password may be %-encoded. `opts` may be NULL. On success *out is the
 ** client, which the caller owns until redis_uv_close(); on error (EINVAL,
-** EURL, ENOMEM) nothing is created. A server that is down is not an error:
+** EURL, ENOMEM, ETLS: a TLS file refused, opts->errbuf says which) nothing
+** is created. A wrong password or a server certificate that does not verify
+** fails the connection attempt (then the commands, at their deadline, as
+** for an unreachable server, with that reason: "AUTH failed: WRONGPASS ...",
+** "TLS handshake failed: certificate verify failed: ..."). A server that is down is not an error:
 ** commands queue and the client keeps trying.
 */
 int redis_uv_open(uv_loop_t *loop, const char *url, const redis_uv_options *opts, redis_uv **out);

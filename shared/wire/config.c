@@ -117,6 +117,32 @@ static int check_allow(const char *v, char *why, size_t whylen)
     return allow_check_item(v, strlen(v), 0, why, whylen);
 }
 
+/* One word of a fixed set, any case. */
+static int check_word(const char *v, const char *const *words, size_t n, char *why, size_t whylen)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcasecmp(v, words[i]) == 0)
+            return 0;
+    size_t at = (size_t)snprintf(why, whylen, "one of ");
+    for (size_t i = 0; i < n && at < whylen; i++)
+        at += (size_t)snprintf(why + at, whylen - at, "%s%s", i ? ", " : "", words[i]);
+    if (at < whylen)
+        snprintf(why + at, whylen - at, " expected");
+    return -1;
+}
+
+static int check_protocol(const char *v, char *why, size_t whylen)
+{
+    static const char *const w[] = {"plaintext", "ssl", "sasl_plaintext", "sasl_ssl"};
+    return check_word(v, w, 4, why, whylen);
+}
+
+static int check_mechanism(const char *v, char *why, size_t whylen)
+{
+    static const char *const w[] = {"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"};
+    return check_word(v, w, 3, why, whylen);
+}
+
 /* ---- the key table -------------------------------------------------------- */
 
 typedef enum ktype {
@@ -136,7 +162,7 @@ typedef struct key {
     int min, max; /* T_INT range; T_CSV/T_LIST: min = 1 if it may not be empty */
     const char *def;
     check_fn check;
-    int secret; /* show redacted (a URL that may hold a password) */
+    int secret; /* 1: show redacted (a URL that may hold a password); 2: never show */
 } key;
 
 #define OFF(f) offsetof(config, f)
@@ -183,6 +209,32 @@ static const key keys[CONFIG_NKEYS] = {
     {"auth.trusted_keys", "MUTIRAO_AUTH_TRUSTED_KEYS", T_CSV, OFF(auth_trusted_keys), 0, 0, "",
      NULL, 0},
     {"auth.required", "MUTIRAO_AUTH_REQUIRED", T_AUTO, OFF(auth_required), 0, 0, "auto", NULL, 0},
+    /* Kafka security: config_kafka_conf */
+    {"kafka.security_protocol", "MUTIRAO_KAFKA_SECURITY_PROTOCOL", T_STR,
+     OFF(kafka_security_protocol), 0, 0, "plaintext", check_protocol, 0},
+    {"kafka.sasl_mechanism", "MUTIRAO_KAFKA_SASL_MECHANISM", T_STR, OFF(kafka_sasl_mechanism), 0, 0,
+     "PLAIN", check_mechanism, 0},
+    {"kafka.sasl_username", "MUTIRAO_KAFKA_SASL_USERNAME", T_STR, OFF(kafka_sasl_username), 0, 0,
+     "", NULL, 0},
+    {"kafka.sasl_password", "MUTIRAO_KAFKA_SASL_PASSWORD", T_STR, OFF(kafka_sasl_password), 0, 0,
+     "", NULL, 2},
+    {"kafka.sasl_password_file", "MUTIRAO_KAFKA_SASL_PASSWORD_FILE", T_STR,
+     OFF(kafka_sasl_password_file), 0, 0, "", NULL, 0},
+    {"kafka.ssl_ca_file", "MUTIRAO_KAFKA_SSL_CA_FILE", T_STR, OFF(kafka_ssl_ca_file), 0, 0, "",
+     NULL, 0},
+    {"kafka.ssl_cert_file", "MUTIRAO_KAFKA_SSL_CERT_FILE", T_STR, OFF(kafka_ssl_cert_file), 0, 0,
+     "", NULL, 0},
+    {"kafka.ssl_key_file", "MUTIRAO_KAFKA_SSL_KEY_FILE", T_STR, OFF(kafka_ssl_key_file), 0, 0, "",
+     NULL, 0},
+    /* Redis security: rediss:// and redis_uv_options */
+    {"redis.tls_ca_file", "MUTIRAO_REDIS_TLS_CA_FILE", T_STR, OFF(redis_tls_ca_file), 0, 0, "",
+     NULL, 0},
+    {"redis.tls_cert_file", "MUTIRAO_REDIS_TLS_CERT_FILE", T_STR, OFF(redis_tls_cert_file), 0, 0,
+     "", NULL, 0},
+    {"redis.tls_key_file", "MUTIRAO_REDIS_TLS_KEY_FILE", T_STR, OFF(redis_tls_key_file), 0, 0, "",
+     NULL, 0},
+    {"redis.password_file", "MUTIRAO_REDIS_PASSWORD_FILE", T_STR, OFF(redis_password_file), 0, 0,
+     "", NULL, 0},
 };
 
 /* Most items of a worker.pools list. */
@@ -215,6 +267,8 @@ static int is_space(char c)
 /* Shows value in an error message: redacted if secret, cut at 80 bytes. */
 static const char *shown(const key *k, const char *value, char *buf, size_t buflen)
 {
+    if (k != NULL && k->secret == 2)
+        return "***";
     if (k != NULL && k->secret) {
         config_redact_url(value, buf, buflen);
         value = buf;
@@ -416,6 +470,91 @@ static int set_key(config *cfg, const key *k, const char *value, const char *ori
     return 0;
 }
 
+/* ---- kafka.property.NAME ------------------------------------------------------ */
+
+int config_kafka_secret_property(const char *name)
+{
+    static const char *const parts[] = {"password", "secret", ".pem", "sasl.oauthbearer.config",
+                                        "ssl_key"};
+    for (size_t i = 0; name != NULL && i < sizeof parts / sizeof parts[0]; i++)
+        if (strstr(name, parts[i]) != NULL)
+            return 1;
+    return 0;
+}
+
+/* A librdkafka property name: 1 to 128 bytes of a-z 0-9 . _ - (they are
+ * lower-case; librdkafka itself checks that it exists). */
+static int check_prop_name(const char *n, size_t len, char *why, size_t whylen)
+{
+    int bad = len == 0 || len > CONFIG_PROPERTY_NAME_MAX;
+    for (size_t i = 0; i < len && !bad; i++) {
+        unsigned char c = (unsigned char)n[i];
+        bad = !(islower(c) || isdigit(c) || c == '.' || c == '_' || c == '-');
+    }
+    if (bad)
+        snprintf(why, whylen,
+                 "a librdkafka property name (1 to %d bytes of a-z 0-9 . _ -) expected after "
+                 "'" CONFIG_KAFKA_PROPERTY_PREFIX "', got '%.*s'",
+                 CONFIG_PROPERTY_NAME_MAX, (int)(len > 64 ? 64 : len), n);
+    return bad ? -1 : 0;
+}
+
+/* Sets the property name (len bytes) to value (trimmed), replacing an earlier
+ * value of it. */
+static int set_prop(config *cfg, const char *name, size_t len, const char *value,
+                    const char *origin, char *err, size_t errlen)
+{
+    char why[320];
+    if (check_prop_name(name, len, why, sizeof why) != 0)
+        return merr_fail(err, errlen, CONFIG_EUNKNOWN, "%s: %s", origin, why);
+    while (is_space(*value))
+        value++;
+    size_t vlen = strlen(value);
+    while (vlen > 0 && is_space(value[vlen - 1]))
+        vlen--;
+    if (vlen == 0)
+        return merr_fail(err, errlen, CONFIG_EVALUE,
+                         "%s: " CONFIG_KAFKA_PROPERTY_PREFIX "%.*s: a value expected", origin,
+                         (int)len, name);
+    size_t i = 0;
+    while (i < cfg->kafka_nprops && !(strlen(cfg->kafka_props[i].name) == len &&
+                                      !memcmp(cfg->kafka_props[i].name, name, len)))
+        i++;
+    if (i == cfg->kafka_nprops && i >= CONFIG_PROPERTIES_MAX)
+        return merr_fail(err, errlen, CONFIG_EVALUE, "%s: at most %d kafka.property keys", origin,
+                         CONFIG_PROPERTIES_MAX);
+    char *v = strndup(value, vlen);
+    char *n = i == cfg->kafka_nprops ? strndup(name, len) : NULL;
+    config_prop *np = NULL;
+    if (v != NULL && i == cfg->kafka_nprops && n != NULL)
+        np = realloc(cfg->kafka_props, (i + 1) * sizeof *np);
+    if (v == NULL || (i == cfg->kafka_nprops && np == NULL)) {
+        free(v);
+        free(n);
+        return merr_fail(err, errlen, CONFIG_ENOMEM, "%s: out of memory", origin);
+    }
+    if (np != NULL) {
+        cfg->kafka_props = np;
+        np[i].name = n;
+        np[i].value = NULL;
+        cfg->kafka_nprops++;
+    }
+    if (cfg->kafka_props[i].value != NULL) {
+        explicit_bzero(cfg->kafka_props[i].value, strlen(cfg->kafka_props[i].value));
+        free(cfg->kafka_props[i].value);
+    }
+    cfg->kafka_props[i].value = v;
+    snprintf(cfg->kafka_props[i].origin, CONFIG_ORIGIN_MAX, "%s", origin);
+    return 0;
+}
+
+/* name is "kafka.property.X" (len bytes)? */
+static int is_prop_key(const char *name, size_t len)
+{
+    size_t pl = strlen(CONFIG_KAFKA_PROPERTY_PREFIX);
+    return len >= pl && memcmp(name, CONFIG_KAFKA_PROPERTY_PREFIX, pl) == 0;
+}
+
 /* ---- life cycle ------------------------------------------------------------ */
 
 int config_init(config *cfg)
@@ -439,9 +578,20 @@ void config_free(config *cfg)
     if (cfg == NULL)
         return;
     for (size_t i = 0; i < CONFIG_NKEYS; i++)
-        if (keys[i].t == T_STR || keys[i].t == T_CSV)
-            free(*FIELD(cfg, &keys[i], char *));
+        if (keys[i].t == T_STR || keys[i].t == T_CSV) {
+            char *v = *FIELD(cfg, &keys[i], char *);
+            if (v != NULL && keys[i].secret)
+                explicit_bzero(v, strlen(v));
+            free(v);
+        }
     free_list(cfg->worker_pools, cfg->worker_npools);
+    for (size_t i = 0; i < cfg->kafka_nprops; i++) {
+        free(cfg->kafka_props[i].name);
+        if (cfg->kafka_props[i].value != NULL)
+            explicit_bzero(cfg->kafka_props[i].value, strlen(cfg->kafka_props[i].value));
+        free(cfg->kafka_props[i].value);
+    }
+    free(cfg->kafka_props);
     free(cfg->path);
     memset(cfg, 0, sizeof *cfg);
 }
@@ -454,6 +604,10 @@ int config_set(config *cfg, const char *name, const char *value, const char *ori
     if (cfg == NULL || name == NULL || value == NULL)
         return merr_fail(err, errlen, CONFIG_EINVAL, "%s: missing argument", origin);
     const key *k = find_key(name, strlen(name));
+    if (k == NULL && is_prop_key(name, strlen(name))) {
+        size_t pl = strlen(CONFIG_KAFKA_PROPERTY_PREFIX);
+        return set_prop(cfg, name + pl, strlen(name) - pl, value, origin, err, errlen);
+    }
     if (k == NULL)
         return merr_fail(err, errlen, CONFIG_EUNKNOWN, "%s: unknown key '%s'", origin, name);
     return set_key(cfg, k, value, origin, err, errlen);
@@ -495,9 +649,11 @@ static int read_file(const char *path, char **out, size_t *outlen, char *err, si
 
 /* Parses one line (NUL-terminated, modified in place). Sets *k and *value,
    or *k = NULL for a blank or comment line. why says what is wrong. */
-static int parse_line(char *line, const key **k, char **value, int *code, char *why, size_t whylen)
+static int parse_line(char *line, const key **k, char **prop, char **value, int *code, char *why,
+                      size_t whylen)
 {
     *k = NULL;
+    *prop = NULL;
     char *p = line;
     while (is_space(*p))
         p++;
@@ -521,7 +677,10 @@ static int parse_line(char *line, const key **k, char **value, int *code, char *
         return -1;
     }
     *k = find_key(p, (size_t)(ke - p));
-    if (*k == NULL) {
+    if (*k == NULL && is_prop_key(p, (size_t)(ke - p))) {
+        *ke = '\0'; /* (ke <= eq: the value is after it) */
+        *prop = p;
+    } else if (*k == NULL) {
         *code = CONFIG_EUNKNOWN;
         snprintf(why, whylen, "unknown key '%.*s'", (int)(ke - p > 64 ? 64 : ke - p), p);
         return -1;
@@ -585,9 +744,9 @@ int config_load_file(config *cfg, const char *path, char *err, size_t errlen)
         }
         *le = '\0';
         const key *k;
-        char *value = NULL;
+        char *value = NULL, *prop = NULL;
         int code = 0;
-        if (parse_line(p, &k, &value, &code, why, sizeof why) < 0) {
+        if (parse_line(p, &k, &prop, &value, &code, why, sizeof why) < 0) {
             rc = k != NULL && code == CONFIG_ESYNTAX
                      ? merr_fail(err, errlen, code, "%s: %s: %s", origin, k->name, why)
                      : merr_fail(err, errlen, code, "%s: %s", origin, why);
@@ -603,6 +762,19 @@ int config_load_file(config *cfg, const char *path, char *err, size_t errlen)
             }
             first_line[i] = lineno;
             rc = set_key(cfg, k, value, origin, err, errlen);
+        } else if (prop != NULL) {
+            const char *pn = prop + strlen(CONFIG_KAFKA_PROPERTY_PREFIX);
+            size_t plen = strlen(path);
+            for (size_t i = 0; i < cfg->kafka_nprops && rc == 0; i++) {
+                const char *o = cfg->kafka_props[i].origin;
+                if (strcmp(cfg->kafka_props[i].name, pn) == 0 && strncmp(o, path, plen) == 0 &&
+                    o[plen] == ':')
+                    rc = merr_fail(err, errlen, CONFIG_EDUPLICATE,
+                                   "%s: %s: set twice (first on line %s)", origin, prop,
+                                   o + plen + 1);
+            }
+            if (rc == 0)
+                rc = set_prop(cfg, pn, strlen(pn), value, origin, err, errlen);
         }
         p = le + 1;
     }
@@ -640,6 +812,30 @@ int config_apply_env(config *cfg, const char *const *envp, char *err, size_t err
         if (v == NULL || v[0] == '\0')
             continue;
         int rc = set_key(cfg, &keys[i], v, keys[i].env, err, errlen);
+        if (rc < 0)
+            return rc;
+    }
+    /* MUTIRAO_KAFKA_PROPERTY_SSL_CA_LOCATION=... -> ssl.ca.location */
+    if (envp == NULL)
+        envp = (const char *const *)environ;
+    size_t pl = strlen(CONFIG_KAFKA_PROPERTY_ENV);
+    for (; envp != NULL && *envp != NULL; envp++) {
+        const char *e = *envp, *eq = strchr(e, '=');
+        if (strncmp(e, CONFIG_KAFKA_PROPERTY_ENV, pl) != 0 || eq == NULL || eq[1] == '\0')
+            continue;
+        char name[CONFIG_PROPERTY_NAME_MAX + 1], var[CONFIG_PROPERTY_NAME_MAX + 32];
+        size_t n = 0;
+        for (const char *q = e + pl; q < eq && n < sizeof name - 1; q++) {
+            if (q[0] == '_' && q + 1 < eq && q[1] == '_') {
+                name[n++] = '_';
+                q++;
+            } else {
+                name[n++] = q[0] == '_' ? '.' : (char)tolower((unsigned char)q[0]);
+            }
+        }
+        name[n] = '\0';
+        snprintf(var, sizeof var, "%.*s", (int)(eq - e > 150 ? 150 : eq - e), e);
+        int rc = set_prop(cfg, name, n, eq + 1, var, err, errlen);
         if (rc < 0)
             return rc;
     }
@@ -857,7 +1053,10 @@ size_t config_dump(const config *cfg, char *out, size_t outlen)
         case T_STR:
         case T_CSV: {
             const char *s = *(char *const *)f;
-            if (k->secret) {
+            if (k->secret == 2) {
+                if (s[0] != '\0')
+                    put(out, outlen, &total, "***", 3);
+            } else if (k->secret) {
                 size_t need = config_redact_url(s, NULL, 0);
                 char *r = need < sizeof buf ? buf : malloc(need + 1);
                 if (r == NULL) {
@@ -897,5 +1096,192 @@ size_t config_dump(const config *cfg, char *out, size_t outlen)
         put(out, outlen, &total, cfg->origin[i], strlen(cfg->origin[i]));
         put(out, outlen, &total, "\n", 1);
     }
+    for (size_t i = 0; i < cfg->kafka_nprops; i++) {
+        const config_prop *pr = &cfg->kafka_props[i];
+        put(out, outlen, &total, CONFIG_KAFKA_PROPERTY_PREFIX,
+            strlen(CONFIG_KAFKA_PROPERTY_PREFIX));
+        put(out, outlen, &total, pr->name, strlen(pr->name));
+        put(out, outlen, &total, " = ", 3);
+        if (config_kafka_secret_property(pr->name))
+            put(out, outlen, &total, "***", 3);
+        else
+            put(out, outlen, &total, pr->value, strlen(pr->value));
+        put(out, outlen, &total, "  # ", 4);
+        put(out, outlen, &total, pr->origin, strlen(pr->origin));
+        put(out, outlen, &total, "\n", 1);
+    }
     return total;
+}
+
+/* ---- secrets and the Kafka clients' settings ------------------------------------ */
+
+int config_read_secret(const char *path, const char *what, char **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return merr_fail(err, errlen, CONFIG_EIO, "%s: %s: %s", what, path, strerror(errno));
+    char *buf = malloc(CONFIG_SECRET_MAX + 2);
+    if (buf == NULL) {
+        fclose(f);
+        return merr_fail(err, errlen, CONFIG_ENOMEM, "%s: out of memory", what);
+    }
+    size_t n = fread(buf, 1, CONFIG_SECRET_MAX + 1, f);
+    int bad = ferror(f);
+    fclose(f);
+    buf[n] = '\0';
+    char *nl = strpbrk(buf, "\r\n");
+    size_t len = nl != NULL ? (size_t)(nl - buf) : n;
+    int rc = 0;
+    if (bad)
+        rc = merr_fail(err, errlen, CONFIG_EIO, "%s: %s: read error", what, path);
+    else if (len > CONFIG_SECRET_MAX)
+        rc = merr_fail(err, errlen, CONFIG_EVALUE, "%s: %s: longer than %d bytes", what, path,
+                       CONFIG_SECRET_MAX);
+    else if (len == 0 || memchr(buf, '\0', len) != NULL)
+        rc = merr_fail(err, errlen, CONFIG_EVALUE, "%s: %s: %s", what, path,
+                       len == 0 ? "empty (the secret is its first line)" : "holds a NUL byte");
+    if (rc < 0) {
+        explicit_bzero(buf, CONFIG_SECRET_MAX + 2);
+        free(buf);
+        return rc;
+    }
+    explicit_bzero(buf + len, n - len);
+    buf[len] = '\0';
+    *out = buf;
+    return 0;
+}
+
+typedef struct kvec {
+    char **v;
+    size_t n, cap;
+    int oom;
+} kvec;
+
+static void kv_put(kvec *kv, const char *k, const char *v)
+{
+    if (kv->oom)
+        return;
+    if (kv->n + 3 > kv->cap) {
+        size_t cap = kv->cap ? kv->cap * 2 : 32;
+        char **nv = realloc(kv->v, cap * sizeof *nv);
+        if (nv == NULL) {
+            kv->oom = 1;
+            return;
+        }
+        kv->v = nv;
+        kv->cap = cap;
+    }
+    char *a = strdup(k), *b = strdup(v);
+    if (a == NULL || b == NULL) {
+        free(a);
+        free(b);
+        kv->oom = 1;
+        return;
+    }
+    kv->v[kv->n++] = a;
+    kv->v[kv->n++] = b;
+    kv->v[kv->n] = NULL;
+}
+
+void config_kafka_conf_free(char **conf)
+{
+    for (size_t i = 0; conf != NULL && conf[i] != NULL; i++) {
+        explicit_bzero(conf[i], strlen(conf[i]));
+        free(conf[i]);
+    }
+    free(conf);
+}
+
+static const char *prop_get(const config *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->kafka_nprops; i++)
+        if (strcmp(cfg->kafka_props[i].name, name) == 0)
+            return cfg->kafka_props[i].value;
+    return NULL;
+}
+
+int config_kafka_conf(const config *cfg, const char *const *base, char ***out, char *err,
+                      size_t errlen)
+{
+    if (out != NULL)
+        *out = NULL;
+    if (cfg == NULL || out == NULL)
+        return merr_fail(err, errlen, CONFIG_EINVAL, "config_kafka_conf: missing argument");
+    /* the protocol in effect: a kafka.property.security.protocol wins */
+    const char *proto = prop_get(cfg, "security.protocol");
+    if (proto == NULL)
+        proto = cfg->kafka_security_protocol;
+    int sasl = strncasecmp(proto, "sasl_", 5) == 0;
+    int ssl = strcasecmp(proto, "ssl") == 0 || strcasecmp(proto, "sasl_ssl") == 0;
+    if (!sasl && (cfg->kafka_sasl_username[0] || cfg->kafka_sasl_password[0] ||
+                  cfg->kafka_sasl_password_file[0]))
+        return merr_fail(err, errlen, CONFIG_EVALUE,
+                         "kafka.sasl_username/password are set but kafka.security_protocol is "
+                         "'%s' (sasl_ssl or sasl_plaintext uses them)",
+                         proto);
+    if (!ssl &&
+        (cfg->kafka_ssl_ca_file[0] || cfg->kafka_ssl_cert_file[0] || cfg->kafka_ssl_key_file[0]))
+        return merr_fail(err, errlen, CONFIG_EVALUE,
+                         "kafka.ssl_* files are set but kafka.security_protocol is '%s' (ssl or "
+                         "sasl_ssl uses them)",
+                         proto);
+    if (!cfg->kafka_ssl_cert_file[0] != !cfg->kafka_ssl_key_file[0])
+        return merr_fail(err, errlen, CONFIG_EVALUE,
+                         "kafka.ssl_cert_file and kafka.ssl_key_file go together: set both or "
+                         "neither");
+    char *pw = NULL;
+    if (sasl) {
+        if (cfg->kafka_sasl_password[0] && cfg->kafka_sasl_password_file[0])
+            return merr_fail(err, errlen, CONFIG_EVALUE,
+                             "kafka.sasl_password and kafka.sasl_password_file are both set: "
+                             "set one");
+        int has_user = cfg->kafka_sasl_username[0] || prop_get(cfg, "sasl.username");
+        int has_pw = cfg->kafka_sasl_password[0] || cfg->kafka_sasl_password_file[0] ||
+                     prop_get(cfg, "sasl.password");
+        if (!has_user || !has_pw)
+            return merr_fail(err, errlen, CONFIG_EVALUE,
+                             "kafka.security_protocol '%s' needs kafka.sasl_username and "
+                             "kafka.sasl_password_file (or MUTIRAO_KAFKA_SASL_PASSWORD)",
+                             proto);
+        if (cfg->kafka_sasl_password_file[0]) {
+            int rc = config_read_secret(cfg->kafka_sasl_password_file, "kafka.sasl_password_file",
+                                        &pw, err, errlen);
+            if (rc < 0)
+                return rc;
+        }
+    }
+    kvec kv = {0};
+    for (size_t i = 0; base != NULL && base[i] != NULL && base[i + 1] != NULL; i += 2)
+        kv_put(&kv, base[i], base[i + 1]);
+    kv_put(&kv, "security.protocol", cfg->kafka_security_protocol);
+    if (sasl) {
+        char mech[32];
+        snprintf(mech, sizeof mech, "%s", cfg->kafka_sasl_mechanism);
+        for (char *q = mech; *q != '\0'; q++)
+            *q = (char)toupper((unsigned char)*q);
+        kv_put(&kv, "sasl.mechanisms", mech);
+        if (cfg->kafka_sasl_username[0])
+            kv_put(&kv, "sasl.username", cfg->kafka_sasl_username);
+        if (pw != NULL || cfg->kafka_sasl_password[0])
+            kv_put(&kv, "sasl.password", pw != NULL ? pw : cfg->kafka_sasl_password);
+    }
+    if (pw != NULL) {
+        explicit_bzero(pw, strlen(pw));
+        free(pw);
+    }
+    if (ssl && cfg->kafka_ssl_ca_file[0])
+        kv_put(&kv, "ssl.ca.location", cfg->kafka_ssl_ca_file);
+    if (ssl && cfg->kafka_ssl_cert_file[0]) {
+        kv_put(&kv, "ssl.certificate.location", cfg->kafka_ssl_cert_file);
+        kv_put(&kv, "ssl.key.location", cfg->kafka_ssl_key_file);
+    }
+    for (size_t i = 0; i < cfg->kafka_nprops; i++)
+        kv_put(&kv, cfg->kafka_props[i].name, cfg->kafka_props[i].value);
+    if (kv.oom || kv.v == NULL) {
+        config_kafka_conf_free(kv.v);
+        return merr_fail(err, errlen, CONFIG_ENOMEM, "kafka settings: out of memory");
+    }
+    *out = kv.v;
+    return 0;
 }

@@ -37,7 +37,7 @@ const char *config_strerror(int err);
 const char *config_errname(int err);
 
 /* Number of keys (see config/mutirao.conf for the list). */
-#define CONFIG_NKEYS 22
+#define CONFIG_NKEYS 34
 /* Longest origin kept per key ("config/mutirao.conf:7", "MUTIRAO_FLEET"). */
 #define CONFIG_ORIGIN_MAX 160
 /* Longest Kafka topic name. */
@@ -47,6 +47,21 @@ const char *config_errname(int err);
 /* Largest configuration file read, and longest line in it. */
 #define CONFIG_FILE_MAX (1 << 20)
 #define CONFIG_LINE_MAX 4096
+/* kafka.property.NAME = VALUE: any librdkafka property, passed through. */
+#define CONFIG_KAFKA_PROPERTY_PREFIX "kafka.property."
+/* Its environment form: MUTIRAO_KAFKA_PROPERTY_SSL_CA_LOCATION sets
+   ssl.ca.location ('_' -> '.', "__" -> '_', lower-cased). */
+#define CONFIG_KAFKA_PROPERTY_ENV "MUTIRAO_KAFKA_PROPERTY_"
+/* Longest property name, most properties, longest secret read from a file. */
+#define CONFIG_PROPERTY_NAME_MAX 128
+#define CONFIG_PROPERTIES_MAX 256
+#define CONFIG_SECRET_MAX 4096
+
+/* One kafka.property.NAME = VALUE. */
+typedef struct config_prop {
+    char *name, *value;
+    char origin[CONFIG_ORIGIN_MAX];
+} config_prop;
 
 /*
 ** The configuration. Strings are malloc'd and owned by the struct (never
@@ -84,7 +99,24 @@ typedef struct config {
     int auth_required;             /* auth.required: 1 on, 0 off, -1 auto (the default: on
                                       exactly when trusted keys are set); read it through
                                       config_auth_required */
-    char *path;                    /* the file config_load read, "" if none */
+    /* Kafka security (config_kafka_conf turns them into librdkafka settings) */
+    char *kafka_security_protocol;  /* kafka.security_protocol: plaintext, ssl, sasl_plaintext,
+                                       sasl_ssl */
+    char *kafka_sasl_mechanism;     /* kafka.sasl_mechanism: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 */
+    char *kafka_sasl_username;      /* kafka.sasl_username */
+    char *kafka_sasl_password;      /* kafka.sasl_password: secret, never shown */
+    char *kafka_sasl_password_file; /* kafka.sasl_password_file: the password's file */
+    char *kafka_ssl_ca_file;        /* kafka.ssl_ca_file: CA certificates (PEM) to trust */
+    char *kafka_ssl_cert_file;      /* kafka.ssl_cert_file: client certificate (PEM) */
+    char *kafka_ssl_key_file;       /* kafka.ssl_key_file: its private key (PEM) */
+    /* Redis security (rediss:// URLs; the password may also be in the URL) */
+    char *redis_tls_ca_file;   /* redis.tls_ca_file: CA certificates (PEM) to trust */
+    char *redis_tls_cert_file; /* redis.tls_cert_file: client certificate (PEM) */
+    char *redis_tls_key_file;  /* redis.tls_key_file: its private key (PEM) */
+    char *redis_password_file; /* redis.password_file: the password's file */
+    config_prop *kafka_props;  /* kafka.property.NAME = VALUE, in the order first set */
+    size_t kafka_nprops;
+    char *path;                                   /* the file config_load read, "" if none */
     char origin[CONFIG_NKEYS][CONFIG_ORIGIN_MAX]; /* where each key's value came from */
 } config;
 
@@ -167,6 +199,32 @@ size_t config_redact_url(const char *url, char *out, size_t outlen);
 ** that is < outlen).
 */
 size_t config_dump(const config *cfg, char *out, size_t outlen);
+
+/* 1 if a librdkafka property holds a secret (its value is never shown):
+   names with "password", "secret" or ".pem", sasl.oauthbearer.config. */
+int config_kafka_secret_property(const char *name);
+
+/*
+** The librdkafka settings of every client: base ("key", "value", ...,
+** NULL; may be NULL), then the security keys (kafka.security_protocol,
+** SASL, SSL files, the password read from kafka.sasl_password_file), then
+** every kafka.property (last: they win). *out gets a malloc'd NULL-terminated
+** "key", "value", ... array for kuv_producer_opts.conf and
+** kuv_consumer_opts.conf; free it with config_kafka_conf_free (which wipes
+** the secrets). CONFIG_EVALUE with err saying which key is wrong (never a
+** secret), CONFIG_EIO for an unreadable password file, CONFIG_ENOMEM.
+*/
+int config_kafka_conf(const config *cfg, const char *const *base, char ***out, char *err,
+                      size_t errlen);
+void config_kafka_conf_free(char **conf);
+
+/*
+** Reads a secret from path: its first line, without the line end; at most
+** CONFIG_SECRET_MAX bytes. what names it in errors ("redis.password_file").
+** *out is malloc'd; wipe and free it. CONFIG_EIO, CONFIG_EVALUE (empty),
+** CONFIG_ENOMEM.
+*/
+int config_read_secret(const char *path, const char *what, char **out, char *err, size_t errlen);
 
 #ifdef __cplusplus
 }

@@ -603,9 +603,9 @@ static int test_example_file(void)
     ASSERT_STR_EQ(c.auth_trusted_keys, d.auth_trusted_keys);
     ASSERT_EQ(c.auth_required, d.auth_required);
     /* Every key is mentioned in it. */
-    char *dump = malloc(4096);
+    char *dump = malloc(8192);
     ASSERT(dump != NULL);
-    config_dump(&c, dump, 4096);
+    config_dump(&c, dump, 8192);
     FILE *f = fopen(MUTIRAO_SOURCE_DIR "/config/mutirao.conf", "rb");
     ASSERT(f != NULL);
     char *text = calloc(1, 65536);
@@ -677,6 +677,165 @@ static int test_auth(void)
     return 0;
 }
 
+/* Value of key in a NULL-terminated "key", "value", ... array (the last one). */
+static const char *conf_get(char **conf, const char *key)
+{
+    const char *v = NULL;
+    for (size_t i = 0; conf != NULL && conf[i] != NULL; i += 2)
+        if (strcmp(conf[i], key) == 0)
+            v = conf[i + 1];
+    return v;
+}
+
+/* Kafka and Redis security keys, kafka.property pass-through, secrets. */
+static int test_security(void)
+{
+    char err[512] = "", path[256], pwpath[256];
+    config c;
+    ASSERT_EQ(config_init(&c), 0);
+    ASSERT_STR_EQ(c.kafka_security_protocol, "plaintext");
+    ASSERT_STR_EQ(c.kafka_sasl_mechanism, "PLAIN");
+    ASSERT_STR_EQ(c.kafka_sasl_password, "");
+    ASSERT_STR_EQ(c.redis_tls_ca_file, "");
+    ASSERT_STR_EQ(c.redis_password_file, "");
+    ASSERT_EQ(c.kafka_nprops, 0);
+    /* plaintext: only the protocol, after the base pairs */
+    static const char *const base[] = {"log_level", "2", NULL};
+    char **kc = NULL;
+    ASSERT_ERR(config_kafka_conf(&c, base, &kc, err, sizeof err), 0, err);
+    ASSERT_STR_EQ(conf_get(kc, "log_level"), "2");
+    ASSERT_STR_EQ(conf_get(kc, "security.protocol"), "plaintext");
+    ASSERT(conf_get(kc, "sasl.password") == NULL);
+    config_kafka_conf_free(kc);
+    config_free(&c);
+
+    ASSERT(write_file("kafka.pw", "s3cr3t-from-file\nsecond line\n", pwpath, sizeof pwpath));
+    char text[1024];
+    snprintf(text, sizeof text,
+             "kafka.security_protocol = SASL_SSL\n"
+             "kafka.sasl_mechanism = scram-sha-512\n"
+             "kafka.sasl_username = alice\n"
+             "kafka.sasl_password_file = %s\n"
+             "kafka.ssl_ca_file = /etc/ca.pem\n"
+             "kafka.property.ssl.endpoint.identification.algorithm = none\n"
+             "kafka.property.ssl.key.password = keypass\n"
+             "redis.tls_ca_file = /etc/redis-ca.pem\n"
+             "redis.password_file = /etc/redis.pw\n",
+             pwpath);
+    ASSERT(write_file("sec.conf", text, path, sizeof path));
+    ASSERT_EQ(config_init(&c), 0);
+    ASSERT_ERR(config_load_file(&c, path, err, sizeof err), 0, err);
+    ASSERT_EQ(c.kafka_nprops, 2);
+    ASSERT_STR_EQ(c.kafka_props[0].name, "ssl.endpoint.identification.algorithm");
+    ASSERT_STR_EQ(c.kafka_props[0].value, "none");
+    ASSERT_STR_EQ(c.redis_tls_ca_file, "/etc/redis-ca.pem");
+    /* the environment: keys and properties ('_' -> '.', "__" -> '_') */
+    const char *const env[] = {"MUTIRAO_KAFKA_PROPERTY_SSL_KEY_PASSWORD=other",
+                               "MUTIRAO_KAFKA_PROPERTY_SASL_OAUTHBEARER_CLIENT__ID=x",
+                               "MUTIRAO_KAFKA_PROPERTY_EMPTY=", "MUTIRAO_KAFKA_SASL_USERNAME=bob",
+                               NULL};
+    ASSERT_ERR(config_apply_env(&c, env, err, sizeof err), 0, err);
+    ASSERT_EQ(c.kafka_nprops, 3);
+    ASSERT_STR_EQ(c.kafka_props[1].value, "other");
+    ASSERT_STR_EQ(c.kafka_props[1].origin, "MUTIRAO_KAFKA_PROPERTY_SSL_KEY_PASSWORD");
+    ASSERT_STR_EQ(c.kafka_props[2].name, "sasl.oauthbearer.client_id");
+    ASSERT_ERR(config_set(&c, "kafka.property.client.rack", "r1", "--set", err, sizeof err), 0,
+               err);
+    ASSERT_ERR(config_kafka_conf(&c, NULL, &kc, err, sizeof err), 0, err);
+    ASSERT_STR_EQ(conf_get(kc, "security.protocol"), "SASL_SSL");
+    ASSERT_STR_EQ(conf_get(kc, "sasl.mechanisms"), "SCRAM-SHA-512");
+    ASSERT_STR_EQ(conf_get(kc, "sasl.username"), "bob");
+    ASSERT_STR_EQ(conf_get(kc, "sasl.password"), "s3cr3t-from-file"); /* the first line */
+    ASSERT_STR_EQ(conf_get(kc, "ssl.ca.location"), "/etc/ca.pem");
+    ASSERT_STR_EQ(conf_get(kc, "ssl.endpoint.identification.algorithm"), "none");
+    ASSERT_STR_EQ(conf_get(kc, "ssl.key.password"), "other");
+    ASSERT_STR_EQ(conf_get(kc, "client.rack"), "r1");
+    config_kafka_conf_free(kc);
+    /* no secret in the dump */
+    char dump[8192];
+    config_dump(&c, dump, sizeof dump);
+    ASSERT_NOT_CONTAINS(dump, "other");
+    ASSERT_NOT_CONTAINS(dump, "keypass");
+    ASSERT_CONTAINS(dump, "kafka.property.ssl.key.password = ***  # "
+                          "MUTIRAO_KAFKA_PROPERTY_SSL_KEY_PASSWORD\n");
+    ASSERT_CONTAINS(dump, "kafka.property.client.rack = r1  # --set\n");
+    ASSERT_CONTAINS(dump, "kafka.sasl_username = bob  # MUTIRAO_KAFKA_SASL_USERNAME\n");
+    ASSERT_CONTAINS(dump, "kafka.sasl_password =   # default\n");
+    /* the password both ways: refused */
+    ASSERT_ERR(config_set(&c, "kafka.sasl_password", "hunter2", "MUTIRAO_KAFKA_SASL_PASSWORD", err,
+                          sizeof err),
+               0, err);
+    config_dump(&c, dump, sizeof dump);
+    ASSERT_NOT_CONTAINS(dump, "hunter2");
+    ASSERT_CONTAINS(dump, "kafka.sasl_password = ***  # MUTIRAO_KAFKA_SASL_PASSWORD\n");
+    ASSERT_ERR(config_kafka_conf(&c, NULL, &kc, err, sizeof err), CONFIG_EVALUE, err);
+    ASSERT_CONTAINS(err, "both set");
+    ASSERT_NOT_CONTAINS(err, "hunter2");
+    ASSERT_ERR(config_set(&c, "kafka.sasl_password_file", "", "test", err, sizeof err), 0, err);
+    ASSERT_ERR(config_kafka_conf(&c, NULL, &kc, err, sizeof err), 0, err);
+    ASSERT_STR_EQ(conf_get(kc, "sasl.password"), "hunter2");
+    config_kafka_conf_free(kc);
+    /* a missing password file names the key and the file */
+    ASSERT_ERR(config_set(&c, "kafka.sasl_password", "", "test", err, sizeof err), 0, err);
+    ASSERT_ERR(
+        config_set(&c, "kafka.sasl_password_file", "/nonexistent/pw", "test", err, sizeof err), 0,
+        err);
+    ASSERT_ERR(config_kafka_conf(&c, NULL, &kc, err, sizeof err), CONFIG_EIO, err);
+    ASSERT_CONTAINS(err, "kafka.sasl_password_file: /nonexistent/pw: No such file");
+    /* sasl without a password; ssl files without ssl */
+    ASSERT_ERR(config_set(&c, "kafka.sasl_password_file", "", "test", err, sizeof err), 0, err);
+    ASSERT_ERR(config_kafka_conf(&c, NULL, &kc, err, sizeof err), CONFIG_EVALUE, err);
+    ASSERT_CONTAINS(err, "needs kafka.sasl_username and kafka.sasl_password_file");
+    ASSERT_ERR(config_set(&c, "kafka.security_protocol", "ssl", "test", err, sizeof err), 0, err);
+    ASSERT_ERR(config_kafka_conf(&c, NULL, &kc, err, sizeof err), CONFIG_EVALUE, err);
+    ASSERT_CONTAINS(err, "kafka.sasl_username/password are set");
+    ASSERT_ERR(config_set(&c, "kafka.sasl_username", "", "test", err, sizeof err), 0, err);
+    ASSERT_ERR(config_set(&c, "kafka.ssl_cert_file", "/c.pem", "test", err, sizeof err), 0, err);
+    ASSERT_ERR(config_kafka_conf(&c, NULL, &kc, err, sizeof err), CONFIG_EVALUE, err);
+    ASSERT_CONTAINS(err, "go together");
+    ASSERT_ERR(config_set(&c, "kafka.security_protocol", "plaintext", "test", err, sizeof err), 0,
+               err);
+    ASSERT_ERR(config_kafka_conf(&c, NULL, &kc, err, sizeof err), CONFIG_EVALUE, err);
+    ASSERT_CONTAINS(err, "kafka.ssl_* files are set");
+    config_free(&c);
+
+    /* value and name errors */
+    ASSERT_ERR(load_text("kafka.security_protocol = tls\n", err, sizeof err, NULL), CONFIG_EVALUE,
+               err);
+    ASSERT_CONTAINS(err, "one of plaintext, ssl, sasl_plaintext, sasl_ssl expected, got 'tls'");
+    ASSERT_ERR(load_text("kafka.sasl_mechanism = GSSAPI\n", err, sizeof err, NULL), CONFIG_EVALUE,
+               err);
+    ASSERT_ERR(load_text("kafka.property.Bad Name = 1\n", err, sizeof err, NULL), CONFIG_EUNKNOWN,
+               err);
+    ASSERT_CONTAINS(err, "librdkafka property name");
+    ASSERT_ERR(load_text("kafka.property. = 1\n", err, sizeof err, NULL), CONFIG_EUNKNOWN, err);
+    ASSERT_ERR(load_text("kafka.property.a.b =\n", err, sizeof err, NULL), CONFIG_EVALUE, err);
+    ASSERT_ERR(load_text("kafka.property.a.b = 1\nkafka.property.a.b = 2\n", err, sizeof err, NULL),
+               CONFIG_EDUPLICATE, err);
+    ASSERT_CONTAINS(err, ":2: kafka.property.a.b: set twice (first on line 1)");
+    /* a value is never echoed for a secret key */
+    ASSERT_EQ(config_init(&c), 0);
+    ASSERT_EQ(config_set(&c, "kafka.sasl_password", "x", "t", err, sizeof err), 0);
+    config_free(&c);
+
+    /* config_read_secret */
+    char *sec = NULL;
+    ASSERT(write_file("crlf.pw", "pw\r\n", pwpath, sizeof pwpath));
+    ASSERT_ERR(config_read_secret(pwpath, "redis.password_file", &sec, err, sizeof err), 0, err);
+    ASSERT_STR_EQ(sec, "pw");
+    free(sec);
+    ASSERT(write_file("empty.pw", "\n", pwpath, sizeof pwpath));
+    ASSERT_ERR(config_read_secret(pwpath, "redis.password_file", &sec, err, sizeof err),
+               CONFIG_EVALUE, err);
+    ASSERT_CONTAINS(err, "redis.password_file: ");
+    ASSERT_CONTAINS(err, "empty");
+    ASSERT(sec == NULL);
+    ASSERT_EQ(config_kafka_secret_property("sasl.password"), 1);
+    ASSERT_EQ(config_kafka_secret_property("ssl.key.pem"), 1);
+    ASSERT_EQ(config_kafka_secret_property("ssl.ca.location"), 0);
+    return 0;
+}
+
 /* ---- runner ------------------------------------------------------------ */
 
 static const test tests[] = {
@@ -691,6 +850,7 @@ static const test tests[] = {
     {"strerror", test_strerror},
     {"example_file", test_example_file},
     {"auth", test_auth},
+    {"security", test_security},
 };
 
 int main(int argc, char **argv)

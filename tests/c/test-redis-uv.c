@@ -32,6 +32,10 @@ typedef struct server {
     int port;
     const char *pass; /* --requirepass, or NULL */
     char sock[108];   /* --unixsocket, or "" */
+    const char *tls;  /* a directory with ca.crt, server.crt, server.key: also a TLS port */
+    int tls_port;     /* picked by server_start */
+    int tls_clients;  /* --tls-auth-clients yes */
+    const char *user; /* an ACL user USER with password USER-pw, or NULL */
 } server;
 
 /* Started servers, killed at exit even when a test fails half way. */
@@ -82,7 +86,8 @@ static int server_start(server *s)
     for (int attempt = 0; attempt < 3; attempt++) {
         int pick = s->port == 0;
         char port[16];
-        const char *argv[24];
+        const char *argv[48];
+        char tport[16], cert[300], key[300], ca[300], upw[100];
         int n = 0;
         if (pick)
             s->port = free_port();
@@ -103,6 +108,33 @@ static int server_start(server *s)
         if (s->sock[0]) {
             argv[n++] = "--unixsocket";
             argv[n++] = s->sock;
+        }
+        if (s->tls != NULL) {
+            s->tls_port = free_port();
+            snprintf(tport, sizeof tport, "%d", s->tls_port);
+            snprintf(cert, sizeof cert, "%s/server.crt", s->tls);
+            snprintf(key, sizeof key, "%s/server.key", s->tls);
+            snprintf(ca, sizeof ca, "%s/ca.crt", s->tls);
+            argv[n++] = "--tls-port";
+            argv[n++] = tport;
+            argv[n++] = "--tls-cert-file";
+            argv[n++] = cert;
+            argv[n++] = "--tls-key-file";
+            argv[n++] = key;
+            argv[n++] = "--tls-ca-cert-file";
+            argv[n++] = ca;
+            argv[n++] = "--tls-auth-clients";
+            argv[n++] = s->tls_clients ? "yes" : "no";
+        }
+        if (s->user != NULL) {
+            snprintf(upw, sizeof upw, ">%s-pw", s->user);
+            argv[n++] = "--user";
+            argv[n++] = s->user;
+            argv[n++] = "on";
+            argv[n++] = upw;
+            argv[n++] = "~*";
+            argv[n++] = "&*";
+            argv[n++] = "+@all";
         }
         argv[n] = NULL;
         pid_t pid = fork();
@@ -797,6 +829,183 @@ static int test_auth(void)
     return 0;
 }
 
+/* Certificates for the TLS tests, made with the openssl command in dir:
+** ca.crt (the CA), server.crt/key (IP 127.0.0.1), client.crt/key (signed by
+** the CA), other-ca.crt (a CA that signed nothing here). 0 or -1. */
+static int make_certs(const char *dir)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "set -e; cd '%s'; exec 2>/dev/null\n"
+             "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 2 "
+             "-subj '/CN=test CA'\n"
+             "openssl req -x509 -newkey rsa:2048 -nodes -keyout other-ca.key -out other-ca.crt "
+             "-days 2 -subj '/CN=other CA'\n"
+             "for who in server client; do\n"
+             "  openssl req -newkey rsa:2048 -nodes -keyout $who.key -out $who.csr "
+             "-subj \"/CN=$who\"\n"
+             "  printf 'subjectAltName=IP:127.0.0.1\\n' > $who.ext\n"
+             "  openssl x509 -req -in $who.csr -CA ca.crt -CAkey ca.key -CAcreateserial "
+             "-out $who.crt -days 2 -extfile $who.ext\n"
+             "done\n",
+             dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static int tls_client(tenv *e, const char *url, const char *dir, const char *ca, int client_cert,
+                      const char *password, unsigned op_ms, redis_uv **out, char *err,
+                      size_t errlen)
+{
+    char caf[300], cert[300], key[300];
+    redis_uv_options o;
+    memset(&o, 0, sizeof o);
+    o.op_timeout_ms = op_ms;
+    o.backoff_min_ms = 20;
+    o.backoff_max_ms = 200;
+    o.connect_timeout_ms = 1000;
+    snprintf(caf, sizeof caf, "%s/%s", dir, ca);
+    snprintf(cert, sizeof cert, "%s/client.crt", dir);
+    snprintf(key, sizeof key, "%s/client.key", dir);
+    o.tls_ca_file = caf;
+    o.tls_cert_file = client_cert ? cert : NULL;
+    o.tls_key_file = client_cert ? key : NULL;
+    o.password = password;
+    o.errbuf = err;
+    o.errlen = errlen;
+    return redis_uv_open(&e->loop, url, &o, out);
+}
+
+/* rediss://: an ACL user over TLS (a large value, scripts, SELECT), the
+** password as an option, a CA that did not sign the server's certificate,
+** a host name the certificate does not name, a wrong password, a server
+** that wants a client certificate, and TLS files it cannot load. */
+static int test_tls(void)
+{
+    char dir[] = "/tmp/test-redis-uv-tls-XXXXXX", url[200], err[300];
+    if (mkdtemp(dir) == NULL)
+        return 1;
+    if (make_certs(dir) != 0) {
+        printf("# skip: the openssl command cannot make certificates\n");
+        return 0;
+    }
+    server s = {0}, m = {0};
+    s.tls = dir;
+    s.user = "alice";
+    m.tls = dir;
+    m.tls_clients = 1;
+    ASSERT_EQ(server_start(&s), 0);
+    ASSERT_EQ(server_start(&m), 0);
+    tenv e;
+    redis_uv *cli;
+    env_init(&e);
+
+    /* the user and password in the URL, db 2 */
+    snprintf(url, sizeof url, "rediss://alice:alice-pw@127.0.0.1:%d/2", s.tls_port);
+    /* (a generous deadline: 3 MB through TLS under valgrind takes seconds) */
+    ASSERT_EQ(tls_client(&e, url, dir, "ca.crt", 0, NULL, 30000, &cli, err, sizeof err), 0);
+    size_t big = 3 * 1000 * 1000;
+    char *val = malloc(big);
+    ASSERT(val != NULL);
+    for (size_t i = 0; i < big; i++)
+        val[i] = (char)(i * 7);
+    rec set = {0}, strlen_ = {0}, info = {0}, ev = {0};
+    const char *argv[] = {"SET", "tlsbig", val};
+    size_t lens[] = {3, 6, big};
+    ASSERT_EQ(redis_uv_command_argv(cli, rec_cb, &set, 3, argv, lens), 0);
+    ASSERT_EQ(redis_uv_command(cli, rec_cb, &strlen_, "STRLEN tlsbig"), 0);
+    ASSERT_EQ(redis_uv_command(cli, rec_cb, &info, "CLIENT INFO"), 0);
+    static const char script[] = "return #redis.call('GET', KEYS[1])";
+    int sid = redis_uv_script(cli, script, strlen(script));
+    ASSERT(sid >= 0);
+    const char *keys[] = {"tlsbig"};
+    ASSERT_EQ(redis_uv_eval(cli, rec_cb, &ev, sid, 1, 1, keys, NULL), 0);
+    WAIT_UNTIL(&e, ev.calls == 1, 30000);
+    ASSERT_EQ(set.status, 0);
+    ASSERT_STR_EQ(set.str, "OK");
+    ASSERT_EQ(strlen_.integer, (long long)big);
+    ASSERT_CONTAINS(info.str, " db=2 ");
+    ASSERT_CONTAINS(info.str, " user=alice ");
+    ASSERT_EQ(ev.status, 0);
+    ASSERT_EQ(ev.integer, (long long)big);
+    rec get = {0};
+    ASSERT_EQ(redis_uv_command(cli, rec_cb, &get, "GET tlsbig"), 0);
+    WAIT_UNTIL(&e, get.calls == 1, 30000);
+    ASSERT_EQ(get.len, big);
+    ASSERT_EQ(memcmp(get.str, val, sizeof get.str - 1), 0);
+    free(val);
+    ASSERT(redis_uv_is_connected(cli));
+    redis_uv_close(cli, on_closed, &e);
+
+    /* the password as an option (a password file's): overrides the URL's */
+    rec ok = {0};
+    snprintf(url, sizeof url, "rediss://alice:not-this@127.0.0.1:%d", s.tls_port);
+    ASSERT_EQ(tls_client(&e, url, dir, "ca.crt", 0, "alice-pw", 3000, &cli, err, sizeof err), 0);
+    ASSERT_EQ(redis_uv_command(cli, rec_cb, &ok, "PING"), 0);
+    WAIT_UNTIL(&e, ok.calls == 1, 5000);
+    ASSERT_EQ(ok.status, 0);
+    ASSERT_STR_EQ(ok.str, "PONG");
+    redis_uv_close(cli, on_closed, &e);
+
+    /* failures: the reason and the server in the message, never the password */
+    static const struct {
+        const char *ca, *host, *userinfo, *want;
+    } bad[] = {
+        {"other-ca.crt", "127.0.0.1", "alice:alice-pw@",
+         "TLS handshake failed: certificate verify failed: "},
+        {"ca.crt", "localhost", "alice:alice-pw@",
+         "TLS handshake failed: certificate verify failed: hostname mismatch"},
+        {"ca.crt", "127.0.0.1", "alice:wrong-pw@", "AUTH failed: WRONGPASS"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        rec r = {0};
+        snprintf(url, sizeof url, "rediss://%s%s:%d", bad[i].userinfo, bad[i].host, s.tls_port);
+        ASSERT_EQ(tls_client(&e, url, dir, bad[i].ca, 0, NULL, 1500, &cli, err, sizeof err), 0);
+        ASSERT_EQ(redis_uv_command(cli, rec_cb, &r, "PING"), 0);
+        WAIT_UNTIL(&e, r.calls == 1, 5000);
+        printf("# %s: %s\n", bad[i].want, r.err);
+        ASSERT_EQ(r.status, REDIS_UV_EUNREACHABLE);
+        ASSERT_CONTAINS(r.err, bad[i].want);
+        char at[64];
+        snprintf(at, sizeof at, "at %s:%d", bad[i].host, s.tls_port);
+        ASSERT_CONTAINS(r.err, at);
+        ASSERT_NOT_CONTAINS(r.err, "pw");
+        redis_uv_close(cli, on_closed, &e);
+    }
+
+    /* a server that asks for a client certificate */
+    rec nocert = {0}, withcert = {0};
+    snprintf(url, sizeof url, "rediss://127.0.0.1:%d", m.tls_port);
+    ASSERT_EQ(tls_client(&e, url, dir, "ca.crt", 0, NULL, 400, &cli, err, sizeof err), 0);
+    ASSERT_EQ(redis_uv_command(cli, rec_cb, &nocert, "PING"), 0);
+    WAIT_UNTIL(&e, nocert.calls == 1, 5000);
+    printf("# no client certificate: %s\n", nocert.err);
+    ASSERT_NE(nocert.status, 0);
+    redis_uv_close(cli, on_closed, &e);
+    ASSERT_EQ(tls_client(&e, url, dir, "ca.crt", 1, NULL, 3000, &cli, err, sizeof err), 0);
+    ASSERT_EQ(redis_uv_command(cli, rec_cb, &withcert, "PING"), 0);
+    WAIT_UNTIL(&e, withcert.calls == 1, 5000);
+    ASSERT_EQ(withcert.status, 0);
+    redis_uv_close(cli, on_closed, &e);
+
+    /* files it cannot use: an error at open, naming the file */
+    ASSERT_EQ(tls_client(&e, url, dir, "missing.crt", 0, NULL, 400, &cli, err, sizeof err),
+              REDIS_UV_ETLS);
+    ASSERT_CONTAINS(err, "missing.crt");
+    ASSERT(cli == NULL);
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d", s.port);
+    ASSERT_EQ(tls_client(&e, url, dir, "ca.crt", 0, NULL, 400, &cli, err, sizeof err),
+              REDIS_UV_ETLS);
+    ASSERT_CONTAINS(err, "not rediss://");
+    ASSERT_EQ(env_done(&e), 0);
+    ASSERT_EQ(e.closed, 7);
+    server_stop(&s, SIGTERM);
+    server_stop(&m, SIGTERM);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    ASSERT_EQ(system(cmd), 0);
+    return 0;
+}
+
 /* ---- throughput -------------------------------------------------------- */
 
 typedef struct bench_state {
@@ -863,6 +1072,7 @@ static const struct {
     {"stalled", test_stalled},
     {"close_pending", test_close_pending},
     {"auth", test_auth},
+    {"tls", test_tls},
 };
 
 int main(int argc, char **argv)

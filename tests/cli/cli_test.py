@@ -136,6 +136,29 @@ CASES = {
         env={"MUTIRAO_REDIS_URL": "redis://127.0.0.1:1", "MUTIRAO_CONNECT_TIMEOUT_MS": "500",
              "MUTIRAO_OP_TIMEOUT_MS": "1500"},
         err=[r"mutirao dlq: redis: unreachable at 127\.0\.0\.1:1"]),
+    # mutirao config: the configuration in effect, secrets never shown
+    "config_secrets_hidden": dict(
+        args=["config"], code=0,
+        env={"MUTIRAO_KAFKA_SECURITY_PROTOCOL": "sasl_ssl", "MUTIRAO_KAFKA_SASL_USERNAME": "svc",
+             "MUTIRAO_KAFKA_SASL_PASSWORD": "hunter2-k", "MUTIRAO_KAFKA_SASL_MECHANISM": "PLAIN",
+             "MUTIRAO_KAFKA_PROPERTY_SSL_KEY_PASSWORD": "hunter2-p",
+             "MUTIRAO_REDIS_URL": "rediss://svc:hunter2-r@r.example:6380/0"},
+        out=[r"(?m)^kafka\.security_protocol = sasl_ssl  # MUTIRAO_KAFKA_SECURITY_PROTOCOL$",
+             r"(?m)^kafka\.sasl_password = \*\*\*  # MUTIRAO_KAFKA_SASL_PASSWORD$",
+             r"(?m)^kafka\.property\.ssl\.key\.password = \*\*\*  # "
+             r"MUTIRAO_KAFKA_PROPERTY_SSL_KEY_PASSWORD$",
+             r"(?m)^redis\.url = rediss://svc:\*\*\*@r\.example:6380/0  # MUTIRAO_REDIS_URL$"],
+        not_out=[r"hunter2"], not_err=[r"hunter2"]),
+    "config_sasl_without_password": dict(
+        args=["config"], code=2,
+        env={"MUTIRAO_KAFKA_SECURITY_PROTOCOL": "sasl_ssl", "MUTIRAO_KAFKA_SASL_USERNAME": "svc"},
+        err=[r"mutirao: kafka.security_protocol 'sasl_ssl' needs kafka.sasl_username and "
+             r"kafka.sasl_password_file"]),
+    "config_bad_password_file": dict(
+        args=["config"], code=2, env={"MUTIRAO_REDIS_PASSWORD_FILE": "/nonexistent/redis.pw"},
+        err=[r"mutirao: redis.password_file: /nonexistent/redis.pw: No such file"]),
+    "config_extra_argument": dict(
+        args=["config", "x"], code=2, err=[r"config: unexpected argument 'x'", r"usage: mutirao"]),
     "usage_unknown_option": dict(
         args=["run", case_file("ok.lua"), "--frobnicate"], code=2,
         err=[r"unknown option '--frobnicate'", r"usage: mutirao"]),

@@ -37,6 +37,18 @@ if(Python3_Interpreter_FOUND AND TARGET mutirao-worker)
       LABELS "integration;fleet" TIMEOUT 240 SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
   endforeach()
 
+  # TLS and authentication (tls_test.py): a private redis-server with only a
+  # TLS port and an ACL user, a private Kafka broker with a SASL_SSL listener
+  # (SCRAM and PLAIN users), certificates made with the openssl command; the
+  # fleet path over each, and a wrong password or an untrusted CA failing.
+  foreach(_case redis kafka)
+    add_test(NAME integration.tls_${_case}
+      COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/tls_test.py
+        ${CMAKE_BINARY_DIR}/bin ${_case})
+    set_tests_properties(integration.tls_${_case} PROPERTIES
+      LABELS "integration;fleet;tls" TIMEOUT 240 SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
+  endforeach()
+
   # examples/file_pool.sloth on the fleet with `mutirao run --fleet` and its
   # worker under valgrind: 0 errors (invalid reads or writes; leaks are not
   # counted). Normal builds only: valgrind cannot run sanitized binaries.
