@@ -165,7 +165,9 @@ def base_env():
     for k in list(e):
         if k.startswith("MUTIRAO_") and not k.startswith("MUTIRAO_TEST_"):
             del e[k]
-    e.update({"MUTIRAO_LOG_LEVEL": "info", "MUTIRAO_WORKER_GROUP": "mutirao.workers.tls" + UNIQ})
+    e.update({"MUTIRAO_LOG_LEVEL": "info", "MUTIRAO_WORKER_GROUP": "mutirao.workers.tls" + UNIQ,
+              # the retried task leaves a flag file (the sandbox denies writes by default)
+              "MUTIRAO_WORKER_ALLOW": "io.open.write"})
     return e
 
 
