@@ -2601,6 +2601,21 @@ end
     finally:
         if p.poll() is None:
             p.kill()
+    # a worker without a signing key (the wrong upgrade order): its
+    # unsigned outcomes are ignored by a producer with trusted keys
+    wu = Worker("srU", [pool], env={"MUTIRAO_AUTH_TRUSTED_KEYS": pub})
+    wu.wait_for(r"consuming")
+    rc, out, err, _ = run_lua("""
+local g = require("goroutine")
+local id = assert(g.pool_submit(%r, function() return "unsigned" end))
+print("unsigned", g.timeout(4000, function() return g.await(id) end))
+os.exit(0) -- the task stays pending: do not wait for it
+""" % pool, env=auth)
+    check(rc == 0 and "unsigned\tfalse\ttimeout after 4000 ms" in out and
+          len(re.findall(r"pool=%s task=\S+: (notification|result record in Redis) ignored, the "
+                         r"task stays pending: result record is not signed" % pool, err)) == 1,
+          "an unsigned outcome, producer with trusted keys: %d\n%s%s" % (rc, out, err))
+    check(wu.stop() == 0, "worker exit status")
     # await of another process's task id: a forged record is not its
     # outcome to a process with trusted keys (looked up again, logged
     # once), and is to one without (unchanged behaviour)
@@ -2750,7 +2765,8 @@ CASES = {"examples": case_examples, "await_wg": case_await_wg, "two_workers": ca
          "notify_dropped": case_notify_dropped, "notify_gone": case_notify_gone,
          "no_worker_hint": case_no_worker_hint, "reconcile_bounded": case_reconcile_bounded,
          "sigterm": case_sigterm, "sigint_twice": case_sigint_twice, "sandbox": case_sandbox,
-         "signed": case_signed, "hostile": case_hostile, "signed_results": case_signed_results}
+         "signed": case_signed, "hostile": case_hostile,
+         "signed_results": case_signed_results}
 try:
     CASES[CASE]()
 finally:
