@@ -547,6 +547,29 @@ static void collect_delta(void *ud, const char *owner, const char *wgid, long lo
     d->n++;
 }
 
+/* The changes of producer's own WaitGroups among d, "WGID DELTA" lines
+ * (malloc'd, *len bytes), or NULL when none (or out of memory). */
+static char *own_changes(const delta_list *d, const char *producer, size_t *len)
+{
+    size_t n = 0;
+    for (int i = 0; i < d->n; i++)
+        if (!strcmp(d->owner[i], producer))
+            n += strlen(d->elem[i]); /* 'W' + change: the change and a newline */
+    char *s = n ? malloc(n) : NULL;
+    *len = 0;
+    if (!s)
+        return NULL;
+    for (int i = 0; i < d->n; i++)
+        if (!strcmp(d->owner[i], producer)) {
+            if (*len)
+                s[(*len)++] = '\n';
+            size_t l = strlen(d->elem[i]) - 1;
+            memcpy(s + *len, d->elem[i] + 1, l);
+            *len += l;
+        }
+    return s;
+}
+
 /* The task ended on its VM (s is NULL when this VM is gone: exiting). */
 static void record_outcome(wtask *t, int ok);
 
@@ -684,6 +707,15 @@ static void record_result(wtask *t, int ok, const char *out, size_t outlen, int 
         r.ref_len = outlen;
         r.ref_sum = envelope_ref_sum(out, outlen);
     }
+    /* a signed record carries the changes of its producer's WaitGroups, so
+     * that they are signed with the outcome (docs/wire-format.md, "Signed
+     * result record") */
+    char *mine = NULL;
+    size_t minelen = 0;
+    if (w->key)
+        mine = own_changes(&d, t->producer, &minelen);
+    r.wg = mine;
+    r.wg_len = mine ? minelen : 0;
     char errbuf[200];
     envelope_buf b;
     envelope_buf_init(&b, NULL, 0);
@@ -710,6 +742,16 @@ static void record_result(wtask *t, int ok, const char *out, size_t outlen, int 
         rc = envelope_result_encode(&r, &lim, &b, errbuf, sizeof errbuf);
         free(enc);
     }
+    free(mine);
+    char *sealed = NULL;
+    size_t sealedlen = 0;
+    if (rc == 0 && w->key &&
+        (rc = sign_result(w->key, b.data, b.len, &sealed, &sealedlen, errbuf, sizeof errbuf)) ==
+            0) {
+        envelope_buf_free(&b);
+        b.data = sealed; /* b.len bytes of the signed record; freed below */
+        b.len = sealedlen;
+    }
     int nargs = 7 + 2 * d.n;
     t->argv = calloc((size_t)nargs, sizeof *t->argv);
     t->argvlen = calloc((size_t)nargs, sizeof *t->argvlen);
@@ -733,7 +775,10 @@ static void record_result(wtask *t, int ok, const char *out, size_t outlen, int 
         free(d.elem[i]);
     free(d.elem);
     free(d.owner);
-    envelope_buf_free(&b);
+    if (sealed)
+        free(sealed);
+    else
+        envelope_buf_free(&b);
     ex_task_release(x); /* its outcome is in the arguments now */
     if (fail) {
         wlog(WLOG_ERROR, "pool=%s task=%s: cannot build its completion record (%s)", t->wp->name,

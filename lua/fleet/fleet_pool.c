@@ -87,6 +87,7 @@ struct ftask {
     int wg_done; /* its WaitGroup changes were applied (with its 'R' or its record) */
     char *env;   /* its task envelope while pending: submitted again if Redis lost it */
     size_t envlen;
+    int refused; /* a result for it that does not verify was logged (once per task) */
 };
 
 struct fvm {
@@ -98,6 +99,9 @@ struct fvm {
     fleet_wgs *wgs;
     kuv_producer *kp;  /* NULL until the first pool call */
     sign_key *key;     /* auth.signing_key, loaded with kp; NULL: envelopes go unsigned */
+    sign_trust *trust; /* auth.trusted_keys, loaded with kp; NULL: results are not checked */
+    int auth_required; /* with trust: unsigned results are refused too (auth.required) */
+    int wg_refused;    /* an unsigned WaitGroup change of another producer's task was logged */
     redis_uv *r;       /* commands */
     redis_uv *rb;      /* the blocking reads of the notification list */
     frc *rc;           /* looks up pending tasks whose notification did not come */
@@ -391,6 +395,15 @@ static fvm *clients(lua_State *L, fvm *v)
     if (c->auth_signing_key[0] && !v->key &&
         sign_key_load(c->auth_signing_key, &v->key, err, sizeof err) != 0)
         luaL_error(L, "auth.signing_key: %s", err);
+    if (c->auth_trusted_keys[0] && !v->trust) {
+        if (sign_trust_load(c->auth_trusted_keys, &v->trust, err, sizeof err) != 0)
+            luaL_error(L, "auth.trusted_keys: %s", err);
+        if (sign_trust_count(v->trust) == 0) {
+            sign_trust_free(v->trust);
+            v->trust = NULL;
+        }
+        v->auth_required = config_auth_required(c);
+    }
     kuv_producer_opts po;
     kuv_producer_opts_default(&po);
     /* a submitted task waits for Kafka up to kafka.delivery_timeout_ms (a
@@ -518,6 +531,7 @@ typedef struct fop {
     char *data;
     size_t len;
     int have_data, queued;
+    int refused; /* await of another process's task: a refused record was logged */
     uint64_t due_ns;
     unsigned interval_ms;
     fpool *p;
@@ -736,10 +750,68 @@ static int wg_change_of(void *ud, const char *id)
 {
     fvm *v = ud;
     size_t n = strlen(v->producer);
-    if (strncmp(id, v->producer, n) != 0 || id[n] != ':')
-        return FLEET_WG_APPLY; /* another producer's task */
+    if (strncmp(id, v->producer, n) != 0 || id[n] != ':') {
+        /* another producer's task: its change comes unsigned, without this
+         * VM's record of the task to check it against */
+        if (!v->trust || !v->auth_required)
+            return FLEET_WG_APPLY;
+        if (!v->wg_refused) {
+            v->wg_refused = 1;
+            rtlog(v->s, RTLOG_WARN, 0, LUA_NOREF,
+                  "producer %s: WaitGroup change by task %s (of another producer) ignored: such "
+                  "changes are not signed and auth.trusted_keys is set (logged once)",
+                  v->producer, id);
+        }
+        return FLEET_WG_DROP;
+    }
     ftask *t = task_of(v, id);
     return t && !t->tb.done ? FLEET_WG_HOLD : FLEET_WG_DROP;
+}
+
+/*
+** With trusted keys (auth.trusted_keys): may the result record rec (len
+** bytes, from Redis: untrusted) be used as an outcome? 1 when its signature
+** verifies (its `wg` then holds the task's changes of this VM's
+** WaitGroups), 0 when no check applies (no trusted keys, or an unsigned
+** record while auth.required is off), -1 when it must be ignored: unsigned,
+** signed by an unknown key or altered; logged with pool and task id once
+** (*logged set). Checked before the record is decoded.
+*/
+static int result_trusted(fvm *v, const char *pool, const char *id, int *logged, const char *rec,
+                          size_t len, const char *what)
+{
+    if (!v->trust)
+        return 0;
+    char why[200];
+    int rc;
+    if (sign_result_is_signed(rec, len))
+        rc = sign_result_verify(v->trust, rec, len, why, sizeof why);
+    else if (!v->auth_required)
+        return 0;
+    else
+        rc = merr_fail(why, sizeof why, SIGN_EUNSIGNED,
+                       "result record is not signed (auth.required is on)");
+    if (rc == 0)
+        return 1;
+    if (!*logged) {
+        *logged = 1;
+        rtlog(v->s, RTLOG_WARN, 0, LUA_NOREF,
+              "pool=%s task=%s: %s ignored, the task stays pending: %s", pool, id, what, why);
+    }
+    return -1;
+}
+
+/* A verified record of a different task than the one it was found for (a
+ * genuine record copied to another key): logged once per task, ignored. */
+static void result_misplaced(fvm *v, const char *pool, const char *id, int *logged,
+                             const char *names, const char *what)
+{
+    if (*logged)
+        return;
+    *logged = 1;
+    rtlog(v->s, RTLOG_WARN, 0, LUA_NOREF,
+          "pool=%s task=%s: %s ignored, the task stays pending: it is the signed record of task %s",
+          pool, id, what, names);
 }
 
 /* This VM's unfinished task of that id, or NULL. */
@@ -845,6 +917,26 @@ static void on_notification(fvm *v, const char *s, size_t len)
     }
     ftask *t = task_of(v, r.id);
     int pending = t && !t->tb.done;
+    int trusted = 0;
+    if (v->trust && pending &&
+        (trusted = result_trusted(v, t->p->name, r.id, &t->refused, s + 1, len - 1,
+                                  "notification")) < 0) {
+        fleet_wgs_settle(T, v->wgs, "", 0);
+        return; /* its genuine outcome may still come (or the reconciliation find it) */
+    }
+    if (trusted == 1) {
+        /* signed: the record carries the task's changes of this VM's
+         * WaitGroups; the unsigned 'W' elements are not used */
+        fleet_wgs_settle(T, v->wgs, "", 0);
+        if (!t->wg_done && r.wg_len)
+            fleet_wgs_apply_lines(T, v->wgs, r.wg, r.wg_len);
+        t->wg_done = 1;
+        if (r.ref_len)
+            result_ref_fetch(v, &r);
+        else
+            task_finish(v, t, r.ok, r.payload, r.payload_len, NULL, r.dead_lettered);
+        return;
+    }
     /* a task carrying this VM's WaitGroups whose changes did not all come
      * (lost with an earlier reply): its record and changes are read from
      * Redis instead (rc_found) */
@@ -872,9 +964,10 @@ static frc_task *rc_lookup(void *ud, const char *id)
     return t ? &t->rc : NULL;
 }
 
-/* The task's record was in Redis, its notification not here. */
-static void rc_found(void *ud, frc_task *rt, const char *rec, size_t reclen, const char *wg,
-                     size_t wglen)
+/* The task's record was in Redis, its notification not here: -1 when the
+ * record is not used (with trusted keys, one that does not verify). */
+static int rc_found(void *ud, frc_task *rt, const char *rec, size_t reclen, const char *wg,
+                    size_t wglen)
 {
     fvm *v = ud;
     ftask *t = (ftask *)((char *)rt - offsetof(ftask, rc));
@@ -883,7 +976,15 @@ static void rc_found(void *ud, frc_task *rt, const char *rec, size_t reclen, con
     envelope_limits lim;
     envelope_limits_default(&lim);
     lim.max_ref = (size_t)1 << 30; /* over this process's limit: the task fails, saying so */
+    int trusted =
+        result_trusted(v, t->p->name, t->tb.id, &t->refused, rec, reclen, "result record in Redis");
+    if (trusted < 0)
+        return -1; /* looked at again later: the genuine outcome replaces it */
     int rc = envelope_result_decode(rec, reclen, &lim, &r, why, sizeof why);
+    if (rc == 0 && trusted == 1 && strcmp(r.id, t->tb.id) != 0) {
+        result_misplaced(v, t->p->name, t->tb.id, &t->refused, r.id, "result record in Redis");
+        return -1;
+    }
     if (rc == 0 && strcmp(r.id, t->tb.id) != 0) {
         snprintf(why, sizeof why, "it names task %s", r.id);
         rc = -1;
@@ -891,15 +992,20 @@ static void rc_found(void *ud, frc_task *rt, const char *rec, size_t reclen, con
     if (rc != 0) {
         snprintf(msg, sizeof msg, "bad result record in Redis: %s", why);
         task_finish(v, t, 0, NULL, 0, msg, 0);
-        return;
+        return 0;
     }
-    if (wg && !t->wg_done)
+    if (trusted == 1) { /* signed: its own `wg`, not the unsigned :w */
+        wg = r.wg;
+        wglen = r.wg_len;
+    }
+    if (wg && wglen && !t->wg_done)
         fleet_wgs_apply_lines(sched_scratch(v->s), v->wgs, wg, wglen);
     t->wg_done = 1;
     if (r.ref_len)
         result_ref_fetch(v, &r);
     else
         task_finish(v, t, r.ok, r.payload, r.payload_len, NULL, r.dead_lettered);
+    return 0;
 }
 
 static void on_report(void *ud, int err, const char *errmsg, int32_t partition, int64_t offset);
@@ -1658,6 +1764,7 @@ static void on_lookup(redis_uv *cli, int status, const redisReply *reply, const 
 }
 
 static int await_foreign_k(lua_State *L, int status, lua_KContext ctx);
+static int foreign_again(lua_State *L, fop *op);
 
 /* GET: the string (if any) into op->data. */
 static void on_get(redis_uv *cli, int status, const redisReply *reply, const char *err, void *ud)
@@ -1720,6 +1827,22 @@ static int await_foreign_k(lua_State *L, int status, lua_KContext ctx)
         envelope_limits lim;
         envelope_limits_default(&lim);
         lim.max_ref = (size_t)op->v->cfg->payload_max_ref_bytes;
+        /* with trusted keys: the pool the record names, for the log line */
+        int dec = op->v->trust
+                      ? envelope_result_decode(op->data, op->len, &lim, &r, why, sizeof why)
+                      : -1;
+        const char *pool = dec == 0 ? r.pool : "?";
+        int trusted =
+            result_trusted(op->v, pool, op->name, &op->refused, op->data, op->len, "result record");
+        if (trusted == 1 && dec == 0 && strcmp(r.id, op->name) != 0) {
+            result_misplaced(op->v, pool, op->name, &op->refused, r.id, "result record");
+            trusted = -1;
+        }
+        if (trusted < 0) { /* not its outcome: look again later (the genuine one replaces it) */
+            op->have_data = 0;
+            op->queued = 1;
+            return foreign_again(L, op);
+        }
         if (envelope_result_decode(op->data, op->len, &lim, &r, why, sizeof why) != 0) {
             lua_pushboolean(L, 0);
             lua_pushfstring(L, "task %s: bad result record in Redis: %s", op->name, why);
@@ -1748,7 +1871,13 @@ static int await_foreign_k(lua_State *L, int status, lua_KContext ctx)
                         op->name);
         return 2;
     }
-    /* submitted by another process and not finished: look again later */
+    return foreign_again(L, op);
+}
+
+/* Submitted by another process and not finished: look again later. */
+static int foreign_again(lua_State *L, fop *op)
+{
+    lua_KContext ctx = (lua_KContext)op;
     op->stage = 2;
     op->interval_ms = op->interval_ms ? op->interval_ms * 2 : FOREIGN_POLL_MS;
     if (op->interval_ms > 500)
@@ -1811,6 +1940,8 @@ static void fvm_free(sched *s, void *data)
     v->closing = 1;
     sign_key_free(v->key);
     v->key = NULL;
+    sign_trust_free(v->trust);
+    v->trust = NULL;
     fleet_wgs_free(v->wgs);
     while (v->pools) {
         fpool *p = v->pools;

@@ -188,11 +188,12 @@ static void on_round(redis_uv *cli, int status, const redisReply *reply, const c
         const redisReply *rec = reply->element[2 * i], *wg = reply->element[2 * i + 1];
         long long st = rec->type == REDIS_REPLY_INTEGER ? rec->integer : 1;
         if (rec->type == REDIS_REPLY_STRING) {
+            int has_wg = wg->type == REDIS_REPLY_STRING && wg->len > 0;
+            if (c->ops->found(c->ud, t, rec->str, rec->len, has_wg ? wg->str : NULL,
+                              has_wg ? wg->len : 0) != 0)
+                continue; /* not used: looked at again after FRC_AFTER_MS */
             c->st.found++;
             news++;
-            int has_wg = wg->type == REDIS_REPLY_STRING && wg->len > 0;
-            c->ops->found(c->ud, t, rec->str, rec->len, has_wg ? wg->str : NULL,
-                          has_wg ? wg->len : 0);
         } else if (st == 2) {
             if (++t->gone >= FRC_GONE_LOOKS) {
                 c->st.gone++;

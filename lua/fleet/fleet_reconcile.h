@@ -48,9 +48,11 @@ typedef struct frc_ops {
     /* The pending task of that id, or NULL (finished meanwhile). */
     frc_task *(*lookup)(void *ud, const char *id);
     /* Its result record (rec, reclen bytes: untrusted) and the "WGID DELTA"
-     * lines it left (wg, wglen; wg NULL when none) were found: finish it. */
-    void (*found)(void *ud, frc_task *t, const char *rec, size_t reclen, const char *wg,
-                  size_t wglen);
+     * lines it left (wg, wglen; wg NULL when none) were found: finish it.
+     * 0 when it did; -1 when the record was not used (its signature does not
+     * verify: the task stays pending, looked at again later). */
+    int (*found)(void *ud, frc_task *t, const char *rec, size_t reclen, const char *wg,
+                 size_t wglen);
     /* Redis has neither its record nor its marker: submit it again. 0 when it
      * was (its marker is then written again), else it is looked at later. */
     int (*lost)(void *ud, frc_task *t);

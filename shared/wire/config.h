@@ -95,7 +95,8 @@ typedef struct config {
     char *auth_signing_key;        /* auth.signing_key: private key file this process signs
                                       the task envelopes it produces with; "" = none */
     char *auth_trusted_keys;       /* auth.trusted_keys: public key files "a,b" whose
-                                      signatures a worker accepts; "" = none */
+                                      signatures a worker (envelopes) and a producer
+                                      (result records) accept; "" = none */
     int auth_required;             /* auth.required: 1 on, 0 off, -1 auto (the default: on
                                       exactly when trusted keys are set); read it through
                                       config_auth_required */

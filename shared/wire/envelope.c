@@ -154,6 +154,7 @@ static const field result_fields[] = {
     {"dead_lettered", K_BOOL, offsetof(envelope_result, dead_lettered), 0, 1},
     {"ref_len", K_U64, offsetof(envelope_result, ref_len), 0, 1},
     {"ref_sum", K_U64, offsetof(envelope_result, ref_sum), 0, 1},
+    {"wg", K_PAYLOAD, offsetof(envelope_result, wg), offsetof(envelope_result, wg_len), 1},
 };
 
 typedef struct record {
@@ -177,6 +178,8 @@ static int absent(const field *f, const char *base)
         return *(const uint32_t *)(base + f->off) == 0;
     if (f->k == K_U64)
         return *(const uint64_t *)(base + f->off) == 0;
+    if (f->k == K_PAYLOAD)
+        return *(const size_t *)(base + f->len_off) == 0;
     return f->k == K_BOOL && *(const int *)(base + f->off) == 0;
 }
 
@@ -353,11 +356,12 @@ static int encode(const record *rec, const void *obj, const envelope_limits *lim
             const char *p = *(const char *const *)v;
             size_t n = *(const size_t *)(base + f->len_off);
             if (p == NULL && n > 0)
-                rc = merr_fail(err, errlen, ENVELOPE_EINVAL,
-                               "field 'payload': NULL with length %zu", n);
+                rc = merr_fail(err, errlen, ENVELOPE_EINVAL, "field '%s': NULL with length %zu",
+                               f->name, n);
             else if (n > lim->max_payload || n > UINT32_MAX)
                 rc = merr_fail(err, errlen, ENVELOPE_ETOOBIG,
-                               "field 'payload': %zu bytes, the limit is %zu", n, lim->max_payload);
+                               "field '%s': %zu bytes, the limit is %zu", f->name, n,
+                               lim->max_payload);
             break;
         }
         case K_U64:
@@ -729,9 +733,9 @@ static int read_field(cursor *c, const field *f, char *base, const envelope_limi
         }
         if (h.n > lim->max_payload)
             return merr_fail(c->err, c->errlen, ENVELOPE_ETOOBIG,
-                             "field 'payload': %llu bytes, the limit is %zu",
+                             "field '%s': %llu bytes, the limit is %zu", f->name,
                              (unsigned long long)h.n, lim->max_payload);
-        if ((rc = skip(c, h.n, "payload")) < 0)
+        if ((rc = skip(c, h.n, f->name)) < 0)
             return rc;
         *(const char **)v = (const char *)c->p - h.n;
         *(size_t *)(base + f->len_off) = (size_t)h.n;

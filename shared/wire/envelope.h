@@ -107,6 +107,10 @@ typedef struct envelope_result {
                                          dead-lettered (ok is then 0) */
     uint64_t ref_len;                 /* optional: as in envelope_task (mutirao:task:ID:out) */
     uint64_t ref_sum;
+    const char *wg; /* optional: the task's changes of its producer's WaitGroups,
+                       "WGID DELTA" lines (what mutirao:task:ID:w holds), written
+                       in signed records so that they are signed with the outcome */
+    size_t wg_len;  /* its size in bytes (0: absent) */
 } envelope_result;
 
 /*

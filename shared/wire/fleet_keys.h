@@ -20,8 +20,10 @@
 **                             running on that worker, Unix ms of the report,
 **                             the process's random hex tag); reports
 **                             older than FLEET_ACTIVE_STALE_MS are ignored
-**   mutirao:task:ID           the result record (envelope_result); its
-**                             presence means "completed": set once (NX)
+**   mutirao:task:ID           the result record (envelope_result), signed
+**                             when the worker has auth.signing_key; set once
+**                             per task (the seen bit, not the key, says
+**                             "completed")
 **   mutirao:task:ID:q         "1" while submitted and not yet completed
 **   mutirao:task:ID:w         the task's changes of its producer's WaitGroups,
 **                             "WGID DELTA" lines (only when it made some; same
@@ -272,11 +274,14 @@
 ** ("ID ENVELOPE", score due; counted once in the
 ** pool's retried), the delivery record goes (that attempt ended), and
 ** nothing is recorded or pushed; its element of the reply is 2.
-** Per task: unless its seen bit is set, SET mutirao:task:ID NX; only when
-** it was set, the seen bit is set, the marker and the delivery record go,
-** the pool's counter grows, the 'W' elements (each with NUL + "TASKID N"
-** appended) and 'R' + record are pushed, and the changes of WaitGroups of
-** the task's own producer are kept in mutirao:task:ID:w.
+** Per task: unless its seen bit is set, SET mutirao:task:ID (the seen bit,
+** set here with the record, says "done": a record already there without it
+** was written by someone else, e.g. a forger, and is replaced; an id without
+** a seen bit uses SET NX); only when it was set, the seen bit is set,
+** the marker and the delivery record go, the pool's counter grows, the
+** 'W' elements (each with NUL + "TASKID N" appended) and 'R' + record are
+** pushed, and the changes of WaitGroups of the task's own producer are
+** kept in mutirao:task:ID:w.
 ** Returns an array: per task 1 (this call completed it) or 0 (done before).
 */
 #define FLEET_COMPLETE_LUA                                                                         \
@@ -305,10 +310,13 @@
     "    out[#out+1] = 2\n"                                                                        \
     "  else\n"                                                                                     \
     "  local ok = false\n"                                                                         \
-    "  if not sk or redis.call('GETBIT', sk, sb) == 0 then\n"                                      \
-    "    if ttl > 0 then ok = redis.call('SET', k, rec, 'NX', 'EX', ttl)\n"                        \
-    "    else ok = redis.call('SET', k, rec, 'NX') end\n"                                          \
-    "  end\n"                                                                                      \
+    "  if sk then\n"                                                                               \
+    "    if redis.call('GETBIT', sk, sb) == 0 then\n"                                              \
+    "      if ttl > 0 then ok = redis.call('SET', k, rec, 'EX', ttl)\n"                            \
+    "      else ok = redis.call('SET', k, rec) end\n"                                              \
+    "    end\n"                                                                                    \
+    "  elseif ttl > 0 then ok = redis.call('SET', k, rec, 'NX', 'EX', ttl)\n"                      \
+    "  else ok = redis.call('SET', k, rec, 'NX') end\n"                                            \
     "  if ok then\n"                                                                               \
     "    if sk then redis.call('SETBIT', sk, sb, 1) touch(sk, ttl) end\n"                          \
     "    redis.call('DEL', k .. ':q', 'mutirao:delivery:' .. id)\n"                                \

@@ -298,6 +298,109 @@ int sign_verify(const sign_trust *t, const void *msg, size_t len, size_t max_len
     return 0;
 }
 
+/* ---- signed result records ------------------------------------------------ */
+
+/* The "sig" entry's bytes before the key id: fixstr "sig", bin8 of 72. */
+static const unsigned char result_tail[6] = {0xa3, 's',  'i',
+                                             'g',  0xc4, SIGN_KEYID_LEN + SIGN_SIG_LEN};
+
+int sign_result_is_signed(const void *rec, size_t len)
+{
+    const unsigned char *m = rec;
+    return rec != NULL && len >= 5 + SIGN_RESULT_TAIL && memcmp(m, "MTO", 3) == 0 &&
+           memcmp(m + len - SIGN_RESULT_TAIL, result_tail, sizeof result_tail) == 0;
+}
+
+/* Adds one to the count of the map at b (the record's body): 0, or -1 when
+   it is no map or the count cannot grow in place. */
+static int map_count_inc(unsigned char *b, size_t len)
+{
+    if (len < 1)
+        return -1;
+    if (b[0] >= 0x80 && b[0] < 0x8f) {
+        b[0]++;
+        return 0;
+    }
+    if (b[0] == 0xde && len >= 3) {
+        unsigned n = (unsigned)b[1] << 8 | b[2];
+        if (n == 0xffff)
+            return -1;
+        n++;
+        b[1] = (unsigned char)(n >> 8);
+        b[2] = (unsigned char)n;
+        return 0;
+    }
+    return -1;
+}
+
+int sign_result(const sign_key *k, const void *rec, size_t len, char **out, size_t *outlen,
+                char *err, size_t errlen)
+{
+    if (k == NULL || rec == NULL || out == NULL || outlen == NULL)
+        return merr_fail(err, errlen, SIGN_EINVAL, "sign_result: missing argument");
+    *out = NULL;
+    *outlen = 0;
+    if (len < 5 || memcmp(rec, "MTO", 3) != 0 || sign_result_is_signed(rec, len) ||
+        len > (size_t)-1 - SIGN_RESULT_TAIL)
+        return merr_fail(err, errlen, SIGN_EINVAL, "sign_result: not an unsigned result record");
+    unsigned char *b = malloc(len + SIGN_RESULT_TAIL);
+    if (b == NULL)
+        return merr_fail(err, errlen, SIGN_ENOMEM, "signing: out of memory");
+    memcpy(b, rec, len);
+    if (map_count_inc(b + 4, len - 4) != 0) {
+        free(b);
+        return merr_fail(err, errlen, SIGN_EINVAL, "sign_result: the record's map cannot grow");
+    }
+    memcpy(b + len, result_tail, sizeof result_tail);
+    memcpy(b + len + sizeof result_tail, k->id, SIGN_KEYID_LEN);
+    size_t signed_len = len + SIGN_RESULT_TAIL - SIGN_SIG_LEN, siglen = SIGN_SIG_LEN;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    int ok = ctx != NULL && EVP_DigestSignInit(ctx, NULL, NULL, NULL, k->pkey) == 1 &&
+             EVP_DigestSign(ctx, b + signed_len, &siglen, b, signed_len) == 1 &&
+             siglen == SIGN_SIG_LEN;
+    EVP_MD_CTX_free(ctx);
+    if (!ok) {
+        free(b);
+        ERR_clear_error();
+        return merr_fail(err, errlen, SIGN_ECRYPTO, "signing failed in libcrypto");
+    }
+    *out = (char *)b;
+    *outlen = len + SIGN_RESULT_TAIL;
+    return 0;
+}
+
+int sign_result_verify(const sign_trust *t, const void *rec, size_t len, char *err, size_t errlen)
+{
+    const unsigned char *m = rec;
+    if (!sign_result_is_signed(rec, len))
+        return merr_fail(err, errlen, SIGN_EUNSIGNED, "result record is not signed");
+    const unsigned char *id = m + len - SIGN_KEYID_LEN - SIGN_SIG_LEN;
+    char hex[2 * SIGN_KEYID_LEN + 1];
+    sign_keyid_hex(id, hex);
+    size_t i = 0, n = sign_trust_count(t);
+    while (i < n && memcmp(t->id[i], id, SIGN_KEYID_LEN) != 0)
+        i++;
+    if (i == n)
+        return merr_fail(err, errlen, SIGN_EUNKNOWNKEY,
+                         "result record is signed by key %s, which is not among the trusted keys",
+                         hex);
+    size_t signed_len = len - SIGN_SIG_LEN;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (ctx == NULL)
+        return merr_fail(err, errlen, SIGN_ENOMEM, "verifying: out of memory");
+    int rc = -1;
+    if (EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, t->pkey[i]) == 1)
+        rc = EVP_DigestVerify(ctx, m + signed_len, SIGN_SIG_LEN, m, signed_len);
+    EVP_MD_CTX_free(ctx);
+    ERR_clear_error();
+    if (rc != 1)
+        return merr_fail(err, errlen, SIGN_EBADSIG,
+                         "signature by key %s does not verify: the result record was altered or "
+                         "forged",
+                         hex);
+    return 0;
+}
+
 /* ---- keygen --------------------------------------------------------------- */
 
 static int check_name(const char *name)

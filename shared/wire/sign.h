@@ -94,6 +94,33 @@ int sign_verify(const sign_trust *t, const void *msg, size_t len, size_t max_len
 int sign_unwrap(const void *msg, size_t len, const char **env, size_t *envlen);
 
 /*
+** Signed result records (docs/wire-format.md, "Signed result record"). A
+** worker signs the result record (envelope.h, magic 'MTO' version 1) it
+** stores and pushes: the record's map gets one more entry, last,
+**
+**   "sig": bin of 72 = key id (8) | Ed25519 signature (64)
+**
+** the signature covering every byte of the record before it (header, map
+** header counting "sig", every field, "sig", the bin header and the key
+** id). Readers that do not check skip it as an unknown field.
+*/
+#define SIGN_RESULT_TAIL (6 + SIGN_KEYID_LEN + SIGN_SIG_LEN) /* bytes a signature adds */
+
+/* Signs the result record rec (len bytes): *out (malloc'd, the caller frees)
+   gets the signed record, len + SIGN_RESULT_TAIL bytes. SIGN_EINVAL for a
+   record that is not an 'MTO' one or already signed. */
+int sign_result(const sign_key *k, const void *rec, size_t len, char **out, size_t *outlen,
+                char *err, size_t errlen);
+
+/* 1 when rec ends like a signed result record (its "sig" entry), else 0. */
+int sign_result_is_signed(const void *rec, size_t len);
+
+/* Checks a signed result record against the trusted keys: SIGN_EUNSIGNED,
+   SIGN_EUNKNOWNKEY, SIGN_EBADSIG (err says which, never with key material
+   beyond the key id). The record itself is then decoded as usual. */
+int sign_result_verify(const sign_trust *t, const void *rec, size_t len, char *err, size_t errlen);
+
+/*
 ** Makes a new key pair: DIR/NAME.key (PKCS#8 PEM, created with mode 0600,
 ** never overwritten: SIGN_EEXIST) and DIR/NAME.pub (PEM public key); DIR is
 ** made (mode 0700) when missing and its parent exists. On

@@ -22,7 +22,7 @@ set_tests_properties(c.test-fleet-wg PROPERTIES LABELS c TIMEOUT 60)
 # Signed task envelopes (shared/wire/sign.c): keys, signatures, refusals.
 # No services needed; its keys live in a temporary directory.
 add_executable(test-sign ${CMAKE_CURRENT_LIST_DIR}/test-sign.c)
-target_link_libraries(test-sign PRIVATE mutirao_sign)
+target_link_libraries(test-sign PRIVATE mutirao_sign mutirao_wire)
 add_test(NAME c.test-sign COMMAND test-sign)
 set_tests_properties(c.test-sign PROPERTIES LABELS c TIMEOUT 60)
 # ...and under valgrind: no invalid access or leak in the signature checks

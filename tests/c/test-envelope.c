@@ -1077,7 +1077,50 @@ static int test_strerror(void)
 
 /* ---- runner ------------------------------------------------------------ */
 
+/* wg: a result record's signed WaitGroup changes, written only when not
+   empty, read back byte for byte, a bin (a string is the wrong type). */
+static int test_optional_wg(void)
+{
+    envelope_result r, rd;
+    memset(&r, 0, sizeof r);
+    strcpy(r.id, "t-1");
+    strcpy(r.pool, "jobs");
+    strcpy(r.worker, "w-1");
+    r.attempt = 1;
+    r.payload = "MTR\x01\x90";
+    r.payload_len = 5;
+    char err[256] = "";
+    envelope_buf b;
+    envelope_buf_init(&b, NULL, 0);
+    ASSERT_EQ(envelope_result_encode(&r, NULL, &b, err, sizeof err), 0);
+    ASSERT_EQ((unsigned char)b.data[4], 0x87);
+    ASSERT_EQ(envelope_result_decode(b.data, b.len, NULL, &rd, err, sizeof err), 0);
+    ASSERT_EQ(rd.wg_len, 0);
+    ASSERT_NULL(rd.wg);
+    static const char wg[] = "p:1/1 -1\np:1/2 3";
+    r.wg = wg;
+    r.wg_len = sizeof wg - 1;
+    ASSERT_EQ(envelope_result_encode(&r, NULL, &b, err, sizeof err), 0);
+    ASSERT_EQ((unsigned char)b.data[4], 0x88);
+    ASSERT_EQ(envelope_result_decode(b.data, b.len, NULL, &rd, err, sizeof err), 0);
+    ASSERT_EQ(rd.wg_len, sizeof wg - 1);
+    ASSERT_EQ(memcmp(rd.wg, wg, rd.wg_len), 0);
+    /* the field as a string: the wrong type */
+    char *at = memmem(b.data, b.len, "\xa2wg\xc4", 4);
+    ASSERT_NOT_NULL(at);
+    at += 3;
+    ASSERT_EQ((unsigned char)at[1], sizeof wg - 1);
+    at[0] = (char)(0xa0 | (sizeof wg - 1)); /* a fixstr of the same bytes */
+    memmove(at + 1, at + 2, (size_t)(b.data + b.len - at - 2));
+    ASSERT_EQ(envelope_result_decode(b.data, b.len - 1, NULL, &rd, err, sizeof err),
+              ENVELOPE_ETYPE);
+    ASSERT_CONTAINS(err, "field 'wg'");
+    envelope_buf_free(&b);
+    return 0;
+}
+
 static const test tests[] = {
+    {"optional_wg", test_optional_wg},
     {"task_roundtrip", test_task_roundtrip},
     {"result_roundtrip", test_result_roundtrip},
     {"truncation", test_truncation},

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "envelope.h"
 #include "sign.h"
 #include "test.h"
 
@@ -382,7 +383,128 @@ static int test_strerror(void)
     return 0;
 }
 
+/* ---- signed result records ---- */
+
+/* Encodes a result record of task id (with WaitGroup changes wg, or NULL)
+ * into b. */
+static int result_of(const char *id, int ok, const char *wg, envelope_buf *b)
+{
+    envelope_result r;
+    memset(&r, 0, sizeof r);
+    envelope_copy(r.id, sizeof r.id, id);
+    envelope_copy(r.pool, sizeof r.pool, "jobs");
+    envelope_copy(r.worker, sizeof r.worker, "w-1");
+    r.attempt = 1;
+    r.ok = ok;
+    r.finished_at_ms = 1000;
+    r.payload = ""; /* kept by reference: length and checksum are signed */
+    r.ref_len = 2000000;
+    r.ref_sum = 77;
+    r.wg = wg;
+    r.wg_len = wg ? strlen(wg) : 0;
+    envelope_buf_init(b, NULL, 0);
+    char err[200];
+    return envelope_result_encode(&r, NULL, b, err, sizeof err);
+}
+
+static int test_result_roundtrip(void)
+{
+    char err[256];
+    sign_key *k = NULL;
+    sign_trust *t = NULL;
+    ASSERT_EQ(need_key("w"), 0);
+    ASSERT_EQ(sign_key_load(kpath("w", "key"), &k, err, sizeof err), 0);
+    ASSERT_EQ(sign_trust_load(kpath("w", "pub"), &t, err, sizeof err), 0);
+    envelope_buf b;
+    ASSERT_EQ(result_of("p:1:ab", 1, "p/1 2\np/2 -1", &b), 0);
+    ASSERT_EQ(sign_result_is_signed(b.data, b.len), 0);
+    ASSERT_EQ(sign_result_verify(t, b.data, b.len, err, sizeof err), SIGN_EUNSIGNED);
+    char *rec = NULL;
+    size_t len = 0;
+    ASSERT_EQ(sign_result(k, b.data, b.len, &rec, &len, err, sizeof err), 0);
+    ASSERT_EQ(len, b.len + SIGN_RESULT_TAIL);
+    ASSERT_EQ(sign_result_is_signed(rec, len), 1);
+    ASSERT_EQ(sign_result_verify(t, rec, len, err, sizeof err), 0);
+    /* a signed record is still an ordinary record to any reader: every
+     * field as written, "sig" skipped as an unknown field */
+    envelope_result r;
+    ASSERT_EQ(envelope_result_decode(rec, len, NULL, &r, err, sizeof err), 0);
+    ASSERT_STR_EQ(r.id, "p:1:ab");
+    ASSERT_EQ(r.ok, 1);
+    ASSERT_EQ(r.ref_len, 2000000);
+    ASSERT_EQ(r.ref_sum, 77);
+    ASSERT_EQ(r.wg_len, strlen("p/1 2\np/2 -1"));
+    ASSERT(memcmp(r.wg, "p/1 2\np/2 -1", r.wg_len) == 0);
+    /* signing twice, or something that is not a result record: refused */
+    char *again = NULL;
+    size_t alen = 0;
+    ASSERT_EQ(sign_result(k, rec, len, &again, &alen, err, sizeof err), SIGN_EINVAL);
+    ASSERT_NULL(again);
+    ASSERT_EQ(sign_result(k, ENV, ENVLEN, &again, &alen, err, sizeof err), SIGN_EINVAL);
+    free(rec);
+    envelope_buf_free(&b);
+    sign_key_free(k);
+    sign_trust_free(t);
+    return 0;
+}
+
+/* Every single flipped bit of a signed record (including the id, the ok
+ * flag, the reference's length and checksum, the WaitGroup changes, the
+ * key id and the signature) is refused; so is every truncation, a record
+ * of another task with the signature moved over, and another key. */
+static int test_result_forged(void)
+{
+    char err[256];
+    sign_key *k = NULL, *other = NULL;
+    sign_trust *t = NULL;
+    ASSERT_EQ(need_key("w"), 0);
+    ASSERT_EQ(need_key("x"), 0);
+    ASSERT_EQ(sign_key_load(kpath("w", "key"), &k, err, sizeof err), 0);
+    ASSERT_EQ(sign_key_load(kpath("x", "key"), &other, err, sizeof err), 0);
+    ASSERT_EQ(sign_trust_load(kpath("w", "pub"), &t, err, sizeof err), 0);
+    envelope_buf b, b2;
+    ASSERT_EQ(result_of("p:1:ab", 1, "p/1 1", &b), 0);
+    ASSERT_EQ(result_of("p:2:cd", 1, "p/1 1", &b2), 0);
+    char *rec = NULL, *rec2 = NULL, *rx = NULL;
+    size_t len = 0, len2 = 0, lx = 0;
+    ASSERT_EQ(sign_result(k, b.data, b.len, &rec, &len, err, sizeof err), 0);
+    ASSERT_EQ(sign_result(k, b2.data, b2.len, &rec2, &len2, err, sizeof err), 0);
+    ASSERT_EQ(sign_result(other, b.data, b.len, &rx, &lx, err, sizeof err), 0);
+    for (size_t i = 0; i < len; i++)
+        for (int bit = 0; bit < 8; bit++) {
+            rec[i] ^= (char)(1 << bit);
+            int rc = sign_result_verify(t, rec, len, err, sizeof err);
+            rec[i] ^= (char)(1 << bit);
+            if (rc == 0)
+                fprintf(stderr, "byte %zu bit %d flipped verifies\n", i, bit);
+            ASSERT(rc == SIGN_EBADSIG || rc == SIGN_EUNKNOWNKEY || rc == SIGN_EUNSIGNED);
+        }
+    ASSERT_EQ(sign_result_verify(t, rec, len, err, sizeof err), 0);
+    for (size_t n = 0; n < len; n++)
+        ASSERT(sign_result_verify(t, rec, n, err, sizeof err) != 0);
+    /* task 2's record with task 1's signature: does not verify */
+    ASSERT_EQ(len, len2);
+    memcpy(rec2 + len2 - SIGN_SIG_LEN, rec + len - SIGN_SIG_LEN, SIGN_SIG_LEN);
+    ASSERT_EQ(sign_result_verify(t, rec2, len2, err, sizeof err), SIGN_EBADSIG);
+    ASSERT_CONTAINS(err, "altered or forged");
+    /* an untrusted key, and no trusted keys at all */
+    ASSERT_EQ(sign_result_verify(t, rx, lx, err, sizeof err), SIGN_EUNKNOWNKEY);
+    ASSERT_CONTAINS(err, "not among the trusted keys");
+    ASSERT_EQ(sign_result_verify(NULL, rec, len, err, sizeof err), SIGN_EUNKNOWNKEY);
+    free(rec);
+    free(rec2);
+    free(rx);
+    envelope_buf_free(&b);
+    envelope_buf_free(&b2);
+    sign_key_free(k);
+    sign_key_free(other);
+    sign_trust_free(t);
+    return 0;
+}
+
 static const test tests[] = {
+    {"result_roundtrip", test_result_roundtrip},
+    {"result_forged", test_result_forged},
     {"keygen", test_keygen},
     {"load_errors", test_load_errors},
     {"roundtrip", test_roundtrip},

@@ -2394,6 +2394,249 @@ print(pcall(g.pool_create, %r))
     print("signed tasks run; unsigned, untrusted and altered ones refused, dead-lettered, counted")
 
 
+def result_record(tid, pool, value, ok=True):
+    """An unsigned version-1 result record (docs/wire-format.md) of task tid
+    whose outcome is the string value."""
+    v = value.encode()
+    payload = b"MTR\x01\x91" + bytes([0xa0 | len(v)]) + v
+    items = [("id", mp_str(tid)), ("pool", mp_str(pool)), ("attempt", mp_uint(1)),
+             ("ok", b"\xc3" if ok else b"\xc2"),
+             ("finished_at", mp_uint(int(time.time() * 1000))), ("worker", mp_str("forger")),
+             ("payload", b"\xc4" + bytes([len(payload)]) + payload)]
+    out = b"MTO\x01" + bytes([0x80 | len(items)])
+    for k, val in items:
+        out += mp_str(k) + val
+    return out
+
+
+def sign_result(rec, key, pub):
+    """rec signed with key (docs/wire-format.md, "Signed result record"), by
+    the openssl command: one more map entry, "sig": key id + signature."""
+    import hashlib
+    der = subprocess.run(["openssl", "pkey", "-pubin", "-in", pub, "-outform", "DER"],
+                         capture_output=True, check=True).stdout
+    head = (rec[:4] + bytes([rec[4] + 1]) + rec[5:] + b"\xa3sig\xc4\x48" +
+            hashlib.sha256(der[-32:]).digest()[:8])
+    path = os.path.join(TMP, "to-sign.bin")
+    with open(path, "wb") as f:
+        f.write(head)
+    sig = subprocess.run(["openssl", "pkeyutl", "-sign", "-inkey", key, "-rawin", "-in", path],
+                         capture_output=True, check=True).stdout
+    check(len(sig) == 64, "openssl made a %d-byte signature" % len(sig))
+    return head + sig
+
+
+def case_signed_results():
+    """Authentic results (issue 13, item 2): a worker with auth.signing_key
+    signs the result records it stores and pushes; a producer with
+    auth.trusted_keys uses only records that verify. Results (and the
+    WaitGroup changes signed with them) arrive; a producer without trusted
+    keys reads the signed records as before. Then, for pending tasks whose
+    worker is not started yet, a forger writes to Redis: an unsigned record
+    at a task's key, a genuine signed record of another task copied to a
+    task's key, notifications with an unsigned record, one signed by an
+    untrusted key, one signed by the trusted key with one bit flipped, and
+    forged WaitGroup changes. None of them decides an await or releases the
+    WaitGroup; each refusal is logged once per task with pool and task id;
+    once the worker starts, the genuine outcomes arrive."""
+    pool = "sres" + UNIQ
+    mutirao = os.path.join(BIN, "mutirao")
+    keys = os.path.join(TMP, "rkeys")
+    for name in ("fleet", "rogue"):
+        rc, out, err, _ = run([mutirao, "keygen", "--out", keys, "--name", name])
+        check(rc == 0, "keygen %s: %d\n%s%s" % (name, rc, out, err))
+    key, pub = os.path.join(keys, "fleet.key"), os.path.join(keys, "fleet.pub")
+    rogue_key, rogue_pub = os.path.join(keys, "rogue.key"), os.path.join(keys, "rogue.pub")
+    # one key pair everywhere: producers and workers sign with it and trust it
+    auth = {"MUTIRAO_AUTH_SIGNING_KEY": key, "MUTIRAO_AUTH_TRUSTED_KEYS": pub}
+    w = Worker("srA", [pool], env=auth)
+    w.wait_for(r"consuming")
+    kept = os.path.join(TMP, "sres-kept.txt")
+    rc, out, err, _ = run_lua("""
+local g = require("goroutine")
+assert(g.pool_create(%(pool)r, { workers = 4 }))
+local ids = {}
+for i = 1, 10 do ids[i] = assert(g.pool_submit(%(pool)r, function(k) return k * 3 end, i)) end
+for i, id in ipairs(ids) do
+    local ok, v = g.await(id)
+    assert(ok and v == i * 3, "task " .. i .. ": " .. tostring(v))
+end
+local okf, e = g.await(g.pool_submit(%(pool)r, function() error("raised") end))
+assert(not okf and e:find("raised", 1, true), tostring(e))
+-- WaitGroup changes travel signed, inside the record
+local wg = g.wait_group()
+for i = 1, 5 do
+    wg:add(1)
+    assert(g.pool_submit(%(pool)r, function() wg:done() end))
+end
+wg:wait()
+local wg2 = g.wait_group()
+wg2:add(1)
+local ok2, v2 = g.await(g.pool_submit(%(pool)r, function() wg2:add(2) wg2:done() return "x" end))
+assert(ok2 and v2 == "x" and wg2:count() == 2, tostring(wg2:count()))
+-- a large result by reference: its length and checksum are signed
+local big = g.await(g.pool_submit(%(pool)r, function() return string.rep("z", 1500000) end))
+-- results nobody awaits stay in Redis
+local f = assert(io.open(%(kept)r, "w"))
+f:write(assert(g.pool_submit(%(pool)r, function() return "kept" end)), "\\n")
+f:close()
+g.pool_wait(%(pool)r)
+print("signed results ok", big)
+""" % {"pool": pool, "kept": kept}, env=auth)
+    check(rc == 0 and "signed results ok\ttrue" in out and "ignored" not in err,
+          "signed results: %d\n%s%s" % (rc, out, err))
+    kept_id = open(kept).read().split()[0]
+    genuine = redis_cmd("GET", "mutirao:task:" + kept_id)
+    check(genuine and genuine[-78:-72] == b"\xa3sig\xc4\x48", "record not signed: %r" % genuine)
+    # a producer without trusted keys (as one from before signed results)
+    # reads signed records as before (it signs its envelopes: this worker
+    # runs only signed ones)
+    rc, out, err, _ = run_lua("""
+local g = require("goroutine")
+print("plain", g.await(%r))
+print("plain2", g.await(assert(g.pool_submit(%r, function() return "p" end))))
+""" % (kept_id, pool), env={"MUTIRAO_AUTH_SIGNING_KEY": key})
+    check(rc == 0 and "plain\ttrue\tkept" in out and "plain2\ttrue\tp" in out,
+          "producer without trusted keys: %d\n%s%s" % (rc, out, err))
+    check(w.stop() == 0, "worker exit status")
+
+    # forgeries for pending tasks, their worker not started yet
+    ids_file = os.path.join(TMP, "sres-ids.txt")
+    path = os.path.join(TMP, "sres-forged.lua")
+    with open(path, "w") as f:
+        f.write("""
+local g = require("goroutine")
+local wg = g.wait_group()
+wg:add(1)
+local ids = {}
+ids[1] = assert(g.pool_submit(%(pool)r, function(w) w:done() return "genuine-1" end, wg))
+for i = 2, 5 do
+    ids[i] = assert(g.pool_submit(%(pool)r, function(k) return "genuine-" .. k end, i))
+end
+local f = assert(io.open(%(ids)r, "w")) f:write(table.concat(ids, "\\n")) f:close()
+g.spawn(function() wg:wait() print("wg released") io.stdout:flush() end)
+for i = 1, 5 do
+    print(i, g.await(ids[i]))
+    io.stdout:flush()
+end
+""" % {"pool": pool, "ids": ids_file})
+    pout, perr = os.path.join(TMP, "sres-p.out"), os.path.join(TMP, "sres-p.err")
+    with open(pout, "w") as fo, open(perr, "w") as fe:
+        e = dict(ENV)
+        e.update(auth)
+        p = subprocess.Popen([mutirao, "run", "--fleet", path], stdin=subprocess.DEVNULL,
+                             stdout=fo, stderr=fe, env=e, cwd=TMP)
+    try:
+        end = time.time() + 60
+        while time.time() < end and not (os.path.exists(ids_file) and
+                                         len(open(ids_file).read().split()) == 5):
+            time.sleep(0.05)
+        ids = open(ids_file).read().split()
+        check(len(ids) == 5, "the producer wrote no ids")
+        prod = ids[0].rsplit(":", 2)[0]
+        done = "mutirao:done:" + prod
+        # 1: an unsigned record at its key (found by the reconciliation)
+        redis_cmd("SET", "mutirao:task:" + ids[0], result_record(ids[0], pool, "forged-1"))
+        # 2: the genuine signed record of another task, copied to its key
+        redis_cmd("SET", "mutirao:task:" + ids[1], genuine)
+        # 3: a notification signed by an untrusted key
+        redis_cmd("RPUSH", done, b"R" + sign_result(result_record(ids[2], pool, "forged-3"),
+                                                    rogue_key, rogue_pub))
+        # 4: a notification signed by the trusted key, then one bit flipped
+        # (the outcome's value: "forged-4" becomes "forged-5")
+        flipped = bytearray(sign_result(result_record(ids[3], pool, "forged-4"), key, pub))
+        at = bytes(flipped).index(b"forged-4") + 7
+        flipped[at] ^= 0x01
+        redis_cmd("RPUSH", done, b"R" + bytes(flipped))
+        # 5: an unsigned notification
+        redis_cmd("RPUSH", done, b"R" + result_record(ids[4], pool, "forged-5"))
+        # WaitGroup changes: unsigned 'W' elements for task 1 (this
+        # producer's), and one naming another producer's task
+        for n in range(1, 4):
+            redis_cmd("RPUSH", done, b"W%s/%d -1\0%s 1" % (prod.encode(), n, ids[0].encode()))
+            redis_cmd("RPUSH", done, b"W%s/%d -1\0x%s:1:ab 1" % (prod.encode(), n,
+                                                                  UNIQ.encode()))
+        # the reconciliation reads the tasks' keys after 3 s: give it two looks
+        time.sleep(8)
+        check(p.poll() is None, "the producer ended on forged results:\n%s%s"
+              % (open(pout).read(), open(perr).read()))
+        log = open(perr).read()
+        got = open(pout).read()
+        check(got == "", "output before the genuine results: %r" % got)
+        for i, why in ((0, r"result record in Redis ignored, the task stays pending: result "
+                           r"record is not signed \(auth\.required is on\)"),
+                       (1, r"result record in Redis ignored, the task stays pending: it is the "
+                           r"signed record of task " + re.escape(kept_id)),
+                       (2, r"notification ignored, the task stays pending: result record is "
+                           r"signed by key [0-9a-f]{16}, which is not among the trusted keys"),
+                       (3, r"notification ignored, the task stays pending: signature by key "
+                           r"[0-9a-f]{16} does not verify: the result record was altered or "
+                           r"forged"),
+                       (4, r"notification ignored, the task stays pending: result record is "
+                           r"not signed")):
+            lines = re.findall(r"pool=%s task=%s: .*" % (pool, re.escape(ids[i])), log)
+            check(len(lines) == 1 and re.search(why, lines[0]),
+                  "task %d: refusals %r\n%s" % (i + 1, lines, log))
+        check(log.count("WaitGroup change by task x%s:1:ab" % UNIQ) == 1,
+              "the other producer's WaitGroup change:\n" + log)
+        check("BEGIN" not in log and "PRIVATE" not in log, "key material in the log")
+        # the worker starts: the genuine outcomes arrive (the forged records
+        # at the keys are replaced by the completion script)
+        w2 = Worker("srB", [pool], env=auth)
+        try:
+            p.wait(90)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            fail("the genuine outcomes did not arrive:\n%s%s" % (open(pout).read(),
+                                                                 open(perr).read()))
+        got = open(pout).read()
+        check(p.returncode == 0, "producer: %d\n%s%s" % (p.returncode, got, open(perr).read()))
+        for i in range(1, 6):
+            check("%d\ttrue\tgenuine-%d\n" % (i, i) in got, "task %d: %r" % (i, got))
+        check("forged" not in got and "negative WaitGroup" not in open(perr).read(),
+              "a forged value or change was used: %r" % got)
+        # released by the genuine change only: nothing was printed before
+        check("wg released" in got.splitlines(), "the WaitGroup was not released: %r" % got)
+        check(w2.stop() == 0, "worker exit status")
+    finally:
+        if p.poll() is None:
+            p.kill()
+    # a worker without a signing key (the wrong upgrade order): its
+    # unsigned outcomes are ignored by a producer with trusted keys
+    wu = Worker("srU", [pool], env={"MUTIRAO_AUTH_TRUSTED_KEYS": pub})
+    wu.wait_for(r"consuming")
+    rc, out, err, _ = run_lua("""
+local g = require("goroutine")
+local id = assert(g.pool_submit(%r, function() return "unsigned" end))
+print("unsigned", g.timeout(4000, function() return g.await(id) end))
+os.exit(0) -- the task stays pending: do not wait for it
+""" % pool, env=auth)
+    check(rc == 0 and "unsigned\tfalse\ttimeout after 4000 ms" in out and
+          len(re.findall(r"pool=%s task=\S+: (notification|result record in Redis) ignored, the "
+                         r"task stays pending: result record is not signed" % pool, err)) == 1,
+          "an unsigned outcome, producer with trusted keys: %d\n%s%s" % (rc, out, err))
+    check(wu.stop() == 0, "worker exit status")
+    # await of another process's task id: a forged record is not its
+    # outcome to a process with trusted keys (looked up again, logged
+    # once), and is to one without (unchanged behaviour)
+    fid = "forge%s:1:%s" % (UNIQ, "0" * 32)
+    redis_cmd("SET", "mutirao:task:" + fid, result_record(fid, pool, "forged-f"))
+    redis_cmd("SET", "mutirao:task:%s:q" % fid, "1")
+    src = """
+local g = require("goroutine")
+print("foreign", g.timeout(2500, function() return g.await(%r) end))
+""" % fid
+    rc, out, err, _ = run_lua(src, env=auth)
+    check(rc == 0 and "foreign\tfalse\ttimeout after 2500 ms" in out and
+          len(re.findall(r"task=%s: result record ignored, the task stays pending: result "
+                         r"record is not signed" % re.escape(fid), err)) == 1,
+          "foreign await with trusted keys: %d\n%s%s" % (rc, out, err))
+    rc, out, err, _ = run_lua(src, env={"MUTIRAO_AUTH_SIGNING_KEY": key})
+    check(rc == 0 and "foreign\ttrue\ttrue\tforged-f" in out,
+          "foreign await without trusted keys: %d\n%s%s" % (rc, out, err))
+    print("signed results used; forged records and notifications refused and logged")
+
+
 def case_hostile():
     """Hostile input straight to a pool topic, to a worker with trusted keys
     (issue 13, item 6): random bytes, an empty message, truncated signed
@@ -2522,7 +2765,8 @@ CASES = {"examples": case_examples, "await_wg": case_await_wg, "two_workers": ca
          "notify_dropped": case_notify_dropped, "notify_gone": case_notify_gone,
          "no_worker_hint": case_no_worker_hint, "reconcile_bounded": case_reconcile_bounded,
          "sigterm": case_sigterm, "sigint_twice": case_sigint_twice, "sandbox": case_sandbox,
-         "signed": case_signed, "hostile": case_hostile}
+         "signed": case_signed, "hostile": case_hostile,
+         "signed_results": case_signed_results}
 try:
     CASES[CASE]()
 finally:
