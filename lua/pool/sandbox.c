@@ -8,9 +8,15 @@
  * http request, goes through the continuation). */
 #include "sandbox.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <unistd.h>
 
 #include <lauxlib.h>
 #include <lualib.h>
@@ -90,6 +96,89 @@ static void check(lua_State *L, const char *what, uint32_t bit)
         deny_raise(L, what, allow_name(bit), by);
 }
 
+/* 1 when the running code is a sandboxed task's: on a worker with a ceiling,
+ * or a task of a pool that narrows. */
+static int sandboxed(lua_State *L)
+{
+    return ceiling_set || (task_note(L) & ALLOW_PRESENT);
+}
+
+/* ---- what is not a regular file ---- */
+
+#define FS_PROC 0x9fa0
+#define FS_TRACE 0x74726163
+#define FS_DEBUG 0x64626720
+
+/* What st (on a file system of type fstype, real path real or NULL) is
+ * when a read from it may block a VM thread, or NULL for a regular file (or
+ * a directory: reading one fails at once). */
+static const char *kind_of(const struct stat *st, long fstype, const char *real)
+{
+    if (S_ISFIFO(st->st_mode))
+        return "a FIFO or pipe";
+    if (S_ISSOCK(st->st_mode))
+        return "a socket";
+    if (S_ISCHR(st->st_mode))
+        return "a character device";
+    if (S_ISBLK(st->st_mode))
+        return "a block device";
+    if (fstype == FS_TRACE || fstype == FS_DEBUG)
+        return "a tracing or debug file";
+    if (fstype == FS_PROC && real && strcmp(real, "/proc/kmsg") == 0)
+        return "the kernel log";
+    if (!S_ISREG(st->st_mode) && !S_ISDIR(st->st_mode))
+        return "not a regular file";
+    return NULL;
+}
+
+static const char *special_path(const char *path)
+{
+    struct stat st;
+    struct statfs fs;
+    if (stat(path, &st) != 0)
+        return NULL; /* the original says why it cannot open it */
+    long t = statfs(path, &fs) == 0 ? (long)fs.f_type : 0;
+    char real[PATH_MAX];
+    return kind_of(&st, t, t == FS_PROC && realpath(path, real) ? real : NULL);
+}
+
+static const char *special_fd(int fd)
+{
+    struct stat st;
+    struct statfs fs;
+    if (fstat(fd, &st) != 0)
+        return "not a file";
+    long t = fstatfs(fd, &fs) == 0 ? (long)fs.f_type : 0;
+    char link[64], real[PATH_MAX];
+    const char *r = NULL;
+    if (t == FS_PROC) {
+        snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+        ssize_t n = readlink(link, real, sizeof real - 1);
+        if (n > 0) {
+            real[n] = 0;
+            r = real;
+        }
+    }
+    return kind_of(&st, t, r);
+}
+
+/* Raises when a sandboxed task may not open path (NULL: the standard
+ * input) because it is not a regular file. */
+static void check_special(lua_State *L, const char *what, const char *path)
+{
+    int by = denied(L, ALLOW_IO_SPECIAL);
+    if (!by || !sandboxed(L))
+        return;
+    const char *kind = path ? special_path(path) : special_fd(0);
+    if (!kind)
+        return;
+    if (path)
+        lua_pushfstring(L, "%s of '%s' (%s)", what, path, kind);
+    else
+        lua_pushfstring(L, "%s of the standard input (%s)", what, kind);
+    deny_raise(L, lua_tostring(L, -1), allow_name(ALLOW_IO_SPECIAL), by);
+}
+
 /* A C module by require: the ceiling's list by name, the pool's `require`. */
 static void check_module(lua_State *L, const char *name, const char *file)
 {
@@ -158,7 +247,57 @@ static int g_plain(lua_State *L)
     return call_original(L);
 }
 
-/* io.open: reading is always allowed. */
+static int sb_fclose(lua_State *L)
+{
+    luaL_Stream *p = luaL_checkudata(L, 1, LUA_FILEHANDLE);
+    errno = 0;
+    return luaL_fileresult(L, fclose(p->f) == 0, NULL);
+}
+
+/* io.open for a sandboxed task without io.open.special: opened without
+ * blocking, then refused unless a regular file (fstat on what was opened:
+ * no race with a rename). */
+static int open_regular(lua_State *L)
+{
+    const char *fname = luaL_checkstring(L, 1);
+    const char *mode = luaL_optstring(L, 2, "r");
+    const char *m = mode;
+    if (!*m || !strchr("rwa", *m))
+        return call_original(L); /* its "invalid mode" */
+    int plus = m[1] == '+';
+    if (strspn(m + 1 + plus, "b") != strlen(m + 1 + plus))
+        return call_original(L);
+    check_special(L, "io.open", fname);
+    int flags = *m == 'r' ? 0 : *m == 'w' ? O_CREAT | O_TRUNC : O_CREAT | O_APPEND;
+    flags |= plus ? O_RDWR : *m == 'r' ? O_RDONLY : O_WRONLY;
+    luaL_Stream *p = lua_newuserdatauv(L, sizeof(luaL_Stream), 0);
+    p->closef = NULL; /* closed until opened */
+    p->f = NULL;
+    luaL_setmetatable(L, LUA_FILEHANDLE);
+    int fd = open(fname, flags | O_NONBLOCK | O_NOCTTY | O_CLOEXEC, 0666);
+    if (fd < 0)
+        return luaL_fileresult(L, 0, fname);
+    const char *kind = special_fd(fd);
+    if (kind) {
+        close(fd);
+        lua_pushfstring(L, "io.open of '%s' (%s)", fname, kind);
+        deny_raise(L, lua_tostring(L, -1), allow_name(ALLOW_IO_SPECIAL),
+                   denied(L, ALLOW_IO_SPECIAL));
+    }
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    p->f = fdopen(fd, mode);
+    if (!p->f) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return luaL_fileresult(L, 0, fname);
+    }
+    p->closef = sb_fclose;
+    return 1;
+}
+
+/* io.open: reading is always allowed (regular files only, unless
+ * io.open.special). */
 static int g_open(lua_State *L)
 {
     const char *mode = luaL_optstring(L, 2, "r");
@@ -167,14 +306,38 @@ static int g_open(lua_State *L)
         check(L, lua_tostring(L, -1), ALLOW_IO_WRITE);
         lua_pop(L, 1);
     }
+    if (sandboxed(L) && denied(L, ALLOW_IO_SPECIAL))
+        return open_regular(L);
     return call_original(L);
+}
+
+/* A file name argument (anything but a file handle or nil: io.output,
+ * io.input and io.lines take numbers as names too), or NULL. */
+static const char *name_arg(lua_State *L, int i)
+{
+    if (lua_isnoneornil(L, i) || luaL_testudata(L, i, LUA_FILEHANDLE))
+        return NULL;
+    const char *s = lua_tostring(L, i);
+    return s ? s : "?";
 }
 
 /* io.output(FILENAME) opens it for writing; io.output(file) does not. */
 static int g_output(lua_State *L)
 {
-    if (lua_type(L, 1) == LUA_TSTRING)
+    const char *name = name_arg(L, 1);
+    if (name) {
         check(L, "io.output of a file name", ALLOW_IO_WRITE);
+        check_special(L, "io.output", name);
+    }
+    return call_original(L);
+}
+
+/* io.input(FILENAME), io.lines(FILENAME): reading, regular files only. */
+static int g_input(lua_State *L)
+{
+    const char *name = name_arg(L, 1);
+    if (name)
+        check_special(L, UP_NAME(L), name);
     return call_original(L);
 }
 
@@ -243,6 +406,8 @@ static int g_load(lua_State *L)
 /* loadfile(filename [, mode [, env]]). */
 static int g_loadfile(lua_State *L)
 {
+    if (sandboxed(L))
+        check_special(L, "loadfile", luaL_optstring(L, 1, NULL));
     if (denied(L, ALLOW_LOAD_BINARY)) {
         const char *fname = luaL_optstring(L, 1, NULL);
         if (fname && file_is_binary(fname))
@@ -267,6 +432,8 @@ static int g_dofile(lua_State *L)
 {
     const char *fname = luaL_optstring(L, 1, NULL);
     lua_settop(L, 1);
+    if (sandboxed(L))
+        check_special(L, "dofile", fname);
     const char *mode = NULL;
     if (denied(L, ALLOW_LOAD_BINARY)) {
         if (fname && file_is_binary(fname))
@@ -279,21 +446,94 @@ static int g_dofile(lua_State *L)
     return dofile_k(L, 0, 0);
 }
 
+/* package.searchpath for a sandboxed task without io.open.special: the
+ * first candidate that is a readable regular file (the original opens each
+ * one, and opening a FIFO blocks). Pushes the name, or returns 0 with the
+ * "no file ..." message pushed. */
+static int searchpath_regular(lua_State *L, const char *what, const char *name, const char *path)
+{
+    int first = 1;
+    luaL_Buffer b;
+    name = luaL_gsub(L, name, ".", LUA_DIRSEP);
+    int nameidx = lua_gettop(L);
+    luaL_buffinit(L, &b);
+    const char *p = path;
+    for (;;) {
+        while (*p == ';')
+            p++;
+        if (!*p)
+            break;
+        const char *e = strchr(p, ';');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        lua_pushlstring(L, p, len);
+        const char *file = luaL_gsub(L, lua_tostring(L, -1), "?", lua_tostring(L, nameidx));
+        lua_remove(L, -2);
+        struct stat st;
+        if (stat(file, &st) == 0)
+            check_special(L, what, file);
+        if (stat(file, &st) == 0 && !S_ISDIR(st.st_mode) && access(file, R_OK) == 0) {
+            lua_replace(L, nameidx);
+            lua_settop(L, nameidx);
+            return 1;
+        }
+        lua_pushfstring(L, "%sno file '%s'", first ? "" : "\n\t", file);
+        first = 0;
+        lua_remove(L, -2);
+        luaL_addvalue(&b);
+        p += len;
+    }
+    luaL_pushresult(&b);
+    lua_replace(L, nameidx);
+    lua_settop(L, nameidx);
+    return 0;
+}
+
+/* The path a task's require uses (upvalue 1 is the package table). */
+static void push_path(lua_State *L, const char *pathfield)
+{
+    lua_getfield(L, lua_upvalueindex(1), pathfield);
+}
+
 /* package.searchpath(name, path) with the original (upvalue up); pushes
  * the file name or, returning 0, the "no file ..." message. */
 static int search(lua_State *L, int up, const char *name, const char *pathfield)
 {
+    push_path(L, pathfield);
+    if (lua_type(L, -1) != LUA_TSTRING)
+        luaL_error(L, "'package.%s' must be a string", pathfield);
+    if (sandboxed(L) && denied(L, ALLOW_IO_SPECIAL)) {
+        const char *path = lua_tostring(L, -1);
+        int r = searchpath_regular(L, "require", name, path);
+        lua_remove(L, -2);
+        return r;
+    }
     lua_pushvalue(L, lua_upvalueindex(up));
     lua_pushstring(L, name);
-    if (lua_getfield(L, lua_upvalueindex(1), pathfield) != LUA_TSTRING)
-        luaL_error(L, "'package.%s' must be a string", pathfield);
+    lua_pushvalue(L, -3);
     lua_call(L, 2, 2);
+    lua_remove(L, -3);
     if (lua_isnil(L, -2)) {
         lua_remove(L, -2);
         return 0;
     }
     lua_pop(L, 1);
     return 1;
+}
+
+/* package.searchpath: regular files only in sandboxed tasks. */
+static int g_searchpath(lua_State *L)
+{
+    if (!(sandboxed(L) && denied(L, ALLOW_IO_SPECIAL)))
+        return call_original(L);
+    const char *name = luaL_checkstring(L, 1);
+    const char *path = luaL_checkstring(L, 2);
+    if (!lua_isnoneornil(L, 3) || !lua_isnoneornil(L, 4))
+        return call_original(L); /* other separators: as the original */
+    if (searchpath_regular(L, "package.searchpath", name, path))
+        return 1;
+    luaL_pushfail(L);
+    lua_insert(L, -2);
+    return 2;
 }
 
 /* package.searchers[2]: Lua files, text only unless load.binary
@@ -305,6 +545,11 @@ static int g_searcher_lua(lua_State *L)
         return 1;
     const char *file = lua_tostring(L, -1);
     const char *mode = NULL;
+    if (sandboxed(L)) {
+        lua_pushfstring(L, "require of '%s'", name);
+        check_special(L, lua_tostring(L, -1), file);
+        lua_pop(L, 1);
+    }
     if (denied(L, ALLOW_LOAD_BINARY)) {
         if (file_is_binary(file)) {
             lua_pushfstring(L, "require of binary chunk '%s'", file);
@@ -364,6 +609,59 @@ static int g_loader(lua_State *L)
     lua_insert(L, 1);
     lua_callk(L, n, 1, 0, loader_k);
     return loader_k(L, LUA_OK, 0);
+}
+
+/* The methods of a file handle on the worker's standard streams (upvalues:
+ * the original, io.stdin, io.stdout, io.stderr): no seek (a task would
+ * rewind the worker's log), no read of a standard input that is not a
+ * regular file (it would block the VM thread). */
+static int g_stdmethod(lua_State *L)
+{
+    if (sandboxed(L)) {
+        const char *name = lua_tostring(L, lua_upvalueindex(5));
+        int which = 0;
+        for (int i = 2; i <= 4; i++)
+            if (lua_rawequal(L, 1, lua_upvalueindex(i)))
+                which = i;
+        static const char *const names[] = {"", "", "io.stdin", "io.stdout", "io.stderr"};
+        if (which && strcmp(name, "seek") == 0)
+            return luaL_error(L,
+                              "seek on %s is not allowed in sandboxed tasks (the standard "
+                              "streams are the worker's)",
+                              names[which]);
+        if (which == 2)
+            check_special(L, "reading", NULL);
+    }
+    int n = lua_gettop(L);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, n, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
+static void gate_std_methods(lua_State *L, int io)
+{
+    if (luaL_getmetatable(L, LUA_FILEHANDLE) != LUA_TTABLE ||
+        lua_getfield(L, -1, "__index") != LUA_TTABLE) {
+        lua_pop(L, 2);
+        return;
+    }
+    int m = lua_gettop(L);
+    static const char *const names[] = {"seek", "read", "lines"};
+    for (int i = 0; i < 3; i++) {
+        if (lua_getfield(L, m, names[i]) != LUA_TFUNCTION ||
+            lua_tocfunction(L, -1) == g_stdmethod) {
+            lua_pop(L, 1);
+            continue;
+        }
+        lua_getfield(L, io, "stdin");
+        lua_getfield(L, io, "stdout");
+        lua_getfield(L, io, "stderr");
+        lua_pushstring(L, names[i]);
+        lua_pushcclosure(L, g_stdmethod, 5);
+        lua_setfield(L, m, names[i]);
+    }
+    lua_pop(L, 2);
 }
 
 /* ---- installing them ---- */
@@ -469,6 +767,9 @@ void sandbox_install(lua_State *L)
         gate(L, t, "io", "tmpfile", ALLOW_IO_WRITE, g_plain, 1);
         gate(L, t, "io", "open", ALLOW_IO_WRITE, g_open, 0);
         gate(L, t, "io", "output", ALLOW_IO_WRITE, g_output, 0);
+        gate(L, t, "io", "input", ALLOW_IO_SPECIAL, g_input, 0);
+        gate(L, t, "io", "lines", ALLOW_IO_SPECIAL, g_input, 0);
+        gate_std_methods(L, t);
         lua_pop(L, 1);
     }
     if (loaded_table(L, LUA_DBLIBNAME)) {
@@ -488,6 +789,7 @@ void sandbox_install(lua_State *L)
         int pkg = lua_gettop(L);
         gate(L, pkg, "package", "loadlib", ALLOW_LOADLIB, g_plain, 1);
         install_searchers(L, pkg);
+        gate(L, pkg, "package", "searchpath", ALLOW_IO_SPECIAL, g_searchpath, 0);
         if (lua_getfield(L, pkg, "preload") == LUA_TTABLE) {
             gate(L, lua_gettop(L), NULL, "exec", ALLOW_EXEC, g_loader, 1);
             gate(L, lua_gettop(L), NULL, "http", ALLOW_HTTP, g_loader, 1);
@@ -540,7 +842,7 @@ uint64_t sandbox_check_option(lua_State *L, int idx, const char *fname)
                    luaL_typename(L, idx));
     idx = lua_absindex(L, idx);
     uint32_t bits = 0;
-    lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
+    lua_Integer n = (lua_Integer)lua_rawlen(L, idx), none = 0, other = 0;
     lua_pushnil(L);
     while (lua_next(L, idx)) {
         int isint;
@@ -550,10 +852,24 @@ uint64_t sandbox_check_option(lua_State *L, int idx, const char *fname)
                        fname, luaL_tolstring(L, -2, NULL));
         size_t len;
         const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
-        char why[300];
+        char why[600];
+        if (s && len == 0)
+            luaL_error(L,
+                       "bad option 'allow' to '%s' (item %I: a setting expected, got an empty "
+                       "string; allow = {} allows nothing)",
+                       fname, k);
         if (!s || allow_check_item(s, len, 1, why, sizeof why) != 0)
             luaL_error(L, "bad option 'allow' to '%s' (item %I: %s, got %s)", fname, k,
                        s ? why : "string expected", s ? s : luaL_typename(L, -1));
+        if (strcmp(s, "none") == 0)
+            none = k;
+        else
+            other = k;
+        if (none && other)
+            luaL_error(L,
+                       "bad option 'allow' to '%s' (item %I: 'none' allows nothing and cannot be "
+                       "combined with other items; allow = {} or {\"none\"} allows nothing)",
+                       fname, none);
         allow_set one;
         if (allow_parse(s, 1, &one, NULL, 0) == 0)
             bits |= one.bits;

@@ -265,6 +265,88 @@ describe("a sandboxed pool task", function()
     end)
 end)
 
+describe("a sandboxed task's files and streams", function()
+    local strict = pool({})
+
+    it("cannot open a file for writing by a number as its name", function()
+        local ok, cwd = run(strict, function() return os.getenv("PWD") end)
+        assert.is_true(ok)
+        for _, name in ipairs({ 4242, 7.5, -0.0 }) do
+            denied(strict, "io.output of a file name", "io.open.write",
+                function(n) return io.output(n) end, name)
+        end
+        local f = io.open((cwd or ".") .. "/4242")
+        assert.is_nil(f) -- not created
+        -- a file handle is no name: allowed
+        assert.are.same({ true, true }, { run(strict, function()
+            return io.type(io.output(io.stdout)) == "file"
+        end) })
+    end)
+
+    it("reads only regular files: a FIFO or a pipe is refused at once", function()
+        local fifo = tmp .. "/fifo"
+        assert.is_true(os.execute("mkfifo " .. fifo))
+        local what = "'" .. fifo .. "' (a FIFO or pipe)"
+        local t0 = os.time()
+        denied(strict, "io.open of " .. what, "io.open.special", function(p) return io.open(p, "r") end, fifo)
+        denied(strict, "io.open of " .. what, "io.open.special", function(p) return io.open(p) end, fifo)
+        denied(strict, "io.lines of " .. what, "io.open.special", function(p) return io.lines(p) end, fifo)
+        denied(strict, "io.input of " .. what, "io.open.special", function(p) return io.input(p) end, fifo)
+        denied(strict, "loadfile of " .. what, "io.open.special", function(p) return loadfile(p) end, fifo)
+        denied(strict, "dofile of " .. what, "io.open.special", function(p) return dofile(p) end, fifo)
+        denied(strict, "require of " .. what, "io.open.special", function(d)
+            package.path = d .. "/?"
+            return require("fifo")
+        end, tmp)
+        -- /proc/self/fd/N of a pipe of this process (a worker's pipe)
+        local holder = io.popen("sleep 5")
+        local ls = io.popen("ls -l /proc/$PPID/fd 2>/dev/null")
+        local pipefd
+        for l in ls:lines() do
+            pipefd = pipefd or l:match("(%d+) %-> pipe:")
+        end
+        ls:close()
+        assert.is_not_nil(pipefd)
+        denied(strict, "io.open of '/proc/self/fd/" .. pipefd .. "' (a FIFO or pipe)", "io.open.special",
+            function(p) return io.open(p, "r"):read(1) end, "/proc/self/fd/" .. pipefd)
+        assert.is_true(os.time() - t0 <= 2, "a refusal waited")
+        holder:close()
+        -- a character device too; allowed by io.open.special
+        denied(strict, "io.open of '/dev/zero' (a character device)", "io.open.special",
+            function() return io.open("/dev/zero"):read(4) end)
+        local special = pool({ "io.open.special" })
+        assert.are.same({ true, "" }, { run(special, function() return io.open("/dev/null"):read("a") end) })
+        -- regular files still read
+        assert.are.same({ true, "hello" }, { run(strict, function(p) return io.open(p):read("l") end, readable) })
+    end)
+
+    it("cannot seek the worker's standard streams", function()
+        for _, s in ipairs({ "stdout", "stderr", "stdin" }) do
+            local ok, err = run(strict, function(n) return io[n]:seek("set", 0) end, s)
+            assert.is_false(ok)
+            assert.matches("seek on io." .. s .. " is not allowed in sandboxed tasks", err, 1, true)
+        end
+    end)
+end)
+
+describe("the allow option's errors", function()
+    it("refuses none with other items, empty items and require.NAME clearly", function()
+        local ok, err = pcall(G.pool_create, "sandbox_bad_6", { allow = { "all", "none" } })
+        assert.is_false(ok)
+        assert.matches("item 2: 'none' allows nothing and cannot be combined with other items", err, 1, true)
+        ok, err = pcall(G.pool_create, "sandbox_bad_7", { allow = { "none", "os.execute" } })
+        assert.is_false(ok)
+        assert.matches("'none' allows nothing and cannot be combined", err, 1, true)
+        ok, err = pcall(G.pool_create, "sandbox_bad_8", { allow = { "" } })
+        assert.is_false(ok)
+        assert.matches("item 1: a setting expected, got an empty string", err, 1, true)
+        ok, err = pcall(G.pool_create, "sandbox_bad_9", { allow = { "require.foo" } })
+        assert.is_false(ok)
+        assert.matches("'require.NAME' is only for worker.allow", err, 1, true)
+        assert.is_true(G.pool_create("sandbox_none_alone", { allow = { "none" } }))
+    end)
+end)
+
 describe("a pool's allow list", function()
     it("allows what it names and nothing more", function()
         local p = pool({ "os.execute", "io.open.write" })
