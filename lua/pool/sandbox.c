@@ -22,6 +22,8 @@
 #include <lualib.h>
 
 #include "allow.h"
+#include "codec.h"
+#include "codec.h"
 #include "memlimit.h"
 
 static allow_set ceiling = {ALLOW_ALL_BITS, NULL};
@@ -235,6 +237,537 @@ static int call_original(lua_State *L)
     return call_k(L, lua_pcallk(L, n, LUA_MULTRET, 0, 0, call_k), 0);
 }
 
+/* ---- a task's view of the VM's shared tables ----
+ *
+ * A sandboxed task's globals are a table of its own (its env) whose
+ * metatable is the task's context (ctx): reads fall through to the VM's
+ * globals, and every table read from there (string, package,
+ * package.loaded, a module...) comes as a per-task proxy: an empty table
+ * whose metatable (hidden: __metatable = false) holds the real table and
+ * an overlay of the task's own writes. A task writes only to its own
+ * proxies (rawset reaches the empty proxy), so no task changes what
+ * another sees. ctx (and each proxy's metatable) holds:
+ *   [1] the real table, [2] ctx, [3] the overlay (for ctx: the env)
+ *   [real table] its proxy (one per table and task: identities hold)
+ * and ctx: [CTX_OUT], [CTX_IN] the task's io.output and io.input,
+ * [CTX_DECOY] what getmetatable(_ENV) gives. C functions whose name starts
+ * with '_' (log._configure, goroutine._set_error_handler, _run_scope...)
+ * are not in the view, but for the few that only read or log
+ * (goroutine._backend, log._event...). The ctx reaches C code (require, the io defaults) through
+ * the task's memory account (memacct_ctx). */
+
+enum { P_REAL = 1, P_CTX = 2, P_OVER = 3, CTX_OUT = 4, CTX_IN = 5, CTX_DECOY = 6 };
+
+static const char TOMB = 't'; /* in an overlay: deleted by the task */
+
+/* Pushes the running task's ctx (returns 1), or nothing (0). */
+static int push_ctx(lua_State *L)
+{
+    int ref = memacct_ctx(memacct_current(L));
+    if (ref == LUA_NOREF || ref == LUA_REFNIL)
+        return 0;
+    if (lua_rawgeti(L, LUA_REGISTRYINDEX, ref) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    return 1;
+}
+
+static int hidden(lua_State *L, int k, int v)
+{
+    if (lua_type(L, k) != LUA_TSTRING || !lua_iscfunction(L, v))
+        return 0;
+    const char *key = lua_tostring(L, k);
+    if (key[0] != '_' || key[1] == '_')
+        return 0;
+    /* the internals that only read (or log): the rest change the VM */
+    static const char *const readonly[] = {"_backend", "_enabled", "_event", "_json", "_paint"};
+    for (size_t i = 0; i < sizeof readonly / sizeof readonly[0]; i++)
+        if (strcmp(key, readonly[i]) == 0)
+            return 0;
+    return 1;
+}
+
+static int proxy_index(lua_State *L);
+static int proxy_newindex(lua_State *L);
+static int proxy_pairs(lua_State *L);
+static int proxy_len(lua_State *L);
+
+/* Replaces the table at v by the task's proxy of it (ctx at index ctx). */
+static void wrap(lua_State *L, int ctx, int v)
+{
+    luaL_checkstack(L, 6, NULL);
+    ctx = lua_absindex(L, ctx);
+    v = lua_absindex(L, v);
+    if (lua_rawgeti(L, ctx, P_OVER) == LUA_TTABLE && lua_rawequal(L, -1, v)) {
+        lua_pop(L, 1); /* the env itself */
+        return;
+    }
+    lua_pop(L, 1);
+    lua_pushvalue(L, v);
+    if (lua_rawget(L, ctx) == LUA_TTABLE) {
+        lua_replace(L, v);
+        return;
+    }
+    lua_pop(L, 1);
+    if (lua_getmetatable(L, v)) { /* one of this task's proxies already? */
+        int mine = lua_rawgeti(L, -1, P_CTX) == LUA_TTABLE && lua_rawequal(L, -1, ctx);
+        lua_pop(L, 2);
+        if (mine)
+            return;
+    }
+    lua_createtable(L, 0, 0);
+    lua_createtable(L, 3, 5);
+    lua_pushcfunction(L, proxy_index);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, proxy_newindex);
+    lua_setfield(L, -2, "__newindex");
+    lua_pushcfunction(L, proxy_pairs);
+    lua_setfield(L, -2, "__pairs");
+    lua_pushcfunction(L, proxy_len);
+    lua_setfield(L, -2, "__len");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+    lua_pushvalue(L, v);
+    lua_rawseti(L, -2, P_REAL);
+    lua_pushvalue(L, ctx);
+    lua_rawseti(L, -2, P_CTX);
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, v);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, ctx);
+    lua_replace(L, v);
+}
+
+/* The view of the value at the top (a table read from a shared one). */
+static void view_top(lua_State *L, int mt)
+{
+    if (lua_type(L, -1) != LUA_TTABLE)
+        return;
+    lua_rawgeti(L, mt, P_CTX);
+    wrap(L, -1, -2);
+    lua_pop(L, 1);
+}
+
+/* __index of a proxy (and of a task's env): the overlay, else the real
+ * table's value, tables as proxies, internals hidden. */
+static int proxy_index(lua_State *L)
+{
+    lua_settop(L, 2);
+    lua_getmetatable(L, 1); /* 3 */
+    if (lua_rawgeti(L, 3, P_OVER) == LUA_TTABLE && !lua_rawequal(L, 1, 4)) {
+        lua_pushvalue(L, 2);
+        if (lua_rawget(L, 4) != LUA_TNIL) {
+            if (lua_touserdata(L, -1) == &TOMB)
+                lua_pushnil(L);
+            return 1;
+        }
+    }
+    lua_settop(L, 3);
+    lua_rawgeti(L, 3, P_REAL); /* 4 */
+    lua_pushvalue(L, 2);
+    lua_gettable(L, 4); /* 5 */
+    if (hidden(L, 2, 5))
+        return 0;
+    view_top(L, 3);
+    return 1;
+}
+
+static int proxy_newindex(lua_State *L)
+{
+    lua_settop(L, 3);
+    lua_getmetatable(L, 1); /* 4 */
+    if (lua_rawgeti(L, 4, P_OVER) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_createtable(L, 0, 1);
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, 4, P_OVER);
+    }
+    lua_pushvalue(L, 2);
+    if (lua_isnil(L, 3))
+        lua_pushlightuserdata(L, (void *)&TOMB);
+    else
+        lua_pushvalue(L, 3);
+    lua_rawset(L, -3);
+    return 0;
+}
+
+/* next over a proxy: the real table's keys (values as the task sees them),
+ * then the overlay's own keys. */
+static int proxy_next(lua_State *L)
+{
+    lua_settop(L, 2);
+    lua_getmetatable(L, 1);                        /* 3 */
+    lua_rawgeti(L, 3, P_REAL);                     /* 4 */
+    if (lua_rawgeti(L, 3, P_OVER) != LUA_TTABLE) { /* 5 */
+        lua_pop(L, 1);
+        lua_createtable(L, 0, 0);
+    }
+    int in_real = lua_isnil(L, 2);
+    if (!in_real) {
+        lua_pushvalue(L, 2);
+        in_real = lua_rawget(L, 4) != LUA_TNIL;
+        lua_pop(L, 1);
+    }
+    lua_pushvalue(L, 2); /* 6: the key to go on from */
+    if (in_real) {
+        while (lua_next(L, 4)) { /* 6 key, 7 value */
+            lua_pushvalue(L, 6);
+            if (lua_rawget(L, 5) != LUA_TNIL) { /* the task's own value */
+                if (lua_touserdata(L, -1) == &TOMB) {
+                    lua_pop(L, 2);
+                    continue;
+                }
+                lua_replace(L, 7);
+                return 2;
+            }
+            lua_pop(L, 1);
+            if (hidden(L, 6, 7)) {
+                lua_pop(L, 1);
+                continue;
+            }
+            view_top(L, 3);
+            return 2;
+        }
+        lua_pushnil(L); /* on to the overlay */
+    }
+    while (lua_next(L, 5)) {
+        lua_pushvalue(L, -2);
+        int in_r = lua_rawget(L, 4) != LUA_TNIL;
+        lua_pop(L, 1);
+        if (in_r || lua_touserdata(L, -1) == &TOMB) {
+            lua_pop(L, 1);
+            continue;
+        }
+        return 2;
+    }
+    return 0;
+}
+
+static int proxy_pairs(lua_State *L)
+{
+    lua_pushcfunction(L, proxy_next);
+    lua_pushvalue(L, 1);
+    lua_pushnil(L);
+    return 3;
+}
+
+static int proxy_len(lua_State *L)
+{
+    lua_getmetatable(L, 1);
+    lua_rawgeti(L, -1, P_REAL);
+    lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+    lua_pop(L, 2);
+    while (n > 0 && lua_geti(L, 1, n) == LUA_TNIL) {
+        lua_pop(L, 1);
+        n--;
+    }
+    if (n > 0)
+        lua_pop(L, 1);
+    while (lua_geti(L, 1, n + 1) != LUA_TNIL) {
+        lua_pop(L, 1);
+        n++;
+    }
+    lua_pop(L, 1);
+    lua_pushinteger(L, n);
+    return 1;
+}
+
+/* Pushes the task's view of the VM table registry._LOADED[name]
+ * (package...), or nil. ctx at index ctx. */
+static void push_view_of(lua_State *L, int ctx, const char *name)
+{
+    ctx = lua_absindex(L, ctx);
+    lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    if (!name) {
+        wrap(L, ctx, -1);
+        return;
+    }
+    if (lua_getfield(L, -1, name) == LUA_TTABLE)
+        wrap(L, ctx, -1);
+    lua_remove(L, -2);
+}
+
+void sandbox_push_env(lua_State *L, memacct *acct)
+{
+    luaL_checkstack(L, 6, NULL);
+    lua_createtable(L, 0, 4); /* env */
+    lua_createtable(L, 6, 8); /* ctx */
+    lua_pushcfunction(L, proxy_index);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, proxy_pairs);
+    lua_setfield(L, -2, "__pairs");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+    lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, -3, P_REAL);
+    lua_pushvalue(L, -3);
+    lua_rawset(L, -3); /* ctx[real globals] = env */
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, -2, P_CTX);
+    lua_pushvalue(L, -2);
+    lua_rawseti(L, -2, P_OVER);
+    lua_pushvalue(L, -1);
+    int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_setmetatable(L, -2);
+    if (acct)
+        memacct_set_ctx(acct, L, ref);
+    else
+        luaL_unref(L, LUA_REGISTRYINDEX, ref);
+}
+
+void sandbox_view(lua_State *L)
+{
+    if (lua_type(L, -1) != LUA_TTABLE)
+        return;
+    memacct *a = memacct_current(L);
+    if (a && memacct_owner(L, lua_topointer(L, -1)) == a)
+        return; /* the task's own (decoded for it) */
+    if (!push_ctx(L))
+        return;
+    wrap(L, -1, -2);
+    lua_pop(L, 1);
+}
+
+/* codec_unview_fn: a task's proxy (or env) travels as the real table (a
+ * module by name, the globals). */
+static int unview(lua_State *L, int idx)
+{
+    if (!lua_getmetatable(L, idx))
+        return 0;
+    int ok =
+        lua_getfield(L, -1, "__index") == LUA_TFUNCTION && lua_tocfunction(L, -1) == proxy_index;
+    lua_pop(L, 1);
+    if (!ok) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    lua_rawgeti(L, -1, P_REAL);
+    lua_remove(L, -2);
+    return 1;
+}
+
+/* getmetatable in a sandboxed task: a metatable the task did not make
+ * comes as its view (the string metatable, a library's userdata
+ * metatables, a shared module's class); the env's is a stand-in whose
+ * __index is the env. */
+static int g_getmetatable(lua_State *L)
+{
+    luaL_checkany(L, 1);
+    if (!sandboxed(L) || !lua_getmetatable(L, 1))
+        return call_original(L);
+    int mt = lua_gettop(L);
+    if (!push_ctx(L)) {
+        lua_settop(L, 1);
+        return call_original(L);
+    }
+    int ctx = mt + 1;
+    if (lua_rawequal(L, mt, ctx)) { /* the env's */
+        if (lua_rawgeti(L, ctx, CTX_DECOY) != LUA_TTABLE) {
+            lua_pop(L, 1);
+            lua_createtable(L, 0, 1);
+            lua_rawgeti(L, ctx, P_OVER);
+            lua_setfield(L, -2, "__index");
+            lua_pushvalue(L, -1);
+            lua_rawseti(L, ctx, CTX_DECOY);
+        }
+        return 1;
+    }
+    if (lua_getfield(L, mt, "__metatable") != LUA_TNIL)
+        return 1; /* as the original: the protected value */
+    lua_pop(L, 1);
+    memacct *a = memacct_current(L);
+    if (a && memacct_owner(L, lua_topointer(L, mt)) == a) {
+        lua_settop(L, mt);
+        return 1;
+    }
+    wrap(L, ctx, mt);
+    lua_settop(L, mt);
+    return 1;
+}
+
+/* rawget in a sandboxed task: on its env or one of its proxies, what the
+ * task sees there (rawget(_G, "os") is its view of os, as in plain Lua). */
+static int g_rawget(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_checkany(L, 2);
+    lua_settop(L, 2);
+    lua_pushvalue(L, 2);
+    if (lua_rawget(L, 1) != LUA_TNIL || !sandboxed(L) || !lua_getmetatable(L, 1))
+        return 1;
+    if (!push_ctx(L) || lua_rawgeti(L, 4, P_CTX) != LUA_TTABLE || !lua_rawequal(L, -1, 5)) {
+        lua_settop(L, 3);
+        return 1;
+    }
+    lua_settop(L, 2);
+    lua_pushcfunction(L, proxy_index);
+    lua_insert(L, 1);
+    lua_call(L, 2, 1);
+    return 1;
+}
+
+/* load, loadfile, dofile and require give a sandboxed task's chunks its
+ * env, not the VM's globals: pushes it (1) or nothing (0). */
+static int push_task_env(lua_State *L)
+{
+    if (!sandboxed(L) || !push_ctx(L))
+        return 0;
+    lua_rawgeti(L, -1, P_OVER);
+    lua_remove(L, -2);
+    return 1;
+}
+
+/* require in a sandboxed task: modules it loads are its own (stored in its
+ * view of package.loaded), the VM's come as views; the searchers, the
+ * paths and package.preload are the task's view of them. */
+static int g_require(lua_State *L)
+{
+    if (!sandboxed(L))
+        return call_original(L);
+    const char *name = luaL_checkstring(L, 1);
+    lua_settop(L, 1);
+    if (!push_ctx(L))
+        return call_original(L);
+    int ctx = 2;
+    push_view_of(L, ctx, NULL); /* 3: package.loaded */
+    if (lua_getfield(L, 3, name) != LUA_TNIL)
+        return 1;
+    lua_pop(L, 1);
+    push_view_of(L, ctx, LUA_LOADLIBNAME); /* 4: package */
+    if (lua_type(L, 4) != LUA_TTABLE || lua_getfield(L, 4, "searchers") != LUA_TTABLE) /* 5 */
+        return luaL_error(L, "'package.searchers' must be a table");
+    luaL_Buffer msg;
+    lua_pushnil(L); /* 6: the loader's extra value */
+    lua_pushnil(L); /* 7: the loader */
+    luaL_buffinit(L, &msg);
+    for (lua_Integer i = 1;; i++) {
+        luaL_addstring(&msg, "\n\t");
+        if (lua_geti(L, 5, i) == LUA_TNIL) {
+            lua_pop(L, 1);
+            luaL_buffsub(&msg, 2);
+            luaL_pushresult(&msg);
+            return luaL_error(L, "module '%s' not found:%s", name, lua_tostring(L, -1));
+        }
+        lua_pushstring(L, name);
+        lua_call(L, 1, 2);
+        if (lua_isfunction(L, -2)) {
+            lua_replace(L, 6);
+            lua_replace(L, 7);
+            break;
+        }
+        if (lua_isstring(L, -2)) {
+            lua_pop(L, 1);
+            luaL_addvalue(&msg);
+        } else {
+            lua_pop(L, 2);
+            luaL_buffsub(&msg, 2);
+        }
+    }
+    lua_settop(L, 7);
+    lua_pushvalue(L, 7);
+    lua_pushstring(L, name);
+    lua_pushvalue(L, 6);
+    lua_call(L, 2, 1); /* 8 */
+    if (!lua_isnil(L, 8))
+        lua_setfield(L, 3, name);
+    else
+        lua_pop(L, 1);
+    if (lua_getfield(L, 3, name) == LUA_TNIL) {
+        lua_pop(L, 1);
+        lua_pushboolean(L, 1);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, 3, name);
+    }
+    lua_pushvalue(L, 6);
+    return 2;
+}
+
+/* package.searchers[1] in a sandboxed task: the task's view of
+ * package.preload. */
+static int g_searcher_preload(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    if (!sandboxed(L) || !push_ctx(L))
+        return call_original(L);
+    push_view_of(L, -1, LUA_LOADLIBNAME);
+    if (lua_type(L, -1) != LUA_TTABLE || lua_getfield(L, -1, "preload") != LUA_TTABLE)
+        return luaL_error(L, "'package.preload' must be a table");
+    if (lua_getfield(L, -1, name) == LUA_TNIL) {
+        lua_pushfstring(L, "no field package.preload['%s']", name);
+        return 1;
+    }
+    lua_pushliteral(L, ":preload:");
+    return 2;
+}
+
+/* The io library's defaults: per task in a sandboxed task. Calls the
+ * original (upvalue 2) with the registry's _IO_input and _IO_output set to
+ * the task's, and keeps what the call leaves there as the task's. */
+static int call_with_task_io(lua_State *L)
+{
+    if (!sandboxed(L) || !push_ctx(L))
+        return call_original(L);
+    int n = lua_gettop(L) - 1;
+    int ctx = lua_gettop(L);
+    lua_getfield(L, LUA_REGISTRYINDEX, "_IO_input");  /* saved */
+    lua_getfield(L, LUA_REGISTRYINDEX, "_IO_output"); /* saved */
+    if (lua_rawgeti(L, ctx, CTX_IN) != LUA_TNIL)
+        lua_setfield(L, LUA_REGISTRYINDEX, "_IO_input");
+    else
+        lua_pop(L, 1);
+    if (lua_rawgeti(L, ctx, CTX_OUT) != LUA_TNIL)
+        lua_setfield(L, LUA_REGISTRYINDEX, "_IO_output");
+    else
+        lua_pop(L, 1);
+    lua_pushvalue(L, lua_upvalueindex(2));
+    for (int i = 1; i <= n; i++)
+        lua_pushvalue(L, i);
+    int st = lua_pcall(L, n, LUA_MULTRET, 0);
+    int top = lua_gettop(L);
+    lua_getfield(L, LUA_REGISTRYINDEX, "_IO_input");
+    lua_rawseti(L, ctx, CTX_IN);
+    lua_getfield(L, LUA_REGISTRYINDEX, "_IO_output");
+    lua_rawseti(L, ctx, CTX_OUT);
+    lua_pushvalue(L, ctx + 1);
+    lua_setfield(L, LUA_REGISTRYINDEX, "_IO_input");
+    lua_pushvalue(L, ctx + 2);
+    lua_setfield(L, LUA_REGISTRYINDEX, "_IO_output");
+    if (st != LUA_OK) {
+        lua_settop(L, top);
+        return fix_error(L);
+    }
+    return top - (ctx + 2);
+}
+
+static int loaded_table(lua_State *L, const char *name);
+
+/* Pushes the VM's io.stdin (1), or nothing (0). */
+static int loaded_io_stdin(lua_State *L)
+{
+    if (!loaded_table(L, LUA_IOLIBNAME))
+        return 0;
+    lua_getfield(L, -1, "stdin");
+    lua_remove(L, -2);
+    return 1;
+}
+
+/* 1 when the default input a sandboxed task would read is io.stdin. */
+static int input_is_stdin(lua_State *L)
+{
+    int top = lua_gettop(L);
+    int r = 0;
+    if (push_ctx(L) && lua_rawgeti(L, -1, CTX_IN) == LUA_TNIL) {
+        lua_pop(L, 1);
+        lua_getfield(L, LUA_REGISTRYINDEX, "_IO_input");
+    }
+    if (lua_gettop(L) > top && loaded_io_stdin(L))
+        r = lua_rawequal(L, -1, -2);
+    lua_settop(L, top);
+    return r;
+}
+
 /* ---- the gates ---- */
 
 #define UP_BIT(L) ((uint32_t)lua_tointeger(L, lua_upvalueindex(1)))
@@ -329,7 +862,7 @@ static int g_output(lua_State *L)
         check(L, "io.output of a file name", ALLOW_IO_WRITE);
         check_special(L, "io.output", name);
     }
-    return call_original(L);
+    return call_with_task_io(L);
 }
 
 /* io.input(FILENAME), io.lines(FILENAME): reading, regular files only. */
@@ -338,7 +871,17 @@ static int g_input(lua_State *L)
     const char *name = name_arg(L, 1);
     if (name)
         check_special(L, UP_NAME(L), name);
-    return call_original(L);
+    else if (strcmp(UP_NAME(L), "io.lines") == 0 && sandboxed(L) && input_is_stdin(L))
+        check_special(L, "reading", NULL);
+    return call_with_task_io(L);
+}
+
+/* io.write, io.read, io.close: the task's defaults. */
+static int g_iodefault(lua_State *L)
+{
+    if (strcmp(UP_NAME(L), "io.read") == 0 && sandboxed(L) && input_is_stdin(L))
+        check_special(L, "reading", NULL);
+    return call_with_task_io(L);
 }
 
 /* 1 when the file starts as a binary chunk does (after a '#' line). */
@@ -400,6 +943,10 @@ static int g_load(lua_State *L)
         lua_pushliteral(L, "t");
         lua_replace(L, 3);
     }
+    if (lua_gettop(L) < 4) { /* no env given: the task's, not the VM's */
+        lua_settop(L, 3);    /* (nil name and mode are the defaults) */
+        push_task_env(L);
+    }
     return call_original(L);
 }
 
@@ -416,6 +963,12 @@ static int g_loadfile(lua_State *L)
             lua_settop(L, 2);
         lua_pushliteral(L, "t");
         lua_replace(L, 2);
+    }
+    if (lua_gettop(L) < 3) { /* no env given: the task's */
+        int top = lua_gettop(L);
+        lua_settop(L, 2);
+        if (!push_task_env(L))
+            lua_settop(L, top);
     }
     return call_original(L);
 }
@@ -442,6 +995,8 @@ static int g_dofile(lua_State *L)
     }
     if (luaL_loadfilex(L, fname, mode) != LUA_OK)
         return lua_error(L);
+    if (push_task_env(L) && !lua_setupvalue(L, -2, 1))
+        lua_pop(L, 1);
     lua_callk(L, 0, LUA_MULTRET, 0, dofile_k);
     return dofile_k(L, 0, 0);
 }
@@ -491,6 +1046,16 @@ static int searchpath_regular(lua_State *L, const char *what, const char *name, 
 /* The path a task's require uses (upvalue 1 is the package table). */
 static void push_path(lua_State *L, const char *pathfield)
 {
+    if (sandboxed(L) && push_ctx(L)) {
+        push_view_of(L, -1, LUA_LOADLIBNAME);
+        lua_remove(L, -2);
+        if (lua_type(L, -1) == LUA_TTABLE) {
+            lua_getfield(L, -1, pathfield);
+            lua_remove(L, -2);
+            return;
+        }
+        lua_pop(L, 1);
+    }
     lua_getfield(L, lua_upvalueindex(1), pathfield);
 }
 
@@ -560,6 +1125,8 @@ static int g_searcher_lua(lua_State *L)
     if (luaL_loadfilex(L, file, mode) != LUA_OK)
         return luaL_error(L, "error loading module '%s' from file '%s':\n\t%s", name, file,
                           lua_tostring(L, -1));
+    if (push_task_env(L) && !lua_setupvalue(L, -2, 1))
+        lua_pop(L, 1);
     lua_pushvalue(L, -2);
     return 2;
 }
@@ -730,6 +1297,14 @@ static void install_searchers(lua_State *L, int pkg)
         return;
     }
     int sp = lua_gettop(L), ss = sp - 1;
+    if (lua_rawgeti(L, ss, 1) == LUA_TFUNCTION && lua_tocfunction(L, -1) != g_searcher_preload) {
+        lua_pushinteger(L, 0);
+        lua_insert(L, -2);
+        lua_pushliteral(L, "require");
+        lua_pushcclosure(L, g_searcher_preload, 3);
+        lua_rawseti(L, ss, 1);
+    } else
+        lua_pop(L, 1);
     lua_pushvalue(L, pkg);
     lua_pushvalue(L, sp);
     lua_pushcclosure(L, g_searcher_lua, 2);
@@ -752,6 +1327,7 @@ void sandbox_install(lua_State *L)
         return;
     }
     lua_pop(L, 1);
+    codec_set_unview(unview);
     luaL_checkstack(L, 12, NULL);
     if (loaded_table(L, LUA_OSLIBNAME)) {
         int t = lua_gettop(L);
@@ -769,6 +1345,9 @@ void sandbox_install(lua_State *L)
         gate(L, t, "io", "output", ALLOW_IO_WRITE, g_output, 0);
         gate(L, t, "io", "input", ALLOW_IO_SPECIAL, g_input, 0);
         gate(L, t, "io", "lines", ALLOW_IO_SPECIAL, g_input, 0);
+        gate(L, t, "io", "read", ALLOW_IO_SPECIAL, g_iodefault, 0);
+        gate(L, t, "io", "write", ALLOW_IO_WRITE, g_iodefault, 0);
+        gate(L, t, "io", "close", ALLOW_IO_WRITE, g_iodefault, 0);
         gate_std_methods(L, t);
         lua_pop(L, 1);
     }
@@ -807,6 +1386,9 @@ void sandbox_install(lua_State *L)
     gate(L, g, NULL, "load", ALLOW_LOAD_BINARY, g_load, 0);
     gate(L, g, NULL, "loadstring", ALLOW_LOAD_BINARY, g_load, 0);
     gate(L, g, NULL, "loadfile", ALLOW_LOAD_BINARY, g_loadfile, 0);
+    gate(L, g, NULL, "require", 0, g_require, 0);
+    gate(L, g, NULL, "getmetatable", 0, g_getmetatable, 0);
+    gate(L, g, NULL, "rawget", 0, g_rawget, 0);
     if (lua_getfield(L, g, "dofile") == LUA_TFUNCTION && lua_tocfunction(L, -1) != g_dofile) {
         lua_pushcfunction(L, g_dofile);
         lua_setfield(L, g, "dofile");

@@ -2230,6 +2230,34 @@ try("after", function() return "still running" end)
     has("seek", r"false\t.*seek on io\.stdout is not allowed in sandboxed tasks")
     has("after", r"true\tstill running")
     check(not os.path.exists(os.path.join(TMP, "4242")), "io.output(4242) created a file")
+    # tasks share the worker's VMs: a narrowed pool's task replaces
+    # string.format, adds a searcher and calls the VM's internals; the tasks
+    # of a wider pool on the same worker see none of it
+    bypass = os.path.join(TMP, "sandbox-bypass")
+    rc, out, err, _ = run_lua("""
+local g = require("goroutine")
+for i = 1, 6 do
+    print("plant" .. i .. ":", g.await(g.pool_submit(%(narrow)r, function(m)
+        local orig = string.format
+        string.format = function(fmt, ...)
+            pcall(os.execute, "echo bypassed >> " .. m)
+            return orig(fmt, ...)
+        end
+        table.insert(package.searchers, 1, function() return function() return "evil" end end)
+        return log._configure == nil, require("goroutine")._set_error_handler == nil,
+            getmetatable("") ~= nil and getmetatable("").__index == string
+    end, %(bypass)r)))
+end
+for i = 1, 6 do
+    print("victim" .. i .. ":", g.await(g.pool_submit(%(loose)r, function(pw)
+        return string.format("login %%s", pw), pcall(require, "nosuchmod")
+    end, "s3cret")))
+end
+""" % {"narrow": narrow, "loose": loose, "bypass": bypass})
+    for i in range(1, 7):
+        has("plant%d" % i, r"true\ttrue\ttrue\ttrue$")
+        has("victim%d" % i, r"true\tlogin s3cret\tfalse\t.*module 'nosuchmod' not found")
+    check(not os.path.exists(bypass), "a narrowed task's string.format ran in another pool's task")
     check(a.p.poll() is None and b.p.poll() is None, "a worker died")
     check(a.stop() == 0 and b.stop() == 0, "worker exit status")
     # none with other items is refused at start

@@ -265,6 +265,120 @@ describe("a sandboxed pool task", function()
     end)
 end)
 
+describe("sandboxed tasks on one VM", function()
+    -- every VM runs tasks of both pools: a change one task makes to a table
+    -- it reaches must not show in another task (a later one, of another
+    -- pool with a wider allowance)
+    local attacker = pool({})
+    local victim = pool({ "os.execute", "io.open.write" })
+    local marker = tmp .. "/stolen"
+    local S = string -- travels as a module reference
+
+    local function each_vm(name, fn, ...)
+        local out = {}
+        for i = 1, 8 do out[i] = { run(name, fn, ...) } end
+        return out
+    end
+
+    it("cannot replace a library function for other tasks", function()
+        for _, r in ipairs(each_vm(attacker, function(m)
+            local orig = string.format
+            string.format = function(fmt, ...)
+                pcall(os.execute, "echo stolen >> " .. m)
+                return orig(fmt, ...)
+            end
+            rawset(string, "rep", function() return "poisoned" end)
+            S.upper = function() return "POISONED" end
+            getmetatable("").__index.lower = function() return "poisoned" end
+            rawset(getmetatable(""), "__add", function() return "poisoned" end)
+            return string.format("%s", "own view") -- its own change holds for itself
+        end, marker)) do
+            assert.are.same({ true, "own view" }, r)
+        end
+        for _, r in ipairs(each_vm(victim, function(pw)
+            return string.format("login %s", pw), string.rep("a", 2), S.upper("x"), ("X"):lower(),
+                pcall(function() return "a" + {} end)
+        end, "s3cret")) do
+            assert.are.same({ true, "login s3cret", "aa", "X", "x", false }, { table.unpack(r, 1, 6) })
+        end
+        assert.is_nil(io.open(marker), "the replaced string.format ran in another task")
+    end)
+
+    it("gets a view of the string metatable, not the VM's", function()
+        assert.are.same({ true, true, true, false, "X" }, { run(attacker, function()
+            local mt = getmetatable("")
+            local changed = pcall(setmetatable, mt, {})
+            rawset(mt, "__index", {}) -- its view only
+            return mt == getmetatable("a"), mt.__index ~= string, changed, ("x"):upper()
+        end) })
+    end)
+
+    it("cannot add a searcher, a preload or a global for later tasks", function()
+        each_vm(attacker, function()
+            table.insert(package.searchers, 1, function(n) return function() return "evil " .. n end end)
+            package.preload.nosuchmod = function() return "evil preload" end
+            package.path = "/nonexistent/?.lua"
+            rawset(_G, "QA_STOLEN", {})
+            load("leaked = true; string.len = nil")()
+            return true
+        end)
+        for _, r in ipairs(each_vm(victim, function(dir)
+            local ok, err = pcall(require, "nosuchmod")
+            package.path = dir .. "/?.lua"
+            local m = require("textmod")
+            return ok, err:match("module 'nosuchmod' not found") ~= nil, #package.searchers,
+                rawget(_G, "QA_STOLEN"), leaked, string.len("abc"), m.ok
+        end, tmp)) do
+            assert.are.same({ true, false, true, 4, nil, nil, 3, true }, { table.unpack(r, 1, 8) })
+        end
+    end)
+
+    it("keeps modules it loads to itself", function()
+        each_vm(attacker, function(dir)
+            package.path = dir .. "/?.lua"
+            local m = require("textmod")
+            m.run = function() return "poisoned" end
+            return true
+        end, tmp)
+        for _, r in ipairs(each_vm(victim, function(dir)
+            package.path = dir .. "/?.lua"
+            return require("textmod").run()
+        end, tmp)) do
+            assert.are.same({ true, true, "exit", 0 }, r)
+        end
+    end)
+
+    it("cannot reach the VM's internal functions", function()
+        local g = require("goroutine")
+        local seth = g._set_error_handler -- travels by name
+        for _, r in ipairs(each_vm(attacker, function()
+            local G = require("goroutine")
+            return G._set_error_handler, G._run_scope, package.loaded.goroutine._context,
+                type(G.spawn), rawget(G, "_set_error_handler")
+        end)) do
+            assert.are.same({ true, nil, nil, nil, "function", nil }, { table.unpack(r, 1, 6) })
+        end
+        local ok, err = run(attacker, function() return seth(print) end)
+        assert.is_false(ok)
+        assert.matches("has no function '_set_error_handler'", err, 1, true)
+    end)
+
+    it("has io.output and io.input of its own", function()
+        local out = tmp .. "/own-output.txt"
+        each_vm(victim, function(p)
+            io.output(p)
+            io.write("mine\n")
+            io.input(p)
+            return true
+        end, out)
+        for _, r in ipairs(each_vm(attacker, function()
+            return io.output() == io.stdout, io.input() == io.stdin
+        end)) do
+            assert.are.same({ true, true, true }, r)
+        end
+    end)
+end)
+
 describe("a sandboxed task's files and streams", function()
     local strict = pool({})
 
