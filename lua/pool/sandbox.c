@@ -240,7 +240,8 @@ static int call_original(lua_State *L)
 /* ---- a task's view of the VM's shared tables ----
  *
  * A sandboxed task's globals are a table of its own (its env) whose
- * metatable is the task's context (ctx): reads fall through to the VM's
+ * metatable is the VM's ENV_MT until the task first needs its context
+ * (ctx, push_ctx), then the ctx: reads fall through to the VM's
  * globals, and every table read from there (string, package,
  * package.loaded, a module...) comes as a per-task proxy: an empty table
  * whose metatable (hidden: __metatable = false) holds the real table and
@@ -261,7 +262,10 @@ enum { P_REAL = 1, P_CTX = 2, P_OVER = 3, CTX_OUT = 4, CTX_IN = 5, CTX_DECOY = 6
 static const char TOMB = 't'; /* in an overlay: deleted by the task */
 
 /* Pushes the running task's ctx (returns 1), or nothing (0). */
-static int push_ctx(lua_State *L)
+static const char ENV_MT = 'e'; /* registry: the env's metatable until it needs a ctx */
+
+/* Pushes the running task's env (returns 1), or nothing (0). */
+static int push_env(lua_State *L)
 {
     int ref = memacct_ctx(memacct_current(L));
     if (ref == LUA_NOREF || ref == LUA_REFNIL)
@@ -270,6 +274,52 @@ static int push_ctx(lua_State *L)
         lua_pop(L, 1);
         return 0;
     }
+    return 1;
+}
+
+static int proxy_index(lua_State *L);
+static int proxy_pairs(lua_State *L);
+
+/* Pushes the running task's ctx (returns 1), or nothing (0). A task gets
+ * it the first time it needs one (its env starts with the VM's ENV_MT:
+ * a task that reaches no shared table costs one table). */
+static int push_ctx(lua_State *L)
+{
+    if (!push_env(L))
+        return 0;
+    int env = lua_gettop(L);
+    if (!lua_getmetatable(L, env)) {
+        lua_settop(L, env - 1);
+        return 0;
+    }
+    if (lua_rawgeti(L, -1, P_CTX) == LUA_TTABLE) { /* env, mt, ctx */
+        lua_replace(L, env);
+        lua_settop(L, env);
+        return 1;
+    }
+    lua_pop(L, 1);
+    lua_rawgeti(L, -1, P_REAL); /* env, ENV_MT, the VM's globals */
+    lua_remove(L, -2);
+    lua_createtable(L, 3, 4); /* ctx */
+    lua_pushcfunction(L, proxy_index);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, proxy_pairs);
+    lua_setfield(L, -2, "__pairs");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+    lua_pushvalue(L, env + 1);
+    lua_rawseti(L, -2, P_REAL);
+    lua_pushvalue(L, env + 1);
+    lua_pushvalue(L, env);
+    lua_rawset(L, -3); /* ctx[the VM's globals] = env */
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, -2, P_CTX);
+    lua_pushvalue(L, env);
+    lua_rawseti(L, -2, P_OVER);
+    lua_pushvalue(L, -1);
+    lua_setmetatable(L, env);
+    lua_replace(L, env);
+    lua_settop(L, env);
     return 1;
 }
 
@@ -288,9 +338,7 @@ static int hidden(lua_State *L, int k, int v)
     return 1;
 }
 
-static int proxy_index(lua_State *L);
 static int proxy_newindex(lua_State *L);
-static int proxy_pairs(lua_State *L);
 static int proxy_len(lua_State *L);
 
 /* Replaces the table at v by the task's proxy of it (ctx at index ctx). */
@@ -344,7 +392,11 @@ static void view_top(lua_State *L, int mt)
 {
     if (lua_type(L, -1) != LUA_TTABLE)
         return;
-    lua_rawgeti(L, mt, P_CTX);
+    if (lua_rawgeti(L, mt, P_CTX) != LUA_TTABLE) { /* an env without its ctx yet */
+        lua_pop(L, 1);
+        if (!push_ctx(L))
+            return;
+    }
     wrap(L, -1, -2);
     lua_pop(L, 1);
 }
@@ -401,7 +453,11 @@ static int proxy_next(lua_State *L)
     lua_rawgeti(L, 3, P_REAL);                     /* 4 */
     if (lua_rawgeti(L, 3, P_OVER) != LUA_TTABLE) { /* 5 */
         lua_pop(L, 1);
-        lua_createtable(L, 0, 0);
+        if (lua_rawgeti(L, 3, P_CTX) == LUA_TNIL) /* an env: its own keys */
+            lua_pushvalue(L, 1);
+        else
+            lua_createtable(L, 0, 0);
+        lua_remove(L, -2);
     }
     int in_real = lua_isnil(L, 2);
     if (!in_real) {
@@ -490,31 +546,27 @@ static void push_view_of(lua_State *L, int ctx, const char *name)
 
 void sandbox_push_env(lua_State *L, memacct *acct)
 {
-    luaL_checkstack(L, 6, NULL);
+    luaL_checkstack(L, 4, NULL);
     lua_createtable(L, 0, 4); /* env */
-    lua_createtable(L, 6, 8); /* ctx */
-    lua_pushcfunction(L, proxy_index);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, proxy_pairs);
-    lua_setfield(L, -2, "__pairs");
-    lua_pushboolean(L, 0);
-    lua_setfield(L, -2, "__metatable");
-    lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
-    lua_pushvalue(L, -1);
-    lua_rawseti(L, -3, P_REAL);
-    lua_pushvalue(L, -3);
-    lua_rawset(L, -3); /* ctx[real globals] = env */
-    lua_pushvalue(L, -1);
-    lua_rawseti(L, -2, P_CTX);
-    lua_pushvalue(L, -2);
-    lua_rawseti(L, -2, P_OVER);
-    lua_pushvalue(L, -1);
-    int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &ENV_MT) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_createtable(L, 1, 3);
+        lua_pushcfunction(L, proxy_index);
+        lua_setfield(L, -2, "__index");
+        lua_pushcfunction(L, proxy_pairs);
+        lua_setfield(L, -2, "__pairs");
+        lua_pushboolean(L, 0);
+        lua_setfield(L, -2, "__metatable");
+        lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+        lua_rawseti(L, -2, P_REAL);
+        lua_pushvalue(L, -1);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &ENV_MT);
+    }
     lua_setmetatable(L, -2);
-    if (acct)
-        memacct_set_ctx(acct, L, ref);
-    else
-        luaL_unref(L, LUA_REGISTRYINDEX, ref);
+    if (acct) {
+        lua_pushvalue(L, -1);
+        memacct_set_ctx(acct, L, luaL_ref(L, LUA_REGISTRYINDEX));
+    }
 }
 
 void sandbox_view(lua_State *L)
@@ -523,7 +575,13 @@ void sandbox_view(lua_State *L)
         return;
     memacct *a = memacct_current(L);
     if (a && memacct_owner(L, lua_topointer(L, -1)) == a)
-        return; /* the task's own (decoded for it) */
+        return;        /* the task's own (decoded for it) */
+    if (push_env(L)) { /* its globals (a function's _ENV) */
+        int env = lua_rawequal(L, -1, -2);
+        lua_pop(L, 1);
+        if (env)
+            return;
+    }
     if (!push_ctx(L))
         return;
     wrap(L, -1, -2);
@@ -555,14 +613,15 @@ static int unview(lua_State *L, int idx)
 static int g_getmetatable(lua_State *L)
 {
     luaL_checkany(L, 1);
-    if (!sandboxed(L) || !lua_getmetatable(L, 1))
+    lua_settop(L, 1);
+    if (!sandboxed(L) || !push_ctx(L))
         return call_original(L);
-    int mt = lua_gettop(L);
-    if (!push_ctx(L)) {
-        lua_settop(L, 1);
-        return call_original(L);
+    if (!lua_getmetatable(L, 1)) {
+        lua_pushnil(L);
+        return 1;
     }
-    int ctx = mt + 1;
+    lua_insert(L, 2); /* 2: mt, 3: ctx */
+    int mt = 2, ctx = 3;
     if (lua_rawequal(L, mt, ctx)) { /* the env's */
         if (lua_rawgeti(L, ctx, CTX_DECOY) != LUA_TTABLE) {
             lua_pop(L, 1);
@@ -595,9 +654,10 @@ static int g_rawget(lua_State *L)
     luaL_checkany(L, 2);
     lua_settop(L, 2);
     lua_pushvalue(L, 2);
-    if (lua_rawget(L, 1) != LUA_TNIL || !sandboxed(L) || !lua_getmetatable(L, 1))
+    if (lua_rawget(L, 1) != LUA_TNIL || !sandboxed(L) || !push_ctx(L))
         return 1;
-    if (!push_ctx(L) || lua_rawgeti(L, 4, P_CTX) != LUA_TTABLE || !lua_rawequal(L, -1, 5)) {
+    if (!lua_getmetatable(L, 1) || lua_rawgeti(L, 5, P_CTX) != LUA_TTABLE ||
+        !lua_rawequal(L, -1, 4)) {
         lua_settop(L, 3);
         return 1;
     }
@@ -612,11 +672,7 @@ static int g_rawget(lua_State *L)
  * env, not the VM's globals: pushes it (1) or nothing (0). */
 static int push_task_env(lua_State *L)
 {
-    if (!sandboxed(L) || !push_ctx(L))
-        return 0;
-    lua_rawgeti(L, -1, P_OVER);
-    lua_remove(L, -2);
-    return 1;
+    return sandboxed(L) && push_env(L);
 }
 
 /* require in a sandboxed task: modules it loads are its own (stored in its
