@@ -646,6 +646,23 @@ static int g_getmetatable(lua_State *L)
     return 1;
 }
 
+/* collectgarbage in a sandboxed task: what reads or collects; not what
+ * changes the collector of the VM every task runs on ("stop", the modes
+ * and their parameters). */
+static int g_collectgarbage(lua_State *L)
+{
+    if (sandboxed(L)) {
+        const char *opt = luaL_optstring(L, 1, "collect");
+        if (strcmp(opt, "collect") && strcmp(opt, "count") && strcmp(opt, "step") &&
+            strcmp(opt, "isrunning"))
+            return luaL_error(L,
+                              "collectgarbage('%s') is not allowed in sandboxed tasks (it changes "
+                              "the collector of the VM other tasks run on)",
+                              opt);
+    }
+    return call_original(L);
+}
+
 /* rawget in a sandboxed task: on its env or one of its proxies, what the
  * task sees there (rawget(_G, "os") is its view of os, as in plain Lua). */
 static int g_rawget(lua_State *L)
@@ -1445,6 +1462,7 @@ void sandbox_install(lua_State *L)
     gate(L, g, NULL, "require", 0, g_require, 0);
     gate(L, g, NULL, "getmetatable", 0, g_getmetatable, 0);
     gate(L, g, NULL, "rawget", 0, g_rawget, 0);
+    gate(L, g, NULL, "collectgarbage", 0, g_collectgarbage, 0);
     if (lua_getfield(L, g, "dofile") == LUA_TFUNCTION && lua_tocfunction(L, -1) != g_dofile) {
         lua_pushcfunction(L, g_dofile);
         lua_setfield(L, g, "dofile");

@@ -363,6 +363,18 @@ describe("sandboxed tasks on one VM", function()
         assert.matches("has no function '_set_error_handler'", err, 1, true)
     end)
 
+    it("cannot stop or retune the VM's collector", function()
+        for _, opt in ipairs({ "stop", "restart", "incremental", "generational", "setpause", "setstepmul" }) do
+            local ok, err = run(attacker, function(o) return collectgarbage(o) end, opt)
+            assert.is_false(ok)
+            assert.matches("collectgarbage('" .. opt .. "') is not allowed in sandboxed tasks", err, 1, true)
+        end
+        assert.are.same({ true, true, "number" }, { run(attacker, function()
+            collectgarbage()
+            return collectgarbage("isrunning"), type(collectgarbage("count"))
+        end) })
+    end)
+
     it("has io.output and io.input of its own", function()
         local out = tmp .. "/own-output.txt"
         each_vm(victim, function(p)
