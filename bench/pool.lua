@@ -1,6 +1,8 @@
 -- bench/pool.lua: pool throughput on the embedded backend.
 -- Run: lua5.4 bench/pool.lua trivial [N]   tasks/s for trivial tasks, submit to completion
 --      lua5.4 bench/pool.lua cpu [N]       CPU-bound tasks (compare MUTIRAO_PROCS=1 and 2)
+--      lua5.4 bench/pool.lua sandboxed [N] trivial tasks of a pool with allow = {} (the
+--                                          task sandbox), then ones that call string.format
 --      lua5.4 bench/pool.lua alloc [N]     tasks that allocate: 2,000 small tables and
 --                                          strings each (the pool VMs' allocator)
 -- (with build/lib on package.cpath, or MUTIRAO_CPATH)
@@ -32,6 +34,17 @@ if mode == "trivial" then
   local dt = run("trivial", {workers = 256, queue = 4096}, function(i) return i end, N)
   print(string.format("trivial: %d tasks in %.0f ms = %.0f tasks/s (procs=%s)", N, dt, N / dt * 1000,
     os.getenv("MUTIRAO_PROCS") or "cores"))
+elseif mode == "sandboxed" then
+  for _, c in ipairs({
+    { "plain", nil, function(i) return i end },
+    { "sandboxed", {}, function(i) return i end },
+    { "plain+lib", nil, function(i) return string.format("%d", i or 0) end },
+    { "sandboxed+lib", {}, function(i) return string.format("%d", i or 0) end },
+  }) do
+    local dt = run("sb-" .. c[1]:gsub("%+", "-"), {workers = 256, queue = 4096, allow = c[2]}, c[3], N)
+    print(string.format("%-14s %d tasks in %.0f ms = %.0f ns per task (procs=%s)", c[1] .. ":", N, dt,
+      dt * 1e6 / N, os.getenv("MUTIRAO_PROCS") or "cores"))
+  end
 elseif mode == "cpu" then
   local dt = run("cpu", {workers = 64, queue = 128}, function()
     local x = 0

@@ -666,8 +666,10 @@ static void run_task(sched *s, xmsg *m)
     }
     /* its memory account: its arguments count too; it carries the task's
      * sandbox narrowing to its goroutines */
-    memacct *acct = t->memory || t->allow ? memacct_new(T, t->memory ? t->memory : SIZE_MAX) : NULL;
-    if ((t->memory || t->allow) && !acct) {
+    int sandboxed = t->allow || sandbox_active();
+    memacct *acct =
+        t->memory || sandboxed ? memacct_new(T, t->memory ? t->memory : SIZE_MAX) : NULL;
+    if ((t->memory || sandboxed) && !acct) {
         fail_text(t, "not enough memory");
         return;
     }
@@ -681,9 +683,15 @@ static void run_task(sched *s, xmsg *m)
     lim.allow_bytecode = 1; /* from this process (or verified by the caller) */
     lim.allow_require = 1;
     lim.call = t->decode_ctx;
-    /* decode with a fresh globals table standing in for the VM's */
+    /* decode with a fresh globals table standing in for the VM's (a
+     * sandboxed task's: its view of the VM, shared tables it cannot
+     * change) */
     lua_rawgeti(T, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
-    push_task_env(T);
+    if (sandboxed) {
+        sandbox_push_env(T, acct);
+        lim.view = sandbox_view;
+    } else
+        push_task_env(T);
     lua_rawseti(T, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
     int n = 0;
     memacct *was = memacct_switch(T, acct);

@@ -7,11 +7,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <lauxlib.h>
+
 struct memacct {
     size_t used;   /* bytes of the blocks it owns, as Lua sized them */
     size_t limit;  /* used may not grow past it */
     int open;      /* its task may still allocate (memacct_close not called) */
     uint64_t note; /* the executor's word about the task (memacct_set_note) */
+    int ctx;       /* a registry reference (memacct_set_ctx), or LUA_NOREF */
+    lua_State *vm; /* the VM's main thread, for ctx */
 };
 
 struct memheap {
@@ -166,6 +170,8 @@ memacct *memacct_new(lua_State *L, size_t limit)
         a->limit = limit;
         a->open = 1;
         a->note = 0;
+        a->ctx = LUA_NOREF;
+        a->vm = NULL;
     }
     return a;
 }
@@ -174,6 +180,9 @@ void memacct_close(void *acct)
 {
     memacct *a = acct;
     if (a) {
+        if (a->ctx != LUA_NOREF && a->vm)
+            luaL_unref(a->vm, LUA_REGISTRYINDEX, a->ctx);
+        a->ctx = LUA_NOREF;
         a->open = 0;
         acct_free_if_done(a);
     }
@@ -198,6 +207,26 @@ memacct *memacct_current(lua_State *L)
 void memacct_set_note(memacct *acct, uint64_t note)
 {
     acct->note = note;
+}
+
+void memacct_set_ctx(memacct *acct, lua_State *L, int ref)
+{
+    lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+    acct->vm = lua_tothread(L, -1);
+    lua_pop(L, 1);
+    acct->ctx = ref;
+}
+
+int memacct_ctx(const memacct *acct)
+{
+    return acct ? acct->ctx : LUA_NOREF;
+}
+
+memacct *memacct_owner(lua_State *L, const void *block)
+{
+    if (!block || !heap_of(L))
+        return NULL;
+    return ((const hdr *)block - 1)->owner;
 }
 
 uint64_t memacct_note(const memacct *acct)

@@ -50,6 +50,14 @@ memacct *memacct_current(lua_State *L);
  * thing that follows every goroutine of a task. 0 until set. */
 void memacct_set_note(memacct *acct, uint64_t note);
 uint64_t memacct_note(const memacct *acct);
+/* A registry reference the executor keeps with a task's account (the task
+ * sandbox's view of the VM, sandbox.h), released when the account is
+ * closed; memacct_ctx gives it back (LUA_NOREF when none). */
+void memacct_set_ctx(memacct *acct, lua_State *L, int ref);
+int memacct_ctx(const memacct *acct);
+/* The account that owns a block of L's allocator (a table's
+ * lua_topointer), NULL when none or not a memheap. */
+memacct *memacct_owner(lua_State *L, const void *block);
 /* Bytes charged to acct now. */
 size_t memacct_used(const memacct *acct);
 

@@ -28,6 +28,8 @@
 
 #include <lua.h>
 
+#include "memlimit.h"
+
 /* Sets the process's ceiling from a comma list (allow.h, worker
  * vocabulary). Before the pool VMs start; not thread-safe. 0, or -1 with
  * why filled. */
@@ -53,5 +55,14 @@ uint64_t sandbox_check_option(lua_State *L, int idx, const char *fname);
 uint64_t sandbox_current(lua_State *L);
 /* The intersection of two narrowings (either may be 0: none). */
 uint64_t sandbox_narrow(uint64_t a, uint64_t b);
+
+/* Pushes a fresh globals table for a sandboxed task (a task of a pool
+ * with `allow`, or any task on a VM with a ceiling), the task's view of the
+ * VM (see "a task's view" in sandbox.c), and keeps its context with acct
+ * (memacct_set_ctx) for the gates. */
+void sandbox_push_env(lua_State *L, memacct *acct);
+/* The codec's view hook (codec_limits.view) for a sandboxed task's
+ * decode: a shared table at the top becomes the task's view of it. */
+void sandbox_view(lua_State *L);
 
 #endif

@@ -24,6 +24,7 @@ void codec_limits_default(codec_limits *lim)
     lim->allow_require = 0;
     lim->value_name = "argument";
     lim->first_number = 1;
+    lim->view = NULL;
     lim->call = NULL;
 }
 

@@ -66,7 +66,20 @@ typedef struct codec_limits {
      * the caller's layer needs to say where the values travel (see
      * lua/core/travel.h). */
     void *call;
+    /* Decode only, NULL by default: called with a table that a message
+     * refers to by name or by reference (a module, a registered metatable,
+     * an object seen before) at the top of L's stack, except where it is a
+     * table's metatable; it may replace it (the task sandbox gives a task a
+     * view of the VM's shared tables that it cannot change). */
+    void (*view)(lua_State *L);
 } codec_limits;
+
+/* Encode: a function that, given a table at idx that stands for another
+ * (the task sandbox's view of a shared table), pushes that one and returns
+ * 1 (else 0, nothing pushed): the table travels as the one it stands for
+ * (a module by name, the globals). One for the process; NULL: none. */
+typedef int (*codec_unview_fn)(lua_State *L, int idx);
+void codec_set_unview(codec_unview_fn fn);
 
 /* Fills *lim with the defaults: 64 MiB, depth 128, 4 Mi values, no
    bytecode, no require. The caller owns *lim. */

@@ -111,6 +111,7 @@ typedef struct codec__ctx {
     int blobs;      /* encode: dump -> index; decode: index -> code */
     int upvals;     /* encode: upvalue id -> (object id << 8 | n) */
     int globals;    /* the globals table of L */
+    int as_meta;    /* decode: the next value is a table's metatable */
     int nobjs;      /* objects numbered so far */
     int nblobs;     /* bytecode blobs numbered so far */
     unsigned depth; /* current nesting */

@@ -219,6 +219,7 @@ static void decode_meta(codec__ctx *c, int have)
     if (c->nodes >= c->lim.max_elems)
         codec__fail(c, CODEC_ETOOMANY, "more than max_elems %zu values", c->lim.max_elems);
     c->nodes++; /* the marker */
+    c->as_meta = 1;
     codec__decode_value(c);
     if (!lua_istable(L, -1))
         codec__fail(c, CODEC_EMALFORMED, "malformed message: a metatable that is a %s",
@@ -341,6 +342,8 @@ static void decode_ext(codec__ctx *c)
 void codec__decode_value(codec__ctx *c)
 {
     lua_State *L = c->L;
+    int as_meta = c->as_meta;
+    c->as_meta = 0;
     if (c->nodes >= c->lim.max_elems)
         codec__fail(c, CODEC_ETOOMANY, "more than max_elems %zu values", c->lim.max_elems);
     c->nodes++;
@@ -361,6 +364,8 @@ void codec__decode_value(codec__ctx *c)
     }
     if ((b >= 0xc7 && b <= 0xc9) || (b >= 0xd4 && b <= 0xd8)) {
         decode_ext(c);
+        if (!as_meta && c->lim.view && lua_type(L, -1) == LUA_TTABLE)
+            c->lim.view(L);
         return;
     }
     c->p++;

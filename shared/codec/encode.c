@@ -7,6 +7,7 @@
 */
 #include <ctype.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
@@ -360,9 +361,25 @@ static void encode_ref(codec__ctx *c, lua_Integer id)
     pack_ext(c, CODEC__EXT_REF, b, n);
 }
 
+static _Atomic(codec_unview_fn) unview_fn;
+
+void codec_set_unview(codec_unview_fn fn)
+{
+    atomic_store(&unview_fn, fn);
+}
+
 static void encode_object(codec__ctx *c, int idx, int type)
 {
     lua_State *L = c->L;
+    codec_unview_fn uv = atomic_load_explicit(&unview_fn, memory_order_relaxed);
+    if (type == LUA_TTABLE && uv) {
+        codec__checkstack(c, 4);
+        if (uv(L, idx)) { /* travels as the table it stands for */
+            encode_object(c, lua_gettop(L), type);
+            lua_pop(L, 1);
+            return;
+        }
+    }
     count_nodes(c, 1);
     codec__table(L, c->objs);
     lua_pushvalue(L, idx);

@@ -164,6 +164,8 @@ void codec__modref_resolve(codec__ctx *c, int type, const unsigned char *p, uint
     size_t flen = len - nlen - 1;
     if (!lua_istable(L, -1))
         codec__fail(c, CODEC_EMODULE, "module '%.*s' is not a table here", (int)nlen, name);
+    if (c->lim.view) /* the function as the receiver's view of the module has it */
+        c->lim.view(L);
     lua_pushlstring(L, nul + 1, flen);
     /* not raw: a globals table may be a proxy (__index) of the real one */
     if (lua_gettable(L, -2) != LUA_TFUNCTION)

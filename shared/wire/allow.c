@@ -17,6 +17,7 @@ static const item items[] = {
     {"os.tmpname", ALLOW_OS_TMPNAME},
     {"io.popen", ALLOW_IO_POPEN},
     {"io.open.write", ALLOW_IO_WRITE},
+    {"io.open.special", ALLOW_IO_SPECIAL},
     {"package.loadlib", ALLOW_LOADLIB},
     {"debug", ALLOW_DEBUG},
     {"load.binary", ALLOW_LOAD_BINARY},
@@ -71,12 +72,17 @@ int allow_check_item(const char *s, size_t len, int pool_list, char *why, size_t
     int is_mod;
     if (item_bits(s, len, pool_list, &is_mod) >= 0)
         return 0;
-    if (why)
-        snprintf(why, whylen,
-                 "%s expected: os, os.execute, os.remove, os.rename, os.tmpname, io, io.popen, "
-                 "io.open.write, package.loadlib, debug, load.binary, exec, http, require%s, "
-                 "all or none",
-                 pool_list ? "one of" : "items", pool_list ? "" : ", require.NAME");
+    if (why) {
+        int n = snprintf(why, whylen,
+                         "%s expected: os, os.execute, os.remove, os.rename, os.tmpname, io, "
+                         "io.popen, io.open.write, io.open.special, package.loadlib, debug, "
+                         "load.binary, exec, http, require%s, all or none",
+                         pool_list ? "one of" : "items", pool_list ? "" : ", require.NAME");
+        if (n > 0 && (size_t)n < whylen && pool_list && len > 8 && memcmp(s, "require.", 8) == 0)
+            snprintf(why + n, whylen - (size_t)n,
+                     " ('require.NAME' is only for worker.allow; a pool's list takes 'require': "
+                     "the C modules the worker allows)");
+    }
     return -1;
 }
 
@@ -93,6 +99,7 @@ int allow_parse(const char *list, int pool_list, allow_set *out, char *why, size
     out->bits = 0;
     out->mods = NULL;
     size_t modlen = 0;
+    int none = 0, others = 0;
     const char *p = list;
     while (*p) {
         const char *comma = strchr(p, ',');
@@ -108,6 +115,19 @@ int allow_parse(const char *list, int pool_list, allow_set *out, char *why, size
             allow_check_item(s, (size_t)(e - s), pool_list, w, sizeof w);
             if (why)
                 snprintf(why, whylen, "'%.*s': %s", (int)(e - s > 60 ? 60 : e - s), s, w);
+            allow_set_free(out);
+            return -1;
+        }
+        if (!is_mod && (e - s) == 4 && memcmp(s, "none", 4) == 0)
+            none = 1;
+        else
+            others = 1;
+        if (none && others) {
+            if (why)
+                snprintf(why, whylen,
+                         "'none' allows nothing and cannot be combined with other items "
+                         "(got '%.*s')",
+                         (int)(strlen(list) > 80 ? 80 : strlen(list)), list);
             allow_set_free(out);
             return -1;
         }

@@ -9,6 +9,10 @@
 **   io.popen                                        io.popen
 **   io.open.write    io.open in a mode other than read ("w", "a", "r+"...),
 **                    io.output(FILENAME), io.tmpfile
+**   io.open.special  opening what is not a regular file (FIFOs, sockets,
+**                    character and block devices, /proc/kmsg) by io.open,
+**                    io.lines, io.input, io.output, loadfile, dofile and
+**                    require: a read from them can block a VM thread
 **   package.loadlib  package.loadlib
 **   debug            every debug function (debug.traceback is always there)
 **   load.binary      binary chunks in load, loadfile, dofile and require
@@ -20,7 +24,8 @@
 **   os  io           groups: os.execute,os.remove,os.rename,os.tmpname and
 **                    io.popen,io.open.write
 **   all              everything above (the sandbox is off)
-**   none             nothing (the default; only alone)
+**   none             nothing (the default; only alone: with other items it
+**                    is refused)
 ** os.exit is never allowed in a pool task (it fails the task).
 */
 #ifndef MUTIRAO_ALLOW_H
@@ -41,8 +46,9 @@ enum {
     ALLOW_LOAD_BINARY = 1u << 8,
     ALLOW_EXEC = 1u << 9,
     ALLOW_HTTP = 1u << 10,
-    ALLOW_REQUIRE = 1u << 11, /* C modules: any (worker), the worker's (pool) */
-    ALLOW_ALL_BITS = (1u << 12) - 1,
+    ALLOW_REQUIRE = 1u << 11,    /* C modules: any (worker), the worker's (pool) */
+    ALLOW_IO_SPECIAL = 1u << 12, /* opening FIFOs, sockets, devices */
+    ALLOW_ALL_BITS = (1u << 13) - 1,
 };
 
 /* In an envelope's `allow` field and a pool's options: set when the pool

@@ -952,6 +952,12 @@ static int test_allow_vocabulary(void)
     ASSERT_EQ(allow_parse("require.lpeg", 1, &s, why, sizeof why), -1); /* pools: no names */
     ASSERT_EQ(allow_parse("require.", 0, &s, why, sizeof why), -1);
     ASSERT_EQ(allow_parse("require.a/b", 0, &s, why, sizeof why), -1);
+    /* none only alone */
+    ASSERT_EQ(allow_parse("none,os.execute", 0, &s, why, sizeof why), -1);
+    ASSERT_CONTAINS(why, "'none' allows nothing and cannot be combined");
+    ASSERT_EQ(allow_parse("all, none", 1, &s, why, sizeof why), -1);
+    ASSERT_EQ(allow_parse("io.open.special", 0, &s, why, sizeof why), 0);
+    ASSERT_EQ(s.bits, ALLOW_IO_SPECIAL);
     ASSERT_STR_EQ(allow_name(ALLOW_IO_WRITE), "io.open.write");
     ASSERT_STR_EQ(allow_name(ALLOW_LOAD_BINARY), "load.binary");
     return 0;

@@ -2190,8 +2190,84 @@ print("adopted_ok:", g.await(g.pool_submit(%(narrow)r, function() return 6 * 7 e
 """ % {"narrow": narrow})
     has("adopted", r"false\t.*os\.execute is not allowed in this pool's tasks")
     has("adopted_ok", r"true\t42")
+    # files that are not regular are refused at once (a read would block a
+    # VM thread for good): a FIFO, a pipe of the worker by /proc/self/fd;
+    # io.output(NUMBER) opens for writing; the worker's stdout cannot be
+    # rewound
+    fifo = os.path.join(TMP, "sandbox-fifo")
+    if not os.path.exists(fifo):
+        os.mkfifo(fifo)
+    pipefd = None
+    for fd in sorted(os.listdir("/proc/%d/fd" % a.p.pid), key=int):
+        try:
+            if os.readlink("/proc/%d/fd/%s" % (a.p.pid, fd)).startswith("pipe:"):
+                pipefd = fd
+                break
+        except OSError:
+            pass
+    check(pipefd is not None, "no pipe among the worker's descriptors")
+    t0 = time.time()
+    rc, out, err, _ = run_lua("""
+local g = require("goroutine")
+assert(g.pool_create(%(strict)r, { workers = 2, timeout = 20000 }))
+local function try(label, fn, ...)
+    print(label .. ":", g.await(g.pool_submit(%(strict)r, fn, ...)))
+end
+try("fifo", function(p) return io.open(p, "r"):read(1) end, %(fifo)r)
+try("fifolines", function(p) for l in io.lines(p) do return l end end, %(fifo)r)
+try("pipefd", function(p) return io.open(p, "r"):read(1) end, "/proc/self/fd/" .. %(pipefd)r)
+try("output", function() return io.output(4242) end)
+try("seek", function() return io.stdout:seek("set", 0) end)
+try("after", function() return "still running" end)
+""" % {"strict": strict, "fifo": fifo, "pipefd": pipefd})
+    check(time.time() - t0 < 15, "a refused read waited %.1f s" % (time.time() - t0))
+    special = r"false\t.*io\.%s of '%s' \(a FIFO or pipe\) is not allowed in fleet tasks " \
+        r"\(worker\.allow = io\.open\.special allows it\)"
+    has("fifo", special % ("open", re.escape(fifo)))
+    has("fifolines", special % ("lines", re.escape(fifo)))
+    has("pipefd", special % ("open", "/proc/self/fd/" + pipefd))
+    has("output", deny % (r"io\.output of a file name", r"io\.open\.write"))
+    has("seek", r"false\t.*seek on io\.stdout is not allowed in sandboxed tasks")
+    has("after", r"true\tstill running")
+    check(not os.path.exists(os.path.join(TMP, "4242")), "io.output(4242) created a file")
+    # tasks share the worker's VMs: a narrowed pool's task replaces
+    # string.format, adds a searcher and calls the VM's internals; the tasks
+    # of a wider pool on the same worker see none of it
+    bypass = os.path.join(TMP, "sandbox-bypass")
+    rc, out, err, _ = run_lua("""
+local g = require("goroutine")
+for i = 1, 6 do
+    print("plant" .. i .. ":", g.await(g.pool_submit(%(narrow)r, function(m)
+        local orig = string.format
+        string.format = function(fmt, ...)
+            pcall(os.execute, "echo bypassed >> " .. m)
+            return orig(fmt, ...)
+        end
+        table.insert(package.searchers, 1, function() return function() return "evil" end end)
+        return log._configure == nil, require("goroutine")._set_error_handler == nil,
+            getmetatable("") ~= nil and getmetatable("").__index == string
+    end, %(bypass)r)))
+end
+for i = 1, 6 do
+    print("victim" .. i .. ":", g.await(g.pool_submit(%(loose)r, function(pw)
+        return string.format("login %%s", pw), pcall(require, "nosuchmod")
+    end, "s3cret")))
+end
+""" % {"narrow": narrow, "loose": loose, "bypass": bypass})
+    for i in range(1, 7):
+        has("plant%d" % i, r"true\ttrue\ttrue\ttrue$")
+        has("victim%d" % i, r"true\tlogin s3cret\tfalse\t.*module 'nosuchmod' not found")
+    check(not os.path.exists(bypass), "a narrowed task's string.format ran in another pool's task")
     check(a.p.poll() is None and b.p.poll() is None, "a worker died")
     check(a.stop() == 0 and b.stop() == 0, "worker exit status")
+    # none with other items is refused at start
+    bad = subprocess.run([os.path.join(BIN, "mutirao-worker"), "--id", "sbbad-" + UNIQ,
+                          "--pools", strict], env=dict(ENV, MUTIRAO_WORKER_ALLOW="none,os.execute"),
+                         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30, cwd=TMP)
+    check(bad.returncode == 2 and "'none' allows nothing and cannot be combined" in bad.stderr,
+          "worker.allow = none,os.execute: %d %s" % (bad.returncode, bad.stderr))
+
+
 def sign_envelope(env, key, pub):
     """env signed with key (docs/wire-format.md, "Signed task envelope"),
     by the openssl command: MTE 02, key id, envelope, Ed25519 signature."""

@@ -265,6 +265,214 @@ describe("a sandboxed pool task", function()
     end)
 end)
 
+describe("sandboxed tasks on one VM", function()
+    -- every VM runs tasks of both pools: a change one task makes to a table
+    -- it reaches must not show in another task (a later one, of another
+    -- pool with a wider allowance)
+    local attacker = pool({})
+    local victim = pool({ "os.execute", "io.open.write" })
+    local marker = tmp .. "/stolen"
+    local S = string -- travels as a module reference
+
+    local function each_vm(name, fn, ...)
+        local out = {}
+        for i = 1, 8 do out[i] = { run(name, fn, ...) } end
+        return out
+    end
+
+    it("cannot replace a library function for other tasks", function()
+        for _, r in ipairs(each_vm(attacker, function(m)
+            local orig = string.format
+            string.format = function(fmt, ...)
+                pcall(os.execute, "echo stolen >> " .. m)
+                return orig(fmt, ...)
+            end
+            rawset(string, "rep", function() return "poisoned" end)
+            S.upper = function() return "POISONED" end
+            getmetatable("").__index.lower = function() return "poisoned" end
+            rawset(getmetatable(""), "__add", function() return "poisoned" end)
+            return string.format("%s", "own view") -- its own change holds for itself
+        end, marker)) do
+            assert.are.same({ true, "own view" }, r)
+        end
+        for _, r in ipairs(each_vm(victim, function(pw)
+            return string.format("login %s", pw), string.rep("a", 2), S.upper("x"), ("X"):lower(),
+                pcall(function() return "a" + {} end)
+        end, "s3cret")) do
+            assert.are.same({ true, "login s3cret", "aa", "X", "x", false }, { table.unpack(r, 1, 6) })
+        end
+        assert.is_nil(io.open(marker), "the replaced string.format ran in another task")
+    end)
+
+    it("gets a view of the string metatable, not the VM's", function()
+        assert.are.same({ true, true, true, false, "X" }, { run(attacker, function()
+            local mt = getmetatable("")
+            local changed = pcall(setmetatable, mt, {})
+            rawset(mt, "__index", {}) -- its view only
+            return mt == getmetatable("a"), mt.__index ~= string, changed, ("x"):upper()
+        end) })
+    end)
+
+    it("cannot add a searcher, a preload or a global for later tasks", function()
+        each_vm(attacker, function()
+            table.insert(package.searchers, 1, function(n) return function() return "evil " .. n end end)
+            package.preload.nosuchmod = function() return "evil preload" end
+            package.path = "/nonexistent/?.lua"
+            rawset(_G, "QA_STOLEN", {})
+            load("leaked = true; string.len = nil")()
+            return true
+        end)
+        for _, r in ipairs(each_vm(victim, function(dir)
+            local ok, err = pcall(require, "nosuchmod")
+            package.path = dir .. "/?.lua"
+            local m = require("textmod")
+            return ok, err:match("module 'nosuchmod' not found") ~= nil, #package.searchers,
+                rawget(_G, "QA_STOLEN"), leaked, string.len("abc"), m.ok
+        end, tmp)) do
+            assert.are.same({ true, false, true, 4, nil, nil, 3, true }, { table.unpack(r, 1, 8) })
+        end
+    end)
+
+    it("keeps modules it loads to itself", function()
+        each_vm(attacker, function(dir)
+            package.path = dir .. "/?.lua"
+            local m = require("textmod")
+            m.run = function() return "poisoned" end
+            return true
+        end, tmp)
+        for _, r in ipairs(each_vm(victim, function(dir)
+            package.path = dir .. "/?.lua"
+            return require("textmod").run()
+        end, tmp)) do
+            assert.are.same({ true, true, "exit", 0 }, r)
+        end
+    end)
+
+    it("cannot reach the VM's internal functions", function()
+        local g = require("goroutine")
+        local seth = g._set_error_handler -- travels by name
+        for _, r in ipairs(each_vm(attacker, function()
+            local G = require("goroutine")
+            return G._set_error_handler, G._run_scope, package.loaded.goroutine._context,
+                type(G.spawn), rawget(G, "_set_error_handler")
+        end)) do
+            assert.are.same({ true, nil, nil, nil, "function", nil }, { table.unpack(r, 1, 6) })
+        end
+        local ok, err = run(attacker, function() return seth(print) end)
+        assert.is_false(ok)
+        assert.matches("has no function '_set_error_handler'", err, 1, true)
+    end)
+
+    it("cannot stop or retune the VM's collector", function()
+        for _, opt in ipairs({ "stop", "restart", "incremental", "generational", "setpause", "setstepmul" }) do
+            local ok, err = run(attacker, function(o) return collectgarbage(o) end, opt)
+            assert.is_false(ok)
+            assert.matches("collectgarbage('" .. opt .. "') is not allowed in sandboxed tasks", err, 1, true)
+        end
+        assert.are.same({ true, true, "number" }, { run(attacker, function()
+            collectgarbage()
+            return collectgarbage("isrunning"), type(collectgarbage("count"))
+        end) })
+    end)
+
+    it("has io.output and io.input of its own", function()
+        local out = tmp .. "/own-output.txt"
+        each_vm(victim, function(p)
+            io.output(p)
+            io.write("mine\n")
+            io.input(p)
+            return true
+        end, out)
+        for _, r in ipairs(each_vm(attacker, function()
+            return io.output() == io.stdout, io.input() == io.stdin
+        end)) do
+            assert.are.same({ true, true, true }, r)
+        end
+    end)
+end)
+
+describe("a sandboxed task's files and streams", function()
+    local strict = pool({})
+
+    it("cannot open a file for writing by a number as its name", function()
+        local ok, cwd = run(strict, function() return os.getenv("PWD") end)
+        assert.is_true(ok)
+        for _, name in ipairs({ 4242, 7.5, -0.0 }) do
+            denied(strict, "io.output of a file name", "io.open.write",
+                function(n) return io.output(n) end, name)
+        end
+        local f = io.open((cwd or ".") .. "/4242")
+        assert.is_nil(f) -- not created
+        -- a file handle is no name: allowed
+        assert.are.same({ true, true }, { run(strict, function()
+            return io.type(io.output(io.stdout)) == "file"
+        end) })
+    end)
+
+    it("reads only regular files: a FIFO or a pipe is refused at once", function()
+        local fifo = tmp .. "/fifo"
+        assert.is_true(os.execute("mkfifo " .. fifo))
+        local what = "'" .. fifo .. "' (a FIFO or pipe)"
+        local t0 = os.time()
+        denied(strict, "io.open of " .. what, "io.open.special", function(p) return io.open(p, "r") end, fifo)
+        denied(strict, "io.open of " .. what, "io.open.special", function(p) return io.open(p) end, fifo)
+        denied(strict, "io.lines of " .. what, "io.open.special", function(p) return io.lines(p) end, fifo)
+        denied(strict, "io.input of " .. what, "io.open.special", function(p) return io.input(p) end, fifo)
+        denied(strict, "loadfile of " .. what, "io.open.special", function(p) return loadfile(p) end, fifo)
+        denied(strict, "dofile of " .. what, "io.open.special", function(p) return dofile(p) end, fifo)
+        denied(strict, "require of " .. what, "io.open.special", function(d)
+            package.path = d .. "/?"
+            return require("fifo")
+        end, tmp)
+        -- /proc/self/fd/N of a pipe of this process (a worker's pipe)
+        local holder = io.popen("sleep 5")
+        local ls = io.popen("ls -l /proc/$PPID/fd 2>/dev/null")
+        local pipefd
+        for l in ls:lines() do
+            pipefd = pipefd or l:match("(%d+) %-> pipe:")
+        end
+        ls:close()
+        assert.is_not_nil(pipefd)
+        denied(strict, "io.open of '/proc/self/fd/" .. pipefd .. "' (a FIFO or pipe)", "io.open.special",
+            function(p) return io.open(p, "r"):read(1) end, "/proc/self/fd/" .. pipefd)
+        assert.is_true(os.time() - t0 <= 2, "a refusal waited")
+        holder:close()
+        -- a character device too; allowed by io.open.special
+        denied(strict, "io.open of '/dev/zero' (a character device)", "io.open.special",
+            function() return io.open("/dev/zero"):read(4) end)
+        local special = pool({ "io.open.special" })
+        assert.are.same({ true, "" }, { run(special, function() return io.open("/dev/null"):read("a") end) })
+        -- regular files still read
+        assert.are.same({ true, "hello" }, { run(strict, function(p) return io.open(p):read("l") end, readable) })
+    end)
+
+    it("cannot seek the worker's standard streams", function()
+        for _, s in ipairs({ "stdout", "stderr", "stdin" }) do
+            local ok, err = run(strict, function(n) return io[n]:seek("set", 0) end, s)
+            assert.is_false(ok)
+            assert.matches("seek on io." .. s .. " is not allowed in sandboxed tasks", err, 1, true)
+        end
+    end)
+end)
+
+describe("the allow option's errors", function()
+    it("refuses none with other items, empty items and require.NAME clearly", function()
+        local ok, err = pcall(G.pool_create, "sandbox_bad_6", { allow = { "all", "none" } })
+        assert.is_false(ok)
+        assert.matches("item 2: 'none' allows nothing and cannot be combined with other items", err, 1, true)
+        ok, err = pcall(G.pool_create, "sandbox_bad_7", { allow = { "none", "os.execute" } })
+        assert.is_false(ok)
+        assert.matches("'none' allows nothing and cannot be combined", err, 1, true)
+        ok, err = pcall(G.pool_create, "sandbox_bad_8", { allow = { "" } })
+        assert.is_false(ok)
+        assert.matches("item 1: a setting expected, got an empty string", err, 1, true)
+        ok, err = pcall(G.pool_create, "sandbox_bad_9", { allow = { "require.foo" } })
+        assert.is_false(ok)
+        assert.matches("'require.NAME' is only for worker.allow", err, 1, true)
+        assert.is_true(G.pool_create("sandbox_none_alone", { allow = { "none" } }))
+    end)
+end)
+
 describe("a pool's allow list", function()
     it("allows what it names and nothing more", function()
         local p = pool({ "os.execute", "io.open.write" })
