@@ -1207,7 +1207,10 @@ def case_sigint_twice():
     once; the tasks it was running run again on the other worker, counted
     once."""
     pool = "si" + UNIQ
-    n, ms, cap = 16, 3000, 4
+    # task ids are random, so is their spread over the 8 partitions: with
+    # 24 tasks A's 4 partitions hold more than cap (something queued to give
+    # back) but in about 1 run of 1,300 (with 16 tasks: 1 run of 26)
+    n, ms, cap = 24, 3000, 4
     a, b = start_pair("si", pool, cap)
     p = fleet_producer(pool, n, ms, "sigint.lua")
     end = time.time() + 60
