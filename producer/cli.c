@@ -17,6 +17,7 @@
 #include <lualib.h>
 #include <uv.h>
 
+#include "codec.h"
 #include "config.h"
 #include "dlq.h"
 #include "embedded.h"
@@ -245,6 +246,9 @@ static int vm_setup(lua_State *L)
     for (const embedded_chunk *c = embedded_lua; c->name; c++) {
         if (luaL_loadbufferx(L, (const char *)c->data, c->len, c->chunkname, "t") != LUA_OK)
             return lua_error(L);
+        /* their functions travel to fleet workers as this text */
+        if (codec_note_source(L, c->chunkname, (const char *)c->data, c->len) != 0)
+            return luaL_error(L, "not enough memory");
         lua_setfield(L, -2, c->name);
     }
     lua_pop(L, 1);

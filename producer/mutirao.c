@@ -33,6 +33,7 @@
 #include <lualib.h>
 #include <uv.h>
 
+#include "codec.h"
 #include "config.h"
 #include "errors.h"
 #include "fleet_pool.h"
@@ -188,6 +189,7 @@ static const char driver_src[] =
     "  if fn then return fn end\n"
     "  local f, err = load(src, '=task', 't')\n"
     "  if not f then return nil, err end\n"
+    "  H.note_source(src) -- fleet workers compile the task from this text\n"
     "  if ncache >= 256 then cache, ncache = {}, 0 end\n"
     "  cache[src], ncache = f, ncache + 1\n"
     "  return f\n"
@@ -395,13 +397,23 @@ static int h_stop(lua_State *L)
 }
 
 /* Runs protected in the new VM: the goroutine module and the driver. */
+/* H.note_source(src): the codec sends functions of chunk "=task" as this
+ * text (fleet workers compile tasks from source). */
+static int h_note_source(lua_State *L)
+{
+    size_t n;
+    const char *src = luaL_checklstring(L, 1, &n);
+    if (codec_note_source(L, "=task", src, n) != 0)
+        return luaL_error(L, "not enough memory");
+    return 0;
+}
+
 static int vm_setup(lua_State *L)
 {
     mutirao *m = lua_touserdata(L, 1);
     static const luaL_Reg hfuncs[] = {
-        {"fail", h_fail},     {"done", h_done},   {"submitted", h_submitted},
-        {"result", h_result}, {"stats", h_stats}, {"stop", h_stop},
-        {NULL, NULL}};
+        {"fail", h_fail},   {"done", h_done}, {"submitted", h_submitted},     {"result", h_result},
+        {"stats", h_stats}, {"stop", h_stop}, {"note_source", h_note_source}, {NULL, NULL}};
     luaL_openlibs(L);
     luaL_requiref(L, "goroutine", luaopen_goroutine, 0); /* g */
     m->s = sched_get(L);

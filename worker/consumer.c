@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <sys/time.h>
 
+#include "allow.h"
 #include "codec.h"
 #include "deadletters.h"
 #include "deliveries.h"
@@ -30,6 +31,7 @@
 #include "redis_uv.h"
 #include "retries.h"
 #include "retry.h"
+#include "sandbox.h"
 #include "sign.h"
 #include "wlog.h"
 
@@ -1286,6 +1288,9 @@ static void on_message(void *ud, const kuv_message *m)
     t->run.timeout_ms = e.timeout_ms;
     t->run.memory = e.memory && e.memory <= SIZE_MAX ? (size_t)e.memory : EX_MEMORY_DEFAULT;
     t->run.allow = e.allow; /* the pool's narrowing of worker.allow (sandbox.h) */
+    /* crafted bytecode escapes any Lua sandbox: functions come as source,
+     * compiled here, unless the operator allows binary chunks */
+    t->run.source_only = !sandbox_allows(e.allow, ALLOW_LOAD_BINARY);
     t->deadline_ms = e.deadline_ms;
     if (e.retries >= e.attempt && t->env) {
         /* attempts left: the next one's envelope, made while e is valid */

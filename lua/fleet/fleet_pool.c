@@ -1448,6 +1448,7 @@ static int submit_k(lua_State *L, int status, lua_KContext ctx)
     codec_limits_default(&lim);
     lim.first_number = 2;
     lim.call = &sc.tc;
+    lim.send_source = 1; /* workers compile tasks from source, never load our bytes */
     int rc = codec_encode_buf(L, 3, lua_gettop(L) - 2, &lim, stack, sizeof stack, &payload, &plen,
                               err, sizeof err);
     t->carried = sc.carried;

@@ -680,7 +680,10 @@ static void run_task(sched *s, xmsg *m)
     char err[256];
     codec_limits lim;
     codec_limits_default(&lim);
-    lim.allow_bytecode = 1; /* from this process (or verified by the caller) */
+    /* from this process, or a signed envelope (functions as source, which
+     * this VM compiles, unless the worker accepts bytecode) */
+    lim.allow_bytecode = !t->source_only;
+    lim.allow_source = 1;
     lim.allow_require = 1;
     lim.call = t->decode_ctx;
     /* decode with a fresh globals table standing in for the VM's (a

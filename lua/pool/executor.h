@@ -79,6 +79,8 @@ struct ex_task {
     size_t memory;         /* bytes its goroutines may hold at once */
     uint64_t allow;        /* its pool's sandbox narrowing (sandbox.h): ALLOW_PRESENT | what it
                               may do, or 0: as much as the process's ceiling */
+    int source_only;       /* its functions must come as source (crafted bytecode escapes any
+                              sandbox): a fleet task, unless load.binary is allowed */
     /* the VM's, while it runs there */
     scope *sc;         /* its scope */
     scope_watch watch; /* on sc: its cancellation fails it */

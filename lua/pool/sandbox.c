@@ -69,6 +69,13 @@ uint64_t sandbox_narrow(uint64_t a, uint64_t b)
     return a & b;
 }
 
+int sandbox_allows(uint64_t narrowing, uint32_t bit)
+{
+    if (!(ceiling.bits & bit))
+        return 0;
+    return !(narrowing & ALLOW_PRESENT) || (narrowing & bit);
+}
+
 /* 0 allowed, 1 denied by the ceiling, 2 by the task's pool. */
 static int denied(lua_State *L, uint32_t bit)
 {

@@ -53,6 +53,8 @@ uint64_t sandbox_check_option(lua_State *L, int idx, const char *fname);
  * task that submits to a pool passes it on: its tasks get no more than it
  * had (sandbox_narrow of the pool's and this). */
 uint64_t sandbox_current(lua_State *L);
+/* 1 when the process's ceiling and narrowing (0: none) both allow bit. */
+int sandbox_allows(uint64_t narrowing, uint32_t bit);
 /* The intersection of two narrowings (either may be 0: none). */
 uint64_t sandbox_narrow(uint64_t a, uint64_t b);
 

@@ -1,8 +1,9 @@
 /*
 ** bytecode.c: just enough of the Lua 5.4 binary chunk layout (lundump.c)
-** to find a function's upvalue descriptors and the first nested function.
-** Used only to build "factories" (closure.c) from bytecode that lua_load
-** then checks in full; every read here is bounds-checked all the same.
+** to find a function's upvalue descriptors and its nested functions. Used
+** to build "factories" (closure.c) from bytecode that lua_load then checks
+** in full, and to cut one function out of a chunk this VM compiled from
+** source (source.c); every read here is bounds-checked all the same.
 */
 #include <string.h>
 
@@ -95,22 +96,51 @@ static void head(rd *r)
     }
 }
 
-static void function(rd *r, int depth)
+/* Where a function is in a chunk, for a visitor. */
+typedef struct visit {
+    codec__bc_visit_fn fn;
+    void *ud;
+    uint16_t path[CODEC__BC_MAXDEPTH];
+    const unsigned char *base;
+    int stop; /* the visitor returned nonzero */
+} visit;
+
+/* Reads one function; with v, tells v->fn about it (after its nested
+   functions) with its path from the main function. */
+static void function(rd *r, int depth, visit *v)
 {
-    if (depth > 200) {
+    if (depth > CODEC__BC_MAXDEPTH) {
         r->bad = 1;
         return;
     }
+    const unsigned char *start = r->p;
+    string(r); /* source */
+    const unsigned char *after_source = r->p;
+    r->p = start;
     head(r);
-    size_t n = varint(r);
-    if (n > (size_t)(r->end - r->p) / 3) {
+    size_t nups = varint(r);
+    if (nups > (size_t)(r->end - r->p) / 3) {
         r->bad = 1;
         return;
     }
-    skip(r, n * 3); /* upvalues */
-    n = varint(r);  /* nested functions */
-    for (size_t i = 0; i < n && !r->bad; i++)
-        function(r, depth + 1);
+    skip(r, nups * 3);    /* upvalues */
+    size_t n = varint(r); /* nested functions */
+    if (v && n > 0 && depth >= CODEC__BC_MAXDEPTH) {
+        r->bad = 1;
+        return;
+    }
+    for (size_t i = 0; i < n && !r->bad; i++) {
+        if (v) {
+            if (i > UINT16_MAX) {
+                r->bad = 1;
+                return;
+            }
+            v->path[depth] = (uint16_t)i;
+        }
+        function(r, depth + 1, v);
+        if (v && v->stop)
+            return;
+    }
     n = varint(r); /* lineinfo */
     skip(r, n);
     n = varint(r); /* abslineinfo */
@@ -127,6 +157,11 @@ static void function(rd *r, int depth)
     n = varint(r); /* upvalue names */
     for (size_t i = 0; i < n && !r->bad; i++)
         string(r);
+    if (v && !r->bad && nups <= 255) {
+        codec__bc_fn f = {(size_t)(start - v->base), (size_t)(after_source - v->base),
+                          (size_t)(r->p - v->base), (unsigned)nups};
+        v->stop = v->fn(v->ud, v->path, depth, &f);
+    }
 }
 
 /* Size of the chunk header (signature .. LUAC_NUM), 0 if too short. The
@@ -176,9 +211,26 @@ int codec__bc_child(const char *bc, size_t len, size_t hdrlen, size_t *start, si
     if (r.bad || varint(&r) != 1 || r.bad)
         return -1;
     *start = (size_t)(r.p - (const unsigned char *)bc);
-    function(&r, 1);
+    function(&r, 1, NULL);
     if (r.bad)
         return -1;
     *end = (size_t)(r.p - (const unsigned char *)bc);
     return 0;
+}
+
+int codec__bc_walk(const char *bc, size_t len, codec__bc_visit_fn fn, void *ud)
+{
+    rd r;
+    size_t h = codec__bc_hdrlen(bc, len);
+    if (h == 0 || !rd_init(&r, bc, len, h))
+        return -1;
+    visit v;
+    v.fn = fn;
+    v.ud = ud;
+    v.base = (const unsigned char *)bc;
+    v.stop = 0;
+    function(&r, 0, &v);
+    if (v.stop)
+        return 1;
+    return r.bad || r.p != r.end ? -1 : 0;
 }

@@ -32,7 +32,7 @@ static int dump_writer(lua_State *L, const void *p, size_t n, void *ud)
    function at f. A closure enters the dump cache on its second encoding:
    the first only leaves it in a small "recent" memo, so that a new closure
    per task (never encoded again) does not pay for a weak-table insertion. */
-static void push_dump(codec__ctx *c, int f)
+void codec__push_dump(codec__ctx *c, int f)
 {
     lua_State *L = c->L;
     int on = c->vm->cache_on;
@@ -81,6 +81,26 @@ static void push_dump(codec__ctx *c, int f)
     }
 }
 
+void codec__pack_blob(codec__ctx *c, int idx)
+{
+    lua_State *L = c->L;
+    codec__table(L, c->blobs);
+    lua_pushvalue(L, idx);
+    if (lua_rawget(L, c->blobs) == LUA_TNUMBER) {
+        codec__pack_ok(c, msgpack_pack_int64(&c->pk, lua_tointeger(L, -1)));
+        lua_pop(L, 1);
+        return;
+    }
+    lua_pop(L, 1);
+    lua_pushvalue(L, idx);
+    lua_pushinteger(L, ++c->nblobs);
+    lua_rawset(L, c->blobs);
+    size_t n;
+    const char *bc = lua_tolstring(L, idx, &n);
+    codec__pack_ok(c, msgpack_pack_bin(&c->pk, n));
+    codec__pack_ok(c, msgpack_pack_bin_body(&c->pk, bc, n));
+}
+
 void codec__encode_function(codec__ctx *c, int f)
 {
     lua_State *L = c->L;
@@ -89,25 +109,17 @@ void codec__encode_function(codec__ctx *c, int f)
     lua_pushvalue(L, f);
     lua_getinfo(L, ">u", &ar);
     int nups = ar.nups;
-    codec__pack_ok(c, msgpack_pack_array(&c->pk, 2 + (size_t)nups));
+    int as_source = c->lim.send_source;
+    codec__pack_ok(c, msgpack_pack_array(&c->pk, (as_source ? 4 : 2) + (size_t)nups));
     codec__pack_ok(c, msgpack_pack_ext(&c->pk, 0, CODEC__EXT_FUNC));
 
     codec__table(L, c->blobs);
     codec__table(L, c->upvals);
-    push_dump(c, f);
-    lua_pushvalue(L, -1);
-    if (lua_rawget(L, c->blobs) == LUA_TNUMBER) {
-        codec__pack_ok(c, msgpack_pack_int64(&c->pk, lua_tointeger(L, -1)));
-        lua_pop(L, 2);
+    if (as_source) {
+        codec__encode_source(c, f);
     } else {
-        lua_pop(L, 1);
-        lua_pushvalue(L, -1);
-        lua_pushinteger(L, ++c->nblobs);
-        lua_rawset(L, c->blobs);
-        size_t n;
-        const char *bc = lua_tolstring(L, -1, &n);
-        codec__pack_ok(c, msgpack_pack_bin(&c->pk, n));
-        codec__pack_ok(c, msgpack_pack_bin_body(&c->pk, bc, n));
+        codec__push_dump(c, f);
+        codec__pack_blob(c, lua_gettop(L));
         lua_pop(L, 1);
     }
 
@@ -320,28 +332,42 @@ have:
 void codec__decode_function(codec__ctx *c, uint32_t count)
 {
     lua_State *L = c->L;
-    if (count < 2 || count - 2 > 255)
+    int type;
+    int as_source = codec__peek_ext(c, &type) && type == CODEC__EXT_SOURCE;
+    uint32_t fixed = as_source ? 4 : 2;
+    if (count < fixed || count - fixed > 255)
         codec__fail(c, CODEC_EMALFORMED, "malformed message: function array of %u elements", count);
-    int nups = (int)(count - 2);
-    if (!c->lim.allow_bytecode)
-        codec__fail(c, CODEC_EBYTECODE,
-                    "message carries a function and allow_bytecode is off "
-                    "(bytecode is loaded only from trusted senders)");
+    int nups = (int)(count - fixed);
     codec__checkstack(c, 8);
-    codec__table(L, c->blobs);
-    if (codec__peek_int(c)) {
-        lua_Integer i = codec__read_int(c);
-        if (i < 1 || i > c->nblobs)
-            codec__fail(c, CODEC_EMALFORMED, "malformed message: unknown bytecode index %lld",
-                        (long long)i);
-        lua_rawgeti(L, c->blobs, i);
+    if (as_source) {
+        if (!c->lim.allow_source)
+            codec__fail(c, CODEC_EBYTECODE,
+                        "message carries a function and allow_source is off "
+                        "(functions are compiled only from trusted senders)");
+        codec__decode_source(c); /* bytecode this VM compiled */
     } else {
-        const unsigned char *p;
-        uint32_t n;
-        codec__read_raw(c, &p, &n);
-        lua_pushlstring(L, (const char *)p, n);
-        lua_pushvalue(L, -1);
-        lua_rawseti(L, c->blobs, ++c->nblobs);
+        if (!c->lim.allow_bytecode)
+            codec__fail(c, CODEC_EBYTECODE,
+                        c->lim.allow_source
+                            ? "message carries a function as bytecode and only functions "
+                              "as source are accepted here"
+                            : "message carries a function and allow_bytecode is off "
+                              "(bytecode is loaded only from trusted senders)");
+        codec__table(L, c->blobs);
+        if (codec__peek_int(c)) {
+            lua_Integer i = codec__read_int(c);
+            if (i < 1 || i > c->nblobs)
+                codec__fail(c, CODEC_EMALFORMED, "malformed message: unknown bytecode index %lld",
+                            (long long)i);
+            lua_rawgeti(L, c->blobs, i);
+        } else {
+            const unsigned char *p;
+            uint32_t n;
+            codec__read_raw(c, &p, &n);
+            lua_pushlstring(L, (const char *)p, n);
+            lua_pushvalue(L, -1);
+            lua_rawseti(L, c->blobs, ++c->nblobs);
+        }
     }
     int key = lua_gettop(L);
     instantiate(c, key, nups);

@@ -21,6 +21,8 @@ void codec_limits_default(codec_limits *lim)
     lim->max_depth = 128;
     lim->max_elems = (size_t)4 << 20;
     lim->allow_bytecode = 0;
+    lim->allow_source = 0;
+    lim->send_source = 0;
     lim->allow_require = 0;
     lim->value_name = "argument";
     lim->first_number = 1;
@@ -207,7 +209,9 @@ static int encode_main(lua_State *L)
         codec__encode_value(c, 2 + i);
         c->npath = 0;
     }
-    if (c->v2)
+    if (c->v3)
+        c->out.data[3] = 3;
+    else if (c->v2)
         c->out.data[3] = 2; /* the header is in the buffer: it cannot have overflowed */
     return 0;
 }
@@ -436,6 +440,11 @@ static int cache_main(lua_State *L)
     lua_rawseti(L, -2, CODEC__S_LOADCACHE);
     lua_pushinteger(L, 0);
     lua_rawseti(L, -2, CODEC__S_LOADCOUNT);
+    /* the compiled functions as source (the known texts stay) */
+    lua_pushnil(L);
+    lua_rawseti(L, -2, CODEC__S_SRCDESC);
+    lua_pushnil(L);
+    lua_rawseti(L, -2, CODEC__S_SRCCACHE);
     return 0;
 }
 

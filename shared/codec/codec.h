@@ -16,11 +16,11 @@
 extern "C" {
 #endif
 
-/* Newest version of the wire format. The encoder writes it only for messages
-   that need it (a table with a metatable) and version 1 otherwise, so older
-   decoders still read everything they can; the decoder reads versions 1 up
-   to this one. */
-#define CODEC_FORMAT_VERSION 2
+/* Newest version of the wire format. The encoder writes the lowest version
+   a message needs (2: a table with a metatable; 3: a function as source),
+   so older decoders still read everything they can; the decoder reads
+   versions 1 up to this one. */
+#define CODEC_FORMAT_VERSION 3
 
 /* Error codes: negative ints, one table. XX(name, value, message): base
  * codes (MERR_*) and the codec's own, -101... (errors.h). */
@@ -56,8 +56,13 @@ typedef struct codec_limits {
     size_t max_bytes;   /* largest whole message, header included */
     unsigned max_depth; /* deepest nesting of tables and functions */
     size_t max_elems;   /* most values (every node counts) in one message */
-    int allow_bytecode; /* 0: refuse messages that carry functions */
-    int allow_require;  /* 0: module refs resolve only to loaded modules */
+    int allow_bytecode; /* 0: refuse functions sent as bytecode */
+    int allow_source;   /* 0: refuse functions sent as source (compiled here) */
+    /* Encode only: functions travel as source (their chunk's text and their
+     * place in it) for receivers that do not load bytecode; a function whose
+     * chunk's text is not known cannot travel (see codec_note_source). */
+    int send_source;
+    int allow_require; /* 0: module refs resolve only to loaded modules */
     /* How error messages name the encoded values: "<value_name> #<n>" with n
      * counted from first_number ("argument #1" by default). */
     const char *value_name;
@@ -82,7 +87,7 @@ typedef int (*codec_unview_fn)(lua_State *L, int idx);
 void codec_set_unview(codec_unview_fn fn);
 
 /* Fills *lim with the defaults: 64 MiB, depth 128, 4 Mi values, no
-   bytecode, no require. The caller owns *lim. */
+   functions, no require, functions sent as bytecode. The caller owns *lim. */
 void codec_limits_default(codec_limits *lim);
 
 /*
@@ -144,7 +149,19 @@ typedef struct codec_stats {
     unsigned long long loads;         /* lua_load calls for received bytecode */
     unsigned long long load_hits;     /* functions made without lua_load */
     unsigned long long modmap_builds; /* module reverse-map (re)builds */
+    unsigned long long compiles;      /* chunks compiled for functions as source */
+    unsigned long long source_hits;   /* functions as source found compiled */
 } codec_stats;
+
+/*
+** Functions as source (codec_limits.send_source): the encoder finds the text
+** a function was compiled from by its chunk name: the texts given here, then
+** for "@file" the file as it is now, and for a chunk loaded without a name
+** the name itself (load's default). Tells L's VM that text (len bytes) is a
+** chunk named chunkname, for chunks compiled from memory under a name
+** (whoever compiles them calls this). 0 or CODEC_ENOMEM / CODEC_ELUA.
+*/
+int codec_note_source(lua_State *L, const char *chunkname, const char *text, size_t len);
 
 /* Copies L's counters into *out (all zero if the codec never ran in L). */
 int codec_stats_get(lua_State *L, codec_stats *out);

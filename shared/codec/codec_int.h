@@ -29,8 +29,10 @@ enum {
     CODEC__EXT_MODFUNC = 6, /* payload: module name, NUL, field name */
     CODEC__EXT_UDATA = 7,   /* payload: u8 n, tname (n bytes), hook bytes */
     /* version 2 */
-    CODEC__EXT_META = 8,   /* empty; as a map key: the entry's value is the table's metatable */
-    CODEC__EXT_REGMETA = 9 /* payload: name of a metatable registered with luaL_newmetatable */
+    CODEC__EXT_META = 8,    /* empty; as a map key: the entry's value is the table's metatable */
+    CODEC__EXT_REGMETA = 9, /* payload: name of a metatable registered with luaL_newmetatable */
+    /* version 3 */
+    CODEC__EXT_SOURCE = 10 /* payload: u16 path; only as element 2 of a function array */
 };
 
 /* Hard cap on max_depth, whatever the caller asks: C stack safety. */
@@ -43,6 +45,10 @@ enum {
 #define CODEC__RECENT_SLOTS 8
 /* Most distinct received bytecodes kept per VM before the cache restarts. */
 #define CODEC__LOADCACHE_MAX 256
+/* Bounds of the source tables (source.c): entries before they restart. */
+#define CODEC__SRCDESC_MAX 4096
+#define CODEC__SOURCES_MAX 256
+#define CODEC__SRCCACHE_MAX 64
 /* Factories are compiled for functions with at most this many upvalues
    (Lua allows 200 locals per function). */
 #define CODEC__FACTORY_MAXUP 200
@@ -58,7 +64,13 @@ enum {
     CODEC__S_VM,            /* codec__vm userdata */
     CODEC__S_TEMPLATES,     /* nups -> stripped factory template dump */
     CODEC__S_RECENT,        /* weak ("v"): 2k-1 -> closure, 2k -> its dump */
-    CODEC__S_N = CODEC__S_RECENT
+    CODEC__S_SRCDESC,       /* function dump -> {chunkname, text, path} (source.c) */
+    CODEC__S_SRCDESCCOUNT,  /* its entries */
+    CODEC__S_SOURCES,       /* chunk name -> {text = true} */
+    CODEC__S_SOURCESCOUNT,  /* texts entered */
+    CODEC__S_SRCCACHE,      /* text -> {[chunkname] = dump, [chunkname NUL path] = bytecode} */
+    CODEC__S_SRCCACHECOUNT, /* its entries */
+    CODEC__S_N = CODEC__S_SRCCACHECOUNT
 };
 
 /* Per-VM C state (a userdata in the state table). */
@@ -127,6 +139,7 @@ typedef struct codec__ctx {
     int modmap_checked;                         /* the module map was validated by this call */
     int nargs;                                  /* encode: values to encode (args 2..nargs+1) */
     int v2;                                     /* encode: the message needs format version 2 */
+    int v3;                                     /* encode: ... version 3 (functions as source) */
     /* decoder */
     const unsigned char *p;   /* next byte */
     const unsigned char *end; /* one past the last byte */
@@ -170,6 +183,19 @@ lua_Integer codec__read_int(codec__ctx *c);
 /* closure.c */
 void codec__encode_function(codec__ctx *c, int idx);
 void codec__decode_function(codec__ctx *c, uint32_t count);
+/* Pushes the dump of the Lua function at f (cached per VM). */
+void codec__push_dump(codec__ctx *c, int f);
+/* Writes the string at idx as a bin, or as the index of the same bytes
+   sent before in this message. */
+void codec__pack_blob(codec__ctx *c, int idx);
+
+/* source.c */
+/* Writes the function at f as [ext SOURCE, chunk name, text] (the array
+   header and ext FUNC are written). Raises when its source is unknown. */
+void codec__encode_source(codec__ctx *c, int f);
+/* Reads ext SOURCE, chunk name and text; pushes the function's bytecode,
+   compiled here. */
+void codec__decode_source(codec__ctx *c);
 
 /* modref.c */
 int codec__modref_name(codec__ctx *c, int idx);
@@ -179,5 +205,20 @@ void codec__modref_resolve(codec__ctx *c, int type, const unsigned char *p, uint
 size_t codec__bc_hdrlen(const char *bc, size_t len);
 int codec__bc_upvalues(const char *bc, size_t len, size_t hdrlen, size_t *off, unsigned *n);
 int codec__bc_child(const char *bc, size_t len, size_t hdrlen, size_t *start, size_t *end);
+/* Deepest function nesting a chunk may have (Lua's own limit is lower). */
+#define CODEC__BC_MAXDEPTH 200
+/* A function inside a chunk: its bytes are [start, end); its source field
+   (a dumped string) ends at after_source. Offsets from the chunk's start. */
+typedef struct codec__bc_fn {
+    size_t start, after_source, end;
+    unsigned nups;
+} codec__bc_fn;
+/* Called for each function of a chunk, nested ones before their parent,
+   with its path from the main function (depth child indices, 0-based; the
+   main function has depth 0). Nonzero stops the walk. */
+typedef int (*codec__bc_visit_fn)(void *ud, const uint16_t *path, int depth, const codec__bc_fn *f);
+/* Walks a whole chunk (header included). 0 when all of it was read, 1 when
+   the visitor stopped it, -1 when it is not a well-formed chunk. */
+int codec__bc_walk(const char *bc, size_t len, codec__bc_visit_fn fn, void *ud);
 
 #endif /* MUTIRAO_CODEC_INT_H */

@@ -212,9 +212,10 @@ static void decode_meta(codec__ctx *c, int have)
         codec__fail(c, CODEC_EMALFORMED, "malformed message: metatable marker has a payload");
     if (have)
         codec__fail(c, CODEC_EMALFORMED, "malformed message: a table with two metatables");
-    if (!c->lim.allow_bytecode)
+    if (!c->lim.allow_bytecode && !c->lim.allow_source)
         codec__fail(c, CODEC_EBYTECODE,
-                    "message carries a metatable and allow_bytecode is off "
+                    "message carries a metatable and functions are refused (allow_bytecode "
+                    "and allow_source are off) "
                     "(metatables, like functions, are accepted only from trusted senders)");
     if (c->nodes >= c->lim.max_elems)
         codec__fail(c, CODEC_ETOOMANY, "more than max_elems %zu values", c->lim.max_elems);

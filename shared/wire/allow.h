@@ -15,7 +15,9 @@
 **                    require: a read from them can block a VM thread
 **   package.loadlib  package.loadlib
 **   debug            every debug function (debug.traceback is always there)
-**   load.binary      binary chunks in load, loadfile, dofile and require
+**   load.binary      binary chunks in load, loadfile, dofile and require;
+**                    in worker.allow also tasks whose functions come as
+**                    bytecode (else only as source, compiled by the worker)
 **   exec  http       the exec and http modules
 **   require          C modules by require: in worker.allow any; in a pool's
 **                    list, those the worker allows

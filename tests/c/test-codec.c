@@ -619,11 +619,12 @@ static int test_reject_header(void)
     ASSERT_EQ(decode_bytes(L, "", 0, NULL), CODEC_ETRUNCATED);
     ASSERT_EQ(decode_bytes(L, "MTR", 3, NULL), CODEC_ETRUNCATED);
     ASSERT_EQ(decode_bytes(L, "XTR\x01\x90", 5, NULL), CODEC_EMAGIC);
-    ASSERT_EQ(decode_bytes(L, "MTR\x03\x90", 5, NULL), CODEC_EVERSION);
-    ASSERT_CONTAINS(errbuf, "version 3");
+    ASSERT_EQ(decode_bytes(L, "MTR\x04\x90", 5, NULL), CODEC_EVERSION);
+    ASSERT_CONTAINS(errbuf, "version 4");
     ASSERT_EQ(decode_bytes(L, "MTR\x00\x90", 5, NULL), CODEC_EVERSION);
     ASSERT_EQ(decode_bytes(L, "MTR\x01\x90", 5, NULL), 0);
-    ASSERT_EQ(decode_bytes(L, "MTR\x02\x90", 5, NULL), 0); /* version 2 reads both */
+    ASSERT_EQ(decode_bytes(L, "MTR\x02\x90", 5, NULL), 0); /* version 3 reads all three */
+    ASSERT_EQ(decode_bytes(L, "MTR\x03\x90", 5, NULL), 0);
     ASSERT_EQ(decode_bytes(L, "MTR\x01", 4, NULL), CODEC_ETRUNCATED);
     ASSERT_EQ(decode_bytes(L, "MTR\x01\xc0", 5, NULL), CODEC_EMALFORMED);
     ASSERT_EQ(decode_bytes(L, "MTR\x01\x90\x00", 6, NULL), CODEC_EMALFORMED);

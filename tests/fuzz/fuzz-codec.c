@@ -2,7 +2,8 @@
 ** fuzz-codec.c: libFuzzer target for the codec's decoder. Any input must
 ** be rejected with an error code or decode into values that re-encode and
 ** decode again to the same number of values; never a crash, leak or UB.
-** Bytecode stays refused (allow_bytecode = 0), as for untrusted senders.
+** Bytecode stays refused (allow_bytecode = 0), as for untrusted senders;
+** functions as source are compiled (allow_source = 1), as on a worker.
 */
 #include <stdint.h>
 #include <stdio.h>
@@ -61,6 +62,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     lim.max_bytes = 1 << 20;
     lim.max_depth = 64;
     lim.max_elems = 1 << 16;
+    lim.allow_source = 1;
     char err[256];
     int n, top = lua_gettop(L);
     int rc = codec_decode(L, (const char *)data, size, &lim, &n, err, sizeof err);
@@ -76,6 +78,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         codec_limits big;
         codec_limits_default(&big);
         big.max_depth = 64;
+        big.send_source = 1;
+        big.allow_source = 1;
         rc = codec_encode(L, top + 1, n, &big, &buf, &len, err, sizeof err);
         if (rc != 0) {
             fprintf(stderr, "re-encode failed: %s\n", err);

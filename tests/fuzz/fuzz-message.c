@@ -46,7 +46,8 @@ static void setup(void)
     luaL_openlibs(L);
 }
 
-/* The payload, as a task VM would decode it (bytecode refused). */
+/* The payload, as a task VM would decode it (bytecode refused, source
+   compiled). */
 static void decode_payload(const char *p, size_t n)
 {
     codec_limits lim;
@@ -54,6 +55,7 @@ static void decode_payload(const char *p, size_t n)
     lim.max_bytes = 1 << 20;
     lim.max_depth = 64;
     lim.max_elems = 1 << 16;
+    lim.allow_source = 1;
     char err[256] = "";
     int nv = 0, top = lua_gettop(L);
     if (codec_decode(L, p, n, &lim, &nv, err, sizeof err) != 0 && err[0] == '\0')

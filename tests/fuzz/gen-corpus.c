@@ -95,7 +95,10 @@ int main(int argc, char **argv)
         }
         char *buf, err[256];
         size_t len;
-        if (codec_encode(L, 1, lua_gettop(L), NULL, &buf, &len, err, sizeof err) != 0) {
+        codec_limits lim; /* functions as source, as producers send them to workers */
+        codec_limits_default(&lim);
+        lim.send_source = 1;
+        if (codec_encode(L, 1, lua_gettop(L), &lim, &buf, &len, err, sizeof err) != 0) {
             fprintf(stderr, "sample %zu: %s\n", i, err);
             return 1;
         }

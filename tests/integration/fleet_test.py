@@ -2831,6 +2831,74 @@ print("unsigned", g.await(assert(g.pool_submit(%r, function() return "ran" end))
     print("%d hostile messages refused, 0 run, 0 crashes" % len(hostile))
 
 
+def case_crafted_bytecode():
+    """Functions travel to workers as source, compiled there: a signed
+    envelope from a trusted key whose task is a function as bytecode (Lua
+    does not verify bytecode: crafted bytecode escapes any sandbox) is not
+    run by a worker unless its operator allows load.binary; the task fails
+    saying so. The same envelope runs on a worker with load.binary. A
+    producer's tasks, their nested functions, methods and a task's own
+    submits all run from source."""
+    pool, loose = "craft" + UNIQ, "craftbin" + UNIQ
+    mutirao = os.path.join(BIN, "mutirao")
+    keys = os.path.join(TMP, "craftkeys")
+    rc, out, err, _ = run([mutirao, "keygen", "--out", keys, "--name", "prod"])
+    check(rc == 0, "keygen: %d\n%s%s" % (rc, out, err))
+    key, pub = os.path.join(keys, "prod.key"), os.path.join(keys, "prod.pub")
+    auth = {"MUTIRAO_AUTH_TRUSTED_KEYS": pub, "MUTIRAO_AUTH_SIGNING_KEY": key}
+    a = Worker("craft", [pool], env={**HARNESS_ALLOW, **auth})
+    b = Worker("craftbin", [loose], env={**auth, "MUTIRAO_WORKER_ALLOW":
+                                         HARNESS_ALLOW["MUTIRAO_WORKER_ALLOW"] + ",load.binary"})
+    a.wait_for(r"consuming")
+    b.wait_for(r"consuming")
+    # the producer's own tasks: closures, a method, nested submits
+    rc, out, err, _ = run_lua("""
+local g = require("goroutine")
+assert(g.pool_create(%(pool)r))
+assert(g.pool_create(%(loose)r)) -- its topic, for the envelope below
+local Acc = {n = 10}
+function Acc:add(x) return self.n + x end
+local base = 5
+local id = assert(g.pool_submit(%(pool)r, function(acc, x)
+  local inner = function(y) return base * y end
+  local sub = assert(g.pool_submit(%(pool)r, function(z) return z + base end, 1))
+  local ok, s = g.await(sub)
+  return acc:add(x) + inner(2) + s
+end, setmetatable({n = 10}, {__index = Acc}), 1))
+print("nested", g.await(id))
+""" % {"pool": pool, "loose": loose}, env={"MUTIRAO_AUTH_SIGNING_KEY": key})
+    check(rc == 0 and "nested\ttrue\t27" in out, "tasks from source: %d\n%s%s" % (rc, out, err))
+    # a function as bytecode (a trusted producer's key): it would write a file
+    marker = os.path.join(TMP, "crafted-ran")
+    r = subprocess.run(["lua5.4", "-e", "io.write(string.dump(function() "
+                        "local f = io.open(%r, 'w') f:write('x') f:close() return 'ran' end))"
+                        % marker], capture_output=True, check=True)
+    bc = r.stdout
+    payload = (b"MTR\x01\x91\x93\xc7\x00\x02\xc5" + len(bc).to_bytes(2, "big") + bc +
+               b"\xc7\x00\x04")
+    for p, tid in ((pool, "crafted" + UNIQ + ":1"), (loose, "craftok" + UNIQ + ":1")):
+        env = sign_envelope(task_envelope(tid, p, "p" + UNIQ, {}, payload), key, pub)
+        rc, out, err, _ = run([os.path.join(BIN, "kafka-put"), BROKERS, "mutirao.pool." + p, "0",
+                               tid, env.hex()])
+        check(rc == 0, "kafka-put: %d %s%s" % (rc, out, err))
+    end = time.time() + 30
+    while time.time() < end and not (redis_cmd("EXISTS", "mutirao:task:crafted%s:1" % UNIQ) and
+                                     redis_cmd("EXISTS", "mutirao:task:craftok%s:1" % UNIQ)):
+        time.sleep(0.1)
+    rec = redis_cmd("GET", "mutirao:task:crafted%s:1" % UNIQ) or b""
+    check(b"only functions as source are accepted here" in rec,
+          "the crafted task's record: %r\n%s" % (rec[:400], a.text()[-2000:]))
+    ok = redis_cmd("GET", "mutirao:task:craftok%s:1" % UNIQ) or b""
+    check(b"ran" in ok and os.path.exists(marker),
+          "load.binary worker: %r exists=%s\n%s" % (ok[:300], os.path.exists(marker),
+                                                     b.text()[-2000:]))
+    os.unlink(marker)
+    check(a.p.poll() is None and b.p.poll() is None, "a worker died")
+    check(a.stop() == 0 and b.stop() == 0, "worker exit status")
+    print("crafted bytecode: refused by the default worker, run with load.binary; "
+          "source tasks ran")
+
+
 CASES = {"examples": case_examples, "await_wg": case_await_wg, "two_workers": case_two_workers,
          "sigkill": case_sigkill, "errors": case_errors, "libmutirao": case_libmutirao,
          "two_clients": case_two_clients, "stock_lua": case_stock_lua,
@@ -2845,7 +2913,7 @@ CASES = {"examples": case_examples, "await_wg": case_await_wg, "two_workers": ca
          "no_worker_hint": case_no_worker_hint, "reconcile_bounded": case_reconcile_bounded,
          "sigterm": case_sigterm, "sigint_twice": case_sigint_twice, "sandbox": case_sandbox,
          "signed": case_signed, "hostile": case_hostile,
-         "signed_results": case_signed_results}
+         "signed_results": case_signed_results, "crafted_bytecode": case_crafted_bytecode}
 try:
     CASES[CASE]()
 finally:

@@ -1,0 +1,732 @@
+/*
+** source.c: functions that travel as source, for receivers that must not
+** load bytecode from a message (fleet workers: crafted bytecode escapes
+** any Lua sandbox). The sender names the chunk the function was compiled
+** from (its chunk name and text) and the function's place in it (the path
+** of nested-function indices from the main function); the receiver
+** compiles the text in text mode, dumps it and cuts the function out. The
+** cut is byte for byte what lua_dump of the sender's function gives (same
+** Lua, same text, same chunk name), so everything after that (factories,
+** upvalues, the load cache) is the bytecode path, fed bytes this VM's own
+** compiler wrote.
+**
+** Per-VM tables (the state table's slots):
+** - SRCDESC: dump of a function -> {chunkname, text, path}: how to send it.
+**   Filled when a chunk is indexed (every function in it) and by the
+**   decoder; restarted past CODEC__SRCDESC_MAX entries.
+** - SOURCES: chunk name -> {text = true}: texts known for a chunk name
+**   (codec_note_source, received tasks), tried when a dump is not in
+**   SRCDESC; after them, a file ("@name") is read again.
+** - SRCCACHE: text -> {[chunkname] = whole dump, [chunkname NUL path] =
+**   the function's bytecode}: the decoder compiles a text once.
+*/
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec_int.h"
+
+/* Longest chunk name sent for a chunk named by its own text. */
+#define CODEC__CHUNKNAME_SHORT 80
+
+/* ---- building a function's bytecode from a whole chunk's dump ---------- */
+
+static void add(codec__ctx *c, const void *p, size_t n)
+{
+    if (codec__buf_add(&c->scratch, p, n) != 0)
+        codec__fail(c, CODEC_ENOMEM, "out of memory cutting a function out of its chunk");
+}
+
+/* ldump.c's dumpSize: 7-bit groups, most significant first, the last
+   byte marked with 0x80. */
+static void add_size(codec__ctx *c, size_t x)
+{
+    unsigned char b[16];
+    int n = 0;
+    do {
+        b[sizeof b - (size_t)++n] = (unsigned char)(x & 0x7f);
+        x >>= 7;
+    } while (x != 0);
+    b[sizeof b - 1] |= 0x80;
+    add(c, b + sizeof b - n, (size_t)n);
+}
+
+/* Pushes the standalone chunk of function f of the whole dump w (wlen
+   bytes): w's header, f's upvalue count, the chunk name as its source
+   (nested functions leave theirs out: "same as the parent"), the rest of
+   f. lua_dump of the closure writes exactly this. */
+static void push_cut(codec__ctx *c, const char *w, size_t wlen, const codec__bc_fn *f,
+                     const char *chunkname, size_t cnlen)
+{
+    size_t h = codec__bc_hdrlen(w, wlen);
+    c->scratch.len = 0;
+    add(c, w, h);
+    unsigned char nups = (unsigned char)f->nups;
+    add(c, &nups, 1);
+    add_size(c, cnlen + 1);
+    add(c, chunkname, cnlen);
+    add(c, w + f->after_source, f->end - f->after_source);
+    lua_pushlstring(c->L, c->scratch.data, c->scratch.len);
+}
+
+/* Replaces the function bytecode at the top with its "normal" form: its
+   upvalue descriptors (where the parent kept each upvalue) zeroed. They
+   differ between a function compiled in its file and the same text compiled
+   alone, and nothing reads them once the function is loaded on its own (a
+   main function's upvalues are fresh; the factories set their own). */
+static void normalize_top(codec__ctx *c)
+{
+    lua_State *L = c->L;
+    size_t len, off;
+    unsigned n;
+    const char *bc = lua_tolstring(L, -1, &len);
+    size_t h = codec__bc_hdrlen(bc, len);
+    if (h == 0 || codec__bc_upvalues(bc, len, h, &off, &n) != 0)
+        codec__fail(c, CODEC_ELUA, "unexpected layout of a function this Lua dumped");
+    if (n == 0)
+        return;
+    int zero = 1;
+    for (size_t i = 0; i < 3 * (size_t)n && zero; i++)
+        zero = bc[off + i] == 0;
+    if (zero)
+        return;
+    c->scratch.len = 0;
+    add(c, bc, len);
+    memset(c->scratch.data + off, 0, 3 * (size_t)n);
+    lua_pop(L, 1);
+    lua_pushlstring(L, c->scratch.data, c->scratch.len);
+}
+
+static int dump_writer(lua_State *L, const void *p, size_t n, void *ud)
+{
+    (void)L;
+    return codec__buf_add(&((codec__ctx *)ud)->scratch, p, n) != 0;
+}
+
+/* Compiles text (stack index) as chunk chunkname in text mode and pushes
+   its dump; returns 0, or -1 with the compiler's message pushed instead. */
+static int compile_dump(codec__ctx *c, int text, const char *chunkname)
+{
+    lua_State *L = c->L;
+    size_t len;
+    const char *s = lua_tolstring(L, text, &len);
+    int st = luaL_loadbufferx(L, s, len, chunkname, "t");
+    if (st == LUA_ERRMEM)
+        codec__fail(c, CODEC_ENOMEM, "out of memory compiling a function's source");
+    if (st != LUA_OK)
+        return -1;
+    c->scratch.len = 0;
+    if (lua_dump(L, dump_writer, c, 0) != 0)
+        codec__fail(c, CODEC_ENOMEM, "out of memory dumping a compiled chunk");
+    lua_pop(L, 1);
+    lua_pushlstring(L, c->scratch.data, c->scratch.len);
+    c->vm->stats.compiles++;
+    return 0;
+}
+
+/* Finds the function at a path (codec__bc_walk visitor). */
+typedef struct finder {
+    const uint16_t *path;
+    int depth;
+    codec__bc_fn found;
+} finder;
+
+static int find_one(void *ud, const uint16_t *path, int depth, const codec__bc_fn *f)
+{
+    finder *x = ud;
+    if (depth != x->depth || (depth && memcmp(path, x->path, sizeof *path * (size_t)depth) != 0))
+        return 0;
+    x->found = *f;
+    return 1;
+}
+
+/* ---- the per-VM tables -------------------------------------------------- */
+
+/* Pushes the state table's table at slot (made on first use). */
+static void push_slot(codec__ctx *c, int slot)
+{
+    lua_State *L = c->L;
+    if (lua_rawgeti(L, c->state, slot) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, c->state, slot);
+    }
+}
+
+/* Counts one more entry of the table at slot; past max, the table
+   starts over (a long-lived VM that sees ever new code stays bounded). */
+static void count_entry(codec__ctx *c, int slot, int count_slot, lua_Integer max)
+{
+    lua_State *L = c->L;
+    lua_rawgeti(L, c->state, count_slot);
+    lua_Integer n = lua_tointeger(L, -1) + 1;
+    lua_pop(L, 1);
+    if (n > max) {
+        lua_newtable(L);
+        lua_rawseti(L, c->state, slot);
+        n = 1;
+    }
+    lua_pushinteger(L, n);
+    lua_rawseti(L, c->state, count_slot);
+}
+
+/* SOURCES[chunkname][text] = true, for the text at stack index text. */
+static void remember_text(codec__ctx *c, const char *chunkname, int text)
+{
+    lua_State *L = c->L;
+    count_entry(c, CODEC__S_SOURCES, CODEC__S_SOURCESCOUNT, CODEC__SOURCES_MAX);
+    push_slot(c, CODEC__S_SOURCES);
+    if (lua_getfield(L, -1, chunkname) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, -3, chunkname);
+    }
+    lua_pushvalue(L, text);
+    lua_pushboolean(L, 1);
+    lua_rawset(L, -3);
+    lua_pop(L, 2);
+}
+
+/* Pushes a descriptor {chunkname, text, path} (path: the ext payload). */
+static void push_desc(codec__ctx *c, const char *chunkname, int text, const uint16_t *path,
+                      int depth)
+{
+    lua_State *L = c->L;
+    unsigned char p[2 * CODEC__BC_MAXDEPTH];
+    for (int i = 0; i < depth; i++) {
+        p[2 * i] = (unsigned char)(path[i] >> 8);
+        p[2 * i + 1] = (unsigned char)path[i];
+    }
+    lua_createtable(L, 3, 0);
+    lua_pushstring(L, chunkname);
+    lua_rawseti(L, -2, 1);
+    lua_pushvalue(L, text);
+    lua_rawseti(L, -2, 2);
+    lua_pushlstring(L, (const char *)p, 2 * (size_t)depth);
+    lua_rawseti(L, -2, 3);
+}
+
+/* SRCDESC[bytecode at -2] = descriptor at -1; pops both. */
+static void set_desc(codec__ctx *c)
+{
+    lua_State *L = c->L;
+    count_entry(c, CODEC__S_SRCDESC, CODEC__S_SRCDESCCOUNT, CODEC__SRCDESC_MAX);
+    push_slot(c, CODEC__S_SRCDESC);
+    lua_insert(L, -3);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+}
+
+/* ---- shrinking: a function's own text instead of its whole chunk ------- */
+
+static int is_word(char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           ch == '_';
+}
+
+/* Offset of the next whole word w (length wl) in s[from, to), or -1. */
+static long find_word(const char *s, size_t len, size_t from, size_t to, const char *w, size_t wl)
+{
+    for (size_t i = from; i + wl <= to; i++) {
+        if (memcmp(s + i, w, wl) == 0 && (i == 0 || !is_word(s[i - 1])) &&
+            (i + wl >= len || !is_word(s[i + wl])))
+            return (long)i;
+    }
+    return -1;
+}
+
+/* Bounds [*b, *e) of line `line` (1-based) of s; -1 past the end. */
+static int line_bounds(const char *s, size_t len, int line, size_t *b, size_t *e)
+{
+    size_t i = 0;
+    for (int l = 1; l < line; l++) {
+        const char *nl = memchr(s + i, '\n', len - i);
+        if (!nl)
+            return -1;
+        i = (size_t)(nl - s) + 1;
+    }
+    const char *nl = memchr(s + i, '\n', len - i);
+    *b = i;
+    *e = nl ? (size_t)(nl - s) : len;
+    return 0;
+}
+
+static size_t skip_blanks(const char *s, size_t i, size_t to)
+{
+    while (i < to && (s[i] == ' ' || s[i] == '\t'))
+        i++;
+    return i;
+}
+
+static size_t skip_name(const char *s, size_t i, size_t to)
+{
+    if (i >= to || !(is_word(s[i]) && !(s[i] >= '0' && s[i] <= '9')))
+        return 0;
+    while (i < to && is_word(s[i]))
+        i++;
+    return i;
+}
+
+/* Writes into scratch the chunk "<newlines>local u1,u2... return
+   function(<params>) ... end" for the function whose keyword is at fn and
+   whose closing `end` is at end (a statement's name dropped; a method's
+   `self` made explicit). 0, or -1 when the header is not plain. */
+static int build_alone(codec__ctx *c, const char *s, size_t fn, size_t end, int line,
+                       const char *locals, size_t llen)
+{
+    size_t i = skip_blanks(s, fn + 8, end);
+    int method = 0;
+    if (i < end && s[i] != '(') { /* function a.b.c(...) / function a:m(...) */
+        i = skip_name(s, i, end);
+        while (i && i < end && (s[i] == '.' || s[i] == ':')) {
+            method = s[i] == ':';
+            i = skip_name(s, i + 1, end);
+            if (method)
+                break;
+        }
+        if (!i)
+            return -1;
+        i = skip_blanks(s, i, end);
+    }
+    if (i >= end || s[i] != '(')
+        return -1;
+    c->scratch.len = 0;
+    for (int l = 1; l < line; l++)
+        add(c, "\n", 1);
+    add(c, locals, llen);
+    add(c, "return function(", 16);
+    if (method) {
+        size_t j = skip_blanks(s, i + 1, end);
+        add(c, j < end && s[j] == ')' ? "self" : "self, ", j < end && s[j] == ')' ? 4 : 6);
+    }
+    add(c, s + i + 1, end + 3 - (i + 1));
+    return 0;
+}
+
+/* Tries to find, for the function at f whose descriptor (full chunk text)
+   is at desc, a text holding just that function: its lines, the names of
+   its upvalues as locals. The candidate must compile to the same function
+   (normal dump at dump): then SRCDESC[dump] becomes {chunkname, that text,
+   path [0]} and it replaces the descriptor on the stack. */
+static void shrink(codec__ctx *c, int f, int dump, int desc)
+{
+    lua_State *L = c->L;
+    lua_Debug ar;
+    lua_pushvalue(L, f);
+    lua_getinfo(L, ">Su", &ar);
+    lua_rawgeti(L, desc, 3);
+    size_t plen;
+    lua_tolstring(L, -1, &plen);
+    lua_pop(L, 1);
+    if (plen == 0 || ar.linedefined <= 0 || ar.lastlinedefined < ar.linedefined)
+        return; /* a main function: its chunk is its text */
+    /* "local a, b; " for its upvalues (not _ENV: the new chunk's own) */
+    luaL_Buffer lb;
+    luaL_buffinit(L, &lb);
+    int nlocals = 0;
+    for (int i = 1; i <= ar.nups; i++) {
+        const char *name = lua_getupvalue(L, f, i);
+        if (!name || !*name || !(is_word(name[0]) && !(name[0] >= '0' && name[0] <= '9')))
+            return; /* stripped, or odd: keep the whole chunk */
+        lua_pop(L, 1);
+        if (strcmp(name, "_ENV") == 0)
+            continue;
+        luaL_addstring(&lb, nlocals++ ? ", " : "local ");
+        luaL_addstring(&lb, name);
+    }
+    if (nlocals)
+        luaL_addstring(&lb, "; ");
+    luaL_pushresult(&lb);
+    int locals = lua_gettop(L);
+    size_t llen;
+    const char *lstr = lua_tolstring(L, locals, &llen);
+    lua_rawgeti(L, desc, 1);
+    const char *chunkname = lua_tostring(L, -1);
+    lua_rawgeti(L, desc, 2);
+    size_t len;
+    const char *s = lua_tolstring(L, -1, &len);
+    size_t fb, fe, eb, ee;
+    int tries = 0;
+    if (line_bounds(s, len, ar.linedefined, &fb, &fe) != 0 ||
+        line_bounds(s, len, ar.lastlinedefined, &eb, &ee) != 0) {
+        lua_settop(L, locals - 1);
+        return;
+    }
+    for (long fn = find_word(s, len, fb, fe, "function", 8); fn >= 0 && tries < 16;
+         fn = find_word(s, len, (size_t)fn + 1, fe, "function", 8)) {
+        size_t from = eb > (size_t)fn ? eb : (size_t)fn + 8;
+        for (long end = find_word(s, len, from, ee, "end", 3); end >= 0 && tries < 16;
+             end = find_word(s, len, (size_t)end + 1, ee, "end", 3)) {
+            tries++;
+
+            if (build_alone(c, s, (size_t)fn, (size_t)end, ar.linedefined, lstr, llen) != 0)
+                break;
+            lua_pushlstring(L, c->scratch.data, c->scratch.len);
+            int text = lua_gettop(L);
+            if (compile_dump(c, text, chunkname) != 0) {
+                lua_pop(L, 2);
+                continue;
+            }
+            size_t wlen;
+            const char *w = lua_tolstring(L, -1, &wlen);
+            uint16_t zero = 0;
+            finder x = {&zero, 1, {0, 0, 0, 0}};
+            if (codec__bc_walk(w, wlen, find_one, &x) == 1) {
+                push_cut(c, w, wlen, &x.found, chunkname, strlen(chunkname));
+                normalize_top(c);
+                if (lua_rawequal(L, -1, dump)) {
+                    lua_pop(L, 2);
+                    push_desc(c, chunkname, text, &zero, 1);
+                    lua_pushboolean(L, 1);
+                    lua_rawseti(L, -2, 4);
+                    lua_replace(L, desc);
+                    lua_pushvalue(L, dump);
+                    lua_pushvalue(L, desc);
+                    set_desc(c);
+                    lua_settop(L, locals - 1);
+                    return;
+                }
+                lua_pop(L, 1);
+            }
+            lua_pop(L, 2);
+        }
+    }
+    lua_settop(L, locals - 1);
+}
+
+/* ---- encoding ----------------------------------------------------------- */
+
+typedef struct indexer {
+    codec__ctx *c;
+    const char *w; /* the whole dump */
+    size_t wlen;
+    const char *chunkname;
+    int text; /* stack index */
+} indexer;
+
+static int index_one(void *ud, const uint16_t *path, int depth, const codec__bc_fn *f)
+{
+    indexer *x = ud;
+    push_cut(x->c, x->w, x->wlen, f, x->chunkname, strlen(x->chunkname));
+    normalize_top(x->c);
+    push_desc(x->c, x->chunkname, x->text, path, depth);
+    set_desc(x->c);
+    return 0;
+}
+
+/* Enters every function of the chunk text (stack index) compiled as
+   chunkname into SRCDESC. 0, or -1 when the text does not compile. */
+static int index_chunk(codec__ctx *c, int text, const char *chunkname)
+{
+    lua_State *L = c->L;
+    codec__checkstack(c, 12);
+    if (compile_dump(c, text, chunkname) != 0) {
+        lua_pop(L, 1);
+        return -1;
+    }
+    indexer x = {c, NULL, 0, chunkname, text};
+    x.w = lua_tolstring(L, -1, &x.wlen);
+    if (codec__bc_walk(x.w, x.wlen, index_one, &x) != 0)
+        codec__fail(c, CODEC_ELUA, "unexpected layout of a chunk this Lua dumped");
+    lua_pop(L, 1);
+    return 0;
+}
+
+/* Pushes the text of file name as luaL_loadfilex reads it (a byte order
+   mark dropped, a first line starting with '#' emptied), or nothing and
+   returns -1 (no such file, too large, a binary chunk). */
+static int push_file_text(codec__ctx *c, const char *name)
+{
+    FILE *f = fopen(name, "rb");
+    if (!f)
+        return -1;
+    c->scratch.len = 0;
+    char b[4096];
+    size_t n;
+    int bad = 0;
+    while ((n = fread(b, 1, sizeof b, f)) > 0) {
+        if (c->scratch.len + n > c->lim.max_bytes || codec__buf_add(&c->scratch, b, n) != 0) {
+            bad = 1;
+            break;
+        }
+    }
+    if (ferror(f))
+        bad = 1;
+    fclose(f);
+    if (bad)
+        return -1;
+    const char *s = c->scratch.data;
+    size_t len = c->scratch.len;
+    if (len >= 3 && memcmp(s, "\xEF\xBB\xBF", 3) == 0) {
+        s += 3;
+        len -= 3;
+    }
+    if (len > 0 && s[0] == '#') { /* a "#!" line: only its newline stays */
+        const char *nl = memchr(s, '\n', len);
+        if (!nl) {
+            lua_pushliteral(c->L, "\n");
+            return 0;
+        }
+        len -= (size_t)(nl - s);
+        s = nl;
+    }
+    if (len > 0 && s[0] == LUA_SIGNATURE[0])
+        return -1;
+    lua_pushlstring(c->L, s ? s : "", len);
+    return 0;
+}
+
+/* Pushes SRCDESC[dump at idx] and returns its type. */
+static int get_desc(codec__ctx *c, int dump)
+{
+    lua_State *L = c->L;
+    push_slot(c, CODEC__S_SRCDESC);
+    lua_pushvalue(L, dump);
+    int t = lua_rawget(L, -2);
+    lua_remove(L, -2);
+    return t;
+}
+
+/* Indexes the texts known for chunkname that were not indexed yet, then a
+   file's current text. Stops as soon as dump is found. */
+static void learn(codec__ctx *c, int dump, const char *chunkname)
+{
+    lua_State *L = c->L;
+    push_slot(c, CODEC__S_SOURCES);
+    if (lua_getfield(L, -1, chunkname) == LUA_TTABLE) {
+        int set = lua_gettop(L);
+        lua_pushnil(L);
+        while (lua_next(L, set)) {
+            lua_pop(L, 1);
+            index_chunk(c, lua_gettop(L), chunkname);
+            if (get_desc(c, dump) == LUA_TTABLE) {
+                lua_pop(L, 4);
+                return;
+            }
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 2);
+    if (chunkname[0] == '@') {
+        if (push_file_text(c, chunkname + 1) == 0) {
+            index_chunk(c, lua_gettop(L), chunkname);
+            lua_pop(L, 1);
+        }
+    } else if (chunkname[0] != '=') {
+        /* load(text) without a name: the name is the text */
+        lua_pushstring(L, chunkname);
+        index_chunk(c, lua_gettop(L), chunkname);
+        lua_pop(L, 1);
+    }
+}
+
+void codec__encode_source(codec__ctx *c, int f)
+{
+    lua_State *L = c->L;
+    codec__checkstack(c, 12);
+    codec__push_dump(c, f);
+    normalize_top(c);
+    int dump = lua_gettop(L);
+    if (get_desc(c, dump) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_Debug ar;
+        lua_pushvalue(L, f);
+        lua_getinfo(L, ">S", &ar);
+        learn(c, dump, ar.source);
+        if (get_desc(c, dump) != LUA_TTABLE) {
+            char what[200];
+            snprintf(what, sizeof what, "function at %s:%d: it travels as source, and %s",
+                     ar.short_src, ar.linedefined,
+                     ar.source[0] == '@' ? "its file no longer holds the text it was compiled from"
+                                         : "its chunk's text is not known here");
+            codec__unsendable(c, what);
+        }
+    }
+    if (lua_rawgeti(L, -1, 4) != LUA_TBOOLEAN) { /* first use: try its own text */
+        lua_pop(L, 1);
+        shrink(c, f, dump, dump + 1);
+        lua_pushboolean(L, 1);
+        lua_rawseti(L, dump + 1, 4);
+    } else {
+        lua_pop(L, 1);
+    }
+    /* [dump, desc] */
+    lua_rawgeti(L, -1, 3);
+    size_t plen;
+    const char *path = lua_tolstring(L, -1, &plen);
+    codec__pack_ok(c, msgpack_pack_ext(&c->pk, plen, CODEC__EXT_SOURCE));
+    if (plen)
+        codec__pack_ok(c, msgpack_pack_ext_body(&c->pk, path, plen));
+    lua_pop(L, 1);
+    lua_rawgeti(L, -1, 1); /* chunk name */
+    lua_rawgeti(L, -2, 2); /* text */
+    size_t n;
+    const char *s = lua_tolstring(L, -2, &n);
+    if (lua_rawequal(L, -1, -2)) {
+        codec__pack_ok(c, msgpack_pack_nil(&c->pk)); /* load(text): the same */
+    } else {
+        if (s[0] != '@' && s[0] != '=' && n > CODEC__CHUNKNAME_SHORT) {
+            /* load(text) whose function travels alone: its first line names
+             * it (as in "[string "local x = 1..."]"), not the whole text */
+            const char *nl = memchr(s, '\n', CODEC__CHUNKNAME_SHORT);
+            n = nl ? (size_t)(nl - s) + 1 : CODEC__CHUNKNAME_SHORT;
+        }
+        codec__pack_ok(c, msgpack_pack_str(&c->pk, n));
+        codec__pack_ok(c, msgpack_pack_str_body(&c->pk, s, n));
+    }
+    codec__pack_blob(c, lua_gettop(L));
+    lua_pop(L, 4);
+    c->v3 = 1;
+}
+
+/* ---- decoding ----------------------------------------------------------- */
+
+void codec__decode_source(codec__ctx *c)
+{
+    lua_State *L = c->L;
+    codec__checkstack(c, 12);
+    int type;
+    const unsigned char *d;
+    uint32_t plen;
+    codec__read_ext(c, &type, &d, &plen);
+    if (c->version < 3 || plen % 2 != 0 || plen / 2 > CODEC__BC_MAXDEPTH)
+        codec__fail(c, CODEC_EMALFORMED, "malformed message: bad function source path");
+    uint16_t path[CODEC__BC_MAXDEPTH];
+    int depth = (int)(plen / 2);
+    for (int i = 0; i < depth; i++)
+        path[i] = (uint16_t)(d[2 * i] << 8 | d[2 * i + 1]);
+    /* chunk name (nil: the text itself), then the text */
+    const unsigned char *cn = NULL;
+    uint32_t cnlen = 0;
+    if (c->p < c->end && *c->p == 0xc0)
+        c->p++;
+    else
+        codec__read_raw(c, &cn, &cnlen);
+    codec__table(L, c->blobs);
+    if (codec__peek_int(c)) {
+        lua_Integer i = codec__read_int(c);
+        if (i < 1 || i > c->nblobs)
+            codec__fail(c, CODEC_EMALFORMED, "malformed message: unknown source index %lld",
+                        (long long)i);
+        lua_rawgeti(L, c->blobs, i);
+    } else {
+        const unsigned char *p;
+        uint32_t n;
+        codec__read_raw(c, &p, &n);
+        lua_pushlstring(L, (const char *)p, n);
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, c->blobs, ++c->nblobs);
+    }
+    int text = lua_gettop(L);
+    if (cn)
+        lua_pushlstring(L, (const char *)cn, cnlen);
+    else
+        lua_pushvalue(L, text);
+    int name = lua_gettop(L);
+    size_t namelen;
+    const char *chunkname = lua_tolstring(L, name, &namelen);
+    if (strlen(chunkname) != namelen)
+        codec__fail(c, CODEC_EMALFORMED, "malformed message: chunk name holds a NUL byte");
+
+    /* SRCCACHE[text] = {[chunkname] = whole dump, [chunkname NUL path] = cut} */
+    push_slot(c, CODEC__S_SRCCACHE);
+    lua_pushvalue(L, text);
+    if (lua_rawget(L, -2) != LUA_TTABLE) {
+        lua_pop(L, 2);
+        count_entry(c, CODEC__S_SRCCACHE, CODEC__S_SRCCACHECOUNT, CODEC__SRCCACHE_MAX);
+        push_slot(c, CODEC__S_SRCCACHE);
+        lua_pushvalue(L, text);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_insert(L, -4);
+        lua_rawset(L, -3);
+        lua_pop(L, 1);
+    } else {
+        lua_remove(L, -2);
+    }
+    int cache = lua_gettop(L);
+    lua_pushvalue(L, name);
+    lua_pushlstring(L, "", 1); /* a NUL byte */
+    lua_pushlstring(L, (const char *)d, plen);
+    lua_concat(L, 3);
+    int key = lua_gettop(L);
+    lua_pushvalue(L, key);
+    if (lua_rawget(L, cache) == LUA_TSTRING) {
+        c->vm->stats.source_hits++;
+        lua_replace(L, text);
+        lua_settop(L, text);
+        return;
+    }
+    lua_pop(L, 1);
+    lua_pushvalue(L, name);
+    if (lua_rawget(L, cache) != LUA_TSTRING) {
+        lua_pop(L, 1);
+        if (compile_dump(c, text, chunkname) != 0)
+            codec__fail(c, CODEC_ELOAD, "cannot compile a function's source: %s",
+                        lua_tostring(L, -1));
+        lua_pushvalue(L, name);
+        lua_pushvalue(L, -2);
+        lua_rawset(L, cache);
+        remember_text(c, chunkname, text);
+    }
+    size_t wlen;
+    const char *w = lua_tolstring(L, -1, &wlen);
+    finder x = {path, depth, {0, 0, 0, 0}};
+    if (codec__bc_walk(w, wlen, find_one, &x) != 1)
+        codec__fail(c, CODEC_EMALFORMED, "malformed message: no function at the source path");
+    push_cut(c, w, wlen, &x.found, chunkname, namelen);
+    normalize_top(c);
+    lua_pushvalue(L, key);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, cache);
+    /* the encoder knows at once how to send it on (a task's own submits) */
+    lua_pushvalue(L, -1);
+    push_desc(c, chunkname, text, path, depth);
+    set_desc(c);
+    lua_replace(L, text);
+    lua_settop(L, text);
+}
+
+/* ---- public ------------------------------------------------------------- */
+
+typedef struct note_args {
+    const char *chunkname;
+    const char *text;
+    size_t len;
+} note_args;
+
+static int note_main(lua_State *L)
+{
+    codec__ctx *c = lua_touserdata(L, 1);
+    note_args *a = lua_touserdata(L, 2);
+    codec__state(L);
+    c->state = lua_gettop(L);
+    c->vm = codec__vm_of(L, c->state);
+    lua_pushlstring(L, a->text, a->len);
+    remember_text(c, a->chunkname, lua_gettop(L));
+    return 0;
+}
+
+int codec_note_source(lua_State *L, const char *chunkname, const char *text, size_t len)
+{
+    codec__ctx c;
+    memset(&c, 0, sizeof c);
+    c.L = L;
+    codec_limits_default(&c.lim);
+    note_args a = {chunkname, text, len};
+    if (!lua_checkstack(L, 8))
+        return CODEC_ENOMEM;
+    lua_pushcfunction(L, note_main);
+    lua_pushlightuserdata(L, &c);
+    lua_pushlightuserdata(L, &a);
+    int st = lua_pcall(L, 2, 0, 0);
+    free(c.scratch.data);
+    if (st != LUA_OK) {
+        lua_pop(L, 1);
+        return st == LUA_ERRMEM ? CODEC_ENOMEM : CODEC_ELUA;
+    }
+    return 0;
+}
