@@ -22,6 +22,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "helpers"))
+import fleet_worker  # noqa: E402
 import private_redis  # noqa: E402
 import redis_client  # noqa: E402
 
@@ -61,45 +62,8 @@ def check(cond, msg):
         fail(msg)
 
 
-class Worker:
-    def __init__(self, name, pools, env=None, prefix=None):
-        self.name = name
-        self.log = os.path.join(TMP, "worker-%s.log" % name)
-        e = dict(ENV)
-        e.update(env or {})
-        self.f = open(self.log, "w")
-        self.p = subprocess.Popen(
-            (prefix or []) + [os.path.join(BIN, "mutirao-worker"), "--id", "%s-%s" % (name, UNIQ),
-             "--pools", ",".join(pools), "--log-level", "debug"],
-            stdin=subprocess.DEVNULL, stdout=self.f, stderr=subprocess.STDOUT, env=e, cwd=TMP)
-        WORKERS.append(self)
-
-    def text(self):
-        with open(self.log) as f:
-            return f.read()
-
-    def wait_for(self, pattern, timeout=60):
-        end = time.time() + timeout
-        while time.time() < end:
-            if re.search(pattern, self.text()):
-                return
-            check(self.p.poll() is None, "worker %s exited early" % self.name)
-            time.sleep(0.05)
-        fail("worker %s: no line matching %r within %d s" % (self.name, pattern, timeout))
-
-    def stop(self):
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-            try:
-                self.p.wait(30)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                fail("worker %s did not stop on SIGTERM within 30 s" % self.name)
-        return self.p.returncode
-
-    def dump(self):
-        print("---- worker %s log (last 40 lines) ----" % self.name)
-        print("\n".join(self.text().splitlines()[-40:]))
+fleet_worker.setup(BIN, TMP, UNIQ, WORKERS, fail, base_env=ENV)
+Worker = fleet_worker.Worker
 
 
 def run(args, timeout=90, env=None):
