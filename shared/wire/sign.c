@@ -248,6 +248,39 @@ int sign_unwrap(const void *msg, size_t len, const char **env, size_t *envlen)
     return 0;
 }
 
+/* Verifies the signature in the last SIGN_SIG_LEN bytes of the len bytes at
+   m, over all the bytes before it, with the trusted key whose id is at id.
+   what names the message in the unknown-key error ("task envelope is signed
+   by key ..."), altered in the bad-signature one ("... the envelope was
+   altered or forged"). 0, or a SIGN_E* code with err set. */
+static int verify_trusted(const sign_trust *t, const unsigned char *m, size_t len,
+                          const unsigned char *id, const char *what, const char *altered, char *err,
+                          size_t errlen)
+{
+    char hex[2 * SIGN_KEYID_LEN + 1];
+    sign_keyid_hex(id, hex);
+    size_t i = 0, n = sign_trust_count(t);
+    while (i < n && memcmp(t->id[i], id, SIGN_KEYID_LEN) != 0)
+        i++;
+    if (i == n)
+        return merr_fail(err, errlen, SIGN_EUNKNOWNKEY,
+                         "%s is signed by key %s, which is not among the trusted keys", what, hex);
+    size_t signed_len = len - SIGN_SIG_LEN;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (ctx == NULL)
+        return merr_fail(err, errlen, SIGN_ENOMEM, "verifying: out of memory");
+    int rc = -1;
+    if (EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, t->pkey[i]) == 1)
+        rc = EVP_DigestVerify(ctx, m + signed_len, SIGN_SIG_LEN, m, signed_len);
+    EVP_MD_CTX_free(ctx);
+    ERR_clear_error();
+    if (rc != 1)
+        return merr_fail(err, errlen, SIGN_EBADSIG,
+                         "signature by key %s does not verify: the %s was altered or forged", hex,
+                         altered);
+    return 0;
+}
+
 int sign_verify(const sign_trust *t, const void *msg, size_t len, size_t max_len, const char **env,
                 size_t *envlen, unsigned char *keyid, char *err, size_t errlen)
 {
@@ -268,29 +301,9 @@ int sign_verify(const sign_trust *t, const void *msg, size_t len, size_t max_len
                          SIGN_OVERHEAD);
     if (keyid != NULL)
         memcpy(keyid, m + 4, SIGN_KEYID_LEN);
-    char hex[2 * SIGN_KEYID_LEN + 1];
-    sign_keyid_hex(m + 4, hex);
-    size_t i = 0, n = sign_trust_count(t);
-    while (i < n && memcmp(t->id[i], m + 4, SIGN_KEYID_LEN) != 0)
-        i++;
-    if (i == n)
-        return merr_fail(err, errlen, SIGN_EUNKNOWNKEY,
-                         "task envelope is signed by key %s, which is not among the trusted keys",
-                         hex);
-    size_t signed_len = len - SIGN_SIG_LEN;
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    if (ctx == NULL)
-        return merr_fail(err, errlen, SIGN_ENOMEM, "verifying: out of memory");
-    int rc = -1;
-    if (EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, t->pkey[i]) == 1)
-        rc = EVP_DigestVerify(ctx, m + signed_len, SIGN_SIG_LEN, m, signed_len);
-    EVP_MD_CTX_free(ctx);
-    ERR_clear_error();
-    if (rc != 1)
-        return merr_fail(err, errlen, SIGN_EBADSIG,
-                         "signature by key %s does not verify: the envelope was altered or "
-                         "forged",
-                         hex);
+    int rc = verify_trusted(t, m, len, m + 4, "task envelope", "envelope", err, errlen);
+    if (rc != 0)
+        return rc;
     if (env != NULL)
         *env = (const char *)m + SIGN_HEAD_LEN;
     if (envlen != NULL)
@@ -374,31 +387,8 @@ int sign_result_verify(const sign_trust *t, const void *rec, size_t len, char *e
     const unsigned char *m = rec;
     if (!sign_result_is_signed(rec, len))
         return merr_fail(err, errlen, SIGN_EUNSIGNED, "result record is not signed");
-    const unsigned char *id = m + len - SIGN_KEYID_LEN - SIGN_SIG_LEN;
-    char hex[2 * SIGN_KEYID_LEN + 1];
-    sign_keyid_hex(id, hex);
-    size_t i = 0, n = sign_trust_count(t);
-    while (i < n && memcmp(t->id[i], id, SIGN_KEYID_LEN) != 0)
-        i++;
-    if (i == n)
-        return merr_fail(err, errlen, SIGN_EUNKNOWNKEY,
-                         "result record is signed by key %s, which is not among the trusted keys",
-                         hex);
-    size_t signed_len = len - SIGN_SIG_LEN;
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    if (ctx == NULL)
-        return merr_fail(err, errlen, SIGN_ENOMEM, "verifying: out of memory");
-    int rc = -1;
-    if (EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, t->pkey[i]) == 1)
-        rc = EVP_DigestVerify(ctx, m + signed_len, SIGN_SIG_LEN, m, signed_len);
-    EVP_MD_CTX_free(ctx);
-    ERR_clear_error();
-    if (rc != 1)
-        return merr_fail(err, errlen, SIGN_EBADSIG,
-                         "signature by key %s does not verify: the result record was altered or "
-                         "forged",
-                         hex);
-    return 0;
+    return verify_trusted(t, m, len, m + len - SIGN_KEYID_LEN - SIGN_SIG_LEN, "result record",
+                          "result record", err, errlen);
 }
 
 /* ---- keygen --------------------------------------------------------------- */

@@ -13,6 +13,7 @@ their rebalances or commits. The cases that restart Redis, or need its
 command counts, run a redis-server of their own (private_redis.py).
 """
 import calendar
+import hashlib
 import os
 import re
 import signal
@@ -22,6 +23,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "helpers"))
+import fleet_worker  # noqa: E402
 import private_redis  # noqa: E402
 import redis_client  # noqa: E402
 
@@ -61,45 +63,8 @@ def check(cond, msg):
         fail(msg)
 
 
-class Worker:
-    def __init__(self, name, pools, env=None, prefix=None):
-        self.name = name
-        self.log = os.path.join(TMP, "worker-%s.log" % name)
-        e = dict(ENV)
-        e.update(env or {})
-        self.f = open(self.log, "w")
-        self.p = subprocess.Popen(
-            (prefix or []) + [os.path.join(BIN, "mutirao-worker"), "--id", "%s-%s" % (name, UNIQ),
-             "--pools", ",".join(pools), "--log-level", "debug"],
-            stdin=subprocess.DEVNULL, stdout=self.f, stderr=subprocess.STDOUT, env=e, cwd=TMP)
-        WORKERS.append(self)
-
-    def text(self):
-        with open(self.log) as f:
-            return f.read()
-
-    def wait_for(self, pattern, timeout=60):
-        end = time.time() + timeout
-        while time.time() < end:
-            if re.search(pattern, self.text()):
-                return
-            check(self.p.poll() is None, "worker %s exited early" % self.name)
-            time.sleep(0.05)
-        fail("worker %s: no line matching %r within %d s" % (self.name, pattern, timeout))
-
-    def stop(self):
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-            try:
-                self.p.wait(30)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                fail("worker %s did not stop on SIGTERM within 30 s" % self.name)
-        return self.p.returncode
-
-    def dump(self):
-        print("---- worker %s log (last 40 lines) ----" % self.name)
-        print("\n".join(self.text().splitlines()[-40:]))
+fleet_worker.setup(BIN, TMP, UNIQ, WORKERS, fail, base_env=ENV)
+Worker = fleet_worker.Worker
 
 
 def run(args, timeout=90, env=None):
@@ -2271,13 +2236,18 @@ end
           "worker.allow = none,os.execute: %d %s" % (bad.returncode, bad.stderr))
 
 
-def sign_envelope(env, key, pub):
-    """env signed with key (docs/wire-format.md, "Signed task envelope"),
-    by the openssl command: MTE 02, key id, envelope, Ed25519 signature."""
-    import hashlib
+def key_id(pub):
+    """The key id of the Ed25519 public key file pub (docs/wire-format.md):
+    the first 8 bytes of the SHA-256 of its 32 raw bytes, by the openssl
+    command."""
     der = subprocess.run(["openssl", "pkey", "-pubin", "-in", pub, "-outform", "DER"],
                          capture_output=True, check=True).stdout
-    head = b"MTE\x02" + hashlib.sha256(der[-32:]).digest()[:8] + env
+    return hashlib.sha256(der[-32:]).digest()[:8]
+
+
+def openssl_sign(head, key):
+    """head followed by its Ed25519 signature with the private key file key,
+    made by `openssl pkeyutl`."""
     path = os.path.join(TMP, "to-sign.bin")
     with open(path, "wb") as f:
         f.write(head)
@@ -2285,6 +2255,12 @@ def sign_envelope(env, key, pub):
                          capture_output=True, check=True).stdout
     check(len(sig) == 64, "openssl made a %d-byte signature" % len(sig))
     return head + sig
+
+
+def sign_envelope(env, key, pub):
+    """env signed with key (docs/wire-format.md, "Signed task envelope"),
+    by the openssl command: MTE 02, key id, envelope, Ed25519 signature."""
+    return openssl_sign(b"MTE\x02" + key_id(pub) + env, key)
 
 
 def case_signed():
@@ -2491,18 +2467,8 @@ def result_record(tid, pool, value, ok=True):
 def sign_result(rec, key, pub):
     """rec signed with key (docs/wire-format.md, "Signed result record"), by
     the openssl command: one more map entry, "sig": key id + signature."""
-    import hashlib
-    der = subprocess.run(["openssl", "pkey", "-pubin", "-in", pub, "-outform", "DER"],
-                         capture_output=True, check=True).stdout
-    head = (rec[:4] + bytes([rec[4] + 1]) + rec[5:] + b"\xa3sig\xc4\x48" +
-            hashlib.sha256(der[-32:]).digest()[:8])
-    path = os.path.join(TMP, "to-sign.bin")
-    with open(path, "wb") as f:
-        f.write(head)
-    sig = subprocess.run(["openssl", "pkeyutl", "-sign", "-inkey", key, "-rawin", "-in", path],
-                         capture_output=True, check=True).stdout
-    check(len(sig) == 64, "openssl made a %d-byte signature" % len(sig))
-    return head + sig
+    head = rec[:4] + bytes([rec[4] + 1]) + rec[5:] + b"\xa3sig\xc4\x48" + key_id(pub)
+    return openssl_sign(head, key)
 
 
 def case_signed_results():

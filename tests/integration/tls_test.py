@@ -23,12 +23,14 @@ when CI is set (.ci/run installs everything).
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "helpers"))
+import fleet_worker  # noqa: E402
 
 BIN, CASE = os.path.abspath(sys.argv[1]), sys.argv[2]
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
@@ -108,43 +110,8 @@ def secret_file(name, text):
     return path
 
 
-class Worker:
-    def __init__(self, name, pools, env):
-        self.name = name
-        self.log = os.path.join(TMP, "worker-%s.log" % name)
-        self.f = open(self.log, "w")
-        self.p = subprocess.Popen(
-            [os.path.join(BIN, "mutirao-worker"), "--id", "%s-%s" % (name, UNIQ),
-             "--pools", ",".join(pools), "--log-level", "debug"],
-            stdin=subprocess.DEVNULL, stdout=self.f, stderr=subprocess.STDOUT, env=env, cwd=TMP)
-        WORKERS.append(self)
-
-    def text(self):
-        with open(self.log) as f:
-            return f.read()
-
-    def wait_for(self, pattern, timeout=60):
-        end = time.time() + timeout
-        while time.time() < end:
-            if re.search(pattern, self.text()):
-                return
-            check(self.p.poll() is None, "worker %s exited early" % self.name)
-            time.sleep(0.05)
-        fail("worker %s: no line matching %r within %d s" % (self.name, pattern, timeout))
-
-    def stop(self):
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-            try:
-                self.p.wait(30)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                fail("worker %s did not stop on SIGTERM within 30 s" % self.name)
-        return self.p.returncode
-
-    def dump(self):
-        print("---- worker %s log (last 40 lines) ----" % self.name)
-        print("\n".join(self.text().splitlines()[-40:]))
+fleet_worker.setup(BIN, TMP, UNIQ, WORKERS, fail)
+Worker = fleet_worker.Worker
 
 
 def run_lua(src, env, timeout=90):
