@@ -56,7 +56,10 @@ static const char usage_text[] =
     "\n"
     "Tasks run sandboxed: no os.execute, io.popen, file writes, debug, C modules,\n"
     "bytecode, exec or http unless worker.allow (MUTIRAO_WORKER_ALLOW) allows them,\n"
-    "e.g. worker.allow = exec,http,os.execute (see config/mutirao.conf).\n";
+    "e.g. worker.allow = exec,http,os.execute (see config/mutirao.conf). They never\n"
+    "open the worker's key, password and configuration files, /proc only with\n"
+    "io.open.special, and read MUTIRAO_* or secret-looking variables only with\n"
+    "os.getenv.\n";
 
 static int level_of(const char *s)
 {
@@ -92,6 +95,17 @@ static void task_vm_setup(lua_State *L)
         lua_pop(L, 1);
     lua_pop(L, 1);
     sandbox_install(L); /* worker.allow: what tasks may do beyond the default */
+}
+
+/* config_secret_files: no sandboxed task may open the file. */
+static void deny_secret_file(void *ud, const char *what, const char *path)
+{
+    (void)ud;
+    if (sandbox_deny_file(path) == 0)
+        wlog(WLOG_INFO, "tasks may not open %s (%s: the worker's secrets)", path, what);
+    else
+        wlog(WLOG_WARN, "%s %s: %s (not registered as a secret file for tasks)", what, path,
+             strerror(errno));
 }
 
 static int open_main_vm(lua_State *L)
@@ -232,6 +246,8 @@ int main(int argc, char **argv)
              "worker.allow = %s: the task sandbox is off (tasks may run commands, "
              "write files and load C code)",
              cfg.worker_allow);
+    /* before any task runs: the files that hold the worker's secrets */
+    config_secret_files(&cfg, deny_secret_file, NULL);
     char redacted[512];
     config_redact_url(cfg.redis_url, redacted, sizeof redacted);
     wlog(WLOG_INFO, "starting: kafka %s (%s), redis %s, pools %s", cfg.kafka_brokers,

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
 #include <unistd.h>
@@ -22,7 +23,6 @@
 #include <lualib.h>
 
 #include "allow.h"
-#include "codec.h"
 #include "codec.h"
 #include "memlimit.h"
 
@@ -112,16 +112,107 @@ static int sandboxed(lua_State *L)
     return ceiling_set || (task_note(L) & ALLOW_PRESENT);
 }
 
+/* ---- the worker's secret files ----
+ *
+ * Registered before any task runs (sandbox_deny_file), read-only after:
+ * the VM threads read the list without a lock. A file is known by its
+ * (st_dev, st_ino), so a symbolic link, a hard link or a rename leads to
+ * the same entry, and by its real path at registration, so a file put in
+ * its place later (a rotated key) is refused too. */
+
+typedef struct deny_entry {
+    dev_t dev;
+    ino_t ino;
+    char *real; /* realpath at registration, or NULL */
+} deny_entry;
+
+static deny_entry *deny_list;
+static size_t deny_n;
+
+int sandbox_deny_file(const char *path)
+{
+    struct stat st;
+    if (!path || !*path) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (stat(path, &st) != 0)
+        return -1;
+    for (size_t i = 0; i < deny_n; i++)
+        if (deny_list[i].dev == st.st_dev && deny_list[i].ino == st.st_ino)
+            return 0;
+    deny_entry *l = realloc(deny_list, (deny_n + 1) * sizeof *l);
+    if (!l) {
+        errno = ENOMEM;
+        return -1;
+    }
+    deny_list = l;
+    deny_list[deny_n].dev = st.st_dev;
+    deny_list[deny_n].ino = st.st_ino;
+    deny_list[deny_n].real = realpath(path, NULL);
+    deny_n++;
+    return 0;
+}
+
+static int deny_st(const struct stat *st)
+{
+    for (size_t i = 0; i < deny_n; i++)
+        if (deny_list[i].dev == st->st_dev && deny_list[i].ino == st->st_ino)
+            return 1;
+    return 0;
+}
+
+/* 1 when the open descriptor fd is a denied file. */
+static int deny_fd(int fd)
+{
+    struct stat st;
+    return deny_n && fstat(fd, &st) == 0 && deny_st(&st);
+}
+
+/* 1 when path (followed) is a denied file, or where one was. */
+static int deny_path(const char *path)
+{
+    if (!deny_n)
+        return 0;
+    struct stat st;
+    if (stat(path, &st) == 0 && deny_st(&st))
+        return 1;
+    char real[PATH_MAX];
+    if (!realpath(path, real))
+        return 0;
+    for (size_t i = 0; i < deny_n; i++)
+        if (deny_list[i].real && strcmp(deny_list[i].real, real) == 0)
+            return 1;
+    return 0;
+}
+
+/* Raises: what of path (NULL: the standard input) is one of the worker's
+ * secret files. */
+static int secret_raise(lua_State *L, const char *what, const char *path)
+{
+    if (path)
+        return luaL_error(L,
+                          "%s of '%s' is not allowed in sandboxed tasks: the file holds the "
+                          "worker's secrets (no setting allows it)",
+                          what, path);
+    return luaL_error(L,
+                      "%s of the standard input is not allowed in sandboxed tasks: the file holds "
+                      "the worker's secrets (no setting allows it)",
+                      what);
+}
+
 /* ---- what is not a regular file ---- */
 
-#define FS_PROC 0x9fa0
+#define FS_PROC 0x9fa0 /* PROC_SUPER_MAGIC */
 #define FS_TRACE 0x74726163
 #define FS_DEBUG 0x64626720
 
-/* What st (on a file system of type fstype, real path real or NULL) is
- * when a read from it may block a VM thread, or NULL for a regular file (or
- * a directory: reading one fails at once). */
-static const char *kind_of(const struct stat *st, long fstype, const char *real)
+/* What st (on a file system of type fstype) is when a sandboxed task may
+ * not open it without io.open.special (a read from it may block a VM
+ * thread, or it is the worker's /proc: its environment, memory, command
+ * line), or NULL for a regular file (or a directory: reading one fails at
+ * once). */
+static const char *kind_of(const struct stat *st, long fstype)
 {
     if (S_ISFIFO(st->st_mode))
         return "a FIFO or pipe";
@@ -133,8 +224,8 @@ static const char *kind_of(const struct stat *st, long fstype, const char *real)
         return "a block device";
     if (fstype == FS_TRACE || fstype == FS_DEBUG)
         return "a tracing or debug file";
-    if (fstype == FS_PROC && real && strcmp(real, "/proc/kmsg") == 0)
-        return "the kernel log";
+    if (fstype == FS_PROC)
+        return "a /proc file";
     if (!S_ISREG(st->st_mode) && !S_ISDIR(st->st_mode))
         return "not a regular file";
     return NULL;
@@ -147,8 +238,7 @@ static const char *special_path(const char *path)
     if (stat(path, &st) != 0)
         return NULL; /* the original says why it cannot open it */
     long t = statfs(path, &fs) == 0 ? (long)fs.f_type : 0;
-    char real[PATH_MAX];
-    return kind_of(&st, t, t == FS_PROC && realpath(path, real) ? real : NULL);
+    return kind_of(&st, t);
 }
 
 static const char *special_fd(int fd)
@@ -158,25 +248,22 @@ static const char *special_fd(int fd)
     if (fstat(fd, &st) != 0)
         return "not a file";
     long t = fstatfs(fd, &fs) == 0 ? (long)fs.f_type : 0;
-    char link[64], real[PATH_MAX];
-    const char *r = NULL;
-    if (t == FS_PROC) {
-        snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
-        ssize_t n = readlink(link, real, sizeof real - 1);
-        if (n > 0) {
-            real[n] = 0;
-            r = real;
-        }
-    }
-    return kind_of(&st, t, r);
+    return kind_of(&st, t);
 }
 
 /* Raises when a sandboxed task may not open path (NULL: the standard
- * input) because it is not a regular file. */
+ * input): one of the worker's secret files (always), or not a regular file
+ * (unless io.open.special). By the path, before it is opened: the callers
+ * that open the file themselves check what they opened too
+ * (check_opened). */
 static void check_special(lua_State *L, const char *what, const char *path)
 {
+    if (!sandboxed(L))
+        return;
+    if (path ? deny_path(path) : deny_fd(0))
+        secret_raise(L, what, path);
     int by = denied(L, ALLOW_IO_SPECIAL);
-    if (!by || !sandboxed(L))
+    if (!by)
         return;
     const char *kind = path ? special_path(path) : special_fd(0);
     if (!kind)
@@ -186,6 +273,25 @@ static void check_special(lua_State *L, const char *what, const char *path)
     else
         lua_pushfstring(L, "%s of the standard input (%s)", what, kind);
     deny_raise(L, lua_tostring(L, -1), allow_name(ALLOW_IO_SPECIAL), by);
+}
+
+/* Raises, closing fd (opened by a sandboxed task's what of path), when it
+ * is one of the worker's secret files, or not a regular file and
+ * io.open.special is denied. On what was opened: no race with a rename, no
+ * way around by a link. */
+static void check_opened(lua_State *L, const char *what, const char *path, int fd)
+{
+    if (deny_fd(fd)) {
+        close(fd);
+        secret_raise(L, what, path);
+    }
+    int by = denied(L, ALLOW_IO_SPECIAL);
+    const char *kind = by ? special_fd(fd) : NULL;
+    if (kind) {
+        close(fd);
+        lua_pushfstring(L, "%s of '%s' (%s)", what, path, kind);
+        deny_raise(L, lua_tostring(L, -1), allow_name(ALLOW_IO_SPECIAL), by);
+    }
 }
 
 /* A C module by require: the ceiling's list by name, the pool's `require`. */
@@ -860,6 +966,52 @@ static int g_plain(lua_State *L)
     return call_original(L);
 }
 
+/* os.remove, os.rename: the setting, and never a path that is one of the
+ * worker's secret files (a task would delete the worker's key, or move
+ * its own file into the key's place). */
+static int g_fileop(lua_State *L)
+{
+    check(L, UP_NAME(L), UP_BIT(L));
+    if (sandboxed(L)) {
+        int nargs = strcmp(UP_NAME(L), "os.rename") == 0 ? 2 : 1;
+        for (int i = 1; i <= nargs; i++) {
+            const char *path = lua_isstring(L, i) ? lua_tostring(L, i) : NULL;
+            struct stat st;
+            if (path && (deny_path(path) || (lstat(path, &st) == 0 && deny_st(&st))))
+                secret_raise(L, UP_NAME(L), path);
+        }
+    }
+    return call_original(L);
+}
+
+/* 1 when an environment variable's name is the worker's (MUTIRAO_*) or
+ * looks like it holds a secret. */
+static int secret_variable(const char *name)
+{
+    static const char *const words[] = {"PASSWORD", "PASSWD", "SECRET",
+                                        "TOKEN",    "KEY",    "CREDENTIAL"};
+    if (strncasecmp(name, "MUTIRAO_", 8) == 0)
+        return 1;
+    for (const char *p = name; *p; p++)
+        for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+            if (strncasecmp(p, words[i], strlen(words[i])) == 0)
+                return 1;
+    return 0;
+}
+
+/* os.getenv in a sandboxed task: nil for the worker's variables and the
+ * secret-looking ones, unless os.getenv is allowed. */
+static int g_getenv(lua_State *L)
+{
+    if (!sandboxed(L) || !denied(L, ALLOW_OS_GETENV))
+        return call_original(L);
+    if (secret_variable(luaL_checkstring(L, 1))) {
+        luaL_pushfail(L);
+        return 1;
+    }
+    return call_original(L);
+}
+
 static int sb_fclose(lua_State *L)
 {
     luaL_Stream *p = luaL_checkudata(L, 1, LUA_FILEHANDLE);
@@ -867,9 +1019,49 @@ static int sb_fclose(lua_State *L)
     return luaL_fileresult(L, fclose(p->f) == 0, NULL);
 }
 
-/* io.open for a sandboxed task without io.open.special: opened without
- * blocking, then refused unless a regular file (fstat on what was opened:
- * no race with a rename). */
+/* Opens fname in mode (a valid io.open mode) for a sandboxed task's what:
+ * pushes a file handle and returns 0, or returns the errno (the handle
+ * pushed is closed). Raises when what it opened is one of the worker's
+ * secret files, or is not a regular file and io.open.special is denied
+ * (then it opens without blocking, and a FIFO is never waited for). Checked
+ * on what was opened, before anything is read, written or truncated. */
+static int open_checked(lua_State *L, const char *what, const char *fname, const char *mode)
+{
+    const char *m = mode;
+    int plus = m[1] == '+';
+    int flags = *m == 'r' ? 0 : *m == 'w' ? O_CREAT : O_CREAT | O_APPEND;
+    flags |= plus ? O_RDWR : *m == 'r' ? O_RDONLY : O_WRONLY;
+    int special = denied(L, ALLOW_IO_SPECIAL);
+    if (special)
+        flags |= O_NONBLOCK;
+    luaL_Stream *p = lua_newuserdatauv(L, sizeof(luaL_Stream), 0);
+    p->closef = NULL; /* closed until opened */
+    p->f = NULL;
+    luaL_setmetatable(L, LUA_FILEHANDLE);
+    int fd = open(fname, flags | O_NOCTTY | O_CLOEXEC, 0666);
+    if (fd < 0)
+        return errno;
+    check_opened(L, what, fname, fd);
+    struct stat st;
+    if (*m == 'w' && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && ftruncate(fd, 0) != 0) {
+        int e = errno;
+        close(fd);
+        return e;
+    }
+    if (special)
+        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    p->f = fdopen(fd, mode);
+    if (!p->f) {
+        int e = errno;
+        close(fd);
+        return e;
+    }
+    p->closef = sb_fclose;
+    return 0;
+}
+
+/* io.open for a sandboxed task: the worker's secret files refused, and
+ * what is not a regular file unless io.open.special. */
 static int open_regular(lua_State *L)
 {
     const char *fname = luaL_checkstring(L, 1);
@@ -881,36 +1073,16 @@ static int open_regular(lua_State *L)
     if (strspn(m + 1 + plus, "b") != strlen(m + 1 + plus))
         return call_original(L);
     check_special(L, "io.open", fname);
-    int flags = *m == 'r' ? 0 : *m == 'w' ? O_CREAT | O_TRUNC : O_CREAT | O_APPEND;
-    flags |= plus ? O_RDWR : *m == 'r' ? O_RDONLY : O_WRONLY;
-    luaL_Stream *p = lua_newuserdatauv(L, sizeof(luaL_Stream), 0);
-    p->closef = NULL; /* closed until opened */
-    p->f = NULL;
-    luaL_setmetatable(L, LUA_FILEHANDLE);
-    int fd = open(fname, flags | O_NONBLOCK | O_NOCTTY | O_CLOEXEC, 0666);
-    if (fd < 0)
-        return luaL_fileresult(L, 0, fname);
-    const char *kind = special_fd(fd);
-    if (kind) {
-        close(fd);
-        lua_pushfstring(L, "io.open of '%s' (%s)", fname, kind);
-        deny_raise(L, lua_tostring(L, -1), allow_name(ALLOW_IO_SPECIAL),
-                   denied(L, ALLOW_IO_SPECIAL));
-    }
-    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-    p->f = fdopen(fd, mode);
-    if (!p->f) {
-        int e = errno;
-        close(fd);
+    int e = open_checked(L, "io.open", fname, mode);
+    if (e) {
         errno = e;
         return luaL_fileresult(L, 0, fname);
     }
-    p->closef = sb_fclose;
     return 1;
 }
 
 /* io.open: reading is always allowed (regular files only, unless
- * io.open.special). */
+ * io.open.special; never the worker's secret files). */
 static int g_open(lua_State *L)
 {
     const char *mode = luaL_optstring(L, 2, "r");
@@ -919,9 +1091,22 @@ static int g_open(lua_State *L)
         check(L, lua_tostring(L, -1), ALLOW_IO_WRITE);
         lua_pop(L, 1);
     }
-    if (sandboxed(L) && denied(L, ALLOW_IO_SPECIAL))
+    if (sandboxed(L))
         return open_regular(L);
     return call_original(L);
+}
+
+/* io.input(FILENAME) and io.output(FILENAME) in a sandboxed task: the file
+ * opened and checked here (open_checked), then given to the original as a
+ * file handle (what it would have opened). */
+static void open_arg(lua_State *L, const char *what, const char *name, const char *mode)
+{
+    if (!sandboxed(L))
+        return;
+    int e = open_checked(L, what, name, mode);
+    if (e)
+        luaL_error(L, "cannot open file '%s' (%s)", name, strerror(e));
+    lua_replace(L, 1);
 }
 
 /* A file name argument (anything but a file handle or nil: io.output,
@@ -941,19 +1126,38 @@ static int g_output(lua_State *L)
     if (name) {
         check(L, "io.output of a file name", ALLOW_IO_WRITE);
         check_special(L, "io.output", name);
+        open_arg(L, "io.output", name, "w");
     }
     return call_with_task_io(L);
 }
 
-/* io.input(FILENAME), io.lines(FILENAME): reading, regular files only. */
+/* io.input(FILENAME), io.lines(FILENAME): reading, regular files only,
+ * never the worker's secret files. io.lines opens the file itself: what it
+ * opened (its 4th result, the file to close) is checked before a line is
+ * read. */
 static int g_input(lua_State *L)
 {
     const char *name = name_arg(L, 1);
-    if (name)
+    int lines = strcmp(UP_NAME(L), "io.lines") == 0;
+    if (name) {
         check_special(L, UP_NAME(L), name);
-    else if (strcmp(UP_NAME(L), "io.lines") == 0 && sandboxed(L) && input_is_stdin(L))
+        if (!lines)
+            open_arg(L, "io.input", name, "r");
+    } else if (lines && sandboxed(L) && input_is_stdin(L))
         check_special(L, "reading", NULL);
-    return call_with_task_io(L);
+    if (!lines || !name || !sandboxed(L))
+        return call_with_task_io(L);
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s", name); /* (the call may pop the argument) */
+    int n = call_with_task_io(L);
+    luaL_Stream *p = n >= 4 ? luaL_testudata(L, -n + 3, LUA_FILEHANDLE) : NULL;
+    if (p && p->closef && p->f && deny_fd(fileno(p->f))) {
+        fclose(p->f);
+        p->f = NULL;
+        p->closef = NULL; /* closed */
+        secret_raise(L, "io.lines", path);
+    }
+    return n;
 }
 
 /* io.write, io.read, io.close: the task's defaults. */
@@ -964,26 +1168,120 @@ static int g_iodefault(lua_State *L)
     return call_with_task_io(L);
 }
 
-/* 1 when the file starts as a binary chunk does (after a '#' line). */
-static int file_is_binary(const char *fname)
-{
-    FILE *f = fopen(fname, "rb");
-    if (!f)
-        return 0;
-    int c = getc(f);
-    if (c == '#') {
-        while ((c = getc(f)) != EOF && c != '\n')
-            ;
-        if (c == '\n')
-            c = getc(f);
-    }
-    fclose(f);
-    return c == LUA_SIGNATURE[0];
-}
-
 static void check_binary(lua_State *L, const char *what)
 {
     check(L, what, ALLOW_LOAD_BINARY);
+}
+
+/* load, loadfile and dofile in a sandboxed task (the arguments from index
+ * mode on: mode, env): mode "t" unless load.binary, and, when no env is
+ * given, the task's env (not the VM's globals). */
+static void task_load_args(lua_State *L, int mode)
+{
+    if (denied(L, ALLOW_LOAD_BINARY)) {
+        if (lua_gettop(L) < mode)
+            lua_settop(L, mode);
+        lua_pushliteral(L, "t");
+        lua_replace(L, mode);
+    }
+    if (lua_gettop(L) <= mode) { /* no env given (nil name and mode are the defaults) */
+        int top = lua_gettop(L);
+        lua_settop(L, mode);
+        if (!push_task_env(L))
+            lua_settop(L, top);
+    }
+}
+
+typedef struct file_reader {
+    FILE *f;
+    int n; /* characters in buff to give first */
+    char buff[BUFSIZ];
+} file_reader;
+
+static const char *file_read(lua_State *L, void *ud, size_t *size)
+{
+    file_reader *r = ud;
+    (void)L;
+    if (r->n > 0) {
+        *size = (size_t)r->n;
+        r->n = 0;
+        return r->buff;
+    }
+    if (feof(r->f))
+        return NULL;
+    *size = fread(r->buff, 1, sizeof r->buff, r->f);
+    return r->buff;
+}
+
+/* The first character of the chunk in f, after a UTF-8 BOM and a first
+ * line starting with '#' (then *comment = 1), as luaL_loadfilex skips them. */
+static int chunk_start(FILE *f, int *comment)
+{
+    int c = getc(f);
+    if (c == 0xEF && getc(f) == 0xBB && getc(f) == 0xBF)
+        c = getc(f);
+    *comment = c == '#';
+    if (*comment) {
+        while ((c = getc(f)) != EOF && c != '\n')
+            ;
+        c = getc(f);
+    }
+    return c;
+}
+
+/* luaL_loadfilex(L, fname, mode) for a sandboxed task's what (loadfile,
+ * dofile, require; fname NULL: the standard input): the file is opened
+ * here and checked on what was opened (check_opened: never the worker's
+ * secret files; regular files only unless io.open.special), and a binary
+ * chunk raises unless load.binary. Pushes the chunk or the message. */
+static int load_checked(lua_State *L, const char *what, const char *fname, const char *mode)
+{
+    if (!fname)
+        return luaL_loadfilex(L, NULL, mode); /* (check_special checked it) */
+    int special = denied(L, ALLOW_IO_SPECIAL);
+    int fd = open(fname, O_RDONLY | O_NOCTTY | O_CLOEXEC | (special ? O_NONBLOCK : 0));
+    FILE *f = NULL;
+    if (fd >= 0) {
+        check_opened(L, what, fname, fd);
+        if (special)
+            fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+        f = fdopen(fd, "r");
+        if (!f)
+            close(fd);
+    }
+    if (!f) {
+        lua_pushfstring(L, "cannot open %s: %s", fname, strerror(errno));
+        return LUA_ERRFILE;
+    }
+    file_reader r;
+    r.f = f;
+    r.n = 0;
+    int comment;
+    int c = chunk_start(f, &comment);
+    if (comment)
+        r.buff[r.n++] = '\n'; /* line numbers as luaL_loadfilex's */
+    if (c == LUA_SIGNATURE[0] && denied(L, ALLOW_LOAD_BINARY)) {
+        fclose(f);
+        if (strcmp(what, "require") == 0)
+            lua_pushfstring(L, "require of binary chunk '%s'", fname);
+        else
+            lua_pushfstring(L, "%s of a binary chunk", what);
+        check_binary(L, lua_tostring(L, -1)); /* (raises: denied) */
+        return LUA_ERRSYNTAX;
+    }
+    if (c != EOF)
+        r.buff[r.n++] = (char)c;
+    lua_pushfstring(L, "@%s", fname);
+    int st = lua_load(L, file_read, &r, lua_tostring(L, -1), mode);
+    lua_remove(L, -2);
+    int err = ferror(f) ? errno : 0;
+    fclose(f);
+    if (err) {
+        lua_pop(L, 1);
+        lua_pushfstring(L, "cannot read %s: %s", fname, strerror(err));
+        return LUA_ERRFILE;
+    }
+    return st;
 }
 
 /* load(chunk [, name [, mode [, env]]]): text only unless load.binary. */
@@ -1018,39 +1316,32 @@ static int g_load(lua_State *L)
         const char *s = lua_tolstring(L, 1, &len);
         if (s && len > 0 && s[0] == LUA_SIGNATURE[0])
             check_binary(L, "load of a binary chunk");
-        if (lua_gettop(L) < 3)
-            lua_settop(L, 3);
-        lua_pushliteral(L, "t");
-        lua_replace(L, 3);
     }
-    if (lua_gettop(L) < 4) { /* no env given: the task's, not the VM's */
-        lua_settop(L, 3);    /* (nil name and mode are the defaults) */
-        push_task_env(L);
-    }
+    task_load_args(L, 3);
     return call_original(L);
 }
 
 /* loadfile(filename [, mode [, env]]). */
 static int g_loadfile(lua_State *L)
 {
-    if (sandboxed(L))
-        check_special(L, "loadfile", luaL_optstring(L, 1, NULL));
-    if (denied(L, ALLOW_LOAD_BINARY)) {
-        const char *fname = luaL_optstring(L, 1, NULL);
-        if (fname && file_is_binary(fname))
-            check_binary(L, "loadfile of a binary chunk");
-        if (lua_gettop(L) < 2)
-            lua_settop(L, 2);
-        lua_pushliteral(L, "t");
-        lua_replace(L, 2);
+    if (!sandboxed(L))
+        return call_original(L);
+    const char *fname = luaL_optstring(L, 1, NULL);
+    check_special(L, "loadfile", fname);
+    task_load_args(L, 2);
+    const char *mode = luaL_optstring(L, 2, NULL);
+    int env = !lua_isnone(L, 3) ? 3 : 0;
+    if (load_checked(L, "loadfile", fname, mode) != LUA_OK) {
+        luaL_pushfail(L);
+        lua_insert(L, -2);
+        return 2;
     }
-    if (lua_gettop(L) < 3) { /* no env given: the task's */
-        int top = lua_gettop(L);
-        lua_settop(L, 2);
-        if (!push_task_env(L))
-            lua_settop(L, top);
+    if (env) {
+        lua_pushvalue(L, env);
+        if (!lua_setupvalue(L, -2, 1))
+            lua_pop(L, 1);
     }
-    return call_original(L);
+    return 1;
 }
 
 static int dofile_k(lua_State *L, int status, lua_KContext ctx)
@@ -1065,18 +1356,23 @@ static int g_dofile(lua_State *L)
 {
     const char *fname = luaL_optstring(L, 1, NULL);
     lua_settop(L, 1);
-    if (sandboxed(L))
+    if (!sandboxed(L)) {
+        if (luaL_loadfile(L, fname) != LUA_OK)
+            return lua_error(L);
+    } else {
         check_special(L, "dofile", fname);
-    const char *mode = NULL;
-    if (denied(L, ALLOW_LOAD_BINARY)) {
-        if (fname && file_is_binary(fname))
-            check_binary(L, "dofile of a binary chunk");
-        mode = "t";
+        task_load_args(L, 2);
+        int env = lua_gettop(L) >= 3 ? 3 : 0;
+        if (load_checked(L, "dofile", fname, lua_tostring(L, 2)) != LUA_OK)
+            return lua_error(L);
+        if (env) {
+            lua_pushvalue(L, env);
+            if (!lua_setupvalue(L, -2, 1))
+                lua_pop(L, 1);
+        }
+        lua_replace(L, 2);
+        lua_settop(L, 2);
     }
-    if (luaL_loadfilex(L, fname, mode) != LUA_OK)
-        return lua_error(L);
-    if (push_task_env(L) && !lua_setupvalue(L, -2, 1))
-        lua_pop(L, 1);
     lua_callk(L, 0, LUA_MULTRET, 0, dofile_k);
     return dofile_k(L, 0, 0);
 }
@@ -1189,20 +1485,13 @@ static int g_searcher_lua(lua_State *L)
     if (!search(L, 2, name, "path"))
         return 1;
     const char *file = lua_tostring(L, -1);
-    const char *mode = NULL;
+    int st;
     if (sandboxed(L)) {
-        lua_pushfstring(L, "require of '%s'", name);
-        check_special(L, lua_tostring(L, -1), file);
-        lua_pop(L, 1);
-    }
-    if (denied(L, ALLOW_LOAD_BINARY)) {
-        if (file_is_binary(file)) {
-            lua_pushfstring(L, "require of binary chunk '%s'", file);
-            check_binary(L, lua_tostring(L, -1));
-        }
-        mode = "t";
-    }
-    if (luaL_loadfilex(L, file, mode) != LUA_OK)
+        check_special(L, "require", file);
+        st = load_checked(L, "require", file, denied(L, ALLOW_LOAD_BINARY) ? "t" : NULL);
+    } else
+        st = luaL_loadfilex(L, file, NULL);
+    if (st != LUA_OK)
         return luaL_error(L, "error loading module '%s' from file '%s':\n\t%s", name, file,
                           lua_tostring(L, -1));
     if (push_task_env(L) && !lua_setupvalue(L, -2, 1))
@@ -1412,9 +1701,10 @@ void sandbox_install(lua_State *L)
     if (loaded_table(L, LUA_OSLIBNAME)) {
         int t = lua_gettop(L);
         gate(L, t, "os", "execute", ALLOW_OS_EXECUTE, g_plain, 1);
-        gate(L, t, "os", "remove", ALLOW_OS_REMOVE, g_plain, 1);
-        gate(L, t, "os", "rename", ALLOW_OS_RENAME, g_plain, 1);
+        gate(L, t, "os", "remove", ALLOW_OS_REMOVE, g_fileop, 1);
+        gate(L, t, "os", "rename", ALLOW_OS_RENAME, g_fileop, 1);
         gate(L, t, "os", "tmpname", ALLOW_OS_TMPNAME, g_plain, 1);
+        gate(L, t, "os", "getenv", ALLOW_OS_GETENV, g_getenv, 0);
         lua_pop(L, 1);
     }
     if (loaded_table(L, LUA_IOLIBNAME)) {

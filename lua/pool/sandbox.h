@@ -37,6 +37,16 @@ int sandbox_set_ceiling(const char *list, char *why, size_t whylen);
 /* 1 when a ceiling below "all" was set. */
 int sandbox_active(void);
 
+/* The worker's secret files (its key and password files, its
+ * configuration file): no sandboxed task may open them, whatever it is
+ * allowed (only "all", the sandbox off, lets it). Registers path's file by
+ * (st_dev, st_ino) and real path: a symbolic or hard link to it, or a file
+ * renamed from it, is refused too (checked on the descriptor opened where
+ * the gate opens the file itself: io.open, io.input, io.output, io.lines,
+ * loadfile, dofile, require). Before the pool VMs run tasks; not
+ * thread-safe. 0, or -1 with errno (stat failed). */
+int sandbox_deny_file(const char *path);
+
 /* Installs the gates in L's VM (a pool VM, on its thread) unless they are
  * there already. May raise (out of memory). */
 void sandbox_install(lua_State *L);

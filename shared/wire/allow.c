@@ -15,6 +15,7 @@ static const item items[] = {
     {"os.remove", ALLOW_OS_REMOVE},
     {"os.rename", ALLOW_OS_RENAME},
     {"os.tmpname", ALLOW_OS_TMPNAME},
+    {"os.getenv", ALLOW_OS_GETENV},
     {"io.popen", ALLOW_IO_POPEN},
     {"io.open.write", ALLOW_IO_WRITE},
     {"io.open.special", ALLOW_IO_SPECIAL},
@@ -24,7 +25,8 @@ static const item items[] = {
     {"exec", ALLOW_EXEC},
     {"http", ALLOW_HTTP},
     {"require", ALLOW_REQUIRE},
-    {"os", ALLOW_OS_EXECUTE | ALLOW_OS_REMOVE | ALLOW_OS_RENAME | ALLOW_OS_TMPNAME},
+    {"os",
+     ALLOW_OS_EXECUTE | ALLOW_OS_REMOVE | ALLOW_OS_RENAME | ALLOW_OS_TMPNAME | ALLOW_OS_GETENV},
     {"io", ALLOW_IO_POPEN | ALLOW_IO_WRITE},
     {"all", ALLOW_ALL_BITS},
     {"none", 0},
@@ -73,11 +75,13 @@ int allow_check_item(const char *s, size_t len, int pool_list, char *why, size_t
     if (item_bits(s, len, pool_list, &is_mod) >= 0)
         return 0;
     if (why) {
-        int n = snprintf(why, whylen,
-                         "%s expected: os, os.execute, os.remove, os.rename, os.tmpname, io, "
-                         "io.popen, io.open.write, io.open.special, package.loadlib, debug, "
-                         "load.binary, exec, http, require%s, all or none",
-                         pool_list ? "one of" : "items", pool_list ? "" : ", require.NAME");
+        int n =
+            snprintf(why, whylen,
+                     "%s expected: os, os.execute, os.remove, os.rename, os.tmpname, os.getenv, "
+                     "io, "
+                     "io.popen, io.open.write, io.open.special, package.loadlib, debug, "
+                     "load.binary, exec, http, require%s, all or none",
+                     pool_list ? "one of" : "items", pool_list ? "" : ", require.NAME");
         if (n > 0 && (size_t)n < whylen && pool_list && len > 8 && memcmp(s, "require.", 8) == 0)
             snprintf(why + n, whylen - (size_t)n,
                      " ('require.NAME' is only for worker.allow; a pool's list takes 'require': "

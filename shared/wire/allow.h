@@ -6,13 +6,20 @@
 **
 ** Items (comma list, or a Lua list of strings for pool_create):
 **   os.execute  os.remove  os.rename  os.tmpname   the functions of that name
+**   os.getenv        os.getenv of every variable: without it a sandboxed
+**                    task gets nil for MUTIRAO_* variables and for names
+**                    with PASSWORD, PASSWD, SECRET, TOKEN, KEY or CREDENTIAL
+**                    in them (any case); other variables read as usual
 **   io.popen                                        io.popen
 **   io.open.write    io.open in a mode other than read ("w", "a", "r+"...),
 **                    io.output(FILENAME), io.tmpfile
 **   io.open.special  opening what is not a regular file (FIFOs, sockets,
-**                    character and block devices, /proc/kmsg) by io.open,
-**                    io.lines, io.input, io.output, loadfile, dofile and
-**                    require: a read from them can block a VM thread
+**                    character and block devices, tracing files) and any
+**                    file under /proc (statfs type PROC_SUPER_MAGIC:
+**                    /proc/self/environ, /proc/self/mem, /proc/self/cmdline
+**                    hold the worker's secrets) by io.open, io.lines,
+**                    io.input, io.output, loadfile, dofile and require: a
+**                    read from the first can block a VM thread
 **   package.loadlib  package.loadlib
 **   debug            every debug function (debug.traceback is always there)
 **   load.binary      binary chunks in load, loadfile, dofile and require;
@@ -23,12 +30,15 @@
 **                    list, those the worker allows
 **   require.NAME     worker.allow only: the C module NAME (NAME: letters,
 **                    digits, _ . -)
-**   os  io           groups: os.execute,os.remove,os.rename,os.tmpname and
-**                    io.popen,io.open.write
+**   os  io           groups: os.execute,os.remove,os.rename,os.tmpname,
+**                    os.getenv and io.popen,io.open.write
 **   all              everything above (the sandbox is off)
 **   none             nothing (the default; only alone: with other items it
 **                    is refused)
-** os.exit is never allowed in a pool task (it fails the task).
+** os.exit is never allowed in a pool task (it fails the task). No setting
+** but all (the sandbox off) lets a task open the files the worker
+** registered as its secrets (sandbox_deny_file: its key and password files,
+** its configuration file).
 */
 #ifndef MUTIRAO_ALLOW_H
 #define MUTIRAO_ALLOW_H
@@ -50,7 +60,8 @@ enum {
     ALLOW_HTTP = 1u << 10,
     ALLOW_REQUIRE = 1u << 11,    /* C modules: any (worker), the worker's (pool) */
     ALLOW_IO_SPECIAL = 1u << 12, /* opening FIFOs, sockets, devices */
-    ALLOW_ALL_BITS = (1u << 13) - 1,
+    ALLOW_OS_GETENV = 1u << 13,  /* every variable, the secret-looking too */
+    ALLOW_ALL_BITS = (1u << 14) - 1,
 };
 
 /* In an envelope's `allow` field and a pool's options: set when the pool

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <strings.h>
 #include <unistd.h>
 
@@ -468,6 +469,57 @@ static int set_key(config *cfg, const key *k, const char *value, const char *ori
         free(v);
     set_origin(cfg, k, origin);
     return 0;
+}
+
+/* ---- the secret files ---------------------------------------------------------- */
+
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+void config_secret_files(const config *cfg,
+                         void (*fn)(void *ud, const char *what, const char *path), void *ud)
+{
+    if (cfg->path && cfg->path[0])
+        fn(ud, "configuration file", cfg->path);
+    const struct {
+        const char *key, *path;
+    } files[] = {
+        {"auth.signing_key", cfg->auth_signing_key},
+        {"kafka.sasl_password_file", cfg->kafka_sasl_password_file},
+        {"kafka.ssl_key_file", cfg->kafka_ssl_key_file},
+        {"redis.tls_key_file", cfg->redis_tls_key_file},
+        {"redis.password_file", cfg->redis_password_file},
+    };
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
+        if (files[i].path && files[i].path[0])
+            fn(ud, files[i].key, files[i].path);
+    static const char *const public_files[] = {"ssl.ca.location", "ssl.crl.location",
+                                               "ssl.certificate.location"};
+    for (size_t i = 0; i < cfg->kafka_nprops; i++) {
+        const config_prop *pr = &cfg->kafka_props[i];
+        if (!pr->value || !pr->value[0])
+            continue;
+        int secret = 0;
+        if (ends_with(pr->name, ".location")) {
+            secret = 1;
+            for (size_t j = 0; j < sizeof public_files / sizeof public_files[0]; j++)
+                if (strcmp(pr->name, public_files[j]) == 0)
+                    secret = 0;
+        } else if (strstr(pr->name, "keytab")) {
+            secret = 1;
+        } else if (config_kafka_secret_property(pr->name)) {
+            struct stat st; /* a file, not the secret itself */
+            secret = strchr(pr->value, '/') && stat(pr->value, &st) == 0 && S_ISREG(st.st_mode);
+        }
+        if (secret) {
+            char what[sizeof CONFIG_KAFKA_PROPERTY_PREFIX + CONFIG_PROPERTY_NAME_MAX];
+            snprintf(what, sizeof what, "%s%s", CONFIG_KAFKA_PROPERTY_PREFIX, pr->name);
+            fn(ud, what, pr->value);
+        }
+    }
 }
 
 /* ---- kafka.property.NAME ------------------------------------------------------ */

@@ -201,6 +201,21 @@ size_t config_redact_url(const char *url, char *out, size_t outlen);
 */
 size_t config_dump(const config *cfg, char *out, size_t outlen);
 
+/*
+** The files of cfg that hold its secrets, for a process that keeps its
+** tasks from them: the configuration file read (cfg->path), auth.signing_key,
+** kafka.sasl_password_file, kafka.ssl_key_file, redis.tls_key_file,
+** redis.password_file and every kafka.property.NAME naming a key store, key,
+** keytab or password file (NAME ending in ".location" but for the public
+** ssl.ca.location, ssl.crl.location and ssl.certificate.location; NAME with
+** "keytab"; a secret property, config_kafka_secret_property, whose value is
+** a file). Calls fn(ud, what, path) for each set one; what names the key
+** ("auth.signing_key", "kafka.property.ssl.key.location", "configuration
+** file"). CA and certificate files and auth.trusted_keys are public.
+*/
+void config_secret_files(const config *cfg,
+                         void (*fn)(void *ud, const char *what, const char *path), void *ud);
+
 /* 1 if a librdkafka property holds a secret (its value is never shown):
    names with "password", "secret" or ".pem", sasl.oauthbearer.config. */
 int config_kafka_secret_property(const char *name);

@@ -836,6 +836,67 @@ static int test_security(void)
     return 0;
 }
 
+/* config_secret_files: the files a worker keeps its tasks from. */
+typedef struct seen_files {
+    char text[2048];
+} seen_files;
+
+static void note_file(void *ud, const char *what, const char *path)
+{
+    seen_files *s = ud;
+    size_t n = strlen(s->text);
+    snprintf(s->text + n, sizeof s->text - n, "%s=%s;", what, path);
+}
+
+static int test_secret_files(void)
+{
+    char err[512] = "", path[256], pwpath[256], text[1536];
+    config c;
+    seen_files s = {""};
+    ASSERT_EQ(config_init(&c), 0);
+    config_secret_files(&c, note_file, &s);
+    ASSERT_STR_EQ(s.text, ""); /* nothing set, no file read */
+    config_free(&c);
+    ASSERT(write_file("secret.pw", "pw\n", pwpath, sizeof pwpath));
+    snprintf(text, sizeof text,
+             "auth.signing_key = /k/sign.key\n"
+             "auth.trusted_keys = /k/a.pub\n"
+             "redis.password_file = /k/redis.pw\n"
+             "redis.tls_ca_file = /k/ca.pem\n"
+             "redis.tls_cert_file = /k/redis.crt\n"
+             "redis.tls_key_file = /k/redis.key\n"
+             "kafka.security_protocol = sasl_ssl\n"
+             "kafka.sasl_username = u\n"
+             "kafka.sasl_password_file = /k/kafka.pw\n"
+             "kafka.ssl_ca_file = /k/kca.pem\n"
+             "kafka.ssl_cert_file = /k/k.crt\n"
+             "kafka.ssl_key_file = /k/k.key\n"
+             "kafka.property.ssl.keystore.location = /k/store.p12\n"
+             "kafka.property.ssl.ca.location = /k/pca.pem\n"
+             "kafka.property.ssl.certificate.location = /k/pc.crt\n"
+             "kafka.property.sasl.kerberos.keytab = /k/krb.keytab\n"
+             "kafka.property.ssl.key.password = not-a-file\n"
+             "kafka.property.ssl.keystore.password = %s\n"
+             "kafka.property.client.rack = r1\n",
+             pwpath);
+    ASSERT(write_file("secrets.conf", text, path, sizeof path));
+    ASSERT_EQ(config_init(&c), 0);
+    ASSERT_ERR(config_load_file(&c, path, err, sizeof err), 0, err);
+    config_secret_files(&c, note_file, &s);
+    char want[2048];
+    snprintf(want, sizeof want,
+             "configuration file=%s;auth.signing_key=/k/sign.key;"
+             "kafka.sasl_password_file=/k/kafka.pw;kafka.ssl_key_file=/k/k.key;"
+             "redis.tls_key_file=/k/redis.key;redis.password_file=/k/redis.pw;"
+             "kafka.property.ssl.keystore.location=/k/store.p12;"
+             "kafka.property.sasl.kerberos.keytab=/k/krb.keytab;"
+             "kafka.property.ssl.keystore.password=%s;",
+             path, pwpath);
+    ASSERT_STR_EQ(s.text, want);
+    config_free(&c);
+    return 0;
+}
+
 /* ---- runner ------------------------------------------------------------ */
 
 static const test tests[] = {
@@ -851,6 +912,7 @@ static const test tests[] = {
     {"example_file", test_example_file},
     {"auth", test_auth},
     {"security", test_security},
+    {"secret_files", test_secret_files},
 };
 
 int main(int argc, char **argv)

@@ -935,8 +935,8 @@ static int test_allow_vocabulary(void)
     ASSERT_EQ(allow_parse("none", 0, &s, why, sizeof why), 0);
     ASSERT_EQ(s.bits, 0);
     ASSERT_EQ(allow_parse("os, exec,require.lpeg,require.cjson", 0, &s, why, sizeof why), 0);
-    ASSERT(s.bits ==
-           (ALLOW_OS_EXECUTE | ALLOW_OS_REMOVE | ALLOW_OS_RENAME | ALLOW_OS_TMPNAME | ALLOW_EXEC));
+    ASSERT(s.bits == (ALLOW_OS_EXECUTE | ALLOW_OS_REMOVE | ALLOW_OS_RENAME | ALLOW_OS_TMPNAME |
+                      ALLOW_OS_GETENV | ALLOW_EXEC));
     ASSERT(allow_module(&s, "lpeg") && allow_module(&s, "cjson"));
     ASSERT(!allow_module(&s, "lpe") && !allow_module(&s, "socket"));
     allow_set_free(&s);
@@ -958,6 +958,12 @@ static int test_allow_vocabulary(void)
     ASSERT_EQ(allow_parse("all, none", 1, &s, why, sizeof why), -1);
     ASSERT_EQ(allow_parse("io.open.special", 0, &s, why, sizeof why), 0);
     ASSERT_EQ(s.bits, ALLOW_IO_SPECIAL);
+    ASSERT_EQ(allow_parse("os.getenv", 1, &s, why, sizeof why), 0);
+    ASSERT_EQ(s.bits, ALLOW_OS_GETENV);
+    ASSERT(ALLOW_ALL_BITS & ALLOW_OS_GETENV);
+    ASSERT_EQ(allow_parse("os.getenv2", 0, &s, why, sizeof why), -1);
+    ASSERT_CONTAINS(why, "os.getenv");
+    ASSERT_STR_EQ(allow_name(ALLOW_OS_GETENV), "os.getenv");
     ASSERT_STR_EQ(allow_name(ALLOW_IO_WRITE), "io.open.write");
     ASSERT_STR_EQ(allow_name(ALLOW_LOAD_BINARY), "load.binary");
     return 0;

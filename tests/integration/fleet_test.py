@@ -2236,6 +2236,144 @@ end
           "worker.allow = none,os.execute: %d %s" % (bad.returncode, bad.stderr))
 
 
+def case_sandbox_secrets():
+    """A worker's secrets are not its tasks': a worker configured by a file
+    with a signing key and a Redis password file (and secrets in its
+    environment) refuses a task's opening of each of them, by its path, a
+    symbolic link, a hard link, io.lines, io.input, loadfile, dofile and
+    require, whatever worker.allow allows; /proc/self/environ (and all of
+    /proc) only with io.open.special; os.getenv gives nil for MUTIRAO_* and
+    secret-looking variables but with os.getenv. The secrets never reach a
+    task's result."""
+    strict, wide = "sbsecret" + UNIQ, "sbsecretwide" + UNIQ
+    mutirao = os.path.join(BIN, "mutirao")
+    keys = os.path.join(TMP, "wkeys")
+    rc, out, err, _ = run([mutirao, "keygen", "--out", keys, "--name", "worker"])
+    check(rc == 0, "keygen: %d\n%s%s" % (rc, out, err))
+    key = os.path.join(keys, "worker.key")
+    pwfile = os.path.join(TMP, "redis-password")
+    password = "pw-" + UNIQ + "-hunter2"
+    with open(pwfile, "w") as f:
+        f.write(password + "\n")
+    conf = os.path.join(TMP, "worker-secrets.conf")
+    with open(conf, "w") as f:
+        f.write("# the worker's own configuration\nauth.signing_key = %s\nredis.password_file = %s\n"
+                % (key, pwfile))
+    sym, hard = os.path.join(TMP, "key-symlink"), os.path.join(TMP, "key-hardlink")
+    os.symlink(key, sym)
+    os.link(key, hard)
+    plain = os.path.join(TMP, "plain.txt")
+    with open(plain, "w") as f:
+        f.write("plain\n")
+    # the default user takes any password (no requirepass): the worker
+    # authenticates with the file's
+    url = re.sub(r"^redis://", "redis://default@", REDIS)
+    check(url != REDIS, "unexpected Redis URL %r" % REDIS)
+    secret_env = {"MUTIRAO_CONFIG": conf, "MUTIRAO_REDIS_URL": url,
+                  "SBX_API_TOKEN": "tok-" + UNIQ, "SBX_PLAIN": "plain-" + UNIQ}
+    a = Worker("sbsecret", [strict], env=secret_env)
+    b = Worker("sbsecretwide", [wide], env=dict(
+        secret_env, MUTIRAO_WORKER_ALLOW="io.open.special,os.getenv,io.open.write,os.remove,os.rename"))
+    for w in (a, b):
+        w.wait_for(r"consuming")
+        for what, path in (("configuration file", conf), ("auth.signing_key", key),
+                           ("redis.password_file", pwfile)):
+            check("tasks may not open %s (%s: the worker's secrets)" % (path, what) in w.text(),
+                  "the worker did not register %s:\n%s" % (path, w.text()))
+    rc, out, err, _ = run_lua("""
+local g = require("goroutine")
+assert(g.pool_create(%(strict)r, { workers = 2 }))
+assert(g.pool_create(%(wide)r, { workers = 2 }))
+local function try(pool, label, fn, ...)
+    print(label .. ":", g.await(g.pool_submit(pool, fn, ...)))
+end
+for _, p in ipairs({ %(strict)r, %(wide)r }) do
+    local l = p == %(strict)r and "" or "wide_"
+    try(p, l .. "path", function(f) return io.open(f):read("a") end, %(key)r)
+    try(p, l .. "symlink", function(f) return io.open(f, "r"):read("a") end, %(sym)r)
+    try(p, l .. "hardlink", function(f) return io.open(f, "rb"):read("a") end, %(hard)r)
+    try(p, l .. "lines", function(f) for line in io.lines(f) do return line end end, %(pwfile)r)
+    try(p, l .. "input", function(f) io.input(f) return io.read("a") end, %(pwfile)r)
+    try(p, l .. "loadfile", function(f) return loadfile(f) end, %(conf)r)
+    try(p, l .. "dofile", function(f) return dofile(f) end, %(pwfile)r)
+    try(p, l .. "require", function(d)
+        package.path = d .. "/?"
+        return require("redis-password")
+    end, %(tmp)r)
+    try(p, l .. "plain", function(f) return io.open(f):read("l") end, %(plain)r)
+    try(p, l .. "environ", function()
+        return io.open("/proc/self/environ"):read("a"):find("SBX_API_TOKEN=tok", 1, true) ~= nil
+    end)
+    try(p, l .. "getenv_url", function() return os.getenv("MUTIRAO_REDIS_URL") end)
+    try(p, l .. "getenv_config", function() return os.getenv("MUTIRAO_CONFIG") end)
+    try(p, l .. "getenv_token", function() return os.getenv("SBX_API_TOKEN") end)
+    try(p, l .. "getenv_plain", function() return os.getenv("SBX_PLAIN") end)
+end
+-- what the wide worker allows does not reach its secrets either
+try(%(wide)r, "wide_write", function(f) return io.open(f, "w") end, %(key)r)
+try(%(wide)r, "wide_output", function(f) return io.output(f) end, %(hard)r)
+try(%(wide)r, "wide_remove", function(f) return os.remove(f) end, %(pwfile)r)
+try(%(wide)r, "wide_rename", function(f, to) return os.rename(f, to) end, %(hard)r, %(tmp)r .. "/moved")
+try(%(wide)r, "wide_onto", function(f, to) return os.rename(f, to) end, %(plain)r, %(pwfile)r)
+""" % {"strict": strict, "wide": wide, "key": key, "sym": sym, "hard": hard, "pwfile": pwfile,
+       "conf": conf, "tmp": TMP, "plain": plain})
+
+    def has(label, pattern):
+        check(re.search(r"^" + label + r":\t" + pattern, out, re.M),
+              "sandbox_secrets %s: %d\n%s%s" % (label, rc, out, err))
+    secret = r"false\t.*%s of '%s' is not allowed in sandboxed tasks: the file holds the " \
+        r"worker's secrets \(no setting allows it\)"
+    for l in ("", "wide_"):
+        has(l + "path", secret % (r"io\.open", re.escape(key)))
+        has(l + "symlink", secret % (r"io\.open", re.escape(sym)))
+        has(l + "hardlink", secret % (r"io\.open", re.escape(hard)))
+        has(l + "lines", secret % (r"io\.lines", re.escape(pwfile)))
+        has(l + "input", secret % (r"io\.input", re.escape(pwfile)))
+        has(l + "loadfile", secret % (r"loadfile", re.escape(conf)))
+        has(l + "dofile", secret % (r"dofile", re.escape(pwfile)))
+        has(l + "require", secret % (r"require", re.escape(pwfile)))
+        has(l + "plain", r"true\tplain$")
+    has("environ", r"false\t.*io\.open of '/proc/self/environ' \(a /proc file\) is not allowed in "
+        r"fleet tasks \(worker\.allow = io\.open\.special allows it\)")
+    has("wide_environ", r"true\ttrue$")
+    has("getenv_url", r"true\tnil$")
+    has("getenv_config", r"true\tnil$")
+    has("getenv_token", r"true\tnil$")
+    has("getenv_plain", r"true\tplain-%s$" % UNIQ)
+    has("wide_getenv_url", r"true\t%s$" % re.escape(url))
+    has("wide_getenv_config", r"true\t%s$" % re.escape(conf))
+    has("wide_getenv_token", r"true\ttok-%s$" % UNIQ)
+    has("wide_getenv_plain", r"true\tplain-%s$" % UNIQ)
+    has("wide_write", secret % (r"io\.open", re.escape(key)))
+    has("wide_output", secret % (r"io\.output", re.escape(hard)))
+    has("wide_remove", secret % (r"os\.remove", re.escape(pwfile)))
+    has("wide_rename", secret % (r"os\.rename", re.escape(hard)))
+    has("wide_onto", secret % (r"os\.rename", re.escape(pwfile)))
+    check(password not in out and password not in err and "PRIVATE KEY" not in out,
+          "a secret reached a task's result:\n" + out + err)
+    with open(pwfile) as f:
+        check(f.read() == password + "\n", "the password file changed")
+    check(os.path.exists(key) and os.path.exists(hard) and os.path.samefile(key, hard),
+          "the key or its link moved")
+    check(not os.path.exists(os.path.join(TMP, "moved")), "a rename of the key's link happened")
+    # a file put in the key's place (a rotated key) is refused by its path
+    os.unlink(sym)
+    rotated = key + ".new"
+    with open(rotated, "w") as f:
+        f.write("rotated secret\n")
+    os.rename(rotated, key)
+    rc, out, err, _ = run_lua("""
+local g = require("goroutine")
+print("rotated:", g.await(g.pool_submit(%(strict)r, function(f) return io.open(f):read("a") end, %(key)r)))
+print("oldlink:", g.await(g.pool_submit(%(strict)r, function(f) return io.open(f):read("a") end, %(hard)r)))
+""" % {"strict": strict, "key": key, "hard": hard})
+    has("rotated", secret % (r"io\.open", re.escape(key)))
+    has("oldlink", secret % (r"io\.open", re.escape(hard)))
+    check("rotated secret" not in out, "a rotated key reached a task")
+    check(a.p.poll() is None and b.p.poll() is None, "a worker died")
+    check(a.stop() == 0 and b.stop() == 0, "worker exit status")
+
+
 def key_id(pub):
     """The key id of the Ed25519 public key file pub (docs/wire-format.md):
     the first 8 bytes of the SHA-256 of its 32 raw bytes, by the openssl
@@ -2878,6 +3016,7 @@ CASES = {"examples": case_examples, "await_wg": case_await_wg, "two_workers": ca
          "notify_dropped": case_notify_dropped, "notify_gone": case_notify_gone,
          "no_worker_hint": case_no_worker_hint, "reconcile_bounded": case_reconcile_bounded,
          "sigterm": case_sigterm, "sigint_twice": case_sigint_twice, "sandbox": case_sandbox,
+         "sandbox_secrets": case_sandbox_secrets,
          "signed": case_signed, "hostile": case_hostile,
          "signed_results": case_signed_results, "crafted_bytecode": case_crafted_bytecode}
 try:

@@ -24,7 +24,7 @@ if(Python3_Interpreter_FOUND AND TARGET mutirao-worker)
   set(_fleet_cases examples await_wg two_workers sigkill errors libmutirao semantics two_clients lingering os_exit retention large_values rebalance_busy
     poison redelivered newer_envelope dlq revoked timeout deadline memory retries retries_sigkill
     redis_restart_aof redis_restart_nopersist notify_dropped notify_gone no_worker_hint reconcile_bounded
-    sigterm sigint_twice sandbox signed hostile signed_results
+    sigterm sigint_twice sandbox sandbox_secrets signed hostile signed_results
     crafted_bytecode)
   # the stock lua5.4 cannot load a sanitizer build of goroutine_fleet.so
   if(NOT MUTIRAO_SANITIZE)

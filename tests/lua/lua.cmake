@@ -12,7 +12,10 @@ endif()
 # --cpath below prefixes the module directory instead.)
 set(_lua_spec_env
   "MUTIRAO_LUA=${MUTIRAO_LUA54}"
-  "MUTIRAO_MODULE_DIR=${CMAKE_BINARY_DIR}/lib")
+  "MUTIRAO_MODULE_DIR=${CMAKE_BINARY_DIR}/lib"
+  # sandbox_spec: variables a sandboxed task reads only with os.getenv
+  "SANDBOX_SPEC_API_TOKEN=t0ken"
+  "SANDBOX_SPEC_PLAIN=plain")
 
 # goroutine.so built with ASan/UBSan is loaded into the uninstrumented lua5.4:
 # the sanitizer runtimes must be preloaded. Leaks are checked by the C tests

@@ -455,6 +455,186 @@ describe("a sandboxed task's files and streams", function()
     end)
 end)
 
+describe("a sandboxed task and the worker's process", function()
+    local strict = pool({})
+
+    it("opens nothing under /proc without io.open.special, by any function or link", function()
+        local what = "'/proc/self/environ' (a /proc file)"
+        denied(strict, "io.open of " .. what, "io.open.special", function(p) return io.open(p):read("a") end,
+            "/proc/self/environ")
+        denied(strict, "io.lines of " .. what, "io.open.special", function(p) return io.lines(p)() end,
+            "/proc/self/environ")
+        denied(strict, "io.input of " .. what, "io.open.special", function(p) return io.input(p) end,
+            "/proc/self/environ")
+        denied(strict, "loadfile of " .. what, "io.open.special", function(p) return loadfile(p) end,
+            "/proc/self/environ")
+        denied(strict, "dofile of " .. what, "io.open.special", function(p) return dofile(p) end,
+            "/proc/self/environ")
+        for _, f in ipairs({ "mem", "cmdline", "maps", "status" }) do
+            denied(strict, "io.open of '/proc/self/" .. f .. "' (a /proc file)", "io.open.special",
+                function(p) return io.open(p):read(1) end, "/proc/self/" .. f)
+        end
+        denied(strict, "io.open of '/proc/cpuinfo' (a /proc file)", "io.open.special",
+            function() return io.open("/proc/cpuinfo"):read(1) end)
+        -- a symbolic link to it: the file system of what it leads to
+        local link = tmp .. "/environ-link"
+        assert.is_true(os.execute("ln -sf /proc/self/environ " .. link))
+        denied(strict, "io.open of '" .. link .. "' (a /proc file)", "io.open.special",
+            function(p) return io.open(p):read("a") end, link)
+        -- a module search path into /proc
+        denied(strict, "require of '/proc/self/environ' (a /proc file)", "io.open.special", function()
+            package.path = "/proc/self/?"
+            return require("environ")
+        end)
+        -- allowed by io.open.special
+        local special = pool({ "io.open.special" })
+        local ok, env = run(special, function(p) return io.open(p):read("a") end, "/proc/self/environ")
+        assert.is_true(ok)
+        assert.matches("MUTIRAO_MODULE_DIR=", env, 1, true)
+        assert.are.same({ true, "string" }, { run(special, function() return type(io.open("/proc/self/status"):read("l")) end) })
+        -- a pool without allow: unchanged
+        local open = pool(nil)
+        ok, env = run(open, function(p) return io.open(p):read("a") end, "/proc/self/environ")
+        assert.is_true(ok)
+        assert.matches("MUTIRAO_MODULE_DIR=", env, 1, true)
+    end)
+
+    it("reads no MUTIRAO_* or secret-looking variable without os.getenv", function()
+        assert.is_not_nil(os.getenv("MUTIRAO_MODULE_DIR"))
+        local function getenv(p, name) return { run(p, function(n) return os.getenv(n) end, name) } end
+        assert.are.same({ true, nil }, getenv(strict, "MUTIRAO_MODULE_DIR"))
+        assert.are.same({ true, nil }, getenv(strict, "mutirao_module_dir"))
+        for _, name in ipairs({ "DB_PASSWORD", "my_secret", "GITHUB_TOKEN", "AWS_ACCESS_KEY_ID", "api_key",
+            "PGPASSWD", "CREDENTIALS" }) do
+            assert.are.same({ true, nil }, getenv(strict, name), name)
+        end
+        if os.getenv("SANDBOX_SPEC_API_TOKEN") then -- (set by ctest)
+            assert.are.same({ true, nil }, getenv(strict, "SANDBOX_SPEC_API_TOKEN"))
+            assert.are.same({ true, "plain" }, getenv(strict, "SANDBOX_SPEC_PLAIN"))
+        end
+        assert.are.same({ true, os.getenv("PATH") }, getenv(strict, "PATH"))
+        assert.are.same({ true, os.getenv("HOME") }, getenv(strict, "HOME"))
+        -- its argument is checked as the original's
+        local ok, err = run(strict, function() return os.getenv() end)
+        assert.is_false(ok)
+        assert.matches("bad argument #1 to 'getenv'", err, 1, true)
+        -- allowed by os.getenv, and by the os group
+        for _, allow in ipairs({ { "os.getenv" }, { "os" }, { "all" } }) do
+            local p = pool(allow)
+            assert.are.same({ true, os.getenv("MUTIRAO_MODULE_DIR") }, getenv(p, "MUTIRAO_MODULE_DIR"))
+            if os.getenv("SANDBOX_SPEC_API_TOKEN") then
+                assert.are.same({ true, "t0ken" }, getenv(p, "SANDBOX_SPEC_API_TOKEN"))
+            end
+        end
+        -- narrowed away by a pool that lists other settings only
+        assert.are.same({ true, nil }, getenv(pool({ "os.execute" }), "MUTIRAO_MODULE_DIR"))
+        -- a pool without allow: unchanged
+        assert.are.same({ true, os.getenv("MUTIRAO_MODULE_DIR") }, getenv(pool(nil), "MUTIRAO_MODULE_DIR"))
+    end)
+
+    it("loads files as before: comments, line numbers, env, errors", function()
+        local chunk = tmp .. "/chunk.lua"
+        local f = assert(io.open(chunk, "w"))
+        f:write("#!/usr/bin/lua\nlocal x = ...\nreturn (x or 0) + 1, debug.traceback ~= nil, error ~= nil and 2\n")
+        f:close()
+        local bad = tmp .. "/bad.lua"
+        f = assert(io.open(bad, "w"))
+        f:write("#comment\n\nreturn +\n")
+        f:close()
+        local bom = tmp .. "/bom.lua"
+        f = assert(io.open(bom, "wb"))
+        f:write("\xEF\xBB\xBFreturn 'bom'")
+        f:close()
+        for _, p in ipairs({ strict, pool(nil) }) do
+            assert.are.same({ true, 6, true, 2 }, { run(p, function(c) return loadfile(c)(5) end, chunk) })
+            assert.are.same({ true, 1, true, 2 }, { run(p, function(c) return dofile(c) end, chunk) })
+            assert.are.same({ true, "bom" }, { run(p, function(c) return dofile(c) end, bom) })
+            local ok, a, b = run(p, function(c) return loadfile(c) end, bad)
+            assert.is_true(ok)
+            assert.is_nil(a)
+            assert.matches(bad .. ":3:", b, 1, true)
+            ok, a, b = run(p, function(c) return loadfile(c) end, tmp .. "/none.lua")
+            assert.is_true(ok)
+            assert.is_nil(a)
+            assert.matches("cannot open " .. tmp .. "/none.lua", b, 1, true)
+            ok, a = run(p, function(c) return dofile(c) end, bad)
+            assert.is_false(ok)
+            assert.matches(bad .. ":3:", a, 1, true)
+            -- an env given (even nil) is the chunk's
+            assert.are.same({ true, 42 }, { run(p, function(c)
+                local t = { x = 41 }
+                return loadfile(c, "t", t)()
+            end, (function()
+                local g = tmp .. "/env.lua"
+                local h = assert(io.open(g, "w"))
+                h:write("return x + 1")
+                h:close()
+                return g
+            end)()) })
+            -- without one, a sandboxed task's chunk gets the task's globals
+            if p == strict then
+                assert.are.same({ true, "mine", "mine" }, { run(p, function(d)
+                    marker_global = "mine"
+                    return loadfile(d .. "/g.lua")(), dofile(d .. "/g.lua")
+                end, (function()
+                    local h = assert(io.open(tmp .. "/g.lua", "w"))
+                    h:write("return marker_global")
+                    h:close()
+                    return tmp
+                end)()) })
+            end
+            assert.are.same({ true, { "hello" } }, { run(p, function(c)
+                local t = {}
+                for l in io.lines(c) do t[#t + 1] = l end
+                return t
+            end, readable) })
+        end
+    end)
+end)
+
+describe("a sandboxed task's writes", function()
+    it("truncate, append and set the default output as the original's", function()
+        local p = pool({ "io.open.write" })
+        local f = tmp .. "/rewritten.txt"
+        assert.are.same({ true, "x|xy|xyz|w" }, { run(p, function(name)
+            local h = assert(io.open(name, "w"))
+            h:write("a much longer first content")
+            h:close()
+            h = assert(io.open(name, "w"))
+            h:write("x")
+            h:close()
+            local r = { io.open(name):read("a") }
+            h = assert(io.open(name, "a"))
+            h:write("y")
+            h:close()
+            r[#r + 1] = io.open(name):read("a")
+            h = assert(io.open(name, "r+"))
+            h:seek("end")
+            h:write("z")
+            h:close()
+            r[#r + 1] = io.open(name):read("a")
+            io.output(name)
+            io.write("w")
+            io.close()
+            io.output(io.stdout)
+            r[#r + 1] = io.open(name):read("a")
+            return table.concat(r, "|")
+        end, f) })
+        local ok, err = run(p, function(d) return io.output(d .. "/no/such/dir/file") end, tmp)
+        assert.is_false(ok)
+        assert.matches("cannot open file '" .. tmp .. "/no/such/dir/file' (No such file or directory)", err, 1, true)
+        ok, err = run(p, function(d) return io.input(d .. "/none.txt") end, tmp)
+        assert.is_false(ok)
+        assert.matches("cannot open file '" .. tmp .. "/none.txt' (No such file or directory)", err, 1, true)
+        assert.are.same({ true, "hello" }, { run(p, function(name)
+            io.input(name)
+            local l = io.read("l")
+            io.input(io.stdin)
+            return l
+        end, readable) })
+    end)
+end)
+
 describe("the allow option's errors", function()
     it("refuses none with other items, empty items and require.NAME clearly", function()
         local ok, err = pcall(G.pool_create, "sandbox_bad_6", { allow = { "all", "none" } })
