@@ -2,8 +2,9 @@
 ** codec-bench.c: cost of sending a small pool task through the codec:
 ** a closure with 2 upvalues plus 2 arguments, encoded in one VM and
 ** decoded in another, with the per-VM function caches on and off, and the
-** raw lua_dump / lua_load costs the caches avoid. Each case reports the
-** best of 5 rounds (the machine may be shared). Not a test.
+** raw lua_dump / lua_load costs the caches avoid; and the same as source
+** (what fleet producers send and workers compile). Each case reports the
+** median of 5 rounds with the min and max of their totals. Not a test.
 ** Usage: codec-bench [ITERATIONS]
 */
 #include <stdio.h>
@@ -46,17 +47,21 @@ static const char *setup =
 typedef struct result {
     double enc_ns, dec_ns;
     size_t bytes;
+    double min_ns, max_ns; /* totals of the fastest and slowest rounds */
 } result;
 
 /* Encodes TASK (or a fresh MAKE() each time) with 2 arguments in A and
    decodes in B, iters times. */
-static result run(lua_State *A, lua_State *B, int iters, int fresh)
+static result run(lua_State *A, lua_State *B, int iters, int fresh, int source)
 {
-    codec_limits lim;
+    codec_limits lim, enc;
     codec_limits_default(&lim);
-    lim.allow_bytecode = 1;
+    codec_limits_default(&enc);
+    lim.allow_bytecode = !source;
+    lim.allow_source = source;
+    enc.send_source = source;
     char err[256];
-    result r = {0, 0, 0};
+    result r = {0, 0, 0, 0, 0};
     for (int i = 0; i < iters; i++) {
         if (fresh)
             luaL_dostring(A, "TASK = MAKE()");
@@ -66,7 +71,7 @@ static result run(lua_State *A, lua_State *B, int iters, int fresh)
         char *buf;
         size_t len;
         double t0 = now_ns();
-        if (codec_encode(A, -3, 3, NULL, &buf, &len, err, sizeof err) != 0)
+        if (codec_encode(A, -3, 3, &enc, &buf, &len, err, sizeof err) != 0)
             die("encode", err);
         double t1 = now_ns();
         int n;
@@ -90,22 +95,29 @@ static result run(lua_State *A, lua_State *B, int iters, int fresh)
     return r;
 }
 
-/* Best of 5 rounds of iters/5: the machine is shared, take the quietest. */
-static result best(lua_State *A, lua_State *B, int iters, int fresh)
+static int by_total(const void *a, const void *b)
 {
-    result b = run(A, B, iters / 5 + 1, fresh);
-    for (int k = 1; k < 5; k++) {
-        result r = run(A, B, iters / 5 + 1, fresh);
-        if (r.enc_ns + r.dec_ns < b.enc_ns + b.dec_ns)
-            b = r;
-    }
-    return b;
+    const result *x = a, *y = b;
+    double d = (x->enc_ns + x->dec_ns) - (y->enc_ns + y->dec_ns);
+    return d < 0 ? -1 : d > 0;
+}
+
+/* 5 rounds of iters/5: the median round, with the min and max totals. */
+static result rounds(lua_State *A, lua_State *B, int iters, int fresh, int source)
+{
+    result r[5];
+    for (int k = 0; k < 5; k++)
+        r[k] = run(A, B, iters / 5 + 1, fresh, source);
+    qsort(r, 5, sizeof r[0], by_total);
+    r[2].min_ns = r[0].enc_ns + r[0].dec_ns;
+    r[2].max_ns = r[4].enc_ns + r[4].dec_ns;
+    return r[2];
 }
 
 static void report(const char *name, result r)
 {
-    printf("%-44s encode %6.0f ns  decode %6.0f ns  total %6.0f ns  (%zu bytes)\n", name, r.enc_ns,
-           r.dec_ns, r.enc_ns + r.dec_ns, r.bytes);
+    printf("%-48s encode %6.0f ns  decode %6.0f ns  total %6.0f ns (%.0f-%.0f)  (%zu bytes)\n",
+           name, r.enc_ns, r.dec_ns, r.enc_ns + r.dec_ns, r.min_ns, r.max_ns, r.bytes);
 }
 
 static int writer(lua_State *L, const void *p, size_t n, void *ud)
@@ -170,13 +182,16 @@ int main(int argc, char **argv)
     lua_State *A = vm(), *B = vm();
     if (luaL_dostring(A, setup) != LUA_OK)
         die("setup", lua_tostring(A, -1));
-    run(A, B, 1000, 0); /* warm up */
-    report("same closure, caches on", best(A, B, iters, 0));
-    report("fresh closure of one prototype, caches on", best(A, B, iters, 1));
+    run(A, B, 1000, 0, 0); /* warm up */
+    run(A, B, 1000, 0, 1);
+    report("same closure, caches on", rounds(A, B, iters, 0, 0));
+    report("fresh closure of one prototype, caches on", rounds(A, B, iters, 1, 0));
+    report("as source: same closure, caches on", rounds(A, B, iters, 0, 1));
+    report("as source: fresh closure, caches on", rounds(A, B, iters, 1, 1));
     codec_cache_enable(A, 0);
     codec_cache_enable(B, 0);
-    report("same closure, caches off", best(A, B, iters, 0));
-    report("fresh closure of one prototype, caches off", best(A, B, iters, 1));
+    report("same closure, caches off", rounds(A, B, iters, 0, 0));
+    report("fresh closure of one prototype, caches off", rounds(A, B, iters, 1, 0));
     codec_cache_enable(A, 1);
     codec_cache_enable(B, 1);
     raw(A, iters, 0);
