@@ -111,6 +111,7 @@ struct wtask {
     pool_retry policy;    /* the envelope's retries and backoff */
     uint64_t deadline_ms; /* the envelope's deadline (0: none) */
     char *reject;         /* why the message was refused unrun (malloc'd), or NULL */
+    char *unrun;          /* why it fails without running (malloc'd), or NULL */
 };
 
 struct worker {
@@ -311,6 +312,7 @@ static void wtask_free(wtask *t)
     free(t->ref);
     free(t->next_env);
     free(t->reject);
+    free(t->unrun);
     for (int i = 0; i < t->argc; i++)
         free(t->argv[i]);
     free(t->argv);
@@ -900,7 +902,11 @@ static void on_asked(dlv_ask *a, int64_t answer)
     if (answer > 1)
         wlog(WLOG_INFO, "pool=%s task=%s: delivery %" PRId64 " of at most %u", t->wp->name, t->id,
              answer, t->ask.max);
-    if (t->ref_len)
+    if (t->unrun) { /* a task this worker cannot take: its failure is recorded */
+        wlog(WLOG_ERROR, "pool=%s task=%s: %s", t->wp->name, t->id, t->unrun);
+        slot_free(t);
+        record_failure(t, t->unrun, 0);
+    } else if (t->ref_len)
         ref_fetch(t);
     else
         run_task(t);
@@ -1213,6 +1219,22 @@ static void on_message(void *ud, const kuv_message *m)
     }
     int rc =
         m->value ? envelope_task_decode(ev, evlen, &lim, &e, why, sizeof why) : ENVELOPE_ETRUNCATED;
+    char unrun[300] = "";
+    if (rc == ENVELOPE_ETOOBIG) {
+        /* a task over this worker's payload limits (its producer's are
+         * larger): it fails, saying so, rather than wait forever unrecorded */
+        envelope_limits any = lim;
+        any.max_payload = evlen;
+        any.max_ref = SIZE_MAX;
+        char why2[200];
+        if (envelope_task_decode(ev, evlen, &any, &e, why2, sizeof why2) == 0) {
+            snprintf(unrun, sizeof unrun,
+                     "not run: %s (this worker's payload.max_bytes / payload.max_ref_bytes; its "
+                     "producer's are larger)",
+                     why);
+            rc = 0;
+        }
+    }
     if (rc == ENVELOPE_ENEWER) {
         hold_partition(w, p, m, why);
         return;
@@ -1256,6 +1278,11 @@ static void on_message(void *ud, const kuv_message *m)
     t->ref_len = e.ref_len;
     t->ref_sum = e.ref_sum;
     t->retry_ms = RETRY_MIN_MS;
+    if (unrun[0] && !(t->unrun = strdup(unrun))) {
+        free(t);
+        wlog(WLOG_ERROR, "pool=%s task=%s: out of memory", p->name, e.id);
+        return;
+    }
     memcpy(t->id, e.id, sizeof t->id);
     memcpy(t->producer, e.producer, sizeof t->producer);
     uv_timer_init(w->s->loop, &t->retry);
@@ -1292,7 +1319,7 @@ static void on_message(void *ud, const kuv_message *m)
      * compiled here, unless the operator allows binary chunks */
     t->run.source_only = !sandbox_allows(e.allow, ALLOW_LOAD_BINARY);
     t->deadline_ms = e.deadline_ms;
-    if (e.retries >= e.attempt && t->env) {
+    if (e.retries >= e.attempt && t->env && !t->unrun) {
         /* attempts left: the next one's envelope, made while e is valid */
         t->policy.retries = e.retries;
         t->policy.initial_ms = e.backoff_initial_ms;

@@ -978,6 +978,10 @@ assert(g.pool_create("%(pool)s"))
 local big = assert(g.pool_submit("%(pool)s", function() return string.rep("y", 10000) end))
 local ok, err = g.await(big)
 print("big", ok, err)
+-- arguments inline under the producer's limit, over the worker's: the task
+-- fails saying so (it used to be skipped, its await never ending)
+local arg = assert(g.pool_submit("%(pool)s", function(s) return #s end, string.rep("a", 6000)))
+print("bigarg", g.timeout(20000, g.await, arg))
 local ids = {}
 for i = 1, 3 do ids[i] = assert(g.pool_submit("%(pool)s", function() return i * 10 end)) end
 ids[4] = g.async(function() return 40 end)
@@ -989,6 +993,9 @@ print()
     check(rc == 0 and re.search(r"big\tfalse\t.*cannot be recorded.*payload", out),
           "big result: %d\n%s%s" % (rc, out, err))
     check("true:10 true:20 true:30 true:40" in out, "await_all with task ids:\n" + out + err)
+    check(re.search(r"bigarg\ttrue\tfalse\t.*not run: field 'payload': \d+ bytes, the limit is 4096 "
+                     r"\(this worker's payload\.max_bytes", out),
+          "arguments over the worker's limit: %d\n%s%s" % (rc, out, err))
     # a fleet task submits to a pool its producer created (a fleet pool too);
     # an async handle cannot travel to the fleet: said at submit
     src = """
