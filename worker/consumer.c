@@ -551,26 +551,25 @@ static void collect_delta(void *ud, const char *owner, const char *wgid, long lo
     d->n++;
 }
 
-/* The changes of producer's own WaitGroups among d, "WGID DELTA" lines
- * (malloc'd, *len bytes), or NULL when none (or out of memory). */
-static char *own_changes(const delta_list *d, const char *producer, size_t *len)
+/* The changes among d, "WGID DELTA" lines (malloc'd, *len bytes), or NULL
+ * when none (or out of memory). A WGID names its owner ("PRODUCER/N"): each
+ * producer applies the lines of its own WaitGroups. */
+static char *all_changes(const delta_list *d, size_t *len)
 {
     size_t n = 0;
     for (int i = 0; i < d->n; i++)
-        if (!strcmp(d->owner[i], producer))
-            n += strlen(d->elem[i]); /* 'W' + change: the change and a newline */
+        n += strlen(d->elem[i]); /* 'W' + change: the change and a newline */
     char *s = n ? malloc(n) : NULL;
     *len = 0;
     if (!s)
         return NULL;
-    for (int i = 0; i < d->n; i++)
-        if (!strcmp(d->owner[i], producer)) {
-            if (*len)
-                s[(*len)++] = '\n';
-            size_t l = strlen(d->elem[i]) - 1;
-            memcpy(s + *len, d->elem[i] + 1, l);
-            *len += l;
-        }
+    for (int i = 0; i < d->n; i++) {
+        if (*len)
+            s[(*len)++] = '\n';
+        size_t l = strlen(d->elem[i]) - 1;
+        memcpy(s + *len, d->elem[i] + 1, l);
+        *len += l;
+    }
     return s;
 }
 
@@ -711,13 +710,14 @@ static void record_result(wtask *t, int ok, const char *out, size_t outlen, int 
         r.ref_len = outlen;
         r.ref_sum = envelope_ref_sum(out, outlen);
     }
-    /* a signed record carries the changes of its producer's WaitGroups, so
-     * that they are signed with the outcome (docs/wire-format.md, "Signed
-     * result record") */
+    /* a signed record carries the task's WaitGroup changes, so that they
+     * are signed with the outcome: its producer's, and those of other
+     * producers, who read the record when their 'W' element comes
+     * (docs/wire-format.md, "Signed result record") */
     char *mine = NULL;
     size_t minelen = 0;
     if (w->key)
-        mine = own_changes(&d, t->producer, &minelen);
+        mine = all_changes(&d, &minelen);
     r.wg = mine;
     r.wg_len = mine ? minelen : 0;
     char errbuf[200];

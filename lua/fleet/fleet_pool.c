@@ -101,11 +101,17 @@ struct fvm {
     sign_key *key;     /* auth.signing_key, loaded with kp; NULL: envelopes go unsigned */
     sign_trust *trust; /* auth.trusted_keys, loaded with kp; NULL: results are not checked */
     int auth_required; /* with trust: unsigned results are refused too (auth.required) */
-    int wg_refused;    /* an unsigned WaitGroup change of another producer's task was logged */
-    redis_uv *r;       /* commands */
-    redis_uv *rb;      /* the blocking reads of the notification list */
-    frc *rc;           /* looks up pending tasks whose notification did not come */
-    frc_stats rc_seen; /* its counters at the last report */
+    int wg_refused;    /* a refused WaitGroup change of another producer's task was logged */
+    /* other producers' tasks whose signed records were read for this VM's
+     * WaitGroup changes (foreign_wg_read): a registry table, id -> 0 while
+     * read, then the record's finished_at (ms); nforeign entries */
+    int foreign_ref;
+    long nforeign;
+    uint64_t started_ms; /* records of tasks finished before are not this VM's */
+    redis_uv *r;         /* commands */
+    redis_uv *rb;        /* the blocking reads of the notification list */
+    frc *rc;             /* looks up pending tasks whose notification did not come */
+    frc_stats rc_seen;   /* its counters at the last report */
     int submit_script;
     int checking_workers;         /* the "no result" warning's look at the workers is out */
     fpool *quiet[FLEET_SEEN_MAX]; /* the pools it looks at */
@@ -746,20 +752,176 @@ static ftask *task_of(fvm *v, const char *id)
 /* fleet_wgs_note: the WaitGroup changes of this VM's pending tasks wait for
  * their 'R'; those of its finished tasks were applied with the outcome
  * (also when the reconciliation found it). */
+/* ---- WaitGroup changes by other producers' tasks ---- */
+
+/* A signed record older than this is not read for WaitGroup changes (a
+ * replay): the ids read are remembered that long. */
+#define FOREIGN_WG_MAX_AGE_MS (3600 * 1000)
+#define FOREIGN_WG_PRUNE 4096 /* entries before old ones are forgotten */
+
+typedef struct fwg_read {
+    fvm *v;
+    char id[ENVELOPE_ID_MAX + 1];
+} fwg_read;
+
+/* Pushes the table of foreign reads. */
+static lua_State *foreign_table(fvm *v)
+{
+    lua_State *T = sched_scratch(v->s);
+    lua_rawgeti(T, LUA_REGISTRYINDEX, v->foreign_ref);
+    return T;
+}
+
+/* id -> val: 0 being read, > 0 applied (finished at), -1 refused. */
+static void foreign_set(fvm *v, const char *id, lua_Integer val)
+{
+    lua_State *T = foreign_table(v);
+    lua_pushinteger(T, val);
+    lua_setfield(T, -2, id);
+    lua_pop(T, 1);
+}
+
+/* Forgets the ids read longer ago than the age limit (their records are
+ * refused by age from then on). */
+static void foreign_prune(fvm *v)
+{
+    lua_State *T = foreign_table(v);
+    lua_Integer old = (lua_Integer)unix_ms() - FOREIGN_WG_MAX_AGE_MS;
+    long n = 0;
+    lua_pushnil(T);
+    while (lua_next(T, -2)) {
+        lua_Integer at = lua_tointeger(T, -1);
+        lua_pop(T, 1);
+        if (at > 0 && at < old) {
+            lua_pushvalue(T, -1);
+            lua_pushnil(T);
+            lua_rawset(T, -4); /* clearing a field during lua_next is allowed */
+        } else {
+            n++;
+        }
+    }
+    lua_pop(T, 1);
+    v->nforeign = n;
+}
+
+/* Logged once per task id (an entry of -1 stays: the next 'W' element of
+ * the task reads its record again, silently). */
+static void foreign_refuse(fvm *v, const char *id, const char *why)
+{
+    lua_State *T = foreign_table(v);
+    int logged = lua_getfield(T, -1, id) == LUA_TNUMBER && lua_tointeger(T, -1) < 0;
+    lua_pop(T, 2);
+    if (!logged)
+        rtlog(v->s, RTLOG_WARN, 0, LUA_NOREF,
+              "producer %s: WaitGroup change by task %s (of another producer) ignored: %s",
+              v->producer, id, why);
+}
+
+/* The signed record of another producer's task that changed this VM's
+ * WaitGroups: verified, of that task, recent, then its changes of this
+ * VM's WaitGroups apply (once: the id stays known). */
+static void on_foreign_record(redis_uv *cli, int status, const redisReply *reply, const char *err,
+                              void *ud)
+{
+    (void)cli;
+    fwg_read *f = ud;
+    fvm *v = f->v;
+    if (status == REDIS_UV_ECLOSED || v->closing) {
+        free(f);
+        return;
+    }
+    char why[200] = "";
+    envelope_result r;
+    if (status < 0 || reply->type == REDIS_REPLY_ERROR) {
+        snprintf(why, sizeof why, "its record cannot be read from Redis: %s",
+                 status < 0 ? err : reply->str);
+    } else if (reply->type != REDIS_REPLY_STRING) {
+        snprintf(why, sizeof why, "its record is not in Redis");
+    } else if (!sign_result_is_signed(reply->str, reply->len)) {
+        snprintf(why, sizeof why, "its record is not signed (auth.trusted_keys is set)");
+    } else if (sign_result_verify(v->trust, reply->str, reply->len, why, sizeof why) != 0) {
+        /* why says */
+    } else {
+        envelope_limits lim;
+        envelope_limits_default(&lim);
+        lim.max_payload = lim.max_ref = SIZE_MAX;
+        char dwhy[160];
+        uint64_t now = unix_ms();
+        if (envelope_result_decode(reply->str, reply->len, &lim, &r, dwhy, sizeof dwhy) != 0)
+            snprintf(why, sizeof why, "its record does not decode: %s", dwhy);
+        else if (strcmp(r.id, f->id) != 0)
+            snprintf(why, sizeof why, "its signed record names task %s", r.id);
+        else if (r.finished_at_ms + 60000 < v->started_ms ||
+                 r.finished_at_ms + FOREIGN_WG_MAX_AGE_MS < now)
+            snprintf(why, sizeof why,
+                     "its record is older than this producer or an hour (a replay)");
+    }
+    if (why[0]) {
+        foreign_refuse(v, f->id, why);
+        foreign_set(v, f->id, -1); /* its next 'W' element reads it again */
+    } else {
+        fleet_wgs_apply_lines(sched_scratch(v->s), v->wgs, r.wg, r.wg_len);
+        foreign_set(v, f->id, r.finished_at_ms > 0 ? (lua_Integer)r.finished_at_ms : 1);
+    }
+    free(f);
+}
+
+/* A 'W' notification of task id of another producer (a WaitGroup of this
+ * VM that a fleet task passed on): with trusted keys, its changes are taken
+ * from the task's signed record instead (once per task). */
+static void foreign_wg_read(fvm *v, const char *id)
+{
+    lua_State *T = foreign_table(v);
+    int known = lua_getfield(T, -1, id) != LUA_TNIL;
+    lua_Integer at = lua_tointeger(T, -1);
+    lua_pop(T, 2);
+    if (known && at >= 0)
+        return; /* read, or being read */
+    if (!known && v->nforeign >= FOREIGN_WG_PRUNE)
+        foreign_prune(v);
+    fwg_read *f = calloc(1, sizeof *f);
+    if (!f) {
+        foreign_refuse(v, id, "out of memory");
+        return;
+    }
+    f->v = v;
+    envelope_copy(f->id, sizeof f->id, id);
+    char key[FLEET_KEY_MAX];
+    fleet_key_task(key, id);
+    int rc = redis_uv_command(v->r, on_foreign_record, f, "GET %s", key);
+    if (rc != 0) {
+        free(f);
+        foreign_refuse(v, id, redis_uv_strerror(rc));
+        if (!known) {
+            foreign_set(v, id, -1);
+            v->nforeign++;
+        }
+        return;
+    }
+    if (!known) { /* a refused one stays -1 while read again: logged once */
+        v->nforeign++;
+        foreign_set(v, id, 0);
+    }
+}
+
 static int wg_change_of(void *ud, const char *id)
 {
     fvm *v = ud;
     size_t n = strlen(v->producer);
     if (strncmp(id, v->producer, n) != 0 || id[n] != ':') {
-        /* another producer's task: its change comes unsigned, without this
-         * VM's record of the task to check it against */
+        /* another producer's task: the 'W' element is unsigned; with trusted
+         * keys its signed record has the changes (foreign_wg_read) */
         if (!v->trust || !v->auth_required)
             return FLEET_WG_APPLY;
+        if (v->r && envelope_check_id(id, strlen(id), NULL, 0) == 0) {
+            foreign_wg_read(v, id);
+            return FLEET_WG_DROP;
+        }
         if (!v->wg_refused) {
             v->wg_refused = 1;
             rtlog(v->s, RTLOG_WARN, 0, LUA_NOREF,
-                  "producer %s: WaitGroup change by task %s (of another producer) ignored: such "
-                  "changes are not signed and auth.trusted_keys is set (logged once)",
+                  "producer %s: WaitGroup change by task %s (of another producer) ignored: it "
+                  "cannot be checked against a signed record (logged once)",
                   v->producer, id);
         }
         return FLEET_WG_DROP;
@@ -2020,6 +2182,9 @@ int fleet_backend_install(lua_State *L, sched *s, const config *cfg)
         return luaL_error(L, "not enough memory");
     }
     v->wgs = fleet_wgs_new(L, v->producer);
+    lua_newtable(L);
+    v->foreign_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    v->started_ms = unix_ms();
     v->ops.kind = "fleet";
     v->ops.free = ftask_free;
     v->ops.orphan = NULL; /* its delivery report already fired (fvm_free) */

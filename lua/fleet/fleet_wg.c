@@ -236,10 +236,13 @@ void fleet_wgs_apply(lua_State *L, fleet_wgs *w, const char *s, size_t len)
 
 void fleet_wgs_apply_lines(lua_State *L, fleet_wgs *w, const char *s, size_t len)
 {
+    size_t plen = strlen(w->producer);
     while (len > 0) {
         const char *nl = memchr(s, '\n', len);
         size_t n = nl ? (size_t)(nl - s) : len;
-        if (n > 0)
+        /* only this VM's WaitGroups ("PRODUCER/N"): a record also carries
+         * the changes of other producers' */
+        if (n > plen && memcmp(s, w->producer, plen) == 0 && s[plen] == '/')
             fleet_wgs_apply(L, w, s, n);
         if (!nl)
             break;

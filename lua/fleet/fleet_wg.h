@@ -44,7 +44,8 @@ void fleet_wgs_release(lua_State *L, fleet_wgs *w, int *carried);
 travel_ctx *fleet_wgs_outcome_ctx(fleet_wgs *w);
 /* "<name> <delta>": applies it to this VM's WaitGroup of that name. */
 void fleet_wgs_apply(lua_State *L, fleet_wgs *w, const char *s, size_t len);
-/* "<name> <delta>" lines (a task's mutirao:task:ID:w): applies each. */
+/* "<name> <delta>" lines (a task's mutirao:task:ID:w, a signed record's
+ * `wg`): applies those of this VM's WaitGroups, skips the others. */
 void fleet_wgs_apply_lines(lua_State *L, fleet_wgs *w, const char *s, size_t len);
 
 /* What to do with a 'W' notification of task id (fleet_wgs_note's `which`). */

@@ -235,8 +235,8 @@ print(string.format(%(fmt)r, %(args)s))
 def case_two_workers():
     """Two worker processes share a pool: both receive work."""
     pool = "tw" + UNIQ
-    a = Worker("twA", [pool], {"MUTIRAO_TEST_TAG": "A"})
-    b = Worker("twB", [pool], {"MUTIRAO_TEST_TAG": "B"})
+    a = Worker("twA", [pool], {"TW_TAG": "A"})
+    b = Worker("twB", [pool], {"TW_TAG": "B"})
     a.wait_for(r"starting")
     b.wait_for(r"starting")
     src = """
@@ -246,7 +246,7 @@ assert(g.pool_create("%(pool)s", {workers = 8}))
 g.sleep(4000)
 local ids = {}
 for i = 1, 200 do
-  ids[i] = assert(g.pool_submit("%(pool)s", function() g.sleep(20) return os.getenv("MUTIRAO_TEST_TAG") end))
+  ids[i] = assert(g.pool_submit("%(pool)s", function() g.sleep(20) return os.getenv("TW_TAG") end))
 end
 local count = {}
 for i = 1, 200 do
@@ -1048,8 +1048,8 @@ def line_times(text, pattern):
 def start_pair(tag, pool, workers):
     """Workers A and B serving pool, both with partitions of its topic (in
     this run's consumer group: see ENV)."""
-    a = Worker(tag + "A", [pool], {"MUTIRAO_TEST_TAG": "A"})
-    b = Worker(tag + "B", [pool], {"MUTIRAO_TEST_TAG": "B"})
+    a = Worker(tag + "A", [pool], {"TW_TAG": "A"})
+    b = Worker(tag + "B", [pool], {"TW_TAG": "B"})
     a.wait_for(r"consuming")
     b.wait_for(r"consuming")
     rc, out, err, _ = run_lua('assert(require("goroutine").pool_create(%r, {workers = %d, '
@@ -1075,7 +1075,7 @@ for i = 1, %(n)d do
   ids[i] = assert(g.pool_submit("%(pool)s", function(k)
     g.sleep(%(ms)d)
     wg:done()
-    return k, os.getenv("MUTIRAO_TEST_TAG")
+    return k, os.getenv("TW_TAG")
   end, i))
 end
 io.stdout:write("submitted\\n") io.stdout:flush()
@@ -2664,6 +2664,18 @@ local wg2 = g.wait_group()
 wg2:add(1)
 local ok2, v2 = g.await(g.pool_submit(%(pool)r, function() wg2:add(2) wg2:done() return "x" end))
 assert(ok2 and v2 == "x" and wg2:count() == 2, tostring(wg2:count()))
+-- a WaitGroup a fleet task passes on to a nested one (another producer's
+-- task, on the worker): its change comes from that task's signed record
+local wg3 = g.wait_group()
+wg3:add(2)
+local outer = assert(g.pool_submit(%(pool)r, function(w)
+    local inner = assert(g.pool_submit(%(pool)r, function(w2) w2:done() return "in" end, w))
+    w:done()
+    return g.await(inner)
+end, wg3))
+assert(g.timeout(30000, function() wg3:wait() return true end),
+    "the nested task's WaitGroup change did not arrive")
+assert(select(2, g.await(outer)) == true)
 -- a large result by reference: its length and checksum are signed
 local big = g.await(g.pool_submit(%(pool)r, function() return string.rep("z", 1500000) end))
 -- results nobody awaits stay in Redis
@@ -2767,7 +2779,9 @@ end
             lines = re.findall(r"pool=%s task=%s: .*" % (pool, re.escape(ids[i])), log)
             check(len(lines) == 1 and re.search(why, lines[0]),
                   "task %d: refusals %r\n%s" % (i + 1, lines, log))
-        check(log.count("WaitGroup change by task x%s:1:ab" % UNIQ) == 1,
+        check(log.count("WaitGroup change by task x%s:1:ab" % UNIQ) == 1 and
+              re.search(r"WaitGroup change by task x%s:1:ab \(of another producer\) ignored: its "
+                        r"record is not in Redis" % UNIQ, log),
               "the other producer's WaitGroup change:\n" + log)
         check("BEGIN" not in log and "PRIVATE" not in log, "key material in the log")
         # the worker starts: the genuine outcomes arrive (the forged records
