@@ -1012,6 +1012,18 @@ static int g_getenv(lua_State *L)
     return call_original(L);
 }
 
+/* os.setlocale: the locale is the whole worker process's (every VM
+ * thread's number formatting and parsing): a sandboxed task may read it
+ * (no locale, or nil), not change it. */
+static int g_setlocale(lua_State *L)
+{
+    if (sandboxed(L) && !lua_isnoneornil(L, 1))
+        return luaL_error(L, "os.setlocale that changes the locale is not allowed in sandboxed "
+                             "tasks (the locale is the worker process's; os.setlocale() and "
+                             "os.setlocale(nil, CATEGORY) read it)");
+    return call_original(L);
+}
+
 static int sb_fclose(lua_State *L)
 {
     luaL_Stream *p = luaL_checkudata(L, 1, LUA_FILEHANDLE);
@@ -1549,8 +1561,9 @@ static int g_loader(lua_State *L)
 
 /* The methods of a file handle on the worker's standard streams (upvalues:
  * the original, io.stdin, io.stdout, io.stderr): no seek (a task would
- * rewind the worker's log), no read of a standard input that is not a
- * regular file (it would block the VM thread). */
+ * rewind the worker's log) nor setvbuf (the worker's buffering), no read
+ * of a standard input that is not a regular file (it would block the VM
+ * thread). */
 static int g_stdmethod(lua_State *L)
 {
     if (sandboxed(L)) {
@@ -1560,11 +1573,11 @@ static int g_stdmethod(lua_State *L)
             if (lua_rawequal(L, 1, lua_upvalueindex(i)))
                 which = i;
         static const char *const names[] = {"", "", "io.stdin", "io.stdout", "io.stderr"};
-        if (which && strcmp(name, "seek") == 0)
+        if (which && (strcmp(name, "seek") == 0 || strcmp(name, "setvbuf") == 0))
             return luaL_error(L,
-                              "seek on %s is not allowed in sandboxed tasks (the standard "
+                              "%s on %s is not allowed in sandboxed tasks (the standard "
                               "streams are the worker's)",
-                              names[which]);
+                              name, names[which]);
         if (which == 2)
             check_special(L, "reading", NULL);
     }
@@ -1583,8 +1596,8 @@ static void gate_std_methods(lua_State *L, int io)
         return;
     }
     int m = lua_gettop(L);
-    static const char *const names[] = {"seek", "read", "lines"};
-    for (int i = 0; i < 3; i++) {
+    static const char *const names[] = {"seek", "setvbuf", "read", "lines"};
+    for (int i = 0; i < 4; i++) {
         if (lua_getfield(L, m, names[i]) != LUA_TFUNCTION ||
             lua_tocfunction(L, -1) == g_stdmethod) {
             lua_pop(L, 1);
@@ -1705,6 +1718,7 @@ void sandbox_install(lua_State *L)
         gate(L, t, "os", "rename", ALLOW_OS_RENAME, g_fileop, 1);
         gate(L, t, "os", "tmpname", ALLOW_OS_TMPNAME, g_plain, 1);
         gate(L, t, "os", "getenv", ALLOW_OS_GETENV, g_getenv, 0);
+        gate(L, t, "os", "setlocale", 0, g_setlocale, 0);
         lua_pop(L, 1);
     }
     if (loaded_table(L, LUA_IOLIBNAME)) {

@@ -451,7 +451,24 @@ describe("a sandboxed task's files and streams", function()
             local ok, err = run(strict, function(n) return io[n]:seek("set", 0) end, s)
             assert.is_false(ok)
             assert.matches("seek on io." .. s .. " is not allowed in sandboxed tasks", err, 1, true)
+            ok, err = run(strict, function(n) return io[n]:setvbuf("no") end, s)
+            assert.is_false(ok)
+            assert.matches("setvbuf on io." .. s .. " is not allowed in sandboxed tasks", err, 1, true)
         end
+    end)
+
+    it("reads the process's locale but cannot change it", function()
+        local now = os.setlocale()
+        assert.are.same({ true, now }, { run(strict, function() return os.setlocale() end) })
+        assert.are.same({ true, os.setlocale(nil, "numeric") },
+            { run(strict, function() return os.setlocale(nil, "numeric") end) })
+        for _, args in ipairs({ { "C" }, { "", "numeric" }, { "C", "all" } }) do
+            local ok, err = run(strict, function(a, b) return os.setlocale(a, b) end, args[1], args[2])
+            assert.is_false(ok)
+            assert.matches("os.setlocale that changes the locale is not allowed in sandboxed tasks",
+                err, 1, true)
+        end
+        assert.are.equal(now, os.setlocale())
     end)
 end)
 
