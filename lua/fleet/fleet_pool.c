@@ -1611,6 +1611,9 @@ static int submit_k(lua_State *L, int status, lua_KContext ctx)
     lim.first_number = 2;
     lim.call = &sc.tc;
     lim.send_source = 1; /* workers compile tasks from source, never load our bytes */
+    /* texts of "@file" chunks from their files, but not in a sandboxed task
+     * (a worker's: its functions' texts came with its message) */
+    lim.source_files = !sandbox_active() && !sandbox_current(L);
     int rc = codec_encode_buf(L, 3, lua_gettop(L) - 2, &lim, stack, sizeof stack, &payload, &plen,
                               err, sizeof err);
     t->carried = sc.carried;

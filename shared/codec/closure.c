@@ -306,10 +306,13 @@ static void instantiate(codec__ctx *c, int key, int nups)
         lua_rawgeti(L, c->state, CODEC__S_LOADCOUNT);
         lua_Integer count = lua_tointeger(L, -1) + 1;
         lua_pop(L, 1);
-        if (count > CODEC__LOADCACHE_MAX) {
+        /* bounded in entries and in bytes (large functions) */
+        c->vm->load_bytes += len;
+        if (count > CODEC__LOADCACHE_MAX || c->vm->load_bytes > CODEC__LOADCACHE_BYTES) {
             lua_newtable(L);
             lua_rawseti(L, c->state, CODEC__S_LOADCACHE);
             count = 1;
+            c->vm->load_bytes = len;
         }
         lua_pushinteger(L, count);
         lua_rawseti(L, c->state, CODEC__S_LOADCOUNT);

@@ -23,6 +23,7 @@ void codec_limits_default(codec_limits *lim)
     lim->allow_bytecode = 0;
     lim->allow_source = 0;
     lim->send_source = 0;
+    lim->source_files = 0;
     lim->allow_require = 0;
     lim->value_name = "argument";
     lim->first_number = 1;

@@ -62,6 +62,9 @@ typedef struct codec_limits {
      * place in it) for receivers that do not load bytecode; a function whose
      * chunk's text is not known cannot travel (see codec_note_source). */
     int send_source;
+    /* With send_source: the text of a function of a "@file" chunk may be read
+     * from its file (0 in a sandboxed task: it must not open files). */
+    int source_files;
     int allow_require; /* 0: module refs resolve only to loaded modules */
     /* How error messages name the encoded values: "<value_name> #<n>" with n
      * counted from first_number ("argument #1" by default). */
@@ -151,7 +154,12 @@ typedef struct codec_stats {
     unsigned long long modmap_builds; /* module reverse-map (re)builds */
     unsigned long long compiles;      /* chunks compiled for functions as source */
     unsigned long long source_hits;   /* functions as source found compiled */
+    unsigned long long source_resets; /* the source tables started over (budget) */
 } codec_stats;
+
+/* Longest text a function as source may have (bytes): a receiver refuses
+   longer ones (CODEC_ETOOBIG), a sender does not send them. */
+#define CODEC_SOURCE_MAX (256 << 10)
 
 /*
 ** Functions as source (codec_limits.send_source): the encoder finds the text

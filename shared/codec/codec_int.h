@@ -45,10 +45,18 @@ enum {
 #define CODEC__RECENT_SLOTS 8
 /* Most distinct received bytecodes kept per VM before the cache restarts. */
 #define CODEC__LOADCACHE_MAX 256
+/* ... and at most this many bytes of bytecode (its keys). */
+#define CODEC__LOADCACHE_BYTES ((size_t)16 << 20)
 /* Bounds of the source tables (source.c): entries before they restart. */
 #define CODEC__SRCDESC_MAX 4096
 #define CODEC__SOURCES_MAX 256
 #define CODEC__SRCCACHE_MAX 64
+/* Bytes of strings the three source tables hold at most per VM. */
+#define CODEC__SRC_BUDGET ((size_t)16 << 20)
+/* Largest file the encoder reads to find a function's text. */
+#define CODEC__FILE_MAX ((off_t)8 << 20)
+/* Longest chunk name a message may give. */
+#define CODEC__CHUNKNAME_MAX 4096u
 /* Factories are compiled for functions with at most this many upvalues
    (Lua allows 200 locals per function). */
 #define CODEC__FACTORY_MAXUP 200
@@ -77,6 +85,8 @@ enum {
 typedef struct codec__vm {
     codec_stats stats; /* counters reported by codec_stats_get */
     int cache_on;      /* both function caches enabled */
+    size_t src_bytes;  /* held by the source tables (source.c) */
+    size_t load_bytes; /* bytecode keys of the load cache */
 } codec__vm;
 
 /* A registered userdata hook (a userdata in the hooks table). */

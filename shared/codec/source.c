@@ -19,10 +19,18 @@
 **   SRCDESC; after them, a file ("@name") is read again.
 ** - SRCCACHE: text -> {[chunkname] = whole dump, [chunkname NUL path] =
 **   the function's bytecode}: the decoder compiles a text once.
+** All three hold at most CODEC__SRC_BUDGET bytes of strings together (then
+** they start over). A text to compile is at most CODEC_SOURCE_MAX bytes:
+** the parser cannot be interrupted (a task's timeout does not reach it),
+** and its worst case (gotos and labels) is quadratic.
 */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "codec_int.h"
 
@@ -171,17 +179,65 @@ static void count_entry(codec__ctx *c, int slot, int count_slot, lua_Integer max
     lua_rawseti(L, c->state, count_slot);
 }
 
-/* SOURCES[chunkname][text] = true, for the text at stack index text. */
-static void remember_text(codec__ctx *c, const char *chunkname, int text)
+/* The three tables hold about CODEC__SRC_BUDGET bytes of strings at most
+   (texts, dumps, chunk names, counted as they are entered by spend; shared
+   strings once): an encode or decode that finds them over it starts them
+   all over first (budget_check), so that ever new texts (a long-lived
+   worker, a hostile producer) cannot grow a VM without bound. Not in the
+   middle of one: what it entered is what it looks up next. */
+static void spend(codec__ctx *c, size_t n)
+{
+    c->vm->src_bytes += n;
+}
+
+static void budget_check(codec__ctx *c)
 {
     lua_State *L = c->L;
-    count_entry(c, CODEC__S_SOURCES, CODEC__S_SOURCESCOUNT, CODEC__SOURCES_MAX);
+    if (c->vm->src_bytes > CODEC__SRC_BUDGET) {
+        static const int slots[] = {CODEC__S_SRCDESC,  CODEC__S_SRCDESCCOUNT,
+                                    CODEC__S_SOURCES,  CODEC__S_SOURCESCOUNT,
+                                    CODEC__S_SRCCACHE, CODEC__S_SRCCACHECOUNT};
+        for (size_t i = 0; i < sizeof slots / sizeof slots[0]; i++) {
+            lua_pushnil(L);
+            lua_rawseti(L, c->state, slots[i]);
+        }
+        c->vm->src_bytes = 0;
+        c->vm->stats.source_resets++;
+    }
+}
+
+static size_t len_at(lua_State *L, int idx)
+{
+    size_t n;
+    lua_tolstring(L, idx, &n);
+    return n;
+}
+
+/* SOURCES[chunk name at name][text at text] = true. */
+static void remember_text(codec__ctx *c, int name, int text)
+{
+    lua_State *L = c->L;
     push_slot(c, CODEC__S_SOURCES);
-    if (lua_getfield(L, -1, chunkname) != LUA_TTABLE) {
+    lua_pushvalue(L, name);
+    if (lua_rawget(L, -2) == LUA_TTABLE) {
+        lua_pushvalue(L, text);
+        int known = lua_rawget(L, -2) != LUA_TNIL;
+        lua_pop(L, 3);
+        if (known)
+            return;
+    } else {
+        lua_pop(L, 2);
+    }
+    count_entry(c, CODEC__S_SOURCES, CODEC__S_SOURCESCOUNT, CODEC__SOURCES_MAX);
+    spend(c, len_at(L, text) + len_at(L, name) + 64); /* either may restart the tables */
+    push_slot(c, CODEC__S_SOURCES);
+    lua_pushvalue(L, name);
+    if (lua_rawget(L, -2) != LUA_TTABLE) {
         lua_pop(L, 1);
         lua_newtable(L);
-        lua_pushvalue(L, -1);
-        lua_setfield(L, -3, chunkname);
+        lua_pushvalue(L, name);
+        lua_pushvalue(L, -2);
+        lua_rawset(L, -4);
     }
     lua_pushvalue(L, text);
     lua_pushboolean(L, 1);
@@ -189,9 +245,9 @@ static void remember_text(codec__ctx *c, const char *chunkname, int text)
     lua_pop(L, 2);
 }
 
-/* Pushes a descriptor {chunkname, text, path} (path: the ext payload). */
-static void push_desc(codec__ctx *c, const char *chunkname, int text, const uint16_t *path,
-                      int depth)
+/* Pushes a descriptor {chunk name, text, path} (path: the ext payload);
+   name and text are stack indices (the strings are shared, not copied). */
+static void push_desc(codec__ctx *c, int name, int text, const uint16_t *path, int depth)
 {
     lua_State *L = c->L;
     unsigned char p[2 * CODEC__BC_MAXDEPTH];
@@ -199,8 +255,8 @@ static void push_desc(codec__ctx *c, const char *chunkname, int text, const uint
         p[2 * i] = (unsigned char)(path[i] >> 8);
         p[2 * i + 1] = (unsigned char)path[i];
     }
-    lua_createtable(L, 3, 0);
-    lua_pushstring(L, chunkname);
+    lua_createtable(L, 4, 0);
+    lua_pushvalue(L, name);
     lua_rawseti(L, -2, 1);
     lua_pushvalue(L, text);
     lua_rawseti(L, -2, 2);
@@ -213,6 +269,7 @@ static void set_desc(codec__ctx *c)
 {
     lua_State *L = c->L;
     count_entry(c, CODEC__S_SRCDESC, CODEC__S_SRCDESCCOUNT, CODEC__SRCDESC_MAX);
+    spend(c, len_at(L, -2) + 96);
     push_slot(c, CODEC__S_SRCDESC);
     lua_insert(L, -3);
     lua_rawset(L, -3);
@@ -344,7 +401,8 @@ static void shrink(codec__ctx *c, int f, int dump, int desc)
     size_t llen;
     const char *lstr = lua_tolstring(L, locals, &llen);
     lua_rawgeti(L, desc, 1);
-    const char *chunkname = lua_tostring(L, -1);
+    int name = lua_gettop(L);
+    const char *chunkname = lua_tostring(L, name);
     lua_rawgeti(L, desc, 2);
     size_t len;
     const char *s = lua_tolstring(L, -1, &len);
@@ -379,7 +437,8 @@ static void shrink(codec__ctx *c, int f, int dump, int desc)
                 normalize_top(c);
                 if (lua_rawequal(L, -1, dump)) {
                     lua_pop(L, 2);
-                    push_desc(c, chunkname, text, &zero, 1);
+                    spend(c, len_at(L, text));
+                    push_desc(c, name, text, &zero, 1);
                     lua_pushboolean(L, 1);
                     lua_rawseti(L, -2, 4);
                     lua_replace(L, desc);
@@ -404,7 +463,7 @@ typedef struct indexer {
     const char *w; /* the whole dump */
     size_t wlen;
     const char *chunkname;
-    int text; /* stack index */
+    int name, text; /* stack indices */
 } indexer;
 
 static int index_one(void *ud, const uint16_t *path, int depth, const codec__bc_fn *f)
@@ -412,22 +471,24 @@ static int index_one(void *ud, const uint16_t *path, int depth, const codec__bc_
     indexer *x = ud;
     push_cut(x->c, x->w, x->wlen, f, x->chunkname, strlen(x->chunkname));
     normalize_top(x->c);
-    push_desc(x->c, x->chunkname, x->text, path, depth);
+    push_desc(x->c, x->name, x->text, path, depth);
     set_desc(x->c);
     return 0;
 }
 
-/* Enters every function of the chunk text (stack index) compiled as
-   chunkname into SRCDESC. 0, or -1 when the text does not compile. */
-static int index_chunk(codec__ctx *c, int text, const char *chunkname)
+/* Enters every function of the chunk text compiled as the chunk name (both
+   stack indices) into SRCDESC. 0, or -1 when the text does not compile. */
+static int index_chunk(codec__ctx *c, int text, int name)
 {
     lua_State *L = c->L;
     codec__checkstack(c, 12);
+    const char *chunkname = lua_tostring(L, name);
     if (compile_dump(c, text, chunkname) != 0) {
         lua_pop(L, 1);
         return -1;
     }
-    indexer x = {c, NULL, 0, chunkname, text};
+    spend(c, len_at(L, text));
+    indexer x = {c, NULL, 0, chunkname, name, text};
     x.w = lua_tolstring(L, -1, &x.wlen);
     if (codec__bc_walk(x.w, x.wlen, index_one, &x) != 0)
         codec__fail(c, CODEC_ELUA, "unexpected layout of a chunk this Lua dumped");
@@ -436,28 +497,42 @@ static int index_chunk(codec__ctx *c, int text, const char *chunkname)
 }
 
 /* Pushes the text of file name as luaL_loadfilex reads it (a byte order
-   mark dropped, a first line starting with '#' emptied), or nothing and
-   returns -1 (no such file, too large, a binary chunk). */
-static int push_file_text(codec__ctx *c, const char *name)
+   mark dropped, a first line starting with '#' emptied) and returns 0, or
+   pushes nothing and returns -1 with why filled: a file that cannot be
+   opened, is not a regular file (opened without blocking: a FIFO is not
+   waited for), is over CODEC__FILE_MAX bytes, or holds a binary chunk. */
+static int push_file_text(codec__ctx *c, const char *name, char *why, size_t whylen)
 {
-    FILE *f = fopen(name, "rb");
-    if (!f)
+    int fd = open(name, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(why, whylen, "%s", strerror(errno));
         return -1;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > CODEC__FILE_MAX) {
+        snprintf(why, whylen, "%s",
+                 !S_ISREG(st.st_mode) ? "not a regular file" : "larger than the codec reads");
+        close(fd);
+        return -1;
+    }
     c->scratch.len = 0;
     char b[4096];
-    size_t n;
+    ssize_t n;
     int bad = 0;
-    while ((n = fread(b, 1, sizeof b, f)) > 0) {
-        if (c->scratch.len + n > c->lim.max_bytes || codec__buf_add(&c->scratch, b, n) != 0) {
+    while ((n = read(fd, b, sizeof b)) != 0) {
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 || c->scratch.len + (size_t)n > CODEC__FILE_MAX ||
+            codec__buf_add(&c->scratch, b, (size_t)n) != 0) {
             bad = 1;
             break;
         }
     }
-    if (ferror(f))
-        bad = 1;
-    fclose(f);
-    if (bad)
+    close(fd);
+    if (bad) {
+        snprintf(why, whylen, "it could not be read whole");
         return -1;
+    }
     const char *s = c->scratch.data;
     size_t len = c->scratch.len;
     if (len >= 3 && memcmp(s, "\xEF\xBB\xBF", 3) == 0) {
@@ -473,8 +548,10 @@ static int push_file_text(codec__ctx *c, const char *name)
         len -= (size_t)(nl - s);
         s = nl;
     }
-    if (len > 0 && s[0] == LUA_SIGNATURE[0])
+    if (len > 0 && s[0] == LUA_SIGNATURE[0]) {
+        snprintf(why, whylen, "it holds a binary chunk");
         return -1;
+    }
     lua_pushlstring(c->L, s ? s : "", len);
     return 0;
 }
@@ -490,37 +567,51 @@ static int get_desc(codec__ctx *c, int dump)
     return t;
 }
 
-/* Indexes the texts known for chunkname that were not indexed yet, then a
-   file's current text. Stops as soon as dump is found. */
-static void learn(codec__ctx *c, int dump, const char *chunkname)
+/* Indexes the texts known for chunkname, then a file's current text (when
+   lim.source_files), then a chunk named by its text. Stops as soon as dump
+   is found; otherwise why says what was missing. */
+static void learn(codec__ctx *c, int dump, const char *chunkname, char *why, size_t whylen)
 {
     lua_State *L = c->L;
+    lua_pushstring(L, chunkname);
+    int name = lua_gettop(L);
     push_slot(c, CODEC__S_SOURCES);
-    if (lua_getfield(L, -1, chunkname) == LUA_TTABLE) {
+    lua_pushvalue(L, name);
+    if (lua_rawget(L, -2) == LUA_TTABLE) {
         int set = lua_gettop(L);
         lua_pushnil(L);
         while (lua_next(L, set)) {
             lua_pop(L, 1);
-            index_chunk(c, lua_gettop(L), chunkname);
+            index_chunk(c, lua_gettop(L), name);
             if (get_desc(c, dump) == LUA_TTABLE) {
-                lua_pop(L, 4);
+                lua_settop(L, name - 1);
                 return;
             }
             lua_pop(L, 1);
         }
     }
-    lua_pop(L, 2);
+    lua_settop(L, name);
     if (chunkname[0] == '@') {
-        if (push_file_text(c, chunkname + 1) == 0) {
-            index_chunk(c, lua_gettop(L), chunkname);
-            lua_pop(L, 1);
-        }
+        char fwhy[120];
+        if (!c->lim.source_files)
+            snprintf(why, whylen,
+                     "its file is not read here (a sandboxed task sends only "
+                     "functions of the chunks it received)");
+        else if (push_file_text(c, chunkname + 1, fwhy, sizeof fwhy) != 0)
+            snprintf(why, whylen, "its file cannot be read: %s", fwhy);
+        else if (index_chunk(c, lua_gettop(L), name) != 0 || get_desc(c, dump) != LUA_TTABLE)
+            snprintf(why, whylen, "its file no longer holds the text it was compiled from");
     } else if (chunkname[0] != '=') {
         /* load(text) without a name: the name is the text */
-        lua_pushstring(L, chunkname);
-        index_chunk(c, lua_gettop(L), chunkname);
-        lua_pop(L, 1);
+        index_chunk(c, name, name);
+        snprintf(why, whylen, "its chunk's text is not known here");
+    } else {
+        snprintf(why, whylen,
+                 "its chunk's text is not known here (a chunk named %.40s: load it from a "
+                 "file, or with its text as its name)",
+                 chunkname);
     }
+    lua_settop(L, name - 1);
 }
 
 void codec__encode_source(codec__ctx *c, int f)
@@ -532,16 +623,16 @@ void codec__encode_source(codec__ctx *c, int f)
     int dump = lua_gettop(L);
     if (get_desc(c, dump) != LUA_TTABLE) {
         lua_pop(L, 1);
+        budget_check(c);
         lua_Debug ar;
         lua_pushvalue(L, f);
         lua_getinfo(L, ">S", &ar);
-        learn(c, dump, ar.source);
+        char why[200] = "";
+        learn(c, dump, ar.source, why, sizeof why);
         if (get_desc(c, dump) != LUA_TTABLE) {
-            char what[200];
+            char what[300];
             snprintf(what, sizeof what, "function at %s:%d: it travels as source, and %s",
-                     ar.short_src, ar.linedefined,
-                     ar.source[0] == '@' ? "its file no longer holds the text it was compiled from"
-                                         : "its chunk's text is not known here");
+                     ar.short_src, ar.linedefined, why);
             codec__unsendable(c, what);
         }
     }
@@ -563,6 +654,17 @@ void codec__encode_source(codec__ctx *c, int f)
     lua_pop(L, 1);
     lua_rawgeti(L, -1, 1); /* chunk name */
     lua_rawgeti(L, -2, 2); /* text */
+    if (len_at(L, -1) > CODEC_SOURCE_MAX) {
+        lua_Debug ar;
+        lua_pushvalue(L, f);
+        lua_getinfo(L, ">S", &ar);
+        char what[300];
+        snprintf(what, sizeof what,
+                 "function at %s:%d: it travels as source, and its text (the whole chunk: its "
+                 "own lines do not compile alone) is %zu bytes, over CODEC_SOURCE_MAX (%d)",
+                 ar.short_src, ar.linedefined, len_at(L, -1), CODEC_SOURCE_MAX);
+        codec__unsendable(c, what);
+    }
     size_t n;
     const char *s = lua_tolstring(L, -2, &n);
     if (lua_rawequal(L, -1, -2)) {
@@ -588,6 +690,7 @@ void codec__decode_source(codec__ctx *c)
 {
     lua_State *L = c->L;
     codec__checkstack(c, 12);
+    budget_check(c);
     int type;
     const unsigned char *d;
     uint32_t plen;
@@ -605,6 +708,8 @@ void codec__decode_source(codec__ctx *c)
         c->p++;
     else
         codec__read_raw(c, &cn, &cnlen);
+    if (cnlen > CODEC__CHUNKNAME_MAX)
+        codec__fail(c, CODEC_EMALFORMED, "malformed message: a chunk name of %u bytes", cnlen);
     codec__table(L, c->blobs);
     if (codec__peek_int(c)) {
         lua_Integer i = codec__read_int(c);
@@ -621,6 +726,21 @@ void codec__decode_source(codec__ctx *c)
         lua_rawseti(L, c->blobs, ++c->nblobs);
     }
     int text = lua_gettop(L);
+    size_t textlen = len_at(L, text);
+    if (lua_type(L, text) != LUA_TSTRING || textlen > CODEC_SOURCE_MAX)
+        codec__fail(c, CODEC_ETOOBIG,
+                    "a function's source of %zu bytes: more than CODEC_SOURCE_MAX (%d)", textlen,
+                    CODEC_SOURCE_MAX);
+    int by_text = !cn;
+    if (by_text) { /* its first line names it (as luaO_chunkid would show it) */
+        const char *t = lua_tostring(L, text);
+        size_t n = textlen < CODEC__CHUNKNAME_SHORT ? textlen : CODEC__CHUNKNAME_SHORT;
+        const char *nl = memchr(t, '\n', n);
+        if (nl || textlen > n) {
+            cn = (const unsigned char *)t;
+            cnlen = (uint32_t)(nl ? (size_t)(nl - t) + 1 : n);
+        }
+    }
     if (cn)
         lua_pushlstring(L, (const char *)cn, cnlen);
     else
@@ -629,7 +749,11 @@ void codec__decode_source(codec__ctx *c)
     size_t namelen;
     const char *chunkname = lua_tolstring(L, name, &namelen);
     if (strlen(chunkname) != namelen)
-        codec__fail(c, CODEC_EMALFORMED, "malformed message: chunk name holds a NUL byte");
+        codec__fail(c, by_text ? CODEC_ELOAD : CODEC_EMALFORMED, "%s",
+                    !by_text
+                        ? "malformed message: chunk name holds a NUL byte"
+                        : "cannot compile a function's source: it holds a NUL byte (source, not "
+                          "a binary chunk, is expected)");
 
     /* SRCCACHE[text] = {[chunkname] = whole dump, [chunkname NUL path] = cut} */
     push_slot(c, CODEC__S_SRCCACHE);
@@ -637,6 +761,7 @@ void codec__decode_source(codec__ctx *c)
     if (lua_rawget(L, -2) != LUA_TTABLE) {
         lua_pop(L, 2);
         count_entry(c, CODEC__S_SRCCACHE, CODEC__S_SRCCACHECOUNT, CODEC__SRCCACHE_MAX);
+        spend(c, textlen + 64);
         push_slot(c, CODEC__S_SRCCACHE);
         lua_pushvalue(L, text);
         lua_newtable(L);
@@ -667,10 +792,11 @@ void codec__decode_source(codec__ctx *c)
         if (compile_dump(c, text, chunkname) != 0)
             codec__fail(c, CODEC_ELOAD, "cannot compile a function's source: %s",
                         lua_tostring(L, -1));
+        spend(c, len_at(L, -1) + namelen);
         lua_pushvalue(L, name);
         lua_pushvalue(L, -2);
         lua_rawset(L, cache);
-        remember_text(c, chunkname, text);
+        remember_text(c, name, text);
     }
     size_t wlen;
     const char *w = lua_tolstring(L, -1, &wlen);
@@ -679,12 +805,13 @@ void codec__decode_source(codec__ctx *c)
         codec__fail(c, CODEC_EMALFORMED, "malformed message: no function at the source path");
     push_cut(c, w, wlen, &x.found, chunkname, namelen);
     normalize_top(c);
+    spend(c, len_at(L, -1) + len_at(L, key));
     lua_pushvalue(L, key);
     lua_pushvalue(L, -2);
     lua_rawset(L, cache);
     /* the encoder knows at once how to send it on (a task's own submits) */
     lua_pushvalue(L, -1);
-    push_desc(c, chunkname, text, path, depth);
+    push_desc(c, name, text, path, depth);
     set_desc(c);
     lua_replace(L, text);
     lua_settop(L, text);
@@ -706,7 +833,8 @@ static int note_main(lua_State *L)
     c->state = lua_gettop(L);
     c->vm = codec__vm_of(L, c->state);
     lua_pushlstring(L, a->text, a->len);
-    remember_text(c, a->chunkname, lua_gettop(L));
+    lua_pushstring(L, a->chunkname);
+    remember_text(c, lua_gettop(L), lua_gettop(L) - 1);
     return 0;
 }
 

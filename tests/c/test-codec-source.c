@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <lauxlib.h>
@@ -51,6 +52,7 @@ static int encode_global(lua_State *A, const char *name, char **msg, size_t *len
     codec_limits lim;
     codec_limits_default(&lim);
     lim.send_source = 1;
+    lim.source_files = 1;
     lua_getglobal(A, name);
     int rc = codec_encode(A, lua_gettop(A), 1, &lim, msg, len, errbuf, sizeof errbuf);
     lua_pop(A, 1);
@@ -331,7 +333,89 @@ static int test_hostile(void)
     /* the same with no chunk name (the name is the text): NUL bytes in it */
     m[12] = 0xc0;
     memmove(m + 13, m + 15, k - 15);
-    ASSERT_EQ(codec_decode(B, (char *)m, k - 2, &r, &n, errbuf, sizeof errbuf), CODEC_EMALFORMED);
+    ASSERT_EQ(codec_decode(B, (char *)m, k - 2, &r, &n, errbuf, sizeof errbuf), CODEC_ELOAD);
+    ASSERT_CONTAINS(errbuf, "holds a NUL byte (source, not a binary chunk");
+    lua_close(A);
+    lua_close(B);
+    return 0;
+}
+
+/* Where the sender looks for a text: not in files when told so (a
+ * sandboxed task), never waiting on a FIFO, saying what was missing. */
+static int test_files(void)
+{
+    lua_State *A = vm();
+    RUN(A, "F = load('return function() return 1 end', '@/no/such/file.lua')()");
+    char *msg;
+    size_t len;
+    ASSERT_EQ(encode_global(A, "F", &msg, &len), CODEC_EUNSENDABLE);
+    ASSERT_CONTAINS(errbuf, "its file cannot be read: No such file or directory");
+    char fifo[] = "/tmp/codec-source-fifo-XXXXXX";
+    int fd = mkstemp(fifo);
+    ASSERT(fd >= 0);
+    close(fd);
+    unlink(fifo);
+    ASSERT_EQ(mkfifo(fifo, 0600), 0);
+    lua_pushstring(A, fifo);
+    lua_setglobal(A, "FIFO");
+    RUN(A, "G = load('return function() return 2 end', '@' .. FIFO)()");
+    ASSERT_EQ(encode_global(A, "G", &msg, &len), CODEC_EUNSENDABLE); /* no wait */
+    ASSERT_CONTAINS(errbuf, "its file cannot be read: not a regular file");
+    unlink(fifo);
+    /* a sandboxed task's encode reads no file at all */
+    char path[256];
+    ASSERT_EQ(write_temp(path, sizeof path, "return function() return 3 end\n"), 0);
+    lua_pushstring(A, path);
+    lua_setglobal(A, "PATH");
+    RUN(A, "H = assert(loadfile(PATH))()");
+    codec_limits lim;
+    codec_limits_default(&lim);
+    lim.send_source = 1;
+    lua_getglobal(A, "H");
+    ASSERT_EQ(codec_encode(A, lua_gettop(A), 1, &lim, &msg, &len, errbuf, sizeof errbuf),
+              CODEC_EUNSENDABLE);
+    ASSERT_CONTAINS(errbuf, "its file is not read here");
+    lua_pop(A, 1);
+    unlink(path);
+    lua_close(A);
+    return 0;
+}
+
+/* Ever new texts do not grow the receiver without bound; a text over
+ * CODEC_SOURCE_MAX is neither sent nor compiled. */
+static int test_bounds(void)
+{
+    lua_State *A = vm(), *B = vm();
+    /* 200 distinct texts of about 200 KB each (40 MB in all), each sent whole */
+    RUN(A, "PAD = string.rep('-- padding line\\n', 12000)");
+    for (int i = 0; i < 200; i++) {
+        char code[200];
+        /* a header its own lines cannot drop: the whole chunk travels */
+        snprintf(code, sizeof code,
+                 "F = load(PAD .. 'local x = function --[[c]] () return %d end return x')()", i);
+        RUN(A, code);
+        int rc = move(A, B, "F");
+        if (rc != 0)
+            fprintf(stderr, "%d: %s\n", i, errbuf);
+        ASSERT_EQ(rc, 0);
+        lua_getglobal(B, "F");
+        lua_call(B, 0, 1);
+        ASSERT_EQ(lua_tointeger(B, -1), i);
+        lua_pop(B, 1);
+    }
+    lua_gc(B, LUA_GCCOLLECT);
+    codec_stats st;
+    codec_stats_get(B, &st);
+    ASSERT(st.source_resets >= 1);
+    ASSERT_LT(lua_gc(B, LUA_GCCOUNT), 48 * 1024); /* KB: the budget and some */
+    /* a function whose own lines do not compile alone, in a chunk over the
+     * limit: not sent */
+    RUN(A, "BIG = load(string.rep('-- pad\\n', 50000) .. 'local x = function --[[c]] () return 1 "
+           "end return x')()");
+    char *msg;
+    size_t len;
+    ASSERT_EQ(encode_global(A, "BIG", &msg, &len), CODEC_EUNSENDABLE);
+    ASSERT_CONTAINS(errbuf, "over CODEC_SOURCE_MAX");
     lua_close(A);
     lua_close(B);
     return 0;
@@ -345,7 +429,7 @@ typedef struct test_entry {
 static const test_entry tests[] = {
     {"closures", test_closures}, {"file", test_file},     {"noted", test_noted},
     {"forward", test_forward},   {"shapes", test_shapes}, {"refuse_bytecode", test_refuse_bytecode},
-    {"hostile", test_hostile},
+    {"hostile", test_hostile},   {"files", test_files},   {"bounds", test_bounds},
 };
 
 int main(int argc, char **argv)
