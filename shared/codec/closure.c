@@ -101,6 +101,26 @@ void codec__pack_blob(codec__ctx *c, int idx)
     codec__pack_ok(c, msgpack_pack_bin_body(&c->pk, bc, n));
 }
 
+void codec__read_blob(codec__ctx *c, const char *what)
+{
+    lua_State *L = c->L;
+    codec__table(L, c->blobs);
+    if (codec__peek_int(c)) {
+        lua_Integer i = codec__read_int(c);
+        if (i < 1 || i > c->nblobs)
+            codec__fail(c, CODEC_EMALFORMED, "malformed message: unknown %s index %lld", what,
+                        (long long)i);
+        lua_rawgeti(L, c->blobs, i);
+        return;
+    }
+    const unsigned char *p;
+    uint32_t n;
+    codec__read_raw(c, &p, &n);
+    lua_pushlstring(L, (const char *)p, n);
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, c->blobs, ++c->nblobs);
+}
+
 void codec__encode_function(codec__ctx *c, int f)
 {
     lua_State *L = c->L;
@@ -356,21 +376,7 @@ void codec__decode_function(codec__ctx *c, uint32_t count)
                               "as source are accepted here"
                             : "message carries a function and allow_bytecode is off "
                               "(bytecode is loaded only from trusted senders)");
-        codec__table(L, c->blobs);
-        if (codec__peek_int(c)) {
-            lua_Integer i = codec__read_int(c);
-            if (i < 1 || i > c->nblobs)
-                codec__fail(c, CODEC_EMALFORMED, "malformed message: unknown bytecode index %lld",
-                            (long long)i);
-            lua_rawgeti(L, c->blobs, i);
-        } else {
-            const unsigned char *p;
-            uint32_t n;
-            codec__read_raw(c, &p, &n);
-            lua_pushlstring(L, (const char *)p, n);
-            lua_pushvalue(L, -1);
-            lua_rawseti(L, c->blobs, ++c->nblobs);
-        }
+        codec__read_blob(c, "bytecode");
     }
     int key = lua_gettop(L);
     instantiate(c, key, nups);

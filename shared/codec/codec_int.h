@@ -198,6 +198,9 @@ void codec__push_dump(codec__ctx *c, int f);
 /* Writes the string at idx as a bin, or as the index of the same bytes
    sent before in this message. */
 void codec__pack_blob(codec__ctx *c, int idx);
+/* Reads what codec__pack_blob wrote and pushes the string (what: "bytecode",
+   "source": for the error naming a bad index). */
+void codec__read_blob(codec__ctx *c, const char *what);
 
 /* source.c */
 /* Writes the function at f as [ext SOURCE, chunk name, text] (the array

@@ -710,21 +710,7 @@ void codec__decode_source(codec__ctx *c)
         codec__read_raw(c, &cn, &cnlen);
     if (cnlen > CODEC__CHUNKNAME_MAX)
         codec__fail(c, CODEC_EMALFORMED, "malformed message: a chunk name of %u bytes", cnlen);
-    codec__table(L, c->blobs);
-    if (codec__peek_int(c)) {
-        lua_Integer i = codec__read_int(c);
-        if (i < 1 || i > c->nblobs)
-            codec__fail(c, CODEC_EMALFORMED, "malformed message: unknown source index %lld",
-                        (long long)i);
-        lua_rawgeti(L, c->blobs, i);
-    } else {
-        const unsigned char *p;
-        uint32_t n;
-        codec__read_raw(c, &p, &n);
-        lua_pushlstring(L, (const char *)p, n);
-        lua_pushvalue(L, -1);
-        lua_rawseti(L, c->blobs, ++c->nblobs);
-    }
+    codec__read_blob(c, "source");
     int text = lua_gettop(L);
     size_t textlen = len_at(L, text);
     if (lua_type(L, text) != LUA_TSTRING || textlen > CODEC_SOURCE_MAX)

@@ -421,12 +421,7 @@ static int test_bounds(void)
     return 0;
 }
 
-typedef struct test_entry {
-    const char *name;
-    int (*fn)(void);
-} test_entry;
-
-static const test_entry tests[] = {
+static const test tests[] = {
     {"closures", test_closures}, {"file", test_file},     {"noted", test_noted},
     {"forward", test_forward},   {"shapes", test_shapes}, {"refuse_bytecode", test_refuse_bytecode},
     {"hostile", test_hostile},   {"files", test_files},   {"bounds", test_bounds},
@@ -434,16 +429,5 @@ static const test_entry tests[] = {
 
 int main(int argc, char **argv)
 {
-    int failed = 0, ran = 0;
-    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-        if (argc > 1 && strcmp(argv[1], tests[i].name) != 0)
-            continue;
-        ran++;
-        int rc = tests[i].fn();
-        printf("%s %zu - %s\n", rc == 0 ? "ok" : "not ok", i + 1, tests[i].name);
-        fflush(stdout);
-        failed += rc != 0;
-    }
-    printf("# %d/%d passed\n", ran - failed, ran);
-    return failed || ran == 0 ? 1 : 0;
+    return test_run(tests, sizeof tests / sizeof tests[0], argc, argv);
 }
