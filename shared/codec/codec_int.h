@@ -209,6 +209,9 @@ void codec__encode_source(codec__ctx *c, int f);
 /* Reads ext SOURCE, chunk name and text; pushes the function's bytecode,
    compiled here. */
 void codec__decode_source(codec__ctx *c);
+/* At the start of a codec call: the source tables start over when they hold
+   more than their budget. */
+void codec__source_budget(codec__ctx *c);
 
 /* modref.c */
 int codec__modref_name(codec__ctx *c, int idx);

@@ -181,16 +181,17 @@ static void count_entry(codec__ctx *c, int slot, int count_slot, lua_Integer max
 
 /* The three tables hold about CODEC__SRC_BUDGET bytes of strings at most
    (texts, dumps, chunk names, counted as they are entered by spend; shared
-   strings once): an encode or decode that finds them over it starts them
-   all over first (budget_check), so that ever new texts (a long-lived
-   worker, a hostile producer) cannot grow a VM without bound. Not in the
-   middle of one: what it entered is what it looks up next. */
+   strings once): an encode or decode call that finds them over it starts
+   them all over first (codec__source_budget), so that ever new texts (a
+   long-lived worker, a hostile producer) cannot grow a VM without bound.
+   Never in the middle of a message: a function decoded earlier in it must
+   stay known (a task sends it on). */
 static void spend(codec__ctx *c, size_t n)
 {
     c->vm->src_bytes += n;
 }
 
-static void budget_check(codec__ctx *c)
+void codec__source_budget(codec__ctx *c)
 {
     lua_State *L = c->L;
     if (c->vm->src_bytes > CODEC__SRC_BUDGET) {
@@ -623,7 +624,6 @@ void codec__encode_source(codec__ctx *c, int f)
     int dump = lua_gettop(L);
     if (get_desc(c, dump) != LUA_TTABLE) {
         lua_pop(L, 1);
-        budget_check(c);
         lua_Debug ar;
         lua_pushvalue(L, f);
         lua_getinfo(L, ">S", &ar);
@@ -690,7 +690,6 @@ void codec__decode_source(codec__ctx *c)
 {
     lua_State *L = c->L;
     codec__checkstack(c, 12);
-    budget_check(c);
     int type;
     const unsigned char *d;
     uint32_t plen;
