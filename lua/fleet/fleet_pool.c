@@ -83,6 +83,7 @@ struct ftask {
     fpool *p;
     char *out;   /* the outcome's codec message (tb.out), malloc'd */
     int carried; /* registry ref of the WaitGroups it carries, or LUA_NOREF */
+    int keep;    /* its record carries other producers' WaitGroup changes: not retired */
     frc_task rc; /* on the reconciliation's list while pending */
     int wg_done; /* its WaitGroup changes were applied (with its 'R' or its record) */
     char *env;   /* its task envelope while pending: submitted again if Redis lost it */
@@ -106,7 +107,9 @@ struct fvm {
      * WaitGroup changes (foreign_wg_read): a registry table, id -> 0 while
      * read, then the record's finished_at (ms); nforeign entries */
     int foreign_ref;
+    int pins_ref; /* task id -> {WaitGroup name = true} pinned while its record is read */
     long nforeign;
+    int foreign_logged;  /* refusals logged (at most FOREIGN_WG_LOG_MAX) */
     uint64_t started_ms; /* records of tasks finished before are not this VM's */
     redis_uv *r;         /* commands */
     redis_uv *rb;        /* the blocking reads of the notification list */
@@ -731,12 +734,32 @@ static void task_finish(fvm *v, ftask *t, int ok, const char *out, size_t outlen
                     0);
 }
 
-/* await read t's outcome: its keys in Redis go. */
+/* await read t's outcome: its keys in Redis go, but for a record that
+ * other producers read for their WaitGroups' changes (it expires with
+ * result.ttl_s). */
 static void task_awaited(tb_task *tb)
 {
     fvm *v = (fvm *)((char *)tb->ops - offsetof(fvm, ops));
-    if (!v->closing && v->r)
+    ftask *t = (ftask *)((char *)tb - offsetof(ftask, tb));
+    if (!v->closing && v->r && !t->keep)
         retire_task(v, tb->id);
+}
+
+/* 1 when the "WGID DELTA" lines s name a WaitGroup of another producer. */
+static int others_changes(fvm *v, const char *s, size_t len)
+{
+    size_t plen = strlen(v->producer);
+    while (len > 0) {
+        const char *nl = memchr(s, '\n', len);
+        size_t n = nl ? (size_t)(nl - s) : len;
+        if (n > 0 && !(n > plen && memcmp(s, v->producer, plen) == 0 && s[plen] == '/'))
+            return 1;
+        if (!nl)
+            break;
+        len -= n + 1;
+        s = nl + 1;
+    }
+    return 0;
 }
 
 /* ---- the notification poller ---- */
@@ -757,7 +780,8 @@ static ftask *task_of(fvm *v, const char *id)
 /* A signed record older than this is not read for WaitGroup changes (a
  * replay): the ids read are remembered that long. */
 #define FOREIGN_WG_MAX_AGE_MS (3600 * 1000)
-#define FOREIGN_WG_PRUNE 4096 /* entries before old ones are forgotten */
+#define FOREIGN_WG_PRUNE 4096  /* entries before old ones are forgotten */
+#define FOREIGN_WG_LOG_MAX 100 /* refusals logged per VM */
 
 typedef struct fwg_read {
     fvm *v;
@@ -792,7 +816,7 @@ static void foreign_prune(fvm *v)
     while (lua_next(T, -2)) {
         lua_Integer at = lua_tointeger(T, -1);
         lua_pop(T, 1);
-        if (at > 0 && at < old) {
+        if ((at > 0 && at < old) || at < 0) { /* old, or refused (read again if it comes) */
             lua_pushvalue(T, -1);
             lua_pushnil(T);
             lua_rawset(T, -4); /* clearing a field during lua_next is allowed */
@@ -806,15 +830,20 @@ static void foreign_prune(fvm *v)
 
 /* Logged once per task id (an entry of -1 stays: the next 'W' element of
  * the task reads its record again, silently). */
+static void foreign_unpin(fvm *v, const char *id);
+
 static void foreign_refuse(fvm *v, const char *id, const char *why)
 {
     lua_State *T = foreign_table(v);
     int logged = lua_getfield(T, -1, id) == LUA_TNUMBER && lua_tointeger(T, -1) < 0;
     lua_pop(T, 2);
-    if (!logged)
+    if (!logged && v->foreign_logged < FOREIGN_WG_LOG_MAX) {
+        v->foreign_logged++;
         rtlog(v->s, RTLOG_WARN, 0, LUA_NOREF,
-              "producer %s: WaitGroup change by task %s (of another producer) ignored: %s",
-              v->producer, id, why);
+              "producer %s: WaitGroup change by task %s (of another producer) ignored: %s%s",
+              v->producer, id, why,
+              v->foreign_logged == FOREIGN_WG_LOG_MAX ? " (further ones are not logged)" : "");
+    }
 }
 
 /* The signed record of another producer's task that changed this VM's
@@ -863,26 +892,71 @@ static void on_foreign_record(redis_uv *cli, int status, const redisReply *reply
         fleet_wgs_apply_lines(sched_scratch(v->s), v->wgs, r.wg, r.wg_len);
         foreign_set(v, f->id, r.finished_at_ms > 0 ? (lua_Integer)r.finished_at_ms : 1);
     }
+    foreign_unpin(v, f->id);
     free(f);
+}
+
+/* While task id's record is read, the WaitGroup its 'W' element names
+ * stays known by name (its carrying task may end meanwhile): pins[id] =
+ * {name = true}, let go when the read ends (foreign_unpin). */
+static void foreign_pin(fvm *v, const char *id, const char *change, size_t clen)
+{
+    lua_State *T = sched_scratch(v->s);
+    const char *sp = clen ? memrchr(change, ' ', clen) : NULL;
+    size_t nlen = sp ? (size_t)(sp - change) : clen;
+    lua_rawgeti(T, LUA_REGISTRYINDEX, v->pins_ref);
+    if (lua_getfield(T, -1, id) != LUA_TTABLE) {
+        lua_pop(T, 1);
+        lua_newtable(T);
+        lua_pushvalue(T, -1);
+        lua_setfield(T, -3, id);
+    }
+    lua_pushlstring(T, change, nlen);
+    if (lua_rawget(T, -2) == LUA_TNIL && fleet_wgs_pin(T, v->wgs, change, clen, 1)) {
+        lua_pushlstring(T, change, nlen);
+        lua_pushboolean(T, 1);
+        lua_rawset(T, -4);
+    }
+    lua_pop(T, 3);
+}
+
+static void foreign_unpin(fvm *v, const char *id)
+{
+    lua_State *T = sched_scratch(v->s);
+    lua_rawgeti(T, LUA_REGISTRYINDEX, v->pins_ref);
+    if (lua_getfield(T, -1, id) == LUA_TTABLE) {
+        lua_pushnil(T);
+        while (lua_next(T, -2)) {
+            lua_pop(T, 1);
+            size_t n;
+            const char *name = lua_tolstring(T, -1, &n);
+            fleet_wgs_pin(T, v->wgs, name, n, -1);
+        }
+    }
+    lua_pop(T, 1);
+    lua_pushnil(T);
+    lua_setfield(T, -2, id);
+    lua_pop(T, 1);
 }
 
 /* A 'W' notification of task id of another producer (a WaitGroup of this
  * VM that a fleet task passed on): with trusted keys, its changes are taken
- * from the task's signed record instead (once per task). */
-static void foreign_wg_read(fvm *v, const char *id)
+ * from the task's signed record instead (once per task). 1 while that read
+ * is out. */
+static int foreign_wg_read(fvm *v, const char *id)
 {
     lua_State *T = foreign_table(v);
     int known = lua_getfield(T, -1, id) != LUA_TNIL;
     lua_Integer at = lua_tointeger(T, -1);
     lua_pop(T, 2);
     if (known && at >= 0)
-        return; /* read, or being read */
+        return at == 0; /* being read (1), or read */
     if (!known && v->nforeign >= FOREIGN_WG_PRUNE)
         foreign_prune(v);
     fwg_read *f = calloc(1, sizeof *f);
     if (!f) {
         foreign_refuse(v, id, "out of memory");
-        return;
+        return 0;
     }
     f->v = v;
     envelope_copy(f->id, sizeof f->id, id);
@@ -896,15 +970,16 @@ static void foreign_wg_read(fvm *v, const char *id)
             foreign_set(v, id, -1);
             v->nforeign++;
         }
-        return;
+        return 0;
     }
     if (!known) { /* a refused one stays -1 while read again: logged once */
         v->nforeign++;
         foreign_set(v, id, 0);
     }
+    return 1;
 }
 
-static int wg_change_of(void *ud, const char *id)
+static int wg_change_of(void *ud, const char *id, const char *change, size_t clen)
 {
     fvm *v = ud;
     size_t n = strlen(v->producer);
@@ -914,7 +989,8 @@ static int wg_change_of(void *ud, const char *id)
         if (!v->trust || !v->auth_required)
             return FLEET_WG_APPLY;
         if (v->r && envelope_check_id(id, strlen(id), NULL, 0) == 0) {
-            foreign_wg_read(v, id);
+            if (foreign_wg_read(v, id))
+                foreign_pin(v, id, change, clen); /* until the read ends */
             return FLEET_WG_DROP;
         }
         if (!v->wg_refused) {
@@ -1061,6 +1137,18 @@ static void on_notification(fvm *v, const char *s, size_t len)
         return;
     lua_State *T = sched_scratch(v->s);
     if (s[0] == 'W') {
+        if (v->trust && v->auth_required && !memchr(s + 1, 0, len - 1)) {
+            /* names no task (an older worker's, or forged): nothing signed
+             * vouches for it */
+            if (!v->wg_refused) {
+                v->wg_refused = 1;
+                rtlog(v->s, RTLOG_WARN, 0, LUA_NOREF,
+                      "producer %s: a WaitGroup change that names no task ignored: "
+                      "auth.trusted_keys is set (logged once)",
+                      v->producer);
+            }
+            return;
+        }
         fleet_wgs_note(T, v->wgs, s + 1, len - 1, wg_change_of, v);
         return;
     }
@@ -1090,6 +1178,7 @@ static void on_notification(fvm *v, const char *s, size_t len)
         /* signed: the record carries the task's changes of this VM's
          * WaitGroups; the unsigned 'W' elements are not used */
         fleet_wgs_settle(T, v->wgs, "", 0);
+        t->keep = r.wg_len && others_changes(v, r.wg, r.wg_len);
         if (!t->wg_done && r.wg_len)
             fleet_wgs_apply_lines(T, v->wgs, r.wg, r.wg_len);
         t->wg_done = 1;
@@ -1159,6 +1248,7 @@ static int rc_found(void *ud, frc_task *rt, const char *rec, size_t reclen, cons
     if (trusted == 1) { /* signed: its own `wg`, not the unsigned :w */
         wg = r.wg;
         wglen = r.wg_len;
+        t->keep = r.wg_len && others_changes(v, r.wg, r.wg_len);
     }
     if (wg && wglen && !t->wg_done)
         fleet_wgs_apply_lines(sched_scratch(v->s), v->wgs, wg, wglen);
@@ -2187,6 +2277,8 @@ int fleet_backend_install(lua_State *L, sched *s, const config *cfg)
     v->wgs = fleet_wgs_new(L, v->producer);
     lua_newtable(L);
     v->foreign_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_newtable(L);
+    v->pins_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     v->started_ms = unix_ms();
     v->ops.kind = "fleet";
     v->ops.free = ftask_free;

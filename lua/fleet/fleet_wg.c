@@ -251,8 +251,42 @@ void fleet_wgs_apply_lines(lua_State *L, fleet_wgs *w, const char *s, size_t len
     }
 }
 
+int fleet_wgs_pin(lua_State *L, fleet_wgs *w, const char *change, size_t clen, int delta)
+{
+    const char *sp = clen ? memrchr(change, ' ', clen) : NULL;
+    size_t nlen = sp ? (size_t)(sp - change) : clen;
+    if (nlen == 0)
+        return 0;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, w->carried_ref);
+    lua_pushlstring(L, change, nlen);
+    lua_pushvalue(L, -1);
+    lua_Integer n = lua_rawget(L, -3) == LUA_TNUMBER ? lua_tointeger(L, -1) : 0;
+    lua_pop(L, 1);
+    if (delta > 0 && n <= 0) { /* not carried: gone, or not this VM's */
+        lua_pop(L, 2);
+        return 0;
+    }
+    n += delta;
+    lua_pushvalue(L, -1);
+    if (n > 0)
+        lua_pushinteger(L, n);
+    else
+        lua_pushnil(L);
+    lua_rawset(L, -4);
+    if (n <= 0) { /* carried by no fleet task: may be collected */
+        lua_rawgeti(L, LUA_REGISTRYINDEX, w->named_ref);
+        lua_pushvalue(L, -2);
+        lua_pushnil(L);
+        lua_rawset(L, -3);
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 2);
+    return 1;
+}
+
 void fleet_wgs_note(lua_State *L, fleet_wgs *w, const char *s, size_t len,
-                    int (*which)(void *ud, const char *id), void *ud)
+                    int (*which)(void *ud, const char *id, const char *change, size_t clen),
+                    void *ud)
 {
     const char *nul = memchr(s, 0, len);
     if (!nul) {
@@ -282,7 +316,7 @@ void fleet_wgs_note(lua_State *L, fleet_wgs *w, const char *s, size_t len,
         return; /* malformed */
     memcpy(id, nul + 1, idlen);
     id[idlen] = 0;
-    switch (which(ud, id)) {
+    switch (which(ud, id, s, clen)) {
     case FLEET_WG_APPLY:
         fleet_wgs_apply(L, w, s, clen);
         return;

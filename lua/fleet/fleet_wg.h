@@ -59,7 +59,13 @@ enum { FLEET_WG_APPLY, FLEET_WG_HOLD, FLEET_WG_DROP };
  * fleet_wgs_settle) or FLEET_WG_DROP (a task of this VM already finished:
  * its changes were applied with its outcome). */
 void fleet_wgs_note(lua_State *L, fleet_wgs *w, const char *s, size_t len,
-                    int (*which)(void *ud, const char *id), void *ud);
+                    int (*which)(void *ud, const char *id, const char *change, size_t clen),
+                    void *ud);
+/* Keeps the WaitGroup that a change "<name> <delta>" (clen bytes) names
+ * known by its name while pinned (delta +1), as a task carrying it would;
+ * -1 lets it go. Returns 1 when pinned: the name is one of this VM's
+ * WaitGroups that fleet tasks carry. */
+int fleet_wgs_pin(lua_State *L, fleet_wgs *w, const char *change, size_t clen, int delta);
 /* The changes of task id held: 1 all of them (as many as each names), 0
  * none, -1 only some (the others were lost). */
 int fleet_wgs_held(const fleet_wgs *w, const char *id);

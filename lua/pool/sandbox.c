@@ -26,6 +26,11 @@
 #include "codec.h"
 #include "memlimit.h"
 
+/* Largest chunk a sandboxed task compiles (load, loadfile, dofile,
+ * require): the parser cannot be stopped by a timeout and its worst case
+ * (gotos and labels) is quadratic, about 2 s at this size here. */
+#define SANDBOX_CHUNK_MAX (1 << 20)
+
 static allow_set ceiling = {ALLOW_ALL_BITS, NULL};
 static int ceiling_set;
 
@@ -1255,6 +1260,15 @@ static int load_checked(lua_State *L, const char *what, const char *fname, const
     FILE *f = NULL;
     if (fd >= 0) {
         check_opened(L, what, fname, fd);
+        struct stat st;
+        if (fstat(fd, &st) == 0 && st.st_size > SANDBOX_CHUNK_MAX) {
+            close(fd);
+            return luaL_error(L,
+                              "%s of '%s' (%I bytes) is not allowed in sandboxed tasks: chunks "
+                              "over %d bytes are not compiled (the Lua parser cannot be stopped "
+                              "by a timeout)",
+                              what, fname, (lua_Integer)st.st_size, SANDBOX_CHUNK_MAX);
+        }
         if (special)
             fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
         f = fdopen(fd, "r");
@@ -1329,6 +1343,12 @@ static int g_load(lua_State *L)
         if (s && len > 0 && s[0] == LUA_SIGNATURE[0])
             check_binary(L, "load of a binary chunk");
     }
+    if (sandboxed(L) && lua_type(L, 1) == LUA_TSTRING && lua_rawlen(L, 1) > SANDBOX_CHUNK_MAX)
+        return luaL_error(L,
+                          "load of a chunk of %d bytes is not allowed in sandboxed tasks: chunks "
+                          "over %d bytes are not compiled (the Lua parser cannot be stopped by "
+                          "a timeout)",
+                          (int)lua_rawlen(L, 1), SANDBOX_CHUNK_MAX);
     task_load_args(L, 3);
     return call_original(L);
 }

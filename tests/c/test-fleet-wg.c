@@ -23,9 +23,11 @@ static fleet_wgs *W;
 static int carried = LUA_NOREF;
 
 /* prodA:1 is pending, prodA:2 finished; other ids are another producer's */
-static int which(void *ud, const char *id)
+static int which(void *ud, const char *id, const char *change, size_t clen)
 {
     (void)ud;
+    (void)change; /* fleet_pool.c pins the WaitGroup it names */
+    (void)clen;
     if (!strcmp(id, "prodA:1"))
         return FLEET_WG_HOLD;
     if (!strcmp(id, "prodA:2"))

@@ -2673,6 +2673,9 @@ local outer = assert(g.pool_submit(%(pool)r, function(w)
     w:done()
     return g.await(inner)
 end, wg3))
+-- this producer busy meanwhile: the outer task's await has read (and would
+-- have deleted) the inner task's record before this VM reads it
+os.execute("sleep 2")
 assert(g.timeout(30000, function() wg3:wait() return true end),
     "the nested task's WaitGroup change did not arrive")
 assert(select(2, g.await(outer)) == true)
@@ -2754,6 +2757,8 @@ end
         redis_cmd("RPUSH", done, b"R" + result_record(ids[4], pool, "forged-5"))
         # WaitGroup changes: unsigned 'W' elements for task 1 (this
         # producer's), and one naming another producer's task
+        # and one naming no task (as an older worker's): nothing signed vouches for it
+        redis_cmd("RPUSH", done, b"W%s/1 -1" % prod.encode())
         for n in range(1, 4):
             redis_cmd("RPUSH", done, b"W%s/%d -1\0%s 1" % (prod.encode(), n, ids[0].encode()))
             redis_cmd("RPUSH", done, b"W%s/%d -1\0x%s:1:ab 1" % (prod.encode(), n,
@@ -2779,6 +2784,8 @@ end
             lines = re.findall(r"pool=%s task=%s: .*" % (pool, re.escape(ids[i])), log)
             check(len(lines) == 1 and re.search(why, lines[0]),
                   "task %d: refusals %r\n%s" % (i + 1, lines, log))
+        check("a WaitGroup change that names no task ignored" in log,
+              "the change naming no task:\n" + log)
         check(log.count("WaitGroup change by task x%s:1:ab" % UNIQ) == 1 and
               re.search(r"WaitGroup change by task x%s:1:ab \(of another producer\) ignored: its "
                         r"record is not in Redis" % UNIQ, log),

@@ -457,6 +457,30 @@ describe("a sandboxed task's files and streams", function()
         end
     end)
 
+    it("compiles no chunk over 1 MiB (the parser cannot be stopped by a timeout)", function()
+        local ok, err = run(strict, function()
+            return load(string.rep("local x = 1\n", 100000))
+        end)
+        assert.is_false(ok)
+        assert.matches("load of a chunk of 1200000 bytes is not allowed in sandboxed tasks",
+            err, 1, true)
+        local big = os.tmpname()
+        local f = assert(io.open(big, "w"))
+        f:write(string.rep("local x = 1\n", 100000), "return 1\n")
+        f:close()
+        for _, fn in ipairs({ "loadfile", "dofile" }) do
+            ok, err = run(strict, function(name, p) return _G[name](p) end, fn, big)
+            assert.is_false(ok)
+            assert.matches(fn .. " of '" .. big .. "' (1200009 bytes) is not allowed in sandboxed tasks",
+                err, 1, true)
+        end
+        os.remove(big)
+        -- smaller ones as usual
+        assert.are.same({ true, 3 }, { run(strict, function()
+            return load(string.rep("x = 1\n", 1000) .. "return 3")()
+        end) })
+    end)
+
     it("reads the process's locale but cannot change it", function()
         local now = os.setlocale()
         assert.are.same({ true, now }, { run(strict, function() return os.setlocale() end) })
