@@ -185,8 +185,8 @@ static int encode_main(lua_State *L)
     codec__state(L);
     c->state = lua_gettop(L);
     c->vm = codec__vm_of(L, c->state);
-    codec__source_budget(c); /* between messages, never inside one */
-    lua_pushnil(L);          /* work tables are made on first use (codec__table) */
+    codec__source_budget(c, 2); /* between messages, never inside one */
+    lua_pushnil(L);             /* work tables are made on first use (codec__table) */
     c->objs = lua_gettop(L);
     lua_pushnil(L);
     c->blobs = lua_gettop(L);
@@ -290,8 +290,8 @@ static int decode_main(lua_State *L)
     codec__state(L);
     c->state = lua_gettop(L);
     c->vm = codec__vm_of(L, c->state);
-    codec__source_budget(c); /* between messages, never inside one */
-    lua_pushnil(L);          /* work tables are made on first use (codec__table) */
+    codec__source_budget(c, 1); /* between messages, never inside one */
+    lua_pushnil(L);             /* work tables are made on first use (codec__table) */
     c->objs = lua_gettop(L);
     lua_pushnil(L);
     c->blobs = lua_gettop(L);

@@ -47,10 +47,8 @@ enum {
 #define CODEC__LOADCACHE_MAX 256
 /* ... and at most this many bytes of bytecode (its keys). */
 #define CODEC__LOADCACHE_BYTES ((size_t)16 << 20)
-/* Bounds of the source tables (source.c): entries before they restart. */
-#define CODEC__SRCDESC_MAX 4096
+/* Texts noted by codec_note_source kept per VM before NOTED starts over. */
 #define CODEC__SOURCES_MAX 256
-#define CODEC__SRCCACHE_MAX 64
 /* Bytes of strings the three source tables hold at most per VM. */
 #define CODEC__SRC_BUDGET ((size_t)16 << 20)
 /* Largest file the encoder reads to find a function's text. */
@@ -73,12 +71,11 @@ enum {
     CODEC__S_TEMPLATES,     /* nups -> stripped factory template dump */
     CODEC__S_RECENT,        /* weak ("v"): 2k-1 -> closure, 2k -> its dump */
     CODEC__S_SRCDESC,       /* function dump -> {chunkname, text, path} (source.c) */
-    CODEC__S_SRCDESCCOUNT,  /* its entries */
     CODEC__S_SOURCES,       /* chunk name -> {text = true} */
-    CODEC__S_SOURCESCOUNT,  /* texts entered */
     CODEC__S_SRCCACHE,      /* text -> {[chunkname] = dump, [chunkname NUL path] = bytecode} */
-    CODEC__S_SRCCACHECOUNT, /* its entries */
-    CODEC__S_N = CODEC__S_SRCCACHECOUNT
+    CODEC__S_NOTED,         /* chunk name -> {text = true}: codec_note_source's, kept */
+    CODEC__S_NOTEDCOUNT,    /* its texts */
+    CODEC__S_N = CODEC__S_NOTEDCOUNT
 };
 
 /* Per-VM C state (a userdata in the state table). */
@@ -210,8 +207,8 @@ void codec__encode_source(codec__ctx *c, int f);
    compiled here. */
 void codec__decode_source(codec__ctx *c);
 /* At the start of a codec call: the source tables start over when they hold
-   more than their budget. */
-void codec__source_budget(codec__ctx *c);
+   more than times x their budget (decode 1, encode 2: see source.c). */
+void codec__source_budget(codec__ctx *c, int times);
 
 /* modref.c */
 int codec__modref_name(codec__ctx *c, int idx);

@@ -11,16 +11,17 @@
 ** compiler wrote.
 **
 ** Per-VM tables (the state table's slots):
-** - SRCDESC: dump of a function -> {chunkname, text, path}: how to send it.
-**   Filled when a chunk is indexed (every function in it) and by the
-**   decoder; restarted past CODEC__SRCDESC_MAX entries.
-** - SOURCES: chunk name -> {text = true}: texts known for a chunk name
-**   (codec_note_source, received tasks), tried when a dump is not in
-**   SRCDESC; after them, a file ("@name") is read again.
+** - SRCDESC: dump of a function (normal form) -> {chunkname, text, path}:
+**   how to send it. Filled when a chunk is indexed (every function in it)
+**   and by the decoder.
+** - SOURCES: chunk name -> {text = true}: texts received; NOTED: the same
+**   for codec_note_source's (at most CODEC__SOURCES_MAX, kept apart). Tried
+**   when a dump is not in SRCDESC; after them, a file ("@name") is read.
 ** - SRCCACHE: text -> {[chunkname] = whole dump, [chunkname NUL path] =
 **   the function's bytecode}: the decoder compiles a text once.
-** All three hold at most CODEC__SRC_BUDGET bytes of strings together (then
-** they start over). A text to compile is at most CODEC_SOURCE_MAX bytes:
+** SRCDESC, SOURCES and SRCCACHE hold about CODEC__SRC_BUDGET bytes of
+** strings together, then start over (codec__source_budget). A text to compile is at most
+*CODEC_SOURCE_MAX bytes:
 ** the parser cannot be interrupted (a task's timeout does not reach it),
 ** and its worst case (gotos and labels) is quadratic.
 */
@@ -181,23 +182,24 @@ static void count_entry(codec__ctx *c, int slot, int count_slot, lua_Integer max
 
 /* The three tables hold about CODEC__SRC_BUDGET bytes of strings at most
    (texts, dumps, chunk names, counted as they are entered by spend; shared
-   strings once): an encode or decode call that finds them over it starts
-   them all over first (codec__source_budget), so that ever new texts (a
-   long-lived worker, a hostile producer) cannot grow a VM without bound.
-   Never in the middle of a message: a function decoded earlier in it must
-   stay known (a task sends it on). */
+   strings once): a decode call that finds them over it starts them all
+   over first (codec__source_budget), so that ever new texts (a long-lived
+   worker, a hostile producer) cannot grow a VM without bound. Never in the
+   middle of a message: a function decoded earlier in it must stay known (a
+   task sends it on); nor at an encode unless twice over (a VM that only
+   sends: it learns again from its files and its noted texts, which are
+   kept apart), so that a task's submit right after its decode finds the
+   function it received. */
 static void spend(codec__ctx *c, size_t n)
 {
     c->vm->src_bytes += n;
 }
 
-void codec__source_budget(codec__ctx *c)
+void codec__source_budget(codec__ctx *c, int times)
 {
     lua_State *L = c->L;
-    if (c->vm->src_bytes > CODEC__SRC_BUDGET) {
-        static const int slots[] = {CODEC__S_SRCDESC,  CODEC__S_SRCDESCCOUNT,
-                                    CODEC__S_SOURCES,  CODEC__S_SOURCESCOUNT,
-                                    CODEC__S_SRCCACHE, CODEC__S_SRCCACHECOUNT};
+    if (c->vm->src_bytes > (size_t)times * CODEC__SRC_BUDGET) {
+        static const int slots[] = {CODEC__S_SRCDESC, CODEC__S_SOURCES, CODEC__S_SRCCACHE};
         for (size_t i = 0; i < sizeof slots / sizeof slots[0]; i++) {
             lua_pushnil(L);
             lua_rawseti(L, c->state, slots[i]);
@@ -214,11 +216,13 @@ static size_t len_at(lua_State *L, int idx)
     return n;
 }
 
-/* SOURCES[chunk name at name][text at text] = true. */
-static void remember_text(codec__ctx *c, int name, int text)
+/* slot[chunk name at name][text at text] = true: SOURCES (texts received)
+   or NOTED (codec_note_source's, not under the budget: at most
+   CODEC__SOURCES_MAX texts, then NOTED starts over). */
+static void remember_text(codec__ctx *c, int slot, int name, int text)
 {
     lua_State *L = c->L;
-    push_slot(c, CODEC__S_SOURCES);
+    push_slot(c, slot);
     lua_pushvalue(L, name);
     if (lua_rawget(L, -2) == LUA_TTABLE) {
         lua_pushvalue(L, text);
@@ -229,9 +233,11 @@ static void remember_text(codec__ctx *c, int name, int text)
     } else {
         lua_pop(L, 2);
     }
-    count_entry(c, CODEC__S_SOURCES, CODEC__S_SOURCESCOUNT, CODEC__SOURCES_MAX);
-    spend(c, len_at(L, text) + len_at(L, name) + 64); /* either may restart the tables */
-    push_slot(c, CODEC__S_SOURCES);
+    if (slot == CODEC__S_NOTED)
+        count_entry(c, CODEC__S_NOTED, CODEC__S_NOTEDCOUNT, CODEC__SOURCES_MAX);
+    else
+        spend(c, len_at(L, text) + len_at(L, name) + 64);
+    push_slot(c, slot);
     lua_pushvalue(L, name);
     if (lua_rawget(L, -2) != LUA_TTABLE) {
         lua_pop(L, 1);
@@ -269,7 +275,6 @@ static void push_desc(codec__ctx *c, int name, int text, const uint16_t *path, i
 static void set_desc(codec__ctx *c)
 {
     lua_State *L = c->L;
-    count_entry(c, CODEC__S_SRCDESC, CODEC__S_SRCDESCCOUNT, CODEC__SRCDESC_MAX);
     spend(c, len_at(L, -2) + 96);
     push_slot(c, CODEC__S_SRCDESC);
     lua_insert(L, -3);
@@ -576,20 +581,24 @@ static void learn(codec__ctx *c, int dump, const char *chunkname, char *why, siz
     lua_State *L = c->L;
     lua_pushstring(L, chunkname);
     int name = lua_gettop(L);
-    push_slot(c, CODEC__S_SOURCES);
-    lua_pushvalue(L, name);
-    if (lua_rawget(L, -2) == LUA_TTABLE) {
-        int set = lua_gettop(L);
-        lua_pushnil(L);
-        while (lua_next(L, set)) {
-            lua_pop(L, 1);
-            index_chunk(c, lua_gettop(L), name);
-            if (get_desc(c, dump) == LUA_TTABLE) {
-                lua_settop(L, name - 1);
-                return;
+    static const int slots[] = {CODEC__S_NOTED, CODEC__S_SOURCES};
+    for (int k = 0; k < 2; k++) {
+        push_slot(c, slots[k]);
+        lua_pushvalue(L, name);
+        if (lua_rawget(L, -2) == LUA_TTABLE) {
+            int set = lua_gettop(L);
+            lua_pushnil(L);
+            while (lua_next(L, set)) {
+                lua_pop(L, 1);
+                index_chunk(c, lua_gettop(L), name);
+                if (get_desc(c, dump) == LUA_TTABLE) {
+                    lua_settop(L, name - 1);
+                    return;
+                }
+                lua_pop(L, 1);
             }
-            lua_pop(L, 1);
         }
+        lua_settop(L, name);
     }
     lua_settop(L, name);
     if (chunkname[0] == '@') {
@@ -745,7 +754,6 @@ void codec__decode_source(codec__ctx *c)
     lua_pushvalue(L, text);
     if (lua_rawget(L, -2) != LUA_TTABLE) {
         lua_pop(L, 2);
-        count_entry(c, CODEC__S_SRCCACHE, CODEC__S_SRCCACHECOUNT, CODEC__SRCCACHE_MAX);
         spend(c, textlen + 64);
         push_slot(c, CODEC__S_SRCCACHE);
         lua_pushvalue(L, text);
@@ -781,7 +789,7 @@ void codec__decode_source(codec__ctx *c)
         lua_pushvalue(L, name);
         lua_pushvalue(L, -2);
         lua_rawset(L, cache);
-        remember_text(c, name, text);
+        remember_text(c, CODEC__S_SOURCES, name, text);
     }
     size_t wlen;
     const char *w = lua_tolstring(L, -1, &wlen);
@@ -819,7 +827,7 @@ static int note_main(lua_State *L)
     c->vm = codec__vm_of(L, c->state);
     lua_pushlstring(L, a->text, a->len);
     lua_pushstring(L, a->chunkname);
-    remember_text(c, lua_gettop(L), lua_gettop(L) - 1);
+    remember_text(c, CODEC__S_NOTED, lua_gettop(L), lua_gettop(L) - 1);
     return 0;
 }
 

@@ -385,7 +385,7 @@ static int test_files(void)
  * CODEC_SOURCE_MAX is neither sent nor compiled. */
 static int test_bounds(void)
 {
-    lua_State *A = vm(), *B = vm();
+    lua_State *A = vm(), *B = vm(), *C = vm();
     /* 200 distinct texts of about 200 KB each (40 MB in all), each sent whole */
     RUN(A, "PAD = string.rep('-- padding line\\n', 12000)");
     for (int i = 0; i < 200; i++) {
@@ -397,6 +397,13 @@ static int test_bounds(void)
         int rc = move(A, B, "F");
         if (rc != 0)
             fprintf(stderr, "%d: %s\n", i, errbuf);
+        ASSERT_EQ(rc, 0);
+        /* what B received it can send on at once, whatever B's tables did */
+        lua_getglobal(B, "F");
+        lua_setglobal(B, "G");
+        rc = move(B, C, "G");
+        if (rc != 0)
+            fprintf(stderr, "%d on: %s\n", i, errbuf);
         ASSERT_EQ(rc, 0);
         lua_getglobal(B, "F");
         lua_call(B, 0, 1);
@@ -418,6 +425,7 @@ static int test_bounds(void)
     ASSERT_CONTAINS(errbuf, "over CODEC_SOURCE_MAX");
     lua_close(A);
     lua_close(B);
+    lua_close(C);
     return 0;
 }
 
