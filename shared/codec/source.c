@@ -387,13 +387,16 @@ static void shrink(codec__ctx *c, int f, int dump, int desc)
     if (plen == 0 || ar.linedefined <= 0 || ar.lastlinedefined < ar.linedefined)
         return; /* a main function: its chunk is its text */
     /* "local a, b; " for its upvalues (not _ENV: the new chunk's own) */
+    int top = lua_gettop(L);
     luaL_Buffer lb;
     luaL_buffinit(L, &lb);
     int nlocals = 0;
     for (int i = 1; i <= ar.nups; i++) {
         const char *name = lua_getupvalue(L, f, i);
-        if (!name || !*name || !(is_word(name[0]) && !(name[0] >= '0' && name[0] <= '9')))
-            return; /* stripped, or odd: keep the whole chunk */
+        if (!name || !*name || !(is_word(name[0]) && !(name[0] >= '0' && name[0] <= '9'))) {
+            lua_settop(L, top); /* stripped ("(no name)"), or odd: keep the whole chunk */
+            return;
+        }
         lua_pop(L, 1);
         if (strcmp(name, "_ENV") == 0)
             continue;
@@ -425,7 +428,6 @@ static void shrink(codec__ctx *c, int f, int dump, int desc)
         for (long end = find_word(s, len, from, ee, "end", 3); end >= 0 && tries < 16;
              end = find_word(s, len, (size_t)end + 1, ee, "end", 3)) {
             tries++;
-
             if (build_alone(c, s, (size_t)fn, (size_t)end, ar.linedefined, lstr, llen) != 0)
                 break;
             lua_pushlstring(L, c->scratch.data, c->scratch.len);

@@ -218,6 +218,13 @@ static int test_shapes(void)
     ASSERT_EQ(move(A, B, "SEVEN"), 0);
     ASSERT_EQ(move(A, B, "ODD"), 0);
     ASSERT_EQ(move(A, B, "FACT"), 0);
+    /* a function loaded from a stripped dump: no upvalue names, no lines */
+    RUN(A, "local k = 5 local function f() return k end "
+           "STRIPPED = load(string.dump(f, true), '=stripped', 'b')");
+    char *msg;
+    size_t len;
+    ASSERT_EQ(encode_global(A, "STRIPPED", &msg, &len), CODEC_EUNSENDABLE);
+    ASSERT_EQ(lua_gettop(A), 0);
     RUN(B, "assert(SCALE({k = 3}, 5) == 15) assert(ADD(2, 3) == 5) assert(SEVEN() == 7)"
            " assert(ODD(1) == 2) assert(FACT(5) == 120)");
     lua_close(A);
