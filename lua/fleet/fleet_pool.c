@@ -745,23 +745,6 @@ static void task_awaited(tb_task *tb)
         retire_task(v, tb->id);
 }
 
-/* 1 when the "WGID DELTA" lines s name a WaitGroup of another producer. */
-static int others_changes(fvm *v, const char *s, size_t len)
-{
-    size_t plen = strlen(v->producer);
-    while (len > 0) {
-        const char *nl = memchr(s, '\n', len);
-        size_t n = nl ? (size_t)(nl - s) : len;
-        if (n > 0 && !(n > plen && memcmp(s, v->producer, plen) == 0 && s[plen] == '/'))
-            return 1;
-        if (!nl)
-            break;
-        len -= n + 1;
-        s = nl + 1;
-    }
-    return 0;
-}
-
 /* ---- the notification poller ---- */
 
 /* This VM's task of that id, finished or not, or NULL. */
@@ -846,6 +829,16 @@ static void foreign_refuse(fvm *v, const char *id, const char *why)
     }
 }
 
+/* 0 when rec is a result record signed by a trusted key, else an error
+ * code with why said. */
+static int record_verify(fvm *v, const char *rec, size_t len, char *why, size_t wl)
+{
+    if (!sign_result_is_signed(rec, len))
+        return merr_fail(why, wl, SIGN_EUNSIGNED,
+                         "result record is not signed (auth.required is on)");
+    return sign_result_verify(v->trust, rec, len, why, wl);
+}
+
 /* The signed record of another producer's task that changed this VM's
  * WaitGroups: verified, of that task, recent, then its changes of this
  * VM's WaitGroups apply (once: the id stays known). */
@@ -866,9 +859,7 @@ static void on_foreign_record(redis_uv *cli, int status, const redisReply *reply
                  status < 0 ? err : reply->str);
     } else if (reply->type != REDIS_REPLY_STRING) {
         snprintf(why, sizeof why, "its record is not in Redis");
-    } else if (!sign_result_is_signed(reply->str, reply->len)) {
-        snprintf(why, sizeof why, "its record is not signed (auth.trusted_keys is set)");
-    } else if (sign_result_verify(v->trust, reply->str, reply->len, why, sizeof why) != 0) {
+    } else if (record_verify(v, reply->str, reply->len, why, sizeof why) != 0) {
         /* why says */
     } else {
         envelope_limits lim;
@@ -912,7 +903,7 @@ static void foreign_pin(fvm *v, const char *id, const char *change, size_t clen)
         lua_setfield(T, -3, id);
     }
     lua_pushlstring(T, change, nlen);
-    if (lua_rawget(T, -2) == LUA_TNIL && fleet_wgs_pin(T, v->wgs, change, clen, 1)) {
+    if (lua_rawget(T, -2) == LUA_TNIL && fleet_wgs_pin(T, v->wgs, change, nlen, 1)) {
         lua_pushlstring(T, change, nlen);
         lua_pushboolean(T, 1);
         lua_rawset(T, -4);
@@ -1021,15 +1012,9 @@ static int result_trusted(fvm *v, const char *pool, const char *id, int *logged,
     if (!v->trust)
         return 0;
     char why[200];
-    int rc;
-    if (sign_result_is_signed(rec, len))
-        rc = sign_result_verify(v->trust, rec, len, why, sizeof why);
-    else if (!v->auth_required)
+    if (!sign_result_is_signed(rec, len) && !v->auth_required)
         return 0;
-    else
-        rc = merr_fail(why, sizeof why, SIGN_EUNSIGNED,
-                       "result record is not signed (auth.required is on)");
-    if (rc == 0)
+    if (record_verify(v, rec, len, why, sizeof why) == 0)
         return 1;
     if (!*logged) {
         *logged = 1;
@@ -1178,7 +1163,7 @@ static void on_notification(fvm *v, const char *s, size_t len)
         /* signed: the record carries the task's changes of this VM's
          * WaitGroups; the unsigned 'W' elements are not used */
         fleet_wgs_settle(T, v->wgs, "", 0);
-        t->keep = r.wg_len && others_changes(v, r.wg, r.wg_len);
+        t->keep = r.wg_len && fleet_wgs_has_others(v->wgs, r.wg, r.wg_len);
         if (!t->wg_done && r.wg_len)
             fleet_wgs_apply_lines(T, v->wgs, r.wg, r.wg_len);
         t->wg_done = 1;
@@ -1248,7 +1233,7 @@ static int rc_found(void *ud, frc_task *rt, const char *rec, size_t reclen, cons
     if (trusted == 1) { /* signed: its own `wg`, not the unsigned :w */
         wg = r.wg;
         wglen = r.wg_len;
-        t->keep = r.wg_len && others_changes(v, r.wg, r.wg_len);
+        t->keep = r.wg_len && fleet_wgs_has_others(v->wgs, r.wg, r.wg_len);
     }
     if (wg && wglen && !t->wg_done)
         fleet_wgs_apply_lines(sched_scratch(v->s), v->wgs, wg, wglen);

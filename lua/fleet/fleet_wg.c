@@ -161,34 +161,48 @@ void fleet_submit_ctx_init(fleet_submit_ctx *c, fleet_wgs *w)
     c->carried = LUA_NOREF;
 }
 
+/* carried[name] += delta (the name on top of L's stack, left there); a
+ * WaitGroup carried by no fleet task any more may be collected. Returns the
+ * new count. */
+static lua_Integer carried_add(lua_State *L, fleet_wgs *w, lua_Integer delta)
+{
+    lua_rawgeti(L, LUA_REGISTRYINDEX, w->carried_ref);
+    lua_pushvalue(L, -2);
+    lua_Integer n = lua_rawget(L, -2) == LUA_TNUMBER ? lua_tointeger(L, -1) : 0;
+    lua_pop(L, 1);
+    if (delta > 0 && n <= 0) { /* not carried: gone, or not this VM's */
+        lua_pop(L, 1);
+        return 0;
+    }
+    n += delta;
+    lua_pushvalue(L, -2);
+    if (n > 0)
+        lua_pushinteger(L, n);
+    else
+        lua_pushnil(L);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+    if (n <= 0) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, w->named_ref);
+        lua_pushvalue(L, -2);
+        lua_pushnil(L);
+        lua_rawset(L, -3);
+        lua_pop(L, 1);
+    }
+    return n;
+}
+
 void fleet_wgs_release(lua_State *L, fleet_wgs *w, int *carried)
 {
     if (*carried == LUA_NOREF)
         return;
     lua_rawgeti(L, LUA_REGISTRYINDEX, *carried);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, w->carried_ref);
     lua_pushnil(L);
-    while (lua_next(L, -3)) {
+    while (lua_next(L, -2)) {
         lua_pop(L, 1);
-        lua_pushvalue(L, -1);
-        lua_gettable(L, -3);
-        lua_Integer n = lua_tointeger(L, -1) - 1;
-        lua_pop(L, 1);
-        lua_pushvalue(L, -1);
-        if (n > 0)
-            lua_pushinteger(L, n);
-        else
-            lua_pushnil(L);
-        lua_settable(L, -4);
-        if (n <= 0) { /* carried by no fleet task: may be collected */
-            lua_rawgeti(L, LUA_REGISTRYINDEX, w->named_ref);
-            lua_pushvalue(L, -2);
-            lua_pushnil(L);
-            lua_settable(L, -3);
-            lua_pop(L, 1);
-        }
+        carried_add(L, w, -1);
     }
-    lua_pop(L, 2);
+    lua_pop(L, 1);
     luaL_unref(L, LUA_REGISTRYINDEX, *carried);
     *carried = LUA_NOREF;
 }
@@ -234,54 +248,59 @@ void fleet_wgs_apply(lua_State *L, fleet_wgs *w, const char *s, size_t len)
     }
 }
 
-void fleet_wgs_apply_lines(lua_State *L, fleet_wgs *w, const char *s, size_t len)
+/* Calls f(L, w, line, n) for each "PRODUCER/N DELTA" line of s naming
+ * one of this VM's WaitGroups (mine = 1) or of another producer's
+ * (mine = 0); stops at the first f returning nonzero and returns that. */
+static int each_line(lua_State *L, fleet_wgs *w, const char *s, size_t len, int mine,
+                     int (*f)(lua_State *L, fleet_wgs *w, const char *line, size_t n))
 {
     size_t plen = strlen(w->producer);
     while (len > 0) {
         const char *nl = memchr(s, '\n', len);
         size_t n = nl ? (size_t)(nl - s) : len;
-        /* only this VM's WaitGroups ("PRODUCER/N"): a record also carries
-         * the changes of other producers' */
-        if (n > plen && memcmp(s, w->producer, plen) == 0 && s[plen] == '/')
-            fleet_wgs_apply(L, w, s, n);
+        int is_mine = n > plen && memcmp(s, w->producer, plen) == 0 && s[plen] == '/';
+        int r;
+        if (n > 0 && is_mine == mine && (r = f(L, w, s, n)) != 0)
+            return r;
         if (!nl)
             break;
         len -= n + 1;
         s = nl + 1;
     }
+    return 0;
 }
 
-int fleet_wgs_pin(lua_State *L, fleet_wgs *w, const char *change, size_t clen, int delta)
+static int apply_line(lua_State *L, fleet_wgs *w, const char *s, size_t n)
 {
-    const char *sp = clen ? memrchr(change, ' ', clen) : NULL;
-    size_t nlen = sp ? (size_t)(sp - change) : clen;
+    fleet_wgs_apply(L, w, s, n);
+    return 0;
+}
+
+void fleet_wgs_apply_lines(lua_State *L, fleet_wgs *w, const char *s, size_t len)
+{
+    /* a record also carries the changes of other producers' WaitGroups */
+    each_line(L, w, s, len, 1, apply_line);
+}
+
+static int found_line(lua_State *L, fleet_wgs *w, const char *s, size_t n)
+{
+    (void)L, (void)w, (void)s, (void)n;
+    return 1;
+}
+
+int fleet_wgs_has_others(fleet_wgs *w, const char *s, size_t len)
+{
+    return each_line(NULL, w, s, len, 0, found_line);
+}
+
+int fleet_wgs_pin(lua_State *L, fleet_wgs *w, const char *name, size_t nlen, int delta)
+{
     if (nlen == 0)
         return 0;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, w->carried_ref);
-    lua_pushlstring(L, change, nlen);
-    lua_pushvalue(L, -1);
-    lua_Integer n = lua_rawget(L, -3) == LUA_TNUMBER ? lua_tointeger(L, -1) : 0;
+    lua_pushlstring(L, name, nlen);
+    lua_Integer n = carried_add(L, w, delta);
     lua_pop(L, 1);
-    if (delta > 0 && n <= 0) { /* not carried: gone, or not this VM's */
-        lua_pop(L, 2);
-        return 0;
-    }
-    n += delta;
-    lua_pushvalue(L, -1);
-    if (n > 0)
-        lua_pushinteger(L, n);
-    else
-        lua_pushnil(L);
-    lua_rawset(L, -4);
-    if (n <= 0) { /* carried by no fleet task: may be collected */
-        lua_rawgeti(L, LUA_REGISTRYINDEX, w->named_ref);
-        lua_pushvalue(L, -2);
-        lua_pushnil(L);
-        lua_rawset(L, -3);
-        lua_pop(L, 1);
-    }
-    lua_pop(L, 2);
-    return 1;
+    return delta < 0 || n > 0;
 }
 
 void fleet_wgs_note(lua_State *L, fleet_wgs *w, const char *s, size_t len,

@@ -61,11 +61,13 @@ enum { FLEET_WG_APPLY, FLEET_WG_HOLD, FLEET_WG_DROP };
 void fleet_wgs_note(lua_State *L, fleet_wgs *w, const char *s, size_t len,
                     int (*which)(void *ud, const char *id, const char *change, size_t clen),
                     void *ud);
-/* Keeps the WaitGroup that a change "<name> <delta>" (clen bytes) names
- * known by its name while pinned (delta +1), as a task carrying it would;
- * -1 lets it go. Returns 1 when pinned: the name is one of this VM's
- * WaitGroups that fleet tasks carry. */
-int fleet_wgs_pin(lua_State *L, fleet_wgs *w, const char *change, size_t clen, int delta);
+/* 1 when the "<name> <delta>" lines s name a WaitGroup of another producer. */
+int fleet_wgs_has_others(fleet_wgs *w, const char *s, size_t len);
+/* Keeps the WaitGroup of that name (nlen bytes) known by its name while
+ * pinned (delta +1), as a task carrying it would; -1 lets it go. Returns 1
+ * when pinned: the name is one of this VM's WaitGroups that fleet tasks
+ * carry. */
+int fleet_wgs_pin(lua_State *L, fleet_wgs *w, const char *name, size_t nlen, int delta);
 /* The changes of task id held: 1 all of them (as many as each names), 0
  * none, -1 only some (the others were lost). */
 int fleet_wgs_held(const fleet_wgs *w, const char *id);

@@ -1231,7 +1231,8 @@ static const char *file_read(lua_State *L, void *ud, size_t *size)
 }
 
 /* The first character of the chunk in f, after a UTF-8 BOM and a first
- * line starting with '#' (then *comment = 1), as luaL_loadfilex skips them. */
+ * line starting with '#' (then *comment = 1), as luaL_loadfilex skips them.
+ * shared/codec/source.c's push_file_text does the same on a whole text. */
 static int chunk_start(FILE *f, int *comment)
 {
     int c = getc(f);

@@ -508,7 +508,9 @@ static int index_chunk(codec__ctx *c, int text, int name)
    mark dropped, a first line starting with '#' emptied) and returns 0, or
    pushes nothing and returns -1 with why filled: a file that cannot be
    opened, is not a regular file (opened without blocking: a FIFO is not
-   waited for), is over CODEC__FILE_MAX bytes, or holds a binary chunk. */
+   waited for), is over CODEC__FILE_MAX bytes, or holds a binary chunk.
+   lua/pool/sandbox.c's chunk_start skips the same prefix for a stream it
+   loads itself: the codec cannot depend on the pool layer, hence two. */
 static int push_file_text(codec__ctx *c, const char *name, char *why, size_t whylen)
 {
     int fd = open(name, O_RDONLY | O_NONBLOCK | O_CLOEXEC);

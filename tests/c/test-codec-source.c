@@ -18,24 +18,10 @@
 #include <lualib.h>
 
 #include "codec.h"
+#include "lua_test.h"
 #include "test.h"
 
-#define RUN(L, code)                                                                               \
-    do {                                                                                           \
-        if (luaL_dostring((L), (code)) != LUA_OK) {                                                \
-            fprintf(stderr, "%s:%d: Lua error: %s\n", __FILE__, __LINE__, lua_tostring((L), -1));  \
-            return 1;                                                                              \
-        }                                                                                          \
-    } while (0)
-
 static char errbuf[512];
-
-static lua_State *vm(void)
-{
-    lua_State *L = luaL_newstate();
-    luaL_openlibs(L);
-    return L;
-}
 
 /* The receiver's limits: functions as source only. */
 static codec_limits receiver(void)
@@ -91,22 +77,23 @@ static int write_temp(char *path, size_t cap, const char *text)
 
 static int test_closures(void)
 {
-    lua_State *A = vm(), *B = vm();
+    lua_State *A = lua_test_vm(), *B = lua_test_vm();
     /* load(text): the chunk name is the text itself */
-    RUN(A, "local chunk = [[local base = 10\n"
-           "local a, b = function(x) return base + x end, function(x) return base * x end\n"
-           "return a, b, function(n) local function inner(k) return k + n end return inner end]]\n"
-           "A1, B1, MK = load(chunk)() ; INNER = MK(5)");
+    LUA_RUN(A,
+            "local chunk = [[local base = 10\n"
+            "local a, b = function(x) return base + x end, function(x) return base * x end\n"
+            "return a, b, function(n) local function inner(k) return k + n end return inner end]]\n"
+            "A1, B1, MK = load(chunk)() ; INNER = MK(5)");
     ASSERT_EQ(move(A, B, "A1"), 0);
     ASSERT_EQ(move(A, B, "B1"), 0);
     ASSERT_EQ(move(A, B, "INNER"), 0);
-    RUN(B, "assert(A1(1) == 11, 'first on the line') assert(B1(2) == 20, 'second on the line')"
-           " assert(INNER(1) == 6, 'nested')");
+    LUA_RUN(B, "assert(A1(1) == 11, 'first on the line') assert(B1(2) == 20, 'second on the line')"
+               " assert(INNER(1) == 6, 'nested')");
     /* same lines as A's (tracebacks) */
-    RUN(A, "L1 = debug.getinfo(INNER, 'S').linedefined .. '-' .. debug.getinfo(B1, "
-           "'S').lastlinedefined");
-    RUN(B, "L1 = debug.getinfo(INNER, 'S').linedefined .. '-' .. debug.getinfo(B1, "
-           "'S').lastlinedefined");
+    LUA_RUN(A, "L1 = debug.getinfo(INNER, 'S').linedefined .. '-' .. debug.getinfo(B1, "
+               "'S').lastlinedefined");
+    LUA_RUN(B, "L1 = debug.getinfo(INNER, 'S').linedefined .. '-' .. debug.getinfo(B1, "
+               "'S').lastlinedefined");
     lua_getglobal(A, "L1");
     lua_getglobal(B, "L1");
     ASSERT_STR_EQ(lua_tostring(A, -1), lua_tostring(B, -1));
@@ -142,15 +129,15 @@ static int test_file(void)
                          "function M.boom() error('boom here') end\n"
                          "return M\n"),
               0);
-    lua_State *A = vm(), *B = vm();
+    lua_State *A = lua_test_vm(), *B = lua_test_vm();
     lua_pushstring(A, path);
     lua_setglobal(A, "PATH");
-    RUN(A, "local M = assert(loadfile(PATH))() OK, BOOM = M.ok, M.boom");
+    LUA_RUN(A, "local M = assert(loadfile(PATH))() OK, BOOM = M.ok, M.boom");
     ASSERT_EQ(move(A, B, "OK"), 0);
     ASSERT_EQ(move(A, B, "BOOM"), 0);
-    RUN(B, "assert(OK(21) == 42)");
+    LUA_RUN(B, "assert(OK(21) == 42)");
     /* the error names the file and the line of the sender's text */
-    RUN(B, "local ok, e = pcall(BOOM) assert(not ok) MSG = e");
+    LUA_RUN(B, "local ok, e = pcall(BOOM) assert(not ok) MSG = e");
     lua_getglobal(B, "MSG");
     ASSERT_CONTAINS(lua_tostring(B, -1), ":4: boom here");
     ASSERT_CONTAINS(lua_tostring(B, -1), path + 5); /* its file name */
@@ -158,10 +145,10 @@ static int test_file(void)
 
     /* the file changed since: the function cannot travel (a fresh VM has
      * not indexed it yet) */
-    lua_State *C = vm();
+    lua_State *C = lua_test_vm();
     lua_pushstring(C, path);
     lua_setglobal(C, "PATH");
-    RUN(C, "local M = assert(loadfile(PATH))() OK = M.ok");
+    LUA_RUN(C, "local M = assert(loadfile(PATH))() OK = M.ok");
     FILE *f = fopen(path, "w");
     fputs("return {ok = function(x) return x end}\n", f);
     fclose(f);
@@ -178,7 +165,7 @@ static int test_file(void)
 
 static int test_noted(void)
 {
-    lua_State *A = vm(), *B = vm();
+    lua_State *A = lua_test_vm(), *B = lua_test_vm();
     const char *text = "local t = ... return function() return t .. '!' end";
     ASSERT_EQ(luaL_loadbufferx(A, text, strlen(text), "=task", "t"), LUA_OK);
     lua_pushliteral(A, "hi");
@@ -192,7 +179,7 @@ static int test_noted(void)
     ASSERT_EQ(codec_note_source(A, "=task", "return 1", 8), 0); /* another text, same name */
     ASSERT_EQ(codec_note_source(A, "=task", text, strlen(text)), 0);
     ASSERT_EQ(move(A, B, "F"), 0);
-    RUN(B, "assert(F() == 'hi!')");
+    LUA_RUN(B, "assert(F() == 'hi!')");
     lua_close(A);
     lua_close(B);
     return 0;
@@ -203,30 +190,30 @@ static int test_noted(void)
  * folded into the function (its own text would not compile the same). */
 static int test_shapes(void)
 {
-    lua_State *A = vm(), *B = vm();
-    RUN(A, "F = load([==[local M = {k = 2}\n"
-           "function M:scale(x) return self.k * x end\n"
-           "function M.add(a, b) return a + b end\n"
-           "local N <const> = 7\n"
-           "local function seven() return N end\n"
-           "local odd = function --[[ a comment ]] (x) return x + 1 end\n"
-           "local function fact(n) if n <= 1 then return 1 end return n * fact(n - 1) end\n"
-           "return M, seven, odd, fact]==])\n"
-           "M, SEVEN, ODD, FACT = F() SCALE, ADD = M.scale, M.add");
+    lua_State *A = lua_test_vm(), *B = lua_test_vm();
+    LUA_RUN(A, "F = load([==[local M = {k = 2}\n"
+               "function M:scale(x) return self.k * x end\n"
+               "function M.add(a, b) return a + b end\n"
+               "local N <const> = 7\n"
+               "local function seven() return N end\n"
+               "local odd = function --[[ a comment ]] (x) return x + 1 end\n"
+               "local function fact(n) if n <= 1 then return 1 end return n * fact(n - 1) end\n"
+               "return M, seven, odd, fact]==])\n"
+               "M, SEVEN, ODD, FACT = F() SCALE, ADD = M.scale, M.add");
     ASSERT_EQ(move(A, B, "SCALE"), 0);
     ASSERT_EQ(move(A, B, "ADD"), 0);
     ASSERT_EQ(move(A, B, "SEVEN"), 0);
     ASSERT_EQ(move(A, B, "ODD"), 0);
     ASSERT_EQ(move(A, B, "FACT"), 0);
     /* a function loaded from a stripped dump: no upvalue names, no lines */
-    RUN(A, "local k = 5 local function f() return k end "
-           "STRIPPED = load(string.dump(f, true), '=stripped', 'b')");
+    LUA_RUN(A, "local k = 5 local function f() return k end "
+               "STRIPPED = load(string.dump(f, true), '=stripped', 'b')");
     char *msg;
     size_t len;
     ASSERT_EQ(encode_global(A, "STRIPPED", &msg, &len), CODEC_EUNSENDABLE);
     ASSERT_EQ(lua_gettop(A), 0);
-    RUN(B, "assert(SCALE({k = 3}, 5) == 15) assert(ADD(2, 3) == 5) assert(SEVEN() == 7)"
-           " assert(ODD(1) == 2) assert(FACT(5) == 120)");
+    LUA_RUN(B, "assert(SCALE({k = 3}, 5) == 15) assert(ADD(2, 3) == 5) assert(SEVEN() == 7)"
+               " assert(ODD(1) == 2) assert(FACT(5) == 120)");
     lua_close(A);
     lua_close(B);
     return 0;
@@ -236,12 +223,12 @@ static int test_shapes(void)
  * nested in it (its chunk's text is known from the message). */
 static int test_forward(void)
 {
-    lua_State *A = vm(), *B = vm(), *C = vm();
-    RUN(A, "F = load('return function(n) return function() return n * 3 end end')()");
+    lua_State *A = lua_test_vm(), *B = lua_test_vm(), *C = lua_test_vm();
+    LUA_RUN(A, "F = load('return function(n) return function() return n * 3 end end')()");
     ASSERT_EQ(move(A, B, "F"), 0);
-    RUN(B, "G = F(7)");
+    LUA_RUN(B, "G = F(7)");
     ASSERT_EQ(move(B, C, "G"), 0);
-    RUN(C, "assert(G() == 21)");
+    LUA_RUN(C, "assert(G() == 21)");
     lua_close(A);
     lua_close(B);
     lua_close(C);
@@ -250,8 +237,8 @@ static int test_forward(void)
 
 static int test_refuse_bytecode(void)
 {
-    lua_State *A = vm(), *B = vm();
-    RUN(A, "F = function() return 1 end");
+    lua_State *A = lua_test_vm(), *B = lua_test_vm();
+    LUA_RUN(A, "F = function() return 1 end");
     codec_limits lim;
     codec_limits_default(&lim); /* as bytecode */
     lua_getglobal(A, "F");
@@ -288,8 +275,8 @@ static long find_source_ext(const char *msg, size_t len)
 
 static int test_hostile(void)
 {
-    lua_State *A = vm(), *B = vm();
-    RUN(A, "F = load('return function() return 1 end')()");
+    lua_State *A = lua_test_vm(), *B = lua_test_vm();
+    LUA_RUN(A, "F = load('return function() return 1 end')()");
     char *msg;
     size_t len;
     ASSERT_EQ(encode_global(A, "F", &msg, &len), 0);
@@ -316,7 +303,7 @@ static int test_hostile(void)
     free(msg);
 
     /* a text that is a binary chunk: compiled in text mode, refused */
-    RUN(A, "BIN = string.dump(function() os.exit(3) end)");
+    LUA_RUN(A, "BIN = string.dump(function() os.exit(3) end)");
     lua_getglobal(A, "BIN");
     size_t blen;
     const char *bin = lua_tolstring(A, -1, &blen);
@@ -351,8 +338,8 @@ static int test_hostile(void)
  * sandboxed task), never waiting on a FIFO, saying what was missing. */
 static int test_files(void)
 {
-    lua_State *A = vm();
-    RUN(A, "F = load('return function() return 1 end', '@/no/such/file.lua')()");
+    lua_State *A = lua_test_vm();
+    LUA_RUN(A, "F = load('return function() return 1 end', '@/no/such/file.lua')()");
     char *msg;
     size_t len;
     ASSERT_EQ(encode_global(A, "F", &msg, &len), CODEC_EUNSENDABLE);
@@ -365,7 +352,7 @@ static int test_files(void)
     ASSERT_EQ(mkfifo(fifo, 0600), 0);
     lua_pushstring(A, fifo);
     lua_setglobal(A, "FIFO");
-    RUN(A, "G = load('return function() return 2 end', '@' .. FIFO)()");
+    LUA_RUN(A, "G = load('return function() return 2 end', '@' .. FIFO)()");
     ASSERT_EQ(encode_global(A, "G", &msg, &len), CODEC_EUNSENDABLE); /* no wait */
     ASSERT_CONTAINS(errbuf, "its file cannot be read: not a regular file");
     unlink(fifo);
@@ -374,7 +361,7 @@ static int test_files(void)
     ASSERT_EQ(write_temp(path, sizeof path, "return function() return 3 end\n"), 0);
     lua_pushstring(A, path);
     lua_setglobal(A, "PATH");
-    RUN(A, "H = assert(loadfile(PATH))()");
+    LUA_RUN(A, "H = assert(loadfile(PATH))()");
     codec_limits lim;
     codec_limits_default(&lim);
     lim.send_source = 1;
@@ -392,15 +379,15 @@ static int test_files(void)
  * CODEC_SOURCE_MAX is neither sent nor compiled. */
 static int test_bounds(void)
 {
-    lua_State *A = vm(), *B = vm(), *C = vm();
+    lua_State *A = lua_test_vm(), *B = lua_test_vm(), *C = lua_test_vm();
     /* 200 distinct texts of about 200 KB each (40 MB in all), each sent whole */
-    RUN(A, "PAD = string.rep('-- padding line\\n', 12000)");
+    LUA_RUN(A, "PAD = string.rep('-- padding line\\n', 12000)");
     for (int i = 0; i < 200; i++) {
         char code[200];
         /* a header its own lines cannot drop: the whole chunk travels */
         snprintf(code, sizeof code,
                  "F = load(PAD .. 'local x = function --[[c]] () return %d end return x')()", i);
-        RUN(A, code);
+        LUA_RUN(A, code);
         int rc = move(A, B, "F");
         if (rc != 0)
             fprintf(stderr, "%d: %s\n", i, errbuf);
@@ -424,8 +411,9 @@ static int test_bounds(void)
     ASSERT_LT(lua_gc(B, LUA_GCCOUNT), 48 * 1024); /* KB: the budget and some */
     /* a function whose own lines do not compile alone, in a chunk over the
      * limit: not sent */
-    RUN(A, "BIG = load(string.rep('-- pad\\n', 50000) .. 'local x = function --[[c]] () return 1 "
-           "end return x')()");
+    LUA_RUN(A,
+            "BIG = load(string.rep('-- pad\\n', 50000) .. 'local x = function --[[c]] () return 1 "
+            "end return x')()");
     char *msg;
     size_t len;
     ASSERT_EQ(encode_global(A, "BIG", &msg, &len), CODEC_EUNSENDABLE);

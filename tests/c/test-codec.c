@@ -14,25 +14,10 @@
 #include <lualib.h>
 
 #include "codec.h"
+#include "lua_test.h"
 #include "test.h"
 
-/* Runs a Lua chunk; on error prints it and fails the test. */
-#define RUN(L, code)                                                                               \
-    do {                                                                                           \
-        if (luaL_dostring((L), (code)) != LUA_OK) {                                                \
-            fprintf(stderr, "%s:%d: Lua error: %s\n", __FILE__, __LINE__, lua_tostring((L), -1));  \
-            return 1;                                                                              \
-        }                                                                                          \
-    } while (0)
-
 /* ---- helpers ----------------------------------------------------------- */
-
-static lua_State *vm(void)
-{
-    lua_State *L = luaL_newstate();
-    luaL_openlibs(L);
-    return L;
-}
 
 static codec_limits trusted(void)
 {
@@ -123,7 +108,7 @@ static int encode_code(lua_State *L, const char *code, char **buf, size_t *len)
 
 static int test_scalars(void)
 {
-    lua_State *A = vm(), *B = vm();
+    lua_State *A = lua_test_vm(), *B = lua_test_vm();
     int n;
     ASSERT_EQ(transfer(A, B,
                        "return nil, true, false, 0, -1, math.mininteger, "
@@ -177,7 +162,7 @@ static int test_scalars(void)
 
 static int test_tables(void)
 {
-    lua_State *A = vm(), *B = vm();
+    lua_State *A = lua_test_vm(), *B = lua_test_vm();
     int n;
     ASSERT_EQ(transfer(A, B,
                        "local shared = {v = 1}\n"
@@ -206,10 +191,10 @@ static int test_tables(void)
                     "return true"),
               0);
     /* a mutation in B is not seen in A (values are copies) */
-    RUN(A, "T = {1}");
+    LUA_RUN(A, "T = {1}");
     ASSERT_EQ(transfer(A, B, "return T", &n), 0);
     ASSERT_EQ(check(B, n, "local t = ... t[1] = 99 return true"), 0);
-    RUN(A, "assert(T[1] == 1)");
+    LUA_RUN(A, "assert(T[1] == 1)");
     lua_close(A);
     lua_close(B);
     return 0;
@@ -217,7 +202,7 @@ static int test_tables(void)
 
 static int test_functions(void)
 {
-    lua_State *A = vm(), *B = vm();
+    lua_State *A = lua_test_vm(), *B = lua_test_vm();
     int n;
     /* a function plus its arguments, upvalues of several kinds */
     ASSERT_EQ(transfer(A, B,
@@ -247,7 +232,7 @@ static int test_functions(void)
                     "assert(debug.upvalueid(t.inc, 1) == debug.upvalueid(t.get, 1))\n"
                     "return true"),
               0);
-    RUN(A, "assert(GET() == 1)"); /* the sender's copy is untouched */
+    LUA_RUN(A, "assert(GET() == 1)"); /* the sender's copy is untouched */
 
     /* recursion through an upvalue, nested prototypes, varargs */
     ASSERT_EQ(transfer(A, B,
@@ -303,10 +288,10 @@ static int test_functions(void)
 
 static int test_env_globals(void)
 {
-    lua_State *A = vm(), *B = vm();
+    lua_State *A = lua_test_vm(), *B = lua_test_vm();
     int n;
-    RUN(A, "who = 'A'");
-    RUN(B, "who = 'B'");
+    LUA_RUN(A, "who = 'A'");
+    LUA_RUN(B, "who = 'B'");
     ASSERT_EQ(transfer(A, B,
                        "return function() counter = (counter or 0) + 1 "
                        "return who end, _G, _ENV",
@@ -322,7 +307,7 @@ static int test_env_globals(void)
                     "return true"),
               0);
     /* a receiver that decodes into a per-task proxy of its globals */
-    RUN(B, "PROXY = setmetatable({}, {__index = _G})");
+    LUA_RUN(B, "PROXY = setmetatable({}, {__index = _G})");
     lua_rawgeti(B, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS); /* the real one */
     lua_getglobal(B, "PROXY");
     lua_rawseti(B, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
@@ -363,14 +348,14 @@ static int test_env_globals(void)
 
 static int test_modules(void)
 {
-    lua_State *A = vm(), *B = vm();
+    lua_State *A = lua_test_vm(), *B = lua_test_vm();
     int n;
     const char *preload = "package.preload.greeter = function()\n"
                           "  LOADS = (LOADS or 0) + 1\n"
                           "  return {greet = function(n) return 'hi ' .. n end}\n"
                           "end";
-    RUN(A, preload);
-    RUN(B, preload);
+    LUA_RUN(A, preload);
+    LUA_RUN(B, preload);
     ASSERT_EQ(transfer(A, B,
                        "local g = require('greeter')\n"
                        "local fmt = string.format\n"
@@ -391,18 +376,18 @@ static int test_modules(void)
               0);
 
     /* without allow_require a module must already be loaded */
-    lua_State *C = vm();
-    RUN(C, preload);
+    lua_State *C = lua_test_vm();
+    LUA_RUN(C, preload);
     codec_limits lim = trusted();
     lim.allow_require = 0;
     ASSERT_EQ(transfer_named(A, C, "return require('greeter')", "=s", &lim, &n), CODEC_EMODULE);
     ASSERT_CONTAINS(errbuf, "greeter");
-    RUN(C, "require('greeter')");
+    LUA_RUN(C, "require('greeter')");
     ASSERT_EQ(transfer_named(A, C, "return require('greeter')", "=s", &lim, &n), 0);
     ASSERT_EQ(check(C, n, "return ... == package.loaded.greeter"), 0);
 
     /* a module the receiver lacks */
-    RUN(A, "package.preload.onlyA = function() return {f = print} end");
+    LUA_RUN(A, "package.preload.onlyA = function() return {f = print} end");
     ASSERT_EQ(transfer(A, B, "return require('onlyA')", &n), CODEC_EMODULE);
     ASSERT_CONTAINS(errbuf, "onlyA");
 
@@ -413,8 +398,8 @@ static int test_modules(void)
     lua_pop(B, n);
     codec_stats_get(A, &s2);
     ASSERT_EQ(s2.modmap_builds, s1.modmap_builds); /* unchanged: cached */
-    RUN(A, "package.loaded.newmod = {}");
-    RUN(B, "package.loaded.newmod = {}");
+    LUA_RUN(A, "package.loaded.newmod = {}");
+    LUA_RUN(B, "package.loaded.newmod = {}");
     ASSERT_EQ(transfer(A, B, "return package.loaded.newmod", &n), 0);
     codec_stats_get(A, &s2);
     ASSERT_EQ(s2.modmap_builds, s1.modmap_builds + 1);
@@ -482,7 +467,7 @@ static void handle_setup(lua_State *L)
 
 static int test_udata_hooks(void)
 {
-    lua_State *A = vm(), *B = vm();
+    lua_State *A = lua_test_vm(), *B = lua_test_vm();
     int n;
     handle_setup(A);
     handle_setup(B);
@@ -492,7 +477,7 @@ static int test_udata_hooks(void)
     ASSERT_EQ(codec_register_udata(A, HANDLE, handle_enc, handle_dec, NULL), 0);
     ASSERT_EQ(codec_register_udata(B, HANDLE, handle_enc, handle_dec, NULL), 0);
     ASSERT_EQ(codec_register_udata(B, NULL, handle_enc, handle_dec, NULL), CODEC_EINVAL);
-    RUN(B, "H5 = handle(5)");
+    LUA_RUN(B, "H5 = handle(5)");
     ASSERT_EQ(transfer(A, B,
                        "local h = handle(5)\n"
                        "return function() return h end, h, {h, h}, handle(6)",
@@ -507,7 +492,7 @@ static int test_udata_hooks(void)
     /* a userdata of another type with a name but no hook */
     ASSERT_EQ(transfer(A, B, "return io.stdout", &n), CODEC_EUNSENDABLE);
     /* a receiver without the hook refuses */
-    lua_State *C = vm();
+    lua_State *C = lua_test_vm();
     ASSERT_EQ(transfer(A, C, "return handle(1)", &n), CODEC_EUDATA);
     ASSERT_CONTAINS(errbuf, HANDLE);
     lua_close(A);
@@ -520,7 +505,7 @@ static int test_udata_hooks(void)
 
 static int test_unsendable(void)
 {
-    lua_State *A = vm(), *B = vm();
+    lua_State *A = lua_test_vm(), *B = lua_test_vm();
     int n;
     codec_limits lim = trusted();
     ASSERT_EQ(transfer(A, B, "return 1, coroutine.create(print)", &n), CODEC_EUNSENDABLE);
@@ -615,7 +600,7 @@ static const char *sample_code =
 
 static int test_reject_header(void)
 {
-    lua_State *L = vm();
+    lua_State *L = lua_test_vm();
     ASSERT_EQ(decode_bytes(L, "", 0, NULL), CODEC_ETRUNCATED);
     ASSERT_EQ(decode_bytes(L, "MTR", 3, NULL), CODEC_ETRUNCATED);
     ASSERT_EQ(decode_bytes(L, "XTR\x01\x90", 5, NULL), CODEC_EMAGIC);
@@ -655,7 +640,7 @@ static int test_reject_header(void)
 
 static int test_reject_truncated(void)
 {
-    lua_State *A = vm(), *B = vm();
+    lua_State *A = lua_test_vm(), *B = lua_test_vm();
     char *buf;
     size_t len;
     ASSERT_EQ(encode_code(A, sample_code, &buf, &len), 0);
@@ -690,7 +675,7 @@ static void regmt_setup(lua_State *L)
 
 static int test_metatables(void)
 {
-    lua_State *A = vm(), *B = vm();
+    lua_State *A = lua_test_vm(), *B = lua_test_vm();
     int n;
     /* copied metatables: methods and metamethods work, one metatable of two
        objects stays one, a table may be its own metatable, __metatable does
@@ -741,9 +726,9 @@ static int test_metatables(void)
                           "  function M.area(s) return s.w * s.h end\n"
                           "  return M\n"
                           "end";
-    RUN(A, preload);
-    RUN(B, preload);
-    RUN(B, "require('shape')");
+    LUA_RUN(A, preload);
+    LUA_RUN(B, preload);
+    LUA_RUN(B, "require('shape')");
     ASSERT_EQ(transfer(A, B, "return setmetatable({w = 2, h = 3}, require('shape'))", &n), 0);
     ASSERT_EQ(check(B, n,
                     "local s = ...\n"
@@ -766,7 +751,7 @@ static int test_metatables(void)
                     "assert(a.kind == 'registered')\n"
                     "return true"),
               0);
-    lua_State *C = vm(); /* a receiver that lacks it */
+    lua_State *C = lua_test_vm(); /* a receiver that lacks it */
     ASSERT_EQ(transfer(A, C, "return setmetatable({}, debug.getregistry()['test.regmt'])", &n),
               CODEC_EMODULE);
     ASSERT_CONTAINS(errbuf, "metatable 'test.regmt' is not registered here");
@@ -828,7 +813,7 @@ static uint64_t rng(void)
 
 static int test_reject_flips(void)
 {
-    lua_State *A = vm(), *B = vm();
+    lua_State *A = lua_test_vm(), *B = lua_test_vm();
     char *buf;
     size_t len;
     ASSERT_EQ(encode_code(A,
@@ -876,7 +861,7 @@ static int test_reject_flips(void)
 
 static int test_reject_limits(void)
 {
-    lua_State *A = vm(), *B = vm();
+    lua_State *A = lua_test_vm(), *B = lua_test_vm();
     codec_limits lim;
     codec_limits_default(&lim);
     /* depth bomb: 100000 nested one-element arrays */
@@ -939,7 +924,7 @@ static int test_reject_limits(void)
 
 static int test_reject_bytecode(void)
 {
-    lua_State *A = vm(), *B = vm();
+    lua_State *A = lua_test_vm(), *B = lua_test_vm();
     char *buf;
     size_t len;
     ASSERT_EQ(encode_code(A, "return 1, function() return 2 end", &buf, &len), 0);
@@ -1011,10 +996,10 @@ static int test_reject_bytecode(void)
 
 static int test_cache(void)
 {
-    lua_State *A = vm(), *B = vm();
+    lua_State *A = lua_test_vm(), *B = lua_test_vm();
     codec_limits lim = trusted();
     codec_stats s0, s;
-    RUN(A, "local n = 0 F = function(step) n = n + step return n end");
+    LUA_RUN(A, "local n = 0 F = function(step) n = n + step return n end");
     char *b1, *b2;
     size_t l1, l2;
     ASSERT_EQ(encode_code(A, "return F, 1", &b1, &l1), 0);
@@ -1039,15 +1024,15 @@ static int test_cache(void)
     codec_stats_get(B, &s);
     ASSERT_EQ(s.loads, 1);
     ASSERT_EQ(s.load_hits, 1);
-    RUN(B, "assert(f1 ~= f2) assert(f1(s1) == 1 and f1(s1) == 2) "
-           "assert(f2(s2) == 1)");
+    LUA_RUN(B, "assert(f1 ~= f2) assert(f1(s1) == 1 and f1(s1) == 2) "
+               "assert(f2(s2) == 1)");
     free(b1);
     free(b2);
 
     /* new closures of one prototype: dumped each time (cheap, always
        correct), loaded once */
     codec_stats_get(A, &s0);
-    RUN(A, "FS = {} for i = 1, 10 do FS[i] = function() return i end end");
+    LUA_RUN(A, "FS = {} for i = 1, 10 do FS[i] = function() return i end end");
     for (int i = 1; i <= 10; i++) {
         char code[64];
         snprintf(code, sizeof code, "return FS[%d]", i);
@@ -1056,7 +1041,7 @@ static int test_cache(void)
         lua_setglobal(B, "g");
         char chk[64];
         snprintf(chk, sizeof chk, "assert(g() == %d)", i);
-        RUN(B, chk);
+        LUA_RUN(B, chk);
         free(b1);
     }
     codec_stats_get(A, &s);
@@ -1069,7 +1054,7 @@ static int test_cache(void)
     for (int i = 0; i < 3; i++) {
         ASSERT_EQ(codec_decode(B, b1, l1, &lim, &n, errbuf, sizeof errbuf), 0);
         lua_setglobal(B, "h");
-        RUN(B, "assert(h() == 42)");
+        LUA_RUN(B, "assert(h() == 42)");
     }
     free(b1);
     codec_stats_get(B, &s);
@@ -1110,7 +1095,7 @@ static int test_cache(void)
 
 static int test_many_upvalues(void)
 {
-    lua_State *A = vm(), *B = vm();
+    lua_State *A = lua_test_vm(), *B = lua_test_vm();
     int n;
     /* 255 upvalues: more than a factory can hold, loaded each time */
     const char *code = "local src = {}\n"
@@ -1162,7 +1147,7 @@ static void *limited_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 
 static int test_oom(void)
 {
-    lua_State *A = vm();
+    lua_State *A = lua_test_vm();
     char *msg;
     size_t len;
     ASSERT_EQ(encode_code(A, sample_code, &msg, &len), 0);
