@@ -56,9 +56,8 @@ struct wpool {
     int reported;                          /* the running count last written to Redis, -1: never */
     unsigned long long received, recorded; /* since start, for debug lines */
     wtask *running[256]; /* the tasks here by (partition, offset): see on_message */
-    int32_t *paused;     /* partitions paused because inflight reached cap */
-    int npaused, cappaused;
-    struct held *held; /* partitions stopped at an envelope this worker cannot read */
+    int holding;         /* its topic is held (kuv_hold): inflight reached cap + PREFETCH */
+    struct held *held;   /* partitions stopped at an envelope this worker cannot read */
     int nheld;
     /* tasks wait here until one of the pool's `workers` slots is free: the
      * delivery record counts a task when it is about to run, not when it
@@ -205,50 +204,30 @@ static wtask **running_slot(wpool *p, int32_t partition, int64_t offset)
     return pp;
 }
 
-/* ---- pause / resume ---- */
+/* ---- flow control ---- */
 
-/* Fetching a pool's partitions pauses when PREFETCH tasks beyond its
+/* The pool's messages stop being handed out when PREFETCH tasks beyond its
  * `workers` are here (they wait in the pool's queue, so the VMs never run
- * dry), and resumes once half of those are gone. Far apart on purpose:
- * librdkafka drops a paused partition's prefetched messages and fetches them
- * again after the resume, so pausing per task would fetch everything many
- * times over. */
-#define PREFETCH 4096
+ * dry) and flow again once half of those are gone. Meanwhile librdkafka
+ * keeps a bounded number of them fetched ahead per partition (kuv_hold):
+ * nothing is dropped and fetched again, so the pipeline never waits for a
+ * refetch. */
+#define PREFETCH 1024
 
-static int pause_at(const wpool *p)
+static void maybe_hold(worker *w, wpool *p)
 {
-    return p->cap + PREFETCH;
+    if (p->holding || p->inflight < p->cap + PREFETCH)
+        return;
+    if (kuv_hold(w->c, p->topic, 1) == 0)
+        p->holding = 1;
 }
 
-static void maybe_pause(worker *w, wpool *p, int32_t partition)
+static void maybe_release(worker *w, wpool *p)
 {
-    if (p->inflight < pause_at(p))
+    if (w->stopping || !p->holding || p->inflight > p->cap + PREFETCH / 2)
         return;
-    for (int i = 0; i < p->npaused; i++)
-        if (p->paused[i] == partition)
-            return;
-    if (p->npaused == p->cappaused) {
-        int c = p->cappaused ? p->cappaused * 2 : 8;
-        int32_t *n = realloc(p->paused, (size_t)c * sizeof *n);
-        if (!n)
-            return;
-        p->paused = n;
-        p->cappaused = c;
-    }
-    if (kuv_pause(w->c, p->topic, partition) == 0)
-        p->paused[p->npaused++] = partition;
-}
-
-static int held_at(const wpool *p, int32_t partition, int64_t *offset);
-
-static void maybe_resume(worker *w, wpool *p)
-{
-    if (w->stopping || p->npaused == 0 || p->inflight > p->cap + PREFETCH / 2)
-        return;
-    for (int i = 0; i < p->npaused; i++)
-        if (!held_at(p, p->paused[i], NULL))
-            kuv_resume(w->c, p->topic, p->paused[i]);
-    p->npaused = 0;
+    if (kuv_hold(w->c, p->topic, 0) == 0)
+        p->holding = 0;
 }
 
 /* ---- partitions held at a newer envelope version ---- */
@@ -344,7 +323,7 @@ static void task_settled(wtask *t, int recorded)
     p->inflight--;
     w->inflight--;
     p->recorded++;
-    maybe_resume(w, p);
+    maybe_release(w, p);
     uv_close((uv_handle_t *)&t->retry, on_retry_closed);
     maybe_finish_stop(w);
 }
@@ -1365,21 +1344,7 @@ static void on_message(void *ud, const kuv_message *m)
         p->qhead = t;
     p->qtail = t;
     pump(p);
-    maybe_pause(w, p, m->partition);
-}
-
-/* A partition assigned afresh is not paused (kafka_uv.h): forget it among
- * the pool's paused ones, so that maybe_pause can pause it again. */
-static void forget_paused(worker *w, const kuv_partition *parts, size_t n)
-{
-    for (wpool *p = w->pools; p; p = p->next)
-        for (size_t k = 0; k < n; k++)
-            if (!strcmp(p->topic, parts[k].topic))
-                for (int i = 0; i < p->npaused; i++)
-                    if (p->paused[i] == parts[k].partition) {
-                        p->paused[i] = p->paused[--p->npaused];
-                        break;
-                    }
+    maybe_hold(w, p);
 }
 
 static void on_rebalance(void *ud, int assigned, const kuv_partition *parts, size_t n)
@@ -1387,8 +1352,6 @@ static void on_rebalance(void *ud, int assigned, const kuv_partition *parts, siz
     worker *w = ud;
     if (n == 0)
         return;
-    if (assigned)
-        forget_paused(w, parts, n);
     wlog(WLOG_INFO, "%s %zu partition(s), e.g. %s[%d]", assigned ? "assigned" : "revoked", n,
          parts[0].topic, (int)parts[0].partition);
     if (!assigned)
@@ -1416,9 +1379,10 @@ static void on_report(uv_timer_t *h)
         int active, queued;
         executor_counts(p->ex, &active, &queued, NULL);
         wlog(WLOG_DEBUG,
-             "pool=%s here: %d running, %d queued, %d not yet recorded, %d partition(s) "
-             "paused, %d held at a newer envelope; %llu received, %llu recorded",
-             p->name, active, queued, p->inflight, p->npaused, p->nheld, p->received, p->recorded);
+             "pool=%s here: %d running, %d queued, %d not yet recorded%s, %d partition(s) "
+             "held at a newer envelope; %llu received, %llu recorded",
+             p->name, active, queued, p->inflight, p->holding ? " (fetching held)" : "", p->nheld,
+             p->received, p->recorded);
         if (active == 0 && p->reported == 0)
             continue;
         snprintf(val, sizeof val, "%d %" PRIu64 " %s", active, unix_ms(), w->incarnation);
@@ -1448,7 +1412,7 @@ static void on_cap(redis_uv *cli, int status, const redisReply *reply, const cha
                 p->cap = (int)v;
                 executor_set_limit(p->ex, p->cap);
                 pump(p);
-                maybe_resume(q->w, p);
+                maybe_release(q->w, p);
             }
         }
     }
@@ -1732,7 +1696,6 @@ static void on_worker_closed(uv_handle_t *h)
         wpool *p = w->pools;
         w->pools = p->next;
         executor_unref(p->ex);
-        free(p->paused);
         free(p->held);
         free(p);
     }

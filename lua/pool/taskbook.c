@@ -12,14 +12,20 @@
 #include "codec.h"
 #include "rtlog.h"
 
-/* Task id -> record: open addressing, linear probing; a slot is NULL
- * (never used), TOMB (emptied) or a record. Grows at half full. */
+/* Task id -> record: open addressing, linear probing; a slot's record is
+ * NULL (never used), TOMB (emptied) or a record, kept with its id's hash so
+ * that a probe reads the record only when the hashes match (tens of
+ * thousands of tasks out: each record read is a cache miss). Grows at half
+ * full. */
 #define TOMB ((tb_task *)&tomb_mark)
 static const char tomb_mark;
 
 struct taskbook {
     sched *s;
-    tb_task **slots;
+    struct tb_slot {
+        tb_task *t;
+        uint32_t h;
+    } * slots;
     size_t cap, used; /* used: records and tombs */
     size_t live;      /* records */
     mlist all;        /* every record (of tb_task.node), the newest first */
@@ -34,22 +40,29 @@ static uint32_t hash_id(const char *id)
     uint32_t h = 2166136261u; /* FNV-1a */
     for (const unsigned char *p = (const unsigned char *)id; *p; p++)
         h = (h ^ *p) * 16777619u;
+    /* then mixed (murmur3's finalizer): ids differ in their last digits
+     * only, and the table takes the low bits */
+    h ^= h >> 16;
+    h *= 0x85ebca6bu;
+    h ^= h >> 13;
+    h *= 0xc2b2ae35u;
+    h ^= h >> 16;
     return h;
 }
 
 /* The slot of id: its record's, or the empty one where it would go. */
-static tb_task **map_slot(taskbook *b, const char *id, uint32_t h)
+static struct tb_slot *map_slot(taskbook *b, const char *id, uint32_t h)
 {
-    tb_task **tomb = NULL;
+    struct tb_slot *tomb = NULL;
     for (size_t i = h & (b->cap - 1);; i = (i + 1) & (b->cap - 1)) {
-        tb_task *t = b->slots[i];
-        if (!t)
-            return tomb ? tomb : &b->slots[i];
-        if (t == TOMB) {
+        struct tb_slot *sl = &b->slots[i];
+        if (!sl->t)
+            return tomb ? tomb : sl;
+        if (sl->t == TOMB) {
             if (!tomb)
-                tomb = &b->slots[i];
-        } else if (t->hash == h && !strcmp(t->id, id)) {
-            return &b->slots[i];
+                tomb = sl;
+        } else if (sl->h == h && !strcmp(sl->t->id, id)) {
+            return sl;
         }
     }
 }
@@ -61,17 +74,17 @@ static int map_grow(taskbook *b)
     size_t cap = 1024;
     while (cap < 4 * (b->live + 1))
         cap *= 2;
-    tb_task **old = b->slots;
+    struct tb_slot *old = b->slots;
     size_t ocap = b->cap;
-    tb_task **v = calloc(cap, sizeof *v);
+    struct tb_slot *v = calloc(cap, sizeof *v);
     if (!v)
         return -1;
     b->slots = v;
     b->cap = cap;
     b->used = 0;
     for (size_t i = 0; i < ocap; i++) {
-        if (old[i] && old[i] != TOMB) {
-            *map_slot(b, old[i]->id, old[i]->hash) = old[i];
+        if (old[i].t && old[i].t != TOMB) {
+            *map_slot(b, old[i].t->id, old[i].h) = old[i];
             b->used++;
         }
     }
@@ -84,20 +97,21 @@ static int map_put(taskbook *b, tb_task *t)
     if ((b->used + 1) * 2 > b->cap && map_grow(b) != 0)
         return -1;
     t->hash = hash_id(t->id);
-    tb_task **slot = map_slot(b, t->id, t->hash);
-    if (!*slot)
+    struct tb_slot *slot = map_slot(b, t->id, t->hash);
+    if (!slot->t)
         b->used++;
-    if (!*slot || *slot == TOMB)
+    if (!slot->t || slot->t == TOMB)
         b->live++;
-    *slot = t; /* (ids are unique: a namesake would only be replaced) */
+    slot->t = t;
+    slot->h = t->hash; /* (ids are unique: a namesake would only be replaced) */
     return 0;
 }
 
 static void map_del(taskbook *b, tb_task *t)
 {
-    tb_task **slot = map_slot(b, t->id, t->hash);
-    if (*slot == t) {
-        *slot = TOMB;
+    struct tb_slot *slot = map_slot(b, t->id, t->hash);
+    if (slot->t == t) {
+        slot->t = TOMB;
         b->live--;
     }
 }
@@ -290,7 +304,7 @@ tb_task *taskbook_find(taskbook *b, lua_State *L, const char *id)
     (void)L;
     if (!b->cap)
         return NULL;
-    tb_task *t = *map_slot(b, id, hash_id(id));
+    tb_task *t = map_slot(b, id, hash_id(id))->t;
     return t == TOMB ? NULL : t;
 }
 

@@ -585,8 +585,11 @@ void kuv_producer_close(kuv_producer *p, int timeout_ms)
 
 typedef struct kuv_part {
     struct kuv_part *next; /* hash chain */
+    mlist ready;           /* in the consumer's round of fetch queues while assigned */
+    rd_kafka_queue_t *fq;  /* the partition's own fetch queue (not forwarded), or NULL */
     int32_t partition;
     int paused;
+    int held;     /* its topic is held (kuv_hold): nothing handed out */
     int64_t sent; /* last commit sent, -1 none */
     kuv_tracker tr;
     char topic[];
@@ -609,6 +612,10 @@ struct kuv_consumer {
     int close_pending;
     int destroyed;
     int paused_all;
+    int kick;    /* a partition queue may hold messages no wakeup announces */
+    mlist round; /* assigned partitions, served in turn (kuv_part.ready) */
+    char **held; /* topics held (kuv_hold) */
+    size_t nheld;
     kuv_msg_cb msg_cb;
     kuv_rebalance_cb rebalance_cb;
     kuv_error_cb error_cb;
@@ -645,6 +652,28 @@ static unsigned part_hash(const char *topic, int32_t partition)
     return h % KUV_NBUCKETS;
 }
 
+/* The entry of topic among the held ones, or NULL. */
+static char **topic_held(const kuv_consumer *c, const char *topic)
+{
+    for (size_t i = 0; i < c->nheld; i++)
+        if (!strcmp(c->held[i], topic))
+            return &c->held[i];
+    return NULL;
+}
+
+/* The partition's fetch queue is let go (its messages not handed out stay
+ * with librdkafka, which drops them with the assignment). */
+static void part_unqueue(kuv_part *q)
+{
+    if (mlist_linked(&q->ready))
+        mlist_remove(&q->ready);
+    if (q->fq) {
+        rd_kafka_queue_io_event_enable(q->fq, -1, NULL, 0);
+        rd_kafka_queue_destroy(q->fq);
+        q->fq = NULL;
+    }
+}
+
 static kuv_part *part_find(kuv_consumer *c, const char *topic, int32_t partition)
 {
     for (kuv_part *q = c->buckets[part_hash(topic, partition)]; q; q = q->next)
@@ -665,6 +694,7 @@ static kuv_part *part_get(kuv_consumer *c, const char *topic, int32_t partition)
     memcpy(q->topic, topic, tl + 1);
     q->partition = partition;
     q->sent = -1;
+    q->held = topic_held(c, topic) != NULL;
     kuv_tracker_init(&q->tr);
     unsigned b = part_hash(topic, partition);
     q->next = c->buckets[b];
@@ -680,6 +710,7 @@ static void part_forget(kuv_consumer *c, const char *topic, int32_t partition)
         if (q->partition == partition && !strcmp(q->topic, topic)) {
             *pp = q->next;
             c->pending -= kuv_tracker_pending(&q->tr);
+            part_unqueue(q);
             kuv_tracker_free(&q->tr);
             free(q);
             return;
@@ -693,6 +724,7 @@ static void part_forget_all(kuv_consumer *c)
         while (c->buckets[b]) {
             kuv_part *q = c->buckets[b];
             c->buckets[b] = q->next;
+            part_unqueue(q);
             kuv_tracker_free(&q->tr);
             free(q);
         }
@@ -794,6 +826,27 @@ static void report_error(kuv_consumer *c, rd_kafka_error_t *err)
     rd_kafka_error_destroy(err);
 }
 
+/* Before its fetching starts, an assigned partition's messages are kept in
+ * its own queue instead of the consumer's (forwarding off): each is served
+ * at the application's pace (kuv_hold), and librdkafka stops fetching a
+ * partition whose queue holds queued.min.messages or
+ * queued.max.messages.kbytes, keeping what it fetched (a pause would drop
+ * it and fetch it again). Without its own queue (out of memory) the
+ * partition's messages come through the consumer queue, unheld. */
+static void part_queue(kuv_consumer *c, kuv_part *q)
+{
+    if (!q->fq) {
+        q->fq = rd_kafka_queue_get_partition(c->rk, q->topic, q->partition);
+        if (!q->fq)
+            return;
+        rd_kafka_queue_forward(q->fq, NULL);
+        rd_kafka_queue_io_event_enable(q->fq, c->wfd, "1", 1);
+    }
+    if (!mlist_linked(&q->ready))
+        mlist_push_back(&c->round, &q->ready);
+    c->kick = 1;
+}
+
 static void rebalance(kuv_consumer *c, rd_kafka_resp_err_t e, rd_kafka_topic_partition_list_t *l)
 {
     int coop = !strcmp(rd_kafka_rebalance_protocol(c->rk), "COOPERATIVE");
@@ -805,6 +858,7 @@ static void rebalance(kuv_consumer *c, rd_kafka_resp_err_t e, rd_kafka_topic_par
                 kuv_tracker_reset(&q->tr);
                 q->sent = -1;
                 q->paused = 0;
+                part_queue(c, q);
             }
         }
         if (coop)
@@ -904,6 +958,47 @@ static void deliver(kuv_consumer *c, rd_kafka_message_t *m)
 static void consumer_close_start(kuv_consumer *c);
 static void consumer_destroy(kuv_consumer *c, int forced);
 
+/* Messages taken from one partition's queue at a time. */
+#define KUV_BATCH 32
+
+/* Hands out at most budget messages from the partitions' own queues, a
+ * batch from each in turn (a served one goes to the back of the round);
+ * held and paused ones are skipped. Returns 1 when messages may be left. */
+static int serve_round(kuv_consumer *c, int budget)
+{
+    rd_kafka_message_t *ms[KUV_BATCH];
+    int more = c->kick;
+    c->kick = 0;
+    /* every partition of the round visited at most once per wakeup */
+    mlist *last = c->round.prev;
+    for (mlist *n = mlist_first(&c->round); n && budget > 0 && !c->close_pending;
+         n = mlist_first(&c->round)) {
+        kuv_part *q = mlist_entry(n, kuv_part, ready);
+        int final = n == last;
+        mlist_remove(n);
+        mlist_push_back(&c->round, n);
+        if (!q->held && !q->paused && q->fq) {
+            ssize_t got = rd_kafka_consume_batch_queue(
+                q->fq, 0, ms, (size_t)(budget < KUV_BATCH ? budget : KUV_BATCH));
+            for (ssize_t i = 0; i < got; i++) {
+                /* a callback may close the consumer, or revoke and free q */
+                if (!c->close_pending)
+                    deliver(c, ms[i]);
+                rd_kafka_message_destroy(ms[i]);
+            }
+            if (got > 0) {
+                budget -= (int)got;
+                more |= got == KUV_BATCH || budget == 0;
+            }
+        }
+        if (final)
+            break;
+    }
+    more |= c->kick; /* a hold released meanwhile */
+    c->kick = 0;
+    return more;
+}
+
 /* Serves the queues during a close: rebalances (revokes) and the end. */
 static int consumer_serve_closing(kuv_consumer *c)
 {
@@ -962,7 +1057,7 @@ static int consumer_serve(kuv_consumer *c)
         rd_kafka_message_destroy(m);
         n++;
     }
-    if (n == c->max_per_wakeup)
+    if (serve_round(c, c->max_per_wakeup - n) || n == c->max_per_wakeup)
         more = 1;
     c->in_serve--;
     if (c->close_pending && !c->in_serve) {
@@ -1018,6 +1113,7 @@ kuv_consumer *kuv_consumer_new(uv_loop_t *loop, const char *brokers, const char 
         return NULL;
     }
     c->loop = loop;
+    mlist_init(&c->round);
     c->msg_cb = msg_cb;
     c->rebalance_cb = rebalance_cb;
     c->error_cb = opts->error_cb;
@@ -1040,6 +1136,13 @@ kuv_consumer *kuv_consumer_new(uv_loop_t *loop, const char *brokers, const char 
         (r = conf_seti(conf, "session.timeout.ms", session, ebuf, elen)) ||
         (r = conf_seti(conf, "heartbeat.interval.ms", heartbeat, ebuf, elen)) ||
         (r = conf_seti(conf, "topic.metadata.refresh.interval.ms", refresh, ebuf, elen)) ||
+        /* per partition queue (part_queue): what is fetched ahead of the
+         * application, and how soon a partition whose queue was full is
+         * looked at again (librdkafka backs off fetch.error.backoff.ms, 500
+         * by default: its queue would run dry first) */
+        (r = conf_set(conf, "queued.min.messages", "5000", ebuf, elen)) ||
+        (r = conf_set(conf, "queued.max.messages.kbytes", "2048", ebuf, elen)) ||
+        (r = conf_set(conf, "fetch.error.backoff.ms", "20", ebuf, elen)) ||
         (r = conf_pairs(conf, opts->conf, ebuf, elen))) {
         rd_kafka_conf_destroy(conf);
         free(c);
@@ -1152,6 +1255,39 @@ int kuv_resume(kuv_consumer *c, const char *topic, int32_t partition)
     return pause_resume(c, topic, partition, 0);
 }
 
+int kuv_hold(kuv_consumer *c, const char *topic, int hold)
+{
+    if (!c || !topic || !*topic)
+        return KUV_EINVAL;
+    if (c->closing || c->close_pending)
+        return KUV_ECLOSED;
+    char **at = topic_held(c, topic);
+    if (!!at == !!hold)
+        return 0;
+    if (hold) {
+        char **n = realloc(c->held, (c->nheld + 1) * sizeof *n);
+        if (!n)
+            return KUV_ENOMEM;
+        c->held = n;
+        if (!(n[c->nheld] = strdup(topic)))
+            return KUV_ENOMEM;
+        c->nheld++;
+    } else {
+        free(*at);
+        *at = c->held[--c->nheld];
+    }
+    for (int b = 0; b < KUV_NBUCKETS; b++)
+        for (kuv_part *q = c->buckets[b]; q; q = q->next)
+            if (!strcmp(q->topic, topic))
+                q->held = hold;
+    /* what its queues kept is handed out without waiting for a wakeup */
+    if (!hold && !c->in_serve && !c->destroyed)
+        uv_idle_start(&c->more, c_more_cb);
+    else if (!hold)
+        c->kick = 1;
+    return 0;
+}
+
 int kuv_done(kuv_consumer *c, const char *topic, int32_t partition, int64_t offset)
 {
     if (!c || !topic)
@@ -1180,6 +1316,9 @@ static void c_free(void *ud)
 {
     kuv_consumer *c = ud;
     close(c->rfd);
+    for (size_t i = 0; i < c->nheld; i++)
+        free(c->held[i]);
+    free(c->held);
     free(c);
 }
 
@@ -1188,6 +1327,10 @@ static void consumer_destroy(kuv_consumer *c, int forced)
     if (c->destroyed)
         return;
     c->destroyed = 1;
+    /* no queue of the client may outlive it */
+    for (int b = 0; b < KUV_NBUCKETS; b++)
+        for (kuv_part *q = c->buckets[b]; q; q = q->next)
+            part_unqueue(q);
     rd_kafka_queue_io_event_enable(c->mainq, -1, NULL, 0);
     rd_kafka_queue_io_event_enable(c->cq, -1, NULL, 0);
     rd_kafka_queue_io_event_enable(c->closeq, -1, NULL, 0);

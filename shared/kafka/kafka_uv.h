@@ -207,6 +207,18 @@ int kuv_pause(kuv_consumer *c, const char *topic, int32_t partition);
 int kuv_resume(kuv_consumer *c, const char *topic, int32_t partition);
 
 /*
+** Holds (hold = 1) or releases (0) the messages of topic: while held, none
+** is handed out, and librdkafka goes on fetching each of its partitions
+** only until that partition's queue holds queued.min.messages messages or
+** queued.max.messages.kbytes (per partition), keeping what it fetched:
+** flow control at the application's pace without the refetch a pause
+** costs. The hold covers the topic's partitions assigned later too, until
+** released. Messages of one batch already taken from a partition's queue
+** are still handed out after a hold from within msg_cb (at most 32).
+*/
+int kuv_hold(kuv_consumer *c, const char *topic, int hold);
+
+/*
 ** Marks a handed-out offset finished. The layer commits, per partition, the
 ** offset after the longest finished prefix of what it handed out (async,
 ** every commit_interval_ms). KUV_ENOTASSIGNED (harmless) when the partition

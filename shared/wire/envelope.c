@@ -745,6 +745,15 @@ static int read_field(cursor *c, const field *f, char *base, const envelope_limi
                      want, shape_name(h.s));
 }
 
+/* 1 when the field name f is the n bytes at name (which may hold anything). */
+static int field_is(const char *f, const char *name, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (f[i] == 0 || f[i] != name[i])
+            return 0;
+    return f[n] == 0;
+}
+
 static int decode(const record *rec, const char *data, size_t len, const envelope_limits *lim,
                   void *out, size_t outsize, char *err, size_t errlen)
 {
@@ -783,8 +792,8 @@ static int decode(const record *rec, const char *data, size_t len, const envelop
             break;
         const char *name = (const char *)c.p - k.n;
         int fi = -1;
-        for (int j = 0; j < rec->n; j++)
-            if (strlen(rec->fields[j].name) == k.n && memcmp(rec->fields[j].name, name, k.n) == 0)
+        for (int j = 0; j < rec->n && fi < 0; j++)
+            if (field_is(rec->fields[j].name, name, k.n))
                 fi = j;
         if (fi < 0) { /* a field from a later writer of this version: skip it */
             rc = skip_value(&c, 1);

@@ -9,7 +9,7 @@ target_link_libraries(test-kafka-uv PRIVATE mutirao_kafka Threads::Threads)
 add_test(NAME kafka.tracker COMMAND test-kafka-uv tracker)
 set_tests_properties(kafka.tracker PROPERTIES LABELS c TIMEOUT 120)
 
-foreach(_t produce ensure consume commit pause pause_rebalance broker_down close_inflight real)
+foreach(_t produce ensure consume commit pause pause_rebalance hold broker_down close_inflight real)
   add_test(NAME kafka.${_t} COMMAND test-kafka-uv ${_t})
   set_tests_properties(kafka.${_t} PROPERTIES LABELS integration TIMEOUT 120 SKIP_RETURN_CODE 77)
 endforeach()
