@@ -76,7 +76,8 @@ extern "C" {
     XX(EUNREACHABLE, -403, "server unreachable")                                                   \
     XX(ENOSCRIPT, -404, "unknown script id")                                                       \
     XX(ENOTSUP, MERR_ENOTSUP, "command not supported by this client")                              \
-    XX(ETLS, -405, "TLS settings refused (CA, certificate or key file)")
+    XX(ETLS, -405, "TLS settings refused (CA, certificate or key file)")                           \
+    XX(EREPLY, -406, "malformed reply from the server")
 
 MERR_ENUM(redis_uv_errno, REDIS_UV, REDIS_UV_ERRNO_MAP)
 
