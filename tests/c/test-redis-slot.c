@@ -11,7 +11,13 @@
 **                                    slot against CLUSTER KEYSLOT, routing
 **                                    keys against COMMAND GETKEYS, the MOVED
 **                                    of a node that does not serve a key and
-**                                    the ASK of a slot being migrated.
+**                                    the ASK of a slot being migrated; then
+**                                    the async client's cluster mode
+**                                    (redis+cluster://, redis_uv.h): keys
+**                                    spread over the masters, scripts with
+**                                    KEYS, a blocking pop, MOVED after a slot
+**                                    moved, ASK while it moves, errors passed
+**                                    through, a close with commands pending.
 */
 #include <stdarg.h>
 #include <stdio.h>
@@ -19,8 +25,10 @@
 #include <string.h>
 
 #include <hiredis/hiredis.h>
+#include <uv.h>
 
 #include "redis_slot.h"
+#include "redis_uv.h"
 #include "test.h"
 
 #define ASSERT_INT(a, op, b) ASSERT_BASE(a, op, b, int64_t, "%" PRId64)
@@ -365,6 +373,283 @@ static void key_n(char *out, size_t cap, int i)
     }
 }
 
+/* ---- the async client in cluster mode ------------------------------------ */
+
+typedef struct answer {
+    int done, status, type;
+    long long integer;
+    char str[256];
+    size_t elements;
+    char elem[4][64];
+} answer;
+
+static void on_answer(redis_uv *cli, int status, const redisReply *r, const char *err, void *ud)
+{
+    answer *a = ud;
+    (void)cli;
+    a->done++;
+    a->status = status;
+    if (status != 0) {
+        snprintf(a->str, sizeof a->str, "%s", err ? err : "?");
+        return;
+    }
+    a->type = r->type;
+    a->integer = r->integer;
+    if (r->str != NULL)
+        snprintf(a->str, sizeof a->str, "%.*s", (int)r->len, r->str);
+    a->elements = r->elements;
+    /* BLMPOP: [key, [elements...]] */
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+        r->element[1]->type == REDIS_REPLY_ARRAY)
+        for (size_t i = 0; i < r->element[1]->elements && i < 4; i++)
+            snprintf(a->elem[i], sizeof a->elem[i], "%s", r->element[1]->element[i]->str);
+}
+
+static int run_until(uv_loop_t *loop, const int *flag, int want)
+{
+    uint64_t end = uv_hrtime() + 20000000000ULL;
+    while (*flag < want && uv_hrtime() < end)
+        uv_run(loop, UV_RUN_ONCE);
+    return *flag >= want ? 0 : -1;
+}
+
+/* One command through the cluster client, waited for. */
+static int cmd1(uv_loop_t *loop, redis_uv *c, answer *a, const char *fmt, const char *k,
+                const char *v)
+{
+    memset(a, 0, sizeof *a);
+    if (redis_uv_command(c, on_answer, a, fmt, k, v) != 0)
+        return -1;
+    return run_until(loop, &a->done, 1);
+}
+
+static redisReply *on_node(live *l, int n, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(l->node[n], fmt, ap);
+    va_end(ap);
+    return r;
+}
+
+/* Moves slot from node src to node dst with its keys (what redis-cli
+ * --cluster reshard does), keeping `keep` (a key of the slot, or NULL) on
+ * src, the migration left open when keep is given. */
+static int move_slot(live *l, unsigned slot, int src, int dst, const char *keep)
+{
+    redisReply *r;
+    r = on_node(l, dst, "CLUSTER SETSLOT %u IMPORTING %s", slot, l->id[src]);
+    int ok = r && r->type == REDIS_REPLY_STATUS;
+    freeReplyObject(r);
+    r = on_node(l, src, "CLUSTER SETSLOT %u MIGRATING %s", slot, l->id[dst]);
+    ok = ok && r && r->type == REDIS_REPLY_STATUS;
+    freeReplyObject(r);
+    r = on_node(l, src, "CLUSTER GETKEYSINSLOT %u 100", slot);
+    if (!ok || r == NULL || r->type != REDIS_REPLY_ARRAY) {
+        freeReplyObject(r);
+        return -1;
+    }
+    for (size_t i = 0; i < r->elements; i++) {
+        if (keep != NULL && strcmp(r->element[i]->str, keep) == 0)
+            continue;
+        redisReply *m = on_node(l, src, "MIGRATE %s %d %s 0 5000", "127.0.0.1",
+                                l->map.nodes[dst].port, r->element[i]->str);
+        ok = ok && m && m->type == REDIS_REPLY_STATUS;
+        freeReplyObject(m);
+    }
+    freeReplyObject(r);
+    if (keep != NULL || !ok)
+        return ok ? 0 : -1;
+    for (int n = 0; n < (int)l->map.nnodes; n++) {
+        r = on_node(l, n, "CLUSTER SETSLOT %u NODE %s", slot, l->id[dst]);
+        ok = ok && r && r->type == REDIS_REPLY_STATUS;
+        freeReplyObject(r);
+    }
+    return ok ? 0 : -1;
+}
+
+static void on_closed(void *ud)
+{
+    (*(int *)ud)++;
+}
+
+static int live_client(live *l, const char *seed)
+{
+    uv_loop_t loop;
+    redis_uv *c = NULL, *b = NULL;
+    char url[300];
+    answer a, pop;
+    int closed = 0;
+    uv_loop_init(&loop);
+    snprintf(url, sizeof url, "redis+cluster://%s", seed);
+    redis_uv_options o = {0};
+    o.op_timeout_ms = 5000;
+    ASSERT_INT(redis_uv_open(&loop, url, &o, &c), ==, 0);
+    /* the map arrives: every master connected */
+    for (int i = 0; i < 2000 && !redis_uv_is_connected(c); i++)
+        uv_run(&loop, UV_RUN_NOWAIT), uv_sleep(1);
+    ASSERT(redis_uv_is_connected(c));
+    ASSERT_STR_CONTAINS(redis_uv_endpoint(c), "cluster ");
+
+    /* keys of every master, written and read back, each on its owner */
+    answer many[300];
+    char keys[300][64];
+    memset(many, 0, sizeof many);
+    for (int i = 0; i < 300; i++) {
+        key_n(keys[i], sizeof keys[i], i + 1000);
+        ASSERT_INT(redis_uv_command(c, on_answer, &many[i], "SET %s v%d", keys[i], i), ==, 0);
+    }
+    for (int i = 0; i < 300; i++) {
+        ASSERT_INT(run_until(&loop, &many[i].done, 1), ==, 0);
+        ASSERT_INT(many[i].status, ==, 0);
+        ASSERT_STR(many[i].str, "OK");
+    }
+    int per[8] = {0};
+    for (int i = 0; i < 300; i++) {
+        char want[16];
+        snprintf(want, sizeof want, "v%d", i);
+        const char *argv[] = {"GET", keys[i]};
+        memset(&a, 0, sizeof a);
+        ASSERT_INT(redis_uv_command_argv(c, on_answer, &a, 2, argv, NULL), ==, 0);
+        ASSERT_INT(run_until(&loop, &a.done, 1), ==, 0);
+        ASSERT_STR(a.str, want);
+        int own = node_of(l, redis_slot_of(keys[i], strlen(keys[i])));
+        redisReply *r = on_node(l, own, "GET %s", keys[i]);
+        ASSERT(r != NULL && r->type == REDIS_REPLY_STRING && strcmp(r->str, want) == 0);
+        freeReplyObject(r);
+        per[own]++;
+    }
+    for (int n = 0; n < 3; n++)
+        ASSERT_INT(per[n], >, 30);
+    redis_uv_stats st;
+    redis_uv_get_stats(c, &st);
+    ASSERT_INT(st.moved, ==, 0); /* the map was known: every command went to its owner */
+    ASSERT_INT(st.connects, ==, 3);
+
+    /* a script with its KEYS in one slot, on each master */
+    static const char src[] = "redis.call('SET', KEYS[1], ARGV[1])\n"
+                              "return redis.call('INCRBY', KEYS[2], #ARGV[1])\n";
+    int sid = redis_uv_script(c, src, strlen(src));
+    ASSERT_INT(sid, >=, 0);
+    for (int i = 0; i < 30; i++) {
+        char k1[64], k2[64];
+        snprintf(k1, sizeof k1, "mutirao:{tag%d}:a", i);
+        snprintf(k2, sizeof k2, "mutirao:{tag%d}:b", i);
+        const char *argv[] = {k1, k2, "hello"};
+        for (int round = 1; round <= 2; round++) {
+            memset(&a, 0, sizeof a);
+            ASSERT_INT(redis_uv_eval(c, on_answer, &a, sid, 2, 3, argv, NULL), ==, 0);
+            ASSERT_INT(run_until(&loop, &a.done, 1), ==, 0);
+            ASSERT_INT(a.status, ==, 0);
+            ASSERT_INT(a.type, ==, REDIS_REPLY_INTEGER);
+            ASSERT_INT(a.integer, ==, 5 * round);
+        }
+    }
+    /* keys of two slots: the server's CROSSSLOT comes back as a reply */
+    ASSERT_INT(cmd1(&loop, c, &a, "MGET %s %s", "{x1}a", "{x2}b"), ==, 0);
+    ASSERT_INT(a.status, ==, 0);
+    ASSERT_INT(a.type, ==, REDIS_REPLY_ERROR);
+    ASSERT_STR_CONTAINS(a.str, "CROSSSLOT");
+    /* keyless commands go to a node */
+    memset(&a, 0, sizeof a);
+    ASSERT_INT(redis_uv_command(c, on_answer, &a, "PING"), ==, 0);
+    ASSERT_INT(run_until(&loop, &a.done, 1), ==, 0);
+    ASSERT_STR(a.str, "PONG");
+
+    /* a blocking pop on a client of its own, answered by a push on another */
+    o.op_timeout_ms = 10000;
+    ASSERT_INT(redis_uv_open(&loop, url, &o, &b), ==, 0);
+    memset(&pop, 0, sizeof pop);
+    ASSERT_INT(redis_uv_command(b, on_answer, &pop, "BLMPOP 5 1 %s LEFT COUNT 10",
+                                "mutirao:done:{prod-7}"),
+               ==, 0);
+    for (int i = 0; i < 50; i++)
+        uv_run(&loop, UV_RUN_NOWAIT), uv_sleep(2);
+    ASSERT_INT(pop.done, ==, 0);
+    ASSERT_INT(cmd1(&loop, c, &a, "RPUSH %s %s", "mutirao:done:{prod-7}", "Rone"), ==, 0);
+    ASSERT_INT(a.integer, ==, 1);
+    ASSERT_INT(run_until(&loop, &pop.done, 1), ==, 0);
+    ASSERT_INT(pop.status, ==, 0);
+    ASSERT_STR(pop.elem[0], "Rone");
+
+    /* MOVED: a slot moved to another master with its key; the client follows */
+    const char *mk = "mutirao:pool:{moving}:stats";
+    unsigned ms = redis_slot_of(mk, strlen(mk));
+    int msrc = node_of(l, ms), mdst = (msrc + 1) % 3;
+    redis_uv_stats st0, st1;
+    ASSERT_INT(cmd1(&loop, c, &a, "SET %s %s", mk, "before"), ==, 0);
+    ASSERT_INT(move_slot(l, ms, msrc, mdst, NULL), ==, 0);
+    redis_uv_get_stats(c, &st0);
+    ASSERT_INT(cmd1(&loop, c, &a, "GET %s", mk, NULL), ==, 0);
+    ASSERT_INT(a.status, ==, 0);
+    ASSERT_STR(a.str, "before");
+    redis_uv_get_stats(c, &st1);
+    ASSERT_INT(st1.moved, ==, st0.moved + 1);
+    ASSERT_INT(st1.refreshes, >, st0.refreshes);
+    ASSERT_INT(cmd1(&loop, c, &a, "SET %s %s", mk, "after"), ==, 0);
+    redisReply *r = on_node(l, mdst, "GET %s", mk);
+    ASSERT(r != NULL && r->type == REDIS_REPLY_STRING && strcmp(r->str, "after") == 0);
+    freeReplyObject(r);
+    /* and a script on the moved slot */
+    {
+        const char *argv[] = {mk, "mutirao:pool:{moving}:x", "abc"};
+        memset(&a, 0, sizeof a);
+        ASSERT_INT(redis_uv_eval(c, on_answer, &a, sid, 2, 3, argv, NULL), ==, 0);
+        ASSERT_INT(run_until(&loop, &a.done, 1), ==, 0);
+        ASSERT_INT(a.integer, ==, 3);
+    }
+
+    /* ASK: one key of a slot moved, the other not yet */
+    const char *k1 = "mutirao:task:{asking}:1", *k2 = "mutirao:task:{asking}:2";
+    unsigned as = redis_slot_of(k1, strlen(k1));
+    int asrc = node_of(l, as), adst = (asrc + 2) % 3;
+    ASSERT_INT(cmd1(&loop, c, &a, "SET %s %s", k1, "one"), ==, 0);
+    ASSERT_INT(cmd1(&loop, c, &a, "SET %s %s", k2, "two"), ==, 0);
+    ASSERT_INT(move_slot(l, as, asrc, adst, k2), ==, 0);
+    r = on_node(l, asrc, "GET %s", k1);
+    ASSERT(r != NULL && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "ASK ", 4) == 0);
+    freeReplyObject(r);
+    redis_uv_get_stats(c, &st0);
+    ASSERT_INT(cmd1(&loop, c, &a, "GET %s", k1, NULL), ==, 0);
+    ASSERT_INT(a.status, ==, 0);
+    ASSERT_STR(a.str, "one");
+    redis_uv_get_stats(c, &st1);
+    ASSERT_INT(st1.asked, ==, st0.asked + 1);
+    ASSERT_INT(cmd1(&loop, c, &a, "GET %s", k2, NULL), ==, 0);
+    ASSERT_STR(a.str, "two");
+    ASSERT_INT(move_slot(l, as, asrc, adst, NULL), ==, 0); /* finish it */
+    ASSERT_INT(cmd1(&loop, c, &a, "GET %s", k2, NULL), ==, 0);
+    ASSERT_STR(a.str, "two");
+
+    /* close with a command pending: its callback once, with ECLOSED */
+    memset(&pop, 0, sizeof pop);
+    ASSERT_INT(redis_uv_command(b, on_answer, &pop, "BLMPOP 5 1 %s LEFT", "mutirao:done:{idle}"),
+               ==, 0);
+    for (int i = 0; i < 20; i++)
+        uv_run(&loop, UV_RUN_NOWAIT);
+    redis_uv_close(b, on_closed, &closed);
+    ASSERT_INT(redis_uv_command(b, NULL, NULL, "PING"), ==, REDIS_UV_ECLOSED);
+    redis_uv_close(c, on_closed, &closed);
+    ASSERT_INT(run_until(&loop, &closed, 2), ==, 0);
+    ASSERT_INT(pop.done, ==, 1);
+    ASSERT_INT(pop.status, ==, REDIS_UV_ECLOSED);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    ASSERT_INT(uv_loop_close(&loop), ==, 0);
+
+    /* URLs refused */
+    redis_uv *x = NULL;
+    uv_loop_init(&loop);
+    ASSERT_INT(redis_uv_open(&loop, "redis+cluster://", NULL, &x), ==, REDIS_UV_EURL);
+    ASSERT_INT(redis_uv_open(&loop, "redis+cluster://h:1/3", NULL, &x), ==, REDIS_UV_EURL);
+    ASSERT_INT(redis_uv_open(&loop, "redis+cluster://h:0", NULL, &x), ==, REDIS_UV_EURL);
+    ASSERT_INT(redis_uv_open(&loop, "redis+cluster://h:1,,h:2", NULL, &x), ==, REDIS_UV_EURL);
+    ASSERT_INT(redis_uv_open(&loop, "redis+cluster://[::1", NULL, &x), ==, REDIS_UV_EURL);
+    ASSERT(x == NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    ASSERT_INT(uv_loop_close(&loop), ==, 0);
+    return 0;
+}
+
 static int live_run(const char *seed)
 {
     live l;
@@ -521,7 +806,7 @@ static int live_run(const char *seed)
         ASSERT(r != NULL && r->type == REDIS_REPLY_STATUS);
         freeReplyObject(r);
     }
-    return live_close(&l, 0);
+    return live_close(&l, live_client(&l, seed));
 }
 
 int main(int argc, char **argv)
