@@ -650,41 +650,49 @@ static int live_client(live *l, const char *seed)
     return 0;
 }
 
-static int live_run(const char *seed)
+/* Reads the map from seed and connects to each master (hiredis); the
+ * caller frees l with live_close either way. */
+static int live_map(live *l, const char *seed)
 {
-    live l;
     char host[256];
-    int port;
-    memset(&l, 0, sizeof l);
     const char *colon = strrchr(seed, ':');
     ASSERT(colon != NULL && (size_t)(colon - seed) < sizeof host);
     memcpy(host, seed, (size_t)(colon - seed));
     host[colon - seed] = '\0';
-    port = atoi(colon + 1);
 
-    redisContext *c = conn(host, port);
+    redisContext *c = conn(host, atoi(colon + 1));
     ASSERT(c != NULL);
     redisReply *r = redisCommand(c, "CLUSTER SLOTS");
-    ASSERT(r != NULL);
-    int rc = redis_slot_map_parse(r, &l.map);
+    int rc = r != NULL ? redis_slot_map_parse(r, &l->map) : -1;
     freeReplyObject(r);
     redisFree(c);
     ASSERT_INT(rc, ==, 0);
-    ASSERT_UINT(redis_slot_map_covered(&l.map), ==, 16384);
-    ASSERT_UINT(l.map.nnodes, ==, 3);
-    for (size_t i = 0; i < l.map.nnodes; i++) {
-        const char *h = l.map.nodes[i].host[0] && strcmp(l.map.nodes[i].host, "?") != 0
-                            ? l.map.nodes[i].host
+    ASSERT_UINT(redis_slot_map_covered(&l->map), ==, 16384);
+    ASSERT_UINT(l->map.nnodes, ==, 3);
+    for (size_t i = 0; i < l->map.nnodes; i++) {
+        const char *h = l->map.nodes[i].host[0] && strcmp(l->map.nodes[i].host, "?") != 0
+                            ? l->map.nodes[i].host
                             : host;
-        l.node[i] = conn(h, l.map.nodes[i].port);
-        if (l.node[i] == NULL)
-            return live_close(&l, 1);
-        r = redisCommand(l.node[i], "CLUSTER MYID");
-        if (r == NULL || r->type != REDIS_REPLY_STRING || r->len >= sizeof l.id[i])
-            return live_close(&l, 1);
-        memcpy(l.id[i], r->str, r->len);
+        l->node[i] = conn(h, l->map.nodes[i].port);
+        ASSERT(l->node[i] != NULL);
+        r = redisCommand(l->node[i], "CLUSTER MYID");
+        int ok = r != NULL && r->type == REDIS_REPLY_STRING && r->len < sizeof l->id[i];
+        if (ok)
+            memcpy(l->id[i], r->str, r->len);
         freeReplyObject(r);
+        ASSERT(ok);
     }
+    return 0;
+}
+
+static int live_run(const char *seed)
+{
+    live l;
+    redisReply *r;
+    int rc;
+    memset(&l, 0, sizeof l);
+    if (live_map(&l, seed) != 0)
+        return live_close(&l, 1);
 
     /* every key's slot as the server computes it; its owner answers, the others MOVE */
     int moved = 0;
@@ -809,6 +817,132 @@ static int live_run(const char *seed)
     return live_close(&l, live_client(&l, seed));
 }
 
+/* A master killed and restarted while the client runs (tests/integration/
+ * redis_cluster_test.py, case node_restart, does the killing: this prints
+ * "kill PORT" and "restart PORT" and waits for a line on stdin after each).
+ * Commands for its slots fail while it is down, the others do not; once it
+ * is back, the client reconnects and they succeed. */
+static int restart_run(const char *seed)
+{
+    live l;
+    char line[64];
+    memset(&l, 0, sizeof l);
+    if (live_map(&l, seed) != 0)
+        return live_close(&l, 1);
+    uv_loop_t loop;
+    redis_uv *c = NULL;
+    char url[300];
+    answer a;
+    int closed = 0;
+    uv_loop_init(&loop);
+    snprintf(url, sizeof url, "redis+cluster://%s", seed);
+    redis_uv_options o = {0};
+    o.op_timeout_ms = 1000;
+    o.backoff_max_ms = 200;
+    ASSERT_INT(redis_uv_open(&loop, url, &o, &c), ==, 0);
+    for (int i = 0; i < 2000 && !redis_uv_is_connected(c); i++)
+        uv_run(&loop, UV_RUN_NOWAIT), uv_sleep(1);
+    ASSERT(redis_uv_is_connected(c));
+    /* one key per master */
+    char key[3][64];
+    int have = 0;
+    for (int i = 0; have != 7 && i < 1000; i++) {
+        char k[64];
+        snprintf(k, sizeof k, "mutirao:pool:{restart-%d}:stats", i);
+        int n = node_of(&l, redis_slot_of(k, strlen(k)));
+        if (n >= 0 && n < 3 && !(have & (1 << n))) {
+            snprintf(key[n], sizeof key[n], "%s", k);
+            have |= 1 << n;
+        }
+    }
+    ASSERT_INT(have, ==, 7);
+    for (int n = 0; n < 3; n++) {
+        ASSERT_INT(cmd1(&loop, c, &a, "SET %s %s", key[n], "v"), ==, 0);
+        ASSERT_STR(a.str, "OK");
+    }
+    int victim = 1;
+    printf("kill %d\n", l.map.nodes[victim].port);
+    fflush(stdout);
+    ASSERT(fgets(line, sizeof line, stdin) != NULL);
+    ASSERT_INT(cmd1(&loop, c, &a, "GET %s", key[victim], NULL), ==, 0);
+    ASSERT_INT(a.status, <, 0); /* connection lost, or unreachable */
+    fprintf(stderr, "while down: %s\n", a.str);
+    for (int n = 0; n < 3; n++) {
+        if (n == victim)
+            continue;
+        ASSERT_INT(cmd1(&loop, c, &a, "GET %s", key[n], NULL), ==, 0);
+        ASSERT_INT(a.status, ==, 0);
+        ASSERT_STR(a.str, "v");
+    }
+    ASSERT(!redis_uv_is_connected(c));
+    printf("restart %d\n", l.map.nodes[victim].port);
+    fflush(stdout);
+    ASSERT(fgets(line, sizeof line, stdin) != NULL);
+    int ok = 0;
+    for (int i = 0; i < 100 && !ok; i++) {
+        ASSERT_INT(cmd1(&loop, c, &a, "SET %s %s", key[victim], "w"), ==, 0);
+        ok = a.status == 0 && a.type == REDIS_REPLY_STATUS;
+        if (!ok)
+            uv_sleep(100);
+    }
+    ASSERT(ok);
+    ASSERT_INT(cmd1(&loop, c, &a, "GET %s", key[victim], NULL), ==, 0);
+    ASSERT_STR(a.str, "w");
+    ASSERT(redis_uv_is_connected(c));
+    redis_uv_close(c, on_closed, &closed);
+    ASSERT_INT(run_until(&loop, &closed, 1), ==, 0);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    ASSERT_INT(uv_loop_close(&loop), ==, 0);
+    return live_close(&l, 0);
+}
+
+/* A cluster whose nodes require a password (tests/integration/
+ * redis_cluster_test.py, case auth): the URL's password, the password
+ * option, and a wrong password failing commands with AUTH's reason. */
+static int auth_run(const char *seed, const char *pass)
+{
+    uv_loop_t loop;
+    redis_uv *c = NULL;
+    char url[300];
+    answer a;
+    int closed = 0;
+    uv_loop_init(&loop);
+    for (int way = 0; way < 3; way++) {
+        redis_uv_options o = {0};
+        o.op_timeout_ms = 1500;
+        if (way == 0)
+            snprintf(url, sizeof url, "redis+cluster://:%s@%s", pass, seed);
+        else
+            snprintf(url, sizeof url, "redis+cluster://%s", seed);
+        if (way == 1)
+            o.password = pass;
+        if (way == 2)
+            o.password = "wrong";
+        ASSERT_INT(redis_uv_open(&loop, url, &o, &c), ==, 0);
+        ASSERT_NOT_CONTAINS(redis_uv_endpoint(c), pass);
+        for (int i = 0; i < 40; i++) {
+            char k[64];
+            snprintf(k, sizeof k, "mutirao:pool:{auth-%d}", i);
+            ASSERT_INT(cmd1(&loop, c, &a, "SET %s %s", k, "v"), ==, 0);
+            if (way < 2) {
+                ASSERT_INT(a.status, ==, 0);
+                ASSERT_STR(a.str, "OK");
+            } else {
+                ASSERT_INT(a.status, ==, REDIS_UV_EUNREACHABLE);
+                ASSERT_STR_CONTAINS(a.str, "AUTH failed");
+                break;
+            }
+        }
+        if (way < 2)
+            ASSERT(redis_uv_is_connected(c));
+        redis_uv_close(c, on_closed, &closed);
+        ASSERT_INT(run_until(&loop, &closed, way + 1), ==, 0);
+    }
+    uv_run(&loop, UV_RUN_DEFAULT);
+    ASSERT_INT(uv_loop_close(&loop), ==, 0);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     static const test tests[] = {
@@ -816,6 +950,16 @@ int main(int argc, char **argv)
         {"cmd_key", test_cmd_key}, {"redirect", test_redirect},
         {"map", test_map},
     };
+    if (argc == 4 && strcmp(argv[1], "auth") == 0) {
+        int rc = auth_run(argv[2], argv[3]);
+        printf("%s auth %s\n", rc == 0 ? "ok  " : "FAIL", argv[2]);
+        return rc != 0;
+    }
+    if (argc == 3 && strcmp(argv[1], "restart") == 0) {
+        int rc = restart_run(argv[2]);
+        printf("%s restart %s\n", rc == 0 ? "ok  " : "FAIL", argv[2]);
+        return rc != 0;
+    }
     if (argc == 3 && strcmp(argv[1], "live") == 0) {
         int rc = live_run(argv[2]);
         printf("%s live %s\n", rc == 0 ? "ok  " : "FAIL", argv[2]);

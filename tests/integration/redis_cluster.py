@@ -4,11 +4,14 @@ loopback ports, joined with `redis-cli --cluster create`. The shared Redis
 of tests/services.sh is never touched; stop() kills only the processes
 this object spawned (their data stays in the test's own directory).
 
-    c = RedisCluster(tmpdir)
+    c = RedisCluster(tmpdir)   # password="pw": nodes that require it
     c.start()            # every slot served, cluster_state:ok on every node
     c.seed               # "127.0.0.1:PORT" of the first master
     c.conn(i)            # a RESP connection to master i (no redirects)
-    c.kill(i) / c.restart(i)
+    c.kill(i) / c.restart(i)   # SIGKILL master i / start it again (same port,
+                               # nodes.conf: it keeps its slots, not its data;
+                               # a node timeout of 15 s: a short outage does
+                               # not fail the cluster)
     c.stop()
 """
 import os
@@ -51,9 +54,10 @@ def available():
 
 
 class RedisCluster:
-    def __init__(self, tmp, masters=3):
+    def __init__(self, tmp, masters=3, password=None):
         self.tmp = tmp
         self.n = masters
+        self.password = password
         self.ports = []
         self.dirs = []
         self.procs = []
@@ -63,8 +67,10 @@ class RedisCluster:
         return [shutil.which("redis-server"), "--port", str(self.ports[i]),
                 "--bind", "127.0.0.1", "--cluster-enabled", "yes",
                 "--cluster-config-file", os.path.join(d, "nodes.conf"),
-                "--cluster-node-timeout", "3000", "--save", "", "--appendonly", "no",
-                "--dir", d, "--logfile", os.path.join(d, "redis.log")]
+                "--cluster-node-timeout", "15000", "--save", "", "--appendonly", "no",
+                "--dir", d, "--logfile", os.path.join(d, "redis.log")] + (
+                    ["--requirepass", self.password, "--masterauth", self.password]
+                    if self.password else [])
 
     def _spawn(self, i):
         return subprocess.Popen(self._args(i), stdin=subprocess.DEVNULL,
@@ -74,7 +80,7 @@ class RedisCluster:
         end = time.time() + timeout
         while time.time() < end:
             try:
-                c = Conn(self.ports[i], 1)
+                c = self._conn(i, 1)
                 c.call("PING")
                 c.close()
                 return
@@ -94,8 +100,11 @@ class RedisCluster:
         cmd = [shutil.which("redis-cli"), "--cluster", "create"]
         cmd += ["127.0.0.1:%d" % p for p in self.ports]
         cmd += ["--cluster-replicas", "0", "--cluster-yes"]
+        env = dict(os.environ)
+        if self.password:
+            env["REDISCLI_AUTH"] = self.password
         out = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, timeout=timeout)
+                             stderr=subprocess.STDOUT, timeout=timeout, env=env)
         if out.returncode != 0:
             raise RuntimeError("redis-cli --cluster create failed:\n" +
                                out.stdout.decode(errors="replace"))
@@ -130,8 +139,14 @@ class RedisCluster:
     def seed(self):
         return "127.0.0.1:%d" % self.ports[0]
 
+    def _conn(self, i, timeout=5):
+        c = Conn(self.ports[i], timeout)
+        if self.password:
+            c.call("AUTH", self.password)
+        return c
+
     def conn(self, i):
-        return Conn(self.ports[i])
+        return self._conn(i)
 
     def kill(self, i):
         p = self.procs[i]

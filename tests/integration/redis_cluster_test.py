@@ -6,7 +6,14 @@ Cases:
   slots   bin/test-redis-slot live SEED: the slot map of CLUSTER SLOTS, every
           key's slot against CLUSTER KEYSLOT, routing keys against COMMAND
           GETKEYS, the MOVED of the nodes not serving a key, the ASK of a
-          slot being migrated (tests/c/test-redis-slot.c).
+          slot being migrated (tests/c/test-redis-slot.c); then the async
+          client's cluster mode (redis+cluster://) on the same cluster.
+  node_restart
+          bin/test-redis-slot restart SEED: a master is killed (SIGKILL)
+          while the client runs and started again: its slots fail while it
+          is down, the others are served, and the client reconnects.
+  auth    bin/test-redis-slot auth SEED PASSWORD on a cluster whose nodes
+          require a password: the URL's, the password option's, a wrong one.
 
 Without redis-server or redis-cli the test is skipped (exit 77), or fails
 when CI is set.
@@ -26,7 +33,36 @@ def case_slots(bindir, cluster):
     return p.returncode
 
 
-CASES = {"slots": case_slots}
+def case_node_restart(bindir, cluster):
+    p = subprocess.Popen([os.path.join(bindir, "test-redis-slot"), "restart", cluster.seed],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        for line in p.stdout:
+            print(line, end="", flush=True)
+            words = line.split()
+            if len(words) == 2 and words[0] in ("kill", "restart"):
+                i = cluster.ports.index(int(words[1]))
+                if words[0] == "kill":
+                    cluster.kill(i)
+                else:
+                    cluster.restart(i)
+                p.stdin.write("done\n")
+                p.stdin.flush()
+        return p.wait(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+def case_auth(bindir, cluster):
+    p = subprocess.run([os.path.join(bindir, "test-redis-slot"), "auth", cluster.seed,
+                        cluster.password], stdin=subprocess.DEVNULL, timeout=120)
+    return p.returncode
+
+
+CASES = {"slots": case_slots, "node_restart": case_node_restart, "auth": case_auth}
+PASSWORDS = {"auth": "cluster-s3cret"}
 
 
 def main():
@@ -37,7 +73,7 @@ def main():
         print("redis-server or redis-cli not installed: skipped")
         return 1 if os.environ.get("CI") else 77
     with tempfile.TemporaryDirectory(prefix="mutirao-cluster-") as tmp:
-        cluster = redis_cluster.RedisCluster(tmp)
+        cluster = redis_cluster.RedisCluster(tmp, password=PASSWORDS.get(sys.argv[2]))
         try:
             cluster.start()
             rc = CASES[sys.argv[2]](sys.argv[1], cluster)
