@@ -17,7 +17,13 @@
 **                                    spread over the masters, scripts with
 **                                    KEYS, a blocking pop, MOVED after a slot
 **                                    moved, ASK while it moves, errors passed
-**                                    through, a close with commands pending.
+**                                    through, a close with commands pending;
+**   test-redis-slot restart HOST:PORT  a master killed and started again
+**                                    (the caller kills it on "kill PORT");
+**   test-redis-slot auth HOST:PORT PASSWORD, tls HOST:PORT CA_FILE
+**                                    nodes requiring a password; TLS nodes.
+** (tests/c/test-redis-slot.c is named after the slot helpers; the cluster
+** client's tests live here because they share the live cluster's setup.)
 */
 #include <stdarg.h>
 #include <stdio.h>
@@ -898,8 +904,10 @@ static int restart_run(const char *seed)
 
 /* A cluster whose nodes require a password (tests/integration/
  * redis_cluster_test.py, case auth): the URL's password, the password
- * option, and a wrong password failing commands with AUTH's reason. */
-static int auth_run(const char *seed, const char *pass)
+ * option, and a wrong password failing commands with AUTH's reason. With
+ * ca (case tls, pass NULL): rediss+cluster:// with that CA file, then the
+ * system's CA store failing to verify the nodes' certificates. */
+static int auth_run(const char *seed, const char *pass, const char *ca)
 {
     uv_loop_t loop;
     redis_uv *c = NULL;
@@ -910,16 +918,21 @@ static int auth_run(const char *seed, const char *pass)
     for (int way = 0; way < 3; way++) {
         redis_uv_options o = {0};
         o.op_timeout_ms = 1500;
-        if (way == 0)
-            snprintf(url, sizeof url, "redis+cluster://:%s@%s", pass, seed);
+        const char *scheme = ca != NULL ? "rediss+cluster" : "redis+cluster";
+        o.tls_ca_file = ca;
+        if (ca != NULL && way > 0)
+            break; /* TLS: the certificate checks, not the password */
+        if (way == 0 && pass != NULL)
+            snprintf(url, sizeof url, "%s://:%s@%s", scheme, pass, seed);
         else
-            snprintf(url, sizeof url, "redis+cluster://%s", seed);
+            snprintf(url, sizeof url, "%s://%s", scheme, seed);
         if (way == 1)
             o.password = pass;
         if (way == 2)
             o.password = "wrong";
         ASSERT_INT(redis_uv_open(&loop, url, &o, &c), ==, 0);
-        ASSERT_NOT_CONTAINS(redis_uv_endpoint(c), pass);
+        if (pass != NULL)
+            ASSERT_NOT_CONTAINS(redis_uv_endpoint(c), pass);
         for (int i = 0; i < 40; i++) {
             char k[64];
             snprintf(k, sizeof k, "mutirao:pool:{auth-%d}", i);
@@ -938,6 +951,18 @@ static int auth_run(const char *seed, const char *pass)
         redis_uv_close(c, on_closed, &closed);
         ASSERT_INT(run_until(&loop, &closed, way + 1), ==, 0);
     }
+    if (ca != NULL) {
+        /* the certificate does not verify with another CA (the system's) */
+        redis_uv_options o = {0};
+        o.op_timeout_ms = 1500;
+        snprintf(url, sizeof url, "rediss+cluster://%s", seed);
+        ASSERT_INT(redis_uv_open(&loop, url, &o, &c), ==, 0);
+        ASSERT_INT(cmd1(&loop, c, &a, "SET %s %s", "mutirao:pool:{tls}", "v"), ==, 0);
+        ASSERT_INT(a.status, ==, REDIS_UV_EUNREACHABLE);
+        ASSERT_STR_CONTAINS(a.str, "certificate verify failed");
+        redis_uv_close(c, on_closed, &closed);
+        ASSERT_INT(run_until(&loop, &closed, 2), ==, 0);
+    }
     uv_run(&loop, UV_RUN_DEFAULT);
     ASSERT_INT(uv_loop_close(&loop), ==, 0);
     return 0;
@@ -951,8 +976,13 @@ int main(int argc, char **argv)
         {"map", test_map},
     };
     if (argc == 4 && strcmp(argv[1], "auth") == 0) {
-        int rc = auth_run(argv[2], argv[3]);
+        int rc = auth_run(argv[2], argv[3], NULL);
         printf("%s auth %s\n", rc == 0 ? "ok  " : "FAIL", argv[2]);
+        return rc != 0;
+    }
+    if (argc == 4 && strcmp(argv[1], "tls") == 0) {
+        int rc = auth_run(argv[2], NULL, argv[3]);
+        printf("%s tls %s\n", rc == 0 ? "ok  " : "FAIL", argv[2]);
         return rc != 0;
     }
     if (argc == 3 && strcmp(argv[1], "restart") == 0) {

@@ -41,7 +41,7 @@ if(Python3_Interpreter_FOUND AND TARGET mutirao-worker)
   # Redis Cluster (redis_cluster_test.py): a local 3-master cluster of
   # redis-server processes the test starts on free loopback ports and stops
   # (redis_cluster.py); the shared services are not used.
-  foreach(_case slots node_restart auth)
+  foreach(_case slots node_restart auth tls)
     add_test(NAME integration.redis_cluster_${_case}
       COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/redis_cluster_test.py
         ${CMAKE_BINARY_DIR}/bin ${_case})

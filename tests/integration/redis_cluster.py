@@ -4,7 +4,8 @@ loopback ports, joined with `redis-cli --cluster create`. The shared Redis
 of tests/services.sh is never touched; stop() kills only the processes
 this object spawned (their data stays in the test's own directory).
 
-    c = RedisCluster(tmpdir)   # password="pw": nodes that require it
+    c = RedisCluster(tmpdir)   # password="pw": nodes that require it;
+                               # tls=DIR (make_certs(DIR)): TLS ports only
     c.start()            # every slot served, cluster_state:ok on every node
     c.seed               # "127.0.0.1:PORT" of the first master
     c.conn(i)            # a RESP connection to master i (no redirects)
@@ -17,12 +18,47 @@ this object spawned (their data stays in the test's own directory).
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "helpers"))
-from redis_client import Conn  # noqa: E402
+from redis_client import Conn, encode, read_reply  # noqa: E402
+
+
+class TlsConn:
+    """Conn over TLS (the server's certificate checked against ca_file)."""
+
+    def __init__(self, port, ca_file, timeout=5):
+        ctx = ssl.create_default_context(cafile=ca_file)
+        raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.s = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+        self.f = self.s.makefile("rb")
+
+    def call(self, *args):
+        self.s.sendall(encode(args))
+        return read_reply(self.f)
+
+    def close(self):
+        self.f.close()
+        self.s.close()
+
+
+def make_certs(d):
+    """d/ca.crt signs d/server.crt (127.0.0.1, localhost): for tls=d."""
+    def sh(cmd):
+        r = subprocess.run(cmd, shell=True, cwd=d, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError("%s: %s%s" % (cmd, r.stdout, r.stderr))
+    sh("openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 2 "
+       "-subj '/CN=mutirao test cluster ca'")
+    sh("openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr "
+       "-subj '/CN=localhost'")
+    with open(os.path.join(d, "server.ext"), "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    sh("openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial "
+       "-out server.crt -days 2 -extfile server.ext")
 
 
 def _port_free(port):
@@ -54,17 +90,26 @@ def available():
 
 
 class RedisCluster:
-    def __init__(self, tmp, masters=3, password=None):
+    def __init__(self, tmp, masters=3, password=None, tls=None):
         self.tmp = tmp
         self.n = masters
         self.password = password
+        self.tls = tls  # a directory with ca.crt, server.crt, server.key: TLS only
         self.ports = []
         self.dirs = []
         self.procs = []
 
     def _args(self, i):
         d = self.dirs[i]
-        return [shutil.which("redis-server"), "--port", str(self.ports[i]),
+        if self.tls:
+            port = ["--port", "0", "--tls-port", str(self.ports[i]), "--tls-cluster", "yes",
+                    "--tls-cert-file", os.path.join(self.tls, "server.crt"),
+                    "--tls-key-file", os.path.join(self.tls, "server.key"),
+                    "--tls-ca-cert-file", os.path.join(self.tls, "ca.crt"),
+                    "--tls-auth-clients", "no"]
+        else:
+            port = ["--port", str(self.ports[i])]
+        return [shutil.which("redis-server")] + port + [
                 "--bind", "127.0.0.1", "--cluster-enabled", "yes",
                 "--cluster-config-file", os.path.join(d, "nodes.conf"),
                 "--cluster-node-timeout", "15000", "--save", "", "--appendonly", "no",
@@ -84,7 +129,7 @@ class RedisCluster:
                 c.call("PING")
                 c.close()
                 return
-            except (OSError, RuntimeError):
+            except (OSError, RuntimeError, ssl.SSLError):
                 time.sleep(0.05)
         raise RuntimeError("cluster node on port %d did not start" % self.ports[i])
 
@@ -97,7 +142,10 @@ class RedisCluster:
             self.procs.append(self._spawn(i))
         for i in range(self.n):
             self._wait_ping(i)
-        cmd = [shutil.which("redis-cli"), "--cluster", "create"]
+        cmd = [shutil.which("redis-cli")]
+        if self.tls:
+            cmd += ["--tls", "--cacert", os.path.join(self.tls, "ca.crt")]
+        cmd += ["--cluster", "create"]
         cmd += ["127.0.0.1:%d" % p for p in self.ports]
         cmd += ["--cluster-replicas", "0", "--cluster-yes"]
         env = dict(os.environ)
@@ -140,7 +188,10 @@ class RedisCluster:
         return "127.0.0.1:%d" % self.ports[0]
 
     def _conn(self, i, timeout=5):
-        c = Conn(self.ports[i], timeout)
+        if self.tls:
+            c = TlsConn(self.ports[i], os.path.join(self.tls, "ca.crt"), timeout)
+        else:
+            c = Conn(self.ports[i], timeout)
         if self.password:
             c.call("AUTH", self.password)
         return c

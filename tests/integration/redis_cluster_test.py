@@ -14,11 +14,15 @@ Cases:
           is down, the others are served, and the client reconnects.
   auth    bin/test-redis-slot auth SEED PASSWORD on a cluster whose nodes
           require a password: the URL's, the password option's, a wrong one.
+  tls     bin/test-redis-slot tls SEED CA_FILE on a cluster with TLS ports only
+          (rediss+cluster://: every node's certificate verified, TLS between
+          the nodes too).
 
 Without redis-server or redis-cli the test is skipped (exit 77), or fails
 when CI is set.
 """
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -61,7 +65,15 @@ def case_auth(bindir, cluster):
     return p.returncode
 
 
-CASES = {"slots": case_slots, "node_restart": case_node_restart, "auth": case_auth}
+def case_tls(bindir, cluster):
+    p = subprocess.run([os.path.join(bindir, "test-redis-slot"), "tls", cluster.seed,
+                        os.path.join(cluster.tls, "ca.crt")], stdin=subprocess.DEVNULL,
+                       timeout=120)
+    return p.returncode
+
+
+CASES = {"slots": case_slots, "node_restart": case_node_restart, "auth": case_auth,
+         "tls": case_tls}
 PASSWORDS = {"auth": "cluster-s3cret"}
 
 
@@ -73,7 +85,15 @@ def main():
         print("redis-server or redis-cli not installed: skipped")
         return 1 if os.environ.get("CI") else 77
     with tempfile.TemporaryDirectory(prefix="mutirao-cluster-") as tmp:
-        cluster = redis_cluster.RedisCluster(tmp, password=PASSWORDS.get(sys.argv[2]))
+        tls = None
+        if sys.argv[2] == "tls":
+            if shutil.which("openssl") is None:
+                print("the openssl command is missing: skipped")
+                return 1 if os.environ.get("CI") else 77
+            tls = os.path.join(tmp, "certs")
+            os.makedirs(tls)
+            redis_cluster.make_certs(tls)
+        cluster = redis_cluster.RedisCluster(tmp, password=PASSWORDS.get(sys.argv[2]), tls=tls)
         try:
             cluster.start()
             rc = CASES[sys.argv[2]](sys.argv[1], cluster)
