@@ -23,6 +23,9 @@ PACKAGES=(
     # tests: busted specs, the Redis server the fleet tests start, python3
     # (CLI tests; tests/services.sh picks free ports with it)
     lua-busted redis-server python3
+    # (redis-cli --cluster create joins the local Redis Cluster of
+    # integration.redis_cluster_*; redis-server depends on it, named anyway)
+    redis-tools
     # (the https spec and the TLS tests make certificates with the openssl
     # command; integration.tls_redis needs Debian's redis-server, built with TLS)
     openssl

@@ -44,6 +44,7 @@
 #include <uv.h>
 
 #include "list.h"
+#include "redis_cluster.h"
 #include "redis_uv.h"
 #include "uv_closer.h"
 
@@ -97,8 +98,9 @@ typedef struct rscript {
 
 struct redis_uv {
     uv_loop_t *loop;
-    rconn *conn; /* current connection, or NULL */
-    int state;   /* enum cstate */
+    rcluster *cl; /* cluster mode (redis_cluster.h): the commands go to its nodes' clients */
+    rconn *conn;  /* current connection, or NULL */
+    int state;    /* enum cstate */
     int closing;
     /* endpoint */
     char *host, *path, *user, *pass;
@@ -1396,6 +1398,17 @@ int redis_uv_open(uv_loop_t *loop, const char *url, const redis_uv_options *opts
     redis_uv *cli = calloc(1, sizeof *cli);
     if (cli == NULL)
         return REDIS_UV_ENOMEM;
+    if (rcl_is_cluster_url(url)) {
+        /* a facade: no connection of its own, scripts registered here */
+        cli->loop = loop;
+        if ((rc = rcl_open(loop, url, opts, cli, &cli->cl)) != 0) {
+            cli_free(cli);
+            return rc;
+        }
+        snprintf(cli->endpoint, sizeof cli->endpoint, "%s", rcl_endpoint(cli->cl));
+        *out = cli;
+        return 0;
+    }
     if ((rc = parse_url(cli, url)) != 0) {
         cli_free(cli);
         if (opts != NULL && opts->errbuf != NULL && opts->errlen > 0)
@@ -1462,6 +1475,10 @@ void redis_uv_close(redis_uv *cli, redis_uv_close_cb cb, void *ud)
     cli->state = CS_CLOSING;
     cli->close_cb = cb;
     cli->close_ud = ud;
+    if (cli->cl != NULL) {
+        rcl_close(cli->cl, finish_close, cli);
+        return;
+    }
     uvc_init(&cli->closer, finish_close, cli);
     uvc_close(&cli->closer, (uv_handle_t *)&cli->conn_timer);
     uvc_close(&cli->closer, (uv_handle_t *)&cli->dl_timer);
@@ -1489,6 +1506,10 @@ void redis_uv_close(redis_uv *cli, redis_uv_close_cb cb, void *ud)
 
 void redis_uv_hold(redis_uv *cli)
 {
+    if (cli != NULL && cli->cl != NULL && !cli->closing) {
+        rcl_hold(cli->cl);
+        return;
+    }
     if (cli == NULL || cli->closing || !cli->opt.weak)
         return;
     cli->opt.weak = 0; /* and for a later connection's watcher */
@@ -1513,7 +1534,9 @@ int redis_uv_commandv(redis_uv *cli, redis_uv_cb cb, void *ud, const char *fmt, 
     if (len <= 0 || cmd == NULL)
         return REDIS_UV_EINVAL;
     int rc = cmd_check(cmd, (size_t)len);
-    if (rc != 0) {
+    if (rc == 0 && cli->cl != NULL)
+        rc = rcl_command_resp(cli->cl, cb, ud, cmd, (size_t)len);
+    if (rc != 0 || cli->cl != NULL) {
         redisFreeCommand(cmd);
         return rc;
     }
@@ -1580,7 +1603,9 @@ int redis_uv_command_argv(redis_uv *cli, redis_uv_cb cb, void *ud, int argc,
     if (cmd == NULL)
         return REDIS_UV_ENOMEM;
     int rc = cmd_check(cmd, len);
-    if (rc != 0) {
+    if (rc == 0 && cli->cl != NULL)
+        rc = rcl_command_argv(cli->cl, cb, ud, argc, argv, argvlen);
+    if (rc != 0 || cli->cl != NULL) {
         free(cmd);
         return rc;
     }
@@ -1638,6 +1663,9 @@ int redis_uv_eval(redis_uv *cli, redis_uv_cb cb, void *ud, int script_id, int nk
         return REDIS_UV_ECLOSED;
     if (script_id < 0 || script_id >= cli->nscripts)
         return REDIS_UV_ENOSCRIPT;
+    if (cli->cl != NULL)
+        return rcl_eval(cli->cl, cb, ud, script_id, cli->scripts[script_id].src,
+                        cli->scripts[script_id].len, nkeys, argc, argv, argvlen);
     int n = snprintf(nk, sizeof nk, "%d", nkeys);
     char *tail = format_argv(argc, argv, argvlen, 0, nk, (size_t)n, &len);
     if (tail == NULL)
@@ -1649,6 +1677,8 @@ int redis_uv_eval(redis_uv *cli, redis_uv_cb cb, void *ud, int script_id, int nk
 
 int redis_uv_is_connected(const redis_uv *cli)
 {
+    if (cli != NULL && cli->cl != NULL)
+        return rcl_is_connected(cli->cl);
     return cli != NULL && cli->state == CS_READY && cli->conn != NULL;
 }
 
@@ -1664,6 +1694,10 @@ void redis_uv_get_stats(const redis_uv *cli, redis_uv_stats *out)
     memset(out, 0, sizeof *out);
     if (cli == NULL)
         return;
+    if (cli->cl != NULL) {
+        rcl_get_stats(cli->cl, out);
+        return;
+    }
     *out = cli->st;
     out->pending = cli->npending;
     out->queued = cli->nqueued;

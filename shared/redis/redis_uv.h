@@ -76,7 +76,8 @@ extern "C" {
     XX(EUNREACHABLE, -403, "server unreachable")                                                   \
     XX(ENOSCRIPT, -404, "unknown script id")                                                       \
     XX(ENOTSUP, MERR_ENOTSUP, "command not supported by this client")                              \
-    XX(ETLS, -405, "TLS settings refused (CA, certificate or key file)")
+    XX(ETLS, -405, "TLS settings refused (CA, certificate or key file)")                           \
+    XX(EREPLY, -406, "malformed reply from the server")
 
 MERR_ENUM(redis_uv_errno, REDIS_UV, REDIS_UV_ERRNO_MAP)
 
@@ -110,16 +111,19 @@ typedef struct redis_uv_options {
 
 /* Counters since the client was opened. */
 typedef struct redis_uv_stats {
-    uint64_t sent;     /* commands written to a connection (a NOSCRIPT resend counts) */
-    uint64_t replies;  /* callbacks fired with a reply (status 0) */
-    uint64_t failures; /* callbacks fired with status < 0 */
-    uint64_t timeouts; /* ETIMEDOUT + EUNREACHABLE among the failures */
-    uint64_t connects; /* connections that became ready (AUTH/SELECT done) */
-    uint64_t drops;    /* ready connections lost or dropped */
-    uint64_t noscript; /* EVALSHA answered NOSCRIPT and resent as EVAL */
-    size_t pending;    /* commands whose callback is still due */
-    size_t queued;     /* of those, waiting for a connection */
-    int connected;     /* 1 when a connection is ready now */
+    uint64_t sent;      /* commands written to a connection (a NOSCRIPT resend counts) */
+    uint64_t replies;   /* callbacks fired with a reply (status 0) */
+    uint64_t failures;  /* callbacks fired with status < 0 */
+    uint64_t timeouts;  /* ETIMEDOUT + EUNREACHABLE among the failures */
+    uint64_t connects;  /* connections that became ready (AUTH/SELECT done) */
+    uint64_t drops;     /* ready connections lost or dropped */
+    uint64_t noscript;  /* EVALSHA answered NOSCRIPT and resent as EVAL */
+    uint64_t moved;     /* cluster mode: MOVED replies followed */
+    uint64_t asked;     /* cluster mode: ASK replies followed */
+    uint64_t refreshes; /* cluster mode: CLUSTER SLOTS asked */
+    size_t pending;     /* commands whose callback is still due */
+    size_t queued;      /* of those, waiting for a connection */
+    int connected;      /* 1 when a connection is ready now */
 } redis_uv_stats;
 
 /* Reply callback; see "Callbacks" above. `reply` and `err` live only during
@@ -134,8 +138,21 @@ typedef void (*redis_uv_close_cb)(void *ud);
 **   redis://[[user]:password@]host[:port][/db]   (port 6379; host may be [v6])
 **   rediss://...                                 (the same over TLS)
 **   unix://[[user]:password@]/path/to/socket
+**   redis+cluster://[[user]:password@]host[:port][,host[:port]...][/0]
+**   rediss+cluster://...                         (Redis Cluster; the same over TLS)
 ** A URL may name a user without a password ("redis://user@host") only when
 ** opts->password gives it.
+** Cluster mode (redis_cluster.h, redis_slot.h): the hosts are seeds; the
+** client asks one for CLUSTER SLOTS and keeps a plain client (all of the
+** above) per master. Each command goes to the master of the slot of its
+** first key (an eval's first KEYS element; a command without a key: the
+** first node); MOVED updates the map and resends, ASK resends once after
+** ASKING; at most REDIS_CLUSTER_HOPS (5) resends. The deadline, the
+** reconnection and the queue are each node's, so a redirected command's
+** deadline starts again at each hop. Every key of a command or script must
+** hash to one slot (hash tags) or the server answers CROSSSLOT. Scripts
+** registered here are registered with each node's client when first used
+** there. redis_uv_is_connected: every master serving slots is connected.
 ** The password may be %-encoded. `opts` may be NULL. On success *out is the
 ** client, which the caller owns until redis_uv_close(); on error (EINVAL,
 ** EURL, ENOMEM, ETLS: a TLS file refused, opts->errbuf says which) nothing

@@ -52,7 +52,12 @@ static int check_redis_url(const char *v, char *why, size_t whylen)
         if (strncmp(v, schemes[i], n) == 0 && v[n] != '\0')
             return 0;
     }
-    snprintf(why, whylen, "redis://, rediss:// or unix:// URL expected");
+    if (strncmp(v, "redis+cluster://", 16) == 0 || strncmp(v, "rediss+cluster://", 17) == 0)
+        snprintf(why, whylen,
+                 "Redis Cluster is not supported by the fleet yet (its keys are not "
+                 "hash-tagged: docs/ARCHITECTURE.md, \"Redis Cluster\")");
+    else
+        snprintf(why, whylen, "redis://, rediss:// or unix:// URL expected");
     return -1;
 }
 

@@ -62,6 +62,10 @@
 ** after their last bit; the pool keys expire FLEET_POOL_IDLE_TTL_S after the pool's last
 ** submit, completion or report, FLEET_POOL_CLOSED_TTL_S after a
 ** pool_close (any later use extends them again).
+** Redis Cluster: these names carry no hash tags and the scripts below build
+** key names inside and touch several slots, so the fleet runs on one Redis
+** (redis.url refuses redis+cluster://); the tagged layout and the split of
+** each cross-slot step: docs/ARCHITECTURE.md, "Redis Cluster".
 ** Task ids and pool names never hold spaces or newlines (envelope.h).
 ** Notifications (list elements) start with one type byte:
 **   'R' + result record       a task of P completed (exactly once)

@@ -38,6 +38,17 @@ if(Python3_Interpreter_FOUND AND TARGET mutirao-worker)
       LABELS "integration;fleet" TIMEOUT 240 SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
   endforeach()
 
+  # Redis Cluster (redis_cluster_test.py): a local 3-master cluster of
+  # redis-server processes the test starts on free loopback ports and stops
+  # (redis_cluster.py); the shared services are not used.
+  foreach(_case slots node_restart auth tls)
+    add_test(NAME integration.redis_cluster_${_case}
+      COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/redis_cluster_test.py
+        ${CMAKE_BINARY_DIR}/bin ${_case})
+    set_tests_properties(integration.redis_cluster_${_case} PROPERTIES
+      LABELS "integration;fleet;cluster" TIMEOUT 240 SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
+  endforeach()
+
   # TLS and authentication (tls_test.py): a private redis-server with only a
   # TLS port and an ACL user, a private Kafka broker with a SASL_SSL listener
   # (SCRAM and PLAIN users), certificates made with the openssl command; the

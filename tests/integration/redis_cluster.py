@@ -1,0 +1,216 @@
+"""tests/integration/redis_cluster.py: a local Redis Cluster of a test's own:
+N masters (3 by default, no replicas), redis-server processes on free
+loopback ports, joined with `redis-cli --cluster create`. The shared Redis
+of tests/services.sh is never touched; stop() kills only the processes
+this object spawned (their data stays in the test's own directory).
+
+    c = RedisCluster(tmpdir)   # password="pw": nodes that require it;
+                               # tls=DIR (make_certs(DIR)): TLS ports only
+    c.start()            # every slot served, cluster_state:ok on every node
+    c.seed               # "127.0.0.1:PORT" of the first master
+    c.conn(i)            # a RESP connection to master i (no redirects)
+    c.kill(i) / c.restart(i)   # SIGKILL master i / start it again (same port,
+                               # nodes.conf: it keeps its slots, not its data;
+                               # a node timeout of 15 s: a short outage does
+                               # not fail the cluster)
+    c.stop()
+"""
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "helpers"))
+from redis_client import Conn, encode, read_reply  # noqa: E402
+
+
+class TlsConn:
+    """Conn over TLS (the server's certificate checked against ca_file)."""
+
+    def __init__(self, port, ca_file, timeout=5):
+        ctx = ssl.create_default_context(cafile=ca_file)
+        raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.s = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+        self.f = self.s.makefile("rb")
+
+    def call(self, *args):
+        self.s.sendall(encode(args))
+        return read_reply(self.f)
+
+    def close(self):
+        self.f.close()
+        self.s.close()
+
+
+def make_certs(d):
+    """d/ca.crt signs d/server.crt (127.0.0.1, localhost): for tls=d."""
+    def sh(cmd):
+        r = subprocess.run(cmd, shell=True, cwd=d, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError("%s: %s%s" % (cmd, r.stdout, r.stderr))
+    sh("openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 2 "
+       "-subj '/CN=mutirao test cluster ca'")
+    sh("openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr "
+       "-subj '/CN=localhost'")
+    with open(os.path.join(d, "server.ext"), "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    sh("openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial "
+       "-out server.crt -days 2 -extfile server.ext")
+
+
+def _port_free(port):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def _cluster_port():
+    """A free loopback port whose cluster bus port (port + 10000) is free too."""
+    for _ in range(200):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        if port + 10000 <= 65535 and _port_free(port + 10000):
+            return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
+def available():
+    """redis-server and redis-cli (redis-tools: --cluster) are installed."""
+    return shutil.which("redis-server") is not None and shutil.which("redis-cli") is not None
+
+
+class RedisCluster:
+    def __init__(self, tmp, masters=3, password=None, tls=None):
+        self.tmp = tmp
+        self.n = masters
+        self.password = password
+        self.tls = tls  # a directory with ca.crt, server.crt, server.key: TLS only
+        self.ports = []
+        self.dirs = []
+        self.procs = []
+
+    def _args(self, i):
+        d = self.dirs[i]
+        if self.tls:
+            port = ["--port", "0", "--tls-port", str(self.ports[i]), "--tls-cluster", "yes",
+                    "--tls-cert-file", os.path.join(self.tls, "server.crt"),
+                    "--tls-key-file", os.path.join(self.tls, "server.key"),
+                    "--tls-ca-cert-file", os.path.join(self.tls, "ca.crt"),
+                    "--tls-auth-clients", "no"]
+        else:
+            port = ["--port", str(self.ports[i])]
+        return [shutil.which("redis-server")] + port + [
+                "--bind", "127.0.0.1", "--cluster-enabled", "yes",
+                "--cluster-config-file", os.path.join(d, "nodes.conf"),
+                "--cluster-node-timeout", "15000", "--save", "", "--appendonly", "no",
+                "--dir", d, "--logfile", os.path.join(d, "redis.log")] + (
+                    ["--requirepass", self.password, "--masterauth", self.password]
+                    if self.password else [])
+
+    def _spawn(self, i):
+        return subprocess.Popen(self._args(i), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def _wait_ping(self, i, timeout=20):
+        end = time.time() + timeout
+        while time.time() < end:
+            try:
+                c = self._conn(i, 1)
+                c.call("PING")
+                c.close()
+                return
+            except (OSError, RuntimeError, ssl.SSLError):
+                time.sleep(0.05)
+        raise RuntimeError("cluster node on port %d did not start" % self.ports[i])
+
+    def start(self, timeout=60):
+        for i in range(self.n):
+            self.ports.append(_cluster_port())
+            d = os.path.join(self.tmp, "cluster-%d" % self.ports[i])
+            os.makedirs(d)
+            self.dirs.append(d)
+            self.procs.append(self._spawn(i))
+        for i in range(self.n):
+            self._wait_ping(i)
+        cmd = [shutil.which("redis-cli")]
+        if self.tls:
+            cmd += ["--tls", "--cacert", os.path.join(self.tls, "ca.crt")]
+        cmd += ["--cluster", "create"]
+        cmd += ["127.0.0.1:%d" % p for p in self.ports]
+        cmd += ["--cluster-replicas", "0", "--cluster-yes"]
+        env = dict(os.environ)
+        if self.password:
+            env["REDISCLI_AUTH"] = self.password
+        out = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, timeout=timeout, env=env)
+        if out.returncode != 0:
+            raise RuntimeError("redis-cli --cluster create failed:\n" +
+                               out.stdout.decode(errors="replace"))
+        self.wait_ok(timeout)
+
+    def wait_ok(self, timeout=60):
+        """Until every live node says cluster_state:ok and knows every master."""
+        end = time.time() + timeout
+        while time.time() < end:
+            ok = True
+            for i in range(self.n):
+                if self.procs[i] is None:
+                    continue
+                try:
+                    c = self.conn(i)
+                    info = c.call("CLUSTER", "INFO").decode()
+                    slots = c.call("CLUSTER", "SLOTS")
+                    c.close()
+                except (OSError, RuntimeError):
+                    ok = False
+                    break
+                covered = sum(int(r[1]) - int(r[0]) + 1 for r in slots)
+                if "cluster_state:ok" not in info or covered != 16384 or len(slots) < self.n:
+                    ok = False
+                    break
+            if ok:
+                return
+            time.sleep(0.1)
+        raise RuntimeError("the cluster did not reach cluster_state:ok in %ds" % timeout)
+
+    @property
+    def seed(self):
+        return "127.0.0.1:%d" % self.ports[0]
+
+    def _conn(self, i, timeout=5):
+        if self.tls:
+            c = TlsConn(self.ports[i], os.path.join(self.tls, "ca.crt"), timeout)
+        else:
+            c = Conn(self.ports[i], timeout)
+        if self.password:
+            c.call("AUTH", self.password)
+        return c
+
+    def conn(self, i):
+        return self._conn(i)
+
+    def kill(self, i):
+        p = self.procs[i]
+        if p is not None and p.poll() is None:
+            p.kill()
+            p.wait()
+        self.procs[i] = None
+
+    def restart(self, i):
+        self.kill(i)
+        self.procs[i] = self._spawn(i)
+        self._wait_ping(i)
+
+    def stop(self):
+        for i in range(len(self.procs)):
+            self.kill(i)
