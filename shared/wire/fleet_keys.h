@@ -114,7 +114,8 @@
     "  if not p then p, n = string.match(id, '^(.+):(%d+)$') end\n"                                \
     "  n = tonumber(n)\n"                                                                          \
     "  if not n or n > 1e15 then return nil end\n"                                                 \
-    "  return 'mutirao:seen:' .. p .. ':' .. math.floor(n / SEEN_SHARD), n % SEEN_SHARD\n"         \
+    "  return string.format('mutirao:seen:%s:%d', p, math.floor(n / SEEN_SHARD)),\n"               \
+    "    string.format('%d', n % SEEN_SHARD)\n"                                                    \
     "end\n"                                                                                        \
     "local function done(id)\n"                                                                    \
     "  local k, b = seen(id)\n"                                                                    \
@@ -122,7 +123,21 @@
     "  return redis.call('EXISTS', 'mutirao:task:' .. id) == 1\n"                                  \
     "end\n"                                                                                        \
     "local function touch(k, ttl)\n"                                                               \
-    "  if ttl > 0 then redis.call('EXPIRE', k, ttl) end\n"                                         \
+    "  if ttl > 0 then redis.call('EXPIRE', k, string.format('%d', ttl)) end\n"                    \
+    "end\n"                                                                                        \
+    "local function setx(k, v, ttl)\n"                                                             \
+    "  if ttl > 0 then return redis.call('SET', k, v, 'EX', string.format('%d', ttl)) end\n"       \
+    "  return redis.call('SET', k, v)\n"                                                           \
+    "end\n"                                                                                        \
+    "local function count(t, k, f, n)\n"                                                           \
+    "  local c = t[k] or {}\n"                                                                     \
+    "  t[k] = c\n"                                                                                 \
+    "  c[f] = (c[f] or 0) + n\n"                                                                   \
+    "end\n"                                                                                        \
+    "local function hincr_all(t)\n"                                                                \
+    "  for k, c in pairs(t) do\n"                                                                  \
+    "    for f, n in pairs(c) do redis.call('HINCRBY', k, f, n) end\n"                             \
+    "  end\n"                                                                                      \
     "end\n"
 /* The C constants above, as Lua locals of the scripts. */
 #define FLEET_CONSTANTS_LUA                                                                        \
@@ -165,7 +180,7 @@
 #define FLEET_DELIVER_LUA                                                                          \
     FLEET_SEEN_LUA                                                                                 \
     FLEET_DELIVERY_CONSTANTS_LUA                                                                   \
-    "local now, wid, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])\n"                                  \
+    "local now, wid, ttl = ARGV[1], ARGV[2], ARGV[3]\n"                                            \
     "local out = {}\n"                                                                             \
     "local function alive(pool, w, t)\n"                                                           \
     "  local id, inc = w:match('^(.+)#(%x+)$')\n"                                                  \
@@ -291,11 +306,12 @@
 #define FLEET_COMPLETE_LUA                                                                         \
     FLEET_SEEN_LUA                                                                                 \
     "local ttl, nttl = tonumber(ARGV[1]), ARGV[2]\n"                                               \
-    "local out, i, touched, pools = {}, 3, {}, {}\n"                                               \
+    "local out, i, lists, order, pools, counts, seens = {}, 3, {}, {}, {}, {}, {}\n"               \
     "local function push(p, e)\n"                                                                  \
     "  local l = 'mutirao:done:' .. p\n"                                                           \
-    "  redis.call('RPUSH', l, e)\n"                                                                \
-    "  touched[l] = true\n"                                                                        \
+    "  local v = lists[l]\n"                                                                       \
+    "  if not v then v = {} lists[l] = v order[#order+1] = l end\n"                                \
+    "  v[#v+1] = e\n"                                                                              \
     "end\n"                                                                                        \
     "while i <= #ARGV do\n"                                                                        \
     "  local id, pool, prod, st, rec = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3], ARGV[i+4]\n"      \
@@ -306,7 +322,7 @@
     "      local rk = '" FLEET_RETRIES_KEY "'\n"                                                   \
     "      if string.sub(rec, 1, 4) == 'MTE\\2' then rk = '" FLEET_RETRIES_SIGNED_KEY "' end\n"    \
     "      if redis.call('ZADD', rk, 'NX', blob, id .. ' ' .. rec) == 1 then\n"                    \
-    "        redis.call('HINCRBY', 'mutirao:pool:' .. pool .. ':stats', 'retried', 1)\n"           \
+    "        count(counts, 'mutirao:pool:' .. pool .. ':stats', 'retried', 1)\n"                   \
     "        pools[pool] = true\n"                                                                 \
     "      end\n"                                                                                  \
     "      redis.call('DEL', 'mutirao:delivery:' .. id)\n"                                         \
@@ -316,20 +332,17 @@
     "  local ok = false\n"                                                                         \
     "  if sk then\n"                                                                               \
     "    if redis.call('GETBIT', sk, sb) == 0 then\n"                                              \
-    "      if ttl > 0 then ok = redis.call('SET', k, rec, 'EX', ttl)\n"                            \
+    "      if ttl > 0 then ok = redis.call('SET', k, rec, 'EX', ARGV[1])\n"                        \
     "      else ok = redis.call('SET', k, rec) end\n"                                              \
     "    end\n"                                                                                    \
-    "  elseif ttl > 0 then ok = redis.call('SET', k, rec, 'NX', 'EX', ttl)\n"                      \
+    "  elseif ttl > 0 then ok = redis.call('SET', k, rec, 'NX', 'EX', ARGV[1])\n"                  \
     "  else ok = redis.call('SET', k, rec, 'NX') end\n"                                            \
     "  if ok then\n"                                                                               \
-    "    if sk then redis.call('SETBIT', sk, sb, 1) touch(sk, ttl) end\n"                          \
+    "    if sk then redis.call('SETBIT', sk, sb, 1) seens[sk] = true end\n"                        \
     "    redis.call('DEL', k .. ':q', 'mutirao:delivery:' .. id)\n"                                \
-    "    redis.call('HINCRBY', 'mutirao:pool:' .. pool .. ':stats', st, 1)\n"                      \
+    "    count(counts, 'mutirao:pool:' .. pool .. ':stats', st, 1)\n"                              \
     "    pools[pool] = true\n"                                                                     \
-    "    if #blob > 0 then\n"                                                                      \
-    "      redis.call('SET', k .. ':out', blob)\n"                                                 \
-    "      touch(k .. ':out', ttl)\n"                                                              \
-    "    end\n"                                                                                    \
+    "    if #blob > 0 then setx(k .. ':out', blob, ttl) end\n"                                     \
     "    local mine, per = {}, {}\n"                                                               \
     "    for w = 0, nw - 1 do local o = ARGV[i+7+2*w]; per[o] = (per[o] or 0) + 1 end\n"           \
     "    for w = 0, nw - 1 do\n"                                                                   \
@@ -337,10 +350,7 @@
     "      push(o, e .. '\\0' .. id .. ' ' .. per[o])\n"                                           \
     "      if o == prod then mine[#mine+1] = string.sub(e, 2) end\n"                               \
     "    end\n"                                                                                    \
-    "    if #mine > 0 then\n"                                                                      \
-    "      redis.call('SET', k .. ':w', table.concat(mine, '\\n'))\n"                              \
-    "      touch(k .. ':w', ttl)\n"                                                                \
-    "    end\n"                                                                                    \
+    "    if #mine > 0 then setx(k .. ':w', table.concat(mine, '\\n'), ttl) end\n"                  \
     "    push(prod, 'R' .. rec)\n"                                                                 \
     "    out[#out+1] = 1\n"                                                                        \
     "  else\n"                                                                                     \
@@ -349,7 +359,13 @@
     "  end\n"                                                                                      \
     "  i = i + 7 + 2 * nw\n"                                                                       \
     "end\n"                                                                                        \
-    "for l in pairs(touched) do redis.call('EXPIRE', l, nttl) end\n"                               \
+    "for _, l in ipairs(order) do\n"                                                               \
+    "  local v = lists[l]\n"                                                                       \
+    "  for j = 1, #v, 1000 do redis.call('RPUSH', l, unpack(v, j, math.min(j + 999, #v))) end\n"   \
+    "  redis.call('EXPIRE', l, nttl)\n"                                                            \
+    "end\n"                                                                                        \
+    "for sk in pairs(seens) do touch(sk, ttl) end\n"                                               \
+    "hincr_all(counts)\n"                                                                          \
     "for p in pairs(pools) do\n"                                                                   \
     "  redis.call('EXPIRE', 'mutirao:pool:' .. p .. ':stats', POOL_IDLE_TTL)\n"                    \
     "end\n"                                                                                        \
@@ -390,16 +406,13 @@
 */
 #define FLEET_SUBMIT_LUA                                                                           \
     FLEET_SEEN_LUA                                                                                 \
-    "local ttl, pools = tonumber(ARGV[1]), {}\n"                                                   \
+    "local ttl, pools, counts = tonumber(ARGV[1]), {}, {}\n"                                       \
     "for i = 2, #ARGV, 2 do\n"                                                                     \
-    "  redis.call('HINCRBY', 'mutirao:pool:' .. ARGV[i] .. ':stats', 'submitted', 1)\n"            \
+    "  count(counts, 'mutirao:pool:' .. ARGV[i] .. ':stats', 'submitted', 1)\n"                    \
     "  pools[ARGV[i]] = true\n"                                                                    \
-    "  if not done(ARGV[i + 1]) then\n"                                                            \
-    "    local q = 'mutirao:task:' .. ARGV[i + 1] .. ':q'\n"                                       \
-    "    redis.call('SET', q, '1')\n"                                                              \
-    "    touch(q, ttl)\n"                                                                          \
-    "  end\n"                                                                                      \
+    "  if not done(ARGV[i + 1]) then setx('mutirao:task:' .. ARGV[i + 1] .. ':q', '1', ttl) end\n" \
     "end\n"                                                                                        \
+    "hincr_all(counts)\n"                                                                          \
     "for p in pairs(pools) do\n"                                                                   \
     "  local k = 'mutirao:pool:' .. p\n"                                                           \
     "  redis.call('EXPIRE', k, POOL_IDLE_TTL)\n"                                                   \
