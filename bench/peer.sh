@@ -119,30 +119,43 @@ run_mutirao() {
     esac
     "$BUILD/bin/mutirao-worker" --pools "$pool" --id "$pool" --log-level warn >>"$log" 2>&1 &
     wpid=$!
+    local rc=0
     (cd "$work" && env "${env[@]}" FLEET_BENCH_RATE="$RATE" FLEET_BENCH_DURATION_S="$DURATION" \
         FLEET_BENCH_POOL="$pool" FLEET_BENCH_CPU_PIDS="$servers_mutirao worker=$wpid" \
-        timeout 600 "$BUILD/bin/mutirao" run --fleet "$lua" 2>>"$log") | grep '^RESULT' || true
+        timeout 300 "$BUILD/bin/mutirao" run --fleet "$lua") >"$work/out" 2>>"$log" || rc=$?
     kill "$wpid" 2>/dev/null || true
     wait "$wpid" 2>/dev/null || true
     wpid=""
+    done_run mutirao "$1" "$2" "$rc"
+}
+
+# done_run SIDE MODE RUN STATUS: logs the run's output and status, prints
+# its RESULT line
+done_run() {
+    {
+        echo "peer: $1 $2 run $3: exit status $4"
+        cat "$work/out"
+    } >>"$log"
+    grep '^RESULT' "$work/out" || true
 }
 
 # run_bullmq MODE RUN: one run of BullMQ; prints its RESULT line (or nothing)
 run_bullmq() {
-    local queue="$tag-$1-$2"
+    local queue="$tag-$1-$2" rc=0
     case "$1" in
     throughput)
         BULLMQ_QUEUE="$queue" BENCH_CPU_PIDS="$servers_bullmq" \
-            timeout 600 node bench/bullmq/throughput.js "$N" 2>>"$log" | grep '^RESULT' || true
+            timeout 300 node bench/bullmq/throughput.js "$N" >"$work/out" 2>>"$log" || rc=$?
         ;;
     open | idle)
         local idle_ms=2000
         [[ "$1" == idle ]] && idle_ms=$((IDLE * 1000))
         BULLMQ_QUEUE="$queue" BENCH_CPU_PIDS="$servers_bullmq" BULLMQ_RATE="$RATE" \
             BULLMQ_DURATION_S="$DURATION" BULLMQ_IDLE_MS="$idle_ms" \
-            timeout 600 node bench/bullmq/latency.js 2>>"$log" | grep '^RESULT' || true
+            timeout 300 node bench/bullmq/latency.js >"$work/out" 2>>"$log" || rc=$?
         ;;
     esac
+    done_run bullmq "$1" "$2" "$rc"
 }
 
 # figures RESULT-LINE: "KEY=VALUE ..." with the CPU of the run in µs per task:

@@ -43,7 +43,12 @@ async function main() {
   });
   // never leave the worker behind, however this process ends
   process.on('exit', () => child.kill('SIGKILL'));
-  for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(1));
+  for (const sig of ['SIGINT', 'SIGTERM']) {
+    process.on(sig, () => {
+      console.error(`latency.js: ${sig}`);
+      process.exit(1);
+    });
+  }
   const procs = c.watched([{ name: 'worker', pid: String(child.pid) }]);
   const qconn = c.connection();
   const econn = c.connection();
