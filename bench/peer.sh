@@ -155,6 +155,10 @@ run_bullmq() {
             timeout 300 node bench/bullmq/latency.js >"$work/out" 2>>"$log" || rc=$?
         ;;
     esac
+    if ((rc != 0)); then # a run that did not finish leaves its queue's keys
+        redis-cli -u "$MUTIRAO_TEST_REDIS_URL" --scan --pattern "bull:$queue:*" |
+            xargs -r redis-cli -u "$MUTIRAO_TEST_REDIS_URL" del >/dev/null 2>&1 || true
+    fi
     done_run bullmq "$1" "$2" "$rc"
 }
 
