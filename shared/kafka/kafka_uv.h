@@ -62,7 +62,7 @@ typedef void (*kuv_error_cb)(void *ud, int err, const char *msg);
 
 typedef struct kuv_producer_opts {
     int message_timeout_ms;  /* a message not delivered by then fails (default 30000) */
-    int linger_ms;           /* batching delay (default 1; -1 for 0) */
+    int linger_ms;           /* batching delay in ms (default and -1: 0) */
     int admin_timeout_ms;    /* kuv_topic_ensure's bound (default message_timeout_ms) */
     int replication_factor;  /* of topics kuv_topic_ensure creates: default 1, -1 broker's */
     const char *const *conf; /* NULL or "key", "value", ..., NULL: librdkafka settings
@@ -79,7 +79,7 @@ typedef struct kuv_producer_opts {
 void kuv_producer_opts_default(kuv_producer_opts *o);
 
 /*
-** A producer on loop (acks=all, idempotent, linger 1 ms). brokers is
+** A producer on loop (acks=all, idempotent, linger 0 ms). brokers is
 ** "host:port,...". opts may be NULL (defaults). Returns NULL with *err set
 ** (err may be NULL) on failure. The producer is owned by the layer until
 ** kuv_producer_close; the caller keeps ownership of brokers and opts.
