@@ -386,10 +386,36 @@ static atomic_uint paths_version;   /* bumped at each change */
 static const char PATHS_SEEN = 'p'; /* registry: {path, cpath} this VM published */
 static const char PATHS_ADOPTED = 'a';
 
+/* Are package.path and package.cpath what this VM published last? (The
+ * registry's {path, cpath, package} of PATHS_SEEN: two lookups and two
+ * pointer comparisons, the usual case at every submit.) */
+static int paths_unchanged(lua_State *L)
+{
+    int same = 0;
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &PATHS_SEEN) == LUA_TTABLE &&
+        lua_rawgeti(L, -1, 3) == LUA_TTABLE) {
+        lua_getfield(L, -1, "path");
+        lua_rawgeti(L, -3, 1);
+        same = lua_type(L, -2) == LUA_TSTRING && lua_rawequal(L, -1, -2);
+        lua_pop(L, 2);
+        if (same) {
+            lua_getfield(L, -1, "cpath");
+            lua_rawgeti(L, -3, 2);
+            same = lua_type(L, -2) == LUA_TSTRING && lua_rawequal(L, -1, -2);
+            lua_pop(L, 2);
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    return same;
+}
+
 void executor_publish_paths(lua_State *L)
 {
     static const char *const keys[2] = {"path", "cpath"};
     luaL_checkstack(L, 4, NULL);
+    if (paths_unchanged(L))
+        return;
     if (lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE) != LUA_TTABLE ||
         lua_getfield(L, -1, "package") != LUA_TTABLE) {
         lua_pop(L, 2);
@@ -397,10 +423,12 @@ void executor_publish_paths(lua_State *L)
     }
     if (lua_rawgetp(L, LUA_REGISTRYINDEX, &PATHS_SEEN) != LUA_TTABLE) {
         lua_pop(L, 1);
-        lua_createtable(L, 2, 0);
+        lua_createtable(L, 3, 0);
         lua_pushvalue(L, -1);
         lua_rawsetp(L, LUA_REGISTRYINDEX, &PATHS_SEEN);
     }
+    lua_pushvalue(L, -2); /* the package table, for paths_unchanged */
+    lua_rawseti(L, -2, 3);
     for (int i = 0; i < 2; i++) {
         lua_getfield(L, -2, keys[i]);
         lua_rawgeti(L, -2, i + 1);
@@ -724,7 +752,18 @@ static void run_task(sched *s, xmsg *m)
         fail_text(t, "not enough memory");
         return;
     }
-    lua_pushfstring(T, "%s %s", t->pool, t->id);
+    { /* "<pool> <id>" (without lua_pushfstring: this runs for every task) */
+        char label[300];
+        size_t pl = strlen(t->pool), il = strlen(t->id);
+        if (pl + il + 1 <= sizeof label) {
+            memcpy(label, t->pool, pl);
+            label[pl] = ' ';
+            memcpy(label + pl + 1, t->id, il);
+            lua_pushlstring(T, label, pl + 1 + il);
+        } else {
+            lua_pushfstring(T, "%s %s", t->pool, t->id);
+        }
+    }
     sc->label_ref = luaL_ref(T, LUA_REGISTRYINDEX);
     if (limit_ms)
         snprintf(sc->reason, sizeof sc->reason, "%s", reason);

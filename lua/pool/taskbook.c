@@ -13,13 +13,20 @@
 #include "rtlog.h"
 
 /* Task id -> record: open addressing, linear probing; a slot is NULL
- * (never used), TOMB (emptied) or a record. Grows at half full. */
+ * (never used), TOMB (emptied) or a record, with the record's hash beside
+ * it (a probe reads the slot array alone: records are not touched unless
+ * the hash matches). Grows at half full. */
 #define TOMB ((tb_task *)&tomb_mark)
 static const char tomb_mark;
 
+typedef struct tb_slot {
+    tb_task *t;
+    uint32_t hash;
+} tb_slot;
+
 struct taskbook {
     sched *s;
-    tb_task **slots;
+    tb_slot *slots;
     size_t cap, used; /* used: records and tombs */
     size_t live;      /* records */
     mlist all;        /* every record (of tb_task.node), the newest first */
@@ -34,23 +41,37 @@ static uint32_t hash_id(const char *id)
     uint32_t h = 2166136261u; /* FNV-1a */
     for (const unsigned char *p = (const unsigned char *)id; *p; p++)
         h = (h ^ *p) * 16777619u;
+    h ^= h >> 15; /* the low bits pick the slot: mix the high ones in */
     return h;
 }
 
 /* The slot of id: its record's, or the empty one where it would go. */
-static tb_task **map_slot(taskbook *b, const char *id, uint32_t h)
+static tb_slot *map_slot(taskbook *b, const char *id, uint32_t h)
 {
-    tb_task **tomb = NULL;
+    tb_slot *tomb = NULL;
     for (size_t i = h & (b->cap - 1);; i = (i + 1) & (b->cap - 1)) {
-        tb_task *t = b->slots[i];
+        tb_slot *sl = &b->slots[i];
+        tb_task *t = sl->t;
         if (!t)
-            return tomb ? tomb : &b->slots[i];
+            return tomb ? tomb : sl;
         if (t == TOMB) {
             if (!tomb)
-                tomb = &b->slots[i];
-        } else if (t->hash == h && !strcmp(t->id, id)) {
-            return &b->slots[i];
+                tomb = sl;
+        } else if (sl->hash == h && !strcmp(t->id, id)) {
+            return sl;
         }
+    }
+}
+
+/* The slot holding t itself (NULL if none): no id comparison needed. */
+static tb_slot *map_slot_of(taskbook *b, const tb_task *t)
+{
+    for (size_t i = t->hash & (b->cap - 1);; i = (i + 1) & (b->cap - 1)) {
+        tb_slot *sl = &b->slots[i];
+        if (sl->t == t)
+            return sl;
+        if (!sl->t)
+            return NULL;
     }
 }
 
@@ -61,17 +82,21 @@ static int map_grow(taskbook *b)
     size_t cap = 1024;
     while (cap < 4 * (b->live + 1))
         cap *= 2;
-    tb_task **old = b->slots;
+    tb_slot *old = b->slots;
     size_t ocap = b->cap;
-    tb_task **v = calloc(cap, sizeof *v);
+    tb_slot *v = calloc(cap, sizeof *v);
     if (!v)
         return -1;
     b->slots = v;
     b->cap = cap;
     b->used = 0;
     for (size_t i = 0; i < ocap; i++) {
-        if (old[i] && old[i] != TOMB) {
-            *map_slot(b, old[i]->id, old[i]->hash) = old[i];
+        tb_task *t = old[i].t;
+        if (t && t != TOMB) {
+            size_t j = old[i].hash & (cap - 1);
+            while (v[j].t)
+                j = (j + 1) & (cap - 1);
+            v[j] = old[i];
             b->used++;
         }
     }
@@ -84,20 +109,23 @@ static int map_put(taskbook *b, tb_task *t)
     if ((b->used + 1) * 2 > b->cap && map_grow(b) != 0)
         return -1;
     t->hash = hash_id(t->id);
-    tb_task **slot = map_slot(b, t->id, t->hash);
-    if (!*slot)
+    tb_slot *slot = map_slot(b, t->id, t->hash);
+    if (!slot->t)
         b->used++;
-    if (!*slot || *slot == TOMB)
+    if (!slot->t || slot->t == TOMB)
         b->live++;
-    *slot = t; /* (ids are unique: a namesake would only be replaced) */
+    slot->t = t; /* (ids are unique: a namesake would only be replaced) */
+    slot->hash = t->hash;
     return 0;
 }
 
 static void map_del(taskbook *b, tb_task *t)
 {
-    tb_task **slot = map_slot(b, t->id, t->hash);
-    if (*slot == t) {
-        *slot = TOMB;
+    if (!b->cap)
+        return;
+    tb_slot *slot = map_slot_of(b, t);
+    if (slot) {
+        slot->t = TOMB;
         b->live--;
     }
 }
@@ -170,6 +198,29 @@ static void on_scope_end(scope_watch *w, int cancelled)
     }
 }
 
+/* "<src>:<line>" into out (what snprintf "%s:%d" writes, without it: this
+ * runs for every task). */
+static void format_where(char *out, size_t cap, const char *src, int line)
+{
+    char digits[12];
+    int nd = 0;
+    unsigned v = (unsigned)line;
+    do {
+        digits[nd++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    size_t n = strlen(src);
+    if (n + 1 + (size_t)nd + 1 > cap) {
+        snprintf(out, cap, "%s:%d", src, line);
+        return;
+    }
+    memcpy(out, src, n);
+    out[n++] = ':';
+    while (nd)
+        out[n++] = digits[--nd];
+    out[n] = 0;
+}
+
 void taskbook_add(taskbook *b, lua_State *L, tb_task *t, const tb_ops *ops)
 {
     t->ops = ops;
@@ -181,7 +232,7 @@ void taskbook_add(taskbook *b, lua_State *L, tb_task *t, const tb_ops *ops)
     glist_init(&t->waiters);
     lua_Debug ar;
     if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "Sl", &ar) && ar.currentline > 0)
-        snprintf(t->where, sizeof t->where, "%s:%d", ar.short_src, ar.currentline);
+        format_where(t->where, sizeof t->where, ar.short_src, ar.currentline);
     else
         memcpy(t->where, "?", 2);
     int label = sched_label_ref(b->s, L);
@@ -290,7 +341,7 @@ tb_task *taskbook_find(taskbook *b, lua_State *L, const char *id)
     (void)L;
     if (!b->cap)
         return NULL;
-    tb_task *t = *map_slot(b, id, hash_id(id));
+    tb_task *t = map_slot(b, id, hash_id(id))->t;
     return t == TOMB ? NULL : t;
 }
 
