@@ -24,8 +24,20 @@ typedef struct tb_slot {
     uint32_t hash;
 } tb_slot;
 
+/* A submit site's "file:line", shared by the records submitted there (a
+ * loop submits from one line): 8 bytes per record instead of the text. */
+typedef struct tb_site {
+    struct tb_site *next; /* in its bucket */
+    unsigned refs;        /* records pointing at it */
+    uint32_t hash;
+    char text[];
+} tb_site;
+
+#define SITE_BUCKETS 64
+
 struct taskbook {
     sched *s;
+    tb_site *sites[SITE_BUCKETS];
     tb_slot *slots;
     size_t cap, used; /* used: records and tombs */
     size_t live;      /* records */
@@ -138,8 +150,47 @@ static void unhold(taskbook *b, tb_task *t)
     }
 }
 
+/* The shared site of that text, with a reference for the caller (NULL:
+ * out of memory). */
+static tb_site *site_get(taskbook *b, const char *text)
+{
+    uint32_t h = hash_id(text);
+    tb_site **bucket = &b->sites[h % SITE_BUCKETS];
+    for (tb_site *st = *bucket; st; st = st->next) {
+        if (st->hash == h && !strcmp(st->text, text)) {
+            st->refs++;
+            return st;
+        }
+    }
+    size_t n = strlen(text);
+    tb_site *st = malloc(sizeof *st + n + 1);
+    if (!st)
+        return NULL;
+    st->refs = 1;
+    st->hash = h;
+    memcpy(st->text, text, n + 1);
+    st->next = *bucket;
+    *bucket = st;
+    return st;
+}
+
+static void site_put(taskbook *b, tb_site *st)
+{
+    if (!st || --st->refs > 0)
+        return;
+    for (tb_site **pp = &b->sites[st->hash % SITE_BUCKETS]; *pp; pp = &(*pp)->next) {
+        if (*pp == st) {
+            *pp = st->next;
+            break;
+        }
+    }
+    free(st);
+}
+
 static void unlink_task(taskbook *b, tb_task *t)
 {
+    site_put(b, t->where);
+    t->where = NULL;
     map_del(b, t);
     scope_watch_del(&t->watch);
     mlist_remove(&t->node);
@@ -231,10 +282,12 @@ void taskbook_add(taskbook *b, lua_State *L, tb_task *t, const tb_ops *ops)
     t->err = NULL;
     glist_init(&t->waiters);
     lua_Debug ar;
-    if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "Sl", &ar) && ar.currentline > 0)
-        format_where(t->where, sizeof t->where, ar.short_src, ar.currentline);
-    else
-        memcpy(t->where, "?", 2);
+    t->where = NULL;
+    if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "Sl", &ar) && ar.currentline > 0) {
+        char where[120];
+        format_where(where, sizeof where, ar.short_src, ar.currentline);
+        t->where = site_get(b, where);
+    }
     int label = sched_label_ref(b->s, L);
     if (label != LUA_NOREF) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, label);
@@ -245,6 +298,8 @@ void taskbook_add(taskbook *b, lua_State *L, tb_task *t, const tb_ops *ops)
     if (map_put(b, t) != 0) {
         if (t->label_ref != LUA_NOREF)
             luaL_unref(L, LUA_REGISTRYINDEX, t->label_ref);
+        site_put(b, t->where);
+        t->where = NULL;
         luaL_error(L, "not enough memory");
     }
     mlist_push_front(&b->all, &t->node);
@@ -278,7 +333,7 @@ static void report_failure(taskbook *b, tb_task *t)
     int n = taskbook_push_outcome(T, t);
     const char *msg = n >= 2 ? rtlog_tostring(T, top + 2) : "?";
     lua_pushfstring(T, "%s task %s of pool %s (submitted at %s) failed: %s", t->ops->kind, t->id,
-                    t->pool, t->where, msg);
+                    t->pool, t->where ? t->where->text : "?", msg);
     int label = t->label_ref;
     if (label == LUA_NOREF) {
         lua_pushfstring(T, "%s %s", t->pool, t->id);
