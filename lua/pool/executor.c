@@ -606,7 +606,8 @@ static int task_k(lua_State *L, int status, lua_KContext ctx)
 /* The goroutine of a task: fn(args...) under a traceback handler. */
 static int task_main(lua_State *L)
 {
-    ex_task *t = lua_touserdata(L, lua_upvalueindex(1));
+    ex_task *t = lua_touserdata(L, 1); /* (an argument: no closure made per task) */
+    lua_remove(L, 1);
     int nargs = lua_gettop(L) - 1;
     lua_pushcfunction(L, task_msgh);
     lua_insert(L, 1);
@@ -620,7 +621,7 @@ static const char TASK_ENV_MT = 'E';
  * VM's globals, writes stay in the task. */
 static void push_task_env(lua_State *L)
 {
-    lua_createtable(L, 0, 4);
+    lua_createtable(L, 0, 0); /* (one allocation: most tasks set no global) */
     if (lua_rawgetp(L, LUA_REGISTRYINDEX, &TASK_ENV_MT) != LUA_TTABLE) {
         lua_pop(L, 1);
         lua_createtable(L, 0, 1);
@@ -740,9 +741,9 @@ static void run_task(sched *s, xmsg *m)
         return;
     }
     lua_remove(T, base + 1); /* the saved globals */
+    lua_pushcfunction(T, task_main);
     lua_pushlightuserdata(T, t);
-    lua_pushcclosure(T, task_main, 1);
-    lua_insert(T, base + 1); /* task_main, fn, args... */
+    lua_rotate(T, base + 1, 2); /* task_main, t, fn, args... */
     /* a scope of its own names the task in its goroutines' log lines,
      * carries its memory account and is cancelled at its time limit */
     scope *sc = scope_new(s, &s->root, limit_ms ? limit_ms * 1000000u : UINT64_MAX);
@@ -772,7 +773,7 @@ static void run_task(sched *s, xmsg *m)
     t->sc = sc;
     t->watch.on_end = on_task_cancelled;
     scope_watch_add(sc, &t->watch);
-    sched_spawn(s, T, n, sc, NULL);
+    sched_spawn(s, T, n + 1, sc, NULL);
     scope_release(sc); /* it lives on while the task's goroutines do */
     lua_settop(T, base);
 }
