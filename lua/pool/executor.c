@@ -753,19 +753,19 @@ static void run_task(sched *s, xmsg *m)
         fail_text(t, "not enough memory");
         return;
     }
-    { /* "<pool> <id>" (without lua_pushfstring: this runs for every task) */
-        char label[300];
+    { /* its label "<pool> <id>", made a Lua string only if a log line or an
+       * error report needs it (most tasks never do) */
         size_t pl = strlen(t->pool), il = strlen(t->id);
-        if (pl + il + 1 <= sizeof label) {
-            memcpy(label, t->pool, pl);
-            label[pl] = ' ';
-            memcpy(label + pl + 1, t->id, il);
-            lua_pushlstring(T, label, pl + 1 + il);
+        sc->label_text = malloc(pl + il + 2);
+        if (sc->label_text) {
+            memcpy(sc->label_text, t->pool, pl);
+            sc->label_text[pl] = ' ';
+            memcpy(sc->label_text + pl + 1, t->id, il + 1);
         } else {
             lua_pushfstring(T, "%s %s", t->pool, t->id);
+            sc->label_ref = luaL_ref(T, LUA_REGISTRYINDEX);
         }
     }
-    sc->label_ref = luaL_ref(T, LUA_REGISTRYINDEX);
     if (limit_ms)
         snprintf(sc->reason, sizeof sc->reason, "%s", reason);
     if (acct)

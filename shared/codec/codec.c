@@ -4,6 +4,7 @@
 ** memory, a hook that raises) unwinds to here and is returned as a code.
 */
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -159,7 +160,9 @@ static int protect(lua_State *L, lua_CFunction fn, codec__ctx *c, int nargs, int
 
 static void ctx_init(codec__ctx *c, lua_State *L, const codec_limits *lim)
 {
-    memset(c, 0, sizeof *c);
+    /* all but the inline path storage (3 KiB, written before it is read) */
+    memset(c, 0, offsetof(codec__ctx, path_inline));
+    memset((char *)c + offsetof(codec__ctx, npath), 0, sizeof *c - offsetof(codec__ctx, npath));
     c->L = L;
     if (lim != NULL)
         c->lim = *lim;
