@@ -65,7 +65,8 @@ def main():
     cores = os.cpu_count() or 1
     half = max(o.base_tasks // 2, 1)
     runs = [
-        ("A", "pool, %s closures" % o.mode,
+        ("A", "pool, " + {"fresh": "a new closure per submit",
+                          "trivial": "one closure submitted again"}.get(o.mode, o.mode),
          ["lua5.4", os.path.join(root, "bench", "pool.lua"), o.mode, str(o.tasks)], o.tasks + 100),
         ("B", "new lua_State per task, %d threads" % cores,
          [os.path.join(build, "bin", "newstate-bench"), str(o.base_tasks), str(cores)],

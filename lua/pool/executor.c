@@ -386,36 +386,22 @@ static atomic_uint paths_version;   /* bumped at each change */
 static const char PATHS_SEEN = 'p'; /* registry: {path, cpath} this VM published */
 static const char PATHS_ADOPTED = 'a';
 
-/* Are package.path and package.cpath what this VM published last? (The
- * registry's {path, cpath, package} of PATHS_SEEN: two lookups and two
- * pointer comparisons, the usual case at every submit.) */
-static int paths_unchanged(lua_State *L)
-{
-    int same = 0;
-    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &PATHS_SEEN) == LUA_TTABLE &&
-        lua_rawgeti(L, -1, 3) == LUA_TTABLE) {
-        lua_getfield(L, -1, "path");
-        lua_rawgeti(L, -3, 1);
-        same = lua_type(L, -2) == LUA_TSTRING && lua_rawequal(L, -1, -2);
-        lua_pop(L, 2);
-        if (same) {
-            lua_getfield(L, -1, "cpath");
-            lua_rawgeti(L, -3, 2);
-            same = lua_type(L, -2) == LUA_TSTRING && lua_rawequal(L, -1, -2);
-            lua_pop(L, 2);
-        }
-        lua_pop(L, 1);
-    }
-    lua_pop(L, 1);
-    return same;
-}
-
-void executor_publish_paths(lua_State *L)
+void executor_publish_paths(lua_State *L, ex_paths *seen)
 {
     static const char *const keys[2] = {"path", "cpath"};
     luaL_checkstack(L, 4, NULL);
-    if (paths_unchanged(L))
-        return;
+    if (seen->pkg_ref > 0) {
+        /* the usual case at every submit: the same two strings as last
+         * time (kept by PATHS_SEEN, so their addresses name them) */
+        lua_rawgeti(L, LUA_REGISTRYINDEX, seen->pkg_ref);
+        lua_getfield(L, -1, "path");
+        lua_getfield(L, -2, "cpath");
+        int same =
+            seen->path && lua_topointer(L, -2) == seen->path && lua_topointer(L, -1) == seen->cpath;
+        lua_pop(L, 3);
+        if (same)
+            return;
+    }
     if (lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE) != LUA_TTABLE ||
         lua_getfield(L, -1, "package") != LUA_TTABLE) {
         lua_pop(L, 2);
@@ -423,12 +409,10 @@ void executor_publish_paths(lua_State *L)
     }
     if (lua_rawgetp(L, LUA_REGISTRYINDEX, &PATHS_SEEN) != LUA_TTABLE) {
         lua_pop(L, 1);
-        lua_createtable(L, 3, 0);
+        lua_createtable(L, 2, 0);
         lua_pushvalue(L, -1);
         lua_rawsetp(L, LUA_REGISTRYINDEX, &PATHS_SEEN);
     }
-    lua_pushvalue(L, -2); /* the package table, for paths_unchanged */
-    lua_rawseti(L, -2, 3);
     for (int i = 0; i < 2; i++) {
         lua_getfield(L, -2, keys[i]);
         lua_rawgeti(L, -2, i + 1);
@@ -447,6 +431,20 @@ void executor_publish_paths(lua_State *L)
         paths[i] = copy;
         atomic_fetch_add(&paths_version, 1);
         pthread_mutex_unlock(&paths_mu);
+    }
+    /* what the next submit compares with: the strings PATHS_SEEN keeps
+     * (a path equal to them in another string object takes this way again) */
+    lua_rawgeti(L, -1, 1);
+    lua_rawgeti(L, -2, 2);
+    seen->path = lua_type(L, -2) == LUA_TSTRING ? lua_topointer(L, -2) : NULL;
+    seen->cpath = lua_type(L, -1) == LUA_TSTRING ? lua_topointer(L, -1) : NULL;
+    lua_pop(L, 2);
+    if (seen->pkg_ref <= 0) {
+        lua_pushvalue(L, -2);
+        seen->pkg_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    } else {
+        lua_pushvalue(L, -2);
+        lua_rawseti(L, LUA_REGISTRYINDEX, seen->pkg_ref);
     }
     lua_pop(L, 3);
 }

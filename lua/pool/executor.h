@@ -141,8 +141,13 @@ typedef struct ex_stats {
 void executor_stats(executor *ex, ex_stats *out);
 
 /* Submitter side: makes the package.path/cpath of L's VM the ones tasks
- * load modules with (published only when they changed). */
-void executor_publish_paths(lua_State *L);
+ * load modules with (published only when they changed). seen is the
+ * caller's record of what this VM saw last (one per VM, zeroed at first). */
+typedef struct ex_paths {
+    int pkg_ref;              /* registry ref of the package table (0: none yet) */
+    const void *path, *cpath; /* the strings compared last */
+} ex_paths;
+void executor_publish_paths(lua_State *L, ex_paths *seen);
 
 /* Frees what an ex_task owns (its outcome buffer) and the owner reference. */
 void ex_task_release(ex_task *t);

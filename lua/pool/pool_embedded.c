@@ -68,6 +68,7 @@ struct etask {
 typedef struct evm {
     sched *s;
     glist room, idle;
+    ex_paths paths; /* package.path/cpath as last published */
 } evm;
 
 static pthread_mutex_t pools_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -469,7 +470,7 @@ static int e_submit(lua_State *L, void *be)
     evm *v = be;
     sched *s = v->s;
     const char *name = lua_tostring(L, 1);
-    executor_publish_paths(L); /* (may raise: before anything is held) */
+    executor_publish_paths(L, &v->paths); /* (may raise: before anything is held) */
     epool *p = pool_find(name);
     if (!p)
         return pool_not_found(L, name);

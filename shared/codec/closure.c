@@ -56,7 +56,7 @@ static int proto_check(lua_State *L)
     int top = lua_gettop(L);
     if (luaL_loadbufferx(L, probe, sizeof probe - 1, "=codec-probe", "t") != LUA_OK) {
         lua_settop(L, top);
-        return -1;
+        return 0; /* out of memory (a task's limit): not known yet, checked again later */
     }
     lua_call(L, 0, 3);
     const lclosure_head *x = closure_head(L, top + 1), *y = closure_head(L, top + 2),
@@ -75,9 +75,10 @@ static const void *proto_of(codec__ctx *c, int f)
     int layout = atomic_load_explicit(&proto_layout, memory_order_relaxed);
     if (layout == 0) {
         layout = proto_check(c->L);
-        atomic_store(&proto_layout, layout);
+        if (layout != 0)
+            atomic_store(&proto_layout, layout);
     }
-    if (layout < 0)
+    if (layout <= 0)
         return NULL;
     const lclosure_head *h = closure_head(c->L, f);
     return h && h->tt == LCLOSURE_TT ? h->p : NULL;
