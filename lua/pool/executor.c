@@ -24,7 +24,8 @@
 
 struct executor {
     atomic_int refs;
-    pthread_mutex_t mu; /* everything below */
+    atomic_int closed_flag; /* closed, read without the lock (executor_closed) */
+    pthread_mutex_t mu;     /* everything below */
     int limit, running, queued, closed;
     int qmax; /* the queue bound of the latest bounded submit */
     long long submitted, completed, failed;
@@ -65,7 +66,13 @@ executor *executor_new(int limit, const ex_hooks *hooks)
     if (hooks)
         ex->hooks = *hooks;
     atomic_init(&ex->refs, 1);
-    pthread_mutex_init(&ex->mu, NULL);
+    /* taken at every submit and completion from several threads, for a few
+     * instructions: spin a little before sleeping in the kernel */
+    pthread_mutexattr_t ma;
+    pthread_mutexattr_init(&ma);
+    pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ADAPTIVE_NP);
+    pthread_mutex_init(&ex->mu, &ma);
+    pthread_mutexattr_destroy(&ma);
     return ex;
 }
 
@@ -124,8 +131,8 @@ static void notify(executor *ex, port **v, int n)
 
 static void run_task(sched *s, xmsg *m);
 
-/* Sends t to a VM. ex->mu held; a task that no VM takes is put on
- * *undelivered, for the caller to fail once the lock is released. */
+/* Sends t to a VM (ex->mu not held: see sendq); a task that no VM takes is
+ * put on *undelivered, for the caller to fail. */
 static void dispatch(ex_task *t, ex_task **undelivered)
 {
     t->vm = procs_pick();
@@ -137,8 +144,38 @@ static void dispatch(ex_task *t, ex_task **undelivered)
     }
 }
 
-/* Sends queued tasks while fewer than limit run. ex->mu held. */
-static void run_queued(executor *ex, ex_task **undelivered)
+/* Tasks taken to run, in order, posted to their VMs once ex->mu is
+ * released (a post may write to an eventfd: no system call under the lock
+ * that every submit and every completion takes). */
+typedef struct sendq {
+    ex_task *head, *tail;
+} sendq;
+
+static void sendq_add(sendq *q, ex_task *t)
+{
+    t->next = NULL;
+    if (q->tail)
+        q->tail->next = t;
+    else
+        q->head = t;
+    q->tail = t;
+}
+
+/* ex->mu not held; failures go on *undelivered. */
+static void sendq_send(sendq *q, ex_task **undelivered)
+{
+    ex_task *t = q->head;
+    while (t) {
+        ex_task *next = t->next;
+        t->next = NULL;
+        dispatch(t, undelivered);
+        t = next;
+    }
+    q->head = q->tail = NULL;
+}
+
+/* Takes queued tasks to run while fewer than limit run. ex->mu held. */
+static void run_queued(executor *ex, sendq *out)
 {
     while (ex->running < ex->limit && ex->qhead) {
         ex_task *q = ex->qhead;
@@ -148,7 +185,7 @@ static void run_queued(executor *ex, ex_task **undelivered)
         q->next = NULL;
         ex->queued--;
         ex->running++;
-        dispatch(q, undelivered);
+        sendq_add(out, q);
     }
 }
 
@@ -173,6 +210,7 @@ int executor_submit(executor *ex, ex_task *t, sched *owner, int qmax, port *watc
         return EX_ECLOSED;
     }
     ex_task *undelivered = NULL;
+    sendq out = {NULL, NULL};
     if (ex->running < ex->limit || qmax < 0 || ex->queued < qmax) {
         /* taken: from here the executor uses t until its done callback */
         t->ex = ex;
@@ -189,7 +227,7 @@ int executor_submit(executor *ex, ex_task *t, sched *owner, int qmax, port *watc
             ex->qmax = qmax;
         if (ex->running < ex->limit) {
             ex->running++;
-            dispatch(t, &undelivered);
+            sendq_add(&out, t);
         } else {
             ex->queued++;
             if (ex->qtail)
@@ -199,6 +237,7 @@ int executor_submit(executor *ex, ex_task *t, sched *owner, int qmax, port *watc
             ex->qtail = t;
         }
         pthread_mutex_unlock(&ex->mu);
+        sendq_send(&out, &undelivered);
         fail_undelivered(undelivered);
         return EX_OK;
     }
@@ -213,8 +252,10 @@ void executor_set_limit(executor *ex, int limit)
     pthread_mutex_lock(&ex->mu);
     ex->limit = limit > 0 ? limit : 1;
     ex_task *undelivered = NULL;
-    run_queued(ex, &undelivered);
+    sendq out = {NULL, NULL};
+    run_queued(ex, &out);
     pthread_mutex_unlock(&ex->mu);
+    sendq_send(&out, &undelivered);
     fail_undelivered(undelivered);
 }
 
@@ -222,6 +263,7 @@ void executor_close(executor *ex)
 {
     pthread_mutex_lock(&ex->mu);
     ex->closed = 1;
+    atomic_store(&ex->closed_flag, 1);
     port **rw = ex->room_w;
     int nr = ex->nroom;
     ex->room_w = NULL;
@@ -229,6 +271,11 @@ void executor_close(executor *ex)
     pthread_mutex_unlock(&ex->mu);
     if (nr)
         notify(ex, rw, nr); /* blocked submitters see that it closed */
+}
+
+int executor_closed(executor *ex)
+{
+    return atomic_load(&ex->closed_flag);
 }
 
 int executor_counts(executor *ex, int *running, int *queued, int *closed)
@@ -325,10 +372,12 @@ static void task_complete(ex_task *t)
     else
         ex->failed++;
     ex_task *undelivered = NULL;
-    run_queued(ex, &undelivered);
+    sendq out = {NULL, NULL};
+    run_queued(ex, &out);
     wake k;
     wake_collect(ex, &k);
     pthread_mutex_unlock(&ex->mu);
+    sendq_send(&out, &undelivered);
     t->ex = NULL;
     t->msg.fn = on_done;
     if (port_post(t->owner, &t->msg) != 0)

@@ -131,6 +131,8 @@ void executor_close(executor *ex);
 ex_task *executor_take_queued(executor *ex, int *n);
 /* Counts; *closed may be NULL. Returns 1 when nothing runs or is queued. */
 int executor_counts(executor *ex, int *running, int *queued, int *closed);
+/* Whether executor_close ran (without the executor's lock). */
+int executor_closed(executor *ex);
 /* 1 if idle now; else watcher is told when it is. */
 int executor_idle_or_watch(executor *ex, port *watcher);
 /* The executor's counters. */

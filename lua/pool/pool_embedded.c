@@ -101,9 +101,7 @@ static int unlist(epool *p)
 
 static int is_closed(epool *p)
 {
-    int closed;
-    executor_counts(p->ex, NULL, NULL, &closed);
-    return closed;
+    return executor_closed(p->ex);
 }
 
 /* The open pool of that name, else a closed one still draining. pools_mu
