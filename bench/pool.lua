@@ -1,5 +1,7 @@
 -- bench/pool.lua: pool throughput on the embedded backend.
 -- Run: lua5.4 bench/pool.lua trivial [N]   tasks/s for trivial tasks, submit to completion
+--      lua5.4 bench/pool.lua fresh [N]     the same, a new closure made at each submit (the
+--                                          usual pattern: pool_submit(p, function(i) ... end, i))
 --      lua5.4 bench/pool.lua cpu [N]       CPU-bound tasks (compare MUTIRAO_PROCS=1 and 2)
 --      lua5.4 bench/pool.lua sandboxed [N] trivial tasks of a pool with allow = {} (the
 --                                          task sandbox), then ones that call string.format
@@ -12,18 +14,29 @@ local now = goroutine.now
 local mode = arg[1] or "trivial"
 local N = tonumber(arg[2]) or (mode == "cpu" and 64 or mode == "alloc" and 5000 or 200000)
 
-local function run(name, opts, fn, n)
+local cpu_us
+
+local function run(name, opts, fn, n, fresh)
   goroutine.pool_create(name, opts)
   -- warm-up: start the VM threads and fill the codec caches
   for _ = 1, 100 do goroutine.pool_submit(name, fn) end
   goroutine.pool_wait(name)
-  local t0 = now()
-  for i = 1, n do
-    local id, err = goroutine.pool_submit(name, fn, i)
-    if not id then error(err) end
+  local t0, c0 = now(), os.clock()
+  if fresh then
+    local submit = goroutine.pool_submit
+    for i = 1, n do
+      local id, err = submit(name, function(x) return x end, i)
+      if not id then error(err) end
+    end
+  else
+    for i = 1, n do
+      local id, err = goroutine.pool_submit(name, fn, i)
+      if not id then error(err) end
+    end
   end
   goroutine.pool_wait(name)
   local dt = now() - t0
+  cpu_us = (os.clock() - c0) * 1e6 / n -- CPU time of the process (every thread) per task
   local st = goroutine.pool_stats(name)
   assert(st.completed == n + 100 and st.failed == 0, "lost tasks")
   goroutine.pool_close(name)
@@ -32,8 +45,12 @@ end
 
 if mode == "trivial" then
   local dt = run("trivial", {workers = 256, queue = 4096}, function(i) return i end, N)
-  print(string.format("trivial: %d tasks in %.0f ms = %.0f tasks/s (procs=%s)", N, dt, N / dt * 1000,
-    os.getenv("MUTIRAO_PROCS") or "cores"))
+  print(string.format("trivial: %d tasks in %.0f ms = %.0f tasks/s, cpu %.2f us/task (procs=%s)", N,
+    dt, N / dt * 1000, cpu_us, os.getenv("MUTIRAO_PROCS") or "cores"))
+elseif mode == "fresh" then
+  local dt = run("fresh", {workers = 256, queue = 4096}, function(i) return i end, N, true)
+  print(string.format("fresh: %d tasks in %.0f ms = %.0f tasks/s, cpu %.2f us/task (procs=%s)", N, dt,
+    N / dt * 1000, cpu_us, os.getenv("MUTIRAO_PROCS") or "cores"))
 elseif mode == "sandboxed" then
   for _, c in ipairs({
     { "plain", nil, function(i) return i end },

@@ -22,10 +22,9 @@ if [[ $what == all || $what == preempt ]]; then
     lua5.4 bench/preempt.lua
 fi
 if [[ $what == all || $what == pool ]]; then
-    echo "## pool throughput vs a new lua_State per task (same trivial task, 2 threads each)"
-    for _ in 1 2 3; do lua5.4 bench/pool.lua trivial 200000; done
-    for _ in 1 2 3; do "$BUILD/bin/newstate-bench" 100000 "$(nproc)"; done
-    for _ in 1 2 3; do "$BUILD/bin/newstate-bench" 50000 1; done
+    echo "## pool throughput vs a new lua_State per task, interleaved: bench/pool_ab.py"
+    python3 bench/pool_ab.py -n 7 --mode fresh "$BUILD"
+    python3 bench/pool_ab.py -n 5 --mode trivial "$BUILD"
     echo "## CPU-bound tasks, 1 VM vs 2 VMs"
     for _ in 1 2; do
         MUTIRAO_PROCS=1 lua5.4 bench/pool.lua cpu 32

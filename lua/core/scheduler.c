@@ -235,6 +235,7 @@ static void scope_free(scope *sc)
         sc->tag_free(sc->tag);
     if (sc->label_ref != LUA_NOREF)
         luaL_unref(s->L, LUA_REGISTRYINDEX, sc->label_ref);
+    free(sc->label_text);
     /* orphan children (they are not live, or we would be live too) */
     mlist *n, *next;
     mlist_foreach_safe (n, next, &sc->children) {
@@ -471,12 +472,29 @@ void sched_report_error(sched *s, uint64_t gid, int label_ref)
     rtlog_value(s, RTLOG_ERROR, gid, label_ref);
 }
 
+int scope_has_label(const scope *sc)
+{
+    return sc->label_ref != LUA_NOREF || sc->label_text != NULL;
+}
+
+int scope_label_ref(scope *sc)
+{
+    if (sc->label_ref == LUA_NOREF && sc->label_text) {
+        lua_State *T = sc->s->T;
+        lua_pushstring(T, sc->label_text);
+        sc->label_ref = luaL_ref(T, LUA_REGISTRYINDEX);
+        free(sc->label_text);
+        sc->label_text = NULL;
+    }
+    return sc->label_ref;
+}
+
 static void report_error(sched *s, gor *g)
 {
     scope *sc = g->sc;
-    while (sc && sc->label_ref == LUA_NOREF)
+    while (sc && !scope_has_label(sc))
         sc = sc->parent;
-    sched_report_error(s, g->id, sc ? sc->label_ref : LUA_NOREF);
+    sched_report_error(s, g->id, sc ? scope_label_ref(sc) : LUA_NOREF);
 }
 
 lua_State *sched_scratch(sched *s)
@@ -487,8 +505,8 @@ lua_State *sched_scratch(sched *s)
 int sched_label_ref(sched *s, lua_State *L)
 {
     for (scope *sc = sched_current_scope(s, L); sc; sc = sc->parent)
-        if (sc->label_ref != LUA_NOREF)
-            return sc->label_ref;
+        if (scope_has_label(sc))
+            return scope_label_ref(sc);
     return LUA_NOREF;
 }
 

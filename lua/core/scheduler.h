@@ -77,11 +77,14 @@ struct scope {
     theap_ent deadline;
     uint64_t eff_deadline; /* min of own and ancestors' deadlines, ns; 0 = none */
     uint8_t cancelled, counted;
-    char reason[64]; /* why it was cancelled, e.g. "timeout after 100 ms" */
-    int label_ref;   /* registry ref of a label (task name), or LUA_NOREF */
-    gor *lead;       /* goroutine whose end disarms the deadline (timeout()), or NULL */
-    mlist watches;   /* layers above watching this scope's end (scope_watch_add) */
-    void *tag;       /* a layer above's value for this scope and its descendants (scope_set_tag) */
+    char reason[64];  /* why it was cancelled, e.g. "timeout after 100 ms" */
+    int label_ref;    /* registry ref of a label (task name), or LUA_NOREF; read it
+                         with scope_label_ref */
+    char *label_text; /* a label not made a Lua string yet (malloc'd: a pool task's,
+                         made into label_ref when first needed), or NULL */
+    gor *lead;        /* goroutine whose end disarms the deadline (timeout()), or NULL */
+    mlist watches;    /* layers above watching this scope's end (scope_watch_add) */
+    void *tag;        /* a layer above's value for this scope and its descendants (scope_set_tag) */
     void (*tag_free)(void *tag); /* set on the scope that got the tag, not on its children */
 };
 
@@ -249,6 +252,10 @@ void sched_report_error(sched *s, uint64_t gid, int label_ref);
 /* The registry ref of the label of the innermost labelled scope of the
  * goroutine running L (LUA_NOREF: none). */
 int sched_label_ref(sched *s, lua_State *L);
+/* sc's label as a registry ref (LUA_NOREF: none), made from label_text on
+ * first use; scope_has_label: whether it has one. */
+int scope_label_ref(scope *sc);
+int scope_has_label(const scope *sc);
 
 /* Runs the loop until no goroutine is left and no pool task this VM
  * submitted is still running. Returns the number of goroutines still alive

@@ -371,8 +371,8 @@ static int g_context(lua_State *L)
     sched *s = S(L);
     gor *g = gor_of(L);
     for (scope *sc = sched_current_scope(s, L); sc; sc = sc->parent) {
-        if (sc->label_ref != LUA_NOREF) {
-            lua_rawgeti(L, LUA_REGISTRYINDEX, sc->label_ref);
+        if (scope_has_label(sc)) {
+            lua_rawgeti(L, LUA_REGISTRYINDEX, scope_label_ref(sc));
             goto found;
         }
     }

@@ -24,7 +24,8 @@
 
 struct executor {
     atomic_int refs;
-    pthread_mutex_t mu; /* everything below */
+    atomic_int closed_flag; /* closed, read without the lock (executor_closed) */
+    pthread_mutex_t mu;     /* everything below */
     int limit, running, queued, closed;
     int qmax; /* the queue bound of the latest bounded submit */
     long long submitted, completed, failed;
@@ -65,7 +66,13 @@ executor *executor_new(int limit, const ex_hooks *hooks)
     if (hooks)
         ex->hooks = *hooks;
     atomic_init(&ex->refs, 1);
-    pthread_mutex_init(&ex->mu, NULL);
+    /* taken at every submit and completion from several threads, for a few
+     * instructions: spin a little before sleeping in the kernel */
+    pthread_mutexattr_t ma;
+    pthread_mutexattr_init(&ma);
+    pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ADAPTIVE_NP);
+    pthread_mutex_init(&ex->mu, &ma);
+    pthread_mutexattr_destroy(&ma);
     return ex;
 }
 
@@ -124,8 +131,8 @@ static void notify(executor *ex, port **v, int n)
 
 static void run_task(sched *s, xmsg *m);
 
-/* Sends t to a VM. ex->mu held; a task that no VM takes is put on
- * *undelivered, for the caller to fail once the lock is released. */
+/* Sends t to a VM (ex->mu not held: see sendq); a task that no VM takes is
+ * put on *undelivered, for the caller to fail. */
 static void dispatch(ex_task *t, ex_task **undelivered)
 {
     t->vm = procs_pick();
@@ -137,8 +144,38 @@ static void dispatch(ex_task *t, ex_task **undelivered)
     }
 }
 
-/* Sends queued tasks while fewer than limit run. ex->mu held. */
-static void run_queued(executor *ex, ex_task **undelivered)
+/* Tasks taken to run, in order, posted to their VMs once ex->mu is
+ * released (a post may write to an eventfd: no system call under the lock
+ * that every submit and every completion takes). */
+typedef struct sendq {
+    ex_task *head, *tail;
+} sendq;
+
+static void sendq_add(sendq *q, ex_task *t)
+{
+    t->next = NULL;
+    if (q->tail)
+        q->tail->next = t;
+    else
+        q->head = t;
+    q->tail = t;
+}
+
+/* ex->mu not held; failures go on *undelivered. */
+static void sendq_send(sendq *q, ex_task **undelivered)
+{
+    ex_task *t = q->head;
+    while (t) {
+        ex_task *next = t->next;
+        t->next = NULL;
+        dispatch(t, undelivered);
+        t = next;
+    }
+    q->head = q->tail = NULL;
+}
+
+/* Takes queued tasks to run while fewer than limit run. ex->mu held. */
+static void run_queued(executor *ex, sendq *out)
 {
     while (ex->running < ex->limit && ex->qhead) {
         ex_task *q = ex->qhead;
@@ -148,7 +185,7 @@ static void run_queued(executor *ex, ex_task **undelivered)
         q->next = NULL;
         ex->queued--;
         ex->running++;
-        dispatch(q, undelivered);
+        sendq_add(out, q);
     }
 }
 
@@ -173,6 +210,7 @@ int executor_submit(executor *ex, ex_task *t, sched *owner, int qmax, port *watc
         return EX_ECLOSED;
     }
     ex_task *undelivered = NULL;
+    sendq out = {NULL, NULL};
     if (ex->running < ex->limit || qmax < 0 || ex->queued < qmax) {
         /* taken: from here the executor uses t until its done callback */
         t->ex = ex;
@@ -189,7 +227,7 @@ int executor_submit(executor *ex, ex_task *t, sched *owner, int qmax, port *watc
             ex->qmax = qmax;
         if (ex->running < ex->limit) {
             ex->running++;
-            dispatch(t, &undelivered);
+            sendq_add(&out, t);
         } else {
             ex->queued++;
             if (ex->qtail)
@@ -199,6 +237,7 @@ int executor_submit(executor *ex, ex_task *t, sched *owner, int qmax, port *watc
             ex->qtail = t;
         }
         pthread_mutex_unlock(&ex->mu);
+        sendq_send(&out, &undelivered);
         fail_undelivered(undelivered);
         return EX_OK;
     }
@@ -213,8 +252,10 @@ void executor_set_limit(executor *ex, int limit)
     pthread_mutex_lock(&ex->mu);
     ex->limit = limit > 0 ? limit : 1;
     ex_task *undelivered = NULL;
-    run_queued(ex, &undelivered);
+    sendq out = {NULL, NULL};
+    run_queued(ex, &out);
     pthread_mutex_unlock(&ex->mu);
+    sendq_send(&out, &undelivered);
     fail_undelivered(undelivered);
 }
 
@@ -222,6 +263,7 @@ void executor_close(executor *ex)
 {
     pthread_mutex_lock(&ex->mu);
     ex->closed = 1;
+    atomic_store(&ex->closed_flag, 1);
     port **rw = ex->room_w;
     int nr = ex->nroom;
     ex->room_w = NULL;
@@ -229,6 +271,11 @@ void executor_close(executor *ex)
     pthread_mutex_unlock(&ex->mu);
     if (nr)
         notify(ex, rw, nr); /* blocked submitters see that it closed */
+}
+
+int executor_closed(executor *ex)
+{
+    return atomic_load(&ex->closed_flag);
 }
 
 int executor_counts(executor *ex, int *running, int *queued, int *closed)
@@ -325,10 +372,12 @@ static void task_complete(ex_task *t)
     else
         ex->failed++;
     ex_task *undelivered = NULL;
-    run_queued(ex, &undelivered);
+    sendq out = {NULL, NULL};
+    run_queued(ex, &out);
     wake k;
     wake_collect(ex, &k);
     pthread_mutex_unlock(&ex->mu);
+    sendq_send(&out, &undelivered);
     t->ex = NULL;
     t->msg.fn = on_done;
     if (port_post(t->owner, &t->msg) != 0)
@@ -386,10 +435,22 @@ static atomic_uint paths_version;   /* bumped at each change */
 static const char PATHS_SEEN = 'p'; /* registry: {path, cpath} this VM published */
 static const char PATHS_ADOPTED = 'a';
 
-void executor_publish_paths(lua_State *L)
+void executor_publish_paths(lua_State *L, ex_paths *seen)
 {
     static const char *const keys[2] = {"path", "cpath"};
     luaL_checkstack(L, 4, NULL);
+    if (seen->pkg_ref > 0) {
+        /* the usual case at every submit: the same two strings as last
+         * time (kept by PATHS_SEEN, so their addresses name them) */
+        lua_rawgeti(L, LUA_REGISTRYINDEX, seen->pkg_ref);
+        lua_getfield(L, -1, "path");
+        lua_getfield(L, -2, "cpath");
+        int same =
+            seen->path && lua_topointer(L, -2) == seen->path && lua_topointer(L, -1) == seen->cpath;
+        lua_pop(L, 3);
+        if (same)
+            return;
+    }
     if (lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE) != LUA_TTABLE ||
         lua_getfield(L, -1, "package") != LUA_TTABLE) {
         lua_pop(L, 2);
@@ -419,6 +480,20 @@ void executor_publish_paths(lua_State *L)
         paths[i] = copy;
         atomic_fetch_add(&paths_version, 1);
         pthread_mutex_unlock(&paths_mu);
+    }
+    /* what the next submit compares with: the strings PATHS_SEEN keeps
+     * (a path equal to them in another string object takes this way again) */
+    lua_rawgeti(L, -1, 1);
+    lua_rawgeti(L, -2, 2);
+    seen->path = lua_type(L, -2) == LUA_TSTRING ? lua_topointer(L, -2) : NULL;
+    seen->cpath = lua_type(L, -1) == LUA_TSTRING ? lua_topointer(L, -1) : NULL;
+    lua_pop(L, 2);
+    if (seen->pkg_ref <= 0) {
+        lua_pushvalue(L, -2);
+        seen->pkg_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    } else {
+        lua_pushvalue(L, -2);
+        lua_rawseti(L, LUA_REGISTRYINDEX, seen->pkg_ref);
     }
     lua_pop(L, 3);
 }
@@ -578,7 +653,8 @@ static int task_k(lua_State *L, int status, lua_KContext ctx)
 /* The goroutine of a task: fn(args...) under a traceback handler. */
 static int task_main(lua_State *L)
 {
-    ex_task *t = lua_touserdata(L, lua_upvalueindex(1));
+    ex_task *t = lua_touserdata(L, 1); /* (an argument: no closure made per task) */
+    lua_remove(L, 1);
     int nargs = lua_gettop(L) - 1;
     lua_pushcfunction(L, task_msgh);
     lua_insert(L, 1);
@@ -592,7 +668,7 @@ static const char TASK_ENV_MT = 'E';
  * VM's globals, writes stay in the task. */
 static void push_task_env(lua_State *L)
 {
-    lua_createtable(L, 0, 4);
+    lua_createtable(L, 0, 0); /* (one allocation: most tasks set no global) */
     if (lua_rawgetp(L, LUA_REGISTRYINDEX, &TASK_ENV_MT) != LUA_TTABLE) {
         lua_pop(L, 1);
         lua_createtable(L, 0, 1);
@@ -712,9 +788,9 @@ static void run_task(sched *s, xmsg *m)
         return;
     }
     lua_remove(T, base + 1); /* the saved globals */
+    lua_pushcfunction(T, task_main);
     lua_pushlightuserdata(T, t);
-    lua_pushcclosure(T, task_main, 1);
-    lua_insert(T, base + 1); /* task_main, fn, args... */
+    lua_rotate(T, base + 1, 2); /* task_main, t, fn, args... */
     /* a scope of its own names the task in its goroutines' log lines,
      * carries its memory account and is cancelled at its time limit */
     scope *sc = scope_new(s, &s->root, limit_ms ? limit_ms * 1000000u : UINT64_MAX);
@@ -724,8 +800,19 @@ static void run_task(sched *s, xmsg *m)
         fail_text(t, "not enough memory");
         return;
     }
-    lua_pushfstring(T, "%s %s", t->pool, t->id);
-    sc->label_ref = luaL_ref(T, LUA_REGISTRYINDEX);
+    { /* its label "<pool> <id>", made a Lua string only if a log line or an
+       * error report needs it (most tasks never do) */
+        size_t pl = strlen(t->pool), il = strlen(t->id);
+        sc->label_text = malloc(pl + il + 2);
+        if (sc->label_text) {
+            memcpy(sc->label_text, t->pool, pl);
+            sc->label_text[pl] = ' ';
+            memcpy(sc->label_text + pl + 1, t->id, il + 1);
+        } else {
+            lua_pushfstring(T, "%s %s", t->pool, t->id);
+            sc->label_ref = luaL_ref(T, LUA_REGISTRYINDEX);
+        }
+    }
     if (limit_ms)
         snprintf(sc->reason, sizeof sc->reason, "%s", reason);
     if (acct)
@@ -733,7 +820,7 @@ static void run_task(sched *s, xmsg *m)
     t->sc = sc;
     t->watch.on_end = on_task_cancelled;
     scope_watch_add(sc, &t->watch);
-    sched_spawn(s, T, n, sc, NULL);
+    sched_spawn(s, T, n + 1, sc, NULL);
     scope_release(sc); /* it lives on while the task's goroutines do */
     lua_settop(T, base);
 }

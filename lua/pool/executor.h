@@ -131,6 +131,8 @@ void executor_close(executor *ex);
 ex_task *executor_take_queued(executor *ex, int *n);
 /* Counts; *closed may be NULL. Returns 1 when nothing runs or is queued. */
 int executor_counts(executor *ex, int *running, int *queued, int *closed);
+/* Whether executor_close ran (without the executor's lock). */
+int executor_closed(executor *ex);
 /* 1 if idle now; else watcher is told when it is. */
 int executor_idle_or_watch(executor *ex, port *watcher);
 /* The executor's counters. */
@@ -141,8 +143,13 @@ typedef struct ex_stats {
 void executor_stats(executor *ex, ex_stats *out);
 
 /* Submitter side: makes the package.path/cpath of L's VM the ones tasks
- * load modules with (published only when they changed). */
-void executor_publish_paths(lua_State *L);
+ * load modules with (published only when they changed). seen is the
+ * caller's record of what this VM saw last (one per VM, zeroed at first). */
+typedef struct ex_paths {
+    int pkg_ref;              /* registry ref of the package table (0: none yet) */
+    const void *path, *cpath; /* the strings compared last */
+} ex_paths;
+void executor_publish_paths(lua_State *L, ex_paths *seen);
 
 /* Frees what an ex_task owns (its outcome buffer) and the owner reference. */
 void ex_task_release(ex_task *t);

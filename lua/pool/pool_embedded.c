@@ -68,6 +68,7 @@ struct etask {
 typedef struct evm {
     sched *s;
     glist room, idle;
+    ex_paths paths; /* package.path/cpath as last published */
 } evm;
 
 static pthread_mutex_t pools_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -100,9 +101,7 @@ static int unlist(epool *p)
 
 static int is_closed(epool *p)
 {
-    int closed;
-    executor_counts(p->ex, NULL, NULL, &closed);
-    return closed;
+    return executor_closed(p->ex);
 }
 
 /* The open pool of that name, else a closed one still draining. pools_mu
@@ -404,6 +403,18 @@ static int rejected(lua_State *L, epool *p, const char *why)
     return 2;
 }
 
+/* The pool took t: from here the executor, then the taskbook, own it; the
+ * task keeps the caller's pool reference. */
+static int submitted(lua_State *L, sched *s, epool *p, etask *t)
+{
+    t->p = p;
+    if (p->retry.retries)
+        atomic_fetch_add(&p->unfinished, 1);
+    taskbook_add(taskbook_get(L, s), L, &t->tb, &etask_ops);
+    lua_pushstring(L, t->tb.id);
+    return 1;
+}
+
 static int submit_k(lua_State *L, int status, lua_KContext ctx)
 {
     (void)status;
@@ -426,30 +437,15 @@ static int submit_k(lua_State *L, int status, lua_KContext ctx)
         g->holding = 1;
         return sched_wait(L, s, &v->room, 0, ctx, submit_k);
     }
-    /* taken: from here the executor, then the taskbook, own t; the task
-     * keeps the guard's pool reference */
     g->t = NULL;
     g->p = NULL;
-    t->p = p;
-    if (p->retry.retries)
-        atomic_fetch_add(&p->unfinished, 1);
-    taskbook_add(taskbook_get(L, s), L, &t->tb, &etask_ops);
-    lua_pushstring(L, t->tb.id);
-    return 1;
+    return submitted(L, s, p, t);
 }
 
-static int e_submit(lua_State *L, void *be)
+static int new_guard(lua_State *L)
 {
-    evm *v = be;
-    const char *name = lua_tostring(L, 1);
-    epool *p = pool_find(name);
-    if (!p)
-        return pool_not_found(L, name);
     tguard *g = lua_newuserdatauv(L, sizeof *g, 0);
-    g->t = NULL;
-    g->p = p;
-    g->s = v->s;
-    g->holding = 0;
+    memset(g, 0, sizeof *g);
     if (luaL_newmetatable(L, "goroutine.pool_submission")) {
         lua_pushcfunction(L, tguard_close);
         lua_setfield(L, -2, "__gc");
@@ -457,23 +453,43 @@ static int e_submit(lua_State *L, void *be)
         lua_setfield(L, -2, "__close");
     }
     lua_setmetatable(L, -2);
+    return 1;
+}
+
+static void etask_discard(etask *t, epool *p)
+{
+    free(t->in);
+    free(t);
+    pool_unref(p);
+}
+
+static int e_submit(lua_State *L, void *be)
+{
+    evm *v = be;
+    sched *s = v->s;
+    const char *name = lua_tostring(L, 1);
+    executor_publish_paths(L, &v->paths); /* (may raise: before anything is held) */
+    epool *p = pool_find(name);
+    if (!p)
+        return pool_not_found(L, name);
     etask *t = calloc(1, sizeof *t);
-    if (!t)
+    if (!t) {
+        pool_unref(p);
         return luaL_error(L, "not enough memory");
-    g->t = t;
-    executor_publish_paths(L);
+    }
     char err[256];
-    int top = lua_gettop(L); /* the guard is on top */
+    int top = lua_gettop(L);
     codec_limits lim;
     codec_limits_default(&lim);
     lim.first_number = 2; /* fn is pool_submit's argument #2 */
     char *in;
     size_t inlen;
-    if (codec_encode_buf(L, 2, top - 2, &lim, t->ex.buf, sizeof t->ex.buf, &in, &inlen, err,
+    if (codec_encode_buf(L, 2, top - 1, &lim, t->ex.buf, sizeof t->ex.buf, &in, &inlen, err,
                          sizeof err) != 0) {
+        etask_discard(t, p);
         luaL_pushfail(L);
         lua_pushstring(L, err);
-        return 2; /* the guard frees t */
+        return 2;
     }
     if (in != t->ex.buf)
         t->in = in;
@@ -488,10 +504,36 @@ static int e_submit(lua_State *L, void *be)
     format_id(t->tb.id);
     t->ex.id = t->tb.id;
     t->ex.pool = t->tb.pool = p->name;
+    /* the usual case first: taken at once, no guard needed */
+    int rc = executor_submit(p->ex, &t->ex, s, p->qcap, p->block ? s->port : NULL);
+    if (rc == EX_OK)
+        return submitted(L, s, p, t);
+    if (rc == EX_ECLOSED || !p->block) {
+        atomic_fetch_add(&p->rejected, 1);
+        etask_discard(t, p);
+        luaL_pushfail(L);
+        lua_pushstring(L, rc == EX_ECLOSED ? "pool is closed" : "pool queue is full");
+        return 2;
+    }
+    /* waits for room: the task is owned by a to-be-closed guard on the
+     * submitter's stack until the pool takes it (so a killed submitter
+     * frees it), with the submitter's hold */
+    lua_pushcfunction(L, new_guard);
+    if (lua_pcall(L, 0, 1, 0) != LUA_OK) { /* out of memory: t is still ours */
+        etask_discard(t, p);
+        return lua_error(L);
+    }
+    tguard *g = lua_touserdata(L, -1);
+    g->t = t;
+    g->p = p;
+    g->s = s;
     lua_replace(L, 1); /* keep only the guard: index 1 */
     lua_settop(L, 1);
-    lua_toclose(L, 1); /* a killed submitter still frees t and its hold */
-    return submit_k(L, LUA_OK, (lua_KContext)g);
+    lua_toclose(L, 1);
+    evm *ev = pool_embedded_state(L, s);
+    sched_hold(s);
+    g->holding = 1;
+    return sched_wait(L, s, &ev->room, 0, (lua_KContext)g, submit_k);
 }
 
 /* ---- pool_wait, pool_close, pool_stats ---- */

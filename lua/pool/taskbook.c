@@ -12,20 +12,33 @@
 #include "codec.h"
 #include "rtlog.h"
 
-/* Task id -> record: open addressing, linear probing; a slot's record is
- * NULL (never used), TOMB (emptied) or a record, kept with its id's hash so
- * that a probe reads the record only when the hashes match (tens of
- * thousands of tasks out: each record read is a cache miss). Grows at half
- * full. */
+/* Task id -> record: open addressing, linear probing; a slot is NULL
+ * (never used), TOMB (emptied) or a record, with the record's hash beside
+ * it (a probe reads the slot array alone: records are not touched unless
+ * the hash matches). Grows at half full. */
 #define TOMB ((tb_task *)&tomb_mark)
 static const char tomb_mark;
 
+typedef struct tb_slot {
+    tb_task *t;
+    uint32_t hash;
+} tb_slot;
+
+/* A submit site's "file:line", shared by the records submitted there (a
+ * loop submits from one line): 8 bytes per record instead of the text. */
+typedef struct tb_site {
+    struct tb_site *next; /* in its bucket */
+    unsigned refs;        /* records pointing at it */
+    uint32_t hash;
+    char text[];
+} tb_site;
+
+#define SITE_BUCKETS 64
+
 struct taskbook {
     sched *s;
-    struct tb_slot {
-        tb_task *t;
-        uint32_t h;
-    } * slots;
+    tb_site *sites[SITE_BUCKETS];
+    tb_slot *slots;
     size_t cap, used; /* used: records and tombs */
     size_t live;      /* records */
     mlist all;        /* every record (of tb_task.node), the newest first */
@@ -40,30 +53,37 @@ static uint32_t hash_id(const char *id)
     uint32_t h = 2166136261u; /* FNV-1a */
     for (const unsigned char *p = (const unsigned char *)id; *p; p++)
         h = (h ^ *p) * 16777619u;
-    /* then mixed (murmur3's finalizer): ids differ in their last digits
-     * only, and the table takes the low bits */
-    h ^= h >> 16;
-    h *= 0x85ebca6bu;
-    h ^= h >> 13;
-    h *= 0xc2b2ae35u;
-    h ^= h >> 16;
+    h ^= h >> 15; /* the low bits pick the slot: mix the high ones in */
     return h;
 }
 
 /* The slot of id: its record's, or the empty one where it would go. */
-static struct tb_slot *map_slot(taskbook *b, const char *id, uint32_t h)
+static tb_slot *map_slot(taskbook *b, const char *id, uint32_t h)
 {
-    struct tb_slot *tomb = NULL;
+    tb_slot *tomb = NULL;
     for (size_t i = h & (b->cap - 1);; i = (i + 1) & (b->cap - 1)) {
-        struct tb_slot *sl = &b->slots[i];
-        if (!sl->t)
+        tb_slot *sl = &b->slots[i];
+        tb_task *t = sl->t;
+        if (!t)
             return tomb ? tomb : sl;
-        if (sl->t == TOMB) {
+        if (t == TOMB) {
             if (!tomb)
                 tomb = sl;
-        } else if (sl->h == h && !strcmp(sl->t->id, id)) {
+        } else if (sl->hash == h && !strcmp(t->id, id)) {
             return sl;
         }
+    }
+}
+
+/* The slot holding t itself (NULL if none): no id comparison needed. */
+static tb_slot *map_slot_of(taskbook *b, const tb_task *t)
+{
+    for (size_t i = t->hash & (b->cap - 1);; i = (i + 1) & (b->cap - 1)) {
+        tb_slot *sl = &b->slots[i];
+        if (sl->t == t)
+            return sl;
+        if (!sl->t)
+            return NULL;
     }
 }
 
@@ -74,17 +94,21 @@ static int map_grow(taskbook *b)
     size_t cap = 1024;
     while (cap < 4 * (b->live + 1))
         cap *= 2;
-    struct tb_slot *old = b->slots;
+    tb_slot *old = b->slots;
     size_t ocap = b->cap;
-    struct tb_slot *v = calloc(cap, sizeof *v);
+    tb_slot *v = calloc(cap, sizeof *v);
     if (!v)
         return -1;
     b->slots = v;
     b->cap = cap;
     b->used = 0;
     for (size_t i = 0; i < ocap; i++) {
-        if (old[i].t && old[i].t != TOMB) {
-            *map_slot(b, old[i].t->id, old[i].h) = old[i];
+        tb_task *t = old[i].t;
+        if (t && t != TOMB) {
+            size_t j = old[i].hash & (cap - 1);
+            while (v[j].t)
+                j = (j + 1) & (cap - 1);
+            v[j] = old[i];
             b->used++;
         }
     }
@@ -97,20 +121,22 @@ static int map_put(taskbook *b, tb_task *t)
     if ((b->used + 1) * 2 > b->cap && map_grow(b) != 0)
         return -1;
     t->hash = hash_id(t->id);
-    struct tb_slot *slot = map_slot(b, t->id, t->hash);
+    tb_slot *slot = map_slot(b, t->id, t->hash);
     if (!slot->t)
         b->used++;
     if (!slot->t || slot->t == TOMB)
         b->live++;
-    slot->t = t;
-    slot->h = t->hash; /* (ids are unique: a namesake would only be replaced) */
+    slot->t = t; /* (ids are unique: a namesake would only be replaced) */
+    slot->hash = t->hash;
     return 0;
 }
 
 static void map_del(taskbook *b, tb_task *t)
 {
-    struct tb_slot *slot = map_slot(b, t->id, t->hash);
-    if (slot->t == t) {
+    if (!b->cap)
+        return;
+    tb_slot *slot = map_slot_of(b, t);
+    if (slot) {
         slot->t = TOMB;
         b->live--;
     }
@@ -124,8 +150,47 @@ static void unhold(taskbook *b, tb_task *t)
     }
 }
 
+/* The shared site of that text, with a reference for the caller (NULL:
+ * out of memory). */
+static tb_site *site_get(taskbook *b, const char *text)
+{
+    uint32_t h = hash_id(text);
+    tb_site **bucket = &b->sites[h % SITE_BUCKETS];
+    for (tb_site *st = *bucket; st; st = st->next) {
+        if (st->hash == h && !strcmp(st->text, text)) {
+            st->refs++;
+            return st;
+        }
+    }
+    size_t n = strlen(text);
+    tb_site *st = malloc(sizeof *st + n + 1);
+    if (!st)
+        return NULL;
+    st->refs = 1;
+    st->hash = h;
+    memcpy(st->text, text, n + 1);
+    st->next = *bucket;
+    *bucket = st;
+    return st;
+}
+
+static void site_put(taskbook *b, tb_site *st)
+{
+    if (!st || --st->refs > 0)
+        return;
+    for (tb_site **pp = &b->sites[st->hash % SITE_BUCKETS]; *pp; pp = &(*pp)->next) {
+        if (*pp == st) {
+            *pp = st->next;
+            break;
+        }
+    }
+    free(st);
+}
+
 static void unlink_task(taskbook *b, tb_task *t)
 {
+    site_put(b, t->where);
+    t->where = NULL;
     map_del(b, t);
     scope_watch_del(&t->watch);
     mlist_remove(&t->node);
@@ -184,6 +249,29 @@ static void on_scope_end(scope_watch *w, int cancelled)
     }
 }
 
+/* "<src>:<line>" into out (what snprintf "%s:%d" writes, without it: this
+ * runs for every task). */
+static void format_where(char *out, size_t cap, const char *src, int line)
+{
+    char digits[12];
+    int nd = 0;
+    unsigned v = (unsigned)line;
+    do {
+        digits[nd++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    size_t n = strlen(src);
+    if (n + 1 + (size_t)nd + 1 > cap) {
+        snprintf(out, cap, "%s:%d", src, line);
+        return;
+    }
+    memcpy(out, src, n);
+    out[n++] = ':';
+    while (nd)
+        out[n++] = digits[--nd];
+    out[n] = 0;
+}
+
 void taskbook_add(taskbook *b, lua_State *L, tb_task *t, const tb_ops *ops)
 {
     t->ops = ops;
@@ -194,10 +282,12 @@ void taskbook_add(taskbook *b, lua_State *L, tb_task *t, const tb_ops *ops)
     t->err = NULL;
     glist_init(&t->waiters);
     lua_Debug ar;
-    if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "Sl", &ar) && ar.currentline > 0)
-        snprintf(t->where, sizeof t->where, "%s:%d", ar.short_src, ar.currentline);
-    else
-        memcpy(t->where, "?", 2);
+    t->where = NULL;
+    if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "Sl", &ar) && ar.currentline > 0) {
+        char where[120];
+        format_where(where, sizeof where, ar.short_src, ar.currentline);
+        t->where = site_get(b, where);
+    }
     int label = sched_label_ref(b->s, L);
     if (label != LUA_NOREF) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, label);
@@ -208,6 +298,8 @@ void taskbook_add(taskbook *b, lua_State *L, tb_task *t, const tb_ops *ops)
     if (map_put(b, t) != 0) {
         if (t->label_ref != LUA_NOREF)
             luaL_unref(L, LUA_REGISTRYINDEX, t->label_ref);
+        site_put(b, t->where);
+        t->where = NULL;
         luaL_error(L, "not enough memory");
     }
     mlist_push_front(&b->all, &t->node);
@@ -241,7 +333,7 @@ static void report_failure(taskbook *b, tb_task *t)
     int n = taskbook_push_outcome(T, t);
     const char *msg = n >= 2 ? rtlog_tostring(T, top + 2) : "?";
     lua_pushfstring(T, "%s task %s of pool %s (submitted at %s) failed: %s", t->ops->kind, t->id,
-                    t->pool, t->where, msg);
+                    t->pool, t->where ? t->where->text : "?", msg);
     int label = t->label_ref;
     if (label == LUA_NOREF) {
         lua_pushfstring(T, "%s %s", t->pool, t->id);

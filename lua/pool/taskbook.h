@@ -51,10 +51,11 @@ struct tb_task {
     char *err; /* why there is no outcome (malloc'd) */
     glist waiters;
     uint64_t done_ns;
-    scope_watch watch; /* the submitting goroutine's scope */
-    int label_ref;     /* the submitter's label (task name), or LUA_NOREF */
-    char where[120];   /* submit site, file:line */
-    const char *pool;  /* its pool's name: the backend keeps it valid until done */
+    scope_watch watch;     /* the submitting goroutine's scope */
+    int label_ref;         /* the submitter's label (task name), or LUA_NOREF */
+    struct tb_site *where; /* submit site, "file:line" (shared by the book's records from
+                              one site), or NULL: unknown */
+    const char *pool;      /* its pool's name: the backend keeps it valid until done */
     char id[ENVELOPE_ID_MAX + 1];
 };
 

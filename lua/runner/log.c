@@ -277,10 +277,10 @@ static void push_context(lua_State *L)
 {
     gor *g = gor_of(L);
     scope *sc = g ? g->sc : NULL;
-    while (sc && sc->label_ref == LUA_NOREF)
+    while (sc && !scope_has_label(sc))
         sc = sc->parent;
     if (sc)
-        lua_rawgeti(L, LUA_REGISTRYINDEX, sc->label_ref);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, scope_label_ref(sc));
     else
         lua_pushnil(L);
     if (g)

@@ -4,6 +4,7 @@
 ** memory, a hook that raises) unwinds to here and is returned as a code.
 */
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,6 +111,10 @@ void codec__state(lua_State *L)
     lua_rawseti(L, -2, CODEC__S_TEMPLATES);
     new_weak_table(L, "v");
     lua_rawseti(L, -2, CODEC__S_RECENT);
+    new_weak_table(L, "v");
+    lua_rawseti(L, -2, CODEC__S_PROTOS);
+    lua_createtable(L, 2 * CODEC__FRONT_SLOTS, 0);
+    lua_rawseti(L, -2, CODEC__S_LOADFRONT);
     lua_pushvalue(L, -1);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &state_key);
 }
@@ -155,7 +160,9 @@ static int protect(lua_State *L, lua_CFunction fn, codec__ctx *c, int nargs, int
 
 static void ctx_init(codec__ctx *c, lua_State *L, const codec_limits *lim)
 {
-    memset(c, 0, sizeof *c);
+    /* all but the inline path storage (3 KiB, written before it is read) */
+    memset(c, 0, offsetof(codec__ctx, path_inline));
+    memset((char *)c + offsetof(codec__ctx, npath), 0, sizeof *c - offsetof(codec__ctx, npath));
     c->L = L;
     if (lim != NULL)
         c->lim = *lim;
@@ -192,6 +199,10 @@ static int encode_main(lua_State *L)
     c->blobs = lua_gettop(L);
     lua_pushnil(L);
     c->upvals = lua_gettop(L);
+    lua_pushnil(L);
+    c->obj1 = lua_gettop(L);
+    lua_pushnil(L);
+    c->blob1 = lua_gettop(L);
     lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
     c->globals = lua_gettop(L);
     if (c->lim.max_depth + 4u <= CODEC__PATH_INLINE)
@@ -242,6 +253,198 @@ int codec_encode(lua_State *L, int first, int n, const codec_limits *lim, char *
     return codec_encode_buf(L, first, n, lim, NULL, 0, out, outlen, err, errlen);
 }
 
+/* msgpack writer of the scalar fast path: into a codec__buf within a bound. */
+typedef struct scalar_out {
+    codec__buf b;
+    size_t max;
+    int overflow;
+} scalar_out;
+
+static int scalar_write(void *data, const char *buf, size_t len)
+{
+    scalar_out *o = data;
+    if (len > o->max || o->b.len > o->max - len) {
+        o->overflow = 1;
+        return -1;
+    }
+    return codec__buf_add(&o->b, buf, len) == 0 ? 0 : -1;
+}
+
+/* Values that are all nil, booleans, numbers and strings (a task's usual
+   arguments and results) need no Lua state, protected call or work table:
+   written here, byte for byte what encode_main writes. Returns 1 when it
+   handled them (rc in *rc), 0 to take the general path. */
+static int encode_scalars(lua_State *L, int first, int n, const codec_limits *lim, char *buf,
+                          size_t cap, char **out, size_t *outlen, char *err, size_t errlen, int *rc)
+{
+    if (n > 16)
+        return 0;
+    for (int i = 0; i < n; i++) {
+        int t = lua_type(L, first + i);
+        if (t != LUA_TNIL && t != LUA_TBOOLEAN && t != LUA_TNUMBER && t != LUA_TSTRING)
+            return 0;
+    }
+    codec_limits dl;
+    if (lim == NULL) {
+        codec_limits_default(&dl);
+        lim = &dl;
+    }
+    if ((size_t)n > lim->max_elems)
+        return 0; /* the general path words the error */
+    scalar_out o = {{buf, 0, buf ? cap : 0, buf != NULL}, lim->max_bytes, 0};
+    if (!buf || !cap)
+        o.b = (codec__buf){NULL, 0, 0, 0};
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &o, scalar_write);
+    const char hdr[CODEC__HDRLEN] = {CODEC__MAGIC[0], CODEC__MAGIC[1], CODEC__MAGIC[2], 1};
+    int bad = scalar_write(&o, hdr, sizeof hdr) != 0 || msgpack_pack_array(&pk, (size_t)n) != 0;
+    for (int i = 0; i < n && !bad; i++) {
+        int idx = first + i;
+        switch (lua_type(L, idx)) {
+        case LUA_TNIL:
+            bad = msgpack_pack_nil(&pk) != 0;
+            break;
+        case LUA_TBOOLEAN:
+            bad = (lua_toboolean(L, idx) ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk)) != 0;
+            break;
+        case LUA_TNUMBER:
+            if (lua_isinteger(L, idx))
+                bad = msgpack_pack_int64(&pk, (int64_t)lua_tointeger(L, idx)) != 0;
+            else
+                bad = msgpack_pack_double(&pk, (double)lua_tonumber(L, idx)) != 0;
+            break;
+        default: {
+            size_t len;
+            const char *str = lua_tolstring(L, idx, &len);
+            bad = msgpack_pack_str(&pk, len) != 0 || msgpack_pack_str_body(&pk, str, len) != 0;
+        }
+        }
+    }
+    if (bad) {
+        if (!o.b.borrowed)
+            free(o.b.data);
+        if (!o.overflow)
+            return 0; /* out of memory: the general path says so */
+        char m[96];
+        snprintf(m, sizeof m, "message would exceed max_bytes %zu", lim->max_bytes);
+        set_err(err, errlen, m);
+        *rc = CODEC_ETOOBIG;
+        return 1;
+    }
+    *out = o.b.data;
+    *outlen = o.b.len;
+    *rc = 0;
+    return 1;
+}
+
+static int is_scalar(int t)
+{
+    return t == LUA_TNIL || t == LUA_TBOOLEAN || t == LUA_TNUMBER || t == LUA_TSTRING;
+}
+
+static int pack_scalar(lua_State *L, msgpack_packer *pk, int idx)
+{
+    switch (lua_type(L, idx)) {
+    case LUA_TNIL:
+        return msgpack_pack_nil(pk);
+    case LUA_TBOOLEAN:
+        return lua_toboolean(L, idx) ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
+    case LUA_TNUMBER:
+        if (lua_isinteger(L, idx))
+            return msgpack_pack_int64(pk, (int64_t)lua_tointeger(L, idx));
+        return msgpack_pack_double(pk, (double)lua_tonumber(L, idx));
+    default: {
+        size_t len;
+        const char *str = lua_tolstring(L, idx, &len);
+        return msgpack_pack_str(pk, len) != 0 || msgpack_pack_str_body(pk, str, len) != 0 ? -1 : 0;
+    }
+    }
+}
+
+/* A task as pool_submit makes it: a Lua function whose prototype was sent
+   before (its dump cached), its upvalues nil, booleans, numbers, strings
+   or its _ENV, then such arguments. Written here without a protected call,
+   work tables or a dump (nothing here can raise: tables are only read),
+   byte for byte what encode_main writes. Returns 1 when it wrote the
+   message, 0 (nothing changed) for the general path. */
+static int encode_task_fast(lua_State *L, int first, int n, const codec_limits *lim, char *buf,
+                            size_t cap, char **out, size_t *outlen)
+{
+    if (n < 1 || n > 16 || lim == NULL || lim->send_source || lim->max_depth < 2 ||
+        lim->max_elems < 64 || lua_type(L, first) != LUA_TFUNCTION || lua_iscfunction(L, first))
+        return 0;
+    for (int i = 1; i < n; i++)
+        if (!is_scalar(lua_type(L, first + i)))
+            return 0;
+    if (!lua_checkstack(L, 8))
+        return 0;
+    int top = lua_gettop(L), done = 0;
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &state_key) != LUA_TTABLE)
+        goto out;
+    int state = top + 1;
+    lua_rawgeti(L, state, CODEC__S_VM);
+    codec__vm *vm = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    if (!vm || !vm->cache_on || !codec__cached_dump(L, state, first))
+        goto out;
+    lua_Debug ar;
+    lua_pushvalue(L, first);
+    lua_getinfo(L, ">u", &ar);
+    int nups = ar.nups;
+    if (nups > 8)
+        goto out;
+    void *ids[8];
+    int env = 0; /* the upvalue that is the function's _ENV */
+    for (int i = 1; i <= nups; i++) {
+        ids[i - 1] = lua_upvalueid(L, first, i);
+        for (int j = 1; j < i; j++)
+            if (ids[j - 1] == ids[i - 1])
+                goto out; /* joined upvalues: the general path refers to the first */
+        const char *name = lua_getupvalue(L, first, i);
+        int t = lua_type(L, -1);
+        lua_pop(L, 1);
+        if (t == LUA_TTABLE && !env && name && strcmp(name, "_ENV") == 0)
+            env = i;
+        else if (!is_scalar(t))
+            goto out;
+    }
+    scalar_out o = {{buf, 0, buf ? cap : 0, buf != NULL}, lim->max_bytes, 0};
+    if (!buf || !cap)
+        o.b = (codec__buf){NULL, 0, 0, 0};
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &o, scalar_write);
+    const char hdr[CODEC__HDRLEN] = {CODEC__MAGIC[0], CODEC__MAGIC[1], CODEC__MAGIC[2], 1};
+    size_t dlen;
+    const char *dump = lua_tolstring(L, top + 2, &dlen);
+    int bad = scalar_write(&o, hdr, sizeof hdr) != 0 || msgpack_pack_array(&pk, (size_t)n) != 0 ||
+              msgpack_pack_array(&pk, 2 + (size_t)nups) != 0 ||
+              msgpack_pack_ext(&pk, 0, CODEC__EXT_FUNC) != 0 || msgpack_pack_bin(&pk, dlen) != 0 ||
+              msgpack_pack_bin_body(&pk, dump, dlen) != 0;
+    for (int i = 1; i <= nups && !bad; i++) {
+        if (i == env) {
+            bad = msgpack_pack_ext(&pk, 0, CODEC__EXT_GLOBALS) != 0;
+        } else {
+            lua_getupvalue(L, first, i);
+            bad = pack_scalar(L, &pk, lua_gettop(L)) != 0;
+            lua_pop(L, 1);
+        }
+    }
+    for (int i = 1; i < n && !bad; i++)
+        bad = pack_scalar(L, &pk, first + i) != 0;
+    if (bad) { /* too big, or out of memory: the general path says which */
+        if (!o.b.borrowed)
+            free(o.b.data);
+        goto out;
+    }
+    vm->stats.dump_hits++;
+    *out = o.b.data;
+    *outlen = o.b.len;
+    done = 1;
+out:
+    lua_settop(L, top);
+    return done;
+}
+
 int codec_encode_buf(lua_State *L, int first, int n, const codec_limits *lim, char *buf, size_t cap,
                      char **out, size_t *outlen, char *err, size_t errlen)
 {
@@ -252,6 +455,15 @@ int codec_encode_buf(lua_State *L, int first, int n, const codec_limits *lim, ch
     }
     *out = NULL;
     *outlen = 0;
+    {
+        int fa = lua_absindex(L, first), rc;
+        if (n == 0 || (fa >= 1 && fa + n - 1 <= lua_gettop(L))) {
+            if (encode_scalars(L, fa, n, lim, buf, cap, out, outlen, err, errlen, &rc))
+                return rc;
+            if (encode_task_fast(L, fa, n, lim, buf, cap, out, outlen))
+                return 0;
+        }
+    }
     ctx_init(&c, L, lim);
     if (buf && cap) {
         c.out.data = buf;
@@ -295,6 +507,8 @@ static int decode_main(lua_State *L)
     c->objs = lua_gettop(L);
     lua_pushnil(L);
     c->blobs = lua_gettop(L);
+    lua_pushnil(L);
+    c->obj1 = lua_gettop(L);
     lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
     c->globals = lua_gettop(L);
     int base = lua_gettop(L);
@@ -439,6 +653,11 @@ static int cache_main(lua_State *L)
     lua_rawseti(L, -2, CODEC__S_DUMPCACHE);
     new_weak_table(L, "v");
     lua_rawseti(L, -2, CODEC__S_RECENT);
+    new_weak_table(L, "v");
+    lua_rawseti(L, -2, CODEC__S_PROTOS);
+    memset(vm->front, 0, sizeof vm->front);
+    lua_createtable(L, 2 * CODEC__FRONT_SLOTS, 0);
+    lua_rawseti(L, -2, CODEC__S_LOADFRONT);
     lua_newtable(L);
     lua_rawseti(L, -2, CODEC__S_LOADCACHE);
     lua_pushinteger(L, 0);

@@ -75,8 +75,23 @@ enum {
     CODEC__S_SRCCACHE,      /* text -> {[chunkname] = dump, [chunkname NUL path] = bytecode} */
     CODEC__S_NOTED,         /* chunk name -> {text = true}: codec_note_source's, kept */
     CODEC__S_NOTEDCOUNT,    /* its texts */
-    CODEC__S_N = CODEC__S_NOTEDCOUNT
+    CODEC__S_PROTOS,        /* weak ("v"): prototype address -> a live closure of it */
+    CODEC__S_LOADFRONT,     /* 2k+1 -> bytecode string, 2k+2 -> its function (codec__vm.front) */
+    CODEC__S_N = CODEC__S_LOADFRONT
 };
+
+/* Entries of the front of the load cache: received bytecode found by a hash
+   of its bytes and a comparison, without making a Lua string of it. */
+#define CODEC__FRONT_SLOTS 64
+/* Largest bytecode kept there (bytes). */
+#define CODEC__FRONT_MAXLEN ((size_t)64 << 10)
+
+typedef struct codec__front {
+    const char *bytes; /* the string at LOADFRONT[2k+1] (kept alive there) */
+    size_t len;        /* 0: empty */
+    uint64_t hash;
+    int nups; /* of the function made from it */
+} codec__front;
 
 /* Per-VM C state (a userdata in the state table). */
 typedef struct codec__vm {
@@ -84,6 +99,7 @@ typedef struct codec__vm {
     int cache_on;      /* both function caches enabled */
     size_t src_bytes;  /* held by the source tables (source.c) */
     size_t load_bytes; /* bytecode keys of the load cache */
+    codec__front front[CODEC__FRONT_SLOTS];
 } codec__vm;
 
 /* A registered userdata hook (a userdata in the hooks table). */
@@ -125,16 +141,25 @@ typedef struct codec__ctx {
     char msg[320];    /* its message */
     codec__vm *vm;    /* per-VM counters and switches */
     /* absolute stack slots inside the protected call */
-    int state;      /* per-VM state table */
-    int objs;       /* encode: object -> id; decode: id+1 -> object */
-    int blobs;      /* encode: dump -> index; decode: index -> code */
-    int upvals;     /* encode: upvalue id -> (object id << 8 | n) */
-    int globals;    /* the globals table of L */
-    int as_meta;    /* decode: the next value is a table's metatable */
-    int nobjs;      /* objects numbered so far */
-    int nblobs;     /* bytecode blobs numbered so far */
-    unsigned depth; /* current nesting */
-    size_t nodes;   /* values counted so far (max_elems) */
+    int state;  /* per-VM state table */
+    int objs;   /* encode: object -> id; decode: id+1 -> object */
+    int blobs;  /* encode: dump -> index; decode: index -> code */
+    int upvals; /* encode: upvalue id -> (object id << 8 | n) */
+    /* A message of one object and one bytecode blob (a task's function)
+     * makes no work table: the first object and the first blob wait in
+     * these stack slots, the tables are made for a second one. */
+    int obj1;                    /* the object numbered 0 (encode) / 1 (decode) */
+    int blob1;                   /* encode: the string of blob 1 */
+    const unsigned char *blob1p; /* decode: the bytes of blob 1, in the message */
+    uint32_t blob1n;
+    void *up1;        /* encode: the first upvalue id seen (upvals is made for a second) */
+    lua_Integer up1v; /* its (object id << 8 | n) */
+    int globals;      /* the globals table of L */
+    int as_meta;      /* decode: the next value is a table's metatable */
+    int nobjs;        /* objects numbered so far */
+    int nblobs;       /* bytecode blobs numbered so far */
+    unsigned depth;   /* current nesting */
+    size_t nodes;     /* values counted so far (max_elems) */
     /* encoder */
     codec__buf out;                             /* the message being written */
     codec__buf scratch;                         /* lua_dump output, factory bytes */
@@ -181,6 +206,7 @@ void codec__path_push(codec__ctx *c, int kind, int a, lua_Integer i);
 
 /* decode.c */
 void codec__decode_value(codec__ctx *c);
+void codec__register_top(codec__ctx *c);
 int codec__peek_ext(codec__ctx *c, int *type);
 void codec__read_ext(codec__ctx *c, int *type, const unsigned char **data, uint32_t *len);
 void codec__read_raw(codec__ctx *c, const unsigned char **data, uint32_t *len);
@@ -190,6 +216,10 @@ lua_Integer codec__read_int(codec__ctx *c);
 /* closure.c */
 void codec__encode_function(codec__ctx *c, int idx);
 void codec__decode_function(codec__ctx *c, uint32_t count);
+/* Pushes the cached dump of the Lua function at f (a closure of a prototype
+   sent before) and returns 1, else returns 0 pushing nothing. Only reads
+   tables: raises nothing (2 free stack slots needed). */
+int codec__cached_dump(lua_State *L, int state, int f);
 /* Pushes the dump of the Lua function at f (cached per VM). */
 void codec__push_dump(codec__ctx *c, int f);
 /* Writes the string at idx as a bin, or as the index of the same bytes
@@ -198,6 +228,13 @@ void codec__pack_blob(codec__ctx *c, int idx);
 /* Reads what codec__pack_blob wrote and pushes the string (what: "bytecode",
    "source": for the error naming a bad index). */
 void codec__read_blob(codec__ctx *c, const char *what);
+/* The same without pushing: *p, *n are the bytes, valid until the decode
+   ends (in the message, or in a string the work tables keep). */
+void codec__read_blob_bytes(codec__ctx *c, const char *what, const char **p, size_t *n);
+/* Pushes the object numbered id (decode) / gives the id of the object at
+   idx, -1 when it has none yet (encode). */
+void codec__push_obj(codec__ctx *c, lua_Integer id);
+lua_Integer codec__obj_id(codec__ctx *c, int idx);
 
 /* source.c */
 /* Writes the function at f as [ext SOURCE, chunk name, text] (the array

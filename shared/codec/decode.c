@@ -160,14 +160,40 @@ static int prealloc(uint32_t n)
     return (int)(n < CODEC__PREALLOC_CAP ? n : CODEC__PREALLOC_CAP);
 }
 
-static void register_top(codec__ctx *c)
+/* Numbers the value on top (the first one waits in its stack slot, the
+   table is made for a second one). */
+void codec__register_top(codec__ctx *c)
 {
     lua_State *L = c->L;
     if (c->nobjs == INT32_MAX)
         codec__fail(c, CODEC_ETOOMANY, "too many objects");
-    codec__table(L, c->objs);
+    if (c->nobjs == 0) {
+        lua_pushvalue(L, -1);
+        lua_replace(L, c->obj1);
+        c->nobjs = 1;
+        return;
+    }
+    if (lua_type(L, c->objs) == LUA_TNIL) {
+        lua_createtable(L, 4, 0);
+        lua_replace(L, c->objs);
+        lua_pushvalue(L, c->obj1);
+        lua_rawseti(L, c->objs, 1);
+    }
     lua_pushvalue(L, -1);
     lua_rawseti(L, c->objs, ++c->nobjs);
+}
+
+void codec__push_obj(codec__ctx *c, lua_Integer id)
+{
+    if (lua_type(c->L, c->objs) == LUA_TNIL)
+        lua_pushvalue(c->L, c->obj1); /* id 0, the only one */
+    else
+        lua_rawgeti(c->L, c->objs, id + 1);
+}
+
+static void register_top(codec__ctx *c)
+{
+    codec__register_top(c);
 }
 
 static void decode_array(codec__ctx *c, uint32_t n)
@@ -316,7 +342,7 @@ static void decode_ext(codec__ctx *c)
         if (id >= (uint64_t)c->nobjs)
             codec__fail(c, CODEC_EMALFORMED, "malformed message: reference to unknown object %llu",
                         (unsigned long long)id);
-        lua_rawgeti(L, c->objs, (lua_Integer)id + 1);
+        codec__push_obj(c, (lua_Integer)id);
         return;
     }
     case CODEC__EXT_GLOBALS:

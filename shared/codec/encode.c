@@ -31,13 +31,40 @@ void codec__path_push(codec__ctx *c, int kind, int a, lua_Integer i)
     s->i = i;
 }
 
-/* Gives the object at idx the next id. */
+/* Gives the object at idx (an absolute index) the next id: the first one
+   waits in its stack slot, the table of ids is made for a second one. */
 void codec__register(codec__ctx *c, int idx)
 {
-    codec__table(c->L, c->objs);
-    lua_pushvalue(c->L, idx);
-    lua_pushinteger(c->L, c->nobjs++);
-    lua_rawset(c->L, c->objs);
+    lua_State *L = c->L;
+    if (c->nobjs == 0) {
+        lua_pushvalue(L, idx);
+        lua_replace(L, c->obj1);
+        c->nobjs = 1;
+        return;
+    }
+    if (lua_type(L, c->objs) == LUA_TNIL) {
+        lua_createtable(L, 0, 4);
+        lua_replace(L, c->objs);
+        lua_pushvalue(L, c->obj1);
+        lua_pushinteger(L, 0);
+        lua_rawset(L, c->objs);
+    }
+    lua_pushvalue(L, idx);
+    lua_pushinteger(L, c->nobjs++);
+    lua_rawset(L, c->objs);
+}
+
+lua_Integer codec__obj_id(codec__ctx *c, int idx)
+{
+    lua_State *L = c->L;
+    if (c->nobjs == 0)
+        return -1;
+    if (lua_type(L, c->objs) == LUA_TNIL)
+        return lua_rawequal(L, idx, c->obj1) ? 0 : -1;
+    lua_pushvalue(L, idx);
+    lua_Integer id = lua_rawget(L, c->objs) == LUA_TNUMBER ? lua_tointeger(L, -1) : -1;
+    lua_pop(L, 1);
+    return id;
 }
 
 /* ---- error messages ---------------------------------------------------- */
@@ -381,14 +408,11 @@ static void encode_object(codec__ctx *c, int idx, int type)
         }
     }
     count_nodes(c, 1);
-    codec__table(L, c->objs);
-    lua_pushvalue(L, idx);
-    if (lua_rawget(L, c->objs) == LUA_TNUMBER) {
-        encode_ref(c, lua_tointeger(L, -1));
-        lua_pop(L, 1);
+    lua_Integer id = codec__obj_id(c, idx);
+    if (id >= 0) {
+        encode_ref(c, id);
         return;
     }
-    lua_pop(L, 1);
     enter(c);
     if (type == LUA_TTABLE) {
         if (lua_rawequal(L, idx, c->globals)) {
@@ -414,16 +438,12 @@ static void encode_object(codec__ctx *c, int idx, int type)
 
 void codec__encode_as_globals(codec__ctx *c, int idx)
 {
-    lua_State *L = c->L;
     count_nodes(c, 1);
-    codec__table(L, c->objs);
-    lua_pushvalue(L, idx);
-    if (lua_rawget(L, c->objs) == LUA_TNUMBER) {
-        encode_ref(c, lua_tointeger(L, -1));
-        lua_pop(L, 1);
+    lua_Integer id = codec__obj_id(c, idx);
+    if (id >= 0) {
+        encode_ref(c, id);
         return;
     }
-    lua_pop(L, 1);
     codec__register(c, idx);
     pack_ext(c, CODEC__EXT_GLOBALS, NULL, 0);
 }
