@@ -459,6 +459,12 @@ static int retry_one(ctx *c, const char *pool, const char *topic, const char *id
         answer_free(&a);
         cmd(c, &a, 2, dargv, NULL);
         answer_free(&a);
+        fleet_bit b;
+        if (fleet_bit_of(id, strlen(id), &b) == 0) {
+            const char *bargv[] = {"SETBIT", b.sub, b.bit, "0"};
+            cmd(c, &a, 4, bargv, NULL);
+            answer_free(&a);
+        }
         return FAIL;
     }
     const char *rargv[] = {pool, id, "retried"};

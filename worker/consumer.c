@@ -501,6 +501,16 @@ static int add_arg(wtask *t, const char *prefix, const void *data, size_t len)
     return 0;
 }
 
+/* FLEET_COMPLETE_LUA's seen bitmap key and bit of the task ("" "" for an
+ * id without them): computed here, not parsed by Redis. */
+static int add_bit_args(wtask *t)
+{
+    fleet_bit b;
+    if (fleet_bit_of(t->id, strlen(t->id), &b) != 0)
+        return add_arg(t, NULL, "", 0) | add_arg(t, NULL, "", 0);
+    return add_arg(t, NULL, b.seen, b.seen_len) | add_arg(t, NULL, b.bit, b.bit_len);
+}
+
 typedef struct delta_list {
     char (*owner)[ENVELOPE_ID_MAX + 1];
     char **elem;
@@ -600,8 +610,8 @@ static int retry_outcome(wtask *t)
     uint64_t due = unix_ms() + retry_delay_ms(&t->policy, t->attempt + 1, retry_random());
     if (t->deadline_ms && due >= t->deadline_ms)
         return -1; /* it would not start: its failure is the outcome */
-    t->argv = calloc(7, sizeof *t->argv);
-    t->argvlen = calloc(7, sizeof *t->argvlen);
+    t->argv = calloc(9, sizeof *t->argv);
+    t->argvlen = calloc(9, sizeof *t->argvlen);
     char num[24];
     snprintf(num, sizeof num, "%" PRIu64, due);
     int fail = !t->argv || !t->argvlen;
@@ -612,6 +622,7 @@ static int retry_outcome(wtask *t)
         fail |= add_arg(t, NULL, "retry", 5);
         fail |= add_arg(t, NULL, t->next_env, t->next_envlen);
         fail |= add_arg(t, NULL, num, strlen(num));
+        fail |= add_bit_args(t);
         fail |= add_arg(t, NULL, "0", 1);
     }
     if (fail) {
@@ -735,7 +746,7 @@ static void record_result(wtask *t, int ok, const char *out, size_t outlen, int 
         b.data = sealed; /* b.len bytes of the signed record; freed below */
         b.len = sealedlen;
     }
-    int nargs = 7 + 2 * d.n;
+    int nargs = 9 + 2 * d.n;
     t->argv = calloc((size_t)nargs, sizeof *t->argv);
     t->argvlen = calloc((size_t)nargs, sizeof *t->argvlen);
     char num[32];
@@ -747,6 +758,7 @@ static void record_result(wtask *t, int ok, const char *out, size_t outlen, int 
         fail |= add_arg(t, NULL, t->ok ? "completed" : "failed", t->ok ? 9 : 6);
         fail |= add_arg(t, NULL, b.data, b.len);
         fail |= add_arg(t, NULL, blob, bloblen);
+        fail |= add_bit_args(t);
         snprintf(num, sizeof num, "%d", d.n);
         fail |= add_arg(t, NULL, num, strlen(num));
         for (int i = 0; i < d.n; i++) {

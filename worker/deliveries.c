@@ -159,16 +159,18 @@ static void send_one(deliveries *d)
     int n = 0;
     for (dlv_ask *a = d->head; a && n < ASK_BATCH; a = a->next)
         n++;
-    int argc = 3 + 4 * n;
+    int argc = 3 + 6 * n;
     ask_call *c = malloc(sizeof *c + (size_t)n * sizeof c->a[0]);
     const char **argv = malloc((size_t)argc * sizeof *argv);
     size_t *lens = malloc((size_t)argc * sizeof *lens);
     char(*num)[12] = malloc((size_t)n * sizeof *num);
-    if (!c || !argv || !lens || !num) {
+    fleet_bit *bits = malloc((size_t)n * sizeof *bits);
+    if (!c || !argv || !lens || !num || !bits) {
         free(c);
         free(argv);
         free(lens);
         free(num);
+        free(bits);
         uv_timer_start(&d->retry, on_retry, d->retry_ms, 0);
         return;
     }
@@ -186,10 +188,13 @@ static void send_one(deliveries *d)
         d->head = a->next;
         c->a[i] = a;
         u32_text(num[i], a->max ? a->max : FLEET_MAX_DELIVERIES);
-        argv[3 + 4 * i] = a->id;
-        argv[4 + 4 * i] = num[i];
-        argv[5 + 4 * i] = a->pool;
-        argv[6 + 4 * i] = a->alone ? "1" : "0";
+        int has = fleet_bit_of(a->id, strlen(a->id), &bits[i]) == 0;
+        argv[3 + 6 * i] = a->id;
+        argv[4 + 6 * i] = num[i];
+        argv[5 + 6 * i] = a->pool;
+        argv[6 + 6 * i] = a->alone ? "1" : "0";
+        argv[7 + 6 * i] = has ? bits[i].seen : "";
+        argv[8 + 6 * i] = has ? bits[i].bit : "";
     }
     if (!d->head)
         d->tail = NULL;
@@ -199,6 +204,7 @@ static void send_one(deliveries *d)
     free(argv);
     free(lens);
     free(num);
+    free(bits);
     if (rc != 0) {
         failed(d, c, redis_uv_strerror(rc));
         free(c);

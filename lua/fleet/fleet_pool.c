@@ -116,6 +116,7 @@ struct fvm {
     frc *rc;             /* looks up pending tasks whose notification did not come */
     frc_stats rc_seen;   /* its counters at the last report */
     int submit_script;
+    int lookup_script;            /* FLEET_LOOKUP_LUA: an await of another producer's task */
     int checking_workers;         /* the "no result" warning's look at the workers is out */
     fpool *quiet[FLEET_SEEN_MAX]; /* the pools it looks at */
     int nquiet;
@@ -161,9 +162,31 @@ static void flush_submits(fvm *v)
     frc_ids *ids = v->rc ? frc_ids_new(v->rc, (v->nsub - 1) / 2) : NULL;
     for (int i = 2; ids && i < v->nsub; i += 2)
         frc_ids_add(ids, v->sub_argv[i]);
-    if (redis_uv_eval(v->r, ids ? frc_on_marked : NULL, ids, v->submit_script, 0, v->nsub,
-                      (const char *const *)v->sub_argv, v->sub_len) != 0 &&
-        ids)
+    /* per task: pool, the key and bit of its submitted bitmap */
+    int n = (v->nsub - 1) / 2, argc = 1 + 3 * n, rc = -1;
+    fleet_bit *bits = malloc((size_t)n * sizeof *bits);
+    const char **argv = malloc((size_t)argc * sizeof *argv);
+    size_t *lens = malloc((size_t)argc * sizeof *lens);
+    if (bits && argv && lens) {
+        argv[0] = v->sub_argv[0];
+        lens[0] = v->sub_len[0];
+        for (int i = 0; i < n; i++) {
+            const char *id = v->sub_argv[2 + 2 * i];
+            int has = fleet_bit_of(id, v->sub_len[2 + 2 * i], &bits[i]) == 0;
+            argv[1 + 3 * i] = v->sub_argv[1 + 2 * i];
+            lens[1 + 3 * i] = v->sub_len[1 + 2 * i];
+            argv[2 + 3 * i] = has ? bits[i].sub : "";
+            lens[2 + 3 * i] = has ? bits[i].sub_len : 0;
+            argv[3 + 3 * i] = has ? bits[i].bit : "";
+            lens[3 + 3 * i] = has ? bits[i].bit_len : 0;
+        }
+        rc = redis_uv_eval(v->r, ids ? frc_on_marked : NULL, ids, v->submit_script, 0, argc, argv,
+                           lens);
+    }
+    free(bits);
+    free(argv);
+    free(lens);
+    if (rc != 0 && ids)
         frc_on_marked(v->r, -1, NULL, NULL, ids);
     for (int i = 1; i < v->nsub; i++)
         free(v->sub_argv[i]);
@@ -466,6 +489,7 @@ static fvm *clients(lua_State *L, fvm *v)
         luaL_error(L, "redis: %s: %s", red, err[0] ? err : redis_uv_strerror(rc));
     }
     v->submit_script = redis_uv_script(v->r, FLEET_SUBMIT_LUA, strlen(FLEET_SUBMIT_LUA));
+    v->lookup_script = redis_uv_script(v->r, FLEET_LOOKUP_LUA, strlen(FLEET_LOOKUP_LUA));
     if (!(v->rc = frc_new(v->r, c->result_ttl_s, &reconcile_ops, v)))
         luaL_error(L, "not enough memory");
     uv_timer_init(s->loop, &v->tick);
@@ -1586,8 +1610,9 @@ static void on_failed_delivery(fvm *v, ftask *t, const char *errmsg)
     char key[FLEET_KEY_MAX];
     fleet_key_stats(key, t->p->name);
     redis_uv_command(v->r, NULL, NULL, "HINCRBY %s failed 1", key);
-    fleet_key_task_queued(key, t->tb.id);
-    redis_uv_command(v->r, NULL, NULL, "DEL %s", key);
+    fleet_bit b; /* not submitted after all: an await elsewhere must not wait for it */
+    if (fleet_bit_of(t->tb.id, strlen(t->tb.id), &b) == 0)
+        redis_uv_command(v->r, NULL, NULL, "SETBIT %s %s 0", b.sub, b.bit);
     char msg[600];
     snprintf(msg, sizeof msg, "not delivered to Kafka: %s", errmsg);
     task_finish(v, t, 0, NULL, 0, msg, 0);
@@ -2002,7 +2027,7 @@ static int f_stats(lua_State *L, void *be, const char *name)
 
 /* ---- await ---- */
 
-/* MGET mutirao:task:ID mutirao:task:ID:q */
+/* FLEET_LOOKUP_LUA of one task: its record, or 0 / 1 (queued) / 2 */
 static void on_lookup(redis_uv *cli, int status, const redisReply *reply, const char *err, void *ud)
 {
     (void)cli;
@@ -2019,7 +2044,7 @@ static void on_lookup(redis_uv *cli, int status, const redisReply *reply, const 
                 op->have_data = 1;
             }
         }
-        op->queued = reply->element[1]->type == REDIS_REPLY_STRING;
+        op->queued = res->type == REDIS_REPLY_INTEGER && res->integer == 1;
     }
     fop_settle(op);
 }
@@ -2047,12 +2072,16 @@ static void on_get(redis_uv *cli, int status, const redisReply *reply, const cha
 static int foreign_lookup(lua_State *L, fop *op)
 {
     fvm *v = op->v;
-    char k1[FLEET_KEY_MAX], k2[FLEET_KEY_MAX];
-    fleet_key_task(k1, op->name);
-    fleet_key_task_queued(k2, op->name);
+    fleet_bit b;
+    const char *argv[4];
+    fleet_lookup_args(op->name, &b, argv);
     op->stage = 1;
-    if (fop_send(op, v->r, on_lookup, "MGET %s %s", k1, k2) != 0)
+    fop_expect(op);
+    int rc = redis_uv_eval(v->r, on_lookup, op, v->lookup_script, 0, 4, argv, NULL);
+    if (rc != 0) {
+        fop_unexpect(op, rc);
         return await_foreign_k(L, LUA_OK, (lua_KContext)op);
+    }
     return sched_wait(L, op->s, &op->waiters, 0, (lua_KContext)op, await_foreign_k);
 }
 

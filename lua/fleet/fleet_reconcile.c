@@ -146,15 +146,20 @@ void frc_on_marked(redis_uv *cli, int status, const redisReply *reply, const cha
 /* Writes the markers of the tasks just submitted again. */
 static void remark(frc *c, frc_ids *b)
 {
-    const char **argv = malloc((size_t)(b->n + 1) * sizeof *argv);
+    const char **argv = malloc((size_t)(2 * b->n + 1) * sizeof *argv);
+    fleet_bit *bits = malloc((size_t)b->n * sizeof *bits);
     int rc = -1;
-    if (argv) {
+    if (argv && bits) {
         argv[0] = c->ttl;
-        for (int i = 0; i < b->n; i++)
-            argv[i + 1] = b->id[i];
-        rc = redis_uv_eval(c->r, frc_on_marked, b, c->script, 0, b->n + 1, argv, NULL);
-        free(argv);
+        for (int i = 0; i < b->n; i++) {
+            int has = fleet_bit_of(b->id[i], strlen(b->id[i]), &bits[i]) == 0;
+            argv[1 + 2 * i] = has ? bits[i].sub : "";
+            argv[2 + 2 * i] = has ? bits[i].bit : "";
+        }
+        rc = redis_uv_eval(c->r, frc_on_marked, b, c->script, 0, 2 * b->n + 1, argv, NULL);
     }
+    free(argv);
+    free(bits);
     if (rc == 0)
         return;
     for (int i = 0; i < b->n; i++) {
@@ -246,14 +251,16 @@ void frc_tick(frc *c, uint64_t now_ms)
     }
     if (n == 0)
         return;
-    const char **argv = malloc((size_t)n * sizeof *argv);
+    const char **argv = malloc((size_t)(4 * n) * sizeof *argv);
+    fleet_bit *bits = malloc((size_t)n * sizeof *bits);
     int rc = -1;
-    if (argv) {
+    if (argv && bits) {
         for (int i = 0; i < n; i++)
-            argv[i] = b->id[i];
-        rc = redis_uv_eval(c->r, on_round, b, c->lookup, 0, n, argv, NULL);
+            fleet_lookup_args(b->id[i], &bits[i], argv + 4 * i);
+        rc = redis_uv_eval(c->r, on_round, b, c->lookup, 0, 4 * n, argv, NULL);
     }
     free(argv);
+    free(bits);
     if (rc != 0) {
         frc_ids_discard(b);
         return;

@@ -3,7 +3,23 @@
  * exceeds FLEET_KEY_MAX; snprintf truncates rather than overflows anyway. */
 #include "fleet_keys.h"
 
+#include <stdint.h>
 #include <stdio.h>
+#include <string.h>
+
+/* n in decimal at out, no NUL; the length */
+static size_t fmt_u64(char *out, uint64_t n)
+{
+    char tmp[24];
+    size_t k = 0;
+    do {
+        tmp[k++] = (char)('0' + n % 10);
+        n /= 10;
+    } while (n);
+    for (size_t i = 0; i < k; i++)
+        out[i] = tmp[k - 1 - i];
+    return k;
+}
 
 static size_t key(char *out, const char *fmt, const char *s)
 {
@@ -81,4 +97,88 @@ int fleet_task_keys(const char *id, char out[][FLEET_KEY_MAX], size_t *len)
     len[3] = fleet_key_task_in(out[3], id);
     len[4] = fleet_key_task_out(out[4], id);
     return FLEET_TASK_KEYS;
+}
+
+static int all_of(const char *s, size_t n, const char *set)
+{
+    if (n == 0)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!s[i] || !strchr(set, s[i]))
+            return 0;
+    return 1;
+}
+
+/* Writes PREFIX P ":" shard into out (FLEET_KEY_MAX bytes); its length, or
+ * 0 when it does not fit. */
+static size_t bitmap_key(char *out, const char *prefix, const char *p, size_t plen, uint64_t shard)
+{
+    size_t pre = strlen(prefix);
+    char d[24];
+    size_t dl = fmt_u64(d, shard);
+    if (pre + plen + 1 + dl + 1 > FLEET_KEY_MAX)
+        return 0;
+    memcpy(out, prefix, pre);
+    memcpy(out + pre, p, plen);
+    out[pre + plen] = ':';
+    memcpy(out + pre + plen + 1, d, dl);
+    out[pre + plen + 1 + dl] = 0;
+    return pre + plen + 1 + dl;
+}
+
+int fleet_bit_of(const char *id, size_t len, fleet_bit *b)
+{
+    static const char hex[] = "0123456789abcdefABCDEF", dec[] = "0123456789";
+    /* Lua's '^(.+):(%d+):%x+$', then '^(.+):(%d+)$': (%d+) and %x+ hold no
+     * ':', so they are the last segments, and (.+) all that comes before */
+    const char *c1 = NULL;
+    for (size_t i = len; i-- > 0;)
+        if (id[i] == ':') {
+            c1 = id + i;
+            break;
+        }
+    if (!c1)
+        return -1;
+    const char *last = c1 + 1, *end = id + len, *digits = NULL, *p = id;
+    size_t plen = 0, dlen = 0;
+    if (all_of(last, (size_t)(end - last), hex)) {
+        const char *c2 = NULL;
+        for (const char *q = c1; q-- > id;)
+            if (*q == ':') {
+                c2 = q;
+                break;
+            }
+        if (c2 && c2 > id && all_of(c2 + 1, (size_t)(c1 - c2 - 1), dec)) {
+            digits = c2 + 1;
+            dlen = (size_t)(c1 - c2 - 1);
+            plen = (size_t)(c2 - id);
+        }
+    }
+    if (!digits && c1 > id && all_of(last, (size_t)(end - last), dec)) {
+        digits = last;
+        dlen = (size_t)(end - last);
+        plen = (size_t)(c1 - id);
+    }
+    if (!digits)
+        return -1;
+    uint64_t n = 0;
+    for (size_t i = 0; i < dlen; i++) {
+        n = n * 10 + (uint64_t)(digits[i] - '0');
+        if (n > 1000000000000000ull) /* the scripts' 1e15 */
+            return -1;
+    }
+    b->seen_len = bitmap_key(b->seen, "mutirao:seen:", p, plen, n / FLEET_SEEN_SHARD);
+    b->sub_len = bitmap_key(b->sub, "mutirao:sub:", p, plen, n / FLEET_SEEN_SHARD);
+    b->bit_len = fmt_u64(b->bit, n % FLEET_SEEN_SHARD);
+    b->bit[b->bit_len] = 0;
+    return b->seen_len && b->sub_len ? 0 : -1;
+}
+
+void fleet_lookup_args(const char *id, fleet_bit *b, const char **argv)
+{
+    int has = fleet_bit_of(id, strlen(id), b) == 0;
+    argv[0] = id;
+    argv[1] = has ? b->seen : "";
+    argv[2] = has ? b->sub : "";
+    argv[3] = has ? b->bit : "";
 }

@@ -24,7 +24,10 @@
 **                             when the worker has auth.signing_key; set once
 **                             per task (the seen bit, not the key, says
 **                             "completed")
-**   mutirao:task:ID:q         "1" while submitted and not yet completed
+**   mutirao:task:ID:q         "1" while submitted and not yet completed: the
+**                             marker of producers before mutirao:sub (and of
+**                             `mutirao dlq retry`), still read by the lookup
+**                             and deleted at completion
 **   mutirao:task:ID:w         the task's changes of its producer's WaitGroups,
 **                             "WGID DELTA" lines (only when it made some; same
 **                             life as mutirao:task:ID): what the producer
@@ -48,6 +51,10 @@
 **                             it outlives the result key (deleted once
 **                             awaited) so a late re-delivery of the task is
 **                             still known as done
+**   mutirao:sub:P:N           bitmap, same shards as mutirao:seen: bit set once
+**                             task P:S was submitted (never cleared but by a
+**                             failed `mutirao dlq retry`; the seen bit says
+**                             whether it completed since); same TTL
 **   mutirao:done:P            list of notifications for producer P
 **   mutirao:retries           sorted set of the attempts due again (pools with
 **                             `retries`), every pool's: member "ID ENVELOPE"
@@ -102,10 +109,15 @@
 ** Lua shared by the scripts: seen(id) returns the seen bitmap's key and bit
 ** of a task id PRODUCER:SEQ:RANDOM (or PRODUCER:SEQ, the ids of producers
 ** before random ids; nil for an id of another form, whose
-** completion then rests on the result key alone); done(id) reads that bit,
-** or the result key for an id without one (the completion script sets the
-** bit with the result, and the bitmap outlives it: one call per task);
-** touch(key, ttl) sets a TTL (none for 0).
+** completion then rests on the result key alone); done_at(id, key, bit)
+** reads that bit, or the result key for an id without one (bit ""), done(id)
+** the same from the id (the completion script sets the bit with the result,
+** and the bitmap outlives it: one call per task); touch(key, ttl) sets a
+** TTL (none for 0). The hot scripts (submit, delivery, completion) get
+** each task's key and bit from the client (fleet_bit_of, the same
+** computation in C): parsing ids in Redis was a quarter of its CPU per
+** task. count(t, pool, field, n) adds to a pool's stats counter and
+** hincr_all(t) writes them (one HINCRBY per pool and field per call).
 */
 #define FLEET_SEEN_LUA                                                                             \
     FLEET_CONSTANTS_LUA                                                                            \
@@ -117,10 +129,13 @@
     "  return string.format('mutirao:seen:%s:%d', p, math.floor(n / SEEN_SHARD)),\n"               \
     "    string.format('%d', n % SEEN_SHARD)\n"                                                    \
     "end\n"                                                                                        \
+    "local function done_at(id, k, b)\n"                                                           \
+    "  if b ~= '' then return redis.call('GETBIT', k, b) == 1 end\n"                               \
+    "  return redis.call('EXISTS', 'mutirao:task:' .. id) == 1\n"                                  \
+    "end\n"                                                                                        \
     "local function done(id)\n"                                                                    \
     "  local k, b = seen(id)\n"                                                                    \
-    "  if k then return redis.call('GETBIT', k, b) == 1 end\n"                                     \
-    "  return redis.call('EXISTS', 'mutirao:task:' .. id) == 1\n"                                  \
+    "  return done_at(id, k or '', b or '')\n"                                                     \
     "end\n"                                                                                        \
     "local function touch(k, ttl)\n"                                                               \
     "  if ttl > 0 then redis.call('EXPIRE', k, string.format('%d', ttl)) end\n"                    \
@@ -129,14 +144,16 @@
     "  if ttl > 0 then return redis.call('SET', k, v, 'EX', string.format('%d', ttl)) end\n"       \
     "  return redis.call('SET', k, v)\n"                                                           \
     "end\n"                                                                                        \
-    "local function count(t, k, f, n)\n"                                                           \
-    "  local c = t[k] or {}\n"                                                                     \
-    "  t[k] = c\n"                                                                                 \
+    "local function count(t, pool, f, n)\n"                                                        \
+    "  local c = t[pool] or {}\n"                                                                  \
+    "  t[pool] = c\n"                                                                              \
     "  c[f] = (c[f] or 0) + n\n"                                                                   \
     "end\n"                                                                                        \
     "local function hincr_all(t)\n"                                                                \
-    "  for k, c in pairs(t) do\n"                                                                  \
+    "  for pool, c in pairs(t) do\n"                                                               \
+    "    local k = 'mutirao:pool:' .. pool .. ':stats'\n"                                          \
     "    for f, n in pairs(c) do redis.call('HINCRBY', k, f, n) end\n"                             \
+    "    redis.call('EXPIRE', k, POOL_IDLE_TTL)\n"                                                 \
     "  end\n"                                                                                      \
     "end\n"
 /* The C constants above, as Lua locals of the scripts. */
@@ -157,7 +174,8 @@
 ** Before a worker runs tasks: their delivery records, batched. ARGV[1] now
 ** (Unix ms), ARGV[2] this worker process, "ID#INCARNATION" (fleet_worker_tag),
 ** ARGV[3] record TTL s, then per task: id, max_deliveries, pool, alone ("1"
-** when the worker asks to run it with no other task beside it, else "0"). Returns one
+** when the worker asks to run it with no other task beside it, else "0"),
+** its seen bitmap's key and bit (fleet_bit_of; "" "" for none). Returns one
 ** string, the answers separated by commas (one reply object, not one per
 ** task), per task: 0 when its outcome is recorded already (its result key or
 ** seen bit: do not run it again); FLEET_DELIVERY_BUSY when its latest
@@ -189,10 +207,10 @@
     "  local n, ms, ainc = (a or ''):match('^(%d+) (%d+) (%x+)$')\n"                               \
     "  return ainc == inc and tonumber(n) > 0 and t - tonumber(ms) < ACTIVE_STALE\n"               \
     "end\n"                                                                                        \
-    "for i = 4, #ARGV, 4 do\n"                                                                     \
+    "for i = 4, #ARGV, 6 do\n"                                                                     \
     "  local id, max = ARGV[i], tonumber(ARGV[i+1])\n"                                             \
     "  local d, e = 'mutirao:delivery:' .. id, wid .. '@' .. now\n"                                \
-    "  if done(id) then out[#out+1] = 0\n"                                                         \
+    "  if done_at(id, ARGV[i+4], ARGV[i+5]) then out[#out+1] = 0\n"                                \
     "  elseif redis.call('SET', d, '1 ' .. now .. ' ' .. now .. ' ' .. e, 'NX', 'EX', ttl) then\n" \
     "    out[#out+1] = 1\n"                                                                        \
     "  else\n"                                                                                     \
@@ -250,8 +268,9 @@
 /*
 ** `mutirao dlq retry`, before it produces the stored envelope again. ARGV:
 ** pool, task id, marker TTL s (0: none). If the task is a dead letter of the
-** pool: its outcome, seen bit and delivery record go (so a worker runs it and records
-** again), its "submitted" marker is set; returns 1, else 0.
+** pool: its outcome, seen bit and delivery record go (so a worker runs it
+** and records again), its submitted bit and (for producers before the
+** bitmap) its mutirao:task:ID:q marker are set; returns 1, else 0.
 */
 #define FLEET_DLQ_TAKE_LUA                                                                         \
     FLEET_SEEN_LUA                                                                                 \
@@ -259,7 +278,12 @@
     "if redis.call('HEXISTS', 'mutirao:pool:' .. pool .. ':dead', id) == 0 then return 0 end\n"    \
     "redis.call('DEL', 'mutirao:task:' .. id, 'mutirao:delivery:' .. id)\n"                        \
     "local sk, sb = seen(id)\n"                                                                    \
-    "if sk then redis.call('SETBIT', sk, sb, 0) end\n"                                             \
+    "if sk then\n"                                                                                 \
+    "  redis.call('SETBIT', sk, sb, 0)\n"                                                          \
+    "  local q = 'mutirao:sub:' .. string.sub(sk, 14)\n"                                           \
+    "  redis.call('SETBIT', q, sb, 1)\n"                                                           \
+    "  touch(q, ttl)\n"                                                                            \
+    "end\n"                                                                                        \
     "if ttl > 0 then redis.call('SET', 'mutirao:task:' .. id .. ':q', '1', 'EX', ttl)\n"           \
     "else redis.call('SET', 'mutirao:task:' .. id .. ':q', '1') end\n"                             \
     "return 1\n"
@@ -284,8 +308,8 @@
 ** ARGV[1] result TTL s (0: none), ARGV[2] notification list TTL s, then per
 ** task: id, pool, producer, "completed" or "failed", result record, the
 ** outcome kept by reference (mutirao:task:ID:out, same TTL; "" for none),
-** W (the count of WaitGroup changes), then W pairs (owner producer, 'W'
-** element).
+** its seen bitmap's key and bit (fleet_bit_of; "" "" for none), W (the
+** count of WaitGroup changes), then W pairs (owner producer, 'W' element).
 ** A failed attempt with attempts left has the status "retry" instead, the
 ** next attempt's envelope for the record and its due Unix ms for the
 ** outcome by reference, and W = 0: unless the task is done, the envelope
@@ -306,31 +330,29 @@
 #define FLEET_COMPLETE_LUA                                                                         \
     FLEET_SEEN_LUA                                                                                 \
     "local ttl, nttl = tonumber(ARGV[1]), ARGV[2]\n"                                               \
-    "local out, i, lists, order, pools, counts, seens = {}, 3, {}, {}, {}, {}, {}\n"               \
+    "local out, i, lists, order, counts, seens = {}, 3, {}, {}, {}, {}\n"                          \
     "local function push(p, e)\n"                                                                  \
-    "  local l = 'mutirao:done:' .. p\n"                                                           \
-    "  local v = lists[l]\n"                                                                       \
-    "  if not v then v = {} lists[l] = v order[#order+1] = l end\n"                                \
+    "  local v = lists[p]\n"                                                                       \
+    "  if not v then v = {} lists[p] = v order[#order+1] = p end\n"                                \
     "  v[#v+1] = e\n"                                                                              \
     "end\n"                                                                                        \
     "while i <= #ARGV do\n"                                                                        \
     "  local id, pool, prod, st, rec = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3], ARGV[i+4]\n"      \
-    "  local blob, nw = ARGV[i+5], tonumber(ARGV[i+6])\n"                                          \
-    "  local k, sk, sb = 'mutirao:task:' .. id, seen(id)\n"                                        \
+    "  local blob, sk, sb, nw = ARGV[i+5], ARGV[i+6], ARGV[i+7], tonumber(ARGV[i+8])\n"            \
+    "  local k = 'mutirao:task:' .. id\n"                                                          \
     "  if st == 'retry' then\n"                                                                    \
-    "    if not done(id) then\n"                                                                   \
+    "    if not done_at(id, sk, sb) then\n"                                                        \
     "      local rk = '" FLEET_RETRIES_KEY "'\n"                                                   \
     "      if string.sub(rec, 1, 4) == 'MTE\\2' then rk = '" FLEET_RETRIES_SIGNED_KEY "' end\n"    \
     "      if redis.call('ZADD', rk, 'NX', blob, id .. ' ' .. rec) == 1 then\n"                    \
-    "        count(counts, 'mutirao:pool:' .. pool .. ':stats', 'retried', 1)\n"                   \
-    "        pools[pool] = true\n"                                                                 \
+    "        count(counts, pool, 'retried', 1)\n"                                                  \
     "      end\n"                                                                                  \
     "      redis.call('DEL', 'mutirao:delivery:' .. id)\n"                                         \
     "    end\n"                                                                                    \
     "    out[#out+1] = 2\n"                                                                        \
     "  else\n"                                                                                     \
     "  local ok = false\n"                                                                         \
-    "  if sk then\n"                                                                               \
+    "  if sb ~= '' then\n"                                                                         \
     "    if redis.call('GETBIT', sk, sb) == 0 then\n"                                              \
     "      if ttl > 0 then ok = redis.call('SET', k, rec, 'EX', ARGV[1])\n"                        \
     "      else ok = redis.call('SET', k, rec) end\n"                                              \
@@ -338,15 +360,14 @@
     "  elseif ttl > 0 then ok = redis.call('SET', k, rec, 'NX', 'EX', ARGV[1])\n"                  \
     "  else ok = redis.call('SET', k, rec, 'NX') end\n"                                            \
     "  if ok then\n"                                                                               \
-    "    if sk then redis.call('SETBIT', sk, sb, 1) seens[sk] = true end\n"                        \
+    "    if sb ~= '' then redis.call('SETBIT', sk, sb, 1) seens[sk] = true end\n"                  \
     "    redis.call('DEL', k .. ':q', 'mutirao:delivery:' .. id)\n"                                \
-    "    count(counts, 'mutirao:pool:' .. pool .. ':stats', st, 1)\n"                              \
-    "    pools[pool] = true\n"                                                                     \
+    "    count(counts, pool, st, 1)\n"                                                             \
     "    if #blob > 0 then setx(k .. ':out', blob, ttl) end\n"                                     \
     "    local mine, per = {}, {}\n"                                                               \
-    "    for w = 0, nw - 1 do local o = ARGV[i+7+2*w]; per[o] = (per[o] or 0) + 1 end\n"           \
+    "    for w = 0, nw - 1 do local o = ARGV[i+9+2*w]; per[o] = (per[o] or 0) + 1 end\n"           \
     "    for w = 0, nw - 1 do\n"                                                                   \
-    "      local o, e = ARGV[i+7+2*w], ARGV[i+8+2*w]\n"                                            \
+    "      local o, e = ARGV[i+9+2*w], ARGV[i+10+2*w]\n"                                           \
     "      push(o, e .. '\\0' .. id .. ' ' .. per[o])\n"                                           \
     "      if o == prod then mine[#mine+1] = string.sub(e, 2) end\n"                               \
     "    end\n"                                                                                    \
@@ -357,18 +378,15 @@
     "    out[#out+1] = 0\n"                                                                        \
     "  end\n"                                                                                      \
     "  end\n"                                                                                      \
-    "  i = i + 7 + 2 * nw\n"                                                                       \
+    "  i = i + 9 + 2 * nw\n"                                                                       \
     "end\n"                                                                                        \
-    "for _, l in ipairs(order) do\n"                                                               \
-    "  local v = lists[l]\n"                                                                       \
+    "for _, p in ipairs(order) do\n"                                                               \
+    "  local v, l = lists[p], 'mutirao:done:' .. p\n"                                              \
     "  for j = 1, #v, 1000 do redis.call('RPUSH', l, unpack(v, j, math.min(j + 999, #v))) end\n"   \
     "  redis.call('EXPIRE', l, nttl)\n"                                                            \
     "end\n"                                                                                        \
     "for sk in pairs(seens) do touch(sk, ttl) end\n"                                               \
     "hincr_all(counts)\n"                                                                          \
-    "for p in pairs(pools) do\n"                                                                   \
-    "  redis.call('EXPIRE', 'mutirao:pool:' .. p .. ':stats', POOL_IDLE_TTL)\n"                    \
-    "end\n"                                                                                        \
     "return out\n"
 
 /*
@@ -399,71 +417,73 @@
     "return out\n"
 
 /*
-** Submits' bookkeeping, batched. ARGV[1] TTL s of the markers (0: none),
-** then pairs (pool, task id): per pair, HINCRBY of the pool's "submitted"
-** and the mutirao:task:ID:q marker, unless the task already completed (a
-** very fast worker). Keys are built here, so they follow the names above.
+** Submits' bookkeeping, batched. ARGV[1] TTL s of the submitted bitmaps (0:
+** none), then per task: pool, its submitted bitmap's key and bit
+** (fleet_bit_of; "" "" for none). Per task, HINCRBY of the pool's
+** "submitted" (one per pool and call) and its bit in mutirao:sub:P:N, which
+** says "submitted" to the producer's reconciliation as long as the seen
+** bit is not set.
 */
 #define FLEET_SUBMIT_LUA                                                                           \
     FLEET_SEEN_LUA                                                                                 \
-    "local ttl, pools, counts = tonumber(ARGV[1]), {}, {}\n"                                       \
-    "for i = 2, #ARGV, 2 do\n"                                                                     \
-    "  count(counts, 'mutirao:pool:' .. ARGV[i] .. ':stats', 'submitted', 1)\n"                    \
-    "  pools[ARGV[i]] = true\n"                                                                    \
-    "  if not done(ARGV[i + 1]) then setx('mutirao:task:' .. ARGV[i + 1] .. ':q', '1', ttl) end\n" \
+    "local ttl, counts, subs = tonumber(ARGV[1]), {}, {}\n"                                        \
+    "for i = 2, #ARGV, 3 do\n"                                                                     \
+    "  count(counts, ARGV[i], 'submitted', 1)\n"                                                   \
+    "  local k = ARGV[i + 1]\n"                                                                    \
+    "  if ARGV[i + 2] ~= '' then redis.call('SETBIT', k, ARGV[i + 2], 1) subs[k] = true end\n"     \
     "end\n"                                                                                        \
+    "for k in pairs(subs) do touch(k, ttl) end\n"                                                  \
     "hincr_all(counts)\n"                                                                          \
-    "for p in pairs(pools) do\n"                                                                   \
-    "  local k = 'mutirao:pool:' .. p\n"                                                           \
-    "  redis.call('EXPIRE', k, POOL_IDLE_TTL)\n"                                                   \
-    "  redis.call('EXPIRE', k .. ':stats', POOL_IDLE_TTL)\n"                                       \
-    "end\n"                                                                                        \
+    "for p in pairs(counts) do redis.call('EXPIRE', 'mutirao:pool:' .. p, POOL_IDLE_TTL) end\n"    \
     "return 1\n"
 
 /*
-** Markers of re-submitted tasks (lua/fleet/fleet_reconcile.c): ARGV[1] TTL s
-** (0: none), then task ids: per id, the mutirao:task:ID:q marker unless the
-** task already completed. No counter changes: the task was counted once.
+** Re-submitted tasks (lua/fleet/fleet_reconcile.c): ARGV[1] TTL s (0:
+** none), then per task its submitted bitmap's key and bit (fleet_bit_of):
+** the bit is set again (Redis may have lost it). No counter changes: the
+** task was counted once.
 */
 #define FLEET_REMARK_LUA                                                                           \
     FLEET_SEEN_LUA                                                                                 \
-    "local ttl = tonumber(ARGV[1])\n"                                                              \
-    "for i = 2, #ARGV do\n"                                                                        \
-    "  if not done(ARGV[i]) then\n"                                                                \
-    "    local q = 'mutirao:task:' .. ARGV[i] .. ':q'\n"                                           \
-    "    redis.call('SET', q, '1')\n"                                                              \
-    "    touch(q, ttl)\n"                                                                          \
+    "local ttl, subs = tonumber(ARGV[1]), {}\n"                                                    \
+    "for i = 2, #ARGV, 2 do\n"                                                                     \
+    "  if ARGV[i + 1] ~= '' then\n"                                                                \
+    "    redis.call('SETBIT', ARGV[i], ARGV[i + 1], 1)\n"                                          \
+    "    subs[ARGV[i]] = true\n"                                                                   \
     "  end\n"                                                                                      \
     "end\n"                                                                                        \
+    "for k in pairs(subs) do touch(k, ttl) end\n"                                                  \
     "return 1\n"
 
 /*
 ** What the producer's reconciliation reads of its pending tasks
-** (lua/fleet/fleet_reconcile.c). ARGV: task ids. Per id, two elements:
-** the result record and the mutirao:task:ID:w changes ("" when none); or,
-** without a record, 0 (neither record nor marker: Redis lost the task),
-** 1 (the marker: queued or running) or 2 (its seen bit: completed, and its
+** (lua/fleet/fleet_reconcile.c), and an await of another producer's task.
+** ARGV: per task, its id, the keys of its seen and submitted bitmaps and its
+** bit (fleet_lookup_args). Per task, two elements: the result record and
+** the mutirao:task:ID:w changes ("" when none); or, without a record, 0
+** (neither record nor bit: Redis lost the task, or nobody submitted it), 1
+** (its submitted bit, or the mutirao:task:ID:q marker of producers before
+** the bitmap: queued or running) or 2 (its seen bit: completed, and its
 ** record already deleted by an await), then "".
 */
 #define FLEET_LOOKUP_LUA                                                                           \
-    FLEET_SEEN_LUA                                                                                 \
     "local out = {}\n"                                                                             \
-    "for i = 1, #ARGV do\n"                                                                        \
-    "  local k = 'mutirao:task:' .. ARGV[i]\n"                                                     \
+    "for i = 1, #ARGV, 4 do\n"                                                                     \
+    "  local k, sk, qk, b = 'mutirao:task:' .. ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]\n"   \
     "  local rec = redis.call('GET', k)\n"                                                         \
     "  if rec then\n"                                                                              \
     "    out[#out+1] = rec\n"                                                                      \
     "    out[#out+1] = redis.call('GET', k .. ':w') or ''\n"                                       \
     "  else\n"                                                                                     \
-    "    local st, sk, sb = 0, seen(ARGV[i])\n"                                                    \
-    "    if redis.call('EXISTS', k .. ':q') == 1 then st = 1\n"                                    \
-    "    elseif sk and redis.call('GETBIT', sk, sb) == 1 then st = 2 end\n"                        \
+    "    local st = 0\n"                                                                           \
+    "    if b ~= '' and redis.call('GETBIT', sk, b) == 1 then st = 2\n"                            \
+    "    elseif (b ~= '' and redis.call('GETBIT', qk, b) == 1) or\n"                               \
+    "      redis.call('EXISTS', k .. ':q') == 1 then st = 1 end\n"                                 \
     "    out[#out+1] = st\n"                                                                       \
     "    out[#out+1] = ''\n"                                                                       \
     "  end\n"                                                                                      \
     "end\n"                                                                                        \
     "return out\n"
-
 /* Each writes the key into out (FLEET_KEY_MAX bytes) and returns its length. */
 size_t fleet_key_pool(char *out, const char *pool);
 size_t fleet_key_stats(char *out, const char *pool);
@@ -477,6 +497,25 @@ size_t fleet_key_notify(char *out, const char *producer);
 size_t fleet_key_delivery(char *out, const char *id);
 size_t fleet_key_dead(char *out, const char *pool);     /* the dead letters' records */
 size_t fleet_key_dead_env(char *out, const char *pool); /* their envelopes */
+
+/*
+** A task's bit in the fleet's bitmaps, computed by the client so that the
+** scripts do not parse ids: FLEET_SEEN_LUA's seen(id) in C (an id
+** PRODUCER:SEQ:HEX or PRODUCER:SEQ, SEQ at most 1e15). seen: the key of
+** its seen bitmap (mutirao:seen:P:N), sub: of its submitted bitmap
+** (mutirao:sub:P:N), bit: S % FLEET_SEEN_SHARD in decimal.
+*/
+typedef struct fleet_bit {
+    char seen[FLEET_KEY_MAX], sub[FLEET_KEY_MAX], bit[8];
+    size_t seen_len, sub_len, bit_len;
+} fleet_bit;
+/* Fills b and returns 0; -1 for an id of another form (no bit: its
+ * completion rests on its result key alone) or one too long. */
+int fleet_bit_of(const char *id, size_t len, fleet_bit *b);
+
+/* FLEET_LOOKUP_LUA's four arguments for task id into argv, pointing into id
+ * and b (fleet_bit_of: "" for an id without bits). */
+void fleet_lookup_args(const char *id, fleet_bit *b, const char **argv);
 
 /* The keys of task id that go once its outcome was read (FLEET_TASK_KEYS of
  * them: the result, the queued marker, the WaitGroup changes, the payloads

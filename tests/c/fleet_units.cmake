@@ -34,3 +34,10 @@ if(MUTIRAO_VALGRIND AND NOT MUTIRAO_SANITIZE)
       --errors-for-leak-kinds=all $<TARGET_FILE:test-sign>)
   set_tests_properties(valgrind.test-sign PROPERTIES LABELS "c;valgrind" TIMEOUT 120)
 endif()
+
+# The bitmap keys the workers and producers compute for the scripts
+# (shared/wire/fleet_keys.c), checked against the scripts' own Lua.
+add_executable(test-fleet-keys ${CMAKE_CURRENT_LIST_DIR}/test-fleet-keys.c)
+target_link_libraries(test-fleet-keys PRIVATE mutirao_wire PkgConfig::LUA)
+add_test(NAME c.test-fleet-keys COMMAND test-fleet-keys)
+set_tests_properties(c.test-fleet-keys PROPERTIES LABELS c TIMEOUT 60)

@@ -728,6 +728,9 @@ assert(g.pool_wait(%(pool)r))
     seen = redis_cmd("KEYS", "mutirao:seen:%s:*" % producer)
     check(seen and all(0 < redis_cmd("TTL", k) <= 86400 for k in seen),
           "seen bitmaps with a TTL: %r" % seen)
+    sub = redis_cmd("KEYS", "mutirao:sub:%s:*" % producer)
+    check(sub and all(0 < redis_cmd("TTL", k) <= 86400 for k in sub),
+          "submitted bitmaps with a TTL: %r" % sub)
     for k in ("mutirao:pool:" + pool, "mutirao:pool:%s:stats" % pool,
               "mutirao:pool:%s:active" % pool):
         ttl = redis_cmd("TTL", k)
