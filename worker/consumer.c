@@ -1607,8 +1607,11 @@ worker *worker_start(sched *s, const config *cfg, char *err, size_t errlen)
     int hb = cfg->kafka_session_timeout_ms / 3;
     o.heartbeat_interval_ms = hb < HEARTBEAT_MS ? hb : HEARTBEAT_MS;
     o.error_cb = on_kafka_error;
-    /* a partition resumed after a pause is fetched in the next fetch
-     * request: keep the broker's long poll short */
+    /* fetch.wait.max.ms: how long the broker holds a fetch request that
+     * finds nothing new. A partition that becomes fetchable meanwhile
+     * (newly assigned, or its queue drained below the bound kuv_hold keeps
+     * fetched ahead) joins only the next request to its broker: keep the
+     * broker's long poll short */
     /* MUTIRAO_KAFKA_DEBUG: librdkafka debug contexts (e.g. "fetch,consumer"), for diagnosis */
     const char *dbg = getenv("MUTIRAO_KAFKA_DEBUG");
     /* cooperative-sticky: a worker joining or leaving moves only the

@@ -26,6 +26,7 @@
 #include <lauxlib.h>
 
 #include "codec.h"
+#include "decimal.h"
 #include "envelope.h"
 #include "executor.h"
 #include "fleet_conn.h"
@@ -1660,21 +1661,15 @@ static int task_id(fvm *v, char *out, size_t outlen)
     /* "PRODUCER:SEQ:HEX", formatted by hand: snprintf was a tenth of a
      * producer's time */
     static const char digits[] = "0123456789abcdef";
-    char seq[24], *q = seq + sizeof seq;
-    uint64_t n = ++v->seq;
-    do {
-        *--q = digits[n % 10];
-        n /= 10;
-    } while (n);
-    size_t plen = strlen(v->producer), slen = (size_t)(seq + sizeof seq - q);
+    uint64_t seq = ++v->seq;
+    size_t plen = strlen(v->producer), slen = dec_len(seq);
     if (plen + 1 + slen + 1 + 32 + 1 > outlen)
         return -1;
     char *o = out;
     memcpy(o, v->producer, plen);
     o += plen;
     *o++ = ':';
-    memcpy(o, q, slen);
-    o += slen;
+    o = dec_put(o, seq);
     *o++ = ':';
     for (int i = 0; i < 16; i++) {
         *o++ = digits[r[i] >> 4];

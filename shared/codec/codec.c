@@ -270,6 +270,22 @@ static int scalar_write(void *data, const char *buf, size_t len)
     return codec__buf_add(&o->b, buf, len) == 0 ? 0 : -1;
 }
 
+/* Starts a fast-path message: o writes into buf (cap bytes, growing into
+   memory of its own past them) or, without buf, into memory of its own,
+   never beyond max_bytes; pk packs through o. Writes the header and the
+   array of the message's n values. Returns nonzero when that already
+   failed (o->overflow tells too big from out of memory). */
+static int scalar_begin(scalar_out *o, msgpack_packer *pk, char *buf, size_t cap, size_t max_bytes,
+                        size_t n)
+{
+    *o = (scalar_out){{buf, 0, buf ? cap : 0, buf != NULL}, max_bytes, 0};
+    if (!buf || !cap)
+        o->b = (codec__buf){NULL, 0, 0, 0};
+    msgpack_packer_init(pk, o, scalar_write);
+    const char hdr[CODEC__HDRLEN] = {CODEC__MAGIC[0], CODEC__MAGIC[1], CODEC__MAGIC[2], 1};
+    return scalar_write(o, hdr, sizeof hdr) != 0 || msgpack_pack_array(pk, n) != 0;
+}
+
 /* Values that are all nil, booleans, numbers and strings (a task's usual
    arguments and results) need no Lua state, protected call or work table:
    written here, byte for byte what encode_main writes. Returns 1 when it
@@ -291,13 +307,9 @@ static int encode_scalars(lua_State *L, int first, int n, const codec_limits *li
     }
     if ((size_t)n > lim->max_elems)
         return 0; /* the general path words the error */
-    scalar_out o = {{buf, 0, buf ? cap : 0, buf != NULL}, lim->max_bytes, 0};
-    if (!buf || !cap)
-        o.b = (codec__buf){NULL, 0, 0, 0};
+    scalar_out o;
     msgpack_packer pk;
-    msgpack_packer_init(&pk, &o, scalar_write);
-    const char hdr[CODEC__HDRLEN] = {CODEC__MAGIC[0], CODEC__MAGIC[1], CODEC__MAGIC[2], 1};
-    int bad = scalar_write(&o, hdr, sizeof hdr) != 0 || msgpack_pack_array(&pk, (size_t)n) != 0;
+    int bad = scalar_begin(&o, &pk, buf, cap, lim->max_bytes, (size_t)n);
     for (int i = 0; i < n && !bad; i++) {
         int idx = first + i;
         switch (lua_type(L, idx)) {
@@ -408,15 +420,11 @@ static int encode_task_fast(lua_State *L, int first, int n, const codec_limits *
         else if (!is_scalar(t))
             goto out;
     }
-    scalar_out o = {{buf, 0, buf ? cap : 0, buf != NULL}, lim->max_bytes, 0};
-    if (!buf || !cap)
-        o.b = (codec__buf){NULL, 0, 0, 0};
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &o, scalar_write);
-    const char hdr[CODEC__HDRLEN] = {CODEC__MAGIC[0], CODEC__MAGIC[1], CODEC__MAGIC[2], 1};
     size_t dlen;
     const char *dump = lua_tolstring(L, top + 2, &dlen);
-    int bad = scalar_write(&o, hdr, sizeof hdr) != 0 || msgpack_pack_array(&pk, (size_t)n) != 0 ||
+    scalar_out o;
+    msgpack_packer pk;
+    int bad = scalar_begin(&o, &pk, buf, cap, lim->max_bytes, (size_t)n) ||
               msgpack_pack_array(&pk, 2 + (size_t)nups) != 0 ||
               msgpack_pack_ext(&pk, 0, CODEC__EXT_FUNC) != 0 || msgpack_pack_bin(&pk, dlen) != 0 ||
               msgpack_pack_bin_body(&pk, dump, dlen) != 0;

@@ -43,6 +43,7 @@
 #include <openssl/x509v3.h>
 #include <uv.h>
 
+#include "decimal.h"
 #include "list.h"
 #include "redis_cluster.h"
 #include "redis_uv.h"
@@ -229,39 +230,17 @@ static void dl_arm(redis_uv *cli)
 
 /* ---- RESP formatting --------------------------------------------------- */
 
-/* Decimal digits of n. */
-static size_t ndigits(size_t n)
-{
-    size_t d = 1;
-    while (n >= 10) {
-        n /= 10;
-        d++;
-    }
-    return d;
-}
-
-/* Writes n in decimal at p (ndigits(n) bytes, no NUL); returns the end. */
-static char *put_uint(char *p, size_t n)
-{
-    char *end = p + ndigits(n), *q = end;
-    do {
-        *--q = (char)('0' + n % 10);
-        n /= 10;
-    } while (n);
-    return end;
-}
-
 /* "$N\r\n" + n bytes + "\r\n" (formatted by hand: a command's every
  * argument goes through here, snprintf was a tenth of a worker's time). */
 static size_t bulk_size(size_t n)
 {
-    return 1 + ndigits(n) + 2 + n + 2;
+    return 1 + dec_len(n) + 2 + n + 2;
 }
 
 static char *put_bulk(char *p, const char *s, size_t n)
 {
     *p++ = '$';
-    p = put_uint(p, n);
+    p = dec_put(p, n);
     *p++ = '\r';
     *p++ = '\n';
     if (n > 0)
@@ -1559,7 +1538,7 @@ static char *format_argv(int argc, const char *const *argv, const size_t *argvle
     size_t total = 0;
     size_t nbulk = (size_t)argc + (first != NULL);
     if (header)
-        total += 1 + ndigits(nbulk) + 2;
+        total += 1 + dec_len(nbulk) + 2;
     if (first != NULL)
         total += bulk_size(firstlen);
     for (int i = 0; i < argc; i++)
@@ -1569,7 +1548,7 @@ static char *format_argv(int argc, const char *const *argv, const size_t *argvle
         return NULL;
     if (header) {
         *p++ = '*';
-        p = put_uint(p, nbulk);
+        p = dec_put(p, nbulk);
         *p++ = '\r';
         *p++ = '\n';
     }

@@ -7,19 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-/* n in decimal at out, no NUL; the length */
-static size_t fmt_u64(char *out, uint64_t n)
-{
-    char tmp[24];
-    size_t k = 0;
-    do {
-        tmp[k++] = (char)('0' + n % 10);
-        n /= 10;
-    } while (n);
-    for (size_t i = 0; i < k; i++)
-        out[i] = tmp[k - 1 - i];
-    return k;
-}
+#include "decimal.h"
 
 static size_t key(char *out, const char *fmt, const char *s)
 {
@@ -114,8 +102,8 @@ static int all_of(const char *s, size_t n, const char *set)
 static size_t bitmap_key(char *out, const char *prefix, const char *p, size_t plen, uint64_t shard)
 {
     size_t pre = strlen(prefix);
-    char d[24];
-    size_t dl = fmt_u64(d, shard);
+    char d[21]; /* any uint64_t */
+    size_t dl = (size_t)(dec_put(d, shard) - d);
     if (pre + plen + 1 + dl + 1 > FLEET_KEY_MAX)
         return 0;
     memcpy(out, prefix, pre);
@@ -169,8 +157,9 @@ int fleet_bit_of(const char *id, size_t len, fleet_bit *b)
     }
     b->seen_len = bitmap_key(b->seen, "mutirao:seen:", p, plen, n / FLEET_SEEN_SHARD);
     b->sub_len = bitmap_key(b->sub, "mutirao:sub:", p, plen, n / FLEET_SEEN_SHARD);
-    b->bit_len = fmt_u64(b->bit, n % FLEET_SEEN_SHARD);
-    b->bit[b->bit_len] = 0;
+    char *e = dec_put(b->bit, n % FLEET_SEEN_SHARD);
+    *e = 0;
+    b->bit_len = (size_t)(e - b->bit);
     return b->seen_len && b->sub_len ? 0 : -1;
 }
 

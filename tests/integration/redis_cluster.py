@@ -24,25 +24,19 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "helpers"))
-from redis_client import Conn, encode, read_reply  # noqa: E402
+from redis_client import Conn  # noqa: E402
 
 
-class TlsConn:
-    """Conn over TLS (the server's certificate checked against ca_file)."""
+class TlsConn(Conn):
+    """Conn over TLS (the server's certificate checked against ca_file):
+    only the connecting differs (Conn's __init__ is not run), call and
+    close are Conn's, on the TLS socket."""
 
     def __init__(self, port, ca_file, timeout=5):
         ctx = ssl.create_default_context(cafile=ca_file)
         raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         self.s = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
         self.f = self.s.makefile("rb")
-
-    def call(self, *args):
-        self.s.sendall(encode(args))
-        return read_reply(self.f)
-
-    def close(self):
-        self.f.close()
-        self.s.close()
 
 
 def make_certs(d):

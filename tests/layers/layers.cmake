@@ -32,6 +32,7 @@ set(_layer_probes
   "fleet   goroutine.h      no"
   "fleet   http.h           no"
   "base    list.h           yes"
+  "base    decimal.h        yes"
   "base    codec.h          no"
   "base    scheduler.h      no"
   "codec   errors.h         yes"
