@@ -317,11 +317,12 @@
 ** ("ID ENVELOPE", score due; counted once in the
 ** pool's retried), the delivery record goes (that attempt ended), and
 ** nothing is recorded or pushed; its element of the reply is 2.
-** Per task: unless its seen bit is set, SET mutirao:task:ID (the seen bit,
-** set here with the record, says "done": a record already there without it
-** was written by someone else, e.g. a forger, and is replaced; an id without
-** a seen bit uses SET NX); only when it was set, the seen bit is set,
-** the marker and the delivery record go, the pool's counter grows, the
+** Per task: SETBIT of its seen bit (which answers the bit before): when it
+** was clear, SET mutirao:task:ID (the seen bit, set here with the record,
+** says "done": a record already there without it was written by someone
+** else, e.g. a forger, and is replaced; an id without a seen bit uses SET
+** NX); only when the record was set, an older producer's marker and the
+** delivery record go, the pool's counter grows, the
 ** 'W' elements (each with NUL + "TASKID N" appended) and 'R' + record are
 ** pushed, and the changes of WaitGroups of the task's own producer are
 ** kept in mutirao:task:ID:w.
@@ -353,25 +354,27 @@
     "  else\n"                                                                                     \
     "  local ok = false\n"                                                                         \
     "  if sb ~= '' then\n"                                                                         \
-    "    if redis.call('GETBIT', sk, sb) == 0 then\n"                                              \
+    "    if redis.call('SETBIT', sk, sb, 1) == 0 then\n"                                           \
+    "      seens[sk] = true\n"                                                                     \
     "      if ttl > 0 then ok = redis.call('SET', k, rec, 'EX', ARGV[1])\n"                        \
     "      else ok = redis.call('SET', k, rec) end\n"                                              \
     "    end\n"                                                                                    \
     "  elseif ttl > 0 then ok = redis.call('SET', k, rec, 'NX', 'EX', ARGV[1])\n"                  \
     "  else ok = redis.call('SET', k, rec, 'NX') end\n"                                            \
     "  if ok then\n"                                                                               \
-    "    if sb ~= '' then redis.call('SETBIT', sk, sb, 1) seens[sk] = true end\n"                  \
     "    redis.call('DEL', k .. ':q', 'mutirao:delivery:' .. id)\n"                                \
     "    count(counts, pool, st, 1)\n"                                                             \
     "    if #blob > 0 then setx(k .. ':out', blob, ttl) end\n"                                     \
-    "    local mine, per = {}, {}\n"                                                               \
-    "    for w = 0, nw - 1 do local o = ARGV[i+9+2*w]; per[o] = (per[o] or 0) + 1 end\n"           \
-    "    for w = 0, nw - 1 do\n"                                                                   \
-    "      local o, e = ARGV[i+9+2*w], ARGV[i+10+2*w]\n"                                           \
-    "      push(o, e .. '\\0' .. id .. ' ' .. per[o])\n"                                           \
-    "      if o == prod then mine[#mine+1] = string.sub(e, 2) end\n"                               \
+    "    if nw > 0 then\n"                                                                         \
+    "      local mine, per = {}, {}\n"                                                             \
+    "      for w = 0, nw - 1 do local o = ARGV[i+9+2*w]; per[o] = (per[o] or 0) + 1 end\n"         \
+    "      for w = 0, nw - 1 do\n"                                                                 \
+    "        local o, e = ARGV[i+9+2*w], ARGV[i+10+2*w]\n"                                         \
+    "        push(o, e .. '\\0' .. id .. ' ' .. per[o])\n"                                         \
+    "        if o == prod then mine[#mine+1] = string.sub(e, 2) end\n"                             \
+    "      end\n"                                                                                  \
+    "      if #mine > 0 then setx(k .. ':w', table.concat(mine, '\\n'), ttl) end\n"                \
     "    end\n"                                                                                    \
-    "    if #mine > 0 then setx(k .. ':w', table.concat(mine, '\\n'), ttl) end\n"                  \
     "    push(prod, 'R' .. rec)\n"                                                                 \
     "    out[#out+1] = 1\n"                                                                        \
     "  else\n"                                                                                     \
