@@ -1,8 +1,9 @@
 -- bench/fleet.lua MODE N POOL: fleet figures, run by bench/fleet.sh with
 -- `mutirao run --fleet` against live mutirao-worker processes.
 --   throughput N: N trivial tasks submitted at once (the pool's queue holds
---     them all); time from the first submit to the last result back in this
---     producer, i.e. each task stored in Redis and its notification read.
+--     them all; FLEET_BENCH_WORK=K: each task loops K times instead); time
+--     from the first submit to the last result back in this producer, i.e.
+--     each task stored in Redis and its notification read.
 --   latency N: N tasks one at a time, every 5 ms (200/s); per task the
 --     time from pool_submit to await returning; p50 and p99.
 --   open: open loop, FLEET_BENCH_RATE tasks/s (default 1000) for
@@ -72,10 +73,21 @@ end
 g.sleep(tonumber(os.getenv("FLEET_BENCH_SETTLE_MS") or "6000"))
 
 if mode == "throughput" then
+    -- FLEET_BENCH_WORK: loop iterations of each task's body (default 0: a
+    -- trivial task), for runs where the workers' CPU is the bottleneck
+    local work = tonumber(os.getenv("FLEET_BENCH_WORK") or "0")
+    local body = function(x) return x end
+    if work > 0 then
+        body = function(x, k)
+            local s = 0
+            for j = 1, k do s = s + j % 7 end
+            return x + s * 0
+        end
+    end
     local c0 = cpu_mark()
     local t0 = g.now()
     for i = 1, n do
-        assert(g.pool_submit(pool, function(x) return x end, i))
+        assert(g.pool_submit(pool, body, i, work))
     end
     local t1 = g.now()
     assert(g.pool_wait(pool))
