@@ -292,10 +292,7 @@ static void wtask_free(wtask *t)
     free(t->next_env);
     free(t->reject);
     free(t->unrun);
-    for (int i = 0; i < t->argc; i++)
-        free(t->argv[i]);
-    free(t->argv);
-    free(t->argvlen);
+    free(t->argv); /* its lengths and bytes are in the same block */
     free(t);
 }
 
@@ -485,30 +482,46 @@ static void queue_completion(wtask *t)
         flush_completions(w);
 }
 
-static int add_arg(wtask *t, const char *prefix, const void *data, size_t len)
+/* One argument of the completion script, before it is copied. */
+typedef struct argpart {
+    const char *p;
+    size_t n;
+} argpart;
+
+/* t->argv, t->argvlen: copies of the n parts, NUL-terminated, in one
+ * allocation (the pointers, the lengths, then the bytes; freed with
+ * t->argv). 0, or -1 without memory. */
+static int set_args(wtask *t, const argpart *a, int n)
 {
-    size_t pl = prefix ? strlen(prefix) : 0;
-    char *a = malloc(pl + len + 1);
-    if (!a)
+    size_t bytes = (size_t)n * (sizeof(char *) + sizeof(size_t));
+    for (int i = 0; i < n; i++)
+        bytes += a[i].n + 1;
+    char **argv = malloc(bytes);
+    if (!argv)
         return -1;
-    if (pl)
-        memcpy(a, prefix, pl);
-    if (len)
-        memcpy(a + pl, data, len);
-    a[pl + len] = 0;
-    t->argv[t->argc] = a;
-    t->argvlen[t->argc++] = pl + len;
+    size_t *lens = (size_t *)(argv + n);
+    char *d = (char *)(lens + n);
+    for (int i = 0; i < n; i++) {
+        argv[i] = d;
+        lens[i] = a[i].n;
+        if (a[i].n)
+            memcpy(d, a[i].p, a[i].n);
+        d[a[i].n] = 0;
+        d += a[i].n + 1;
+    }
+    t->argv = argv;
+    t->argvlen = lens;
+    t->argc = n;
     return 0;
 }
 
 /* FLEET_COMPLETE_LUA's seen bitmap key and bit of the task ("" "" for an
  * id without them): computed here, not parsed by Redis. */
-static int add_bit_args(wtask *t)
+static void bit_parts(const wtask *t, fleet_bit *b, argpart *out)
 {
-    fleet_bit b;
-    if (fleet_bit_of(t->id, strlen(t->id), &b) != 0)
-        return add_arg(t, NULL, "", 0) | add_arg(t, NULL, "", 0);
-    return add_arg(t, NULL, b.seen, b.seen_len) | add_arg(t, NULL, b.bit, b.bit_len);
+    int has = fleet_bit_of(t->id, strlen(t->id), b) == 0;
+    out[0] = (argpart){has ? b->seen : "", has ? b->seen_len : 0};
+    out[1] = (argpart){has ? b->bit : "", has ? b->bit_len : 0};
 }
 
 typedef struct delta_list {
@@ -610,31 +623,19 @@ static int retry_outcome(wtask *t)
     uint64_t due = unix_ms() + retry_delay_ms(&t->policy, t->attempt + 1, retry_random());
     if (t->deadline_ms && due >= t->deadline_ms)
         return -1; /* it would not start: its failure is the outcome */
-    t->argv = calloc(9, sizeof *t->argv);
-    t->argvlen = calloc(9, sizeof *t->argvlen);
     char num[24];
     snprintf(num, sizeof num, "%" PRIu64, due);
-    int fail = !t->argv || !t->argvlen;
-    if (!fail) {
-        fail |= add_arg(t, NULL, t->id, strlen(t->id));
-        fail |= add_arg(t, NULL, t->wp->name, strlen(t->wp->name));
-        fail |= add_arg(t, NULL, t->producer, strlen(t->producer));
-        fail |= add_arg(t, NULL, "retry", 5);
-        fail |= add_arg(t, NULL, t->next_env, t->next_envlen);
-        fail |= add_arg(t, NULL, num, strlen(num));
-        fail |= add_bit_args(t);
-        fail |= add_arg(t, NULL, "0", 1);
-    }
-    if (fail) {
-        for (int i = 0; i < t->argc; i++)
-            free(t->argv[i]);
-        free(t->argv);
-        free(t->argvlen);
-        t->argv = NULL;
-        t->argvlen = NULL;
-        t->argc = 0;
+    fleet_bit b;
+    argpart a[9] = {{t->id, strlen(t->id)},
+                    {t->wp->name, strlen(t->wp->name)},
+                    {t->producer, strlen(t->producer)},
+                    {"retry", 5},
+                    {t->next_env, t->next_envlen},
+                    {num, strlen(num)}};
+    bit_parts(t, &b, a + 6);
+    a[8] = (argpart){"0", 1};
+    if (set_args(t, a, 9) != 0)
         return -1;
-    }
     /* the failed attempt's WaitGroup changes go with it: the next attempt
      * makes its own */
     fleet_task_wgs_drain(&t->wgs, drop_delta, NULL);
@@ -746,26 +747,30 @@ static void record_result(wtask *t, int ok, const char *out, size_t outlen, int 
         b.data = sealed; /* b.len bytes of the signed record; freed below */
         b.len = sealedlen;
     }
-    int nargs = 9 + 2 * d.n;
-    t->argv = calloc((size_t)nargs, sizeof *t->argv);
-    t->argvlen = calloc((size_t)nargs, sizeof *t->argvlen);
-    char num[32];
-    int fail = rc != 0 || !t->argv || !t->argvlen;
-    if (!fail) {
-        fail |= add_arg(t, NULL, t->id, strlen(t->id));
-        fail |= add_arg(t, NULL, t->wp->name, strlen(t->wp->name));
-        fail |= add_arg(t, NULL, t->producer, strlen(t->producer));
-        fail |= add_arg(t, NULL, t->ok ? "completed" : "failed", t->ok ? 9 : 6);
-        fail |= add_arg(t, NULL, b.data, b.len);
-        fail |= add_arg(t, NULL, blob, bloblen);
-        fail |= add_bit_args(t);
+    int nargs = 9 + 2 * d.n, fail = rc != 0;
+    argpart few[9], *a = d.n ? malloc((size_t)nargs * sizeof *a) : few;
+    if (!fail && a) {
+        char num[32];
+        fleet_bit bit;
         snprintf(num, sizeof num, "%d", d.n);
-        fail |= add_arg(t, NULL, num, strlen(num));
+        a[0] = (argpart){t->id, strlen(t->id)};
+        a[1] = (argpart){t->wp->name, strlen(t->wp->name)};
+        a[2] = (argpart){t->producer, strlen(t->producer)};
+        a[3] = t->ok ? (argpart){"completed", 9} : (argpart){"failed", 6};
+        a[4] = (argpart){b.data, b.len};
+        a[5] = (argpart){blob, bloblen};
+        bit_parts(t, &bit, a + 6);
+        a[8] = (argpart){num, strlen(num)};
         for (int i = 0; i < d.n; i++) {
-            fail |= add_arg(t, NULL, d.owner[i], strlen(d.owner[i]));
-            fail |= add_arg(t, NULL, d.elem[i], strlen(d.elem[i]));
+            a[9 + 2 * i] = (argpart){d.owner[i], strlen(d.owner[i])};
+            a[10 + 2 * i] = (argpart){d.elem[i], strlen(d.elem[i])};
         }
+        fail = set_args(t, a, nargs) != 0;
+    } else {
+        fail = 1;
     }
+    if (a != few)
+        free(a);
     for (int i = 0; i < d.n; i++)
         free(d.elem[i]);
     free(d.elem);
