@@ -151,13 +151,15 @@ static void send_one(deliveries *d)
     const char **argv = malloc((size_t)argc * sizeof *argv);
     size_t *lens = malloc((size_t)argc * sizeof *lens);
     char(*num)[12] = malloc((size_t)n * sizeof *num);
-    fleet_bit *bits = malloc((size_t)n * sizeof *bits);
-    if (!c || !argv || !lens || !num || !bits) {
+    fleet_bits bits;
+    int have = fleet_bits_init(&bits, n) == 0;
+    if (!c || !argv || !lens || !num || !have) {
         free(c);
         free(argv);
         free(lens);
         free(num);
-        free(bits);
+        if (have)
+            fleet_bits_free(&bits);
         uv_timer_start(&d->retry, on_retry, d->retry_ms, 0);
         return;
     }
@@ -176,23 +178,26 @@ static void send_one(deliveries *d)
         c->a[i] = a;
         /* by hand: snprintf costs more, once per task */
         *dec_put(num[i], a->max ? a->max : FLEET_MAX_DELIVERIES) = 0;
-        int has = fleet_bit_of(a->id, strlen(a->id), &bits[i]) == 0;
+        if (fleet_bits_set(&bits, i, a->id, strlen(a->id)) != 0)
+            have = 0;
         argv[3 + 6 * i] = a->id;
         argv[4 + 6 * i] = num[i];
         argv[5 + 6 * i] = a->pool;
         argv[6 + 6 * i] = a->alone ? "1" : "0";
-        argv[7 + 6 * i] = has ? bits[i].seen : "";
-        argv[8 + 6 * i] = has ? bits[i].bit : "";
+        argv[7 + 6 * i] = bits.seen[i];
+        argv[8 + 6 * i] = bits.bit[i];
     }
     if (!d->head)
         d->tail = NULL;
     for (int i = 0; i < argc; i++)
         lens[i] = strlen(argv[i]);
-    int rc = redis_uv_eval(d->r, on_reply, c, d->script, 0, argc, argv, lens);
+    /* without a task's bits its done check would differ: not sent */
+    int rc =
+        have ? redis_uv_eval(d->r, on_reply, c, d->script, 0, argc, argv, lens) : REDIS_UV_ENOMEM;
     free(argv);
     free(lens);
     free(num);
-    free(bits);
+    fleet_bits_free(&bits);
     if (rc != 0) {
         failed(d, c, redis_uv_strerror(rc));
         free(c);

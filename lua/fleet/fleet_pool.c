@@ -165,28 +165,24 @@ static void flush_submits(fvm *v)
         frc_ids_add(ids, v->sub_argv[i]);
     /* per task: pool, the key and bit of its submitted bitmap */
     int n = (v->nsub - 1) / 2, argc = 1 + 3 * n, rc = -1;
-    fleet_bit *bits = malloc((size_t)n * sizeof *bits);
+    fleet_bits bits;
+    int have = fleet_bits_init(&bits, n) == 0;
     const char **argv = malloc((size_t)argc * sizeof *argv);
-    size_t *lens = malloc((size_t)argc * sizeof *lens);
-    if (bits && argv && lens) {
+    if (have && argv) {
         argv[0] = v->sub_argv[0];
-        lens[0] = v->sub_len[0];
-        for (int i = 0; i < n; i++) {
-            const char *id = v->sub_argv[2 + 2 * i];
-            int has = fleet_bit_of(id, v->sub_len[2 + 2 * i], &bits[i]) == 0;
+        for (int i = 0; i < n && have; i++) {
+            have = fleet_bits_set(&bits, i, v->sub_argv[2 + 2 * i], v->sub_len[2 + 2 * i]) == 0;
             argv[1 + 3 * i] = v->sub_argv[1 + 2 * i];
-            lens[1 + 3 * i] = v->sub_len[1 + 2 * i];
-            argv[2 + 3 * i] = has ? bits[i].sub : "";
-            lens[2 + 3 * i] = has ? bits[i].sub_len : 0;
-            argv[3 + 3 * i] = has ? bits[i].bit : "";
-            lens[3 + 3 * i] = has ? bits[i].bit_len : 0;
+            argv[2 + 3 * i] = bits.sub[i];
+            argv[3 + 3 * i] = bits.bit[i];
         }
-        rc = redis_uv_eval(v->r, ids ? frc_on_marked : NULL, ids, v->submit_script, 0, argc, argv,
-                           lens);
+        if (have)
+            rc = redis_uv_eval(v->r, ids ? frc_on_marked : NULL, ids, v->submit_script, 0, argc,
+                               argv, NULL);
     }
-    free(bits);
+    if (bits.n)
+        fleet_bits_free(&bits);
     free(argv);
-    free(lens);
     if (rc != 0 && ids)
         frc_on_marked(v->r, -1, NULL, NULL, ids);
     for (int i = 1; i < v->nsub; i++)
@@ -2067,12 +2063,19 @@ static void on_get(redis_uv *cli, int status, const redisReply *reply, const cha
 static int foreign_lookup(lua_State *L, fop *op)
 {
     fvm *v = op->v;
-    fleet_bit b;
+    fleet_bits b;
     const char *argv[4];
-    fleet_lookup_args(op->name, &b, argv);
+    int rc = fleet_bits_init(&b, 1);
+    if (rc == 0 && (rc = fleet_bits_set(&b, 0, op->name, strlen(op->name))) == 0)
+        fleet_lookup_args(op->name, &b, 0, argv);
     op->stage = 1;
     fop_expect(op);
-    int rc = redis_uv_eval(v->r, on_lookup, op, v->lookup_script, 0, 4, argv, NULL);
+    if (rc == 0)
+        rc = redis_uv_eval(v->r, on_lookup, op, v->lookup_script, 0, 4, argv, NULL);
+    else
+        rc = REDIS_UV_ENOMEM;
+    if (b.n)
+        fleet_bits_free(&b);
     if (rc != 0) {
         fop_unexpect(op, rc);
         return await_foreign_k(L, LUA_OK, (lua_KContext)op);

@@ -147,19 +147,23 @@ void frc_on_marked(redis_uv *cli, int status, const redisReply *reply, const cha
 static void remark(frc *c, frc_ids *b)
 {
     const char **argv = malloc((size_t)(2 * b->n + 1) * sizeof *argv);
-    fleet_bit *bits = malloc((size_t)b->n * sizeof *bits);
-    int rc = -1;
-    if (argv && bits) {
+    fleet_bits bits;
+    int rc = fleet_bits_init(&bits, b->n);
+    if (argv && rc == 0) {
         argv[0] = c->ttl;
-        for (int i = 0; i < b->n; i++) {
-            int has = fleet_bit_of(b->id[i], strlen(b->id[i]), &bits[i]) == 0;
-            argv[1 + 2 * i] = has ? bits[i].sub : "";
-            argv[2 + 2 * i] = has ? bits[i].bit : "";
+        for (int i = 0; i < b->n && rc == 0; i++) {
+            rc = fleet_bits_set(&bits, i, b->id[i], strlen(b->id[i]));
+            argv[1 + 2 * i] = bits.sub[i];
+            argv[2 + 2 * i] = bits.bit[i];
         }
-        rc = redis_uv_eval(c->r, frc_on_marked, b, c->script, 0, 2 * b->n + 1, argv, NULL);
+        if (rc == 0)
+            rc = redis_uv_eval(c->r, frc_on_marked, b, c->script, 0, 2 * b->n + 1, argv, NULL);
+    } else {
+        rc = -1;
     }
     free(argv);
-    free(bits);
+    if (bits.n)
+        fleet_bits_free(&bits);
     if (rc == 0)
         return;
     for (int i = 0; i < b->n; i++) {
@@ -252,15 +256,21 @@ void frc_tick(frc *c, uint64_t now_ms)
     if (n == 0)
         return;
     const char **argv = malloc((size_t)(4 * n) * sizeof *argv);
-    fleet_bit *bits = malloc((size_t)n * sizeof *bits);
-    int rc = -1;
-    if (argv && bits) {
-        for (int i = 0; i < n; i++)
-            fleet_lookup_args(b->id[i], &bits[i], argv + 4 * i);
-        rc = redis_uv_eval(c->r, on_round, b, c->lookup, 0, 4 * n, argv, NULL);
+    fleet_bits bits;
+    int rc = fleet_bits_init(&bits, n);
+    if (argv && rc == 0) {
+        for (int i = 0; i < n && rc == 0; i++) {
+            rc = fleet_bits_set(&bits, i, b->id[i], strlen(b->id[i]));
+            fleet_lookup_args(b->id[i], &bits, i, argv + 4 * i);
+        }
+        if (rc == 0)
+            rc = redis_uv_eval(c->r, on_round, b, c->lookup, 0, 4 * n, argv, NULL);
+    } else {
+        rc = -1;
     }
     free(argv);
-    free(bits);
+    if (bits.n)
+        fleet_bits_free(&bits);
     if (rc != 0) {
         frc_ids_discard(b);
         return;

@@ -4,6 +4,7 @@
 #include "fleet_keys.h"
 
 #include <stdint.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -163,11 +164,71 @@ int fleet_bit_of(const char *id, size_t len, fleet_bit *b)
     return b->seen_len && b->sub_len ? 0 : -1;
 }
 
-void fleet_lookup_args(const char *id, fleet_bit *b, const char **argv)
+int fleet_bits_init(fleet_bits *s, int n)
 {
-    int has = fleet_bit_of(id, strlen(id), b) == 0;
+    memset(s, 0, sizeof *s);
+    if (n < 1)
+        n = 1;
+    /* per task: two key pointers, room for two distinct keys, the bit */
+    char *m = malloc((size_t)n * (4 * sizeof(char *) + sizeof s->bit[0]));
+    if (!m)
+        return -1;
+    s->n = n;
+    s->seen = (const char **)m;
+    s->sub = s->seen + n;
+    s->own = (char **)(s->sub + n);
+    s->bit = (char(*)[8])(s->own + 2 * n);
+    for (int i = 0; i < n; i++) {
+        s->seen[i] = s->sub[i] = "";
+        s->bit[i][0] = 0;
+    }
+    return 0;
+}
+
+/* A copy of key, freed with the set; NULL without memory. */
+static const char *own_key(fleet_bits *s, const char *key, size_t len)
+{
+    char *k = malloc(len + 1);
+    if (!k)
+        return NULL;
+    memcpy(k, key, len + 1);
+    s->own[s->nown++] = k;
+    return k;
+}
+
+int fleet_bits_set(fleet_bits *s, int i, const char *id, size_t len)
+{
+    fleet_bit b;
+    if (i < 0 || i >= s->n || fleet_bit_of(id, len, &b) != 0)
+        return 0;
+    const char *seen, *sub;
+    if (i > 0 && s->seen[i - 1][0] && strcmp(s->seen[i - 1], b.seen) == 0) {
+        seen = s->seen[i - 1]; /* the same bitmap as the task before */
+        sub = s->sub[i - 1];
+    } else {
+        seen = own_key(s, b.seen, b.seen_len);
+        sub = seen ? own_key(s, b.sub, b.sub_len) : NULL;
+        if (!seen || !sub)
+            return -1;
+    }
+    s->seen[i] = seen;
+    s->sub[i] = sub;
+    memcpy(s->bit[i], b.bit, b.bit_len + 1);
+    return 0;
+}
+
+void fleet_bits_free(fleet_bits *s)
+{
+    for (int i = 0; i < s->nown; i++)
+        free(s->own[i]);
+    free(s->seen);
+    memset(s, 0, sizeof *s);
+}
+
+void fleet_lookup_args(const char *id, const fleet_bits *s, int i, const char **argv)
+{
     argv[0] = id;
-    argv[1] = has ? b->seen : "";
-    argv[2] = has ? b->sub : "";
-    argv[3] = has ? b->bit : "";
+    argv[1] = s->seen[i];
+    argv[2] = s->sub[i];
+    argv[3] = s->bit[i];
 }

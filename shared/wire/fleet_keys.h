@@ -516,9 +516,29 @@ typedef struct fleet_bit {
  * completion rests on its result key alone) or one too long. */
 int fleet_bit_of(const char *id, size_t len, fleet_bit *b);
 
-/* FLEET_LOOKUP_LUA's four arguments for task id into argv, pointing into id
- * and b (fleet_bit_of: "" for an id without bits). */
-void fleet_lookup_args(const char *id, fleet_bit *b, const char **argv);
+/*
+** The bits of the n tasks of one script call, compactly: a batch's tasks
+** share few bitmaps (4,096 consecutive tasks of a producer per bitmap), so
+** a key equal to the task before's is not stored again. Per task i:
+** seen[i], sub[i] (its keys, "" for an id without bits) and bit[i] ("" for
+** none).
+*/
+typedef struct fleet_bits {
+    int n;
+    const char **seen, **sub;
+    char (*bit)[8];
+    char **own; /* the distinct keys, freed with the set */
+    int nown;
+} fleet_bits;
+/* Room for n tasks; 0, or -1 without memory. */
+int fleet_bits_init(fleet_bits *s, int n);
+/* Task i's bits from its id; 0, or -1 without memory (its keys are then ""). */
+int fleet_bits_set(fleet_bits *s, int i, const char *id, size_t len);
+void fleet_bits_free(fleet_bits *s);
+
+/* FLEET_LOOKUP_LUA's four arguments for task i of s into argv, pointing
+ * into id and s. */
+void fleet_lookup_args(const char *id, const fleet_bits *s, int i, const char **argv);
 
 /* The keys of task id that go once its outcome was read (FLEET_TASK_KEYS of
  * them: the result, the queued marker, the WaitGroup changes, the payloads

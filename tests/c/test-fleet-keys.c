@@ -1,7 +1,8 @@
 /* test-fleet-keys.c: fleet_bit_of (shared/wire/fleet_keys.c) gives, for
  * every id, the bitmap keys and bit the scripts' own seen(id)
  * (FLEET_SEEN_LUA, run here in a Lua state) would: the workers and the
- * producer pass them to the scripts instead of letting Redis parse ids. */
+ * producer pass them to the scripts instead of letting Redis parse ids;
+ * fleet_bits holds a batch's of them. */
 #include "test.h"
 
 #include "fleet_keys.h"
@@ -119,8 +120,52 @@ static int random_ids(void)
     return bad;
 }
 
+/* fleet_bits: per task the same keys and bit as fleet_bit_of, a key shared
+ * with the task before when equal, and ids without bits as "" */
+static int bits_batch(void)
+{
+    char ids[64][64];
+    int n = 0;
+    for (int i = 0; i < 20; i++) /* one bitmap, then the next shard */
+        snprintf(ids[n++], sizeof ids[0], "p.1:%d:ab", 4090 + i);
+    snprintf(ids[n++], sizeof ids[0], "plain-id");
+    for (int i = 0; i < 10; i++) /* two producers alternating */
+        snprintf(ids[n++], sizeof ids[0], "%s:%d:ff", i % 2 ? "q.2" : "r.3", i);
+    snprintf(ids[n++], sizeof ids[0], "p.1:4095:ab");
+    fleet_bits s;
+    ASSERT_EQ(fleet_bits_init(&s, n), 0);
+    for (int i = 0; i < n; i++)
+        ASSERT_EQ(fleet_bits_set(&s, i, ids[i], strlen(ids[i])), 0);
+    int distinct = 0;
+    for (int i = 0; i < n; i++) {
+        fleet_bit b;
+        if (fleet_bit_of(ids[i], strlen(ids[i]), &b) != 0) {
+            ASSERT_STR_EQ(s.seen[i], "");
+            ASSERT_STR_EQ(s.sub[i], "");
+            ASSERT_STR_EQ(s.bit[i], "");
+            continue;
+        }
+        ASSERT_STR_EQ(s.seen[i], b.seen);
+        ASSERT_STR_EQ(s.sub[i], b.sub);
+        ASSERT_STR_EQ(s.bit[i], b.bit);
+        distinct += i == 0 || s.seen[i] != s.seen[i - 1];
+    }
+    /* shards 0 and 1 of p.1, 10 alternations, p.1's shard 0 again */
+    ASSERT_EQ(distinct, 13);
+    ASSERT_EQ(s.nown, 2 * distinct);
+    const char *argv[4];
+    fleet_lookup_args(ids[3], &s, 3, argv);
+    ASSERT_STR_EQ(argv[0], ids[3]);
+    ASSERT_STR_EQ(argv[1], "mutirao:seen:p.1:0");
+    ASSERT_STR_EQ(argv[2], "mutirao:sub:p.1:0");
+    ASSERT_STR_EQ(argv[3], "4093");
+    fleet_bits_free(&s);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
-    static const test tests[] = {{"fixed_ids", fixed_ids}, {"random_ids", random_ids}};
+    static const test tests[] = {
+        {"fixed_ids", fixed_ids}, {"random_ids", random_ids}, {"bits_batch", bits_batch}};
     return test_run(tests, sizeof tests / sizeof tests[0], argc, argv);
 }
