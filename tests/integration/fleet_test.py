@@ -3034,7 +3034,69 @@ print("nested", g.await(id))
           "source tasks ran")
 
 
-CASES = {"examples": case_examples, "await_wg": case_await_wg, "two_workers": case_two_workers,
+def case_foreign_pending():
+    """await of another process's task while it is still queued: its
+    submitted bit says "not finished" (the await waits, it is no unknown
+    id), and once a worker runs it the record is the outcome; an id of the
+    same form nobody submitted is unknown at once."""
+    pool = "fpend" + UNIQ
+    path = os.path.join(TMP, "fpend.lua")
+    with open(path, "w") as f:
+        f.write("""
+local g = require("goroutine")
+assert(g.pool_create(%r, { workers = 2 }))
+print("id " .. assert(g.pool_submit(%r, function(x) return x * 2 end, 21)))
+io.stdout:flush()
+""" % (pool, pool))
+    # no worker yet: the task stays queued; its producer waits for it
+    pa = subprocess.Popen([os.path.join(BIN, "mutirao"), "run", "--fleet", path],
+                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, env=ENV, cwd=TMP)
+    try:
+        line = pa.stdout.readline()
+        m = re.match(r"id (\S+)$", line.strip())
+        check(m, "the producer printed no id: %r" % line)
+        tid = m.group(1)
+        producer, seq, _ = tid.rsplit(":", 2)
+        shard, bit = int(seq) // 4096, int(seq) % 4096
+        subkey = "mutirao:sub:%s:%d" % (producer, shard)
+        end = time.time() + 10
+        while time.time() < end and redis_cmd("GETBIT", subkey, str(bit)) != 1:
+            time.sleep(0.05)
+        check(redis_cmd("GETBIT", subkey, str(bit)) == 1, "no submitted bit at %s" % subkey)
+        check(redis_cmd("EXISTS", "mutirao:task:%s:q" % tid) == 0, "a :q marker was written")
+        never = "%s:%d:%s" % (producer, int(seq) + 1000, "0" * 32)
+        rc, out, err, _ = run_lua("""
+local g = require("goroutine")
+print("pending", g.timeout(1500, function() return g.await(%r) end))
+print("never", g.await(%r))
+""" % (tid, never))
+        check(rc == 0 and "pending\tfalse\ttimeout after 1500 ms" in out,
+              "await of a queued task of another process: %d\n%s%s" % (rc, out, err))
+        check(re.search(r"never\tfalse\t.*unknown task id", out),
+              "await of an id nobody submitted: %d\n%s%s" % (rc, out, err))
+        w = Worker("fpend", [pool])
+        try:
+            out, err = pa.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            pa.kill()
+            out, err = pa.communicate()
+            fail("the producer did not finish once a worker ran:\n%s\n%s" % (out, err))
+        check(pa.returncode == 0, "producer: %d\n%s" % (pa.returncode, err))
+        rc, out, err, _ = run_lua("""
+local g = require("goroutine")
+print("done", g.await(%r))
+""" % tid)
+        check(rc == 0 and "done\ttrue\t42" in out,
+              "await of the finished task: %d\n%s%s" % (rc, out, err))
+        check(w.stop() == 0, "worker exit status")
+    finally:
+        if pa.poll() is None:
+            pa.kill()
+            pa.communicate()
+
+
+CASES = {"examples": case_examples, "foreign_pending": case_foreign_pending, "await_wg": case_await_wg, "two_workers": case_two_workers,
          "sigkill": case_sigkill, "errors": case_errors, "libmutirao": case_libmutirao,
          "two_clients": case_two_clients, "stock_lua": case_stock_lua,
          "lingering": case_lingering, "retention": case_retention, "rebalance_busy": case_rebalance_busy, "large_values": case_large_values, "os_exit": case_os_exit,
