@@ -88,21 +88,29 @@ int fleet_task_keys(const char *id, char out[][FLEET_KEY_MAX], size_t *len)
     return FLEET_TASK_KEYS;
 }
 
-static int all_of(const char *s, size_t n, const char *set)
+/* Bytes of id segments: 1 decimal digit, 2 hex digit (both for 0-9). */
+static const unsigned char digit_class[256] = {
+    ['0' ... '9'] = 3,
+    ['a' ... 'f'] = 2,
+    ['A' ... 'F'] = 2,
+};
+
+/* n > 0 bytes at s, each of class c */
+static int all_of(const char *s, size_t n, unsigned char c)
 {
     if (n == 0)
         return 0;
     for (size_t i = 0; i < n; i++)
-        if (!s[i] || !strchr(set, s[i]))
+        if (!(digit_class[(unsigned char)s[i]] & c))
             return 0;
     return 1;
 }
 
 /* Writes PREFIX P ":" shard into out (FLEET_KEY_MAX bytes); its length, or
  * 0 when it does not fit. */
-static size_t bitmap_key(char *out, const char *prefix, const char *p, size_t plen, uint64_t shard)
+static size_t bitmap_key(char *out, const char *prefix, size_t pre, const char *p, size_t plen,
+                         uint64_t shard)
 {
-    size_t pre = strlen(prefix);
     char d[21]; /* any uint64_t */
     size_t dl = (size_t)(dec_put(d, shard) - d);
     if (pre + plen + 1 + dl + 1 > FLEET_KEY_MAX)
@@ -115,9 +123,11 @@ static size_t bitmap_key(char *out, const char *prefix, const char *p, size_t pl
     return pre + plen + 1 + dl;
 }
 
-int fleet_bit_of(const char *id, size_t len, fleet_bit *b)
+/* The producer part of id (its length into *plen) and its sequence number
+ * (*n): FLEET_SEEN_LUA's seen() without the keys. 0, or -1 for an id
+ * without a bit. */
+static int parse_id(const char *id, size_t len, size_t *plen, uint64_t *n)
 {
-    static const char hex[] = "0123456789abcdefABCDEF", dec[] = "0123456789";
     /* Lua's '^(.+):(%d+):%x+$', then '^(.+):(%d+)$': (%d+) and %x+ hold no
      * ':', so they are the last segments, and (.+) all that comes before */
     const char *c1 = NULL;
@@ -128,36 +138,51 @@ int fleet_bit_of(const char *id, size_t len, fleet_bit *b)
         }
     if (!c1)
         return -1;
-    const char *last = c1 + 1, *end = id + len, *digits = NULL, *p = id;
-    size_t plen = 0, dlen = 0;
-    if (all_of(last, (size_t)(end - last), hex)) {
+    const char *last = c1 + 1, *end = id + len, *digits = NULL;
+    size_t dlen = 0;
+    if (all_of(last, (size_t)(end - last), 2)) {
         const char *c2 = NULL;
         for (const char *q = c1; q-- > id;)
             if (*q == ':') {
                 c2 = q;
                 break;
             }
-        if (c2 && c2 > id && all_of(c2 + 1, (size_t)(c1 - c2 - 1), dec)) {
+        if (c2 && c2 > id && all_of(c2 + 1, (size_t)(c1 - c2 - 1), 1)) {
             digits = c2 + 1;
             dlen = (size_t)(c1 - c2 - 1);
-            plen = (size_t)(c2 - id);
+            *plen = (size_t)(c2 - id);
         }
     }
-    if (!digits && c1 > id && all_of(last, (size_t)(end - last), dec)) {
+    if (!digits && c1 > id && all_of(last, (size_t)(end - last), 1)) {
         digits = last;
         dlen = (size_t)(end - last);
-        plen = (size_t)(c1 - id);
+        *plen = (size_t)(c1 - id);
     }
     if (!digits)
         return -1;
-    uint64_t n = 0;
+    uint64_t v = 0;
     for (size_t i = 0; i < dlen; i++) {
-        n = n * 10 + (uint64_t)(digits[i] - '0');
-        if (n > 1000000000000000ull) /* the scripts' 1e15 */
+        v = v * 10 + (uint64_t)(digits[i] - '0');
+        if (v > 1000000000000000ull) /* the scripts' 1e15 */
             return -1;
     }
-    b->seen_len = bitmap_key(b->seen, "mutirao:seen:", p, plen, n / FLEET_SEEN_SHARD);
-    b->sub_len = bitmap_key(b->sub, "mutirao:sub:", p, plen, n / FLEET_SEEN_SHARD);
+    *n = v;
+    return 0;
+}
+
+#define SEEN_PREFIX "mutirao:seen:"
+#define SUB_PREFIX "mutirao:sub:"
+
+int fleet_bit_of(const char *id, size_t len, fleet_bit *b)
+{
+    size_t plen;
+    uint64_t n;
+    if (parse_id(id, len, &plen, &n) != 0)
+        return -1;
+    b->seen_len =
+        bitmap_key(b->seen, SEEN_PREFIX, sizeof SEEN_PREFIX - 1, id, plen, n / FLEET_SEEN_SHARD);
+    b->sub_len =
+        bitmap_key(b->sub, SUB_PREFIX, sizeof SUB_PREFIX - 1, id, plen, n / FLEET_SEEN_SHARD);
     char *e = dec_put(b->bit, n % FLEET_SEEN_SHARD);
     *e = 0;
     b->bit_len = (size_t)(e - b->bit);
@@ -198,14 +223,27 @@ static const char *own_key(fleet_bits *s, const char *key, size_t len)
 
 int fleet_bits_set(fleet_bits *s, int i, const char *id, size_t len)
 {
-    fleet_bit b;
-    if (i < 0 || i >= s->n || fleet_bit_of(id, len, &b) != 0)
+    size_t plen;
+    uint64_t n;
+    if (i < 0 || i >= s->n || parse_id(id, len, &plen, &n) != 0)
         return 0;
-    const char *seen, *sub;
-    if (i > 0 && s->seen[i - 1][0] && strcmp(s->seen[i - 1], b.seen) == 0) {
-        seen = s->seen[i - 1]; /* the same bitmap as the task before */
-        sub = s->sub[i - 1];
-    } else {
+    const char *seen = NULL, *sub = NULL;
+    if (i > 0 && s->seen[i - 1][0]) {
+        /* the same bitmap as the task before: its key is SEEN_PREFIX, the
+         * same producer part, ':', the same shard */
+        const char *prev = s->seen[i - 1] + sizeof SEEN_PREFIX - 1;
+        char d[21];
+        size_t dl = (size_t)(dec_put(d, n / FLEET_SEEN_SHARD) - d);
+        if (strncmp(prev, id, plen) == 0 && prev[plen] == ':' &&
+            strncmp(prev + plen + 1, d, dl) == 0 && prev[plen + 1 + dl] == 0) {
+            seen = s->seen[i - 1];
+            sub = s->sub[i - 1];
+        }
+    }
+    if (!seen) {
+        fleet_bit b;
+        if (fleet_bit_of(id, len, &b) != 0)
+            return 0;
         seen = own_key(s, b.seen, b.seen_len);
         sub = seen ? own_key(s, b.sub, b.sub_len) : NULL;
         if (!seen || !sub)
@@ -213,7 +251,7 @@ int fleet_bits_set(fleet_bits *s, int i, const char *id, size_t len)
     }
     s->seen[i] = seen;
     s->sub[i] = sub;
-    memcpy(s->bit[i], b.bit, b.bit_len + 1);
+    *dec_put(s->bit[i], n % FLEET_SEEN_SHARD) = 0;
     return 0;
 }
 

@@ -160,6 +160,34 @@ static int bits_batch(void)
     ASSERT_STR_EQ(argv[2], "mutirao:sub:p.1:0");
     ASSERT_STR_EQ(argv[3], "4093");
     fleet_bits_free(&s);
+    /* random batches whose producer parts share prefixes and whose
+     * sequence numbers cross shards: each task as fleet_bit_of says */
+    static const char *prods[] = {"p.1", "p.10", "p.1:2", "q", "p.1:20", ""};
+    unsigned r = 7;
+    for (int round = 0; round < 200; round++) {
+        int k = 1 + (int)(r % 60);
+        ASSERT_EQ(fleet_bits_init(&s, k), 0);
+        char batch[64][80];
+        for (int i = 0; i < k; i++) {
+            r = r * 1103515245u + 12345u;
+            const char *pp = prods[(r >> 16) % 6];
+            r = r * 1103515245u + 12345u;
+            unsigned seq = 4090 + (r >> 16) % 12 + ((r >> 8) % 3 == 0 ? 40960 : 0);
+            snprintf(batch[i], sizeof batch[0], (r >> 4) % 5 ? "%s:%u:ab" : "%s:%u", pp, seq);
+            ASSERT_EQ(fleet_bits_set(&s, i, batch[i], strlen(batch[i])), 0);
+        }
+        for (int i = 0; i < k; i++) {
+            fleet_bit b;
+            if (fleet_bit_of(batch[i], strlen(batch[i]), &b) != 0) {
+                ASSERT_STR_EQ(s.seen[i], "");
+                continue;
+            }
+            ASSERT_STR_EQ(s.seen[i], b.seen);
+            ASSERT_STR_EQ(s.sub[i], b.sub);
+            ASSERT_STR_EQ(s.bit[i], b.bit);
+        }
+        fleet_bits_free(&s);
+    }
     return 0;
 }
 
