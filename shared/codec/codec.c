@@ -385,7 +385,12 @@ static int encode_task_fast(lua_State *L, int first, int n, const codec_limits *
     lua_rawgeti(L, state, CODEC__S_VM);
     codec__vm *vm = lua_touserdata(L, -1);
     lua_pop(L, 1);
-    if (!vm || !vm->cache_on || !codec__cached_dump(L, state, first))
+    const char *dump;
+    size_t dlen;
+    const void *proto;
+    int found =
+        vm && vm->cache_on ? codec__last_dump(L, state, vm, first, &dump, &dlen, &proto) : 0;
+    if (!found)
         goto out;
     lua_Debug ar;
     lua_pushvalue(L, first);
@@ -414,8 +419,6 @@ static int encode_task_fast(lua_State *L, int first, int n, const codec_limits *
     msgpack_packer pk;
     msgpack_packer_init(&pk, &o, scalar_write);
     const char hdr[CODEC__HDRLEN] = {CODEC__MAGIC[0], CODEC__MAGIC[1], CODEC__MAGIC[2], 1};
-    size_t dlen;
-    const char *dump = lua_tolstring(L, top + 2, &dlen);
     int bad = scalar_write(&o, hdr, sizeof hdr) != 0 || msgpack_pack_array(&pk, (size_t)n) != 0 ||
               msgpack_pack_array(&pk, 2 + (size_t)nups) != 0 ||
               msgpack_pack_ext(&pk, 0, CODEC__EXT_FUNC) != 0 || msgpack_pack_bin(&pk, dlen) != 0 ||
@@ -437,6 +440,10 @@ static int encode_task_fast(lua_State *L, int first, int n, const codec_limits *
         goto out;
     }
     vm->stats.dump_hits++;
+    /* a closure of that prototype comes next, most likely: remembered only
+     * now, with upvalues that hold nothing big (scalars, its _ENV) */
+    if (found == 2)
+        codec__last_dump_keep(L, state, vm, first, top + 2, proto);
     *out = o.b.data;
     *outlen = o.b.len;
     done = 1;
@@ -649,6 +656,13 @@ static int cache_main(lua_State *L)
     codec__state(L);
     codec__vm *vm = codec__vm_of(L, lua_gettop(L));
     vm->cache_on = on;
+    vm->last_proto = NULL;
+    vm->last_dump = NULL;
+    vm->last_dlen = 0;
+    lua_pushnil(L);
+    lua_rawseti(L, -2, CODEC__S_LASTFN);
+    lua_pushnil(L);
+    lua_rawseti(L, -2, CODEC__S_LASTDUMP);
     new_weak_table(L, "kv");
     lua_rawseti(L, -2, CODEC__S_DUMPCACHE);
     new_weak_table(L, "v");
