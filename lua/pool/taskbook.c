@@ -391,6 +391,11 @@ void taskbook_settle(taskbook *b, const char *id)
     unhold(b, t);
 }
 
+size_t taskbook_unfinished(const taskbook *b)
+{
+    return b->live - b->ndone;
+}
+
 tb_task *taskbook_find(taskbook *b, lua_State *L, const char *id)
 {
     (void)L;
