@@ -48,10 +48,36 @@ struct taskbook {
 
 static const char BOOK_KEY = 'B';
 
+static int is_hex(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+}
+
 static uint32_t hash_id(const char *id)
 {
+    const unsigned char *u = (const unsigned char *)id;
     uint32_t h = 2166136261u; /* FNV-1a */
-    for (const unsigned char *p = (const unsigned char *)id; *p; p++)
+    /* An embedded pool's id, "<8 hex digits>-<sequence number>": the hash
+     * of the prefix plus the number, so that the tasks of a loop sit in
+     * consecutive slots (a submit and an eviction then touch memory the
+     * previous ones touched, not a random slot of a table of 100,000
+     * records each) */
+    int k = 0;
+    while (k < 8 && is_hex(u[k]))
+        k++;
+    if (k == 8 && u[8] == '-' && u[9] >= '1' && u[9] <= '9') {
+        uint32_t seq = 0;
+        const unsigned char *p = u + 9;
+        while (*p >= '0' && *p <= '9')
+            seq = seq * 10u + (uint32_t)(*p++ - '0');
+        if (!*p && p - u <= 9 + 9) { /* at most 9 digits: no wrap-around */
+            for (int i = 0; i < 9; i++)
+                h = (h ^ u[i]) * 16777619u;
+            h ^= h >> 15;
+            return h + seq;
+        }
+    }
+    for (const unsigned char *p = u; *p; p++)
         h = (h ^ *p) * 16777619u;
     h ^= h >> 15; /* the low bits pick the slot: mix the high ones in */
     return h;
