@@ -38,6 +38,7 @@ typedef struct tb_site {
 struct taskbook {
     sched *s;
     tb_site *sites[SITE_BUCKETS];
+    tb_site *last_site; /* the site of the latest submit (a loop submits from one line) */
     tb_slot *slots;
     size_t cap, used; /* used: records and tombs */
     size_t live;      /* records */
@@ -180,11 +181,17 @@ static void unhold(taskbook *b, tb_task *t)
  * out of memory). */
 static tb_site *site_get(taskbook *b, const char *text)
 {
+    tb_site *last = b->last_site;
+    if (last && !strcmp(last->text, text)) {
+        last->refs++;
+        return last;
+    }
     uint32_t h = hash_id(text);
     tb_site **bucket = &b->sites[h % SITE_BUCKETS];
     for (tb_site *st = *bucket; st; st = st->next) {
         if (st->hash == h && !strcmp(st->text, text)) {
             st->refs++;
+            b->last_site = st;
             return st;
         }
     }
@@ -197,6 +204,7 @@ static tb_site *site_get(taskbook *b, const char *text)
     memcpy(st->text, text, n + 1);
     st->next = *bucket;
     *bucket = st;
+    b->last_site = st;
     return st;
 }
 
@@ -204,6 +212,8 @@ static void site_put(taskbook *b, tb_site *st)
 {
     if (!st || --st->refs > 0)
         return;
+    if (b->last_site == st)
+        b->last_site = NULL;
     for (tb_site **pp = &b->sites[st->hash % SITE_BUCKETS]; *pp; pp = &(*pp)->next) {
         if (*pp == st) {
             *pp = st->next;
