@@ -3,16 +3,20 @@
 
 #include <stdlib.h>
 
-static void on_async(uv_async_t *a)
+/* Takes the queued messages (mu not held by the caller). */
+static xmsg *take(port *p, sched **sp)
 {
-    port *p = a->data;
     pthread_mutex_lock(&p->mu);
-    xmsg *m = p->head;
-    p->head = p->tail = NULL;
-    sched *s = p->s;
+    xmsg *m = atomic_load_explicit(&p->head, memory_order_relaxed);
+    atomic_store_explicit(&p->head, NULL, memory_order_relaxed);
+    p->tail = NULL;
+    *sp = p->s;
     pthread_mutex_unlock(&p->mu);
-    if (!s)
-        return;
+    return m;
+}
+
+static void run_list(sched *s, xmsg *m)
+{
     s->in_cb++;
     while (m) {
         xmsg *next = m->next;
@@ -22,18 +26,79 @@ static void on_async(uv_async_t *a)
     s->in_cb--;
 }
 
+static void on_async(uv_async_t *a)
+{
+    port *p = a->data;
+    sched *s;
+    xmsg *m = take(p, &s);
+    if (s && m)
+        run_list(s, m);
+}
+
+int port_run(port *p)
+{
+    int n = 0;
+    /* (the head is read without the lock first: most calls find nothing) */
+    for (int round = 0; round < 4 && atomic_load_explicit(&p->head, memory_order_relaxed);
+         round++) {
+        sched *s;
+        xmsg *m = take(p, &s);
+        if (!s || !m)
+            break;
+        for (xmsg *x = m; x; x = x->next)
+            n++;
+        run_list(s, m);
+    }
+    return n;
+}
+
+/* Before the loop polls. Messages posted while it ran callbacks did not
+ * signal it (sleeping was 0): they run now. Then, unless goroutines are
+ * ready (the poll will not wait: the idle handle is active), the loop may
+ * sleep: from here a post signals it. */
+static void on_prepare(uv_prepare_t *h)
+{
+    port *p = h->data;
+    for (;;) {
+        pthread_mutex_lock(&p->mu);
+        xmsg *m = atomic_load_explicit(&p->head, memory_order_relaxed);
+        sched *s = p->s;
+        if (!m || !s) {
+            if (!s || !uv_is_active((uv_handle_t *)&s->idle))
+                atomic_store_explicit(&p->sleeping, 1, memory_order_relaxed);
+            pthread_mutex_unlock(&p->mu);
+            return;
+        }
+        atomic_store_explicit(&p->head, NULL, memory_order_relaxed);
+        p->tail = NULL;
+        pthread_mutex_unlock(&p->mu);
+        run_list(s, m);
+    }
+}
+
 port *port_open(sched *s)
 {
     port *p = calloc(1, sizeof *p);
     if (!p)
         return NULL;
-    pthread_mutex_init(&p->mu, NULL);
+    /* held for a few instructions by the poster and the loop: spin a
+     * little before sleeping in the kernel */
+    pthread_mutexattr_t ma;
+    pthread_mutexattr_init(&ma);
+    pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ADAPTIVE_NP);
+    pthread_mutex_init(&p->mu, &ma);
+    pthread_mutexattr_destroy(&ma);
     p->s = s;
-    atomic_init(&p->refs, 1);
+    atomic_init(&p->refs, 2); /* the scheduler's, and the prepare handle's until closed */
+    atomic_init(&p->sleeping, 1);
     uv_async_init(s->loop, &p->async, on_async);
     p->async.data = p;
     /* A port alone must not keep a finished program's loop running. */
     uv_unref((uv_handle_t *)&p->async);
+    uv_prepare_init(s->loop, &p->prep);
+    p->prep.data = p;
+    uv_prepare_start(&p->prep, on_prepare);
+    uv_unref((uv_handle_t *)&p->prep);
     return p;
 }
 
@@ -58,14 +123,18 @@ int port_post(port *p, xmsg *m)
         pthread_mutex_unlock(&p->mu);
         return -1;
     }
-    int wake = p->head == NULL;
+    /* a loop that is not about to sleep looks at its messages before it
+     * does (on_prepare): no system call then */
+    int wake = atomic_load_explicit(&p->sleeping, memory_order_relaxed);
     if (p->tail)
         p->tail->next = m;
     else
-        p->head = m;
+        atomic_store_explicit(&p->head, m, memory_order_relaxed);
     p->tail = m;
-    if (wake)
+    if (wake) {
+        atomic_store_explicit(&p->sleeping, 0, memory_order_relaxed);
         uv_async_send(&p->async);
+    }
     pthread_mutex_unlock(&p->mu);
     return 0;
 }
@@ -94,8 +163,9 @@ static void on_port_closed(uv_handle_t *h)
 void port_close(port *p)
 {
     pthread_mutex_lock(&p->mu);
-    xmsg *m = p->head;
-    p->head = p->tail = NULL;
+    xmsg *m = atomic_load_explicit(&p->head, memory_order_relaxed);
+    atomic_store_explicit(&p->head, NULL, memory_order_relaxed);
+    p->tail = NULL;
     p->s = NULL;
     pthread_mutex_unlock(&p->mu);
     while (m) {
@@ -103,5 +173,6 @@ void port_close(port *p)
         m->fn(NULL, m);
         m = next;
     }
+    uv_close((uv_handle_t *)&p->prep, on_port_closed);
     uv_close((uv_handle_t *)&p->async, on_port_closed);
 }

@@ -27,9 +27,17 @@ struct xmsg {
 
 struct port {
     pthread_mutex_t mu;
-    xmsg *head, *tail;
+    _Atomic(xmsg *) head; /* written under mu; read without it by port_run */
+    xmsg *tail;
     sched *s;         /* NULL once the scheduler is destroyed */
     uv_async_t async; /* owned by the scheduler's loop */
+    /* Runs before the loop polls: takes the messages posted since, then
+     * (nothing left to run) marks the loop as about to sleep. */
+    uv_prepare_t prep;
+    /* The loop may sleep in its poll: a post must signal (mu). While it is
+     * 0 the loop will look at its messages before it sleeps, and a post
+     * makes no system call. Read without mu as a hint (port_sleeping). */
+    atomic_int sleeping;
     atomic_int refs;
 };
 
@@ -39,6 +47,16 @@ void port_unref(port *p);
 /* Queues m for p's scheduler. Returns 0, or -1 when the scheduler is gone:
  * m is then still the caller's. Safe from any thread. */
 int port_post(port *p, xmsg *m);
+
+/* Whether p's loop may be asleep (a hint, racy: for picking a VM). */
+static inline int port_sleeping(port *p)
+{
+    return atomic_load_explicit(&p->sleeping, memory_order_relaxed);
+}
+
+/* On the scheduler's thread: runs the messages posted so far (at most a
+ * few batches). Returns how many ran. */
+int port_run(port *p);
 
 /* Called by the scheduler: creation on its thread, and closing. */
 port *port_open(sched *s);

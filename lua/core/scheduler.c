@@ -629,8 +629,16 @@ void sched_drain(sched *s)
     if (!glist_empty(&s->next_round))
         gl_append(&s->runq, &s->next_round);
     gor *g;
-    while (!atomic_load_explicit(&s->preempt, memory_order_relaxed) && (g = gl_pop(&s->runq)))
-        resume(s, g);
+    for (int round = 0;; round++) {
+        while (!atomic_load_explicit(&s->preempt, memory_order_relaxed) && (g = gl_pop(&s->runq)))
+            resume(s, g);
+        /* messages that came meanwhile (tasks for a pool VM, outcomes for
+         * their submitter) run here rather than after a trip through the
+         * loop's poll; a few rounds, then timers and I/O get their turn */
+        if (round == 8 || atomic_load_explicit(&s->preempt, memory_order_relaxed) ||
+            !glist_empty(&s->next_round) || !s->port || !port_run(s->port))
+            break;
+    }
     preempt_leave(s, prev);
     if (glist_empty(&s->runq) && glist_empty(&s->next_round))
         uv_idle_stop(&s->idle);

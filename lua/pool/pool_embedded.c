@@ -71,6 +71,9 @@ typedef struct evm {
     ex_paths paths; /* package.path/cpath as last published */
 } evm;
 
+/* Tasks out of one submitter past which pool_submit reads outcomes. */
+#define SUBMIT_READ_OUTCOMES 1024
+
 static pthread_mutex_t pools_mu = PTHREAD_MUTEX_INITIALIZER;
 static epool *pools; /* open pools, and closed ones until their last task ended */
 static atomic_ullong task_seq;
@@ -410,8 +413,20 @@ static int submitted(lua_State *L, sched *s, epool *p, etask *t)
     t->p = p;
     if (p->retry.retries)
         atomic_fetch_add(&p->unfinished, 1);
-    taskbook_add(taskbook_get(L, s), L, &t->tb, &etask_ops);
+    taskbook *b = taskbook_get(L, s);
+    taskbook_add(b, L, &t->tb, &etask_ops);
     lua_pushstring(L, t->tb.id);
+    /* A submitter that keeps submitting without waiting (a loop in the
+     * main chunk or in one goroutine) would leave every outcome unread
+     * until it waits: a record per task, all of them new memory. With
+     * many tasks out, it takes the outcomes that came back (and whatever
+     * else its port holds) here, at most a few batches, as its loop would
+     * (outside loop callbacks other than the drain running it: messages
+     * only ready goroutines, never run them), so that finished records
+     * are kept within the taskbook's bound and their memory is reused. */
+    if (taskbook_unfinished(b) > SUBMIT_READ_OUTCOMES && s->port &&
+        s->in_cb == (s->running ? 1 : 0))
+        port_run(s->port);
     return 1;
 }
 

@@ -38,6 +38,7 @@ typedef struct tb_site {
 struct taskbook {
     sched *s;
     tb_site *sites[SITE_BUCKETS];
+    tb_site *last_site; /* the site of the latest submit (a loop submits from one line) */
     tb_slot *slots;
     size_t cap, used; /* used: records and tombs */
     size_t live;      /* records */
@@ -48,10 +49,36 @@ struct taskbook {
 
 static const char BOOK_KEY = 'B';
 
+static int is_hex(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+}
+
 static uint32_t hash_id(const char *id)
 {
+    const unsigned char *u = (const unsigned char *)id;
     uint32_t h = 2166136261u; /* FNV-1a */
-    for (const unsigned char *p = (const unsigned char *)id; *p; p++)
+    /* An embedded pool's id, "<8 hex digits>-<sequence number>": the hash
+     * of the prefix plus the number, so that the tasks of a loop sit in
+     * consecutive slots (a submit and an eviction then touch memory the
+     * previous ones touched, not a random slot of a table of 100,000
+     * records each) */
+    int k = 0;
+    while (k < 8 && is_hex(u[k]))
+        k++;
+    if (k == 8 && u[8] == '-' && u[9] >= '1' && u[9] <= '9') {
+        uint32_t seq = 0;
+        const unsigned char *p = u + 9;
+        while (*p >= '0' && *p <= '9')
+            seq = seq * 10u + (uint32_t)(*p++ - '0');
+        if (!*p && p - u <= 9 + 9) { /* at most 9 digits: no wrap-around */
+            for (int i = 0; i < 9; i++)
+                h = (h ^ u[i]) * 16777619u;
+            h ^= h >> 15;
+            return h + seq;
+        }
+    }
+    for (const unsigned char *p = u; *p; p++)
         h = (h ^ *p) * 16777619u;
     h ^= h >> 15; /* the low bits pick the slot: mix the high ones in */
     return h;
@@ -154,11 +181,17 @@ static void unhold(taskbook *b, tb_task *t)
  * out of memory). */
 static tb_site *site_get(taskbook *b, const char *text)
 {
+    tb_site *last = b->last_site;
+    if (last && !strcmp(last->text, text)) {
+        last->refs++;
+        return last;
+    }
     uint32_t h = hash_id(text);
     tb_site **bucket = &b->sites[h % SITE_BUCKETS];
     for (tb_site *st = *bucket; st; st = st->next) {
         if (st->hash == h && !strcmp(st->text, text)) {
             st->refs++;
+            b->last_site = st;
             return st;
         }
     }
@@ -171,6 +204,7 @@ static tb_site *site_get(taskbook *b, const char *text)
     memcpy(st->text, text, n + 1);
     st->next = *bucket;
     *bucket = st;
+    b->last_site = st;
     return st;
 }
 
@@ -178,6 +212,8 @@ static void site_put(taskbook *b, tb_site *st)
 {
     if (!st || --st->refs > 0)
         return;
+    if (b->last_site == st)
+        b->last_site = NULL;
     for (tb_site **pp = &b->sites[st->hash % SITE_BUCKETS]; *pp; pp = &(*pp)->next) {
         if (*pp == st) {
             *pp = st->next;
@@ -389,6 +425,11 @@ void taskbook_settle(taskbook *b, const char *id)
     t->lingering = 0;
     scope_watch_del(&t->watch);
     unhold(b, t);
+}
+
+size_t taskbook_unfinished(const taskbook *b)
+{
+    return b->live - b->ndone;
 }
 
 tb_task *taskbook_find(taskbook *b, lua_State *L, const char *id)

@@ -76,6 +76,9 @@ void taskbook_finish(taskbook *b, tb_task *t, int ok, const char *out, size_t ou
                      const char *err, int lingering);
 void taskbook_settle(taskbook *b, const char *id);
 
+/* Tasks recorded and not finished yet. */
+size_t taskbook_unfinished(const taskbook *b);
+
 /* The record of id, or NULL. */
 tb_task *taskbook_find(taskbook *b, lua_State *L, const char *id);
 

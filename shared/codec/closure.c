@@ -121,6 +121,39 @@ int codec__cached_dump(lua_State *L, int state, int f)
     return 1;
 }
 
+int codec__last_dump(lua_State *L, int state, codec__vm *vm, int f, const char **dump, size_t *dlen,
+                     const void **proto)
+{
+    if (atomic_load_explicit(&proto_layout, memory_order_relaxed) <= 0)
+        return 0;
+    const lclosure_head *h = closure_head(L, f);
+    if (!h || h->tt != LCLOSURE_TT)
+        return 0;
+    if (vm->last_dump && h->p == vm->last_proto) {
+        *dump = vm->last_dump;
+        *dlen = vm->last_dlen;
+        *proto = NULL;
+        return 1;
+    }
+    if (!codec__cached_dump(L, state, f))
+        return 0;
+    *dump = lua_tolstring(L, -1, dlen);
+    *proto = h->p;
+    return 2;
+}
+
+void codec__last_dump_keep(lua_State *L, int state, codec__vm *vm, int f, int dump,
+                           const void *proto)
+{
+    /* (slots of the state table's array part: no allocation, no error) */
+    lua_pushvalue(L, f);
+    lua_rawseti(L, state, CODEC__S_LASTFN);
+    lua_pushvalue(L, dump);
+    lua_rawseti(L, state, CODEC__S_LASTDUMP);
+    vm->last_proto = proto;
+    vm->last_dump = lua_tolstring(L, dump, &vm->last_dlen);
+}
+
 static void dump_new(codec__ctx *c, int f)
 {
     lua_State *L = c->L;

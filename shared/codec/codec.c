@@ -397,7 +397,12 @@ static int encode_task_fast(lua_State *L, int first, int n, const codec_limits *
     lua_rawgeti(L, state, CODEC__S_VM);
     codec__vm *vm = lua_touserdata(L, -1);
     lua_pop(L, 1);
-    if (!vm || !vm->cache_on || !codec__cached_dump(L, state, first))
+    const char *dump;
+    size_t dlen;
+    const void *proto;
+    int found =
+        vm && vm->cache_on ? codec__last_dump(L, state, vm, first, &dump, &dlen, &proto) : 0;
+    if (!found)
         goto out;
     lua_Debug ar;
     lua_pushvalue(L, first);
@@ -420,8 +425,6 @@ static int encode_task_fast(lua_State *L, int first, int n, const codec_limits *
         else if (!is_scalar(t))
             goto out;
     }
-    size_t dlen;
-    const char *dump = lua_tolstring(L, top + 2, &dlen);
     scalar_out o;
     msgpack_packer pk;
     int bad = scalar_begin(&o, &pk, buf, cap, lim->max_bytes, (size_t)n) ||
@@ -445,6 +448,10 @@ static int encode_task_fast(lua_State *L, int first, int n, const codec_limits *
         goto out;
     }
     vm->stats.dump_hits++;
+    /* a closure of that prototype comes next, most likely: remembered only
+     * now, with upvalues that hold nothing big (scalars, its _ENV) */
+    if (found == 2)
+        codec__last_dump_keep(L, state, vm, first, top + 2, proto);
     *out = o.b.data;
     *outlen = o.b.len;
     done = 1;
@@ -657,6 +664,13 @@ static int cache_main(lua_State *L)
     codec__state(L);
     codec__vm *vm = codec__vm_of(L, lua_gettop(L));
     vm->cache_on = on;
+    vm->last_proto = NULL;
+    vm->last_dump = NULL;
+    vm->last_dlen = 0;
+    lua_pushnil(L);
+    lua_rawseti(L, -2, CODEC__S_LASTFN);
+    lua_pushnil(L);
+    lua_rawseti(L, -2, CODEC__S_LASTDUMP);
     new_weak_table(L, "kv");
     lua_rawseti(L, -2, CODEC__S_DUMPCACHE);
     new_weak_table(L, "v");

@@ -77,7 +77,9 @@ enum {
     CODEC__S_NOTEDCOUNT,    /* its texts */
     CODEC__S_PROTOS,        /* weak ("v"): prototype address -> a live closure of it */
     CODEC__S_LOADFRONT,     /* 2k+1 -> bytecode string, 2k+2 -> its function (codec__vm.front) */
-    CODEC__S_N = CODEC__S_LOADFRONT
+    CODEC__S_LASTFN,        /* the closure whose prototype codec__vm.last_proto is (kept alive) */
+    CODEC__S_LASTDUMP,      /* its dump (codec__vm.last_dump) */
+    CODEC__S_N = CODEC__S_LASTDUMP
 };
 
 /* Entries of the front of the load cache: received bytecode found by a hash
@@ -100,6 +102,12 @@ typedef struct codec__vm {
     size_t src_bytes;  /* held by the source tables (source.c) */
     size_t load_bytes; /* bytecode keys of the load cache */
     codec__front front[CODEC__FRONT_SLOTS];
+    /* The prototype last found in the dump cache and its dump: a loop that
+     * submits a new closure of one function each time finds it here
+     * without a table lookup (both anchored in the state table) */
+    const void *last_proto;
+    const char *last_dump;
+    size_t last_dlen;
 } codec__vm;
 
 /* A registered userdata hook (a userdata in the hooks table). */
@@ -220,6 +228,15 @@ void codec__decode_function(codec__ctx *c, uint32_t count);
    sent before) and returns 1, else returns 0 pushing nothing. Only reads
    tables: raises nothing (2 free stack slots needed). */
 int codec__cached_dump(lua_State *L, int state, int f);
+/* The dump of the Lua function at f when its prototype's is cached: the
+   last one found (returns 1), else from the cache (returns 2: pushed, and
+   *proto set for codec__last_dump_keep); 0: not cached. */
+int codec__last_dump(lua_State *L, int state, codec__vm *vm, int f, const char **dump, size_t *dlen,
+                     const void **proto);
+/* Remembers f's prototype and its dump (at index dump) as the last one
+   found, both anchored in the state table. */
+void codec__last_dump_keep(lua_State *L, int state, codec__vm *vm, int f, int dump,
+                           const void *proto);
 /* Pushes the dump of the Lua function at f (cached per VM). */
 void codec__push_dump(codec__ctx *c, int f);
 /* Writes the string at idx as a bin, or as the index of the same bytes

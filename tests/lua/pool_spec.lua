@@ -81,6 +81,42 @@ describe("goroutine.pool_submit", function()
         assert.are.same({ true, 42, "x", nil, { deep = { 1, 2 } } }, { G.await(id) }, "await again: same outcome")
     end)
 
+    it("gives every outcome to a submitter that submits thousands without waiting", function()
+        -- (past 1,024 tasks out, pool_submit itself takes the outcomes that
+        -- came back: they must all still reach await, from the main chunk
+        -- and from a goroutine, with a new closure per submit)
+        local big = fresh_name()
+        G.pool_create(big, { workers = 64, queue = 256 })
+        local function submit_many(count, base)
+            local ids = {}
+            for i = 1, count do
+                ids[i] = assert(G.pool_submit(big, function(x) return x * 2 end, base + i))
+            end
+            return ids
+        end
+        local ids = submit_many(3000, 0)
+        local spawned, wg = nil, G.wait_group()
+        wg:add(1)
+        G.spawn(function()
+            spawned = submit_many(3000, 3000)
+            wg:done()
+        end)
+        wg:wait()
+        G.pool_wait(big)
+        for i, id in ipairs(ids) do
+            local ok, v = G.await(id)
+            assert(ok and v == 2 * i, "task " .. i)
+        end
+        for i, id in ipairs(spawned) do
+            local ok, v = G.await(id)
+            assert(ok and v == 2 * (3000 + i), "spawned task " .. i)
+        end
+        local st = G.pool_stats(big)
+        assert.are.equal(6000, st.completed)
+        assert.are.equal(0, st.failed)
+        G.pool_close(big)
+    end)
+
     it("copies upvalues: a task never mutates the submitter's variables", function()
         local counter, shared = 10, { v = 1 }
         local id = G.pool_submit(name, function()
