@@ -26,6 +26,12 @@
 # MUTIRAO_TEST_REDIS_URL / MUTIRAO_TEST_KAFKA_BROKERS with `ss -ltnp`
 # (needs root, or the same user as the servers). At the end: median (min-max)
 # of each figure for each side and the ratio of medians mutirao / BullMQ.
+# PEER_KAFKA_REQUESTS=1 (open and idle modes): also what mutirao asks of the
+# Kafka broker, requests per task by type (Produce, Fetch, Metadata,
+# OffsetCommit, Heartbeat, ...) counted by the broker itself from 4 s after
+# the worker's start plus the idle time to 1 s before the loop's end (inside
+# the loop when the warm-up takes at most 4 s; bench/kafka_requests.java,
+# needs a JDK; it attaches to the broker's JVM, so the same user or root).
 #
 # From a fresh clone (Debian 12):
 #   scripts/setup.sh                       # builds build/
@@ -119,13 +125,34 @@ run_mutirao() {
     esac
     "$BUILD/bin/mutirao-worker" --pools "$pool" --id "$pool" --log-level warn >>"$log" 2>&1 &
     wpid=$!
-    local rc=0
+    local rc=0 kreq=""
+    rm -f "$work/kreq"
+    if [[ -n "${PEER_KAFKA_REQUESTS:-}" && -n "$kpid" && "$1" != throughput ]] && ((DURATION > 5)); then
+        # the open loop starts after the warm-up and the settle time
+        local settle=2
+        [[ "$1" == idle ]] && settle=$IDLE
+        java "$ROOT/bench/kafka_requests.java" "$kpid" $((settle + 4)) $((DURATION - 5)) \
+            >"$work/kreq" 2>>"$log" &
+        kreq=$!
+    fi
     (cd "$work" && env "${env[@]}" FLEET_BENCH_RATE="$RATE" FLEET_BENCH_DURATION_S="$DURATION" \
         FLEET_BENCH_POOL="$pool" FLEET_BENCH_CPU_PIDS="$servers_mutirao worker=$wpid" \
         timeout 300 "$BUILD/bin/mutirao" run --fleet "$lua") >"$work/out" 2>>"$log" || rc=$?
     kill "$wpid" 2>/dev/null || true
     wait "$wpid" 2>/dev/null || true
     wpid=""
+    if [[ -n "$kreq" ]]; then
+        wait "$kreq" 2>/dev/null || true
+        # requests/s over the rate: per task (total, then each type)
+        awk -v rate="$RATE" '/^KAFKA_REQUESTS/ {
+            out = ""
+            for (i = 3; i <= NF; i++) {
+                split($i, kv, "="); sub("/s", "", kv[2])
+                if (kv[1] !~ /_in$/) out = out sprintf(" %s=%.3f", kv[1], kv[2] / rate)
+            }
+            print "peer: kafka requests per task:" out
+        }' "$work/kreq" >>"$work/out"
+    fi
     done_run mutirao "$1" "$2" "$rc"
 }
 
@@ -239,6 +266,9 @@ for mode in "${MODES[@]}"; do
             fi
             printf 'run %d %-7s %s; CPU %s µs/task (%s); load %s\n' "$i" "$side" "$what" \
                 "$(get cpu "$fig")" "$share" "$load"
+            if [[ "$side" == mutirao ]] && grep -q '^peer: kafka requests' "$work/out"; then
+                sed -n 's/^peer: kafka requests per task:/      kafka requests per task:/p' "$work/out"
+            fi
         done
     done
     echo "### $mode: median (min-max) over the runs"

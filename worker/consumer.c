@@ -1616,7 +1616,17 @@ worker *worker_start(sched *s, const config *cfg, char *err, size_t errlen)
      * finds nothing new. A partition that becomes fetchable meanwhile
      * (newly assigned, or its queue drained below the bound kuv_hold keeps
      * fetched ahead) joins only the next request to its broker: keep the
-     * broker's long poll short */
+     * broker's long poll short.
+     * fetch.min.bytes stays 1: a fetch answers as soon as one task is
+     * there, which at 1,000 tasks/s open loop is one fetch per task (0.96,
+     * counted by the broker). Holding fetches for more (fetch.min.bytes
+     * 100000, measured interleaved with this setting, 2026-12-06,
+     * bench/RESULTS.md): fetch.wait.max.ms 1 made it 0.65 fetches per task
+     * but the broker dearer (345 -> 369 us per task: a fetch that expires
+     * costs it more than one a produce completes) and p50 +0.7 ms; 2 ms made
+     * 0.38 per task, the broker 374 -> 334 and the worker 231 -> 146 us per
+     * task, but p50 1.6 -> 3.3 ms. kafka.property.fetch.min.bytes and
+     * kafka.property.fetch.wait.max.ms choose that trade instead. */
     /* MUTIRAO_KAFKA_DEBUG: librdkafka debug contexts (e.g. "fetch,consumer"), for diagnosis */
     const char *dbg = getenv("MUTIRAO_KAFKA_DEBUG");
     /* cooperative-sticky: a worker joining or leaving moves only the
