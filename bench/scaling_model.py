@@ -2,7 +2,7 @@
 """bench/scaling_model.py: what a fleet rate takes, from measured per-task costs.
 
 Reads the CPU cost per task of each component (measured by bench/peer.sh at
-full throughput; the defaults are bench/RESULTS.md's "Issue 14, first
+full throughput; the defaults are bench/RESULTS.md's "Issue 14, second
 steps") and prints, for each target rate, how many Redis masters, Kafka
 brokers and partitions, workers and producers it takes at a given
 utilisation, and which component is the first to saturate as the fleet
@@ -56,10 +56,10 @@ def first_bottleneck(a):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--producer-us", type=float, default=11.3)
-    p.add_argument("--worker-us", type=float, default=10.2)
-    p.add_argument("--redis-us", type=float, default=28.0)
-    p.add_argument("--kafka-us", type=float, default=10.0,
+    p.add_argument("--producer-us", type=float, default=9.7)
+    p.add_argument("--worker-us", type=float, default=8.6)
+    p.add_argument("--redis-us", type=float, default=17.6)
+    p.add_argument("--kafka-us", type=float, default=10.4,
                    help="broker CPU per task with replication factor 1")
     p.add_argument("--replication", type=int, default=3)
     p.add_argument("--broker-cores", type=int, default=4)
