@@ -1183,9 +1183,10 @@ def case_sigint_twice():
     once."""
     pool = "si" + UNIQ
     # task ids are random, so is their spread over the 8 partitions: with
-    # 24 tasks A's 4 partitions hold more than cap (something queued to give
-    # back) but in about 1 run of 1,300 (with 16 tasks: 1 run of 26)
-    n, ms, cap = 24, 3000, 4
+    # 32 tasks A's 4 partitions hold more than cap (something queued to give
+    # back) but in about 1 run of 100,000 (with 24 tasks: 1 run of 1,300,
+    # which happened in CI once; with 16 tasks: 1 run of 26)
+    n, ms, cap = 32, 3000, 4
     a, b = start_pair("si", pool, cap)
     p = fleet_producer(pool, n, ms, "sigint.lua")
     end = time.time() + 60
