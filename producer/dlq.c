@@ -604,6 +604,7 @@ int cmd_dlq(int argc, char **argv)
     ro.op_timeout_ms = cfg.op_timeout_ms > 0 ? (unsigned)cfg.op_timeout_ms : 10000;
     ro.connect_timeout_ms = cfg.connect_timeout_ms > 0 ? (unsigned)cfg.connect_timeout_ms : 1;
     char *rpw = NULL, rerr[300]; /* redis.password_file's; TLS files */
+    fleet_keys_use_url(cfg.redis_url); /* the key layout: tagged on a cluster */
     int rc = fleet_redis_security(&cfg, &ro, &rpw, rerr, sizeof rerr);
     if (rc == 0)
         rc = redis_uv_open(&c.loop, cfg.redis_url, &ro, &c.r);

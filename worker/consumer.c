@@ -1568,6 +1568,7 @@ worker *worker_start(sched *s, const config *cfg, char *err, size_t errlen)
     ro.connect_timeout_ms =
         cfg->connect_timeout_ms > 0 ? (unsigned)cfg->connect_timeout_ms : 1; /* 0: fail at once */
     char *rpw = NULL, rerr[300]; /* redis.password_file's; TLS files */
+    fleet_keys_use_url(cfg->redis_url); /* the key layout: tagged on a cluster */
     int rc = fleet_redis_security(cfg, &ro, &rpw, rerr, sizeof rerr);
     if (rc == 0)
         rc = redis_uv_open(s->loop, cfg->redis_url, &ro, &w->r);

@@ -473,6 +473,7 @@ static fvm *clients(lua_State *L, fvm *v)
     ro.connect_timeout_ms =
         c->connect_timeout_ms > 0 ? (unsigned)c->connect_timeout_ms : 1; /* 0: fail at once */
     char *rpw = NULL;                                                    /* redis.password_file's */
+    fleet_keys_use_url(c->redis_url); /* the key layout: tagged on a cluster */
     if ((rc = fleet_redis_security(c, &ro, &rpw, err, sizeof err)) == 0 &&
         (rc = redis_uv_open(s->loop, c->redis_url, &ro, &v->r)) == 0) {
         ro.op_timeout_ms += POLL_BLOCK_S * 1000;

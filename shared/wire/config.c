@@ -46,18 +46,15 @@ static int check_brokers_item(const char *v, char *why, size_t whylen)
 
 static int check_redis_url(const char *v, char *why, size_t whylen)
 {
-    static const char *const schemes[] = {"redis://", "rediss://", "unix://"};
+    static const char *const schemes[] = {"redis://", "rediss://", "unix://", "redis+cluster://",
+                                          "rediss+cluster://"};
     for (size_t i = 0; i < sizeof schemes / sizeof schemes[0]; i++) {
         size_t n = strlen(schemes[i]);
         if (strncmp(v, schemes[i], n) == 0 && v[n] != '\0')
             return 0;
     }
-    if (strncmp(v, "redis+cluster://", 16) == 0 || strncmp(v, "rediss+cluster://", 17) == 0)
-        snprintf(why, whylen,
-                 "Redis Cluster is not supported by the fleet yet (its keys are not "
-                 "hash-tagged: docs/ARCHITECTURE.md, \"Redis Cluster\")");
-    else
-        snprintf(why, whylen, "redis://, rediss:// or unix:// URL expected");
+    snprintf(why, whylen,
+             "redis://, rediss://, unix://, redis+cluster:// or rediss+cluster:// URL expected");
     return -1;
 }
 

@@ -10,72 +10,173 @@
 
 #include "decimal.h"
 
-static size_t key(char *out, const char *fmt, const char *s)
+static int tagged_layout; /* fleet_keys_set_tagged */
+
+void fleet_keys_set_tagged(int tagged)
 {
-    int n = snprintf(out, FLEET_KEY_MAX, fmt, s);
-    if (n < 0)
+    tagged_layout = tagged != 0;
+}
+
+int fleet_keys_tagged(void)
+{
+    return tagged_layout;
+}
+
+int fleet_keys_use_url(const char *url)
+{
+    int c = url && (strncmp(url, "redis+cluster://", 16) == 0 ||
+                    strncmp(url, "rediss+cluster://", 17) == 0);
+    fleet_keys_set_tagged(c);
+    return c;
+}
+
+static int parse_id(const char *id, size_t len, size_t *plen, uint64_t *n);
+
+size_t fleet_id_tag(const char *id, size_t len)
+{
+    size_t plen;
+    uint64_t n;
+    return parse_id(id, len, &plen, &n) == 0 ? plen : len;
+}
+
+size_t fleet_prefix(char *out, const char *tag, size_t taglen)
+{
+    if (!tagged_layout) {
+        memcpy(out, "mutirao:", 9);
+        return 8;
+    }
+    if (taglen + 12 > FLEET_KEY_MAX) {
+        out[0] = 0;
         return 0;
-    return (size_t)n < FLEET_KEY_MAX ? (size_t)n : FLEET_KEY_MAX - 1;
+    }
+    memcpy(out, "mutirao:{", 9);
+    memcpy(out + 9, tag, taglen);
+    memcpy(out + 9 + taglen, "}:", 3);
+    return taglen + 11;
+}
+
+size_t fleet_prefix_id(char *out, const char *id)
+{
+    size_t len = strlen(id);
+    return fleet_prefix(out, id, fleet_id_tag(id, len));
+}
+
+size_t fleet_prefix_producer(char *out, const char *producer)
+{
+    return fleet_prefix(out, producer, strlen(producer));
+}
+
+size_t fleet_prefix_pool(char *out, const char *pool)
+{
+    return fleet_prefix(out, pool, strlen(pool));
+}
+
+size_t fleet_prefix_retries(char *out)
+{
+    return fleet_prefix(out, "retries", 7);
+}
+
+/* out = the prefix pre (n bytes, already in out) + a + b + c; its length,
+ * cut at FLEET_KEY_MAX - 1 */
+static size_t after(char *out, size_t n, const char *a, const char *b, const char *c)
+{
+    int m = snprintf(out + n, FLEET_KEY_MAX - n, "%s%s%s", a, b, c ? c : "");
+    if (m < 0)
+        return 0;
+    n += (size_t)m;
+    return n < FLEET_KEY_MAX ? n : FLEET_KEY_MAX - 1;
+}
+
+static size_t pool_key(char *out, const char *pool, const char *suffix)
+{
+    return after(out, fleet_prefix_pool(out, pool), "pool:", pool, suffix);
+}
+
+static size_t task_key(char *out, const char *kind, const char *id, const char *suffix)
+{
+    return after(out, fleet_prefix_id(out, id), kind, id, suffix);
 }
 
 size_t fleet_key_pool(char *out, const char *pool)
 {
-    return key(out, "mutirao:pool:%s", pool);
+    return pool_key(out, pool, NULL);
 }
 
 size_t fleet_key_stats(char *out, const char *pool)
 {
-    return key(out, "mutirao:pool:%s:stats", pool);
+    return pool_key(out, pool, ":stats");
+}
+
+size_t fleet_key_pstats(char *out, const char *pool, const char *producer)
+{
+    if (!tagged_layout)
+        return fleet_key_stats(out, pool);
+    return after(out, fleet_prefix_producer(out, producer), "stats:", pool, NULL);
+}
+
+size_t fleet_key_producers(char *out, const char *pool)
+{
+    return pool_key(out, pool, ":producers");
+}
+
+size_t fleet_key_retries(char *out, int is_signed)
+{
+    return after(out, fleet_prefix_retries(out), "retries", is_signed ? ":signed" : "", NULL);
 }
 
 size_t fleet_key_active(char *out, const char *pool)
 {
-    return key(out, "mutirao:pool:%s:active", pool);
+    return pool_key(out, pool, ":active");
 }
 
 size_t fleet_key_task(char *out, const char *id)
 {
-    return key(out, "mutirao:task:%s", id);
+    return task_key(out, "task:", id, NULL);
 }
 
 size_t fleet_key_task_queued(char *out, const char *id)
 {
-    return key(out, "mutirao:task:%s:q", id);
+    return task_key(out, "task:", id, ":q");
 }
 
 size_t fleet_key_task_wg(char *out, const char *id)
 {
-    return key(out, "mutirao:task:%s:w", id);
+    return task_key(out, "task:", id, ":w");
 }
 
 size_t fleet_key_notify(char *out, const char *producer)
 {
-    return key(out, "mutirao:done:%s", producer);
+    return after(out, fleet_prefix_producer(out, producer), "done:", producer, NULL);
 }
 
 size_t fleet_key_delivery(char *out, const char *id)
 {
-    return key(out, "mutirao:delivery:%s", id);
+    return task_key(out, "delivery:", id, NULL);
 }
 
 size_t fleet_key_dead(char *out, const char *pool)
 {
-    return key(out, "mutirao:pool:%s:dead", pool);
+    return pool_key(out, pool, ":dead");
 }
 
 size_t fleet_key_dead_env(char *out, const char *pool)
 {
-    return key(out, "mutirao:pool:%s:dead:env", pool);
+    return pool_key(out, pool, ":dead:env");
 }
 
 size_t fleet_key_task_in(char *out, const char *id)
 {
-    return key(out, "mutirao:task:%s:in", id);
+    return task_key(out, "task:", id, ":in");
 }
 
 size_t fleet_key_task_out(char *out, const char *id)
 {
-    return key(out, "mutirao:task:%s:out", id);
+    return task_key(out, "task:", id, ":out");
+}
+
+size_t fleet_key_outbox(char *out, const char *id)
+{
+    return task_key(out, "task:", id, ":x");
 }
 
 int fleet_task_keys(const char *id, char out[][FLEET_KEY_MAX], size_t *len)
@@ -170,8 +271,28 @@ static int parse_id(const char *id, size_t len, size_t *plen, uint64_t *n)
     return 0;
 }
 
-#define SEEN_PREFIX "mutirao:seen:"
-#define SUB_PREFIX "mutirao:sub:"
+/* The seen bitmap's key of producer part p (plen bytes), shard shard into
+ * out (FLEET_KEY_MAX bytes): the slot's prefix, "seen:", p, ':', shard; its
+ * length, or 0 when it does not fit. */
+static size_t seen_key(char *out, const char *p, size_t plen, uint64_t shard)
+{
+    char pfx[FLEET_KEY_MAX];
+    size_t pl = fleet_prefix(pfx, p, plen);
+    if (pl == 0 || pl + 5 >= FLEET_KEY_MAX)
+        return 0;
+    memcpy(pfx + pl, "seen:", 5);
+    return bitmap_key(out, pfx, pl + 5, p, plen, shard);
+}
+
+/* The submitted bitmap's key of the same task, from its seen key (len
+ * bytes): "seen:" becomes "sub:" */
+static size_t sub_key(char *out, const char *seen, size_t len, size_t pre)
+{
+    memcpy(out, seen, pre);
+    memcpy(out + pre, "sub:", 4);
+    memcpy(out + pre + 4, seen + pre + 5, len - pre - 5 + 1);
+    return len - 1;
+}
 
 int fleet_bit_of(const char *id, size_t len, fleet_bit *b)
 {
@@ -179,10 +300,10 @@ int fleet_bit_of(const char *id, size_t len, fleet_bit *b)
     uint64_t n;
     if (parse_id(id, len, &plen, &n) != 0)
         return -1;
-    b->seen_len =
-        bitmap_key(b->seen, SEEN_PREFIX, sizeof SEEN_PREFIX - 1, id, plen, n / FLEET_SEEN_SHARD);
-    b->sub_len =
-        bitmap_key(b->sub, SUB_PREFIX, sizeof SUB_PREFIX - 1, id, plen, n / FLEET_SEEN_SHARD);
+    b->seen_len = seen_key(b->seen, id, plen, n / FLEET_SEEN_SHARD);
+    b->sub_len = b->seen_len ? sub_key(b->sub, b->seen, b->seen_len,
+                                       tagged_layout ? plen + 11 : 8)
+                             : 0;
     char *e = dec_put(b->bit, n % FLEET_SEEN_SHARD);
     *e = 0;
     b->bit_len = (size_t)(e - b->bit);
@@ -228,24 +349,19 @@ int fleet_bits_set(fleet_bits *s, int i, const char *id, size_t len)
     if (i < 0 || i >= s->n || parse_id(id, len, &plen, &n) != 0)
         return 0;
     const char *seen = NULL, *sub = NULL;
-    if (i > 0 && s->seen[i - 1][0]) {
-        /* the same bitmap as the task before: its key is SEEN_PREFIX, the
-         * same producer part, ':', the same shard */
-        const char *prev = s->seen[i - 1] + sizeof SEEN_PREFIX - 1;
-        char d[21];
-        size_t dl = (size_t)(dec_put(d, n / FLEET_SEEN_SHARD) - d);
-        if (strncmp(prev, id, plen) == 0 && prev[plen] == ':' &&
-            strncmp(prev + plen + 1, d, dl) == 0 && prev[plen + 1 + dl] == 0) {
-            seen = s->seen[i - 1];
-            sub = s->sub[i - 1];
-        }
-    }
-    if (!seen) {
-        fleet_bit b;
-        if (fleet_bit_of(id, len, &b) != 0)
-            return 0;
-        seen = own_key(s, b.seen, b.seen_len);
-        sub = seen ? own_key(s, b.sub, b.sub_len) : NULL;
+    char k[FLEET_KEY_MAX];
+    size_t kl = seen_key(k, id, plen, n / FLEET_SEEN_SHARD);
+    if (kl == 0)
+        return 0;
+    if (i > 0 && strcmp(s->seen[i - 1], k) == 0) {
+        /* the same bitmap as the task before's */
+        seen = s->seen[i - 1];
+        sub = s->sub[i - 1];
+    } else {
+        char q[FLEET_KEY_MAX];
+        size_t ql = sub_key(q, k, kl, tagged_layout ? plen + 11 : 8);
+        seen = own_key(s, k, kl);
+        sub = seen ? own_key(s, q, ql) : NULL;
         if (!seen || !sub)
             return -1;
     }

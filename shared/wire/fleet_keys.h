@@ -69,10 +69,37 @@
 ** after their last bit; the pool keys expire FLEET_POOL_IDLE_TTL_S after the pool's last
 ** submit, completion or report, FLEET_POOL_CLOSED_TTL_S after a
 ** pool_close (any later use extends them again).
-** Redis Cluster: these names carry no hash tags and the scripts below build
-** key names inside and touch several slots, so the fleet runs on one Redis
-** (redis.url refuses redis+cluster://); the tagged layout and the split of
-** each cross-slot step: docs/ARCHITECTURE.md, "Redis Cluster".
+** Two layouts of these names, one per fleet (fleet_keys_set_tagged):
+**   flat (redis://, rediss://, unix://): the names above.
+**   tagged (redis+cluster://, rediss+cluster://): every name is
+**     "mutirao:{TAG}:" + the name above without "mutirao:", TAG the slot it
+**     shares: the task id's producer part (fleet_id_tag) for the task's keys
+**     (task, delivery, seen, sub), the producer for its notification list,
+**     the pool name for the pool's hash, :active, :stats, :dead, :dead:env
+**     and :producers, "retries" for the two retry sets. Two more kinds:
+**   mutirao:{P}:stats:NAME    hash: the pool's counters of the tasks of
+**                             producer P (submitted, completed, failed,
+**                             retried); the pool's :stats holds those
+**                             counted in the pool's slot (dead_lettered,
+**                             unauthenticated, `mutirao dlq retry`'s
+**                             submitted); pool_stats sums them all
+**   mutirao:{NAME}:pool:NAME:producers  sorted set: producer -> Unix ms of
+**                             its latest submit to the pool (written before
+**                             its first task is produced): whose
+**                             mutirao:{P}:stats:NAME pool_stats sums
+**   mutirao:{T}:task:ID:x     list: owner, element, ... the notifications of
+**                             a completed task for lists outside its slot
+**                             (another producer's WaitGroup changes), left
+**                             by the completion for the worker to push
+**                             (FLEET_NOTIFY_LUA) and delete afterwards
+**   mutirao:{O}:pushed:ID     "1" once task ID's notifications reached
+**                             producer O's list (FLEET_NOTIFY_LUA), so a
+**                             replay pushes nothing twice
+**   Each script call runs in one slot: KEYS[1] is the prefix of its slot
+**   (fleet_prefix: "mutirao:" flat, "mutirao:{TAG}:" tagged), the one key
+**   the client routes by, and the script builds its names from it; the
+**   client splits batches per slot. docs/ARCHITECTURE.md, "Redis Cluster",
+**   says how each step that spans two slots stays exact.
 ** Task ids and pool names never hold spaces or newlines (envelope.h).
 ** Notifications (list elements) start with one type byte:
 **   'R' + result record       a task of P completed (exactly once)
@@ -126,12 +153,12 @@
     "  if not p then p, n = string.match(id, '^(.+):(%d+)$') end\n"                                \
     "  n = tonumber(n)\n"                                                                          \
     "  if not n or n > 1e15 then return nil end\n"                                                 \
-    "  return string.format('mutirao:seen:%s:%d', p, math.floor(n / SEEN_SHARD)),\n"               \
+    "  return string.format('%sseen:%s:%d', pre, p, math.floor(n / SEEN_SHARD)),\n"               \
     "    string.format('%d', n % SEEN_SHARD)\n"                                                    \
     "end\n"                                                                                        \
     "local function done_at(id, k, b)\n"                                                           \
     "  if b ~= '' then return redis.call('GETBIT', k, b) == 1 end\n"                               \
-    "  return redis.call('EXISTS', 'mutirao:task:' .. id) == 1\n"                                  \
+    "  return redis.call('EXISTS', pre .. 'task:' .. id) == 1\n"                                  \
     "end\n"                                                                                        \
     "local function done(id)\n"                                                                    \
     "  local k, b = seen(id)\n"                                                                    \
@@ -149,9 +176,13 @@
     "  t[pool] = c\n"                                                                              \
     "  c[f] = (c[f] or 0) + n\n"                                                                   \
     "end\n"                                                                                        \
+    "local function statskey(pool)\n"                                                              \
+    "  if tagged then return pre .. 'stats:' .. pool end\n"                                       \
+    "  return pre .. 'pool:' .. pool .. ':stats'\n"                                               \
+    "end\n"                                                                                        \
     "local function hincr_all(t)\n"                                                                \
     "  for pool, c in pairs(t) do\n"                                                               \
-    "    local k = 'mutirao:pool:' .. pool .. ':stats'\n"                                          \
+    "    local k = statskey(pool)\n"                                          \
     "    for f, n in pairs(c) do redis.call('HINCRBY', k, f, n) end\n"                             \
     "    redis.call('EXPIRE', k, POOL_IDLE_TTL)\n"                                                 \
     "  end\n"                                                                                      \
@@ -160,7 +191,10 @@
 #define FLEET_CONSTANTS_LUA                                                                        \
     "local SEEN_SHARD, POOL_IDLE_TTL = " FLEET_STR(FLEET_SEEN_SHARD) ", " FLEET_STR(               \
         FLEET_POOL_IDLE_TTL_S) "\n"                                                                \
-                               "local ACTIVE_STALE = " FLEET_STR(FLEET_ACTIVE_STALE_MS) "\n"
+                               "local ACTIVE_STALE = " FLEET_STR(FLEET_ACTIVE_STALE_MS) "\n"              \
+                               "local pre = KEYS[1]\n"                                         \
+                               "local tagged = pre ~= 'mutirao:'\n"                            \
+                               "local tag = tagged and string.sub(pre, 10, -3)\n"
 #define FLEET_STR_(x) #x
 #define FLEET_STR(x) FLEET_STR_(x)
 
@@ -168,6 +202,8 @@
 #define FLEET_DELIVERY_TTL_S 604800       /* a delivery record, after its latest delivery */
 #define FLEET_DELIVERY_BUSY 999999999999  /* FLEET_DELIVER_LUA: running on a live worker */
 #define FLEET_DELIVERY_ALONE 999999999998 /* FLEET_DELIVER_LUA: its last delivery, run it alone */
+#define FLEET_DELIVERY_REPLAY 999999999997 /* FLEET_DELIVER_LUA: done, its outbox to push */
+#define FLEET_DELIVERY_ASK 999999999996    /* FLEET_DELIVER_LUA: is its latest worker alive? */
 #define FLEET_HISTORY_MAX 10 /* deliveries a record's history keeps (the script's 10) */
 
 /*
@@ -175,7 +211,11 @@
 ** (Unix ms), ARGV[2] this worker process, "ID#INCARNATION" (fleet_worker_tag),
 ** ARGV[3] record TTL s, then per task: id, max_deliveries, pool, alone ("1"
 ** when the worker asks to run it with no other task beside it, else "0"),
-** its seen bitmap's key and bit (fleet_bit_of; "" "" for none). Returns one
+** its seen bitmap's key and bit (fleet_bit_of; "" "" for none), and what
+** the worker knows of the latest delivery's worker: "" (nothing: the flat
+** layout reads the pool's :active itself, the tagged one, where :active
+** is in another slot, answers FLEET_DELIVERY_ASK instead), "1" (alive, see
+** below) or "0". KEYS[1]: the prefix of the tasks' slot. Returns one
 ** string, the answers separated by commas (one reply object, not one per
 ** task), per task: 0 when its outcome is recorded already (its result key or
 ** seen bit: do not run it again); FLEET_DELIVERY_BUSY when its latest
@@ -188,13 +228,22 @@
 ** delivery would be its last (a worker died while it ran, N + 1 =
 ** max_deliveries): the worker runs it with no task beside it, so that a
 ** crash counts against the task that caused it only; else N > 0, this
-** delivery's number, after counting it. A first delivery costs the done()
-** check and a SET NX EX; later ones a GET and a SET EX more.
+** delivery's number, after counting it; in the tagged layout two more:
+** FLEET_DELIVERY_ASK, uncounted, when the latest delivery went to another
+** worker process and the call did not say whether it is alive (the worker
+** reads the record's latest worker and the pool's :active, then asks again
+** with "1" or "0"), and FLEET_DELIVERY_REPLAY for a completed task whose
+** notifications for other slots are still waiting (mutirao:{T}:task:ID:x: a
+** worker stopped between the completion and their push; push them, then
+** treat it as 0). A first delivery costs the done() check and a SET NX EX;
+** later ones a GET and a SET EX more.
 */
 /* The answers FLEET_DELIVER_LUA gives besides counts, as Lua locals. */
 #define FLEET_DELIVERY_CONSTANTS_LUA                                                               \
     "local BUSY, ALONE = '" FLEET_STR(FLEET_DELIVERY_BUSY) "', '" FLEET_STR(                       \
-        FLEET_DELIVERY_ALONE) "'\n"
+        FLEET_DELIVERY_ALONE) "'\n"                                                                \
+    "local REPLAY, ASK = '" FLEET_STR(FLEET_DELIVERY_REPLAY) "', '" FLEET_STR(                     \
+        FLEET_DELIVERY_ASK) "'\n"
 #define FLEET_DELIVER_LUA                                                                          \
     FLEET_SEEN_LUA                                                                                 \
     FLEET_DELIVERY_CONSTANTS_LUA                                                                   \
@@ -203,21 +252,28 @@
     "local function alive(pool, w, t)\n"                                                           \
     "  local id, inc = w:match('^(.+)#(%x+)$')\n"                                                  \
     "  if not id then return false end\n"                                                          \
-    "  local a = redis.call('HGET', 'mutirao:pool:' .. pool .. ':active', id)\n"                   \
+    "  local a = redis.call('HGET', pre .. 'pool:' .. pool .. ':active', id)\n"                   \
     "  local n, ms, ainc = (a or ''):match('^(%d+) (%d+) (%x+)$')\n"                               \
     "  return ainc == inc and tonumber(n) > 0 and t - tonumber(ms) < ACTIVE_STALE\n"               \
     "end\n"                                                                                        \
-    "for i = 4, #ARGV, 6 do\n"                                                                     \
-    "  local id, max = ARGV[i], tonumber(ARGV[i+1])\n"                                             \
-    "  local d, e = 'mutirao:delivery:' .. id, wid .. '@' .. now\n"                                \
-    "  if done_at(id, ARGV[i+4], ARGV[i+5]) then out[#out+1] = 0\n"                                \
+    "for i = 4, #ARGV, 7 do\n"                                                                     \
+    "  local id, max, live = ARGV[i], tonumber(ARGV[i+1]), ARGV[i+6]\n"                            \
+    "  local d, e = pre .. 'delivery:' .. id, wid .. '@' .. now\n"                                 \
+    "  if done_at(id, ARGV[i+4], ARGV[i+5]) then\n"                                                \
+    "    if tagged and redis.call('EXISTS', pre .. 'task:' .. id .. ':x') == 1 then\n"            \
+    "      out[#out+1] = REPLAY\n"                                                                 \
+    "    else out[#out+1] = 0 end\n"                                                               \
     "  elseif redis.call('SET', d, '1 ' .. now .. ' ' .. now .. ' ' .. e, 'NX', 'EX', ttl) then\n" \
     "    out[#out+1] = 1\n"                                                                        \
     "  else\n"                                                                                     \
     "    local c, first, h = (redis.call('GET', d) or ''):match('^(%d+) (%d+) %d+ (.*)$')\n"       \
     "    c = tonumber(c) or 0\n"                                                                   \
     "    local lw = h and h:match('([^ ]+)@%d+$')\n"                                               \
-    "    if lw and lw ~= wid and alive(ARGV[i+2], lw, tonumber(now)) then out[#out+1] = BUSY\n"    \
+    "    local other = lw and lw ~= wid\n"                                                        \
+    "    if other and live == '' and tagged then out[#out+1] = ASK\n"                              \
+    "    elseif other and (live == '1' or (live == '' and alive(ARGV[i+2], lw, tonumber(now)))) "   \
+    "then\n"                                                                                       \
+    "      out[#out+1] = BUSY\n"                                                                   \
     "    elseif c >= max then out[#out+1] = -c\n"                                                  \
     "    elseif c + 1 >= max and ARGV[i+3] ~= '1' then out[#out+1] = ALONE\n"                      \
     "    else\n"                                                                                   \
@@ -233,9 +289,11 @@
     "return table.concat(out, ',')\n"
 
 /*
-** Stores a dead letter for operators. ARGV: now (Unix ms), task id, pool,
-** the task envelope, and optionally a reason. Builds the record from
-** mutirao:delivery:ID (the error: "worker W ended without recording an
+** Stores a dead letter for operators. KEYS[1]: the prefix of the pool's
+** slot. ARGV: now (Unix ms), task id, pool, the task envelope, a reason (""
+** for none) and, in the tagged layout, the task's delivery record as the
+** worker read it ("" for none; it is in the task's slot). Builds the
+** record from mutirao:delivery:ID (the error: "worker W ended without recording an
 ** outcome (delivery N)" from the latest history entry, or the reason when
 ** given: a message a worker refused unrun, e.g. an unsigned envelope),
 ** HSETs it and the envelope in the pool's dead hashes and counts
@@ -245,7 +303,8 @@
 #define FLEET_DEAD_LUA                                                                             \
     FLEET_CONSTANTS_LUA                                                                            \
     "local now, id, pool, env, why = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]\n"                \
-    "local r = redis.call('GET', 'mutirao:delivery:' .. id) or ''\n"                               \
+    "if why == '' then why = nil end\n"                                                            \
+    "local r = ARGV[6] or redis.call('GET', pre .. 'delivery:' .. id) or ''\n"                     \
     "local c, first, last, h = r:match('^(%d+) (%d+) (%d+) (.*)$')\n"                              \
     "c, h = c or '0', h or ''\n"                                                                   \
     "local w, err = h:match('([^ #]+)[^ ]*@[0-9]+$'), 'no outcome was recorded'\n"                 \
@@ -255,9 +314,9 @@
     "if why then err = why end\n"                                                                  \
     "local rec = c .. ' ' .. (first or now) .. ' ' .. (last or now) .. ' ' .. now .. '\\n' .. h\n" \
     "  .. '\\n' .. err\n"                                                                          \
-    "local k = 'mutirao:pool:' .. pool .. ':dead'\n"                                               \
+    "local k = pre .. 'pool:' .. pool .. ':dead'\n"                                                \
     "if redis.call('HSET', k, id, rec) == 1 then\n"                                                \
-    "  redis.call('HINCRBY', 'mutirao:pool:' .. pool .. ':stats',\n"                               \
+    "  redis.call('HINCRBY', pre .. 'pool:' .. pool .. ':stats',\n"                                \
     "    why and 'unauthenticated' or 'dead_lettered', 1)\n"                                       \
     "end\n"                                                                                        \
     "redis.call('HSET', k .. ':env', id, env)\n"                                                   \
@@ -266,40 +325,46 @@
     "return rec\n"
 
 /*
-** `mutirao dlq retry`, before it produces the stored envelope again. ARGV:
-** pool, task id, marker TTL s (0: none). If the task is a dead letter of the
-** pool: its outcome, seen bit and delivery record go (so a worker runs it
+** `mutirao dlq retry`, before it produces the stored envelope again. KEYS[1]:
+** the prefix of the task's slot. ARGV: pool, task id, marker TTL s (0:
+** none). If the task is a dead letter of the pool (the tagged layout
+** cannot see the pool's slot: the caller checked it): its outcome, seen bit and delivery record go (so a worker runs it
 ** and records again), its submitted bit and (for producers before the
 ** bitmap) its mutirao:task:ID:q marker are set; returns 1, else 0.
 */
 #define FLEET_DLQ_TAKE_LUA                                                                         \
     FLEET_SEEN_LUA                                                                                 \
     "local pool, id, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])\n"                                  \
-    "if redis.call('HEXISTS', 'mutirao:pool:' .. pool .. ':dead', id) == 0 then return 0 end\n"    \
-    "redis.call('DEL', 'mutirao:task:' .. id, 'mutirao:delivery:' .. id)\n"                        \
+    "if not tagged and redis.call('HEXISTS', pre .. 'pool:' .. pool .. ':dead', id) == 0 then\n"   \
+    "  return 0\n"                                                                                 \
+    "end\n"                                                                                        \
+    "redis.call('DEL', pre .. 'task:' .. id, pre .. 'delivery:' .. id)\n"                          \
     "local sk, sb = seen(id)\n"                                                                    \
     "if sk then\n"                                                                                 \
     "  redis.call('SETBIT', sk, sb, 0)\n"                                                          \
-    "  local q = 'mutirao:sub:' .. string.sub(sk, 14)\n"                                           \
+    "  local q = pre .. 'sub:' .. string.sub(sk, #pre + 6)\n"                                      \
     "  redis.call('SETBIT', q, sb, 1)\n"                                                           \
     "  touch(q, ttl)\n"                                                                            \
     "end\n"                                                                                        \
-    "if ttl > 0 then redis.call('SET', 'mutirao:task:' .. id .. ':q', '1', 'EX', ttl)\n"           \
-    "else redis.call('SET', 'mutirao:task:' .. id .. ':q', '1') end\n"                             \
+    "if tagged then return 1 end\n"                                                                \
+    "if ttl > 0 then redis.call('SET', pre .. 'task:' .. id .. ':q', '1', 'EX', ttl)\n"            \
+    "else redis.call('SET', pre .. 'task:' .. id .. ':q', '1') end\n"                              \
     "return 1\n"
 
 /*
 ** `mutirao dlq retry`, once Kafka has the envelope again, and `mutirao dlq
-** drop`: the dead letter leaves the pool's dead hashes. ARGV: pool, task id,
+** drop`: the dead letter leaves the pool's dead hashes. KEYS[1]: the prefix
+** of the pool's slot. ARGV: pool, task id,
 ** "retried" (the pool's submitted + 1) or "dropped". Returns 1 if it was
 ** there, else 0.
 */
 #define FLEET_DLQ_REMOVE_LUA                                                                       \
-    "local k = 'mutirao:pool:' .. ARGV[1] .. ':dead'\n"                                            \
+    "local pre = KEYS[1]\n"                                                                        \
+    "local k = pre .. 'pool:' .. ARGV[1] .. ':dead'\n"                                             \
     "local n = redis.call('HDEL', k, ARGV[2])\n"                                                   \
     "redis.call('HDEL', k .. ':env', ARGV[2])\n"                                                   \
     "if n == 1 and ARGV[3] == 'retried' then\n"                                                    \
-    "  redis.call('HINCRBY', 'mutirao:pool:' .. ARGV[1] .. ':stats', 'submitted', 1)\n"            \
+    "  redis.call('HINCRBY', pre .. 'pool:' .. ARGV[1] .. ':stats', 'submitted', 1)\n"             \
     "end\n"                                                                                        \
     "return n\n"
 
@@ -326,13 +391,25 @@
 ** 'W' elements (each with NUL + "TASKID N" appended) and 'R' + record are
 ** pushed, and the changes of WaitGroups of the task's own producer are
 ** kept in mutirao:task:ID:w.
-** Returns an array: per task 1 (this call completed it) or 0 (done before).
+** The tagged layout (KEYS[1]: the prefix of the tasks' slot, one producer
+** part): the worker added a retry to the retry set before this call, and
+** the call counts it once (when it deletes the delivery record); a push to
+** a list outside the slot (another producer's WaitGroup change, an id
+** whose producer part is not its producer) goes to the task's outbox
+** mutirao:{T}:task:ID:x instead, pairs owner, element in order, and the
+** task's element of the reply is 3: the worker pushes them
+** (FLEET_NOTIFY_LUA per owner), deletes the outbox, and only then is the
+** task finished (its offset committed).
+** Returns an array: per task 1 (this call completed it), 3 (the same, with
+** an outbox) or 0 (done before).
 */
 #define FLEET_COMPLETE_LUA                                                                         \
     FLEET_SEEN_LUA                                                                                 \
     "local ttl, nttl = tonumber(ARGV[1]), ARGV[2]\n"                                               \
     "local out, i, lists, order, counts, seens = {}, 3, {}, {}, {}, {}\n"                          \
+    "local xs\n"                                                                                   \
     "local function push(p, e)\n"                                                                  \
+    "  if tagged and p ~= tag then xs[#xs+1] = p xs[#xs+1] = e return end\n"                       \
     "  local v = lists[p]\n"                                                                       \
     "  if not v then v = {} lists[p] = v order[#order+1] = p end\n"                                \
     "  v[#v+1] = e\n"                                                                              \
@@ -340,15 +417,19 @@
     "while i <= #ARGV do\n"                                                                        \
     "  local id, pool, prod, st, rec = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3], ARGV[i+4]\n"      \
     "  local blob, sk, sb, nw = ARGV[i+5], ARGV[i+6], ARGV[i+7], tonumber(ARGV[i+8])\n"            \
-    "  local k = 'mutirao:task:' .. id\n"                                                          \
+    "  local k = pre .. 'task:' .. id\n"                                                           \
     "  if st == 'retry' then\n"                                                                    \
-    "    if not done_at(id, sk, sb) then\n"                                                        \
+    "    if tagged then\n"                                                                         \
+    "      if not done_at(id, sk, sb) and redis.call('DEL', pre .. 'delivery:' .. id) == 1 then\n" \
+    "        count(counts, pool, 'retried', 1)\n"                                                  \
+    "      end\n"                                                                                  \
+    "    elseif not done_at(id, sk, sb) then\n"                                                    \
     "      local rk = '" FLEET_RETRIES_KEY "'\n"                                                   \
     "      if string.sub(rec, 1, 4) == 'MTE\\2' then rk = '" FLEET_RETRIES_SIGNED_KEY "' end\n"    \
     "      if redis.call('ZADD', rk, 'NX', blob, id .. ' ' .. rec) == 1 then\n"                    \
     "        count(counts, pool, 'retried', 1)\n"                                                  \
     "      end\n"                                                                                  \
-    "      redis.call('DEL', 'mutirao:delivery:' .. id)\n"                                         \
+    "      redis.call('DEL', pre .. 'delivery:' .. id)\n"                                          \
     "    end\n"                                                                                    \
     "    out[#out+1] = 2\n"                                                                        \
     "  else\n"                                                                                     \
@@ -362,7 +443,8 @@
     "  elseif ttl > 0 then ok = redis.call('SET', k, rec, 'NX', 'EX', ARGV[1])\n"                  \
     "  else ok = redis.call('SET', k, rec, 'NX') end\n"                                            \
     "  if ok then\n"                                                                               \
-    "    redis.call('DEL', k .. ':q', 'mutirao:delivery:' .. id)\n"                                \
+    "    xs = {}\n"                                                                                \
+    "    redis.call('DEL', k .. ':q', pre .. 'delivery:' .. id)\n"                                 \
     "    count(counts, pool, st, 1)\n"                                                             \
     "    if #blob > 0 then setx(k .. ':out', blob, ttl) end\n"                                     \
     "    if nw > 0 then\n"                                                                         \
@@ -376,7 +458,11 @@
     "      if #mine > 0 then setx(k .. ':w', table.concat(mine, '\\n'), ttl) end\n"                \
     "    end\n"                                                                                    \
     "    push(prod, 'R' .. rec)\n"                                                                 \
-    "    out[#out+1] = 1\n"                                                                        \
+    "    if #xs > 0 then\n"                                                                        \
+    "      redis.call('RPUSH', k .. ':x', unpack(xs))\n"                                           \
+    "      redis.call('EXPIRE', k .. ':x', nttl)\n"                                                \
+    "      out[#out+1] = 3\n"                                                                      \
+    "    else out[#out+1] = 1 end\n"                                                               \
     "  else\n"                                                                                     \
     "    out[#out+1] = 0\n"                                                                        \
     "  end\n"                                                                                      \
@@ -384,7 +470,7 @@
     "  i = i + 9 + 2 * nw\n"                                                                       \
     "end\n"                                                                                        \
     "for _, p in ipairs(order) do\n"                                                               \
-    "  local v, l = lists[p], 'mutirao:done:' .. p\n"                                              \
+    "  local v, l = lists[p], pre .. 'done:' .. p\n"                                               \
     "  for j = 1, #v, 1000 do redis.call('RPUSH', l, unpack(v, j, math.min(j + 999, #v))) end\n"   \
     "  redis.call('EXPIRE', l, nttl)\n"                                                            \
     "end\n"                                                                                        \
@@ -393,11 +479,30 @@
     "return out\n"
 
 /*
-** A worker's poll of mutirao:retries and mutirao:retries:signed. ARGV: now (Unix ms), lease (ms),
-*the
-** most to claim. Members due (score <= now) are claimed: their score
-** becomes now + lease (another worker claims them once it passed: the
-** claimer died); those whose task is done meanwhile go. Returns the claimed
+** The tagged layout's notifications of a completed task for one producer
+** outside the task's slot (its outbox, mutirao:{T}:task:ID:x). KEYS[1]:
+** the prefix of producer O's slot; ARGV: O, notification list TTL s, the
+** task id, then the elements. Pushes them to O's list unless this task's
+** were pushed there before (mutirao:{O}:pushed:ID, kept as long as the
+** list), so that a replay after a worker stopped midway pushes nothing
+** twice. Returns 1 (pushed) or 0 (pushed before).
+*/
+#define FLEET_NOTIFY_LUA                                                                           \
+    "local pre, o, nttl, id = KEYS[1], ARGV[1], ARGV[2], ARGV[3]\n"                                \
+    "if not redis.call('SET', pre .. 'pushed:' .. id, '1', 'NX', 'EX', nttl) then return 0 end\n"  \
+    "local l = pre .. 'done:' .. o\n"                                                              \
+    "redis.call('RPUSH', l, unpack(ARGV, 4))\n"                                                    \
+    "redis.call('EXPIRE', l, nttl)\n"                                                              \
+    "return 1\n"
+
+/*
+** A worker's poll of mutirao:retries and mutirao:retries:signed. KEYS[1]:
+** the prefix of their slot (fleet_key_retries). ARGV: now (Unix ms), lease
+** (ms), the most to claim. Members due (score <= now) are claimed: their
+** score becomes now + lease (another worker claims them once it passed:
+** the claimer died); those whose task is done meanwhile go (flat layout:
+** in the tagged one the task is in another slot, and the delivery script
+** skips a done task once the claim produced it again). Returns the claimed
 ** members ("ID ENVELOPE"); the worker produces each envelope to its pool's
 ** topic and ZREMs the member once Kafka has it.
 */
@@ -405,11 +510,11 @@
     FLEET_SEEN_LUA                                                                                 \
     "local now, lease, max = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])\n"            \
     "local out = {}\n"                                                                             \
-    "for _, k in ipairs({'" FLEET_RETRIES_KEY "', '" FLEET_RETRIES_SIGNED_KEY "'}) do\n"           \
+    "for _, k in ipairs({pre .. 'retries', pre .. 'retries:signed'}) do\n"                        \
     "  local due = redis.call('ZRANGEBYSCORE', k, '-inf', now, 'LIMIT', 0, max - #out)\n"          \
     "  for _, m in ipairs(due) do\n"                                                               \
     "    local id = string.match(m, '^(%S+) ')\n"                                                  \
-    "    if not id or done(id) then redis.call('ZREM', k, m)\n"                                    \
+    "    if not id or (not tagged and done(id)) then redis.call('ZREM', k, m)\n"                   \
     "    else\n"                                                                                   \
     "      redis.call('ZADD', k, 'XX', now + lease, m)\n"                                          \
     "      out[#out+1] = m\n"                                                                      \
@@ -425,7 +530,10 @@
 ** (fleet_bit_of; "" "" for none). Per task, HINCRBY of the pool's
 ** "submitted" (one per pool and call) and its bit in mutirao:sub:P:N, which
 ** says "submitted" to the producer's reconciliation as long as the seen
-** bit is not set.
+** bit is not set; the pools' hashes live on (flat layout: in the tagged
+** one they are in the pools' slots, and the producer refreshes them with
+** its entry in their :producers). KEYS[1]: the prefix of the producer's
+** slot.
 */
 #define FLEET_SUBMIT_LUA                                                                           \
     FLEET_SEEN_LUA                                                                                 \
@@ -437,14 +545,16 @@
     "end\n"                                                                                        \
     "for k in pairs(subs) do touch(k, ttl) end\n"                                                  \
     "hincr_all(counts)\n"                                                                          \
-    "for p in pairs(counts) do redis.call('EXPIRE', 'mutirao:pool:' .. p, POOL_IDLE_TTL) end\n"    \
+    "if not tagged then\n"                                                                         \
+    "  for p in pairs(counts) do redis.call('EXPIRE', pre .. 'pool:' .. p, POOL_IDLE_TTL) end\n"   \
+    "end\n"                                                                                        \
     "return 1\n"
 
 /*
 ** Re-submitted tasks (lua/fleet/fleet_reconcile.c): ARGV[1] TTL s (0:
 ** none), then per task its submitted bitmap's key and bit (fleet_bit_of):
 ** the bit is set again (Redis may have lost it). No counter changes: the
-** task was counted once.
+** task was counted once. KEYS[1]: the prefix of the tasks' slot.
 */
 #define FLEET_REMARK_LUA                                                                           \
     FLEET_SEEN_LUA                                                                                 \
@@ -467,12 +577,13 @@
 ** (neither record nor bit: Redis lost the task, or nobody submitted it), 1
 ** (its submitted bit, or the mutirao:task:ID:q marker of producers before
 ** the bitmap: queued or running) or 2 (its seen bit: completed, and its
-** record already deleted by an await), then "".
+** record already deleted by an await), then "". KEYS[1]: the prefix of the
+** tasks' slot.
 */
 #define FLEET_LOOKUP_LUA                                                                           \
-    "local out = {}\n"                                                                             \
+    "local out, pre = {}, KEYS[1]\n"                                                               \
     "for i = 1, #ARGV, 4 do\n"                                                                     \
-    "  local k, sk, qk, b = 'mutirao:task:' .. ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]\n"   \
+    "  local k, sk, qk, b = pre .. 'task:' .. ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]\n"    \
     "  local rec = redis.call('GET', k)\n"                                                         \
     "  if rec then\n"                                                                              \
     "    out[#out+1] = rec\n"                                                                      \
@@ -487,9 +598,37 @@
     "  end\n"                                                                                      \
     "end\n"                                                                                        \
     "return out\n"
+/*
+** The layout (see the top of this file) is one per process, like its Redis:
+** flat until set. fleet_keys_use_url sets it from a redis.url (tagged for
+** redis+cluster:// and rediss+cluster://) and returns whether it is tagged.
+*/
+void fleet_keys_set_tagged(int tagged);
+int fleet_keys_tagged(void);
+int fleet_keys_use_url(const char *url);
+/* The length of the tag of task id (len bytes): its producer part for an id
+ * PRODUCER:SEQ[:HEX], else the whole id. The tag is id's first bytes. */
+size_t fleet_id_tag(const char *id, size_t len);
+/* The prefix of the keys of tag (taglen bytes) into out (FLEET_KEY_MAX
+ * bytes): "mutirao:" flat, "mutirao:{TAG}:" tagged; the KEYS[1] of a script
+ * call in that slot. Its length (0: too long). */
+size_t fleet_prefix(char *out, const char *tag, size_t taglen);
+/* The same for the slot of task id, of producer's keys, of a pool's keys,
+ * of the retry sets. */
+size_t fleet_prefix_id(char *out, const char *id);
+size_t fleet_prefix_producer(char *out, const char *producer);
+size_t fleet_prefix_pool(char *out, const char *pool);
+size_t fleet_prefix_retries(char *out);
+
 /* Each writes the key into out (FLEET_KEY_MAX bytes) and returns its length. */
 size_t fleet_key_pool(char *out, const char *pool);
+/* the pool's counters counted in its slot (flat: all of them) */
 size_t fleet_key_stats(char *out, const char *pool);
+/* the pool's counters of producer's tasks: flat, the pool's :stats;
+ * tagged, mutirao:{P}:stats:NAME */
+size_t fleet_key_pstats(char *out, const char *pool, const char *producer);
+size_t fleet_key_producers(char *out, const char *pool); /* tagged: who counts in pstats */
+size_t fleet_key_retries(char *out, int is_signed);      /* the retry sets */
 size_t fleet_key_active(char *out, const char *pool);
 size_t fleet_key_task(char *out, const char *id);
 size_t fleet_key_task_queued(char *out, const char *id);
@@ -500,6 +639,7 @@ size_t fleet_key_notify(char *out, const char *producer);
 size_t fleet_key_delivery(char *out, const char *id);
 size_t fleet_key_dead(char *out, const char *pool);     /* the dead letters' records */
 size_t fleet_key_dead_env(char *out, const char *pool); /* their envelopes */
+size_t fleet_key_outbox(char *out, const char *id); /* tagged: a completion's other pushes */
 
 /*
 ** A task's bit in the fleet's bitmaps, computed by the client so that the

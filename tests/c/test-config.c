@@ -223,10 +223,10 @@ static int test_file_errors(void)
         {"topic.prefix = 01234567890123456789012345678901234567890123456789\n", CONFIG_EVALUE,
          "topic.prefix: at most 49 bytes"},
         {"redis.url = http://localhost\n", CONFIG_EVALUE,
-         "1: redis.url: redis://, rediss:// or unix:// URL expected, got 'http://localhost'"},
+         "1: redis.url: redis://, rediss://, unix://, redis+cluster:// or rediss+cluster:// URL "
+         "expected, got 'http://localhost'"},
         {"redis.url = redis://\n", CONFIG_EVALUE, "redis.url"},
-        {"redis.url = redis+cluster://127.0.0.1:7000\n", CONFIG_EVALUE,
-         "1: redis.url: Redis Cluster is not supported by the fleet yet"},
+        {"redis.url = redis+cluster://\n", CONFIG_EVALUE, "redis.url"},
         {"kafka.brokers =\n", CONFIG_EVALUE, "kafka.brokers: non-empty"},
         {"kafka.brokers = a:1,,b:2\n", CONFIG_EVALUE, "without empty items"},
         {"kafka.brokers = a:1,\n", CONFIG_EVALUE, "without empty items"},
