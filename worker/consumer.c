@@ -28,6 +28,7 @@
 #include "fleet_keys.h"
 #include "fleet_wg.h"
 #include "kafka_uv.h"
+#include "outbox.h"
 #include "redis_uv.h"
 #include "retries.h"
 #include "retry.h"
@@ -74,6 +75,11 @@ struct held {
     int64_t offset;
 };
 
+/* The steps of a task's completion (the tagged layout adds the first and
+ * the last): its next attempt joins the retry set (a "retry" only), the
+ * completion script, its outbox is pushed (an answer 3 only). */
+enum { COMPLETE_CALL, COMPLETE_RETRY_ADD, COMPLETE_OUTBOX };
+
 /* A task from its message to its completion record. */
 struct wtask {
     worker *w;
@@ -98,6 +104,7 @@ struct wtask {
     size_t *argvlen;
     uv_timer_t retry;
     unsigned retry_ms;
+    int stage;          /* what retry_later tries again: a COMPLETE_* */
     ex_task run;        /* what runs on a VM */
     fleet_task_wgs wgs; /* the WaitGroup proxies its decode made */
     char *in;           /* the task's envelope when larger than run.buf */
@@ -121,6 +128,7 @@ struct worker {
     kuv_consumer *c;
     redis_uv *r;
     int complete_script;
+    int notify_script; /* FLEET_NOTIFY_LUA (outbox.h) */
     wpool *pools;
     uv_timer_t report;
     long inflight;    /* over all pools */
@@ -334,19 +342,33 @@ typedef struct batch {
 } batch;
 
 static void send_batch(worker *w, wtask **ts, int n);
+static void retry_add(wtask *t);
+static void push_outbox(wtask *t);
+static void queue_completion(wtask *t);
 
 static void on_retry(uv_timer_t *h)
 {
     wtask *t = h->data;
-    send_batch(t->w, &t, 1);
+    if (t->stage == COMPLETE_RETRY_ADD)
+        retry_add(t);
+    else if (t->stage == COMPLETE_OUTBOX)
+        push_outbox(t);
+    else
+        send_batch(t->w, &t, 1);
 }
 
 static void retry_later(wtask *t, const char *why)
 {
     worker *w = t->w;
     if (w->closed || (w->stopping && !uv_is_active((uv_handle_t *)&w->drain))) {
-        wlog(WLOG_WARN, "pool=%s task=%s: outcome not recorded (%s); it will run again",
-             t->wp->name, t->id, why);
+        if (t->stage == COMPLETE_OUTBOX) /* recorded: its next delivery pushes the outbox */
+            wlog(WLOG_WARN,
+                 "pool=%s task=%s: notifications for other producers not pushed yet (%s); "
+                 "its next delivery pushes them",
+                 t->wp->name, t->id, why);
+        else
+            wlog(WLOG_WARN, "pool=%s task=%s: outcome not recorded (%s); it will run again",
+                 t->wp->name, t->id, why);
         task_settled(t, 0);
         return;
     }
@@ -367,6 +389,11 @@ static void on_completed(redis_uv *cli, int status, const redisReply *reply, con
         wlog(WLOG_DEBUG, "recorded %d outcome(s)", b->n);
         for (int i = 0; i < b->n; i++) {
             wtask *t = b->t[i];
+            if (reply->element[i]->type == REDIS_REPLY_INTEGER && reply->element[i]->integer == 3) {
+                t->stage = COMPLETE_OUTBOX; /* finished once its outbox is pushed */
+                push_outbox(t);
+                continue;
+            }
             if (reply->element[i]->type == REDIS_REPLY_INTEGER && reply->element[i]->integer == 0)
                 wlog(WLOG_INFO, "pool=%s task=%s attempt %u: already completed (a repeat run)",
                      t->wp->name, t->id, t->attempt);
@@ -404,7 +431,7 @@ static void on_batch_reply(redis_uv *cli, int status, const redisReply *reply, c
 /* One FLEET_COMPLETE_LUA call for n tasks. */
 static void send_batch(worker *w, wtask **ts, int n)
 {
-    int argc = 2;
+    int argc = 3;
     for (int i = 0; i < n; i++)
         argc += ts[i]->argc;
     batch *b = malloc(sizeof *b + (size_t)n * sizeof b->t[0]);
@@ -421,14 +448,16 @@ static void send_batch(worker *w, wtask **ts, int n)
     b->w = w;
     b->n = n;
     b->counted = !w->stopping;
-    char ttl[16], nttl[16];
+    char pre[FLEET_KEY_MAX], ttl[16], nttl[16];
     snprintf(ttl, sizeof ttl, "%d", w->cfg->result_ttl_s);
     snprintf(nttl, sizeof nttl, "%d", FLEET_NOTIFY_TTL_S);
-    argv[0] = ttl;
-    lens[0] = strlen(ttl);
-    argv[1] = nttl;
-    lens[1] = strlen(nttl);
-    int k = 2;
+    argv[0] = pre; /* KEYS[1]: the tasks' slot (flush_completions) */
+    lens[0] = fleet_prefix_id(pre, ts[0]->id);
+    argv[1] = ttl;
+    lens[1] = strlen(ttl);
+    argv[2] = nttl;
+    lens[2] = strlen(nttl);
+    int k = 3;
     for (int i = 0; i < n; i++) {
         b->t[i] = ts[i];
         for (int j = 0; j < ts[i]->argc; j++) {
@@ -436,7 +465,7 @@ static void send_batch(worker *w, wtask **ts, int n)
             lens[k++] = ts[i]->argvlen[j];
         }
     }
-    int rc = redis_uv_eval(w->r, on_batch_reply, b, w->complete_script, 0, argc, argv, lens);
+    int rc = redis_uv_eval(w->r, on_batch_reply, b, w->complete_script, 1, argc, argv, lens);
     free(argv);
     free(lens);
     if (rc == 0 && b->counted)
@@ -448,13 +477,104 @@ static void send_batch(worker *w, wtask **ts, int n)
     }
 }
 
-/* Sends the completions gathered in this loop turn. */
+/* Its outbox is pushed: the task is finished. */
+static void on_outbox_pushed(void *ud, int ok, const char *why)
+{
+    wtask *t = ud;
+    if (!ok) {
+        retry_later(t, why); /* or, closing, left to its next delivery's replay */
+        return;
+    }
+    t->stage = COMPLETE_CALL;
+    task_settled(t, 1);
+}
+
+/* Answer 3 (tagged layout): the completion left notifications for other
+ * slots in the task's outbox; they are pushed before its offset commits. */
+static void push_outbox(wtask *t)
+{
+    int rc = outbox_push(t->w->r, t->w->notify_script, t->id, on_outbox_pushed, t);
+    if (rc != 0)
+        retry_later(t, redis_uv_strerror(rc));
+}
+
+static void on_retry_added(redis_uv *cli, int status, const redisReply *reply, const char *err,
+                           void *ud)
+{
+    (void)cli;
+    wtask *t = ud;
+    if (status != 0 || reply->type != REDIS_REPLY_INTEGER) {
+        retry_later(t, status != 0                        ? err
+                       : reply->type == REDIS_REPLY_ERROR ? reply->str
+                                                          : "unexpected reply");
+        return;
+    }
+    if (t->w->closed) {
+        task_settled(t, 0); /* it runs again elsewhere */
+        return;
+    }
+    t->stage = COMPLETE_CALL;
+    queue_completion(t);
+}
+
+/* A "retry" in the tagged layout, where the retry set is in another slot:
+ * the next attempt joins it here (ZADD NX, score its due time, member "ID
+ * ENVELOPE": the flat script's step), before the completion call that
+ * counts it. t->argv holds the "retry" arguments (retry_outcome). */
+static void retry_add(wtask *t)
+{
+    const char *id = t->argv[0], *env = t->argv[4], *due = t->argv[5];
+    size_t idlen = t->argvlen[0], envlen = t->argvlen[4];
+    char key[FLEET_KEY_MAX];
+    size_t kl = fleet_key_retries(key, sign_is_signed(env, envlen));
+    char *member = malloc(idlen + 1 + envlen);
+    if (!member) {
+        retry_later(t, "out of memory");
+        return;
+    }
+    memcpy(member, id, idlen);
+    member[idlen] = ' ';
+    memcpy(member + idlen + 1, env, envlen);
+    const char *argv[] = {"ZADD", key, "NX", due, member};
+    size_t lens[] = {4, kl, 2, t->argvlen[5], idlen + 1 + envlen};
+    int rc = redis_uv_command_argv(t->w->r, on_retry_added, t, 5, argv, lens);
+    free(member);
+    if (rc != 0)
+        retry_later(t, redis_uv_strerror(rc));
+}
+
+/* 1 when task t has the tag (len bytes) of a call's slot. */
+static int in_slot(const wtask *t, const char *tag, size_t len)
+{
+    return fleet_id_tag(t->id, strlen(t->id)) == len && memcmp(t->id, tag, len) == 0;
+}
+
+/* Sends the completions gathered in this loop turn: in the tagged layout
+ * one call per slot (the tasks' tag), in the flat one all together. */
 static void flush_completions(worker *w)
 {
     int n = w->npend;
     w->npend = 0;
-    for (int i = 0; i < n; i += COMPLETE_BATCH)
-        send_batch(w, w->pend + i, n - i < COMPLETE_BATCH ? n - i : COMPLETE_BATCH);
+    if (!fleet_keys_tagged()) {
+        for (int i = 0; i < n; i += COMPLETE_BATCH)
+            send_batch(w, w->pend + i, n - i < COMPLETE_BATCH ? n - i : COMPLETE_BATCH);
+        return;
+    }
+    wtask *one[COMPLETE_BATCH];
+    while (n > 0) {
+        const char *tag = w->pend[0]->id;
+        size_t len = fleet_id_tag(tag, strlen(tag));
+        int m = 0, rest = 0;
+        for (int i = 0; i < n; i++) {
+            wtask *t = w->pend[i];
+            if (m < COMPLETE_BATCH && in_slot(t, tag, len))
+                one[m++] = t;
+            else
+                w->pend[rest++] = t; /* the next calls' (tag is one[0]'s) */
+        }
+        send_batch(w, one, m);
+        n = rest;
+    }
 }
 
 static void on_flush(uv_check_t *h)
@@ -640,7 +760,12 @@ static int retry_outcome(wtask *t)
      * makes its own */
     fleet_task_wgs_drain(&t->wgs, drop_delta, NULL);
     ex_task_release(&t->run);
-    queue_completion(t);
+    if (fleet_keys_tagged()) {
+        t->stage = COMPLETE_RETRY_ADD; /* then the completion call */
+        retry_add(t);
+    } else {
+        queue_completion(t);
+    }
     return 0;
 }
 
@@ -1567,7 +1692,7 @@ worker *worker_start(sched *s, const config *cfg, char *err, size_t errlen)
     ro.op_timeout_ms = cfg->op_timeout_ms > 0 ? (unsigned)cfg->op_timeout_ms : 10000;
     ro.connect_timeout_ms =
         cfg->connect_timeout_ms > 0 ? (unsigned)cfg->connect_timeout_ms : 1; /* 0: fail at once */
-    char *rpw = NULL, rerr[300]; /* redis.password_file's; TLS files */
+    char *rpw = NULL, rerr[300];        /* redis.password_file's; TLS files */
     fleet_keys_use_url(cfg->redis_url); /* the key layout: tagged on a cluster */
     int rc = fleet_redis_security(cfg, &ro, &rpw, rerr, sizeof rerr);
     if (rc == 0)
@@ -1580,6 +1705,7 @@ worker *worker_start(sched *s, const config *cfg, char *err, size_t errlen)
         return NULL;
     }
     w->complete_script = redis_uv_script(w->r, FLEET_COMPLETE_LUA, strlen(FLEET_COMPLETE_LUA));
+    w->notify_script = outbox_script(w->r);
     /* a restarted worker with the same id is another process: its
      * deliveries are told apart from the ones of the one that died */
     uint32_t rnd[2] = {(uint32_t)uv_hrtime(), (uint32_t)(uv_hrtime() >> 32)};

@@ -122,16 +122,58 @@ static void on_stored(redis_uv *cli, int status, const redisReply *reply, const 
     later(d, it, "redis", why ? why : "error");
 }
 
+/* The FLEET_DEAD_LUA call; rec, reclen: the task's delivery record as read
+ * (tagged layout: ARGV[6]; NULL in the flat one, where the script reads
+ * it). */
+static void store_with(deadletters *d, dl_item *it, const char *rec, size_t reclen)
+{
+    char pre[FLEET_KEY_MAX], now[24];
+    size_t prelen = fleet_prefix_pool(pre, it->pool); /* KEYS[1]: the pool's slot */
+    snprintf(now, sizeof now, "%" PRIu64, unix_ms());
+    const char *why = it->reason ? it->reason : "";
+    const char *argv[] = {pre, now, it->id, it->pool, it->env, why, rec};
+    size_t lens[] = {prelen,     strlen(now), strlen(it->id), strlen(it->pool),
+                     it->envlen, strlen(why), reclen};
+    dl_op *op = op_new(d, it);
+    int rc = op ? redis_uv_eval(d->r, on_stored, op, d->script, 1, rec ? 7 : 6, argv, lens) : -1;
+    if (rc != 0) {
+        if (op) {
+            free(op);
+            unref(d);
+        }
+        later(d, it, "redis", rc == -1 ? "out of memory" : redis_uv_strerror(rc));
+    }
+}
+
+/* The delivery record, read in the task's slot (tagged layout). */
+static void on_record(redis_uv *cli, int status, const redisReply *reply, const char *err, void *ud)
+{
+    (void)cli;
+    deadletters *d;
+    dl_item *it;
+    if (!op_end(ud, &d, &it))
+        return;
+    if (status == 0 && reply->type == REDIS_REPLY_STRING)
+        store_with(d, it, reply->str, reply->len);
+    else if (status == 0 && reply->type == REDIS_REPLY_NIL)
+        store_with(d, it, "", 0);
+    else
+        later(d, it, "redis",
+              status != 0                        ? (err ? err : "error")
+              : reply->type == REDIS_REPLY_ERROR ? reply->str
+                                                 : "unexpected reply");
+}
+
 static void store(deadletters *d, dl_item *it)
 {
-    char now[24];
-    snprintf(now, sizeof now, "%" PRIu64, unix_ms());
-    const char *argv[] = {now, it->id, it->pool, it->env, it->reason};
-    size_t lens[] = {strlen(now), strlen(it->id), strlen(it->pool), it->envlen,
-                     it->reason ? strlen(it->reason) : 0};
+    if (!fleet_keys_tagged()) {
+        store_with(d, it, NULL, 0);
+        return;
+    }
+    char key[FLEET_KEY_MAX];
+    fleet_key_delivery(key, it->id);
     dl_op *op = op_new(d, it);
-    int rc =
-        op ? redis_uv_eval(d->r, on_stored, op, d->script, 0, it->reason ? 5 : 4, argv, lens) : -1;
+    int rc = op ? redis_uv_command(d->r, on_record, op, "GET %s", key) : -1;
     if (rc != 0) {
         if (op) {
             free(op);

@@ -10,6 +10,7 @@
 
 #include "decimal.h"
 #include "fleet_keys.h"
+#include "outbox.h"
 #include "wlog.h"
 
 #define ASK_BATCH 256 /* questions per script call */
@@ -21,6 +22,7 @@ struct deliveries {
     const config *cfg;
     const char *tag; /* this worker process, for the records' history */
     int script;
+    int notify;           /* FLEET_NOTIFY_LUA (outbox.h) */
     dlv_ask *head, *tail; /* not sent yet */
     uv_check_t flush;     /* sends them after each loop turn */
     uv_timer_t retry;     /* after a failed call: nothing is sent until it fires */
@@ -31,11 +33,13 @@ struct deliveries {
 };
 
 /* A script call in flight; its questions are answered by the reply unless
- * deliveries_close answered them first (orphan). */
+ * deliveries_close answered them first (orphan). Also the steps of one
+ * question (n = 1) after an ASK or a REPLAY answer (tagged layout). */
 typedef struct ask_call {
     deliveries *d;
     int n, orphan;
     struct ask_call *next;
+    char lw[256]; /* ASK: the latest worker, "ID#INCARNATION" */
     dlv_ask *a[];
 } ask_call;
 
@@ -64,6 +68,7 @@ static void unlink_call(deliveries *d, ask_call *c)
 static void requeue_front(deliveries *d, ask_call *c)
 {
     for (int i = c->n - 1; i >= 0; i--) {
+        c->a[i]->live = -1; /* read again if asked */
         c->a[i]->next = d->head;
         d->head = c->a[i];
         if (!d->tail)
@@ -102,6 +107,206 @@ static int answers_ok(const redisReply *r, int n)
     return p == end;
 }
 
+static uint64_t unix_ms(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (uint64_t)tv.tv_sec * 1000u + (uint64_t)tv.tv_usec / 1000u;
+}
+
+/* ---- the steps of one question after ASK or REPLAY (tagged layout) ---- */
+
+/* A call of one question's own, in d->inflight like a script call. */
+static ask_call *step_new(deliveries *d, dlv_ask *a)
+{
+    ask_call *c = malloc(sizeof *c + sizeof c->a[0]);
+    if (!c)
+        return NULL;
+    c->d = d;
+    c->n = 1;
+    c->orphan = 0;
+    c->lw[0] = 0;
+    c->a[0] = a;
+    c->next = d->inflight;
+    d->inflight = c;
+    d->calls++;
+    return c;
+}
+
+/* The steps are over (answered, asked again, or orphaned by a close). */
+static void step_end(ask_call *c)
+{
+    deliveries *d = c->d;
+    unlink_call(d, c);
+    d->calls--;
+    free(c);
+    maybe_free(d);
+}
+
+/* A step failed: the question waits for the backoff, then starts again. */
+static void step_failed(ask_call *c, const char *why)
+{
+    if (!c->orphan)
+        failed(c->d, c, why);
+    step_end(c);
+}
+
+/* The question goes back to the front with what was learnt (a->live). */
+static void ask_again(deliveries *d, dlv_ask *a)
+{
+    a->next = d->head;
+    d->head = a;
+    if (!d->tail)
+        d->tail = a;
+}
+
+/* The flat script's alive(): the pool's :active report of worker id (the
+ * latest worker's "ID#INC", lw) has the same incarnation, a count > 0 and
+ * is fresher than FLEET_ACTIVE_STALE_MS. */
+static int alive(const char *inc, const char *report, uint64_t now)
+{
+    char *e;
+    unsigned long long n = strtoull(report, &e, 10);
+    if (e == report || *e != ' ')
+        return 0;
+    const char *m = e + 1;
+    unsigned long long ms = strtoull(m, &e, 10);
+    if (e == m || *e != ' ' || strcmp(e + 1, inc) != 0)
+        return 0;
+    return n > 0 && (int64_t)now - (int64_t)ms < FLEET_ACTIVE_STALE_MS;
+}
+
+static void on_active(redis_uv *cli, int status, const redisReply *reply, const char *err, void *ud)
+{
+    (void)cli;
+    ask_call *c = ud;
+    if (c->orphan) {
+        step_end(c);
+        return;
+    }
+    if (status != 0 || reply->type == REDIS_REPLY_ERROR) {
+        step_failed(c, status != 0 ? err : reply->str);
+        return;
+    }
+    const char *inc = strrchr(c->lw, '#') + 1; /* checked by on_record */
+    c->a[0]->live = reply->type == REDIS_REPLY_STRING && alive(inc, reply->str, unix_ms());
+    ask_again(c->d, c->a[0]);
+    step_end(c);
+}
+
+/* lw: the worker of the last "WORKER@MS" of a delivery record "COUNT FIRST
+ * LAST HISTORY" (the flat script's match), if it is "ID#HEX". 0, or -1. */
+static int latest_worker(const char *rec, size_t len, char *lw, size_t lwlen)
+{
+    const char *end = rec + len, *p = rec;
+    for (int f = 0; f < 3; f++) { /* COUNT FIRST LAST */
+        const char *q = p;
+        while (p < end && *p >= '0' && *p <= '9')
+            p++;
+        if (p == q || p >= end || *p != ' ')
+            return -1;
+        p++;
+    }
+    const char *tok = end;
+    while (tok > p && tok[-1] != ' ')
+        tok--;
+    const char *at = end;
+    while (at > tok && at[-1] != '@')
+        at--;
+    if (at <= tok + 1 || at == end || (size_t)(at - 1 - tok) >= lwlen)
+        return -1;
+    for (const char *d = at; d < end; d++)
+        if (*d < '0' || *d > '9')
+            return -1;
+    memcpy(lw, tok, (size_t)(at - 1 - tok));
+    lw[at - 1 - tok] = 0;
+    /* "ID#INCARNATION": the incarnation is hex */
+    char *h = strrchr(lw, '#');
+    if (!h || h == lw || !h[1] || strspn(h + 1, "0123456789abcdefABCDEF") != strlen(h + 1))
+        return -1;
+    return 0;
+}
+
+static void on_record(redis_uv *cli, int status, const redisReply *reply, const char *err, void *ud)
+{
+    (void)cli;
+    ask_call *c = ud;
+    if (c->orphan) {
+        step_end(c);
+        return;
+    }
+    if (status != 0 || reply->type == REDIS_REPLY_ERROR) {
+        step_failed(c, status != 0 ? err : reply->str);
+        return;
+    }
+    dlv_ask *a = c->a[0];
+    if (reply->type != REDIS_REPLY_STRING ||
+        latest_worker(reply->str, reply->len, c->lw, sizeof c->lw) != 0) {
+        a->live = 0; /* no record (any more), or no worker in it */
+        ask_again(c->d, a);
+        step_end(c);
+        return;
+    }
+    char key[FLEET_KEY_MAX];
+    fleet_key_active(key, a->pool);
+    char *h = strrchr(c->lw, '#');
+    int rc = redis_uv_command(c->d->r, on_active, c, "HGET %s %b", key, c->lw, (size_t)(h - c->lw));
+    if (rc != 0)
+        step_failed(c, redis_uv_strerror(rc));
+}
+
+/* ASK: reads the task's delivery record, then its latest worker's report
+ * in the pool's :active, and asks again with live "1" or "0". */
+static void probe(deliveries *d, dlv_ask *a)
+{
+    ask_call *c = step_new(d, a);
+    char key[FLEET_KEY_MAX];
+    if (c)
+        fleet_key_delivery(key, a->id);
+    int rc = c ? redis_uv_command(d->r, on_record, c, "GET %s", key) : REDIS_UV_ENOMEM;
+    if (rc != 0 && c)
+        step_failed(c, redis_uv_strerror(rc));
+    else if (rc != 0) { /* out of memory: asked again after the backoff */
+        a->live = -1;
+        ask_again(d, a);
+        uv_timer_start(&d->retry, on_retry, d->retry_ms, 0);
+    }
+}
+
+static void on_replayed(void *ud, int ok, const char *why)
+{
+    ask_call *c = ud;
+    if (c->orphan) {
+        step_end(c);
+        return;
+    }
+    if (!ok) {
+        step_failed(c, why);
+        return;
+    }
+    wlog(WLOG_INFO, "task=%s: pushed the notifications its completion left", c->a[0]->id);
+    dlv_ask *a = c->a[0];
+    step_end(c);
+    a->answer(a, DLV_DONE);
+}
+
+/* REPLAY: the task is done, its outbox is left: pushed, then answered as
+ * done. */
+static void replay(deliveries *d, dlv_ask *a)
+{
+    ask_call *c = step_new(d, a);
+    int rc = c ? outbox_push(d->r, d->notify, a->id, on_replayed, c) : REDIS_UV_ENOMEM;
+    if (rc != 0 && c)
+        step_failed(c, redis_uv_strerror(rc));
+    else if (rc != 0) {
+        a->live = -1;
+        ask_again(d, a);
+        uv_timer_start(&d->retry, on_retry, d->retry_ms, 0);
+    }
+}
+
+/* ---- the batched script calls ---- */
+
 static void on_reply(redis_uv *cli, int status, const redisReply *reply, const char *err, void *ud)
 {
     (void)cli;
@@ -121,7 +326,12 @@ static void on_reply(redis_uv *cli, int status, const redisReply *reply, const c
             char *end;
             long long v = strtoll(p, &end, 10);
             p = end + 1; /* the comma */
-            c->a[i]->answer(c->a[i], (int64_t)v);
+            if (v == FLEET_DELIVERY_ASK)
+                probe(d, c->a[i]);
+            else if (v == FLEET_DELIVERY_REPLAY)
+                replay(d, c->a[i]);
+            else
+                c->a[i]->answer(c->a[i], (int64_t)v);
         }
         free(c);
         return;
@@ -133,20 +343,25 @@ static void on_reply(redis_uv *cli, int status, const redisReply *reply, const c
     free(c);
 }
 
-static uint64_t unix_ms(void)
+/* 1 when a's task has the tag (len bytes) of the call's slot. */
+static int in_slot(const dlv_ask *a, const char *tag, size_t len)
 {
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (uint64_t)tv.tv_sec * 1000u + (uint64_t)tv.tv_usec / 1000u;
+    return fleet_id_tag(a->id, strlen(a->id)) == len && memcmp(a->id, tag, len) == 0;
 }
 
-/* One script call for up to ASK_BATCH waiting questions. */
+/* One script call for up to ASK_BATCH waiting questions of one slot: in
+ * the flat layout the first ones, in the tagged one those of the first's
+ * slot (the others wait for the next call). */
 static void send_one(deliveries *d)
 {
+    int tagged = fleet_keys_tagged();
+    const char *tag = d->head->id;
+    size_t taglen = tagged ? fleet_id_tag(tag, strlen(tag)) : 0;
     int n = 0;
     for (dlv_ask *a = d->head; a && n < ASK_BATCH; a = a->next)
-        n++;
-    int argc = 3 + 6 * n;
+        if (!tagged || in_slot(a, tag, taglen))
+            n++;
+    int argc = 4 + 7 * n;
     ask_call *c = malloc(sizeof *c + (size_t)n * sizeof c->a[0]);
     const char **argv = malloc((size_t)argc * sizeof *argv);
     size_t *lens = malloc((size_t)argc * sizeof *lens);
@@ -163,37 +378,49 @@ static void send_one(deliveries *d)
         uv_timer_start(&d->retry, on_retry, d->retry_ms, 0);
         return;
     }
-    char now[24], ttl[16];
+    char pre[FLEET_KEY_MAX], now[24], ttl[16];
+    fleet_prefix(pre, tag, taglen); /* KEYS[1] (flat: "mutirao:") */
     snprintf(now, sizeof now, "%" PRIu64, unix_ms());
     snprintf(ttl, sizeof ttl, "%d", FLEET_DELIVERY_TTL_S);
-    argv[0] = now;
-    argv[1] = d->tag;
-    argv[2] = ttl;
+    argv[0] = pre;
+    argv[1] = now;
+    argv[2] = d->tag;
+    argv[3] = ttl;
     c->d = d;
     c->n = n;
     c->orphan = 0;
-    for (int i = 0; i < n; i++) {
-        dlv_ask *a = d->head;
-        d->head = a->next;
+    /* the chosen questions leave the queue; the others keep their order */
+    dlv_ask **pp = &d->head, *last = NULL;
+    for (int i = 0; i < n;) {
+        dlv_ask *a = *pp;
+        if (tagged && !in_slot(a, tag, taglen)) {
+            last = a;
+            pp = &a->next;
+            continue;
+        }
+        *pp = a->next;
         c->a[i] = a;
         /* by hand: snprintf costs more, once per task */
         *dec_put(num[i], a->max ? a->max : FLEET_MAX_DELIVERIES) = 0;
         if (fleet_bits_set(&bits, i, a->id, strlen(a->id)) != 0)
             have = 0;
-        argv[3 + 6 * i] = a->id;
-        argv[4 + 6 * i] = num[i];
-        argv[5 + 6 * i] = a->pool;
-        argv[6 + 6 * i] = a->alone ? "1" : "0";
-        argv[7 + 6 * i] = bits.seen[i];
-        argv[8 + 6 * i] = bits.bit[i];
+        const char **v = argv + 4 + 7 * i;
+        v[0] = a->id;
+        v[1] = num[i];
+        v[2] = a->pool;
+        v[3] = a->alone ? "1" : "0";
+        v[4] = bits.seen[i];
+        v[5] = bits.bit[i];
+        v[6] = a->live < 0 ? "" : a->live ? "1" : "0"; /* what an ASK learnt */
+        i++;
     }
-    if (!d->head)
-        d->tail = NULL;
+    if (!*pp)
+        d->tail = last;
     for (int i = 0; i < argc; i++)
         lens[i] = strlen(argv[i]);
     /* without a task's bits its done check would differ: not sent */
     int rc =
-        have ? redis_uv_eval(d->r, on_reply, c, d->script, 0, argc, argv, lens) : REDIS_UV_ENOMEM;
+        have ? redis_uv_eval(d->r, on_reply, c, d->script, 1, argc, argv, lens) : REDIS_UV_ENOMEM;
     free(argv);
     free(lens);
     free(num);
@@ -236,6 +463,7 @@ deliveries *deliveries_new(uv_loop_t *loop, const redis_uv_options *ro, const co
     d->tag = tag;
     d->retry_ms = RETRY_MIN_MS;
     d->script = redis_uv_script(d->r, FLEET_DELIVER_LUA, strlen(FLEET_DELIVER_LUA));
+    d->notify = outbox_script(d->r);
     uv_check_init(loop, &d->flush);
     d->flush.data = d;
     uv_check_start(&d->flush, on_flush);
@@ -249,6 +477,7 @@ deliveries *deliveries_new(uv_loop_t *loop, const redis_uv_options *ro, const co
 void deliveries_ask(deliveries *d, dlv_ask *a)
 {
     a->next = NULL;
+    a->live = -1; /* unknown: the flat script reads it, the tagged one answers ASK */
     if (d->tail)
         d->tail->next = a;
     else

@@ -37,8 +37,13 @@ struct dlv_ask {
     int alone;            /* 1: the worker runs it with no other task beside it */
     dlv_answer_fn answer; /* called once, on the loop, never inside deliveries_ask */
     dlv_ask *next;        /* (the queue's) */
+    int live;             /* (the deliveries': -1, or whether its latest worker is alive) */
 };
 
+/* The tagged layout has two more answers, handled here: FLEET_DELIVERY_ASK
+ * (the latest worker's liveness is read from the pool's :active, then the
+ * question is asked again with it) and FLEET_DELIVERY_REPLAY (a completed
+ * task's outbox is pushed, outbox.h, then the answer is DLV_DONE). */
 /* Opens a Redis connection of its own (cfg's redis.url, options ro): a
  * question waits for no completion batch pipelined before it. cfg and tag
  * (this worker process, "ID#INCARNATION") outlive the deliveries. NULL when out of memory or the

@@ -1,4 +1,4 @@
-/* retries.c: the due retries, from mutirao:retries to the pools' topics
+/* retries.c: the due retries, from the retry sets to the pools' topics
  * (see retries.h). */
 #include "retries.h"
 
@@ -46,10 +46,11 @@ static uint64_t unix_ms(void)
     return (uint64_t)tv.tv_sec * 1000u + (uint64_t)tv.tv_usec / 1000u;
 }
 
-/* The set a member "ID ENVELOPE" is in: signed envelopes have their own. */
-static const char *retries_key(const char *env, size_t len)
+/* The set a member "ID ENVELOPE" is in (key: FLEET_KEY_MAX bytes): signed
+ * envelopes have their own. Its length. */
+static size_t retries_key(char *key, const char *env, size_t len)
 {
-    return sign_is_signed(env, len) ? FLEET_RETRIES_SIGNED_KEY : FLEET_RETRIES_KEY;
+    return fleet_key_retries(key, sign_is_signed(env, len));
 }
 
 static void on_removed(redis_uv *cli, int status, const redisReply *reply, const char *err,
@@ -86,10 +87,11 @@ static void on_produced(void *ud, int err, const char *errmsg, int32_t partition
     }
     wlog(WLOG_DEBUG, "retries: task %.*s: next attempt at partition %d offset %" PRId64, idlen,
          op->member, (int)partition, offset);
-    const char *k =
-        retries_key(sp ? sp + 1 : op->member, sp ? op->len - (size_t)(sp + 1 - op->member) : 0);
+    char k[FLEET_KEY_MAX];
+    size_t kl =
+        retries_key(k, sp ? sp + 1 : op->member, sp ? op->len - (size_t)(sp + 1 - op->member) : 0);
     const char *argv[] = {"ZREM", k, op->member};
-    size_t lens[] = {4, strlen(k), op->len};
+    size_t lens[] = {4, kl, op->len};
     if (redis_uv_command_argv(q->r, on_removed, op, 3, argv, lens) != 0) {
         free(op);
         unref(q);
@@ -141,11 +143,12 @@ static void send_one(retries *q, const char *m, size_t len)
         envlen = 0; /* too short: refused as not a task below */
     if (!sp || envelope_task_decode(env, envlen, &lim, &e, why, sizeof why) != 0 ||
         config_topic_for_pool(q->cfg, e.pool, topic, sizeof topic, why, sizeof why) != 0) {
-        wlog(WLOG_ERROR, "retries: a member of %s is not a task's next attempt (%s); removed",
-             FLEET_RETRIES_KEY, sp ? why : "no id");
-        const char *k = retries_key(sp ? sp + 1 : m, sp ? len - (size_t)(sp + 1 - m) : 0);
+        char k[FLEET_KEY_MAX];
+        size_t kl = retries_key(k, sp ? sp + 1 : m, sp ? len - (size_t)(sp + 1 - m) : 0);
+        wlog(WLOG_ERROR, "retries: a member of %s is not a task's next attempt (%s); removed", k,
+             sp ? why : "no id");
         const char *argv[] = {"ZREM", k, m};
-        size_t lens[] = {4, strlen(k), len};
+        size_t lens[] = {4, kl, len};
         redis_uv_command_argv(q->r, NULL, NULL, 3, argv, lens);
         return;
     }
@@ -219,11 +222,13 @@ static void poll_due(retries *q)
     snprintf(now, sizeof now, "%" PRIu64, unix_ms());
     snprintf(lease, sizeof lease, "%d", FLEET_RETRY_LEASE_MS);
     snprintf(max, sizeof max, "%d", FLEET_RETRY_CLAIM_MAX);
-    const char *argv[] = {now, lease, max};
-    size_t lens[] = {strlen(now), strlen(lease), strlen(max)};
+    char pre[FLEET_KEY_MAX]; /* KEYS[1]: the retry sets' slot */
+    size_t prelen = fleet_prefix_retries(pre);
+    const char *argv[] = {pre, now, lease, max};
+    size_t lens[] = {prelen, strlen(now), strlen(lease), strlen(max)};
     q->refs++;
     q->polling = 1;
-    if (redis_uv_eval(q->r, on_claimed, q, q->script, 0, 3, argv, lens) != 0) {
+    if (redis_uv_eval(q->r, on_claimed, q, q->script, 1, 4, argv, lens) != 0) {
         q->polling = 0;
         unref(q);
         rearm(q);

@@ -74,3 +74,21 @@ if(Python3_Interpreter_FOUND AND TARGET mutirao-worker)
       ENVIRONMENT "MUTIRAO_VALGRIND=${MUTIRAO_VALGRIND}")
   endif()
 endif()
+
+# The worker's Redis calls in both key layouts (worker_keys_test.py): a
+# redis-server and a 3-master cluster of the test's own.
+if(Python3_Interpreter_FOUND AND TARGET mutirao-worker)
+  add_executable(worker-keys-check ${CMAKE_CURRENT_LIST_DIR}/worker_keys.c
+    ${PROJECT_SOURCE_DIR}/worker/deliveries.c ${PROJECT_SOURCE_DIR}/worker/outbox.c
+    ${PROJECT_SOURCE_DIR}/worker/wlog.c)
+  target_include_directories(worker-keys-check PRIVATE ${PROJECT_SOURCE_DIR}/worker)
+  target_link_libraries(worker-keys-check PRIVATE mutirao_runner mutirao_fleet mutirao_runtime
+    PkgConfig::LUA)
+  foreach(_case flat cluster)
+    add_test(NAME integration.worker_keys_${_case}
+      COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/worker_keys_test.py
+        ${CMAKE_BINARY_DIR}/bin ${_case})
+    set_tests_properties(integration.worker_keys_${_case} PROPERTIES
+      LABELS "integration;fleet;cluster" TIMEOUT 120 SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
+  endforeach()
+endif()
