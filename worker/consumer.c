@@ -1567,7 +1567,7 @@ worker *worker_start(sched *s, const config *cfg, char *err, size_t errlen)
     ro.op_timeout_ms = cfg->op_timeout_ms > 0 ? (unsigned)cfg->op_timeout_ms : 10000;
     ro.connect_timeout_ms =
         cfg->connect_timeout_ms > 0 ? (unsigned)cfg->connect_timeout_ms : 1; /* 0: fail at once */
-    char *rpw = NULL, rerr[300]; /* redis.password_file's; TLS files */
+    char *rpw = NULL, rerr[300];        /* redis.password_file's; TLS files */
     fleet_keys_use_url(cfg->redis_url); /* the key layout: tagged on a cluster */
     int rc = fleet_redis_security(cfg, &ro, &rpw, rerr, sizeof rerr);
     if (rc == 0)
