@@ -1953,6 +1953,46 @@ static int f_wait(lua_State *L, void *be, const char *name)
     return wait_k(L, LUA_OK, (lua_KContext)p);
 }
 
+
+/* Tagged layout: pool_close's shorter life for every producer's counters
+ * of the pool too (they are in the producers' slots: the pool's
+ * :producers says whose). */
+typedef struct close_ctx {
+    char pool[ENVELOPE_POOL_MAX + 1];
+} close_ctx;
+
+static void on_close_producers(redis_uv *cli, int status, const redisReply *reply,
+                               const char *err, void *ud)
+{
+    (void)err;
+    close_ctx *c = ud;
+    if (status == 0 && reply && reply->type == REDIS_REPLY_ARRAY) {
+        char key[FLEET_KEY_MAX], who[ENVELOPE_ID_MAX + 1];
+        for (size_t i = 0; i < reply->elements; i++) {
+            const redisReply *e = reply->element[i];
+            if (e->type != REDIS_REPLY_STRING || e->len == 0 || e->len > ENVELOPE_ID_MAX)
+                continue;
+            memcpy(who, e->str, e->len);
+            who[e->len] = 0;
+            fleet_key_pstats(key, c->pool, who);
+            redis_uv_command(cli, NULL, NULL, "EXPIRE %s %d", key, FLEET_POOL_CLOSED_TTL_S);
+        }
+    }
+    free(c);
+}
+
+static void close_counters(fvm *v, const char *pool)
+{
+    close_ctx *c = malloc(sizeof *c);
+    char key[FLEET_KEY_MAX];
+    if (!c)
+        return; /* they expire FLEET_POOL_IDLE_TTL_S after their last use */
+    envelope_copy(c->pool, sizeof c->pool, pool);
+    fleet_key_producers(key, pool);
+    if (redis_uv_command(v->r, on_close_producers, c, "ZRANGE %s 0 -1", key) != 0)
+        free(c);
+}
+
 static int f_close(lua_State *L, void *be, const char *name)
 {
     fvm *v = be;
@@ -1975,10 +2015,8 @@ static int f_close(lua_State *L, void *be, const char *name)
             kf[i](key, p->name);
             redis_uv_command(v->r, NULL, NULL, "EXPIRE %s %d", key, FLEET_POOL_CLOSED_TTL_S);
         }
-        if (fleet_keys_tagged()) {
-            fleet_key_pstats(key, p->name, v->producer);
-            redis_uv_command(v->r, NULL, NULL, "EXPIRE %s %d", key, FLEET_POOL_CLOSED_TTL_S);
-        }
+        if (fleet_keys_tagged())
+            close_counters(v, p->name);
     }
     lua_pushboolean(L, 1);
     return 1;
