@@ -139,10 +139,16 @@ static int cmd(ctx *c, answer *a, int argc, const char *const *argv, const size_
     return await_answer(c, a, redis_uv_command_argv(c->r, on_reply, a, argc, argv, lens));
 }
 
-static int eval(ctx *c, answer *a, int script, int argc, const char *const *argv)
+/* A script call in the slot of prefix pre (its KEYS[1]) with argc ARGV. */
+static int eval(ctx *c, answer *a, int script, const char *pre, int argc, const char *const *argv)
 {
+    const char *kv[8];
     memset(a, 0, sizeof *a);
-    return await_answer(c, a, redis_uv_eval(c->r, on_reply, a, script, 0, argc, argv, NULL));
+    if (argc + 1 > (int)(sizeof kv / sizeof kv[0]))
+        return await_answer(c, a, REDIS_UV_EINVAL);
+    kv[0] = pre;
+    memcpy(kv + 1, argv, (size_t)argc * sizeof *argv);
+    return await_answer(c, a, redis_uv_eval(c->r, on_reply, a, script, 1, argc + 1, kv, NULL));
 }
 
 /* ---- dead letters ---- */
@@ -431,8 +437,26 @@ static int retry_one(ctx *c, const char *pool, const char *topic, const char *id
      * "done" and not run it */
     snprintf(ttl, sizeof ttl, "%d", c->cfg->result_ttl_s);
     const char *targv[] = {pool, id, ttl};
+    char pre[FLEET_KEY_MAX];
     answer a;
-    int rc = eval(c, &a, c->take, 3, targv);
+    int rc = 0;
+    if (fleet_keys_tagged()) {
+        /* the take cannot see the pool's slot: is it still a dead letter? */
+        char dk[FLEET_KEY_MAX];
+        fleet_key_dead(dk, pool);
+        const char *hargv[] = {"HEXISTS", dk, id};
+        rc = cmd(c, &a, 3, hargv, NULL);
+        if (rc == 0 && a.integer != 1) {
+            fprintf(stderr, "mutirao dlq: %s: no longer a dead letter\n", id);
+            answer_free(&a);
+            answer_free(&env);
+            return FAIL;
+        }
+        answer_free(&a);
+    }
+    fleet_prefix_id(pre, id);
+    if (rc == 0)
+        rc = eval(c, &a, c->take, pre, 3, targv);
     if (rc != 0 || a.integer != 1) {
         fprintf(stderr, "mutirao dlq: %s: %s\n", id, rc ? a.err : "no longer a dead letter");
         answer_free(&a);
@@ -468,7 +492,8 @@ static int retry_one(ctx *c, const char *pool, const char *topic, const char *id
         return FAIL;
     }
     const char *rargv[] = {pool, id, "retried"};
-    if (eval(c, &a, c->remove, 3, rargv) != 0) {
+    fleet_prefix_pool(pre, pool);
+    if (eval(c, &a, c->remove, pre, 3, rargv) != 0) {
         fprintf(stderr, "mutirao dlq: %s: back on %s, but %s\n", id, topic, a.err);
         answer_free(&a);
         return FAIL;
@@ -530,8 +555,10 @@ static int do_retry_drop(ctx *c, const char *pool, const char *which, int retry)
             continue;
         }
         const char *argv[] = {pool, ids.str[i], "dropped"};
+        char pre[FLEET_KEY_MAX];
+        fleet_prefix_pool(pre, pool);
         answer a;
-        if (eval(c, &a, c->remove, 3, argv) != 0) {
+        if (eval(c, &a, c->remove, pre, 3, argv) != 0) {
             fprintf(stderr, "mutirao dlq: %s: %s\n", ids.str[i], a.err);
             st = FAIL;
         } else {
@@ -603,7 +630,7 @@ int cmd_dlq(int argc, char **argv)
     redis_uv_options ro = {0};
     ro.op_timeout_ms = cfg.op_timeout_ms > 0 ? (unsigned)cfg.op_timeout_ms : 10000;
     ro.connect_timeout_ms = cfg.connect_timeout_ms > 0 ? (unsigned)cfg.connect_timeout_ms : 1;
-    char *rpw = NULL, rerr[300]; /* redis.password_file's; TLS files */
+    char *rpw = NULL, rerr[300];       /* redis.password_file's; TLS files */
     fleet_keys_use_url(cfg.redis_url); /* the key layout: tagged on a cluster */
     int rc = fleet_redis_security(&cfg, &ro, &rpw, rerr, sizeof rerr);
     if (rc == 0)

@@ -76,6 +76,7 @@ struct fpool {
     long outstanding;    /* this VM's tasks not finished */
     long long submitted, completed, failed, rejected; /* this VM's tasks */
     long long dead_lettered;                          /* of the failed: dead letters */
+    uint64_t touched_ms;                              /* tagged layout: the latest pool_touch */
     glist room, idle;
 };
 
@@ -98,6 +99,8 @@ struct fvm {
     tb_ops ops;        /* how the taskbook frees and decodes this VM's tasks */
     char producer[ENVELOPE_ID_MAX + 1];
     char notify_key[FLEET_KEY_MAX];
+    char prefix[FLEET_KEY_MAX]; /* of this producer's slot: its scripts' KEYS[1] */
+    size_t prefix_len;
     fleet_wgs *wgs;
     kuv_producer *kp;  /* NULL until the first pool call */
     sign_key *key;     /* auth.signing_key, loaded with kp; NULL: envelopes go unsigned */
@@ -153,6 +156,34 @@ typedef struct dreport {
 } dreport;
 
 #define SUBMIT_BATCH 512 /* (pool, id) pairs per FLEET_SUBMIT_LUA call */
+#define TOUCH_MS 1000    /* pool_touch's least interval per pool */
+
+static fpool *pool_get(fvm *v, const char *name);
+
+/* The tagged layout's part of the submit bookkeeping in the pool's slot
+ * (the flat layout's submit script does it): the pool's keys live on
+ * FLEET_POOL_IDLE_TTL_S after its latest submit, and this producer stays
+ * among those whose counters pool_stats sums. At most once per TOUCH_MS per
+ * pool; fire and forget (the first submit's entry was awaited:
+ * registry_send). */
+static void pool_touch(fvm *v, const char *pool)
+{
+    fpool *p = pool_get(v, pool);
+    uint64_t now = unix_ms();
+    if (!p || now - p->touched_ms < TOUCH_MS)
+        return;
+    p->touched_ms = now;
+    char key[FLEET_KEY_MAX];
+    fleet_key_producers(key, pool);
+    redis_uv_command(v->r, NULL, NULL, "ZADD %s %llu %s", key, (unsigned long long)now,
+                     v->producer);
+    redis_uv_command(v->r, NULL, NULL, "EXPIRE %s %d", key, FLEET_POOL_IDLE_TTL_S);
+    /* producers quiet for twice the counters' life: their counters are gone */
+    redis_uv_command(v->r, NULL, NULL, "ZREMRANGEBYSCORE %s -inf %llu", key,
+                     (unsigned long long)(now - 2000ull * FLEET_POOL_IDLE_TTL_S));
+    fleet_key_pool(key, pool);
+    redis_uv_command(v->r, NULL, NULL, "EXPIRE %s %d", key, FLEET_POOL_IDLE_TTL_S);
+}
 
 /* Sends the submit bookkeeping gathered so far in one script call. */
 static void flush_submits(fvm *v)
@@ -163,21 +194,26 @@ static void flush_submits(fvm *v)
     frc_ids *ids = v->rc ? frc_ids_new(v->rc, (v->nsub - 1) / 2) : NULL;
     for (int i = 2; ids && i < v->nsub; i += 2)
         frc_ids_add(ids, v->sub_argv[i]);
-    /* per task: pool, the key and bit of its submitted bitmap */
-    int n = (v->nsub - 1) / 2, argc = 1 + 3 * n, rc = -1;
+    /* KEYS[1], this producer's slot (its tasks' ids are all its own);
+     * per task: pool, the key and bit of its submitted bitmap */
+    int n = (v->nsub - 1) / 2, argc = 2 + 3 * n, rc = -1;
     fleet_bits bits;
     int have = fleet_bits_init(&bits, n) == 0;
     const char **argv = malloc((size_t)argc * sizeof *argv);
     if (have && argv) {
-        argv[0] = v->sub_argv[0];
+        argv[0] = v->prefix;
+        argv[1] = v->sub_argv[0];
         for (int i = 0; i < n && have; i++) {
             have = fleet_bits_set(&bits, i, v->sub_argv[2 + 2 * i], v->sub_len[2 + 2 * i]) == 0;
-            argv[1 + 3 * i] = v->sub_argv[1 + 2 * i];
-            argv[2 + 3 * i] = bits.sub[i];
-            argv[3 + 3 * i] = bits.bit[i];
+            argv[2 + 3 * i] = v->sub_argv[1 + 2 * i];
+            argv[3 + 3 * i] = bits.sub[i];
+            argv[4 + 3 * i] = bits.bit[i];
+            /* tagged: the pools' keys are in their own slots */
+            if (fleet_keys_tagged() && (i == 0 || strcmp(argv[2 + 3 * i], argv[3 * i - 1]) != 0))
+                pool_touch(v, argv[2 + 3 * i]);
         }
         if (have)
-            rc = redis_uv_eval(v->r, ids ? frc_on_marked : NULL, ids, v->submit_script, 0, argc,
+            rc = redis_uv_eval(v->r, ids ? frc_on_marked : NULL, ids, v->submit_script, 1, argc,
                                argv, NULL);
     }
     if (bits.n)
@@ -210,6 +246,17 @@ static void retire_task(fvm *v, const char *id)
     char keys[FLEET_TASK_KEYS][FLEET_KEY_MAX];
     size_t lens[FLEET_TASK_KEYS];
     int n = fleet_task_keys(id, keys, lens);
+    if (fleet_keys_tagged() && strncmp(keys[0], v->prefix, v->prefix_len) != 0) {
+        /* another producer's task: its keys are in another slot */
+        const char *argv[1 + FLEET_TASK_KEYS] = {"UNLINK"};
+        size_t alen[1 + FLEET_TASK_KEYS] = {6};
+        for (int i = 0; i < n; i++) {
+            argv[1 + i] = keys[i];
+            alen[1 + i] = lens[i];
+        }
+        redis_uv_command_argv(v->r, NULL, NULL, 1 + n, argv, alen);
+        return;
+    }
     if (v->nret + n > v->capret) {
         int c = v->capret ? v->capret * 2 : 64;
         char **a = realloc(v->ret_argv, (size_t)c * sizeof *a);
@@ -708,6 +755,21 @@ static void on_reply(redis_uv *cli, int status, const redisReply *reply, const c
     fop *op = ud;
     reply_failed(op, status, reply, err);
     fop_settle(op);
+}
+
+/* Tagged layout: before this producer's first task of pool op->name, its
+ * entry in the pool's :producers, awaited by op (pool_stats sums the
+ * counters of the producers there: an entry written after the tasks could
+ * be lost with the process, and its counts with it). */
+static void registry_send(fop *op)
+{
+    if (!fleet_keys_tagged())
+        return;
+    char key[FLEET_KEY_MAX];
+    fleet_key_producers(key, op->name);
+    fop_send(op, op->v->r, on_reply, "ZADD %s %llu %s", key, (unsigned long long)unix_ms(),
+             op->v->producer);
+    fop_send(op, op->v->r, on_reply, "EXPIRE %s %d", key, FLEET_POOL_IDLE_TTL_S);
 }
 
 /* ---- tasks ---- */
@@ -1441,6 +1503,7 @@ static int create_k(lua_State *L, int status, lua_KContext ctx)
                      key, w, q, op->block ? "1" : "0", md, tm, mem, rt, bi, bm, bj, al) != 0)
             return create_k(L, LUA_OK, ctx);
         fop_send(op, v->r, on_reply, "EXPIRE %s %d", key, FLEET_POOL_IDLE_TTL_S);
+        registry_send(op);
         return sched_wait(L, s, &op->waiters, 0, ctx, create_k);
     }
     fpool *same = pool_get(v, op->name); /* created meanwhile by another goroutine? */
@@ -1600,6 +1663,7 @@ static int f_submit(lua_State *L, void *be)
         envelope_copy(op->name, sizeof op->name, name);
         fleet_key_pool(key, name);
         fop_send(op, v->r, on_pool_record, "HGETALL %s", key);
+        registry_send(op);
         return adopt_k(L, LUA_OK, (lua_KContext)op);
     }
     lua_pushlightuserdata(L, p);
@@ -1610,7 +1674,7 @@ static int f_submit(lua_State *L, void *be)
 static void on_failed_delivery(fvm *v, ftask *t, const char *errmsg)
 {
     char key[FLEET_KEY_MAX];
-    fleet_key_stats(key, t->p->name);
+    fleet_key_pstats(key, t->p->name, v->producer);
     redis_uv_command(v->r, NULL, NULL, "HINCRBY %s failed 1", key);
     fleet_bit b; /* not submitted after all: an await elsewhere must not wait for it */
     if (fleet_bit_of(t->tb.id, strlen(t->tb.id), &b) == 0)
@@ -1889,6 +1953,46 @@ static int f_wait(lua_State *L, void *be, const char *name)
     return wait_k(L, LUA_OK, (lua_KContext)p);
 }
 
+
+/* Tagged layout: pool_close's shorter life for every producer's counters
+ * of the pool too (they are in the producers' slots: the pool's
+ * :producers says whose). */
+typedef struct close_ctx {
+    char pool[ENVELOPE_POOL_MAX + 1];
+} close_ctx;
+
+static void on_close_producers(redis_uv *cli, int status, const redisReply *reply,
+                               const char *err, void *ud)
+{
+    (void)err;
+    close_ctx *c = ud;
+    if (status == 0 && reply && reply->type == REDIS_REPLY_ARRAY) {
+        char key[FLEET_KEY_MAX], who[ENVELOPE_ID_MAX + 1];
+        for (size_t i = 0; i < reply->elements; i++) {
+            const redisReply *e = reply->element[i];
+            if (e->type != REDIS_REPLY_STRING || e->len == 0 || e->len > ENVELOPE_ID_MAX)
+                continue;
+            memcpy(who, e->str, e->len);
+            who[e->len] = 0;
+            fleet_key_pstats(key, c->pool, who);
+            redis_uv_command(cli, NULL, NULL, "EXPIRE %s %d", key, FLEET_POOL_CLOSED_TTL_S);
+        }
+    }
+    free(c);
+}
+
+static void close_counters(fvm *v, const char *pool)
+{
+    close_ctx *c = malloc(sizeof *c);
+    char key[FLEET_KEY_MAX];
+    if (!c)
+        return; /* they expire FLEET_POOL_IDLE_TTL_S after their last use */
+    envelope_copy(c->pool, sizeof c->pool, pool);
+    fleet_key_producers(key, pool);
+    if (redis_uv_command(v->r, on_close_producers, c, "ZRANGE %s 0 -1", key) != 0)
+        free(c);
+}
+
 static int f_close(lua_State *L, void *be, const char *name)
 {
     fvm *v = be;
@@ -1906,11 +2010,13 @@ static int f_close(lua_State *L, void *be, const char *name)
         /* its keys go in a while, unless another process goes on using it */
         char key[FLEET_KEY_MAX];
         size_t (*const kf[])(char *, const char *) = {fleet_key_pool, fleet_key_stats,
-                                                      fleet_key_active};
+                                                      fleet_key_active, fleet_key_producers};
         for (size_t i = 0; i < sizeof kf / sizeof kf[0]; i++) {
             kf[i](key, p->name);
             redis_uv_command(v->r, NULL, NULL, "EXPIRE %s %d", key, FLEET_POOL_CLOSED_TTL_S);
         }
+        if (fleet_keys_tagged())
+            close_counters(v, p->name);
     }
     lua_pushboolean(L, 1);
     return 1;
@@ -1928,17 +2034,40 @@ static void on_stats(redis_uv *cli, int status, const redisReply *reply, const c
             if (!k || !val)
                 continue;
             if (!strcmp(k, "submitted"))
-                op->n[0] = strtoll(val, NULL, 10);
+                op->n[0] += strtoll(val, NULL, 10);
             else if (!strcmp(k, "completed"))
-                op->n[1] = strtoll(val, NULL, 10);
+                op->n[1] += strtoll(val, NULL, 10);
             else if (!strcmp(k, "failed"))
-                op->n[2] = strtoll(val, NULL, 10);
+                op->n[2] += strtoll(val, NULL, 10);
             else if (!strcmp(k, "dead_lettered"))
-                op->n[4] = strtoll(val, NULL, 10);
+                op->n[4] += strtoll(val, NULL, 10);
             else if (!strcmp(k, "retried"))
-                op->n[5] = strtoll(val, NULL, 10);
+                op->n[5] += strtoll(val, NULL, 10);
             else if (!strcmp(k, "unauthenticated"))
-                op->n[6] = strtoll(val, NULL, 10);
+                op->n[6] += strtoll(val, NULL, 10);
+        }
+    }
+    fop_settle(op);
+}
+
+/* Tagged layout: the pool's :producers, whose counters of its tasks are
+ * summed too (on_stats) */
+static void on_producers(redis_uv *cli, int status, const redisReply *reply, const char *err,
+                         void *ud)
+{
+    (void)cli;
+    fop *op = ud;
+    if (!reply_failed(op, status, reply, err) && reply->type == REDIS_REPLY_ARRAY) {
+        char key[FLEET_KEY_MAX];
+        for (size_t i = 0; i < reply->elements; i++) {
+            const redisReply *e = reply->element[i];
+            char who[ENVELOPE_ID_MAX + 1];
+            if (e->type != REDIS_REPLY_STRING || e->len == 0 || e->len > ENVELOPE_ID_MAX)
+                continue;
+            memcpy(who, e->str, e->len);
+            who[e->len] = 0;
+            fleet_key_pstats(key, op->name, who);
+            fop_send(op, op->v->r, on_stats, "HGETALL %s", key);
         }
     }
     fop_settle(op);
@@ -2016,6 +2145,10 @@ static int f_stats(lua_State *L, void *be, const char *name)
     char key[FLEET_KEY_MAX];
     fleet_key_stats(key, p->name);
     fop_send(op, v->r, on_stats, "HGETALL %s", key);
+    if (fleet_keys_tagged()) {
+        fleet_key_producers(key, p->name);
+        fop_send(op, v->r, on_producers, "ZRANGE %s 0 -1", key);
+    }
     fleet_key_active(key, p->name);
     fop_send(op, v->r, on_active, "HGETALL %s", key);
     return stats_k(L, LUA_OK, (lua_KContext)op);
@@ -2069,14 +2202,16 @@ static int foreign_lookup(lua_State *L, fop *op)
 {
     fvm *v = op->v;
     fleet_bits b;
-    const char *argv[4];
+    char pre[FLEET_KEY_MAX];
+    const char *argv[5] = {pre}; /* KEYS[1]: the task's slot */
+    fleet_prefix_id(pre, op->name);
     int rc = fleet_bits_init(&b, 1);
     if (rc == 0 && (rc = fleet_bits_set(&b, 0, op->name, strlen(op->name))) == 0)
-        fleet_lookup_args(op->name, &b, 0, argv);
+        fleet_lookup_args(op->name, &b, 0, argv + 1);
     op->stage = 1;
     fop_expect(op);
     if (rc == 0)
-        rc = redis_uv_eval(v->r, on_lookup, op, v->lookup_script, 0, 4, argv, NULL);
+        rc = redis_uv_eval(v->r, on_lookup, op, v->lookup_script, 1, 5, argv, NULL);
     else
         rc = REDIS_UV_ENOMEM;
     if (b.n)
@@ -2306,7 +2441,9 @@ int fleet_backend_install(lua_State *L, sched *s, const config *cfg)
      * seen before) must not make this run's task ids collide with results
      * of an earlier run still in Redis */
     snprintf(v->producer, sizeof v->producer, "%s.%08x.%u", base, run_nonce(), n % 100000);
+    fleet_keys_use_url(cfg->redis_url); /* the key layout: tagged on a cluster */
     fleet_key_notify(v->notify_key, v->producer);
+    v->prefix_len = fleet_prefix_producer(v->prefix, v->producer);
     if (sched_ext_set(s, &FVM_KEY, v, fvm_free) != 0) {
         free(v);
         return luaL_error(L, "not enough memory");

@@ -146,18 +146,21 @@ void frc_on_marked(redis_uv *cli, int status, const redisReply *reply, const cha
 /* Writes the markers of the tasks just submitted again. */
 static void remark(frc *c, frc_ids *b)
 {
-    const char **argv = malloc((size_t)(2 * b->n + 1) * sizeof *argv);
+    const char **argv = malloc((size_t)(2 * b->n + 2) * sizeof *argv);
     fleet_bits bits;
+    char pre[FLEET_KEY_MAX]; /* KEYS[1]: the producer's tasks are all in its slot */
     int rc = fleet_bits_init(&bits, b->n);
-    if (argv && rc == 0) {
-        argv[0] = c->ttl;
+    if (argv && rc == 0 && b->n > 0) {
+        fleet_prefix_id(pre, b->id[0]);
+        argv[0] = pre;
+        argv[1] = c->ttl;
         for (int i = 0; i < b->n && rc == 0; i++) {
             rc = fleet_bits_set(&bits, i, b->id[i], strlen(b->id[i]));
-            argv[1 + 2 * i] = bits.sub[i];
-            argv[2 + 2 * i] = bits.bit[i];
+            argv[2 + 2 * i] = bits.sub[i];
+            argv[3 + 2 * i] = bits.bit[i];
         }
         if (rc == 0)
-            rc = redis_uv_eval(c->r, frc_on_marked, b, c->script, 0, 2 * b->n + 1, argv, NULL);
+            rc = redis_uv_eval(c->r, frc_on_marked, b, c->script, 1, 2 * b->n + 2, argv, NULL);
     } else {
         rc = -1;
     }
@@ -255,16 +258,19 @@ void frc_tick(frc *c, uint64_t now_ms)
     }
     if (n == 0)
         return;
-    const char **argv = malloc((size_t)(4 * n) * sizeof *argv);
+    const char **argv = malloc((size_t)(4 * n + 1) * sizeof *argv);
     fleet_bits bits;
+    char pre[FLEET_KEY_MAX]; /* KEYS[1]: the producer's tasks are all in its slot */
     int rc = fleet_bits_init(&bits, n);
     if (argv && rc == 0) {
+        fleet_prefix_id(pre, b->id[0]);
+        argv[0] = pre;
         for (int i = 0; i < n && rc == 0; i++) {
             rc = fleet_bits_set(&bits, i, b->id[i], strlen(b->id[i]));
-            fleet_lookup_args(b->id[i], &bits, i, argv + 4 * i);
+            fleet_lookup_args(b->id[i], &bits, i, argv + 1 + 4 * i);
         }
         if (rc == 0)
-            rc = redis_uv_eval(c->r, on_round, b, c->lookup, 0, 4 * n, argv, NULL);
+            rc = redis_uv_eval(c->r, on_round, b, c->lookup, 1, 4 * n + 1, argv, NULL);
     } else {
         rc = -1;
     }

@@ -301,9 +301,8 @@ int fleet_bit_of(const char *id, size_t len, fleet_bit *b)
     if (parse_id(id, len, &plen, &n) != 0)
         return -1;
     b->seen_len = seen_key(b->seen, id, plen, n / FLEET_SEEN_SHARD);
-    b->sub_len = b->seen_len ? sub_key(b->sub, b->seen, b->seen_len,
-                                       tagged_layout ? plen + 11 : 8)
-                             : 0;
+    b->sub_len =
+        b->seen_len ? sub_key(b->sub, b->seen, b->seen_len, tagged_layout ? plen + 11 : 8) : 0;
     char *e = dec_put(b->bit, n % FLEET_SEEN_SHARD);
     *e = 0;
     b->bit_len = (size_t)(e - b->bit);

@@ -153,12 +153,12 @@
     "  if not p then p, n = string.match(id, '^(.+):(%d+)$') end\n"                                \
     "  n = tonumber(n)\n"                                                                          \
     "  if not n or n > 1e15 then return nil end\n"                                                 \
-    "  return string.format('%sseen:%s:%d', pre, p, math.floor(n / SEEN_SHARD)),\n"               \
+    "  return string.format('%sseen:%s:%d', pre, p, math.floor(n / SEEN_SHARD)),\n"                \
     "    string.format('%d', n % SEEN_SHARD)\n"                                                    \
     "end\n"                                                                                        \
     "local function done_at(id, k, b)\n"                                                           \
     "  if b ~= '' then return redis.call('GETBIT', k, b) == 1 end\n"                               \
-    "  return redis.call('EXISTS', pre .. 'task:' .. id) == 1\n"                                  \
+    "  return redis.call('EXISTS', pre .. 'task:' .. id) == 1\n"                                   \
     "end\n"                                                                                        \
     "local function done(id)\n"                                                                    \
     "  local k, b = seen(id)\n"                                                                    \
@@ -177,12 +177,12 @@
     "  c[f] = (c[f] or 0) + n\n"                                                                   \
     "end\n"                                                                                        \
     "local function statskey(pool)\n"                                                              \
-    "  if tagged then return pre .. 'stats:' .. pool end\n"                                       \
-    "  return pre .. 'pool:' .. pool .. ':stats'\n"                                               \
+    "  if tagged then return pre .. 'stats:' .. pool end\n"                                        \
+    "  return pre .. 'pool:' .. pool .. ':stats'\n"                                                \
     "end\n"                                                                                        \
     "local function hincr_all(t)\n"                                                                \
     "  for pool, c in pairs(t) do\n"                                                               \
-    "    local k = statskey(pool)\n"                                          \
+    "    local k = statskey(pool)\n"                                                               \
     "    for f, n in pairs(c) do redis.call('HINCRBY', k, f, n) end\n"                             \
     "    redis.call('EXPIRE', k, POOL_IDLE_TTL)\n"                                                 \
     "  end\n"                                                                                      \
@@ -191,17 +191,19 @@
 #define FLEET_CONSTANTS_LUA                                                                        \
     "local SEEN_SHARD, POOL_IDLE_TTL = " FLEET_STR(FLEET_SEEN_SHARD) ", " FLEET_STR(               \
         FLEET_POOL_IDLE_TTL_S) "\n"                                                                \
-                               "local ACTIVE_STALE = " FLEET_STR(FLEET_ACTIVE_STALE_MS) "\n"              \
-                               "local pre = KEYS[1]\n"                                         \
-                               "local tagged = pre ~= 'mutirao:'\n"                            \
-                               "local tag = tagged and string.sub(pre, 10, -3)\n"
+                               "local ACTIVE_STALE = " FLEET_STR(                                  \
+                                   FLEET_ACTIVE_STALE_MS) "\n"                                     \
+                                                          "local pre = KEYS[1]\n"                  \
+                                                          "local tagged = pre ~= 'mutirao:'\n"     \
+                                                          "local tag = tagged and "                \
+                                                          "string.sub(pre, 10, -3)\n"
 #define FLEET_STR_(x) #x
 #define FLEET_STR(x) FLEET_STR_(x)
 
-#define FLEET_MAX_DELIVERIES 3            /* pool_create's default max_deliveries */
-#define FLEET_DELIVERY_TTL_S 604800       /* a delivery record, after its latest delivery */
-#define FLEET_DELIVERY_BUSY 999999999999  /* FLEET_DELIVER_LUA: running on a live worker */
-#define FLEET_DELIVERY_ALONE 999999999998 /* FLEET_DELIVER_LUA: its last delivery, run it alone */
+#define FLEET_MAX_DELIVERIES 3             /* pool_create's default max_deliveries */
+#define FLEET_DELIVERY_TTL_S 604800        /* a delivery record, after its latest delivery */
+#define FLEET_DELIVERY_BUSY 999999999999   /* FLEET_DELIVER_LUA: running on a live worker */
+#define FLEET_DELIVERY_ALONE 999999999998  /* FLEET_DELIVER_LUA: its last delivery, run it alone */
 #define FLEET_DELIVERY_REPLAY 999999999997 /* FLEET_DELIVER_LUA: done, its outbox to push */
 #define FLEET_DELIVERY_ASK 999999999996    /* FLEET_DELIVER_LUA: is its latest worker alive? */
 #define FLEET_HISTORY_MAX 10 /* deliveries a record's history keeps (the script's 10) */
@@ -242,8 +244,9 @@
 #define FLEET_DELIVERY_CONSTANTS_LUA                                                               \
     "local BUSY, ALONE = '" FLEET_STR(FLEET_DELIVERY_BUSY) "', '" FLEET_STR(                       \
         FLEET_DELIVERY_ALONE) "'\n"                                                                \
-    "local REPLAY, ASK = '" FLEET_STR(FLEET_DELIVERY_REPLAY) "', '" FLEET_STR(                     \
-        FLEET_DELIVERY_ASK) "'\n"
+                              "local REPLAY, ASK = '" FLEET_STR(                                   \
+                                  FLEET_DELIVERY_REPLAY) "', '" FLEET_STR(FLEET_DELIVERY_ASK) "'"  \
+                                                                                              "\n"
 #define FLEET_DELIVER_LUA                                                                          \
     FLEET_SEEN_LUA                                                                                 \
     FLEET_DELIVERY_CONSTANTS_LUA                                                                   \
@@ -252,7 +255,7 @@
     "local function alive(pool, w, t)\n"                                                           \
     "  local id, inc = w:match('^(.+)#(%x+)$')\n"                                                  \
     "  if not id then return false end\n"                                                          \
-    "  local a = redis.call('HGET', pre .. 'pool:' .. pool .. ':active', id)\n"                   \
+    "  local a = redis.call('HGET', pre .. 'pool:' .. pool .. ':active', id)\n"                    \
     "  local n, ms, ainc = (a or ''):match('^(%d+) (%d+) (%x+)$')\n"                               \
     "  return ainc == inc and tonumber(n) > 0 and t - tonumber(ms) < ACTIVE_STALE\n"               \
     "end\n"                                                                                        \
@@ -260,7 +263,7 @@
     "  local id, max, live = ARGV[i], tonumber(ARGV[i+1]), ARGV[i+6]\n"                            \
     "  local d, e = pre .. 'delivery:' .. id, wid .. '@' .. now\n"                                 \
     "  if done_at(id, ARGV[i+4], ARGV[i+5]) then\n"                                                \
-    "    if tagged and redis.call('EXISTS', pre .. 'task:' .. id .. ':x') == 1 then\n"            \
+    "    if tagged and redis.call('EXISTS', pre .. 'task:' .. id .. ':x') == 1 then\n"             \
     "      out[#out+1] = REPLAY\n"                                                                 \
     "    else out[#out+1] = 0 end\n"                                                               \
     "  elseif redis.call('SET', d, '1 ' .. now .. ' ' .. now .. ' ' .. e, 'NX', 'EX', ttl) then\n" \
@@ -269,9 +272,9 @@
     "    local c, first, h = (redis.call('GET', d) or ''):match('^(%d+) (%d+) %d+ (.*)$')\n"       \
     "    c = tonumber(c) or 0\n"                                                                   \
     "    local lw = h and h:match('([^ ]+)@%d+$')\n"                                               \
-    "    local other = lw and lw ~= wid\n"                                                        \
+    "    local other = lw and lw ~= wid\n"                                                         \
     "    if other and live == '' and tagged then out[#out+1] = ASK\n"                              \
-    "    elseif other and (live == '1' or (live == '' and alive(ARGV[i+2], lw, tonumber(now)))) "   \
+    "    elseif other and (live == '1' or (live == '' and alive(ARGV[i+2], lw, tonumber(now)))) "  \
     "then\n"                                                                                       \
     "      out[#out+1] = BUSY\n"                                                                   \
     "    elseif c >= max then out[#out+1] = -c\n"                                                  \
@@ -328,7 +331,8 @@
 ** `mutirao dlq retry`, before it produces the stored envelope again. KEYS[1]:
 ** the prefix of the task's slot. ARGV: pool, task id, marker TTL s (0:
 ** none). If the task is a dead letter of the pool (the tagged layout
-** cannot see the pool's slot: the caller checked it): its outcome, seen bit and delivery record go (so a worker runs it
+** cannot see the pool's slot: the caller checked it): its outcome, seen bit and delivery record go
+*(so a worker runs it
 ** and records again), its submitted bit and (for producers before the
 ** bitmap) its mutirao:task:ID:q marker are set; returns 1, else 0.
 */
@@ -510,7 +514,7 @@
     FLEET_SEEN_LUA                                                                                 \
     "local now, lease, max = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])\n"            \
     "local out = {}\n"                                                                             \
-    "for _, k in ipairs({pre .. 'retries', pre .. 'retries:signed'}) do\n"                        \
+    "for _, k in ipairs({pre .. 'retries', pre .. 'retries:signed'}) do\n"                         \
     "  local due = redis.call('ZRANGEBYSCORE', k, '-inf', now, 'LIMIT', 0, max - #out)\n"          \
     "  for _, m in ipairs(due) do\n"                                                               \
     "    local id = string.match(m, '^(%S+) ')\n"                                                  \
@@ -639,7 +643,7 @@ size_t fleet_key_notify(char *out, const char *producer);
 size_t fleet_key_delivery(char *out, const char *id);
 size_t fleet_key_dead(char *out, const char *pool);     /* the dead letters' records */
 size_t fleet_key_dead_env(char *out, const char *pool); /* their envelopes */
-size_t fleet_key_outbox(char *out, const char *id); /* tagged: a completion's other pushes */
+size_t fleet_key_outbox(char *out, const char *id);     /* tagged: a completion's other pushes */
 
 /*
 ** A task's bit in the fleet's bitmaps, computed by the client so that the

@@ -11,6 +11,12 @@ cases cannot take each other's tasks; the workers of a run are a consumer
 group of their own (worker.group), so workers of other runs cannot hold up
 their rebalances or commits. The cases that restart Redis, or need its
 command counts, run a redis-server of their own (private_redis.py).
+
+MUTIRAO_TEST_REDIS_URL may be a redis+cluster:// URL
+(tests/integration/fleet_cluster_test.py runs cases so, against a cluster
+of its own): the fleet's keys are then hash-tagged (their names come from
+tests/helpers/fleet_keys.py, LAYOUT, never written out here), and
+redis_cmd routes each command to the master of its key's slot.
 """
 import calendar
 import hashlib
@@ -23,6 +29,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "helpers"))
+import fleet_keys  # noqa: E402
 import fleet_worker  # noqa: E402
 import private_redis  # noqa: E402
 import redis_client  # noqa: E402
@@ -34,6 +41,10 @@ if not BROKERS or not REDIS:
     print("MUTIRAO_TEST_KAFKA_BROKERS / MUTIRAO_TEST_REDIS_URL not set: skipped")
     sys.exit(1 if os.environ.get("CI") else 77)
 
+# the fleet's key names in the layout REDIS selects (tagged on a cluster)
+LAYOUT = fleet_keys.Layout(REDIS)
+# private_redis.py's servers: always one Redis, today's names
+PLAIN = fleet_keys.Layout("redis://")
 TMP = tempfile.mkdtemp(prefix="mutirao-fleet-")
 UNIQ = "%d%d" % (os.getpid(), int(time.time() * 1000) % 100000)
 ENV = dict(os.environ)
@@ -265,8 +276,42 @@ print("A=" .. (count.A or 0) .. " B=" .. (count.B or 0))
 
 
 def redis_cmd(*args):
-    """One command to the test Redis (RESP over a socket); its decoded reply."""
+    """One command to the test Redis (RESP over a socket); its decoded reply.
+    On a cluster: sent to the master of its key's slot (KEYS: every master's)."""
     return redis_client.command(REDIS, *args, timeout=10)
+
+
+def scan_nodes(pattern):
+    """{node: [key, ...]}: SCAN MATCH pattern on every master of the test
+    Redis (one node unless it is a cluster)."""
+    with redis_client.connect(REDIS, timeout=10) as c:
+        if isinstance(c, redis_client.ClusterConn):
+            return c.scan(pattern)
+        keys, cur = [], b"0"
+        while True:
+            cur, batch = c.call("SCAN", cur, "MATCH", pattern, "COUNT", 1000)
+            keys += batch
+            if cur == b"0":
+                return {REDIS: keys}
+
+
+def stats_keys(pool):
+    """The keys holding pool's counters: its stats hash (and, on a cluster,
+    each producer's counters of the pool)."""
+    keys = []
+    for pat in LAYOUT.stats_patterns(pool):
+        keys += redis_cmd("KEYS", pat)
+    return sorted(set(k.decode() for k in keys))
+
+
+def pool_counters(pool):
+    """{field: int}: pool's counters in Redis, summed over stats_keys(pool)."""
+    total = {}
+    for k in stats_keys(pool):
+        h = redis_cmd("HGETALL", k) or []
+        for f, v in zip(h[::2], h[1::2]):
+            total[f.decode()] = total.get(f.decode(), 0) + int(v)
+    return total
 
 
 def case_sigkill():
@@ -718,23 +763,24 @@ assert(g.pool_wait(%(pool)r))
 
     def left(ids):
         return [i for i in ids
-                if redis_cmd("EXISTS", "mutirao:task:" + i, "mutirao:task:%s:q" % i)]
+                if redis_cmd("EXISTS", LAYOUT.task(i), LAYOUT.task(i, "q"))]
     still = left(awaited)
     check(not still, "%d awaited task(s) still have keys, e.g. %s" % (len(still), still[:3]))
-    ttls = [redis_cmd("TTL", "mutirao:task:" + i) for i in unawaited]
+    ttls = [redis_cmd("TTL", LAYOUT.task(i)) for i in unawaited]
     check(all(0 < t <= 86400 for t in ttls),
           "unawaited results keep result.ttl_s (86400): TTLs %s" % sorted(set(ttls))[:5])
-    producer = awaited[0].rsplit(":", 2)[0]  # ids are PRODUCER:SEQ:RANDOM
-    seen = redis_cmd("KEYS", "mutirao:seen:%s:*" % producer)
+    producer = fleet_keys.producer_of(awaited[0])  # ids are PRODUCER:SEQ:RANDOM
+    seen = redis_cmd("KEYS", LAYOUT.seen(fleet_keys.glob_escape(producer), "*"))
     check(seen and all(0 < redis_cmd("TTL", k) <= 86400 for k in seen),
           "seen bitmaps with a TTL: %r" % seen)
-    sub = redis_cmd("KEYS", "mutirao:sub:%s:*" % producer)
+    sub = redis_cmd("KEYS", LAYOUT.sub(fleet_keys.glob_escape(producer), "*"))
     check(sub and all(0 < redis_cmd("TTL", k) <= 86400 for k in sub),
           "submitted bitmaps with a TTL: %r" % sub)
-    for k in ("mutirao:pool:" + pool, "mutirao:pool:%s:stats" % pool,
-              "mutirao:pool:%s:active" % pool):
+    counters = stats_keys(pool)
+    check(counters, "no key holds the pool's counters")
+    for k in [LAYOUT.pool(pool), LAYOUT.pool(pool, "active")] + counters:
         ttl = redis_cmd("TTL", k)
-        if ttl == -2 and k.endswith(":active"):
+        if ttl == -2 and k == LAYOUT.pool(pool, "active"):
             continue  # written only when a report found tasks running
         check(3600 < ttl <= 7 * 86400, "%s: TTL %r (expected the 7-day idle TTL)" % (k, ttl))
     # every message once more, as after a lost commit: nothing is counted
@@ -751,9 +797,8 @@ assert(g.pool_wait(%(pool)r))
         time.sleep(0.1)
     repeats = repeats_seen() - repeats_before
     check(repeats == n + m, "repeat deliveries recognised: %d of %d" % (repeats, n + m))
-    st = redis_cmd("HGETALL", "mutirao:pool:%s:stats" % pool)
-    st = dict(zip(st[::2], st[1::2]))
-    check(st.get(b"completed") == str(n + m).encode() and b"failed" not in st,
+    st = pool_counters(pool)
+    check(st.get("completed") == n + m and "failed" not in st,
           "counts after the replay: %r" % st)
     still = left(awaited)
     check(not still, "the replay brought back %d awaited task key(s)" % len(still))
@@ -764,7 +809,7 @@ assert(g.pool_create(%(pool)r, { workers = 8 }))
 assert(g.pool_close(%(pool)r))
 """ % {"pool": pool})
     check(rc == 0, "close: %d\n%s%s" % (rc, out, err))
-    for k in ("mutirao:pool:" + pool, "mutirao:pool:%s:stats" % pool):
+    for k in [LAYOUT.pool(pool)] + stats_keys(pool):
         ttl = redis_cmd("TTL", k)
         check(0 < ttl <= 3600, "%s after pool_close: TTL %r" % (k, ttl))
     check(w.stop() == 0, "worker exit status")
@@ -833,10 +878,10 @@ assert(g.pool_wait(%(pool)r))
             check(e in out, "fleet=%s: no %r in\n%s" % (fleet, e, out[-2000:]))
         outs[fleet] = out
     uid = re.search(r"^unawaited (\S+)$", outs[True], re.M).group(1)
-    check(2000000 <= redis_cmd("STRLEN", "mutirao:task:%s:out" % uid) < 2001000,
+    check(2000000 <= redis_cmd("STRLEN", LAYOUT.task(uid, "out")) < 2001000,
           "the unawaited result is kept by reference")
     # producer side: a result changed in Redis is refused by await
-    redis_cmd("SETRANGE", "mutirao:task:%s:out" % uid, 1000, "Z")
+    redis_cmd("SETRANGE", LAYOUT.task(uid, "out"), 1000, "Z")
     rc, out, err, _ = run_lua('print(require("goroutine").await(%r))' % uid)
     check(rc == 0 and re.search(r"false\t.*do not match its record", out),
           "await of a tampered result: %d\n%s%s" % (rc, out, err))
@@ -853,7 +898,7 @@ print("over", g.await(assert(g.pool_submit(%r, function() return string.rep("q",
     tid = "tamper%s:1" % UNIQ
     good = b"\x00" * 2048
     bad = b"\x01" + good[1:]
-    redis_cmd("SET", "mutirao:task:%s:in" % tid, bad, "EX", "600")
+    redis_cmd("SET", LAYOUT.task(tid, "in"), bad, "EX", "600")
     env = task_envelope(tid, pool, "tamper" + UNIQ, {"ref_len": len(good),
                                                      "ref_sum": fnv1a64(good)})
     rc, out, err, _ = run([os.path.join(BIN, "kafka-put"), BROKERS, "mutirao.pool." + pool, "0",
@@ -1293,7 +1338,7 @@ def loss_run(name, aof, n, ms, disturb, after=None, worker_env=None):
                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True, env=e, cwd=TMP)
         c = red.conn()
-        stats = "mutirao:pool:%s:stats" % pool
+        stats = PLAIN.pool(pool, "stats")
         end = time.time() + 60
         while time.time() < end and int(c.call("HGET", stats, "completed") or 0) < n // 3:
             check(p.poll() is None, "the producer ended early")
@@ -1392,7 +1437,7 @@ def case_notify_dropped():
         keys = []
         end = time.time() + 20
         while not keys and time.time() < end:
-            keys = c.call("KEYS", "mutirao:done:*")
+            keys = c.call("KEYS", PLAIN.done("*"))
         check(len(keys) == 1, "the producer's list: %r" % keys)
         kept_changes(c)
         while stolen["R"] < 200 and time.time() < end:
@@ -1406,7 +1451,7 @@ def case_notify_dropped():
     def kept_changes(c):
         # each completed task's WaitGroup changes, kept for the
         # reconciliation until its outcome is awaited
-        keys = c.call("KEYS", "mutirao:task:*:w")
+        keys = c.call("KEYS", PLAIN.task("*", "w"))
         check(len(keys) > 0, "no mutirao:task:ID:w key")
         for k in keys[:50]:
             v = c.call("GET", k)
@@ -1417,7 +1462,7 @@ def case_notify_dropped():
 
     def retired(red, a, b):
         c = red.conn()
-        left = c.call("KEYS", "mutirao:task:*")
+        left = c.call("KEYS", PLAIN.task("*"))
         check(left == [], "keys of awaited tasks left: %r" % left[:5])
         c.close()
 
@@ -1462,7 +1507,7 @@ print("await", g.await(id))
         while time.time() < end and not (os.path.exists(ids) and open(ids).read()):
             time.sleep(0.05)
         tid = open(ids).read()
-        while time.time() < end and c.call("EXISTS", "mutirao:task:" + tid) == 0:
+        while time.time() < end and c.call("EXISTS", PLAIN.task(tid)) == 0:
             time.sleep(0.05)
         # another process awaits it: the record goes
         rc, out, err, _ = run_lua("""
@@ -1470,9 +1515,9 @@ local g = require("goroutine")
 print("other", g.await(%r)) -- the last thing it does: its deletion still goes out
 """ % tid, env={"MUTIRAO_REDIS_URL": red.url})
         check(rc == 0 and "other\ttrue\t42" in out, "the other await: %d\n%s%s" % (rc, out, err))
-        check(c.call("EXISTS", "mutirao:task:" + tid) == 0, "the record was not deleted")
+        check(c.call("EXISTS", PLAIN.task(tid)) == 0, "the record was not deleted")
         # and the producer's notifications are lost
-        check(c.call("DEL", *c.call("KEYS", "mutirao:done:*")) >= 1, "no notification to lose")
+        check(c.call("DEL", *c.call("KEYS", PLAIN.done("*"))) >= 1, "no notification to lose")
         c.close()
         proxy.hold(False)
         try:
@@ -1684,10 +1729,10 @@ print(string.format("stats completed=%%d failed=%%d dead=%%d fleet_dead=%%d flee
     check("stats completed=30 failed=1 dead=1 fleet_dead=1 fleet_failed=1" in out,
           "pool_stats:\n" + out)
     bad = re.search(r"bad (\S+)", out).group(1)
-    rec = (redis_cmd("HGET", "mutirao:pool:%s:dead" % pool, bad) or b"").decode()
+    rec = (redis_cmd("HGET", LAYOUT.pool(pool, "dead"), bad) or b"").decode()
     check(rec.startswith("3 ") and "ended without recording an outcome" in rec,
           "the dead letter's record: %r" % rec)
-    check(redis_cmd("HEXISTS", "mutirao:pool:%s:dead:env" % pool, bad) == 1,
+    check(redis_cmd("HEXISTS", LAYOUT.pool(pool, "dead:env"), bad) == 1,
           "the dead letter's envelope is not stored")
     logs = "".join(s.w.text() for s in sup)
     check(re.search(r"task=%s: dead-lettered after 3 deliveries" % re.escape(bad), logs),
@@ -2025,10 +2070,10 @@ print("id", id)
 """ % (pool, third, pool))
     m = re.search(r"^id\t(\S+)$", out, re.M)
     check(rc == 0 and m, "not awaited: %d\n%s%s" % (rc, out, err))
-    rec = redis_cmd("GET", "mutirao:task:" + m.group(1))
+    rec = redis_cmd("GET", LAYOUT.task(m.group(1)))
     check(rec and b"\xa7attempt\x03" in rec and b"\xa2ok\xc3" in rec,
           "the result record of the third attempt: %r" % rec)
-    redis_cmd("DEL", "mutirao:task:" + m.group(1))
+    redis_cmd("DEL", LAYOUT.task(m.group(1)))
     check(w.p.poll() is None, "the worker died")
     check(w.stop() == 0, "worker exit status")
     print("quick tasks done in %d ms, retried ones in %d ms" % (quick, done))
@@ -2278,7 +2323,7 @@ def case_sandbox_secrets():
         f.write("plain\n")
     # the default user takes any password (no requirepass): the worker
     # authenticates with the file's
-    url = re.sub(r"^redis://", "redis://default@", REDIS)
+    url = re.sub(r"^(redis(?:\+cluster)?://)", r"\1default@", REDIS)
     check(url != REDIS, "unexpected Redis URL %r" % REDIS)
     secret_env = {"MUTIRAO_CONFIG": conf, "MUTIRAO_REDIS_URL": url,
                   "SBX_API_TOKEN": "tok-" + UNIQ, "SBX_PLAIN": "plain-" + UNIQ}
@@ -2510,9 +2555,9 @@ os.exit(0)
         check(not os.path.exists(m), "a refused task ran: %s exists" % m)
     # dead letters with their reasons, counted once each
     end = time.time() + 20
-    while time.time() < end and redis_cmd("HLEN", "mutirao:pool:%s:dead" % pool) < 4:
+    while time.time() < end and redis_cmd("HLEN", LAYOUT.pool(pool, "dead")) < 4:
         time.sleep(0.1)
-    dead = redis_cmd("HGETALL", "mutirao:pool:%s:dead" % pool)
+    dead = redis_cmd("HGETALL", LAYOUT.pool(pool, "dead"))
     recs = {dead[i].decode(): dead[i + 1].decode() for i in range(0, len(dead), 2)}
     check(len(recs) == 4 and all(re.fullmatch(r"rejected-p\d+-o\d+", k) for k in recs),
           "dead letters: %r" % recs)
@@ -2520,9 +2565,9 @@ os.exit(0)
     for why in ("is not signed", "not among the trusted keys", "altered or forged",
                 "delivered on the topic of pool"):
         check(why in errs, "no dead letter saying %r: %s" % (why, errs))
-    envs = redis_cmd("HGETALL", "mutirao:pool:%s:dead:env" % pool)
+    envs = redis_cmd("HGETALL", LAYOUT.pool(pool, "dead:env"))
     check(bytes(bad) in envs, "the flipped envelope is not kept as it came")
-    check(redis_cmd("HGET", "mutirao:pool:%s:stats" % pool, "unauthenticated") == b"4",
+    check(pool_counters(pool).get("unauthenticated") == 4,
           "the pool's unauthenticated count")
     # the worker goes on with signed tasks; pool_stats shows the count
     rc, out, err, _ = run_lua("""
@@ -2695,7 +2740,7 @@ print("signed results ok", big)
     check(rc == 0 and "signed results ok\ttrue" in out and "ignored" not in err,
           "signed results: %d\n%s%s" % (rc, out, err))
     kept_id = open(kept).read().split()[0]
-    genuine = redis_cmd("GET", "mutirao:task:" + kept_id)
+    genuine = redis_cmd("GET", LAYOUT.task(kept_id))
     check(genuine and genuine[-78:-72] == b"\xa3sig\xc4\x48", "record not signed: %r" % genuine)
     # a producer without trusted keys (as one from before signed results)
     # reads signed records as before (it signs its envelopes: this worker
@@ -2742,12 +2787,12 @@ end
             time.sleep(0.05)
         ids = open(ids_file).read().split()
         check(len(ids) == 5, "the producer wrote no ids")
-        prod = ids[0].rsplit(":", 2)[0]
-        done = "mutirao:done:" + prod
+        prod = fleet_keys.producer_of(ids[0])
+        done = LAYOUT.done(prod)
         # 1: an unsigned record at its key (found by the reconciliation)
-        redis_cmd("SET", "mutirao:task:" + ids[0], result_record(ids[0], pool, "forged-1"))
+        redis_cmd("SET", LAYOUT.task(ids[0]), result_record(ids[0], pool, "forged-1"))
         # 2: the genuine signed record of another task, copied to its key
-        redis_cmd("SET", "mutirao:task:" + ids[1], genuine)
+        redis_cmd("SET", LAYOUT.task(ids[1]), genuine)
         # 3: a notification signed by an untrusted key
         redis_cmd("RPUSH", done, b"R" + sign_result(result_record(ids[2], pool, "forged-3"),
                                                     rogue_key, rogue_pub))
@@ -2835,8 +2880,8 @@ os.exit(0) -- the task stays pending: do not wait for it
     # outcome to a process with trusted keys (looked up again, logged
     # once), and is to one without (unchanged behaviour)
     fid = "forge%s:1:%s" % (UNIQ, "0" * 32)
-    redis_cmd("SET", "mutirao:task:" + fid, result_record(fid, pool, "forged-f"))
-    redis_cmd("SET", "mutirao:task:%s:q" % fid, "1")
+    redis_cmd("SET", LAYOUT.task(fid), result_record(fid, pool, "forged-f"))
+    redis_cmd("SET", LAYOUT.task(fid, "q"), "1")
     src = """
 local g = require("goroutine")
 print("foreign", g.timeout(2500, function() return g.await(%r) end))
@@ -2923,14 +2968,11 @@ assert(g.pool_create(%r))
     check(received == ["good%s:1" % UNIQ] * 2, "tasks decoded: %s" % received)
     check(w.p.poll() is None, "the worker died")
     end = time.time() + 20
-    while time.time() < end and int(redis_cmd("HGET", "mutirao:pool:%s:stats" % pool,
-                                              "unauthenticated") or 0) < len(hostile):
+    while time.time() < end and pool_counters(pool).get("unauthenticated", 0) < len(hostile):
         time.sleep(0.1)
-    check(int(redis_cmd("HGET", "mutirao:pool:%s:stats" % pool, "unauthenticated") or 0) ==
-          len(hostile), "the count of refusals")
-    check(redis_cmd("HLEN", "mutirao:pool:%s:dead" % pool) == len(hostile), "dead letters")
-    stats = redis_cmd("HGETALL", "mutirao:pool:%s:stats" % pool)
-    stats = {stats[i].decode(): int(stats[i + 1]) for i in range(0, len(stats), 2)}
+    check(pool_counters(pool).get("unauthenticated", 0) == len(hostile), "the count of refusals")
+    check(redis_cmd("HLEN", LAYOUT.pool(pool, "dead")) == len(hostile), "dead letters")
+    stats = pool_counters(pool)
     check(stats.get("completed", 0) + stats.get("failed", 0) == 1 and
           "dead_lettered" not in stats, "one task recorded, no dead letter counted: %s" % stats)
     # a signed envelope of a newer version holds its partition (1 here) for
@@ -3018,13 +3060,13 @@ print("nested", g.await(id))
                                tid, env.hex()])
         check(rc == 0, "kafka-put: %d %s%s" % (rc, out, err))
     end = time.time() + 30
-    while time.time() < end and not (redis_cmd("EXISTS", "mutirao:task:crafted%s:1" % UNIQ) and
-                                     redis_cmd("EXISTS", "mutirao:task:craftok%s:1" % UNIQ)):
+    while time.time() < end and not (redis_cmd("EXISTS", LAYOUT.task("crafted%s:1" % UNIQ)) and
+                                     redis_cmd("EXISTS", LAYOUT.task("craftok%s:1" % UNIQ))):
         time.sleep(0.1)
-    rec = redis_cmd("GET", "mutirao:task:crafted%s:1" % UNIQ) or b""
+    rec = redis_cmd("GET", LAYOUT.task("crafted%s:1" % UNIQ)) or b""
     check(b"only functions as source are accepted here" in rec,
           "the crafted task's record: %r\n%s" % (rec[:400], a.text()[-2000:]))
-    ok = redis_cmd("GET", "mutirao:task:craftok%s:1" % UNIQ) or b""
+    ok = redis_cmd("GET", LAYOUT.task("craftok%s:1" % UNIQ)) or b""
     check(b"ran" in ok and os.path.exists(marker),
           "load.binary worker: %r exists=%s\n%s" % (ok[:300], os.path.exists(marker),
                                                      b.text()[-2000:]))
@@ -3059,13 +3101,12 @@ io.stdout:flush()
         check(m, "the producer printed no id: %r" % line)
         tid = m.group(1)
         producer, seq, _ = tid.rsplit(":", 2)
-        shard, bit = int(seq) // 4096, int(seq) % 4096
-        subkey = "mutirao:sub:%s:%d" % (producer, shard)
+        _, subkey, bit = LAYOUT.bit_of(tid)
         end = time.time() + 10
         while time.time() < end and redis_cmd("GETBIT", subkey, str(bit)) != 1:
             time.sleep(0.05)
         check(redis_cmd("GETBIT", subkey, str(bit)) == 1, "no submitted bit at %s" % subkey)
-        check(redis_cmd("EXISTS", "mutirao:task:%s:q" % tid) == 0, "a :q marker was written")
+        check(redis_cmd("EXISTS", LAYOUT.task(tid, "q")) == 0, "a :q marker was written")
         never = "%s:%d:%s" % (producer, int(seq) + 1000, "0" * 32)
         rc, out, err, _ = run_lua("""
 local g = require("goroutine")
@@ -3097,6 +3138,180 @@ print("done", g.await(%r))
             pa.communicate()
 
 
+LAYOUT_SRC = """
+local g = require("goroutine")
+local role, pa, pb = os.getenv("LAYOUT_ROLE"), %(pa)r, %(pb)r
+assert(g.pool_create(pa, { workers = 4 }))
+assert(g.pool_create(pb, { workers = 4 }))
+-- awaited tasks on both pools
+local want = {}
+for i = 1, 20 do
+  want[#want + 1] = { assert(g.pool_submit(pa, function(x) return x * 2 end, i)), i * 2 }
+  want[#want + 1] = { assert(g.pool_submit(pb, function(x) return x + 1000 end, i)), i + 1000 }
+end
+for _, t in ipairs(want) do
+  local ok, v = g.await(t[1])
+  assert(ok and v == t[2], tostring(v))
+end
+-- a WaitGroup of this process, done by tasks of both pools; one task adds
+local wg = g.wait_group()
+for i = 1, 10 do
+  wg:add(1)
+  assert(g.pool_submit(i %% 2 == 0 and pa or pb, function() g.sleep(5) wg:done() end))
+end
+wg:wait()
+assert(wg:count() == 0)
+local wg2 = g.wait_group()
+wg2:add(1)
+local ok, v = g.await(assert(g.pool_submit(pa, function() wg2:add(2) wg2:done() return "x" end)))
+assert(ok and v == "x" and wg2:count() == 2, tostring(wg2:count()))
+-- a task that raises
+local ok2, err = g.await(assert(g.pool_submit(pb, function(r) error("boom " .. r, 0) end, role)))
+assert(not ok2 and tostring(err):find("boom " .. role, 1, true), tostring(err))
+-- unawaited ones: their records stay; pool_wait waits for them
+local kept = {}
+for i = 1, 5 do kept[i] = assert(g.pool_submit(pa, function(x) return x end, i)) end
+assert(g.pool_wait(pa))
+assert(g.pool_wait(pb))
+for i = 1, 5 do print("kept " .. kept[i]) end
+for _, p in ipairs({ pa, pb }) do
+  local s = assert(g.pool_stats(p))
+  print(string.format("stats %%s submitted=%%d completed=%%d failed=%%d", p, s.submitted,
+    s.completed, s.failed))
+end
+"""
+
+LAYOUT_FLEET_SRC = """
+local g = require("goroutine")
+for _, p in ipairs({ %(pa)r, %(pb)r }) do
+  assert(g.pool_create(p, { workers = 4 }))
+  local s = assert(g.pool_stats(p))
+  print(string.format("fleet %%s submitted=%%d completed=%%d failed=%%d", p, s.fleet_submitted,
+    s.fleet_completed, s.fleet_failed))
+end
+"""
+
+
+def tag_names(base, want, conn):
+    """base + a suffix, one name per node of want: the first suffix whose
+    hash tag is served by that master (conn.node_of), so that the keys of
+    two pools must land on two masters."""
+    names = []
+    for node in want:
+        for i in range(100000):
+            name = "%s%d" % (base, i)
+            if conn.node_of("{%s}" % name) == node and name not in names:
+                names.append(name)
+                break
+    check(len(names) == len(want), "no names for the masters %r" % (want,))
+    return names
+
+
+def check_tagged(by_node, placed):
+    """The keys of a cluster's masters ({node: [key, ...]}, SCAN of each):
+    every one mutirao:{TAG}:..., each (TAG, node) of placed with keys, all
+    on that node, and keys on 2 masters at least. Returns {TAG: {node}}."""
+    tag_re = re.compile(r"^mutirao:\{([^{}]+)\}:")
+    untagged = [k for ks in by_node.values() for k in ks if not tag_re.match(k)]
+    check(not untagged, "keys without a hash tag after mutirao: (%d), e.g. %r" %
+          (len(untagged), untagged[:8]))
+    where = {}  # tag -> the masters holding its keys
+    for node, ks in by_node.items():
+        for k in ks:
+            where.setdefault(tag_re.match(k).group(1), set()).add(node)
+    for tag, node in placed:
+        check(where.get(tag) == {node}, "tag %s: keys on %r, its slot on %r" %
+              (tag, sorted(where.get(tag, ())), node))
+    used = [n for n, ks in by_node.items() if ks]
+    check(len(used) >= 2, "keys on %d master(s) only: %r" % (len(used), used))
+    return where
+
+
+def case_layout():
+    """The fleet's key layout end to end: two pools, two producer processes
+    (await, WaitGroups, pool_wait, pool_stats, a task that raises), then
+    SCAN of every master. On a cluster (redis+cluster://) every key is
+    mutirao:{TAG}:..., with the tags of the pools and producers on the
+    masters that serve them (the pools' names picked to be on two);
+    on one Redis, this run's keys carry no tag. The counts are exact."""
+    cluster = LAYOUT.tagged
+    with redis_client.connect(REDIS, timeout=10) as c:
+        masters = c.masters() if cluster else [REDIS]
+        if cluster:
+            check(len(masters) >= 3, "a cluster of %d masters" % len(masters))
+            # the pools' tags on masters 0 and 1 (the producers' come with
+            # their random suffix: anywhere)
+            pa, pb = tag_names("lpa" + UNIQ + "x", masters[:2], c)
+        else:
+            pa, pb = "lpa" + UNIQ, "lpb" + UNIQ
+    prod_a, prod_b, prod_c = "lprodA" + UNIQ, "lprodB" + UNIQ, "lprodC" + UNIQ
+    w = Worker("layout", [pa, pb])
+    w.wait_for(r"consuming")
+    path = os.path.join(TMP, "layout.lua")
+    with open(path, "w") as f:
+        f.write(LAYOUT_SRC % {"pa": pa, "pb": pb})
+    procs = {}
+    for role, prod in (("A", prod_a), ("B", prod_b)):
+        env = dict(ENV, LAYOUT_ROLE=role, MUTIRAO_PRODUCER_ID=prod)
+        procs[role] = subprocess.Popen([os.path.join(BIN, "mutirao"), "run", "--fleet", path],
+                                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                       stderr=subprocess.PIPE, text=True, env=env, cwd=TMP)
+    outs = {}
+    for role, p in procs.items():
+        try:
+            out, err = p.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            for q in procs.values():
+                q.kill()
+            out, err = p.communicate()
+            fail("producer %s did not finish:\n%s%s" % (role, out, err))
+        check(p.returncode == 0, "producer %s: %d\n%s%s" % (role, p.returncode, out, err))
+        outs[role] = out
+    # each producer's own counts: pa 20 awaited + 5 WaitGroup + 1 + 5 kept,
+    # pb 20 awaited + 5 WaitGroup + 1 that raised
+    for role in ("A", "B"):
+        for pool, sub, done, failed in ((pa, 31, 31, 0), (pb, 26, 25, 1)):
+            line = "stats %s submitted=%d completed=%d failed=%d" % (pool, sub, done, failed)
+            check(line in outs[role], "producer %s: no %r in\n%s" % (role, line, outs[role]))
+    rc, out, err, _ = run_lua(LAYOUT_FLEET_SRC % {"pa": pa, "pb": pb},
+                              env={"MUTIRAO_PRODUCER_ID": prod_c})
+    check(rc == 0, "fleet stats: %d\n%s%s" % (rc, out, err))
+    for pool, sub, done, failed in ((pa, 62, 62, 0), (pb, 52, 50, 2)):
+        line = "fleet %s submitted=%d completed=%d failed=%d" % (pool, sub, done, failed)
+        check(line in out, "no %r in\n%s" % (line, out))
+    check(w.stop() == 0, "worker exit status")
+    kept = re.findall(r"^kept (\S+)$", outs["A"] + outs["B"], re.M)
+    check(len(kept) == 10, "kept ids: %r" % kept)
+    # a task id's producer part is the producer.id and the process's own
+    # suffix (PRODUCER_ID.HEX.N): the tags of the two producers
+    tags = sorted(set(fleet_keys.producer_of(k) for k in kept))
+    check(len(tags) == 2 and tags[0].startswith(prod_a + ".") and
+          tags[1].startswith(prod_b + "."), "the kept ids' producers: %r" % tags)
+    # the keys, as each master holds them
+    by_node = {n: [k.decode() for k in ks] for n, ks in scan_nodes("mutirao:*").items()}
+    ours = [pa, pb] + tags
+    if not cluster:
+        mine = [k for ks in by_node.values() for k in ks
+                if any(o in k for o in (pa, pb, prod_a, prod_b, prod_c))]
+        check(mine, "no key of this run")
+        tagged = [k for k in mine if k.startswith("mutirao:{")]
+        check(not tagged, "tagged keys on one Redis: %r" % tagged[:5])
+        for kid in kept:
+            check(redis_cmd("EXISTS", LAYOUT.task(kid)) == 1, "no record at " + LAYOUT.task(kid))
+        print("layout: %d keys of this run, no hash tags" % len(mine))
+        return
+    with redis_client.connect(REDIS, timeout=10) as c:
+        placed = [(pa, masters[0]), (pb, masters[1])] + [(t, c.node_of("{%s}" % t)) for t in tags]
+    where = check_tagged(by_node, placed)
+    for kid in kept:  # the unawaited records, where the layout says
+        check(redis_cmd("EXISTS", LAYOUT.task(kid)) == 1, "no record at " + LAYOUT.task(kid))
+    for pool in (pa, pb):
+        check(redis_cmd("EXISTS", LAYOUT.pool(pool)) == 1, "no pool key " + LAYOUT.pool(pool))
+    others = sorted(t for t in where if t not in ours)
+    print("layout: %s keys per master; tags %s; other tags %s" %
+          ([len(by_node[n]) for n in masters], sorted(t for t in where if t in ours), others))
+
+
 CASES = {"examples": case_examples, "foreign_pending": case_foreign_pending, "await_wg": case_await_wg, "two_workers": case_two_workers,
          "sigkill": case_sigkill, "errors": case_errors, "libmutirao": case_libmutirao,
          "two_clients": case_two_clients, "stock_lua": case_stock_lua,
@@ -3112,7 +3327,11 @@ CASES = {"examples": case_examples, "foreign_pending": case_foreign_pending, "aw
          "sigterm": case_sigterm, "sigint_twice": case_sigint_twice, "sandbox": case_sandbox,
          "sandbox_secrets": case_sandbox_secrets,
          "signed": case_signed, "hostile": case_hostile,
-         "signed_results": case_signed_results, "crafted_bytecode": case_crafted_bytecode}
+         "signed_results": case_signed_results, "crafted_bytecode": case_crafted_bytecode,
+         "layout": case_layout}
+# SIGTERM (fleet_cluster_test.py stopping a case that outlived its time):
+# the workers are killed below as on any other end
+signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit("stopped by SIGTERM"))
 try:
     CASES[CASE]()
 finally:

@@ -25,7 +25,7 @@ if(Python3_Interpreter_FOUND AND TARGET mutirao-worker)
     poison redelivered newer_envelope dlq revoked timeout deadline memory retries retries_sigkill
     redis_restart_aof redis_restart_nopersist notify_dropped notify_gone no_worker_hint reconcile_bounded
     sigterm sigint_twice sandbox sandbox_secrets signed hostile signed_results
-    crafted_bytecode foreign_pending)
+    crafted_bytecode foreign_pending layout)
   # the stock lua5.4 cannot load a sanitizer build of goroutine_fleet.so
   if(NOT MUTIRAO_SANITIZE)
     list(APPEND _fleet_cases stock_lua)
@@ -41,11 +41,33 @@ if(Python3_Interpreter_FOUND AND TARGET mutirao-worker)
   # Redis Cluster (redis_cluster_test.py): a local 3-master cluster of
   # redis-server processes the test starts on free loopback ports and stops
   # (redis_cluster.py); the shared services are not used.
-  foreach(_case slots node_restart auth tls)
+  foreach(_case slots node_restart auth tls py_client)
     add_test(NAME integration.redis_cluster_${_case}
       COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/redis_cluster_test.py
         ${CMAKE_BINARY_DIR}/bin ${_case})
     set_tests_properties(integration.redis_cluster_${_case} PROPERTIES
+      LABELS "integration;fleet;cluster" TIMEOUT 240 SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
+  endforeach()
+
+  # The fleet on Redis Cluster (fleet_cluster_test.py): fleet_test.py's
+  # cases with Redis being a fresh local 3-master cluster of the test's own
+  # (redis+cluster://, the fleet's keys hash-tagged), Kafka the shared one;
+  # plus `layout` (every key tagged, the tags on the masters serving them).
+  # Left out (the file says why): the cases with a private redis-server,
+  # and valgrind.
+  set(_fleet_cluster_cases examples await_wg two_workers sigkill errors libmutirao semantics
+    two_clients lingering os_exit retention large_values rebalance_busy poison redelivered
+    newer_envelope dlq revoked timeout deadline memory retries retries_sigkill sigterm
+    sigint_twice sandbox sandbox_secrets signed hostile signed_results crafted_bytecode
+    foreign_pending layout)
+  if(NOT MUTIRAO_SANITIZE)
+    list(APPEND _fleet_cluster_cases stock_lua)
+  endif()
+  foreach(_case ${_fleet_cluster_cases})
+    add_test(NAME integration.fleet_cluster_${_case}
+      COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/fleet_cluster_test.py
+        ${CMAKE_BINARY_DIR}/bin ${CMAKE_SOURCE_DIR}/examples ${_case})
+    set_tests_properties(integration.fleet_cluster_${_case} PROPERTIES
       LABELS "integration;fleet;cluster" TIMEOUT 240 SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
   endforeach()
 

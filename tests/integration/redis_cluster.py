@@ -2,7 +2,8 @@
 N masters (3 by default, no replicas), redis-server processes on free
 loopback ports, joined with `redis-cli --cluster create`. The shared Redis
 of tests/services.sh is never touched; stop() kills only the processes
-this object spawned (their data stays in the test's own directory).
+this object spawned (their data stays in the test's own directory), and
+they die with the test's process (PR_SET_PDEATHSIG) if it is killed first.
 
     c = RedisCluster(tmpdir)   # password="pw": nodes that require it;
                                # tls=DIR (make_certs(DIR)): TLS ports only
@@ -17,6 +18,7 @@ this object spawned (their data stays in the test's own directory).
 """
 import os
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -78,6 +80,17 @@ def _cluster_port():
     raise RuntimeError("no free port pair for a cluster node")
 
 
+def _die_with_parent():
+    """In the child before exec (Linux): SIGKILL when the test process dies,
+    so that a test killed without its cleanup (a ctest timeout) leaves no
+    redis-server behind."""
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def available():
     """redis-server and redis-cli (redis-tools: --cluster) are installed."""
     return shutil.which("redis-server") is not None and shutil.which("redis-cli") is not None
@@ -113,7 +126,8 @@ class RedisCluster:
 
     def _spawn(self, i):
         return subprocess.Popen(self._args(i), stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                preexec_fn=_die_with_parent)
 
     def _wait_ping(self, i, timeout=20):
         end = time.time() + timeout

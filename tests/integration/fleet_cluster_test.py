@@ -1,0 +1,153 @@
+#!/usr/bin/env python3
+"""tests/integration/fleet_cluster_test.py BINDIR EXAMPLES CASE: a case of
+fleet_test.py with Redis being a fresh local 3-master Redis Cluster.
+
+Starts a cluster of its own (redis_cluster.py: redis-server processes on
+free loopback ports, joined with `redis-cli --cluster create`), runs
+`fleet_test.py BINDIR EXAMPLES CASE` with MUTIRAO_TEST_REDIS_URL set to
+redis+cluster://<every master> (the Kafka of tests/services.sh as for the
+other cases, MUTIRAO_TEST_KAFKA_BROKERS), stops the cluster at the end,
+also when the case fails, times out (CASE_TIMEOUT_S, below ctest's 240 s,
+then the case's process group gets SIGTERM and SIGKILL) or this process is
+stopped (SIGTERM, SIGINT, SIGHUP; its redis-server processes die with it
+even on a SIGKILL), and exits with the case's code (77: skipped).
+
+On the cluster the fleet's keys are hash-tagged (tests/helpers/fleet_keys.py)
+and fleet_test.py's direct reads of Redis go to the master of each key's
+slot (tests/helpers/redis_client.py, ClusterConn).
+
+The cases registered as integration.fleet_cluster_CASE (integration.cmake):
+  examples await_wg two_workers sigkill errors libmutirao semantics
+  two_clients lingering os_exit retention large_values rebalance_busy poison
+  redelivered newer_envelope dlq revoked timeout deadline memory retries
+  retries_sigkill sigterm sigint_twice sandbox sandbox_secrets signed hostile
+  signed_results crafted_bytecode foreign_pending stock_lua (not with
+  sanitizers, as integration.fleet_stock_lua), and
+  layout   (fleet_test.py's case_layout) two pools, two producer processes,
+           then SCAN of every master: every key tagged mutirao:{TAG}:, the
+           keys of each pool's and producer's tag all on the master serving
+           it (the pools' names chosen to be on two masters), the counts
+           exact.
+Left out:
+  redis_restart_aof redis_restart_nopersist notify_dropped notify_gone
+  reconcile_bounded no_worker_hint
+           they run a redis-server of their own (private_redis.py: a
+           restart, a cutting proxy, its command counts), so the cluster
+           would not be used.
+  valgrind the same run as examples under valgrind: a memory check of the
+           binaries, not of the Redis they use (integration.fleet_valgrind).
+
+Without redis-server or redis-cli, or without the Kafka address, the test
+is skipped (exit 77), or fails when CI is set.
+"""
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import redis_cluster  # noqa: E402
+
+CASE_TIMEOUT_S = float(os.environ.get("MUTIRAO_CLUSTER_CASE_TIMEOUT_S", "215"))
+
+
+class Stopped(Exception):
+    """This process got SIGTERM, SIGINT or SIGHUP."""
+
+
+def _stopped(signum, frame):
+    raise Stopped(signal.Signals(signum).name)
+
+
+def _term_with_parent():
+    """In the case's process before exec (Linux): SIGTERM when this process
+    dies without its cleanup (fleet_test.py then stops its workers)."""
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def skip(why):
+    print(why + ": skipped")
+    return 1 if os.environ.get("CI") else 77
+
+
+def stop_group(p):
+    """SIGTERM to the case's process group (the case, its workers and
+    producers), SIGKILL to what is left after 10 s."""
+    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(p.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            p.wait(wait)
+        except subprocess.TimeoutExpired:
+            continue
+        # the case's leader ended: its group may still hold children
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        return
+
+
+def cluster_url(cluster):
+    return "redis+cluster://" + ",".join("127.0.0.1:%d" % port for port in cluster.ports)
+
+
+def main():
+    if len(sys.argv) != 4:
+        print("usage: fleet_cluster_test.py BINDIR EXAMPLES CASE", file=sys.stderr)
+        return 2
+    bindir, examples, case = sys.argv[1:]
+    if not os.environ.get("MUTIRAO_TEST_KAFKA_BROKERS"):
+        return skip("MUTIRAO_TEST_KAFKA_BROKERS not set")
+    if not redis_cluster.available():
+        return skip("redis-server or redis-cli not installed")
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, _stopped)
+    rc = 1
+    p = None
+    with tempfile.TemporaryDirectory(prefix="mutirao-fleet-cluster-") as tmp:
+        cluster = redis_cluster.RedisCluster(tmp)
+        try:
+            t0 = time.time()
+            cluster.start()
+            url = cluster_url(cluster)
+            print("cluster %s up in %.1f s" % (url, time.time() - t0), flush=True)
+            env = dict(os.environ, MUTIRAO_TEST_REDIS_URL=url)
+            p = subprocess.Popen([sys.executable, os.path.join(HERE, "fleet_test.py"), bindir,
+                                  examples, case], stdin=subprocess.DEVNULL, env=env,
+                                 start_new_session=True, preexec_fn=_term_with_parent)
+            try:
+                rc = p.wait(CASE_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                print("FAIL: %s did not finish within %.0f s" % (case, CASE_TIMEOUT_S),
+                      flush=True)
+                rc = 1
+            dead = [port for port, proc in zip(cluster.ports, cluster.procs)
+                    if proc is None or proc.poll() is not None]
+            if dead:
+                print("FAIL: cluster node(s) %s died during the case" % dead)
+                rc = rc or 1
+        except Stopped as e:
+            print("FAIL: stopped by %s" % e, flush=True)
+            rc = 1
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                signal.signal(sig, signal.SIG_IGN)
+            if p is not None:
+                stop_group(p)
+            cluster.stop()
+    print("%s cluster %s" % ("ok  " if rc == 0 else ("skip" if rc == 77 else "FAIL"), case))
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
