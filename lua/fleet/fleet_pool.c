@@ -1953,7 +1953,6 @@ static int f_wait(lua_State *L, void *be, const char *name)
     return wait_k(L, LUA_OK, (lua_KContext)p);
 }
 
-
 /* Tagged layout: pool_close's shorter life for every producer's counters
  * of the pool too (they are in the producers' slots: the pool's
  * :producers says whose). */
@@ -1961,8 +1960,8 @@ typedef struct close_ctx {
     char pool[ENVELOPE_POOL_MAX + 1];
 } close_ctx;
 
-static void on_close_producers(redis_uv *cli, int status, const redisReply *reply,
-                               const char *err, void *ud)
+static void on_close_producers(redis_uv *cli, int status, const redisReply *reply, const char *err,
+                               void *ud)
 {
     (void)err;
     close_ctx *c = ud;
