@@ -122,13 +122,6 @@ def main():
             url = cluster_url(cluster)
             print("cluster %s up in %.1f s" % (url, time.time() - t0), flush=True)
             env = dict(os.environ, MUTIRAO_TEST_REDIS_URL=url)
-            if case == "examples":
-                # the examples' pools have fixed names: on topics of their
-                # own, or this run's new worker group would run every
-                # earlier run's messages again (this fresh cluster does not
-                # know they are done) and the examples' VMs count those
-                env["MUTIRAO_TOPIC_PREFIX"] = "mutirao.c%d%d." % (os.getpid(),
-                                                                 int(time.time()) % 100000)
             p = subprocess.Popen([sys.executable, os.path.join(HERE, "fleet_test.py"), bindir,
                                   examples, case], stdin=subprocess.DEVNULL, env=env,
                                  start_new_session=True, preexec_fn=_term_with_parent)

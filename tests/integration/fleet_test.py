@@ -113,6 +113,11 @@ def summary_rows(out):
 
 def case_examples():
     """The spec's pool examples give the same results on the fleet."""
+    # their pools have fixed names: on topics of this run's own, or its new
+    # worker group would run again every message an earlier run left there
+    # that this Redis does not know as done (a fresh Redis, another
+    # layout), and the examples' VMs would count those
+    ENV["MUTIRAO_TOPIC_PREFIX"] = "mutirao.ex%s." % UNIQ
     w = Worker("ex", ["converter", "batch", "mariguica"])
     for ex, bound in (("file_pool.sloth", 20), ("worker_pool.sloth", 30),
                       ("parallel_deployment.sloth", 30), ("waitgroup.sloth", 20)):
@@ -3312,6 +3317,66 @@ def case_layout():
           ([len(by_node[n]) for n in masters], sorted(t for t in where if t in ours), others))
 
 
+def case_nested_wg():
+    """A WaitGroup of the producer done by tasks that tasks submitted on the
+    workers (their producer is a worker's VM: on Redis Cluster their
+    changes cross slots, through the completing task's outbox), a worker
+    SIGKILLed meanwhile: the count reaches zero, each change applied once."""
+    pool = "nw" + UNIQ
+    n = 60
+    a = Worker("nwA", [pool])
+    b = Worker("nwB", [pool])
+    a.wait_for(r"starting")
+    b.wait_for(r"starting")
+    src = """
+local g = require("goroutine")
+assert(g.pool_create("%(pool)s", {workers = 4}))
+g.sleep(4000) -- both workers in the group
+local wg = g.wait_group()
+local ids = {}
+for i = 1, %(n)d do
+  wg:add(1)
+  ids[i] = assert(g.pool_submit("%(pool)s", function(k)
+    wg:add(1) -- before the inner submit: the inner task may end first
+    assert(g.pool_submit("%(pool)s", function() g.sleep(60) wg:done() end))
+    g.sleep(20)
+    wg:done()
+    return k
+  end, i))
+end
+io.stdout:write("submitted\\n") io.stdout:flush()
+for i = 1, %(n)d do
+  local ok, k = g.await(ids[i])
+  assert(ok and k == i, tostring(k))
+end
+local t0 = g.now()
+wg:wait()
+print(string.format("nested done count=%%d after %%.1f s", wg:count(), (g.now() - t0) / 1000))
+""" % {"pool": pool, "n": n}
+    path = os.path.join(TMP, "nested_wg.lua")
+    with open(path, "w") as f:
+        f.write(src)
+    p = subprocess.Popen([os.path.join(BIN, "mutirao"), "run", "--fleet", path],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=ENV, cwd=TMP)
+    # kill A while inner tasks complete there
+    a.wait_for(r"task=\S+ attempt 1 received", 60)
+    time.sleep(0.4)
+    a.p.send_signal(signal.SIGKILL)
+    a.p.wait()
+    try:
+        out, err = p.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate()
+        fail("producer did not finish after the SIGKILL (a change lost?):\n%s\n%s" % (out, err))
+    check(p.returncode == 0, "producer: %d\n%s%s" % (p.returncode, out, err))
+    check("negative WaitGroup" not in err, "a change applied twice:\n" + err)
+    check("nested done count=0" in out, "WaitGroup not at zero:\n" + out + err)
+    check(b.stop() == 0, "worker B exit status")
+    print(out.strip().splitlines()[-1])
+
+
 CASES = {"examples": case_examples, "foreign_pending": case_foreign_pending, "await_wg": case_await_wg, "two_workers": case_two_workers,
          "sigkill": case_sigkill, "errors": case_errors, "libmutirao": case_libmutirao,
          "two_clients": case_two_clients, "stock_lua": case_stock_lua,
@@ -3328,7 +3393,7 @@ CASES = {"examples": case_examples, "foreign_pending": case_foreign_pending, "aw
          "sandbox_secrets": case_sandbox_secrets,
          "signed": case_signed, "hostile": case_hostile,
          "signed_results": case_signed_results, "crafted_bytecode": case_crafted_bytecode,
-         "layout": case_layout}
+         "layout": case_layout, "nested_wg": case_nested_wg}
 # SIGTERM (fleet_cluster_test.py stopping a case that outlived its time):
 # the workers are killed below as on any other end
 signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit("stopped by SIGTERM"))

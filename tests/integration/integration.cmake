@@ -25,7 +25,7 @@ if(Python3_Interpreter_FOUND AND TARGET mutirao-worker)
     poison redelivered newer_envelope dlq revoked timeout deadline memory retries retries_sigkill
     redis_restart_aof redis_restart_nopersist notify_dropped notify_gone no_worker_hint reconcile_bounded
     sigterm sigint_twice sandbox sandbox_secrets signed hostile signed_results
-    crafted_bytecode foreign_pending layout)
+    crafted_bytecode foreign_pending layout nested_wg)
   # the stock lua5.4 cannot load a sanitizer build of goroutine_fleet.so
   if(NOT MUTIRAO_SANITIZE)
     list(APPEND _fleet_cases stock_lua)
@@ -59,7 +59,7 @@ if(Python3_Interpreter_FOUND AND TARGET mutirao-worker)
     two_clients lingering os_exit retention large_values rebalance_busy poison redelivered
     newer_envelope dlq revoked timeout deadline memory retries retries_sigkill sigterm
     sigint_twice sandbox sandbox_secrets signed hostile signed_results crafted_bytecode
-    foreign_pending layout)
+    foreign_pending layout nested_wg)
   if(NOT MUTIRAO_SANITIZE)
     list(APPEND _fleet_cluster_cases stock_lua)
   endif()
