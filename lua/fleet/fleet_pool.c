@@ -90,7 +90,8 @@ struct ftask {
     int wg_done; /* its WaitGroup changes were applied (with its 'R' or its record) */
     char *env;   /* its task envelope while pending: submitted again if Redis lost it */
     size_t envlen;
-    int refused; /* a result for it that does not verify was logged (once per task) */
+    int refused;   /* a result for it that does not verify was logged (once per task) */
+    unsigned keys; /* FLEET_TK_* it may have in Redis besides its result (retire_task) */
 };
 
 struct fvm {
@@ -240,12 +241,13 @@ static void flush_retired(fvm *v)
 }
 
 /* Once its outcome was read, a task's keys are not needed any more (its
- * seen bit stays: see fleet_keys.h). Batched per loop turn. */
-static void retire_task(fvm *v, const char *id)
+ * seen bit stays: see fleet_keys.h): its result and which (FLEET_TK_*) of
+ * the others it may have. Batched per loop turn. */
+static void retire_task(fvm *v, const char *id, unsigned which)
 {
     char keys[FLEET_TASK_KEYS][FLEET_KEY_MAX];
     size_t lens[FLEET_TASK_KEYS];
-    int n = fleet_task_keys(id, keys, lens);
+    int n = fleet_task_keys(id, which, keys, lens);
     if (fleet_keys_tagged() && strncmp(keys[0], v->prefix, v->prefix_len) != 0) {
         /* another producer's task: its keys are in another slot */
         const char *argv[1 + FLEET_TASK_KEYS] = {"UNLINK"};
@@ -830,7 +832,7 @@ static void task_awaited(tb_task *tb)
     fvm *v = (fvm *)((char *)tb->ops - offsetof(fvm, ops));
     ftask *t = (ftask *)((char *)tb - offsetof(ftask, tb));
     if (!v->closing && v->r && !t->keep)
-        retire_task(v, tb->id);
+        retire_task(v, tb->id, t->keys);
 }
 
 /* ---- the notification poller ---- */
@@ -1255,9 +1257,10 @@ static void on_notification(fvm *v, const char *s, size_t len)
         if (!t->wg_done && r.wg_len)
             fleet_wgs_apply_lines(T, v->wgs, r.wg, r.wg_len);
         t->wg_done = 1;
-        if (r.ref_len)
+        if (r.ref_len) {
+            t->keys |= FLEET_TK_OUT;
             result_ref_fetch(v, &r);
-        else
+        } else
             task_finish(v, t, r.ok, r.payload, r.payload_len, NULL, r.dead_lettered);
         return;
     }
@@ -1274,9 +1277,10 @@ static void on_notification(fvm *v, const char *s, size_t len)
     if (!pending)
         return;
     t->wg_done = 1;
-    if (r.ref_len)
+    if (r.ref_len) {
+        t->keys |= FLEET_TK_OUT;
         result_ref_fetch(v, &r);
-    else
+    } else
         task_finish(v, t, r.ok, r.payload, r.payload_len, NULL, r.dead_lettered);
 }
 
@@ -1326,9 +1330,10 @@ static int rc_found(void *ud, frc_task *rt, const char *rec, size_t reclen, cons
     if (wg && wglen && !t->wg_done)
         fleet_wgs_apply_lines(sched_scratch(v->s), v->wgs, wg, wglen);
     t->wg_done = 1;
-    if (r.ref_len)
+    if (r.ref_len) {
+        t->keys |= FLEET_TK_OUT;
         result_ref_fetch(v, &r);
-    else
+    } else
         task_finish(v, t, r.ok, r.payload, r.payload_len, NULL, r.dead_lettered);
     return 0;
 }
@@ -1797,6 +1802,8 @@ static int submit_k(lua_State *L, int status, lua_KContext ctx)
     int rc = codec_encode_buf(L, 3, lua_gettop(L) - 2, &lim, stack, sizeof stack, &payload, &plen,
                               err, sizeof err);
     t->carried = sc.carried;
+    if (sc.carried != LUA_NOREF) /* it may change them: its record may get a :w */
+        t->keys |= FLEET_TK_W;
     if (rc != 0)
         return not_sent(L, v, t, err);
     if (plen > (size_t)v->cfg->payload_max_bytes && plen <= (size_t)v->cfg->payload_max_ref_bytes) {
@@ -1807,6 +1814,7 @@ static int submit_k(lua_State *L, int status, lua_KContext ctx)
         op->len = plen;
         char key[FLEET_KEY_MAX];
         fleet_key_task_in(key, t->tb.id);
+        t->keys |= FLEET_TK_IN;
         store_ref(op, key, payload, plen);
         return submit_ref_k(L, LUA_OK, (lua_KContext)op);
     }
@@ -2245,7 +2253,7 @@ static int await_foreign_k(lua_State *L, int status, lua_KContext ctx)
         }
         int n = taskbook_push_bytes(L, op->name, (int)op->n[0], op->data, op->len, NULL,
                                     fleet_wgs_outcome_ctx(op->v->wgs));
-        retire_task(op->v, op->name); /* read: its keys go */
+        retire_task(op->v, op->name, FLEET_TK_ALL); /* read: its keys go */
         return n;
     }
     if (op->have_data) {
@@ -2289,7 +2297,7 @@ static int await_foreign_k(lua_State *L, int status, lua_KContext ctx)
         }
         int n = taskbook_push_bytes(L, op->name, r.ok, r.payload, r.payload_len, NULL,
                                     fleet_wgs_outcome_ctx(op->v->wgs));
-        retire_task(op->v, op->name); /* read: its keys go */
+        retire_task(op->v, op->name, FLEET_TK_ALL); /* read: its keys go */
         return n;
     }
     if (!op->queued) {

@@ -179,14 +179,28 @@ size_t fleet_key_outbox(char *out, const char *id)
     return task_key(out, "task:", id, ":x");
 }
 
-int fleet_task_keys(const char *id, char out[][FLEET_KEY_MAX], size_t *len)
+int fleet_task_keys(const char *id, unsigned which, char out[][FLEET_KEY_MAX], size_t *len)
 {
-    len[0] = fleet_key_task(out[0], id);
-    len[1] = fleet_key_task_queued(out[1], id);
-    len[2] = fleet_key_task_wg(out[2], id);
-    len[3] = fleet_key_task_in(out[3], id);
-    len[4] = fleet_key_task_out(out[4], id);
-    return FLEET_TASK_KEYS;
+    int n = 0;
+    len[n] = fleet_key_task(out[n], id);
+    n++;
+    if (which & FLEET_TK_Q) {
+        len[n] = fleet_key_task_queued(out[n], id);
+        n++;
+    }
+    if (which & FLEET_TK_W) {
+        len[n] = fleet_key_task_wg(out[n], id);
+        n++;
+    }
+    if (which & FLEET_TK_IN) {
+        len[n] = fleet_key_task_in(out[n], id);
+        n++;
+    }
+    if (which & FLEET_TK_OUT) {
+        len[n] = fleet_key_task_out(out[n], id);
+        n++;
+    }
+    return n;
 }
 
 /* Bytes of id segments: 1 decimal digit, 2 hex digit (both for 0-9). */

@@ -399,9 +399,13 @@
 ** part): the worker added a retry to the retry set before this call, and
 ** the call counts it once (when it deletes the delivery record); a push to
 ** a list outside the slot (another producer's WaitGroup change, an id
-** whose producer part is not its producer) goes to the task's outbox
-** mutirao:{T}:task:ID:x instead, pairs owner, element in order, and the
-** task's element of the reply is 3: the worker pushes them
+** whose producer part is not its producer) sends all of that task's
+** pushes, its own producer's 'W's and 'R' too, to the task's outbox
+** mutirao:{T}:task:ID:x instead, pairs owner, element in order (so its own
+** producer gets its outcome after the other producers got their changes,
+** as in the flat layout, where they come in the same instant: a task
+** that awaited it may end only then), and the task's element of the reply
+** is 3: the worker pushes them
 ** (FLEET_NOTIFY_LUA per owner), deletes the outbox, and only then is the
 ** task finished (its offset committed).
 ** Returns an array: per task 1 (this call completed it), 3 (the same, with
@@ -411,9 +415,13 @@
     FLEET_SEEN_LUA                                                                                 \
     "local ttl, nttl = tonumber(ARGV[1]), ARGV[2]\n"                                               \
     "local out, i, lists, order, counts, seens = {}, 3, {}, {}, {}, {}\n"                          \
-    "local xs\n"                                                                                   \
+    "local xs, away\n"                                                                             \
     "local function push(p, e)\n"                                                                  \
-    "  if tagged and p ~= tag then xs[#xs+1] = p xs[#xs+1] = e return end\n"                       \
+    "  if tagged then\n"                                                                           \
+    "    xs[#xs+1] = p xs[#xs+1] = e\n"                                                            \
+    "    if p ~= tag then away = true end\n"                                                       \
+    "    return\n"                                                                                 \
+    "  end\n"                                                                                      \
     "  local v = lists[p]\n"                                                                       \
     "  if not v then v = {} lists[p] = v order[#order+1] = p end\n"                                \
     "  v[#v+1] = e\n"                                                                              \
@@ -447,7 +455,7 @@
     "  elseif ttl > 0 then ok = redis.call('SET', k, rec, 'NX', 'EX', ARGV[1])\n"                  \
     "  else ok = redis.call('SET', k, rec, 'NX') end\n"                                            \
     "  if ok then\n"                                                                               \
-    "    xs = {}\n"                                                                                \
+    "    xs, away = {}, false\n"                                                                   \
     "    redis.call('DEL', k .. ':q', pre .. 'delivery:' .. id)\n"                                 \
     "    count(counts, pool, st, 1)\n"                                                             \
     "    if #blob > 0 then setx(k .. ':out', blob, ttl) end\n"                                     \
@@ -462,11 +470,18 @@
     "      if #mine > 0 then setx(k .. ':w', table.concat(mine, '\\n'), ttl) end\n"                \
     "    end\n"                                                                                    \
     "    push(prod, 'R' .. rec)\n"                                                                 \
-    "    if #xs > 0 then\n"                                                                        \
+    "    if away then\n"                                                                           \
     "      redis.call('RPUSH', k .. ':x', unpack(xs))\n"                                           \
     "      redis.call('EXPIRE', k .. ':x', nttl)\n"                                                \
     "      out[#out+1] = 3\n"                                                                      \
-    "    else out[#out+1] = 1 end\n"                                                               \
+    "    else\n"                                                                                   \
+    "      for j = 1, #xs, 2 do\n"                                                                 \
+    "        local v = lists[xs[j]]\n"                                                             \
+    "        if not v then v = {} lists[xs[j]] = v order[#order+1] = xs[j] end\n"                  \
+    "        v[#v+1] = xs[j+1]\n"                                                                  \
+    "      end\n"                                                                                  \
+    "      out[#out+1] = 1\n"                                                                      \
+    "    end\n"                                                                                    \
     "  else\n"                                                                                     \
     "    out[#out+1] = 0\n"                                                                        \
     "  end\n"                                                                                      \
@@ -684,10 +699,18 @@ void fleet_bits_free(fleet_bits *s);
  * into id and s. */
 void fleet_lookup_args(const char *id, const fleet_bits *s, int i, const char **argv);
 
-/* The keys of task id that go once its outcome was read (FLEET_TASK_KEYS of
- * them: the result, the queued marker, the WaitGroup changes, the payloads
- * by reference): written into out[i] (FLEET_KEY_MAX bytes each), lengths
- * into len[i]. Returns the count. */
-int fleet_task_keys(const char *id, char out[][FLEET_KEY_MAX], size_t *len);
+/* The keys a task may have besides its result (fleet_task_keys' which) */
+#define FLEET_TK_Q 1   /* mutirao:task:ID:q: deleted by the completion; for another's task */
+#define FLEET_TK_W 2   /* :w: only a task that carries its producer's WaitGroups */
+#define FLEET_TK_IN 4  /* :in: its arguments by reference */
+#define FLEET_TK_OUT 8 /* :out: its result by reference */
+#define FLEET_TK_ALL 15
+/* The keys of task id that go once its outcome was read: its result and
+ * those of which (FLEET_TK_*) it may have, at most FLEET_TASK_KEYS (the
+ * queued marker, the WaitGroup changes, the payloads by reference; naming
+ * a key it cannot have costs Redis a lookup per task): written into
+ * out[i] (FLEET_KEY_MAX bytes each), lengths into len[i]. Returns the
+ * count. */
+int fleet_task_keys(const char *id, unsigned which, char out[][FLEET_KEY_MAX], size_t *len);
 
 #endif

@@ -307,9 +307,18 @@ static int layouts(void)
         /* every task key of it too */
         char keys[FLEET_TASK_KEYS][FLEET_KEY_MAX];
         size_t lens[FLEET_TASK_KEYS];
-        ASSERT_EQ(fleet_task_keys(id, keys, lens), FLEET_TASK_KEYS);
+        ASSERT_EQ(fleet_task_keys(id, FLEET_TK_ALL, keys, lens), FLEET_TASK_KEYS);
         for (int i = 0; i < FLEET_TASK_KEYS; i++)
             ASSERT(strncmp(keys[i], k, strlen(k)) == 0 && lens[i] == strlen(keys[i]));
+        /* only those asked for, the result first */
+        ASSERT_EQ(fleet_task_keys(id, 0, keys, lens), 1);
+        fleet_key_task(k, id);
+        ASSERT_STR_EQ(keys[0], k);
+        ASSERT_EQ(fleet_task_keys(id, FLEET_TK_W | FLEET_TK_OUT, keys, lens), 3);
+        fleet_key_task_wg(k, id);
+        ASSERT_STR_EQ(keys[1], k);
+        fleet_key_task_out(k, id);
+        ASSERT_STR_EQ(keys[2], k);
     }
     ASSERT_EQ(fleet_keys_use_url("redis+cluster://127.0.0.1:7000"), 1);
     ASSERT_EQ(fleet_keys_use_url("rediss+cluster://h:1,h:2"), 1);
