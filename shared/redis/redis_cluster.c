@@ -30,6 +30,7 @@ struct rcluster {
     int refreshing;              /* a CLUSTER SLOTS is in flight */
     size_t refresh_next;         /* the node asked next */
     uint64_t refreshes, moved, asked;
+    struct creq *waiting; /* commands waiting to be resent (CLUSTERDOWN...), a list */
     int closing;
     size_t close_left;
     void (*done)(void *);
@@ -39,6 +40,11 @@ struct rcluster {
 
 /* A routed command: its arguments kept for resending. */
 typedef struct creq {
+    uv_timer_t timer;         /* the delay before a resend (initialised on the first) */
+    int timer_on;             /* timer initialised: freed from its close callback */
+    struct creq *prev, *next; /* in cl->waiting while the timer runs */
+    uint64_t deadline;        /* loop ms: no resend after it (the op timeout from the call) */
+    unsigned waits;           /* resends after a transient error so far */
     rcluster *cl;
     redis_uv_cb cb;
     void *ud;
@@ -244,9 +250,80 @@ static size_t route(const creq *c)
     return c->cl->owner[slot] ? (size_t)c->cl->owner[slot] - 1 : 0;
 }
 
+static void on_creq_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
 static void creq_free(creq *c)
 {
-    free(c);
+    if (c->timer_on)
+        uv_close((uv_handle_t *)&c->timer, on_creq_closed);
+    else
+        free(c);
+}
+
+/* Errors a node answers without running the command, for a moment: a
+ * master restarted (CLUSTERDOWN for its first 2 s, until it rejoins as
+ * writable), loading its data (LOADING), a multi-key command during a slot
+ * migration (TRYAGAIN). Resent until the command's deadline. */
+static int transient(const redisReply *reply)
+{
+    static const char *const words[] = {"CLUSTERDOWN ", "LOADING ", "TRYAGAIN "};
+    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+        if (reply->len >= strlen(words[i]) && strncmp(reply->str, words[i], strlen(words[i])) == 0)
+            return 1;
+    return 0;
+}
+
+static void unlink_waiting(creq *c)
+{
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        c->cl->waiting = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+}
+
+static void on_resend(uv_timer_t *t)
+{
+    creq *c = t->data;
+    rcluster *cl = c->cl;
+    unlink_waiting(c);
+    int rc = send_to(c, route(c), 0);
+    if (rc != 0) {
+        if (c->cb != NULL)
+            c->cb(cl->facade, rc, NULL, redis_uv_strerror(rc), c->ud);
+        creq_free(c);
+    }
+}
+
+/* Resends c after a delay (50 ms doubling to 500 ms) when its deadline
+ * allows; 0 when it will. */
+static int resend_later(creq *c)
+{
+    rcluster *cl = c->cl;
+    unsigned delay = c->waits < 4 ? 50u << c->waits : 500u;
+    if (uv_now(cl->loop) + delay >= c->deadline)
+        return -1;
+    if (!c->timer_on) {
+        if (uv_timer_init(cl->loop, &c->timer) != 0)
+            return -1;
+        c->timer.data = c;
+        c->timer_on = 1;
+        if (cl->opt.weak)
+            uv_unref((uv_handle_t *)&c->timer);
+    }
+    c->waits++;
+    c->prev = NULL;
+    c->next = cl->waiting;
+    if (cl->waiting != NULL)
+        cl->waiting->prev = c;
+    cl->waiting = c;
+    uv_timer_start(&c->timer, on_resend, delay, 0);
+    return 0;
 }
 
 static void on_reply(redis_uv *cli, int status, const redisReply *reply, const char *err, void *ud)
@@ -279,6 +356,11 @@ static void on_reply(redis_uv *cli, int status, const redisReply *reply, const c
             }
         }
     }
+    if (status == 0 && reply->type == REDIS_REPLY_ERROR && !cl->closing && transient(reply) &&
+        resend_later(c) == 0) {
+        refresh(cl); /* the slot may have moved meanwhile (a failover) */
+        return;
+    }
     if (status == REDIS_UV_ECONNLOST || status == REDIS_UV_EUNREACHABLE ||
         status == REDIS_UV_ETIMEDOUT)
         refresh(cl);
@@ -301,6 +383,7 @@ static int start(rcluster *cl, redis_uv_cb cb, void *ud, int script, const char 
         return REDIS_UV_ENOMEM;
     memset(c, 0, sizeof *c);
     c->cl = cl;
+    c->deadline = uv_now(cl->loop) + (cl->opt.op_timeout_ms ? cl->opt.op_timeout_ms : 5000);
     c->cb = cb;
     c->ud = ud;
     c->script = script;
@@ -525,6 +608,15 @@ void rcl_close(rcluster *cl, void (*done)(void *), void *arg)
     cl->closing = 1;
     cl->done = done;
     cl->done_arg = arg;
+    /* the commands waiting to be resent fail as the nodes' pending ones do */
+    while (cl->waiting != NULL) {
+        creq *c = cl->waiting;
+        unlink_waiting(c);
+        uv_timer_stop(&c->timer);
+        if (c->cb != NULL)
+            c->cb(cl->facade, REDIS_UV_ECLOSED, NULL, "redis: closed", c->ud);
+        creq_free(c);
+    }
     cl->close_left = cl->nnodes;
     /* nodes are only added while open: this count is final */
     for (size_t i = 0; i < cl->nnodes; i++)
@@ -536,6 +628,8 @@ void rcl_hold(rcluster *cl)
     if (cl == NULL)
         return;
     cl->opt.weak = 0; /* and for nodes opened later */
+    for (creq *c = cl->waiting; c != NULL; c = c->next)
+        uv_ref((uv_handle_t *)&c->timer);
     for (size_t i = 0; i < cl->nnodes; i++)
         redis_uv_hold(cl->nodes[i]->cli);
 }

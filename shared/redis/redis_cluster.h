@@ -13,7 +13,12 @@
 ** after ASKING on the same connection; at most REDIS_CLUSTER_HOPS resends a
 ** command. Until the map is known, commands go to the first seed and
 ** follow its MOVED replies. Each plain client keeps its own reconnection,
-** queue and deadlines, so a command's deadline is counted per hop.
+** queue and deadlines, so a command's deadline is counted per hop. A reply
+** CLUSTERDOWN, LOADING or TRYAGAIN (the node did not run the command: a
+** master restarted answers CLUSTERDOWN for its first 2 s) resends the
+** command after 50 ms doubling to 500 ms, routed again, while the op
+** timeout from the call allows; then that reply is the command's. Closing
+** fails the commands waiting so with REDIS_UV_ECLOSED.
 */
 #ifndef MUTIRAO_REDIS_CLUSTER_H
 #define MUTIRAO_REDIS_CLUSTER_H

@@ -28,6 +28,18 @@ The cases registered as integration.fleet_cluster_CASE (integration.cmake):
            keys of each pool's and producer's tag all on the master serving
            it (the pools' names chosen to be on two masters), the counts
            exact.
+  master_restart (only here) the master serving the producer's tasks
+           SIGKILLed mid-run and started again, then the pool's master (or
+           another one) (the nodes with AOF, appendfsync always: AOF_CASES):
+           every task completes once.
+  worker_sigkill_nested (only here) a worker SIGKILLed three times while
+           tasks change their producer's WaitGroups and tasks they submit
+           change them too (across slots, through the outbox).
+
+The case may kill and restart masters: it gets the masters' ports in
+MUTIRAO_TEST_CLUSTER_PORTS and asks this process to kill or start one
+(redis_cluster.node_request; this process serves it with NodeControl while
+it waits for the case, so the nodes stay its own).
 Left out:
   redis_restart_aof redis_restart_nopersist notify_dropped notify_gone
   reconcile_bounded no_worker_hint
@@ -51,6 +63,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import redis_cluster  # noqa: E402
 
+# the cases whose masters keep their data over a restart (AOF, appendfsync
+# always): they kill and restart masters (NodeControl)
+AOF_CASES = {"master_restart"}
 CASE_TIMEOUT_S = float(os.environ.get("MUTIRAO_CLUSTER_CASE_TIMEOUT_S", "215"))
 
 
@@ -115,22 +130,33 @@ def main():
     rc = 1
     p = None
     with tempfile.TemporaryDirectory(prefix="mutirao-fleet-cluster-") as tmp:
-        cluster = redis_cluster.RedisCluster(tmp)
+        cluster = redis_cluster.RedisCluster(tmp, aof=case in AOF_CASES)
         try:
             t0 = time.time()
             cluster.start()
             url = cluster_url(cluster)
             print("cluster %s up in %.1f s" % (url, time.time() - t0), flush=True)
             env = dict(os.environ, MUTIRAO_TEST_REDIS_URL=url)
+            ctl = redis_cluster.NodeControl(cluster, os.path.join(tmp, "ctl"))
+            env.update(ctl.env())
             p = subprocess.Popen([sys.executable, os.path.join(HERE, "fleet_test.py"), bindir,
                                   examples, case], stdin=subprocess.DEVNULL, env=env,
                                  start_new_session=True, preexec_fn=_term_with_parent)
-            try:
-                rc = p.wait(CASE_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                print("FAIL: %s did not finish within %.0f s" % (case, CASE_TIMEOUT_S),
-                      flush=True)
-                rc = 1
+            end = time.time() + CASE_TIMEOUT_S
+            while True:
+                try:
+                    rc = p.wait(0.05)
+                    break
+                except subprocess.TimeoutExpired:
+                    pass
+                ctl.serve()  # the case's requests to kill or start a master
+                if time.time() > end:
+                    print("FAIL: %s did not finish within %.0f s" % (case, CASE_TIMEOUT_S),
+                          flush=True)
+                    rc = 1
+                    break
+            for at, req, answer in ctl.log:
+                print("%.1f s: %s: %s" % (at - t0, req, answer))
             dead = [port for port, proc in zip(cluster.ports, cluster.procs)
                     if proc is None or proc.poll() is not None]
             if dead:

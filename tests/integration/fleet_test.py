@@ -3379,6 +3379,480 @@ print(string.format("nested done count=%%d after %%.1f s", wg:count(), (g.now() 
     print(out.strip().splitlines()[-1])
 
 
+# ---- Redis Cluster under faults (fleet_cluster_test.py only) ----
+
+CLUSTER_FAULT_SRC = """
+local g = require("goroutine")
+local P, N = %(pool)r, %(n)d
+assert(g.pool_create(P, {workers = %(workers)d, queue = 100000}))
+local wg, adds = g.wait_group(), g.wait_group()
+local ids = {}
+local t0 = g.now()
+for i = 1, N do
+  wg:add(1)
+  ids[i] = assert(g.pool_submit(P, function(k)
+    local f = assert(io.open(%(runs)r, "a"))
+    f:write(k, "\\n")
+    f:close()
+    g.sleep(%(ms)d)
+    if k %% 10 == 0 then adds:add(1) end -- travels back with the outcome
+    wg:done()
+    return k * 2
+  end, i))
+end
+io.stdout:write("submitted\\n") io.stdout:flush()
+-- the lowest count wg ever shows (a change applied twice would take it
+-- below what is left)
+local lowest, watching = N, true
+g.spawn(function()
+  while watching do
+    local c = wg:count()
+    if c < lowest then lowest = c end
+    g.sleep(5)
+  end
+end)
+local both = g.wait_group()
+both:add(2)
+local waited, pooled
+g.spawn(function() wg:wait() waited = wg:count() both:done() end)
+g.spawn(function() pooled = g.pool_wait(P) both:done() end)
+local bad = 0
+for i = 1, N do
+  local ok, v = g.await(ids[i])
+  if not (ok and v == 2 * i) then
+    bad = bad + 1
+    io.stderr:write("task " .. i .. ": " .. tostring(ok) .. " " .. tostring(v) .. "\\n")
+  end
+end
+both:wait()
+watching = false
+if wg:count() < lowest then lowest = wg:count() end
+local s = assert(g.pool_stats(P))
+print(string.format("bad=%%d wg=%%d lowest=%%d adds=%%d pool_wait=%%s submitted=%%d completed=%%d "
+  .. "failed=%%d fleet_submitted=%%d fleet_completed=%%d fleet_failed=%%d fleet_dead_lettered=%%d "
+  .. "fleet_retried=%%d took=%%.1f", bad, waited, lowest, adds:count(), tostring(pooled),
+  s.submitted, s.completed, s.failed, s.fleet_submitted, s.fleet_completed, s.fleet_failed,
+  s.fleet_dead_lettered, s.fleet_retried, (g.now() - t0) / 1000))
+"""
+
+
+def cluster_control():
+    """redis_cluster's node_request and the masters' ports, or a skip when
+    the case does not run under fleet_cluster_test.py."""
+    import redis_cluster
+    if not redis_cluster.control_available():
+        print("not on a cluster of fleet_cluster_test.py: skipped")
+        sys.exit(1 if os.environ.get("CI") else 77)
+    return redis_cluster.node_request, redis_cluster.control_ports()
+
+
+def master_of(key):
+    """The index (in MUTIRAO_TEST_CLUSTER_PORTS) of the master serving key."""
+    import redis_cluster
+    with redis_client.connect(REDIS, timeout=10) as c:
+        return redis_cluster.control_ports().index(c.node_of(key)[1])
+
+
+def runs_count(path):
+    """{task number: runs} of a runs file."""
+    runs = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                if line.strip():
+                    runs[int(line)] = runs.get(int(line), 0) + 1
+    return runs
+
+
+def exact_summary(out, err, n, fleet_n=None, adds=None):
+    """Checks CLUSTER_FAULT_SRC's summary line: every outcome right, the
+    WaitGroups exact and never below what was left, this producer's and the
+    fleet's counters exact (fleet_n tasks, n by default; adds: the count of
+    the second WaitGroup, n // 10 by default). Returns its fields."""
+    m = re.search(r"bad=(\d+) wg=(-?\d+) lowest=(-?\d+) adds=(-?\d+) pool_wait=(\S+) "
+                  r"submitted=(\d+) completed=(\d+) failed=(\d+) fleet_submitted=(\d+) "
+                  r"fleet_completed=(\d+) fleet_failed=(\d+) fleet_dead_lettered=(\d+) "
+                  r"fleet_retried=(\d+) took=([\d.]+)", out)
+    check(m, "no summary line:\n" + out + err[-6000:])
+    keys = ("bad wg lowest adds pool_wait submitted completed failed fleet_submitted "
+            "fleet_completed fleet_failed fleet_dead_lettered fleet_retried").split()
+    got = dict(zip(keys, m.groups()))
+    fleet_n = n if fleet_n is None else fleet_n
+    adds = n // 10 if adds is None else adds
+    want = {"bad": "0", "wg": "0", "lowest": "0", "adds": str(adds), "pool_wait": "true",
+            "submitted": str(n), "completed": str(n), "failed": "0",
+            "fleet_submitted": str(fleet_n), "fleet_completed": str(fleet_n),
+            "fleet_failed": "0", "fleet_dead_lettered": "0", "fleet_retried": "0"}
+    wrong = {k: (got[k], want[k]) for k in keys if got[k] != want.get(k, got[k])}
+    check(not wrong, "outcomes, WaitGroups, counters (got, want): %s\n%s\n%s" %
+          (wrong, m.group(0), err[-6000:]))
+    check("negative WaitGroup" not in err, "a WaitGroup change applied twice:\n" + err[-6000:])
+    got["took"] = float(m.group(14))
+    return got
+
+
+def redis_summary():
+    """What the fleet's keys in Redis hold, by kind (for a failure's report):
+    {kind: count}, the notification lists with their lengths."""
+    by = {}
+    for ks in scan_nodes("mutirao:*").values():
+        for k in ks:
+            k = k.decode()
+            m = re.match(r"^mutirao:(?:\{[^}]*\}:)?([a-z]+)", k)
+            kind = "outbox" if re.search(r":task:.*:x$", k) else (m.group(1) if m else k)
+            if kind == "done":
+                kind = "%s (%d)" % (k, redis_cmd("LLEN", k))
+            by[kind] = by.get(kind, 0) + 1
+    return by
+
+
+def case_master_restart():
+    """Redis Cluster: the master serving the producer's tasks, results and
+    notifications SIGKILLed while tasks complete (a third of them done),
+    started again 2 s later (AOF, appendfsync always: it keeps what it
+    acknowledged), then the pool's master (or another one) at two thirds:
+    every task completes exactly once, the WaitGroups and counters exact,
+    the run ends on its own within a bound."""
+    node_request, ports = cluster_control()
+    pool = "mr" + UNIQ
+    n, ms = 3000, 100
+    runs = os.path.join(TMP, pool + ".runs")
+    a = Worker("mrA", [pool], HARNESS_ALLOW)
+    b = Worker("mrB", [pool], HARNESS_ALLOW)
+    a.wait_for(r"consuming")
+    b.wait_for(r"consuming")
+    rc, out, err, _ = run_lua('assert(require("goroutine").pool_create(%r, {workers = 32, '
+                              'queue = 100000}))' % pool)
+    check(rc == 0, "pool_create: %d\n%s%s" % (rc, out, err))
+    a.wait_for(r" assigned ")
+    b.wait_for(r" assigned ")
+    time.sleep(1)
+    path = os.path.join(TMP, "master_restart.lua")
+    with open(path, "w") as f:
+        f.write(CLUSTER_FAULT_SRC % {"pool": pool, "n": n, "ms": ms, "workers": 32,
+                                     "runs": runs})
+    p = subprocess.Popen([os.path.join(BIN, "mutirao"), "run", "--fleet", path],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=ENV, cwd=TMP)
+    def completed_at_least(want):
+        """Waits until want of this producer's tasks completed (its counters
+        in Redis); returns its stats key."""
+        end = time.time() + 90
+        done = 0
+        while time.time() < end:
+            if p.poll() is not None:
+                fail("the producer ended early:\n%s%s" % p.communicate())
+            keys = [k for k in stats_keys(pool) if k != LAYOUT.pool(pool, "stats")]
+            if keys:
+                done = int(redis_cmd("HGET", keys[0], "completed") or 0)
+                if done >= want:
+                    return keys[0], done
+            time.sleep(0.02)
+        fail("%d tasks did not complete within 90 s (%d did)" % (want, done))
+
+    def kill_and_start(victim):
+        node_request("kill", victim)
+        killed = time.time()
+        time.sleep(2)
+        node_request("start", victim)
+        return time.time() - killed
+
+    # a second producer asks pool_stats every 100 ms through both outages:
+    # a restarted master answers CLUSTERDOWN for its first 2 s, which must
+    # not fail the call (a command waits for a master that is down, within
+    # op.timeout_ms, as on one Redis)
+    stop_probe = os.path.join(TMP, pool + ".stop")
+    probe_src = """
+local g = require("goroutine")
+assert(g.pool_create(%(pool)r, {workers = 32, queue = 100000}))
+local ok, failed = 0, 0
+while not io.open(%(stop)r) do
+  local s, err = g.pool_stats(%(pool)r)
+  if s then ok = ok + 1 else
+    failed = failed + 1
+    io.stderr:write("pool_stats: " .. tostring(err) .. "\\n")
+  end
+  g.sleep(100)
+end
+print(string.format("probe ok=%%d failed=%%d", ok, failed))
+""" % {"pool": pool, "stop": stop_probe}
+    probe_path = os.path.join(TMP, "master_restart_probe.lua")
+    with open(probe_path, "w") as f:
+        f.write(probe_src)
+    probe = subprocess.Popen([os.path.join(BIN, "mutirao"), "run", "--fleet", probe_path],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=ENV, cwd=TMP)
+    # a third of the tasks completed: the master of the producer's slot
+    # (its tasks' keys, notifications, counters) goes
+    key, done1 = completed_at_least(n // 3)
+    producer = re.match(r"^mutirao:\{(.*)\}:stats:", key).group(1)
+    first = master_of(LAYOUT.done(producer))
+    pool_master = master_of(LAYOUT.pool(pool))
+    sub = LAYOUT.sub(producer, 0)
+    subs_before = redis_cmd("BITCOUNT", sub)
+    back1 = kill_and_start(first)
+    # the restarted master kept what it had acknowledged (AOF)
+    subs_after = redis_cmd("BITCOUNT", sub)
+    check(subs_after == subs_before > 0,
+          "submitted bits before the kill %s, after the restart %s" % (subs_before, subs_after))
+    # two thirds: the pool's master (:active, :producers, :stats), or
+    # another one when it is the same
+    _, done2 = completed_at_least(2 * n // 3)
+    second = pool_master if pool_master != first else (first + 1) % len(ports)
+    back2 = kill_and_start(second)
+    started_at = time.time()
+    time.sleep(1)
+    with open(stop_probe, "w"):
+        pass
+    try:
+        pout, perr = probe.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        probe.kill()
+        pout, perr = probe.communicate()
+    pm = re.search(r"probe ok=(\d+) failed=(\d+)", pout)
+    check(probe.returncode == 0 and pm and pm.group(2) == "0" and int(pm.group(1)) > 0,
+          "pool_stats during the outages: %d\n%s%s" % (probe.returncode, pout, perr[-4000:]))
+    try:
+        out, err = p.communicate(timeout=150)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate()
+        fail("the producer did not end within 150 s of the restart:\n%s\n%s\nRedis: %s, "
+             "the pool's counters %s" % (out, err[-6000:], redis_summary(), pool_counters(pool)))
+    took = time.time() - started_at
+    check(p.returncode == 0, "producer: %d\n%s%s" % (p.returncode, out, err[-6000:]))
+    got = exact_summary(out, err, n)
+    check(redis_cmd("BITCOUNT", sub) == n and redis_cmd("BITCOUNT", LAYOUT.seen(producer, 0)) == n,
+          "submitted and seen bits: %s %s" % (redis_cmd("BITCOUNT", sub),
+                                               redis_cmd("BITCOUNT", LAYOUT.seen(producer, 0))))
+    # Redis agrees: the counters, no dead letter, nothing left in flight
+    counts = pool_counters(pool)
+    check(counts.get("submitted") == n and counts.get("completed") == n and
+          not counts.get("failed") and not counts.get("dead_lettered"),
+          "the pool's counters in Redis: %s" % counts)
+    check(not redis_cmd("HLEN", LAYOUT.pool(pool, "dead")), "dead letters")
+    left = scan_nodes("mutirao:{%s}:*" % fleet_keys.glob_escape(producer))
+    left = sorted(k.decode() for ks in left.values() for k in ks)
+    in_flight = [k for k in left if ":delivery:" in k or k.endswith(":x")]
+    check(not in_flight, "delivery records or outboxes left: %s" % in_flight[:10])
+    tasks_left = [k for k in left if ":task:" in k]
+    # every task ran, and how often
+    ran = runs_count(runs)
+    never = [k for k in range(1, n + 1) if k not in ran]
+    check(not never, "tasks never ran: %s" % never[:20])
+    extra = sum(ran.values()) - n
+    check(a.stop() == 0 and b.stop() == 0, "worker exit status")
+    logs = a.text() + b.text()
+    print("master_restart: masters %s, the producer's %d, the pool's %d; SIGKILLed %d with "
+          "%d of %d completed, back %.1f s later; SIGKILLed %d with %d completed, back %.1f s "
+          "later; all outcomes %.1f s after that (run %.1f s)"
+          % (ports, first, pool_master, first, done1, n, back1, second, done2, back2, took,
+             got["took"]))
+    print("master_restart: %s during the outages" % pm.group(0))
+    print("master_restart: lost=0 extra_runs=%d task keys left=%d; workers logged %d "
+          "failed outcome records, producer %d lines on lost or late notifications"
+          % (extra, len(tasks_left), logs.count("cannot record the outcome"),
+             err.count("lost or late")))
+
+
+NESTED_FAULT_SRC = """
+local g = require("goroutine")
+local P, N, K, M = %(pool)r, %(n)d, %(k)d, %(m)d
+-- max_deliveries above the kills: a task on each killed worker is delivered
+-- that many times without an outcome, and must not become a dead letter
+assert(g.pool_create(P, {workers = %(workers)d, queue = 100000, max_deliveries = 10}))
+local wg, adds = g.wait_group(), g.wait_group()
+local t0 = g.now()
+-- the outer tasks: each submits K inner tasks (their producer is the
+-- worker's VM) that change this producer's WaitGroups; wg counts them up
+-- front, so no order of arrival takes it below what is left
+local outer = {}
+for i = 1, N do
+  wg:add(1 + K)
+  outer[i] = assert(g.pool_submit(P, function(k)
+    local f = assert(io.open(%(runs)r, "a"))
+    f:write("o", k, "\\n")
+    f:close()
+    for j = 1, K do
+      assert(g.pool_submit(P, function(k2, j2)
+        local f2 = assert(io.open(%(runs)r, "a"))
+        f2:write("i", k2, ".", j2, "\\n")
+        f2:close()
+        g.sleep(%(inner_ms)d)
+        adds:add(1)
+        wg:done()
+      end, k, j))
+    end
+    wg:done()
+    return k * 2
+  end, i))
+end
+local bad = 0
+for i = 1, N do
+  local ok, v = g.await(outer[i])
+  if not (ok and v == 2 * i) then
+    bad = bad + 1
+    io.stderr:write("outer " .. i .. ": " .. tostring(ok) .. " " .. tostring(v) .. "\\n")
+  end
+end
+local f = assert(io.open(%(mark)r, "w"))
+f:write("outer done\\n")
+f:close()
+-- the direct tasks, while the workers are killed (the inner ones run too)
+local lowest, watching = wg:count(), true
+g.spawn(function()
+  while watching do
+    local c = wg:count()
+    if c < lowest then lowest = c end
+    g.sleep(5)
+  end
+end)
+local awaited = 0
+g.spawn(function() -- progress, for a run that does not end
+  while watching do
+    g.sleep(5000)
+    io.stderr:write(string.format("progress: %%.0f s awaited=%%d wg=%%d adds=%%d\\n",
+      (g.now() - t0) / 1000, awaited, wg:count(), adds:count()))
+  end
+end)
+local ids = {}
+for i = 1, M do
+  wg:add(1)
+  ids[i] = assert(g.pool_submit(P, function(k)
+    local f3 = assert(io.open(%(runs)r, "a"))
+    f3:write("d", k, "\\n")
+    f3:close()
+    g.sleep(%(ms)d)
+    if k %% 10 == 0 then adds:add(1) end
+    wg:done()
+    return k * 3
+  end, i))
+end
+local both = g.wait_group()
+both:add(2)
+local waited, pooled
+g.spawn(function() wg:wait() waited = wg:count() both:done() end)
+g.spawn(function() pooled = g.pool_wait(P) both:done() end)
+for i = 1, M do
+  local ok, v = g.await(ids[i])
+  awaited = i
+  if not (ok and v == 3 * i) then
+    bad = bad + 1
+    io.stderr:write("direct " .. i .. ": " .. tostring(ok) .. " " .. tostring(v) .. "\\n")
+  end
+end
+both:wait()
+watching = false
+if wg:count() < lowest then lowest = wg:count() end
+local s = assert(g.pool_stats(P))
+print(string.format("bad=%%d wg=%%d lowest=%%d adds=%%d pool_wait=%%s submitted=%%d completed=%%d "
+  .. "failed=%%d fleet_submitted=%%d fleet_completed=%%d fleet_failed=%%d fleet_dead_lettered=%%d "
+  .. "fleet_retried=%%d took=%%.1f", bad, waited, lowest, adds:count(), tostring(pooled),
+  s.submitted, s.completed, s.failed, s.fleet_submitted, s.fleet_completed, s.fleet_failed,
+  s.fleet_dead_lettered, s.fleet_retried, (g.now() - t0) / 1000))
+"""
+
+
+def case_worker_sigkill_nested():
+    """Redis Cluster: a worker SIGKILLed three times (A, B, then A's
+    successor, each with tasks in flight, each replaced at once) while
+    tasks complete that change their producer's WaitGroups (its slot) and
+    tasks submitted by tasks on the workers change them too (another
+    producer's slot: through the completing task's outbox): every outcome
+    once, every change applied once (the counts exact, never below what is
+    left), the counters exact, no outbox or delivery record left."""
+    cluster_control()  # only under fleet_cluster_test.py: a fresh cluster
+    pool = "wn" + UNIQ
+    n, k, m = 40, 10, 1000
+    runs = os.path.join(TMP, pool + ".runs")
+    mark = os.path.join(TMP, pool + ".outer")
+    slots = {"A": [Worker("wnA-0", [pool], HARNESS_ALLOW)],
+             "B": [Worker("wnB-0", [pool], HARNESS_ALLOW)]}
+    for ws in slots.values():
+        ws[-1].wait_for(r"consuming")
+    rc, out, err, _ = run_lua('assert(require("goroutine").pool_create(%r, {workers = 8, '
+                              'queue = 100000, max_deliveries = 10}))' % pool)
+    check(rc == 0, "pool_create: %d\n%s%s" % (rc, out, err))
+    for ws in slots.values():
+        ws[-1].wait_for(r" assigned ")
+    time.sleep(1)
+    path = os.path.join(TMP, "worker_sigkill_nested.lua")
+    with open(path, "w") as f:
+        f.write(NESTED_FAULT_SRC % {"pool": pool, "n": n, "k": k, "m": m, "workers": 8,
+                                    "inner_ms": 1000, "ms": 200, "runs": runs, "mark": mark})
+    p = subprocess.Popen([os.path.join(BIN, "mutirao"), "run", "--fleet", path],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=ENV, cwd=TMP)
+    # the outer tasks all completed (none runs again: their inner submits
+    # would be done twice), the inner ones are running
+    end = time.time() + 90
+    while time.time() < end and not os.path.exists(mark):
+        if p.poll() is not None:
+            fail("the producer ended early:\n%s%s" % p.communicate())
+        time.sleep(0.05)
+    check(os.path.exists(mark), "the outer tasks did not complete within 90 s")
+    kills = []
+    for victim in ("A", "B", "A"):
+        w = slots[victim][-1]
+        # its tasks in flight: one received since it started, then a moment
+        w.wait_for(r"task=\S+ attempt \d+ received", 90)
+        time.sleep(1)
+        if p.poll() is not None:
+            fail("the producer ended before kill %d:\n%s%s" % (len(kills) + 1, *p.communicate()))
+        w.p.send_signal(signal.SIGKILL)
+        w.p.wait()
+        kills.append((w.name, time.time(), w.text().count(" received ")))
+        slots[victim].append(Worker("wn%s-%d" % (victim, len(slots[victim])), [pool],
+                                    HARNESS_ALLOW))
+    last_kill = time.time()
+    try:
+        out, err = p.communicate(timeout=150)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate()
+        fail("the producer did not end within 150 s of the last kill (a change lost?):\n%s\n%s"
+             "\nRedis: %s, the pool's counters %s" % (out, err[-6000:], redis_summary(),
+                                                     pool_counters(pool)))
+    took = time.time() - last_kill
+    check(p.returncode == 0, "producer: %d\n%s%s" % (p.returncode, out, err[-6000:]))
+    # this producer's tasks: n outer + m direct; the fleet's: the n * k inner too
+    got = exact_summary(out, err, n + m, n + m + n * k, n * k + m // 10)
+    counts = pool_counters(pool)
+    check(counts.get("submitted") == n + m + n * k and counts.get("completed") == n + m + n * k
+          and not counts.get("failed") and not counts.get("dead_lettered"),
+          "the pool's counters in Redis: %s" % counts)
+    check(not redis_cmd("HLEN", LAYOUT.pool(pool, "dead")), "dead letters")
+    left = scan_nodes("mutirao:{*}:*")
+    left = sorted(k_.decode() for ks in left.values() for k_ in ks)
+    in_flight = [k_ for k_ in left if ":delivery:" in k_ or re.search(r":task:.*:x$", k_)]
+    check(not in_flight, "delivery records or outboxes left: %s" % in_flight[:10])
+    runs_by = {}
+    with open(runs) as f:
+        for line in f:
+            if line.strip():
+                runs_by[line.strip()] = runs_by.get(line.strip(), 0) + 1
+    want = (["o%d" % i for i in range(1, n + 1)] +
+            ["i%d.%d" % (i, j) for i in range(1, n + 1) for j in range(1, k + 1)] +
+            ["d%d" % i for i in range(1, m + 1)])
+    never = [t for t in want if t not in runs_by]
+    check(not never, "tasks never ran: %s" % never[:20])
+    twice_outer = [t for t in runs_by if t.startswith("o") and runs_by[t] > 1]
+    check(not twice_outer, "outer tasks ran again (no kill then): %s" % twice_outer)
+    extra = sum(runs_by.values()) - len(want)
+    for ws in slots.values():
+        check(ws[-1].stop() == 0, "worker %s exit status" % ws[-1].name)
+    logs = "".join(w.text() for ws in slots.values() for w in ws)
+    print("worker_sigkill_nested: killed %s (%s received before its kill), the last %.1f s "
+          "after the first; all outcomes %.1f s after the last kill (run %.1f s)" %
+          (", ".join(k_[0] for k_ in kills), ", ".join(str(k_[2]) for k_ in kills),
+           kills[-1][1] - kills[0][1], took, got["took"]))
+    print("worker_sigkill_nested: lost=0 extra_runs=%d (inner %d, direct %d); replays of "
+          "outboxes logged: %d" %
+          (extra, sum(v - 1 for t, v in runs_by.items() if t.startswith("i")),
+           sum(v - 1 for t, v in runs_by.items() if t.startswith("d")),
+           len(re.findall(r"(?i)replay", logs))))
+
+
 CASES = {"examples": case_examples, "foreign_pending": case_foreign_pending, "await_wg": case_await_wg, "two_workers": case_two_workers,
          "sigkill": case_sigkill, "errors": case_errors, "libmutirao": case_libmutirao,
          "two_clients": case_two_clients, "stock_lua": case_stock_lua,
@@ -3395,7 +3869,9 @@ CASES = {"examples": case_examples, "foreign_pending": case_foreign_pending, "aw
          "sandbox_secrets": case_sandbox_secrets,
          "signed": case_signed, "hostile": case_hostile,
          "signed_results": case_signed_results, "crafted_bytecode": case_crafted_bytecode,
-         "layout": case_layout, "nested_wg": case_nested_wg}
+         "layout": case_layout, "nested_wg": case_nested_wg,
+         "master_restart": case_master_restart,
+         "worker_sigkill_nested": case_worker_sigkill_nested}
 # SIGTERM (fleet_cluster_test.py stopping a case that outlived its time):
 # the workers are killed below as on any other end
 signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit("stopped by SIGTERM"))

@@ -59,7 +59,10 @@ if(Python3_Interpreter_FOUND AND TARGET mutirao-worker)
     two_clients lingering os_exit retention large_values rebalance_busy poison redelivered
     newer_envelope dlq revoked timeout deadline memory retries retries_sigkill sigterm
     sigint_twice sandbox sandbox_secrets signed hostile signed_results crafted_bytecode
-    foreign_pending layout nested_wg)
+    foreign_pending layout nested_wg
+    # only here (they kill or restart the cluster's masters, or their point is
+    # the tagged layout's steps across slots)
+    master_restart worker_sigkill_nested)
   if(NOT MUTIRAO_SANITIZE)
     list(APPEND _fleet_cluster_cases stock_lua)
   else()

@@ -6,15 +6,30 @@ this object spawned (their data stays in the test's own directory), and
 they die with the test's process (PR_SET_PDEATHSIG) if it is killed first.
 
     c = RedisCluster(tmpdir)   # password="pw": nodes that require it;
-                               # tls=DIR (make_certs(DIR)): TLS ports only
+                               # tls=DIR (make_certs(DIR)): TLS ports only;
+                               # aof=True: AOF with appendfsync always, so
+                               # a master killed and restarted keeps every
+                               # write it acknowledged
     c.start()            # every slot served, cluster_state:ok on every node
     c.seed               # "127.0.0.1:PORT" of the first master
     c.conn(i)            # a RESP connection to master i (no redirects)
     c.kill(i) / c.restart(i)   # SIGKILL master i / start it again (same port,
-                               # nodes.conf: it keeps its slots, not its data;
-                               # a node timeout of 15 s: a short outage does
-                               # not fail the cluster)
+                               # nodes.conf: it keeps its slots, and its data
+                               # only with aof=True; a node timeout of 15 s:
+                               # a short outage does not fail the cluster)
     c.stop()
+
+A process the cluster's owner runs (fleet_cluster_test.py's case) kills and
+restarts masters through NodeControl: the owner serves the requests (the
+nodes stay its children, die with it and are stopped by stop()), the case
+calls node_request (files in a directory both know, named by env vars):
+
+    ctl = NodeControl(c, dir)    # owner: env = dict(env, **ctl.env())
+    ctl.serve()                  # owner: handles pending requests (poll it)
+    node_request("kill", i)      # case: SIGKILL master i (index in
+    node_request("start", i)     # MUTIRAO_TEST_CLUSTER_PORTS), start it
+                                 # again (returns once it answers and
+                                 # the cluster is ok)
 """
 import os
 import shutil
@@ -97,8 +112,9 @@ def available():
 
 
 class RedisCluster:
-    def __init__(self, tmp, masters=3, password=None, tls=None):
+    def __init__(self, tmp, masters=3, password=None, tls=None, aof=False):
         self.tmp = tmp
+        self.aof = aof
         self.n = masters
         self.password = password
         self.tls = tls  # a directory with ca.crt, server.crt, server.key: TLS only
@@ -119,7 +135,9 @@ class RedisCluster:
         return [shutil.which("redis-server")] + port + [
                 "--bind", "127.0.0.1", "--cluster-enabled", "yes",
                 "--cluster-config-file", os.path.join(d, "nodes.conf"),
-                "--cluster-node-timeout", "15000", "--save", "", "--appendonly", "no",
+                "--cluster-node-timeout", "15000", "--save", ""] + (
+                    ["--appendonly", "yes", "--appendfsync", "always"] if self.aof
+                    else ["--appendonly", "no"]) + [
                 "--dir", d, "--logfile", os.path.join(d, "redis.log")] + (
                     ["--requirepass", self.password, "--masterauth", self.password]
                     if self.password else [])
@@ -222,3 +240,89 @@ class RedisCluster:
     def stop(self):
         for i in range(len(self.procs)):
             self.kill(i)
+
+
+CTL_ENV = "MUTIRAO_TEST_CLUSTER_CTL"
+PORTS_ENV = "MUTIRAO_TEST_CLUSTER_PORTS"
+
+
+class NodeControl:
+    """Serves a child process's requests to kill or start a master of
+    cluster: each request is a file N.req ("kill I" or "start I") in d,
+    answered by N.rep ("ok" or "error: ...") once done."""
+
+    def __init__(self, cluster, d):
+        self.cluster = cluster
+        self.d = d
+        os.makedirs(d, exist_ok=True)
+        self.log = []  # (time, request, answer)
+
+    def env(self):
+        return {CTL_ENV: self.d, PORTS_ENV: ",".join(str(p) for p in self.cluster.ports)}
+
+    def _do(self, words):
+        if len(words) != 2 or words[0] not in ("kill", "start"):
+            return "error: bad request %r" % " ".join(words)
+        i = int(words[1])
+        if not 0 <= i < self.cluster.n:
+            return "error: no master %d" % i
+        if words[0] == "kill":
+            self.cluster.kill(i)
+        else:
+            self.cluster.restart(i)
+            self.cluster.wait_ok(60)
+        return "ok"
+
+    def serve(self):
+        for name in sorted(os.listdir(self.d)):
+            if not name.endswith(".req"):
+                continue
+            path = os.path.join(self.d, name)
+            with open(path) as f:
+                words = f.read().split()
+            try:
+                answer = self._do(words)
+            except (OSError, RuntimeError, ValueError) as e:
+                answer = "error: %s" % e
+            self.log.append((time.time(), " ".join(words), answer))
+            rep = path[:-4] + ".rep"
+            with open(rep + ".tmp", "w") as f:
+                f.write(answer)
+            os.rename(rep + ".tmp", rep)
+            os.unlink(path)
+
+
+def control_available():
+    return bool(os.environ.get(CTL_ENV) and os.environ.get(PORTS_ENV))
+
+
+def control_ports():
+    """The masters' ports, index order of node_request."""
+    return [int(p) for p in os.environ[PORTS_ENV].split(",")]
+
+
+_seq = [0]
+
+
+def node_request(op, i, timeout=90):
+    """From the cluster owner's child: op ("kill" or "start") master i;
+    returns once done (RuntimeError when it failed or took over timeout s)."""
+    d = os.environ[CTL_ENV]
+    _seq[0] += 1
+    base = os.path.join(d, "%d-%06d" % (os.getpid(), _seq[0]))
+    with open(base + ".tmp", "w") as f:
+        f.write("%s %d" % (op, i))
+    os.rename(base + ".tmp", base + ".req")
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            with open(base + ".rep") as f:
+                answer = f.read()
+        except FileNotFoundError:
+            time.sleep(0.01)
+            continue
+        os.unlink(base + ".rep")
+        if answer != "ok":
+            raise RuntimeError("%s %d: %s" % (op, i, answer))
+        return
+    raise RuntimeError("%s %d: no answer within %d s" % (op, i, timeout))
