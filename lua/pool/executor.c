@@ -363,11 +363,19 @@ static void on_done(sched *s, xmsg *m);
 static void task_complete(ex_task *t)
 {
     executor *ex = t->ex;
+    int ok = t->ok;
     if (t->vm)
         atomic_fetch_sub_explicit(&t->vm->load, 1, memory_order_relaxed);
+    /* the outcome goes to its owner before the task stops counting as
+     * running: an owner told "idle" (pool_wait) then has every outcome in
+     * its port already, none still on its way from another thread */
+    t->ex = NULL;
+    t->msg.fn = on_done;
+    if (port_post(t->owner, &t->msg) != 0)
+        t->done(NULL, t); /* the owner's VM is gone */
     pthread_mutex_lock(&ex->mu);
     ex->running--;
-    if (t->ok)
+    if (ok)
         ex->completed++;
     else
         ex->failed++;
@@ -378,10 +386,6 @@ static void task_complete(ex_task *t)
     wake_collect(ex, &k);
     pthread_mutex_unlock(&ex->mu);
     sendq_send(&out, &undelivered);
-    t->ex = NULL;
-    t->msg.fn = on_done;
-    if (port_post(t->owner, &t->msg) != 0)
-        t->done(NULL, t); /* the owner's VM is gone */
     int drained = k.drained;
     k.drained = 0; /* after the undelivered ones, as before */
     wake_send(ex, &k);
