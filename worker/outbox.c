@@ -16,14 +16,19 @@ typedef struct ob_op {
     int pending, failed; /* FLEET_NOTIFY_LUA calls in flight; one failed */
     char why[200];
     char key[FLEET_KEY_MAX]; /* the outbox */
+    redisReply *last;        /* the last owner's pairs, pushed once the others are in */
     char id[];
 } ob_op;
 
 static void finish(ob_op *op, int ok, const char *why)
 {
     op->done(op->ud, ok, why);
+    if (op->last)
+        freeReplyObject(op->last);
     free(op);
 }
+
+static int push_owners(ob_op *op, const redisReply *reply, int which);
 
 /* NULL when the call succeeded with a reply of type type, else why not. */
 static const char *failure(int status, const redisReply *reply, const char *err, int type)
@@ -63,37 +68,45 @@ static void on_notified(redis_uv *cli, int status, const redisReply *reply, cons
     }
     if (--op->pending > 0)
         return;
-    if (op->failed)
+    if (op->failed) {
         finish(op, 0, op->why);
-    else
-        del(op);
-}
-
-/* One FLEET_NOTIFY_LUA call per owner, its elements in the outbox's order. */
-static void on_range(redis_uv *cli, int status, const redisReply *reply, const char *err, void *ud)
-{
-    (void)cli;
-    ob_op *op = ud;
-    const char *why = failure(status, reply, err, REDIS_REPLY_ARRAY);
-    if (!why && reply->elements % 2)
-        why = "an outbox of odd length";
-    for (size_t i = 0; !why && i < reply->elements; i++)
-        if (reply->element[i]->type != REDIS_REPLY_STRING)
-            why = "an outbox element that is not a string";
-    if (why) {
-        finish(op, 0, why);
         return;
     }
+    if (op->last) {
+        /* the others have theirs: now the last owner's (its outcome) */
+        redisReply *last = op->last;
+        op->last = NULL;
+        int n = push_owners(op, last, 1);
+        freeReplyObject(last);
+        if (n > 0)
+            return;
+        if (op->failed) {
+            finish(op, 0, op->why);
+            return;
+        }
+    }
+    del(op);
+}
+
+/* One FLEET_NOTIFY_LUA call per owner of reply's pairs, its elements in
+ * the outbox's order: which 0, the owners but the last pair's; 1, only
+ * the last pair's. Returns the calls sent (op->pending counts them);
+ * failures set op->failed. */
+static int push_owners(ob_op *op, const redisReply *reply, int which)
+{
     size_t n = reply->elements / 2;
-    char *used = calloc(n ? n : 1, 1);
+    const redisReply *lo = reply->element[2 * (n - 1)]; /* the last owner */
+    char *used = calloc(n, 1);
     const char **argv = malloc((n + 4) * sizeof *argv);
     size_t *lens = malloc((n + 4) * sizeof *lens);
     char pre[FLEET_KEY_MAX], nttl[16];
+    int sent = 0;
     snprintf(nttl, sizeof nttl, "%d", FLEET_NOTIFY_TTL_S);
     for (size_t i = 0; i < n && used && argv && lens; i++) {
-        if (used[i])
-            continue;
         const redisReply *o = reply->element[2 * i];
+        int is_last = o->len == lo->len && memcmp(o->str, lo->str, lo->len) == 0;
+        if (used[i] || is_last != which)
+            continue;
         lens[0] = fleet_prefix(pre, o->str, o->len);
         argv[0] = pre;
         argv[1] = o->str;
@@ -113,9 +126,10 @@ static void on_range(redis_uv *cli, int status, const redisReply *reply, const c
         }
         int rc = lens[0] ? redis_uv_eval(op->r, on_notified, op, op->script, 1, k, argv, lens)
                          : REDIS_UV_EINVAL;
-        if (rc == 0)
+        if (rc == 0) {
             op->pending++;
-        else if (!op->failed) {
+            sent++;
+        } else if (!op->failed) {
             op->failed = 1;
             snprintf(op->why, sizeof op->why, "%s", redis_uv_strerror(rc));
         }
@@ -127,8 +141,82 @@ static void on_range(redis_uv *cli, int status, const redisReply *reply, const c
     free(used);
     free(argv);
     free(lens);
-    if (op->pending > 0)
+    return sent;
+}
+
+/* A copy of the reply's strings as an array reply (hiredis frees the
+ * original after the callback). NULL without memory. */
+static redisReply *copy_pairs(const redisReply *reply)
+{
+    redisReply *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->type = REDIS_REPLY_ARRAY;
+    c->element = calloc(reply->elements, sizeof *c->element);
+    if (!c->element) {
+        free(c);
+        return NULL;
+    }
+    c->elements = reply->elements;
+    for (size_t i = 0; i < reply->elements; i++) {
+        redisReply *e = calloc(1, sizeof *e);
+        char *str = e ? malloc(reply->element[i]->len + 1) : NULL;
+        if (!str) {
+            free(e);
+            c->elements = i;
+            freeReplyObject(c);
+            return NULL;
+        }
+        memcpy(str, reply->element[i]->str, reply->element[i]->len);
+        str[reply->element[i]->len] = 0;
+        e->type = REDIS_REPLY_STRING;
+        e->str = str;
+        e->len = reply->element[i]->len;
+        c->element[i] = e;
+    }
+    return c;
+}
+
+/* The outbox read: the other owners' elements are pushed first, the last
+ * pair's owner's (the task's own producer, its outcome last) once they
+ * are in, so that a producer has the task's changes of its WaitGroups
+ * before the task's producer has its outcome (a task awaiting it may end
+ * only then). */
+static void on_range(redis_uv *cli, int status, const redisReply *reply, const char *err, void *ud)
+{
+    (void)cli;
+    ob_op *op = ud;
+    const char *why = failure(status, reply, err, REDIS_REPLY_ARRAY);
+    if (!why && reply->elements % 2)
+        why = "an outbox of odd length";
+    for (size_t i = 0; !why && i < reply->elements; i++)
+        if (reply->element[i]->type != REDIS_REPLY_STRING)
+            why = "an outbox element that is not a string";
+    if (why) {
+        finish(op, 0, why);
+        return;
+    }
+    if (reply->elements == 0) { /* pushed and deleted before */
+        del(op);
+        return;
+    }
+    if (!(op->last = copy_pairs(reply))) {
+        finish(op, 0, "out of memory");
+        return;
+    }
+    if (push_owners(op, reply, 0) > 0)
         return; /* on_notified goes on */
+    if (op->failed) {
+        finish(op, 0, op->why);
+        return;
+    }
+    /* only the last owner's elements */
+    redisReply *last = op->last;
+    op->last = NULL;
+    int n = push_owners(op, last, 1);
+    freeReplyObject(last);
+    if (n > 0)
+        return;
     if (op->failed)
         finish(op, 0, op->why);
     else
