@@ -115,6 +115,16 @@ static void timer_del(sched *s, theap_ent *e)
         timer_arm(s);
 }
 
+void sched_timer_add(sched *s, theap_ent *e, uint64_t due, theap_cb cb)
+{
+    timer_add(s, e, due, cb);
+}
+
+void sched_timer_del(sched *s, theap_ent *e)
+{
+    timer_del(s, e);
+}
+
 static void on_timer(uv_timer_t *t)
 {
     sched *s = t->data;
@@ -555,6 +565,11 @@ void sched_kill(sched *s, gor *g, const char *reason)
         return;
     gl_remove(g);
     timer_del(s, &g->timer);
+    if (g->parker) {
+        sched_parker *p = g->parker;
+        g->parker = NULL;
+        p->cancel(p, g);
+    }
     g->state = G_DEAD;
     if (g->handle) {
         lua_pushstring(s->T, reason ? reason : "cancelled");
@@ -690,6 +705,7 @@ gor *sched_spawn(sched *s, lua_State *L, int nargs, scope *sc, ghandle *h)
     }
     g->id = ++s->next_id;
     g->flags = 0;
+    g->parker = NULL;
     if (h) {
         /* the handle sits below the function: anchor it in the record */
         lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref);
@@ -731,6 +747,8 @@ void sched_unspawn(sched *s, scope *sc, uint64_t after_id)
     }
 }
 
+static void block_parked(lua_State *L, sched *s, glist *wl, uint64_t due, sched_parker *p);
+
 int sched_wait(lua_State *L, sched *s, glist *wl, uint64_t due, lua_KContext ctx, lua_KFunction k)
 {
     gor *g = gor_of(L);
@@ -749,11 +767,40 @@ int sched_wait(lua_State *L, sched *s, glist *wl, uint64_t due, lua_KContext ctx
     return k(L, LUA_YIELD, ctx);
 }
 
+int sched_wait_parker(lua_State *L, sched *s, sched_parker *p, uint64_t due, lua_KContext ctx,
+                      lua_KFunction k)
+{
+    gor *g = gor_of(L);
+    if (g && g->state == G_RUNNING && g->s == s) {
+        if (!lua_isyieldable(L)) {
+            p->cancel(p, NULL);
+            return luaL_error(L, "cannot wait here: a goroutine cannot yield across this C call "
+                                 "(metamethod, iterator or callback of a C function)");
+        }
+        g->state = G_PARKED;
+        g->parker = p;
+        p->park(p, g);
+        if (due)
+            timer_add(s, &g->timer, due, on_sleep_due);
+        return lua_yieldk(L, 0, ctx, k);
+    }
+    block_parked(L, s, NULL, due, p);
+    return k(L, LUA_YIELD, ctx);
+}
+
 void sched_block(lua_State *L, sched *s, glist *wl, uint64_t due)
 {
-    if (s->in_cb)
+    block_parked(L, s, wl, due, NULL);
+}
+
+static void block_parked(lua_State *L, sched *s, glist *wl, uint64_t due, sched_parker *p)
+{
+    if (s->in_cb) {
+        if (p)
+            p->cancel(p, NULL);
         luaL_error(L, "cannot wait outside a goroutine while goroutines run "
                       "(inside coroutine.wrap or a __close handler): use goroutine.spawn");
+    }
     /* Not a goroutine (the main chunk of lua5.4, a plain coroutine): run the
      * loop here until this wait is over. */
     gor self;
@@ -764,6 +811,10 @@ void sched_block(lua_State *L, sched *s, glist *wl, uint64_t due)
     self.s = s;
     if (wl)
         gl_push(wl, &self);
+    if (p) {
+        self.parker = p;
+        p->park(p, &self);
+    }
     if (due)
         timer_add(s, &self.timer, due, on_sleep_due);
     /* ready goroutines first, as when a goroutine waits: uv_run would run
@@ -776,6 +827,10 @@ void sched_block(lua_State *L, sched *s, glist *wl, uint64_t due)
         if (!alive && !(self.flags & GF_WOKEN)) {
             gl_remove(&self);
             timer_del(s, &self.timer);
+            if (self.parker) {
+                self.parker = NULL;
+                p->cancel(p, &self);
+            }
             luaL_error(L, "deadlock: this wait can never end (%d other goroutine%s, all blocked)",
                        (int)s->nlive, s->nlive == 1 ? "" : "s");
         }
@@ -904,6 +959,7 @@ static void sched_destroy(sched *s)
         free(e);
     }
     theap_free(&s->timers); /* before the scopes: it clears their entries */
+    free(s->spare_wait);
     scope *sc;
     while ((sc = mlist_first_entry(&s->scopes, scope, all))) {
         mlist_remove(&sc->all);

@@ -34,6 +34,7 @@ typedef struct ghandle ghandle;
 typedef struct port port;
 typedef struct scope_watch scope_watch;
 typedef struct sched_ext sched_ext;
+typedef struct sched_parker sched_parker;
 
 enum gstate { G_READY = 1, G_RUNNING, G_PARKED, G_DEAD };
 
@@ -53,15 +54,16 @@ struct gor {
     uint64_t id;
     lua_State *L; /* the coroutine */
     sched *s;
-    scope *sc;       /* scope it belongs to; NULL for blocking pseudo goroutines */
-    mlist node;      /* link on `on` */
-    mlist sc_node;   /* membership in sc (sc->members). Right after node: running and
-                      * ending a goroutine write the node.prev and sc_node.next of the
-                      * one spawned after it, one cache line (spawn ~10% faster) */
-    glist *on;       /* wait list it is on, or NULL */
-    theap_ent timer; /* sleep deadline */
-    ghandle *handle; /* async handle resolved when it ends, or NULL */
-    gor *free_next;  /* free list of recyclable records */
+    scope *sc;            /* scope it belongs to; NULL for blocking pseudo goroutines */
+    mlist node;           /* link on `on` */
+    mlist sc_node;        /* membership in sc (sc->members). Right after node: running and
+                           * ending a goroutine write the node.prev and sc_node.next of the
+                           * one spawned after it, one cache line (spawn ~10% faster) */
+    glist *on;            /* wait list it is on, or NULL */
+    theap_ent timer;      /* sleep deadline */
+    ghandle *handle;      /* async handle resolved when it ends, or NULL */
+    gor *free_next;       /* free list of recyclable records */
+    sched_parker *parker; /* its wait's own lists (sched_wait_parker), or NULL */
 };
 
 struct scope {
@@ -113,15 +115,16 @@ struct sched {
     mlist scopes; /* all malloc'd scopes (of scope.all) */
     gor *free;    /* recyclable goroutine records */
     int nfree;
-    int closing;     /* being destroyed (lua_close) */
-    port *port;      /* mailbox for other threads */
-    int holds;       /* remote waits keeping the loop alive */
-    int in_run;      /* inside sched_run: stop the loop once nothing is left */
-    sched_ext *exts; /* per-VM state of the layers above (sched_ext_set) */
-    int errh_ref;    /* the host's log handler (rtlog.h), or LUA_NOREF */
-    size_t nlive;    /* live goroutines */
-    sched *tl_prev;  /* sched that was current on this thread before this drain */
-    void **tag_slot; /* gets the running goroutine's scope tag (sched_set_tag_slot), or NULL */
+    int closing;      /* being destroyed (lua_close) */
+    port *port;       /* mailbox for other threads */
+    int holds;        /* remote waits keeping the loop alive */
+    int in_run;       /* inside sched_run: stop the loop once nothing is left */
+    sched_ext *exts;  /* per-VM state of the layers above (sched_ext_set) */
+    int errh_ref;     /* the host's log handler (rtlog.h), or LUA_NOREF */
+    size_t nlive;     /* live goroutines */
+    sched *tl_prev;   /* sched that was current on this thread before this drain */
+    void *spare_wait; /* a one-case channel wait kept for the next one (channel.c), freed here */
+    void **tag_slot;  /* gets the running goroutine's scope tag (sched_set_tag_slot), or NULL */
 };
 
 #define GOR_MAGIC 0x676f726fu
@@ -154,6 +157,29 @@ void sched_unspawn(sched *s, scope *sc, uint64_t after_id);
  * like a lua_CFunction (call it as `return sched_wait(...)`). */
 int sched_wait(lua_State *L, sched *s, glist *wl, uint64_t due_ns, lua_KContext ctx,
                lua_KFunction k);
+/*
+** A wait on lists of its own rather than one glist (a select over several
+** channels). park runs once the waiter is known, before it yields: g is the
+** goroutine, or a pseudo goroutine when the caller is no goroutine (the
+** main chunk), valid until the wait ends. cancel runs when the wait ends
+** without reaching k: the goroutine is killed (a timeout; also after it was
+** made ready, before k ran), the main chunk's wait is a deadlock, or the
+** wait cannot start (g is NULL: park never ran); it must take the waiter off
+** its lists and free what the wait holds. k clears g->parker (gor_of(L)).
+*/
+struct sched_parker {
+    void (*park)(sched_parker *p, gor *g);
+    void (*cancel)(sched_parker *p, gor *g);
+};
+int sched_wait_parker(lua_State *L, sched *s, sched_parker *p, uint64_t due_ns, lua_KContext ctx,
+                      lua_KFunction k);
+
+/* Timer heap entries of the layers above (a channel that receives once
+ * after a delay): cb runs on the loop when due. sched_timer_del is a no-op
+ * for an entry that is not waiting. */
+void sched_timer_add(sched *s, theap_ent *e, uint64_t due_ns, theap_cb cb);
+void sched_timer_del(sched *s, theap_ent *e);
+
 /* Kills a goroutine that is not running: it never runs again, its pending
  * __close handlers run, its handle (if any) fails with reason. */
 void sched_kill(sched *s, gor *g, const char *reason);

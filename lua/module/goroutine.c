@@ -10,6 +10,7 @@
 #include <lauxlib.h>
 
 #include "async.h"
+#include "channel.h"
 #include "coroutines.h"
 #include "http.h"
 #include "iomods.h"
@@ -455,6 +456,7 @@ MUTIRAO_EXPORT int luaopen_goroutine(lua_State *L)
     luaL_newlibtable(L, funcs);
     lua_pushlightuserdata(L, s);
     luaL_setfuncs(L, funcs, 1);
+    channel_open(L, s);
     pool_open(L, s);
     return 1;
 }

@@ -14,6 +14,15 @@ add_test(NAME example.hello COMMAND ${_ex_run} ${_ex_dir}/hello.lua
   --out "^hello from goroutine 1$" --out "^hello from goroutine 3$"
   --out "^all 3 goroutines finished$" --min 0.25 --max 1.5)
 
+# channels.lua: 9 jobs of 50 ms through 3 workers on channels: ~150 ms.
+add_test(NAME example.channels COMMAND ${_ex_run} ${_ex_dir}/channels.lua
+  --out "^9 results, sum of squares 285$" --min 0.14 --max 1.5)
+
+# select.lua: two sources for 300 ms (after), then a default and a select_timeout.
+add_test(NAME example.select COMMAND ${_ex_run} ${_ex_dir}/select.lua
+  --out "^in 300 ms: 1[3-5] from fast, [45] from slow$"
+  --out "^nothing ready: default ran$" --out "^false\ttimeout$" --min 0.34 --max 2.0)
+
 # waitgroup.sloth (the spec's Exemplo 3): three sleeps of 2 s, 1.5 s, 1 s at once.
 add_test(NAME example.waitgroup COMMAND ${_ex_run} ${_ex_dir}/waitgroup.sloth
   --err "\\] fetch: OK$" --err "\\] transform: OK$" --err "\\] publish: OK$"
