@@ -49,6 +49,7 @@ struct channel {
     mlist recvq, sendq; /* of chan_waiter.node, oldest first */
     theap_ent after;    /* goroutine.after: when it receives its value */
     int after_ref;      /* anchors it in the registry until then, else LUA_NOREF */
+    int fn_ref;         /* _after_call: the function it calls then, else LUA_NOREF */
 };
 
 /* A channel's first field: a full userdata of a channel's size whose first
@@ -356,7 +357,8 @@ static int ch_close(lua_State *L)
     if (ch->after_ref != LUA_NOREF) {
         sched_timer_del(ch->s, &ch->after);
         luaL_unref(L, LUA_REGISTRYINDEX, ch->after_ref);
-        ch->after_ref = LUA_NOREF;
+        luaL_unref(L, LUA_REGISTRYINDEX, ch->fn_ref);
+        ch->after_ref = ch->fn_ref = LUA_NOREF;
     }
     lua_pushboolean(L, 1);
     return 1;
@@ -414,7 +416,7 @@ static channel *push_channel(lua_State *L, sched *s, lua_Integer cap)
     ch->magic = CH_MAGIC;
     ch->s = s;
     ch->cap = cap;
-    ch->after_ref = LUA_NOREF;
+    ch->after_ref = ch->fn_ref = LUA_NOREF;
     mlist_init(&ch->recvq);
     mlist_init(&ch->sendq);
     if (cap > 0) {
@@ -659,6 +661,14 @@ static void on_after(theap_ent *e)
     try_send_at(T, ch, lua_gettop(T) - 1, lua_gettop(T));
     lua_pop(T, 2);
     luaL_unref(T, LUA_REGISTRYINDEX, ref);
+    if (ch->fn_ref != LUA_NOREF) { /* _after_call's function: it cannot wait here */
+        int fref = ch->fn_ref;
+        ch->fn_ref = LUA_NOREF;
+        lua_rawgeti(T, LUA_REGISTRYINDEX, fref);
+        luaL_unref(T, LUA_REGISTRYINDEX, fref);
+        if (lua_pcall(T, 0, 0, 0) != LUA_OK)
+            sched_report_error(ch->s, 0, LUA_NOREF);
+    }
 }
 
 static int g_after(lua_State *L)
@@ -673,6 +683,22 @@ static int g_after(lua_State *L)
         return luaL_error(L, "not enough memory");
     lua_pushvalue(L, -1);
     ch->after_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return 1;
+}
+
+/* _after_call(ms, fn): after(ms) that also calls fn() (from the loop: fn
+ * cannot wait) when it fires; closing the channel first stops both. For
+ * the contexts' deadlines (lua/module/context.lua). */
+static int g_after_call(lua_State *L)
+{
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    lua_settop(L, 2);
+    g_after(L); /* (reads ms, pushes the channel) */
+    channel *ch = lua_touserdata(L, -1);
+    if (ch->after_ref != LUA_NOREF) {
+        lua_pushvalue(L, 2);
+        ch->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
     return 1;
 }
 
@@ -721,11 +747,9 @@ void channel_open(lua_State *L, sched *s)
                                        {"cap", ch_cap},
                                        {"is_closed", ch_is_closed},
                                        {NULL, NULL}};
-    static const luaL_Reg funcs[] = {{"channel", g_channel},
-                                     {"select", g_select},
-                                     {"select_timeout", g_select_timeout},
-                                     {"after", g_after},
-                                     {NULL, NULL}};
+    static const luaL_Reg funcs[] = {
+        {"channel", g_channel}, {"select", g_select},          {"select_timeout", g_select_timeout},
+        {"after", g_after},     {"_after_call", g_after_call}, {NULL, NULL}};
     int mod = lua_gettop(L);
     if (luaL_newmetatable(L, CHANNEL_TNAME)) {
         luaL_newlib(L, methods);

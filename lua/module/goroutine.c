@@ -6,6 +6,7 @@
 #include <dlfcn.h>
 #include <math.h>
 #include <string.h>
+#include <time.h>
 
 #include <lauxlib.h>
 
@@ -14,6 +15,7 @@
 #include "coroutines.h"
 #include "http.h"
 #include "iomods.h"
+#include "patterns.h"
 #include "pool.h"
 #include "procs.h"
 #include "scheduler.h"
@@ -400,6 +402,30 @@ static int g_now(lua_State *L)
     return 1;
 }
 
+/* _wall_ms(): the Unix time in milliseconds (contexts' deadlines). */
+static int g_wall_ms(lua_State *L)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    lua_pushnumber(L, (lua_Number)ts.tv_sec * 1e3 + (lua_Number)ts.tv_nsec / 1e6);
+    return 1;
+}
+
+/* _report_error(msg): logs msg as the running goroutine's error is (the
+ * runtime's log sink, with its id and task label), without raising. */
+static int g_report_error(lua_State *L)
+{
+    sched *s = S(L);
+    luaL_checkany(L, 1);
+    gor *g = gor_of(L);
+    int label = sched_label_ref(s, L);
+    lua_State *T = sched_scratch(s);
+    lua_pushvalue(L, 1);
+    lua_xmove(L, T, 1);
+    sched_report_error(s, g ? g->id : 0, label);
+    return 0;
+}
+
 static int g_set_error_handler(lua_State *L)
 {
     sched *s = S(L);
@@ -448,6 +474,8 @@ MUTIRAO_EXPORT int luaopen_goroutine(lua_State *L)
                                      {"_run_scope", g_run_scope},
                                      {"_context", g_context},
                                      {"_set_error_handler", g_set_error_handler},
+                                     {"_wall_ms", g_wall_ms},
+                                     {"_report_error", g_report_error},
                                      {NULL, NULL}};
     sched *s = sched_get(L);
     handle_register(L, s);
@@ -457,6 +485,7 @@ MUTIRAO_EXPORT int luaopen_goroutine(lua_State *L)
     lua_pushlightuserdata(L, s);
     luaL_setfuncs(L, funcs, 1);
     channel_open(L, s);
+    patterns_open(L);
     pool_open(L, s);
     return 1;
 }

@@ -23,6 +23,16 @@ add_test(NAME example.select COMMAND ${_ex_run} ${_ex_dir}/select.lua
   --out "^in 300 ms: 1[3-5] from fast, [45] from slow$"
   --out "^nothing ready: default ran$" --out "^false\ttimeout$" --min 0.34 --max 2.0)
 
+# context.lua: an errgroup whose second fetch fails at 100 ms and cancels the third.
+add_test(NAME example.context COMMAND ${_ex_run} ${_ex_dir}/context.lua
+  --out "^users: done$" --out "^invoices: stopped \\(context canceled\\)$"
+  --out "^group:\tfalse\torders: upstream answered 503$" --not-out "^invoices: done$"
+  --out "^slow:\tcontext deadline exceeded$" --min 0.14 --max 1.5)
+
+# pipeline.lua: 20 values through 4 workers of 10 ms, fanned out to 2 and in again.
+add_test(NAME example.pipeline COMMAND ${_ex_run} ${_ex_dir}/pipeline.lua
+  --out "^sum of squares 1..20 = 2870, 10 odd, 0 stage errors$" --max 1.5)
+
 # waitgroup.sloth (the spec's Exemplo 3): three sleeps of 2 s, 1.5 s, 1 s at once.
 add_test(NAME example.waitgroup COMMAND ${_ex_run} ${_ex_dir}/waitgroup.sloth
   --err "\\] fetch: OK$" --err "\\] transform: OK$" --err "\\] publish: OK$"
