@@ -16,6 +16,7 @@
 #include "pool.h"
 #include "procs.h"
 #include "scheduler.h"
+#include "sync.h"
 #include "waitgroup.h"
 
 static sched *S(lua_State *L)
@@ -455,6 +456,7 @@ MUTIRAO_EXPORT int luaopen_goroutine(lua_State *L)
     luaL_newlibtable(L, funcs);
     lua_pushlightuserdata(L, s);
     luaL_setfuncs(L, funcs, 1);
+    sync_open(L, s);
     pool_open(L, s);
     return 1;
 }
