@@ -3,7 +3,11 @@
 
 #include <lauxlib.h>
 
+#include "atomic_int.h"
+#include "cond.h"
 #include "mutex.h"
+#include "once.h"
+#include "sema.h"
 
 lua_Integer sync_check_integer(lua_State *L, int arg)
 {
@@ -19,4 +23,8 @@ lua_Integer sync_check_integer(lua_State *L, int arg)
 void sync_open(lua_State *L, sched *s)
 {
     mutex_open(L, s);
+    semaphore_open(L, s);
+    atomic_int_open(L);
+    once_open(L, s);
+    cond_open(L, s);
 }

@@ -1,4 +1,5 @@
--- goroutine.mutex, rwmutex: Go's sync package for goroutines.
+-- goroutine.mutex, rwmutex, semaphore, atomic_int, once, cond: Go's sync
+-- package for goroutines.
 local G = require("goroutine")
 local now = G.now
 
@@ -368,6 +369,513 @@ describe("goroutine.rwmutex", function()
     end)
 end)
 
+describe("goroutine.semaphore", function()
+    it("returns a Semaphore with acquire, release, try_acquire, available, capacity", function()
+        local s = G.semaphore(5)
+        assert.are.equal(5, s:capacity())
+        assert.are.equal(5, s:available())
+        assert.are.equal("Semaphore(5/5)", tostring(s))
+        s:acquire()
+        s:acquire(2)
+        assert.are.equal(2, s:available())
+        assert.are.equal("Semaphore(2/5)", tostring(s))
+        s:release(2)
+        s:release()
+        assert.are.equal(5, s:available())
+    end)
+
+    it("limits concurrency: at most n at once, all finish", function()
+        local s = G.semaphore(3)
+        local inside, max_inside, done = 0, 0, 0
+        local wg = G.wait_group()
+        for i = 1, 20 do
+            wg:add()
+            G.spawn(function()
+                s:acquire()
+                inside = inside + 1
+                if inside > max_inside then max_inside = inside end
+                G.sleep(1 + i % 3)
+                inside = inside - 1
+                done = done + 1
+                s:release()
+                wg:done()
+            end)
+        end
+        wg:wait()
+        assert.are.equal(3, max_inside)
+        assert.are.equal(20, done)
+        assert.are.equal(3, s:available())
+    end)
+
+    it("serves waiters in FIFO order: a big request at the head is not overtaken", function()
+        local s = G.semaphore(4)
+        s:acquire(4)
+        local order = {}
+        local wg = G.wait_group()
+        for i, k in ipairs({ 3, 1, 1, 2 }) do
+            wg:add()
+            G.spawn(function()
+                s:acquire(k)
+                order[#order + 1] = i
+                G.sleep(2)
+                s:release(k)
+                wg:done()
+            end)
+            G.sleep(1)
+        end
+        assert.are.equal("Semaphore(0/4, 4 waiting)", tostring(s))
+        s:release(1) -- 1 free: the head wants 3, the small ones behind it wait
+        G.sleep(2)
+        assert.are.same({}, order)
+        assert.is_false(s:try_acquire(1)) -- nor can a newcomer overtake it
+        s:release(2)
+        G.sleep(0)
+        assert.are.same({ 1 }, order)
+        s:release(1)
+        wg:wait()
+        assert.are.same(1, order[1])
+        assert.are.equal(4, s:available())
+        table.sort(order)
+        assert.are.same({ 1, 2, 3, 4 }, order)
+    end)
+
+    it("try_acquire takes units only when they are free and nobody waits", function()
+        local s = G.semaphore(2)
+        assert.is_true(s:try_acquire())
+        assert.is_false(s:try_acquire(2))
+        assert.is_true(s:try_acquire(1))
+        assert.is_false(s:try_acquire())
+        s:release(2)
+        assert.is_true(s:try_acquire(2))
+        s:release(2)
+    end)
+
+    it("releasing more than was acquired raises", function()
+        local s = G.semaphore(2)
+        raises("released more than acquired", function() s:release() end)
+        s:acquire()
+        raises("released more than acquired", function() s:release(2) end)
+        s:release()
+        assert.are.equal(2, s:available())
+    end)
+
+    it("the main chunk's acquire waits for a goroutine's release", function()
+        local s = G.semaphore(1)
+        G.spawn(function()
+            s:acquire()
+            G.sleep(5)
+            s:release()
+        end)
+        G.sleep(1)
+        local t0 = now()
+        s:acquire()
+        assert.is_true(now() - t0 >= 3)
+        s:release()
+    end)
+
+    it("a waiter killed at the head does not block the later ones", function()
+        local s = G.semaphore(3)
+        s:acquire(2)
+        G.spawn(killed_waiter, function() s:acquire(3) end) -- the head: needs all 3
+        local got = false
+        G.spawn(function()
+            G.sleep(1)
+            s:acquire(1) -- fits, but waits behind the head
+            got = true
+            s:release(1)
+        end)
+        G.sleep(3)
+        assert.is_false(got)
+        G.sleep(20) -- the head is killed: the one behind it fits now
+        assert.is_true(got)
+        s:release(2)
+        assert.are.equal(3, s:available())
+        -- killed while holding the units handed to it: they come back
+        s:acquire(3)
+        local h = G.async(G.timeout, 10, function() s:acquire(2) end)
+        G.spawn(function()
+            G.sleep(3)
+            s:release(3)
+            spin(30)
+        end)
+        local ok, tok = G.await(h)
+        assert.is_true(ok)
+        if not tok then
+            assert.are.equal(3, s:available())
+        else
+            assert.are.equal(1, s:available()) -- ran in time on a slow machine
+        end
+    end)
+
+    it("checks its arguments", function()
+        raises("bad argument #1 to '.*semaphore' %(capacity must be at least 1%)", G.semaphore, 0)
+        raises("bad argument #1 to '.*semaphore' %(integer expected, got no value%)", G.semaphore)
+        raises("bad argument #1 to '.*semaphore' %(integer expected, got string%)", G.semaphore, "3")
+        raises("bad argument #1 to '.*semaphore' %(number has no integer representation%)", G.semaphore, 1.5)
+        local s = G.semaphore(2)
+        raises("bad argument #1 to 'acquire' %(units must be 1..2 %(the capacity%), got 0%)",
+            function() s:acquire(0) end)
+        raises("bad argument #1 to 'acquire' %(units must be 1..2 %(the capacity%), got 3%)",
+            function() s:acquire(3) end)
+        raises("bad argument #1 to 'try_acquire' %(integer expected, got string%)",
+            function() s:try_acquire("x") end)
+        raises("bad argument #1 to 'release' %(units must be 1..2", function() s:release(-1) end)
+        raises("calling 'acquire' on bad self %(goroutine.Semaphore expected, got table%)", function()
+            local t = { acquire = s.acquire }
+            t:acquire()
+        end)
+        assert.are.equal(2, s:available())
+    end)
+end)
+
+describe("goroutine.atomic_int", function()
+    it("add, load, store, swap, compare_and_swap", function()
+        local a = G.atomic_int()
+        assert.are.equal(0, a:load())
+        assert.are.equal(5, a:add(5))
+        assert.are.equal(2, a:add(-3))
+        a:store(10)
+        assert.are.equal(10, a:load())
+        assert.are.equal(10, a:swap(7))
+        assert.are.equal(7, a:load())
+        assert.is_false(a:compare_and_swap(6, 1))
+        assert.are.equal(7, a:load())
+        assert.is_true(a:compare_and_swap(7, 1))
+        assert.are.equal(1, a:load())
+        assert.are.equal("AtomicInt(1)", tostring(a))
+        assert.are.equal(-4, G.atomic_int(-4):load())
+        assert.is_true(math.type(a:load()) == "integer")
+    end)
+
+    it("wraps around like Lua integers", function()
+        local a = G.atomic_int(math.maxinteger)
+        assert.are.equal(math.mininteger, a:add(1))
+        assert.are.equal(math.maxinteger, a:add(-1))
+        assert.are.equal(math.maxinteger + 1, math.mininteger)
+    end)
+
+    it("counts exactly under many goroutines", function()
+        local a = G.atomic_int()
+        local wg = G.wait_group()
+        for _ = 1, 100 do
+            wg:add()
+            G.spawn(function()
+                for _ = 1, 10 do
+                    a:add(1)
+                    G.sleep(0)
+                end
+                wg:done()
+            end)
+        end
+        wg:wait()
+        assert.are.equal(1000, a:load())
+    end)
+
+    it("takes integers only", function()
+        raises("bad argument #1 to '.*atomic_int' %(number has no integer representation%)", G.atomic_int, 0.5)
+        raises("bad argument #1 to '.*atomic_int' %(integer expected, got string%)", G.atomic_int, "1")
+        local a = G.atomic_int(3.0) -- a float with an integer value is that integer
+        assert.are.equal(3, a:load())
+        raises("bad argument #1 to 'add' %(number has no integer representation%)", function() a:add(1.5) end)
+        raises("bad argument #1 to 'add' %(integer expected, got no value%)", function() a:add() end)
+        raises("bad argument #1 to 'store' %(integer expected, got table%)", function() a:store({}) end)
+        raises("bad argument #1 to 'swap' %(integer expected, got string%)", function() a:swap("2") end)
+        raises("bad argument #2 to 'compare_and_swap' %(integer expected, got no value%)",
+            function() a:compare_and_swap(3) end)
+        raises("bad argument #1 to 'load' %(goroutine.AtomicInt expected, got goroutine.Mutex%)",
+            function()
+                local m = G.mutex()
+                a.load(m)
+            end)
+        assert.are.equal(3, a:load())
+    end)
+end)
+
+describe("goroutine.once", function()
+    it("runs fn the first time only and returns its results to that caller", function()
+        local o = G.once()
+        assert.are.equal("Once(not run)", tostring(o))
+        local runs = 0
+        local r1, r2 = o:call(function(a, b)
+            runs = runs + 1
+            return a + b, "first"
+        end, 40, 2)
+        assert.are.equal(42, r1)
+        assert.are.equal("first", r2)
+        assert.are.equal(0, select("#", o:call(function() runs = runs + 1 end)))
+        assert.are.equal(1, runs)
+        assert.are.equal("Once(done)", tostring(o))
+    end)
+
+    it("runs fn exactly once under concurrency; the others wait until it has finished", function()
+        local o = G.once()
+        local runs, finished = 0, false
+        local saw_finished = {}
+        local wg = G.wait_group()
+        for i = 1, 20 do
+            wg:add()
+            G.spawn(function()
+                o:call(function()
+                    runs = runs + 1
+                    G.sleep(10)
+                    finished = true
+                end)
+                saw_finished[i] = finished
+                wg:done()
+            end)
+        end
+        G.sleep(2)
+        assert.are.equal("Once(running)", tostring(o))
+        o:call(function() runs = runs + 1 end) -- the main chunk waits too
+        assert.is_true(finished)
+        wg:wait()
+        assert.are.equal(1, runs)
+        for i = 1, 20 do assert.is_true(saw_finished[i], "caller " .. i) end
+    end)
+
+    it("an error reaches the first caller and the once counts as done", function()
+        local o = G.once()
+        local ok, err = pcall(o.call, o, function() error("boom") end)
+        assert.is_false(ok)
+        assert.matches("boom", err)
+        local ran = false
+        o:call(function() ran = true end)
+        assert.is_false(ran)
+        assert.are.equal("Once(done)", tostring(o))
+    end)
+
+    it("waiters are released when fn raises", function()
+        local o = G.once()
+        local released = 0
+        G.spawn(function()
+            pcall(o.call, o, function()
+                G.sleep(5)
+                error("boom")
+            end)
+        end)
+        for _ = 1, 3 do
+            G.spawn(function()
+                o:call(function() error("never runs") end)
+                released = released + 1
+            end)
+        end
+        G.sleep(20)
+        assert.are.equal(3, released)
+    end)
+
+    it("a first caller killed by a timeout counts as done; a killed waiter is harmless", function()
+        local o = G.once()
+        local waiter_done = false
+        local first
+        G.spawn(function()
+            first = { G.timeout(30, function()
+                o:call(function() G.sleep(1000) end) -- the first caller
+            end) }
+        end)
+        G.sleep(1)
+        assert.are.equal("Once(running)", tostring(o))
+        G.spawn(function()
+            o:call(function() error("never runs") end)
+            waiter_done = true
+        end)
+        -- a waiter killed at 10 ms, while the first caller still runs
+        killed_waiter(function() o:call(function() error("never runs") end) end)
+        assert.are.equal("Once(running)", tostring(o))
+        assert.is_false(waiter_done)
+        -- the first caller is killed at 30 ms: done, the waiters go on
+        o:call(function() error("never runs") end)
+        G.sleep(1)
+        assert.are.same({ false, "timeout after 30 ms" }, first)
+        assert.is_true(waiter_done)
+        assert.are.equal("Once(done)", tostring(o))
+    end)
+
+    it("checks its arguments", function()
+        local o = G.once()
+        raises("bad argument #1 to 'call' %(function expected, got no value%)", function() o:call() end)
+        raises("calling 'call' on bad self %(goroutine.Once expected, got table%)", function()
+            local t = { call = o.call }
+            t:call(print)
+        end)
+        assert.are.equal("Once(not run)", tostring(o))
+    end)
+end)
+
+describe("goroutine.cond", function()
+    it("a producer/consumer queue with signal", function()
+        local m = G.mutex()
+        local c = G.cond(m)
+        assert.are.equal("Cond(0 waiting)", tostring(c))
+        local queue, consumed = {}, {}
+        local wg = G.wait_group()
+        for id = 1, 3 do
+            wg:add()
+            G.spawn(function()
+                for _ = 1, 10 do
+                    m:lock()
+                    while #queue == 0 do c:wait() end
+                    consumed[#consumed + 1] = table.remove(queue, 1)
+                    m:unlock()
+                end
+                wg:done()
+            end)
+        end
+        for i = 1, 30 do
+            m:lock()
+            queue[#queue + 1] = i
+            c:signal()
+            m:unlock()
+            if i % 4 == 0 then G.sleep(1) end
+        end
+        wg:wait()
+        table.sort(consumed)
+        local want = {}
+        for i = 1, 30 do want[i] = i end
+        assert.are.same(want, consumed)
+    end)
+
+    it("wait unlocks the mutex while waiting and holds it again when it returns", function()
+        local m = G.mutex()
+        local c = G.cond(m)
+        local held_after = nil
+        G.spawn(function()
+            m:lock()
+            c:wait()
+            held_after = not m:try_lock()
+            m:unlock()
+        end)
+        G.sleep(1)
+        assert.are.equal("Cond(1 waiting)", tostring(c))
+        assert.is_true(m:try_lock()) -- the waiter let it go
+        c:signal()
+        G.sleep(1)
+        assert.is_nil(held_after) -- woken, but the mutex is ours
+        m:unlock()
+        G.sleep(1)
+        assert.is_true(held_after)
+        assert.are.equal("Mutex(unlocked)", tostring(m))
+    end)
+
+    it("signal wakes one waiter (the longest waiting), broadcast wakes all", function()
+        local m = G.mutex()
+        local c = G.cond(m)
+        local woken = {}
+        for i = 1, 4 do
+            G.spawn(function()
+                m:lock()
+                c:wait()
+                woken[#woken + 1] = i
+                m:unlock()
+            end)
+            G.sleep(1)
+        end
+        c:signal()
+        G.sleep(1)
+        assert.are.same({ 1 }, woken)
+        c:signal()
+        G.sleep(1)
+        assert.are.same({ 1, 2 }, woken)
+        c:broadcast()
+        G.sleep(1)
+        assert.are.same({ 1, 2, 3, 4 }, woken)
+        c:signal() -- nobody waits: nothing happens
+        c:broadcast()
+    end)
+
+    it("wait without holding the mutex raises", function()
+        local m = G.mutex()
+        local c = G.cond(m)
+        raises("Cond wait with its mutex not locked", function() c:wait() end)
+        assert.are.equal("Cond(0 waiting)", tostring(c))
+    end)
+
+    it("works over an RWMutex's write side", function()
+        local rw = G.rwmutex()
+        local c = G.cond(rw)
+        local ready = false
+        G.spawn(function()
+            G.sleep(2)
+            rw:lock()
+            ready = true
+            c:broadcast()
+            rw:unlock()
+        end)
+        rw:lock()
+        while not ready do c:wait() end
+        rw:unlock()
+        assert.is_true(ready)
+    end)
+
+    it("a killed waiter does not hold the mutex, and a signal it got goes to the next", function()
+        local m = G.mutex()
+        local c = G.cond(m)
+        -- killed while waiting for a signal
+        killed_waiter(function()
+            m:lock()
+            c:wait()
+        end)
+        assert.are.equal("Mutex(unlocked)", tostring(m))
+        assert.are.equal("Cond(0 waiting)", tostring(c))
+        -- killed while waiting to lock the mutex again
+        m:lock()
+        G.spawn(killed_waiter, function()
+            m:lock()
+            c:wait()
+        end)
+        G.sleep(1)
+        m:unlock()
+        G.sleep(1)
+        m:lock()
+        c:signal()
+        G.sleep(20) -- it is killed while waiting for the mutex we hold
+        m:unlock()
+        assert.is_true(m:try_lock())
+        m:unlock()
+        -- signalled, then killed before it ran: the next waiter gets the signal
+        local got = false
+        local h = G.async(G.timeout, 10, function()
+            m:lock()
+            c:wait()
+            m:unlock()
+        end)
+        G.sleep(1)
+        G.spawn(function()
+            m:lock()
+            c:wait()
+            got = true
+            m:unlock()
+        end)
+        G.sleep(1)
+        G.spawn(function()
+            c:signal()
+            spin(30)
+        end)
+        local ok, tok = G.await(h)
+        assert.is_true(ok)
+        G.sleep(2)
+        if not tok then
+            assert.is_true(got)
+        else
+            c:signal() -- the first one ran in time on a slow machine
+            G.sleep(2)
+            assert.is_true(got)
+        end
+        assert.is_true(m:try_lock())
+        m:unlock()
+    end)
+
+    it("checks its arguments", function()
+        raises("bad argument #1 to '.*cond' %(Mutex or RWMutex expected, got no value%)", G.cond)
+        raises("bad argument #1 to '.*cond' %(Mutex or RWMutex expected, got goroutine.Semaphore%)",
+            G.cond, G.semaphore(1))
+        local c = G.cond(G.mutex())
+        raises("calling 'signal' on bad self %(goroutine.Cond expected, got table%)", function()
+            local t = { signal = c.signal }
+            t:signal()
+        end)
+    end)
+end)
+
 describe("sync waits", function()
     it("from a plain coroutine inside a goroutine: an error, not a hang", function()
         in_goroutine(function()
@@ -390,6 +898,21 @@ describe("sync waits", function()
         assert.matches("deadlock", err)
         assert.are.equal("Mutex(locked)", tostring(m))
         m:unlock()
+        local s = G.semaphore(1)
+        s:acquire()
+        ok, err = pcall(s.acquire, s)
+        assert.is_false(ok)
+        assert.matches("deadlock", err)
+        assert.are.equal("Semaphore(0/1)", tostring(s))
+        s:release()
+        local c = G.cond(m)
+        m:lock()
+        ok, err = pcall(c.wait, c)
+        assert.is_false(ok)
+        assert.matches("deadlock", err)
+        assert.are.equal("Cond(0 waiting)", tostring(c))
+        -- the failed wait let the mutex go and did not take it again
+        assert.are.equal("Mutex(unlocked)", tostring(m))
     end)
 
     it("ends a plain script whose lock is never released with a deadlock error", function()
