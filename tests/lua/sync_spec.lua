@@ -933,4 +933,14 @@ describe("sync waits", function()
         assert.matches("deadlock", out)
         assert.is_nil(out:find("unreachable", 1, true))
     end)
+
+    it("examples run with plain lua5.4", function()
+        for _, name in ipairs({ "mutex", "semaphore" }) do
+            local f = assert(io.open("../../examples/" .. name .. ".lua"))
+            local code = f:read("a")
+            f:close()
+            local out, status = run_lua(code, 20)
+            assert.are.equal(0, status, out)
+        end
+    end)
 end)
