@@ -36,18 +36,30 @@ local function spin(ms)
     while now() - t0 < ms do end
 end
 
+-- waits (sleeping) until cond() holds, at most 2 s: what must happen soon,
+-- robust to a loaded machine
+local function eventually(cond)
+    local t0 = now()
+    while not cond() do
+        if now() - t0 > 2000 then return false end
+        G.sleep(1)
+    end
+    return true
+end
+
 local function raises(pattern, fn, ...)
     local ok, err = pcall(fn, ...)
     assert.is_false(ok, "expected an error matching " .. pattern)
     assert.matches(pattern, tostring(err))
 end
 
--- a goroutine that waits on the primitive (through wait_fn) inside a
--- 10 ms timeout: it must be killed at the deadline
-local function killed_waiter(wait_fn)
-    local ok, err = G.timeout(10, wait_fn)
+-- waits on the primitive (through wait_fn) inside a timeout of ms (10 by
+-- default): it must be killed at the deadline
+local function killed_waiter(wait_fn, ms)
+    ms = ms or 10
+    local ok, err = G.timeout(ms, wait_fn)
     assert.is_false(ok)
-    assert.are.equal("timeout after 10 ms", err)
+    assert.are.equal("timeout after " .. ms .. " ms", err)
 end
 
 describe("goroutine.mutex", function()
@@ -194,8 +206,7 @@ describe("goroutine.mutex", function()
         end)
         G.sleep(20) -- the first waiter is dead by now
         m:unlock()
-        G.sleep(2)
-        assert.is_true(got)
+        assert.is_true(eventually(function() return got end))
         assert.is_true(m:try_lock())
         m:unlock()
     end)
@@ -295,7 +306,7 @@ describe("goroutine.rwmutex", function()
         G.sleep(5)
         assert.are.same({}, log)
         rw:runlock()
-        G.sleep(10)
+        assert.is_true(eventually(function() return #log == 2 end))
         assert.are.same({ "writer", "late reader" }, log)
     end)
 
@@ -353,7 +364,7 @@ describe("goroutine.rwmutex", function()
     it("a reader queued behind a writer that gets killed is let in", function()
         local rw = G.rwmutex()
         rw:rlock()
-        G.spawn(killed_waiter, function() rw:lock() end)
+        G.spawn(killed_waiter, function() rw:lock() end, 100)
         local got = false
         G.spawn(function()
             G.sleep(1)
@@ -363,8 +374,8 @@ describe("goroutine.rwmutex", function()
         end)
         G.sleep(3)
         assert.is_false(got)
-        G.sleep(20) -- the writer is killed: the reader behind it is let in
-        assert.is_true(got)
+        -- the writer is killed at 100 ms: the reader behind it is let in
+        assert.is_true(eventually(function() return got end))
         rw:runlock()
     end)
 end)
@@ -429,7 +440,7 @@ describe("goroutine.semaphore", function()
         assert.are.same({}, order)
         assert.is_false(s:try_acquire(1)) -- nor can a newcomer overtake it
         s:release(2)
-        G.sleep(0)
+        assert.is_true(eventually(function() return #order == 1 end))
         assert.are.same({ 1 }, order)
         s:release(1)
         wg:wait()
@@ -476,7 +487,7 @@ describe("goroutine.semaphore", function()
     it("a waiter killed at the head does not block the later ones", function()
         local s = G.semaphore(3)
         s:acquire(2)
-        G.spawn(killed_waiter, function() s:acquire(3) end) -- the head: needs all 3
+        G.spawn(killed_waiter, function() s:acquire(3) end, 100) -- the head: needs all 3
         local got = false
         G.spawn(function()
             G.sleep(1)
@@ -486,8 +497,8 @@ describe("goroutine.semaphore", function()
         end)
         G.sleep(3)
         assert.is_false(got)
-        G.sleep(20) -- the head is killed: the one behind it fits now
-        assert.is_true(got)
+        -- the head is killed at 100 ms: the one behind it fits now
+        assert.is_true(eventually(function() return got end))
         s:release(2)
         assert.are.equal(3, s:available())
         -- killed while holding the units handed to it: they come back
@@ -617,7 +628,7 @@ describe("goroutine.once", function()
             G.spawn(function()
                 o:call(function()
                     runs = runs + 1
-                    G.sleep(10)
+                    G.sleep(50)
                     finished = true
                 end)
                 saw_finished[i] = finished
@@ -659,8 +670,7 @@ describe("goroutine.once", function()
                 released = released + 1
             end)
         end
-        G.sleep(20)
-        assert.are.equal(3, released)
+        assert.is_true(eventually(function() return released == 3 end))
     end)
 
     it("a first caller killed by a timeout counts as done; a killed waiter is harmless", function()
@@ -668,7 +678,7 @@ describe("goroutine.once", function()
         local waiter_done = false
         local first
         G.spawn(function()
-            first = { G.timeout(30, function()
+            first = { G.timeout(200, function()
                 o:call(function() G.sleep(1000) end) -- the first caller
             end) }
         end)
@@ -682,11 +692,10 @@ describe("goroutine.once", function()
         killed_waiter(function() o:call(function() error("never runs") end) end)
         assert.are.equal("Once(running)", tostring(o))
         assert.is_false(waiter_done)
-        -- the first caller is killed at 30 ms: done, the waiters go on
+        -- the first caller is killed at 200 ms: done, the waiters go on
         o:call(function() error("never runs") end)
-        G.sleep(1)
-        assert.are.same({ false, "timeout after 30 ms" }, first)
-        assert.is_true(waiter_done)
+        assert.is_true(eventually(function() return first ~= nil and waiter_done end))
+        assert.are.same({ false, "timeout after 200 ms" }, first)
         assert.are.equal("Once(done)", tostring(o))
     end)
 
@@ -751,7 +760,7 @@ describe("goroutine.cond", function()
         G.sleep(1)
         assert.is_nil(held_after) -- woken, but the mutex is ours
         m:unlock()
-        G.sleep(1)
+        assert.is_true(eventually(function() return held_after ~= nil end))
         assert.is_true(held_after)
         assert.are.equal("Mutex(unlocked)", tostring(m))
     end)
@@ -770,13 +779,15 @@ describe("goroutine.cond", function()
             G.sleep(1)
         end
         c:signal()
-        G.sleep(1)
+        assert.is_true(eventually(function() return #woken == 1 end))
+        G.sleep(2)
         assert.are.same({ 1 }, woken)
         c:signal()
-        G.sleep(1)
+        assert.is_true(eventually(function() return #woken == 2 end))
+        G.sleep(2)
         assert.are.same({ 1, 2 }, woken)
         c:broadcast()
-        G.sleep(1)
+        assert.is_true(eventually(function() return #woken == 4 end))
         assert.are.same({ 1, 2, 3, 4 }, woken)
         c:signal() -- nobody waits: nothing happens
         c:broadcast()
@@ -852,14 +863,10 @@ describe("goroutine.cond", function()
         end)
         local ok, tok = G.await(h)
         assert.is_true(ok)
-        G.sleep(2)
-        if not tok then
-            assert.is_true(got)
-        else
+        if tok then
             c:signal() -- the first one ran in time on a slow machine
-            G.sleep(2)
-            assert.is_true(got)
         end
+        assert.is_true(eventually(function() return got end))
         assert.is_true(m:try_lock())
         m:unlock()
     end)
