@@ -6,7 +6,9 @@
 
 #include <lauxlib.h>
 
+#include "codec.h"
 #include "sync.h"
+#include "travel.h"
 
 typedef struct aint_core {
     atomic_int refs;
@@ -16,6 +18,14 @@ typedef struct aint_core {
 typedef struct aint_ud {
     aint_core *core;
 } aint_ud;
+
+static const char COPIES = 'A'; /* registry: weak core -> this VM's userdata */
+
+static void core_unref(aint_core *c)
+{
+    if (atomic_fetch_sub(&c->refs, 1) == 1)
+        free(c);
+}
 
 static aint_core *check_aint(lua_State *L)
 {
@@ -70,9 +80,56 @@ static int ai_tostring(lua_State *L)
 static int ai_gc(lua_State *L)
 {
     aint_ud *u = lua_touserdata(L, 1);
-    if (u->core && atomic_fetch_sub(&u->core->refs, 1) == 1)
-        free(u->core);
+    if (u->core)
+        core_unref(u->core);
     u->core = NULL;
+    return 0;
+}
+
+/* Pushes this VM's userdata for core (new, or the one made before), which
+ * takes over one reference on core. */
+static void push_copy(lua_State *L, aint_core *c)
+{
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &COPIES);
+    if (lua_rawgetp(L, -1, c) == LUA_TUSERDATA) {
+        lua_remove(L, -2);
+        core_unref(c);
+        return;
+    }
+    lua_pop(L, 1);
+    aint_ud *u = lua_newuserdatauv(L, sizeof *u, 0);
+    u->core = c;
+    luaL_setmetatable(L, ATOMIC_INT_TNAME);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, -3, c);
+    lua_remove(L, -2);
+}
+
+/* ---- travelling to the other VMs of this process (pool tasks): the core
+ * is shared, every operation on it is atomic ---- */
+
+static int ai_encode(lua_State *L, int idx, void *ud, void *call)
+{
+    (void)ud;
+    travel_ctx *tc = call;
+    if (tc)
+        return luaL_error(L, "an AtomicInt cannot travel to %s", tc->where);
+    aint_ud *u = lua_touserdata(L, idx);
+    atomic_fetch_add(&u->core->refs, 1); /* taken over by the decoded copy */
+    travel_pack(L, u->core);
+    return 0;
+}
+
+static int ai_decode(lua_State *L, const char *data, size_t len, void *ud, void *call)
+{
+    (void)ud;
+    travel_ctx *tc = call;
+    if (tc)
+        return luaL_error(L, "an AtomicInt cannot travel from %s", tc->where);
+    aint_core *c = travel_unpack(L, data, len, "an AtomicInt");
+    if (!c)
+        return -1;
+    push_copy(L, c);
     return 0;
 }
 
@@ -88,6 +145,10 @@ static int g_atomic_int(lua_State *L)
     atomic_init(&c->refs, 1);
     atomic_init(&c->v, v);
     u->core = c;
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &COPIES);
+    lua_pushvalue(L, -2);
+    lua_rawsetp(L, -2, c);
+    lua_pop(L, 1);
     return 1;
 }
 
@@ -108,6 +169,8 @@ void atomic_int_open(lua_State *L)
         lua_setfield(L, -2, "__gc");
     }
     lua_pop(L, 1);
+    travel_new_copies(L, &COPIES);
+    codec_register_udata(L, ATOMIC_INT_TNAME, ai_encode, ai_decode, NULL);
     lua_pushcfunction(L, g_atomic_int);
     lua_setfield(L, -2, "atomic_int");
 }

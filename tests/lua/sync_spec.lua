@@ -582,6 +582,28 @@ describe("goroutine.atomic_int", function()
         assert.are.equal(1000, a:load())
     end)
 
+    it("is the same counter in the tasks of a pool (other VMs, other threads)", function()
+        local a = G.atomic_int()
+        local name = "sync_spec_atomic"
+        assert.is_true(G.pool_create(name, { workers = 4 }))
+        local ids = {}
+        for i = 1, 8 do
+            ids[i] = G.pool_submit(name, function()
+                for _ = 1, 1000 do a:add(1) end
+                return a
+            end)
+            assert.is_string(ids[i])
+        end
+        for i = 1, 8 do
+            local ok, back = G.await(ids[i])
+            assert.is_true(ok, tostring(back))
+            assert.are.equal(a, back) -- back home: the same object
+        end
+        G.pool_wait(name)
+        G.pool_close(name)
+        assert.are.equal(8000, a:load())
+    end)
+
     it("takes integers only", function()
         raises("bad argument #1 to '.*atomic_int' %(number has no integer representation%)", G.atomic_int, 0.5)
         raises("bad argument #1 to '.*atomic_int' %(integer expected, got string%)", G.atomic_int, "1")
