@@ -3,7 +3,8 @@
  * mutex, waits for signal() (wakes the longest waiter) or broadcast()
  * (wakes all), and locks it again before returning. A waiter killed while
  * waiting for the signal or for the mutex never holds the mutex, and a
- * signal it got but did not live to see goes to the next waiter. */
+ * signal it got but did not live to see goes to the next waiter. A wait
+ * that raises (a deadlock in the main chunk) leaves the mutex unlocked. */
 #ifndef MUTIRAO_COND_H
 #define MUTIRAO_COND_H
 

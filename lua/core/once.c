@@ -1,5 +1,6 @@
-/* once.c: Once (see once.h). The first caller's results are returned to it;
- * every other call returns nothing. */
+/* once.c: Once (see once.h). The first call runs fn under a waiter whose
+ * close (fn returned, raised, or was killed) marks it done and wakes the
+ * callers waiting for it. */
 #include "once.h"
 
 #include <stdlib.h>

@@ -1,7 +1,9 @@
 /* once.h: Go's sync.Once for goroutines ("goroutine.Once"): call(fn, ...)
- * runs fn only the first time. Callers that come while it runs wait until
- * it has finished; it counts as done even when fn raised or its goroutine
- * was killed. The core is malloc'd and reference counted like mutex.h's. */
+ * runs fn only the first time and returns fn's results to that caller;
+ * every other call returns nothing. Callers that come while it runs wait
+ * until it has finished; it counts as done even when fn raised (the error
+ * reaches the first caller) or its goroutine was killed. The core is malloc'd and reference counted
+ * like mutex.h's. */
 #ifndef MUTIRAO_ONCE_H
 #define MUTIRAO_ONCE_H
 
