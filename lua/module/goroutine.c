@@ -19,6 +19,7 @@
 #include "pool.h"
 #include "procs.h"
 #include "scheduler.h"
+#include "sync.h"
 #include "waitgroup.h"
 
 static sched *S(lua_State *L)
@@ -485,6 +486,7 @@ MUTIRAO_EXPORT int luaopen_goroutine(lua_State *L)
     lua_pushlightuserdata(L, s);
     luaL_setfuncs(L, funcs, 1);
     channel_open(L, s);
+    sync_open(L, s);
     patterns_open(L);
     pool_open(L, s);
     return 1;

@@ -69,8 +69,19 @@ add_test(NAME example.worker_pool COMMAND ${_ex_run} ${_ex_dir}/worker_pool.slot
   --out "^worker_pool_batch +crunch_batch +success +2\\.\\d\\ds +batch processed$"
   --min 1.9 --max 4.0)
 
+# mutex.lua: 50 goroutines deposit through a Mutex with a sleep inside the
+# critical section: none is lost (50 x ~1 ms, one at a time).
+add_test(NAME example.mutex COMMAND ${_ex_run} ${_ex_dir}/mutex.lua
+  --out "^balance: 500 \\(50 deposits of 10\\)$" --out "^Mutex\\(unlocked\\)$"
+  --min 0.05 --max 2.0)
+
+# semaphore.lua: 12 downloads of 100 ms through a Semaphore of 3: 4 waves.
+add_test(NAME example.semaphore COMMAND ${_ex_run} ${_ex_dir}/semaphore.lua
+  --out "^12 downloads, at most 3 at once, in \\d+\\.\\d s$" --out "^Semaphore\\(3/3\\)$"
+  --min 0.39 --max 1.5)
+
 set_tests_properties(example.hello example.waitgroup example.timeout example.parallel_deployment
-  example.file_pool example.worker_pool
+  example.file_pool example.worker_pool example.mutex example.semaphore
   PROPERTIES LABELS examples TIMEOUT 60)
 
 # Examples of the http and exec modules (issue 5); the HTTP ones run against

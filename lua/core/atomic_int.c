@@ -1,0 +1,176 @@
+/* atomic_int.c: AtomicInt (see atomic_int.h). */
+#include "atomic_int.h"
+
+#include <stdatomic.h>
+#include <stdlib.h>
+
+#include <lauxlib.h>
+
+#include "codec.h"
+#include "sync.h"
+#include "travel.h"
+
+typedef struct aint_core {
+    atomic_int refs;
+    _Atomic lua_Integer v;
+} aint_core;
+
+typedef struct aint_ud {
+    aint_core *core;
+} aint_ud;
+
+static const char COPIES = 'A'; /* registry: weak core -> this VM's userdata */
+
+static void core_unref(aint_core *c)
+{
+    if (atomic_fetch_sub(&c->refs, 1) == 1)
+        free(c);
+}
+
+static aint_core *check_aint(lua_State *L)
+{
+    return ((aint_ud *)luaL_checkudata(L, 1, ATOMIC_INT_TNAME))->core;
+}
+
+static int ai_add(lua_State *L)
+{
+    aint_core *c = check_aint(L);
+    lua_Integer d = sync_check_integer(L, 2);
+    /* signed atomic arithmetic wraps around (C11 7.17.7.5) */
+    lua_Integer old = atomic_fetch_add(&c->v, d);
+    lua_pushinteger(L, (lua_Integer)((lua_Unsigned)old + (lua_Unsigned)d));
+    return 1;
+}
+
+static int ai_load(lua_State *L)
+{
+    lua_pushinteger(L, atomic_load(&check_aint(L)->v));
+    return 1;
+}
+
+static int ai_store(lua_State *L)
+{
+    aint_core *c = check_aint(L);
+    atomic_store(&c->v, sync_check_integer(L, 2));
+    return 0;
+}
+
+static int ai_swap(lua_State *L)
+{
+    aint_core *c = check_aint(L);
+    lua_pushinteger(L, atomic_exchange(&c->v, sync_check_integer(L, 2)));
+    return 1;
+}
+
+static int ai_cas(lua_State *L)
+{
+    aint_core *c = check_aint(L);
+    lua_Integer old = sync_check_integer(L, 2);
+    lua_Integer new = sync_check_integer(L, 3);
+    lua_pushboolean(L, atomic_compare_exchange_strong(&c->v, &old, new));
+    return 1;
+}
+
+static int ai_tostring(lua_State *L)
+{
+    lua_pushfstring(L, "AtomicInt(%I)", atomic_load(&check_aint(L)->v));
+    return 1;
+}
+
+static int ai_gc(lua_State *L)
+{
+    aint_ud *u = lua_touserdata(L, 1);
+    if (u->core)
+        core_unref(u->core);
+    u->core = NULL;
+    return 0;
+}
+
+/* Pushes this VM's userdata for core (new, or the one made before), which
+ * takes over one reference on core. */
+static void push_copy(lua_State *L, aint_core *c)
+{
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &COPIES);
+    if (lua_rawgetp(L, -1, c) == LUA_TUSERDATA) {
+        lua_remove(L, -2);
+        core_unref(c);
+        return;
+    }
+    lua_pop(L, 1);
+    aint_ud *u = lua_newuserdatauv(L, sizeof *u, 0);
+    u->core = c;
+    luaL_setmetatable(L, ATOMIC_INT_TNAME);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, -3, c);
+    lua_remove(L, -2);
+}
+
+/* ---- travelling to the other VMs of this process (pool tasks): the core
+ * is shared, every operation on it is atomic ---- */
+
+static int ai_encode(lua_State *L, int idx, void *ud, void *call)
+{
+    (void)ud;
+    travel_ctx *tc = call;
+    if (tc)
+        return luaL_error(L, "an AtomicInt cannot travel to %s", tc->where);
+    aint_ud *u = lua_touserdata(L, idx);
+    atomic_fetch_add(&u->core->refs, 1); /* taken over by the decoded copy */
+    travel_pack(L, u->core);
+    return 0;
+}
+
+static int ai_decode(lua_State *L, const char *data, size_t len, void *ud, void *call)
+{
+    (void)ud;
+    travel_ctx *tc = call;
+    if (tc)
+        return luaL_error(L, "an AtomicInt cannot travel from %s", tc->where);
+    aint_core *c = travel_unpack(L, data, len, "an AtomicInt");
+    if (!c)
+        return -1;
+    push_copy(L, c);
+    return 0;
+}
+
+static int g_atomic_int(lua_State *L)
+{
+    lua_Integer v = lua_isnoneornil(L, 1) ? 0 : sync_check_integer(L, 1);
+    aint_ud *u = lua_newuserdatauv(L, sizeof *u, 0);
+    u->core = NULL;
+    luaL_setmetatable(L, ATOMIC_INT_TNAME);
+    aint_core *c = malloc(sizeof *c);
+    if (!c)
+        return luaL_error(L, "not enough memory");
+    atomic_init(&c->refs, 1);
+    atomic_init(&c->v, v);
+    u->core = c;
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &COPIES);
+    lua_pushvalue(L, -2);
+    lua_rawsetp(L, -2, c);
+    lua_pop(L, 1);
+    return 1;
+}
+
+void atomic_int_open(lua_State *L)
+{
+    static const luaL_Reg methods[] = {{"add", ai_add},
+                                       {"load", ai_load},
+                                       {"store", ai_store},
+                                       {"swap", ai_swap},
+                                       {"compare_and_swap", ai_cas},
+                                       {NULL, NULL}};
+    if (luaL_newmetatable(L, ATOMIC_INT_TNAME)) {
+        luaL_newlib(L, methods);
+        lua_setfield(L, -2, "__index");
+        lua_pushcfunction(L, ai_tostring);
+        lua_setfield(L, -2, "__tostring");
+        lua_pushcfunction(L, ai_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_pop(L, 1);
+    travel_new_copies(L, &COPIES);
+    codec_register_udata(L, ATOMIC_INT_TNAME, ai_encode, ai_decode, NULL);
+    lua_pushcfunction(L, g_atomic_int);
+    lua_setfield(L, -2, "atomic_int");
+}

@@ -1,0 +1,316 @@
+/* mutex.c: Mutex and RWMutex (see mutex.h): lock, unlock, try_lock and,
+ * for the RWMutex, rlock, runlock, try_rlock. */
+#include "mutex.h"
+
+#include <stdlib.h>
+
+#include <lauxlib.h>
+
+enum { SIDE_READ = 0, SIDE_WRITE = 1 };
+
+struct mutex_core {
+    atomic_int refs;
+    int writer;     /* held for writing (a Mutex: locked) */
+    size_t readers; /* read holders */
+    mlist queue;    /* waiters (waiter.node; n = SIDE_*), FIFO */
+};
+
+typedef struct mutex_ud {
+    mutex_core *core;
+    sched *s;
+} mutex_ud;
+
+void mutex_core_ref(void *core)
+{
+    atomic_fetch_add(&((mutex_core *)core)->refs, 1);
+}
+
+void mutex_core_unref(void *core)
+{
+    mutex_core *mu = core;
+    if (atomic_fetch_sub(&mu->refs, 1) == 1)
+        free(mu);
+}
+
+static int can_take(const mutex_core *mu, lua_Integer side)
+{
+    if (mu->writer || !mlist_empty(&mu->queue))
+        return 0;
+    return side == SIDE_READ || mu->readers == 0;
+}
+
+static void take(mutex_core *mu, lua_Integer side)
+{
+    if (side == SIDE_WRITE)
+        mu->writer = 1;
+    else
+        mu->readers++;
+}
+
+/* Hands the lock to the waiters at the head that can have it now: one
+ * writer, or every reader up to the next writer. */
+static void grant(mutex_core *mu)
+{
+    waiter *w;
+    while ((w = waitq_first(&mu->queue)) && !mu->writer) {
+        if (w->n == SIDE_WRITE && mu->readers)
+            break;
+        take(mu, w->n);
+        waiter_grant(w);
+    }
+}
+
+void mutex_abandon(mutex_core *mu, waiter *w, int wake)
+{
+    if (w->state == W_GRANTED) {
+        if (w->n == SIDE_WRITE)
+            mu->writer = 0;
+        else
+            mu->readers--;
+    }
+    waiter_unlink(w);
+    if (wake)
+        grant(mu); /* what it had, or its place at the head, goes to the next */
+}
+
+static void abandon(waiter *w, int wake)
+{
+    mutex_abandon(w->core, w, wake);
+}
+
+static const waiter_ops mutex_ops = {mutex_core_ref, mutex_core_unref, abandon};
+
+int mutex_locked(const mutex_core *mu)
+{
+    return mu->writer;
+}
+
+void mutex_unlock(mutex_core *mu)
+{
+    mu->writer = 0;
+    grant(mu);
+}
+
+int mutex_try(mutex_core *mu)
+{
+    if (!can_take(mu, SIDE_WRITE))
+        return 0;
+    take(mu, SIDE_WRITE);
+    return 1;
+}
+
+void mutex_enqueue(mutex_core *mu, waiter *w)
+{
+    w->n = SIDE_WRITE;
+    waiter_enqueue(&mu->queue, w);
+}
+
+mutex_core *mutex_test(lua_State *L, int idx)
+{
+    mutex_ud *m = luaL_testudata(L, idx, MUTEX_TNAME);
+    if (!m)
+        m = luaL_testudata(L, idx, RWMUTEX_TNAME);
+    return m ? m->core : NULL;
+}
+
+/* ---- methods ---- */
+
+static int lock_k(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)status;
+    waiter *w = (waiter *)ctx;
+    if (w->state == W_QUEUED)
+        return waiter_wait(L, w, ctx, lock_k);
+    w->state = W_IDLE; /* granted: the lock is ours */
+    return 0;
+}
+
+static int do_lock(lua_State *L, const char *tname, lua_Integer side)
+{
+    mutex_ud *m = luaL_checkudata(L, 1, tname);
+    mutex_core *mu = m->core;
+    lua_settop(L, 1);
+    if (can_take(mu, side)) {
+        take(mu, side);
+        return 0;
+    }
+    waiter *w = waiter_push(L, m->s, mu, &mutex_ops, side);
+    waiter_enqueue(&mu->queue, w);
+    return waiter_wait(L, w, (lua_KContext)w, lock_k);
+}
+
+static int do_try(lua_State *L, const char *tname, lua_Integer side)
+{
+    mutex_core *mu = ((mutex_ud *)luaL_checkudata(L, 1, tname))->core;
+    int ok = can_take(mu, side);
+    if (ok)
+        take(mu, side);
+    lua_pushboolean(L, ok);
+    return 1;
+}
+
+static int mu_lock(lua_State *L)
+{
+    return do_lock(L, MUTEX_TNAME, SIDE_WRITE);
+}
+
+static int mu_try_lock(lua_State *L)
+{
+    return do_try(L, MUTEX_TNAME, SIDE_WRITE);
+}
+
+static int mu_unlock(lua_State *L)
+{
+    mutex_core *mu = ((mutex_ud *)luaL_checkudata(L, 1, MUTEX_TNAME))->core;
+    if (!mu->writer)
+        return luaL_error(L, "unlock of unlocked mutex");
+    mutex_unlock(mu);
+    return 0;
+}
+
+static int rw_lock(lua_State *L)
+{
+    return do_lock(L, RWMUTEX_TNAME, SIDE_WRITE);
+}
+
+static int rw_try_lock(lua_State *L)
+{
+    return do_try(L, RWMUTEX_TNAME, SIDE_WRITE);
+}
+
+static int rw_unlock(lua_State *L)
+{
+    mutex_core *mu = ((mutex_ud *)luaL_checkudata(L, 1, RWMUTEX_TNAME))->core;
+    if (!mu->writer)
+        return luaL_error(L, "unlock of unlocked rwmutex");
+    mutex_unlock(mu);
+    return 0;
+}
+
+static int rw_rlock(lua_State *L)
+{
+    return do_lock(L, RWMUTEX_TNAME, SIDE_READ);
+}
+
+static int rw_try_rlock(lua_State *L)
+{
+    return do_try(L, RWMUTEX_TNAME, SIDE_READ);
+}
+
+static int rw_runlock(lua_State *L)
+{
+    mutex_core *mu = ((mutex_ud *)luaL_checkudata(L, 1, RWMUTEX_TNAME))->core;
+    if (mu->readers == 0)
+        return luaL_error(L, "runlock of unlocked rwmutex");
+    mu->readers--;
+    grant(mu);
+    return 0;
+}
+
+static size_t nwaiting(const mutex_core *mu)
+{
+    size_t n = 0;
+    const mlist *p;
+    mlist_foreach (p, &mu->queue)
+        n++;
+    return n;
+}
+
+static int push_waiting(lua_State *L, const mutex_core *mu)
+{
+    size_t n = nwaiting(mu);
+    if (n)
+        lua_pushfstring(L, ", %I waiting)", (lua_Integer)n);
+    else
+        lua_pushliteral(L, ")");
+    return 1;
+}
+
+static int mu_tostring(lua_State *L)
+{
+    mutex_core *mu = ((mutex_ud *)luaL_checkudata(L, 1, MUTEX_TNAME))->core;
+    lua_pushstring(L, mu->writer ? "Mutex(locked" : "Mutex(unlocked");
+    push_waiting(L, mu);
+    lua_concat(L, 2);
+    return 1;
+}
+
+static int rw_tostring(lua_State *L)
+{
+    mutex_core *mu = ((mutex_ud *)luaL_checkudata(L, 1, RWMUTEX_TNAME))->core;
+    if (mu->writer)
+        lua_pushliteral(L, "RWMutex(locked");
+    else if (mu->readers)
+        lua_pushfstring(L, "RWMutex(%I reader%s", (lua_Integer)mu->readers,
+                        mu->readers == 1 ? "" : "s");
+    else
+        lua_pushliteral(L, "RWMutex(unlocked");
+    push_waiting(L, mu);
+    lua_concat(L, 2);
+    return 1;
+}
+
+static int mutex_gc(lua_State *L)
+{
+    mutex_ud *m = lua_touserdata(L, 1);
+    if (m->core)
+        mutex_core_unref(m->core);
+    m->core = NULL;
+    return 0;
+}
+
+static int new_mutex(lua_State *L, const char *tname)
+{
+    sched *s = lua_touserdata(L, lua_upvalueindex(1));
+    mutex_ud *m = lua_newuserdatauv(L, sizeof *m, 0);
+    m->core = NULL;
+    m->s = s;
+    luaL_setmetatable(L, tname);
+    mutex_core *mu = calloc(1, sizeof *mu);
+    if (!mu)
+        return luaL_error(L, "not enough memory");
+    atomic_init(&mu->refs, 1);
+    mlist_init(&mu->queue);
+    m->core = mu;
+    return 1;
+}
+
+static int g_mutex(lua_State *L)
+{
+    return new_mutex(L, MUTEX_TNAME);
+}
+
+static int g_rwmutex(lua_State *L)
+{
+    return new_mutex(L, RWMUTEX_TNAME);
+}
+
+static void new_metatable(lua_State *L, const char *tname, const luaL_Reg *methods,
+                          lua_CFunction tostring)
+{
+    if (luaL_newmetatable(L, tname)) {
+        lua_newtable(L);
+        luaL_setfuncs(L, methods, 0);
+        lua_setfield(L, -2, "__index");
+        lua_pushcfunction(L, tostring);
+        lua_setfield(L, -2, "__tostring");
+        lua_pushcfunction(L, mutex_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_pop(L, 1);
+}
+
+void mutex_open(lua_State *L, sched *s)
+{
+    static const luaL_Reg mu_methods[] = {
+        {"lock", mu_lock}, {"unlock", mu_unlock}, {"try_lock", mu_try_lock}, {NULL, NULL}};
+    static const luaL_Reg rw_methods[] = {
+        {"lock", rw_lock},   {"unlock", rw_unlock},   {"try_lock", rw_try_lock},
+        {"rlock", rw_rlock}, {"runlock", rw_runlock}, {"try_rlock", rw_try_rlock},
+        {NULL, NULL}};
+    static const luaL_Reg ctors[] = {{"mutex", g_mutex}, {"rwmutex", g_rwmutex}, {NULL, NULL}};
+    new_metatable(L, MUTEX_TNAME, mu_methods, mu_tostring);
+    new_metatable(L, RWMUTEX_TNAME, rw_methods, rw_tostring);
+    lua_pushlightuserdata(L, s);
+    luaL_setfuncs(L, ctors, 1);
+}

@@ -1,0 +1,195 @@
+/* sema.c: acquire, release, try_acquire, available, capacity (see
+ * sema.h). */
+#include "sema.h"
+
+#include <stdlib.h>
+
+#include <lauxlib.h>
+
+#include "sync.h"
+#include "waitq.h"
+
+typedef struct sem_core {
+    atomic_int refs;
+    lua_Integer avail, cap;
+    mlist queue; /* waiters (waiter.node; n = units asked), FIFO */
+} sem_core;
+
+typedef struct sem_ud {
+    sem_core *core;
+    sched *s;
+} sem_ud;
+
+static void core_ref(void *core)
+{
+    atomic_fetch_add(&((sem_core *)core)->refs, 1);
+}
+
+static void core_unref(void *core)
+{
+    sem_core *c = core;
+    if (atomic_fetch_sub(&c->refs, 1) == 1)
+        free(c);
+}
+
+/* Grants the waiters at the head while their requests fit. */
+static void grant(sem_core *c)
+{
+    waiter *w;
+    while ((w = waitq_first(&c->queue)) && w->n <= c->avail) {
+        c->avail -= w->n;
+        waiter_grant(w);
+    }
+}
+
+static void abandon(waiter *w, int wake)
+{
+    sem_core *c = w->core;
+    if (w->state == W_GRANTED)
+        c->avail += w->n;
+    waiter_unlink(w);
+    if (wake)
+        grant(c); /* its units, or its place at the head, go to the next */
+}
+
+static const waiter_ops sem_ops = {core_ref, core_unref, abandon};
+
+static sem_ud *check_sem(lua_State *L)
+{
+    return luaL_checkudata(L, 1, SEMAPHORE_TNAME);
+}
+
+/* The units argument: 1 when absent, else 1..capacity. */
+static lua_Integer check_units(lua_State *L, sem_core *c)
+{
+    if (lua_isnoneornil(L, 2))
+        return 1;
+    lua_Integer k = sync_check_integer(L, 2);
+    if (k < 1 || k > c->cap)
+        luaL_argerror(L, 2,
+                      lua_pushfstring(L, "units must be 1..%I (the capacity), got %I", c->cap, k));
+    return k;
+}
+
+static int acquire_k(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)status;
+    waiter *w = (waiter *)ctx;
+    if (w->state == W_QUEUED)
+        return waiter_wait(L, w, ctx, acquire_k);
+    w->state = W_IDLE; /* granted: the units are ours */
+    return 0;
+}
+
+static int sem_acquire(lua_State *L)
+{
+    sem_ud *u = check_sem(L);
+    sem_core *c = u->core;
+    lua_Integer k = check_units(L, c);
+    lua_settop(L, 1);
+    if (mlist_empty(&c->queue) && c->avail >= k) {
+        c->avail -= k;
+        return 0;
+    }
+    waiter *w = waiter_push(L, u->s, c, &sem_ops, k);
+    waiter_enqueue(&c->queue, w);
+    return waiter_wait(L, w, (lua_KContext)w, acquire_k);
+}
+
+static int sem_try_acquire(lua_State *L)
+{
+    sem_core *c = check_sem(L)->core;
+    lua_Integer k = check_units(L, c);
+    int ok = mlist_empty(&c->queue) && c->avail >= k;
+    if (ok)
+        c->avail -= k;
+    lua_pushboolean(L, ok);
+    return 1;
+}
+
+static int sem_release(lua_State *L)
+{
+    sem_core *c = check_sem(L)->core;
+    lua_Integer k = check_units(L, c);
+    if (k > c->cap - c->avail)
+        return luaL_error(L,
+                          "semaphore released more than acquired (%I available of %I, "
+                          "releasing %I)",
+                          c->avail, c->cap, k);
+    c->avail += k;
+    grant(c);
+    return 0;
+}
+
+static int sem_available(lua_State *L)
+{
+    lua_pushinteger(L, check_sem(L)->core->avail);
+    return 1;
+}
+
+static int sem_capacity(lua_State *L)
+{
+    lua_pushinteger(L, check_sem(L)->core->cap);
+    return 1;
+}
+
+static int sem_tostring(lua_State *L)
+{
+    sem_core *c = check_sem(L)->core;
+    size_t n = 0;
+    const mlist *p;
+    mlist_foreach (p, &c->queue)
+        n++;
+    if (n)
+        lua_pushfstring(L, "Semaphore(%I/%I, %I waiting)", c->avail, c->cap, (lua_Integer)n);
+    else
+        lua_pushfstring(L, "Semaphore(%I/%I)", c->avail, c->cap);
+    return 1;
+}
+
+static int sem_gc(lua_State *L)
+{
+    sem_ud *u = lua_touserdata(L, 1);
+    if (u->core)
+        core_unref(u->core);
+    u->core = NULL;
+    return 0;
+}
+
+static int g_semaphore(lua_State *L)
+{
+    sched *s = lua_touserdata(L, lua_upvalueindex(1));
+    lua_Integer n = sync_check_integer(L, 1);
+    luaL_argcheck(L, n >= 1, 1, "capacity must be at least 1");
+    sem_ud *u = lua_newuserdatauv(L, sizeof *u, 0);
+    u->core = NULL;
+    u->s = s;
+    luaL_setmetatable(L, SEMAPHORE_TNAME);
+    sem_core *c = calloc(1, sizeof *c);
+    if (!c)
+        return luaL_error(L, "not enough memory");
+    atomic_init(&c->refs, 1);
+    c->avail = c->cap = n;
+    mlist_init(&c->queue);
+    u->core = c;
+    return 1;
+}
+
+void semaphore_open(lua_State *L, sched *s)
+{
+    static const luaL_Reg methods[] = {
+        {"acquire", sem_acquire},     {"release", sem_release},   {"try_acquire", sem_try_acquire},
+        {"available", sem_available}, {"capacity", sem_capacity}, {NULL, NULL}};
+    if (luaL_newmetatable(L, SEMAPHORE_TNAME)) {
+        luaL_newlib(L, methods);
+        lua_setfield(L, -2, "__index");
+        lua_pushcfunction(L, sem_tostring);
+        lua_setfield(L, -2, "__tostring");
+        lua_pushcfunction(L, sem_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_pop(L, 1);
+    lua_pushlightuserdata(L, s);
+    lua_pushcclosure(L, g_semaphore, 1);
+    lua_setfield(L, -2, "semaphore");
+}
