@@ -24,9 +24,10 @@ typedef struct chan_waiter {
     mlist node; /* in ch->recvq or ch->sendq while queued */
     chan_sel *sel;
     channel *ch;
-    int vidx; /* a send: its value's index on the waiter's stack */
-    int no;   /* its case number, 1-based */
-    int dir;  /* C_RECV or C_SEND */
+    int vidx;  /* a send: its value's index on the waiter's stack */
+    int chidx; /* its channel's index on the waiter's stack */
+    int no;    /* its case number, 1-based */
+    int dir;   /* C_RECV or C_SEND */
     int queued;
 } chan_waiter;
 
@@ -45,6 +46,7 @@ struct channel {
     uint64_t magic; /* CH_MAGIC */
     sched *s;
     lua_Integer cap, head, count; /* ring buffer in user value 1, slots 1..cap */
+    lua_Integer nback;            /* values given back (user value 2), received first */
     int closed;
     mlist recvq, sendq; /* of chan_waiter.node, oldest first */
     theap_ent after;    /* goroutine.after: when it receives its value */
@@ -98,6 +100,38 @@ static void buf_pop(lua_State *L, channel *ch, int chidx)
     ch->count--;
 }
 
+/* Values handed to a receiver that was killed before it took them (a
+ * timeout's deadline that came in the same loop turn): they wait in a queue
+ * of their own (user value 2) and are received before the buffer's. */
+static void back_push(lua_State *L, channel *ch, int chidx)
+{
+    if (lua_getiuservalue(L, chidx, 2) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setiuservalue(L, chidx, 2);
+    }
+    lua_rotate(L, -2, 1);
+    lua_rawseti(L, -2, ++ch->nback);
+    lua_pop(L, 1);
+}
+
+/* Pushes the oldest value given back and takes it out. */
+static void back_pop(lua_State *L, channel *ch, int chidx)
+{
+    lua_getiuservalue(L, chidx, 2);
+    lua_rawgeti(L, -1, 1);
+    lua_remove(L, -2);
+    lua_getiuservalue(L, chidx, 2);
+    for (lua_Integer i = 1; i < ch->nback; i++) { /* (rare, and short) */
+        lua_rawgeti(L, -1, i + 1);
+        lua_rawseti(L, -2, i);
+    }
+    lua_pushnil(L);
+    lua_rawseti(L, -2, ch->nback--);
+    lua_pop(L, 1);
+}
+
 /* ---- waiters ---- */
 
 static chan_waiter *first_waiter(mlist *q)
@@ -145,10 +179,13 @@ static void sel_free(chan_sel *sel)
         free(sel);
 }
 
+static void give_back(chan_sel *sel, gor *g);
+
 static void sel_cancel(sched_parker *p, gor *g)
 {
-    (void)g;
     chan_sel *sel = (chan_sel *)p;
+    if (g && sel->fired && sel->dir == C_RECV && !sel->closed)
+        give_back(sel, g);
     unqueue_all(sel);
     sel_free(sel);
 }
@@ -216,6 +253,11 @@ static void take_from_sender(lua_State *L, chan_waiter *w)
  * (1); or nothing when it would wait (0). */
 static int try_recv(lua_State *L, channel *ch, int chidx)
 {
+    if (ch->nback > 0) {
+        back_pop(L, ch, chidx);
+        lua_pushboolean(L, 1);
+        return 1;
+    }
     chan_waiter *w = first_waiter(&ch->sendq);
     if (ch->count > 0) {
         buf_pop(L, ch, chidx);
@@ -241,12 +283,33 @@ static int try_recv(lua_State *L, channel *ch, int chidx)
 
 static int recv_ready(const channel *ch)
 {
-    return ch->count > 0 || !mlist_empty(&ch->sendq) || ch->closed;
+    return ch->count > 0 || ch->nback > 0 || !mlist_empty(&ch->sendq) || ch->closed;
 }
 
 static int send_ready(const channel *ch)
 {
     return ch->closed || !mlist_empty(&ch->recvq) || ch->count < ch->cap;
+}
+
+/* A receiver was handed a value (it is on top of g's stack) and killed
+ * before it ran: the value goes to the next waiting receiver, or waits in
+ * the channel for one, so a value a send reported as delivered is never
+ * lost. */
+static void give_back(chan_sel *sel, gor *g)
+{
+    chan_waiter *w = NULL;
+    for (int i = 0; i < sel->n && !w; i++)
+        if (sel->w[i].no == sel->fired)
+            w = &sel->w[i];
+    lua_State *L = g->L;
+    channel *ch = w->ch;
+    chan_waiter *r = first_waiter(&ch->recvq);
+    if (r) {
+        lua_xmove(L, r->sel->g->L, 1);
+        fire(r, 0);
+        return;
+    }
+    back_push(L, ch, w->chidx);
 }
 
 /* ---- send / receive ---- */
@@ -285,7 +348,7 @@ static int ch_send(lua_State *L)
     }
     luaL_checkstack(L, 4, "channel send");
     chan_sel *sel = sel_new(L, ch->s, 1);
-    sel->w[0] = (chan_waiter){.sel = sel, .ch = ch, .vidx = 2, .no = 1, .dir = C_SEND};
+    sel->w[0] = (chan_waiter){.sel = sel, .ch = ch, .vidx = 2, .chidx = 1, .no = 1, .dir = C_SEND};
     return sched_wait_parker(L, ch->s, &sel->parker, 0, (lua_KContext)sel, send_k);
 }
 
@@ -313,7 +376,7 @@ static int ch_receive(lua_State *L)
         return 2;
     luaL_checkstack(L, 4, "channel receive");
     chan_sel *sel = sel_new(L, ch->s, 1);
-    sel->w[0] = (chan_waiter){.sel = sel, .ch = ch, .no = 1, .dir = C_RECV};
+    sel->w[0] = (chan_waiter){.sel = sel, .ch = ch, .chidx = 1, .no = 1, .dir = C_RECV};
     return sched_wait_parker(L, ch->s, &sel->parker, 0, (lua_KContext)sel, recv_k);
 }
 
@@ -366,7 +429,8 @@ static int ch_close(lua_State *L)
 
 static int ch_len(lua_State *L)
 {
-    lua_pushinteger(L, check_ch(L, 1)->count);
+    channel *ch = check_ch(L, 1);
+    lua_pushinteger(L, ch->count + ch->nback);
     return 1;
 }
 
@@ -411,7 +475,7 @@ static int ch_decode(lua_State *L, const char *data, size_t len, void *ud, void 
 
 static channel *push_channel(lua_State *L, sched *s, lua_Integer cap)
 {
-    channel *ch = lua_newuserdatauv(L, sizeof *ch, 1);
+    channel *ch = lua_newuserdatauv(L, sizeof *ch, 2);
     memset(ch, 0, sizeof *ch);
     ch->magic = CH_MAGIC;
     ch->s = s;
@@ -614,6 +678,7 @@ static int select_run(lua_State *L, sched *s, int timed, uint64_t due)
         sel->w[k++] = (chan_waiter){.sel = sel,
                                     .ch = lua_touserdata(L, SEL_CH(base, i)),
                                     .vidx = SEL_VAL(base, i),
+                                    .chidx = SEL_CH(base, i),
                                     .no = i,
                                     .dir = kinds[i]};
     }

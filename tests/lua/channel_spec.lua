@@ -283,6 +283,30 @@ describe("goroutine.channel", function()
         assert.are.same({ "kept", true }, got)
     end)
 
+    it("a value handed to a receiver killed before it ran is not lost", function()
+        -- the after() timer hands its value to the receiver, and the
+        -- receiver's deadline, due in the same loop turn just after it,
+        -- kills it before it runs: the value must then wait in the channel
+        for _ = 1, 20 do
+            local tick = G.after(15)
+            local got
+            local ok = G.timeout(15, function() got = tick:receive() end)
+            if ok then
+                assert.is_number(got) -- it ran in time: it has the value
+            else
+                local v, more = tick:try_receive()
+                assert.is_true(more, "the value handed to the killed receiver was lost")
+                assert.is_number(v)
+                assert.are.equal(0, tick:len())
+            end
+        end
+        -- the same for a plain channel whose sender ran from a timer
+        local ch = G.channel()
+        G._after_call(10, function() assert(ch:try_send("v")) end)
+        local ok = G.timeout(10, function() return ch:receive() end)
+        if not ok then assert.are.same({ "v", true }, { ch:try_receive() }) end
+    end)
+
     it("a timeout cancels a blocked sender: its value never arrives", function()
         local ch = G.channel()
         local ok = G.timeout(20, function() ch:send("never") end)
