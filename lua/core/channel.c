@@ -10,7 +10,7 @@
 
 #include <lauxlib.h>
 
-#include "codec.h"
+#include "travel.h"
 #include "list.h"
 
 #define SELECT_MAX_CASES 4096
@@ -454,25 +454,6 @@ static int ch_tostring(lua_State *L)
     return 1;
 }
 
-/* A channel is an object of its VM: it does not travel (yet). */
-static int ch_encode(lua_State *L, int idx, void *ud, void *call)
-{
-    (void)idx;
-    (void)ud;
-    (void)call;
-    return luaL_error(L, "a channel cannot travel to another VM or process (it belongs to the VM "
-                         "that made it)");
-}
-
-static int ch_decode(lua_State *L, const char *data, size_t len, void *ud, void *call)
-{
-    (void)data;
-    (void)len;
-    (void)ud;
-    (void)call;
-    return luaL_error(L, "a channel cannot travel to another VM or process");
-}
-
 static channel *push_channel(lua_State *L, sched *s, lua_Integer cap)
 {
     channel *ch = lua_newuserdatauv(L, sizeof *ch, 2);
@@ -829,7 +810,7 @@ void channel_open(lua_State *L, sched *s)
         lua_setfield(L, -2, "__tostring");
     }
     lua_pop(L, 1);
-    codec_register_udata(L, CHANNEL_TNAME, ch_encode, ch_decode, s);
+    travel_refuse(L, CHANNEL_TNAME, "a channel");
     lua_pushlightuserdata(L, s);
     luaL_setfuncs(L, funcs, 1);
     /* channel_send(ch, v) and the others: the methods, channel first */

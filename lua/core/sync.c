@@ -8,6 +8,7 @@
 #include "mutex.h"
 #include "once.h"
 #include "sema.h"
+#include "travel.h"
 
 lua_Integer sync_check_integer(lua_State *L, int arg)
 {
@@ -27,4 +28,10 @@ void sync_open(lua_State *L, sched *s)
     atomic_int_open(L);
     once_open(L, s);
     cond_open(L, s);
+    /* (an atomic_int travels: atomic_int.c) */
+    travel_refuse(L, MUTEX_TNAME, "a mutex");
+    travel_refuse(L, RWMUTEX_TNAME, "an rwmutex");
+    travel_refuse(L, SEMAPHORE_TNAME, "a semaphore");
+    travel_refuse(L, ONCE_TNAME, "a once object");
+    travel_refuse(L, COND_TNAME, "a cond");
 }

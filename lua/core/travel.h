@@ -30,6 +30,15 @@ void travel_pack(lua_State *L, const void *core);
 /* The core named by data, or NULL when the bytes are malformed; raises
  * "<what> cannot travel to another process" for another process's bytes. */
 void *travel_unpack(lua_State *L, const char *data, size_t len, const char *what);
+/* Registers codec hooks that refuse a userdata of type tname wherever it
+ * would travel: "<what> cannot travel to another VM or process (it belongs
+ * to the VM that made it)". what: a static string ("a mutex"). */
+void travel_refuse(lua_State *L, const char *tname, const char *what);
+/* Pushes a guard, a userdata refused the same way, naming what (copied, at
+ * most 31 bytes): an object written in Lua (a context) keeps one in a field
+ * so that the codec refuses it instead of sending a disconnected copy. */
+void travel_push_guard(lua_State *L, const char *what);
+
 /* Creates (or replaces) a registry table under key whose values are weak:
  * core address -> the object of this VM that stands for it. */
 void travel_new_copies(lua_State *L, const void *key);

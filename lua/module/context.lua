@@ -8,7 +8,7 @@
 -- wait for it, and cancels its children. err() says why.
 local G = ...
 local channel, after_call = G.channel, G._after_call
-local wall_ms = G._wall_ms
+local wall_ms, local_only = G._wall_ms, G._local_only
 local setmetatable, type, error, select = setmetatable, type, error, select
 local CANCELED, DEADLINE = "context canceled", "context deadline exceeded"
 
@@ -34,6 +34,7 @@ local function new(parent)
         deadline_ms = parent and parent.deadline_ms, -- Unix ms, or nil
         done_ch = nil,   -- made on first done()
         timer = nil,     -- the deadline's timer (after_call's channel)
+        guard = local_only("a context"), -- a copy in another VM would be cancelled by nothing
     }, Context)
 end
 
@@ -158,7 +159,8 @@ function G.errgroup(ctx)
         error(("bad argument #1 to 'errgroup' (context expected, got %s)"):format(type(ctx)), 2)
     end
     local gctx, cancel_fn = (ctx or new(nil)):with_cancel()
-    local g = setmetatable({ wg = G.wait_group(), cancel = cancel_fn, err = nil }, Group)
+    local g = setmetatable({ wg = G.wait_group(), cancel = cancel_fn, err = nil,
+        guard = local_only("an error group") }, Group)
     return g, gctx
 end
 

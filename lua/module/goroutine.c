@@ -20,6 +20,7 @@
 #include "procs.h"
 #include "scheduler.h"
 #include "sync.h"
+#include "travel.h"
 #include "waitgroup.h"
 
 static sched *S(lua_State *L)
@@ -412,6 +413,14 @@ static int g_wall_ms(lua_State *L)
     return 1;
 }
 
+/* _local_only(what): a guard that refuses to travel, naming what (for the
+ * objects written in Lua: context.lua). */
+static int g_local_only(lua_State *L)
+{
+    travel_push_guard(L, luaL_checkstring(L, 1));
+    return 1;
+}
+
 /* _report_error(msg): logs msg as the running goroutine's error is (the
  * runtime's log sink, with its id and task label), without raising. */
 static int g_report_error(lua_State *L)
@@ -476,6 +485,7 @@ MUTIRAO_EXPORT int luaopen_goroutine(lua_State *L)
                                      {"_context", g_context},
                                      {"_set_error_handler", g_set_error_handler},
                                      {"_wall_ms", g_wall_ms},
+                                     {"_local_only", g_local_only},
                                      {"_report_error", g_report_error},
                                      {NULL, NULL}};
     sched *s = sched_get(L);

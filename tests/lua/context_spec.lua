@@ -208,3 +208,37 @@ describe("goroutine.errgroup", function()
         assert.has_error(function() g.wait({}) end)
     end)
 end)
+
+describe("objects of one VM", function()
+    it("refuse to travel to a pool task, each with a clear message", function()
+        local pool = "context_spec_travel"
+        G.pool_create(pool, { workers = 1 })
+        local objects = {
+            { G.context(), "a context" },
+            { (G.context():with_timeout(1000)), "cannot travel" },
+            { (G.errgroup()), "an error group" },
+            { G.channel(), "a channel" },
+            { G.mutex(), "a mutex" },
+            { G.rwmutex(), "an rwmutex" },
+            { G.semaphore(1), "a semaphore" },
+            { G.once(), "a once object" },
+            { G.cond(G.mutex()), "a cond" },
+        }
+        for _, o in ipairs(objects) do
+            local obj = o[1]
+            local id, err = G.pool_submit(pool, function() return obj end)
+            assert.is_nil(id)
+            assert.matches(o[2], err, 1, true)
+            assert.matches("cannot travel to another VM or process", err, 1, true)
+            id, err = G.pool_submit(pool, function(x) return x end, obj)
+            assert.is_nil(id)
+            assert.matches(o[2], err, 1, true)
+        end
+        -- an atomic_int does travel: the task's add is seen here
+        local n = G.atomic_int(1)
+        local id = G.pool_submit(pool, function() n:add(41) end)
+        assert.is_true((G.await(id)))
+        assert.are.equal(42, n:load())
+        G.pool_close(pool)
+    end)
+end)
