@@ -116,6 +116,13 @@ static void back_push(lua_State *L, channel *ch, int chidx)
     lua_pop(L, 1);
 }
 
+/* back_push(channel, value) as a Lua function, for a protected call. */
+static int back_push_p(lua_State *L)
+{
+    back_push(L, lua_touserdata(L, 1), 1);
+    return 0;
+}
+
 /* Pushes the oldest value given back and takes it out. */
 static void back_pop(lua_State *L, channel *ch, int chidx)
 {
@@ -309,7 +316,17 @@ static void give_back(chan_sel *sel, gor *g)
         fire(r, 0);
         return;
     }
-    back_push(L, ch, w->chidx);
+    /* the queue may need memory: a protected call on the VM's scratch
+     * thread (this runs inside sched_kill, from a loop callback, where an
+     * error must not escape); the killed goroutine's thread cannot call */
+    lua_State *T = sched_scratch(sel->s);
+    lua_pushvalue(L, w->chidx);
+    lua_insert(L, -2);
+    lua_xmove(L, T, 2); /* channel, value */
+    lua_pushcfunction(T, back_push_p);
+    lua_insert(T, -3);
+    if (lua_pcall(T, 2, 0, 0) != LUA_OK) /* (out of memory: the value is lost, and said so) */
+        sched_report_error(sel->s, g->id, LUA_NOREF);
 }
 
 /* ---- send / receive ---- */
@@ -598,6 +615,14 @@ static int select_run(lua_State *L, sched *s, int timed, uint64_t due)
         int is_default = lua_toboolean(L, -1);
         lua_pop(L, 1);
         if (is_default) {
+            lua_getfield(L, c, "channel");
+            int named = !lua_isnil(L, -1);
+            lua_pop(L, 1);
+            if (named)
+                return luaL_error(L,
+                                  "bad argument #1 to 'select' (case %d: a default case takes no "
+                                  "channel)",
+                                  i);
             if (dflt)
                 return luaL_error(L, "bad argument #1 to 'select' (more than one default case)");
             dflt = i;
@@ -724,11 +749,16 @@ static int g_after(lua_State *L)
     channel *ch = push_channel(L, s, 1);
     if (due == UINT64_MAX)
         return 1; /* never */
-    sched_timer_add(s, &ch->after, due, on_after);
-    if (!theap_has(&ch->after))
-        return luaL_error(L, "not enough memory");
+    /* anchored first: a timer entry must never outlive its channel (luaL_ref
+     * can raise when memory runs out) */
     lua_pushvalue(L, -1);
     ch->after_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    sched_timer_add(s, &ch->after, due, on_after);
+    if (!theap_has(&ch->after)) {
+        luaL_unref(L, LUA_REGISTRYINDEX, ch->after_ref);
+        ch->after_ref = LUA_NOREF;
+        return luaL_error(L, "not enough memory");
+    }
     return 1;
 }
 
@@ -739,12 +769,15 @@ static int g_after_call(lua_State *L)
 {
     luaL_checktype(L, 2, LUA_TFUNCTION);
     lua_settop(L, 2);
-    g_after(L); /* (reads ms, pushes the channel) */
+    lua_pushvalue(L, 2);
+    int fref = luaL_ref(L, LUA_REGISTRYINDEX); /* (before the timer: see g_after) */
+    lua_settop(L, 1);
+    g_after(L); /* (reads ms, pushes the channel; cannot raise once the timer is set) */
     channel *ch = lua_touserdata(L, -1);
-    if (ch->after_ref != LUA_NOREF) {
-        lua_pushvalue(L, 2);
-        ch->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    }
+    if (ch->after_ref != LUA_NOREF)
+        ch->fn_ref = fref;
+    else
+        luaL_unref(L, LUA_REGISTRYINDEX, fref);
     return 1;
 }
 

@@ -80,7 +80,7 @@ static int wait_k(lua_State *L, int status, lua_KContext ctx)
     /* signalled: lock the mutex again */
     w->state = W_IDLE;
     w->phase = PH_RELOCK;
-    if (mutex_try(c->mu))
+    if (mutex_try(c->mu, L))
         return 0;
     mutex_enqueue(c->mu, w);
     return waiter_wait(L, w, ctx, wait_k);

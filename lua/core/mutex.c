@@ -2,6 +2,7 @@
  * for the RWMutex, rlock, runlock, try_rlock. */
 #include "mutex.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 
 #include <lauxlib.h>
@@ -11,6 +12,7 @@ enum { SIDE_READ = 0, SIDE_WRITE = 1 };
 struct mutex_core {
     atomic_int refs;
     int writer;     /* held for writing (a Mutex: locked) */
+    uint64_t owner; /* the goroutine that took it for writing (0: none, or not a goroutine) */
     size_t readers; /* read holders */
     mlist queue;    /* waiters (waiter.node; n = SIDE_*), FIFO */
 };
@@ -39,12 +41,28 @@ static int can_take(const mutex_core *mu, lua_Integer side)
     return side == SIDE_READ || mu->readers == 0;
 }
 
-static void take(mutex_core *mu, lua_Integer side)
+static void take(mutex_core *mu, lua_Integer side, uint64_t gid)
 {
-    if (side == SIDE_WRITE)
+    if (side == SIDE_WRITE) {
         mu->writer = 1;
-    else
+        mu->owner = gid;
+    } else {
         mu->readers++;
+    }
+}
+
+/* The id of the goroutine running L (0: not a goroutine). */
+static uint64_t caller_id(lua_State *L)
+{
+    gor *g = gor_of(L);
+    return g ? g->id : 0;
+}
+
+/* The goroutine a waiter parks, while it is parked (0: not a goroutine). */
+static uint64_t waiter_id(const waiter *w)
+{
+    gor *g = mlist_first_entry(&w->wl.head, gor, node);
+    return g && !(g->flags & GF_BLOCKING) ? g->id : 0;
 }
 
 /* Hands the lock to the waiters at the head that can have it now: one
@@ -55,7 +73,7 @@ static void grant(mutex_core *mu)
     while ((w = waitq_first(&mu->queue)) && !mu->writer) {
         if (w->n == SIDE_WRITE && mu->readers)
             break;
-        take(mu, w->n);
+        take(mu, w->n, waiter_id(w));
         waiter_grant(w);
     }
 }
@@ -91,12 +109,22 @@ void mutex_unlock(mutex_core *mu)
     grant(mu);
 }
 
-int mutex_try(mutex_core *mu)
+int mutex_try(mutex_core *mu, lua_State *L)
 {
     if (!can_take(mu, SIDE_WRITE))
         return 0;
-    take(mu, SIDE_WRITE);
+    take(mu, SIDE_WRITE, caller_id(L));
     return 1;
+}
+
+/* A goroutine killed while it waited (a cond wait cancelled by a timeout)
+ * runs its pending <close> handlers without the lock; the usual guard that
+ * unlocks in one must then not release a lock another goroutine holds:
+ * such an unlock does nothing. */
+static int killed_unlock_of_other(lua_State *L, const mutex_core *mu)
+{
+    gor *g = gor_of(L);
+    return g && g->state == G_DEAD && (!mu->writer || mu->owner != g->id);
 }
 
 void mutex_enqueue(mutex_core *mu, waiter *w)
@@ -131,7 +159,7 @@ static int do_lock(lua_State *L, const char *tname, lua_Integer side)
     mutex_core *mu = m->core;
     lua_settop(L, 1);
     if (can_take(mu, side)) {
-        take(mu, side);
+        take(mu, side, caller_id(L));
         return 0;
     }
     waiter *w = waiter_push(L, m->s, mu, &mutex_ops, side);
@@ -144,7 +172,7 @@ static int do_try(lua_State *L, const char *tname, lua_Integer side)
     mutex_core *mu = ((mutex_ud *)luaL_checkudata(L, 1, tname))->core;
     int ok = can_take(mu, side);
     if (ok)
-        take(mu, side);
+        take(mu, side, caller_id(L));
     lua_pushboolean(L, ok);
     return 1;
 }
@@ -162,6 +190,8 @@ static int mu_try_lock(lua_State *L)
 static int mu_unlock(lua_State *L)
 {
     mutex_core *mu = ((mutex_ud *)luaL_checkudata(L, 1, MUTEX_TNAME))->core;
+    if (killed_unlock_of_other(L, mu))
+        return 0;
     if (!mu->writer)
         return luaL_error(L, "unlock of unlocked mutex");
     mutex_unlock(mu);
@@ -181,6 +211,8 @@ static int rw_try_lock(lua_State *L)
 static int rw_unlock(lua_State *L)
 {
     mutex_core *mu = ((mutex_ud *)luaL_checkudata(L, 1, RWMUTEX_TNAME))->core;
+    if (killed_unlock_of_other(L, mu))
+        return 0;
     if (!mu->writer)
         return luaL_error(L, "unlock of unlocked rwmutex");
     mutex_unlock(mu);

@@ -31,8 +31,9 @@ void mutex_core_unref(void *core);
 int mutex_locked(const mutex_core *mu);
 /* Unlocks (for writing) a locked mutex: hands it to the next waiter. */
 void mutex_unlock(mutex_core *mu);
-/* Takes the lock for writing when it is free and nobody waits: 1, else 0. */
-int mutex_try(mutex_core *mu);
+/* Takes the lock for writing when it is free and nobody waits: 1, else 0;
+ * the goroutine running L (if any) owns it then. */
+int mutex_try(mutex_core *mu, lua_State *L);
 /* Queues w (a waiter of another primitive) for the write lock. */
 void mutex_enqueue(mutex_core *mu, waiter *w);
 /* Undoes w's part in mu (w queued on it or granted it): see waiter_ops. */

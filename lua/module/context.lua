@@ -159,7 +159,7 @@ function G.errgroup(ctx)
         error(("bad argument #1 to 'errgroup' (context expected, got %s)"):format(type(ctx)), 2)
     end
     local gctx, cancel_fn = (ctx or new(nil)):with_cancel()
-    local g = setmetatable({ wg = G.wait_group(), cancel = cancel_fn, err = nil,
+    local g = setmetatable({ wg = G.wait_group(), cancel = cancel_fn, failed = false, err = nil,
         guard = local_only("an error group") }, Group)
     return g, gctx
 end
@@ -176,8 +176,8 @@ function Group:go(fn, ...)
         -- done() even when a timeout kills this goroutine midway
         local _ <close> = setmetatable({}, { __close = function() wg:done() end })
         local ok, err = xpcall(fn, with_traceback, table.unpack(args, 1, n))
-        if not ok and self.err == nil then
-            self.err = err
+        if not ok and not self.failed then -- (error(nil) is an error too)
+            self.failed, self.err = true, err
             self.cancel()
         end
     end)
@@ -187,6 +187,11 @@ function Group:wait()
     check_group(self, "wait")
     self.wg:wait()
     self.cancel()
-    if self.err ~= nil then return false, self.err end
+    if self.failed then return false, self.err end
     return true
+end
+
+function Group:__tostring()
+    if self.failed then return "ErrGroup(failed: " .. tostring(self.err):match("^[^\n]*") .. ")" end
+    return ("ErrGroup(%d running)"):format(self.wg:count())
 end

@@ -314,6 +314,40 @@ describe("goroutine.channel", function()
         assert.are.same({ nil, false }, { ch:try_receive() })
     end)
 
+    it("running out of memory around after() and select in a pool task raises, never crashes", function()
+        -- a timer entry must never outlive its channel: after() anchors the
+        -- channel before it arms the timer (a failed anchor once left the
+        -- timer heap pointing at freed memory: a crash or an endless loop)
+        local pool = "chan_spec_oom"
+        G.pool_create(pool, { workers = 1, memory = 1024 * 1024 })
+        local id = G.pool_submit(pool, function(rounds)
+            local G = require("goroutine")
+            local ch = G.channel()
+            for round = 1, rounds do
+                local hog = {}
+                pcall(function() for i = 1, 1e7 do hog[i] = { i } end end) -- up to the limit
+                for i = #hog, #hog - (round % 30) * 20, -1 do hog[i] = nil end
+                for k = 1, 30 do
+                    pcall(function()
+                        local pad = {}
+                        for j = 1, 64 do pad[j] = { j } end
+                        local _ = G.after(2)
+                        local _, _ = G.context():with_timeout(2)
+                        local cases = { { channel = G.after(0), receive = true }, { channel = ch, send = k } }
+                        for j = 1, 16 do cases[#cases + 1] = { channel = G.channel(1), receive = true } end
+                        G.select(cases)
+                    end)
+                end
+                hog = nil
+                collectgarbage()
+            end
+            G.sleep(5) -- the pending timers fire
+            return "survived"
+        end, 30)
+        assert.are.same({ true, "survived" }, { G.await(id) })
+        G.pool_close(pool)
+    end)
+
     it("cannot travel to a pool VM", function()
         local ch = G.channel()
         local pool = "chan_spec_pool"
@@ -474,6 +508,7 @@ describe("goroutine.select", function()
             { { { channel = ch } }, "case 1: receive = true or send = value expected" },
             { { { channel = ch, receive = true, send = 1 } }, "not both" },
             { { { default = true }, { default = true } }, "more than one default" },
+            { { { default = true, channel = ch, receive = true } }, "a default case takes no channel" },
             { { { channel = ch, receive = true, handler = 3 } }, "handler must be a function" },
         }
         for _, c in ipairs(bad) do

@@ -733,6 +733,40 @@ describe("goroutine.once", function()
 end)
 
 describe("goroutine.cond", function()
+    it("a cond waiter killed by a timeout, with the usual <close> unlock, never breaks mutual exclusion", function()
+        -- the killed waiter holds no mutex while its <close> handlers run:
+        -- its guard's unlock must not release the lock another goroutine holds
+        for _, mk in ipairs({ G.mutex, G.rwmutex }) do
+            local m = mk()
+            local cv = G.cond(m)
+            local inside, most = 0, 0
+            local function critical(ms)
+                m:lock()
+                inside = inside + 1
+                if inside > most then most = inside end
+                G.sleep(ms)
+                inside = inside - 1
+                m:unlock()
+            end
+            G.spawn(function()
+                G.timeout(10, function()
+                    m:lock()
+                    local _ <close> = setmetatable({}, { __close = function() m:unlock() end })
+                    cv:wait()
+                end)
+            end)
+            G.sleep(1)
+            local wg = G.wait_group()
+            wg:add(2)
+            G.spawn(function() G.sleep(4) critical(30) wg:done() end) -- holds it when the waiter dies
+            G.spawn(function() G.sleep(14) critical(1) wg:done() end)
+            wg:wait()
+            assert.are.equal(1, most)
+            assert.is_false(m:try_lock() == false) -- free again, and consistent
+            m:unlock()
+        end
+    end)
+
     it("a producer/consumer queue with signal", function()
         local m = G.mutex()
         local c = G.cond(m)
