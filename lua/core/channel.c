@@ -48,6 +48,7 @@ struct channel {
     lua_Integer cap, head, count; /* ring buffer in user value 1, slots 1..cap */
     lua_Integer nback;            /* values given back (user value 2), received first */
     int closed;
+    int recv_only;      /* after()'s and a context's done(): Lua code cannot send or close */
     mlist recvq, sendq; /* of chan_waiter.node, oldest first */
     theap_ent after;    /* goroutine.after: when it receives its value */
     int after_ref;      /* anchors it in the registry until then, else LUA_NOREF */
@@ -351,9 +352,17 @@ static int send_k(lua_State *L, int status, lua_KContext ctx)
     return 1;
 }
 
+/* Raises for a send or close (what) on a receive-only channel. */
+static void check_writable(lua_State *L, const channel *ch, const char *what)
+{
+    if (ch->recv_only)
+        luaL_error(L, "%s on a receive-only channel (after() or a context's done())", what);
+}
+
 static int ch_send(lua_State *L)
 {
     channel *ch = check_ch(L, 1);
+    check_writable(L, ch, "send");
     luaL_checkany(L, 2);
     lua_settop(L, 2);
     int r = try_send_at(L, ch, 1, 2);
@@ -400,6 +409,7 @@ static int ch_receive(lua_State *L)
 static int ch_try_send(lua_State *L)
 {
     channel *ch = check_ch(L, 1);
+    check_writable(L, ch, "send");
     luaL_checkany(L, 2);
     lua_settop(L, 2);
     int r = try_send_at(L, ch, 1, 2);
@@ -420,9 +430,8 @@ static int ch_try_receive(lua_State *L)
     return 2;
 }
 
-static int ch_close(lua_State *L)
+static int close_channel(lua_State *L, channel *ch)
 {
-    channel *ch = check_ch(L, 1);
     if (ch->closed) {
         lua_pushboolean(L, 0);
         lua_pushliteral(L, "channel already closed");
@@ -441,6 +450,27 @@ static int ch_close(lua_State *L)
         ch->after_ref = ch->fn_ref = LUA_NOREF;
     }
     lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int ch_close(lua_State *L)
+{
+    channel *ch = check_ch(L, 1);
+    check_writable(L, ch, "close");
+    return close_channel(L, ch);
+}
+
+/* _close(ch): closes a receive-only channel too (a context's done()). */
+static int g_close_internal(lua_State *L)
+{
+    return close_channel(L, check_ch(L, 1));
+}
+
+/* _recv_only(ch): Lua code can no longer send on ch or close it. */
+static int g_recv_only(lua_State *L)
+{
+    check_ch(L, 1)->recv_only = 1;
+    lua_settop(L, 1);
     return 1;
 }
 
@@ -645,6 +675,9 @@ static int select_run(lua_State *L, sched *s, int timed, uint64_t due)
                               "bad argument #1 to 'select' (case %d: receive = true or send = "
                               "value expected%s)",
                               i, recv ? ", not both" : "");
+        if (!recv && ((channel *)lua_touserdata(L, -2))->recv_only)
+            return luaL_error(
+                L, "bad argument #1 to 'select' (case %d: send on a receive-only channel)", i);
         kinds[i] = recv ? C_RECV : C_SEND;
         nwait++;
         lua_remove(L, c); /* leaves channel, value */
@@ -747,6 +780,7 @@ static int g_after(lua_State *L)
     sched *s = lua_touserdata(L, lua_upvalueindex(1));
     uint64_t due = due_after(check_ms(L, 1));
     channel *ch = push_channel(L, s, 1);
+    ch->recv_only = 1; /* as Go's <-chan: its one value is the timer's */
     if (due == UINT64_MAX)
         return 1; /* never */
     /* anchored first: a timer entry must never outlive its channel (luaL_ref
@@ -826,9 +860,14 @@ void channel_open(lua_State *L, sched *s)
                                        {"cap", ch_cap},
                                        {"is_closed", ch_is_closed},
                                        {NULL, NULL}};
-    static const luaL_Reg funcs[] = {
-        {"channel", g_channel}, {"select", g_select},          {"select_timeout", g_select_timeout},
-        {"after", g_after},     {"_after_call", g_after_call}, {NULL, NULL}};
+    static const luaL_Reg funcs[] = {{"channel", g_channel},
+                                     {"select", g_select},
+                                     {"select_timeout", g_select_timeout},
+                                     {"after", g_after},
+                                     {"_after_call", g_after_call},
+                                     {"_close", g_close_internal},
+                                     {"_recv_only", g_recv_only},
+                                     {NULL, NULL}};
     int mod = lua_gettop(L);
     if (luaL_newmetatable(L, CHANNEL_TNAME)) {
         luaL_newlib(L, methods);

@@ -7,7 +7,7 @@
 -- nothing alive). Cancelling closes its done() channel, so a select can
 -- wait for it, and cancels its children. err() says why.
 local G = ...
-local channel, after_call = G.channel, G._after_call
+local channel, after_call, close, recv_only = G.channel, G._after_call, G._close, G._recv_only
 local wall_ms, local_only = G._wall_ms, G._local_only
 local setmetatable, type, error, select = setmetatable, type, error, select
 local CANCELED, DEADLINE = "context canceled", "context deadline exceeded"
@@ -41,9 +41,9 @@ end
 local function cancel(c, why)
     if c.cancelled then return end
     c.cancelled = why
-    if c.done_ch then c.done_ch:close() end
+    if c.done_ch then close(c.done_ch) end
     if c.timer then
-        c.timer:close() -- stops it
+        close(c.timer) -- stops it
         c.timer = nil
     end
     for child in pairs(c.children) do cancel(child, why) end
@@ -122,8 +122,8 @@ end
 function Context:done()
     check_self(self, "done")
     if not self.done_ch then
-        self.done_ch = channel()
-        if self.cancelled then self.done_ch:close() end
+        self.done_ch = recv_only(channel()) -- closed by cancellation only
+        if self.cancelled then close(self.done_ch) end
     end
     return self.done_ch
 end
