@@ -21,6 +21,7 @@
 #include "allow.h"
 #include "codec.h"
 #include "deadletters.h"
+#include "decimal.h"
 #include "deliveries.h"
 #include "envelope.h"
 #include "executor.h"
@@ -875,9 +876,9 @@ static void record_result(wtask *t, int ok, const char *out, size_t outlen, int 
     int nargs = 9 + 2 * d.n, fail = rc != 0;
     argpart few[9], *a = d.n ? malloc((size_t)nargs * sizeof *a) : few;
     if (!fail && a) {
-        char num[32];
+        char num[24];
         fleet_bit bit;
-        snprintf(num, sizeof num, "%d", d.n);
+        *dec_put(num, (uint64_t)d.n) = 0; /* a count: never negative */
         a[0] = (argpart){t->id, strlen(t->id)};
         a[1] = (argpart){t->wp->name, strlen(t->wp->name)};
         a[2] = (argpart){t->producer, strlen(t->producer)};

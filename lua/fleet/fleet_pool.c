@@ -139,11 +139,14 @@ struct fvm {
     int closing;
     size_t undelivered; /* tasks Kafka failed to take while closing */
     uvc_closer closer;  /* frees the struct once tick and flush are both closed */
-    /* submit bookkeeping not sent yet: FLEET_SUBMIT_LUA's ARGV (pool, id)... */
+    /* submit bookkeeping not sent yet: FLEET_SUBMIT_LUA's ARGV (pool, id)...;
+     * the ids are copied into sub_ids (task i's at sub_ids[i]), a pool's name
+     * once for a run of tasks of that pool (sub_free_pool) */
     uv_check_t flush;
     char **sub_argv;
     size_t *sub_len;
     int nsub, capsub;
+    char (*sub_ids)[ENVELOPE_ID_MAX + 1];
     /* keys of awaited tasks not deleted yet: UNLINK's arguments */
     char **ret_argv;
     size_t *ret_len;
@@ -186,6 +189,15 @@ static void pool_touch(fvm *v, const char *pool)
     redis_uv_command(v->r, NULL, NULL, "EXPIRE %s %d", key, FLEET_POOL_IDLE_TTL_S);
 }
 
+/* Frees the pool names of the batch (each run of one pool's tasks shares
+ * one copy). */
+static void sub_free_pools(fvm *v)
+{
+    for (int i = 1; i < v->nsub; i += 2)
+        if (i == 1 || v->sub_argv[i] != v->sub_argv[i - 2])
+            free(v->sub_argv[i]);
+}
+
 /* Sends the submit bookkeeping gathered so far in one script call. */
 static void flush_submits(fvm *v)
 {
@@ -222,8 +234,7 @@ static void flush_submits(fvm *v)
     free(argv);
     if (rc != 0 && ids)
         frc_on_marked(v->r, -1, NULL, NULL, ids);
-    for (int i = 1; i < v->nsub; i++)
-        free(v->sub_argv[i]);
+    sub_free_pools(v);
     v->nsub = 1; /* ARGV[1], the TTL, stays */
 }
 
@@ -309,16 +320,25 @@ static void note_submit(fvm *v, const char *pool, const char *id)
         v->sub_len = l;
         v->capsub = c;
     }
-    char *p = strdup(pool), *i = strdup(id);
-    if (!p || !i) {
-        free(p);
-        free(i);
+    size_t il = strlen(id);
+    if (il > ENVELOPE_ID_MAX) /* checked by the submit: not here */
+        return;
+    char *p;
+    size_t pl;
+    if (v->nsub > 1 && strcmp(v->sub_argv[v->nsub - 2], pool) == 0) {
+        p = v->sub_argv[v->nsub - 2]; /* the task before's pool: one copy */
+        pl = v->sub_len[v->nsub - 2];
+    } else if ((p = strdup(pool))) {
+        pl = strlen(p);
+    } else {
         return;
     }
-    v->sub_argv[v->nsub] = p;
-    v->sub_len[v->nsub++] = strlen(p);
+    char *i = v->sub_ids[(v->nsub - 1) / 2];
+    memcpy(i, id, il + 1);
+    v->sub_len[v->nsub] = pl;
+    v->sub_argv[v->nsub++] = p;
     v->sub_argv[v->nsub] = i;
-    v->sub_len[v->nsub++] = strlen(i);
+    v->sub_len[v->nsub++] = il;
     if (v->nsub >= 1 + 2 * SUBMIT_BATCH)
         flush_submits(v);
 }
@@ -551,7 +571,8 @@ static fvm *clients(lua_State *L, fvm *v)
     v->capsub = 64;
     v->sub_argv = calloc((size_t)v->capsub, sizeof *v->sub_argv);
     v->sub_len = calloc((size_t)v->capsub, sizeof *v->sub_len);
-    if (!v->sub_argv || !v->sub_len || !(v->sub_argv[0] = strdup(ttl)))
+    v->sub_ids = malloc(SUBMIT_BATCH * sizeof *v->sub_ids);
+    if (!v->sub_argv || !v->sub_len || !v->sub_ids || !(v->sub_argv[0] = strdup(ttl)))
         luaL_error(L, "not enough memory");
     v->sub_len[0] = strlen(ttl);
     v->nsub = 1;
@@ -2411,10 +2432,13 @@ static void fvm_free(sched *s, void *data)
     kuv_producer_close(v->kp, 0);
     close_after_last_reply(v->r);
     redis_uv_close(v->rb, NULL, NULL);
-    for (int i = 0; i < v->nsub; i++)
-        free(v->sub_argv[i]);
+    if (v->sub_argv) {
+        sub_free_pools(v);
+        free(v->sub_argv[0]);
+    }
     free(v->sub_argv);
     free(v->sub_len);
+    free(v->sub_ids);
     for (int i = 0; i < v->nret; i++)
         free(v->ret_argv[i]);
     free(v->ret_argv);

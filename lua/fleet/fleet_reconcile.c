@@ -109,8 +109,11 @@ frc_ids *frc_ids_new(frc *c, int cap)
 
 void frc_ids_add(frc_ids *b, const char *id)
 {
-    if (b->n < b->cap)
-        snprintf(b->id[b->n++], sizeof b->id[0], "%s", id);
+    if (b->n < b->cap) {
+        size_t n = strnlen(id, sizeof b->id[0] - 1);
+        memcpy(b->id[b->n], id, n);
+        b->id[b->n++][n] = '\0';
+    }
 }
 
 void frc_ids_discard(frc_ids *b)

@@ -689,6 +689,7 @@ static int cache_main(lua_State *L)
     lua_rawseti(L, -2, CODEC__S_SRCDESC);
     lua_pushnil(L);
     lua_rawseti(L, -2, CODEC__S_SRCCACHE);
+    codec__srcfront_clear(L, lua_gettop(L), vm);
     return 0;
 }
 

@@ -155,7 +155,12 @@ typedef struct codec_stats {
     unsigned long long compiles;      /* chunks compiled for functions as source */
     unsigned long long source_hits;   /* functions as source found compiled */
     unsigned long long source_resets; /* the source tables started over (budget) */
+    unsigned long long source_fast;   /* of source_hits: found by the front (no Lua string) */
 } codec_stats;
+
+/* For tests: nonzero makes every function as source hash alike in the
+   front of the source cache (every entry collides); process-wide. */
+void codec_test_collide(int on);
 
 /* Longest text a function as source may have (bytes): a receiver refuses
    longer ones (CODEC_ETOOBIG), a sender does not send them. */

@@ -79,7 +79,8 @@ enum {
     CODEC__S_LOADFRONT,     /* 2k+1 -> bytecode string, 2k+2 -> its function (codec__vm.front) */
     CODEC__S_LASTFN,        /* the closure whose prototype codec__vm.last_proto is (kept alive) */
     CODEC__S_LASTDUMP,      /* its dump (codec__vm.last_dump) */
-    CODEC__S_N = CODEC__S_LASTDUMP
+    CODEC__S_SRCFRONT,      /* 3k+1 -> text, 3k+2 -> chunk name, 3k+3 -> bytecode (srcfront) */
+    CODEC__S_N = CODEC__S_SRCFRONT
 };
 
 /* Entries of the front of the load cache: received bytecode found by a hash
@@ -95,6 +96,28 @@ typedef struct codec__front {
     int nups; /* of the function made from it */
 } codec__front;
 
+/* Entries of the front of the source cache (source.c): a function received
+   as source (its path, chunk name and text as the message has them) found
+   by a hash of those bytes and a comparison of all of them, without making
+   Lua strings of them; it gives the bytecode SRCCACHE gave the first time. */
+#define CODEC__SRCFRONT_SLOTS 64
+/* Longest text kept there (bytes; the front holds at most SLOTS of them
+   besides the budget of the source tables) and longest path (2 bytes per
+   level). */
+#define CODEC__SRCFRONT_TEXTMAX ((size_t)64 << 10)
+#define CODEC__SRCFRONT_PATHMAX 32u
+
+typedef struct codec__srcfront {
+    const char *text; /* the string at SRCFRONT[3k+1] (kept alive there) */
+    const char *name; /* the string at SRCFRONT[3k+2]; NULL: named by the text */
+    size_t textlen;
+    size_t namelen;
+    uint64_t hash;
+    uint32_t plen;
+    int used;
+    unsigned char path[CODEC__SRCFRONT_PATHMAX];
+} codec__srcfront;
+
 /* Per-VM C state (a userdata in the state table). */
 typedef struct codec__vm {
     codec_stats stats; /* counters reported by codec_stats_get */
@@ -102,6 +125,7 @@ typedef struct codec__vm {
     size_t src_bytes;  /* held by the source tables (source.c) */
     size_t load_bytes; /* bytecode keys of the load cache */
     codec__front front[CODEC__FRONT_SLOTS];
+    codec__srcfront srcfront[CODEC__SRCFRONT_SLOTS];
     /* The prototype last found in the dump cache and its dump: a loop that
      * submits a new closure of one function each time finds it here
      * without a table lookup (both anchored in the state table) */
@@ -263,6 +287,8 @@ void codec__decode_source(codec__ctx *c);
 /* At the start of a codec call: the source tables start over when they hold
    more than times x their budget (decode 1, encode 2: see source.c). */
 void codec__source_budget(codec__ctx *c, int times);
+/* Empties the front of the source cache (with SRCCACHE). */
+void codec__srcfront_clear(lua_State *L, int state, codec__vm *vm);
 
 /* modref.c */
 int codec__modref_name(codec__ctx *c, int idx);

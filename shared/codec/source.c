@@ -204,9 +204,115 @@ void codec__source_budget(codec__ctx *c, int times)
             lua_pushnil(L);
             lua_rawseti(L, c->state, slots[i]);
         }
+        codec__srcfront_clear(L, c->state, c->vm);
         c->vm->src_bytes = 0;
         c->vm->stats.source_resets++;
     }
+}
+
+/* ---- the front of the source cache ---------------------------------------
+   A worker receives the same few functions over and over: finding them in
+   SRCCACHE took a Lua string of the text (a copy, and Lua's hash of every
+   byte of it) and one of the chunk name and path (lua_concat) per message.
+   The front finds them from the message's bytes: a hash of the path, the
+   chunk name, the text's length and its first and last bytes picks the
+   entry, and an entry is used only when all of those bytes are the same as
+   its own (a different text with the same hash is a miss). */
+
+static int srcfront_collide; /* codec_test_collide */
+
+void codec_test_collide(int on)
+{
+    srcfront_collide = on != 0;
+}
+
+/* Bytes of the text hashed at each end (the comparison reads them all). */
+#define SRCFRONT_HASHED 128
+
+static uint64_t mix(uint64_t h, const unsigned char *p, size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, p + i, 8);
+        h = (h ^ w) * 0xff51afd7ed558ccdull;
+        h ^= h >> 32;
+    }
+    uint64_t w = 0;
+    memcpy(&w, p + i, n - i);
+    h = (h ^ w ^ n) * 0xc4ceb9fe1a85ec53ull;
+    return h ^ (h >> 29);
+}
+
+static uint64_t srcfront_hash(const unsigned char *path, uint32_t plen, const unsigned char *cn,
+                              uint32_t cnlen, const unsigned char *text, size_t textlen)
+{
+    if (srcfront_collide)
+        return 42;
+    uint64_t h = mix(0x9e3779b97f4a7c15ull ^ textlen, path, plen);
+    h = cn ? mix(h, cn, cnlen) : mix(h ^ 1, (const unsigned char *)"", 0);
+    if (textlen <= 2 * SRCFRONT_HASHED)
+        return mix(h, text, textlen);
+    h = mix(h, text, SRCFRONT_HASHED);
+    return mix(h, text + textlen - SRCFRONT_HASHED, SRCFRONT_HASHED);
+}
+
+void codec__srcfront_clear(lua_State *L, int state, codec__vm *vm)
+{
+    memset(vm->srcfront, 0, sizeof vm->srcfront);
+    lua_pushnil(L);
+    lua_rawseti(L, state, CODEC__S_SRCFRONT);
+}
+
+/* The entry for these bytes, or NULL. */
+static codec__srcfront *srcfront_find(codec__vm *vm, uint64_t h, const unsigned char *path,
+                                      uint32_t plen, const unsigned char *cn, uint32_t cnlen,
+                                      const unsigned char *text, size_t textlen)
+{
+    codec__srcfront *e = &vm->srcfront[h % CODEC__SRCFRONT_SLOTS];
+    if (!e->used || e->hash != h || e->plen != plen || e->textlen != textlen ||
+        (e->name == NULL) != (cn == NULL))
+        return NULL;
+    if (cn && (e->namelen != cnlen || memcmp(e->name, cn, cnlen) != 0))
+        return NULL;
+    if (memcmp(e->path, path, plen) != 0 || memcmp(e->text, text, textlen) != 0)
+        return NULL;
+    return e;
+}
+
+/* Enters the function's bytecode (on top) under the text at index text,
+   the chunk name sent at index name (0: none, named by its text) and the
+   path: it replaces what its slot held. */
+static void srcfront_put(codec__ctx *c, uint64_t h, const unsigned char *path, uint32_t plen,
+                         int text, int name)
+{
+    lua_State *L = c->L;
+    size_t textlen, namelen = 0;
+    const char *t = lua_tolstring(L, text, &textlen);
+    if (plen > CODEC__SRCFRONT_PATHMAX || textlen > CODEC__SRCFRONT_TEXTMAX)
+        return;
+    codec__srcfront *e = &c->vm->srcfront[h % CODEC__SRCFRONT_SLOTS];
+    lua_Integer k = (lua_Integer)(3 * (size_t)(e - c->vm->srcfront));
+    push_slot(c, CODEC__S_SRCFRONT);
+    lua_pushvalue(L, text);
+    lua_rawseti(L, -2, k + 1);
+    if (name)
+        lua_pushvalue(L, name);
+    else
+        lua_pushnil(L);
+    lua_rawseti(L, -2, k + 2);
+    lua_pushvalue(L, -2);
+    lua_rawseti(L, -2, k + 3);
+    lua_pop(L, 1);
+    e->text = t; /* kept alive by SRCFRONT[k + 1] */
+    e->textlen = textlen;
+    e->name = name ? lua_tolstring(L, name, &namelen) : NULL;
+    e->namelen = namelen;
+    e->hash = h;
+    e->plen = plen;
+    memcpy(e->path, path, plen);
+    e->used = 1;
+    spend(c, textlen + namelen + 64); /* a second copy of the text, perhaps */
 }
 
 static size_t len_at(lua_State *L, int idx)
@@ -722,13 +828,27 @@ void codec__decode_source(codec__ctx *c)
         codec__read_raw(c, &cn, &cnlen);
     if (cnlen > CODEC__CHUNKNAME_MAX)
         codec__fail(c, CODEC_EMALFORMED, "malformed message: a chunk name of %u bytes", cnlen);
-    codec__read_blob(c, "source");
-    int text = lua_gettop(L);
-    size_t textlen = len_at(L, text);
-    if (lua_type(L, text) != LUA_TSTRING || textlen > CODEC_SOURCE_MAX)
+    const char *tp;
+    size_t textlen;
+    codec__read_blob_bytes(c, "source", &tp, &textlen);
+    if (textlen > CODEC_SOURCE_MAX)
         codec__fail(c, CODEC_ETOOBIG,
                     "a function's source of %zu bytes: more than CODEC_SOURCE_MAX (%d)", textlen,
                     CODEC_SOURCE_MAX);
+    const unsigned char *sent_cn = cn;
+    uint64_t fh = srcfront_hash(d, plen, cn, cnlen, (const unsigned char *)tp, textlen);
+    codec__srcfront *fe =
+        srcfront_find(c->vm, fh, d, plen, cn, cnlen, (const unsigned char *)tp, textlen);
+    if (fe) {
+        lua_rawgeti(L, c->state, CODEC__S_SRCFRONT);
+        lua_rawgeti(L, -1, (lua_Integer)(3 * (size_t)(fe - c->vm->srcfront) + 3));
+        lua_remove(L, -2);
+        c->vm->stats.source_hits++;
+        c->vm->stats.source_fast++;
+        return;
+    }
+    lua_pushlstring(L, tp, textlen);
+    int text = lua_gettop(L);
     int by_text = !cn;
     if (by_text) { /* its first line names it (as luaO_chunkid would show it) */
         const char *t = lua_tostring(L, text);
@@ -778,6 +898,7 @@ void codec__decode_source(codec__ctx *c)
     lua_pushvalue(L, key);
     if (lua_rawget(L, cache) == LUA_TSTRING) {
         c->vm->stats.source_hits++;
+        srcfront_put(c, fh, d, plen, text, sent_cn ? name : 0);
         lua_replace(L, text);
         lua_settop(L, text);
         return;
@@ -810,6 +931,7 @@ void codec__decode_source(codec__ctx *c)
     lua_pushvalue(L, -1);
     push_desc(c, name, text, path, depth);
     set_desc(c);
+    srcfront_put(c, fh, d, plen, text, sent_cn ? name : 0);
     lua_replace(L, text);
     lua_settop(L, text);
 }

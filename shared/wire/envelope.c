@@ -1,16 +1,15 @@
 /*
 ** envelope.c: task envelopes and result records <-> msgpack. Both records are
 ** a 4-byte header (magic, version) and one msgpack map of named fields,
-** described by a field table per record. The encoder packs with msgpack-c;
-** the decoder is a bounds-checked cursor that allocates nothing.
+** described by a field table per record. The encoder writes the msgpack
+** itself (the bytes msgpack-c would write) into room it makes once; the
+** decoder is a bounds-checked cursor that allocates nothing.
 */
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <msgpack.h>
 
 #include "envelope.h"
 
@@ -125,42 +124,50 @@ typedef struct field {
     size_t off;     /* of the value in the record struct */
     size_t len_off; /* K_PAYLOAD: of the length */
     int opt;        /* optional: 0 in the struct = absent (not written, may be missing) */
+    size_t nlen;    /* strlen(name), under 32 */
 } field;
 
 static const field task_fields[] = {
-    {"id", K_ID, offsetof(envelope_task, id), 0, 0},
-    {"pool", K_POOL, offsetof(envelope_task, pool), 0, 0},
-    {"attempt", K_ATTEMPT, offsetof(envelope_task, attempt), 0, 0},
-    {"submitted_at", K_U64, offsetof(envelope_task, submitted_at_ms), 0, 0},
-    {"deadline", K_U64, offsetof(envelope_task, deadline_ms), 0, 0},
-    {"producer", K_ID, offsetof(envelope_task, producer), 0, 0},
+    {"id", K_ID, offsetof(envelope_task, id), 0, 0, sizeof "id" - 1},
+    {"pool", K_POOL, offsetof(envelope_task, pool), 0, 0, sizeof "pool" - 1},
+    {"attempt", K_ATTEMPT, offsetof(envelope_task, attempt), 0, 0, sizeof "attempt" - 1},
+    {"submitted_at", K_U64, offsetof(envelope_task, submitted_at_ms), 0, 0,
+     sizeof "submitted_at" - 1},
+    {"deadline", K_U64, offsetof(envelope_task, deadline_ms), 0, 0, sizeof "deadline" - 1},
+    {"producer", K_ID, offsetof(envelope_task, producer), 0, 0, sizeof "producer" - 1},
     {"payload", K_PAYLOAD, offsetof(envelope_task, payload), offsetof(envelope_task, payload_len),
-     0},
-    {"max_deliveries", K_ATTEMPT, offsetof(envelope_task, max_deliveries), 0, 1},
-    {"ref_len", K_U64, offsetof(envelope_task, ref_len), 0, 1},
-    {"ref_sum", K_U64, offsetof(envelope_task, ref_sum), 0, 1},
-    {"timeout", K_U32, offsetof(envelope_task, timeout_ms), 0, 1},
-    {"memory", K_U64, offsetof(envelope_task, memory), 0, 1},
-    {"retries", K_U32, offsetof(envelope_task, retries), 0, 1},
-    {"backoff_initial", K_U32, offsetof(envelope_task, backoff_initial_ms), 0, 1},
-    {"backoff_max", K_U32, offsetof(envelope_task, backoff_max_ms), 0, 1},
-    {"backoff_jitter", K_U32, offsetof(envelope_task, backoff_jitter), 0, 1},
-    {"allow", K_U64, offsetof(envelope_task, allow), 0, 1},
+     0, sizeof "payload" - 1},
+    {"max_deliveries", K_ATTEMPT, offsetof(envelope_task, max_deliveries), 0, 1,
+     sizeof "max_deliveries" - 1},
+    {"ref_len", K_U64, offsetof(envelope_task, ref_len), 0, 1, sizeof "ref_len" - 1},
+    {"ref_sum", K_U64, offsetof(envelope_task, ref_sum), 0, 1, sizeof "ref_sum" - 1},
+    {"timeout", K_U32, offsetof(envelope_task, timeout_ms), 0, 1, sizeof "timeout" - 1},
+    {"memory", K_U64, offsetof(envelope_task, memory), 0, 1, sizeof "memory" - 1},
+    {"retries", K_U32, offsetof(envelope_task, retries), 0, 1, sizeof "retries" - 1},
+    {"backoff_initial", K_U32, offsetof(envelope_task, backoff_initial_ms), 0, 1,
+     sizeof "backoff_initial" - 1},
+    {"backoff_max", K_U32, offsetof(envelope_task, backoff_max_ms), 0, 1, sizeof "backoff_max" - 1},
+    {"backoff_jitter", K_U32, offsetof(envelope_task, backoff_jitter), 0, 1,
+     sizeof "backoff_jitter" - 1},
+    {"allow", K_U64, offsetof(envelope_task, allow), 0, 1, sizeof "allow" - 1},
 };
 
 static const field result_fields[] = {
-    {"id", K_ID, offsetof(envelope_result, id), 0, 0},
-    {"pool", K_POOL, offsetof(envelope_result, pool), 0, 0},
-    {"attempt", K_ATTEMPT, offsetof(envelope_result, attempt), 0, 0},
-    {"ok", K_BOOL, offsetof(envelope_result, ok), 0, 0},
-    {"finished_at", K_U64, offsetof(envelope_result, finished_at_ms), 0, 0},
-    {"worker", K_ID, offsetof(envelope_result, worker), 0, 0},
+    {"id", K_ID, offsetof(envelope_result, id), 0, 0, sizeof "id" - 1},
+    {"pool", K_POOL, offsetof(envelope_result, pool), 0, 0, sizeof "pool" - 1},
+    {"attempt", K_ATTEMPT, offsetof(envelope_result, attempt), 0, 0, sizeof "attempt" - 1},
+    {"ok", K_BOOL, offsetof(envelope_result, ok), 0, 0, sizeof "ok" - 1},
+    {"finished_at", K_U64, offsetof(envelope_result, finished_at_ms), 0, 0,
+     sizeof "finished_at" - 1},
+    {"worker", K_ID, offsetof(envelope_result, worker), 0, 0, sizeof "worker" - 1},
     {"payload", K_PAYLOAD, offsetof(envelope_result, payload),
-     offsetof(envelope_result, payload_len), 0},
-    {"dead_lettered", K_BOOL, offsetof(envelope_result, dead_lettered), 0, 1},
-    {"ref_len", K_U64, offsetof(envelope_result, ref_len), 0, 1},
-    {"ref_sum", K_U64, offsetof(envelope_result, ref_sum), 0, 1},
-    {"wg", K_PAYLOAD, offsetof(envelope_result, wg), offsetof(envelope_result, wg_len), 1},
+     offsetof(envelope_result, payload_len), 0, sizeof "payload" - 1},
+    {"dead_lettered", K_BOOL, offsetof(envelope_result, dead_lettered), 0, 1,
+     sizeof "dead_lettered" - 1},
+    {"ref_len", K_U64, offsetof(envelope_result, ref_len), 0, 1, sizeof "ref_len" - 1},
+    {"ref_sum", K_U64, offsetof(envelope_result, ref_sum), 0, 1, sizeof "ref_sum" - 1},
+    {"wg", K_PAYLOAD, offsetof(envelope_result, wg), offsetof(envelope_result, wg_len), 1,
+     sizeof "wg" - 1},
 };
 
 typedef struct record {
@@ -194,13 +201,28 @@ static size_t cap_of(kind k)
     return k == K_ID ? ENVELOPE_ID_MAX + 1 : ENVELOPE_POOL_MAX + 1;
 }
 
-/* Checks one string field of a record about to be encoded. */
-static int check_str_field(const field *f, const char *s, char *err, size_t errlen)
+/* Checks one string field of a record about to be encoded; its length into
+ * *lenp. One pass over it when it is valid (the usual case); the checks
+ * that say what is wrong otherwise. */
+static int check_str_field(const field *f, const char *s, char *err, size_t errlen, size_t *lenp)
 {
-    size_t len = strnlen(s, cap_of(f->k));
-    if (len == cap_of(f->k))
+    size_t cap = cap_of(f->k), len = strnlen(s, cap);
+    unsigned bad = 0;
+    const unsigned char *u = (const unsigned char *)s;
+    if (f->k == K_ID) {
+        for (size_t i = 0; i < len; i++)
+            bad |= name_char[u[i]] == 0;
+    } else {
+        for (size_t i = 0; i < len; i++)
+            bad |= name_char[u[i]] != 1;
+    }
+    *lenp = len;
+    if (len == cap)
         return merr_fail(err, errlen, f->k == K_ID ? ENVELOPE_EBADID : ENVELOPE_EBADPOOL,
-                         "field '%s': not NUL-terminated within %zu bytes", f->name, cap_of(f->k));
+                         "field '%s': not NUL-terminated within %zu bytes", f->name, cap);
+    /* (a pool may not be "." or "..") */
+    if (!bad && len > 0 && (f->k == K_ID || !(len <= 2 && s[0] == '.' && s[len - 1] == '.')))
+        return 0;
     char why[160];
     int rc = f->k == K_ID ? envelope_check_id(s, len, why, sizeof why)
                           : envelope_check_pool(s, len, why, sizeof why);
@@ -283,7 +305,7 @@ int envelope_ref_verify(const char *what, const char *holder, const char *bytes,
     return 0;
 }
 
-/* msgpack-c write callback: appends to the envelope_buf, growing it. */
+/* Appends n bytes (p NULL: room only, counted) to the envelope_buf, growing it. */
 static int buf_write(void *data, const char *p, size_t n)
 {
     envelope_buf *b = data;
@@ -306,15 +328,103 @@ static int buf_write(void *data, const char *p, size_t n)
         b->data = nd;
         b->cap = ncap;
     }
-    if (n > 0)
+    if (n > 0 && p != NULL)
         memcpy(b->data + b->len, p, n);
     b->len += n;
     return 0;
 }
 
-static int pack_str(msgpack_packer *pk, const char *s, size_t n)
+/* Makes room for n more bytes in b (growing it as buf_write does). */
+static int buf_reserve(envelope_buf *b, size_t n)
 {
-    return msgpack_pack_str(pk, n) || msgpack_pack_str_body(pk, s, n) ? -1 : 0;
+    if (n <= b->cap - b->len)
+        return 0;
+    size_t len = b->len;
+    if (buf_write(b, NULL, n) != 0) /* grows, then counts n bytes: uncounted below */
+        return -1;
+    b->len = len;
+    return 0;
+}
+
+/* The msgpack writers, each the shortest form as msgpack-c writes it (the
+ * bytes are the same as msgpack_pack_*'s: tests/c/test-envelope.c checks
+ * them against msgpack-c), into room made by buf_reserve. */
+static unsigned char *put_be(unsigned char *o, uint64_t v, int n)
+{
+    for (int i = n - 1; i >= 0; i--)
+        *o++ = (unsigned char)(v >> (8 * i));
+    return o;
+}
+
+static unsigned char *put_uint(unsigned char *o, uint64_t v)
+{
+    if (v < 128) {
+        *o++ = (unsigned char)v;
+        return o;
+    }
+    if (v < 256) {
+        *o++ = 0xcc;
+        return put_be(o, v, 1);
+    }
+    if (v < 65536) {
+        *o++ = 0xcd;
+        return put_be(o, v, 2);
+    }
+    if (v <= UINT32_MAX) {
+        *o++ = 0xce;
+        return put_be(o, v, 4);
+    }
+    *o++ = 0xcf;
+    return put_be(o, v, 8);
+}
+
+static unsigned char *put_str(unsigned char *o, const char *s, size_t n)
+{
+    if (n < 32) {
+        *o++ = (unsigned char)(0xa0 | n);
+    } else if (n < 256) {
+        *o++ = 0xd9;
+        o = put_be(o, n, 1);
+    } else if (n < 65536) {
+        *o++ = 0xda;
+        o = put_be(o, n, 2);
+    } else {
+        *o++ = 0xdb;
+        o = put_be(o, n, 4);
+    }
+    memcpy(o, s, n);
+    return o + n;
+}
+
+static unsigned char *put_bin(unsigned char *o, const char *p, size_t n)
+{
+    if (n < 256) {
+        *o++ = 0xc4;
+        o = put_be(o, n, 1);
+    } else if (n < 65536) {
+        *o++ = 0xc5;
+        o = put_be(o, n, 2);
+    } else {
+        *o++ = 0xc6;
+        o = put_be(o, n, 4);
+    }
+    if (n > 0)
+        memcpy(o, p, n);
+    return o + n;
+}
+
+static unsigned char *put_map(unsigned char *o, uint32_t n)
+{
+    if (n < 16) {
+        *o++ = (unsigned char)(0x80 | n);
+        return o;
+    }
+    if (n < 65536) {
+        *o++ = 0xde;
+        return put_be(o, n, 2);
+    }
+    *o++ = 0xdf;
+    return put_be(o, n, 4);
 }
 
 static int encode(const record *rec, const void *obj, const envelope_limits *lim, envelope_buf *b,
@@ -332,8 +442,12 @@ static int encode(const record *rec, const void *obj, const envelope_limits *lim
         return merr_fail(err, errlen, ENVELOPE_EINVAL, "no %s to encode", rec->what);
     const char *base = obj;
 
-    /* Validate everything first: nothing is written that a reader refuses. */
+    /* Validate everything first: nothing is written that a reader refuses.
+     * Meanwhile: which fields are written, the lengths of the strings, and
+     * at most how many bytes it all takes. */
     int nout = 0;
+    unsigned present = 0;
+    size_t slen[32], room = HDRLEN + 5;
     for (int i = 0; i < rec->n; i++) {
         const field *f = &rec->fields[i];
         const void *v = base + f->off;
@@ -341,10 +455,13 @@ static int encode(const record *rec, const void *obj, const envelope_limits *lim
         if (absent(f, base))
             continue;
         nout++;
+        present |= 1u << i;
+        room += 1 + f->nlen + 9; /* a name under 32 bytes; a number */
         switch (f->k) {
         case K_ID:
         case K_POOL:
-            rc = check_str_field(f, v, err, errlen);
+            rc = check_str_field(f, v, err, errlen, &slen[i]);
+            room += slen[i];
             break;
         case K_ATTEMPT:
             if (*(const uint32_t *)v < 1)
@@ -368,6 +485,7 @@ static int encode(const record *rec, const void *obj, const envelope_limits *lim
                 rc = merr_fail(err, errlen, ENVELOPE_ETOOBIG,
                                "field '%s': %zu bytes, the limit is %zu", f->name, n,
                                lim->max_payload);
+            room += n;
             break;
         }
         case K_U64:
@@ -389,45 +507,41 @@ static int encode(const record *rec, const void *obj, const envelope_limits *lim
                              (unsigned long long)t->submitted_at_ms);
     }
 
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, b, buf_write);
-    char hdr[HDRLEN] = {rec->magic[0], rec->magic[1], rec->magic[2], ENVELOPE_FORMAT_VERSION};
-    int bad = buf_write(b, hdr, HDRLEN) || msgpack_pack_map(&pk, (uint32_t)nout);
-    for (int i = 0; i < rec->n && !bad; i++) {
-        const field *f = &rec->fields[i];
-        const void *v = base + f->off;
-        if (absent(f, base))
-            continue;
-        bad = pack_str(&pk, f->name, strlen(f->name));
-        if (bad)
-            break;
-        switch (f->k) {
-        case K_ID:
-        case K_POOL:
-            bad = pack_str(&pk, v, strlen(v));
-            break;
-        case K_ATTEMPT:
-        case K_U32:
-            bad = msgpack_pack_uint32(&pk, *(const uint32_t *)v);
-            break;
-        case K_U64:
-            bad = msgpack_pack_uint64(&pk, *(const uint64_t *)v);
-            break;
-        case K_BOOL:
-            bad = *(const int *)v ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
-            break;
-        case K_PAYLOAD: {
-            const char *p = *(const char *const *)v;
-            size_t n = *(const size_t *)(base + f->len_off);
-            bad = msgpack_pack_bin(&pk, n) || (n > 0 && msgpack_pack_bin_body(&pk, p, n));
-            break;
-        }
-        }
-    }
-    if (bad) {
+    if (buf_reserve(b, room) != 0) {
         envelope_buf_free(b);
         return merr_fail(err, errlen, ENVELOPE_ENOMEM, "out of memory encoding a %s", rec->what);
     }
+    unsigned char *o = (unsigned char *)b->data;
+    memcpy(o, rec->magic, 3);
+    o[3] = ENVELOPE_FORMAT_VERSION;
+    o = put_map(o + HDRLEN, (uint32_t)nout);
+    for (int i = 0; i < rec->n; i++) {
+        if (!(present & (1u << i)))
+            continue;
+        const field *f = &rec->fields[i];
+        const void *v = base + f->off;
+        o = put_str(o, f->name, f->nlen);
+        switch (f->k) {
+        case K_ID:
+        case K_POOL:
+            o = put_str(o, v, slen[i]);
+            break;
+        case K_ATTEMPT:
+        case K_U32:
+            o = put_uint(o, *(const uint32_t *)v);
+            break;
+        case K_U64:
+            o = put_uint(o, *(const uint64_t *)v);
+            break;
+        case K_BOOL:
+            *o++ = *(const int *)v ? 0xc3 : 0xc2;
+            break;
+        case K_PAYLOAD:
+            o = put_bin(o, *(const char *const *)v, *(const size_t *)(base + f->len_off));
+            break;
+        }
+    }
+    b->len = (size_t)(o - (unsigned char *)b->data);
     return 0;
 }
 
@@ -751,15 +865,6 @@ static int read_field(cursor *c, const field *f, char *base, const envelope_limi
                      want, shape_name(h.s));
 }
 
-/* 1 when the field name f is the n bytes at name (which may hold anything). */
-static int field_is(const char *f, const char *name, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (f[i] == 0 || f[i] != name[i])
-            return 0;
-    return f[n] == 0;
-}
-
 static int decode(const record *rec, const char *data, size_t len, const envelope_limits *lim,
                   void *out, size_t outsize, char *err, size_t errlen)
 {
@@ -785,6 +890,7 @@ static int decode(const record *rec, const char *data, size_t len, const envelop
         rc = merr_fail(err, errlen, ENVELOPE_EMALFORMED, "malformed %s: map expected, got %s",
                        rec->what, shape_name(h.s));
     unsigned seen = 0;
+    int next = 0;
     for (uint64_t i = 0; rc == 0 && i < h.n; i++) {
         head k;
         if ((rc = read_head(&c, &k)) < 0)
@@ -797,10 +903,16 @@ static int decode(const record *rec, const char *data, size_t len, const envelop
         if ((rc = skip(&c, k.n, "field name")) < 0)
             break;
         const char *name = (const char *)c.p - k.n;
+        /* writers put the fields in the table's order: the search starts
+         * after the field before */
         int fi = -1;
-        for (int j = 0; j < rec->n && fi < 0; j++)
-            if (field_is(rec->fields[j].name, name, k.n))
+        for (int m = 0; m < rec->n && fi < 0; m++) {
+            int j = (next + m) % rec->n;
+            if (rec->fields[j].nlen == k.n && memcmp(rec->fields[j].name, name, k.n) == 0)
                 fi = j;
+        }
+        if (fi >= 0)
+            next = fi + 1;
         if (fi < 0) { /* a field from a later writer of this version: skip it */
             rc = skip_value(&c, 1);
         } else if (seen & (1u << fi)) {

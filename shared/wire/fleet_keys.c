@@ -245,23 +245,13 @@ static int parse_id(const char *id, size_t len, size_t *plen, uint64_t *n)
 {
     /* Lua's '^(.+):(%d+):%x+$', then '^(.+):(%d+)$': (%d+) and %x+ hold no
      * ':', so they are the last segments, and (.+) all that comes before */
-    const char *c1 = NULL;
-    for (size_t i = len; i-- > 0;)
-        if (id[i] == ':') {
-            c1 = id + i;
-            break;
-        }
+    const char *c1 = memrchr(id, ':', len);
     if (!c1)
         return -1;
     const char *last = c1 + 1, *end = id + len, *digits = NULL;
     size_t dlen = 0;
     if (all_of(last, (size_t)(end - last), 2)) {
-        const char *c2 = NULL;
-        for (const char *q = c1; q-- > id;)
-            if (*q == ':') {
-                c2 = q;
-                break;
-            }
+        const char *c2 = memrchr(id, ':', (size_t)(c1 - id));
         if (c2 && c2 > id && all_of(c2 + 1, (size_t)(c1 - c2 - 1), 1)) {
             digits = c2 + 1;
             dlen = (size_t)(c1 - c2 - 1);

@@ -424,10 +424,127 @@ static int test_bounds(void)
     return 0;
 }
 
+/* Calls global name of B (no arguments); its integer result. */
+static lua_Integer call_global(lua_State *B, const char *name)
+{
+    lua_getglobal(B, name);
+    lua_call(B, 0, 1);
+    lua_Integer v = lua_tointeger(B, -1);
+    lua_pop(B, 1);
+    return v;
+}
+
+/* Decodes msg into B's global F; 0 or the codec's code. */
+static int decode_as_f(lua_State *B, const char *msg, size_t len)
+{
+    codec_limits lim = receiver();
+    int n;
+    int rc = codec_decode(B, msg, len, &lim, &n, errbuf, sizeof errbuf);
+    if (rc == 0)
+        lua_setglobal(B, "F");
+    return rc;
+}
+
+/* The front of the receiver's source cache (found from the message's bytes,
+ * every byte compared): a text of the same length, chunk name (none, or
+ * "=x") and path as an entry's, with the same hash, is a miss and compiles
+ * its own code; an
+ * entry another takes the slot of is found again through SRCCACHE; ever new
+ * functions (more than the slots) all run their own code. */
+static int test_front(void)
+{
+    lua_State *A = lua_test_vm(), *B = lua_test_vm();
+    static const char t1[] = "return function() return 1 end",
+                      t2[] = "return function() return 2 end";
+    ASSERT_EQ(codec_note_source(A, "=x", t1, sizeof t1 - 1), 0);
+    ASSERT_EQ(codec_note_source(A, "=x", t2, sizeof t2 - 1), 0);
+    char *m1, *m2;
+    size_t n1, n2;
+    for (int named = 0; named <= 1; named++) {
+        if (named)
+            LUA_RUN(A, "F = load('return function() return 1 end', '=x')() "
+                       "G = load('return function() return 2 end', '=x')()");
+        else
+            LUA_RUN(A, "F = load('return function() return 1 end')() "
+                       "G = load('return function() return 2 end')()");
+        ASSERT_EQ(encode_global(A, "F", &m1, &n1), 0);
+        ASSERT_EQ(encode_global(A, "G", &m2, &n2), 0);
+        ASSERT_EQ(n1, n2); /* one byte differs: the text's '1' and '2' */
+        size_t diff = 0, ndiff = 0;
+        for (size_t i = 0; i < n1; i++)
+            if (m1[i] != m2[i])
+                diff = i, ndiff++;
+        ASSERT_EQ(ndiff, 1);
+        ASSERT_EQ(m1[diff], '1');
+        codec_stats st0, st;
+        for (int collide = 1; collide >= 0; collide--) {
+            codec_test_collide(collide);
+            codec_cache_enable(B, 1); /* empties the source cache */
+            codec_stats_get(B, &st0);
+            ASSERT_EQ(decode_as_f(B, m1, n1), 0);
+            ASSERT_EQ(call_global(B, "F"), 1);
+            ASSERT_EQ(decode_as_f(B, m1, n1), 0); /* the same bytes: from the front */
+            ASSERT_EQ(call_global(B, "F"), 1);
+            codec_stats_get(B, &st);
+            ASSERT_EQ(st.source_fast - st0.source_fast, 1);
+            ASSERT_EQ(st.compiles - st0.compiles, 1);
+            /* same length, chunk name, path (and hash when colliding): a miss */
+            ASSERT_EQ(decode_as_f(B, m2, n2), 0);
+            ASSERT_EQ(call_global(B, "F"), 2);
+            codec_stats_get(B, &st);
+            ASSERT_EQ(st.source_fast - st0.source_fast, 1);
+            ASSERT_EQ(st.compiles - st0.compiles, 2);
+            /* the message changed in place, the front's entry is G's text */
+            char *m = malloc(n1);
+            memcpy(m, m2, n2);
+            m[diff] = '1';
+            ASSERT_EQ(decode_as_f(B, m, n1), 0);
+            ASSERT_EQ(call_global(B, "F"), 1);
+            m[diff] = '2';
+            ASSERT_EQ(decode_as_f(B, m, n1), 0);
+            ASSERT_EQ(call_global(B, "F"), 2);
+            m[diff] = '3'; /* never seen: compiled, its own code */
+            ASSERT_EQ(decode_as_f(B, m, n1), 0);
+            ASSERT_EQ(call_global(B, "F"), 3);
+            free(m);
+            codec_stats_get(B, &st);
+            ASSERT_EQ(st.compiles - st0.compiles, 3);
+            /* colliding, each took the one slot from the one before: found
+             * again through SRCCACHE, not the front */
+            if (collide)
+                ASSERT_EQ(st.source_fast - st0.source_fast, 1);
+        }
+        free(m1);
+        free(m2);
+    }
+    /* more functions than the front has slots, each twice, then all again */
+    codec_test_collide(0);
+    enum { N = 3 * 64 };
+    char *ms[N];
+    size_t ns[N];
+    for (int i = 0; i < N; i++) {
+        char code[160];
+        snprintf(code, sizeof code, "H = load('return function() return %d end')()", 1000 + i);
+        LUA_RUN(A, code);
+        ASSERT_EQ(encode_global(A, "H", &ms[i], &ns[i]), 0);
+    }
+    for (int round = 0; round < 3; round++)
+        for (int i = 0; i < N; i++) {
+            ASSERT_EQ(decode_as_f(B, ms[i], ns[i]), 0);
+            ASSERT_EQ(call_global(B, "F"), 1000 + i);
+        }
+    for (int i = 0; i < N; i++)
+        free(ms[i]);
+    lua_close(A);
+    lua_close(B);
+    return 0;
+}
+
 static const test tests[] = {
     {"closures", test_closures}, {"file", test_file},     {"noted", test_noted},
     {"forward", test_forward},   {"shapes", test_shapes}, {"refuse_bytecode", test_refuse_bytecode},
     {"hostile", test_hostile},   {"files", test_files},   {"bounds", test_bounds},
+    {"front", test_front},
 };
 
 int main(int argc, char **argv)

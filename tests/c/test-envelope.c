@@ -1131,9 +1131,186 @@ static int test_optional_wg(void)
     return 0;
 }
 
+/* ---- the encoder's bytes against msgpack-c's -------------------------------- */
+
+static int ref_write(void *data, const char *p, size_t n)
+{
+    msgpack_sbuffer_write(data, p, n);
+    return 0;
+}
+
+static void ref_str(msgpack_packer *pk, const char *s)
+{
+    msgpack_pack_str(pk, strlen(s));
+    msgpack_pack_str_body(pk, s, strlen(s));
+}
+
+static void ref_bin(msgpack_packer *pk, const char *p, size_t n)
+{
+    msgpack_pack_bin(pk, n);
+    if (n > 0)
+        msgpack_pack_bin_body(pk, p, n);
+}
+
+/* A value at or next to a bound of msgpack's forms (positive fixint, 8,
+ * 16, 32, 64 bits), or anything. */
+static uint64_t edge_u64(unsigned r)
+{
+    static const uint64_t e[] = {
+        0, 1, 127, 128, 255, 256, 65535, 65536, UINT32_MAX, 1ull << 32, UINT64_MAX - 1, UINT64_MAX};
+    return r % 3 == 0
+               ? ((uint64_t)rand() << 33 ^ (uint64_t)rand() << 11 ^ (uint64_t)rand()) >> (r % 60)
+               : e[r % (sizeof e / sizeof e[0])];
+}
+
+static void fill_name(char *s, size_t max, unsigned r)
+{
+    static const size_t lens[] = {1, 30, 31, 32, 33, 100, 255, 256};
+    size_t n = lens[r % 8];
+    if (n > max)
+        n = max;
+    for (size_t i = 0; i < n; i++)
+        s[i] = "abcxyz019._-"[(r + i * 7) % 12];
+    s[n] = '\0';
+}
+
+/* Every field at the bounds of its msgpack forms, present or absent: the
+ * encoder writes the bytes msgpack-c writes (the format is msgpack's, as
+ * read by any msgpack reader). */
+static int test_encoder_bytes(void)
+{
+    static char big[70000];
+    static const size_t plens[] = {0, 1, 255, 256, 65535, 65536, 69999};
+    memset(big, 0x5a, sizeof big);
+    srand(7);
+    for (int round = 0; round < 4000; round++) {
+        unsigned r = (unsigned)rand();
+        envelope_task t;
+        memset(&t, 0, sizeof t);
+        fill_name(t.id, ENVELOPE_ID_MAX, r);
+        fill_name(t.pool, ENVELOPE_POOL_MAX, r >> 3);
+        fill_name(t.producer, ENVELOPE_ID_MAX, r >> 6);
+        t.attempt = (uint32_t)edge_u64(r >> 4) | 1;
+        t.submitted_at_ms = edge_u64(r >> 5);
+        t.deadline_ms = r & 1 ? 0 : UINT64_MAX;
+        t.payload = big;
+        t.payload_len = plens[(r >> 7) % 7];
+        t.max_deliveries = (uint32_t)edge_u64(r >> 8);
+        t.timeout_ms = (uint32_t)edge_u64(r >> 9);
+        t.memory = edge_u64(r >> 10);
+        t.retries = (uint32_t)edge_u64(r >> 11);
+        t.backoff_initial_ms = (uint32_t)edge_u64(r >> 12);
+        t.backoff_max_ms = (uint32_t)edge_u64(r >> 13);
+        t.backoff_jitter = (uint32_t)edge_u64(r >> 14);
+        t.allow = edge_u64(r >> 15);
+        envelope_limits lim;
+        envelope_limits_default(&lim);
+        lim.max_payload = sizeof big;
+        envelope_buf b;
+        char storage[64], err[256] = "";
+        envelope_buf_init(&b, r & 2 ? storage : NULL, r & 2 ? sizeof storage : 0);
+        ASSERT_EQ(envelope_task_encode(&t, &lim, &b, err, sizeof err), 0);
+
+        msgpack_sbuffer sb;
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &sb, ref_write);
+        msgpack_sbuffer_write(&sb, "MTE\x01", 4);
+        uint32_t fields[] = {t.max_deliveries,     t.timeout_ms,     t.retries,
+                             t.backoff_initial_ms, t.backoff_max_ms, t.backoff_jitter};
+        int n = 7;
+        for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
+            n += fields[i] != 0;
+        n += (t.memory != 0) + (t.allow != 0);
+        msgpack_pack_map(&pk, (size_t)n);
+        ref_str(&pk, "id");
+        ref_str(&pk, t.id);
+        ref_str(&pk, "pool");
+        ref_str(&pk, t.pool);
+        ref_str(&pk, "attempt");
+        msgpack_pack_uint32(&pk, t.attempt);
+        ref_str(&pk, "submitted_at");
+        msgpack_pack_uint64(&pk, t.submitted_at_ms);
+        ref_str(&pk, "deadline");
+        msgpack_pack_uint64(&pk, t.deadline_ms);
+        ref_str(&pk, "producer");
+        ref_str(&pk, t.producer);
+        ref_str(&pk, "payload");
+        ref_bin(&pk, t.payload, t.payload_len);
+        if (t.max_deliveries)
+            ref_str(&pk, "max_deliveries"), msgpack_pack_uint32(&pk, t.max_deliveries);
+        if (t.timeout_ms)
+            ref_str(&pk, "timeout"), msgpack_pack_uint32(&pk, t.timeout_ms);
+        if (t.memory)
+            ref_str(&pk, "memory"), msgpack_pack_uint64(&pk, t.memory);
+        if (t.retries)
+            ref_str(&pk, "retries"), msgpack_pack_uint32(&pk, t.retries);
+        if (t.backoff_initial_ms)
+            ref_str(&pk, "backoff_initial"), msgpack_pack_uint32(&pk, t.backoff_initial_ms);
+        if (t.backoff_max_ms)
+            ref_str(&pk, "backoff_max"), msgpack_pack_uint32(&pk, t.backoff_max_ms);
+        if (t.backoff_jitter)
+            ref_str(&pk, "backoff_jitter"), msgpack_pack_uint32(&pk, t.backoff_jitter);
+        if (t.allow)
+            ref_str(&pk, "allow"), msgpack_pack_uint64(&pk, t.allow);
+        if (b.len != sb.size || memcmp(b.data, sb.data, b.len) != 0) {
+            fprintf(stderr, "round %d: %zu bytes, msgpack-c wrote %zu\n", round, b.len, sb.size);
+            return 1;
+        }
+        msgpack_sbuffer_destroy(&sb);
+
+        /* the result record: booleans, the optional WaitGroup changes */
+        envelope_result x;
+        memset(&x, 0, sizeof x);
+        memcpy(x.id, t.id, sizeof x.id);
+        memcpy(x.pool, t.pool, sizeof x.pool);
+        memcpy(x.worker, t.producer, sizeof x.worker);
+        x.attempt = t.attempt;
+        x.ok = (int)(r >> 16 & 1);
+        x.finished_at_ms = t.submitted_at_ms;
+        x.payload = big;
+        x.payload_len = t.payload_len;
+        x.dead_lettered = (int)(r >> 17 & 1);
+        x.wg = r >> 18 & 1 ? big : NULL;
+        x.wg_len = r >> 18 & 1 ? plens[(r >> 19) % 7] : 0;
+        ASSERT_EQ(envelope_result_encode(&x, &lim, &b, err, sizeof err), 0);
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer_init(&pk, &sb, ref_write);
+        msgpack_sbuffer_write(&sb, "MTO\x01", 4);
+        msgpack_pack_map(&pk, (size_t)(7 + x.dead_lettered + (x.wg_len != 0)));
+        ref_str(&pk, "id");
+        ref_str(&pk, x.id);
+        ref_str(&pk, "pool");
+        ref_str(&pk, x.pool);
+        ref_str(&pk, "attempt");
+        msgpack_pack_uint32(&pk, x.attempt);
+        ref_str(&pk, "ok");
+        x.ok ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
+        ref_str(&pk, "finished_at");
+        msgpack_pack_uint64(&pk, x.finished_at_ms);
+        ref_str(&pk, "worker");
+        ref_str(&pk, x.worker);
+        ref_str(&pk, "payload");
+        ref_bin(&pk, x.payload, x.payload_len);
+        if (x.dead_lettered)
+            ref_str(&pk, "dead_lettered"), msgpack_pack_true(&pk);
+        if (x.wg_len)
+            ref_str(&pk, "wg"), ref_bin(&pk, x.wg, x.wg_len);
+        if (b.len != sb.size || memcmp(b.data, sb.data, b.len) != 0) {
+            fprintf(stderr, "round %d (result): %zu bytes, msgpack-c wrote %zu\n", round, b.len,
+                    sb.size);
+            return 1;
+        }
+        msgpack_sbuffer_destroy(&sb);
+        envelope_buf_free(&b);
+    }
+    return 0;
+}
+
 static const test tests[] = {
     {"optional_wg", test_optional_wg},
     {"task_roundtrip", test_task_roundtrip},
+    {"encoder_bytes", test_encoder_bytes},
     {"result_roundtrip", test_result_roundtrip},
     {"truncation", test_truncation},
     {"trailing_bytes", test_trailing_bytes},
