@@ -283,6 +283,16 @@ int sched_label_ref(sched *s, lua_State *L);
 int scope_label_ref(scope *sc);
 int scope_has_label(const scope *sc);
 
+/* Whether s's parked goroutines can never be woken again: goroutines are
+ * alive but none is ready, no timer is due ever, there are at most
+ * own_holds holds and the loop has no active handle or request beyond
+ * base_handles (what its owner counted while the loop was idle). A pool
+ * VM, whose loop its own hold keeps alive forever, asks this before it
+ * sleeps (the main VM's uv_run returns 0 instead). Every wake from another
+ * thread is announced by a hold (await, a WaitGroup's copies, queue room),
+ * so only new work could still run there. */
+int sched_stuck(const sched *s, int own_holds, unsigned base_handles);
+
 /* Runs the loop until no goroutine is left and no pool task this VM
  * submitted is still running. Returns the number of goroutines still alive
  * (parked forever: a deadlock). */

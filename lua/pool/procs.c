@@ -15,6 +15,7 @@
 #include <lualib.h>
 
 static pthread_mutex_t procs_mu = PTHREAD_MUTEX_INITIALIZER;
+static const char DEADLOCK_KEY = 'd'; /* sched_ext key of a VM's stuck_watch */
 static proc *procs_v;
 static atomic_int procs_n;
 static atomic_uint procs_rr;
@@ -69,6 +70,62 @@ static int vm_open(lua_State *L)
     return 0;
 }
 
+/* A pool VM's deadlock watch: before its loop sleeps, when its parked
+ * goroutines can never be woken (sched_stuck), the tasks they belong to
+ * fail with a deadlock error (their scopes are cancelled, their goroutines
+ * killed) instead of waiting forever. */
+typedef struct stuck_watch {
+    uv_prepare_t prep;
+    sched *s;
+    unsigned base_handles;
+} stuck_watch;
+
+#define DEADLOCK_REASON "deadlock: every goroutine of the task waits forever"
+
+static void on_stuck_check(uv_prepare_t *h)
+{
+    stuck_watch *w = h->data;
+    sched *s = w->s;
+    if (!sched_stuck(s, 1, w->base_handles))
+        return;
+    mlist *n, *next;
+    mlist_foreach_safe (n, next, &s->root.children) {
+        scope *sc = mlist_entry(n, scope, sib);
+        if (!sc->cancelled)
+            scope_cancel(sc, DEADLOCK_REASON);
+    }
+}
+
+static void on_watch_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void stuck_watch_free(sched *s, void *data)
+{
+    (void)s;
+    stuck_watch *w = data;
+    uv_close((uv_handle_t *)&w->prep, on_watch_closed); /* (the scheduler runs the close) */
+}
+
+/* Starts the watch once the VM is idle and holds itself (sched_hold). */
+static void stuck_watch_start(sched *s)
+{
+    stuck_watch *w = calloc(1, sizeof *w);
+    if (!w)
+        return; /* (no watch: a stuck task waits for its timeout, as before) */
+    w->s = s;
+    uv_prepare_init(s->loop, &w->prep);
+    w->prep.data = w;
+    uv_prepare_start(&w->prep, on_stuck_check);
+    uv_unref((uv_handle_t *)&w->prep);
+    w->base_handles = s->loop->active_handles;
+    if (sched_ext_set(s, &DEADLOCK_KEY, w, stuck_watch_free) != 0) {
+        uv_close((uv_handle_t *)&w->prep, on_watch_closed);
+        return;
+    }
+}
+
 static void proc_main(void *arg)
 {
     boot *b = arg;
@@ -97,7 +154,8 @@ static void proc_main(void *arg)
     sched_set_tag_slot(s, memheap_slot(heap)); /* a task's goroutines charge its account */
     p->port = s->port;
     port_ref(p->port);
-    sched_hold(s);          /* a pool VM waits for work forever */
+    sched_hold(s); /* a pool VM waits for work forever */
+    stuck_watch_start(s);
     uv_sem_post(&b->ready); /* b is gone after this */
     uv_run(s->loop, UV_RUN_DEFAULT);
     lua_close(L);

@@ -348,6 +348,61 @@ describe("goroutine.channel", function()
         G.pool_close(pool)
     end)
 
+    it("a pool task whose goroutines wait forever fails with a deadlock error", function()
+        local pool = "chan_spec_deadlock"
+        G.pool_create(pool, { workers = 4 })
+        local stuck = {
+            G.pool_submit(pool, function() return require("goroutine").channel():receive() end),
+            G.pool_submit(pool, function()
+                local G = require("goroutine")
+                local m = G.mutex()
+                m:lock()
+                m:lock()
+            end),
+            G.pool_submit(pool, function()
+                local G = require("goroutine")
+                local a, b = G.channel(), G.channel()
+                G.spawn(function() a:send(b:receive()) end) -- waits on b, as the task waits on a
+                return a:receive()
+            end),
+        }
+        -- waits that something will end are left alone
+        local fine = {
+            G.pool_submit(pool, function()
+                local G = require("goroutine")
+                local ch = G.channel()
+                G.spawn(function()
+                    G.sleep(30)
+                    ch:send("after a sleep")
+                end)
+                return ch:receive()
+            end),
+            G.pool_submit(pool, function()
+                local G = require("goroutine")
+                return (G.select_timeout(30, { { channel = G.channel(), receive = true } }))
+            end),
+        }
+        local wg = G.wait_group()
+        wg:add(1)
+        local released = G.pool_submit(pool, function()
+            wg:wait() -- released from here, 30 ms later
+            return "released"
+        end)
+        G.sleep(30)
+        wg:done()
+        for _, id in ipairs(stuck) do
+            local ok, err = G.await(id)
+            assert.is_false(ok)
+            assert.matches("deadlock: every goroutine of the task waits forever", err)
+        end
+        assert.are.same({ true, "after a sleep", true }, { G.await(fine[1]) })
+        assert.are.same({ true, false }, { G.await(fine[2]) })
+        assert.are.same({ true, "released" }, { G.await(released) })
+        -- the VMs run the next tasks normally
+        assert.are.same({ true, 42 }, { G.await(G.pool_submit(pool, function() return 42 end)) })
+        G.pool_close(pool)
+    end)
+
     it("cannot travel to a pool VM", function()
         local ch = G.channel()
         local pool = "chan_spec_pool"
