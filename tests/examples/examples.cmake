@@ -18,6 +18,11 @@ add_test(NAME example.hello COMMAND ${_ex_run} ${_ex_dir}/hello.lua
 add_test(NAME example.channels COMMAND ${_ex_run} ${_ex_dir}/channels.lua
   --out "^9 results, sum of squares 285$" --min 0.14 --max 1.5)
 
+# channel_pool.lua: 20,000 numbers through 4 pool tasks and back, on channels.
+add_test(NAME example.channel_pool COMMAND ${_ex_run} ${_ex_dir}/channel_pool.lua
+  --out "^4 pool tasks took 20000 numbers$"
+  --out "^20000 results; the longest: 17647 takes 278 steps$" --max 5.0)
+
 # select.lua: two sources for 300 ms (after), then a default and a select_timeout.
 add_test(NAME example.select COMMAND ${_ex_run} ${_ex_dir}/select.lua
   --out "^in 300 ms: 1[3-5] from fast, [45] from slow$"

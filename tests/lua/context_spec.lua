@@ -241,7 +241,6 @@ describe("objects of one VM", function()
             { (G.context():with_timeout(1000)), "cannot travel" },
             -- (the codec meets the group's guard or its context's first)
             { (G.errgroup()), "cannot travel" },
-            { G.channel(), "a channel" },
             { G.mutex(), "a mutex" },
             { G.rwmutex(), "an rwmutex" },
             { G.semaphore(1), "a semaphore" },
