@@ -23,6 +23,9 @@ PACKAGES=(
     # tests: busted specs, the Redis server the fleet tests start, python3
     # (CLI tests; tests/services.sh picks free ports with it)
     lua-busted redis-server python3
+    # the Python producer (python/): tests/python/run_pytest.py makes a venv
+    # that sees these (no network) and pip-installs the package into it
+    python3-venv python3-pip python3-setuptools python3-wheel python3-msgpack python3-pytest
     # (redis-cli --cluster create joins the local Redis Cluster of
     # integration.redis_cluster_*; redis-server depends on it, named anyway)
     redis-tools
