@@ -26,3 +26,9 @@ add_test(NAME c.channel_threads
   COMMAND mutirao-test-lua ${CMAKE_CURRENT_LIST_DIR}/channel_threads.lua)
 set_tests_properties(c.channel_threads PROPERTIES LABELS "c;tsan" TIMEOUT 120
   ENVIRONMENT "TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1")
+
+# mutex, rwmutex, semaphore, once and cond shared between VM threads.
+add_test(NAME c.sync_threads
+  COMMAND mutirao-test-lua ${CMAKE_CURRENT_LIST_DIR}/sync_threads.lua)
+set_tests_properties(c.sync_threads PROPERTIES LABELS "c;tsan" TIMEOUT 120
+  ENVIRONMENT "TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1")

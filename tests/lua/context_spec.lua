@@ -241,11 +241,6 @@ describe("objects of one VM", function()
             { (G.context():with_timeout(1000)), "cannot travel" },
             -- (the codec meets the group's guard or its context's first)
             { (G.errgroup()), "cannot travel" },
-            { G.mutex(), "a mutex" },
-            { G.rwmutex(), "an rwmutex" },
-            { G.semaphore(1), "a semaphore" },
-            { G.once(), "a once object" },
-            { G.cond(G.mutex()), "a cond" },
         }
         for _, o in ipairs(objects) do
             local obj = o[1]
