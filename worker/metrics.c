@@ -376,7 +376,8 @@ int metrics_render(metrics *m, char **out, size_t *len)
     family(&b, "mutirao_kafka_consumer_lag", "gauge",
            "Messages of an assigned partition not yet finished here: its high watermark minus "
            "the first offset this worker has not recorded.");
-    qsort(m->lag, m->nlag, sizeof *m->lag, by_pool_partition);
+    if (m->nlag)
+        qsort(m->lag, m->nlag, sizeof *m->lag, by_pool_partition);
     for (size_t i = 0; i < m->nlag; i++) {
         size_t k = 0;
         while (k < np && ps[k] != m->lag[i].pool)

@@ -112,7 +112,7 @@ endif()
 # (garbage, oversized headers, slow clients, 200 at once) while tasks run;
 # the same under valgrind when it is there.
 if(Python3_Interpreter_FOUND AND TARGET mutirao-worker)
-  set(_metrics_cases values attack)
+  set(_metrics_cases values dead_letter attack)
   find_program(MUTIRAO_VALGRIND NAMES valgrind)
   if(MUTIRAO_VALGRIND AND NOT MUTIRAO_SANITIZE)
     list(APPEND _metrics_cases valgrind)

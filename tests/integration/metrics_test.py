@@ -11,6 +11,8 @@ Cases:
             the Kafka lag, the Redis round trips and the process figures;
             `promtool check metrics` accepts the text; 404, 405, HEAD, 400;
             a port in use and a bad address are startup errors.
+  dead_letter  a task that kills its worker (max_deliveries = 1): the
+            restarted worker dead-letters it and counts it.
   attack    while the worker runs a stream of tasks: garbage requests, an
             oversized header, slow clients (slowloris), clients gone
             mid-answer and 200 parallel scrapes; the tasks all complete, the
@@ -246,6 +248,47 @@ print("oks", oks)
     check(w.stop() == 0, "worker exit status")
 
 
+def case_dead_letter():
+    """A task that kills its worker (max_deliveries = 1): the restarted
+    worker, on the same metrics port, dead-letters it and counts it."""
+    pool = "md" + UNIQ
+    port = free_port()
+    env = {"MUTIRAO_WORKER_METRICS_ADDR": str(port), "MUTIRAO_WORKER_ALLOW": "os.execute"}
+    w = Worker("md0", [pool], env)
+    w.wait_for(r"consuming")
+    prod = run_lua("""
+local g = require("goroutine")
+assert(g.pool_create(%(pool)r, { workers = 2, max_deliveries = 1 }))
+local bad = assert(g.pool_submit(%(pool)r, function()
+    os.execute("kill -KILL $PPID") -- its worker dies, as on a segfault
+    g.sleep(10000)
+end))
+local good = assert(g.pool_submit(%(pool)r, function() return "fine" end))
+print("bad", g.await(bad))
+print("good", g.await(good))
+""" % {"pool": pool}, wait=False)
+    end = time.time() + 60
+    while w.p.poll() is None and time.time() < end:
+        time.sleep(0.05)
+    check(w.p.poll() is not None, "the poison task did not kill its worker")
+    w2 = Worker("md1", [pool], env)
+    rc, out, err = finish(prod, 90)
+    check(rc == 0 and re.search(r"^bad\tfalse\tdead-lettered after 1 delivery", out, re.M)
+          and "good\ttrue\tfine" in out, "producer: %d\n%s%s" % (rc, out, err))
+    time.sleep(0.5)
+    st, _, text = scrape(port)
+    check(st == 200, "scrape: %s" % st)
+    promtool_check(text)
+    s = samples(text)
+    got = {k: s.get('mutirao_tasks_%s_total{pool="%s"}' % (k, pool))
+           for k in ("dead_lettered", "failed", "completed", "timed_out", "retried")}
+    # the good task may have run on the first worker before it died
+    check(got["dead_lettered"] == 1 and got["failed"] == 1 and got["completed"] in (0, 1)
+          and got["timed_out"] == 0 and got["retried"] == 0, "after the dead letter: %s\n%s" %
+          (got, text))
+    check(w2.stop() == 0, "worker exit status")
+
+
 def attack(prefix=None, slack=1.0):
     pool = "ma" + UNIQ
     port = free_port()
@@ -363,7 +406,8 @@ def case_valgrind():
     check(code == 0 and nerr == 0, "worker under valgrind: exit %d, %s errors" % (code, nerr))
 
 
-CASES = {"values": case_values, "attack": case_attack, "valgrind": case_valgrind}
+CASES = {"values": case_values, "dead_letter": case_dead_letter, "attack": case_attack,
+         "valgrind": case_valgrind}
 try:
     CASES[CASE]()
 finally:
