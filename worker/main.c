@@ -303,6 +303,8 @@ int main(int argc, char **argv)
                      : NULL;
         if (!a.http) {
             fprintf(stderr, "mutirao-worker: %s\n", a.m ? err : "metrics: out of memory");
+            uv_run(a.s->loop, UV_RUN_NOWAIT); /* the listener's close */
+            metrics_free(a.m);
             lua_close(L);
             config_free(&cfg);
             return 2;
@@ -313,6 +315,11 @@ int main(int argc, char **argv)
     a.w = worker_start(a.s, &cfg, a.m, err, sizeof err);
     if (!a.w) {
         fprintf(stderr, "mutirao-worker: %s\n", err);
+        if (a.http) {
+            metrics_http_close(a.http);
+            uv_run(a.s->loop, UV_RUN_NOWAIT); /* its close callbacks */
+        }
+        metrics_free(a.m);
         lua_close(L);
         config_free(&cfg);
         return 1;
