@@ -1156,6 +1156,18 @@ static int select_k(lua_State *L, int status, lua_KContext ctx)
     return select_finish(L, base, no, 2);
 }
 
+/* The wait of a select: a waiter per case but the default. */
+static chan_sel *select_sel(lua_State *L, sched *s, int base, const char *kinds, int n, int nwait)
+{
+    chan_sel *sel = sel_new(L, s, nwait);
+    int k = 0;
+    for (int i = 1; i <= n; i++)
+        if (kinds[i] != C_DEFAULT)
+            waiter_init(&sel->w[k++], sel, lua_touserdata(L, SEL_CH(base, i)), SEL_CH(base, i),
+                        SEL_VAL(base, i), i, kinds[i]);
+    return sel;
+}
+
 /* select(cases) with the cases table at index 1; due: the deadline (ns,
  * 0: none; timed: whether there is one, so that 0 ms polls). */
 static int select_run(lua_State *L, sched *s, int timed, uint64_t due)
@@ -1221,15 +1233,9 @@ static int select_run(lua_State *L, sched *s, int timed, uint64_t due)
         shared |= ch->core != NULL;
         lua_remove(L, c); /* leaves channel, value */
     }
-    if (shared) {
-        chan_sel *sel = sel_new(L, s, nwait);
-        int k = 0;
-        for (int i = 1; i <= n; i++)
-            if (kinds[i] != C_DEFAULT)
-                waiter_init(&sel->w[k++], sel, lua_touserdata(L, SEL_CH(base, i)), SEL_CH(base, i),
-                            SEL_VAL(base, i), i, kinds[i]);
-        return op_run(L, s, sel, dflt, timed, due, select_k);
-    }
+    if (shared)
+        return op_run(L, s, select_sel(L, s, base, kinds, (int)n, nwait), dflt, timed, due,
+                      select_k);
     /* the cases that can proceed now, one of them chosen uniformly (again
      * when another VM took a waiter it counted on meanwhile) */
     for (;;) {
@@ -1263,12 +1269,7 @@ static int select_run(lua_State *L, sched *s, int timed, uint64_t due)
         return select_finish(L, base, dflt, 0);
     if (timed && due <= sched_now_ns())
         return select_timed_out(L);
-    chan_sel *sel = sel_new(L, s, nwait);
-    int k = 0;
-    for (int i = 1; i <= n; i++)
-        if (kinds[i] != C_DEFAULT)
-            waiter_init(&sel->w[k++], sel, lua_touserdata(L, SEL_CH(base, i)), SEL_CH(base, i),
-                        SEL_VAL(base, i), i, kinds[i]);
+    chan_sel *sel = select_sel(L, s, base, kinds, (int)n, nwait);
     return sched_wait_parker(L, s, &sel->parker, timed ? due : 0, (lua_KContext)sel, select_k);
 }
 

@@ -12,10 +12,31 @@ local function ok(id)
     return table.unpack(r, 2, r.n)
 end
 
+-- Counts distinct values: the lists each task returned (ids), then what a
+-- channel still holds (drain); raises on a value seen twice.
+local function tally(seen, ids, drain)
+    local n = 0
+    local function add(v)
+        check(not seen[v], "duplicate " .. tostring(v))
+        seen[v] = true
+        n = n + 1
+    end
+    for _, id in ipairs(ids or {}) do
+        for _, v in ipairs(ok(id)) do add(v) end
+    end
+    if drain then
+        local v, okk = drain:try_receive()
+        while okk do
+            add(v)
+            v, okk = drain:try_receive()
+        end
+    end
+    return n
+end
+
 G.pool_create("ct", { workers = 64 })
 
 -- 1. producers and consumers on pool VMs, unbuffered and buffered
-io.stderr:write("section 1\n")
 for _, cap in ipairs({ 0, 1, 16 }) do
     local ch = G.channel(cap)
     local P, C, K = 8, 8, 300
@@ -34,19 +55,11 @@ for _, cap in ipairs({ 0, 1, 16 }) do
     end
     for _, id in ipairs(prods) do ok(id) end
     ch:close()
-    local seen, n = {}, 0
-    for _, id in ipairs(cons) do
-        for _, v in ipairs(ok(id)) do
-            check(not seen[v], "duplicate " .. v)
-            seen[v] = true
-            n = n + 1
-        end
-    end
+    local n = tally({}, cons)
     check(n == P * K, ("cap %d: %d of %d"):format(cap, n, P * K))
 end
 
 -- 2. selects on pool VMs racing for values of two channels, plus the main
-io.stderr:write("section 2\n")
 -- VM receiving from one of them
 do
     local a, b = G.channel(), G.channel(4)
@@ -77,27 +90,13 @@ do
     for _, id in ipairs(senders) do ok(id) end
     a:close()
     G.await(h)
-    local seen, n = {}, 0
-    for _, v in ipairs(mine) do seen[v] = true; n = n + 1 end
-    for _, id in ipairs(sel) do
-        for _, v in ipairs(ok(id)) do
-            check(not seen[v], "duplicate " .. v)
-            seen[v] = true
-            n = n + 1
-        end
-    end
-    local v, okk = b:try_receive()
-    while okk do
-        check(not seen[v], "duplicate " .. v)
-        seen[v] = true
-        n = n + 1
-        v, okk = b:try_receive()
-    end
+    local seen = {}
+    for _, v in ipairs(mine) do seen[v] = true end
+    local n = #mine + tally(seen, sel, b)
     check(n == 2 * K, ("select race: %d of %d"):format(n, 2 * K))
 end
 
 -- 3. close racing senders and receivers on several VMs: every send that
-io.stderr:write("section 3\n")
 -- reported success is received exactly once
 for round = 1, 5 do
     local ch = G.channel(round % 2)
@@ -123,21 +122,11 @@ for round = 1, 5 do
     ch:close()
     local sent = 0
     for _, id in ipairs(sends) do sent = sent + ok(id) end
-    local seen, n = {}, 0
-    for _, id in ipairs(recvs) do
-        for _, v in ipairs(ok(id)) do
-            check(not seen[v], "duplicate " .. v)
-            seen[v] = true
-            n = n + 1
-        end
-    end
-    local v, okk = ch:try_receive() -- (a value buffered before the close)
-    while okk do n = n + 1; v, okk = ch:try_receive() end
+    local n = tally({}, recvs, ch) -- (and a value buffered before the close)
     check(n == sent, ("close race %d: sent %d, received %d"):format(round, sent, n))
 end
 
 -- 4. receivers killed by timeouts while pool VMs send: no value lost
-io.stderr:write("section 4\n")
 do
     local ch = G.channel()
     local sender = G.pool_submit("ct", function()

@@ -6,17 +6,7 @@ local now = G.now
 local TIME_FACTOR = tonumber(os.getenv("MUTIRAO_TIME_FACTOR")) or 1
 
 local POOL = "chan_pool_spec"
-G.pool_create(POOL, { workers = 400 })
-
-local function submit(fn, ...)
-    return assert(G.pool_submit(POOL, fn, ...))
-end
-
-local function await_ok(id)
-    local r = table.pack(G.await(id))
-    assert(r[1], r[2])
-    return table.unpack(r, 2, r.n)
-end
+local submit, await_ok = require("spec_helpers").pool(POOL, { workers = 400 })
 
 describe("a channel shared with pool tasks", function()
     it("carries values from pool tasks to the main VM, none lost or duplicated", function()

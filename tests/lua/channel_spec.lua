@@ -4,10 +4,7 @@ local G = require("goroutine")
 local now = G.now
 local TIME_FACTOR = tonumber(os.getenv("MUTIRAO_TIME_FACTOR")) or 1
 
-local function in_goroutine(fn, ...)
-    local ok, err = G.await(G.async(fn, ...))
-    if not ok then error(err, 0) end
-end
+local in_goroutine = require("spec_helpers").in_goroutine
 
 -- runs fn in a goroutine and reports whether it is still waiting after ms
 local function blocks(fn, ms)

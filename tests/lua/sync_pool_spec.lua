@@ -4,17 +4,7 @@
 local G = require("goroutine")
 
 local POOL = "sync_pool_spec"
-G.pool_create(POOL, { workers = 200 })
-
-local function submit(fn, ...)
-    return assert(G.pool_submit(POOL, fn, ...))
-end
-
-local function await_ok(id)
-    local r = table.pack(G.await(id))
-    assert(r[1], r[2])
-    return table.unpack(r, 2, r.n)
-end
+local submit, await_ok = require("spec_helpers").pool(POOL, { workers = 200 })
 
 describe("a mutex shared with pool tasks", function()
     it("excludes: increments under the lock from many VMs lose nothing", function()
