@@ -74,6 +74,7 @@ struct channel {
     int closed;
     int recv_only;      /* after()'s and a context's done(): Lua code cannot send or close */
     int sharing;        /* share() runs on it */
+    int remote_close;   /* another VM may close it (a travelled context's done()) */
     mlist recvq, sendq; /* of chan_waiter.node, oldest first */
     theap_ent after;    /* goroutine.after: when it receives its value */
     int after_ref;      /* anchors it in the registry until then, else LUA_NOREF */
@@ -263,7 +264,10 @@ static void sel_park(sched_parker *p, gor *g)
             mlist_push_back(w->dir == C_RECV ? &w->ch->recvq : &w->ch->sendq, &w->node);
         w->queued = 1;
     }
-    if (sel->nshared && !sel->counted) {
+    int remote = sel->nshared > 0;
+    for (int i = 0; i < sel->n && !remote; i++)
+        remote = sel->w[i].ch->remote_close;
+    if (remote && !sel->counted) {
         sel->counted = 1;
         sel->s->remote_waits++;
     }
@@ -987,6 +991,15 @@ static int g_close_internal(lua_State *L)
     return close_channel(L, check_ch(L, 1));
 }
 
+/* _remote_close(ch): another VM may close ch (by a message to this one): a
+ * goroutine waiting on it is not stuck (sched_stuck). */
+static int g_remote_close(lua_State *L)
+{
+    check_ch(L, 1)->remote_close = 1;
+    lua_settop(L, 1);
+    return 1;
+}
+
 /* _recv_only(ch): Lua code can no longer send on ch or close it. */
 static int g_recv_only(lua_State *L)
 {
@@ -1552,6 +1565,7 @@ void channel_open(lua_State *L, sched *s)
                                      {"_after_call", g_after_call},
                                      {"_close", g_close_internal},
                                      {"_recv_only", g_recv_only},
+                                     {"_remote_close", g_remote_close},
                                      {NULL, NULL}};
     int mod = lua_gettop(L);
     if (luaL_newmetatable(L, CHANNEL_TNAME)) {

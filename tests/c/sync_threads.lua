@@ -156,5 +156,22 @@ do
     G.pool_close("st_to")
 end
 
+-- 7. contexts cancelled from several VMs at once: every holder sees it
+for _ = 1, 20 do
+    local ctx = G.context():with_cancel()
+    local ids = {}
+    for t = 1, 6 do
+        ids[t] = G.pool_submit("st", function()
+            local G = require("goroutine")
+            local child = ctx:with_cancel()
+            if t % 3 == 0 then ctx:cancel() end
+            G.select({ { channel = child:done(), receive = true } })
+            return child:err()
+        end)
+    end
+    for _, id in ipairs(ids) do check(ok(id) == "context canceled") end
+    check(ctx:err() == "context canceled")
+end
+
 G.pool_close("st")
 print("sync_threads: ok")
