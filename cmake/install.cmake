@@ -12,18 +12,25 @@
 #
 # mutirao.pc is written when installing, not when configuring, so that its
 # prefix is the one given to `cmake --install --prefix`. With
-# MUTIRAO_LUA_MODULES_ONLY (the rockspec) only the Lua modules are installed.
+# MUTIRAO_LUA_MODULES_ONLY (the rockspec) only goroutine.so, http.so and
+# exec.so are installed.
 include(GNUInstallDirs)
 
 set(MUTIRAO_LUA_CMOD_DIR "lib/lua/5.4" CACHE STRING
   "Where Lua C modules are installed (a relative path is under the install prefix)")
 
+# MUTIRAO_LUA_IO_LINKS=OFF leaves out http.so and exec.so (the rockspec:
+# a rock holds no symbolic links; it installs lua/rock/http.lua and exec.lua).
+option(MUTIRAO_LUA_IO_LINKS "Install http.so and exec.so as links to goroutine.so" ON)
+
 # goroutine.so and its two other names. http.so and exec.so must stay links
 # to the same file: the dynamic loader then loads one object, so one
 # scheduler per VM, whichever name a script requires first.
 install(TARGETS goroutine_module LIBRARY DESTINATION ${MUTIRAO_LUA_CMOD_DIR})
-install(FILES $<TARGET_FILE_DIR:goroutine_module>/http.so
-  $<TARGET_FILE_DIR:goroutine_module>/exec.so DESTINATION ${MUTIRAO_LUA_CMOD_DIR})
+if(MUTIRAO_LUA_IO_LINKS)
+  install(FILES $<TARGET_FILE_DIR:goroutine_module>/http.so
+    $<TARGET_FILE_DIR:goroutine_module>/exec.so DESTINATION ${MUTIRAO_LUA_CMOD_DIR})
+endif()
 
 if(MUTIRAO_LUA_MODULES_ONLY)
   return()

@@ -51,12 +51,14 @@ cmp -s "$SRC/config/mutirao.conf" "$P/share/mutirao/mutirao.conf" || fail "share
 
 echo "---- no dependency missing, nothing pointing into the build tree"
 for f in "$P"/bin/* "$P/$LIBDIR"/libmutirao.so "$P/$CMOD"/*.so; do
-    if ldd "$f" | grep -q "not found"; then
-        ldd "$f"
+    deps="$(ldd "$f")"
+    if grep -q "not found" <<<"$deps"; then
+        echo "$deps"
         fail "$f: a library is not found"
     fi
-    if readelf -d "$f" | grep -E "R(UN)?PATH" | grep -qF "$BUILD"; then
-        readelf -d "$f" | grep -E "R(UN)?PATH"
+    rpath="$(readelf -d "$f" | grep -E "R(UN)?PATH" || true)"
+    if grep -qF "$BUILD" <<<"$rpath"; then
+        echo "$rpath"
         fail "$f: its RPATH/RUNPATH names the build tree"
     fi
 done
@@ -97,8 +99,11 @@ unset LUA_CPATH
 
 echo "---- the installed commands"
 "$P/bin/mutirao" version
-"$P/bin/mutirao" --help | grep -q "^usage: mutirao" || fail "mutirao --help"
-"$P/bin/mutirao-worker" --help | grep -q "^usage: mutirao-worker" || fail "mutirao-worker --help"
+# (grep reads all of it: with -q on a pipe the command could get SIGPIPE)
+for cmd in mutirao mutirao-worker; do
+    out="$("$P/bin/$cmd" --help)" || fail "$cmd --help exits with $?"
+    grep -q "^usage: $cmd " <<<"$out" || fail "$cmd --help prints no usage line"
+done
 out="$("$P/bin/mutirao" run "$SRC/examples/hello.lua" 2>&1)" || { echo "$out"; fail "mutirao run examples/hello.lua"; }
 echo "$out"
 grep -q "^all 3 goroutines finished$" <<<"$out" || fail "mutirao run examples/hello.lua: unexpected output"
