@@ -37,6 +37,11 @@ PACKAGES=(
     clang libclang-rt-14-dev
     # lint, memory checks, benchmarks
     clang-format cppcheck valgrind hyperfine
+    # the install tests: man (install.prefix reads the installed man pages)
+    # and LuaRocks (install.luarocks builds and installs the rock; it pulls
+    # in lua5.1, which may then be /usr/bin/lua: nothing here runs `lua`,
+    # and .busted runs busted under lua5.4)
+    man-db luarocks
 )
 
 if [[ "${1:-}" == "--list" ]]; then

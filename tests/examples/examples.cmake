@@ -91,6 +91,12 @@ set_tests_properties(example.hello example.waitgroup example.timeout example.par
 
 # Examples of the http and exec modules (issue 5); the HTTP ones run against
 # tests/helpers/http_server.py, started by run_example.py --server.
+# release.lua: the README's task file, run as the README says: ~200 ms.
+add_test(NAME example.release COMMAND ${_ex_run} ${_ex_dir}/release.lua
+  --workflow release --param env=prod
+  --err "\\] deploy got ok for prod$" --err "workflow 'release' succeeded"
+  --out "^release +deploy +success +\\d+ms +deployed$" --min 0.19 --max 1.5)
+
 # deploy.lua: 4 targets x 5 exec steps (~0.7 s each) at once: ~0.7 s, not 2.8 s
 # (--max 2.0 bounds it; the task's own duration may show as 1.xs on a loaded
 # machine).
@@ -142,6 +148,6 @@ add_test(NAME example.async_fetch_one_down COMMAND ${_ex_run} ${_ex_dir}/async_f
   --err "\\] API 1: HTTP 200" --err "\\] API 3: HTTP 200" --not-err "API [13] falhou"
   --out "^async_fetch +fetch_data +failed +\\d+ms +fetched 2 of 3 APIs$")
 
-set_tests_properties(example.deploy example.deploy_one_fails example.parallel_health_check
+set_tests_properties(example.release example.deploy example.deploy_one_fails example.parallel_health_check
   example.parallel_health_check_all_up example.async_fetch example.async_fetch_one_down
   PROPERTIES LABELS examples TIMEOUT 60)
