@@ -12,6 +12,7 @@
 
 typedef struct aint_core {
     atomic_int refs;
+    travel_anchor ta; /* its name once it travelled */
     _Atomic lua_Integer v;
 } aint_core;
 
@@ -21,9 +22,15 @@ typedef struct aint_ud {
 
 static const char COPIES = 'A'; /* registry: weak core -> this VM's userdata */
 
+static void core_ref(void *c)
+{
+    atomic_fetch_add(&((aint_core *)c)->refs, 1);
+}
+
 static void core_unref(aint_core *c)
 {
-    if (atomic_fetch_sub(&c->refs, 1) == 1)
+    uint64_t id = c->ta.id;
+    if (atomic_fetch_sub(&c->refs, 1) == 1 && (!id || travel_drop(c, id, &c->refs)))
         free(c);
 }
 
@@ -115,8 +122,7 @@ static int ai_encode(lua_State *L, int idx, void *ud, void *call)
     if (tc)
         return luaL_error(L, "an AtomicInt cannot travel to %s", tc->where);
     aint_ud *u = lua_touserdata(L, idx);
-    atomic_fetch_add(&u->core->refs, 1); /* taken over by the decoded copy */
-    travel_pack(L, u->core);
+    travel_name(L, u->core, &u->core->ta);
     return 0;
 }
 
@@ -126,7 +132,7 @@ static int ai_decode(lua_State *L, const char *data, size_t len, void *ud, void 
     travel_ctx *tc = call;
     if (tc)
         return luaL_error(L, "an AtomicInt cannot travel from %s", tc->where);
-    aint_core *c = travel_unpack(L, data, len, "an AtomicInt");
+    aint_core *c = travel_take(L, data, len, "an AtomicInt", core_ref);
     if (!c)
         return -1;
     push_copy(L, c);
@@ -143,6 +149,7 @@ static int g_atomic_int(lua_State *L)
     if (!c)
         return luaL_error(L, "not enough memory");
     atomic_init(&c->refs, 1);
+    c->ta.id = 0;
     atomic_init(&c->v, v);
     u->core = c;
     lua_rawgetp(L, LUA_REGISTRYINDEX, &COPIES);

@@ -14,7 +14,8 @@
 #include "travel.h"
 
 typedef struct link_core {
-    atomic_int refs; /* a userdata in some VM, or a name in flight */
+    atomic_int refs;  /* a userdata in some VM, or a message in flight */
+    travel_anchor ta; /* its name once it travelled */
     pthread_mutex_t mu;
     char *why;    /* (mu) the reason, once cancelled; NULL before */
     port **ports; /* (mu) the VMs holding a userdata of it (one each) */
@@ -29,10 +30,18 @@ typedef struct link_ud {
 static const char COPIES = 'K';  /* registry: weak core -> this VM's userdata */
 static const char HANDLER = 'k'; /* registry: this VM's _link_on_cancel function */
 
+static void core_ref(void *c)
+{
+    atomic_fetch_add(&((link_core *)c)->refs, 1);
+}
+
 static void core_unref(link_core *c)
 {
+    uint64_t id = c->ta.id;
     if (atomic_fetch_sub(&c->refs, 1) != 1)
         return;
+    if (id && !travel_drop(c, id, &c->refs))
+        return; /* a decode took it meanwhile */
     free(c->why);
     free(c->ports);
     pthread_mutex_destroy(&c->mu);
@@ -231,8 +240,7 @@ static int l_encode(lua_State *L, int idx, void *ud, void *call)
     link_ud *u = lua_touserdata(L, idx);
     if (!u->core) /* (finalized: met through a weak table) */
         return luaL_error(L, "a collected context cannot travel");
-    atomic_fetch_add(&u->core->refs, 1); /* taken over by the copy decoded */
-    travel_pack(L, u->core);
+    travel_name(L, u->core, &u->core->ta);
     return 0;
 }
 
@@ -242,7 +250,7 @@ static int l_decode(lua_State *L, const char *data, size_t len, void *ud, void *
     travel_ctx *tc = call;
     if (tc)
         return luaL_error(L, "a context cannot travel from %s", tc->where);
-    link_core *c = travel_unpack(L, data, len, "a context");
+    link_core *c = travel_take(L, data, len, "a context", core_ref);
     if (!c)
         return -1;
     lua_rawgetp(L, LUA_REGISTRYINDEX, &COPIES);

@@ -404,6 +404,8 @@ static int sel_end(lua_State *L, chan_sel *sel)
     return sel_settle(sel);
 }
 
+static void decode_or_return(lua_State *L, chan_core *c, chan_val *v, sched *cur);
+
 /* After sel_end, for a receive that happened: pushes the value (a shared
  * channel's, decoded here; a local one's is on the stack already) and
  * true, or nil, false when it happened because the channel was closed; then
@@ -419,9 +421,11 @@ static void recv_result(lua_State *L, chan_sel *sel, int no)
     chan_waiter *w = waiter_of(sel, no);
     if (w->core) {
         chan_val v = w->val;
+        chan_core *c = w->core; /* (alive: its channel is on this stack) */
+        sched *s = sel->s;
         w->val.p = NULL;
         sel_release(sel);
-        chan_val_decode(L, &v);
+        decode_or_return(L, c, &v, s);
     } else {
         sel_release(sel);
     }
@@ -603,14 +607,10 @@ static int core_send_ready(chan_core *c)
     return c->closed || first_live(&c->recvq) || (lua_Integer)c->count < c->cap;
 }
 
-/* A value handed to w (of a shared channel) whose goroutine was killed
- * before it took it: to the next live receiver, or back to the front of
- * the channel. */
-static void core_give_back(chan_waiter *w, sched *cur)
+/* A value received from c that its receiver cannot take after all: to the
+ * next live receiver, or back to the front of the channel. */
+static void core_return(chan_core *c, chan_val v, sched *cur)
 {
-    chan_core *c = w->core;
-    chan_val v = w->val;
-    w->val.p = NULL;
     pthread_mutex_lock(&c->mu);
     chan_waiter *r;
     int done = 0;
@@ -633,6 +633,28 @@ static void core_give_back(chan_waiter *w, sched *cur)
         sched_report_error(cur, 0, LUA_NOREF);
         chan_val_free(&v);
     }
+}
+
+/* A value handed to w (of a shared channel) whose goroutine was killed
+ * before it took it. */
+static void core_give_back(chan_waiter *w, sched *cur)
+{
+    chan_val v = w->val;
+    w->val.p = NULL;
+    core_return(w->core, v, cur);
+}
+
+/* Pushes a value received from c; when this VM cannot decode it (out of
+ * memory), the value goes back to the channel, not lost, and the receive
+ * raises. */
+static void decode_or_return(lua_State *L, chan_core *c, chan_val *v, sched *cur)
+{
+    char err[256];
+    if (chan_val_decode(L, v, err, sizeof err) == 0)
+        return;
+    core_return(c, *v, cur);
+    v->p = NULL;
+    luaL_error(L, "cannot receive a channel value here: %s (it stays in the channel)", err);
 }
 
 /* A receiver was handed a value and killed before it ran: the value goes
@@ -826,7 +848,7 @@ static int shared_try_recv(lua_State *L, channel *ch)
         lua_pushboolean(L, 0);
         return 1;
     }
-    chan_val_decode(L, &v);
+    decode_or_return(L, ch->core, &v, ch->s);
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -1484,8 +1506,7 @@ static int ch_encode(lua_State *L, int idx, void *ud, void *call)
     if (tc)
         return luaL_error(L, "a channel cannot travel to %s", tc->where);
     chan_core *c = share(L, lua_touserdata(L, idx), lua_absindex(L, idx));
-    chan_core_ref(c); /* taken over by the copy decoded */
-    travel_pack(L, c);
+    travel_name(L, c, &c->ta);
     return 0;
 }
 
@@ -1495,7 +1516,7 @@ static int ch_decode(lua_State *L, const char *data, size_t len, void *ud, void 
     travel_ctx *tc = call;
     if (tc)
         return luaL_error(L, "a channel cannot travel from %s", tc->where);
-    chan_core *c = travel_unpack(L, data, len, "a channel");
+    chan_core *c = travel_take(L, data, len, "a channel", chan_core_ref_any);
     if (!c)
         return -1;
     lua_rawgetp(L, LUA_REGISTRYINDEX, &COPIES);

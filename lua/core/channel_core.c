@@ -31,10 +31,18 @@ void chan_core_ref(chan_core *c)
     atomic_fetch_add(&c->refs, 1);
 }
 
+void chan_core_ref_any(void *c)
+{
+    chan_core_ref(c);
+}
+
 void chan_core_unref(chan_core *c)
 {
+    uint64_t id = c->ta.id;
     if (atomic_fetch_sub(&c->refs, 1) != 1)
         return;
+    if (id && !travel_drop(c, id, &c->refs))
+        return; /* a decode took it meanwhile */
     /* no VM holds it: nobody waits on it either (a waiter holds its channel) */
     for (size_t i = 0; i < c->count; i++)
         free(c->ring[(c->head + i) % c->rcap].p);
@@ -123,20 +131,17 @@ int chan_val_encode(lua_State *L, int idx, chan_val *out, char *err, size_t errl
     return rc;
 }
 
-void chan_val_decode(lua_State *L, chan_val *v)
+int chan_val_decode(lua_State *L, chan_val *v, char *err, size_t errlen)
 {
     codec_limits lim;
     limits(&lim);
-    char err[256];
     int n = 0;
-    int rc = codec_decode(L, v->p, v->n, &lim, &n, err, sizeof err);
-    chan_val_free(v);
+    int rc = codec_decode(L, v->p, v->n, &lim, &n, err, errlen);
     if (rc != 0)
-        luaL_error(L, "channel value lost: %s", err);
-    if (n != 1) {
-        lua_pop(L, n);
-        luaL_error(L, "channel value lost: malformed message");
-    }
+        return rc;
+    lua_pop(L, n - 1); /* (one value: this file encoded it) */
+    chan_val_free(v);
+    return 0;
 }
 
 void chan_val_free(chan_val *v)

@@ -18,6 +18,7 @@
 #include <lua.h>
 
 #include "list.h"
+#include "travel.h"
 
 /* One encoded value (a codec message of one value); p NULL: none. */
 typedef struct chan_val {
@@ -27,7 +28,8 @@ typedef struct chan_val {
 
 typedef struct chan_core {
     pthread_mutex_t mu;
-    atomic_int refs; /* a channel userdata in some VM, or a name in flight */
+    atomic_int refs;  /* a channel userdata in some VM */
+    travel_anchor ta; /* its name (travel.h) */
     lua_Integer cap;
     int closed;         /* (mu) */
     chan_val *ring;     /* (mu) the values waiting, a deque of rcap slots */
@@ -39,6 +41,7 @@ typedef struct chan_core {
 /* A core with one reference (the caller's), or NULL when out of memory. */
 chan_core *chan_core_new(lua_Integer cap);
 void chan_core_ref(chan_core *c);
+void chan_core_ref_any(void *c); /* (for travel_take) */
 void chan_core_unref(chan_core *c);
 
 /* With c->mu held: appends v (front: as the next value received). Returns 0,
@@ -56,9 +59,9 @@ void chan_cores_unlock(chan_core **cs, int n);
 /* Encodes the value at idx of L into *out (malloc'd). Returns 0, or a codec
  * error with err naming the value that cannot travel (raises nothing). */
 int chan_val_encode(lua_State *L, int idx, chan_val *out, char *err, size_t errlen);
-/* Pushes the value v holds and frees v; raises when it cannot be decoded
- * (out of memory) after freeing it. */
-void chan_val_decode(lua_State *L, chan_val *v);
+/* Pushes the value v holds and frees v: 0; or a codec error (out of memory
+ * in this VM), err set, nothing pushed, v kept (raises nothing). */
+int chan_val_decode(lua_State *L, chan_val *v, char *err, size_t errlen);
 void chan_val_free(chan_val *v);
 
 #endif

@@ -14,8 +14,9 @@ enum { PH_SIGNAL, PH_SIGNALLED, PH_BROADCAST, PH_RELOCK };
 
 typedef struct cond_core {
     atomic_int refs;
-    mutex_core *mu; /* a reference; its lock guards the queue too (waitq.h) */
-    mlist queue;    /* waiters for a signal (waiter.node), FIFO */
+    travel_anchor ta; /* its name once it travelled */
+    mutex_core *mu;   /* a reference; its lock guards the queue too (waitq.h) */
+    mlist queue;      /* waiters for a signal (waiter.node), FIFO */
 } cond_core;
 
 typedef struct cond_ud { /* a sync_ud */
@@ -31,7 +32,8 @@ static void core_ref(void *core)
 static void core_unref(void *core)
 {
     cond_core *c = core;
-    if (atomic_fetch_sub(&c->refs, 1) == 1) {
+    uint64_t id = c->ta.id;
+    if (atomic_fetch_sub(&c->refs, 1) == 1 && sync_core_gone(c, id, &c->refs)) {
         mutex_core_unref(c->mu);
         free(c);
     }
@@ -190,12 +192,12 @@ int cond_encode(lua_State *L, int idx, void *ud, void *call)
                 waiter_share(L, mlist_entry(n, waiter, node));
         mutex_share(L, c->mu);
     }
-    return sync_encode_core(L, idx, call, "a cond", c, core_ref);
+    return sync_encode_core(L, idx, call, "a cond", c, &c->ta);
 }
 
 int cond_decode(lua_State *L, const char *data, size_t len, void *ud, void *call)
 {
-    return sync_decode_core(L, data, len, call, ud, COND_TNAME, "a cond", core_unref);
+    return sync_decode_core(L, data, len, call, ud, COND_TNAME, "a cond", core_ref, core_unref);
 }
 
 void cond_open(lua_State *L, sched *s)

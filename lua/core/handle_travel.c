@@ -21,6 +21,7 @@
 
 struct hcore {
     atomic_int refs;
+    travel_anchor ta; /* its name in this process */
     uint64_t id;
     port *home; /* the home VM (a reference) */
     ghandle *h; /* the original (home thread only); NULL once collected */
@@ -35,10 +36,18 @@ struct hcore {
 
 static const char COPIES = 'H'; /* registry: weak core -> handle userdata of this VM */
 
+static void core_ref_any(void *c)
+{
+    atomic_fetch_add(&((hcore *)c)->refs, 1);
+}
+
 static void core_unref(hcore *c)
 {
+    uint64_t tid = c->ta.id;
     if (atomic_fetch_sub(&c->refs, 1) != 1)
         return;
+    if (tid && !travel_drop(c, tid, &c->refs))
+        return; /* a decode took it meanwhile */
     for (int i = 0; i < c->nask; i++)
         port_unref(c->askers[i]);
     free(c->askers);
@@ -275,8 +284,7 @@ static int h_encode(lua_State *L, int idx, void *ud, void *call)
             c->anchor = luaL_ref(L, LUA_REGISTRYINDEX);
         }
     }
-    atomic_fetch_add(&h->core->refs, 1); /* taken over by the receiving side */
-    travel_pack(L, h->core);
+    travel_name(L, h->core, &h->core->ta);
     return 0;
 }
 
@@ -289,7 +297,7 @@ static int h_decode(lua_State *L, const char *data, size_t len, void *ud, void *
         return tc->handle_decode(tc, L, data, len);
     }
     sched *s = ud;
-    hcore *c = travel_unpack(L, data, len, "an async handle");
+    hcore *c = travel_take(L, data, len, "an async handle", core_ref_any);
     if (!c)
         return -1;
     lua_rawgetp(L, LUA_REGISTRYINDEX, &COPIES);
@@ -302,7 +310,7 @@ static int h_decode(lua_State *L, const char *data, size_t len, void *ud, void *
     ghandle *h = handle_new(L, s);
     h->remote = 1;
     h->id = c->id;
-    h->core = c; /* the reference taken by h_encode */
+    h->core = c; /* the reference travel_take took */
     lua_pushvalue(L, -1);
     lua_rawsetp(L, -3, c);
     lua_remove(L, -2);

@@ -12,12 +12,13 @@ enum { SIDE_READ = 0, SIDE_WRITE = 1 };
 
 struct mutex_core {
     atomic_int refs;
-    sync_lock lock; /* guards the rest once shared (a Cond's too) */
-    int writer;     /* held for writing (a Mutex: locked) */
-    uint64_t owner; /* the goroutine that took it for writing (0: none, or not a goroutine) */
-    sched *owner_s; /* its VM */
-    size_t readers; /* read holders */
-    mlist queue;    /* waiters (waiter.node; n = SIDE_*), FIFO */
+    travel_anchor ta; /* its name once it travelled */
+    sync_lock lock;   /* guards the rest once shared (a Cond's too) */
+    int writer;       /* held for writing (a Mutex: locked) */
+    uint64_t owner;   /* the goroutine that took it for writing (0: none, or not a goroutine) */
+    sched *owner_s;   /* its VM */
+    size_t readers;   /* read holders */
+    mlist queue;      /* waiters (waiter.node; n = SIDE_*), FIFO */
 };
 
 typedef struct mutex_ud { /* a sync_ud */
@@ -33,7 +34,8 @@ void mutex_core_ref(void *core)
 void mutex_core_unref(void *core)
 {
     mutex_core *mu = core;
-    if (atomic_fetch_sub(&mu->refs, 1) == 1) {
+    uint64_t id = mu->ta.id;
+    if (atomic_fetch_sub(&mu->refs, 1) == 1 && sync_core_gone(mu, id, &mu->refs)) {
         sync_lock_destroy(&mu->lock);
         free(mu);
     }
@@ -352,7 +354,7 @@ static int encode(lua_State *L, int idx, void *call, const char *what)
     mutex_ud *m = lua_touserdata(L, idx);
     if (!call)
         mutex_share(L, m->core);
-    return sync_encode_core(L, idx, call, what, m->core, mutex_core_ref);
+    return sync_encode_core(L, idx, call, what, m->core, &m->core->ta);
 }
 
 int mutex_encode(lua_State *L, int idx, void *ud, void *call)
@@ -369,12 +371,14 @@ int rwmutex_encode(lua_State *L, int idx, void *ud, void *call)
 
 int mutex_decode(lua_State *L, const char *data, size_t len, void *ud, void *call)
 {
-    return sync_decode_core(L, data, len, call, ud, MUTEX_TNAME, "a mutex", mutex_core_unref);
+    return sync_decode_core(L, data, len, call, ud, MUTEX_TNAME, "a mutex", mutex_core_ref,
+                            mutex_core_unref);
 }
 
 int rwmutex_decode(lua_State *L, const char *data, size_t len, void *ud, void *call)
 {
-    return sync_decode_core(L, data, len, call, ud, RWMUTEX_TNAME, "an rwmutex", mutex_core_unref);
+    return sync_decode_core(L, data, len, call, ud, RWMUTEX_TNAME, "an rwmutex", mutex_core_ref,
+                            mutex_core_unref);
 }
 
 static int g_mutex(lua_State *L)

@@ -14,7 +14,8 @@ enum { PH_RUN, PH_WAIT }; /* waiter.phase: the first call's, or a later one's */
 
 typedef struct once_core {
     atomic_int refs;
-    sync_lock lock; /* guards the rest once shared (waitq.h) */
+    travel_anchor ta; /* its name once it travelled */
+    sync_lock lock;   /* guards the rest once shared (waitq.h) */
     int state;
     mlist queue; /* later calls waiting for the first one to finish (waiter.node) */
 } once_core;
@@ -32,7 +33,8 @@ static void core_ref(void *core)
 static void core_unref(void *core)
 {
     once_core *c = core;
-    if (atomic_fetch_sub(&c->refs, 1) == 1) {
+    uint64_t id = c->ta.id;
+    if (atomic_fetch_sub(&c->refs, 1) == 1 && sync_core_gone(c, id, &c->refs)) {
         sync_lock_destroy(&c->lock);
         free(c);
     }
@@ -155,12 +157,13 @@ int once_encode(lua_State *L, int idx, void *ud, void *call)
     once_core *c = ((once_ud *)lua_touserdata(L, idx))->core;
     if (!call)
         sync_share(L, &c->lock, &c->queue);
-    return sync_encode_core(L, idx, call, "a once object", c, core_ref);
+    return sync_encode_core(L, idx, call, "a once object", c, &c->ta);
 }
 
 int once_decode(lua_State *L, const char *data, size_t len, void *ud, void *call)
 {
-    return sync_decode_core(L, data, len, call, ud, ONCE_TNAME, "a once object", core_unref);
+    return sync_decode_core(L, data, len, call, ud, ONCE_TNAME, "a once object", core_ref,
+                            core_unref);
 }
 
 void once_open(lua_State *L, sched *s)

@@ -11,7 +11,8 @@
 
 typedef struct sem_core {
     atomic_int refs;
-    sync_lock lock; /* guards the rest once shared (waitq.h) */
+    travel_anchor ta; /* its name once it travelled */
+    sync_lock lock;   /* guards the rest once shared (waitq.h) */
     lua_Integer avail, cap;
     mlist queue; /* waiters (waiter.node; n = units asked), FIFO */
 } sem_core;
@@ -29,7 +30,8 @@ static void core_ref(void *core)
 static void core_unref(void *core)
 {
     sem_core *c = core;
-    if (atomic_fetch_sub(&c->refs, 1) == 1) {
+    uint64_t id = c->ta.id;
+    if (atomic_fetch_sub(&c->refs, 1) == 1 && sync_core_gone(c, id, &c->refs)) {
         sync_lock_destroy(&c->lock);
         free(c);
     }
@@ -211,12 +213,13 @@ int semaphore_encode(lua_State *L, int idx, void *ud, void *call)
     sem_core *c = ((sem_ud *)lua_touserdata(L, idx))->core;
     if (!call)
         sync_share(L, &c->lock, &c->queue);
-    return sync_encode_core(L, idx, call, "a semaphore", c, core_ref);
+    return sync_encode_core(L, idx, call, "a semaphore", c, &c->ta);
 }
 
 int semaphore_decode(lua_State *L, const char *data, size_t len, void *ud, void *call)
 {
-    return sync_decode_core(L, data, len, call, ud, SEMAPHORE_TNAME, "a semaphore", core_unref);
+    return sync_decode_core(L, data, len, call, ud, SEMAPHORE_TNAME, "a semaphore", core_ref,
+                            core_unref);
 }
 
 void semaphore_open(lua_State *L, sched *s)

@@ -3,7 +3,9 @@
 
 #include "codec.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -27,26 +29,134 @@ static unsigned long long nonce(void)
     return n;
 }
 
-void travel_pack(lua_State *L, const void *core)
+/* ---- the table of travelling cores: linear probing on the address ---- */
+
+typedef struct tentry {
+    const void *core; /* NULL: empty */
+    uint64_t id;
+} tentry;
+
+static pthread_mutex_t tmu = PTHREAD_MUTEX_INITIALIZER;
+static tentry *table; /* (tmu) */
+static size_t tcap, tcount;
+static uint64_t next_id; /* (tmu) */
+
+static size_t slot_of(const void *core, size_t cap)
 {
+    uint64_t h = (uint64_t)(uintptr_t)core * 0x9e3779b97f4a7c15ull;
+    return (size_t)(h >> 17) & (cap - 1);
+}
+
+/* (tmu) The entry of core, or NULL. */
+static tentry *find(const void *core)
+{
+    if (!tcap)
+        return NULL;
+    for (size_t i = slot_of(core, tcap);; i = (i + 1) & (tcap - 1)) {
+        if (!table[i].core)
+            return NULL;
+        if (table[i].core == core)
+            return &table[i];
+    }
+}
+
+static void put(tentry *t, size_t cap, tentry e)
+{
+    size_t i = slot_of(e.core, cap);
+    while (t[i].core)
+        i = (i + 1) & (cap - 1);
+    t[i] = e;
+}
+
+/* (tmu) Makes room for one more entry: 0, or -1 when out of memory. */
+static int reserve(void)
+{
+    if (2 * (tcount + 1) <= tcap)
+        return 0;
+    size_t cap = tcap ? 2 * tcap : 64;
+    tentry *t = calloc(cap, sizeof *t);
+    if (!t)
+        return -1;
+    for (size_t i = 0; i < tcap; i++)
+        if (table[i].core)
+            put(t, cap, table[i]);
+    free(table);
+    table = t;
+    tcap = cap;
+    return 0;
+}
+
+/* (tmu) Removes e, moving back the entries of its run (no tombstones). */
+static void erase(tentry *e)
+{
+    size_t i = (size_t)(e - table);
+    table[i].core = NULL;
+    tcount--;
+    for (size_t j = (i + 1) & (tcap - 1); table[j].core; j = (j + 1) & (tcap - 1)) {
+        tentry moved = table[j];
+        table[j].core = NULL;
+        put(table, tcap, moved);
+    }
+}
+
+void travel_name(lua_State *L, const void *core, travel_anchor *a)
+{
+    if (!a->id) {
+        pthread_mutex_lock(&tmu);
+        int rc = reserve();
+        if (rc == 0) {
+            a->id = ++next_id;
+            put(table, tcap, (tentry){core, a->id});
+            tcount++;
+        }
+        pthread_mutex_unlock(&tmu);
+        if (rc != 0)
+            luaL_error(L, "not enough memory");
+    }
     unsigned long long n = nonce();
-    char buf[sizeof n + sizeof core];
+    char buf[sizeof n + sizeof core + sizeof a->id];
     memcpy(buf, &n, sizeof n);
     memcpy(buf + sizeof n, &core, sizeof core);
+    memcpy(buf + sizeof n + sizeof core, &a->id, sizeof a->id);
     lua_pushlstring(L, buf, sizeof buf);
 }
 
-void *travel_unpack(lua_State *L, const char *data, size_t len, const char *what)
+void *travel_take(lua_State *L, const char *data, size_t len, const char *what,
+                  void (*ref)(void *core))
 {
     unsigned long long n;
     void *core;
-    if (len != sizeof n + sizeof core)
+    uint64_t id;
+    if (len != sizeof n + sizeof core + sizeof id)
         return NULL;
     memcpy(&n, data, sizeof n);
     if (n != nonce())
         luaL_error(L, "%s cannot travel to another process on this backend", what);
     memcpy(&core, data + sizeof n, sizeof core);
+    memcpy(&id, data + sizeof n + sizeof core, sizeof id);
+    pthread_mutex_lock(&tmu);
+    tentry *e = find(core);
+    int alive = e && e->id == id;
+    if (alive)
+        ref(core);
+    pthread_mutex_unlock(&tmu);
+    if (!alive)
+        luaL_error(L,
+                   "%s no longer exists (every VM that held it dropped it before this copy "
+                   "arrived)",
+                   what);
     return core;
+}
+
+int travel_drop(const void *core, uint64_t id, atomic_int *refs)
+{
+    pthread_mutex_lock(&tmu);
+    tentry *e = find(core);
+    int mine = e && e->id == id && atomic_load(refs) == 0;
+    if (mine)
+        erase(e);
+    pthread_mutex_unlock(&tmu);
+    return mine;
 }
 
 void travel_new_copies(lua_State *L, const void *key)

@@ -4,7 +4,9 @@
 #ifndef MUTIRAO_TRAVEL_H
 #define MUTIRAO_TRAVEL_H
 
+#include <stdatomic.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <lua.h>
 
@@ -25,11 +27,33 @@ struct travel_ctx {
     const char *where; /* names the destination in errors: "a fleet pool" */
 };
 
-/* Pushes the opaque bytes that name core in this process. */
-void travel_pack(lua_State *L, const void *core);
-/* The core named by data, or NULL when the bytes are malformed; raises
- * "<what> cannot travel to another process" for another process's bytes. */
-void *travel_unpack(lua_State *L, const char *data, size_t len, const char *what);
+/*
+** Names of shared cores. A core that travels is named by (process nonce,
+** address, id): the first time it travels (on its home thread) it is
+** entered in the process's table of travelling cores with a fresh id, and
+** a decode finds it there, under the table's lock, only while it is alive:
+** bytes that outlived their core (a result awaited again after every VM
+** dropped the object) are refused, not read. A name holds no reference: a
+** decode takes its own.
+*/
+typedef struct travel_anchor {
+    uint64_t id; /* 0 until the core first travels */
+} travel_anchor;
+
+/* Pushes the bytes that name core (entering it in the table the first
+ * time). Raises when out of memory. */
+void travel_name(lua_State *L, const void *core, travel_anchor *a);
+/* The core named by data, with ref(core) called under the table's lock;
+ * NULL when the bytes are malformed; raises "<what> cannot travel to
+ * another process ..." for another process's bytes and "<what> no longer
+ * exists ..." for a core that was freed. */
+void *travel_take(lua_State *L, const char *data, size_t len, const char *what,
+                  void (*ref)(void *core));
+/* A core that travelled (id, read before its count fell) has a count of 0
+ * now: 1 when the caller is to free it (it left the table), 0 when a decode
+ * took it meanwhile or it was freed already. Any thread. */
+int travel_drop(const void *core, uint64_t id, atomic_int *refs);
+
 /* Registers codec hooks that refuse a userdata of type tname wherever it
  * would travel: "<what> cannot travel to another VM or process (it belongs
  * to the VM that made it)". what: a static string ("a mutex"). */

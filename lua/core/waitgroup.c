@@ -13,10 +13,11 @@
 struct wgcore {
     atomic_llong count;
     atomic_int refs;
-    port *home;     /* the creating VM's port (a reference); NULL for a proxy */
-    glist *waiters; /* the home copy's waiters (home thread only), NULL when collected */
-    char *name;     /* its name outside the process, or the name a proxy stands for */
-    int proxy;      /* counts changes only (see waitgroup.h) */
+    travel_anchor ta; /* its name in this process once it travelled */
+    port *home;       /* the creating VM's port (a reference); NULL for a proxy */
+    glist *waiters;   /* the home copy's waiters (home thread only), NULL when collected */
+    char *name;       /* its name outside the process, or the name a proxy stands for */
+    int proxy;        /* counts changes only (see waitgroup.h) */
 };
 
 static const char HOME_COPIES = 'W'; /* registry: weak core -> home userdata */
@@ -26,9 +27,15 @@ static waitgroup *check_wg(lua_State *L)
     return luaL_checkudata(L, 1, WAITGROUP_TNAME);
 }
 
+static void core_ref(void *c)
+{
+    atomic_fetch_add(&((wgcore *)c)->refs, 1);
+}
+
 static void core_unref(wgcore *c)
 {
-    if (atomic_fetch_sub(&c->refs, 1) == 1) {
+    uint64_t id = c->ta.id;
+    if (atomic_fetch_sub(&c->refs, 1) == 1 && (!id || travel_drop(c, id, &c->refs))) {
         if (c->home)
             port_unref(c->home);
         free(c->name);
@@ -191,8 +198,7 @@ static int wg_encode(lua_State *L, int idx, void *ud, void *call)
     if (wg->core->proxy)
         return luaL_error(L, "WaitGroup %s of another process cannot travel further",
                           wg->core->name);
-    atomic_fetch_add(&wg->core->refs, 1); /* taken over by the decoded copy */
-    travel_pack(L, wg->core);
+    travel_name(L, wg->core, &wg->core->ta);
     return 0;
 }
 
@@ -205,7 +211,7 @@ static int wg_decode(lua_State *L, const char *data, size_t len, void *ud, void 
             return luaL_error(L, "a WaitGroup cannot travel from %s", tc->where);
         return tc->wg_decode(tc, L, data, len);
     }
-    wgcore *core = travel_unpack(L, data, len, "a WaitGroup");
+    wgcore *core = travel_take(L, data, len, "a WaitGroup", core_ref);
     if (!core)
         return -1;
     if (core->home == s->port) {

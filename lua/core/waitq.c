@@ -225,8 +225,13 @@ static void push_copies(lua_State *L)
     }
 }
 
+int sync_core_gone(void *core, uint64_t id, atomic_int *refs)
+{
+    return !id || travel_drop(core, id, refs);
+}
+
 int sync_encode_core(lua_State *L, int idx, void *call, const char *what, void *core,
-                     void (*ref)(void *core))
+                     travel_anchor *ta)
 {
     travel_ctx *tc = call;
     if (tc)
@@ -236,18 +241,18 @@ int sync_encode_core(lua_State *L, int idx, void *call, const char *what, void *
     lua_pushvalue(L, idx);
     lua_rawsetp(L, -2, core);
     lua_pop(L, 1);
-    ref(core); /* taken over by the copy decoded */
-    travel_pack(L, core);
+    travel_name(L, core, ta);
     return 0;
 }
 
 int sync_decode_core(lua_State *L, const char *data, size_t len, void *call, sched *s,
-                     const char *tname, const char *what, void (*unref)(void *core))
+                     const char *tname, const char *what, void (*ref)(void *core),
+                     void (*unref)(void *core))
 {
     travel_ctx *tc = call;
     if (tc)
         return luaL_error(L, "%s cannot travel from %s", what, tc->where);
-    void *core = travel_unpack(L, data, len, what);
+    void *core = travel_take(L, data, len, what, ref);
     if (!core)
         return -1;
     push_copies(L);

@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #include "scheduler.h"
+#include "travel.h"
 
 enum waiter_state {
     W_IDLE,    /* not waiting, nothing owed */
@@ -120,13 +121,17 @@ typedef struct sync_ud {
  * be NULL). On the primitive's home thread. */
 void sync_share(lua_State *L, sync_lock *lock, mlist *q);
 /* The encode hook's end: refuses the fleet (call set: "<what> cannot
- * travel to <where>"), records the userdata at idx as this VM's for core,
- * takes a reference for the copy to be decoded and pushes core's name. */
+ * travel to <where>"), records the userdata at idx as this VM's for core
+ * and pushes core's name (travel.h; ta: the core's anchor). */
 int sync_encode_core(lua_State *L, int idx, void *call, const char *what, void *core,
-                     void (*ref)(void *core));
+                     travel_anchor *ta);
 /* The decode hook: pushes this VM's userdata of type tname for the core
  * named by data (made now, with s, if there is none). */
 int sync_decode_core(lua_State *L, const char *data, size_t len, void *call, sched *s,
-                     const char *tname, const char *what, void (*unref)(void *core));
+                     const char *tname, const char *what, void (*ref)(void *core),
+                     void (*unref)(void *core));
+/* A primitive's core's last reference: 1 when it is to be freed now (see
+ * travel_drop; id read before the count fell). */
+int sync_core_gone(void *core, uint64_t id, atomic_int *refs);
 
 #endif

@@ -175,8 +175,11 @@ function Context:done()
     local s = st(self)
     if not s.done_ch then
         s.done_ch = recv_only(channel()) -- closed by cancellation only
-        -- (a cancel in another VM closes it: waiting on it is no deadlock)
-        if self.link:shared() then G._remote_close(s.done_ch) end
+        -- (a cancel in another VM, of it or an ancestor, closes it: waiting
+        -- on it is no deadlock)
+        local c = self
+        while c and not c.link:shared() do c = c.parent end
+        if c then G._remote_close(s.done_ch) end
         if s.finished then close(s.done_ch) end
         if not s.finished and reason(self) then cancel_here(self, reason(self)) end
     end

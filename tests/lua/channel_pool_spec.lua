@@ -363,4 +363,51 @@ describe("a channel shared with pool tasks", function()
         assert.matches("deadlock", out)
         assert.is_nil(out:match("exit=124"), out)
     end)
+
+    it("survives a result decoded again and again, and a retried task's arguments", function()
+        for _ = 1, 200 do
+            local id = submit(function()
+                local G = require("goroutine")
+                return G.channel(1), G.atomic_int(5), G.mutex()
+            end)
+            local a = { G.await(id) }
+            local b = { G.await(id) }
+            assert.is_true(rawequal(a[2], b[2]) and rawequal(a[3], b[3]) and rawequal(a[4], b[4]))
+            a, b = nil, nil
+            collectgarbage()
+            local ok, ch, n = G.await(id)
+            assert.is_true(ok)
+            assert.is_true(ch:try_send("x"))
+            assert.are.equal(6, n:add(1))
+        end
+        local rpool = "chan_pool_spec_retry"
+        G.pool_create(rpool, { workers = 8, timeout = 2, retries = 2,
+            backoff = { initial = 1, max = 1, jitter = 0 } })
+        for _ = 1, 20 do
+            local ch = G.channel(8)
+            local ids = {}
+            for i = 1, 4 do
+                ids[i] = assert(G.pool_submit(rpool, function() ch:try_send(i); require("goroutine").sleep(50) end))
+            end
+            for i = 1, 4 do G.await(ids[i]) end
+            collectgarbage()
+            assert.is_true(ch:len() >= 1)
+        end
+        G.pool_close(rpool)
+    end)
+
+    it("keeps a value its receiving VM cannot hold in the channel", function()
+        local small = "chan_pool_spec_small"
+        G.pool_create(small, { workers = 1, memory = 8 * 1024 * 1024 })
+        local ch = G.channel(1)
+        local big = string.rep("z", 20 * 1024 * 1024)
+        assert.is_true(ch:send(big))
+        local ok, err = G.await(assert(G.pool_submit(small, function() return #ch:receive() end)))
+        assert.is_false(ok)
+        assert.matches("cannot receive a channel value here: not enough memory %(it stays in the channel%)", err)
+        local v, got = ch:try_receive()
+        assert.is_true(got)
+        assert.are.equal(#big, #v)
+        G.pool_close(small)
+    end)
 end)
