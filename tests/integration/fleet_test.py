@@ -416,6 +416,46 @@ print(g.pool_submit("never-created", function() end))
           "bad names: %d\n%s%s" % (rc, out, err))
 
 
+def case_local_objects():
+    """Objects that live in one process say so at submit to a fleet pool."""
+    src = """
+local g = require("goroutine")
+assert(g.pool_create("localobj%s"))
+local objects = {
+    { "channel", g.channel() }, { "mutex", g.mutex() }, { "rwmutex", g.rwmutex() },
+    { "semaphore", g.semaphore(2) }, { "once", g.once() }, { "cond", g.cond(g.mutex()) },
+    { "atomic_int", g.atomic_int(1) }, { "context", g.context() }, { "after", g.after(100000) },
+}
+for _, o in ipairs(objects) do
+    local obj = o[2]
+    local id, err = g.pool_submit("localobj%s", function() return obj end)
+    print(o[1], tostring(id), err)
+end
+local ctx = g.context()
+print("ctx-arg", g.pool_submit("localobj%s", function(c) return c end, ctx))
+""" % (UNIQ, UNIQ, UNIQ)
+    rc, out, err, _ = run_lua(src, timeout=60)
+    check(rc == 0, "local objects: %d\n%s%s" % (rc, out, err))
+    want = {
+        "channel": "a channel cannot travel to a fleet pool",
+        "mutex": "a mutex cannot travel to a fleet pool",
+        "rwmutex": "an rwmutex cannot travel to a fleet pool",
+        "semaphore": "a semaphore cannot travel to a fleet pool",
+        "once": "a once object cannot travel to a fleet pool",
+        "cond": "a cond cannot travel to a fleet pool",
+        "atomic_int": "an AtomicInt cannot travel to a fleet pool",
+        "context": "a context cannot travel to a fleet pool",
+        "after": "a channel cannot travel to a fleet pool",
+        "ctx-arg": "a context cannot travel to a fleet pool",
+    }
+    lines = {l.split("\t")[0]: l for l in out.splitlines() if "\t" in l}
+    for name, msg in want.items():
+        line = lines.get(name, "")
+        check(line.startswith(name + "\tnil\t") or line.startswith(name + "\tnil"),
+              "%s was not refused: %r\n%s%s" % (name, line, out, err))
+        check(msg in line, "%s: expected %r in %r" % (name, msg, line))
+
+
 def case_libmutirao():
     """The C producer library against the fleet: same output as embedded."""
     w = Worker("lib", ["example"])
@@ -3881,6 +3921,7 @@ def case_worker_sigkill_nested():
 
 CASES = {"examples": case_examples, "foreign_pending": case_foreign_pending, "await_wg": case_await_wg, "two_workers": case_two_workers,
          "sigkill": case_sigkill, "errors": case_errors, "libmutirao": case_libmutirao,
+         "local_objects": case_local_objects,
          "two_clients": case_two_clients, "stock_lua": case_stock_lua,
          "lingering": case_lingering, "retention": case_retention, "rebalance_busy": case_rebalance_busy, "large_values": case_large_values, "os_exit": case_os_exit,
          "semantics": case_semantics, "valgrind": case_valgrind, "poison": case_poison,
