@@ -450,15 +450,18 @@ describe("goroutine.semaphore", function()
 
     it("the main chunk's acquire waits for a goroutine's release", function()
         local s = G.semaphore(1)
+        local held, released = false, false
         G.spawn(function()
             s:acquire()
-            G.sleep(5)
+            held = true
+            G.sleep(50)
+            released = true
             s:release()
         end)
-        G.sleep(1)
-        local t0 = now()
-        s:acquire()
-        assert.is_true(now() - t0 >= 3)
+        while not held do G.sleep(1) end
+        assert.is_false(released)
+        s:acquire() -- (an order, not a time: the machine may be slow)
+        assert.is_true(released)
         s:release()
     end)
 
