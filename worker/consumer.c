@@ -30,7 +30,9 @@
 #include "fleet_wg.h"
 #include "kafka_uv.h"
 #include "outbox.h"
+#include "procs.h"
 #include "redis_uv.h"
+#include "registry.h"
 #include "retries.h"
 #include "retry.h"
 #include "sandbox.h"
@@ -43,6 +45,8 @@
 #define REPORT_MS 1000
 #define COMPLETE_BATCH 256 /* completions per script call */
 #define HEARTBEAT_MS 500   /* Kafka group heartbeats: see worker_start */
+#define RATE_BUCKET_S 5
+#define RATE_BUCKETS 12 /* one minute */
 
 typedef struct wpool wpool;
 typedef struct wtask wtask;
@@ -67,6 +71,10 @@ struct wpool {
      * delivered to any code) */
     wtask *qhead, *qtail;
     int nstarted; /* asked or running: at most cap */
+    /* outcomes recorded here, in RATE_BUCKETS buckets of RATE_BUCKET_S
+     * seconds: the registry's tasks over the last minute (registry.c) */
+    unsigned rate_n[RATE_BUCKETS];
+    uint64_t rate_at[RATE_BUCKETS];
 };
 
 /* A partition stopped at a message of a newer envelope version: paused, the
@@ -117,6 +125,7 @@ struct wtask {
     size_t next_envlen;
     pool_retry policy;    /* the envelope's retries and backoff */
     uint64_t deadline_ms; /* the envelope's deadline (0: none) */
+    uint64_t started_ms;  /* Unix ms it was handed to a VM thread (0: never) */
     char *reject;         /* why the message was refused unrun (malloc'd), or NULL */
     char *unrun;          /* why it fails without running (malloc'd), or NULL */
 };
@@ -156,13 +165,14 @@ struct worker {
      * beside it, so that a crash counts against the task that caused it
      * (DLV_ALONE). They wait here, chained by qnext, until nothing runs. */
     wtask *alone_head, *alone_tail;
-    wtask *alone;      /* the one asked or running alone */
-    deliveries *dv;    /* the delivery-record questions */
-    deadletters *dl;   /* dead letters on their way */
-    retries *rq;       /* the due retries, back to their topics */
-    sign_trust *trust; /* auth.trusted_keys (NULL: none) */
-    sign_key *key;     /* auth.signing_key: signs the next attempts it produces */
-    int auth_required; /* config_auth_required */
+    wtask *alone;        /* the one asked or running alone */
+    deliveries *dv;      /* the delivery-record questions */
+    deadletters *dl;     /* dead letters on their way */
+    retries *rq;         /* the due retries, back to their topics */
+    sign_trust *trust;   /* auth.trusted_keys (NULL: none) */
+    sign_key *key;       /* auth.signing_key: signs the next attempts it produces */
+    int auth_required;   /* config_auth_required */
+    uint64_t started_ms; /* for the registry */
 };
 
 static uint64_t unix_ms(void)
@@ -329,6 +339,15 @@ static void task_settled(wtask *t, int recorded)
     p->inflight--;
     w->inflight--;
     p->recorded++;
+    if (recorded && t->started_ms) {
+        uint64_t b = unix_ms() / 1000 / RATE_BUCKET_S;
+        int i = (int)(b % RATE_BUCKETS);
+        if (p->rate_at[i] != b) {
+            p->rate_at[i] = b;
+            p->rate_n[i] = 0;
+        }
+        p->rate_n[i]++;
+    }
     maybe_release(w, p);
     uv_close((uv_handle_t *)&t->retry, on_retry_closed);
     maybe_finish_stop(w);
@@ -733,6 +752,32 @@ static void drop_delta(void *ud, const char *owner, const char *wgid, long long 
     (void)delta;
 }
 
+/* The task's mutirao:task:ID:info (fleet_keys.h): "STATE ATTEMPT SUBMITTED
+ * STARTED FINISHED WORKER POOL\n" + err (the error, a codec value; NULL for
+ * none) into buf (its n bytes) or a malloc'd block (*heap, freed by the
+ * caller). Returns its length, 0 without memory (then no info). */
+static size_t task_info(const wtask *t, const char *state, const char *err, size_t errlen,
+                        char *buf, size_t n, char **heap)
+{
+    *heap = NULL;
+    int m =
+        snprintf(buf, n, "%s %u %" PRIu64 " %" PRIu64 " %" PRIu64 " %s %s\n", state, t->attempt,
+                 t->run.submitted_ms, t->started_ms, unix_ms(), t->w->cfg->worker_id, t->wp->name);
+    if (m < 0 || (size_t)m >= n)
+        return 0;
+    if (!err || errlen == 0)
+        return (size_t)m;
+    if ((size_t)m + errlen <= n) {
+        memcpy(buf + m, err, errlen);
+        return (size_t)m + errlen;
+    }
+    if (!(*heap = malloc((size_t)m + errlen)))
+        return 0;
+    memcpy(*heap, buf, (size_t)m);
+    memcpy(*heap + m, err, errlen);
+    return (size_t)m + errlen;
+}
+
 /* A failed attempt with attempts left: queues its "retry" entry for the
  * completion script (the next attempt's envelope, due after the backoff)
  * instead of an outcome. Returns 0, or -1 when it is recorded as it is (no
@@ -747,15 +792,21 @@ static int retry_outcome(wtask *t)
     char num[24];
     snprintf(num, sizeof num, "%" PRIu64, due);
     fleet_bit b;
-    argpart a[9] = {{t->id, strlen(t->id)},
-                    {t->wp->name, strlen(t->wp->name)},
-                    {t->producer, strlen(t->producer)},
-                    {"retry", 5},
-                    {t->next_env, t->next_envlen},
-                    {num, strlen(num)}};
+    char ibuf[512], *iheap;
+    size_t ilen = task_info(t, "retrying", t->run.out, t->run.out ? t->run.outlen : 0, ibuf,
+                            sizeof ibuf, &iheap);
+    argpart a[10] = {{t->id, strlen(t->id)},
+                     {t->wp->name, strlen(t->wp->name)},
+                     {t->producer, strlen(t->producer)},
+                     {"retry", 5},
+                     {t->next_env, t->next_envlen},
+                     {num, strlen(num)}};
     bit_parts(t, &b, a + 6);
     a[8] = (argpart){"0", 1};
-    if (set_args(t, a, 9) != 0)
+    a[9] = (argpart){iheap ? iheap : ibuf, ilen};
+    int src = set_args(t, a, 10);
+    free(iheap);
+    if (src != 0)
         return -1;
     /* the failed attempt's WaitGroup changes go with it: the next attempt
      * makes its own */
@@ -840,6 +891,7 @@ static void record_result(wtask *t, int ok, const char *out, size_t outlen, int 
     char errbuf[200];
     envelope_buf b;
     envelope_buf_init(&b, NULL, 0);
+    char *enc = NULL;
     int rc = envelope_result_encode(&r, &lim, &b, errbuf, sizeof errbuf);
     if (rc != 0) {
         /* e.g. a result over payload.max_bytes: record the failure instead */
@@ -848,8 +900,8 @@ static void record_result(wtask *t, int ok, const char *out, size_t outlen, int 
         wlog(WLOG_WARN, "pool=%s %s", t->wp->name, msg);
         r.ok = 0;
         t->ok = 0;
-        /* the error the producer's await returns: msg, encoded as a value */
-        char *enc = NULL;
+        /* the error the producer's await returns: msg, encoded as a value
+         * (freed at the end: the task's info holds it too) */
         size_t elen = 0;
         if (codec_encode_text(msg, strlen(msg), &enc, &elen) != 0) {
             enc = NULL;
@@ -861,7 +913,6 @@ static void record_result(wtask *t, int ok, const char *out, size_t outlen, int 
         blob = "";
         bloblen = 0;
         rc = envelope_result_encode(&r, &lim, &b, errbuf, sizeof errbuf);
-        free(enc);
     }
     free(mine);
     char *sealed = NULL;
@@ -873,8 +924,10 @@ static void record_result(wtask *t, int ok, const char *out, size_t outlen, int 
         b.data = sealed; /* b.len bytes of the signed record; freed below */
         b.len = sealedlen;
     }
-    int nargs = 9 + 2 * d.n, fail = rc != 0;
-    argpart few[9], *a = d.n ? malloc((size_t)nargs * sizeof *a) : few;
+    int nargs = 10 + 2 * d.n, fail = rc != 0;
+    argpart few[10], *a = d.n ? malloc((size_t)nargs * sizeof *a) : few;
+    char ibuf[512], *iheap = NULL;
+    size_t ilen = 0;
     if (!fail && a) {
         char num[24];
         fleet_bit bit;
@@ -887,14 +940,26 @@ static void record_result(wtask *t, int ok, const char *out, size_t outlen, int 
         a[5] = (argpart){blob, bloblen};
         bit_parts(t, &bit, a + 6);
         a[8] = (argpart){num, strlen(num)};
+        /* the error of a failure: the outcome's value (not one kept by reference) */
+        ilen = task_info(t,
+                         t->ok  ? "completed"
+                         : dead ? "dead_lettered"
+                                : "failed",
+                         t->ok ? NULL : r.payload, t->ok ? 0 : r.payload_len, ibuf, sizeof ibuf,
+                         &iheap);
+        a[9] = (argpart){iheap ? iheap : ibuf, ilen};
         for (int i = 0; i < d.n; i++) {
-            a[9 + 2 * i] = (argpart){d.owner[i], strlen(d.owner[i])};
-            a[10 + 2 * i] = (argpart){d.elem[i], strlen(d.elem[i])};
+            a[10 + 2 * i] = (argpart){d.owner[i], strlen(d.owner[i])};
+            a[11 + 2 * i] = (argpart){d.elem[i], strlen(d.elem[i])};
         }
         fail = set_args(t, a, nargs) != 0;
+        free(iheap);
+        free(enc);
+        enc = NULL;
     } else {
         fail = 1;
     }
+    free(enc);
     if (a != few)
         free(a);
     for (int i = 0; i < d.n; i++)
@@ -1084,6 +1149,7 @@ static void ref_fetch(wtask *t)
 /* Hands the task to its pool's executor. */
 static void run_task(wtask *t)
 {
+    t->started_ms = unix_ms();
     if (executor_submit(t->wp->ex, &t->run, t->w->s, -1, NULL) != EX_OK) {
         wlog(WLOG_ERROR, "pool=%s task=%s: out of memory", t->wp->name, t->id);
         free(t->in);
@@ -1576,12 +1642,42 @@ static void fetch_cap(worker *w, wpool *p)
         free(q);
 }
 
+/* The worker's registry entry (registry.h): its pools' running tasks, slots
+ * and outcomes over the last minute. */
+static void registry_report(worker *w)
+{
+    registry_pool few[16], *ps = few;
+    int n = 0;
+    for (wpool *p = w->pools; p; p = p->next)
+        n++;
+    if (n > 16 && !(ps = malloc((size_t)n * sizeof *ps)))
+        return;
+    uint64_t now = unix_ms(), b = now / 1000 / RATE_BUCKET_S;
+    int i = 0;
+    for (wpool *p = w->pools; p; p = p->next, i++) {
+        int active, queued;
+        executor_counts(p->ex, &active, &queued, NULL);
+        unsigned sum = 0;
+        for (int j = 0; j < RATE_BUCKETS; j++)
+            if (p->rate_at[j] + RATE_BUCKETS > b)
+                sum += p->rate_n[j];
+        ps[i] = (registry_pool){p->name, active, p->cap, sum};
+    }
+    int rc = registry_write(w->r, w->cfg, ps, n, procs_count(), w->started_ms, now);
+    if (rc != 0)
+        wlog(WLOG_DEBUG, "registry: %s", redis_uv_strerror(rc));
+    if (ps != few)
+        free(ps);
+}
+
 /* Every 5 s, re-reads the known pools' options (pool_create may run after
  * the first task arrived, or again with other options). */
 static void on_report_tick(uv_timer_t *h)
 {
     worker *w = h->data;
     on_report(h);
+    if (w->ticks % (FLEET_WORKER_REPORT_MS / REPORT_MS) == 0)
+        registry_report(w);
     if (++w->ticks % 5 == 0)
         for (wpool *p = w->pools; p; p = p->next)
             fetch_cap(w, p);
@@ -1825,6 +1921,7 @@ worker *worker_start(sched *s, const config *cfg, char *err, size_t errlen)
     uv_timer_init(s->loop, &w->ping_timer);
     w->ping_timer.data = w;
     ping(w);
+    w->started_ms = unix_ms();
     uv_timer_init(s->loop, &w->report);
     w->report.data = w;
     uv_timer_start(&w->report, on_report_tick, REPORT_MS, REPORT_MS);
@@ -1944,6 +2041,7 @@ static void finish_stop(worker *w)
     w->closed = 1;
     uv_timer_stop(&w->drain);
     on_report(&w->report); /* running counts to 0 */
+    registry_remove(w->r, w->cfg);
     flush_completions(w);
     leave_group(w);
     /* tasks still waiting for their delivery record or their dead letter

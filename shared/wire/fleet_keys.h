@@ -33,6 +33,25 @@
 **                             life as mutirao:task:ID): what the producer
 **                             applies when it finds the record without its
 **                             notifications (lua/fleet/fleet_reconcile.h)
+**   mutirao:task:ID:info      "STATE ATTEMPT SUBMITTED STARTED FINISHED WORKER
+**                             POOL\n"
+**                             + the error (a codec value, failures only):
+**                             what `mutirao task ID` shows, STATE completed,
+**                             failed, dead_lettered or retrying, times Unix
+**                             ms (0: unknown); written with the outcome (or
+**                             a retry) by the completion script, kept
+**                             FLEET_TASK_INFO_TTL_S (at most result.ttl_s),
+**                             not deleted by await
+**   mutirao:worker:W          hash: worker W's registry entry, refreshed
+**                             every FLEET_WORKER_REPORT_MS, expires after
+**                             FLEET_WORKER_TTL_S: host, pid, version,
+**                             started, seen (Unix ms), serves (its --pools,
+**                             "*": all), threads, running, slots, and per
+**                             pool it ran tasks of "pool:NAME" = "RUNNING
+**                             SLOTS DONE_LAST_MINUTE"
+**   mutirao:workers           sorted set: worker id -> Unix ms it was last
+**                             seen (members older than FLEET_WORKER_TTL_S
+**                             are gone; the set itself expires with them)
 **   mutirao:task:ID:in        a task's payload over payload.max_bytes (the
 **                             envelope has ref_len and ref_sum instead)
 **   mutirao:task:ID:out       a result's payload over payload.max_bytes,
@@ -76,7 +95,8 @@
 **     shares: the task id's producer part (fleet_id_tag) for the task's keys
 **     (task, delivery, seen, sub), the producer for its notification list,
 **     the pool name for the pool's hash, :active, :stats, :dead, :dead:env
-**     and :producers, "retries" for the two retry sets. Two more kinds:
+**     and :producers, "retries" for the two retry sets, "workers" for
+**     the worker registry (worker:W and workers). Two more kinds:
 **   mutirao:{P}:stats:NAME    hash: the pool's counters of the tasks of
 **                             producer P (submitted, completed, failed,
 **                             retried); the pool's :stats holds those
@@ -129,8 +149,11 @@
  * which workers from before signed envelopes do not read (they would drop
  * a member they cannot decode). */
 #define FLEET_RETRIES_SIGNED_KEY "mutirao:retries:signed"
-#define FLEET_RETRY_LEASE_MS 30000 /* a claimed retry is claimed again after this */
-#define FLEET_RETRY_CLAIM_MAX 100  /* retries claimed per call */
+#define FLEET_TASK_INFO_TTL_S 86400 /* mutirao:task:ID:info, at most result.ttl_s */
+#define FLEET_WORKER_REPORT_MS 2000 /* a worker refreshes its registry entry */
+#define FLEET_WORKER_TTL_S 15       /* and is gone from it that long after */
+#define FLEET_RETRY_LEASE_MS 30000  /* a claimed retry is claimed again after this */
+#define FLEET_RETRY_CLAIM_MAX 100   /* retries claimed per call */
 
 /*
 ** Lua shared by the scripts: seen(id) returns the seen bitmap's key and bit
@@ -378,7 +401,10 @@
 ** task: id, pool, producer, "completed" or "failed", result record, the
 ** outcome kept by reference (mutirao:task:ID:out, same TTL; "" for none),
 ** its seen bitmap's key and bit (fleet_bit_of; "" "" for none), W (the
-** count of WaitGroup changes), then W pairs (owner producer, 'W' element).
+** count of WaitGroup changes), its mutirao:task:ID:info ("" for none),
+** then W pairs (owner producer, 'W' element). The info is set (TTL
+** FLEET_TASK_INFO_TTL_S, at most the result TTL) with the record, or with
+** a retry.
 ** A failed attempt with attempts left has the status "retry" instead, the
 ** next attempt's envelope for the record and its due Unix ms for the
 ** outcome by reference, and W = 0: unless the task is done, the envelope
@@ -414,88 +440,106 @@
 #define FLEET_COMPLETE_LUA                                                                         \
     FLEET_SEEN_LUA                                                                                 \
     "local ttl, nttl = tonumber(ARGV[1]), ARGV[2]\n"                                               \
-    "local out, i, lists, order, counts, seens = {}, 3, {}, {}, {}, {}\n"                          \
-    "local xs, away\n"                                                                             \
-    "local function push(p, e)\n"                                                                  \
-    "  if tagged then\n"                                                                           \
-    "    xs[#xs+1] = p xs[#xs+1] = e\n"                                                            \
-    "    if p ~= tag then away = true end\n"                                                       \
-    "    return\n"                                                                                 \
-    "  end\n"                                                                                      \
-    "  local v = lists[p]\n"                                                                       \
-    "  if not v then v = {} lists[p] = v order[#order+1] = p end\n"                                \
-    "  v[#v+1] = e\n"                                                                              \
-    "end\n"                                                                                        \
-    "while i <= #ARGV do\n"                                                                        \
-    "  local id, pool, prod, st, rec = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3], ARGV[i+4]\n"      \
-    "  local blob, sk, sb, nw = ARGV[i+5], ARGV[i+6], ARGV[i+7], tonumber(ARGV[i+8])\n"            \
-    "  local k = pre .. 'task:' .. id\n"                                                           \
-    "  if st == 'retry' then\n"                                                                    \
-    "    if tagged then\n"                                                                         \
-    "      if not done_at(id, sk, sb) and redis.call('DEL', pre .. 'delivery:' .. id) == 1 then\n" \
-    "        count(counts, pool, 'retried', 1)\n"                                                  \
-    "      end\n"                                                                                  \
-    "    elseif not done_at(id, sk, sb) then\n"                                                    \
-    "      local rk = '" FLEET_RETRIES_KEY "'\n"                                                   \
-    "      if string.sub(rec, 1, 4) == 'MTE\\2' then rk = '" FLEET_RETRIES_SIGNED_KEY "' end\n"    \
-    "      if redis.call('ZADD', rk, 'NX', blob, id .. ' ' .. rec) == 1 then\n"                    \
-    "        count(counts, pool, 'retried', 1)\n"                                                  \
-    "      end\n"                                                                                  \
-    "      redis.call('DEL', pre .. 'delivery:' .. id)\n"                                          \
-    "    end\n"                                                                                    \
-    "    out[#out+1] = 2\n"                                                                        \
-    "  else\n"                                                                                     \
-    "  local ok = false\n"                                                                         \
-    "  if sb ~= '' then\n"                                                                         \
-    "    if redis.call('SETBIT', sk, sb, 1) == 0 then\n"                                           \
-    "      seens[sk] = true\n"                                                                     \
-    "      if ttl > 0 then ok = redis.call('SET', k, rec, 'EX', ARGV[1])\n"                        \
-    "      else ok = redis.call('SET', k, rec) end\n"                                              \
-    "    end\n"                                                                                    \
-    "  elseif ttl > 0 then ok = redis.call('SET', k, rec, 'NX', 'EX', ARGV[1])\n"                  \
-    "  else ok = redis.call('SET', k, rec, 'NX') end\n"                                            \
-    "  if ok then\n"                                                                               \
-    "    xs, away = {}, false\n"                                                                   \
-    "    redis.call('DEL', k .. ':q', pre .. 'delivery:' .. id)\n"                                 \
-    "    count(counts, pool, st, 1)\n"                                                             \
-    "    if #blob > 0 then setx(k .. ':out', blob, ttl) end\n"                                     \
-    "    if nw > 0 then\n"                                                                         \
-    "      local mine, per = {}, {}\n"                                                             \
-    "      for w = 0, nw - 1 do local o = ARGV[i+9+2*w]; per[o] = (per[o] or 0) + 1 end\n"         \
-    "      for w = 0, nw - 1 do\n"                                                                 \
-    "        local o, e = ARGV[i+9+2*w], ARGV[i+10+2*w]\n"                                         \
-    "        push(o, e .. '\\0' .. id .. ' ' .. per[o])\n"                                         \
-    "        if o == prod then mine[#mine+1] = string.sub(e, 2) end\n"                             \
-    "      end\n"                                                                                  \
-    "      if #mine > 0 then setx(k .. ':w', table.concat(mine, '\\n'), ttl) end\n"                \
-    "    end\n"                                                                                    \
-    "    push(prod, 'R' .. rec)\n"                                                                 \
-    "    if away then\n"                                                                           \
-    "      redis.call('RPUSH', k .. ':x', unpack(xs))\n"                                           \
-    "      redis.call('EXPIRE', k .. ':x', nttl)\n"                                                \
-    "      out[#out+1] = 3\n"                                                                      \
-    "    else\n"                                                                                   \
-    "      for j = 1, #xs, 2 do\n"                                                                 \
-    "        local v = lists[xs[j]]\n"                                                             \
-    "        if not v then v = {} lists[xs[j]] = v order[#order+1] = xs[j] end\n"                  \
-    "        v[#v+1] = xs[j+1]\n"                                                                  \
-    "      end\n"                                                                                  \
-    "      out[#out+1] = 1\n"                                                                      \
-    "    end\n"                                                                                    \
-    "  else\n"                                                                                     \
-    "    out[#out+1] = 0\n"                                                                        \
-    "  end\n"                                                                                      \
-    "  end\n"                                                                                      \
-    "  i = i + 9 + 2 * nw\n"                                                                       \
-    "end\n"                                                                                        \
-    "for _, p in ipairs(order) do\n"                                                               \
-    "  local v, l = lists[p], pre .. 'done:' .. p\n"                                               \
-    "  for j = 1, #v, 1000 do redis.call('RPUSH', l, unpack(v, j, math.min(j + 999, #v))) end\n"   \
-    "  redis.call('EXPIRE', l, nttl)\n"                                                            \
-    "end\n"                                                                                        \
-    "for sk in pairs(seens) do touch(sk, ttl) end\n"                                               \
-    "hincr_all(counts)\n"                                                                          \
-    "return out\n"
+    "local ittl = " FLEET_STR(                                                                     \
+        FLEET_TASK_INFO_TTL_S) "\n"                                                                \
+                               "if ttl > 0 and ttl < ittl then ittl = ttl end\n"                   \
+                               "local out, i, lists, order, counts, seens = {}, 3, {}, {}, {}, "   \
+                               "{}\n"                                                              \
+                               "local xs, away\n"                                                  \
+                               "local function push(p, e)\n"                                       \
+                               "  if tagged then\n"                                                \
+                               "    xs[#xs+1] = p xs[#xs+1] = e\n"                                 \
+                               "    if p ~= tag then away = true end\n"                            \
+                               "    return\n"                                                      \
+                               "  end\n"                                                           \
+                               "  local v = lists[p]\n"                                            \
+                               "  if not v then v = {} lists[p] = v order[#order+1] = p end\n"     \
+                               "  v[#v+1] = e\n"                                                   \
+                               "end\n"                                                             \
+                               "while i <= #ARGV do\n"                                             \
+                               "  local id, pool, prod, st, rec = ARGV[i], ARGV[i+1], ARGV[i+2], " \
+                               "ARGV[i+3], ARGV[i+4]\n"                                            \
+                               "  local blob, sk, sb, nw = ARGV[i+5], ARGV[i+6], ARGV[i+7], "      \
+                               "tonumber(ARGV[i+8])\n"                                             \
+                               "  local info = ARGV[i+9]\n"                                        \
+                               "  local k = pre .. 'task:' .. id\n"                                \
+                               "  if st == 'retry' then\n"                                         \
+                               "    if tagged then\n"                                              \
+                               "      if not done_at(id, sk, sb) and redis.call('DEL', pre .. "    \
+                               "'delivery:' .. id) == 1 then\n"                                    \
+                               "        count(counts, pool, 'retried', 1)\n"                       \
+                               "      end\n"                                                       \
+                               "    elseif not done_at(id, sk, sb) then\n"                         \
+                               "      local rk = '" FLEET_RETRIES_KEY "'\n"                        \
+                               "      if string.sub(rec, 1, 4) == 'MTE\\2' then rk = "             \
+                               "'" FLEET_RETRIES_SIGNED_KEY "' end\n"                              \
+                               "      if redis.call('ZADD', rk, 'NX', blob, id .. ' ' .. rec) == " \
+                               "1 then\n"                                                          \
+                               "        count(counts, pool, 'retried', 1)\n"                       \
+                               "      end\n"                                                       \
+                               "      redis.call('DEL', pre .. 'delivery:' .. id)\n"               \
+                               "    end\n"                                                         \
+                               "    if #info > 0 then setx(k .. ':info', info, ittl) end\n"        \
+                               "    out[#out+1] = 2\n"                                             \
+                               "  else\n"                                                          \
+                               "  local ok = false\n"                                              \
+                               "  if sb ~= '' then\n"                                              \
+                               "    if redis.call('SETBIT', sk, sb, 1) == 0 then\n"                \
+                               "      seens[sk] = true\n"                                          \
+                               "      if ttl > 0 then ok = redis.call('SET', k, rec, 'EX', "       \
+                               "ARGV[1])\n"                                                        \
+                               "      else ok = redis.call('SET', k, rec) end\n"                   \
+                               "    end\n"                                                         \
+                               "  elseif ttl > 0 then ok = redis.call('SET', k, rec, 'NX', 'EX', " \
+                               "ARGV[1])\n"                                                        \
+                               "  else ok = redis.call('SET', k, rec, 'NX') end\n"                 \
+                               "  if ok then\n"                                                    \
+                               "    xs, away = {}, false\n"                                        \
+                               "    redis.call('DEL', k .. ':q', pre .. 'delivery:' .. id)\n"      \
+                               "    count(counts, pool, st, 1)\n"                                  \
+                               "    if #info > 0 then setx(k .. ':info', info, ittl) end\n"        \
+                               "    if #blob > 0 then setx(k .. ':out', blob, ttl) end\n"          \
+                               "    if nw > 0 then\n"                                              \
+                               "      local mine, per = {}, {}\n"                                  \
+                               "      for w = 0, nw - 1 do local o = ARGV[i+10+2*w]; per[o] = "    \
+                               "(per[o] or 0) + 1 end\n"                                           \
+                               "      for w = 0, nw - 1 do\n"                                      \
+                               "        local o, e = ARGV[i+10+2*w], ARGV[i+11+2*w]\n"             \
+                               "        push(o, e .. '\\0' .. id .. ' ' .. per[o])\n"              \
+                               "        if o == prod then mine[#mine+1] = string.sub(e, 2) end\n"  \
+                               "      end\n"                                                       \
+                               "      if #mine > 0 then setx(k .. ':w', table.concat(mine, "       \
+                               "'\\n'), ttl) end\n"                                                \
+                               "    end\n"                                                         \
+                               "    push(prod, 'R' .. rec)\n"                                      \
+                               "    if away then\n"                                                \
+                               "      redis.call('RPUSH', k .. ':x', unpack(xs))\n"                \
+                               "      redis.call('EXPIRE', k .. ':x', nttl)\n"                     \
+                               "      out[#out+1] = 3\n"                                           \
+                               "    else\n"                                                        \
+                               "      for j = 1, #xs, 2 do\n"                                      \
+                               "        local v = lists[xs[j]]\n"                                  \
+                               "        if not v then v = {} lists[xs[j]] = v order[#order+1] = "  \
+                               "xs[j] end\n"                                                       \
+                               "        v[#v+1] = xs[j+1]\n"                                       \
+                               "      end\n"                                                       \
+                               "      out[#out+1] = 1\n"                                           \
+                               "    end\n"                                                         \
+                               "  else\n"                                                          \
+                               "    out[#out+1] = 0\n"                                             \
+                               "  end\n"                                                           \
+                               "  end\n"                                                           \
+                               "  i = i + 10 + 2 * nw\n"                                           \
+                               "end\n"                                                             \
+                               "for _, p in ipairs(order) do\n"                                    \
+                               "  local v, l = lists[p], pre .. 'done:' .. p\n"                    \
+                               "  for j = 1, #v, 1000 do redis.call('RPUSH', l, unpack(v, j, "     \
+                               "math.min(j + 999, #v))) end\n"                                     \
+                               "  redis.call('EXPIRE', l, nttl)\n"                                 \
+                               "end\n"                                                             \
+                               "for sk in pairs(seens) do touch(sk, ttl) end\n"                    \
+                               "hincr_all(counts)\n"                                               \
+                               "return out\n"
 
 /*
 ** The tagged layout's notifications of a completed task for one producer
@@ -651,6 +695,9 @@ size_t fleet_key_retries(char *out, int is_signed);      /* the retry sets */
 size_t fleet_key_active(char *out, const char *pool);
 size_t fleet_key_task(char *out, const char *id);
 size_t fleet_key_task_queued(char *out, const char *id);
+size_t fleet_key_task_info(char *out, const char *id);  /* what `mutirao task` shows */
+size_t fleet_key_worker(char *out, const char *worker); /* a worker's registry entry */
+size_t fleet_key_workers(char *out);                    /* the live workers, by last seen */
 size_t fleet_key_task_wg(char *out, const char *id);
 size_t fleet_key_task_in(char *out, const char *id);  /* a task's payload by reference */
 size_t fleet_key_task_out(char *out, const char *id); /* a result's payload by reference */
