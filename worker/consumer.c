@@ -755,27 +755,46 @@ static void drop_delta(void *ud, const char *owner, const char *wgid, long long 
 /* The task's mutirao:task:ID:info (fleet_keys.h): "STATE ATTEMPT SUBMITTED
  * STARTED FINISHED WORKER POOL\n" + err (the error, a codec value; NULL for
  * none) into buf (its n bytes) or a malloc'd block (*heap, freed by the
- * caller). Returns its length, 0 without memory (then no info). */
-static size_t task_info(const wtask *t, const char *state, const char *err, size_t errlen,
-                        char *buf, size_t n, char **heap)
+ * caller). Returns its length, 0 when it does not fit or without memory
+ * (then no info). No snprintf: this is per task. */
+static size_t task_info(const wtask *t, const char *state, uint64_t finished, const char *err,
+                        size_t errlen, char *buf, size_t n, char **heap)
 {
+    const char *wid = t->w->cfg->worker_id, *pool = t->wp->name;
+    size_t sl = strlen(state), wl = strlen(wid), pl = strlen(pool);
     *heap = NULL;
-    int m =
-        snprintf(buf, n, "%s %u %" PRIu64 " %" PRIu64 " %" PRIu64 " %s %s\n", state, t->attempt,
-                 t->run.submitted_ms, t->started_ms, unix_ms(), t->w->cfg->worker_id, t->wp->name);
-    if (m < 0 || (size_t)m >= n)
+    if (sl + wl + pl + 4 * 21 + 7 > n)
         return 0;
+    char *p = buf;
+    memcpy(p, state, sl);
+    p += sl;
+    *p++ = ' ';
+    p = dec_put(p, t->attempt);
+    *p++ = ' ';
+    p = dec_put(p, t->run.submitted_ms);
+    *p++ = ' ';
+    p = dec_put(p, t->started_ms);
+    *p++ = ' ';
+    p = dec_put(p, finished);
+    *p++ = ' ';
+    memcpy(p, wid, wl);
+    p += wl;
+    *p++ = ' ';
+    memcpy(p, pool, pl);
+    p += pl;
+    *p++ = '\n';
+    size_t m = (size_t)(p - buf);
     if (!err || errlen == 0)
-        return (size_t)m;
-    if ((size_t)m + errlen <= n) {
+        return m;
+    if (m + errlen <= n) {
         memcpy(buf + m, err, errlen);
-        return (size_t)m + errlen;
+        return m + errlen;
     }
-    if (!(*heap = malloc((size_t)m + errlen)))
+    if (!(*heap = malloc(m + errlen)))
         return 0;
-    memcpy(*heap, buf, (size_t)m);
+    memcpy(*heap, buf, m);
     memcpy(*heap + m, err, errlen);
-    return (size_t)m + errlen;
+    return m + errlen;
 }
 
 /* A failed attempt with attempts left: queues its "retry" entry for the
@@ -792,9 +811,9 @@ static int retry_outcome(wtask *t)
     char num[24];
     snprintf(num, sizeof num, "%" PRIu64, due);
     fleet_bit b;
-    char ibuf[512], *iheap;
-    size_t ilen = task_info(t, "retrying", t->run.out, t->run.out ? t->run.outlen : 0, ibuf,
-                            sizeof ibuf, &iheap);
+    char ibuf[640], *iheap;
+    size_t ilen = task_info(t, "retrying", unix_ms(), t->run.out, t->run.out ? t->run.outlen : 0,
+                            ibuf, sizeof ibuf, &iheap);
     argpart a[10] = {{t->id, strlen(t->id)},
                      {t->wp->name, strlen(t->wp->name)},
                      {t->producer, strlen(t->producer)},
@@ -926,7 +945,7 @@ static void record_result(wtask *t, int ok, const char *out, size_t outlen, int 
     }
     int nargs = 10 + 2 * d.n, fail = rc != 0;
     argpart few[10], *a = d.n ? malloc((size_t)nargs * sizeof *a) : few;
-    char ibuf[512], *iheap = NULL;
+    char ibuf[640], *iheap = NULL;
     size_t ilen = 0;
     if (!fail && a) {
         char num[24];
@@ -945,8 +964,8 @@ static void record_result(wtask *t, int ok, const char *out, size_t outlen, int 
                          t->ok  ? "completed"
                          : dead ? "dead_lettered"
                                 : "failed",
-                         t->ok ? NULL : r.payload, t->ok ? 0 : r.payload_len, ibuf, sizeof ibuf,
-                         &iheap);
+                         r.finished_at_ms, t->ok ? NULL : r.payload, t->ok ? 0 : r.payload_len,
+                         ibuf, sizeof ibuf, &iheap);
         a[9] = (argpart){iheap ? iheap : ibuf, ilen};
         for (int i = 0; i < d.n; i++) {
             a[10 + 2 * i] = (argpart){d.owner[i], strlen(d.owner[i])};
