@@ -34,6 +34,9 @@ PACKAGES=(
     clang libclang-rt-14-dev
     # lint, memory checks, benchmarks
     clang-format cppcheck valgrind hyperfine
+    # docs.compose_config: `docker-compose config` checks compose.yaml (no
+    # Docker daemon needed)
+    docker-compose
 )
 
 if [[ "${1:-}" == "--list" ]]; then

@@ -771,6 +771,9 @@ assert(g.pool_wait(%(pool)r))
                 if redis_cmd("EXISTS", LAYOUT.task(i), LAYOUT.task(i, "q"))]
     still = left(awaited)
     check(not still, "%d awaited task(s) still have keys, e.g. %s" % (len(still), still[:3]))
+    # what `mutirao task` shows outlives await, for a day at most
+    infos = [redis_cmd("TTL", LAYOUT.task(i, "info")) for i in awaited[:5] + unawaited[:5]]
+    check(all(0 < t <= 86400 for t in infos), "task info TTLs: %s" % infos)
     ttls = [redis_cmd("TTL", LAYOUT.task(i)) for i in unawaited]
     check(all(0 < t <= 86400 for t in ttls),
           "unawaited results keep result.ttl_s (86400): TTLs %s" % sorted(set(ttls))[:5])
@@ -1942,7 +1945,9 @@ print("retried:", g.await(%r))
     for args in (["dlq"], ["dlq", "frob", pool], ["dlq", "retry", pool], ["dlq", "list"],
                  ["dlq", "list", pool, "--bogus"], ["dlq", "drop", "bad pool!", "x"]):
         rc, out, err, _ = run([mutirao] + args)
-        check(rc == 2 and "usage: mutirao dlq" in err + out or rc == 2 and "invalid" in err,
+        # one line: the problem and where the help is
+        check(rc == 2 and out == "" and err.count("\n") == 1 and
+              ("(see mutirao dlq help)" in err or "invalid" in err),
               "%s: %d\n%s%s" % (args, rc, out, err))
     check(sup.stop() == 0, "worker exit status")
     print("%d worker death(s); list, retry and drop work" % sup.deaths)
