@@ -778,7 +778,7 @@ static int cmd_task(conn *c, const char *id, int json)
         /* "STATE ATTEMPT SUBMITTED STARTED FINISHED WORKER POOL\nERROR" */
         static char state[32];
         const char *nl = memchr(v.str, '\n', v.len);
-        if (sscanf(v.str, "%31s %llu %llu %llu %llu %128s %200s", state, &t.attempt, &t.submitted,
+        if (sscanf(v.str, "%31s %llu %llu %llu %llu %127s %200s", state, &t.attempt, &t.submitted,
                    &t.started, &t.finished, t.worker, t.pool) >= 5)
             t.state = state;
         if (nl && (size_t)(nl + 1 - v.str) < v.len)
@@ -913,8 +913,10 @@ static const char cli_ops_help[] =
     "Exit status: 0, 1 for an unknown pool or task or when Redis cannot be read,\n"
     "2 on bad usage.\n";
 
-static const char usage_line[] = "usage: mutirao pools|workers [--json], mutirao stats POOL "
-                                 "[--json], mutirao task ID [--json]";
+static const char usage_line[] = "usage: mutirao pools [--json] [--config FILE]\n"
+                                 "       mutirao stats POOL [--json] [--config FILE]\n"
+                                 "       mutirao task ID [--json] [--config FILE]\n"
+                                 "       mutirao workers [--json] [--config FILE]";
 
 static int ops_usage(const char *cmd, const char *fmt, const char *arg)
 {

@@ -1474,7 +1474,8 @@ def case_notify_dropped():
 
     def retired(red, a, b):
         c = red.conn()
-        left = c.call("KEYS", PLAIN.task("*"))
+        # (their :info, what `mutirao task` shows, stays a day by design)
+        left = [k for k in c.call("KEYS", PLAIN.task("*")) if not k.endswith(b":info")]
         check(left == [], "keys of awaited tasks left: %r" % left[:5])
         c.close()
 

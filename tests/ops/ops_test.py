@@ -149,7 +149,7 @@ print("BAD", bad, g.await(bad))
         # producer is killed once they are seen)
         run_src = """
 local g = require("goroutine")
-local id = g.pool_submit(%(pool)r, function() g.sleep(4000) return 1 end)
+local id = g.pool_submit(%(pool)r, function() g.sleep(8000) return 1 end)
 print("RUNNING", id, g.pool_submit(%(idle)r, function() return 1 end))
 io.stdout:flush()
 g.await(id)
@@ -245,13 +245,13 @@ g.await(id)
         check(row(ops("--config", conf, "pools"), pool), "--config before the command")
         check(row(ops("pools", "--config", conf), pool), "--config after it")
         ENV["MUTIRAO_REDIS_URL"] = red.url
+        for w in WORKERS:
+            check(w.stop() == 0, "worker %s exit status" % w.name)
         # an unreachable Redis: one line within the connect timeout
         red.kill()
         one_line_error(["pools"], r"mutirao: cannot reach Redis at redis://127\.0\.0\.1:%d within "
                        r"1500 ms \(redis\.url\)" % red.port,
                        env={"MUTIRAO_CONNECT_TIMEOUT_MS": "1500"}, max_s=3)
-        for w in WORKERS:
-            w.stop()
     finally:
         for w in WORKERS:
             if w.p.poll() is None:
