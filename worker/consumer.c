@@ -451,7 +451,7 @@ static void on_batch_reply(redis_uv *cli, int status, const redisReply *reply, c
 /* One FLEET_COMPLETE_LUA call for n tasks. */
 static void send_batch(worker *w, wtask **ts, int n)
 {
-    int argc = 3;
+    int argc = 4;
     for (int i = 0; i < n; i++)
         argc += ts[i]->argc;
     batch *b = malloc(sizeof *b + (size_t)n * sizeof b->t[0]);
@@ -468,16 +468,19 @@ static void send_batch(worker *w, wtask **ts, int n)
     b->w = w;
     b->n = n;
     b->counted = !w->stopping;
-    char pre[FLEET_KEY_MAX], ttl[16], nttl[16];
+    char pre[FLEET_KEY_MAX], ttl[16], nttl[16], ittl[16];
     snprintf(ttl, sizeof ttl, "%d", w->cfg->result_ttl_s);
     snprintf(nttl, sizeof nttl, "%d", FLEET_NOTIFY_TTL_S);
+    snprintf(ittl, sizeof ittl, "%d", w->cfg->task_info_ttl_s);
     argv[0] = pre; /* KEYS[1]: the tasks' slot (flush_completions) */
     lens[0] = fleet_prefix_id(pre, ts[0]->id);
     argv[1] = ttl;
     lens[1] = strlen(ttl);
     argv[2] = nttl;
     lens[2] = strlen(nttl);
-    int k = 3;
+    argv[3] = ittl; /* a completed task's info (task.info_ttl_s) */
+    lens[3] = strlen(ittl);
+    int k = 4;
     for (int i = 0; i < n; i++) {
         b->t[i] = ts[i];
         for (int j = 0; j < ts[i]->argc; j++) {
@@ -959,13 +962,15 @@ static void record_result(wtask *t, int ok, const char *out, size_t outlen, int 
         a[5] = (argpart){blob, bloblen};
         bit_parts(t, &bit, a + 6);
         a[8] = (argpart){num, strlen(num)};
-        /* the error of a failure: the outcome's value (not one kept by reference) */
-        ilen = task_info(t,
-                         t->ok  ? "completed"
-                         : dead ? "dead_lettered"
-                                : "failed",
-                         r.finished_at_ms, t->ok ? NULL : r.payload, t->ok ? 0 : r.payload_len,
-                         ibuf, sizeof ibuf, &iheap);
+        /* the error of a failure: the outcome's value (not one kept by
+         * reference); a completed task's only with task.info_ttl_s */
+        if (!t->ok || w->cfg->task_info_ttl_s > 0)
+            ilen = task_info(t,
+                             t->ok  ? "completed"
+                             : dead ? "dead_lettered"
+                                    : "failed",
+                             r.finished_at_ms, t->ok ? NULL : r.payload, t->ok ? 0 : r.payload_len,
+                             ibuf, sizeof ibuf, &iheap);
         a[9] = (argpart){iheap ? iheap : ibuf, ilen};
         for (int i = 0; i < d.n; i++) {
             a[10 + 2 * i] = (argpart){d.owner[i], strlen(d.owner[i])};

@@ -40,8 +40,9 @@
 **                             failed, dead_lettered or retrying, times Unix
 **                             ms (0: unknown); written with the outcome (or
 **                             a retry) by the completion script, kept
-**                             FLEET_TASK_INFO_TTL_S (at most result.ttl_s),
-**                             not deleted by await
+**                             task.info_ttl_s for a completed task (0, the
+**                             default: not written), result.ttl_s for the
+**                             others; not deleted by await
 **   mutirao:worker:W          hash: worker W's registry entry, refreshed
 **                             every FLEET_WORKER_REPORT_MS, expires after
 **                             FLEET_WORKER_TTL_S: host, pid, version,
@@ -149,7 +150,6 @@
  * which workers from before signed envelopes do not read (they would drop
  * a member they cannot decode). */
 #define FLEET_RETRIES_SIGNED_KEY "mutirao:retries:signed"
-#define FLEET_TASK_INFO_TTL_S 86400 /* mutirao:task:ID:info, at most result.ttl_s */
 #define FLEET_WORKER_REPORT_MS 2000 /* a worker refreshes its registry entry */
 #define FLEET_WORKER_TTL_S 15       /* and is gone from it that long after */
 #define FLEET_RETRY_LEASE_MS 30000  /* a claimed retry is claimed again after this */
@@ -397,14 +397,15 @@
 
 /*
 ** The completions of a batch of task attempts, each idempotent by task id.
-** ARGV[1] result TTL s (0: none), ARGV[2] notification list TTL s, then per
+** ARGV[1] result TTL s (0: none), ARGV[2] notification list TTL s, ARGV[3]
+** a completed task's info TTL s (task.info_ttl_s), then per
 ** task: id, pool, producer, "completed" or "failed", result record, the
 ** outcome kept by reference (mutirao:task:ID:out, same TTL; "" for none),
 ** its seen bitmap's key and bit (fleet_bit_of; "" "" for none), W (the
 ** count of WaitGroup changes), its mutirao:task:ID:info ("" for none),
-** then W pairs (owner producer, 'W' element). The info is set (TTL
-** FLEET_TASK_INFO_TTL_S, at most the result TTL) with the record, or with
-** a retry.
+** then W pairs (owner producer, 'W' element). The info is set with the
+** record (a completed task's for ARGV[3] s, a failure's for the result TTL)
+** or with a retry (the result TTL).
 ** A failed attempt with attempts left has the status "retry" instead, the
 ** next attempt's envelope for the record and its due Unix ms for the
 ** outcome by reference, and W = 0: unless the task is done, the envelope
@@ -439,107 +440,92 @@
 */
 #define FLEET_COMPLETE_LUA                                                                         \
     FLEET_SEEN_LUA                                                                                 \
-    "local ttl, nttl = tonumber(ARGV[1]), ARGV[2]\n"                                               \
-    "local ittl = " FLEET_STR(                                                                     \
-        FLEET_TASK_INFO_TTL_S) "\n"                                                                \
-                               "if ttl > 0 and ttl < ittl then ittl = ttl end\n"                   \
-                               "local out, i, lists, order, counts, seens = {}, 3, {}, {}, {}, "   \
-                               "{}\n"                                                              \
-                               "local xs, away\n"                                                  \
-                               "local function push(p, e)\n"                                       \
-                               "  if tagged then\n"                                                \
-                               "    xs[#xs+1] = p xs[#xs+1] = e\n"                                 \
-                               "    if p ~= tag then away = true end\n"                            \
-                               "    return\n"                                                      \
-                               "  end\n"                                                           \
-                               "  local v = lists[p]\n"                                            \
-                               "  if not v then v = {} lists[p] = v order[#order+1] = p end\n"     \
-                               "  v[#v+1] = e\n"                                                   \
-                               "end\n"                                                             \
-                               "while i <= #ARGV do\n"                                             \
-                               "  local id, pool, prod, st, rec = ARGV[i], ARGV[i+1], ARGV[i+2], " \
-                               "ARGV[i+3], ARGV[i+4]\n"                                            \
-                               "  local blob, sk, sb, nw = ARGV[i+5], ARGV[i+6], ARGV[i+7], "      \
-                               "tonumber(ARGV[i+8])\n"                                             \
-                               "  local info = ARGV[i+9]\n"                                        \
-                               "  local k = pre .. 'task:' .. id\n"                                \
-                               "  if st == 'retry' then\n"                                         \
-                               "    if tagged then\n"                                              \
-                               "      if not done_at(id, sk, sb) and redis.call('DEL', pre .. "    \
-                               "'delivery:' .. id) == 1 then\n"                                    \
-                               "        count(counts, pool, 'retried', 1)\n"                       \
-                               "      end\n"                                                       \
-                               "    elseif not done_at(id, sk, sb) then\n"                         \
-                               "      local rk = '" FLEET_RETRIES_KEY "'\n"                        \
-                               "      if string.sub(rec, 1, 4) == 'MTE\\2' then rk = "             \
-                               "'" FLEET_RETRIES_SIGNED_KEY "' end\n"                              \
-                               "      if redis.call('ZADD', rk, 'NX', blob, id .. ' ' .. rec) == " \
-                               "1 then\n"                                                          \
-                               "        count(counts, pool, 'retried', 1)\n"                       \
-                               "      end\n"                                                       \
-                               "      redis.call('DEL', pre .. 'delivery:' .. id)\n"               \
-                               "    end\n"                                                         \
-                               "    if #info > 0 then setx(k .. ':info', info, ittl) end\n"        \
-                               "    out[#out+1] = 2\n"                                             \
-                               "  else\n"                                                          \
-                               "  local ok = false\n"                                              \
-                               "  if sb ~= '' then\n"                                              \
-                               "    if redis.call('SETBIT', sk, sb, 1) == 0 then\n"                \
-                               "      seens[sk] = true\n"                                          \
-                               "      if ttl > 0 then ok = redis.call('SET', k, rec, 'EX', "       \
-                               "ARGV[1])\n"                                                        \
-                               "      else ok = redis.call('SET', k, rec) end\n"                   \
-                               "    end\n"                                                         \
-                               "  elseif ttl > 0 then ok = redis.call('SET', k, rec, 'NX', 'EX', " \
-                               "ARGV[1])\n"                                                        \
-                               "  else ok = redis.call('SET', k, rec, 'NX') end\n"                 \
-                               "  if ok then\n"                                                    \
-                               "    xs, away = {}, false\n"                                        \
-                               "    redis.call('DEL', k .. ':q', pre .. 'delivery:' .. id)\n"      \
-                               "    count(counts, pool, st, 1)\n"                                  \
-                               "    if #info > 0 then setx(k .. ':info', info, ittl) end\n"        \
-                               "    if #blob > 0 then setx(k .. ':out', blob, ttl) end\n"          \
-                               "    if nw > 0 then\n"                                              \
-                               "      local mine, per = {}, {}\n"                                  \
-                               "      for w = 0, nw - 1 do local o = ARGV[i+10+2*w]; per[o] = "    \
-                               "(per[o] or 0) + 1 end\n"                                           \
-                               "      for w = 0, nw - 1 do\n"                                      \
-                               "        local o, e = ARGV[i+10+2*w], ARGV[i+11+2*w]\n"             \
-                               "        push(o, e .. '\\0' .. id .. ' ' .. per[o])\n"              \
-                               "        if o == prod then mine[#mine+1] = string.sub(e, 2) end\n"  \
-                               "      end\n"                                                       \
-                               "      if #mine > 0 then setx(k .. ':w', table.concat(mine, "       \
-                               "'\\n'), ttl) end\n"                                                \
-                               "    end\n"                                                         \
-                               "    push(prod, 'R' .. rec)\n"                                      \
-                               "    if away then\n"                                                \
-                               "      redis.call('RPUSH', k .. ':x', unpack(xs))\n"                \
-                               "      redis.call('EXPIRE', k .. ':x', nttl)\n"                     \
-                               "      out[#out+1] = 3\n"                                           \
-                               "    else\n"                                                        \
-                               "      for j = 1, #xs, 2 do\n"                                      \
-                               "        local v = lists[xs[j]]\n"                                  \
-                               "        if not v then v = {} lists[xs[j]] = v order[#order+1] = "  \
-                               "xs[j] end\n"                                                       \
-                               "        v[#v+1] = xs[j+1]\n"                                       \
-                               "      end\n"                                                       \
-                               "      out[#out+1] = 1\n"                                           \
-                               "    end\n"                                                         \
-                               "  else\n"                                                          \
-                               "    out[#out+1] = 0\n"                                             \
-                               "  end\n"                                                           \
-                               "  end\n"                                                           \
-                               "  i = i + 10 + 2 * nw\n"                                           \
-                               "end\n"                                                             \
-                               "for _, p in ipairs(order) do\n"                                    \
-                               "  local v, l = lists[p], pre .. 'done:' .. p\n"                    \
-                               "  for j = 1, #v, 1000 do redis.call('RPUSH', l, unpack(v, j, "     \
-                               "math.min(j + 999, #v))) end\n"                                     \
-                               "  redis.call('EXPIRE', l, nttl)\n"                                 \
-                               "end\n"                                                             \
-                               "for sk in pairs(seens) do touch(sk, ttl) end\n"                    \
-                               "hincr_all(counts)\n"                                               \
-                               "return out\n"
+    "local ttl, nttl, ittl = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])\n"                      \
+    "local out, i, lists, order, counts, seens = {}, 4, {}, {}, {}, {}\n"                          \
+    "local xs, away\n"                                                                             \
+    "local function push(p, e)\n"                                                                  \
+    "  if tagged then\n"                                                                           \
+    "    xs[#xs+1] = p xs[#xs+1] = e\n"                                                            \
+    "    if p ~= tag then away = true end\n"                                                       \
+    "    return\n"                                                                                 \
+    "  end\n"                                                                                      \
+    "  local v = lists[p]\n"                                                                       \
+    "  if not v then v = {} lists[p] = v order[#order+1] = p end\n"                                \
+    "  v[#v+1] = e\n"                                                                              \
+    "end\n"                                                                                        \
+    "while i <= #ARGV do\n"                                                                        \
+    "  local id, pool, prod, st, rec = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3], ARGV[i+4]\n"      \
+    "  local blob, sk, sb, nw = ARGV[i+5], ARGV[i+6], ARGV[i+7], tonumber(ARGV[i+8])\n"            \
+    "  local info = ARGV[i+9]\n"                                                                   \
+    "  local k = pre .. 'task:' .. id\n"                                                           \
+    "  if st == 'retry' then\n"                                                                    \
+    "    if tagged then\n"                                                                         \
+    "      if not done_at(id, sk, sb) and redis.call('DEL', pre .. 'delivery:' .. id) == 1 then\n" \
+    "        count(counts, pool, 'retried', 1)\n"                                                  \
+    "      end\n"                                                                                  \
+    "    elseif not done_at(id, sk, sb) then\n"                                                    \
+    "      local rk = '" FLEET_RETRIES_KEY "'\n"                                                   \
+    "      if string.sub(rec, 1, 4) == 'MTE\\2' then rk = '" FLEET_RETRIES_SIGNED_KEY "' end\n"    \
+    "      if redis.call('ZADD', rk, 'NX', blob, id .. ' ' .. rec) == 1 then\n"                    \
+    "        count(counts, pool, 'retried', 1)\n"                                                  \
+    "      end\n"                                                                                  \
+    "      redis.call('DEL', pre .. 'delivery:' .. id)\n"                                          \
+    "    end\n"                                                                                    \
+    "    if #info > 0 then setx(k .. ':info', info, ttl) end\n"                                    \
+    "    out[#out+1] = 2\n"                                                                        \
+    "  else\n"                                                                                     \
+    "  local ok = false\n"                                                                         \
+    "  if sb ~= '' then\n"                                                                         \
+    "    if redis.call('SETBIT', sk, sb, 1) == 0 then\n"                                           \
+    "      seens[sk] = true\n"                                                                     \
+    "      if ttl > 0 then ok = redis.call('SET', k, rec, 'EX', ARGV[1])\n"                        \
+    "      else ok = redis.call('SET', k, rec) end\n"                                              \
+    "    end\n"                                                                                    \
+    "  elseif ttl > 0 then ok = redis.call('SET', k, rec, 'NX', 'EX', ARGV[1])\n"                  \
+    "  else ok = redis.call('SET', k, rec, 'NX') end\n"                                            \
+    "  if ok then\n"                                                                               \
+    "    xs, away = {}, false\n"                                                                   \
+    "    redis.call('DEL', k .. ':q', pre .. 'delivery:' .. id)\n"                                 \
+    "    count(counts, pool, st, 1)\n"                                                             \
+    "    if #info > 0 then setx(k .. ':info', info, st == 'completed' and ittl or ttl) end\n"      \
+    "    if #blob > 0 then setx(k .. ':out', blob, ttl) end\n"                                     \
+    "    if nw > 0 then\n"                                                                         \
+    "      local mine, per = {}, {}\n"                                                             \
+    "      for w = 0, nw - 1 do local o = ARGV[i+10+2*w]; per[o] = (per[o] or 0) + 1 end\n"        \
+    "      for w = 0, nw - 1 do\n"                                                                 \
+    "        local o, e = ARGV[i+10+2*w], ARGV[i+11+2*w]\n"                                        \
+    "        push(o, e .. '\\0' .. id .. ' ' .. per[o])\n"                                         \
+    "        if o == prod then mine[#mine+1] = string.sub(e, 2) end\n"                             \
+    "      end\n"                                                                                  \
+    "      if #mine > 0 then setx(k .. ':w', table.concat(mine, '\\n'), ttl) end\n"                \
+    "    end\n"                                                                                    \
+    "    push(prod, 'R' .. rec)\n"                                                                 \
+    "    if away then\n"                                                                           \
+    "      redis.call('RPUSH', k .. ':x', unpack(xs))\n"                                           \
+    "      redis.call('EXPIRE', k .. ':x', nttl)\n"                                                \
+    "      out[#out+1] = 3\n"                                                                      \
+    "    else\n"                                                                                   \
+    "      for j = 1, #xs, 2 do\n"                                                                 \
+    "        local v = lists[xs[j]]\n"                                                             \
+    "        if not v then v = {} lists[xs[j]] = v order[#order+1] = xs[j] end\n"                  \
+    "        v[#v+1] = xs[j+1]\n"                                                                  \
+    "      end\n"                                                                                  \
+    "      out[#out+1] = 1\n"                                                                      \
+    "    end\n"                                                                                    \
+    "  else\n"                                                                                     \
+    "    out[#out+1] = 0\n"                                                                        \
+    "  end\n"                                                                                      \
+    "  end\n"                                                                                      \
+    "  i = i + 10 + 2 * nw\n"                                                                      \
+    "end\n"                                                                                        \
+    "for _, p in ipairs(order) do\n"                                                               \
+    "  local v, l = lists[p], pre .. 'done:' .. p\n"                                               \
+    "  for j = 1, #v, 1000 do redis.call('RPUSH', l, unpack(v, j, math.min(j + 999, #v))) end\n"   \
+    "  redis.call('EXPIRE', l, nttl)\n"                                                            \
+    "end\n"                                                                                        \
+    "for sk in pairs(seens) do touch(sk, ttl) end\n"                                               \
+    "hincr_all(counts)\n"                                                                          \
+    "return out\n"
 
 /*
 ** The tagged layout's notifications of a completed task for one producer

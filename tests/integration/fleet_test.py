@@ -775,9 +775,10 @@ assert(g.pool_wait(%(pool)r))
                 if redis_cmd("EXISTS", LAYOUT.task(i), LAYOUT.task(i, "q"))]
     still = left(awaited)
     check(not still, "%d awaited task(s) still have keys, e.g. %s" % (len(still), still[:3]))
-    # what `mutirao task` shows outlives await, for a day at most
-    infos = [redis_cmd("TTL", LAYOUT.task(i, "info")) for i in awaited[:5] + unawaited[:5]]
-    check(all(0 < t <= 86400 for t in infos), "task info TTLs: %s" % infos)
+    # what `mutirao task` shows of a completed task: not kept by default
+    # (task.info_ttl_s = 0)
+    infos = [redis_cmd("EXISTS", LAYOUT.task(i, "info")) for i in awaited[:5] + unawaited[:5]]
+    check(infos == [0] * len(infos), "completed tasks' info kept: %s" % infos)
     ttls = [redis_cmd("TTL", LAYOUT.task(i)) for i in unawaited]
     check(all(0 < t <= 86400 for t in ttls),
           "unawaited results keep result.ttl_s (86400): TTLs %s" % sorted(set(ttls))[:5])

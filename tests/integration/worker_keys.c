@@ -251,6 +251,7 @@ static long long complete(int script, const char *id, const char *pool, const ch
     const char *argv[] = {pre,
                           "3600",
                           "86400",
+                          "600",
                           id,
                           pool,
                           prod,
@@ -264,7 +265,7 @@ static long long complete(int script, const char *id, const char *pool, const ch
                           owner,
                           wel};
     res x;
-    eval(&x, script, 1, owner ? 15 : 13, argv, NULL);
+    eval(&x, script, 1, owner ? 16 : 14, argv, NULL);
     long long a = x.type == REDIS_REPLY_ARRAY && x.n == 1 ? strtoll(x.el[0], NULL, 10) : -1;
     res_free(&x);
     return a;
@@ -376,6 +377,9 @@ int main(int argc, char **argv)
     CHECK(x.str && strncmp(x.str, "completed 1 1 2 3 w1 ", 21) == 0, "task info: %s",
           x.str ? x.str : "none");
     res_free(&x);
+    cmd(&x, "TTL %s", key);
+    CHECK(x.integer > 0 && x.integer <= 600, "a completed task's info: TTL %lld", x.integer);
+    res_free(&x);
     CHECK(ask(d2, id, pool) == DLV_DONE, "delivered again once done");
 
     /* 3. the replay: a completion whose outbox was left (a worker stopped
@@ -415,6 +419,10 @@ int main(int argc, char **argv)
     cmd(&x, "GET %s", key);
     CHECK(x.str && strncmp(x.str, "retrying 1 ", 11) == 0, "retry's task info: %s",
           x.str ? x.str : "none");
+    res_free(&x);
+    cmd(&x, "TTL %s", key);
+    CHECK(x.integer > 600 && x.integer <= 3600, "a retry's info: TTL %lld (the result's)",
+          x.integer);
     res_free(&x);
     char pre[FLEET_KEY_MAX], now[32];
     fleet_prefix_retries(pre);

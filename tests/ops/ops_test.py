@@ -116,8 +116,10 @@ def case_commands():
     fleet_worker.setup(BIN, TMP, UNIQ, WORKERS, fail, base_env=ENV)
     pool, idle = "ops" + UNIQ, "opsidle" + UNIQ
     try:
-        w1 = fleet_worker.Worker("a", [pool])
-        w2 = fleet_worker.Worker("b", [pool])
+        # completed tasks' details kept 10 minutes (default: not kept)
+        keep = {"MUTIRAO_TASK_INFO_TTL_S": "600"}
+        w1 = fleet_worker.Worker("a", [pool], keep)
+        w2 = fleet_worker.Worker("b", [pool], keep)
         for w in (w1, w2):
             w.wait_for("consuming")
         ids = ["a-" + UNIQ, "b-" + UNIQ]
@@ -301,7 +303,9 @@ def case_fleet_up():
         with open(src, "w") as f:
             f.write('local g = require("goroutine")\n'
                     'assert(g.pool_create("up%s"))\n'
-                    'print("RESULT", g.await(g.pool_submit("up%s", function() return 40 + 2 end)))\n'
+                    'local id = g.pool_submit("up%s", function() return 40 + 2 end)\n'
+                    'print("RESULT", g.await(id))\n'
+                    'print("ID", id)\n'
                     % (UNIQ, UNIQ))
         rc, out, err, _ = run([MUTIRAO, "run", "--fleet", src], timeout=90)
         check(rc == 0 and "RESULT\ttrue\t42" in out, "a task on the fleet: exit %d\n%s%s" % (rc, out, err))
@@ -310,6 +314,10 @@ def case_fleet_up():
             time.sleep(0.2)
         check(len(ops_json("workers")) == 2, "two workers: %r" % ops_json("workers"))
         check(row(ops("pools"), "up" + UNIQ)[4] == "1", "the task in `mutirao pools`")
+        # awaited, and its details not kept (task.info_ttl_s = 0): done
+        tid = re.search(r"ID\t(\S+)", out).group(1)
+        t = ops_json("task", tid)
+        check(t["state"] == "done", "an awaited task on the default fleet: %r" % t)
         rc, out, err, _ = run(["bash", down], env=env, timeout=90)
         check(rc == 0, "fleet-down: exit %d\n%s%s" % (rc, out, err))
         left = [p for p in pids if alive(p)]
