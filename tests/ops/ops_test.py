@@ -115,6 +115,7 @@ def case_commands():
     ENV.update({"MUTIRAO_KAFKA_BROKERS": brokers, "MUTIRAO_REDIS_URL": red.url})
     fleet_worker.setup(BIN, TMP, UNIQ, WORKERS, fail, base_env=ENV)
     pool, idle = "ops" + UNIQ, "opsidle" + UNIQ
+    producers = []  # killed at the end, whatever happens
     try:
         # completed tasks' details kept 10 minutes (default: not kept)
         keep = {"MUTIRAO_TASK_INFO_TTL_S": "600"}
@@ -163,6 +164,7 @@ g.await(id)
         p = subprocess.Popen([MUTIRAO, "run", "--fleet", path2], stdin=subprocess.DEVNULL,
                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=e,
                              cwd=TMP)
+        producers.append(p)
         line = p.stdout.readline()
         running_id, queued = line.split()[1:3] if line.startswith("RUNNING") else (None, None)
         check(running_id, "no id from the running task: %r" % line)
@@ -255,9 +257,10 @@ g.await(id)
                        r"1500 ms \(redis\.url\)" % red.port,
                        env={"MUTIRAO_CONNECT_TIMEOUT_MS": "1500"}, max_s=3)
     finally:
-        for w in WORKERS:
-            if w.p.poll() is None:
-                w.p.kill()
+        for p in producers + [w.p for w in WORKERS]:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
         red.kill()
 
 
