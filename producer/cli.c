@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -18,6 +19,7 @@
 #include <uv.h>
 
 #include "codec.h"
+#include "cli_ops.h"
 #include "config.h"
 #include "dlq.h"
 #include "embedded.h"
@@ -36,10 +38,10 @@
 enum { EXIT_FAIL = 1, EXIT_USAGE = 2 };
 
 static const char usage_text[] =
-    "usage: mutirao <command> [options]\n"
+    "usage: mutirao [--config FILE] <command> [options]\n"
     "\n"
     "commands:\n"
-    "  run [-f] FILE [options]   run a task file (.lua or .sloth)\n"
+    "  run [-f] FILE [options]   run a task file (.lua or .sloth)\n" CLI_OPS_USAGE
     "  dlq list|retry|drop POOL  a fleet pool's dead letters (mutirao dlq help)\n"
     "  keygen --out DIR [--name NAME]\n"
     "                            make a key pair for signed task envelopes:\n"
@@ -61,8 +63,16 @@ static const char usage_text[] =
     "                            brokers and Redis from config/mutirao.conf or\n"
     "                            MUTIRAO_KAFKA_BROKERS / MUTIRAO_REDIS_URL\n"
     "\n"
+    "--config FILE: the fleet configuration file (default: $MUTIRAO_CONFIG, else\n"
+    "./config/mutirao.conf, /etc/mutirao/mutirao.conf); MUTIRAO_* variables\n"
+    "override it.\n"
+    "\n"
     "Exit status: 0 when every task succeeded, 1 when a task failed or an error\n"
     "escaped, 2 on bad usage or an invalid task file.\n";
+
+/* Where a usage error points ("mutirao run --help" while parsing run's
+ * arguments). */
+static const char *usage_hint = "mutirao --help";
 
 typedef struct param {
     const char *key;
@@ -82,12 +92,12 @@ typedef struct run_opts {
     const char *cfg_err; /* then: why */
 } run_opts;
 
+/* A usage error: one line, and where the help is. */
 static int usage_error(const char *fmt, const char *arg)
 {
     fputs("mutirao: ", stderr);
     fprintf(stderr, fmt, arg);
-    fputs("\n\n", stderr);
-    fputs(usage_text, stderr);
+    fprintf(stderr, " (see %s)\n", usage_hint);
     return EXIT_USAGE;
 }
 
@@ -319,7 +329,9 @@ static int cmd_run(int argc, char **argv)
         return EXIT_FAIL;
     }
     o.params = params;
+    usage_hint = "mutirao run --help";
     int rc = parse_run(argc, argv, &o);
+    usage_hint = "mutirao --help";
     if (rc != 0) {
         free(params);
         return rc < 0 ? 0 : rc;
@@ -491,6 +503,20 @@ int main(int argc, char **argv)
     /* line-buffered stdout and unbuffered stderr keep the two streams in order */
     setvbuf(stdout, NULL, _IOLBF, 0);
     setvbuf(stderr, NULL, _IONBF, 0);
+    /* mutirao --config FILE <command>: the file every command reads */
+    while (argc >= 2 && (!strcmp(argv[1], "--config") || !strncmp(argv[1], "--config=", 9))) {
+        const char *v = argv[1][8] == '=' ? argv[1] + 9 : argc >= 3 ? argv[2] : NULL;
+        if (!v || !*v)
+            return usage_error("option %s needs a file", "--config");
+        if (access(v, R_OK) != 0) {
+            fprintf(stderr, "mutirao: --config %s: %s\n", v, strerror(errno));
+            return EXIT_USAGE;
+        }
+        setenv("MUTIRAO_CONFIG", v, 1);
+        int n = argv[1][8] == '=' ? 1 : 2;
+        argv += n;
+        argc -= n;
+    }
     if (argc < 2)
         return usage_error("%s", "no command given");
     const char *cmd = argv[1];
@@ -504,6 +530,8 @@ int main(int argc, char **argv)
         return cmd_run(argc - 2, argv + 2);
     if (!strcmp(cmd, "dlq"))
         return cmd_dlq(argc - 2, argv + 2);
+    if (cli_ops_is_command(cmd))
+        return cli_ops_main(cmd, argc - 2, argv + 2);
     if (!strcmp(cmd, "keygen"))
         return cmd_keygen(argc - 2, argv + 2);
     if (!strcmp(cmd, "config"))

@@ -579,8 +579,12 @@ int cmd_dlq(int argc, char **argv)
 {
     const char *sub = argc > 0 ? argv[0] : NULL;
     if (!sub || !strcmp(sub, "-h") || !strcmp(sub, "--help") || !strcmp(sub, "help")) {
-        fputs(usage_text, sub ? stdout : stderr);
-        return sub ? OK : USAGE;
+        if (sub) {
+            fputs(usage_text, stdout);
+            return OK;
+        }
+        fputs("mutirao dlq: no subcommand given (see mutirao dlq help)\n", stderr);
+        return USAGE;
     }
     int list = !strcmp(sub, "list"), retry = !strcmp(sub, "retry"), drop = !strcmp(sub, "drop");
     const char *pool = NULL, *which = NULL;
@@ -592,23 +596,27 @@ int cmd_dlq(int argc, char **argv)
         else if (!list && !strcmp(a, "--all") && !which)
             which = a;
         else if (a[0] == '-' && a[1])
-            return fprintf(stderr, "mutirao dlq: unknown option '%s'\n\n%s", a, usage_text), USAGE;
+            return fprintf(stderr, "mutirao dlq: unknown option '%s' (see mutirao dlq help)\n", a),
+                   USAGE;
         else if (!pool)
             pool = a;
         else if (!list && !which)
             which = a;
         else
-            return fprintf(stderr, "mutirao dlq: unexpected argument '%s'\n\n%s", a, usage_text),
+            return fprintf(stderr, "mutirao dlq: unexpected argument '%s' (see mutirao dlq help)\n",
+                           a),
                    USAGE;
     }
     if (!list && !retry && !drop)
-        return fprintf(stderr, "mutirao dlq: unknown subcommand '%s'\n\n%s", sub, usage_text),
+        return fprintf(stderr, "mutirao dlq: unknown subcommand '%s' (see mutirao dlq help)\n",
+                       sub),
                USAGE;
     if (!pool)
-        return fprintf(stderr, "mutirao dlq %s: no pool given\n\n%s", sub, usage_text), USAGE;
+        return fprintf(stderr, "mutirao dlq %s: no pool given (see mutirao dlq help)\n", sub),
+               USAGE;
     if (!list && !which)
-        return fprintf(stderr, "mutirao dlq %s: no task id (or --all) given\n\n%s", sub,
-                       usage_text),
+        return fprintf(stderr,
+                       "mutirao dlq %s: no task id (or --all) given (see mutirao dlq help)\n", sub),
                USAGE;
     char why[300];
     if (envelope_check_pool(pool, strlen(pool), why, sizeof why) != 0)

@@ -37,6 +37,9 @@ PACKAGES=(
     clang libclang-rt-14-dev
     # lint, memory checks, benchmarks
     clang-format cppcheck valgrind hyperfine
+    # docs.compose_config: `docker-compose config` checks compose.yaml (no
+    # Docker daemon needed)
+    docker-compose
     # the install tests: man (install.prefix reads the installed man pages)
     # and LuaRocks (install.luarocks builds and installs the rock; it pulls
     # in lua5.1, which may then be /usr/bin/lua: nothing here runs `lua`,

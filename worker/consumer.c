@@ -31,7 +31,9 @@
 #include "kafka_uv.h"
 #include "metrics.h"
 #include "outbox.h"
+#include "procs.h"
 #include "redis_uv.h"
+#include "registry.h"
 #include "retries.h"
 #include "retry.h"
 #include "sandbox.h"
@@ -44,6 +46,8 @@
 #define REPORT_MS 1000
 #define COMPLETE_BATCH 256 /* completions per script call */
 #define HEARTBEAT_MS 500   /* Kafka group heartbeats: see worker_start */
+#define RATE_BUCKET_S 5
+#define RATE_BUCKETS 12 /* one minute */
 
 typedef struct wpool wpool;
 typedef struct wtask wtask;
@@ -69,6 +73,10 @@ struct wpool {
     wtask *qhead, *qtail;
     int nstarted;    /* asked or running: at most cap */
     metrics_pool *m; /* its Prometheus figures (NULL: no metrics) */
+    /* outcomes recorded here, in RATE_BUCKETS buckets of RATE_BUCKET_S
+     * seconds: the registry's tasks over the last minute (registry.c) */
+    unsigned rate_n[RATE_BUCKETS];
+    uint64_t rate_at[RATE_BUCKETS];
 };
 
 /* A partition stopped at a message of a newer envelope version: paused, the
@@ -119,6 +127,7 @@ struct wtask {
     size_t next_envlen;
     pool_retry policy;      /* the envelope's retries and backoff */
     uint64_t deadline_ms;   /* the envelope's deadline (0: none) */
+    uint64_t started_ms;    /* Unix ms it was handed to a VM thread (0: never) */
     char *reject;           /* why the message was refused unrun (malloc'd), or NULL */
     char *unrun;            /* why it fails without running (malloc'd), or NULL */
     uint64_t start_ns;      /* uv_hrtime when it was handed to its executor (with metrics) */
@@ -161,15 +170,16 @@ struct worker {
      * beside it, so that a crash counts against the task that caused it
      * (DLV_ALONE). They wait here, chained by qnext, until nothing runs. */
     wtask *alone_head, *alone_tail;
-    wtask *alone;      /* the one asked or running alone */
-    deliveries *dv;    /* the delivery-record questions */
-    deadletters *dl;   /* dead letters on their way */
-    retries *rq;       /* the due retries, back to their topics */
-    sign_trust *trust; /* auth.trusted_keys (NULL: none) */
-    sign_key *key;     /* auth.signing_key: signs the next attempts it produces */
-    int auth_required; /* config_auth_required */
-    metrics *m;        /* the Prometheus figures (NULL: none) */
-    uint64_t ping_ns;  /* when the pending round-trip PING was sent, 0: none pending */
+    wtask *alone;        /* the one asked or running alone */
+    deliveries *dv;      /* the delivery-record questions */
+    deadletters *dl;     /* dead letters on their way */
+    retries *rq;         /* the due retries, back to their topics */
+    sign_trust *trust;   /* auth.trusted_keys (NULL: none) */
+    sign_key *key;       /* auth.signing_key: signs the next attempts it produces */
+    int auth_required;   /* config_auth_required */
+    uint64_t started_ms; /* for the registry */
+    metrics *m;          /* the Prometheus figures (NULL: none) */
+    uint64_t ping_ns;    /* when the pending round-trip PING was sent, 0: none pending */
 };
 
 static uint64_t unix_ms(void)
@@ -337,6 +347,15 @@ static void task_settled(wtask *t, int recorded)
     p->inflight--;
     w->inflight--;
     p->recorded++;
+    if (recorded && t->started_ms) {
+        uint64_t b = unix_ms() / 1000 / RATE_BUCKET_S;
+        int i = (int)(b % RATE_BUCKETS);
+        if (p->rate_at[i] != b) {
+            p->rate_at[i] = b;
+            p->rate_n[i] = 0;
+        }
+        p->rate_n[i]++;
+    }
     maybe_release(w, p);
     uv_close((uv_handle_t *)&t->retry, on_retry_closed);
     maybe_finish_stop(w);
@@ -462,7 +481,7 @@ static void on_batch_reply(redis_uv *cli, int status, const redisReply *reply, c
 /* One FLEET_COMPLETE_LUA call for n tasks. */
 static void send_batch(worker *w, wtask **ts, int n)
 {
-    int argc = 3;
+    int argc = 4;
     for (int i = 0; i < n; i++)
         argc += ts[i]->argc;
     batch *b = malloc(sizeof *b + (size_t)n * sizeof b->t[0]);
@@ -479,16 +498,19 @@ static void send_batch(worker *w, wtask **ts, int n)
     b->w = w;
     b->n = n;
     b->counted = !w->stopping;
-    char pre[FLEET_KEY_MAX], ttl[16], nttl[16];
+    char pre[FLEET_KEY_MAX], ttl[16], nttl[16], ittl[16];
     snprintf(ttl, sizeof ttl, "%d", w->cfg->result_ttl_s);
     snprintf(nttl, sizeof nttl, "%d", FLEET_NOTIFY_TTL_S);
+    snprintf(ittl, sizeof ittl, "%d", w->cfg->task_info_ttl_s);
     argv[0] = pre; /* KEYS[1]: the tasks' slot (flush_completions) */
     lens[0] = fleet_prefix_id(pre, ts[0]->id);
     argv[1] = ttl;
     lens[1] = strlen(ttl);
     argv[2] = nttl;
     lens[2] = strlen(nttl);
-    int k = 3;
+    argv[3] = ittl; /* a completed task's info (task.info_ttl_s) */
+    lens[3] = strlen(ittl);
+    int k = 4;
     for (int i = 0; i < n; i++) {
         b->t[i] = ts[i];
         for (int j = 0; j < ts[i]->argc; j++) {
@@ -766,6 +788,51 @@ static void drop_delta(void *ud, const char *owner, const char *wgid, long long 
     (void)delta;
 }
 
+/* The task's mutirao:task:ID:info (fleet_keys.h): "STATE ATTEMPT SUBMITTED
+ * STARTED FINISHED WORKER POOL\n" + err (the error, a codec value; NULL for
+ * none) into buf (its n bytes) or a malloc'd block (*heap, freed by the
+ * caller). Returns its length, 0 when it does not fit or without memory
+ * (then no info). No snprintf: this is per task. */
+static size_t task_info(const wtask *t, const char *state, uint64_t finished, const char *err,
+                        size_t errlen, char *buf, size_t n, char **heap)
+{
+    const char *wid = t->w->cfg->worker_id, *pool = t->wp->name;
+    size_t sl = strlen(state), wl = strlen(wid), pl = strlen(pool);
+    *heap = NULL;
+    if (sl + wl + pl + 4 * 21 + 7 > n)
+        return 0;
+    char *p = buf;
+    memcpy(p, state, sl);
+    p += sl;
+    *p++ = ' ';
+    p = dec_put(p, t->attempt);
+    *p++ = ' ';
+    p = dec_put(p, t->run.submitted_ms);
+    *p++ = ' ';
+    p = dec_put(p, t->started_ms);
+    *p++ = ' ';
+    p = dec_put(p, finished);
+    *p++ = ' ';
+    memcpy(p, wid, wl);
+    p += wl;
+    *p++ = ' ';
+    memcpy(p, pool, pl);
+    p += pl;
+    *p++ = '\n';
+    size_t m = (size_t)(p - buf);
+    if (!err || errlen == 0)
+        return m;
+    if (m + errlen <= n) {
+        memcpy(buf + m, err, errlen);
+        return m + errlen;
+    }
+    if (!(*heap = malloc(m + errlen)))
+        return 0;
+    memcpy(*heap, buf, m);
+    memcpy(*heap + m, err, errlen);
+    return m + errlen;
+}
+
 /* A failed attempt with attempts left: queues its "retry" entry for the
  * completion script (the next attempt's envelope, due after the backoff)
  * instead of an outcome. Returns 0, or -1 when it is recorded as it is (no
@@ -780,15 +847,21 @@ static int retry_outcome(wtask *t)
     char num[24];
     snprintf(num, sizeof num, "%" PRIu64, due);
     fleet_bit b;
-    argpart a[9] = {{t->id, strlen(t->id)},
-                    {t->wp->name, strlen(t->wp->name)},
-                    {t->producer, strlen(t->producer)},
-                    {"retry", 5},
-                    {t->next_env, t->next_envlen},
-                    {num, strlen(num)}};
+    char ibuf[640], *iheap;
+    size_t ilen = task_info(t, "retrying", unix_ms(), t->run.out, t->run.out ? t->run.outlen : 0,
+                            ibuf, sizeof ibuf, &iheap);
+    argpart a[10] = {{t->id, strlen(t->id)},
+                     {t->wp->name, strlen(t->wp->name)},
+                     {t->producer, strlen(t->producer)},
+                     {"retry", 5},
+                     {t->next_env, t->next_envlen},
+                     {num, strlen(num)}};
     bit_parts(t, &b, a + 6);
     a[8] = (argpart){"0", 1};
-    if (set_args(t, a, 9) != 0)
+    a[9] = (argpart){iheap ? iheap : ibuf, ilen};
+    int src = set_args(t, a, 10);
+    free(iheap);
+    if (src != 0)
         return -1;
     /* the failed attempt's WaitGroup changes go with it: the next attempt
      * makes its own */
@@ -874,6 +947,7 @@ static void record_result(wtask *t, int ok, const char *out, size_t outlen, int 
     char errbuf[200];
     envelope_buf b;
     envelope_buf_init(&b, NULL, 0);
+    char *enc = NULL;
     int rc = envelope_result_encode(&r, &lim, &b, errbuf, sizeof errbuf);
     if (rc != 0) {
         /* e.g. a result over payload.max_bytes: record the failure instead */
@@ -882,8 +956,8 @@ static void record_result(wtask *t, int ok, const char *out, size_t outlen, int 
         wlog(WLOG_WARN, "pool=%s %s", t->wp->name, msg);
         r.ok = 0;
         t->ok = 0;
-        /* the error the producer's await returns: msg, encoded as a value */
-        char *enc = NULL;
+        /* the error the producer's await returns: msg, encoded as a value
+         * (freed at the end: the task's info holds it too) */
         size_t elen = 0;
         if (codec_encode_text(msg, strlen(msg), &enc, &elen) != 0) {
             enc = NULL;
@@ -895,7 +969,6 @@ static void record_result(wtask *t, int ok, const char *out, size_t outlen, int 
         blob = "";
         bloblen = 0;
         rc = envelope_result_encode(&r, &lim, &b, errbuf, sizeof errbuf);
-        free(enc);
     }
     free(mine);
     char *sealed = NULL;
@@ -907,8 +980,10 @@ static void record_result(wtask *t, int ok, const char *out, size_t outlen, int 
         b.data = sealed; /* b.len bytes of the signed record; freed below */
         b.len = sealedlen;
     }
-    int nargs = 9 + 2 * d.n, fail = rc != 0;
-    argpart few[9], *a = d.n ? malloc((size_t)nargs * sizeof *a) : few;
+    int nargs = 10 + 2 * d.n, fail = rc != 0;
+    argpart few[10], *a = d.n ? malloc((size_t)nargs * sizeof *a) : few;
+    char ibuf[640], *iheap = NULL;
+    size_t ilen = 0;
     if (!fail && a) {
         char num[24];
         fleet_bit bit;
@@ -921,14 +996,28 @@ static void record_result(wtask *t, int ok, const char *out, size_t outlen, int 
         a[5] = (argpart){blob, bloblen};
         bit_parts(t, &bit, a + 6);
         a[8] = (argpart){num, strlen(num)};
+        /* the error of a failure: the outcome's value (not one kept by
+         * reference); a completed task's only with task.info_ttl_s */
+        if (!t->ok || w->cfg->task_info_ttl_s > 0)
+            ilen = task_info(t,
+                             t->ok  ? "completed"
+                             : dead ? "dead_lettered"
+                                    : "failed",
+                             r.finished_at_ms, t->ok ? NULL : r.payload, t->ok ? 0 : r.payload_len,
+                             ibuf, sizeof ibuf, &iheap);
+        a[9] = (argpart){iheap ? iheap : ibuf, ilen};
         for (int i = 0; i < d.n; i++) {
-            a[9 + 2 * i] = (argpart){d.owner[i], strlen(d.owner[i])};
-            a[10 + 2 * i] = (argpart){d.elem[i], strlen(d.elem[i])};
+            a[10 + 2 * i] = (argpart){d.owner[i], strlen(d.owner[i])};
+            a[11 + 2 * i] = (argpart){d.elem[i], strlen(d.elem[i])};
         }
         fail = set_args(t, a, nargs) != 0;
+        free(iheap);
+        free(enc);
+        enc = NULL;
     } else {
         fail = 1;
     }
+    free(enc);
     if (a != few)
         free(a);
     for (int i = 0; i < d.n; i++)
@@ -1120,6 +1209,7 @@ static void ref_fetch(wtask *t)
 /* Hands the task to its pool's executor. */
 static void run_task(wtask *t)
 {
+    t->started_ms = unix_ms();
     if (t->wp->m)
         t->start_ns = uv_hrtime();
     if (executor_submit(t->wp->ex, &t->run, t->w->s, -1, NULL) != EX_OK) {
@@ -1614,6 +1704,34 @@ static void fetch_cap(worker *w, wpool *p)
         free(q);
 }
 
+/* The worker's registry entry (registry.h): its pools' running tasks, slots
+ * and outcomes over the last minute. */
+static void registry_report(worker *w)
+{
+    registry_pool few[16], *ps = few;
+    int n = 0;
+    for (wpool *p = w->pools; p; p = p->next)
+        n++;
+    if (n > 16 && !(ps = malloc((size_t)n * sizeof *ps)))
+        return;
+    uint64_t now = unix_ms(), b = now / 1000 / RATE_BUCKET_S;
+    int i = 0;
+    for (wpool *p = w->pools; p; p = p->next, i++) {
+        int active, queued;
+        executor_counts(p->ex, &active, &queued, NULL);
+        unsigned sum = 0;
+        for (int j = 0; j < RATE_BUCKETS; j++)
+            if (p->rate_at[j] + RATE_BUCKETS > b)
+                sum += p->rate_n[j];
+        ps[i] = (registry_pool){p->name, active, p->cap, sum};
+    }
+    int rc = registry_write(w->r, w->cfg, ps, n, procs_count(), w->started_ms, now);
+    if (rc != 0)
+        wlog(WLOG_DEBUG, "registry: %s", redis_uv_strerror(rc));
+    if (ps != few)
+        free(ps);
+}
+
 /* Every 5 s, re-reads the known pools' options (pool_create may run after
  * the first task arrived, or again with other options). */
 static void on_rtt(redis_uv *cli, int status, const redisReply *reply, const char *err, void *ud)
@@ -1642,6 +1760,8 @@ static void on_report_tick(uv_timer_t *h)
 {
     worker *w = h->data;
     on_report(h);
+    if (w->ticks % (FLEET_WORKER_REPORT_MS / REPORT_MS) == 0)
+        registry_report(w);
     rtt_ping(w);
     if (++w->ticks % 5 == 0)
         for (wpool *p = w->pools; p; p = p->next)
@@ -1920,6 +2040,7 @@ worker *worker_start(sched *s, const config *cfg, metrics *m, char *err, size_t 
     uv_timer_init(s->loop, &w->ping_timer);
     w->ping_timer.data = w;
     ping(w);
+    w->started_ms = unix_ms();
     uv_timer_init(s->loop, &w->report);
     w->report.data = w;
     uv_timer_start(&w->report, on_report_tick, REPORT_MS, REPORT_MS);
@@ -2045,6 +2166,7 @@ static void finish_stop(worker *w)
         metrics_set_hooks(w->m, NULL); /* its pools go: their gauges stay as last read */
     uv_timer_stop(&w->drain);
     on_report(&w->report); /* running counts to 0 */
+    registry_remove(w->r, w->cfg);
     flush_completions(w);
     leave_group(w);
     /* tasks still waiting for their delivery record or their dead letter

@@ -104,6 +104,7 @@ struct fvm {
     size_t prefix_len;
     fleet_wgs *wgs;
     kuv_producer *kp;  /* NULL until the first pool call */
+    int kafka_said;    /* a Kafka error was logged since Kafka last answered */
     sign_key *key;     /* auth.signing_key, loaded with kp; NULL: envelopes go unsigned */
     sign_trust *trust; /* auth.trusted_keys, loaded with kp; NULL: results are not checked */
     int auth_required; /* with trust: unsigned results are refused too (auth.required) */
@@ -345,11 +346,17 @@ static void note_submit(fvm *v, const char *pool, const char *id)
 
 /* ---- the VM's clients ---- */
 
+/* librdkafka's errors: the first one since Kafka last answered (a topic
+ * made, a task delivered) is a warning, the rest of that outage debug
+ * lines (librdkafka repeats a broker's connection errors; an operation that
+ * fails says the latest one). */
 static void on_kafka_error(void *ud, int err, const char *msg)
 {
     (void)err;
     fvm *v = ud;
-    rtlog(v->s, RTLOG_WARN, 0, LUA_NOREF, "fleet producer %s: kafka: %s", v->producer, msg);
+    rtlog(v->s, v->kafka_said ? RTLOG_DEBUG : RTLOG_WARN, 0, LUA_NOREF,
+          "fleet producer %s: kafka: %s", v->producer, msg);
+    v->kafka_said = 1;
 }
 
 static void poll_start(fvm *v);
@@ -1485,6 +1492,8 @@ static void poll_start(fvm *v)
 static void on_ensure(void *ud, int err, const char *errmsg)
 {
     fop *op = ud;
+    if (!err)
+        op->v->kafka_said = 0; /* Kafka answers */
     if (err && errmsg && !strncmp(errmsg, "kafka: ", 7))
         fop_fail(op, "%s%s", errmsg, "");
     else if (err)
@@ -1715,6 +1724,8 @@ static void on_report(void *ud, int err, const char *errmsg, int32_t partition, 
     (void)partition;
     (void)offset;
     dreport *d = ud;
+    if (!err)
+        d->v->kafka_said = 0; /* Kafka answers */
     if (d->t->tb.pinned > 0)
         d->t->tb.pinned--;
     if (err && !d->v->closing && !d->t->tb.done)

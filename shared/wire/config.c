@@ -285,6 +285,8 @@ static const key keys[CONFIG_NKEYS] = {
      NULL, 0},
     {"redis.password_file", "MUTIRAO_REDIS_PASSWORD_FILE", T_STR, OFF(redis_password_file), 0, 0,
      "", NULL, 0},
+    {"task.info_ttl_s", "MUTIRAO_TASK_INFO_TTL_S", T_INT, OFF(task_info_ttl_s), 0, 315360000, "0",
+     NULL, 0},
     /* a worker's Prometheus endpoint (worker/metrics_http.h) */
     {"worker.metrics_addr", "MUTIRAO_WORKER_METRICS_ADDR", T_STR, OFF(worker_metrics_addr), 0, 0,
      "", check_metrics_addr, 0},

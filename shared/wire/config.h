@@ -37,7 +37,7 @@ const char *config_strerror(int err);
 const char *config_errname(int err);
 
 /* Number of keys (see config/mutirao.conf for the list). */
-#define CONFIG_NKEYS 35
+#define CONFIG_NKEYS 36
 /* Longest origin kept per key ("config/mutirao.conf:7", "MUTIRAO_FLEET"). */
 #define CONFIG_ORIGIN_MAX 160
 /* Longest Kafka topic name. */
@@ -81,6 +81,8 @@ typedef struct config {
     int kafka_delivery_timeout_ms; /* kafka.delivery_timeout_ms: a submitted task Kafka has
                                       not taken by then fails (it waits out a broker restart) */
     int result_ttl_s;              /* result.ttl_s: life of a result in Redis, 0 = forever */
+    int task_info_ttl_s;           /* task.info_ttl_s: life of a completed task's
+                                      mutirao:task:ID:info, 0 = not written */
     int payload_max_bytes;         /* payload.max_bytes: largest task or result inline in Kafka
                                       and in the notification; larger ones go by reference */
     int payload_max_ref_bytes;     /* payload.max_ref_bytes: largest one by reference (Redis) */

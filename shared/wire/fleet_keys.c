@@ -134,6 +134,21 @@ size_t fleet_key_task(char *out, const char *id)
     return task_key(out, "task:", id, NULL);
 }
 
+size_t fleet_key_task_info(char *out, const char *id)
+{
+    return task_key(out, "task:", id, ":info");
+}
+
+size_t fleet_key_worker(char *out, const char *worker)
+{
+    return after(out, fleet_prefix(out, "workers", 7), "worker:", worker, NULL);
+}
+
+size_t fleet_key_workers(char *out)
+{
+    return after(out, fleet_prefix(out, "workers", 7), "workers", "", NULL);
+}
+
 size_t fleet_key_task_queued(char *out, const char *id)
 {
     return task_key(out, "task:", id, ":q");

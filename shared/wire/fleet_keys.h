@@ -33,6 +33,26 @@
 **                             life as mutirao:task:ID): what the producer
 **                             applies when it finds the record without its
 **                             notifications (lua/fleet/fleet_reconcile.h)
+**   mutirao:task:ID:info      "STATE ATTEMPT SUBMITTED STARTED FINISHED WORKER
+**                             POOL\n"
+**                             + the error (a codec value, failures only):
+**                             what `mutirao task ID` shows, STATE completed,
+**                             failed, dead_lettered or retrying, times Unix
+**                             ms (0: unknown); written with the outcome (or
+**                             a retry) by the completion script, kept
+**                             task.info_ttl_s for a completed task (0, the
+**                             default: not written), result.ttl_s for the
+**                             others; not deleted by await
+**   mutirao:worker:W          hash: worker W's registry entry, refreshed
+**                             every FLEET_WORKER_REPORT_MS, expires after
+**                             FLEET_WORKER_TTL_S: host, pid, version,
+**                             started, seen (Unix ms), serves (its --pools,
+**                             "*": all), threads, running, slots, and per
+**                             pool it ran tasks of "pool:NAME" = "RUNNING
+**                             SLOTS DONE_LAST_MINUTE"
+**   mutirao:workers           sorted set: worker id -> Unix ms it was last
+**                             seen (members older than FLEET_WORKER_TTL_S
+**                             are gone; the set itself expires with them)
 **   mutirao:task:ID:in        a task's payload over payload.max_bytes (the
 **                             envelope has ref_len and ref_sum instead)
 **   mutirao:task:ID:out       a result's payload over payload.max_bytes,
@@ -76,7 +96,8 @@
 **     shares: the task id's producer part (fleet_id_tag) for the task's keys
 **     (task, delivery, seen, sub), the producer for its notification list,
 **     the pool name for the pool's hash, :active, :stats, :dead, :dead:env
-**     and :producers, "retries" for the two retry sets. Two more kinds:
+**     and :producers, "retries" for the two retry sets, "workers" for
+**     the worker registry (worker:W and workers). Two more kinds:
 **   mutirao:{P}:stats:NAME    hash: the pool's counters of the tasks of
 **                             producer P (submitted, completed, failed,
 **                             retried); the pool's :stats holds those
@@ -129,8 +150,10 @@
  * which workers from before signed envelopes do not read (they would drop
  * a member they cannot decode). */
 #define FLEET_RETRIES_SIGNED_KEY "mutirao:retries:signed"
-#define FLEET_RETRY_LEASE_MS 30000 /* a claimed retry is claimed again after this */
-#define FLEET_RETRY_CLAIM_MAX 100  /* retries claimed per call */
+#define FLEET_WORKER_REPORT_MS 2000 /* a worker refreshes its registry entry */
+#define FLEET_WORKER_TTL_S 15       /* and is gone from it that long after */
+#define FLEET_RETRY_LEASE_MS 30000  /* a claimed retry is claimed again after this */
+#define FLEET_RETRY_CLAIM_MAX 100   /* retries claimed per call */
 
 /*
 ** Lua shared by the scripts: seen(id) returns the seen bitmap's key and bit
@@ -374,11 +397,15 @@
 
 /*
 ** The completions of a batch of task attempts, each idempotent by task id.
-** ARGV[1] result TTL s (0: none), ARGV[2] notification list TTL s, then per
+** ARGV[1] result TTL s (0: none), ARGV[2] notification list TTL s, ARGV[3]
+** a completed task's info TTL s (task.info_ttl_s), then per
 ** task: id, pool, producer, "completed" or "failed", result record, the
 ** outcome kept by reference (mutirao:task:ID:out, same TTL; "" for none),
 ** its seen bitmap's key and bit (fleet_bit_of; "" "" for none), W (the
-** count of WaitGroup changes), then W pairs (owner producer, 'W' element).
+** count of WaitGroup changes), its mutirao:task:ID:info ("" for none),
+** then W pairs (owner producer, 'W' element). The info is set with the
+** record (a completed task's for ARGV[3] s, a failure's for the result TTL)
+** or with a retry (the result TTL).
 ** A failed attempt with attempts left has the status "retry" instead, the
 ** next attempt's envelope for the record and its due Unix ms for the
 ** outcome by reference, and W = 0: unless the task is done, the envelope
@@ -413,8 +440,8 @@
 */
 #define FLEET_COMPLETE_LUA                                                                         \
     FLEET_SEEN_LUA                                                                                 \
-    "local ttl, nttl = tonumber(ARGV[1]), ARGV[2]\n"                                               \
-    "local out, i, lists, order, counts, seens = {}, 3, {}, {}, {}, {}\n"                          \
+    "local ttl, nttl, ittl = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])\n"                      \
+    "local out, i, lists, order, counts, seens = {}, 4, {}, {}, {}, {}\n"                          \
     "local xs, away\n"                                                                             \
     "local function push(p, e)\n"                                                                  \
     "  if tagged then\n"                                                                           \
@@ -429,6 +456,7 @@
     "while i <= #ARGV do\n"                                                                        \
     "  local id, pool, prod, st, rec = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3], ARGV[i+4]\n"      \
     "  local blob, sk, sb, nw = ARGV[i+5], ARGV[i+6], ARGV[i+7], tonumber(ARGV[i+8])\n"            \
+    "  local info = ARGV[i+9]\n"                                                                   \
     "  local k = pre .. 'task:' .. id\n"                                                           \
     "  if st == 'retry' then\n"                                                                    \
     "    if tagged then\n"                                                                         \
@@ -443,6 +471,7 @@
     "      end\n"                                                                                  \
     "      redis.call('DEL', pre .. 'delivery:' .. id)\n"                                          \
     "    end\n"                                                                                    \
+    "    if #info > 0 then setx(k .. ':info', info, ttl) end\n"                                    \
     "    out[#out+1] = 2\n"                                                                        \
     "  else\n"                                                                                     \
     "  local ok = false\n"                                                                         \
@@ -458,12 +487,13 @@
     "    xs, away = {}, false\n"                                                                   \
     "    redis.call('DEL', k .. ':q', pre .. 'delivery:' .. id)\n"                                 \
     "    count(counts, pool, st, 1)\n"                                                             \
+    "    if #info > 0 then setx(k .. ':info', info, st == 'completed' and ittl or ttl) end\n"      \
     "    if #blob > 0 then setx(k .. ':out', blob, ttl) end\n"                                     \
     "    if nw > 0 then\n"                                                                         \
     "      local mine, per = {}, {}\n"                                                             \
-    "      for w = 0, nw - 1 do local o = ARGV[i+9+2*w]; per[o] = (per[o] or 0) + 1 end\n"         \
+    "      for w = 0, nw - 1 do local o = ARGV[i+10+2*w]; per[o] = (per[o] or 0) + 1 end\n"        \
     "      for w = 0, nw - 1 do\n"                                                                 \
-    "        local o, e = ARGV[i+9+2*w], ARGV[i+10+2*w]\n"                                         \
+    "        local o, e = ARGV[i+10+2*w], ARGV[i+11+2*w]\n"                                        \
     "        push(o, e .. '\\0' .. id .. ' ' .. per[o])\n"                                         \
     "        if o == prod then mine[#mine+1] = string.sub(e, 2) end\n"                             \
     "      end\n"                                                                                  \
@@ -486,7 +516,7 @@
     "    out[#out+1] = 0\n"                                                                        \
     "  end\n"                                                                                      \
     "  end\n"                                                                                      \
-    "  i = i + 9 + 2 * nw\n"                                                                       \
+    "  i = i + 10 + 2 * nw\n"                                                                      \
     "end\n"                                                                                        \
     "for _, p in ipairs(order) do\n"                                                               \
     "  local v, l = lists[p], pre .. 'done:' .. p\n"                                               \
@@ -651,6 +681,9 @@ size_t fleet_key_retries(char *out, int is_signed);      /* the retry sets */
 size_t fleet_key_active(char *out, const char *pool);
 size_t fleet_key_task(char *out, const char *id);
 size_t fleet_key_task_queued(char *out, const char *id);
+size_t fleet_key_task_info(char *out, const char *id);  /* what `mutirao task` shows */
+size_t fleet_key_worker(char *out, const char *worker); /* a worker's registry entry */
+size_t fleet_key_workers(char *out);                    /* the live workers, by last seen */
 size_t fleet_key_task_wg(char *out, const char *id);
 size_t fleet_key_task_in(char *out, const char *id);  /* a task's payload by reference */
 size_t fleet_key_task_out(char *out, const char *id); /* a result's payload by reference */

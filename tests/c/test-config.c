@@ -71,6 +71,7 @@ static int test_defaults(void)
     ASSERT_EQ(c.op_timeout_ms, 10000);
     ASSERT_EQ(c.kafka_delivery_timeout_ms, 120000);
     ASSERT_EQ(c.result_ttl_s, 86400);
+    ASSERT_EQ(c.task_info_ttl_s, 0);
     ASSERT_EQ(c.payload_max_bytes, 1000000);
     ASSERT_EQ(c.payload_max_ref_bytes, 67108864);
     ASSERT_EQ(c.worker_npools, 0);

@@ -119,12 +119,19 @@ CASES = {
     "exit_syntax_error": dict(
         args=["run", case_file("syntax_error.lua")], code=2,
         err=[r"\Amutirao: \S*syntax_error\.lua:2: unexpected symbol near '='\n\Z"]),
-    "usage_no_command": dict(args=[], code=2, err=[r"mutirao: no command given", r"usage: mutirao"]),
+    # usage errors: one line and where the help is, never the whole help
+    "usage_no_command": dict(
+        args=[], code=2, err=[r"\Amutirao: no command given \(see mutirao --help\)\n\Z"]),
+    "usage_unknown_command": dict(
+        args=["frob"], code=2, err=[r"\Amutirao: unknown command 'frob' \(see mutirao --help\)\n\Z"]),
     # mutirao dlq: usage errors need no Kafka or Redis (the fleet tests run the rest)
     "dlq_help": dict(args=["dlq", "help"], code=0, out=[r"usage: mutirao dlq list POOL \[--json\]"]),
-    "dlq_usage": dict(args=["dlq"], code=2, err=[r"usage: mutirao dlq"]),
+    "dlq_usage": dict(
+        args=["dlq"], code=2,
+        err=[r"\Amutirao dlq: no subcommand given \(see mutirao dlq help\)\n\Z"]),
     "dlq_unknown_subcommand": dict(
-        args=["dlq", "frob", "p"], code=2, err=[r"unknown subcommand 'frob'", r"usage: mutirao dlq"]),
+        args=["dlq", "frob", "p"], code=2,
+        err=[r"\Amutirao dlq: unknown subcommand 'frob' \(see mutirao dlq help\)\n\Z"]),
     "dlq_no_id": dict(
         args=["dlq", "retry", "p"], code=2, err=[r"mutirao dlq retry: no task id \(or --all\) given"]),
     "dlq_bad_pool": dict(
@@ -158,16 +165,48 @@ CASES = {
         args=["config"], code=2, env={"MUTIRAO_REDIS_PASSWORD_FILE": "/nonexistent/redis.pw"},
         err=[r"mutirao: redis.password_file: /nonexistent/redis.pw: No such file"]),
     "config_extra_argument": dict(
-        args=["config", "x"], code=2, err=[r"config: unexpected argument 'x'", r"usage: mutirao"]),
+        args=["config", "x"], code=2,
+        err=[r"\Amutirao: config: unexpected argument 'x' \(see mutirao --help\)\n\Z"]),
     "usage_unknown_option": dict(
         args=["run", case_file("ok.lua"), "--frobnicate"], code=2,
-        err=[r"unknown option '--frobnicate'", r"usage: mutirao"]),
+        err=[r"\Amutirao: unknown option '--frobnicate' \(see mutirao run --help\)\n\Z"]),
     "usage_bad_param": dict(
         args=["run", case_file("ok.lua"), "--param", "novalue"], code=2,
-        err=[r"--param expects KEY=VALUE, got 'novalue'", r"usage: mutirao"]),
+        err=[r"\Amutirao: --param expects KEY=VALUE, got 'novalue' \(see mutirao run --help\)\n\Z"]),
     "usage_bad_log_level": dict(
         args=["run", case_file("ok.lua"), "--log-level", "loud"], code=2,
-        err=[r"invalid --log-level 'loud'", r"usage: mutirao"]),
+        err=[r"\Amutirao: invalid --log-level 'loud' \(expected debug, info, warn or error\) "
+             r"\(see mutirao run --help\)\n\Z"]),
+    "usage_run_no_file": dict(
+        args=["run"], code=2, err=[r"\Amutirao: run: no task file given \(see mutirao run --help\)\n\Z"]),
+    "usage_keygen_no_out": dict(
+        args=["keygen"], code=2,
+        err=[r"\Amutirao: keygen: --out DIR is required \(see mutirao --help\)\n\Z"]),
+    "usage_config_missing_file": dict(
+        args=["--config", "/nonexistent/m.conf", "pools"], code=2,
+        err=[r"\Amutirao: --config /nonexistent/m\.conf: No such file or directory\n\Z"]),
+    # pools, stats, task, workers: usage errors need no Redis (tests/ops runs the rest)
+    "ops_help": dict(args=["pools", "--help"], code=0,
+                     out=[r"usage: mutirao pools \[--json\]", r"mutirao task ID", r"Exit status"]),
+    "ops_stats_no_pool": dict(
+        args=["stats"], code=2,
+        err=[r"\Amutirao: stats: no pool given \(see mutirao stats --help\)\n\Z"]),
+    "ops_task_no_id": dict(
+        args=["task", "--json"], code=2,
+        err=[r"\Amutirao: task: no id given \(see mutirao task --help\)\n\Z"]),
+    "ops_unknown_option": dict(
+        args=["workers", "--frob"], code=2,
+        err=[r"\Amutirao: unknown option '--frob' \(see mutirao workers --help\)\n\Z"]),
+    "ops_extra_argument": dict(
+        args=["pools", "x"], code=2,
+        err=[r"\Amutirao: unexpected argument 'x' \(see mutirao pools --help\)\n\Z"]),
+    "ops_bad_pool": dict(
+        args=["stats", "bad pool!"], code=2, err=[r"\Amutirao: invalid pool name 'bad pool!'"]),
+    "ops_redis_unreachable": dict(
+        args=["pools"], code=1, max_s=3,
+        env={"MUTIRAO_REDIS_URL": "redis://127.0.0.1:1", "MUTIRAO_CONNECT_TIMEOUT_MS": "1000"},
+        err=[r"\Amutirao: cannot reach Redis at redis://127\.0\.0\.1:1 within 1000 ms "
+             r"\(redis\.url\)\n\Z"]),
     "usage_help": dict(args=["--help"], code=0, out=[r"usage: mutirao", r"--workflow NAME"]),
     "version": dict(args=["version"], code=0, out=[r"^mutirao \d+\.\d+\.\d+ \(Lua 5\.4"]),
     "param": dict(

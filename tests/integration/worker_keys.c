@@ -245,9 +245,13 @@ static long long complete(int script, const char *id, const char *pool, const ch
     fleet_prefix_id(pre, id);
     if (owner)
         snprintf(wel, sizeof wel, "W%s/1 1", owner);
+    /* its mutirao:task:ID:info, "STATE ATTEMPT SUBMITTED STARTED FINISHED WORKER POOL\n" */
+    char info[200];
+    snprintf(info, sizeof info, "%s 1 1 2 3 w1 %s\n", strcmp(st, "retry") ? st : "retrying", pool);
     const char *argv[] = {pre,
                           "3600",
                           "86400",
+                          "600",
                           id,
                           pool,
                           prod,
@@ -257,10 +261,11 @@ static long long complete(int script, const char *id, const char *pool, const ch
                           has ? b.seen : "",
                           has ? b.bit : "",
                           owner ? "1" : "0",
+                          info,
                           owner,
                           wel};
     res x;
-    eval(&x, script, 1, owner ? 14 : 12, argv, NULL);
+    eval(&x, script, 1, owner ? 16 : 14, argv, NULL);
     long long a = x.type == REDIS_REPLY_ARRAY && x.n == 1 ? strtoll(x.el[0], NULL, 10) : -1;
     res_free(&x);
     return a;
@@ -367,6 +372,14 @@ int main(int argc, char **argv)
     }
     CHECK(list_has(pb, wel, (size_t)wlen + 1) == 1, "%s's W element", pb);
     CHECK(list_has(pa, "RREC10", 6) == 1, "%s's R element", pa);
+    fleet_key_task_info(key, id);
+    cmd(&x, "GET %s", key);
+    CHECK(x.str && strncmp(x.str, "completed 1 1 2 3 w1 ", 21) == 0, "task info: %s",
+          x.str ? x.str : "none");
+    res_free(&x);
+    cmd(&x, "TTL %s", key);
+    CHECK(x.integer > 0 && x.integer <= 600, "a completed task's info: TTL %lld", x.integer);
+    res_free(&x);
     CHECK(ask(d2, id, pool) == DLV_DONE, "delivered again once done");
 
     /* 3. the replay: a completion whose outbox was left (a worker stopped
@@ -402,6 +415,15 @@ int main(int argc, char **argv)
     CHECK(a == 2, "retry answer %lld", a);
     fleet_key_delivery(key, id);
     CHECK(exists(key) == 0, "delivery record kept after the retry");
+    fleet_key_task_info(key, id);
+    cmd(&x, "GET %s", key);
+    CHECK(x.str && strncmp(x.str, "retrying 1 ", 11) == 0, "retry's task info: %s",
+          x.str ? x.str : "none");
+    res_free(&x);
+    cmd(&x, "TTL %s", key);
+    CHECK(x.integer > 600 && x.integer <= 3600, "a retry's info: TTL %lld (the result's)",
+          x.integer);
+    res_free(&x);
     char pre[FLEET_KEY_MAX], now[32];
     fleet_prefix_retries(pre);
     snprintf(now, sizeof now, "%" PRIu64, unix_ms());

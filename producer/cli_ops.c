@@ -1,0 +1,989 @@
+/* cli_ops.c: the operations commands of `mutirao`, what the fleet is doing,
+ * read from Redis (shared/wire/fleet_keys.h, docs/wire-format.md):
+ *
+ *   pools [--json]         every pool: workers, queued, running, completed,
+ *                          failed, retried, dead-lettered, outcomes/min
+ *   stats POOL [--json]    one pool: the same, its options and its workers
+ *   task ID [--json]       a task's state, pool, worker, attempts, times, error
+ *   workers [--json]       the live workers (their registry entries)
+ *
+ * A table on stdout, or with --json one JSON value for scripts. Redis comes
+ * from the configuration as for `mutirao run --fleet`. Its commands run on a
+ * private libuv loop driven until each reply is in; every command, the
+ * first one included, has connect.timeout_ms to answer, so an unreachable
+ * Redis is one line after that long. Exit status: 0, 1 (unknown pool or
+ * task, Redis failure), 2 (bad usage). */
+#include "cli_ops.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+#include <uv.h>
+
+#include "codec.h"
+#include "config.h"
+#include "envelope.h"
+#include "fleet_conn.h"
+#include "fleet_keys.h"
+#include "redis_uv.h"
+#include "sign.h"
+
+enum { OK = 0, FAIL = 1, USAGE = 2 };
+
+/* ---- Redis, one command at a time ---- */
+
+/* A reply, copied out of its callback. */
+typedef struct rv {
+    int type;
+    long long integer;
+    char *str; /* strings, status and errors (NUL-terminated); NULL for nil */
+    size_t len;
+    struct rv *el; /* an array's elements */
+    size_t n;
+} rv;
+
+typedef struct conn {
+    uv_loop_t loop;
+    redis_uv *r;
+    const config *cfg;
+    char url[512]; /* redacted, for messages */
+} conn;
+
+typedef struct pending {
+    int done, status;
+    char err[400];
+    rv v;
+} pending;
+
+static void rv_free(rv *v)
+{
+    for (size_t i = 0; i < v->n; i++)
+        rv_free(&v->el[i]);
+    free(v->el);
+    free(v->str);
+    memset(v, 0, sizeof *v);
+}
+
+static int rv_copy(rv *d, const redisReply *r)
+{
+    memset(d, 0, sizeof *d);
+    d->type = r->type;
+    d->integer = r->integer;
+    if (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS ||
+        r->type == REDIS_REPLY_ERROR) {
+        if (!(d->str = malloc(r->len + 1)))
+            return -1;
+        memcpy(d->str, r->str, r->len);
+        d->str[r->len] = 0;
+        d->len = r->len;
+    } else if (r->type == REDIS_REPLY_ARRAY && r->elements > 0) {
+        if (!(d->el = calloc(r->elements, sizeof *d->el)))
+            return -1;
+        d->n = r->elements;
+        for (size_t i = 0; i < r->elements; i++)
+            if (rv_copy(&d->el[i], r->element[i]) != 0)
+                return -1;
+    }
+    return 0;
+}
+
+static void on_reply(redis_uv *cli, int status, const redisReply *reply, const char *err, void *ud)
+{
+    (void)cli;
+    pending *p = ud;
+    p->done = 1;
+    p->status = status;
+    if (status < 0) {
+        snprintf(p->err, sizeof p->err, "%s", err ? err : redis_uv_strerror(status));
+    } else if (reply->type == REDIS_REPLY_ERROR) {
+        p->status = -1;
+        snprintf(p->err, sizeof p->err, "redis: %s", reply->str);
+    } else if (rv_copy(&p->v, reply) != 0) {
+        p->status = -1;
+        snprintf(p->err, sizeof p->err, "out of memory");
+    }
+}
+
+/* Runs one command; 0 with *out (rv_free it), or -1 after saying why on
+ * stderr (the first failure ends the command: one line). */
+static int run(conn *c, rv *out, int argc, const char *const *argv)
+{
+    pending p;
+    memset(&p, 0, sizeof p);
+    memset(out, 0, sizeof *out);
+    int rc = redis_uv_command_argv(c->r, on_reply, &p, argc, argv, NULL);
+    if (rc != 0) {
+        fprintf(stderr, "mutirao: redis %s: %s\n", c->url, redis_uv_strerror(rc));
+        return -1;
+    }
+    while (!p.done)
+        uv_run(&c->loop, UV_RUN_ONCE);
+    if (p.status < 0) {
+        if (p.status == REDIS_UV_EUNREACHABLE || p.status == REDIS_UV_ETIMEDOUT)
+            fprintf(stderr, "mutirao: cannot reach Redis at %s within %d ms (redis.url)\n", c->url,
+                    c->cfg->connect_timeout_ms > 0 ? c->cfg->connect_timeout_ms : 5000);
+        else
+            fprintf(stderr, "mutirao: redis %s: %s\n", c->url, p.err);
+        rv_free(&p.v);
+        return -1;
+    }
+    *out = p.v;
+    return 0;
+}
+
+static int run2(conn *c, rv *out, const char *a, const char *b)
+{
+    const char *argv[] = {a, b};
+    return run(c, out, 2, argv);
+}
+
+static int run3(conn *c, rv *out, const char *a, const char *b, const char *d)
+{
+    const char *argv[] = {a, b, d};
+    return run(c, out, 3, argv);
+}
+
+/* A hash's (HGETALL's) field f, or NULL. */
+static const char *field(const rv *h, const char *f)
+{
+    for (size_t i = 0; i + 1 < h->n; i += 2)
+        if (h->el[i].str && !strcmp(h->el[i].str, f))
+            return h->el[i + 1].str;
+    return NULL;
+}
+
+static long long field_ll(const rv *h, const char *f)
+{
+    const char *v = field(h, f);
+    return v ? strtoll(v, NULL, 10) : 0;
+}
+
+static uint64_t now_ms(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
+}
+
+/* ---- output ---- */
+
+static void json_str(const char *s, size_t n)
+{
+    putchar('"');
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == '"' || ch == '\\')
+            printf("\\%c", ch);
+        else if (ch == '\n')
+            fputs("\\n", stdout);
+        else if (ch == '\t')
+            fputs("\\t", stdout);
+        else if (ch < 0x20 || ch == 0x7f)
+            printf("\\u%04x", ch);
+        else
+            putchar(ch);
+    }
+    putchar('"');
+}
+
+static void json_cstr(const char *s)
+{
+    if (s)
+        json_str(s, strlen(s));
+    else
+        fputs("null", stdout);
+}
+
+/* Unix ms as "2026-01-02T03:04:05.678Z", "-" for 0. */
+static void iso_ms(uint64_t ms, char *out, size_t n)
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    if (ms == 0 || !gmtime_r(&t, &tm)) {
+        snprintf(out, n, "-");
+        return;
+    }
+    char s[32];
+    strftime(s, sizeof s, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out, n, "%s.%03uZ", s, (unsigned)(ms % 1000));
+}
+
+/* "3s ago", "2m ago" */
+static void ago(uint64_t ms, uint64_t now, char *out, size_t n)
+{
+    uint64_t d = now > ms ? (now - ms) / 1000 : 0;
+    if (d < 120)
+        snprintf(out, n, "%" PRIu64 "s ago", d);
+    else
+        snprintf(out, n, "%" PRIu64 "m ago", d / 60);
+}
+
+/* ---- connection ---- */
+
+static void on_closed(void *ud)
+{
+    (void)ud;
+}
+
+/* Opens the client of cfg's redis.url; 0, or -1 after one line on stderr. */
+static int conn_open(conn *c, const config *cfg)
+{
+    memset(c, 0, sizeof *c);
+    c->cfg = cfg;
+    uv_loop_init(&c->loop);
+    config_redact_url(cfg->redis_url, c->url, sizeof c->url);
+    redis_uv_options ro = {0};
+    unsigned ct = cfg->connect_timeout_ms > 0 ? (unsigned)cfg->connect_timeout_ms : 5000;
+    ro.connect_timeout_ms = ct;
+    ro.op_timeout_ms = ct; /* reads of a few keys: an unreachable server fails within ct */
+    char *pw = NULL, err[300] = "";
+    fleet_keys_use_url(cfg->redis_url);
+    int rc = fleet_redis_security(cfg, &ro, &pw, err, sizeof err);
+    if (rc == 0)
+        rc = redis_uv_open(&c->loop, cfg->redis_url, &ro, &c->r);
+    fleet_redis_security_done(&ro, pw);
+    if (rc != 0) {
+        fprintf(stderr, "mutirao: redis.url %s: %s\n", c->url,
+                err[0] ? err : redis_uv_strerror(rc));
+        c->r = NULL;
+        uv_run(&c->loop, UV_RUN_DEFAULT);
+        uv_loop_close(&c->loop);
+        return -1;
+    }
+    return 0;
+}
+
+static void conn_close(conn *c)
+{
+    if (c->r)
+        redis_uv_close(c->r, on_closed, NULL);
+    uv_run(&c->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&c->loop);
+}
+
+/* ---- the worker registry ---- */
+
+typedef struct wentry {
+    char *id;
+    rv h; /* its hash */
+} wentry;
+
+typedef struct wlist {
+    wentry *w;
+    size_t n;
+} wlist;
+
+static void wlist_free(wlist *l)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        free(l->w[i].id);
+        rv_free(&l->w[i].h);
+    }
+    free(l->w);
+    memset(l, 0, sizeof *l);
+}
+
+/* The live workers: the registry's members seen within FLEET_WORKER_TTL_S
+ * whose entry is still there. 0 or -1 (said). */
+static int workers_load(conn *c, wlist *l)
+{
+    memset(l, 0, sizeof *l);
+    char set[FLEET_KEY_MAX], min[32];
+    fleet_key_workers(set);
+    snprintf(min, sizeof min, "%" PRIu64, now_ms() - (uint64_t)FLEET_WORKER_TTL_S * 1000);
+    const char *argv[] = {"ZRANGEBYSCORE", set, min, "+inf"};
+    rv ids;
+    if (run(c, &ids, 4, argv) != 0)
+        return -1;
+    l->w = calloc(ids.n ? ids.n : 1, sizeof *l->w);
+    if (!l->w) {
+        rv_free(&ids);
+        return -1;
+    }
+    for (size_t i = 0; i < ids.n; i++) {
+        if (!ids.el[i].str)
+            continue;
+        char key[FLEET_KEY_MAX];
+        fleet_key_worker(key, ids.el[i].str);
+        rv h;
+        if (run2(c, &h, "HGETALL", key) != 0) {
+            rv_free(&ids);
+            wlist_free(l);
+            return -1;
+        }
+        if (h.n == 0) {
+            rv_free(&h);
+            continue;
+        }
+        l->w[l->n].id = strdup(ids.el[i].str);
+        l->w[l->n++].h = h;
+    }
+    rv_free(&ids);
+    return 0;
+}
+
+/* Worker w's "pool:NAME" numbers: running, slots, outcomes over the last
+ * minute; 0 when it has the pool, -1 if not. */
+static int worker_pool(const wentry *w, const char *pool, long long *running, long long *slots,
+                       long long *rate)
+{
+    char f[ENVELOPE_POOL_MAX + 8];
+    snprintf(f, sizeof f, "pool:%s", pool);
+    const char *v = field(&w->h, f);
+    *running = *slots = *rate = 0;
+    if (!v)
+        return -1;
+    if (sscanf(v, "%lld %lld %lld", running, slots, rate) < 1)
+        return -1;
+    return 0;
+}
+
+/* 1 if worker w serves pool by name (its --pools list names it). */
+static int serves_pool(const wentry *w, const char *pool)
+{
+    const char *s = field(&w->h, "serves");
+    size_t n = strlen(pool);
+    while (s && *s) {
+        size_t k = strcspn(s, ",");
+        if (k == n && !memcmp(s, pool, n))
+            return 1;
+        s += k + (s[k] == ',');
+    }
+    return 0;
+}
+
+/* ---- pools ---- */
+
+typedef struct pstat {
+    char name[ENVELOPE_POOL_MAX + 1];
+    int known; /* some key of the pool is in Redis */
+    long long submitted, completed, failed, dead, retried, running, queued, workers, rate;
+    rv opts; /* mutirao:pool:NAME */
+} pstat;
+
+static void add_counters(pstat *p, const rv *h)
+{
+    p->submitted += field_ll(h, "submitted");
+    p->completed += field_ll(h, "completed");
+    p->failed += field_ll(h, "failed");
+    p->dead += field_ll(h, "dead_lettered");
+    p->retried += field_ll(h, "retried");
+}
+
+/* Reads pool p->name's keys and the registry's view of it. 0 or -1. */
+static int pool_load(conn *c, pstat *p, const wlist *wl)
+{
+    char key[FLEET_KEY_MAX];
+    rv h;
+    fleet_key_pool(key, p->name);
+    if (run2(c, &p->opts, "HGETALL", key) != 0)
+        return -1;
+    p->known = p->opts.n > 0;
+    fleet_key_stats(key, p->name);
+    if (run2(c, &h, "HGETALL", key) != 0)
+        return -1;
+    p->known |= h.n > 0;
+    add_counters(p, &h);
+    rv_free(&h);
+    if (fleet_keys_tagged()) {
+        /* the counters of each producer's tasks, in their slots */
+        rv prods;
+        fleet_key_producers(key, p->name);
+        if (run(c, &prods, 4, (const char *const[]){"ZRANGE", key, "0", "-1"}) != 0)
+            return -1;
+        for (size_t i = 0; i < prods.n; i++) {
+            if (!prods.el[i].str || prods.el[i].len > ENVELOPE_ID_MAX)
+                continue;
+            fleet_key_pstats(key, p->name, prods.el[i].str);
+            if (run2(c, &h, "HGETALL", key) != 0) {
+                rv_free(&prods);
+                return -1;
+            }
+            p->known |= h.n > 0;
+            add_counters(p, &h);
+            rv_free(&h);
+        }
+        rv_free(&prods);
+    }
+    fleet_key_active(key, p->name);
+    if (run2(c, &h, "HGETALL", key) != 0)
+        return -1;
+    p->known |= h.n > 0;
+    uint64_t now = now_ms();
+    for (size_t i = 0; i + 1 < h.n; i += 2) {
+        const char *v = h.el[i + 1].str;
+        char *end;
+        long long n = v ? strtoll(v, &end, 10) : 0;
+        unsigned long long at = v ? strtoull(end, NULL, 10) : 0;
+        if (n > 0 && at + FLEET_ACTIVE_STALE_MS >= now)
+            p->running += n;
+    }
+    rv_free(&h);
+    fleet_key_dead(key, p->name);
+    if (run(c, &h, 2, (const char *const[]){"EXISTS", key}) != 0)
+        return -1;
+    p->known |= h.integer > 0;
+    rv_free(&h);
+    for (size_t i = 0; i < wl->n; i++) {
+        long long r, s, m;
+        if (worker_pool(&wl->w[i], p->name, &r, &s, &m) == 0) {
+            p->workers++;
+            p->rate += m;
+        } else if (serves_pool(&wl->w[i], p->name)) {
+            p->workers++; /* no task of it yet */
+        }
+    }
+    p->queued = p->submitted - p->completed - p->failed - p->running;
+    if (p->queued < 0)
+        p->queued = 0;
+    return 0;
+}
+
+typedef struct names {
+    char **v;
+    size_t n, cap;
+} names;
+
+static void names_add(names *s, const char *name, size_t len)
+{
+    if (len == 0 || len > ENVELOPE_POOL_MAX || envelope_check_pool(name, len, NULL, 0) != 0)
+        return;
+    for (size_t i = 0; i < s->n; i++)
+        if (strlen(s->v[i]) == len && !memcmp(s->v[i], name, len))
+            return;
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 16;
+        char **v = realloc(s->v, cap * sizeof *v);
+        if (!v)
+            return;
+        s->v = v;
+        s->cap = cap;
+    }
+    char *d = malloc(len + 1);
+    if (!d)
+        return;
+    memcpy(d, name, len);
+    d[len] = 0;
+    s->v[s->n++] = d;
+}
+
+static void names_free(names *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        free(s->v[i]);
+    free(s->v);
+}
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Every pool's name: from the pool keys in Redis (SCAN) and the workers'
+ * registry entries. 0 or -1. */
+static int pool_names(conn *c, const wlist *wl, names *out)
+{
+    memset(out, 0, sizeof *out);
+    /* flat: mutirao:pool:NAME[:...]; tagged: mutirao:{NAME}:pool:NAME[:...]
+     * (pool names hold no ':') */
+    const char *match = fleet_keys_tagged() ? "mutirao:{*}:pool:*" : "mutirao:pool:*";
+    char cursor[32] = "0";
+    do {
+        rv r;
+        const char *argv[] = {"SCAN", cursor, "MATCH", match, "COUNT", "1000"};
+        if (run(c, &r, 6, argv) != 0)
+            return -1;
+        if (r.n == 2 && r.el[0].str) {
+            snprintf(cursor, sizeof cursor, "%s", r.el[0].str);
+            for (size_t i = 0; i < r.el[1].n; i++) {
+                const char *k = r.el[1].el[i].str, *p;
+                if (!k || !(p = strstr(k, "pool:")))
+                    continue;
+                p += 5;
+                const char *e = strchr(p, ':');
+                names_add(out, p, e ? (size_t)(e - p) : strlen(p));
+            }
+        } else {
+            cursor[0] = '0';
+            cursor[1] = 0;
+        }
+        rv_free(&r);
+    } while (strcmp(cursor, "0") != 0);
+    for (size_t i = 0; i < wl->n; i++)
+        for (size_t j = 0; j < wl->w[i].h.n; j += 2) {
+            const char *f = wl->w[i].h.el[j].str;
+            if (f && !strncmp(f, "pool:", 5))
+                names_add(out, f + 5, strlen(f + 5));
+        }
+    qsort(out->v, out->n, sizeof *out->v, by_name);
+    return 0;
+}
+
+static void pool_json(const pstat *p)
+{
+    fputs("{\"pool\": ", stdout);
+    json_cstr(p->name);
+    printf(", \"workers\": %lld, \"queued\": %lld, \"running\": %lld, \"submitted\": %lld, "
+           "\"completed\": %lld, \"failed\": %lld, \"retried\": %lld, \"dead_lettered\": %lld, "
+           "\"rate_per_min\": %lld",
+           p->workers, p->queued, p->running, p->submitted, p->completed, p->failed, p->retried,
+           p->dead, p->rate);
+}
+
+static const char pools_head[] = "%-24s %7s %8s %8s %10s %8s %8s %6s %9s\n";
+static const char pools_row[] = "%-24s %7lld %8lld %8lld %10lld %8lld %8lld %6lld %9lld\n";
+
+static void pool_row(const pstat *p)
+{
+    printf(pools_row, p->name, p->workers, p->queued, p->running, p->completed, p->failed,
+           p->retried, p->dead, p->rate);
+}
+
+static int cmd_pools(conn *c, int json)
+{
+    wlist wl;
+    names ns;
+    if (workers_load(c, &wl) != 0)
+        return FAIL;
+    if (pool_names(c, &wl, &ns) != 0) {
+        wlist_free(&wl);
+        return FAIL;
+    }
+    int st = OK;
+    if (json)
+        putchar('[');
+    else if (ns.n == 0)
+        printf("no pools (none created, or their keys expired)\n");
+    else
+        printf(pools_head, "POOL", "WORKERS", "QUEUED", "RUNNING", "COMPLETED", "FAILED", "RETRIED",
+               "DEAD", "RATE/MIN");
+    for (size_t i = 0; i < ns.n; i++) {
+        pstat p;
+        memset(&p, 0, sizeof p);
+        snprintf(p.name, sizeof p.name, "%s", ns.v[i]);
+        if (pool_load(c, &p, &wl) != 0) {
+            rv_free(&p.opts);
+            st = FAIL;
+            break;
+        }
+        if (json) {
+            printf("%s\n  ", i ? "," : "");
+            pool_json(&p);
+            putchar('}');
+        } else {
+            pool_row(&p);
+        }
+        rv_free(&p.opts);
+    }
+    if (json && st == OK)
+        printf("%s]\n", ns.n ? "\n" : "");
+    names_free(&ns);
+    wlist_free(&wl);
+    return st;
+}
+
+static int cmd_stats(conn *c, const char *pool, int json)
+{
+    wlist wl;
+    if (workers_load(c, &wl) != 0)
+        return FAIL;
+    pstat p;
+    memset(&p, 0, sizeof p);
+    snprintf(p.name, sizeof p.name, "%s", pool);
+    if (pool_load(c, &p, &wl) != 0) {
+        rv_free(&p.opts);
+        wlist_free(&wl);
+        return FAIL;
+    }
+    if (!p.known && p.workers == 0) {
+        fprintf(stderr, "mutirao: pool not found: %s\n", pool);
+        rv_free(&p.opts);
+        wlist_free(&wl);
+        return FAIL;
+    }
+    static const char *const opts[] = {"workers", "queue", "max_deliveries", "timeout", "memory"};
+    if (json) {
+        pool_json(&p);
+        fputs(", \"options\": {", stdout);
+        int first = 1;
+        for (size_t i = 0; i < sizeof opts / sizeof *opts; i++) {
+            const char *v = field(&p.opts, opts[i]);
+            if (!v)
+                continue;
+            printf("%s\"%s\": %lld", first ? "" : ", ", opts[i], strtoll(v, NULL, 10));
+            first = 0;
+        }
+        fputs("}, \"by_worker\": [", stdout);
+        first = 1;
+        for (size_t i = 0; i < wl.n; i++) {
+            long long r, s, m;
+            if (worker_pool(&wl.w[i], pool, &r, &s, &m) != 0)
+                continue;
+            printf("%s{\"worker\": ", first ? "" : ", ");
+            json_cstr(wl.w[i].id);
+            printf(", \"running\": %lld, \"slots\": %lld, \"rate_per_min\": %lld}", r, s, m);
+            first = 0;
+        }
+        fputs("]}\n", stdout);
+    } else {
+        printf("pool           %s\n"
+               "workers        %lld\n"
+               "queued         %lld\n"
+               "running        %lld\n"
+               "submitted      %lld\n"
+               "completed      %lld\n"
+               "failed         %lld  (dead-lettered %lld)\n"
+               "retried        %lld\n"
+               "rate           %lld outcomes over the last minute\n",
+               p.name, p.workers, p.queued, p.running, p.submitted, p.completed, p.failed, p.dead,
+               p.retried, p.rate);
+        for (size_t i = 0; i < sizeof opts / sizeof *opts; i++) {
+            const char *v = field(&p.opts, opts[i]);
+            if (v)
+                printf("option %-7s %s\n", opts[i], v);
+        }
+        int head = 0;
+        for (size_t i = 0; i < wl.n; i++) {
+            long long r, s, m;
+            if (worker_pool(&wl.w[i], pool, &r, &s, &m) != 0)
+                continue;
+            if (!head++)
+                printf("\n%-32s %8s %6s %9s\n", "WORKER", "RUNNING", "SLOTS", "RATE/MIN");
+            printf("%-32s %8lld %6lld %9lld\n", wl.w[i].id, r, s, m);
+        }
+    }
+    rv_free(&p.opts);
+    wlist_free(&wl);
+    return OK;
+}
+
+/* ---- workers ---- */
+
+static int cmd_workers(conn *c, int json)
+{
+    wlist wl;
+    if (workers_load(c, &wl) != 0)
+        return FAIL;
+    uint64_t now = now_ms();
+    if (json)
+        putchar('[');
+    else if (wl.n == 0)
+        printf("no live workers (none reported in the last %d s)\n", FLEET_WORKER_TTL_S);
+    else
+        printf("%-28s %-20s %-20s %7s %5s %-10s %s\n", "ID", "HOST", "POOLS", "RUNNING", "SLOTS",
+               "LAST SEEN", "VERSION");
+    for (size_t i = 0; i < wl.n; i++) {
+        const rv *h = &wl.w[i].h;
+        /* the pools it ran tasks of, else those it serves */
+        char pools[1024] = "";
+        size_t pl = 0;
+        for (size_t j = 0; j < h->n; j += 2) {
+            const char *f = h->el[j].str;
+            if (f && !strncmp(f, "pool:", 5) && pl < sizeof pools)
+                pl += (size_t)snprintf(pools + pl, sizeof pools - pl, "%s%s", pl ? "," : "", f + 5);
+        }
+        const char *serves = field(h, "serves");
+        uint64_t seen = (uint64_t)field_ll(h, "seen");
+        if (json) {
+            printf("%s\n  {\"id\": ", i ? "," : "");
+            json_cstr(wl.w[i].id);
+            fputs(", \"host\": ", stdout);
+            json_cstr(field(h, "host"));
+            printf(", \"pid\": %lld, \"version\": ", field_ll(h, "pid"));
+            json_cstr(field(h, "version"));
+            fputs(", \"serves\": ", stdout);
+            json_cstr(serves);
+            fputs(", \"pools\": [", stdout);
+            int first = 1;
+            for (size_t j = 0; j < h->n; j += 2) {
+                const char *f = h->el[j].str;
+                if (f && !strncmp(f, "pool:", 5)) {
+                    fputs(first ? "" : ", ", stdout);
+                    json_cstr(f + 5);
+                    first = 0;
+                }
+            }
+            printf("], \"running\": %lld, \"slots\": %lld, \"threads\": %lld, "
+                   "\"started_ms\": %lld, \"last_seen_ms\": %" PRIu64 "}",
+                   field_ll(h, "running"), field_ll(h, "slots"), field_ll(h, "threads"),
+                   field_ll(h, "started"), seen);
+        } else {
+            char when[32];
+            ago(seen, now, when, sizeof when);
+            printf("%-28s %-20s %-20s %7lld %5lld %-10s %s\n", wl.w[i].id,
+                   field(h, "host") ? field(h, "host") : "-",
+                   pools[0]                        ? pools
+                   : serves && strcmp(serves, "*") ? serves
+                                                   : "(all)",
+                   field_ll(h, "running"), field_ll(h, "slots"), when,
+                   field(h, "version") ? field(h, "version") : "-");
+        }
+    }
+    if (json)
+        printf("%s]\n", wl.n ? "\n" : "");
+    wlist_free(&wl);
+    return OK;
+}
+
+/* ---- task ---- */
+
+typedef struct tinfo {
+    const char *state;
+    char pool[ENVELOPE_POOL_MAX + 1];
+    char worker[ENVELOPE_ID_MAX + 1];
+    unsigned long long attempt, submitted, started, finished;
+    char *error; /* malloc'd text, or NULL */
+} tinfo;
+
+/* The error value (codec bytes) as text, malloc'd. */
+static char *error_text(const char *data, size_t len)
+{
+    lua_State *L = luaL_newstate();
+    if (!L)
+        return NULL;
+    char *out = NULL;
+    int n = 0;
+    if (codec_decode(L, data, len, NULL, &n, NULL, 0) == 0 && n >= 1) {
+        size_t l;
+        const char *s = luaL_tolstring(L, -n, &l);
+        out = malloc(l + 1);
+        if (out) {
+            memcpy(out, s, l);
+            out[l] = 0;
+        }
+    } else {
+        out = strdup("(an error value this command cannot read)");
+    }
+    lua_close(L);
+    return out;
+}
+
+static int cmd_task(conn *c, const char *id, int json)
+{
+    tinfo t;
+    memset(&t, 0, sizeof t);
+    char key[FLEET_KEY_MAX];
+    rv v;
+    fleet_key_task_info(key, id);
+    if (run2(c, &v, "GET", key) != 0)
+        return FAIL;
+    if (v.str) {
+        /* "STATE ATTEMPT SUBMITTED STARTED FINISHED WORKER POOL\nERROR" */
+        static char state[32];
+        const char *nl = memchr(v.str, '\n', v.len);
+        if (sscanf(v.str, "%31s %llu %llu %llu %llu %127s %200s", state, &t.attempt, &t.submitted,
+                   &t.started, &t.finished, t.worker, t.pool) >= 5)
+            t.state = state;
+        if (nl && (size_t)(nl + 1 - v.str) < v.len)
+            t.error = error_text(nl + 1, v.len - (size_t)(nl + 1 - v.str));
+    }
+    rv_free(&v);
+    if (!t.state) {
+        /* an outcome from a worker that writes no info: its record */
+        fleet_key_task(key, id);
+        if (run2(c, &v, "GET", key) != 0)
+            return FAIL;
+        envelope_result r;
+        const char *rec = v.str;
+        size_t reclen = v.len;
+        if (rec && sign_is_signed(rec, reclen) && sign_unwrap(v.str, v.len, &rec, &reclen) != 0)
+            rec = NULL;
+        if (rec && envelope_result_decode(rec, reclen, NULL, &r, NULL, 0) == 0) {
+            t.state = r.dead_lettered ? "dead_lettered" : r.ok ? "completed" : "failed";
+            t.attempt = r.attempt;
+            t.finished = r.finished_at_ms;
+            snprintf(t.worker, sizeof t.worker, "%s", r.worker);
+            snprintf(t.pool, sizeof t.pool, "%s", r.pool);
+            if (!r.ok && r.payload_len)
+                t.error = error_text(r.payload, r.payload_len);
+        }
+        rv_free(&v);
+    }
+    if (!t.state) {
+        /* running: its delivery record "COUNT FIRST LAST WORKER#INC@MS ..." */
+        fleet_key_delivery(key, id);
+        if (run2(c, &v, "GET", key) != 0)
+            return FAIL;
+        if (v.str) {
+            unsigned long long first = 0, last = 0;
+            if (sscanf(v.str, "%llu %llu %llu", &t.attempt, &first, &last) == 3) {
+                t.state = "running";
+                t.started = last;
+                const char *h = strrchr(v.str, ' ');
+                if (h) {
+                    h++;
+                    size_t n = strcspn(h, "#@");
+                    snprintf(t.worker, sizeof t.worker, "%.*s", (int)n, h);
+                }
+            }
+        }
+        rv_free(&v);
+    }
+    fleet_bit b;
+    if (!t.state && fleet_bit_of(id, strlen(id), &b) == 0) {
+        /* done (the details expired or were never kept) or only submitted */
+        if (run3(c, &v, "GETBIT", b.seen, b.bit) != 0)
+            return FAIL;
+        if (v.integer == 1)
+            t.state = "done";
+        rv_free(&v);
+        if (!t.state) {
+            if (run3(c, &v, "GETBIT", b.sub, b.bit) != 0)
+                return FAIL;
+            if (v.integer == 1)
+                t.state = "queued";
+            rv_free(&v);
+        }
+    }
+    if (!t.state) {
+        fleet_key_task_queued(key, id);
+        if (run(c, &v, 2, (const char *const[]){"EXISTS", key}) != 0)
+            return FAIL;
+        if (v.integer > 0)
+            t.state = "queued";
+        rv_free(&v);
+    }
+    if (!t.state) {
+        fprintf(stderr, "mutirao: task not found: %s\n", id);
+        return FAIL;
+    }
+    char s1[40], s2[40], s3[40];
+    iso_ms(t.submitted, s1, sizeof s1);
+    iso_ms(t.started, s2, sizeof s2);
+    iso_ms(t.finished, s3, sizeof s3);
+    long long dur = t.started && t.finished >= t.started ? (long long)(t.finished - t.started) : -1;
+    if (json) {
+        fputs("{\"id\": ", stdout);
+        json_cstr(id);
+        fputs(", \"state\": ", stdout);
+        json_cstr(t.state);
+        fputs(", \"pool\": ", stdout);
+        json_cstr(t.pool[0] ? t.pool : NULL);
+        fputs(", \"worker\": ", stdout);
+        json_cstr(t.worker[0] ? t.worker : NULL);
+        printf(", \"attempts\": %llu, \"submitted_ms\": %llu, \"started_ms\": %llu, "
+               "\"finished_ms\": %llu, \"duration_ms\": ",
+               t.attempt, t.submitted, t.started, t.finished);
+        if (dur >= 0)
+            printf("%lld", dur);
+        else
+            fputs("null", stdout);
+        fputs(", \"error\": ", stdout);
+        json_cstr(t.error);
+        fputs("}\n", stdout);
+    } else {
+        printf("task       %s\n"
+               "state      %s\n",
+               id, t.state);
+        if (t.pool[0])
+            printf("pool       %s\n", t.pool);
+        printf("worker     %s\n"
+               "attempts   %llu\n"
+               "submitted  %s\n"
+               "started    %s\n"
+               "finished   %s\n",
+               t.worker[0] ? t.worker : "-", t.attempt, s1, s2, s3);
+        if (dur >= 0)
+            printf("duration   %lld.%03llds\n", dur / 1000, dur % 1000);
+        else
+            printf("duration   -\n");
+        if (t.error)
+            printf("error      %s\n", t.error);
+    }
+    free(t.error);
+    return OK;
+}
+
+/* ---- the command line ---- */
+
+/* The commands' help (after their usage line). */
+static const char cli_ops_help[] =
+    "Reads what the fleet keeps in Redis (redis.url of config/mutirao.conf,\n"
+    "$MUTIRAO_CONFIG, --config FILE or MUTIRAO_REDIS_URL). A table, or with --json\n"
+    "one JSON value. rate: task outcomes recorded over the last minute by the live\n"
+    "workers.\n"
+    "\n"
+    "Exit status: 0, 1 for an unknown pool or task or when Redis cannot be read,\n"
+    "2 on bad usage.\n";
+
+static const char usage_line[] = "usage: mutirao pools [--json] [--config FILE]\n"
+                                 "       mutirao stats POOL [--json] [--config FILE]\n"
+                                 "       mutirao task ID [--json] [--config FILE]\n"
+                                 "       mutirao workers [--json] [--config FILE]";
+
+static int ops_usage(const char *cmd, const char *fmt, const char *arg)
+{
+    fputs("mutirao: ", stderr);
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, " (see mutirao %s --help)\n", cmd);
+    return USAGE;
+}
+
+int cli_ops_is_command(const char *cmd)
+{
+    return !strcmp(cmd, "pools") || !strcmp(cmd, "stats") || !strcmp(cmd, "task") ||
+           !strcmp(cmd, "workers");
+}
+
+int cli_ops_main(const char *cmd, int argc, char **argv)
+{
+    int json = 0, needs = !strcmp(cmd, "stats") || !strcmp(cmd, "task");
+    const char *arg = NULL;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            printf("%s\n\n%s", usage_line, cli_ops_help);
+            return OK;
+        } else if (!strcmp(a, "--json")) {
+            json = 1;
+        } else if (!strcmp(a, "--config") || !strncmp(a, "--config=", 9)) {
+            const char *v = a[8] == '=' ? a + 9 : i + 1 < argc ? argv[++i] : NULL;
+            if (!v || !*v)
+                return ops_usage(cmd, "option %s needs a file", "--config");
+            setenv("MUTIRAO_CONFIG", v, 1);
+        } else if (a[0] == '-' && a[1]) {
+            return ops_usage(cmd, "unknown option '%s'", a);
+        } else if (needs && !arg) {
+            arg = a;
+        } else {
+            return ops_usage(cmd, "unexpected argument '%s'", a);
+        }
+    }
+    char why[300];
+    if (needs && !arg)
+        return ops_usage(cmd, "%s",
+                         !strcmp(cmd, "stats") ? "stats: no pool given" : "task: no id given");
+    if (!strcmp(cmd, "stats") && envelope_check_pool(arg, strlen(arg), why, sizeof why) != 0)
+        return fprintf(stderr, "mutirao: invalid pool name '%s': %s\n", arg, why), USAGE;
+    if (!strcmp(cmd, "task") && envelope_check_id(arg, strlen(arg), why, sizeof why) != 0)
+        return fprintf(stderr, "mutirao: invalid task id '%s': %s\n", arg, why), USAGE;
+    config cfg;
+    char err[512];
+    if (config_load(&cfg, NULL, err, sizeof err) != 0) {
+        fprintf(stderr, "mutirao: %s\n", err);
+        config_free(&cfg);
+        return USAGE;
+    }
+    conn c;
+    int st = FAIL;
+    if (conn_open(&c, &cfg) == 0) {
+        if (!strcmp(cmd, "pools"))
+            st = cmd_pools(&c, json);
+        else if (!strcmp(cmd, "stats"))
+            st = cmd_stats(&c, arg, json);
+        else if (!strcmp(cmd, "task"))
+            st = cmd_task(&c, arg, json);
+        else
+            st = cmd_workers(&c, json);
+        conn_close(&c);
+    }
+    config_free(&cfg);
+    return st;
+}
