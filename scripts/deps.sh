@@ -23,6 +23,9 @@ PACKAGES=(
     # tests: busted specs, the Redis server the fleet tests start, python3
     # (CLI tests; tests/services.sh picks free ports with it)
     lua-busted redis-server python3
+    # the Python producer (python/): tests/python/run_pytest.py makes a venv
+    # that sees these (no network) and pip-installs the package into it
+    python3-venv python3-pip python3-setuptools python3-wheel python3-msgpack python3-pytest
     # (redis-cli --cluster create joins the local Redis Cluster of
     # integration.redis_cluster_*; redis-server depends on it, named anyway)
     redis-tools
@@ -37,12 +40,18 @@ PACKAGES=(
     # docs.compose_config: `docker-compose config` checks compose.yaml (no
     # Docker daemon needed)
     docker-compose
+    # the install tests: man (install.prefix reads the installed man pages)
+    # and LuaRocks (install.luarocks builds and installs the rock; it pulls
+    # in lua5.1, which may then be /usr/bin/lua: nothing here runs `lua`,
+    # and .busted runs busted under lua5.4)
+    man-db luarocks
 )
 
 if [[ "${1:-}" == "--list" ]]; then
     printf '%s\n' "${PACKAGES[@]}"
     echo "default-jdk-headless (only if java is missing or older than 17)"
     echo "maven (only if mvn is missing)"
+    echo "promtool (only if missing: /usr/local/bin/promtool from the prometheus package)"
     exit 0
 fi
 
@@ -81,12 +90,19 @@ java_ok() {
 java_ok || missing+=(default-jdk-headless)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
 
-if ((${#missing[@]} == 0)); then
+# promtool checks the worker's /metrics output (integration.metrics_*). Debian
+# 12 has it only in the prometheus package (the server, its web assets and a
+# service that would start on install): only its promtool binary is taken,
+# from the downloaded package, into /usr/local/bin.
+need_promtool=0
+command -v promtool >/dev/null 2>&1 || need_promtool=1
+
+if ((${#missing[@]} == 0 && need_promtool == 0)); then
     echo "deps: all ${#PACKAGES[@]} packages already installed"
     exit 0
 fi
 
-echo "deps: installing ${#missing[@]} missing package(s): ${missing[*]}"
+echo "deps: installing ${#missing[@]} missing package(s): ${missing[*]}$( ((need_promtool)) && echo " (and promtool)")"
 
 SUDO=()
 if [[ "$(id -u)" != "0" ]]; then
@@ -114,7 +130,18 @@ retry() {
 }
 
 retry "${APT[@]}" update -q
-retry "${APT[@]}" install -y -q --no-install-recommends "${missing[@]}" </dev/null
+if ((${#missing[@]} > 0)); then
+    retry "${APT[@]}" install -y -q --no-install-recommends "${missing[@]}" </dev/null
+fi
+if ((need_promtool)); then
+    dl="$(mktemp -d)"
+    chmod 777 "$dl" # apt-get download may run as the _apt user
+    (cd "$dl" && retry "${APT[@]}" download prometheus) &&
+        dpkg-deb --fsys-tarfile "$dl"/prometheus_*.deb | tar -x -C "$dl" ./usr/bin/promtool &&
+        "${SUDO[@]}" install -m 0755 "$dl/usr/bin/promtool" /usr/local/bin/promtool
+    rm -rf "$dl"
+    command -v promtool >/dev/null 2>&1 || still_promtool=1
+fi
 
 still=()
 for p in "${missing[@]}"; do
@@ -124,6 +151,7 @@ for p in "${missing[@]}"; do
     *) is_installed "$p" || still+=("$p") ;;
     esac
 done
+((${still_promtool:-0})) && still+=(promtool)
 if ((${#still[@]} > 0)); then
     echo "deps: still missing after apt-get install: ${still[*]}" >&2
     exit 1

@@ -29,6 +29,7 @@
 #include "fleet_keys.h"
 #include "fleet_wg.h"
 #include "kafka_uv.h"
+#include "metrics.h"
 #include "outbox.h"
 #include "procs.h"
 #include "redis_uv.h"
@@ -70,7 +71,8 @@ struct wpool {
      * was fetched (a task queued behind one that kills its worker was not
      * delivered to any code) */
     wtask *qhead, *qtail;
-    int nstarted; /* asked or running: at most cap */
+    int nstarted;    /* asked or running: at most cap */
+    metrics_pool *m; /* its Prometheus figures (NULL: no metrics) */
     /* outcomes recorded here, in RATE_BUCKETS buckets of RATE_BUCKET_S
      * seconds: the registry's tasks over the last minute (registry.c) */
     unsigned rate_n[RATE_BUCKETS];
@@ -123,11 +125,14 @@ struct wtask {
     /* pools with `retries`, while attempts are left: the next attempt */
     char *next_env; /* its envelope (attempt + 1), malloc'd */
     size_t next_envlen;
-    pool_retry policy;    /* the envelope's retries and backoff */
-    uint64_t deadline_ms; /* the envelope's deadline (0: none) */
-    uint64_t started_ms;  /* Unix ms it was handed to a VM thread (0: never) */
-    char *reject;         /* why the message was refused unrun (malloc'd), or NULL */
-    char *unrun;          /* why it fails without running (malloc'd), or NULL */
+    pool_retry policy;      /* the envelope's retries and backoff */
+    uint64_t deadline_ms;   /* the envelope's deadline (0: none) */
+    uint64_t started_ms;    /* Unix ms it was handed to a VM thread (0: never) */
+    char *reject;           /* why the message was refused unrun (malloc'd), or NULL */
+    char *unrun;            /* why it fails without running (malloc'd), or NULL */
+    uint64_t start_ns;      /* uv_hrtime when it was handed to its executor (with metrics) */
+    unsigned char was_dead; /* recorded as a dead letter */
+    unsigned char tmo;      /* it failed at its timeout or deadline */
 };
 
 struct worker {
@@ -173,6 +178,8 @@ struct worker {
     sign_key *key;       /* auth.signing_key: signs the next attempts it produces */
     int auth_required;   /* config_auth_required */
     uint64_t started_ms; /* for the registry */
+    metrics *m;          /* the Prometheus figures (NULL: none) */
+    uint64_t ping_ns;    /* when the pending round-trip PING was sent, 0: none pending */
 };
 
 static uint64_t unix_ms(void)
@@ -205,6 +212,7 @@ static wpool *pool_for(worker *w, const char *topic)
         free(p);
         return NULL;
     }
+    p->m = w->m ? metrics_pool_get(w->m, p->name) : NULL;
     p->next = w->pools;
     w->pools = p;
     fetch_cap(w, p);
@@ -398,6 +406,26 @@ static void retry_later(wtask *t, const char *why)
     t->retry_ms = t->retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : t->retry_ms * 2;
 }
 
+/* The completion script's answer for t (1 recorded, 2 its next attempt
+ * scheduled, 3 recorded with notifications left to push, 0 recorded
+ * before: a repeat run) in the pool's figures. */
+static void count_outcome(wtask *t, long long answer)
+{
+    metrics_pool *m = t->wp->m;
+    if (!m || answer < 1 || answer > 3)
+        return;
+    if (answer == 2)
+        m->retried++;
+    else if (t->ok)
+        m->completed++;
+    else
+        m->failed++;
+    if (answer != 2 && t->was_dead)
+        m->dead_lettered++;
+    if (t->tmo)
+        m->timed_out++;
+}
+
 static void on_completed(redis_uv *cli, int status, const redisReply *reply, const char *err,
                          void *ud)
 {
@@ -409,6 +437,8 @@ static void on_completed(redis_uv *cli, int status, const redisReply *reply, con
         wlog(WLOG_DEBUG, "recorded %d outcome(s)", b->n);
         for (int i = 0; i < b->n; i++) {
             wtask *t = b->t[i];
+            if (reply->element[i]->type == REDIS_REPLY_INTEGER)
+                count_outcome(t, reply->element[i]->integer);
             if (reply->element[i]->type == REDIS_REPLY_INTEGER && reply->element[i]->integer == 3) {
                 t->stage = COMPLETE_OUTBOX; /* finished once its outbox is pushed */
                 push_outbox(t);
@@ -730,6 +760,9 @@ static void on_task_done(sched *s, ex_task *x)
     t->in = NULL;
     free(t->ref);
     t->ref = NULL;
+    t->tmo = (unsigned char)x->timed_out;
+    if (t->wp->m && t->start_ns && s)
+        metrics_observe_duration(t->wp->m, uv_hrtime() - t->start_ns);
     slot_free(t);
     if (s && x->lingering)
         return; /* recorded when the goroutines it started have ended too */
@@ -880,6 +913,7 @@ static void record_result(wtask *t, int ok, const char *out, size_t outlen, int 
     r.attempt = t->attempt;
     r.ok = ok == 1;
     r.dead_lettered = dead;
+    t->was_dead = (unsigned char)dead;
     r.finished_at_ms = unix_ms();
     r.payload = out ? out : "";
     r.payload_len = out ? outlen : 0;
@@ -1017,6 +1051,8 @@ static void on_dead_stored(dl_item *it, int ok, const char *rec, size_t len)
         return;
     }
     if (t->reject) { /* never a task here: nothing is recorded for its id */
+        if (t->wp->m)
+            t->wp->m->rejected++;
         task_settled(t, 1);
         return;
     }
@@ -1174,6 +1210,8 @@ static void ref_fetch(wtask *t)
 static void run_task(wtask *t)
 {
     t->started_ms = unix_ms();
+    if (t->wp->m)
+        t->start_ns = uv_hrtime();
     if (executor_submit(t->wp->ex, &t->run, t->w->s, -1, NULL) != EX_OK) {
         wlog(WLOG_ERROR, "pool=%s task=%s: out of memory", t->wp->name, t->id);
         free(t->in);
@@ -1696,12 +1734,35 @@ static void registry_report(worker *w)
 
 /* Every 5 s, re-reads the known pools' options (pool_create may run after
  * the first task arrived, or again with other options). */
+static void on_rtt(redis_uv *cli, int status, const redisReply *reply, const char *err, void *ud)
+{
+    (void)cli;
+    (void)err;
+    worker *w = ud;
+    if (status == REDIS_UV_ECLOSED)
+        return; /* the worker is closing */
+    if (status == 0 && reply && reply->type == REDIS_REPLY_STATUS && w->m)
+        metrics_observe_redis_rtt(w->m, uv_hrtime() - w->ping_ns);
+    w->ping_ns = 0;
+}
+
+/* With metrics: a PING a second, its round trip timed (one at a time). */
+static void rtt_ping(worker *w)
+{
+    if (!w->m || w->ping_ns || w->closed)
+        return;
+    w->ping_ns = uv_hrtime();
+    if (redis_uv_command(w->r, on_rtt, w, "PING") != 0)
+        w->ping_ns = 0;
+}
+
 static void on_report_tick(uv_timer_t *h)
 {
     worker *w = h->data;
     on_report(h);
     if (w->ticks % (FLEET_WORKER_REPORT_MS / REPORT_MS) == 0)
         registry_report(w);
+    rtt_ping(w);
     if (++w->ticks % 5 == 0)
         for (wpool *p = w->pools; p; p = p->next)
             fetch_cap(w, p);
@@ -1794,7 +1855,40 @@ static int auth_start(worker *w, char *err, size_t errlen)
     return 0;
 }
 
-worker *worker_start(sched *s, const config *cfg, char *err, size_t errlen)
+/* ---- scrape-time figures (metrics.h) ---- */
+
+static void gauges_hook(void *ud, metrics *m)
+{
+    (void)m;
+    worker *w = ud;
+    for (wpool *p = w->pools; p; p = p->next)
+        if (p->m) {
+            int active = 0, queued = 0;
+            executor_counts(p->ex, &active, &queued, NULL);
+            p->m->running = active;
+            p->m->slots = p->cap;
+        }
+}
+
+static void put_lag(void *ud, const char *topic, int32_t partition, int64_t lag)
+{
+    worker *w = ud;
+    for (wpool *p = w->pools; p; p = p->next)
+        if (!strcmp(p->topic, topic)) {
+            metrics_put_lag(w->m, p->name, partition, lag);
+            return;
+        }
+}
+
+static void lag_hook(void *ud, metrics *m)
+{
+    (void)m;
+    worker *w = ud;
+    if (w->c && !w->closed)
+        kuv_consumer_lag(w->c, put_lag, w);
+}
+
+worker *worker_start(sched *s, const config *cfg, metrics *m, char *err, size_t errlen)
 {
     worker *w = calloc(1, sizeof *w);
     if (!w) {
@@ -1803,6 +1897,7 @@ worker *worker_start(sched *s, const config *cfg, char *err, size_t errlen)
     }
     w->s = s;
     w->cfg = cfg;
+    w->m = m;
     w->prefix_len = strlen(cfg->topic_prefix);
     if (auth_start(w, err, errlen) != 0) {
         auth_free(w);
@@ -1956,6 +2051,10 @@ worker *worker_start(sched *s, const config *cfg, char *err, size_t errlen)
     uv_check_init(s->loop, &w->flush);
     w->flush.data = w;
     uv_check_start(&w->flush, on_flush);
+    if (m) {
+        metrics_hooks hk = {gauges_hook, lag_hook, w};
+        metrics_set_hooks(m, &hk);
+    }
     return w;
 }
 
@@ -2063,6 +2162,8 @@ static void finish_stop(worker *w)
     if (w->closed)
         return;
     w->closed = 1;
+    if (w->m)
+        metrics_set_hooks(w->m, NULL); /* its pools go: their gauges stay as last read */
     uv_timer_stop(&w->drain);
     on_report(&w->report); /* running counts to 0 */
     registry_remove(w->r, w->cfg);

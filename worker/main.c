@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <lauxlib.h>
@@ -21,6 +22,8 @@
 #include "fleet_pool.h"
 #include "goroutine.h"
 #include "log.h"
+#include "metrics.h"
+#include "metrics_http.h"
 #include "procs.h"
 #include "sandbox.h"
 #include "scheduler.h"
@@ -49,6 +52,9 @@ static const char usage_text[] =
     "  --drain-timeout S    on SIGTERM or SIGINT, wait this long for running tasks\n"
     "                       (default 30; the tasks not started go back at once)\n"
     "  --log-level LEVEL    debug, info, warn or error (default info)\n"
+    "  --metrics-addr ADDR  serve Prometheus metrics on http://ADDR/metrics: PORT\n"
+    "                       (on 127.0.0.1), HOST:PORT or [IPV6]:PORT (default: none;\n"
+    "                       also worker.metrics_addr, MUTIRAO_WORKER_METRICS_ADDR)\n"
     "  --version, --help\n"
     "\n"
     "Kafka and Redis come from the configuration: MUTIRAO_KAFKA_BROKERS,\n"
@@ -120,6 +126,8 @@ static int open_main_vm(lua_State *L)
 typedef struct app {
     sched *s;
     worker *w;
+    metrics *m;         /* the Prometheus figures (NULL: no endpoint) */
+    metrics_http *http; /* their endpoint */
     uv_signal_t sigterm, sigint;
     int drain_ms;
     int signals;
@@ -129,6 +137,8 @@ static void on_stopped(void *ud)
 {
     app *a = ud;
     wlog(WLOG_INFO, "stopped");
+    metrics_http_close(a->http);
+    a->http = NULL;
     uv_close((uv_handle_t *)&a->sigterm, NULL);
     uv_close((uv_handle_t *)&a->sigint, NULL);
     sched_unhold(a->s);
@@ -163,7 +173,7 @@ int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
     setvbuf(stderr, NULL, _IONBF, 0);
-    const char *pools = NULL, *config_file = NULL, *procs = NULL, *id = NULL;
+    const char *pools = NULL, *config_file = NULL, *procs = NULL, *id = NULL, *maddr = NULL;
     int drain_s = 30;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -177,7 +187,7 @@ int main(int argc, char **argv)
             return 0;
         } else if (!strcmp(a, "--pools") || !strcmp(a, "--config") || !strcmp(a, "--procs") ||
                    !strcmp(a, "--id") || !strcmp(a, "--log-level") ||
-                   !strcmp(a, "--drain-timeout")) {
+                   !strcmp(a, "--drain-timeout") || !strcmp(a, "--metrics-addr")) {
             if (!v || !*v)
                 return fail("option %s needs a value", a);
             i++;
@@ -189,6 +199,8 @@ int main(int argc, char **argv)
                 procs = v;
             else if (!strcmp(a, "--id"))
                 id = v;
+            else if (!strcmp(a, "--metrics-addr"))
+                maddr = v;
             else if (!strcmp(a, "--log-level")) {
                 if (level_of(v) < 0)
                     return fail("invalid --log-level '%s' (expected debug, info, warn or error)",
@@ -227,6 +239,8 @@ int main(int argc, char **argv)
         rc = config_set(&cfg, "worker.pools", pools, "--pools", err, sizeof err);
     if (rc == 0 && id)
         rc = config_set(&cfg, "worker.id", id, "--id", err, sizeof err);
+    if (rc == 0 && maddr)
+        rc = config_set(&cfg, "worker.metrics_addr", maddr, "--metrics-addr", err, sizeof err);
     if (rc != 0) {
         fprintf(stderr, "mutirao-worker: %s\n", err);
         config_free(&cfg);
@@ -280,9 +294,32 @@ int main(int argc, char **argv)
         config_free(&cfg);
         return 1;
     }
-    a.w = worker_start(a.s, &cfg, err, sizeof err);
+    if (cfg.worker_metrics_addr[0]) {
+        /* before anything connects: a port in use is a startup error */
+        a.m = metrics_new((double)time(NULL));
+        if (a.m)
+            metrics_set_info(a.m, cfg.worker_id, MUTIRAO_VERSION);
+        a.http = a.m ? metrics_http_start(a.s->loop, cfg.worker_metrics_addr, a.m, err, sizeof err)
+                     : NULL;
+        if (!a.http) {
+            fprintf(stderr, "mutirao-worker: %s\n", a.m ? err : "metrics: out of memory");
+            uv_run(a.s->loop, UV_RUN_NOWAIT); /* the listener's close */
+            metrics_free(a.m);
+            lua_close(L);
+            config_free(&cfg);
+            return 2;
+        }
+        wlog(WLOG_INFO, "metrics on http://%s%s/metrics",
+             strchr(cfg.worker_metrics_addr, ':') ? "" : "127.0.0.1:", cfg.worker_metrics_addr);
+    }
+    a.w = worker_start(a.s, &cfg, a.m, err, sizeof err);
     if (!a.w) {
         fprintf(stderr, "mutirao-worker: %s\n", err);
+        if (a.http) {
+            metrics_http_close(a.http);
+            uv_run(a.s->loop, UV_RUN_NOWAIT); /* its close callbacks */
+        }
+        metrics_free(a.m);
         lua_close(L);
         config_free(&cfg);
         return 1;

@@ -12,13 +12,16 @@
 #define MUTIRAO_WORKER_H
 
 #include "config.h"
+#include "metrics.h"
 #include "scheduler.h"
 
 typedef struct worker worker;
 
-/* Starts consuming. cfg must outlive the worker. NULL with a message in err
- * on failure. */
-worker *worker_start(sched *s, const config *cfg, char *err, size_t errlen);
+/* Starts consuming. cfg must outlive the worker. m (may be NULL) gets the
+ * worker's Prometheus figures (per pool counters, task durations, Redis
+ * round trips; running, slots and Kafka lag at scrape time through its
+ * hooks) and must outlive it too. NULL with a message in err on failure. */
+worker *worker_start(sched *s, const config *cfg, metrics *m, char *err, size_t errlen);
 /* Stops fetching, gives the tasks not started back (taken out of the
  * executors, never run or recorded here: they run on the workers that get
  * their partitions), commits the recorded offsets and leaves the group at

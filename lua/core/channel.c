@@ -1,6 +1,14 @@
 /* channel.c: channels and select (see channel.h). Every wait, a plain
  * send or receive included, is a select: one chan_sel with a waiter per
- * case, queued on the cases' channels while its goroutine is parked. */
+ * case, queued on the cases' channels while its goroutine is parked.
+ *
+ * A channel that travelled to another VM is shared (channel_core.h): its
+ * waiters may be woken from another thread. A select is over when one
+ * compare-and-swap on its `fired` sets it (to its case, or to -1 when its
+ * owner ends it first: a deadline, a kill), so exactly one case happens
+ * even when VMs race for it. A firer takes its waiter off the list it
+ * holds; the owner takes the others off when it resumes, and a waiter whose
+ * select is over is skipped (and dropped) by whoever meets it in a list. */
 #include "channel.h"
 
 #include <math.h>
@@ -10,8 +18,11 @@
 
 #include <lauxlib.h>
 
-#include "travel.h"
+#include "channel_core.h"
+#include "codec.h"
 #include "list.h"
+#include "port.h"
+#include "travel.h"
 
 #define SELECT_MAX_CASES 4096
 
@@ -21,39 +32,56 @@ typedef struct channel channel;
 typedef struct chan_sel chan_sel;
 
 typedef struct chan_waiter {
-    mlist node; /* in ch->recvq or ch->sendq while queued */
+    mlist node; /* in its channel's recvq or sendq while queued */
     chan_sel *sel;
     channel *ch;
-    int vidx;  /* a send: its value's index on the waiter's stack */
-    int chidx; /* its channel's index on the waiter's stack */
-    int no;    /* its case number, 1-based */
-    int dir;   /* C_RECV or C_SEND */
-    int queued;
+    chan_core *core; /* a shared channel's core (its queues), else NULL */
+    chan_val val;    /* shared: a send's encoded value; the value a receive was handed */
+    int vidx;        /* a send: its value's index on the waiter's stack */
+    int chidx;       /* its channel's index on the waiter's stack */
+    int no;          /* its case number, 1-based */
+    int dir;         /* C_RECV or C_SEND */
+    int queued;      /* (shared: under core->mu) */
 } chan_waiter;
 
 struct chan_sel {
     sched_parker parker;
+    xmsg wake; /* posted by a firer in another VM */
     sched *s;
+    port *port; /* s->port, a reference while shared waits may wake it */
     gor *g;     /* the parked waiter (park) */
-    int fired;  /* the case that happened; 0 while none has */
-    int closed; /* it happened because its channel was closed */
-    int dir;    /* the kind of the case that happened */
+    /* the case that happened; 0 while none has; -1: the owner ended it */
+    atomic_int fired;
+    atomic_int refs; /* the owner's, and a wake message's in flight */
+    int closed;      /* it happened because its channel was closed */
+    int dir;         /* the kind of the case that happened */
+    int parked;      /* (owner's thread) waiting: a wake makes it ready */
+    int counted;     /* in s->remote_waits */
+    int nshared;     /* waiters on shared channels */
+    int ncores;      /* cores[]: the shared waiters' cores, locked from scan to park */
+    int locked;
     int n;
+    chan_core **cores;
     chan_waiter w[];
 };
 
 struct channel {
     uint64_t magic; /* CH_MAGIC */
     sched *s;
+    chan_core *core;              /* shared (travelled), or NULL */
     lua_Integer cap, head, count; /* ring buffer in user value 1, slots 1..cap */
     lua_Integer nback;            /* values given back (user value 2), received first */
     int closed;
     int recv_only;      /* after()'s and a context's done(): Lua code cannot send or close */
+    int sharing;        /* share() runs on it */
+    int remote_close;   /* another VM may close it (a travelled context's done()) */
     mlist recvq, sendq; /* of chan_waiter.node, oldest first */
     theap_ent after;    /* goroutine.after: when it receives its value */
     int after_ref;      /* anchors it in the registry until then, else LUA_NOREF */
     int fn_ref;         /* _after_call: the function it calls then, else LUA_NOREF */
 };
+
+static const char COPIES = 'C'; /* registry: weak core -> this VM's channel for it */
 
 /* A channel's first field: a full userdata of a channel's size whose first
  * word is this is a channel (no pointer has these top bits, so no other
@@ -147,44 +175,168 @@ static chan_waiter *first_waiter(mlist *q)
     return mlist_first_entry(q, chan_waiter, node);
 }
 
-static void unqueue_all(chan_sel *sel)
+static void dequeue(chan_waiter *w)
 {
-    for (int i = 0; i < sel->n; i++)
-        if (sel->w[i].queued) {
-            mlist_remove(&sel->w[i].node);
-            sel->w[i].queued = 0;
-        }
+    mlist_remove(&w->node);
+    w->queued = 0;
 }
 
-/* w's case happened: its select is over, on every channel it waited on. */
-static void fire(chan_waiter *w, int closed)
+/* The oldest waiter of q whose select is not over; drops those that are
+ * (a shared queue: with its core's lock held). */
+static chan_waiter *first_live(mlist *q)
+{
+    chan_waiter *w;
+    while ((w = first_waiter(q)) && atomic_load_explicit(&w->sel->fired, memory_order_relaxed) != 0)
+        dequeue(w);
+    return w;
+}
+
+/* Ends w's select with w's case, unless it is over already (0). */
+static int claim(chan_waiter *w, int closed)
 {
     chan_sel *sel = w->sel;
-    sel->fired = w->no;
+    int none = 0;
+    if (!atomic_compare_exchange_strong(&sel->fired, &none, w->no))
+        return 0;
     sel->closed = closed;
     sel->dir = w->dir;
-    unqueue_all(sel);
-    sched_ready(sel->s, sel->g);
+    return 1;
+}
+
+static void sel_release(chan_sel *sel);
+
+/* Makes a claimed waiter's goroutine runnable; cur: the VM of the caller. */
+static void wake(chan_waiter *w, sched *cur)
+{
+    chan_sel *sel = w->sel;
+    if (sel->s == cur) {
+        if (sel->parked && sel->g->state == G_PARKED)
+            sched_ready(cur, sel->g);
+        return;
+    }
+    atomic_fetch_add(&sel->refs, 1);
+    if (port_post(sel->port, &sel->wake) != 0)
+        atomic_fetch_sub(&sel->refs, 1); /* its VM is gone (and sel with it: left as it is) */
+}
+
+/* The wake message, on the owner's thread (s NULL: its VM went away). */
+static void on_wake(sched *s, xmsg *m)
+{
+    chan_sel *sel = mlist_entry(m, chan_sel, wake);
+    if (s && sel->parked && sel->g->state == G_PARKED)
+        sched_ready(s, sel->g);
+    sel_release(sel);
+}
+
+/* Takes sel's waiters on channels of this VM off their lists. */
+static void unqueue_local(chan_sel *sel)
+{
+    for (int i = 0; i < sel->n; i++)
+        if (!sel->w[i].core && sel->w[i].queued) /* (a shared one's: under its lock) */
+            dequeue(&sel->w[i]);
+}
+
+/* w's case happened (w is on a list of this VM's, or of a shared core
+ * whose lock is held; cur the caller's VM): its select is over. Returns 0
+ * when it was over already. */
+static int fire(chan_waiter *w, int closed, sched *cur)
+{
+    if (!claim(w, closed))
+        return 0;
+    if (w->queued)
+        dequeue(w);
+    if (w->sel->s == cur)
+        unqueue_local(w->sel);
+    wake(w, cur);
+    return 1;
 }
 
 static void sel_park(sched_parker *p, gor *g)
 {
     chan_sel *sel = (chan_sel *)p;
     sel->g = g;
+    sel->parked = 1;
     for (int i = 0; i < sel->n; i++) {
         chan_waiter *w = &sel->w[i];
-        mlist_push_back(w->dir == C_RECV ? &w->ch->recvq : &w->ch->sendq, &w->node);
+        if (w->core)
+            mlist_push_back(w->dir == C_RECV ? &w->core->recvq : &w->core->sendq, &w->node);
+        else
+            mlist_push_back(w->dir == C_RECV ? &w->ch->recvq : &w->ch->sendq, &w->node);
         w->queued = 1;
     }
+    int remote = sel->nshared > 0;
+    for (int i = 0; i < sel->n && !remote; i++)
+        remote = sel->w[i].ch->remote_close;
+    if (remote && !sel->counted) {
+        sel->counted = 1;
+        sel->s->remote_waits++;
+    }
+    if (sel->locked) {
+        sel->locked = 0;
+        chan_cores_unlock(sel->cores, sel->ncores);
+    }
+}
+
+static void free_vals(chan_sel *sel)
+{
+    for (int i = 0; i < sel->n; i++)
+        if (sel->w[i].val.p)
+            chan_val_free(&sel->w[i].val);
 }
 
 /* Waits of one case (a plain send or receive) reuse the VM's spare. */
 static void sel_free(chan_sel *sel)
 {
-    if (sel->n == 1 && !sel->s->spare_wait)
+    free_vals(sel);
+    if (sel->port) {
+        port_unref(sel->port);
+        sel->port = NULL;
+    }
+    if (sel->n == 1 && !sel->s->closing && !sel->s->spare_wait)
         sel->s->spare_wait = sel;
     else
         free(sel);
+}
+
+static void sel_release(chan_sel *sel)
+{
+    if (atomic_fetch_sub(&sel->refs, 1) == 1)
+        sel_free(sel);
+}
+
+/* The owner's end of a wait that parked, or started to: no case can
+ * happen any more, and no list holds a waiter of sel. Returns the case that
+ * happened (0: none). */
+static int sel_settle(chan_sel *sel)
+{
+    sel->parked = 0;
+    int none = 0;
+    atomic_compare_exchange_strong(&sel->fired, &none, -1);
+    unqueue_local(sel);
+    if (sel->nshared) /* (locking every core also waits for a firer's writes) */
+        for (int i = 0; i < sel->n; i++) {
+            chan_waiter *w = &sel->w[i];
+            if (!w->core)
+                continue;
+            pthread_mutex_lock(&w->core->mu);
+            if (w->queued)
+                dequeue(w);
+            pthread_mutex_unlock(&w->core->mu);
+        }
+    if (sel->counted) {
+        sel->counted = 0;
+        sel->s->remote_waits--;
+    }
+    int no = atomic_load(&sel->fired);
+    return no > 0 ? no : 0;
+}
+
+static chan_waiter *waiter_of(chan_sel *sel, int no)
+{
+    for (int i = 0; i < sel->n; i++)
+        if (sel->w[i].no == no)
+            return &sel->w[i];
+    return NULL;
 }
 
 static void give_back(chan_sel *sel, gor *g);
@@ -192,10 +344,14 @@ static void give_back(chan_sel *sel, gor *g);
 static void sel_cancel(sched_parker *p, gor *g)
 {
     chan_sel *sel = (chan_sel *)p;
-    if (g && sel->fired && sel->dir == C_RECV && !sel->closed)
+    if (sel->locked) { /* the wait could not start */
+        sel->locked = 0;
+        chan_cores_unlock(sel->cores, sel->ncores);
+    }
+    int no = sel_settle(sel);
+    if (g && no && sel->dir == C_RECV && !sel->closed)
         give_back(sel, g);
-    unqueue_all(sel);
-    sel_free(sel);
+    sel_release(sel);
 }
 
 static chan_sel *sel_new(lua_State *L, sched *s, int n)
@@ -204,28 +360,90 @@ static chan_sel *sel_new(lua_State *L, sched *s, int n)
     if (n == 1 && sel)
         s->spare_wait = NULL;
     else
-        sel = malloc(sizeof *sel + (size_t)(n > 1 ? n : 1) * sizeof(chan_waiter));
+        sel =
+            malloc(sizeof *sel + (size_t)(n > 1 ? n : 1) * (sizeof(chan_waiter) + sizeof(void *)));
     if (!sel)
         luaL_error(L, "not enough memory");
     sel->parker.park = sel_park;
     sel->parker.cancel = sel_cancel;
+    sel->wake.fn = on_wake;
     sel->s = s;
+    sel->port = NULL;
     sel->g = NULL;
-    sel->fired = sel->closed = 0;
+    atomic_init(&sel->fired, 0);
+    atomic_init(&sel->refs, 1);
+    sel->closed = sel->parked = sel->counted = sel->nshared = sel->ncores = sel->locked = 0;
     sel->n = n;
+    sel->cores = (chan_core **)&sel->w[n > 1 ? n : 1];
     return sel;
 }
 
-/* In the continuation: the wait is over (fired, or its deadline passed). */
-static void sel_end(lua_State *L, chan_sel *sel)
+static void waiter_init(chan_waiter *w, chan_sel *sel, channel *ch, int chidx, int vidx, int no,
+                        int dir)
+{
+    w->node.next = w->node.prev = NULL;
+    w->sel = sel;
+    w->ch = ch;
+    w->core = NULL;
+    w->val.p = NULL;
+    w->val.n = 0;
+    w->vidx = vidx;
+    w->chidx = chidx;
+    w->no = no;
+    w->dir = dir;
+    w->queued = 0;
+}
+
+/* In the continuation: the wait is over (fired, or its deadline passed).
+ * Returns the case that happened (0: none). */
+static int sel_end(lua_State *L, chan_sel *sel)
 {
     gor *g = gor_of(L);
     if (g)
         g->parker = NULL;
-    unqueue_all(sel);
+    return sel_settle(sel);
 }
 
-/* ---- the operations that do not wait ---- */
+/* After sel_end, for a receive that happened: pushes the value (a shared
+ * channel's, decoded here; a local one's is on the stack already) and
+ * true, or nil, false when it happened because the channel was closed; then
+ * releases sel. */
+static void recv_result(lua_State *L, chan_sel *sel, int no)
+{
+    if (sel->closed) {
+        sel_release(sel);
+        lua_pushnil(L);
+        lua_pushboolean(L, 0);
+        return;
+    }
+    chan_waiter *w = waiter_of(sel, no);
+    if (w->core) {
+        chan_val v = w->val;
+        w->val.p = NULL;
+        sel_release(sel);
+        chan_val_decode(L, &v);
+    } else {
+        sel_release(sel);
+    }
+    lua_pushboolean(L, 1);
+}
+
+/* xorshift64*, seeded once per thread: select's choice among ready cases. */
+static _Thread_local uint64_t rng_state;
+
+static uint64_t rng_next(void)
+{
+    uint64_t x = rng_state;
+    if (!x)
+        x = sched_now_ns() ^ (uint64_t)(uintptr_t)&rng_state ^ 0x9e3779b97f4a7c15ull;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    rng_state = x;
+    return x * 0x2545f4914f6cdd1dull;
+}
+
+/* ---- the operations that do not wait: a channel of this VM ---- */
 
 /* Sends the value at vidx: 1 done, 0 it would wait, -1 the channel is
  * closed. */
@@ -233,11 +451,17 @@ static int try_send_at(lua_State *L, channel *ch, int chidx, int vidx)
 {
     if (ch->closed)
         return -1;
-    chan_waiter *r = first_waiter(&ch->recvq);
-    if (r) {
+    chan_waiter *r;
+    while ((r = first_live(&ch->recvq))) {
+        if (!claim(r, 0)) { /* (a shared case of its select won meanwhile) */
+            dequeue(r);
+            continue;
+        }
         lua_pushvalue(L, vidx);
         lua_xmove(L, r->sel->g->L, 1); /* the receiver made room before it parked */
-        fire(r, 0);
+        dequeue(r);
+        unqueue_local(r->sel);
+        wake(r, ch->s);
         return 1;
     }
     if (ch->count < ch->cap) {
@@ -248,13 +472,25 @@ static int try_send_at(lua_State *L, channel *ch, int chidx, int vidx)
     return 0;
 }
 
-/* Pushes the first waiting sender's value (taken) and wakes it. */
-static void take_from_sender(lua_State *L, chan_waiter *w)
+/* Pushes the first live waiting sender's value (taken) and wakes it; 0
+ * (nothing pushed) when there is none. */
+static int take_from_sender(lua_State *L, channel *ch)
 {
-    lua_State *S = w->sel->g->L;
-    lua_pushvalue(S, w->vidx); /* the sender made room before it parked */
-    lua_xmove(S, L, 1);
-    fire(w, 0);
+    chan_waiter *w;
+    while ((w = first_live(&ch->sendq))) {
+        if (!claim(w, 0)) {
+            dequeue(w);
+            continue;
+        }
+        lua_State *S = w->sel->g->L;
+        lua_pushvalue(S, w->vidx); /* the sender made room before it parked */
+        lua_xmove(S, L, 1);
+        dequeue(w);
+        unqueue_local(w->sel);
+        wake(w, ch->s);
+        return 1;
+    }
+    return 0;
 }
 
 /* Receives: pushes value, true (1); or nil, false once closed and drained
@@ -266,18 +502,14 @@ static int try_recv(lua_State *L, channel *ch, int chidx)
         lua_pushboolean(L, 1);
         return 1;
     }
-    chan_waiter *w = first_waiter(&ch->sendq);
     if (ch->count > 0) {
         buf_pop(L, ch, chidx);
-        if (w) { /* the first waiting sender's value takes the freed slot */
-            take_from_sender(L, w);
+        if (take_from_sender(L, ch)) /* its value takes the freed slot */
             buf_push(L, ch, chidx);
-        }
         lua_pushboolean(L, 1);
         return 1;
     }
-    if (w) {
-        take_from_sender(L, w);
+    if (take_from_sender(L, ch)) {
         lua_pushboolean(L, 1);
         return 1;
     }
@@ -289,32 +521,143 @@ static int try_recv(lua_State *L, channel *ch, int chidx)
     return 0;
 }
 
-static int recv_ready(const channel *ch)
+static int recv_ready(channel *ch)
 {
-    return ch->count > 0 || ch->nback > 0 || !mlist_empty(&ch->sendq) || ch->closed;
+    return ch->count > 0 || ch->nback > 0 || first_live(&ch->sendq) || ch->closed;
 }
 
-static int send_ready(const channel *ch)
+static int send_ready(channel *ch)
 {
-    return ch->closed || !mlist_empty(&ch->recvq) || ch->count < ch->cap;
+    return ch->closed || first_live(&ch->recvq) || ch->count < ch->cap;
 }
 
-/* A receiver was handed a value (it is on top of g's stack) and killed
- * before it ran: the value goes to the next waiting receiver, or waits in
- * the channel for one, so a value a send reported as delivered is never
- * lost. */
+/* ---- the same on a shared channel, with its core's lock held ---- */
+
+/* Sends *v (taken when done): 1 done, 0 it would wait, -1 closed, -2 out
+ * of memory. */
+static int core_try_send(chan_core *c, chan_val *v, sched *cur)
+{
+    if (c->closed)
+        return -1;
+    chan_waiter *r;
+    while ((r = first_live(&c->recvq))) {
+        if (!claim(r, 0)) {
+            dequeue(r);
+            continue;
+        }
+        r->val = *v;
+        v->p = NULL;
+        dequeue(r);
+        wake(r, cur);
+        return 1;
+    }
+    if ((lua_Integer)c->count < c->cap) {
+        if (chan_core_push(c, *v, 0) != 0)
+            return -2;
+        v->p = NULL;
+        return 1;
+    }
+    return 0;
+}
+
+/* Takes the first live waiting sender's value into *v and wakes it. */
+static int core_take_from_sender(chan_core *c, chan_val *v, sched *cur)
+{
+    chan_waiter *w;
+    while ((w = first_live(&c->sendq))) {
+        if (!claim(w, 0)) {
+            dequeue(w);
+            continue;
+        }
+        *v = w->val;
+        w->val.p = NULL;
+        dequeue(w);
+        wake(w, cur);
+        return 1;
+    }
+    return 0;
+}
+
+/* Receives into *v: 1 with a value, 2 closed and drained, 0 it would wait. */
+static int core_try_recv(chan_core *c, chan_val *v, sched *cur)
+{
+    if (c->count > 0) {
+        *v = chan_core_pop(c);
+        chan_val sv;
+        if (core_take_from_sender(c, &sv, cur))
+            chan_core_push(c, sv, 0); /* (room: a slot was just freed) */
+        return 1;
+    }
+    if (core_take_from_sender(c, v, cur))
+        return 1;
+    return c->closed ? 2 : 0;
+}
+
+static int core_recv_ready(chan_core *c)
+{
+    return c->count > 0 || first_live(&c->sendq) || c->closed;
+}
+
+static int core_send_ready(chan_core *c)
+{
+    return c->closed || first_live(&c->recvq) || (lua_Integer)c->count < c->cap;
+}
+
+/* A value handed to w (of a shared channel) whose goroutine was killed
+ * before it took it: to the next live receiver, or back to the front of
+ * the channel. */
+static void core_give_back(chan_waiter *w, sched *cur)
+{
+    chan_core *c = w->core;
+    chan_val v = w->val;
+    w->val.p = NULL;
+    pthread_mutex_lock(&c->mu);
+    chan_waiter *r;
+    int done = 0;
+    while (!done && (r = first_live(&c->recvq))) {
+        if (!claim(r, 0)) {
+            dequeue(r);
+            continue;
+        }
+        r->val = v;
+        dequeue(r);
+        wake(r, cur);
+        done = 1;
+    }
+    if (!done && chan_core_push(c, v, 1) != 0)
+        done = -1;
+    pthread_mutex_unlock(&c->mu);
+    if (done < 0) { /* out of memory: the value is lost, and said so */
+        lua_State *T = sched_scratch(cur);
+        lua_pushliteral(T, "a channel value was lost (out of memory)");
+        sched_report_error(cur, 0, LUA_NOREF);
+        chan_val_free(&v);
+    }
+}
+
+/* A receiver was handed a value and killed before it ran: the value goes
+ * to the next waiting receiver, or waits in the channel for one, so a value
+ * a send reported as delivered is never lost. A local channel's value is on
+ * top of g's stack. */
 static void give_back(chan_sel *sel, gor *g)
 {
-    chan_waiter *w = NULL;
-    for (int i = 0; i < sel->n && !w; i++)
-        if (sel->w[i].no == sel->fired)
-            w = &sel->w[i];
+    chan_waiter *w = waiter_of(sel, atomic_load(&sel->fired));
+    if (w->core) {
+        core_give_back(w, sel->s);
+        return;
+    }
     lua_State *L = g->L;
     channel *ch = w->ch;
-    chan_waiter *r = first_waiter(&ch->recvq);
-    if (r) {
+    chan_waiter *r;
+    while ((r = first_live(&ch->recvq))) {
+        if (!claim(r, 0)) {
+            dequeue(r);
+            continue;
+        }
         lua_xmove(L, r->sel->g->L, 1);
-        fire(r, 0);
+        dequeue(r);
+        unqueue_local(r->sel);
+        wake(r, sel->s);
         return;
     }
     /* the queue may need memory: a protected call on the VM's scratch
@@ -328,6 +671,164 @@ static void give_back(chan_sel *sel, gor *g)
     lua_insert(T, -3);
     if (lua_pcall(T, 2, 0, 0) != LUA_OK) /* (out of memory: the value is lost, and said so) */
         sched_report_error(sel->s, g->id, LUA_NOREF);
+}
+
+/* ---- a wait that names a shared channel ---- */
+
+/* A shared channel's case joins sel (before its cores are locked). */
+static void mark_shared(chan_sel *sel, chan_waiter *w, chan_core *c)
+{
+    w->core = c;
+    sel->nshared++;
+    if (!sel->port) {
+        sel->port = sel->s->port;
+        port_ref(sel->port);
+    }
+    if (sel->parked && !sel->counted) { /* (a channel that became shared under it) */
+        sel->counted = 1;
+        sel->s->remote_waits++;
+    }
+}
+
+/* Encodes the values of sel's sends on shared channels; one of them may
+ * make another case's channel shared (a channel sent on a channel). */
+static void encode_sends(lua_State *L, chan_sel *sel)
+{
+    for (int again = 1; again;) {
+        again = 0;
+        for (int i = 0; i < sel->n; i++) {
+            chan_waiter *w = &sel->w[i];
+            if (w->dir != C_SEND || !w->ch->core || w->val.p)
+                continue;
+            char err[256];
+            if (chan_val_encode(L, w->vidx, &w->val, err, sizeof err) != 0) {
+                sel_release(sel);
+                luaL_error(L, "%s", err);
+            }
+            again = 1;
+        }
+    }
+}
+
+/*
+** Runs a wait whose cases (sel->w, filled by the caller) name at least one
+** shared channel; dflt: the default case's number, 0 for none. With every
+** core of its cases locked, it does one ready case (chosen uniformly) or
+** the default, or parks (park unlocks). k gets sel in every case: at once
+** when the wait did not park (fired is the case, with dir C_DEFAULT for the
+** default; -1 when the deadline had passed).
+*/
+static int op_run(lua_State *L, sched *s, chan_sel *sel, int dflt, int timed, uint64_t due,
+                  lua_KFunction k)
+{
+    encode_sends(L, sel);
+    for (int i = 0; i < sel->n; i++) {
+        chan_waiter *w = &sel->w[i];
+        if (w->ch->core) {
+            mark_shared(sel, w, w->ch->core);
+            sel->cores[sel->ncores++] = w->core;
+        }
+    }
+    chan_cores_lock(sel->cores, sel->ncores);
+    sel->locked = 1;
+    int no = -1, dir = 0, closed = 0, r = 0;
+    for (;;) {
+        chan_waiter *chosen = NULL;
+        uint64_t nready = 0;
+        for (int i = 0; i < sel->n; i++) {
+            chan_waiter *w = &sel->w[i];
+            int ready =
+                w->core ? (w->dir == C_RECV ? core_recv_ready(w->core) : core_send_ready(w->core))
+                        : (w->dir == C_RECV ? recv_ready(w->ch) : send_ready(w->ch));
+            if (ready && rng_next() % ++nready == 0)
+                chosen = w;
+        }
+        if (!chosen)
+            break;
+        /* (r == 0: a waiter it counted on was taken by another VM meanwhile) */
+        if (chosen->core && chosen->dir == C_RECV) {
+            r = core_try_recv(chosen->core, &chosen->val, s);
+            closed = r == 2;
+        } else if (chosen->core) {
+            r = core_try_send(chosen->core, &chosen->val, s);
+            closed = r == -1;
+        } else if (chosen->dir == C_RECV) {
+            r = try_recv(L, chosen->ch, chosen->chidx); /* value (on the stack now), ok */
+            if (r) {
+                closed = !lua_toboolean(L, -1);
+                lua_pop(L, closed ? 2 : 1);
+            }
+        } else {
+            r = try_send_at(L, chosen->ch, chosen->chidx, chosen->vidx);
+            closed = r < 0;
+        }
+        if (r != 0) {
+            no = chosen->no;
+            dir = chosen->dir;
+            break;
+        }
+    }
+    if (no < 0 && dflt) {
+        no = dflt;
+        dir = C_DEFAULT;
+    } else if (no < 0 && (!timed || due > sched_now_ns())) {
+        return sched_wait_parker(L, s, &sel->parker, timed ? due : 0, (lua_KContext)sel, k);
+    }
+    sel->locked = 0;
+    chan_cores_unlock(sel->cores, sel->ncores);
+    if (r == -2) {
+        sel_release(sel);
+        return luaL_error(L, "not enough memory");
+    }
+    atomic_store(&sel->fired, no);
+    sel->dir = dir;
+    sel->closed = closed;
+    return k(L, LUA_OK, (lua_KContext)sel);
+}
+
+/* A plain send (vidx 2) or receive on a shared channel (index 1). */
+static int shared_op(lua_State *L, channel *ch, int dir, lua_KFunction k)
+{
+    luaL_checkstack(L, 4, "channel operation");
+    chan_sel *sel = sel_new(L, ch->s, 1);
+    waiter_init(&sel->w[0], sel, ch, 1, dir == C_SEND ? 2 : 0, 1, dir);
+    return op_run(L, ch->s, sel, 0, 0, 0, k);
+}
+
+/* try_send on a shared channel: 1, 0 or -1 (closed). */
+static int shared_try_send(lua_State *L, channel *ch, int vidx)
+{
+    chan_val v;
+    char err[256];
+    if (chan_val_encode(L, vidx, &v, err, sizeof err) != 0)
+        return luaL_error(L, "%s", err);
+    pthread_mutex_lock(&ch->core->mu);
+    int r = core_try_send(ch->core, &v, ch->s);
+    pthread_mutex_unlock(&ch->core->mu);
+    chan_val_free(&v); /* (taken when sent) */
+    if (r == -2)
+        return luaL_error(L, "not enough memory");
+    return r;
+}
+
+/* try_receive on a shared channel: pushes value, ok like try_recv, or
+ * nothing (0) when it would wait. */
+static int shared_try_recv(lua_State *L, channel *ch)
+{
+    chan_val v = {NULL, 0};
+    pthread_mutex_lock(&ch->core->mu);
+    int r = core_try_recv(ch->core, &v, ch->s);
+    pthread_mutex_unlock(&ch->core->mu);
+    if (r == 0)
+        return 0;
+    if (r == 2) {
+        lua_pushnil(L);
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    chan_val_decode(L, &v);
+    lua_pushboolean(L, 1);
+    return 1;
 }
 
 /* ---- send / receive ---- */
@@ -345,7 +846,7 @@ static int send_k(lua_State *L, int status, lua_KContext ctx)
     chan_sel *sel = (chan_sel *)ctx;
     sel_end(L, sel);
     int closed = sel->closed;
-    sel_free(sel);
+    sel_release(sel);
     if (closed)
         return push_closed_send(L);
     lua_pushboolean(L, 1);
@@ -365,6 +866,8 @@ static int ch_send(lua_State *L)
     check_writable(L, ch, "send");
     luaL_checkany(L, 2);
     lua_settop(L, 2);
+    if (ch->core)
+        return shared_op(L, ch, C_SEND, send_k);
     int r = try_send_at(L, ch, 1, 2);
     if (r < 0)
         return push_closed_send(L);
@@ -374,7 +877,7 @@ static int ch_send(lua_State *L)
     }
     luaL_checkstack(L, 4, "channel send");
     chan_sel *sel = sel_new(L, ch->s, 1);
-    sel->w[0] = (chan_waiter){.sel = sel, .ch = ch, .vidx = 2, .chidx = 1, .no = 1, .dir = C_SEND};
+    waiter_init(&sel->w[0], sel, ch, 1, 2, 1, C_SEND);
     return sched_wait_parker(L, ch->s, &sel->parker, 0, (lua_KContext)sel, send_k);
 }
 
@@ -382,15 +885,7 @@ static int recv_k(lua_State *L, int status, lua_KContext ctx)
 {
     (void)status;
     chan_sel *sel = (chan_sel *)ctx;
-    sel_end(L, sel);
-    int closed = sel->closed;
-    sel_free(sel);
-    if (closed) { /* the value the sender pushed is not there */
-        lua_pushnil(L);
-        lua_pushboolean(L, 0);
-    } else {
-        lua_pushboolean(L, 1);
-    }
+    recv_result(L, sel, sel_end(L, sel));
     return 2;
 }
 
@@ -398,11 +893,13 @@ static int ch_receive(lua_State *L)
 {
     channel *ch = check_ch(L, 1);
     lua_settop(L, 1);
+    if (ch->core)
+        return shared_op(L, ch, C_RECV, recv_k);
     if (try_recv(L, ch, 1))
         return 2;
     luaL_checkstack(L, 4, "channel receive");
     chan_sel *sel = sel_new(L, ch->s, 1);
-    sel->w[0] = (chan_waiter){.sel = sel, .ch = ch, .chidx = 1, .no = 1, .dir = C_RECV};
+    waiter_init(&sel->w[0], sel, ch, 1, 0, 1, C_RECV);
     return sched_wait_parker(L, ch->s, &sel->parker, 0, (lua_KContext)sel, recv_k);
 }
 
@@ -412,7 +909,7 @@ static int ch_try_send(lua_State *L)
     check_writable(L, ch, "send");
     luaL_checkany(L, 2);
     lua_settop(L, 2);
-    int r = try_send_at(L, ch, 1, 2);
+    int r = ch->core ? shared_try_send(L, ch, 2) : try_send_at(L, ch, 1, 2);
     if (r < 0)
         return push_closed_send(L);
     lua_pushboolean(L, r);
@@ -423,26 +920,54 @@ static int ch_try_receive(lua_State *L)
 {
     channel *ch = check_ch(L, 1);
     lua_settop(L, 1);
-    if (try_recv(L, ch, 1))
+    if (ch->core ? shared_try_recv(L, ch) : try_recv(L, ch, 1))
         return 2;
     lua_pushnil(L);
     lua_pushboolean(L, 0);
     return 2;
 }
 
+static int push_already_closed(lua_State *L)
+{
+    lua_pushboolean(L, 0);
+    lua_pushliteral(L, "channel already closed");
+    return 2;
+}
+
+static int close_shared(lua_State *L, channel *ch)
+{
+    chan_core *c = ch->core;
+    pthread_mutex_lock(&c->mu);
+    int was = c->closed;
+    c->closed = 1;
+    chan_waiter *w;
+    while (!was && (w = first_live(&c->recvq)))
+        if (!fire(w, 1, ch->s))
+            dequeue(w);
+    while (!was && (w = first_live(&c->sendq)))
+        if (!fire(w, 1, ch->s))
+            dequeue(w);
+    pthread_mutex_unlock(&c->mu);
+    if (was)
+        return push_already_closed(L);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 static int close_channel(lua_State *L, channel *ch)
 {
-    if (ch->closed) {
-        lua_pushboolean(L, 0);
-        lua_pushliteral(L, "channel already closed");
-        return 2;
-    }
+    if (ch->core)
+        return close_shared(L, ch);
+    if (ch->closed)
+        return push_already_closed(L);
     ch->closed = 1;
     chan_waiter *w;
-    while ((w = first_waiter(&ch->recvq)))
-        fire(w, 1);
-    while ((w = first_waiter(&ch->sendq)))
-        fire(w, 1);
+    while ((w = first_live(&ch->recvq)))
+        if (!fire(w, 1, ch->s))
+            dequeue(w);
+    while ((w = first_live(&ch->sendq)))
+        if (!fire(w, 1, ch->s))
+            dequeue(w);
     if (ch->after_ref != LUA_NOREF) {
         sched_timer_del(ch->s, &ch->after);
         luaL_unref(L, LUA_REGISTRYINDEX, ch->after_ref);
@@ -466,6 +991,15 @@ static int g_close_internal(lua_State *L)
     return close_channel(L, check_ch(L, 1));
 }
 
+/* _remote_close(ch): another VM may close ch (by a message to this one): a
+ * goroutine waiting on it is not stuck (sched_stuck). */
+static int g_remote_close(lua_State *L)
+{
+    check_ch(L, 1)->remote_close = 1;
+    lua_settop(L, 1);
+    return 1;
+}
+
 /* _recv_only(ch): Lua code can no longer send on ch or close it. */
 static int g_recv_only(lua_State *L)
 {
@@ -474,10 +1008,24 @@ static int g_recv_only(lua_State *L)
     return 1;
 }
 
+/* Values waiting in ch, and whether it is closed. */
+static lua_Integer ch_count(channel *ch, int *closed)
+{
+    if (!ch->core) {
+        *closed = ch->closed;
+        return ch->count + ch->nback;
+    }
+    pthread_mutex_lock(&ch->core->mu);
+    lua_Integer n = (lua_Integer)ch->core->count;
+    *closed = ch->core->closed;
+    pthread_mutex_unlock(&ch->core->mu);
+    return n;
+}
+
 static int ch_len(lua_State *L)
 {
-    channel *ch = check_ch(L, 1);
-    lua_pushinteger(L, ch->count + ch->nback);
+    int closed;
+    lua_pushinteger(L, ch_count(check_ch(L, 1), &closed));
     return 1;
 }
 
@@ -489,16 +1037,30 @@ static int ch_cap(lua_State *L)
 
 static int ch_is_closed(lua_State *L)
 {
-    lua_pushboolean(L, check_ch(L, 1)->closed);
+    int closed;
+    ch_count(check_ch(L, 1), &closed);
+    lua_pushboolean(L, closed);
     return 1;
 }
 
 static int ch_tostring(lua_State *L)
 {
     channel *ch = check_ch(L, 1);
-    lua_pushfstring(L, "Channel(%s%I/%I)", ch->closed ? "closed, " : "", (lua_Integer)ch->count,
-                    (lua_Integer)ch->cap);
+    int closed;
+    lua_Integer n = ch_count(ch, &closed);
+    lua_pushfstring(L, "Channel(%s%s%I/%I)", ch->core ? "shared, " : "", closed ? "closed, " : "",
+                    n, (lua_Integer)ch->cap);
     return 1;
+}
+
+static int ch_gc(lua_State *L)
+{
+    channel *ch = lua_touserdata(L, 1);
+    if (ch->core) {
+        chan_core_unref(ch->core);
+        ch->core = NULL;
+    }
+    return 0;
 }
 
 static channel *push_channel(lua_State *L, sched *s, lua_Integer cap)
@@ -511,11 +1073,18 @@ static channel *push_channel(lua_State *L, sched *s, lua_Integer cap)
     ch->after_ref = ch->fn_ref = LUA_NOREF;
     mlist_init(&ch->recvq);
     mlist_init(&ch->sendq);
+    luaL_setmetatable(L, CHANNEL_TNAME);
+    return ch;
+}
+
+/* A new channel of this VM, its ring buffer made. */
+static channel *push_local_channel(lua_State *L, sched *s, lua_Integer cap)
+{
+    channel *ch = push_channel(L, s, cap);
     if (cap > 0) {
         lua_createtable(L, cap < 64 ? (int)cap : 64, 0);
         lua_setiuservalue(L, -2, 1);
     }
-    luaL_setmetatable(L, CHANNEL_TNAME);
     return ch;
 }
 
@@ -527,26 +1096,11 @@ static int g_channel(lua_State *L)
     lua_Integer cap = luaL_optinteger(L, 1, 0);
     luaL_argcheck(L, cap >= 0 && cap <= CHANNEL_CAP_MAX, 1,
                   "capacity must be a non-negative integer");
-    push_channel(L, s, cap);
+    push_local_channel(L, s, cap);
     return 1;
 }
 
 /* ---- select ---- */
-
-/* xorshift64*, seeded once per thread: select's choice among ready cases. */
-static _Thread_local uint64_t rng_state;
-
-static uint64_t rng_next(void)
-{
-    uint64_t x = rng_state;
-    if (!x)
-        x = sched_now_ns() ^ (uint64_t)(uintptr_t)&rng_state ^ 0x9e3779b97f4a7c15ull;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    rng_state = x;
-    return x * 0x2545f4914f6cdd1dull;
-}
 
 /* Stack of a select from base (the cases table): base+1 the kinds (a
  * userdata of n bytes), then per case i two slots: its channel (or false for
@@ -599,24 +1153,32 @@ static int select_k(lua_State *L, int status, lua_KContext ctx)
     (void)status;
     chan_sel *sel = (chan_sel *)ctx;
     int base = 1;
-    sel_end(L, sel);
-    int no = sel->fired, closed = sel->closed;
-    int dir = sel->dir;
-    sel_free(sel);
-    if (!no)
+    int no = sel_end(L, sel);
+    int closed = sel->closed, dir = sel->dir;
+    if (!no) {
+        sel_release(sel);
         return select_timed_out(L);
-    if (dir == C_SEND) {
-        if (closed)
+    }
+    if (dir != C_RECV) {
+        sel_release(sel);
+        if (dir == C_SEND && closed)
             return closed_send_error(L, no);
         return select_finish(L, base, no, 0);
     }
-    if (closed) {
-        lua_pushnil(L);
-        lua_pushboolean(L, 0);
-    } else {
-        lua_pushboolean(L, 1); /* the value is on the stack already */
-    }
+    recv_result(L, sel, no);
     return select_finish(L, base, no, 2);
+}
+
+/* The wait of a select: a waiter per case but the default. */
+static chan_sel *select_sel(lua_State *L, sched *s, int base, const char *kinds, int n, int nwait)
+{
+    chan_sel *sel = sel_new(L, s, nwait);
+    int k = 0;
+    for (int i = 1; i <= n; i++)
+        if (kinds[i] != C_DEFAULT)
+            waiter_init(&sel->w[k++], sel, lua_touserdata(L, SEL_CH(base, i)), SEL_CH(base, i),
+                        SEL_VAL(base, i), i, kinds[i]);
+    return sel;
 }
 
 /* select(cases) with the cases table at index 1; due: the deadline (ns,
@@ -630,7 +1192,7 @@ static int select_run(lua_State *L, sched *s, int timed, uint64_t due)
     lua_settop(L, base);
     luaL_checkstack(L, (int)(2 * n + 8), "select");
     char *kinds = lua_newuserdatauv(L, (size_t)n + 1, 0);
-    int dflt = 0, nwait = 0;
+    int dflt = 0, nwait = 0, shared = 0;
     for (int i = 1; i <= n; i++) {
         if (lua_rawgeti(L, base, i) != LUA_TTABLE)
             return luaL_error(L, "bad argument #1 to 'select' (case %d: table expected, got %s)", i,
@@ -663,7 +1225,8 @@ static int select_run(lua_State *L, sched *s, int timed, uint64_t due)
             continue;
         }
         lua_getfield(L, c, "channel");
-        if (!to_ch(L, -1))
+        channel *ch = to_ch(L, -1);
+        if (!ch)
             return luaL_error(L, "bad argument #1 to 'select' (case %d: channel expected, got %s)",
                               i, luaL_typename(L, -1));
         lua_getfield(L, c, "receive");
@@ -675,52 +1238,51 @@ static int select_run(lua_State *L, sched *s, int timed, uint64_t due)
                               "bad argument #1 to 'select' (case %d: receive = true or send = "
                               "value expected%s)",
                               i, recv ? ", not both" : "");
-        if (!recv && ((channel *)lua_touserdata(L, -2))->recv_only)
+        if (!recv && ch->recv_only)
             return luaL_error(
                 L, "bad argument #1 to 'select' (case %d: send on a receive-only channel)", i);
         kinds[i] = recv ? C_RECV : C_SEND;
         nwait++;
+        shared |= ch->core != NULL;
         lua_remove(L, c); /* leaves channel, value */
     }
-    /* the cases that can proceed now, one of them chosen uniformly */
-    int chosen = 0;
-    uint64_t nready = 0;
-    for (int i = 1; i <= n; i++) {
-        if (kinds[i] == C_DEFAULT)
-            continue;
-        channel *ch = lua_touserdata(L, SEL_CH(base, i));
-        if (kinds[i] == C_RECV ? recv_ready(ch) : send_ready(ch)) {
-            nready++;
-            if (rng_next() % nready == 0)
-                chosen = i;
+    if (shared)
+        return op_run(L, s, select_sel(L, s, base, kinds, (int)n, nwait), dflt, timed, due,
+                      select_k);
+    /* the cases that can proceed now, one of them chosen uniformly (again
+     * when another VM took a waiter it counted on meanwhile) */
+    for (;;) {
+        int chosen = 0;
+        uint64_t nready = 0;
+        for (int i = 1; i <= n; i++) {
+            if (kinds[i] == C_DEFAULT)
+                continue;
+            channel *ch = lua_touserdata(L, SEL_CH(base, i));
+            if (kinds[i] == C_RECV ? recv_ready(ch) : send_ready(ch)) {
+                nready++;
+                if (rng_next() % nready == 0)
+                    chosen = i;
+            }
         }
-    }
-    if (chosen) {
+        if (!chosen)
+            break;
         channel *ch = lua_touserdata(L, SEL_CH(base, chosen));
         if (kinds[chosen] == C_RECV) {
-            try_recv(L, ch, SEL_CH(base, chosen));
-            return select_finish(L, base, chosen, 2);
+            if (try_recv(L, ch, SEL_CH(base, chosen)))
+                return select_finish(L, base, chosen, 2);
+            continue;
         }
-        if (try_send_at(L, ch, SEL_CH(base, chosen), SEL_VAL(base, chosen)) < 0)
+        int r = try_send_at(L, ch, SEL_CH(base, chosen), SEL_VAL(base, chosen));
+        if (r < 0)
             return closed_send_error(L, chosen);
-        return select_finish(L, base, chosen, 0);
+        if (r > 0)
+            return select_finish(L, base, chosen, 0);
     }
     if (dflt)
         return select_finish(L, base, dflt, 0);
     if (timed && due <= sched_now_ns())
         return select_timed_out(L);
-    chan_sel *sel = sel_new(L, s, nwait);
-    int k = 0;
-    for (int i = 1; i <= n; i++) {
-        if (kinds[i] == C_DEFAULT)
-            continue;
-        sel->w[k++] = (chan_waiter){.sel = sel,
-                                    .ch = lua_touserdata(L, SEL_CH(base, i)),
-                                    .vidx = SEL_VAL(base, i),
-                                    .chidx = SEL_CH(base, i),
-                                    .no = i,
-                                    .dir = kinds[i]};
-    }
+    chan_sel *sel = select_sel(L, s, base, kinds, (int)n, nwait);
     return sched_wait_parker(L, s, &sel->parker, timed ? due : 0, (lua_KContext)sel, select_k);
 }
 
@@ -779,7 +1341,7 @@ static int g_after(lua_State *L)
 {
     sched *s = lua_touserdata(L, lua_upvalueindex(1));
     uint64_t due = due_after(check_ms(L, 1));
-    channel *ch = push_channel(L, s, 1);
+    channel *ch = push_local_channel(L, s, 1);
     ch->recv_only = 1; /* as Go's <-chan: its one value is the timer's */
     if (due == UINT64_MAX)
         return 1; /* never */
@@ -813,6 +1375,142 @@ static int g_after_call(lua_State *L)
     else
         luaL_unref(L, LUA_REGISTRYINDEX, fref);
     return 1;
+}
+
+/* ---- travelling to another VM: the channel becomes shared ---- */
+
+/* Encodes the value on top of L (popped) to the back of c; NULL, or the
+ * error. */
+static const char *share_value(lua_State *L, chan_core *c, char *err, size_t errlen)
+{
+    chan_val v;
+    int rc = chan_val_encode(L, -1, &v, err, errlen);
+    lua_pop(L, 1);
+    if (rc != 0)
+        return err;
+    if (chan_core_push(c, v, 0) != 0) {
+        chan_val_free(&v);
+        return "not enough memory";
+    }
+    return NULL;
+}
+
+/* Moves ch's live waiters of q to the core's list cq. */
+static void share_waiters(mlist *q, mlist *cq, chan_core *c)
+{
+    chan_waiter *w;
+    while ((w = first_waiter(q))) {
+        dequeue(w);
+        if (atomic_load(&w->sel->fired) != 0)
+            continue;
+        mark_shared(w->sel, w, c);
+        mlist_push_back(cq, &w->node);
+        w->queued = 1;
+    }
+}
+
+/* The first time ch (at chidx, a channel of this VM) travels: its values
+ * (given back, buffered, and those of its waiting senders, in the order
+ * they will be received) are encoded into a new core, and its waiters move
+ * there. Raises, changing nothing, when one of them cannot travel. */
+static chan_core *share(lua_State *L, channel *ch, int chidx)
+{
+    if (ch->core)
+        return ch->core;
+    if (ch->recv_only)
+        luaL_error(
+            L, "an after() channel or a context's done() cannot travel to another VM or process "
+               "(it belongs to the VM that made it)");
+    if (ch->sharing)
+        luaL_error(L, "a channel that holds itself cannot travel");
+    chan_core *c = chan_core_new(ch->cap);
+    if (!c)
+        luaL_error(L, "not enough memory");
+    char err[256];
+    const char *fail = NULL;
+    luaL_checkstack(L, 4, "channel");
+    ch->sharing = 1;
+    for (lua_Integer i = 1; i <= ch->nback && !fail; i++) {
+        lua_getiuservalue(L, chidx, 2);
+        lua_rawgeti(L, -1, i);
+        lua_remove(L, -2);
+        fail = share_value(L, c, err, sizeof err);
+    }
+    for (lua_Integer i = 0; i < ch->count && !fail; i++) {
+        lua_getiuservalue(L, chidx, 1);
+        lua_rawgeti(L, -1, (ch->head + i) % ch->cap + 1);
+        lua_remove(L, -2);
+        fail = share_value(L, c, err, sizeof err);
+    }
+    mlist *n;
+    mlist_foreach (n, &ch->sendq) {
+        chan_waiter *w = mlist_entry(n, chan_waiter, node);
+        if (fail || atomic_load(&w->sel->fired) != 0)
+            continue;
+        lua_State *S = w->sel->g->L;
+        lua_pushvalue(S, w->vidx);
+        lua_xmove(S, L, 1);
+        if (chan_val_encode(L, -1, &w->val, err, sizeof err) != 0)
+            fail = err;
+        lua_pop(L, 1);
+    }
+    ch->sharing = 0;
+    if (fail) {
+        mlist_foreach (n, &ch->sendq)
+            chan_val_free(&mlist_entry(n, chan_waiter, node)->val);
+        chan_core_unref(c);
+        luaL_error(L, "a channel that holds a value that cannot travel cannot travel: %s", fail);
+    }
+    share_waiters(&ch->recvq, &c->recvq, c);
+    share_waiters(&ch->sendq, &c->sendq, c);
+    c->closed = ch->closed;
+    lua_pushnil(L);
+    lua_setiuservalue(L, chidx, 1);
+    lua_pushnil(L);
+    lua_setiuservalue(L, chidx, 2);
+    ch->head = ch->count = ch->nback = 0;
+    ch->core = c; /* (the core's first reference) */
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &COPIES);
+    lua_pushvalue(L, chidx);
+    lua_rawsetp(L, -2, c);
+    lua_pop(L, 1);
+    return c;
+}
+
+static int ch_encode(lua_State *L, int idx, void *ud, void *call)
+{
+    (void)ud;
+    travel_ctx *tc = call;
+    if (tc)
+        return luaL_error(L, "a channel cannot travel to %s", tc->where);
+    chan_core *c = share(L, lua_touserdata(L, idx), lua_absindex(L, idx));
+    chan_core_ref(c); /* taken over by the copy decoded */
+    travel_pack(L, c);
+    return 0;
+}
+
+static int ch_decode(lua_State *L, const char *data, size_t len, void *ud, void *call)
+{
+    sched *s = ud;
+    travel_ctx *tc = call;
+    if (tc)
+        return luaL_error(L, "a channel cannot travel from %s", tc->where);
+    chan_core *c = travel_unpack(L, data, len, "a channel");
+    if (!c)
+        return -1;
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &COPIES);
+    if (lua_rawgetp(L, -1, c) == LUA_TUSERDATA) { /* this VM has it already */
+        lua_remove(L, -2);
+        chan_core_unref(c);
+        return 0;
+    }
+    lua_pop(L, 1);
+    channel *ch = push_channel(L, s, c->cap);
+    ch->core = c;
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, -3, c);
+    lua_remove(L, -2);
+    return 0;
 }
 
 /* ---- range and iter, in Lua: their loop calls back into Lua code that
@@ -867,6 +1565,7 @@ void channel_open(lua_State *L, sched *s)
                                      {"_after_call", g_after_call},
                                      {"_close", g_close_internal},
                                      {"_recv_only", g_recv_only},
+                                     {"_remote_close", g_remote_close},
                                      {NULL, NULL}};
     int mod = lua_gettop(L);
     if (luaL_newmetatable(L, CHANNEL_TNAME)) {
@@ -880,9 +1579,12 @@ void channel_open(lua_State *L, sched *s)
         lua_setfield(L, -2, "__index");
         lua_pushcfunction(L, ch_tostring);
         lua_setfield(L, -2, "__tostring");
+        lua_pushcfunction(L, ch_gc);
+        lua_setfield(L, -2, "__gc");
     }
     lua_pop(L, 1);
-    travel_refuse(L, CHANNEL_TNAME, "a channel");
+    travel_new_copies(L, &COPIES);
+    codec_register_udata(L, CHANNEL_TNAME, ch_encode, ch_decode, s);
     lua_pushlightuserdata(L, s);
     luaL_setfuncs(L, funcs, 1);
     /* channel_send(ch, v) and the others: the methods, channel first */

@@ -14,11 +14,11 @@ enum { PH_SIGNAL, PH_SIGNALLED, PH_BROADCAST, PH_RELOCK };
 
 typedef struct cond_core {
     atomic_int refs;
-    mutex_core *mu; /* a reference */
+    mutex_core *mu; /* a reference; its lock guards the queue too (waitq.h) */
     mlist queue;    /* waiters for a signal (waiter.node), FIFO */
 } cond_core;
 
-typedef struct cond_ud {
+typedef struct cond_ud { /* a sync_ud */
     cond_core *core;
     sched *s;
 } cond_ud;
@@ -37,12 +37,12 @@ static void core_unref(void *core)
     }
 }
 
-static void signal_one(cond_core *c, int phase)
+static void signal_one(cond_core *c, int phase, sched *cur)
 {
     waiter *w = waitq_first(&c->queue);
     if (w) {
         w->phase = phase;
-        waiter_grant(w);
+        waiter_grant(w, cur);
     }
 }
 
@@ -56,7 +56,7 @@ static void abandon(waiter *w, int wake)
     int pass_on = w->state == W_GRANTED && w->phase == PH_SIGNALLED;
     waiter_unlink(w);
     if (wake && pass_on)
-        signal_one(c, PH_SIGNALLED);
+        signal_one(c, PH_SIGNALLED, w->s);
 }
 
 static const waiter_ops cond_ops = {core_ref, core_unref, abandon};
@@ -71,18 +71,25 @@ static int wait_k(lua_State *L, int status, lua_KContext ctx)
     (void)status;
     waiter *w = (waiter *)ctx;
     cond_core *c = w->core;
-    if (w->state == W_QUEUED)
+    sync_lock *lock = mutex_lock_of(c->mu);
+    sync_enter(lock);
+    if (w->state == W_QUEUED) {
+        sync_leave(lock);
         return waiter_wait(L, w, ctx, wait_k);
-    if (w->phase == PH_RELOCK) {
-        w->state = W_IDLE; /* granted: the mutex is ours again */
+    }
+    w->state = W_IDLE;
+    if (w->phase == PH_RELOCK) { /* granted: the mutex is ours again */
+        sync_leave(lock);
         return 0;
     }
     /* signalled: lock the mutex again */
-    w->state = W_IDLE;
     w->phase = PH_RELOCK;
-    if (mutex_try(c->mu, L))
+    if (mutex_try(c->mu, L, w->s)) {
+        sync_leave(lock);
         return 0;
+    }
     mutex_enqueue(c->mu, w);
+    sync_leave(lock);
     return waiter_wait(L, w, ctx, wait_k);
 }
 
@@ -90,27 +97,41 @@ static int cond_wait(lua_State *L)
 {
     cond_ud *u = check_cond(L);
     cond_core *c = u->core;
+    sync_lock *lock = mutex_lock_of(c->mu);
     lua_settop(L, 1);
-    if (!mutex_locked(c->mu))
+    sync_enter(lock);
+    int locked = mutex_locked(c->mu);
+    sync_leave(lock);
+    if (!locked)
         return luaL_error(L, "Cond wait with its mutex not locked");
-    waiter *w = waiter_push(L, u->s, c, &cond_ops, 0);
+    waiter *w = waiter_push(L, u->s, c, &cond_ops, 0, lock);
     w->phase = PH_SIGNAL;
+    sync_enter(lock);
     waiter_enqueue(&c->queue, w);
-    mutex_unlock(c->mu);
+    mutex_unlock(c->mu, u->s);
+    sync_leave(lock);
     return waiter_wait(L, w, (lua_KContext)w, wait_k);
 }
 
 static int cond_signal(lua_State *L)
 {
-    signal_one(check_cond(L)->core, PH_SIGNALLED);
+    cond_ud *u = check_cond(L);
+    sync_lock *lock = mutex_lock_of(u->core->mu);
+    sync_enter(lock);
+    signal_one(u->core, PH_SIGNALLED, u->s);
+    sync_leave(lock);
     return 0;
 }
 
 static int cond_broadcast(lua_State *L)
 {
-    cond_core *c = check_cond(L)->core;
+    cond_ud *u = check_cond(L);
+    cond_core *c = u->core;
+    sync_lock *lock = mutex_lock_of(c->mu);
+    sync_enter(lock);
     while (!mlist_empty(&c->queue))
-        signal_one(c, PH_BROADCAST);
+        signal_one(c, PH_BROADCAST, u->s);
+    sync_leave(lock);
     return 0;
 }
 
@@ -119,8 +140,10 @@ static int cond_tostring(lua_State *L)
     cond_core *c = check_cond(L)->core;
     size_t n = 0;
     const mlist *p;
+    sync_enter(mutex_lock_of(c->mu));
     mlist_foreach (p, &c->queue)
         n++;
+    sync_leave(mutex_lock_of(c->mu));
     lua_pushfstring(L, "Cond(%I waiting)", (lua_Integer)n);
     return 1;
 }
@@ -153,6 +176,26 @@ static int g_cond(lua_State *L)
     mlist_init(&c->queue);
     u->core = c;
     return 1;
+}
+
+int cond_encode(lua_State *L, int idx, void *ud, void *call)
+{
+    (void)ud;
+    cond_core *c = ((cond_ud *)lua_touserdata(L, idx))->core;
+    if (!call) { /* its mutex's waiters, then its own (under the same lock) */
+        sync_lock *lock = mutex_lock_of(c->mu);
+        mlist *n;
+        if (!lock->shared)
+            mlist_foreach (n, &c->queue)
+                waiter_share(L, mlist_entry(n, waiter, node));
+        mutex_share(L, c->mu);
+    }
+    return sync_encode_core(L, idx, call, "a cond", c, core_ref);
+}
+
+int cond_decode(lua_State *L, const char *data, size_t len, void *ud, void *call)
+{
+    return sync_decode_core(L, data, len, call, ud, COND_TNAME, "a cond", core_unref);
 }
 
 void cond_open(lua_State *L, sched *s)

@@ -8,11 +8,17 @@
 #ifndef MUTIRAO_COND_H
 #define MUTIRAO_COND_H
 
+#include <stddef.h>
+
 #include "scheduler.h"
 
 #define COND_TNAME "goroutine.Cond"
 
 /* Registers the metatable; sets `cond` on the table on top of the stack. */
 void cond_open(lua_State *L, sched *s);
+/* Travelling (sync.c registers them with the VM's sched as their ud): a
+ * Cond makes its mutex shared too. */
+int cond_encode(lua_State *L, int idx, void *ud, void *call);
+int cond_decode(lua_State *L, const char *data, size_t len, void *ud, void *call);
 
 #endif

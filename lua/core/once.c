@@ -10,14 +10,16 @@
 #include "waitq.h"
 
 enum { ONCE_NEW, ONCE_RUNNING, ONCE_DONE };
+enum { PH_RUN, PH_WAIT }; /* waiter.phase: the first call's, or a later one's */
 
 typedef struct once_core {
     atomic_int refs;
+    sync_lock lock; /* guards the rest once shared (waitq.h) */
     int state;
-    glist waiters; /* callers waiting for the first one to finish */
+    mlist queue; /* later calls waiting for the first one to finish (waiter.node) */
 } once_core;
 
-typedef struct once_ud {
+typedef struct once_ud { /* a sync_ud */
     once_core *core;
     sched *s;
 } once_ud;
@@ -30,29 +32,41 @@ static void core_ref(void *core)
 static void core_unref(void *core)
 {
     once_core *c = core;
-    if (atomic_fetch_sub(&c->refs, 1) == 1)
+    if (atomic_fetch_sub(&c->refs, 1) == 1) {
+        sync_lock_destroy(&c->lock);
         free(c);
+    }
 }
 
-/* The first call's waiter is closed: fn returned, raised, or its goroutine
- * was killed. Done either way. */
-static void finish(waiter *w, int wake)
+/* A waiter closes with the lock held: the first call's (fn returned,
+ * raised, or its goroutine was killed) marks the once done and wakes the
+ * later calls (those of other VMs even while this VM closes: wake 0); a
+ * later call's leaves the queue. */
+static void abandon(waiter *w, int wake)
 {
     once_core *c = w->core;
+    if (w->phase == PH_WAIT) {
+        waiter_unlink(w);
+        return;
+    }
     c->state = ONCE_DONE;
     w->state = W_IDLE;
-    if (wake)
-        sched_ready_all(w->s, &c->waiters);
+    waiter *q;
+    while ((q = waitq_first(&c->queue)))
+        if (wake || q->s != w->s)
+            waiter_grant(q, w->s);
+        else
+            waiter_unlink(q);
 }
 
-static const waiter_ops once_ops = {core_ref, core_unref, finish};
+static const waiter_ops once_ops = {core_ref, core_unref, abandon};
 
 static int wait_k(lua_State *L, int status, lua_KContext ctx)
 {
     (void)status;
-    once_ud *u = (once_ud *)ctx;
-    if (u->core->state != ONCE_DONE)
-        return sched_wait(L, u->s, &u->core->waiters, 0, ctx, wait_k);
+    waiter *w = (waiter *)ctx;
+    if (waiter_take_state(w) == W_QUEUED)
+        return waiter_wait(L, w, ctx, wait_k);
     return 0;
 }
 
@@ -67,17 +81,29 @@ static int once_call(lua_State *L)
     once_ud *u = luaL_checkudata(L, 1, ONCE_TNAME);
     once_core *c = u->core;
     luaL_checktype(L, 2, LUA_TFUNCTION);
-    if (c->state == ONCE_DONE)
+    sync_enter(&c->lock);
+    int st = c->state;
+    sync_leave(&c->lock);
+    if (st == ONCE_DONE)
         return 0;
-    if (c->state == ONCE_RUNNING) {
-        lua_settop(L, 1);
-        return sched_wait(L, u->s, &c->waiters, 0, (lua_KContext)u, wait_k);
-    }
     int nargs = lua_gettop(L) - 2;
     luaL_checkstack(L, nargs + 2, "too many arguments");
-    waiter *w = waiter_push(L, u->s, c, &once_ops, 0);
-    w->state = W_GRANTED; /* its close finishes the once */
-    c->state = ONCE_RUNNING;
+    waiter *w = waiter_push(L, u->s, c, &once_ops, 0, &c->lock);
+    sync_enter(&c->lock);
+    st = c->state;
+    if (st == ONCE_NEW) {
+        c->state = ONCE_RUNNING;
+        w->phase = PH_RUN;
+        w->state = W_GRANTED; /* its close finishes the once */
+    } else if (st == ONCE_RUNNING) {
+        w->phase = PH_WAIT;
+        waiter_enqueue(&c->queue, w);
+    }
+    sync_leave(&c->lock);
+    if (st == ONCE_DONE)
+        return 0;
+    if (st == ONCE_RUNNING)
+        return waiter_wait(L, w, (lua_KContext)w, wait_k);
     int base = lua_gettop(L);
     for (int i = 2; i < base; i++)
         lua_pushvalue(L, i);
@@ -89,7 +115,10 @@ static int once_tostring(lua_State *L)
 {
     once_core *c = ((once_ud *)luaL_checkudata(L, 1, ONCE_TNAME))->core;
     static const char *const names[] = {"Once(not run)", "Once(running)", "Once(done)"};
-    lua_pushstring(L, names[c->state]);
+    sync_enter(&c->lock);
+    int st = c->state;
+    sync_leave(&c->lock);
+    lua_pushstring(L, names[st]);
     return 1;
 }
 
@@ -113,10 +142,25 @@ static int g_once(lua_State *L)
     if (!c)
         return luaL_error(L, "not enough memory");
     atomic_init(&c->refs, 1);
+    sync_lock_init(&c->lock);
     c->state = ONCE_NEW;
-    glist_init(&c->waiters);
+    mlist_init(&c->queue);
     u->core = c;
     return 1;
+}
+
+int once_encode(lua_State *L, int idx, void *ud, void *call)
+{
+    (void)ud;
+    once_core *c = ((once_ud *)lua_touserdata(L, idx))->core;
+    if (!call)
+        sync_share(L, &c->lock, &c->queue);
+    return sync_encode_core(L, idx, call, "a once object", c, core_ref);
+}
+
+int once_decode(lua_State *L, const char *data, size_t len, void *ud, void *call)
+{
+    return sync_decode_core(L, data, len, call, ud, ONCE_TNAME, "a once object", core_unref);
 }
 
 void once_open(lua_State *L, sched *s)

@@ -7,11 +7,16 @@
 #ifndef MUTIRAO_ONCE_H
 #define MUTIRAO_ONCE_H
 
+#include <stddef.h>
+
 #include "scheduler.h"
 
 #define ONCE_TNAME "goroutine.Once"
 
 /* Registers the metatable; sets `once` on the table on top of the stack. */
 void once_open(lua_State *L, sched *s);
+/* Travelling (sync.c registers them with the VM's sched as their ud). */
+int once_encode(lua_State *L, int idx, void *ud, void *call);
+int once_decode(lua_State *L, const char *data, size_t len, void *ud, void *call);
 
 #endif

@@ -839,7 +839,7 @@ static void block_parked(lua_State *L, sched *s, glist *wl, uint64_t due, sched_
 
 int sched_stuck(const sched *s, int own_holds, unsigned base_handles)
 {
-    return s->nlive > 0 && s->holds <= own_holds && glist_empty(&s->runq) &&
+    return s->nlive > 0 && s->holds <= own_holds && s->remote_waits == 0 && glist_empty(&s->runq) &&
            glist_empty(&s->next_round) && theap_min(&s->timers) == NULL &&
            s->loop->active_handles <= base_handles && s->loop->active_reqs.count == 0;
 }

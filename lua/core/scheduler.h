@@ -118,6 +118,7 @@ struct sched {
     int closing;      /* being destroyed (lua_close) */
     port *port;       /* mailbox for other threads */
     int holds;        /* remote waits keeping the loop alive */
+    int remote_waits; /* goroutines parked on objects other VMs can wake (a shared channel) */
     int in_run;       /* inside sched_run: stop the loop once nothing is left */
     sched_ext *exts;  /* per-VM state of the layers above (sched_ext_set) */
     int errh_ref;     /* the host's log handler (rtlog.h), or LUA_NOREF */
@@ -290,7 +291,8 @@ int scope_has_label(const scope *sc);
  * VM, whose loop its own hold keeps alive forever, asks this before it
  * sleeps (the main VM's uv_run returns 0 instead). Every wake from another
  * thread is announced by a hold (await, a WaitGroup's copies, queue room),
- * so only new work could still run there. */
+ * so only new work could still run there. A goroutine parked on a shared
+ * channel (remote_waits) may be woken by another VM: not stuck. */
 int sched_stuck(const sched *s, int own_holds, unsigned base_handles);
 
 /* Runs the loop until no goroutine is left and no pool task this VM

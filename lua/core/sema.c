@@ -11,11 +11,12 @@
 
 typedef struct sem_core {
     atomic_int refs;
+    sync_lock lock; /* guards the rest once shared (waitq.h) */
     lua_Integer avail, cap;
     mlist queue; /* waiters (waiter.node; n = units asked), FIFO */
 } sem_core;
 
-typedef struct sem_ud {
+typedef struct sem_ud { /* a sync_ud */
     sem_core *core;
     sched *s;
 } sem_ud;
@@ -28,17 +29,20 @@ static void core_ref(void *core)
 static void core_unref(void *core)
 {
     sem_core *c = core;
-    if (atomic_fetch_sub(&c->refs, 1) == 1)
+    if (atomic_fetch_sub(&c->refs, 1) == 1) {
+        sync_lock_destroy(&c->lock);
         free(c);
+    }
 }
 
-/* Grants the waiters at the head while their requests fit. */
-static void grant(sem_core *c)
+/* Grants the waiters at the head while their requests fit; cur: the
+ * caller's VM. */
+static void grant(sem_core *c, sched *cur)
 {
     waiter *w;
     while ((w = waitq_first(&c->queue)) && w->n <= c->avail) {
         c->avail -= w->n;
-        waiter_grant(w);
+        waiter_grant(w, cur);
     }
 }
 
@@ -49,7 +53,7 @@ static void abandon(waiter *w, int wake)
         c->avail += w->n;
     waiter_unlink(w);
     if (wake)
-        grant(c); /* its units, or its place at the head, go to the next */
+        grant(c, w->s); /* its units, or its place at the head, go to the next */
 }
 
 static const waiter_ops sem_ops = {core_ref, core_unref, abandon};
@@ -75,10 +79,20 @@ static int acquire_k(lua_State *L, int status, lua_KContext ctx)
 {
     (void)status;
     waiter *w = (waiter *)ctx;
-    if (w->state == W_QUEUED)
+    if (waiter_take_state(w) == W_QUEUED)
         return waiter_wait(L, w, ctx, acquire_k);
-    w->state = W_IDLE; /* granted: the units are ours */
-    return 0;
+    return 0; /* granted: the units are ours */
+}
+
+/* Takes k units at once when nobody waits and they are there (1). */
+static int take_now(sem_core *c, lua_Integer k)
+{
+    sync_enter(&c->lock);
+    int ok = mlist_empty(&c->queue) && c->avail >= k;
+    if (ok)
+        c->avail -= k;
+    sync_leave(&c->lock);
+    return ok;
 }
 
 static int sem_acquire(lua_State *L)
@@ -87,43 +101,55 @@ static int sem_acquire(lua_State *L)
     sem_core *c = u->core;
     lua_Integer k = check_units(L, c);
     lua_settop(L, 1);
-    if (mlist_empty(&c->queue) && c->avail >= k) {
+    if (take_now(c, k))
+        return 0;
+    waiter *w = waiter_push(L, u->s, c, &sem_ops, k, &c->lock);
+    sync_enter(&c->lock);
+    if (mlist_empty(&c->queue) && c->avail >= k) { /* (released meanwhile, by another VM) */
         c->avail -= k;
+        sync_leave(&c->lock);
         return 0;
     }
-    waiter *w = waiter_push(L, u->s, c, &sem_ops, k);
     waiter_enqueue(&c->queue, w);
+    sync_leave(&c->lock);
     return waiter_wait(L, w, (lua_KContext)w, acquire_k);
 }
 
 static int sem_try_acquire(lua_State *L)
 {
     sem_core *c = check_sem(L)->core;
-    lua_Integer k = check_units(L, c);
-    int ok = mlist_empty(&c->queue) && c->avail >= k;
-    if (ok)
-        c->avail -= k;
-    lua_pushboolean(L, ok);
+    lua_pushboolean(L, take_now(c, check_units(L, c)));
     return 1;
 }
 
 static int sem_release(lua_State *L)
 {
-    sem_core *c = check_sem(L)->core;
+    sem_ud *u = check_sem(L);
+    sem_core *c = u->core;
     lua_Integer k = check_units(L, c);
-    if (k > c->cap - c->avail)
+    sync_enter(&c->lock);
+    lua_Integer avail = c->avail;
+    int over = k > c->cap - avail;
+    if (!over) {
+        c->avail += k;
+        grant(c, u->s);
+    }
+    sync_leave(&c->lock);
+    if (over)
         return luaL_error(L,
                           "semaphore released more than acquired (%I available of %I, "
                           "releasing %I)",
-                          c->avail, c->cap, k);
-    c->avail += k;
-    grant(c);
+                          avail, c->cap, k);
     return 0;
 }
 
 static int sem_available(lua_State *L)
 {
-    lua_pushinteger(L, check_sem(L)->core->avail);
+    sem_core *c = check_sem(L)->core;
+    sync_enter(&c->lock);
+    lua_Integer avail = c->avail;
+    sync_leave(&c->lock);
+    lua_pushinteger(L, avail);
     return 1;
 }
 
@@ -138,12 +164,15 @@ static int sem_tostring(lua_State *L)
     sem_core *c = check_sem(L)->core;
     size_t n = 0;
     const mlist *p;
+    sync_enter(&c->lock);
     mlist_foreach (p, &c->queue)
         n++;
+    lua_Integer avail = c->avail;
+    sync_leave(&c->lock);
     if (n)
-        lua_pushfstring(L, "Semaphore(%I/%I, %I waiting)", c->avail, c->cap, (lua_Integer)n);
+        lua_pushfstring(L, "Semaphore(%I/%I, %I waiting)", avail, c->cap, (lua_Integer)n);
     else
-        lua_pushfstring(L, "Semaphore(%I/%I)", c->avail, c->cap);
+        lua_pushfstring(L, "Semaphore(%I/%I)", avail, c->cap);
     return 1;
 }
 
@@ -169,10 +198,25 @@ static int g_semaphore(lua_State *L)
     if (!c)
         return luaL_error(L, "not enough memory");
     atomic_init(&c->refs, 1);
+    sync_lock_init(&c->lock);
     c->avail = c->cap = n;
     mlist_init(&c->queue);
     u->core = c;
     return 1;
+}
+
+int semaphore_encode(lua_State *L, int idx, void *ud, void *call)
+{
+    (void)ud;
+    sem_core *c = ((sem_ud *)lua_touserdata(L, idx))->core;
+    if (!call)
+        sync_share(L, &c->lock, &c->queue);
+    return sync_encode_core(L, idx, call, "a semaphore", c, core_ref);
+}
+
+int semaphore_decode(lua_State *L, const char *data, size_t len, void *ud, void *call)
+{
+    return sync_decode_core(L, data, len, call, ud, SEMAPHORE_TNAME, "a semaphore", core_unref);
 }
 
 void semaphore_open(lua_State *L, sched *s)

@@ -8,7 +8,7 @@
 #include "mutex.h"
 #include "once.h"
 #include "sema.h"
-#include "travel.h"
+#include "codec.h"
 
 lua_Integer sync_check_integer(lua_State *L, int arg)
 {
@@ -28,10 +28,11 @@ void sync_open(lua_State *L, sched *s)
     atomic_int_open(L);
     once_open(L, s);
     cond_open(L, s);
-    /* (an atomic_int travels: atomic_int.c) */
-    travel_refuse(L, MUTEX_TNAME, "a mutex");
-    travel_refuse(L, RWMUTEX_TNAME, "an rwmutex");
-    travel_refuse(L, SEMAPHORE_TNAME, "a semaphore");
-    travel_refuse(L, ONCE_TNAME, "a once object");
-    travel_refuse(L, COND_TNAME, "a cond");
+    /* each travels to the other VMs of the process as the same object (an
+     * atomic_int: atomic_int.c; the others: waitq.h), not to the fleet */
+    codec_register_udata(L, MUTEX_TNAME, mutex_encode, mutex_decode, s);
+    codec_register_udata(L, RWMUTEX_TNAME, rwmutex_encode, rwmutex_decode, s);
+    codec_register_udata(L, SEMAPHORE_TNAME, semaphore_encode, semaphore_decode, s);
+    codec_register_udata(L, ONCE_TNAME, once_encode, once_decode, s);
+    codec_register_udata(L, COND_TNAME, cond_encode, cond_decode, s);
 }

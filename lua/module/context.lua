@@ -1,20 +1,33 @@
--- context.lua: Go's context and errgroup for the goroutines of one VM
--- (goroutine.context, goroutine.errgroup). Embedded into the module; run
--- once per VM with the module table.
+-- context.lua: Go's context and errgroup (goroutine.context,
+-- goroutine.errgroup). Embedded into the module; run once per VM with the
+-- module table.
 --
 -- A context is cancelled by its cancel function, by its parent's
 -- cancellation, or at its deadline (a timer of the scheduler: it keeps
 -- nothing alive). Cancelling closes its done() channel, so a select can
--- wait for it, and cancels its children. err() says why.
+-- wait for it, and cancels its children. err() says why. A context sent to
+-- a pool task is cancelled in every VM holding it (its link).
 local G = ...
 local channel, after_call, close, recv_only = G.channel, G._after_call, G._close, G._recv_only
 local wall_ms, local_only = G._wall_ms, G._local_only
-local setmetatable, type, error, select = setmetatable, type, error, select
+local link_new = G._link_new
+local setmetatable, type, error, select, pairs = setmetatable, type, error, select, pairs
 local CANCELED, DEADLINE = "context canceled", "context deadline exceeded"
 
 local Context = {}
 Context.__index = Context
 Context.__name = "goroutine.Context"
+-- a context travels to a pool task as a table with this VM's Context
+-- there: its parent, deadline and link (a cancellation shared by the VMs
+-- holding it, lua/core/cancel_link.c); the rest is each VM's own (state)
+G._link_class(Context)
+
+-- context -> its VM's part: children (weak), the reason once cancelled,
+-- the done channel (made on first done()), the deadline's timer
+local state = setmetatable({}, { __mode = "k" })
+-- link -> the contexts of this VM that have it (weak): a context and the
+-- copies of it that came in pool tasks' values
+local by_link = setmetatable({}, { __mode = "k" })
 
 local function is_ctx(c)
     return getmetatable(c) == Context
@@ -26,50 +39,82 @@ local function check_self(c, fname)
     end
 end
 
-local function new(parent)
-    return setmetatable({
-        parent = parent,
-        children = setmetatable({}, { __mode = "k" }), -- (a child forgets itself on cancel)
-        cancelled = nil, -- the error once cancelled
-        deadline_ms = parent and parent.deadline_ms, -- Unix ms, or nil
-        done_ch = nil,   -- made on first done()
-        timer = nil,     -- the deadline's timer (after_call's channel)
-        guard = local_only("a context"), -- a copy in another VM would be cancelled by nothing
-    }, Context)
+local function st(c)
+    local s = state[c]
+    if not s then
+        s = { children = setmetatable({}, { __mode = "k" }), cancelled = c.link:state() }
+        state[c] = s
+        local set = by_link[c.link]
+        if not set then
+            set = setmetatable({}, { __mode = "k" })
+            by_link[c.link] = set
+        end
+        set[c] = true
+    end
+    return s
 end
 
-local function cancel(c, why)
-    if c.cancelled then return end
-    c.cancelled = why
-    if c.done_ch then close(c.done_ch) end
-    if c.timer then
-        close(c.timer) -- stops it
-        c.timer = nil
-    end
-    for child in pairs(c.children) do cancel(child, why) end
-    c.children = {}
-    if c.parent then c.parent.children[c] = nil end
+local function new(parent)
+    local c = setmetatable({ parent = parent, deadline_ms = parent and parent.deadline_ms,
+        link = link_new() }, Context)
+    st(c)
+    return c
 end
+
+local cancel
+
+-- c's part in this VM: its done channel, its timer, its children here
+local function cancel_here(c, why)
+    local s = st(c)
+    if s.finished then return end
+    s.cancelled, s.finished = s.cancelled or why, true
+    if s.done_ch then close(s.done_ch) end
+    if s.timer then
+        close(s.timer) -- stops it
+        s.timer = nil
+    end
+    local children = s.children
+    s.children = {}
+    for child in pairs(children) do cancel(child, s.cancelled) end
+    if c.parent and state[c.parent] then state[c.parent].children[c] = nil end
+end
+
+-- cancels c everywhere: the other VMs holding its link are told (once),
+-- and every context of this VM with that link is cancelled here
+function cancel(c, why)
+    c.link:cancel(why)
+    why = c.link:state() or why -- (another VM's reason may have come first)
+    for other in pairs(by_link[c.link] or {}) do cancel_here(other, why) end
+    cancel_here(c, why)
+end
+
+-- another VM cancelled a link this VM holds (from the loop: cannot wait)
+G._link_on_cancel(function(link, why)
+    for c in pairs(by_link[link] or {}) do cancel_here(c, why) end
+end)
 
 local function child_of(parent, deadline_ms)
     local c = new(parent)
     if deadline_ms and (not c.deadline_ms or deadline_ms < c.deadline_ms) then
         c.deadline_ms = deadline_ms
     end
-    if parent.cancelled then
-        cancel(c, parent.cancelled)
+    local why = st(parent).cancelled or parent.link:state()
+    if why then
+        cancel(c, why)
     else
-        parent.children[c] = true
+        st(parent).children[c] = true
         if c.deadline_ms and c.deadline_ms ~= parent.deadline_ms then
             local left = c.deadline_ms - wall_ms()
             if left <= 0 then
                 cancel(c, DEADLINE)
             else
-                c.timer = after_call(left, function() cancel(c, DEADLINE) end)
+                st(c).timer = after_call(left, function() cancel(c, DEADLINE) end)
             end
         end
     end
-    return c, function() cancel(c, CANCELED) end
+    -- (a C function calling c:cancel(): a Lua closure would take this
+    -- file's tables along wherever it was sent)
+    return c, G._cancel_func(c)
 end
 
 function G.context()
@@ -104,14 +149,20 @@ function Context:cancel()
     cancel(self, CANCELED)
 end
 
+-- (the link first: another VM's cancel is seen at once, before its
+-- message has run here)
+local function reason(c)
+    return st(c).cancelled or c.link:state()
+end
+
 function Context:is_cancelled()
     check_self(self, "is_cancelled")
-    return self.cancelled ~= nil
+    return reason(self) ~= nil
 end
 
 function Context:err()
     check_self(self, "err")
-    return self.cancelled
+    return reason(self)
 end
 
 function Context:deadline()
@@ -121,15 +172,20 @@ end
 
 function Context:done()
     check_self(self, "done")
-    if not self.done_ch then
-        self.done_ch = recv_only(channel()) -- closed by cancellation only
-        if self.cancelled then close(self.done_ch) end
+    local s = st(self)
+    if not s.done_ch then
+        s.done_ch = recv_only(channel()) -- closed by cancellation only
+        -- (a cancel in another VM closes it: waiting on it is no deadlock)
+        if self.link:shared() then G._remote_close(s.done_ch) end
+        if s.finished then close(s.done_ch) end
+        if not s.finished and reason(self) then cancel_here(self, reason(self)) end
     end
-    return self.done_ch
+    return s.done_ch
 end
 
 function Context:__tostring()
-    if self.cancelled then return "Context(" .. self.cancelled .. ")" end
+    local why = reason(self)
+    if why then return "Context(" .. why .. ")" end
     if self.deadline_ms then
         return ("Context(deadline in %.0f ms)"):format(self.deadline_ms - wall_ms())
     end
@@ -158,8 +214,9 @@ function G.errgroup(ctx)
     if ctx ~= nil and not is_ctx(ctx) then
         error(("bad argument #1 to 'errgroup' (context expected, got %s)"):format(type(ctx)), 2)
     end
-    local gctx, cancel_fn = (ctx or new(nil)):with_cancel()
-    local g = setmetatable({ wg = G.wait_group(), cancel = cancel_fn, failed = false, err = nil,
+    local gctx = (ctx or new(nil)):with_cancel()
+    -- (every field but the guard could travel: the codec meets the guard)
+    local g = setmetatable({ wg = G.wait_group(), ctx = gctx, failed = false, err = nil,
         guard = local_only("an error group") }, Group)
     return g, gctx
 end
@@ -178,7 +235,7 @@ function Group:go(fn, ...)
         local ok, err = xpcall(fn, with_traceback, table.unpack(args, 1, n))
         if not ok and not self.failed then -- (error(nil) is an error too)
             self.failed, self.err = true, err
-            self.cancel()
+            self.ctx:cancel()
         end
     end)
 end
@@ -186,7 +243,7 @@ end
 function Group:wait()
     check_group(self, "wait")
     self.wg:wait()
-    self.cancel()
+    self.ctx:cancel()
     if self.failed then return false, self.err end
     return true
 end

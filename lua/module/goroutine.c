@@ -11,6 +11,7 @@
 #include <lauxlib.h>
 
 #include "async.h"
+#include "cancel_link.h"
 #include "channel.h"
 #include "coroutines.h"
 #include "http.h"
@@ -497,6 +498,7 @@ MUTIRAO_EXPORT int luaopen_goroutine(lua_State *L)
     luaL_setfuncs(L, funcs, 1);
     channel_open(L, s);
     sync_open(L, s);
+    cancel_link_open(L, s);
     patterns_open(L);
     pool_open(L, s);
     return 1;

@@ -613,6 +613,8 @@ static void fail_text(ex_task *t, const char *msg)
 static void on_task_cancelled(scope_watch *w, int cancelled)
 {
     ex_task *t = (ex_task *)((char *)w - offsetof(ex_task, watch));
+    /* at its time limit (not the VM's end) */
+    t->timed_out = cancelled && t->sc->eff_deadline && sched_now_ns() >= t->sc->eff_deadline;
     fail_text(t, cancelled && t->sc->reason[0] ? t->sc->reason : "cancelled");
 }
 
@@ -630,6 +632,7 @@ static int task_k(lua_State *L, int status, lua_KContext ctx)
         task_encode(L, t, 1, 2);
     } else if (sc && sc->eff_deadline && sched_now_ns() >= sc->eff_deadline) {
         /* stopped inside a C call that could not yield: the timeout */
+        t->timed_out = 1;
         lua_pushstring(L, sc->reason[0] ? sc->reason : "cancelled: deadline passed");
         task_encode(L, t, 0, lua_gettop(L));
     } else {
@@ -733,6 +736,7 @@ static void run_task(sched *s, xmsg *m)
     char reason[128] = ""; /* (the running one, "timeout after N ms", fits sc->reason) */
     uint64_t limit_ms = task_limit(t, reason, sizeof reason);
     if (limit_ms == UINT64_MAX) { /* too late to start it */
+        t->timed_out = 1;
         fail_text(t, reason);
         return;
     }

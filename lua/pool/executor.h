@@ -67,6 +67,7 @@ struct ex_task {
     size_t outlen;
     int ok;        /* 1 returned, 0 raised or could not run */
     int lingering; /* goroutines it started still ran at its end */
+    int timed_out; /* 1: it failed at its timeout or deadline (or was too late to start) */
     ex_done_fn done;
     ex_ended_fn ended;
     travel_ctx *decode_ctx; /* how objects in the task travel (NULL: this process) */

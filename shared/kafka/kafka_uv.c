@@ -1326,6 +1326,38 @@ int kuv_done(kuv_consumer *c, const char *topic, int32_t partition, int64_t offs
     return 0;
 }
 
+void kuv_consumer_lag(kuv_consumer *c,
+                      void (*fn)(void *ud, const char *topic, int32_t partition, int64_t lag),
+                      void *ud)
+{
+    if (c->closing || c->destroyed)
+        return;
+    for (int b = 0; b < KUV_NBUCKETS; b++)
+        for (kuv_part *q = c->buckets[b]; q; q = q->next) {
+            int64_t lo, hi, next = -1;
+            if (rd_kafka_get_watermark_offsets(c->rk, q->topic, q->partition, &lo, &hi) !=
+                    RD_KAFKA_RESP_ERR_NO_ERROR ||
+                hi < 0)
+                continue;
+            if (q->tr.len > 0)
+                next = q->tr.off[q->tr.head]; /* the oldest unfinished */
+            else if (q->tr.last >= 0)
+                next = q->tr.last + 1;
+            else {
+                rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+                rd_kafka_topic_partition_list_add(l, q->topic, q->partition);
+                if (rd_kafka_position(c->rk, l) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+                    l->elems[0].err == RD_KAFKA_RESP_ERR_NO_ERROR && l->elems[0].offset >= 0)
+                    next = l->elems[0].offset;
+                rd_kafka_topic_partition_list_destroy(l);
+                if (next < 0 && lo >= 0 && lo == hi)
+                    next = hi; /* nothing in it to consume */
+            }
+            if (next >= 0)
+                fn(ud, q->topic, q->partition, hi > next ? hi - next : 0);
+        }
+}
+
 size_t kuv_consumer_pending(const kuv_consumer *c)
 {
     return c ? c->pending : 0;

@@ -227,6 +227,19 @@ int kuv_hold(kuv_consumer *c, const char *topic, int hold);
 */
 int kuv_done(kuv_consumer *c, const char *topic, int32_t partition, int64_t offset);
 
+/*
+** The consumer lag of each assigned partition whose lag is known: fn(ud,
+** topic, partition, lag) with its high watermark as of its last fetch
+** (librdkafka's cached value: no request is sent, nothing waits) minus the
+** first offset not finished here (the oldest unfinished message handed
+** out, else the one after the last handed out, else the consumer's
+** position). A partition with neither a watermark nor a position yet is
+** left out. topic lives only during the call.
+*/
+void kuv_consumer_lag(kuv_consumer *c,
+                      void (*fn)(void *ud, const char *topic, int32_t partition, int64_t lag),
+                      void *ud);
+
 /* Handed-out messages not yet finished, over every assigned partition. */
 size_t kuv_consumer_pending(const kuv_consumer *c);
 

@@ -4,6 +4,7 @@
 ** lines, environment variables and config_set all go through set_key, so a
 ** value is checked the same way wherever it comes from.
 */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -146,6 +147,52 @@ static int check_mechanism(const char *v, char *why, size_t whylen)
     return check_word(v, w, 3, why, whylen);
 }
 
+int config_host_port(const char *v, char *host, size_t hostlen, int *port, char *why, size_t whylen)
+{
+    static const char expected[] = "PORT, HOST:PORT or [IPV6]:PORT expected (HOST an IPv4 or IPv6 "
+                                   "address or localhost; PORT 1 to 65535)";
+    const char *colon = strrchr(v, ':');
+    const char *p = colon ? colon + 1 : v;
+    char h[64];
+    if (!colon) {
+        snprintf(h, sizeof h, "127.0.0.1");
+    } else if (v[0] == '[') {
+        const char *close = strchr(v, ']');
+        if (!close || close + 1 != colon || (size_t)(close - v - 1) >= sizeof h)
+            goto bad;
+        memcpy(h, v + 1, (size_t)(close - v - 1));
+        h[close - v - 1] = 0;
+    } else {
+        if ((size_t)(colon - v) >= sizeof h || memchr(v, ':', (size_t)(colon - v)))
+            goto bad;
+        memcpy(h, v, (size_t)(colon - v));
+        h[colon - v] = 0;
+    }
+    if (!strcmp(h, "localhost"))
+        snprintf(h, sizeof h, "127.0.0.1");
+    unsigned char addr[16];
+    if (inet_pton(AF_INET, h, addr) != 1 && inet_pton(AF_INET6, h, addr) != 1)
+        goto bad;
+    char *end;
+    errno = 0;
+    long n = isdigit((unsigned char)*p) ? strtol(p, &end, 10) : 0;
+    if (n < 1 || n > 65535 || errno || *end)
+        goto bad;
+    if (host && snprintf(host, hostlen, "%s", h) >= (int)hostlen)
+        goto bad;
+    if (port)
+        *port = (int)n;
+    return 0;
+bad:
+    snprintf(why, whylen, "%s", expected);
+    return -1;
+}
+
+static int check_metrics_addr(const char *v, char *why, size_t whylen)
+{
+    return v[0] ? config_host_port(v, NULL, 0, NULL, why, whylen) : 0;
+}
+
 /* ---- the key table -------------------------------------------------------- */
 
 typedef enum ktype {
@@ -240,6 +287,9 @@ static const key keys[CONFIG_NKEYS] = {
      "", NULL, 0},
     {"task.info_ttl_s", "MUTIRAO_TASK_INFO_TTL_S", T_INT, OFF(task_info_ttl_s), 0, 315360000, "0",
      NULL, 0},
+    /* a worker's Prometheus endpoint (worker/metrics_http.h) */
+    {"worker.metrics_addr", "MUTIRAO_WORKER_METRICS_ADDR", T_STR, OFF(worker_metrics_addr), 0, 0,
+     "", check_metrics_addr, 0},
 };
 
 /* Most items of a worker.pools list. */

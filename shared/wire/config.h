@@ -37,7 +37,7 @@ const char *config_strerror(int err);
 const char *config_errname(int err);
 
 /* Number of keys (see config/mutirao.conf for the list). */
-#define CONFIG_NKEYS 35
+#define CONFIG_NKEYS 36
 /* Longest origin kept per key ("config/mutirao.conf:7", "MUTIRAO_FLEET"). */
 #define CONFIG_ORIGIN_MAX 160
 /* Longest Kafka topic name. */
@@ -117,6 +117,8 @@ typedef struct config {
     char *redis_tls_cert_file; /* redis.tls_cert_file: client certificate (PEM) */
     char *redis_tls_key_file;  /* redis.tls_key_file: its private key (PEM) */
     char *redis_password_file; /* redis.password_file: the password's file */
+    char *worker_metrics_addr; /* worker.metrics_addr: where a worker serves /metrics,
+                                  "[HOST:]PORT" (config_host_port); "" = nowhere */
     config_prop *kafka_props;  /* kafka.property.NAME = VALUE, in the order first set */
     size_t kafka_nprops;
     char *path;                                   /* the file config_load read, "" if none */
@@ -186,6 +188,16 @@ int config_topic_for_pool(const config *cfg, const char *pool, char *out, size_t
 ** err saying why: a worker would run its own dead letters again.
 */
 int config_check_dead_topic(const config *cfg, char *err, size_t errlen);
+
+/*
+** Splits "PORT", "HOST:PORT" or "[IPV6]:PORT" (worker.metrics_addr): host
+** gets HOST (the brackets removed; "127.0.0.1" when only a port is given,
+** loopback by default) and *port the port, 1 to 65535. HOST is an IPv4 or
+** IPv6 address or "localhost" (127.0.0.1); "0.0.0.0" or "::" listen on
+** every address. 0, or -1 with why filled (what was expected).
+*/
+int config_host_port(const char *v, char *host, size_t hostlen, int *port, char *why,
+                     size_t whylen);
 
 /* auth.required as it applies: on when set on, off when set off, and when
    left at auto, on exactly when auth.trusted_keys is not empty. */

@@ -20,3 +20,15 @@ add_executable(test-executor ${CMAKE_CURRENT_LIST_DIR}/test-executor.c)
 target_link_libraries(test-executor PRIVATE mutirao_runtime PkgConfig::LUA)
 add_test(NAME c.test-executor COMMAND test-executor)
 set_tests_properties(c.test-executor PROPERTIES LABELS "c;tsan" TIMEOUT 60)
+
+# Channels shared between VM threads (lua/core/channel.c, channel_core.c).
+add_test(NAME c.channel_threads
+  COMMAND mutirao-test-lua ${CMAKE_CURRENT_LIST_DIR}/channel_threads.lua)
+set_tests_properties(c.channel_threads PROPERTIES LABELS "c;tsan" TIMEOUT 120
+  ENVIRONMENT "TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1")
+
+# mutex, rwmutex, semaphore, once and cond shared between VM threads.
+add_test(NAME c.sync_threads
+  COMMAND mutirao-test-lua ${CMAKE_CURRENT_LIST_DIR}/sync_threads.lua)
+set_tests_properties(c.sync_threads PROPERTIES LABELS "c;tsan" TIMEOUT 120
+  ENVIRONMENT "TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1")

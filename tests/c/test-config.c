@@ -108,6 +108,30 @@ static int test_defaults(void)
     ASSERT_CONTAINS(derr, "MUTIRAO_WORKER_ALLOW: worker.allow");
     ASSERT_CONTAINS(derr, "os.execute");
     ASSERT_STR_EQ(c.worker_allow, "exec,http,os.execute,require.lpeg");
+    /* where a worker serves /metrics: loopback unless a host is given */
+    ASSERT_STR_EQ(c.worker_metrics_addr, "");
+    char host[64];
+    int port = 0;
+    ASSERT_EQ(config_set(&c, "worker.metrics_addr", "9464", "test", derr, sizeof derr), 0);
+    ASSERT_EQ(config_host_port(c.worker_metrics_addr, host, sizeof host, &port, derr, sizeof derr),
+              0);
+    ASSERT_STR_EQ(host, "127.0.0.1");
+    ASSERT_EQ(port, 9464);
+    ASSERT_EQ(config_host_port("[::1]:80", host, sizeof host, &port, derr, sizeof derr), 0);
+    ASSERT_STR_EQ(host, "::1");
+    ASSERT_EQ(config_host_port("0.0.0.0:9100", host, sizeof host, &port, derr, sizeof derr), 0);
+    ASSERT_STR_EQ(host, "0.0.0.0");
+    ASSERT_EQ(config_host_port("localhost:1", host, sizeof host, &port, derr, sizeof derr), 0);
+    ASSERT_STR_EQ(host, "127.0.0.1");
+    const char *bad[] = {
+        "0", "65536", "host.example:80", "1.2.3.4:", ":80", "::1:80", "[::1]80", "80x"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        ASSERT_EQ(config_host_port(bad[i], host, sizeof host, &port, derr, sizeof derr), -1);
+    ASSERT_EQ(
+        config_set(&c, "worker.metrics_addr", "nowhere:1", "--metrics-addr", derr, sizeof derr),
+        CONFIG_EVALUE);
+    ASSERT_CONTAINS(derr, "--metrics-addr: worker.metrics_addr: PORT, HOST:PORT");
+    ASSERT_STR_EQ(c.worker_metrics_addr, "9464");
     config_free(&c);
     ASSERT_EQ(config_init(&c), 0);
     ASSERT_STR_EQ(c.path, "");

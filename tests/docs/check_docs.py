@@ -4,7 +4,7 @@
   check_docs.py SOURCE_DIR paths
       Every repository path the documents name exists: paths in inline code
       or code blocks that start with a top-level folder (.ci/ bench/ config/
-      docs/ examples/ include/ lua/ producer/ scripts/ shared/ tests/
+      docs/ examples/ include/ lua/ producer/ python/ scripts/ shared/ tests/
       worker/) or are compose.yaml, Dockerfile or CMakeLists.txt (a trailing
       :LINE and punctuation stripped; globs, URLs and build outputs ignored),
       and the targets of relative markdown links (from the document's
@@ -26,7 +26,7 @@ import sys
 import tempfile
 
 TOP_DIRS = (".ci", "bench", "config", "docs", "examples", "include", "lua", "producer",
-            "scripts", "shared", "tests", "worker")
+            "python", "scripts", "shared", "tests", "worker")
 TOP_FILES = ("compose.yaml", "Dockerfile", "CMakeLists.txt")
 
 # a candidate path: a top-level folder and what follows, or a top-level file,

@@ -18,6 +18,11 @@ add_test(NAME example.hello COMMAND ${_ex_run} ${_ex_dir}/hello.lua
 add_test(NAME example.channels COMMAND ${_ex_run} ${_ex_dir}/channels.lua
   --out "^9 results, sum of squares 285$" --min 0.14 --max 1.5)
 
+# channel_pool.lua: 20,000 numbers through 4 pool tasks and back, on channels.
+add_test(NAME example.channel_pool COMMAND ${_ex_run} ${_ex_dir}/channel_pool.lua
+  --out "^4 pool tasks took 20000 numbers$"
+  --out "^20000 results; the longest: 17647 takes 278 steps$" --max 5.0)
+
 # select.lua: two sources for 300 ms (after), then a default and a select_timeout.
 add_test(NAME example.select COMMAND ${_ex_run} ${_ex_dir}/select.lua
   --out "^in 300 ms: 1[3-5] from fast, [45] from slow$"
@@ -86,6 +91,12 @@ set_tests_properties(example.hello example.waitgroup example.timeout example.par
 
 # Examples of the http and exec modules (issue 5); the HTTP ones run against
 # tests/helpers/http_server.py, started by run_example.py --server.
+# release.lua: the README's task file, run as the README says: ~200 ms.
+add_test(NAME example.release COMMAND ${_ex_run} ${_ex_dir}/release.lua
+  --workflow release --param env=prod
+  --err "\\] deploy got ok for prod$" --err "workflow 'release' succeeded"
+  --out "^release +deploy +success +\\d+ms +deployed$" --min 0.19 --max 1.5)
+
 # deploy.lua: 4 targets x 5 exec steps (~0.7 s each) at once: ~0.7 s, not 2.8 s
 # (--max 2.0 bounds it; the task's own duration may show as 1.xs on a loaded
 # machine).
@@ -137,6 +148,6 @@ add_test(NAME example.async_fetch_one_down COMMAND ${_ex_run} ${_ex_dir}/async_f
   --err "\\] API 1: HTTP 200" --err "\\] API 3: HTTP 200" --not-err "API [13] falhou"
   --out "^async_fetch +fetch_data +failed +\\d+ms +fetched 2 of 3 APIs$")
 
-set_tests_properties(example.deploy example.deploy_one_fails example.parallel_health_check
+set_tests_properties(example.release example.deploy example.deploy_one_fails example.parallel_health_check
   example.parallel_health_check_all_up example.async_fetch example.async_fetch_one_down
   PROPERTIES LABELS examples TIMEOUT 60)

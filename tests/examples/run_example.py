@@ -4,6 +4,7 @@
 usage: run_example.py MUTIRAO FILE [--code N] [--out REGEX]... [--err REGEX]...
                       [--not-out REGEX]... [--not-err REGEX]... [--min SECONDS]
                       [--max SECONDS] [--server ARGS] [--param KEY=VALUE]...
+                      [--workflow NAME]
 
 Checks the exit status (default 0), that every --out pattern appears on stdout and
 every --err pattern on stderr (and no --not-out/--not-err pattern does; Python
@@ -11,7 +12,7 @@ regular expressions, multiline), and that the wall time lies within [--min, --ma
 
 --server ARGS starts tests/helpers/http_server.py ARGS for the run (stopped after);
 in --param values, {port1}, {port2}... are its ports and {refused} a port that
-refuses connections. --param KEY=VALUE is passed to `mutirao run`.
+refuses connections. --param KEY=VALUE and --workflow NAME are passed to `mutirao run`.
 """
 import argparse
 import os
@@ -50,6 +51,7 @@ def main():
     ap.add_argument("--not-err", action="append", default=[])
     ap.add_argument("--server")
     ap.add_argument("--param", action="append", default=[])  # also --param=KEY=VALUE
+    ap.add_argument("--workflow")
     a = ap.parse_args()
     env = dict(os.environ, NO_COLOR="1")
     env.pop("MUTIRAO_LOG_LEVEL", None)
@@ -57,6 +59,8 @@ def main():
     if a.server is not None:
         server, names = start_server(a.server)
     cmd = [a.mutirao, "run", a.file]
+    if a.workflow is not None:
+        cmd += ["--workflow", a.workflow]
     for kv in a.param:
         cmd += ["--param", kv.format(**names)]
     try:

@@ -106,6 +106,27 @@ if(Python3_Interpreter_FOUND AND TARGET mutirao-worker)
   endif()
 endif()
 
+# A worker's Prometheus endpoint (metrics_test.py): the counts after tasks
+# that succeed, fail, time out and retry, `promtool check metrics` on the
+# text (scripts/deps.sh installs promtool), and requests meant to hurt it
+# (garbage, oversized headers, slow clients, 200 at once) while tasks run;
+# the same under valgrind when it is there.
+if(Python3_Interpreter_FOUND AND TARGET mutirao-worker)
+  set(_metrics_cases values dead_letter attack)
+  find_program(MUTIRAO_VALGRIND NAMES valgrind)
+  if(MUTIRAO_VALGRIND AND NOT MUTIRAO_SANITIZE)
+    list(APPEND _metrics_cases valgrind)
+  endif()
+  foreach(_case ${_metrics_cases})
+    add_test(NAME integration.metrics_${_case}
+      COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/metrics_test.py
+        ${CMAKE_BINARY_DIR}/bin ${_case})
+    set_tests_properties(integration.metrics_${_case} PROPERTIES
+      LABELS "integration;fleet;metrics" TIMEOUT 240 SKIP_RETURN_CODE 77 RUN_SERIAL TRUE
+      ENVIRONMENT "MUTIRAO_VALGRIND=${MUTIRAO_VALGRIND}")
+  endforeach()
+endif()
+
 # The worker's Redis calls in both key layouts (worker_keys_test.py): a
 # redis-server and a 3-master cluster of the test's own.
 if(Python3_Interpreter_FOUND AND TARGET mutirao-worker)

@@ -81,3 +81,13 @@ if(MUTIRAO_VALGRIND AND NOT MUTIRAO_SANITIZE)
       ENVIRONMENT "${_lua_spec_env};MUTIRAO_TIME_FACTOR=20")
   endforeach()
 endif()
+
+# Plain `busted` at the root of the checkout (.busted: each spec file in its
+# own busted, tests/lua/spec_files.lua): --list and a filtered run, in a
+# copy of the root whose build/ is this build (normal builds only).
+if(NOT MUTIRAO_SANITIZE)
+  add_test(NAME lua.busted_root
+    COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/busted_root_test.sh ${PROJECT_SOURCE_DIR}
+      ${CMAKE_BINARY_DIR} ${MUTIRAO_BUSTED})
+  set_tests_properties(lua.busted_root PROPERTIES LABELS lua TIMEOUT 120)
+endif()

@@ -3,26 +3,7 @@
 local G = require("goroutine")
 local now = G.now
 
-local function run_lua(code, limit)
-    local lua = os.getenv("MUTIRAO_LUA") or "lua5.4"
-    local dir = os.getenv("MUTIRAO_MODULE_DIR")
-    if not dir then
-        local so = assert(package.searchpath("goroutine", package.cpath))
-        dir = so:match("^(.*)/[^/]*$")
-    end
-    local path = os.tmpname()
-    local f = assert(io.open(path, "w"))
-    f:write(code)
-    f:close()
-    local p = assert(io.popen(string.format(
-        "LUA_CPATH='%s/?.so;;' timeout -s KILL %d %s %s 2>&1; echo \"EXIT:$?\"", dir, limit or 20, lua, path)))
-    local out = p:read("a")
-    p:close()
-    os.remove(path)
-    local status = tonumber(out:match("EXIT:(%d+)%s*$"))
-    if status == 137 then status = 124 end
-    return (out:gsub("EXIT:%d+%s*$", "")), status
-end
+local run_lua = require("spec_helpers").run_lua
 
 describe("goroutine._run_scope", function()
     it("returns fn's values only after every goroutine started in the scope has ended", function()

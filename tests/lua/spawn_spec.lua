@@ -5,36 +5,13 @@ local now = G.now
 
 -- Runs fn as a goroutine and waits for it; re-raises its error (so busted
 -- assertions failing inside a goroutine fail the test).
-local function in_goroutine(fn, ...)
-    local ok, err = G.await(G.async(fn, ...))
-    if not ok then error(err, 0) end
-end
+local in_goroutine = require("spec_helpers").in_goroutine
 
 -- Runs a Lua script in a fresh lua5.4 (same interpreter, same module) and
 -- returns its combined output and exit status. With `limit` (seconds) the
 -- script is killed when it runs longer (exit status 124 then); `prefix` is a
 -- shell command run first (e.g. a ulimit).
-local function run_lua(code, limit, prefix)
-    local lua = os.getenv("MUTIRAO_LUA") or "lua5.4"
-    local dir = os.getenv("MUTIRAO_MODULE_DIR")
-    if not dir then
-        local so = assert(package.searchpath("goroutine", package.cpath))
-        dir = so:match("^(.*)/[^/]*$")
-    end
-    local path = os.tmpname()
-    local f = assert(io.open(path, "w"))
-    f:write(code)
-    f:close()
-    local killer = limit and string.format("timeout -s KILL %d ", limit) or ""
-    local p = assert(io.popen(string.format("%sLUA_CPATH='%s/?.so;;' %s%s %s 2>&1; echo \"EXIT:$?\"",
-        prefix or "", dir, killer, lua, path)))
-    local out = p:read("a")
-    p:close()
-    os.remove(path)
-    local status = tonumber(out:match("EXIT:(%d+)%s*$"))
-    if status == 137 then status = 124 end
-    return out:gsub("EXIT:%d+%s*$", ""), status
-end
+local run_lua = require("spec_helpers").run_lua
 
 describe("goroutine.spawn", function()
     it("runs the function later, in a goroutine, and returns nothing", function()

@@ -3,32 +3,10 @@
 local G = require("goroutine")
 local now = G.now
 
-local function in_goroutine(fn, ...)
-    local ok, err = G.await(G.async(fn, ...))
-    if not ok then error(err, 0) end
-end
+local in_goroutine = require("spec_helpers").in_goroutine
 
 -- runs code in a fresh lua5.4 (a deadlock error ends the whole script)
-local function run_lua(code, limit)
-    local lua = os.getenv("MUTIRAO_LUA") or "lua5.4"
-    local dir = os.getenv("MUTIRAO_MODULE_DIR")
-    if not dir then
-        local so = assert(package.searchpath("goroutine", package.cpath))
-        dir = so:match("^(.*)/[^/]*$")
-    end
-    local path = os.tmpname()
-    local f = assert(io.open(path, "w"))
-    f:write(code)
-    f:close()
-    local p = assert(io.popen(string.format(
-        "LUA_CPATH='%s/?.so;;' timeout -s KILL %d %s %s 2>&1; echo \"EXIT:$?\"", dir, limit or 20, lua, path)))
-    local out = p:read("a")
-    p:close()
-    os.remove(path)
-    local status = tonumber(out:match("EXIT:(%d+)%s*$"))
-    if status == 137 then status = 124 end
-    return (out:gsub("EXIT:%d+%s*$", "")), status
-end
+local run_lua = require("spec_helpers").run_lua
 
 -- busy for ms milliseconds without yielding
 local function spin(ms)

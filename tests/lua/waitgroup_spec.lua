@@ -2,10 +2,7 @@
 local G = require("goroutine")
 local now = G.now
 
-local function in_goroutine(fn, ...)
-    local ok, err = G.await(G.async(fn, ...))
-    if not ok then error(err, 0) end
-end
+local in_goroutine = require("spec_helpers").in_goroutine
 
 describe("goroutine.wait_group", function()
     it("returns a WaitGroup with add, done and wait", function()
