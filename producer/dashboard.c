@@ -17,13 +17,17 @@
  * the X-Mutirao-Token header, compared in constant time: without a token
  * set every POST is refused (403). A header, not a cookie: another site's
  * page cannot send it (a cross-origin request with it needs a preflight
- * this server never allows). Loopback by default (dashboard.listen). */
+ * this server never allows). Loopback by default (dashboard.listen); on a
+ * loopback address a request must name it in its Host header
+ * (127.0.0.1:PORT, localhost:PORT, [::1]:PORT), so that a page of another
+ * site rebound to 127.0.0.1 cannot read the API (DNS rebinding). */
 #include "dashboard.h"
 
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <uv.h>
 
@@ -46,6 +50,7 @@ typedef struct dash {
     char token[TOKEN_MAX + 1]; /* "" = none: read-only */
     uv_signal_t sigint, sigterm;
     http_server *srv;
+    int loopback; /* listening on a loopback address: Host is checked */
 } dash;
 
 static const char usage_text[] =
@@ -272,9 +277,35 @@ static const embedded_file *asset(const char *name)
     return NULL;
 }
 
+/* 1 if the request names this server by a loopback name: on loopback a
+ * page of another site whose name was rebound to 127.0.0.1 (DNS
+ * rebinding) would send its own name. */
+static int host_ok(const dash *d, const http_req *req)
+{
+    if (!d->loopback)
+        return 1;
+    char host[300], want[64];
+    if (!http_req_header(req, "Host", host, sizeof host))
+        return 0;
+    int port = http_server_port(d->srv);
+    static const char *const names[] = {"127.0.0.1", "localhost", "[::1]"};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        snprintf(want, sizeof want, "%s:%d", names[i], port);
+        if (!strcasecmp(host, want))
+            return 1;
+    }
+    return 0;
+}
+
 static void handle(http_req *req, void *ud)
 {
     dash *d = ud;
+    if (!host_ok(d, req)) {
+        answer_error(req, "403 Forbidden",
+                     "the Host header does not name this dashboard (127.0.0.1:PORT, "
+                     "localhost:PORT or [::1]:PORT)");
+        return;
+    }
     int get = !strcmp(req->method, "GET"), head = !strcmp(req->method, "HEAD");
     int post = !strcmp(req->method, "POST");
     const char *p = req->path;
@@ -295,6 +326,10 @@ static void handle(http_req *req, void *ud)
     }
     if (!strcmp(p, "/") || !strcmp(p, "/app.js") || !strcmp(p, "/app.css")) {
         const embedded_file *f = asset(!strcmp(p, "/") ? "index.html" : p + 1);
+        if (!f) {
+            http_respond(req, "404 Not Found", NULL, NULL, NULL, 0, head);
+            return;
+        }
         const char *type = !strcmp(p, "/")         ? "text/html; charset=utf-8"
                            : !strcmp(p, "/app.js") ? "text/javascript; charset=utf-8"
                                                    : "text/css; charset=utf-8";
@@ -423,6 +458,8 @@ int cmd_dashboard(int argc, char **argv)
             int port;
             config_host_port(addr, host, sizeof host, &port, why, sizeof why);
             int v6 = strchr(host, ':') != NULL;
+            d.loopback =
+                !strncmp(host, "127.", 4) || !strcmp(host, "::1") || !strcmp(host, "localhost");
             fprintf(stderr, "mutirao dashboard: serving http://%s%s%s:%d/ (%s)\n", v6 ? "[" : "",
                     host, v6 ? "]" : "", http_server_port(d.srv),
                     d.token[0] ? "retry and drop need the token" : "read-only: no token set");

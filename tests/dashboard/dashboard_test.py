@@ -14,7 +14,7 @@ the next worker dead-letters it. Then:
             no token or a wrong one is refused (403), as every POST of a
             dashboard without a token; with the token the dead letter is
             retried and this time completes; bad requests (404, 405, 400,
-            413, 431).
+            413, 431) and another Host (DNS rebinding: 403).
   chromium  the page in a headless Chromium driven over the DevTools
             protocol: it shows the pool with the right counts (read from the
             DOM), the failure's markup as text (no element made of it), and
@@ -296,6 +296,10 @@ def case_api():
     s.sendall(b"garbage\r\n\r\n")
     check(s.recv(100).startswith(b"HTTP/1.1 400"), "garbage: 400")
     s.close()
+    st, _, text = http(port, "/api/pools", headers={"Host": "evil.example:%d" % port})
+    check(st == 403 and "Host" in text, "another Host (DNS rebinding): %s %s" % (st, text))
+    check(http(port, "/api/config", headers={"Host": "localhost:%d" % port})[0] == 200,
+          "Host localhost:PORT")
     check(api(port, "/api/config")["can_write"], "still serving")
     stop_dashboard(d)
     stop_dashboard(ro)
