@@ -15,6 +15,9 @@ the next worker dead-letters it. Then:
             dashboard without a token; with the token the dead letter is
             retried and this time completes; bad requests (404, 405, 400,
             413, 431) and another Host (DNS rebinding: 403).
+  cluster   api with Redis being a fresh local 3-master Redis Cluster
+            (tests/integration/redis_cluster.py): the hash-tagged keys, the
+            recent failures read from each producer's slot.
   chromium  the page in a headless Chromium driven over the DevTools
             protocol: it shows the pool with the right counts (read from the
             DOM), the failure's markup as text (no element made of it), and
@@ -38,7 +41,9 @@ import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "helpers"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 import fleet_worker  # noqa: E402
+import redis_cluster  # noqa: E402
 
 BIN, CASE = os.path.abspath(sys.argv[1]), sys.argv[2]
 MUTIRAO = os.path.join(BIN, "mutirao")
@@ -442,9 +447,24 @@ def case_chromium():
     stop_dashboard(d)
 
 
+CLUSTER = []
+
+
+def case_cluster():
+    if not redis_cluster.available():
+        skip("redis-server / redis-cli not installed")
+    c = redis_cluster.RedisCluster(TMP)
+    CLUSTER.append(c)
+    c.start()
+    ENV["MUTIRAO_REDIS_URL"] = "redis+cluster://" + ",".join("127.0.0.1:%d" % p for p in c.ports)
+    case_api()
+
+
 try:
-    {"api": case_api, "chromium": case_chromium}[CASE]()
+    {"api": case_api, "cluster": case_cluster, "chromium": case_chromium}[CASE]()
 finally:
+    for c in CLUSTER:
+        c.stop()
     for w in WORKERS:
         if w.p.poll() is None:
             w.stop()
