@@ -19,8 +19,9 @@ the next worker dead-letters it. Then:
             (tests/integration/redis_cluster.py): the hash-tagged keys, the
             recent failures read from each producer's slot.
   chromium  the page in a headless Chromium driven over the DevTools
-            protocol: it shows the pool with the right counts (read from the
-            DOM), the failure's markup as text (no element made of it), and
+            protocol: without a token its buttons are disabled; with one it
+            shows the pool with the right counts (read from the DOM), the
+            failure's markup as text (no element made of it), and
             clicking the dead letter's retry button re-runs the task, which
             completes.
 
@@ -404,12 +405,22 @@ def case_chromium():
     pool = "dweb" + UNIQ
     good, bad, poison = make_fleet(pool)
     d, port = start_dashboard("web", [], {"MUTIRAO_DASHBOARD_TOKEN": TOKEN})
+    ro, roport = start_dashboard("ro", [])
     c = Chromium(exe)
     try:
         c.call("Page.enable")
-        c.call("Page.navigate", url="http://127.0.0.1:%d/" % port)
         row = "document.querySelector('#pools tr[data-pool=%s]')" % json.dumps(pool)
-        c.wait(row, "the pool's row")
+        btn = "document.querySelector('#dlq tr[data-id=%s] button.retry')" % json.dumps(poison)
+        # without a token: the buttons are disabled
+        c.call("Page.navigate", url="http://127.0.0.1:%d/" % roport)
+        c.wait(row, "the pool's row (read-only)")
+        c.eval("%s.click()" % row)
+        c.wait(btn, "the dead letter's retry button (read-only)")
+        check(c.eval("%s.disabled" % btn) is True, "read-only: the retry button is enabled")
+        stop_dashboard(ro)
+        c.call("Page.navigate", url="http://127.0.0.1:%d/" % port)
+        c.wait("location.port === '%d' && document.body && document.body.dataset.loaded === '1'"
+               " && %s" % (port, row), "the pool's row")
         cells = c.eval("Object.fromEntries([...%s.querySelectorAll('td[data-field]')]"
                        ".map(td => [td.dataset.field, Number(td.textContent)]))" % row)
         check_counts(cells, EXPECT, "the pool's row in the page")
@@ -423,7 +434,6 @@ def case_chromium():
         check(c.eval("document.querySelectorAll('#failures img, #failures b').length") == 0
               and c.eval("document.title") == "mutirao dashboard",
               "the failure's markup made elements")
-        btn = "document.querySelector('#dlq tr[data-id=%s] button.retry')" % json.dumps(poison)
         c.wait(btn, "the dead letter's retry button")
         check(c.eval("%s.disabled" % btn) is False, "the retry button is disabled")
         # a wrong token: refused, the task stays a dead letter
