@@ -21,6 +21,7 @@
 #include "codec.h"
 #include "cli_ops.h"
 #include "config.h"
+#include "dashboard.h"
 #include "dlq.h"
 #include "embedded.h"
 #include "fleet_pool.h"
@@ -42,7 +43,7 @@ static const char usage_text[] =
     "\n"
     "commands:\n"
     "  run [-f] FILE [options]   run a task file (.lua or .sloth)\n" CLI_OPS_USAGE
-    "  dlq list|retry|drop POOL  a fleet pool's dead letters (mutirao dlq help)\n"
+    "  dlq list|retry|drop POOL  a fleet pool's dead letters (mutirao dlq help)\n" DASHBOARD_USAGE
     "  keygen --out DIR [--name NAME]\n"
     "                            make a key pair for signed task envelopes:\n"
     "                            DIR/NAME.key (private, mode 0600, never\n"
@@ -530,6 +531,8 @@ int main(int argc, char **argv)
         return cmd_run(argc - 2, argv + 2);
     if (!strcmp(cmd, "dlq"))
         return cmd_dlq(argc - 2, argv + 2);
+    if (!strcmp(cmd, "dashboard"))
+        return cmd_dashboard(argc - 2, argv + 2);
     if (cli_ops_is_command(cmd))
         return cli_ops_main(cmd, argc - 2, argv + 2);
     if (!strcmp(cmd, "keygen"))

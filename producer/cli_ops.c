@@ -14,6 +14,7 @@
  * Redis is one line after that long. Exit status: 0, 1 (unknown pool or
  * task, Redis failure), 2 (bad usage). */
 #include "cli_ops.h"
+#include "ops_data.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -36,6 +37,12 @@
 #include "sign.h"
 
 enum { OK = 0, FAIL = 1, USAGE = 2 };
+
+/* Where the commands write: stdout and stderr, or a caller's streams
+ * (ops_data.h) for the length of its call. */
+static FILE *out_to, *err_to;
+#define OUT (out_to ? out_to : stdout)
+#define ERR (err_to ? err_to : stderr)
 
 /* ---- Redis, one command at a time ---- */
 
@@ -112,7 +119,7 @@ static void on_reply(redis_uv *cli, int status, const redisReply *reply, const c
 }
 
 /* Runs one command; 0 with *out (rv_free it), or -1 after saying why on
- * stderr (the first failure ends the command: one line). */
+ * ERR (the first failure ends the command: one line). */
 static int run(conn *c, rv *out, int argc, const char *const *argv)
 {
     pending p;
@@ -120,17 +127,17 @@ static int run(conn *c, rv *out, int argc, const char *const *argv)
     memset(out, 0, sizeof *out);
     int rc = redis_uv_command_argv(c->r, on_reply, &p, argc, argv, NULL);
     if (rc != 0) {
-        fprintf(stderr, "mutirao: redis %s: %s\n", c->url, redis_uv_strerror(rc));
+        fprintf(ERR, "mutirao: redis %s: %s\n", c->url, redis_uv_strerror(rc));
         return -1;
     }
     while (!p.done)
         uv_run(&c->loop, UV_RUN_ONCE);
     if (p.status < 0) {
         if (p.status == REDIS_UV_EUNREACHABLE || p.status == REDIS_UV_ETIMEDOUT)
-            fprintf(stderr, "mutirao: cannot reach Redis at %s within %d ms (redis.url)\n", c->url,
+            fprintf(ERR, "mutirao: cannot reach Redis at %s within %d ms (redis.url)\n", c->url,
                     c->cfg->connect_timeout_ms > 0 ? c->cfg->connect_timeout_ms : 5000);
         else
-            fprintf(stderr, "mutirao: redis %s: %s\n", c->url, p.err);
+            fprintf(ERR, "mutirao: redis %s: %s\n", c->url, p.err);
         rv_free(&p.v);
         return -1;
     }
@@ -176,21 +183,21 @@ static uint64_t now_ms(void)
 
 static void json_str(const char *s, size_t n)
 {
-    putchar('"');
+    fputc('"', OUT);
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)s[i];
         if (ch == '"' || ch == '\\')
-            printf("\\%c", ch);
+            fprintf(OUT, "\\%c", ch);
         else if (ch == '\n')
-            fputs("\\n", stdout);
+            fputs("\\n", OUT);
         else if (ch == '\t')
-            fputs("\\t", stdout);
+            fputs("\\t", OUT);
         else if (ch < 0x20 || ch == 0x7f)
-            printf("\\u%04x", ch);
+            fprintf(OUT, "\\u%04x", ch);
         else
-            putchar(ch);
+            fputc(ch, OUT);
     }
-    putchar('"');
+    fputc('"', OUT);
 }
 
 static void json_cstr(const char *s)
@@ -198,7 +205,7 @@ static void json_cstr(const char *s)
     if (s)
         json_str(s, strlen(s));
     else
-        fputs("null", stdout);
+        fputs("null", OUT);
 }
 
 /* Unix ms as "2026-01-02T03:04:05.678Z", "-" for 0. */
@@ -232,7 +239,7 @@ static void on_closed(void *ud)
     (void)ud;
 }
 
-/* Opens the client of cfg's redis.url; 0, or -1 after one line on stderr. */
+/* Opens the client of cfg's redis.url; 0, or -1 after one line on ERR. */
 static int conn_open(conn *c, const config *cfg)
 {
     memset(c, 0, sizeof *c);
@@ -250,8 +257,7 @@ static int conn_open(conn *c, const config *cfg)
         rc = redis_uv_open(&c->loop, cfg->redis_url, &ro, &c->r);
     fleet_redis_security_done(&ro, pw);
     if (rc != 0) {
-        fprintf(stderr, "mutirao: redis.url %s: %s\n", c->url,
-                err[0] ? err : redis_uv_strerror(rc));
+        fprintf(ERR, "mutirao: redis.url %s: %s\n", c->url, err[0] ? err : redis_uv_strerror(rc));
         c->r = NULL;
         uv_run(&c->loop, UV_RUN_DEFAULT);
         uv_loop_close(&c->loop);
@@ -528,13 +534,14 @@ static int pool_names(conn *c, const wlist *wl, names *out)
 
 static void pool_json(const pstat *p)
 {
-    fputs("{\"pool\": ", stdout);
+    fputs("{\"pool\": ", OUT);
     json_cstr(p->name);
-    printf(", \"workers\": %lld, \"queued\": %lld, \"running\": %lld, \"submitted\": %lld, "
-           "\"completed\": %lld, \"failed\": %lld, \"retried\": %lld, \"dead_lettered\": %lld, "
-           "\"rate_per_min\": %lld",
-           p->workers, p->queued, p->running, p->submitted, p->completed, p->failed, p->retried,
-           p->dead, p->rate);
+    fprintf(OUT,
+            ", \"workers\": %lld, \"queued\": %lld, \"running\": %lld, \"submitted\": %lld, "
+            "\"completed\": %lld, \"failed\": %lld, \"retried\": %lld, \"dead_lettered\": %lld, "
+            "\"rate_per_min\": %lld",
+            p->workers, p->queued, p->running, p->submitted, p->completed, p->failed, p->retried,
+            p->dead, p->rate);
 }
 
 static const char pools_head[] = "%-24s %7s %8s %8s %10s %8s %8s %6s %9s\n";
@@ -542,8 +549,8 @@ static const char pools_row[] = "%-24s %7lld %8lld %8lld %10lld %8lld %8lld %6ll
 
 static void pool_row(const pstat *p)
 {
-    printf(pools_row, p->name, p->workers, p->queued, p->running, p->completed, p->failed,
-           p->retried, p->dead, p->rate);
+    fprintf(OUT, pools_row, p->name, p->workers, p->queued, p->running, p->completed, p->failed,
+            p->retried, p->dead, p->rate);
 }
 
 static int cmd_pools(conn *c, int json)
@@ -558,12 +565,12 @@ static int cmd_pools(conn *c, int json)
     }
     int st = OK;
     if (json)
-        putchar('[');
+        fputc('[', OUT);
     else if (ns.n == 0)
-        printf("no pools (none created, or their keys expired)\n");
+        fprintf(OUT, "no pools (none created, or their keys expired)\n");
     else
-        printf(pools_head, "POOL", "WORKERS", "QUEUED", "RUNNING", "COMPLETED", "FAILED", "RETRIED",
-               "DEAD", "RATE/MIN");
+        fprintf(OUT, pools_head, "POOL", "WORKERS", "QUEUED", "RUNNING", "COMPLETED", "FAILED",
+                "RETRIED", "DEAD", "RATE/MIN");
     for (size_t i = 0; i < ns.n; i++) {
         pstat p;
         memset(&p, 0, sizeof p);
@@ -574,16 +581,16 @@ static int cmd_pools(conn *c, int json)
             break;
         }
         if (json) {
-            printf("%s\n  ", i ? "," : "");
+            fprintf(OUT, "%s\n  ", i ? "," : "");
             pool_json(&p);
-            putchar('}');
+            fputc('}', OUT);
         } else {
             pool_row(&p);
         }
         rv_free(&p.opts);
     }
     if (json && st == OK)
-        printf("%s]\n", ns.n ? "\n" : "");
+        fprintf(OUT, "%s]\n", ns.n ? "\n" : "");
     names_free(&ns);
     wlist_free(&wl);
     return st;
@@ -603,7 +610,7 @@ static int cmd_stats(conn *c, const char *pool, int json)
         return FAIL;
     }
     if (!p.known && p.workers == 0) {
-        fprintf(stderr, "mutirao: pool not found: %s\n", pool);
+        fprintf(ERR, "mutirao: pool not found: %s\n", pool);
         rv_free(&p.opts);
         wlist_free(&wl);
         return FAIL;
@@ -611,43 +618,44 @@ static int cmd_stats(conn *c, const char *pool, int json)
     static const char *const opts[] = {"workers", "queue", "max_deliveries", "timeout", "memory"};
     if (json) {
         pool_json(&p);
-        fputs(", \"options\": {", stdout);
+        fputs(", \"options\": {", OUT);
         int first = 1;
         for (size_t i = 0; i < sizeof opts / sizeof *opts; i++) {
             const char *v = field(&p.opts, opts[i]);
             if (!v)
                 continue;
-            printf("%s\"%s\": %lld", first ? "" : ", ", opts[i], strtoll(v, NULL, 10));
+            fprintf(OUT, "%s\"%s\": %lld", first ? "" : ", ", opts[i], strtoll(v, NULL, 10));
             first = 0;
         }
-        fputs("}, \"by_worker\": [", stdout);
+        fputs("}, \"by_worker\": [", OUT);
         first = 1;
         for (size_t i = 0; i < wl.n; i++) {
             long long r, s, m;
             if (worker_pool(&wl.w[i], pool, &r, &s, &m) != 0)
                 continue;
-            printf("%s{\"worker\": ", first ? "" : ", ");
+            fprintf(OUT, "%s{\"worker\": ", first ? "" : ", ");
             json_cstr(wl.w[i].id);
-            printf(", \"running\": %lld, \"slots\": %lld, \"rate_per_min\": %lld}", r, s, m);
+            fprintf(OUT, ", \"running\": %lld, \"slots\": %lld, \"rate_per_min\": %lld}", r, s, m);
             first = 0;
         }
-        fputs("]}\n", stdout);
+        fputs("]}\n", OUT);
     } else {
-        printf("pool           %s\n"
-               "workers        %lld\n"
-               "queued         %lld\n"
-               "running        %lld\n"
-               "submitted      %lld\n"
-               "completed      %lld\n"
-               "failed         %lld  (dead-lettered %lld)\n"
-               "retried        %lld\n"
-               "rate           %lld outcomes over the last minute\n",
-               p.name, p.workers, p.queued, p.running, p.submitted, p.completed, p.failed, p.dead,
-               p.retried, p.rate);
+        fprintf(OUT,
+                "pool           %s\n"
+                "workers        %lld\n"
+                "queued         %lld\n"
+                "running        %lld\n"
+                "submitted      %lld\n"
+                "completed      %lld\n"
+                "failed         %lld  (dead-lettered %lld)\n"
+                "retried        %lld\n"
+                "rate           %lld outcomes over the last minute\n",
+                p.name, p.workers, p.queued, p.running, p.submitted, p.completed, p.failed, p.dead,
+                p.retried, p.rate);
         for (size_t i = 0; i < sizeof opts / sizeof *opts; i++) {
             const char *v = field(&p.opts, opts[i]);
             if (v)
-                printf("option %-7s %s\n", opts[i], v);
+                fprintf(OUT, "option %-7s %s\n", opts[i], v);
         }
         int head = 0;
         for (size_t i = 0; i < wl.n; i++) {
@@ -655,8 +663,8 @@ static int cmd_stats(conn *c, const char *pool, int json)
             if (worker_pool(&wl.w[i], pool, &r, &s, &m) != 0)
                 continue;
             if (!head++)
-                printf("\n%-32s %8s %6s %9s\n", "WORKER", "RUNNING", "SLOTS", "RATE/MIN");
-            printf("%-32s %8lld %6lld %9lld\n", wl.w[i].id, r, s, m);
+                fprintf(OUT, "\n%-32s %8s %6s %9s\n", "WORKER", "RUNNING", "SLOTS", "RATE/MIN");
+            fprintf(OUT, "%-32s %8lld %6lld %9lld\n", wl.w[i].id, r, s, m);
         }
     }
     rv_free(&p.opts);
@@ -673,12 +681,12 @@ static int cmd_workers(conn *c, int json)
         return FAIL;
     uint64_t now = now_ms();
     if (json)
-        putchar('[');
+        fputc('[', OUT);
     else if (wl.n == 0)
-        printf("no live workers (none reported in the last %d s)\n", FLEET_WORKER_TTL_S);
+        fprintf(OUT, "no live workers (none reported in the last %d s)\n", FLEET_WORKER_TTL_S);
     else
-        printf("%-28s %-20s %-20s %7s %5s %-10s %s\n", "ID", "HOST", "POOLS", "RUNNING", "SLOTS",
-               "LAST SEEN", "VERSION");
+        fprintf(OUT, "%-28s %-20s %-20s %7s %5s %-10s %s\n", "ID", "HOST", "POOLS", "RUNNING",
+                "SLOTS", "LAST SEEN", "VERSION");
     for (size_t i = 0; i < wl.n; i++) {
         const rv *h = &wl.w[i].h;
         /* the pools it ran tasks of, else those it serves */
@@ -692,42 +700,43 @@ static int cmd_workers(conn *c, int json)
         const char *serves = field(h, "serves");
         uint64_t seen = (uint64_t)field_ll(h, "seen");
         if (json) {
-            printf("%s\n  {\"id\": ", i ? "," : "");
+            fprintf(OUT, "%s\n  {\"id\": ", i ? "," : "");
             json_cstr(wl.w[i].id);
-            fputs(", \"host\": ", stdout);
+            fputs(", \"host\": ", OUT);
             json_cstr(field(h, "host"));
-            printf(", \"pid\": %lld, \"version\": ", field_ll(h, "pid"));
+            fprintf(OUT, ", \"pid\": %lld, \"version\": ", field_ll(h, "pid"));
             json_cstr(field(h, "version"));
-            fputs(", \"serves\": ", stdout);
+            fputs(", \"serves\": ", OUT);
             json_cstr(serves);
-            fputs(", \"pools\": [", stdout);
+            fputs(", \"pools\": [", OUT);
             int first = 1;
             for (size_t j = 0; j < h->n; j += 2) {
                 const char *f = h->el[j].str;
                 if (f && !strncmp(f, "pool:", 5)) {
-                    fputs(first ? "" : ", ", stdout);
+                    fputs(first ? "" : ", ", OUT);
                     json_cstr(f + 5);
                     first = 0;
                 }
             }
-            printf("], \"running\": %lld, \"slots\": %lld, \"threads\": %lld, "
-                   "\"started_ms\": %lld, \"last_seen_ms\": %" PRIu64 "}",
-                   field_ll(h, "running"), field_ll(h, "slots"), field_ll(h, "threads"),
-                   field_ll(h, "started"), seen);
+            fprintf(OUT,
+                    "], \"running\": %lld, \"slots\": %lld, \"threads\": %lld, "
+                    "\"started_ms\": %lld, \"last_seen_ms\": %" PRIu64 "}",
+                    field_ll(h, "running"), field_ll(h, "slots"), field_ll(h, "threads"),
+                    field_ll(h, "started"), seen);
         } else {
             char when[32];
             ago(seen, now, when, sizeof when);
-            printf("%-28s %-20s %-20s %7lld %5lld %-10s %s\n", wl.w[i].id,
-                   field(h, "host") ? field(h, "host") : "-",
-                   pools[0]                        ? pools
-                   : serves && strcmp(serves, "*") ? serves
-                                                   : "(all)",
-                   field_ll(h, "running"), field_ll(h, "slots"), when,
-                   field(h, "version") ? field(h, "version") : "-");
+            fprintf(OUT, "%-28s %-20s %-20s %7lld %5lld %-10s %s\n", wl.w[i].id,
+                    field(h, "host") ? field(h, "host") : "-",
+                    pools[0]                        ? pools
+                    : serves && strcmp(serves, "*") ? serves
+                                                    : "(all)",
+                    field_ll(h, "running"), field_ll(h, "slots"), when,
+                    field(h, "version") ? field(h, "version") : "-");
         }
     }
     if (json)
-        printf("%s]\n", wl.n ? "\n" : "");
+        fprintf(OUT, "%s]\n", wl.n ? "\n" : "");
     wlist_free(&wl);
     return OK;
 }
@@ -851,7 +860,7 @@ static int cmd_task(conn *c, const char *id, int json)
         rv_free(&v);
     }
     if (!t.state) {
-        fprintf(stderr, "mutirao: task not found: %s\n", id);
+        fprintf(ERR, "mutirao: task not found: %s\n", id);
         return FAIL;
     }
     char s1[40], s2[40], s3[40];
@@ -860,42 +869,45 @@ static int cmd_task(conn *c, const char *id, int json)
     iso_ms(t.finished, s3, sizeof s3);
     long long dur = t.started && t.finished >= t.started ? (long long)(t.finished - t.started) : -1;
     if (json) {
-        fputs("{\"id\": ", stdout);
+        fputs("{\"id\": ", OUT);
         json_cstr(id);
-        fputs(", \"state\": ", stdout);
+        fputs(", \"state\": ", OUT);
         json_cstr(t.state);
-        fputs(", \"pool\": ", stdout);
+        fputs(", \"pool\": ", OUT);
         json_cstr(t.pool[0] ? t.pool : NULL);
-        fputs(", \"worker\": ", stdout);
+        fputs(", \"worker\": ", OUT);
         json_cstr(t.worker[0] ? t.worker : NULL);
-        printf(", \"attempts\": %llu, \"submitted_ms\": %llu, \"started_ms\": %llu, "
-               "\"finished_ms\": %llu, \"duration_ms\": ",
-               t.attempt, t.submitted, t.started, t.finished);
+        fprintf(OUT,
+                ", \"attempts\": %llu, \"submitted_ms\": %llu, \"started_ms\": %llu, "
+                "\"finished_ms\": %llu, \"duration_ms\": ",
+                t.attempt, t.submitted, t.started, t.finished);
         if (dur >= 0)
-            printf("%lld", dur);
+            fprintf(OUT, "%lld", dur);
         else
-            fputs("null", stdout);
-        fputs(", \"error\": ", stdout);
+            fputs("null", OUT);
+        fputs(", \"error\": ", OUT);
         json_cstr(t.error);
-        fputs("}\n", stdout);
+        fputs("}\n", OUT);
     } else {
-        printf("task       %s\n"
-               "state      %s\n",
-               id, t.state);
+        fprintf(OUT,
+                "task       %s\n"
+                "state      %s\n",
+                id, t.state);
         if (t.pool[0])
-            printf("pool       %s\n", t.pool);
-        printf("worker     %s\n"
-               "attempts   %llu\n"
-               "submitted  %s\n"
-               "started    %s\n"
-               "finished   %s\n",
-               t.worker[0] ? t.worker : "-", t.attempt, s1, s2, s3);
+            fprintf(OUT, "pool       %s\n", t.pool);
+        fprintf(OUT,
+                "worker     %s\n"
+                "attempts   %llu\n"
+                "submitted  %s\n"
+                "started    %s\n"
+                "finished   %s\n",
+                t.worker[0] ? t.worker : "-", t.attempt, s1, s2, s3);
         if (dur >= 0)
-            printf("duration   %lld.%03llds\n", dur / 1000, dur % 1000);
+            fprintf(OUT, "duration   %lld.%03llds\n", dur / 1000, dur % 1000);
         else
-            printf("duration   -\n");
+            fprintf(OUT, "duration   -\n");
         if (t.error)
-            printf("error      %s\n", t.error);
+            fprintf(OUT, "error      %s\n", t.error);
     }
     free(t.error);
     return OK;
@@ -920,9 +932,9 @@ static const char usage_line[] = "usage: mutirao pools [--json] [--config FILE]\
 
 static int ops_usage(const char *cmd, const char *fmt, const char *arg)
 {
-    fputs("mutirao: ", stderr);
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, " (see mutirao %s --help)\n", cmd);
+    fputs("mutirao: ", ERR);
+    fprintf(ERR, fmt, arg);
+    fprintf(ERR, " (see mutirao %s --help)\n", cmd);
     return USAGE;
 }
 
@@ -939,7 +951,7 @@ int cli_ops_main(const char *cmd, int argc, char **argv)
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            printf("%s\n\n%s", usage_line, cli_ops_help);
+            fprintf(OUT, "%s\n\n%s", usage_line, cli_ops_help);
             return OK;
         } else if (!strcmp(a, "--json")) {
             json = 1;
@@ -961,13 +973,13 @@ int cli_ops_main(const char *cmd, int argc, char **argv)
         return ops_usage(cmd, "%s",
                          !strcmp(cmd, "stats") ? "stats: no pool given" : "task: no id given");
     if (!strcmp(cmd, "stats") && envelope_check_pool(arg, strlen(arg), why, sizeof why) != 0)
-        return fprintf(stderr, "mutirao: invalid pool name '%s': %s\n", arg, why), USAGE;
+        return fprintf(ERR, "mutirao: invalid pool name '%s': %s\n", arg, why), USAGE;
     if (!strcmp(cmd, "task") && envelope_check_id(arg, strlen(arg), why, sizeof why) != 0)
-        return fprintf(stderr, "mutirao: invalid task id '%s': %s\n", arg, why), USAGE;
+        return fprintf(ERR, "mutirao: invalid task id '%s': %s\n", arg, why), USAGE;
     config cfg;
     char err[512];
     if (config_load(&cfg, NULL, err, sizeof err) != 0) {
-        fprintf(stderr, "mutirao: %s\n", err);
+        fprintf(ERR, "mutirao: %s\n", err);
         config_free(&cfg);
         return USAGE;
     }
@@ -985,5 +997,169 @@ int cli_ops_main(const char *cmd, int argc, char **argv)
         conn_close(&c);
     }
     config_free(&cfg);
+    return st;
+}
+
+/* ---- the same, for other callers (ops_data.h) ---- */
+
+struct ops_conn {
+    conn c;
+};
+
+/* Runs f's call with out and err as the streams. */
+#define WITH_STREAMS(out, err, call)                                                               \
+    do {                                                                                           \
+        out_to = (out);                                                                            \
+        err_to = (err);                                                                            \
+        st = (call);                                                                               \
+        out_to = err_to = NULL;                                                                    \
+    } while (0)
+
+ops_conn *ops_open(const config *cfg, FILE *err)
+{
+    ops_conn *c = calloc(1, sizeof *c);
+    int st = 0;
+    if (!c)
+        return NULL;
+    WITH_STREAMS(NULL, err, conn_open(&c->c, cfg));
+    if (st != 0) {
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
+void ops_close(ops_conn *c)
+{
+    if (!c)
+        return;
+    conn_close(&c->c);
+    free(c);
+}
+
+int ops_pools_json(ops_conn *c, FILE *out, FILE *err)
+{
+    int st;
+    WITH_STREAMS(out, err, cmd_pools(&c->c, 1));
+    return st;
+}
+
+int ops_stats_json(ops_conn *c, const char *pool, FILE *out, FILE *err)
+{
+    int st;
+    WITH_STREAMS(out, err, cmd_stats(&c->c, pool, 1));
+    return st;
+}
+
+int ops_workers_json(ops_conn *c, FILE *out, FILE *err)
+{
+    int st;
+    WITH_STREAMS(out, err, cmd_workers(&c->c, 1));
+    return st;
+}
+
+int ops_task_json(ops_conn *c, const char *id, FILE *out, FILE *err)
+{
+    int st;
+    WITH_STREAMS(out, err, cmd_task(&c->c, id, 1));
+    return st;
+}
+
+/* The ids of list key k (newest first) appended to ids. 0 or -1 (said). */
+static int failure_ids(conn *c, const char *k, int max, names *ids)
+{
+    char last[16];
+    snprintf(last, sizeof last, "%d", max - 1);
+    rv r;
+    if (run(c, &r, 4, (const char *const[]){"LRANGE", k, "0", last}) != 0)
+        return -1;
+    for (size_t i = 0; i < r.n; i++) {
+        const char *id = r.el[i].str;
+        if (!id || envelope_check_id(id, r.el[i].len, NULL, 0) != 0 || ids->n >= (size_t)max)
+            continue;
+        size_t j = 0;
+        while (j < ids->n && strcmp(ids->v[j], id) != 0)
+            j++;
+        if (j < ids->n)
+            continue;
+        if (ids->n == ids->cap) {
+            size_t cap = ids->cap ? ids->cap * 2 : 16;
+            char **v = realloc(ids->v, cap * sizeof *v);
+            if (!v)
+                break;
+            ids->v = v;
+            ids->cap = cap;
+        }
+        if ((ids->v[ids->n] = strdup(id)))
+            ids->n++;
+    }
+    rv_free(&r);
+    return 0;
+}
+
+static int cmd_failures(conn *c, const char *pool, int max)
+{
+    names ids = {0};
+    char key[FLEET_KEY_MAX];
+    if (max < 1)
+        max = 1;
+    if (!fleet_keys_tagged()) {
+        fleet_key_failures(key, pool, NULL);
+        if (failure_ids(c, key, max, &ids) != 0)
+            return FAIL;
+    } else {
+        rv prods;
+        fleet_key_producers(key, pool);
+        if (run(c, &prods, 4, (const char *const[]){"ZRANGE", key, "0", "-1"}) != 0)
+            return FAIL;
+        for (size_t i = 0; i < prods.n; i++) {
+            if (!prods.el[i].str || prods.el[i].len > ENVELOPE_ID_MAX)
+                continue;
+            fleet_key_failures(key, pool, prods.el[i].str);
+            if (failure_ids(c, key, max, &ids) != 0) {
+                rv_free(&prods);
+                names_free(&ids);
+                return FAIL;
+            }
+        }
+        rv_free(&prods);
+    }
+    FILE *out = OUT, *err = ERR;
+    fputc('[', out);
+    int first = 1;
+    for (size_t i = 0; i < ids.n; i++) {
+        char *buf = NULL;
+        size_t len = 0;
+        FILE *one = open_memstream(&buf, &len);
+        if (!one)
+            break;
+        out_to = one;
+        err_to = NULL;
+        FILE *quiet = fopen("/dev/null", "w");
+        err_to = quiet;
+        int st = cmd_task(c, ids.v[i], 1);
+        fclose(one);
+        if (quiet)
+            fclose(quiet);
+        out_to = out;
+        err_to = err;
+        if (st == OK && len > 0) {
+            while (len > 0 && buf[len - 1] == '\n')
+                len--;
+            fputs(first ? "\n  " : ",\n  ", out);
+            fwrite(buf, 1, len, out);
+            first = 0;
+        }
+        free(buf);
+    }
+    fputs(first ? "]\n" : "\n]\n", out);
+    names_free(&ids);
+    return OK;
+}
+
+int ops_failures_json(ops_conn *c, const char *pool, int max, FILE *out, FILE *err)
+{
+    int st;
+    WITH_STREAMS(out, err, cmd_failures(&c->c, pool, max));
     return st;
 }

@@ -12,6 +12,7 @@
  * libuv loop that this command drives until each reply is in: a command-line
  * tool, with nothing else to run meanwhile. */
 #include "dlq.h"
+#include "ops_data.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -30,6 +31,12 @@
 #include "sign.h"
 
 enum { OK = 0, FAIL = 1, USAGE = 2 };
+
+/* Where the commands write: stdout and stderr, or a caller's streams
+ * (ops_data.h) for the length of its call. */
+static FILE *out_to, *err_to;
+#define OUT (out_to ? out_to : stdout)
+#define ERR (err_to ? err_to : stderr)
 
 static const char usage_text[] =
     "usage: mutirao dlq list POOL [--json]\n"
@@ -204,21 +211,21 @@ static void iso_time(unsigned long long ms, char *out, size_t n)
 
 static void json_str(const char *s, size_t n)
 {
-    putchar('"');
+    fputc('"', OUT);
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)s[i];
         if (ch == '"' || ch == '\\')
-            printf("\\%c", ch);
+            fprintf(OUT, "\\%c", ch);
         else if (ch == '\n')
-            fputs("\\n", stdout);
+            fputs("\\n", OUT);
         else if (ch == '\t')
-            fputs("\\t", stdout);
+            fputs("\\t", OUT);
         else if (ch < 0x20 || ch == 0x7f)
-            printf("\\u%04x", ch);
+            fprintf(OUT, "\\u%04x", ch);
         else
-            putchar(ch);
+            fputc(ch, OUT);
     }
-    putchar('"');
+    fputc('"', OUT);
 }
 
 /* The error on one line, at most max bytes (tracebacks are long). */
@@ -226,9 +233,9 @@ static void one_line(const char *s, size_t n, size_t max)
 {
     size_t k = 0;
     for (size_t i = 0; i < n && k < max; i++, k++)
-        putchar(s[i] == '\n' || s[i] == '\t' || s[i] == '\r' ? ' ' : s[i]);
+        fputc(s[i] == '\n' || s[i] == '\t' || s[i] == '\r' ? ' ' : s[i], OUT);
     if (n > max)
-        fputs("...", stdout);
+        fputs("...", OUT);
 }
 
 /* 1 if the pool exists (its options or a dead letter are in Redis), 0 if
@@ -241,14 +248,14 @@ static int pool_known(ctx *c, const char *pool)
     const char *argv[] = {"EXISTS", k1, k2};
     answer a;
     if (cmd(c, &a, 3, argv, NULL) != 0) {
-        fprintf(stderr, "mutirao dlq: %s\n", a.err);
+        fprintf(ERR, "mutirao dlq: %s\n", a.err);
         answer_free(&a);
         return -1;
     }
     int n = a.integer > 0;
     answer_free(&a);
     if (!n)
-        fprintf(stderr, "mutirao dlq: pool not found: %s\n", pool);
+        fprintf(ERR, "mutirao dlq: pool not found: %s\n", pool);
     return n;
 }
 
@@ -262,7 +269,7 @@ static int do_list(ctx *c, const char *pool, int json)
     const char *argv[] = {"HGETALL", key};
     answer a;
     if (cmd(c, &a, 2, argv, NULL) != 0) {
-        fprintf(stderr, "mutirao dlq: %s\n", a.err);
+        fprintf(ERR, "mutirao dlq: %s\n", a.err);
         answer_free(&a);
         return FAIL;
     }
@@ -270,7 +277,7 @@ static int do_list(ctx *c, const char *pool, int json)
     letter *ls = calloc(n ? n : 1, sizeof *ls);
     if (!ls) {
         answer_free(&a);
-        fprintf(stderr, "mutirao dlq: out of memory\n");
+        fprintf(ERR, "mutirao dlq: out of memory\n");
         return FAIL;
     }
     size_t k = 0;
@@ -280,18 +287,19 @@ static int do_list(ctx *c, const char *pool, int json)
     qsort(ls, k, sizeof *ls, by_dead_at);
     char t1[32], t2[32];
     if (json) {
-        putchar('[');
+        fputc('[', OUT);
         for (size_t i = 0; i < k; i++) {
             letter *l = &ls[i];
-            printf("%s\n  {\"id\": ", i ? "," : "");
+            fprintf(OUT, "%s\n  {\"id\": ", i ? "," : "");
             json_str(l->id, strlen(l->id));
-            printf(", \"pool\": ");
+            fprintf(OUT, ", \"pool\": ");
             json_str(pool, strlen(pool));
-            printf(", \"attempts\": %lld, \"first_ms\": %llu, \"last_ms\": %llu, "
-                   "\"dead_at_ms\": %llu, \"error\": ",
-                   l->count, l->first, l->last, l->dead_at);
+            fprintf(OUT,
+                    ", \"attempts\": %lld, \"first_ms\": %llu, \"last_ms\": %llu, "
+                    "\"dead_at_ms\": %llu, \"error\": ",
+                    l->count, l->first, l->last, l->dead_at);
             json_str(l->error, l->elen);
-            printf(", \"history\": [");
+            fprintf(OUT, ", \"history\": [");
             /* "WORKER#INCARNATION@MS ..." */
             const char *p = l->history, *e = l->history + l->hlen;
             int first = 1;
@@ -308,31 +316,31 @@ static int do_list(ctx *c, const char *pool, int json)
                     for (const char *x = p; x < at; x++)
                         if (*x == '#')
                             hash = x;
-                    printf("%s{\"worker\": ", first ? "" : ", ");
+                    fprintf(OUT, "%s{\"worker\": ", first ? "" : ", ");
                     json_str(p, (size_t)((hash ? hash : at) - p));
                     if (hash) {
-                        printf(", \"incarnation\": ");
+                        fprintf(OUT, ", \"incarnation\": ");
                         json_str(hash + 1, (size_t)(at - hash - 1));
                     }
-                    printf(", \"at_ms\": %.*s}", (int)(q - at - 1), at + 1);
+                    fprintf(OUT, ", \"at_ms\": %.*s}", (int)(q - at - 1), at + 1);
                     first = 0;
                 }
                 p = q + 1;
             }
-            printf("]}");
+            fprintf(OUT, "]}");
         }
-        printf("%s]\n", k ? "\n" : "");
+        fprintf(OUT, "%s]\n", k ? "\n" : "");
     } else if (k == 0) {
-        printf("no dead letters in pool %s\n", pool);
+        fprintf(OUT, "no dead letters in pool %s\n", pool);
     } else {
-        printf("%-32s %8s  %-20s  %-20s  %s\n", "ID", "ATTEMPTS", "FIRST", "LAST", "ERROR");
+        fprintf(OUT, "%-32s %8s  %-20s  %-20s  %s\n", "ID", "ATTEMPTS", "FIRST", "LAST", "ERROR");
         for (size_t i = 0; i < k; i++) {
             letter *l = &ls[i];
             iso_time(l->first, t1, sizeof t1);
             iso_time(l->last, t2, sizeof t2);
-            printf("%-32s %8lld  %-20s  %-20s  ", l->id, l->count, t1, t2);
+            fprintf(OUT, "%-32s %8lld  %-20s  %-20s  ", l->id, l->count, t1, t2);
             one_line(l->error, l->elen, 200);
-            putchar('\n');
+            fputc('\n', OUT);
         }
     }
     free(ls);
@@ -348,11 +356,11 @@ static int ids_of(ctx *c, const char *pool, const char *which, answer *a)
     if (strcmp(which, "--all") != 0) {
         const char *argv[] = {"HEXISTS", key, which};
         if (cmd(c, a, 3, argv, NULL) != 0) {
-            fprintf(stderr, "mutirao dlq: %s\n", a->err);
+            fprintf(ERR, "mutirao dlq: %s\n", a->err);
             return -1;
         }
         if (a->integer != 1) {
-            fprintf(stderr, "mutirao dlq: no dead letter %s in pool %s\n", which, pool);
+            fprintf(ERR, "mutirao dlq: no dead letter %s in pool %s\n", which, pool);
             return -1;
         }
         answer_free(a);
@@ -365,7 +373,7 @@ static int ids_of(ctx *c, const char *pool, const char *which, answer *a)
     }
     const char *argv[] = {"HKEYS", key};
     if (cmd(c, a, 2, argv, NULL) != 0) {
-        fprintf(stderr, "mutirao dlq: %s\n", a->err);
+        fprintf(ERR, "mutirao dlq: %s\n", a->err);
         return -1;
     }
     return 0;
@@ -395,7 +403,7 @@ static int retry_one(ctx *c, const char *pool, const char *topic, const char *id
     const char *argv[] = {"HGET", key, id};
     answer env;
     if (cmd(c, &env, 3, argv, NULL) != 0 || !env.str || !env.str[0]) {
-        fprintf(stderr, "mutirao dlq: %s: %s\n", id,
+        fprintf(ERR, "mutirao dlq: %s: %s\n", id,
                 env.err[0] ? env.err : "its envelope is not stored");
         answer_free(&env);
         return FAIL;
@@ -410,7 +418,7 @@ static int retry_one(ctx *c, const char *pool, const char *topic, const char *id
         innerlen = 0; /* too short: not a task */
     int drc = envelope_task_decode(inner, innerlen, NULL, &e, why, sizeof why);
     if (drc != 0 && drc != ENVELOPE_ENEWER) {
-        fprintf(stderr, "mutirao dlq: %s: the stored envelope is not a task (%s)\n", id, why);
+        fprintf(ERR, "mutirao dlq: %s: the stored envelope is not a task (%s)\n", id, why);
         answer_free(&env);
         return FAIL;
     }
@@ -424,7 +432,7 @@ static int retry_one(ctx *c, const char *pool, const char *topic, const char *id
         long long there = x.integer;
         answer_free(&x);
         if (xrc == 0 && there == 0) {
-            fprintf(stderr,
+            fprintf(ERR,
                     "mutirao dlq: %s: its arguments (%llu bytes, kept in Redis by reference) are "
                     "gone (deleted when its failure was awaited, or expired): it cannot run "
                     "again; drop it\n",
@@ -447,7 +455,7 @@ static int retry_one(ctx *c, const char *pool, const char *topic, const char *id
         const char *hargv[] = {"HEXISTS", dk, id};
         rc = cmd(c, &a, 3, hargv, NULL);
         if (rc == 0 && a.integer != 1) {
-            fprintf(stderr, "mutirao dlq: %s: no longer a dead letter\n", id);
+            fprintf(ERR, "mutirao dlq: %s: no longer a dead letter\n", id);
             answer_free(&a);
             answer_free(&env);
             return FAIL;
@@ -458,7 +466,7 @@ static int retry_one(ctx *c, const char *pool, const char *topic, const char *id
     if (rc == 0)
         rc = eval(c, &a, c->take, pre, 3, targv);
     if (rc != 0 || a.integer != 1) {
-        fprintf(stderr, "mutirao dlq: %s: %s\n", id, rc ? a.err : "no longer a dead letter");
+        fprintf(ERR, "mutirao dlq: %s: %s\n", id, rc ? a.err : "no longer a dead letter");
         answer_free(&a);
         answer_free(&env);
         return FAIL;
@@ -468,14 +476,14 @@ static int retry_one(ctx *c, const char *pool, const char *topic, const char *id
     rc = kuv_produce(c->kp, topic, id, strlen(id), env.str[0], env.len[0], on_produced, &p);
     answer_free(&env);
     if (rc != 0) {
-        fprintf(stderr, "mutirao dlq: %s: kafka: %s\n", id, kuv_strerror(rc));
+        fprintf(ERR, "mutirao dlq: %s: kafka: %s\n", id, kuv_strerror(rc));
         return FAIL;
     }
     while (!p.done)
         uv_run(&c->loop, UV_RUN_ONCE);
     if (p.err) {
-        fprintf(stderr, "mutirao dlq: %s: not delivered to Kafka (it stays a dead letter): %s\n",
-                id, p.msg);
+        fprintf(ERR, "mutirao dlq: %s: not delivered to Kafka (it stays a dead letter): %s\n", id,
+                p.msg);
         /* not submitted after all: an await elsewhere must not wait for it */
         char qk[FLEET_KEY_MAX];
         fleet_key_task_queued(qk, id);
@@ -494,12 +502,12 @@ static int retry_one(ctx *c, const char *pool, const char *topic, const char *id
     const char *rargv[] = {pool, id, "retried"};
     fleet_prefix_pool(pre, pool);
     if (eval(c, &a, c->remove, pre, 3, rargv) != 0) {
-        fprintf(stderr, "mutirao dlq: %s: back on %s, but %s\n", id, topic, a.err);
+        fprintf(ERR, "mutirao dlq: %s: back on %s, but %s\n", id, topic, a.err);
         answer_free(&a);
         return FAIL;
     }
     answer_free(&a);
-    printf("retried %s (back on %s)\n", id, topic);
+    fprintf(OUT, "retried %s (back on %s)\n", id, topic);
     return OK;
 }
 
@@ -510,7 +518,7 @@ static int do_retry_drop(ctx *c, const char *pool, const char *which, int retry)
         return FAIL;
     char topic[CONFIG_TOPIC_MAX + 1], why[300];
     if (config_topic_for_pool(c->cfg, pool, topic, sizeof topic, why, sizeof why) != 0) {
-        fprintf(stderr, "mutirao dlq: %s\n", why);
+        fprintf(ERR, "mutirao dlq: %s\n", why);
         return FAIL;
     }
     answer ids;
@@ -519,7 +527,7 @@ static int do_retry_drop(ctx *c, const char *pool, const char *which, int retry)
         return FAIL;
     }
     if (ids.n == 0)
-        printf("no dead letters in pool %s\n", pool);
+        fprintf(OUT, "no dead letters in pool %s\n", pool);
     if (retry && ids.n > 0 && !c->kp) {
         char err[400] = "";
         kuv_producer_opts o;
@@ -531,7 +539,7 @@ static int do_retry_drop(ctx *c, const char *pool, const char *which, int retry)
         char **conf = NULL; /* + TLS, SASL, kafka.property */
         int rc = config_kafka_conf(c->cfg, base, &conf, err, sizeof err);
         if (rc != 0) {
-            fprintf(stderr, "mutirao dlq: kafka: %s\n", err);
+            fprintf(ERR, "mutirao dlq: kafka: %s\n", err);
             answer_free(&ids);
             return FAIL;
         }
@@ -539,7 +547,7 @@ static int do_retry_drop(ctx *c, const char *pool, const char *which, int retry)
         c->kp = kuv_producer_new(&c->loop, c->cfg->kafka_brokers, &o, &rc);
         config_kafka_conf_free(conf);
         if (!c->kp) {
-            fprintf(stderr, "mutirao dlq: kafka %s: %s\n", c->cfg->kafka_brokers,
+            fprintf(ERR, "mutirao dlq: kafka %s: %s\n", c->cfg->kafka_brokers,
                     err[0] ? err : kuv_strerror(rc));
             answer_free(&ids);
             return FAIL;
@@ -559,10 +567,10 @@ static int do_retry_drop(ctx *c, const char *pool, const char *which, int retry)
         fleet_prefix_pool(pre, pool);
         answer a;
         if (eval(c, &a, c->remove, pre, 3, argv) != 0) {
-            fprintf(stderr, "mutirao dlq: %s: %s\n", ids.str[i], a.err);
+            fprintf(ERR, "mutirao dlq: %s: %s\n", ids.str[i], a.err);
             st = FAIL;
         } else {
-            printf("dropped %s\n", ids.str[i]);
+            fprintf(OUT, "dropped %s\n", ids.str[i]);
         }
         answer_free(&a);
     }
@@ -575,15 +583,51 @@ static void on_closed(void *ud)
     (void)ud;
 }
 
+/* Opens Redis for cfg (which must outlive c): 0, or -1 after a line. */
+static int ctx_open(ctx *c, const config *cfg)
+{
+    memset(c, 0, sizeof *c);
+    c->cfg = cfg;
+    uv_loop_init(&c->loop);
+    redis_uv_options ro = {0};
+    ro.op_timeout_ms = cfg->op_timeout_ms > 0 ? (unsigned)cfg->op_timeout_ms : 10000;
+    ro.connect_timeout_ms = cfg->connect_timeout_ms > 0 ? (unsigned)cfg->connect_timeout_ms : 1;
+    char *rpw = NULL, rerr[300] = "";   /* redis.password_file's; TLS files */
+    fleet_keys_use_url(cfg->redis_url); /* the key layout: tagged on a cluster */
+    int rc = fleet_redis_security(cfg, &ro, &rpw, rerr, sizeof rerr);
+    if (rc == 0)
+        rc = redis_uv_open(&c->loop, cfg->redis_url, &ro, &c->r);
+    fleet_redis_security_done(&ro, rpw);
+    if (rc != 0) {
+        fprintf(ERR, "mutirao dlq: redis.url: %s\n", rerr[0] ? rerr : redis_uv_strerror(rc));
+        c->r = NULL;
+        uv_run(&c->loop, UV_RUN_DEFAULT);
+        uv_loop_close(&c->loop);
+        return -1;
+    }
+    c->take = redis_uv_script(c->r, FLEET_DLQ_TAKE_LUA, strlen(FLEET_DLQ_TAKE_LUA));
+    c->remove = redis_uv_script(c->r, FLEET_DLQ_REMOVE_LUA, strlen(FLEET_DLQ_REMOVE_LUA));
+    return 0;
+}
+
+static void ctx_close(ctx *c)
+{
+    redis_uv_close(c->r, on_closed, NULL);
+    if (c->kp)
+        kuv_producer_close(c->kp, 5000);
+    uv_run(&c->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&c->loop);
+}
+
 int cmd_dlq(int argc, char **argv)
 {
     const char *sub = argc > 0 ? argv[0] : NULL;
     if (!sub || !strcmp(sub, "-h") || !strcmp(sub, "--help") || !strcmp(sub, "help")) {
         if (sub) {
-            fputs(usage_text, stdout);
+            fputs(usage_text, OUT);
             return OK;
         }
-        fputs("mutirao dlq: no subcommand given (see mutirao dlq help)\n", stderr);
+        fputs("mutirao dlq: no subcommand given (see mutirao dlq help)\n", ERR);
         return USAGE;
     }
     int list = !strcmp(sub, "list"), retry = !strcmp(sub, "retry"), drop = !strcmp(sub, "drop");
@@ -596,68 +640,92 @@ int cmd_dlq(int argc, char **argv)
         else if (!list && !strcmp(a, "--all") && !which)
             which = a;
         else if (a[0] == '-' && a[1])
-            return fprintf(stderr, "mutirao dlq: unknown option '%s' (see mutirao dlq help)\n", a),
+            return fprintf(ERR, "mutirao dlq: unknown option '%s' (see mutirao dlq help)\n", a),
                    USAGE;
         else if (!pool)
             pool = a;
         else if (!list && !which)
             which = a;
         else
-            return fprintf(stderr, "mutirao dlq: unexpected argument '%s' (see mutirao dlq help)\n",
+            return fprintf(ERR, "mutirao dlq: unexpected argument '%s' (see mutirao dlq help)\n",
                            a),
                    USAGE;
     }
     if (!list && !retry && !drop)
-        return fprintf(stderr, "mutirao dlq: unknown subcommand '%s' (see mutirao dlq help)\n",
-                       sub),
+        return fprintf(ERR, "mutirao dlq: unknown subcommand '%s' (see mutirao dlq help)\n", sub),
                USAGE;
     if (!pool)
-        return fprintf(stderr, "mutirao dlq %s: no pool given (see mutirao dlq help)\n", sub),
-               USAGE;
+        return fprintf(ERR, "mutirao dlq %s: no pool given (see mutirao dlq help)\n", sub), USAGE;
     if (!list && !which)
-        return fprintf(stderr,
-                       "mutirao dlq %s: no task id (or --all) given (see mutirao dlq help)\n", sub),
+        return fprintf(ERR, "mutirao dlq %s: no task id (or --all) given (see mutirao dlq help)\n",
+                       sub),
                USAGE;
     char why[300];
     if (envelope_check_pool(pool, strlen(pool), why, sizeof why) != 0)
-        return fprintf(stderr, "mutirao dlq: invalid pool name '%s': %s\n", pool, why), USAGE;
+        return fprintf(ERR, "mutirao dlq: invalid pool name '%s': %s\n", pool, why), USAGE;
     if (which && strcmp(which, "--all") && envelope_check_id(which, strlen(which), why, sizeof why))
-        return fprintf(stderr, "mutirao dlq: invalid task id: %s\n", why), USAGE;
+        return fprintf(ERR, "mutirao dlq: invalid task id: %s\n", why), USAGE;
 
     config cfg;
     char err[512];
     if (config_load(&cfg, NULL, err, sizeof err) != 0) {
-        fprintf(stderr, "mutirao: %s\n", err);
+        fprintf(ERR, "mutirao: %s\n", err);
         config_free(&cfg);
         return USAGE;
     }
     ctx c;
-    memset(&c, 0, sizeof c);
-    c.cfg = &cfg;
-    uv_loop_init(&c.loop);
-    redis_uv_options ro = {0};
-    ro.op_timeout_ms = cfg.op_timeout_ms > 0 ? (unsigned)cfg.op_timeout_ms : 10000;
-    ro.connect_timeout_ms = cfg.connect_timeout_ms > 0 ? (unsigned)cfg.connect_timeout_ms : 1;
-    char *rpw = NULL, rerr[300];       /* redis.password_file's; TLS files */
-    fleet_keys_use_url(cfg.redis_url); /* the key layout: tagged on a cluster */
-    int rc = fleet_redis_security(&cfg, &ro, &rpw, rerr, sizeof rerr);
-    if (rc == 0)
-        rc = redis_uv_open(&c.loop, cfg.redis_url, &ro, &c.r);
-    fleet_redis_security_done(&ro, rpw);
-    int st;
-    if (rc != 0) {
-        fprintf(stderr, "mutirao dlq: redis.url: %s\n", rerr[0] ? rerr : redis_uv_strerror(rc));
-        st = USAGE;
-    } else {
-        c.take = redis_uv_script(c.r, FLEET_DLQ_TAKE_LUA, strlen(FLEET_DLQ_TAKE_LUA));
-        c.remove = redis_uv_script(c.r, FLEET_DLQ_REMOVE_LUA, strlen(FLEET_DLQ_REMOVE_LUA));
+    int st = USAGE;
+    if (ctx_open(&c, &cfg) == 0) {
         st = list ? do_list(&c, pool, json) : do_retry_drop(&c, pool, which, retry);
-        redis_uv_close(c.r, on_closed, NULL);
+        ctx_close(&c);
     }
-    if (c.kp)
-        kuv_producer_close(c.kp, 5000);
-    uv_run(&c.loop, UV_RUN_DEFAULT);
-    uv_loop_close(&c.loop);
     config_free(&cfg);
+    return st;
+}
+
+/* ---- the same, for other callers (ops_data.h) ---- */
+
+struct dlq_conn {
+    ctx c;
+};
+
+dlq_conn *dlq_open(const config *cfg, FILE *err)
+{
+    dlq_conn *d = calloc(1, sizeof *d);
+    if (!d)
+        return NULL;
+    err_to = err;
+    int rc = ctx_open(&d->c, cfg);
+    err_to = NULL;
+    if (rc != 0) {
+        free(d);
+        return NULL;
+    }
+    return d;
+}
+
+void dlq_close(dlq_conn *d)
+{
+    if (!d)
+        return;
+    ctx_close(&d->c);
+    free(d);
+}
+
+int dlq_list_json(dlq_conn *d, const char *pool, FILE *out, FILE *err)
+{
+    out_to = out;
+    err_to = err;
+    int st = do_list(&d->c, pool, 1);
+    out_to = err_to = NULL;
+    return st;
+}
+
+int dlq_act(dlq_conn *d, const char *pool, const char *id, int retry, FILE *out, FILE *err)
+{
+    out_to = out;
+    err_to = err;
+    int st = do_retry_drop(&d->c, pool, id, retry);
+    out_to = err_to = NULL;
     return st;
 }

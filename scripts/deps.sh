@@ -45,6 +45,9 @@ PACKAGES=(
     # in lua5.1, which may then be /usr/bin/lua: nothing here runs `lua`,
     # and .busted runs busted under lua5.4)
     man-db luarocks
+    # dashboard.chromium: `mutirao dashboard`'s page in a headless Chromium,
+    # driven over the DevTools protocol from Python
+    chromium python3-websocket
 )
 
 if [[ "${1:-}" == "--list" ]]; then

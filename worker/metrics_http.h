@@ -1,5 +1,6 @@
 /* metrics_http.h: the worker's /metrics endpoint (worker/metrics_http.c), a
- * small HTTP/1.x server on the worker's libuv loop.
+ * the shared HTTP/1.x server (shared/http/http_server.h) on the worker's
+ * libuv loop.
  *
  * GET (or HEAD) /metrics answers the registry's text exposition
  * (text/plain; version=0.0.4); other paths 404, other methods 405, a
@@ -18,9 +19,11 @@
 
 #include "metrics.h"
 
-#define METRICS_HTTP_HEADER_MAX 8192
-#define METRICS_HTTP_TIMEOUT_MS 10000
-#define METRICS_HTTP_MAX_CONNS 1024
+#include "http_server.h"
+
+#define METRICS_HTTP_HEADER_MAX HTTP_SERVER_HEADER_MAX
+#define METRICS_HTTP_TIMEOUT_MS HTTP_SERVER_TIMEOUT_MS
+#define METRICS_HTTP_MAX_CONNS HTTP_SERVER_MAX_CONNS
 
 typedef struct metrics_http metrics_http;
 

@@ -290,6 +290,11 @@ static const key keys[CONFIG_NKEYS] = {
     /* a worker's Prometheus endpoint (worker/metrics_http.h) */
     {"worker.metrics_addr", "MUTIRAO_WORKER_METRICS_ADDR", T_STR, OFF(worker_metrics_addr), 0, 0,
      "", check_metrics_addr, 0},
+    /* `mutirao dashboard` (producer/dashboard.c) */
+    {"dashboard.listen", "MUTIRAO_DASHBOARD_LISTEN", T_STR, OFF(dashboard_listen), 0, 0,
+     "127.0.0.1:8080", check_metrics_addr, 0},
+    {"dashboard.token_file", "MUTIRAO_DASHBOARD_TOKEN_FILE", T_STR, OFF(dashboard_token_file), 0, 0,
+     "", NULL, 0},
 };
 
 /* Most items of a worker.pools list. */

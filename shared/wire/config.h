@@ -37,7 +37,7 @@ const char *config_strerror(int err);
 const char *config_errname(int err);
 
 /* Number of keys (see config/mutirao.conf for the list). */
-#define CONFIG_NKEYS 36
+#define CONFIG_NKEYS 38
 /* Longest origin kept per key ("config/mutirao.conf:7", "MUTIRAO_FLEET"). */
 #define CONFIG_ORIGIN_MAX 160
 /* Longest Kafka topic name. */
@@ -113,13 +113,15 @@ typedef struct config {
     char *kafka_ssl_cert_file;      /* kafka.ssl_cert_file: client certificate (PEM) */
     char *kafka_ssl_key_file;       /* kafka.ssl_key_file: its private key (PEM) */
     /* Redis security (rediss:// URLs; the password may also be in the URL) */
-    char *redis_tls_ca_file;   /* redis.tls_ca_file: CA certificates (PEM) to trust */
-    char *redis_tls_cert_file; /* redis.tls_cert_file: client certificate (PEM) */
-    char *redis_tls_key_file;  /* redis.tls_key_file: its private key (PEM) */
-    char *redis_password_file; /* redis.password_file: the password's file */
-    char *worker_metrics_addr; /* worker.metrics_addr: where a worker serves /metrics,
-                                  "[HOST:]PORT" (config_host_port); "" = nowhere */
-    config_prop *kafka_props;  /* kafka.property.NAME = VALUE, in the order first set */
+    char *redis_tls_ca_file;    /* redis.tls_ca_file: CA certificates (PEM) to trust */
+    char *redis_tls_cert_file;  /* redis.tls_cert_file: client certificate (PEM) */
+    char *redis_tls_key_file;   /* redis.tls_key_file: its private key (PEM) */
+    char *redis_password_file;  /* redis.password_file: the password's file */
+    char *worker_metrics_addr;  /* worker.metrics_addr: where a worker serves /metrics,
+                                   "[HOST:]PORT" (config_host_port); "" = nowhere */
+    char *dashboard_listen;     /* dashboard.listen: where `mutirao dashboard` serves */
+    char *dashboard_token_file; /* dashboard.token_file: its token's file ("" = none) */
+    config_prop *kafka_props;   /* kafka.property.NAME = VALUE, in the order first set */
     size_t kafka_nprops;
     char *path;                                   /* the file config_load read, "" if none */
     char origin[CONFIG_NKEYS][CONFIG_ORIGIN_MAX]; /* where each key's value came from */

@@ -119,6 +119,13 @@ size_t fleet_key_producers(char *out, const char *pool)
     return pool_key(out, pool, ":producers");
 }
 
+size_t fleet_key_failures(char *out, const char *pool, const char *producer)
+{
+    if (!tagged_layout)
+        return pool_key(out, pool, ":failures");
+    return after(out, fleet_prefix_producer(out, producer), "pool:", pool, ":failures");
+}
+
 size_t fleet_key_retries(char *out, int is_signed)
 {
     return after(out, fleet_prefix_retries(out), "retries", is_signed ? ":signed" : "", NULL);

@@ -154,6 +154,7 @@
 #define FLEET_WORKER_TTL_S 15       /* and is gone from it that long after */
 #define FLEET_RETRY_LEASE_MS 30000  /* a claimed retry is claimed again after this */
 #define FLEET_RETRY_CLAIM_MAX 100   /* retries claimed per call */
+#define FLEET_FAILURES_LAST "99"    /* a pool's recent failures: the newest 100 ids */
 
 /*
 ** Lua shared by the scripts: seen(id) returns the seen bitmap's key and bit
@@ -435,6 +436,11 @@
 ** is 3: the worker pushes them
 ** (FLEET_NOTIFY_LUA per owner), deletes the outbox, and only then is the
 ** task finished (its offset committed).
+** A failure's id is pushed to the head of its pool's recent failures
+** (pre .. 'pool:NAME:failures', the newest 100 (FLEET_FAILURES_LAST is the last index kept),
+*expiring
+** with the result TTL, or a day without one): what `mutirao dashboard`
+** lists (tagged: one list per producer's slot, found as pstats are).
 ** Returns an array: per task 1 (this call completed it), 3 (the same, with
 ** an outbox) or 0 (done before).
 */
@@ -487,6 +493,12 @@
     "    xs, away = {}, false\n"                                                                   \
     "    redis.call('DEL', k .. ':q', pre .. 'delivery:' .. id)\n"                                 \
     "    count(counts, pool, st, 1)\n"                                                             \
+    "    if st == 'failed' then\n"                                                                 \
+    "      local fk = pre .. 'pool:' .. pool .. ':failures'\n"                                     \
+    "      redis.call('LPUSH', fk, id)\n"                                                          \
+    "      redis.call('LTRIM', fk, 0, " FLEET_FAILURES_LAST ")\n"                                  \
+    "      redis.call('EXPIRE', fk, ttl > 0 and ttl or 86400)\n"                                   \
+    "    end\n"                                                                                    \
     "    if #info > 0 then setx(k .. ':info', info, st == 'completed' and ittl or ttl) end\n"      \
     "    if #blob > 0 then setx(k .. ':out', blob, ttl) end\n"                                     \
     "    if nw > 0 then\n"                                                                         \
@@ -677,7 +689,9 @@ size_t fleet_key_stats(char *out, const char *pool);
  * tagged, mutirao:{P}:stats:NAME */
 size_t fleet_key_pstats(char *out, const char *pool, const char *producer);
 size_t fleet_key_producers(char *out, const char *pool); /* tagged: who counts in pstats */
-size_t fleet_key_retries(char *out, int is_signed);      /* the retry sets */
+/* the pool's recent failed task ids (FLEET_COMPLETE_LUA); tagged: in producer's slot */
+size_t fleet_key_failures(char *out, const char *pool, const char *producer);
+size_t fleet_key_retries(char *out, int is_signed); /* the retry sets */
 size_t fleet_key_active(char *out, const char *pool);
 size_t fleet_key_task(char *out, const char *id);
 size_t fleet_key_task_queued(char *out, const char *id);
