@@ -256,17 +256,18 @@ static void sel_park(sched_parker *p, gor *g)
     chan_sel *sel = (chan_sel *)p;
     sel->g = g;
     sel->parked = 1;
+    int remote = 0; /* another VM may end the wait */
     for (int i = 0; i < sel->n; i++) {
         chan_waiter *w = &sel->w[i];
-        if (w->core)
+        if (w->core) {
             mlist_push_back(w->dir == C_RECV ? &w->core->recvq : &w->core->sendq, &w->node);
-        else
+            remote = 1;
+        } else {
             mlist_push_back(w->dir == C_RECV ? &w->ch->recvq : &w->ch->sendq, &w->node);
+            remote |= w->ch->remote_close;
+        }
         w->queued = 1;
     }
-    int remote = sel->nshared > 0;
-    for (int i = 0; i < sel->n && !remote; i++)
-        remote = sel->w[i].ch->remote_close;
     if (remote && !sel->counted) {
         sel->counted = 1;
         sel->s->remote_waits++;
@@ -287,7 +288,8 @@ static void free_vals(chan_sel *sel)
 /* Waits of one case (a plain send or receive) reuse the VM's spare. */
 static void sel_free(chan_sel *sel)
 {
-    free_vals(sel);
+    if (sel->nshared)
+        free_vals(sel);
     if (sel->port) {
         port_unref(sel->port);
         sel->port = NULL;
@@ -300,7 +302,8 @@ static void sel_free(chan_sel *sel)
 
 static void sel_release(chan_sel *sel)
 {
-    if (atomic_fetch_sub(&sel->refs, 1) == 1)
+    /* (a select no other VM could reach has no other holder: no atomic) */
+    if (!sel->port || atomic_fetch_sub(&sel->refs, 1) == 1)
         sel_free(sel);
 }
 
@@ -311,7 +314,8 @@ static int sel_settle(chan_sel *sel)
 {
     sel->parked = 0;
     int none = 0;
-    atomic_compare_exchange_strong(&sel->fired, &none, -1);
+    if (atomic_load_explicit(&sel->fired, memory_order_relaxed) == 0)
+        atomic_compare_exchange_strong(&sel->fired, &none, -1);
     unqueue_local(sel);
     if (sel->nshared) /* (locking every core also waits for a firer's writes) */
         for (int i = 0; i < sel->n; i++) {
