@@ -17,7 +17,7 @@
 typedef struct registry_pool {
     const char *name;
     int running, slots;
-    unsigned last_minute; /* outcomes recorded over the last minute */
+    unsigned last_minute;            /* outcomes recorded over the last minute */
     unsigned dur[FLEET_DUR_BUCKETS]; /* theirs by duration (fleet_durations.h) */
 } registry_pool;
 
