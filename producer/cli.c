@@ -20,6 +20,7 @@
 
 #include "codec.h"
 #include "cli_ops.h"
+#include "cli_top.h"
 #include "config.h"
 #include "dlq.h"
 #include "embedded.h"
@@ -41,7 +42,7 @@ static const char usage_text[] =
     "usage: mutirao [--config FILE] <command> [options]\n"
     "\n"
     "commands:\n"
-    "  run [-f] FILE [options]   run a task file (.lua or .sloth)\n" CLI_OPS_USAGE
+    "  run [-f] FILE [options]   run a task file (.lua or .sloth)\n" CLI_OPS_USAGE CLI_TOP_USAGE
     "  dlq list|retry|drop POOL  a fleet pool's dead letters (mutirao dlq help)\n"
     "  keygen --out DIR [--name NAME]\n"
     "                            make a key pair for signed task envelopes:\n"
@@ -532,6 +533,8 @@ int main(int argc, char **argv)
         return cmd_dlq(argc - 2, argv + 2);
     if (cli_ops_is_command(cmd))
         return cli_ops_main(cmd, argc - 2, argv + 2);
+    if (!strcmp(cmd, "top"))
+        return cli_top_main(argc - 2, argv + 2);
     if (!strcmp(cmd, "keygen"))
         return cmd_keygen(argc - 2, argv + 2);
     if (!strcmp(cmd, "config"))
