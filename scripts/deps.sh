@@ -45,6 +45,9 @@ PACKAGES=(
     # in lua5.1, which may then be /usr/bin/lua: nothing here runs `lua`,
     # and .busted runs busted under lua5.4)
     man-db luarocks
+    # the terminal tests (tests/terminal): mutirao top and run's progress
+    # line drawn in a real terminal, read back with capture-pane
+    tmux
 )
 
 if [[ "${1:-}" == "--list" ]]; then
