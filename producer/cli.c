@@ -23,6 +23,7 @@
 #include "cli_top.h"
 #include "config.h"
 #include "dlq.h"
+#include "progress.h"
 #include "embedded.h"
 #include "fleet_pool.h"
 #include "goroutine.h"
@@ -253,7 +254,9 @@ static int vm_setup(lua_State *L)
     luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
     lua_pushcfunction(L, luaopen_goroutine);
     lua_setfield(L, -2, "goroutine");
-    iomods_open(L); /* http and exec: preloads and globals */
+    iomods_open(L);                             /* http and exec: preloads and globals */
+    lua_pushcfunction(L, luaopen_mutirao_term); /* the progress lines' terminal */
+    lua_setfield(L, -2, "mutirao.term");
     for (const embedded_chunk *c = embedded_lua; c->name; c++) {
         if (luaL_loadbufferx(L, (const char *)c->data, c->len, c->chunkname, "t") != LUA_OK)
             return lua_error(L);
