@@ -6,10 +6,9 @@
  * once). Keys: s cycles the pools' sort column, r reverses it, space
  * refreshes now, q (or Ctrl-C) quits. The terminal is restored on every
  * way out: q, SIGINT, SIGTERM, SIGHUP. When stdout is not a terminal (or
- * with --once): the same tables as plain lines, one snapshot a second (one
- * with --once). An unreachable Redis is one line before anything is
- * drawn, exit status 1; later failures show in the status line while it
- * keeps trying. */
+ * with --once; stdin not a terminal either): the same tables as plain lines, one snapshot a second
+ * (one with --once). An unreachable Redis is one line before anything is drawn, exit status 1;
+ * later failures show in the status line while it keeps trying. */
 #include "cli_top.h"
 
 #include <errno.h>
@@ -411,8 +410,8 @@ static const char top_help[] =
     "RATE/MIN, FAILED, P50, P99; figures largest first), r reverses the order,\n"
     "space refreshes now, q or Ctrl-C quits.\n"
     "\n"
-    "When stdout is not a terminal: the same tables as plain lines, a snapshot a\n"
-    "second (a blank line between them); --once prints one and exits.\n"
+    "When stdout (or stdin) is not a terminal: the same tables as plain lines, a\n"
+    "snapshot a second (a blank line between them); --once prints one and exits.\n"
     "\n"
     "Exit status: 0, 1 when Redis cannot be read at start, 2 on bad usage.\n";
 

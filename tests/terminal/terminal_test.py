@@ -9,6 +9,7 @@ back with `tmux capture-pane -p`.
                  (p50/p99 from the workers' duration buckets), `s` changes the
                  sort, `r` reverses it, `q` exits 0 with the terminal's
                  settings (stty -g) as before and the alternate screen left;
+                 a resize redraws to the new width;
                  SIGTERM restores them too (exit 143); stdout not a terminal:
                  plain snapshots, one a second, no escape sequences; --once.
   top_errors     an unreachable Redis: one line, exit 1, within the connect
@@ -243,6 +244,15 @@ io.stdout:flush()
         tmux("send-keys", "-t", "top", "r")
         text = wait_screen("top", lambda t: "sort QUEUED (reversed)" in t, "reversed")
         check(order(text, [served, idle]) == [served, idle], "reversed:\n" + text)
+        # a narrower terminal: redrawn at once to its width
+        tmux("resize-window", "-t", "top", "-x", "70", "-y", "40")
+        text = wait_screen("top", lambda t: re.search(r"(?m)^POOL +WORKERS +QUEUED\* +RUNNING +"
+                                                      r"DONE/S +RATE/MIN +COMP$", t),
+                           "the header cut at 70 columns", timeout=5)
+        # cut, not wrapped: the rows follow each other
+        lines = text.splitlines()
+        i = [n for n, x in enumerate(lines) if x.startswith(served)]
+        check(i and lines[i[0] + 1].startswith(idle), "rows wrapped at 70 columns:\n" + text)
         tmux("send-keys", "-t", "top", "q")
         text = wait_screen("top", lambda t: "EXIT=" in t, "the exit")
         check("EXIT=0" in text, "top's exit status:\n" + text)
