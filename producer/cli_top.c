@@ -205,6 +205,9 @@ static void line(screen *sc, const char *attr, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
+    for (char *c = buf; *c; c++) /* names from Redis: no escape reaches the terminal */
+        if ((unsigned char)*c < 0x20 || *c == 0x7f)
+            *c = '?';
     if (sc->tty) {
         if ((int)strlen(buf) > sc->cols)
             buf[sc->cols] = 0;
