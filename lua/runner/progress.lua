@@ -14,6 +14,7 @@
 local M = {}
 
 local DELAY_MS, TICK_MS = 1000, 200
+local SRC = debug.getinfo(1, "S").short_src -- this chunk, in error positions
 
 function M.install(goroutine, term)
     local pools = {} -- name -> true: created or waited on in this run
@@ -163,25 +164,50 @@ function M.install(goroutine, term)
         end })
     end
 
-    -- The wrappers call locals of the functions' own names: an argument
-    -- error still names pool_create, pool_wait, wait.
-    local pool_create, pool_wait = goroutine.pool_create, goroutine.pool_wait
-    goroutine.pool_create = function(name, ...)
-        note(name)
-        local r = table.pack(pool_create(name, ...))
-        return table.unpack(r, 1, r.n)
+    -- The wrappers call the functions through locals of their own names (an
+    -- argument error still names pool_create, pool_wait, wait) under a pcall
+    -- whose error, when it is positioned at the wrapper's call, is given the
+    -- caller's position instead: the messages are those of a direct call.
+    local function guarded(inner)
+        return function(...)
+            local r = table.pack(pcall(inner, ...))
+            if r[1] then return table.unpack(r, 2, r.n) end
+            local e = r[2]
+            if type(e) == "string" and e:sub(1, #SRC) == SRC then
+                local rest = e:match("^:%d+: (.*)$", #SRC + 1)
+                if rest then
+                    local info = debug.getinfo(2, "Sl")
+                    local at = info and info.currentline > 0 and
+                        (info.short_src .. ":" .. info.currentline .. ": ") or ""
+                    e = at .. rest
+                end
+            end
+            error(e, 0)
+        end
     end
-    goroutine.pool_wait = function(name, ...)
+
+    local pool_create, pool_wait = goroutine.pool_create, goroutine.pool_wait
+    goroutine.pool_create = guarded(function(...)
+        note((...))
+        local r = table.pack(pool_create(...))
+        return table.unpack(r, 1, r.n)
+    end)
+    goroutine.pool_wait = guarded(function(...)
+        local name = ...
+        if type(name) ~= "string" then
+            local r = table.pack(pool_wait(...))
+            return table.unpack(r, 1, r.n)
+        end
         note(name)
         local _ <close> = watched(name, nil)
-        return pool_wait(name, ...)
-    end
+        return pool_wait(...)
+    end)
     local methods = getmetatable(goroutine.wait_group()).__index
     local wait = methods.wait
-    methods.wait = function(wg, ...)
-        local _ <close> = watched(nil, wg)
-        return wait(wg, ...)
-    end
+    methods.wait = guarded(function(...)
+        local _ <close> = watched(nil, (...))
+        return wait(...)
+    end)
 end
 
 return M

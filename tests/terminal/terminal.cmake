@@ -6,7 +6,7 @@
 # failed when CI is set. Label: terminal (top: also integration;fleet).
 find_package(Python3 COMPONENTS Interpreter QUIET)
 if(Python3_Interpreter_FOUND AND TARGET mutirao AND TARGET mutirao-worker)
-  foreach(_case top top_errors progress progress_plain)
+  foreach(_case top top_errors progress progress_plain progress_misuse)
     add_test(NAME terminal.${_case}
       COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/terminal_test.py
         ${CMAKE_BINARY_DIR}/bin ${_case})

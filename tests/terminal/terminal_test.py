@@ -19,6 +19,8 @@ back with `tmux capture-pane -p`.
                  summary printed; a WaitGroup's wait too.
   progress_plain the same with stderr a pipe, and with --log-format json on the
                  terminal: no progress line.
+  progress_misuse  misused pool_wait, pool_create, wg.wait: the same errors
+                 (the caller's line, the function's name) on a terminal.
 
 Without tmux (or for `top`: the services, redis-server) a case is skipped with
 exit 77, or fails when CI is set.
@@ -408,6 +410,36 @@ def case_progress():
     check_summary(text)
 
 
+# Misuse of the functions the progress lines wrap: the same messages on a
+# terminal as without one (the caller's line, the function's name).
+MISUSE_SRC = """
+local g = require("goroutine")
+print(pcall(function() g.pool_wait() end))
+print(pcall(function() g.pool_create() end))
+print(pcall(function() g.pool_create("x", {workers = -1}) end))
+local wg = g.wait_group()
+print(pcall(function() wg.wait() end))
+print(g.pool_wait("nosuch"))
+"""
+
+
+def case_progress_misuse():
+    need_tmux()
+    path = os.path.join(TMP, "misuse.lua")
+    with open(path, "w") as f:
+        f.write(MISUSE_SRC)
+    p = subprocess.run([MUTIRAO, "run", path], stdin=subprocess.DEVNULL, capture_output=True,
+                       text=True, env=ENV, cwd=TMP, timeout=60)
+    check(p.returncode == 0 and "misuse.lua:3: bad argument #1 to 'pool_wait' (string expected, "
+          "got no value)" in p.stdout, "piped: exit %d\n%s%s" % (p.returncode, p.stdout, p.stderr))
+    session("misuse", "%s run %s > out.txt; echo \"EXIT=$?\"; sleep 600" % (MUTIRAO, path), ENV)
+    text = wait_screen("misuse", lambda t: "EXIT=" in t, "the end", timeout=20)
+    check("EXIT=0" in text, "exit status:\n" + text)
+    with open(os.path.join(TMP, "out.txt")) as f:
+        out = f.read()
+    check(out == p.stdout, "on a terminal:\n%s\nwithout one:\n%s" % (out, p.stdout))
+
+
 def case_progress_plain():
     need_tmux()
     pool, path = progress_file()
@@ -435,7 +467,7 @@ def case_progress_plain():
 
 
 CASES = {"top": case_top, "top_errors": case_top_errors, "progress": case_progress,
-         "progress_plain": case_progress_plain}
+         "progress_plain": case_progress_plain, "progress_misuse": case_progress_misuse}
 
 if __name__ == "__main__":
     try:
