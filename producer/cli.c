@@ -20,9 +20,11 @@
 
 #include "codec.h"
 #include "cli_ops.h"
+#include "cli_top.h"
 #include "config.h"
 #include "dashboard.h"
 #include "dlq.h"
+#include "progress.h"
 #include "embedded.h"
 #include "fleet_pool.h"
 #include "goroutine.h"
@@ -42,7 +44,7 @@ static const char usage_text[] =
     "usage: mutirao [--config FILE] <command> [options]\n"
     "\n"
     "commands:\n"
-    "  run [-f] FILE [options]   run a task file (.lua or .sloth)\n" CLI_OPS_USAGE
+    "  run [-f] FILE [options]   run a task file (.lua or .sloth)\n" CLI_OPS_USAGE CLI_TOP_USAGE
     "  dlq list|retry|drop POOL  a fleet pool's dead letters (mutirao dlq help)\n" DASHBOARD_USAGE
     "  keygen --out DIR [--name NAME]\n"
     "                            make a key pair for signed task envelopes:\n"
@@ -253,7 +255,9 @@ static int vm_setup(lua_State *L)
     luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
     lua_pushcfunction(L, luaopen_goroutine);
     lua_setfield(L, -2, "goroutine");
-    iomods_open(L); /* http and exec: preloads and globals */
+    iomods_open(L);                             /* http and exec: preloads and globals */
+    lua_pushcfunction(L, luaopen_mutirao_term); /* the progress lines' terminal */
+    lua_setfield(L, -2, "mutirao.term");
     for (const embedded_chunk *c = embedded_lua; c->name; c++) {
         if (luaL_loadbufferx(L, (const char *)c->data, c->len, c->chunkname, "t") != LUA_OK)
             return lua_error(L);
@@ -535,6 +539,8 @@ int main(int argc, char **argv)
         return cmd_dashboard(argc - 2, argv + 2);
     if (cli_ops_is_command(cmd))
         return cli_ops_main(cmd, argc - 2, argv + 2);
+    if (!strcmp(cmd, "top"))
+        return cli_top_main(argc - 2, argv + 2);
     if (!strcmp(cmd, "keygen"))
         return cmd_keygen(argc - 2, argv + 2);
     if (!strcmp(cmd, "config"))

@@ -17,6 +17,7 @@
 #include "ops_data.h"
 
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +62,8 @@ typedef struct conn {
     redis_uv *r;
     const config *cfg;
     char url[512]; /* redacted, for messages */
+    char *err;     /* ops_quiet: failures go here, not to stderr */
+    size_t errlen;
 } conn;
 
 typedef struct pending {
@@ -118,6 +121,21 @@ static void on_reply(redis_uv *cli, int status, const redisReply *reply, const c
     }
 }
 
+/* Says a failure: one line on stderr, or into c->err. */
+static void say(conn *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (c->err) {
+        vsnprintf(c->err, c->errlen, fmt, ap);
+    } else {
+        fputs("mutirao: ", ERR);
+        vfprintf(ERR, fmt, ap);
+        fputc('\n', ERR);
+    }
+    va_end(ap);
+}
+
 /* Runs one command; 0 with *out (rv_free it), or -1 after saying why on
  * ERR (the first failure ends the command: one line). */
 static int run(conn *c, rv *out, int argc, const char *const *argv)
@@ -127,17 +145,17 @@ static int run(conn *c, rv *out, int argc, const char *const *argv)
     memset(out, 0, sizeof *out);
     int rc = redis_uv_command_argv(c->r, on_reply, &p, argc, argv, NULL);
     if (rc != 0) {
-        fprintf(ERR, "mutirao: redis %s: %s\n", c->url, redis_uv_strerror(rc));
+        say(c, "redis %s: %s", c->url, redis_uv_strerror(rc));
         return -1;
     }
     while (!p.done)
         uv_run(&c->loop, UV_RUN_ONCE);
     if (p.status < 0) {
         if (p.status == REDIS_UV_EUNREACHABLE || p.status == REDIS_UV_ETIMEDOUT)
-            fprintf(ERR, "mutirao: cannot reach Redis at %s within %d ms (redis.url)\n", c->url,
-                    c->cfg->connect_timeout_ms > 0 ? c->cfg->connect_timeout_ms : 5000);
+            say(c, "cannot reach Redis at %s within %d ms (redis.url)", c->url,
+                c->cfg->connect_timeout_ms > 0 ? c->cfg->connect_timeout_ms : 5000);
         else
-            fprintf(ERR, "mutirao: redis %s: %s\n", c->url, p.err);
+            say(c, "redis %s: %s", c->url, p.err);
         rv_free(&p.v);
         return -1;
     }
@@ -532,6 +550,38 @@ static int pool_names(conn *c, const wlist *wl, names *out)
     return 0;
 }
 
+/* Every pool (pool_names), loaded: *out (pstats_free it). 0 or -1. */
+static void pstats_free(pstat *ps, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        rv_free(&ps[i].opts);
+    free(ps);
+}
+
+static int pools_collect(conn *c, const wlist *wl, pstat **out, size_t *n)
+{
+    names ns;
+    *out = NULL;
+    *n = 0;
+    if (pool_names(c, wl, &ns) != 0)
+        return -1;
+    pstat *ps = calloc(ns.n ? ns.n : 1, sizeof *ps);
+    int st = ps ? 0 : -1;
+    for (size_t i = 0; i < ns.n && st == 0; i++) {
+        snprintf(ps[i].name, sizeof ps[i].name, "%s", ns.v[i]);
+        st = pool_load(c, &ps[i], wl);
+    }
+    names_free(&ns);
+    if (st != 0) {
+        if (ps)
+            pstats_free(ps, ns.n);
+        return -1;
+    }
+    *out = ps;
+    *n = ns.n;
+    return 0;
+}
+
 static void pool_json(const pstat *p)
 {
     fputs("{\"pool\": ", OUT);
@@ -556,44 +606,35 @@ static void pool_row(const pstat *p)
 static int cmd_pools(conn *c, int json)
 {
     wlist wl;
-    names ns;
+    pstat *ps;
+    size_t n;
     if (workers_load(c, &wl) != 0)
         return FAIL;
-    if (pool_names(c, &wl, &ns) != 0) {
+    if (pools_collect(c, &wl, &ps, &n) != 0) {
         wlist_free(&wl);
         return FAIL;
     }
-    int st = OK;
     if (json)
         fputc('[', OUT);
-    else if (ns.n == 0)
+    else if (n == 0)
         fprintf(OUT, "no pools (none created, or their keys expired)\n");
     else
         fprintf(OUT, pools_head, "POOL", "WORKERS", "QUEUED", "RUNNING", "COMPLETED", "FAILED",
                 "RETRIED", "DEAD", "RATE/MIN");
-    for (size_t i = 0; i < ns.n; i++) {
-        pstat p;
-        memset(&p, 0, sizeof p);
-        snprintf(p.name, sizeof p.name, "%s", ns.v[i]);
-        if (pool_load(c, &p, &wl) != 0) {
-            rv_free(&p.opts);
-            st = FAIL;
-            break;
-        }
+    for (size_t i = 0; i < n; i++) {
         if (json) {
             fprintf(OUT, "%s\n  ", i ? "," : "");
-            pool_json(&p);
+            pool_json(&ps[i]);
             fputc('}', OUT);
         } else {
-            pool_row(&p);
+            pool_row(&ps[i]);
         }
-        rv_free(&p.opts);
     }
-    if (json && st == OK)
-        fprintf(OUT, "%s]\n", ns.n ? "\n" : "");
-    names_free(&ns);
+    if (json)
+        fprintf(OUT, "%s]\n", n ? "\n" : "");
+    pstats_free(ps, n);
     wlist_free(&wl);
-    return st;
+    return OK;
 }
 
 static int cmd_stats(conn *c, const char *pool, int json)
@@ -674,6 +715,30 @@ static int cmd_stats(conn *c, const char *pool, int json)
 
 /* ---- workers ---- */
 
+/* Worker w as the table shows it. */
+static void worker_summary(const wentry *w, ops_worker *o)
+{
+    const rv *h = &w->h;
+    memset(o, 0, sizeof *o);
+    snprintf(o->id, sizeof o->id, "%s", w->id);
+    /* the pools it ran tasks of, else those it serves */
+    size_t pl = 0;
+    for (size_t j = 0; j < h->n; j += 2) {
+        const char *f = h->el[j].str;
+        if (f && !strncmp(f, "pool:", 5) && pl < sizeof o->pools)
+            pl +=
+                (size_t)snprintf(o->pools + pl, sizeof o->pools - pl, "%s%s", pl ? "," : "", f + 5);
+    }
+    const char *serves = field(h, "serves");
+    if (!o->pools[0])
+        snprintf(o->pools, sizeof o->pools, "%s", serves && strcmp(serves, "*") ? serves : "(all)");
+    snprintf(o->host, sizeof o->host, "%s", field(h, "host") ? field(h, "host") : "-");
+    snprintf(o->version, sizeof o->version, "%s", field(h, "version") ? field(h, "version") : "-");
+    o->running = field_ll(h, "running");
+    o->slots = field_ll(h, "slots");
+    o->seen_ms = (uint64_t)field_ll(h, "seen");
+}
+
 static int cmd_workers(conn *c, int json)
 {
     wlist wl;
@@ -689,14 +754,6 @@ static int cmd_workers(conn *c, int json)
                 "SLOTS", "LAST SEEN", "VERSION");
     for (size_t i = 0; i < wl.n; i++) {
         const rv *h = &wl.w[i].h;
-        /* the pools it ran tasks of, else those it serves */
-        char pools[1024] = "";
-        size_t pl = 0;
-        for (size_t j = 0; j < h->n; j += 2) {
-            const char *f = h->el[j].str;
-            if (f && !strncmp(f, "pool:", 5) && pl < sizeof pools)
-                pl += (size_t)snprintf(pools + pl, sizeof pools - pl, "%s%s", pl ? "," : "", f + 5);
-        }
         const char *serves = field(h, "serves");
         uint64_t seen = (uint64_t)field_ll(h, "seen");
         if (json) {
@@ -725,20 +782,119 @@ static int cmd_workers(conn *c, int json)
                     field_ll(h, "started"), seen);
         } else {
             char when[32];
-            ago(seen, now, when, sizeof when);
-            fprintf(OUT, "%-28s %-20s %-20s %7lld %5lld %-10s %s\n", wl.w[i].id,
-                    field(h, "host") ? field(h, "host") : "-",
-                    pools[0]                        ? pools
-                    : serves && strcmp(serves, "*") ? serves
-                                                    : "(all)",
-                    field_ll(h, "running"), field_ll(h, "slots"), when,
-                    field(h, "version") ? field(h, "version") : "-");
+            ops_worker o;
+            worker_summary(&wl.w[i], &o);
+            ago(o.seen_ms, now, when, sizeof when);
+            fprintf(OUT, "%-28s %-20s %-20s %7lld %5lld %-10s %s\n", o.id, o.host, o.pools,
+                    o.running, o.slots, when, o.version);
         }
     }
     if (json)
         fprintf(OUT, "%s]\n", wl.n ? "\n" : "");
     wlist_free(&wl);
     return OK;
+}
+
+/* ---- the same as data (ops_data.h) ---- */
+
+struct ops_conn {
+    conn c;
+};
+
+ops_conn *ops_connect(const config *cfg)
+{
+    ops_conn *o = malloc(sizeof *o);
+    if (!o) {
+        fprintf(stderr, "mutirao: out of memory\n");
+        return NULL;
+    }
+    if (conn_open(&o->c, cfg) != 0) {
+        free(o);
+        return NULL;
+    }
+    return o;
+}
+
+void ops_quiet(ops_conn *o, char *err, size_t n)
+{
+    o->c.err = err;
+    o->c.errlen = n;
+}
+
+void ops_disconnect(ops_conn *o)
+{
+    if (!o)
+        return;
+    conn_close(&o->c);
+    free(o);
+}
+
+void ops_snapshot_free(ops_snapshot *s)
+{
+    free(s->pools);
+    free(s->workers);
+    memset(s, 0, sizeof *s);
+}
+
+/* Worker w's "dur:NAME" counts added to p->dur. */
+static void add_durations(const wentry *w, ops_pool *p)
+{
+    char f[ENVELOPE_POOL_MAX + 8];
+    snprintf(f, sizeof f, "dur:%s", p->name);
+    const char *v = field(&w->h, f);
+    for (int k = 0; v && *v && k < FLEET_DUR_BUCKETS; k++) {
+        char *end;
+        unsigned long long n = strtoull(v, &end, 10);
+        if (end == v)
+            break;
+        p->dur[k] += n;
+        v = end;
+    }
+}
+
+int ops_read(ops_conn *o, ops_snapshot *s)
+{
+    memset(s, 0, sizeof *s);
+    wlist wl;
+    pstat *ps;
+    size_t n;
+    if (workers_load(&o->c, &wl) != 0)
+        return -1;
+    if (pools_collect(&o->c, &wl, &ps, &n) != 0) {
+        wlist_free(&wl);
+        return -1;
+    }
+    s->pools = calloc(n ? n : 1, sizeof *s->pools);
+    s->workers = calloc(wl.n ? wl.n : 1, sizeof *s->workers);
+    if (!s->pools || !s->workers) {
+        say(&o->c, "out of memory");
+        ops_snapshot_free(s);
+        pstats_free(ps, n);
+        wlist_free(&wl);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        ops_pool *p = &s->pools[i];
+        memcpy(p->name, ps[i].name, sizeof p->name);
+        p->workers = ps[i].workers;
+        p->queued = ps[i].queued;
+        p->running = ps[i].running;
+        p->submitted = ps[i].submitted;
+        p->completed = ps[i].completed;
+        p->failed = ps[i].failed;
+        p->retried = ps[i].retried;
+        p->dead = ps[i].dead;
+        p->rate = ps[i].rate;
+        for (size_t j = 0; j < wl.n; j++)
+            add_durations(&wl.w[j], p);
+    }
+    s->npools = n;
+    for (size_t i = 0; i < wl.n; i++)
+        worker_summary(&wl.w[i], &s->workers[i]);
+    s->nworkers = wl.n;
+    pstats_free(ps, n);
+    wlist_free(&wl);
+    return 0;
 }
 
 /* ---- task ---- */
@@ -1000,11 +1156,8 @@ int cli_ops_main(const char *cmd, int argc, char **argv)
     return st;
 }
 
-/* ---- the same, for other callers (ops_data.h) ---- */
-
-struct ops_conn {
-    conn c;
-};
+/* ---- the same as JSON, for other callers (ops_data.h; struct ops_conn
+ * above) ---- */
 
 /* Runs f's call with out and err as the streams. */
 #define WITH_STREAMS(out, err, call)                                                               \

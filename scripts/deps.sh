@@ -48,6 +48,9 @@ PACKAGES=(
     # dashboard.chromium: `mutirao dashboard`'s page in a headless Chromium,
     # driven over the DevTools protocol from Python
     chromium python3-websocket
+    # the terminal tests (tests/terminal): mutirao top and run's progress
+    # line drawn in a real terminal, read back with capture-pane
+    tmux
 )
 
 if [[ "${1:-}" == "--list" ]]; then

@@ -26,6 +26,7 @@
 #include "envelope.h"
 #include "executor.h"
 #include "fleet_conn.h"
+#include "fleet_durations.h"
 #include "fleet_keys.h"
 #include "fleet_wg.h"
 #include "kafka_uv.h"
@@ -77,6 +78,9 @@ struct wpool {
      * seconds: the registry's tasks over the last minute (registry.c) */
     unsigned rate_n[RATE_BUCKETS];
     uint64_t rate_at[RATE_BUCKETS];
+    /* and their durations (started to recorded) by fleet_durations.h's
+     * buckets, in the same time buckets: `mutirao top`'s p50 and p99 */
+    unsigned dur_n[RATE_BUCKETS][FLEET_DUR_BUCKETS];
 };
 
 /* A partition stopped at a message of a newer envelope version: paused, the
@@ -348,13 +352,15 @@ static void task_settled(wtask *t, int recorded)
     w->inflight--;
     p->recorded++;
     if (recorded && t->started_ms) {
-        uint64_t b = unix_ms() / 1000 / RATE_BUCKET_S;
+        uint64_t now = unix_ms(), b = now / 1000 / RATE_BUCKET_S;
         int i = (int)(b % RATE_BUCKETS);
         if (p->rate_at[i] != b) {
             p->rate_at[i] = b;
             p->rate_n[i] = 0;
+            memset(p->dur_n[i], 0, sizeof p->dur_n[i]);
         }
         p->rate_n[i]++;
+        p->dur_n[i][fleet_dur_bucket(now > t->started_ms ? now - t->started_ms : 0)]++;
     }
     maybe_release(w, p);
     uv_close((uv_handle_t *)&t->retry, on_retry_closed);
@@ -1705,7 +1711,7 @@ static void fetch_cap(worker *w, wpool *p)
 }
 
 /* The worker's registry entry (registry.h): its pools' running tasks, slots
- * and outcomes over the last minute. */
+ * and outcomes over the last minute, with their durations. */
 static void registry_report(worker *w)
 {
     registry_pool few[16], *ps = few;
@@ -1719,11 +1725,13 @@ static void registry_report(worker *w)
     for (wpool *p = w->pools; p; p = p->next, i++) {
         int active, queued;
         executor_counts(p->ex, &active, &queued, NULL);
-        unsigned sum = 0;
+        ps[i] = (registry_pool){p->name, active, p->cap, 0, {0}};
         for (int j = 0; j < RATE_BUCKETS; j++)
-            if (p->rate_at[j] + RATE_BUCKETS > b)
-                sum += p->rate_n[j];
-        ps[i] = (registry_pool){p->name, active, p->cap, sum};
+            if (p->rate_at[j] + RATE_BUCKETS > b) {
+                ps[i].last_minute += p->rate_n[j];
+                for (int k = 0; k < FLEET_DUR_BUCKETS; k++)
+                    ps[i].dur[k] += p->dur_n[j][k];
+            }
     }
     int rc = registry_write(w->r, w->cfg, ps, n, procs_count(), w->started_ms, now);
     if (rc != 0)

@@ -14,6 +14,9 @@
 #define MUTIRAO_VERSION "0.0.0"
 #endif
 
+/* A "dur:NAME" value: FLEET_DUR_BUCKETS counts of at most 10 digits, spaces */
+#define DUR_TEXT (FLEET_DUR_BUCKETS * 11 + 1)
+
 int registry_write(redis_uv *r, const config *cfg, const registry_pool *pools, int n, int threads,
                    uint64_t started_ms, uint64_t now_ms)
 {
@@ -23,16 +26,18 @@ int registry_write(redis_uv *r, const config *cfg, const registry_pool *pools, i
     host[sizeof host - 1] = 0;
     fleet_key_worker(key, cfg->worker_id);
     fleet_key_workers(set);
-    /* the fixed fields, then "pool:NAME" per pool */
-    int argc = 2 + 2 * 9 + 2 * n;
+    /* the fixed fields, then "pool:NAME" and "dur:NAME" per pool */
+    int argc = 2 + 2 * 9 + 4 * n;
     const char **argv = malloc((size_t)argc * sizeof *argv);
     char *nums = malloc((size_t)(9 + n) * 64);
-    char *names = malloc((size_t)n * (ENVELOPE_POOL_MAX + 6) + 1);
+    char *names = malloc((size_t)n * 2 * (ENVELOPE_POOL_MAX + 6) + 1);
+    char *durs = malloc((size_t)n * DUR_TEXT + 1);
     char *serves = NULL;
-    if (!argv || !nums || !names) {
+    if (!argv || !nums || !names || !durs) {
         free(argv);
         free(nums);
         free(names);
+        free(durs);
         return REDIS_UV_ENOMEM;
     }
     /* worker.pools: the pools it serves ("*": every pool) */
@@ -44,6 +49,7 @@ int registry_write(redis_uv *r, const config *cfg, const registry_pool *pools, i
         free(argv);
         free(nums);
         free(names);
+        free(durs);
         return REDIS_UV_ENOMEM;
     }
     serves[0] = 0;
@@ -90,6 +96,16 @@ int registry_write(redis_uv *r, const config *cfg, const registry_pool *pools, i
         snprintf(num, 64, "%d %d %u", pools[i].running, pools[i].slots, pools[i].last_minute);
         argv[k++] = num;
         num += 64;
+        if (pools[i].last_minute == 0)
+            continue;
+        /* "dur:NAME" = the counts of its FLEET_DUR_BUCKETS buckets */
+        m = snprintf(nm, ENVELOPE_POOL_MAX + 6, "dur:%s", pools[i].name);
+        argv[k++] = nm;
+        nm += m + 1;
+        char *d = durs + (size_t)i * DUR_TEXT;
+        argv[k++] = d;
+        for (int j = 0; j < FLEET_DUR_BUCKETS; j++)
+            d += snprintf(d, 12, j ? " %u" : "%u", pools[i].dur[j]);
     }
 #undef NUM
     int rc = redis_uv_command_argv(r, NULL, NULL, k, argv, NULL);
@@ -110,6 +126,7 @@ int registry_write(redis_uv *r, const config *cfg, const registry_pool *pools, i
     free(argv);
     free(nums);
     free(names);
+    free(durs);
     free(serves);
     return rc;
 }

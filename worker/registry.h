@@ -10,13 +10,15 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "fleet_durations.h"
 #include "redis_uv.h"
 
 /* One pool this worker ran tasks of. */
 typedef struct registry_pool {
     const char *name;
     int running, slots;
-    unsigned last_minute; /* outcomes recorded over the last minute */
+    unsigned last_minute;            /* outcomes recorded over the last minute */
+    unsigned dur[FLEET_DUR_BUCKETS]; /* theirs by duration (fleet_durations.h) */
 } registry_pool;
 
 /* Writes the entry of worker cfg->worker_id: its pools, threads (VM

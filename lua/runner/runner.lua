@@ -382,6 +382,13 @@ local function main(chunk, opts)
         end
     end)
 
+    -- progress lines for long pool_wait and WaitGroup waits (progress.lua):
+    -- on a terminal only, not with the json log format
+    if not json and package.preload["mutirao.term"] then
+        local term = require("mutirao.term")
+        if term.stderr_tty() then require("mutirao.progress").install(goroutine, term) end
+    end
+
     local R = dsl.new()
     _G.task = R.task
     _G.workflow = R.workflow
