@@ -119,9 +119,18 @@ static int ai_encode(lua_State *L, int idx, void *ud, void *call)
 {
     (void)ud;
     travel_ctx *tc = call;
+    aint_ud *u = lua_touserdata(L, idx);
+    if (tc && tc->obj_encode) {
+        /* it leaves the process: the layer's object (Redis) from now on */
+        if (u->core->ta.id)
+            return luaL_error(L,
+                              "an AtomicInt shared with pool tasks of this process cannot travel "
+                              "to %s",
+                              tc->where);
+        return tc->obj_encode(tc, L, idx, "atomic_int", atomic_load(&u->core->v), 0);
+    }
     if (tc)
         return luaL_error(L, "an AtomicInt cannot travel to %s", tc->where);
-    aint_ud *u = lua_touserdata(L, idx);
     travel_name(L, u->core, &u->core->ta);
     return 0;
 }
@@ -130,6 +139,8 @@ static int ai_decode(lua_State *L, const char *data, size_t len, void *ud, void 
 {
     (void)ud;
     travel_ctx *tc = call;
+    if (tc && tc->obj_decode)
+        return tc->obj_decode(tc, L, data, len);
     if (tc)
         return luaL_error(L, "an AtomicInt cannot travel from %s", tc->where);
     aint_core *c = travel_take(L, data, len, "an AtomicInt", core_ref);

@@ -89,6 +89,9 @@ static const char COPIES = 'C'; /* registry: weak core -> this VM's channel for 
  * userdata's bytes). Checked without the metatable lookup by name that
  * luaL_checkudata makes, the ping-pong's largest cost after the switches. */
 #define CH_MAGIC 0xc4a11e7c0a11e7c5ull
+/* The first word of a channel that left the process (ch_leave): its
+ * userdata is the fleet's object now. */
+#define CH_LEFT_MAGIC 0xc4a11e7c0a11e7c6ull
 
 static channel *to_ch(lua_State *L, int idx)
 {
@@ -1209,6 +1212,31 @@ static chan_sel *select_sel(lua_State *L, sched *s, int base, const char *kinds,
 
 /* select(cases) with the cases table at index 1; due: the deadline (ns,
  * 0: none; timed: whether there is one, so that 0 ms polls). */
+static int results_k(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)status;
+    (void)ctx;
+    return lua_gettop(L);
+}
+
+/* A case's channel is another layer's (a fleet channel, its __select on
+ * top of L's stack): that layer runs the whole select, __select(cases,
+ * ms or nil). */
+static int select_other(lua_State *L, int timed, uint64_t due)
+{
+    lua_replace(L, 2);
+    lua_settop(L, 2);
+    lua_rotate(L, 1, 1); /* __select, cases */
+    if (timed) {
+        uint64_t now = sched_now_ns();
+        lua_pushnumber(L, due > now ? (double)(due - now) / 1e6 : 0);
+    } else {
+        lua_pushnil(L);
+    }
+    lua_callk(L, 2, LUA_MULTRET, 0, results_k);
+    return lua_gettop(L);
+}
+
 static int select_run(lua_State *L, sched *s, int timed, uint64_t due)
 {
     int base = 1;
@@ -1252,6 +1280,8 @@ static int select_run(lua_State *L, sched *s, int timed, uint64_t due)
         }
         lua_getfield(L, c, "channel");
         channel *ch = to_ch(L, -1);
+        if (!ch && luaL_getmetafield(L, -1, "__select") != LUA_TNIL)
+            return select_other(L, timed, due);
         if (!ch)
             return luaL_error(L, "bad argument #1 to 'select' (case %d: channel expected, got %s)",
                               i, luaL_typename(L, -1));
@@ -1503,12 +1533,40 @@ static chan_core *share(lua_State *L, channel *ch, int chidx)
     return c;
 }
 
+/* A channel that leaves the process (a fleet pool) becomes the layer's
+ * object (Redis-backed) for good: this VM's userdata stops being a channel
+ * here (its methods are the layer's), so nothing may be in it or wait on it
+ * yet, and no other VM may share it. */
+static int ch_leave(lua_State *L, int idx, travel_ctx *tc)
+{
+    channel *ch = lua_touserdata(L, idx);
+    if (!tc->obj_encode)
+        return luaL_error(L, "a channel cannot travel to %s", tc->where);
+    if (ch->core)
+        return luaL_error(L, "a channel shared with pool tasks of this process cannot travel to %s",
+                          tc->where);
+    if (ch->recv_only || ch->remote_close || ch->after_ref != LUA_NOREF)
+        return luaL_error(L,
+                          "a receive-only channel (after(), a context's done()) cannot travel "
+                          "to %s",
+                          tc->where);
+    if (ch->count > 0 || ch->nback > 0 || first_live(&ch->recvq) || first_live(&ch->sendq))
+        return luaL_error(L,
+                          "a channel that holds values or has goroutines waiting on it cannot "
+                          "travel to %s (submit the task before using the channel)",
+                          tc->where);
+    if (tc->obj_encode(tc, L, idx, "channel", ch->cap, ch->closed) != 0)
+        return -1;
+    ch->magic = CH_LEFT_MAGIC; /* no longer a channel of this VM */
+    return 0;
+}
+
 static int ch_encode(lua_State *L, int idx, void *ud, void *call)
 {
     (void)ud;
     travel_ctx *tc = call;
     if (tc)
-        return luaL_error(L, "a channel cannot travel to %s", tc->where);
+        return ch_leave(L, idx, tc);
     chan_core *c = share(L, lua_touserdata(L, idx), lua_absindex(L, idx));
     travel_name(L, c, &c->ta);
     return 0;
@@ -1518,6 +1576,8 @@ static int ch_decode(lua_State *L, const char *data, size_t len, void *ud, void 
 {
     sched *s = ud;
     travel_ctx *tc = call;
+    if (tc && tc->obj_decode)
+        return tc->obj_decode(tc, L, data, len);
     if (tc)
         return luaL_error(L, "a channel cannot travel from %s", tc->where);
     chan_core *c = travel_take(L, data, len, "a channel", chan_core_ref_any);
@@ -1572,6 +1632,52 @@ static int ch_receive_or_check(lua_State *L)
     return ch_receive(L);
 }
 
+/* channel_send(ch, ...) and the others are ch's methods; for an object
+ * whose metatable says __channel (a channel that left the process), its
+ * own method of that name. */
+static int alias_call(lua_State *L, const char *method, lua_CFunction local)
+{
+    if (to_ch(L, 1))
+        return local(L);
+    if (luaL_getmetafield(L, 1, "__channel") != LUA_TNIL) {
+        lua_pop(L, 1);
+        if (luaL_getmetafield(L, 1, "__index") == LUA_TTABLE) {
+            lua_getfield(L, -1, method);
+            lua_remove(L, -2);
+            lua_insert(L, 1);
+            lua_callk(L, lua_gettop(L) - 1, LUA_MULTRET, 0, results_k);
+            return lua_gettop(L);
+        }
+    }
+    check_ch(L, 1); /* raises */
+    return 0;
+}
+
+static int alias_send(lua_State *L)
+{
+    return alias_call(L, "send", ch_send);
+}
+
+static int alias_receive(lua_State *L)
+{
+    return alias_call(L, "receive", ch_receive);
+}
+
+static int alias_close(lua_State *L)
+{
+    return alias_call(L, "close", ch_close);
+}
+
+static int alias_len(lua_State *L)
+{
+    return alias_call(L, "len", ch_len);
+}
+
+static int alias_cap(lua_State *L)
+{
+    return alias_call(L, "cap", ch_cap);
+}
+
 void channel_open(lua_State *L, sched *s)
 {
     static const luaL_Reg methods[] = {{"send", ch_send},
@@ -1592,7 +1698,6 @@ void channel_open(lua_State *L, sched *s)
                                      {"_recv_only", g_recv_only},
                                      {"_remote_close", g_remote_close},
                                      {NULL, NULL}};
-    int mod = lua_gettop(L);
     if (luaL_newmetatable(L, CHANNEL_TNAME)) {
         luaL_newlib(L, methods);
         if (luaL_loadbuffer(L, LOOPS_LUA, sizeof LOOPS_LUA - 1, "=goroutine.channel") != LUA_OK)
@@ -1613,16 +1718,9 @@ void channel_open(lua_State *L, sched *s)
     lua_pushlightuserdata(L, s);
     luaL_setfuncs(L, funcs, 1);
     /* channel_send(ch, v) and the others: the methods, channel first */
-    static const char *const aliases[][2] = {{"channel_send", "send"},
-                                             {"channel_receive", "receive"},
-                                             {"channel_close", "close"},
-                                             {"channel_len", "len"},
-                                             {"channel_cap", "cap"}};
-    luaL_getmetatable(L, CHANNEL_TNAME);
-    lua_getfield(L, -1, "__index");
-    for (size_t i = 0; i < sizeof aliases / sizeof aliases[0]; i++) {
-        lua_getfield(L, -1, aliases[i][1]);
-        lua_setfield(L, mod, aliases[i][0]);
-    }
-    lua_pop(L, 2);
+    static const luaL_Reg aliases[] = {
+        {"channel_send", alias_send},   {"channel_receive", alias_receive},
+        {"channel_close", alias_close}, {"channel_len", alias_len},
+        {"channel_cap", alias_cap},     {NULL, NULL}};
+    luaL_setfuncs(L, aliases, 0);
 }

@@ -7,6 +7,7 @@
 #include <lauxlib.h>
 
 #include "sync.h"
+#include "travel.h"
 #include "waitq.h"
 
 typedef struct sem_core {
@@ -211,6 +212,19 @@ int semaphore_encode(lua_State *L, int idx, void *ud, void *call)
 {
     (void)ud;
     sem_core *c = ((sem_ud *)lua_touserdata(L, idx))->core;
+    travel_ctx *tc = call;
+    if (tc && tc->obj_encode) {
+        /* it leaves the process: the layer's object (Redis) from now on */
+        if (c->ta.id)
+            return luaL_error(L,
+                              "a semaphore shared with pool tasks of this process cannot travel "
+                              "to %s",
+                              tc->where);
+        if (!mlist_empty(&c->queue))
+            return luaL_error(L, "a semaphore with goroutines waiting on it cannot travel to %s",
+                              tc->where);
+        return tc->obj_encode(tc, L, idx, "semaphore", c->cap, c->avail);
+    }
     if (!call)
         sync_share(L, &c->lock, &c->queue);
     return sync_encode_core(L, idx, call, "a semaphore", c, &c->ta);
@@ -218,6 +232,9 @@ int semaphore_encode(lua_State *L, int idx, void *ud, void *call)
 
 int semaphore_decode(lua_State *L, const char *data, size_t len, void *ud, void *call)
 {
+    travel_ctx *tc = call;
+    if (tc && tc->obj_decode)
+        return tc->obj_decode(tc, L, data, len);
     return sync_decode_core(L, data, len, call, ud, SEMAPHORE_TNAME, "a semaphore", core_ref,
                             core_unref);
 }

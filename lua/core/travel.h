@@ -24,6 +24,15 @@ struct travel_ctx {
     int (*wg_decode)(travel_ctx *tc, lua_State *L, const char *data, size_t len);
     int (*handle_encode)(travel_ctx *tc, lua_State *L, int idx);
     int (*handle_decode)(travel_ctx *tc, lua_State *L, const char *data, size_t len);
+    /* Channels, semaphores and AtomicInts that leave the process: the layer
+     * gives the object at idx a form of its own (the fleet: Redis keys) and
+     * pushes its bytes. kind: "channel", "semaphore" or "atomic_int"; a, b:
+     * its state (a channel: cap, closed; a semaphore: capacity, available;
+     * an AtomicInt: value, 0). The caller checked that nothing of this VM
+     * waits on it and no other VM shares it. */
+    int (*obj_encode)(travel_ctx *tc, lua_State *L, int idx, const char *kind, lua_Integer a,
+                      lua_Integer b);
+    int (*obj_decode)(travel_ctx *tc, lua_State *L, const char *data, size_t len);
     const char *where; /* names the destination in errors: "a fleet pool" */
 };
 

@@ -31,6 +31,7 @@
 #include "executor.h"
 #include "fleet_conn.h"
 #include "fleet_keys.h"
+#include "fleet_objects.h"
 #include "fleet_reconcile.h"
 #include "fleet_seen.h"
 #include "fleet_wg.h"
@@ -2491,6 +2492,7 @@ int fleet_backend_install(lua_State *L, sched *s, const config *cfg)
         return luaL_error(L, "not enough memory");
     }
     v->wgs = fleet_wgs_new(L, v->producer);
+    fleet_objects_install(L, s, cfg, v->producer);
     lua_newtable(L);
     v->foreign_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_newtable(L);

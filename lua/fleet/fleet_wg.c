@@ -10,6 +10,7 @@
 #include <lauxlib.h>
 
 #include "envelope.h"
+#include "fleet_objects.h"
 #include "rtlog.h"
 
 #define FLEET_MARK "fleet:"
@@ -49,6 +50,7 @@ fleet_wgs *fleet_wgs_new(lua_State *L, const char *producer)
     lua_newtable(L);
     w->carried_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     w->outcome.wg_decode = outcome_decode;
+    w->outcome.obj_decode = fleet_obj_decode;
     w->outcome.where = "a fleet task's outcome";
     lua_pushlightuserdata(L, w);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &WGS_KEY);
@@ -156,6 +158,7 @@ void fleet_submit_ctx_init(fleet_submit_ctx *c, fleet_wgs *w)
 {
     memset(c, 0, sizeof *c);
     c->tc.wg_encode = submit_encode;
+    c->tc.obj_encode = fleet_obj_encode;
     c->tc.where = "a fleet pool";
     c->wgs = w;
     c->carried = LUA_NOREF;
@@ -409,6 +412,8 @@ void fleet_task_wgs_init(fleet_task_wgs *c)
 {
     memset(c, 0, sizeof *c);
     c->tc.wg_decode = task_decode;
+    c->tc.obj_encode = fleet_obj_encode; /* (its outcome is encoded with it) */
+    c->tc.obj_decode = fleet_obj_decode;
     c->tc.where = "another process";
 }
 

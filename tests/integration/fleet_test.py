@@ -421,7 +421,8 @@ print(g.pool_submit("never-created", function() end))
 
 
 def case_local_objects():
-    """Objects that live in one process say so at submit to a fleet pool."""
+    """Objects that live in one process say so at submit to a fleet pool
+    (channels, semaphores and AtomicInts travel: fleet_objects_test.py)."""
     src = """
 local g = require("goroutine")
 assert(g.pool_create("localobj%s"))
@@ -433,26 +434,36 @@ local objects = {
 for _, o in ipairs(objects) do
     local obj = o[2]
     local id, err = g.pool_submit("localobj%s", function() return obj end)
-    print(o[1], tostring(id), err)
+    if id then
+        local ok, back = g.await(id)
+        print(o[1], "travelled", tostring(ok), tostring(back == obj))
+    else
+        print(o[1], tostring(id), err)
+    end
 end
 local ctx = g.context()
 print("ctx-arg", g.pool_submit("localobj%s", function(c) return c end, ctx))
 """ % (UNIQ, UNIQ, UNIQ)
+    w = Worker("lo", ["localobj" + UNIQ])
+    w.wait_for(r"consuming")
     rc, out, err, _ = run_lua(src, timeout=60)
     check(rc == 0, "local objects: %d\n%s%s" % (rc, out, err))
     want = {
-        "channel": "a channel cannot travel to a fleet pool",
         "mutex": "a mutex cannot travel to a fleet pool",
         "rwmutex": "an rwmutex cannot travel to a fleet pool",
-        "semaphore": "a semaphore cannot travel to a fleet pool",
         "once": "a once object cannot travel to a fleet pool",
         "cond": "a cond cannot travel to a fleet pool",
-        "atomic_int": "an AtomicInt cannot travel to a fleet pool",
         "context": "a context cannot travel to a fleet pool",
-        "after": "a channel cannot travel to a fleet pool",
+        "after": "a receive-only channel (after(), a context's done()) cannot travel to a "
+                 "fleet pool",
         "ctx-arg": "a context cannot travel to a fleet pool",
     }
     lines = {l.split("\t")[0]: l for l in out.splitlines() if "\t" in l}
+    # Redis-backed from their first travel on: the task returns the same object
+    for name in ("channel", "semaphore", "atomic_int"):
+        check(lines.get(name) == name + "\ttravelled\ttrue\ttrue",
+              "%s did not travel: %r\n%s%s" % (name, lines.get(name), out, err))
+    check(w.stop() == 0, "worker exit status")
     for name, msg in want.items():
         line = lines.get(name, "")
         check(line.startswith(name + "\tnil\t") or line.startswith(name + "\tnil"),

@@ -38,6 +38,16 @@ if(Python3_Interpreter_FOUND AND TARGET mutirao-worker)
       LABELS "integration;fleet" TIMEOUT 240 SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
   endforeach()
 
+  # Channels, semaphores and AtomicInts captured by fleet tasks, with two
+  # workers (fleet_objects_test.py), one of them killed in `sigkill`.
+  foreach(_case channels sync sigkill hostile)
+    add_test(NAME integration.fleet_objects_${_case}
+      COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/fleet_objects_test.py
+        ${CMAKE_BINARY_DIR}/bin ${_case})
+    set_tests_properties(integration.fleet_objects_${_case} PROPERTIES
+      LABELS "integration;fleet" TIMEOUT 240 SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
+  endforeach()
+
   # Redis Cluster (redis_cluster_test.py): a local 3-master cluster of
   # redis-server processes the test starts on free loopback ports and stops
   # (redis_cluster.py); the shared services are not used.

@@ -1,0 +1,641 @@
+-- fleet_objects.lua: channels, semaphores and AtomicInts that travelled to a
+-- fleet pool, backed by Redis. fleet_objects.c loads this once per VM with
+-- its primitives and keeps what it returns.
+--
+-- An object is named PRODUCER/N (the VM that first sent it) and lives in
+-- keys tagged {mutirao:obj:NAME} (one cluster slot). Every operation is one
+-- script call: atomic in Redis, so a value is in the channel or not, never
+-- half there; a worker that dies after send returned leaves its value
+-- there. A wait (a full channel, an empty one, a taken semaphore) asks again
+-- after 1 ms, doubling to 20 ms: nothing is woken from Redis, so waits are
+-- never reported as deadlocks. The bytes that name an object carry its
+-- first state (a channel's capacity; a semaphore's capacity and the units
+-- its first VM held; an AtomicInt's value): the first script to find the
+-- keys missing creates them from it.
+local P, LOADED = ...
+local error, type, tostring, tonumber, pairs, ipairs, getmetatable, setmetatable =
+  error, type, tostring, tonumber, pairs, ipairs, getmetatable, setmetatable
+local math, string = math, string
+-- P.eval(script, keys, args...) -> reply | nil, err (waits; script from
+--   P.script(src), keys a list); P.eval_nowait (the same, no reply);
+--   P.encode(v) -> bytes | nil, err; P.decode(bytes) -> v | nil, err;
+--   P.newobject(mt) -> a userdata; P.setmetatable(userdata, mt);
+--   P.now_ms() (monotonic); P.keep_alive(): start the lease timer;
+--   P.mts[kind] = {left = mt, named = mt} (registered with the codec);
+--   P.token: this VM's name; P.lease_ms; P.ttl_s
+-- LOADED: package.loaded (the goroutine module's sleep, once it is loaded)
+
+local TAG = "\1mutirao-obj\1"
+local TTL = tostring(P.ttl_s)
+local LEASE = tostring(P.lease_ms)
+local WAIT_FIRST_MS, WAIT_MAX_MS = 1, 20
+
+local PRELUDE = [[
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function keep()
+  for i = 1, #KEYS do redis.call('EXPIRE', KEYS[i], ARGV[3]) end
+end
+]]
+
+-- channels: KEYS meta, values, pending (unbuffered: id -> value), waiting
+-- receivers (zset: token -> lease end), refused sends (closed while pending)
+-- ARGV[1] cap, [2] closed at first, [3] ttl
+local CH = PRELUDE .. [[
+local M, Q, PD, W, X = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+if redis.call('EXISTS', M) == 0 then
+  redis.call('HSET', M, 'cap', ARGV[1], 'closed', ARGV[2], 'seq', 0)
+end
+local cap = tonumber(ARGV[1])
+local closed = redis.call('HGET', M, 'closed') == '1'
+local op = ARGV[4]
+if op == 'send' or op == 'try_send' then
+  if closed then return {'closed'} end
+  if cap > 0 then
+    if redis.call('LLEN', Q) >= cap then return {'full'} end
+    redis.call('RPUSH', Q, ARGV[5])
+    keep()
+    return {'ok'}
+  end
+  if op == 'try_send' then
+    redis.call('ZREMRANGEBYSCORE', W, '-inf', now_ms())
+    if redis.call('ZCARD', W) <= redis.call('HLEN', PD) then return {'full'} end
+  end
+  local id = tostring(redis.call('HINCRBY', M, 'seq', 1))
+  redis.call('RPUSH', Q, id)
+  redis.call('HSET', PD, id, ARGV[5])
+  keep()
+  if op == 'try_send' then return {'ok'} end
+  return {'pending', id}
+elseif op == 'status' then -- an unbuffered send's value: taken yet?
+  if redis.call('HEXISTS', PD, ARGV[5]) == 1 then return {'pending'} end
+  if redis.call('HDEL', X, ARGV[5]) == 1 then return {'closed'} end
+  return {'ok'}
+elseif op == 'receive' then -- ARGV[5]: a waiting receiver's token, or ''
+  local token = ARGV[5]
+  if cap > 0 then
+    local v = redis.call('LPOP', Q)
+    if v then keep() return {'ok', v} end
+  else
+    while true do
+      local id = redis.call('LPOP', Q)
+      if not id then break end
+      local v = redis.call('HGET', PD, id)
+      if v then
+        redis.call('HDEL', PD, id)
+        if token ~= '' then redis.call('ZREM', W, token) end
+        keep()
+        return {'ok', v}
+      end
+    end
+  end
+  if closed then
+    if token ~= '' then redis.call('ZREM', W, token) end
+    return {'closed'}
+  end
+  if token ~= '' then
+    redis.call('ZADD', W, now_ms() + tonumber(ARGV[6]), token)
+    keep()
+  end
+  return {'empty'}
+elseif op == 'close' then
+  if closed then return {'closed'} end
+  redis.call('HSET', M, 'closed', '1')
+  for _, id in ipairs(redis.call('HKEYS', PD)) do redis.call('HSET', X, id, '1') end
+  redis.call('DEL', PD, W)
+  if cap == 0 then redis.call('DEL', Q) end
+  keep()
+  return {'ok'}
+elseif op == 'len' then
+  local n = 0
+  if cap > 0 then n = redis.call('LLEN', Q) end
+  return {n, closed and 1 or 0}
+end
+return redis.error_reply('unknown channel operation')
+]]
+
+-- semaphores: KEYS meta (cap, h:TOKEN = units TOKEN holds), leases (zset:
+-- TOKEN -> lease end). ARGV[1] cap, [2] units held at first by [5] origin,
+-- [3] ttl, [4] op, [6] units, [7] token, [8] lease ms
+local SEM = PRELUDE .. [[
+local M, E = KEYS[1], KEYS[2]
+local cap = tonumber(ARGV[1])
+local now = now_ms()
+local lease = tonumber(ARGV[8])
+if redis.call('EXISTS', M) == 0 then
+  redis.call('HSET', M, 'cap', ARGV[1])
+  if tonumber(ARGV[2]) > 0 then
+    redis.call('HSET', M, 'h:' .. ARGV[5], ARGV[2])
+    redis.call('ZADD', E, now + lease, ARGV[5])
+  end
+end
+for _, t in ipairs(redis.call('ZRANGEBYSCORE', E, '-inf', now)) do
+  redis.call('HDEL', M, 'h:' .. t)
+  redis.call('ZREM', E, t)
+end
+local held, mine = 0, 0
+local all = redis.call('HGETALL', M)
+for i = 1, #all, 2 do
+  if string.sub(all[i], 1, 2) == 'h:' then
+    held = held + tonumber(all[i + 1])
+    if all[i] == 'h:' .. ARGV[7] then mine = tonumber(all[i + 1]) end
+  end
+end
+local op, k, token = ARGV[4], tonumber(ARGV[6]), ARGV[7]
+if op == 'acquire' then
+  if cap - held < k then return {'full'} end
+  redis.call('HINCRBY', M, 'h:' .. token, k)
+  redis.call('ZADD', E, now + lease, token)
+  keep()
+  return {'ok'}
+elseif op == 'release' then
+  if held < k then return {'over', cap - held} end
+  local own = math.min(mine, k)
+  local left = k - own
+  if own > 0 then
+    if mine == own then
+      redis.call('HDEL', M, 'h:' .. token)
+      redis.call('ZREM', E, token)
+    else
+      redis.call('HINCRBY', M, 'h:' .. token, -own)
+    end
+  end
+  for i = 1, #all, 2 do -- units another VM acquired (semaphores have no owner)
+    if left == 0 then break end
+    local f = all[i]
+    if string.sub(f, 1, 2) == 'h:' and f ~= 'h:' .. token then
+      local n = tonumber(all[i + 1])
+      local take = math.min(n, left)
+      left = left - take
+      if take == n then
+        redis.call('HDEL', M, f)
+        redis.call('ZREM', E, string.sub(f, 3))
+      else
+        redis.call('HINCRBY', M, f, -take)
+      end
+    end
+  end
+  keep()
+  return {'ok', own}
+elseif op == 'available' then
+  return {cap - held}
+elseif op == 'touch' then -- this VM still holds its units
+  if mine > 0 then redis.call('ZADD', E, now + lease, token) keep() end
+  return {mine}
+end
+return redis.error_reply('unknown semaphore operation')
+]]
+
+-- AtomicInts: KEYS value. ARGV[1] value at first, [3] ttl, [4] op, [5], [6]
+local AT = PRELUDE .. [[
+local K = KEYS[1]
+if redis.call('EXISTS', K) == 0 then redis.call('SET', K, ARGV[1]) end
+local op = ARGV[4]
+local r
+if op == 'add' then
+  r = redis.call('INCRBY', K, ARGV[5])
+elseif op == 'load' then
+  return {tonumber(redis.call('GET', K))}
+elseif op == 'store' then
+  redis.call('SET', K, ARGV[5])
+  r = 0
+elseif op == 'swap' then
+  r = tonumber(redis.call('GETSET', K, ARGV[5]))
+elseif op == 'cas' then
+  if redis.call('GET', K) ~= ARGV[5] then return {0} end
+  redis.call('SET', K, ARGV[6])
+  r = 1
+else
+  return redis.error_reply('unknown AtomicInt operation')
+end
+keep()
+return {r}
+]]
+
+local scripts = {}
+local function script(src)
+  local id = scripts[src]
+  if not id then
+    id = P.script(src)
+    scripts[src] = id
+  end
+  return id
+end
+
+-- object -> its state {kind, name, keys..., a, b, origin}; weak both ways
+local state = setmetatable({}, {__mode = "k"})
+local by_name = setmetatable({}, {__mode = "v"})
+local seq = 0
+
+local function fail(what, err, level)
+  error(what .. ": " .. tostring(err), level + 1)
+end
+
+-- one script call; raises on a Redis failure (a value sent or not: unknown)
+local function call(st, src, ...)
+  local r, err = P.eval(script(src), st.keys, st.a, st.b, TTL, ...)
+  if r == nil then fail("fleet " .. st.what, err, 3) end
+  return r
+end
+
+-- wait(limit): sleeps 1 ms the first time, twice as long each next time up
+-- to 20 ms, never more than limit ms
+local function waiter()
+  local ms = WAIT_FIRST_MS
+  return function(limit)
+    LOADED.goroutine.sleep(limit and math.min(ms, limit) or ms)
+    if ms < WAIT_MAX_MS then ms = math.min(ms * 2, WAIT_MAX_MS) end
+  end
+end
+
+local function self_of(o, method, what)
+  local st = state[o]
+  if not st or st.what ~= what then
+    error(("bad argument #1 to '%s' (%s expected, got %s)"):format(method, what,
+      type(o) == "userdata" and "userdata" or type(o)), 3)
+  end
+  return st
+end
+
+-- ---- channels ----
+
+local chan = {}
+local waiting_seq = 0
+
+local function encode(v)
+  local b, err = P.encode(v)
+  if not b then error("fleet channel: " .. tostring(err), 3) end
+  return b
+end
+
+local function decode(b)
+  local v, err = P.decode(b)
+  if err then error("fleet channel: a value that cannot be read: " .. tostring(err), 3) end
+  return v
+end
+
+function chan.send(o, v)
+  local st = self_of(o, "send", "channel")
+  local r = call(st, CH, "send", encode(v))
+  local wait = waiter()
+  while r[1] == "full" do
+    wait()
+    r = call(st, CH, "send", encode(v))
+  end
+  if r[1] == "pending" then -- unbuffered: until a receiver took it
+    local id = r[2]
+    repeat
+      wait()
+      r = call(st, CH, "status", id)
+    until r[1] ~= "pending"
+  end
+  if r[1] == "closed" then return false, "send on closed channel" end
+  return true
+end
+
+function chan.try_send(o, v)
+  local st = self_of(o, "try_send", "channel")
+  local r = call(st, CH, "try_send", encode(v))
+  return r[1] == "ok"
+end
+
+local function receive_once(st, token)
+  local r = call(st, CH, "receive", token, LEASE)
+  if r[1] == "ok" then return true, decode(r[2]), true end
+  if r[1] == "closed" then return true, nil, false end
+  return false
+end
+
+function chan.receive(o)
+  local st = self_of(o, "receive", "channel")
+  waiting_seq = waiting_seq + 1
+  local token = P.token .. "#" .. waiting_seq
+  local wait = waiter()
+  while true do
+    local done, v, ok = receive_once(st, token)
+    if done then return v, ok end
+    wait()
+  end
+end
+
+function chan.try_receive(o)
+  local st = self_of(o, "try_receive", "channel")
+  local done, v, ok = receive_once(st, "")
+  if done and ok then return v, true end
+  return nil, false
+end
+
+function chan.close(o)
+  local st = self_of(o, "close", "channel")
+  local r = call(st, CH, "close")
+  if r[1] == "closed" then return false, "channel already closed" end
+  return true
+end
+
+function chan.len(o)
+  return call(self_of(o, "len", "channel"), CH, "len")[1]
+end
+
+function chan.cap(o)
+  return math.tointeger(tonumber(self_of(o, "cap", "channel").a))
+end
+
+function chan.is_closed(o)
+  return call(self_of(o, "is_closed", "channel"), CH, "len")[2] == 1
+end
+
+function chan.range(o, fn)
+  self_of(o, "range", "channel")
+  if type(fn) ~= "function" and not (getmetatable(fn) or {}).__call then
+    error("bad argument #1 to 'range' (function expected, got " .. type(fn) .. ")", 2)
+  end
+  while true do
+    local v, ok = chan.receive(o)
+    if not ok then return end
+    fn(v)
+  end
+end
+
+function chan.iter(o)
+  self_of(o, "iter", "channel")
+  return function()
+    local v, ok = chan.receive(o)
+    if ok then return v end
+  end
+end
+
+-- select over cases of which at least one is a fleet channel: every case is
+-- tried in a random order (so each ready one is as likely to be chosen),
+-- the first that can proceed does, else a default runs, else it waits and
+-- tries again. Local channels are tried with their non-blocking methods.
+local function select_fleet(cases, ms)
+  local n = #cases
+  local dflt
+  for i = 1, n do
+    local c = cases[i]
+    if type(c) ~= "table" then
+      error(("bad argument #1 to 'select' (case %d: table expected, got %s)"):format(i, type(c)), 3)
+    end
+    if c.handler ~= nil and type(c.handler) ~= "function" and
+        not (getmetatable(c.handler) or {}).__call then
+      error(("bad argument #1 to 'select' (case %d: handler must be a function)"):format(i), 3)
+    end
+    if c.default then
+      if dflt then error("bad argument #1 to 'select' (more than one default case)", 3) end
+      dflt = i
+    elseif (c.receive and true or false) == (c.send ~= nil) then
+      error(("bad argument #1 to 'select' (case %d: receive = true or send = value expected%s)")
+        :format(i, c.receive and ", not both" or ""), 3)
+    end
+  end
+  waiting_seq = waiting_seq + 1
+  local token = P.token .. "#" .. waiting_seq
+  local deadline = ms and P.now_ms() + ms
+  local wait = waiter()
+  local order = {}
+  local function finish(i, ...)
+    local h = cases[i].handler
+    if h then return i, h(...) end
+    return i
+  end
+  while true do
+    for i = 1, n do order[i] = i end
+    for i = n, 2, -1 do
+      local j = math.random(i)
+      order[i], order[j] = order[j], order[i]
+    end
+    for _, i in ipairs(order) do
+      local c = cases[i]
+      local ch = c.channel
+      local st = state[ch]
+      if c.default then
+        -- last
+      elseif st then
+        if c.receive then
+          local done, v, ok = receive_once(st, token)
+          if done then return finish(i, v, ok) end
+        else
+          local r = call(st, CH, "try_send", encode(c.send))
+          if r[1] == "ok" then return finish(i) end
+          if r[1] == "closed" then
+            error(("select: case %d: send on closed channel"):format(i), 2)
+          end
+        end
+      elseif c.receive then
+        local v, ok = ch:try_receive()
+        if ok then return finish(i, v, true) end
+        if ch:is_closed() and ch:len() == 0 then return finish(i, nil, false) end
+      else
+        if ch:is_closed() then error(("select: case %d: send on closed channel"):format(i), 2) end
+        if ch:try_send(c.send) then return finish(i) end
+      end
+    end
+    if dflt then return finish(dflt) end
+    local left = deadline and deadline - P.now_ms()
+    if left and left <= 0 then return false, "timeout" end
+    wait(left)
+  end
+end
+
+-- ---- semaphores ----
+
+local sem = {}
+local held = {} -- name -> units this VM holds (its leases are kept alive)
+
+local function check_units(st, k, method)
+  if k == nil then return 1 end
+  local n = math.tointeger(k)
+  local cap = math.tointeger(tonumber(st.a))
+  if not n or n < 1 or n > cap then
+    error(("bad argument #1 to '%s' (units from 1 to %d expected)"):format(method, cap), 3)
+  end
+  return n
+end
+
+local function sem_call(st, op, k)
+  return call(st, SEM, op, st.origin, k or 0, P.token, LEASE)
+end
+
+local function note_held(st, d)
+  local n = (held[st.name] or 0) + d
+  held[st.name] = n > 0 and n or nil
+  if n > 0 then P.keep_alive(true) end
+end
+
+function sem.acquire(o, k)
+  local st = self_of(o, "acquire", "semaphore")
+  k = check_units(st, k, "acquire")
+  local wait = waiter()
+  while sem_call(st, "acquire", k)[1] ~= "ok" do wait() end
+  note_held(st, k)
+  return true
+end
+
+function sem.try_acquire(o, k)
+  local st = self_of(o, "try_acquire", "semaphore")
+  k = check_units(st, k, "try_acquire")
+  if sem_call(st, "acquire", k)[1] ~= "ok" then return false end
+  note_held(st, k)
+  return true
+end
+
+function sem.release(o, k)
+  local st = self_of(o, "release", "semaphore")
+  k = check_units(st, k, "release")
+  local r = sem_call(st, "release", k)
+  if r[1] == "over" then
+    error(("semaphore released more than acquired (%d available of %s, releasing %d)")
+      :format(r[2], st.a, k), 2)
+  end
+  note_held(st, -r[2])
+end
+
+function sem.available(o)
+  return sem_call(self_of(o, "available", "semaphore"), "available")[1]
+end
+
+function sem.capacity(o)
+  return math.tointeger(tonumber(self_of(o, "capacity", "semaphore").a))
+end
+
+-- ---- AtomicInts ----
+
+local atom = {}
+
+local function int_arg(v, n, method)
+  local i = math.tointeger(v)
+  if not i then
+    error(("bad argument #%d to '%s' (integer expected, got %s)"):format(n, method,
+      math.type(v) == "float" and "number has no integer representation" or type(v)), 3)
+  end
+  return tostring(i)
+end
+
+local function at_call(o, method, op, x, y)
+  local st = self_of(o, method, "AtomicInt")
+  return call(st, AT, op, x or "", y or "")[1]
+end
+
+function atom.add(o, d) return at_call(o, "add", "add", int_arg(d, 1, "add")) end
+function atom.load(o) return at_call(o, "load", "load") end
+function atom.store(o, v) at_call(o, "store", "store", int_arg(v, 1, "store")) end
+function atom.swap(o, v) return at_call(o, "swap", "swap", int_arg(v, 1, "swap")) end
+function atom.compare_and_swap(o, old, new)
+  return at_call(o, "compare_and_swap", "cas", int_arg(old, 1, "compare_and_swap"),
+    int_arg(new, 2, "compare_and_swap")) == 1
+end
+
+-- ---- naming, metatables ----
+
+local KINDS = {
+  channel = {letter = "c", what = "channel", methods = chan, nkeys = 5},
+  semaphore = {letter = "s", what = "semaphore", methods = sem, nkeys = 2},
+  atomic_int = {letter = "a", what = "AtomicInt", methods = atom, nkeys = 1},
+}
+local BY_LETTER = {}
+for kind, k in pairs(KINDS) do
+  k.kind = kind
+  BY_LETTER[k.letter] = k
+  local title = kind == "channel" and "Channel" or kind == "semaphore" and "Semaphore" or
+      "AtomicInt"
+  for _, mt in pairs(P.mts[kind]) do
+    mt.__index = k.methods
+    mt.__tostring = function(o)
+      local st = state[o]
+      return ("%s(fleet %s)"):format(title, st and st.name or "?")
+    end
+    if kind == "channel" then
+      mt.__channel = true
+      mt.__select = select_fleet
+    end
+  end
+end
+
+local function keys_of(st, k)
+  local base = "mutirao:obj:{" .. st.name .. "}"
+  if k.kind == "channel" then
+    st.keys = {base, base .. ":q", base .. ":p", base .. ":w", base .. ":x"}
+  elseif k.kind == "semaphore" then
+    st.keys = {base, base .. ":e"}
+    st.origin = st.name:match("^(.*)/")
+  else
+    st.keys = {base}
+  end
+end
+
+local function bytes_of(st)
+  return TAG .. st.letter .. "|" .. st.name .. "|" .. st.a .. "|" .. st.b
+end
+
+-- o's bytes when it leaves this VM again (its metatable's codec hook)
+local function name_of(o)
+  local st = state[o]
+  if not st then return nil end
+  return bytes_of(st)
+end
+
+-- A local object (its first travel to the fleet) becomes a fleet one: its
+-- metatable becomes the kind's "left" one, which keeps the local type's
+-- __gc (the userdata still owns its local core, unused from now on).
+local function promote(o, kind, a, b)
+  local k = KINDS[kind]
+  seq = seq + 1
+  local st = {letter = k.letter, what = k.what, name = P.token .. "/" .. seq,
+              a = tostring(math.tointeger(a)), b = tostring(math.tointeger(b))}
+  if kind == "semaphore" then
+    -- b: the units available; the VM that sent it holds the others
+    st.b = tostring(math.tointeger(a) - math.tointeger(b))
+    st.origin = P.token
+  elseif kind == "channel" then
+    st.b = b ~= 0 and "1" or "0"
+  end
+  keys_of(st, k)
+  P.setmetatable(o, P.mts[kind].left)
+  state[o] = st
+  by_name[st.name] = o
+  if kind == "semaphore" and tonumber(st.b) > 0 then note_held(st, tonumber(st.b)) end
+  return bytes_of(st)
+end
+
+local NAME_PAT = "^[%w%._:%-/]+$"
+local CAP_MAX = 1 << 40
+
+-- The object named by bytes (one per name in this VM).
+local function named(bytes)
+  if bytes:sub(1, #TAG) ~= TAG then return nil, "not a fleet object" end
+  local letter, name, a, b = bytes:match("^(%a)|([^|]+)|(%-?%d+)|(%-?%d+)$", #TAG + 1)
+  local k = letter and BY_LETTER[letter]
+  if not k or #name > 200 or not name:match(NAME_PAT) then return nil, "malformed fleet object" end
+  local ia, ib = math.tointeger(tonumber(a)), math.tointeger(tonumber(b))
+  if not ia or not ib or (k.kind == "channel" and (ia < 0 or ia > CAP_MAX or ib > 1 or ib < 0)) or
+      (k.kind == "semaphore" and (ia < 1 or ib < 0 or ib > ia)) then
+    return nil, "malformed fleet object"
+  end
+  local o = by_name[name]
+  if o then return o end
+  o = P.newobject(P.mts[k.kind].named)
+  local st = {letter = letter, what = k.what, name = name, a = a, b = b}
+  keys_of(st, k)
+  state[o] = st
+  by_name[name] = o
+  return o
+end
+
+-- Keeps this VM's semaphore units alive (a timer calls it every lease/3);
+-- false when it holds none any more.
+local function refresh()
+  local any = false
+  for name, n in pairs(held) do
+    local o = by_name[name]
+    if o and n > 0 then
+      local st = state[o]
+      P.eval_nowait(script(SEM), st.keys, st.a, st.b, TTL, "touch", st.origin, 0, P.token, LEASE)
+      any = true
+    end
+  end
+  return any
+end
+
+return {promote = promote, named = named, name_of = name_of, refresh = refresh}

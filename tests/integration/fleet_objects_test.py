@@ -1,0 +1,509 @@
+#!/usr/bin/env python3
+"""tests/integration/fleet_objects_test.py BINDIR CASE: channels, semaphores
+and AtomicInts captured by fleet tasks (Redis-backed), end to end with two
+mutirao-worker processes against the Kafka and Redis of tests/services.sh
+(MUTIRAO_TEST_KAFKA_BROKERS / MUTIRAO_TEST_REDIS_URL; without them the case
+is skipped with exit 77, or fails when CI is set).
+
+Cases:
+  channels   buffered and unbuffered channels, close, try_*, select,
+             select_timeout, the module functions, errors at submit and on
+             misuse, timeouts cancelling a wait
+  sync       a semaphore limits tasks on two workers; AtomicInt operations
+  sigkill    a worker killed while its tasks send: every value whose send
+             returned (recorded in an AtomicInt after each send) arrives
+             exactly once, and what arrives of each task has no gap
+  hostile    bytes someone else pushed into a channel's list are refused
+"""
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "helpers"))
+import fleet_worker  # noqa: E402
+import redis_client  # noqa: E402
+
+BIN, CASE = os.path.abspath(sys.argv[1]), sys.argv[2]
+BROKERS = os.environ.get("MUTIRAO_TEST_KAFKA_BROKERS")
+REDIS = os.environ.get("MUTIRAO_TEST_REDIS_URL")
+if not BROKERS or not REDIS:
+    print("MUTIRAO_TEST_KAFKA_BROKERS / MUTIRAO_TEST_REDIS_URL not set: skipped")
+    sys.exit(1 if os.environ.get("CI") else 77)
+
+TMP = tempfile.mkdtemp(prefix="mutirao-fobj-")
+UNIQ = "%d%d" % (os.getpid(), int(time.time() * 1000) % 100000)
+ENV = dict(os.environ)
+ENV.update({"MUTIRAO_KAFKA_BROKERS": BROKERS, "MUTIRAO_REDIS_URL": REDIS,
+            "MUTIRAO_LOG_LEVEL": "info", "MUTIRAO_WORKER_GROUP": "mutirao.workers.o" + UNIQ})
+ENV.pop("MUTIRAO_CONFIG", None)
+ENV.pop("MUTIRAO_FLEET", None)
+WORKERS = []
+
+
+def fail(msg):
+    print("FAIL:", msg)
+    for w in WORKERS:
+        w.dump()
+    sys.exit(1)
+
+
+def check(cond, msg):
+    if not cond:
+        fail(msg)
+
+
+fleet_worker.setup(BIN, TMP, UNIQ, WORKERS, fail, base_env=ENV)
+Worker = fleet_worker.Worker
+
+
+def run_lua(src, timeout=120):
+    path = os.path.join(TMP, "script-%d.lua" % len(os.listdir(TMP)))
+    with open(path, "w") as f:
+        f.write(src)
+    t0 = time.time()
+    try:
+        p = subprocess.run([os.path.join(BIN, "mutirao"), "run", path, "--fleet"],
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True, env=ENV,
+                           cwd=TMP, timeout=timeout)
+    except subprocess.TimeoutExpired as ex:
+        fail("script did not finish within %d s:\n%s\n%s" % (timeout, ex.stdout, ex.stderr))
+    return p.returncode, p.stdout, p.stderr, time.time() - t0
+
+
+def two_workers(pool):
+    a = Worker("objA", [pool])
+    b = Worker("objB", [pool])
+    a.wait_for(r"consuming")
+    b.wait_for(r"consuming")
+    return a, b
+
+
+def expect_lines(out, err, wanted):
+    """Each wanted line (exact) is in out."""
+    lines = out.splitlines()
+    for w in wanted:
+        check(w in lines, "missing line %r\n--- stdout\n%s--- stderr\n%s" % (w, out, err))
+
+
+# The script prints "name<TAB>result" lines; each assert raises with a message.
+CHANNELS = r"""
+local g = require("goroutine")
+local P = %(pool)r
+assert(g.pool_create(P, {workers = 16}))
+g.sleep(3000) -- both workers in the group
+local function say(name, ...)
+  local t = {name}
+  for i = 1, select("#", ...) do t[#t + 1] = tostring((select(i, ...))) end
+  print(table.concat(t, "\t"))
+end
+
+-- buffered: 8 tasks x 50 values through a channel of 16, received in the producer
+local ch = g.channel(16)
+local ids = {}
+for t = 1, 8 do
+  ids[t] = assert(g.pool_submit(P, function(n)
+    for i = 1, 50 do assert(ch:send(n * 1000 + i)) end
+    return n
+  end, t))
+end
+g.spawn(function()
+  for _, id in ipairs(ids) do assert(g.await(id)) end
+  assert(ch:close())
+end)
+local seen, n, dup = {}, 0, 0
+for v in ch:iter() do
+  n = n + 1
+  if seen[v] then dup = dup + 1 end
+  seen[v] = true
+end
+local missing = 0
+for t = 1, 8 do for i = 1, 50 do if not seen[t * 1000 + i] then missing = missing + 1 end end end
+say("buffered", n, dup, missing, tostring(ch:is_closed()), ch:len(), ch:cap())
+say("closed_again", tostring(ch:close()), select(2, ch:close()))
+say("send_closed", ch:send(1))
+say("receive_closed", tostring(ch:receive()), tostring(select(2, ch:receive())))
+
+-- unbuffered: a send returns once a receiver took the value
+local un = g.channel()
+local rid = assert(g.pool_submit(P, function()
+  g.sleep(400)
+  local got = {}
+  for v in un:iter() do got[#got + 1] = v end
+  return #got, got[1], got[#got]
+end))
+local t0 = g.now()
+assert(un:send("first"))
+local waited = g.now() - t0
+for i = 2, 20 do assert(un:send(i)) end
+say("unbuffered_len", un:len())
+assert(un:close())
+local ok, cnt, first, last = g.await(rid)
+say("unbuffered", tostring(ok), cnt, first, last, waited >= 300 and "waited" or ("early " .. waited))
+
+-- close wakes every receiver
+local wake = g.channel(4)
+local rids = {}
+for i = 1, 3 do
+  rids[i] = assert(g.pool_submit(P, function()
+    local v, ok2 = wake:receive()
+    return v == nil and ok2 == false
+  end))
+end
+g.sleep(1500)
+assert(wake:close())
+local woke = 0
+for i = 1, 3 do local ok2, r = g.await(rids[i]); if ok2 and r then woke = woke + 1 end end
+say("close_wakes_receivers", woke)
+
+-- close wakes a sender blocked on a full channel, with the error
+local full = g.channel(1)
+assert(g.await(assert(g.pool_submit(P, function() return full:send("x") end))))
+local sid = assert(g.pool_submit(P, function() return full:send("y") end))
+g.sleep(1500)
+assert(full:close())
+say("close_wakes_sender", select(2, g.await(sid)))
+say("drain_after_close", full:receive())
+
+-- try_send / try_receive, the module functions
+local tc = g.channel(1)
+assert(g.await(assert(g.pool_submit(P, function() return tc:cap() end))))
+say("try", tostring(tc:try_send(1)), tostring(tc:try_send(2)), tostring(tc:try_receive()),
+    tostring(select(2, tc:try_receive())))
+say("module_functions", tostring(g.channel_send(tc, 7)), g.channel_len(tc), g.channel_cap(tc),
+    tostring(g.channel_receive(tc)), tostring(g.channel_close(tc)))
+
+-- select over two fleet channels that always have values: both chosen
+local a, b = g.channel(64), g.channel(64)
+local fid = assert(g.pool_submit(P, function()
+  local quit = false
+  for i = 1, 2000 do
+    if not a:send("a") or not b:send("b") then break end
+  end
+end))
+g.sleep(500)
+local counts = {0, 0}
+for i = 1, 600 do
+  local idx, v = g.select({
+    {channel = a, receive = true, handler = function(v) return v end},
+    {channel = b, receive = true, handler = function(v) return v end},
+  })
+  counts[idx] = counts[idx] + 1
+  assert(v == (idx == 1 and "a" or "b"))
+end
+a:close(); b:close()
+g.await(fid)
+say("select_fair", (counts[1] >= 240 and counts[2] >= 240) and "yes" or (counts[1] .. "/" .. counts[2]))
+
+-- select_timeout, default, a send case
+local empty = g.channel(2)
+assert(g.await(assert(g.pool_submit(P, function() return empty:len() end))))
+t0 = g.now()
+local r1, r2 = g.select_timeout(300, {{channel = empty, receive = true, handler = function() end}})
+say("select_timeout", tostring(r1), r2, (g.now() - t0 >= 280) and "waited" or "early")
+say("select_default", g.select({{channel = empty, receive = true}, {default = true, handler = function() return "d" end}}))
+say("select_send", g.select({{channel = empty, send = "s", handler = function() return "sent" end}}), empty:receive())
+local loc = g.channel(1)
+assert(loc:send("local"))
+say("select_mixed", g.select({{channel = empty, receive = true}, {channel = loc, receive = true, handler = function(v) return v end}}))
+
+-- a timeout cancels a receive that waits on a fleet channel
+t0 = g.now()
+local tok, terr = g.timeout(300, function() return empty:receive() end)
+say("timeout_cancels", tostring(tok), tostring(terr):match("timeout") and "timeout" or tostring(terr),
+    (g.now() - t0 < 3000) and "prompt" or "late")
+
+-- what cannot travel says so at submit; misuse raises
+local busy = g.channel(2)
+assert(busy:send(1))
+say("refused_buffered", tostring(select(2, g.pool_submit(P, function() return busy end))))
+local mu = g.mutex()
+say("refused_mutex", tostring(select(2, g.pool_submit(P, function() return mu end))))
+local fc = g.channel(1)
+assert(g.await(assert(g.pool_submit(P, function() return fc:len() end))))
+say("send_function", select(2, pcall(fc.send, fc, function() end)))
+say("send_nested_function", select(2, pcall(fc.send, fc, {f = {function() end}})))
+say("bad_self", select(2, pcall(fc.send, 42, 1)))
+-- a channel returned by a task: the same channel
+local made = select(2, g.await(assert(g.pool_submit(P, function()
+  local c = g.channel(3)
+  return c
+end))))
+local back = select(2, g.await(assert(g.pool_submit(P, function(c) return c:send("hello") end, made))))
+say("returned_channel", tostring(back), made:receive())
+-- a channel sent on a channel
+local outer = g.channel(1)
+local inner = g.channel(1)
+assert(g.await(assert(g.pool_submit(P, function() return outer:send(inner) end))))
+local got = outer:receive()
+assert(got:send("via inner"))
+say("channel_of_channel", tostring(got == inner), inner:receive())
+say("done")
+"""
+
+WANT_CHANNELS = [
+    "buffered\t400\t0\t0\ttrue\t0\t16",
+    "closed_again\tfalse\tchannel already closed",
+    "send_closed\tfalse\tsend on closed channel",
+    "receive_closed\tnil\tfalse",
+    "unbuffered_len\t0",
+    "unbuffered\ttrue\t20\tfirst\t20\twaited",
+    "close_wakes_receivers\t3",
+    "close_wakes_sender\tfalse\tsend on closed channel",
+    "drain_after_close\tx\ttrue",
+    "try\ttrue\tfalse\t1\tfalse",
+    "module_functions\ttrue\t1\t1\t7\ttrue",
+    "select_fair\tyes",
+    "select_timeout\tfalse\ttimeout\twaited",
+    "select_default\t2\td",
+    "select_send\t1\ts\ttrue",
+    "select_mixed\t2\tlocal",
+    "timeout_cancels\tfalse\ttimeout\tprompt",
+    "refused_mutex\ta mutex cannot travel to a fleet pool",
+    "returned_channel\ttrue\thello\ttrue",
+    "channel_of_channel\ttrue\tvia inner\ttrue",
+    "done",
+]
+
+
+def case_channels():
+    pool = "fobj" + UNIQ
+    a, b = two_workers(pool)
+    rc, out, err, took = run_lua(CHANNELS % {"pool": pool}, timeout=180)
+    check(rc == 0, "script: %d\n%s%s" % (rc, out, err))
+    expect_lines(out, err, WANT_CHANNELS)
+    lines = {l.split("\t")[0]: l for l in out.splitlines()}
+    check("holds values" in lines.get("refused_buffered", ""),
+          "a channel holding values: %r" % lines.get("refused_buffered"))
+    check("a function cannot be sent on a fleet channel" in lines.get("send_function", ""),
+          "function: %r" % lines.get("send_function"))
+    check("a function cannot be sent" in lines.get("send_nested_function", ""),
+          "nested function: %r" % lines.get("send_nested_function"))
+    check("bad argument #1 to 'send' (channel expected" in lines.get("bad_self", ""),
+          "misuse: %r" % lines.get("bad_self"))
+    check(a.stop() == 0 and b.stop() == 0, "worker exit status")
+    print("channels: %.1f s" % took)
+
+
+SYNC = r"""
+local g = require("goroutine")
+local P = %(pool)r
+assert(g.pool_create(P, {workers = 8}))
+g.sleep(3000)
+local function say(name, ...)
+  local t = {name}
+  for i = 1, select("#", ...) do t[#t + 1] = tostring((select(i, ...))) end
+  print(table.concat(t, "\t"))
+end
+local sem = g.semaphore(2)
+local inside, most, total = g.atomic_int(0), g.atomic_int(0), g.atomic_int(0)
+local ids = {}
+for t = 1, 16 do
+  ids[t] = assert(g.pool_submit(P, function()
+    for k = 1, 3 do
+      sem:acquire()
+      local now = inside:add(1)
+      local m = most:load()
+      while now > m and not most:compare_and_swap(m, now) do m = most:load() end
+      g.sleep(20)
+      inside:add(-1)
+      total:add(1)
+      sem:release()
+    end
+    return os.getenv("MUTIRAO_WORKER_NAME") or "?"
+  end))
+end
+for _, id in ipairs(ids) do assert(g.await(id)) end
+say("semaphore", total:load(), most:load(), inside:load(), sem:available(), sem:capacity())
+say("try_acquire", tostring(sem:try_acquire(2)), tostring(sem:try_acquire()), sem:available())
+sem:release(2)
+say("over_release", tostring(select(2, pcall(sem.release, sem))):match("released more than acquired") or "no")
+say("bad_units", tostring(select(2, pcall(sem.acquire, sem, 3))):match("bad argument") or "no")
+-- a semaphore whose unit is held by the producer when it first travels
+local held = g.semaphore(1)
+held:acquire()
+local hid = assert(g.pool_submit(P, function() return held:try_acquire() end))
+say("held_before_travel", tostring(select(2, g.await(hid))), held:available())
+held:release()
+say("held_released", held:available())
+local ai = g.atomic_int(5)
+local aids = {}
+for t = 1, 10 do
+  aids[t] = assert(g.pool_submit(P, function() for i = 1, 10 do ai:add(1) end end))
+end
+for _, id in ipairs(aids) do assert(g.await(id)) end
+say("atomic_add", ai:load())
+local r = {g.await(assert(g.pool_submit(P, function()
+  local old = ai:swap(7)
+  local cas1 = ai:compare_and_swap(7, 9)
+  local cas2 = ai:compare_and_swap(7, 11)
+  ai:store(ai:load() + 1)
+  return old, cas1, cas2, ai:load()
+end)))}
+say("atomic_ops", tostring(r[1]), r[2], tostring(r[3]), tostring(r[4]), r[5], ai:load())
+say("atomic_bad", tostring(select(2, pcall(ai.add, ai, 1.5))):match("integer expected") or "no")
+say("done")
+"""
+
+WANT_SYNC = [
+    "semaphore\t48\t2\t0\t2\t2",
+    "try_acquire\ttrue\tfalse\t0",
+    "over_release\treleased more than acquired",
+    "bad_units\tbad argument",
+    "held_before_travel\tfalse\t0",
+    "held_released\t1",
+    "atomic_add\t105",
+    "atomic_ops\ttrue\t105\ttrue\tfalse\t10\t10",
+    "atomic_bad\tinteger expected",
+    "done",
+]
+
+
+def case_sync():
+    pool = "fsync" + UNIQ
+    a, b = two_workers(pool)
+    rc, out, err, took = run_lua(SYNC % {"pool": pool}, timeout=180)
+    check(rc == 0, "script: %d\n%s%s" % (rc, out, err))
+    expect_lines(out, err, WANT_SYNC)
+    check(a.stop() == 0 and b.stop() == 0, "worker exit status")
+    print("sync: %.1f s" % took)
+
+
+SIGKILL = r"""
+local g = require("goroutine")
+local P = %(pool)r
+assert(g.pool_create(P, {workers = 8, max_deliveries = 1}))
+g.sleep(3000)
+local N, K = 8, 400
+local ch = g.channel(8)
+local acked = {}
+for t = 1, N do acked[t] = g.atomic_int(0) end
+local ids = {}
+for t = 1, N do
+  local a = acked[t]
+  ids[t] = assert(g.pool_submit(P, function(n)
+    for i = 1, K do
+      assert(ch:send({n, i}))
+      a:store(i) -- after the send returned: acknowledged
+      g.sleep(5)
+    end
+  end, t))
+end
+io.stdout:write("submitted\n")
+io.stdout:flush()
+g.spawn(function()
+  for _, id in ipairs(ids) do g.await(id) end
+  ch:close()
+end)
+local got = {}
+for t = 1, N do got[t] = {} end
+local dups = 0
+for v in ch:iter() do
+  local t, i = v[1], v[2]
+  if got[t][i] then dups = dups + 1 end
+  got[t][i] = true
+end
+local lost, gaps, failed = 0, 0, 0
+for t = 1, N do
+  local ok = g.await(ids[t])
+  if not ok then failed = failed + 1 end
+  local top = 0
+  for i in pairs(got[t]) do if i > top then top = i end end
+  for i = 1, top do if not got[t][i] then gaps = gaps + 1 end end
+  if top < acked[t]:load() then lost = lost + acked[t]:load() - top end
+end
+print(string.format("result lost=%%d dups=%%d gaps=%%d failed=%%d", lost, dups, gaps, failed))
+"""
+
+
+def case_sigkill():
+    pool = "fkill" + UNIQ
+    a, b = two_workers(pool)
+    path = os.path.join(TMP, "sigkill.lua")
+    with open(path, "w") as f:
+        f.write(SIGKILL % {"pool": pool})
+    p = subprocess.Popen([os.path.join(BIN, "mutirao"), "run", path, "--fleet"],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=ENV, cwd=TMP)
+    check(p.stdout.readline().strip() == "submitted", "producer did not submit")
+    time.sleep(2.5)  # the tasks are sending on both workers
+    a.p.send_signal(signal.SIGKILL)
+    a.p.wait()
+    try:
+        out, err = p.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        fail("producer hung after the SIGKILL")
+    check(p.returncode == 0, "producer: %d\n%s%s" % (p.returncode, out, err))
+    m = re.search(r"result lost=(\d+) dups=(\d+) gaps=(\d+) failed=(\d+)", out)
+    check(m, "no result line:\n%s%s" % (out, err))
+    lost, dups, gaps, failed = (int(x) for x in m.groups())
+    check(lost == 0 and dups == 0 and gaps == 0,
+          "acknowledged values lost %d, duplicated %d, gaps %d" % (lost, dups, gaps))
+    check(failed >= 1, "no task ran on the killed worker (nothing was tested)")
+    check(b.stop() == 0, "worker B exit status")
+    print("sigkill: tasks lost with the worker: %d; acknowledged values lost: 0" % failed)
+
+
+HOSTILE = r"""
+local g = require("goroutine")
+local P = %(pool)r
+assert(g.pool_create(P, {workers = 2}))
+local ch = g.channel(8)
+assert(g.await(assert(g.pool_submit(P, function() return ch:cap() end))))
+print("name", (tostring(ch):match("fleet ([^)]+)")))
+io.stdout:flush()
+while not io.open(%(go)r) do g.sleep(50) end
+for i = 1, 3 do
+  local ok, err = pcall(ch.receive, ch)
+  print("forged", tostring(ok), (tostring(err):match("a value that cannot be read") or tostring(err)))
+end
+assert(ch:send("still works"))
+print("after", ch:receive())
+"""
+
+
+def case_hostile():
+    """Values someone else wrote into a fleet channel's list (garbage, a
+    truncated message, a function as bytecode-looking bytes) are refused by
+    the receiver with an error: no crash, nothing run, the channel still
+    works."""
+    pool = "fhost" + UNIQ
+    w = Worker("hostile", [pool])
+    w.wait_for(r"consuming")
+    go = os.path.join(TMP, "go")
+    path = os.path.join(TMP, "hostile.lua")
+    with open(path, "w") as f:
+        f.write(HOSTILE % {"pool": pool, "go": go})
+    p = subprocess.Popen([os.path.join(BIN, "mutirao"), "run", path, "--fleet"],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=ENV, cwd=TMP)
+    line = p.stdout.readline().split()
+    check(len(line) == 2 and line[0] == "name", "no name line: %r" % line)
+    key = "mutirao:obj:{%s}:q" % line[1]
+    # garbage; a message header cut short; a msgpack ext that claims 4 GiB
+    for v in (b"\x00garbage", b"MTR", b"MTR\x01\xc9\xff\xff\xff\xff\x01"):
+        redis_client.command(REDIS, "RPUSH", key, v, timeout=10)
+    open(go, "w").close()
+    out, err = p.communicate(timeout=60)
+    check(p.returncode == 0, "producer: %d\n%s%s" % (p.returncode, out, err))
+    forged = [l for l in out.splitlines() if l.startswith("forged")]
+    check(forged == ["forged\tfalse\ta value that cannot be read"] * 3,
+          "forged values: %r\n%s" % (forged, err))
+    check("after\tstill works\ttrue" in out, "channel after forged values:\n%s%s" % (out, err))
+    check(w.stop() == 0, "worker exit status")
+
+
+CASES = {"channels": case_channels, "sync": case_sync, "sigkill": case_sigkill,
+         "hostile": case_hostile}
+signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit("stopped by SIGTERM"))
+try:
+    CASES[CASE]()
+finally:
+    for w in WORKERS:
+        if w.p.poll() is None:
+            w.p.kill()
+print("ok:", CASE)
