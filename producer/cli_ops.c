@@ -690,32 +690,10 @@ struct ops_conn {
     conn c;
 };
 
-ops_conn *ops_connect(const config *cfg)
-{
-    ops_conn *o = malloc(sizeof *o);
-    if (!o) {
-        fprintf(stderr, "mutirao: out of memory\n");
-        return NULL;
-    }
-    if (conn_open(&o->c, cfg) != 0) {
-        free(o);
-        return NULL;
-    }
-    return o;
-}
-
 void ops_quiet(ops_conn *o, char *err, size_t n)
 {
     o->c.err = err;
     o->c.errlen = n;
-}
-
-void ops_disconnect(ops_conn *o)
-{
-    if (!o)
-        return;
-    conn_close(&o->c);
-    free(o);
 }
 
 void ops_snapshot_free(ops_snapshot *s)
@@ -1061,8 +1039,10 @@ ops_conn *ops_open(const config *cfg, FILE *err)
 {
     ops_conn *c = calloc(1, sizeof *c);
     int st = 0;
-    if (!c)
+    if (!c) {
+        fprintf(err ? err : stderr, "mutirao: out of memory\n");
         return NULL;
+    }
     WITH_STREAMS(NULL, err, conn_open(&c->c, cfg));
     if (st != 0) {
         free(c);
