@@ -15,6 +15,7 @@
  * task, Redis failure), 2 (bad usage). */
 #include "cli_ops.h"
 #include "ops_data.h"
+#include "ops_redis.h"
 
 #include <inttypes.h>
 #include <stdarg.h>
@@ -45,81 +46,13 @@ static FILE *out_to, *err_to;
 #define OUT (out_to ? out_to : stdout)
 #define ERR (err_to ? err_to : stderr)
 
-/* ---- Redis, one command at a time ---- */
-
-/* A reply, copied out of its callback. */
-typedef struct rv {
-    int type;
-    long long integer;
-    char *str; /* strings, status and errors (NUL-terminated); NULL for nil */
-    size_t len;
-    struct rv *el; /* an array's elements */
-    size_t n;
-} rv;
+/* ---- Redis, one command at a time (ops_redis.h) ---- */
 
 typedef struct conn {
-    uv_loop_t loop;
-    redis_uv *r;
-    const config *cfg;
-    char url[512]; /* redacted, for messages */
-    char *err;     /* ops_quiet: failures go here, not to stderr */
+    ops_redis rd;
+    char *err; /* ops_quiet: failures go here, not to stderr */
     size_t errlen;
 } conn;
-
-typedef struct pending {
-    int done, status;
-    char err[400];
-    rv v;
-} pending;
-
-static void rv_free(rv *v)
-{
-    for (size_t i = 0; i < v->n; i++)
-        rv_free(&v->el[i]);
-    free(v->el);
-    free(v->str);
-    memset(v, 0, sizeof *v);
-}
-
-static int rv_copy(rv *d, const redisReply *r)
-{
-    memset(d, 0, sizeof *d);
-    d->type = r->type;
-    d->integer = r->integer;
-    if (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS ||
-        r->type == REDIS_REPLY_ERROR) {
-        if (!(d->str = malloc(r->len + 1)))
-            return -1;
-        memcpy(d->str, r->str, r->len);
-        d->str[r->len] = 0;
-        d->len = r->len;
-    } else if (r->type == REDIS_REPLY_ARRAY && r->elements > 0) {
-        if (!(d->el = calloc(r->elements, sizeof *d->el)))
-            return -1;
-        d->n = r->elements;
-        for (size_t i = 0; i < r->elements; i++)
-            if (rv_copy(&d->el[i], r->element[i]) != 0)
-                return -1;
-    }
-    return 0;
-}
-
-static void on_reply(redis_uv *cli, int status, const redisReply *reply, const char *err, void *ud)
-{
-    (void)cli;
-    pending *p = ud;
-    p->done = 1;
-    p->status = status;
-    if (status < 0) {
-        snprintf(p->err, sizeof p->err, "%s", err ? err : redis_uv_strerror(status));
-    } else if (reply->type == REDIS_REPLY_ERROR) {
-        p->status = -1;
-        snprintf(p->err, sizeof p->err, "redis: %s", reply->str);
-    } else if (rv_copy(&p->v, reply) != 0) {
-        p->status = -1;
-        snprintf(p->err, sizeof p->err, "out of memory");
-    }
-}
 
 /* Says a failure: one line on stderr, or into c->err. */
 static void say(conn *c, const char *fmt, ...)
@@ -136,58 +69,33 @@ static void say(conn *c, const char *fmt, ...)
     va_end(ap);
 }
 
-/* Runs one command; 0 with *out (rv_free it), or -1 after saying why on
+/* Runs one command; 0 with *out (ops_reply_free it), or -1 after saying why on
  * ERR (the first failure ends the command: one line). */
-static int run(conn *c, rv *out, int argc, const char *const *argv)
+static int run(conn *c, ops_reply *out, int argc, const char *const *argv)
 {
-    pending p;
-    memset(&p, 0, sizeof p);
-    memset(out, 0, sizeof *out);
-    int rc = redis_uv_command_argv(c->r, on_reply, &p, argc, argv, NULL);
-    if (rc != 0) {
-        say(c, "redis %s: %s", c->url, redis_uv_strerror(rc));
-        return -1;
-    }
-    while (!p.done)
-        uv_run(&c->loop, UV_RUN_ONCE);
-    if (p.status < 0) {
-        if (p.status == REDIS_UV_EUNREACHABLE || p.status == REDIS_UV_ETIMEDOUT)
-            say(c, "cannot reach Redis at %s within %d ms (redis.url)", c->url,
-                c->cfg->connect_timeout_ms > 0 ? c->cfg->connect_timeout_ms : 5000);
-        else
-            say(c, "redis %s: %s", c->url, p.err);
-        rv_free(&p.v);
-        return -1;
-    }
-    *out = p.v;
-    return 0;
+    ops_redis_err e;
+    if (ops_redis_run(&c->rd, out, argc, argv, NULL, &e) == 0)
+        return 0;
+    if (e.unsent)
+        say(c, "redis %s: %s", c->rd.url, redis_uv_strerror(e.status));
+    else if (e.status == REDIS_UV_EUNREACHABLE || e.status == REDIS_UV_ETIMEDOUT)
+        say(c, "cannot reach Redis at %s within %d ms (redis.url)", c->rd.url,
+            c->rd.cfg->connect_timeout_ms > 0 ? c->rd.cfg->connect_timeout_ms : 5000);
+    else
+        say(c, "redis %s: %s", c->rd.url, e.msg);
+    return -1;
 }
 
-static int run2(conn *c, rv *out, const char *a, const char *b)
+static int run2(conn *c, ops_reply *out, const char *a, const char *b)
 {
     const char *argv[] = {a, b};
     return run(c, out, 2, argv);
 }
 
-static int run3(conn *c, rv *out, const char *a, const char *b, const char *d)
+static int run3(conn *c, ops_reply *out, const char *a, const char *b, const char *d)
 {
     const char *argv[] = {a, b, d};
     return run(c, out, 3, argv);
-}
-
-/* A hash's (HGETALL's) field f, or NULL. */
-static const char *field(const rv *h, const char *f)
-{
-    for (size_t i = 0; i + 1 < h->n; i += 2)
-        if (h->el[i].str && !strcmp(h->el[i].str, f))
-            return h->el[i + 1].str;
-    return NULL;
-}
-
-static long long field_ll(const rv *h, const char *f)
-{
-    const char *v = field(h, f);
-    return v ? strtoll(v, NULL, 10) : 0;
 }
 
 static uint64_t now_ms(void)
@@ -252,33 +160,15 @@ static void ago(uint64_t ms, uint64_t now, char *out, size_t n)
 
 /* ---- connection ---- */
 
-static void on_closed(void *ud)
-{
-    (void)ud;
-}
-
 /* Opens the client of cfg's redis.url; 0, or -1 after one line on ERR. */
 static int conn_open(conn *c, const config *cfg)
 {
     memset(c, 0, sizeof *c);
-    c->cfg = cfg;
-    uv_loop_init(&c->loop);
-    config_redact_url(cfg->redis_url, c->url, sizeof c->url);
-    redis_uv_options ro = {0};
     unsigned ct = cfg->connect_timeout_ms > 0 ? (unsigned)cfg->connect_timeout_ms : 5000;
-    ro.connect_timeout_ms = ct;
-    ro.op_timeout_ms = ct; /* reads of a few keys: an unreachable server fails within ct */
-    char *pw = NULL, err[300] = "";
-    fleet_keys_use_url(cfg->redis_url);
-    int rc = fleet_redis_security(cfg, &ro, &pw, err, sizeof err);
-    if (rc == 0)
-        rc = redis_uv_open(&c->loop, cfg->redis_url, &ro, &c->r);
-    fleet_redis_security_done(&ro, pw);
-    if (rc != 0) {
-        fprintf(ERR, "mutirao: redis.url %s: %s\n", c->url, err[0] ? err : redis_uv_strerror(rc));
-        c->r = NULL;
-        uv_run(&c->loop, UV_RUN_DEFAULT);
-        uv_loop_close(&c->loop);
+    char why[300];
+    /* reads of a few keys: an unreachable server fails within ct */
+    if (ops_redis_open(&c->rd, cfg, ct, ct, why, sizeof why) != 0) {
+        fprintf(ERR, "mutirao: redis.url %s: %s\n", c->rd.url, why);
         return -1;
     }
     return 0;
@@ -286,17 +176,14 @@ static int conn_open(conn *c, const config *cfg)
 
 static void conn_close(conn *c)
 {
-    if (c->r)
-        redis_uv_close(c->r, on_closed, NULL);
-    uv_run(&c->loop, UV_RUN_DEFAULT);
-    uv_loop_close(&c->loop);
+    ops_redis_close(&c->rd);
 }
 
 /* ---- the worker registry ---- */
 
 typedef struct wentry {
     char *id;
-    rv h; /* its hash */
+    ops_reply h; /* its hash */
 } wentry;
 
 typedef struct wlist {
@@ -308,7 +195,7 @@ static void wlist_free(wlist *l)
 {
     for (size_t i = 0; i < l->n; i++) {
         free(l->w[i].id);
-        rv_free(&l->w[i].h);
+        ops_reply_free(&l->w[i].h);
     }
     free(l->w);
     memset(l, 0, sizeof *l);
@@ -323,12 +210,12 @@ static int workers_load(conn *c, wlist *l)
     fleet_key_workers(set);
     snprintf(min, sizeof min, "%" PRIu64, now_ms() - (uint64_t)FLEET_WORKER_TTL_S * 1000);
     const char *argv[] = {"ZRANGEBYSCORE", set, min, "+inf"};
-    rv ids;
+    ops_reply ids;
     if (run(c, &ids, 4, argv) != 0)
         return -1;
     l->w = calloc(ids.n ? ids.n : 1, sizeof *l->w);
     if (!l->w) {
-        rv_free(&ids);
+        ops_reply_free(&ids);
         return -1;
     }
     for (size_t i = 0; i < ids.n; i++) {
@@ -336,20 +223,20 @@ static int workers_load(conn *c, wlist *l)
             continue;
         char key[FLEET_KEY_MAX];
         fleet_key_worker(key, ids.el[i].str);
-        rv h;
+        ops_reply h;
         if (run2(c, &h, "HGETALL", key) != 0) {
-            rv_free(&ids);
+            ops_reply_free(&ids);
             wlist_free(l);
             return -1;
         }
         if (h.n == 0) {
-            rv_free(&h);
+            ops_reply_free(&h);
             continue;
         }
         l->w[l->n].id = strdup(ids.el[i].str);
         l->w[l->n++].h = h;
     }
-    rv_free(&ids);
+    ops_reply_free(&ids);
     return 0;
 }
 
@@ -360,7 +247,7 @@ static int worker_pool(const wentry *w, const char *pool, long long *running, lo
 {
     char f[ENVELOPE_POOL_MAX + 8];
     snprintf(f, sizeof f, "pool:%s", pool);
-    const char *v = field(&w->h, f);
+    const char *v = ops_reply_field(&w->h, f);
     *running = *slots = *rate = 0;
     if (!v)
         return -1;
@@ -372,7 +259,7 @@ static int worker_pool(const wentry *w, const char *pool, long long *running, lo
 /* 1 if worker w serves pool by name (its --pools list names it). */
 static int serves_pool(const wentry *w, const char *pool)
 {
-    const char *s = field(&w->h, "serves");
+    const char *s = ops_reply_field(&w->h, "serves");
     size_t n = strlen(pool);
     while (s && *s) {
         size_t k = strcspn(s, ",");
@@ -389,23 +276,23 @@ typedef struct pstat {
     char name[ENVELOPE_POOL_MAX + 1];
     int known; /* some key of the pool is in Redis */
     long long submitted, completed, failed, dead, retried, running, queued, workers, rate;
-    rv opts; /* mutirao:pool:NAME */
+    ops_reply opts; /* mutirao:pool:NAME */
 } pstat;
 
-static void add_counters(pstat *p, const rv *h)
+static void add_counters(pstat *p, const ops_reply *h)
 {
-    p->submitted += field_ll(h, "submitted");
-    p->completed += field_ll(h, "completed");
-    p->failed += field_ll(h, "failed");
-    p->dead += field_ll(h, "dead_lettered");
-    p->retried += field_ll(h, "retried");
+    p->submitted += ops_reply_field_ll(h, "submitted");
+    p->completed += ops_reply_field_ll(h, "completed");
+    p->failed += ops_reply_field_ll(h, "failed");
+    p->dead += ops_reply_field_ll(h, "dead_lettered");
+    p->retried += ops_reply_field_ll(h, "retried");
 }
 
 /* Reads pool p->name's keys and the registry's view of it. 0 or -1. */
 static int pool_load(conn *c, pstat *p, const wlist *wl)
 {
     char key[FLEET_KEY_MAX];
-    rv h;
+    ops_reply h;
     fleet_key_pool(key, p->name);
     if (run2(c, &p->opts, "HGETALL", key) != 0)
         return -1;
@@ -415,10 +302,10 @@ static int pool_load(conn *c, pstat *p, const wlist *wl)
         return -1;
     p->known |= h.n > 0;
     add_counters(p, &h);
-    rv_free(&h);
+    ops_reply_free(&h);
     if (fleet_keys_tagged()) {
         /* the counters of each producer's tasks, in their slots */
-        rv prods;
+        ops_reply prods;
         fleet_key_producers(key, p->name);
         if (run(c, &prods, 4, (const char *const[]){"ZRANGE", key, "0", "-1"}) != 0)
             return -1;
@@ -427,14 +314,14 @@ static int pool_load(conn *c, pstat *p, const wlist *wl)
                 continue;
             fleet_key_pstats(key, p->name, prods.el[i].str);
             if (run2(c, &h, "HGETALL", key) != 0) {
-                rv_free(&prods);
+                ops_reply_free(&prods);
                 return -1;
             }
             p->known |= h.n > 0;
             add_counters(p, &h);
-            rv_free(&h);
+            ops_reply_free(&h);
         }
-        rv_free(&prods);
+        ops_reply_free(&prods);
     }
     fleet_key_active(key, p->name);
     if (run2(c, &h, "HGETALL", key) != 0)
@@ -449,12 +336,12 @@ static int pool_load(conn *c, pstat *p, const wlist *wl)
         if (n > 0 && at + FLEET_ACTIVE_STALE_MS >= now)
             p->running += n;
     }
-    rv_free(&h);
+    ops_reply_free(&h);
     fleet_key_dead(key, p->name);
     if (run(c, &h, 2, (const char *const[]){"EXISTS", key}) != 0)
         return -1;
     p->known |= h.integer > 0;
-    rv_free(&h);
+    ops_reply_free(&h);
     for (size_t i = 0; i < wl->n; i++) {
         long long r, s, m;
         if (worker_pool(&wl->w[i], p->name, &r, &s, &m) == 0) {
@@ -520,7 +407,7 @@ static int pool_names(conn *c, const wlist *wl, names *out)
     const char *match = fleet_keys_tagged() ? "mutirao:{*}:pool:*" : "mutirao:pool:*";
     char cursor[32] = "0";
     do {
-        rv r;
+        ops_reply r;
         const char *argv[] = {"SCAN", cursor, "MATCH", match, "COUNT", "1000"};
         if (run(c, &r, 6, argv) != 0)
             return -1;
@@ -538,7 +425,7 @@ static int pool_names(conn *c, const wlist *wl, names *out)
             cursor[0] = '0';
             cursor[1] = 0;
         }
-        rv_free(&r);
+        ops_reply_free(&r);
     } while (strcmp(cursor, "0") != 0);
     for (size_t i = 0; i < wl->n; i++)
         for (size_t j = 0; j < wl->w[i].h.n; j += 2) {
@@ -554,7 +441,7 @@ static int pool_names(conn *c, const wlist *wl, names *out)
 static void pstats_free(pstat *ps, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        rv_free(&ps[i].opts);
+        ops_reply_free(&ps[i].opts);
     free(ps);
 }
 
@@ -646,13 +533,13 @@ static int cmd_stats(conn *c, const char *pool, int json)
     memset(&p, 0, sizeof p);
     snprintf(p.name, sizeof p.name, "%s", pool);
     if (pool_load(c, &p, &wl) != 0) {
-        rv_free(&p.opts);
+        ops_reply_free(&p.opts);
         wlist_free(&wl);
         return FAIL;
     }
     if (!p.known && p.workers == 0) {
         fprintf(ERR, "mutirao: pool not found: %s\n", pool);
-        rv_free(&p.opts);
+        ops_reply_free(&p.opts);
         wlist_free(&wl);
         return FAIL;
     }
@@ -662,7 +549,7 @@ static int cmd_stats(conn *c, const char *pool, int json)
         fputs(", \"options\": {", OUT);
         int first = 1;
         for (size_t i = 0; i < sizeof opts / sizeof *opts; i++) {
-            const char *v = field(&p.opts, opts[i]);
+            const char *v = ops_reply_field(&p.opts, opts[i]);
             if (!v)
                 continue;
             fprintf(OUT, "%s\"%s\": %lld", first ? "" : ", ", opts[i], strtoll(v, NULL, 10));
@@ -694,7 +581,7 @@ static int cmd_stats(conn *c, const char *pool, int json)
                 p.name, p.workers, p.queued, p.running, p.submitted, p.completed, p.failed, p.dead,
                 p.retried, p.rate);
         for (size_t i = 0; i < sizeof opts / sizeof *opts; i++) {
-            const char *v = field(&p.opts, opts[i]);
+            const char *v = ops_reply_field(&p.opts, opts[i]);
             if (v)
                 fprintf(OUT, "option %-7s %s\n", opts[i], v);
         }
@@ -708,7 +595,7 @@ static int cmd_stats(conn *c, const char *pool, int json)
             fprintf(OUT, "%-32s %8lld %6lld %9lld\n", wl.w[i].id, r, s, m);
         }
     }
-    rv_free(&p.opts);
+    ops_reply_free(&p.opts);
     wlist_free(&wl);
     return OK;
 }
@@ -718,7 +605,7 @@ static int cmd_stats(conn *c, const char *pool, int json)
 /* Worker w as the table shows it. */
 static void worker_summary(const wentry *w, ops_worker *o)
 {
-    const rv *h = &w->h;
+    const ops_reply *h = &w->h;
     memset(o, 0, sizeof *o);
     snprintf(o->id, sizeof o->id, "%s", w->id);
     /* the pools it ran tasks of, else those it serves */
@@ -729,14 +616,16 @@ static void worker_summary(const wentry *w, ops_worker *o)
             pl +=
                 (size_t)snprintf(o->pools + pl, sizeof o->pools - pl, "%s%s", pl ? "," : "", f + 5);
     }
-    const char *serves = field(h, "serves");
+    const char *serves = ops_reply_field(h, "serves");
     if (!o->pools[0])
         snprintf(o->pools, sizeof o->pools, "%s", serves && strcmp(serves, "*") ? serves : "(all)");
-    snprintf(o->host, sizeof o->host, "%s", field(h, "host") ? field(h, "host") : "-");
-    snprintf(o->version, sizeof o->version, "%s", field(h, "version") ? field(h, "version") : "-");
-    o->running = field_ll(h, "running");
-    o->slots = field_ll(h, "slots");
-    o->seen_ms = (uint64_t)field_ll(h, "seen");
+    snprintf(o->host, sizeof o->host, "%s",
+             ops_reply_field(h, "host") ? ops_reply_field(h, "host") : "-");
+    snprintf(o->version, sizeof o->version, "%s",
+             ops_reply_field(h, "version") ? ops_reply_field(h, "version") : "-");
+    o->running = ops_reply_field_ll(h, "running");
+    o->slots = ops_reply_field_ll(h, "slots");
+    o->seen_ms = (uint64_t)ops_reply_field_ll(h, "seen");
 }
 
 static int cmd_workers(conn *c, int json)
@@ -753,16 +642,16 @@ static int cmd_workers(conn *c, int json)
         fprintf(OUT, "%-28s %-20s %-20s %7s %5s %-10s %s\n", "ID", "HOST", "POOLS", "RUNNING",
                 "SLOTS", "LAST SEEN", "VERSION");
     for (size_t i = 0; i < wl.n; i++) {
-        const rv *h = &wl.w[i].h;
-        const char *serves = field(h, "serves");
-        uint64_t seen = (uint64_t)field_ll(h, "seen");
+        const ops_reply *h = &wl.w[i].h;
+        const char *serves = ops_reply_field(h, "serves");
+        uint64_t seen = (uint64_t)ops_reply_field_ll(h, "seen");
         if (json) {
             fprintf(OUT, "%s\n  {\"id\": ", i ? "," : "");
             json_cstr(wl.w[i].id);
             fputs(", \"host\": ", OUT);
-            json_cstr(field(h, "host"));
-            fprintf(OUT, ", \"pid\": %lld, \"version\": ", field_ll(h, "pid"));
-            json_cstr(field(h, "version"));
+            json_cstr(ops_reply_field(h, "host"));
+            fprintf(OUT, ", \"pid\": %lld, \"version\": ", ops_reply_field_ll(h, "pid"));
+            json_cstr(ops_reply_field(h, "version"));
             fputs(", \"serves\": ", OUT);
             json_cstr(serves);
             fputs(", \"pools\": [", OUT);
@@ -778,8 +667,8 @@ static int cmd_workers(conn *c, int json)
             fprintf(OUT,
                     "], \"running\": %lld, \"slots\": %lld, \"threads\": %lld, "
                     "\"started_ms\": %lld, \"last_seen_ms\": %" PRIu64 "}",
-                    field_ll(h, "running"), field_ll(h, "slots"), field_ll(h, "threads"),
-                    field_ll(h, "started"), seen);
+                    ops_reply_field_ll(h, "running"), ops_reply_field_ll(h, "slots"),
+                    ops_reply_field_ll(h, "threads"), ops_reply_field_ll(h, "started"), seen);
         } else {
             char when[32];
             ops_worker o;
@@ -801,32 +690,10 @@ struct ops_conn {
     conn c;
 };
 
-ops_conn *ops_connect(const config *cfg)
-{
-    ops_conn *o = malloc(sizeof *o);
-    if (!o) {
-        fprintf(stderr, "mutirao: out of memory\n");
-        return NULL;
-    }
-    if (conn_open(&o->c, cfg) != 0) {
-        free(o);
-        return NULL;
-    }
-    return o;
-}
-
 void ops_quiet(ops_conn *o, char *err, size_t n)
 {
     o->c.err = err;
     o->c.errlen = n;
-}
-
-void ops_disconnect(ops_conn *o)
-{
-    if (!o)
-        return;
-    conn_close(&o->c);
-    free(o);
 }
 
 void ops_snapshot_free(ops_snapshot *s)
@@ -841,7 +708,7 @@ static void add_durations(const wentry *w, ops_pool *p)
 {
     char f[ENVELOPE_POOL_MAX + 8];
     snprintf(f, sizeof f, "dur:%s", p->name);
-    const char *v = field(&w->h, f);
+    const char *v = ops_reply_field(&w->h, f);
     for (int k = 0; v && *v && k < FLEET_DUR_BUCKETS; k++) {
         char *end;
         unsigned long long n = strtoull(v, &end, 10);
@@ -935,7 +802,7 @@ static int cmd_task(conn *c, const char *id, int json)
     tinfo t;
     memset(&t, 0, sizeof t);
     char key[FLEET_KEY_MAX];
-    rv v;
+    ops_reply v;
     fleet_key_task_info(key, id);
     if (run2(c, &v, "GET", key) != 0)
         return FAIL;
@@ -949,7 +816,7 @@ static int cmd_task(conn *c, const char *id, int json)
         if (nl && (size_t)(nl + 1 - v.str) < v.len)
             t.error = error_text(nl + 1, v.len - (size_t)(nl + 1 - v.str));
     }
-    rv_free(&v);
+    ops_reply_free(&v);
     if (!t.state) {
         /* an outcome from a worker that writes no info: its record */
         fleet_key_task(key, id);
@@ -969,7 +836,7 @@ static int cmd_task(conn *c, const char *id, int json)
             if (!r.ok && r.payload_len)
                 t.error = error_text(r.payload, r.payload_len);
         }
-        rv_free(&v);
+        ops_reply_free(&v);
     }
     if (!t.state) {
         /* running: its delivery record "COUNT FIRST LAST WORKER#INC@MS ..." */
@@ -989,7 +856,7 @@ static int cmd_task(conn *c, const char *id, int json)
                 }
             }
         }
-        rv_free(&v);
+        ops_reply_free(&v);
     }
     fleet_bit b;
     if (!t.state && fleet_bit_of(id, strlen(id), &b) == 0) {
@@ -998,13 +865,13 @@ static int cmd_task(conn *c, const char *id, int json)
             return FAIL;
         if (v.integer == 1)
             t.state = "done";
-        rv_free(&v);
+        ops_reply_free(&v);
         if (!t.state) {
             if (run3(c, &v, "GETBIT", b.sub, b.bit) != 0)
                 return FAIL;
             if (v.integer == 1)
                 t.state = "queued";
-            rv_free(&v);
+            ops_reply_free(&v);
         }
     }
     if (!t.state) {
@@ -1013,7 +880,7 @@ static int cmd_task(conn *c, const char *id, int json)
             return FAIL;
         if (v.integer > 0)
             t.state = "queued";
-        rv_free(&v);
+        ops_reply_free(&v);
     }
     if (!t.state) {
         fprintf(ERR, "mutirao: task not found: %s\n", id);
@@ -1172,8 +1039,10 @@ ops_conn *ops_open(const config *cfg, FILE *err)
 {
     ops_conn *c = calloc(1, sizeof *c);
     int st = 0;
-    if (!c)
+    if (!c) {
+        fprintf(err ? err : stderr, "mutirao: out of memory\n");
         return NULL;
+    }
     WITH_STREAMS(NULL, err, conn_open(&c->c, cfg));
     if (st != 0) {
         free(c);
@@ -1223,7 +1092,7 @@ static int failure_ids(conn *c, const char *k, int max, names *ids)
 {
     char last[16];
     snprintf(last, sizeof last, "%d", max - 1);
-    rv r;
+    ops_reply r;
     if (run(c, &r, 4, (const char *const[]){"LRANGE", k, "0", last}) != 0)
         return -1;
     for (size_t i = 0; i < r.n; i++) {
@@ -1246,7 +1115,7 @@ static int failure_ids(conn *c, const char *k, int max, names *ids)
         if ((ids->v[ids->n] = strdup(id)))
             ids->n++;
     }
-    rv_free(&r);
+    ops_reply_free(&r);
     return 0;
 }
 
@@ -1261,7 +1130,7 @@ static int cmd_failures(conn *c, const char *pool, int max)
         if (failure_ids(c, key, max, &ids) != 0)
             return FAIL;
     } else {
-        rv prods;
+        ops_reply prods;
         fleet_key_producers(key, pool);
         if (run(c, &prods, 4, (const char *const[]){"ZRANGE", key, "0", "-1"}) != 0)
             return FAIL;
@@ -1270,12 +1139,12 @@ static int cmd_failures(conn *c, const char *pool, int max)
                 continue;
             fleet_key_failures(key, pool, prods.el[i].str);
             if (failure_ids(c, key, max, &ids) != 0) {
-                rv_free(&prods);
+                ops_reply_free(&prods);
                 names_free(&ids);
                 return FAIL;
             }
         }
-        rv_free(&prods);
+        ops_reply_free(&prods);
     }
     FILE *out = OUT, *err = ERR;
     fputc('[', out);

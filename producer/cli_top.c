@@ -449,7 +449,7 @@ int cli_top_main(int argc, char **argv)
         return USAGE;
     }
     int st = FAIL;
-    ops_conn *c = ops_connect(&cfg);
+    ops_conn *c = ops_open(&cfg, stderr);
     if (c) {
         view v;
         memset(&v, 0, sizeof v);
@@ -466,7 +466,7 @@ int cli_top_main(int argc, char **argv)
         ops_snapshot_free(&v.s);
         ops_snapshot_free(&v.prev);
         free(v.rows);
-        ops_disconnect(c);
+        ops_close(c);
     }
     config_free(&cfg);
     return st;

@@ -13,6 +13,7 @@
  * tool, with nothing else to run meanwhile. */
 #include "dlq.h"
 #include "ops_data.h"
+#include "ops_redis.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -52,110 +53,34 @@ static const char usage_text[] =
     "\n"
     "Exit status: 0 done, 1 unknown pool or id or a Kafka/Redis failure, 2 bad usage.\n";
 
-/* ---- Redis, one command at a time ---- */
+/* ---- Redis, one command at a time (ops_redis.h) ---- */
 
 typedef struct ctx {
-    uv_loop_t loop;
-    const config *cfg;
-    redis_uv *r;
+    ops_redis rd; /* its loop also runs the Kafka producer */
     kuv_producer *kp;
     int take, remove; /* script ids */
 } ctx;
 
-/* A reply copied out of its callback: what the commands here need. */
+/* A reply, or why there is none. */
 typedef struct answer {
-    int done, status, type;
-    long long integer;
-    char err[400];
-    char **str; /* the string, or an array's strings (NULL for nil) */
-    size_t *len;
-    size_t n;
+    ops_reply v;
+    ops_redis_err e;
 } answer;
 
 static void answer_free(answer *a)
 {
-    for (size_t i = 0; i < a->n; i++)
-        free(a->str[i]);
-    free(a->str);
-    free(a->len);
-    memset(a, 0, sizeof *a);
-}
-
-static char *dup_bytes(const char *s, size_t n)
-{
-    char *d = malloc(n + 1);
-    if (d) {
-        memcpy(d, s, n);
-        d[n] = 0;
-    }
-    return d;
-}
-
-static void on_reply(redis_uv *cli, int status, const redisReply *reply, const char *err, void *ud)
-{
-    (void)cli;
-    answer *a = ud;
-    a->done = 1;
-    a->status = status;
-    if (status < 0) {
-        snprintf(a->err, sizeof a->err, "%s", err ? err : redis_uv_strerror(status));
-        return;
-    }
-    a->type = reply->type;
-    if (reply->type == REDIS_REPLY_ERROR) {
-        a->status = -1;
-        snprintf(a->err, sizeof a->err, "redis: %s", reply->str);
-        return;
-    }
-    a->integer = reply->integer;
-    const redisReply *const *el = (const redisReply *const *)reply->element;
-    size_t n = reply->type == REDIS_REPLY_ARRAY ? reply->elements : 1;
-    const redisReply *one[1] = {reply};
-    if (reply->type != REDIS_REPLY_ARRAY)
-        el = one;
-    a->str = calloc(n ? n : 1, sizeof *a->str);
-    a->len = calloc(n ? n : 1, sizeof *a->len);
-    if (!a->str || !a->len) {
-        a->status = -1;
-        snprintf(a->err, sizeof a->err, "out of memory");
-        return;
-    }
-    a->n = n;
-    for (size_t i = 0; i < n; i++)
-        if (el[i]->type == REDIS_REPLY_STRING) {
-            a->str[i] = dup_bytes(el[i]->str, el[i]->len);
-            a->len[i] = el[i]->len;
-        }
-}
-
-/* Runs the loop until a's reply is in; 0 or -1 with a->err. */
-static int await_answer(ctx *c, answer *a, int rc)
-{
-    if (rc != 0) {
-        snprintf(a->err, sizeof a->err, "redis: %s", redis_uv_strerror(rc));
-        return -1;
-    }
-    while (!a->done)
-        uv_run(&c->loop, UV_RUN_ONCE);
-    return a->status < 0 ? -1 : 0;
+    ops_reply_free(&a->v);
 }
 
 static int cmd(ctx *c, answer *a, int argc, const char *const *argv, const size_t *lens)
 {
-    memset(a, 0, sizeof *a);
-    return await_answer(c, a, redis_uv_command_argv(c->r, on_reply, a, argc, argv, lens));
+    return ops_redis_run(&c->rd, &a->v, argc, argv, lens, &a->e);
 }
 
 /* A script call in the slot of prefix pre (its KEYS[1]) with argc ARGV. */
 static int eval(ctx *c, answer *a, int script, const char *pre, int argc, const char *const *argv)
 {
-    const char *kv[8];
-    memset(a, 0, sizeof *a);
-    if (argc + 1 > (int)(sizeof kv / sizeof kv[0]))
-        return await_answer(c, a, REDIS_UV_EINVAL);
-    kv[0] = pre;
-    memcpy(kv + 1, argv, (size_t)argc * sizeof *argv);
-    return await_answer(c, a, redis_uv_eval(c->r, on_reply, a, script, 1, argc + 1, kv, NULL));
+    return ops_redis_eval(&c->rd, &a->v, script, pre, argc, argv, &a->e);
 }
 
 /* ---- dead letters ---- */
@@ -248,11 +173,11 @@ static int pool_known(ctx *c, const char *pool)
     const char *argv[] = {"EXISTS", k1, k2};
     answer a;
     if (cmd(c, &a, 3, argv, NULL) != 0) {
-        fprintf(ERR, "mutirao dlq: %s\n", a.err);
+        fprintf(ERR, "mutirao dlq: %s\n", a.e.msg);
         answer_free(&a);
         return -1;
     }
-    int n = a.integer > 0;
+    int n = a.v.integer > 0;
     answer_free(&a);
     if (!n)
         fprintf(ERR, "mutirao dlq: pool not found: %s\n", pool);
@@ -269,11 +194,11 @@ static int do_list(ctx *c, const char *pool, int json)
     const char *argv[] = {"HGETALL", key};
     answer a;
     if (cmd(c, &a, 2, argv, NULL) != 0) {
-        fprintf(ERR, "mutirao dlq: %s\n", a.err);
+        fprintf(ERR, "mutirao dlq: %s\n", a.e.msg);
         answer_free(&a);
         return FAIL;
     }
-    size_t n = a.n / 2;
+    size_t n = a.v.n / 2;
     letter *ls = calloc(n ? n : 1, sizeof *ls);
     if (!ls) {
         answer_free(&a);
@@ -281,9 +206,9 @@ static int do_list(ctx *c, const char *pool, int json)
         return FAIL;
     }
     size_t k = 0;
-    for (size_t i = 0; i + 1 < a.n; i += 2)
-        if (a.str[i] && a.str[i + 1])
-            parse_letter(&ls[k++], a.str[i], a.str[i + 1], a.len[i + 1]);
+    for (size_t i = 0; i + 1 < a.v.n; i += 2)
+        if (a.v.el[i].str && a.v.el[i + 1].str)
+            parse_letter(&ls[k++], a.v.el[i].str, a.v.el[i + 1].str, a.v.el[i + 1].len);
     qsort(ls, k, sizeof *ls, by_dead_at);
     char t1[32], t2[32];
     if (json) {
@@ -356,24 +281,25 @@ static int ids_of(ctx *c, const char *pool, const char *which, answer *a)
     if (strcmp(which, "--all") != 0) {
         const char *argv[] = {"HEXISTS", key, which};
         if (cmd(c, a, 3, argv, NULL) != 0) {
-            fprintf(ERR, "mutirao dlq: %s\n", a->err);
+            fprintf(ERR, "mutirao dlq: %s\n", a->e.msg);
             return -1;
         }
-        if (a->integer != 1) {
+        if (a->v.integer != 1) {
             fprintf(ERR, "mutirao dlq: no dead letter %s in pool %s\n", which, pool);
             return -1;
         }
         answer_free(a);
-        a->str = calloc(1, sizeof *a->str);
-        a->len = calloc(1, sizeof *a->len);
-        if (!a->str || !a->len || !(a->str[0] = strdup(which)))
+        a->v.type = REDIS_REPLY_ARRAY;
+        if (!(a->v.el = calloc(1, sizeof *a->v.el)) || !(a->v.el[0].str = strdup(which)))
             return -1;
-        a->n = 1;
+        a->v.el[0].type = REDIS_REPLY_STRING;
+        a->v.el[0].len = strlen(which);
+        a->v.n = 1;
         return 0;
     }
     const char *argv[] = {"HKEYS", key};
     if (cmd(c, a, 2, argv, NULL) != 0) {
-        fprintf(ERR, "mutirao dlq: %s\n", a->err);
+        fprintf(ERR, "mutirao dlq: %s\n", a->e.msg);
         return -1;
     }
     return 0;
@@ -402,9 +328,9 @@ static int retry_one(ctx *c, const char *pool, const char *topic, const char *id
     fleet_key_dead_env(key, pool);
     const char *argv[] = {"HGET", key, id};
     answer env;
-    if (cmd(c, &env, 3, argv, NULL) != 0 || !env.str || !env.str[0]) {
+    if (cmd(c, &env, 3, argv, NULL) != 0 || !env.v.str) {
         fprintf(ERR, "mutirao dlq: %s: %s\n", id,
-                env.err[0] ? env.err : "its envelope is not stored");
+                env.e.msg[0] ? env.e.msg : "its envelope is not stored");
         answer_free(&env);
         return FAIL;
     }
@@ -412,9 +338,9 @@ static int retry_one(ctx *c, const char *pool, const char *topic, const char *id
     char why[200];
     /* a signed message is produced again as it is; its envelope is read
      * inside it, unchecked (the worker checks the signature) */
-    const char *inner = env.str[0];
-    size_t innerlen = env.len[0];
-    if (sign_is_signed(inner, innerlen) && sign_unwrap(env.str[0], env.len[0], &inner, &innerlen))
+    const char *inner = env.v.str;
+    size_t innerlen = env.v.len;
+    if (sign_is_signed(inner, innerlen) && sign_unwrap(env.v.str, env.v.len, &inner, &innerlen))
         innerlen = 0; /* too short: not a task */
     int drc = envelope_task_decode(inner, innerlen, NULL, &e, why, sizeof why);
     if (drc != 0 && drc != ENVELOPE_ENEWER) {
@@ -429,7 +355,7 @@ static int retry_one(ctx *c, const char *pool, const char *topic, const char *id
         const char *xargv[] = {"EXISTS", ik};
         answer x;
         int xrc = cmd(c, &x, 2, xargv, NULL);
-        long long there = x.integer;
+        long long there = x.v.integer;
         answer_free(&x);
         if (xrc == 0 && there == 0) {
             fprintf(ERR,
@@ -443,7 +369,7 @@ static int retry_one(ctx *c, const char *pool, const char *topic, const char *id
     }
     /* its outcome and delivery record go first, or a worker would say
      * "done" and not run it */
-    snprintf(ttl, sizeof ttl, "%d", c->cfg->result_ttl_s);
+    snprintf(ttl, sizeof ttl, "%d", c->rd.cfg->result_ttl_s);
     const char *targv[] = {pool, id, ttl};
     char pre[FLEET_KEY_MAX];
     answer a;
@@ -454,7 +380,7 @@ static int retry_one(ctx *c, const char *pool, const char *topic, const char *id
         fleet_key_dead(dk, pool);
         const char *hargv[] = {"HEXISTS", dk, id};
         rc = cmd(c, &a, 3, hargv, NULL);
-        if (rc == 0 && a.integer != 1) {
+        if (rc == 0 && a.v.integer != 1) {
             fprintf(ERR, "mutirao dlq: %s: no longer a dead letter\n", id);
             answer_free(&a);
             answer_free(&env);
@@ -465,22 +391,21 @@ static int retry_one(ctx *c, const char *pool, const char *topic, const char *id
     fleet_prefix_id(pre, id);
     if (rc == 0)
         rc = eval(c, &a, c->take, pre, 3, targv);
-    if (rc != 0 || a.integer != 1) {
-        fprintf(ERR, "mutirao dlq: %s: %s\n", id, rc ? a.err : "no longer a dead letter");
+    if (rc != 0 || a.v.integer != 1) {
+        fprintf(ERR, "mutirao dlq: %s: %s\n", id, rc ? a.e.msg : "no longer a dead letter");
         answer_free(&a);
         answer_free(&env);
         return FAIL;
     }
     answer_free(&a);
     produced p = {0};
-    rc = kuv_produce(c->kp, topic, id, strlen(id), env.str[0], env.len[0], on_produced, &p);
+    rc = kuv_produce(c->kp, topic, id, strlen(id), env.v.str, env.v.len, on_produced, &p);
     answer_free(&env);
     if (rc != 0) {
         fprintf(ERR, "mutirao dlq: %s: kafka: %s\n", id, kuv_strerror(rc));
         return FAIL;
     }
-    while (!p.done)
-        uv_run(&c->loop, UV_RUN_ONCE);
+    ops_redis_wait(&c->rd, &p.done);
     if (p.err) {
         fprintf(ERR, "mutirao dlq: %s: not delivered to Kafka (it stays a dead letter): %s\n", id,
                 p.msg);
@@ -502,7 +427,7 @@ static int retry_one(ctx *c, const char *pool, const char *topic, const char *id
     const char *rargv[] = {pool, id, "retried"};
     fleet_prefix_pool(pre, pool);
     if (eval(c, &a, c->remove, pre, 3, rargv) != 0) {
-        fprintf(ERR, "mutirao dlq: %s: back on %s, but %s\n", id, topic, a.err);
+        fprintf(ERR, "mutirao dlq: %s: back on %s, but %s\n", id, topic, a.e.msg);
         answer_free(&a);
         return FAIL;
     }
@@ -517,7 +442,7 @@ static int do_retry_drop(ctx *c, const char *pool, const char *which, int retry)
     if (known <= 0)
         return FAIL;
     char topic[CONFIG_TOPIC_MAX + 1], why[300];
-    if (config_topic_for_pool(c->cfg, pool, topic, sizeof topic, why, sizeof why) != 0) {
+    if (config_topic_for_pool(c->rd.cfg, pool, topic, sizeof topic, why, sizeof why) != 0) {
         fprintf(ERR, "mutirao dlq: %s\n", why);
         return FAIL;
     }
@@ -526,51 +451,51 @@ static int do_retry_drop(ctx *c, const char *pool, const char *which, int retry)
         answer_free(&ids);
         return FAIL;
     }
-    if (ids.n == 0)
+    if (ids.v.n == 0)
         fprintf(OUT, "no dead letters in pool %s\n", pool);
-    if (retry && ids.n > 0 && !c->kp) {
+    if (retry && ids.v.n > 0 && !c->kp) {
         char err[400] = "";
         kuv_producer_opts o;
         kuv_producer_opts_default(&o);
-        o.message_timeout_ms = c->cfg->op_timeout_ms > 0 ? c->cfg->op_timeout_ms : 10000;
+        o.message_timeout_ms = c->rd.cfg->op_timeout_ms > 0 ? c->rd.cfg->op_timeout_ms : 10000;
         o.errbuf = err;
         o.errlen = sizeof err;
         static const char *const base[] = {"log_level", "2", NULL};
         char **conf = NULL; /* + TLS, SASL, kafka.property */
-        int rc = config_kafka_conf(c->cfg, base, &conf, err, sizeof err);
+        int rc = config_kafka_conf(c->rd.cfg, base, &conf, err, sizeof err);
         if (rc != 0) {
             fprintf(ERR, "mutirao dlq: kafka: %s\n", err);
             answer_free(&ids);
             return FAIL;
         }
         o.conf = (const char *const *)conf;
-        c->kp = kuv_producer_new(&c->loop, c->cfg->kafka_brokers, &o, &rc);
+        c->kp = kuv_producer_new(&c->rd.loop, c->rd.cfg->kafka_brokers, &o, &rc);
         config_kafka_conf_free(conf);
         if (!c->kp) {
-            fprintf(ERR, "mutirao dlq: kafka %s: %s\n", c->cfg->kafka_brokers,
+            fprintf(ERR, "mutirao dlq: kafka %s: %s\n", c->rd.cfg->kafka_brokers,
                     err[0] ? err : kuv_strerror(rc));
             answer_free(&ids);
             return FAIL;
         }
     }
     int st = OK;
-    for (size_t i = 0; i < ids.n; i++) {
-        if (!ids.str[i])
+    for (size_t i = 0; i < ids.v.n; i++) {
+        if (!ids.v.el[i].str)
             continue;
         if (retry) {
-            if (retry_one(c, pool, topic, ids.str[i]) != OK)
+            if (retry_one(c, pool, topic, ids.v.el[i].str) != OK)
                 st = FAIL;
             continue;
         }
-        const char *argv[] = {pool, ids.str[i], "dropped"};
+        const char *argv[] = {pool, ids.v.el[i].str, "dropped"};
         char pre[FLEET_KEY_MAX];
         fleet_prefix_pool(pre, pool);
         answer a;
         if (eval(c, &a, c->remove, pre, 3, argv) != 0) {
-            fprintf(ERR, "mutirao dlq: %s: %s\n", ids.str[i], a.err);
+            fprintf(ERR, "mutirao dlq: %s: %s\n", ids.v.el[i].str, a.e.msg);
             st = FAIL;
         } else {
-            fprintf(OUT, "dropped %s\n", ids.str[i]);
+            fprintf(OUT, "dropped %s\n", ids.v.el[i].str);
         }
         answer_free(&a);
     }
@@ -578,45 +503,27 @@ static int do_retry_drop(ctx *c, const char *pool, const char *which, int retry)
     return st;
 }
 
-static void on_closed(void *ud)
-{
-    (void)ud;
-}
-
 /* Opens Redis for cfg (which must outlive c): 0, or -1 after a line. */
 static int ctx_open(ctx *c, const config *cfg)
 {
     memset(c, 0, sizeof *c);
-    c->cfg = cfg;
-    uv_loop_init(&c->loop);
-    redis_uv_options ro = {0};
-    ro.op_timeout_ms = cfg->op_timeout_ms > 0 ? (unsigned)cfg->op_timeout_ms : 10000;
-    ro.connect_timeout_ms = cfg->connect_timeout_ms > 0 ? (unsigned)cfg->connect_timeout_ms : 1;
-    char *rpw = NULL, rerr[300] = "";   /* redis.password_file's; TLS files */
-    fleet_keys_use_url(cfg->redis_url); /* the key layout: tagged on a cluster */
-    int rc = fleet_redis_security(cfg, &ro, &rpw, rerr, sizeof rerr);
-    if (rc == 0)
-        rc = redis_uv_open(&c->loop, cfg->redis_url, &ro, &c->r);
-    fleet_redis_security_done(&ro, rpw);
-    if (rc != 0) {
-        fprintf(ERR, "mutirao dlq: redis.url: %s\n", rerr[0] ? rerr : redis_uv_strerror(rc));
-        c->r = NULL;
-        uv_run(&c->loop, UV_RUN_DEFAULT);
-        uv_loop_close(&c->loop);
+    unsigned op = cfg->op_timeout_ms > 0 ? (unsigned)cfg->op_timeout_ms : 10000;
+    unsigned ct = cfg->connect_timeout_ms > 0 ? (unsigned)cfg->connect_timeout_ms : 1;
+    char why[300];
+    if (ops_redis_open(&c->rd, cfg, ct, op, why, sizeof why) != 0) {
+        fprintf(ERR, "mutirao dlq: redis.url: %s\n", why);
         return -1;
     }
-    c->take = redis_uv_script(c->r, FLEET_DLQ_TAKE_LUA, strlen(FLEET_DLQ_TAKE_LUA));
-    c->remove = redis_uv_script(c->r, FLEET_DLQ_REMOVE_LUA, strlen(FLEET_DLQ_REMOVE_LUA));
+    c->take = redis_uv_script(c->rd.r, FLEET_DLQ_TAKE_LUA, strlen(FLEET_DLQ_TAKE_LUA));
+    c->remove = redis_uv_script(c->rd.r, FLEET_DLQ_REMOVE_LUA, strlen(FLEET_DLQ_REMOVE_LUA));
     return 0;
 }
 
 static void ctx_close(ctx *c)
 {
-    redis_uv_close(c->r, on_closed, NULL);
     if (c->kp)
         kuv_producer_close(c->kp, 5000);
-    uv_run(&c->loop, UV_RUN_DEFAULT);
-    uv_loop_close(&c->loop);
+    ops_redis_close(&c->rd);
 }
 
 int cmd_dlq(int argc, char **argv)

@@ -19,9 +19,11 @@
 
 typedef struct ops_conn ops_conn;
 
-/* A Redis connection for cfg (which must outlive it); NULL after a line
- * on err. */
+/* Opens the client of cfg's redis.url (cfg must outlive it); NULL after
+ * one line on err (NULL: stderr). Later failures of ops_read go to stderr
+ * (or ops_quiet's buffer), those of the JSON writers to their err. */
 ops_conn *ops_open(const config *cfg, FILE *err);
+/* Closes c (NULL is fine). */
 void ops_close(ops_conn *c);
 
 /* Each writes one JSON value to out and returns 0, or 1 after a line on
@@ -71,12 +73,9 @@ typedef struct ops_snapshot {
     size_t nworkers;
 } ops_snapshot;
 
-/* Opens the client of cfg's redis.url (cfg must outlive it); NULL after one
- * line on stderr. */
-ops_conn *ops_connect(const config *cfg);
-/* From now on a failure is written into err (n bytes) instead of stderr. */
+/* From now on a failure of ops_read is written into err (n bytes) instead
+ * of stderr. */
 void ops_quiet(ops_conn *c, char *err, size_t n);
-void ops_disconnect(ops_conn *c);
 /* Reads every pool and live worker; 0, or -1 (said). */
 int ops_read(ops_conn *c, ops_snapshot *s);
 void ops_snapshot_free(ops_snapshot *s);
