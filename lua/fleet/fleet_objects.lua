@@ -18,6 +18,7 @@ local error, type, tostring, tonumber, pairs, ipairs, getmetatable, setmetatable
 local math, string = math, string
 -- P.eval(script, keys, args...) -> reply | nil, err (waits; script from
 --   P.script(src), keys a list); P.eval_nowait (the same, no reply);
+--   P.command(words...) -> reply | nil, err (a plain command, waits);
 --   P.encode(v) -> bytes | nil, err; P.decode(bytes) -> v | nil, err;
 --   P.newobject(mt) -> a userdata; P.setmetatable(userdata, mt);
 --   P.now_ms() (monotonic); P.keep_alive(): start the lease timer;
@@ -35,8 +36,16 @@ local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
+-- keys expire ARGV[3] s after their last use: a key a call created gets
+-- its TTL then; the others again once a quarter of it has passed (one TTL
+-- call, not an EXPIRE per key and call)
+local function fresh(k)
+  redis.call('EXPIRE', k, ARGV[3])
+end
 local function keep()
-  for i = 1, #KEYS do redis.call('EXPIRE', KEYS[i], ARGV[3]) end
+  if redis.call('TTL', KEYS[1]) < tonumber(ARGV[3]) * 3 / 4 then
+    for i = 1, #KEYS do redis.call('EXPIRE', KEYS[i], ARGV[3]) end
+  end
 end
 ]]
 
@@ -45,17 +54,20 @@ end
 -- ARGV[1] cap, [2] closed at first, [3] ttl
 local CH = PRELUDE .. [[
 local M, Q, PD, W, X = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-if redis.call('EXISTS', M) == 0 then
+local meta = redis.call('HMGET', M, 'cap', 'closed')
+if not meta[1] then
   redis.call('HSET', M, 'cap', ARGV[1], 'closed', ARGV[2], 'seq', 0)
+  fresh(M)
+  meta[2] = ARGV[2]
 end
 local cap = tonumber(ARGV[1])
-local closed = redis.call('HGET', M, 'closed') == '1'
+local closed = meta[2] == '1'
 local op = ARGV[4]
 if op == 'send' or op == 'try_send' then
   if closed then return {'closed'} end
   if cap > 0 then
     if redis.call('LLEN', Q) >= cap then return {'full'} end
-    redis.call('RPUSH', Q, ARGV[5])
+    if redis.call('RPUSH', Q, ARGV[5]) == 1 then fresh(Q) end
     keep()
     return {'ok'}
   end
@@ -66,6 +78,8 @@ if op == 'send' or op == 'try_send' then
   local id = tostring(redis.call('HINCRBY', M, 'seq', 1))
   redis.call('RPUSH', Q, id)
   redis.call('HSET', PD, id, ARGV[5])
+  fresh(Q)
+  fresh(PD)
   keep()
   if op == 'try_send' then return {'ok'} end
   return {'pending', id}
@@ -77,7 +91,7 @@ elseif op == 'receive' then -- ARGV[5]: a waiting receiver's token, or ''
   local token = ARGV[5]
   if cap > 0 then
     local v = redis.call('LPOP', Q)
-    if v then keep() return {'ok', v} end
+    if v then return {'ok', v} end
   else
     while true do
       local id = redis.call('LPOP', Q)
@@ -86,7 +100,6 @@ elseif op == 'receive' then -- ARGV[5]: a waiting receiver's token, or ''
       if v then
         redis.call('HDEL', PD, id)
         if token ~= '' then redis.call('ZREM', W, token) end
-        keep()
         return {'ok', v}
       end
     end
@@ -97,7 +110,7 @@ elseif op == 'receive' then -- ARGV[5]: a waiting receiver's token, or ''
   end
   if token ~= '' then
     redis.call('ZADD', W, now_ms() + tonumber(ARGV[6]), token)
-    keep()
+    fresh(W)
   end
   return {'empty'}
 elseif op == 'close' then
@@ -106,6 +119,7 @@ elseif op == 'close' then
   for _, id in ipairs(redis.call('HKEYS', PD)) do redis.call('HSET', X, id, '1') end
   redis.call('DEL', PD, W)
   if cap == 0 then redis.call('DEL', Q) end
+  fresh(X)
   keep()
   return {'ok'}
 elseif op == 'len' then
@@ -126,6 +140,7 @@ local now = now_ms()
 local lease = tonumber(ARGV[8])
 if redis.call('EXISTS', M) == 0 then
   redis.call('HSET', M, 'cap', ARGV[1])
+  fresh(M)
   if tonumber(ARGV[2]) > 0 then
     redis.call('HSET', M, 'h:' .. ARGV[5], ARGV[2])
     redis.call('ZADD', E, now + lease, ARGV[5])
@@ -148,6 +163,7 @@ if op == 'acquire' then
   if cap - held < k then return {'full'} end
   redis.call('HINCRBY', M, 'h:' .. token, k)
   redis.call('ZADD', E, now + lease, token)
+  fresh(E)
   keep()
   return {'ok'}
 elseif op == 'release' then
@@ -182,7 +198,7 @@ elseif op == 'release' then
 elseif op == 'available' then
   return {cap - held}
 elseif op == 'touch' then -- this VM still holds its units
-  if mine > 0 then redis.call('ZADD', E, now + lease, token) keep() end
+  if mine > 0 then redis.call('ZADD', E, now + lease, token) fresh(E) keep() end
   return {mine}
 end
 return redis.error_reply('unknown semaphore operation')
@@ -191,26 +207,27 @@ return redis.error_reply('unknown semaphore operation')
 -- AtomicInts: KEYS value. ARGV[1] value at first, [3] ttl, [4] op, [5], [6]
 local AT = PRELUDE .. [[
 local K = KEYS[1]
-if redis.call('EXISTS', K) == 0 then redis.call('SET', K, ARGV[1]) end
+if redis.call('EXISTS', K) == 0 then redis.call('SET', K, ARGV[1], 'EX', ARGV[3]) end
 local op = ARGV[4]
 local r
 if op == 'add' then
   r = redis.call('INCRBY', K, ARGV[5])
+  keep()
+  return {r}
 elseif op == 'load' then
   return {tonumber(redis.call('GET', K))}
 elseif op == 'store' then
-  redis.call('SET', K, ARGV[5])
+  redis.call('SET', K, ARGV[5], 'EX', ARGV[3])
   r = 0
 elseif op == 'swap' then
-  r = tonumber(redis.call('GETSET', K, ARGV[5]))
+  r = tonumber(redis.call('SET', K, ARGV[5], 'EX', ARGV[3], 'GET'))
 elseif op == 'cas' then
   if redis.call('GET', K) ~= ARGV[5] then return {0} end
-  redis.call('SET', K, ARGV[6])
+  redis.call('SET', K, ARGV[6], 'EX', ARGV[3])
   r = 1
 else
   return redis.error_reply('unknown AtomicInt operation')
 end
-keep()
 return {r}
 ]]
 
@@ -302,6 +319,11 @@ function chan.try_send(o, v)
 end
 
 local function receive_once(st, token)
+  if st.a ~= "0" then -- buffered: a plain LPOP takes a value; the script only when empty
+    local b, err = P.command("LPOP", st.keys[2])
+    if b then return true, decode(b), true end
+    if err then fail("fleet channel", err, 3) end
+  end
   local r = call(st, CH, "receive", token, LEASE)
   if r[1] == "ok" then return true, decode(r[2]), true end
   if r[1] == "closed" then return true, nil, false end
@@ -310,8 +332,11 @@ end
 
 function chan.receive(o)
   local st = self_of(o, "receive", "channel")
-  waiting_seq = waiting_seq + 1
-  local token = P.token .. "#" .. waiting_seq
+  local token = ""
+  if st.a == "0" then -- unbuffered: try_send sees this receiver waiting
+    waiting_seq = waiting_seq + 1
+    token = P.token .. "#" .. waiting_seq
+  end
   local wait = waiter()
   while true do
     local done, v, ok = receive_once(st, token)

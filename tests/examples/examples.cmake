@@ -23,6 +23,11 @@ add_test(NAME example.channel_pool COMMAND ${_ex_run} ${_ex_dir}/channel_pool.lu
   --out "^4 pool tasks took 20000 numbers$"
   --out "^20000 results; the longest: 17647 takes 278 steps$" --max 5.0)
 
+# fleet_channel.lua: 6 tasks of 100 ms, 2 at once under a semaphore, progress on a
+# channel (embedded here; on the fleet: integration.fleet_objects_example).
+add_test(NAME example.fleet_channel COMMAND ${_ex_run} ${_ex_dir}/fleet_channel.lua
+  --out "^6 files, 21000 bytes, at most 2 downloading at once$" --min 0.29 --max 2.0)
+
 # select.lua: two sources for 300 ms (after), then a default and a select_timeout.
 add_test(NAME example.select COMMAND ${_ex_run} ${_ex_dir}/select.lua
   --out "^in 300 ms: 1[3-5] from fast, [45] from slow$"

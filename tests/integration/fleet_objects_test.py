@@ -14,6 +14,7 @@ Cases:
              returned (recorded in an AtomicInt after each send) arrives
              exactly once, and what arrives of each task has no gap
   hostile    bytes someone else pushed into a channel's list are refused
+  example    examples/fleet_channel.lua on the fleet
 """
 import os
 import re
@@ -497,8 +498,23 @@ def case_hostile():
     check(w.stop() == 0, "worker exit status")
 
 
+def case_example():
+    """examples/fleet_channel.lua on the fleet prints what it prints embedded."""
+    ENV["MUTIRAO_TOPIC_PREFIX"] = "mutirao.ex%s." % UNIQ  # its pool name is fixed
+    a, b = two_workers("fetchers")
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples",
+                        "fleet_channel.lua")
+    p = subprocess.run([os.path.join(BIN, "mutirao"), "run", "--fleet", path],
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True, env=ENV,
+                       cwd=TMP, timeout=120)
+    check(p.returncode == 0, "example: %d\n%s%s" % (p.returncode, p.stdout, p.stderr))
+    check("6 files, 21000 bytes, at most 2 downloading at once" in p.stdout.splitlines(),
+          "example output:\n%s%s" % (p.stdout, p.stderr))
+    check(a.stop() == 0 and b.stop() == 0, "worker exit status")
+
+
 CASES = {"channels": case_channels, "sync": case_sync, "sigkill": case_sigkill,
-         "hostile": case_hostile}
+         "hostile": case_hostile, "example": case_example}
 signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit("stopped by SIGTERM"))
 try:
     CASES[CASE]()
