@@ -139,8 +139,13 @@ def main():
             env = dict(os.environ, MUTIRAO_TEST_REDIS_URL=url)
             ctl = redis_cluster.NodeControl(cluster, os.path.join(tmp, "ctl"))
             env.update(ctl.env())
-            p = subprocess.Popen([sys.executable, os.path.join(HERE, "fleet_test.py"), bindir,
-                                  examples, case], stdin=subprocess.DEVNULL, env=env,
+            # objects_X: fleet_objects_test.py's case X (channels, semaphores
+            # and AtomicInts in keys tagged by object)
+            if case.startswith("objects_"):
+                args = [os.path.join(HERE, "fleet_objects_test.py"), bindir, case[8:]]
+            else:
+                args = [os.path.join(HERE, "fleet_test.py"), bindir, examples, case]
+            p = subprocess.Popen([sys.executable] + args, stdin=subprocess.DEVNULL, env=env,
                                  start_new_session=True, preexec_fn=_term_with_parent)
             end = time.time() + CASE_TIMEOUT_S
             while True:

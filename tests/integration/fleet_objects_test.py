@@ -15,6 +15,7 @@ Cases:
              exactly once, and what arrives of each task has no gap
   hostile    bytes someone else pushed into a channel's list are refused
   example    examples/fleet_channel.lua on the fleet
+  valgrind   the producer and a worker under valgrind
 """
 import os
 import re
@@ -513,7 +514,70 @@ def case_example():
     check(a.stop() == 0 and b.stop() == 0, "worker exit status")
 
 
-CASES = {"channels": case_channels, "sync": case_sync, "sigkill": case_sigkill,
+VALGRIND = r"""
+local g = require("goroutine")
+local P = %(pool)r
+assert(g.pool_create(P, {workers = 4}))
+local ch, un, sem, ai = g.channel(4), g.channel(), g.semaphore(1), g.atomic_int(0)
+local ids = {}
+for t = 1, 3 do
+  ids[t] = assert(g.pool_submit(P, function(n)
+    sem:acquire()
+    ai:add(n)
+    sem:release()
+    for i = 1, 20 do assert(ch:send({n, i, "x"})) end
+    assert(un:send(n))
+    return n
+  end, t))
+end
+local got = 0
+for i = 1, 60 do if ch:receive() then got = got + 1 end end
+for i = 1, 3 do assert(un:receive()) end
+for _, id in ipairs(ids) do assert(g.await(id)) end
+-- waits killed while their Redis call is in flight, a select that times out
+for i = 1, 20 do g.timeout(1, function() return ch:receive() end) end
+print("select", g.select_timeout(30, {{channel = ch, receive = true}}))
+print("valgrind", got, ai:load())
+"""
+
+
+def case_valgrind():
+    """The producer and a worker under valgrind while tasks use a channel,
+    an unbuffered one, a semaphore and an AtomicInt, waits are killed with a
+    Redis call in flight: no invalid read or write (leaks are not
+    counted)."""
+    vg = os.environ.get("MUTIRAO_VALGRIND") or "valgrind"
+    opts = ["--error-exitcode=99", "--errors-for-leak-kinds=none"]
+    wlog, rlog = os.path.join(TMP, "vg-worker.log"), os.path.join(TMP, "vg-run.log")
+    pool = "fvg" + UNIQ
+    w = Worker("vg", [pool], prefix=[vg] + opts + ["--log-file=" + wlog])
+    w.wait_for(r"consuming", timeout=120)
+    path = os.path.join(TMP, "vg.lua")
+    with open(path, "w") as f:
+        f.write(VALGRIND % {"pool": pool})
+    p = subprocess.run([vg] + opts + ["--log-file=" + rlog, os.path.join(BIN, "mutirao"), "run",
+                        "--fleet", path], stdin=subprocess.DEVNULL, capture_output=True,
+                       text=True, env=ENV, cwd=TMP, timeout=200)
+
+    def errors(log):
+        with open(log) as f:
+            text = f.read()
+        m = re.findall(r"ERROR SUMMARY: (\d+) errors", text)
+        return (int(m[-1]) if m else -1), text
+
+    nerr, text = errors(rlog)
+    check(p.returncode == 0 and nerr == 0 and "valgrind\t60\t6" in p.stdout,
+          "producer under valgrind: exit %d, %d errors\n%s%s\n%s" %
+          (p.returncode, nerr, p.stdout, p.stderr, text[-8000:]))
+    check("select\tfalse\ttimeout" in p.stdout, "select_timeout:\n%s" % p.stdout)
+    code = w.stop()
+    nerr, text = errors(wlog)
+    check(code == 0 and nerr == 0, "worker under valgrind: exit %d, %d errors\n%s" %
+          (code, nerr, text[-8000:]))
+    print("valgrind: producer and worker, 0 errors")
+
+
+CASES = {"valgrind": case_valgrind, "channels": case_channels, "sync": case_sync, "sigkill": case_sigkill,
          "hostile": case_hostile, "example": case_example}
 signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit("stopped by SIGTERM"))
 try:

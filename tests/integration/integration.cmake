@@ -47,6 +47,15 @@ if(Python3_Interpreter_FOUND AND TARGET mutirao-worker)
     set_tests_properties(integration.fleet_objects_${_case} PROPERTIES
       LABELS "integration;fleet" TIMEOUT 240 SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
   endforeach()
+  find_program(MUTIRAO_VALGRIND NAMES valgrind)
+  if(MUTIRAO_VALGRIND AND NOT MUTIRAO_SANITIZE)
+    add_test(NAME integration.fleet_objects_valgrind
+      COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/fleet_objects_test.py
+        ${CMAKE_BINARY_DIR}/bin valgrind)
+    set_tests_properties(integration.fleet_objects_valgrind PROPERTIES
+      LABELS "integration;fleet;valgrind" TIMEOUT 240 SKIP_RETURN_CODE 77 RUN_SERIAL TRUE
+      ENVIRONMENT "MUTIRAO_VALGRIND=${MUTIRAO_VALGRIND}")
+  endif()
 
   # Redis Cluster (redis_cluster_test.py): a local 3-master cluster of
   # redis-server processes the test starts on free loopback ports and stops
@@ -72,7 +81,9 @@ if(Python3_Interpreter_FOUND AND TARGET mutirao-worker)
     foreign_pending layout nested_wg
     # only here (they kill or restart the cluster's masters, or their point is
     # the tagged layout's steps across slots)
-    master_restart worker_sigkill_nested)
+    master_restart worker_sigkill_nested
+    # fleet_objects_test.py's
+    objects_channels objects_sync)
   if(NOT MUTIRAO_SANITIZE)
     list(APPEND _fleet_cluster_cases stock_lua)
   else()
