@@ -135,9 +135,9 @@ static void on_call(redis_uv *cli, int status, const redisReply *reply, const ch
     (void)cli;
     fcall *c = ud;
     if (!c)
-        return; /* eval_nowait */
-    if (status < 0) {
-        c->failed = 1;
+        return;       /* eval_nowait */
+    if (status < 0) { /* no reply (a connection lost, a timeout): may be sent again */
+        c->failed = 2;
         snprintf(c->err, sizeof c->err, "redis: %s", err ? err : "failed");
     } else if (reply->type == REDIS_REPLY_ERROR) {
         c->failed = 1;
@@ -220,26 +220,6 @@ static int p_script(lua_State *L)
     return 1;
 }
 
-/* Sends the command of the arguments 1..top (a plain command), its reply
- * for c. 0, or pushes nil, message: 2. */
-static int send_command(lua_State *L, fobj_vm *v, fcall *c, int top)
-{
-    luaL_argcheck(L, top >= 1 && top <= EVAL_MAX_ARGS, 1, "1 to 16 command words expected");
-    const char *argv[EVAL_MAX_ARGS];
-    size_t lens[EVAL_MAX_ARGS];
-    for (int i = 0; i < top; i++)
-        argv[i] = luaL_checklstring(L, i + 1, &lens[i]);
-    char err[400];
-    redis_uv *r = conn(v, err, sizeof err);
-    int rc = r ? redis_uv_command_argv(r, on_call, c, top, argv, lens) : 0;
-    if (!r || rc != 0) {
-        luaL_pushfail(L);
-        lua_pushstring(L, r ? redis_uv_strerror(rc) : err);
-        return 2;
-    }
-    return 0;
-}
-
 /* Sends script id (arg 1) with keys (the list at 2) and the arguments 3..top,
  * its reply for c (NULL: none wanted). 0, or pushes nil, message: 2. */
 static int send_eval(lua_State *L, fobj_vm *v, fcall *c, int top)
@@ -278,19 +258,19 @@ static int eval_k(lua_State *L, int status, lua_KContext ctx)
     if (c->failed) {
         luaL_pushfail(L);
         lua_pushstring(L, c->err);
-        return 2;
+        lua_pushboolean(L, c->failed == 2);
+        return 3;
     }
     rval_push(L, &c->reply);
     return 1;
 }
 
-/* eval(script, keys, args...) -> reply | nil, message, once Redis answered
- * (the calling goroutine waits; killed meanwhile, the reply is dropped);
- * command(words...) the same for a plain command (upvalue 2 true) */
+/* eval(script, keys, args...) -> reply | nil, message, transient (true:
+ * no reply came, the call may have run or not), once Redis answered
+ * (the calling goroutine waits; killed meanwhile, the reply is dropped) */
 static int p_eval(lua_State *L)
 {
     fobj_vm *v = lua_touserdata(L, lua_upvalueindex(1));
-    int plain = lua_toboolean(L, lua_upvalueindex(2));
     int top = lua_gettop(L);
     fcall **box = lua_newuserdatauv(L, sizeof *box, 0);
     *box = NULL;
@@ -310,7 +290,7 @@ static int p_eval(lua_State *L)
     glist_init(&c->waiters);
     mlist_init(&c->node);
     *box = c;
-    int n = plain ? send_command(L, v, c, top) : send_eval(L, v, c, top);
+    int n = send_eval(L, v, c, top);
     if (n)
         return n;
     c->refs++; /* the reply's */
@@ -587,12 +567,7 @@ void fleet_objects_install(lua_State *L, sched *s, const config *cfg, const char
         {NULL, NULL}};
     lua_newtable(L);
     lua_pushlightuserdata(L, v);
-    lua_pushboolean(L, 0);
-    luaL_setfuncs(L, prims, 2);
-    lua_pushlightuserdata(L, v);
-    lua_pushboolean(L, 1);
-    lua_pushcclosure(L, p_eval, 2);
-    lua_setfield(L, -2, "command");
+    luaL_setfuncs(L, prims, 1);
     lua_pushcfunction(L, p_newobject);
     lua_setfield(L, -2, "newobject");
     lua_pushcfunction(L, p_setmetatable);

@@ -16,9 +16,9 @@ local P, LOADED = ...
 local error, type, tostring, tonumber, pairs, ipairs, getmetatable, setmetatable =
   error, type, tostring, tonumber, pairs, ipairs, getmetatable, setmetatable
 local math, string = math, string
--- P.eval(script, keys, args...) -> reply | nil, err (waits; script from
---   P.script(src), keys a list); P.eval_nowait (the same, no reply);
---   P.command(words...) -> reply | nil, err (a plain command, waits);
+-- P.eval(script, keys, args...) -> reply | nil, err, transient (waits;
+--   script from P.script(src), keys a list; transient: no reply came);
+--   P.eval_nowait (the same, no reply);
 --   P.encode(v) -> bytes | nil, err; P.decode(bytes) -> v | nil, err;
 --   P.newobject(mt) -> a userdata; P.setmetatable(userdata, mt);
 --   P.now_ms() (monotonic); P.keep_alive(): start the lease timer;
@@ -87,22 +87,32 @@ elseif op == 'status' then -- an unbuffered send's value: taken yet?
   if redis.call('HEXISTS', PD, ARGV[5]) == 1 then return {'pending'} end
   if redis.call('HDEL', X, ARGV[5]) == 1 then return {'closed'} end
   return {'ok'}
-elseif op == 'receive' then -- ARGV[5]: a waiting receiver's token, or ''
-  local token = ARGV[5]
+elseif op == 'receive' then
+  -- ARGV[5]: a waiting receiver's token, or ''. KEYS[6]: this receive's
+  -- claim: the value it takes is kept there, so the same call sent again
+  -- (its reply was lost with the connection) gets the same value; KEYS[7]:
+  -- the claim of this VM's previous receive, whose value was handed over
+  local token, C, D = ARGV[5], KEYS[6], KEYS[7]
+  if D ~= C then redis.call('DEL', D) end
+  local v = redis.call('GET', C)
+  if v then return {'ok', v} end
   if cap > 0 then
-    local v = redis.call('LPOP', Q)
-    if v then return {'ok', v} end
+    v = redis.call('LPOP', Q)
   else
     while true do
       local id = redis.call('LPOP', Q)
       if not id then break end
-      local v = redis.call('HGET', PD, id)
+      v = redis.call('HGET', PD, id)
       if v then
         redis.call('HDEL', PD, id)
         if token ~= '' then redis.call('ZREM', W, token) end
-        return {'ok', v}
+        break
       end
     end
+  end
+  if v then
+    redis.call('SET', C, v, 'EX', 3600)
+    return {'ok', v}
   end
   if closed then
     if token ~= '' then redis.call('ZREM', W, token) end
@@ -318,13 +328,27 @@ function chan.try_send(o, v)
   return r[1] == "ok"
 end
 
+-- A receive whose reply is lost with the connection (Redis restarting, a
+-- reset) is sent again with the same claim for up to a minute: the value it
+-- took comes back, nothing is lost (integration.fleet_objects_cut).
+local claim_seq = 0
+local RETRY_FOR_MS = 60000
 local function receive_once(st, token)
-  if st.a ~= "0" then -- buffered: a plain LPOP takes a value; the script only when empty
-    local b, err = P.command("LPOP", st.keys[2])
-    if b then return true, decode(b), true end
-    if err then fail("fleet channel", err, 3) end
+  claim_seq = claim_seq + 1
+  local k = st.keys
+  local claim = k[1] .. ":c:" .. P.token .. "#" .. claim_seq
+  local keys = {k[1], k[2], k[3], k[4], k[5], claim, st.handed or claim}
+  local r, err, transient = P.eval(script(CH), keys, st.a, st.b, TTL, "receive", token, LEASE)
+  if r == nil and transient then
+    local until_ms, ms = P.now_ms() + RETRY_FOR_MS, 10
+    repeat
+      LOADED.goroutine.sleep(ms)
+      ms = math.min(ms * 2, 1000)
+      r, err, transient = P.eval(script(CH), keys, st.a, st.b, TTL, "receive", token, LEASE)
+    until r ~= nil or not transient or P.now_ms() > until_ms
   end
-  local r = call(st, CH, "receive", token, LEASE)
+  if r == nil then fail("fleet channel", err, 3) end
+  if r[1] == "ok" then st.handed = claim end
   if r[1] == "ok" then return true, decode(r[2]), true end
   if r[1] == "closed" then return true, nil, false end
   return false

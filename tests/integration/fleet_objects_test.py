@@ -16,6 +16,8 @@ Cases:
   hostile    bytes someone else pushed into a channel's list are refused
   example    examples/fleet_channel.lua on the fleet
   valgrind   the producer and a worker under valgrind
+  cut        the producer's Redis connection reset right after receives
+             took values: each is received once
 """
 import os
 import re
@@ -28,6 +30,9 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "helpers"))
 import fleet_worker  # noqa: E402
 import redis_client  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import private_redis  # noqa: E402
 
 BIN, CASE = os.path.abspath(sys.argv[1]), sys.argv[2]
 BROKERS = os.environ.get("MUTIRAO_TEST_KAFKA_BROKERS")
@@ -379,7 +384,7 @@ local g = require("goroutine")
 local P = %(pool)r
 assert(g.pool_create(P, {workers = 8, max_deliveries = 1}))
 g.sleep(3000)
-local N, K = 8, 400
+local N, K = 8, 1000
 local ch = g.channel(8)
 local acked = {}
 for t = 1, N do acked[t] = g.atomic_int(0) end
@@ -577,7 +582,70 @@ def case_valgrind():
     print("valgrind: producer and worker, 0 errors")
 
 
-CASES = {"valgrind": case_valgrind, "channels": case_channels, "sync": case_sync, "sigkill": case_sigkill,
+CUT = r"""
+local g = require("goroutine")
+local P = %(pool)r
+assert(g.pool_create(P, {workers = 2}))
+local ch = g.channel(64)
+local n = 3000
+local id = assert(g.pool_submit(P, function()
+  for i = 1, n do
+    assert(ch:send(i))
+    if i %% 10 == 0 then g.sleep(10) end -- about 3 s in all
+  end
+end))
+print("go")
+io.stdout:flush()
+g.spawn(function() assert(g.await(id)) ch:close() end)
+local seen, dups, count = {}, 0, 0
+for v in ch:iter() do
+  if seen[v] then dups = dups + 1 end
+  seen[v] = true
+  count = count + 1
+end
+local missing = 0
+for i = 1, n do if not seen[i] then missing = missing + 1 end end
+print(string.format("cut count=%%d missing=%%d dups=%%d", count, missing, dups))
+"""
+
+
+def case_cut():
+    """The producer's connection to Redis reset right after Redis answered a
+    receive with a value (the value was taken, its reply never arrives),
+    several times: each receive is sent again with its claim and gets that
+    value; none is lost or received twice."""
+    pool = "fcut" + UNIQ
+    w = Worker("cut", [pool])
+    w.wait_for(r"consuming")
+    port = int(re.sub(r".*:(\d+).*", r"\1", REDIS.split("@")[-1]))
+    proxy = private_redis.CuttingProxy(port, command=b"RECEIVE", reply=b"*2\r\n$2\r\nok")
+    env = dict(ENV, MUTIRAO_REDIS_URL=proxy.url)
+    path = os.path.join(TMP, "cut.lua")
+    with open(path, "w") as f:
+        f.write(CUT % {"pool": pool})
+    p = subprocess.Popen([os.path.join(BIN, "mutirao"), "run", path, "--fleet"],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=env, cwd=TMP)
+    check(p.stdout.readline().strip() == "go", "producer did not submit")
+    time.sleep(0.5)
+    for _ in range(6):
+        proxy.arm(1)
+        time.sleep(0.3)
+    out, err = p.communicate(timeout=120)
+    proxy.close()
+    check(p.returncode == 0, "producer: %d\n%s%s" % (p.returncode, out, err))
+    m = re.search(r"cut count=(\d+) missing=(\d+) dups=(\d+)", out)
+    check(m, "no result:\n%s%s" % (out, err))
+    count, missing, dups = (int(x) for x in m.groups())
+    check(proxy.dropped >= 3, "only %d replies were cut" % proxy.dropped)
+    check((count, missing, dups) == (3000, 0, 0),
+          "after %d cut replies: %s" % (proxy.dropped, m.group(0)))
+    check(w.stop() == 0, "worker exit status")
+    print("cut: %d receive replies lost with their connection; 0 values lost or duplicated"
+          % proxy.dropped)
+
+
+CASES = {"cut": case_cut, "valgrind": case_valgrind, "channels": case_channels, "sync": case_sync, "sigkill": case_sigkill,
          "hostile": case_hostile, "example": case_example}
 signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit("stopped by SIGTERM"))
 try:

@@ -40,7 +40,7 @@ if(Python3_Interpreter_FOUND AND TARGET mutirao-worker)
 
   # Channels, semaphores and AtomicInts captured by fleet tasks, with two
   # workers (fleet_objects_test.py), one of them killed in `sigkill`.
-  foreach(_case channels sync sigkill hostile example)
+  foreach(_case channels sync sigkill hostile example cut)
     add_test(NAME integration.fleet_objects_${_case}
       COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/fleet_objects_test.py
         ${CMAKE_BINARY_DIR}/bin ${_case})

@@ -64,10 +64,13 @@ class CuttingProxy:
     armed, drops connections right after Redis answered a BLMPOP with
     elements: the elements were popped, and their reply is never delivered
     (what a connection reset mid-reply does). While held, it does not pass
-    BLMPOP commands on: notifications stay in Redis."""
+    BLMPOP commands on: notifications stay in Redis. command and reply
+    choose other commands (bytes the command contains) and answers (bytes
+    the reply starts with) to cut."""
 
-    def __init__(self, upstream_port):
+    def __init__(self, upstream_port, command=b"BLMPOP", reply=b"*2\r\n"):
         self.up = upstream_port
+        self.command, self.reply = command, reply
         self.ls = socket.socket()
         self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.ls.bind(("127.0.0.1", 0))
@@ -111,10 +114,10 @@ class CuttingProxy:
                 if not data:
                     break
                 if to_server:
-                    state["blmpop"] = b"BLMPOP" in data.upper()
+                    state["blmpop"] = self.command in data.upper()
                     while state["blmpop"] and self.held and not self.closed:
                         time.sleep(0.01)
-                elif state["blmpop"] and data.startswith(b"*2\r\n"):
+                elif state["blmpop"] and data.startswith(self.reply):
                     with self.lock:
                         cut = self.armed > 0
                         if cut:
