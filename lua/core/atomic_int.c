@@ -29,8 +29,7 @@ static void core_ref(void *c)
 
 static void core_unref(aint_core *c)
 {
-    uint64_t id = c->ta.id;
-    if (atomic_fetch_sub(&c->refs, 1) == 1 && (!id || travel_drop(c, id, &c->refs)))
+    if (travel_unref(c, &c->ta, &c->refs))
         free(c);
 }
 
