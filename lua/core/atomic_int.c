@@ -9,6 +9,7 @@
 #include "codec.h"
 #include "sync.h"
 #include "travel.h"
+#include "waitq.h"
 
 typedef struct aint_core {
     atomic_int refs;
@@ -16,21 +17,20 @@ typedef struct aint_core {
     _Atomic lua_Integer v;
 } aint_core;
 
-typedef struct aint_ud {
+typedef struct aint_ud { /* a sync_ud (waitq.h) */
     aint_core *core;
+    sched *s; /* (unused: NULL) */
 } aint_ud;
-
-static const char COPIES = 'A'; /* registry: weak core -> this VM's userdata */
 
 static void core_ref(void *c)
 {
     atomic_fetch_add(&((aint_core *)c)->refs, 1);
 }
 
-static void core_unref(aint_core *c)
+static void core_unref(void *core)
 {
-    uint64_t id = c->ta.id;
-    if (atomic_fetch_sub(&c->refs, 1) == 1 && (!id || travel_drop(c, id, &c->refs)))
+    aint_core *c = core;
+    if (travel_unref(c, &c->ta, &c->refs))
         free(c);
 }
 
@@ -93,46 +93,24 @@ static int ai_gc(lua_State *L)
     return 0;
 }
 
-/* Pushes this VM's userdata for core (new, or the one made before), which
- * takes over one reference on core. */
-static void push_copy(lua_State *L, aint_core *c)
-{
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &COPIES);
-    if (lua_rawgetp(L, -1, c) == LUA_TUSERDATA) {
-        lua_remove(L, -2);
-        core_unref(c);
-        return;
-    }
-    lua_pop(L, 1);
-    aint_ud *u = lua_newuserdatauv(L, sizeof *u, 0);
-    u->core = c;
-    luaL_setmetatable(L, ATOMIC_INT_TNAME);
-    lua_pushvalue(L, -1);
-    lua_rawsetp(L, -3, c);
-    lua_remove(L, -2);
-}
-
 /* ---- travelling to the other VMs of this process (pool tasks): the core
  * is shared, every operation on it is atomic ---- */
 
 static int ai_encode(lua_State *L, int idx, void *ud, void *call)
 {
     (void)ud;
+    aint_core *c = ((aint_ud *)lua_touserdata(L, idx))->core;
     travel_ctx *tc = call;
-    aint_ud *u = lua_touserdata(L, idx);
     if (tc && tc->obj_encode) {
         /* it leaves the process: the layer's object (Redis) from now on */
-        if (u->core->ta.id)
+        if (c->ta.id)
             return luaL_error(L,
                               "an AtomicInt shared with pool tasks of this process cannot travel "
                               "to %s",
                               tc->where);
-        return tc->obj_encode(tc, L, idx, "atomic_int", atomic_load(&u->core->v), 0);
+        return tc->obj_encode(tc, L, idx, "atomic_int", atomic_load(&c->v), 0);
     }
-    if (tc)
-        return luaL_error(L, "an AtomicInt cannot travel to %s", tc->where);
-    travel_name(L, u->core, &u->core->ta);
-    return 0;
+    return sync_encode_core(L, idx, call, "an AtomicInt", c, &c->ta);
 }
 
 static int ai_decode(lua_State *L, const char *data, size_t len, void *ud, void *call)
@@ -141,13 +119,8 @@ static int ai_decode(lua_State *L, const char *data, size_t len, void *ud, void 
     travel_ctx *tc = call;
     if (tc && tc->obj_decode)
         return tc->obj_decode(tc, L, data, len);
-    if (tc)
-        return luaL_error(L, "an AtomicInt cannot travel from %s", tc->where);
-    aint_core *c = travel_take(L, data, len, "an AtomicInt", core_ref);
-    if (!c)
-        return -1;
-    push_copy(L, c);
-    return 0;
+    return sync_decode_core(L, data, len, call, NULL, ATOMIC_INT_TNAME, "an AtomicInt", core_ref,
+                            core_unref);
 }
 
 static int g_atomic_int(lua_State *L)
@@ -155,6 +128,7 @@ static int g_atomic_int(lua_State *L)
     lua_Integer v = lua_isnoneornil(L, 1) ? 0 : sync_check_integer(L, 1);
     aint_ud *u = lua_newuserdatauv(L, sizeof *u, 0);
     u->core = NULL;
+    u->s = NULL;
     luaL_setmetatable(L, ATOMIC_INT_TNAME);
     aint_core *c = malloc(sizeof *c);
     if (!c)
@@ -163,10 +137,6 @@ static int g_atomic_int(lua_State *L)
     c->ta.id = 0;
     atomic_init(&c->v, v);
     u->core = c;
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &COPIES);
-    lua_pushvalue(L, -2);
-    lua_rawsetp(L, -2, c);
-    lua_pop(L, 1);
     return 1;
 }
 
@@ -187,7 +157,6 @@ void atomic_int_open(lua_State *L)
         lua_setfield(L, -2, "__gc");
     }
     lua_pop(L, 1);
-    travel_new_copies(L, &COPIES);
     codec_register_udata(L, ATOMIC_INT_TNAME, ai_encode, ai_decode, NULL);
     lua_pushcfunction(L, g_atomic_int);
     lua_setfield(L, -2, "atomic_int");

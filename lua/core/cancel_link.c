@@ -37,11 +37,8 @@ static void core_ref(void *c)
 
 static void core_unref(link_core *c)
 {
-    uint64_t id = c->ta.id;
-    if (atomic_fetch_sub(&c->refs, 1) != 1)
+    if (!travel_unref(c, &c->ta, &c->refs))
         return;
-    if (id && !travel_drop(c, id, &c->refs))
-        return; /* a decode took it meanwhile */
     free(c->why);
     free(c->ports);
     pthread_mutex_destroy(&c->mu);

@@ -532,14 +532,17 @@ static int try_recv(lua_State *L, channel *ch, int chidx)
     return 0;
 }
 
-static int recv_ready(channel *ch)
+/* Whether a receive (a send) can proceed now on a channel with count
+ * values waiting, its senders' (receivers') queue q and its closed flag: a
+ * channel of this VM's, or a shared core's with its lock held. */
+static int recv_ready(lua_Integer count, mlist *q, int closed)
 {
-    return ch->count > 0 || ch->nback > 0 || first_live(&ch->sendq) || ch->closed;
+    return count > 0 || first_live(q) || closed;
 }
 
-static int send_ready(channel *ch)
+static int send_ready(lua_Integer count, lua_Integer cap, mlist *q, int closed)
 {
-    return ch->closed || first_live(&ch->recvq) || ch->count < ch->cap;
+    return closed || first_live(q) || count < cap;
 }
 
 /* ---- the same on a shared channel, with its core's lock held ---- */
@@ -602,16 +605,6 @@ static int core_try_recv(chan_core *c, chan_val *v, sched *cur)
     if (core_take_from_sender(c, v, cur))
         return 1;
     return c->closed ? 2 : 0;
-}
-
-static int core_recv_ready(chan_core *c)
-{
-    return c->count > 0 || first_live(&c->sendq) || c->closed;
-}
-
-static int core_send_ready(chan_core *c)
-{
-    return c->closed || first_live(&c->recvq) || (lua_Integer)c->count < c->cap;
 }
 
 /* A value received from c that its receiver cannot take after all: to the
@@ -702,6 +695,101 @@ static void give_back(chan_sel *sel, gor *g)
         sched_report_error(sel->s, g->id, LUA_NOREF);
 }
 
+/* ---- choosing among the cases that can proceed ---- */
+
+/* Stack of a select from base (the cases table): base+1 the kinds (a
+ * userdata of n bytes), then per case i two slots: its channel (or false for
+ * default) at base+2i, its send value at base+2i+1. */
+#define SEL_KINDS(base) ((base) + 1)
+#define SEL_CH(base, i) ((base) + 2 * (i))
+#define SEL_VAL(base, i) ((base) + 2 * (i) + 1)
+
+/* The cases of a wait as a scan sees them: sel's waiters, or (sel NULL)
+ * the cases of a select over channels of this VM on the stack from base,
+ * kinds[1..n] (C_DEFAULT: no channel), before any waiter is made. */
+typedef struct cases {
+    chan_sel *sel;
+    lua_State *L;
+    const char *kinds;
+    int base, n;
+} cases;
+
+/* Case i (0-based) of cs: its channel and kind (NULL: the default). */
+static channel *case_at(const cases *cs, int i, int *dir)
+{
+    if (cs->sel) {
+        *dir = cs->sel->w[i].dir;
+        return cs->sel->w[i].ch;
+    }
+    *dir = cs->kinds[i + 1];
+    return *dir == C_DEFAULT ? NULL : lua_touserdata(cs->L, SEL_CH(cs->base, i + 1));
+}
+
+/* Whether a case of kind dir on ch can proceed now (a shared channel:
+ * with its core's lock held). */
+static int case_ready(channel *ch, int dir)
+{
+    chan_core *c = ch->core;
+    if (c)
+        return dir == C_RECV ? recv_ready((lua_Integer)c->count, &c->sendq, c->closed)
+                             : send_ready((lua_Integer)c->count, c->cap, &c->recvq, c->closed);
+    return dir == C_RECV ? recv_ready(ch->count + ch->nback, &ch->sendq, ch->closed)
+                         : send_ready(ch->count, ch->cap, &ch->recvq, ch->closed);
+}
+
+/* One of the cases that can proceed now, each with the same chance
+ * (reservoir sampling: one draw per ready case): its index, or -1 when
+ * none can. Shared channels: with their cores locked. */
+static int scan_ready(const cases *cs)
+{
+    int chosen = -1;
+    uint64_t nready = 0;
+    for (int i = 0; i < cs->n; i++) {
+        int dir;
+        channel *ch = case_at(cs, i, &dir);
+        if (ch && case_ready(ch, dir) && rng_next() % ++nready == 0)
+            chosen = i;
+    }
+    return chosen;
+}
+
+/* Does case i of cs, which the scan found ready: 0 when it cannot after all
+ * (another VM took a waiter it counted on meanwhile); else it happened,
+ * *closed telling whether because its channel was closed (a receive on a
+ * channel of this VM pushed value, ok); -2: out of memory. */
+static int try_case(lua_State *L, sched *s, const cases *cs, int i, int *closed)
+{
+    int dir, r;
+    channel *ch = case_at(cs, i, &dir);
+    if (ch->core) { /* (a waiter's: op_run made one per case) */
+        chan_val *v = &cs->sel->w[i].val;
+        r = dir == C_RECV ? core_try_recv(ch->core, v, s) : core_try_send(ch->core, v, s);
+        *closed = dir == C_RECV ? r == 2 : r == -1;
+        return r;
+    }
+    int chidx = cs->sel ? cs->sel->w[i].chidx : SEL_CH(cs->base, i + 1);
+    if (dir == C_RECV) {
+        r = try_recv(L, ch, chidx);
+        *closed = r && !lua_toboolean(L, -1);
+    } else {
+        r = try_send_at(L, ch, chidx, cs->sel ? cs->sel->w[i].vidx : SEL_VAL(cs->base, i + 1));
+        *closed = r < 0;
+    }
+    return r;
+}
+
+/* Does one of the cases of cs that can proceed now, chosen uniformly (again
+ * when the one chosen could not after all): its index, *r and *closed as
+ * try_case left them; -1 when none can. */
+static int run_ready(lua_State *L, sched *s, const cases *cs, int *r, int *closed)
+{
+    for (;;) {
+        int i = scan_ready(cs);
+        if (i < 0 || (*r = try_case(L, s, cs, i, closed)) != 0)
+            return i;
+    }
+}
+
 /* ---- a wait that names a shared channel ---- */
 
 /* A shared channel's case joins sel (before its cores are locked). */
@@ -761,41 +849,14 @@ static int op_run(lua_State *L, sched *s, chan_sel *sel, int dflt, int timed, ui
     chan_cores_lock(sel->cores, sel->ncores);
     sel->locked = 1;
     int no = -1, dir = 0, closed = 0, r = 0;
-    for (;;) {
-        chan_waiter *chosen = NULL;
-        uint64_t nready = 0;
-        for (int i = 0; i < sel->n; i++) {
-            chan_waiter *w = &sel->w[i];
-            int ready =
-                w->core ? (w->dir == C_RECV ? core_recv_ready(w->core) : core_send_ready(w->core))
-                        : (w->dir == C_RECV ? recv_ready(w->ch) : send_ready(w->ch));
-            if (ready && rng_next() % ++nready == 0)
-                chosen = w;
-        }
-        if (!chosen)
-            break;
-        /* (r == 0: a waiter it counted on was taken by another VM meanwhile) */
-        if (chosen->core && chosen->dir == C_RECV) {
-            r = core_try_recv(chosen->core, &chosen->val, s);
-            closed = r == 2;
-        } else if (chosen->core) {
-            r = core_try_send(chosen->core, &chosen->val, s);
-            closed = r == -1;
-        } else if (chosen->dir == C_RECV) {
-            r = try_recv(L, chosen->ch, chosen->chidx); /* value (on the stack now), ok */
-            if (r) {
-                closed = !lua_toboolean(L, -1);
-                lua_pop(L, closed ? 2 : 1);
-            }
-        } else {
-            r = try_send_at(L, chosen->ch, chosen->chidx, chosen->vidx);
-            closed = r < 0;
-        }
-        if (r != 0) {
-            no = chosen->no;
-            dir = chosen->dir;
-            break;
-        }
+    cases cs = {sel, L, NULL, 0, sel->n};
+    int i = run_ready(L, s, &cs, &r, &closed);
+    if (i >= 0) {
+        chan_waiter *w = &sel->w[i];
+        no = w->no;
+        dir = w->dir;
+        if (!w->core && dir == C_RECV) /* value, ok: recv_result takes the value */
+            lua_pop(L, closed ? 2 : 1);
     }
     if (no < 0 && dflt) {
         no = dflt;
@@ -1131,13 +1192,6 @@ static int g_channel(lua_State *L)
 
 /* ---- select ---- */
 
-/* Stack of a select from base (the cases table): base+1 the kinds (a
- * userdata of n bytes), then per case i two slots: its channel (or false for
- * default) at base+2i, its send value at base+2i+1. */
-#define SEL_KINDS(base) ((base) + 1)
-#define SEL_CH(base, i) ((base) + 2 * (i))
-#define SEL_VAL(base, i) ((base) + 2 * (i) + 1)
-
 static int select_call_k(lua_State *L, int status, lua_KContext ctx)
 {
     (void)status;
@@ -1305,35 +1359,12 @@ static int select_run(lua_State *L, sched *s, int timed, uint64_t due)
     if (shared)
         return op_run(L, s, select_sel(L, s, base, kinds, (int)n, nwait), dflt, timed, due,
                       select_k);
-    /* the cases that can proceed now, one of them chosen uniformly (again
-     * when another VM took a waiter it counted on meanwhile) */
-    for (;;) {
-        int chosen = 0;
-        uint64_t nready = 0;
-        for (int i = 1; i <= n; i++) {
-            if (kinds[i] == C_DEFAULT)
-                continue;
-            channel *ch = lua_touserdata(L, SEL_CH(base, i));
-            if (kinds[i] == C_RECV ? recv_ready(ch) : send_ready(ch)) {
-                nready++;
-                if (rng_next() % nready == 0)
-                    chosen = i;
-            }
-        }
-        if (!chosen)
-            break;
-        channel *ch = lua_touserdata(L, SEL_CH(base, chosen));
-        if (kinds[chosen] == C_RECV) {
-            if (try_recv(L, ch, SEL_CH(base, chosen)))
-                return select_finish(L, base, chosen, 2);
-            continue;
-        }
-        int r = try_send_at(L, ch, SEL_CH(base, chosen), SEL_VAL(base, chosen));
-        if (r < 0)
-            return closed_send_error(L, chosen);
-        if (r > 0)
-            return select_finish(L, base, chosen, 0);
-    }
+    cases cs = {NULL, L, kinds, base, (int)n};
+    int r = 0, closed = 0, i = run_ready(L, s, &cs, &r, &closed);
+    if (i >= 0 && kinds[i + 1] == C_RECV) /* value, ok */
+        return select_finish(L, base, i + 1, 2);
+    if (i >= 0)
+        return closed ? closed_send_error(L, i + 1) : select_finish(L, base, i + 1, 0);
     if (dflt)
         return select_finish(L, base, dflt, 0);
     if (timed && due <= sched_now_ns())

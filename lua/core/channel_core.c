@@ -38,11 +38,8 @@ void chan_core_ref_any(void *c)
 
 void chan_core_unref(chan_core *c)
 {
-    uint64_t id = c->ta.id;
-    if (atomic_fetch_sub(&c->refs, 1) != 1)
+    if (!travel_unref(c, &c->ta, &c->refs))
         return;
-    if (id && !travel_drop(c, id, &c->refs))
-        return; /* a decode took it meanwhile */
     /* no VM holds it: nobody waits on it either (a waiter holds its channel) */
     for (size_t i = 0; i < c->count; i++)
         free(c->ring[(c->head + i) % c->rcap].p);

@@ -43,11 +43,8 @@ static void core_ref_any(void *c)
 
 static void core_unref(hcore *c)
 {
-    uint64_t tid = c->ta.id;
-    if (atomic_fetch_sub(&c->refs, 1) != 1)
+    if (!travel_unref(c, &c->ta, &c->refs))
         return;
-    if (tid && !travel_drop(c, tid, &c->refs))
-        return; /* a decode took it meanwhile */
     for (int i = 0; i < c->nask; i++)
         port_unref(c->askers[i]);
     free(c->askers);

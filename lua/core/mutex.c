@@ -34,8 +34,7 @@ void mutex_core_ref(void *core)
 void mutex_core_unref(void *core)
 {
     mutex_core *mu = core;
-    uint64_t id = mu->ta.id;
-    if (atomic_fetch_sub(&mu->refs, 1) == 1 && sync_core_gone(mu, id, &mu->refs)) {
+    if (travel_unref(mu, &mu->ta, &mu->refs)) {
         sync_lock_destroy(&mu->lock);
         free(mu);
     }

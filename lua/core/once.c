@@ -33,8 +33,7 @@ static void core_ref(void *core)
 static void core_unref(void *core)
 {
     once_core *c = core;
-    uint64_t id = c->ta.id;
-    if (atomic_fetch_sub(&c->refs, 1) == 1 && sync_core_gone(c, id, &c->refs)) {
+    if (travel_unref(c, &c->ta, &c->refs)) {
         sync_lock_destroy(&c->lock);
         free(c);
     }

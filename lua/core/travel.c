@@ -148,7 +148,10 @@ void *travel_take(lua_State *L, const char *data, size_t len, const char *what,
     return core;
 }
 
-int travel_drop(const void *core, uint64_t id, atomic_int *refs)
+/* A core that travelled (named id) has a count of 0 now: 1 when the caller
+ * is to free it (it left the table), 0 when a decode took it meanwhile (its
+ * count is no longer 0) or it is no longer in the table. */
+static int drop(const void *core, uint64_t id, atomic_int *refs)
 {
     pthread_mutex_lock(&tmu);
     tentry *e = find(core);
@@ -157,6 +160,20 @@ int travel_drop(const void *core, uint64_t id, atomic_int *refs)
         erase(e);
     pthread_mutex_unlock(&tmu);
     return mine;
+}
+
+int travel_unref(const void *core, const travel_anchor *a, atomic_int *refs)
+{
+    /* The id is read before the count falls (a plain read, then the default
+     * seq_cst decrement): once our decrement is not the last, another holder
+     * may free the core at any time, and once it is the last, a decode may
+     * take the core from the table and drop it again, freeing it; either way
+     * the core may be gone after the decrement. An id of 0 then means the
+     * core never travelled: no other VM can reach it, free it at once. */
+    uint64_t id = a->id;
+    if (atomic_fetch_sub(refs, 1) != 1)
+        return 0;
+    return !id || drop(core, id, refs);
 }
 
 void travel_new_copies(lua_State *L, const void *key)

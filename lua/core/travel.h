@@ -58,10 +58,11 @@ void travel_name(lua_State *L, const void *core, travel_anchor *a);
  * exists ..." for a core that was freed. */
 void *travel_take(lua_State *L, const char *data, size_t len, const char *what,
                   void (*ref)(void *core));
-/* A core that travelled (id, read before its count fell) has a count of 0
- * now: 1 when the caller is to free it (it left the table), 0 when a decode
- * took it meanwhile or it was freed already. Any thread. */
-int travel_drop(const void *core, uint64_t id, atomic_int *refs);
+/* Drops one reference on a core that may travel (refs: its count, a: its
+ * anchor): 1 when that was the last and the caller is to free the core now
+ * (it never travelled, or it left the table); 0 when others hold it, or a
+ * decode took it meanwhile. Any thread. */
+int travel_unref(const void *core, const travel_anchor *a, atomic_int *refs);
 
 /* Registers codec hooks that refuse a userdata of type tname wherever it
  * would travel: "<what> cannot travel to another VM or process (it belongs

@@ -34,8 +34,7 @@ static void core_ref(void *c)
 
 static void core_unref(wgcore *c)
 {
-    uint64_t id = c->ta.id;
-    if (atomic_fetch_sub(&c->refs, 1) == 1 && (!id || travel_drop(c, id, &c->refs))) {
+    if (travel_unref(c, &c->ta, &c->refs)) {
         if (c->home)
             port_unref(c->home);
         free(c->name);

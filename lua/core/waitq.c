@@ -225,11 +225,6 @@ static void push_copies(lua_State *L)
     }
 }
 
-int sync_core_gone(void *core, uint64_t id, atomic_int *refs)
-{
-    return !id || travel_drop(core, id, refs);
-}
-
 int sync_encode_core(lua_State *L, int idx, void *call, const char *what, void *core,
                      travel_anchor *ta)
 {

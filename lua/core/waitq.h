@@ -130,8 +130,5 @@ int sync_encode_core(lua_State *L, int idx, void *call, const char *what, void *
 int sync_decode_core(lua_State *L, const char *data, size_t len, void *call, sched *s,
                      const char *tname, const char *what, void (*ref)(void *core),
                      void (*unref)(void *core));
-/* A primitive's core's last reference: 1 when it is to be freed now (see
- * travel_drop; id read before the count fell). */
-int sync_core_gone(void *core, uint64_t id, atomic_int *refs);
 
 #endif

@@ -5,12 +5,8 @@
 -- arrive. Plain asserts; exits non-zero on failure.
 local G = require("goroutine")
 
-local function check(cond, msg) if not cond then error(msg or "check failed", 2) end end
-local function ok(id)
-    local r = table.pack(G.await(id))
-    check(r[1], tostring(r[2]))
-    return table.unpack(r, 2, r.n)
-end
+local H = dofile((arg[0]:match("^(.*/)") or "./") .. "threads_helpers.lua")
+local check, ok = H.check, H.ok
 
 -- Counts distinct values: the lists each task returned (ids), then what a
 -- channel still holds (drain); raises on a value seen twice.

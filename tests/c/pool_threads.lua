@@ -3,7 +3,7 @@
 -- submits, close while busy, task limits. Plain asserts; exits non-zero on failure.
 local G = require("goroutine")
 
-local function check(cond, msg) if not cond then error(msg or "check failed", 2) end end
+local check = dofile((arg[0]:match("^(.*/)") or "./") .. "threads_helpers.lua").check
 
 -- 1. several goroutines submit concurrently to one pool with a small queue
 G.pool_create("t_many", { workers = 4, queue = 4 })
