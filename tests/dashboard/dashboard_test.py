@@ -38,63 +38,39 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "helpers"))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 import fleet_worker  # noqa: E402
+import mutirao_test  # noqa: E402
 import redis_cluster  # noqa: E402
+from mutirao_test import free_port, http, skip  # noqa: E402
 
 BIN, CASE = os.path.abspath(sys.argv[1]), sys.argv[2]
 MUTIRAO = os.path.join(BIN, "mutirao")
+BROKERS, REDIS = mutirao_test.services()
 
-
-def skip(why):
-    print("skipped:", why)
-    sys.exit(1 if os.environ.get("CI") else 77)
-
-
-BROKERS = os.environ.get("MUTIRAO_TEST_KAFKA_BROKERS")
-REDIS = os.environ.get("MUTIRAO_TEST_REDIS_URL")
-if not BROKERS or not REDIS:
-    skip("MUTIRAO_TEST_KAFKA_BROKERS / MUTIRAO_TEST_REDIS_URL not set")
-
-TMP = tempfile.mkdtemp(prefix="mutirao-dash-")
-UNIQ = "%d%d" % (os.getpid(), int(time.time() * 1000) % 100000)
-ENV = {k: v for k, v in os.environ.items() if not k.startswith("MUTIRAO_")}
+T = mutirao_test.Run(BIN, "mutirao-dash-")
+TMP, UNIQ, WORKERS = T.tmp, T.uniq, T.workers
+ENV = mutirao_test.env_without_mutirao()
 ENV.update({"MUTIRAO_KAFKA_BROKERS": BROKERS, "MUTIRAO_REDIS_URL": REDIS,
             "MUTIRAO_WORKER_GROUP": "mutirao.workers.d" + UNIQ})
-WORKERS, PROCS = [], []
+T.workers_env(ENV)
+PROCS = []
 TOKEN = "tok-" + UNIQ + "-secret"
 MARKUP = "<img src=x onerror=\"document.title='pwned'\"><b>bold</b>"
 
 
-def fail(msg):
-    print("FAIL:", msg)
-    for w in WORKERS:
-        w.dump()
+def dump_procs():
     for name, p, log in PROCS:
         print("---- %s log ----" % name)
         with open(log) as f:
             print(f.read()[-4000:])
-    sys.exit(1)
 
 
-def check(cond, msg):
-    if not cond:
-        fail(msg)
-
-
-fleet_worker.setup(BIN, TMP, UNIQ, WORKERS, fail, base_env=ENV)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+T.dumps.append(dump_procs)
+fail, check = T.fail, T.check
 
 
 def mutirao_json(*args):
@@ -181,18 +157,6 @@ def stop_dashboard(p):
         p.kill()
         fail("the dashboard did not stop on SIGTERM")
     check(rc == 0, "the dashboard's exit status: %d" % rc)
-
-
-def http(port, path, method="GET", body=None, headers=None, timeout=10):
-    """(status, headers, body text) of one request with urllib."""
-    data = None if body is None else body.encode()
-    req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path), data=data,
-                                 method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, r.headers, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.headers, e.read().decode()
 
 
 def api(port, path):

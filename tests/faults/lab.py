@@ -10,7 +10,6 @@ data (Kafka's log dir, Redis's AOF) and the ports.
 """
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import time
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "tests", "helpers"))
 import redis_client  # noqa: E402
+from mutirao_test import tcp_open  # noqa: E402
 from redis_client import free_port  # noqa: E402
 
 
@@ -25,19 +25,14 @@ class LabError(Exception):
     pass
 
 
-def tcp_open(port):
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-        return True
-    except OSError:
-        return False
-
-
 def wait_until(cond, timeout, what, step=0.05):
+    """cond()'s first true value, polled every step seconds; LabError when
+    there is none within timeout."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        if cond():
-            return
+        v = cond()
+        if v:
+            return v
         time.sleep(step)
     raise LabError("%s: not within %d s" % (what, timeout))
 

@@ -26,13 +26,14 @@ the Redis URL selects:
                                        counters (KEYS / SCAN MATCH)
     producer_of(tid)                   the producer part of a task id
 """
+import os
 import re
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from redis_client import is_cluster_url  # noqa: E402
 
 SEEN_SHARD = 4096  # FLEET_SEEN_SHARD
-
-
-def is_cluster_url(url):
-    return isinstance(url, str) and url.startswith(("redis+cluster://", "rediss+cluster://"))
 
 
 def producer_of(tid):

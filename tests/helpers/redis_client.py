@@ -14,6 +14,7 @@ hash tag `{...}`), MOVED and ASK followed. KEYS and DBSIZE run on every
 master (their replies joined, summed); scan(pattern) does SCAN on each.
 """
 import socket
+import time
 import urllib.parse
 
 
@@ -100,6 +101,22 @@ class Conn:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def wait_ping(connect, timeout, failure):
+    """Until a connection from connect() answers PING (a server starting,
+    or loading its data: an error reply), at most timeout seconds; then
+    RuntimeError(failure)."""
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            c = connect()
+            c.call("PING")
+            c.close()
+            return
+        except (OSError, RuntimeError):
+            time.sleep(0.05)
+    raise RuntimeError(failure)
 
 
 def command(where, *args, timeout=5):

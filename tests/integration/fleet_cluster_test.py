@@ -61,7 +61,9 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "helpers"))
 import redis_cluster  # noqa: E402
+from mutirao_test import skip, with_parent  # noqa: E402
 
 # the cases whose masters keep their data over a restart (AOF, appendfsync
 # always): they kill and restart masters (NodeControl)
@@ -75,21 +77,6 @@ class Stopped(Exception):
 
 def _stopped(signum, frame):
     raise Stopped(signal.Signals(signum).name)
-
-
-def _term_with_parent():
-    """In the case's process before exec (Linux): SIGTERM when this process
-    dies without its cleanup (fleet_test.py then stops its workers)."""
-    try:
-        import ctypes
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
-def skip(why):
-    print(why + ": skipped")
-    return 1 if os.environ.get("CI") else 77
 
 
 def stop_group(p):
@@ -122,9 +109,9 @@ def main():
         return 2
     bindir, examples, case = sys.argv[1:]
     if not os.environ.get("MUTIRAO_TEST_KAFKA_BROKERS"):
-        return skip("MUTIRAO_TEST_KAFKA_BROKERS not set")
+        skip("MUTIRAO_TEST_KAFKA_BROKERS not set")
     if not redis_cluster.available():
-        return skip("redis-server or redis-cli not installed")
+        skip("redis-server or redis-cli not installed")
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, _stopped)
     rc = 1
@@ -146,7 +133,7 @@ def main():
             else:
                 args = [os.path.join(HERE, "fleet_test.py"), bindir, examples, case]
             p = subprocess.Popen([sys.executable] + args, stdin=subprocess.DEVNULL, env=env,
-                                 start_new_session=True, preexec_fn=_term_with_parent)
+                                 start_new_session=True, preexec_fn=with_parent(signal.SIGTERM))
             end = time.time() + CASE_TIMEOUT_S
             while True:
                 try:

@@ -25,77 +25,42 @@ import re
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "helpers"))
 import fleet_keys  # noqa: E402
 import fleet_worker  # noqa: E402
+import mutirao_test  # noqa: E402
 import private_redis  # noqa: E402
 import redis_client  # noqa: E402
+from mutirao_test import skip  # noqa: E402
 
 BIN, EXAMPLES, CASE = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2]), sys.argv[3]
-BROKERS = os.environ.get("MUTIRAO_TEST_KAFKA_BROKERS")
-REDIS = os.environ.get("MUTIRAO_TEST_REDIS_URL")
-if not BROKERS or not REDIS:
-    print("MUTIRAO_TEST_KAFKA_BROKERS / MUTIRAO_TEST_REDIS_URL not set: skipped")
-    sys.exit(1 if os.environ.get("CI") else 77)
+BROKERS, REDIS = mutirao_test.services()
 
 # the fleet's key names in the layout REDIS selects (tagged on a cluster)
 LAYOUT = fleet_keys.Layout(REDIS)
 # private_redis.py's servers: always one Redis, today's names
 PLAIN = fleet_keys.Layout("redis://")
-TMP = tempfile.mkdtemp(prefix="mutirao-fleet-")
-UNIQ = "%d%d" % (os.getpid(), int(time.time() * 1000) % 100000)
-ENV = dict(os.environ)
-# the workers of a run form a consumer group of their own: a group's
-# rebalance waits for every member, and workers of other runs (or of other
-# fleets on the same Kafka) would make its times and commits theirs
-ENV.update({"MUTIRAO_KAFKA_BROKERS": BROKERS, "MUTIRAO_REDIS_URL": REDIS,
-            "MUTIRAO_LOG_LEVEL": "info", "MUTIRAO_WORKER_GROUP": "mutirao.workers.t" + UNIQ})
-ENV.pop("MUTIRAO_CONFIG", None)
-ENV.pop("MUTIRAO_FLEET", None)
-WORKERS = []
+T = mutirao_test.Run(BIN, "mutirao-fleet-")
+TMP, UNIQ = T.tmp, T.uniq
+# the workers of a run form a consumer group of their own
+ENV = mutirao_test.fleet_env(BROKERS, REDIS, "mutirao.workers.t" + UNIQ)
+T.workers_env(ENV)
 # The workers of the cases whose tasks write files (a runs file, a marker
 # a late task would leave) or kill their own worker (os.execute) on
 # purpose: the task sandbox allows neither by default (worker.allow).
 HARNESS_ALLOW = {"MUTIRAO_WORKER_ALLOW": "io.open.write,os.execute"}
-
-
-def fail(msg):
-    print("FAIL:", msg)
-    for w in WORKERS:
-        w.dump()
-    sys.exit(1)
-
-
-def check(cond, msg):
-    if not cond:
-        fail(msg)
-
-
-fleet_worker.setup(BIN, TMP, UNIQ, WORKERS, fail, base_env=ENV)
+fail, check = T.fail, T.check
 Worker = fleet_worker.Worker
 
 
 def run(args, timeout=90, env=None):
-    e = dict(ENV)
-    e.update(env or {})
-    t0 = time.time()
-    try:
-        p = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                           env=e, cwd=TMP, timeout=timeout)
-    except subprocess.TimeoutExpired as ex:
-        fail("%s did not finish within %d s:\n%s\n%s" % (args, timeout, ex.stdout, ex.stderr))
-    return p.returncode, p.stdout, p.stderr, time.time() - t0
+    return T.run(args, env, timeout)
 
 
 def run_lua(src, fleet=True, timeout=90, env=None):
-    path = os.path.join(TMP, "script-%d.lua" % (len(os.listdir(TMP))))
-    with open(path, "w") as f:
-        f.write(src)
-    args = [os.path.join(BIN, "mutirao"), "run", path] + (["--fleet"] if fleet else [])
-    return run(args, timeout, env)
+    return T.run_lua(src, fleet, timeout, env)
 
 
 def summary_rows(out):
@@ -1380,8 +1345,7 @@ def loss_run(name, aof, n, ms, disturb, after=None, worker_env=None):
     WaitGroups and pool_wait exact. Returns the producer's stdout, stderr
     and the pool's fleet_completed."""
     if not private_redis.available():
-        print("redis-server not installed: skipped")
-        sys.exit(1 if os.environ.get("CI") else 77)
+        skip("redis-server not installed")
     red = private_redis.PrivateRedis(TMP, aof)
     red.start()
     proxy = private_redis.CuttingProxy(red.port)
@@ -1542,8 +1506,7 @@ def case_notify_gone():
     task's notification to its producer is lost: the producer's await ends
     with an error saying so instead of hanging."""
     if not private_redis.available():
-        print("redis-server not installed: skipped")
-        sys.exit(1 if os.environ.get("CI") else 77)
+        skip("redis-server not installed")
     red = private_redis.PrivateRedis(TMP, False)
     red.start()
     proxy = private_redis.CuttingProxy(red.port)
@@ -1604,8 +1567,7 @@ def case_reconcile_bounded():
     looks at no more than FRC_BATCH (500) of them per second, so many
     pending tasks do not flood Redis; it does look."""
     if not private_redis.available():
-        print("redis-server not installed: skipped")
-        sys.exit(1 if os.environ.get("CI") else 77)
+        skip("redis-server not installed")
     red = private_redis.PrivateRedis(TMP, False)  # its command counts are this test's
     red.start()
     try:
@@ -1637,8 +1599,7 @@ def case_no_worker_hint():
     a mutirao-worker only for a pool no worker reports running tasks of; a
     task that simply runs long gets no such warning."""
     if not private_redis.available():
-        print("redis-server not installed: skipped")
-        sys.exit(1 if os.environ.get("CI") else 77)
+        skip("redis-server not installed")
     red = private_redis.PrivateRedis(TMP, False)  # no other engineer's worker reports here
     red.start()
     try:
@@ -3503,8 +3464,7 @@ def cluster_control():
     the case does not run under fleet_cluster_test.py."""
     import redis_cluster
     if not redis_cluster.control_available():
-        print("not on a cluster of fleet_cluster_test.py: skipped")
-        sys.exit(1 if os.environ.get("CI") else 77)
+        skip("not on a cluster of fleet_cluster_test.py")
     return redis_cluster.node_request, redis_cluster.control_ports()
 
 
@@ -3967,7 +3927,5 @@ signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit("stopped by SIGTERM
 try:
     CASES[CASE]()
 finally:
-    for w in WORKERS:
-        if w.p.poll() is None:
-            w.p.kill()
+    T.kill_workers()
 print("ok:", CASE)

@@ -27,87 +27,38 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "helpers"))
 import fleet_worker  # noqa: E402
+import mutirao_test  # noqa: E402
+from mutirao_test import free_port  # noqa: E402
 
 BIN, CASE = os.path.abspath(sys.argv[1]), sys.argv[2]
-BROKERS = os.environ.get("MUTIRAO_TEST_KAFKA_BROKERS")
-REDIS = os.environ.get("MUTIRAO_TEST_REDIS_URL")
-if not BROKERS or not REDIS:
-    print("MUTIRAO_TEST_KAFKA_BROKERS / MUTIRAO_TEST_REDIS_URL not set: skipped")
-    sys.exit(1 if os.environ.get("CI") else 77)
+BROKERS, REDIS = mutirao_test.services()
 
-TMP = tempfile.mkdtemp(prefix="mutirao-metrics-")
-UNIQ = "%d%d" % (os.getpid(), int(time.time() * 1000) % 100000)
-ENV = dict(os.environ)
-ENV.update({"MUTIRAO_KAFKA_BROKERS": BROKERS, "MUTIRAO_REDIS_URL": REDIS,
-            "MUTIRAO_LOG_LEVEL": "info", "MUTIRAO_WORKER_GROUP": "mutirao.workers.m" + UNIQ})
-for k in ("MUTIRAO_CONFIG", "MUTIRAO_FLEET", "MUTIRAO_WORKER_METRICS_ADDR"):
-    ENV.pop(k, None)
-WORKERS = []
+T = mutirao_test.Run(BIN, "mutirao-metrics-")
+TMP, UNIQ = T.tmp, T.uniq
+ENV = mutirao_test.fleet_env(BROKERS, REDIS, "mutirao.workers.m" + UNIQ,
+                             drop=("MUTIRAO_WORKER_METRICS_ADDR",))
+T.workers_env(ENV)
 TIMEOUT_S = 10  # METRICS_HTTP_TIMEOUT_MS
-
-
-def fail(msg):
-    print("FAIL:", msg)
-    for w in WORKERS:
-        w.dump()
-    sys.exit(1)
-
-
-def check(cond, msg):
-    if not cond:
-        fail(msg)
-
-
-fleet_worker.setup(BIN, TMP, UNIQ, WORKERS, fail, base_env=ENV)
+fail, check, finish = T.fail, T.check, T.finish
 Worker = fleet_worker.Worker
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def run_lua(src, timeout=90, wait=True):
-    path = os.path.join(TMP, "script-%d.lua" % len(os.listdir(TMP)))
-    with open(path, "w") as f:
-        f.write(src)
-    p = subprocess.Popen([os.path.join(BIN, "mutirao"), "run", "--fleet", path],
-                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, env=ENV, cwd=TMP)
+    p = T.start_lua(src)
     if not wait:
         return p
     return finish(p, timeout)
 
 
-def finish(p, timeout=90):
-    try:
-        out, err = p.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        out, err = p.communicate()
-        fail("mutirao run did not finish within %d s:\n%s\n%s" % (timeout, out, err))
-    return p.returncode, out, err
-
-
 def scrape(port, path="/metrics", method="GET", timeout=5):
     """(status, content type, body) of one request with urllib."""
-    req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path), method=method)
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, r.headers.get("Content-Type"), r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.headers.get("Content-Type"), e.read().decode()
+    status, headers, body = mutirao_test.http(port, path, method, timeout=timeout)
+    return status, headers.get("Content-Type"), body
 
 
 def samples(text):
@@ -412,8 +363,6 @@ CASES = {"values": case_values, "dead_letter": case_dead_letter, "attack": case_
 try:
     CASES[CASE]()
 finally:
-    for w in WORKERS:
-        if w.p.poll() is None:
-            w.p.kill()
+    T.kill_workers()
 shutil.rmtree(TMP, ignore_errors=True)
 print("ok:", CASE)

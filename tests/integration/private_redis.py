@@ -11,7 +11,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "helpers"))
-from redis_client import Conn, free_port  # noqa: E402
+from redis_client import Conn, free_port, wait_ping  # noqa: E402
 
 
 class PrivateRedis:
@@ -35,16 +35,9 @@ class PrivateRedis:
     def start(self, timeout=20):
         self.p = subprocess.Popen(self.args, stdin=subprocess.DEVNULL,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        end = time.time() + timeout
-        while time.time() < end:
-            try:
-                c = Conn(self.port, 1)
-                c.call("PING")  # LOADING until the AOF is read: an error reply
-                c.close()
-                return
-            except (OSError, RuntimeError):
-                time.sleep(0.05)
-        raise RuntimeError("private redis-server did not start on port %d" % self.port)
+        # LOADING until the AOF is read: an error reply
+        wait_ping(lambda: Conn(self.port, 1), timeout,
+                  "private redis-server did not start on port %d" % self.port)
 
     def kill(self):
         if self.p and self.p.poll() is None:

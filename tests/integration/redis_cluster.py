@@ -41,7 +41,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "helpers"))
-from redis_client import Conn  # noqa: E402
+import mutirao_test  # noqa: E402
+from redis_client import Conn, wait_ping  # noqa: E402
 
 
 class TlsConn(Conn):
@@ -58,18 +59,7 @@ class TlsConn(Conn):
 
 def make_certs(d):
     """d/ca.crt signs d/server.crt (127.0.0.1, localhost): for tls=d."""
-    def sh(cmd):
-        r = subprocess.run(cmd, shell=True, cwd=d, capture_output=True, text=True)
-        if r.returncode != 0:
-            raise RuntimeError("%s: %s%s" % (cmd, r.stdout, r.stderr))
-    sh("openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 2 "
-       "-subj '/CN=mutirao test cluster ca'")
-    sh("openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr "
-       "-subj '/CN=localhost'")
-    with open(os.path.join(d, "server.ext"), "w") as f:
-        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    sh("openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial "
-       "-out server.crt -days 2 -extfile server.ext")
+    mutirao_test.make_certs(d)
 
 
 def _port_free(port):
@@ -93,17 +83,6 @@ def _cluster_port():
         if port + 10000 <= 65535 and _port_free(port + 10000):
             return port
     raise RuntimeError("no free port pair for a cluster node")
-
-
-def _die_with_parent():
-    """In the child before exec (Linux): SIGKILL when the test process dies,
-    so that a test killed without its cleanup (a ctest timeout) leaves no
-    redis-server behind."""
-    try:
-        import ctypes
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 def available():
@@ -145,19 +124,11 @@ class RedisCluster:
     def _spawn(self, i):
         return subprocess.Popen(self._args(i), stdin=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                preexec_fn=_die_with_parent)
+                                preexec_fn=mutirao_test.with_parent(signal.SIGKILL))
 
     def _wait_ping(self, i, timeout=20):
-        end = time.time() + timeout
-        while time.time() < end:
-            try:
-                c = self._conn(i, 1)
-                c.call("PING")
-                c.close()
-                return
-            except (OSError, RuntimeError, ssl.SSLError):
-                time.sleep(0.05)
-        raise RuntimeError("cluster node on port %d did not start" % self.ports[i])
+        wait_ping(lambda: self._conn(i, 1), timeout,
+                  "cluster node on port %d did not start" % self.ports[i])
 
     def start(self, timeout=60):
         for i in range(self.n):

@@ -23,83 +23,30 @@ when CI is set (.ci/run installs everything).
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "helpers"))
 import fleet_worker  # noqa: E402
+import mutirao_test  # noqa: E402
+import private_redis as private_redis_server  # noqa: E402
+from mutirao_test import free_port, tcp_open  # noqa: E402
 
 BIN, CASE = os.path.abspath(sys.argv[1]), sys.argv[2]
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-TMP = tempfile.mkdtemp(prefix="mutirao-tls-")
-UNIQ = "%d%d" % (os.getpid(), int(time.time() * 1000) % 100000)
+T = mutirao_test.Run(BIN, "mutirao-tls-")
+TMP, UNIQ = T.tmp, T.uniq
 PROCS = []  # (Popen, name): stopped at the end whatever happens
-WORKERS = []
-
-
-def skip(why):
-    print("skipped:", why)
-    shutil.rmtree(TMP, ignore_errors=True)
-    os._exit(1 if os.environ.get("CI") else 77)
-
-
-def fail(msg):
-    print("FAIL:", msg)
-    for w in WORKERS:
-        w.dump()
-    sys.exit(1)
-
-
-def check(cond, msg):
-    if not cond:
-        fail(msg)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def tcp_open(port):
-    try:
-        socket.create_connection(("127.0.0.1", port), 0.5).close()
-        return True
-    except OSError:
-        return False
-
-
-def sh(cmd):
-    r = subprocess.run(cmd, shell=True, cwd=TMP, capture_output=True, text=True)
-    if r.returncode != 0:
-        fail("%s: %s%s" % (cmd, r.stdout, r.stderr))
+skip, fail, check = T.skip, T.fail, T.check
 
 
 def make_certs():
-    """ca.crt signs server.crt (127.0.0.1 and localhost); other-ca.crt
-    signs nothing used here."""
+    """mutirao_test.make_certs in TMP: ca.crt signs server.crt (127.0.0.1
+    and localhost) and client.crt; other-ca.crt signs nothing used here."""
     if shutil.which("openssl") is None:
         skip("the openssl command is missing (scripts/deps.sh installs it)")
-    for ca in ("ca", "other-ca"):
-        sh("openssl req -x509 -newkey rsa:2048 -nodes -keyout %s.key -out %s.crt -days 2 "
-           "-subj '/CN=mutirao test %s'" % (ca, ca, ca))
-    sh("openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr "
-       "-subj '/CN=localhost'")
-    with open(os.path.join(TMP, "server.ext"), "w") as f:
-        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    sh("openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial "
-       "-out server.crt -days 2 -extfile server.ext")
-    sh("openssl req -newkey rsa:2048 -nodes -keyout client.key -out client.csr "
-       "-subj '/CN=mutirao-client'")
-    sh("openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial "
-       "-out client.crt -days 2")
-    # Kafka's PEM keystore: the (PKCS#8, unencrypted) key and the certificate
-    sh("cat server.key server.crt > server-keystore.pem")
+    mutirao_test.make_certs(TMP, extra=True)
 
 
 def secret_file(name, text):
@@ -110,28 +57,16 @@ def secret_file(name, text):
     return path
 
 
-fleet_worker.setup(BIN, TMP, UNIQ, WORKERS, fail)
 Worker = fleet_worker.Worker
 
 
 def run_lua(src, env, timeout=90):
-    path = os.path.join(TMP, "script-%d.lua" % len(os.listdir(TMP)))
-    with open(path, "w") as f:
-        f.write(src)
-    try:
-        p = subprocess.run([os.path.join(BIN, "mutirao"), "run", "--fleet", path],
-                           stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env,
-                           cwd=TMP, timeout=timeout)
-    except subprocess.TimeoutExpired as ex:
-        fail("mutirao run did not finish within %d s:\n%s\n%s" % (timeout, ex.stdout, ex.stderr))
-    return p.returncode, p.stdout, p.stderr
+    rc, out, err, _ = T.run_lua(src, timeout=timeout, base=env)
+    return rc, out, err
 
 
 def base_env():
-    e = dict(os.environ)
-    for k in list(e):
-        if k.startswith("MUTIRAO_") and not k.startswith("MUTIRAO_TEST_"):
-            del e[k]
+    e = mutirao_test.env_without_mutirao(keep_test=True)
     e.update({"MUTIRAO_LOG_LEVEL": "info", "MUTIRAO_WORKER_GROUP": "mutirao.workers.tls" + UNIQ,
               # the retried task leaves a flag file (the sandbox denies writes by default)
               "MUTIRAO_WORKER_ALLOW": "io.open.write"})
@@ -295,20 +230,15 @@ def rdkafka_version():
 def private_redis():
     """A plain redis-server of this test (the workers' retries poller would
     otherwise meet other runs' entries in the shared one)."""
-    server = shutil.which("redis-server")
-    if server is None:
+    if not private_redis_server.available():
         skip("redis-server is missing (scripts/deps.sh installs it)")
-    port = free_port()
-    p = subprocess.Popen([server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                          "--appendonly", "no", "--dir", TMP],
-                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL, cwd=TMP)
-    PROCS.append((p, "redis-server"))
-    end = time.time() + 20
-    while not tcp_open(port):
-        check(p.poll() is None and time.time() < end, "redis-server did not start")
-        time.sleep(0.05)
-    return "redis://127.0.0.1:%d" % port
+    red = private_redis_server.PrivateRedis(TMP, aof=False)
+    try:
+        red.start()
+    finally:
+        if red.p is not None:
+            PROCS.append((red.p, "redis-server"))
+    return red.url
 
 
 def case_kafka():
@@ -430,10 +360,7 @@ try:
     CASES[CASE]()
     passed = True
 finally:
-    for w in WORKERS:
-        if w.p.poll() is None:
-            w.p.kill()
-            w.p.wait()
+    T.kill_workers()
     for p, name in PROCS:
         if p.poll() is None:
             p.terminate()
@@ -442,7 +369,7 @@ finally:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
-    if passed or os.environ.get("CI"):
+    if passed or T.skipped or os.environ.get("CI"):
         shutil.rmtree(TMP, ignore_errors=True)
     else:
         print("(logs kept in %s)" % TMP)

@@ -22,7 +22,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -30,44 +29,17 @@ ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(HERE, "..", "helpers"))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 import fleet_worker  # noqa: E402
+import mutirao_test  # noqa: E402
 import private_redis  # noqa: E402
 
 BIN, CASE = os.path.abspath(sys.argv[1]), sys.argv[2]
 MUTIRAO = os.path.join(BIN, "mutirao")
-TMP = tempfile.mkdtemp(prefix="mutirao-ops-")
-UNIQ = "%d%d" % (os.getpid(), int(time.time() * 1000) % 100000)
-WORKERS = []
-ENV = {k: v for k, v in os.environ.items() if not k.startswith("MUTIRAO_")}
+T = mutirao_test.Run(BIN, "mutirao-ops-")
+TMP, UNIQ, WORKERS = T.tmp, T.uniq, T.workers
+ENV = mutirao_test.env_without_mutirao()
 ENV["MUTIRAO_WORKER_GROUP"] = "mutirao.workers.ops" + UNIQ
-
-
-def skip(why):
-    print("skipped:", why)
-    sys.exit(1 if os.environ.get("CI") else 77)
-
-
-def fail(msg):
-    print("FAIL:", msg)
-    for w in WORKERS:
-        w.dump()
-    sys.exit(1)
-
-
-def check(cond, msg):
-    if not cond:
-        fail(msg)
-
-
-def run(args, env=None, timeout=60, cwd=None):
-    e = dict(ENV)
-    e.update(env or {})
-    t0 = time.time()
-    try:
-        p = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=e,
-                           cwd=cwd or TMP, timeout=timeout)
-    except subprocess.TimeoutExpired as ex:
-        fail("%s did not finish within %d s:\n%s\n%s" % (args, timeout, ex.stdout, ex.stderr))
-    return p.returncode, p.stdout, p.stderr, time.time() - t0
+T.workers_env(ENV)
+skip, fail, check, row, run = T.skip, T.fail, T.check, T.row, T.run
 
 
 def ops(*args, env=None, code=0):
@@ -95,15 +67,6 @@ def one_line_error(args, pattern, env=None, max_s=None):
         check(dt < max_s, "mutirao %s took %.1f s" % (" ".join(args), dt))
 
 
-def row(table, name):
-    """The columns of table's line whose first column is name."""
-    for line in table.splitlines():
-        cols = line.split()
-        if cols and cols[0] == name:
-            return cols
-    fail("no row %s in:\n%s" % (name, table))
-
-
 def case_commands():
     brokers = os.environ.get("MUTIRAO_TEST_KAFKA_BROKERS")
     if not brokers:
@@ -113,7 +76,6 @@ def case_commands():
     red = private_redis.PrivateRedis(TMP, False)
     red.start()
     ENV.update({"MUTIRAO_KAFKA_BROKERS": brokers, "MUTIRAO_REDIS_URL": red.url})
-    fleet_worker.setup(BIN, TMP, UNIQ, WORKERS, fail, base_env=ENV)
     pool, idle = "ops" + UNIQ, "opsidle" + UNIQ
     producers = []  # killed at the end, whatever happens
     try:

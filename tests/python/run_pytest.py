@@ -25,6 +25,9 @@ import shutil
 import subprocess
 import sys
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "helpers"))
+import mutirao_test  # noqa: E402
+
 SRC, BUILD, MODE = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2]), sys.argv[3]
 HERE = os.path.join(BUILD, "python")
 VENV = os.path.join(HERE, "venv")
@@ -81,14 +84,12 @@ def install():
 def run_tests(marker):
     if not os.path.exists(VPY):
         sys.exit("FAIL: no venv: run the python.install test first")
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("MUTIRAO_") or k.startswith("MUTIRAO_TEST_")}
+    env = mutirao_test.env_without_mutirao(keep_test=True)
     env.update(MUTIRAO_LIB=os.path.join(BUILD, "lib", "libmutirao.so"),
                MUTIRAO_TEST_BIN=os.path.join(BUILD, "bin"), PYTHONDONTWRITEBYTECODE="1")
     if marker == "fleet" and not (env.get("MUTIRAO_TEST_KAFKA_BROKERS") and
                                   env.get("MUTIRAO_TEST_REDIS_URL")):
-        print("MUTIRAO_TEST_KAFKA_BROKERS / MUTIRAO_TEST_REDIS_URL not set: skipped")
-        sys.exit(1 if os.environ.get("CI") else 77)
+        mutirao_test.skip(mutirao_test.SERVICES_UNSET)
     work = os.path.join(HERE, "run-" + marker)
     shutil.rmtree(work, ignore_errors=True)
     os.makedirs(work)

@@ -33,41 +33,25 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "helpers"))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 import fleet_worker  # noqa: E402
+import mutirao_test  # noqa: E402
 import private_redis  # noqa: E402
 
 BIN, CASE = os.path.abspath(sys.argv[1]), sys.argv[2]
 MUTIRAO = os.path.join(BIN, "mutirao")
-TMP = tempfile.mkdtemp(prefix="mutirao-term-")
-UNIQ = "%d%d" % (os.getpid(), int(time.time() * 1000) % 100000)
+T = mutirao_test.Run(BIN, "mutirao-term-")
+TMP, UNIQ, WORKERS = T.tmp, T.uniq, T.workers
 SOCK = os.path.join(TMP, "tmux.sock")
-WORKERS = []
-ENV = {k: v for k, v in os.environ.items() if not k.startswith("MUTIRAO_")}
+ENV = mutirao_test.env_without_mutirao()
 ENV["MUTIRAO_WORKER_GROUP"] = "mutirao.workers.term" + UNIQ
+T.workers_env(ENV)
 ESC = "\x1b"
-
-
-def skip(why):
-    print("skipped:", why)
-    sys.exit(1 if os.environ.get("CI") else 77)
-
-
-def fail(msg):
-    print("FAIL:", msg)
-    for w in WORKERS:
-        w.dump()
-    sys.exit(1)
-
-
-def check(cond, msg):
-    if not cond:
-        fail(msg)
+skip, fail, check, row = T.skip, T.fail, T.check, T.row
 
 
 def tmux(*args, check_rc=True):
@@ -117,14 +101,6 @@ def need_tmux():
         skip("tmux not installed (scripts/deps.sh installs it)")
 
 
-def row(text, name):
-    for line in text.splitlines():
-        cols = line.split()
-        if cols and cols[0] == name:
-            return cols
-    fail("no row %s in:\n%s" % (name, text))
-
-
 def order(text, names):
     pos = {n: i for i, line in enumerate(text.splitlines()) for n in names
            if line.split()[:1] == [n]}
@@ -170,7 +146,6 @@ def case_top():
     red = private_redis.PrivateRedis(TMP, False)
     red.start()
     ENV.update({"MUTIRAO_KAFKA_BROKERS": brokers, "MUTIRAO_REDIS_URL": red.url})
-    fleet_worker.setup(BIN, TMP, UNIQ, WORKERS, fail, base_env=ENV)
     served, idle = "topa" + UNIQ, "topb" + UNIQ
     try:
         w = fleet_worker.Worker("a", [served])
