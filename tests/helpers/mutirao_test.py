@@ -31,6 +31,7 @@ skip_status() is that number for a driver that returns it.
     t.start_lua(src), t.finish(p, timeout)     # the same in the background
 """
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -93,6 +94,13 @@ def fleet_env(brokers, redis, group, drop=()):
     for k in ("MUTIRAO_CONFIG", "MUTIRAO_FLEET") + tuple(drop):
         e.pop(k, None)
     return e
+
+
+def valgrind_errors(log):
+    """The error count of a valgrind log (None without a summary line)."""
+    with open(log) as f:
+        m = re.search(r"ERROR SUMMARY: (\d+) errors", f.read())
+    return int(m.group(1)) if m else None
 
 
 def with_parent(sig):

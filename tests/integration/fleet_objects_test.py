@@ -22,63 +22,29 @@ Cases:
 import os
 import re
 import signal
-import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "helpers"))
 import fleet_worker  # noqa: E402
+import mutirao_test  # noqa: E402
 import redis_client  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import private_redis  # noqa: E402
 
 BIN, CASE = os.path.abspath(sys.argv[1]), sys.argv[2]
-BROKERS = os.environ.get("MUTIRAO_TEST_KAFKA_BROKERS")
-REDIS = os.environ.get("MUTIRAO_TEST_REDIS_URL")
-if not BROKERS or not REDIS:
-    print("MUTIRAO_TEST_KAFKA_BROKERS / MUTIRAO_TEST_REDIS_URL not set: skipped")
-    sys.exit(1 if os.environ.get("CI") else 77)
-
-TMP = tempfile.mkdtemp(prefix="mutirao-fobj-")
-UNIQ = "%d%d" % (os.getpid(), int(time.time() * 1000) % 100000)
-ENV = dict(os.environ)
-ENV.update({"MUTIRAO_KAFKA_BROKERS": BROKERS, "MUTIRAO_REDIS_URL": REDIS,
-            "MUTIRAO_LOG_LEVEL": "info", "MUTIRAO_WORKER_GROUP": "mutirao.workers.o" + UNIQ})
-ENV.pop("MUTIRAO_CONFIG", None)
-ENV.pop("MUTIRAO_FLEET", None)
-WORKERS = []
-
-
-def fail(msg):
-    print("FAIL:", msg)
-    for w in WORKERS:
-        w.dump()
-    sys.exit(1)
-
-
-def check(cond, msg):
-    if not cond:
-        fail(msg)
-
-
-fleet_worker.setup(BIN, TMP, UNIQ, WORKERS, fail, base_env=ENV)
+BROKERS, REDIS = mutirao_test.services()
+T = mutirao_test.Run(BIN, "mutirao-fobj-")
+TMP, UNIQ = T.tmp, T.uniq
+ENV = mutirao_test.fleet_env(BROKERS, REDIS, "mutirao.workers.o" + UNIQ)
+T.workers_env(ENV)
+fail, check = T.fail, T.check
 Worker = fleet_worker.Worker
 
 
 def run_lua(src, timeout=120):
-    path = os.path.join(TMP, "script-%d.lua" % len(os.listdir(TMP)))
-    with open(path, "w") as f:
-        f.write(src)
-    t0 = time.time()
-    try:
-        p = subprocess.run([os.path.join(BIN, "mutirao"), "run", path, "--fleet"],
-                           stdin=subprocess.DEVNULL, capture_output=True, text=True, env=ENV,
-                           cwd=TMP, timeout=timeout)
-    except subprocess.TimeoutExpired as ex:
-        fail("script did not finish within %d s:\n%s\n%s" % (timeout, ex.stdout, ex.stderr))
-    return p.returncode, p.stdout, p.stderr, time.time() - t0
+    return T.run_lua(src, timeout=timeout)
 
 
 def two_workers(pool):
@@ -429,22 +395,13 @@ print(string.format("result lost=%%d dups=%%d gaps=%%d failed=%%d", lost, dups, 
 def case_sigkill():
     pool = "fkill" + UNIQ
     a, b = two_workers(pool)
-    path = os.path.join(TMP, "sigkill.lua")
-    with open(path, "w") as f:
-        f.write(SIGKILL % {"pool": pool})
-    p = subprocess.Popen([os.path.join(BIN, "mutirao"), "run", path, "--fleet"],
-                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, env=ENV, cwd=TMP)
+    p = T.start_lua(SIGKILL % {"pool": pool})
     check(p.stdout.readline().strip() == "submitted", "producer did not submit")
     time.sleep(2.5)  # the tasks are sending on both workers
     a.p.send_signal(signal.SIGKILL)
     a.p.wait()
-    try:
-        out, err = p.communicate(timeout=180)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        fail("producer hung after the SIGKILL")
-    check(p.returncode == 0, "producer: %d\n%s%s" % (p.returncode, out, err))
+    rc, out, err = T.finish(p, 180, "the producer after the SIGKILL")
+    check(rc == 0, "producer: %d\n%s%s" % (rc, out, err))
     m = re.search(r"result lost=(\d+) dups=(\d+) gaps=(\d+) failed=(\d+)", out)
     check(m, "no result line:\n%s%s" % (out, err))
     lost, dups, gaps, failed = (int(x) for x in m.groups())
@@ -482,12 +439,7 @@ def case_hostile():
     w = Worker("hostile", [pool])
     w.wait_for(r"consuming")
     go = os.path.join(TMP, "go")
-    path = os.path.join(TMP, "hostile.lua")
-    with open(path, "w") as f:
-        f.write(HOSTILE % {"pool": pool, "go": go})
-    p = subprocess.Popen([os.path.join(BIN, "mutirao"), "run", path, "--fleet"],
-                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, env=ENV, cwd=TMP)
+    p = T.start_lua(HOSTILE % {"pool": pool, "go": go})
     line = p.stdout.readline().split()
     check(len(line) == 2 and line[0] == "name", "no name line: %r" % line)
     key = "mutirao:obj:{%s}:q" % line[1]
@@ -495,8 +447,8 @@ def case_hostile():
     for v in (b"\x00garbage", b"MTR", b"MTR\x01\xc9\xff\xff\xff\xff\x01"):
         redis_client.command(REDIS, "RPUSH", key, v, timeout=10)
     open(go, "w").close()
-    out, err = p.communicate(timeout=60)
-    check(p.returncode == 0, "producer: %d\n%s%s" % (p.returncode, out, err))
+    rc, out, err = T.finish(p, 60)
+    check(rc == 0, "producer: %d\n%s%s" % (rc, out, err))
     forged = [l for l in out.splitlines() if l.startswith("forged")]
     check(forged == ["forged\tfalse\ta value that cannot be read"] * 3,
           "forged values: %r\n%s" % (forged, err))
@@ -510,12 +462,10 @@ def case_example():
     a, b = two_workers("fetchers")
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples",
                         "fleet_channel.lua")
-    p = subprocess.run([os.path.join(BIN, "mutirao"), "run", "--fleet", path],
-                       stdin=subprocess.DEVNULL, capture_output=True, text=True, env=ENV,
-                       cwd=TMP, timeout=120)
-    check(p.returncode == 0, "example: %d\n%s%s" % (p.returncode, p.stdout, p.stderr))
-    check("6 files, 21000 bytes, at most 2 downloading at once" in p.stdout.splitlines(),
-          "example output:\n%s%s" % (p.stdout, p.stderr))
+    rc, out, err, _ = T.run([os.path.join(BIN, "mutirao"), "run", "--fleet", path], timeout=120)
+    check(rc == 0, "example: %d\n%s%s" % (rc, out, err))
+    check("6 files, 21000 bytes, at most 2 downloading at once" in out.splitlines(),
+          "example output:\n%s%s" % (out, err))
     check(a.stop() == 0 and b.stop() == 0, "worker exit status")
 
 
@@ -557,28 +507,22 @@ def case_valgrind():
     pool = "fvg" + UNIQ
     w = Worker("vg", [pool], prefix=[vg] + opts + ["--log-file=" + wlog])
     w.wait_for(r"consuming", timeout=120)
-    path = os.path.join(TMP, "vg.lua")
-    with open(path, "w") as f:
-        f.write(VALGRIND % {"pool": pool})
-    p = subprocess.run([vg] + opts + ["--log-file=" + rlog, os.path.join(BIN, "mutirao"), "run",
-                        "--fleet", path], stdin=subprocess.DEVNULL, capture_output=True,
-                       text=True, env=ENV, cwd=TMP, timeout=200)
+    rc, out, err, _ = T.run([vg] + opts + ["--log-file=" + rlog, os.path.join(BIN, "mutirao"),
+                            "run", "--fleet", T.script(VALGRIND % {"pool": pool})], timeout=200)
 
-    def errors(log):
+    def tail(log):
         with open(log) as f:
-            text = f.read()
-        m = re.findall(r"ERROR SUMMARY: (\d+) errors", text)
-        return (int(m[-1]) if m else -1), text
+            return f.read()[-8000:]
 
-    nerr, text = errors(rlog)
-    check(p.returncode == 0 and nerr == 0 and "valgrind\t60\t6" in p.stdout,
-          "producer under valgrind: exit %d, %d errors\n%s%s\n%s" %
-          (p.returncode, nerr, p.stdout, p.stderr, text[-8000:]))
-    check("select\tfalse\ttimeout" in p.stdout, "select_timeout:\n%s" % p.stdout)
+    nerr = mutirao_test.valgrind_errors(rlog)
+    check(rc == 0 and nerr == 0 and "valgrind\t60\t6" in out,
+          "producer under valgrind: exit %d, %s errors\n%s%s\n%s" % (rc, nerr, out, err,
+                                                                     tail(rlog)))
+    check("select\tfalse\ttimeout" in out, "select_timeout:\n%s" % out)
     code = w.stop()
-    nerr, text = errors(wlog)
-    check(code == 0 and nerr == 0, "worker under valgrind: exit %d, %d errors\n%s" %
-          (code, nerr, text[-8000:]))
+    nerr = mutirao_test.valgrind_errors(wlog)
+    check(code == 0 and nerr == 0, "worker under valgrind: exit %d, %s errors\n%s" %
+          (code, nerr, tail(wlog)))
     print("valgrind: producer and worker, 0 errors")
 
 
@@ -619,21 +563,15 @@ def case_cut():
     w.wait_for(r"consuming")
     port = int(re.sub(r".*:(\d+).*", r"\1", REDIS.split("@")[-1]))
     proxy = private_redis.CuttingProxy(port, command=b"RECEIVE", reply=b"*2\r\n$2\r\nok")
-    env = dict(ENV, MUTIRAO_REDIS_URL=proxy.url)
-    path = os.path.join(TMP, "cut.lua")
-    with open(path, "w") as f:
-        f.write(CUT % {"pool": pool})
-    p = subprocess.Popen([os.path.join(BIN, "mutirao"), "run", path, "--fleet"],
-                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, env=env, cwd=TMP)
+    p = T.start_lua(CUT % {"pool": pool}, env={"MUTIRAO_REDIS_URL": proxy.url})
     check(p.stdout.readline().strip() == "go", "producer did not submit")
     time.sleep(0.5)
     for _ in range(6):
         proxy.arm(1)
         time.sleep(0.3)
-    out, err = p.communicate(timeout=120)
+    rc, out, err = T.finish(p, 120)
     proxy.close()
-    check(p.returncode == 0, "producer: %d\n%s%s" % (p.returncode, out, err))
+    check(rc == 0, "producer: %d\n%s%s" % (rc, out, err))
     m = re.search(r"cut count=(\d+) missing=(\d+) dups=(\d+)", out)
     check(m, "no result:\n%s%s" % (out, err))
     count, missing, dups = (int(x) for x in m.groups())
@@ -651,7 +589,5 @@ signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit("stopped by SIGTERM
 try:
     CASES[CASE]()
 finally:
-    for w in WORKERS:
-        if w.p.poll() is None:
-            w.p.kill()
+    T.kill_workers()
 print("ok:", CASE)

@@ -1637,13 +1637,6 @@ os.exit(0)
         red.kill()
 
 
-def valgrind_errors(log):
-    """The error count of a valgrind log (None without a summary line)."""
-    with open(log) as f:
-        m = re.search(r"ERROR SUMMARY: (\d+) errors", f.read())
-    return int(m.group(1)) if m else None
-
-
 def case_valgrind():
     """file_pool.sloth on the fleet, the run and its worker under valgrind:
     no invalid read or write (e.g. freeing a VM's fleet state while one of its
@@ -1657,7 +1650,7 @@ def case_valgrind():
     rc, out, err, dt = run([vg] + opts + ["--log-file=" + rlog, os.path.join(BIN, "mutirao"),
                            "run", "--fleet", os.path.join(EXAMPLES, "file_pool.sloth")],
                            timeout=120)
-    nerr = valgrind_errors(rlog)
+    nerr = mutirao_test.valgrind_errors(rlog)
     if rc != 0 or nerr != 0:
         with open(rlog) as f:
             print(f.read()[-12000:])
@@ -1668,7 +1661,7 @@ def case_valgrind():
           "file_pool.sloth did not succeed:\n" + out + err)
     print("mutirao run --fleet under valgrind: %.1f s, 0 errors" % dt)
     code = w.stop()
-    nerr = valgrind_errors(wlog)
+    nerr = mutirao_test.valgrind_errors(wlog)
     if code != 0 or nerr != 0:
         with open(wlog) as f:
             print(f.read()[-12000:])

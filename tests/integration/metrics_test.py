@@ -349,9 +349,7 @@ def case_valgrind():
     log = os.path.join(TMP, "valgrind-worker.log")
     w = attack([vg, "--error-exitcode=99", "--errors-for-leak-kinds=none", "--log-file=" + log], 3.0)
     code = w.stop()
-    with open(log) as f:
-        m = re.search(r"ERROR SUMMARY: (\d+) errors", f.read())
-    nerr = int(m.group(1)) if m else None
+    nerr = mutirao_test.valgrind_errors(log)
     if code != 0 or nerr != 0:
         with open(log) as f:
             print(f.read()[-12000:])
