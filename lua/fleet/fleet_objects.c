@@ -138,7 +138,7 @@ static void on_call(redis_uv *cli, int status, const redisReply *reply, const ch
         return;       /* eval_nowait */
     if (status < 0) { /* no reply (a connection lost, a timeout): may be sent again */
         c->failed = 2;
-        snprintf(c->err, sizeof c->err, "redis: %s", err ? err : "failed");
+        snprintf(c->err, sizeof c->err, "%s", err ? err : "redis: failed");
     } else if (reply->type == REDIS_REPLY_ERROR) {
         c->failed = 1;
         snprintf(c->err, sizeof c->err, "redis: %s", reply->str);
@@ -220,6 +220,26 @@ static int p_script(lua_State *L)
     return 1;
 }
 
+/* Sends the command of the arguments 1..top (a plain command), its reply
+ * for c. 0, or pushes nil, message: 2. */
+static int send_command(lua_State *L, fobj_vm *v, fcall *c, int top)
+{
+    luaL_argcheck(L, top >= 1 && top <= EVAL_MAX_ARGS, 1, "1 to 16 command words expected");
+    const char *argv[EVAL_MAX_ARGS];
+    size_t lens[EVAL_MAX_ARGS];
+    for (int i = 0; i < top; i++)
+        argv[i] = luaL_checklstring(L, i + 1, &lens[i]);
+    char err[400];
+    redis_uv *r = conn(v, err, sizeof err);
+    int rc = r ? redis_uv_command_argv(r, on_call, c, top, argv, lens) : 0;
+    if (!r || rc != 0) {
+        luaL_pushfail(L);
+        lua_pushstring(L, r ? redis_uv_strerror(rc) : err);
+        return 2;
+    }
+    return 0;
+}
+
 /* Sends script id (arg 1) with keys (the list at 2) and the arguments 3..top,
  * its reply for c (NULL: none wanted). 0, or pushes nil, message: 2. */
 static int send_eval(lua_State *L, fobj_vm *v, fcall *c, int top)
@@ -267,10 +287,12 @@ static int eval_k(lua_State *L, int status, lua_KContext ctx)
 
 /* eval(script, keys, args...) -> reply | nil, message, transient (true:
  * no reply came, the call may have run or not), once Redis answered
- * (the calling goroutine waits; killed meanwhile, the reply is dropped) */
+ * (the calling goroutine waits; killed meanwhile, the reply is dropped);
+ * command(words...) the same for a plain command (upvalue 2 true) */
 static int p_eval(lua_State *L)
 {
     fobj_vm *v = lua_touserdata(L, lua_upvalueindex(1));
+    int plain = lua_toboolean(L, lua_upvalueindex(2));
     int top = lua_gettop(L);
     fcall **box = lua_newuserdatauv(L, sizeof *box, 0);
     *box = NULL;
@@ -290,7 +312,7 @@ static int p_eval(lua_State *L)
     glist_init(&c->waiters);
     mlist_init(&c->node);
     *box = c;
-    int n = send_eval(L, v, c, top);
+    int n = plain ? send_command(L, v, c, top) : send_eval(L, v, c, top);
     if (n)
         return n;
     c->refs++; /* the reply's */
@@ -308,9 +330,11 @@ static int p_eval_nowait(lua_State *L)
 
 /* ---- values ---- */
 
-/* Whether the value at idx holds a function (a channel carries data: a
- * function would have to be loaded from bytes anyone with Redis could
- * write). *seen: the stack index of a table of the tables looked at. */
+/* Whether the value at idx holds a function or a table with a metatable
+ * (a channel carries data: a function would have to be loaded from bytes
+ * anyone with Redis could write, and a metatable may carry functions): 1
+ * and 2, else 0. *seen: the stack index of a table of the tables looked
+ * at. */
 static int has_function(lua_State *L, int idx, const int *seen, int depth)
 {
     int t = lua_type(L, idx);
@@ -329,18 +353,20 @@ static int has_function(lua_State *L, int idx, const int *seen, int depth)
     lua_pushboolean(L, 1);
     lua_rawset(L, *seen);
     luaL_checkstack(L, 4, "value too deep");
+    if (lua_getmetatable(L, idx)) {
+        lua_pop(L, 1);
+        return 2;
+    }
     lua_pushnil(L);
     while (lua_next(L, idx)) {
-        if (has_function(L, -1, seen, depth + 1) || has_function(L, -2, seen, depth + 1)) {
+        int f = has_function(L, -1, seen, depth + 1);
+        if (!f)
+            f = has_function(L, -2, seen, depth + 1);
+        if (f) {
             lua_pop(L, 2);
-            return 1;
+            return f;
         }
         lua_pop(L, 1);
-    }
-    if (lua_getmetatable(L, idx)) {
-        int f = has_function(L, -1, seen, depth + 1);
-        lua_pop(L, 1);
-        return f;
     }
     return 0;
 }
@@ -354,9 +380,11 @@ static int p_encode(lua_State *L)
     int seen = 2;
     if (lua_istable(L, 1))
         lua_newtable(L); /* (seen: only tables are walked) */
-    if (has_function(L, 1, &seen, 0)) {
+    int f = has_function(L, 1, &seen, 0);
+    if (f) {
         luaL_pushfail(L);
-        lua_pushliteral(L, "a function cannot be sent on a fleet channel");
+        lua_pushstring(L, f == 1 ? "a function cannot be sent on a fleet channel"
+                                 : "a table with a metatable cannot be sent on a fleet channel");
         return 2;
     }
     lua_settop(L, 1);
@@ -567,7 +595,12 @@ void fleet_objects_install(lua_State *L, sched *s, const config *cfg, const char
         {NULL, NULL}};
     lua_newtable(L);
     lua_pushlightuserdata(L, v);
-    luaL_setfuncs(L, prims, 1);
+    lua_pushboolean(L, 0);
+    luaL_setfuncs(L, prims, 2);
+    lua_pushlightuserdata(L, v);
+    lua_pushboolean(L, 1);
+    lua_pushcclosure(L, p_eval, 2);
+    lua_setfield(L, -2, "command");
     lua_pushcfunction(L, p_newobject);
     lua_setfield(L, -2, "newobject");
     lua_pushcfunction(L, p_setmetatable);

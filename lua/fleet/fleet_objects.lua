@@ -29,6 +29,7 @@ local math, string = math, string
 local TAG = "\1mutirao-obj\1"
 local TTL = tostring(P.ttl_s)
 local LEASE = tostring(P.lease_ms)
+local RECV_LEASE = "2000" -- a waiting receiver's token lives this long unless renewed
 local WAIT_FIRST_MS, WAIT_MAX_MS = 1, 20
 
 local PRELUDE = [[
@@ -44,7 +45,7 @@ local function fresh(k)
 end
 local function keep()
   if redis.call('TTL', KEYS[1]) < tonumber(ARGV[3]) * 3 / 4 then
-    for i = 1, #KEYS do redis.call('EXPIRE', KEYS[i], ARGV[3]) end
+    for i = 1, math.min(#KEYS, 5) do redis.call('EXPIRE', KEYS[i], ARGV[3]) end
   end
 end
 ]]
@@ -71,11 +72,11 @@ if op == 'send' or op == 'try_send' then
     keep()
     return {'ok'}
   end
-  if op == 'try_send' then
+  if op == 'try_send' then -- unbuffered: only while more receivers wait than values do
     redis.call('ZREMRANGEBYSCORE', W, '-inf', now_ms())
     if redis.call('ZCARD', W) <= redis.call('HLEN', PD) then return {'full'} end
   end
-  local id = tostring(redis.call('HINCRBY', M, 'seq', 1))
+  local id = ARGV[6] -- the sender's: unsend can take it back
   redis.call('RPUSH', Q, id)
   redis.call('HSET', PD, id, ARGV[5])
   fresh(Q)
@@ -87,13 +88,31 @@ elseif op == 'status' then -- an unbuffered send's value: taken yet?
   if redis.call('HEXISTS', PD, ARGV[5]) == 1 then return {'pending'} end
   if redis.call('HDEL', X, ARGV[5]) == 1 then return {'closed'} end
   return {'ok'}
+elseif op == 'unsend' then -- a sender killed while its send was on its way
+  if cap > 0 then return {redis.call('LREM', Q, -1, ARGV[5])} end
+  return {redis.call('HDEL', PD, ARGV[6])}
+elseif op == 'unwait' then -- a receiver that stopped waiting
+  return {redis.call('ZREM', W, ARGV[5])}
+elseif op == 'unreceive' then -- a receiver killed while its receive was on its way
+  if ARGV[5] ~= '' then redis.call('ZREM', W, ARGV[5]) end
+  local v = redis.call('GET', KEYS[6])
+  if not v then return {0} end
+  redis.call('DEL', KEYS[6])
+  if cap > 0 then
+    redis.call('LPUSH', Q, v)
+  else
+    local id = 'u' .. redis.call('HINCRBY', M, 'seq', 1)
+    redis.call('HSET', PD, id, v)
+    redis.call('LPUSH', Q, id)
+  end
+  return {1}
 elseif op == 'receive' then
   -- ARGV[5]: a waiting receiver's token, or ''. KEYS[6]: this receive's
-  -- claim: the value it takes is kept there, so the same call sent again
-  -- (its reply was lost with the connection) gets the same value; KEYS[7]:
-  -- the claim of this VM's previous receive, whose value was handed over
-  local token, C, D = ARGV[5], KEYS[6], KEYS[7]
-  if D ~= C then redis.call('DEL', D) end
+  -- claim: the value it takes is kept there (2 min), so the same call sent
+  -- again (its reply was lost with the connection) gets the same value;
+  -- KEYS[7...]: claims of this VM's earlier receives, handed over
+  local token, C = ARGV[5], KEYS[6]
+  for i = 7, #KEYS do redis.call('DEL', KEYS[i]) end
   local v = redis.call('GET', C)
   if v then return {'ok', v} end
   if cap > 0 then
@@ -111,7 +130,7 @@ elseif op == 'receive' then
     end
   end
   if v then
-    redis.call('SET', C, v, 'EX', 3600)
+    redis.call('SET', C, v, 'EX', 120)
     return {'ok', v}
   end
   if closed then
@@ -119,7 +138,9 @@ elseif op == 'receive' then
     return {'closed'}
   end
   if token ~= '' then
-    redis.call('ZADD', W, now_ms() + tonumber(ARGV[6]), token)
+    local now = now_ms()
+    redis.call('ZREMRANGEBYSCORE', W, '-inf', now)
+    redis.call('ZADD', W, now + tonumber(ARGV[6]), token)
     fresh(W)
   end
   return {'empty'}
@@ -214,31 +235,13 @@ end
 return redis.error_reply('unknown semaphore operation')
 ]]
 
--- AtomicInts: KEYS value. ARGV[1] value at first, [3] ttl, [4] op, [5], [6]
-local AT = PRELUDE .. [[
-local K = KEYS[1]
-if redis.call('EXISTS', K) == 0 then redis.call('SET', K, ARGV[1], 'EX', ARGV[3]) end
-local op = ARGV[4]
-local r
-if op == 'add' then
-  r = redis.call('INCRBY', K, ARGV[5])
-  keep()
-  return {r}
-elseif op == 'load' then
-  return {tonumber(redis.call('GET', K))}
-elseif op == 'store' then
-  redis.call('SET', K, ARGV[5], 'EX', ARGV[3])
-  r = 0
-elseif op == 'swap' then
-  r = tonumber(redis.call('SET', K, ARGV[5], 'EX', ARGV[3], 'GET'))
-elseif op == 'cas' then
-  if redis.call('GET', K) ~= ARGV[5] then return {0} end
-  redis.call('SET', K, ARGV[6], 'EX', ARGV[3])
-  r = 1
-else
-  return redis.error_reply('unknown AtomicInt operation')
-end
-return {r}
+-- AtomicInts: one string key; the other operations are plain commands
+-- (INCRBY, GET, SET ... GET: Redis's 64-bit integers, which a script would
+-- turn into doubles). KEYS value, ARGV[1] old, [2] new.
+local AT_CAS = [[
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+return 1
 ]]
 
 local scripts = {}
@@ -258,6 +261,18 @@ local seq = 0
 
 local function fail(what, err, level)
   error(what .. ": " .. tostring(err), level + 1)
+end
+
+-- A to-be-closed guard that runs undo() when it is closed while armed:
+-- the goroutine was killed (a timeout) or an error was raised while a call
+-- was on its way, so the operation must not take effect.
+local guard_mt = {__close = function(g) if g.armed then g.undo(g) end end}
+local function guard(undo)
+  return setmetatable({undo = undo, armed = false}, guard_mt)
+end
+
+local function nowait(st, src, ...)
+  P.eval_nowait(script(src), st.keys, st.a, st.b, TTL, ...)
 end
 
 -- one script call; raises on a Redis failure (a value sent or not: unknown)
@@ -303,69 +318,125 @@ local function decode(b)
   return v
 end
 
+local send_seq = 0
+
+-- undo of a send: its value is taken back unless a receiver took it
+local function unsend(g)
+  nowait(g.st, CH, "unsend", g.b, g.id)
+end
+
+-- A send killed while its call was on its way, or while its unbuffered
+-- value waited for a receiver, is taken back (unless a receiver took it
+-- meanwhile, as when a send is killed just after it returned).
 function chan.send(o, v)
   local st = self_of(o, "send", "channel")
-  local r = call(st, CH, "send", encode(v))
+  local b = encode(v)
+  send_seq = send_seq + 1
+  local id = P.token .. "#s" .. send_seq
+  local g <close> = guard(unsend)
+  g.st, g.b, g.id, g.armed = st, b, id, true
+  local r = call(st, CH, "send", b, id)
   local wait = waiter()
   while r[1] == "full" do
+    g.armed = false
     wait()
-    r = call(st, CH, "send", encode(v))
+    g.armed = true
+    r = call(st, CH, "send", b, id)
   end
   if r[1] == "pending" then -- unbuffered: until a receiver took it
-    local id = r[2]
     repeat
       wait()
       r = call(st, CH, "status", id)
     until r[1] ~= "pending"
   end
+  g.armed = false
   if r[1] == "closed" then return false, "send on closed channel" end
   return true
 end
 
+-- "ok", "full" or "closed"
+local function try_send_once(st, v)
+  local b = encode(v)
+  send_seq = send_seq + 1
+  local id = P.token .. "#s" .. send_seq
+  local g <close> = guard(unsend)
+  g.st, g.b, g.id, g.armed = st, b, id, true
+  local r = call(st, CH, "try_send", b, id)
+  g.armed = false
+  return r[1]
+end
+
 function chan.try_send(o, v)
-  local st = self_of(o, "try_send", "channel")
-  local r = call(st, CH, "try_send", encode(v))
-  return r[1] == "ok"
+  return try_send_once(self_of(o, "try_send", "channel"), v) == "ok"
 end
 
 -- A receive whose reply is lost with the connection (Redis restarting, a
 -- reset) is sent again with the same claim for up to a minute: the value it
 -- took comes back, nothing is lost (integration.fleet_objects_cut).
+-- A receive killed while its call was on its way gives the value it took
+-- back to the channel (at its head).
 local claim_seq = 0
 local RETRY_FOR_MS = 60000
+local HANDED_MAX = 8 -- claims of earlier receives deleted by one call
+
+local function unreceive(g)
+  local st = g.st
+  local k = st.keys
+  P.eval_nowait(script(CH), {k[1], k[2], k[3], k[4], k[5], g.claim}, st.a, st.b, TTL, "unreceive",
+    g.token)
+end
+
 local function receive_once(st, token)
   claim_seq = claim_seq + 1
   local k = st.keys
   local claim = k[1] .. ":c:" .. P.token .. "#" .. claim_seq
-  local keys = {k[1], k[2], k[3], k[4], k[5], claim, st.handed or claim}
-  local r, err, transient = P.eval(script(CH), keys, st.a, st.b, TTL, "receive", token, LEASE)
+  local keys = {k[1], k[2], k[3], k[4], k[5], claim}
+  local handed = st.handed
+  if handed then
+    for i = 1, math.min(#handed, HANDED_MAX) do keys[6 + i] = table.remove(handed) end
+  end
+  local g <close> = guard(unreceive)
+  g.st, g.claim, g.token, g.armed = st, claim, token, true
+  local r, err, transient = P.eval(script(CH), keys, st.a, st.b, TTL, "receive", token, RECV_LEASE)
   if r == nil and transient then
     local until_ms, ms = P.now_ms() + RETRY_FOR_MS, 10
     repeat
       LOADED.goroutine.sleep(ms)
       ms = math.min(ms * 2, 1000)
-      r, err, transient = P.eval(script(CH), keys, st.a, st.b, TTL, "receive", token, LEASE)
+      r, err, transient = P.eval(script(CH), keys, st.a, st.b, TTL, "receive", token, RECV_LEASE)
     until r ~= nil or not transient or P.now_ms() > until_ms
   end
   if r == nil then fail("fleet channel", err, 3) end
-  if r[1] == "ok" then st.handed = claim end
-  if r[1] == "ok" then return true, decode(r[2]), true end
+  g.armed = false
+  if r[1] == "ok" then
+    st.handed = st.handed or {}
+    table.insert(st.handed, claim)
+    return true, decode(r[2]), true
+  end
   if r[1] == "closed" then return true, nil, false end
   return false
+end
+
+local function unwait(g)
+  nowait(g.st, CH, "unwait", g.token)
 end
 
 function chan.receive(o)
   local st = self_of(o, "receive", "channel")
   local token = ""
+  local g <close> = guard(unwait)
   if st.a == "0" then -- unbuffered: try_send sees this receiver waiting
     waiting_seq = waiting_seq + 1
     token = P.token .. "#" .. waiting_seq
+    g.st, g.token = st, token
   end
   local wait = waiter()
   while true do
     local done, v, ok = receive_once(st, token)
     if done then return v, ok end
+    g.armed = token ~= "" -- (it waits: a kill now takes its token off)
     wait()
+    g.armed = false
   end
 end
 
@@ -441,13 +512,22 @@ local function select_fleet(cases, ms)
   end
   waiting_seq = waiting_seq + 1
   local token = P.token .. "#" .. waiting_seq
+  -- its token in the unbuffered fleet channels it receives from, taken
+  -- off when it ends (whichever case it performed, or none)
+  local g <close> = setmetatable({}, {__close = function(t)
+    for _, st in ipairs(t) do nowait(st, CH, "unwait", token) end
+  end})
+  for i = 1, n do
+    local st = state[cases[i].channel]
+    if st and cases[i].receive and st.a == "0" then g[#g + 1] = st end
+  end
   local deadline = ms and P.now_ms() + ms
   local wait = waiter()
   local order = {}
-  local function finish(i, ...)
+  local function finish(i, ...) -- (no handler: the index, then v, ok for a receive)
     local h = cases[i].handler
     if h then return i, h(...) end
-    return i
+    return i, ...
   end
   while true do
     for i = 1, n do order[i] = i end
@@ -466,9 +546,9 @@ local function select_fleet(cases, ms)
           local done, v, ok = receive_once(st, token)
           if done then return finish(i, v, ok) end
         else
-          local r = call(st, CH, "try_send", encode(c.send))
-          if r[1] == "ok" then return finish(i) end
-          if r[1] == "closed" then
+          local r = try_send_once(st, c.send)
+          if r == "ok" then return finish(i) end
+          if r == "closed" then
             error(("select: case %d: send on closed channel"):format(i), 2)
           end
         end
@@ -495,7 +575,7 @@ local held = {} -- name -> units this VM holds (its leases are kept alive)
 
 local function check_units(st, k, method)
   if k == nil then return 1 end
-  local n = math.tointeger(k)
+  local n = type(k) == "number" and math.tointeger(k)
   local cap = math.tointeger(tonumber(st.a))
   if not n or n < 1 or n > cap then
     error(("bad argument #1 to '%s' (units from 1 to %d expected)"):format(method, cap), 3)
@@ -554,7 +634,7 @@ end
 local atom = {}
 
 local function int_arg(v, n, method)
-  local i = math.tointeger(v)
+  local i = type(v) == "number" and math.tointeger(v)
   if not i then
     error(("bad argument #%d to '%s' (integer expected, got %s)"):format(n, method,
       math.type(v) == "float" and "number has no integer representation" or type(v)), 3)
@@ -562,18 +642,66 @@ local function int_arg(v, n, method)
   return tostring(i)
 end
 
-local function at_call(o, method, op, x, y)
-  local st = self_of(o, method, "AtomicInt")
-  return call(st, AT, op, x or "", y or "")[1]
+local function at_fail(err)
+  fail("fleet AtomicInt", err, 3)
 end
 
-function atom.add(o, d) return at_call(o, "add", "add", int_arg(d, 1, "add")) end
-function atom.load(o) return at_call(o, "load", "load") end
-function atom.store(o, v) at_call(o, "store", "store", int_arg(v, 1, "store")) end
-function atom.swap(o, v) return at_call(o, "swap", "swap", int_arg(v, 1, "swap")) end
+-- The key exists (made with the first state by whichever VM comes first)
+-- and is kept alive: looked at once an hour per VM (INCRBY and SET KEEPTTL
+-- keep its TTL).
+local function at_key(st)
+  local now = P.now_ms()
+  if not st.touched or now - st.touched > 3600000 then
+    local k = st.keys[1]
+    local r, err = P.command("SET", k, st.a, "NX", "EX", TTL)
+    if r == nil and err then at_fail(err) end
+    if r == nil then
+      r, err = P.command("EXPIRE", k, TTL)
+      if r == nil then at_fail(err) end
+    end
+    st.touched = now
+  end
+  return st.keys[1]
+end
+
+local function at_int(r, err)
+  if r == nil and err then at_fail(err) end
+  local i = math.tointeger(r) or (type(r) == "string" and math.tointeger(tonumber(r)))
+  if not i then at_fail("not an integer in Redis: " .. string.format("%q", tostring(r)):sub(1, 40)) end
+  return i
+end
+
+function atom.add(o, d)
+  local st = self_of(o, "add", "AtomicInt")
+  local x = int_arg(d, 1, "add")
+  return at_int(P.command("INCRBY", at_key(st), x))
+end
+
+function atom.load(o)
+  local st = self_of(o, "load", "AtomicInt")
+  return at_int(P.command("GET", at_key(st)))
+end
+
+function atom.store(o, v)
+  local st = self_of(o, "store", "AtomicInt")
+  local x = int_arg(v, 1, "store")
+  local r, err = P.command("SET", at_key(st), x, "KEEPTTL")
+  if r == nil then at_fail(err) end
+end
+
+function atom.swap(o, v)
+  local st = self_of(o, "swap", "AtomicInt")
+  local x = int_arg(v, 1, "swap")
+  return at_int(P.command("SET", at_key(st), x, "KEEPTTL", "GET"))
+end
+
 function atom.compare_and_swap(o, old, new)
-  return at_call(o, "compare_and_swap", "cas", int_arg(old, 1, "compare_and_swap"),
-    int_arg(new, 2, "compare_and_swap")) == 1
+  local st = self_of(o, "compare_and_swap", "AtomicInt")
+  local x, y = int_arg(old, 1, "compare_and_swap"), int_arg(new, 2, "compare_and_swap")
+  at_key(st)
+  local r, err = P.eval(script(AT_CAS), st.keys, x, y)
+  if r == nil then at_fail(err) end
+  return r == 1
 end
 
 -- ---- naming, metatables ----

@@ -214,6 +214,41 @@ assert(g.await(assert(g.pool_submit(P, function() return outer:send(inner) end))
 local got = outer:receive()
 assert(got:send("via inner"))
 say("channel_of_channel", tostring(got == inner), inner:receive())
+
+-- cancelled operations do not happen: a receive killed while its call was
+-- on its way gives the value back, an unbuffered send killed while it waits
+-- is taken back, a receiver that stopped waiting is no receiver for try_send
+local cc = g.channel(50)
+local cid = assert(g.pool_submit(P, function() for i = 1, 1000 do assert(cc:send(i)) end end))
+local cseen, ccount, cdups, ckilled = {}, 0, 0, 0
+local function got_one(v)
+  if cseen[v] then cdups = cdups + 1 end
+  cseen[v] = true
+  ccount = ccount + 1
+end
+for _ = 1, 600 do
+  local ok, v = g.timeout(1, function() return cc:receive() end)
+  if ok then got_one(v) else ckilled = ckilled + 1 end
+end
+g.spawn(function()
+  assert(g.await(cid))
+  assert(cc:close())
+end)
+for v in cc:iter() do got_one(v) end
+say("killed_receives", ccount, cdups, ckilled > 0 and "some killed" or "none killed")
+local ug = g.channel()
+assert(g.await(assert(g.pool_submit(P, function() return ug:cap() end))))
+say("killed_send", (g.timeout(200, function() return ug:send("ghost") end)))
+g.sleep(100)
+say("ghost", ug:try_receive())
+g.timeout(50, function() return ug:receive() end)
+g.sleep(100)
+say("try_send_nobody", ug:try_send("x"))
+local sh = g.channel(1)
+assert(g.await(assert(g.pool_submit(P, function() return sh:cap() end))))
+assert(sh:send("v"))
+say("select_no_handler", g.select({{channel = sh, receive = true}}))
+say("send_metatable", select(2, pcall(fc.send, fc, setmetatable({}, {__name = "Point"}))))
 say("done")
 """
 
@@ -238,6 +273,11 @@ WANT_CHANNELS = [
     "refused_mutex\ta mutex cannot travel to a fleet pool",
     "returned_channel\ttrue\thello\ttrue",
     "channel_of_channel\ttrue\tvia inner\ttrue",
+    "killed_receives\t1000\t0\tsome killed",
+    "killed_send\tfalse",
+    "ghost\tnil\tfalse",
+    "try_send_nobody\tfalse",
+    "select_no_handler\t1\tv\ttrue",
     "done",
 ]
 
@@ -257,6 +297,8 @@ def case_channels():
           "nested function: %r" % lines.get("send_nested_function"))
     check("bad argument #1 to 'send' (channel expected" in lines.get("bad_self", ""),
           "misuse: %r" % lines.get("bad_self"))
+    check("a table with a metatable cannot be sent" in lines.get("send_metatable", ""),
+          "metatable: %r" % lines.get("send_metatable"))
     check(a.stop() == 0 and b.stop() == 0, "worker exit status")
     print("channels: %.1f s" % took)
 
@@ -318,6 +360,13 @@ local r = {g.await(assert(g.pool_submit(P, function()
 end)))}
 say("atomic_ops", tostring(r[1]), r[2], tostring(r[3]), tostring(r[4]), r[5], ai:load())
 say("atomic_bad", tostring(select(2, pcall(ai.add, ai, 1.5))):match("integer expected") or "no")
+say("atomic_string", tostring(select(2, pcall(ai.add, ai, "5"))):match("integer expected") or "no")
+-- Redis's 64-bit integers, exact
+local big = g.atomic_int(0)
+assert(g.await(assert(g.pool_submit(P, function() return big:load() end))))
+big:store(9007199254740993)
+say("atomic_big", big:load(), big:swap(math.maxinteger), big:load(), big:add(-1))
+say("units_string", tostring(select(2, pcall(sem.acquire, sem, "2"))):match("bad argument") or "no")
 say("done")
 """
 
@@ -331,6 +380,9 @@ WANT_SYNC = [
     "atomic_add\t105",
     "atomic_ops\ttrue\t105\ttrue\tfalse\t10\t10",
     "atomic_bad\tinteger expected",
+    "atomic_string\tinteger expected",
+    "atomic_big\t9007199254740993\t9007199254740993\t9223372036854775807\t9223372036854775806",
+    "units_string\tbad argument",
     "done",
 ]
 
