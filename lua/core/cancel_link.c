@@ -317,6 +317,46 @@ static int g_cancel_func(lua_State *L)
     return 1;
 }
 
+/* _keys(t): the keys of t (nil: none) as an array, taken in one C call.
+ * A pairs() loop in Lua can be preempted (a goroutine that cancels a
+ * context); another goroutine adding a key meanwhile breaks the traversal,
+ * which then skips keys. */
+static int g_keys(lua_State *L)
+{
+    lua_settop(L, 1);
+    lua_newtable(L);
+    if (lua_isnil(L, 1))
+        return 1;
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_Integer n = 0;
+    lua_pushnil(L);
+    while (lua_next(L, 1)) {
+        lua_pop(L, 1);
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, 2, ++n);
+    }
+    return 1;
+}
+
+/* _put_new(t, k, v) -> t[k] when set, else v, stored at t[k] first (raw).
+ * One C call: a Lua look-up then store can be preempted in between, and
+ * another goroutine's entry made meanwhile would be replaced. */
+static int g_put_new(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_checkany(L, 2);
+    luaL_checkany(L, 3);
+    lua_settop(L, 3);
+    lua_pushvalue(L, 2);
+    if (lua_rawget(L, 1) != LUA_TNIL)
+        return 1;
+    lua_pop(L, 1);
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, 3);
+    lua_rawset(L, 1);
+    return 1;
+}
+
 void cancel_link_open(lua_State *L, sched *s)
 {
     static const luaL_Reg methods[] = {
@@ -325,6 +365,8 @@ void cancel_link_open(lua_State *L, sched *s)
                                      {"_link_on_cancel", g_link_on_cancel},
                                      {"_link_class", g_link_class},
                                      {"_cancel_func", g_cancel_func},
+                                     {"_keys", g_keys},
+                                     {"_put_new", g_put_new},
                                      {NULL, NULL}};
     if (luaL_newmetatable(L, CANCEL_LINK_TNAME)) {
         luaL_newlib(L, methods);

@@ -18,8 +18,9 @@
 #define CANCEL_LINK_TNAME "goroutine.CancelLink"
 
 /* Registers the metatable and the codec hooks; sets _link_new,
- * _link_on_cancel and _link_class on the module table on top of L's
- * stack. */
+ * _link_on_cancel, _link_class, _cancel_func and the table helpers _keys
+ * and _put_new (one C call each: context.lua runs in goroutines that may
+ * be preempted at any line) on the module table on top of L's stack. */
 void cancel_link_open(lua_State *L, sched *s);
 
 #endif

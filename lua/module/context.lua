@@ -10,7 +10,7 @@
 local G = ...
 local channel, after_call, close, recv_only = G.channel, G._after_call, G._close, G._recv_only
 local wall_ms, local_only = G._wall_ms, G._local_only
-local link_new = G._link_new
+local link_new, keys, put_new = G._link_new, G._keys, G._put_new
 local setmetatable, type, error, select, pairs = setmetatable, type, error, select, pairs
 local CANCELED, DEADLINE = "context canceled", "context deadline exceeded"
 
@@ -39,17 +39,16 @@ local function check_self(c, fname)
     end
 end
 
+-- (each entry is made by one C call, put_new: this runs in goroutines,
+-- which may be preempted at any line, and another goroutine of this VM
+-- making the same entry meanwhile had its entry replaced: a context lost
+-- from by_link was never cancelled)
 local function st(c)
     local s = state[c]
     if not s then
-        s = { children = setmetatable({}, { __mode = "k" }), cancelled = c.link:state() }
-        state[c] = s
-        local set = by_link[c.link]
-        if not set then
-            set = setmetatable({}, { __mode = "k" })
-            by_link[c.link] = set
-        end
-        set[c] = true
+        s = put_new(state, c,
+            { children = setmetatable({}, { __mode = "k" }), cancelled = c.link:state() })
+        put_new(by_link, c.link, setmetatable({}, { __mode = "k" }))[c] = true
     end
     return s
 end
@@ -84,13 +83,19 @@ end
 function cancel(c, why)
     c.link:cancel(why)
     why = c.link:state() or why -- (another VM's reason may have come first)
-    for other in pairs(by_link[c.link] or {}) do cancel_here(other, why) end
+    -- (over a copy of the set taken in one C call: this runs in the goroutine
+    -- that cancels, which may be preempted inside the loop, and a context
+    -- another goroutine adds to the set meanwhile broke a pairs() traversal:
+    -- contexts it skipped stayed uncancelled, their waits hung)
+    local others = keys(by_link[c.link])
+    for i = 1, #others do cancel_here(others[i], why) end
     cancel_here(c, why)
 end
 
 -- another VM cancelled a link this VM holds (from the loop: cannot wait)
 G._link_on_cancel(function(link, why)
-    for c in pairs(by_link[link] or {}) do cancel_here(c, why) end
+    local cs = keys(by_link[link])
+    for i = 1, #cs do cancel_here(cs[i], why) end
 end)
 
 local function child_of(parent, deadline_ms)
@@ -98,11 +103,14 @@ local function child_of(parent, deadline_ms)
     if deadline_ms and (not c.deadline_ms or deadline_ms < c.deadline_ms) then
         c.deadline_ms = deadline_ms
     end
+    -- a child first, then the parent's state: a goroutine preempted between
+    -- the two while another cancels the parent is cancelled all the same (by
+    -- that cancel, or by the check), never left out of both
+    st(parent).children[c] = true
     local why = st(parent).cancelled or parent.link:state()
     if why then
         cancel(c, why)
     else
-        st(parent).children[c] = true
         if c.deadline_ms and c.deadline_ms ~= parent.deadline_ms then
             local left = c.deadline_ms - wall_ms()
             if left <= 0 then

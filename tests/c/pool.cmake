@@ -32,3 +32,10 @@ add_test(NAME c.sync_threads
   COMMAND mutirao-test-lua ${CMAKE_CURRENT_LIST_DIR}/sync_threads.lua)
 set_tests_properties(c.sync_threads PROPERTIES LABELS "c;tsan" TIMEOUT 120
   ENVIRONMENT "TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1")
+
+# A context cancelled by a goroutine preempted while it cancels, children
+# derived meanwhile on the same VM (one VM, 1 ms slices): all cancelled.
+add_test(NAME c.context_preempt
+  COMMAND mutirao-test-lua ${CMAKE_CURRENT_LIST_DIR}/context_preempt.lua)
+set_tests_properties(c.context_preempt PROPERTIES LABELS "c;tsan" TIMEOUT 120
+  ENVIRONMENT "MUTIRAO_PROCS=1;MUTIRAO_SLICE_MS=1;TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1")
