@@ -401,8 +401,10 @@ SIGKILL = r"""
 local g = require("goroutine")
 local P = %(pool)r
 assert(g.pool_create(P, {workers = 8, max_deliveries = 1}))
-g.sleep(3000)
-local N, K = 8, 1000
+print("created")
+io.stdout:flush()
+while not io.open(%(go)r) do g.sleep(50) end -- both workers hold partitions
+local N, K = 12, 1000
 local ch = g.channel(8)
 local acked = {}
 for t = 1, N do acked[t] = g.atomic_int(0) end
@@ -447,7 +449,14 @@ print(string.format("result lost=%%d dups=%%d gaps=%%d failed=%%d", lost, dups, 
 def case_sigkill():
     pool = "fkill" + UNIQ
     a, b = two_workers(pool)
-    p = T.start_lua(SIGKILL % {"pool": pool})
+    go = os.path.join(TMP, "go-sigkill")
+    p = T.start_lua(SIGKILL % {"pool": pool, "go": go})
+    check(p.stdout.readline().strip() == "created", "producer did not create its pool")
+    # the tasks must reach both workers: each holds partitions of the
+    # pool's topic before they are submitted (12 tasks on 8 partitions)
+    a.wait_for(r"assigned \d+ partition")
+    b.wait_for(r"assigned \d+ partition")
+    open(go, "w").close()
     check(p.stdout.readline().strip() == "submitted", "producer did not submit")
     time.sleep(2.5)  # the tasks are sending on both workers
     a.p.send_signal(signal.SIGKILL)
