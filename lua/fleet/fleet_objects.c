@@ -17,6 +17,7 @@
 #include "fleet_conn.h"
 #include "list.h"
 #include "redis_uv.h"
+#include "redis_value.h"
 #include "sema.h"
 #include "uv_closer.h"
 
@@ -49,14 +50,6 @@ typedef struct fobj_vm {
 
 /* ---- a script call a goroutine waits for ---- */
 
-typedef struct rval {
-    int type; /* REDIS_REPLY_* */
-    long long i;
-    char *str;
-    size_t len, n;
-    struct rval *el;
-} rval;
-
 typedef struct fcall {
     mlist node;
     int refs;
@@ -64,44 +57,18 @@ typedef struct fcall {
     glist waiters;
     int done, failed;
     char err[300];
-    rval reply;
+    redis_value reply;
 } fcall;
 
-static void rval_free(rval *v)
-{
-    for (size_t i = 0; i < v->n; i++)
-        rval_free(&v->el[i]);
-    free(v->el);
-    free(v->str);
-}
+/* arrays in a reply are copied to this depth; deeper ones are refused (the
+ * scripts answer flat arrays or one level of nesting) */
+#define REPLY_DEPTH 5
 
-static int rval_copy(rval *to, const redisReply *r, int depth)
-{
-    memset(to, 0, sizeof *to);
-    to->type = r->type;
-    to->i = r->integer;
-    if (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS ||
-        r->type == REDIS_REPLY_ERROR) {
-        if (!(to->str = malloc(r->len + 1)))
-            return -1;
-        memcpy(to->str, r->str, r->len);
-        to->str[r->len] = 0;
-        to->len = r->len;
-    } else if (r->type == REDIS_REPLY_ARRAY && r->elements > 0) {
-        if (depth > 4 || !(to->el = calloc(r->elements, sizeof *to->el)))
-            return -1;
-        for (; to->n < r->elements; to->n++)
-            if (rval_copy(&to->el[to->n], r->element[to->n], depth + 1) != 0)
-                return -1;
-    }
-    return 0;
-}
-
-static void rval_push(lua_State *L, const rval *v)
+static void reply_push(lua_State *L, const redis_value *v)
 {
     switch (v->type) {
     case REDIS_REPLY_INTEGER:
-        lua_pushinteger(L, (lua_Integer)v->i);
+        lua_pushinteger(L, (lua_Integer)v->integer);
         break;
     case REDIS_REPLY_STRING:
     case REDIS_REPLY_STATUS:
@@ -113,7 +80,7 @@ static void rval_push(lua_State *L, const rval *v)
     case REDIS_REPLY_ARRAY:
         lua_createtable(L, (int)v->n, 0);
         for (size_t i = 0; i < v->n; i++) {
-            rval_push(L, &v->el[i]);
+            reply_push(L, &v->el[i]);
             lua_rawseti(L, -2, (lua_Integer)i + 1);
         }
         break;
@@ -125,7 +92,7 @@ static void rval_push(lua_State *L, const rval *v)
 static void fcall_unref(fcall *c)
 {
     if (--c->refs == 0) {
-        rval_free(&c->reply);
+        redis_value_free(&c->reply);
         free(c);
     }
 }
@@ -142,7 +109,7 @@ static void on_call(redis_uv *cli, int status, const redisReply *reply, const ch
     } else if (reply->type == REDIS_REPLY_ERROR) {
         c->failed = 1;
         snprintf(c->err, sizeof c->err, "redis: %s", reply->str);
-    } else if (rval_copy(&c->reply, reply, 0) != 0) {
+    } else if (redis_value_copy(&c->reply, reply, REPLY_DEPTH) != 0) {
         c->failed = 1;
         snprintf(c->err, sizeof c->err, "not enough memory");
     }
@@ -281,7 +248,7 @@ static int eval_k(lua_State *L, int status, lua_KContext ctx)
         lua_pushboolean(L, c->failed == 2);
         return 3;
     }
-    rval_push(L, &c->reply);
+    reply_push(L, &c->reply);
     return 1;
 }
 
