@@ -62,6 +62,25 @@ def expect_lines(out, err, wanted):
         check(w in lines, "missing line %r\n--- stdout\n%s--- stderr\n%s" % (w, out, err))
 
 
+def start_producer(src, first, env=None):
+    """src started with `mutirao run --fleet` (env: variables added to its
+    environment), its first line read: a failure unless the whole line
+    (stripped) matches the regex first. (the process, the match)."""
+    p = T.start_lua(src, env=env)
+    line = p.stdout.readline()
+    m = re.fullmatch(first, line.strip())
+    check(m, "the producer's first line: %r, not %r" % (line, first))
+    return p, m
+
+
+def end_producer(p, timeout, what="the producer"):
+    """(stdout, stderr) of p, started by start_producer, once it exited 0
+    within timeout s; a failure otherwise."""
+    rc, out, err = T.finish(p, timeout, what)
+    check(rc == 0, "%s: %d\n%s%s" % (what, rc, out, err))
+    return out, err
+
+
 # The script prints "name<TAB>result" lines; each assert raises with a message.
 CHANNELS = r"""
 local g = require("goroutine")
@@ -282,24 +301,31 @@ WANT_CHANNELS = [
 ]
 
 
-def case_channels():
-    pool = "fobj" + UNIQ
+def script_case(prefix, src, wanted, contains=()):
+    """Two workers on a new pool named prefix + UNIQ; src (its %(pool)r: that
+    pool) run on them: it exits 0, prints each wanted line (exact) and, for
+    each (name, text, what) of contains, a line whose first field is name
+    and that contains text; the workers stop cleanly. The seconds it took."""
+    pool = prefix + UNIQ
     a, b = two_workers(pool)
-    rc, out, err, took = run_lua(CHANNELS % {"pool": pool}, timeout=180)
+    rc, out, err, took = run_lua(src % {"pool": pool}, timeout=180)
     check(rc == 0, "script: %d\n%s%s" % (rc, out, err))
-    expect_lines(out, err, WANT_CHANNELS)
+    expect_lines(out, err, wanted)
     lines = {l.split("\t")[0]: l for l in out.splitlines()}
-    check("holds values" in lines.get("refused_buffered", ""),
-          "a channel holding values: %r" % lines.get("refused_buffered"))
-    check("a function cannot be sent on a fleet channel" in lines.get("send_function", ""),
-          "function: %r" % lines.get("send_function"))
-    check("a function cannot be sent" in lines.get("send_nested_function", ""),
-          "nested function: %r" % lines.get("send_nested_function"))
-    check("bad argument #1 to 'send' (channel expected" in lines.get("bad_self", ""),
-          "misuse: %r" % lines.get("bad_self"))
-    check("a table with a metatable cannot be sent" in lines.get("send_metatable", ""),
-          "metatable: %r" % lines.get("send_metatable"))
+    for name, text, what in contains:
+        check(text in lines.get(name, ""), "%s: %r" % (what, lines.get(name)))
     check(a.stop() == 0 and b.stop() == 0, "worker exit status")
+    return took
+
+
+def case_channels():
+    took = script_case("fobj", CHANNELS, WANT_CHANNELS, [
+        ("refused_buffered", "holds values", "a channel holding values"),
+        ("send_function", "a function cannot be sent on a fleet channel", "function"),
+        ("send_nested_function", "a function cannot be sent", "nested function"),
+        ("bad_self", "bad argument #1 to 'send' (channel expected", "misuse"),
+        ("send_metatable", "a table with a metatable cannot be sent", "metatable"),
+    ])
     print("channels: %.1f s" % took)
 
 
@@ -388,13 +414,7 @@ WANT_SYNC = [
 
 
 def case_sync():
-    pool = "fsync" + UNIQ
-    a, b = two_workers(pool)
-    rc, out, err, took = run_lua(SYNC % {"pool": pool}, timeout=180)
-    check(rc == 0, "script: %d\n%s%s" % (rc, out, err))
-    expect_lines(out, err, WANT_SYNC)
-    check(a.stop() == 0 and b.stop() == 0, "worker exit status")
-    print("sync: %.1f s" % took)
+    print("sync: %.1f s" % script_case("fsync", SYNC, WANT_SYNC))
 
 
 SIGKILL = r"""
@@ -450,8 +470,7 @@ def case_sigkill():
     pool = "fkill" + UNIQ
     a, b = two_workers(pool)
     go = os.path.join(TMP, "go-sigkill")
-    p = T.start_lua(SIGKILL % {"pool": pool, "go": go})
-    check(p.stdout.readline().strip() == "created", "producer did not create its pool")
+    p, _ = start_producer(SIGKILL % {"pool": pool, "go": go}, "created")
     # the tasks must reach both workers: each holds partitions of the
     # pool's topic before they are submitted (12 tasks on 8 partitions)
     a.wait_for(r"assigned \d+ partition")
@@ -461,8 +480,7 @@ def case_sigkill():
     time.sleep(2.5)  # the tasks are sending on both workers
     a.p.send_signal(signal.SIGKILL)
     a.p.wait()
-    rc, out, err = T.finish(p, 180, "the producer after the SIGKILL")
-    check(rc == 0, "producer: %d\n%s%s" % (rc, out, err))
+    out, err = end_producer(p, 180, "the producer after the SIGKILL")
     m = re.search(r"result lost=(\d+) dups=(\d+) gaps=(\d+) failed=(\d+)", out)
     check(m, "no result line:\n%s%s" % (out, err))
     lost, dups, gaps, failed = (int(x) for x in m.groups())
@@ -500,16 +518,13 @@ def case_hostile():
     w = Worker("hostile", [pool])
     w.wait_for(r"consuming")
     go = os.path.join(TMP, "go")
-    p = T.start_lua(HOSTILE % {"pool": pool, "go": go})
-    line = p.stdout.readline().split()
-    check(len(line) == 2 and line[0] == "name", "no name line: %r" % line)
-    key = "mutirao:obj:{%s}:q" % line[1]
+    p, name = start_producer(HOSTILE % {"pool": pool, "go": go}, r"name\s+(\S+)")
+    key = "mutirao:obj:{%s}:q" % name.group(1)
     # garbage; a message header cut short; a msgpack ext that claims 4 GiB
     for v in (b"\x00garbage", b"MTR", b"MTR\x01\xc9\xff\xff\xff\xff\x01"):
         redis_client.command(REDIS, "RPUSH", key, v, timeout=10)
     open(go, "w").close()
-    rc, out, err = T.finish(p, 60)
-    check(rc == 0, "producer: %d\n%s%s" % (rc, out, err))
+    out, err = end_producer(p, 60)
     forged = [l for l in out.splitlines() if l.startswith("forged")]
     check(forged == ["forged\tfalse\ta value that cannot be read"] * 3,
           "forged values: %r\n%s" % (forged, err))
@@ -624,15 +639,15 @@ def case_cut():
     w.wait_for(r"consuming")
     port = int(re.sub(r".*:(\d+).*", r"\1", REDIS.split("@")[-1]))
     proxy = private_redis.CuttingProxy(port, command=b"RECEIVE", reply=b"*2\r\n$2\r\nok")
-    p = T.start_lua(CUT % {"pool": pool}, env={"MUTIRAO_REDIS_URL": proxy.url})
-    check(p.stdout.readline().strip() == "go", "producer did not submit")
+    p, _ = start_producer(CUT % {"pool": pool}, "go", env={"MUTIRAO_REDIS_URL": proxy.url})
     time.sleep(0.5)
     for _ in range(6):
         proxy.arm(1)
         time.sleep(0.3)
-    rc, out, err = T.finish(p, 120)
-    proxy.close()
-    check(rc == 0, "producer: %d\n%s%s" % (rc, out, err))
+    try:
+        out, err = end_producer(p, 120)
+    finally:
+        proxy.close()
     m = re.search(r"cut count=(\d+) missing=(\d+) dups=(\d+)", out)
     check(m, "no result:\n%s%s" % (out, err))
     count, missing, dups = (int(x) for x in m.groups())
