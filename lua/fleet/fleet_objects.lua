@@ -325,16 +325,23 @@ local function unsend(g)
   nowait(g.st, CH, "unsend", g.b, g.id)
 end
 
+-- A send's guard, armed: its id (g.id, new; unsend takes the value back
+-- by it) and its value's bytes b on st's channel.
+local function send_guard(st, b)
+  send_seq = send_seq + 1
+  local g = guard(unsend)
+  g.st, g.b, g.id, g.armed = st, b, P.token .. "#s" .. send_seq, true
+  return g
+end
+
 -- A send killed while its call was on its way, or while its unbuffered
 -- value waited for a receiver, is taken back (unless a receiver took it
 -- meanwhile, as when a send is killed just after it returned).
 function chan.send(o, v)
   local st = self_of(o, "send", "channel")
   local b = encode(v)
-  send_seq = send_seq + 1
-  local id = P.token .. "#s" .. send_seq
-  local g <close> = guard(unsend)
-  g.st, g.b, g.id, g.armed = st, b, id, true
+  local g <close> = send_guard(st, b)
+  local id = g.id
   local r = call(st, CH, "send", b, id)
   local wait = waiter()
   while r[1] == "full" do
@@ -357,11 +364,8 @@ end
 -- "ok", "full" or "closed"
 local function try_send_once(st, v)
   local b = encode(v)
-  send_seq = send_seq + 1
-  local id = P.token .. "#s" .. send_seq
-  local g <close> = guard(unsend)
-  g.st, g.b, g.id, g.armed = st, b, id, true
-  local r = call(st, CH, "try_send", b, id)
+  local g <close> = send_guard(st, b)
+  local r = call(st, CH, "try_send", b, g.id)
   g.armed = false
   return r[1]
 end
