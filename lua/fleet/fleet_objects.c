@@ -45,6 +45,7 @@ typedef struct fobj_vm {
     int tick_on;
     mlist calls; /* in flight (fcall.node) */
     travel_ctx values;
+    unsigned char left_gc[NKINDS]; /* per kind: the "left" metatable has its __gc */
     uvc_closer closer;
 } fobj_vm;
 
@@ -488,10 +489,13 @@ int fleet_obj_encode(travel_ctx *tc, lua_State *L, int idx, const char *kind, lu
     (void)tc;
     fobj_vm *v = vm_of(L);
     idx = lua_absindex(L, idx);
-    /* the local type's __gc goes on: the userdata still owns its core */
+    /* the local type's __gc goes on: the userdata still owns its core
+     * (copied into the kind's "left" metatable at its first promote: the
+     * local type's metatable exists once one of its objects does) */
     for (size_t i = 0; i < NKINDS; i++) {
-        if (strcmp(KINDS[i][0], kind) != 0)
+        if (v->left_gc[i] || strcmp(KINDS[i][0], kind) != 0)
             continue;
+        v->left_gc[i] = 1;
         char tname[64];
         snprintf(tname, sizeof tname, "%s_left", KINDS[i][1]);
         luaL_getmetatable(L, tname);
