@@ -259,6 +259,17 @@ local state = setmetatable({}, {__mode = "k"})
 local by_name = setmetatable({}, {__mode = "v"})
 local seq = 0
 
+-- Bytes from Redis (anyone with access may have written them) as a message
+-- shows them: at most 32, printable ASCII as is, any other byte (and " and
+-- \) as \xNN, and their length.
+local function shown(s)
+  local t = s:sub(1, 32):gsub(".", function(c)
+    local b = c:byte()
+    if b < 32 or b > 126 or c == '"' or c == "\\" then return ("\\x%02x"):format(b) end
+  end)
+  return ('"%s"%s (%d bytes)'):format(t, #s > 32 and "..." or "", #s)
+end
+
 local function fail(what, err, level)
   error(what .. ": " .. tostring(err), level + 1)
 end
@@ -671,7 +682,7 @@ end
 local function at_int(r, err)
   if r == nil and err then at_fail(err) end
   local i = math.tointeger(r) or (type(r) == "string" and math.tointeger(tonumber(r)))
-  if not i then at_fail("not an integer in Redis: " .. string.format("%q", tostring(r)):sub(1, 40)) end
+  if not i then at_fail("not an integer in Redis: " .. (r == nil and "no value" or shown(tostring(r)))) end
   return i
 end
 

@@ -13,7 +13,8 @@ Cases:
   sigkill    a worker killed while its tasks send: every value whose send
              returned (recorded in an AtomicInt after each send) arrives
              exactly once, and what arrives of each task has no gap
-  hostile    bytes someone else pushed into a channel's list are refused
+  hostile    what someone else wrote into an object's keys is refused with
+             a clear message that shows no raw bytes of it
   example    examples/fleet_channel.lua on the fleet
   valgrind   the producer and a worker under valgrind
   cut        the producer's Redis connection reset right after receives
@@ -22,6 +23,7 @@ Cases:
 import os
 import re
 import signal
+import string
 import sys
 import time
 
@@ -496,39 +498,57 @@ local g = require("goroutine")
 local P = %(pool)r
 assert(g.pool_create(P, {workers = 2}))
 local ch = g.channel(8)
-assert(g.await(assert(g.pool_submit(P, function() return ch:cap() end))))
-print("name", (tostring(ch):match("fleet ([^)]+)")))
+local ai = g.atomic_int(0)
+assert(g.await(assert(g.pool_submit(P, function() return ch:cap(), ai:load() end))))
+local function name(o) return (tostring(o):match("fleet ([^)]+)")) end
+print("names", name(ch), name(ai))
 io.stdout:flush()
 while not io.open(%(go)r) do g.sleep(50) end
 for i = 1, 3 do
   local ok, err = pcall(ch.receive, ch)
   print("forged", tostring(ok), (tostring(err):match("a value that cannot be read") or tostring(err)))
 end
+local ok, err = pcall(ai.load, ai)
+print("atomic_forged", tostring(ok), (tostring(err):match("not an integer in Redis") or "?"))
+print("atomic_message", tostring(err))
 assert(ch:send("still works"))
 print("after", ch:receive())
 """
+
+
+# Bytes a message must not show raw: terminal escapes, a right-to-left
+# override (valid UTF-8, so the test's own decoding of the output keeps it).
+RAW = b"\x1b[2J\xe2\x80\xae12\x07"
 
 
 def case_hostile():
     """Values someone else wrote into a fleet channel's list (garbage, a
     truncated message, a function as bytecode-looking bytes) are refused by
     the receiver with an error: no crash, nothing run, the channel still
-    works."""
+    works. An AtomicInt's value that is not an integer: an error. No
+    message shows the forged bytes raw."""
     pool = "fhost" + UNIQ
     w = Worker("hostile", [pool])
     w.wait_for(r"consuming")
     go = os.path.join(TMP, "go")
-    p, name = start_producer(HOSTILE % {"pool": pool, "go": go}, r"name\s+(\S+)")
-    key = "mutirao:obj:{%s}:q" % name.group(1)
+    p, names = start_producer(HOSTILE % {"pool": pool, "go": go}, r"names\s+(\S+)\s+(\S+)")
+    ch, ai = ("mutirao:obj:{%s}" % n for n in names.groups())
     # garbage; a message header cut short; a msgpack ext that claims 4 GiB
     for v in (b"\x00garbage", b"MTR", b"MTR\x01\xc9\xff\xff\xff\xff\x01"):
-        redis_client.command(REDIS, "RPUSH", key, v, timeout=10)
+        redis_client.command(REDIS, "RPUSH", ch + ":q", v, timeout=10)
+    # an AtomicInt's value: terminal escapes, a right-to-left override
+    redis_client.command(REDIS, "SET", ai, RAW, timeout=10)
     open(go, "w").close()
     out, err = end_producer(p, 60)
     forged = [l for l in out.splitlines() if l.startswith("forged")]
     check(forged == ["forged\tfalse\ta value that cannot be read"] * 3,
           "forged values: %r\n%s" % (forged, err))
     check("after\tstill works\ttrue" in out, "channel after forged values:\n%s%s" % (out, err))
+    check("atomic_forged\tfalse\tnot an integer in Redis" in out.splitlines(),
+          "a forged AtomicInt:\n%s%s" % (out, err))
+    raw = RAW.decode()
+    for c in set(raw) - set(string.printable):
+        check(c not in out + err, "forged bytes %r in the messages:\n%s%s" % (c, out, err))
     check(w.stop() == 0, "worker exit status")
 
 
