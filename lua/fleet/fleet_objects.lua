@@ -181,14 +181,24 @@ for _, t in ipairs(redis.call('ZRANGEBYSCORE', E, '-inf', now)) do
   redis.call('HDEL', M, 'h:' .. t)
   redis.call('ZREM', E, t)
 end
+-- each holder's units: digits (15 at most: exact as a Lua number), no more
+-- than cap in all; anything else was written by something else: refused
+local function invalid()
+  return redis.error_reply('semaphore ' .. M .. ' holds an invalid unit count')
+end
 local held, mine = 0, 0
 local all = redis.call('HGETALL', M)
 for i = 1, #all, 2 do
   if string.sub(all[i], 1, 2) == 'h:' then
-    held = held + tonumber(all[i + 1])
-    if all[i] == 'h:' .. ARGV[7] then mine = tonumber(all[i + 1]) end
+    local v = all[i + 1]
+    local n = #v <= 15 and string.match(v, '^%d+$') and tonumber(v)
+    if not n then return invalid() end
+    all[i + 1] = n
+    held = held + n
+    if all[i] == 'h:' .. ARGV[7] then mine = n end
   end
 end
+if held > cap then return invalid() end
 local op, k, token = ARGV[4], tonumber(ARGV[6]), ARGV[7]
 if op == 'acquire' then
   if cap - held < k then return {'full'} end
@@ -213,7 +223,7 @@ elseif op == 'release' then
     if left == 0 then break end
     local f = all[i]
     if string.sub(f, 1, 2) == 'h:' and f ~= 'h:' .. token then
-      local n = tonumber(all[i + 1])
+      local n = all[i + 1]
       local take = math.min(n, left)
       left = left - take
       if take == n then

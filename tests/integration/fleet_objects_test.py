@@ -499,9 +499,12 @@ local P = %(pool)r
 assert(g.pool_create(P, {workers = 2}))
 local ch = g.channel(8)
 local ai = g.atomic_int(0)
-assert(g.await(assert(g.pool_submit(P, function() return ch:cap(), ai:load() end))))
+local s1, s2, s3 = g.semaphore(2), g.semaphore(2), g.semaphore(2)
+assert(g.await(assert(g.pool_submit(P, function()
+  return ch:cap(), ai:load(), s1:available(), s2:available(), s3:available()
+end))))
 local function name(o) return (tostring(o):match("fleet ([^)]+)")) end
-print("names", name(ch), name(ai))
+print("names", name(ch), name(ai), name(s1), name(s2), name(s3))
 io.stdout:flush()
 while not io.open(%(go)r) do g.sleep(50) end
 for i = 1, 3 do
@@ -511,6 +514,12 @@ end
 local ok, err = pcall(ai.load, ai)
 print("atomic_forged", tostring(ok), (tostring(err):match("not an integer in Redis") or "?"))
 print("atomic_message", tostring(err))
+for i, s in ipairs({s1, s2, s3}) do
+  local ok1, e1 = pcall(s.available, s)
+  local ok2, e2 = pcall(s.try_acquire, s)
+  print("sem_forged", i, tostring(ok1), (tostring(e1):match("semaphore [^ ]+ holds an invalid unit count") or tostring(e1)),
+    tostring(ok2), (tostring(e2):match("semaphore [^ ]+ holds an invalid unit count") or tostring(e2)))
+end
 assert(ch:send("still works"))
 print("after", ch:receive())
 """
@@ -525,19 +534,25 @@ def case_hostile():
     """Values someone else wrote into a fleet channel's list (garbage, a
     truncated message, a function as bytecode-looking bytes) are refused by
     the receiver with an error: no crash, nothing run, the channel still
-    works. An AtomicInt's value that is not an integer: an error. No
-    message shows the forged bytes raw."""
+    works. An AtomicInt's value that is not an integer: an error. A
+    semaphore with a holder's units negative, not a number, or more than its
+    capacity in all: each operation refuses it, naming the key. No message
+    shows the forged bytes raw."""
     pool = "fhost" + UNIQ
     w = Worker("hostile", [pool])
     w.wait_for(r"consuming")
     go = os.path.join(TMP, "go")
-    p, names = start_producer(HOSTILE % {"pool": pool, "go": go}, r"names\s+(\S+)\s+(\S+)")
-    ch, ai = ("mutirao:obj:{%s}" % n for n in names.groups())
+    p, names = start_producer(HOSTILE % {"pool": pool, "go": go}, r"names" + r"\s+(\S+)" * 5)
+    ch, ai, s1, s2, s3 = ("mutirao:obj:{%s}" % n for n in names.groups())
     # garbage; a message header cut short; a msgpack ext that claims 4 GiB
     for v in (b"\x00garbage", b"MTR", b"MTR\x01\xc9\xff\xff\xff\xff\x01"):
         redis_client.command(REDIS, "RPUSH", ch + ":q", v, timeout=10)
     # an AtomicInt's value: terminal escapes, a right-to-left override
     redis_client.command(REDIS, "SET", ai, RAW, timeout=10)
+    # semaphores' holders (h:TOKEN = units): negative, not a number, more
+    # units than the capacity
+    for key, units in ((s1, b"-5"), (s2, RAW), (s3, b"3")):
+        redis_client.command(REDIS, "HSET", key, b"h:" + RAW, units, timeout=10)
     open(go, "w").close()
     out, err = end_producer(p, 60)
     forged = [l for l in out.splitlines() if l.startswith("forged")]
@@ -546,6 +561,10 @@ def case_hostile():
     check("after\tstill works\ttrue" in out, "channel after forged values:\n%s%s" % (out, err))
     check("atomic_forged\tfalse\tnot an integer in Redis" in out.splitlines(),
           "a forged AtomicInt:\n%s%s" % (out, err))
+    for i, key in enumerate((s1, s2, s3)):
+        bad = "semaphore %s holds an invalid unit count" % key
+        check("sem_forged\t%d\tfalse\t%s\tfalse\t%s" % (i + 1, bad, bad) in out.splitlines(),
+              "a forged holder of a semaphore:\n%s%s" % (out, err))
     raw = RAW.decode()
     for c in set(raw) - set(string.printable):
         check(c not in out + err, "forged bytes %r in the messages:\n%s%s" % (c, out, err))
