@@ -418,6 +418,22 @@ static int p_setmetatable(lua_State *L)
     return 0;
 }
 
+/* where() -> "file:line: " of the innermost Lua function on the stack that
+ * is not fleet_objects.lua's (the call in the user's code), or "" */
+static int p_where(lua_State *L)
+{
+    const char *self = fleet_objects_lua[0].chunkname;
+    lua_Debug ar;
+    for (int level = 1; lua_getstack(L, level, &ar); level++) {
+        if (lua_getinfo(L, "Sl", &ar) && ar.currentline > 0 && strcmp(ar.source, self) != 0) {
+            lua_pushfstring(L, "%s:%d: ", ar.short_src, ar.currentline);
+            return 1;
+        }
+    }
+    lua_pushliteral(L, "");
+    return 1;
+}
+
 static int p_now_ms(lua_State *L)
 {
     lua_pushnumber(L, (double)uv_hrtime() / 1e6);
@@ -578,6 +594,8 @@ void fleet_objects_install(lua_State *L, sched *s, const config *cfg, const char
     lua_setfield(L, -2, "setmetatable");
     lua_pushcfunction(L, p_now_ms);
     lua_setfield(L, -2, "now_ms");
+    lua_pushcfunction(L, p_where);
+    lua_setfield(L, -2, "where");
     lua_pushstring(L, v->token);
     lua_setfield(L, -2, "token");
     lua_pushinteger(L, LEASE_MS);

@@ -22,6 +22,8 @@ local math, string = math, string
 --   P.encode(v) -> bytes | nil, err; P.decode(bytes) -> v | nil, err;
 --   P.newobject(mt) -> a userdata; P.setmetatable(userdata, mt);
 --   P.now_ms() (monotonic); P.keep_alive(): start the lease timer;
+--   P.where() -> "file:line: " of the user's call (the innermost Lua
+--   function on the stack outside this file), or "";
 --   P.mts[kind] = {left = mt, named = mt} (registered with the codec);
 --   P.token: this VM's name; P.lease_ms; P.ttl_s
 -- LOADED: package.loaded (the goroutine module's sleep, once it is loaded)
@@ -333,9 +335,12 @@ local function encode(v)
   return b
 end
 
+-- (raised at the user's call, wherever in this file it is read)
 local function decode(b)
   local v, err = P.decode(b)
-  if err then error("fleet channel: a value that cannot be read: " .. tostring(err), 3) end
+  if err then
+    error(P.where() .. "fleet channel: a value that cannot be read: " .. tostring(err), 0)
+  end
   return v
 end
 

@@ -507,10 +507,15 @@ local function name(o) return (tostring(o):match("fleet ([^)]+)")) end
 print("names", name(ch), name(ai), name(s1), name(s2), name(s3))
 io.stdout:flush()
 while not io.open(%(go)r) do g.sleep(50) end
-for i = 1, 3 do
-  local ok, err = pcall(ch.receive, ch)
+local _, here = pcall(function() error("here") end)
+local me = here:match("^(.*):%%d+: here$") -- this file, as messages name it
+local function forged(ok, err) -- the error names this file's line, not the library's
   print("forged", tostring(ok), (tostring(err):match("a value that cannot be read") or tostring(err)))
+  print("forged_at", tostring(err):sub(1, #me + 1) == me .. ":" and "caller" or tostring(err))
 end
+for i = 1, 3 do forged(pcall(ch.receive, ch)) end
+forged(pcall(function() for v in ch:iter() do end end))
+forged(pcall(g.select, {{channel = ch, receive = true}}))
 local ok, err = pcall(ai.load, ai)
 print("atomic_forged", tostring(ok), (tostring(err):match("not an integer in Redis") or "?"))
 print("atomic_message", tostring(err))
@@ -534,7 +539,8 @@ def case_hostile():
     """Values someone else wrote into a fleet channel's list (garbage, a
     truncated message, a function as bytecode-looking bytes) are refused by
     the receiver with an error: no crash, nothing run, the channel still
-    works. An AtomicInt's value that is not an integer: an error. A
+    works; the error names the line of the receive (receive, iter,
+    select). An AtomicInt's value that is not an integer: an error. A
     semaphore with a holder's units negative, not a number, or more than its
     capacity in all: each operation refuses it, naming the key. No message
     shows the forged bytes raw."""
@@ -545,7 +551,7 @@ def case_hostile():
     p, names = start_producer(HOSTILE % {"pool": pool, "go": go}, r"names" + r"\s+(\S+)" * 5)
     ch, ai, s1, s2, s3 = ("mutirao:obj:{%s}" % n for n in names.groups())
     # garbage; a message header cut short; a msgpack ext that claims 4 GiB
-    for v in (b"\x00garbage", b"MTR", b"MTR\x01\xc9\xff\xff\xff\xff\x01"):
+    for v in (b"\x00garbage", b"MTR", b"MTR\x01\xc9\xff\xff\xff\xff\x01", b"\x00", b"\x00"):
         redis_client.command(REDIS, "RPUSH", ch + ":q", v, timeout=10)
     # an AtomicInt's value: terminal escapes, a right-to-left override
     redis_client.command(REDIS, "SET", ai, RAW, timeout=10)
@@ -556,7 +562,7 @@ def case_hostile():
     open(go, "w").close()
     out, err = end_producer(p, 60)
     forged = [l for l in out.splitlines() if l.startswith("forged")]
-    check(forged == ["forged\tfalse\ta value that cannot be read"] * 3,
+    check(forged == ["forged\tfalse\ta value that cannot be read", "forged_at\tcaller"] * 5,
           "forged values: %r\n%s" % (forged, err))
     check("after\tstill works\ttrue" in out, "channel after forged values:\n%s%s" % (out, err))
     check("atomic_forged\tfalse\tnot an integer in Redis" in out.splitlines(),
