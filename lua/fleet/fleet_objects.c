@@ -29,10 +29,11 @@ extern const embedded_chunk fleet_objects_lua[];
 
 static const char FOBJ_KEY = 'o';
 
-static const char *const KINDS[][3] = {
-    {"channel", "goroutine.fleet_channel", CHANNEL_TNAME},
-    {"semaphore", "goroutine.fleet_semaphore", SEMAPHORE_TNAME},
-    {"atomic_int", "goroutine.fleet_atomic_int", ATOMIC_INT_TNAME}};
+/* kind, the fleet type's metatable, the local type's, what messages call it */
+static const char *const KINDS[][4] = {
+    {"channel", "goroutine.fleet_channel", CHANNEL_TNAME, "channel"},
+    {"semaphore", "goroutine.fleet_semaphore", SEMAPHORE_TNAME, "semaphore"},
+    {"atomic_int", "goroutine.fleet_atomic_int", ATOMIC_INT_TNAME, "AtomicInt"}};
 #define NKINDS (sizeof KINDS / sizeof KINDS[0])
 
 typedef struct fobj_vm {
@@ -434,6 +435,23 @@ static int p_where(lua_State *L)
     return 1;
 }
 
+/* described(v) -> what a message calls v when it is no fleet object: "local
+ * channel" (semaphore, AtomicInt), else its metatable's __name, else its
+ * type */
+static int p_described(lua_State *L)
+{
+    luaL_checkany(L, 1);
+    for (size_t i = 0; i < NKINDS; i++) {
+        if (luaL_testudata(L, 1, KINDS[i][2])) {
+            lua_pushfstring(L, "local %s", KINDS[i][3]);
+            return 1;
+        }
+    }
+    if (luaL_getmetafield(L, 1, "__name") != LUA_TSTRING)
+        lua_pushstring(L, luaL_typename(L, 1));
+    return 1;
+}
+
 static int p_now_ms(lua_State *L)
 {
     lua_pushnumber(L, (double)uv_hrtime() / 1e6);
@@ -596,6 +614,8 @@ void fleet_objects_install(lua_State *L, sched *s, const config *cfg, const char
     lua_setfield(L, -2, "now_ms");
     lua_pushcfunction(L, p_where);
     lua_setfield(L, -2, "where");
+    lua_pushcfunction(L, p_described);
+    lua_setfield(L, -2, "described");
     lua_pushstring(L, v->token);
     lua_setfield(L, -2, "token");
     lua_pushinteger(L, LEASE_MS);

@@ -22,6 +22,8 @@ local math, string = math, string
 --   P.encode(v) -> bytes | nil, err; P.decode(bytes) -> v | nil, err;
 --   P.newobject(mt) -> a userdata; P.setmetatable(userdata, mt);
 --   P.now_ms() (monotonic); P.keep_alive(): start the lease timer;
+--   P.described(v) -> "local channel" (semaphore, AtomicInt), v's __name or
+--   its type, for messages;
 --   P.where() -> "file:line: " of the user's call (the innermost Lua
 --   function on the stack outside this file), or "";
 --   P.mts[kind] = {left = mt, named = mt} (registered with the codec);
@@ -318,8 +320,8 @@ end
 local function self_of(o, method, what)
   local st = state[o]
   if not st or st.what ~= what then
-    error(("bad argument #1 to '%s' (%s expected, got %s)"):format(method, what,
-      type(o) == "userdata" and "userdata" or type(o)), 3)
+    error(("bad argument #1 to '%s' (fleet %s expected, got %s)"):format(method, what,
+      st and "fleet " .. st.what or P.described(o)), 3)
   end
   return st
 end

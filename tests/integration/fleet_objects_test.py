@@ -325,7 +325,7 @@ def case_channels():
         ("refused_buffered", "holds values", "a channel holding values"),
         ("send_function", "a function cannot be sent on a fleet channel", "function"),
         ("send_nested_function", "a function cannot be sent", "nested function"),
-        ("bad_self", "bad argument #1 to 'send' (channel expected", "misuse"),
+        ("bad_self", "bad argument #1 to 'send' (fleet channel expected, got number)", "misuse"),
         ("send_metatable", "a table with a metatable cannot be sent", "metatable"),
     ])
     print("channels: %.1f s" % took)
@@ -506,6 +506,12 @@ end))))
 local function name(o) return (tostring(o):match("fleet ([^)]+)")) end
 print("names", name(ch), name(ai), name(s1), name(s2), name(s3))
 io.stdout:flush()
+-- a fleet method called on what is not that fleet object
+print("wrong_self", select(2, pcall(ch.send, g.channel(1), 1)))
+print("wrong_self", select(2, pcall(s1.acquire, g.semaphore(1))))
+print("wrong_self", select(2, pcall(ai.load, g.atomic_int(1))))
+print("wrong_self", select(2, pcall(ch.send, s1, 1)))
+print("wrong_self", select(2, pcall(ch.len, g.mutex())))
 while not io.open(%(go)r) do g.sleep(50) end
 local _, here = pcall(function() error("here") end)
 local me = here:match("^(.*):%%d+: here$") -- this file, as messages name it
@@ -542,7 +548,8 @@ def case_hostile():
     works; the error names the line of the receive (receive, iter,
     select). An AtomicInt's value that is not an integer: an error. A
     semaphore with a holder's units negative, not a number, or more than its
-    capacity in all: each operation refuses it, naming the key. No message
+    capacity in all: each operation refuses it, naming the key. A fleet
+    method called on a local object says so. No message
     shows the forged bytes raw."""
     pool = "fhost" + UNIQ
     w = Worker("hostile", [pool])
@@ -567,6 +574,14 @@ def case_hostile():
     check("after\tstill works\ttrue" in out, "channel after forged values:\n%s%s" % (out, err))
     check("atomic_forged\tfalse\tnot an integer in Redis" in out.splitlines(),
           "a forged AtomicInt:\n%s%s" % (out, err))
+    wrong = [l for l in out.splitlines() if l.startswith("wrong_self\t")]
+    for i, want in enumerate(["'send' (fleet channel expected, got local channel)",
+                              "'acquire' (fleet semaphore expected, got local semaphore)",
+                              "'load' (fleet AtomicInt expected, got local AtomicInt)",
+                              "'send' (fleet channel expected, got fleet semaphore)",
+                              "'len' (fleet channel expected, got goroutine.Mutex)"]):
+        check(len(wrong) == 5 and ("bad argument #1 to " + want) in wrong[i],
+              "a fleet method on something else: %r, not %r" % (wrong, want))
     for i, key in enumerate((s1, s2, s3)):
         bad = "semaphore %s holds an invalid unit count" % key
         check("sem_forged\t%d\tfalse\t%s\tfalse\t%s" % (i + 1, bad, bad) in out.splitlines(),
