@@ -67,7 +67,9 @@ def expect_lines(out, err, wanted):
 def start_producer(src, first, env=None):
     """src started with `mutirao run --fleet` (env: variables added to its
     environment), its first line read: a failure unless the whole line
-    (stripped) matches the regex first. (the process, the match)."""
+    (stripped) matches the regex first. (the process, the match.) The
+    script prints nothing more until the test lets it go on: a line read
+    ahead with the first would not reach end_producer."""
     p = T.start_lua(src, env=env)
     line = p.stdout.readline()
     m = re.fullmatch(first, line.strip())
@@ -506,13 +508,13 @@ end))))
 local function name(o) return (tostring(o):match("fleet ([^)]+)")) end
 print("names", name(ch), name(ai), name(s1), name(s2), name(s3))
 io.stdout:flush()
+while not io.open(%(go)r) do g.sleep(50) end
 -- a fleet method called on what is not that fleet object
 print("wrong_self", select(2, pcall(ch.send, g.channel(1), 1)))
 print("wrong_self", select(2, pcall(s1.acquire, g.semaphore(1))))
 print("wrong_self", select(2, pcall(ai.load, g.atomic_int(1))))
 print("wrong_self", select(2, pcall(ch.send, s1, 1)))
 print("wrong_self", select(2, pcall(ch.len, g.mutex())))
-while not io.open(%(go)r) do g.sleep(50) end
 local _, here = pcall(function() error("here") end)
 local me = here:match("^(.*):%%d+: here$") -- this file, as messages name it
 local function forged(ok, err) -- the error names this file's line, not the library's
@@ -581,7 +583,7 @@ def case_hostile():
                               "'send' (fleet channel expected, got fleet semaphore)",
                               "'len' (fleet channel expected, got goroutine.Mutex)"]):
         check(len(wrong) == 5 and ("bad argument #1 to " + want) in wrong[i],
-              "a fleet method on something else: %r, not %r" % (wrong, want))
+              "a fleet method on something else: %r, not %r\n%s%s" % (wrong, want, out, err))
     for i, key in enumerate((s1, s2, s3)):
         bad = "semaphore %s holds an invalid unit count" % key
         check("sem_forged\t%d\tfalse\t%s\tfalse\t%s" % (i + 1, bad, bad) in out.splitlines(),
