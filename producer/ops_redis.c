@@ -13,34 +13,7 @@
 
 void ops_reply_free(ops_reply *v)
 {
-    for (size_t i = 0; i < v->n; i++)
-        ops_reply_free(&v->el[i]);
-    free(v->el);
-    free(v->str);
-    memset(v, 0, sizeof *v);
-}
-
-static int reply_copy(ops_reply *d, const redisReply *r)
-{
-    memset(d, 0, sizeof *d);
-    d->type = r->type;
-    d->integer = r->integer;
-    if (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS ||
-        r->type == REDIS_REPLY_ERROR) {
-        if (!(d->str = malloc(r->len + 1)))
-            return -1;
-        memcpy(d->str, r->str, r->len);
-        d->str[r->len] = 0;
-        d->len = r->len;
-    } else if (r->type == REDIS_REPLY_ARRAY && r->elements > 0) {
-        if (!(d->el = calloc(r->elements, sizeof *d->el)))
-            return -1;
-        d->n = r->elements;
-        for (size_t i = 0; i < r->elements; i++)
-            if (reply_copy(&d->el[i], r->element[i]) != 0)
-                return -1;
-    }
-    return 0;
+    redis_value_free(v);
 }
 
 const char *ops_reply_field(const ops_reply *h, const char *f)
@@ -125,7 +98,7 @@ static void on_reply(redis_uv *cli, int status, const redisReply *reply, const c
     } else if (reply->type == REDIS_REPLY_ERROR) {
         p->e->status = -1;
         snprintf(p->e->msg, sizeof p->e->msg, "redis: %s", reply->str);
-    } else if (reply_copy(&p->v, reply) != 0) {
+    } else if (redis_value_copy(&p->v, reply, -1) != 0) {
         p->e->status = -1;
         snprintf(p->e->msg, sizeof p->e->msg, "out of memory");
     }

@@ -14,17 +14,11 @@
 
 #include "config.h"
 #include "redis_uv.h"
+#include "redis_value.h"
 
-/* A reply, copied out of its callback; the caller owns it
+/* A reply, copied out of its callback (redis_value.h); the caller owns it
  * (ops_reply_free). */
-typedef struct ops_reply {
-    int type; /* REDIS_REPLY_* */
-    long long integer;
-    char *str; /* strings, status and errors (NUL-terminated); NULL for nil */
-    size_t len;
-    struct ops_reply *el; /* an array's elements */
-    size_t n;
-} ops_reply;
+typedef redis_value ops_reply;
 
 void ops_reply_free(ops_reply *v);
 /* A hash's (HGETALL's) field f, or NULL; as a number, 0 when absent. */

@@ -17,6 +17,7 @@
 #include "fleet_conn.h"
 #include "list.h"
 #include "redis_uv.h"
+#include "redis_value.h"
 #include "sema.h"
 #include "uv_closer.h"
 
@@ -28,10 +29,11 @@ extern const embedded_chunk fleet_objects_lua[];
 
 static const char FOBJ_KEY = 'o';
 
-static const char *const KINDS[][3] = {
-    {"channel", "goroutine.fleet_channel", CHANNEL_TNAME},
-    {"semaphore", "goroutine.fleet_semaphore", SEMAPHORE_TNAME},
-    {"atomic_int", "goroutine.fleet_atomic_int", ATOMIC_INT_TNAME}};
+/* kind, the fleet type's metatable, the local type's, what messages call it */
+static const char *const KINDS[][4] = {
+    {"channel", "goroutine.fleet_channel", CHANNEL_TNAME, "channel"},
+    {"semaphore", "goroutine.fleet_semaphore", SEMAPHORE_TNAME, "semaphore"},
+    {"atomic_int", "goroutine.fleet_atomic_int", ATOMIC_INT_TNAME, "AtomicInt"}};
 #define NKINDS (sizeof KINDS / sizeof KINDS[0])
 
 typedef struct fobj_vm {
@@ -44,18 +46,11 @@ typedef struct fobj_vm {
     int tick_on;
     mlist calls; /* in flight (fcall.node) */
     travel_ctx values;
+    unsigned char left_gc[NKINDS]; /* per kind: the "left" metatable has its __gc */
     uvc_closer closer;
 } fobj_vm;
 
 /* ---- a script call a goroutine waits for ---- */
-
-typedef struct rval {
-    int type; /* REDIS_REPLY_* */
-    long long i;
-    char *str;
-    size_t len, n;
-    struct rval *el;
-} rval;
 
 typedef struct fcall {
     mlist node;
@@ -64,44 +59,18 @@ typedef struct fcall {
     glist waiters;
     int done, failed;
     char err[300];
-    rval reply;
+    redis_value reply;
 } fcall;
 
-static void rval_free(rval *v)
-{
-    for (size_t i = 0; i < v->n; i++)
-        rval_free(&v->el[i]);
-    free(v->el);
-    free(v->str);
-}
+/* arrays in a reply are copied to this depth; deeper ones are refused (the
+ * scripts answer flat arrays or one level of nesting) */
+#define REPLY_DEPTH 5
 
-static int rval_copy(rval *to, const redisReply *r, int depth)
-{
-    memset(to, 0, sizeof *to);
-    to->type = r->type;
-    to->i = r->integer;
-    if (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS ||
-        r->type == REDIS_REPLY_ERROR) {
-        if (!(to->str = malloc(r->len + 1)))
-            return -1;
-        memcpy(to->str, r->str, r->len);
-        to->str[r->len] = 0;
-        to->len = r->len;
-    } else if (r->type == REDIS_REPLY_ARRAY && r->elements > 0) {
-        if (depth > 4 || !(to->el = calloc(r->elements, sizeof *to->el)))
-            return -1;
-        for (; to->n < r->elements; to->n++)
-            if (rval_copy(&to->el[to->n], r->element[to->n], depth + 1) != 0)
-                return -1;
-    }
-    return 0;
-}
-
-static void rval_push(lua_State *L, const rval *v)
+static void reply_push(lua_State *L, const redis_value *v)
 {
     switch (v->type) {
     case REDIS_REPLY_INTEGER:
-        lua_pushinteger(L, (lua_Integer)v->i);
+        lua_pushinteger(L, (lua_Integer)v->integer);
         break;
     case REDIS_REPLY_STRING:
     case REDIS_REPLY_STATUS:
@@ -113,7 +82,7 @@ static void rval_push(lua_State *L, const rval *v)
     case REDIS_REPLY_ARRAY:
         lua_createtable(L, (int)v->n, 0);
         for (size_t i = 0; i < v->n; i++) {
-            rval_push(L, &v->el[i]);
+            reply_push(L, &v->el[i]);
             lua_rawseti(L, -2, (lua_Integer)i + 1);
         }
         break;
@@ -125,7 +94,7 @@ static void rval_push(lua_State *L, const rval *v)
 static void fcall_unref(fcall *c)
 {
     if (--c->refs == 0) {
-        rval_free(&c->reply);
+        redis_value_free(&c->reply);
         free(c);
     }
 }
@@ -142,7 +111,7 @@ static void on_call(redis_uv *cli, int status, const redisReply *reply, const ch
     } else if (reply->type == REDIS_REPLY_ERROR) {
         c->failed = 1;
         snprintf(c->err, sizeof c->err, "redis: %s", reply->str);
-    } else if (rval_copy(&c->reply, reply, 0) != 0) {
+    } else if (redis_value_copy(&c->reply, reply, REPLY_DEPTH) != 0) {
         c->failed = 1;
         snprintf(c->err, sizeof c->err, "not enough memory");
     }
@@ -281,7 +250,7 @@ static int eval_k(lua_State *L, int status, lua_KContext ctx)
         lua_pushboolean(L, c->failed == 2);
         return 3;
     }
-    rval_push(L, &c->reply);
+    reply_push(L, &c->reply);
     return 1;
 }
 
@@ -450,6 +419,39 @@ static int p_setmetatable(lua_State *L)
     return 0;
 }
 
+/* where() -> "file:line: " of the innermost Lua function on the stack that
+ * is not fleet_objects.lua's (the call in the user's code), or "" */
+static int p_where(lua_State *L)
+{
+    const char *self = fleet_objects_lua[0].chunkname;
+    lua_Debug ar;
+    for (int level = 1; lua_getstack(L, level, &ar); level++) {
+        if (lua_getinfo(L, "Sl", &ar) && ar.currentline > 0 && strcmp(ar.source, self) != 0) {
+            lua_pushfstring(L, "%s:%d: ", ar.short_src, ar.currentline);
+            return 1;
+        }
+    }
+    lua_pushliteral(L, "");
+    return 1;
+}
+
+/* described(v) -> what a message calls v when it is no fleet object: "local
+ * channel" (semaphore, AtomicInt), else its metatable's __name, else its
+ * type */
+static int p_described(lua_State *L)
+{
+    luaL_checkany(L, 1);
+    for (size_t i = 0; i < NKINDS; i++) {
+        if (luaL_testudata(L, 1, KINDS[i][2])) {
+            lua_pushfstring(L, "local %s", KINDS[i][3]);
+            return 1;
+        }
+    }
+    if (luaL_getmetafield(L, 1, "__name") != LUA_TSTRING)
+        lua_pushstring(L, luaL_typename(L, 1));
+    return 1;
+}
+
 static int p_now_ms(lua_State *L)
 {
     lua_pushnumber(L, (double)uv_hrtime() / 1e6);
@@ -521,10 +523,13 @@ int fleet_obj_encode(travel_ctx *tc, lua_State *L, int idx, const char *kind, lu
     (void)tc;
     fobj_vm *v = vm_of(L);
     idx = lua_absindex(L, idx);
-    /* the local type's __gc goes on: the userdata still owns its core */
+    /* the local type's __gc goes on: the userdata still owns its core
+     * (copied into the kind's "left" metatable at its first promote: the
+     * local type's metatable exists once one of its objects does) */
     for (size_t i = 0; i < NKINDS; i++) {
-        if (strcmp(KINDS[i][0], kind) != 0)
+        if (v->left_gc[i] || strcmp(KINDS[i][0], kind) != 0)
             continue;
+        v->left_gc[i] = 1;
         char tname[64];
         snprintf(tname, sizeof tname, "%s_left", KINDS[i][1]);
         luaL_getmetatable(L, tname);
@@ -607,6 +612,10 @@ void fleet_objects_install(lua_State *L, sched *s, const config *cfg, const char
     lua_setfield(L, -2, "setmetatable");
     lua_pushcfunction(L, p_now_ms);
     lua_setfield(L, -2, "now_ms");
+    lua_pushcfunction(L, p_where);
+    lua_setfield(L, -2, "where");
+    lua_pushcfunction(L, p_described);
+    lua_setfield(L, -2, "described");
     lua_pushstring(L, v->token);
     lua_setfield(L, -2, "token");
     lua_pushinteger(L, LEASE_MS);

@@ -22,6 +22,10 @@ local math, string = math, string
 --   P.encode(v) -> bytes | nil, err; P.decode(bytes) -> v | nil, err;
 --   P.newobject(mt) -> a userdata; P.setmetatable(userdata, mt);
 --   P.now_ms() (monotonic); P.keep_alive(): start the lease timer;
+--   P.described(v) -> "local channel" (semaphore, AtomicInt), v's __name or
+--   its type, for messages;
+--   P.where() -> "file:line: " of the user's call (the innermost Lua
+--   function on the stack outside this file), or "";
 --   P.mts[kind] = {left = mt, named = mt} (registered with the codec);
 --   P.token: this VM's name; P.lease_ms; P.ttl_s
 -- LOADED: package.loaded (the goroutine module's sleep, once it is loaded)
@@ -181,14 +185,24 @@ for _, t in ipairs(redis.call('ZRANGEBYSCORE', E, '-inf', now)) do
   redis.call('HDEL', M, 'h:' .. t)
   redis.call('ZREM', E, t)
 end
+-- each holder's units: digits (15 at most: exact as a Lua number), no more
+-- than cap in all; anything else was written by something else: refused
+local function invalid()
+  return redis.error_reply('semaphore ' .. M .. ' holds an invalid unit count')
+end
 local held, mine = 0, 0
 local all = redis.call('HGETALL', M)
 for i = 1, #all, 2 do
   if string.sub(all[i], 1, 2) == 'h:' then
-    held = held + tonumber(all[i + 1])
-    if all[i] == 'h:' .. ARGV[7] then mine = tonumber(all[i + 1]) end
+    local v = all[i + 1]
+    local n = #v <= 15 and string.match(v, '^%d+$') and tonumber(v)
+    if not n then return invalid() end
+    all[i + 1] = n
+    held = held + n
+    if all[i] == 'h:' .. ARGV[7] then mine = n end
   end
 end
+if held > cap then return invalid() end
 local op, k, token = ARGV[4], tonumber(ARGV[6]), ARGV[7]
 if op == 'acquire' then
   if cap - held < k then return {'full'} end
@@ -213,7 +227,7 @@ elseif op == 'release' then
     if left == 0 then break end
     local f = all[i]
     if string.sub(f, 1, 2) == 'h:' and f ~= 'h:' .. token then
-      local n = tonumber(all[i + 1])
+      local n = all[i + 1]
       local take = math.min(n, left)
       left = left - take
       if take == n then
@@ -259,6 +273,17 @@ local state = setmetatable({}, {__mode = "k"})
 local by_name = setmetatable({}, {__mode = "v"})
 local seq = 0
 
+-- Bytes from Redis (anyone with access may have written them) as a message
+-- shows them: at most 32, printable ASCII as is, any other byte (and " and
+-- \) as \xNN, and their length.
+local function shown(s)
+  local t = s:sub(1, 32):gsub(".", function(c)
+    local b = c:byte()
+    if b < 32 or b > 126 or c == '"' or c == "\\" then return ("\\x%02x"):format(b) end
+  end)
+  return ('"%s"%s (%d bytes)'):format(t, #s > 32 and "..." or "", #s)
+end
+
 local function fail(what, err, level)
   error(what .. ": " .. tostring(err), level + 1)
 end
@@ -295,8 +320,8 @@ end
 local function self_of(o, method, what)
   local st = state[o]
   if not st or st.what ~= what then
-    error(("bad argument #1 to '%s' (%s expected, got %s)"):format(method, what,
-      type(o) == "userdata" and "userdata" or type(o)), 3)
+    error(("bad argument #1 to '%s' (fleet %s expected, got %s)"):format(method, what,
+      st and "fleet " .. st.what or P.described(o)), 3)
   end
   return st
 end
@@ -312,9 +337,12 @@ local function encode(v)
   return b
 end
 
+-- (raised at the user's call, wherever in this file it is read)
 local function decode(b)
   local v, err = P.decode(b)
-  if err then error("fleet channel: a value that cannot be read: " .. tostring(err), 3) end
+  if err then
+    error(P.where() .. "fleet channel: a value that cannot be read: " .. tostring(err), 0)
+  end
   return v
 end
 
@@ -325,16 +353,23 @@ local function unsend(g)
   nowait(g.st, CH, "unsend", g.b, g.id)
 end
 
+-- A send's guard, armed: its id (g.id, new; unsend takes the value back
+-- by it) and its value's bytes b on st's channel.
+local function send_guard(st, b)
+  send_seq = send_seq + 1
+  local g = guard(unsend)
+  g.st, g.b, g.id, g.armed = st, b, P.token .. "#s" .. send_seq, true
+  return g
+end
+
 -- A send killed while its call was on its way, or while its unbuffered
 -- value waited for a receiver, is taken back (unless a receiver took it
 -- meanwhile, as when a send is killed just after it returned).
 function chan.send(o, v)
   local st = self_of(o, "send", "channel")
   local b = encode(v)
-  send_seq = send_seq + 1
-  local id = P.token .. "#s" .. send_seq
-  local g <close> = guard(unsend)
-  g.st, g.b, g.id, g.armed = st, b, id, true
+  local g <close> = send_guard(st, b)
+  local id = g.id
   local r = call(st, CH, "send", b, id)
   local wait = waiter()
   while r[1] == "full" do
@@ -357,11 +392,8 @@ end
 -- "ok", "full" or "closed"
 local function try_send_once(st, v)
   local b = encode(v)
-  send_seq = send_seq + 1
-  local id = P.token .. "#s" .. send_seq
-  local g <close> = guard(unsend)
-  g.st, g.b, g.id, g.armed = st, b, id, true
-  local r = call(st, CH, "try_send", b, id)
+  local g <close> = send_guard(st, b)
+  local r = call(st, CH, "try_send", b, g.id)
   g.armed = false
   return r[1]
 end
@@ -667,7 +699,7 @@ end
 local function at_int(r, err)
   if r == nil and err then at_fail(err) end
   local i = math.tointeger(r) or (type(r) == "string" and math.tointeger(tonumber(r)))
-  if not i then at_fail("not an integer in Redis: " .. string.format("%q", tostring(r)):sub(1, 40)) end
+  if not i then at_fail("not an integer in Redis: " .. (r == nil and "no value" or shown(tostring(r)))) end
   return i
 end
 

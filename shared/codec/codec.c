@@ -44,6 +44,32 @@ void codec__fail(codec__ctx *c, int code, const char *fmt, ...)
     abort(); /* not reached: lua_error does not return */
 }
 
+const char *codec__shown(const void *s, size_t n, char *out, size_t size)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *b = s;
+    size_t k = 0, i = 0;
+    for (; i < n; i++) {
+        int plain = b[i] >= 0x20 && b[i] < 0x7f && b[i] != '\'' && b[i] != '\\';
+        if (k + (plain ? 1 : 4) + 4 > size) /* room for it, "..." and the NUL */
+            break;
+        if (plain) {
+            out[k++] = (char)b[i];
+        } else {
+            out[k++] = '\\';
+            out[k++] = 'x';
+            out[k++] = hex[b[i] >> 4];
+            out[k++] = hex[b[i] & 15];
+        }
+    }
+    if (i < n) {
+        memcpy(out + k, "...", 3);
+        k += 3;
+    }
+    out[k] = 0;
+    return out;
+}
+
 void codec__checkstack(codec__ctx *c, int n)
 {
     if (!lua_checkstack(c->L, n))

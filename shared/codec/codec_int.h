@@ -217,6 +217,13 @@ codec__vm *codec__vm_of(lua_State *L, int state);
 CODEC__NORETURN void codec__fail(codec__ctx *c, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void codec__checkstack(codec__ctx *c, int n);
+/* Bytes of a message (untrusted: a name in it) as an error message may
+ * show them: printable ASCII as is, any other byte and ' and \ as \xNN,
+ * as many as fit in out (size bytes, at least 8) with "..." after a
+ * longer one. out. */
+const char *codec__shown(const void *s, size_t n, char *out, size_t size);
+/* The size of a codec__shown buffer for a name (at most 99 characters). */
+#define CODEC__SHOWN 100
 /* Makes the work table at stack slot `slot` (reserved as nil) exist. */
 static inline void codec__table(lua_State *L, int slot)
 {

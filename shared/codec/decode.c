@@ -293,15 +293,16 @@ static void decode_udata(codec__ctx *c, const unsigned char *d, uint32_t len)
     lua_pushlstring(L, (const char *)d + 1, tlen);
     lua_rawget(L, -2);
     codec__hook *h = lua_touserdata(L, -1);
+    char shown[CODEC__SHOWN];
     if (h == NULL)
-        codec__fail(c, CODEC_EUDATA, "no hook registered for userdata '%.*s'", (int)tlen,
-                    (const char *)d + 1);
+        codec__fail(c, CODEC_EUDATA, "no hook registered for userdata '%s'",
+                    codec__shown(d + 1, tlen, shown, sizeof shown));
     lua_pop(L, 2);
     int top = lua_gettop(L);
     int rc = h->dec(L, (const char *)d + 1 + tlen, len - 1 - tlen, h->ud, c->lim.call);
     if (rc < 0 || lua_gettop(L) != top + 1)
-        codec__fail(c, CODEC_EUDATA, "decode hook for userdata '%.*s' failed (%d)", (int)tlen,
-                    (const char *)d + 1, rc);
+        codec__fail(c, CODEC_EUDATA, "decode hook for userdata '%s' failed (%d)",
+                    codec__shown(d + 1, tlen, shown, sizeof shown), rc);
 }
 
 /* A metatable the receiver registered under that name (luaL_newmetatable):
@@ -320,10 +321,11 @@ static void decode_regmeta(codec__ctx *c, const unsigned char *d, uint32_t len)
         ok = lua_rawequal(L, -1, -3);
         lua_pop(L, 1);
     }
+    char shown[CODEC__SHOWN];
     if (!ok)
         codec__fail(c, CODEC_EMODULE,
-                    "metatable '%.*s' is not registered here (load the library that makes it)",
-                    (int)(len > 100 ? 100 : len), (const char *)d);
+                    "metatable '%s' is not registered here (load the library that makes it)",
+                    codec__shown(d, len, shown, sizeof shown));
     lua_remove(L, -2);
 }
 

@@ -132,16 +132,20 @@ static void resolve_module(codec__ctx *c, const char *name, size_t n)
         return;
     }
     lua_pop(L, 2);
+    char shown[CODEC__SHOWN];
     if (!c->lim.allow_require)
-        codec__fail(c, CODEC_EMODULE, "module '%.*s' is not loaded here (allow_require is off)",
-                    (int)n, name);
+        codec__fail(c, CODEC_EMODULE, "module '%s' is not loaded here (allow_require is off)",
+                    codec__shown(name, n, shown, sizeof shown));
     lua_getglobal(L, "require");
     lua_pushlstring(L, name, n);
     int st = lua_pcall(L, 1, 1, 0);
     if (st != LUA_OK) {
-        const char *m = lua_tostring(L, -1);
+        const char *m = lua_tostring(L, -1); /* (it names the module: shown too) */
+        size_t mlen = m ? lua_rawlen(L, -1) : 1;
+        char why[180];
         codec__fail(c, st == LUA_ERRMEM ? CODEC_ENOMEM : CODEC_EMODULE,
-                    "cannot require module '%.*s': %s", (int)n, name, m ? m : "?");
+                    "cannot require module '%s': %s", codec__shown(name, n, shown, sizeof shown),
+                    codec__shown(m ? m : "?", mlen, why, sizeof why));
     }
 }
 
@@ -156,20 +160,24 @@ void codec__modref_resolve(codec__ctx *c, int type, const unsigned char *p, uint
         codec__fail(c, CODEC_EMALFORMED, "malformed message: bad module reference");
     codec__checkstack(c, 6);
     resolve_module(c, name, nlen);
+    char shown[CODEC__SHOWN], fshown[CODEC__SHOWN];
     if (type == CODEC__EXT_MODULE) {
         if (!lua_istable(L, -1))
-            codec__fail(c, CODEC_EMODULE, "module '%.*s' is not a table here", (int)nlen, name);
+            codec__fail(c, CODEC_EMODULE, "module '%s' is not a table here",
+                        codec__shown(name, nlen, shown, sizeof shown));
         return;
     }
     size_t flen = len - nlen - 1;
     if (!lua_istable(L, -1))
-        codec__fail(c, CODEC_EMODULE, "module '%.*s' is not a table here", (int)nlen, name);
+        codec__fail(c, CODEC_EMODULE, "module '%s' is not a table here",
+                    codec__shown(name, nlen, shown, sizeof shown));
     if (c->lim.view) /* the function as the receiver's view of the module has it */
         c->lim.view(L);
     lua_pushlstring(L, nul + 1, flen);
     /* not raw: a globals table may be a proxy (__index) of the real one */
     if (lua_gettable(L, -2) != LUA_TFUNCTION)
-        codec__fail(c, CODEC_EMODULE, "module '%.*s' has no function '%.*s'", (int)nlen, name,
-                    (int)flen, nul + 1);
+        codec__fail(c, CODEC_EMODULE, "module '%s' has no function '%s'",
+                    codec__shown(name, nlen, shown, sizeof shown),
+                    codec__shown(nul + 1, flen, fshown, sizeof fshown));
     lua_remove(L, -2);
 }

@@ -755,6 +755,19 @@ static int test_metatables(void)
     ASSERT_EQ(transfer(A, C, "return setmetatable({}, debug.getregistry()['test.regmt'])", &n),
               CODEC_EMODULE);
     ASSERT_CONTAINS(errbuf, "metatable 'test.regmt' is not registered here");
+    /* a name's bytes in a message are shown escaped and bounded, never raw */
+    ASSERT_EQ(transfer(A, C,
+                       "local name = 'evil\\27[31m\\255\\'' .. ('x'):rep(400)\n"
+                       "local mt = {__name = name}\n"
+                       "debug.getregistry()[name] = mt\n"
+                       "return setmetatable({}, mt)",
+                       &n),
+              CODEC_EMODULE);
+    ASSERT_CONTAINS(errbuf, "metatable 'evil\\x1b[31m\\xff\\x27xxx");
+    ASSERT_CONTAINS(errbuf, "xxx...' is not registered here");
+    ASSERT_NOT_CONTAINS(errbuf, "\x1b");
+    ASSERT_NOT_CONTAINS(errbuf, "\xff");
+    ASSERT_LT(strlen(errbuf), 200);
 
     /* a metatable that cannot travel is named */
     ASSERT_EQ(transfer(A, B, "return 1, setmetatable({}, {co = coroutine.create(print)})", &n),

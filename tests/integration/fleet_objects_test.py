@@ -13,7 +13,8 @@ Cases:
   sigkill    a worker killed while its tasks send: every value whose send
              returned (recorded in an AtomicInt after each send) arrives
              exactly once, and what arrives of each task has no gap
-  hostile    bytes someone else pushed into a channel's list are refused
+  hostile    what someone else wrote into an object's keys is refused with
+             a clear message that shows no raw bytes of it
   example    examples/fleet_channel.lua on the fleet
   valgrind   the producer and a worker under valgrind
   cut        the producer's Redis connection reset right after receives
@@ -22,6 +23,7 @@ Cases:
 import os
 import re
 import signal
+import string
 import sys
 import time
 
@@ -60,6 +62,27 @@ def expect_lines(out, err, wanted):
     lines = out.splitlines()
     for w in wanted:
         check(w in lines, "missing line %r\n--- stdout\n%s--- stderr\n%s" % (w, out, err))
+
+
+def start_producer(src, first, env=None):
+    """src started with `mutirao run --fleet` (env: variables added to its
+    environment), its first line read: a failure unless the whole line
+    (stripped) matches the regex first. (the process, the match.) The
+    script prints nothing more until the test lets it go on: a line read
+    ahead with the first would not reach end_producer."""
+    p = T.start_lua(src, env=env)
+    line = p.stdout.readline()
+    m = re.fullmatch(first, line.strip())
+    check(m, "the producer's first line: %r, not %r" % (line, first))
+    return p, m
+
+
+def end_producer(p, timeout, what="the producer"):
+    """(stdout, stderr) of p, started by start_producer, once it exited 0
+    within timeout s; a failure otherwise."""
+    rc, out, err = T.finish(p, timeout, what)
+    check(rc == 0, "%s: %d\n%s%s" % (what, rc, out, err))
+    return out, err
 
 
 # The script prints "name<TAB>result" lines; each assert raises with a message.
@@ -282,24 +305,31 @@ WANT_CHANNELS = [
 ]
 
 
-def case_channels():
-    pool = "fobj" + UNIQ
+def script_case(prefix, src, wanted, contains=()):
+    """Two workers on a new pool named prefix + UNIQ; src (its %(pool)r: that
+    pool) run on them: it exits 0, prints each wanted line (exact) and, for
+    each (name, text, what) of contains, a line whose first field is name
+    and that contains text; the workers stop cleanly. The seconds it took."""
+    pool = prefix + UNIQ
     a, b = two_workers(pool)
-    rc, out, err, took = run_lua(CHANNELS % {"pool": pool}, timeout=180)
+    rc, out, err, took = run_lua(src % {"pool": pool}, timeout=180)
     check(rc == 0, "script: %d\n%s%s" % (rc, out, err))
-    expect_lines(out, err, WANT_CHANNELS)
+    expect_lines(out, err, wanted)
     lines = {l.split("\t")[0]: l for l in out.splitlines()}
-    check("holds values" in lines.get("refused_buffered", ""),
-          "a channel holding values: %r" % lines.get("refused_buffered"))
-    check("a function cannot be sent on a fleet channel" in lines.get("send_function", ""),
-          "function: %r" % lines.get("send_function"))
-    check("a function cannot be sent" in lines.get("send_nested_function", ""),
-          "nested function: %r" % lines.get("send_nested_function"))
-    check("bad argument #1 to 'send' (channel expected" in lines.get("bad_self", ""),
-          "misuse: %r" % lines.get("bad_self"))
-    check("a table with a metatable cannot be sent" in lines.get("send_metatable", ""),
-          "metatable: %r" % lines.get("send_metatable"))
+    for name, text, what in contains:
+        check(text in lines.get(name, ""), "%s: %r" % (what, lines.get(name)))
     check(a.stop() == 0 and b.stop() == 0, "worker exit status")
+    return took
+
+
+def case_channels():
+    took = script_case("fobj", CHANNELS, WANT_CHANNELS, [
+        ("refused_buffered", "holds values", "a channel holding values"),
+        ("send_function", "a function cannot be sent on a fleet channel", "function"),
+        ("send_nested_function", "a function cannot be sent", "nested function"),
+        ("bad_self", "bad argument #1 to 'send' (fleet channel expected, got number)", "misuse"),
+        ("send_metatable", "a table with a metatable cannot be sent", "metatable"),
+    ])
     print("channels: %.1f s" % took)
 
 
@@ -388,13 +418,7 @@ WANT_SYNC = [
 
 
 def case_sync():
-    pool = "fsync" + UNIQ
-    a, b = two_workers(pool)
-    rc, out, err, took = run_lua(SYNC % {"pool": pool}, timeout=180)
-    check(rc == 0, "script: %d\n%s%s" % (rc, out, err))
-    expect_lines(out, err, WANT_SYNC)
-    check(a.stop() == 0 and b.stop() == 0, "worker exit status")
-    print("sync: %.1f s" % took)
+    print("sync: %.1f s" % script_case("fsync", SYNC, WANT_SYNC))
 
 
 SIGKILL = r"""
@@ -450,8 +474,7 @@ def case_sigkill():
     pool = "fkill" + UNIQ
     a, b = two_workers(pool)
     go = os.path.join(TMP, "go-sigkill")
-    p = T.start_lua(SIGKILL % {"pool": pool, "go": go})
-    check(p.stdout.readline().strip() == "created", "producer did not create its pool")
+    p, _ = start_producer(SIGKILL % {"pool": pool, "go": go}, "created")
     # the tasks must reach both workers: each holds partitions of the
     # pool's topic before they are submitted (12 tasks on 8 partitions)
     a.wait_for(r"assigned \d+ partition")
@@ -461,8 +484,7 @@ def case_sigkill():
     time.sleep(2.5)  # the tasks are sending on both workers
     a.p.send_signal(signal.SIGKILL)
     a.p.wait()
-    rc, out, err = T.finish(p, 180, "the producer after the SIGKILL")
-    check(rc == 0, "producer: %d\n%s%s" % (rc, out, err))
+    out, err = end_producer(p, 180, "the producer after the SIGKILL")
     m = re.search(r"result lost=(\d+) dups=(\d+) gaps=(\d+) failed=(\d+)", out)
     check(m, "no result line:\n%s%s" % (out, err))
     lost, dups, gaps, failed = (int(x) for x in m.groups())
@@ -478,42 +500,97 @@ local g = require("goroutine")
 local P = %(pool)r
 assert(g.pool_create(P, {workers = 2}))
 local ch = g.channel(8)
-assert(g.await(assert(g.pool_submit(P, function() return ch:cap() end))))
-print("name", (tostring(ch):match("fleet ([^)]+)")))
+local ai = g.atomic_int(0)
+local s1, s2, s3 = g.semaphore(2), g.semaphore(2), g.semaphore(2)
+assert(g.await(assert(g.pool_submit(P, function()
+  return ch:cap(), ai:load(), s1:available(), s2:available(), s3:available()
+end))))
+local function name(o) return (tostring(o):match("fleet ([^)]+)")) end
+print("names", name(ch), name(ai), name(s1), name(s2), name(s3))
 io.stdout:flush()
 while not io.open(%(go)r) do g.sleep(50) end
-for i = 1, 3 do
-  local ok, err = pcall(ch.receive, ch)
+-- a fleet method called on what is not that fleet object
+print("wrong_self", select(2, pcall(ch.send, g.channel(1), 1)))
+print("wrong_self", select(2, pcall(s1.acquire, g.semaphore(1))))
+print("wrong_self", select(2, pcall(ai.load, g.atomic_int(1))))
+print("wrong_self", select(2, pcall(ch.send, s1, 1)))
+print("wrong_self", select(2, pcall(ch.len, g.mutex())))
+local _, here = pcall(function() error("here") end)
+local me = here:match("^(.*):%%d+: here$") -- this file, as messages name it
+local function forged(ok, err) -- the error names this file's line, not the library's
   print("forged", tostring(ok), (tostring(err):match("a value that cannot be read") or tostring(err)))
+  print("forged_at", tostring(err):sub(1, #me + 1) == me .. ":" and "caller" or tostring(err))
+end
+for i = 1, 3 do forged(pcall(ch.receive, ch)) end
+forged(pcall(function() for v in ch:iter() do end end))
+forged(pcall(g.select, {{channel = ch, receive = true}}))
+local ok, err = pcall(ai.load, ai)
+print("atomic_forged", tostring(ok), (tostring(err):match("not an integer in Redis") or "?"))
+print("atomic_message", tostring(err))
+for i, s in ipairs({s1, s2, s3}) do
+  local ok1, e1 = pcall(s.available, s)
+  local ok2, e2 = pcall(s.try_acquire, s)
+  print("sem_forged", i, tostring(ok1), (tostring(e1):match("semaphore [^ ]+ holds an invalid unit count") or tostring(e1)),
+    tostring(ok2), (tostring(e2):match("semaphore [^ ]+ holds an invalid unit count") or tostring(e2)))
 end
 assert(ch:send("still works"))
 print("after", ch:receive())
 """
 
 
+# Bytes a message must not show raw: terminal escapes, a right-to-left
+# override (valid UTF-8, so the test's own decoding of the output keeps it).
+RAW = b"\x1b[2J\xe2\x80\xae12\x07"
+
+
 def case_hostile():
     """Values someone else wrote into a fleet channel's list (garbage, a
     truncated message, a function as bytecode-looking bytes) are refused by
     the receiver with an error: no crash, nothing run, the channel still
-    works."""
+    works; the error names the line of the receive (receive, iter,
+    select). An AtomicInt's value that is not an integer: an error. A
+    semaphore with a holder's units negative, not a number, or more than its
+    capacity in all: each operation refuses it, naming the key. A fleet
+    method called on a local object says so. No message
+    shows the forged bytes raw."""
     pool = "fhost" + UNIQ
     w = Worker("hostile", [pool])
     w.wait_for(r"consuming")
     go = os.path.join(TMP, "go")
-    p = T.start_lua(HOSTILE % {"pool": pool, "go": go})
-    line = p.stdout.readline().split()
-    check(len(line) == 2 and line[0] == "name", "no name line: %r" % line)
-    key = "mutirao:obj:{%s}:q" % line[1]
+    p, names = start_producer(HOSTILE % {"pool": pool, "go": go}, r"names" + r"\s+(\S+)" * 5)
+    ch, ai, s1, s2, s3 = ("mutirao:obj:{%s}" % n for n in names.groups())
     # garbage; a message header cut short; a msgpack ext that claims 4 GiB
-    for v in (b"\x00garbage", b"MTR", b"MTR\x01\xc9\xff\xff\xff\xff\x01"):
-        redis_client.command(REDIS, "RPUSH", key, v, timeout=10)
+    for v in (b"\x00garbage", b"MTR", b"MTR\x01\xc9\xff\xff\xff\xff\x01", b"\x00", b"\x00"):
+        redis_client.command(REDIS, "RPUSH", ch + ":q", v, timeout=10)
+    # an AtomicInt's value: terminal escapes, a right-to-left override
+    redis_client.command(REDIS, "SET", ai, RAW, timeout=10)
+    # semaphores' holders (h:TOKEN = units): negative, not a number, more
+    # units than the capacity
+    for key, units in ((s1, b"-5"), (s2, RAW), (s3, b"3")):
+        redis_client.command(REDIS, "HSET", key, b"h:" + RAW, units, timeout=10)
     open(go, "w").close()
-    rc, out, err = T.finish(p, 60)
-    check(rc == 0, "producer: %d\n%s%s" % (rc, out, err))
+    out, err = end_producer(p, 60)
     forged = [l for l in out.splitlines() if l.startswith("forged")]
-    check(forged == ["forged\tfalse\ta value that cannot be read"] * 3,
+    check(forged == ["forged\tfalse\ta value that cannot be read", "forged_at\tcaller"] * 5,
           "forged values: %r\n%s" % (forged, err))
     check("after\tstill works\ttrue" in out, "channel after forged values:\n%s%s" % (out, err))
+    check("atomic_forged\tfalse\tnot an integer in Redis" in out.splitlines(),
+          "a forged AtomicInt:\n%s%s" % (out, err))
+    wrong = [l for l in out.splitlines() if l.startswith("wrong_self\t")]
+    for i, want in enumerate(["'send' (fleet channel expected, got local channel)",
+                              "'acquire' (fleet semaphore expected, got local semaphore)",
+                              "'load' (fleet AtomicInt expected, got local AtomicInt)",
+                              "'send' (fleet channel expected, got fleet semaphore)",
+                              "'len' (fleet channel expected, got goroutine.Mutex)"]):
+        check(len(wrong) == 5 and ("bad argument #1 to " + want) in wrong[i],
+              "a fleet method on something else: %r, not %r\n%s%s" % (wrong, want, out, err))
+    for i, key in enumerate((s1, s2, s3)):
+        bad = "semaphore %s holds an invalid unit count" % key
+        check("sem_forged\t%d\tfalse\t%s\tfalse\t%s" % (i + 1, bad, bad) in out.splitlines(),
+              "a forged holder of a semaphore:\n%s%s" % (out, err))
+    raw = RAW.decode()
+    for c in set(raw) - set(string.printable):
+        check(c not in out + err, "forged bytes %r in the messages:\n%s%s" % (c, out, err))
     check(w.stop() == 0, "worker exit status")
 
 
@@ -624,15 +701,15 @@ def case_cut():
     w.wait_for(r"consuming")
     port = int(re.sub(r".*:(\d+).*", r"\1", REDIS.split("@")[-1]))
     proxy = private_redis.CuttingProxy(port, command=b"RECEIVE", reply=b"*2\r\n$2\r\nok")
-    p = T.start_lua(CUT % {"pool": pool}, env={"MUTIRAO_REDIS_URL": proxy.url})
-    check(p.stdout.readline().strip() == "go", "producer did not submit")
+    p, _ = start_producer(CUT % {"pool": pool}, "go", env={"MUTIRAO_REDIS_URL": proxy.url})
     time.sleep(0.5)
     for _ in range(6):
         proxy.arm(1)
         time.sleep(0.3)
-    rc, out, err = T.finish(p, 120)
-    proxy.close()
-    check(rc == 0, "producer: %d\n%s%s" % (rc, out, err))
+    try:
+        out, err = end_producer(p, 120)
+    finally:
+        proxy.close()
     m = re.search(r"cut count=(\d+) missing=(\d+) dups=(\d+)", out)
     check(m, "no result:\n%s%s" % (out, err))
     count, missing, dups = (int(x) for x in m.groups())

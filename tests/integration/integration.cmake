@@ -10,6 +10,34 @@ add_test(NAME integration.services_smoke COMMAND integration-smoke)
 set_tests_properties(integration.services_smoke PROPERTIES
   LABELS integration TIMEOUT 120 SKIP_RETURN_CODE 77)
 
+# integration_cases(PREFIX SCRIPT CASES case... LABELS label... [EXAMPLES]
+#                   [TIMEOUT s] [ENVIRONMENT var=value]): one test
+# integration.PREFIXcase per case, running `SCRIPT BINDIR [EXAMPLESDIR] case`
+# (SCRIPT: a Python driver in this folder; EXAMPLES: the examples folder
+# given too) serially, skipped on exit 77; TIMEOUT 240 unless given. Called
+# from this file (CMAKE_CURRENT_LIST_DIR: the caller's folder).
+function(integration_cases prefix script)
+  cmake_parse_arguments(PARSE_ARGV 2 _ic "EXAMPLES" "TIMEOUT;ENVIRONMENT" "CASES;LABELS")
+  if(NOT _ic_TIMEOUT)
+    set(_ic_TIMEOUT 240)
+  endif()
+  set(_examples)
+  if(_ic_EXAMPLES)
+    set(_examples ${CMAKE_SOURCE_DIR}/examples)
+  endif()
+  foreach(_case ${_ic_CASES})
+    set(_name integration.${prefix}${_case})
+    add_test(NAME ${_name}
+      COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/${script}
+        ${CMAKE_BINARY_DIR}/bin ${_examples} ${_case})
+    set_tests_properties(${_name} PROPERTIES
+      LABELS "${_ic_LABELS}" TIMEOUT ${_ic_TIMEOUT} SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
+    if(NOT "${_ic_ENVIRONMENT}" STREQUAL "")
+      set_tests_properties(${_name} PROPERTIES ENVIRONMENT "${_ic_ENVIRONMENT}")
+    endif()
+  endforeach()
+endfunction()
+
 # The fleet end to end (fleet_test.py): mutirao run --fleet, mutirao-worker
 # processes, the C producer library; one case per test. Serial: they start
 # worker processes and measure times.
@@ -30,43 +58,24 @@ if(Python3_Interpreter_FOUND AND TARGET mutirao-worker)
   if(NOT MUTIRAO_SANITIZE)
     list(APPEND _fleet_cases stock_lua)
   endif()
-  foreach(_case ${_fleet_cases})
-    add_test(NAME integration.fleet_${_case}
-      COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/fleet_test.py
-        ${CMAKE_BINARY_DIR}/bin ${CMAKE_SOURCE_DIR}/examples ${_case})
-    set_tests_properties(integration.fleet_${_case} PROPERTIES
-      LABELS "integration;fleet" TIMEOUT 240 SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
-  endforeach()
+  integration_cases(fleet_ fleet_test.py EXAMPLES CASES ${_fleet_cases}
+    LABELS integration fleet)
 
   # Channels, semaphores and AtomicInts captured by fleet tasks, with two
   # workers (fleet_objects_test.py), one of them killed in `sigkill`.
-  foreach(_case channels sync sigkill hostile example cut)
-    add_test(NAME integration.fleet_objects_${_case}
-      COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/fleet_objects_test.py
-        ${CMAKE_BINARY_DIR}/bin ${_case})
-    set_tests_properties(integration.fleet_objects_${_case} PROPERTIES
-      LABELS "integration;fleet" TIMEOUT 240 SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
-  endforeach()
+  integration_cases(fleet_objects_ fleet_objects_test.py
+    CASES channels sync sigkill hostile example cut LABELS integration fleet)
   find_program(MUTIRAO_VALGRIND NAMES valgrind)
   if(MUTIRAO_VALGRIND AND NOT MUTIRAO_SANITIZE)
-    add_test(NAME integration.fleet_objects_valgrind
-      COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/fleet_objects_test.py
-        ${CMAKE_BINARY_DIR}/bin valgrind)
-    set_tests_properties(integration.fleet_objects_valgrind PROPERTIES
-      LABELS "integration;fleet;valgrind" TIMEOUT 240 SKIP_RETURN_CODE 77 RUN_SERIAL TRUE
-      ENVIRONMENT "MUTIRAO_VALGRIND=${MUTIRAO_VALGRIND}")
+    integration_cases(fleet_objects_ fleet_objects_test.py CASES valgrind
+      LABELS integration fleet valgrind ENVIRONMENT "MUTIRAO_VALGRIND=${MUTIRAO_VALGRIND}")
   endif()
 
   # Redis Cluster (redis_cluster_test.py): a local 3-master cluster of
   # redis-server processes the test starts on free loopback ports and stops
   # (redis_cluster.py); the shared services are not used.
-  foreach(_case slots node_restart auth tls py_client)
-    add_test(NAME integration.redis_cluster_${_case}
-      COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/redis_cluster_test.py
-        ${CMAKE_BINARY_DIR}/bin ${_case})
-    set_tests_properties(integration.redis_cluster_${_case} PROPERTIES
-      LABELS "integration;fleet;cluster" TIMEOUT 240 SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
-  endforeach()
+  integration_cases(redis_cluster_ redis_cluster_test.py
+    CASES slots node_restart auth tls py_client LABELS integration fleet cluster)
 
   # The fleet on Redis Cluster (fleet_cluster_test.py): fleet_test.py's
   # cases with Redis being a fresh local 3-master cluster of the test's own
@@ -93,37 +102,22 @@ if(Python3_Interpreter_FOUND AND TARGET mutirao-worker)
     set(_fleet_cluster_cases layout await_wg nested_wg sigkill rebalance_busy poison
       redelivered dlq retries signed_results)
   endif()
-  foreach(_case ${_fleet_cluster_cases})
-    add_test(NAME integration.fleet_cluster_${_case}
-      COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/fleet_cluster_test.py
-        ${CMAKE_BINARY_DIR}/bin ${CMAKE_SOURCE_DIR}/examples ${_case})
-    set_tests_properties(integration.fleet_cluster_${_case} PROPERTIES
-      LABELS "integration;fleet;cluster" TIMEOUT 240 SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
-  endforeach()
+  integration_cases(fleet_cluster_ fleet_cluster_test.py EXAMPLES CASES ${_fleet_cluster_cases}
+    LABELS integration fleet cluster)
 
   # TLS and authentication (tls_test.py): a private redis-server with only a
   # TLS port and an ACL user, a private Kafka broker with a SASL_SSL listener
   # (SCRAM and PLAIN users), certificates made with the openssl command; the
   # fleet path over each, and a wrong password or an untrusted CA failing.
-  foreach(_case redis kafka)
-    add_test(NAME integration.tls_${_case}
-      COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/tls_test.py
-        ${CMAKE_BINARY_DIR}/bin ${_case})
-    set_tests_properties(integration.tls_${_case} PROPERTIES
-      LABELS "integration;fleet;tls" TIMEOUT 240 SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
-  endforeach()
+  integration_cases(tls_ tls_test.py CASES redis kafka LABELS integration fleet tls)
 
   # examples/file_pool.sloth on the fleet with `mutirao run --fleet` and its
   # worker under valgrind: 0 errors (invalid reads or writes; leaks are not
   # counted). Normal builds only: valgrind cannot run sanitized binaries.
   find_program(MUTIRAO_VALGRIND NAMES valgrind)
   if(MUTIRAO_VALGRIND AND NOT MUTIRAO_SANITIZE)
-    add_test(NAME integration.fleet_valgrind
-      COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/fleet_test.py
-        ${CMAKE_BINARY_DIR}/bin ${CMAKE_SOURCE_DIR}/examples valgrind)
-    set_tests_properties(integration.fleet_valgrind PROPERTIES
-      LABELS "integration;fleet;valgrind" TIMEOUT 240 SKIP_RETURN_CODE 77 RUN_SERIAL TRUE
-      ENVIRONMENT "MUTIRAO_VALGRIND=${MUTIRAO_VALGRIND}")
+    integration_cases(fleet_ fleet_test.py EXAMPLES CASES valgrind
+      LABELS integration fleet valgrind ENVIRONMENT "MUTIRAO_VALGRIND=${MUTIRAO_VALGRIND}")
   endif()
 endif()
 
@@ -138,14 +132,8 @@ if(Python3_Interpreter_FOUND AND TARGET mutirao-worker)
   if(MUTIRAO_VALGRIND AND NOT MUTIRAO_SANITIZE)
     list(APPEND _metrics_cases valgrind)
   endif()
-  foreach(_case ${_metrics_cases})
-    add_test(NAME integration.metrics_${_case}
-      COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/metrics_test.py
-        ${CMAKE_BINARY_DIR}/bin ${_case})
-    set_tests_properties(integration.metrics_${_case} PROPERTIES
-      LABELS "integration;fleet;metrics" TIMEOUT 240 SKIP_RETURN_CODE 77 RUN_SERIAL TRUE
-      ENVIRONMENT "MUTIRAO_VALGRIND=${MUTIRAO_VALGRIND}")
-  endforeach()
+  integration_cases(metrics_ metrics_test.py CASES ${_metrics_cases}
+    LABELS integration fleet metrics ENVIRONMENT "MUTIRAO_VALGRIND=${MUTIRAO_VALGRIND}")
 endif()
 
 # The worker's Redis calls in both key layouts (worker_keys_test.py): a
@@ -157,11 +145,6 @@ if(Python3_Interpreter_FOUND AND TARGET mutirao-worker)
   target_include_directories(worker-keys-check PRIVATE ${PROJECT_SOURCE_DIR}/worker)
   target_link_libraries(worker-keys-check PRIVATE mutirao_runner mutirao_fleet mutirao_runtime
     PkgConfig::LUA)
-  foreach(_case flat cluster)
-    add_test(NAME integration.worker_keys_${_case}
-      COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/worker_keys_test.py
-        ${CMAKE_BINARY_DIR}/bin ${_case})
-    set_tests_properties(integration.worker_keys_${_case} PROPERTIES
-      LABELS "integration;fleet;cluster" TIMEOUT 120 SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
-  endforeach()
+  integration_cases(worker_keys_ worker_keys_test.py CASES flat cluster
+    LABELS integration fleet cluster TIMEOUT 120)
 endif()
