@@ -39,3 +39,10 @@ add_test(NAME c.context_preempt
   COMMAND mutirao-test-lua ${CMAKE_CURRENT_LIST_DIR}/context_preempt.lua)
 set_tests_properties(c.context_preempt PROPERTIES LABELS "c;tsan" TIMEOUT 120
   ENVIRONMENT "MUTIRAO_PROCS=1;MUTIRAO_SLICE_MS=1;TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1")
+
+# A pool task killed by its timeout: its outcome comes once its goroutines'
+# <close> handlers have run (a mutex one unlocks is free at await).
+add_test(NAME c.pool_timeout_close
+  COMMAND mutirao-test-lua ${CMAKE_CURRENT_LIST_DIR}/pool_timeout_close.lua)
+set_tests_properties(c.pool_timeout_close PROPERTIES LABELS "c;tsan" TIMEOUT 120
+  ENVIRONMENT "TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1")
