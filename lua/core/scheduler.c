@@ -280,7 +280,6 @@ void scope_cancel(scope *sc, const char *reason)
     else if (!sc->reason[0])
         snprintf(sc->reason, sizeof sc->reason, "cancelled");
     timer_del(s, &sc->deadline);
-    scope_watches_end(sc, 1);
     sc->refs++;
     /* Killing runs __close handlers, which may spawn into this scope (those
      * are killed at birth) or end other members: restart from the head. */
@@ -301,6 +300,11 @@ void scope_cancel(scope *sc, const char *reason)
         scope_release(c);
         n = next;
     }
+    /* The watchers last: a pool task's outcome (executor.c) then tells its
+     * submitter that its goroutines' <close> handlers have run (a mutex
+     * they unlocked is free when await returns), not that they are about
+     * to. */
+    scope_watches_end(sc, 1);
     scope_release(sc);
 }
 

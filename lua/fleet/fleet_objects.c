@@ -48,6 +48,7 @@ typedef struct fobj_vm {
     travel_ctx values;
     unsigned char left_gc[NKINDS]; /* per kind: the "left" metatable has its __gc */
     uvc_closer closer;
+    lua_Integer seq; /* P.seq's last (this VM's thread only) */
 } fobj_vm;
 
 /* ---- a script call a goroutine waits for ---- */
@@ -458,6 +459,39 @@ static int p_now_ms(lua_State *L)
     return 1;
 }
 
+/* The Lua half runs in goroutines, which the preemption hook may suspend
+ * at any line: a counter or table entry it reads then writes back is one of
+ * these C calls, or another goroutine's update made in between is lost (two
+ * sends with one id: one value gone). */
+
+/* P.seq() -> the next number of this VM's sequence (ids of sends, receive
+ * claims and waiting receivers). */
+static int p_seq(lua_State *L)
+{
+    fobj_vm *v = lua_touserdata(L, lua_upvalueindex(1));
+    lua_pushinteger(L, ++v->seq);
+    return 1;
+}
+
+/* P.add(t, k, d) -> n: t[k] = (t[k] or 0) + d, the entry removed when n is
+ * not positive (raw). */
+static int p_add(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_checkany(L, 2);
+    lua_Integer d = luaL_checkinteger(L, 3);
+    lua_pushvalue(L, 2);
+    lua_Integer n = (lua_rawget(L, 1) == LUA_TNIL ? 0 : lua_tointeger(L, -1)) + d;
+    lua_pushvalue(L, 2);
+    if (n > 0)
+        lua_pushinteger(L, n);
+    else
+        lua_pushnil(L);
+    lua_rawset(L, 1);
+    lua_pushinteger(L, n);
+    return 1;
+}
+
 /* Pushes fleet_objects.lua's function name. */
 static void api_get(lua_State *L, fobj_vm *v, const char *name)
 {
@@ -616,6 +650,11 @@ void fleet_objects_install(lua_State *L, sched *s, const config *cfg, const char
     lua_setfield(L, -2, "where");
     lua_pushcfunction(L, p_described);
     lua_setfield(L, -2, "described");
+    lua_pushlightuserdata(L, v);
+    lua_pushcclosure(L, p_seq, 1);
+    lua_setfield(L, -2, "seq");
+    lua_pushcfunction(L, p_add);
+    lua_setfield(L, -2, "add");
     lua_pushstring(L, v->token);
     lua_setfield(L, -2, "token");
     lua_pushinteger(L, LEASE_MS);

@@ -26,6 +26,9 @@ local math, string = math, string
 --   its type, for messages;
 --   P.where() -> "file:line: " of the user's call (the innermost Lua
 --   function on the stack outside this file), or "";
+--   P.seq() -> this VM's next number; P.add(t, k, d) -> t[k] += d (nil
+--   when <= 0): one C call each (goroutines are preempted at any line: a
+--   counter read on one line and written on the next lost updates);
 --   P.mts[kind] = {left = mt, named = mt} (registered with the codec);
 --   P.token: this VM's name; P.lease_ms; P.ttl_s
 -- LOADED: package.loaded (the goroutine module's sleep, once it is loaded)
@@ -329,7 +332,6 @@ end
 -- ---- channels ----
 
 local chan = {}
-local waiting_seq = 0
 
 local function encode(v)
   local b, err = P.encode(v)
@@ -346,8 +348,6 @@ local function decode(b)
   return v
 end
 
-local send_seq = 0
-
 -- undo of a send: its value is taken back unless a receiver took it
 local function unsend(g)
   nowait(g.st, CH, "unsend", g.b, g.id)
@@ -356,9 +356,8 @@ end
 -- A send's guard, armed: its id (g.id, new; unsend takes the value back
 -- by it) and its value's bytes b on st's channel.
 local function send_guard(st, b)
-  send_seq = send_seq + 1
   local g = guard(unsend)
-  g.st, g.b, g.id, g.armed = st, b, P.token .. "#s" .. send_seq, true
+  g.st, g.b, g.id, g.armed = st, b, P.token .. "#s" .. P.seq(), true
   return g
 end
 
@@ -407,7 +406,6 @@ end
 -- took comes back, nothing is lost (integration.fleet_objects_cut).
 -- A receive killed while its call was on its way gives the value it took
 -- back to the channel (at its head).
-local claim_seq = 0
 local RETRY_FOR_MS = 60000
 local HANDED_MAX = 8 -- claims of earlier receives deleted by one call
 
@@ -419,9 +417,8 @@ local function unreceive(g)
 end
 
 local function receive_once(st, token)
-  claim_seq = claim_seq + 1
   local k = st.keys
-  local claim = k[1] .. ":c:" .. P.token .. "#" .. claim_seq
+  local claim = k[1] .. ":c:" .. P.token .. "#" .. P.seq()
   local keys = {k[1], k[2], k[3], k[4], k[5], claim}
   local handed = st.handed
   if handed then
@@ -458,8 +455,7 @@ function chan.receive(o)
   local token = ""
   local g <close> = guard(unwait)
   if st.a == "0" then -- unbuffered: try_send sees this receiver waiting
-    waiting_seq = waiting_seq + 1
-    token = P.token .. "#" .. waiting_seq
+    token = P.token .. "#" .. P.seq()
     g.st, g.token = st, token
   end
   local wait = waiter()
@@ -542,8 +538,7 @@ local function select_fleet(cases, ms)
         :format(i, c.receive and ", not both" or ""), 3)
     end
   end
-  waiting_seq = waiting_seq + 1
-  local token = P.token .. "#" .. waiting_seq
+  local token = P.token .. "#" .. P.seq()
   -- its token in the unbuffered fleet channels it receives from, taken
   -- off when it ends (whichever case it performed, or none)
   local g <close> = setmetatable({}, {__close = function(t)
@@ -620,9 +615,7 @@ local function sem_call(st, op, k)
 end
 
 local function note_held(st, d)
-  local n = (held[st.name] or 0) + d
-  held[st.name] = n > 0 and n or nil
-  if n > 0 then P.keep_alive(true) end
+  if P.add(held, st.name, d) > 0 then P.keep_alive(true) end
 end
 
 function sem.acquire(o, k)

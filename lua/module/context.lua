@@ -182,14 +182,19 @@ function Context:done()
     check_self(self, "done")
     local s = st(self)
     if not s.done_ch then
-        s.done_ch = recv_only(channel()) -- closed by cancellation only
+        local ch = recv_only(channel()) -- closed by cancellation only
         -- (a cancel in another VM, of it or an ancestor, closes it: waiting
         -- on it is no deadlock)
         local c = self
         while c and not c.link:shared() do c = c.parent end
-        if c then G._remote_close(s.done_ch) end
-        if s.finished then close(s.done_ch) end
-        if not s.finished and reason(self) then cancel_here(self, reason(self)) end
+        if c then G._remote_close(ch) end
+        -- (stored by one C call: a goroutine preempted between the look-up
+        -- above and a store replaced the channel another one had been given,
+        -- which no cancellation closed; the channel that lost is dropped)
+        if put_new(s, "done_ch", ch) == ch then
+            if s.finished then close(ch) end
+            if not s.finished and reason(self) then cancel_here(self, reason(self)) end
+        end
     end
     return s.done_ch
 end

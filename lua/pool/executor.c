@@ -609,7 +609,8 @@ static void fail_text(ex_task *t, const char *msg)
 }
 
 /* The task's scope was cancelled (its timeout or deadline) before the task
- * function ended: it fails with the reason; its goroutines are killed next. */
+ * function ended: it fails with the reason; its goroutines have been killed
+ * (their <close> handlers ran) by then. */
 static void on_task_cancelled(scope_watch *w, int cancelled)
 {
     ex_task *t = (ex_task *)((char *)w - offsetof(ex_task, watch));

@@ -39,3 +39,18 @@ add_test(NAME c.context_preempt
   COMMAND mutirao-test-lua ${CMAKE_CURRENT_LIST_DIR}/context_preempt.lua)
 set_tests_properties(c.context_preempt PROPERTIES LABELS "c;tsan" TIMEOUT 120
   ENVIRONMENT "MUTIRAO_PROCS=1;MUTIRAO_SLICE_MS=1;TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1")
+
+# Goroutines of one VM asking contexts for done() at once, preempted inside
+# it (1 ms slices): every channel given is closed by cancel(). Label c only:
+# 400,000 calls, ~110 MB (too heavy for the TSan build).
+add_test(NAME c.context_done_preempt
+  COMMAND mutirao-test-lua ${CMAKE_CURRENT_LIST_DIR}/context_done_preempt.lua)
+set_tests_properties(c.context_done_preempt PROPERTIES LABELS c TIMEOUT 120
+  ENVIRONMENT "MUTIRAO_PROCS=1;MUTIRAO_SLICE_MS=1")
+
+# A pool task killed by its timeout: its outcome comes once its goroutines'
+# <close> handlers have run (a mutex one unlocks is free at await).
+add_test(NAME c.pool_timeout_close
+  COMMAND mutirao-test-lua ${CMAKE_CURRENT_LIST_DIR}/pool_timeout_close.lua)
+set_tests_properties(c.pool_timeout_close PROPERTIES LABELS "c;tsan" TIMEOUT 120
+  ENVIRONMENT "TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1")
