@@ -626,6 +626,8 @@ struct kuv_consumer {
     int closing; /* close started: no user callbacks */
     int close_pending;
     int destroyed;
+    int rebalanced;     /* a rebalance came (librdkafka's assignor has its state) */
+    int close_deferred; /* close asked for before the first rebalance: see kuv_consumer_close */
     int paused_all;
     int kick;    /* a partition queue may hold messages no wakeup announces */
     mlist round; /* assigned partitions, served in turn (kuv_part.ready) */
@@ -644,7 +646,7 @@ struct kuv_consumer {
 /* No user callback fires once a close was asked for. */
 static int quiet(const kuv_consumer *c)
 {
-    return c->closing || c->close_pending;
+    return c->closing || c->close_pending || c->close_deferred;
 }
 
 void kuv_consumer_opts_default(kuv_consumer_opts *o)
@@ -862,7 +864,8 @@ static void part_queue(kuv_consumer *c, kuv_part *q)
     c->kick = 1;
 }
 
-static void rebalance(kuv_consumer *c, rd_kafka_resp_err_t e, rd_kafka_topic_partition_list_t *l)
+static void rebalance_apply(kuv_consumer *c, rd_kafka_resp_err_t e,
+                            rd_kafka_topic_partition_list_t *l)
 {
     int coop = !strcmp(rd_kafka_rebalance_protocol(c->rk), "COOPERATIVE");
     if (e == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
@@ -919,6 +922,17 @@ static void rebalance(kuv_consumer *c, rd_kafka_resp_err_t e, rd_kafka_topic_par
         c->error_cb(c->ud, KUV_EKAFKA, rd_kafka_err2str(e));
     part_forget_all(c);
     rd_kafka_assign(c->rk, NULL);
+}
+
+static void rebalance(kuv_consumer *c, rd_kafka_resp_err_t e, rd_kafka_topic_partition_list_t *l)
+{
+    c->rebalanced = 1;
+    rebalance_apply(c, e, l);
+    if (c->close_deferred) { /* the close waited for this: it starts after the serve */
+        c->close_deferred = 0;
+        uv_timer_stop(&c->close_timer);
+        c->close_pending = 1;
+    }
 }
 
 static void c_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e,
@@ -1444,10 +1458,43 @@ static void consumer_close_start(kuv_consumer *c)
     uv_timer_start(&c->commit_timer, closing_check_cb, 0, 20);
 }
 
+/* The group gave this member an id: it joined, or is joining. */
+static int joined(kuv_consumer *c)
+{
+    char *m = rd_kafka_memberid(c->rk);
+    int j = m && *m;
+    if (m)
+        rd_kafka_mem_free(c->rk, m);
+    return j;
+}
+
+static void deferred_close_cb(uv_timer_t *t)
+{
+    kuv_consumer *c = t->data;
+    if (!c->close_deferred)
+        return;
+    c->close_deferred = 0;
+    consumer_close_start(c);
+}
+
 void kuv_consumer_close(kuv_consumer *c)
 {
-    if (!c || c->closing || c->close_pending)
+    if (!c || c->closing || c->close_pending || c->close_deferred)
         return;
+    /* librdkafka 2.0 (Debian 12) aborts in rd_kafka_destroy when the
+     * cooperative-sticky assignor was chosen by a join whose assignment
+     * never came (rdkafka_sticky_assignor.c: assertion 'assignor_state',
+     * librdkafka issue #4312, fixed in 2.3): a worker stopped during its
+     * first rebalance died with SIGABRT. Its maintainers' advice: wait for
+     * the first rebalance. A member that joined without one yet closes at
+     * its first rebalance, or after close_timeout_ms; meanwhile nothing is
+     * handed out (quiet) and what is assigned is paused. */
+    if (!c->rebalanced && joined(c)) {
+        c->close_deferred = 1;
+        c->paused_all = 1;
+        uv_timer_start(&c->close_timer, deferred_close_cb, (uint64_t)c->close_timeout_ms, 0);
+        return;
+    }
     if (c->in_serve) {
         c->close_pending = 1; /* no user callback from here on */
         return;

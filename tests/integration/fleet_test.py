@@ -1250,6 +1250,47 @@ def case_sigterm():
     check(b.stop() == 0, "worker B exit status")
 
 
+def case_stop_first_rebalance():
+    """Workers stopped during their first rebalance exit cleanly. Two
+    workers start before their pool's topic exists; once it is created,
+    both are SIGTERMed at a spread of moments through the join that
+    follows (0.1 to 2.5 s after the pool_create). librdkafka 2.0 (Debian
+    12) aborted in rd_kafka_destroy (assertion 'assignor_state') when a
+    member stopped after its join and before its first assignment; the
+    consumer now closes at its first rebalance (shared/kafka/kafka_uv.c,
+    kuv_consumer_close). Before that change 3 rounds of 15 aborted."""
+    rounds = 12
+    slow = []
+    for i in range(rounds):
+        pool = "sf%d%s" % (i, UNIQ)
+        a = Worker("sf%dA" % i, [pool])
+        b = Worker("sf%dB" % i, [pool])
+        a.wait_for(r"consuming")
+        b.wait_for(r"consuming")
+        rc, out, err, _ = run_lua('assert(require("goroutine").pool_create(%r, {workers = 4}))'
+                                  % pool)
+        check(rc == 0, "pool_create: %d\n%s%s" % (rc, out, err))
+        time.sleep(0.1 + 2.4 * i / (rounds - 1))
+        t0 = time.time()
+        for w in (a, b):
+            w.p.send_signal(signal.SIGTERM)
+        for w in (a, b):
+            try:
+                w.p.wait(30)
+            except subprocess.TimeoutExpired:
+                fail("worker %s did not stop within 30 s of its SIGTERM" % w.name)
+            text = w.text()
+            check(w.p.returncode == 0 and "Assertion" not in text,
+                  "round %d: worker %s exit status %d\n%s"
+                  % (i, w.name, w.p.returncode, text[-3000:]))
+        slow.append(time.time() - t0)
+    # a deferred close waits for the rebalance under way, at most the
+    # consumer's close timeout (10 s)
+    check(max(slow) < 12, "stops took %s s" % ["%.1f" % t for t in slow])
+    print("stop_first_rebalance: %d rounds, both workers exited 0 each time; stops took "
+          "%s s" % (rounds, " ".join("%.1f" % t for t in slow)))
+
+
 def case_sigint_twice():
     """The first SIGINT stops like SIGTERM (the queued tasks go back, the
     worker leaves the group, its running tasks go on); a second one exits at
@@ -3894,7 +3935,7 @@ def case_worker_sigkill_nested():
            len(re.findall(r"(?i)replay", logs))))
 
 
-CASES = {"examples": case_examples, "foreign_pending": case_foreign_pending, "await_wg": case_await_wg, "two_workers": case_two_workers,
+CASES = {"examples": case_examples, "stop_first_rebalance": case_stop_first_rebalance, "foreign_pending": case_foreign_pending, "await_wg": case_await_wg, "two_workers": case_two_workers,
          "sigkill": case_sigkill, "errors": case_errors, "libmutirao": case_libmutirao,
          "local_objects": case_local_objects,
          "two_clients": case_two_clients, "stock_lua": case_stock_lua,

@@ -49,7 +49,7 @@ if(Python3_Interpreter_FOUND AND TARGET mutirao-worker)
   target_link_libraries(two-clients PRIVATE libmutirao_so PkgConfig::MSGPACK)
   add_executable(kafka-put ${CMAKE_CURRENT_LIST_DIR}/kafka_put.c)
   target_link_libraries(kafka-put PRIVATE PkgConfig::RDKAFKA)
-  set(_fleet_cases examples await_wg two_workers sigkill errors libmutirao local_objects semantics two_clients lingering os_exit retention large_values rebalance_busy
+  set(_fleet_cases examples await_wg two_workers sigkill stop_first_rebalance errors libmutirao local_objects semantics two_clients lingering os_exit retention large_values rebalance_busy
     poison redelivered newer_envelope dlq revoked timeout deadline memory retries retries_sigkill
     redis_restart_aof redis_restart_nopersist notify_dropped notify_gone no_worker_hint reconcile_bounded
     sigterm sigint_twice sandbox sandbox_secrets signed hostile signed_results
