@@ -96,6 +96,27 @@ describe("retries on the embedded backend", function()
         G.pool_close(name)
     end)
 
+    it("runs a small task again with its own input (the failure's outcome does not overwrite it)", function()
+        -- a task and its arguments that encode into the executor's inline
+        -- buffer: the failed attempt's outcome used to be written over
+        -- them ("cannot load: malformed message" on the retry)
+        local name = fresh_name()
+        assert.is_true(G.pool_create(name, { retries = 2, backoff = { initial = 10, jitter = 0 } }))
+        local tries = G.atomic_int()
+        local id = G.pool_submit(name, function()
+            if tries:add(1) < 3 then error("flaky", 0) end
+            return "ok", tries:load()
+        end)
+        assert.are.same({ true, "ok", 3 }, { G.await(id) })
+        assert.are.equal(2, G.pool_stats(name).retried)
+        local spent = G.pool_submit(name, function() error("x", 0) end)
+        local ok, err = G.await(spent)
+        assert.is_false(ok)
+        assert.matches("^x\n", err) -- its own failure, not a load error
+        assert.are.equal(4, G.pool_stats(name).retried)
+        G.pool_close(name)
+    end)
+
     it("gives the last failure once the retries are spent", function()
         local name = fresh_name()
         assert.is_true(G.pool_create(name, { retries = 1, backoff = { initial = 10, jitter = 0 } }))
