@@ -295,7 +295,10 @@ static int vm_start(lua_State *L)
     lua_pop(L, 1);
 
     if (luaL_loadfilex(L, o->file, "t") != LUA_OK) {
-        lua_pushfstring(L, "load:%s", lua_tostring(L, -1));
+        const char *msg = lua_tostring(L, -1);
+        if (msg && !strstr(msg, o->file)) /* e.g. a binary chunk: name the file */
+            msg = lua_pushfstring(L, "%s: %s", o->file, msg);
+        lua_pushfstring(L, "load:%s", msg ? msg : "?");
         return lua_error(L);
     }
     int chunk = lua_gettop(L);

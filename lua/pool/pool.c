@@ -228,12 +228,17 @@ static int l_pool_create(lua_State *L)
             size_t i = 0;
             while (k && i < sizeof known / sizeof known[0] && strcmp(k, known[i]))
                 i++;
-            if (!k || i == sizeof known / sizeof known[0])
+            if (!k)
+                return luaL_error(L,
+                                  "bad option key to 'pool_create' (option names are strings, "
+                                  "got %s)",
+                                  luaL_typename(L, -2));
+            if (i == sizeof known / sizeof known[0])
                 return luaL_error(L,
                                   "bad option '%s' to 'pool_create' (unknown option; expected "
                                   "workers, queue, block, max_deliveries, timeout, memory, "
                                   "retries, backoff or allow)",
-                                  k ? k : luaL_typename(L, -2));
+                                  k);
             lua_pop(L, 1);
         }
         o.workers = opt_int_field(L, 2, "workers", 4, 1);

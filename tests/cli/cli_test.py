@@ -119,6 +119,9 @@ CASES = {
     "exit_syntax_error": dict(
         args=["run", case_file("syntax_error.lua")], code=2,
         err=[r"\Amutirao: \S*syntax_error\.lua:2: unexpected symbol near '='\n\Z"]),
+    "exit_binary_chunk": dict(
+        args=["run", case_file("binary_chunk.lua")], code=2,
+        err=[r"\Amutirao: \S*binary_chunk\.lua: attempt to load a binary chunk \(mode is 't'\)\n\Z"]),
     # usage errors: one line and where the help is, never the whole help
     "usage_no_command": dict(
         args=[], code=2, err=[r"\Amutirao: no command given \(see mutirao --help\)\n\Z"]),
