@@ -221,10 +221,11 @@ static int vm_panic(lua_State *L)
  * user data): written once before the scheduler starts, read-only after. */
 static const run_opts *pool_log_opts;
 
-/* procs setup hook: gives every pool VM the global `log`, configured as the
- * main VM's. */
+/* procs setup hook: gives every pool VM the globals `log`, configured as
+ * the main VM's, and `goroutine`. */
 static void pool_vm_setup(lua_State *L)
 {
+    procs_global_require(L, "goroutine"); /* as runner.lua gives the main VM */
     luaL_requiref(L, "log", luaopen_mutirao_log, 1);
     lua_getfield(L, -1, "_configure");
     lua_createtable(L, 0, 2);

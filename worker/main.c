@@ -90,6 +90,7 @@ static const config *task_cfg;
 static void task_vm_setup(lua_State *L)
 {
     fleet_backend_install(L, sched_get(L), task_cfg);
+    procs_global_require(L, "goroutine"); /* as a task file's main VM has it */
     luaL_requiref(L, "log", luaopen_mutirao_log, 1);
     lua_getfield(L, -1, "_configure");
     lua_createtable(L, 0, 2);

@@ -225,3 +225,13 @@ proc *procs_pick(void)
     }
     return best;
 }
+
+void procs_global_require(lua_State *L, const char *name)
+{
+    lua_getglobal(L, "require");
+    lua_pushstring(L, name);
+    if (lua_pcall(L, 1, 1, 0) == LUA_OK)
+        lua_setglobal(L, name);
+    else
+        lua_pop(L, 1);
+}

@@ -30,6 +30,10 @@ typedef void (*procs_setup_fn)(lua_State *L);
 void procs_set_opener(procs_setup_fn fn);
 void procs_set_setup(procs_setup_fn fn);
 
+/* For a setup hook: the global NAME = require(NAME) in L, e.g. the task
+ * file's `goroutine` in a pool VM; nothing when the require fails. */
+void procs_global_require(lua_State *L, const char *name);
+
 /* Starts the VM threads if they are not running. Returns their count, or a
  * negative errno-style value. Thread-safe. */
 int procs_start(void);

@@ -298,6 +298,9 @@ CASES = {
         args=["run", case_file("pool_log.lua")], code=0,
         err=[r"INFO  .*pool item 1$", r"INFO  .*pool item 3$"],
         out=[r"pooled\s+success\s+\S+\s+completed 3, failed 0"]),
+    "pool_goroutine_global": dict(
+        args=["run", case_file("pool_goroutine_global.lua")], code=0,
+        out=[r"(?m)^true\tpool task has function$"]),
     "pool_fire_and_forget": dict(
         args=["run", case_file("pool_fire_and_forget.lua")], code=0,
         err=[r"main chunk ends", r"task 1 done$", r"task 2 done$", r"task 3 done$", r"task 4 done$"]),

@@ -1009,14 +1009,17 @@ def case_semantics():
 local g = require("goroutine")
 assert(g.pool_create("%(pool)s"))
 local v = os.getenv("VAL")
-local id = assert(g.pool_submit("%(pool)s", function() return "run " .. v end))
+local id = assert(g.pool_submit("%(pool)s", function()
+  -- a worker's task VM has the task file's global `goroutine`
+  return "run " .. v .. " " .. type(goroutine.spawn)
+end))
 local ok, r = g.await(id)
 print(ok, r)
 """ % {"pool": pool}
     for val in ("one", "two"):
         rc, out, err, dt = run_lua(src, env={"VAL": val, "MUTIRAO_PRODUCER_ID": "fixed-" + UNIQ},
                                    timeout=40)
-        check(rc == 0 and ("true\trun " + val) in out,
+        check(rc == 0 and ("true\trun " + val + " function") in out,
               "run %s with a fixed producer.id: %d %.1f s\n%s%s" % (val, rc, dt, out, err))
     # a task's timeout abandons the fleet tasks it submitted: no wait for them
     path = os.path.join(TMP, "timeout.sloth")
