@@ -407,8 +407,15 @@ static void on_seen(void *ud, int status, const char *err, const int *seen, int 
         rtlog(v->s, RTLOG_WARN, 0, LUA_NOREF,
               "%ld fleet task(s) of producer %s in pool(s) %s have had no result for %" PRIu64
               " s and no worker reports running tasks of them: is a mutirao-worker running "
-              "for them (same Kafka and Redis)?%s%s",
+              "for them (same Kafka and Redis)?%s%s%s",
               out, v->producer, names, quiet_s,
+              /* workers that require signatures refuse this producer's
+               * tasks unrun, and cannot say so to it (a forged refusal
+               * would fail someone else's task): they are dead letters */
+              v->key ? ""
+                     : " This producer signs nothing (no auth.signing_key): workers with "
+                       "auth.trusted_keys refuse its tasks unrun (`mutirao dlq list POOL` shows "
+                       "them).",
               v->last_poll_err[0] ? " Reading the results fails: " : "", v->last_poll_err);
     else if (v->last_poll_err[0])
         rtlog(v->s, RTLOG_WARN, 0, LUA_NOREF,

@@ -1676,6 +1676,9 @@ os.exit(0)
                         r"for \d+ s and no worker reports running tasks of them: is a "
                         r"mutirao-worker running" % idle_pool, err),
               "no hint for a pool without workers: %d\n%s%s" % (rc, out, err))
+        # unsigned: workers that require signatures would refuse its tasks
+        check("This producer signs nothing (no auth.signing_key)" in err,
+              "no hint about signing from an unsigned producer:\n" + err)
         check(w.stop() == 0, "worker exit status")
     finally:
         red.kill()
