@@ -626,8 +626,10 @@ struct kuv_consumer {
     int closing; /* close started: no user callbacks */
     int close_pending;
     int destroyed;
-    int rebalanced;     /* a rebalance came (librdkafka's assignor has its state) */
-    int close_deferred; /* close asked for before the first rebalance: see kuv_consumer_close */
+    int rebalanced;       /* a rebalance came (librdkafka's assignor has its state) */
+    int close_deferred;   /* close asked for before the first rebalance: see kuv_consumer_close */
+    int subscribed;       /* kuv_subscribe succeeded */
+    uint64_t deferred_at; /* loop time of the deferred close */
     int paused_all;
     int kick;    /* a partition queue may hold messages no wakeup announces */
     mlist round; /* assigned partitions, served in turn (kuv_part.ready) */
@@ -1240,6 +1242,8 @@ int kuv_subscribe(kuv_consumer *c, const char *const *patterns, size_t n)
         rd_kafka_topic_partition_list_add(l, patterns[i], RD_KAFKA_PARTITION_UA);
     rd_kafka_resp_err_t e = rd_kafka_subscribe(c->rk, l);
     rd_kafka_topic_partition_list_destroy(l);
+    if (!e)
+        c->subscribed = 1;
     return e ? map_err(e) : 0;
 }
 
@@ -1468,11 +1472,21 @@ static int joined(kuv_consumer *c)
     return j;
 }
 
+#define KUV_JOIN_GRACE_MS 1500 /* a join under way shows its member id by then */
+
+/* Every 50 ms while a close waits for the first rebalance: it stops
+ * waiting after KUV_JOIN_GRACE_MS if the member has no id (it is not
+ * joining: no topic of its subscription exists yet), else after
+ * close_timeout_ms. */
 static void deferred_close_cb(uv_timer_t *t)
 {
     kuv_consumer *c = t->data;
     if (!c->close_deferred)
         return;
+    uint64_t waited = uv_now(c->loop) - c->deferred_at;
+    if (waited < (uint64_t)c->close_timeout_ms && (waited < KUV_JOIN_GRACE_MS || joined(c)))
+        return;
+    uv_timer_stop(&c->close_timer);
     c->close_deferred = 0;
     consumer_close_start(c);
 }
@@ -1484,15 +1498,19 @@ void kuv_consumer_close(kuv_consumer *c)
     /* librdkafka 2.0 (Debian 12) aborts in rd_kafka_destroy when the
      * cooperative-sticky assignor was chosen by a join whose assignment
      * never came (rdkafka_sticky_assignor.c: assertion 'assignor_state',
-     * librdkafka issue #4312, fixed in 2.3): a worker stopped during its
-     * first rebalance died with SIGABRT. Its maintainers' advice: wait for
-     * the first rebalance. A member that joined without one yet closes at
-     * its first rebalance, or after close_timeout_ms; meanwhile nothing is
-     * handed out (quiet) and what is assigned is paused. */
-    if (!c->rebalanced && joined(c)) {
+     * librdkafka issue #4312, fixed upstream in 2023): a worker stopped
+     * during its first rebalance died with SIGABRT. Its maintainers'
+     * advice: wait for the first rebalance. A subscribed member without
+     * one yet closes at its first rebalance; when it has no member id,
+     * after KUV_JOIN_GRACE_MS instead (a JoinGroup may be on its way: its
+     * answer chooses the assignor, and the abort would follow); at most
+     * after close_timeout_ms. Meanwhile nothing is handed out (quiet) and
+     * what is assigned is paused. */
+    if (!c->rebalanced && c->subscribed) {
         c->close_deferred = 1;
         c->paused_all = 1;
-        uv_timer_start(&c->close_timer, deferred_close_cb, (uint64_t)c->close_timeout_ms, 0);
+        c->deferred_at = uv_now(c->loop);
+        uv_timer_start(&c->close_timer, deferred_close_cb, 50, 50);
         return;
     }
     if (c->in_serve) {
