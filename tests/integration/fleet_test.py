@@ -1479,12 +1479,28 @@ def case_redis_restart_nopersist():
     """Redis killed and restarted without persistence mid-run: it lost the
     results, markers and notifications of tasks Kafka had committed; the
     producer submits those again and every outcome arrives once."""
+    n = 2000
+    stats = PLAIN.pool("rrn" + UNIQ, "stats")
+
     def hold_and_restart(red, proxy):
         # results recorded, their offsets committed and their notifications
         # still in Redis when it goes; down longer than the workers' op
         # timeout, so their completion records fail and are retried
         proxy.hold(True)
         time.sleep(1.5)
+        # it goes just after a completion, while the workers run others
+        # (a rebalance or a slow machine can pause them: a fixed delay
+        # alone sometimes found no completion in flight)
+        c = red.conn()
+        before = int(c.call("HGET", stats, "completed") or 0)
+        end = time.time() + 30
+        now = before
+        while now == before and time.time() < end:
+            time.sleep(0.005)
+            now = int(c.call("HGET", stats, "completed") or 0)
+        c.close()
+        check(now > before, "no task completed for 30 s before the outage")
+        check(now < n - 200, "only %d tasks left to run during the outage" % (n - now))
         restart(red, proxy, 2.5)
         proxy.hold(False)
 
@@ -1494,7 +1510,7 @@ def case_redis_restart_nopersist():
         # the tasks submitted again went as their next attempt
         check(re.search(r"task=\S+ attempt 2 received", logs), "no attempt 2 ran")
 
-    out, err, _ = loss_run("rrn", False, 3000, 100, hold_and_restart, retried,
+    out, err, _ = loss_run("rrn", False, n, 250, hold_and_restart, retried,
                            {"MUTIRAO_OP_TIMEOUT_MS": "1000"})
     check("submitted again" in err, "nothing was submitted again:\n" + err[-4000:])
 
