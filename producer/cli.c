@@ -226,17 +226,9 @@ static const run_opts *pool_log_opts;
 static void pool_vm_setup(lua_State *L)
 {
     procs_global_require(L, "goroutine"); /* as runner.lua gives the main VM */
-    luaL_requiref(L, "log", luaopen_mutirao_log, 1);
-    lua_getfield(L, -1, "_configure");
-    lua_createtable(L, 0, 2);
     const run_opts *o = pool_log_opts;
-    lua_pushstring(L, o && o->log_format ? o->log_format : "text");
-    lua_setfield(L, -2, "format");
-    lua_pushstring(L, o && o->log_level ? o->log_level : "info");
-    lua_setfield(L, -2, "level");
-    if (lua_pcall(L, 1, 0, 0) != LUA_OK)
-        lua_pop(L, 1);
-    lua_pop(L, 1);
+    log_global_open(L, o && o->log_format ? o->log_format : "text",
+                    o && o->log_level ? o->log_level : "info");
 }
 
 static int open_log_global(lua_State *L)

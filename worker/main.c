@@ -91,16 +91,7 @@ static void task_vm_setup(lua_State *L)
 {
     fleet_backend_install(L, sched_get(L), task_cfg);
     procs_global_require(L, "goroutine"); /* as a task file's main VM has it */
-    luaL_requiref(L, "log", luaopen_mutirao_log, 1);
-    lua_getfield(L, -1, "_configure");
-    lua_createtable(L, 0, 2);
-    lua_pushliteral(L, "text");
-    lua_setfield(L, -2, "format");
-    lua_pushstring(L, log_level);
-    lua_setfield(L, -2, "level");
-    if (lua_pcall(L, 1, 0, 0) != LUA_OK)
-        lua_pop(L, 1);
-    lua_pop(L, 1);
+    log_global_open(L, "text", log_level);
     sandbox_install(L); /* worker.allow: what tasks may do beyond the default */
 }
 

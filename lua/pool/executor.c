@@ -571,23 +571,25 @@ static int task_msgh(lua_State *L)
     return 1;
 }
 
-/* Encodes the outcome now on L (values from index first to the top). */
+/* Encodes the outcome now on L (values from index first to the top): into
+ * buf while it fits, unless buf holds an input kept for another run. */
 static void task_encode(lua_State *L, ex_task *t, int ok, int first)
 {
     char err[256];
     int n = lua_gettop(L) - first + 1;
     out_free(t);
+    int in_buf = t->in >= t->buf && t->in < t->buf + sizeof t->buf;
+    char *buf = t->keep_in && in_buf ? NULL : t->buf;
+    size_t cap = buf ? sizeof t->buf : 0;
     codec_limits lim;
     codec_limits_default(&lim);
     lim.value_name = ok ? "result" : "error value";
     lim.call = t->decode_ctx;
-    if (codec_encode_buf(L, first, n, &lim, t->buf, sizeof t->buf, &t->out, &t->outlen, err,
-                         sizeof err) != 0) {
+    if (codec_encode_buf(L, first, n, &lim, buf, cap, &t->out, &t->outlen, err, sizeof err) != 0) {
         lua_pushfstring(L, "task %s: cannot send its %s back: %s", t->id, ok ? "results" : "error",
                         err);
         ok = 0;
-        codec_encode_buf(L, lua_gettop(L), 1, NULL, t->buf, sizeof t->buf, &t->out, &t->outlen,
-                         NULL, 0);
+        codec_encode_buf(L, lua_gettop(L), 1, NULL, buf, cap, &t->out, &t->outlen, NULL, 0);
         lua_pop(L, 1);
     }
     t->ok = ok;

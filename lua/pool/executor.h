@@ -61,9 +61,12 @@ struct ex_task {
     executor *ex;
     port *owner; /* (a reference) */
     proc *vm;
-    const char *in; /* the encoded task (inlen bytes), the caller's until done */
+    const char *in; /* the encoded task (inlen bytes), the caller's until done; it may
+                       lie in buf, which the outcome then reuses unless keep_in */
     size_t inlen;
-    char *out; /* the encoded outcome, out == buf while it fits */
+    int keep_in; /* in is read again after this run (a retry): the outcome never
+                    overwrites it */
+    char *out;   /* the encoded outcome, out == buf while it fits */
     size_t outlen;
     int ok;        /* 1 returned, 0 raised or could not run */
     int lingering; /* goroutines it started still ran at its end */

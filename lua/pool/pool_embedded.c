@@ -506,21 +506,11 @@ static int e_submit(lua_State *L, void *be)
         lua_pushstring(L, err);
         return 2;
     }
-    if (in == t->ex.buf && p->retry.retries) {
-        /* the outcome of an attempt is written into ex.buf: the input of a
-         * task that may run again must live apart */
-        char *own = malloc(inlen ? inlen : 1);
-        if (!own) {
-            etask_discard(t, p);
-            return luaL_error(L, "not enough memory");
-        }
-        memcpy(own, in, inlen);
-        in = own;
-    }
     if (in != t->ex.buf)
         t->in = in;
     t->ex.in = in;
     t->ex.inlen = inlen;
+    t->ex.keep_in = p->retry.retries > 0; /* decoded again by its next attempt */
     t->ex.done = on_task_done;
     t->ex.ended = on_task_ended;
     t->ex.timeout_ms = p->timeout_ms;

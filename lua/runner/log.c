@@ -529,3 +529,17 @@ int luaopen_mutirao_log(lua_State *L)
     luaL_setfuncs(L, funcs, 1);
     return 1;
 }
+
+void log_global_open(lua_State *L, const char *format, const char *level)
+{
+    luaL_requiref(L, "log", luaopen_mutirao_log, 1);
+    lua_getfield(L, -1, "_configure");
+    lua_createtable(L, 0, 2);
+    lua_pushstring(L, format);
+    lua_setfield(L, -2, "format");
+    lua_pushstring(L, level);
+    lua_setfield(L, -2, "level");
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK) /* a bad level: the defaults stay */
+        lua_pop(L, 1);
+    lua_pop(L, 1);
+}

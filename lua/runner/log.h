@@ -24,4 +24,9 @@
 /* require("log"): returns the module table (a new settings block per call). */
 int luaopen_mutirao_log(lua_State *L);
 
+/* Sets the global `log` (package.loaded.log too) configured with format
+ * ("text"|"json") and level: what a pool VM or a worker's task VM gets
+ * (the runner configures the main VM's from Lua). */
+void log_global_open(lua_State *L, const char *format, const char *level);
+
 #endif

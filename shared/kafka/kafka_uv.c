@@ -926,13 +926,19 @@ static void rebalance_apply(kuv_consumer *c, rd_kafka_resp_err_t e,
     rd_kafka_assign(c->rk, NULL);
 }
 
+/* A close deferred by kuv_consumer_close stops waiting. */
+static void deferred_close_end(kuv_consumer *c)
+{
+    c->close_deferred = 0;
+    uv_timer_stop(&c->close_timer);
+}
+
 static void rebalance(kuv_consumer *c, rd_kafka_resp_err_t e, rd_kafka_topic_partition_list_t *l)
 {
     c->rebalanced = 1;
     rebalance_apply(c, e, l);
     if (c->close_deferred) { /* the close waited for this: it starts after the serve */
-        c->close_deferred = 0;
-        uv_timer_stop(&c->close_timer);
+        deferred_close_end(c);
         c->close_pending = 1;
     }
 }
@@ -1486,8 +1492,7 @@ static void deferred_close_cb(uv_timer_t *t)
     uint64_t waited = uv_now(c->loop) - c->deferred_at;
     if (waited < (uint64_t)c->close_timeout_ms && (waited < KUV_JOIN_GRACE_MS || joined(c)))
         return;
-    uv_timer_stop(&c->close_timer);
-    c->close_deferred = 0;
+    deferred_close_end(c);
     consumer_close_start(c);
 }
 

@@ -2,7 +2,8 @@
  * executor_take_queued gives the queued tasks back (none of them runs, no
  * done callback, the counters forget them, they can be submitted again),
  * leaves the running ones alone, and a closed executor's drained hook fires
- * once either way. Run under ASan to see leaks. */
+ * once either way; a small task's outcome reuses its buffer unless the
+ * input there is kept for another run. Run under ASan to see leaks. */
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,10 +26,14 @@ static sched *S;
 typedef struct item {
     ex_task x; /* first: done gets &x */
     char id[16];
-    char *in;   /* the encoded task when larger than x.buf */
-    int done;   /* done callback calls */
-    int ok;     /* its outcome */
-    long value; /* its first returned integer */
+    char *in;       /* the encoded task when larger than x.buf */
+    int done;       /* done callback calls */
+    int ok;         /* its outcome */
+    long value;     /* its first returned integer */
+    int out_in_buf; /* its outcome was written into x.buf */
+    int in_intact;  /* x.in still held the bytes prepare encoded */
+    char enc[sizeof(((ex_task *)0)->buf)];
+    size_t enclen; /* prepare's encoding (when it fit x.buf) */
 } item;
 
 static item items[NT];
@@ -41,6 +46,8 @@ static void on_done(sched *owner, ex_task *x)
     it->done++;
     it->ok = x->ok;
     it->value = -1;
+    it->out_in_buf = x->out == x->buf;
+    it->in_intact = x->inlen == it->enclen && memcmp(x->in, it->enc, it->enclen) == 0;
     if (owner && x->ok) {
         int n = 0;
         if (codec_decode(L, x->out, x->outlen, NULL, &n, NULL, 0) == 0) {
@@ -81,6 +88,10 @@ static int prepare(item *it, int k, const char *code, long arg)
     }
     if (out != it->x.buf)
         it->in = out;
+    if (len <= sizeof it->enc) {
+        memcpy(it->enc, out, len);
+        it->enclen = len;
+    }
     it->x.in = out;
     it->x.inlen = len;
     snprintf(it->id, sizeof it->id, "t%d", k);
@@ -205,11 +216,45 @@ static int closed_drains_once(void)
     return 0;
 }
 
+/* A task whose input lies in its buffer: the outcome is written over it
+ * (it was decoded first) unless keep_in says a retry decodes it again. */
+static int keep_in(void)
+{
+    setup();
+    ex_hooks h = {.drained = on_drained};
+    executor *ex = executor_new(1, &h);
+    ASSERT(ex != NULL);
+    for (int i = 0; i < 2; i++) {
+        ASSERT_EQ(prepare(&items[i], i, FAST, 4 + i), 0);
+        ASSERT_PTR_EQ(items[i].x.in, items[i].x.buf); /* small: encoded in place */
+        items[i].x.keep_in = i == 1;
+        ASSERT_EQ(executor_submit(ex, &items[i].x, S, -1, NULL), EX_OK);
+    }
+    run_until(2);
+    ASSERT_EQ(items[0].value, 40);
+    ASSERT_EQ(items[0].out_in_buf, 1); /* no allocation for a small outcome */
+    ASSERT_EQ(items[0].in_intact, 0);
+    ASSERT_EQ(items[1].value, 50);
+    ASSERT_EQ(items[1].out_in_buf, 0);
+    ASSERT_EQ(items[1].in_intact, 1);
+    /* run again from the kept input: the same outcome */
+    items[1].done = 0;
+    ASSERT_EQ(executor_submit(ex, &items[1].x, S, -1, NULL), EX_OK);
+    run_until(1);
+    ASSERT_EQ(items[1].done, 1);
+    ASSERT_EQ(items[1].value, 50);
+    ASSERT_EQ(items[1].in_intact, 1);
+    executor_unref(ex);
+    teardown();
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     static const test tests[] = {
         {"take_queued", take_queued},
         {"closed_drains_once", closed_drains_once},
+        {"keep_in", keep_in},
     };
     return test_run(tests, sizeof tests / sizeof tests[0], argc, argv);
 }
