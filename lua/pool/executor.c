@@ -621,6 +621,23 @@ static void on_task_cancelled(scope_watch *w, int cancelled)
     fail_text(t, cancelled && t->sc->reason[0] ? t->sc->reason : "cancelled");
 }
 
+const ex_task *executor_task_of(const scope *sc)
+{
+    for (; sc; sc = sc->parent) {
+        const mlist *n;
+        mlist_foreach(n, &sc->watches)
+        {
+            const scope_watch *w = mlist_entry(n, scope_watch, node);
+            if (w->on_end == on_task_cancelled) { /* only a task's own watch on its scope */
+                const ex_task *t = (const ex_task *)((const char *)w - offsetof(ex_task, watch));
+                if (t->sc == sc)
+                    return t;
+            }
+        }
+    }
+    return NULL;
+}
+
 /* The task function returned or raised, inside its goroutine. */
 static int task_k(lua_State *L, int status, lua_KContext ctx)
 {

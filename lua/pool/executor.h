@@ -121,6 +121,11 @@ void executor_set_limit(executor *ex, int limit);
  * watcher is told when room frees up. EX_ECLOSED: closed. */
 int executor_submit(executor *ex, ex_task *t, sched *owner, int qmax, port *watcher);
 
+/* The task whose goroutines include those of scope sc (sc or one of its
+ * ancestors is the task's own scope), or NULL: a goroutine outside every
+ * pool task. On the VM's thread, while the task runs. */
+const ex_task *executor_task_of(const scope *sc);
+
 /* Stops taking tasks; queued and running ones still run. Tells the
  * watchers. */
 void executor_close(executor *ex);

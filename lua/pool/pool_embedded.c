@@ -609,6 +609,12 @@ static int e_wait(lua_State *L, void *be, const char *name)
     epool *p = pool_find(name);
     if (!p)
         return pool_not_found(L, name);
+    const ex_task *self = executor_task_of(sched_current_scope(v->s, L));
+    if (self && self->ex == p->ex) { /* it counts itself: never idle */
+        pool_unref(p);
+        return luaL_error(L, "pool_wait('%s') inside task %s of that pool would wait for itself",
+                          name, self->id);
+    }
     wguard *w = lua_newuserdatauv(L, sizeof *w, 0);
     w->s = v->s;
     w->p = p;

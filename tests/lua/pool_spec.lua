@@ -408,6 +408,36 @@ describe("pool_wait, pool_stats, pool_close", function()
         G.pool_close(name)
     end)
 
+    it("pool_wait of its own pool inside a task raises instead of waiting forever", function()
+        local name, other = fresh_name(), fresh_name()
+        G.pool_create(name, { workers = 2 })
+        G.pool_create(other, { workers = 1 })
+        local id = G.pool_submit(name, function(p, q)
+            -- another pool: waited for as usual
+            G.pool_submit(q, function() G.sleep(5) end)
+            local waited = G.pool_wait(q)
+            -- its own, from the task and from a goroutine it started
+            local ok1, e1 = pcall(G.pool_wait, p)
+            local wg, ok2, e2 = G.wait_group(), nil, nil
+            wg:add(1)
+            G.spawn(function() ok2, e2 = pcall(G.pool_wait, p) wg:done() end)
+            wg:wait()
+            return waited, ok1, e1, ok2, e2
+        end, name, other)
+        local ok, waited, ok1, e1, ok2, e2 = G.await(id)
+        assert.is_true(ok, tostring(waited))
+        assert.is_true(waited)
+        assert.is_false(ok1)
+        assert.matches("pool_wait%('" .. name .. "'%) inside task " .. id:gsub("%-", "%%-")
+            .. " of that pool would wait for itself", e1)
+        assert.is_false(ok2)
+        assert.matches("would wait for itself", e2)
+        -- the main VM still waits for it
+        assert.is_true(G.pool_wait(name))
+        G.pool_close(name)
+        G.pool_close(other)
+    end)
+
     it("pool_close lets queued and running tasks finish", function()
         local name = fresh_name()
         G.pool_create(name, { workers = 1, queue = 10 })
