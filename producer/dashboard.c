@@ -413,6 +413,14 @@ int cmd_dashboard(int argc, char **argv)
         config_free(&cfg);
         return USAGE;
     }
+    char host[64] = "127.0.0.1", why[200];
+    int port;
+    const char *addr = listen ? listen : cfg.dashboard_listen;
+    if (config_host_port(addr, host, sizeof host, &port, why, sizeof why) != 0) {
+        fprintf(stderr, "mutirao dashboard: the dashboard address '%s': %s\n", addr, why);
+        config_free(&cfg);
+        return USAGE;
+    }
     dash d;
     memset(&d, 0, sizeof d);
     d.cfg = &cfg;
@@ -442,7 +450,6 @@ int cmd_dashboard(int argc, char **argv)
     uv_loop_t loop;
     uv_loop_init(&loop);
     if (st == OK) {
-        const char *addr = listen ? listen : cfg.dashboard_listen;
         d.srv =
             http_server_start(&loop, addr, "the dashboard", BODY_MAX, handle, &d, err, sizeof err);
         if (!d.srv) {
@@ -454,9 +461,6 @@ int cmd_dashboard(int argc, char **argv)
             d.sigint.data = d.sigterm.data = &d;
             uv_signal_start(&d.sigint, on_signal, SIGINT);
             uv_signal_start(&d.sigterm, on_signal, SIGTERM);
-            char host[64] = "127.0.0.1", why[200];
-            int port;
-            config_host_port(addr, host, sizeof host, &port, why, sizeof why);
             int v6 = strchr(host, ':') != NULL;
             d.loopback =
                 !strncmp(host, "127.", 4) || !strcmp(host, "::1") || !strcmp(host, "localhost");

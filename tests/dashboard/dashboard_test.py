@@ -288,6 +288,12 @@ def case_api():
                        capture_output=True, text=True, env=ENV, timeout=20)
     check(p.returncode == 1 and "address already in use" in p.stderr, "port in use: %r" % p.stderr)
     busy.close()
+    # an address that is not one: a usage error, before any connection
+    for bad in ("nonsense", "127.0.0.1:99999", "[::1"):
+        p = subprocess.run([MUTIRAO, "dashboard", "--listen", bad], capture_output=True,
+                           text=True, env=ENV, timeout=20)
+        check(p.returncode == 2 and p.stderr.count("\n") == 1 and "expected" in p.stderr,
+              "--listen %s: %d %r" % (bad, p.returncode, p.stderr))
 
 
 class Chromium:
