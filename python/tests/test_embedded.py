@@ -208,6 +208,9 @@ def test_wrong_argument_types(client, pool_name):
         client.pool_wait(pool_name, timeout=-1)
     with pytest.raises(TypeError, match="workers"):
         client.pool_create(pool_name + "w", workers="4")
+    for bad in ({"workers": 0}, {"workers": -3}, {"queue": -2}):
+        with pytest.raises(ValueError, match="workers must be 1 to"):
+            client.pool_create(pool_name + "w", **bad)
     with pytest.raises(ValueError, match="NUL"):
         client.pool_stats("a\0b")
     # nothing of that reached the pool

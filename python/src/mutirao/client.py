@@ -214,7 +214,7 @@ class Client:
         for what, v in (("workers", w), ("queue", q)):
             if isinstance(v, bool) or not isinstance(v, int):
                 raise TypeError("%s must be an int or None, not %s" % (what, type(v).__name__))
-        if w < 0 or w > _INT_MAX or q < -1 or q > _INT_MAX:
+        if (workers is not None and w < 1) or w > _INT_MAX or q < -1 or q > _INT_MAX:
             raise ValueError("workers must be 1 to %d and queue 0 to %d" % (_INT_MAX, _INT_MAX))
         self._call("mutirao_pool_create", name, w, q, _lib.POOL_NOBLOCK if noblock else 0)
         return pool
