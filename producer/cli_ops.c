@@ -35,6 +35,7 @@
 #include "envelope.h"
 #include "fleet_conn.h"
 #include "fleet_keys.h"
+#include "json_out.h"
 #include "redis_uv.h"
 #include "sign.h"
 
@@ -109,21 +110,7 @@ static uint64_t now_ms(void)
 
 static void json_str(const char *s, size_t n)
 {
-    fputc('"', OUT);
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch == '"' || ch == '\\')
-            fprintf(OUT, "\\%c", ch);
-        else if (ch == '\n')
-            fputs("\\n", OUT);
-        else if (ch == '\t')
-            fputs("\\t", OUT);
-        else if (ch < 0x20 || ch == 0x7f)
-            fprintf(OUT, "\\u%04x", ch);
-        else
-            fputc(ch, OUT);
-    }
-    fputc('"', OUT);
+    json_out_str(OUT, s, n);
 }
 
 static void json_cstr(const char *s)

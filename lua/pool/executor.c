@@ -625,8 +625,7 @@ const ex_task *executor_task_of(const scope *sc)
 {
     for (; sc; sc = sc->parent) {
         const mlist *n;
-        mlist_foreach(n, &sc->watches)
-        {
+        mlist_foreach (n, &sc->watches) {
             const scope_watch *w = mlist_entry(n, scope_watch, node);
             if (w->on_end == on_task_cancelled) { /* only a task's own watch on its scope */
                 const ex_task *t = (const ex_task *)((const char *)w - offsetof(ex_task, watch));
