@@ -66,7 +66,8 @@ static const char usage_text[] =
     "                            brokers and Redis from config/mutirao.conf or\n"
     "                            MUTIRAO_KAFKA_BROKERS / MUTIRAO_REDIS_URL\n"
     "\n"
-    "--config FILE: the fleet configuration file (default: $MUTIRAO_CONFIG, else\n"
+    "--config FILE (before the command, or among its options): the fleet\n"
+    "configuration file (default: $MUTIRAO_CONFIG, else\n"
     "./config/mutirao.conf, /etc/mutirao/mutirao.conf); MUTIRAO_* variables\n"
     "override it.\n"
     "\n"
@@ -146,6 +147,14 @@ static int parse_run(int argc, char **argv, run_opts *o)
             o->file = v;
         } else if (!strcmp(a, "--fleet")) {
             o->fleet = 1;
+        } else if (is_opt(a, "--config")) {
+            char why[512];
+            if (!(v = opt_value(argc, argv, &i, "--config")) || !*v)
+                return usage_error("option %s needs a file", "--config");
+            if (config_use_file(v, why, sizeof why) != 0) {
+                fprintf(stderr, "mutirao: %s\n", why);
+                return EXIT_USAGE;
+            }
         } else if (is_opt(a, "--workflow")) {
             if (!(v = opt_value(argc, argv, &i, "--workflow")) || !*v)
                 return usage_error("option %s needs a workflow name", "--workflow");
@@ -418,8 +427,18 @@ static int cmd_run(int argc, char **argv)
 */
 static int cmd_config(int argc, char **argv)
 {
-    if (argc > 0)
-        return usage_error("config: unexpected argument '%s'", argv[0]);
+    for (int i = 0; i < argc; i++) {
+        const char *v;
+        char why[512];
+        if (!is_opt(argv[i], "--config"))
+            return usage_error("config: unexpected argument '%s'", argv[i]);
+        if (!(v = opt_value(argc, argv, &i, "--config")) || !*v)
+            return usage_error("option %s needs a file", "--config");
+        if (config_use_file(v, why, sizeof why) != 0) {
+            fprintf(stderr, "mutirao: %s\n", why);
+            return EXIT_USAGE;
+        }
+    }
     config cfg;
     char err[512];
     if (config_load(&cfg, NULL, err, sizeof err) != 0) {
@@ -509,11 +528,11 @@ int main(int argc, char **argv)
         const char *v = argv[1][8] == '=' ? argv[1] + 9 : argc >= 3 ? argv[2] : NULL;
         if (!v || !*v)
             return usage_error("option %s needs a file", "--config");
-        if (access(v, R_OK) != 0) {
-            fprintf(stderr, "mutirao: --config %s: %s\n", v, strerror(errno));
+        char why[512];
+        if (config_use_file(v, why, sizeof why) != 0) {
+            fprintf(stderr, "mutirao: %s\n", why);
             return EXIT_USAGE;
         }
-        setenv("MUTIRAO_CONFIG", v, 1);
         int n = argv[1][8] == '=' ? 1 : 2;
         argv += n;
         argc -= n;

@@ -967,9 +967,13 @@ int cli_ops_main(const char *cmd, int argc, char **argv)
             json = 1;
         } else if (!strcmp(a, "--config") || !strncmp(a, "--config=", 9)) {
             const char *v = a[8] == '=' ? a + 9 : i + 1 < argc ? argv[++i] : NULL;
+            char why[512];
             if (!v || !*v)
                 return ops_usage(cmd, "option %s needs a file", "--config");
-            setenv("MUTIRAO_CONFIG", v, 1);
+            if (config_use_file(v, why, sizeof why) != 0) {
+                fprintf(stderr, "mutirao %s: %s\n", cmd, why);
+                return USAGE;
+            }
         } else if (a[0] == '-' && a[1]) {
             return ops_usage(cmd, "unknown option '%s'", a);
         } else if (needs && !arg) {

@@ -434,7 +434,11 @@ int cli_top_main(int argc, char **argv)
                 fprintf(stderr, "mutirao: option --config needs a file (see mutirao top --help)\n");
                 return USAGE;
             }
-            setenv("MUTIRAO_CONFIG", v, 1);
+            char why[512];
+            if (config_use_file(v, why, sizeof why) != 0) {
+                fprintf(stderr, "mutirao top: %s\n", why);
+                return USAGE;
+            }
         } else {
             fprintf(stderr, "mutirao: %s '%s' (see mutirao top --help)\n",
                     a[0] == '-' ? "unknown option" : "unexpected argument", a);

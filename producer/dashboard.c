@@ -396,10 +396,13 @@ int cmd_dashboard(int argc, char **argv)
         } else if (slot || !strcmp(a, "--config")) {
             if (i + 1 >= argc || !argv[i + 1][0])
                 return bad_usage("option %s needs a value", a);
-            if (slot)
+            char why[512];
+            if (slot) {
                 *slot = argv[++i];
-            else
-                setenv("MUTIRAO_CONFIG", argv[++i], 1);
+            } else if (config_use_file(argv[++i], why, sizeof why) != 0) {
+                fprintf(stderr, "mutirao dashboard: %s\n", why);
+                return USAGE;
+            }
         } else if (a[0] == '-') {
             return bad_usage("unknown option '%s'", a);
         } else {

@@ -41,15 +41,16 @@ static FILE *out_to, *err_to;
 #define ERR (err_to ? err_to : stderr)
 
 static const char usage_text[] =
-    "usage: mutirao dlq list POOL [--json]\n"
-    "       mutirao dlq retry POOL ID|--all\n"
-    "       mutirao dlq drop POOL ID|--all\n"
+    "usage: mutirao dlq list POOL [--json] [--config FILE]\n"
+    "       mutirao dlq retry POOL ID|--all [--config FILE]\n"
+    "       mutirao dlq drop POOL ID|--all [--config FILE]\n"
     "\n"
     "A pool's dead letters: fleet tasks delivered max_deliveries times without an\n"
     "outcome (their worker died each time), not run again. list shows them (--json:\n"
     "one JSON array); retry puts a task back on the pool's topic, to run and record\n"
     "its outcome again; drop forgets it. Kafka and Redis as for `mutirao run\n"
-    "--fleet`: config/mutirao.conf, $MUTIRAO_CONFIG or MUTIRAO_KAFKA_BROKERS /\n"
+    "--fleet`: --config FILE, $MUTIRAO_CONFIG, config/mutirao.conf or\n"
+    "MUTIRAO_KAFKA_BROKERS /\n"
     "MUTIRAO_REDIS_URL.\n"
     "\n"
     "Exit status: 0 done, 1 unknown pool or id or a Kafka/Redis failure, 2 bad usage.\n";
@@ -513,8 +514,33 @@ static void ctx_close(ctx *c)
     ops_redis_close(&c->rd);
 }
 
+/* Takes --config FILE (or --config=FILE) out of argv, anywhere in it.
+ * Returns 0, or USAGE after a line on ERR. */
+static int take_config(int *argc, char **argv)
+{
+    int k = 0;
+    for (int i = 0; i < *argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--config") && strncmp(a, "--config=", 9)) {
+            argv[k++] = argv[i];
+            continue;
+        }
+        const char *v = a[8] == '=' ? a + 9 : i + 1 < *argc ? argv[++i] : NULL;
+        char why[512];
+        if (!v || !*v)
+            return fputs("mutirao dlq: option --config needs a file (see mutirao dlq help)\n", ERR),
+                   USAGE;
+        if (config_use_file(v, why, sizeof why) != 0)
+            return fprintf(ERR, "mutirao dlq: %s\n", why), USAGE;
+    }
+    *argc = k;
+    return 0;
+}
+
 int cmd_dlq(int argc, char **argv)
 {
+    if (take_config(&argc, argv) != 0)
+        return USAGE;
     const char *sub = argc > 0 ? argv[0] : NULL;
     if (!sub || !strcmp(sub, "-h") || !strcmp(sub, "--help") || !strcmp(sub, "help")) {
         if (sub) {

@@ -216,12 +216,10 @@ int main(int argc, char **argv)
             return fail("invalid --procs '%s' (1 to 1024)", procs);
         setenv("MUTIRAO_PROCS", procs, 1);
     }
-    if (config_file) {
-        if (access(config_file, R_OK) != 0) {
-            fprintf(stderr, "mutirao-worker: --config %s: %s\n", config_file, strerror(errno));
-            return 2;
-        }
-        setenv("MUTIRAO_CONFIG", config_file, 1);
+    char why[512];
+    if (config_file && config_use_file(config_file, why, sizeof why) != 0) {
+        fprintf(stderr, "mutirao-worker: %s\n", why);
+        return 2;
     }
 
     config cfg;

@@ -953,6 +953,25 @@ int config_apply_env(config *cfg, const char *const *envp, char *err, size_t err
     return 0;
 }
 
+int config_use_file(const char *path, char *err, size_t errlen)
+{
+    if (!path || !*path) {
+        snprintf(err, errlen, "option --config needs a file");
+        return -1;
+    }
+    struct stat st;
+    if (access(path, R_OK) != 0 || stat(path, &st) != 0) {
+        snprintf(err, errlen, "--config %s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        snprintf(err, errlen, "--config %s: %s", path, strerror(EISDIR));
+        return -1;
+    }
+    setenv("MUTIRAO_CONFIG", path, 1);
+    return 0;
+}
+
 int config_find_file(const char *const *envp, char *out, size_t outlen, char *err, size_t errlen)
 {
     static const char *const candidates[] = {"config/mutirao.conf", "/etc/mutirao/mutirao.conf"};

@@ -159,6 +159,13 @@ int config_load_file(config *cfg, const char *path, char *err, size_t errlen);
 int config_apply_env(config *cfg, const char *const *envp, char *err, size_t errlen);
 
 /*
+** A command line's --config PATH: PATH must be a readable file; it becomes
+** $MUTIRAO_CONFIG for the config_load that follows. Returns 0, or -1 with
+** "--config PATH: reason" in err.
+*/
+int config_use_file(const char *path, char *err, size_t errlen);
+
+/*
 ** Which file config_load reads: $MUTIRAO_CONFIG (which must exist), else
 ** config/mutirao.conf if the current directory has one, else
 ** /etc/mutirao/mutirao.conf if it exists. Returns 1 and the path in out, 0

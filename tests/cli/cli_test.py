@@ -188,6 +188,39 @@ CASES = {
     "usage_config_missing_file": dict(
         args=["--config", "/nonexistent/m.conf", "pools"], code=2,
         err=[r"\Amutirao: --config /nonexistent/m\.conf: No such file or directory\n\Z"]),
+    # --config among a command's options: the same check, the same line
+    "usage_config_missing_file_run": dict(
+        args=["run", "--config", "/nonexistent/m.conf", case_file("ok.lua")], code=2,
+        err=[r"\Amutirao: --config /nonexistent/m\.conf: No such file or directory\n\Z"]),
+    "usage_config_directory": dict(
+        args=["--config", CASES_DIR, "run", case_file("ok.lua")], code=2,
+        err=[r"\Amutirao: --config \S+/cases: Is a directory\n\Z"]),
+    "usage_config_missing_file_dlq": dict(
+        args=["dlq", "list", "p", "--config", "/nonexistent/m.conf"], code=2,
+        err=[r"\Amutirao dlq: --config /nonexistent/m\.conf: No such file or directory\n\Z"]),
+    "usage_config_missing_file_dlq_first": dict(
+        args=["dlq", "--config=/nonexistent/m.conf", "retry", "p", "--all"], code=2,
+        err=[r"\Amutirao dlq: --config /nonexistent/m\.conf: No such file or directory\n\Z"]),
+    "usage_config_missing_file_stats": dict(
+        args=["stats", "p", "--config", "/nonexistent/m.conf"], code=2,
+        err=[r"\Amutirao stats: --config /nonexistent/m\.conf: No such file or directory\n\Z"]),
+    "usage_config_missing_file_top": dict(
+        args=["top", "--config", "/nonexistent/m.conf"], code=2,
+        err=[r"\Amutirao top: --config /nonexistent/m\.conf: No such file or directory\n\Z"]),
+    "usage_config_missing_file_dashboard": dict(
+        args=["dashboard", "--config", "/nonexistent/m.conf"], code=2,
+        err=[r"\Amutirao dashboard: --config /nonexistent/m\.conf: No such file or directory\n\Z"]),
+    # the file given among run's or config's options is the one read
+    "config_file_option_read": dict(
+        args=["config", "--config", case_file("other.conf")], code=0,
+        out=[r"# file: \S+/cases/other\.conf\n", r"redis\.url = redis://127\.0\.0\.1:6390\b"]),
+    "run_config_file_option_read": dict(
+        args=["run", "--fleet", "--config=" + case_file("other.conf"),
+              case_file("fleet_pool_create.lua")], code=0, max_s=20,
+        out=[r"\Anil\tpool 'cfgfile': kafka: .*\(brokers 127\.0\.0\.1:6391;"]),
+    "ops_config_file_option_read": dict(
+        args=["pools", "--config", case_file("other.conf")], code=1, max_s=10,
+        err=[r"\Amutirao: cannot reach Redis at redis://127\.0\.0\.1:6390 within 300 ms"]),
     # pools, stats, task, workers: usage errors need no Redis (tests/ops runs the rest)
     "ops_help": dict(args=["pools", "--help"], code=0,
                      out=[r"usage: mutirao pools \[--json\]", r"mutirao task ID", r"Exit status"]),
