@@ -329,6 +329,42 @@ static int vm_start(lua_State *L)
     return 1;
 }
 
+/* The deadlock report as one JSON log record (--log-format json): level
+ * error, event "deadlock", the parked goroutines' stacks in "stacks".
+ * 0, or -1 when it could not be written (the text report follows). */
+static int report_deadlock_json(lua_State *L, sched *s)
+{
+    char *dump = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&dump, &len);
+    if (!m)
+        return -1;
+    sched_dump_parked(s, m);
+    if (fclose(m) != 0) {
+        free(dump);
+        return -1;
+    }
+    int top = lua_gettop(L);
+    lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    int rc = -1;
+    if (lua_getfield(L, -1, "log") == LUA_TTABLE &&
+        lua_getfield(L, -1, "_event") == LUA_TFUNCTION) {
+        lua_pushliteral(L, "error");
+        lua_pushliteral(L, "fatal: all goroutines are asleep - deadlock!");
+        lua_createtable(L, 0, 4);
+        lua_pushliteral(L, "deadlock");
+        lua_setfield(L, -2, "event");
+        lua_pushlstring(L, dump, len);
+        lua_setfield(L, -2, "stacks");
+        lua_pushboolean(L, 0); /* no task context: the whole run */
+        lua_setfield(L, -2, "task");
+        rc = lua_pcall(L, 3, 0, 0) == LUA_OK ? 0 : -1;
+    }
+    lua_settop(L, top);
+    free(dump);
+    return rc;
+}
+
 static int cmd_run(int argc, char **argv)
 {
     run_opts o;
@@ -403,8 +439,10 @@ static int cmd_run(int argc, char **argv)
     size_t left = sched_run(s);
     if (left > 0) {
         fflush(stdout);
-        fprintf(stderr, "fatal: all goroutines are asleep - deadlock!\n\n");
-        sched_dump_parked(s, stderr);
+        if (!o.log_format || strcmp(o.log_format, "json") || report_deadlock_json(L, s) != 0) {
+            fprintf(stderr, "fatal: all goroutines are asleep - deadlock!\n\n");
+            sched_dump_parked(s, stderr);
+        }
         fflush(stderr);
         rc = EXIT_FAIL;
     } else {

@@ -22,6 +22,26 @@ def case_file(name):
     return os.path.join(CASES_DIR, name)
 
 
+def check_deadlock_json(out, err):
+    """The deadlock report is one JSON log record with the stacks."""
+    lines = err.splitlines()
+    if len(lines) != 1:
+        return "%d stderr lines, expected one JSON record" % len(lines)
+    try:
+        o = json.loads(lines[0])
+    except ValueError as e:
+        return "stderr is not JSON (%s)" % e
+    if (o.get("level"), o.get("event")) != ("error", "deadlock") or "deadlock" not in o.get("msg", ""):
+        return "record: %r" % o
+    for key in ("ts", "task", "goroutine"):
+        if key not in o:
+            return "record without %r: %r" % (key, o)
+    if not re.search(r"goroutine \d+ \[blocked\]:\nstack traceback:\n(.*\n)*.*deadlock\.lua:10: "
+                     r"in main chunk", o.get("stacks", "")) or "deadlock.lua:8:" not in o["stacks"]:
+        return "stacks: %r" % o.get("stacks")
+    return None
+
+
 def check_json_lines(out, err):
     """Every non-empty stderr and stdout line is one JSON object."""
     records = []
@@ -303,6 +323,9 @@ CASES = {
         err=[r"fatal: all goroutines are asleep - deadlock!",
              r"goroutine \d+ \[blocked\]:\nstack traceback:\n(.*\n)*.*deadlock\.lua:10: in main chunk",
              r"deadlock\.lua:8:"], max_s=3.0),
+    "deadlock_json": dict(
+        args=["run", "--log-format", "json", case_file("deadlock.lua")], code=1,
+        check_streams=check_deadlock_json, max_s=3.0),
     "goroutine_error_logged": dict(
         args=["run", case_file("goroutine_error.lua")], code=0,
         err=[r"ERROR \[resilient g\d+\] goroutine \d+ failed: \S*goroutine_error\.lua:7: worker exploded\n"
