@@ -224,7 +224,10 @@ local function run_task(t, r, params, status_of, cur)
     r.duration_ms = round_ms(now() - t0)
     if res[1] then
         local ok, msg, data = res[2], res[3], res[4]
-        r.status = (ok == false) and "failed" or "success"
+        -- false, or nil with a message (Lua's `return nil, err`), is a failure;
+        -- nothing returned is a success
+        local failed = ok == false or (ok == nil and msg ~= nil)
+        r.status = failed and "failed" or "success"
         if msg ~= nil then r.message = tostring(msg) end
         r.data = data
     elseif res[3] == true then

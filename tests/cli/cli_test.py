@@ -326,6 +326,11 @@ CASES = {
     "deadlock_json": dict(
         args=["run", "--log-format", "json", case_file("deadlock.lua")], code=1,
         check_streams=check_deadlock_json, max_s=3.0),
+    "command_results": dict(
+        args=["run", case_file("command_results.lua")], code=1,
+        out=[r"w\s+nil_msg\s+failed\s+\S+\s+broke\n", r"w\s+false_msg\s+failed\s+\S+\s+broke too\n",
+             r"w\s+nothing\s+success\b", r"w\s+true_msg\s+success\s+\S+\s+fine\n",
+             r"w\s+nil_only\s+success\b", r"5 tasks: 3 success, 2 failed"]),
     "goroutine_error_logged": dict(
         args=["run", case_file("goroutine_error.lua")], code=0,
         err=[r"ERROR \[resilient g\d+\] goroutine \d+ failed: \S*goroutine_error\.lua:7: worker exploded\n"
