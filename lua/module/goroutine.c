@@ -337,13 +337,19 @@ static int run_scope_k(lua_State *L, int status, lua_KContext ctx)
         lua_pushboolean(L, 1);
         return 3;
     }
-    return handle_push_outcome(L, h);
+    int n = handle_push_outcome(L, h);
+    if (h->ok)
+        return n;
+    lua_pushnil(L); /* false, err, nil, and the id of fn's goroutine, which raised it */
+    lua_pushinteger(L, (lua_Integer)h->id);
+    return n + 2;
 }
 
 /* _run_scope(opts, fn, ...): runs fn in a new scope and waits until fn and
  * every goroutine started in the scope have ended. opts.timeout_ms cancels
  * them all at the deadline; opts.label names the scope in logs. Returns
- * true, fn's values / false, err / false, reason, true when cancelled. */
+ * true, fn's values / false, err, nil, ID (fn's goroutine, which raised
+ * err) / false, reason, true when cancelled. */
 static int g_run_scope(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);

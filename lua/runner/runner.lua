@@ -238,7 +238,7 @@ local function run_task(t, r, params, status_of, cur)
         if dsl.is_definition_error(err) then err = err.msg end
         r.message = first_line(err)
         log._event("error", string.format("task '%s' raised an error: %s", t._name,
-            tostring(err)), { event = "task_error", task = t._name })
+            tostring(err)), { event = "task_error", task = t._name, goroutine = res[4] })
     end
     log_task_end(r)
 end
@@ -402,10 +402,11 @@ local function main(chunk, opts)
     end
 
     local t0 = now()
-    local ok, err = goroutine._run_scope({}, chunk)
+    local ok, err, _, gid = goroutine._run_scope({}, chunk)
     if not ok then
         if dsl.is_definition_error(err) then return fatal_usage(err.msg) end
-        log._event("error", "error: " .. tostring(err), { event = "script_error" })
+        -- in the context of the goroutine that ran the chunk and raised
+        log._event("error", "error: " .. tostring(err), { event = "script_error", goroutine = gid })
         return 1
     end
 

@@ -130,8 +130,10 @@ CASES = {
              r"ERROR \[fragile g\d+\] task 'fragile' failed"]),
     "exit_script_error": dict(
         args=["run", case_file("script_error.lua")], code=1,
-        err=[r"script_error\.lua:4: script blew up\nstack traceback:",
-             r"script_error\.lua:5: in main chunk"],
+        err=[r"script_error\.lua:5: script blew up\nstack traceback:",
+             r"script_error\.lua:6: in main chunk",
+             # reported in the context of the goroutine that ran the chunk
+             r"INFO  \[(g\d+)\] main chunk here\n.*ERROR \[\1\] error: \S*script_error\.lua:5:"],
         not_out=[r"WORKFLOW"]),
     "exit_missing_file": dict(
         args=["run", "no/such/tasks.lua"], code=2,
