@@ -802,8 +802,8 @@ static void block_parked(lua_State *L, sched *s, glist *wl, uint64_t due, sched_
     if (s->in_cb) {
         if (p)
             p->cancel(p, NULL);
-        luaL_error(L, "cannot wait outside a goroutine while goroutines run "
-                      "(inside coroutine.wrap or a __close handler): use goroutine.spawn");
+        luaL_error(L, "cannot wait in a plain coroutine (coroutine.wrap or coroutine.create) "
+                      "or a __close handler inside a goroutine: use goroutine.spawn");
     }
     /* Not a goroutine (the main chunk of lua5.4, a plain coroutine): run the
      * loop here until this wait is over. */
