@@ -101,9 +101,15 @@ static int read_token(const char *path, char *out, char *err, size_t errlen)
 static const char json_type[] = "application/json; charset=utf-8";
 static const char no_store[] = "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n";
 
-/* {"error": MSG} with status. */
+/* {"error": MSG} with status; MSG without the command-line prefix the
+ * ops_data.h writers put on their lines ("mutirao: ", "mutirao dlq: "). */
 static void answer_error(http_req *req, const char *status, const char *msg)
 {
+    if (!strncmp(msg, "mutirao", 7)) {
+        const char *colon = strstr(msg, ": ");
+        if (colon && colon - msg <= 16)
+            msg = colon + 2;
+    }
     char body[1024];
     size_t k = (size_t)snprintf(body, sizeof body, "{\"error\": \"");
     for (const char *p = msg; *p && k < sizeof body - 8; p++) {

@@ -234,6 +234,11 @@ def case_api():
     check(st == 404, "drop of an unknown id: %s %s" % (st, text))
     st, _, text = http(port, path, "POST", "{}", {"X-Mutirao-Token": TOKEN})
     check(st == 400, "no id: %s %s" % (st, text))
+    # an unknown pool: 404 with the reason, without a command-line prefix
+    for what in ("stats", "dlq"):
+        st, _, text = http(port, "/api/%s/nopool%s" % (what, UNIQ))
+        check(st == 404 and json.loads(text) == {"error": "pool not found: nopool" + UNIQ},
+              "/api/%s of an unknown pool: %s %s" % (what, st, text))
 
     st, _, text = http(port, path, "POST", body, {"X-Mutirao-Token": TOKEN})
     check(st == 200 and json.loads(text) == {"ok": True, "id": poison, "action": "retried"},
