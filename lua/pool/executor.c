@@ -578,8 +578,7 @@ static void task_encode(lua_State *L, ex_task *t, int ok, int first)
     char err[256];
     int n = lua_gettop(L) - first + 1;
     out_free(t);
-    int in_buf = t->in >= t->buf && t->in < t->buf + sizeof t->buf;
-    char *buf = t->keep_in && in_buf ? NULL : t->buf;
+    char *buf = t->keep_in && t->in == t->buf ? NULL : t->buf; /* an input there starts it */
     size_t cap = buf ? sizeof t->buf : 0;
     codec_limits lim;
     codec_limits_default(&lim);
