@@ -4,18 +4,24 @@
 One mutirao-worker and one `mutirao run --fleet bench/fleet.lua` producer of
 BUILD (default build) run N trivial tasks (default 10000) against the
 services of tests/services.sh (MUTIRAO_TEST_KAFKA_BROKERS and
-MUTIRAO_TEST_REDIS_URL, or build-services/env.sh). Redis's slow log is set
-to record every command during the run (slowlog-log-slower-than 0) and
-read after it; each entry has the microseconds spent inside the command
-(not the network and parsing around it). Prints per task, by command (an
-EVALSHA by its script's sha1, with the shape of its first key), calls and
-µs, their sum, and redis-server's CPU µs over the run (utime+stime from
-/proc), which includes what the slow log itself costs. The slow log's
-settings are restored after."""
+MUTIRAO_TEST_REDIS_URL, or build-services/env.sh). Redis's command
+statistics are reset before the run and read after it (INFO commandstats:
+calls and microseconds inside each command, not the network and parsing
+around them; a script's time includes the commands it calls, which are
+also counted on their own lines). To split EVALSHA by script, the slow log
+records every call of 50 µs or more during the run (slowlog-log-slower-than
+50: the batched script calls, not the single commands inside them, whose
+logging would inflate the scripts' time); each script is named by its sha1
+and the shape of its first key, and the share of EVALSHA's time the slow
+log saw is printed. Also redis-server's CPU µs over the run (utime+stime
+from /proc). Prints figures per task; the slow log's settings are
+restored after."""
+import hashlib
 import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -41,6 +47,29 @@ def redis_pid(port):
                          text=True).stdout
     m = re.search(r"pid=(\d+)", out)
     return int(m.group(1)) if m else None
+
+
+SCRIPTS = ["FLEET_SUBMIT_LUA", "FLEET_DELIVER_LUA", "FLEET_COMPLETE_LUA", "FLEET_NOTIFY_LUA",
+           "FLEET_LOOKUP_LUA", "FLEET_REMARK_LUA", "FLEET_DEAD_LUA", "FLEET_RETRY_CLAIM_LUA",
+           "FLEET_DLQ_TAKE_LUA", "FLEET_DLQ_REMOVE_LUA"]
+
+
+def script_names():
+    """sha1 -> the name of the script in shared/wire/fleet_keys.h (the
+    texts the clients send, printed by a small C program)."""
+    tmp = tempfile.mkdtemp()
+    src, exe = os.path.join(tmp, "names.c"), os.path.join(tmp, "names")
+    with open(src, "w") as f:
+        f.write('#include <stdio.h>\n#include "fleet_keys.h"\nint main(void) {\n')
+        for name in SCRIPTS:
+            f.write('fputs(%s, stdout); putchar(0);\n' % name)
+        f.write("return 0; }\n")
+    wire = os.path.join(ROOT, "shared", "wire")
+    if subprocess.run(["cc", "-I", wire, "-I", os.path.join(ROOT, "shared", "base"), "-o", exe,
+                       src]).returncode != 0:
+        return {}
+    texts = subprocess.run([exe], capture_output=True).stdout.split(b"\0")
+    return {hashlib.sha1(t).hexdigest(): name for name, t in zip(SCRIPTS, texts)}
 
 
 def shape(key):
@@ -71,9 +100,10 @@ def main():
                          stderr=subprocess.DEVNULL)
     try:
         time.sleep(3)  # the worker joins its group
-        c.call("CONFIG", "SET", "slowlog-max-len", str(40 * n))
-        c.call("CONFIG", "SET", "slowlog-log-slower-than", "0")
+        c.call("CONFIG", "SET", "slowlog-max-len", str(n))
+        c.call("CONFIG", "SET", "slowlog-log-slower-than", "50")
         c.call("SLOWLOG", "RESET")
+        c.call("CONFIG", "RESETSTAT")
         t0 = ticks(rpid) if rpid else 0
         e = dict(env, FLEET_BENCH_MODE="throughput", FLEET_BENCH_N=str(n), FLEET_BENCH_POOL=pool,
                  FLEET_BENCH_SETTLE_MS="2000")
@@ -84,34 +114,42 @@ def main():
         c.call("CONFIG", "SET", "slowlog-log-slower-than", "-1")
         print("".join(l + "\n" for l in p.stdout.splitlines() if l.startswith("RESULT")), end="")
         log = c.call("SLOWLOG", "GET", "-1")
+        stats = c.call("INFO", "commandstats").decode()
     finally:
         c.call("CONFIG", "SET", "slowlog-log-slower-than", was[0])
         c.call("CONFIG", "SET", "slowlog-max-len", was[1])
         c.call("SLOWLOG", "RESET")
         w.terminate()
         w.wait()
-    rows = {}
+    print("%-34s %10s %9s" % ("command (INFO commandstats)", "calls/task", "us/task"))
+    evalsha = 0.0
+    for m in sorted(re.finditer(r"cmdstat_(\S+):calls=(\d+),usec=(\d+)", stats),
+                    key=lambda m: -int(m.group(3))):
+        calls, us = int(m.group(2)), int(m.group(3))
+        if m.group(1) == "evalsha":
+            evalsha = us
+        if us / n >= 0.005:
+            print("%-34s %10.3f %9.2f" % (m.group(1), calls / n, us / n))
+    rows, names = {}, script_names()
     for ent in log:
         us, args = ent[2], ent[3]
-        cmd = args[0].decode().upper()
-        if cmd in ("EVALSHA", "EVAL") and len(args) > 3:
-            name = "%s %s %s" % (cmd, args[1][:8].decode(), shape(args[3]) if int(args[2]) else "-")
-        else:
-            name = cmd + (" " + shape(args[1]) if len(args) > 1 else "")
+        if args[0].decode().upper() != "EVALSHA" or len(args) < 4:
+            continue
+        sha = args[1].decode()
+        name = names.get(sha) or "%s %s" % (sha[:8], shape(args[3]) if int(args[2]) else "-")
         r = rows.setdefault(name, [0, 0])
         r[0] += 1
         r[1] += us
-    total = sum(r[1] for r in rows.values())
-    print("%-60s %10s %9s" % ("command (first key's shape)", "calls/task", "us/task"))
+    seen = sum(r[1] for r in rows.values())
+    print("\n%-34s %10s %9s" % ("EVALSHA by script (slow log)", "calls/task", "us/task"))
     for name, (calls, us) in sorted(rows.items(), key=lambda kv: -kv[1][1]):
-        if us / n >= 0.005:
-            print("%-60s %10.3f %9.2f" % (name, calls / n, us / n))
-    print("%-60s %10s %9.2f" % ("inside commands, all", "", total / n))
+        print("%-34s %10.3f %9.2f" % (name, calls / n, us / n))
+    if evalsha:
+        print("(the slow log saw %.0f%% of EVALSHA's time)" % (100.0 * seen / evalsha))
     if rpid:
-        print("%-60s %10s %9.2f" % ("redis-server CPU (with the slow log's own cost)", "",
-                                    (t1 - t0) * 1e6 / os.sysconf("SC_CLK_TCK") / n))
-    if len(log) >= 40 * n:
-        print("(the slow log was full: the figures are low)")
+        print("\nredis-server CPU: %.2f us/task" % ((t1 - t0) * 1e6 / os.sysconf("SC_CLK_TCK") / n))
+    if len(log) >= n:
+        print("(the slow log was full: the script figures are low)")
 
 
 if __name__ == "__main__":
