@@ -21,6 +21,7 @@
 #include "codec.h"
 #include "cli_ops.h"
 #include "cli_top.h"
+#include "cli_config.h"
 #include "config.h"
 #include "dashboard.h"
 #include "dlq.h"
@@ -136,6 +137,7 @@ static int parse_run(int argc, char **argv, run_opts *o)
 {
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v;
+        int st;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             fputs(usage_text, stdout);
             return -1;
@@ -147,14 +149,10 @@ static int parse_run(int argc, char **argv, run_opts *o)
             o->file = v;
         } else if (!strcmp(a, "--fleet")) {
             o->fleet = 1;
-        } else if (is_opt(a, "--config")) {
-            char why[512];
-            if (!(v = opt_value(argc, argv, &i, "--config")) || !*v)
-                return usage_error("option %s needs a file", "--config");
-            if (config_use_file(v, why, sizeof why) != 0) {
-                fprintf(stderr, "mutirao: %s\n", why);
-                return EXIT_USAGE;
-            }
+        } else if ((st = cli_config_option(argc, argv, &i, "mutirao", usage_hint)) !=
+                   CLI_CONFIG_OTHER) {
+            if (st != 0)
+                return st;
         } else if (is_opt(a, "--workflow")) {
             if (!(v = opt_value(argc, argv, &i, "--workflow")) || !*v)
                 return usage_error("option %s needs a workflow name", "--workflow");
@@ -466,16 +464,11 @@ static int cmd_run(int argc, char **argv)
 static int cmd_config(int argc, char **argv)
 {
     for (int i = 0; i < argc; i++) {
-        const char *v;
-        char why[512];
-        if (!is_opt(argv[i], "--config"))
+        int st = cli_config_option(argc, argv, &i, "mutirao", usage_hint);
+        if (st == CLI_CONFIG_OTHER)
             return usage_error("config: unexpected argument '%s'", argv[i]);
-        if (!(v = opt_value(argc, argv, &i, "--config")) || !*v)
-            return usage_error("option %s needs a file", "--config");
-        if (config_use_file(v, why, sizeof why) != 0) {
-            fprintf(stderr, "mutirao: %s\n", why);
-            return EXIT_USAGE;
-        }
+        if (st != 0)
+            return st;
     }
     config cfg;
     char err[512];
@@ -562,18 +555,13 @@ int main(int argc, char **argv)
     setvbuf(stdout, NULL, _IOLBF, 0);
     setvbuf(stderr, NULL, _IONBF, 0);
     /* mutirao --config FILE <command>: the file every command reads */
-    while (argc >= 2 && (!strcmp(argv[1], "--config") || !strncmp(argv[1], "--config=", 9))) {
-        const char *v = argv[1][8] == '=' ? argv[1] + 9 : argc >= 3 ? argv[2] : NULL;
-        if (!v || !*v)
-            return usage_error("option %s needs a file", "--config");
-        char why[512];
-        if (config_use_file(v, why, sizeof why) != 0) {
-            fprintf(stderr, "mutirao: %s\n", why);
-            return EXIT_USAGE;
-        }
-        int n = argv[1][8] == '=' ? 1 : 2;
-        argv += n;
-        argc -= n;
+    for (int i = 1, st; argc >= 2 && (st = cli_config_option(argc, argv, &i, "mutirao",
+                                                             usage_hint)) != CLI_CONFIG_OTHER;
+         i = 1) {
+        if (st != 0)
+            return st;
+        argv += i;
+        argc -= i;
     }
     if (argc < 2)
         return usage_error("%s", "no command given");

@@ -31,6 +31,7 @@
 #include <uv.h>
 
 #include "codec.h"
+#include "cli_config.h"
 #include "config.h"
 #include "envelope.h"
 #include "fleet_conn.h"
@@ -46,6 +47,9 @@ enum { OK = 0, FAIL = 1, USAGE = 2 };
 static FILE *out_to, *err_to;
 #define OUT (out_to ? out_to : stdout)
 #define ERR (err_to ? err_to : stderr)
+/* The start of an error line: the command's name on the command line, nothing
+ * for the callers of ops_data.h (they give err and say where it came from). */
+#define PFX (err_to ? "" : "mutirao: ")
 
 /* ---- Redis, one command at a time (ops_redis.h) ---- */
 
@@ -63,7 +67,7 @@ static void say(conn *c, const char *fmt, ...)
     if (c->err) {
         vsnprintf(c->err, c->errlen, fmt, ap);
     } else {
-        fputs("mutirao: ", ERR);
+        fputs(PFX, ERR);
         vfprintf(ERR, fmt, ap);
         fputc('\n', ERR);
     }
@@ -155,7 +159,7 @@ static int conn_open(conn *c, const config *cfg)
     char why[300];
     /* reads of a few keys: an unreachable server fails within ct */
     if (ops_redis_open(&c->rd, cfg, ct, ct, why, sizeof why) != 0) {
-        fprintf(ERR, "mutirao: redis.url %s: %s\n", c->rd.url, why);
+        fprintf(ERR, "%sredis.url %s: %s\n", PFX, c->rd.url, why);
         return -1;
     }
     return 0;
@@ -525,7 +529,7 @@ static int cmd_stats(conn *c, const char *pool, int json)
         return FAIL;
     }
     if (!p.known && p.workers == 0) {
-        fprintf(ERR, "mutirao: pool not found: %s\n", pool);
+        fprintf(ERR, "%spool not found: %s\n", PFX, pool);
         ops_reply_free(&p.opts);
         wlist_free(&wl);
         return FAIL;
@@ -870,7 +874,7 @@ static int cmd_task(conn *c, const char *id, int json)
         ops_reply_free(&v);
     }
     if (!t.state) {
-        fprintf(ERR, "mutirao: task not found: %s\n", id);
+        fprintf(ERR, "%stask not found: %s\n", PFX, id);
         return FAIL;
     }
     char s1[40], s2[40], s3[40];
@@ -958,22 +962,19 @@ int cli_ops_main(const char *cmd, int argc, char **argv)
 {
     int json = 0, needs = !strcmp(cmd, "stats") || !strcmp(cmd, "task");
     const char *arg = NULL;
-    for (int i = 0; i < argc; i++) {
+    char prog[32], hint[48];
+    snprintf(prog, sizeof prog, "mutirao %s", cmd);
+    snprintf(hint, sizeof hint, "mutirao %s --help", cmd);
+    for (int i = 0, st; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             fprintf(OUT, "%s\n\n%s", usage_line, cli_ops_help);
             return OK;
         } else if (!strcmp(a, "--json")) {
             json = 1;
-        } else if (!strcmp(a, "--config") || !strncmp(a, "--config=", 9)) {
-            const char *v = a[8] == '=' ? a + 9 : i + 1 < argc ? argv[++i] : NULL;
-            char why[512];
-            if (!v || !*v)
-                return ops_usage(cmd, "option %s needs a file", "--config");
-            if (config_use_file(v, why, sizeof why) != 0) {
-                fprintf(stderr, "mutirao %s: %s\n", cmd, why);
-                return USAGE;
-            }
+        } else if ((st = cli_config_option(argc, argv, &i, prog, hint)) != CLI_CONFIG_OTHER) {
+            if (st != 0)
+                return st;
         } else if (a[0] == '-' && a[1]) {
             return ops_usage(cmd, "unknown option '%s'", a);
         } else if (needs && !arg) {

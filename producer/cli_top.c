@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli_config.h"
 #include "config.h"
 #include "fleet_keys.h"
 #include "ops_data.h"
@@ -421,24 +422,17 @@ static const char top_help[] =
 int cli_top_main(int argc, char **argv)
 {
     int once = 0;
-    for (int i = 0; i < argc; i++) {
+    for (int i = 0, st; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             fputs(top_help, stdout);
             return OK;
         } else if (!strcmp(a, "--once")) {
             once = 1;
-        } else if (!strcmp(a, "--config") || !strncmp(a, "--config=", 9)) {
-            const char *v = a[8] == '=' ? a + 9 : i + 1 < argc ? argv[++i] : NULL;
-            if (!v || !*v) {
-                fprintf(stderr, "mutirao: option --config needs a file (see mutirao top --help)\n");
-                return USAGE;
-            }
-            char why[512];
-            if (config_use_file(v, why, sizeof why) != 0) {
-                fprintf(stderr, "mutirao top: %s\n", why);
-                return USAGE;
-            }
+        } else if ((st = cli_config_option(argc, argv, &i, "mutirao top", "mutirao top --help")) !=
+                   CLI_CONFIG_OTHER) {
+            if (st != 0)
+                return st;
         } else {
             fprintf(stderr, "mutirao: %s '%s' (see mutirao top --help)\n",
                     a[0] == '-' ? "unknown option" : "unexpected argument", a);

@@ -31,6 +31,7 @@
 
 #include <uv.h>
 
+#include "cli_config.h"
 #include "config.h"
 #include "embedded_files.h"
 #include "envelope.h"
@@ -101,15 +102,9 @@ static int read_token(const char *path, char *out, char *err, size_t errlen)
 static const char json_type[] = "application/json; charset=utf-8";
 static const char no_store[] = "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n";
 
-/* {"error": MSG} with status; MSG without the command-line prefix the
- * ops_data.h writers put on their lines ("mutirao: ", "mutirao dlq: "). */
+/* {"error": MSG} with status. */
 static void answer_error(http_req *req, const char *status, const char *msg)
 {
-    if (!strncmp(msg, "mutirao", 7)) {
-        const char *colon = strstr(msg, ": ");
-        if (colon && colon - msg <= 16)
-            msg = colon + 2;
-    }
     char body[1024];
     size_t k = (size_t)snprintf(body, sizeof body, "{\"error\": \"");
     for (const char *p = msg; *p && k < sizeof body - 8; p++) {
@@ -220,7 +215,7 @@ static void answer_data(http_req *req, dash *d, data_fn fn, const char *arg, int
         while (elen > 0 && ebuf[elen - 1] == '\n')
             ebuf[--elen] = 0;
         const char *msg = elen ? ebuf : "failed";
-        fprintf(stderr, "%s\n", msg);
+        fprintf(stderr, "mutirao dashboard: %s\n", msg);
         answer_error(req, strstr(msg, "not found") ? "404 Not Found" : "502 Bad Gateway", msg);
     }
     free(obuf);
@@ -391,7 +386,7 @@ static int bad_usage(const char *fmt, const char *arg)
 int cmd_dashboard(int argc, char **argv)
 {
     const char *listen = NULL, *token_file = NULL;
-    for (int i = 0; i < argc; i++) {
+    for (int i = 0, st; i < argc; i++) {
         const char *a = argv[i];
         const char **slot = !strcmp(a, "--listen")       ? &listen
                             : !strcmp(a, "--token-file") ? &token_file
@@ -399,16 +394,14 @@ int cmd_dashboard(int argc, char **argv)
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             fputs(usage_text, stdout);
             return OK;
-        } else if (slot || !strcmp(a, "--config")) {
+        } else if (slot) {
             if (i + 1 >= argc || !argv[i + 1][0])
                 return bad_usage("option %s needs a value", a);
-            char why[512];
-            if (slot) {
-                *slot = argv[++i];
-            } else if (config_use_file(argv[++i], why, sizeof why) != 0) {
-                fprintf(stderr, "mutirao dashboard: %s\n", why);
-                return USAGE;
-            }
+            *slot = argv[++i];
+        } else if ((st = cli_config_option(argc, argv, &i, "mutirao dashboard",
+                                           "mutirao dashboard --help")) != CLI_CONFIG_OTHER) {
+            if (st != 0)
+                return st;
         } else if (a[0] == '-') {
             return bad_usage("unknown option '%s'", a);
         } else {

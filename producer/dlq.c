@@ -23,6 +23,7 @@
 
 #include <uv.h>
 
+#include "cli_config.h"
 #include "config.h"
 #include "envelope.h"
 #include "fleet_conn.h"
@@ -39,6 +40,9 @@ enum { OK = 0, FAIL = 1, USAGE = 2 };
 static FILE *out_to, *err_to;
 #define OUT (out_to ? out_to : stdout)
 #define ERR (err_to ? err_to : stderr)
+/* The start of an error line: the command's name on the command line, nothing
+ * for the callers of ops_data.h (they give err and say where it came from). */
+#define PFX (err_to ? "" : "mutirao dlq: ")
 
 static const char usage_text[] =
     "usage: mutirao dlq list POOL [--json] [--config FILE]\n"
@@ -50,8 +54,7 @@ static const char usage_text[] =
     "one JSON array); retry puts a task back on the pool's topic, to run and record\n"
     "its outcome again; drop forgets it. Kafka and Redis as for `mutirao run\n"
     "--fleet`: --config FILE, $MUTIRAO_CONFIG, config/mutirao.conf or\n"
-    "MUTIRAO_KAFKA_BROKERS /\n"
-    "MUTIRAO_REDIS_URL.\n"
+    "MUTIRAO_KAFKA_BROKERS / MUTIRAO_REDIS_URL.\n"
     "\n"
     "Exit status: 0 done, 1 unknown pool or id or a Kafka/Redis failure, 2 bad usage.\n";
 
@@ -161,14 +164,14 @@ static int pool_known(ctx *c, const char *pool)
     const char *argv[] = {"EXISTS", k1, k2};
     answer a;
     if (cmd(c, &a, 3, argv, NULL) != 0) {
-        fprintf(ERR, "mutirao dlq: %s\n", a.e.msg);
+        fprintf(ERR, "%s%s\n", PFX, a.e.msg);
         answer_free(&a);
         return -1;
     }
     int n = a.v.integer > 0;
     answer_free(&a);
     if (!n)
-        fprintf(ERR, "mutirao dlq: pool not found: %s\n", pool);
+        fprintf(ERR, "%spool not found: %s\n", PFX, pool);
     return n;
 }
 
@@ -182,7 +185,7 @@ static int do_list(ctx *c, const char *pool, int json)
     const char *argv[] = {"HGETALL", key};
     answer a;
     if (cmd(c, &a, 2, argv, NULL) != 0) {
-        fprintf(ERR, "mutirao dlq: %s\n", a.e.msg);
+        fprintf(ERR, "%s%s\n", PFX, a.e.msg);
         answer_free(&a);
         return FAIL;
     }
@@ -190,7 +193,7 @@ static int do_list(ctx *c, const char *pool, int json)
     letter *ls = calloc(n ? n : 1, sizeof *ls);
     if (!ls) {
         answer_free(&a);
-        fprintf(ERR, "mutirao dlq: out of memory\n");
+        fprintf(ERR, "%sout of memory\n", PFX);
         return FAIL;
     }
     size_t k = 0;
@@ -269,11 +272,11 @@ static int ids_of(ctx *c, const char *pool, const char *which, answer *a)
     if (strcmp(which, "--all") != 0) {
         const char *argv[] = {"HEXISTS", key, which};
         if (cmd(c, a, 3, argv, NULL) != 0) {
-            fprintf(ERR, "mutirao dlq: %s\n", a->e.msg);
+            fprintf(ERR, "%s%s\n", PFX, a->e.msg);
             return -1;
         }
         if (a->v.integer != 1) {
-            fprintf(ERR, "mutirao dlq: no dead letter %s in pool %s\n", which, pool);
+            fprintf(ERR, "%sno dead letter %s in pool %s\n", PFX, which, pool);
             return -1;
         }
         answer_free(a);
@@ -287,7 +290,7 @@ static int ids_of(ctx *c, const char *pool, const char *which, answer *a)
     }
     const char *argv[] = {"HKEYS", key};
     if (cmd(c, a, 2, argv, NULL) != 0) {
-        fprintf(ERR, "mutirao dlq: %s\n", a->e.msg);
+        fprintf(ERR, "%s%s\n", PFX, a->e.msg);
         return -1;
     }
     return 0;
@@ -317,7 +320,7 @@ static int retry_one(ctx *c, const char *pool, const char *topic, const char *id
     const char *argv[] = {"HGET", key, id};
     answer env;
     if (cmd(c, &env, 3, argv, NULL) != 0 || !env.v.str) {
-        fprintf(ERR, "mutirao dlq: %s: %s\n", id,
+        fprintf(ERR, "%s%s: %s\n", PFX, id,
                 env.e.msg[0] ? env.e.msg : "its envelope is not stored");
         answer_free(&env);
         return FAIL;
@@ -332,7 +335,7 @@ static int retry_one(ctx *c, const char *pool, const char *topic, const char *id
         innerlen = 0; /* too short: not a task */
     int drc = envelope_task_decode(inner, innerlen, NULL, &e, why, sizeof why);
     if (drc != 0 && drc != ENVELOPE_ENEWER) {
-        fprintf(ERR, "mutirao dlq: %s: the stored envelope is not a task (%s)\n", id, why);
+        fprintf(ERR, "%s%s: the stored envelope is not a task (%s)\n", PFX, id, why);
         answer_free(&env);
         return FAIL;
     }
@@ -369,7 +372,7 @@ static int retry_one(ctx *c, const char *pool, const char *topic, const char *id
         const char *hargv[] = {"HEXISTS", dk, id};
         rc = cmd(c, &a, 3, hargv, NULL);
         if (rc == 0 && a.v.integer != 1) {
-            fprintf(ERR, "mutirao dlq: %s: no longer a dead letter\n", id);
+            fprintf(ERR, "%s%s: no longer a dead letter\n", PFX, id);
             answer_free(&a);
             answer_free(&env);
             return FAIL;
@@ -380,7 +383,7 @@ static int retry_one(ctx *c, const char *pool, const char *topic, const char *id
     if (rc == 0)
         rc = eval(c, &a, c->take, pre, 3, targv);
     if (rc != 0 || a.v.integer != 1) {
-        fprintf(ERR, "mutirao dlq: %s: %s\n", id, rc ? a.e.msg : "no longer a dead letter");
+        fprintf(ERR, "%s%s: %s\n", PFX, id, rc ? a.e.msg : "no longer a dead letter");
         answer_free(&a);
         answer_free(&env);
         return FAIL;
@@ -390,13 +393,12 @@ static int retry_one(ctx *c, const char *pool, const char *topic, const char *id
     rc = kuv_produce(c->kp, topic, id, strlen(id), env.v.str, env.v.len, on_produced, &p);
     answer_free(&env);
     if (rc != 0) {
-        fprintf(ERR, "mutirao dlq: %s: kafka: %s\n", id, kuv_strerror(rc));
+        fprintf(ERR, "%s%s: kafka: %s\n", PFX, id, kuv_strerror(rc));
         return FAIL;
     }
     ops_redis_wait(&c->rd, &p.done);
     if (p.err) {
-        fprintf(ERR, "mutirao dlq: %s: not delivered to Kafka (it stays a dead letter): %s\n", id,
-                p.msg);
+        fprintf(ERR, "%s%s: not delivered to Kafka (it stays a dead letter): %s\n", PFX, id, p.msg);
         /* not submitted after all: an await elsewhere must not wait for it */
         char qk[FLEET_KEY_MAX];
         fleet_key_task_queued(qk, id);
@@ -415,7 +417,7 @@ static int retry_one(ctx *c, const char *pool, const char *topic, const char *id
     const char *rargv[] = {pool, id, "retried"};
     fleet_prefix_pool(pre, pool);
     if (eval(c, &a, c->remove, pre, 3, rargv) != 0) {
-        fprintf(ERR, "mutirao dlq: %s: back on %s, but %s\n", id, topic, a.e.msg);
+        fprintf(ERR, "%s%s: back on %s, but %s\n", PFX, id, topic, a.e.msg);
         answer_free(&a);
         return FAIL;
     }
@@ -431,7 +433,7 @@ static int do_retry_drop(ctx *c, const char *pool, const char *which, int retry)
         return FAIL;
     char topic[CONFIG_TOPIC_MAX + 1], why[300];
     if (config_topic_for_pool(c->rd.cfg, pool, topic, sizeof topic, why, sizeof why) != 0) {
-        fprintf(ERR, "mutirao dlq: %s\n", why);
+        fprintf(ERR, "%s%s\n", PFX, why);
         return FAIL;
     }
     answer ids;
@@ -452,7 +454,7 @@ static int do_retry_drop(ctx *c, const char *pool, const char *which, int retry)
         char **conf = NULL; /* + TLS, SASL, kafka.property */
         int rc = config_kafka_conf(c->rd.cfg, base, &conf, err, sizeof err);
         if (rc != 0) {
-            fprintf(ERR, "mutirao dlq: kafka: %s\n", err);
+            fprintf(ERR, "%skafka: %s\n", PFX, err);
             answer_free(&ids);
             return FAIL;
         }
@@ -460,7 +462,7 @@ static int do_retry_drop(ctx *c, const char *pool, const char *which, int retry)
         c->kp = kuv_producer_new(&c->rd.loop, c->rd.cfg->kafka_brokers, &o, &rc);
         config_kafka_conf_free(conf);
         if (!c->kp) {
-            fprintf(ERR, "mutirao dlq: kafka %s: %s\n", c->rd.cfg->kafka_brokers,
+            fprintf(ERR, "%skafka %s: %s\n", PFX, c->rd.cfg->kafka_brokers,
                     err[0] ? err : kuv_strerror(rc));
             answer_free(&ids);
             return FAIL;
@@ -480,7 +482,7 @@ static int do_retry_drop(ctx *c, const char *pool, const char *which, int retry)
         fleet_prefix_pool(pre, pool);
         answer a;
         if (eval(c, &a, c->remove, pre, 3, argv) != 0) {
-            fprintf(ERR, "mutirao dlq: %s: %s\n", ids.v.el[i].str, a.e.msg);
+            fprintf(ERR, "%s%s: %s\n", PFX, ids.v.el[i].str, a.e.msg);
             st = FAIL;
         } else {
             fprintf(OUT, "dropped %s\n", ids.v.el[i].str);
@@ -499,7 +501,7 @@ static int ctx_open(ctx *c, const config *cfg)
     unsigned ct = cfg->connect_timeout_ms > 0 ? (unsigned)cfg->connect_timeout_ms : 1;
     char why[300];
     if (ops_redis_open(&c->rd, cfg, ct, op, why, sizeof why) != 0) {
-        fprintf(ERR, "mutirao dlq: redis.url: %s\n", why);
+        fprintf(ERR, "%sredis.url: %s\n", PFX, why);
         return -1;
     }
     c->take = redis_uv_script(c->rd.r, FLEET_DLQ_TAKE_LUA, strlen(FLEET_DLQ_TAKE_LUA));
@@ -520,18 +522,11 @@ static int take_config(int *argc, char **argv)
 {
     int k = 0;
     for (int i = 0; i < *argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--config") && strncmp(a, "--config=", 9)) {
+        int st = cli_config_option(*argc, argv, &i, "mutirao dlq", "mutirao dlq help");
+        if (st == CLI_CONFIG_OTHER)
             argv[k++] = argv[i];
-            continue;
-        }
-        const char *v = a[8] == '=' ? a + 9 : i + 1 < *argc ? argv[++i] : NULL;
-        char why[512];
-        if (!v || !*v)
-            return fputs("mutirao dlq: option --config needs a file (see mutirao dlq help)\n", ERR),
-                   USAGE;
-        if (config_use_file(v, why, sizeof why) != 0)
-            return fprintf(ERR, "mutirao dlq: %s\n", why), USAGE;
+        else if (st != 0)
+            return st;
     }
     *argc = k;
     return 0;

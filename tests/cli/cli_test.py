@@ -232,6 +232,23 @@ CASES = {
     "usage_config_missing_file_dashboard": dict(
         args=["dashboard", "--config", "/nonexistent/m.conf"], code=2,
         err=[r"\Amutirao dashboard: --config /nonexistent/m\.conf: No such file or directory\n\Z"]),
+    # --config without a file: the same line from every command
+    "usage_config_no_file": dict(
+        args=["--config"], code=2,
+        err=[r"\Amutirao: option --config needs a file \(see mutirao --help\)\n\Z"]),
+    "usage_config_no_file_run": dict(
+        args=["run", case_file("ok.lua"), "--config="], code=2,
+        err=[r"\Amutirao: option --config needs a file \(see mutirao run --help\)\n\Z"]),
+    "usage_config_no_file_stats": dict(
+        args=["stats", "p", "--config"], code=2,
+        err=[r"\Amutirao stats: option --config needs a file \(see mutirao stats --help\)\n\Z"]),
+    "usage_config_no_file_dlq": dict(
+        args=["dlq", "list", "p", "--config"], code=2,
+        err=[r"\Amutirao dlq: option --config needs a file \(see mutirao dlq help\)\n\Z"]),
+    "usage_config_no_file_dashboard": dict(
+        args=["dashboard", "--config="], code=2,
+        err=[r"\Amutirao dashboard: option --config needs a file \(see mutirao dashboard "
+             r"--help\)\n\Z"]),
     # the file given among run's or config's options is the one read
     "config_file_option_read": dict(
         args=["config", "--config", case_file("other.conf")], code=0,

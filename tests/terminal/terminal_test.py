@@ -304,7 +304,7 @@ def case_top_errors():
         check(a.read() == b.read(), "stty settings changed")
     for args, pat in ((["--bogus"], r"mutirao: unknown option '--bogus' \(see mutirao top --help\)"),
                       (["extra"], r"mutirao: unexpected argument 'extra' \(see mutirao top --help\)"),
-                      (["--config"], r"mutirao: option --config needs a file \(see mutirao top "
+                      (["--config"], r"mutirao top: option --config needs a file \(see mutirao top "
                                      r"--help\)")):
         p = subprocess.run([MUTIRAO, "top"] + args, stdin=subprocess.DEVNULL, capture_output=True,
                            text=True, env=env, cwd=TMP, timeout=20)
