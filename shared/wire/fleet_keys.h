@@ -275,7 +275,8 @@
     FLEET_SEEN_LUA                                                                                 \
     FLEET_DELIVERY_CONSTANTS_LUA                                                                   \
     "local now, wid, ttl = ARGV[1], ARGV[2], ARGV[3]\n"                                            \
-    "local out = {}\n"                                                                             \
+    "local out, e = {}, wid .. '@' .. now\n"                                                       \
+    "local rec1 = '1 ' .. now .. ' ' .. now .. ' ' .. e\n"                                         \
     "local function alive(pool, w, t)\n"                                                           \
     "  local id, inc = w:match('^(.+)#(%x+)$')\n"                                                  \
     "  if not id then return false end\n"                                                          \
@@ -285,12 +286,12 @@
     "end\n"                                                                                        \
     "for i = 4, #ARGV, 7 do\n"                                                                     \
     "  local id, max, live = ARGV[i], tonumber(ARGV[i+1]), ARGV[i+6]\n"                            \
-    "  local d, e = pre .. 'delivery:' .. id, wid .. '@' .. now\n"                                 \
+    "  local d = pre .. 'delivery:' .. id\n"                                                       \
     "  if done_at(id, ARGV[i+4], ARGV[i+5]) then\n"                                                \
     "    if tagged and redis.call('EXISTS', pre .. 'task:' .. id .. ':x') == 1 then\n"             \
     "      out[#out+1] = REPLAY\n"                                                                 \
     "    else out[#out+1] = 0 end\n"                                                               \
-    "  elseif redis.call('SET', d, '1 ' .. now .. ' ' .. now .. ' ' .. e, 'NX', 'EX', ttl) then\n" \
+    "  elseif redis.call('SET', d, rec1, 'NX', 'EX', ttl) then\n"                                  \
     "    out[#out+1] = 1\n"                                                                        \
     "  else\n"                                                                                     \
     "    local c, first, h = (redis.call('GET', d) or ''):match('^(%d+) (%d+) %d+ (.*)$')\n"       \
@@ -447,7 +448,7 @@
 #define FLEET_COMPLETE_LUA                                                                         \
     FLEET_SEEN_LUA                                                                                 \
     "local ttl, nttl, ittl = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])\n"                      \
-    "local out, i, lists, order, counts, seens = {}, 4, {}, {}, {}, {}\n"                          \
+    "local out, i, lists, order, counts, seens, dels = {}, 4, {}, {}, {}, {}, {}\n"                \
     "local xs, away\n"                                                                             \
     "local function push(p, e)\n"                                                                  \
     "  if tagged then\n"                                                                           \
@@ -482,7 +483,7 @@
     "  else\n"                                                                                     \
     "  local ok = false\n"                                                                         \
     "  if sb ~= '' then\n"                                                                         \
-    "    if redis.call('SETBIT', sk, sb, 1) == 0 then\n"                                           \
+    "    if redis.call('SETBIT', sk, sb, '1') == 0 then\n"                                         \
     "      seens[sk] = true\n"                                                                     \
     "      if ttl > 0 then ok = redis.call('SET', k, rec, 'EX', ARGV[1])\n"                        \
     "      else ok = redis.call('SET', k, rec) end\n"                                              \
@@ -490,8 +491,8 @@
     "  elseif ttl > 0 then ok = redis.call('SET', k, rec, 'NX', 'EX', ARGV[1])\n"                  \
     "  else ok = redis.call('SET', k, rec, 'NX') end\n"                                            \
     "  if ok then\n"                                                                               \
-    "    xs, away = {}, false\n"                                                                   \
-    "    redis.call('DEL', k .. ':q', pre .. 'delivery:' .. id)\n"                                 \
+    "    if tagged then xs, away = {}, false end\n"                                                \
+    "    dels[#dels+1] = k .. ':q' dels[#dels+1] = pre .. 'delivery:' .. id\n"                     \
     "    count(counts, pool, st, 1)\n"                                                             \
     "    if st == 'failed' then\n"                                                                 \
     "      local fk = pre .. 'pool:' .. pool .. ':failures'\n"                                     \
@@ -516,6 +517,8 @@
     "      redis.call('RPUSH', k .. ':x', unpack(xs))\n"                                           \
     "      redis.call('EXPIRE', k .. ':x', nttl)\n"                                                \
     "      out[#out+1] = 3\n"                                                                      \
+    "    elseif not tagged then\n"                                                                 \
+    "      out[#out+1] = 1\n"                                                                      \
     "    else\n"                                                                                   \
     "      for j = 1, #xs, 2 do\n"                                                                 \
     "        local v = lists[xs[j]]\n"                                                             \
@@ -535,6 +538,7 @@
     "  for j = 1, #v, 1000 do redis.call('RPUSH', l, unpack(v, j, math.min(j + 999, #v))) end\n"   \
     "  redis.call('EXPIRE', l, nttl)\n"                                                            \
     "end\n"                                                                                        \
+    "for j = 1, #dels, 1000 do redis.call('DEL', unpack(dels, j, math.min(j + 999, #dels))) end\n" \
     "for sk in pairs(seens) do touch(sk, ttl) end\n"                                               \
     "hincr_all(counts)\n"                                                                          \
     "return out\n"
@@ -602,7 +606,7 @@
     "for i = 2, #ARGV, 3 do\n"                                                                     \
     "  count(counts, ARGV[i], 'submitted', 1)\n"                                                   \
     "  local k = ARGV[i + 1]\n"                                                                    \
-    "  if ARGV[i + 2] ~= '' then redis.call('SETBIT', k, ARGV[i + 2], 1) subs[k] = true end\n"     \
+    "  if ARGV[i + 2] ~= '' then redis.call('SETBIT', k, ARGV[i + 2], '1') subs[k] = true end\n"   \
     "end\n"                                                                                        \
     "for k in pairs(subs) do touch(k, ttl) end\n"                                                  \
     "hincr_all(counts)\n"                                                                          \
