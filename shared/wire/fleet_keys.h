@@ -285,7 +285,7 @@
     "  return ainc == inc and tonumber(n) > 0 and t - tonumber(ms) < ACTIVE_STALE\n"               \
     "end\n"                                                                                        \
     "for i = 4, #ARGV, 7 do\n"                                                                     \
-    "  local id, max, live = ARGV[i], tonumber(ARGV[i+1]), ARGV[i+6]\n"                            \
+    "  local id, live = ARGV[i], ARGV[i+6]\n"                                                      \
     "  local d = pre .. 'delivery:' .. id\n"                                                       \
     "  if done_at(id, ARGV[i+4], ARGV[i+5]) then\n"                                                \
     "    if tagged and redis.call('EXISTS', pre .. 'task:' .. id .. ':x') == 1 then\n"             \
@@ -296,6 +296,7 @@
     "  else\n"                                                                                     \
     "    local c, first, h = (redis.call('GET', d) or ''):match('^(%d+) (%d+) %d+ (.*)$')\n"       \
     "    c = tonumber(c) or 0\n"                                                                   \
+    "    local max = tonumber(ARGV[i+1])\n"                                                        \
     "    local lw = h and h:match('([^ ]+)@%d+$')\n"                                               \
     "    local other = lw and lw ~= wid\n"                                                         \
     "    if other and live == '' and tagged then out[#out+1] = ASK\n"                              \
@@ -462,7 +463,8 @@
     "end\n"                                                                                        \
     "while i <= #ARGV do\n"                                                                        \
     "  local id, pool, prod, st, rec = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3], ARGV[i+4]\n"      \
-    "  local blob, sk, sb, nw = ARGV[i+5], ARGV[i+6], ARGV[i+7], tonumber(ARGV[i+8])\n"            \
+    "  local blob, sk, sb, nw = ARGV[i+5], ARGV[i+6], ARGV[i+7], ARGV[i+8]\n"                      \
+    "  if nw == '0' then nw = 0 else nw = tonumber(nw) end\n"                                      \
     "  local info = ARGV[i+9]\n"                                                                   \
     "  local k = pre .. 'task:' .. id\n"                                                           \
     "  if st == 'retry' then\n"                                                                    \
