@@ -21,7 +21,12 @@ function M.install(goroutine, term)
     local order = {} -- their names, in that order
     local waits = {} -- active waits: wait -> {pool = name or nil, wg = wg or nil, t0, base}
     local shown = 0  -- lines on the screen
-    local ticker     -- the channel that wakes the drawing goroutine, nil: none
+    local ticker     -- the channel that wakes the drawing goroutine (closed or nil: none)
+    local began = 0  -- waits begun so far
+    -- These functions run in goroutines, which are preempted at the start of
+    -- a line and yield in pool_stats (a Redis call on the fleet): a test of
+    -- ticker and what it decides are on one line, and the waits are copied
+    -- before a loop that reads stats.
 
     local function note(name)
         if type(name) == "string" and not pools[name] then
@@ -63,8 +68,9 @@ function M.install(goroutine, term)
 
     -- The lines of the waits older than DELAY_MS, one per pool.
     local function lines(now)
-        local out, seen = {}, {}
-        for w in pairs(waits) do
+        local out, seen, ws = {}, {}, {}
+        for w in pairs(waits) do ws[#ws + 1] = w end
+        for _, w in ipairs(ws) do
             if now - w.t0 >= DELAY_MS then
                 local names = {}
                 if w.pool then
@@ -118,9 +124,7 @@ function M.install(goroutine, term)
     end
 
     local function start_ticker()
-        if ticker then return end
-        local ch = goroutine.channel()
-        ticker = ch
+        if ticker and not ticker:is_closed() then return end local ch = goroutine.channel() ticker = ch
         goroutine.spawn(function()
             while true do
                 local now, first = goroutine.now(), math.huge
@@ -129,21 +133,17 @@ function M.install(goroutine, term)
                 goroutine.select_timeout(now < due and due - now or TICK_MS,
                     { { channel = ch, receive = true } })
                 if ch:is_closed() then break end
-                if not wanted() then
-                    erase()
-                    ticker = nil
-                    break
-                end
+                local n = began
+                -- a wait begun while wanted() read the stats keeps it going
+                if not wanted() and n == began then ch:close() erase() break end
+                if ch:is_closed() then break end
                 pcall(draw)
             end
         end)
     end
 
     local function stop_ticker()
-        if next(waits) == nil and ticker then
-            ticker:close()
-            ticker = nil
-        end
+        if next(waits) == nil and ticker then ticker:close() end -- a second close does nothing
     end
 
     -- One wait of pool (or of the WaitGroup wg) begins: a to-be-closed value
@@ -155,7 +155,7 @@ function M.install(goroutine, term)
             if s then base[n] = done_of(s) end
         end
         local w = { pool = pool, wg = wg, t0 = goroutine.now(), base = base }
-        waits[w] = true
+        waits[w] = true began = began + 1
         start_ticker()
         return setmetatable({}, { __close = function()
             waits[w] = nil
