@@ -96,7 +96,25 @@ def start_redis(port, wrap=()):
     return p
 
 
+def kafka_brokers():
+    """MUTIRAO_TEST_KAFKA_BROKERS, or build-services/env.sh's; exits saying
+    what is missing when neither is there."""
+    if not os.environ.get("MUTIRAO_TEST_KAFKA_BROKERS"):
+        env_sh = os.path.join(ROOT, "build-services", "env.sh")
+        if not os.path.exists(env_sh):
+            sys.exit("record: no Kafka: start the services (bash tests/services.sh start) and "
+                     "source their env.sh, or set MUTIRAO_TEST_KAFKA_BROKERS")
+        with open(env_sh) as f:
+            for m in re.finditer(r"export (\w+)=(\S+)", f.read()):
+                os.environ[m.group(1)] = m.group(2)
+    return os.environ["MUTIRAO_TEST_KAFKA_BROKERS"]
+
+
 def record(build, n, path):
+    for exe in ("mutirao", "mutirao-worker"):
+        if not os.access(os.path.join(build, "bin", exe), os.X_OK):
+            sys.exit("record: no %s in %s/bin (build it first)" % (exe, build))
+    kafka_brokers()
     port = redis_client.free_port()
     rs = start_redis(port)
     try:
@@ -109,12 +127,7 @@ def record(build, n, path):
 
 def record_on(build, n, path, port):
     url = "redis://127.0.0.1:%d" % port
-    if not os.environ.get("MUTIRAO_TEST_KAFKA_BROKERS"):
-        with open(os.path.join(ROOT, "build-services", "env.sh")) as f:
-            for m in re.finditer(r"export (\w+)=(\S+)", f.read()):
-                os.environ[m.group(1)] = m.group(2)
-    env = dict(os.environ, MUTIRAO_KAFKA_BROKERS=os.environ["MUTIRAO_TEST_KAFKA_BROKERS"],
-               MUTIRAO_REDIS_URL=url)
+    env = dict(os.environ, MUTIRAO_KAFKA_BROKERS=kafka_brokers(), MUTIRAO_REDIS_URL=url)
     env.pop("MUTIRAO_CONFIG", None)
     mon = socket.create_connection(("127.0.0.1", port))
     mon.sendall(b"MONITOR\r\n")
@@ -224,6 +237,11 @@ def replay_one(cmds, texts, names_by_sha):
 
 
 def replay(path, n, srcs):
+    if not os.path.isfile(path):
+        sys.exit("replay: no recording %s (make one with: record BUILD N %s)" % (path, path))
+    for src in srcs:
+        if not os.path.isfile(os.path.join(src, "shared", "wire", "fleet_keys.h")):
+            sys.exit("replay: %s has no shared/wire/fleet_keys.h (give a source tree)" % src)
     cmds = []
     with open(path) as f:
         for line in f:
