@@ -253,6 +253,15 @@ CASES = {
     "config_file_option_read": dict(
         args=["config", "--config", case_file("other.conf")], code=0,
         out=[r"# file: \S+/cases/other\.conf\n", r"redis\.url = redis://127\.0\.0\.1:6390\b"]),
+    # --config given again: the last one is read (before the command and in it)
+    "config_file_option_last": dict(
+        args=["--config", case_file("other.conf"), "--config=" + case_file("other2.conf"),
+              "config"], code=0,
+        out=[r"# file: \S+/cases/other2\.conf\n", r"redis\.url = redis://127\.0\.0\.1:6392\b"]),
+    "config_file_option_last_in_command": dict(
+        args=["--config", case_file("other2.conf"), "config", "--config", case_file("other.conf")],
+        code=0,
+        out=[r"# file: \S+/cases/other\.conf\n", r"redis\.url = redis://127\.0\.0\.1:6390\b"]),
     "run_config_file_option_read": dict(
         args=["run", "--fleet", "--config=" + case_file("other.conf"),
               case_file("fleet_pool_create.lua")], code=0, max_s=20,
