@@ -16,17 +16,17 @@ and the shape of its first key, and the share of EVALSHA's time the slow
 log saw is printed. Also redis-server's CPU µs over the run (utime+stime
 from /proc). Prints figures per task; the slow log's settings are
 restored after."""
-import hashlib
 import os
 import re
 import subprocess
 import sys
-import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "helpers"))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
 import redis_client  # noqa: E402
+import fleet_scripts  # noqa: E402
 
 
 def env_services():
@@ -47,29 +47,6 @@ def redis_pid(port):
                          text=True).stdout
     m = re.search(r"pid=(\d+)", out)
     return int(m.group(1)) if m else None
-
-
-SCRIPTS = ["FLEET_SUBMIT_LUA", "FLEET_DELIVER_LUA", "FLEET_COMPLETE_LUA", "FLEET_NOTIFY_LUA",
-           "FLEET_LOOKUP_LUA", "FLEET_REMARK_LUA", "FLEET_DEAD_LUA", "FLEET_RETRY_CLAIM_LUA",
-           "FLEET_DLQ_TAKE_LUA", "FLEET_DLQ_REMOVE_LUA"]
-
-
-def script_names():
-    """sha1 -> the name of the script in shared/wire/fleet_keys.h (the
-    texts the clients send, printed by a small C program)."""
-    tmp = tempfile.mkdtemp()
-    src, exe = os.path.join(tmp, "names.c"), os.path.join(tmp, "names")
-    with open(src, "w") as f:
-        f.write('#include <stdio.h>\n#include "fleet_keys.h"\nint main(void) {\n')
-        for name in SCRIPTS:
-            f.write('fputs(%s, stdout); putchar(0);\n' % name)
-        f.write("return 0; }\n")
-    wire = os.path.join(ROOT, "shared", "wire")
-    if subprocess.run(["cc", "-I", wire, "-I", os.path.join(ROOT, "shared", "base"), "-o", exe,
-                       src]).returncode != 0:
-        return {}
-    texts = subprocess.run([exe], capture_output=True).stdout.split(b"\0")
-    return {hashlib.sha1(t).hexdigest(): name for name, t in zip(SCRIPTS, texts)}
 
 
 def shape(key):
@@ -130,7 +107,11 @@ def main():
             evalsha = us
         if us / n >= 0.005:
             print("%-34s %10.3f %9.2f" % (m.group(1), calls / n, us / n))
-    rows, names = {}, script_names()
+    try:  # sha1 -> the name of the script in this tree's shared/wire/fleet_keys.h
+        names = fleet_scripts.script_names(ROOT)
+    except subprocess.CalledProcessError:
+        names = {}
+    rows = {}
     for ent in log:
         us, args = ent[2], ent[3]
         if args[0].decode().upper() != "EVALSHA" or len(args) < 4:

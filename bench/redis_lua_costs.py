@@ -9,13 +9,14 @@ per element; it runs 200 times on a fresh redis-server (no persistence)
 under callgrind. Printed: instructions per element, and the same less the
 empty loop's (the step's own cost). Needs valgrind and redis-server."""
 import os
-import subprocess
 import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "helpers"))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
 import redis_client  # noqa: E402
+from callgrind_redis import callgrind_total, kill, shutdown, start_callgrind_redis  # noqa: E402
 
 LOOP = ("local function f(a) return 0 end\n"
         "local x, pre, t = 0, KEYS[1], {} for i = 1, #ARGV do %s end return x")
@@ -40,32 +41,17 @@ ROUNDS, ELEMENTS = 200, 50
 def one(body):
     port = redis_client.free_port()
     out = tempfile.mktemp(prefix="lua-costs-cg.")
-    rs = subprocess.Popen(["valgrind", "--tool=callgrind", "--toggle-collect=evalGenericCommand",
-                           "--callgrind-out-file=" + out, "redis-server", "--port", str(port),
-                           "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = "redis://127.0.0.1:%d" % port
+    rs = start_callgrind_redis(port, out, toggle="evalGenericCommand")
     try:
-        redis_client.wait_ping(lambda: redis_client.connect(url), 60, "redis-server did not start")
-        c = redis_client.connect(url, timeout=600)
+        c = redis_client.connect("redis://127.0.0.1:%d" % port, timeout=600)
         sha = c.call("SCRIPT", "LOAD", LOOP % body).decode()
         args = [str((i * 37) % 4096) for i in range(ELEMENTS)]
         for _ in range(ROUNDS):
             c.call("EVALSHA", sha, "1", "bm", *args)
-        try:
-            c.call("SHUTDOWN", "NOSAVE")
-        except (ConnectionError, OSError, redis_client.RedisError):
-            pass
-        rs.wait(120)
+        shutdown(c, rs)
     finally:
-        if rs.poll() is None:
-            rs.kill()
-            rs.wait()
-    total = 0
-    with open(out) as f:
-        for line in f:
-            if line.startswith(("summary:", "totals:")):
-                total = int(line.split()[1])
+        kill(rs)
+    total = callgrind_total(out)
     os.unlink(out)
     return total / (ROUNDS * ELEMENTS)
 

@@ -22,7 +22,6 @@ connection and server commands (HELLO, CLIENT, PING, INFO, CONFIG, SCRIPT,
 ...) are left out. Kafka: MUTIRAO_TEST_KAFKA_BROKERS or
 build-services/env.sh. Needs valgrind and redis-server."""
 import base64
-import hashlib
 import json
 import os
 import re
@@ -35,28 +34,14 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "helpers"))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
 import redis_client  # noqa: E402
+from callgrind_redis import (callgrind_total, kill, shutdown, start_callgrind_redis,  # noqa: E402
+                             start_redis)
+from fleet_scripts import script_names, script_texts  # noqa: E402
 
-SCRIPTS = ["FLEET_SUBMIT_LUA", "FLEET_DELIVER_LUA", "FLEET_COMPLETE_LUA", "FLEET_NOTIFY_LUA",
-           "FLEET_LOOKUP_LUA", "FLEET_REMARK_LUA", "FLEET_DEAD_LUA", "FLEET_RETRY_CLAIM_LUA",
-           "FLEET_DLQ_TAKE_LUA", "FLEET_DLQ_REMOVE_LUA"]
 SKIP = {b"HELLO", b"CLIENT", b"PING", b"INFO", b"CONFIG", b"SCRIPT", b"AUTH", b"SELECT",
         b"MONITOR", b"COMMAND", b"QUIT", b"SLOWLOG", b"FLUSHALL", b"SHUTDOWN"}
-
-
-def script_texts(src):
-    """name -> the script's text in SRC's shared/wire/fleet_keys.h."""
-    tmp = tempfile.mkdtemp()
-    c, exe = os.path.join(tmp, "s.c"), os.path.join(tmp, "s")
-    with open(c, "w") as f:
-        f.write('#include <stdio.h>\n#include "fleet_keys.h"\nint main(void) {\n')
-        for name in SCRIPTS:
-            f.write("fputs(%s, stdout); putchar(0);\n" % name)
-        f.write("return 0; }\n")
-    subprocess.run(["cc", "-I", os.path.join(src, "shared", "wire"), "-I",
-                    os.path.join(src, "shared", "base"), "-o", exe, c], check=True)
-    out = subprocess.run([exe], capture_output=True, check=True).stdout.split(b"\0")
-    return dict(zip(SCRIPTS, out))
 
 
 def unrepr(s):
@@ -85,15 +70,6 @@ def unrepr(s):
         args.append(bytes(b))
         i += 1
     return args
-
-
-def start_redis(port, wrap=()):
-    p = subprocess.Popen(list(wrap) + ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
-                                       "--save", "", "--appendonly", "no"],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    redis_client.wait_ping(lambda: redis_client.connect("redis://127.0.0.1:%d" % port), 60,
-                           "redis-server did not start")
-    return p
 
 
 def kafka_brokers():
@@ -179,27 +155,10 @@ def record_on(build, n, path, port):
     print("recorded %d commands of %d tasks to %s" % (kept, n, path))
 
 
-def callgrind_total(path, fn=None):
-    """Instructions in the callgrind file: all, or inclusive in fn."""
-    if fn is None:
-        with open(path) as f:
-            for line in f:
-                if line.startswith("totals:") or line.startswith("summary:"):
-                    return int(line.split()[1])
-        return 0
-    out = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=100", path],
-                         capture_output=True, text=True).stdout
-    for line in out.splitlines():
-        m = re.match(r"\s*([\d,]+) .*\b%s\b" % re.escape(fn), line)
-        if m:
-            return int(m.group(1).replace(",", ""))
-    return 0
-
-
 def replay_one(cmds, texts, names_by_sha):
     port = redis_client.free_port()
     out = tempfile.mktemp(prefix="replay-cg.")
-    rs = start_redis(port, ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out])
+    rs = start_callgrind_redis(port, out)
     c = redis_client.connect("redis://127.0.0.1:%d" % port, timeout=600)
     sha = {}
     for name, text in texts.items():
@@ -221,18 +180,13 @@ def replay_one(cmds, texts, names_by_sha):
             # than it costs: no figure from this tree
             if cmd in (b"EVALSHA", b"EVALSHA_RO", b"EVAL"):
                 c.close()
-                rs.kill()
-                rs.wait()
+                kill(rs)
                 if os.path.exists(out):
                     os.unlink(out)
                 what = names_by_sha.get(args[1].decode(), "EVAL") if cmd != b"EVAL" else "EVAL"
                 sys.exit("replay: %s failed: %s" % (what, e))
         sent += 1
-    try:
-        c.call("SHUTDOWN", "NOSAVE")
-    except (ConnectionError, redis_client.RedisError, OSError):
-        pass
-    rs.wait(120)
+    shutdown(c, rs)
     return out, sent
 
 
@@ -252,10 +206,7 @@ def replay(path, n, srcs):
             recorded[args[1].decode()] = True
     # the recording's scripts are those of one of the trees, or of the build
     # that recorded; name them by trying each tree's texts
-    names = {}
-    for src in srcs:
-        for name, text in script_texts(src).items():
-            names.setdefault(hashlib.sha1(text).hexdigest(), name)
+    names = script_names(*srcs)
     unknown = [s for s in recorded if s not in names]
     if unknown:
         sys.exit("replay: scripts in %s that no tree given has: %s" % (path, ", ".join(unknown)))
